@@ -1,0 +1,194 @@
+"""Configuration of A2Gen (Action-Aware Generative Sequence Network, arXiv 2604.25834)."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import PretrainedConfig
+
+SHORT_VIDEO_ACTIONS = ["start", "like", "follow", "forward", "comment", "leave"]
+ECOMMERCE_ACTIONS = ["click", "collect", "cart", "buy", "leave"]
+PAD_ACTION = "<pad>"
+GENERATORS = ("iag", "eag")
+HISTORY_POOLINGS = ("sum", "mean")
+
+
+class A2GenConfigError(ValueError):
+    """Raised when an :class:`A2GenConfig` is built with values that cannot work together."""
+
+
+class A2GenConfig(PretrainedConfig):
+    r"""
+    Configuration of an A2Gen model: its action vocabulary, widths, the HSE history shape, the AAG generator and
+    the loss weights of the paper.
+
+    Action ids are fixed by ``action_names``: id 0 is padding (``<pad>``), ``action_names[i]`` has id ``i + 1``.
+    ``start_action`` opens every action sequence at t = 0 and ``end_action`` closes it (the user leaves).
+
+    Args:
+        action_names (`list[str]`): the data set's action vocabulary, without padding. Short-video default
+            ``start, like, follow, forward, comment, leave``; e-commerce ``click, collect, cart, buy, leave``.
+        start_action / end_action (`str`): the actions that open and close a sequence; both must be in
+            ``action_names``.
+        hidden_size (`int`): model width d of every CAM (default 32, the paper's embedding size).
+        num_attention_heads (`int`): heads per CAM (default 4); ``hidden_size`` must be divisible by it.
+        id_embedding_size (`int`): width of user / item / side-feature id embeddings.
+        action_embedding_size / time_embedding_size (`int`): an event is embedded as concat(time, action).
+        max_history_items (`int`): N, the number of history items HSE reads (the most recent are kept).
+        max_events_per_item (`int`): events per history item read by CAM_act.
+        max_actions (`int`): K, the number of actions generated after ``start`` (IAG slots).
+        generator (`str`): ``"iag"`` (implicit autoregression, the paper's best) or ``"eag"`` (explicit).
+        action_loss_weight / time_loss_weight / order_loss_weight / aux_loss_weight (`float`): the paper's
+            1 / 0.1 / 0.01 / 0.1.
+        num_time_frequencies (`int`): sinusoidal frequencies of the time encoding (0 = linear projection only).
+        time_log_mean / time_log_std (`float`): statistics of ``log1p(seconds)`` fitted by the tokenizer; the model
+            uses them only to report times in seconds and to place ``start`` at 0 s.
+        user_buckets / item_buckets / side_feature_buckets (`int`): hash-bucket counts (bucket 0 is padding).
+        num_item_side_features (`int`): side-feature fields per item (category, author, ...).
+        num_user_side_lists / user_side_list_length (`int`): user side lists (e.g. recently liked items),
+            each mean-pooled; the paper uses 5 lists of 20 ids.
+        history_pooling (`str`): how HSE reduces CAM outputs over positions: ``"sum"`` (the paper) or ``"mean"``.
+        hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
+        initializer_range (`float`): std of the normal initialisation of weights and embeddings.
+    """
+
+    model_type = "a2gen"
+
+    def __init__(
+        self,
+        action_names: list[str] | None = None,
+        start_action: str = "start",
+        end_action: str = "leave",
+        hidden_size: int = 32,
+        num_attention_heads: int = 4,
+        id_embedding_size: int = 32,
+        action_embedding_size: int = 16,
+        time_embedding_size: int = 16,
+        max_history_items: int = 100,
+        max_events_per_item: int = 6,
+        max_actions: int = 6,
+        generator: str = "iag",
+        action_loss_weight: float = 1.0,
+        time_loss_weight: float = 0.1,
+        order_loss_weight: float = 0.01,
+        aux_loss_weight: float = 0.1,
+        num_time_frequencies: int = 8,
+        time_log_mean: float = 0.0,
+        time_log_std: float = 1.0,
+        user_buckets: int = 100_000,
+        item_buckets: int = 1_000_000,
+        side_feature_buckets: int = 100_000,
+        num_item_side_features: int = 0,
+        num_user_side_lists: int = 0,
+        user_side_list_length: int = 20,
+        history_pooling: str = "sum",
+        hidden_dropout_prob: float = 0.0,
+        attention_probs_dropout_prob: float = 0.0,
+        embedding_dropout_prob: float = 0.0,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        self.action_names = list(action_names) if action_names is not None else list(SHORT_VIDEO_ACTIONS)
+        self.start_action = start_action
+        self.end_action = end_action
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.id_embedding_size = id_embedding_size
+        self.action_embedding_size = action_embedding_size
+        self.time_embedding_size = time_embedding_size
+        self.max_history_items = max_history_items
+        self.max_events_per_item = max_events_per_item
+        self.max_actions = max_actions
+        self.generator = generator
+        self.action_loss_weight = action_loss_weight
+        self.time_loss_weight = time_loss_weight
+        self.order_loss_weight = order_loss_weight
+        self.aux_loss_weight = aux_loss_weight
+        self.num_time_frequencies = num_time_frequencies
+        self.time_log_mean = time_log_mean
+        self.time_log_std = time_log_std
+        self.user_buckets = user_buckets
+        self.item_buckets = item_buckets
+        self.side_feature_buckets = side_feature_buckets
+        self.num_item_side_features = num_item_side_features
+        self.num_user_side_lists = num_user_side_lists
+        self.user_side_list_length = user_side_list_length
+        self.history_pooling = history_pooling
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.embedding_dropout_prob = embedding_dropout_prob
+        self.initializer_range = initializer_range
+        self._validate()
+        kwargs.setdefault("pad_token_id", 0)
+        kwargs.setdefault("bos_token_id", self.start_action_id)
+        kwargs.setdefault("eos_token_id", self.end_action_id)
+        super().__init__(**kwargs)
+
+    # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
+    @property
+    def vocab_size(self) -> int:
+        return len(self.action_names) + 1
+
+    @property
+    def id_to_action(self) -> list[str]:
+        return [PAD_ACTION, *self.action_names]
+
+    def action_id(self, name: str) -> int:
+        if name not in self.action_names:
+            raise A2GenConfigError(f"Unknown action {name!r}; this model's actions are {self.action_names}.")
+        return self.action_names.index(name) + 1
+
+    @property
+    def start_action_id(self) -> int:
+        return self.action_id(self.start_action)
+
+    @property
+    def end_action_id(self) -> int:
+        return self.action_id(self.end_action)
+
+    @property
+    def start_time(self) -> float:
+        """Normalised time of 0 seconds, where every sequence starts."""
+        return (math.log1p(0.0) - self.time_log_mean) / self.time_log_std
+
+    def _validate(self) -> None:
+        problems = []
+        names = self.action_names
+        if len(set(names)) != len(names):
+            problems.append(f"action_names has duplicates: {names}; list each action once.")
+        if PAD_ACTION in names:
+            problems.append(f"action_names must not contain {PAD_ACTION!r}: id 0 is reserved for padding.")
+        for role in ("start_action", "end_action"):
+            if getattr(self, role) not in names:
+                problems.append(f"{role}={getattr(self, role)!r} is not in action_names={names}; add it or pick one.")
+        if self.start_action == self.end_action:
+            problems.append("start_action and end_action must differ.")
+        if self.generator not in GENERATORS:
+            problems.append(f"generator={self.generator!r} is unknown; use one of {list(GENERATORS)}.")
+        if self.history_pooling not in HISTORY_POOLINGS:
+            problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
+        if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:
+            problems.append(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
+                "change one so that hidden_size % num_attention_heads == 0 (e.g. 32 and 4)."
+            )
+        for field in (
+            "hidden_size", "id_embedding_size", "action_embedding_size", "time_embedding_size",
+            "max_history_items", "max_events_per_item", "max_actions", "user_buckets", "item_buckets",
+            "side_feature_buckets", "user_side_list_length",
+        ):
+            if int(getattr(self, field)) < 1:
+                problems.append(f"{field}={getattr(self, field)} must be a positive integer.")
+        for field in ("num_item_side_features", "num_user_side_lists", "num_time_frequencies"):
+            if int(getattr(self, field)) < 0:
+                problems.append(f"{field}={getattr(self, field)} must be >= 0.")
+        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "embedding_dropout_prob"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                problems.append(f"{field}={getattr(self, field)} must be in [0, 1).")
+        for field in ("action_loss_weight", "time_loss_weight", "order_loss_weight", "aux_loss_weight"):
+            if getattr(self, field) < 0:
+                problems.append(f"{field}={getattr(self, field)} must be >= 0.")
+        if not self.time_log_std > 0:
+            problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
+        if problems:
+            raise A2GenConfigError("Invalid A2GenConfig:\n  - " + "\n  - ".join(problems))

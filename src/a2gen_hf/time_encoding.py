@@ -1,0 +1,42 @@
+"""The one time encoding of a2gen_hf: log-seconds, standardised with statistics fitted on training data.
+
+``z = (log1p(seconds) - mean) / std`` maps seconds-to-days gaps onto a unit scale; the inverse is
+``seconds = expm1(z * std + mean)``, clipped at 0 so a slightly negative prediction reads as 0 s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+
+
+def normalize_seconds(seconds, mean: float, std: float):
+    """Seconds (float, numpy array or tensor, >= 0) -> normalised times of the same type."""
+    if isinstance(seconds, torch.Tensor):
+        return (torch.log1p(seconds) - mean) / std
+    if isinstance(seconds, np.ndarray):
+        return (np.log1p(seconds) - mean) / std
+    return (math.log1p(seconds) - mean) / std
+
+
+def denormalize_times(times, mean: float, std: float):
+    """Normalised times -> seconds (>= 0), same type as the input."""
+    if isinstance(times, torch.Tensor):
+        return torch.expm1(times * std + mean).clamp_min(0.0)
+    if isinstance(times, np.ndarray):
+        return np.maximum(np.expm1(times * std + mean), 0.0)
+    return max(math.expm1(times * std + mean), 0.0)
+
+
+def fit_log_statistics(seconds: Iterable[float]) -> tuple[float, float]:
+    """Mean and standard deviation of ``log1p(seconds)`` over finite, non-negative values (std floored at 1e-3)."""
+    values = np.asarray(list(seconds), dtype=np.float64)
+    values = values[np.isfinite(values) & (values >= 0)]
+    if values.size == 0:
+        raise ValueError("Cannot fit time statistics: no finite, non-negative times were given.")
+    logs = np.log1p(values)
+    return float(logs.mean()), float(max(logs.std(), 1e-3))
