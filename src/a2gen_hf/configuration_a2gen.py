@@ -37,7 +37,9 @@ class A2GenConfig(PretrainedConfig):
         max_history_items (`int`): N, the number of history items HSE reads (the most recent are kept).
         max_events_per_item (`int`): events per history item read by CAM_act.
         max_actions (`int`): K, the number of actions generated after ``start`` (IAG slots).
-        generator (`str`): ``"iag"`` (implicit autoregression, the paper's best) or ``"eag"`` (explicit).
+        generator_type (`str`): ``"iag"`` (implicit autoregression, the paper's best) or ``"eag"`` (explicit).
+            ``generator=`` is accepted as an alias; the attribute is not called ``generator`` because transformers
+            reads a config attribute of that name as a sub-model config.
         action_loss_weight / time_loss_weight / order_loss_weight / aux_loss_weight (`float`): the paper's
             1 / 0.1 / 0.01 / 0.1.
         num_time_frequencies (`int`): sinusoidal frequencies of the time encoding (0 = linear projection only).
@@ -67,7 +69,7 @@ class A2GenConfig(PretrainedConfig):
         max_history_items: int = 100,
         max_events_per_item: int = 6,
         max_actions: int = 6,
-        generator: str = "iag",
+        generator_type: str = "iag",
         action_loss_weight: float = 1.0,
         time_loss_weight: float = 0.1,
         order_loss_weight: float = 0.01,
@@ -99,7 +101,7 @@ class A2GenConfig(PretrainedConfig):
         self.max_history_items = max_history_items
         self.max_events_per_item = max_events_per_item
         self.max_actions = max_actions
-        self.generator = generator
+        self.generator_type = kwargs.pop("generator", generator_type)
         self.action_loss_weight = action_loss_weight
         self.time_loss_weight = time_loss_weight
         self.order_loss_weight = order_loss_weight
@@ -163,8 +165,8 @@ class A2GenConfig(PretrainedConfig):
                 problems.append(f"{role}={getattr(self, role)!r} is not in action_names={names}; add it or pick one.")
         if self.start_action == self.end_action:
             problems.append("start_action and end_action must differ.")
-        if self.generator not in GENERATORS:
-            problems.append(f"generator={self.generator!r} is unknown; use one of {list(GENERATORS)}.")
+        if self.generator_type not in GENERATORS:
+            problems.append(f"generator={self.generator_type!r} is unknown; use one of {list(GENERATORS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:

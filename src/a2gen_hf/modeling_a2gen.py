@@ -1,0 +1,840 @@
+"""PyTorch A2Gen: CAM, HSE and the action-sequence generators (EAG / IAG) of arXiv 2604.25834.
+
+Reading guide (the paper's figures in code):
+
+- ``ContextAwareAttention`` is CAM (``img/cam.png``): queries from [sequence ; context], keys and values from the
+  sequence, one output projection per head, a context gate over heads, plus a residual from the context.
+- ``HierarchicalSequenceEncoder`` is HSE (``img/hse.png``): CAM_act over each history item's action events
+  (context = that item) gives Seq_j; CAM_item over [item_j ; Seq_j] (context = the target item) gives Vec_hist.
+- ``ExplicitActionGenerator`` is EAG (``img/agen.png``) and ``ImplicitActionGenerator`` is IAG
+  (``img/iagen.png``); both build on CAM_gen with the context [user ; Vec_hist ; target item].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import DynamicCache
+from transformers.utils import ModelOutput
+
+from .configuration_a2gen import A2GenConfig
+from .generation_a2gen import A2GenGenerationMixin
+from .time_encoding import denormalize_times
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class A2GenModelOutput(ModelOutput):
+    """
+    Output of :class:`A2GenModel` (the encoder: embeddings, CAM_act, CAM_item).
+
+    Args:
+        history_representation (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): Vec_hist.
+        item_sequence_representations (`torch.FloatTensor` of shape `(batch_size, num_history_items, hidden_size)`):
+            Seq_j, the level-1 summary of each history item's action events (zeros for padding items).
+        user_features (`torch.FloatTensor` of shape `(batch_size, user_feature_size)`).
+        target_item_features (`torch.FloatTensor` of shape `(batch_size, item_feature_size)`).
+        generation_context (`torch.FloatTensor` of shape `(batch_size, context_size)`): [user ; Vec_hist ; item],
+            the context of CAM_gen.
+        hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`): event embeddings
+            `(B, N, E, event_size)`, CAM_act outputs `(B, N, E, d)`, CAM_item inputs `(B, N, item_feature_size + d)`
+            and CAM_item outputs `(B, N, d)`.
+        attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`): CAM_act probabilities
+            `(B, N, heads, E, E)` and CAM_item probabilities `(B, heads, N, N)`.
+    """
+
+    history_representation: torch.FloatTensor | None = None
+    item_sequence_representations: torch.FloatTensor | None = None
+    user_features: torch.FloatTensor | None = None
+    target_item_features: torch.FloatTensor | None = None
+    generation_context: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class A2GenActionGenerationOutput(ModelOutput):
+    """
+    Output of :class:`A2GenForActionGeneration`. Position ``i`` of ``logits`` / ``times`` predicts action ``i + 1``
+    of the sequence (the action after ``start`` is position 0).
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, with `labels`): the weighted sum of the parts below.
+        action_loss / time_loss / order_loss / aux_action_loss / aux_time_loss (`torch.FloatTensor` of shape `()`):
+            masked cross-entropy, time MSE, time-order hinge and (IAG) the auxiliary heads' cross-entropy and MSE;
+            unweighted.
+        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`): action scores; ``start``
+            is masked out (it is never predicted).
+        times (`torch.FloatTensor` of shape `(batch_size, sequence_length)`): predicted normalised times.
+        aux_logits / aux_times: IAG only, the auxiliary heads on the slots (same shapes).
+        cache (`DynamicCache`): EAG only, CAM_gen keys and values when `use_cache=True`.
+        history_representation (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): Vec_hist.
+        hidden_states / attentions: the encoder's (see :class:`A2GenModelOutput`) followed by the generator's
+            CAM_gen outputs `(B, T, d)` / probabilities `(B, heads, T, T_keys)`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    action_loss: torch.FloatTensor | None = None
+    time_loss: torch.FloatTensor | None = None
+    order_loss: torch.FloatTensor | None = None
+    aux_action_loss: torch.FloatTensor | None = None
+    aux_time_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    times: torch.FloatTensor | None = None
+    aux_logits: torch.FloatTensor | None = None
+    aux_times: torch.FloatTensor | None = None
+    cache: DynamicCache | None = None
+    history_representation: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class A2GenActionPrediction(ModelOutput):
+    """
+    Ranking scores from :meth:`A2GenForActionGeneration.predict_actions`, indexed by action id (column 0 is padding).
+
+    Args:
+        action_probabilities (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): P(the action happens).
+        expected_times (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): expected normalised time of the
+            action's first occurrence, given that it happens.
+        expected_seconds (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): the same in seconds; the column
+            of the end action is the predicted watch (leave) time.
+    """
+
+    action_probabilities: torch.FloatTensor | None = None
+    expected_times: torch.FloatTensor | None = None
+    expected_seconds: torch.FloatTensor | None = None
+
+
+class A2GenTimeEncoding(nn.Module):
+    """Normalised time `(...)` -> `(..., time_embedding_size)` from [z, sin(f_k z), cos(f_k z)] and a linear map."""
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        self.num_frequencies = config.num_time_frequencies
+        self.projection = nn.Linear(1 + 2 * self.num_frequencies, config.time_embedding_size)
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        times = times.unsqueeze(-1)
+        if self.num_frequencies:
+            # Geometric frequencies from 0.5 to 16 per unit of z resolve both seconds and days on the log scale.
+            exponents = torch.arange(self.num_frequencies, device=times.device, dtype=times.dtype)
+            frequencies = 0.5 * 32.0 ** (exponents / max(self.num_frequencies - 1, 1))
+            angles = times * frequencies
+            times = torch.cat([times, torch.sin(angles), torch.cos(angles)], dim=-1)
+        return self.projection(times)
+
+
+class A2GenEventEmbedding(nn.Module):
+    """An event (action id, normalised time) -> concat(time embedding, action embedding); zero where absent."""
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        self.action_embeddings = nn.Embedding(config.vocab_size, config.action_embedding_size, padding_idx=0)
+        self.time_encoding = A2GenTimeEncoding(config)
+        self.output_size = config.action_embedding_size + config.time_embedding_size
+
+    def forward(
+        self, action_ids: torch.LongTensor, times: torch.Tensor, time_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`action_ids`, `times`, `time_mask`: `(...)` -> `(..., output_size)`."""
+        present = (action_ids != 0).unsqueeze(-1)
+        time_embedding = self.time_encoding(times)
+        if time_mask is not None:
+            # An unknown time must not look like "0 s": its time embedding is zeroed, the action embedding stays.
+            time_embedding = time_embedding * time_mask.unsqueeze(-1).to(time_embedding.dtype)
+        event = torch.cat([time_embedding, self.action_embeddings(action_ids)], dim=-1)
+        return event * present.to(event.dtype)
+
+
+class A2GenFeatureEmbeddings(nn.Module):
+    """Hashed id tables for users, items (target, history and user side lists) and item side features."""
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        width = config.id_embedding_size
+        self.num_item_side_features = config.num_item_side_features
+        self.num_user_side_lists = config.num_user_side_lists
+        self.item_embeddings = nn.Embedding(config.item_buckets, width, padding_idx=0)
+        self.user_embeddings = nn.Embedding(config.user_buckets, width, padding_idx=0)
+        self.side_feature_embeddings = (
+            nn.Embedding(config.side_feature_buckets, width, padding_idx=0) if self.num_item_side_features else None
+        )
+        self.user_side_mlp = (
+            nn.Sequential(nn.Linear(self.num_user_side_lists * width, width), nn.ReLU())
+            if self.num_user_side_lists
+            else None
+        )
+        self.dropout = nn.Dropout(config.embedding_dropout_prob)
+        self.item_feature_size = width * (1 + self.num_item_side_features)
+        self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
+
+    def item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
+        """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`."""
+        features = self.dropout(self.item_embeddings(item_ids))
+        if self.side_feature_embeddings is None:
+            return features
+        if side_ids is None:
+            raise ValueError(
+                f"This model reads {self.num_item_side_features} item side features: pass `item_side_ids` and "
+                "`history_item_side_ids` (the collator builds them), or use a config with num_item_side_features=0."
+            )
+        side = self.dropout(self.side_feature_embeddings(side_ids)).flatten(-2)
+        return torch.cat([features, side], dim=-1)
+
+    def user_features(self, user_ids: torch.LongTensor, user_side_ids: torch.LongTensor | None) -> torch.Tensor:
+        """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`."""
+        features = self.dropout(self.user_embeddings(user_ids))
+        if self.user_side_mlp is None:
+            return features
+        if user_side_ids is None:
+            raise ValueError(
+                f"This model reads {self.num_user_side_lists} user side lists: pass `user_side_ids` of shape "
+                "(batch, lists, length), or use a config with num_user_side_lists=0."
+            )
+        present = (user_side_ids != 0).unsqueeze(-1).float()
+        pooled = (self.item_embeddings(user_side_ids) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
+        return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
+
+
+def _masked_pool(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Sum (or mean) of `values` `(..., L, d)` over valid positions `mask` `(..., L)`."""
+    weights = mask.unsqueeze(-1).to(values.dtype)
+    pooled = (values * weights).sum(-2)
+    if mode == "mean":
+        pooled = pooled / weights.sum(-2).clamp_min(1.0)
+    return pooled
+
+
+class ContextAwareAttention(nn.Module):
+    """
+    CAM, the Context-aware Attention Module (paper Fig. "CAM").
+
+    Each head is a separate sub self-attention layer over the sequence whose queries see [sequence ; context];
+    its output is projected back to width d on its own, and a softmax gate computed from the context weighs the
+    heads. The projected context is added as a residual. The query map is kept as two parts,
+    ``query_from_sequence`` and ``query_from_context``, which equals one linear map of [S ; c] and lets serving
+    reuse the sequence part across candidates.
+    """
+
+    def __init__(
+        self, sequence_size: int, context_size: int, hidden_size: int, num_heads: int, attention_dropout: float = 0.0
+    ):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        self.sequence_projection = nn.Linear(sequence_size, hidden_size)
+        self.context_projection = nn.Linear(context_size, hidden_size)
+        self.query_from_sequence = nn.Linear(hidden_size, hidden_size)
+        self.query_from_context = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.head_output_weight = nn.Parameter(torch.empty(num_heads, self.head_size, hidden_size))
+        self.head_output_bias = nn.Parameter(torch.empty(num_heads, hidden_size))
+        self.head_gate = nn.Linear(hidden_size, num_heads)
+        self.attention_dropout = nn.Dropout(attention_dropout)
+
+    def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = states.shape
+        return states.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)
+
+    def forward(
+        self,
+        sequence: torch.Tensor,
+        context: torch.Tensor,
+        sequence_mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: DynamicCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            sequence: `(B, L, sequence_size)`; context: `(B, context_size)`.
+            sequence_mask: `(B, L)`, true at real positions; padding positions neither attend nor are attended to.
+            causal: position i only sees positions <= i (with a cache, positions are offset by its length).
+            cache: EAG decoding; keys and values of earlier positions, extended in place.
+        Returns:
+            output `(B, L, d)` (zero at padding positions), attention probabilities `(B, heads, L, L_keys)` and the
+            head gate `(B, heads)` (sums to one).
+        """
+        projected = self.sequence_projection(sequence)
+        projected_context = self.context_projection(context)
+        queries = self.query_from_sequence(projected) + self.query_from_context(projected_context).unsqueeze(1)
+        queries = self._split_heads(queries)
+        keys = self._split_heads(self.key(projected))
+        values = self._split_heads(self.value(projected))
+        past_length = 0
+        if cache is not None:
+            past_length = cache.get_seq_length()
+            keys, values = cache.update(keys, values, 0)
+
+        scores = queries @ keys.transpose(-1, -2) / math.sqrt(self.head_size)
+        key_count = keys.shape[-2]
+        allowed = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device)
+        if causal:
+            query_positions = torch.arange(past_length, past_length + scores.shape[-2], device=scores.device)
+            allowed = torch.arange(key_count, device=scores.device)[None, :] <= query_positions[:, None]
+        allowed = allowed[None, None]
+        if sequence_mask is not None:
+            key_mask = sequence_mask.bool()
+            if key_mask.shape[-1] != key_count:  # cached keys come from real (unpadded) prefix positions
+                key_mask = F.pad(key_mask, (key_count - key_mask.shape[-1], 0), value=True)
+            allowed = allowed & key_mask[:, None, None, :]
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
+        probabilities = torch.softmax(scores, dim=-1) * allowed.to(scores.dtype)
+        head_states = self.attention_dropout(probabilities) @ values
+        head_outputs = torch.einsum("bhld,hde->bhle", head_states, self.head_output_weight)
+        head_outputs = head_outputs + self.head_output_bias[None, :, None, :]
+        gate = torch.softmax(self.head_gate(projected_context), dim=-1)
+        output = torch.einsum("bh,bhle->ble", gate, head_outputs) + projected_context.unsqueeze(1)
+        if sequence_mask is not None:
+            output = output * sequence_mask.unsqueeze(-1).to(output.dtype)
+        return output, probabilities, gate
+
+
+class HierarchicalSequenceEncoder(nn.Module):
+    """
+    HSE (paper Fig. "HSE"). Level 1: CAM_act over each history item's action events with that item's features as
+    context, pooled over events -> Seq_j. Level 2: CAM_item over [item_j ; Seq_j] with the target item's features
+    as context, pooled over history positions -> Vec_hist. Level 1 does not depend on the target item.
+    """
+
+    def __init__(self, config: A2GenConfig, event_size: int, item_feature_size: int):
+        super().__init__()
+        d, heads, dropout = config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob
+        self.pooling = config.history_pooling
+        self.action_attention = ContextAwareAttention(event_size, item_feature_size, d, heads, dropout)
+        self.item_attention = ContextAwareAttention(item_feature_size + d, item_feature_size, d, heads, dropout)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def encode_items(
+        self, history_item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Level 1. `(B, N, Fi)`, `(B, N, E, De)`, `(B, N, E)` -> Seq `(B, N, d)`, CAM_act outputs, probabilities."""
+        batch, items, events, _ = event_embeddings.shape
+        outputs, probabilities, _ = self.action_attention(
+            event_embeddings.reshape(batch * items, events, -1),
+            history_item_features.reshape(batch * items, -1),
+            event_mask.reshape(batch * items, events),
+        )
+        outputs = self.dropout(outputs.view(batch, items, events, -1))
+        item_sequences = _masked_pool(outputs, event_mask, self.pooling)
+        return item_sequences, outputs, probabilities.view(batch, items, *probabilities.shape[1:])
+
+    def forward(
+        self,
+        history_item_features: torch.Tensor,
+        event_embeddings: torch.Tensor,
+        event_mask: torch.Tensor,
+        history_mask: torch.Tensor,
+        target_item_features: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        item_sequences, level1_outputs, level1_probabilities = self.encode_items(
+            history_item_features, event_embeddings, event_mask
+        )
+        item_sequences = item_sequences * history_mask.unsqueeze(-1).to(item_sequences.dtype)
+        level2_inputs = torch.cat([history_item_features, item_sequences], dim=-1)
+        level2_outputs, level2_probabilities, _ = self.item_attention(
+            level2_inputs, target_item_features, history_mask
+        )
+        level2_outputs = self.dropout(level2_outputs)
+        return {
+            "history_representation": _masked_pool(level2_outputs, history_mask, self.pooling),
+            "item_sequences": item_sequences,
+            "level1_outputs": level1_outputs,
+            "level1_probabilities": level1_probabilities,
+            "level2_inputs": level2_inputs,
+            "level2_outputs": level2_outputs,
+            "level2_probabilities": level2_probabilities,
+        }
+
+
+class A2GenActionHeads(nn.Module):
+    """Per-position action classification (start masked out) and time regression."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, start_action_id: int):
+        super().__init__()
+        self.action = nn.Linear(hidden_size, vocab_size)
+        self.time = nn.Linear(hidden_size, 1)
+        self.start_action_id = start_action_id
+
+    def forward(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, T, d)` -> logits `(B, T, vocab_size)`, times `(B, T)`."""
+        logits = self.action(states)
+        logits[..., self.start_action_id] = torch.finfo(logits.dtype).min
+        return logits, self.time(states).squeeze(-1)
+
+
+class ExplicitActionGenerator(nn.Module):
+    """
+    EAG (paper Fig. "AGen"): CAM_gen with a causal mask over the embedded (action, time) sequence so far; the
+    output at position i predicts action i + 1 and its time. Decoding feeds each prediction back, with a cache.
+    """
+
+    def __init__(self, config: A2GenConfig, context_size: int):
+        super().__init__()
+        self.event_embedding = A2GenEventEmbedding(config)
+        self.position_embeddings = nn.Embedding(config.max_actions + 1, self.event_embedding.output_size)
+        self.generation_attention = ContextAwareAttention(
+            self.event_embedding.output_size,
+            context_size,
+            config.hidden_size,
+            config.num_attention_heads,
+            config.attention_probs_dropout_prob,
+        )
+        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.start_action_id)
+        self.max_positions = config.max_actions + 1
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        action_ids: torch.LongTensor,
+        action_times: torch.Tensor,
+        cache: DynamicCache | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """`context` `(B, C)`, `action_ids` / `action_times` `(B, T)` (continuing `cache` if given)."""
+        past_length = cache.get_seq_length() if cache is not None else 0
+        length = action_ids.shape[1]
+        if past_length + length > self.max_positions:
+            raise ValueError(
+                f"EAG reads at most max_actions + 1 = {self.max_positions} actions, got {past_length + length}; "
+                "shorten the sequence or build the model with a larger max_actions."
+            )
+        positions = torch.arange(past_length, past_length + length, device=action_ids.device)
+        events = self.event_embedding(action_ids, action_times) + self.position_embeddings(positions)
+        mask = action_ids != 0
+        states, probabilities, _ = self.generation_attention(events, context, mask, causal=True, cache=cache)
+        logits, times = self.heads(states)
+        return {"logits": logits, "times": times, "states": states, "probabilities": probabilities}
+
+
+class ImplicitActionGenerator(nn.Module):
+    """
+    IAG (paper Fig. "IAGen"): K slots from the context (one linear map per slot of the tiled context), auxiliary
+    heads read action logits and a time from each slot, then CAM_gen (no causal mask) runs over
+    [slot ; action logits ; time] and the final heads predict each slot's action and time. The logits, not sampled
+    tokens, carry the autoregression.
+    """
+
+    def __init__(self, config: A2GenConfig, context_size: int):
+        super().__init__()
+        self.num_slots = config.max_actions
+        self.hidden_size = config.hidden_size
+        self.slot_projection = nn.Linear(context_size, self.num_slots * config.hidden_size)
+        self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.start_action_id)
+        self.generation_attention = ContextAwareAttention(
+            config.hidden_size + config.vocab_size + 1,
+            context_size,
+            config.hidden_size,
+            config.num_attention_heads,
+            config.attention_probs_dropout_prob,
+        )
+        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.start_action_id)
+
+    def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`context` `(B, C)` -> logits `(B, K, V)`, times `(B, K)` and the auxiliary heads' outputs."""
+        slots = torch.relu(self.slot_projection(context)).view(-1, self.num_slots, self.hidden_size)
+        aux_logits, aux_times = self.aux_heads(slots)
+        # Softmax keeps the masked start logit (finfo.min) out of the features while passing the distribution on.
+        slot_features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
+        states, probabilities, _ = self.generation_attention(slot_features, context)
+        logits, times = self.heads(states)
+        return {
+            "logits": logits,
+            "times": times,
+            "aux_logits": aux_logits,
+            "aux_times": aux_times,
+            "states": states,
+            "probabilities": probabilities,
+        }
+
+
+class A2GenPreTrainedModel(PreTrainedModel):
+    config_class = A2GenConfig
+    config: A2GenConfig
+    base_model_prefix = "a2gen"
+    main_input_name = "history_item_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = []
+    # forward names every argument; Trainer must not pass num_items_in_batch (the loss is a per-batch mean).
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Embeddings ~ N(0, initializer_range) (padding rows zero); linear maps LeCun-normal so depth keeps scale."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=module.in_features**-0.5)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, ContextAwareAttention):
+            init.normal_(module.head_output_weight, mean=0.0, std=module.head_size**-0.5)
+            init.zeros_(module.head_output_bias)
+
+
+_HISTORY_ARGS_DOC = r"""
+        user_ids (`torch.LongTensor` of shape `(B,)`): hashed user ids.
+        item_ids (`torch.LongTensor` of shape `(B,)`): hashed target (candidate) item ids.
+        history_item_ids (`torch.LongTensor` of shape `(B, N)`): hashed history item ids, 0 = padding item.
+        history_action_ids (`torch.LongTensor` of shape `(B, N, E)`): action ids of each history item's events.
+        history_action_times (`torch.FloatTensor` of shape `(B, N, E)`): their normalised times.
+        history_time_mask (`torch.LongTensor` of shape `(B, N, E)`, *optional*): 0 where an event's time is unknown.
+        history_mask (`torch.LongTensor` of shape `(B, N)`, *optional*): 1 = real item; default `history_item_ids != 0`.
+        item_side_ids (`(B, F)`), history_item_side_ids (`(B, N, F)`), user_side_ids (`(B, S, L)`), *optional*:
+            hashed side features, required when the config declares them.
+"""
+
+
+class A2GenModel(A2GenPreTrainedModel):
+    __doc__ = r"""
+    The A2Gen encoder: feature embeddings, HSE (CAM_act then CAM_item) and the generation context.
+
+    Args (forward):""" + _HISTORY_ARGS_DOC
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__(config)
+        self.features = A2GenFeatureEmbeddings(config)
+        self.event_embedding = A2GenEventEmbedding(config)
+        self.encoder = HierarchicalSequenceEncoder(
+            config, self.event_embedding.output_size, self.features.item_feature_size
+        )
+        self.context_size = self.features.user_feature_size + config.hidden_size + self.features.item_feature_size
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.features.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.features.item_embeddings = value
+
+    def forward(
+        self,
+        user_ids: torch.LongTensor,
+        item_ids: torch.LongTensor,
+        history_item_ids: torch.LongTensor,
+        history_action_ids: torch.LongTensor,
+        history_action_times: torch.FloatTensor,
+        history_time_mask: torch.LongTensor | None = None,
+        history_mask: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+        history_item_side_ids: torch.LongTensor | None = None,
+        user_side_ids: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> A2GenModelOutput | tuple:
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _check_history_shapes(history_item_ids, history_action_ids, history_action_times)
+
+        if history_mask is None:
+            history_mask = history_item_ids != 0
+        history_mask = history_mask.bool()
+        event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
+
+        user_features = self.features.user_features(user_ids, user_side_ids)
+        target_item_features = self.features.item_features(item_ids, item_side_ids)
+        history_item_features = self.features.item_features(history_item_ids, history_item_side_ids)
+        event_embeddings = self.event_embedding(
+            history_action_ids * event_mask, history_action_times, history_time_mask
+        )
+        encoded = self.encoder(
+            history_item_features, event_embeddings, event_mask, history_mask, target_item_features
+        )
+        history_representation = encoded["history_representation"]
+        generation_context = torch.cat([user_features, history_representation, target_item_features], dim=-1)
+
+        hidden_states = (
+            (event_embeddings, encoded["level1_outputs"], encoded["level2_inputs"], encoded["level2_outputs"])
+            if output_hidden_states
+            else None
+        )
+        attentions = (
+            (encoded["level1_probabilities"], encoded["level2_probabilities"]) if output_attentions else None
+        )
+        output = A2GenModelOutput(
+            history_representation=history_representation,
+            item_sequence_representations=encoded["item_sequences"],
+            user_features=user_features,
+            target_item_features=target_item_features,
+            generation_context=generation_context,
+            hidden_states=hidden_states,
+            attentions=attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+def _check_history_shapes(history_item_ids, history_action_ids, history_action_times) -> None:
+    if history_item_ids.dim() != 2:
+        raise ValueError(f"history_item_ids must be (batch, items), got shape {tuple(history_item_ids.shape)}.")
+    if history_action_ids.shape[:2] != history_item_ids.shape or history_action_ids.dim() != 3:
+        raise ValueError(
+            f"history_action_ids must be (batch, items, events) = {tuple(history_item_ids.shape)} + (events,), "
+            f"got {tuple(history_action_ids.shape)}."
+        )
+    if history_action_times.shape != history_action_ids.shape:
+        raise ValueError(
+            f"history_action_times {tuple(history_action_times.shape)} must have the shape of history_action_ids "
+            f"{tuple(history_action_ids.shape)}."
+        )
+    if history_action_times.is_floating_point() and not torch.isfinite(history_action_times).all():
+        raise ValueError(
+            "history_action_times holds NaN or inf; encode unknown times as 0.0 with history_time_mask = 0 "
+            "(the tokenizer and collator do this)."
+        )
+
+
+def action_sequence_loss(
+    config: A2GenConfig,
+    generated: dict[str, torch.Tensor],
+    labels: torch.LongTensor,
+    label_times: torch.FloatTensor,
+    label_time_mask: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    """
+    The paper's objective on one batch. `labels` / `label_times` / `label_time_mask` are `(B, T)` with `start` at
+    position 0; `generated["logits"]` `(B, P, V)` predicts labels 1..P. Every part is summed over positions and
+    averaged over examples, so it does not depend on how far a batch is padded.
+
+    - action: cross-entropy over positions up to the first end (or padding) target, ignoring -100;
+      IAG's fixed K slots all count, padding slots predicting the end of the sequence;
+    - time: squared error on positions with a known time (`label_time_mask`);
+    - order: hinge on predicted times that go backwards, from `start` up to the first predicted end;
+    - aux (IAG): cross-entropy and squared error of the auxiliary slot heads.
+    """
+    logits, times = generated["logits"], generated["times"]
+    positions = logits.shape[1]
+    targets = labels[:, 1:]
+    target_times = label_times[:, 1:].to(times.dtype)
+    time_known = (targets > 0) if label_time_mask is None else label_time_mask[:, 1:].bool() & (targets > 0)
+    if targets.shape[1] > positions:
+        if (targets[:, positions:] > 0).any():
+            raise ValueError(
+                f"labels hold {targets.shape[1]} actions after start but the model predicts {positions} "
+                f"(config.max_actions={config.max_actions}); truncate the labels or raise max_actions."
+            )
+        targets, target_times, time_known = targets[:, :positions], target_times[:, :positions], time_known[:, :positions]
+    elif targets.shape[1] < positions:
+        pad = positions - targets.shape[1]
+        targets = F.pad(targets, (0, pad), value=0)
+        target_times = F.pad(target_times, (0, pad), value=0.0)
+        time_known = F.pad(time_known, (0, pad), value=False)
+
+    counted = targets != IGNORE_INDEX
+    if config.generator_type == "eag":
+        # Positions after the sequence has ended carry no information for a decoder that stops there.
+        ended = (targets == config.end_action_id) | (targets == 0)
+        after_end = (ended.long().cumsum(1) - ended.long()) > 0
+        counted = counted & ~after_end
+    safe_targets = targets.clamp_min(0)
+
+    def cross_entropy(scores: torch.Tensor) -> torch.Tensor:
+        per_position = F.cross_entropy(scores.transpose(1, 2).float(), safe_targets, reduction="none")
+        return (per_position * counted).sum(1).mean()
+
+    def squared_error(predicted: torch.Tensor) -> torch.Tensor:
+        weights = (time_known & counted).to(predicted.dtype)
+        return (((predicted - target_times) ** 2) * weights).sum(1).mean()
+
+    predicted_actions = logits.argmax(-1)
+    predicted_end = predicted_actions == config.end_action_id
+    # Count pairs up to and including the first predicted end action.
+    before_end = (predicted_end.long().cumsum(1) - predicted_end.long()) == 0
+    previous_times = torch.cat([torch.full_like(times[:, :1], config.start_time), times[:, :-1]], dim=1)
+    order = (torch.relu(previous_times - times) * before_end).sum(1).mean()
+
+    parts = {"action_loss": cross_entropy(logits), "time_loss": squared_error(times), "order_loss": order}
+    loss = (
+        config.action_loss_weight * parts["action_loss"]
+        + config.time_loss_weight * parts["time_loss"]
+        + config.order_loss_weight * parts["order_loss"]
+    )
+    if "aux_logits" in generated:
+        parts["aux_action_loss"] = cross_entropy(generated["aux_logits"])
+        parts["aux_time_loss"] = squared_error(generated["aux_times"])
+        loss = loss + config.aux_loss_weight * (parts["aux_action_loss"] + parts["aux_time_loss"])
+    parts["loss"] = loss
+    return parts
+
+
+class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
+    __doc__ = r"""
+    A2Gen with its Action-seq Autoregressive Generator (AAG): the encoder (:class:`A2GenModel`) followed by EAG or
+    IAG (`config.generator`). Trains on the paper's loss, ranks with :meth:`predict_actions` and generates timed
+    action sequences with :meth:`generate`.
+
+    Args (forward):""" + _HISTORY_ARGS_DOC + r"""
+        labels (`torch.LongTensor` of shape `(B, T)`, *optional*): the target sequence `start, a1, ..., end, pad...`.
+        label_times (`torch.FloatTensor` of shape `(B, T)`): normalised times of the labels (required with labels).
+        label_time_mask (`torch.LongTensor` of shape `(B, T)`, *optional*): 1 where the label's time is known.
+        action_ids / action_times (`(B, T')`, *optional*, EAG): the decoder input; defaults to the labels without
+            their last position (teacher forcing). Ignored by IAG.
+        encoder_outputs (:class:`A2GenModelOutput`, *optional*): reuse an encoder pass (history args not needed).
+        cache (`DynamicCache`, *optional*) / use_cache (`bool`): EAG's key/value cache for decoding.
+    """
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__(config)
+        self.a2gen = A2GenModel(config)
+        if config.generator_type == "eag":
+            self.generator = ExplicitActionGenerator(config, self.a2gen.context_size)
+        else:
+            self.generator = ImplicitActionGenerator(config, self.a2gen.context_size)
+        self.generation_config.max_length = config.max_actions + 1
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.a2gen.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.a2gen.set_input_embeddings(value)
+
+    def forward(
+        self,
+        user_ids: torch.LongTensor | None = None,
+        item_ids: torch.LongTensor | None = None,
+        history_item_ids: torch.LongTensor | None = None,
+        history_action_ids: torch.LongTensor | None = None,
+        history_action_times: torch.FloatTensor | None = None,
+        history_time_mask: torch.LongTensor | None = None,
+        history_mask: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+        history_item_side_ids: torch.LongTensor | None = None,
+        user_side_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        label_times: torch.FloatTensor | None = None,
+        label_time_mask: torch.LongTensor | None = None,
+        action_ids: torch.LongTensor | None = None,
+        action_times: torch.FloatTensor | None = None,
+        encoder_outputs: A2GenModelOutput | None = None,
+        cache: DynamicCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> A2GenActionGenerationOutput | tuple:
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if labels is not None and label_times is None:
+            raise ValueError("label_times is required with labels (the collator builds both).")
+        if encoder_outputs is None:
+            missing = [
+                name
+                for name, value in (
+                    ("user_ids", user_ids),
+                    ("item_ids", item_ids),
+                    ("history_item_ids", history_item_ids),
+                    ("history_action_ids", history_action_ids),
+                    ("history_action_times", history_action_times),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"Missing inputs {missing}: pass them (the collator builds them) or encoder_outputs.")
+            encoder_outputs = self.a2gen(
+                user_ids=user_ids,
+                item_ids=item_ids,
+                history_item_ids=history_item_ids,
+                history_action_ids=history_action_ids,
+                history_action_times=history_action_times,
+                history_time_mask=history_time_mask,
+                history_mask=history_mask,
+                item_side_ids=item_side_ids,
+                history_item_side_ids=history_item_side_ids,
+                user_side_ids=user_side_ids,
+                output_hidden_states=output_hidden_states,
+                output_attentions=output_attentions,
+                return_dict=True,
+            )
+        context = encoder_outputs.generation_context
+
+        if self.config.generator_type == "eag":
+            if action_ids is None:
+                if labels is None:
+                    raise ValueError("EAG needs action_ids / action_times (the sequence so far) or labels.")
+                action_ids = labels[:, :-1].clamp_min(0)
+                action_times = label_times[:, :-1]
+            if action_times is None:
+                raise ValueError("action_times is required with action_ids.")
+            if use_cache and cache is None:
+                cache = DynamicCache()
+            generated = self.generator(context, action_ids, action_times, cache=cache if use_cache else None)
+        else:
+            generated = self.generator(context)
+            cache = None
+
+        loss_parts = {}
+        if labels is not None:
+            loss_parts = action_sequence_loss(self.config, generated, labels, label_times, label_time_mask)
+
+        hidden_states = attentions = None
+        if output_hidden_states:
+            hidden_states = (*(encoder_outputs.hidden_states or ()), generated["states"])
+        if output_attentions:
+            attentions = (*(encoder_outputs.attentions or ()), generated["probabilities"])
+        output = A2GenActionGenerationOutput(
+            loss=loss_parts.get("loss"),
+            action_loss=loss_parts.get("action_loss"),
+            time_loss=loss_parts.get("time_loss"),
+            order_loss=loss_parts.get("order_loss"),
+            aux_action_loss=loss_parts.get("aux_action_loss"),
+            aux_time_loss=loss_parts.get("aux_time_loss"),
+            logits=generated["logits"],
+            times=generated["times"],
+            aux_logits=generated.get("aux_logits"),
+            aux_times=generated.get("aux_times"),
+            cache=cache if use_cache else None,
+            history_representation=encoder_outputs.history_representation,
+            hidden_states=hidden_states,
+            attentions=attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def predict_actions(self, **inputs) -> A2GenActionPrediction:
+        """
+        Ranking scores per example and action: P(happens) and the expected time of its first occurrence.
+
+        They are read off the generator's per-slot class distributions p_k (IAG: the K slots of one pass; EAG: the
+        steps of the greedy decode). With alive_k = prod_{j<k} (1 - p_j(end) - p_j(pad)) the chance that the
+        sequence is still running at slot k and q_k(a) = alive_k p_k(a):
+        P(a) = 1 - prod_k (1 - q_k(a)) and E[t_a] = sum_k w_k t_k / sum_k w_k with w_k = q_k(a) prod_{j<k} (1 - q_j(a)).
+        ``start`` has probability 1 at 0 s. Accepts the forward's history inputs (labels are ignored).
+        """
+        for name in ("labels", "label_times", "label_time_mask"):
+            inputs.pop(name, None)
+        slot_probabilities, slot_times = self._slot_distributions(**inputs)
+        config = self.config
+        end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
+        alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
+        occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a): (B, K, V)
+        not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
+        first_occurrence = occurs * not_yet
+        probabilities = 1.0 - torch.prod(1.0 - occurs, dim=1)
+        weights = first_occurrence / first_occurrence.sum(1, keepdim=True).clamp_min(1e-12)
+        expected_times = (weights * slot_times.unsqueeze(-1)).sum(1)
+        probabilities[:, config.start_action_id] = 1.0
+        expected_times[:, config.start_action_id] = config.start_time
+        probabilities[:, 0] = 0.0
+        expected_times[:, 0] = 0.0
+        seconds = denormalize_times(expected_times, config.time_log_mean, config.time_log_std)
+        return A2GenActionPrediction(
+            action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
+        )
