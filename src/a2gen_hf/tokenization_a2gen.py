@@ -1,0 +1,619 @@
+"""Action tokenizer of A2Gen: action vocabulary, timed action sequences and stable id hashing.
+
+An A2Gen "sentence" is the timeline of one (user, item) exposure: ``[("start", 0.0), ("like", 2.0), ...,
+("leave", 18.0)]``. The tokenizer turns such timelines into the id / normalised-time tensors the model reads and
+back, and hashes raw user / item / side-feature ids into embedding buckets. Its vocabulary always equals
+``A2GenConfig``'s: id 0 is ``<pad>``, ``action_names[i]`` has id ``i + 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizer
+from transformers.tokenization_utils_base import BatchEncoding
+
+from .configuration_a2gen import PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig
+from .time_encoding import denormalize_times, fit_log_statistics, normalize_seconds
+
+VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
+
+# Settings that must agree between a tokenizer and the A2GenConfig of the model it feeds.
+CONFIG_FIELDS = (
+    "action_names",
+    "start_action",
+    "end_action",
+    "time_log_mean",
+    "time_log_std",
+    "max_actions",
+    "user_buckets",
+    "item_buckets",
+    "side_feature_buckets",
+)
+
+Event = tuple[str, float | None]
+
+
+class UnknownActionError(ValueError):
+    """Raised when an action name is not in the tokenizer's vocabulary."""
+
+
+class TimelineError(ValueError):
+    """Raised when a timeline of ``(action, seconds)`` events is malformed (order, times, start/end actions)."""
+
+
+def hash_to_bucket(text: str, buckets: int) -> int:
+    """Stable bucket of ``text`` in ``[1, buckets)``: BLAKE2b-64 of its UTF-8 bytes, little-endian, ``% (buckets - 1) + 1``."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (buckets - 1) + 1
+
+
+def hash_to_buckets(texts: Iterable[str], buckets: int) -> np.ndarray:
+    """:func:`hash_to_bucket` of every string, as an int64 array of shape ``(len(texts),)``."""
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(text.encode("utf-8"), digest_size=8).digest() for text in texts])
+    # The modulo runs on uint64 so it equals Python's arbitrary-precision ``%`` bit for bit.
+    values = np.frombuffer(digests, dtype="<u8") % np.uint64(buckets - 1) + np.uint64(1)
+    return values.astype(np.int64)
+
+
+def _id_text(raw: Any) -> str:
+    if raw is None:
+        raise ValueError("Cannot hash a missing id (None); drop the row or map missing ids to 0 (padding) yourself.")
+    return str(raw)
+
+
+class A2GenActionTokenizer(PreTrainedTokenizer):
+    r"""
+    Tokenizer of A2Gen action timelines.
+
+    Vocabulary: id 0 is ``<pad>`` (the pad token), ``action_names[i]`` has id ``i + 1``, exactly as in
+    :class:`A2GenConfig`; ``start_action`` is the bos token and ``end_action`` the eos token. Calling the tokenizer on
+    text maps whitespace-separated action names to ids (``tokenizer("start like leave")["action_ids"] == [1, 2, 6]``);
+    timelines with times go through :meth:`encode_timeline` / :meth:`encode_timelines`.
+
+    Times are encoded once, here: ``z = (log1p(seconds) - time_log_mean) / time_log_std`` (see
+    ``a2gen_hf.time_encoding``), with the two statistics fitted on the training split by
+    :meth:`fit_time_statistics` and saved with the tokenizer.
+
+    Raw ids are hashed into embedding buckets with :meth:`hash_user`, :meth:`hash_item` and
+    :meth:`hash_side_feature`: BLAKE2b with an 8-byte digest of the UTF-8 string ``str(raw)`` (side features hash
+    ``f"{field}={raw}"``), read as a little-endian unsigned integer, taken modulo ``buckets - 1``, plus 1. Results lie
+    in ``[1, buckets)`` (0 is padding) and do not depend on the process, the platform or ``PYTHONHASHSEED``. Because
+    ``str(raw)`` is hashed, ``123`` and ``"123"`` share a bucket while ``123.0`` does not: pass ids as the log spells
+    them.
+
+    Args:
+        action_names (`list[str]`, *optional*): the action vocabulary without padding; defaults to the short-video
+            actions ``start, like, follow, forward, comment, leave``.
+        start_action / end_action (`str`): the actions that open (at 0 s) and close every timeline.
+        time_log_mean / time_log_std (`float`): statistics of ``log1p(seconds)``.
+        max_actions (`int`): K, the number of actions a model generates after ``start_action``.
+        user_buckets / item_buckets / side_feature_buckets (`int`): hash-bucket counts, bucket 0 included.
+        vocab_file (`str`, *optional*): a ``vocab.json`` written by :meth:`save_vocabulary`; checked against
+            ``action_names`` (or, when ``action_names`` is not given, the source of it).
+    """
+
+    vocab_files_names = VOCAB_FILES_NAMES
+    model_input_names = ["action_ids", "action_times", "time_mask"]
+
+    def __init__(
+        self,
+        action_names: Sequence[str] | None = None,
+        start_action: str = "start",
+        end_action: str = "leave",
+        time_log_mean: float = 0.0,
+        time_log_std: float = 1.0,
+        max_actions: int = 6,
+        user_buckets: int = 100_000,
+        item_buckets: int = 1_000_000,
+        side_feature_buckets: int = 100_000,
+        vocab_file: str | None = None,
+        **kwargs,
+    ):
+        if vocab_file is not None:
+            action_names = self._action_names_from_vocab_file(vocab_file, action_names)
+        self.action_names = list(action_names) if action_names is not None else list(SHORT_VIDEO_ACTIONS)
+        self.start_action = start_action
+        self.end_action = end_action
+        self.time_log_mean = float(time_log_mean)
+        self.time_log_std = float(time_log_std)
+        self.max_actions = int(max_actions)
+        self.user_buckets = int(user_buckets)
+        self.item_buckets = int(item_buckets)
+        self.side_feature_buckets = int(side_feature_buckets)
+        # The vocabulary must exist before the base class registers the special tokens against it.
+        self.vocab = {PAD_ACTION: 0, **{name: index + 1 for index, name in enumerate(self.action_names)}}
+        self.ids_to_actions = [PAD_ACTION, *self.action_names]
+        self._validate()
+
+        # from_pretrained adds these loading details; dropped so a reloaded tokenizer saves the same config.
+        kwargs.pop("is_local", None)
+        kwargs.pop("local_files_only", None)
+        for key, value in (("bos_token", start_action), ("eos_token", end_action), ("pad_token", PAD_ACTION)):
+            given = kwargs.pop(key, None)
+            if given is not None and str(given) != value:
+                raise ValueError(
+                    f"{key}={str(given)!r} disagrees with this tokenizer's vocabulary, where it is {value!r}; "
+                    "set start_action / end_action instead of bos_token / eos_token (the pad token is always <pad>)."
+                )
+            kwargs[key] = value
+        super().__init__(
+            action_names=self.action_names,
+            start_action=start_action,
+            end_action=end_action,
+            time_log_mean=self.time_log_mean,
+            time_log_std=self.time_log_std,
+            max_actions=self.max_actions,
+            user_buckets=self.user_buckets,
+            item_buckets=self.item_buckets,
+            side_feature_buckets=self.side_feature_buckets,
+            **kwargs,
+        )
+
+    @staticmethod
+    def _action_names_from_vocab_file(vocab_file: str, action_names: Sequence[str] | None) -> list[str]:
+        with open(vocab_file, encoding="utf-8") as handle:
+            vocab = json.load(handle)
+        ordered = sorted(vocab, key=vocab.get)
+        if ordered[:1] != [PAD_ACTION] or [vocab[name] for name in ordered] != list(range(len(ordered))):
+            raise ValueError(
+                f"{vocab_file} is not an A2Gen action vocabulary: it must map {PAD_ACTION!r} to 0 and the actions to "
+                f"1, 2, ... without gaps, but it holds {vocab}."
+            )
+        if action_names is not None and list(action_names) != ordered[1:]:
+            raise ValueError(
+                f"{vocab_file} lists the actions {ordered[1:]}, but action_names={list(action_names)}; "
+                "save the tokenizer again so that vocab.json and tokenizer_config.json agree."
+            )
+        return ordered[1:]
+
+    def _validate(self) -> None:
+        names = self.action_names
+        if not names:
+            raise ValueError("action_names is empty; give the data set's actions, e.g. ['start', 'like', 'leave'].")
+        for name in names:
+            if not isinstance(name, str) or not name or name.split() != [name]:
+                raise ValueError(
+                    f"Action name {name!r} is not a single word; action names must be non-empty strings without "
+                    "whitespace (text input is split on whitespace)."
+                )
+        if len(set(names)) != len(names):
+            raise ValueError(f"action_names has duplicates: {names}; list each action once.")
+        if PAD_ACTION in names:
+            raise ValueError(f"action_names must not contain {PAD_ACTION!r}: id 0 is reserved for padding.")
+        for role in ("start_action", "end_action"):
+            self._action_id(getattr(self, role), where=f" ({role})")
+        if self.start_action == self.end_action:
+            raise ValueError(f"start_action and end_action are both {self.start_action!r}; they must differ.")
+        if not (math.isfinite(self.time_log_mean) and math.isfinite(self.time_log_std) and self.time_log_std > 0):
+            raise ValueError(
+                f"time_log_mean={self.time_log_mean} / time_log_std={self.time_log_std} are invalid: both must be "
+                "finite and the std > 0 (refit them with fit_time_statistics)."
+            )
+        if self.max_actions < 1:
+            raise ValueError(f"max_actions={self.max_actions} must be a positive integer.")
+        for field in ("user_buckets", "item_buckets", "side_feature_buckets"):
+            if getattr(self, field) < 2:
+                raise ValueError(f"{field}={getattr(self, field)} must be >= 2 (bucket 0 is padding).")
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Vocabulary (the PreTrainedTokenizer contract)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.vocab)
+
+    @property
+    def start_action_id(self) -> int:
+        return self.vocab[self.start_action]
+
+    @property
+    def end_action_id(self) -> int:
+        return self.vocab[self.end_action]
+
+    def _unknown_action(self, name: Any, where: str = "") -> UnknownActionError:
+        return UnknownActionError(
+            f"Unknown action {name!r}{where}; known actions are: {', '.join(self.action_names)}."
+        )
+
+    def _action_id(self, name: Any, where: str = "") -> int:
+        """Id of a real action (not padding); raises :class:`UnknownActionError` otherwise."""
+        index = self.vocab.get(name) if isinstance(name, str) else None
+        if not index:
+            raise self._unknown_action(name, where)
+        return index
+
+    def tokenize(self, text: str, **kwargs) -> list[str]:
+        """Split ``text`` into action names on whitespace.
+
+        Overridden because the base class first cuts out special tokens anywhere in the text, which would split an
+        action such as ``restart`` around the special token ``start``.
+        """
+        return self._tokenize(text)
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        tokens = text.split()
+        for token in tokens:
+            if token not in self.vocab:
+                raise self._unknown_action(token, f" in {text!r}")
+        return tokens
+
+    def _convert_token_to_id(self, token: str) -> int:
+        if token not in self.vocab:
+            raise self._unknown_action(token)
+        return self.vocab[token]
+
+    def _convert_id_to_token(self, index: int) -> str:
+        if not 0 <= index < len(self.ids_to_actions):
+            raise ValueError(f"Action id {index} is out of range; this vocabulary has ids 0..{self.vocab_size - 1}.")
+        return self.ids_to_actions[index]
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        """Write ``vocab.json`` (``{action: id}``, ``<pad>`` = 0) into ``save_directory``."""
+        if not os.path.isdir(save_directory):
+            raise NotADirectoryError(f"Cannot save the vocabulary: {save_directory} is not a directory.")
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        vocab_file = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["vocab_file"])
+        with open(vocab_file, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(self.vocab, indent=2, ensure_ascii=False) + "\n")
+        return (vocab_file,)
+
+    def prepare_for_model(
+        self,
+        ids: list[int],
+        pair_ids: list[int] | None = None,
+        padding: bool | str = False,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_attention_mask: bool | None = None,
+        prepend_batch_axis: bool = False,
+        **kwargs,
+    ) -> BatchEncoding:
+        """Ids of text input, named ``action_ids`` like every other output of this tokenizer (text carries no times).
+
+        The base class names them ``input_ids``, which its own ``pad`` (keyed on ``model_input_names[0]``) rejects.
+        """
+        encoding = super().prepare_for_model(ids, pair_ids, max_length=max_length, return_attention_mask=False, **kwargs)
+        encoding = {"action_ids" if key == "input_ids" else key: value for key, value in encoding.items()}
+        if padding or return_attention_mask:
+            encoding = self.pad(
+                encoding,
+                padding=padding,
+                max_length=max_length,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_attention_mask=return_attention_mask,
+            )
+        return BatchEncoding(dict(encoding), tensor_type=return_tensors, prepend_batch_axis=prepend_batch_axis)
+
+    def _pad(
+        self,
+        encoded_inputs: dict[str, Any],
+        max_length: int | None = None,
+        padding_strategy: Any = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+    ) -> dict[str, Any]:
+        """Pad ``action_ids`` (as the base class does) and, by the same amount, ``action_times`` (0.0) and
+        ``time_mask`` (0)."""
+        length = len(encoded_inputs[self.model_input_names[0]])
+        encoded_inputs = super()._pad(
+            encoded_inputs,
+            max_length=max_length,
+            padding_strategy=padding_strategy,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+        )
+        difference = len(encoded_inputs[self.model_input_names[0]]) - length
+        if difference:
+            left = (padding_side or self.padding_side) == "left"
+            for key, pad_value in (("action_times", 0.0), ("time_mask", 0)):
+                if key in encoded_inputs:
+                    padding = [pad_value] * difference
+                    values = list(encoded_inputs[key])
+                    encoded_inputs[key] = padding + values if left else values + padding
+        return encoded_inputs
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Timelines
+
+    def _check_seconds(self, seconds: Any, position: int, action: str) -> float:
+        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+            raise TimelineError(
+                f"Event {position} ({action!r}) has time {seconds!r}; a time must be a number of seconds >= 0, "
+                "or None when it is unknown."
+            )
+        value = float(seconds)
+        if not math.isfinite(value) or value < 0:
+            raise TimelineError(
+                f"Event {position} ({action!r}) has time {value} s; times must be finite and >= 0 "
+                "(use None for an unknown time)."
+            )
+        return value
+
+    def _validate_timeline(self, events: Sequence[Event], add_start: bool) -> tuple[list[int], list[float | None]]:
+        """Action ids and seconds of ``events``; raises :class:`TimelineError` naming the first bad event."""
+        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+            raise TimelineError(f"A timeline is a list of (action, seconds) pairs, got {type(events).__name__}.")
+        action_ids: list[int] = []
+        seconds: list[float | None] = []
+        last_known: tuple[int, float] | None = None
+        for position, event in enumerate(events):
+            if isinstance(event, (str, bytes)) or not isinstance(event, Sequence) or len(event) != 2:
+                raise TimelineError(
+                    f"Event {position} is {event!r}; each event must be a pair (action, seconds), seconds a number "
+                    ">= 0 or None."
+                )
+            action, value = event
+            action_id = self._action_id(action, where=f" at event {position}")
+            if value is not None:
+                value = self._check_seconds(value, position, action)
+            if action_ids and action_ids[-1] == self.end_action_id:
+                raise TimelineError(
+                    f"Event {position} ({action!r}) comes after the end action {self.end_action!r}; "
+                    f"{self.end_action!r} must be the last event of a timeline."
+                )
+            if action_id == self.start_action_id:
+                if position > 0 or add_start:
+                    raise TimelineError(
+                        f"Event {position} is the start action {self.start_action!r}, which may only open a timeline"
+                        + (" (add_start=True already prepends it; drop it from the events)." if add_start else ".")
+                    )
+                if value is not None and value != 0:
+                    raise TimelineError(
+                        f"The start action {self.start_action!r} is at {value} s; every timeline starts at 0 s "
+                        "(measure the other times from the start of the item)."
+                    )
+            elif position == 0 and not add_start:
+                raise TimelineError(
+                    f"The timeline begins with {action!r}, not with the start action {self.start_action!r}; prepend "
+                    f"({self.start_action!r}, 0.0) or pass add_start=True."
+                )
+            if value is not None:
+                if last_known is not None and value < last_known[1]:
+                    raise TimelineError(
+                        f"Events are out of time order: event {position} ({action!r}) is at {value} s but event "
+                        f"{last_known[0]} is at {last_known[1]} s; sort the events by time."
+                    )
+                last_known = (position, value)
+            action_ids.append(action_id)
+            seconds.append(value)
+        if add_start:
+            action_ids.insert(0, self.start_action_id)
+            seconds.insert(0, 0.0)
+        if not action_ids:
+            raise TimelineError(
+                f"The timeline is empty; it must at least hold ({self.start_action!r}, 0.0) (or pass add_start=True)."
+            )
+        return action_ids, seconds
+
+    def encode_timeline(
+        self,
+        events: Sequence[Event],
+        max_length: int | None = None,
+        pad_to_max_length: bool = False,
+        add_start: bool = False,
+        return_tensors: str | None = None,
+    ) -> dict[str, Any]:
+        """Encode one timeline of ``(action, seconds)`` events.
+
+        ``seconds`` is the time since the item started (a number >= 0) or None when unknown. Events must be in
+        non-decreasing order of their known times, begin with ``start_action`` (at 0 s or None) unless ``add_start``
+        prepends ``(start_action, 0.0)``, and end at ``end_action`` if they hold it.
+
+        Args:
+            events: the timeline, e.g. ``[("start", 0.0), ("like", 2.0), ("leave", 18.0)]``.
+            max_length: keep only the first ``max_length`` events (after ``add_start``); the end action may be cut.
+            pad_to_max_length: pad to ``max_length`` with id 0, time 0.0 and time mask 0.
+            add_start: prepend ``(start_action, 0.0)``; the events must then not contain the start action.
+            return_tensors: ``"pt"`` for torch tensors instead of lists.
+
+        Returns:
+            `dict` with ``action_ids`` (T,) long, ``action_times`` (T,) float (normalised; 0.0 where unknown) and
+            ``time_mask`` (T,) long (1 = the time is known).
+
+        Raises:
+            UnknownActionError: an action is not in the vocabulary.
+            TimelineError: a time is negative, NaN or infinite, times go backwards, or start / end are misplaced.
+        """
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"max_length={max_length!r} must be a positive integer or None.")
+        if pad_to_max_length and max_length is None:
+            raise ValueError("pad_to_max_length=True needs max_length; give the length to pad to.")
+        action_ids, seconds = self._validate_timeline(events, add_start)
+        if max_length is not None:
+            action_ids, seconds = action_ids[:max_length], seconds[:max_length]
+        encoding = {
+            "action_ids": action_ids,
+            "action_times": [0.0 if value is None else self.normalize_seconds(value) for value in seconds],
+            "time_mask": [0 if value is None else 1 for value in seconds],
+        }
+        if pad_to_max_length or return_tensors:
+            encoding = dict(
+                self.pad(
+                    encoding,
+                    padding="max_length" if pad_to_max_length else False,
+                    max_length=max_length,
+                    return_attention_mask=False,
+                    return_tensors=return_tensors,
+                )
+            )
+        return encoding
+
+    def encode_timelines(
+        self,
+        timelines: Sequence[Sequence[Event]],
+        max_length: int | None = None,
+        pad_to_max_length: bool = False,
+        add_start: bool = False,
+        return_tensors: str | None = None,
+    ) -> dict[str, Any]:
+        """Encode a batch of timelines with :meth:`encode_timeline`.
+
+        Returns:
+            `dict` of ``action_ids`` / ``action_times`` / ``time_mask``: lists of per-timeline lists (ragged unless
+            ``pad_to_max_length``), or with ``return_tensors="pt"`` tensors of shape (B, T), padded to ``max_length``
+            when ``pad_to_max_length`` and to the longest timeline otherwise.
+        """
+        encodings = []
+        for index, timeline in enumerate(timelines):
+            try:
+                encodings.append(self.encode_timeline(timeline, max_length, pad_to_max_length, add_start))
+            except ValueError as error:
+                raise type(error)(f"Timeline {index}: {error}") from None
+        batch = {key: [encoding[key] for encoding in encodings] for key in self.model_input_names}
+        if return_tensors and not encodings:
+            raise ValueError("encode_timelines got no timelines; cannot build tensors of an empty batch.")
+        if return_tensors:
+            batch = dict(self.pad(batch, padding="longest", return_attention_mask=False, return_tensors=return_tensors))
+        return batch
+
+    def decode_timeline(
+        self,
+        action_ids: Sequence[int] | np.ndarray | torch.Tensor,
+        action_times: Sequence[float] | np.ndarray | torch.Tensor,
+        time_mask: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+    ) -> list[tuple[str, float | None]]:
+        """Turn ids (T,) and normalised times (T,) back into ``[(action, seconds), ...]``.
+
+        Padding (id 0) is skipped wherever it sits; decoding stops after the first ``end_action``. Where
+        ``time_mask`` (T,) is 0 the time is reported as None. Accepts lists, numpy arrays or 1-D tensors.
+        """
+        ids = self._as_array(action_ids, np.int64, "action_ids")
+        times = self._as_array(action_times, np.float64, "action_times")
+        mask = None if time_mask is None else self._as_array(time_mask, np.int64, "time_mask")
+        if ids.ndim != 1 or times.shape != ids.shape or (mask is not None and mask.shape != ids.shape):
+            raise ValueError(
+                f"decode_timeline needs 1-D action_ids, action_times and time_mask of one length, got shapes "
+                f"{ids.shape}, {times.shape}, {None if mask is None else mask.shape}; use decode_timelines for a batch."
+            )
+        seconds = denormalize_times(times, self.time_log_mean, self.time_log_std)
+        pad_id, end_id = self.vocab[PAD_ACTION], self.end_action_id
+        timeline: list[tuple[str, float | None]] = []
+        for position, action_id in enumerate(ids.tolist()):
+            if action_id == pad_id:
+                continue
+            known = mask is None or bool(mask[position])
+            timeline.append((self._convert_id_to_token(action_id), float(seconds[position]) if known else None))
+            if action_id == end_id:
+                break
+        return timeline
+
+    def decode_timelines(
+        self,
+        batch_action_ids: Sequence[Sequence[int]] | np.ndarray | torch.Tensor,
+        batch_action_times: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
+        batch_time_mask: Sequence[Sequence[int]] | np.ndarray | torch.Tensor | None = None,
+    ) -> list[list[tuple[str, float | None]]]:
+        """:meth:`decode_timeline` of each row of (B, T) ids, times and (optional) time mask."""
+        if batch_time_mask is None:
+            batch_time_mask = [None] * len(batch_action_ids)
+        if not len(batch_action_ids) == len(batch_action_times) == len(batch_time_mask):
+            raise ValueError(
+                f"decode_timelines got {len(batch_action_ids)} rows of ids, {len(batch_action_times)} of times and "
+                f"{len(batch_time_mask)} of time masks; give one row of each per timeline."
+            )
+        return [
+            self.decode_timeline(ids, times, mask)
+            for ids, times, mask in zip(batch_action_ids, batch_action_times, batch_time_mask)
+        ]
+
+    @staticmethod
+    def _as_array(values: Any, dtype: type, name: str) -> np.ndarray:
+        if isinstance(values, torch.Tensor):
+            values = values.detach().cpu().numpy()
+        try:
+            return np.asarray(values, dtype=dtype)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} must be a list, numpy array or tensor of numbers: {error}") from None
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Time statistics
+
+    def fit_time_statistics(self, seconds: Iterable[float | None]) -> tuple[float, float]:
+        """Fit, store and return ``(time_log_mean, time_log_std)`` of ``log1p(seconds)``.
+
+        None and NaN mark unknown times and are left out; negative or infinite times raise :class:`TimelineError`.
+        """
+        values = np.asarray([np.nan if value is None else value for value in seconds], dtype=np.float64)
+        bad = np.flatnonzero(np.isinf(values) | (values < 0))
+        if bad.size:
+            raise TimelineError(
+                f"Cannot fit time statistics: value {bad[0]} is {values[bad[0]]} s; times must be finite and >= 0 "
+                "(use None or NaN for unknown times)."
+            )
+        self.time_log_mean, self.time_log_std = fit_log_statistics(values[~np.isnan(values)])
+        return self.time_log_mean, self.time_log_std
+
+    def normalize_seconds(self, seconds: Any) -> Any:
+        """Seconds (float, numpy array or tensor) -> normalised times with this tokenizer's statistics."""
+        return normalize_seconds(seconds, self.time_log_mean, self.time_log_std)
+
+    def denormalize_times(self, times: Any) -> Any:
+        """Normalised times (float, numpy array or tensor) -> seconds (>= 0)."""
+        return denormalize_times(times, self.time_log_mean, self.time_log_std)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Stable id hashing
+
+    def hash_user(self, raw: Any) -> int:
+        """Bucket of a raw user id in ``[1, user_buckets)`` (BLAKE2b-64 of ``str(raw)``)."""
+        return hash_to_bucket(_id_text(raw), self.user_buckets)
+
+    def hash_item(self, raw: Any) -> int:
+        """Bucket of a raw item id in ``[1, item_buckets)`` (BLAKE2b-64 of ``str(raw)``)."""
+        return hash_to_bucket(_id_text(raw), self.item_buckets)
+
+    def hash_side_feature(self, field: str, raw: Any) -> int:
+        """Bucket of a side-feature value in ``[1, side_feature_buckets)`` (BLAKE2b-64 of ``f"{field}={raw}"``)."""
+        return hash_to_bucket(f"{field}={_id_text(raw)}", self.side_feature_buckets)
+
+    def hash_users(self, raws: Iterable[Any]) -> np.ndarray:
+        """:meth:`hash_user` of each raw id, as an int64 array of shape (n,)."""
+        return hash_to_buckets(map(_id_text, raws), self.user_buckets)
+
+    def hash_items(self, raws: Iterable[Any]) -> np.ndarray:
+        """:meth:`hash_item` of each raw id, as an int64 array of shape (n,)."""
+        return hash_to_buckets(map(_id_text, raws), self.item_buckets)
+
+    def hash_side_features(self, field: str, raws: Iterable[Any]) -> np.ndarray:
+        """:meth:`hash_side_feature` of each raw value of ``field``, as an int64 array of shape (n,)."""
+        return hash_to_buckets((f"{field}={_id_text(raw)}" for raw in raws), self.side_feature_buckets)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Agreement with the model configuration
+
+    @classmethod
+    def from_config(cls, config: A2GenConfig, **kwargs) -> A2GenActionTokenizer:
+        """A tokenizer with ``config``'s actions, time statistics, ``max_actions`` and bucket counts."""
+        return cls(**{field: getattr(config, field) for field in CONFIG_FIELDS}, **kwargs)
+
+    def check_compatible(self, config: A2GenConfig) -> None:
+        """Raise ``ValueError`` naming every setting in which this tokenizer and ``config`` disagree."""
+        mismatches = [
+            f"{field}: tokenizer has {getattr(self, field)!r}, config has {getattr(config, field)!r}"
+            for field in CONFIG_FIELDS
+            if getattr(self, field) != getattr(config, field)
+        ]
+        if mismatches:
+            raise ValueError(
+                "The tokenizer does not match the model config:\n  - " + "\n  - ".join(mismatches) + "\nBuild one "
+                "from the other (A2GenActionTokenizer.from_config(config), or copy the tokenizer's settings into the "
+                "config) so that ids, times and buckets mean the same on both sides."
+            )
