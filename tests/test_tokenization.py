@@ -1,0 +1,446 @@
+"""Tests of A2GenActionTokenizer: vocabulary, timelines, hashing and persistence."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from a2gen_hf import (
+    ECOMMERCE_ACTIONS,
+    SHORT_VIDEO_ACTIONS,
+    A2GenActionTokenizer,
+    A2GenConfig,
+    TimelineError,
+    UnknownActionError,
+)
+from a2gen_hf.time_encoding import fit_log_statistics
+
+PAPER_TIMELINE = [("start", 0.0), ("like", 2.0), ("comment", 9.0), ("follow", 16.0), ("leave", 18.0)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def tokenizer() -> A2GenActionTokenizer:
+    return A2GenActionTokenizer()
+
+
+def assert_same_timeline(decoded, expected):
+    """Same actions; times equal within float32 quantisation (relative 1e-4 or absolute 1e-3 s)."""
+    assert [action for action, _ in decoded] == [action for action, _ in expected]
+    for (_, got), (_, want) in zip(decoded, expected):
+        if want is None:
+            assert got is None
+        else:
+            assert got == pytest.approx(want, rel=1e-4, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Vocabulary
+
+
+@pytest.mark.parametrize(
+    "config",
+    [A2GenConfig(), A2GenConfig(action_names=ECOMMERCE_ACTIONS, start_action="click")],
+    ids=["short_video", "ecommerce"],
+)
+def test_vocabulary_matches_config(config):
+    tokenizer = A2GenActionTokenizer.from_config(config)
+    assert tokenizer.get_vocab() == {name: index for index, name in enumerate(config.id_to_action)}
+    assert len(tokenizer) == tokenizer.vocab_size == config.vocab_size
+    assert tokenizer.pad_token == "<pad>"
+    assert tokenizer.pad_token_id == config.pad_token_id == 0
+    assert tokenizer.bos_token_id == config.bos_token_id == config.start_action_id
+    assert tokenizer.eos_token_id == config.eos_token_id == config.end_action_id
+    tokenizer.check_compatible(config)
+
+
+def test_default_vocabulary_is_short_video(tokenizer):
+    assert tokenizer.action_names == SHORT_VIDEO_ACTIONS
+    assert tokenizer.get_vocab() == {
+        "<pad>": 0, "start": 1, "like": 2, "follow": 3, "forward": 4, "comment": 5, "leave": 6,
+    }
+    assert (tokenizer.bos_token, tokenizer.eos_token) == ("start", "leave")
+
+
+def test_ecommerce_vocabulary_with_click_as_start():
+    tokenizer = A2GenActionTokenizer(action_names=ECOMMERCE_ACTIONS, start_action="click")
+    assert tokenizer.get_vocab() == {"<pad>": 0, "click": 1, "collect": 2, "cart": 3, "buy": 4, "leave": 5}
+    assert tokenizer.bos_token_id == tokenizer.start_action_id == 1
+    encoding = tokenizer.encode_timeline([("cart", 30.0), ("buy", 95.0)], add_start=True)
+    assert encoding["action_ids"] == [1, 3, 4]
+    assert_same_timeline(
+        tokenizer.decode_timeline(encoding["action_ids"], encoding["action_times"]),
+        [("click", 0.0), ("cart", 30.0), ("buy", 95.0)],
+    )
+    with pytest.raises(UnknownActionError, match="known actions are: click, collect, cart, buy, leave"):
+        tokenizer.encode_timeline([("click", 0.0), ("like", 1.0)])
+
+
+def test_text_call_maps_action_names_to_ids(tokenizer):
+    assert tokenizer("start like leave")["action_ids"] == [1, 2, 6]
+    assert tokenizer.tokenize("start  comment\tleave") == ["start", "comment", "leave"]
+    batch = tokenizer(["start like leave", "start leave"], padding=True, return_tensors="pt")
+    assert batch["action_ids"].tolist() == [[1, 2, 6], [1, 6, 0]]
+    assert tokenizer("start like", padding="max_length", max_length=4)["action_ids"] == [1, 2, 0, 0]
+    assert tokenizer.decode([1, 2, 6]) == "start like leave"
+    assert tokenizer.decode([1, 2, 6, 0], skip_special_tokens=True) == "like"
+
+
+def test_text_is_split_on_whitespace_only():
+    # "restart" contains the special token "start": it must stay one action.
+    tokenizer = A2GenActionTokenizer(action_names=["start", "restart", "leave"])
+    assert tokenizer("start restart leave")["action_ids"] == [1, 2, 3]
+
+
+def test_unknown_action_lists_known_actions(tokenizer):
+    with pytest.raises(UnknownActionError) as error:
+        tokenizer("start dance leave")
+    assert "'dance'" in str(error.value)
+    assert "start, like, follow, forward, comment, leave" in str(error.value)
+    with pytest.raises(UnknownActionError, match="'dance' at event 1; known actions are: start, like"):
+        tokenizer.encode_timeline([("start", 0.0), ("dance", 1.0)])
+    with pytest.raises(UnknownActionError, match="'<pad>'"):
+        tokenizer.encode_timeline([("start", 0.0), ("<pad>", 1.0)])
+    assert issubclass(UnknownActionError, ValueError)
+
+
+@pytest.mark.parametrize("role", ["start_action", "end_action"])
+def test_invalid_start_or_end_action(role):
+    with pytest.raises(UnknownActionError, match=f"'click' \\({role}\\); known actions are: start, like"):
+        A2GenActionTokenizer(**{role: "click"})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"action_names": ["start", "like", "like", "leave"]}, "duplicates"),
+        ({"action_names": ["start", "<pad>", "leave"]}, "reserved for padding"),
+        ({"action_names": ["start", "add to cart", "leave"]}, "not a single word"),
+        ({"end_action": "start"}, "must differ"),
+        ({"time_log_std": 0.0}, "std > 0"),
+        ({"item_buckets": 1}, "item_buckets=1 must be >= 2"),
+        ({"bos_token": "like"}, "bos_token='like' disagrees"),
+    ],
+)
+def test_invalid_settings_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        A2GenActionTokenizer(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Timelines
+
+
+def test_paper_example_encodes_and_decodes(tokenizer):
+    encoding = tokenizer.encode_timeline(PAPER_TIMELINE)
+    assert encoding["action_ids"] == [1, 2, 5, 3, 6]
+    # Default statistics (mean 0, std 1): the normalised time is log1p(seconds).
+    assert encoding["action_times"] == pytest.approx([math.log1p(s) for _, s in PAPER_TIMELINE])
+    assert encoding["time_mask"] == [1, 1, 1, 1, 1]
+    assert_same_timeline(tokenizer.decode_timeline(encoding["action_ids"], encoding["action_times"]), PAPER_TIMELINE)
+
+
+def test_times_use_fitted_statistics(tokenizer):
+    seconds = [0.0, 2.0, 9.0, 16.0, 18.0, 40.0, None, float("nan")]
+    mean, std = tokenizer.fit_time_statistics(seconds)
+    assert (mean, std) == fit_log_statistics([0.0, 2.0, 9.0, 16.0, 18.0, 40.0])
+    assert (tokenizer.time_log_mean, tokenizer.time_log_std) == (mean, std)
+    encoding = tokenizer.encode_timeline(PAPER_TIMELINE)
+    assert encoding["action_times"] == pytest.approx([(math.log1p(s) - mean) / std for _, s in PAPER_TIMELINE])
+    assert tokenizer.denormalize_times(tokenizer.normalize_seconds(16.0)) == pytest.approx(16.0)
+    with pytest.raises(TimelineError, match="value 1 is -3.0 s"):
+        tokenizer.fit_time_statistics([1.0, -3.0])
+
+
+def test_unknown_times_are_masked(tokenizer):
+    events = [("start", None), ("like", None), ("comment", 9.0), ("leave", 18.0)]
+    encoding = tokenizer.encode_timeline(events)
+    assert encoding["time_mask"] == [0, 0, 1, 1]
+    assert encoding["action_times"][:2] == [0.0, 0.0]
+    decoded = tokenizer.decode_timeline(encoding["action_ids"], encoding["action_times"], encoding["time_mask"])
+    assert_same_timeline(decoded, events)
+
+
+def test_add_start_prepends_the_start_action(tokenizer):
+    encoding = tokenizer.encode_timeline([("like", 2.0), ("leave", 5.0)], add_start=True)
+    assert encoding["action_ids"] == [1, 2, 6]
+    assert encoding["time_mask"] == [1, 1, 1]
+    with pytest.raises(TimelineError, match=r"prepend \('start', 0.0\) or pass add_start=True"):
+        tokenizer.encode_timeline([("like", 2.0), ("leave", 5.0)])
+    with pytest.raises(TimelineError, match="add_start=True already prepends it"):
+        tokenizer.encode_timeline(PAPER_TIMELINE, add_start=True)
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        ([("start", 0.0), ("like", -1.0)], r"Event 1 \('like'\) has time -1.0 s; times must be finite and >= 0"),
+        ([("start", 0.0), ("like", float("nan"))], r"Event 1 \('like'\) has time nan s"),
+        ([("start", 0.0), ("like", float("inf"))], r"Event 1 \('like'\) has time inf s"),
+        ([("start", 0.0), ("like", "2s")], r"has time '2s'; a time must be a number"),
+        (
+            [("start", 0.0), ("like", 9.0), ("comment", None), ("follow", 2.0)],
+            r"out of time order: event 3 \('follow'\) is at 2.0 s but event 1 is at 9.0 s",
+        ),
+        ([("start", 0.0), ("leave", 5.0), ("like", 6.0)], r"Event 2 \('like'\) comes after the end action 'leave'"),
+        ([("start", 0.0), ("like", 1.0), ("start", 2.0)], "Event 2 is the start action 'start', which may only open"),
+        ([("start", 3.0), ("like", 4.0)], "is at 3.0 s; every timeline starts at 0 s"),
+        ([("start", 0.0), ("like",)], "Event 1 is .*; each event must be a pair"),
+        ([], "The timeline is empty"),
+    ],
+)
+def test_malformed_timelines_raise_timeline_error(tokenizer, events, message):
+    with pytest.raises(TimelineError, match=message):
+        tokenizer.encode_timeline(events)
+
+
+def test_equal_times_are_in_order(tokenizer):
+    encoding = tokenizer.encode_timeline([("start", 0.0), ("like", 0.0), ("follow", 3.0), ("leave", 3.0)])
+    assert encoding["action_ids"] == [1, 2, 3, 6]
+
+
+def test_truncation_keeps_the_first_events(tokenizer):
+    encoding = tokenizer.encode_timeline(PAPER_TIMELINE, max_length=3)
+    assert encoding["action_ids"] == [1, 2, 5]  # the end action is cut
+    # Bad events are reported even when truncation would have cut them.
+    with pytest.raises(TimelineError, match="Event 4"):
+        tokenizer.encode_timeline([*PAPER_TIMELINE[:4], ("leave", -1.0)], max_length=2)
+
+
+def test_padding_to_max_length(tokenizer):
+    encoding = tokenizer.encode_timeline(PAPER_TIMELINE[:2], max_length=4, pad_to_max_length=True)
+    assert encoding["action_ids"] == [1, 2, 0, 0]
+    assert encoding["action_times"][2:] == [0.0, 0.0]
+    assert encoding["time_mask"] == [1, 1, 0, 0]
+    with pytest.raises(ValueError, match="pad_to_max_length=True needs max_length"):
+        tokenizer.encode_timeline(PAPER_TIMELINE, pad_to_max_length=True)
+    with pytest.raises(ValueError, match="max_length=0 must be a positive integer"):
+        tokenizer.encode_timeline(PAPER_TIMELINE, max_length=0)
+
+
+def test_tensors_single_and_batch(tokenizer):
+    single = tokenizer.encode_timeline(PAPER_TIMELINE, return_tensors="pt")
+    assert single["action_ids"].shape == (5,) and single["action_ids"].dtype == torch.long
+    assert single["action_times"].dtype == torch.float32
+    assert single["time_mask"].dtype == torch.long
+
+    timelines = [PAPER_TIMELINE, [("start", 0.0), ("like", None)], [("start", 0.0)]]
+    batch = tokenizer.encode_timelines(timelines, return_tensors="pt")
+    assert batch["action_ids"].tolist() == [[1, 2, 5, 3, 6], [1, 2, 0, 0, 0], [1, 0, 0, 0, 0]]
+    assert batch["time_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0]]
+    assert batch["action_times"][1:, 1:].abs().sum() == 0
+    decoded = tokenizer.decode_timelines(batch["action_ids"], batch["action_times"], batch["time_mask"])
+    for row, timeline in enumerate(timelines):
+        assert_same_timeline(decoded[row], timeline)
+    fixed = tokenizer.encode_timelines(timelines, max_length=7, pad_to_max_length=True, return_tensors="pt")
+    assert fixed["action_ids"].shape == fixed["action_times"].shape == fixed["time_mask"].shape == (3, 7)
+
+
+def test_batch_lists_are_ragged_and_errors_name_the_timeline(tokenizer):
+    batch = tokenizer.encode_timelines([PAPER_TIMELINE, PAPER_TIMELINE[:2]])
+    assert batch["action_ids"] == [[1, 2, 5, 3, 6], [1, 2]]
+    with pytest.raises(TimelineError, match=r"Timeline 1: Events are out of time order"):
+        tokenizer.encode_timelines([PAPER_TIMELINE, [("start", 0.0), ("like", 5.0), ("leave", 1.0)]])
+
+
+def test_left_padding_is_skipped_by_decode():
+    tokenizer = A2GenActionTokenizer(padding_side="left")
+    batch = tokenizer.encode_timelines([PAPER_TIMELINE, PAPER_TIMELINE[:3]], return_tensors="pt")
+    assert batch["action_ids"][1].tolist() == [0, 0, 1, 2, 5]
+    assert batch["time_mask"][1].tolist() == [0, 0, 1, 1, 1]
+    decoded = tokenizer.decode_timelines(batch["action_ids"], batch["action_times"], batch["time_mask"])
+    assert_same_timeline(decoded[1], PAPER_TIMELINE[:3])
+
+
+def test_decode_stops_after_end_and_accepts_arrays(tokenizer):
+    ids = [1, 2, 6, 3, 0]  # a generated sequence may run past leave
+    times = tokenizer.normalize_seconds(np.array([0.0, 2.0, 5.0, 7.0, 0.0]))
+    expected = [("start", 0.0), ("like", 2.0), ("leave", 5.0)]
+    for as_input in (list, np.asarray, torch.tensor):
+        assert_same_timeline(tokenizer.decode_timeline(as_input(ids), as_input(list(times))), expected)
+    with pytest.raises(ValueError, match="use decode_timelines for a batch"):
+        tokenizer.decode_timeline(torch.tensor([ids]), torch.tensor([list(times)]))
+    with pytest.raises(ValueError, match="Action id 9 is out of range"):
+        tokenizer.decode_timeline([1, 9], [0.0, 0.0])
+
+
+timeline_strategy = st.integers(min_value=0, max_value=12).flatmap(
+    lambda length: st.tuples(
+        st.lists(st.sampled_from(["like", "follow", "forward", "comment"]), min_size=length, max_size=length),
+        st.lists(st.floats(min_value=0.0, max_value=1e7), min_size=length + 1, max_size=length + 1),
+        st.lists(st.booleans(), min_size=length + 2, max_size=length + 2),
+        st.booleans(),
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(timeline_strategy)
+def test_round_trip_property(drawn):
+    middle, raw_times, known, with_end = drawn
+    tokenizer = A2GenActionTokenizer(time_log_mean=2.5, time_log_std=3.0)
+    times = sorted(raw_times)
+    actions = [*middle, "leave"] if with_end else middle
+    events = [("start", 0.0 if known[0] else None)]
+    events += [(action, seconds if is_known else None) for action, seconds, is_known in zip(actions, times, known[1:])]
+
+    encoding = tokenizer.encode_timeline(events)
+    assert_same_timeline(
+        tokenizer.decode_timeline(encoding["action_ids"], encoding["action_times"], encoding["time_mask"]), events
+    )
+    tensors = tokenizer.encode_timelines([events, events[:1]], return_tensors="pt")  # float32 times, padded row
+    decoded = tokenizer.decode_timelines(tensors["action_ids"], tensors["action_times"], tensors["time_mask"])
+    assert_same_timeline(decoded[0], events)
+    assert_same_timeline(decoded[1], events[:1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hashing
+
+
+def test_hashing_is_stable_and_in_range(tokenizer):
+    # Values computed once with BLAKE2b-64 (little-endian) % (buckets - 1) + 1; they must never change.
+    assert tokenizer.hash_user("user-42") == 65611
+    assert tokenizer.hash_user(7) == tokenizer.hash_user("7") == 35255
+    assert tokenizer.hash_item("item-9") == 401478
+    assert tokenizer.hash_item(12345) == 840857
+    assert tokenizer.hash_side_feature("author", "a17") == 48650
+    assert tokenizer.hash_side_feature("category", 3) == 911
+
+    users = tokenizer.hash_users(f"u{i}" for i in range(5000))
+    assert users.dtype == np.int64 and users.shape == (5000,)
+    assert users.min() >= 1 and users.max() < tokenizer.user_buckets
+    small = A2GenActionTokenizer(item_buckets=2)
+    assert set(small.hash_items(range(100)).tolist()) == {1}
+
+
+def test_vectorised_hashing_equals_single(tokenizer):
+    raws = ["a", "ü-ß", 0, 2**70, np.int64(5), "x" * 300]
+    assert tokenizer.hash_users(raws).tolist() == [tokenizer.hash_user(raw) for raw in raws]
+    assert tokenizer.hash_items(np.array([3, 4])).tolist() == [tokenizer.hash_item(3), tokenizer.hash_item(4)]
+    assert tokenizer.hash_side_features("author", ["a", "b"]).tolist() == [
+        tokenizer.hash_side_feature("author", "a"),
+        tokenizer.hash_side_feature("author", "b"),
+    ]
+    assert tokenizer.hash_users([]).shape == (0,)
+    # Side features are keyed by their field: the same value in two fields lands in independent buckets.
+    assert tokenizer.hash_side_feature("author", 1) != tokenizer.hash_side_feature("category", 1)
+    with pytest.raises(ValueError, match="Cannot hash a missing id"):
+        tokenizer.hash_items(["a", None])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Persistence
+
+
+def test_save_and_load_round_trip(tmp_path):
+    tokenizer = A2GenActionTokenizer(
+        action_names=ECOMMERCE_ACTIONS, start_action="click", max_actions=4, user_buckets=1234, item_buckets=5678,
+        side_feature_buckets=91,
+    )
+    tokenizer.fit_time_statistics([0.1, 3.0, 17.5, 600.0, 86_400.0])
+    tokenizer.save_pretrained(tmp_path / "saved")
+
+    with open(tmp_path / "saved" / "vocab.json") as handle:
+        assert json.load(handle) == tokenizer.get_vocab()
+    with open(tmp_path / "saved" / "tokenizer_config.json") as handle:
+        saved_config = json.load(handle)
+    assert saved_config["tokenizer_class"] == "A2GenActionTokenizer"
+    assert saved_config["auto_map"]["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer"
+    assert not (tmp_path / "saved" / "config.json").exists()
+
+    for loader in (AutoTokenizer, A2GenActionTokenizer):
+        loaded = loader.from_pretrained(tmp_path / "saved")
+        assert type(loaded) is A2GenActionTokenizer
+        for field in (
+            "action_names", "start_action", "end_action", "max_actions", "user_buckets", "item_buckets",
+            "side_feature_buckets",
+        ):
+            assert getattr(loaded, field) == getattr(tokenizer, field), field
+        # Bit-identical statistics, so times normalise identically after reloading.
+        assert loaded.time_log_mean.hex() == tokenizer.time_log_mean.hex()
+        assert loaded.time_log_std.hex() == tokenizer.time_log_std.hex()
+        assert loaded.get_vocab() == tokenizer.get_vocab()
+        assert loaded.encode_timeline([("click", 0.0), ("buy", 30.0)]) == tokenizer.encode_timeline(
+            [("click", 0.0), ("buy", 30.0)]
+        )
+
+    loaded.save_pretrained(tmp_path / "again")
+    with open(tmp_path / "again" / "tokenizer_config.json") as handle:
+        assert json.load(handle) == saved_config
+
+
+def test_mismatched_vocab_file_is_rejected(tmp_path, tokenizer):
+    tokenizer.save_pretrained(tmp_path)
+    with open(tmp_path / "vocab.json", "w") as handle:
+        json.dump({"<pad>": 0, "start": 1, "leave": 2}, handle)
+    with pytest.raises(ValueError, match="vocab.json lists the actions \\['start', 'leave'\\]"):
+        A2GenActionTokenizer.from_pretrained(tmp_path)
+
+
+def test_saved_tokenizer_loads_standalone_and_hashes_ignore_pythonhashseed(tmp_path, tokenizer):
+    """A fresh interpreter with another PYTHONHASHSEED, without a2gen_hf imported, loads the saved copy of this
+    module (auto_map, trust_remote_code) and hashes exactly as this process does."""
+    tokenizer.save_pretrained(tmp_path / "saved")
+    script = (
+        "import json, sys\n"
+        "from transformers import AutoTokenizer\n"
+        f"t = AutoTokenizer.from_pretrained({str(tmp_path / 'saved')!r}, trust_remote_code=True)\n"
+        "assert 'a2gen_hf' not in sys.modules, 'the saved copy must not need the installed package'\n"
+        "print(json.dumps([t.hash_user('user-42'), t.hash_item(12345), t.hash_side_feature('author', 'a17'),"
+        " t.hash_items(['p', 'q']).tolist(), t.encode_timeline([('start', 0.0), ('like', 2.0)])['action_ids']]))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "4242", "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        tokenizer.hash_user("user-42"),
+        tokenizer.hash_item(12345),
+        tokenizer.hash_side_feature("author", "a17"),
+        tokenizer.hash_items(["p", "q"]).tolist(),
+        [1, 2],
+    ]
+
+
+def test_autotokenizer_from_a_model_directory(tmp_path):
+    config = A2GenConfig(action_names=ECOMMERCE_ACTIONS, start_action="click", time_log_mean=1.5, time_log_std=2.0)
+    config.save_pretrained(tmp_path)
+    A2GenActionTokenizer.from_config(config).save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(loaded) is A2GenActionTokenizer
+    loaded.check_compatible(config)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Agreement with the model config
+
+
+def test_from_config_and_check_compatible():
+    config = A2GenConfig(time_log_mean=1.25, time_log_std=0.5, max_actions=8, item_buckets=77)
+    tokenizer = A2GenActionTokenizer.from_config(config)
+    assert (tokenizer.time_log_mean, tokenizer.time_log_std, tokenizer.max_actions, tokenizer.item_buckets) == (
+        1.25, 0.5, 8, 77,
+    )
+    tokenizer.check_compatible(config)
+
+    tokenizer.fit_time_statistics([1.0, 10.0, 100.0])
+    with pytest.raises(ValueError, match="time_log_mean: tokenizer has .*, config has 1.25") as error:
+        tokenizer.check_compatible(config)
+    assert "time_log_std" in str(error.value) and "max_actions" not in str(error.value)
+    with pytest.raises(ValueError, match="action_names: tokenizer has"):
+        A2GenActionTokenizer(action_names=ECOMMERCE_ACTIONS, start_action="click").check_compatible(config)
