@@ -613,7 +613,8 @@ def action_sequence_loss(
     - action: cross-entropy over positions up to the first end (or padding) target, ignoring -100;
       IAG's fixed K slots all count, padding slots predicting the end of the sequence;
     - time: squared error on positions with a known time (`label_time_mask`);
-    - order: hinge on predicted times that go backwards, from `start` up to the first predicted end;
+    - order: hinge on predicted times that go backwards, from `start` up to the first predicted end (and, for EAG,
+      not past the true end, where the teacher-forced input stops meaning anything);
     - aux (IAG): cross-entropy and squared error of the auxiliary slot heads.
     """
     logits, times = generated["logits"], generated["times"]
@@ -655,7 +656,7 @@ def action_sequence_loss(
     # Count pairs up to and including the first predicted end action.
     before_end = (predicted_end.long().cumsum(1) - predicted_end.long()) == 0
     previous_times = torch.cat([torch.full_like(times[:, :1], config.start_time), times[:, :-1]], dim=1)
-    order = (torch.relu(previous_times - times) * before_end).sum(1).mean()
+    order = (torch.relu(previous_times - times) * (before_end & counted)).sum(1).mean()
 
     parts = {"action_loss": cross_entropy(logits), "time_loss": squared_error(times), "order_loss": order}
     loss = (

@@ -1,0 +1,353 @@
+"""Model contracts: shapes, padding invariance, causality, CAM gate, overfitting, generate, persistence."""
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+from a2gen_hf import (
+    A2GenConfig,
+    A2GenConfigError,
+    A2GenForActionGeneration,
+    A2GenModel,
+    AutoModelForActionGeneration,
+    ContextAwareAttention,
+)
+
+GENERATORS = ["iag", "eag"]
+
+
+def tiny_config(generator="iag", **overrides):
+    settings = dict(
+        generator=generator,
+        hidden_size=16,
+        num_attention_heads=4,
+        id_embedding_size=8,
+        action_embedding_size=8,
+        time_embedding_size=8,
+        max_history_items=6,
+        max_events_per_item=4,
+        max_actions=5,
+        user_buckets=50,
+        item_buckets=200,
+        side_feature_buckets=30,
+        num_item_side_features=2,
+        num_user_side_lists=2,
+        user_side_list_length=3,
+    )
+    settings.update(overrides)
+    return A2GenConfig(**settings)
+
+
+def make_batch(config, batch_size=4, items=5, events=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    vocab = config.vocab_size
+
+    def ints(high, *shape):
+        return torch.randint(1, high, shape, generator=generator)
+
+    history_action_ids = ints(vocab, batch_size, items, events)
+    history_action_ids[:, :, 0] = config.start_action_id
+    labels = torch.zeros(batch_size, config.max_actions + 1, dtype=torch.long)
+    labels[:, 0] = config.start_action_id
+    for row in range(batch_size):
+        length = 1 + row % config.max_actions
+        labels[row, 1:length] = ints(config.end_action_id, length - 1)
+        labels[row, 1:length][labels[row, 1:length] == config.start_action_id] = 2
+        labels[row, length] = config.end_action_id
+    label_times = torch.sort(torch.randn(batch_size, config.max_actions + 1, generator=generator), dim=1).values
+    return dict(
+        user_ids=ints(config.user_buckets, batch_size),
+        item_ids=ints(config.item_buckets, batch_size),
+        item_side_ids=ints(config.side_feature_buckets, batch_size, config.num_item_side_features),
+        user_side_ids=ints(config.item_buckets, batch_size, config.num_user_side_lists, config.user_side_list_length),
+        history_item_ids=ints(config.item_buckets, batch_size, items),
+        history_item_side_ids=ints(config.side_feature_buckets, batch_size, items, config.num_item_side_features),
+        history_action_ids=history_action_ids,
+        history_action_times=torch.randn(batch_size, items, events, generator=generator),
+        labels=labels,
+        label_times=label_times,
+    )
+
+
+def history_inputs(batch):
+    return {key: value for key, value in batch.items() if not key.startswith("label")}
+
+
+@pytest.fixture(params=GENERATORS)
+def model_and_batch(request):
+    torch.manual_seed(0)
+    config = tiny_config(request.param)
+    return A2GenForActionGeneration(config).eval(), make_batch(config)
+
+
+def test_output_shapes_and_dtypes(model_and_batch):
+    model, batch = model_and_batch
+    config = model.config
+    out = model(**batch, output_hidden_states=True, output_attentions=True)
+    positions = config.max_actions
+    assert out.logits.shape == (4, positions, config.vocab_size) and out.logits.dtype == torch.float32
+    assert out.times.shape == (4, positions)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    for part in ("action_loss", "time_loss", "order_loss"):
+        assert torch.isfinite(getattr(out, part))
+    assert (out.aux_action_loss is not None) == (config.generator_type == "iag")
+    assert out.history_representation.shape == (4, config.hidden_size)
+    assert len(out.hidden_states) == 5 and len(out.attentions) == 3
+    assert out.attentions[0].shape == (4, 5, config.num_attention_heads, 3, 3)
+    assert out.attentions[1].shape == (4, config.num_attention_heads, 5, 5)
+    as_tuple = model(**batch, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], out.loss)
+    plain = model(**batch)
+    assert plain.hidden_states is None and plain.attentions is None
+
+
+def test_start_is_never_predicted(model_and_batch):
+    model, batch = model_and_batch
+    probabilities = torch.softmax(model(**batch).logits, dim=-1)
+    assert probabilities[..., model.config.start_action_id].max() == 0
+
+
+def pad_history(batch, extra_items, extra_events, left):
+    """Add padding history items (left or right) and padding events to every item."""
+    padded = dict(batch)
+    for key in ("history_item_ids", "history_item_side_ids", "history_action_ids", "history_action_times"):
+        value = batch[key]
+        if key in ("history_action_ids", "history_action_times"):
+            value = torch.cat([value, torch.zeros(*value.shape[:2], extra_events, dtype=value.dtype)], dim=2)
+        pad = torch.zeros(value.shape[0], extra_items, *value.shape[2:], dtype=value.dtype)
+        if key == "history_action_times":
+            pad = pad + 7.0  # garbage times on padding must not matter
+        padded[key] = torch.cat([pad, value] if left else [value, pad], dim=1)
+    padded["history_action_times"] = padded["history_action_times"].clone()
+    padded["history_action_times"][padded["history_action_ids"] == 0] = 3.0
+    return padded
+
+
+@pytest.mark.parametrize("left", [True, False])
+def test_padding_history_does_not_change_outputs(model_and_batch, left):
+    model, batch = model_and_batch
+    reference = model(**batch)
+    padded = model(**pad_history(batch, extra_items=3, extra_events=2, left=left))
+    for name in ("loss", "logits", "times", "history_representation"):
+        torch.testing.assert_close(getattr(padded, name), getattr(reference, name), atol=1e-5, rtol=1e-5)
+
+
+def test_padding_labels_does_not_change_loss(model_and_batch):
+    model, batch = model_and_batch
+    reference = model(**batch)
+    shorter = dict(batch, labels=batch["labels"][:, :-1], label_times=batch["label_times"][:, :-1])
+    keep = batch["labels"][:, -1] == 0  # rows whose last label is padding can lose it
+    assert keep.sum() >= 2
+    out = model(**{k: v[keep] for k, v in shorter.items()})
+    ref = model(**{k: v[keep] for k, v in batch.items()})
+    torch.testing.assert_close(out.loss, ref.loss, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(reference.loss)
+
+
+def test_eag_is_causal():
+    torch.manual_seed(0)
+    config = tiny_config("eag")
+    model = A2GenForActionGeneration(config).eval()
+    batch = make_batch(config)
+    inputs = history_inputs(batch)
+    action_ids = batch["labels"][:, :-1].clone()
+    action_ids[action_ids == 0] = 2
+    action_times = batch["label_times"][:, :-1]
+    reference = model(**inputs, action_ids=action_ids, action_times=action_times)
+    changed_ids, changed_times = action_ids.clone(), action_times.clone()
+    changed_ids[:, 3:] = 4
+    changed_times[:, 3:] = 9.0
+    changed = model(**inputs, action_ids=changed_ids, action_times=changed_times)
+    torch.testing.assert_close(changed.logits[:, :3], reference.logits[:, :3])
+    torch.testing.assert_close(changed.times[:, :3], reference.times[:, :3])
+    assert not torch.allclose(changed.logits[:, 3:], reference.logits[:, 3:])
+
+
+def test_cam_head_gate_sums_to_one_and_masks_padding():
+    torch.manual_seed(0)
+    cam = ContextAwareAttention(sequence_size=6, context_size=5, hidden_size=8, num_heads=4)
+    sequence, context = torch.randn(3, 7, 6), torch.randn(3, 5)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[0, 4:] = False
+    mask[2] = False  # an empty sequence
+    output, probabilities, gate = cam(sequence, context, mask)
+    torch.testing.assert_close(gate.sum(-1), torch.ones(3))
+    assert (gate > 0).all()
+    assert output[0, 4:].abs().max() == 0 and output[2].abs().max() == 0
+    assert probabilities[0, :, :4, 4:].abs().max() == 0
+    torch.testing.assert_close(probabilities[0, :, :4].sum(-1), torch.ones(4, 4))
+    assert torch.isfinite(output).all()
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_tiny_model_overfits_one_batch(generator):
+    torch.manual_seed(0)
+    config = tiny_config(generator, hidden_size=32, id_embedding_size=16)
+    model = A2GenForActionGeneration(config)
+    batch = make_batch(config, batch_size=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model(**batch).loss.item()
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1 * first, (first, loss.item())
+
+
+def teacher_forced(model, inputs, sequences, times):
+    """Forward pass over generated sequences: per position, predicted logits and times for the next action."""
+    if model.config.generator_type == "eag":
+        out = model(**inputs, action_ids=sequences[:, :-1], action_times=times[:, :-1])
+    else:
+        out = model(**inputs)
+    steps = sequences.shape[1] - 1
+    return out.logits[:, :steps], out.times[:, :steps]
+
+
+def generated_mask(model, sequences):
+    """Positions 1.. that were generated before (and including) the end action."""
+    generated = sequences[:, 1:] != 0
+    return generated
+
+
+@pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
+def test_generate_matches_teacher_forced_forward(model_and_batch, mode):
+    model, batch = model_and_batch
+    inputs = history_inputs(batch)
+    options = {"greedy": {}, "sample": {"do_sample": True, "top_k": 0}, "beam": {"num_beams": 3}}[mode]
+    torch.manual_seed(1)
+    out = model.generate(**inputs, return_dict_in_generate=True, **options)
+    assert out.sequences.shape == out.times.shape
+    assert (out.sequences[:, 0] == model.config.start_action_id).all()
+    sequences, times = out.sequences, out.times
+    logits, predicted_times = teacher_forced(model, inputs, sequences.clamp_min(0), times)
+    mask = generated_mask(model, sequences)
+    torch.testing.assert_close(predicted_times[mask], times[:, 1:][mask], atol=1e-5, rtol=1e-5)
+    if mode == "greedy":
+        assert torch.equal(logits.argmax(-1)[mask], sequences[:, 1:][mask])
+    # generation stops at the end action: nothing but padding follows it
+    for row in sequences.tolist():
+        if model.config.end_action_id in row:
+            tail = row[row.index(model.config.end_action_id) + 1 :]
+            assert all(token == 0 for token in tail)
+
+
+def test_generate_returns_tensor_by_default_and_beam_output_type(model_and_batch):
+    model, batch = model_and_batch
+    inputs = history_inputs(batch)
+    sequences = model.generate(**inputs)
+    assert isinstance(sequences, torch.Tensor) and sequences.dtype == torch.long
+    beam = model.generate(**inputs, num_beams=2, num_return_sequences=2, return_dict_in_generate=True,
+                          output_scores=True)
+    assert type(beam).__name__ == "A2GenBeamGenerateOutput"
+    assert beam.sequences.shape[0] == 8 and beam.sequences_scores.shape == (8,)
+    assert beam.beam_indices.shape[0] == 8
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(**inputs, max_new_tokens=model.config.max_actions + 1)
+
+
+def test_seeded_sampling_is_reproducible(model_and_batch):
+    model, batch = model_and_batch
+    inputs = history_inputs(batch)
+    torch.manual_seed(3)
+    first = model.generate(**inputs, do_sample=True, return_dict_in_generate=True)
+    torch.manual_seed(3)
+    second = model.generate(**inputs, do_sample=True, return_dict_in_generate=True)
+    assert torch.equal(first.sequences, second.sequences) and torch.equal(first.times, second.times)
+
+
+@pytest.mark.parametrize("options", [{}, {"num_beams": 3}, {"do_sample": True}])
+def test_eag_cache_and_no_cache_agree(options):
+    torch.manual_seed(0)
+    config = tiny_config("eag")
+    model = A2GenForActionGeneration(config).eval()
+    inputs = history_inputs(make_batch(config))
+    torch.manual_seed(5)
+    cached = model.generate(**inputs, use_cache=True, return_dict_in_generate=True, **options)
+    torch.manual_seed(5)
+    uncached = model.generate(**inputs, use_cache=False, return_dict_in_generate=True, **options)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(cached.times, uncached.times, atol=1e-6, rtol=1e-6)
+    assert cached.cache is not None and uncached.cache is None
+
+
+def test_predict_actions(model_and_batch):
+    model, batch = model_and_batch
+    prediction = model.predict_actions(**batch)
+    config = model.config
+    probabilities = prediction.action_probabilities
+    assert probabilities.shape == (4, config.vocab_size)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    assert (probabilities[:, config.start_action_id] == 1).all()
+    assert (prediction.expected_seconds >= 0).all() and torch.isfinite(prediction.expected_seconds).all()
+    assert torch.allclose(prediction.expected_seconds[:, config.start_action_id], torch.zeros(4), atol=1e-4)
+
+
+def test_save_load_identity_through_auto_classes(model_and_batch, tmp_path):
+    model, batch = model_and_batch
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, A2GenConfig) and config.generator_type == model.config.generator_type
+    reloaded = AutoModelForActionGeneration.from_pretrained(tmp_path).eval()
+    assert isinstance(reloaded, A2GenForActionGeneration)
+    before, after = model(**batch), reloaded(**batch)
+    assert torch.equal(before.logits, after.logits) and torch.equal(before.times, after.times)
+    encoder = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(encoder, A2GenModel)
+    encoded = encoder(**history_inputs(batch))
+    assert torch.equal(encoded.history_representation, before.history_representation)
+
+
+def test_init_weights_covers_every_parameter():
+    config = tiny_config("iag")
+    model = A2GenForActionGeneration(config)
+    for parameter in model.parameters():
+        parameter.data.fill_(float("nan"))
+        if hasattr(parameter, "_is_hf_initialized"):
+            del parameter._is_hf_initialized
+    model.apply(model._init_weights)
+    for name, parameter in model.named_parameters():
+        assert torch.isfinite(parameter).all(), name
+
+
+def test_input_embeddings_accessors(model_and_batch):
+    model, _ = model_and_batch
+    table = model.get_input_embeddings()
+    assert table.num_embeddings == model.config.item_buckets
+    replacement = torch.nn.Embedding(model.config.item_buckets, table.embedding_dim, padding_idx=0)
+    model.set_input_embeddings(replacement)
+    assert model.get_input_embeddings() is replacement
+    assert model.base_model is model.a2gen
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible by num_attention_heads"),
+        ({"generator": "rnn"}, "generator='rnn' is unknown; use one of \\['iag', 'eag'\\]"),
+        ({"action_names": ["like", "leave"]}, "start_action='start' is not in action_names"),
+        ({"time_log_std": 0.0}, "time_log_std"),
+        ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
+    ],
+)
+def test_bad_config_messages(overrides, message):
+    with pytest.raises(A2GenConfigError, match=message):
+        A2GenConfig(**overrides)
+
+
+def test_ecommerce_vocabulary():
+    config = A2GenConfig(action_names=["click", "collect", "cart", "buy", "leave"], start_action="click")
+    assert config.start_action_id == 1 and config.end_action_id == 5 and config.vocab_size == 6
+
+
+def test_missing_side_features_and_nan_times_give_clear_errors(model_and_batch):
+    model, batch = model_and_batch
+    without_side = {k: v for k, v in batch.items() if k != "item_side_ids"}
+    with pytest.raises(ValueError, match="item side features"):
+        model(**without_side)
+    bad_times = dict(batch, history_action_times=batch["history_action_times"].clone())
+    bad_times["history_action_times"][0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model(**bad_times)
