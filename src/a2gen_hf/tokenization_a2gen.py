@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizer
 from transformers.tokenization_utils_base import BatchEncoding
+from transformers.utils import PaddingStrategy
 
 from .configuration_a2gen import PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig
 from .time_encoding import denormalize_times, fit_log_statistics, normalize_seconds
@@ -304,7 +305,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         self,
         encoded_inputs: dict[str, Any],
         max_length: int | None = None,
-        padding_strategy: Any = None,
+        padding_strategy: PaddingStrategy = PaddingStrategy.DO_NOT_PAD,
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
         return_attention_mask: bool | None = None,
@@ -471,6 +472,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             ``pad_to_max_length``), or with ``return_tensors="pt"`` tensors of shape (B, T), padded to ``max_length``
             when ``pad_to_max_length`` and to the longest timeline otherwise.
         """
+        if return_tensors and not timelines:
+            raise ValueError("encode_timelines got no timelines; cannot build tensors of an empty batch.")
         encodings = []
         for index, timeline in enumerate(timelines):
             try:
@@ -478,8 +481,6 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             except ValueError as error:
                 raise type(error)(f"Timeline {index}: {error}") from None
         batch = {key: [encoding[key] for encoding in encodings] for key in self.model_input_names}
-        if return_tensors and not encodings:
-            raise ValueError("encode_timelines got no timelines; cannot build tensors of an empty batch.")
         if return_tensors:
             batch = dict(self.pad(batch, padding="longest", return_attention_mask=False, return_tensors=return_tensors))
         return batch
