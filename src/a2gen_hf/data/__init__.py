@@ -1,0 +1,18 @@
+"""Data for A2Gen: real-log conversion into the on-disk example schema, and the batch collator."""
+
+from .collator import A2GenDataCollator
+from .examples import SplitRule
+from .logs import PRESETS, ConversionResult, LogPreset, convert_log, format_summary
+from .validation import BAD_ROW_REASONS, LogFormatError
+
+__all__ = [
+    "A2GenDataCollator",
+    "BAD_ROW_REASONS",
+    "ConversionResult",
+    "LogFormatError",
+    "LogPreset",
+    "PRESETS",
+    "SplitRule",
+    "convert_log",
+    "format_summary",
+]

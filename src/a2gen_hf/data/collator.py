@@ -1,0 +1,203 @@
+"""Batch collation: rows of the on-disk example schema -> the tensors ``A2GenModel.forward`` names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..configuration_a2gen import A2GenConfig
+from ..tokenization_a2gen import A2GenActionTokenizer
+
+REQUIRED_COLUMNS = (
+    "user_id",
+    "item_id",
+    "history_item_ids",
+    "history_action_ids",
+    "history_action_seconds",
+    "action_ids",
+    "action_seconds",
+)
+SIDE_FEATURE_COLUMNS = ("item_side_ids", "history_item_side_ids")
+
+
+def _positions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``counts[i]`` entries of list ``i`` laid end to end: each entry's list index and slot within the list."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+class A2GenDataCollator:
+    r"""
+    Collates examples (dicts with the columns of ``docs/design.md``, "Examples on disk") into a batch.
+
+    History: the most recent ``max_history_items`` items are kept (the lists are oldest first), each with its first
+    ``max_events_per_item`` events; N and E are the longest kept lengths in the batch (at least 1), right-padded with
+    zeros. Labels: the first ``max_actions + 1`` actions of the target sequence (start included), padded with 0 to
+    exactly ``T = max_actions + 1``. Times are normalised with the tokenizer; unknown (NaN) and padded times are 0.0
+    with time mask 0. Unknown columns in a row are ignored.
+
+    Returns a dict of tensors (B = batch, F = side features; the two ``*side_ids`` tensors only when F > 0):
+    ``user_ids`` / ``item_ids`` (B,) long, ``item_side_ids`` (B, F) long, ``history_item_ids`` (B, N) long,
+    ``history_item_side_ids`` (B, N, F) long, ``history_mask`` (B, N) long, ``history_action_ids`` (B, N, E) long,
+    ``history_action_times`` (B, N, E) float, ``history_time_mask`` (B, N, E) long, ``labels`` (B, T) long,
+    ``label_times`` (B, T) float, ``label_time_mask`` (B, T) long.
+
+    Args:
+        tokenizer: the fitted :class:`A2GenActionTokenizer` saved with the data (its time statistics are used).
+        max_history_items / max_events_per_item / max_actions: the caps (as in :class:`A2GenConfig`).
+        num_item_side_features: F; ``None`` reads it from the first row's ``item_side_ids`` (0 when absent).
+    """
+
+    def __init__(
+        self,
+        tokenizer: A2GenActionTokenizer,
+        max_history_items: int = 100,
+        max_events_per_item: int = 6,
+        max_actions: int = 6,
+        num_item_side_features: int | None = None,
+    ):
+        for name, value in (
+            ("max_history_items", max_history_items),
+            ("max_events_per_item", max_events_per_item),
+            ("max_actions", max_actions),
+        ):
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1.")
+        self.tokenizer = tokenizer
+        self.max_history_items = max_history_items
+        self.max_events_per_item = max_events_per_item
+        self.max_actions = max_actions
+        self.num_item_side_features = num_item_side_features
+
+    @classmethod
+    def from_config(cls, config: A2GenConfig, tokenizer: A2GenActionTokenizer) -> A2GenDataCollator:
+        """A collator with ``config``'s caps and number of item side features."""
+        return cls(
+            tokenizer,
+            max_history_items=config.max_history_items,
+            max_events_per_item=config.max_events_per_item,
+            max_actions=config.max_actions,
+            num_item_side_features=config.num_item_side_features,
+        )
+
+    def _check_columns(self, features: Sequence[dict[str, Any]], side_features: int) -> None:
+        required = REQUIRED_COLUMNS + (SIDE_FEATURE_COLUMNS if side_features else ())
+        for index, row in enumerate(features):
+            missing = [name for name in required if name not in row]
+            if missing:
+                raise KeyError(
+                    f"A2GenDataCollator: example {index} of the batch has no column(s) {missing}; rows need "
+                    f"{list(required)} (docs/design.md, 'Examples on disk')."
+                )
+
+    def _normalized(self, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        known = np.isfinite(seconds)
+        times = np.where(known, self.tokenizer.normalize_seconds(np.where(known, seconds, 0.0)), 0.0)
+        return times.astype(np.float32), known.astype(np.int64)
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if len(features) == 0:
+            raise ValueError("A2GenDataCollator got an empty list of examples.")
+        side_features = self.num_item_side_features
+        if side_features is None:
+            side_features = len(features[0].get("item_side_ids") or ())
+        self._check_columns(features, side_features)
+        batch_size = len(features)
+        batch: dict[str, np.ndarray] = {
+            "user_ids": np.array([row["user_id"] for row in features], dtype=np.int64),
+            "item_ids": np.array([row["item_id"] for row in features], dtype=np.int64),
+        }
+        if side_features:
+            batch["item_side_ids"] = self._flat_ints(
+                (row["item_side_ids"] for row in features), batch_size * side_features, "item_side_ids", side_features
+            ).reshape(batch_size, side_features)
+
+        # History items: keep the last max_history_items of each row (the lists are oldest first).
+        lengths = np.array([len(row["history_item_ids"]) for row in features], dtype=np.int64)
+        kept = np.minimum(lengths, self.max_history_items)
+        dropped = lengths - kept
+        total = int(kept.sum())
+        num_items = max(int(kept.max()), 1)
+        item_row, item_slot = _positions(kept)
+
+        def recent(column: str) -> chain:
+            return chain.from_iterable(row[column][skip:] for row, skip in zip(features, dropped))
+
+        history_item_ids = np.zeros((batch_size, num_items), dtype=np.int64)
+        history_item_ids[item_row, item_slot] = self._flat_ints(recent("history_item_ids"), total, "history_item_ids")
+        history_mask = np.zeros((batch_size, num_items), dtype=np.int64)
+        history_mask[item_row, item_slot] = 1
+        batch["history_item_ids"] = history_item_ids
+        if side_features:
+            side_ids = np.zeros((batch_size, num_items, side_features), dtype=np.int64)
+            side_ids[item_row, item_slot] = self._flat_ints(
+                recent("history_item_side_ids"), total * side_features, "history_item_side_ids", side_features
+            ).reshape(total, side_features)
+            batch["history_item_side_ids"] = side_ids
+        batch["history_mask"] = history_mask
+
+        # Events of each kept history item: its first max_events_per_item.
+        event_ids, event_seconds, event_counts = self._sequences(
+            list(recent("history_action_ids")), list(recent("history_action_seconds")), self.max_events_per_item
+        )
+        num_events = max(int(event_counts.max()) if total else 0, 1)
+        event_item, event_slot = _positions(event_counts)
+        where = (item_row[event_item], item_slot[event_item], event_slot)
+        times, known = self._normalized(event_seconds)
+        for name, values, dtype in (
+            ("history_action_ids", event_ids, np.int64),
+            ("history_action_times", times, np.float32),
+            ("history_time_mask", known, np.int64),
+        ):
+            grid = np.zeros((batch_size, num_items, num_events), dtype=dtype)
+            grid[where] = values
+            batch[name] = grid
+
+        # Labels: start, ..., end action, padded with 0 to max_actions + 1.
+        length = self.max_actions + 1
+        label_ids, label_seconds, label_counts = self._sequences(
+            [row["action_ids"] for row in features], [row["action_seconds"] for row in features], length
+        )
+        where = _positions(label_counts)
+        times, known = self._normalized(label_seconds)
+        for name, values, dtype in (
+            ("labels", label_ids, np.int64),
+            ("label_times", times, np.float32),
+            ("label_time_mask", known, np.int64),
+        ):
+            grid = np.zeros((batch_size, length), dtype=dtype)
+            grid[where] = values
+            batch[name] = grid
+        return {name: torch.from_numpy(values) for name, values in batch.items()}
+
+    @staticmethod
+    def _flat_ints(values, count: int, column: str, width: int | None = None) -> np.ndarray:
+        flat = chain.from_iterable(values) if width else values
+        array = np.fromiter(flat, dtype=np.int64)
+        if array.size != count:
+            raise ValueError(
+                f"A2GenDataCollator: column {column!r} has {array.size} values where {count} are expected"
+                + (f" ({width} side features per item)" if width else "")
+                + "; every item needs the same number of side features."
+            )
+        return array
+
+    @staticmethod
+    def _sequences(id_lists: list, second_lists: list, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first ``cap`` entries of each sequence, flattened: ids (V,), seconds (V,), kept lengths (len,)."""
+        counts = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        second_counts = np.fromiter(map(len, second_lists), dtype=np.int64, count=len(second_lists))
+        if not np.array_equal(counts, second_counts):
+            bad = int(np.flatnonzero(counts != second_counts)[0])
+            raise ValueError(
+                f"A2GenDataCollator: sequence {bad} has {counts[bad]} action ids but {second_counts[bad]} times; "
+                "each action needs one time (NaN when unknown)."
+            )
+        ids = np.fromiter(chain.from_iterable(values[:cap] for values in id_lists), dtype=np.int64)
+        # np.array (not fromiter) so that None, how some readers spell a missing time, becomes NaN.
+        seconds = np.array(list(chain.from_iterable(values[:cap] for values in second_lists)), dtype=np.float64)
+        return ids, seconds.reshape(-1), np.minimum(counts, cap)

@@ -1,0 +1,231 @@
+"""From sessions (one per user and target item) to the on-disk examples of ``docs/design.md``.
+
+Everything here is columnar: sessions are numpy arrays with CSR event lists, history windows are found with one
+``searchsorted``, and list columns are assembled from offsets with pyarrow ``take`` in chunks of examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from ..tokenization_a2gen import A2GenActionTokenizer
+
+SPLITS = ("train", "validation", "test")
+
+EXAMPLE_SCHEMA = pa.schema(
+    [
+        ("user", pa.string()),
+        ("item", pa.string()),
+        ("user_id", pa.int64()),
+        ("item_id", pa.int64()),
+        ("item_side_ids", pa.list_(pa.int64())),
+        ("history_item_ids", pa.list_(pa.int64())),
+        ("history_item_side_ids", pa.list_(pa.list_(pa.int64()))),
+        ("history_action_ids", pa.list_(pa.list_(pa.int64()))),
+        ("history_action_seconds", pa.list_(pa.list_(pa.float32()))),
+        ("action_ids", pa.list_(pa.int64())),
+        ("action_seconds", pa.list_(pa.float32())),
+        ("session_start", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class Sessions:
+    """All sessions of a log; S sessions, F side-feature fields, V events in total.
+
+    ``user_codes`` / ``item_codes`` (S,) index ``users`` / ``items`` (the raw ids); ``side_codes`` (S, F) index
+    ``side_values[f]``; ``start`` / ``end`` (S,) are Unix seconds of the first and last event; the events of session
+    ``s`` are ``event_action_ids[event_offsets[s]:event_offsets[s + 1]]`` with ``event_seconds`` (float32, seconds
+    since ``start[s]``, NaN = unknown), start action first and end action last.
+    """
+
+    users: pa.Array
+    items: pa.Array
+    side_fields: tuple[str, ...]
+    side_values: list[pa.Array]
+    user_codes: np.ndarray
+    item_codes: np.ndarray
+    side_codes: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    event_offsets: np.ndarray
+    event_action_ids: np.ndarray
+    event_seconds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Time boundaries of the splits: ``session_start < validation_start`` is train, ``< test_start`` validation.
+
+    Explicit Unix seconds win; otherwise the last ``test_fraction`` of the sessions' start-time range is test and the
+    ``validation_fraction`` before it validation.
+    """
+
+    validation_fraction: float = 1 / 7
+    test_fraction: float = 1 / 7
+    validation_start: float | None = None
+    test_start: float | None = None
+
+    def boundaries(self, starts: np.ndarray) -> tuple[float, float]:
+        fractions = (self.validation_fraction, self.test_fraction)
+        if min(fractions) < 0 or sum(fractions) >= 1:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} and test_fraction={self.test_fraction} must be >= 0 "
+                "and sum to less than 1."
+            )
+        first, last = float(starts.min()), float(starts.max())
+        span = last - first
+        test_start = self.test_start if self.test_start is not None else last - self.test_fraction * span
+        validation_start = (
+            self.validation_start
+            if self.validation_start is not None
+            else test_start - self.validation_fraction * span
+        )
+        if validation_start > test_start:
+            raise ValueError(f"validation_start={validation_start} must not be after test_start={test_start}.")
+        return validation_start, test_start
+
+
+def fit_time_statistics(tokenizer: A2GenActionTokenizer, sessions: Sessions, chosen: np.ndarray) -> None:
+    """Fit the tokenizer's time statistics on the known times of the chosen sessions' actions after the start."""
+    counts = np.diff(sessions.event_offsets)
+    in_chosen = np.repeat(chosen, counts)
+    not_first = np.ones(len(sessions.event_seconds), dtype=bool)
+    not_first[sessions.event_offsets[:-1][counts > 0]] = False
+    seconds = sessions.event_seconds[in_chosen & not_first]
+    seconds = seconds[~np.isnan(seconds)].astype(np.float64)
+    if seconds.size == 0:
+        raise ValueError(
+            "The training split has no timed actions after the start to fit the time statistics on; move the split "
+            "boundaries later (validation_fraction / test_fraction) or give a longer log."
+        )
+    tokenizer.fit_time_statistics(seconds)
+
+
+def history_windows(
+    sessions: Sessions, max_history_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For every session, the slice of ``order`` holding its history.
+
+    ``order`` lists sessions by (user, end, start); a session's history is the sessions of its user that ENDED
+    before it started, i.e. a contiguous run ``order[low:high]`` (the most recent last), capped at
+    ``max_history_items``. Returns ``order``, ``low``, ``high`` and the uncapped history length, each (S,).
+    """
+    order = np.lexsort((sessions.start, sessions.end, sessions.user_codes))
+    unique_ends = np.unique(sessions.end)
+    stride = np.int64(len(unique_ends) + 1)
+    # Composite keys (user, rank of the time among the end times) make one global searchsorted per session.
+    sorted_keys = sessions.user_codes[order].astype(np.int64) * stride + np.searchsorted(
+        unique_ends, sessions.end[order]
+    )
+    user_base = sessions.user_codes.astype(np.int64) * stride
+    high = np.searchsorted(sorted_keys, user_base + np.searchsorted(unique_ends, sessions.start, side="left"))
+    user_low = np.searchsorted(sorted_keys, user_base)
+    low = np.maximum(user_low, high - max_history_items)
+    return order, low, high, high - user_low
+
+
+def _list_array(offsets: np.ndarray, values: pa.Array) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+
+
+def _concatenated_ranges(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All integers of the ranges [low[i], high[i]) one after another, and the offsets (len + 1,) of each range."""
+    lengths = high - low
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    positions = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1] - low, lengths)
+    return positions, offsets
+
+
+class ExampleBuilder:
+    """Turns chosen target sessions into record batches of :data:`EXAMPLE_SCHEMA`."""
+
+    def __init__(self, sessions: Sessions, tokenizer: A2GenActionTokenizer, max_history_items: int):
+        self.sessions = sessions
+        self.user_hashes = tokenizer.hash_users(sessions.users.to_pylist())
+        self.item_hashes = tokenizer.hash_items(sessions.items.to_pylist())
+        side_hashes = []
+        for field, values in zip(sessions.side_fields, sessions.side_values):
+            raws = values.to_pylist()
+            hashes = tokenizer.hash_side_features(field, raws)
+            hashes[np.array([raw == "" for raw in raws], dtype=bool)] = 0  # empty value = unknown = padding
+            side_hashes.append(hashes)
+        self.side_ids = (
+            np.stack([hashes[codes] for hashes, codes in zip(side_hashes, sessions.side_codes.T)], axis=1)
+            if side_hashes
+            else np.zeros((len(sessions), 0), dtype=np.int64)
+        )
+        self.num_side_features = self.side_ids.shape[1]
+        offsets = sessions.event_offsets
+        self.session_actions = _list_array(offsets, pa.array(sessions.event_action_ids.astype(np.int64)))
+        self.session_seconds = _list_array(offsets, pa.array(sessions.event_seconds.astype(np.float32)))
+        self.order, self.low, self.high, self.available = history_windows(sessions, max_history_items)
+
+    def _side_lists(self, session_indices: np.ndarray) -> pa.ListArray:
+        width = self.num_side_features
+        offsets = np.arange(len(session_indices) + 1, dtype=np.int64) * width
+        return _list_array(offsets, pa.array(self.side_ids[session_indices].ravel()))
+
+    def batch(self, targets: np.ndarray) -> pa.RecordBatch:
+        """Record batch of the examples whose target sessions are ``targets`` (B,)."""
+        sessions = self.sessions
+        positions, history_offsets = _concatenated_ranges(self.low[targets], self.high[targets])
+        history = self.order[positions]
+        history_take = pa.array(history)
+        target_take = pa.array(targets)
+        columns = {
+            "user": sessions.users.take(pa.array(sessions.user_codes[targets])),
+            "item": sessions.items.take(pa.array(sessions.item_codes[targets])),
+            "user_id": pa.array(self.user_hashes[sessions.user_codes[targets]]),
+            "item_id": pa.array(self.item_hashes[sessions.item_codes[targets]]),
+            "item_side_ids": self._side_lists(targets),
+            "history_item_ids": _list_array(history_offsets, pa.array(self.item_hashes[sessions.item_codes[history]])),
+            "history_item_side_ids": _list_array(history_offsets, self._side_lists(history)),
+            "history_action_ids": _list_array(history_offsets, self.session_actions.take(history_take)),
+            "history_action_seconds": _list_array(history_offsets, self.session_seconds.take(history_take)),
+            "action_ids": self.session_actions.take(target_take),
+            "action_seconds": self.session_seconds.take(target_take),
+            "session_start": pa.array(np.floor(sessions.start[targets]).astype(np.int64)),
+        }
+        return pa.RecordBatch.from_arrays(list(columns.values()), schema=EXAMPLE_SCHEMA)
+
+
+def write_split(
+    builder: ExampleBuilder, targets: np.ndarray, staging_file: Path | None, chunk_size: int, desc: str, progress
+) -> datasets.Dataset:
+    """The split's examples, streamed chunk by chunk to ``staging_file`` (memory-mapped back) or kept in memory."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with tqdm(total=len(targets), desc=desc, unit=" examples", disable=progress is False or None) as bar:
+            for begin in range(0, len(targets), chunk_size):
+                chunk = targets[begin : begin + chunk_size]
+                bar.update(len(chunk))
+                yield builder.batch(chunk)
+
+    if staging_file is None:
+        table = pa.Table.from_batches(list(batches()), schema=EXAMPLE_SCHEMA)
+        return datasets.Dataset(datasets.table.InMemoryTable(table))
+    with pa.OSFile(str(staging_file), "wb") as sink, pa.ipc.new_stream(sink, EXAMPLE_SCHEMA) as writer:
+        for batch in batches():
+            writer.write_batch(batch)
+    return datasets.Dataset.from_file(str(staging_file))
+
+
+def action_frequencies(sessions: Sessions, chosen: np.ndarray, action_names: list[str]) -> dict[str, int]:
+    """How often each action occurs in the chosen sessions' sequences."""
+    counts = np.diff(sessions.event_offsets)
+    ids = sessions.event_action_ids[np.repeat(chosen, counts)]
+    totals = np.bincount(ids, minlength=len(action_names) + 1)
+    return {name: int(totals[index + 1]) for index, name in enumerate(action_names)}

@@ -1,0 +1,469 @@
+"""Convert real interaction logs (Taobao UserBehavior, Tmall IJCAI-15, KuaiRand, or your own) into A2Gen examples.
+
+The rules (sessions, the t = 0 anchor, ties, the end action, history, splits) are described in ``docs/data.md``;
+:func:`convert_log` applies them column-wise and returns a :class:`ConversionResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS
+from ..tokenization_a2gen import A2GenActionTokenizer
+from .examples import (
+    SPLITS,
+    ExampleBuilder,
+    Sessions,
+    SplitRule,
+    action_frequencies,
+    fit_time_statistics,
+    write_split,
+)
+from .validation import BadRowCounter, LogFormatError, ValidatedLog, read_validated_log
+
+DEFAULT_SESSION_GAP_SECONDS = 3 * 86400
+DEFAULT_MAX_HISTORY_ITEMS = 50
+TIME_UNITS = ("s", "ms", "mmdd")
+
+
+@dataclass(frozen=True)
+class LogPreset:
+    """How to read one kind of log.
+
+    Two layouts exist. *Event logs* (``action_column`` set) hold one event per row; sessions are cut per (user, item)
+    by the gap rule. *View logs* (``flag_columns`` and ``duration_column`` set) hold one whole session per row: the
+    start action at the row's time, the flagged actions with unknown times, the end action after ``duration``.
+
+    Args:
+        name: the preset's name.
+        action_names / start_action / end_action: the vocabulary, as in :class:`A2GenConfig`.
+        user_column / item_column / time_column: column names of the raw user id, item id and event time.
+        columns: the column names, in order, of header-less files; ``None`` when the file has a header.
+        delimiter: CSV delimiter.
+        time_unit: ``"s"`` (Unix seconds), ``"ms"`` (Unix milliseconds) or ``"mmdd"`` (a day of ``year``).
+        year: the year of ``"mmdd"`` times.
+        time_window: ``(first, last)`` Unix seconds; rows outside are bad rows (``outside_window``).
+        action_column / action_mapping: event logs: the action column and its raw values -> action names.
+        flag_columns: view logs: 0/1 columns -> action names, listed in the order the actions take in a sequence.
+        duration_column / duration_unit: view logs: time from the start to the end action (``"s"`` or ``"ms"``).
+        side_feature_columns: item side features (category, seller, ...), hashed per field; empty = unknown.
+    """
+
+    name: str
+    action_names: tuple[str, ...]
+    start_action: str
+    end_action: str
+    user_column: str
+    item_column: str
+    time_column: str
+    columns: tuple[str, ...] | None = None
+    delimiter: str = ","
+    time_unit: str = "s"
+    year: int | None = None
+    time_window: tuple[int, int] | None = None
+    action_column: str | None = None
+    action_mapping: dict[str, str] = field(default_factory=dict)
+    flag_columns: dict[str, str] = field(default_factory=dict)
+    duration_column: str | None = None
+    duration_unit: str = "ms"
+    side_feature_columns: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        problems = []
+        if (self.action_column is None) == (self.duration_column is None):
+            problems.append("set either action_column (event logs) or duration_column (view logs), not both")
+        for action in {*self.action_mapping.values(), *self.flag_columns.values(), self.start_action, self.end_action}:
+            if action not in self.action_names:
+                problems.append(f"action {action!r} is not in action_names {list(self.action_names)}")
+        if self.time_unit not in TIME_UNITS or self.duration_unit not in ("s", "ms"):
+            problems.append(f"time_unit must be one of {list(TIME_UNITS)} and duration_unit 's' or 'ms'")
+        if self.time_unit == "mmdd" and self.year is None:
+            problems.append("time_unit='mmdd' needs the year")
+        if self.columns is not None and not set(self.needed_columns()) <= set(self.columns):
+            problems.append(f"columns {list(self.columns)} lack some of {self.needed_columns()}")
+        if problems:
+            raise ValueError(f"Invalid LogPreset {self.name!r}: " + "; ".join(problems) + ".")
+
+    @property
+    def is_view_log(self) -> bool:
+        return self.duration_column is not None
+
+    def action_id(self, name: str) -> int:
+        return self.action_names.index(name) + 1
+
+    def required_string_columns(self) -> list[str]:
+        return [self.user_column, self.item_column]
+
+    def string_columns(self) -> list[str]:
+        return [*self.required_string_columns(), *self.side_feature_columns]
+
+    def number_columns(self) -> list[tuple[str, str]]:
+        pairs = [(self.time_column, self.time_unit)]
+        if self.duration_column is not None:
+            pairs.append((self.duration_column, self.duration_unit))
+        return pairs
+
+    def needed_columns(self) -> list[str]:
+        names = [*self.string_columns(), *(name for name, _ in self.number_columns()), *self.flag_columns]
+        if self.action_column is not None:
+            names.append(self.action_column)
+        return names
+
+    def describe_row(self) -> str:
+        return f"columns {list(self.columns) if self.columns is not None else self.needed_columns()}"
+
+
+PRESETS: dict[str, LogPreset] = {
+    # Tianchi "User Behavior Data from Taobao for Recommendation" (UserBehavior.csv).
+    "taobao": LogPreset(
+        name="taobao",
+        action_names=tuple(ECOMMERCE_ACTIONS),
+        start_action="click",
+        end_action="leave",
+        columns=("user_id", "item_id", "category_id", "behavior_type", "timestamp"),
+        user_column="user_id",
+        item_column="item_id",
+        time_column="timestamp",
+        time_window=(1511539200, 1512316799),
+        action_column="behavior_type",
+        action_mapping={"pv": "click", "fav": "collect", "cart": "cart", "buy": "buy"},
+        side_feature_columns=("category_id",),
+    ),
+    # IJCAI-15 Tmall repeat-buyers "user_log_format1.csv": day-level times (mmdd of 2015).
+    "tmall": LogPreset(
+        name="tmall",
+        action_names=tuple(ECOMMERCE_ACTIONS),
+        start_action="click",
+        end_action="leave",
+        user_column="user_id",
+        item_column="item_id",
+        time_column="time_stamp",
+        time_unit="mmdd",
+        year=2015,
+        action_column="action_type",
+        action_mapping={"0": "click", "1": "cart", "2": "buy", "3": "collect"},
+        side_feature_columns=("cat_id", "seller_id", "brand_id"),
+    ),
+    # KuaiRand "log_standard_*.csv": one row per view; interactions have no time of their own.
+    "kuairand": LogPreset(
+        name="kuairand",
+        action_names=tuple(SHORT_VIDEO_ACTIONS),
+        start_action="start",
+        end_action="leave",
+        user_column="user_id",
+        item_column="video_id",
+        time_column="time_ms",
+        time_unit="ms",
+        flag_columns={"is_like": "like", "is_follow": "follow", "is_forward": "forward", "is_comment": "comment"},
+        duration_column="play_time_ms",
+        duration_unit="ms",
+    ),
+}
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert_log` produced: the examples, the tokenizer fitted on the train split, the summary."""
+
+    dataset: datasets.DatasetDict
+    tokenizer: A2GenActionTokenizer
+    summary: dict[str, Any]
+    output_dir: Path | None = None
+
+
+def _codes(values: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary-encode a string column: int64 codes (rows,) and the distinct values."""
+    encoded = pc.dictionary_encode(values)
+    if encoded.num_chunks == 0:
+        return np.empty(0, dtype=np.int64), pa.array([], type=pa.string())
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks])
+    return codes.astype(np.int64), encoded.chunks[0].dictionary
+
+
+def _drop_duplicates(log: ValidatedLog, rows: np.ndarray, duplicate: np.ndarray, describe) -> np.ndarray:
+    """Report rows ``rows[duplicate]`` (each equal to the row before it) as duplicate events; return kept rows."""
+    found = np.flatnonzero(duplicate)
+    if found.size:
+        first = found[np.argmin(log.lines[rows[found]])]
+        message = (
+            f"{log.source}:{log.lines[rows[first]]}: duplicate event: {describe(rows[first])} already on line "
+            f"{log.lines[rows[first - 1]]}"
+        )
+        log.bad_rows.add("duplicate_event", found.size, message)
+    return rows[~duplicate]
+
+
+def _group_starts(*keys: np.ndarray) -> np.ndarray:
+    """True where a row starts a new run of equal ``keys`` (rows sorted by them)."""
+    starts = np.ones(len(keys[0]), dtype=bool)
+    if len(starts):
+        starts[1:] = np.logical_or.reduce([key[1:] != key[:-1] for key in keys])
+    return starts
+
+
+def _encoded(log: ValidatedLog, preset: LogPreset) -> tuple[dict[str, np.ndarray], dict[str, pa.Array]]:
+    codes, dictionaries = {}, {}
+    for name in preset.string_columns():
+        codes[name], dictionaries[name] = _codes(log.strings[name])
+    return codes, dictionaries
+
+
+def _sessions(
+    preset: LogPreset, codes, dictionaries, rows, first_rows, start, end, offsets, action_ids, seconds
+) -> Sessions:
+    return Sessions(
+        users=dictionaries[preset.user_column],
+        items=dictionaries[preset.item_column],
+        side_fields=preset.side_feature_columns,
+        side_values=[dictionaries[name] for name in preset.side_feature_columns],
+        user_codes=codes[preset.user_column][rows[first_rows]],
+        item_codes=codes[preset.item_column][rows[first_rows]],
+        side_codes=np.stack([codes[name][rows[first_rows]] for name in preset.side_feature_columns], axis=1)
+        if preset.side_feature_columns
+        else np.zeros((len(first_rows), 0), dtype=np.int64),
+        start=start,
+        end=end,
+        event_offsets=offsets,
+        event_action_ids=action_ids,
+        event_seconds=seconds.astype(np.float32),
+    )
+
+
+def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_seconds: float) -> Sessions:
+    """Cut an event log into (user, item) sessions and write each as start, ..., end action (see docs/data.md)."""
+    codes, dictionaries = _encoded(log, preset)
+    users, items = codes[preset.user_column], codes[preset.item_column]
+    times, actions = log.numbers[preset.time_column], log.numbers["action_id"]
+    # Stable sort: ties of (user, item, time) by vocabulary order, then by line.
+    rows = np.lexsort((actions, times, items, users))
+    duplicate = ~_group_starts(users[rows], items[rows], times[rows], actions[rows])
+
+    def describe(row: int) -> str:
+        action = preset.action_names[actions[row] - 1]
+        return f"user {dictionaries[preset.user_column][users[row]]}, item {dictionaries[preset.item_column][items[row]]}, {action} at {times[row]:g}"
+
+    rows = _drop_duplicates(log, rows, duplicate, describe)
+    users, items, times, actions = users[rows], items[rows], times[rows], actions[rows]
+
+    end_id, start_id = preset.action_id(preset.end_action), preset.action_id(preset.start_action)
+    new_session = _group_starts(users, items)
+    if len(rows):
+        new_session[1:] |= (np.diff(times) > session_gap_seconds) | (actions[:-1] == end_id)
+    first = np.flatnonzero(new_session)
+    last = np.r_[first[1:], len(rows)] - 1
+    session_of_row = np.cumsum(new_session) - 1
+    add_start = actions[first] != start_id
+    add_end = actions[last] != end_id
+    offsets = np.zeros(len(first) + 1, dtype=np.int64)
+    np.cumsum(last - first + 1 + add_start + add_end, out=offsets[1:])
+
+    start, end = times[first], times[last]
+    action_ids = np.empty(offsets[-1], dtype=np.int64)
+    seconds = np.empty(offsets[-1], dtype=np.float64)
+    positions = offsets[session_of_row] + add_start[session_of_row] + (np.arange(len(rows)) - first[session_of_row])
+    action_ids[positions] = actions
+    seconds[positions] = times - start[session_of_row]
+    action_ids[offsets[:-1][add_start]] = start_id  # the anchor: start at the first event's moment
+    seconds[offsets[:-1][add_start]] = 0.0
+    action_ids[offsets[1:][add_end] - 1] = end_id  # no logged leave: leave at the last event
+    seconds[offsets[1:][add_end] - 1] = (end - start)[add_end]
+    return _sessions(preset, codes, dictionaries, rows, first, start, end, offsets, action_ids, seconds)
+
+
+def sessions_from_views(log: ValidatedLog, preset: LogPreset) -> Sessions:
+    """One session per view row: start at 0, the flagged actions (unknown times), the end action after the duration."""
+    codes, dictionaries = _encoded(log, preset)
+    users, items = codes[preset.user_column], codes[preset.item_column]
+    times = log.numbers[preset.time_column]
+    rows = np.lexsort((times, items, users))
+
+    def describe(row: int) -> str:
+        return f"user {dictionaries[preset.user_column][users[row]]}, video {dictionaries[preset.item_column][items[row]]} viewed at {times[row]:g}"
+
+    rows = _drop_duplicates(log, rows, ~_group_starts(users[rows], items[rows], times[rows]), describe)
+    duration = log.numbers[preset.duration_column][rows]
+    # Columns of the (views, 2 + flags) grid: start, the flags in the preset's order, end; absent flags drop out.
+    present = np.column_stack(
+        [
+            np.ones(len(rows), bool),
+            *(log.numbers[name][rows] for name in preset.flag_columns),
+            np.ones(len(rows), bool),
+        ]
+    )
+    grid_ids = np.array(
+        [preset.action_id(preset.start_action)]
+        + [preset.action_id(action) for action in preset.flag_columns.values()]
+        + [preset.action_id(preset.end_action)]
+    )
+    grid_seconds = np.full(present.shape, np.nan)
+    grid_seconds[:, 0] = 0.0
+    grid_seconds[:, -1] = duration
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(present.sum(axis=1), out=offsets[1:])
+    start = times[rows]
+    first = np.arange(len(rows))
+    action_ids = np.broadcast_to(grid_ids, present.shape)[present]
+    return _sessions(
+        preset, codes, dictionaries, rows, first, start, start + duration, offsets, action_ids, grid_seconds[present]
+    )
+
+
+def convert_log(
+    input_path: str | Path,
+    preset: str | LogPreset = "taobao",
+    output_dir: str | Path | None = None,
+    on_bad_rows: str = "error",
+    file_format: str | None = None,
+    session_gap_seconds: float = DEFAULT_SESSION_GAP_SECONDS,
+    max_history_items: int = DEFAULT_MAX_HISTORY_ITEMS,
+    min_history: int = 0,
+    split_rule: SplitRule | None = None,
+    tokenizer: A2GenActionTokenizer | None = None,
+    chunk_size: int = 65536,
+    progress: bool | None = None,
+) -> ConversionResult:
+    """Convert an interaction log into the A2Gen example schema of ``docs/design.md``.
+
+    Args:
+        input_path: a CSV, JSONL or Parquet log.
+        preset: a name of :data:`PRESETS` or a :class:`LogPreset`.
+        output_dir: where to write the ``DatasetDict`` (``save_to_disk``), ``tokenizer/`` and ``a2gen_data.json``;
+            ``None`` keeps everything in memory.
+        on_bad_rows: ``"error"`` (default: stop at the first bad row), ``"skip"`` (drop and count) or ``"warn"``
+            (drop, count and warn once per reason).
+        file_format: ``"csv"``, ``"jsonl"`` or ``"parquet"``; guessed from the extension when ``None``.
+        session_gap_seconds: event logs: a (user, item) pair's next event starts a new session after this gap.
+        max_history_items: history items kept per example (the most recent).
+        min_history: only sessions with at least this many earlier sessions of the user become examples.
+        split_rule: the time boundaries of train / validation / test (default: the last two sevenths).
+        tokenizer: a tokenizer with the preset's vocabulary and your bucket counts; one with defaults otherwise.
+            Its time statistics are (re)fitted on the train split.
+        chunk_size: examples assembled per Arrow record batch.
+        progress: show progress bars (``None``: only on a terminal).
+
+    Returns:
+        A :class:`ConversionResult`.
+    """
+    preset = _preset(preset)
+    split_rule = split_rule or SplitRule()
+    if max_history_items < 1 or min_history < 0 or session_gap_seconds < 0:
+        raise ValueError(
+            f"max_history_items={max_history_items} must be >= 1, min_history={min_history} >= 0 and "
+            f"session_gap_seconds={session_gap_seconds} >= 0."
+        )
+    tokenizer = tokenizer or A2GenActionTokenizer(
+        action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action
+    )
+    if list(tokenizer.action_names) != list(preset.action_names):
+        raise ValueError(
+            f"The tokenizer's actions {tokenizer.action_names} differ from preset {preset.name!r}'s "
+            f"{list(preset.action_names)}; build the tokenizer with the preset's action_names."
+        )
+    log = read_validated_log(input_path, preset, on_bad_rows=on_bad_rows, file_format=file_format, progress=progress)
+    if preset.is_view_log:
+        sessions = sessions_from_views(log, preset)
+    else:
+        sessions = sessions_from_events(log, preset, session_gap_seconds)
+    if len(sessions) == 0:
+        raise LogFormatError(f"{log.source}: no valid rows are left ({_dropped_text(log.bad_rows)}).")
+
+    validation_start, test_start = split_rule.boundaries(sessions.start)
+    split_of_session = np.searchsorted([validation_start, test_start], sessions.start, side="right")
+    fit_time_statistics(tokenizer, sessions, split_of_session == 0)
+    builder = ExampleBuilder(sessions, tokenizer, max_history_items)
+    chosen = builder.available >= min_history
+    by_time = np.lexsort((sessions.item_codes, sessions.user_codes, sessions.start))
+
+    output_dir = Path(output_dir) if output_dir is not None else None
+    staging = None
+    if output_dir is not None:
+        staging = output_dir / "_staging"
+        staging.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for index, split in enumerate(SPLITS):
+        targets = by_time[(split_of_session[by_time] == index) & chosen[by_time]]
+        staging_file = staging / f"{split}.arrow" if staging is not None else None
+        splits[split] = write_split(builder, targets, staging_file, chunk_size, f"{split} examples", progress)
+    dataset = datasets.DatasetDict(splits)
+
+    summary = {
+        "source": str(input_path),
+        "preset": _preset_record(preset),
+        "rules": {
+            "session_gap_seconds": session_gap_seconds,
+            "max_history_items": max_history_items,
+            "min_history": min_history,
+            "validation_start": validation_start,
+            "test_start": test_start,
+            "time_statistics_fitted_on": "train split: known times of every action after the start",
+        },
+        "rows_read": log.rows_read,
+        "rows_kept": log.rows_read - sum(log.bad_rows.counts.values()),
+        "rows_dropped": dict(sorted(log.bad_rows.counts.items())),
+        "first_dropped": dict(sorted(log.bad_rows.first_messages.items())),
+        "sessions": len(sessions),
+        "examples": {split: len(splits[split]) for split in SPLITS},
+        "action_frequencies": {
+            split: action_frequencies(sessions, (split_of_session == index) & chosen, list(preset.action_names))
+            for index, split in enumerate(SPLITS)
+        },
+        "time_log_mean": tokenizer.time_log_mean,
+        "time_log_std": tokenizer.time_log_std,
+    }
+    if output_dir is not None:
+        dataset.save_to_disk(str(output_dir))
+        del dataset, splits
+        shutil.rmtree(staging)
+        tokenizer.save_pretrained(str(output_dir / "tokenizer"))
+        (output_dir / "a2gen_data.json").write_text(json.dumps(summary, indent=2) + "\n")
+        dataset = datasets.load_from_disk(str(output_dir))
+    return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
+
+
+def _preset(preset: str | LogPreset) -> LogPreset:
+    if isinstance(preset, LogPreset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; use one of {sorted(PRESETS)} or pass a LogPreset.")
+    return PRESETS[preset]
+
+
+def _preset_record(preset: LogPreset) -> dict[str, Any]:
+    record = asdict(preset)
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in record.items()}
+
+
+def _dropped_text(bad_rows: BadRowCounter) -> str:
+    if not bad_rows.counts:
+        return "none dropped"
+    return ", ".join(f"{count} {reason}" for reason, count in sorted(bad_rows.counts.items()))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines: rows read and dropped, sessions, examples per split, action frequencies."""
+    lines = [
+        f"source: {summary['source']} (preset {summary['preset']['name']})",
+        f"rows read: {summary['rows_read']}, sessions: {summary['sessions']}",
+        "rows dropped: "
+        + (
+            ", ".join(f"{reason}={count}" for reason, count in summary["rows_dropped"].items())
+            if summary["rows_dropped"]
+            else "none"
+        ),
+        "examples: " + ", ".join(f"{split}={count}" for split, count in summary["examples"].items()),
+    ]
+    for split, frequencies in summary["action_frequencies"].items():
+        lines.append(f"actions ({split}): " + ", ".join(f"{name}={count}" for name, count in frequencies.items()))
+    lines.append(
+        f"time statistics (train): log_mean={summary['time_log_mean']:.4f}, log_std={summary['time_log_std']:.4f}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,445 @@
+"""Streaming, validated reading of interaction logs (CSV, JSONL, Parquet) into columnar arrays.
+
+Every row is checked column by column with vectorised pyarrow / numpy operations. A bad row either stops the read
+with a :class:`LogFormatError` naming the file, the line, the column and the value (``on_bad_rows="error"``), or is
+dropped and counted under a reason (``"skip"``; ``"warn"`` also emits one warning per reason). Nothing is dropped
+without being counted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .logs import LogPreset
+
+ON_BAD_ROWS = ("error", "skip", "warn")
+
+# Why a row can be dropped; the keys are the reasons counted in summaries and in ``a2gen_data.json``.
+BAD_ROW_REASONS = {
+    "truncated_row": "the row has fewer columns than the file's header (or the preset's column list)",
+    "extra_columns": "the row has more columns than the file's header (or the preset's column list)",
+    "empty_line": "the line is empty",
+    "empty_value": "a user, item, action or time value is empty",
+    "unknown_action": "the action is not one of the preset's action values",
+    "bad_number": "a time or duration is not a number",
+    "negative_number": "a time or duration is negative",
+    "bad_date": "a day-level date is not a valid mmdd date",
+    "bad_flag": "a 0/1 flag column holds another value",
+    "outside_window": "the timestamp lies outside the preset's time window",
+    "duplicate_event": "the same (user, item, action, time) event appears twice in a session",
+}
+
+_SKIP_HINT = "Fix or remove the row, or pass on_bad_rows='skip' (CLI: --on-bad-rows skip) to drop and count such rows."
+_NUMBER_PATTERN = r"^[0-9]+(\.[0-9]*)?$"
+_NEGATIVE_PATTERN = r"^-[0-9]+(\.[0-9]*)?$"
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+class LogFormatError(ValueError):
+    """Raised when an interaction log cannot be read as asked: a bad row, a missing column, an empty file."""
+
+
+@dataclass
+class BadRowCounter:
+    """Counts dropped rows per reason (or raises on the first one when ``mode == "error"``)."""
+
+    source: str
+    mode: str
+    counts: Counter = field(default_factory=Counter)
+    first_messages: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reason: str, count: int, first_message: str) -> None:
+        if count == 0:
+            return
+        if self.mode == "error":
+            raise LogFormatError(f"{first_message}. {_SKIP_HINT}")
+        self.counts[reason] += int(count)
+        self.first_messages.setdefault(reason, first_message)
+
+    def finish(self) -> None:
+        if self.mode != "warn":
+            return
+        for reason, count in sorted(self.counts.items()):
+            warnings.warn(
+                f"{self.source}: dropped {count} row(s), reason {reason!r} ({BAD_ROW_REASONS[reason]}); "
+                f"first: {self.first_messages[reason]}",
+                stacklevel=3,
+            )
+
+
+@dataclass
+class _Problem:
+    reason: str
+    mask: np.ndarray  # (rows,) bool
+    describe: Callable[[int], str]  # row index -> message without location
+
+
+@dataclass
+class ValidatedLog:
+    """The valid rows of a log, column by column.
+
+    ``strings`` hold id / side-feature columns as pyarrow arrays, ``numbers`` hold times (Unix seconds, float64),
+    durations (seconds, float64), action ids (int64, the preset's vocabulary ids) and flags (bool), all of shape
+    ``(rows,)``; ``lines`` holds each row's line (text files) or row number (Parquet), counted from 1.
+    """
+
+    source: str
+    rows_read: int
+    strings: dict[str, pa.ChunkedArray]
+    numbers: dict[str, np.ndarray]
+    lines: np.ndarray
+    bad_rows: BadRowCounter
+
+
+def detect_format(path: Path, file_format: str | None) -> str:
+    if file_format is not None:
+        if file_format not in set(_FORMATS.values()):
+            raise LogFormatError(f"Unknown input format {file_format!r}; use one of ['csv', 'jsonl', 'parquet'].")
+        return file_format
+    suffix = path.suffix.lower()
+    if suffix not in _FORMATS:
+        raise LogFormatError(
+            f"{path}: cannot tell the format from the extension {suffix!r}; name the file *.csv, *.jsonl or "
+            "*.parquet, or pass file_format='csv' | 'jsonl' | 'parquet' (CLI: --format)."
+        )
+    return _FORMATS[suffix]
+
+
+class _CsvBatches:
+    """CSV batches with each valid row's line number, rows of the wrong width counted as bad rows."""
+
+    def __init__(self, path: Path, preset: LogPreset, needed: list[str], block_size: int):
+        self.path = path
+        self.invalid_rows: list[tuple[int, int, int, str]] = []  # (line, expected, actual, text)
+        if preset.columns is None:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                header = handle.readline().rstrip("\r\n")
+            names = header.split(preset.delimiter)
+            first_line = 2
+        else:
+            names = list(preset.columns)
+            first_line = 1
+        _check_columns(path, needed, names, header=preset.columns is None)
+        self.names = names
+        self.next_line = first_line
+        self.reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(
+                use_threads=False,  # row numbers reach the invalid-row handler only in single-threaded parsing
+                block_size=block_size,
+                column_names=None if preset.columns is None else names,
+            ),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=preset.delimiter,
+                invalid_row_handler=self._on_invalid_row,
+                ignore_empty_lines=False,  # keeps every physical line a row, so line numbers stay exact
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=needed,
+                column_types=dict.fromkeys(needed, pa.string()),
+                strings_can_be_null=False,
+            ),
+        )
+
+    def _on_invalid_row(self, row) -> str:
+        self.invalid_rows.append((row.number, row.expected_columns, row.actual_columns, row.text))
+        return "skip"
+
+    def __iter__(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        for batch in self.reader:
+            yield batch, self._take_lines(batch.num_rows)
+
+    def _take_lines(self, count: int) -> np.ndarray:
+        # Valid rows are the consecutive lines left over once the invalid ones (already reported) are removed.
+        invalid = np.array([row[0] for row in self.invalid_rows if row[0] >= self.next_line], dtype=np.int64)
+        candidates = np.arange(self.next_line, self.next_line + count + invalid.size, dtype=np.int64)
+        lines = candidates[~np.isin(candidates, invalid)][:count]
+        if count:
+            self.next_line = int(lines[-1]) + 1
+        return lines
+
+
+def _check_columns(path: Path, needed: list[str], found: list[str], header: bool) -> None:
+    missing = [name for name in needed if name not in found]
+    if missing:
+        where = "its header has" if header else "the preset names"
+        raise LogFormatError(
+            f"{path.name}: missing column(s) {missing}; {where} {found}. Rename the columns or choose the preset "
+            "that matches this file."
+        )
+
+
+def _record_batches(path: Path, file_format: str, preset: LogPreset, needed: list[str], block_size: int):
+    """Batches of the needed columns (each with its rows' line numbers) and, for CSV, the invalid-row source."""
+    if file_format == "csv":
+        batches = _CsvBatches(path, preset, needed, block_size)
+        return iter(batches), batches
+    if file_format == "parquet":
+        parquet = pq.ParquetFile(path)
+        _check_columns(path, needed, parquet.schema_arrow.names, header=True)
+        iterator = parquet.iter_batches(batch_size=max(block_size // 64, 1024), columns=needed)
+    else:
+        iterator = _jsonl_batches(path, needed, block_size)
+    return _number_rows(iterator), None
+
+
+def _jsonl_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
+    try:
+        reader = pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False))
+        _check_columns(path, needed, reader.schema.names, header=True)
+        for batch in reader:
+            yield batch.select(needed)
+    except pa.ArrowInvalid as error:
+        raise LogFormatError(
+            f"{path.name}: not valid JSON lines ({error}). Write one JSON object per line, with the same type for a "
+            "key on every line."
+        ) from None
+
+
+def _number_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    next_row = 1
+    for batch in batches:
+        yield batch, np.arange(next_row, next_row + batch.num_rows, dtype=np.int64)
+        next_row += batch.num_rows
+
+
+def read_validated_log(
+    path: str | Path,
+    preset: LogPreset,
+    on_bad_rows: str = "error",
+    file_format: str | None = None,
+    block_size: int = 16 << 20,
+    progress: bool | None = None,
+) -> ValidatedLog:
+    """Read ``path`` in batches of about ``block_size`` bytes and validate every row against ``preset``."""
+    path = Path(path)
+    if on_bad_rows not in ON_BAD_ROWS:
+        raise ValueError(f"on_bad_rows={on_bad_rows!r} is unknown; use one of {list(ON_BAD_ROWS)}.")
+    if not path.is_file():
+        raise FileNotFoundError(f"Log file {str(path)!r} does not exist.")
+    if path.stat().st_size == 0:
+        raise LogFormatError(f"{path.name}: the file is empty; it needs one row per event ({preset.describe_row()}).")
+    file_format = detect_format(path, file_format)
+    needed = preset.needed_columns()
+    bad_rows = BadRowCounter(path.name, on_bad_rows)
+    batches, csv_source = _record_batches(path, file_format, preset, needed, block_size)
+
+    strings: dict[str, list[pa.Array]] = {name: [] for name in preset.string_columns()}
+    numbers: dict[str, list[np.ndarray]] = {}
+    kept_lines: list[np.ndarray] = []
+    rows_read = 0
+    reported_invalid = 0
+    with tqdm(desc=f"reading {path.name}", unit=" rows", disable=progress is False or None) as bar:
+        for batch, lines in batches:
+            rows_read += batch.num_rows
+            bar.update(batch.num_rows)
+            columns, problems = _validate_batch(batch, preset)
+            flagged = np.logical_or.reduce([problem.mask for problem in problems])
+            if csv_source is not None:
+                # Rows of the wrong width before this batch's first bad row come first (in "error" mode they raise).
+                first_bad = int(lines[flagged][0]) if flagged.any() else int(lines[-1]) + 1 if lines.size else 0
+                reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, first_bad)
+            keep = _apply_problems(problems, flagged, lines, bad_rows, path.name)
+            if csv_source is not None and lines.size:
+                reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, int(lines[-1]) + 1)
+            for name in strings:
+                strings[name].append(columns[name].filter(pa.array(keep)))
+            for name, values in columns.items():
+                if name not in strings:
+                    numbers.setdefault(name, []).append(values[keep])
+            kept_lines.append(lines[keep])
+        if csv_source is not None:
+            _report_invalid_rows(csv_source, reported_invalid, bad_rows, None)
+            rows_read += len(csv_source.invalid_rows)
+    if rows_read == 0:
+        raise LogFormatError(f"{path.name}: the file has no rows ({preset.describe_row()}).")
+    bad_rows.finish()
+    return ValidatedLog(
+        source=path.name,
+        rows_read=rows_read,
+        strings={name: pa.chunked_array(chunks, type=pa.string()) for name, chunks in strings.items()},
+        numbers={
+            name: np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float64)
+            for name, chunks in numbers.items()
+        },
+        lines=np.concatenate(kept_lines) if kept_lines else np.empty(0, dtype=np.int64),
+        bad_rows=bad_rows,
+    )
+
+
+def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter, before: int | None) -> int:
+    """Report the not-yet-reported rows of the wrong width whose line is < ``before`` (all when None)."""
+    pending = [row for row in source.invalid_rows[done:] if before is None or row[0] < before]
+    for line, expected, actual, text in pending:
+        if actual < expected:
+            message = (
+                f"{source.path.name}:{line}: truncated row: {actual} of {expected} columns, column "
+                f"{source.names[actual]!r} is missing (text {text!r})"
+            )
+            bad_rows.add("truncated_row", 1, message)
+        else:
+            message = f"{source.path.name}:{line}: {actual} columns where {expected} are expected (text {text!r})"
+            bad_rows.add("extra_columns", 1, message)
+    return done + len(pending)
+
+
+def _apply_problems(
+    problems: list[_Problem], flagged: np.ndarray, lines: np.ndarray, bad_rows: BadRowCounter, name: str
+) -> np.ndarray:
+    """Count (or raise on) the problems of one batch, a row's first problem winning; return the rows to keep."""
+    if bad_rows.mode == "error" and flagged.any():
+        first = int(np.argmax(flagged))
+        problem = next(problem for problem in problems if problem.mask[first])
+        bad_rows.add(problem.reason, 1, f"{name}:{lines[first]}: {problem.describe(first)}")
+    counted = np.zeros(flagged.shape, dtype=bool)
+    for problem in problems:
+        new = problem.mask & ~counted
+        if new.any():
+            first = int(np.argmax(new))
+            bad_rows.add(problem.reason, int(new.sum()), f"{name}:{lines[first]}: {problem.describe(first)}")
+        counted |= new
+    return ~flagged
+
+
+def _as_strings(values: pa.Array) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values if values.type == pa.string() else pc.cast(values, pa.string())
+
+
+def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str, object], list[_Problem]]:
+    """Convert one batch column by column; return the converted columns and the problems found."""
+    columns: dict[str, object] = {}
+    problems: list[_Problem] = []
+    rows = batch.num_rows
+    raw = {name: _as_strings(batch.column(name)) for name in preset.needed_columns()}
+    empty = {name: _empty_mask(values) for name, values in raw.items()}
+    all_empty = np.logical_and.reduce(list(empty.values())) if raw else np.zeros(rows, dtype=bool)
+    problems.append(_Problem("empty_line", all_empty, lambda i: "the line is empty"))
+
+    def value(name: str, i: int) -> str:
+        return raw[name][i].as_py()
+
+    for name in preset.required_string_columns():
+        columns[name] = raw[name]
+        problems.append(_Problem("empty_value", empty[name], lambda i, n=name: f"column {n!r} is empty"))
+    for name in preset.side_feature_columns:
+        columns[name] = raw[name]  # empty side features are kept: they hash to padding (0), "unknown"
+
+    if preset.action_column is not None:
+        name = preset.action_column
+        raw_values = list(preset.action_mapping)
+        position = _index_in(raw[name], raw_values)
+        lookup = np.array([preset.action_id(preset.action_mapping[v]) for v in raw_values] + [0], dtype=np.int64)
+        columns["action_id"] = lookup[position]  # position -1 (unknown) reads the trailing 0
+        problems.append(_Problem("empty_value", empty[name], lambda i, n=name: f"column {n!r} is empty"))
+        problems.append(
+            _Problem(
+                "unknown_action",
+                position < 0,
+                lambda i, n=name: f"column {n!r} has unknown action {value(n, i)!r}; allowed values: {raw_values}",
+            )
+        )
+
+    for name in preset.flag_columns:
+        position = _index_in(raw[name], ["0", "1"])
+        columns[name] = position == 1
+        problems.append(
+            _Problem("bad_flag", position < 0, lambda i, n=name: f"column {n!r} must be 0 or 1, got {value(n, i)!r}")
+        )
+
+    for name, unit in preset.number_columns():
+        seconds, number_problems = _parse_numbers(raw[name], empty[name], name, unit, preset.year)
+        columns[name] = seconds
+        problems.extend(number_problems)
+    if preset.time_window is not None:
+        low, high = preset.time_window
+        name = preset.time_column
+        seconds = columns[name]
+        outside = ~np.isnan(seconds) & ((seconds < low) | (seconds > high))
+        problems.append(
+            _Problem(
+                "outside_window",
+                outside,
+                lambda i: f"column {name!r} value {value(name, i)!r} lies outside the time window {low}..{high}",
+            )
+        )
+    return columns, problems
+
+
+def _index_in(values: pa.Array, allowed: list[str]) -> np.ndarray:
+    """Position of each value in ``allowed`` (int64, -1 where it is not there)."""
+    position = pc.index_in(values, value_set=pa.array(allowed, type=pa.string())).fill_null(-1)
+    return np.asarray(position.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _null_mask(values: pa.Array) -> np.ndarray:
+    return np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _empty_mask(values: pa.Array) -> np.ndarray:
+    is_empty = pc.equal(pc.utf8_length(values), 0).fill_null(True)
+    return np.asarray(is_empty.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _to_numpy(values: pa.Array, dtype) -> np.ndarray:
+    return np.array(pc.cast(values, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _parse_numbers(
+    values: pa.Array, empty: np.ndarray, name: str, unit: str, year: int | None
+) -> tuple[np.ndarray, list[_Problem]]:
+    """Parse a time / duration column into seconds (float64, NaN where invalid) and the problems found."""
+    filled = pc.if_else(pa.array(empty), "0", values)
+    try:
+        numbers = _to_numpy(filled, np.float64)
+        non_numeric = ~np.isfinite(numbers)
+    except pa.ArrowInvalid:
+        # Slow path, only for batches that hold a bad value: find the rows that are not plain numbers.
+        is_number = np.asarray(pc.match_substring_regex(filled, _NUMBER_PATTERN).to_numpy(zero_copy_only=False))
+        is_negative = np.asarray(pc.match_substring_regex(filled, _NEGATIVE_PATTERN).to_numpy(zero_copy_only=False))
+        numbers = _to_numpy(pc.if_else(pa.array(is_number | is_negative), filled, "0"), np.float64)
+        non_numeric = ~(is_number | is_negative)
+    numbers[non_numeric | empty] = np.nan
+    negative = numbers < 0
+    numbers[negative] = np.nan
+
+    def shown(i: int) -> str:
+        return repr(values[i].as_py())
+
+    problems = [
+        _Problem("empty_value", empty, lambda i: f"column {name!r} is empty"),
+        _Problem("bad_number", non_numeric & ~empty, lambda i: f"column {name!r} is not a number: {shown(i)}"),
+        _Problem("negative_number", negative, lambda i: f"column {name!r} is negative: {shown(i)}"),
+    ]
+    if unit == "s":
+        return numbers, problems
+    if unit == "ms":
+        return numbers / 1000.0, problems
+    # "mmdd": a day of ``year`` written as month * 100 + day (IJCAI-15 Tmall logs).
+    whole = np.nan_to_num(numbers, nan=0).astype(np.int64)
+    month, day = whole // 100, whole % 100
+    first_month = np.datetime64(f"{year}-01", "M")
+    dates = (first_month + np.clip(month - 1, 0, 11)).astype("datetime64[D]") + (day - 1)
+    # A day past the month's end (0431) rolls into the next month, which the round trip below catches.
+    rolled_over = (dates.astype("datetime64[M]") - first_month).astype(np.int64) != month - 1
+    bad_date = ~np.isnan(numbers) & ((numbers != whole) | (month < 1) | (month > 12) | (day < 1) | rolled_over)
+    seconds = np.where(bad_date | np.isnan(numbers), np.nan, dates.astype(np.int64) * 86400.0)
+    problems.append(
+        _Problem("bad_date", bad_date, lambda i: f"column {name!r} is not an mmdd date of {year}: {shown(i)}")
+    )
+    return seconds, problems
