@@ -1,0 +1,309 @@
+"""Sharing A2Gen checkpoints on the Hugging Face Hub: a model card that says what the model is, and one-commit pushes.
+
+A pushed repo holds ``config.json`` (with an ``auto_map``), ``model.safetensors``, the tokenizer files, ``README.md``
+and the modeling / tokenizer source files, so it loads with plain ``transformers`` and ``trust_remote_code=True``
+even where ``a2gen_hf`` is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
+
+from . import modeling_a2gen
+from .configuration_a2gen import A2GenConfig
+from .modeling_a2gen import A2GenPreTrainedModel
+from .tokenization_a2gen import A2GenActionTokenizer
+from .version import __version__
+
+logger = logging.getLogger(__name__)
+
+TAGS = ["recommendation", "a2gen", "action-generation"]
+DEFAULT_COMMIT_MESSAGE = "Upload A2Gen checkpoint"
+EVAL_TASK = "action-generation"
+METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
+
+
+class HubPushError(ValueError):
+    """Raised when a checkpoint cannot be pushed as given (missing files, model and tokenizer that disagree)."""
+
+
+def _eval_result_list(
+    eval_results: Mapping[str, Mapping[str, float] | float], config: A2GenConfig, dataset_name: str | None,
+    eval_split: str,
+) -> list[EvalResult]:
+    """``{"auc": {"like": 0.71, ...}, "mae": {...}, "loss": 0.3}`` -> one :class:`EvalResult` per number."""
+    if dataset_name is None:
+        raise ValueError("eval_results were given without dataset_name; name the data set they were measured on.")
+    results = []
+    for metric, values in eval_results.items():
+        per_action = values.items() if isinstance(values, Mapping) else [(None, values)]
+        for action, value in per_action:
+            if action is not None and action not in config.action_names:
+                raise ValueError(
+                    f"eval_results[{metric!r}] names action {action!r}, which this model does not have; "
+                    f"allowed actions: {config.action_names}."
+                )
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                where = f"eval_results[{metric!r}]" + (f"[{action!r}]" if action is not None else "")
+                raise ValueError(f"{where} = {value!r} is not a finite number.")
+            label = METRIC_NAMES.get(metric, metric)
+            results.append(
+                EvalResult(
+                    task_type=EVAL_TASK,
+                    task_name="Action generation",
+                    dataset_type=dataset_name,
+                    dataset_name=dataset_name,
+                    dataset_split=eval_split,
+                    metric_type=metric,
+                    metric_name=label if action is None else f"{label} ({action})",
+                    metric_value=float(value),
+                )
+            )
+    return results
+
+
+def _results_table(results: list[EvalResult]) -> str:
+    rows = "\n".join(f"| {result.metric_name} | {result.metric_value:.4f} |" for result in results)
+    return f"| metric | value |\n| --- | --- |\n{rows}"
+
+
+def build_model_card(
+    model: A2GenPreTrainedModel,
+    tokenizer: A2GenActionTokenizer | None = None,
+    eval_results: Mapping[str, Mapping[str, float] | float] | None = None,
+    dataset_name: str | None = None,
+    *,
+    repo_id: str | None = None,
+    eval_split: str = "test",
+    license: str = "apache-2.0",
+) -> ModelCard:
+    """
+    The model card (``README.md``) of an A2Gen checkpoint: Hub metadata plus what the model does and how to load it.
+
+    Args:
+        model: the model to describe (its ``config`` gives the action vocabulary, generator and widths).
+        tokenizer: its tokenizer; the card then reports the fitted time statistics.
+        eval_results: ``{metric: {action: value}}`` (e.g. ``{"auc": {"like": 0.71}, "mae": {"like": 0.52}}``) or
+            ``{metric: value}``; written as the ``model-index`` and as a table. Needs ``dataset_name``.
+        dataset_name: the data set the model was trained and evaluated on (goes to ``datasets`` metadata).
+        repo_id: the repo the card will live in, used in the loading snippet and as the model-index name.
+        eval_split: the split ``eval_results`` were measured on.
+        license: the card's license identifier.
+    """
+    config: A2GenConfig = model.config
+    model_name = repo_id.split("/")[-1] if repo_id else f"a2gen-{config.generator_type}"
+    results = _eval_result_list(eval_results, config, dataset_name, eval_split) if eval_results else None
+    card_data = ModelCardData(
+        library_name="transformers",
+        license=license,
+        tags=[*TAGS, config.generator_type, "custom_code"],
+        datasets=[dataset_name] if dataset_name else None,
+        model_name=model_name,
+        eval_results=results,
+        a2gen={
+            "generator": config.generator_type,
+            "action_names": list(config.action_names),
+            "start_action": config.start_action,
+            "end_action": config.end_action,
+            "max_actions": config.max_actions,
+            "a2gen_hf_version": __version__,
+        },
+    )
+    load_id = repo_id or "<this repo>"
+    num_parameters = sum(parameter.numel() for parameter in model.parameters())
+    time_statistics = (
+        f"`log1p(seconds)` standardised with mean {tokenizer.time_log_mean:.4f} and std {tokenizer.time_log_std:.4f} "
+        "(fitted on the training split, saved with the tokenizer)"
+        if tokenizer is not None
+        else "not recorded here (no tokenizer was pushed with this checkpoint)"
+    )
+    training_data = (
+        f"Trained and evaluated on `{dataset_name}`." if dataset_name else "The training data set is not recorded."
+    )
+    evaluation = (
+        f"Measured on the `{eval_split}` split of `{dataset_name}`. AUC ranks examples where an action happens above "
+        "those where it does not; Time MAE is the mean absolute error of the predicted time of an action, in "
+        f"normalised time units, on examples where the action happens.\n\n{_results_table(results)}"
+        if results
+        else "No evaluation results were given for this checkpoint."
+    )
+    body = f"""
+# {model_name}
+
+An **A2Gen** (Action-Aware Generative Sequence Network, arXiv 2604.25834) model built with `a2gen_hf`
+{__version__}. For a (user, candidate item) pair it generates the time-ordered sequence of actions the user will
+take on the item, each with its time (for example `start` at 0 s, `like` at 2 s, `leave` at 18 s), reading the
+user's history the same way: every history item carries its own timed action sequence.
+
+## Model details
+
+| | |
+| --- | --- |
+| generator | `{config.generator_type}` ({"implicit" if config.generator_type == "iag" else "explicit"} autoregression) |
+| actions | {", ".join(f"`{name}`" for name in config.action_names)} (`{config.start_action}` opens, `{config.end_action}` closes a sequence) |
+| width / heads | {config.hidden_size} / {config.num_attention_heads} |
+| history items read | {config.max_history_items} (most recent), up to {config.max_events_per_item} events each |
+| actions generated | up to {config.max_actions} after `{config.start_action}` |
+| parameters | {num_parameters:,} |
+| time encoding | {time_statistics} |
+
+## Intended use
+
+Ranking candidate items by the probability of each action (multi-task recommendation) and predicting when the
+actions happen, for research on generative action modelling and as a reference implementation. Inputs are hashed
+user / item ids and the user's history of timed actions, prepared with the tokenizer of this repo.
+
+## How to use
+
+With `a2gen_hf` installed:
+
+```python
+from a2gen_hf import A2GenActionTokenizer, AutoModelForActionGeneration
+
+model = AutoModelForActionGeneration.from_pretrained("{load_id}")
+tokenizer = A2GenActionTokenizer.from_pretrained("{load_id}")
+```
+
+With `transformers` only (the repo carries its code):
+
+```python
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{load_id}", trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained("{load_id}", trust_remote_code=True)  # encoder + action generator
+encoder = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # A2GenModel: the history encoder only
+```
+
+Offline, after one download: set `HF_HUB_OFFLINE=1` and load the same repo id from the cache.
+
+## Training data
+
+{training_data}
+
+## Evaluation
+
+{evaluation}
+
+## Limitations
+
+- The action vocabulary is fixed by this checkpoint; other actions cannot be predicted without retraining.
+- User, item and side-feature ids are hashed into buckets: different raw ids can share a bucket, and ids never seen
+  in training map to untrained embeddings, so cold-start users and items get little personalisation.
+- Results hold for data like the training data. Checkpoints trained on simulated data or on sample logs show that
+  the pipeline works; they are not models of real users.
+- Times are predicted on the tokenizer's normalised scale; converting back to seconds assumes the fitted statistics
+  still describe the traffic.
+
+## Citation
+
+Li, Lin, Guo, Zhou, Liu et al., "Action-Aware Generative Sequence Modeling for Short Video Recommendation",
+arXiv 2604.25834, 2026.
+"""
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
+
+
+def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenActionTokenizer | None]:
+    """The model saved in ``checkpoint_dir`` and its tokenizer (in the folder itself or in ``tokenizer/``)."""
+    config_file = checkpoint_dir / "config.json"
+    if not config_file.is_file():
+        raise HubPushError(f"{checkpoint_dir} has no config.json; pass a folder written by model.save_pretrained.")
+    architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    model_classes = [getattr(modeling_a2gen, name, None) for name in architectures]
+    if not architectures or not isinstance(model_classes[0], type):
+        raise HubPushError(
+            f"{config_file}: 'architectures' is {architectures}; expected one A2Gen model class such as "
+            "['A2GenForActionGeneration'] or ['A2GenModel']."
+        )
+    model = model_classes[0].from_pretrained(checkpoint_dir)
+    for folder in (checkpoint_dir, checkpoint_dir / "tokenizer"):
+        if (folder / "tokenizer_config.json").is_file():
+            return model, A2GenActionTokenizer.from_pretrained(folder)
+    return model, None
+
+
+def _check_same_vocabulary(model: A2GenPreTrainedModel, tokenizer: A2GenActionTokenizer) -> None:
+    config = model.config
+    for field in ("action_names", "start_action", "end_action"):
+        if getattr(tokenizer, field) != getattr(config, field):
+            raise HubPushError(
+                f"The tokenizer's {field}={getattr(tokenizer, field)!r} differs from the model's "
+                f"{getattr(config, field)!r}; push the tokenizer the model was trained with."
+            )
+
+
+def _add_base_model_to_auto_map(model: A2GenPreTrainedModel, folder: Path) -> None:
+    """Let ``AutoModel.from_pretrained(repo, trust_remote_code=True)`` load the base model of a head checkpoint.
+
+    ``save_pretrained`` writes only the saved class into ``auto_map``; the base model (same module file) is added
+    under ``AutoModel`` when its class is registered for it.
+    """
+    base_model = model.base_model
+    base_class = type(base_model)
+    if base_model is model or getattr(base_class, "_auto_class", None) != "AutoModel":
+        return
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    auto_map = config.setdefault("auto_map", {})
+    auto_map.setdefault("AutoModel", f"{base_class.__module__.rsplit('.', 1)[-1]}.{base_class.__name__}")
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def push_checkpoint(
+    checkpoint_dir_or_model: str | Path | A2GenPreTrainedModel,
+    repo_id: str,
+    tokenizer: A2GenActionTokenizer | None = None,
+    eval_results: Mapping[str, Mapping[str, float] | float] | None = None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    dataset_name: str | None = None,
+) -> CommitInfo:
+    """
+    Push an A2Gen model, its tokenizer, its source code and a model card to ``repo_id`` in one commit.
+
+    Args:
+        checkpoint_dir_or_model: a model, or a folder written by ``save_pretrained`` (its tokenizer is read from the
+            folder itself or from ``tokenizer/`` when ``tokenizer`` is not given). Only the model and tokenizer files
+            are pushed: optimizer states and other training files in the folder stay local.
+        repo_id: ``namespace/name`` (or ``name``: the token owner's namespace); created if missing.
+        tokenizer: the tokenizer to push with the model; its action vocabulary must be the model's.
+        eval_results: evaluation numbers for the model card (see :func:`build_model_card`); needs ``dataset_name``.
+        private: create the repo as private (ignored if it exists).
+        token: a Hub write token; by default the one of ``HF_TOKEN`` / ``hf auth login``. It is sent in the
+            ``Authorization`` header only: never written to a file or to the log.
+        commit_message: the commit's title.
+        dataset_name: the training data set, for the card.
+
+    Returns:
+        The :class:`~huggingface_hub.CommitInfo` of the commit (``.oid`` is its commit id, ``.repo_url.repo_id``
+        the full repo id).
+    """
+    if isinstance(checkpoint_dir_or_model, (str, Path)):
+        model, saved_tokenizer = _load_checkpoint(Path(checkpoint_dir_or_model))
+        tokenizer = tokenizer if tokenizer is not None else saved_tokenizer
+    else:
+        model = checkpoint_dir_or_model
+    if tokenizer is None:
+        logger.warning("Pushing %s without a tokenizer: its time statistics and id hashing stay local.", repo_id)
+    else:
+        _check_same_vocabulary(model, tokenizer)
+
+    api = HfApi(token=token, library_name="a2gen_hf", library_version=__version__)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    card = build_model_card(model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id)
+    with tempfile.TemporaryDirectory(prefix="a2gen-push-") as staging:
+        folder = Path(staging)
+        model.save_pretrained(folder)
+        _add_base_model_to_auto_map(model, folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        card.save(folder / "README.md")
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)

@@ -1,0 +1,375 @@
+"""Hub support, end to end against tests/hub_server.py with the real huggingface_hub / transformers clients.
+
+``HF_ENDPOINT`` is read when ``huggingface_hub`` is imported, so every scenario that goes through ``transformers`` runs
+in its own subprocess with ``HF_ENDPOINT`` / ``HF_HOME`` (and a token where it writes) in its environment; the server
+runs in this process and records every request it gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from hub_server import DEFAULT_GITATTRIBUTES, HubServer, git_object_id
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, hf_hub_download
+from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from safetensors.torch import load_file, save_file
+
+from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration
+from a2gen_hf.hub import HubPushError, build_model_card, push_checkpoint
+
+EVAL_RESULTS = {"auc": {"like": 0.71, "follow": 0.73}, "mae": {"like": 0.52, "leave": 0.44}}
+SUBPROCESS_TIMEOUT = 120
+
+# Runs first in every client subprocess: quiet, deterministic (one thread: bit-identical sums), and, with
+# ISOLATE=1, without a2gen_hf: the editable install puts src/ on sys.path (or an __editable__ finder on
+# sys.meta_path); both are removed so only the code pushed with the checkpoint can define A2Gen.
+PRELUDE = """
+import json, os, sys
+if os.environ.get("ISOLATE") == "1":
+    sys.path[:] = [p for p in sys.path
+                   if "__editable__" not in p and not os.path.isfile(os.path.join(p, "a2gen_hf", "__init__.py"))]
+    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")]
+    try:
+        import a2gen_hf
+    except ModuleNotFoundError:
+        print("ISOLATED: a2gen_hf is not importable")
+    else:
+        raise SystemExit(f"a2gen_hf is still importable from {a2gen_hf.__file__}")
+import torch
+torch.set_num_threads(1)
+from safetensors.torch import load_file, save_file
+work = sys.argv[1]
+
+def tensors(output):
+    return {k: v.contiguous() for k, v in output.items() if isinstance(v, torch.Tensor)}
+
+def tokenizer_probe(tokenizer):
+    return {"encoded": tokenizer.encode_timeline([("start", 0.0), ("like", 2.0), ("leave", 18.0)]),
+            "item": tokenizer.hash_item("item-42"), "user": tokenizer.hash_user("user-7")}
+"""
+
+PUSH_SCRIPT = """
+from a2gen_hf import A2GenActionTokenizer, A2GenForActionGeneration
+from a2gen_hf.hub import push_checkpoint
+batch = load_file(os.path.join(work, "batch.safetensors"))
+model = A2GenForActionGeneration.from_pretrained(os.path.join(work, "checkpoint")).eval()
+tokenizer = A2GenActionTokenizer.from_pretrained(os.path.join(work, "checkpoint", "tokenizer"))
+with torch.no_grad():
+    save_file(tensors(model(**batch)), os.path.join(work, "original_model.safetensors"))
+    save_file(tensors(model.a2gen(**batch)), os.path.join(work, "original_encoder.safetensors"))
+json.dump(tokenizer_probe(tokenizer), open(os.path.join(work, "original_tokenizer.json"), "w"))
+commit = push_checkpoint(os.path.join(work, "checkpoint"), "a2gen-sim", eval_results=json.loads(sys.argv[2]),
+                         dataset_name="simulated-short-video", token=sys.argv[3])
+print("COMMIT", json.dumps({"oid": commit.oid, "repo_id": commit.repo_url.repo_id}))
+"""
+
+LOAD_SCRIPT = """
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+repo_id, tag = sys.argv[2], sys.argv[3]
+batch = load_file(os.path.join(work, "batch.safetensors"))
+tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained(repo_id, trust_remote_code=True).eval()
+encoder = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()
+with torch.no_grad():
+    save_file(tensors(model(**batch)), os.path.join(work, f"{tag}_model.safetensors"))
+    save_file(tensors(encoder(**batch)), os.path.join(work, f"{tag}_encoder.safetensors"))
+json.dump(tokenizer_probe(tokenizer), open(os.path.join(work, f"{tag}_tokenizer.json"), "w"))
+print("CLASSES", json.dumps({type(obj).__name__: type(obj).__module__ for obj in (tokenizer, model, encoder)}))
+"""
+
+BERT_SCRIPT = """
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from transformers import BertConfig, BertModel
+torch.manual_seed(0)
+config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+model = BertModel(config).eval()
+commit = model.push_to_hub("tiny-bert")
+reloaded = BertModel.from_pretrained("a2gen-tester/tiny-bert").eval()
+ids = torch.tensor([[1, 2, 3, 4]])
+with torch.no_grad():
+    same = torch.equal(model(ids).last_hidden_state, reloaded(ids).last_hidden_state)
+snapshot = snapshot_download("a2gen-tester/tiny-bert")
+config_path = hf_hub_download("a2gen-tester/tiny-bert", "config.json", revision=commit.oid)
+print("RESULT", json.dumps({"oid": commit.oid, "same": same, "snapshot": sorted(os.listdir(snapshot)),
+                            "snapshot_dir": os.path.basename(snapshot),
+                            "config_vocab": json.load(open(config_path))["vocab_size"]}))
+"""
+
+
+def run_client(script: str, work: Path, *args: str, env: dict[str, str], isolate: bool = False):
+    """Run PRELUDE + ``script`` in a fresh interpreter (``-I``: no cwd, no PYTHONPATH) with ``env`` added."""
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "TRANSFORMERS_"))}
+    full_env.update(HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+                    TOKENIZERS_PARALLELISM="false", ISOLATE="1" if isolate else "0", **env)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", PRELUDE + textwrap.dedent(script), str(work), *args],
+        env=full_env, cwd=work, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert result.returncode == 0, f"client failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
+    return result
+
+
+def marked_json(stdout: str, marker: str) -> dict:
+    line = next(line for line in stdout.splitlines() if line.startswith(marker + " "))
+    return json.loads(line[len(marker) + 1:])
+
+
+def assert_same_tensors(expected_file: Path, actual_file: Path) -> None:
+    expected, actual = load_file(expected_file), load_file(actual_file)
+    assert expected.keys() == actual.keys() and expected
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), f"{name} differs between {expected_file} and {actual_file}"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubServer(tmp_path_factory.mktemp("hub-storage")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(hub) -> HfApi:
+    return HfApi(endpoint=hub.url, token=hub.token)
+
+
+def tiny_config(**overrides) -> A2GenConfig:
+    sizes = dict(hidden_size=8, num_attention_heads=2, id_embedding_size=8, action_embedding_size=4,
+                 time_embedding_size=4, max_history_items=4, max_events_per_item=3, max_actions=3, user_buckets=50,
+                 item_buckets=50, side_feature_buckets=10)
+    return A2GenConfig(**{**sizes, **overrides})
+
+
+def tiny_tokenizer(config: A2GenConfig) -> A2GenActionTokenizer:
+    tokenizer = A2GenActionTokenizer(action_names=config.action_names, start_action=config.start_action,
+                                     end_action=config.end_action, max_actions=config.max_actions,
+                                     user_buckets=config.user_buckets, item_buckets=config.item_buckets,
+                                     side_feature_buckets=config.side_feature_buckets)
+    tokenizer.fit_time_statistics([0.0, 2.0, 9.0, 18.0, 40.0])
+    return tokenizer
+
+
+def tiny_batch(config: A2GenConfig) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    batch, items, events = 2, config.max_history_items, config.max_events_per_item
+    history_action_ids = torch.randint(1, config.vocab_size, (batch, items, events), generator=generator)
+    history_action_ids[0, -1] = 0  # a padding history item
+    return {
+        "user_ids": torch.tensor([3, 17]),
+        "item_ids": torch.tensor([5, 41]),
+        "history_item_ids": torch.tensor([[4, 9, 11, 0], [1, 2, 3, 8]]),
+        "history_action_ids": history_action_ids,
+        "history_action_times": torch.rand((batch, items, events), generator=generator),
+    }
+
+
+# --- the server, through huggingface_hub in this process (endpoint passed explicitly) -------------------------------
+
+
+# huggingface_hub's own LFS upload passes raw bytes as `data=`, which httpx2 deprecates: not ours to fix.
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_server_commits_have_git_ids_and_serve_files(hub, api, tmp_path, monkeypatch):
+    repo_id = api.create_repo("server-basics").repo_id
+    assert repo_id == f"{hub.user}/server-basics"
+    initial = api.model_info(repo_id).sha
+    # The initial commit holds the Hub's .gitattributes; its blob id is git's.
+    assert hub.file_entries(repo_id)[".gitattributes"]["oid"] == git_object_id("blob", DEFAULT_GITATTRIBUTES.encode())
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # legacy LFS: this server has no Xet storage
+    weights = os.urandom(2048)
+    commit = api.create_commit(
+        repo_id,
+        operations=[CommitOperationAdd("notes/readme.txt", b"hello hub\n"), CommitOperationAdd("w.bin", weights)],
+        commit_message="add files",
+    )
+    assert commit.oid != initial and len(commit.oid) == 40
+    info = api.model_info(repo_id, files_metadata=True)
+    assert info.sha == commit.oid
+    siblings = {sibling.rfilename: sibling for sibling in info.siblings}
+    assert set(siblings) == {".gitattributes", "notes/readme.txt", "w.bin"}
+    assert siblings["notes/readme.txt"].lfs is None  # small text file: the regular (inline base64) path
+    assert siblings["w.bin"].lfs.size == 2048  # *.bin matches .gitattributes: the LFS batch path
+
+    tree = {entry.path: entry for entry in api.list_repo_tree(repo_id, recursive=True)}
+    assert set(tree) == {".gitattributes", "notes", "notes/readme.txt", "w.bin"}
+    assert tree["notes/readme.txt"].blob_id == git_object_id("blob", b"hello hub\n")
+    assert [c.commit_id for c in api.list_repo_commits(repo_id)] == [commit.oid, initial]
+    assert [p.path for p in api.get_paths_info(repo_id, ["w.bin", "notes", "missing"])] == ["w.bin", "notes"]
+
+    cache = tmp_path / "cache"
+    text = hf_hub_download(repo_id, "notes/readme.txt", endpoint=hub.url, cache_dir=cache)
+    blob = hf_hub_download(repo_id, "w.bin", endpoint=hub.url, cache_dir=cache, revision=commit.oid)
+    assert Path(text).read_bytes() == b"hello hub\n" and Path(blob).read_bytes() == weights
+    # The LFS download went to the "CDN" origin, and the client did not send it the token.
+    cdn_requests = [r for r in hub.requests if r.listener == "cdn"]
+    assert any(r.method == "GET" for r in cdn_requests) and all(r.authorization is None for r in cdn_requests)
+
+    with pytest.raises(RemoteEntryNotFoundError):
+        hf_hub_download(repo_id, "missing.txt", endpoint=hub.url, cache_dir=cache)
+    with pytest.raises(RevisionNotFoundError):
+        api.model_info(repo_id, revision="no-such-branch")
+
+
+def test_server_auth_and_private_repos(hub, api):
+    anonymous = HfApi(endpoint=hub.url, token=False)
+    with pytest.raises(Exception, match="401"):
+        anonymous.create_repo("not-allowed")
+    with pytest.raises(Exception, match="Invalid credentials"):
+        HfApi(endpoint=hub.url, token="hf_wrong").create_repo("not-allowed")
+    repo_id = api.create_repo("secret", private=True).repo_id
+    assert api.model_info(repo_id).private
+    with pytest.raises(RepositoryNotFoundError):
+        anonymous.model_info(repo_id)
+    # An existing repo answers 409, which exist_ok turns into success.
+    assert api.create_repo("secret", exist_ok=True).repo_id == repo_id
+
+
+def test_server_rejects_invalid_card_metadata(hub):
+    request = urllib.request.Request(
+        f"{hub.url}/api/validate-yaml", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"content": "---\nmodel-index:\n- results: []\n---\ntext", "repoType": "model"}).encode(),
+    )
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request)
+    assert error.value.code == 400 and "name" in json.loads(error.value.read())["errors"][0]["message"]
+
+
+def test_transformers_push_and_pull_through_server(hub, tmp_path):
+    """A stock transformers model: push_to_hub, from_pretrained, snapshot_download and hf_hub_download."""
+    result = run_client(BERT_SCRIPT, tmp_path, env={"HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token,
+                                                    "HF_HOME": str(tmp_path / "hf-home")})
+    outcome = marked_json(result.stdout, "RESULT")
+    assert outcome["same"] and outcome["config_vocab"] == 50
+    assert outcome["snapshot_dir"] == outcome["oid"]
+    assert outcome["snapshot"] == [".gitattributes", "README.md", "config.json", "model.safetensors"]
+    assert hub.file_entries("a2gen-tester/tiny-bert")["model.safetensors"].get("lfs")
+
+
+# --- model card ------------------------------------------------------------------------------------------------------
+
+
+def test_model_card_metadata_and_prose():
+    config = tiny_config()
+    model = A2GenForActionGeneration(config)
+    card = build_model_card(model, tiny_tokenizer(config), eval_results=EVAL_RESULTS,
+                            dataset_name="simulated-short-video", repo_id="someone/a2gen-sim")
+    reloaded = ModelCard(str(card))  # what the Hub parses back from README.md
+    data = reloaded.data
+    assert data.library_name == "transformers"
+    assert {"recommendation", "a2gen", "action-generation", "iag"} <= set(data.tags)
+    assert data.datasets == ["simulated-short-video"]
+    assert data.a2gen["action_names"] == config.action_names and data.a2gen["generator"] == "iag"
+    assert data.model_name == "a2gen-sim"
+    metrics = {(r.metric_type, r.metric_name): r.metric_value for r in data.eval_results}
+    assert metrics == {("auc", "AUC (like)"): 0.71, ("auc", "AUC (follow)"): 0.73,
+                       ("mae", "Time MAE (like)"): 0.52, ("mae", "Time MAE (leave)"): 0.44}
+    assert all(r.dataset_name == "simulated-short-video" and r.dataset_split == "test" for r in data.eval_results)
+    text = reloaded.text
+    for needle in ("## Intended use", "## Limitations", 'from_pretrained("someone/a2gen-sim", trust_remote_code=True)',
+                   "| AUC (like) | 0.7100 |", "simulated data"):
+        assert needle in text
+
+
+def test_model_card_without_results_says_so():
+    model = A2GenForActionGeneration(tiny_config(generator_type="eag"))
+    card = build_model_card(model)
+    assert card.data.eval_results is None and "eag" in card.data.tags
+    assert "No evaluation results" in card.text and "not recorded" in card.text
+
+
+@pytest.mark.parametrize(
+    ("eval_results", "dataset_name", "message"),
+    [
+        ({"auc": {"dance": 0.5}}, "sim", r"action 'dance'.*allowed actions: \['start', 'like'"),
+        ({"auc": {"like": float("nan")}}, "sim", r"eval_results\['auc'\]\['like'\] = nan is not a finite number"),
+        ({"loss": "low"}, "sim", r"eval_results\['loss'\] = 'low' is not a finite number"),
+        ({"auc": {"like": 0.5}}, None, "without dataset_name"),
+    ],
+)
+def test_model_card_rejects_bad_eval_results(eval_results, dataset_name, message):
+    model = A2GenForActionGeneration(tiny_config())
+    with pytest.raises(ValueError, match=message):
+        build_model_card(model, eval_results=eval_results, dataset_name=dataset_name)
+
+
+def test_push_rejects_tokenizer_of_another_vocabulary():
+    config = tiny_config()
+    other = tiny_tokenizer(tiny_config(action_names=["click", "buy", "leave"], start_action="click"))
+    with pytest.raises(HubPushError, match="tokenizer's action_names"):
+        push_checkpoint(A2GenForActionGeneration(config), "unused/repo", tokenizer=other, token="unused")
+
+
+def test_push_rejects_folder_without_config(tmp_path):
+    with pytest.raises(HubPushError, match="has no config.json"):
+        push_checkpoint(tmp_path, "unused/repo", token="unused")
+
+
+# --- A2Gen end to end: push, load with remote code only, load offline ------------------------------------------------
+
+
+def test_push_checkpoint_then_load_with_remote_code_and_offline(hub, tmp_path):
+    config = tiny_config()
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(config)
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tiny_tokenizer(config).save_pretrained(checkpoint / "tokenizer")
+    (checkpoint / "optimizer.pt").write_bytes(b"training state that must stay local")
+    save_file(tiny_batch(config), tmp_path / "batch.safetensors")
+
+    # Push with an explicit token (none in the environment): it must not leak into output, files or HF_HOME.
+    push_home = tmp_path / "push-home"
+    pushed = run_client(PUSH_SCRIPT, tmp_path, json.dumps(EVAL_RESULTS), hub.token,
+                        env={"HF_ENDPOINT": hub.url, "HF_HOME": str(push_home)})
+    commit = marked_json(pushed.stdout, "COMMIT")
+    repo_id = commit["repo_id"]
+    assert repo_id == f"{hub.user}/a2gen-sim"
+    assert hub.token not in pushed.stdout + pushed.stderr
+    files = hub.files(repo_id)
+    assert all(hub.token.encode() not in content for content in files.values())
+    assert all(hub.token.encode() not in path.read_bytes() for path in push_home.rglob("*") if path.is_file())
+
+    # One commit with model, tokenizer, card and code; training leftovers stay local.
+    commits = HfApi(endpoint=hub.url).list_repo_commits(repo_id)
+    assert [c.commit_id for c in commits][0] == commit["oid"] and len(commits) == 2
+    assert set(files) == {
+        ".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
+        "tokenizer_config.json", "vocab.json", "configuration_a2gen.py", "modeling_a2gen.py",
+        "generation_a2gen.py", "tokenization_a2gen.py", "time_encoding.py",
+    }
+    assert hub.file_entries(repo_id)["model.safetensors"].get("lfs")
+    auto_map = json.loads(files["config.json"])["auto_map"]
+    assert auto_map == {"AutoConfig": "configuration_a2gen.A2GenConfig", "AutoModel": "modeling_a2gen.A2GenModel",
+                        "AutoModelForCausalLM": "modeling_a2gen.A2GenForActionGeneration"}
+    assert json.loads(files["tokenizer_config.json"])["auto_map"]["AutoTokenizer"][0] == (
+        "tokenization_a2gen.A2GenActionTokenizer")
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.datasets == ["simulated-short-video"] and len(card.data.eval_results) == 4
+
+    # A process that cannot import a2gen_hf loads everything through the server with the pushed code.
+    home = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "pull-home")}
+    remote = run_client(LOAD_SCRIPT, tmp_path, repo_id, "remote", env=home, isolate=True)
+    assert "ISOLATED: a2gen_hf is not importable" in remote.stdout
+    classes = marked_json(remote.stdout, "CLASSES")
+    assert set(classes) == {"A2GenActionTokenizer", "A2GenForActionGeneration", "A2GenModel"}
+    assert all(module.startswith("transformers_modules.") for module in classes.values())
+    for part in ("model", "encoder"):
+        assert_same_tensors(tmp_path / f"original_{part}.safetensors", tmp_path / f"remote_{part}.safetensors")
+    original_tokenizer = json.loads((tmp_path / "original_tokenizer.json").read_text())
+    assert json.loads((tmp_path / "remote_tokenizer.json").read_text()) == original_tokenizer
+
+    # Offline, from the cache of the previous process: same outputs, and not one request reaches the server.
+    requests_before = len(hub.requests)
+    offline = run_client(LOAD_SCRIPT, tmp_path, repo_id, "offline", env={**home, "HF_HUB_OFFLINE": "1"}, isolate=True)
+    assert "ISOLATED" in offline.stdout and len(hub.requests) == requests_before
+    for part in ("model", "encoder"):
+        assert_same_tensors(tmp_path / f"original_{part}.safetensors", tmp_path / f"offline_{part}.safetensors")
+    assert json.loads((tmp_path / "offline_tokenizer.json").read_text()) == original_tokenizer
