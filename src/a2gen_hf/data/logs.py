@@ -202,6 +202,10 @@ def _drop_duplicates(log: ValidatedLog, rows: np.ndarray, duplicate: np.ndarray,
     return rows[~duplicate]
 
 
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
 def _group_starts(*keys: np.ndarray) -> np.ndarray:
     """True where a row starts a new run of equal ``keys`` (rows sorted by them)."""
     starts = np.ones(len(keys[0]), dtype=bool)
@@ -249,7 +253,7 @@ def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_secon
 
     def describe(row: int) -> str:
         action = preset.action_names[actions[row] - 1]
-        return f"user {dictionaries[preset.user_column][users[row]]}, item {dictionaries[preset.item_column][items[row]]}, {action} at {times[row]:g}"
+        return f"user {dictionaries[preset.user_column][users[row]]}, item {dictionaries[preset.item_column][items[row]]}, {action} at {_seconds_text(times[row])}"
 
     rows = _drop_duplicates(log, rows, duplicate, describe)
     users, items, times, actions = users[rows], items[rows], times[rows], actions[rows]
@@ -287,7 +291,7 @@ def sessions_from_views(log: ValidatedLog, preset: LogPreset) -> Sessions:
     rows = np.lexsort((times, items, users))
 
     def describe(row: int) -> str:
-        return f"user {dictionaries[preset.user_column][users[row]]}, video {dictionaries[preset.item_column][items[row]]} viewed at {times[row]:g}"
+        return f"user {dictionaries[preset.user_column][users[row]]}, video {dictionaries[preset.item_column][items[row]]} viewed at {_seconds_text(times[row])}"
 
     rows = _drop_duplicates(log, rows, ~_group_starts(users[rows], items[rows], times[rows]), describe)
     duration = log.numbers[preset.duration_column][rows]

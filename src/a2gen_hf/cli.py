@@ -1,0 +1,84 @@
+"""The ``a2gen`` command. Each subcommand is a pair of functions: ``add_<name>_command`` declares its arguments and
+``run_<name>`` executes it; :func:`build_parser` lists the ``add_*`` functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def add_prepare_command(subparsers: argparse._SubParsersAction) -> None:
+    from .data.logs import DEFAULT_MAX_HISTORY_ITEMS, DEFAULT_SESSION_GAP_SECONDS, PRESETS
+
+    parser = subparsers.add_parser(
+        "prepare",
+        help="convert an interaction log (CSV, JSONL, Parquet) into A2Gen examples",
+        description="Convert an interaction log into train / validation / test examples (split by time), a fitted "
+        "tokenizer and a2gen_data.json. The rules are described in docs/data.md.",
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), required=True, help="the log's format")
+    parser.add_argument("--input", required=True, help="the log file")
+    parser.add_argument("--output", required=True, help="folder for the DatasetDict, tokenizer/ and a2gen_data.json")
+    parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="input format (default: extension)")
+    parser.add_argument(
+        "--on-bad-rows",
+        choices=["error", "skip", "warn"],
+        default="error",
+        help="stop at the first bad row (default), or drop and count bad rows (skip / warn)",
+    )
+    parser.add_argument("--session-gap-seconds", type=float, default=DEFAULT_SESSION_GAP_SECONDS)
+    parser.add_argument("--max-history-items", type=int, default=DEFAULT_MAX_HISTORY_ITEMS)
+    parser.add_argument("--min-history", type=int, default=0, help="only sessions with this many earlier sessions")
+    parser.add_argument("--validation-fraction", type=float, default=1 / 7, help="share of the time range")
+    parser.add_argument("--test-fraction", type=float, default=1 / 7, help="share of the time range (the last)")
+    parser.add_argument("--validation-start", type=float, help="Unix seconds; overrides --validation-fraction")
+    parser.add_argument("--test-start", type=float, help="Unix seconds; overrides --test-fraction")
+    parser.set_defaults(func=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from .data.examples import SplitRule
+    from .data.logs import convert_log, format_summary
+    from .data.validation import LogFormatError
+
+    split_rule = SplitRule(
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+        validation_start=args.validation_start,
+        test_start=args.test_start,
+    )
+    try:
+        result = convert_log(
+            args.input,
+            preset=args.preset,
+            output_dir=args.output,
+            on_bad_rows=args.on_bad_rows,
+            file_format=args.format,
+            session_gap_seconds=args.session_gap_seconds,
+            max_history_items=args.max_history_items,
+            min_history=args.min_history,
+            split_rule=split_rule,
+        )
+    except (LogFormatError, FileNotFoundError, ValueError) as error:
+        print(f"a2gen prepare: error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(result.summary))
+    print(f"written to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="a2gen", description="A2Gen: data preparation, training and serving.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_prepare_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

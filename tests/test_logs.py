@@ -1,0 +1,305 @@
+"""Tests of a2gen_hf.data log conversion: real Taobao samples, Tmall / KuaiRand fixtures, every bad-row message."""
+
+import csv
+import dataclasses
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from a2gen_hf import cli
+from a2gen_hf.data import PRESETS, LogFormatError, SplitRule, convert_log
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+TINY = SHARED_DATA / "taobao_userbehavior_tiny.csv"
+SAMPLE = SHARED_DATA / "taobao_userbehavior_sample.csv"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TAOBAO_COLUMNS = PRESETS["taobao"].columns
+DAY = 86400
+
+needs_shared_data = pytest.mark.skipif(
+    not TINY.is_file() or not SAMPLE.is_file(),
+    reason=f"the Taobao sample logs are not in {SHARED_DATA} (the shared data folder beside the repository)",
+)
+
+
+@pytest.fixture(autouse=True)
+def hf_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    return convert_log(TINY, "taobao", on_bad_rows="skip", max_history_items=1000, progress=False)
+
+
+def reference_sessions(path: Path, gap: float = 3 * DAY) -> dict:
+    """Plain-Python reading of the docs/data.md rules: {user: [(item, start, end, actions, seconds), ...]}."""
+    rank = {"pv": 1, "fav": 2, "cart": 3, "buy": 4}
+    names = {"pv": "click", "fav": "collect", "cart": "cart", "buy": "buy"}
+    low, high = PRESETS["taobao"].time_window
+    pairs = defaultdict(list)
+    with open(path) as handle:
+        for user, item, _, behaviour, timestamp in csv.reader(handle):
+            if low <= int(timestamp) <= high:
+                pairs[user, item].append((int(timestamp), rank[behaviour], names[behaviour]))
+    sessions = defaultdict(list)
+    for (user, item), events in pairs.items():
+        events.sort(key=lambda event: event[:2])
+        groups = [[events[0]]]
+        for previous, event in zip(events, events[1:]):
+            if event[0] - previous[0] > gap:
+                groups.append([])
+            groups[-1].append(event)
+        for group in groups:
+            start, end = group[0][0], group[-1][0]
+            actions = [name for _, _, name in group]
+            seconds = [float(time - start) for time, _, _ in group]
+            if actions[0] != "click":
+                actions, seconds = ["click", *actions], [0.0, *seconds]
+            sessions[user].append((item, start, end, [*actions, "leave"], [*seconds, float(end - start)]))
+    return sessions
+
+
+@needs_shared_data
+def test_tiny_log_matches_the_documented_rules_without_leakage(tiny_result):
+    tokenizer = tiny_result.tokenizer
+    sessions = reference_sessions(TINY)
+    dataset = tiny_result.dataset
+    assert sum(dataset.num_rows.values()) == sum(map(len, sessions.values())) == tiny_result.summary["sessions"]
+    every_seventh = [row for split in dataset.values() for row in split.select(range(0, len(split), 7)).to_list()]
+    for row in every_seventh:
+        by_item_start = {(item, start): rest for item, start, *rest in sessions[row["user"]]}
+        end, actions, seconds = by_item_start[row["item"], row["session_start"]]
+        assert tokenizer.convert_ids_to_tokens(row["action_ids"]) == actions
+        assert row["action_seconds"] == seconds
+        assert row["user_id"] == tokenizer.hash_user(row["user"]) and row["item_id"] == tokenizer.hash_item(row["item"])
+        # History: exactly the user's sessions that ended before this one began, ordered by end time (sessions
+        # with equal end times may come in any order among themselves).
+        earlier = [session for session in sessions[row["user"]] if session[2] < row["session_start"]]
+        history = list(zip(row["history_item_ids"], map(len, row["history_action_ids"])))
+        assert len(history) == len(earlier)
+        for end in sorted({session[2] for session in earlier}):
+            group = sorted((tokenizer.hash_item(s[0]), len(s[3])) for s in earlier if s[2] == end)
+            assert sorted(history[: len(group)]) == group
+            history = history[len(group) :]
+
+
+@needs_shared_data
+def test_tiny_log_splits_by_time_and_fits_time_statistics_on_train(tiny_result):
+    dataset, summary = tiny_result.dataset, tiny_result.summary
+    starts = {split: np.array(dataset[split]["session_start"]) for split in ("train", "validation", "test")}
+    assert all(len(values) > 100 for values in starts.values())
+    assert starts["train"].max() < summary["rules"]["validation_start"] <= starts["validation"].min()
+    assert starts["validation"].max() < summary["rules"]["test_start"] <= starts["test"].min()
+    train_seconds = [s for seconds in dataset["train"]["action_seconds"] for s in seconds[1:]]
+    logs = np.log1p(np.array(train_seconds))
+    assert tiny_result.tokenizer.time_log_mean == pytest.approx(logs.mean(), rel=1e-6)
+    assert tiny_result.tokenizer.time_log_std == pytest.approx(logs.std(), rel=1e-6)
+    assert summary["rows_dropped"] == {"outside_window": 1}
+
+
+@needs_shared_data
+def test_history_cap_keeps_the_most_recent_items(tiny_result):
+    capped = convert_log(TINY, "taobao", on_bad_rows="skip", max_history_items=3, progress=False)
+    full = tiny_result.dataset["test"]
+    assert capped.dataset["test"]["history_item_ids"] == [ids[-3:] for ids in full["history_item_ids"]]
+    assert capped.dataset["test"]["history_action_seconds"] == [s[-3:] for s in full["history_action_seconds"]]
+    assert max(map(len, full["history_item_ids"])) > 3
+
+
+@needs_shared_data
+def test_min_history_keeps_only_sessions_with_enough_history(tiny_result):
+    result = convert_log(TINY, "taobao", on_bad_rows="skip", min_history=5, max_history_items=2, progress=False)
+    assert all(len(ids) == 2 for ids in result.dataset["train"]["history_item_ids"])
+    assert 0 < result.summary["examples"]["train"] < tiny_result.summary["examples"]["train"]
+
+
+@needs_shared_data
+def test_sample_log_error_mode_names_the_first_bad_line():
+    with pytest.raises(LogFormatError, match=r"taobao_userbehavior_sample.csv:4171: column 'timestamp' value "):
+        convert_log(SAMPLE, "taobao", progress=False)
+    # Without the window check, the first bad row is the truncated last line.
+    no_window = dataclasses.replace(PRESETS["taobao"], time_window=None)
+    with pytest.raises(LogFormatError, match=r"sample.csv:84476: truncated row: 4 of 5 columns, column 'timestamp'"):
+        convert_log(SAMPLE, no_window, progress=False)
+
+
+@needs_shared_data
+def test_sample_log_skip_counts_every_dropped_row(tmp_path):
+    result = convert_log(SAMPLE, "taobao", output_dir=tmp_path / "out", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 84476
+    assert result.summary["rows_dropped"] == {"outside_window": 35, "truncated_row": 1}
+    assert result.summary["rows_kept"] == 84476 - 36
+    assert sum(result.summary["examples"].values()) == result.summary["sessions"]
+    written = json.loads((tmp_path / "out" / "a2gen_data.json").read_text())
+    assert written["rows_dropped"] == {"outside_window": 35, "truncated_row": 1}
+    reloaded = datasets.load_from_disk(str(tmp_path / "out"))
+    assert reloaded["test"].num_rows == result.summary["examples"]["test"]
+    assert (tmp_path / "out" / "tokenizer" / "tokenizer_config.json").is_file()
+    assert not (tmp_path / "out" / "_staging").exists()
+
+
+@needs_shared_data
+def test_warn_mode_warns_once_per_reason():
+    with pytest.warns(UserWarning, match="dropped 1 row"):
+        convert_log(TINY, "taobao", on_bad_rows="warn", progress=False)
+
+
+@needs_shared_data
+@pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
+def test_jsonl_and_parquet_inputs_give_the_csv_examples(tmp_path, file_format):
+    rows = TINY.read_text().splitlines()[:600]
+    csv_path = tmp_path / "head.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    table = pa.table({name: [row.split(",")[i] for row in rows] for i, name in enumerate(TAOBAO_COLUMNS)})
+    table = table.set_column(4, "timestamp", table["timestamp"].cast(pa.int64()))
+    path = tmp_path / f"head.{file_format}"
+    if file_format == "parquet":
+        pq.write_table(table, path, row_group_size=100)
+    else:
+        path.write_text("".join(json.dumps(row) + "\n" for row in table.to_pylist()))
+    expected = convert_log(csv_path, "taobao", progress=False).dataset
+    converted = convert_log(path, "taobao", progress=False).dataset
+    for split in expected:
+        assert converted[split].to_dict() == expected[split].to_dict()
+
+
+def test_tmall_day_level_log(tmp_path):
+    result = convert_log(FIXTURES / "tmall_user_log.csv", "tmall", progress=False)
+    tokenizer = result.tokenizer
+    rows = {
+        (row["user"], row["item"], row["session_start"]): row
+        for split in result.dataset.values()
+        for row in split
+    }
+    nov = {day: int(np.datetime64(f"2015-11-{day:02d}").astype("datetime64[s]").astype(np.int64)) for day in (1, 2, 6)}
+    # Same-day click and buy: ties in vocabulary order, all at 0 s.
+    same_day = rows["1", "101", nov[1]]
+    assert tokenizer.convert_ids_to_tokens(same_day["action_ids"]) == ["click", "buy", "leave"]
+    assert same_day["action_seconds"] == [0.0, 0.0, 0.0]
+    next_day = rows["1", "102", nov[2]]
+    assert tokenizer.convert_ids_to_tokens(next_day["action_ids"]) == ["click", "collect", "leave"]
+    assert next_day["action_seconds"] == [0.0, DAY, DAY]
+    assert next_day["item_side_ids"][2] == 0  # empty brand_id -> padding (unknown)
+    assert next_day["item_side_ids"][0] == tokenizer.hash_side_feature("cat_id", "7")
+    # Item 101 of user 2 seen again after 5 days (> 3-day gap): a second session with the first in its history.
+    revisit = rows["2", "101", nov[6]]
+    assert tokenizer.hash_item("101") in revisit["history_item_ids"]
+    assert result.summary["examples"] == {"train": 7, "validation": 1, "test": 3}
+
+
+def test_kuairand_views_mask_unknown_times():
+    result = convert_log(FIXTURES / "kuairand_log.csv", "kuairand", progress=False)
+    tokenizer = result.tokenizer
+    rows = {(row["user"], row["item"], row["session_start"]): row for split in result.dataset.values() for row in split}
+    everything = rows["0", "13", 1649649600]
+    assert tokenizer.convert_ids_to_tokens(everything["action_ids"]) == [
+        "start", "like", "follow", "forward", "comment", "leave"
+    ]
+    seconds = everything["action_seconds"]
+    assert seconds[0] == 0.0 and seconds[-1] == 45.25 and all(math.isnan(s) for s in seconds[1:-1])
+    skipped = rows["1", "15", 1649574000]
+    assert tokenizer.convert_ids_to_tokens(skipped["action_ids"]) == ["start", "leave"]
+    assert skipped["action_seconds"] == [0.0, 0.0]
+    assert result.summary["sessions"] == 10
+
+
+def _write(tmp_path: Path, text: str, name: str = "log.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = "1,100,5,pv,1511544070\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (GOOD + "1,101,5,look,1511544071\n", r"log.csv:2: column 'behavior_type' has unknown action 'look'; allowed "
+         r"values: \['pv', 'fav', 'cart', 'buy'\]"),
+        (GOOD + "1,101,5,pv,soon\n", r"log.csv:2: column 'timestamp' is not a number: 'soon'"),
+        (GOOD + "1,101,5,pv,-1511544071\n", r"log.csv:2: column 'timestamp' is negative: '-1511544071'"),
+        (GOOD + "1,101,5,pv,\n", r"log.csv:2: column 'timestamp' is empty"),
+        (GOOD + ",101,5,pv,1511544071\n", r"log.csv:2: column 'user_id' is empty"),
+        (GOOD + "1,101,5,pv\n" + GOOD, r"log.csv:2: truncated row: 4 of 5 columns, column 'timestamp' is missing"),
+        (GOOD + "1,101,5,pv,1511544071,9\n", r"log.csv:2: 6 columns where 5 are expected"),
+        (GOOD + "\n" + GOOD, r"log.csv:2: the line is empty"),
+        (GOOD + "1,101,5,pv,1400000000\n", r"log.csv:2: column 'timestamp' value '1400000000' lies outside"),
+        (GOOD + "2,7,5,pv,1511544071\n" + GOOD, r"log.csv:3: duplicate event: user 1, item 100, click at "
+         r"1511544070 already on line 1"),
+    ],
+)
+def test_bad_row_messages_name_file_line_column_and_value(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(LogFormatError, match=message) as error:
+        convert_log(path, "taobao", progress=False)
+    assert "on_bad_rows='skip'" in str(error.value)
+
+
+def test_skip_mode_counts_reasons_and_keeps_line_numbers_after_bad_rows(tmp_path):
+    text = GOOD + "1,101,5,pv\n" + "\n" + "1,102,5,pv,1511544090\n" + "1,103,5,pv,later\n" + "1,104,5,pv,1511550000\n"
+    result = convert_log(_write(tmp_path, text), "taobao", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_dropped"] == {"bad_number": 1, "empty_line": 1, "truncated_row": 1}
+    assert result.summary["first_dropped"]["bad_number"].startswith("log.csv:5: column 'timestamp'")
+    assert result.summary["rows_read"] == 6 and result.summary["sessions"] == 3
+
+
+def test_file_level_errors(tmp_path):
+    with pytest.raises(LogFormatError, match="log.csv: the file is empty"):
+        convert_log(_write(tmp_path, ""), "taobao", progress=False)
+    with pytest.raises(LogFormatError, match=r"missing column\(s\) \['action_type'\]; its header has"):
+        convert_log(_write(tmp_path, "user_id,item_id,cat_id,seller_id,brand_id,time_stamp\n"), "tmall")
+    with pytest.raises(LogFormatError, match="has no rows"):
+        convert_log(_write(tmp_path, "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n"), "tmall")
+    with pytest.raises(LogFormatError, match="cannot tell the format"):
+        convert_log(_write(tmp_path, GOOD, "log.dat"), "taobao")
+    with pytest.raises(ValueError, match="Unknown preset 'tianchi'"):
+        convert_log(_write(tmp_path, GOOD), "tianchi")
+
+
+def test_tmall_dates_and_kuairand_flags_are_validated(tmp_path):
+    header = (FIXTURES / "tmall_user_log.csv").read_text().splitlines()[0]
+    with pytest.raises(LogFormatError, match=r"log.csv:2: column 'time_stamp' is not an mmdd date of 2015: '1131'"):
+        convert_log(_write(tmp_path, header + "\n1,101,7,55,900,1131,0\n"), "tmall", progress=False)
+    lines = (FIXTURES / "kuairand_log.csv").read_text().splitlines()
+    bad = lines[1].split(",")
+    bad[6] = "2"  # is_like
+    with pytest.raises(LogFormatError, match=r"log.csv:3: column 'is_like' must be 0 or 1, got '2'"):
+        convert_log(_write(tmp_path, "\n".join([lines[0], lines[2], ",".join(bad)]) + "\n"), "kuairand")
+
+
+def test_explicit_split_boundaries(tmp_path):
+    nov = {day: int(np.datetime64(f"2015-11-{day:02d}").astype("datetime64[s]").astype(np.int64)) for day in (5, 9)}
+    rule = SplitRule(validation_start=nov[5], test_start=nov[9])
+    result = convert_log(FIXTURES / "tmall_user_log.csv", "tmall", split_rule=rule, progress=False)
+    assert max(result.dataset["train"]["session_start"]) < nov[5] <= min(result.dataset["validation"]["session_start"])
+    assert max(result.dataset["validation"]["session_start"]) < nov[9] <= min(result.dataset["test"]["session_start"])
+
+
+def test_cli_prepare_writes_the_dataset_and_prints_a_summary(tmp_path, capsys):
+    output = tmp_path / "prepared"
+    code = cli.main(["prepare", "--preset", "tmall", "--input", str(FIXTURES / "tmall_user_log.csv"),
+                     "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "examples: train=7, validation=1, test=3" in printed and "rows dropped: none" in printed
+    assert "actions (train): click=" in printed
+    assert datasets.load_from_disk(str(output))["train"].num_rows == 7
+    assert json.loads((output / "a2gen_data.json").read_text())["preset"]["name"] == "tmall"
+
+
+def test_cli_prepare_reports_bad_rows_as_an_error(tmp_path, capsys):
+    path = _write(tmp_path, GOOD + "1,101,5,look,1511544071\n")
+    code = cli.main(["prepare", "--preset", "taobao", "--input", str(path), "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert "log.csv:2: column 'behavior_type' has unknown action 'look'" in capsys.readouterr().err
