@@ -1,0 +1,143 @@
+"""Configurations of the multi-task baselines of the paper's tables: MMoE and PLE (torch-rechub style)."""
+
+from __future__ import annotations
+
+from .configuration_a2gen import A2GenConfig, A2GenConfigError
+
+HISTORY_INPUTS = ("items", "items_and_events")
+TIME_LOSSES = ("mse", "l1")
+
+
+class MultiTaskBaselineConfig(A2GenConfig):
+    r"""
+    Shared configuration of the MMoE / PLE baselines.
+
+    It is an :class:`A2GenConfig` so that the baselines read the same action vocabulary, id buckets, side features,
+    time statistics and batch caps (``A2GenDataCollator.from_config`` works unchanged) and build their inputs with
+    A2Gen's own modules. The A2Gen-only fields (``hidden_size``, ``num_attention_heads``, ``generator_type``,
+    ``order_loss_weight``, ``aux_loss_weight``, ``history_pooling``) are accepted and ignored. Of the loss weights
+    the baselines use ``action_loss_weight`` (binary cross-entropy) and ``time_loss_weight`` (default 0.1).
+
+    Tasks: one per action of ``action_names`` except ``start_action``. Each task has a time regression head; all
+    but ``end_action`` (which always happens) also have a binary "the action happens" head.
+
+    Args:
+        history_input (`str`): what a history item contributes before mean pooling over the history.
+            ``"items"``: its item features only (as in the paper's baselines). ``"items_and_events"``: its item
+            features concatenated with the mean of its action-event embeddings (action + time), so the baseline
+            sees what the history's actions and times say (the fairly fed variant).
+        time_loss (`str`): ``"mse"`` (regress the mean) or ``"l1"`` (regress the median).
+        expert_hidden_sizes (`list[int]`): widths of each expert MLP; the last one is the expert output width.
+        tower_hidden_sizes (`list[int]`): widths of each task tower MLP before its heads (may be empty).
+        expert_dropout_prob (`float`): dropout after every expert / tower layer.
+        kwargs: the fields of :class:`A2GenConfig` (action vocabulary, embedding sizes, buckets, ...).
+    """
+
+    model_type = "a2gen_multitask_baseline"
+
+    def __init__(
+        self,
+        history_input: str = "items",
+        time_loss: str = "mse",
+        expert_hidden_sizes: list[int] | None = None,
+        tower_hidden_sizes: list[int] | None = None,
+        expert_dropout_prob: float = 0.0,
+        **kwargs,
+    ):
+        self.history_input = history_input
+        self.time_loss = time_loss
+        self.expert_hidden_sizes = list(expert_hidden_sizes) if expert_hidden_sizes is not None else [64, 32]
+        self.tower_hidden_sizes = list(tower_hidden_sizes) if tower_hidden_sizes is not None else [16]
+        self.expert_dropout_prob = expert_dropout_prob
+        super().__init__(**kwargs)
+
+    @property
+    def task_action_ids(self) -> list[int]:
+        """Action ids of the tasks, in vocabulary order: every action but ``start``."""
+        return [self.action_id(name) for name in self.action_names if name != self.start_action]
+
+    @property
+    def binary_action_ids(self) -> list[int]:
+        """Action ids with a binary head: the tasks without the end action (it always happens)."""
+        return [action_id for action_id in self.task_action_ids if action_id != self.end_action_id]
+
+    def _baseline_problems(self) -> list[str]:
+        problems = []
+        if not set(self.action_names) - {self.start_action, self.end_action}:
+            problems.append(
+                f"action_names={self.action_names} has no action besides start and end: a multi-task baseline "
+                "needs at least one action to predict."
+            )
+        if self.history_input not in HISTORY_INPUTS:
+            problems.append(f"history_input={self.history_input!r} is unknown; use one of {list(HISTORY_INPUTS)}.")
+        if self.time_loss not in TIME_LOSSES:
+            problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
+        if not self.expert_hidden_sizes or any(int(size) < 1 for size in self.expert_hidden_sizes):
+            problems.append(
+                f"expert_hidden_sizes={self.expert_hidden_sizes} must be a non-empty list of positive widths, "
+                "e.g. [64, 32]."
+            )
+        if any(int(size) < 1 for size in self.tower_hidden_sizes):
+            problems.append(f"tower_hidden_sizes={self.tower_hidden_sizes} must hold positive widths (or be []).")
+        if not 0.0 <= self.expert_dropout_prob < 1.0:
+            problems.append(f"expert_dropout_prob={self.expert_dropout_prob} must be in [0, 1).")
+        return problems
+
+    def _validate(self) -> None:
+        super()._validate()
+        problems = self._baseline_problems()
+        if problems:
+            raise A2GenConfigError(f"Invalid {type(self).__name__}:\n  - " + "\n  - ".join(problems))
+
+
+class MMoEConfig(MultiTaskBaselineConfig):
+    r"""
+    MMoE (Multi-gate Mixture-of-Experts): ``num_experts`` shared expert MLPs and one softmax gate per task.
+
+    Args:
+        num_experts (`int`): shared experts (default 4).
+        kwargs: see :class:`MultiTaskBaselineConfig`.
+    """
+
+    model_type = "a2gen_mmoe"
+
+    def __init__(self, num_experts: int = 4, **kwargs):
+        self.num_experts = num_experts
+        super().__init__(**kwargs)
+
+    def _baseline_problems(self) -> list[str]:
+        problems = super()._baseline_problems()
+        if int(self.num_experts) < 1:
+            problems.append(f"num_experts={self.num_experts} must be >= 1.")
+        return problems
+
+
+class PLEConfig(MultiTaskBaselineConfig):
+    r"""
+    PLE (Progressive Layered Extraction): ``num_levels`` stacked CGC layers, each with task-specific experts per
+    task, shared experts, a gate per task over its own and the shared experts and, below the last level, a shared
+    gate over all experts.
+
+    Args:
+        num_levels (`int`): CGC levels (default 1).
+        num_specific_experts (`int`): experts per task and level (default 2).
+        num_shared_experts (`int`): shared experts per level (default 1).
+        kwargs: see :class:`MultiTaskBaselineConfig`.
+    """
+
+    model_type = "a2gen_ple"
+
+    def __init__(self, num_levels: int = 1, num_specific_experts: int = 2, num_shared_experts: int = 1, **kwargs):
+        self.num_levels = num_levels
+        self.num_specific_experts = num_specific_experts
+        self.num_shared_experts = num_shared_experts
+        super().__init__(**kwargs)
+
+    def _baseline_problems(self) -> list[str]:
+        problems = super()._baseline_problems()
+        for field in ("num_levels", "num_specific_experts"):
+            if int(getattr(self, field)) < 1:
+                problems.append(f"{field}={getattr(self, field)} must be >= 1.")
+        if int(self.num_shared_experts) < 0:
+            problems.append(f"num_shared_experts={self.num_shared_experts} must be >= 0.")
+        return problems

@@ -1,0 +1,418 @@
+"""The multi-task baselines of the paper's tables, MMoE and PLE, compact like torch-rechub's, on A2Gen's inputs.
+
+Both read [user features ; target item features ; mean of the history items' vectors], built with A2Gen's own
+``A2GenFeatureEmbeddings`` (and, with ``history_input="items_and_events"``, ``A2GenEventEmbedding`` so each history
+item also carries the mean of its action-event embeddings). They predict, per action, whether it happens in the
+target session and the normalised time of its first occurrence, take the same batch as
+:class:`A2GenForActionGeneration` and answer :meth:`predict_actions` in the same format, so training loops and
+evaluation code serve all models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.utils import ModelOutput
+
+from .auto import AutoModelForActionGeneration
+from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
+from .modeling_a2gen import (
+    A2GenActionPrediction,
+    A2GenEventEmbedding,
+    A2GenFeatureEmbeddings,
+    A2GenPreTrainedModel,
+    _check_history_shapes,
+    _masked_pool,
+)
+from .time_encoding import denormalize_times
+from .tokenization_a2gen import A2GenActionTokenizer
+
+
+@dataclass
+class MultiTaskBaselineOutput(ModelOutput):
+    """
+    Output of :class:`MMoEForActionPrediction` / :class:`PLEForActionPrediction`. Columns are action ids (column 0 is
+    padding), as in :class:`~a2gen_hf.modeling_a2gen.A2GenActionPrediction`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, with `labels`): ``action_loss_weight * action_loss +
+            time_loss_weight * time_loss``.
+        action_loss (`torch.FloatTensor` of shape `()`): binary cross-entropy summed over the actions with a binary
+            head, averaged over examples; unweighted.
+        time_loss (`torch.FloatTensor` of shape `()`): squared (``time_loss="mse"``) or absolute (``"l1"``) error of
+            the first-occurrence time, summed over the actions that happen with a known time, averaged over
+            examples; unweighted.
+        logits (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): log-odds that the action happens; padding
+            is the dtype's minimum, ``start`` and the end action (always present) its maximum.
+        times (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): predicted normalised time of the action's
+            first occurrence; ``start`` is at 0 s, padding 0.0.
+        task_representations (`torch.FloatTensor` of shape `(batch_size, num_tasks, expert_size)`): the expert
+            mixture each task tower reads (tasks in ``config.task_action_ids`` order).
+    """
+
+    loss: torch.FloatTensor | None = None
+    action_loss: torch.FloatTensor | None = None
+    time_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    times: torch.FloatTensor | None = None
+    task_representations: torch.FloatTensor | None = None
+
+
+def first_occurrence_targets(
+    labels: torch.LongTensor,
+    label_times: torch.Tensor,
+    label_time_mask: torch.Tensor | None,
+    vocab_size: int,
+) -> tuple[torch.BoolTensor, torch.Tensor, torch.BoolTensor]:
+    """
+    Per-action targets read off label sequences `(B, T)` (``start`` at position 0, which is skipped; 0 and -100
+    are no action).
+
+    Returns:
+        occurs `(B, V)` bool: the action happens in ``labels[:, 1:]``; first_times `(B, V)`: the label time of its
+        first occurrence (0.0 where it does not happen); time_known `(B, V)` bool: it happens and that time is known
+        (``label_time_mask``; all known when it is None).
+    """
+    actions = labels[:, 1:]
+    times = label_times[:, 1:]
+    known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else label_time_mask[:, 1:].bool()
+    present = actions > 0
+    if (actions >= vocab_size).any():
+        raise ValueError(
+            f"labels hold action id {int(actions.max())} but the vocabulary has {vocab_size} ids (0 = padding); "
+            "encode the labels with the tokenizer saved with this model."
+        )
+    one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
+    occurs = one_hot.any(dim=1)
+    first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum
+    first_times = torch.where(occurs, times.gather(1, first_position), torch.zeros_like(occurs, dtype=times.dtype))
+    time_known = occurs & known.gather(1, first_position)
+    return occurs, first_times, time_known
+
+
+def _feed_forward(input_size: int, hidden_sizes: list[int], dropout: float) -> nn.Sequential:
+    """Linear -> ReLU -> dropout per width of `hidden_sizes` (empty: identity)."""
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [nn.Linear(input_size, size), nn.ReLU(), nn.Dropout(dropout)]
+        input_size = size
+    return nn.Sequential(*layers)
+
+
+def _mix(gate: nn.Linear, gate_input: torch.Tensor, expert_outputs: list[torch.Tensor]) -> torch.Tensor:
+    """Softmax-gated sum of experts: `gate_input` `(B, D)`, each expert `(B, h)` -> `(B, h)`."""
+    weights = torch.softmax(gate(gate_input), dim=-1)
+    return torch.einsum("be,beh->bh", weights, torch.stack(expert_outputs, dim=1))
+
+
+class MultiTaskBaselineInputs(nn.Module):
+    """[user ; target item ; mean over history items] built from A2Gen's input modules."""
+
+    def __init__(self, config: MultiTaskBaselineConfig):
+        super().__init__()
+        self.features = A2GenFeatureEmbeddings(config)
+        self.with_events = config.history_input == "items_and_events"
+        self.event_embedding = A2GenEventEmbedding(config) if self.with_events else None
+        history_item_size = self.features.item_feature_size + (
+            self.event_embedding.output_size if self.with_events else 0
+        )
+        self.output_size = self.features.user_feature_size + self.features.item_feature_size + history_item_size
+
+    def forward(
+        self,
+        user_ids: torch.LongTensor,
+        item_ids: torch.LongTensor,
+        history_item_ids: torch.LongTensor,
+        history_action_ids: torch.LongTensor | None = None,
+        history_action_times: torch.FloatTensor | None = None,
+        history_time_mask: torch.LongTensor | None = None,
+        history_mask: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+        history_item_side_ids: torch.LongTensor | None = None,
+        user_side_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """Returns `(B, output_size)`; padding history items (and padding events) never change it."""
+        if history_item_ids.dim() != 2:
+            raise ValueError(f"history_item_ids must be (batch, items), got shape {tuple(history_item_ids.shape)}.")
+        history_mask = (history_item_ids != 0) if history_mask is None else history_mask.bool()
+        user_features = self.features.user_features(user_ids, user_side_ids)
+        target_item_features = self.features.item_features(item_ids, item_side_ids)
+        history_items = self.features.item_features(history_item_ids, history_item_side_ids)
+        if self.with_events:
+            if history_action_ids is None or history_action_times is None:
+                raise ValueError(
+                    'history_input="items_and_events" reads history_action_ids and history_action_times; pass them '
+                    '(the collator builds them) or use a config with history_input="items".'
+                )
+            _check_history_shapes(history_item_ids, history_action_ids, history_action_times)
+            event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
+            events = self.event_embedding(history_action_ids * event_mask, history_action_times, history_time_mask)
+            history_items = torch.cat([history_items, _masked_pool(events, event_mask, "mean")], dim=-1)
+        history = _masked_pool(history_items, history_mask, "mean")
+        return torch.cat([user_features, target_item_features, history], dim=-1)
+
+
+class MMoELayer(nn.Module):
+    """Shared expert MLPs and one softmax gate per task: `(B, D)` -> `(B, tasks, expert_size)`."""
+
+    def __init__(self, config: MMoEConfig, input_size: int, num_tasks: int):
+        super().__init__()
+        sizes, dropout = config.expert_hidden_sizes, config.expert_dropout_prob
+        self.experts = nn.ModuleList(_feed_forward(input_size, sizes, dropout) for _ in range(config.num_experts))
+        self.gates = nn.ModuleList(nn.Linear(input_size, config.num_experts) for _ in range(num_tasks))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        expert_outputs = [expert(inputs) for expert in self.experts]
+        return torch.stack([_mix(gate, inputs, expert_outputs) for gate in self.gates], dim=1)
+
+
+class CGCLevel(nn.Module):
+    """
+    One PLE level (Customized Gate Control): per task, specific experts mixed with the shared experts by that
+    task's gate; below the last level also a shared gate over all experts that feeds the next level's shared input.
+    """
+
+    def __init__(self, config: PLEConfig, input_size: int, num_tasks: int, is_last: bool):
+        super().__init__()
+        sizes, dropout = config.expert_hidden_sizes, config.expert_dropout_prob
+        specific, shared = config.num_specific_experts, config.num_shared_experts
+        self.specific_experts = nn.ModuleList(
+            nn.ModuleList(_feed_forward(input_size, sizes, dropout) for _ in range(specific)) for _ in range(num_tasks)
+        )
+        self.shared_experts = nn.ModuleList(_feed_forward(input_size, sizes, dropout) for _ in range(shared))
+        self.task_gates = nn.ModuleList(nn.Linear(input_size, specific + shared) for _ in range(num_tasks))
+        self.shared_gate = None if is_last else nn.Linear(input_size, num_tasks * specific + shared)
+
+    def forward(
+        self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Per-task inputs `(B, D)` and the shared input `(B, D)` -> per-task outputs `(B, h)`, shared `(B, h)`."""
+        shared_outputs = [expert(shared_input) for expert in self.shared_experts]
+        specific_outputs = [
+            [expert(task_input) for expert in experts] for experts, task_input in zip(self.specific_experts, task_inputs)
+        ]
+        task_outputs = [
+            _mix(gate, task_input, own + shared_outputs)
+            for gate, task_input, own in zip(self.task_gates, task_inputs, specific_outputs)
+        ]
+        if self.shared_gate is None:
+            return task_outputs, None
+        every_expert = [output for own in specific_outputs for output in own] + shared_outputs
+        return task_outputs, _mix(self.shared_gate, shared_input, every_expert)
+
+
+class PLELayer(nn.Module):
+    """Stacked CGC levels: `(B, D)` -> `(B, tasks, expert_size)`."""
+
+    def __init__(self, config: PLEConfig, input_size: int, num_tasks: int):
+        super().__init__()
+        expert_size = config.expert_hidden_sizes[-1]
+        self.num_tasks = num_tasks
+        self.levels = nn.ModuleList(
+            CGCLevel(config, input_size if level == 0 else expert_size, num_tasks, level == config.num_levels - 1)
+            for level in range(config.num_levels)
+        )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        task_inputs, shared_input = [inputs] * self.num_tasks, inputs
+        for level in self.levels:
+            task_inputs, shared_input = level(task_inputs, shared_input)
+        return torch.stack(task_inputs, dim=1)
+
+
+class MultiTaskHeads(nn.Module):
+    """Per task: a tower MLP, a time head and (all but the end action) a binary head, scattered to action ids."""
+
+    def __init__(self, config: MultiTaskBaselineConfig, expert_size: int):
+        super().__init__()
+        self.vocab_size = config.vocab_size
+        self.start_action_id, self.end_action_id = config.start_action_id, config.end_action_id
+        self.start_time = config.start_time
+        self.register_buffer("task_action_ids", torch.tensor(config.task_action_ids), persistent=False)
+        self.register_buffer("binary_action_ids", torch.tensor(config.binary_action_ids), persistent=False)
+        binary = set(config.binary_action_ids)
+        tower_sizes, dropout = config.tower_hidden_sizes, config.expert_dropout_prob
+        tower_output = tower_sizes[-1] if tower_sizes else expert_size
+        self.towers = nn.ModuleList(_feed_forward(expert_size, tower_sizes, dropout) for _ in config.task_action_ids)
+        self.time_heads = nn.ModuleList(nn.Linear(tower_output, 1) for _ in config.task_action_ids)
+        self.binary_heads = nn.ModuleList(nn.Linear(tower_output, 1) for _ in config.binary_action_ids)
+        self.binary_tasks = [task for task, action_id in enumerate(config.task_action_ids) if action_id in binary]
+
+    def forward(self, task_representations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, tasks, h)` -> logits `(B, V)`, times `(B, V)` (see :class:`MultiTaskBaselineOutput`)."""
+        towers = [tower(task_representations[:, task]) for task, tower in enumerate(self.towers)]
+        task_times = torch.cat([head(state) for head, state in zip(self.time_heads, towers)], dim=-1)
+        binary_logits = torch.cat([head(towers[task]) for head, task in zip(self.binary_heads, self.binary_tasks)], -1)
+        batch, dtype = task_representations.shape[0], task_representations.dtype
+        extreme = torch.finfo(dtype)
+        logits = task_representations.new_full((batch, self.vocab_size), extreme.min)
+        logits[:, [self.start_action_id, self.end_action_id]] = extreme.max
+        logits = logits.index_copy(1, self.binary_action_ids, binary_logits)
+        times = task_representations.new_zeros(batch, self.vocab_size)
+        times[:, self.start_action_id] = self.start_time
+        times = times.index_copy(1, self.task_action_ids, task_times)
+        return logits, times
+
+
+def multitask_loss(
+    config: MultiTaskBaselineConfig,
+    logits: torch.Tensor,
+    times: torch.Tensor,
+    labels: torch.LongTensor,
+    label_times: torch.Tensor,
+    label_time_mask: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    """
+    BCE of "the action happens" over the binary actions plus the first-occurrence time error over all tasks (only
+    where the action happens and its time is known); both summed over actions and averaged over examples.
+    """
+    occurs, first_times, time_known = first_occurrence_targets(labels, label_times, label_time_mask, config.vocab_size)
+    binary = config.binary_action_ids
+    action_loss = (
+        F.binary_cross_entropy_with_logits(logits[:, binary].float(), occurs[:, binary].float(), reduction="none")
+        .sum(1)
+        .mean()
+    )
+    tasks = config.task_action_ids
+    errors = times[:, tasks].float() - first_times[:, tasks].float()
+    errors = errors.abs() if config.time_loss == "l1" else errors**2
+    time_loss = (errors * time_known[:, tasks]).sum(1).mean()
+    loss = config.action_loss_weight * action_loss + config.time_loss_weight * time_loss
+    return {"loss": loss, "action_loss": action_loss, "time_loss": time_loss}
+
+
+class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
+    """Shared weights initialisation (A2Gen's), input embeddings and the forward / predict_actions of the baselines."""
+
+    config_class = MultiTaskBaselineConfig
+    config: MultiTaskBaselineConfig
+    base_model_prefix = "baseline"
+    # Set by each baseline: the module mapping the input vector (B, D) to per-task vectors (B, tasks, h).
+    expert_layer_class: type[nn.Module]
+
+    def __init__(self, config: MultiTaskBaselineConfig):
+        super().__init__(config)
+        self.inputs = MultiTaskBaselineInputs(config)
+        self.experts = self.expert_layer_class(config, self.inputs.output_size, len(config.task_action_ids))
+        self.heads = MultiTaskHeads(config, config.expert_hidden_sizes[-1])
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.inputs.features.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.inputs.features.item_embeddings = value
+
+    def forward(
+        self,
+        user_ids: torch.LongTensor | None = None,
+        item_ids: torch.LongTensor | None = None,
+        history_item_ids: torch.LongTensor | None = None,
+        history_action_ids: torch.LongTensor | None = None,
+        history_action_times: torch.FloatTensor | None = None,
+        history_time_mask: torch.LongTensor | None = None,
+        history_mask: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+        history_item_side_ids: torch.LongTensor | None = None,
+        user_side_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        label_times: torch.FloatTensor | None = None,
+        label_time_mask: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+    ) -> MultiTaskBaselineOutput | tuple:
+        r"""
+        Same batch as :class:`A2GenForActionGeneration` (the collator's); ``history_input="items"`` ignores
+        ``history_action_ids`` / ``history_action_times`` / ``history_time_mask``.
+
+        Args:
+            user_ids `(B,)`, item_ids `(B,)`, history_item_ids `(B, N)`, history_mask `(B, N)`: as for A2Gen.
+            history_action_ids / history_action_times / history_time_mask `(B, N, E)`: the history items' events.
+            item_side_ids `(B, F)`, history_item_side_ids `(B, N, F)`, user_side_ids `(B, S, L)`: side features.
+            labels / label_times / label_time_mask `(B, T)`: the target sequence; the per-action targets are read
+                off it with :func:`first_occurrence_targets`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        missing = [name for name, value in (("user_ids", user_ids), ("item_ids", item_ids)) if value is None]
+        if history_item_ids is None:
+            missing.append("history_item_ids")
+        if missing:
+            raise ValueError(f"Missing inputs {missing}: pass them (the collator builds them).")
+        if labels is not None and label_times is None:
+            raise ValueError("label_times is required with labels (the collator builds both).")
+        features = self.inputs(
+            user_ids=user_ids,
+            item_ids=item_ids,
+            history_item_ids=history_item_ids,
+            history_action_ids=history_action_ids,
+            history_action_times=history_action_times,
+            history_time_mask=history_time_mask,
+            history_mask=history_mask,
+            item_side_ids=item_side_ids,
+            history_item_side_ids=history_item_side_ids,
+            user_side_ids=user_side_ids,
+        )
+        task_representations = self.experts(features)
+        logits, times = self.heads(task_representations)
+        loss_parts = {}
+        if labels is not None:
+            loss_parts = multitask_loss(self.config, logits, times, labels, label_times, label_time_mask)
+        output = MultiTaskBaselineOutput(
+            loss=loss_parts.get("loss"),
+            action_loss=loss_parts.get("action_loss"),
+            time_loss=loss_parts.get("time_loss"),
+            logits=logits,
+            times=times,
+            task_representations=task_representations,
+        )
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def predict_actions(self, **inputs) -> A2GenActionPrediction:
+        """
+        Ranking scores in A2Gen's format: P(action happens) = sigmoid of its binary head, the expected normalised
+        time of its first occurrence = its time head; ``start`` has probability 1 at 0 s, the end action probability
+        1 (its time is the watch time), padding 0. Accepts the forward's inputs (labels are ignored).
+        """
+        for name in ("labels", "label_times", "label_time_mask"):
+            inputs.pop(name, None)
+        output = self(**inputs, return_dict=True)
+        probabilities = torch.sigmoid(output.logits.float())
+        times = output.times.float()
+        seconds = denormalize_times(times, self.config.time_log_mean, self.config.time_log_std)
+        return A2GenActionPrediction(action_probabilities=probabilities, expected_times=times, expected_seconds=seconds)
+
+
+class MMoEForActionPrediction(MultiTaskBaselinePreTrainedModel):
+    __doc__ = r"""
+    MMoE baseline (Ma et al., KDD 2018): shared experts, one gate and one tower per action.
+    """ + (MultiTaskBaselinePreTrainedModel.forward.__doc__ or "")
+
+    config_class = MMoEConfig
+    config: MMoEConfig
+    expert_layer_class = MMoELayer
+
+
+class PLEForActionPrediction(MultiTaskBaselinePreTrainedModel):
+    __doc__ = r"""
+    PLE baseline (Tang et al., RecSys 2020): CGC levels of task-specific and shared experts, one tower per action.
+    """ + (MultiTaskBaselinePreTrainedModel.forward.__doc__ or "")
+
+    config_class = PLEConfig
+    config: PLEConfig
+    expert_layer_class = PLELayer
+
+
+def register_baselines() -> None:
+    """Make AutoConfig / AutoModel / AutoModelForActionGeneration / AutoTokenizer know the baselines."""
+    for config_class, model_class in ((MMoEConfig, MMoEForActionPrediction), (PLEConfig, PLEForActionPrediction)):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, model_class, exist_ok=True)
+        AutoModelForActionGeneration.register(config_class, model_class, exist_ok=True)
+        AutoTokenizer.register(config_class, tokenizer_class=A2GenActionTokenizer, exist_ok=True)
+
+
+register_baselines()
