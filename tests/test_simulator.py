@@ -1,0 +1,306 @@
+"""Tests of the short-video session simulator: determinism, schema, time order, splits, the exact oracle, the claim
+that history timing carries intent, and the DatasetDict / Parquet outputs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from a2gen_hf import SHORT_VIDEO_ACTIONS
+from a2gen_hf.data.simulator import (
+    ENGAGEMENT_ACTIONS,
+    FEATURES,
+    SimulatorConfig,
+    SimulatorConfigError,
+    build_catalog,
+    describe_example,
+    draw_user,
+    format_simulation_summary,
+    iter_examples,
+    load_parquet,
+    oracle,
+    sample_timelines,
+    session_hazards,
+    simulate,
+    simulate_to_parquet,
+    simulate_user,
+)
+from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer
+
+SMALL = SimulatorConfig(num_examples=300, examples_per_user=10, history_length=5, num_items=80, seed=7)
+START_ID, LEAVE_ID = 1, len(SHORT_VIDEO_ACTIONS)
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    return str(tmp_path / "hf_datasets")
+
+
+@pytest.fixture(scope="module")
+def small_rows():
+    return list(iter_examples(SMALL))
+
+
+def test_same_seed_gives_identical_rows_and_another_seed_different_ones(small_rows):
+    assert list(iter_examples(SMALL)) == small_rows
+    other = SimulatorConfig(**{**SMALL.to_dict(), "seed": 8})
+    other_rows = list(iter_examples(other))
+    assert len(other_rows) == len(small_rows)
+    assert [row["action_ids"] for _, row in other_rows] != [row["action_ids"] for _, row in small_rows]
+
+
+def test_user_ranges_reproduce_the_full_run(small_rows):
+    # A user's rows must not depend on which other users are generated (parallel / sharded generation).
+    per_user = SMALL.examples_per_user
+    assert list(iter_examples(SMALL, user_range=(3, 5))) == small_rows[3 * per_user : 5 * per_user]
+
+
+def test_last_user_takes_the_remainder():
+    config = SimulatorConfig(num_examples=25, examples_per_user=10, history_length=3, num_items=20)
+    rows = [row for _, row in iter_examples(config)]
+    assert config.num_users == 3 and len(rows) == 25
+    assert sum(row["user"] == "user_000002" for row in rows) == 5
+
+
+def test_rows_follow_the_schema(small_rows, cache_dir):
+    result = simulate(SMALL, progress=False, cache_dir=cache_dir)
+    for split in ("train", "validation", "test"):
+        assert result.dataset[split].features == FEATURES
+    num_actions = len(SHORT_VIDEO_ACTIONS)
+    for _, row in small_rows:
+        assert set(row) == set(FEATURES)
+        assert len(row["item_side_ids"]) == 2 and all(1 <= side < SMALL.side_feature_buckets for side in row["item_side_ids"])
+        assert 1 <= row["user_id"] < SMALL.user_buckets and 1 <= row["item_id"] < SMALL.item_buckets
+        assert len(row["history_item_ids"]) == len(row["history_item_side_ids"]) == SMALL.history_length
+        assert len(row["history_action_ids"]) == len(row["history_action_seconds"]) == SMALL.history_length
+        assert len(row["oracle_action_prob"]) == len(row["oracle_expected_seconds"]) == num_actions
+        for ids, seconds in [*zip(row["history_action_ids"], row["history_action_seconds"]),
+                             (row["action_ids"], row["action_seconds"])]:
+            assert ids[0] == START_ID and ids[-1] == LEAVE_ID and len(ids) == len(seconds)
+            assert len(set(ids)) == len(ids), "each action happens at most once per session"
+
+
+def test_item_side_features_are_the_category_and_the_opening_topic():
+    catalog = build_catalog(SMALL)
+    tokenizer = A2GenActionTokenizer(side_feature_buckets=SMALL.side_feature_buckets)
+    for _, row in list(iter_examples(SMALL))[:20]:
+        index = int(row["item"].removeprefix("video_"))
+        assert row["item_side_ids"] == [
+            tokenizer.hash_side_feature("category", f"topic_{catalog.main_topics[index]}"),
+            tokenizer.hash_side_feature("opening_topic", f"topic_{catalog.segment_topics[index, 0]}"),
+        ]
+
+
+def test_times_are_ordered_and_inside_the_video(small_rows):
+    catalog = build_catalog(SMALL)
+    for _, row in small_rows:
+        for seconds in [*row["history_action_seconds"], row["action_seconds"]]:
+            assert seconds[0] == 0.0
+            assert all(later >= earlier for earlier, later in zip(seconds, seconds[1:]))
+        duration = catalog.durations[int(row["item"].removeprefix("video_"))]
+        assert row["action_seconds"][-1] <= duration
+
+
+def test_history_holds_only_earlier_sessions_of_the_same_user(small_rows):
+    catalog = build_catalog(SMALL)
+    user = simulate_user(SMALL, catalog, 0)
+    assert np.all(np.diff(user.session_starts) > 0)
+    assert user.session_starts[SMALL.history_length - 1] < SMALL.start_timestamp <= user.session_starts[SMALL.history_length]
+    rows = [row for _, row in small_rows if row["user"] == "user_000000"]
+    for earlier, later in zip(rows, rows[1:]):
+        assert later["session_start"] > earlier["session_start"]
+        # The next example's history is this one's, shifted by one, ending with this example's target session.
+        assert later["history_item_ids"] == [*earlier["history_item_ids"][1:], earlier["item_id"]]
+        assert later["history_action_ids"][-1] == earlier["action_ids"]
+        assert later["history_action_seconds"][-1] == earlier["action_seconds"]
+
+
+def test_splits_are_cut_by_session_start(small_rows):
+    starts = {split: [row["session_start"] for s, row in small_rows if s == split] for split in ("train", "validation", "test")}
+    assert all(starts.values())
+    assert max(starts["train"]) < min(starts["validation"]) and max(starts["validation"]) < min(starts["test"])
+    window = SMALL.window_days * 86_400
+    assert min(starts["test"]) >= SMALL.start_timestamp + (1 - SMALL.test_fraction) * window
+
+
+def _outcomes(rows):
+    probs = np.array([row["oracle_action_prob"] for row in rows])
+    expected = np.array([row["oracle_expected_seconds"] for row in rows])
+    happened = np.zeros_like(probs, dtype=bool)
+    seconds = np.full(probs.shape, np.nan)
+    for index, row in enumerate(rows):
+        happened[index, np.array(row["action_ids"]) - 1] = True
+        seconds[index, np.array(row["action_ids"]) - 1] = row["action_seconds"]
+    return probs, expected, happened, seconds
+
+
+def test_oracle_values_are_valid(small_rows):
+    probs, expected, _, _ = _outcomes([row for _, row in small_rows])
+    assert np.all((probs >= 0) & (probs <= 1))
+    assert np.all(probs[:, 0] == 1) and np.all(expected[:, 0] == 0)
+    assert np.all(probs[:, -1] == 1) and np.all(expected[:, -1] > 0)
+    assert np.all(np.isfinite(expected[probs > 0]))
+
+
+def test_oracle_agrees_with_sampled_outcomes():
+    # Sum of independent Bernoullis: the count of an action is within 5 standard deviations of the sum of the oracle
+    # probabilities (a chance failure has probability < 1e-6, and the seed is fixed). An oracle that ignored the
+    # user leaving before acting would be off by tens of standard deviations.
+    config = SimulatorConfig(num_examples=4000, examples_per_user=20, seed=11)
+    probs, expected, happened, seconds = _outcomes([row for _, row in iter_examples(config)])
+    for column, name in enumerate(SHORT_VIDEO_ACTIONS[1:-1], start=1):
+        p = probs[:, column]
+        deviation = abs(happened[:, column].sum() - p.sum())
+        assert deviation < 5 * math.sqrt((p * (1 - p)).sum()), name
+        for low, high in ((0.0, 0.2), (0.2, 0.5), (0.5, 1.0)):  # calibration within probability bins
+            in_bin = (p >= low) & (p < high)
+            if in_bin.sum() >= 100:
+                spread = math.sqrt((p[in_bin] * (1 - p[in_bin])).sum())
+                assert abs(happened[in_bin, column].sum() - p[in_bin].sum()) < 5 * spread + 1, (name, low)
+    for column, name in enumerate(SHORT_VIDEO_ACTIONS[1:], start=1):
+        errors = (seconds - expected)[happened[:, column], column]
+        assert abs(errors.mean()) < 5 * errors.std() / math.sqrt(len(errors)), name
+
+
+def test_oracle_matches_monte_carlo_on_one_session():
+    config = SimulatorConfig(seed=3)
+    catalog = build_catalog(config)
+    user = draw_user(config, np.random.default_rng(0))
+    item = int(np.argmax(catalog.durations))
+    action_hazards, leave_hazards = session_hazards(config, catalog, user, np.array([item]))
+    probs, expected = oracle(action_hazards, leave_hazards, catalog.durations[[item]].astype(float))
+    draws = 20_000
+    timelines = sample_timelines(
+        np.repeat(action_hazards, draws, axis=0),
+        np.repeat(leave_hazards, draws, axis=0),
+        np.full(draws, float(catalog.durations[item])),
+        np.random.default_rng(1),
+    )
+    for column, name in enumerate(SHORT_VIDEO_ACTIONS):
+        times = np.array([seconds[ids.index(column + 1)] for ids, seconds in timelines if column + 1 in ids])
+        p = probs[0, column]
+        assert abs(len(times) / draws - p) < 5 * math.sqrt(p * (1 - p) / draws) + 1e-9, name
+        if len(times) > 30:
+            assert abs(times.mean() - expected[0, column]) < 5 * times.std() / math.sqrt(len(times)) + 1e-9, name
+
+
+def _history_features(config, catalog, user):
+    """Per target session, two feature sets built from the same history: one that reads only *whether* engagement
+    actions happened, and one that reads *when* (which topic was on screen at that moment)."""
+    num_topics = config.num_topics
+    topic_share = np.stack([(catalog.tick_topics == topic).sum(axis=1) for topic in range(num_topics)], axis=1)
+    topic_share = topic_share / catalog.durations[:, None]
+    counts, timed_topics, reflexes = [], [], []
+    for (ids, seconds), item in zip(user.timelines, user.items):
+        timed = np.zeros(num_topics)
+        for moment in seconds[1:-1]:
+            if moment >= 1.0:  # the first second holds reflex likes, which say nothing about topics
+                timed[catalog.tick_topics[item, int(moment)]] += 1
+        counts.append(len(ids) - 2)
+        timed_topics.append(timed)
+        reflexes.append(sum(moment < 1.0 for moment in seconds[1:-1]))
+    counts, timed_topics, reflexes = np.array(counts), np.array(timed_topics), np.array(reflexes)
+    occurrence, timing, liked = [], [], []
+    like_id = SHORT_VIDEO_ACTIONS.index("like") + 1
+    for target in range(len(user.oracle_probs)):
+        session = config.history_length + target
+        history = slice(target, session)
+        exposure = topic_share[user.items[history]].sum(axis=0) + 1.0
+        target_share = topic_share[user.items[session]]
+        taste_from_counts = counts[history] @ topic_share[user.items[history]] / exposure
+        taste_from_timing = timed_topics[history].sum(axis=0) / exposure
+        occurrence.append([taste_from_counts @ target_share, counts[history].sum()])
+        timing.append([taste_from_timing @ target_share, counts[history].sum(), reflexes[history].sum()])
+        liked.append(like_id in user.timelines[session][0])
+    return occurrence, timing, liked
+
+
+def test_history_timing_predicts_likes_better_than_occurrence_counts():
+    config = SimulatorConfig(num_examples=4000, examples_per_user=20, seed=0)
+    catalog = build_catalog(config)
+    occurrence, timing, liked = [], [], []
+    for user_index in range(config.num_users):
+        features = _history_features(config, catalog, simulate_user(config, catalog, user_index))
+        occurrence += features[0]
+        timing += features[1]
+        liked += features[2]
+    occurrence, timing, liked = np.array(occurrence), np.array(timing), np.array(liked)
+    half = len(liked) // 2  # users of the first half train, the others evaluate
+    aucs = [
+        roc_auc_score(liked[half:], LogisticRegression().fit(x[:half], liked[:half]).predict_proba(x[half:])[:, 1])
+        for x in (occurrence, timing)
+    ]
+    # Measured: 0.699 (occurrence) vs 0.766 (timing) at this seed; margins 0.067-0.090 over seeds 0-5.
+    assert aucs[1] > aucs[0] + 0.04, aucs
+
+
+def test_parquet_round_trip(tmp_path, cache_dir):
+    result = simulate(SMALL, progress=False, cache_dir=cache_dir)
+    summary = simulate_to_parquet(SMALL, tmp_path / "streamed", shard_size=100, progress=False)
+    assert summary == result.summary
+    assert len(list((tmp_path / "streamed" / "train").glob("part-*.parquet"))) == math.ceil(
+        result.summary["examples"]["train"] / 100
+    )
+    written = result.write_parquet(tmp_path / "written", shard_size=64)
+    assert all(path.exists() for path in written)
+    for folder in ("streamed", "written"):
+        loaded = load_parquet(tmp_path / folder, cache_dir=cache_dir)
+        for split, dataset in result.dataset.items():
+            assert loaded[split].features == FEATURES
+            assert loaded[split].to_list() == dataset.to_list(), (folder, split)
+        reloaded = A2GenActionTokenizer.from_pretrained(str(tmp_path / folder / "tokenizer"))
+        assert reloaded.time_log_mean == pytest.approx(result.tokenizer.time_log_mean)
+
+
+def test_load_parquet_says_where_shards_were_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train/part-00000.parquet"):
+        load_parquet(tmp_path)
+
+
+def test_simulate_and_save(tmp_path, cache_dir):
+    result = simulate(SMALL, progress=False, cache_dir=cache_dir)
+    summary = result.summary
+    assert summary["examples"] == {split: len(dataset) for split, dataset in result.dataset.items()}
+    assert sum(summary["examples"].values()) == SMALL.num_examples
+    assert summary["seed"] == SMALL.seed
+    train_seconds = np.concatenate([seconds[1:] for seconds in result.dataset["train"]["action_seconds"]])
+    assert result.tokenizer.time_log_mean == pytest.approx(np.log1p(train_seconds).mean(), rel=1e-5)
+    likes = sum(SHORT_VIDEO_ACTIONS.index("like") + 1 in ids for ids in result.dataset["test"]["action_ids"])
+    assert summary["action_frequencies"]["test"]["like"] == likes
+    assert set(summary["oracle"]["auc"]) == set(ENGAGEMENT_ACTIONS)
+    assert "oracle AUC (test)" in format_simulation_summary(summary)
+
+    result.save(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "a2gen_data.json").read_text())
+    assert saved["examples"] == summary["examples"] and saved["simulator"]["seed"] == SMALL.seed
+    assert (tmp_path / "saved" / "dataset_dict.json").exists()
+    assert A2GenActionTokenizer.from_pretrained(str(tmp_path / "saved" / "tokenizer")).action_names == SHORT_VIDEO_ACTIONS
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"num_examples": 0}, "num_examples=0 must be a positive integer"),
+        ({"max_segments": 2}, "max_segments=2 must be >= min_segments=3"),
+        ({"validation_fraction": 0.5, "test_fraction": 0.5}, "must be < 1"),
+        ({"trigger_probabilities": {"like": 0.5}}, "give exactly one probability for each of"),
+        ({"favorite_taste_range": (0.9, 0.2)}, "favorite_taste_range=(0.9, 0.2) must be a (low, high) pair"),
+        ({"min_segment_seconds": 1}, "min_segment_seconds=1 must be >= 2"),
+    ],
+)
+def test_bad_config_values_are_named(overrides, message):
+    with pytest.raises(SimulatorConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        SimulatorConfig(**overrides)
+
+
+def test_describe_example_shows_the_timeline():
+    text = describe_example(SMALL, user_index=1, target=2)
+    assert text.startswith("user_000001: favourite topics")
+    assert "timeline: start 0.00 s" in text and "oracle: P(like)=" in text
+    with pytest.raises(ValueError, match="out of range"):
+        describe_example(SMALL, user_index=SMALL.num_users)
