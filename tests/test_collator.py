@@ -1,0 +1,137 @@
+"""Tests of A2GenDataCollator: shapes, dtypes, truncation, padding, time normalisation and masks."""
+
+import inspect
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from a2gen_hf import A2GenConfig
+from a2gen_hf.data import A2GenDataCollator, convert_log
+from a2gen_hf.modeling_a2gen import A2GenForActionGeneration
+from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+NAN = float("nan")
+FORWARD_NAMES = {
+    "user_ids", "item_ids", "item_side_ids", "history_item_ids", "history_item_side_ids", "history_mask",
+    "history_action_ids", "history_action_times", "history_time_mask", "labels", "label_times", "label_time_mask",
+}  # fmt: skip
+
+
+@pytest.fixture
+def tokenizer():
+    return A2GenActionTokenizer(time_log_mean=1.0, time_log_std=2.0)
+
+
+def example(history_lengths, side=(7, 8), actions=(1, 2, 6), seconds=(0.0, NAN, 30.0), extra=True):
+    """A row of the on-disk schema; history item k (oldest first) has id 10 + k and k + 1 events."""
+    row = {
+        "user_id": 3,
+        "item_id": 4,
+        "item_side_ids": list(side),
+        "history_item_ids": [10 + k for k in range(history_lengths)],
+        "history_item_side_ids": [[20 + k, 30 + k] for k in range(history_lengths)],
+        "history_action_ids": [[1] + [2] * k for k in range(history_lengths)],
+        "history_action_seconds": [[0.0] + [float(k + j) for j in range(k)] for k in range(history_lengths)],
+        "action_ids": list(actions),
+        "action_seconds": list(seconds),
+    }
+    if extra:
+        row.update(user="u", item="i", session_start=1511544070, oracle_action_prob=[0.1])
+    return row
+
+
+def test_shapes_dtypes_and_keys(tokenizer):
+    collator = A2GenDataCollator(tokenizer, max_history_items=10, max_events_per_item=6, max_actions=4)
+    batch = collator([example(3), example(1)])
+    assert set(batch) == FORWARD_NAMES
+    shapes = {name: tuple(value.shape) for name, value in batch.items()}
+    assert shapes == {
+        "user_ids": (2,), "item_ids": (2,), "item_side_ids": (2, 2), "history_item_ids": (2, 3),
+        "history_item_side_ids": (2, 3, 2), "history_mask": (2, 3), "history_action_ids": (2, 3, 3),
+        "history_action_times": (2, 3, 3), "history_time_mask": (2, 3, 3), "labels": (2, 5), "label_times": (2, 5),
+        "label_time_mask": (2, 5),
+    }  # fmt: skip
+    for name, value in batch.items():
+        expected = torch.float32 if name.endswith("times") else torch.int64
+        assert value.dtype == expected, name
+
+
+def test_keys_are_parameters_of_forward(tokenizer):
+    parameters = inspect.signature(A2GenForActionGeneration.forward).parameters
+    assert set(A2GenDataCollator(tokenizer)([example(2)])) <= set(parameters)
+
+
+def test_values_padding_and_time_masks(tokenizer):
+    batch = A2GenDataCollator(tokenizer, max_actions=4)([example(3), example(1)])
+    assert batch["history_item_ids"].tolist() == [[10, 11, 12], [10, 0, 0]]
+    assert batch["history_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["history_item_side_ids"][0, 2].tolist() == [22, 32]
+    assert batch["history_item_side_ids"][1, 1].tolist() == [0, 0]
+    assert batch["history_action_ids"][0].tolist() == [[1, 0, 0], [1, 2, 0], [1, 2, 2]]
+    assert batch["history_time_mask"][0].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    expected = tokenizer.normalize_seconds(np.array([0.0, 2.0, 3.0]))
+    assert batch["history_action_times"][0, 2].numpy() == pytest.approx(expected, abs=1e-6)
+    assert batch["history_action_times"][0, 0, 1:].tolist() == [0.0, 0.0]
+    # Labels: padded with 0 to max_actions + 1; the unknown time is 0.0 with mask 0.
+    assert batch["labels"][0].tolist() == [1, 2, 6, 0, 0]
+    assert batch["label_time_mask"][0].tolist() == [1, 0, 1, 0, 0]
+    label_times = batch["label_times"][0].tolist()
+    assert label_times[0] == pytest.approx((math.log1p(0.0) - 1.0) / 2.0)
+    assert label_times[1] == 0.0 and label_times[3:] == [0.0, 0.0]
+    assert label_times[2] == pytest.approx((math.log1p(30.0) - 1.0) / 2.0)
+
+
+def test_truncation_keeps_recent_items_and_first_events(tokenizer):
+    collator = A2GenDataCollator(tokenizer, max_history_items=2, max_events_per_item=2, max_actions=1)
+    long_sequence = example(5, actions=(1, 2, 3, 4, 6), seconds=(0.0, 1.0, 2.0, 3.0, 4.0))
+    batch = collator([long_sequence])
+    assert batch["history_item_ids"].tolist() == [[13, 14]]
+    assert batch["history_action_ids"].tolist() == [[[1, 2], [1, 2]]]
+    assert batch["labels"].tolist() == [[1, 2]]
+    assert tuple(batch["label_times"].shape) == (1, 2)
+
+
+def test_empty_histories_and_no_side_features(tokenizer):
+    row = example(0, side=())
+    del row["history_item_side_ids"]
+    batch = A2GenDataCollator(tokenizer, max_actions=2)([row, row])
+    assert set(batch) == FORWARD_NAMES - {"item_side_ids", "history_item_side_ids"}
+    assert batch["history_item_ids"].tolist() == [[0], [0]] and batch["history_mask"].sum() == 0
+    assert tuple(batch["history_action_ids"].shape) == (2, 1, 1)
+
+
+def test_missing_columns_and_inconsistent_rows_raise(tokenizer):
+    collator = A2GenDataCollator(tokenizer)
+    row = example(2)
+    del row["history_action_seconds"]
+    with pytest.raises(KeyError, match=r"example 1 of the batch has no column\(s\) \['history_action_seconds'\]"):
+        collator([example(1), row])
+    with pytest.raises(KeyError, match="history_item_side_ids"):
+        A2GenDataCollator(tokenizer, num_item_side_features=2)([_without(example(1), "history_item_side_ids")])
+    with pytest.raises(ValueError, match="sequence 0 has 3 action ids but 2 times"):
+        collator([example(1, seconds=(0.0, 1.0))])
+    with pytest.raises(ValueError, match="'item_side_ids' has 3 values where 4 are expected"):
+        collator([example(1), example(1, side=(5,))])
+
+
+def _without(row, column):
+    return {name: value for name, value in row.items() if name != column}
+
+
+def test_from_config_and_converted_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    result = convert_log(FIXTURES / "kuairand_log.csv", "kuairand", progress=False)
+    config = A2GenConfig(max_history_items=3, max_events_per_item=4, max_actions=5)
+    collator = A2GenDataCollator.from_config(config, result.tokenizer)
+    batch = collator(result.dataset["train"].to_list())
+    assert "item_side_ids" not in batch
+    assert batch["history_item_ids"].shape[1] <= 3 and batch["history_action_ids"].shape[2] <= 4
+    # KuaiRand: interactions have unknown times, only start and leave are timed.
+    labels, mask = batch["labels"], batch["label_time_mask"]
+    start, leave = result.tokenizer.start_action_id, result.tokenizer.end_action_id
+    assert bool(((labels == start) | (labels == leave)).eq(mask.bool()).all())
