@@ -3,6 +3,7 @@
 from .collator import A2GenDataCollator
 from .examples import SplitRule
 from .logs import PRESETS, ConversionResult, LogPreset, convert_log, format_summary
+from .simulator import SimulationResult, SimulatorConfig, load_parquet, simulate, simulate_to_parquet
 from .validation import BAD_ROW_REASONS, LogFormatError
 
 __all__ = [
@@ -12,7 +13,12 @@ __all__ = [
     "LogFormatError",
     "LogPreset",
     "PRESETS",
+    "SimulationResult",
+    "SimulatorConfig",
     "SplitRule",
     "convert_log",
     "format_summary",
+    "load_parquet",
+    "simulate",
+    "simulate_to_parquet",
 ]
