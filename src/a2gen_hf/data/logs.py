@@ -424,7 +424,12 @@ def convert_log(
         "time_log_std": tokenizer.time_log_std,
     }
     if output_dir is not None:
+        bars_were_disabled = datasets.utils.are_progress_bars_disabled()
+        if progress is False:
+            datasets.utils.disable_progress_bars()
         dataset.save_to_disk(str(output_dir))
+        if not bars_were_disabled:
+            datasets.utils.enable_progress_bars()
         del dataset, splits
         shutil.rmtree(staging)
         tokenizer.save_pretrained(str(output_dir / "tokenizer"))

@@ -1,0 +1,124 @@
+"""Benchmark of ``convert_log`` on a synthetic Taobao-format log.
+
+The log follows the statistics of the real sample (see /work/shared/data/README.md): about 100 rows per user over
+the 9-day window, about 0.76 distinct (user, item) pairs per row, behaviours ~90% pv / 5.5% cart / 3% fav / 2% buy,
+later fav / cart / buy mostly on items the user viewed before, item popularity Zipf-like, ~10k categories.
+
+    python benchmarks/bench_convert.py --rows 1000000
+    python benchmarks/bench_convert.py --rows 10000000 --max-history-items 20
+
+Prints generation time, conversion time, rows/s, peak RSS of the conversion and the output size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+WINDOW = (1511539200, 1512316799)
+ROWS_PER_USER = 100
+NUM_CATEGORIES = 10_000
+
+
+def generate_log(path: Path, rows: int, seed: int = 0, chunk_users: int = 20_000) -> None:
+    """Write a header-less ``user_id,item_id,category_id,behavior_type,timestamp`` CSV of about ``rows`` rows."""
+    rng = np.random.default_rng(seed)
+    num_users = max(rows // ROWS_PER_USER, 1)
+    num_items = max(rows // 3, 1000)
+    item_category = rng.integers(1, NUM_CATEGORIES, size=num_items)
+    behaviours = np.array(["pv", "fav", "cart", "buy"])
+    with pa_csv.CSVWriter(
+        str(path),
+        pa.schema([(name, pa.string()) for name in ("u", "i", "c", "b")] + [("t", pa.int64())]),
+        write_options=pa_csv.WriteOptions(include_header=False, quoting_style="none"),
+    ) as writer:
+        written = 0
+        for first_user in range(0, num_users, chunk_users):
+            users = np.arange(first_user, min(first_user + chunk_users, num_users))
+            counts = rng.poisson(ROWS_PER_USER, size=len(users)) + 1
+            counts[-1] += max(rows - written - int(counts.sum()), 0) if users[-1] == num_users - 1 else 0
+            user = np.repeat(users, counts)
+            starts = np.repeat(np.cumsum(counts) - counts, counts)
+            position = np.arange(len(user)) - starts
+            times = np.sort(rng.integers(WINDOW[0], WINDOW[1], size=len(user)) + user * (1 << 32)) - user * (1 << 32)
+            # A quarter of the rows return to an item of an earlier row of the same user (at a later time).
+            returning = (rng.random(len(user)) < 0.24) & (position > 0)
+            # Skewed popularity (the square of a uniform), popular items spread over the id range.
+            items = (num_items * rng.random(len(user)) ** 2).astype(np.int64)
+            items = (items * 2_654_435_761 + 12_345) % num_items
+            earlier = starts + (rng.random(len(user)) * np.maximum(position, 1)).astype(np.int64)
+            items[returning] = items[earlier[returning]]
+            kind = np.where(
+                returning,
+                rng.choice(4, size=len(user), p=[0.62, 0.12, 0.17, 0.09]),
+                rng.choice(4, size=len(user), p=[0.97, 0.01, 0.015, 0.005]),
+            )
+            table = pa.table(
+                {
+                    "u": pa.array((user + 1).astype(str)),
+                    "i": pa.array((items + 1).astype(str)),
+                    "c": pa.array(item_category[items].astype(str)),
+                    "b": pa.array(behaviours[kind]),
+                    "t": pa.array(times),
+                }
+            )
+            writer.write_table(table)
+            written += len(user)
+
+
+def convert(path: Path, output: Path, max_history_items: int, queue) -> None:
+    from a2gen_hf.data import convert_log
+
+    begin = time.perf_counter()
+    result = convert_log(
+        path, "taobao", output_dir=output, on_bad_rows="skip", max_history_items=max_history_items, progress=False
+    )
+    seconds = time.perf_counter() - begin
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put((seconds, peak_rss, result.summary))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--max-history-items", type=int, default=50)
+    parser.add_argument("--keep", action="store_true", help="keep the generated log and output (printed path)")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="a2gen_bench_"))
+    log = folder / "UserBehavior.csv"
+    begin = time.perf_counter()
+    generate_log(log, args.rows)
+    print(f"generated {log.stat().st_size / 2**20:.0f} MiB in {time.perf_counter() - begin:.1f} s")
+
+    # The conversion runs in a fresh process so that its peak RSS is its own.
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=convert, args=(log, folder / "out", args.max_history_items, queue))
+    process.start()
+    seconds, peak_rss, summary = queue.get()
+    process.join()
+    output_bytes = sum(file.stat().st_size for file in (folder / "out").rglob("*") if file.is_file())
+    rows = summary["rows_read"]
+    print(
+        f"converted {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s), peak RSS "
+        f"{peak_rss / 2**30:.2f} GiB; {summary['sessions']:,} sessions, examples {summary['examples']}, "
+        f"dropped {summary['rows_dropped']}, output {output_bytes / 2**30:.2f} GiB"
+    )
+    if args.keep:
+        print(f"kept in {folder}")
+    else:
+        shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()
