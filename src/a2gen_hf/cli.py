@@ -68,10 +68,67 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_simulate_command(subparsers: argparse._SubParsersAction) -> None:
+    from .data.simulator import SimulatorConfig
+
+    defaults = SimulatorConfig()
+    parser = subparsers.add_parser(
+        "simulate",
+        help="generate short-video sessions in which action timing carries intent (docs/simulator.md)",
+        description="Simulate train / validation / test examples (split by time) with their oracle, a fitted "
+        "tokenizer and a2gen_data.json. The generative process is described in docs/simulator.md.",
+    )
+    parser.add_argument("--output", required=True, help="folder for the DatasetDict, tokenizer/ and a2gen_data.json")
+    parser.add_argument("--num-examples", type=int, default=defaults.num_examples)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--examples-per-user", type=int, default=defaults.examples_per_user)
+    parser.add_argument("--history-length", type=int, default=defaults.history_length)
+    parser.add_argument("--num-items", type=int, default=defaults.num_items)
+    parser.add_argument("--num-topics", type=int, default=defaults.num_topics)
+    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    parser.add_argument(
+        "--parquet",
+        action="store_true",
+        help="stream to {split}/part-NNNNN.parquet shards instead of save_to_disk (for millions of examples)",
+    )
+    parser.add_argument("--shard-size", type=int, default=100_000, help="examples per Parquet shard (with --parquet)")
+    parser.set_defaults(func=run_simulate)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from .data.simulator import SimulatorConfig, format_simulation_summary, simulate, simulate_to_parquet
+
+    try:
+        config = SimulatorConfig(
+            num_examples=args.num_examples,
+            seed=args.seed,
+            examples_per_user=args.examples_per_user,
+            history_length=args.history_length,
+            num_items=args.num_items,
+            num_topics=args.num_topics,
+            validation_fraction=args.validation_fraction,
+            test_fraction=args.test_fraction,
+        )
+        if args.parquet:
+            summary = simulate_to_parquet(config, args.output, shard_size=args.shard_size)
+        else:
+            result = simulate(config)
+            result.save(args.output)
+            summary = result.summary
+    except (OSError, ValueError) as error:  # SimulatorConfigError is a ValueError
+        print(f"a2gen simulate: error: {error}", file=sys.stderr)
+        return 2
+    print(format_simulation_summary(summary))
+    print(f"written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a2gen", description="A2Gen: data preparation, training and serving.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_prepare_command(subparsers)
+    add_simulate_command(subparsers)
     return parser
 
 
