@@ -101,12 +101,6 @@ def test_output_shapes_and_dtypes(model_and_batch):
     assert plain.hidden_states is None and plain.attentions is None
 
 
-def test_start_is_never_predicted(model_and_batch):
-    model, batch = model_and_batch
-    probabilities = torch.softmax(model(**batch).logits, dim=-1)
-    assert probabilities[..., model.config.start_action_id].max() == 0
-
-
 def pad_history(batch, extra_items, extra_events, left):
     """Add padding history items (left or right) and padding events to every item."""
     padded = dict(batch)

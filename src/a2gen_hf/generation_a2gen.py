@@ -98,10 +98,11 @@ class A2GenGenerationMixin(GenerationMixin):
 
         return eag_step, cache
 
-    def _allowed_scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """Neither ``start`` nor padding can be generated."""
+    @staticmethod
+    def _allowed_scores(logits: torch.Tensor) -> torch.Tensor:
+        """Padding is never generated: a sequence ends with the end action (or the length limit)."""
         scores = logits.float().clone()
-        scores[:, [0, self.config.start_action_id]] = -float("inf")
+        scores[:, 0] = -float("inf")
         return scores
 
     def _start_sequences(self, batch_size: int, device: torch.device) -> tuple[torch.LongTensor, torch.FloatTensor]:

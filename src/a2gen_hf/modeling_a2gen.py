@@ -70,8 +70,7 @@ class A2GenActionGenerationOutput(ModelOutput):
         action_loss / time_loss / order_loss / aux_action_loss / aux_time_loss (`torch.FloatTensor` of shape `()`):
             masked cross-entropy, time MSE, time-order hinge and (IAG) the auxiliary heads' cross-entropy and MSE;
             unweighted.
-        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`): action scores; ``start``
-            is masked out (it is never predicted).
+        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`): action scores.
         times (`torch.FloatTensor` of shape `(batch_size, sequence_length)`): predicted normalised times.
         aux_logits / aux_times: IAG only, the auxiliary heads on the slots (same shapes).
         cache (`DynamicCache`): EAG only, CAM_gen keys and values when `use_cache=True`.
@@ -358,19 +357,19 @@ class HierarchicalSequenceEncoder(nn.Module):
 
 
 class A2GenActionHeads(nn.Module):
-    """Per-position action classification (start masked out) and time regression."""
+    """Per-position action classification and time regression.
 
-    def __init__(self, hidden_size: int, vocab_size: int, start_action_id: int):
+    ``start`` stays a class: on e-commerce logs the start action (a click) can repeat later in a session.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int):
         super().__init__()
         self.action = nn.Linear(hidden_size, vocab_size)
         self.time = nn.Linear(hidden_size, 1)
-        self.start_action_id = start_action_id
 
     def forward(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, T, d)` -> logits `(B, T, vocab_size)`, times `(B, T)`."""
-        logits = self.action(states)
-        logits[..., self.start_action_id] = torch.finfo(logits.dtype).min
-        return logits, self.time(states).squeeze(-1)
+        return self.action(states), self.time(states).squeeze(-1)
 
 
 class ExplicitActionGenerator(nn.Module):
@@ -390,7 +389,7 @@ class ExplicitActionGenerator(nn.Module):
             config.num_attention_heads,
             config.attention_probs_dropout_prob,
         )
-        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.start_action_id)
+        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
         self.max_positions = config.max_actions + 1
 
     def forward(
@@ -429,7 +428,7 @@ class ImplicitActionGenerator(nn.Module):
         self.num_slots = config.max_actions
         self.hidden_size = config.hidden_size
         self.slot_projection = nn.Linear(context_size, self.num_slots * config.hidden_size)
-        self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.start_action_id)
+        self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
         self.generation_attention = ContextAwareAttention(
             config.hidden_size + config.vocab_size + 1,
             context_size,
@@ -437,13 +436,12 @@ class ImplicitActionGenerator(nn.Module):
             config.num_attention_heads,
             config.attention_probs_dropout_prob,
         )
-        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.start_action_id)
+        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
 
     def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
         """`context` `(B, C)` -> logits `(B, K, V)`, times `(B, K)` and the auxiliary heads' outputs."""
         slots = torch.relu(self.slot_projection(context)).view(-1, self.num_slots, self.hidden_size)
         aux_logits, aux_times = self.aux_heads(slots)
-        # Softmax keeps the masked start logit (finfo.min) out of the features while passing the distribution on.
         slot_features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
         states, probabilities, _ = self.generation_attention(slot_features, context)
         logits, times = self.heads(states)
