@@ -24,7 +24,11 @@ from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundE
 from safetensors.torch import load_file, save_file
 
 from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration
+from a2gen_hf.cli import main as cli_main
 from a2gen_hf.hub import HubPushError, build_model_card, push_checkpoint
+
+# huggingface_hub's own LFS upload passes raw bytes as `data=`, which httpx2 deprecates: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 
 EVAL_RESULTS = {"auc": {"like": 0.71, "follow": 0.73}, "mae": {"like": 0.52, "leave": 0.44}}
 SUBPROCESS_TIMEOUT = 120
@@ -158,8 +162,6 @@ def tiny_batch(config: A2GenConfig) -> dict[str, torch.Tensor]:
 # --- the server, through huggingface_hub in this process (endpoint passed explicitly) -------------------------------
 
 
-# huggingface_hub's own LFS upload passes raw bytes as `data=`, which httpx2 deprecates: not ours to fix.
-@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 def test_server_commits_have_git_ids_and_serve_files(hub, api, tmp_path, monkeypatch):
     repo_id = api.create_repo("server-basics").repo_id
     assert repo_id == f"{hub.user}/server-basics"
@@ -349,3 +351,48 @@ def test_push_checkpoint_then_load_with_remote_code_and_offline(hub, tmp_path):
         assert_same_tensors(tmp_path / f"original_{part}.safetensors", tmp_path / f"offline_{part}.safetensors")
     assert json.loads((tmp_path / "offline_tokenizer.json").read_text()) == original_tokenizer
     assert marked_json(offline.stdout, "SNAPSHOT") == {"commit": commit["oid"], "files": sorted(files)}
+
+
+# --- the `a2gen push` command, in this process: a push only goes through HfApi, which reads the endpoint when built ---
+
+
+@pytest.fixture
+def hub_env(hub, monkeypatch):
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    return hub
+
+
+def test_cli_push(hub_env, tmp_path, capfd):
+    config = tiny_config(generator_type="eag")
+    checkpoint = tmp_path / "checkpoint"
+    A2GenForActionGeneration(config).save_pretrained(checkpoint)
+    tiny_tokenizer(config).save_pretrained(checkpoint)
+    results_file = tmp_path / "results.json"
+    results_file.write_text(json.dumps({"auc": {"like": 0.7}}))
+
+    code = cli_main(["push", str(checkpoint), "cli-push", "--private", "--dataset-name", "sim",
+                     "--eval-results", str(results_file), "--commit-message", "first push"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    repo_id = f"{hub_env.user}/cli-push"
+    commit = HfApi(endpoint=hub_env.url, token=hub_env.token).list_repo_commits(repo_id)[0]
+    assert f"pushed {checkpoint} to {repo_id} as commit {commit.commit_id}" in out and commit.title == "first push"
+    assert hub_env.token not in out + err
+    files = hub_env.files(repo_id)
+    assert {"tokenizer_config.json", "vocab.json", "modeling_a2gen.py"} <= set(files)
+    assert ModelCard(files["README.md"].decode()).data.eval_results[0].metric_value == 0.7
+    with pytest.raises(RepositoryNotFoundError):  # --private: anonymous readers do not see it
+        HfApi(endpoint=hub_env.url, token=False).model_info(repo_id)
+
+
+def test_cli_push_reports_bad_input(hub_env, tmp_path, capfd):
+    checkpoint = tmp_path / "checkpoint"
+    A2GenForActionGeneration(tiny_config()).save_pretrained(checkpoint)
+    bad_results = tmp_path / "results.json"
+    bad_results.write_text('{"auc": {"like": 0.7,}}')
+    assert cli_main(["push", str(checkpoint), "cli-bad", "--eval-results", str(bad_results)]) == 2
+    assert f"a2gen push: error: {bad_results}, line 1, column 22" in capfd.readouterr().err
+    assert cli_main(["push", str(tmp_path / "missing"), "cli-bad"]) == 2
+    assert f"The checkpoint folder {tmp_path / 'missing'} does not exist." in capfd.readouterr().err

@@ -68,6 +68,54 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_push_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "push",
+        help="push a checkpoint (model, tokenizer, code, model card) to the Hugging Face Hub in one commit",
+        description="Push a folder written by save_pretrained to a Hub repo, with its tokenizer (from the folder or "
+        "its tokenizer/ subfolder), its modeling code and a model card. The token comes from HF_TOKEN or "
+        "`hf auth login`, never from the command line. See docs/hub.md.",
+    )
+    parser.add_argument("checkpoint", help="folder with config.json and model.safetensors")
+    parser.add_argument("repo_id", help="namespace/name (or name: the token owner's namespace)")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--dataset-name", help="the training data set, for the model card")
+    parser.add_argument("--eval-results", help='JSON file: {"auc": {"like": 0.71}, "mae": {"like": 0.52}}')
+    parser.add_argument("--commit-message", default="Upload A2Gen checkpoint")
+    parser.set_defaults(func=run_push)
+
+
+def run_push(args: argparse.Namespace) -> int:
+    import json
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .hub import push_checkpoint
+
+    try:
+        eval_results = None
+        if args.eval_results:
+            with open(args.eval_results, encoding="utf-8") as file:
+                eval_results = json.load(file)
+        commit = push_checkpoint(
+            args.checkpoint,
+            args.repo_id,
+            eval_results=eval_results,
+            private=args.private,
+            commit_message=args.commit_message,
+            dataset_name=args.dataset_name,
+        )
+    except json.JSONDecodeError as error:
+        print(f"a2gen push: error: {args.eval_results}, line {error.lineno}, column {error.colno}: {error.msg}",
+              file=sys.stderr)
+        return 2
+    except (HfHubHTTPError, FileNotFoundError, ValueError) as error:
+        print(f"a2gen push: error: {error}", file=sys.stderr)
+        return 2
+    print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id} as commit {commit.oid}")
+    return 0
+
+
 def add_simulate_command(subparsers: argparse._SubParsersAction) -> None:
     from .data.simulator import SimulatorConfig
 
@@ -129,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_prepare_command(subparsers)
     add_simulate_command(subparsers)
+    add_push_command(subparsers)
     return parser
 
 

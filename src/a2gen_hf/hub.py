@@ -212,6 +212,8 @@ arXiv 2604.25834, 2026.
 
 def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenActionTokenizer | None]:
     """The model saved in ``checkpoint_dir`` and its tokenizer (in the folder itself or in ``tokenizer/``)."""
+    if not checkpoint_dir.is_dir():
+        raise HubPushError(f"The checkpoint folder {checkpoint_dir} does not exist.")
     config_file = checkpoint_dir / "config.json"
     if not config_file.is_file():
         raise HubPushError(f"{checkpoint_dir} has no config.json; pass a folder written by model.save_pretrained.")
