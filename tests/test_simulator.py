@@ -4,12 +4,14 @@ that history timing carries intent, and the DatasetDict / Parquet outputs."""
 import json
 import math
 
+import datasets
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from a2gen_hf import SHORT_VIDEO_ACTIONS
+from a2gen_hf.cli import main
 from a2gen_hf.data.simulator import (
     ENGAGEMENT_ACTIONS,
     FEATURES,
@@ -38,6 +40,8 @@ START_ID, LEAVE_ID = 1, len(SHORT_VIDEO_ACTIONS)
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    # datasets reads the variable at import time; code that passes no cache_dir uses this attribute.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
     return str(tmp_path / "hf_datasets")
 
 
@@ -304,3 +308,21 @@ def test_describe_example_shows_the_timeline():
     assert "timeline: start 0.00 s" in text and "oracle: P(like)=" in text
     with pytest.raises(ValueError, match="out of range"):
         describe_example(SMALL, user_index=SMALL.num_users)
+
+
+def test_cli_simulate_writes_and_summarises(tmp_path, cache_dir, capsys):
+    arguments = ["simulate", "--num-examples", "120", "--examples-per-user", "12", "--history-length", "4",
+                 "--num-items", "50", "--seed", "5"]
+    assert main([*arguments, "--output", str(tmp_path / "saved")]) == 0
+    printed = capsys.readouterr().out
+    assert "examples: train=" in printed and "actions (test): start=" in printed and "mean leave time" in printed
+    saved = json.loads((tmp_path / "saved" / "a2gen_data.json").read_text())
+    assert sum(saved["examples"].values()) == 120 and saved["seed"] == 5
+    assert main([*arguments, "--output", str(tmp_path / "shards"), "--parquet", "--shard-size", "50"]) == 0
+    assert json.loads((tmp_path / "shards" / "a2gen_data.json").read_text()) == saved
+    assert len(list((tmp_path / "shards" / "train").glob("part-*.parquet"))) == math.ceil(saved["examples"]["train"] / 50)
+
+
+def test_cli_simulate_reports_bad_values(tmp_path, capsys):
+    assert main(["simulate", "--output", str(tmp_path), "--test-fraction", "1.5"]) == 2
+    assert "test_fraction=1.5 must be in [0, 1]" in capsys.readouterr().err
