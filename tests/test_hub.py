@@ -1,17 +1,19 @@
 """Hub support, end to end against tests/hub_server.py with the real huggingface_hub / transformers clients.
 
-``HF_ENDPOINT`` is read when ``huggingface_hub`` is imported, so every scenario that goes through ``transformers`` runs
-in its own subprocess with ``HF_ENDPOINT`` / ``HF_HOME`` (and a token where it writes) in its environment; the server
-runs in this process and records every request it gets.
+``huggingface_hub`` reads ``HF_ENDPOINT`` (and ``HF_HUB_OFFLINE``) when it is imported: every scenario that loads
+through ``transformers`` runs in its own subprocess with ``HF_ENDPOINT`` / ``HF_HOME`` in its environment. Pushes run
+in this process with ``huggingface_hub.constants.ENDPOINT`` patched, which is reliable because a push only goes
+through ``HfApi`` and ``HfApi`` reads the endpoint when it is built. The server runs in this process and records
+every request it gets.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
-import textwrap
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -32,6 +34,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload ra
 
 EVAL_RESULTS = {"auc": {"like": 0.71, "follow": 0.73}, "mae": {"like": 0.52, "leave": 0.44}}
 SUBPROCESS_TIMEOUT = 120
+PUSHED_FILES = {
+    ".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
+    "tokenizer_config.json", "vocab.json", "configuration_a2gen.py", "modeling_a2gen.py", "generation_a2gen.py",
+    "tokenization_a2gen.py", "time_encoding.py",
+}
 
 # Runs first in every client subprocess: quiet, deterministic (one thread: bit-identical sums), and, with
 # ISOLATE=1, without a2gen_hf: the editable install puts src/ on sys.path (or an __editable__ finder on
@@ -52,29 +59,22 @@ import torch
 torch.set_num_threads(1)
 from safetensors.torch import load_file, save_file
 work = sys.argv[1]
+"""
 
-def tensors(output):
-    return {k: v.contiguous() for k, v in output.items() if isinstance(v, torch.Tensor)}
 
-def tokenizer_probe(tokenizer):
+def tensors(output) -> dict[str, torch.Tensor]:
+    """The tensors of a model output, ready for safetensors."""
+    return {key: value.contiguous() for key, value in output.items() if isinstance(value, torch.Tensor)}
+
+
+def tokenizer_probe(tokenizer) -> dict:
+    """What the tokenizer makes of a timeline and of raw ids: must not change across a push."""
     return {"encoded": tokenizer.encode_timeline([("start", 0.0), ("like", 2.0), ("leave", 18.0)]),
             "item": tokenizer.hash_item("item-42"), "user": tokenizer.hash_user("user-7")}
-"""
 
-PUSH_SCRIPT = """
-from a2gen_hf import A2GenActionTokenizer, A2GenForActionGeneration
-from a2gen_hf.hub import push_checkpoint
-batch = load_file(os.path.join(work, "batch.safetensors"))
-model = A2GenForActionGeneration.from_pretrained(os.path.join(work, "checkpoint")).eval()
-tokenizer = A2GenActionTokenizer.from_pretrained(os.path.join(work, "checkpoint", "tokenizer"))
-with torch.no_grad():
-    save_file(tensors(model(**batch)), os.path.join(work, "original_model.safetensors"))
-    save_file(tensors(model.a2gen(**batch)), os.path.join(work, "original_encoder.safetensors"))
-json.dump(tokenizer_probe(tokenizer), open(os.path.join(work, "original_tokenizer.json"), "w"))
-commit = push_checkpoint(os.path.join(work, "checkpoint"), "a2gen-sim", eval_results=json.loads(sys.argv[2]),
-                         dataset_name="simulated-short-video", token=sys.argv[3])
-print("COMMIT", json.dumps({"oid": commit.oid, "repo_id": commit.repo_url.repo_id}))
-"""
+
+# The client subprocesses use the very same helpers.
+HELPERS = inspect.getsource(tensors) + "\n" + inspect.getsource(tokenizer_probe)
 
 LOAD_SCRIPT = """
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -99,7 +99,7 @@ def run_client(script: str, work: Path, *args: str, env: dict[str, str], isolate
     full_env.update(HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                     TOKENIZERS_PARALLELISM="false", ISOLATE="1" if isolate else "0", **env)
     result = subprocess.run(
-        [sys.executable, "-I", "-c", PRELUDE + textwrap.dedent(script), str(work), *args],
+        [sys.executable, "-I", "-c", PRELUDE + HELPERS + script, str(work), *args],
         env=full_env, cwd=work, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 0, f"client failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
@@ -127,6 +127,15 @@ def hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def api(hub) -> HfApi:
     return HfApi(endpoint=hub.url, token=hub.token)
+
+
+@pytest.fixture
+def hub_env(hub, monkeypatch):
+    """This process's HfApi talks to the test server (pushes only: transformers' downloads need a subprocess)."""
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    return hub
 
 
 def tiny_config(**overrides) -> A2GenConfig:
@@ -290,36 +299,44 @@ def test_push_rejects_folder_without_config(tmp_path):
 # --- A2Gen end to end: push, load with remote code only, load offline ------------------------------------------------
 
 
-def test_push_checkpoint_then_load_with_remote_code_and_offline(hub, tmp_path):
+def save_outputs(model: A2GenForActionGeneration, batch: dict[str, torch.Tensor], folder: Path) -> None:
+    """The model's and its encoder's outputs, computed on one thread as the client subprocesses compute them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            save_file(tensors(model(**batch)), folder / "original_model.safetensors")
+            save_file(tensors(model.a2gen(**batch)), folder / "original_encoder.safetensors")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_push_checkpoint_then_load_with_remote_code_and_offline(hub_env, tmp_path, capfd, monkeypatch):
+    hub = hub_env
     config = tiny_config()
     torch.manual_seed(0)
-    model = A2GenForActionGeneration(config)
-    checkpoint = tmp_path / "checkpoint"
-    model.save_pretrained(checkpoint)
-    tiny_tokenizer(config).save_pretrained(checkpoint / "tokenizer")
-    (checkpoint / "optimizer.pt").write_bytes(b"training state that must stay local")
-    save_file(tiny_batch(config), tmp_path / "batch.safetensors")
+    model = A2GenForActionGeneration(config).eval()
+    tokenizer = tiny_tokenizer(config)
+    batch = tiny_batch(config)
+    save_file(batch, tmp_path / "batch.safetensors")
+    save_outputs(model, batch, tmp_path)
+    original_tokenizer = tokenizer_probe(tokenizer)
 
-    # Push with an explicit token (none in the environment): it must not leak into output, files or HF_HOME.
-    push_home = tmp_path / "push-home"
-    pushed = run_client(PUSH_SCRIPT, tmp_path, json.dumps(EVAL_RESULTS), hub.token,
-                        env={"HF_ENDPOINT": hub.url, "HF_HOME": str(push_home)})
-    commit = marked_json(pushed.stdout, "COMMIT")
-    repo_id = commit["repo_id"]
+    # Push with an explicit token (none in the environment): it must not leak into the output or the pushed files.
+    monkeypatch.delenv("HF_TOKEN")
+    commit = push_checkpoint(model, "a2gen-sim", tokenizer=tokenizer, eval_results=EVAL_RESULTS,
+                             dataset_name="simulated-short-video", token=hub.token)
+    out, err = capfd.readouterr()
+    repo_id = commit.repo_url.repo_id
     assert repo_id == f"{hub.user}/a2gen-sim"
-    assert hub.token not in pushed.stdout + pushed.stderr
+    assert hub.token not in out + err
     files = hub.files(repo_id)
     assert all(hub.token.encode() not in content for content in files.values())
-    assert all(hub.token.encode() not in path.read_bytes() for path in push_home.rglob("*") if path.is_file())
 
-    # One commit with model, tokenizer, card and code; training leftovers stay local.
+    # One commit with model, tokenizer, card and code.
     commits = HfApi(endpoint=hub.url).list_repo_commits(repo_id)
-    assert [c.commit_id for c in commits][0] == commit["oid"] and len(commits) == 2
-    assert set(files) == {
-        ".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
-        "tokenizer_config.json", "vocab.json", "configuration_a2gen.py", "modeling_a2gen.py",
-        "generation_a2gen.py", "tokenization_a2gen.py", "time_encoding.py",
-    }
+    assert [c.commit_id for c in commits][0] == commit.oid and len(commits) == 2
+    assert set(files) == PUSHED_FILES
     assert hub.file_entries(repo_id)["model.safetensors"].get("lfs")
     auto_map = json.loads(files["config.json"])["auto_map"]
     assert auto_map == {"AutoConfig": "configuration_a2gen.A2GenConfig", "AutoModel": "modeling_a2gen.A2GenModel",
@@ -338,10 +355,9 @@ def test_push_checkpoint_then_load_with_remote_code_and_offline(hub, tmp_path):
     assert all(module.startswith("transformers_modules.") for module in classes.values())
     for part in ("model", "encoder"):
         assert_same_tensors(tmp_path / f"original_{part}.safetensors", tmp_path / f"remote_{part}.safetensors")
-    original_tokenizer = json.loads((tmp_path / "original_tokenizer.json").read_text())
     assert json.loads((tmp_path / "remote_tokenizer.json").read_text()) == original_tokenizer
     # snapshot_download fetches the whole commit into a folder named by its id.
-    assert marked_json(remote.stdout, "SNAPSHOT") == {"commit": commit["oid"], "files": sorted(files)}
+    assert marked_json(remote.stdout, "SNAPSHOT") == {"commit": commit.oid, "files": sorted(files)}
 
     # Offline, from the cache of the previous process: same outputs, and not one request reaches the server.
     requests_before = len(hub.requests)
@@ -350,25 +366,18 @@ def test_push_checkpoint_then_load_with_remote_code_and_offline(hub, tmp_path):
     for part in ("model", "encoder"):
         assert_same_tensors(tmp_path / f"original_{part}.safetensors", tmp_path / f"offline_{part}.safetensors")
     assert json.loads((tmp_path / "offline_tokenizer.json").read_text()) == original_tokenizer
-    assert marked_json(offline.stdout, "SNAPSHOT") == {"commit": commit["oid"], "files": sorted(files)}
+    assert marked_json(offline.stdout, "SNAPSHOT") == {"commit": commit.oid, "files": sorted(files)}
 
 
-# --- the `a2gen push` command, in this process: a push only goes through HfApi, which reads the endpoint when built ---
-
-
-@pytest.fixture
-def hub_env(hub, monkeypatch):
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_TOKEN", hub.token)
-    return hub
+# --- the `a2gen push` command ------------------------------------------------------------------------------------------
 
 
 def test_cli_push(hub_env, tmp_path, capfd):
     config = tiny_config(generator_type="eag")
     checkpoint = tmp_path / "checkpoint"
     A2GenForActionGeneration(config).save_pretrained(checkpoint)
-    tiny_tokenizer(config).save_pretrained(checkpoint)
+    tiny_tokenizer(config).save_pretrained(checkpoint / "tokenizer")
+    (checkpoint / "optimizer.pt").write_bytes(b"training state that must stay local")
     results_file = tmp_path / "results.json"
     results_file.write_text(json.dumps({"auc": {"like": 0.7}}))
 
@@ -381,7 +390,7 @@ def test_cli_push(hub_env, tmp_path, capfd):
     assert f"pushed {checkpoint} to {repo_id} as commit {commit.commit_id}" in out and commit.title == "first push"
     assert hub_env.token not in out + err
     files = hub_env.files(repo_id)
-    assert {"tokenizer_config.json", "vocab.json", "modeling_a2gen.py"} <= set(files)
+    assert set(files) == PUSHED_FILES  # the tokenizer from tokenizer/; optimizer.pt stays local
     assert ModelCard(files["README.md"].decode()).data.eval_results[0].metric_value == 0.7
     with pytest.raises(RepositoryNotFoundError):  # --private: anonymous readers do not see it
         HfApi(endpoint=hub_env.url, token=False).model_info(repo_id)
