@@ -179,7 +179,7 @@ def test_tiny_model_overfits_one_batch(generator):
     config = tiny_config(generator, hidden_size=32, id_embedding_size=16)
     model = A2GenForActionGeneration(config)
     batch = make_batch(config, batch_size=8)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = model(**batch).loss.item()
     for _ in range(150):
         optimizer.zero_grad()
