@@ -18,6 +18,13 @@ from .modeling_a2gen import (
     HierarchicalSequenceEncoder,
     ImplicitActionGenerator,
 )
+from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
+from .modeling_baselines import (
+    MMoEForActionPrediction,
+    MultiTaskBaselineOutput,
+    MultiTaskBaselinePreTrainedModel,
+    PLEForActionPrediction,
+)
 from .version import __version__
 
 # AutoTokenizer finds the tokenizer by config class or by the saved "tokenizer_class"; saved copies carry an auto_map.
@@ -25,6 +32,13 @@ AutoTokenizer.register(A2GenConfig, tokenizer_class=A2GenActionTokenizer)
 A2GenActionTokenizer.register_for_auto_class()
 
 __all__ = [
+    "MMoEConfig",
+    "MMoEForActionPrediction",
+    "MultiTaskBaselineConfig",
+    "MultiTaskBaselineOutput",
+    "MultiTaskBaselinePreTrainedModel",
+    "PLEConfig",
+    "PLEForActionPrediction",
     "A2GenActionGenerationOutput",
     "A2GenActionPrediction",
     "A2GenActionTokenizer",

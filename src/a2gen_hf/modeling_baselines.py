@@ -232,8 +232,7 @@ class MultiTaskHeads(nn.Module):
         self.vocab_size = config.vocab_size
         self.start_action_id, self.end_action_id = config.start_action_id, config.end_action_id
         self.start_time = config.start_time
-        self.register_buffer("task_action_ids", torch.tensor(config.task_action_ids), persistent=False)
-        self.register_buffer("binary_action_ids", torch.tensor(config.binary_action_ids), persistent=False)
+        self.task_action_ids, self.binary_action_ids = config.task_action_ids, config.binary_action_ids
         binary = set(config.binary_action_ids)
         tower_sizes, dropout = config.tower_hidden_sizes, config.expert_dropout_prob
         tower_output = tower_sizes[-1] if tower_sizes else expert_size
@@ -251,10 +250,10 @@ class MultiTaskHeads(nn.Module):
         extreme = torch.finfo(dtype)
         logits = task_representations.new_full((batch, self.vocab_size), extreme.min)
         logits[:, [self.start_action_id, self.end_action_id]] = extreme.max
-        logits = logits.index_copy(1, self.binary_action_ids, binary_logits)
+        logits[:, self.binary_action_ids] = binary_logits
         times = task_representations.new_zeros(batch, self.vocab_size)
         times[:, self.start_action_id] = self.start_time
-        times = times.index_copy(1, self.task_action_ids, task_times)
+        times[:, self.task_action_ids] = task_times
         return logits, times
 
 
