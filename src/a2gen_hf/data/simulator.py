@@ -296,6 +296,7 @@ class UserProfile:
 
 
 def draw_user(config: SimulatorConfig, rng: np.random.Generator) -> UserProfile:
+    """Draw a user's tastes (favourite topics high, the others low), patience, reaction habit and reflex."""
     tastes = rng.uniform(*config.other_taste_range, size=config.num_topics)
     favorites = rng.choice(config.num_topics, size=config.num_favorite_topics, replace=False)
     tastes[favorites] = rng.uniform(*config.favorite_taste_range, size=config.num_favorite_topics)
@@ -685,8 +686,8 @@ def _tagged_rows(config: SimulatorConfig, progress: bool) -> Iterator[dict[str, 
 def simulate(config: SimulatorConfig | None = None, progress: bool = True, cache_dir: str | None = None) -> SimulationResult:
     """
     Simulate ``config`` (default :class:`SimulatorConfig`) into a ``DatasetDict`` built with
-    ``Dataset.from_generator`` (rows go to Arrow files in the datasets cache, not to memory), fit the tokenizer's
-    time statistics on the train split and summarise the run.
+    ``Dataset.from_generator`` (rows go to Arrow files in ``cache_dir`` or the datasets cache, not to memory), fit
+    the tokenizer's time statistics on the train split and summarise the run; ``progress`` shows a bar over users.
     """
     config = config or SimulatorConfig()
     tagged_features = Features({**FEATURES, "split": Value("string")})
