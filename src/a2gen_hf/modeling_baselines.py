@@ -231,7 +231,7 @@ class MultiTaskHeads(nn.Module):
         super().__init__()
         self.vocab_size = config.vocab_size
         self.start_action_id, self.end_action_id = config.start_action_id, config.end_action_id
-        self.start_time = config.start_time
+        self.config = config  # start_time follows the config's time statistics, which may be refitted
         self.task_action_ids, self.binary_action_ids = config.task_action_ids, config.binary_action_ids
         binary = set(config.binary_action_ids)
         tower_sizes, dropout = config.tower_hidden_sizes, config.expert_dropout_prob
@@ -252,7 +252,7 @@ class MultiTaskHeads(nn.Module):
         logits[:, [self.start_action_id, self.end_action_id]] = extreme.max
         logits[:, self.binary_action_ids] = binary_logits
         times = task_representations.new_zeros(batch, self.vocab_size)
-        times[:, self.start_action_id] = self.start_time
+        times[:, self.start_action_id] = self.config.start_time
         times[:, self.task_action_ids] = task_times
         return logits, times
 
