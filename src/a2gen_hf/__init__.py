@@ -2,9 +2,9 @@
 
 from transformers import AutoTokenizer
 
-from .configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS, A2GenConfig, A2GenConfigError
-from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, UnknownActionError
 from .auto import AutoModelForActionGeneration
+from .configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS, A2GenConfig, A2GenConfigError
+from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
 from .generation_a2gen import A2GenBeamGenerateOutput, A2GenGenerateOutput
 from .modeling_a2gen import (
     A2GenActionGenerationOutput,
@@ -18,13 +18,13 @@ from .modeling_a2gen import (
     HierarchicalSequenceEncoder,
     ImplicitActionGenerator,
 )
-from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
 from .modeling_baselines import (
     MMoEForActionPrediction,
     MultiTaskBaselineOutput,
     MultiTaskBaselinePreTrainedModel,
     PLEForActionPrediction,
 )
+from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, UnknownActionError
 from .version import __version__
 
 # AutoTokenizer finds the tokenizer by config class or by the saved "tokenizer_class"; saved copies carry an auto_map.

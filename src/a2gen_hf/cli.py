@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def add_prepare_command(subparsers: argparse._SubParsersAction) -> None:
@@ -172,12 +173,205 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model_and_tokenizer(model_dir: str, data_dir: str | None):
+    from .auto import AutoModelForActionGeneration
+    from .tokenization_a2gen import A2GenActionTokenizer
+
+    model = AutoModelForActionGeneration.from_pretrained(model_dir).eval()
+    tokenizer_dir = Path(model_dir)
+    if not (tokenizer_dir / "tokenizer_config.json").exists() and data_dir is not None:
+        tokenizer_dir = Path(data_dir) / "tokenizer"
+    tokenizer = A2GenActionTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.check_compatible(model.config)
+    return model, tokenizer
+
+
+def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, limit: int | None = None):
+    from torch.utils.data import DataLoader
+
+    from .data.collator import A2GenDataCollator
+    from .training.data_setup import load_data_dir
+
+    dataset, _, _ = load_data_dir(data_dir)
+    if split not in dataset:
+        raise ValueError(f"split {split!r} is not in {data_dir}; it has {sorted(dataset)}.")
+    examples = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    return examples, collator, DataLoader(examples, batch_size=batch_size, collate_fn=collator)
+
+
+def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a trained model on a split: AUC and timing MAE per action",
+        description="Evaluate a saved model (A2Gen, MMoE or PLE) on a data folder's split and print the table.",
+    )
+    parser.add_argument("--model", required=True, help="folder written by save_pretrained (with the tokenizer)")
+    parser.add_argument("--data", required=True, help="data folder from a2gen prepare / a2gen simulate")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--json", help='write {"auc": {action: value}, "mae": {action: value}, ...} to this file')
+    parser.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
+
+    model, tokenizer = _load_model_and_tokenizer(args.model, args.data)
+    examples, _, loader = _split_loader(model, tokenizer, args.data, args.split, args.batch_size)
+    oracle = None
+    if all(column in examples.column_names for column in ORACLE_COLUMNS):
+        oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
+    result = evaluate_model(model, loader, oracle=oracle)
+    print(format_metrics_table({Path(args.model).name or "model": result}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=float))
+        print(f"written to {args.json}")
+    return 0
+
+
+def add_generate_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="print predicted vs actual timelines for examples of a split",
+        description="Generate timed action sequences with a saved A2Gen model and print them beside the truth.",
+    )
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--num-examples", type=int, default=5)
+    parser.add_argument("--num-beams", type=int, default=1)
+    parser.add_argument("--do-sample", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .demo import format_timeline
+
+    model, tokenizer = _load_model_and_tokenizer(args.model, args.data)
+    if not model.can_generate():
+        print(f"a2gen generate: error: {type(model).__name__} does not generate sequences; use an A2Gen model.",
+              file=sys.stderr)
+        return 2
+    examples, collator, _ = _split_loader(model, tokenizer, args.data, args.split, 1, limit=args.num_examples)
+    batch = collator([examples[index] for index in range(len(examples))])
+    torch.manual_seed(args.seed)
+    generated = model.generate(
+        **batch, num_beams=args.num_beams, do_sample=args.do_sample, return_dict_in_generate=True
+    )
+    for index in range(len(examples)):
+        predicted = tokenizer.decode_timeline(generated.sequences[index], generated.times[index])
+        actual = tokenizer.decode_timeline(
+            batch["labels"][index], batch["label_times"][index], batch["label_time_mask"][index]
+        )
+        print(f"example {index} (user {examples[index]['user']}, item {examples[index]['item']})")
+        print(f"  predicted: {format_timeline(predicted)}")
+        print(f"  actual:    {format_timeline(actual)}")
+    return 0
+
+
+def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="train several models on the same splits and write the paper-style table (Markdown, JSON, PNG)",
+        description="Train each network for every seed on the same train split (best epoch on validation), score "
+        "all models and the simple baselines on the test split, and report mean ± std, positive counts and "
+        "paired bootstrap intervals of the AUC difference to A2Gen. Networks: a2gen-iag, a2gen-eag, mmoe, ple, "
+        "mmoe-fair, ple-fair; ablations: a2gen-iag:notime, a2gen-iag:noevents.",
+    )
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--models", default="a2gen-iag,a2gen-eag,mmoe,ple", help="comma-separated networks")
+    parser.add_argument("--simple", default="propensity,popularity,logreg,median-time",
+                        help="comma-separated simple baselines ('' for none)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--dense-lr", type=float, default=5e-4)
+    parser.add_argument("--embedding-lr", type=float, default=1e-4)
+    parser.add_argument("--embedding-weight-decay", type=float, default=0.0)
+    parser.add_argument("--embedding-dropout", type=float, default=0.0)
+    parser.add_argument("--bootstrap-resamples", type=int, default=1000)
+    parser.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from .training.compare import ComparisonSettings, format_markdown, run_comparison
+    from .training.loop import TrainingSettings
+
+    settings = ComparisonSettings(
+        models=[name for name in args.models.split(",") if name],
+        simple_baselines=[name for name in args.simple.split(",") if name],
+        seeds=args.seeds,
+        bootstrap_resamples=args.bootstrap_resamples,
+        training=TrainingSettings(
+            output_dir=str(Path(args.output) / "runs"),
+            num_epochs=args.epochs,
+            batch_size=args.batch_size,
+            dense_learning_rate=args.dense_lr,
+            embedding_learning_rate=args.embedding_lr,
+            embedding_weight_decay=args.embedding_weight_decay,
+        ),
+        model_overrides={"embedding_dropout_prob": args.embedding_dropout},
+    )
+    try:
+        report = run_comparison(args.data, args.output, settings)
+    except ValueError as error:
+        print(f"a2gen compare: error: {error}", file=sys.stderr)
+        return 2
+    print(format_markdown(report))
+    print(f"written to {args.output}/results.md, results.json and results.png")
+    return 0
+
+
+def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
+    from .demo import DemoSettings
+
+    defaults = DemoSettings()
+    parser = subparsers.add_parser(
+        "demo",
+        help="the whole story on the built-in simulator in a few minutes",
+        description="Simulate sessions, train A2Gen (IAG) and MMoE, evaluate both against the oracle, print the "
+        "table and three timelines, save the checkpoint and a timeline PNG.",
+    )
+    parser.add_argument("--output", default=defaults.output_dir)
+    parser.add_argument("--num-examples", type=int, default=defaults.num_examples)
+    parser.add_argument("--epochs", type=int, default=defaults.num_epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.set_defaults(func=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run_demo
+
+    run_demo(
+        DemoSettings(
+            output_dir=args.output,
+            num_examples=args.num_examples,
+            num_epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a2gen", description="A2Gen: data preparation, training and serving.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_prepare_command(subparsers)
     add_simulate_command(subparsers)
     add_push_command(subparsers)
+    add_evaluate_command(subparsers)
+    add_generate_command(subparsers)
+    add_compare_command(subparsers)
+    add_demo_command(subparsers)
     return parser
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 
-
 def normalize_seconds(seconds, mean: float, std: float):
     """Seconds (float, numpy array or tensor, >= 0) -> normalised times of the same type."""
     if isinstance(seconds, torch.Tensor):

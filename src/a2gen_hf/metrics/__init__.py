@@ -513,3 +513,41 @@ def evaluate_model(
         arrays, references, config.action_names, config.start_action, config.end_action,
         config.time_log_mean, config.time_log_std,
     )
+
+
+def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """
+    A plain-text table of AUC, positives and timing MAE (seconds) per action for one or more models (results of
+    :func:`compute_action_metrics` by model name), with the simulator oracle's columns when present.
+    """
+    first = next(iter(results.values()))
+    with_oracle = "oracle_auc" in first
+    header = ["action", "positives"] + [f"AUC {name}" for name in results] + (["AUC oracle"] if with_oracle else [])
+    header += [f"MAE s {name}" for name in results] + (["MAE s oracle"] if with_oracle else [])
+
+    def number(value: Any, digits: int) -> str:
+        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+    rows = []
+    for action in first["auc"]:
+        cells = [action, str(first["positives"][action])]
+        cells += [number(metrics["auc"][action], 4) for metrics in results.values()]
+        cells += [number(first["oracle_auc"][action], 4)] if with_oracle else []
+        cells += [number(metrics["mae_seconds"].get(action), 2) for metrics in results.values()]
+        cells += [number(first["oracle_mae_seconds"].get(action), 2)] if with_oracle else []
+        rows.append(cells)
+    blank = [""] * (len(results) + with_oracle)
+    rows.append(
+        ["leave (watch time)", ""] + blank
+        + [number(metrics.get("leave_mae_seconds"), 2) for metrics in results.values()]
+        + ([number(first["oracle_mae_seconds"].get("leave"), 2)] if with_oracle else [])
+    )
+    rows.append(
+        ["mean AUC", ""] + [number(metrics["mean_auc"], 4) for metrics in results.values()]
+        + [""] * with_oracle + blank
+    )
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+        for row in [header, *rows]
+    )

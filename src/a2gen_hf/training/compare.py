@@ -1,0 +1,310 @@
+"""``a2gen compare``: train several models on the same splits and report the paper's tables honestly.
+
+Every network (A2Gen IAG / EAG, paper-style MMoE / PLE on pooled history items, fairly fed MMoE / PLE whose
+history also carries each item's timed actions) is trained by the same loop on the same train split, selected on
+the validation loss, and scored on the test split by the same metric code as the simple baselines (user propensity,
+popularity, logistic regression on counts, constant median time). The table gives mean ± std over seeds, positive
+counts, and paired bootstrap confidence intervals of each model's AUC difference to A2Gen on seed-averaged
+predictions. Ablations (``a2gen-iag:notime``, ``a2gen-iag:noevents``) feed A2Gen a history without event times or
+without events.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..configuration_a2gen import A2GenConfig
+from ..configuration_baselines import MMoEConfig, PLEConfig
+from ..data.collator import A2GenDataCollator
+from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics
+from ..modeling_a2gen import A2GenForActionGeneration
+from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
+from .data_setup import load_data_dir, model_config_from_tokenizer
+from .loop import TrainingSettings, train
+from .simple_baselines import SIMPLE_BASELINES
+from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
+
+NETWORKS: dict[str, tuple[type, type, dict[str, Any]]] = {
+    "a2gen-iag": (A2GenConfig, A2GenForActionGeneration, {"generator": "iag"}),
+    "a2gen-eag": (A2GenConfig, A2GenForActionGeneration, {"generator": "eag"}),
+    "mmoe": (MMoEConfig, MMoEForActionPrediction, {"history_input": "items"}),
+    "ple": (PLEConfig, PLEForActionPrediction, {"history_input": "items"}),
+    "mmoe-fair": (MMoEConfig, MMoEForActionPrediction, {"history_input": "items_and_events"}),
+    "ple-fair": (PLEConfig, PLEForActionPrediction, {"history_input": "items_and_events"}),
+}
+NETWORK_LABELS = {
+    "a2gen-iag": "A2Gen-IAG",
+    "a2gen-eag": "A2Gen-EAG",
+    "mmoe": "MMoE (paper-style: pooled history items)",
+    "ple": "PLE (paper-style: pooled history items)",
+    "mmoe-fair": "MMoE, fairly fed (history items + timed actions)",
+    "ple-fair": "PLE, fairly fed (history items + timed actions)",
+}
+
+
+def _zero_history_times(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    batch["history_action_times"] = torch.zeros_like(batch["history_action_times"])
+    batch["history_time_mask"] = torch.zeros_like(batch["history_time_mask"])
+    return batch
+
+
+def _remove_history_events(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    batch = _zero_history_times(batch)
+    batch["history_action_ids"] = torch.zeros_like(batch["history_action_ids"])
+    return batch
+
+
+ABLATIONS: dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = {
+    "notime": _zero_history_times,
+    "noevents": _remove_history_events,
+}
+
+
+class AblatedCollator:
+    """The package collator followed by an ablation of the history (same for training and evaluation)."""
+
+    def __init__(self, collator: A2GenDataCollator, ablation: str):
+        self.collator = collator
+        self.ablate = ABLATIONS[ablation]
+
+    def __call__(self, rows):
+        return self.ablate(self.collator(rows))
+
+
+def parse_model_name(name: str) -> tuple[str, str | None]:
+    """``"a2gen-iag:notime"`` -> ``("a2gen-iag", "notime")``; raises with the allowed names."""
+    network, _, ablation = name.partition(":")
+    if network not in NETWORKS and network not in SIMPLE_BASELINES:
+        raise ValueError(
+            f"Unknown model {name!r}; networks: {sorted(NETWORKS)}, simple baselines: {sorted(SIMPLE_BASELINES)}, "
+            f"optionally with an ablation ':{'|:'.join(ABLATIONS)}' on a network."
+        )
+    if ablation and (ablation not in ABLATIONS or network not in NETWORKS):
+        raise ValueError(f"Ablation {ablation!r} in {name!r}: use one of {sorted(ABLATIONS)} on a network.")
+    return network, ablation or None
+
+
+def build_network(network: str, base_config: A2GenConfig, seed: int, **overrides):
+    """A fresh, seeded model of the named family on the data's vocabulary, buckets and caps."""
+    config_class, model_class, family_settings = NETWORKS[network]
+    settings = {**base_config.to_diff_dict(), **family_settings, **overrides}
+    for key in ("model_type", "architectures", "transformers_version", "generator_type"):
+        settings.pop(key, None)
+    torch.manual_seed(seed)
+    return model_class(config_class(**settings))
+
+
+@torch.no_grad()
+def predict_dataset(model, dataset, collator, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """``predict_actions`` over a dataset in order: probabilities and normalised expected times `(n, V)`."""
+    model.eval()
+    probabilities, times = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        prediction = model.predict_actions(**batch)
+        probabilities.append(prediction.action_probabilities.float().cpu().numpy())
+        times.append(prediction.expected_times.float().cpu().numpy())
+    return {"action_probabilities": np.concatenate(probabilities), "expected_times": np.concatenate(times)}
+
+
+def test_references(dataset, collator, batch_size: int = 4096) -> dict[str, np.ndarray]:
+    """Labels, label times and masks of every example, padded to the collator's width, plus oracle columns."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+        for name in ("labels", "label_times", "label_time_mask"):
+            parts.setdefault(name, []).append(batch[name].numpy())
+    references = {name: np.concatenate(values) for name, values in parts.items()}
+    for column in ORACLE_COLUMNS:
+        if column in dataset.column_names:
+            references[column] = np.asarray(dataset[column], dtype=np.float64)
+    return references
+
+
+@dataclass
+class ComparisonSettings:
+    """How ``a2gen compare`` trains and tests. ``training`` holds the loop's settings (its output_dir is replaced)."""
+
+    models: Sequence[str] = ("a2gen-iag", "a2gen-eag", "mmoe", "ple")
+    seeds: int = 3
+    simple_baselines: Sequence[str] = ("propensity", "popularity", "logreg", "median-time")
+    bootstrap_resamples: int = 1000
+    training: TrainingSettings | None = None
+    model_overrides: dict[str, Any] | None = None
+
+
+def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
+    """Train and test every model, write ``results.json``, ``results.md`` and ``results.png`` to ``output_dir``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    dataset, tokenizer, metadata = load_data_dir(data_dir)
+    base_config = model_config_from_tokenizer(tokenizer, dataset["train"], **(settings.model_overrides or {}))
+    collator = A2GenDataCollator.from_config(base_config, tokenizer)
+    references = test_references(dataset["test"], collator)
+    vocabulary = dict(
+        action_names=base_config.action_names,
+        start_action=base_config.start_action,
+        end_action=base_config.end_action,
+        time_log_mean=base_config.time_log_mean,
+        time_log_std=base_config.time_log_std,
+    )
+    training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
+    per_model: dict[str, dict[str, Any]] = {}
+    for name in [*settings.models, *settings.simple_baselines]:
+        network, ablation = parse_model_name(name)
+        seed_predictions, seed_metrics = [], []
+        seeds = range(settings.seeds) if network in NETWORKS else range(1)
+        for seed in tqdm(seeds, desc=name, leave=False):
+            if network in NETWORKS:
+                model_collator = AblatedCollator(collator, ablation) if ablation else collator
+                model = build_network(network, base_config, seed)
+                run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
+                trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
+                predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
+            else:
+                baseline = SIMPLE_BASELINES[network]()
+                baseline.fit(dataset["train"], validation=dataset["validation"])
+                predictions = baseline.predict(dataset["test"])
+            seed_predictions.append(predictions)
+            seed_metrics.append(compute_action_metrics(predictions, references, **vocabulary))
+        averaged = {
+            key: np.mean([prediction[key] for prediction in seed_predictions], axis=0)
+            for key in ("action_probabilities", "expected_times")
+        }
+        per_model[name] = {"predictions": averaged, "metrics": seed_metrics}
+
+    report = summarize(per_model, references, base_config, settings, metadata)
+    (output_dir / "results.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    (output_dir / "results.md").write_text(format_markdown(report))
+    from ..plotting import plot_comparison
+
+    plot_comparison(report, output_dir / "results.png")
+    return report
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"{type(value)} is not JSON serialisable")
+
+
+def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSettings, metadata) -> dict[str, Any]:
+    """Mean ± std over seeds per metric, positive counts, and bootstrap AUC differences against the reference."""
+    scored_actions = [
+        name for name in config.action_names if name not in (config.start_action, config.end_action)
+    ]
+    action_ids = [config.action_id(name) for name in scored_actions]
+    occurs, _, _ = action_targets(references["labels"], None, None, config.vocab_size)
+    first_metrics = next(iter(per_model.values()))["metrics"][0]
+    report: dict[str, Any] = {
+        "data": {key: metadata.get(key) for key in ("source", "preset", "num_examples") if key in metadata},
+        "num_test_examples": int(len(references["labels"])),
+        "positives": first_metrics["positives"],
+        "seeds": settings.seeds,
+        "models": {},
+        "bootstrap": {},
+    }
+    for name, entry in per_model.items():
+        summary: dict[str, Any] = {}
+        for table in SUMMARY_TABLES:
+            values = [metrics[table] for metrics in entry["metrics"] if isinstance(metrics.get(table), dict)]
+            if values:
+                summary[table] = {action: mean_std([value[action] for value in values]) for action in values[0]}
+        summary["mean_auc"] = mean_std([metrics["mean_auc"] for metrics in entry["metrics"]])
+        summary["label"] = NETWORK_LABELS.get(name.partition(":")[0], name) + (
+            f" [ablation: {name.partition(':')[2]}]" if ":" in name else ""
+        )
+        report["models"][name] = summary
+
+    reference = next((name for name in per_model if name.startswith("a2gen")), None)
+    if reference is not None:
+        report["bootstrap_reference"] = reference
+        for name, entry in per_model.items():
+            if name == reference:
+                continue
+            rows = {}
+            for action, action_id in zip(scored_actions, action_ids):
+                result = paired_bootstrap_auc_difference(
+                    occurs[:, action_id],
+                    per_model[reference]["predictions"]["action_probabilities"][:, action_id],
+                    entry["predictions"]["action_probabilities"][:, action_id],
+                    num_resamples=settings.bootstrap_resamples,
+                )
+                result["verdict"] = significance_label(result["low"], result["high"])
+                rows[action] = result
+            report["bootstrap"][name] = rows
+    return report
+
+
+SUMMARY_TABLES = (
+    "auc", "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "oracle_auc", "auc_share_of_oracle"
+)
+
+
+def _cell(value: dict[str, float] | None, digits: int = 4) -> str:
+    if not value or value.get("mean") is None or math.isnan(value["mean"]):
+        return "n/a"
+    if value.get("std") in (None, 0.0) or math.isnan(value.get("std", float("nan"))):
+        return f"{value['mean']:.{digits}f}"
+    return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as the paper's Tables 1-3 (AUC and MAE per action), plus counts and bootstrap intervals."""
+    models = report["models"]
+    actions = list(report["positives"])
+    mae_actions = list(next(iter(models.values())).get("mae", {}))
+    lines = [
+        f"Test examples: {report['num_test_examples']}; positives: "
+        + ", ".join(f"{action} {count}" for action, count in report["positives"].items())
+        + f"; networks: mean ± std over {report['seeds']} seeds.",
+        "",
+        "| model | " + " | ".join(f"AUC {a}" for a in actions) + " | mean AUC | "
+        + " | ".join(f"MAE {a}" for a in mae_actions) + " |",
+        "| --- " * (len(actions) + len(mae_actions) + 2) + "|",
+    ]
+    for summary in models.values():
+        auc = summary.get("auc", {})
+        mae = summary.get("mae", {})
+        lines.append(
+            f"| {summary['label']} | "
+            + " | ".join(_cell(auc.get(a)) for a in actions)
+            + f" | {_cell(summary['mean_auc'])} | "
+            + " | ".join(_cell(mae.get(a)) for a in mae_actions)
+            + " |"
+        )
+    oracle = {name: s["oracle_auc"] for name, s in models.items() if "oracle_auc" in s}
+    if oracle:
+        first = next(iter(oracle.values()))
+        lines += ["", "Oracle (simulator ground truth) AUC: " + ", ".join(f"{a} {_cell(v)}" for a, v in first.items())]
+        lines += ["", "| model | " + " | ".join(f"share of oracle AUC above 0.5, {a}" for a in actions) + " |"]
+        lines += ["| --- " * (len(actions) + 1) + "|"]
+        for summary in models.values():
+            share = summary.get("auc_share_of_oracle", {})
+            lines.append(f"| {summary['label']} | " + " | ".join(_cell(share.get(a), 3) for a in actions) + " |")
+    if report.get("bootstrap"):
+        reference = report["bootstrap_reference"]
+        lines += [
+            "",
+            f"Paired bootstrap of the AUC difference {reference} minus each model (95 % interval, seed-averaged "
+            "predictions):",
+            "",
+            "| model | " + " | ".join(actions) + " |",
+            "| --- " * (len(actions) + 1) + "|",
+        ]
+        for name, rows in report["bootstrap"].items():
+            cells = []
+            for action in actions:
+                row = rows[action]
+                cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] {row['verdict']}")
+            lines.append(f"| {models[name]['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
