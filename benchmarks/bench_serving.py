@@ -1,0 +1,334 @@
+"""Serving-speed figures for A2Gen: ranking latency (naive vs cached), training throughput, EAG generate latency.
+
+Every row reports its median / p90 latency, FLOP/s as a share of this machine's measured fp32 matmul peak and the
+peak memory, in one table printed at the end and written as Markdown + JSON to ``--output``. These are figures,
+not timed tests; see benchmarks/README.md and docs/serving.md.
+
+    python benchmarks/bench_serving.py --output bench_out            # the full table (a few minutes on 2 cores)
+    python benchmarks/bench_serving.py --quick --output bench_out    # C = 100 / 1,000 only, fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Allocator and OpenMP settings must be in the environment before the process starts: re-run with them.
+# Fresh multi-MB buffers are mmapped and page-faulted on every call (3-4x slower on this VM) unless glibc keeps them.
+SERVING_ENVIRONMENT = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+}
+if any(name not in os.environ for name in SERVING_ENVIRONMENT) and "--keep-environment" not in sys.argv:
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**SERVING_ENVIRONMENT, **os.environ})
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
+from a2gen_hf.serving import A2GenRanker  # noqa: E402
+
+HISTORY_ITEMS, EVENTS_PER_ITEM = 100, 6
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, help="folder for serving_bench.md / serving_bench.json")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    parser.add_argument("--quick", action="store_true", help="C = 100 / 1,000 only and fewer repeats")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per cached row (naive rows use fewer)")
+    parser.add_argument("--chunk-size", type=int, default=1000, help="candidate block of the cached path")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to warm up)")
+    parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
+    return parser.parse_args()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:  # Linux: writing 5 resets the process's peak resident set size (VmHWM)
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def time_calls(function: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
+    """Seconds per call, after one warm-up call."""
+    function()
+    synchronize(device)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def count_flops(function: Callable[[], object]) -> int:
+    """Matrix-product FLOPs of one call (FlopCounterMode counts mm / bmm / addmm / SDPA, not elementwise ops)."""
+    with FlopCounterMode(display=False) as counter:
+        function()
+    return counter.get_total_flops()
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """FLOP/s of large square matrix products on this machine (best of a few)."""
+    size = 8192 if device.type == "cuda" else 1024
+    left = torch.randn(size, size, device=device, dtype=dtype)
+    right = torch.randn(size, size, device=device, dtype=dtype)
+    best = min(time_calls(lambda: left @ right, 5, device))
+    return 2 * size**3 / best
+
+
+def user_inputs(config: A2GenConfig, device: torch.device, batch: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+    """One user with a full history of 100 items x 6 events, repeated `batch` times."""
+    generator = torch.Generator().manual_seed(seed)
+    action_ids = torch.randint(1, config.vocab_size, (1, HISTORY_ITEMS, EVENTS_PER_ITEM), generator=generator)
+    action_ids[..., 0] = config.start_action_id
+    inputs = {
+        "user_ids": torch.randint(1, config.user_buckets, (1,), generator=generator),
+        "history_item_ids": torch.randint(1, config.item_buckets, (1, HISTORY_ITEMS), generator=generator),
+        "history_action_ids": action_ids,
+        "history_action_times": torch.randn(1, HISTORY_ITEMS, EVENTS_PER_ITEM, generator=generator).sort(-1).values,
+    }
+    return {name: value.expand(batch, *value.shape[1:]).to(device) for name, value in inputs.items()}
+
+
+def training_batch(config: A2GenConfig, device: torch.device, batch: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    inputs = user_inputs(config, device, batch)
+    inputs["user_ids"] = torch.randint(1, config.user_buckets, (batch,), generator=generator).to(device)
+    inputs["item_ids"] = torch.randint(1, config.item_buckets, (batch,), generator=generator).to(device)
+    labels = torch.randint(2, config.end_action_id, (batch, config.max_actions + 1), generator=generator)
+    labels[:, 0], labels[:, -1] = config.start_action_id, config.end_action_id
+    inputs["labels"] = labels.to(device)
+    inputs["label_times"] = torch.randn(batch, config.max_actions + 1, generator=generator).sort(-1).values.to(device)
+    return inputs
+
+
+class Table:
+    def __init__(self, peak: float, device: torch.device):
+        self.rows: list[dict] = []
+        self.peak, self.device = peak, device
+
+    def add(self, name: str, seconds: list[float], flops: int, items: int, unit: str, note: str = "") -> dict:
+        median = statistics.median(seconds)
+        p90 = sorted(seconds)[min(len(seconds) - 1, int(0.9 * len(seconds)))]
+        row = {
+            "row": name,
+            "median_ms": 1e3 * median,
+            "p90_ms": 1e3 * p90,
+            f"{unit}_per_s": items / median,
+            "gflop_per_call": flops / 1e9,
+            "share_of_fp32_peak": flops / median / self.peak,
+            "peak_memory_mib": peak_memory_mib(self.device),
+            "note": note,
+        }
+        self.rows.append(row)
+        print(f"  {name}: {row['median_ms']:.2f} ms {note}", flush=True)
+        return row
+
+    def markdown(self) -> str:
+        lines = [
+            "| row | median ms | p90 ms | throughput | GFLOP / call | % fp32 peak | peak mem MiB | note |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for row in self.rows:
+            unit = next(key for key in row if key.endswith("_per_s"))
+            lines.append(
+                f"| {row['row']} | {row['median_ms']:.2f} | {row['p90_ms']:.2f} | {row[unit]:,.0f} "
+                f"{unit.replace('_per_s', '/s')} | {row['gflop_per_call']:.4f} | {100 * row['share_of_fp32_peak']:.1f} | "
+                f"{row['peak_memory_mib']:.0f} | {row['note']} |"
+            )
+        return "\n".join(lines)
+
+
+def ranking_rows(table: Table, args: argparse.Namespace, device: torch.device, generator_type: str) -> None:
+    torch.manual_seed(0)
+    config = A2GenConfig(generator=generator_type)
+    model = A2GenForActionGeneration(config).to(device).eval()
+    ranker = A2GenRanker(model, chunk_size=args.chunk_size)
+    user = user_inputs(config, device)
+    counts = [100, 1000] if args.quick else [100, 1000, 10000]
+    state = ranker.encode_user(**user)
+    reset_peak_memory(device)
+    table.add(
+        f"{generator_type} encode_user (per request)",
+        time_calls(lambda: ranker.encode_user(**user), args.repeats, device),
+        count_flops(lambda: ranker.encode_user(**user)),
+        1,
+        "users",
+    )
+    for count in counts:
+        items = torch.randint(1, config.item_buckets, (count,), device=device)
+        naive_batch = user_inputs(config, device, min(count, args.chunk_size))
+
+        def naive(count=count, items=items, naive_batch=naive_batch) -> None:
+            # The plain batched predict_actions on the repeated history, in blocks so 10,000 fits in memory.
+            for start in range(0, count, args.chunk_size):
+                block = items[start : start + args.chunk_size]
+                model.predict_actions(**{k: v[: block.shape[0]] for k, v in naive_batch.items()}, item_ids=block)
+
+        def cached(items=items) -> None:
+            ranker.score_candidates(ranker.encode_user(**user), items)
+
+        naive_repeats = max(2, args.repeats // (4 if count < 10000 else 10))
+        reset_peak_memory(device)
+        naive_row = table.add(
+            f"{generator_type} rank C={count:,} naive predict_actions",
+            time_calls(naive, naive_repeats, device),
+            count_flops(naive),
+            count,
+            "candidates",
+        )
+        reset_peak_memory(device)
+        cached_row = table.add(
+            f"{generator_type} rank C={count:,} cached (encode_user + score)",
+            time_calls(cached, args.repeats, device),
+            count_flops(cached),
+            count,
+            "candidates",
+        )
+        cached_row["note"] = f"{naive_row['median_ms'] / cached_row['median_ms']:.1f}x faster than naive"
+    items = torch.randint(1, config.item_buckets, (1000,), device=device)
+    reference = ranker.score_candidates(state, items).action_probabilities
+    bf16_ranker = A2GenRanker(model, chunk_size=args.chunk_size, dtype=torch.bfloat16)
+    error = (bf16_ranker.score_candidates(state, items).action_probabilities - reference).abs().max().item()
+    reset_peak_memory(device)
+    table.add(
+        f"{generator_type} rank C=1,000 cached, bf16 autocast",
+        time_calls(lambda: bf16_ranker.score_candidates(state, items), args.repeats, device),
+        count_flops(lambda: bf16_ranker.score_candidates(state, items)),
+        1000,
+        "candidates",
+        f"max abs prob. error vs fp32 {error:.1e}",
+    )
+    if args.compile:
+        compiled = A2GenRanker(model, chunk_size=args.chunk_size, compile=True)
+        reset_peak_memory(device)
+        table.add(
+            f"{generator_type} rank C=1,000 cached, torch.compile",
+            time_calls(lambda: compiled.score_candidates(state, items), args.repeats, device),
+            count_flops(lambda: ranker.score_candidates(state, items)),
+            1000,
+            "candidates",
+        )
+    if generator_type == "eag":
+        batch = user_inputs(config, device, 1000)
+        for use_cache in (False, True):
+            reset_peak_memory(device)
+            table.add(
+                f"eag generate C=1,000 model.generate use_cache={use_cache}",
+                time_calls(
+                    lambda use_cache=use_cache: model.generate(**batch, item_ids=items, use_cache=use_cache), 3, device
+                ),
+                count_flops(lambda use_cache=use_cache: model.generate(**batch, item_ids=items, use_cache=use_cache)),
+                1000,
+                "sequences",
+            )
+        reset_peak_memory(device)
+        table.add(
+            "eag generate C=1,000 ranker.generate (user cache + KV cache)",
+            time_calls(lambda: ranker.generate(ranker.encode_user(**user), items), args.repeats, device),
+            count_flops(lambda: ranker.generate(ranker.encode_user(**user), items)),
+            1000,
+            "sequences",
+        )
+
+
+def training_rows(table: Table, args: argparse.Namespace, device: torch.device, batch_size: int = 256) -> None:
+    models = {
+        "A2Gen IAG": lambda: A2GenForActionGeneration(A2GenConfig(generator="iag")),
+        "A2Gen EAG": lambda: A2GenForActionGeneration(A2GenConfig(generator="eag")),
+    }
+    if importlib.util.find_spec("a2gen_hf.modeling_baselines") is not None:
+        from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig
+        from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
+
+        models["MMoE"] = lambda: MMoEForActionPrediction(MMoEConfig())
+        models["PLE"] = lambda: PLEForActionPrediction(PLEConfig())
+    for name, build in models.items():
+        torch.manual_seed(0)
+        model = build().to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+        batch = training_batch(model.config, device, batch_size)
+
+        def step(model=model, optimizer=optimizer, batch=batch) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            model(**batch).loss.backward()
+            optimizer.step()
+
+        reset_peak_memory(device)
+        table.add(
+            f"train {name} (batch {batch_size}, fwd+bwd+Adam)",
+            time_calls(step, max(3, args.repeats // 4), device),
+            count_flops(step),
+            batch_size,
+            "examples",
+            f"embedding width {model.config.id_embedding_size}",
+        )
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    with open("/proc/loadavg") as handle:
+        load = handle.read().split()[:3]
+    settings = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "intra_op_threads": torch.get_num_threads(),
+        "inter_op_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": load,
+        **{name: os.environ.get(name) for name in (*SERVING_ENVIRONMENT, "OMP_NUM_THREADS")},
+    }
+    print("settings:", json.dumps(settings), flush=True)
+    peak = matmul_peak(device, torch.float32)
+    settings["fp32_matmul_peak_gflops"] = peak / 1e9
+    settings["bf16_matmul_peak_gflops"] = matmul_peak(device, torch.bfloat16) / 1e9
+    print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, bf16 {settings['bf16_matmul_peak_gflops']:.1f}", flush=True)
+    table = Table(peak, device)
+    for generator_type in ("iag", "eag"):
+        ranking_rows(table, args, device, generator_type)
+    training_rows(table, args, device)
+    with open("/proc/loadavg") as handle:
+        settings["load_average_after"] = handle.read().split()[:3]
+    markdown = table.markdown()
+    print("\n" + json.dumps(settings) + "\n\n" + markdown)
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "serving_bench.md").write_text(f"Settings: `{json.dumps(settings)}`\n\n{markdown}\n")
+        (args.output / "serving_bench.json").write_text(
+            json.dumps({"settings": settings, "rows": table.rows}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()

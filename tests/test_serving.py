@@ -1,0 +1,201 @@
+"""Serving: cached candidate scoring equals predict_actions / generate; chunking, export, empty and bad inputs."""
+
+import pytest
+import torch
+from test_modeling import make_batch, pad_history, tiny_config
+
+from a2gen_hf import A2GenForActionGeneration
+from a2gen_hf.serving import USER_INPUT_NAMES, A2GenRanker, A2GenRankingProgram, UserState
+
+TIME_TOLERANCE = dict(rtol=1e-4, atol=1e-5)
+
+
+def build(generator="iag", **overrides):
+    torch.manual_seed(0)
+    config = tiny_config(generator, **overrides)
+    return A2GenForActionGeneration(config).eval(), config
+
+
+def one_user(config, padding=None, seed=0):
+    batch = make_batch(config, batch_size=1, items=5, events=3, seed=seed)
+    if padding is not None:
+        batch = pad_history(batch, extra_items=3, extra_events=2, left=padding == "left")
+    return {name: value for name, value in batch.items() if name in USER_INPUT_NAMES and value is not None}
+
+
+def candidates(config, count, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    item_ids = torch.randint(1, config.item_buckets, (count,), generator=generator)
+    if not config.num_item_side_features:
+        return item_ids, None
+    return item_ids, torch.randint(
+        1, config.side_feature_buckets, (count, config.num_item_side_features), generator=generator
+    )
+
+
+def naive_prediction(model, user, item_ids, item_side_ids):
+    """predict_actions on the user's history repeated once per candidate."""
+    repeated = {name: value.expand(item_ids.shape[0], *value.shape[1:]) for name, value in user.items()}
+    return model.predict_actions(**repeated, item_ids=item_ids, item_side_ids=item_side_ids)
+
+
+def assert_same_prediction(cached, reference):
+    assert (cached.action_probabilities - reference.action_probabilities).abs().max() <= 1e-5
+    torch.testing.assert_close(cached.expected_times, reference.expected_times, **TIME_TOLERANCE)
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+@pytest.mark.parametrize("padding", [None, "left", "right"])
+@pytest.mark.parametrize("side_features", [True, False])
+@pytest.mark.parametrize("count", [1, 50])
+def test_cached_scoring_equals_predict_actions(generator, padding, side_features, count):
+    overrides = {} if side_features else dict(num_item_side_features=0, num_user_side_lists=0)
+    model, config = build(generator, **overrides)
+    user = one_user(config, padding)
+    item_ids, item_side_ids = candidates(config, count)
+    ranker = A2GenRanker(model)
+    cached = ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids)
+    assert cached.action_probabilities.shape == (count, config.vocab_size)
+    assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
+
+
+@pytest.mark.parametrize("pooling", ["sum", "mean"])
+def test_mean_pooling_and_sharp_attention_fallback(pooling, monkeypatch):
+    model, config = build("iag", history_pooling=pooling)
+    user, (item_ids, item_side_ids) = one_user(config), candidates(config, 20)
+    ranker = A2GenRanker(model)
+    exact_calls = []
+    exact = A2GenRankingProgram._exact_pooled_heads
+    monkeypatch.setattr(
+        A2GenRankingProgram, "_exact_pooled_heads", staticmethod(lambda *args: exact_calls.append(1) or exact(*args))
+    )
+    assert_same_prediction(
+        ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids),
+        naive_prediction(model, user, item_ids, item_side_ids),
+    )
+    assert not exact_calls
+    # History and candidate query parts that cancel (A[l, j] = -b[j], both spanning thousands of units): the true
+    # attention is uniform, but each factor alone is so sharp that the factored normaliser underflows.
+    attention = model.a2gen.encoder.item_attention
+    direction, context_bias = 1e3 * torch.randn(config.hidden_size), torch.randn(config.hidden_size)
+    with torch.no_grad():
+        attention.query_from_sequence.weight.zero_()
+        attention.query_from_sequence.bias.copy_(direction)
+        attention.context_projection.weight.zero_()
+        attention.context_projection.bias.copy_(context_bias)
+        attention.query_from_context.weight.copy_(
+            -torch.outer(direction, context_bias) / context_bias.dot(context_bias)
+        )
+    cached = ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids)
+    assert exact_calls
+    assert torch.isfinite(cached.action_probabilities).all()
+    assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
+
+
+def test_empty_history_scores_like_the_model():
+    model, config = build("iag")
+    user = one_user(config)
+    user["history_mask"] = torch.zeros_like(user["history_item_ids"])
+    item_ids, item_side_ids = candidates(config, 4)
+    ranker = A2GenRanker(model)
+    state = ranker.encode_user(**user)
+    assert state.num_history_items == 0
+    assert_same_prediction(
+        ranker.score_candidates(state, item_ids, item_side_ids), naive_prediction(model, user, item_ids, item_side_ids)
+    )
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_chunked_scoring_equals_unchunked(generator):
+    model, config = build(generator)
+    user, (item_ids, item_side_ids) = one_user(config), candidates(config, 23)
+    whole = A2GenRanker(model)
+    chunked = A2GenRanker(model, chunk_size=5)
+    state = whole.encode_user(**user)
+    one, other = (
+        whole.score_candidates(state, item_ids, item_side_ids),
+        chunked.score_candidates(state, item_ids, item_side_ids),
+    )
+    torch.testing.assert_close(other.action_probabilities, one.action_probabilities, rtol=0, atol=1e-6)
+    torch.testing.assert_close(other.expected_seconds, one.expected_seconds, **TIME_TOLERANCE)
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_exported_program_equals_eager(generator):
+    model, config = build(generator)
+    ranker = A2GenRanker(model)
+    state = ranker.encode_user(**one_user(config))
+    item_ids, item_side_ids = candidates(config, 8)
+    program = ranker.export(state, item_ids, item_side_ids)
+    # Another user and another number of candidates: both dimensions are dynamic.
+    other_state = ranker.encode_user(**one_user(config, padding="left", seed=3))
+    other_ids, other_side_ids = candidates(config, 13, seed=4)
+    with torch.no_grad():
+        exported = program.module()(*other_state.as_tuple(), other_ids, other_side_ids)
+    eager = ranker.score_candidates(other_state, other_ids, other_side_ids)
+    torch.testing.assert_close(exported[0], eager.action_probabilities, rtol=0, atol=1e-6)
+    torch.testing.assert_close(exported[1], eager.expected_times, **TIME_TOLERANCE)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_equals_model_generate(use_cache):
+    model, config = build("eag")
+    user, (item_ids, item_side_ids) = one_user(config), candidates(config, 12)
+    ranker = A2GenRanker(model)
+    ours = ranker.generate(ranker.encode_user(**user), item_ids, item_side_ids, use_cache=use_cache)
+    repeated = {name: value.expand(12, *value.shape[1:]) for name, value in user.items()}
+    reference = model.generate(
+        **repeated, item_ids=item_ids, item_side_ids=item_side_ids, use_cache=use_cache, return_dict_in_generate=True
+    )
+    assert torch.equal(ours.sequences, reference.sequences)
+    torch.testing.assert_close(ours.times, reference.times, **TIME_TOLERANCE)
+
+
+def test_bf16_autocast_runs_and_stays_close_on_a_tiny_model():
+    model, config = build("iag")
+    user, (item_ids, item_side_ids) = one_user(config), candidates(config, 10)
+    state = A2GenRanker(model).encode_user(**user)
+    full = A2GenRanker(model).score_candidates(state, item_ids, item_side_ids)
+    half = A2GenRanker(model, dtype=torch.bfloat16).score_candidates(state, item_ids, item_side_ids)
+    assert half.action_probabilities.dtype == torch.float32
+    assert (half.action_probabilities - full.action_probabilities).abs().max() < 0.1
+
+
+def test_empty_candidate_list_returns_empty_tensors():
+    model, config = build("iag")
+    ranker = A2GenRanker(model)
+    state = ranker.encode_user(**one_user(config))
+    result = ranker.score_candidates(
+        state, torch.zeros(0, dtype=torch.long), torch.zeros(0, config.num_item_side_features, dtype=torch.long)
+    )
+    for tensor in (result.action_probabilities, result.expected_times, result.expected_seconds):
+        assert tensor.shape == (0, config.vocab_size)
+
+
+def test_malformed_inputs_give_clear_errors():
+    model, config = build("iag")
+    ranker = A2GenRanker(model)
+    user = one_user(config)
+    state = ranker.encode_user(**user)
+    item_ids, item_side_ids = candidates(config, 3)
+    with pytest.raises(ValueError, match="one user"):
+        ranker.encode_user(**{name: torch.cat([value, value]) for name, value in user.items()})
+    with pytest.raises(ValueError, match="score_candidates"):
+        ranker.encode_user(**user, item_ids=item_ids)
+    with pytest.raises(ValueError, match="missing"):
+        ranker.encode_user(user_ids=user["user_ids"])
+    with pytest.raises(ValueError, match="1-D integer"):
+        ranker.score_candidates(state, item_ids[None], item_side_ids)
+    with pytest.raises(ValueError, match="item_buckets"):
+        ranker.score_candidates(state, item_ids + config.item_buckets, item_side_ids)
+    with pytest.raises(ValueError, match="item_side_ids"):
+        ranker.score_candidates(state, item_ids)
+    with pytest.raises(ValueError, match=r"\(C, F\)"):
+        ranker.score_candidates(state, item_ids, item_side_ids[:2])
+    with pytest.raises(TypeError, match="UserState"):
+        ranker.score_candidates(user, item_ids, item_side_ids)
+    with pytest.raises(ValueError, match="chunk_size"):
+        A2GenRanker(model, compile=True)
+    with pytest.raises(ValueError, match="bfloat16"):
+        A2GenRanker(model, dtype=torch.float16)
+    assert isinstance(state, UserState)
