@@ -1,0 +1,212 @@
+"""Strict, safe loading of a saved checkpoint folder: the model and its tokenizer exactly as saved, or a clear error.
+
+``transformers`` on its own loads a checkpoint whose weights lack some tensors by initialising them at random (it
+only logs a "newly initialized" report), fills in a default config when ``config.json`` is missing, and raises
+bare ``SafetensorError`` / ``AttributeError`` messages that do not name the file for a truncated weight file or a
+config of another model type. :func:`load_checkpoint` turns each of these into a :class:`CheckpointError` that
+names the file and the mismatch. Weights are read from safetensors only; pickled ``pytorch_model.bin`` files are
+refused, never unpickled. See ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+from transformers import PreTrainedModel
+
+from .configuration_a2gen import A2GenConfig
+from .modeling_a2gen import A2GenForActionGeneration, A2GenModel
+from .modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
+from .tokenization_a2gen import A2GenActionTokenizer
+
+CONFIG_NAME = "config.json"
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PICKLED_WEIGHTS_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+TOKENIZER_SUBFOLDER = "tokenizer"
+
+# The architectures a checkpoint may name in config.json; the first class per model type is its default.
+MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
+    model_class.__name__: model_class
+    for model_class in (A2GenForActionGeneration, A2GenModel, MMoEForActionPrediction, PLEForActionPrediction)
+}
+MAX_KEYS_SHOWN = 10
+
+
+class CheckpointError(ValueError):
+    """Raised when a checkpoint folder cannot be loaded exactly as it was saved; the message names the file."""
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); the {what} file is "
+            "truncated or was edited by hand. Save the checkpoint again."
+        ) from None
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path}: not UTF-8 text ({error}); the {what} file is corrupt.") from None
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(content).__name__}.")
+    return content
+
+
+def _shown(keys) -> str:
+    keys = sorted(map(str, keys))
+    more = f" and {len(keys) - MAX_KEYS_SHOWN} more" if len(keys) > MAX_KEYS_SHOWN else ""
+    return ", ".join(keys[:MAX_KEYS_SHOWN]) + more
+
+
+def _model_class_and_config(folder: Path) -> tuple[type[PreTrainedModel], A2GenConfig]:
+    """The model class named by ``config.json`` (one of :data:`MODEL_CLASSES`) and the config it holds."""
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file():
+        raise CheckpointError(
+            f"{config_file} does not exist; a checkpoint folder needs the config.json written by "
+            "model.save_pretrained(folder) (transformers would otherwise build a default config silently)."
+        )
+    config_dict = _read_json(config_file, "model config")
+    model_types = {model_class.config_class.model_type for model_class in MODEL_CLASSES.values()}
+    model_type = config_dict.get("model_type")
+    if model_type not in model_types:
+        raise CheckpointError(
+            f"{config_file}: model_type is {model_type!r}, not a model of this package ({sorted(model_types)}); "
+            "the folder holds another kind of model. Point to a folder saved from an A2Gen (or MMoE / PLE) model."
+        )
+    architectures = config_dict.get("architectures") or [
+        next(name for name, model_class in MODEL_CLASSES.items() if model_class.config_class.model_type == model_type)
+    ]
+    model_class = MODEL_CLASSES.get(architectures[0])
+    if model_class is None or model_class.config_class.model_type != model_type:
+        raise CheckpointError(
+            f"{config_file}: architectures {architectures} do not fit model_type {model_type!r}; expected one of "
+            f"{[name for name, cls in MODEL_CLASSES.items() if cls.config_class.model_type == model_type]}."
+        )
+    try:
+        config = model_class.config_class.from_dict(config_dict)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"{config_file}: the config is invalid: {error}") from None
+    return model_class, config
+
+
+def _load_tokenizer(folder: Path, config: A2GenConfig) -> A2GenActionTokenizer:
+    """The tokenizer saved in ``folder`` or ``folder/tokenizer``, checked against the model config."""
+    candidates = [folder / TOKENIZER_CONFIG_NAME, folder / TOKENIZER_SUBFOLDER / TOKENIZER_CONFIG_NAME]
+    tokenizer_file = next((path for path in candidates if path.is_file()), None)
+    if tokenizer_file is None:
+        raise CheckpointError(
+            f"No tokenizer in {folder}: neither {candidates[0]} nor {candidates[1]} exists. The tokenizer carries the "
+            "time statistics and id hashing the model was trained with; save it with tokenizer.save_pretrained(folder)."
+        )
+    tokenizer_class = _read_json(tokenizer_file, "tokenizer config").get("tokenizer_class")
+    if tokenizer_class != A2GenActionTokenizer.__name__:
+        raise CheckpointError(
+            f"{tokenizer_file}: tokenizer_class is {tokenizer_class!r}, not {A2GenActionTokenizer.__name__!r}; the "
+            "folder holds another model's tokenizer."
+        )
+    try:
+        tokenizer = A2GenActionTokenizer.from_pretrained(tokenizer_file.parent, local_files_only=True)
+    except (OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{tokenizer_file.parent}: the tokenizer cannot be loaded: {error}") from None
+    try:
+        tokenizer.check_compatible(config)
+    except ValueError as error:
+        raise CheckpointError(f"{tokenizer_file} disagrees with {folder / CONFIG_NAME}: {error}") from None
+    return tokenizer
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of ``folder`` (one, or the shards of the index), each checked to be complete."""
+    single, index = folder / SAFE_WEIGHTS_NAME, folder / SAFE_WEIGHTS_INDEX_NAME
+    if single.is_file():
+        files = [single]
+    elif index.is_file():
+        weight_map = _read_json(index, "weight index").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{index}: 'weight_map' is missing or empty; the index file is corrupt.")
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+        absent = [path.name for path in files if not path.is_file()]
+        if absent:
+            raise CheckpointError(f"{index} lists shard(s) {absent} that are not in {folder}; the copy is incomplete.")
+    else:
+        pickled = [name for name in PICKLED_WEIGHTS_NAMES if (folder / name).is_file()]
+        hint = (
+            f" It holds {pickled}, pickled weights that a2gen_hf never unpickles (loading them can run arbitrary "
+            "code); if you trust their origin, load them yourself and save the model again with save_pretrained."
+            if pickled
+            else " Save the model with model.save_pretrained(folder), which writes model.safetensors."
+        )
+        raise CheckpointError(f"{single} does not exist.{hint}")
+    for path in files:
+        try:
+            # Opening reads the header and checks that the file covers every tensor it declares.
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(
+                f"{path}: cannot be read as safetensors ({error}); the file is truncated or corrupt (an interrupted "
+                "download or copy?). Download or save it again."
+            ) from None
+    return files
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, A2GenActionTokenizer]:
+    """
+    Load the model and tokenizer saved in the folder ``path``, strictly.
+
+    Checks, in order: ``config.json`` exists, is valid JSON and describes a model of this package (its
+    ``architectures`` pick the class: :class:`A2GenForActionGeneration`, :class:`A2GenModel`, MMoE or PLE); the
+    tokenizer (in the folder or its ``tokenizer/`` subfolder) is an :class:`A2GenActionTokenizer` whose vocabulary,
+    time statistics, ``max_actions`` and bucket counts equal the config's; ``model.safetensors`` (or the shards of
+    ``model.safetensors.index.json``) is complete; and the weights hold exactly the tensors the model has, with the
+    same shapes: no tensor is left at its random initialisation and none is ignored.
+
+    Returns:
+        `(model, tokenizer)`: the model in eval mode on the CPU, and its tokenizer.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"The checkpoint folder {folder} does not exist (or is not a folder).")
+    model_class, config = _model_class_and_config(folder)
+    tokenizer = _load_tokenizer(folder, config)
+    files = _weight_files(folder)
+    where = files[0] if len(files) == 1 else folder / SAFE_WEIGHTS_INDEX_NAME
+    # Mismatched shapes are collected (not raised by transformers) so that all problems are reported at once.
+    model, loading_info = model_class.from_pretrained(
+        folder,
+        config=config,
+        use_safetensors=True,
+        local_files_only=True,
+        ignore_mismatched_sizes=True,
+        output_loading_info=True,
+    )
+    problems = []
+    if loading_info["missing_keys"]:
+        problems.append(
+            f"missing tensors (would be left at random initialisation): {_shown(loading_info['missing_keys'])}"
+        )
+    if loading_info["unexpected_keys"]:
+        problems.append(f"tensors the model does not have: {_shown(loading_info['unexpected_keys'])}")
+    if loading_info["mismatched_keys"]:
+        shapes = [
+            f"{key} (file {tuple(saved)}, model {tuple(expected)})"
+            for key, saved, expected in loading_info["mismatched_keys"]
+        ]
+        problems.append(f"tensors of another shape: {_shown(shapes)}")
+    problems.extend(str(message) for message in loading_info["error_msgs"])
+    if problems:
+        raise CheckpointError(
+            f"{where} does not fit {folder / CONFIG_NAME} ({model_class.__name__}):\n  - "
+            + "\n  - ".join(problems)
+            + "\nThe weights were saved from a model with another config; save both from the same model."
+        )
+    return model, tokenizer
