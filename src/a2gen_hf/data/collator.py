@@ -38,7 +38,9 @@ class A2GenDataCollator:
     ``max_events_per_item`` events; N and E are the longest kept lengths in the batch (at least 1), right-padded with
     zeros. Labels: the first ``max_actions + 1`` actions of the target sequence (start included), padded with 0 to
     exactly ``T = max_actions + 1``. Times are normalised with the tokenizer; unknown (NaN) and padded times are 0.0
-    with time mask 0. Unknown columns in a row are ignored.
+    with time mask 0; an infinite or negative time raises ``ValueError``, as does an id outside the tokenizer's
+    buckets (or an action id outside its vocabulary), naming the example and the column. Unknown columns in a row are
+    ignored.
 
     Returns a dict of tensors (B = batch, F = side features; the two ``*side_ids`` tensors only when F > 0):
     ``user_ids`` / ``item_ids`` (B,) long, ``item_side_ids`` (B, F) long, ``history_item_ids`` (B, N) long,
@@ -94,7 +96,44 @@ class A2GenDataCollator:
                     f"{list(required)} (docs/design.md, 'Examples on disk')."
                 )
 
-    def _normalized(self, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _raise_at(values: np.ndarray, bad: np.ndarray, rows: np.ndarray, column: str, allowed: str) -> None:
+        """Raise naming the first example whose ``values`` are flagged by ``bad``; ``rows`` (same shape) owns each."""
+        if bad.any():
+            first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            raise ValueError(
+                f"A2GenDataCollator: example {int(rows[first])} of the batch has {column} value {values[first]}; "
+                f"{allowed}."
+            )
+
+    def _check_ids(self, batch: dict[str, np.ndarray]) -> None:
+        tokenizer = self.tokenizer
+        for name, column, buckets in (
+            ("user_ids", "user_id", tokenizer.user_buckets),
+            ("item_ids", "item_id", tokenizer.item_buckets),
+            ("item_side_ids", "item_side_ids", tokenizer.side_feature_buckets),
+            ("history_item_ids", "history_item_ids", tokenizer.item_buckets),
+            ("history_item_side_ids", "history_item_side_ids", tokenizer.side_feature_buckets),
+            ("history_action_ids", "history_action_ids", tokenizer.vocab_size),
+            ("labels", "action_ids", tokenizer.vocab_size),
+        ):
+            if name in batch:
+                ids = batch[name]
+                rows = np.broadcast_to(np.arange(len(ids)).reshape(-1, *[1] * (ids.ndim - 1)), ids.shape)
+                self._raise_at(
+                    ids,
+                    (ids < 0) | (ids >= buckets),
+                    rows,
+                    column,
+                    f"ids must lie in [0, {buckets}) (0 = padding), as the tokenizer the data was prepared with makes them",
+                )
+
+    def _normalized(self, seconds: np.ndarray, rows: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Raw seconds (V,) of examples ``rows`` (V,) -> normalised times (V,) and time mask (V,)."""
+        # NaN is an unknown time; inf or a negative number is a broken one and must not pass as "unknown".
+        self._raise_at(
+            seconds, np.isinf(seconds) | (seconds < 0), rows, column, "times must be finite seconds >= 0 (NaN = unknown)"
+        )
         known = np.isfinite(seconds)
         times = np.where(known, self.tokenizer.normalize_seconds(np.where(known, seconds, 0.0)), 0.0)
         return times.astype(np.float32), known.astype(np.int64)
@@ -147,7 +186,7 @@ class A2GenDataCollator:
         num_events = max(int(event_counts.max()) if total else 0, 1)
         event_item, event_slot = _positions(event_counts)
         where = (item_row[event_item], item_slot[event_item], event_slot)
-        times, known = self._normalized(event_seconds)
+        times, known = self._normalized(event_seconds, where[0], "history_action_seconds")
         for name, values, dtype in (
             ("history_action_ids", event_ids, np.int64),
             ("history_action_times", times, np.float32),
@@ -163,7 +202,7 @@ class A2GenDataCollator:
             [row["action_ids"] for row in features], [row["action_seconds"] for row in features], length
         )
         where = _positions(label_counts)
-        times, known = self._normalized(label_seconds)
+        times, known = self._normalized(label_seconds, where[0], "action_seconds")
         for name, values, dtype in (
             ("labels", label_ids, np.int64),
             ("label_times", times, np.float32),
@@ -172,6 +211,7 @@ class A2GenDataCollator:
             grid = np.zeros((batch_size, length), dtype=dtype)
             grid[where] = values
             batch[name] = grid
+        self._check_ids(batch)
         return {name: torch.from_numpy(values) for name, values in batch.items()}
 
     @staticmethod
