@@ -24,6 +24,7 @@ from .modeling_baselines import (
     MultiTaskBaselinePreTrainedModel,
     PLEForActionPrediction,
 )
+from .pipelines import ActionGenerationPipeline, ActionRequestError, generate_timelines
 from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, UnknownActionError
 from .version import __version__
 
@@ -40,6 +41,8 @@ __all__ = [
     "PLEConfig",
     "PLEForActionPrediction",
     "A2GenActionGenerationOutput",
+    "ActionGenerationPipeline",
+    "ActionRequestError",
     "A2GenActionPrediction",
     "A2GenActionTokenizer",
     "A2GenBeamGenerateOutput",
@@ -59,5 +62,6 @@ __all__ = [
     "SHORT_VIDEO_ACTIONS",
     "TimelineError",
     "UnknownActionError",
+    "generate_timelines",
     "__version__",
 ]

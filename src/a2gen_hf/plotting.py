@@ -1,0 +1,263 @@
+"""Pictures: a timeline in the style of the paper's intro figure, training curves and the model comparison.
+
+Every function writes a PNG with matplotlib's Agg backend (no display needed) and returns the path it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+Timeline = Sequence[tuple[str, float | None]]
+PathLike = str | os.PathLike
+
+# The intro figure's colours: start in orange, leave in red; other actions take the palette in order of appearance.
+START_COLOR = "#f0a22e"
+END_COLOR = "#d62728"
+PALETTE = ("#4c72b0", "#ed7d1f", "#6aa79a", "#8172b2", "#937860", "#da8bc3", "#55a868", "#8c8c8c")
+
+
+def _save(figure: plt.Figure, path: PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _check_timeline(timeline: Any, name: str) -> list[tuple[str, float | None]]:
+    if isinstance(timeline, (str, bytes)) or not isinstance(timeline, Sequence):
+        raise TypeError(f"{name} must be a list of (action, seconds) pairs, got {type(timeline).__name__}.")
+    events = []
+    for position, event in enumerate(timeline):
+        if isinstance(event, (str, bytes)) or not isinstance(event, Sequence) or len(event) != 2:
+            raise ValueError(f"{name}[{position}] is {event!r}; each event must be a pair (action, seconds or None).")
+        action, seconds = event
+        if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"{name}[{position}] ({action!r}) is at {seconds!r} s; times must be finite, >= 0 or None.")
+        events.append((str(action), None if seconds is None else float(seconds)))
+    return events
+
+
+def _action_colors(rows: Sequence[Sequence[tuple[str, float | None]]], start: str, end: str) -> dict[str, str]:
+    colors = {start: START_COLOR, end: END_COLOR}
+    others = [action for events in rows for action, _ in events if action not in colors]
+    for action in dict.fromkeys(others):
+        colors[action] = PALETTE[(len(colors) - 2) % len(PALETTE)]
+    return colors
+
+
+def plot_timeline(
+    predicted: Timeline,
+    actual: Timeline | None = None,
+    path: PathLike = "timeline.png",
+    title: str | None = None,
+    start_action: str = "start",
+    end_action: str = "leave",
+) -> Path:
+    """
+    Draw timelines as the paper's intro figure does: a horizontal time axis per row, one marker per action at its
+    time with the action's name above and the time below, the start action in orange and the end action in red.
+
+    Args:
+        predicted: ``[(action, seconds), ...]`` as :meth:`A2GenActionTokenizer.decode_timeline` returns it.
+        actual: the true timeline, drawn as a second row under the prediction.
+        path: the PNG to write.
+        title: a title above the rows (e.g. the user and item).
+        start_action / end_action: the actions drawn in orange / red.
+
+    Actions whose time is unknown (None) are listed at the right end of their row ("time unknown: ...").
+
+    Returns:
+        `Path` of the PNG.
+    """
+    rows = [("predicted", _check_timeline(predicted, "predicted"))]
+    if actual is not None:
+        rows.append(("actual", _check_timeline(actual, "actual")))
+    colors = _action_colors([events for _, events in rows], start_action, end_action)
+    known_times = [seconds for _, events in rows for _, seconds in events if seconds is not None]
+    span = max(known_times, default=0.0) or 1.0
+    right = span * 1.12
+
+    figure, axes = plt.subplots(len(rows), 1, figsize=(10, 1.9 * len(rows)), squeeze=False)
+    for axis, (label, events) in zip(axes[:, 0], rows):
+        axis.set_xlim(-0.16 * span, right + 0.02 * span)
+        axis.set_ylim(-1.0, 1.5)
+        axis.axis("off")
+        axis.annotate(
+            "", xy=(right, 0), xytext=(-0.02 * span, 0), arrowprops=dict(arrowstyle="-|>", color="black", lw=1.6)
+        )
+        axis.text(right, -0.3, "Time", ha="right", va="top", style="italic", fontsize=11)
+        axis.text(-0.15 * span, 0, label, ha="left", va="center", fontsize=12, weight="bold")
+        # Labels of actions close in time go up one level (names) / down one level (times) instead of overlapping.
+        last_at_level: list[tuple[float, int] | None] = [None, None]
+        for action, seconds in events:
+            if seconds is None:
+                continue
+            text_width = max(len(action), len(f"{seconds:.3g}s"))
+            level = next(
+                (
+                    level
+                    for level, last in enumerate(last_at_level)
+                    if last is None or seconds - last[0] > (text_width + last[1]) / 2 * 0.011 * span
+                ),
+                0,
+            )
+            last_at_level[level] = (seconds, text_width)
+            color = colors[action]
+            marker_height = 0.35 + 0.5 * level
+            axis.plot([seconds, seconds], [0, marker_height], color="black", lw=1.2, zorder=1)
+            axis.scatter([seconds], [marker_height], s=110, color=color, edgecolor="black", zorder=2)
+            axis.text(seconds, marker_height + 0.18, action, ha="center", va="bottom", fontsize=10, color=color,
+                      weight="bold" if action in (start_action, end_action) else "normal")
+            axis.text(seconds, -0.15 - 0.35 * level, f"{seconds:.3g}s", ha="center", va="top", fontsize=9)
+        unknown = [action for action, seconds in events if seconds is None]
+        if unknown:
+            axis.text(right, 1.3, "time unknown: " + ", ".join(unknown), ha="right", va="center", fontsize=9,
+                      color="dimgray")
+    if title:
+        figure.suptitle(title, fontsize=12)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _load_json(source: Any, what: str) -> Any:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what}: {path} does not exist.")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: {error.msg}") from None
+    return source
+
+
+def training_curves(log: Any) -> dict[str, tuple[list[float], list[float]]]:
+    """
+    ``{"training loss": (steps, values), "validation loss": (steps, values)}`` from a log: a path to, or the content
+    of, a Trainer ``trainer_state.json`` or the Accelerate loop's ``training_log.json`` (both hold ``log_history``),
+    or the ``log_history`` list itself. Trainer names the validation loss ``eval_loss``, the loop
+    ``validation_loss``; Trainer's closing summary (``train_loss``) is not a point of the curve.
+    """
+    content = _load_json(log, "training log")
+    history = content.get("log_history") if isinstance(content, Mapping) else content
+    if not isinstance(history, list):
+        raise ValueError(
+            'A training log is trainer_state.json / training_log.json ({"log_history": [...]}) or its log_history '
+            f"list; got {type(content).__name__} without a log_history list."
+        )
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for position, entry in enumerate(history):
+        if not isinstance(entry, Mapping) or "step" not in entry:
+            raise ValueError(f"log_history[{position}] is {entry!r}; each entry needs a 'step'.")
+        for key, name in (("loss", "training loss"), ("eval_loss", "validation loss"), ("validation_loss", "validation loss")):
+            if key in entry:
+                steps, values = curves.setdefault(name, ([], []))
+                steps.append(float(entry["step"]))
+                values.append(float(entry[key]))
+    if not curves:
+        raise ValueError(
+            "The training log has no 'loss', 'eval_loss' or 'validation_loss' entries to plot; was logging enabled "
+            "(logging_steps / log_every)?"
+        )
+    return curves
+
+
+def plot_training_curves(log: Any, path: PathLike = "training_curves.png", title: str | None = None) -> Path:
+    """Training and validation loss against the optimisation step; ``log`` as :func:`training_curves` reads it."""
+    curves = training_curves(log)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for (name, (steps, values)), color in zip(curves.items(), ("#4c72b0", "#d62728")):
+        axis.plot(steps, values, marker="o" if len(steps) <= 30 else None, ms=4, label=name, color=color)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(title or "Training curves")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _summary_value(cell: Any) -> tuple[float, float]:
+    """(mean, std) of a ``{"mean": .., "std": ..}`` cell; NaN where absent."""
+    if not isinstance(cell, Mapping):
+        return math.nan, math.nan
+    mean, std = cell.get("mean"), cell.get("std")
+    return (math.nan if mean is None else float(mean)), (0.0 if std is None or math.isnan(std) else float(std))
+
+
+def _grouped_bars(axis: plt.Axes, models: Mapping[str, Any], table: str, baseline: float) -> list[str]:
+    actions = list(dict.fromkeys(action for summary in models.values() for action in summary.get(table, {})))
+    width = 0.8 / max(len(models), 1)
+    positions = np.arange(len(actions))
+    for index, (name, summary) in enumerate(models.items()):
+        values = [_summary_value(summary.get(table, {}).get(action)) for action in actions]
+        means = np.array([mean for mean, _ in values])
+        stds = np.array([std for _, std in values])
+        axis.bar(
+            positions + (index - (len(models) - 1) / 2) * width,
+            means - baseline,
+            width,
+            bottom=baseline,
+            yerr=stds,
+            capsize=3,
+            label=summary.get("label", name),
+            color=PALETTE[index % len(PALETTE)],
+        )
+        for position in np.flatnonzero(np.isnan(means)):
+            axis.text(positions[position] + (index - (len(models) - 1) / 2) * width, baseline, "n/a", ha="center",
+                      va="bottom", fontsize=8, rotation=90)
+    axis.set_xticks(positions, actions)
+    axis.grid(axis="y", alpha=0.3)
+    return actions
+
+
+def plot_comparison(results: Any, path: PathLike = "results.png", title: str | None = None) -> Path:
+    """
+    Bar charts of the comparison report (``a2gen compare``'s ``results.json``, or its dict): action AUC per action
+    and model with mean ± std over seeds as error bars, bars rising from chance (0.5), the simulator's oracle AUC as
+    black marks when the report has it; and, when the report has ``mae``, timing MAE per action beside it.
+
+    Format: ``{"models": {name: {"label": "...", "auc": {action: {"mean": .., "std": ..}}, "mae": {...},
+    "oracle_auc": {...}}}}``; ``label``, ``mae`` and ``oracle_auc`` are optional, a missing or NaN mean draws no bar.
+    """
+    report = _load_json(results, "comparison results")
+    models = report.get("models") if isinstance(report, Mapping) else None
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError('Comparison results need a non-empty "models" dict: {"models": {name: {"auc": {...}}}}.')
+    if not any(summary.get("auc") for summary in models.values()):
+        raise ValueError('No model of the comparison results has an "auc" table {action: {"mean": .., "std": ..}}.')
+    has_mae = any(summary.get("mae") for summary in models.values())
+    figure, axes = plt.subplots(1, 2 if has_mae else 1, figsize=(13 if has_mae else 7.5, 4.5), squeeze=False)
+    auc_axis = axes[0, 0]
+    actions = _grouped_bars(auc_axis, models, "auc", baseline=0.5)
+    oracle = next((summary["oracle_auc"] for summary in models.values() if summary.get("oracle_auc")), None)
+    if oracle:
+        for position, action in enumerate(actions):
+            mean, _ = _summary_value(oracle.get(action))
+            auc_axis.hlines(mean, position - 0.42, position + 0.42, colors="black", linestyles="--",
+                            label="oracle" if position == 0 else None)
+    auc_axis.axhline(0.5, color="gray", lw=0.8)
+    auc_axis.set_ylabel("AUC (bars from chance, 0.5)")
+    auc_axis.set_title("Action AUC, mean ± std over seeds")
+    auc_axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(models) + 1, 4))
+    if has_mae:
+        mae_axis = axes[0, 1]
+        _grouped_bars(mae_axis, models, "mae", baseline=0.0)
+        mae_axis.set_ylabel("MAE (normalised time)")
+        mae_axis.set_title("Timing MAE, mean ± std over seeds (lower is better)")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)

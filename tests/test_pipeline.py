@@ -1,0 +1,238 @@
+"""The "action-generation" pipeline: registration, the same tensors as the collator, loading by path, clear errors."""
+
+import math
+
+import pytest
+import torch
+from transformers import pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+import a2gen_hf
+from a2gen_hf import (
+    A2GenActionTokenizer,
+    A2GenConfig,
+    A2GenForActionGeneration,
+    ActionGenerationPipeline,
+    ActionRequestError,
+)
+from a2gen_hf.data import A2GenDataCollator
+
+FIELDS = ["category", "opening_topic"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_hf_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_home" / "datasets"))
+
+
+def tiny_model(generator="iag", **overrides):
+    torch.manual_seed(0)
+    settings = dict(
+        generator=generator,
+        hidden_size=16,
+        num_attention_heads=4,
+        id_embedding_size=8,
+        action_embedding_size=8,
+        time_embedding_size=8,
+        max_history_items=3,
+        max_events_per_item=4,
+        max_actions=5,
+        user_buckets=50,
+        item_buckets=200,
+        side_feature_buckets=30,
+        num_item_side_features=2,
+        time_log_mean=1.5,
+        time_log_std=1.1,
+    )
+    settings.update(overrides)
+    return A2GenForActionGeneration(A2GenConfig(**settings)).eval()
+
+
+def history_item(item, like_at=2.0, leave_at=18.0, **side_features):
+    entry = {"item": item, "events": [("start", 0.0), ("like", like_at), ("leave", leave_at)]}
+    if side_features:
+        entry["side_features"] = side_features
+    return entry
+
+
+REQUEST = {
+    "user": "u1",
+    "history": [history_item("v7", category="topic_3", opening_topic="topic_1"), history_item("v8", 5.0, 30.0)],
+    "candidates": ["v42", {"item": "v43", "side_features": {"category": "topic_1"}}],
+}
+
+
+def make_pipe(model, **kwargs):
+    return pipeline("action-generation", model=model, side_feature_fields=FIELDS, **kwargs)
+
+
+def test_registered_on_import():
+    assert "action-generation" in PIPELINE_REGISTRY.get_supported_tasks()
+    assert PIPELINE_REGISTRY.supported_tasks["action-generation"]["impl"] is ActionGenerationPipeline
+    assert "ActionGenerationPipeline" in a2gen_hf.__all__
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_outputs_equal_the_model_on_collated_rows(generator):
+    model = tiny_model(generator)
+    tokenizer = A2GenActionTokenizer.from_config(model.config)
+    results = make_pipe(model, tokenizer=tokenizer)(REQUEST)
+
+    # The same request written as on-disk rows by hand, collated and run through the model directly.
+    def side(values):
+        return [tokenizer.hash_side_feature(field, values[field]) if field in values else 0 for field in FIELDS]
+
+    start, like, leave = (tokenizer.convert_tokens_to_ids(name) for name in ("start", "like", "leave"))
+    shared = {
+        "user_id": tokenizer.hash_user("u1"),
+        "history_item_ids": [tokenizer.hash_item("v7"), tokenizer.hash_item("v8")],
+        "history_item_side_ids": [side({"category": "topic_3", "opening_topic": "topic_1"}), [0, 0]],
+        "history_action_ids": [[start, like, leave], [start, like, leave]],
+        "history_action_seconds": [[0.0, 2.0, 18.0], [0.0, 5.0, 30.0]],
+        "action_ids": [start],
+        "action_seconds": [0.0],
+    }
+    rows = [
+        {**shared, "item_id": tokenizer.hash_item("v42"), "item_side_ids": [0, 0]},
+        {**shared, "item_id": tokenizer.hash_item("v43"), "item_side_ids": side({"category": "topic_1"})},
+    ]
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)(rows)
+    inputs = {name: value for name, value in batch.items() if not name.startswith("label")}
+    expected = model.predict_actions(**inputs)
+    generated = model.generate(**inputs, max_new_tokens=model.config.max_actions, return_dict_in_generate=True)
+
+    assert [result["item"] for result in results] == ["v42", "v43"]
+    for row, result in enumerate(results):
+        assert list(result["action_probabilities"]) == ["like", "follow", "forward", "comment", "leave"]
+        for name, probability in result["action_probabilities"].items():
+            action_id = model.config.action_id(name)
+            assert probability == pytest.approx(expected.action_probabilities[row, action_id].item(), abs=1e-6)
+            assert result["expected_seconds"][name] == pytest.approx(
+                expected.expected_seconds[row, action_id].item(), rel=1e-5, abs=1e-6
+            )
+        assert result["timeline"] == tokenizer.decode_timeline(generated.sequences[row], generated.times[row])
+        assert result["timeline"][0] == ("start", 0.0)
+    # Two different candidates (ids and side features) get different scores.
+    assert results[0]["action_probabilities"] != results[1]["action_probabilities"]
+
+
+def test_history_times_reach_the_model():
+    pipe = make_pipe(tiny_model())
+    early = pipe({**REQUEST, "history": [history_item("v7", like_at=1.0)]})
+    late = pipe({**REQUEST, "history": [history_item("v7", like_at=15.0)]})
+    assert early[0]["action_probabilities"] != late[0]["action_probabilities"]
+
+
+def test_history_keeps_the_most_recent_items_like_the_collator():
+    pipe = make_pipe(tiny_model())  # max_history_items=3
+    history = [history_item(f"v{index}", like_at=1.0 + index) for index in range(5)]
+    full = pipe({**REQUEST, "history": history})
+    recent = pipe({**REQUEST, "history": history[-3:]})
+    older = pipe({**REQUEST, "history": history[:3]})
+    assert full == recent
+    assert full != older
+
+
+def test_empty_history_and_unknown_times():
+    pipe = make_pipe(tiny_model())
+    cold = pipe({**REQUEST, "history": []})
+    untimed = pipe({**REQUEST, "history": [{"item": "v7", "events": [("start", None), ("like", None)]}]})
+    for results in (cold, untimed):
+        assert len(results) == 2
+        for result in results:
+            assert all(0.0 <= value <= 1.0 for value in result["action_probabilities"].values())
+            assert all(math.isfinite(value) and value >= 0 for value in result["expected_seconds"].values())
+
+
+def test_list_of_requests_gives_a_list_of_results():
+    pipe = make_pipe(tiny_model())
+    single = pipe(REQUEST)
+    batched = pipe([REQUEST, {**REQUEST, "candidates": ["v1"]}])
+    assert batched[0] == single
+    assert [result["item"] for result in batched[1]] == ["v1"]
+
+
+def test_loads_from_a_saved_folder(tmp_path):
+    model = tiny_model()
+    tokenizer = A2GenActionTokenizer.from_config(model.config)
+    expected = make_pipe(model, tokenizer=tokenizer)(REQUEST)
+    with_tokenizer, without_tokenizer = tmp_path / "with", tmp_path / "without"
+    model.save_pretrained(with_tokenizer)
+    tokenizer.save_pretrained(with_tokenizer)
+    model.save_pretrained(without_tokenizer)
+
+    loaded = pipeline("action-generation", model=str(with_tokenizer), side_feature_fields=FIELDS)
+    assert isinstance(loaded.tokenizer, A2GenActionTokenizer)
+    assert loaded(REQUEST) == expected
+    # Without tokenizer files the pipeline builds the tokenizer from the config's identical settings.
+    assert pipeline("action-generation", model=str(without_tokenizer), side_feature_fields=FIELDS)(REQUEST) == expected
+    by_path = pipeline(
+        "action-generation", model=str(without_tokenizer), tokenizer=str(with_tokenizer), side_feature_fields=FIELDS
+    )
+    assert by_path(REQUEST) == expected
+    # A saved tokenizer that disagrees with the model is refused, not silently replaced.
+    tokenizer.time_log_mean = 0.0
+    tokenizer.save_pretrained(without_tokenizer)
+    with pytest.raises(ValueError, match="time_log_mean: tokenizer has 0.0, config has 1.5"):
+        pipeline("action-generation", model=str(without_tokenizer))
+
+
+def test_side_feature_fields_can_be_given_per_call():
+    model = tiny_model()
+    pipe = pipeline("action-generation", model=model)
+    assert pipe(REQUEST, side_feature_fields=FIELDS) == make_pipe(model)(REQUEST)
+    # A request without side features needs no field names.
+    assert len(pipe({**REQUEST, "history": [history_item("v7")], "candidates": ["v42"]})) == 1
+
+
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        ({**REQUEST, "candidates": []}, "candidates must be a non-empty list"),
+        ({**REQUEST, "candidates": "v42"}, "candidates must be a non-empty list"),
+        ({key: REQUEST[key] for key in ("user", "history")}, r"missing \['candidates'\]"),
+        ({**REQUEST, "items": []}, r"unknown \['items'\]"),
+        ({**REQUEST, "user": None}, "user must be a raw user id"),
+        (
+            {**REQUEST, "history": [{"item": "v7", "events": [("start", 0.0), ("like", 9.0), ("leave", 3.0)]}]},
+            r"history\[0\] \(item 'v7'\): Events are out of time order",
+        ),
+        (
+            {**REQUEST, "history": [{"item": "v7", "events": [("start", 0.0), ("dislike", 1.0)]}]},
+            r"history\[0\] \(item 'v7'\): Unknown action 'dislike'",
+        ),
+        (
+            {**REQUEST, "history": [{"item": "v7", "events": [("like", 1.0)]}]},
+            r"history\[0\].*begins with 'like', not with the start action",
+        ),
+        ({**REQUEST, "history": [{"item": "v7", "events": [("start", -1.0)]}]}, r"history\[0\]"),
+        ({**REQUEST, "history": [{"item": "v7"}]}, r"history\[0\] has missing \['events'\]"),
+        ({**REQUEST, "candidates": [{"item": "v1", "side_features": {"color": "red"}}]}, r"unknown side feature"),
+        ({**REQUEST, "candidates": [{"id": "v1"}]}, r"candidates\[0\] has missing \['item'\]"),
+        ({**REQUEST, "candidates": [["v1"]]}, r"candidates\[0\]: the item id must be a raw id"),
+    ],
+)
+def test_malformed_requests_raise_clear_errors(request_, message):
+    with pytest.raises(ActionRequestError, match=message):
+        make_pipe(tiny_model())(request_)
+
+
+def test_configuration_errors():
+    model = tiny_model()
+    with pytest.raises(ActionRequestError, match="pass side_feature_fields"):
+        pipeline("action-generation", model=model)(REQUEST)
+    with pytest.raises(ActionRequestError, match="names 1 fields, but the model reads 2"):
+        pipeline("action-generation", model=model, side_feature_fields=["category"])(REQUEST)
+    with pytest.raises(ActionRequestError, match="reads no item side features"):
+        pipeline("action-generation", model=tiny_model(num_item_side_features=0))(REQUEST)
+    with pytest.raises(ValueError, match="batch_size=2 is not supported"):
+        make_pipe(model)([REQUEST, REQUEST], batch_size=2)
+    with pytest.raises(TypeError, match=r"unknown parameters \['top_k'\]"):
+        make_pipe(model)(REQUEST, top_k=3)
+    other = A2GenActionTokenizer.from_config(model.config)
+    other.time_log_mean = 0.0
+    with pytest.raises(ValueError, match="time_log_mean"):
+        make_pipe(model, tokenizer=other)
+    with pytest.raises(ValueError, match="user side lists"):
+        make_pipe(tiny_model(num_user_side_lists=2))
