@@ -362,6 +362,63 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="draw a PNG: a predicted vs actual timeline, training curves, or the model comparison",
+        description="Draw pictures with matplotlib (no display needed). See docs/cli.md.",
+    )
+    kinds = parser.add_subparsers(dest="plot_kind", required=True, metavar="KIND")
+    timeline = kinds.add_parser(
+        "timeline",
+        help="the generated timeline of one example above its actual timeline (the paper's intro figure)",
+    )
+    timeline.add_argument("--model", required=True, help="folder written by save_pretrained (an A2Gen model)")
+    timeline.add_argument("--data", required=True, help="data folder from a2gen prepare / a2gen simulate")
+    timeline.add_argument("--split", default="test")
+    timeline.add_argument("--index", type=int, default=0, help="row of the split")
+    curves = kinds.add_parser("curves", help="training and validation loss against the step")
+    curves.add_argument("log", help="trainer_state.json (Trainer) or training_log.json (a2gen train)")
+    comparison = kinds.add_parser("comparison", help="AUC (and timing MAE) per action and model, mean ± std")
+    comparison.add_argument("results", help="results.json written by a2gen compare")
+    for kind in (timeline, curves, comparison):
+        kind.add_argument("--output", required=True, help="the PNG to write")
+        kind.add_argument("--title", help="a title for the picture")
+    parser.set_defaults(func=run_plot)
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from .plotting import plot_comparison, plot_timeline, plot_training_curves
+
+    try:
+        if args.plot_kind == "curves":
+            path = plot_training_curves(args.log, args.output, title=args.title)
+        elif args.plot_kind == "comparison":
+            path = plot_comparison(args.results, args.output, title=args.title)
+        else:
+            from .pipelines import generate_timelines
+
+            model, tokenizer = _load_model_and_tokenizer(args.model, args.data)
+            if not model.can_generate():
+                raise ValueError(f"{type(model).__name__} does not generate timelines; use an A2Gen model.")
+            if args.index < 0:
+                raise ValueError(f"--index {args.index} must be >= 0.")
+            examples, collator, _ = _split_loader(model, tokenizer, args.data, args.split, 1, limit=args.index + 1)
+            if args.index >= len(examples):
+                raise ValueError(f"--index {args.index} is out of range: split {args.split!r} has {len(examples)} rows.")
+            row = examples[args.index]
+            batch = collator([row])
+            predicted = generate_timelines(model, tokenizer, batch)[0]
+            actual = tokenizer.decode_timeline(batch["labels"][0], batch["label_times"][0], batch["label_time_mask"][0])
+            title = args.title or f"{args.split} row {args.index}: user {row['user']}, item {row['item']}"
+            path = plot_timeline(predicted, actual, args.output, title=title)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"a2gen plot {args.plot_kind}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a2gen", description="A2Gen: data preparation, training and serving.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -372,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_command(subparsers)
     add_compare_command(subparsers)
     add_demo_command(subparsers)
+    add_plot_command(subparsers)
     return parser
 
 

@@ -1,0 +1,544 @@
+"""
+Simple, non-neural baselines that every network must beat: count rules and a logistic regression on counts.
+
+All of them read the columns of a saved ``DatasetDict`` split (``docs/design.md``, "Examples on disk") as arrow
+arrays, fit on the train split only and predict in the format of ``predict_actions`` so that the networks' metric
+code (:func:`a2gen_hf.metrics.compute_action_metrics`) scores them unchanged:
+
+- ``action_probabilities`` `(n, V)`: P(the action happens after ``start`` in the target's sequence) per action id
+  (column 0, padding, is 0);
+- ``expected_times`` `(n, V)`: the normalised time of its first occurrence. Every baseline here predicts the
+  per-action **median** of that time on the train split (:class:`ConstantMedianTime`): most first-occurrence times
+  are 0 s on e-commerce logs (85-89 % of Taobao's fav / cart), so a constant median is a strong MAE reference.
+
+The baselines (:data:`SIMPLE_BASELINES`):
+
+- ``propensity`` (:class:`UserPropensityBaseline`): the share of the user's last ``window`` history items whose
+  events include the action; no learning apart from an optional shrinkage towards the train rate;
+- ``popularity`` (:class:`PopularityBaseline`): the target item's action rate on train, shrunk towards its
+  category's rate (item side feature 0), shrunk towards the global rate;
+- ``logreg`` (:class:`CountFeatureLogisticRegression`): one ``sklearn`` logistic regression per action on count
+  features (user propensities, item / category rates, history length, category overlap, recency), C chosen on
+  validation;
+- ``median-time`` (:class:`ConstantMedianTime`): the train rate of each action for every example (AUC 0.5) and the
+  median times.
+
+Usage::
+
+    tokenizer = A2GenActionTokenizer.from_pretrained(f"{data_dir}/tokenizer")
+    splits = load_from_disk(data_dir)
+    baseline = SIMPLE_BASELINES["logreg"](tokenizer).fit(splits["train"], splits["validation"])
+    predictions = baseline.predict(splits["test"])  # {"action_probabilities": (n, V), "expected_times": (n, V)}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset
+from scipy.special import logit
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from ..tokenization_a2gen import A2GenActionTokenizer
+
+HISTORY_COLUMNS = ("item_id", "history_item_ids", "history_action_ids")
+TARGET_COLUMNS = ("action_ids", "action_seconds")
+# Category = item side feature 0; without side features every item is in one category.
+CATEGORY_COLUMNS = ("item_side_ids", "history_item_side_ids")
+
+
+def _read_columns(dataset: Dataset, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pa.Table:
+    """The `required` (and present `optional`) columns of `dataset` as one arrow table, row selections applied."""
+    missing = [name for name in required if name not in dataset.column_names]
+    if missing:
+        raise KeyError(
+            f"The simple baselines need the column(s) {missing}, which this split lacks (it has "
+            f"{dataset.column_names}); use a folder written by `a2gen prepare` or `a2gen simulate` "
+            "(docs/design.md, 'Examples on disk')."
+        )
+    present = [name for name in optional if name in dataset.column_names]
+    return dataset.with_format("arrow", columns=list(required) + present)[:]
+
+
+def _list_parts(array: pa.Array | pa.ChunkedArray, column: str) -> tuple[np.ndarray, pa.Array]:
+    """A list column (named `column` in messages) -> (length of every list `(rows,)`, the concatenated values)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.null_count:
+        row = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"Column {column!r} is null in row {row}; every row needs a list (empty when there is none).")
+    lengths = pc.list_value_length(array).to_numpy().astype(np.int64)
+    return lengths, pc.list_flatten(array)
+
+
+def _checked_action_ids(values: pa.Array, column: str, vocab_size: int) -> np.ndarray:
+    ids = values.to_numpy(zero_copy_only=False).astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        bad = int(ids.max()) if ids.max() >= vocab_size else int(ids.min())
+        raise ValueError(
+            f"Column {column!r} holds action id {bad} but the tokenizer has ids 0..{vocab_size - 1}; use the "
+            "tokenizer saved with this data folder (DIR/tokenizer)."
+        )
+    return ids
+
+
+def _first_side_feature(lengths: np.ndarray, values: pa.Array, column: str) -> np.ndarray:
+    """Side feature 0 of every row of a list<int64> column `(rows,)`; rows without side features -> 0."""
+    values = values.to_numpy(zero_copy_only=False).astype(np.int64)
+    category = np.zeros(len(lengths), dtype=np.int64)
+    has_features = lengths > 0
+    category[has_features] = values[(np.cumsum(lengths) - lengths)[has_features]]
+    if has_features.any() and not has_features.all():
+        raise ValueError(
+            f"Column {column!r} lists side features for some items but not for row "
+            f"{int(np.flatnonzero(~has_features)[0])}; every item needs the same number of side features."
+        )
+    return category
+
+
+@dataclass
+class HistoryCounts:
+    """
+    What the baselines read off a split's history columns (n = examples, H = kept history items, V = action ids).
+
+    Kept history items are the last ``window`` of every example (the lists are oldest first).
+
+    Attributes:
+        history_length: `(n,)` the full (uncapped) number of history items.
+        kept_length: `(n,)` the number of kept history items.
+        owner: `(H,)` example index of every kept item. age: `(H,)` 0 = the most recent item.
+        item_actions: `(H, V)` bool, the item's events include the action.
+        same_item: `(H,)` bool, the kept item is the example's target item (hashed ids).
+        same_category: `(H,)` bool, the kept item shares the target's category (item side feature 0; all True
+            without side features).
+        target_item: `(n,)` arrow array of the target items' raw ids (``item``; the hashed ``item_id`` without it).
+        target_category: `(n,)` side feature 0 of the target item (0 without side features).
+    """
+
+    history_length: np.ndarray
+    kept_length: np.ndarray
+    owner: np.ndarray
+    age: np.ndarray
+    item_actions: np.ndarray
+    same_item: np.ndarray
+    same_category: np.ndarray
+    target_item: pa.Array
+    target_category: np.ndarray
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.history_length)
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, vocab_size: int, window: int) -> HistoryCounts:
+        if window < 1:
+            raise ValueError(f"window={window} must be >= 1 (the number of most recent history items read).")
+        table = _read_columns(dataset, HISTORY_COLUMNS, optional=("item",) + CATEGORY_COLUMNS)
+        history_length, history_items = _list_parts(table.column("history_item_ids"), "history_item_ids")
+        num_items = int(history_length.sum())
+        owner_all = np.repeat(np.arange(len(history_length)), history_length)
+        position = np.arange(num_items) - np.repeat(np.cumsum(history_length) - history_length, history_length)
+        age_all = history_length[owner_all] - 1 - position
+        kept = age_all < window
+
+        event_lists, item_events = _list_parts(table.column("history_action_ids"), "history_action_ids")
+        if not np.array_equal(event_lists, history_length):
+            row = int(np.flatnonzero(event_lists != history_length)[0])
+            raise ValueError(
+                f"Row {row} has {history_length[row]} history_item_ids but {event_lists[row]} lists of "
+                "history_action_ids; every history item needs its list of events."
+            )
+        event_counts, events = _list_parts(item_events, "history_action_ids")
+        event_ids = _checked_action_ids(events, "history_action_ids", vocab_size)
+        item_actions = np.zeros((num_items, vocab_size), dtype=bool)
+        item_actions[np.repeat(np.arange(num_items), event_counts), event_ids] = True
+        item_actions[:, 0] = False
+
+        target_item_id = table.column("item_id").to_numpy().astype(np.int64)
+        owner = owner_all[kept]
+        same_item = history_items.to_numpy(zero_copy_only=False)[kept] == target_item_id[owner]
+        if all(name in table.column_names for name in CATEGORY_COLUMNS):
+            target_category = _first_side_feature(
+                *_list_parts(table.column("item_side_ids"), "item_side_ids"), "item_side_ids"
+            )
+            _, item_side_lists = _list_parts(table.column("history_item_side_ids"), "history_item_side_ids")
+            history_category = _first_side_feature(
+                *_list_parts(item_side_lists, "history_item_side_ids"), "history_item_side_ids"
+            )
+            same_category = history_category[kept] == target_category[owner]
+        else:
+            target_category = np.zeros(len(history_length), dtype=np.int64)
+            same_category = np.ones(int(kept.sum()), dtype=bool)
+        raw_items = table.column("item" if "item" in table.column_names else "item_id").combine_chunks()
+        return cls(
+            history_length=history_length,
+            kept_length=np.minimum(history_length, window),
+            owner=owner,
+            age=age_all[kept],
+            item_actions=item_actions[kept],
+            same_item=same_item,
+            same_category=same_category,
+            target_item=raw_items,
+            target_category=target_category,
+        )
+
+    def per_example_sum(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        """Sum over every example's kept items of `values` `(H,)` or `(H, k)` (only where `where`) -> `(n,)` / `(n, k)`."""
+        values = values if where is None else values * (where[:, None] if values.ndim == 2 else where)
+        if values.ndim == 1:
+            return np.bincount(self.owner, weights=values, minlength=self.num_examples)
+        return np.stack(
+            [np.bincount(self.owner, weights=values[:, k], minlength=self.num_examples) for k in range(values.shape[1])],
+            axis=1,
+        )
+
+    def action_shares(self, max_age: int | None = None) -> np.ndarray:
+        """`(n, V)` share of the kept items (only the last `max_age` when given) whose events include each action;
+        0 for an example without history."""
+        recent = None if max_age is None else self.age < max_age
+        counts = self.per_example_sum(self.item_actions.astype(np.float64), recent)
+        lengths = self.kept_length if max_age is None else np.minimum(self.kept_length, max_age)
+        return counts / np.maximum(lengths, 1)[:, None]
+
+    def most_recent_age(self, where: np.ndarray) -> np.ndarray:
+        """`(n,)` age of the most recent kept item where `where` `(H,)` holds; inf when there is none."""
+        ages = np.full(self.num_examples, np.inf)
+        np.minimum.at(ages, self.owner[where], self.age[where].astype(np.float64))
+        return ages
+
+
+@dataclass
+class ActionTargets:
+    """
+    Per-action targets of a split, as :func:`a2gen_hf.modeling_baselines.first_occurrence_targets` defines them
+    (an action happens if it occurs after ``start``; its time is that of its first occurrence).
+
+    Attributes:
+        occurs: `(n, V)` bool. times: `(n, V)` normalised first-occurrence times (0 where unknown or absent).
+        known: `(n, V)` bool, the action happens and its time is known.
+    """
+
+    occurs: np.ndarray
+    times: np.ndarray
+    known: np.ndarray
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, tokenizer: A2GenActionTokenizer) -> ActionTargets:
+        vocab_size = len(tokenizer.action_names) + 1
+        table = _read_columns(dataset, TARGET_COLUMNS)
+        lengths, ids = _list_parts(table.column("action_ids"), "action_ids")
+        second_lengths, seconds = _list_parts(table.column("action_seconds"), "action_seconds")
+        if not np.array_equal(lengths, second_lengths):
+            row = int(np.flatnonzero(lengths != second_lengths)[0])
+            raise ValueError(
+                f"Row {row} has {lengths[row]} action_ids but {second_lengths[row]} action_seconds; each action "
+                "needs one time (NaN when unknown)."
+            )
+        ids = _checked_action_ids(ids, "action_ids", vocab_size)
+        seconds = seconds.to_numpy(zero_copy_only=False).astype(np.float64)
+        row = np.repeat(np.arange(len(lengths)), lengths)
+        after_start = (np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)) > 0
+        after_start &= ids > 0
+        # np.unique returns the index of each key's first appearance: the first occurrence in sequence order.
+        keys, first = np.unique(row[after_start] * vocab_size + ids[after_start], return_index=True)
+        first_seconds = seconds[after_start][first]
+        shape = (len(lengths), vocab_size)
+        occurs = np.zeros(shape, dtype=bool)
+        times = np.zeros(shape)
+        known = np.zeros(shape, dtype=bool)
+        occurs.flat[keys] = True
+        finite = np.isfinite(first_seconds)
+        known.flat[keys[finite]] = True
+        times.flat[keys[finite]] = tokenizer.normalize_seconds(first_seconds[finite])
+        return cls(occurs=occurs, times=times, known=known)
+
+    def median_times(self) -> np.ndarray:
+        """`(V,)` median known time per action; actions never timed get the median of all known times (0 if none);
+        0 for padding."""
+        overall = float(np.median(self.times[self.known])) if self.known.any() else 0.0
+        medians = np.array(
+            [np.median(self.times[self.known[:, a], a]) if self.known[:, a].any() else overall
+             for a in range(self.occurs.shape[1])]
+        )
+        medians[0] = 0.0
+        return medians
+
+
+class SimpleBaseline:
+    """
+    Common interface: ``fit(train, validation=None)`` then ``predict(dataset)``.
+
+    ``fit`` learns the train rate of every action (``base_rates_`` `(V,)`) and its median first-occurrence time
+    (``median_times_`` `(V,)`, the time prediction of every baseline here), then whatever the subclass needs.
+
+    Args:
+        tokenizer: the fitted tokenizer saved with the data (its action vocabulary and time statistics are used).
+    """
+
+    def __init__(self, tokenizer: A2GenActionTokenizer):
+        self.tokenizer = tokenizer
+        self.vocab_size = len(tokenizer.action_names) + 1
+        self.base_rates_: np.ndarray | None = None
+        self.median_times_: np.ndarray | None = None
+
+    def fit(self, train: Dataset, validation: Dataset | None = None) -> SimpleBaseline:
+        targets = ActionTargets.from_dataset(train, self.tokenizer)
+        if len(targets.occurs) == 0:
+            raise ValueError("The train split is empty; the simple baselines need training examples.")
+        self.base_rates_ = targets.occurs.mean(axis=0)
+        self.median_times_ = targets.median_times()
+        self._fit(train, targets, validation)
+        return self
+
+    def predict(self, dataset: Dataset) -> dict[str, np.ndarray]:
+        """``{"action_probabilities": (n, V), "expected_times": (n, V)}`` for every row of `dataset`."""
+        if self.base_rates_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call .fit(train_split) first.")
+        probabilities = self._probabilities(dataset)
+        probabilities[:, 0] = 0.0
+        return {
+            "action_probabilities": probabilities,
+            "expected_times": np.tile(self.median_times_, (len(probabilities), 1)),
+        }
+
+    def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
+        """Subclass hook: fit what `_probabilities` needs (train only; `validation` only to choose settings)."""
+
+    def _probabilities(self, dataset: Dataset) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ConstantMedianTime(SimpleBaseline):
+    """The train rate of every action as its probability (AUC 0.5) and the train median time (the MAE reference)."""
+
+    def _probabilities(self, dataset: Dataset) -> np.ndarray:
+        return np.tile(self.base_rates_, (len(dataset), 1))
+
+
+class UserPropensityBaseline(SimpleBaseline):
+    """
+    The count rule: P(action) = share of the example's last `window` history items whose events include it.
+
+    With ``prior_strength = s > 0`` the share is shrunk towards the action's train rate p:
+    ``(count + s * p) / (kept items + s)``. An example without history gets p.
+
+    Args:
+        window: the number of most recent history items read.
+        prior_strength: s, in pseudo history items (0 = the plain share).
+    """
+
+    def __init__(self, tokenizer: A2GenActionTokenizer, window: int = 50, prior_strength: float = 0.0):
+        super().__init__(tokenizer)
+        if prior_strength < 0:
+            raise ValueError(f"prior_strength={prior_strength} must be >= 0 (pseudo history items).")
+        self.window = window
+        self.prior_strength = prior_strength
+
+    def _probabilities(self, dataset: Dataset) -> np.ndarray:
+        history = HistoryCounts.from_dataset(dataset, self.vocab_size, self.window)
+        counts = history.per_example_sum(history.item_actions.astype(np.float64))
+        lengths = history.kept_length[:, None] + self.prior_strength
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = (counts + self.prior_strength * self.base_rates_) / lengths
+        return np.where(lengths > 0, shares, self.base_rates_)
+
+
+class _RateTable:
+    """Per-key action counts on train: ``lookup`` gives `(n, V)` counts and `(n,)` totals (0 for unseen keys)."""
+
+    def __init__(self, keys: pa.Array, occurs: np.ndarray):
+        self.keys = pc.unique(keys)
+        index = pc.index_in(keys, value_set=self.keys).to_numpy()
+        self.totals = np.bincount(index, minlength=len(self.keys)).astype(np.float64)
+        self.counts = np.stack(
+            [np.bincount(index, weights=occurs[:, a], minlength=len(self.keys)) for a in range(occurs.shape[1])],
+            axis=1,
+        )
+
+    def lookup(self, keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        index = pc.index_in(keys, value_set=self.keys)
+        seen = index.is_valid().to_numpy(zero_copy_only=False)
+        index = index.fill_null(0).to_numpy()
+        return self.counts[index] * seen[:, None], self.totals[index] * seen
+
+
+class PopularityBaseline(SimpleBaseline):
+    """
+    Item popularity of every action on train, smoothed hierarchically (m = `smoothing`, p = the train rate)::
+
+        category rate = (category count + m * p) / (category examples + m)
+        item rate     = (item count + m * category rate) / (item examples + m)
+
+    Items are keyed by their raw id (``item``), categories by item side feature 0; an item or category absent
+    from train gets the rate one level up.
+
+    Args:
+        smoothing: m, in pseudo examples.
+    """
+
+    def __init__(self, tokenizer: A2GenActionTokenizer, smoothing: float = 20.0):
+        super().__init__(tokenizer)
+        if smoothing <= 0:
+            raise ValueError(f"smoothing={smoothing} must be > 0 (pseudo examples).")
+        self.smoothing = smoothing
+
+    def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
+        history = HistoryCounts.from_dataset(train, self.vocab_size, window=1)
+        self.train_size_ = history.num_examples
+        self.item_rates_ = _RateTable(history.target_item, targets.occurs)
+        self.category_rates_ = _RateTable(pa.array(history.target_category), targets.occurs)
+
+    def rates(self, history: HistoryCounts, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """
+        Smoothed ``item`` and ``category`` rates `(n, V)` and train example counts ``item_count`` /
+        ``category_count`` `(n,)` of the examples' targets. ``exclude`` `(n, V)`: the examples' own outcomes, to
+        leave them out when the examples are the train rows themselves (leave-one-out).
+        """
+        item_counts, item_totals = self.item_rates_.lookup(history.target_item)
+        category_counts, category_totals = self.category_rates_.lookup(pa.array(history.target_category))
+        prior = self.base_rates_
+        if exclude is not None:
+            item_counts, category_counts = item_counts - exclude, category_counts - exclude
+            item_totals, category_totals = item_totals - 1, category_totals - 1
+            size = self.train_size_
+            prior = (self.base_rates_ * size - exclude) / max(size - 1, 1)
+        m = self.smoothing
+        category = (category_counts + m * prior) / (category_totals + m)[:, None]
+        item = (item_counts + m * category) / (item_totals + m)[:, None]
+        return {"item": item, "category": category, "item_count": item_totals, "category_count": category_totals}
+
+    def _probabilities(self, dataset: Dataset) -> np.ndarray:
+        return self.rates(HistoryCounts.from_dataset(dataset, self.vocab_size, window=1))["item"]
+
+
+class CountFeatureLogisticRegression(SimpleBaseline):
+    """
+    One ``sklearn`` logistic regression per action on standardised count features of the example:
+
+    per action: the user propensity (share of the last `window` history items with it), the same over the last
+    `recent_window` items, the share of the same-category history items with it, 1 / (1 + age of the most recent
+    history item with it), the logits of the target item's and category's smoothed train rates
+    (:class:`PopularityBaseline`, left-one-out on the train rows so that no row sees its own label); once: log1p of
+    the history length and of the item's / category's train example counts, the shares of history items that are
+    the target item / in its category, 1 / (1 + age of the most recent same-category item).
+
+    The models are trained on train; each action's C is the one of `c_grid` with the best validation AUC (so
+    ``fit`` needs a validation split unless `c_grid` holds a single value). An action that always or never
+    happens on train gets its train rate.
+
+    Args:
+        window / recent_window: history items read for the propensities.
+        smoothing: the popularity smoothing (pseudo examples).
+        c_grid: the inverse regularisation strengths tried.
+    """
+
+    def __init__(
+        self,
+        tokenizer: A2GenActionTokenizer,
+        window: int = 50,
+        recent_window: int = 5,
+        smoothing: float = 20.0,
+        c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0),
+    ):
+        super().__init__(tokenizer)
+        if not c_grid or min(c_grid) <= 0:
+            raise ValueError(f"c_grid={c_grid} must list at least one C > 0.")
+        self.window = window
+        self.recent_window = recent_window
+        self.c_grid = tuple(c_grid)
+        self.popularity = PopularityBaseline(tokenizer, smoothing=smoothing)
+        self.scaler_: StandardScaler | None = None
+        self.models_: dict[int, LogisticRegression] = {}
+        self.chosen_c_: dict[str, float] = {}
+
+    def features(self, dataset: Dataset, exclude: np.ndarray | None = None) -> np.ndarray:
+        """`(n, D)` the count features of every row (`exclude`: the rows' own outcomes when they are train rows)."""
+        history = HistoryCounts.from_dataset(dataset, self.vocab_size, self.window)
+        rates = self.popularity.rates(history, exclude)
+        actions = slice(1, self.vocab_size)
+        same_category_counts = history.per_example_sum(history.item_actions.astype(np.float64), history.same_category)
+        same_category_total = history.per_example_sum(history.same_category.astype(np.float64))
+        action_recency = np.stack(
+            [1.0 / (1.0 + history.most_recent_age(history.item_actions[:, a])) for a in range(1, self.vocab_size)],
+            axis=1,
+        )
+        kept = np.maximum(history.kept_length, 1)
+        columns = [
+            history.action_shares()[:, actions],
+            history.action_shares(self.recent_window)[:, actions],
+            same_category_counts[:, actions] / np.maximum(same_category_total, 1)[:, None],
+            action_recency,
+            logit(np.clip(rates["item"][:, actions], 1e-4, 1 - 1e-4)),
+            logit(np.clip(rates["category"][:, actions], 1e-4, 1 - 1e-4)),
+            np.stack(
+                [
+                    np.log1p(history.history_length),
+                    np.log1p(rates["item_count"]),
+                    np.log1p(rates["category_count"]),
+                    history.per_example_sum(history.same_item.astype(np.float64)) / kept,
+                    same_category_total / kept,
+                    1.0 / (1.0 + history.most_recent_age(history.same_category)),
+                ],
+                axis=1,
+            ),
+        ]
+        return np.concatenate(columns, axis=1)
+
+    def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
+        if validation is None and len(self.c_grid) > 1:
+            raise ValueError(
+                f"CountFeatureLogisticRegression chooses C among {self.c_grid} on validation: pass fit(train, "
+                "validation), or a single-value c_grid to use that C."
+            )
+        self.popularity.fit(train)
+        train_features = self.features(train, exclude=targets.occurs)
+        if validation is not None:
+            validation_features = self.features(validation)
+            validation_occurs = ActionTargets.from_dataset(validation, self.tokenizer).occurs
+        self.models_, self.chosen_c_ = {}, {}
+        self.scaler_ = scaler = StandardScaler().fit(train_features)
+        train_features = scaler.transform(train_features)
+        if validation is not None:
+            validation_features = scaler.transform(validation_features)
+        for action in range(1, self.vocab_size):
+            labels = targets.occurs[:, action]
+            if labels.all() or not labels.any():
+                continue
+            best = None
+            for c in self.c_grid:
+                model = LogisticRegression(C=c, max_iter=2000).fit(train_features, labels)
+                if len(self.c_grid) == 1:
+                    best = (0.0, c, model)
+                    break
+                validation_labels = validation_occurs[:, action]
+                if validation_labels.all() or not validation_labels.any():
+                    raise ValueError(
+                        f"Cannot choose C for action {self.tokenizer.action_names[action - 1]!r}: it happens in "
+                        f"{int(validation_labels.sum())} of {len(validation_labels)} validation rows (AUC undefined); "
+                        "use a larger validation split or a single-value c_grid."
+                    )
+                score = roc_auc_score(validation_labels, model.predict_proba(validation_features)[:, 1])
+                if best is None or score > best[0]:
+                    best = (score, c, model)
+            self.models_[action] = best[2]
+            self.chosen_c_[self.tokenizer.action_names[action - 1]] = best[1]
+
+    def _probabilities(self, dataset: Dataset) -> np.ndarray:
+        features = self.scaler_.transform(self.features(dataset))
+        probabilities = np.tile(self.base_rates_, (len(features), 1))
+        for action, model in self.models_.items():
+            probabilities[:, action] = model.predict_proba(features)[:, 1]
+        return probabilities
+
+
+SIMPLE_BASELINES: dict[str, type[SimpleBaseline]] = {
+    "propensity": UserPropensityBaseline,
+    "popularity": PopularityBaseline,
+    "logreg": CountFeatureLogisticRegression,
+    "median-time": ConstantMedianTime,
+}

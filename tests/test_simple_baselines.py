@@ -1,0 +1,241 @@
+"""Simple baselines: hand-computed count rule, popularity and medians, train-only fitting, logistic regression."""
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from datasets import Dataset
+from sklearn.metrics import roc_auc_score
+
+from a2gen_hf import A2GenActionTokenizer
+from a2gen_hf.data import A2GenDataCollator
+from a2gen_hf.data.examples import EXAMPLE_SCHEMA
+from a2gen_hf.metrics import action_targets, compute_action_metrics
+from a2gen_hf.training.simple_baselines import (
+    SIMPLE_BASELINES,
+    ActionTargets,
+    ConstantMedianTime,
+    CountFeatureLogisticRegression,
+    PopularityBaseline,
+    UserPropensityBaseline,
+)
+
+ACTIONS = ["start", "like", "follow", "leave"]  # ids: start 1, like 2, follow 3, leave 4
+START, LIKE, FOLLOW, LEAVE = 1, 2, 3, 4
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
+
+
+@pytest.fixture
+def tokenizer():
+    return A2GenActionTokenizer(action_names=ACTIONS, start_action="start", end_action="leave")
+
+
+def example(history=(), item="i0", category=7, actions=(START, LEAVE), seconds=None, history_categories=None):
+    """One row of the on-disk schema; `history` lists every history item's action ids (start first)."""
+    history = [list(events) for events in history]
+    seconds = [0.0] + [float(i) for i in range(1, len(actions))] if seconds is None else seconds
+    history_categories = history_categories or [category] * len(history)
+    return {
+        "user": "u0",
+        "item": item,
+        "user_id": 1,
+        "item_id": 1000 + int(item[1:]),
+        "item_side_ids": [category],
+        "history_item_ids": [500 + index for index in range(len(history))],
+        "history_item_side_ids": [[value] for value in history_categories],
+        "history_action_ids": history,
+        "history_action_seconds": [[float(i) for i in range(len(events))] for events in history],
+        "action_ids": list(actions),
+        "action_seconds": list(seconds),
+        "session_start": 0,
+    }
+
+
+def dataset(rows):
+    return Dataset(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA))
+
+
+TOY_HISTORY = [
+    [[START, LIKE, LEAVE], [START, LEAVE], [START, LIKE, FOLLOW, LEAVE]],
+    [],
+    [[START, FOLLOW, FOLLOW, LEAVE]],
+]
+TOY_TRAIN = dataset(
+    [
+        example(item="i1", actions=(START, LIKE, LEAVE)),
+        example(item="i1", actions=(START, LEAVE)),
+        example(item="i2", actions=(START, LIKE, FOLLOW, LEAVE)),
+        example(item="i3", category=8, actions=(START, LEAVE)),
+    ]
+)
+TRAIN_RATES = np.array([0.0, 0.0, 0.5, 0.25, 1.0])  # per action id: pad, start, like, follow, leave
+
+
+def test_registry_names_every_baseline():
+    assert SIMPLE_BASELINES == {
+        "propensity": UserPropensityBaseline,
+        "popularity": PopularityBaseline,
+        "logreg": CountFeatureLogisticRegression,
+        "median-time": ConstantMedianTime,
+    }
+
+
+def test_count_rule_matches_hand_computation(tokenizer):
+    test = dataset([example(history) for history in TOY_HISTORY])
+    predicted = UserPropensityBaseline(tokenizer).fit(TOY_TRAIN).predict(test)["action_probabilities"]
+    expected = np.array(
+        [
+            [0.0, 1.0, 2 / 3, 1 / 3, 1.0],
+            TRAIN_RATES,  # no history: the train rate
+            [0.0, 1.0, 0.0, 1.0, 1.0],  # FOLLOW twice on one item counts once
+        ]
+    )
+    np.testing.assert_allclose(predicted, expected)
+
+
+def test_count_rule_window_and_prior(tokenizer):
+    test = dataset([example(TOY_HISTORY[0])])
+    last_two = UserPropensityBaseline(tokenizer, window=2).fit(TOY_TRAIN).predict(test)["action_probabilities"]
+    np.testing.assert_allclose(last_two[0, [LIKE, FOLLOW]], [1 / 2, 1 / 2])
+    shrunk = UserPropensityBaseline(tokenizer, prior_strength=2.0).fit(TOY_TRAIN).predict(test)["action_probabilities"]
+    np.testing.assert_allclose(shrunk[0, [LIKE, FOLLOW]], [(2 + 2 * 0.5) / 5, (1 + 2 * 0.25) / 5])
+
+
+def test_popularity_is_hierarchically_smoothed_and_fitted_on_train_only(tokenizer):
+    m = 2.0
+    baseline = PopularityBaseline(tokenizer, smoothing=m)
+    test = dataset(
+        [
+            example(item="i1"),  # 2 train rows of category 7 item i1, 1 like
+            example(item="i9"),  # unseen item of a seen category
+            example(item="i8", category=99),  # unseen item and category
+        ]
+    )
+    # The validation split holds the unseen items with likes: it must not move the rates.
+    validation = dataset([example(item="i9", actions=(START, LIKE, LEAVE)), example(item="i8", category=99)])
+    predicted = baseline.fit(TOY_TRAIN, validation).predict(test)["action_probabilities"]
+    category_like = (2 + m * 0.5) / (3 + m)  # category 7: 3 train rows, 2 likes
+    assert predicted[0, LIKE] == pytest.approx((1 + m * category_like) / (2 + m))
+    assert predicted[1, LIKE] == pytest.approx(category_like)
+    np.testing.assert_allclose(predicted[2], TRAIN_RATES)
+    np.testing.assert_allclose(PopularityBaseline(tokenizer, smoothing=m).fit(TOY_TRAIN).predict(test)["action_probabilities"], predicted)
+
+
+def test_popularity_of_an_item_only_in_test_is_the_prior_without_side_features(tokenizer):
+    rows = [example(item="i1", actions=(START, LIKE, LEAVE)), example(item="i2")]
+    for row in rows:
+        row["item_side_ids"], row["history_item_side_ids"] = [], []
+    train = dataset(rows).remove_columns(["item_side_ids", "history_item_side_ids"])
+    test = dataset([example(item="i5")]).remove_columns(["item_side_ids", "history_item_side_ids"])
+    predicted = PopularityBaseline(tokenizer).fit(train).predict(test)["action_probabilities"]
+    np.testing.assert_allclose(predicted[0], [0.0, 0.0, 0.5, 0.0, 1.0])
+
+
+def test_targets_agree_with_the_metric_code(tokenizer):
+    rows = [
+        example(actions=(START, LIKE, START, LIKE, LEAVE), seconds=[0.0, 3.0, 5.0, 9.0, 12.0]),
+        example(actions=(START, FOLLOW, LEAVE), seconds=[0.0, math.nan, 4.0]),
+        example(actions=(START, LEAVE)),
+    ]
+    targets = ActionTargets.from_dataset(dataset(rows), tokenizer)
+    batch = A2GenDataCollator(tokenizer, max_actions=8)(rows)
+    occurs, times, known = action_targets(batch["labels"], batch["label_times"], batch["label_time_mask"], 5)
+    np.testing.assert_array_equal(targets.occurs, occurs)
+    np.testing.assert_array_equal(targets.known, known)
+    np.testing.assert_allclose(targets.times, times, rtol=1e-6)
+    assert targets.times[0, LIKE] == pytest.approx(math.log1p(3.0))  # the first occurrence's time
+
+
+def test_median_time_baseline(tokenizer):
+    train = dataset(
+        [
+            example(actions=(START, LIKE, LEAVE), seconds=[0.0, 0.0, 5.0]),
+            example(actions=(START, LIKE, LEAVE), seconds=[0.0, 10.0, 20.0]),
+            example(actions=(START, LIKE, LEAVE), seconds=[0.0, 30.0, 40.0]),
+            example(actions=(START, LIKE, LEAVE), seconds=[0.0, math.nan, 40.0]),  # unknown time: not counted
+        ]
+    )
+    predictions = ConstantMedianTime(tokenizer).fit(train).predict(dataset([example(), example()]))
+    # like: median of 0, 10, 30 s; leave: of 5, 20, 40, 40 s (the mean of the middle two, in normalised units);
+    # follow and the repeated start never happen on train: the median of all known times (0, 5, 10, 20, 30, 40, 40).
+    overall, leave = math.log1p(20.0), (math.log1p(20.0) + math.log1p(40.0)) / 2
+    expected_times = [0.0, overall, math.log1p(10.0), overall, leave]
+    np.testing.assert_allclose(predictions["expected_times"], [expected_times] * 2)
+    np.testing.assert_allclose(predictions["action_probabilities"], [[0.0, 0.0, 1.0, 0.0, 1.0]] * 2)
+
+
+def separable_rows(count: int, seed: int, item_offset: int = 0):
+    """Rows whose like happens exactly when the user liked more than half of their history items."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        liked = rng.random() < 0.5
+        share = rng.uniform(0.6, 1.0) if liked else rng.uniform(0.0, 0.4)
+        history = [[START, LIKE, LEAVE] if rng.random() < share else [START, LEAVE] for _ in range(10)]
+        actions = (START, LIKE, LEAVE) if liked else (START, LEAVE)
+        rows.append(example(history, item=f"i{item_offset + index}", actions=actions))
+    return dataset(rows)
+
+
+def test_logistic_regression_beats_random_on_separable_data(tokenizer):
+    train, validation, test = separable_rows(200, 0), separable_rows(100, 1, 1000), separable_rows(100, 2, 2000)
+    model = CountFeatureLogisticRegression(tokenizer).fit(train, validation)
+    probabilities = model.predict(test)["action_probabilities"]
+    labels = ActionTargets.from_dataset(test, tokenizer).occurs[:, LIKE]
+    assert roc_auc_score(labels, probabilities[:, LIKE]) > 0.95
+    assert model.chosen_c_["like"] in model.c_grid
+    # follow never happens on train: its probability is its train rate, 0.
+    np.testing.assert_array_equal(probabilities[:, FOLLOW], 0.0)
+
+
+def test_logistic_regression_needs_validation_to_choose_c(tokenizer):
+    train = separable_rows(60, 0)
+    with pytest.raises(ValueError, match="chooses C"):
+        CountFeatureLogisticRegression(tokenizer).fit(train)
+    fixed = CountFeatureLogisticRegression(tokenizer, c_grid=(1.0,)).fit(train)
+    assert fixed.chosen_c_ == {"like": 1.0}
+
+
+def test_logistic_regression_train_features_leave_each_row_out(tokenizer):
+    """A train row's features must not depend on its own label (its item / category / global rates leave it out)."""
+    rows = list(TOY_TRAIN)
+    flipped_rows = [dict(row) for row in rows]
+    flipped_rows[0]["action_ids"], flipped_rows[0]["action_seconds"] = [START, LEAVE], [0.0, 1.0]  # row 0 loses its like
+    features = {}
+    for name, split in (("original", TOY_TRAIN), ("flipped", dataset(flipped_rows))):
+        model = CountFeatureLogisticRegression(tokenizer, smoothing=2.0, c_grid=(1.0,)).fit(split)
+        features[name] = model.features(split, exclude=ActionTargets.from_dataset(split, tokenizer).occurs)
+    np.testing.assert_allclose(features["original"][0], features["flipped"][0])
+    # Row 1 shares row 0's item: its features do see row 0's label.
+    assert not np.allclose(features["original"][1], features["flipped"][1])
+
+
+def test_predictions_feed_the_metric_code(tokenizer):
+    train, validation, test = separable_rows(120, 0), separable_rows(60, 1), separable_rows(60, 2)
+    rows = list(test)
+    batch = A2GenDataCollator(tokenizer)(rows)
+    references = {name: batch[name].numpy() for name in ("labels", "label_times", "label_time_mask")}
+    for name, cls in SIMPLE_BASELINES.items():
+        predictions = cls(tokenizer).fit(train, validation).predict(test)
+        for values in predictions.values():
+            assert values.shape == (60, len(ACTIONS) + 1)
+        np.testing.assert_array_equal(predictions["action_probabilities"][:, 0], 0.0)
+        result = compute_action_metrics(predictions, references, ACTIONS, "start", "leave")
+        assert 0.0 <= result["auc"]["like"] <= 1.0, name
+
+
+def test_clear_errors(tokenizer):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        UserPropensityBaseline(tokenizer).predict(TOY_TRAIN)
+    with pytest.raises(KeyError, match="history_action_ids"):
+        UserPropensityBaseline(tokenizer).fit(TOY_TRAIN).predict(TOY_TRAIN.remove_columns("history_action_ids"))
+    with pytest.raises(ValueError, match="action id 9"):
+        UserPropensityBaseline(tokenizer).fit(dataset([example(actions=(START, 9, LEAVE))]))
+    with pytest.raises(ValueError, match="window"):
+        UserPropensityBaseline(tokenizer, window=0).fit(TOY_TRAIN).predict(TOY_TRAIN)
