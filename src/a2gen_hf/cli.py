@@ -362,6 +362,107 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_command(subparsers: argparse._SubParsersAction) -> None:
+    from .training.data_setup import MODEL_CHOICES
+    from .training.loop import MIXED_PRECISIONS, TrainingSettings
+
+    defaults = TrainingSettings(output_dir="")
+    parser = subparsers.add_parser(
+        "train",
+        help="train A2Gen (or MMoE / PLE) on a data folder with Accelerate; evaluate on its test split",
+        description="Train on the train split of a folder written by `a2gen simulate` / `a2gen prepare`, keep the "
+        "epoch with the lowest validation loss, save the model and tokenizer to OUTPUT/model and the test metrics to "
+        "OUTPUT/eval_results.json. One process as is; several with `accelerate launch --multi_gpu --num_processes N "
+        "-m a2gen_hf.cli train ...`. See docs/training.md.",
+    )
+    parser.add_argument("--data", required=True, help="data folder (DatasetDict, tokenizer/, a2gen_data.json)")
+    parser.add_argument("--output", required=True, help="folder for checkpoints, model/, training_log.json, eval results")
+    parser.add_argument("--model", choices=list(MODEL_CHOICES), default="a2gen-iag")
+    parser.add_argument("--epochs", type=int, default=defaults.num_epochs)
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process and micro-step")
+    parser.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=defaults.gradient_accumulation_steps)
+    parser.add_argument("--mixed-precision", choices=list(MIXED_PRECISIONS), default=defaults.mixed_precision)
+    parser.add_argument("--dense-lr", type=float, default=defaults.dense_learning_rate)
+    parser.add_argument("--embedding-lr", type=float, default=defaults.embedding_learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="of the dense weights")
+    parser.add_argument("--max-grad-norm", type=float, help="clip the gradient norm (default: no clipping)")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps; 0 = never")
+    parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="0 = keep all")
+    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in OUTPUT")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between log entries")
+    parser.add_argument(
+        "--no-best-epoch", action="store_true", help="keep the last weights, not the best validation epoch's"
+    )
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is there")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    architecture = parser.add_argument_group("model (default: the config's; data-given sizes are read from the data)")
+    for flag, kind in (
+        ("--hidden-size", int),
+        ("--num-attention-heads", int),
+        ("--id-embedding-size", int),
+        ("--max-history-items", int),
+        ("--max-events-per-item", int),
+        ("--hidden-dropout-prob", float),
+    ):
+        architecture.add_argument(flag, type=kind)
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .training.loop import EVAL_RESULTS_FILE, MODEL_FOLDER, TrainingSettings, train_from_data_dir
+
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "hidden_size",
+            "num_attention_heads",
+            "id_embedding_size",
+            "max_history_items",
+            "max_events_per_item",
+            "hidden_dropout_prob",
+        )
+        if getattr(args, name) is not None
+    }
+    try:
+        settings = TrainingSettings(
+            output_dir=args.output,
+            num_epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            eval_batch_size=args.eval_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            mixed_precision=args.mixed_precision,
+            dense_learning_rate=args.dense_lr,
+            embedding_learning_rate=args.embedding_lr,
+            weight_decay=args.weight_decay,
+            max_grad_norm=args.max_grad_norm,
+            checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=args.keep_checkpoints,
+            resume=args.resume,
+            seed=args.seed,
+            log_every=args.log_every,
+            select_best_epoch=not args.no_best_epoch,
+            cpu=args.cpu,
+            show_progress=not args.no_progress,
+        )
+        result, metrics = train_from_data_dir(args.data, settings, args.model, overrides)
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
+        print(f"a2gen train: error: {error}", file=sys.stderr)
+        return 2
+    if metrics is not None:
+        summary = {key: metrics[key] for key in ("mean_auc", "mean_mae", "next_action_accuracy") if key in metrics}
+        print(f"test: {json.dumps(summary)} (all metrics in {args.output}/{EVAL_RESULTS_FILE})")
+    if result.best_epoch is not None:
+        print(f"best validation epoch: {result.best_epoch}")
+    print(f"trained {result.global_step} steps; model saved to {args.output}/{MODEL_FOLDER}")
+    return 0
+
+
 def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "plot",
@@ -425,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_command(subparsers)
     add_simulate_command(subparsers)
     add_push_command(subparsers)
+    add_train_command(subparsers)
     add_evaluate_command(subparsers)
     add_generate_command(subparsers)
     add_compare_command(subparsers)

@@ -4,6 +4,12 @@ One process or many (DDP through ``accelerate launch``), gradient accumulation, 
 rates for embedding tables and dense weights, checkpoints every N steps written atomically, exact resume, best-epoch
 selection on the validation loss and evaluation at the end. Works with any model of this package that takes the
 collator's batch and returns ``.loss`` (A2Gen, MMoE, PLE).
+
+Exact resume: a checkpoint holds the model, the optimizer (and fp16 loss scaler), every process's RNG states and
+the step counters; map-style data is reshuffled per epoch with ``seed + epoch`` and the consumed batches of the
+current epoch are skipped, a streaming input replays each process's shard and skips what it consumed. The weights of
+the best epoch so far are kept on disk (``best_model.safetensors``) rather than in memory, so a resumed run selects
+the same epoch as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +28,36 @@ import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..data.collator import A2GenDataCollator
+from ..metrics import ORACLE_COLUMNS, evaluate_model
+from .data_setup import create_model, load_data_dir
+
 CHECKPOINT_PREFIX = "checkpoint-"
+# Written last into a checkpoint: its presence and the files it lists make a checkpoint complete.
+CHECKPOINT_MANIFEST = "a2gen_checkpoint.json"
+BEST_MODEL_FILE = "best_model.safetensors"
+TRAINING_LOG_FILE = "training_log.json"
+MODEL_FOLDER = "model"
+EVAL_RESULTS_FILE = "eval_results.json"
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+# Settings that decide the order of the data and the optimizer steps: a resumed run must use the same ones.
+RESUME_KEYS = ("seed", "batch_size", "gradient_accumulation_steps", "num_processes")
 
 
 @dataclass
 class TrainingSettings:
     """
     What to train for and how. Learning rates default to the paper's: 5e-4 for dense weights and 1e-4 for embedding
-    tables. ``batch_size`` is per process and per accumulation micro-step.
+    tables. ``batch_size`` is per process and per accumulation micro-step, so one optimizer step sees
+    ``batch_size * gradient_accumulation_steps * num_processes`` examples. ``max_grad_norm`` clips the global
+    gradient norm (``None``: no clipping; the norm is logged either way). ``checkpoint_every`` = 0 saves no
+    checkpoints; ``keep_checkpoints`` = 0 keeps them all.
     """
 
     output_dir: str
@@ -43,6 +69,7 @@ class TrainingSettings:
     embedding_learning_rate: float = 1e-4
     weight_decay: float = 0.0
     embedding_weight_decay: float = 0.0
+    max_grad_norm: float | None = None
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"
     checkpoint_every: int = 0
@@ -56,12 +83,20 @@ class TrainingSettings:
     show_progress: bool = True
 
     def __post_init__(self):
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision={self.mixed_precision!r}; use 'no', 'bf16' or 'fp16'.")
-        if self.gradient_accumulation_steps < 1 or self.batch_size < 1:
-            raise ValueError("gradient_accumulation_steps and batch_size must be >= 1.")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision={self.mixed_precision!r}; use one of {list(MIXED_PRECISIONS)}.")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
+        for name in ("checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 = {'never' if name[0] == 'c' else 'all'}).")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None: train for num_epochs).")
         if self.max_steps is None and self.num_epochs < 1:
-            raise ValueError("Set num_epochs >= 1 or max_steps.")
+            raise ValueError(f"num_epochs={self.num_epochs}: set num_epochs >= 1 or max_steps.")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None: no clipping).")
 
 
 @dataclass
@@ -85,6 +120,9 @@ class _Progress:
         self.best_validation_loss = math.inf
         self.best_epoch = -1
         self.log_history: list[dict[str, Any]] = []
+        # Sum and count of the micro-batch losses since the last log entry (this process's).
+        self.running_loss = 0.0
+        self.running_count = 0
 
     def state_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -93,78 +131,257 @@ class _Progress:
         vars(self).update(state)
 
 
-def parameter_groups(model: nn.Module, settings: TrainingSettings) -> list[dict[str, Any]]:
-    """Embedding tables and dense weights, each with its own learning rate and weight decay."""
-    embedding_ids = {
-        id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)
-    }
+def embedding_and_dense_groups(
+    model: nn.Module,
+    dense_learning_rate: float,
+    embedding_learning_rate: float,
+    weight_decay: float = 0.0,
+    embedding_weight_decay: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: the ``nn.Embedding`` tables, then every other trainable weight."""
+    embedding_ids = {id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)}
     embeddings = [p for p in model.parameters() if id(p) in embedding_ids and p.requires_grad]
     dense = [p for p in model.parameters() if id(p) not in embedding_ids and p.requires_grad]
     return [
-        {"params": embeddings, "lr": settings.embedding_learning_rate, "weight_decay": settings.embedding_weight_decay},
-        {"params": dense, "lr": settings.dense_learning_rate, "weight_decay": settings.weight_decay},
+        {"params": embeddings, "lr": embedding_learning_rate, "weight_decay": embedding_weight_decay},
+        {"params": dense, "lr": dense_learning_rate, "weight_decay": weight_decay},
     ]
+
+
+def parameter_groups(model: nn.Module, settings: TrainingSettings) -> list[dict[str, Any]]:
+    """Embedding tables and dense weights, each with the learning rate and weight decay of ``settings``."""
+    return embedding_and_dense_groups(
+        model,
+        settings.dense_learning_rate,
+        settings.embedding_learning_rate,
+        settings.weight_decay,
+        settings.embedding_weight_decay,
+    )
+
+
+def make_accelerator(settings: TrainingSettings) -> Accelerator:
+    """
+    The ``Accelerator`` for ``settings`` (its distributed setup comes from ``accelerate launch``).
+
+    Raises:
+        ValueError: the device cannot run ``settings.mixed_precision`` (fp16 on CPU, bf16 on a GPU without it);
+            Accelerate itself would silently fall back to fp32.
+    """
+    accelerator = Accelerator(
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        mixed_precision=settings.mixed_precision,
+        cpu=settings.cpu,
+    )
+    device = accelerator.device
+    unsupported = settings.mixed_precision != "no" and not accelerator.native_amp
+    if settings.mixed_precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        unsupported = True
+    if unsupported:
+        raise ValueError(
+            f"mixed_precision={settings.mixed_precision!r} is not supported on this device ({device}): fp16 needs a "
+            "GPU, bf16 a CPU or a GPU with bfloat16 (NVIDIA Ampere or newer). Use --mixed-precision no"
+            + (" or bf16." if device.type == "cpu" else ".")
+        )
+    return accelerator
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    suffix = path.name[len(CHECKPOINT_PREFIX) :]
+    return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
+def _read_manifest(checkpoint: Path) -> dict[str, Any] | None:
+    """The checkpoint's manifest if the checkpoint is complete (every listed file present, at its size), else None."""
+    try:
+        manifest = json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for name, size in files.items():
+        path = checkpoint / name
+        if not path.is_file() or path.stat().st_size != size:
+            return None
+    return manifest
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint; half-written ones never carry the final name (they are renamed when done)."""
+    """
+    The newest complete ``checkpoint-N`` folder of ``output_dir``, or None. Half-written checkpoints are never
+    returned: they are written as ``.tmp-checkpoint-N`` and renamed when done, and a ``checkpoint-N`` whose
+    manifest is missing or lists a missing or truncated file (a partial copy) is skipped.
+    """
     folder = Path(output_dir)
-    candidates = [
-        path
-        for path in folder.glob(f"{CHECKPOINT_PREFIX}*")
-        if path.is_dir() and path.name[len(CHECKPOINT_PREFIX) :].isdigit()
+    if not folder.is_dir():
+        return None
+    complete = [
+        (step, path)
+        for path in folder.iterdir()
+        if path.is_dir() and (step := _checkpoint_step(path)) is not None and _read_manifest(path) is not None
     ]
-    return max(candidates, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]), default=None)
+    return max(complete, default=(None, None))[1]
 
 
-def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep: int) -> None:
+def _resume_key(settings: TrainingSettings, accelerator: Accelerator) -> dict[str, int]:
+    values = {**asdict(settings), "num_processes": accelerator.num_processes}
+    return {key: values[key] for key in RESUME_KEYS}
+
+
+def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, settings: TrainingSettings) -> None:
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     temporary = output_dir / f".tmp-{CHECKPOINT_PREFIX}{step}"
-    if accelerator.is_main_process and temporary.exists():
-        shutil.rmtree(temporary)
+    if accelerator.is_main_process:
+        for stale in (temporary, final):
+            if stale.exists():
+                shutil.rmtree(stale)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        files = {
+            str(path.relative_to(temporary)): path.stat().st_size for path in temporary.rglob("*") if path.is_file()
+        }
+        manifest = {"step": step, "resume_key": _resume_key(settings, accelerator), "files": files}
+        (temporary / CHECKPOINT_MANIFEST).write_text(json.dumps(manifest, indent=2))
         os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
-        older = sorted(
-            (p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.name[len(CHECKPOINT_PREFIX) :].isdigit()),
-            key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]),
-        )
-        for stale in older[:-keep] if keep > 0 else []:
-            shutil.rmtree(stale, ignore_errors=True)
+        if settings.keep_checkpoints:
+            older = sorted(
+                (path for path in output_dir.iterdir() if _checkpoint_step(path) is not None), key=_checkpoint_step
+            )
+            for stale in older[: -settings.keep_checkpoints]:
+                shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
-def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
-    """Map-style data is reshuffled per epoch with seed + epoch (so a resumed epoch sees the same order) and
-    sharded by Accelerate; a streaming dataset is split across processes by datasets itself."""
-    if isinstance(dataset, datasets.IterableDataset):
-        shard = datasets.distributed.split_dataset_by_node(
-            dataset, rank=accelerator.process_index, world_size=accelerator.num_processes
+def _resume(accelerator: Accelerator, output_dir: Path, settings: TrainingSettings) -> Path | None:
+    """Loads the latest complete checkpoint (when resuming) after checking it was made with the same settings."""
+    existing = latest_checkpoint(output_dir)
+    if not settings.resume:
+        if existing is not None:
+            raise ValueError(
+                f"{output_dir} already holds {existing.name} from an earlier run: pass --resume (resume=True) to "
+                "continue it, or choose an empty output folder."
+            )
+        return None
+    if existing is None:
+        accelerator.print(f"No complete checkpoint in {output_dir}: starting from step 0.")
+        return None
+    saved = _read_manifest(existing)["resume_key"]
+    current = _resume_key(settings, accelerator)
+    different = {key: (saved.get(key), value) for key, value in current.items() if saved.get(key) != value}
+    if different:
+        details = ", ".join(f"{key}: checkpoint {old}, now {new}" for key, (old, new) in different.items())
+        raise ValueError(
+            f"{existing} was written with other settings ({details}); resume with the same seed, batch size, "
+            "gradient accumulation and number of processes, or start a new output folder."
         )
-        shard = shard.shuffle(seed=settings.seed, buffer_size=settings.shuffle_buffer_size)
-        shard.set_epoch(epoch)
-        return DataLoader(shard, batch_size=settings.batch_size, collate_fn=collator), False
+    accelerator.load_state(str(existing))
+    return existing
+
+
+def _chunks(rows, size: int) -> Iterator[list]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def shard_for_process(dataset: datasets.IterableDataset, accelerator: Accelerator) -> datasets.IterableDataset:
+    """
+    This process's part of a streaming dataset: whole shards when ``dataset.num_shards`` is a multiple of the
+    number of processes (e.g. ``Dataset.to_iterable_dataset(num_shards=4)`` on 2 processes), else every
+    ``num_processes``-th example. The parts of different processes are disjoint.
+    """
+    return datasets.distributed.split_dataset_by_node(
+        dataset, rank=accelerator.process_index, world_size=accelerator.num_processes
+    )
+
+
+def _stream_batches(dataset, collator, settings: TrainingSettings, accelerator: Accelerator, skip: int):
+    """
+    Endless micro-batches of this process's shard, reshuffled (buffer of ``shuffle_buffer_size``) on each pass;
+    the first ``skip`` are read and dropped (the replay that makes a resumed run continue where it stopped).
+    Yields ``(pass_index, batch)``.
+    """
+    shard = shard_for_process(dataset, accelerator).shuffle(
+        seed=settings.seed, buffer_size=settings.shuffle_buffer_size
+    )
+    pass_index = 0
+    while True:
+        shard.set_epoch(pass_index)
+        empty = True
+        for rows in _chunks(shard, settings.batch_size):
+            empty = False
+            if skip:
+                skip -= 1
+                continue
+            batch = collator(rows)
+            yield pass_index, {key: value.to(accelerator.device) for key, value in batch.items()}
+        if empty:
+            raise ValueError(
+                f"Process {accelerator.process_index} got no examples from the streaming dataset "
+                f"({dataset.num_shards} shards, {accelerator.num_processes} processes); give it more examples or "
+                "as many shards as processes (Dataset.to_iterable_dataset(num_shards=...))."
+            )
+        pass_index += 1
+
+
+def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
+    """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate.
+    The loader has its own generator so that making it does not draw from the global RNG (dropout's)."""
     shuffled = dataset.shuffle(seed=settings.seed + epoch) if isinstance(dataset, datasets.Dataset) else dataset
-    loader = DataLoader(shuffled, batch_size=settings.batch_size, collate_fn=collator, shuffle=False)
-    return accelerator.prepare_data_loader(loader), True
+    loader = DataLoader(
+        shuffled,
+        batch_size=settings.batch_size,
+        collate_fn=collator,
+        shuffle=False,
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
+    return accelerator.prepare_data_loader(loader)
 
 
 @torch.no_grad()
 def validation_loss(model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator) -> float:
-    """Mean loss over the validation split, weighted by batch size and averaged across processes."""
-    model.eval()
-    loader = accelerator.prepare_data_loader(
-        DataLoader(dataset, batch_size=settings.eval_batch_size, collate_fn=collator)
-    )
-    total = torch.zeros(2, device=accelerator.device)
-    for batch in loader:
-        size = batch["labels"].shape[0]
-        total += torch.stack([model(**batch).loss.float() * size, torch.tensor(float(size), device=total.device)])
+    """
+    Mean loss over ``dataset``, weighted by batch size, each process evaluating a disjoint contiguous part (no
+    example counted twice) with the unwrapped model (no collective calls in the forward).
+    """
+    module = accelerator.unwrap_model(model)
+    module.eval()
+    part = dataset.shard(accelerator.num_processes, accelerator.process_index, contiguous=True)
+    total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+    if len(part):
+        loader = DataLoader(part, batch_size=settings.eval_batch_size, collate_fn=collator)
+        for batch in loader:
+            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            with accelerator.autocast():
+                loss = module(**batch).loss
+            size = batch["labels"].shape[0]
+            total += torch.stack([loss.double() * size, torch.tensor(float(size), device=total.device)])
     total = accelerator.reduce(total, reduction="sum")
-    model.train()
+    module.train()
     return (total[0] / total[1].clamp_min(1)).item()
+
+
+def _save_best(accelerator: Accelerator, model: nn.Module, output_dir: Path, epoch: int, loss: float) -> None:
+    if accelerator.is_main_process:
+        temporary = output_dir / f".tmp-{BEST_MODEL_FILE}"
+        metadata = {"epoch": str(epoch), "validation_loss": repr(loss)}
+        save_model(accelerator.unwrap_model(model), str(temporary), metadata=metadata)
+        os.replace(temporary, output_dir / BEST_MODEL_FILE)
+    accelerator.wait_for_everyone()
+
+
+def _load_best(model: nn.Module, output_dir: Path, epoch: int) -> None:
+    path = output_dir / BEST_MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the weights of the best epoch ({epoch}) were saved there.")
+    with safe_open(str(path), framework="pt") as file:
+        saved_epoch = (file.metadata() or {}).get("epoch")
+    if saved_epoch != str(epoch):
+        raise RuntimeError(
+            f"{path} holds epoch {saved_epoch} but the run's best epoch is {epoch}; the output folder was changed "
+            "by another run. Train again in an empty folder."
+        )
+    load_model(model, str(path), device=str(next(model.parameters()).device))
 
 
 def train(
@@ -176,105 +393,127 @@ def train(
     accelerator: Accelerator | None = None,
 ) -> TrainingResult:
     """
-    Train ``model`` on ``train_dataset`` (a ``datasets.Dataset`` or ``IterableDataset`` of on-disk examples) with
-    ``collator``. With ``eval_dataset`` and ``settings.select_best_epoch`` the weights of the epoch with the lowest
-    validation loss are kept (the networks here overfit id embeddings after one or two epochs).
+    Train ``model`` on ``train_dataset`` (a ``datasets.Dataset``, or a ``datasets.IterableDataset`` with
+    ``settings.max_steps``) with ``collator``. With ``eval_dataset`` (a ``datasets.Dataset``) the validation loss
+    is computed after every epoch (streaming: once, at the end) and, with ``settings.select_best_epoch``, the
+    weights of the epoch with the lowest one are returned (the networks here overfit id embeddings after one or two
+    epochs). Writes checkpoints and ``training_log.json`` to ``settings.output_dir``.
 
     Raises:
         FloatingPointError: the loss became NaN or inf; the message names the step and the batch.
+        ValueError: the output folder holds checkpoints and ``resume`` is off, or they were written with other
+            settings (see :data:`RESUME_KEYS`); a streaming input without ``max_steps``.
     """
     output_dir = Path(settings.output_dir)
-    accelerator = accelerator or Accelerator(
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        mixed_precision=settings.mixed_precision,
-        cpu=settings.cpu,
-    )
+    accelerator = accelerator or make_accelerator(settings)
     set_seed(settings.seed)
     streaming = isinstance(train_dataset, datasets.IterableDataset)
     if streaming and settings.max_steps is None:
         raise ValueError("A streaming (IterableDataset) input has no length: set max_steps.")
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
 
     optimizer = torch.optim.AdamW(parameter_groups(model, settings))
     model, optimizer = accelerator.prepare(model, optimizer)
     progress = _Progress()
     accelerator.register_for_checkpointing(progress)
-    if settings.resume:
-        checkpoint = latest_checkpoint(output_dir)
-        if checkpoint is not None:
-            accelerator.load_state(str(checkpoint))
-            accelerator.print(f"Resumed from {checkpoint} (step {progress.global_step}).")
+    checkpoint = _resume(accelerator, output_dir, settings)
+    if checkpoint is not None:
+        accelerator.print(f"Resumed from {checkpoint} (step {progress.global_step}).")
 
-    steps_per_epoch = None
-    if not streaming:
-        world_batches = math.ceil(len(train_dataset) / (settings.batch_size * accelerator.num_processes))
-        steps_per_epoch = math.ceil(world_batches / settings.gradient_accumulation_steps)
-    total_steps = settings.max_steps or steps_per_epoch * settings.num_epochs
-    best_state = None
+    accumulation = settings.gradient_accumulation_steps
+    if streaming:
+        total_steps = settings.max_steps
+    else:
+        steps_per_epoch = math.ceil(len(_epoch_loader(train_dataset, collator, settings, 0, accelerator)) / accumulation)
+        total_steps = settings.max_steps or steps_per_epoch * settings.num_epochs
+    select_best = settings.select_best_epoch and eval_dataset is not None
     bar = tqdm(
         total=total_steps,
         initial=progress.global_step,
         desc="training",
         disable=not (settings.show_progress and accelerator.is_local_main_process),
     )
-    model.train()
-    running_loss, running_count = 0.0, 0
-    while progress.global_step < total_steps:
-        loader, prepared = _epoch_loader(train_dataset, collator, settings, progress.epoch, accelerator)
-        skip = progress.step_in_epoch * settings.gradient_accumulation_steps
-        batches = accelerator.skip_first_batches(loader, skip) if (skip and prepared) else loader
-        for batch_index, batch in enumerate(batches, start=skip):
-            if not prepared:
-                batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"Loss is {loss.item()} at step {progress.global_step}, batch {batch_index} of epoch "
-                        f"{progress.epoch}; check that batch's inputs or lower the learning rate."
-                    )
-                accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad()
-            running_loss += loss.detach().float().item()
-            running_count += 1
-            if not accelerator.sync_gradients:
-                continue
-            progress.global_step += 1
-            progress.step_in_epoch += 1
-            bar.update(1)
-            if progress.global_step % settings.log_every == 0 or progress.global_step == total_steps:
-                entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": running_loss / running_count}
-                progress.log_history.append(entry)
-                bar.set_postfix(loss=f"{entry['loss']:.4f}")
-                running_loss, running_count = 0.0, 0
-            if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
-                _save_checkpoint(accelerator, output_dir, progress.global_step, settings.keep_checkpoints)
-            if progress.global_step >= total_steps:
-                break
-        if not streaming or progress.global_step >= total_steps:
-            if eval_dataset is not None:
-                loss_value = validation_loss(model, eval_dataset, collator, settings, accelerator)
-                progress.log_history.append(
-                    {"step": progress.global_step, "epoch": progress.epoch, "validation_loss": loss_value}
+    running_loss = torch.tensor(progress.running_loss, device=accelerator.device)
+
+    def end_of_pass() -> None:
+        if eval_dataset is not None:
+            loss_value = validation_loss(model, eval_dataset, collator, settings, accelerator)
+            progress.log_history.append(
+                {"step": progress.global_step, "epoch": progress.epoch, "validation_loss": loss_value}
+            )
+            if loss_value < progress.best_validation_loss:
+                progress.best_validation_loss, progress.best_epoch = loss_value, progress.epoch
+                if select_best:
+                    _save_best(accelerator, model, output_dir, progress.epoch, loss_value)
+        progress.epoch += 1
+        progress.step_in_epoch = 0
+
+    def one_step(batch: dict[str, torch.Tensor], batch_index: int) -> bool:
+        """One micro-batch; True when it completed an optimizer step."""
+        nonlocal running_loss
+        logging = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == total_steps
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
+                    f"{progress.epoch}; check that batch's inputs or lower the learning rate."
                 )
-                if loss_value < progress.best_validation_loss:
-                    progress.best_validation_loss, progress.best_epoch = loss_value, progress.epoch
-                    if settings.select_best_epoch:
-                        best_state = {
-                            key: value.detach().clone()
-                            for key, value in accelerator.unwrap_model(model).state_dict().items()
-                        }
-            progress.epoch += 1
-            progress.step_in_epoch = 0
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients and (logging or settings.max_grad_norm is not None):
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf)
+            optimizer.step()
+            optimizer.zero_grad()
+        running_loss += loss.detach().float()
+        progress.running_count += 1
+        if not accelerator.sync_gradients:
+            return False
+        progress.global_step += 1
+        progress.step_in_epoch += 1
+        bar.update(1)
+        if logging:
+            mean_loss = accelerator.reduce(running_loss / progress.running_count, reduction="mean").item()
+            entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss}
+            entry["grad_norm"] = float(grad_norm)
+            progress.log_history.append(entry)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            running_loss.zero_()
+            progress.running_count = 0
+        if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
+            progress.running_loss = running_loss.item()
+            _save_checkpoint(accelerator, output_dir, progress.global_step, settings)
+        return True
+
+    model.train()
+    if streaming:
+        stream = _stream_batches(
+            train_dataset, collator, settings, accelerator, skip=progress.global_step * accumulation
+        )
+        for batch_index, (pass_index, batch) in enumerate(stream):
+            progress.epoch = pass_index
+            if one_step(batch, batch_index) and progress.global_step >= total_steps:
+                break
+        if progress.global_step >= total_steps and eval_dataset is not None:
+            end_of_pass()
+    while not streaming and progress.global_step < total_steps:
+        loader = _epoch_loader(train_dataset, collator, settings, progress.epoch, accelerator)
+        skip = progress.step_in_epoch * accumulation
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for batch_index, batch in enumerate(batches, start=skip):
+            if one_step(batch, batch_index) and progress.global_step >= total_steps:
+                break
+        end_of_pass()
     bar.close()
 
     trained = accelerator.unwrap_model(model)
-    if best_state is not None:
-        trained.load_state_dict(best_state)
+    accelerator.wait_for_everyone()
+    if select_best and progress.best_epoch >= 0:
+        _load_best(trained, output_dir, progress.best_epoch)
     if accelerator.is_main_process:
-        (output_dir / "training_log.json").write_text(
+        (output_dir / TRAINING_LOG_FILE).write_text(
             json.dumps(
                 {"settings": asdict(settings), "log_history": progress.log_history, "best_epoch": progress.best_epoch},
                 indent=2,
@@ -287,3 +526,57 @@ def train(
         best_epoch=progress.best_epoch if progress.best_epoch >= 0 else None,
         output_dir=str(output_dir),
     )
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN / inf -> None so that the file is strict JSON (the metrics explain NaNs in their ``notes``)."""
+    if isinstance(value, dict):
+        return {key: _json_ready(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(inner) for inner in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def train_from_data_dir(
+    data_dir: str | os.PathLike,
+    settings: TrainingSettings,
+    model_name: str = "a2gen-iag",
+    model_overrides: dict[str, Any] | None = None,
+    accelerator: Accelerator | None = None,
+) -> tuple[TrainingResult, dict[str, Any] | None]:
+    """
+    What ``a2gen train`` does: load a data folder (:func:`load_data_dir`), build ``model_name`` sized for it
+    (:func:`create_model`, seeded with ``settings.seed``, ``model_overrides`` for the architecture), :func:`train`
+    it on ``train`` with ``validation`` for best-epoch selection, then save it with ``save_pretrained`` and the
+    tokenizer into ``output_dir/model`` and write :func:`~a2gen_hf.metrics.evaluate_model` of the ``test`` split
+    (with the simulator's oracle when the split has it) to ``output_dir/eval_results.json`` (NaN written as null).
+    Saving and evaluating happen on the main process.
+
+    Returns:
+        ``(result, metrics)``; ``metrics`` is None without a ``test`` split and on the other processes.
+    """
+    accelerator = accelerator or make_accelerator(settings)
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    set_seed(settings.seed)
+    model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    result = train(
+        model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator
+    )
+    output_dir = Path(settings.output_dir)
+    metrics = None
+    if accelerator.is_main_process:
+        result.model.save_pretrained(str(output_dir / MODEL_FOLDER))
+        tokenizer.save_pretrained(str(output_dir / MODEL_FOLDER))
+        if "test" in dataset and len(dataset["test"]):
+            test = dataset["test"]
+            loader = DataLoader(test, batch_size=settings.eval_batch_size, collate_fn=collator)
+            oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
+            metrics = evaluate_model(result.model, loader, oracle=oracle)
+            (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(_json_ready(metrics), indent=2) + "\n")
+        else:
+            accelerator.print(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
+    accelerator.wait_for_everyone()
+    return result, metrics

@@ -1,0 +1,215 @@
+"""
+From a data folder to a model: load what ``a2gen simulate`` / ``a2gen prepare`` wrote and derive the model
+configuration the data dictates (used by ``a2gen train``, ``a2gen compare`` and ``a2gen demo``).
+
+A data folder holds the ``DatasetDict`` (``save_to_disk``: ``dataset_dict.json`` and one folder per split) or the
+simulator's Parquet shards (``{split}/part-NNNNN.parquet``), the fitted tokenizer (``tokenizer/``) and
+``a2gen_data.json`` (see ``docs/design.md``, "Examples on disk").
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from transformers import PreTrainedModel
+
+from ..configuration_a2gen import GENERATORS, A2GenConfig
+from ..configuration_baselines import MMoEConfig, PLEConfig
+from ..data.simulator import load_parquet
+from ..modeling_a2gen import A2GenForActionGeneration
+from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
+from ..tokenization_a2gen import A2GenActionTokenizer
+
+DATA_SUMMARY_FILE = "a2gen_data.json"
+TOKENIZER_FOLDER = "tokenizer"
+
+# The models `a2gen train --model` (and `a2gen compare`) can build: config class, model class, fixed config values.
+MODEL_CHOICES: dict[str, tuple[type[A2GenConfig], type[PreTrainedModel], dict[str, Any]]] = {
+    "a2gen-iag": (A2GenConfig, A2GenForActionGeneration, {"generator_type": "iag"}),
+    "a2gen-eag": (A2GenConfig, A2GenForActionGeneration, {"generator_type": "eag"}),
+    "mmoe": (MMoEConfig, MMoEForActionPrediction, {}),
+    "ple": (PLEConfig, PLEForActionPrediction, {}),
+}
+
+# Config fields the data decides: overriding them would make the model disagree with the saved ids and times.
+DATA_FIELDS = (
+    "action_names",
+    "start_action",
+    "end_action",
+    "time_log_mean",
+    "time_log_std",
+    "user_buckets",
+    "item_buckets",
+    "side_feature_buckets",
+    "num_item_side_features",
+)
+
+
+def load_data_dir(
+    path: str | os.PathLike, cache_dir: str | None = None
+) -> tuple[DatasetDict, A2GenActionTokenizer, dict[str, Any]]:
+    """
+    Load a data folder written by ``a2gen simulate`` (``save_to_disk`` or ``--parquet``) or ``a2gen prepare``.
+
+    Returns:
+        ``(dataset, tokenizer, metadata)``: the splits (``train`` and usually ``validation`` / ``test``), the
+        fitted :class:`A2GenActionTokenizer` of ``tokenizer/`` and the parsed ``a2gen_data.json``.
+
+    Raises:
+        FileNotFoundError: the folder, its tokenizer, its summary or its examples are missing.
+        ValueError: ``a2gen_data.json`` is not valid JSON, or there is no ``train`` split.
+    """
+    folder = Path(path)
+    layout_help = (
+        f"a data folder holds dataset_dict.json (or {{split}}/part-*.parquet), {TOKENIZER_FOLDER}/ and "
+        f"{DATA_SUMMARY_FILE}, as written by `a2gen simulate --output DIR` or `a2gen prepare --output DIR`"
+    )
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Data folder {folder} does not exist; {layout_help}.")
+    for required in (TOKENIZER_FOLDER, DATA_SUMMARY_FILE):
+        if not (folder / required).exists():
+            raise FileNotFoundError(f"{folder} has no {required}; {layout_help}.")
+    summary_path = folder / DATA_SUMMARY_FILE
+    try:
+        metadata = json.loads(summary_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{summary_path}, line {error.lineno}, column {error.colno}: {error.msg}") from None
+    if (folder / "dataset_dict.json").exists():
+        dataset = datasets.load_from_disk(str(folder))
+    elif any(folder.glob("*/part-*.parquet")):
+        dataset = load_parquet(folder, cache_dir=cache_dir)
+    else:
+        raise FileNotFoundError(f"{folder} holds no examples (no dataset_dict.json, no */part-*.parquet); {layout_help}.")
+    if not isinstance(dataset, DatasetDict) or "train" not in dataset:
+        found = list(dataset) if isinstance(dataset, DatasetDict) else "a single Dataset"
+        raise ValueError(f"{folder} must hold a DatasetDict with a 'train' split; found {found}.")
+    tokenizer = A2GenActionTokenizer.from_pretrained(str(folder / TOKENIZER_FOLDER))
+    return dataset, tokenizer, metadata
+
+
+def _longest(dataset: Dataset, column: str, nested: bool) -> int:
+    """Longest list in ``column`` (of the inner lists when ``nested``), read from Arrow without Python rows."""
+    longest = 0
+    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=100_000):
+        values = table.column(column)
+        if nested:
+            values = pc.list_flatten(values)
+        lengths = pc.list_value_length(values)
+        if len(lengths):
+            longest = max(longest, int(pc.max(lengths).as_py() or 0))
+    return longest
+
+
+def _splits(dataset) -> list:
+    if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
+        return list(dataset.values())
+    if isinstance(dataset, (Dataset, IterableDataset)):
+        return [dataset]
+    raise TypeError(f"dataset must be a Dataset, IterableDataset or a dict of them, not {type(dataset).__name__}.")
+
+
+def _accepted_fields(config_class: type[A2GenConfig]) -> set[str]:
+    fields = {"generator"}
+    for cls in config_class.__mro__:
+        if cls is A2GenConfig or (isinstance(cls, type) and issubclass(cls, A2GenConfig)):
+            fields |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    return fields
+
+
+def model_config_from_tokenizer(
+    tokenizer: A2GenActionTokenizer,
+    dataset: DatasetDict | Dataset | IterableDataset | IterableDatasetDict,
+    generator: str = "iag",
+    config_class: type[A2GenConfig] = A2GenConfig,
+    **overrides: Any,
+) -> A2GenConfig:
+    """
+    The model configuration the data decides, with ``overrides`` for the architecture.
+
+    Read from the tokenizer: ``action_names``, ``start_action`` / ``end_action``, ``time_log_mean`` /
+    ``time_log_std``, the bucket counts and ``max_actions``. Read from the examples (every split of ``dataset``,
+    scanned column-wise in Arrow): ``num_item_side_features`` (the width of ``item_side_ids``, 0 without it),
+    ``max_history_items`` = the longest history, capped at :class:`A2GenConfig`'s default (100), and
+    ``max_events_per_item`` = the most events of a history item, capped at ``max_actions + 1`` (a whole target
+    sequence). A streaming dataset is not scanned: its first example gives the side features and the caps keep
+    their defaults.
+
+    Args:
+        tokenizer: the data folder's fitted tokenizer.
+        dataset: the examples (a ``DatasetDict`` from :func:`load_data_dir`, or one split).
+        generator: ``"iag"`` or ``"eag"`` (A2Gen only; the baselines ignore it).
+        config_class: :class:`A2GenConfig`, :class:`MMoEConfig` or :class:`PLEConfig`.
+        overrides: any other field of ``config_class`` (``hidden_size``, ``num_attention_heads``, the caps, ...).
+
+    Raises:
+        ValueError: an override names an unknown field or one the data decides (:data:`DATA_FIELDS`).
+    """
+    if generator not in GENERATORS:
+        raise ValueError(f"generator={generator!r} is unknown; use one of {list(GENERATORS)}.")
+    unknown = sorted(set(overrides) - _accepted_fields(config_class))
+    if unknown:
+        raise ValueError(f"{config_class.__name__} has no field(s) {unknown}; check the spelling of the overrides.")
+    fixed = sorted(set(overrides) & set(DATA_FIELDS))
+    if fixed:
+        raise ValueError(
+            f"{fixed} are read from the data's tokenizer and examples and cannot be overridden; re-create the data "
+            "folder (a2gen simulate / a2gen prepare) to change them."
+        )
+    splits = _splits(dataset)
+    first = next(iter(splits[0])) if splits and isinstance(splits[0], IterableDataset) else None
+    columns = splits[0].column_names if isinstance(splits[0], Dataset) else list(first or {})
+    if "item_side_ids" in columns:
+        row = first if first is not None else splits[0][0]
+        side_features = len(row["item_side_ids"])
+    else:
+        side_features = 0
+    defaults = inspect.signature(A2GenConfig.__init__).parameters
+    history_cap = defaults["max_history_items"].default
+    max_actions = int(overrides.get("max_actions", tokenizer.max_actions))
+    values: dict[str, Any] = {"max_actions": max_actions}
+    scannable = [split for split in splits if isinstance(split, Dataset) and len(split)]
+    if scannable:
+        longest_history = max(_longest(split, "history_item_ids", nested=False) for split in scannable)
+        most_events = max(_longest(split, "history_action_ids", nested=True) for split in scannable)
+        values["max_history_items"] = max(1, min(longest_history, history_cap))
+        values["max_events_per_item"] = max(1, min(most_events, max_actions + 1))
+    values.update(
+        action_names=list(tokenizer.action_names),
+        start_action=tokenizer.start_action,
+        end_action=tokenizer.end_action,
+        time_log_mean=tokenizer.time_log_mean,
+        time_log_std=tokenizer.time_log_std,
+        user_buckets=tokenizer.user_buckets,
+        item_buckets=tokenizer.item_buckets,
+        side_feature_buckets=tokenizer.side_feature_buckets,
+        num_item_side_features=side_features,
+    )
+    if issubclass(config_class, A2GenConfig) and "generator_type" not in overrides:
+        values["generator_type"] = overrides.pop("generator", generator)
+    values.update(overrides)
+    return config_class(**values)
+
+
+def create_model(
+    model_name: str,
+    tokenizer: A2GenActionTokenizer,
+    dataset: DatasetDict | Dataset | IterableDataset | IterableDatasetDict,
+    **overrides: Any,
+) -> PreTrainedModel:
+    """
+    A freshly initialised model of :data:`MODEL_CHOICES` (``a2gen-iag``, ``a2gen-eag``, ``mmoe``, ``ple``) sized
+    for the data by :func:`model_config_from_tokenizer`; ``overrides`` go to the config. Seed first
+    (``transformers.set_seed``) for reproducible weights.
+    """
+    if model_name not in MODEL_CHOICES:
+        raise ValueError(f"Unknown model {model_name!r}; choose one of {list(MODEL_CHOICES)}.")
+    config_class, model_class, fixed = MODEL_CHOICES[model_name]
+    config = model_config_from_tokenizer(tokenizer, dataset, config_class=config_class, **fixed, **overrides)
+    return model_class(config)
