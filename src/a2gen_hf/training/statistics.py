@@ -1,0 +1,232 @@
+"""
+Statistics for honest model comparisons: mean and spread over seeds, and paired bootstrap tests of AUC differences.
+
+The bootstrap resamples examples, stratified by class (positives and negatives separately, with replacement, each
+class keeping its size, as pROC does by default), so that every resample has an AUC even for a rare action. Both
+models are scored on the same resamples (paired), which cancels the variation the two share. A difference is
+called significant when its 95 % percentile interval excludes 0.
+
+AUCs are computed from rank statistics with ties counted one half (equal to ``sklearn.metrics.roc_auc_score``), on
+weighted examples: a resample is a vector of per-example multiplicities, so all resamples are scored at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..metrics import action_targets
+
+A_BETTER = "A better"
+B_BETTER = "B better"
+NO_DIFFERENCE = "no significant difference"
+# Resamples scored per block: bounds the memory of the (block, n) multiplicity matrices.
+_BLOCK = 128
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """
+    Mean and sample standard deviation (``ddof=1``) of e.g. one metric over seeds.
+
+    The standard deviation of a single value is NaN (a spread needs two runs); NaN values propagate.
+    """
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size == 0:
+        raise ValueError("mean_std got no values; pass at least one (e.g. one metric per seed).")
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
+
+
+def _binary_labels(labels: Any) -> np.ndarray:
+    array = np.asarray(labels).reshape(-1)
+    if not np.isin(array, (0, 1)).all():
+        raise ValueError(f"labels must be 0/1 (or bool) per example, got the values {np.unique(array)[:10].tolist()}.")
+    array = array.astype(bool)
+    if array.all() or not array.any():
+        raise ValueError(
+            f"The AUC needs both classes, but {int(array.sum())} of {array.size} labels are positive; a bootstrap "
+            "of it is undefined."
+        )
+    return array
+
+
+def _scores(scores: Any, name: str, size: int) -> np.ndarray:
+    array = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if array.size != size:
+        raise ValueError(f"{name} has {array.size} scores for {size} labels; pass one score per example.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN or inf; every score must be finite.")
+    return array
+
+
+def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """
+    AUC of `scores` `(n,)` for bool `labels` `(n,)` under example multiplicities `weights` `(R, n)` -> `(R,)`.
+
+    P(score of a positive > score of a negative) + 1/2 P(equal), each example counted `weights` times.
+    """
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    group_starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # groups of tied scores
+    positive = labels[order]
+    ordered = weights[:, order]
+    positives = np.add.reduceat(ordered * positive, group_starts, axis=1)  # (R, G)
+    negatives = np.add.reduceat(ordered * ~positive, group_starts, axis=1)
+    negatives_below = np.cumsum(negatives, axis=1) - negatives
+    wins = (positives * (negatives_below + 0.5 * negatives)).sum(axis=1)
+    return wins / (positives.sum(axis=1) * negatives.sum(axis=1))
+
+
+def bootstrap_aucs(
+    labels: Any, scores: Sequence[Any], num_resamples: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    AUCs of several scorers on the full sample and on the same stratified bootstrap resamples.
+
+    Args:
+        labels: `(n,)` 0/1. scores: k score vectors `(n,)`.
+
+    Returns:
+        full `(k,)` and resampled `(num_resamples, k)` AUCs.
+    """
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples={num_resamples} must be >= 1.")
+    labels = _binary_labels(labels)
+    scores = [_scores(values, f"scores[{index}]", labels.size) for index, values in enumerate(scores)]
+    full = np.array([weighted_auc(labels, values, np.ones((1, labels.size)))[0] for values in scores])
+    rng = np.random.default_rng(seed)
+    classes = [np.flatnonzero(labels), np.flatnonzero(~labels)]
+    resampled = np.empty((num_resamples, len(scores)))
+    for start in range(0, num_resamples, _BLOCK):
+        block = min(_BLOCK, num_resamples - start)
+        # Multiplicities: each resample draws every class's size from that class, with replacement.
+        offsets = (np.arange(block) * labels.size)[:, None]
+        drawn = np.concatenate(
+            [members[rng.integers(0, members.size, size=(block, members.size))] for members in classes], axis=1
+        )
+        weights = np.bincount((drawn + offsets).ravel(), minlength=block * labels.size).reshape(block, labels.size)
+        for index, values in enumerate(scores):
+            resampled[start : start + block, index] = weighted_auc(labels, values, weights)
+    return full, resampled
+
+
+def _difference_summary(full: float, resampled: np.ndarray) -> dict[str, float]:
+    """Point difference, 95 % percentile interval and two-sided bootstrap p-value of resampled differences."""
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    count = resampled.size
+    # Share of resamples on either side of 0 (with the +1 correction, so that p > 0), doubled.
+    tail = min((np.sum(resampled <= 0) + 1) / (count + 1), (np.sum(resampled >= 0) + 1) / (count + 1))
+    return {"difference": float(full), "low": float(low), "high": float(high), "p_value": float(min(1.0, 2 * tail))}
+
+
+def paired_bootstrap_auc_difference(
+    labels: Any, scores_a: Any, scores_b: Any, num_resamples: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """
+    AUC(a) - AUC(b) on the same examples, with a 95 % paired, stratified bootstrap percentile interval.
+
+    Args:
+        labels: `(n,)` 0/1, the action happens. scores_a / scores_b: `(n,)` the two models' scores.
+
+    Returns:
+        ``{"difference", "low", "high", "p_value", "auc_a", "auc_b"}``; ``p_value`` is two-sided:
+        ``2 * min(P*(d <= 0), P*(d >= 0))`` over the resampled differences (+1 smoothed, at most 1).
+    """
+    full, resampled = bootstrap_aucs(labels, [scores_a, scores_b], num_resamples, seed)
+    summary = _difference_summary(full[0] - full[1], resampled[:, 0] - resampled[:, 1])
+    return {**summary, "auc_a": float(full[0]), "auc_b": float(full[1])}
+
+
+def significance_label(low: float, high: float) -> str:
+    """The verdict of a 95 % interval of ``A - B``: "A better" (all above 0), "B better" (all below), or not."""
+    if low > high:
+        raise ValueError(f"The interval [{low}, {high}] is reversed; pass low <= high.")
+    if low > 0:
+        return A_BETTER
+    if high < 0:
+        return B_BETTER
+    return NO_DIFFERENCE
+
+
+def positive_counts(labels: Any, action_ids: Mapping[str, int]) -> dict[str, int]:
+    """
+    How many examples have each action: `labels` `(n, T)` label sequences as the collator builds them (``start``
+    first; read with :func:`a2gen_hf.metrics.action_targets`, as the AUC is), `action_ids` name -> id.
+    """
+    occurs = _occurs(labels, action_ids)
+    return {name: int(occurs[:, action].sum()) for name, action in action_ids.items()}
+
+
+def _occurs(labels: Any, action_ids: Mapping[str, int]) -> np.ndarray:
+    if not action_ids:
+        raise ValueError("action_ids is empty; pass {action name: action id} for the actions to compare.")
+    vocab_size = max(action_ids.values()) + 1
+    labels = np.asarray(labels)
+    if labels.size:
+        vocab_size = max(vocab_size, int(labels.max()) + 1)
+    occurs, _, _ = action_targets(labels, None, None, vocab_size)
+    return occurs
+
+
+def bootstrap_table(
+    per_model_probabilities: Mapping[str, Any],
+    labels: Any,
+    action_ids: Mapping[str, int],
+    reference_model: str,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """
+    Every model against `reference_model`, per action: AUC difference, 95 % paired bootstrap interval, verdict.
+
+    All models are scored on the same resamples of an action (one seed), so the rows are comparable.
+
+    Args:
+        per_model_probabilities: model name -> `(n, V)` P(happens) per action id (``action_probabilities``).
+        labels: `(n, T)` label sequences (the collator's ``labels``).
+        action_ids: action name -> id, the actions to compare (those with an AUC: not start, not the end action).
+        reference_model: one of the models, "B" of every comparison.
+
+    Returns:
+        one row per (other model, action): ``{"model", "reference", "action", "positives", "auc", "reference_auc",
+        "difference", "low", "high", "p_value", "significance"}`` (``significance`` from
+        :func:`significance_label`: "A better" = the model beats the reference).
+    """
+    if reference_model not in per_model_probabilities:
+        raise KeyError(f"reference_model={reference_model!r} is not among the models {list(per_model_probabilities)}.")
+    occurs = _occurs(labels, action_ids)
+    names = list(per_model_probabilities)
+    probabilities = {}
+    for name in names:
+        array = np.asarray(per_model_probabilities[name], dtype=np.float64)
+        if array.ndim != 2 or array.shape[0] != occurs.shape[0] or array.shape[1] <= max(action_ids.values()):
+            raise ValueError(
+                f"Model {name!r} gives probabilities of shape {array.shape}; expected ({occurs.shape[0]}, V) with a "
+                f"column for every action id in {dict(action_ids)}."
+            )
+        probabilities[name] = array
+    reference = names.index(reference_model)
+    rows = []
+    for action_name, action in action_ids.items():
+        full, resampled = bootstrap_aucs(
+            occurs[:, action], [probabilities[name][:, action] for name in names], num_resamples, seed
+        )
+        for index, name in enumerate(names):
+            if index == reference:
+                continue
+            summary = _difference_summary(full[index] - full[reference], resampled[:, index] - resampled[:, reference])
+            rows.append(
+                {
+                    "model": name,
+                    "reference": reference_model,
+                    "action": action_name,
+                    "positives": int(occurs[:, action].sum()),
+                    "auc": float(full[index]),
+                    "reference_auc": float(full[reference]),
+                    **summary,
+                    "significance": significance_label(summary["low"], summary["high"]),
+                }
+            )
+    return rows

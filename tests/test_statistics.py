@@ -1,0 +1,152 @@
+"""Statistics: mean / std, weighted AUC, paired stratified bootstrap of AUC differences, the comparison table."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from a2gen_hf.training.statistics import (
+    bootstrap_aucs,
+    bootstrap_table,
+    mean_std,
+    paired_bootstrap_auc_difference,
+    positive_counts,
+    significance_label,
+    weighted_auc,
+)
+
+
+@pytest.fixture
+def scored():
+    """500 examples, 10 % positive; a perfect, a random and a half-informative scorer."""
+    rng = np.random.default_rng(3)
+    labels = rng.random(500) < 0.1
+    return {
+        "labels": labels,
+        "perfect": labels + rng.random(500) * 0.5,
+        "random": rng.random(500),
+        "partial": labels * 0.5 + rng.random(500),
+    }
+
+
+def test_mean_std():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    mean, std = mean_std([0.7])
+    assert mean == 0.7 and math.isnan(std)
+    with pytest.raises(ValueError, match="no values"):
+        mean_std([])
+
+
+def test_weighted_auc_equals_sklearn_with_ties_and_repeats():
+    rng = np.random.default_rng(0)
+    labels = rng.random(300) < 0.3
+    scores = np.round(rng.random(300) + labels * 0.3, 1)  # many ties
+    assert weighted_auc(labels, scores, np.ones((1, 300)))[0] == pytest.approx(roc_auc_score(labels, scores))
+    weights = rng.integers(0, 4, size=(2, 300))
+    for row in weights:
+        repeated = np.repeat(np.arange(300), row)
+        expected = roc_auc_score(labels[repeated], scores[repeated])
+        assert weighted_auc(labels, scores, row[None, :])[0] == pytest.approx(expected)
+
+
+def test_identical_scores_give_zero_difference(scored):
+    result = paired_bootstrap_auc_difference(scored["labels"], scored["partial"], scored["partial"], num_resamples=200)
+    assert result["difference"] == 0.0
+    assert result["low"] <= 0.0 <= result["high"]
+    assert result["p_value"] == 1.0
+    assert significance_label(result["low"], result["high"]) == "no significant difference"
+
+
+def test_perfect_beats_random(scored):
+    result = paired_bootstrap_auc_difference(scored["labels"], scored["perfect"], scored["random"], num_resamples=300)
+    assert result["auc_a"] == 1.0
+    assert result["difference"] == pytest.approx(1.0 - roc_auc_score(scored["labels"], scored["random"]))
+    assert 0.0 < result["low"] <= result["difference"] <= result["high"]
+    assert result["p_value"] < 0.01
+    assert significance_label(result["low"], result["high"]) == "A better"
+    swapped = paired_bootstrap_auc_difference(scored["labels"], scored["random"], scored["perfect"], num_resamples=300)
+    assert significance_label(swapped["low"], swapped["high"]) == "B better"
+
+
+def test_bootstrap_is_seeded_and_stratified(scored):
+    labels = np.zeros(200, dtype=bool)
+    labels[:2] = True  # two positives: an unstratified resample would often have none
+    scores = np.random.default_rng(1).random(200)
+    full, resampled = bootstrap_aucs(labels, [scores], num_resamples=300, seed=5)
+    assert np.isfinite(resampled).all()
+    assert full[0] == pytest.approx(roc_auc_score(labels, scores))
+    again = paired_bootstrap_auc_difference(scored["labels"], scored["partial"], scored["random"], seed=7)
+    same = paired_bootstrap_auc_difference(scored["labels"], scored["partial"], scored["random"], seed=7)
+    other = paired_bootstrap_auc_difference(scored["labels"], scored["partial"], scored["random"], seed=8)
+    assert again == same
+    assert again["low"] != other["low"]
+
+
+def test_significance_label():
+    assert significance_label(0.01, 0.05) == "A better"
+    assert significance_label(-0.05, -0.01) == "B better"
+    assert significance_label(-0.01, 0.02) == "no significant difference"
+    assert significance_label(0.0, 0.02) == "no significant difference"
+    with pytest.raises(ValueError, match="reversed"):
+        significance_label(0.1, -0.1)
+
+
+def test_bad_inputs_are_rejected(scored):
+    with pytest.raises(ValueError, match="both classes"):
+        paired_bootstrap_auc_difference(np.zeros(10), np.arange(10), np.arange(10))
+    with pytest.raises(ValueError, match="one score per example"):
+        paired_bootstrap_auc_difference(scored["labels"], scored["random"][:-1], scored["random"])
+    with pytest.raises(ValueError, match="NaN"):
+        paired_bootstrap_auc_difference(scored["labels"], np.full(500, np.nan), scored["random"])
+    with pytest.raises(ValueError, match="0/1"):
+        paired_bootstrap_auc_difference(np.full(500, 2), scored["random"], scored["random"])
+
+
+LABELS = np.array(
+    [
+        [1, 2, 3, 2, 5, 0],  # start, like, follow, like, leave: like counts once
+        [1, 5, 0, 0, 0, 0],
+        [1, 3, 1, 5, 0, 0],  # a repeated start after position 0 counts
+    ]
+)
+
+
+def test_positive_counts_read_label_sequences():
+    assert positive_counts(LABELS, {"start": 1, "like": 2, "follow": 3, "leave": 5}) == {
+        "start": 1, "like": 1, "follow": 2, "leave": 3,
+    }
+
+
+def label_sequences(occurs: np.ndarray) -> np.ndarray:
+    """`(n,)` bool "like (id 2) happens" -> label sequences start, [like,] leave (ids 1 and 5)."""
+    return np.where(occurs[:, None], [[1, 2, 5]], [[1, 5, 0]])
+
+
+def test_bootstrap_table_against_the_pairwise_test(scored):
+    labels = label_sequences(scored["labels"])
+
+    def columns(scores):
+        probabilities = np.zeros((len(scores), 6))
+        probabilities[:, 2] = scores
+        return probabilities
+
+    models = {name: columns(scored[name]) for name in ("perfect", "random", "partial")}
+    rows = bootstrap_table(models, labels, {"like": 2}, reference_model="random", num_resamples=200, seed=4)
+    assert [(row["model"], row["action"]) for row in rows] == [("perfect", "like"), ("partial", "like")]
+    assert rows[0]["significance"] == "A better"
+    assert rows[0]["positives"] == int(scored["labels"].sum())
+    # The same seed draws the same resamples: each row equals the two-model test.
+    pairwise = paired_bootstrap_auc_difference(scored["labels"], scored["partial"], scored["random"], 200, seed=4)
+    for key in ("difference", "low", "high", "p_value"):
+        assert rows[1][key] == pytest.approx(pairwise[key])
+    assert rows[1]["auc"] == pytest.approx(pairwise["auc_a"])
+    assert rows[1]["reference_auc"] == pytest.approx(pairwise["auc_b"])
+
+
+def test_bootstrap_table_errors(scored):
+    labels = label_sequences(scored["labels"])
+    with pytest.raises(KeyError, match="reference_model"):
+        bootstrap_table({"a": np.zeros((500, 6))}, labels, {"like": 2}, reference_model="b")
+    with pytest.raises(ValueError, match="shape"):
+        bootstrap_table({"a": np.zeros((500, 2)), "b": np.zeros((500, 6))}, labels, {"like": 2}, "b")
