@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
+from transformers import set_seed
 
 from .data.collator import A2GenDataCollator
 from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
 from .plotting import plot_timeline
-from .training.compare import build_network
-from .training.data_setup import model_config_from_tokenizer
+from .training.data_setup import create_model, model_config_from_tokenizer
 from .training.loop import TrainingSettings, train
 
 DEMO_MODELS = ("a2gen-iag", "mmoe")
@@ -59,7 +59,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     simulation = simulate(simulator_config, progress=True)
     simulation.save(output_dir / "data")
     dataset, tokenizer = simulation.dataset, simulation.tokenizer
-    base_config = model_config_from_tokenizer(tokenizer, dataset["train"])
+    base_config = model_config_from_tokenizer(tokenizer, dataset)
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
     oracle = dataset["test"].select_columns(list(ORACLE_COLUMNS))[:]
     test_loader = DataLoader(dataset["test"], batch_size=1024, collate_fn=collator)
@@ -67,7 +67,8 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     results, models = {}, {}
     for step, name in enumerate(DEMO_MODELS, start=2):
         print(f"{step}/5 Training {name} for up to {settings.num_epochs} epochs (best epoch on validation) ...")
-        model = build_network(name, base_config, settings.seed)
+        set_seed(settings.seed)
+        model = create_model(name, tokenizer, dataset)
         trained = train(
             model,
             dataset["train"],

@@ -22,26 +22,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import set_seed
 
 from ..configuration_a2gen import A2GenConfig
-from ..configuration_baselines import MMoEConfig, PLEConfig
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics
-from ..modeling_a2gen import A2GenForActionGeneration
-from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
-from .data_setup import load_data_dir, model_config_from_tokenizer
+from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .loop import TrainingSettings, train
 from .simple_baselines import SIMPLE_BASELINES
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
-NETWORKS: dict[str, tuple[type, type, dict[str, Any]]] = {
-    "a2gen-iag": (A2GenConfig, A2GenForActionGeneration, {"generator": "iag"}),
-    "a2gen-eag": (A2GenConfig, A2GenForActionGeneration, {"generator": "eag"}),
-    "mmoe": (MMoEConfig, MMoEForActionPrediction, {"history_input": "items"}),
-    "ple": (PLEConfig, PLEForActionPrediction, {"history_input": "items"}),
-    "mmoe-fair": (MMoEConfig, MMoEForActionPrediction, {"history_input": "items_and_events"}),
-    "ple-fair": (PLEConfig, PLEForActionPrediction, {"history_input": "items_and_events"}),
-}
 NETWORK_LABELS = {
     "a2gen-iag": "A2Gen-IAG",
     "a2gen-eag": "A2Gen-EAG",
@@ -84,24 +74,14 @@ class AblatedCollator:
 def parse_model_name(name: str) -> tuple[str, str | None]:
     """``"a2gen-iag:notime"`` -> ``("a2gen-iag", "notime")``; raises with the allowed names."""
     network, _, ablation = name.partition(":")
-    if network not in NETWORKS and network not in SIMPLE_BASELINES:
+    if network not in MODEL_CHOICES and network not in SIMPLE_BASELINES:
         raise ValueError(
-            f"Unknown model {name!r}; networks: {sorted(NETWORKS)}, simple baselines: {sorted(SIMPLE_BASELINES)}, "
+            f"Unknown model {name!r}; networks: {sorted(MODEL_CHOICES)}, simple baselines: {sorted(SIMPLE_BASELINES)}, "
             f"optionally with an ablation ':{'|:'.join(ABLATIONS)}' on a network."
         )
-    if ablation and (ablation not in ABLATIONS or network not in NETWORKS):
+    if ablation and (ablation not in ABLATIONS or network not in MODEL_CHOICES):
         raise ValueError(f"Ablation {ablation!r} in {name!r}: use one of {sorted(ABLATIONS)} on a network.")
     return network, ablation or None
-
-
-def build_network(network: str, base_config: A2GenConfig, seed: int, **overrides):
-    """A fresh, seeded model of the named family on the data's vocabulary, buckets and caps."""
-    config_class, model_class, family_settings = NETWORKS[network]
-    settings = {**base_config.to_diff_dict(), **family_settings, **overrides}
-    for key in ("model_type", "architectures", "transformers_version", "generator_type"):
-        settings.pop(key, None)
-    torch.manual_seed(seed)
-    return model_class(config_class(**settings))
 
 
 @torch.no_grad()
@@ -147,7 +127,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset, tokenizer, metadata = load_data_dir(data_dir)
-    base_config = model_config_from_tokenizer(tokenizer, dataset["train"], **(settings.model_overrides or {}))
+    base_config = model_config_from_tokenizer(tokenizer, dataset, **(settings.model_overrides or {}))
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
     references = test_references(dataset["test"], collator)
     vocabulary = dict(
@@ -162,11 +142,12 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     for name in [*settings.models, *settings.simple_baselines]:
         network, ablation = parse_model_name(name)
         seed_predictions, seed_metrics = [], []
-        seeds = range(settings.seeds) if network in NETWORKS else range(1)
+        seeds = range(settings.seeds) if network in MODEL_CHOICES else range(1)
         for seed in tqdm(seeds, desc=name, leave=False):
-            if network in NETWORKS:
+            if network in MODEL_CHOICES:
                 model_collator = AblatedCollator(collator, ablation) if ablation else collator
-                model = build_network(network, base_config, seed)
+                set_seed(seed)
+                model = create_model(network, tokenizer, dataset, **(settings.model_overrides or {}))
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
@@ -189,6 +170,11 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
 
     plot_comparison(report, output_dir / "results.png")
     return report
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std}
 
 
 def _json_default(value):
@@ -218,8 +204,8 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
         for table in SUMMARY_TABLES:
             values = [metrics[table] for metrics in entry["metrics"] if isinstance(metrics.get(table), dict)]
             if values:
-                summary[table] = {action: mean_std([value[action] for value in values]) for action in values[0]}
-        summary["mean_auc"] = mean_std([metrics["mean_auc"] for metrics in entry["metrics"]])
+                summary[table] = {action: _spread([value[action] for value in values]) for action in values[0]}
+        summary["mean_auc"] = _spread([metrics["mean_auc"] for metrics in entry["metrics"]])
         summary["label"] = NETWORK_LABELS.get(name.partition(":")[0], name) + (
             f" [ablation: {name.partition(':')[2]}]" if ":" in name else ""
         )

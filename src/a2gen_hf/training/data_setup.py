@@ -34,8 +34,11 @@ TOKENIZER_FOLDER = "tokenizer"
 MODEL_CHOICES: dict[str, tuple[type[A2GenConfig], type[PreTrainedModel], dict[str, Any]]] = {
     "a2gen-iag": (A2GenConfig, A2GenForActionGeneration, {"generator_type": "iag"}),
     "a2gen-eag": (A2GenConfig, A2GenForActionGeneration, {"generator_type": "eag"}),
-    "mmoe": (MMoEConfig, MMoEForActionPrediction, {}),
-    "ple": (PLEConfig, PLEForActionPrediction, {}),
+    "mmoe": (MMoEConfig, MMoEForActionPrediction, {"history_input": "items"}),
+    "ple": (PLEConfig, PLEForActionPrediction, {"history_input": "items"}),
+    # Fairly fed: each history item also carries its timed action events, as A2Gen's history does.
+    "mmoe-fair": (MMoEConfig, MMoEForActionPrediction, {"history_input": "items_and_events"}),
+    "ple-fair": (PLEConfig, PLEForActionPrediction, {"history_input": "items_and_events"}),
 }
 
 # Config fields the data decides: overriding them would make the model disagree with the saved ids and times.
@@ -204,7 +207,8 @@ def create_model(
     **overrides: Any,
 ) -> PreTrainedModel:
     """
-    A freshly initialised model of :data:`MODEL_CHOICES` (``a2gen-iag``, ``a2gen-eag``, ``mmoe``, ``ple``) sized
+    A freshly initialised model of :data:`MODEL_CHOICES` (``a2gen-iag``, ``a2gen-eag``, ``mmoe``, ``ple``,
+    ``mmoe-fair``, ``ple-fair``) sized
     for the data by :func:`model_config_from_tokenizer`; ``overrides`` go to the config. Seed first
     (``transformers.set_seed``) for reproducible weights.
     """
