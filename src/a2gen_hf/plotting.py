@@ -57,6 +57,27 @@ def _action_colors(rows: Sequence[Sequence[tuple[str, float | None]]], start: st
     return colors
 
 
+def _stack_levels(
+    labels: Sequence[tuple[float, int]], span: float, max_levels: int | None = None
+) -> list[int | None]:
+    """Level (0 = lowest) of each ``(position, characters)`` label so that labels on one level do not overlap;
+    None for a label that fits on none of ``max_levels`` levels."""
+    ends: list[float] = []  # right edge of the last label on each level
+    levels: list[int | None] = []
+    for position, characters in labels:
+        half_width = (characters / 2 + 0.5) * 0.011 * span
+        level = next((level for level, end in enumerate(ends) if position - half_width > end), len(ends))
+        if max_levels is not None and level >= max_levels:
+            levels.append(None)
+            continue
+        if level == len(ends):
+            ends.append(position + half_width)
+        else:
+            ends[level] = position + half_width
+        levels.append(level)
+    return levels
+
+
 def plot_timeline(
     predicted: Timeline,
     actual: Timeline | None = None,
@@ -89,41 +110,41 @@ def plot_timeline(
     span = max(known_times, default=0.0) or 1.0
     right = span * 1.12
 
-    figure, axes = plt.subplots(len(rows), 1, figsize=(10, 1.9 * len(rows)), squeeze=False)
-    for axis, (label, events) in zip(axes[:, 0], rows):
+    # A name that would overlap an earlier one goes up a level.
+    levels = [_stack_levels([(seconds, len(action)) for action, seconds in events if seconds is not None], span)
+              for _, events in rows]
+    heights = [1.3 + 0.5 * max(row_levels, default=0) for row_levels in levels]
+    figure, axes = plt.subplots(
+        len(rows), 1, figsize=(10, 0.75 * sum(height + 1.0 for height in heights)), squeeze=False,
+        gridspec_kw={"height_ratios": [height + 1.0 for height in heights]},
+    )
+    for axis, (label, events), row_levels, top in zip(axes[:, 0], rows, levels, heights):
         axis.set_xlim(-0.16 * span, right + 0.02 * span)
-        axis.set_ylim(-1.0, 1.5)
+        axis.set_ylim(-1.0, top)
         axis.axis("off")
         axis.annotate(
             "", xy=(right, 0), xytext=(-0.02 * span, 0), arrowprops=dict(arrowstyle="-|>", color="black", lw=1.6)
         )
         axis.text(right, -0.3, "Time", ha="right", va="top", style="italic", fontsize=11)
         axis.text(-0.15 * span, 0, label, ha="left", va="center", fontsize=12, weight="bold")
-        # Labels of actions close in time go up one level (names) / down one level (times) instead of overlapping.
-        last_at_level: list[tuple[float, int] | None] = [None, None]
-        for action, seconds in events:
-            if seconds is None:
-                continue
-            text_width = max(len(action), len(f"{seconds:.3g}s"))
-            level = next(
-                (
-                    level
-                    for level, last in enumerate(last_at_level)
-                    if last is None or seconds - last[0] > (text_width + last[1]) / 2 * 0.011 * span
-                ),
-                0,
-            )
-            last_at_level[level] = (seconds, text_width)
+        timed = [(action, seconds) for action, seconds in events if seconds is not None]
+        time_labels = [f"{seconds:.3g}s" for _, seconds in timed]
+        # Times of actions crowded together (e.g. 4.87 s and 4.88 s) get two levels; the ones left over are not
+        # printed, their names and markers still are.
+        time_levels = _stack_levels([(seconds, len(text)) for (_, seconds), text in zip(timed, time_labels)], span, 2)
+        for index, ((action, seconds), level) in enumerate(zip(timed, row_levels)):
             color = colors[action]
             marker_height = 0.35 + 0.5 * level
             axis.plot([seconds, seconds], [0, marker_height], color="black", lw=1.2, zorder=1)
             axis.scatter([seconds], [marker_height], s=110, color=color, edgecolor="black", zorder=2)
             axis.text(seconds, marker_height + 0.18, action, ha="center", va="bottom", fontsize=10, color=color,
                       weight="bold" if action in (start_action, end_action) else "normal")
-            axis.text(seconds, -0.15 - 0.35 * level, f"{seconds:.3g}s", ha="center", va="top", fontsize=9)
+            if time_levels[index] is not None:
+                axis.text(seconds, -0.15 - 0.35 * time_levels[index], time_labels[index], ha="center", va="top",
+                          fontsize=9)
         unknown = [action for action, seconds in events if seconds is None]
         if unknown:
-            axis.text(right, 1.3, "time unknown: " + ", ".join(unknown), ha="right", va="center", fontsize=9,
+            axis.text(right, top - 0.2, "time unknown: " + ", ".join(unknown), ha="right", va="center", fontsize=9,
                       color="dimgray")
     if title:
         figure.suptitle(title, fontsize=12)

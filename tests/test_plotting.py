@@ -1,0 +1,146 @@
+"""Pictures: timeline (paper intro style), training curves from both log formats, comparison bars, `a2gen plot`."""
+
+import json
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from a2gen_hf.cli import main
+from a2gen_hf.plotting import END_COLOR, plot_comparison, plot_timeline, plot_training_curves, training_curves
+
+PREDICTED = [("start", 0.0), ("like", 2.3), ("comment", 8.1), ("leave", 17.4)]
+ACTUAL = [("start", 0.0), ("like", 2.0), ("comment", 9.0), ("follow", 16.0), ("forward", 16.5), ("leave", 18.0)]
+TRAINER_STATE = {
+    "log_history": [
+        {"step": 10, "epoch": 0.5, "loss": 2.0, "learning_rate": 1e-3},
+        {"step": 20, "epoch": 1.0, "loss": 1.5},
+        {"step": 20, "epoch": 1.0, "eval_loss": 1.7, "eval_runtime": 0.1},
+        {"step": 20, "epoch": 1.0, "train_loss": 1.75, "train_runtime": 3.0},
+    ]
+}
+LOOP_LOG = {
+    "settings": {},
+    "log_history": [
+        {"step": 5, "epoch": 0, "loss": 1.2},
+        {"step": 10, "epoch": 0, "loss": 0.9},
+        {"step": 10, "epoch": 0, "validation_loss": 1.0},
+    ],
+}
+RESULTS = {
+    "models": {
+        "a2gen-iag": {
+            "label": "A2Gen-IAG",
+            "auc": {"like": {"mean": 0.72, "std": 0.01}, "follow": {"mean": 0.74, "std": 0.02}},
+            "mae": {"like": {"mean": 0.5, "std": 0.02}, "leave": {"mean": 0.44, "std": 0.01}},
+            "oracle_auc": {"like": {"mean": 0.8, "std": 0.0}, "follow": {"mean": 0.82, "std": 0.0}},
+        },
+        "mmoe": {
+            "label": "MMoE",
+            "auc": {"like": {"mean": 0.68, "std": 0.01}, "follow": {"mean": math.nan, "std": math.nan}},
+            "mae": {"like": {"mean": 0.85, "std": 0.03}, "leave": {"mean": 0.86, "std": 0.02}},
+        },
+    }
+}
+
+
+def read_png(path):
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    return image
+
+
+def count_pixels(image, hex_color, tolerance=0.06):
+    target = np.array([int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(image[..., :3] - target).max(-1) < tolerance).sum())
+
+
+def test_timeline_draws_two_rows_and_the_end_action_in_red(tmp_path):
+    both = read_png(plot_timeline(PREDICTED, ACTUAL, tmp_path / "both.png", title="user u1, item v42"))
+    one = read_png(plot_timeline(PREDICTED, path=tmp_path / "one.png"))
+    assert both.shape[0] > 1.5 * one.shape[0]  # the actual row sits under the predicted one
+    assert count_pixels(one, END_COLOR) > 50
+    no_leave = read_png(plot_timeline(PREDICTED[:-1], path=tmp_path / "no_leave.png"))
+    assert count_pixels(no_leave, END_COLOR) == 0
+
+
+def test_timeline_lists_unknown_times_and_rejects_bad_events(tmp_path):
+    assert plot_timeline([("start", 0.0), ("like", None), ("leave", 40.0)], path=tmp_path / "t.png").is_file()
+    with pytest.raises(ValueError, match=r"predicted\[1\] \('like'\) is at -2.0 s"):
+        plot_timeline([("start", 0.0), ("like", -2.0)], path=tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"actual\[0\] is 'start'"):
+        plot_timeline(PREDICTED, ["start"], path=tmp_path / "x.png")
+    with pytest.raises(TypeError, match="list of"):
+        plot_timeline("start like", path=tmp_path / "x.png")
+
+
+def test_training_curves_read_trainer_and_loop_logs(tmp_path):
+    trainer = training_curves(TRAINER_STATE)
+    assert trainer == {"training loss": ([10.0, 20.0], [2.0, 1.5]), "validation loss": ([20.0], [1.7])}
+    log_file = tmp_path / "training_log.json"
+    log_file.write_text(json.dumps(LOOP_LOG))
+    assert training_curves(log_file) == {"training loss": ([5.0, 10.0], [1.2, 0.9]), "validation loss": ([10.0], [1.0])}
+    assert training_curves(LOOP_LOG["log_history"]) == training_curves(log_file)
+    assert read_png(plot_training_curves(log_file, tmp_path / "curves.png")).shape[1] > 300
+
+
+def test_training_curves_errors(tmp_path):
+    with pytest.raises(ValueError, match="no 'loss', 'eval_loss' or 'validation_loss'"):
+        training_curves({"log_history": [{"step": 1, "learning_rate": 0.1}]})
+    with pytest.raises(ValueError, match=r"log_history\[0\].*needs a 'step'"):
+        training_curves({"log_history": [{"loss": 1.0}]})
+    with pytest.raises(ValueError, match="without a log_history list"):
+        training_curves({"best_epoch": 1})
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"log_history": [\n  {"step": 1,, "loss": 2}]}')
+    with pytest.raises(ValueError, match=r"broken.json, line 2, column 14"):
+        training_curves(broken)
+    with pytest.raises(FileNotFoundError, match="missing.json does not exist"):
+        training_curves(tmp_path / "missing.json")
+
+
+def test_comparison_bars_with_and_without_mae(tmp_path):
+    results_file = tmp_path / "results.json"
+    results_file.write_text(json.dumps(RESULTS))
+    with_mae = read_png(plot_comparison(results_file, tmp_path / "with_mae.png"))
+    auc_only = {"models": {name: {"auc": summary["auc"]} for name, summary in RESULTS["models"].items()}}
+    without_mae = read_png(plot_comparison(auc_only, tmp_path / "auc_only.png"))
+    assert with_mae.shape[1] > 1.4 * without_mae.shape[1]  # the MAE panel sits beside the AUC panel
+    with pytest.raises(ValueError, match='non-empty "models"'):
+        plot_comparison({"models": {}}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match='has an "auc" table'):
+        plot_comparison({"models": {"m": {"mae": {}}}}, tmp_path / "x.png")
+
+
+def test_cli_plot_curves_and_comparison(tmp_path, capsys):
+    log_file, results_file = tmp_path / "trainer_state.json", tmp_path / "results.json"
+    log_file.write_text(json.dumps(TRAINER_STATE))
+    results_file.write_text(json.dumps(RESULTS))
+    assert main(["plot", "curves", str(log_file), "--output", str(tmp_path / "c.png")]) == 0
+    assert main(["plot", "comparison", str(results_file), "--output", str(tmp_path / "r.png"), "--title", "T"]) == 0
+    assert (tmp_path / "c.png").is_file() and (tmp_path / "r.png").is_file()
+    assert main(["plot", "curves", str(tmp_path / "nope.json"), "--output", str(tmp_path / "x.png")]) == 2
+    assert "a2gen plot curves: error:" in capsys.readouterr().err
+
+
+def test_cli_plot_timeline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_home" / "datasets"))
+    from a2gen_hf import A2GenForActionGeneration
+    from a2gen_hf.data import SimulatorConfig, simulate
+    from a2gen_hf.training.data_setup import load_data_dir, model_config_from_tokenizer
+
+    data_dir, model_dir = tmp_path / "data", tmp_path / "model"
+    config = SimulatorConfig(num_examples=40, examples_per_user=10, history_length=3, num_items=20, seed=1)
+    simulate(config, progress=False, cache_dir=str(tmp_path / "cache")).save(data_dir)
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model_config = model_config_from_tokenizer(tokenizer, dataset, hidden_size=16, num_attention_heads=2)
+    A2GenForActionGeneration(model_config).save_pretrained(model_dir)
+
+    output = tmp_path / "timeline.png"
+    arguments = ["plot", "timeline", "--model", str(model_dir), "--data", str(data_dir), "--output", str(output)]
+    assert main([*arguments, "--index", "1"]) == 0
+    assert count_pixels(read_png(output), END_COLOR) > 0  # the actual timeline ends with leave
+    assert main([*arguments, "--index", "100000"]) == 2
+    assert "--index 100000 is out of range" in capsys.readouterr().err
