@@ -200,6 +200,10 @@ def test_logistic_regression_needs_validation_to_choose_c(tokenizer):
         CountFeatureLogisticRegression(tokenizer).fit(train)
     fixed = CountFeatureLogisticRegression(tokenizer, c_grid=(1.0,)).fit(train)
     assert fixed.chosen_c_ == {"like": 1.0}
+    no_likes = dataset([example([[START, LEAVE]]), example([[START, LIKE, LEAVE]])])
+    fallback = CountFeatureLogisticRegression(tokenizer, c_grid=(0.1, 1.0, 10.0)).fit(train, no_likes)
+    assert fallback.chosen_c_ == {"like": 1.0}
+    assert "like" in fallback.notes_[0] and "0 of 2" in fallback.notes_[0]
 
 
 def test_logistic_regression_train_features_leave_each_row_out(tokenizer):

@@ -428,8 +428,9 @@ class CountFeatureLogisticRegression(SimpleBaseline):
     the target item / in its category, 1 / (1 + age of the most recent same-category item).
 
     The models are trained on train; each action's C is the one of `c_grid` with the best validation AUC (so
-    ``fit`` needs a validation split unless `c_grid` holds a single value). An action that always or never
-    happens on train gets its train rate.
+    ``fit`` needs a validation split unless `c_grid` holds a single value), in ``chosen_c_``. Where the validation
+    split has a single class for an action, the middle C of `c_grid` is used and ``notes_`` says so. An action
+    that always or never happens on train gets its train rate.
 
     Args:
         window / recent_window: history items read for the propensities.
@@ -455,6 +456,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         self.scaler_: StandardScaler | None = None
         self.models_: dict[int, LogisticRegression] = {}
         self.chosen_c_: dict[str, float] = {}
+        self.notes_: list[str] = []
 
     def features(self, dataset: Dataset, exclude: np.ndarray | None = None) -> np.ndarray:
         """`(n, D)` the count features of every row (`exclude`: the rows' own outcomes when they are train rows)."""
@@ -500,7 +502,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         if validation is not None:
             validation_features = self.features(validation)
             validation_occurs = ActionTargets.from_dataset(validation, self.tokenizer).occurs
-        self.models_, self.chosen_c_ = {}, {}
+        self.models_, self.chosen_c_, self.notes_ = {}, {}, []
         self.scaler_ = scaler = StandardScaler().fit(train_features)
         train_features = scaler.transform(train_features)
         if validation is not None:
@@ -509,24 +511,25 @@ class CountFeatureLogisticRegression(SimpleBaseline):
             labels = targets.occurs[:, action]
             if labels.all() or not labels.any():
                 continue
-            best = None
-            for c in self.c_grid:
-                model = LogisticRegression(C=c, max_iter=2000).fit(train_features, labels)
-                if len(self.c_grid) == 1:
-                    best = (0.0, c, model)
-                    break
+            name = self.tokenizer.action_names[action - 1]
+            candidates = self.c_grid
+            if len(candidates) > 1:
                 validation_labels = validation_occurs[:, action]
                 if validation_labels.all() or not validation_labels.any():
-                    raise ValueError(
-                        f"Cannot choose C for action {self.tokenizer.action_names[action - 1]!r}: it happens in "
-                        f"{int(validation_labels.sum())} of {len(validation_labels)} validation rows (AUC undefined); "
-                        "use a larger validation split or a single-value c_grid."
+                    candidates = (self.c_grid[len(self.c_grid) // 2],)
+                    self.notes_.append(
+                        f"logreg[{name}]: {int(validation_labels.sum())} of {len(validation_labels)} validation rows "
+                        f"are positive, so no AUC can choose C; used C={candidates[0]} (the middle of c_grid)."
                     )
-                score = roc_auc_score(validation_labels, model.predict_proba(validation_features)[:, 1])
-                if best is None or score > best[0]:
-                    best = (score, c, model)
-            self.models_[action] = best[2]
-            self.chosen_c_[self.tokenizer.action_names[action - 1]] = best[1]
+            fits = {c: LogisticRegression(C=c, max_iter=2000).fit(train_features, labels) for c in candidates}
+            chosen = candidates[0]
+            if len(fits) > 1:
+                # max keeps the first of equal scores: the smallest C, the strongest regularisation.
+                chosen = max(
+                    fits, key=lambda c: roc_auc_score(validation_labels, fits[c].predict_proba(validation_features)[:, 1])
+                )
+            self.models_[action] = fits[chosen]
+            self.chosen_c_[name] = chosen
 
     def _probabilities(self, dataset: Dataset) -> np.ndarray:
         features = self.scaler_.transform(self.features(dataset))
