@@ -41,6 +41,7 @@ CONFIG_FIELDS = (
 )
 
 Event = tuple[str, float | None]
+MAX_BUCKETS = 2**63  # hashed ids are int64 tensors
 
 
 class UnknownActionError(ValueError):
@@ -51,16 +52,29 @@ class TimelineError(ValueError):
     """Raised when a timeline of ``(action, seconds)`` events is malformed (order, times, start/end actions)."""
 
 
+def _not_unicode(error: UnicodeEncodeError) -> ValueError:
+    return ValueError(
+        f"Cannot hash id {error.object!r}: it is not valid Unicode text ({error.reason} at position {error.start}); "
+        "decode the log as UTF-8 without 'surrogateescape' or fix the id."
+    )
+
+
 def hash_to_bucket(text: str, buckets: int) -> int:
     """Stable bucket of ``text`` in ``[1, buckets)``: BLAKE2b-64 of its UTF-8 bytes, little-endian, ``% (buckets - 1) + 1``."""
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    try:
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    except UnicodeEncodeError as error:  # a lone surrogate has no UTF-8 bytes
+        raise _not_unicode(error) from None
     return int.from_bytes(digest, "little") % (buckets - 1) + 1
 
 
 def hash_to_buckets(texts: Iterable[str], buckets: int) -> np.ndarray:
     """:func:`hash_to_bucket` of every string, as an int64 array of shape ``(len(texts),)``."""
     blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(text.encode("utf-8"), digest_size=8).digest() for text in texts])
+    try:
+        digests = b"".join([blake2b(text.encode("utf-8"), digest_size=8).digest() for text in texts])
+    except UnicodeEncodeError as error:
+        raise _not_unicode(error) from None
     # The modulo runs on uint64 so it equals Python's arbitrary-precision ``%`` bit for bit.
     values = np.frombuffer(digests, dtype="<u8") % np.uint64(buckets - 1) + np.uint64(1)
     return values.astype(np.int64)
@@ -203,8 +217,10 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         if self.max_actions < 1:
             raise ValueError(f"max_actions={self.max_actions} must be a positive integer.")
         for field in ("user_buckets", "item_buckets", "side_feature_buckets"):
-            if getattr(self, field) < 2:
-                raise ValueError(f"{field}={getattr(self, field)} must be >= 2 (bucket 0 is padding).")
+            if not 2 <= getattr(self, field) <= MAX_BUCKETS:
+                raise ValueError(
+                    f"{field}={getattr(self, field)} must be >= 2 (bucket 0 is padding) and <= 2**63 (ids are int64)."
+                )
 
     # ----------------------------------------------------------------------------------------------------------
     # Vocabulary (the PreTrainedTokenizer contract)
@@ -340,7 +356,10 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 f"Event {position} ({action!r}) has time {seconds!r}; a time must be a number of seconds >= 0, "
                 "or None when it is unknown."
             )
-        value = float(seconds)
+        try:
+            value = float(seconds)
+        except OverflowError:  # an integer beyond the float range
+            value = math.inf if seconds > 0 else -math.inf
         if not math.isfinite(value) or value < 0:
             raise TimelineError(
                 f"Event {position} ({action!r}) has time {value} s; times must be finite and >= 0 "
@@ -540,9 +559,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         if isinstance(values, torch.Tensor):
             values = values.detach().cpu().numpy()
         try:
-            return np.asarray(values, dtype=dtype)
-        except (TypeError, ValueError) as error:
+            array = np.asarray(values, dtype=dtype)
+            # Integer conversion would truncate 2.5 to 2 without a word.
+            exact = dtype is not np.int64 or np.array_equal(array, np.asarray(values, dtype=np.float64))
+        except (TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"{name} must be a list, numpy array or tensor of numbers: {error}") from None
+        if not exact:
+            raise ValueError(f"{name} must hold whole numbers (action ids), got {values!r}.")
+        return array
 
     # ----------------------------------------------------------------------------------------------------------
     # Time statistics
@@ -552,7 +576,12 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
 
         None and NaN mark unknown times and are left out; negative or infinite times raise :class:`TimelineError`.
         """
-        values = np.asarray([np.nan if value is None else value for value in seconds], dtype=np.float64)
+        try:
+            values = np.asarray([np.nan if value is None else value for value in seconds], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise TimelineError(
+                f"Cannot fit time statistics: {error}; times must be numbers of seconds (None or NaN when unknown)."
+            ) from None
         bad = np.flatnonzero(np.isinf(values) | (values < 0))
         if bad.size:
             raise TimelineError(
