@@ -414,6 +414,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     import json
 
+    from accelerate import PartialState
+
     from .training.loop import EVAL_RESULTS_FILE, MODEL_FOLDER, TrainingSettings, train_from_data_dir
 
     overrides = {
@@ -454,6 +456,8 @@ def run_train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
         print(f"a2gen train: error: {error}", file=sys.stderr)
         return 2
+    if not PartialState().is_main_process:
+        return 0
     if metrics is not None:
         summary = {key: metrics[key] for key in ("mean_auc", "mean_mae", "next_action_accuracy") if key in metrics}
         print(f"test: {json.dumps(summary)} (all metrics in {args.output}/{EVAL_RESULTS_FILE})")

@@ -28,6 +28,7 @@ import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from datasets.distributed import split_dataset_by_node
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -245,7 +246,8 @@ def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, sett
         os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
         if settings.keep_checkpoints:
             older = sorted(
-                (path for path in output_dir.iterdir() if _checkpoint_step(path) is not None), key=_checkpoint_step
+                (path for path in output_dir.iterdir() if _checkpoint_step(path) is not None and _read_manifest(path)),
+                key=_checkpoint_step,
             )
             for stale in older[: -settings.keep_checkpoints]:
                 shutil.rmtree(stale, ignore_errors=True)
@@ -290,7 +292,7 @@ def shard_for_process(dataset: datasets.IterableDataset, accelerator: Accelerato
     number of processes (e.g. ``Dataset.to_iterable_dataset(num_shards=4)`` on 2 processes), else every
     ``num_processes``-th example. The parts of different processes are disjoint.
     """
-    return datasets.distributed.split_dataset_by_node(
+    return split_dataset_by_node(
         dataset, rank=accelerator.process_index, world_size=accelerator.num_processes
     )
 
@@ -489,22 +491,25 @@ def train(
 
     model.train()
     if streaming:
-        stream = _stream_batches(
-            train_dataset, collator, settings, accelerator, skip=progress.global_step * accumulation
-        )
-        for batch_index, (pass_index, batch) in enumerate(stream):
-            progress.epoch = pass_index
-            if one_step(batch, batch_index) and progress.global_step >= total_steps:
-                break
-        if progress.global_step >= total_steps and eval_dataset is not None:
+        if progress.global_step < total_steps:
+            stream = _stream_batches(
+                train_dataset, collator, settings, accelerator, skip=progress.global_step * accumulation
+            )
+            for batch_index, (pass_index, batch) in enumerate(stream):
+                progress.epoch = pass_index
+                if one_step(batch, batch_index) and progress.global_step >= total_steps:
+                    break
+        if eval_dataset is not None:
             end_of_pass()
-    while not streaming and progress.global_step < total_steps:
-        loader = _epoch_loader(train_dataset, collator, settings, progress.epoch, accelerator)
-        skip = progress.step_in_epoch * accumulation
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        for batch_index, batch in enumerate(batches, start=skip):
-            if one_step(batch, batch_index) and progress.global_step >= total_steps:
-                break
+    # A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
+    while not streaming and (progress.global_step < total_steps or progress.step_in_epoch > 0):
+        if progress.global_step < total_steps:
+            loader = _epoch_loader(train_dataset, collator, settings, progress.epoch, accelerator)
+            skip = progress.step_in_epoch * accumulation
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            for batch_index, batch in enumerate(batches, start=skip):
+                if one_step(batch, batch_index) and progress.global_step >= total_steps:
+                    break
         end_of_pass()
     bar.close()
 

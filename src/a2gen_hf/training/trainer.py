@@ -1,0 +1,141 @@
+"""
+``transformers.Trainer`` for A2Gen and its baselines.
+
+The plain Trainer collects the forward's outputs for ``compute_metrics``; A2Gen's forward gives per-slot class
+scores, not P(action happens). :class:`A2GenTrainer` evaluates with ``predict_actions`` instead (and, for models
+that generate, the first generated action), so the same :func:`a2gen_compute_metrics` reports AUC / MAE / next-action
+accuracy for A2Gen, MMoE and PLE. It can also give the embedding tables their own learning rate, as the paper does.
+
+    args = a2gen_training_arguments("runs/finetune", learning_rate=5e-4, num_train_epochs=1)
+    trainer = A2GenTrainer(
+        model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
+        data_collator=A2GenDataCollator.from_config(model.config, tokenizer),
+        compute_metrics=a2gen_compute_metrics(model.config), embedding_learning_rate=1e-4,
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from ..configuration_a2gen import A2GenConfig
+from ..metrics import compute_action_metrics, flatten_metrics, predicted_next_actions
+from .loop import embedding_and_dense_groups
+
+LABEL_NAMES = ["labels", "label_times", "label_time_mask"]
+
+
+def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArguments:
+    """
+    ``TrainingArguments`` that work with the package's collator: ``remove_unused_columns=False`` (the collator
+    reads the raw example columns, which the model's forward does not name) and
+    ``label_names=["labels", "label_times", "label_time_mask"]`` (what ``compute_metrics`` receives as
+    ``label_ids``). Every other argument is passed on.
+
+    Raises:
+        ValueError: ``kwargs`` sets either of the two to something else.
+    """
+    for name, required in (("remove_unused_columns", False), ("label_names", LABEL_NAMES)):
+        if name in kwargs and kwargs[name] != required:
+            raise ValueError(
+                f"{name}={kwargs[name]!r} does not work with A2GenDataCollator; leave it out (it is set to {required!r})."
+            )
+    kwargs.update(remove_unused_columns=False, label_names=list(LABEL_NAMES))
+    return TrainingArguments(output_dir=output_dir, **kwargs)
+
+
+def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, float]]:
+    """
+    ``compute_metrics`` for :class:`A2GenTrainer`: its predictions are ``(action_probabilities, expected_times,
+    next_actions)``, each `(n, V)` / `(n,)`, and ``label_ids`` the three label tensors. Returns
+    :func:`~a2gen_hf.metrics.flatten_metrics` of :func:`~a2gen_hf.metrics.compute_action_metrics`, e.g.
+    ``auc_like``, ``mean_auc``, ``mae_leave``, ``next_action_accuracy`` (the Trainer prefixes ``eval_``).
+    """
+
+    def compute_metrics(eval_prediction) -> dict[str, float]:
+        outputs = eval_prediction.predictions
+        if not isinstance(outputs, (tuple, list)) or len(outputs) != 3:
+            raise ValueError(
+                "a2gen_compute_metrics expects the predictions of A2GenTrainer (probabilities, expected times, next "
+                "actions); use A2GenTrainer, not transformers.Trainer."
+            )
+        label_ids = eval_prediction.label_ids
+        if not isinstance(label_ids, (tuple, list)) or len(label_ids) != len(LABEL_NAMES):
+            raise ValueError(f"compute_metrics needs label_ids for {LABEL_NAMES}; use a2gen_training_arguments(...).")
+        predictions = dict(zip(("action_probabilities", "expected_times", "next_actions"), outputs))
+        return flatten_metrics(
+            compute_action_metrics(
+                predictions, dict(zip(LABEL_NAMES, label_ids)), config.action_names, config.start_action,
+                config.end_action, config.time_log_mean, config.time_log_std,
+            )
+        )
+
+    return compute_metrics
+
+
+class A2GenTrainer(Trainer):
+    """
+    ``Trainer`` whose evaluation predictions are the ranking outputs of ``predict_actions``: `(B, V)`
+    P(action happens), `(B, V)` expected normalised first-occurrence times and `(B,)` the next action (the first
+    generated one for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the baselines). Use it with
+    :func:`a2gen_training_arguments` and :func:`a2gen_compute_metrics`.
+
+    Args:
+        embedding_learning_rate (`float`, *optional*): learning rate of the ``nn.Embedding`` tables (the paper's
+            1e-4) while ``args.learning_rate`` applies to the dense weights; ``None``: one rate for all (the
+            Trainer's own optimizer). Weight decay applies to the dense weights only.
+        Other arguments: those of ``transformers.Trainer``.
+    """
+
+    def __init__(self, *args: Any, embedding_learning_rate: float | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.embedding_learning_rate = embedding_learning_rate
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.embedding_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        network = self.model if model is None else model
+        optimizer_class, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, network)
+        if {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
+            raise ValueError(
+                f"optim={self.args.optim!r} builds its own parameter groups; embedding_learning_rate needs a plain "
+                "optimizer such as adamw_torch (or pass embedding_learning_rate=None)."
+            )
+        groups = embedding_and_dense_groups(
+            network, self.args.learning_rate, self.embedding_learning_rate, weight_decay=self.args.weight_decay
+        )
+        self.optimizer = optimizer_class(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        inputs = self._prepare_inputs(inputs)
+        loss = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)[0]
+        if prediction_loss_only:
+            return loss, None, None
+        missing = [name for name in self.label_names if inputs.get(name) is None]
+        if missing:
+            raise ValueError(f"The evaluation batch has no {missing}; A2GenDataCollator builds them from the labels.")
+        network = self.accelerator.unwrap_model(model)
+        with torch.no_grad():
+            prediction = network.predict_actions(**inputs)
+            probabilities = prediction.action_probabilities.float()
+            times = prediction.expected_times.float()
+            if network.can_generate():
+                next_actions = network.generate(**inputs, return_dict_in_generate=True).sequences[:, 1]
+            else:
+                chosen = predicted_next_actions(probabilities.cpu(), times.cpu(), network.config.start_action_id)
+                next_actions = torch.from_numpy(np.asarray(chosen, dtype=np.int64)).to(probabilities.device)
+        labels = tuple(inputs[name] for name in self.label_names)
+        return loss, (probabilities, times, next_actions), labels

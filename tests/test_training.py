@@ -1,0 +1,378 @@
+"""Training: data folder -> model config, `a2gen train`, checkpoints, exact resume after SIGKILL, 2-process DDP."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from safetensors.torch import load_file
+
+from a2gen_hf import A2GenConfigError, AutoModelForActionGeneration, MMoEConfig
+from a2gen_hf.cli import main
+from a2gen_hf.data import A2GenDataCollator, SimulatorConfig, simulate
+from a2gen_hf.training.data_setup import (
+    MODEL_CHOICES,
+    create_model,
+    load_data_dir,
+    model_config_from_tokenizer,
+)
+from a2gen_hf.training.loop import (
+    CHECKPOINT_MANIFEST,
+    TrainingSettings,
+    latest_checkpoint,
+    make_accelerator,
+    shard_for_process,
+    train,
+    train_from_data_dir,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"hidden_size": 16, "id_embedding_size": 16}
+TINY_FLAGS = ["--hidden-size", "16", "--id-embedding-size", "16", "--no-progress"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_caches(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("hf_home")
+    saved = {name: os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE")}
+    os.environ.update(HF_HOME=str(cache), HF_DATASETS_CACHE=str(cache / "datasets"), HF_HUB_OFFLINE="1")
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and the child processes use one too, so results compare bitwise)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator (mixed precision, accumulation) from a clean state."""
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, offline_caches):
+    config = SimulatorConfig(
+        num_examples=400, history_length=5, num_items=200, item_buckets=4096, user_buckets=1024,
+        side_feature_buckets=256,
+    )
+    folder = tmp_path_factory.mktemp("data") / "sim"
+    simulate(config, progress=False).save(folder)
+    return folder
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model" / "model.safetensors"))
+
+
+def log_of(folder: Path) -> list[dict]:
+    return json.loads((folder / "training_log.json").read_text())["log_history"]
+
+
+# ---------------------------------------------------------------------------------------------- data folder
+
+
+def test_load_data_dir_and_model_config(data_dir):
+    dataset, tokenizer, metadata = load_data_dir(data_dir)
+    assert set(dataset) == {"train", "validation", "test"} and metadata["source"] == "simulator"
+    config = model_config_from_tokenizer(tokenizer, dataset, generator="eag", hidden_size=16)
+    assert config.action_names == tokenizer.action_names and config.generator_type == "eag"
+    assert (config.item_buckets, config.user_buckets, config.side_feature_buckets) == (4096, 1024, 256)
+    assert (config.time_log_mean, config.time_log_std) == (tokenizer.time_log_mean, tokenizer.time_log_std)
+    assert config.num_item_side_features == len(dataset["train"][0]["item_side_ids"]) == 2
+    assert config.max_history_items == 5  # the longest history in the data
+    longest_events = max(len(events) for row in dataset["train"] for events in row["history_action_ids"])
+    assert config.max_events_per_item == min(longest_events, tokenizer.max_actions + 1)
+    assert config.hidden_size == 16
+
+    # A streaming split is not scanned: side features from its first row, caps at their defaults.
+    streamed = model_config_from_tokenizer(tokenizer, dataset["train"].to_iterable_dataset())
+    assert streamed.num_item_side_features == 2 and streamed.max_history_items == 100
+
+    baseline = model_config_from_tokenizer(tokenizer, dataset, config_class=MMoEConfig, num_experts=2)
+    assert isinstance(baseline, MMoEConfig) and baseline.num_experts == 2
+    for name in MODEL_CHOICES:
+        model = create_model(name, tokenizer, dataset["validation"], **TINY)
+        batch = A2GenDataCollator.from_config(model.config, tokenizer)(dataset["validation"].select(range(4)))
+        assert torch.isfinite(model(**batch).loss)
+
+
+def test_data_folder_and_config_errors(data_dir, tmp_path):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    with pytest.raises(ValueError, match=r"no field\(s\) \['hiden_size'\]"):
+        model_config_from_tokenizer(tokenizer, dataset, hiden_size=8)
+    with pytest.raises(ValueError, match=r"\['item_buckets'\] are read from the data"):
+        model_config_from_tokenizer(tokenizer, dataset, item_buckets=10)
+    with pytest.raises(A2GenConfigError, match="divisible"):
+        model_config_from_tokenizer(tokenizer, dataset, hidden_size=10)
+    with pytest.raises(ValueError, match="Unknown model 'bert'"):
+        create_model("bert", tokenizer, dataset)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_data_dir(tmp_path / "missing")
+    (tmp_path / "tokenizer").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no a2gen_data.json"):
+        load_data_dir(tmp_path)
+    (tmp_path / "a2gen_data.json").write_text('{"source": "x",\n oops}')
+    with pytest.raises(ValueError, match=r"a2gen_data.json, line 2, column 2"):
+        load_data_dir(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+def fake_checkpoint(folder: Path, files: dict[str, bytes], manifest: dict[str, int] | None) -> Path:
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    if manifest is not None:
+        (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"step": 0, "resume_key": {}, "files": manifest}))
+    return folder
+
+
+def test_latest_checkpoint_never_picks_a_partial_one(tmp_path):
+    complete = fake_checkpoint(tmp_path / "checkpoint-3", {"model.safetensors": b"abcd"}, {"model.safetensors": 4})
+    fake_checkpoint(tmp_path / ".tmp-checkpoint-9", {"model.safetensors": b"abcd"}, {"model.safetensors": 4})
+    fake_checkpoint(tmp_path / "checkpoint-8", {"model.safetensors": b"abcd"}, None)  # no manifest
+    fake_checkpoint(tmp_path / "checkpoint-7", {"model.safetensors": b"ab"}, {"model.safetensors": 4})  # truncated
+    fake_checkpoint(tmp_path / "checkpoint-6", {}, {"optimizer.bin": 10})  # a listed file is missing
+    fake_checkpoint(tmp_path / "checkpoint-x", {}, {})
+    assert latest_checkpoint(tmp_path) == complete
+    assert latest_checkpoint(tmp_path / "nothing-here") is None
+
+
+# ------------------------------------------------------------------------------------------------ a2gen train
+
+
+def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
+    output = tmp_path / "run"
+    argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "2", "--batch-size", "64",
+            "--checkpoint-every", "3", "--log-every", "2", "--model", "a2gen-eag", *TINY_FLAGS]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "best validation epoch" in printed and "model saved to" in printed
+
+    model = AutoModelForActionGeneration.from_pretrained(output / "model")
+    assert model.config.generator_type == "eag" and model.config.hidden_size == 16
+    assert (output / "model" / "vocab.json").exists()  # the tokenizer travels with the model
+    metrics = json.loads((output / "eval_results.json").read_text())  # strict JSON (NaN -> null)
+    assert metrics["num_examples"] == 41 and set(metrics["auc"]) == {"like", "follow", "forward", "comment"}
+    assert "oracle_auc" in metrics  # the simulator's oracle is compared on the test split
+    log = json.loads((output / "training_log.json").read_text())
+    validation = [entry for entry in log["log_history"] if "validation_loss" in entry]
+    assert [entry["epoch"] for entry in validation] == [0, 1]
+    best = min(validation, key=lambda entry: entry["validation_loss"])["epoch"]
+    assert log["best_epoch"] == best
+    # The saved model is the best epoch's: its weights are the ones kept on disk for that epoch.
+    kept = load_file(str(output / "best_model.safetensors"))
+    torch.testing.assert_close(kept, weights(output), rtol=0, atol=0)
+    assert {path.name for path in output.glob("checkpoint-*")} == {"checkpoint-9", "checkpoint-12"}  # keep 2
+
+    # Training into a folder with checkpoints needs --resume; a finished run resumed trains no more steps.
+    assert main(argv) == 2
+    assert "already holds checkpoint-12" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0
+    assert "Resumed from" in capsys.readouterr().out
+
+
+def test_mixed_precision_errors_and_bf16_on_cpu(data_dir, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU's refusal of fp16")
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        make_accelerator(TrainingSettings(output_dir=str(tmp_path), mixed_precision="fp16"))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert main(["train", "--data", str(data_dir), "--output", str(tmp_path / "fp16"), "--mixed-precision", "fp16"]) == 2
+    assert "Use --mixed-precision no or bf16" in capsys.readouterr().err
+    AcceleratorState._reset_state(reset_partial_state=True)
+    settings = TrainingSettings(output_dir=str(tmp_path / "bf16"), max_steps=2, batch_size=32, mixed_precision="bf16",
+                                log_every=1, show_progress=False)
+    result, _ = train_from_data_dir(data_dir, settings, "a2gen-iag", TINY)
+    losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+
+
+# ----------------------------------------------------------------------------------------------- exact resume
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path, capsys):
+    # Dropout on and gradient accumulation 2: RNG states, data order, accumulation and optimizer must all restore.
+    flags = ["--data", str(data_dir), "--epochs", "3", "--batch-size", "8", "--gradient-accumulation-steps", "2",
+             "--checkpoint-every", "7", "--log-every", "5", "--hidden-dropout-prob", "0.2", *TINY_FLAGS]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "a2gen_hf.cli", "train", "--output", str(killed), *flags],
+        env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while latest_checkpoint(killed) is None:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    last = latest_checkpoint(killed)
+    assert not (killed / "model").exists(), "the run finished before it was killed"
+    total_steps = 3 * math.ceil(math.ceil(323 / 8) / 2)
+    assert int(last.name.split("-")[1]) < total_steps
+    # Half-written checkpoints a crash may leave behind are never resumed from.
+    (killed / ".tmp-checkpoint-998").mkdir(exist_ok=True)
+    (killed / "checkpoint-999").mkdir()
+    (killed / "checkpoint-999" / "model.safetensors").write_bytes(b"partial")
+
+    assert main(["train", "--output", str(killed), "--resume", *flags]) == 0
+    assert f"Resumed from {last}" in capsys.readouterr().out
+    uninterrupted = tmp_path / "uninterrupted"
+    assert main(["train", "--output", str(uninterrupted), *flags]) == 0
+
+    resumed_weights, reference = weights(killed), weights(uninterrupted)
+    assert resumed_weights.keys() == reference.keys()
+    for name, value in reference.items():
+        torch.testing.assert_close(resumed_weights[name], value, rtol=0, atol=1e-6, msg=name)
+    resumed_log, reference_log = log_of(killed), log_of(uninterrupted)
+    assert [entry["step"] for entry in resumed_log] == [entry["step"] for entry in reference_log]
+    for resumed_entry, reference_entry in zip(resumed_log, reference_log):
+        for key, value in reference_entry.items():
+            assert resumed_entry[key] == pytest.approx(value, rel=1e-5), (key, reference_entry)
+
+
+def test_streaming_resume_replays_each_shard(data_dir, tmp_path):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    stream = dataset["train"].select(range(80)).to_iterable_dataset(num_shards=4)
+
+    # 80 examples in batches of 16: 5 per pass, so 7 steps cross into the second (reshuffled) pass.
+    def run(folder: Path, max_steps: int | None, resume: bool) -> torch.Tensor:
+        settings = TrainingSettings(output_dir=str(folder), max_steps=max_steps, batch_size=16, checkpoint_every=3,
+                                    resume=resume, log_every=100, shuffle_buffer_size=20, show_progress=False)
+        torch.manual_seed(0)
+        model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+        result = train(model, stream, A2GenDataCollator.from_config(model.config, tokenizer), settings)
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return torch.nn.utils.parameters_to_vector(result.model.parameters()).detach()
+
+    reference = run(tmp_path / "straight", 7, resume=False)
+    run(tmp_path / "interrupted", 3, resume=False)
+    resumed = run(tmp_path / "interrupted", 7, resume=True)
+    torch.testing.assert_close(resumed, reference, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="set max_steps"):
+        run(tmp_path / "no-steps", None, resume=False)
+
+
+# ------------------------------------------------------------------------------------------ 2 processes (DDP)
+
+# Run by both processes of one `accelerate launch` (one launch: starting Python + torch is most of the cost):
+# 1. examples/train_accelerate.py as a script, with the arguments after the data folder;
+# 2. the training loop on a streaming dataset, recording the example rows each process collates.
+DDP_PROBE = textwrap.dedent(
+    """
+    import json, runpy, sys
+    from accelerate import Accelerator
+    from a2gen_hf.data import A2GenDataCollator
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.loop import TrainingSettings, train
+
+    example, data_dir, streaming_output, *example_args = sys.argv[1:]
+    sys.argv = [example, "--data", data_dir, *example_args]
+    try:
+        runpy.run_path(example, run_name="__main__")
+    except SystemExit as done:
+        assert done.code == 0, f"{example} exited with {done.code}"
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    rows = dataset["train"].add_column("row", list(range(len(dataset["train"]))))
+    model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=16, id_embedding_size=16)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    seen = []
+
+    def recording_collator(examples):
+        seen.extend(example["row"] for example in examples)
+        return collator(examples)
+
+    settings = TrainingSettings(output_dir=streaming_output, max_steps=3, batch_size=16, show_progress=False)
+    accelerator = Accelerator()
+    train(model, rows.to_iterable_dataset(num_shards=4), recording_collator, settings, accelerator=accelerator)
+    with open(f"{streaming_output}/rows-{accelerator.process_index}.json", "w") as file:
+        json.dump({"rows": seen, "processes": accelerator.num_processes}, file)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_step_equals_one_process_step(data_dir, tmp_path):
+    ddp, streaming = tmp_path / "ddp", tmp_path / "streaming"
+    probe = tmp_path / "ddp_probe.py"
+    probe.write_text(DDP_PROBE)
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(probe),
+        str(REPO / "examples" / "train_accelerate.py"), str(data_dir), str(streaming),
+        "--output", str(ddp), "--max-steps", "1", "--batch-size", "8", "--log-every", "1", *TINY_FLAGS,
+    ]
+    done = subprocess.run(command, env={**child_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    single, accumulated = tmp_path / "single", tmp_path / "accumulated"
+    for folder, batch_size, accumulation in ((single, 16, 1), (accumulated, 8, 2)):
+        settings = TrainingSettings(output_dir=str(folder), max_steps=1, batch_size=batch_size, log_every=1,
+                                    gradient_accumulation_steps=accumulation, show_progress=False)
+        train_from_data_dir(data_dir, settings, "a2gen-iag", TINY)
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    # Same first step: 2 processes x 8 = 1 process x 16 = 2 micro-batches x 8. The gradient norm would be off by
+    # the world size (or the accumulation steps) if a loss were scaled twice.
+    first = {folder.name: log_of(folder)[0] for folder in (ddp, single, accumulated)}
+    assert first["ddp"]["step"] == 1
+    for name in ("single", "accumulated"):
+        assert first["ddp"]["grad_norm"] == pytest.approx(first[name]["grad_norm"], rel=1e-5)
+        assert first["ddp"]["loss"] == pytest.approx(first[name]["loss"], rel=1e-5)
+    reference = weights(ddp)
+    for folder in (single, accumulated):
+        for name, value in weights(folder).items():
+            # An attention key bias gets no gradient (softmax ignores a shift shared by all keys): AdamW's first
+            # step turns its rounding noise into +-lr, so it is not compared.
+            if not name.endswith("key.bias"):
+                torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6, msg=f"{folder.name}: {name}")
+
+    # A streaming input is split across the processes: disjoint examples, 3 steps x 16 each.
+    seen = [json.loads((streaming / f"rows-{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(part["processes"] == 2 for part in seen)
+    rows = [set(part["rows"]) for part in seen]
+    assert len(seen[0]["rows"]) == len(rows[0]) == 48 and len(seen[1]["rows"]) == len(rows[1]) == 48
+    assert not rows[0] & rows[1]
+
+
+def test_shard_for_process_splits_whole_shards():
+    from datasets import Dataset
+
+    class Rank:
+        def __init__(self, index):
+            self.process_index, self.num_processes = index, 2
+
+    stream = Dataset.from_dict({"row": list(range(40))}).to_iterable_dataset(num_shards=4)
+    parts = [[row["row"] for row in shard_for_process(stream, Rank(index))] for index in (0, 1)]
+    assert sorted(parts[0] + parts[1]) == list(range(40)) and not set(parts[0]) & set(parts[1])
