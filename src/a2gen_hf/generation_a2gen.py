@@ -309,9 +309,11 @@ class A2GenGenerationMixin(GenerationMixin):
         )
 
     @torch.no_grad()
-    def _slot_distributions(self, **inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-slot class probabilities `(B, K, V)` and times `(B, K)`: IAG's slots, or EAG's greedy decode steps."""
-        context = self._encode_for_generation(dict(inputs))
+    def slot_distributions(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Per-slot class probabilities `(B, K, V)` and times `(B, K)` from the generation context `(B, C)`: IAG's K
+        slots from one pass, or the K steps of EAG's greedy decode (with the key/value cache).
+        """
         step_function, _ = self._make_step_function(context, use_cache=True)
         sequences, times = self._start_sequences(context.shape[0], context.device)
         probabilities, slot_times = [], []

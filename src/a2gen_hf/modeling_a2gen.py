@@ -670,6 +670,32 @@ def action_sequence_loss(
     return parts
 
 
+def action_predictions_from_slots(
+    config: A2GenConfig, slot_probabilities: torch.Tensor, slot_times: torch.Tensor
+) -> A2GenActionPrediction:
+    """
+    Per-slot class probabilities `(B, K, V)` and normalised times `(B, K)` -> P(action happens) and the expected
+    time of its first occurrence `(B, V)`, as documented in :meth:`A2GenForActionGeneration.predict_actions`.
+    Written without in-place writes so it also traces for ``torch.export``.
+    """
+    end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
+    alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
+    occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
+    not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
+    first_occurrence = occurs * not_yet
+    probabilities = 1.0 - torch.prod(1.0 - occurs, dim=1)
+    weights = first_occurrence / first_occurrence.sum(1, keepdim=True).clamp_min(1e-12)
+    expected_times = (weights * slot_times.unsqueeze(-1)).sum(1)
+    columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
+    is_start, is_pad = columns == config.start_action_id, columns == 0
+    probabilities = torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))
+    expected_times = torch.where(is_start, config.start_time, torch.where(is_pad, 0.0, expected_times))
+    seconds = denormalize_times(expected_times, config.time_log_mean, config.time_log_std)
+    return A2GenActionPrediction(
+        action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
+    )
+
+
 class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
     __doc__ = r"""
     A2Gen with its Action-seq Autoregressive Generator (AAG): the encoder (:class:`A2GenModel`) followed by EAG or
@@ -816,24 +842,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         sequence is still running at slot k and q_k(a) = alive_k p_k(a):
         P(a) = 1 - prod_k (1 - q_k(a)) and E[t_a] = sum_k w_k t_k / sum_k w_k with w_k = q_k(a) prod_{j<k} (1 - q_j(a)).
         ``start`` has probability 1 at 0 s. Accepts the forward's history inputs (labels are ignored).
+        See :func:`action_predictions_from_slots`.
         """
-        for name in ("labels", "label_times", "label_time_mask"):
-            inputs.pop(name, None)
-        slot_probabilities, slot_times = self._slot_distributions(**inputs)
-        config = self.config
-        end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
-        alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
-        occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a): (B, K, V)
-        not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
-        first_occurrence = occurs * not_yet
-        probabilities = 1.0 - torch.prod(1.0 - occurs, dim=1)
-        weights = first_occurrence / first_occurrence.sum(1, keepdim=True).clamp_min(1e-12)
-        expected_times = (weights * slot_times.unsqueeze(-1)).sum(1)
-        probabilities[:, config.start_action_id] = 1.0
-        expected_times[:, config.start_action_id] = config.start_time
-        probabilities[:, 0] = 0.0
-        expected_times[:, 0] = 0.0
-        seconds = denormalize_times(expected_times, config.time_log_mean, config.time_log_std)
-        return A2GenActionPrediction(
-            action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
-        )
+        context = self._encode_for_generation(dict(inputs))
+        return action_predictions_from_slots(self.config, *self.slot_distributions(context))

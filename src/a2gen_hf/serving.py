@@ -18,15 +18,14 @@ from torch import nn
 from transformers import GenerationConfig
 from transformers.generation import LogitsProcessorList, StoppingCriteriaList
 
-from .configuration_a2gen import A2GenConfig
 from .generation_a2gen import A2GenGenerateOutput
 from .modeling_a2gen import (
     A2GenActionPrediction,
     A2GenForActionGeneration,
     ContextAwareAttention,
     _check_history_shapes,
+    action_predictions_from_slots,
 )
-from .time_encoding import denormalize_times
 
 USER_INPUT_NAMES = (
     "user_ids",
@@ -68,32 +67,6 @@ class UserState:
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
         """The tensors in field order: the leading arguments of :class:`A2GenRankingProgram`."""
         return tuple(getattr(self, field.name) for field in fields(self))
-
-
-def action_predictions_from_slots(
-    config: A2GenConfig, slot_probabilities: torch.Tensor, slot_times: torch.Tensor
-) -> A2GenActionPrediction:
-    """
-    Per-slot class probabilities `(B, K, V)` and times `(B, K)` -> P(action happens) and expected times `(B, V)`,
-    read exactly as :meth:`A2GenForActionGeneration.predict_actions` reads them (see its docstring).
-    """
-    end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
-    alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
-    occurs = slot_probabilities * alive.unsqueeze(-1)
-    not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
-    first_occurrence = occurs * not_yet
-    probabilities = 1.0 - torch.prod(1.0 - occurs, dim=1)
-    weights = first_occurrence / first_occurrence.sum(1, keepdim=True).clamp_min(1e-12)
-    expected_times = (weights * slot_times.unsqueeze(-1)).sum(1)
-    # Fixed columns by masking rather than in-place writes, so the function also traces for export.
-    columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
-    is_start, is_pad = columns == config.start_action_id, columns == 0
-    probabilities = torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))
-    expected_times = torch.where(is_start, config.start_time, torch.where(is_pad, 0.0, expected_times))
-    seconds = denormalize_times(expected_times, config.time_log_mean, config.time_log_std)
-    return A2GenActionPrediction(
-        action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
-    )
 
 
 class A2GenRankingProgram(nn.Module):
@@ -224,18 +197,7 @@ def slot_distributions(model: A2GenForActionGeneration, context: torch.Tensor) -
         slot_features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
         logits, times = generator.heads(attention_over_slots(generator.generation_attention, slot_features, context))
         return torch.softmax(logits.float(), dim=-1), times.float()
-    step_function, _ = model._make_step_function(context, use_cache=True)
-    sequences, times = model._start_sequences(context.shape[0], context.device)
-    probabilities, slot_times = [], []
-    for step in range(model.config.max_actions):
-        logits, step_times = step_function(step, sequences, times)
-        # Padding stays in, as in predict_actions: for IAG a padding slot means "the sequence has already ended".
-        step_probabilities = torch.softmax(logits.float(), dim=-1)
-        probabilities.append(step_probabilities)
-        slot_times.append(step_times.float())
-        sequences = torch.cat([sequences, step_probabilities.argmax(-1, keepdim=True)], dim=1)
-        times = torch.cat([times, step_times.float()[:, None]], dim=1)
-    return torch.stack(probabilities, dim=1), torch.stack(slot_times, dim=1)
+    return model.slot_distributions(context)
 
 
 class A2GenRanker:

@@ -152,7 +152,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
             else:
-                baseline = SIMPLE_BASELINES[network]()
+                baseline = SIMPLE_BASELINES[network](tokenizer)
                 baseline.fit(dataset["train"], validation=dataset["validation"])
                 predictions = baseline.predict(dataset["test"])
             seed_predictions.append(predictions)
