@@ -1,0 +1,132 @@
+"""transformers.Trainer with A2Gen and the baselines: training, predict_actions metrics, the fine-tuning example."""
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import EvalPrediction
+
+from a2gen_hf import A2GenConfig
+from a2gen_hf.data import A2GenDataCollator, SimulatorConfig, simulate
+from a2gen_hf.training.data_setup import create_model, load_data_dir
+from a2gen_hf.training.trainer import (
+    LABEL_NAMES,
+    A2GenTrainer,
+    a2gen_compute_metrics,
+    a2gen_training_arguments,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"hidden_size": 16, "id_embedding_size": 16}
+QUIET = {"report_to": "none", "disable_tqdm": True, "save_strategy": "no", "use_cpu": True, "seed": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_caches_and_one_thread(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("hf_home")
+    saved = {name: os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE")}
+    os.environ.update(HF_HOME=str(cache), HF_DATASETS_CACHE=str(cache / "datasets"), HF_HUB_OFFLINE="1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is the fastest on a shared machine
+    yield
+    torch.set_num_threads(threads)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, offline_caches_and_one_thread):
+    config = SimulatorConfig(
+        num_examples=400, history_length=5, num_items=200, item_buckets=4096, user_buckets=1024,
+        side_feature_buckets=256,
+    )
+    folder = tmp_path_factory.mktemp("data") / "sim"
+    simulate(config, progress=False).save(folder)
+    return folder
+
+
+def make_trainer(model, tokenizer, dataset, output_dir, embedding_learning_rate=None, **arguments):
+    args = a2gen_training_arguments(str(output_dir), per_device_train_batch_size=32, per_device_eval_batch_size=64,
+                                    **QUIET, **arguments)
+    return A2GenTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"],
+        data_collator=A2GenDataCollator.from_config(model.config, tokenizer),
+        compute_metrics=a2gen_compute_metrics(model.config),
+        embedding_learning_rate=embedding_learning_rate,
+    )
+
+
+def test_trainer_trains_a2gen_and_reports_action_metrics(data_dir, tmp_path):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_trainer(model, tokenizer, dataset, tmp_path, embedding_learning_rate=1e-3, max_steps=12,
+                           learning_rate=5e-3, lr_scheduler_type="constant")
+    assert trainer.model_accepts_loss_kwargs is False
+    forwarded_keys = set()
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: forwarded_keys.update(kwargs), with_kwargs=True)
+
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    hook.remove()
+
+    assert after["eval_loss"] < before["eval_loss"] - 0.5
+    assert "num_items_in_batch" not in forwarded_keys and {"labels", "label_times"} <= forwarded_keys
+    for action in ("like", "follow", "forward", "comment"):
+        assert 0.0 <= after[f"eval_auc_{action}"] <= 1.0
+    assert math.isfinite(after["eval_mean_auc"]) and math.isfinite(after["eval_mae_leave"])
+    assert after["eval_num_examples"] == len(dataset["validation"])
+    assert 0.0 <= after["eval_next_action_accuracy"] <= 1.0
+    # The embedding tables kept their own learning rate.
+    rates = sorted(group["lr"] for group in trainer.optimizer.param_groups)
+    assert rates == [1e-3, 5e-3]
+
+
+def test_trainer_evaluates_baselines_and_eag(data_dir, tmp_path):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    for name in ("mmoe", "a2gen-eag"):
+        model = create_model(name, tokenizer, dataset, **TINY)
+        metrics = make_trainer(model, tokenizer, dataset, tmp_path / name).evaluate()
+        assert math.isfinite(metrics["eval_loss"]) and math.isfinite(metrics["eval_auc_like"]), name
+        assert math.isfinite(metrics["eval_mean_mae"]), name
+
+
+def test_training_arguments_and_compute_metrics_errors(tmp_path):
+    args = a2gen_training_arguments(str(tmp_path), report_to="none")
+    assert args.remove_unused_columns is False and args.label_names == LABEL_NAMES
+    with pytest.raises(ValueError, match="remove_unused_columns=True does not work"):
+        a2gen_training_arguments(str(tmp_path), remove_unused_columns=True)
+    with pytest.raises(ValueError, match="label_names"):
+        a2gen_training_arguments(str(tmp_path), label_names=["labels"])
+    compute = a2gen_compute_metrics(A2GenConfig())
+    plain_trainer_outputs = EvalPrediction(predictions=(np.zeros((2, 6, 7)), np.zeros((2, 6))), label_ids=None)
+    with pytest.raises(ValueError, match="use A2GenTrainer"):
+        compute(plain_trainer_outputs)
+
+
+def test_finetune_example_loads_a_checkpoint_and_saves_the_result(data_dir, tmp_path):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "checkpoint"
+    create_model("a2gen-iag", tokenizer, dataset, **TINY).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    spec = importlib.util.spec_from_file_location("finetune_with_trainer", REPO / "examples" / "finetune_with_trainer.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    output = tmp_path / "finetuned"
+    metrics = example.main(["--checkpoint", str(checkpoint), "--data", str(data_dir), "--output", str(output),
+                            "--max-steps", "6", "--batch-size", "32", "--learning-rate", "5e-3", "--cpu"])
+    assert metrics["test_num_examples"] == len(dataset["test"]) and math.isfinite(metrics["test_mean_auc"])
+    assert (output / "model" / "model.safetensors").exists() and (output / "model" / "vocab.json").exists()
