@@ -373,12 +373,12 @@ def convert_log(
             f"{list(preset.action_names)}; build the tokenizer with the preset's action_names."
         )
     log = read_validated_log(input_path, preset, on_bad_rows=on_bad_rows, file_format=file_format, progress=progress)
+    if log.lines.size == 0:  # checked before sessions are cut: the session code assumes at least one row
+        raise LogFormatError(f"{log.source}: no valid rows are left ({_dropped_text(log.bad_rows)}).")
     if preset.is_view_log:
         sessions = sessions_from_views(log, preset)
     else:
         sessions = sessions_from_events(log, preset, session_gap_seconds)
-    if len(sessions) == 0:
-        raise LogFormatError(f"{log.source}: no valid rows are left ({_dropped_text(log.bad_rows)}).")
 
     validation_start, test_start = split_rule.boundaries(sessions.start)
     split_of_session = np.searchsorted([validation_start, test_start], sessions.start, side="right")
