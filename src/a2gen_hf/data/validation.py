@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,32 +137,46 @@ class _CsvBatches:
         _check_columns(path, needed, names, header=preset.columns is None)
         self.names = names
         self.next_line = first_line
-        self.reader = pa_csv.open_csv(
-            path,
-            read_options=pa_csv.ReadOptions(
-                use_threads=False,  # row numbers reach the invalid-row handler only in single-threaded parsing
-                block_size=block_size,
-                column_names=None if preset.columns is None else names,
-            ),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=preset.delimiter,
-                invalid_row_handler=self._on_invalid_row,
-                ignore_empty_lines=False,  # keeps every physical line a row, so line numbers stay exact
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=needed,
-                column_types=dict.fromkeys(needed, pa.string()),
-                strings_can_be_null=False,
-            ),
-        )
+        with self._parse_errors():  # opening already parses the first block
+            self.reader = pa_csv.open_csv(
+                path,
+                read_options=pa_csv.ReadOptions(
+                    use_threads=False,  # row numbers reach the invalid-row handler only in single-threaded parsing
+                    block_size=block_size,
+                    column_names=None if preset.columns is None else names,
+                ),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=preset.delimiter,
+                    invalid_row_handler=self._on_invalid_row,
+                    ignore_empty_lines=False,  # keeps every physical line a row, so line numbers stay exact
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    include_columns=needed,
+                    column_types=dict.fromkeys(needed, pa.string()),
+                    strings_can_be_null=False,
+                ),
+            )
 
     def _on_invalid_row(self, row) -> str:
         self.invalid_rows.append((row.number, row.expected_columns, row.actual_columns, row.text))
         return "skip"
 
+    @contextmanager
+    def _parse_errors(self) -> Iterator[None]:
+        # Bytes that are not UTF-8 fail inside pyarrow (even its invalid-row handler cannot decode the row), so they
+        # stop the read in every on_bad_rows mode rather than being dropped.
+        try:
+            yield
+        except pa.ArrowInvalid as error:
+            raise LogFormatError(
+                f"{self.path.name}: cannot be read as UTF-8 CSV ({error}). Re-encode the file as UTF-8 (e.g. "
+                "`iconv -f latin1 -t utf-8`) or remove the damaged lines."
+            ) from None
+
     def __iter__(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-        for batch in self.reader:
-            yield batch, self._take_lines(batch.num_rows)
+        with self._parse_errors():
+            for batch in self.reader:
+                yield batch, self._take_lines(batch.num_rows)
 
     def _take_lines(self, count: int) -> np.ndarray:
         # Valid rows are the consecutive lines left over once the invalid ones (already reported) are removed.
@@ -189,12 +204,21 @@ def _record_batches(path: Path, file_format: str, preset: LogPreset, needed: lis
         batches = _CsvBatches(path, preset, needed, block_size)
         return iter(batches), batches
     if file_format == "parquet":
-        parquet = pq.ParquetFile(path)
-        _check_columns(path, needed, parquet.schema_arrow.names, header=True)
-        iterator = parquet.iter_batches(batch_size=max(block_size // 64, 1024), columns=needed)
+        iterator = _parquet_batches(path, needed, block_size)
     else:
         iterator = _jsonl_batches(path, needed, block_size)
     return _number_rows(iterator), None
+
+
+def _parquet_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
+    try:
+        parquet = pq.ParquetFile(path)
+        _check_columns(path, needed, parquet.schema_arrow.names, header=True)
+        yield from parquet.iter_batches(batch_size=max(block_size // 64, 1024), columns=needed)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # what pyarrow raises for damaged files
+        raise LogFormatError(
+            f"{path.name}: not a readable Parquet file ({error}); it is truncated or corrupt. Write it again."
+        ) from None
 
 
 def _jsonl_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
