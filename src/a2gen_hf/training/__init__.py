@@ -1,5 +1,32 @@
 """Training and evaluation: the Accelerate loop, the HF Trainer integration and model comparisons."""
 
-from .loop import TrainingResult, TrainingSettings, latest_checkpoint, parameter_groups, train
+from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
+from .loop import (
+    TrainingResult,
+    TrainingSettings,
+    embedding_and_dense_groups,
+    latest_checkpoint,
+    make_accelerator,
+    parameter_groups,
+    train,
+    train_from_data_dir,
+)
+from .trainer import A2GenTrainer, a2gen_compute_metrics, a2gen_training_arguments
 
-__all__ = ["TrainingResult", "TrainingSettings", "latest_checkpoint", "parameter_groups", "train"]
+__all__ = [
+    "MODEL_CHOICES",
+    "A2GenTrainer",
+    "TrainingResult",
+    "TrainingSettings",
+    "a2gen_compute_metrics",
+    "a2gen_training_arguments",
+    "create_model",
+    "embedding_and_dense_groups",
+    "latest_checkpoint",
+    "load_data_dir",
+    "make_accelerator",
+    "model_config_from_tokenizer",
+    "parameter_groups",
+    "train",
+    "train_from_data_dir",
+]
