@@ -200,11 +200,11 @@ def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
 def test_mixed_precision_errors_and_bf16_on_cpu(data_dir, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU's refusal of fp16")
-    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+    with pytest.raises(ValueError, match="'fp16' needs a GPU"):
         make_accelerator(TrainingSettings(output_dir=str(tmp_path), mixed_precision="fp16"))
     AcceleratorState._reset_state(reset_partial_state=True)
     assert main(["train", "--data", str(data_dir), "--output", str(tmp_path / "fp16"), "--mixed-precision", "fp16"]) == 2
-    assert "Use --mixed-precision no or bf16" in capsys.readouterr().err
+    assert "Fix: use --mixed-precision no (or bf16" in capsys.readouterr().err
     AcceleratorState._reset_state(reset_partial_state=True)
     settings = TrainingSettings(output_dir=str(tmp_path / "bf16"), max_steps=2, batch_size=32, mixed_precision="bf16",
                                 log_every=1, show_progress=False)

@@ -165,24 +165,20 @@ def make_accelerator(settings: TrainingSettings) -> Accelerator:
     The ``Accelerator`` for ``settings`` (its distributed setup comes from ``accelerate launch``).
 
     Raises:
-        ValueError: the device cannot run ``settings.mixed_precision`` (fp16 on CPU, bf16 on a GPU without it);
-            Accelerate itself would silently fall back to fp32.
+        ValueError: the device cannot run ``settings.mixed_precision``: fp16 on a CPU (where Accelerate would
+            silently train in fp32) or bf16 on a GPU without bfloat16.
     """
-    accelerator = Accelerator(
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        mixed_precision=settings.mixed_precision,
-        cpu=settings.cpu,
-    )
-    device = accelerator.device
-    unsupported = settings.mixed_precision != "no" and not accelerator.native_amp
-    if settings.mixed_precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        unsupported = True
-    if unsupported:
-        raise ValueError(
-            f"mixed_precision={settings.mixed_precision!r} is not supported on this device ({device}): fp16 needs a "
-            "GPU, bf16 a CPU or a GPU with bfloat16 (NVIDIA Ampere or newer). Use --mixed-precision no"
-            + (" or bf16." if device.type == "cpu" else ".")
+    advice = "use --mixed-precision no (or bf16 on a CPU or an NVIDIA Ampere or newer GPU)"
+    try:
+        accelerator = Accelerator(
+            gradient_accumulation_steps=settings.gradient_accumulation_steps,
+            mixed_precision=settings.mixed_precision,
+            cpu=settings.cpu,
         )
+    except ValueError as error:
+        raise ValueError(f"mixed_precision={settings.mixed_precision!r}: {error} Fix: {advice}.") from None
+    if settings.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise ValueError(f"mixed_precision='fp16' needs a GPU; this run is on the CPU. Fix: {advice}.")
     return accelerator
 
 
@@ -479,7 +475,8 @@ def train(
         if logging:
             mean_loss = accelerator.reduce(running_loss / progress.running_count, reduction="mean").item()
             entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss}
-            entry["grad_norm"] = float(grad_norm)
+            if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
+                entry["grad_norm"] = float(grad_norm)
             progress.log_history.append(entry)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             running_loss.zero_()
