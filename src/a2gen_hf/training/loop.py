@@ -400,10 +400,22 @@ def train(
     Raises:
         FloatingPointError: the loss became NaN or inf; the message names the step and the batch.
         ValueError: the output folder holds checkpoints and ``resume`` is off, or they were written with other
-            settings (see :data:`RESUME_KEYS`); a streaming input without ``max_steps``.
+            settings (see :data:`RESUME_KEYS`); a streaming input without ``max_steps``; an ``accelerator`` whose
+            gradient accumulation or mixed precision differs from ``settings``.
     """
     output_dir = Path(settings.output_dir)
     accelerator = accelerator or make_accelerator(settings)
+    built = {
+        "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
+        "mixed_precision": accelerator.mixed_precision,
+    }
+    differing = {key: value for key, value in built.items() if value != getattr(settings, key)}
+    if differing:
+        wanted = {key: getattr(settings, key) for key in differing}
+        raise ValueError(
+            f"The accelerator was built with {differing} but the settings say {wanted}; build it with "
+            "make_accelerator(settings)."
+        )
     set_seed(settings.seed)
     streaming = isinstance(train_dataset, datasets.IterableDataset)
     if streaming and settings.max_steps is None:
