@@ -213,6 +213,16 @@ def test_mixed_precision_errors_and_bf16_on_cpu(data_dir, tmp_path, capsys):
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
 
 
+def test_train_refuses_an_accelerator_built_for_other_settings(data_dir, tmp_path):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("mmoe", tokenizer, dataset, **TINY)
+    accelerator = make_accelerator(TrainingSettings(output_dir=str(tmp_path)))
+    settings = TrainingSettings(output_dir=str(tmp_path), gradient_accumulation_steps=2)
+    with pytest.raises(ValueError, match=r"built with \{'gradient_accumulation_steps': 1\} but the settings say"):
+        train(model, dataset["train"], A2GenDataCollator.from_config(model.config, tokenizer), settings,
+              accelerator=accelerator)
+
+
 # ----------------------------------------------------------------------------------------------- exact resume
 
 
