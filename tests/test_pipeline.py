@@ -236,3 +236,15 @@ def test_configuration_errors():
         make_pipe(model, tokenizer=other)
     with pytest.raises(ValueError, match="user side lists"):
         make_pipe(tiny_model(num_user_side_lists=2))
+
+
+def test_missing_none_and_empty_side_features_are_unknown():
+    pipe = make_pipe(tiny_model())
+
+    def score(side_features):
+        return pipe({**REQUEST, "candidates": [{"item": "v43", "side_features": side_features}]})
+
+    omitted = score({"category": "topic_1"})
+    assert score({"category": "topic_1", "opening_topic": ""}) == omitted
+    assert score({"category": "topic_1", "opening_topic": None}) == omitted
+    assert score({"category": "topic_1", "opening_topic": "topic_2"}) != omitted

@@ -73,7 +73,8 @@ class ActionGenerationPipeline(Pipeline):
 
     Item side features: a model with ``num_item_side_features = F > 0`` needs ``side_feature_fields``, the F field
     names in the order the data used (``["category", "opening_topic"]`` for the simulator), given when the pipeline is
-    built or called. A field an item does not give is unknown (bucket 0, as an empty value in a log).
+    built or called. A field an item does not give, or gives as None or "", is unknown: bucket 0, as an
+    empty value in a converted log.
 
     Output, one dict per candidate, in input order::
 
@@ -148,7 +149,7 @@ class ActionGenerationPipeline(Pipeline):
     # Request -> rows of the example schema -> collator batch
 
     def _side_ids(self, side_features: Any, fields: list[str] | None, where: str) -> list[int]:
-        """Hashed side features ``(F,)`` of one item; 0 for a field it does not give."""
+        """Hashed side features ``(F,)`` of one item."""
         width = self.model.config.num_item_side_features
         if side_features is None:
             return [0] * width
@@ -169,9 +170,9 @@ class ActionGenerationPipeline(Pipeline):
         unknown = sorted(set(side_features) - set(fields))
         if unknown:
             raise ActionRequestError(f"{where}: unknown side feature field(s) {unknown}; the fields are {fields}.")
+        # A missing, None or empty value is unknown: bucket 0, as an empty value in a converted log.
         return [
-            self.tokenizer.hash_side_feature(field, side_features[field]) if side_features.get(field) is not None
-            else 0
+            0 if side_features.get(field) in (None, "") else self.tokenizer.hash_side_feature(field, side_features[field])
             for field in fields
         ]
 
