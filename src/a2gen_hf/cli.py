@@ -35,14 +35,29 @@ def add_prepare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-fraction", type=float, default=1 / 7, help="share of the time range (the last)")
     parser.add_argument("--validation-start", type=float, help="Unix seconds; overrides --validation-fraction")
     parser.add_argument("--test-start", type=float, help="Unix seconds; overrides --test-fraction")
+    parser.add_argument("--item-buckets", type=int, default=1_000_000,
+                        help="hash buckets of item ids (embedding rows; about 2-10x the distinct items keeps "
+                        "collisions rare and tables small)")
+    parser.add_argument("--user-buckets", type=int, default=100_000)
+    parser.add_argument("--side-feature-buckets", type=int, default=100_000)
     parser.set_defaults(func=run_prepare)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     from .data.examples import SplitRule
-    from .data.logs import convert_log, format_summary
+    from .data.logs import PRESETS, convert_log, format_summary
     from .data.validation import LogFormatError
+    from .tokenization_a2gen import A2GenActionTokenizer
 
+    preset = PRESETS[args.preset]
+    tokenizer = A2GenActionTokenizer(
+        action_names=list(preset.action_names),
+        start_action=preset.start_action,
+        end_action=preset.end_action,
+        item_buckets=args.item_buckets,
+        user_buckets=args.user_buckets,
+        side_feature_buckets=args.side_feature_buckets,
+    )
     split_rule = SplitRule(
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
@@ -60,6 +75,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             max_history_items=args.max_history_items,
             min_history=args.min_history,
             split_rule=split_rule,
+            tokenizer=tokenizer,
         )
     except (LogFormatError, FileNotFoundError, ValueError) as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
@@ -296,6 +312,7 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embedding-lr", type=float, default=1e-4)
     parser.add_argument("--embedding-weight-decay", type=float, default=0.0)
     parser.add_argument("--embedding-dropout", type=float, default=0.0)
+    parser.add_argument("--max-history-items", type=int, help="read at most this many recent history items")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000)
     parser.set_defaults(func=run_compare)
 
@@ -317,7 +334,10 @@ def run_compare(args: argparse.Namespace) -> int:
             embedding_learning_rate=args.embedding_lr,
             embedding_weight_decay=args.embedding_weight_decay,
         ),
-        model_overrides={"embedding_dropout_prob": args.embedding_dropout},
+        model_overrides={
+            "embedding_dropout_prob": args.embedding_dropout,
+            **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
+        },
     )
     try:
         report = run_comparison(args.data, args.output, settings)
