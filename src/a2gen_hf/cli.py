@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -561,9 +560,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # OpenMP's default busy-waiting makes small CPU ops 10x+ slower when cores are shared; it is read once, when torch
-    # first loads, and the subcommands import torch lazily, so this still takes effect (unless the user set it).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     return args.func(args)
 
