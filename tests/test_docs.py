@@ -14,16 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").glob("*.md")) + ["README.md"]
 FENCE = re.compile(r"^```python(?P<info>[^\n]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
-# Pages of other owners whose blocks cannot run yet (reported to them). strict: once a page runs, the entry must go.
-KNOWN_FAILURES = {
-    "docs/data.md": "reads UserBehavior.csv and uses an undefined `config`",
-    "docs/hub.md": "pushes to / loads from the real Hub (my-org/a2gen-short-video)",
-    "docs/serving.md": "the block at line 5 uses an undefined `model` and `...` placeholders",
-}
-# Pages whose blocks would run for minutes before failing; not run until they are made small.
-TOO_SLOW = {
-    "docs/simulator.md": "simulates 40,000 and 1,000,000 examples",
-}
+# Pages whose blocks read the Taobao sample kept beside the repository; skipped where it is absent.
+SHARED_DATA = ROOT.parent / "shared" / "data" / "taobao_userbehavior_tiny.csv"
+NEEDS_SHARED_DATA = {"docs/data.md"}
 
 
 def python_blocks(text: str) -> list[tuple[int, str, str]]:
@@ -42,10 +35,8 @@ def test_python_blocks_are_found_and_no_run_is_read():
 def page_params():
     for page in PAGES:
         marks = []
-        if page in KNOWN_FAILURES:
-            marks.append(pytest.mark.xfail(reason=KNOWN_FAILURES[page], strict=True))
-        if page in TOO_SLOW:
-            marks.append(pytest.mark.skip(reason=TOO_SLOW[page]))
+        if page in NEEDS_SHARED_DATA:
+            marks.append(pytest.mark.skipif(not SHARED_DATA.is_file(), reason=f"{SHARED_DATA} is not there"))
         yield pytest.param(page, marks=marks, id=page)
 
 
