@@ -544,6 +544,56 @@ def run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# The benchmark scripts live in the repository checkout, not in the installed package.
+BENCHMARKS_FOLDER = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="speed benchmarks: ranking latency, generate, training throughput (and log conversion)",
+        description="Run benchmarks/bench_serving.py and, with --convert, benchmarks/bench_convert.py of the "
+        "repository checkout the package is installed from (pip install -e .). Each script runs in its own Python "
+        "process: bench_serving.py restarts itself with allocator settings that must be in place before the process "
+        "starts. Figures and their caveats: docs/serving.md and benchmarks/README.md.",
+    )
+    parser.add_argument("--output", help="folder for serving_bench.md / serving_bench.json")
+    parser.add_argument("--quick", action="store_true", help="C = 100 / 1,000 only and fewer repeats")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to warm up)")
+    parser.add_argument("--convert", action="store_true", help="also time convert_log on a synthetic Taobao log")
+    parser.add_argument("--convert-rows", type=int, help="rows of that log (default: the script's, 1,000,000)")
+    parser.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if args.convert_rows is not None and not args.convert:
+        print("a2gen bench: error: --convert-rows needs --convert.", file=sys.stderr)
+        return 2
+    serving = ["--output", args.output] if args.output else []
+    serving += [flag for flag, wanted in (("--quick", args.quick), ("--compile", args.compile)) if wanted]
+    runs = [("bench_serving.py", serving)]
+    if args.convert:
+        runs.append(("bench_convert.py", [] if args.convert_rows is None else ["--rows", str(args.convert_rows)]))
+    missing = [name for name, _ in runs if not (BENCHMARKS_FOLDER / name).is_file()]
+    if missing:
+        print(
+            f"a2gen bench: error: {', '.join(missing)} not found in {BENCHMARKS_FOLDER}. The benchmarks are scripts "
+            "of the repository, not part of the installed package: clone the repository, install it with "
+            "`pip install -e .` and run `a2gen bench` (or `python benchmarks/bench_serving.py`) there.",
+            file=sys.stderr,
+        )
+        return 2
+    for name, script_args in runs:
+        print(f"a2gen bench: {' '.join(['benchmarks/' + name, *script_args])}", flush=True)
+        returncode = subprocess.run([sys.executable, str(BENCHMARKS_FOLDER / name), *script_args]).returncode
+        if returncode != 0:
+            print(f"a2gen bench: error: benchmarks/{name} exited with status {returncode}.", file=sys.stderr)
+            return returncode
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a2gen", description="A2Gen: data preparation, training and serving.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -556,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_command(subparsers)
     add_demo_command(subparsers)
     add_plot_command(subparsers)
+    add_bench_command(subparsers)
     return parser
 
 
