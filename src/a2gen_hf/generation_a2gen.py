@@ -162,9 +162,20 @@ class A2GenGenerationMixin(GenerationMixin):
             model_kwargs={},
         )
         stopping = stopping_criteria if stopping_criteria is not None else StoppingCriteriaList()
+        if context.shape[0] == 0:
+            return self._empty_generation(context, generation_config)
         if generation_config.num_beams and generation_config.num_beams > 1:
             return self._beam_search_timed(context, generation_config, processors, stopping, max_new_tokens, use_cache)
         return self._sample_timed(context, generation_config, processors, stopping, max_new_tokens, use_cache)
+
+    def _empty_generation(self, context, generation_config):
+        """A batch of zero examples generates zero sequences (of the start action only)."""
+        sequences, times = self._start_sequences(0, context.device)
+        if not generation_config.return_dict_in_generate:
+            return sequences
+        if generation_config.num_beams and generation_config.num_beams > 1:
+            return A2GenBeamGenerateOutput(sequences=sequences, times=times, sequences_scores=times[:, 0])
+        return A2GenGenerateOutput(sequences=sequences, times=times)
 
     def _sample_timed(self, context, generation_config, processors, stopping, max_new_tokens, use_cache):
         copies = generation_config.num_return_sequences or 1
@@ -269,7 +280,7 @@ class A2GenGenerationMixin(GenerationMixin):
                     or normalised(best_running, sequences.shape[1] + 1) <= finished[batch][-1][0]
                 ):
                     done[batch] = True
-            beam_rows = torch.tensor(next_beam_rows, device=device)
+            beam_rows = torch.tensor(next_beam_rows, dtype=torch.long, device=device)
             sequences = torch.cat([sequences[beam_rows], torch.tensor(next_tokens, device=device)[:, None]], dim=1)
             times = torch.cat([times[beam_rows], step_times[beam_rows].float()[:, None]], dim=1)
             beam_history = torch.cat([beam_history[beam_rows], (beam_rows % num_beams)[:, None]], dim=1)

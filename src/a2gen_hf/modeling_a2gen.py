@@ -318,13 +318,14 @@ class HierarchicalSequenceEncoder(nn.Module):
         self, history_item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Level 1. `(B, N, Fi)`, `(B, N, E, De)`, `(B, N, E)` -> Seq `(B, N, d)`, CAM_act outputs, probabilities."""
-        batch, items, events, _ = event_embeddings.shape
+        batch, items, events, event_size = event_embeddings.shape
+        # Explicit sizes (no -1): a batch of zero examples must reshape too.
         outputs, probabilities, _ = self.action_attention(
-            event_embeddings.reshape(batch * items, events, -1),
-            history_item_features.reshape(batch * items, -1),
+            event_embeddings.reshape(batch * items, events, event_size),
+            history_item_features.reshape(batch * items, history_item_features.shape[-1]),
             event_mask.reshape(batch * items, events),
         )
-        outputs = self.dropout(outputs.view(batch, items, events, -1))
+        outputs = self.dropout(outputs.view(batch, items, events, outputs.shape[-1]))
         item_sequences = _masked_pool(outputs, event_mask, self.pooling)
         return item_sequences, outputs, probabilities.view(batch, items, *probabilities.shape[1:])
 
@@ -398,8 +399,12 @@ class ExplicitActionGenerator(nn.Module):
         action_ids: torch.LongTensor,
         action_times: torch.Tensor,
         cache: DynamicCache | None = None,
+        action_time_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """`context` `(B, C)`, `action_ids` / `action_times` `(B, T)` (continuing `cache` if given)."""
+        """
+        `context` `(B, C)`, `action_ids` / `action_times` `(B, T)` (continuing `cache` if given); `action_time_mask`
+        `(B, T)` flags unknown times, which are then embedded as "time unknown" rather than as 0 s.
+        """
         past_length = cache.get_seq_length() if cache is not None else 0
         length = action_ids.shape[1]
         if past_length + length > self.max_positions:
@@ -408,7 +413,7 @@ class ExplicitActionGenerator(nn.Module):
                 "shorten the sequence or build the model with a larger max_actions."
             )
         positions = torch.arange(past_length, past_length + length, device=action_ids.device)
-        events = self.event_embedding(action_ids, action_times) + self.position_embeddings(positions)
+        events = self.event_embedding(action_ids, action_times, action_time_mask) + self.position_embeddings(positions)
         mask = action_ids != 0
         states, probabilities, _ = self.generation_attention(events, context, mask, causal=True, cache=cache)
         logits, times = self.heads(states)
@@ -440,7 +445,7 @@ class ImplicitActionGenerator(nn.Module):
 
     def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
         """`context` `(B, C)` -> logits `(B, K, V)`, times `(B, K)` and the auxiliary heads' outputs."""
-        slots = torch.relu(self.slot_projection(context)).view(-1, self.num_slots, self.hidden_size)
+        slots = torch.relu(self.slot_projection(context)).view(context.shape[0], self.num_slots, self.hidden_size)
         aux_logits, aux_times = self.aux_heads(slots)
         slot_features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
         states, probabilities, _ = self.generation_attention(slot_features, context)
@@ -538,6 +543,16 @@ class A2GenModel(A2GenPreTrainedModel):
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _check_history_shapes(history_item_ids, history_action_ids, history_action_times)
+        _check_id_ranges(
+            self.config,
+            user_ids=user_ids,
+            item_ids=item_ids,
+            history_item_ids=history_item_ids,
+            history_action_ids=history_action_ids,
+            item_side_ids=item_side_ids,
+            history_item_side_ids=history_item_side_ids,
+            user_side_ids=user_side_ids,
+        )
 
         if history_mask is None:
             history_mask = history_item_ids != 0
@@ -574,6 +589,29 @@ class A2GenModel(A2GenPreTrainedModel):
             attentions=attentions,
         )
         return output if return_dict else output.to_tuple()
+
+
+def _check_id_ranges(config: A2GenConfig, **ids: torch.Tensor | None) -> None:
+    """Ids must lie in their tables (hashed ids in [0, buckets)); torch's own IndexError names no input."""
+    tables = {
+        "user_ids": ("user_buckets", config.user_buckets),
+        "item_ids": ("item_buckets", config.item_buckets),
+        "history_item_ids": ("item_buckets", config.item_buckets),
+        "user_side_ids": ("item_buckets", config.item_buckets),
+        "item_side_ids": ("side_feature_buckets", config.side_feature_buckets),
+        "history_item_side_ids": ("side_feature_buckets", config.side_feature_buckets),
+        "history_action_ids": ("vocab_size", config.vocab_size),
+    }
+    for name, values in ids.items():
+        if values is None or values.numel() == 0:
+            continue
+        field, size = tables[name]
+        low, high = values.min().item(), values.max().item()
+        if low < 0 or high >= size:
+            raise ValueError(
+                f"{name} must lie in [0, {field}={size}), got values from {low} to {high}; hash raw ids with the "
+                "tokenizer that was saved with this model (its bucket counts match the config)."
+            )
 
 
 def _check_history_shapes(history_item_ids, history_action_ids, history_action_times) -> None:
@@ -646,8 +684,9 @@ def action_sequence_loss(
         return (per_position * counted).sum(1).mean()
 
     def squared_error(predicted: torch.Tensor) -> torch.Tensor:
-        weights = (time_known & counted).to(predicted.dtype)
-        return (((predicted - target_times) ** 2) * weights).sum(1).mean()
+        # where(), not a product with the mask: an unknown (NaN) label time must not reach the sum.
+        errors = torch.where(time_known & counted, (predicted - target_times) ** 2, torch.zeros_like(predicted))
+        return errors.sum(1).mean()
 
     predicted_actions = logits.argmax(-1)
     predicted_end = predicted_actions == config.end_action_id
@@ -791,16 +830,23 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         context = encoder_outputs.generation_context
 
         if self.config.generator_type == "eag":
+            action_time_mask = None
             if action_ids is None:
                 if labels is None:
                     raise ValueError("EAG needs action_ids / action_times (the sequence so far) or labels.")
                 action_ids = labels[:, :-1].clamp_min(0)
                 action_times = label_times[:, :-1]
+                if label_time_mask is not None:
+                    action_time_mask = label_time_mask[:, :-1]
+                    # Unknown label times (possibly NaN) are fed as 0.0 and flagged by the mask.
+                    action_times = torch.where(action_time_mask.bool(), action_times, torch.zeros_like(action_times))
             if action_times is None:
                 raise ValueError("action_times is required with action_ids.")
             if use_cache and cache is None:
                 cache = DynamicCache()
-            generated = self.generator(context, action_ids, action_times, cache=cache if use_cache else None)
+            generated = self.generator(
+                context, action_ids, action_times, cache=cache if use_cache else None, action_time_mask=action_time_mask
+            )
         else:
             generated = self.generator(context)
             cache = None
