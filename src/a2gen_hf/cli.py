@@ -153,6 +153,20 @@ def add_simulate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
     parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
     parser.add_argument(
+        "--item-buckets",
+        type=int,
+        default=defaults.item_buckets,
+        help="hash buckets of video ids (embedding rows); size them to the catalogue (--num-items), e.g. 10x: "
+        "large tables make AdamW slow on CPU",
+    )
+    parser.add_argument("--user-buckets", type=int, default=defaults.user_buckets, help="hash buckets of user ids")
+    parser.add_argument(
+        "--side-feature-buckets",
+        type=int,
+        default=defaults.side_feature_buckets,
+        help="hash buckets of the side features (category and opening topic)",
+    )
+    parser.add_argument(
         "--parquet",
         action="store_true",
         help="stream to {split}/part-NNNNN.parquet shards instead of save_to_disk (for millions of examples)",
@@ -174,6 +188,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             num_topics=args.num_topics,
             validation_fraction=args.validation_fraction,
             test_fraction=args.test_fraction,
+            item_buckets=args.item_buckets,
+            user_buckets=args.user_buckets,
+            side_feature_buckets=args.side_feature_buckets,
         )
         if args.parquet:
             summary = simulate_to_parquet(config, args.output, shard_size=args.shard_size)

@@ -1,4 +1,4 @@
-"""`a2gen bench`: runs the repository's benchmark scripts with the given flags, and says so when they are missing.
+"""The `a2gen` command's plumbing: `bench` (runs the repository's benchmark scripts) and `simulate`'s bucket flags.
 
 The real benchmarks take minutes; stand-in scripts in a temporary folder record the arguments they get instead.
 """
@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 
-from a2gen_hf import cli
+from a2gen_hf import A2GenActionTokenizer, cli
 
 RECORDER = """
 import json, sys
@@ -73,3 +74,29 @@ def test_bench_reports_missing_scripts_and_bad_flags(tmp_path, monkeypatch, caps
     assert message in err
     if "not found" in message:
         assert "pip install -e ." in err
+
+
+@pytest.fixture
+def datasets_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    # datasets reads the variable at import time; simulate() without cache_dir uses this attribute.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+
+
+def test_simulate_bucket_flags_reach_the_tokenizer_and_the_ids(tmp_path, datasets_cache, capsys):
+    output = tmp_path / "sim"
+    argv = ["simulate", "--output", str(output), "--num-examples", "40", "--history-length", "3", "--num-items", "50",
+            "--item-buckets", "500", "--user-buckets", "30", "--side-feature-buckets", "40"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    tokenizer = A2GenActionTokenizer.from_pretrained(output / "tokenizer")
+    assert (tokenizer.item_buckets, tokenizer.user_buckets, tokenizer.side_feature_buckets) == (500, 30, 40)
+    rows = datasets.load_from_disk(str(output))["train"]
+    assert max(max(ids) for ids in rows["history_item_ids"]) < 500 and max(rows["item_id"]) < 500
+    assert max(rows["user_id"]) < 30
+    assert max(max(ids) for ids in rows["item_side_ids"]) < 40
+
+
+def test_simulate_rejects_a_bucket_count_below_one(tmp_path, capsys):
+    assert cli.main(["simulate", "--output", str(tmp_path / "sim"), "--item-buckets", "0"]) == 2
+    assert "item_buckets=0 must be a positive integer" in capsys.readouterr().err
