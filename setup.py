@@ -16,16 +16,17 @@ setup(
     packages=find_packages("src"),
     include_package_data=True,
     package_data={"a2gen_hf": ["metrics/*/*.py", "py.typed"]},
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # transformers 5.24 needs Python 3.11
+    # A floor with a comment is set by what the comment names.
     install_requires=[
-        "torch>=2.4",
-        "transformers>=5.0,<6",
-        "datasets>=3.0",
-        "accelerate>=1.0",
+        "torch>=2.6",  # transformers 5 runs its PyTorch models only on torch >= 2.6
+        "transformers>=5.24,<6",  # GenerateDecoderOnlyOutput.cache (generation_a2gen.py); 5.17 has no such field
+        "datasets>=4.0",  # datasets.List (the simulator's features); 3.6 has no List
+        "accelerate>=1.1",  # transformers.Trainer (A2GenTrainer) refuses older Accelerate
         "safetensors>=0.4",
-        "huggingface-hub>=1.0",
+        "huggingface-hub>=1.0",  # huggingface_hub.errors, `hf auth login`; transformers 5.24 itself needs >= 1.31
         "evaluate>=0.4",
-        "pyarrow>=15",
+        "pyarrow>=20",  # pyarrow.json.open_json (streaming JSONL logs), new in 20.0
         "numpy>=1.24",
         "tqdm>=4.60",
         "matplotlib>=3.7",
