@@ -252,7 +252,7 @@ def check_conversion(path: Path, preset: str, physical_rows: int) -> None:
 
 
 @given(lines=st.lists(taobao_lines(), min_size=1, max_size=12))
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=100)
 def test_taobao_csv_converts_or_raises_a_documented_error(tmp_path_factory, lines):
     path = write_log(tmp_path_factory.mktemp("log") / "log.csv", lines)
     check_conversion(path, "taobao", physical_rows=len(lines))
@@ -444,7 +444,7 @@ def check_batch(rows, batch, collator):
     rows=st.lists(collator_rows(), min_size=1, max_size=6),
     broken=st.lists(st.tuples(st.integers(0, 5), corruptions), max_size=2),
 )
-@settings(FUZZ, max_examples=500)
+@settings(FUZZ, max_examples=400)
 def test_collator_builds_a_consistent_batch_or_names_the_broken_example(rows, broken):
     collator = A2GenDataCollator.from_config(A2GenConfig(**TINY_CONFIG), COLLATOR_TOKENIZER)
     for index, (kind, value) in broken:
@@ -466,7 +466,7 @@ def tiny_models():
 
 
 @given(rows=st.lists(collator_rows(), min_size=1, max_size=4))
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=120)
 def test_any_valid_batch_gives_finite_predictions(tiny_models, rows):
     collator = A2GenDataCollator.from_config(tiny_models[0].config, COLLATOR_TOKENIZER)
     batch = collator(rows)

@@ -1,8 +1,7 @@
 """Reliability (docs/reliability.md): damaged checkpoints, hostile inputs at inference, NaN losses, no unsafe
 deserialisation, no token in any output, determinism.
 
-Tests marked ``xfail(strict=True)`` record model / generation bugs that the modeling code must fix; once fixed they
-pass, strict mode fails them, and the marker is to be removed. Determinism of the simulator is covered by
+Determinism of the simulator is covered by
 ``tests/test_simulator.py::test_same_seed_gives_identical_rows_and_another_seed_different_ones``.
 """
 
