@@ -27,7 +27,9 @@ from safetensors.torch import load_file, save_file
 
 from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration
 from a2gen_hf.cli import main as cli_main
-from a2gen_hf.hub import HubPushError, build_model_card, push_checkpoint
+from a2gen_hf.hub import HubPushError, build_model_card, eval_results_from_metrics, push_checkpoint
+from a2gen_hf.metrics import compute_action_metrics
+from a2gen_hf.training.loop import _json_ready
 
 # huggingface_hub's own LFS upload passes raw bytes as `data=`, which httpx2 deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
@@ -284,6 +286,55 @@ def test_model_card_rejects_bad_eval_results(eval_results, dataset_name, message
         build_model_card(model, eval_results=eval_results, dataset_name=dataset_name)
 
 
+def metrics_file_text(config: A2GenConfig, written_by: str) -> str:
+    """A metrics file as `a2gen train` (NaN -> null) or `a2gen evaluate --json` (NaN kept) writes it: four examples
+    in which `comment` never happens, so its AUC and MAE are undefined."""
+    ids = {name: index + 1 for index, name in enumerate(config.action_names)}
+    sequences = [["start", "like", "leave"], ["start", "follow", "leave"], ["start", "like", "forward", "leave"],
+                 ["start", "leave"]]
+    labels = torch.tensor([[ids[name] for name in names] + [0] * (4 - len(names)) for names in sequences])
+    generator = torch.Generator().manual_seed(0)
+    metrics = compute_action_metrics(
+        {"action_probabilities": torch.rand((4, config.vocab_size), generator=generator),
+         "expected_times": torch.rand((4, config.vocab_size), generator=generator)},
+        {"labels": labels, "label_times": torch.rand(labels.shape, generator=generator), "label_time_mask": labels != 0},
+        config.action_names, config.start_action, config.end_action,
+    )
+    if written_by == "train":
+        return json.dumps(_json_ready(metrics))
+    return json.dumps(metrics, default=float)
+
+
+@pytest.mark.parametrize("written_by", ["train", "evaluate"])
+def test_eval_results_from_a_metrics_file_keep_defined_auc_and_mae(written_by):
+    config = tiny_config()
+    metrics = json.loads(metrics_file_text(config, written_by))
+    eval_results, notes = eval_results_from_metrics(metrics)
+    assert set(eval_results) == {"auc", "mae"}
+    assert set(eval_results["auc"]) == {"like", "follow", "forward"}
+    assert set(eval_results["mae"]) == {"like", "follow", "forward", "leave"}
+    assert eval_results["auc"]["like"] == metrics["auc"]["like"]
+    undefined = "null" if written_by == "train" else "NaN"
+    assert notes[0] == (f"auc[comment] is undefined ({undefined}) and is left off the model card "
+                        "(auc[comment]: AUC undefined (NaN), 0 of 4 examples are positive).")
+    assert notes[1].startswith(f"mae[comment] is undefined ({undefined}) and is left off the model card (mae[comment]:")
+    assert notes[2].startswith("Only the per-action auc and mae tables go on the model card; not shown: ")
+    assert "mean_auc" in notes[2] and "notes" in notes[2] and len(notes) == 3
+    card = build_model_card(A2GenForActionGeneration(config), eval_results=eval_results, dataset_name="sim")
+    assert len(card.data.eval_results) == 7
+
+
+def test_eval_results_from_metrics_takes_the_short_form_and_rejects_others():
+    assert eval_results_from_metrics(EVAL_RESULTS) == (EVAL_RESULTS, [])
+    assert eval_results_from_metrics({"auc": {"like": None}, "mae": 0.5}) == (
+        {"mae": 0.5}, ["auc[like] is undefined (null) and is left off the model card."]
+    )
+    with pytest.raises(ValueError, match=r"no auc or mae entry \(their keys: \['loss'\]\)"):
+        eval_results_from_metrics({"loss": 0.3})
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        eval_results_from_metrics([0.7])
+
+
 def test_push_rejects_tokenizer_of_another_vocabulary():
     config = tiny_config()
     other = tiny_tokenizer(tiny_config(action_names=["click", "buy", "leave"], start_action="click"))
@@ -396,6 +447,25 @@ def test_cli_push(hub_env, tmp_path, capfd):
         HfApi(endpoint=hub_env.url, token=False).model_info(repo_id)
 
 
+def test_cli_push_takes_the_eval_results_of_a2gen_train(hub_env, tmp_path, capfd):
+    config = tiny_config()
+    checkpoint = tmp_path / "checkpoint"
+    A2GenForActionGeneration(config).save_pretrained(checkpoint)
+    results_file = tmp_path / "eval_results.json"
+    results_file.write_text(metrics_file_text(config, "train"))
+
+    code = cli_main(["push", str(checkpoint), "cli-push-metrics", "--dataset-name", "sim",
+                     "--eval-results", str(results_file)])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert f"a2gen push: note: {results_file}: auc[comment] is undefined (null) and is left off the model card" in out
+    card = ModelCard(hub_env.files(f"{hub_env.user}/cli-push-metrics")["README.md"].decode())
+    assert {result.metric_name for result in card.data.eval_results} == {
+        "AUC (like)", "AUC (follow)", "AUC (forward)",
+        "Time MAE (like)", "Time MAE (follow)", "Time MAE (forward)", "Time MAE (leave)",
+    }
+
+
 def test_cli_push_reports_bad_input(hub_env, tmp_path, capfd):
     checkpoint = tmp_path / "checkpoint"
     A2GenForActionGeneration(tiny_config()).save_pretrained(checkpoint)
@@ -405,3 +475,11 @@ def test_cli_push_reports_bad_input(hub_env, tmp_path, capfd):
     assert f"a2gen push: error: {bad_results}, line 1, column 22" in capfd.readouterr().err
     assert cli_main(["push", str(tmp_path / "missing"), "cli-bad"]) == 2
     assert f"The checkpoint folder {tmp_path / 'missing'} does not exist." in capfd.readouterr().err
+    bad_results.write_text('{"loss": 0.3}')
+    assert cli_main(["push", str(checkpoint), "cli-bad", "--eval-results", str(bad_results)]) == 2
+    assert f"a2gen push: error: {bad_results}: The metrics have no auc or mae entry" in capfd.readouterr().err
+    bad_results.write_text('{"auc": {"like": 0.7}}')
+    assert cli_main(["push", str(checkpoint), "cli-bad-no-dataset", "--eval-results", str(bad_results)]) == 2
+    assert "eval_results were given without dataset_name" in capfd.readouterr().err
+    with pytest.raises(RepositoryNotFoundError):  # refused before the repo was created
+        HfApi(endpoint=hub_env.url, token=hub_env.token).model_info(f"{hub_env.user}/cli-bad-no-dataset")

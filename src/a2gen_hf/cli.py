@@ -97,7 +97,11 @@ def add_push_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("repo_id", help="namespace/name (or name: the token owner's namespace)")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--dataset-name", help="the training data set, for the model card")
-    parser.add_argument("--eval-results", help='JSON file: {"auc": {"like": 0.71}, "mae": {"like": 0.52}}')
+    parser.add_argument(
+        "--eval-results",
+        help="the eval_results.json of `a2gen train` or the file of `a2gen evaluate --json` (or a JSON "
+        '{"auc": {"like": 0.71}, "mae": {"like": 0.52}}): its per-action auc and mae go on the model card',
+    )
     parser.add_argument("--commit-message", default="Upload A2Gen checkpoint")
     parser.set_defaults(func=run_push)
 
@@ -107,25 +111,31 @@ def run_push(args: argparse.Namespace) -> int:
 
     from huggingface_hub.errors import HfHubHTTPError
 
-    from .hub import push_checkpoint
+    from .hub import eval_results_from_metrics, push_checkpoint
 
-    try:
-        eval_results = None
-        if args.eval_results:
+    eval_results = None
+    if args.eval_results:
+        try:
             with open(args.eval_results, encoding="utf-8") as file:
-                eval_results = json.load(file)
+                eval_results, notes = eval_results_from_metrics(json.load(file))
+        except json.JSONDecodeError as error:
+            print(f"a2gen push: error: {args.eval_results}, line {error.lineno}, column {error.colno}: {error.msg}",
+                  file=sys.stderr)
+            return 2
+        except (OSError, ValueError) as error:
+            print(f"a2gen push: error: {args.eval_results}: {error}", file=sys.stderr)
+            return 2
+        for note in notes:
+            print(f"a2gen push: note: {args.eval_results}: {note}")
+    try:
         commit = push_checkpoint(
             args.checkpoint,
             args.repo_id,
-            eval_results=eval_results,
+            eval_results=eval_results or None,
             private=args.private,
             commit_message=args.commit_message,
             dataset_name=args.dataset_name,
         )
-    except json.JSONDecodeError as error:
-        print(f"a2gen push: error: {args.eval_results}, line {error.lineno}, column {error.colno}: {error.msg}",
-              file=sys.stderr)
-        return 2
     except (HfHubHTTPError, FileNotFoundError, ValueError) as error:
         print(f"a2gen push: error: {error}", file=sys.stderr)
         return 2

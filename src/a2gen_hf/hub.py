@@ -14,6 +14,7 @@ import numbers
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
 
@@ -29,6 +30,8 @@ TAGS = ["recommendation", "a2gen", "action-generation"]
 DEFAULT_COMMIT_MESSAGE = "Upload A2Gen checkpoint"
 EVAL_TASK = "action-generation"
 METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
+# The per-action tables of a metrics file (compute_action_metrics) that go on the model card.
+CARD_METRIC_TABLES = ("auc", "mae")
 
 
 class HubPushError(ValueError):
@@ -68,6 +71,67 @@ def _eval_result_list(
                 )
             )
     return results
+
+
+def _is_undefined(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def eval_results_from_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """
+    The model-card ``eval_results`` of a metrics file: the ``eval_results.json`` of ``a2gen train`` or the
+    ``a2gen evaluate --json`` file (both the whole :func:`~a2gen_hf.metrics.compute_action_metrics` output), or a
+    hand-written ``{"auc": {"like": 0.71}, "mae": {"like": 0.52}}``.
+
+    Only the per-action ``auc`` and ``mae`` tables are kept. Their undefined entries (``null`` or ``NaN``, e.g. the
+    AUC of an action that never happens in the split) are left out, each with a note that quotes the file's own
+    note on it when it has one; one more note lists the file's other entries, which the card does not show.
+
+    Returns:
+        ``(eval_results, notes)``: ``{"auc": {action: value}, "mae": {action: value}}`` for
+        :func:`build_model_card` / :func:`push_checkpoint` (empty tables left out), and the notes to show.
+
+    Raises:
+        ValueError: ``metrics`` is not a JSON object, or has neither an ``auc`` nor an ``mae`` entry.
+    """
+    if not isinstance(metrics, Mapping):
+        raise ValueError(
+            f"The metrics must be a JSON object such as {{\"auc\": {{\"like\": 0.71}}}}, not {type(metrics).__name__}."
+        )
+    tables = [name for name in CARD_METRIC_TABLES if name in metrics]
+    if not tables:
+        raise ValueError(
+            f"The metrics have no {' or '.join(CARD_METRIC_TABLES)} entry (their keys: {sorted(metrics)}); give the "
+            "eval_results.json of `a2gen train`, the file of `a2gen evaluate --json`, or "
+            '{"auc": {"like": 0.71}, "mae": {"like": 0.52}}.'
+        )
+    file_notes = [note for note in metrics.get("notes") or [] if isinstance(note, str)]
+    eval_results: dict[str, Any] = {}
+    notes = []
+    for metric in tables:
+        values = metrics[metric]
+        entries = values.items() if isinstance(values, Mapping) else [(None, values)]
+        kept = {}
+        for action, value in entries:
+            where = metric if action is None else f"{metric}[{action}]"
+            if _is_undefined(value):
+                reason = next((note for note in file_notes if note.startswith(f"{where}:")), None)
+                notes.append(
+                    f"{where} is undefined ({'null' if value is None else 'NaN'}) and is left off the model card"
+                    + (f" ({reason.rstrip('.')})" if reason else "")
+                    + "."
+                )
+            else:
+                kept[action] = value
+        if kept:
+            eval_results[metric] = kept.pop(None) if None in kept else kept
+    others = sorted(set(metrics) - set(tables))
+    if others:
+        notes.append(
+            f"Only the per-action {' and '.join(CARD_METRIC_TABLES)} tables go on the model card; not shown: "
+            f"{', '.join(others)}."
+        )
+    return eval_results, notes
 
 
 def _results_table(results: list[EvalResult]) -> str:
@@ -297,6 +361,8 @@ def push_checkpoint(
         logger.warning("Pushing %s without a tokenizer: its time statistics and id hashing stay local.", repo_id)
     else:
         _check_same_vocabulary(model, tokenizer)
+    if eval_results:  # refuse bad numbers before the repo is created
+        _eval_result_list(eval_results, model.config, dataset_name, "test")
 
     api = HfApi(token=token, library_name="a2gen_hf", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
