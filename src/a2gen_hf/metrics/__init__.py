@@ -409,8 +409,11 @@ def make_compute_metrics(config) -> Callable[[Any], dict[str, float]]:
     :func:`flatten_metrics` of :func:`compute_action_metrics` (next action: :func:`predicted_next_actions`).
 
     A2Gen's forward returns per-slot class scores `(n, K, V)`, not P(happens) (that is read off a decode in
-    ``predict_actions``, and EAG's forward is teacher-forced on the true sequence): evaluate A2Gen with
-    :func:`evaluate_model`, which calls ``predict_actions`` and ``generate``.
+    ``predict_actions``, and EAG's forward is teacher-forced on the true sequence), so this function does not fit
+    A2Gen. To evaluate A2Gen through the Trainer, use :class:`a2gen_hf.training.trainer.A2GenTrainer` with
+    ``compute_metrics=a2gen_compute_metrics(model.config)`` (and ``a2gen_training_arguments``): its evaluation
+    calls ``predict_actions`` (and ``generate`` for the next action) and reports the same metrics for A2Gen, MMoE
+    and PLE. Outside the Trainer, :func:`evaluate_model` does the same over a dataloader.
     """
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
@@ -421,7 +424,9 @@ def make_compute_metrics(config) -> Callable[[Any], dict[str, float]]:
         if logits.ndim != 2:
             raise ValueError(
                 f"compute_metrics got logits of shape {logits.shape}: per-slot scores (A2Gen) do not give "
-                "P(action happens); evaluate A2Gen with a2gen_hf.metrics.evaluate_model(model, dataloader)."
+                "P(action happens); evaluate A2Gen with a2gen_hf.training.A2GenTrainer and "
+                "compute_metrics=a2gen_compute_metrics(model.config), or a2gen_hf.metrics.evaluate_model(model, "
+                "dataloader)."
             )
         label_ids = eval_prediction.label_ids
         if not isinstance(label_ids, (tuple, list)) or len(label_ids) not in (2, 3):
