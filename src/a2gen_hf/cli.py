@@ -216,17 +216,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model_and_tokenizer(model_dir: str, data_dir: str | None):
-    from .auto import AutoModelForActionGeneration
-    from .tokenization_a2gen import A2GenActionTokenizer
+def _load_model_and_tokenizer(model_dir: str):
+    """The checkpoint and its tokenizer, strictly (see a2gen_hf.checkpoints); evaluation mode."""
+    from .checkpoints import load_checkpoint
 
-    model = AutoModelForActionGeneration.from_pretrained(model_dir).eval()
-    tokenizer_dir = Path(model_dir)
-    if not (tokenizer_dir / "tokenizer_config.json").exists() and data_dir is not None:
-        tokenizer_dir = Path(data_dir) / "tokenizer"
-    tokenizer = A2GenActionTokenizer.from_pretrained(tokenizer_dir)
-    tokenizer.check_compatible(model.config)
-    return model, tokenizer
+    model, tokenizer = load_checkpoint(model_dir)
+    return model.eval(), tokenizer
 
 
 def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, limit: int | None = None):
@@ -262,8 +257,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
 
-    model, tokenizer = _load_model_and_tokenizer(args.model, args.data)
-    examples, _, loader = _split_loader(model, tokenizer, args.data, args.split, args.batch_size)
+    try:
+        model, tokenizer = _load_model_and_tokenizer(args.model)
+        examples, _, loader = _split_loader(model, tokenizer, args.data, args.split, args.batch_size)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"a2gen evaluate: error: {error}", file=sys.stderr)
+        return 2
     oracle = None
     if all(column in examples.column_names for column in ORACLE_COLUMNS):
         oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
@@ -296,12 +295,20 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from .demo import format_timeline
 
-    model, tokenizer = _load_model_and_tokenizer(args.model, args.data)
+    try:
+        model, tokenizer = _load_model_and_tokenizer(args.model)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"a2gen generate: error: {error}", file=sys.stderr)
+        return 2
     if not model.can_generate():
         print(f"a2gen generate: error: {type(model).__name__} does not generate sequences; use an A2Gen model.",
               file=sys.stderr)
         return 2
-    examples, collator, _ = _split_loader(model, tokenizer, args.data, args.split, 1, limit=args.num_examples)
+    try:
+        examples, collator, _ = _split_loader(model, tokenizer, args.data, args.split, 1, limit=args.num_examples)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"a2gen generate: error: {error}", file=sys.stderr)
+        return 2
     batch = collator([examples[index] for index in range(len(examples))])
     torch.manual_seed(args.seed)
     generated = model.generate(
@@ -550,7 +557,7 @@ def run_plot(args: argparse.Namespace) -> int:
         else:
             from .pipelines import generate_timelines
 
-            model, tokenizer = _load_model_and_tokenizer(args.model, args.data)
+            model, tokenizer = _load_model_and_tokenizer(args.model)
             if not model.can_generate():
                 raise ValueError(f"{type(model).__name__} does not generate timelines; use an A2Gen model.")
             if args.index < 0:
