@@ -137,6 +137,7 @@ def test_cli_plot_timeline(tmp_path, capsys, monkeypatch):
     dataset, tokenizer, _ = load_data_dir(data_dir)
     model_config = model_config_from_tokenizer(tokenizer, dataset, hidden_size=16, num_attention_heads=2)
     A2GenForActionGeneration(model_config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)  # a checkpoint carries its tokenizer (a2gen train / demo save both)
 
     output = tmp_path / "timeline.png"
     arguments = ["plot", "timeline", "--model", str(model_dir), "--data", str(data_dir), "--output", str(output)]
