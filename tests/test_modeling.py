@@ -345,3 +345,19 @@ def test_missing_side_features_and_nan_times_give_clear_errors(model_and_batch):
     bad_times["history_action_times"][0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
         model(**bad_times)
+
+
+def test_time_loss_l1_regresses_the_median_option():
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag")).eval()
+    batch = make_batch(model.config)
+    squared = model(**batch)
+    model.config.time_loss = "l1"
+    absolute = model(**batch)
+    targets, target_times = batch["labels"][:, 1:], batch["label_times"][:, 1:]
+    known = targets > 0
+    expected = ((absolute.times - target_times).abs() * known).sum(1).mean()
+    torch.testing.assert_close(absolute.time_loss, expected)
+    assert not torch.isclose(absolute.time_loss, squared.time_loss)
+    with pytest.raises(A2GenConfigError, match="time_loss='huber' is unknown"):
+        A2GenConfig(time_loss="huber")

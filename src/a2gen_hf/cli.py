@@ -347,6 +347,8 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embedding-weight-decay", type=float, default=0.0)
     parser.add_argument("--embedding-dropout", type=float, default=0.0)
     parser.add_argument("--max-history-items", type=int, help="read at most this many recent history items")
+    parser.add_argument("--time-loss", choices=["mse", "l1"], default="mse",
+                        help="time heads of every network: squared error (mean) or absolute error (median)")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000)
     parser.set_defaults(func=run_compare)
 
@@ -370,6 +372,7 @@ def run_compare(args: argparse.Namespace) -> int:
         ),
         model_overrides={
             "embedding_dropout_prob": args.embedding_dropout,
+            "time_loss": args.time_loss,
             **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
         },
     )

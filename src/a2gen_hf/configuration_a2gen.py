@@ -11,6 +11,7 @@ ECOMMERCE_ACTIONS = ["click", "collect", "cart", "buy", "leave"]
 PAD_ACTION = "<pad>"
 GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean")
+TIME_LOSSES = ("mse", "l1")
 
 
 class A2GenConfigError(ValueError):
@@ -42,6 +43,8 @@ class A2GenConfig(PretrainedConfig):
             reads a config attribute of that name as a sub-model config.
         action_loss_weight / time_loss_weight / order_loss_weight / aux_loss_weight (`float`): the paper's
             1 / 0.1 / 0.01 / 0.1.
+        time_loss (`str`): ``"mse"`` (the paper; predicts the mean time) or ``"l1"`` (predicts the median, which
+            suits zero-heavy times such as e-commerce actions logged at the click).
         num_time_frequencies (`int`): sinusoidal frequencies of the time encoding (0 = linear projection only).
         time_log_mean / time_log_std (`float`): statistics of ``log1p(seconds)`` fitted by the tokenizer; the model
             uses them only to report times in seconds and to place ``start`` at 0 s.
@@ -74,6 +77,7 @@ class A2GenConfig(PretrainedConfig):
         time_loss_weight: float = 0.1,
         order_loss_weight: float = 0.01,
         aux_loss_weight: float = 0.1,
+        time_loss: str = "mse",
         num_time_frequencies: int = 8,
         time_log_mean: float = 0.0,
         time_log_std: float = 1.0,
@@ -106,6 +110,7 @@ class A2GenConfig(PretrainedConfig):
         self.time_loss_weight = time_loss_weight
         self.order_loss_weight = order_loss_weight
         self.aux_loss_weight = aux_loss_weight
+        self.time_loss = time_loss
         self.num_time_frequencies = num_time_frequencies
         self.time_log_mean = time_log_mean
         self.time_log_std = time_log_std
@@ -167,6 +172,8 @@ class A2GenConfig(PretrainedConfig):
             problems.append("start_action and end_action must differ.")
         if self.generator_type not in GENERATORS:
             problems.append(f"generator={self.generator_type!r} is unknown; use one of {list(GENERATORS)}.")
+        if self.time_loss not in TIME_LOSSES:
+            problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from .configuration_a2gen import A2GenConfig, A2GenConfigError
 
 HISTORY_INPUTS = ("items", "items_and_events")
-TIME_LOSSES = ("mse", "l1")
 
 
 class MultiTaskBaselineConfig(A2GenConfig):
@@ -38,14 +37,12 @@ class MultiTaskBaselineConfig(A2GenConfig):
     def __init__(
         self,
         history_input: str = "items",
-        time_loss: str = "mse",
         expert_hidden_sizes: list[int] | None = None,
         tower_hidden_sizes: list[int] | None = None,
         expert_dropout_prob: float = 0.0,
         **kwargs,
     ):
         self.history_input = history_input
-        self.time_loss = time_loss
         self.expert_hidden_sizes = list(expert_hidden_sizes) if expert_hidden_sizes is not None else [64, 32]
         self.tower_hidden_sizes = list(tower_hidden_sizes) if tower_hidden_sizes is not None else [16]
         self.expert_dropout_prob = expert_dropout_prob
@@ -70,8 +67,6 @@ class MultiTaskBaselineConfig(A2GenConfig):
             )
         if self.history_input not in HISTORY_INPUTS:
             problems.append(f"history_input={self.history_input!r} is unknown; use one of {list(HISTORY_INPUTS)}.")
-        if self.time_loss not in TIME_LOSSES:
-            problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
         if not self.expert_hidden_sizes or any(int(size) < 1 for size in self.expert_hidden_sizes):
             problems.append(
                 f"expert_hidden_sizes={self.expert_hidden_sizes} must be a non-empty list of positive widths, "

@@ -648,7 +648,8 @@ def action_sequence_loss(
 
     - action: cross-entropy over positions up to the first end (or padding) target, ignoring -100;
       IAG's fixed K slots all count, padding slots predicting the end of the sequence;
-    - time: squared error on positions with a known time (`label_time_mask`);
+    - time: squared error (absolute error with ``config.time_loss="l1"``) on positions with a known time
+      (`label_time_mask`);
     - order: hinge on predicted times that go backwards, from `start` up to the first predicted end (and, for EAG,
       not past the true end, where the teacher-forced input stops meaning anything);
     - aux (IAG): cross-entropy and squared error of the auxiliary slot heads.
@@ -683,10 +684,11 @@ def action_sequence_loss(
         per_position = F.cross_entropy(scores.transpose(1, 2).float(), safe_targets, reduction="none")
         return (per_position * counted).sum(1).mean()
 
-    def squared_error(predicted: torch.Tensor) -> torch.Tensor:
+    def time_error(predicted: torch.Tensor) -> torch.Tensor:
+        differences = predicted - target_times
+        errors = differences.abs() if config.time_loss == "l1" else differences**2
         # where(), not a product with the mask: an unknown (NaN) label time must not reach the sum.
-        errors = torch.where(time_known & counted, (predicted - target_times) ** 2, torch.zeros_like(predicted))
-        return errors.sum(1).mean()
+        return torch.where(time_known & counted, errors, torch.zeros_like(errors)).sum(1).mean()
 
     predicted_actions = logits.argmax(-1)
     predicted_end = predicted_actions == config.end_action_id
@@ -695,7 +697,7 @@ def action_sequence_loss(
     previous_times = torch.cat([torch.full_like(times[:, :1], config.start_time), times[:, :-1]], dim=1)
     order = (torch.relu(previous_times - times) * (before_end & counted)).sum(1).mean()
 
-    parts = {"action_loss": cross_entropy(logits), "time_loss": squared_error(times), "order_loss": order}
+    parts = {"action_loss": cross_entropy(logits), "time_loss": time_error(times), "order_loss": order}
     loss = (
         config.action_loss_weight * parts["action_loss"]
         + config.time_loss_weight * parts["time_loss"]
@@ -703,7 +705,7 @@ def action_sequence_loss(
     )
     if "aux_logits" in generated:
         parts["aux_action_loss"] = cross_entropy(generated["aux_logits"])
-        parts["aux_time_loss"] = squared_error(generated["aux_times"])
+        parts["aux_time_loss"] = time_error(generated["aux_times"])
         loss = loss + config.aux_loss_weight * (parts["aux_action_loss"] + parts["aux_time_loss"])
     parts["loss"] = loss
     return parts
