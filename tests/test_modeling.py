@@ -361,3 +361,30 @@ def test_time_loss_l1_regresses_the_median_option():
     assert not torch.isclose(absolute.time_loss, squared.time_loss)
     with pytest.raises(A2GenConfigError, match="time_loss='huber' is unknown"):
         A2GenConfig(time_loss="huber")
+
+
+def test_history_propensity_is_the_count_rule():
+    from a2gen_hf.modeling_a2gen import history_action_propensity
+
+    action_ids = torch.tensor([[[1, 2, 0], [1, 3, 2], [1, 0, 0], [4, 4, 0]]])
+    mask = torch.tensor([[1, 1, 1, 0]])  # the last item is padding
+    propensity = history_action_propensity(action_ids, mask, vocab_size=5)
+    torch.testing.assert_close(propensity, torch.tensor([[0.0, 1.0, 2 / 3, 1 / 3, 0.0]]))
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_propensity_features_and_id_free_mode(generator):
+    torch.manual_seed(0)
+    config = tiny_config(generator, history_propensity_features=True, use_id_embeddings=False)
+    model = A2GenForActionGeneration(config).eval()
+    batch = make_batch(config)
+    reference = model(**batch)
+    assert torch.isfinite(reference.loss)
+    other_ids = dict(batch, item_ids=batch["item_ids"] % 7 + 1, user_ids=batch["user_ids"] % 5 + 1,
+                     history_item_ids=batch["history_item_ids"] % 3 + 1)
+    torch.testing.assert_close(model(**other_ids).logits, reference.logits)  # ids are not read
+    padded = model(**pad_history(batch, extra_items=2, extra_events=1, left=True))
+    torch.testing.assert_close(padded.logits, reference.logits, atol=1e-5, rtol=1e-5)
+    fewer_likes = dict(batch, history_action_ids=batch["history_action_ids"].clone())
+    fewer_likes["history_action_ids"][fewer_likes["history_action_ids"] == 2] = 3
+    assert not torch.allclose(model(**fewer_likes).logits, reference.logits)

@@ -199,3 +199,12 @@ def test_malformed_inputs_give_clear_errors():
     with pytest.raises(ValueError, match="bfloat16"):
         A2GenRanker(model, dtype=torch.float16)
     assert isinstance(state, UserState)
+
+
+def test_ranker_refuses_propensity_features_clearly():
+    from a2gen_hf import A2GenConfig, A2GenForActionGeneration
+    from a2gen_hf.serving import A2GenRanker
+
+    model = A2GenForActionGeneration(A2GenConfig(item_buckets=100, user_buckets=10, history_propensity_features=True))
+    with pytest.raises(ValueError, match="history_propensity_features"):
+        A2GenRanker(model)

@@ -347,6 +347,9 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embedding-weight-decay", type=float, default=0.0)
     parser.add_argument("--embedding-dropout", type=float, default=0.0)
     parser.add_argument("--max-history-items", type=int, help="read at most this many recent history items")
+    parser.add_argument("--history-propensity", action="store_true",
+                        help="give every network the count rule's features (share of history items with each action)")
+    parser.add_argument("--id-free", action="store_true", help="do not embed user / item ids (features only)")
     parser.add_argument("--time-loss", choices=["mse", "l1"], default="mse",
                         help="time heads of every network: squared error (mean) or absolute error (median)")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000)
@@ -373,6 +376,8 @@ def run_compare(args: argparse.Namespace) -> int:
         model_overrides={
             "embedding_dropout_prob": args.embedding_dropout,
             "time_loss": args.time_loss,
+            "history_propensity_features": args.history_propensity,
+            "use_id_embeddings": not args.id_free,
             **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
         },
     )

@@ -53,6 +53,10 @@ class A2GenConfig(PretrainedConfig):
         num_user_side_lists / user_side_list_length (`int`): user side lists (e.g. recently liked items),
             each mean-pooled; the paper uses 5 lists of 20 ids.
         history_pooling (`str`): how HSE reduces CAM outputs over positions: ``"sum"`` (the paper) or ``"mean"``.
+        history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
+            features: per action, the share of history items whose events include it. Off in the paper.
+        use_id_embeddings (`bool`): ``False`` = id-free mode: user and item ids are not embedded (their vectors are
+            zeros); only side features and the history's timed events inform the model, against id memorisation.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
         initializer_range (`float`): std of the normal initialisation of weights and embeddings.
     """
@@ -88,6 +92,8 @@ class A2GenConfig(PretrainedConfig):
         num_user_side_lists: int = 0,
         user_side_list_length: int = 20,
         history_pooling: str = "sum",
+        history_propensity_features: bool = False,
+        use_id_embeddings: bool = True,
         hidden_dropout_prob: float = 0.0,
         attention_probs_dropout_prob: float = 0.0,
         embedding_dropout_prob: float = 0.0,
@@ -121,6 +127,8 @@ class A2GenConfig(PretrainedConfig):
         self.num_user_side_lists = num_user_side_lists
         self.user_side_list_length = user_side_list_length
         self.history_pooling = history_pooling
+        self.history_propensity_features = history_propensity_features
+        self.use_id_embeddings = use_id_embeddings
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.embedding_dropout_prob = embedding_dropout_prob

@@ -173,12 +173,18 @@ class A2GenFeatureEmbeddings(nn.Module):
             else None
         )
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
+        self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = width * (1 + self.num_item_side_features)
         self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
 
+    def _ids(self, table: nn.Embedding, ids: torch.LongTensor) -> torch.Tensor:
+        if not self.use_id_embeddings:
+            return torch.zeros(*ids.shape, table.embedding_dim, device=ids.device, dtype=table.weight.dtype)
+        return self.dropout(table(ids))
+
     def item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`."""
-        features = self.dropout(self.item_embeddings(item_ids))
+        features = self._ids(self.item_embeddings, item_ids)
         if self.side_feature_embeddings is None:
             return features
         if side_ids is None:
@@ -191,7 +197,7 @@ class A2GenFeatureEmbeddings(nn.Module):
 
     def user_features(self, user_ids: torch.LongTensor, user_side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`."""
-        features = self.dropout(self.user_embeddings(user_ids))
+        features = self._ids(self.user_embeddings, user_ids)
         if self.user_side_mlp is None:
             return features
         if user_side_ids is None:
@@ -211,6 +217,19 @@ def _masked_pool(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.T
     if mode == "mean":
         pooled = pooled / weights.sum(-2).clamp_min(1.0)
     return pooled
+
+
+def history_action_propensity(
+    history_action_ids: torch.LongTensor, history_mask: torch.Tensor, vocab_size: int
+) -> torch.Tensor:
+    """
+    The count rule as features: per action, the share of real history items whose events include it.
+    `(B, N, E)` ids, `(B, N)` mask -> `(B, vocab_size)` (0 for an empty history and in the padding column).
+    """
+    present = F.one_hot(history_action_ids, vocab_size).amax(dim=2).float()
+    present = present * (torch.arange(vocab_size, device=present.device) != 0)  # padding events are no action
+    weights = history_mask.unsqueeze(-1).float()
+    return (present * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
 class ContextAwareAttention(nn.Module):
@@ -512,7 +531,12 @@ class A2GenModel(A2GenPreTrainedModel):
         self.encoder = HierarchicalSequenceEncoder(
             config, self.event_embedding.output_size, self.features.item_feature_size
         )
-        self.context_size = self.features.user_feature_size + config.hidden_size + self.features.item_feature_size
+        self.context_size = (
+            self.features.user_feature_size
+            + config.hidden_size
+            + self.features.item_feature_size
+            + (config.vocab_size if config.history_propensity_features else 0)
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -569,7 +593,11 @@ class A2GenModel(A2GenPreTrainedModel):
             history_item_features, event_embeddings, event_mask, history_mask, target_item_features
         )
         history_representation = encoded["history_representation"]
-        generation_context = torch.cat([user_features, history_representation, target_item_features], dim=-1)
+        context_parts = [user_features, history_representation, target_item_features]
+        if self.config.history_propensity_features:
+            propensity = history_action_propensity(history_action_ids * event_mask, history_mask, self.config.vocab_size)
+            context_parts.append(propensity)
+        generation_context = torch.cat(context_parts, dim=-1)
 
         hidden_states = (
             (event_embeddings, encoded["level1_outputs"], encoded["level2_inputs"], encoded["level2_outputs"])

@@ -27,6 +27,7 @@ from .modeling_a2gen import (
     A2GenPreTrainedModel,
     _check_history_shapes,
     _masked_pool,
+    history_action_propensity,
 )
 from .time_encoding import denormalize_times
 from .tokenization_a2gen import A2GenActionTokenizer
@@ -120,7 +121,10 @@ class MultiTaskBaselineInputs(nn.Module):
         history_item_size = self.features.item_feature_size + (
             self.event_embedding.output_size if self.with_events else 0
         )
-        self.output_size = self.features.user_feature_size + self.features.item_feature_size + history_item_size
+        self.propensity_size = config.vocab_size if config.history_propensity_features else 0
+        self.output_size = (
+            self.features.user_feature_size + self.features.item_feature_size + history_item_size + self.propensity_size
+        )
 
     def forward(
         self,
@@ -153,7 +157,12 @@ class MultiTaskBaselineInputs(nn.Module):
             events = self.event_embedding(history_action_ids * event_mask, history_action_times, history_time_mask)
             history_items = torch.cat([history_items, _masked_pool(events, event_mask, "mean")], dim=-1)
         history = _masked_pool(history_items, history_mask, "mean")
-        return torch.cat([user_features, target_item_features, history], dim=-1)
+        parts = [user_features, target_item_features, history]
+        if self.propensity_size:
+            if history_action_ids is None:
+                raise ValueError("history_propensity_features reads history_action_ids; pass them (the collator does).")
+            parts.append(history_action_propensity(history_action_ids, history_mask, self.propensity_size))
+        return torch.cat(parts, dim=-1)
 
 
 class MMoELayer(nn.Module):

@@ -228,6 +228,11 @@ class A2GenRanker:
     ):
         if not isinstance(model, A2GenForActionGeneration):
             raise TypeError(f"A2GenRanker needs an A2GenForActionGeneration, got {type(model).__name__}.")
+        if model.config.history_propensity_features:
+            raise ValueError(
+                "A2GenRanker does not support history_propensity_features=True yet; score such a model with "
+                "model.predict_actions (the propensity features are per user, so they could be cached too)."
+            )
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size} must be a positive number of candidates (or None).")
         if compile and chunk_size is None:
