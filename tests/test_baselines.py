@@ -21,15 +21,6 @@ BASELINES = [(MMoEConfig, MMoEForActionPrediction), (PLEConfig, PLEForActionPred
 HISTORY_INPUTS = ["items", "items_and_events"]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # Tiny models are dominated by thread hand-offs on a shared machine: one thread is ~10x faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def baseline_config(config_class, **overrides):
     shared = tiny_config().to_diff_dict()
     for key in ("model_type", "transformers_version", "generator_type"):

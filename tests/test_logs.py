@@ -30,12 +30,6 @@ needs_shared_data = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def hf_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
-
-
 @pytest.fixture(scope="module")
 def tiny_result():
     return convert_log(TINY, "taobao", on_bad_rows="skip", max_history_items=1000, progress=False)

@@ -57,10 +57,6 @@ def offline(tmp_path, monkeypatch):
         raise AssertionError("a metric tried to reach the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_action_auc_toy():

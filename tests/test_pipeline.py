@@ -20,12 +20,6 @@ from a2gen_hf.data import A2GenDataCollator
 FIELDS = ["category", "opening_topic"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_hf_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_home" / "datasets"))
-
-
 def tiny_model(generator="iag", **overrides):
     torch.manual_seed(0)
     settings = dict(

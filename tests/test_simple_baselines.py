@@ -25,12 +25,6 @@ ACTIONS = ["start", "like", "follow", "leave"]  # ids: start 1, like 2, follow 3
 START, LIKE, FOLLOW, LEAVE = 1, 2, 3, 4
 
 
-@pytest.fixture(autouse=True)
-def _isolated_hf_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
-
-
 @pytest.fixture
 def tokenizer():
     return A2GenActionTokenizer(action_names=ACTIONS, start_action="start", end_action="leave")
