@@ -4,6 +4,8 @@ import datasets
 import pytest
 import torch
 
+from a2gen_hf.data.simulator import SimulatorConfig, simulate
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
@@ -20,3 +22,15 @@ def isolated_hf_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+
+
+@pytest.fixture(scope="session")
+def simulated_data_dir(tmp_path_factory):
+    """A small simulated data folder (400 examples, small hash tables) shared by the training tests."""
+    folder = tmp_path_factory.mktemp("simulated")
+    config = SimulatorConfig(
+        num_examples=400, history_length=5, num_items=200, item_buckets=4096, user_buckets=1024,
+        side_feature_buckets=256,
+    )
+    simulate(config, progress=False, cache_dir=str(folder / "cache")).save(folder / "data")
+    return folder / "data"

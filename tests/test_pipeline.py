@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+from test_modeling import tiny_config
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import a2gen_hf
 from a2gen_hf import (
     A2GenActionTokenizer,
-    A2GenConfig,
     A2GenForActionGeneration,
     ActionGenerationPipeline,
     ActionRequestError,
@@ -22,25 +22,8 @@ FIELDS = ["category", "opening_topic"]
 
 def tiny_model(generator="iag", **overrides):
     torch.manual_seed(0)
-    settings = dict(
-        generator=generator,
-        hidden_size=16,
-        num_attention_heads=4,
-        id_embedding_size=8,
-        action_embedding_size=8,
-        time_embedding_size=8,
-        max_history_items=3,
-        max_events_per_item=4,
-        max_actions=5,
-        user_buckets=50,
-        item_buckets=200,
-        side_feature_buckets=30,
-        num_item_side_features=2,
-        time_log_mean=1.5,
-        time_log_std=1.1,
-    )
-    settings.update(overrides)
-    return A2GenForActionGeneration(A2GenConfig(**settings)).eval()
+    settings = dict(max_history_items=3, num_user_side_lists=0, time_log_mean=1.5, time_log_std=1.1)
+    return A2GenForActionGeneration(tiny_config(generator, **{**settings, **overrides})).eval()
 
 
 def history_item(item, like_at=2.0, leave_at=18.0, **side_features):

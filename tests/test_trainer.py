@@ -11,7 +11,7 @@ import torch
 from transformers import EvalPrediction
 
 from a2gen_hf import A2GenConfig
-from a2gen_hf.data import A2GenDataCollator, SimulatorConfig, simulate
+from a2gen_hf.data import A2GenDataCollator
 from a2gen_hf.training.data_setup import create_model, load_data_dir
 from a2gen_hf.training.trainer import (
     LABEL_NAMES,
@@ -42,14 +42,8 @@ def offline_caches_and_one_thread(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, offline_caches_and_one_thread):
-    config = SimulatorConfig(
-        num_examples=400, history_length=5, num_items=200, item_buckets=4096, user_buckets=1024,
-        side_feature_buckets=256,
-    )
-    folder = tmp_path_factory.mktemp("data") / "sim"
-    simulate(config, progress=False).save(folder)
-    return folder
+def data_dir(simulated_data_dir, offline_caches_and_one_thread):
+    return simulated_data_dir
 
 
 def make_trainer(model, tokenizer, dataset, output_dir, embedding_learning_rate=None, **arguments):

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from a2gen_hf import A2GenConfigError, AutoModelForActionGeneration, MMoEConfig
 from a2gen_hf.cli import main
-from a2gen_hf.data import A2GenDataCollator, SimulatorConfig, simulate
+from a2gen_hf.data import A2GenDataCollator
 from a2gen_hf.training.data_setup import (
     MODEL_CHOICES,
     create_model,
@@ -70,14 +70,8 @@ def fresh_accelerate_state():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, offline_caches):
-    config = SimulatorConfig(
-        num_examples=400, history_length=5, num_items=200, item_buckets=4096, user_buckets=1024,
-        side_feature_buckets=256,
-    )
-    folder = tmp_path_factory.mktemp("data") / "sim"
-    simulate(config, progress=False).save(folder)
-    return folder
+def data_dir(simulated_data_dir, offline_caches):
+    return simulated_data_dir
 
 
 def child_env() -> dict[str, str]:
