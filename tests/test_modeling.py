@@ -199,12 +199,6 @@ def teacher_forced(model, inputs, sequences, times):
     return out.logits[:, :steps], out.times[:, :steps]
 
 
-def generated_mask(model, sequences):
-    """Positions 1.. that were generated before (and including) the end action."""
-    generated = sequences[:, 1:] != 0
-    return generated
-
-
 @pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
 def test_generate_matches_teacher_forced_forward(model_and_batch, mode):
     model, batch = model_and_batch
@@ -216,7 +210,7 @@ def test_generate_matches_teacher_forced_forward(model_and_batch, mode):
     assert (out.sequences[:, 0] == model.config.start_action_id).all()
     sequences, times = out.sequences, out.times
     logits, predicted_times = teacher_forced(model, inputs, sequences.clamp_min(0), times)
-    mask = generated_mask(model, sequences)
+    mask = sequences[:, 1:] != 0  # generated positions, up to and including the end action
     torch.testing.assert_close(predicted_times[mask], times[:, 1:][mask], atol=1e-5, rtol=1e-5)
     if mode == "greedy":
         assert torch.equal(logits.argmax(-1)[mask], sequences[:, 1:][mask])
