@@ -382,3 +382,10 @@ def test_propensity_features_and_id_free_mode(generator):
     fewer_likes = dict(batch, history_action_ids=batch["history_action_ids"].clone())
     fewer_likes["history_action_ids"][fewer_likes["history_action_ids"] == 2] = 3
     assert not torch.allclose(model(**fewer_likes).logits, reference.logits)
+
+
+def test_cam_built_on_its_own_is_initialised():
+    cam = ContextAwareAttention(sequence_size=6, context_size=5, hidden_size=8, num_heads=4)
+    for name, parameter in cam.named_parameters():
+        assert torch.isfinite(parameter).all(), name
+    assert cam.head_output_weight.abs().sum() > 0 and cam.head_output_bias.abs().sum() == 0

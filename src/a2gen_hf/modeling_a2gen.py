@@ -255,8 +255,9 @@ class ContextAwareAttention(nn.Module):
         self.query_from_context = nn.Linear(hidden_size, hidden_size, bias=False)
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
-        self.head_output_weight = nn.Parameter(torch.empty(num_heads, self.head_size, hidden_size))
-        self.head_output_bias = nn.Parameter(torch.empty(num_heads, hidden_size))
+        # Initialised here too (as _init_weights does), so a CAM built on its own holds no uninitialised memory.
+        self.head_output_weight = nn.Parameter(torch.randn(num_heads, self.head_size, hidden_size) * self.head_size**-0.5)
+        self.head_output_bias = nn.Parameter(torch.zeros(num_heads, hidden_size))
         self.head_gate = nn.Linear(hidden_size, num_heads)
         self.attention_dropout = nn.Dropout(attention_dropout)
 
