@@ -44,6 +44,10 @@ Event = tuple[str, float | None]
 MAX_BUCKETS = 2**63  # hashed ids are int64 tensors
 
 
+# Times beyond this are rejected: they are unit or anchoring mistakes, and their normalised values would overflow
+# back to inf seconds when decoded.
+MAX_SECONDS = 1e12
+
 class UnknownActionError(ValueError):
     """Raised when an action name is not in the tokenizer's vocabulary."""
 
@@ -364,6 +368,11 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             raise TimelineError(
                 f"Event {position} ({action!r}) has time {value} s; times must be finite and >= 0 "
                 "(use None for an unknown time)."
+            )
+        if value > MAX_SECONDS:
+            raise TimelineError(
+                f"Event {position} ({action!r}) has time {value:g} s, beyond {MAX_SECONDS:g} s (about 31,700 years); "
+                "times are seconds since the item's start: check the unit (milliseconds?) or the anchor."
             )
         return value
 
