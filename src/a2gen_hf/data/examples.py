@@ -1,19 +1,22 @@
 """From sessions (one per user and target item) to the on-disk examples of ``docs/design.md``.
 
 Everything here is columnar: sessions are numpy arrays with CSR event lists, history windows are found with one
-``searchsorted``, and list columns are assembled from offsets with pyarrow ``take`` in chunks of examples.
+``searchsorted``, and list columns are assembled from offsets with pyarrow ``take`` in chunks of examples, written
+straight into the Arrow files of a ``DatasetDict.save_to_disk`` folder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
+from datasets.fingerprint import generate_random_fingerprint
 
 from ..tokenization_a2gen import A2GenActionTokenizer
 
@@ -35,6 +38,7 @@ EXAMPLE_SCHEMA = pa.schema(
         ("session_start", pa.int64()),
     ]
 )
+EXAMPLE_FEATURES = datasets.Features.from_arrow_schema(EXAMPLE_SCHEMA)
 
 
 @dataclass
@@ -44,7 +48,8 @@ class Sessions:
     ``user_codes`` / ``item_codes`` (S,) index ``users`` / ``items`` (the raw ids); ``side_codes`` (S, F) index
     ``side_values[f]``; ``start`` / ``end`` (S,) are Unix seconds of the first and last event; the events of session
     ``s`` are ``event_action_ids[event_offsets[s]:event_offsets[s + 1]]`` with ``event_seconds`` (float32, seconds
-    since ``start[s]``, NaN = unknown), start action first and end action last.
+    since ``start[s]``, NaN = unknown), start action first and end action last. ``first_lines`` (S,) is the log line
+    of each session's first event: it orders sessions that tie on everything else, whatever the partitioning.
     """
 
     users: pa.Array
@@ -59,6 +64,7 @@ class Sessions:
     event_offsets: np.ndarray
     event_action_ids: np.ndarray
     event_seconds: np.ndarray
+    first_lines: np.ndarray
 
     def __len__(self) -> int:
         return len(self.start)
@@ -97,20 +103,53 @@ class SplitRule:
         return validation_start, test_start
 
 
-def fit_time_statistics(tokenizer: A2GenActionTokenizer, sessions: Sessions, chosen: np.ndarray) -> None:
-    """Fit the tokenizer's time statistics on the known times of the chosen sessions' actions after the start."""
-    counts = np.diff(sessions.event_offsets)
-    in_chosen = np.repeat(chosen, counts)
-    not_first = np.ones(len(sessions.event_seconds), dtype=bool)
-    not_first[sessions.event_offsets[:-1][counts > 0]] = False
-    seconds = sessions.event_seconds[in_chosen & not_first]
-    seconds = seconds[~np.isnan(seconds)].astype(np.float64)
-    if seconds.size == 0:
-        raise ValueError(
-            "The training split has no timed actions after the start to fit the time statistics on; move the split "
-            "boundaries later (validation_fraction / test_fraction) or give a longer log."
+@dataclass
+class LogTimeMoments:
+    """Count, mean and sum of squared deviations of ``log1p(seconds)``; partitions' moments merge exactly.
+
+    :meth:`fit` gives the tokenizer the statistics ``fit_log_statistics`` computes on all the seconds at once (up to
+    float rounding; bit for bit from a single partition).
+    """
+
+    count: int = 0
+    mean: float = 0.0
+    squares: float = 0.0
+
+    @classmethod
+    def of_sessions(cls, sessions: Sessions, chosen: np.ndarray) -> LogTimeMoments:
+        """Moments of the known times of the chosen sessions' actions after the start."""
+        counts = np.diff(sessions.event_offsets)
+        in_chosen = np.repeat(chosen, counts)
+        not_first = np.ones(len(sessions.event_seconds), dtype=bool)
+        not_first[sessions.event_offsets[:-1][counts > 0]] = False
+        seconds = sessions.event_seconds[in_chosen & not_first].astype(np.float64)
+        logs = np.log1p(seconds[np.isfinite(seconds) & (seconds >= 0)])
+        if logs.size == 0:
+            return cls()
+        mean = logs.mean()
+        return cls(int(logs.size), float(mean), float(np.sum((logs - mean) ** 2)))
+
+    def merge(self, other: LogTimeMoments) -> LogTimeMoments:
+        """The moments of both sets of seconds (Chan et al.'s pairwise update)."""
+        if other.count == 0 or self.count == 0:
+            return other if self.count == 0 else self
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        return LogTimeMoments(
+            count,
+            self.mean + delta * other.count / count,
+            self.squares + other.squares + delta**2 * self.count * other.count / count,
         )
-    tokenizer.fit_time_statistics(seconds)
+
+    def fit(self, tokenizer: A2GenActionTokenizer) -> None:
+        """Set the tokenizer's ``time_log_mean`` / ``time_log_std`` (the std floored at 1e-3, as when fitting)."""
+        if self.count == 0:
+            raise ValueError(
+                "The training split has no timed actions after the start to fit the time statistics on; move the "
+                "split boundaries later (validation_fraction / test_fraction) or give a longer log."
+            )
+        tokenizer.time_log_mean = self.mean
+        tokenizer.time_log_std = max(math.sqrt(self.squares / self.count), 1e-3)
 
 
 def history_windows(
@@ -118,11 +157,11 @@ def history_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For every session, the slice of ``order`` holding its history.
 
-    ``order`` lists sessions by (user, end, start); a session's history is the sessions of its user that ENDED
-    before it started, i.e. a contiguous run ``order[low:high]`` (the most recent last), capped at
+    ``order`` lists sessions by (user, end, start, first line); a session's history is the sessions of its user that
+    ENDED before it started, i.e. a contiguous run ``order[low:high]`` (the most recent last), capped at
     ``max_history_items``. Returns ``order``, ``low``, ``high`` and the uncapped history length, each (S,).
     """
-    order = np.lexsort((sessions.start, sessions.end, sessions.user_codes))
+    order = np.lexsort((sessions.first_lines, sessions.start, sessions.end, sessions.user_codes))
     unique_ends = np.unique(sessions.end)
     stride = np.int64(len(unique_ends) + 1)
     # Composite keys (user, rank of the time among the end times) make one global searchsorted per session.
@@ -202,30 +241,41 @@ class ExampleBuilder:
         return pa.RecordBatch.from_arrays(list(columns.values()), schema=EXAMPLE_SCHEMA)
 
 
-def write_split(
-    builder: ExampleBuilder, targets: np.ndarray, staging_file: Path | None, chunk_size: int, desc: str, progress
-) -> datasets.Dataset:
-    """The split's examples, streamed chunk by chunk to ``staging_file`` (memory-mapped back) or kept in memory."""
+def data_file_name(index: int, count: int) -> str:
+    """Name of a split's ``index``-th Arrow file of ``count``, as ``Dataset.save_to_disk`` names its shards."""
+    return f"data-{index:05d}-of-{count:05d}.arrow"
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        with tqdm(total=len(targets), desc=desc, unit=" examples", disable=progress is False or None) as bar:
-            for begin in range(0, len(targets), chunk_size):
-                chunk = targets[begin : begin + chunk_size]
-                bar.update(len(chunk))
-                yield builder.batch(chunk)
 
-    if staging_file is None:
-        table = pa.Table.from_batches(list(batches()), schema=EXAMPLE_SCHEMA)
-        return datasets.Dataset(datasets.table.InMemoryTable(table))
-    with pa.OSFile(str(staging_file), "wb") as sink, pa.ipc.new_stream(sink, EXAMPLE_SCHEMA) as writer:
-        for batch in batches():
+def write_examples(path: Path, batches: Iterable[pa.RecordBatch]) -> None:
+    """Write record batches of :data:`EXAMPLE_SCHEMA` to the Arrow stream file ``path`` (a ``save_to_disk`` shard)."""
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, EXAMPLE_FEATURES.arrow_schema) as writer:
+        for batch in batches:
             writer.write_batch(batch)
-    return datasets.Dataset.from_file(str(staging_file))
 
 
-def action_frequencies(sessions: Sessions, chosen: np.ndarray, action_names: list[str]) -> dict[str, int]:
-    """How often each action occurs in the chosen sessions' sequences."""
+def write_dataset_dict_files(output_dir: Path, num_files: int) -> None:
+    """The JSON files of a ``DatasetDict.save_to_disk`` folder whose splits hold ``num_files`` data files each.
+
+    The Arrow files themselves (``output_dir/<split>/data-*.arrow``, see :func:`data_file_name`) are written by
+    :func:`write_examples`; with these files, ``datasets.load_from_disk`` memory-maps them in order.
+    """
+    (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(SPLITS)}))
+    for split in SPLITS:
+        state = {
+            "_data_files": [{"filename": data_file_name(index, num_files)} for index in range(num_files)],
+            "_fingerprint": generate_random_fingerprint(),
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": None,
+        }
+        (output_dir / split / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        datasets.DatasetInfo(features=EXAMPLE_FEATURES).write_to_directory(str(output_dir / split))
+
+
+def action_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int) -> np.ndarray:
+    """How often each action (ids 1..num_actions, at index id - 1) occurs in the chosen sessions' sequences."""
     counts = np.diff(sessions.event_offsets)
     ids = sessions.event_action_ids[np.repeat(chosen, counts)]
-    totals = np.bincount(ids, minlength=len(action_names) + 1)
-    return {name: int(totals[index + 1]) for index, name in enumerate(action_names)}
+    return np.bincount(ids, minlength=num_actions + 1)[1:]

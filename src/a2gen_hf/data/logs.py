@@ -7,8 +7,15 @@ The rules (sessions, the t = 0 anchor, ties, the end action, history, splits) ar
 from __future__ import annotations
 
 import json
-import shutil
+import math
+import multiprocessing
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial, reduce
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +23,27 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm.auto import tqdm
 
 from ..configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .examples import (
     SPLITS,
     ExampleBuilder,
+    LogTimeMoments,
     Sessions,
     SplitRule,
-    action_frequencies,
-    fit_time_statistics,
-    write_split,
+    action_counts,
+    data_file_name,
+    write_dataset_dict_files,
+    write_examples,
 )
-from .validation import BadRowCounter, LogFormatError, ValidatedLog, read_validated_log
+from .partitions import PartitionWriter, estimate_rows, read_partition
+from .validation import BadRowCounter, LogFormatError, ValidatedBatches, ValidatedLog
 
 DEFAULT_SESSION_GAP_SECONDS = 3 * 86400
 DEFAULT_MAX_HISTORY_ITEMS = 50
+DEFAULT_PARTITION_ROWS = 2_000_000
 TIME_UNITS = ("s", "ms", "mmdd")
 
 
@@ -194,11 +206,12 @@ def _drop_duplicates(log: ValidatedLog, rows: np.ndarray, duplicate: np.ndarray,
     found = np.flatnonzero(duplicate)
     if found.size:
         first = found[np.argmin(log.lines[rows[found]])]
+        line = log.lines[rows[first]]
         message = (
-            f"{log.source}:{log.lines[rows[first]]}: duplicate event: {describe(rows[first])} already on line "
+            f"{log.source}:{line}: duplicate event: {describe(rows[first])} already on line "
             f"{log.lines[rows[first - 1]]}"
         )
-        log.bad_rows.add("duplicate_event", found.size, message)
+        log.bad_rows.add("duplicate_event", found.size, message, line)
     return rows[~duplicate]
 
 
@@ -222,7 +235,17 @@ def _encoded(log: ValidatedLog, preset: LogPreset) -> tuple[dict[str, np.ndarray
 
 
 def _sessions(
-    preset: LogPreset, codes, dictionaries, rows, first_rows, start, end, offsets, action_ids, seconds
+    log: ValidatedLog,
+    preset: LogPreset,
+    codes,
+    dictionaries,
+    rows,
+    first_rows,
+    start,
+    end,
+    offsets,
+    action_ids,
+    seconds,
 ) -> Sessions:
     return Sessions(
         users=dictionaries[preset.user_column],
@@ -239,6 +262,7 @@ def _sessions(
         event_offsets=offsets,
         event_action_ids=action_ids,
         event_seconds=seconds.astype(np.float32),
+        first_lines=log.lines[rows[first_rows]],
     )
 
 
@@ -280,7 +304,7 @@ def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_secon
     seconds[offsets[:-1][add_start]] = 0.0
     action_ids[offsets[1:][add_end] - 1] = end_id  # no logged leave: leave at the last event
     seconds[offsets[1:][add_end] - 1] = (end - start)[add_end]
-    return _sessions(preset, codes, dictionaries, rows, first, start, end, offsets, action_ids, seconds)
+    return _sessions(log, preset, codes, dictionaries, rows, first, start, end, offsets, action_ids, seconds)
 
 
 def sessions_from_views(log: ValidatedLog, preset: LogPreset) -> Sessions:
@@ -317,8 +341,124 @@ def sessions_from_views(log: ValidatedLog, preset: LogPreset) -> Sessions:
     first = np.arange(len(rows))
     action_ids = np.broadcast_to(grid_ids, present.shape)[present]
     return _sessions(
-        preset, codes, dictionaries, rows, first, start, start + duration, offsets, action_ids, grid_seconds[present]
+        log,
+        preset,
+        codes,
+        dictionaries,
+        rows,
+        first,
+        start,
+        start + duration,
+        offsets,
+        action_ids,
+        grid_seconds[present],
     )
+
+
+@dataclass
+class _Conversion:
+    """What every partition's work needs (sent to the worker processes)."""
+
+    preset: LogPreset
+    source: str
+    work_dir: Path
+    dataset_dir: Path
+    num_partitions: int
+    session_gap_seconds: float
+    max_history_items: int
+    min_history: int
+    tokenizer: A2GenActionTokenizer
+    chunk_size: int
+    boundaries: tuple[float, float] = (0.0, 0.0)
+
+    def rows_file(self, index: int) -> Path:
+        return self.work_dir / f"partition-{index:05d}.arrow"
+
+    def sessions_file(self, index: int) -> Path:
+        return self.work_dir / f"sessions-{index:05d}.pickle"
+
+    def examples_file(self, split: str, index: int) -> Path:
+        return self.dataset_dir / split / data_file_name(index, self.num_partitions)
+
+
+@dataclass
+class _PartitionSessions:
+    """One partition after its sessions are cut: their number and start range, its duplicate events."""
+
+    count: int
+    first_start: float
+    last_start: float
+    bad_rows: BadRowCounter
+
+
+@dataclass
+class _PartitionExamples:
+    """One partition after its examples are written: examples and action counts per split, train time moments."""
+
+    examples: list[int]
+    action_counts: list[np.ndarray]
+    time_moments: LogTimeMoments
+
+
+def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
+    """Cut one partition's rows into sessions and keep them in a file for :func:`_write_examples`."""
+    preset = conversion.preset
+    log = read_partition(conversion.rows_file(index), preset, conversion.source)
+    conversion.rows_file(index).unlink()
+    if log.lines.size == 0:  # the session code assumes at least one row
+        return _PartitionSessions(0, math.inf, -math.inf, log.bad_rows)
+    if preset.is_view_log:
+        sessions = sessions_from_views(log, preset)
+    else:
+        sessions = sessions_from_events(log, preset, conversion.session_gap_seconds)
+    with open(conversion.sessions_file(index), "wb") as handle:
+        pickle.dump(sessions, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return _PartitionSessions(len(sessions), float(sessions.start.min()), float(sessions.start.max()), log.bad_rows)
+
+
+def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
+    """Write one partition's examples into its data file of each split; count its actions and train times."""
+    num_actions = len(conversion.preset.action_names)
+    if not conversion.sessions_file(index).exists():  # a partition without rows
+        for split in SPLITS:
+            write_examples(conversion.examples_file(split, index), [])
+        return _PartitionExamples([0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments())
+    with open(conversion.sessions_file(index), "rb") as handle:
+        sessions: Sessions = pickle.load(handle)
+    conversion.sessions_file(index).unlink()
+    split_of_session = np.searchsorted(conversion.boundaries, sessions.start, side="right")
+    builder = ExampleBuilder(sessions, conversion.tokenizer, conversion.max_history_items)
+    chosen = builder.available >= conversion.min_history
+    by_time = np.lexsort((sessions.item_codes, sessions.user_codes, sessions.start))
+    examples, counts = [], []
+    for split_index, split in enumerate(SPLITS):
+        in_split = (split_of_session == split_index) & chosen
+        targets = by_time[in_split[by_time]]
+        chunks = (
+            targets[begin : begin + conversion.chunk_size] for begin in range(0, len(targets), conversion.chunk_size)
+        )
+        write_examples(conversion.examples_file(split, index), map(builder.batch, chunks))
+        examples.append(len(targets))
+        counts.append(action_counts(sessions, in_split, num_actions))
+    return _PartitionExamples(examples, counts, LogTimeMoments.of_sessions(sessions, split_of_session == 0))
+
+
+@contextmanager
+def _partition_map(num_proc: int, progress: bool | None) -> Iterator[Callable[..., list]]:
+    """``map(function, partitions, desc)`` over ``num_proc`` forked worker processes (in this process when 1).
+
+    Processes, not threads: hashing ids (BLAKE2b in Python) holds the GIL. Fork, before the log is read: the workers
+    start small and share the imported modules; they run numpy / pyarrow / hashlib only.
+    """
+
+    def bar(results: Iterable, total: int, desc: str) -> list:
+        return list(tqdm(results, total=total, desc=desc, unit=" partitions", disable=progress is False or None))
+
+    if num_proc == 1:
+        yield lambda function, indices, desc: bar(map(function, indices), len(indices), desc)
+        return
+    with multiprocessing.get_context("fork").Pool(num_proc) as pool:
+        yield lambda function, indices, desc: bar(pool.imap(function, indices, chunksize=1), len(indices), desc)
 
 
 def convert_log(
@@ -334,14 +474,20 @@ def convert_log(
     tokenizer: A2GenActionTokenizer | None = None,
     chunk_size: int = 65536,
     progress: bool | None = None,
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    num_proc: int | None = None,
 ) -> ConversionResult:
     """Convert an interaction log into the A2Gen example schema of ``docs/design.md``.
+
+    The log streams through in batches into partition files by user (about ``partition_rows`` rows each); the
+    partitions are cut into sessions and written as examples by ``num_proc`` processes, straight into the
+    ``save_to_disk`` layout. Within a split, examples are ordered by partition, then by (session start, user, item).
 
     Args:
         input_path: a CSV, JSONL or Parquet log.
         preset: a name of :data:`PRESETS` or a :class:`LogPreset`.
-        output_dir: where to write the ``DatasetDict`` (``save_to_disk``), ``tokenizer/`` and ``a2gen_data.json``;
-            ``None`` keeps everything in memory.
+        output_dir: where to write the ``DatasetDict`` (``save_to_disk`` layout), ``tokenizer/`` and
+            ``a2gen_data.json``; ``None`` keeps the examples in memory.
         on_bad_rows: ``"error"`` (default: stop at the first bad row), ``"skip"`` (drop and count) or ``"warn"``
             (drop, count and warn once per reason).
         file_format: ``"csv"``, ``"jsonl"`` or ``"parquet"``; guessed from the extension when ``None``.
@@ -353,6 +499,9 @@ def convert_log(
             Its time statistics are (re)fitted on the train split.
         chunk_size: examples assembled per Arrow record batch.
         progress: show progress bars (``None``: only on a terminal).
+        partition_rows: rows per partition (estimated from the input's size; Parquet's row count is exact). Memory
+            grows with it: about 0.5 KB per row per worker. Logs up to this size are one partition.
+        num_proc: worker processes (default ``min(2, os.cpu_count())``); the partitions are rounded up to a multiple.
 
     Returns:
         A :class:`ConversionResult`.
@@ -364,6 +513,9 @@ def convert_log(
             f"max_history_items={max_history_items} must be >= 1, min_history={min_history} >= 0 and "
             f"session_gap_seconds={session_gap_seconds} >= 0."
         )
+    num_proc = num_proc if num_proc is not None else min(2, os.cpu_count() or 1)
+    if partition_rows < 1 or num_proc < 1:
+        raise ValueError(f"partition_rows={partition_rows} and num_proc={num_proc} must be >= 1.")
     tokenizer = tokenizer or A2GenActionTokenizer(
         action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action
     )
@@ -372,33 +524,55 @@ def convert_log(
             f"The tokenizer's actions {tokenizer.action_names} differ from preset {preset.name!r}'s "
             f"{list(preset.action_names)}; build the tokenizer with the preset's action_names."
         )
-    log = read_validated_log(input_path, preset, on_bad_rows=on_bad_rows, file_format=file_format, progress=progress)
-    if log.lines.size == 0:  # checked before sessions are cut: the session code assumes at least one row
-        raise LogFormatError(f"{log.source}: no valid rows are left ({_dropped_text(log.bad_rows)}).")
-    if preset.is_view_log:
-        sessions = sessions_from_views(log, preset)
-    else:
-        sessions = sessions_from_events(log, preset, session_gap_seconds)
-
-    validation_start, test_start = split_rule.boundaries(sessions.start)
-    split_of_session = np.searchsorted([validation_start, test_start], sessions.start, side="right")
-    fit_time_statistics(tokenizer, sessions, split_of_session == 0)
-    builder = ExampleBuilder(sessions, tokenizer, max_history_items)
-    chosen = builder.available >= min_history
-    by_time = np.lexsort((sessions.item_codes, sessions.user_codes, sessions.start))
+    stream = ValidatedBatches(input_path, preset, on_bad_rows=on_bad_rows, file_format=file_format, progress=progress)
+    num_partitions = math.ceil(estimate_rows(stream.path, stream.file_format) / partition_rows)
+    num_proc = min(num_proc, num_partitions)
+    num_partitions = math.ceil(num_partitions / num_proc) * num_proc  # equal shares for the workers
 
     output_dir = Path(output_dir) if output_dir is not None else None
-    staging = None
     if output_dir is not None:
-        staging = output_dir / "_staging"
-        staging.mkdir(parents=True, exist_ok=True)
-    splits = {}
-    for index, split in enumerate(SPLITS):
-        targets = by_time[(split_of_session[by_time] == index) & chosen[by_time]]
-        staging_file = staging / f"{split}.arrow" if staging is not None else None
-        splits[split] = write_split(builder, targets, staging_file, chunk_size, f"{split} examples", progress)
-    dataset = datasets.DatasetDict(splits)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="_a2gen_partitions_", dir=output_dir) as work,
+        _partition_map(num_proc, progress) as partition_map,
+    ):
+        dataset_dir = output_dir if output_dir is not None else Path(work) / "dataset"
+        for split in SPLITS:
+            (dataset_dir / split).mkdir(parents=True, exist_ok=True)
+        conversion = _Conversion(
+            preset=preset,
+            source=stream.source,
+            work_dir=Path(work),
+            dataset_dir=dataset_dir,
+            num_partitions=num_partitions,
+            session_gap_seconds=session_gap_seconds,
+            max_history_items=max_history_items,
+            min_history=min_history,
+            tokenizer=tokenizer,
+            chunk_size=chunk_size,
+        )
+        writer = PartitionWriter(conversion.work_dir, num_partitions, preset.user_column)
+        try:
+            for batch in stream:
+                writer.write(batch)
+        finally:
+            writer.close()
+        if writer.rows == 0:
+            raise LogFormatError(f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).")
+        partitions = range(num_partitions)
+        cut = partition_map(partial(_cut_sessions, conversion), partitions, "sessions")
+        stream.bad_rows.add_partitions([partition.bad_rows for partition in cut])  # duplicate events
+        stream.bad_rows.finish()
+        first_start = min(partition.first_start for partition in cut)
+        last_start = max(partition.last_start for partition in cut)
+        conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
+        written = partition_map(partial(_write_examples, conversion), partitions, "examples")
+        reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
+        write_dataset_dict_files(dataset_dir, num_partitions)
+        dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=output_dir is None)
 
+    validation_start, test_start = conversion.boundaries
+    action_names = list(preset.action_names)
     summary = {
         "source": str(input_path),
         "preset": _preset_record(preset),
@@ -410,31 +584,25 @@ def convert_log(
             "test_start": test_start,
             "time_statistics_fitted_on": "train split: known times of every action after the start",
         },
-        "rows_read": log.rows_read,
-        "rows_kept": log.rows_read - sum(log.bad_rows.counts.values()),
-        "rows_dropped": dict(sorted(log.bad_rows.counts.items())),
-        "first_dropped": dict(sorted(log.bad_rows.first_messages.items())),
-        "sessions": len(sessions),
-        "examples": {split: len(splits[split]) for split in SPLITS},
+        "rows_read": stream.rows_read,
+        "rows_kept": stream.rows_read - sum(stream.bad_rows.counts.values()),
+        "rows_dropped": dict(sorted(stream.bad_rows.counts.items())),
+        "first_dropped": dict(sorted(stream.bad_rows.first_messages.items())),
+        "sessions": sum(partition.count for partition in cut),
+        "partitions": num_partitions,
+        "examples": {
+            split: sum(partition.examples[index] for partition in written) for index, split in enumerate(SPLITS)
+        },
         "action_frequencies": {
-            split: action_frequencies(sessions, (split_of_session == index) & chosen, list(preset.action_names))
+            split: dict(zip(action_names, map(int, sum(partition.action_counts[index] for partition in written))))
             for index, split in enumerate(SPLITS)
         },
         "time_log_mean": tokenizer.time_log_mean,
         "time_log_std": tokenizer.time_log_std,
     }
     if output_dir is not None:
-        bars_were_disabled = datasets.utils.are_progress_bars_disabled()
-        if progress is False:
-            datasets.utils.disable_progress_bars()
-        dataset.save_to_disk(str(output_dir))
-        if not bars_were_disabled:
-            datasets.utils.enable_progress_bars()
-        del dataset, splits
-        shutil.rmtree(staging)
         tokenizer.save_pretrained(str(output_dir / "tokenizer"))
         (output_dir / "a2gen_data.json").write_text(json.dumps(summary, indent=2) + "\n")
-        dataset = datasets.load_from_disk(str(output_dir))
     return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
 
 

@@ -56,20 +56,36 @@ class LogFormatError(ValueError):
 
 @dataclass
 class BadRowCounter:
-    """Counts dropped rows per reason (or raises on the first one when ``mode == "error"``)."""
+    """Counts dropped rows per reason (or raises on the first one when ``mode == "error"``).
+
+    Per reason it keeps the first message counted and the line it names.
+    """
 
     source: str
     mode: str
     counts: Counter = field(default_factory=Counter)
     first_messages: dict[str, str] = field(default_factory=dict)
+    first_lines: dict[str, int] = field(default_factory=dict)
 
-    def add(self, reason: str, count: int, first_message: str) -> None:
+    def add(self, reason: str, count: int, first_message: str, line: int) -> None:
         if count == 0:
             return
         if self.mode == "error":
             raise LogFormatError(f"{first_message}. {_SKIP_HINT}")
         self.counts[reason] += int(count)
         self.first_messages.setdefault(reason, first_message)
+        self.first_lines.setdefault(reason, int(line))
+
+    def add_partitions(self, counters: list[BadRowCounter]) -> None:
+        """Add the counts of counters that each saw one partition of the rows, as if one counter had seen them all.
+
+        Per reason, the message of the smallest line wins (in ``"error"`` mode it is the one raised).
+        """
+        for reason in sorted({reason for counter in counters for reason in counter.counts}):
+            holders = [counter for counter in counters if reason in counter.counts]
+            earliest = min(holders, key=lambda counter: counter.first_lines[reason])
+            count = sum(counter.counts[reason] for counter in holders)
+            self.add(reason, count, earliest.first_messages[reason], earliest.first_lines[reason])
 
     def finish(self) -> None:
         if self.mode != "warn":
@@ -241,6 +257,87 @@ def _number_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordB
         next_row += batch.num_rows
 
 
+@dataclass
+class ValidatedBatch:
+    """The valid rows of one batch of a log: ``strings`` / ``numbers`` / ``lines`` as in :class:`ValidatedLog`."""
+
+    strings: dict[str, pa.Array]
+    numbers: dict[str, np.ndarray]
+    lines: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+class ValidatedBatches:
+    """Streaming form of :func:`read_validated_log`: iterating yields one :class:`ValidatedBatch` per batch read.
+
+    Memory holds one batch at a time. Bad rows are counted in ``bad_rows`` (or raise, in ``"error"`` mode) with the
+    file's real line numbers as the batches go by; ``rows_read`` and ``bad_rows`` are complete once the iteration
+    ends. ``bad_rows.finish()`` (the warnings of ``"warn"`` mode) is left to the caller, which may still count more
+    bad rows (duplicate events). File-level problems (missing file, empty file, unknown format) raise here.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        preset: LogPreset,
+        on_bad_rows: str = "error",
+        file_format: str | None = None,
+        block_size: int = 16 << 20,
+        progress: bool | None = None,
+    ):
+        path = Path(path)
+        if on_bad_rows not in ON_BAD_ROWS:
+            raise ValueError(f"on_bad_rows={on_bad_rows!r} is unknown; use one of {list(ON_BAD_ROWS)}.")
+        if not path.is_file():
+            raise FileNotFoundError(f"Log file {str(path)!r} does not exist.")
+        if path.stat().st_size == 0:
+            raise LogFormatError(
+                f"{path.name}: the file is empty; it needs one row per event ({preset.describe_row()})."
+            )
+        self.path = path
+        self.preset = preset
+        self.file_format = detect_format(path, file_format)
+        self.block_size = block_size
+        self.progress = progress
+        self.source = path.name
+        self.bad_rows = BadRowCounter(path.name, on_bad_rows)
+        self.rows_read = 0
+
+    def __iter__(self) -> Iterator[ValidatedBatch]:
+        path, preset, bad_rows = self.path, self.preset, self.bad_rows
+        needed = preset.needed_columns()
+        batches, csv_source = _record_batches(path, self.file_format, preset, needed, self.block_size)
+        string_names = preset.string_columns()
+        reported_invalid = 0
+        with tqdm(desc=f"reading {path.name}", unit=" rows", disable=self.progress is False or None) as bar:
+            for batch, lines in batches:
+                self.rows_read += batch.num_rows
+                bar.update(batch.num_rows)
+                columns, problems = _validate_batch(batch, preset)
+                flagged = np.logical_or.reduce([problem.mask for problem in problems])
+                if csv_source is not None:
+                    # Rows of the wrong width before this batch's first bad row come first (in "error" mode they
+                    # raise).
+                    first_bad = int(lines[flagged][0]) if flagged.any() else int(lines[-1]) + 1 if lines.size else 0
+                    reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, first_bad)
+                keep = _apply_problems(problems, flagged, lines, bad_rows, path.name)
+                if csv_source is not None and lines.size:
+                    reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, int(lines[-1]) + 1)
+                keep_mask = pa.array(keep)
+                yield ValidatedBatch(
+                    strings={name: columns[name].filter(keep_mask) for name in string_names},
+                    numbers={name: values[keep] for name, values in columns.items() if name not in string_names},
+                    lines=lines[keep],
+                )
+            if csv_source is not None:
+                _report_invalid_rows(csv_source, reported_invalid, bad_rows, None)
+                self.rows_read += len(csv_source.invalid_rows)
+        if self.rows_read == 0:
+            raise LogFormatError(f"{path.name}: the file has no rows ({preset.describe_row()}).")
+
+
 def read_validated_log(
     path: str | Path,
     preset: LogPreset,
@@ -250,58 +347,20 @@ def read_validated_log(
     progress: bool | None = None,
 ) -> ValidatedLog:
     """Read ``path`` in batches of about ``block_size`` bytes and validate every row against ``preset``."""
-    path = Path(path)
-    if on_bad_rows not in ON_BAD_ROWS:
-        raise ValueError(f"on_bad_rows={on_bad_rows!r} is unknown; use one of {list(ON_BAD_ROWS)}.")
-    if not path.is_file():
-        raise FileNotFoundError(f"Log file {str(path)!r} does not exist.")
-    if path.stat().st_size == 0:
-        raise LogFormatError(f"{path.name}: the file is empty; it needs one row per event ({preset.describe_row()}).")
-    file_format = detect_format(path, file_format)
-    needed = preset.needed_columns()
-    bad_rows = BadRowCounter(path.name, on_bad_rows)
-    batches, csv_source = _record_batches(path, file_format, preset, needed, block_size)
-
-    strings: dict[str, list[pa.Array]] = {name: [] for name in preset.string_columns()}
-    numbers: dict[str, list[np.ndarray]] = {}
-    kept_lines: list[np.ndarray] = []
-    rows_read = 0
-    reported_invalid = 0
-    with tqdm(desc=f"reading {path.name}", unit=" rows", disable=progress is False or None) as bar:
-        for batch, lines in batches:
-            rows_read += batch.num_rows
-            bar.update(batch.num_rows)
-            columns, problems = _validate_batch(batch, preset)
-            flagged = np.logical_or.reduce([problem.mask for problem in problems])
-            if csv_source is not None:
-                # Rows of the wrong width before this batch's first bad row come first (in "error" mode they raise).
-                first_bad = int(lines[flagged][0]) if flagged.any() else int(lines[-1]) + 1 if lines.size else 0
-                reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, first_bad)
-            keep = _apply_problems(problems, flagged, lines, bad_rows, path.name)
-            if csv_source is not None and lines.size:
-                reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, int(lines[-1]) + 1)
-            for name in strings:
-                strings[name].append(columns[name].filter(pa.array(keep)))
-            for name, values in columns.items():
-                if name not in strings:
-                    numbers.setdefault(name, []).append(values[keep])
-            kept_lines.append(lines[keep])
-        if csv_source is not None:
-            _report_invalid_rows(csv_source, reported_invalid, bad_rows, None)
-            rows_read += len(csv_source.invalid_rows)
-    if rows_read == 0:
-        raise LogFormatError(f"{path.name}: the file has no rows ({preset.describe_row()}).")
-    bad_rows.finish()
+    stream = ValidatedBatches(path, preset, on_bad_rows, file_format, block_size, progress)
+    batches = list(stream)
+    stream.bad_rows.finish()
+    number_names = batches[0].numbers if batches else {}
     return ValidatedLog(
-        source=path.name,
-        rows_read=rows_read,
-        strings={name: pa.chunked_array(chunks, type=pa.string()) for name, chunks in strings.items()},
-        numbers={
-            name: np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float64)
-            for name, chunks in numbers.items()
+        source=stream.source,
+        rows_read=stream.rows_read,
+        strings={
+            name: pa.chunked_array([batch.strings[name] for batch in batches], type=pa.string())
+            for name in preset.string_columns()
         },
-        lines=np.concatenate(kept_lines) if kept_lines else np.empty(0, dtype=np.int64),
-        bad_rows=bad_rows,
+        numbers={name: np.concatenate([batch.numbers[name] for batch in batches]) for name in number_names},
+        lines=np.concatenate([batch.lines for batch in batches]) if batches else np.empty(0, dtype=np.int64),
+        bad_rows=stream.bad_rows,
     )
 
 
@@ -314,10 +373,10 @@ def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter
                 f"{source.path.name}:{line}: truncated row: {actual} of {expected} columns, column "
                 f"{source.names[actual]!r} is missing (text {text!r})"
             )
-            bad_rows.add("truncated_row", 1, message)
+            bad_rows.add("truncated_row", 1, message, line)
         else:
             message = f"{source.path.name}:{line}: {actual} columns where {expected} are expected (text {text!r})"
-            bad_rows.add("extra_columns", 1, message)
+            bad_rows.add("extra_columns", 1, message, line)
     return done + len(pending)
 
 
@@ -328,13 +387,14 @@ def _apply_problems(
     if bad_rows.mode == "error" and flagged.any():
         first = int(np.argmax(flagged))
         problem = next(problem for problem in problems if problem.mask[first])
-        bad_rows.add(problem.reason, 1, f"{name}:{lines[first]}: {problem.describe(first)}")
+        bad_rows.add(problem.reason, 1, f"{name}:{lines[first]}: {problem.describe(first)}", lines[first])
     counted = np.zeros(flagged.shape, dtype=bool)
     for problem in problems:
         new = problem.mask & ~counted
         if new.any():
             first = int(np.argmax(new))
-            bad_rows.add(problem.reason, int(new.sum()), f"{name}:{lines[first]}: {problem.describe(first)}")
+            message = f"{name}:{lines[first]}: {problem.describe(first)}"
+            bad_rows.add(problem.reason, int(new.sum()), message, lines[first])
         counted |= new
     return ~flagged
 
