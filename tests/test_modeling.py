@@ -389,3 +389,98 @@ def test_cam_built_on_its_own_is_initialised():
     for name, parameter in cam.named_parameters():
         assert torch.isfinite(parameter).all(), name
     assert cam.head_output_weight.abs().sum() > 0 and cam.head_output_bias.abs().sum() == 0
+
+
+def test_count_features_are_the_logistic_regression_counts():
+    from a2gen_hf.modeling_a2gen import HistoryCountFeatures
+
+    config = tiny_config("iag", action_names=["click", "collect", "cart", "leave"], start_action="click")
+    features = HistoryCountFeatures(config).eval()  # fresh statistics: mean 0, variance 1, i.e. raw features
+    # One example, 4 history slots, oldest first; the first slot is padding (left padding).
+    action_ids = torch.tensor([[[0, 0], [1, 2], [1, 3], [1, 2]]])
+    mask = torch.tensor([[0, 1, 1, 1]])
+    history_items = torch.tensor([[0, 7, 8, 9]])
+    categories = torch.tensor([[[0], [5], [6], [5]]])
+    raw = features(action_ids, mask, history_items, torch.tensor([8]), categories, torch.tensor([[5]]))[0]
+    actions = 4  # click, collect, cart, leave
+    share, recent, category, recency = (raw[i * actions : (i + 1) * actions] for i in range(4))
+    torch.testing.assert_close(share, torch.tensor([1.0, 2 / 3, 1 / 3, 0.0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(recent, share, atol=1e-4, rtol=0)  # all 3 items are among the 5 most recent
+    torch.testing.assert_close(category, torch.tensor([1.0, 1.0, 0.0, 0.0]), atol=1e-4, rtol=0)
+    # collect: most recent item (age 0); cart: the middle one (age 1); leave: never.
+    torch.testing.assert_close(recency, torch.tensor([1.0, 1.0, 0.5, 0.0]), atol=1e-4, rtol=0)
+    once = raw[4 * actions :]
+    expected = torch.tensor([float(torch.log1p(torch.tensor(3.0))), 1 / 3, 2 / 3, 1.0, 0.5])
+    torch.testing.assert_close(once, expected, atol=1e-4, rtol=0)
+
+
+def test_running_standardizer_uses_all_training_rows_and_freezes_in_eval():
+    from a2gen_hf.modeling_a2gen import RunningStandardizer
+
+    standardizer = RunningStandardizer(2)
+    first, second = torch.randn(5, 2) * 3 + 1, torch.randn(1, 2)  # a batch of one must work too
+    standardizer(first)
+    standardizer(second)
+    rows = torch.cat([first, second])
+    torch.testing.assert_close(standardizer.mean, rows.mean(0))
+    torch.testing.assert_close(standardizer.variance, rows.var(0, unbiased=False))
+    standardizer.eval()
+    output = standardizer(first)
+    torch.testing.assert_close(output, (first - rows.mean(0)) / torch.sqrt(rows.var(0, unbiased=False) + 1e-5))
+    assert standardizer.count == 6
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_count_features_and_occurrence_head(generator, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config(generator, history_count_features=True, occurrence_head=True, occurrence_loss_weight=0.5)
+    model = A2GenForActionGeneration(config)
+    batch = make_batch(config)
+    trained = model(**batch)  # training mode: fits the standardiser's statistics
+    assert model.a2gen.count_features.standardizer.count == 4
+    parts = ("action_loss", "time_loss", "order_loss", "aux_action_loss", "aux_time_loss")
+    weights = dict(action_loss=1.0, time_loss=0.1, order_loss=0.01, aux_action_loss=0.1, aux_time_loss=0.1)
+    expected = sum(weights[name] * getattr(trained, name) for name in parts if getattr(trained, name) is not None)
+    torch.testing.assert_close(trained.loss, expected + 0.5 * trained.occurrence_loss)
+    assert trained.occurrence_logits.shape == (4, config.vocab_size)
+
+    model.eval()
+    reference = model(**batch)
+    padded = model(**pad_history(batch, extra_items=2, extra_events=1, left=True))
+    torch.testing.assert_close(padded.occurrence_logits, reference.occurrence_logits, atol=1e-5, rtol=1e-5)
+    prediction = model.predict_actions(**history_inputs(batch))
+    expected_probabilities = torch.sigmoid(reference.occurrence_logits)
+    scored = [a for a in range(1, config.vocab_size) if a != config.start_action_id]
+    torch.testing.assert_close(prediction.action_probabilities[:, scored], expected_probabilities[:, scored])
+    assert (prediction.action_probabilities[:, config.start_action_id] == 1).all()
+
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(reloaded.a2gen.count_features.standardizer.mean, model.a2gen.count_features.standardizer.mean)
+    torch.testing.assert_close(reloaded(**batch).occurrence_logits, reference.occurrence_logits)
+
+
+def test_rare_ids_share_rows_and_survive_save_load(tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config("iag", rare_id_threshold=2, rare_id_buckets=4)
+    model = A2GenForActionGeneration(config).eval()
+    features = model.a2gen.features
+    assert features.item_embeddings.num_embeddings == config.item_buckets + 4
+    item_counts = torch.zeros(config.item_buckets, dtype=torch.long)
+    item_counts[[10, 11]] = 5  # frequent; every other item is rare
+    summary = features.mark_rare_ids(item_counts, torch.full((config.user_buckets,), 3), threshold=2)
+    assert summary == {"item_buckets_seen": 2, "item_buckets_rare": 0, "user_buckets_seen": 49, "user_buckets_rare": 0}
+    rows = features.item_rows
+    assert rows[0] == 0 and rows[10] == 10 and rows[11] == 11
+    assert rows[12] == config.item_buckets + 12 % 4 and rows[16] == rows[12]
+    embedded = features.item_features(torch.tensor([12, 16, 13, 10]), torch.ones(4, 2, dtype=torch.long))
+    torch.testing.assert_close(embedded[0], embedded[1])  # two rare items in the same shared row
+    assert not torch.allclose(embedded[0], embedded[2]) and not torch.allclose(embedded[0], embedded[3])
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
+    assert torch.equal(reloaded.a2gen.features.item_rows, rows)
+    with pytest.raises(ValueError, match=r"item_counts has shape \(3,\); give one count per item hash bucket"):
+        features.mark_rare_ids(torch.zeros(3), torch.zeros(config.user_buckets), threshold=2)
+    plain = A2GenForActionGeneration(tiny_config("iag")).a2gen.features
+    with pytest.raises(ValueError, match="build it with rare_id_threshold > 0"):
+        plain.mark_rare_ids(item_counts, torch.zeros(config.user_buckets), threshold=2)

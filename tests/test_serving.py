@@ -201,10 +201,10 @@ def test_malformed_inputs_give_clear_errors():
     assert isinstance(state, UserState)
 
 
-def test_ranker_refuses_propensity_features_clearly():
-    from a2gen_hf import A2GenConfig, A2GenForActionGeneration
-    from a2gen_hf.serving import A2GenRanker
+@pytest.mark.parametrize("option", ["history_propensity_features", "history_count_features", "occurrence_head"])
+def test_ranker_refuses_count_features_clearly(option):
+    from a2gen_hf import A2GenConfig
 
-    model = A2GenForActionGeneration(A2GenConfig(item_buckets=100, user_buckets=10, history_propensity_features=True))
-    with pytest.raises(ValueError, match="history_propensity_features"):
+    model = A2GenForActionGeneration(A2GenConfig(item_buckets=100, user_buckets=10, **{option: True}))
+    with pytest.raises(ValueError, match=f"does not support {option}=True yet; score such a model with"):
         A2GenRanker(model)

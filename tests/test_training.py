@@ -114,6 +114,26 @@ def test_load_data_dir_and_model_config(data_dir):
         assert torch.isfinite(model(**batch).loss)
 
 
+@pytest.mark.parametrize("name", ["a2gen-iag", "mmoe-fair"])
+def test_create_model_shares_rows_among_rare_ids(data_dir, name):
+    from collections import Counter
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model(name, tokenizer, dataset, rare_id_threshold=3, rare_id_buckets=8, **TINY)
+    features = model.base_model.features if name.startswith("a2gen") else model.inputs.features
+    targets = Counter(dataset["train"]["item_id"])
+    frequent = [item for item, count in targets.items() if count >= 3]
+    rare = [item for item, count in targets.items() if count < 3]
+    assert frequent and rare
+    rows = features.item_rows
+    assert all(rows[item] == item for item in frequent)
+    assert all(rows[item] == tokenizer.item_buckets + item % 8 for item in rare)
+    users = Counter(dataset["train"]["user_id"])
+    assert all((features.user_rows[user] == user) == (count >= 3) for user, count in users.items())
+    with pytest.raises(TypeError, match="needs the ids of an on-disk train split"):
+        create_model(name, tokenizer, dataset["train"].to_iterable_dataset(), rare_id_threshold=3, **TINY)
+
+
 def test_data_folder_and_config_errors(data_dir, tmp_path):
     dataset, tokenizer, _ = load_data_dir(data_dir)
     with pytest.raises(ValueError, match=r"no field\(s\) \['hiden_size'\]"):

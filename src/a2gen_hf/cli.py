@@ -350,10 +350,28 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--history-propensity", action="store_true",
                         help="give every network the count rule's features (share of history items with each action)")
     parser.add_argument("--id-free", action="store_true", help="do not embed user / item ids (features only)")
+    _add_feature_arguments(parser)
     parser.add_argument("--time-loss", choices=["mse", "l1"], default="mse",
                         help="time heads of every network: squared error (mean) or absolute error (median)")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000)
     parser.set_defaults(func=run_compare)
+
+
+def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count-features", action="store_true",
+                        help="give the networks the logistic regression's history count features (standardised)")
+    parser.add_argument("--occurrence-head", action="store_true",
+                        help="A2Gen ranks with a per-action occurrence head trained with binary cross-entropy")
+    parser.add_argument("--rare-id-threshold", type=int, default=0,
+                        help="users / target items with fewer training examples share embedding rows (0 = off)")
+
+
+def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "history_count_features": args.count_features,
+        "occurrence_head": args.occurrence_head,
+        "rare_id_threshold": args.rare_id_threshold,
+    }
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -378,6 +396,7 @@ def run_compare(args: argparse.Namespace) -> int:
             "time_loss": args.time_loss,
             "history_propensity_features": args.history_propensity,
             "use_id_embeddings": not args.id_free,
+            **_feature_overrides(args),
             **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
         },
     )
@@ -470,6 +489,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
         ("--hidden-dropout-prob", float),
     ):
         architecture.add_argument(flag, type=kind)
+    _add_feature_arguments(architecture)
     parser.set_defaults(func=run_train)
 
 
@@ -492,6 +512,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
         if getattr(args, name) is not None
     }
+    overrides.update(_feature_overrides(args))
     try:
         settings = TrainingSettings(
             output_dir=args.output,

@@ -55,6 +55,21 @@ class A2GenConfig(PretrainedConfig):
         history_pooling (`str`): how HSE reduces CAM outputs over positions: ``"sum"`` (the paper) or ``"mean"``.
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
+        history_count_features (`bool`): also give the generator (and the baselines' towers) the count features of
+            the logistic-regression baseline that the batch holds (per action: share of history items with it, the
+            same over the 5 most recent and over the target's category, recency of its last occurrence; history
+            length, shares and recency of the target item and category), standardised with running statistics of
+            the training examples. Off in the paper.
+        occurrence_head (`bool`): add a ranking head to A2Gen: per action, a logit of "it happens" from the generation
+            context (a linear path plus a one-hidden-layer path), trained with binary cross-entropy (weight
+            ``occurrence_loss_weight``); ``predict_actions`` then ranks with it instead of reading the generator's
+            slots (times still come from the slots). Off in the paper.
+        occurrence_loss_weight (`float`): weight of that binary cross-entropy in the loss.
+        rare_id_threshold (`int`): users with fewer training examples than this, and items that are the target of
+            fewer (counted by :func:`a2gen_hf.training.fit_rare_id_buckets`), share
+            ``rare_id_buckets`` extra embedding rows (picked by id modulo), so that one-off ids do not get a
+            row of their own to memorise. 0 (default, the paper) gives every bucket its own row.
+        rare_id_buckets (`int`): the shared rows for rare ids, per table (users, items).
         use_id_embeddings (`bool`): ``False`` = id-free mode: user and item ids are not embedded (their vectors are
             zeros); only side features and the history's timed events inform the model, against id memorisation.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
@@ -93,6 +108,11 @@ class A2GenConfig(PretrainedConfig):
         user_side_list_length: int = 20,
         history_pooling: str = "sum",
         history_propensity_features: bool = False,
+        history_count_features: bool = False,
+        occurrence_head: bool = False,
+        occurrence_loss_weight: float = 1.0,
+        rare_id_threshold: int = 0,
+        rare_id_buckets: int = 64,
         use_id_embeddings: bool = True,
         hidden_dropout_prob: float = 0.0,
         attention_probs_dropout_prob: float = 0.0,
@@ -128,6 +148,11 @@ class A2GenConfig(PretrainedConfig):
         self.user_side_list_length = user_side_list_length
         self.history_pooling = history_pooling
         self.history_propensity_features = history_propensity_features
+        self.history_count_features = history_count_features
+        self.occurrence_head = occurrence_head
+        self.occurrence_loss_weight = occurrence_loss_weight
+        self.rare_id_threshold = rare_id_threshold
+        self.rare_id_buckets = rare_id_buckets
         self.use_id_embeddings = use_id_embeddings
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
@@ -192,17 +217,19 @@ class A2GenConfig(PretrainedConfig):
         for field in (
             "hidden_size", "id_embedding_size", "action_embedding_size", "time_embedding_size",
             "max_history_items", "max_events_per_item", "max_actions", "user_buckets", "item_buckets",
-            "side_feature_buckets", "user_side_list_length",
+            "side_feature_buckets", "user_side_list_length", "rare_id_buckets",
         ):
             if int(getattr(self, field)) < 1:
                 problems.append(f"{field}={getattr(self, field)} must be a positive integer.")
-        for field in ("num_item_side_features", "num_user_side_lists", "num_time_frequencies"):
+        for field in ("num_item_side_features", "num_user_side_lists", "num_time_frequencies", "rare_id_threshold"):
             if int(getattr(self, field)) < 0:
                 problems.append(f"{field}={getattr(self, field)} must be >= 0.")
         for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "embedding_dropout_prob"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 problems.append(f"{field}={getattr(self, field)} must be in [0, 1).")
-        for field in ("action_loss_weight", "time_loss_weight", "order_loss_weight", "aux_loss_weight"):
+        for field in (
+            "action_loss_weight", "time_loss_weight", "order_loss_weight", "aux_loss_weight", "occurrence_loss_weight"
+        ):
             if getattr(self, field) < 0:
                 problems.append(f"{field}={getattr(self, field)} must be >= 0.")
         if not self.time_log_std > 0:

@@ -73,6 +73,8 @@ class A2GenActionGenerationOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`): action scores.
         times (`torch.FloatTensor` of shape `(batch_size, sequence_length)`): predicted normalised times.
         aux_logits / aux_times: IAG only, the auxiliary heads on the slots (same shapes).
+        occurrence_logits (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): with `config.occurrence_head`,
+            per action the logit of "it happens after start"; occurrence_loss: its binary cross-entropy (unweighted).
         cache (`DynamicCache`): EAG only, CAM_gen keys and values when `use_cache=True`.
         history_representation (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): Vec_hist.
         hidden_states / attentions: the encoder's (see :class:`A2GenModelOutput`) followed by the generator's
@@ -89,6 +91,8 @@ class A2GenActionGenerationOutput(ModelOutput):
     times: torch.FloatTensor | None = None
     aux_logits: torch.FloatTensor | None = None
     aux_times: torch.FloatTensor | None = None
+    occurrence_logits: torch.FloatTensor | None = None
+    occurrence_loss: torch.FloatTensor | None = None
     cache: DynamicCache | None = None
     history_representation: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
@@ -155,15 +159,27 @@ class A2GenEventEmbedding(nn.Module):
 
 
 class A2GenFeatureEmbeddings(nn.Module):
-    """Hashed id tables for users, items (target, history and user side lists) and item side features."""
+    """
+    Hashed id tables for users, items (target, history and user side lists) and item side features.
+
+    With ``config.rare_id_threshold > 0`` the user and item tables get ``rare_id_buckets`` extra rows, and the
+    buffers ``user_rows`` / ``item_rows`` (one entry per hash bucket, saved with the model) say which row each bucket
+    reads: its own, or a shared one once :meth:`mark_rare_ids` has flagged it as rare.
+    """
 
     def __init__(self, config: A2GenConfig):
         super().__init__()
         width = config.id_embedding_size
         self.num_item_side_features = config.num_item_side_features
         self.num_user_side_lists = config.num_user_side_lists
-        self.item_embeddings = nn.Embedding(config.item_buckets, width, padding_idx=0)
-        self.user_embeddings = nn.Embedding(config.user_buckets, width, padding_idx=0)
+        self.rare_id_buckets = config.rare_id_buckets if config.rare_id_threshold > 0 else 0
+        self.item_embeddings = nn.Embedding(config.item_buckets + self.rare_id_buckets, width, padding_idx=0)
+        self.user_embeddings = nn.Embedding(config.user_buckets + self.rare_id_buckets, width, padding_idx=0)
+        if self.rare_id_buckets:
+            self.register_buffer("item_rows", torch.arange(config.item_buckets, dtype=torch.int32))
+            self.register_buffer("user_rows", torch.arange(config.user_buckets, dtype=torch.int32))
+        else:
+            self.item_rows = self.user_rows = None
         self.side_feature_embeddings = (
             nn.Embedding(config.side_feature_buckets, width, padding_idx=0) if self.num_item_side_features else None
         )
@@ -177,14 +193,46 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.item_feature_size = width * (1 + self.num_item_side_features)
         self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
 
-    def _ids(self, table: nn.Embedding, ids: torch.LongTensor) -> torch.Tensor:
+    def _ids(self, table: nn.Embedding, ids: torch.LongTensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         if not self.use_id_embeddings:
             return torch.zeros(*ids.shape, table.embedding_dim, device=ids.device, dtype=table.weight.dtype)
-        return self.dropout(table(ids))
+        return self.dropout(table(ids if rows is None else rows[ids].long()))
+
+    def reset_rare_ids(self) -> None:
+        """Every bucket reads its own row again."""
+        if self.rare_id_buckets:
+            for rows in (self.item_rows, self.user_rows):
+                rows.copy_(torch.arange(len(rows), dtype=rows.dtype, device=rows.device))
+
+    @torch.no_grad()
+    def mark_rare_ids(self, item_counts: torch.Tensor, user_counts: torch.Tensor, threshold: int) -> dict[str, int]:
+        """
+        Point every bucket whose count (`(item_buckets,)` / `(user_buckets,)`) is below `threshold` at a shared row
+        (bucket modulo ``rare_id_buckets``, after the table's own rows); bucket 0 stays padding. Returns how many
+        buckets of each table were seen and how many of those are rare.
+        """
+        if not self.rare_id_buckets:
+            raise ValueError("This model has no rows for rare ids; build it with rare_id_threshold > 0.")
+        summary = {}
+        for name, rows, counts in (("item", self.item_rows, item_counts), ("user", self.user_rows, user_counts)):
+            if counts.shape != rows.shape:
+                raise ValueError(
+                    f"{name}_counts has shape {tuple(counts.shape)}; give one count per {name} hash bucket "
+                    f"({len(rows)})."
+                )
+            counts = counts.to(rows.device)
+            buckets = torch.arange(len(rows), device=rows.device)
+            rare = (counts < threshold) & (buckets != 0)
+            shared = len(rows) + buckets % self.rare_id_buckets
+            rows.copy_(torch.where(rare, shared, buckets).to(rows.dtype))
+            seen = (counts > 0) & (buckets != 0)
+            summary[f"{name}_buckets_seen"] = int(seen.sum())
+            summary[f"{name}_buckets_rare"] = int((rare & seen).sum())
+        return summary
 
     def item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`."""
-        features = self._ids(self.item_embeddings, item_ids)
+        features = self._ids(self.item_embeddings, item_ids, self.item_rows)
         if self.side_feature_embeddings is None:
             return features
         if side_ids is None:
@@ -197,7 +245,7 @@ class A2GenFeatureEmbeddings(nn.Module):
 
     def user_features(self, user_ids: torch.LongTensor, user_side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`."""
-        features = self._ids(self.user_embeddings, user_ids)
+        features = self._ids(self.user_embeddings, user_ids, self.user_rows)
         if self.user_side_mlp is None:
             return features
         if user_side_ids is None:
@@ -206,7 +254,8 @@ class A2GenFeatureEmbeddings(nn.Module):
                 "(batch, lists, length), or use a config with num_user_side_lists=0."
             )
         present = (user_side_ids != 0).unsqueeze(-1).float()
-        pooled = (self.item_embeddings(user_side_ids) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
+        side_rows = user_side_ids if self.item_rows is None else self.item_rows[user_side_ids].long()
+        pooled = (self.item_embeddings(side_rows) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
         return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
 
 
@@ -230,6 +279,172 @@ def history_action_propensity(
     present = present * (torch.arange(vocab_size, device=present.device) != 0)  # padding events are no action
     weights = history_mask.unsqueeze(-1).float()
     return (present * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def first_occurrence_targets(
+    labels: torch.LongTensor,
+    label_times: torch.Tensor,
+    label_time_mask: torch.Tensor | None,
+    vocab_size: int,
+) -> tuple[torch.BoolTensor, torch.Tensor, torch.BoolTensor]:
+    """
+    Per-action targets read off label sequences `(B, T)` (``start`` at position 0, which is skipped; 0 and -100
+    are no action).
+
+    Returns:
+        occurs `(B, V)` bool: the action happens in ``labels[:, 1:]``; first_times `(B, V)`: the label time of its
+        first occurrence (0.0 where it does not happen); time_known `(B, V)` bool: it happens and that time is known
+        (``label_time_mask``; all known when it is None).
+    """
+    actions = labels[:, 1:]
+    times = label_times[:, 1:]
+    known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else label_time_mask[:, 1:].bool()
+    present = actions > 0
+    if (actions >= vocab_size).any():
+        raise ValueError(
+            f"labels hold action id {int(actions.max())} but the vocabulary has {vocab_size} ids (0 = padding); "
+            "encode the labels with the tokenizer saved with this model."
+        )
+    one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
+    occurs = one_hot.any(dim=1)
+    first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum
+    first_times = torch.where(occurs, times.gather(1, first_position), torch.zeros_like(occurs, dtype=times.dtype))
+    time_known = occurs & known.gather(1, first_position)
+    return occurs, first_times, time_known
+
+
+class RunningStandardizer(nn.Module):
+    """
+    Standardises features `(B, D)` with the mean and variance of every training example seen so far (saved with the
+    model). Unlike batch normalisation it uses the same statistics in training and evaluation, so a batch of one
+    and a left- or right-padded batch give the same output; the statistics are frozen outside training.
+    """
+
+    def __init__(self, size: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("variance", torch.ones(size))
+        self.register_buffer("count", torch.zeros(()))
+
+    @torch.no_grad()
+    def _update(self, features: torch.Tensor) -> None:
+        batch_count = features.shape[0]
+        batch_mean = features.mean(0)
+        batch_variance = features.var(0, unbiased=False)
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        # Chan et al.'s parallel combination of two (count, mean, M2) summaries.
+        combined_m2 = self.variance * self.count + batch_variance * batch_count + delta**2 * self.count * batch_count / total
+        self.mean += delta * batch_count / total
+        self.variance.copy_(combined_m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.training and features.shape[0] > 0:
+            self._update(features.detach().float())
+        return (features - self.mean) / torch.sqrt(self.variance + self.eps)
+
+
+class HistoryCountFeatures(nn.Module):
+    """
+    The history's count features, as the logistic-regression baseline reads them (``training/simple_baselines.py``),
+    computed from the batch and standardised (:class:`RunningStandardizer`). With A actions (all ids but padding):
+
+    - per action `(B, A)` each: share of history items whose events include it; the same over the
+      ``RECENT_ITEMS`` most recent items; the same over the items in the target's category (item side feature 0;
+      every item counts without side features); 1 / (1 + age of the most recent item with it), 0 when none has it;
+    - once: log1p(history length); shares of items that are the target item / in its category; 1 / (1 + age of the
+      most recent same-category and same-item history item).
+
+    Ages count real items from the most recent (age 0), so left and right padding give the same features.
+    """
+
+    RECENT_ITEMS = 5
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        self.vocab_size = config.vocab_size
+        self.size = 4 * (config.vocab_size - 1) + 5
+        self.standardizer = RunningStandardizer(self.size)
+
+    def forward(
+        self,
+        history_action_ids: torch.LongTensor,
+        history_mask: torch.Tensor,
+        history_item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor,
+        history_item_side_ids: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """`(B, N, E)` ids, `(B, N)` mask and ids, `(B,)` target ids (side ids `(B, N, F)` / `(B, F)`) -> `(B, size)`."""
+        mask = history_mask.float()
+        real = mask.unsqueeze(-1)
+        present = F.one_hot(history_action_ids, self.vocab_size).amax(dim=2)[..., 1:].float() * real  # (B, N, A)
+        # Age: real items after this one (0 = the most recent real item).
+        age = mask.flip(1).cumsum(1).flip(1) - mask
+        if history_item_side_ids is not None and item_side_ids is not None and item_side_ids.shape[-1] > 0:
+            same_category = (history_item_side_ids[..., 0] == item_side_ids[:, :1]).float() * mask
+        else:
+            same_category = mask
+        same_item = (history_item_ids == item_ids.unsqueeze(-1)).float() * mask
+        recent = mask * (age < self.RECENT_ITEMS)
+
+        def share(where: torch.Tensor) -> torch.Tensor:
+            return (present * where.unsqueeze(-1)).sum(1) / where.sum(1, keepdim=True).clamp_min(1.0)
+
+        def recency(where: torch.Tensor) -> torch.Tensor:
+            """1 / (1 + the smallest age where `where` `(B, N[, A])` holds), 0 where it never holds."""
+            ages = age if where.dim() == 2 else age.unsqueeze(-1)
+            youngest = torch.where(where > 0, ages, torch.full_like(where, math.inf)).amin(1)
+            return 1.0 / (1.0 + youngest)
+
+        length = mask.sum(1, keepdim=True)
+        features = torch.cat(
+            [
+                share(mask),
+                share(recent),
+                share(same_category),
+                recency(present),
+                torch.log1p(length),
+                (same_item.sum(1, keepdim=True) / length.clamp_min(1.0)),
+                (same_category.sum(1, keepdim=True) / length.clamp_min(1.0)),
+                recency(same_category).unsqueeze(-1),
+                recency(same_item).unsqueeze(-1),
+            ],
+            dim=-1,
+        )
+        return self.standardizer(features)
+
+
+class A2GenOccurrenceHead(nn.Module):
+    """
+    Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
+    path (so that standardised count features in the context act as in a logistic regression) plus a path through
+    one hidden layer of width ``hidden_size``.
+    """
+
+    def __init__(self, config: A2GenConfig, context_size: int):
+        super().__init__()
+        self.linear = nn.Linear(context_size, config.vocab_size)
+        self.hidden = nn.Linear(context_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.vocab_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return self.linear(context) + self.output(self.dropout(torch.relu(self.hidden(context))))
+
+
+def occurrence_loss(
+    occurrence_logits: torch.Tensor, labels: torch.LongTensor, label_times: torch.Tensor, config: A2GenConfig
+) -> torch.Tensor:
+    """Binary cross-entropy of `(B, V)` logits against "the action happens after start", summed over the actions
+    other than padding and start, averaged over examples."""
+    occurs, _, _ = first_occurrence_targets(labels, label_times, None, config.vocab_size)
+    scored = torch.ones(config.vocab_size, dtype=torch.bool, device=labels.device)
+    scored[0] = scored[config.start_action_id] = False
+    losses = F.binary_cross_entropy_with_logits(occurrence_logits.float(), occurs.float(), reduction="none")
+    return (losses * scored).sum(1).mean()
 
 
 class ContextAwareAttention(nn.Module):
@@ -504,6 +719,12 @@ class A2GenPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ContextAwareAttention):
             init.normal_(module.head_output_weight, mean=0.0, std=module.head_size**-0.5)
             init.zeros_(module.head_output_bias)
+        elif isinstance(module, A2GenFeatureEmbeddings):
+            module.reset_rare_ids()
+        elif isinstance(module, RunningStandardizer):
+            init.zeros_(module.mean)
+            init.ones_(module.variance)
+            init.zeros_(module.count)
 
 
 _HISTORY_ARGS_DOC = r"""
@@ -532,11 +753,13 @@ class A2GenModel(A2GenPreTrainedModel):
         self.encoder = HierarchicalSequenceEncoder(
             config, self.event_embedding.output_size, self.features.item_feature_size
         )
+        self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
         self.context_size = (
             self.features.user_feature_size
             + config.hidden_size
             + self.features.item_feature_size
             + (config.vocab_size if config.history_propensity_features else 0)
+            + (self.count_features.size if self.count_features is not None else 0)
         )
         self.post_init()
 
@@ -598,6 +821,17 @@ class A2GenModel(A2GenPreTrainedModel):
         if self.config.history_propensity_features:
             propensity = history_action_propensity(history_action_ids * event_mask, history_mask, self.config.vocab_size)
             context_parts.append(propensity)
+        if self.count_features is not None:
+            context_parts.append(
+                self.count_features(
+                    history_action_ids * event_mask,
+                    history_mask,
+                    history_item_ids,
+                    item_ids,
+                    history_item_side_ids,
+                    item_side_ids,
+                )
+            )
         generation_context = torch.cat(context_parts, dim=-1)
 
         hidden_states = (
@@ -789,6 +1023,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             self.generator = ExplicitActionGenerator(config, self.a2gen.context_size)
         else:
             self.generator = ImplicitActionGenerator(config, self.a2gen.context_size)
+        self.occurrence_head = A2GenOccurrenceHead(config, self.a2gen.context_size) if config.occurrence_head else None
         self.generation_config.max_length = config.max_actions + 1
         self.post_init()
 
@@ -882,9 +1117,13 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             generated = self.generator(context)
             cache = None
 
+        occurrence_logits = self.occurrence_head(context) if self.occurrence_head is not None else None
         loss_parts = {}
         if labels is not None:
             loss_parts = action_sequence_loss(self.config, generated, labels, label_times, label_time_mask)
+            if occurrence_logits is not None:
+                loss_parts["occurrence_loss"] = occurrence_loss(occurrence_logits, labels, label_times, self.config)
+                loss_parts["loss"] = loss_parts["loss"] + self.config.occurrence_loss_weight * loss_parts["occurrence_loss"]
 
         hidden_states = attentions = None
         if output_hidden_states:
@@ -902,6 +1141,8 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             times=generated["times"],
             aux_logits=generated.get("aux_logits"),
             aux_times=generated.get("aux_times"),
+            occurrence_logits=occurrence_logits,
+            occurrence_loss=loss_parts.get("occurrence_loss"),
             cache=cache if use_cache else None,
             history_representation=encoder_outputs.history_representation,
             hidden_states=hidden_states,
@@ -918,8 +1159,16 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         steps of the greedy decode). With alive_k = prod_{j<k} (1 - p_j(end) - p_j(pad)) the chance that the
         sequence is still running at slot k and q_k(a) = alive_k p_k(a):
         P(a) = 1 - prod_k (1 - q_k(a)) and E[t_a] = sum_k w_k t_k / sum_k w_k with w_k = q_k(a) prod_{j<k} (1 - q_j(a)).
-        ``start`` has probability 1 at 0 s. Accepts the forward's history inputs (labels are ignored).
+        ``start`` has probability 1 at 0 s. With ``config.occurrence_head``, P(a) is instead the sigmoid of that
+        head (the times still come from the slots). Accepts the forward's history inputs (labels are ignored).
         See :func:`action_predictions_from_slots`.
         """
         context = self._encode_for_generation(dict(inputs))
-        return action_predictions_from_slots(self.config, *self.slot_distributions(context))
+        prediction = action_predictions_from_slots(self.config, *self.slot_distributions(context))
+        if self.occurrence_head is not None:
+            probabilities = torch.sigmoid(self.occurrence_head(context).float())
+            columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
+            probabilities[:, columns == 0] = 0.0
+            probabilities[:, columns == self.config.start_action_id] = 1.0
+            prediction.action_probabilities = probabilities
+        return prediction

@@ -25,8 +25,10 @@ from .modeling_a2gen import (
     A2GenEventEmbedding,
     A2GenFeatureEmbeddings,
     A2GenPreTrainedModel,
+    HistoryCountFeatures,
     _check_history_shapes,
     _masked_pool,
+    first_occurrence_targets,
     history_action_propensity,
 )
 from .time_encoding import denormalize_times
@@ -63,38 +65,6 @@ class MultiTaskBaselineOutput(ModelOutput):
     task_representations: torch.FloatTensor | None = None
 
 
-def first_occurrence_targets(
-    labels: torch.LongTensor,
-    label_times: torch.Tensor,
-    label_time_mask: torch.Tensor | None,
-    vocab_size: int,
-) -> tuple[torch.BoolTensor, torch.Tensor, torch.BoolTensor]:
-    """
-    Per-action targets read off label sequences `(B, T)` (``start`` at position 0, which is skipped; 0 and -100
-    are no action).
-
-    Returns:
-        occurs `(B, V)` bool: the action happens in ``labels[:, 1:]``; first_times `(B, V)`: the label time of its
-        first occurrence (0.0 where it does not happen); time_known `(B, V)` bool: it happens and that time is known
-        (``label_time_mask``; all known when it is None).
-    """
-    actions = labels[:, 1:]
-    times = label_times[:, 1:]
-    known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else label_time_mask[:, 1:].bool()
-    present = actions > 0
-    if (actions >= vocab_size).any():
-        raise ValueError(
-            f"labels hold action id {int(actions.max())} but the vocabulary has {vocab_size} ids (0 = padding); "
-            "encode the labels with the tokenizer saved with this model."
-        )
-    one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
-    occurs = one_hot.any(dim=1)
-    first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum
-    first_times = torch.where(occurs, times.gather(1, first_position), torch.zeros_like(occurs, dtype=times.dtype))
-    time_known = occurs & known.gather(1, first_position)
-    return occurs, first_times, time_known
-
-
 def _feed_forward(input_size: int, hidden_sizes: list[int], dropout: float) -> nn.Sequential:
     """Linear -> ReLU -> dropout per width of `hidden_sizes` (empty: identity)."""
     layers: list[nn.Module] = []
@@ -122,8 +92,13 @@ class MultiTaskBaselineInputs(nn.Module):
             self.event_embedding.output_size if self.with_events else 0
         )
         self.propensity_size = config.vocab_size if config.history_propensity_features else 0
+        self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
         self.output_size = (
-            self.features.user_feature_size + self.features.item_feature_size + history_item_size + self.propensity_size
+            self.features.user_feature_size
+            + self.features.item_feature_size
+            + history_item_size
+            + self.propensity_size
+            + (self.count_features.size if self.count_features is not None else 0)
         )
 
     def forward(
@@ -162,6 +137,20 @@ class MultiTaskBaselineInputs(nn.Module):
             if history_action_ids is None:
                 raise ValueError("history_propensity_features reads history_action_ids; pass them (the collator does).")
             parts.append(history_action_propensity(history_action_ids, history_mask, self.propensity_size))
+        if self.count_features is not None:
+            if history_action_ids is None:
+                raise ValueError("history_count_features reads history_action_ids; pass them (the collator does).")
+            event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
+            parts.append(
+                self.count_features(
+                    history_action_ids * event_mask,
+                    history_mask,
+                    history_item_ids,
+                    item_ids,
+                    history_item_side_ids,
+                    item_side_ids,
+                )
+            )
         return torch.cat(parts, dim=-1)
 
 

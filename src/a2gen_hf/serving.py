@@ -228,10 +228,16 @@ class A2GenRanker:
     ):
         if not isinstance(model, A2GenForActionGeneration):
             raise TypeError(f"A2GenRanker needs an A2GenForActionGeneration, got {type(model).__name__}.")
-        if model.config.history_propensity_features:
+        unsupported = [
+            name
+            for name in ("history_propensity_features", "history_count_features", "occurrence_head")
+            if getattr(model.config, name)
+        ]
+        if unsupported:
             raise ValueError(
-                "A2GenRanker does not support history_propensity_features=True yet; score such a model with "
-                "model.predict_actions (the propensity features are per user, so they could be cached too)."
+                f"A2GenRanker does not support {', '.join(f'{name}=True' for name in unsupported)} yet; score such a "
+                "model with model.predict_actions (the history's count features are per user, so they could be "
+                "cached too)."
             )
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size} must be a positive number of candidates (or None).")

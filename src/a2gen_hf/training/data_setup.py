@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedModel
 
 from ..configuration_a2gen import GENERATORS, A2GenConfig
 from ..configuration_baselines import MMoEConfig, PLEConfig
 from ..data.simulator import load_parquet
-from ..modeling_a2gen import A2GenForActionGeneration
+from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
 from ..tokenization_a2gen import A2GenActionTokenizer
 
@@ -216,4 +219,50 @@ def create_model(
         raise ValueError(f"Unknown model {model_name!r}; choose one of {list(MODEL_CHOICES)}.")
     config_class, model_class, fixed = MODEL_CHOICES[model_name]
     config = model_config_from_tokenizer(tokenizer, dataset, config_class=config_class, **fixed, **overrides)
-    return model_class(config)
+    model = model_class(config)
+    if config.rare_id_threshold > 0:
+        fit_rare_id_buckets(model, dataset["train"] if isinstance(dataset, (DatasetDict, IterableDatasetDict)) else dataset)
+    return model
+
+
+def id_counts(dataset: Dataset, column: str, buckets: int) -> np.ndarray:
+    """How often each hashed id occurs in ``column`` (ids, or lists of ids, nested or not) -> `(buckets,)`."""
+    counts = np.zeros(buckets, dtype=np.int64)
+    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=100_000):
+        values = table.column(column).combine_chunks()
+        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            values = pc.list_flatten(values)
+        ids = values.to_numpy(zero_copy_only=False).astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= buckets):
+            raise ValueError(
+                f"Column {column!r} holds id {int(ids.max() if ids.max() >= buckets else ids.min())} outside "
+                f"[0, {buckets}); use the tokenizer saved with this data folder."
+            )
+        counts += np.bincount(ids, minlength=buckets)
+    return counts
+
+
+def fit_rare_id_buckets(model: PreTrainedModel, train: Dataset) -> dict[str, int]:
+    """
+    Count in how many examples of the ``train`` split every hashed user id is the user and every item id the target
+    (history lists repeat an item in every later example of its user, so they are not counted) and point the buckets seen fewer than ``config.rare_id_threshold`` times at the model's shared
+    rows (:meth:`A2GenFeatureEmbeddings.mark_rare_ids`). Returns the numbers of buckets seen and rare per table.
+    """
+    config = model.config
+    if config.rare_id_threshold <= 0:
+        raise ValueError("The model's config has rare_id_threshold=0; set it > 0 to share rows among rare ids.")
+    if not isinstance(train, Dataset):
+        raise TypeError(
+            f"rare_id_threshold needs the ids of an on-disk train split to count them, not a {type(train).__name__}; "
+            "load the data folder without streaming, or count the ids yourself and call "
+            "A2GenFeatureEmbeddings.mark_rare_ids."
+        )
+    item_counts = id_counts(train, "item_id", config.item_buckets)
+    user_counts = id_counts(train, "user_id", config.user_buckets)
+    summary = {}
+    for module in model.modules():
+        if isinstance(module, A2GenFeatureEmbeddings):
+            summary = module.mark_rare_ids(
+                torch.from_numpy(item_counts), torch.from_numpy(user_counts), config.rare_id_threshold
+            )
+    return summary
