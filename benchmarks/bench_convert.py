@@ -7,16 +7,23 @@ later fav / cart / buy mostly on items the user viewed before, item popularity Z
     python benchmarks/bench_convert.py --rows 1000000
     python benchmarks/bench_convert.py --rows 10000000 --max-history-items 20
 
-Prints generation time, conversion time, rows/s, peak RSS of the conversion and the output size.
+Prints generation time, conversion time (the ``convert_log`` call, imports excluded), rows/s, the peak memory of
+the conversion and the output size. The conversion runs in a fresh process. Its memory is sampled every 50 ms from
+/proc (Linux) over that process and its workers: the sum of their RSS, which counts the pages a forked worker shares
+with its parent (the ~0.5 GiB of imported torch / transformers, among others) once per process, and the sum of their
+PSS (proportional set size: each shared page divided among its sharers), the memory the tree really holds. The peak
+``ru_maxrss`` of the conversion process and of its largest worker are printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,22 +82,79 @@ def generate_log(path: Path, rows: int, seed: int = 0, chunk_users: int = 20_000
             written += len(user)
 
 
-def convert(path: Path, output: Path, max_history_items: int, queue) -> None:
+def convert(path: Path, output: Path, max_history_items: int, partition_rows: int | None, num_proc: int | None, queue):
     from a2gen_hf.data import convert_log
 
+    options = {"num_proc": num_proc}
+    if partition_rows is not None:
+        options["partition_rows"] = partition_rows
     begin = time.perf_counter()
     result = convert_log(
-        path, "taobao", output_dir=output, on_bad_rows="skip", max_history_items=max_history_items, progress=False
+        path,
+        "taobao",
+        output_dir=output,
+        on_bad_rows="skip",
+        max_history_items=max_history_items,
+        progress=False,
+        **options,
     )
     seconds = time.perf_counter() - begin
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put((seconds, peak_rss, result.summary))
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    queue.put((seconds, own_peak, worker_peak, result.summary))
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (children of every thread), from /proc."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    pending.extend(int(child) for child in handle.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it ended meanwhile
+    return tree
+
+
+def _memory_bytes(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process in bytes; zeros once it has ended."""
+    sizes = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    sizes[name] = int(value.split()[0]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return sizes.get("Rss", 0), sizes.get("Pss", 0)
+
+
+class TreeMemorySampler(threading.Thread):
+    """Samples the summed RSS and PSS of a process and its descendants until stopped; keeps the peaks."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_rss = self.peak_pss = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            sizes = [_memory_bytes(pid) for pid in _process_tree(self.pid)]
+            self.peak_rss = max(self.peak_rss, sum(rss for rss, _ in sizes))
+            self.peak_pss = max(self.peak_pss, sum(pss for _, pss in sizes))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--max-history-items", type=int, default=50)
+    parser.add_argument("--partition-rows", type=int, default=None, help="convert_log's partition_rows")
+    parser.add_argument("--num-proc", type=int, default=None, help="convert_log's num_proc")
     parser.add_argument("--keep", action="store_true", help="keep the generated log and output (printed path)")
     args = parser.parse_args()
 
@@ -100,19 +164,29 @@ def main() -> None:
     generate_log(log, args.rows)
     print(f"generated {log.stat().st_size / 2**20:.0f} MiB in {time.perf_counter() - begin:.1f} s")
 
-    # The conversion runs in a fresh process so that its peak RSS is its own.
+    # The conversion runs in a fresh process so that its memory is its own (and its workers').
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=convert, args=(log, folder / "out", args.max_history_items, queue))
+    process = context.Process(
+        target=convert,
+        args=(log, folder / "out", args.max_history_items, args.partition_rows, args.num_proc, queue),
+    )
     process.start()
-    seconds, peak_rss, summary = queue.get()
+    sampler = TreeMemorySampler(process.pid)
+    sampler.start()
+    seconds, own_peak, worker_peak, summary = queue.get()
+    sampler.stopped.set()
+    sampler.join()
     process.join()
     output_bytes = sum(file.stat().st_size for file in (folder / "out").rglob("*") if file.is_file())
     rows = summary["rows_read"]
     print(
-        f"converted {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s), peak RSS "
-        f"{peak_rss / 2**30:.2f} GiB; {summary['sessions']:,} sessions, examples {summary['examples']}, "
-        f"dropped {summary['rows_dropped']}, output {output_bytes / 2**30:.2f} GiB"
+        f"converted {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s); peak memory of the processes: "
+        f"PSS {sampler.peak_pss / 2**30:.2f} GiB, RSS {sampler.peak_rss / 2**30:.2f} GiB (summed; ru_maxrss: "
+        f"conversion process {own_peak / 2**30:.2f} GiB, largest worker {worker_peak / 2**30:.2f} GiB); "
+        f"{summary['partitions']} partitions, "
+        f"{summary['sessions']:,} sessions, examples {summary['examples']}, dropped {summary['rows_dropped']}, "
+        f"output {output_bytes / 2**30:.2f} GiB; load average {os.getloadavg()[0]:.1f}"
     )
     if args.keep:
         print(f"kept in {folder}")

@@ -152,6 +152,29 @@ class LogTimeMoments:
         tokenizer.time_log_std = max(math.sqrt(self.squares / self.count), 1e-3)
 
 
+def dense_ranks(*times: np.ndarray) -> list[np.ndarray]:
+    """Dense int64 ranks of the values of all ``times`` arrays together (equal values share a rank), one per array.
+
+    Sorting ranks (integers) is much faster than sorting the float times, and they compare as the times do.
+    """
+    joined = np.concatenate(times)
+    order = np.argsort(joined)
+    ordered = joined[order]
+    is_new = np.ones(len(joined), dtype=bool)
+    is_new[1:] = ordered[1:] != ordered[:-1]
+    ranks = np.empty(len(joined), dtype=np.int64)
+    ranks[order] = np.cumsum(is_new) - 1
+    return np.split(ranks, np.cumsum([len(values) for values in times])[:-1])
+
+
+def stable_order(*keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort(keys)`` (the last key primary) by one stable ``argsort`` per key: several times faster."""
+    order = np.argsort(keys[0], kind="stable")
+    for key in keys[1:]:
+        order = order[np.argsort(key[order], kind="stable")]
+    return order
+
+
 def history_windows(
     sessions: Sessions, max_history_items: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -161,22 +184,33 @@ def history_windows(
     ENDED before it started, i.e. a contiguous run ``order[low:high]`` (the most recent last), capped at
     ``max_history_items``. Returns ``order``, ``low``, ``high`` and the uncapped history length, each (S,).
     """
-    order = np.lexsort((sessions.first_lines, sessions.start, sessions.end, sessions.user_codes))
-    unique_ends = np.unique(sessions.end)
-    stride = np.int64(len(unique_ends) + 1)
-    # Composite keys (user, rank of the time among the end times) make one global searchsorted per session.
-    sorted_keys = sessions.user_codes[order].astype(np.int64) * stride + np.searchsorted(
-        unique_ends, sessions.end[order]
-    )
-    user_base = sessions.user_codes.astype(np.int64) * stride
-    high = np.searchsorted(sorted_keys, user_base + np.searchsorted(unique_ends, sessions.start, side="left"))
-    user_low = np.searchsorted(sorted_keys, user_base)
+    end_rank, start_rank = dense_ranks(sessions.end, sessions.start)
+    # Composite keys (user, rank of the time) make one global searchsorted per session.
+    user_key = sessions.user_codes.astype(np.int64) * (max(end_rank.max(), start_rank.max()) + 1)
+    end_key = user_key + end_rank
+    order = stable_order(sessions.first_lines, start_rank, end_key)
+    sorted_keys = end_key[order]
+    # Queries in increasing order make searchsorted fast: each search starts from the previous answer.
+    start_key = user_key + start_rank
+    by_start = np.argsort(start_key, kind="stable")
+    high, user_low = np.empty_like(start_key), np.empty_like(start_key)
+    high[by_start] = np.searchsorted(sorted_keys, start_key[by_start])
+    user_low[by_start] = np.searchsorted(sorted_keys, user_key[by_start])
     low = np.maximum(user_low, high - max_history_items)
     return order, low, high, high - user_low
 
 
+def _offsets_array(offsets: np.ndarray) -> pa.Array:
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"A batch of examples holds {offsets[-1]} list values, more than Arrow's int32 list offsets allow; "
+            "lower chunk_size."
+        )
+    return pa.array(offsets.astype(np.int32))
+
+
 def _list_array(offsets: np.ndarray, values: pa.Array) -> pa.ListArray:
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+    return pa.ListArray.from_arrays(_offsets_array(offsets), values)
 
 
 def _concatenated_ranges(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,23 +241,34 @@ class ExampleBuilder:
             else np.zeros((len(sessions), 0), dtype=np.int64)
         )
         self.num_side_features = self.side_ids.shape[1]
-        offsets = sessions.event_offsets
-        self.session_actions = _list_array(offsets, pa.array(sessions.event_action_ids.astype(np.int64)))
-        self.session_seconds = _list_array(offsets, pa.array(sessions.event_seconds.astype(np.float32)))
         self.order, self.low, self.high, self.available = history_windows(sessions, max_history_items)
+        (start_rank,) = dense_ranks(sessions.start)
+        # The order of the examples of a split: by (session start, user, item).
+        self.by_time = stable_order(sessions.item_codes, sessions.user_codes, start_rank)
 
     def _side_lists(self, session_indices: np.ndarray) -> pa.ListArray:
         width = self.num_side_features
         offsets = np.arange(len(session_indices) + 1, dtype=np.int64) * width
         return _list_array(offsets, pa.array(self.side_ids[session_indices].ravel()))
 
+    def _event_lists(self, session_indices: np.ndarray) -> tuple[pa.ListArray, pa.ListArray]:
+        """The action ids and the seconds of each session's events: two list arrays with the same offsets."""
+        sessions = self.sessions
+        offsets = sessions.event_offsets
+        events, list_offsets = _concatenated_ranges(offsets[session_indices], offsets[session_indices + 1])
+        list_offsets = _offsets_array(list_offsets)
+        return (
+            pa.ListArray.from_arrays(list_offsets, pa.array(sessions.event_action_ids[events])),
+            pa.ListArray.from_arrays(list_offsets, pa.array(sessions.event_seconds[events])),
+        )
+
     def batch(self, targets: np.ndarray) -> pa.RecordBatch:
         """Record batch of the examples whose target sessions are ``targets`` (B,)."""
         sessions = self.sessions
         positions, history_offsets = _concatenated_ranges(self.low[targets], self.high[targets])
         history = self.order[positions]
-        history_take = pa.array(history)
-        target_take = pa.array(targets)
+        history_action_ids, history_action_seconds = self._event_lists(history)
+        action_ids, action_seconds = self._event_lists(targets)
         columns = {
             "user": sessions.users.take(pa.array(sessions.user_codes[targets])),
             "item": sessions.items.take(pa.array(sessions.item_codes[targets])),
@@ -232,10 +277,10 @@ class ExampleBuilder:
             "item_side_ids": self._side_lists(targets),
             "history_item_ids": _list_array(history_offsets, pa.array(self.item_hashes[sessions.item_codes[history]])),
             "history_item_side_ids": _list_array(history_offsets, self._side_lists(history)),
-            "history_action_ids": _list_array(history_offsets, self.session_actions.take(history_take)),
-            "history_action_seconds": _list_array(history_offsets, self.session_seconds.take(history_take)),
-            "action_ids": self.session_actions.take(target_take),
-            "action_seconds": self.session_seconds.take(target_take),
+            "history_action_ids": _list_array(history_offsets, history_action_ids),
+            "history_action_seconds": _list_array(history_offsets, history_action_seconds),
+            "action_ids": action_ids,
+            "action_seconds": action_seconds,
             "session_start": pa.array(np.floor(sessions.start[targets]).astype(np.int64)),
         }
         return pa.RecordBatch.from_arrays(list(columns.values()), schema=EXAMPLE_SCHEMA)

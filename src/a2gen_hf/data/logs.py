@@ -429,11 +429,10 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
     split_of_session = np.searchsorted(conversion.boundaries, sessions.start, side="right")
     builder = ExampleBuilder(sessions, conversion.tokenizer, conversion.max_history_items)
     chosen = builder.available >= conversion.min_history
-    by_time = np.lexsort((sessions.item_codes, sessions.user_codes, sessions.start))
     examples, counts = [], []
     for split_index, split in enumerate(SPLITS):
         in_split = (split_of_session == split_index) & chosen
-        targets = by_time[in_split[by_time]]
+        targets = builder.by_time[in_split[builder.by_time]]
         chunks = (
             targets[begin : begin + conversion.chunk_size] for begin in range(0, len(targets), conversion.chunk_size)
         )
