@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import torch
 
+from a2gen_hf import AutoModelForActionGeneration
 from a2gen_hf.cli import main
 from a2gen_hf.data.simulator import SimulatorConfig, simulate
 
@@ -80,3 +82,19 @@ def test_train_then_evaluate_and_generate(data_dir, tmp_path, capsys):
 def test_evaluate_names_a_missing_checkpoint(data_dir, tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "nothing"), "--data", str(data_dir)]) == 2
     assert "a2gen evaluate: error:" in capsys.readouterr().err
+
+
+def test_train_with_the_sparse_log_options_saves_and_evaluates_them(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data_dir), "--output", str(run), "--epochs", "1", "--hidden-size", "16",
+            "--count-features", "--occurrence-head", "--rare-id-threshold", "2", "--no-progress"]
+    assert main(argv) == 0
+    model = AutoModelForActionGeneration.from_pretrained(run / "model")
+    config = model.config
+    assert config.history_count_features and config.occurrence_head and config.rare_id_threshold == 2
+    assert model.a2gen.count_features.standardizer.count > 0  # statistics of the training examples were saved
+    rows = model.a2gen.features.item_rows
+    assert (rows >= config.item_buckets).any() and (rows == torch.arange(len(rows), dtype=rows.dtype)).any()
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run / "model"), "--data", str(data_dir)]) == 0
+    assert "AUC" in capsys.readouterr().out
