@@ -167,11 +167,30 @@ def dense_ranks(*times: np.ndarray) -> list[np.ndarray]:
     return np.split(ranks, np.cumsum([len(values) for values in times])[:-1])
 
 
-def stable_order(*keys: np.ndarray) -> np.ndarray:
-    """``np.lexsort(keys)`` (the last key primary) by one stable ``argsort`` per key: several times faster."""
-    order = np.argsort(keys[0], kind="stable")
-    for key in keys[1:]:
-        order = order[np.argsort(key[order], kind="stable")]
+def sort_order(keys: list[np.ndarray], tie_breaker: np.ndarray) -> np.ndarray:
+    """Indices that sort by ``keys`` (non-negative integer arrays, the most significant first), ties by ``tie_breaker``.
+
+    The same order as ``np.lexsort((tie_breaker, *reversed(keys)))``, several times faster when the keys pack into
+    one int64: one quicksort of the packed key, then only the runs of equal keys are sorted by ``tie_breaker``.
+    """
+    packed, span = np.zeros(len(tie_breaker), dtype=np.int64), 1
+    for key in reversed(keys):
+        size = int(key.max()) + 1 if len(key) else 1
+        if span * size >= 2**63:
+            return np.lexsort((tie_breaker, *reversed(keys)))
+        packed += key * span
+        span *= size
+    order = np.argsort(packed)
+    ordered = packed[order]
+    tied = ordered[1:] == ordered[:-1]
+    if tied.any():
+        in_run = np.zeros(len(order), dtype=bool)
+        in_run[1:] |= tied
+        in_run[:-1] |= tied
+        positions = np.flatnonzero(in_run)
+        run = np.cumsum(np.r_[True, ~tied])[positions]
+        members = order[positions]
+        order[positions] = members[np.lexsort((tie_breaker[members], run))]
     return order
 
 
@@ -185,11 +204,10 @@ def history_windows(
     ``max_history_items``. Returns ``order``, ``low``, ``high`` and the uncapped history length, each (S,).
     """
     end_rank, start_rank = dense_ranks(sessions.end, sessions.start)
+    order = sort_order([sessions.user_codes, end_rank, start_rank], sessions.first_lines)
     # Composite keys (user, rank of the time) make one global searchsorted per session.
     user_key = sessions.user_codes.astype(np.int64) * (max(end_rank.max(), start_rank.max()) + 1)
-    end_key = user_key + end_rank
-    order = stable_order(sessions.first_lines, start_rank, end_key)
-    sorted_keys = end_key[order]
+    sorted_keys = (user_key + end_rank)[order]
     # Queries in increasing order make searchsorted fast: each search starts from the previous answer.
     start_key = user_key + start_rank
     by_start = np.argsort(start_key, kind="stable")
@@ -244,7 +262,7 @@ class ExampleBuilder:
         self.order, self.low, self.high, self.available = history_windows(sessions, max_history_items)
         (start_rank,) = dense_ranks(sessions.start)
         # The order of the examples of a split: by (session start, user, item).
-        self.by_time = stable_order(sessions.item_codes, sessions.user_codes, start_rank)
+        self.by_time = sort_order([start_rank, sessions.user_codes, sessions.item_codes], np.arange(len(sessions)))
 
     def _side_lists(self, session_indices: np.ndarray) -> pa.ListArray:
         width = self.num_side_features

@@ -35,6 +35,8 @@ from .examples import (
     SplitRule,
     action_counts,
     data_file_name,
+    dense_ranks,
+    sort_order,
     write_dataset_dict_files,
     write_examples,
 )
@@ -271,8 +273,9 @@ def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_secon
     codes, dictionaries = _encoded(log, preset)
     users, items = codes[preset.user_column], codes[preset.item_column]
     times, actions = log.numbers[preset.time_column], log.numbers["action_id"]
-    # Stable sort: ties of (user, item, time) by vocabulary order, then by line.
-    rows = np.lexsort((actions, times, items, users))
+    # Ties of (user, item, time) by vocabulary order, then by line (rows are in line order).
+    (time_ranks,) = dense_ranks(times)
+    rows = sort_order([users, items, time_ranks, actions], np.arange(len(times)))
     duplicate = ~_group_starts(users[rows], items[rows], times[rows], actions[rows])
 
     def describe(row: int) -> str:
@@ -312,7 +315,8 @@ def sessions_from_views(log: ValidatedLog, preset: LogPreset) -> Sessions:
     codes, dictionaries = _encoded(log, preset)
     users, items = codes[preset.user_column], codes[preset.item_column]
     times = log.numbers[preset.time_column]
-    rows = np.lexsort((times, items, users))
+    (time_ranks,) = dense_ranks(times)
+    rows = sort_order([users, items, time_ranks], np.arange(len(times)))
 
     def describe(row: int) -> str:
         return f"user {dictionaries[preset.user_column][users[row]]}, video {dictionaries[preset.item_column][items[row]]} viewed at {_seconds_text(times[row])}"
