@@ -484,3 +484,51 @@ def test_rare_ids_share_rows_and_survive_save_load(tmp_path):
     plain = A2GenForActionGeneration(tiny_config("iag")).a2gen.features
     with pytest.raises(ValueError, match="build it with rare_id_threshold > 0"):
         plain.mark_rare_ids(item_counts, torch.zeros(config.user_buckets), threshold=2)
+
+
+def test_target_popularity_is_the_smoothed_rate_left_one_out():
+    from a2gen_hf.modeling_a2gen import TargetPopularityFeatures
+
+    config = tiny_config("iag", action_names=["click", "buy", "leave"], start_action="click")
+    popularity = TargetPopularityFeatures(config).eval()
+    # Four training examples: item 3 (category 9) twice, bought once; items 4 and 5 (category 8) never bought.
+    occurs = torch.zeros(4, config.vocab_size)
+    occurs[0, 2] = 1
+    popularity.fit(torch.tensor([3, 3, 4, 5]), torch.tensor([9, 9, 8, 8]), occurs)
+    m, prior = popularity.SMOOTHING, 0.25
+    category = (1 + m * prior) / (2 + m)
+    item = (1 + m * category) / (2 + m)
+    raw = popularity(torch.tensor([3]), torch.tensor([9]))[0]  # fresh statistics: raw features
+    buy = config.action_id("buy")
+    torch.testing.assert_close(raw[buy], torch.logit(torch.tensor(item)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(raw[config.vocab_size + buy], torch.logit(torch.tensor(category)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(raw[-2:], torch.log1p(torch.tensor([2.0, 2.0])))
+    # Example 0 itself, left out: item 3 then has one example without a buy.
+    left_out = popularity(torch.tensor([3]), torch.tensor([9]), exclude=occurs[:1])[0]
+    category_without = (0 + m * prior) / (1 + m)
+    item_without = (0 + m * category_without) / (1 + m)
+    torch.testing.assert_close(left_out[buy], torch.logit(torch.tensor(item_without)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_popularity_features_leave_out_own_labels_only_while_training(generator, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config(generator, target_popularity_features=True)
+    model = A2GenForActionGeneration(config)
+    batch = make_batch(config)
+    from a2gen_hf.modeling_baselines import first_occurrence_targets
+
+    occurs = first_occurrence_targets(batch["labels"], batch["label_times"], None, config.vocab_size)[0]
+    model.a2gen.popularity_features.fit(batch["item_ids"], batch["item_side_ids"][:, 0], occurs)
+    model.a2gen.popularity_features.standardizer.eval()  # keep the statistics fixed to compare contexts
+    seen = []
+    model.generator.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach().clone()))
+    model(**batch)  # training: own outcomes left out
+    model.eval()
+    model(**batch)
+    size = model.a2gen.popularity_features.size
+    assert not torch.allclose(seen[0][:, -size:], seen[1][:, -size:])
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
+    assert torch.equal(reloaded.a2gen.popularity_features.item_counts, model.a2gen.popularity_features.item_counts)
+    torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)

@@ -201,7 +201,10 @@ def test_malformed_inputs_give_clear_errors():
     assert isinstance(state, UserState)
 
 
-@pytest.mark.parametrize("option", ["history_propensity_features", "history_count_features", "occurrence_head"])
+@pytest.mark.parametrize(
+    "option",
+    ["history_propensity_features", "history_count_features", "target_popularity_features", "occurrence_head"],
+)
 def test_ranker_refuses_count_features_clearly(option):
     from a2gen_hf import A2GenConfig
 

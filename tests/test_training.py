@@ -134,6 +134,20 @@ def test_create_model_shares_rows_among_rare_ids(data_dir, name):
         create_model(name, tokenizer, dataset["train"].to_iterable_dataset(), rare_id_threshold=3, **TINY)
 
 
+@pytest.mark.parametrize("name", ["a2gen-iag", "ple-fair"])
+def test_create_model_fits_target_popularity_on_train(data_dir, name):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model(name, tokenizer, dataset, target_popularity_features=True, **TINY)
+    popularity = model.base_model.popularity_features if name.startswith("a2gen") else model.inputs.popularity_features
+    train = dataset["train"]
+    assert popularity.item_totals.sum() == popularity.category_totals.sum() == len(train)
+    item = train[0]["item_id"]
+    assert popularity.item_totals[item] == sum(1 for row in train["item_id"] if row == item)
+    like = tokenizer.action_names.index("like") + 1
+    likes = sum(like in actions[1:] for actions in train["action_ids"])
+    assert popularity.category_counts[:, like].sum() == likes
+
+
 def test_data_folder_and_config_errors(data_dir, tmp_path):
     dataset, tokenizer, _ = load_data_dir(data_dir)
     with pytest.raises(ValueError, match=r"no field\(s\) \['hiden_size'\]"):

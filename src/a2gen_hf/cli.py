@@ -360,6 +360,8 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
 def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count-features", action="store_true",
                         help="give the networks the logistic regression's history count features (standardised)")
+    parser.add_argument("--popularity-features", action="store_true",
+                        help="give the networks the target item's and category's train action rates (leave-one-out)")
     parser.add_argument("--occurrence-head", action="store_true",
                         help="A2Gen ranks with a per-action occurrence head trained with binary cross-entropy")
     parser.add_argument("--rare-id-threshold", type=int, default=0,
@@ -370,6 +372,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
         "history_count_features": args.count_features,
         "occurrence_head": args.occurrence_head,
+        "target_popularity_features": args.popularity_features,
         "rare_id_threshold": args.rare_id_threshold,
     }
 

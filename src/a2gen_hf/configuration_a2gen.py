@@ -60,6 +60,10 @@ class A2GenConfig(PretrainedConfig):
             same over the 5 most recent and over the target's category, recency of its last occurrence; history
             length, shares and recency of the target item and category), standardised with running statistics of
             the training examples. Off in the paper.
+        target_popularity_features (`bool`): also give the generator (and the baselines' towers) the target item's and
+            its category's smoothed action rates on the training examples and their example counts, as the
+            logistic-regression baseline reads them (left out for each training example's own outcome), fitted by
+            ``create_model`` on the train split and saved with the model. Off in the paper.
         occurrence_head (`bool`): add a ranking head to A2Gen: per action, a logit of "it happens" from the generation
             context (a linear path plus a one-hidden-layer path), trained with binary cross-entropy (weight
             ``occurrence_loss_weight``); ``predict_actions`` then ranks with it instead of reading the generator's
@@ -109,6 +113,7 @@ class A2GenConfig(PretrainedConfig):
         history_pooling: str = "sum",
         history_propensity_features: bool = False,
         history_count_features: bool = False,
+        target_popularity_features: bool = False,
         occurrence_head: bool = False,
         occurrence_loss_weight: float = 1.0,
         rare_id_threshold: int = 0,
@@ -149,6 +154,7 @@ class A2GenConfig(PretrainedConfig):
         self.history_pooling = history_pooling
         self.history_propensity_features = history_propensity_features
         self.history_count_features = history_count_features
+        self.target_popularity_features = target_popularity_features
         self.occurrence_head = occurrence_head
         self.occurrence_loss_weight = occurrence_loss_weight
         self.rare_id_threshold = rare_id_threshold

@@ -417,6 +417,87 @@ class HistoryCountFeatures(nn.Module):
         return self.standardizer(features)
 
 
+def target_categories(item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None) -> torch.LongTensor:
+    """Item side feature 0 of the targets `(B,)`; all 0 (one category) without side features."""
+    if item_side_ids is None or item_side_ids.shape[-1] == 0:
+        return torch.zeros_like(item_ids)
+    return item_side_ids[:, 0]
+
+
+class TargetPopularityFeatures(nn.Module):
+    """
+    The target item's popularity as the logistic-regression baseline reads it: per action, the logit of the item's
+    and of its category's action rate on the training examples, smoothed hierarchically (m = ``SMOOTHING`` pseudo
+    examples, p = the overall rate)::
+
+        category rate = (category count + m * p) / (category examples + m)
+        item rate     = (item count + m * category rate) / (item examples + m)
+
+    plus log1p of the item's and the category's numbers of training examples; `(B, 2 * V + 2)`, standardised. The
+    counts are buffers filled by :meth:`fit` (``create_model`` does it on the train split; saved with the model).
+    Items are hash buckets, categories item side feature 0 (one category for all without side features). While
+    training, pass each example's own outcomes as ``exclude``: they are left out of the counts (leave-one-out), so
+    that no example reads its own label through them.
+    """
+
+    SMOOTHING = 20.0
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        vocab_size = config.vocab_size
+        self.register_buffer("item_counts", torch.zeros(config.item_buckets, vocab_size))
+        self.register_buffer("item_totals", torch.zeros(config.item_buckets))
+        self.register_buffer("category_counts", torch.zeros(config.side_feature_buckets, vocab_size))
+        self.register_buffer("category_totals", torch.zeros(config.side_feature_buckets))
+        self.size = 2 * vocab_size + 2
+        self.standardizer = RunningStandardizer(self.size)
+
+    def reset(self) -> None:
+        for buffer in (self.item_counts, self.item_totals, self.category_counts, self.category_totals):
+            buffer.zero_()
+
+    @torch.no_grad()
+    def fit(self, item_ids: torch.LongTensor, categories: torch.LongTensor, occurs: torch.Tensor) -> None:
+        """Count the training examples: target `item_ids` `(n,)`, their `categories` `(n,)`, `occurs` `(n, V)`."""
+        self.reset()
+        occurs = occurs.float().to(self.item_counts.device)
+        for counts, totals, keys in (
+            (self.item_counts, self.item_totals, item_ids),
+            (self.category_counts, self.category_totals, categories),
+        ):
+            keys = keys.to(counts.device)
+            counts.index_add_(0, keys, occurs)
+            totals.index_add_(0, keys, torch.ones_like(keys, dtype=totals.dtype))
+
+    def forward(
+        self, item_ids: torch.LongTensor, categories: torch.LongTensor, exclude: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`(B,)` target items and categories (`exclude` `(B, V)`: own outcomes while training) -> `(B, size)`."""
+        item_counts, item_totals = self.item_counts[item_ids], self.item_totals[item_ids]
+        category_counts, category_totals = self.category_counts[categories], self.category_totals[categories]
+        examples = self.category_totals.sum()
+        prior = self.category_counts.sum(0) / examples.clamp_min(1.0)
+        if exclude is not None:
+            exclude = exclude.float()
+            # clamp: the batch may hold examples that were not counted (e.g. fine-tuning on other data)
+            item_counts = (item_counts - exclude).clamp_min(0.0)
+            category_counts = (category_counts - exclude).clamp_min(0.0)
+            item_totals, category_totals = (item_totals - 1).clamp_min(0.0), (category_totals - 1).clamp_min(0.0)
+        smoothing = self.SMOOTHING
+        category_rate = (category_counts + smoothing * prior) / (category_totals + smoothing).unsqueeze(-1)
+        item_rate = (item_counts + smoothing * category_rate) / (item_totals + smoothing).unsqueeze(-1)
+        features = torch.cat(
+            [
+                torch.logit(item_rate.clamp(1e-4, 1 - 1e-4)),
+                torch.logit(category_rate.clamp(1e-4, 1 - 1e-4)),
+                torch.log1p(item_totals).unsqueeze(-1),
+                torch.log1p(category_totals).unsqueeze(-1),
+            ],
+            dim=-1,
+        )
+        return self.standardizer(features)
+
+
 class A2GenOccurrenceHead(nn.Module):
     """
     Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
@@ -433,6 +514,15 @@ class A2GenOccurrenceHead(nn.Module):
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return self.linear(context) + self.output(self.dropout(torch.relu(self.hidden(context))))
+
+
+def own_outcomes_while_training(
+    model: nn.Module, labels: torch.LongTensor | None, label_times: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The examples' own outcomes `(B, V)`, which the popularity features leave out, while a model with them trains."""
+    if not (model.training and model.config.target_popularity_features and labels is not None):
+        return None
+    return first_occurrence_targets(labels, label_times, None, model.config.vocab_size)[0]
 
 
 def occurrence_loss(
@@ -721,6 +811,8 @@ class A2GenPreTrainedModel(PreTrainedModel):
             init.zeros_(module.head_output_bias)
         elif isinstance(module, A2GenFeatureEmbeddings):
             module.reset_rare_ids()
+        elif isinstance(module, TargetPopularityFeatures):
+            module.reset()
         elif isinstance(module, RunningStandardizer):
             init.zeros_(module.mean)
             init.ones_(module.variance)
@@ -737,6 +829,9 @@ _HISTORY_ARGS_DOC = r"""
         history_mask (`torch.LongTensor` of shape `(B, N)`, *optional*): 1 = real item; default `history_item_ids != 0`.
         item_side_ids (`(B, F)`), history_item_side_ids (`(B, N, F)`), user_side_ids (`(B, S, L)`), *optional*:
             hashed side features, required when the config declares them.
+        target_occurrences (`torch.Tensor` of shape `(B, V)`, *optional*): with `target_popularity_features`, the
+            examples' own outcomes while training, left out of the popularity counts (the generation model passes
+            them from its labels).
 """
 
 
@@ -754,12 +849,14 @@ class A2GenModel(A2GenPreTrainedModel):
             config, self.event_embedding.output_size, self.features.item_feature_size
         )
         self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
+        self.popularity_features = TargetPopularityFeatures(config) if config.target_popularity_features else None
         self.context_size = (
             self.features.user_feature_size
             + config.hidden_size
             + self.features.item_feature_size
             + (config.vocab_size if config.history_propensity_features else 0)
             + (self.count_features.size if self.count_features is not None else 0)
+            + (self.popularity_features.size if self.popularity_features is not None else 0)
         )
         self.post_init()
 
@@ -781,6 +878,7 @@ class A2GenModel(A2GenPreTrainedModel):
         item_side_ids: torch.LongTensor | None = None,
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
+        target_occurrences: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -831,6 +929,10 @@ class A2GenModel(A2GenPreTrainedModel):
                     history_item_side_ids,
                     item_side_ids,
                 )
+            )
+        if self.popularity_features is not None:
+            context_parts.append(
+                self.popularity_features(item_ids, target_categories(item_ids, item_side_ids), target_occurrences)
             )
         generation_context = torch.cat(context_parts, dim=-1)
 
@@ -1089,6 +1191,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
                 item_side_ids=item_side_ids,
                 history_item_side_ids=history_item_side_ids,
                 user_side_ids=user_side_ids,
+                target_occurrences=own_outcomes_while_training(self, labels, label_times),
                 output_hidden_states=output_hidden_states,
                 output_attentions=output_attentions,
                 return_dict=True,

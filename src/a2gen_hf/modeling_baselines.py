@@ -26,10 +26,13 @@ from .modeling_a2gen import (
     A2GenFeatureEmbeddings,
     A2GenPreTrainedModel,
     HistoryCountFeatures,
+    TargetPopularityFeatures,
     _check_history_shapes,
     _masked_pool,
     first_occurrence_targets,
     history_action_propensity,
+    own_outcomes_while_training,
+    target_categories,
 )
 from .time_encoding import denormalize_times
 from .tokenization_a2gen import A2GenActionTokenizer
@@ -93,12 +96,14 @@ class MultiTaskBaselineInputs(nn.Module):
         )
         self.propensity_size = config.vocab_size if config.history_propensity_features else 0
         self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
+        self.popularity_features = TargetPopularityFeatures(config) if config.target_popularity_features else None
         self.output_size = (
             self.features.user_feature_size
             + self.features.item_feature_size
             + history_item_size
             + self.propensity_size
             + (self.count_features.size if self.count_features is not None else 0)
+            + (self.popularity_features.size if self.popularity_features is not None else 0)
         )
 
     def forward(
@@ -113,8 +118,10 @@ class MultiTaskBaselineInputs(nn.Module):
         item_side_ids: torch.LongTensor | None = None,
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
+        target_occurrences: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Returns `(B, output_size)`; padding history items (and padding events) never change it."""
+        """Returns `(B, output_size)`; padding history items (and padding events) never change it. `target_occurrences`
+        `(B, V)`: the examples' own outcomes while training, left out of the popularity features."""
         if history_item_ids.dim() != 2:
             raise ValueError(f"history_item_ids must be (batch, items), got shape {tuple(history_item_ids.shape)}.")
         history_mask = (history_item_ids != 0) if history_mask is None else history_mask.bool()
@@ -150,6 +157,10 @@ class MultiTaskBaselineInputs(nn.Module):
                     history_item_side_ids,
                     item_side_ids,
                 )
+            )
+        if self.popularity_features is not None:
+            parts.append(
+                self.popularity_features(item_ids, target_categories(item_ids, item_side_ids), target_occurrences)
             )
         return torch.cat(parts, dim=-1)
 
@@ -351,6 +362,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
             item_side_ids=item_side_ids,
             history_item_side_ids=history_item_side_ids,
             user_side_ids=user_side_ids,
+            target_occurrences=own_outcomes_while_training(self, labels, label_times),
         )
         task_representations = self.experts(features)
         logits, times = self.heads(task_representations)

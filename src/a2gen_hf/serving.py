@@ -230,7 +230,9 @@ class A2GenRanker:
             raise TypeError(f"A2GenRanker needs an A2GenForActionGeneration, got {type(model).__name__}.")
         unsupported = [
             name
-            for name in ("history_propensity_features", "history_count_features", "occurrence_head")
+            for name in (
+                "history_propensity_features", "history_count_features", "target_popularity_features", "occurrence_head"
+            )
             if getattr(model.config, name)
         ]
         if unsupported:

@@ -1,6 +1,13 @@
 """Training and evaluation: the Accelerate loop, the HF Trainer integration and model comparisons."""
 
-from .data_setup import MODEL_CHOICES, create_model, fit_rare_id_buckets, load_data_dir, model_config_from_tokenizer
+from .data_setup import (
+    MODEL_CHOICES,
+    create_model,
+    fit_rare_id_buckets,
+    fit_target_popularity,
+    load_data_dir,
+    model_config_from_tokenizer,
+)
 from .loop import (
     TrainingResult,
     TrainingSettings,
@@ -23,6 +30,7 @@ __all__ = [
     "create_model",
     "embedding_and_dense_groups",
     "fit_rare_id_buckets",
+    "fit_target_popularity",
     "latest_checkpoint",
     "load_data_dir",
     "make_accelerator",

@@ -26,7 +26,7 @@ from transformers import PreTrainedModel
 from ..configuration_a2gen import GENERATORS, A2GenConfig
 from ..configuration_baselines import MMoEConfig, PLEConfig
 from ..data.simulator import load_parquet
-from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
+from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration, TargetPopularityFeatures
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
 from ..tokenization_a2gen import A2GenActionTokenizer
 
@@ -220,26 +220,58 @@ def create_model(
     config_class, model_class, fixed = MODEL_CHOICES[model_name]
     config = model_config_from_tokenizer(tokenizer, dataset, config_class=config_class, **fixed, **overrides)
     model = model_class(config)
+    train = dataset["train"] if isinstance(dataset, (DatasetDict, IterableDatasetDict)) else dataset
     if config.rare_id_threshold > 0:
-        fit_rare_id_buckets(model, dataset["train"] if isinstance(dataset, (DatasetDict, IterableDatasetDict)) else dataset)
+        fit_rare_id_buckets(model, train)
+    if config.target_popularity_features:
+        fit_target_popularity(model, train, tokenizer)
     return model
 
 
+def flat_ids(dataset: Dataset, column: str) -> np.ndarray:
+    """All ids of ``column`` (ids, or lists of ids, nested or not), flattened in row order, as int64."""
+    values = dataset.select_columns([column]).with_format("arrow")[:].column(column).combine_chunks()
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    return values.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def id_counts(dataset: Dataset, column: str, buckets: int) -> np.ndarray:
-    """How often each hashed id occurs in ``column`` (ids, or lists of ids, nested or not) -> `(buckets,)`."""
-    counts = np.zeros(buckets, dtype=np.int64)
-    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=100_000):
-        values = table.column(column).combine_chunks()
-        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-            values = pc.list_flatten(values)
-        ids = values.to_numpy(zero_copy_only=False).astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= buckets):
-            raise ValueError(
-                f"Column {column!r} holds id {int(ids.max() if ids.max() >= buckets else ids.min())} outside "
-                f"[0, {buckets}); use the tokenizer saved with this data folder."
-            )
-        counts += np.bincount(ids, minlength=buckets)
-    return counts
+    """How often each hashed id occurs in ``column`` -> `(buckets,)`."""
+    ids = flat_ids(dataset, column)
+    if ids.size and (ids.min() < 0 or ids.max() >= buckets):
+        raise ValueError(
+            f"Column {column!r} holds id {int(ids.max() if ids.max() >= buckets else ids.min())} outside "
+            f"[0, {buckets}); use the tokenizer saved with this data folder."
+        )
+    return np.bincount(ids, minlength=buckets)
+
+
+def _on_disk(train, option: str) -> Dataset:
+    if not isinstance(train, Dataset):
+        raise TypeError(
+            f"{option} needs the ids of an on-disk train split to count them, not a {type(train).__name__}; load the "
+            "data folder without streaming, or count the ids yourself (see docs/model.md, 'Options for sparse logs')."
+        )
+    return train
+
+
+def fit_target_popularity(model: PreTrainedModel, train: Dataset, tokenizer: A2GenActionTokenizer) -> None:
+    """Fill the model's :class:`TargetPopularityFeatures` with the action counts of the ``train`` split's targets
+    (per item bucket and per category, item side feature 0)."""
+    from .simple_baselines import ActionTargets
+
+    train = _on_disk(train, "target_popularity_features")
+    occurs = torch.from_numpy(ActionTargets.from_dataset(train, tokenizer).occurs)
+    item_ids = torch.from_numpy(flat_ids(train, "item_id"))
+    if model.config.num_item_side_features:
+        side_ids = flat_ids(train, "item_side_ids").reshape(len(train), -1)
+        categories = torch.from_numpy(side_ids[:, 0].copy())
+    else:
+        categories = torch.zeros_like(item_ids)
+    for module in model.modules():
+        if isinstance(module, TargetPopularityFeatures):
+            module.fit(item_ids, categories, occurs)
 
 
 def fit_rare_id_buckets(model: PreTrainedModel, train: Dataset) -> dict[str, int]:
@@ -251,12 +283,7 @@ def fit_rare_id_buckets(model: PreTrainedModel, train: Dataset) -> dict[str, int
     config = model.config
     if config.rare_id_threshold <= 0:
         raise ValueError("The model's config has rare_id_threshold=0; set it > 0 to share rows among rare ids.")
-    if not isinstance(train, Dataset):
-        raise TypeError(
-            f"rare_id_threshold needs the ids of an on-disk train split to count them, not a {type(train).__name__}; "
-            "load the data folder without streaming, or count the ids yourself and call "
-            "A2GenFeatureEmbeddings.mark_rare_ids."
-        )
+    train = _on_disk(train, "rare_id_threshold")
     item_counts = id_counts(train, "item_id", config.item_buckets)
     user_counts = id_counts(train, "user_id", config.user_buckets)
     summary = {}
