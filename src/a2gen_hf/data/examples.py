@@ -240,61 +240,83 @@ def _concatenated_ranges(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray,
     return positions, offsets
 
 
+@dataclass
+class _SessionColumns:
+    """The hashed item ids, side ids (S, F) and CSR events of sessions, in some order of the sessions."""
+
+    item_ids: np.ndarray
+    side_ids: np.ndarray
+    event_offsets: np.ndarray
+    action_ids: np.ndarray
+    seconds: np.ndarray
+
+    def reordered(self, order: np.ndarray) -> _SessionColumns:
+        events, offsets = _concatenated_ranges(self.event_offsets[order], self.event_offsets[order + 1])
+        return _SessionColumns(
+            self.item_ids[order], self.side_ids[order], offsets, self.action_ids[events], self.seconds[events]
+        )
+
+    def side_lists(self, indices: np.ndarray) -> pa.ListArray:
+        width = self.side_ids.shape[1]
+        offsets = np.arange(len(indices) + 1, dtype=np.int64) * width
+        return _list_array(offsets, pa.array(self.side_ids[indices].ravel()))
+
+    def event_lists(self, indices: np.ndarray) -> tuple[pa.ListArray, pa.ListArray]:
+        """The action ids and the seconds of the sessions' events: two list arrays with the same offsets."""
+        events, offsets = _concatenated_ranges(self.event_offsets[indices], self.event_offsets[indices + 1])
+        offsets = _offsets_array(offsets)
+        return (
+            pa.ListArray.from_arrays(offsets, pa.array(self.action_ids[events])),
+            pa.ListArray.from_arrays(offsets, pa.array(self.seconds[events])),
+        )
+
+
 class ExampleBuilder:
     """Turns chosen target sessions into record batches of :data:`EXAMPLE_SCHEMA`."""
 
     def __init__(self, sessions: Sessions, tokenizer: A2GenActionTokenizer, max_history_items: int):
         self.sessions = sessions
         self.user_hashes = tokenizer.hash_users(sessions.users.to_pylist())
-        self.item_hashes = tokenizer.hash_items(sessions.items.to_pylist())
+        item_hashes = tokenizer.hash_items(sessions.items.to_pylist())
         side_hashes = []
         for field, values in zip(sessions.side_fields, sessions.side_values):
             raws = values.to_pylist()
             hashes = tokenizer.hash_side_features(field, raws)
             hashes[np.array([raw == "" for raw in raws], dtype=bool)] = 0  # empty value = unknown = padding
             side_hashes.append(hashes)
-        self.side_ids = (
+        side_ids = (
             np.stack([hashes[codes] for hashes, codes in zip(side_hashes, sessions.side_codes.T)], axis=1)
             if side_hashes
             else np.zeros((len(sessions), 0), dtype=np.int64)
         )
-        self.num_side_features = self.side_ids.shape[1]
+        self.targets = _SessionColumns(
+            item_hashes[sessions.item_codes],
+            side_ids,
+            sessions.event_offsets,
+            sessions.event_action_ids,
+            sessions.event_seconds,
+        )
         self.order, self.low, self.high, self.available = history_windows(sessions, max_history_items)
+        # The sessions in history order: a history is a run of consecutive sessions there, its data read in sequence.
+        self.histories = self.targets.reordered(self.order)
         (start_rank,) = dense_ranks(sessions.start)
         # The order of the examples of a split: by (session start, user, item).
         self.by_time = sort_order([start_rank, sessions.user_codes, sessions.item_codes], np.arange(len(sessions)))
 
-    def _side_lists(self, session_indices: np.ndarray) -> pa.ListArray:
-        width = self.num_side_features
-        offsets = np.arange(len(session_indices) + 1, dtype=np.int64) * width
-        return _list_array(offsets, pa.array(self.side_ids[session_indices].ravel()))
-
-    def _event_lists(self, session_indices: np.ndarray) -> tuple[pa.ListArray, pa.ListArray]:
-        """The action ids and the seconds of each session's events: two list arrays with the same offsets."""
-        sessions = self.sessions
-        offsets = sessions.event_offsets
-        events, list_offsets = _concatenated_ranges(offsets[session_indices], offsets[session_indices + 1])
-        list_offsets = _offsets_array(list_offsets)
-        return (
-            pa.ListArray.from_arrays(list_offsets, pa.array(sessions.event_action_ids[events])),
-            pa.ListArray.from_arrays(list_offsets, pa.array(sessions.event_seconds[events])),
-        )
-
     def batch(self, targets: np.ndarray) -> pa.RecordBatch:
         """Record batch of the examples whose target sessions are ``targets`` (B,)."""
         sessions = self.sessions
-        positions, history_offsets = _concatenated_ranges(self.low[targets], self.high[targets])
-        history = self.order[positions]
-        history_action_ids, history_action_seconds = self._event_lists(history)
-        action_ids, action_seconds = self._event_lists(targets)
+        history, history_offsets = _concatenated_ranges(self.low[targets], self.high[targets])  # indices of order
+        history_action_ids, history_action_seconds = self.histories.event_lists(history)
+        action_ids, action_seconds = self.targets.event_lists(targets)
         columns = {
             "user": sessions.users.take(pa.array(sessions.user_codes[targets])),
             "item": sessions.items.take(pa.array(sessions.item_codes[targets])),
             "user_id": pa.array(self.user_hashes[sessions.user_codes[targets]]),
-            "item_id": pa.array(self.item_hashes[sessions.item_codes[targets]]),
-            "item_side_ids": self._side_lists(targets),
-            "history_item_ids": _list_array(history_offsets, pa.array(self.item_hashes[sessions.item_codes[history]])),
-            "history_item_side_ids": _list_array(history_offsets, self._side_lists(history)),
+            "item_id": pa.array(self.targets.item_ids[targets]),
+            "item_side_ids": self.targets.side_lists(targets),
+            "history_item_ids": _list_array(history_offsets, pa.array(self.histories.item_ids[history])),
+            "history_item_side_ids": _list_array(history_offsets, self.histories.side_lists(history)),
             "history_action_ids": _list_array(history_offsets, history_action_ids),
             "history_action_seconds": _list_array(history_offsets, history_action_seconds),
             "action_ids": action_ids,
