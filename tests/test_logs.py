@@ -5,16 +5,19 @@ import dataclasses
 import json
 import math
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from a2gen_hf import cli
 from a2gen_hf.data import PRESETS, LogFormatError, SplitRule, convert_log
+from a2gen_hf.data.partitions import user_partitions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -297,3 +300,91 @@ def test_cli_prepare_reports_bad_rows_as_an_error(tmp_path, capsys):
     code = cli.main(["prepare", "--preset", "taobao", "--input", str(path), "--output", str(tmp_path / "out")])
     assert code == 2
     assert "log.csv:2: column 'behavior_type' has unknown action 'look'" in capsys.readouterr().err
+
+
+def sorted_examples(split: datasets.Dataset) -> pa.Table:
+    """A split's examples in a canonical order, (user, item, session start), to compare across partitionings."""
+    table = split.data.table
+    keys = [("user", "ascending"), ("item", "ascending"), ("session_start", "ascending")]
+    return table.take(pc.sort_indices(table, keys)).combine_chunks()
+
+
+def assert_same_conversion(partitioned, single) -> None:
+    """Same examples per split, bad rows, sessions, action frequencies and (up to rounding) time statistics."""
+    for split in ("train", "validation", "test"):
+        assert sorted_examples(partitioned.dataset[split]).equals(sorted_examples(single.dataset[split])), split
+    for key in ("rows_read", "rows_kept", "rows_dropped", "first_dropped", "sessions", "examples", "rules"):
+        assert partitioned.summary[key] == single.summary[key], key
+    assert partitioned.summary["action_frequencies"] == single.summary["action_frequencies"]
+    for key in ("time_log_mean", "time_log_std"):
+        assert partitioned.summary[key] == pytest.approx(single.summary[key], rel=1e-6, abs=1e-6)
+        assert getattr(partitioned.tokenizer, key) == partitioned.summary[key]
+
+
+@needs_shared_data
+def test_partitioned_conversion_gives_the_single_partition_examples(tmp_path):
+    single = convert_log(SAMPLE, "taobao", on_bad_rows="skip", progress=False, num_proc=1)
+    assert single.summary["partitions"] == 1 and single.dataset["train"].cache_files == []  # in memory
+    partitioned = convert_log(
+        SAMPLE, "taobao", output_dir=tmp_path / "out", on_bad_rows="skip", progress=False, partition_rows=20_000,
+        num_proc=2,
+    )
+    assert partitioned.summary["partitions"] == 6  # 5 of ~20,000 rows, rounded up to a multiple of the 2 workers
+    assert_same_conversion(partitioned, single)
+    # The folder is a save_to_disk layout: one Arrow file per partition and split, memory-mapped back.
+    assert sorted(path.name for path in (tmp_path / "out" / "test").glob("*.arrow")) == [
+        f"data-{index:05d}-of-00006.arrow" for index in range(6)
+    ]
+    reloaded = datasets.load_from_disk(str(tmp_path / "out"))
+    assert {split: reloaded[split].num_rows for split in reloaded} == single.summary["examples"]
+    assert not [path for path in (tmp_path / "out").iterdir() if path.name.startswith("_a2gen_partitions_")]
+
+
+def users_in_distinct_partitions(count: int, num_partitions: int) -> list[str]:
+    """``count`` user ids whose rows land in ``count`` different partitions."""
+    candidates = [str(user) for user in range(1, 200)]
+    first_user = {}
+    for user, partition in zip(candidates, user_partitions(pa.array(candidates), num_partitions)):
+        first_user.setdefault(int(partition), user)
+    return list(first_user.values())[:count]
+
+
+@pytest.mark.parametrize("on_bad_rows", ["skip", "error"])
+def test_duplicates_and_bad_rows_in_different_partitions(tmp_path, on_bad_rows):
+    late, early, other = users_in_distinct_partitions(3, num_partitions=4)
+    t = 1511544070
+    rows = [
+        f"{late},100,5,pv,{t}",
+        f"{early},200,5,pv,{t + 10}",
+        f"{other},300,5,pv,{t + 20}",
+        f"{early},200,5,pv,{t + 10}",  # line 4: the earliest duplicate, in one partition
+        f"{other},301,5,look,{t + 30}",  # line 5: a bad row, in another
+        f"{late},100,5,pv,{t}",  # line 6: a later duplicate, in a third
+        f"{late},101,5,cart,{t + 86400}",
+        f"{early},201,5,pv,{t + 5 * 86400}",
+        f"{other},302,5,buy,{t + 8 * 86400}",
+        f"{late},100,5,buy,{t + 8 * 86400}",
+        f"{early},200,5,fav,{t + 7 * 86400}",
+        f"{other},300,5,pv,{t + 4 * 86400}",
+    ]
+    if on_bad_rows == "error":
+        del rows[4]  # without the bad row, the earliest duplicate is the first error whatever the partitioning
+    path = _write(tmp_path, "\n".join(rows) + "\n")
+    convert = partial(convert_log, path, "taobao", on_bad_rows=on_bad_rows, progress=False)
+    if on_bad_rows == "error":
+        for options in ({"num_proc": 1}, {"partition_rows": 3, "num_proc": 2}):
+            with pytest.raises(LogFormatError, match=rf"log.csv:4: duplicate event: user {early}, item 200, click "):
+                convert(**options)
+        return
+    single = convert(num_proc=1)
+    partitioned = convert(partition_rows=3, num_proc=2)
+    assert partitioned.summary["partitions"] == 4
+    assert single.summary["rows_dropped"] == {"duplicate_event": 2, "unknown_action": 1}
+    assert single.summary["first_dropped"]["duplicate_event"].startswith("log.csv:4: duplicate event: ")
+    assert_same_conversion(partitioned, single)
+
+
+def test_empty_splits_are_written_and_load(tmp_path):
+    result = convert_log(FIXTURES / "tmall_user_log.csv", "tmall", output_dir=tmp_path / "out", min_history=100)
+    assert result.summary["examples"] == {"train": 0, "validation": 0, "test": 0}
+    assert datasets.load_from_disk(str(tmp_path / "out"))["train"].num_rows == 0
