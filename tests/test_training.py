@@ -225,6 +225,22 @@ def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
     assert "Resumed from" in capsys.readouterr().out
 
 
+def test_learning_rate_schedules(data_dir, tmp_path):
+    from a2gen_hf.training.loop import learning_rate_factor
+
+    assert [learning_rate_factor("linear", step, 4) for step in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert learning_rate_factor("cosine", 2, 4) == pytest.approx(0.5) and learning_rate_factor("constant", 3, 4) == 1
+    output = tmp_path / "linear"
+    argv = ["train", "--data", str(data_dir), "--output", str(output), "--max-steps", "4", "--batch-size", "32",
+            "--log-every", "1", "--lr-schedule", "cosine", *TINY_FLAGS]
+    assert main(argv) == 0
+    log = json.loads((output / "training_log.json").read_text())
+    factors = [entry["lr_factor"] for entry in log["log_history"] if "lr_factor" in entry]
+    assert factors == pytest.approx([learning_rate_factor("cosine", step, 4) for step in range(4)])
+    with pytest.raises(ValueError, match=r"lr_schedule='step'; use one of \['constant', 'linear', 'cosine'\]"):
+        TrainingSettings(output_dir=str(tmp_path), lr_schedule="step")
+
+
 def test_mixed_precision_errors_and_bf16_on_cpu(data_dir, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU's refusal of fp16")

@@ -345,6 +345,8 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dense-lr", type=float, default=5e-4)
     parser.add_argument("--embedding-lr", type=float, default=1e-4)
     parser.add_argument("--embedding-weight-decay", type=float, default=0.0)
+    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
+                        help="decay both learning rates over the run's steps (default: constant, the paper)")
     parser.add_argument("--embedding-dropout", type=float, default=0.0)
     parser.add_argument("--max-history-items", type=int, help="read at most this many recent history items")
     parser.add_argument("--history-propensity", action="store_true",
@@ -393,6 +395,7 @@ def run_compare(args: argparse.Namespace) -> int:
             dense_learning_rate=args.dense_lr,
             embedding_learning_rate=args.embedding_lr,
             embedding_weight_decay=args.embedding_weight_decay,
+            lr_schedule=args.lr_schedule,
         ),
         model_overrides={
             "embedding_dropout_prob": args.embedding_dropout,
@@ -472,6 +475,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embedding-lr", type=float, default=defaults.embedding_learning_rate)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="of the dense weights")
     parser.add_argument("--max-grad-norm", type=float, help="clip the gradient norm (default: no clipping)")
+    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default=defaults.lr_schedule,
+                        help="decay both learning rates over the run's steps (default: constant, the paper)")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps; 0 = never")
     parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="0 = keep all")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in OUTPUT")
@@ -529,6 +534,7 @@ def run_train(args: argparse.Namespace) -> int:
             embedding_learning_rate=args.embedding_lr,
             weight_decay=args.weight_decay,
             max_grad_norm=args.max_grad_norm,
+            lr_schedule=args.lr_schedule,
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,

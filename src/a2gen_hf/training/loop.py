@@ -47,6 +47,7 @@ TRAINING_LOG_FILE = "training_log.json"
 MODEL_FOLDER = "model"
 EVAL_RESULTS_FILE = "eval_results.json"
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 # Settings that decide the order of the data and the optimizer steps: a resumed run must use the same ones.
 RESUME_KEYS = ("seed", "batch_size", "gradient_accumulation_steps", "num_processes")
 
@@ -58,7 +59,9 @@ class TrainingSettings:
     tables. ``batch_size`` is per process and per accumulation micro-step, so one optimizer step sees
     ``batch_size * gradient_accumulation_steps * num_processes`` examples. ``max_grad_norm`` clips the global
     gradient norm (``None``: no clipping; the norm is logged either way). ``checkpoint_every`` = 0 saves no
-    checkpoints; ``keep_checkpoints`` = 0 keeps them all.
+    checkpoints; ``keep_checkpoints`` = 0 keeps them all. ``lr_schedule`` scales both learning rates over the run's
+    optimizer steps: ``constant`` (the paper), ``linear`` or ``cosine`` decay towards 0
+    (:func:`learning_rate_factor`; logged as ``lr_factor``).
     """
 
     output_dir: str
@@ -78,6 +81,7 @@ class TrainingSettings:
     resume: bool = False
     seed: int = 0
     log_every: int = 20
+    lr_schedule: str = "constant"
     select_best_epoch: bool = True
     shuffle_buffer_size: int = 10_000
     cpu: bool = False
@@ -86,6 +90,8 @@ class TrainingSettings:
     def __post_init__(self):
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision={self.mixed_precision!r}; use one of {list(MIXED_PRECISIONS)}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}; use one of {list(LR_SCHEDULES)}.")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
@@ -158,6 +164,18 @@ def parameter_groups(model: nn.Module, settings: TrainingSettings) -> list[dict[
         settings.weight_decay,
         settings.embedding_weight_decay,
     )
+
+
+def learning_rate_factor(schedule: str, step: int, total_steps: int) -> float:
+    """The multiplier of the base learning rates at optimizer step ``step`` (0-based) of ``total_steps``: 1
+    (``constant``), a straight line from 1 towards 0 (``linear``) or a half cosine from 1 towards 0 (``cosine``).
+    A function of the step alone, so a resumed run continues the same schedule."""
+    progress = min(step / max(total_steps, 1), 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
 
 
 def make_accelerator(settings: TrainingSettings) -> Accelerator:
@@ -425,6 +443,7 @@ def train(
     accelerator.wait_for_everyone()
 
     optimizer = torch.optim.AdamW(parameter_groups(model, settings))
+    base_learning_rates = [group["lr"] for group in optimizer.param_groups]
     model, optimizer = accelerator.prepare(model, optimizer)
     progress = _Progress()
     accelerator.register_for_checkpointing(progress)
@@ -464,6 +483,9 @@ def train(
         """One micro-batch; True when it completed an optimizer step."""
         nonlocal running_loss
         logging = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == total_steps
+        factor = learning_rate_factor(settings.lr_schedule, progress.global_step, total_steps)
+        for group, base in zip(optimizer.param_groups, base_learning_rates):
+            group["lr"] = base * factor
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             if not torch.isfinite(loss):
@@ -486,7 +508,7 @@ def train(
         bar.update(1)
         if logging:
             mean_loss = accelerator.reduce(running_loss / progress.running_count, reduction="mean").item()
-            entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss}
+            entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss, "lr_factor": factor}
             if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
                 entry["grad_norm"] = float(grad_norm)
             progress.log_history.append(entry)
