@@ -7,12 +7,13 @@ later fav / cart / buy mostly on items the user viewed before, item popularity Z
     python benchmarks/bench_convert.py --rows 1000000
     python benchmarks/bench_convert.py --rows 10000000 --max-history-items 20
 
-Prints generation time, conversion time (the ``convert_log`` call, imports excluded), rows/s, the peak memory of
-the conversion and the output size. The conversion runs in a fresh process. Its memory is sampled every 50 ms from
-/proc (Linux) over that process and its workers: the sum of their RSS, which counts the pages a forked worker shares
-with its parent (the ~0.5 GiB of imported torch / transformers, among others) once per process, and the sum of their
-PSS (proportional set size: each shared page divided among its sharers), the memory the tree really holds. The peak
-``ru_maxrss`` of the conversion process and of its largest worker are printed too.
+Prints generation time, conversion time (the ``convert_log`` call, imports excluded), rows/s, the CPU time of the
+conversion (user + system, workers included: on a shared machine it tells the work from the waiting), the peak
+memory of the conversion and the output size. The conversion runs in a fresh process. Its memory is sampled every
+50 ms from /proc (Linux) over that process and its workers: the sum of their RSS, which counts the pages a forked
+worker shares with its parent (the ~0.5 GiB of imported torch / transformers, among others) once per process, and
+the sum of their PSS (proportional set size: each shared page divided among its sharers), the memory the tree
+really holds. The peak ``ru_maxrss`` of the conversion process and of its largest worker are printed too.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def convert(path: Path, output: Path, max_history_items: int, partition_rows: in
     options = {"num_proc": num_proc}
     if partition_rows is not None:
         options["partition_rows"] = partition_rows
-    begin = time.perf_counter()
+    begin, cpu_begin = time.perf_counter(), os.times()
     result = convert_log(
         path,
         "taobao",
@@ -98,10 +99,11 @@ def convert(path: Path, output: Path, max_history_items: int, partition_rows: in
         progress=False,
         **options,
     )
-    seconds = time.perf_counter() - begin
+    seconds, cpu_end = time.perf_counter() - begin, os.times()
+    cpu_seconds = sum(cpu_end[:4]) - sum(cpu_begin[:4])  # user + system, of the process and its workers
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    queue.put((seconds, own_peak, worker_peak, result.summary))
+    queue.put((seconds, cpu_seconds, own_peak, worker_peak, result.summary))
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -174,14 +176,15 @@ def main() -> None:
     process.start()
     sampler = TreeMemorySampler(process.pid)
     sampler.start()
-    seconds, own_peak, worker_peak, summary = queue.get()
+    seconds, cpu_seconds, own_peak, worker_peak, summary = queue.get()
     sampler.stopped.set()
     sampler.join()
     process.join()
     output_bytes = sum(file.stat().st_size for file in (folder / "out").rglob("*") if file.is_file())
     rows = summary["rows_read"]
     print(
-        f"converted {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s); peak memory of the processes: "
+        f"converted {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s, CPU {cpu_seconds:.1f} s); peak "
+        "memory of the processes: "
         f"PSS {sampler.peak_pss / 2**30:.2f} GiB, RSS {sampler.peak_rss / 2**30:.2f} GiB (summed; ru_maxrss: "
         f"conversion process {own_peak / 2**30:.2f} GiB, largest worker {worker_peak / 2**30:.2f} GiB); "
         f"{summary['partitions']} partitions, "
