@@ -45,7 +45,7 @@ from .validation import BadRowCounter, LogFormatError, ValidatedBatches, Validat
 
 DEFAULT_SESSION_GAP_SECONDS = 3 * 86400
 DEFAULT_MAX_HISTORY_ITEMS = 50
-DEFAULT_PARTITION_ROWS = 2_000_000
+DEFAULT_PARTITION_ROWS = 1_000_000
 TIME_UNITS = ("s", "ms", "mmdd")
 
 
@@ -450,14 +450,15 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
 def _partition_map(num_proc: int, progress: bool | None) -> Iterator[Callable[..., list]]:
     """``map(function, partitions, desc)`` over ``num_proc`` forked worker processes (in this process when 1).
 
-    Processes, not threads: hashing ids (BLAKE2b in Python) holds the GIL. Fork, before the log is read: the workers
-    start small and share the imported modules; they run numpy / pyarrow / hashlib only.
+    Processes, not threads: hashing ids (BLAKE2b in Python) holds the GIL (threads took ~10% longer on 10M rows).
+    Forked before the log is read, the workers start small and share the imported modules; they run numpy, pyarrow
+    and hashlib only.
     """
 
     def bar(results: Iterable, total: int, desc: str) -> list:
         return list(tqdm(results, total=total, desc=desc, unit=" partitions", disable=progress is False or None))
 
-    if num_proc == 1:
+    if num_proc == 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield lambda function, indices, desc: bar(map(function, indices), len(indices), desc)
         return
     with multiprocessing.get_context("fork").Pool(num_proc) as pool:
@@ -502,9 +503,11 @@ def convert_log(
             Its time statistics are (re)fitted on the train split.
         chunk_size: examples assembled per Arrow record batch.
         progress: show progress bars (``None``: only on a terminal).
-        partition_rows: rows per partition (estimated from the input's size; Parquet's row count is exact). Memory
-            grows with it: about 0.5 KB per row per worker. Logs up to this size are one partition.
-        num_proc: worker processes (default ``min(2, os.cpu_count())``); the partitions are rounded up to a multiple.
+        partition_rows: rows per partition, the unit of work and of memory (about 0.4 KB per row in a worker, plus
+            one chunk of examples). The log's rows are estimated from its size (exact for Parquet); a log of at most
+            ``partition_rows`` rows is one partition, converted in this process.
+        num_proc: worker processes (default ``min(2, os.cpu_count())``; 1, or a platform without ``fork``: all in
+            this process); the number of partitions is rounded up to a multiple of it.
 
     Returns:
         A :class:`ConversionResult`.
@@ -561,6 +564,7 @@ def convert_log(
         finally:
             writer.close()
         if writer.rows == 0:
+            stream.bad_rows.finish()
             raise LogFormatError(f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).")
         partitions = range(num_partitions)
         cut = partition_map(partial(_cut_sessions, conversion), partitions, "sessions")
