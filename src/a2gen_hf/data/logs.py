@@ -503,7 +503,7 @@ def convert_log(
             Its time statistics are (re)fitted on the train split.
         chunk_size: examples assembled per Arrow record batch.
         progress: show progress bars (``None``: only on a terminal).
-        partition_rows: rows per partition, the unit of work and of memory (about 0.4 KB per row in a worker, plus
+        partition_rows: rows per partition, the unit of work and of memory (about 0.3 KB per row in a worker, plus
             one chunk of examples). The log's rows are estimated from its size (exact for Parquet); a log of at most
             ``partition_rows`` rows is one partition, converted in this process.
         num_proc: worker processes (default ``min(2, os.cpu_count())``; 1, or a platform without ``fork``: all in
