@@ -1,7 +1,7 @@
 """From sessions (one per user and target item) to the on-disk examples of ``docs/design.md``.
 
 Everything here is columnar: sessions are numpy arrays with CSR event lists, history windows are found with one
-``searchsorted``, and list columns are assembled from offsets with pyarrow ``take`` in chunks of examples, written
+``searchsorted``, and list columns are assembled from offsets with numpy gathers in chunks of examples, written
 straight into the Arrow files of a ``DatasetDict.save_to_disk`` folder.
 """
 
@@ -105,7 +105,7 @@ class SplitRule:
 
 @dataclass
 class LogTimeMoments:
-    """Count, mean and sum of squared deviations of ``log1p(seconds)``; partitions' moments merge exactly.
+    """Count, mean and sum of squared deviations of ``log1p(seconds)``; the moments of partitions merge into all's.
 
     :meth:`fit` gives the tokenizer the statistics ``fit_log_statistics`` computes on all the seconds at once (up to
     float rounding; bit for bit from a single partition).
@@ -210,7 +210,7 @@ def history_windows(
     sorted_keys = (user_key + end_rank)[order]
     # Queries in increasing order make searchsorted fast: each search starts from the previous answer.
     start_key = user_key + start_rank
-    by_start = np.argsort(start_key, kind="stable")
+    by_start = np.argsort(start_key)
     high, user_low = np.empty_like(start_key), np.empty_like(start_key)
     high[by_start] = np.searchsorted(sorted_keys, start_key[by_start])
     user_low[by_start] = np.searchsorted(sorted_keys, user_key[by_start])
@@ -251,6 +251,7 @@ class _SessionColumns:
     seconds: np.ndarray
 
     def reordered(self, order: np.ndarray) -> _SessionColumns:
+        """The same sessions listed in ``order``."""
         events, offsets = _concatenated_ranges(self.event_offsets[order], self.event_offsets[order + 1])
         return _SessionColumns(
             self.item_ids[order], self.side_ids[order], offsets, self.action_ids[events], self.seconds[events]

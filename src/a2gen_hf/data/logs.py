@@ -273,9 +273,9 @@ def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_secon
     codes, dictionaries = _encoded(log, preset)
     users, items = codes[preset.user_column], codes[preset.item_column]
     times, actions = log.numbers[preset.time_column], log.numbers["action_id"]
-    # Ties of (user, item, time) by vocabulary order, then by line (rows are in line order).
+    # Ties of (user, item, time) by vocabulary order, then by line.
     (time_ranks,) = dense_ranks(times)
-    rows = sort_order([users, items, time_ranks, actions], np.arange(len(times)))
+    rows = sort_order([users, items, time_ranks, actions], log.lines)
     duplicate = ~_group_starts(users[rows], items[rows], times[rows], actions[rows])
 
     def describe(row: int) -> str:
@@ -316,7 +316,7 @@ def sessions_from_views(log: ValidatedLog, preset: LogPreset) -> Sessions:
     users, items = codes[preset.user_column], codes[preset.item_column]
     times = log.numbers[preset.time_column]
     (time_ranks,) = dense_ranks(times)
-    rows = sort_order([users, items, time_ranks], np.arange(len(times)))
+    rows = sort_order([users, items, time_ranks], log.lines)
 
     def describe(row: int) -> str:
         return f"user {dictionaries[preset.user_column][users[row]]}, video {dictionaries[preset.item_column][items[row]]} viewed at {_seconds_text(times[row])}"
