@@ -54,6 +54,8 @@ def test_compare_writes_the_tables_with_baselines_and_bootstrap(data_dir, tmp_pa
         assert row["verdict"] in ("A better", "B better", "no significant difference")
     table = (output / "results.md").read_text()
     assert "| A2Gen-IAG |" in table and "ablation: notime" in table and "positives" in table
+    assert "Networks trained with num_epochs=1, batch_size=256" in table and "use_id_embeddings=True" in table
+    assert report["settings"]["training"]["lr_schedule"] == "constant"
     assert (output / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert "Paired bootstrap" in capsys.readouterr().out
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,10 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         per_model[name] = {"predictions": averaged, "metrics": seed_metrics}
 
     report = summarize(per_model, references, base_config, settings, metadata)
+    report["settings"] = {
+        "model_overrides": dict(settings.model_overrides or {}),
+        "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
+    }
     (output_dir / "results.json").write_text(json.dumps(report, indent=2, default=_json_default))
     (output_dir / "results.md").write_text(format_markdown(report))
     from ..plotting import plot_comparison
@@ -244,6 +248,20 @@ def _cell(value: dict[str, float] | None, digits: int = 4) -> str:
     return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
 
 
+def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
+    """One line each for the networks' config overrides and training settings, so a table says how it was made."""
+    if not settings:
+        return []
+    training = settings["training"]
+    trained = ", ".join(
+        f"{key}={training[key]}"
+        for key in ("num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule")
+        if key in training
+    )
+    overrides = ", ".join(f"{key}={value}" for key, value in sorted(settings["model_overrides"].items()))
+    return [f"Networks trained with {trained}.", f"Network options: {overrides or 'the defaults'}."]
+
+
 def format_markdown(report: dict[str, Any]) -> str:
     """The report as the paper's Tables 1-3 (AUC and MAE per action), plus counts and bootstrap intervals."""
     models = report["models"]
@@ -253,6 +271,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"Test examples: {report['num_test_examples']}; positives: "
         + ", ".join(f"{action} {count}" for action, count in report["positives"].items())
         + f"; networks: mean ± std over {report['seeds']} seeds.",
+        *_settings_lines(report.get("settings")),
         "",
         "| model | " + " | ".join(f"AUC {a}" for a in actions) + " | mean AUC | "
         + " | ".join(f"MAE {a}" for a in mae_actions) + " |",
