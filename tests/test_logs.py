@@ -295,6 +295,15 @@ def test_cli_prepare_writes_the_dataset_and_prints_a_summary(tmp_path, capsys):
     assert json.loads((output / "a2gen_data.json").read_text())["preset"]["name"] == "tmall"
 
 
+def test_cli_prepare_partition_flags_reach_the_conversion(tmp_path, capsys):
+    output = tmp_path / "partitioned"
+    code = cli.main(["prepare", "--preset", "tmall", "--input", str(FIXTURES / "tmall_user_log.csv"),
+                     "--output", str(output), "--partition-rows", "5", "--num-proc", "1"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((output / "a2gen_data.json").read_text())
+    assert summary["partitions"] > 1 and summary["examples"] == {"train": 7, "validation": 1, "test": 3}
+
+
 def test_cli_prepare_reports_bad_rows_as_an_error(tmp_path, capsys):
     path = _write(tmp_path, GOOD + "1,101,5,look,1511544071\n")
     code = cli.main(["prepare", "--preset", "taobao", "--input", str(path), "--output", str(tmp_path / "out")])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def add_prepare_command(subparsers: argparse._SubParsersAction) -> None:
-    from .data.logs import DEFAULT_MAX_HISTORY_ITEMS, DEFAULT_SESSION_GAP_SECONDS, PRESETS
+    from .data.logs import DEFAULT_MAX_HISTORY_ITEMS, DEFAULT_PARTITION_ROWS, DEFAULT_SESSION_GAP_SECONDS, PRESETS
 
     parser = subparsers.add_parser(
         "prepare",
@@ -40,6 +40,9 @@ def add_prepare_command(subparsers: argparse._SubParsersAction) -> None:
                         "collisions rare and tables small)")
     parser.add_argument("--user-buckets", type=int, default=100_000)
     parser.add_argument("--side-feature-buckets", type=int, default=100_000)
+    parser.add_argument("--partition-rows", type=int, default=DEFAULT_PARTITION_ROWS,
+                        help="rows per user partition: the unit of work and of memory")
+    parser.add_argument("--num-proc", type=int, help="worker processes (default: min(2, CPUs); 1 = this process)")
     parser.set_defaults(func=run_prepare)
 
 
@@ -76,6 +79,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             min_history=args.min_history,
             split_rule=split_rule,
             tokenizer=tokenizer,
+            partition_rows=args.partition_rows,
+            num_proc=args.num_proc,
         )
     except (LogFormatError, FileNotFoundError, ValueError) as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
@@ -360,6 +365,8 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--history-pooling", choices=["sum", "mean"], default="sum",
+                        help="how A2Gen's HSE reduces over positions: sum (the paper) or mean")
     parser.add_argument("--count-features", action="store_true",
                         help="give the networks the logistic regression's history count features (standardised)")
     parser.add_argument("--popularity-features", action="store_true",
@@ -372,6 +379,7 @@ def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
+        "history_pooling": args.history_pooling,
         "history_count_features": args.count_features,
         "occurrence_head": args.occurrence_head,
         "target_popularity_features": args.popularity_features,
