@@ -70,6 +70,47 @@ class Sessions:
         return len(self.start)
 
 
+_SESSION_ARRAYS = (
+    "user_codes", "item_codes", "side_codes", "start", "end", "event_offsets", "event_action_ids", "event_seconds",
+    "first_lines",
+)
+
+
+def save_sessions(sessions: Sessions, folder: Path) -> None:
+    """Write ``sessions`` to ``folder`` without pickle: the numpy arrays in one ``.npz``, each id dictionary as Arrow."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / "arrays.npz",
+        side_fields=np.array(sessions.side_fields, dtype=str),
+        **{name: getattr(sessions, name) for name in _SESSION_ARRAYS},
+    )
+    for name, values in (("users", sessions.users), ("items", sessions.items), *(
+        (f"side-{index}", values) for index, values in enumerate(sessions.side_values)
+    )):
+        table = pa.table({"value": values})
+        with pa.OSFile(str(folder / f"{name}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+
+def load_sessions(folder: Path) -> Sessions:
+    """The sessions :func:`save_sessions` wrote to ``folder``."""
+
+    def values(name: str) -> pa.Array:
+        with pa.memory_map(str(folder / f"{name}.arrow")) as source:
+            return pa.ipc.open_file(source).read_all().column("value").combine_chunks()
+
+    with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
+        side_fields = tuple(str(field) for field in arrays["side_fields"])
+        loaded = {name: arrays[name] for name in _SESSION_ARRAYS}
+    return Sessions(
+        users=values("users"),
+        items=values("items"),
+        side_fields=side_fields,
+        side_values=[values(f"side-{index}") for index in range(len(side_fields))],
+        **loaded,
+    )
+
+
 @dataclass(frozen=True)
 class SplitRule:
     """Time boundaries of the splits: ``session_start < validation_start`` is train, ``< test_start`` validation.

@@ -10,7 +10,7 @@ import json
 import math
 import multiprocessing
 import os
-import pickle
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -36,6 +36,8 @@ from .examples import (
     action_counts,
     data_file_name,
     dense_ranks,
+    load_sessions,
+    save_sessions,
     sort_order,
     write_dataset_dict_files,
     write_examples,
@@ -379,7 +381,7 @@ class _Conversion:
         return self.work_dir / f"partition-{index:05d}.arrow"
 
     def sessions_file(self, index: int) -> Path:
-        return self.work_dir / f"sessions-{index:05d}.pickle"
+        return self.work_dir / f"sessions-{index:05d}"
 
     def examples_file(self, split: str, index: int) -> Path:
         return self.dataset_dir / split / data_file_name(index, self.num_partitions)
@@ -415,8 +417,7 @@ def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
         sessions = sessions_from_views(log, preset)
     else:
         sessions = sessions_from_events(log, preset, conversion.session_gap_seconds)
-    with open(conversion.sessions_file(index), "wb") as handle:
-        pickle.dump(sessions, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    save_sessions(sessions, conversion.sessions_file(index))
     return _PartitionSessions(len(sessions), float(sessions.start.min()), float(sessions.start.max()), log.bad_rows)
 
 
@@ -427,9 +428,8 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
         for split in SPLITS:
             write_examples(conversion.examples_file(split, index), [])
         return _PartitionExamples([0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments())
-    with open(conversion.sessions_file(index), "rb") as handle:
-        sessions: Sessions = pickle.load(handle)
-    conversion.sessions_file(index).unlink()
+    sessions = load_sessions(conversion.sessions_file(index))
+    shutil.rmtree(conversion.sessions_file(index))
     split_of_session = np.searchsorted(conversion.boundaries, sessions.start, side="right")
     builder = ExampleBuilder(sessions, conversion.tokenizer, conversion.max_history_items)
     chosen = builder.available >= conversion.min_history
