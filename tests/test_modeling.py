@@ -437,7 +437,7 @@ def test_count_features_and_occurrence_head(generator, tmp_path):
     model = A2GenForActionGeneration(config)
     batch = make_batch(config)
     trained = model(**batch)  # training mode: fits the standardiser's statistics
-    assert model.a2gen.count_features.standardizer.count == 4
+    assert model.a2gen.extra_features.count_features.standardizer.count == 4
     parts = ("action_loss", "time_loss", "order_loss", "aux_action_loss", "aux_time_loss")
     weights = dict(action_loss=1.0, time_loss=0.1, order_loss=0.01, aux_action_loss=0.1, aux_time_loss=0.1)
     expected = sum(weights[name] * getattr(trained, name) for name in parts if getattr(trained, name) is not None)
@@ -456,7 +456,7 @@ def test_count_features_and_occurrence_head(generator, tmp_path):
 
     model.save_pretrained(tmp_path)
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
-    torch.testing.assert_close(reloaded.a2gen.count_features.standardizer.mean, model.a2gen.count_features.standardizer.mean)
+    torch.testing.assert_close(reloaded.a2gen.extra_features.count_features.standardizer.mean, model.a2gen.extra_features.count_features.standardizer.mean)
     torch.testing.assert_close(reloaded(**batch).occurrence_logits, reference.occurrence_logits)
 
 
@@ -519,16 +519,16 @@ def test_popularity_features_leave_out_own_labels_only_while_training(generator,
     from a2gen_hf.modeling_baselines import first_occurrence_targets
 
     occurs = first_occurrence_targets(batch["labels"], batch["label_times"], None, config.vocab_size)[0]
-    model.a2gen.popularity_features.fit(batch["item_ids"], batch["item_side_ids"][:, 0], occurs)
-    model.a2gen.popularity_features.standardizer.eval()  # keep the statistics fixed to compare contexts
+    model.a2gen.extra_features.popularity_features.fit(batch["item_ids"], batch["item_side_ids"][:, 0], occurs)
+    model.a2gen.extra_features.popularity_features.standardizer.eval()  # keep the statistics fixed to compare contexts
     seen = []
     model.generator.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach().clone()))
     model(**batch)  # training: own outcomes left out
     model.eval()
     model(**batch)
-    size = model.a2gen.popularity_features.size
+    size = model.a2gen.extra_features.popularity_features.size
     assert not torch.allclose(seen[0][:, -size:], seen[1][:, -size:])
     model.save_pretrained(tmp_path)
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
-    assert torch.equal(reloaded.a2gen.popularity_features.item_counts, model.a2gen.popularity_features.item_counts)
+    assert torch.equal(reloaded.a2gen.extra_features.popularity_features.item_counts, model.a2gen.extra_features.popularity_features.item_counts)
     torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)

@@ -138,7 +138,8 @@ def test_create_model_shares_rows_among_rare_ids(data_dir, name):
 def test_create_model_fits_target_popularity_on_train(data_dir, name):
     dataset, tokenizer, _ = load_data_dir(data_dir)
     model = create_model(name, tokenizer, dataset, target_popularity_features=True, **TINY)
-    popularity = model.base_model.popularity_features if name.startswith("a2gen") else model.inputs.popularity_features
+    extra = model.base_model.extra_features if name.startswith("a2gen") else model.inputs.extra_features
+    popularity = extra.popularity_features
     train = dataset["train"]
     assert popularity.item_totals.sum() == popularity.category_totals.sum() == len(train)
     item = train[0]["item_id"]

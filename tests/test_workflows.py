@@ -94,7 +94,7 @@ def test_train_with_the_sparse_log_options_saves_and_evaluates_them(data_dir, tm
     model = AutoModelForActionGeneration.from_pretrained(run / "model")
     config = model.config
     assert config.history_count_features and config.occurrence_head and config.rare_id_threshold == 2
-    assert model.a2gen.count_features.standardizer.count > 0  # statistics of the training examples were saved
+    assert model.a2gen.extra_features.count_features.standardizer.count > 0  # statistics of the training examples were saved
     rows = model.a2gen.features.item_rows
     assert (rows >= config.item_buckets).any() and (rows == torch.arange(len(rows), dtype=rows.dtype)).any()
     capsys.readouterr()

@@ -498,6 +498,52 @@ class TargetPopularityFeatures(nn.Module):
         return self.standardizer(features)
 
 
+class ExtraContextFeatures(nn.Module):
+    """
+    The inputs beyond the paper that the config switches on, concatenated `(B, size)`: the count rule's propensities
+    (``history_propensity_features``, `V`), :class:`HistoryCountFeatures` and :class:`TargetPopularityFeatures`.
+    A2Gen appends them to its generation context, MMoE and PLE to their towers' input, so both read the same.
+    """
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        self.propensity_size = config.vocab_size if config.history_propensity_features else 0
+        self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
+        self.popularity_features = TargetPopularityFeatures(config) if config.target_popularity_features else None
+        self.size = (
+            self.propensity_size
+            + (self.count_features.size if self.count_features is not None else 0)
+            + (self.popularity_features.size if self.popularity_features is not None else 0)
+        )
+
+    def forward(
+        self,
+        history_action_ids: torch.LongTensor,
+        history_mask: torch.Tensor,
+        history_item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor,
+        history_item_side_ids: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+        target_occurrences: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`history_action_ids` `(B, N, E)` with padding items' events zeroed, the rest as in ``forward`` of the
+        models -> `(B, size)`."""
+        parts = []
+        if self.propensity_size:
+            parts.append(history_action_propensity(history_action_ids, history_mask, self.propensity_size))
+        if self.count_features is not None:
+            parts.append(
+                self.count_features(
+                    history_action_ids, history_mask, history_item_ids, item_ids, history_item_side_ids, item_side_ids
+                )
+            )
+        if self.popularity_features is not None:
+            parts.append(
+                self.popularity_features(item_ids, target_categories(item_ids, item_side_ids), target_occurrences)
+            )
+        return torch.cat(parts, dim=-1)
+
+
 class A2GenOccurrenceHead(nn.Module):
     """
     Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
@@ -848,15 +894,12 @@ class A2GenModel(A2GenPreTrainedModel):
         self.encoder = HierarchicalSequenceEncoder(
             config, self.event_embedding.output_size, self.features.item_feature_size
         )
-        self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
-        self.popularity_features = TargetPopularityFeatures(config) if config.target_popularity_features else None
+        self.extra_features = ExtraContextFeatures(config)
         self.context_size = (
             self.features.user_feature_size
             + config.hidden_size
             + self.features.item_feature_size
-            + (config.vocab_size if config.history_propensity_features else 0)
-            + (self.count_features.size if self.count_features is not None else 0)
-            + (self.popularity_features.size if self.popularity_features is not None else 0)
+            + self.extra_features.size
         )
         self.post_init()
 
@@ -916,23 +959,17 @@ class A2GenModel(A2GenPreTrainedModel):
         )
         history_representation = encoded["history_representation"]
         context_parts = [user_features, history_representation, target_item_features]
-        if self.config.history_propensity_features:
-            propensity = history_action_propensity(history_action_ids * event_mask, history_mask, self.config.vocab_size)
-            context_parts.append(propensity)
-        if self.count_features is not None:
+        if self.extra_features.size:
             context_parts.append(
-                self.count_features(
+                self.extra_features(
                     history_action_ids * event_mask,
                     history_mask,
                     history_item_ids,
                     item_ids,
                     history_item_side_ids,
                     item_side_ids,
+                    target_occurrences,
                 )
-            )
-        if self.popularity_features is not None:
-            context_parts.append(
-                self.popularity_features(item_ids, target_categories(item_ids, item_side_ids), target_occurrences)
             )
         generation_context = torch.cat(context_parts, dim=-1)
 

@@ -25,14 +25,11 @@ from .modeling_a2gen import (
     A2GenEventEmbedding,
     A2GenFeatureEmbeddings,
     A2GenPreTrainedModel,
-    HistoryCountFeatures,
-    TargetPopularityFeatures,
+    ExtraContextFeatures,
     _check_history_shapes,
     _masked_pool,
     first_occurrence_targets,
-    history_action_propensity,
     own_outcomes_while_training,
-    target_categories,
 )
 from .time_encoding import denormalize_times
 from .tokenization_a2gen import A2GenActionTokenizer
@@ -94,16 +91,12 @@ class MultiTaskBaselineInputs(nn.Module):
         history_item_size = self.features.item_feature_size + (
             self.event_embedding.output_size if self.with_events else 0
         )
-        self.propensity_size = config.vocab_size if config.history_propensity_features else 0
-        self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
-        self.popularity_features = TargetPopularityFeatures(config) if config.target_popularity_features else None
+        self.extra_features = ExtraContextFeatures(config)
         self.output_size = (
             self.features.user_feature_size
             + self.features.item_feature_size
             + history_item_size
-            + self.propensity_size
-            + (self.count_features.size if self.count_features is not None else 0)
-            + (self.popularity_features.size if self.popularity_features is not None else 0)
+            + self.extra_features.size
         )
 
     def forward(
@@ -140,27 +133,25 @@ class MultiTaskBaselineInputs(nn.Module):
             history_items = torch.cat([history_items, _masked_pool(events, event_mask, "mean")], dim=-1)
         history = _masked_pool(history_items, history_mask, "mean")
         parts = [user_features, target_item_features, history]
-        if self.propensity_size:
+        if self.extra_features.size:
             if history_action_ids is None:
-                raise ValueError("history_propensity_features reads history_action_ids; pass them (the collator does).")
-            parts.append(history_action_propensity(history_action_ids, history_mask, self.propensity_size))
-        if self.count_features is not None:
-            if history_action_ids is None:
-                raise ValueError("history_count_features reads history_action_ids; pass them (the collator does).")
+                if self.extra_features.propensity_size or self.extra_features.count_features is not None:
+                    raise ValueError(
+                        "history_propensity_features / history_count_features read history_action_ids; pass them "
+                        "(the collator does)."
+                    )
+                history_action_ids = torch.zeros_like(history_item_ids).unsqueeze(-1)
             event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
             parts.append(
-                self.count_features(
+                self.extra_features(
                     history_action_ids * event_mask,
                     history_mask,
                     history_item_ids,
                     item_ids,
                     history_item_side_ids,
                     item_side_ids,
+                    target_occurrences,
                 )
-            )
-        if self.popularity_features is not None:
-            parts.append(
-                self.popularity_features(item_ids, target_categories(item_ids, item_side_ids), target_occurrences)
             )
         return torch.cat(parts, dim=-1)
 
