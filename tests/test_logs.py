@@ -397,3 +397,12 @@ def test_empty_splits_are_written_and_load(tmp_path):
     result = convert_log(FIXTURES / "tmall_user_log.csv", "tmall", output_dir=tmp_path / "out", min_history=100)
     assert result.summary["examples"] == {"train": 0, "validation": 0, "test": 0}
     assert datasets.load_from_disk(str(tmp_path / "out"))["train"].num_rows == 0
+
+
+def test_an_empty_train_split_fails_without_leaving_a_half_written_dataset(tmp_path):
+    path = _write(tmp_path, GOOD + "1,101,5,pv,1511544090\n")
+    output = tmp_path / "out"
+    everything_validation = SplitRule(validation_start=0, test_start=2e9)
+    with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
+        convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
+    assert list(output.iterdir()) == []

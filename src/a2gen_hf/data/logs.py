@@ -574,7 +574,12 @@ def convert_log(
         last_start = max(partition.last_start for partition in cut)
         conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
         written = partition_map(partial(_write_examples, conversion), partitions, "examples")
-        reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
+        try:
+            reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
+        except ValueError:
+            for split in SPLITS:  # an unusable conversion must not leave a half-written dataset behind
+                shutil.rmtree(dataset_dir / split, ignore_errors=True)
+            raise
         write_dataset_dict_files(dataset_dir, num_partitions)
         dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=output_dir is None)
 
