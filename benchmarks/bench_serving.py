@@ -48,6 +48,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per cached row (naive rows use fewer)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="candidate block of the cached path")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to warm up)")
+    parser.add_argument(
+        "--sparse-log-options",
+        action="store_true",
+        help="rank with a model that has the propensity, count and popularity features and the occurrence head",
+    )
     parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
     return parser.parse_args()
 
@@ -168,11 +173,19 @@ class Table:
         return "\n".join(lines)
 
 
+SPARSE_LOG_OPTIONS = dict(
+    history_propensity_features=True, history_count_features=True, target_popularity_features=True, occurrence_head=True
+)
+
+
 def ranking_rows(table: Table, args: argparse.Namespace, device: torch.device, generator_type: str) -> None:
     torch.manual_seed(0)
-    config = A2GenConfig(generator=generator_type)
+    options = SPARSE_LOG_OPTIONS if args.sparse_log_options else {}
+    config = A2GenConfig(generator=generator_type, **options)
     model = A2GenForActionGeneration(config).to(device).eval()
     ranker = A2GenRanker(model, chunk_size=args.chunk_size)
+    if options:
+        generator_type += " + sparse-log options"
     user = user_inputs(config, device)
     counts = [100, 1000] if args.quick else [100, 1000, 10000]
     state = ranker.encode_user(**user)

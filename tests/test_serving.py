@@ -201,13 +201,50 @@ def test_malformed_inputs_give_clear_errors():
     assert isinstance(state, UserState)
 
 
-@pytest.mark.parametrize(
-    "option",
-    ["history_propensity_features", "history_count_features", "target_popularity_features", "occurrence_head"],
+SPARSE_LOG_OPTIONS = dict(
+    history_propensity_features=True, history_count_features=True, target_popularity_features=True, occurrence_head=True
 )
-def test_ranker_refuses_count_features_clearly(option):
-    from a2gen_hf import A2GenConfig
 
-    model = A2GenForActionGeneration(A2GenConfig(item_buckets=100, user_buckets=10, **{option: True}))
-    with pytest.raises(ValueError, match=f"does not support {option}=True yet; score such a model with"):
-        A2GenRanker(model)
+
+def with_fitted_popularity(model, config):
+    """Give the popularity features counts (random outcomes of 40 examples), so that they vary with the candidate."""
+    generator = torch.Generator().manual_seed(5)
+    item_ids = torch.randint(1, config.item_buckets, (40,), generator=generator)
+    categories = torch.randint(1, config.side_feature_buckets, (40,), generator=generator)
+    occurs = torch.rand(40, config.vocab_size, generator=generator) < 0.3
+    model.a2gen.extra_features.popularity_features.fit(item_ids, categories, occurs)
+    return model
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+@pytest.mark.parametrize("padding", [None, "left"])
+def test_scoring_with_the_sparse_log_options_equals_predict_actions(generator, padding):
+    model, config = build(generator, **SPARSE_LOG_OPTIONS)
+    model = with_fitted_popularity(model, config)
+    user = one_user(config, padding)
+    item_ids, item_side_ids = candidates(config, 30)
+    item_ids[:3] = user["history_item_ids"][0, -3:]  # candidates seen in the history change the count features
+    ranker = A2GenRanker(model, chunk_size=7)
+    state = ranker.encode_user(**user)
+    cached = ranker.score_candidates(state, item_ids, item_side_ids)
+    assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
+    timelines = ranker.generate(state, item_ids[:4], item_side_ids[:4])
+    repeated = {name: value.expand(4, *value.shape[1:]) for name, value in user.items()}
+    reference = model.generate(**repeated, item_ids=item_ids[:4], item_side_ids=item_side_ids[:4],
+                               return_dict_in_generate=True)
+    assert torch.equal(timelines.sequences, reference.sequences)
+    with pytest.raises(ValueError, match="export\\(\\) covers models without the count, propensity or popularity"):
+        ranker.export(state, item_ids, item_side_ids)
+
+
+def test_exported_program_with_an_occurrence_head_equals_eager():
+    model, config = build("iag", occurrence_head=True)
+    ranker = A2GenRanker(model)
+    state = ranker.encode_user(**one_user(config))
+    item_ids, item_side_ids = candidates(config, 8)
+    program = ranker.export(state, item_ids, item_side_ids)
+    with torch.no_grad():
+        exported = program.module()(*state.as_tuple(), item_ids, item_side_ids)
+    eager = ranker.score_candidates(state, item_ids, item_side_ids)
+    torch.testing.assert_close(exported[0], eager.action_probabilities, rtol=0, atol=1e-6)
+    assert_same_prediction(eager, naive_prediction(model, one_user(config), item_ids, item_side_ids))

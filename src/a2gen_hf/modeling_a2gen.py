@@ -357,7 +357,9 @@ class HistoryCountFeatures(nn.Module):
     - once: log1p(history length); shares of items that are the target item / in its category; 1 / (1 + age of the
       most recent same-category and same-item history item).
 
-    Ages count real items from the most recent (age 0), so left and right padding give the same features.
+    Ages count real items from the most recent (age 0), so left and right padding give the same features. The history
+    may have batch size 1 for B targets (one user, B candidates): what depends on the history alone is then computed
+    once and broadcast.
     """
 
     RECENT_ITEMS = 5
@@ -377,21 +379,23 @@ class HistoryCountFeatures(nn.Module):
         history_item_side_ids: torch.LongTensor | None = None,
         item_side_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """`(B, N, E)` ids, `(B, N)` mask and ids, `(B,)` target ids (side ids `(B, N, F)` / `(B, F)`) -> `(B, size)`."""
+        """`(b, N, E)` ids, `(b, N)` mask and ids with b = B or 1, `(B,)` target ids (side ids `(b, N, F)` / `(B, F)`)
+        -> `(B, size)`."""
         mask = history_mask.float()
         real = mask.unsqueeze(-1)
-        present = F.one_hot(history_action_ids, self.vocab_size).amax(dim=2)[..., 1:].float() * real  # (B, N, A)
+        present = F.one_hot(history_action_ids, self.vocab_size).amax(dim=2)[..., 1:].float() * real  # (b, N, A)
         # Age: real items after this one (0 = the most recent real item).
         age = mask.flip(1).cumsum(1).flip(1) - mask
         if history_item_side_ids is not None and item_side_ids is not None and item_side_ids.shape[-1] > 0:
-            same_category = (history_item_side_ids[..., 0] == item_side_ids[:, :1]).float() * mask
+            same_category = (history_item_side_ids[..., 0] == item_side_ids[:, :1]).float() * mask  # (B, N)
         else:
             same_category = mask
-        same_item = (history_item_ids == item_ids.unsqueeze(-1)).float() * mask
+        same_item = (history_item_ids == item_ids.unsqueeze(-1)).float() * mask  # (B, N)
         recent = mask * (age < self.RECENT_ITEMS)
 
         def share(where: torch.Tensor) -> torch.Tensor:
-            return (present * where.unsqueeze(-1)).sum(1) / where.sum(1, keepdim=True).clamp_min(1.0)
+            """Per action, the share of the items where `where` `(b or B, N)` holds that have it."""
+            return (where.unsqueeze(1) @ present).squeeze(1) / where.sum(1, keepdim=True).clamp_min(1.0)
 
         def recency(where: torch.Tensor) -> torch.Tensor:
             """1 / (1 + the smallest age where `where` `(B, N[, A])` holds), 0 where it never holds."""
@@ -400,21 +404,19 @@ class HistoryCountFeatures(nn.Module):
             return 1.0 / (1.0 + youngest)
 
         length = mask.sum(1, keepdim=True)
-        features = torch.cat(
-            [
-                share(mask),
-                share(recent),
-                share(same_category),
-                recency(present),
-                torch.log1p(length),
-                (same_item.sum(1, keepdim=True) / length.clamp_min(1.0)),
-                (same_category.sum(1, keepdim=True) / length.clamp_min(1.0)),
-                recency(same_category).unsqueeze(-1),
-                recency(same_item).unsqueeze(-1),
-            ],
-            dim=-1,
-        )
-        return self.standardizer(features)
+        parts = [
+            share(mask),
+            share(recent),
+            share(same_category),
+            recency(present),
+            torch.log1p(length),
+            (same_item.sum(1, keepdim=True) / length.clamp_min(1.0)),
+            (same_category.sum(1, keepdim=True) / length.clamp_min(1.0)),
+            recency(same_category).unsqueeze(-1),
+            recency(same_item).unsqueeze(-1),
+        ]
+        batch = item_ids.shape[0]
+        return self.standardizer(torch.cat([part.expand(batch, -1) for part in parts], dim=-1))
 
 
 def target_categories(item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None) -> torch.LongTensor:
@@ -526,11 +528,12 @@ class ExtraContextFeatures(nn.Module):
         item_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`history_action_ids` `(B, N, E)` with padding items' events zeroed, the rest as in ``forward`` of the
-        models -> `(B, size)`."""
+        """`history_action_ids` `(b, N, E)` with padding items' events zeroed, the rest as in ``forward`` of the
+        models -> `(B, size)`; the history may have batch size b = 1 for B targets (one user's candidates)."""
         parts = []
         if self.propensity_size:
-            parts.append(history_action_propensity(history_action_ids, history_mask, self.propensity_size))
+            propensity = history_action_propensity(history_action_ids, history_mask, self.propensity_size)
+            parts.append(propensity.expand(item_ids.shape[0], -1))
         if self.count_features is not None:
             parts.append(
                 self.count_features(
@@ -569,6 +572,14 @@ def own_outcomes_while_training(
     if not (model.training and model.config.target_popularity_features and labels is not None):
         return None
     return first_occurrence_targets(labels, label_times, None, model.config.vocab_size)[0]
+
+
+def occurrence_probabilities(model: A2GenForActionGeneration, context: torch.Tensor) -> torch.Tensor:
+    """P(action happens) `(B, V)` from the occurrence head on the generation context `(B, C)`; start 1, padding 0."""
+    probabilities = torch.sigmoid(model.occurrence_head(context).float())
+    columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
+    is_start, is_pad = columns == model.config.start_action_id, columns == 0
+    return torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))
 
 
 def occurrence_loss(
@@ -1306,9 +1317,5 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         context = self._encode_for_generation(dict(inputs))
         prediction = action_predictions_from_slots(self.config, *self.slot_distributions(context))
         if self.occurrence_head is not None:
-            probabilities = torch.sigmoid(self.occurrence_head(context).float())
-            columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
-            probabilities[:, columns == 0] = 0.0
-            probabilities[:, columns == self.config.start_action_id] = 1.0
-            prediction.action_probabilities = probabilities
+            prediction.action_probabilities = occurrence_probabilities(self, context)
         return prediction

@@ -25,6 +25,7 @@ from .modeling_a2gen import (
     ContextAwareAttention,
     _check_history_shapes,
     action_predictions_from_slots,
+    occurrence_probabilities,
 )
 
 USER_INPUT_NAMES = (
@@ -52,6 +53,9 @@ class UserState:
         keys / values (`torch.FloatTensor` of shape `(heads, n, head_size)`): CAM_item's keys and values.
         score_exponentials (`torch.FloatTensor` of shape `(heads, n, n)`): ``exp(A - rowmax(A))`` with
             ``A = queries @ keys^T / sqrt(head_size)``, the per-user factor of every candidate's attention.
+        history (`dict`, *optional*): for a model with the count / propensity / popularity features, the user's
+            real history items: ``history_action_ids`` `(1, n, E)`, ``history_mask`` `(1, n)`, ``history_item_ids``
+            `(1, n)` and ``history_item_side_ids`` `(1, n, F)` or None; the features depend on the candidate.
     """
 
     user_features: torch.Tensor
@@ -59,14 +63,15 @@ class UserState:
     keys: torch.Tensor
     values: torch.Tensor
     score_exponentials: torch.Tensor
+    history: dict[str, torch.Tensor | None] | None = None
 
     @property
     def num_history_items(self) -> int:
         return self.keys.shape[1]
 
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
-        """The tensors in field order: the leading arguments of :class:`A2GenRankingProgram`."""
-        return tuple(getattr(self, field.name) for field in fields(self))
+        """The tensors, in field order, that lead the arguments of :class:`A2GenRankingProgram`."""
+        return tuple(getattr(self, field.name) for field in fields(self) if field.name != "history")
 
 
 class A2GenRankingProgram(nn.Module):
@@ -75,8 +80,9 @@ class A2GenRankingProgram(nn.Module):
     ``torch.compile`` and through ``torch.export``. Holds no weights of its own: it reads the model's.
 
     forward(user_features `(1, Du)`, queries / keys / values `(H, n, dh)`, score_exponentials `(H, n, n)`,
-    item_ids `(C,)`, item_side_ids `(C, F)` or None) -> action_probabilities, expected_times, expected_seconds,
-    each `(C, vocab_size)`.
+    item_ids `(C,)`, item_side_ids `(C, F)` or None, extra_features `(C, De)` or None) -> action_probabilities,
+    expected_times, expected_seconds, each `(C, vocab_size)`. ``extra_features`` are the model's
+    :class:`~a2gen_hf.modeling_a2gen.ExtraContextFeatures` of the candidates (:meth:`A2GenRanker.extra_features`).
     """
 
     def __init__(self, model: A2GenForActionGeneration):
@@ -143,19 +149,37 @@ class A2GenRankingProgram(nn.Module):
         )
         return states.sum(dim=2)
 
-    def generation_context(self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids):
-        """[user ; Vec_hist ; item] `(C, context_size)`, the context of CAM_gen."""
+    def generation_context(
+        self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features=None
+    ):
+        """[user ; Vec_hist ; item (; extra features)] `(C, context_size)`, the context of CAM_gen."""
         item_features = self.model.a2gen.features.item_features(item_ids, item_side_ids)
         history = self.history_representation(queries, keys, values, score_exponentials, item_features)
-        return torch.cat([user_features.expand(item_ids.shape[0], -1), history, item_features], dim=-1)
+        parts = [user_features.expand(item_ids.shape[0], -1), history, item_features]
+        if extra_features is not None:
+            parts.append(extra_features)
+        return torch.cat(parts, dim=-1)
 
-    def forward(self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids=None):
+    def forward(
+        self,
+        user_features,
+        queries,
+        keys,
+        values,
+        score_exponentials,
+        item_ids,
+        item_side_ids=None,
+        extra_features=None,
+    ):
         context = self.generation_context(
-            user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids
+            user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features
         )
         slot_probabilities, slot_times = slot_distributions(self.model, context)
         prediction = action_predictions_from_slots(self.config, slot_probabilities, slot_times)
-        return prediction.action_probabilities, prediction.expected_times, prediction.expected_seconds
+        probabilities = prediction.action_probabilities
+        if self.model.occurrence_head is not None:
+            probabilities = occurrence_probabilities(self.model, context)
+        return probabilities, prediction.expected_times, prediction.expected_seconds
 
 
 def attention_over_slots(
@@ -228,19 +252,6 @@ class A2GenRanker:
     ):
         if not isinstance(model, A2GenForActionGeneration):
             raise TypeError(f"A2GenRanker needs an A2GenForActionGeneration, got {type(model).__name__}.")
-        unsupported = [
-            name
-            for name in (
-                "history_propensity_features", "history_count_features", "target_popularity_features", "occurrence_head"
-            )
-            if getattr(model.config, name)
-        ]
-        if unsupported:
-            raise ValueError(
-                f"A2GenRanker does not support {', '.join(f'{name}=True' for name in unsupported)} yet; score such a "
-                "model with model.predict_actions (the history's count features are per user, so they could be "
-                "cached too)."
-            )
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size} must be a positive number of candidates (or None).")
         if compile and chunk_size is None:
@@ -312,7 +323,25 @@ class A2GenRanker:
         if scores.numel():  # an empty history has nothing to normalise
             scores = scores - scores.amax(dim=-1, keepdim=True)
         score_exponentials = torch.exp(scores)
-        return UserState(user_features, queries, keys, values, score_exponentials)
+        history = None
+        if encoder_model.extra_features.size:
+            side_ids = user_inputs.get("history_item_side_ids")
+            history = {
+                "history_action_ids": (history_action_ids * event_mask)[:, real],
+                "history_mask": history_mask[:, real],
+                "history_item_ids": history_item_ids[:, real],
+                "history_item_side_ids": side_ids[:, real] if side_ids is not None else None,
+            }
+        return UserState(user_features, queries, keys, values, score_exponentials, history)
+
+    def extra_features(
+        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+    ) -> torch.Tensor | None:
+        """The model's count / propensity / popularity features of C candidates `(C, De)`; None without them."""
+        if user_state.history is None:
+            return None
+        # The history keeps batch size 1: what depends on it alone is computed once for all candidates.
+        return self.model.a2gen.extra_features(**user_state.history, item_ids=item_ids, item_side_ids=item_side_ids)
 
     def _check_candidates(
         self, user_state: UserState, item_ids: torch.Tensor, item_side_ids: torch.Tensor | None
@@ -371,7 +400,7 @@ class A2GenRanker:
                 if short and self._run is not self.program:  # keep the compiled shape fixed
                     ids = F.pad(ids, (0, short))
                     side = F.pad(side, (0, 0, 0, short)) if side is not None else None
-                result = self._run(*user_state.as_tuple(), ids, side)
+                result = self._run(*user_state.as_tuple(), ids, side, self.extra_features(user_state, ids, side))
                 outputs.append([tensor[: chunk - short].float() for tensor in result])
         probabilities, expected_times, seconds = (torch.cat(parts) for parts in zip(*outputs))
         return A2GenActionPrediction(
@@ -399,7 +428,9 @@ class A2GenRanker:
             do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, return_dict_in_generate=True
         )
         budget = self.model._new_token_budget(generation_config)
-        context = self.program.generation_context(*user_state.as_tuple(), item_ids, item_side_ids)
+        context = self.program.generation_context(
+            *user_state.as_tuple(), item_ids, item_side_ids, self.extra_features(user_state, item_ids, item_side_ids)
+        )
         return self.model._sample_timed(
             context, generation_config, LogitsProcessorList(), StoppingCriteriaList(), budget, use_cache
         )
@@ -414,6 +445,11 @@ class A2GenRanker:
         expected seconds). The example inputs need at least 2 history items and 2 candidates.
         """
         self._check_candidates(user_state, item_ids, item_side_ids)
+        if user_state.history is not None:
+            raise ValueError(
+                "export() covers models without the count, propensity or popularity features; score such a model "
+                "with score_candidates (eagerly or with compile=True)."
+            )
         if user_state.num_history_items < 2 or item_ids.shape[0] < 2:
             raise ValueError("export() traces with an example of at least 2 history items and 2 candidates.")
         candidates, history = torch.export.Dim("candidates"), torch.export.Dim("history_items")
