@@ -528,8 +528,8 @@ class ExtraContextFeatures(nn.Module):
         item_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`history_action_ids` `(b, N, E)` with padding items' events zeroed, the rest as in ``forward`` of the
-        models -> `(B, size)`; the history may have batch size b = 1 for B targets (one user's candidates)."""
+        """The history inputs as in ``forward`` of the models (padding items' events are ignored) -> `(B, size)`; the
+        history may have batch size b = 1 for B targets (one user's candidates)."""
         parts = []
         if self.propensity_size:
             propensity = history_action_propensity(history_action_ids, history_mask, self.propensity_size)
@@ -973,7 +973,7 @@ class A2GenModel(A2GenPreTrainedModel):
         if self.extra_features.size:
             context_parts.append(
                 self.extra_features(
-                    history_action_ids * event_mask,
+                    history_action_ids,
                     history_mask,
                     history_item_ids,
                     item_ids,

@@ -141,10 +141,9 @@ class MultiTaskBaselineInputs(nn.Module):
                         "(the collator does)."
                     )
                 history_action_ids = torch.zeros_like(history_item_ids).unsqueeze(-1)
-            event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
             parts.append(
                 self.extra_features(
-                    history_action_ids * event_mask,
+                    history_action_ids,
                     history_mask,
                     history_item_ids,
                     item_ids,

@@ -327,7 +327,7 @@ class A2GenRanker:
         if encoder_model.extra_features.size:
             side_ids = user_inputs.get("history_item_side_ids")
             history = {
-                "history_action_ids": (history_action_ids * event_mask)[:, real],
+                "history_action_ids": history_action_ids[:, real],
                 "history_mask": history_mask[:, real],
                 "history_item_ids": history_item_ids[:, real],
                 "history_item_side_ids": side_ids[:, real] if side_ids is not None else None,
