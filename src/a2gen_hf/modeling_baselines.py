@@ -20,17 +20,15 @@ from transformers.utils import ModelOutput
 
 from .auto import AutoModelForActionGeneration
 from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
+from .features_a2gen import ExtraContextFeatures, _masked_pool, own_outcomes_while_training
 from .modeling_a2gen import (
     A2GenActionPrediction,
     A2GenEventEmbedding,
     A2GenFeatureEmbeddings,
     A2GenPreTrainedModel,
-    ExtraContextFeatures,
     _check_history_shapes,
-    _masked_pool,
-    first_occurrence_targets,
-    own_outcomes_while_training,
 )
+from .targets import first_occurrence_targets
 from .time_encoding import denormalize_times
 from .tokenization_a2gen import A2GenActionTokenizer
 

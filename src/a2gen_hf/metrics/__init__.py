@@ -3,7 +3,7 @@ Evaluation of A2Gen and its baselines (paper section 7), as plain functions and 
 
 Every model answers ``predict_actions`` with an :class:`~a2gen_hf.A2GenActionPrediction` (columns = action ids,
 column 0 padding); the targets are read off the label sequences (``start, a1, ..., leave, <pad>``) with
-:func:`~a2gen_hf.modeling_baselines.first_occurrence_targets`: an action "happens" if it occurs after ``start``,
+:func:`~a2gen_hf.targets.first_occurrence_targets`: an action "happens" if it occurs after ``start``,
 its time is that of its first occurrence.
 
 Result format of :func:`compute_action_metrics` / :func:`evaluate_model` (a ``dict``; actions by name):
@@ -39,7 +39,7 @@ import torch
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
-from ..modeling_baselines import first_occurrence_targets
+from ..targets import first_occurrence_targets
 from ..time_encoding import denormalize_times, normalize_seconds
 
 METRICS_DIR = Path(__file__).resolve().parent

@@ -26,7 +26,8 @@ from transformers import PreTrainedModel
 from ..configuration_a2gen import GENERATORS, A2GenConfig
 from ..configuration_baselines import MMoEConfig, PLEConfig
 from ..data.simulator import load_parquet
-from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration, TargetPopularityFeatures
+from ..features_a2gen import TargetPopularityFeatures
+from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
 from ..tokenization_a2gen import A2GenActionTokenizer
 

@@ -215,7 +215,7 @@ class HistoryCounts:
 @dataclass
 class ActionTargets:
     """
-    Per-action targets of a split, as :func:`a2gen_hf.modeling_baselines.first_occurrence_targets` defines them
+    Per-action targets of a split, as :func:`a2gen_hf.targets.first_occurrence_targets` defines them
     (an action happens if it occurs after ``start``; its time is that of its first occurrence).
 
     Attributes:

@@ -1,0 +1,324 @@
+"""Optional inputs and heads beyond the paper's A2Gen, switched on by the config.
+
+- :func:`history_action_propensity`, :class:`HistoryCountFeatures`, :class:`TargetPopularityFeatures`, assembled by
+  :class:`ExtraContextFeatures`: count and popularity features that A2Gen appends to its generation context and
+  MMoE / PLE to their towers' input, so that every network reads the same;
+- :class:`A2GenOccurrenceHead` and its loss: a direct per-action "it happens" logit over the generation context.
+
+This module never imports a model module: the models import it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration_a2gen import A2GenConfig
+from .targets import first_occurrence_targets
+
+
+def _masked_pool(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Sum (or mean) of `values` `(..., L, d)` over valid positions `mask` `(..., L)`."""
+    weights = mask.unsqueeze(-1).to(values.dtype)
+    pooled = (values * weights).sum(-2)
+    if mode == "mean":
+        pooled = pooled / weights.sum(-2).clamp_min(1.0)
+    return pooled
+
+
+def history_action_propensity(
+    history_action_ids: torch.LongTensor, history_mask: torch.Tensor, vocab_size: int
+) -> torch.Tensor:
+    """
+    The count rule as features: per action, the share of real history items whose events include it.
+    `(B, N, E)` ids, `(B, N)` mask -> `(B, vocab_size)` (0 for an empty history and in the padding column).
+    """
+    present = F.one_hot(history_action_ids, vocab_size).amax(dim=2).float()
+    present = present * (torch.arange(vocab_size, device=present.device) != 0)  # padding events are no action
+    weights = history_mask.unsqueeze(-1).float()
+    return (present * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+class RunningStandardizer(nn.Module):
+    """
+    Standardises features `(B, D)` with the mean and variance of every training example seen so far (saved with the
+    model). Unlike batch normalisation it uses the same statistics in training and evaluation, so a batch of one
+    and a left- or right-padded batch give the same output; the statistics are frozen outside training.
+    """
+
+    def __init__(self, size: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("variance", torch.ones(size))
+        self.register_buffer("count", torch.zeros(()))
+
+    @torch.no_grad()
+    def _update(self, features: torch.Tensor) -> None:
+        batch_count = features.shape[0]
+        batch_mean = features.mean(0)
+        batch_variance = features.var(0, unbiased=False)
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        # Chan et al.'s parallel combination of two (count, mean, M2) summaries.
+        combined_m2 = self.variance * self.count + batch_variance * batch_count + delta**2 * self.count * batch_count / total
+        self.mean += delta * batch_count / total
+        self.variance.copy_(combined_m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.training and features.shape[0] > 0:
+            self._update(features.detach().float())
+        return (features - self.mean) / torch.sqrt(self.variance + self.eps)
+
+
+class HistoryCountFeatures(nn.Module):
+    """
+    The history's count features, as the logistic-regression baseline reads them (``training/simple_baselines.py``),
+    computed from the batch and standardised (:class:`RunningStandardizer`). With A actions (all ids but padding):
+
+    - per action `(B, A)` each: share of history items whose events include it; the same over the
+      ``RECENT_ITEMS`` most recent items; the same over the items in the target's category (item side feature 0;
+      every item counts without side features); 1 / (1 + age of the most recent item with it), 0 when none has it;
+    - once: log1p(history length); shares of items that are the target item / in its category; 1 / (1 + age of the
+      most recent same-category and same-item history item).
+
+    Ages count real items from the most recent (age 0), so left and right padding give the same features. The history
+    may have batch size 1 for B targets (one user, B candidates): what depends on the history alone is then computed
+    once and broadcast.
+    """
+
+    RECENT_ITEMS = 5
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        self.vocab_size = config.vocab_size
+        self.size = 4 * (config.vocab_size - 1) + 5
+        self.standardizer = RunningStandardizer(self.size)
+
+    def forward(
+        self,
+        history_action_ids: torch.LongTensor,
+        history_mask: torch.Tensor,
+        history_item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor,
+        history_item_side_ids: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """`(b, N, E)` ids, `(b, N)` mask and ids with b = B or 1, `(B,)` target ids (side ids `(b, N, F)` / `(B, F)`)
+        -> `(B, size)`."""
+        mask = history_mask.float()
+        real = mask.unsqueeze(-1)
+        present = F.one_hot(history_action_ids, self.vocab_size).amax(dim=2)[..., 1:].float() * real  # (b, N, A)
+        # Age: real items after this one (0 = the most recent real item).
+        age = mask.flip(1).cumsum(1).flip(1) - mask
+        if history_item_side_ids is not None and item_side_ids is not None and item_side_ids.shape[-1] > 0:
+            same_category = (history_item_side_ids[..., 0] == item_side_ids[:, :1]).float() * mask  # (B, N)
+        else:
+            same_category = mask
+        same_item = (history_item_ids == item_ids.unsqueeze(-1)).float() * mask  # (B, N)
+        recent = mask * (age < self.RECENT_ITEMS)
+
+        def share(where: torch.Tensor) -> torch.Tensor:
+            """Per action, the share of the items where `where` `(b or B, N)` holds that have it."""
+            return (where.unsqueeze(1) @ present).squeeze(1) / where.sum(1, keepdim=True).clamp_min(1.0)
+
+        def recency(where: torch.Tensor) -> torch.Tensor:
+            """1 / (1 + the smallest age where `where` `(B, N[, A])` holds), 0 where it never holds."""
+            ages = age if where.dim() == 2 else age.unsqueeze(-1)
+            youngest = torch.where(where > 0, ages, torch.full_like(where, math.inf)).amin(1)
+            return 1.0 / (1.0 + youngest)
+
+        length = mask.sum(1, keepdim=True)
+        parts = [
+            share(mask),
+            share(recent),
+            share(same_category),
+            recency(present),
+            torch.log1p(length),
+            (same_item.sum(1, keepdim=True) / length.clamp_min(1.0)),
+            (same_category.sum(1, keepdim=True) / length.clamp_min(1.0)),
+            recency(same_category).unsqueeze(-1),
+            recency(same_item).unsqueeze(-1),
+        ]
+        batch = item_ids.shape[0]
+        return self.standardizer(torch.cat([part.expand(batch, -1) for part in parts], dim=-1))
+
+
+def target_categories(item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None) -> torch.LongTensor:
+    """Item side feature 0 of the targets `(B,)`; all 0 (one category) without side features."""
+    if item_side_ids is None or item_side_ids.shape[-1] == 0:
+        return torch.zeros_like(item_ids)
+    return item_side_ids[:, 0]
+
+
+class TargetPopularityFeatures(nn.Module):
+    """
+    The target item's popularity as the logistic-regression baseline reads it: per action, the logit of the item's
+    and of its category's action rate on the training examples, smoothed hierarchically (m = ``SMOOTHING`` pseudo
+    examples, p = the overall rate)::
+
+        category rate = (category count + m * p) / (category examples + m)
+        item rate     = (item count + m * category rate) / (item examples + m)
+
+    plus log1p of the item's and the category's numbers of training examples; `(B, 2 * V + 2)`, standardised. The
+    counts are buffers filled by :meth:`fit` (``create_model`` does it on the train split; saved with the model).
+    Items are hash buckets, categories item side feature 0 (one category for all without side features). While
+    training, pass each example's own outcomes as ``exclude``: they are left out of the counts (leave-one-out), so
+    that no example reads its own label through them.
+    """
+
+    SMOOTHING = 20.0
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        vocab_size = config.vocab_size
+        self.register_buffer("item_counts", torch.zeros(config.item_buckets, vocab_size))
+        self.register_buffer("item_totals", torch.zeros(config.item_buckets))
+        self.register_buffer("category_counts", torch.zeros(config.side_feature_buckets, vocab_size))
+        self.register_buffer("category_totals", torch.zeros(config.side_feature_buckets))
+        self.size = 2 * vocab_size + 2
+        self.standardizer = RunningStandardizer(self.size)
+
+    def reset(self) -> None:
+        for buffer in (self.item_counts, self.item_totals, self.category_counts, self.category_totals):
+            buffer.zero_()
+
+    @torch.no_grad()
+    def fit(self, item_ids: torch.LongTensor, categories: torch.LongTensor, occurs: torch.Tensor) -> None:
+        """Count the training examples: target `item_ids` `(n,)`, their `categories` `(n,)`, `occurs` `(n, V)`."""
+        self.reset()
+        occurs = occurs.float().to(self.item_counts.device)
+        for counts, totals, keys in (
+            (self.item_counts, self.item_totals, item_ids),
+            (self.category_counts, self.category_totals, categories),
+        ):
+            keys = keys.to(counts.device)
+            counts.index_add_(0, keys, occurs)
+            totals.index_add_(0, keys, torch.ones_like(keys, dtype=totals.dtype))
+
+    def forward(
+        self, item_ids: torch.LongTensor, categories: torch.LongTensor, exclude: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`(B,)` target items and categories (`exclude` `(B, V)`: own outcomes while training) -> `(B, size)`."""
+        item_counts, item_totals = self.item_counts[item_ids], self.item_totals[item_ids]
+        category_counts, category_totals = self.category_counts[categories], self.category_totals[categories]
+        examples = self.category_totals.sum()
+        prior = self.category_counts.sum(0) / examples.clamp_min(1.0)
+        if exclude is not None:
+            exclude = exclude.float()
+            # clamp: the batch may hold examples that were not counted (e.g. fine-tuning on other data)
+            item_counts = (item_counts - exclude).clamp_min(0.0)
+            category_counts = (category_counts - exclude).clamp_min(0.0)
+            item_totals, category_totals = (item_totals - 1).clamp_min(0.0), (category_totals - 1).clamp_min(0.0)
+        smoothing = self.SMOOTHING
+        category_rate = (category_counts + smoothing * prior) / (category_totals + smoothing).unsqueeze(-1)
+        item_rate = (item_counts + smoothing * category_rate) / (item_totals + smoothing).unsqueeze(-1)
+        features = torch.cat(
+            [
+                torch.logit(item_rate.clamp(1e-4, 1 - 1e-4)),
+                torch.logit(category_rate.clamp(1e-4, 1 - 1e-4)),
+                torch.log1p(item_totals).unsqueeze(-1),
+                torch.log1p(category_totals).unsqueeze(-1),
+            ],
+            dim=-1,
+        )
+        return self.standardizer(features)
+
+
+class ExtraContextFeatures(nn.Module):
+    """
+    The inputs beyond the paper that the config switches on, concatenated `(B, size)`: the count rule's propensities
+    (``history_propensity_features``, `V`), :class:`HistoryCountFeatures` and :class:`TargetPopularityFeatures`.
+    A2Gen appends them to its generation context, MMoE and PLE to their towers' input, so both read the same.
+    """
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        self.propensity_size = config.vocab_size if config.history_propensity_features else 0
+        self.count_features = HistoryCountFeatures(config) if config.history_count_features else None
+        self.popularity_features = TargetPopularityFeatures(config) if config.target_popularity_features else None
+        self.size = (
+            self.propensity_size
+            + (self.count_features.size if self.count_features is not None else 0)
+            + (self.popularity_features.size if self.popularity_features is not None else 0)
+        )
+
+    def forward(
+        self,
+        history_action_ids: torch.LongTensor,
+        history_mask: torch.Tensor,
+        history_item_ids: torch.LongTensor,
+        item_ids: torch.LongTensor,
+        history_item_side_ids: torch.LongTensor | None = None,
+        item_side_ids: torch.LongTensor | None = None,
+        target_occurrences: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The history inputs as in ``forward`` of the models (padding items' events are ignored) -> `(B, size)`; the
+        history may have batch size b = 1 for B targets (one user's candidates)."""
+        parts = []
+        if self.propensity_size:
+            propensity = history_action_propensity(history_action_ids, history_mask, self.propensity_size)
+            parts.append(propensity.expand(item_ids.shape[0], -1))
+        if self.count_features is not None:
+            parts.append(
+                self.count_features(
+                    history_action_ids, history_mask, history_item_ids, item_ids, history_item_side_ids, item_side_ids
+                )
+            )
+        if self.popularity_features is not None:
+            parts.append(
+                self.popularity_features(item_ids, target_categories(item_ids, item_side_ids), target_occurrences)
+            )
+        return torch.cat(parts, dim=-1)
+
+
+class A2GenOccurrenceHead(nn.Module):
+    """
+    Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
+    path (so that standardised count features in the context act as in a logistic regression) plus a path through
+    one hidden layer of width ``hidden_size``.
+    """
+
+    def __init__(self, config: A2GenConfig, context_size: int):
+        super().__init__()
+        self.linear = nn.Linear(context_size, config.vocab_size)
+        self.hidden = nn.Linear(context_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.vocab_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return self.linear(context) + self.output(self.dropout(torch.relu(self.hidden(context))))
+
+
+def own_outcomes_while_training(
+    model: nn.Module, labels: torch.LongTensor | None, label_times: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The examples' own outcomes `(B, V)`, which the popularity features leave out, while a model with them trains."""
+    if not (model.training and model.config.target_popularity_features and labels is not None):
+        return None
+    return first_occurrence_targets(labels, label_times, None, model.config.vocab_size)[0]
+
+
+def occurrence_probabilities(model: nn.Module, context: torch.Tensor) -> torch.Tensor:
+    """P(action happens) `(B, V)` from the occurrence head on the generation context `(B, C)`; start 1, padding 0."""
+    probabilities = torch.sigmoid(model.occurrence_head(context).float())
+    columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
+    is_start, is_pad = columns == model.config.start_action_id, columns == 0
+    return torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))
+
+
+def occurrence_loss(
+    occurrence_logits: torch.Tensor, labels: torch.LongTensor, label_times: torch.Tensor, config: A2GenConfig
+) -> torch.Tensor:
+    """Binary cross-entropy of `(B, V)` logits against "the action happens after start", summed over the actions
+    other than padding and start, averaged over examples."""
+    occurs, _, _ = first_occurrence_targets(labels, label_times, None, config.vocab_size)
+    scored = torch.ones(config.vocab_size, dtype=torch.bool, device=labels.device)
+    scored[0] = scored[config.start_action_id] = False
+    losses = F.binary_cross_entropy_with_logits(occurrence_logits.float(), occurs.float(), reduction="none")
+    return (losses * scored).sum(1).mean()
+

@@ -1,0 +1,45 @@
+"""The targets: which actions happen after ``start``, and when each first happens.
+
+One definition, read by the losses, the metrics and the baselines: an action "happens" if it occurs in the label
+sequence after position 0 (``start``); its time is the label time of its first occurrence.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def first_occurrence_targets(
+    labels: torch.LongTensor,
+    label_times: torch.Tensor,
+    label_time_mask: torch.Tensor | None,
+    vocab_size: int,
+) -> tuple[torch.BoolTensor, torch.Tensor, torch.BoolTensor]:
+    """
+    Per-action targets read off label sequences `(B, T)` (``start`` at position 0, which is skipped; 0 and -100
+    are no action).
+
+    Returns:
+        occurs `(B, V)` bool: the action happens in ``labels[:, 1:]``; first_times `(B, V)`: the label time of its
+        first occurrence (0.0 where it does not happen); time_known `(B, V)` bool: it happens and that time is known
+        (``label_time_mask``; all known when it is None).
+    """
+    actions = labels[:, 1:]
+    times = label_times[:, 1:]
+    known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else label_time_mask[:, 1:].bool()
+    present = actions > 0
+    if (actions >= vocab_size).any():
+        raise ValueError(
+            f"labels hold action id {int(actions.max())} but the vocabulary has {vocab_size} ids (0 = padding); "
+            "encode the labels with the tokenizer saved with this model."
+        )
+    one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
+    occurs = one_hot.any(dim=1)
+    first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum
+    first_times = torch.where(occurs, times.gather(1, first_position), torch.zeros_like(occurs, dtype=times.dtype))
+    time_known = occurs & known.gather(1, first_position)
+    return occurs, first_times, time_known
+
