@@ -697,3 +697,19 @@ def test_returned_attentions_and_hidden_states_receive_gradients(generator):
         assert tensor.grad is not None and tensor.grad.abs().sum() > 0, f"attentions[{index}]"
     for index, tensor in enumerate(out.hidden_states):
         assert tensor.grad is not None and tensor.grad.abs().sum() > 0, f"hidden_states[{index}]"
+
+
+def test_compile_training_compiles_once_per_part_and_saves_nothing(tmp_path):
+    """compile_training wraps the training parts in torch.compile (built once, lazily); eval and saving unchanged."""
+    from a2gen_hf.modeling_a2gen import _training_function
+
+    model = A2GenForActionGeneration(tiny_config("iag", compile_training=True))
+    keys = set(model.state_dict())
+    function = model.generator.forward
+    compiled = _training_function(model, "generator", function)
+    assert compiled is not function and _training_function(model, "generator", function) is compiled
+    model.eval()
+    assert _training_function(model, "generator", function) is function
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
+    assert set(reloaded.state_dict()) == keys and reloaded.config.compile_training

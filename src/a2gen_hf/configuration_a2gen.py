@@ -65,6 +65,9 @@ class A2GenConfig(PretrainedConfig):
             time loss) are averaged over the batch's positions with a known time; ``"sum"``: summed over positions
             per example and averaged over examples, which scales the weight by the number of timed targets (configs
             written before the field existed).
+        compile_training (`bool`): in training mode, run HSE's level 1 (event embedding, CAM_act, pooling on the
+            real history items), level 2 and the generator through ``torch.compile`` with dynamic sizes, so that
+            batches with other numbers of real items do not recompile. Off by default; see docs/performance.md.
         generator_type (`str`): ``"iag"`` (implicit autoregression, the paper's best) or ``"eag"`` (explicit).
             ``generator=`` is accepted as an alias; the attribute is not called ``generator`` because transformers
             reads a config attribute of that name as a sub-model config.
@@ -127,6 +130,7 @@ class A2GenConfig(PretrainedConfig):
         eag_shared_event_embedding: bool = True,
         iag_slot_activation: str = "linear",
         time_loss_reduction: str = "mean",
+        compile_training: bool = False,
         action_loss_weight: float = 1.0,
         time_loss_weight: float = 0.1,
         order_loss_weight: float = 0.01,
@@ -172,6 +176,7 @@ class A2GenConfig(PretrainedConfig):
         self.eag_shared_event_embedding = bool(eag_shared_event_embedding)
         self.iag_slot_activation = iag_slot_activation
         self.time_loss_reduction = time_loss_reduction
+        self.compile_training = bool(compile_training)
         self.action_loss_weight = action_loss_weight
         self.time_loss_weight = time_loss_weight
         self.order_loss_weight = order_loss_weight

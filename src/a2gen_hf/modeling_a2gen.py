@@ -59,7 +59,8 @@ class A2GenModelOutput(ModelOutput):
             `(B, N, E, event_size)`, CAM_act outputs `(B, N, E, d)`, CAM_item inputs `(B, N, item_feature_size + d)`
             and CAM_item outputs `(B, N, d)`.
         attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`): CAM_act probabilities
-            `(B, N, heads, E, E)` and CAM_item probabilities `(B, heads, N, N)`.
+            `(B * N, heads, E, E)` (one row per history item; the tensor CAM_act used, so gradients reach it) and
+            CAM_item probabilities `(B, heads, N, N)`.
     """
 
     history_representation: torch.FloatTensor | None = None
@@ -407,57 +408,70 @@ class HierarchicalSequenceEncoder(nn.Module):
         outputs, _, _ = self.action_attention(event_embeddings, item_features, event_mask)
         return self._pool_events(outputs, event_mask)
 
-    def forward(
+    def encode_history(
         self,
         history_item_features: torch.Tensor,
-        event_embeddings: torch.Tensor | None,
-        event_mask: torch.Tensor,
+        item_sequences: torch.Tensor,
         history_mask: torch.Tensor,
         target_item_features: torch.Tensor,
-        item_sequences: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """
-        `item_sequences` `(B, N, d)`: Seq_j computed already (by :meth:`encode_packed_items`); level 1 is then
-        skipped (`event_embeddings` may be None), the level-1 entries of the result are None and level 2 runs on
-        the history positions that are real in at least one example (its entries then cover those positions only).
-        """
-        level1_outputs = level1_probabilities = None
-        if item_sequences is None:
-            item_sequences, level1_outputs, level1_probabilities = self.encode_items(
-                history_item_features, event_embeddings, event_mask
-            )
-            item_sequences = item_sequences * history_mask.unsqueeze(-1).to(item_sequences.dtype)
-            level2_mask, level2_features, level2_sequences = history_mask, history_item_features, item_sequences
-        else:
-            level2_mask, level2_features, level2_sequences = _drop_padding_positions(
-                history_mask, history_item_features, item_sequences
-            )
-        level2_inputs = torch.cat([level2_features, level2_sequences], dim=-1)
-        level2_outputs, level2_probabilities, _ = self.item_attention(level2_inputs, target_item_features, level2_mask)
+        """Level 2. `(B, N, Fi)`, Seq `(B, N, d)`, `(B, N)`, `(B, Fi)` -> Vec_hist `(B, d)` and CAM_item's parts."""
+        level2_inputs = torch.cat([history_item_features, item_sequences], dim=-1)
+        level2_outputs, level2_probabilities, _ = self.item_attention(level2_inputs, target_item_features, history_mask)
         level2_outputs = self.dropout(level2_outputs)
         return {
-            "history_representation": _masked_pool(level2_outputs, level2_mask, self.pooling),
-            "item_sequences": item_sequences,
-            "level1_outputs": level1_outputs,
-            "level1_probabilities": level1_probabilities,
+            "history_representation": _masked_pool(level2_outputs, history_mask, self.pooling),
             "level2_inputs": level2_inputs,
             "level2_outputs": level2_outputs,
             "level2_probabilities": level2_probabilities,
         }
+
+    def forward(
+        self,
+        history_item_features: torch.Tensor,
+        event_embeddings: torch.Tensor,
+        event_mask: torch.Tensor,
+        history_mask: torch.Tensor,
+        target_item_features: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Both levels on the padded layout; every returned tensor is one the computation used."""
+        item_sequences, level1_outputs, level1_probabilities = self.encode_items(
+            history_item_features, event_embeddings, event_mask
+        )
+        item_sequences = item_sequences * history_mask.unsqueeze(-1).to(item_sequences.dtype)
+        encoded = self.encode_history(history_item_features, item_sequences, history_mask, target_item_features)
+        encoded.update(
+            item_sequences=item_sequences, level1_outputs=level1_outputs, level1_probabilities=level1_probabilities
+        )
+        return encoded
 
 
 def _drop_padding_positions(
     history_mask: torch.Tensor, *tensors: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
     """
-    Keep the history positions that are real in at least one example: `history_mask` `(B, N)` and each tensor
-    `(B, N, ...)` -> the same with N' <= N positions, mask first. Returns the inputs unchanged when none is dropped.
+    Keep the history positions that are real in at least one example: each tensor `(B, N, ...)` and `history_mask`
+    `(B, N)` -> the same with N' <= N positions, in that order. Returns the inputs unchanged when none is dropped.
     """
     kept = history_mask.any(0)
     if bool(kept.all()):
-        return (history_mask, *tensors)
+        return (*tensors, history_mask)
     positions = kept.nonzero().squeeze(1)
-    return tuple(tensor.index_select(1, positions) for tensor in (history_mask, *tensors))
+    return tuple(tensor.index_select(1, positions) for tensor in (*tensors, history_mask))
+
+
+def _training_function(model: PreTrainedModel, name: str, function):
+    """
+    `function`, or with ``config.compile_training`` in training mode its ``torch.compile``d version, compiled once
+    per model and name with dynamic sizes: the number of real history items changes with every batch and must not
+    recompile. Kept outside the module tree (nothing to save, nothing in ``state_dict``).
+    """
+    if not (model.training and model.config.compile_training):
+        return function
+    compiled = model.__dict__.setdefault("_compiled_functions", {})
+    if name not in compiled:
+        compiled[name] = torch.compile(function, dynamic=True)
+    return compiled[name]
 
 
 def _real_item_rows(event_mask: torch.Tensor) -> torch.Tensor:
@@ -690,6 +704,18 @@ class A2GenModel(A2GenPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.features.item_embeddings
 
+    def _encode_packed_items(
+        self,
+        item_features: torch.Tensor,
+        action_ids: torch.LongTensor,
+        action_times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Level 1 on gathered items: `(M, Fi)` features and `(M, E)` events -> Seq `(M, d)`."""
+        event_embeddings = self.event_embedding(action_ids, action_times, time_mask)
+        return self.encoder.encode_packed_items(item_features, event_embeddings, event_mask)
+
     def _packed_item_sequences(
         self,
         history_item_features: torch.Tensor,
@@ -718,11 +744,10 @@ class A2GenModel(A2GenPreTrainedModel):
             return values if event_columns is None else values.index_select(1, event_columns)
 
         time_mask = None if history_time_mask is None else gather(history_time_mask)
-        event_embeddings = self.event_embedding(
-            gather(history_action_ids) * flat_mask, gather(history_action_times), time_mask
-        )
         item_features = history_item_features.reshape(batch * items, history_item_features.shape[-1]).index_select(0, rows)
-        packed = self.encoder.encode_packed_items(item_features, event_embeddings, flat_mask)
+        packed = _training_function(self, "level1", self._encode_packed_items)(
+            item_features, gather(history_action_ids) * flat_mask, gather(history_action_times), time_mask, flat_mask
+        )
         scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_copy(0, rows, packed)
         return scattered.view(batch, items, packed.shape[-1])
 
@@ -780,13 +805,14 @@ class A2GenModel(A2GenPreTrainedModel):
                 history_item_features, event_embeddings, event_mask, history_mask, target_item_features
             )
         else:
-            event_embeddings = None
+            # Real items only at level 1; level 2 without the positions that are padding in every example.
             item_sequences = self._packed_item_sequences(
                 history_item_features, history_action_ids, history_action_times, history_time_mask, event_mask
             )
-            encoded = self.encoder(
-                history_item_features, None, event_mask, history_mask, target_item_features, item_sequences
+            encoded = _training_function(self, "level2", self.encoder.encode_history)(
+                *_drop_padding_positions(history_mask, history_item_features, item_sequences), target_item_features
             )
+            encoded["item_sequences"] = item_sequences
         history_representation = encoded["history_representation"]
         context_parts = [user_features, history_representation, target_item_features]
         if self.extra_features.size:
@@ -1086,17 +1112,20 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
                 raise ValueError("action_times is required with action_ids.")
             if use_cache and cache is None:
                 cache = DynamicCache()
-            generated = self.generator(
+            generator = self.generator if use_cache else _training_function(self, "generator", self.generator)
+            generated = generator(
                 context, action_ids, action_times, cache=cache if use_cache else None, action_time_mask=action_time_mask
             )
         else:
-            generated = self.generator(context)
+            generated = _training_function(self, "generator", self.generator)(context)
             cache = None
 
         occurrence_logits = self.occurrence_head(context) if self.occurrence_head is not None else None
         loss_parts = {}
         if labels is not None:
-            loss_parts = action_sequence_loss(self.config, generated, labels, label_times, label_time_mask)
+            loss_parts = _training_function(self, "loss", action_sequence_loss)(
+                self.config, generated, labels, label_times, label_time_mask
+            )
             if occurrence_logits is not None:
                 loss_parts["occurrence_loss"] = occurrence_loss(occurrence_logits, labels, label_times, self.config)
                 loss_parts["loss"] = loss_parts["loss"] + self.config.occurrence_loss_weight * loss_parts["occurrence_loss"]
