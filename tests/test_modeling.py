@@ -353,7 +353,7 @@ def test_time_loss_l1_regresses_the_median_option():
     absolute = model(**batch)
     targets, target_times = batch["labels"][:, 1:], batch["label_times"][:, 1:]
     known = targets > 0
-    expected = ((absolute.times - target_times).abs() * known).sum() / known.sum()  # mean over timed targets
+    expected = (((absolute.times - target_times).abs() * known).sum(1) / known.sum(1)).mean()  # per-example mean
     torch.testing.assert_close(absolute.time_loss, expected)
     assert not torch.isclose(absolute.time_loss, squared.time_loss)
     with pytest.raises(A2GenConfigError, match="time_loss='huber' is unknown"):
@@ -630,7 +630,7 @@ def test_iag_slots_are_a_linear_map_by_default():
 
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_time_losses_are_averaged_over_timed_positions(generator):
-    """Issue 14 point 4: the time losses are MSEs over the positions with a known time ("sum" by option)."""
+    """Issue 14 point 4: the time losses are per-example MSEs over the positions with a known time ("sum" by option)."""
     torch.manual_seed(0)
     model = A2GenForActionGeneration(tiny_config(generator)).eval()
     batch = make_batch(model.config)
@@ -642,10 +642,17 @@ def test_time_losses_are_averaged_over_timed_positions(generator):
     if generator == "eag":  # EAG counts positions up to the true end
         ended = (targets == model.config.end_action_id) | (targets == 0)
         known &= (ended.long().cumsum(1) - ended.long()) == 0
+    def per_example_mse(predicted):
+        errors = [((predicted[row] - target_times[row]) ** 2)[known[row]] for row in range(len(known))]
+        return torch.stack([row.mean() if len(row) else torch.tensor(0.0) for row in errors]).mean()
+
     squared = (out.times - target_times) ** 2
-    torch.testing.assert_close(out.time_loss, squared[known].mean())
+    torch.testing.assert_close(out.time_loss, per_example_mse(out.times))
     if generator == "iag":
-        torch.testing.assert_close(out.aux_time_loss, ((out.aux_times - target_times) ** 2)[known].mean())
+        torch.testing.assert_close(out.aux_time_loss, per_example_mse(out.aux_times))
+    # A split into equal halves averages to the whole batch's time loss (DDP and gradient accumulation rely on it).
+    halves = [model(**{key: value[rows] for key, value in batch.items()}).time_loss for rows in (slice(0, 2), slice(2, 4))]
+    torch.testing.assert_close((halves[0] + halves[1]) / 2, out.time_loss)
     model.config.time_loss_reduction = "sum"
     summed = model(**batch)
     torch.testing.assert_close(summed.time_loss, (squared * known).sum(1).mean())

@@ -62,9 +62,9 @@ class A2GenConfig(PretrainedConfig):
         iag_slot_activation (`str`): IAG's K slots are ``"linear"`` maps of the tiled context (the paper, default)
             or ``"relu"`` of them (configs written before the field existed).
         time_loss_reduction (`str`): ``"mean"`` (default, the paper's MSE): the time losses (and IAG's auxiliary
-            time loss) are averaged over the batch's positions with a known time; ``"sum"``: summed over positions
-            per example and averaged over examples, which scales the weight by the number of timed targets (configs
-            written before the field existed).
+            time loss) are each example's mean over its positions with a known time, averaged over examples;
+            ``"sum"``: summed over positions per example and averaged over examples, which scales the weight by the
+            number of timed targets (configs written before the field existed).
         compile_training (`bool`): in training mode, run HSE's level 1 (event embedding, CAM_act, pooling on the
             real history items), level 2 and the generator through ``torch.compile`` with dynamic sizes, so that
             batches with other numbers of real items do not recompile. Off by default; see docs/performance.md.

@@ -902,9 +902,9 @@ def action_sequence_loss(
     """
     The paper's objective on one batch. `labels` / `label_times` / `label_time_mask` are `(B, T)` with `start` at
     position 0; `generated["logits"]` `(B, P, V)` predicts labels 1..P. The action and order parts are summed over
-    positions and averaged over examples; the time parts are averaged over the batch's positions with a known time
-    (the paper's MSE; ``config.time_loss_reduction="sum"``: summed per example, averaged over examples). None
-    depends on how far a batch is padded.
+    positions and averaged over examples; the time parts are each example's mean over its positions with a known
+    time (the paper's MSE; 0 without one), averaged over examples (``config.time_loss_reduction="sum"``: summed per
+    example instead). None depends on how far a batch is padded.
 
     - action: cross-entropy over positions up to the first end (or padding) target, ignoring -100;
       IAG's fixed K slots all count, padding slots predicting the end of the sequence;
@@ -952,7 +952,9 @@ def action_sequence_loss(
         errors = torch.where(valid, errors, torch.zeros_like(errors))
         if config.time_loss_reduction == "sum":
             return errors.sum(1).mean()
-        return errors.sum() / valid.sum().clamp_min(1)
+        # Each example's MSE over its own timed positions, then the mean over examples: like every other part, a
+        # mean over examples, so equal micro-batches or processes average to the whole batch's loss.
+        return (errors.sum(1) / valid.sum(1).clamp_min(1)).mean()
 
     predicted_actions = logits.argmax(-1)
     predicted_end = predicted_actions == config.end_action_id
