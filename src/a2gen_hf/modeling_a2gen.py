@@ -265,7 +265,7 @@ class A2GenFeatureEmbeddings(nn.Module):
                 f"This model reads {self.num_user_side_lists} user side lists: pass `user_side_ids` of shape "
                 "(batch, lists, length), or use a config with num_user_side_lists=0."
             )
-        present = (user_side_ids != 0).unsqueeze(-1).float()
+        present = (user_side_ids != 0).unsqueeze(-1).to(self.item_embeddings.weight.dtype)
         side_rows = user_side_ids if self.item_rows is None else self.item_rows[user_side_ids].long()
         pooled = (self.item_embeddings(side_rows) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
         return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
@@ -991,7 +991,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         head (the times still come from the slots). Accepts the forward's history inputs (labels are ignored).
         See :func:`action_predictions_from_slots`.
         """
-        context = self._encode_for_generation(dict(inputs))
+        context = self._encode_for_generation(dict(inputs)).generation_context
         prediction = action_predictions_from_slots(self.config, *self.slot_distributions(context))
         if self.occurrence_head is not None:
             prediction.action_probabilities = occurrence_probabilities(self, context)
