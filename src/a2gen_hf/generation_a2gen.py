@@ -174,7 +174,8 @@ class A2GenGenerationMixin(GenerationMixin):
         defaults = GenerationConfig._get_default_generation_params()
         for name, reason in _UNSUPPORTED_OPTIONS.items():
             value = getattr(generation_config, name, None)
-            if value is None or value is False or value == defaults.get(name) or (name, value) in _HARMLESS_VALUES:
+            harmless = any(name == option and value == off for option, off in _HARMLESS_VALUES)
+            if value is None or value is False or value == defaults.get(name) or harmless:
                 continue
             raise ValueError(f"A2Gen's generate() does not support {name}={value!r}: {reason}.")
         num_beams = generation_config.num_beams
