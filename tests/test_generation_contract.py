@@ -273,3 +273,27 @@ def test_a_saved_generator_folder_loads_its_encoder_with_remote_code_only(tmp_pa
     assert isinstance(AutoModel.from_pretrained(folder), A2GenModel)
     result = run_client(ENCODER_SCRIPT, tmp_path, str(folder), env={"HF_HOME": str(tmp_path / "home")}, isolate=True)
     assert "ISOLATED" in result.stdout and "CLASS A2GenModel transformers_modules" in result.stdout
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("strategy", [{}, {"do_sample": True}, {"num_beams": 2}])
+def test_every_documented_logits_processor_and_criterion_runs(generator, strategy):
+    """What generate()'s docstring promises works on every strategy (it crashed before the special tokens existed)."""
+    model, inputs = tiny_model(generator)
+    end = model.config.end_action_id
+    options = [
+        {"temperature": 0.7, "top_k": 3, "top_p": 0.9, "min_p": 0.05, "typical_p": 0.95},
+        {"epsilon_cutoff": 1e-4, "eta_cutoff": 1e-4, "renormalize_logits": True, "remove_invalid_values": True},
+        {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "sequence_bias": {(2,): 2.0}},
+        {"exponential_decay_length_penalty": (2, 1.5), "max_time": 30.0},
+        {"prefix_allowed_tokens_fn": lambda batch_id, ids: [2, 3, end]},
+    ]
+    for option in options:
+        torch.manual_seed(0)
+        sequences = model.generate(**inputs, **strategy, **option)
+        assert (sequences[:, 0] == model.config.start_action_id).all()
+    torch.manual_seed(0)
+    assert not (model.generate(**inputs, **strategy, suppress_tokens=[2, 3])[:, 1:] == 2).any()
+    assert not (model.generate(**inputs, **strategy, begin_suppress_tokens=[end])[:, 1] == end).any()
+    forced = model.generate(**inputs, **strategy, forced_eos_token_id=end, max_new_tokens=2, min_new_tokens=1)
+    assert ((forced[:, 1] == end) | (forced[:, 2] == end)).all()
