@@ -297,3 +297,19 @@ def test_every_documented_logits_processor_and_criterion_runs(generator, strateg
     assert not (model.generate(**inputs, **strategy, begin_suppress_tokens=[end])[:, 1] == end).any()
     forced = model.generate(**inputs, **strategy, forced_eos_token_id=end, max_new_tokens=2, min_new_tokens=1)
     assert ((forced[:, 1] == end) | (forced[:, 2] == end)).all()
+
+
+@pytest.mark.parametrize("options", [{"do_sample": True}, {"num_beams": 2, "num_return_sequences": 2}])
+def test_cached_and_uncached_decoding_give_the_same_scores_for_every_row(options):
+    """GenerationTesterMixin.test_generate_with/without cache, down to the scores of rows that already ended."""
+    model, inputs = tiny_model("eag")
+    outputs = []
+    for use_cache in (True, False):
+        torch.manual_seed(2)  # sampled rows end at steps 1, 2 and 1; one runs to the length limit
+        outputs.append(
+            model.generate(**inputs, use_cache=use_cache, return_dict_in_generate=True, output_scores=True, **options)
+        )
+    assert torch.equal(outputs[0].sequences, outputs[1].sequences)
+    assert len(outputs[0].scores) == len(outputs[1].scores) > 1
+    for cached, uncached in zip(outputs[0].scores, outputs[1].scores):
+        torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
