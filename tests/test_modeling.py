@@ -720,3 +720,17 @@ def test_compile_training_compiles_once_per_part_and_saves_nothing(tmp_path):
     model.save_pretrained(tmp_path)
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
     assert set(reloaded.state_dict()) == keys and reloaded.config.compile_training
+
+
+def test_generate_expands_the_item_level_attention_per_example():
+    """With num_return_sequences, CAM_act's (B * N)-row attention is repeated per example block, not per row."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag")).eval()
+    inputs = history_inputs(make_batch(model.config))
+    out = model.generate(**inputs, num_beams=2, num_return_sequences=2, return_dict_in_generate=True,
+                         output_attentions=True)
+    reference = model(**inputs, output_attentions=True).attentions[0]  # (B * N, heads, E, E)
+    items = inputs["history_item_ids"].shape[1]
+    step_attention = out.attentions[0][0]
+    expected = reference.unflatten(0, (4, items)).repeat_interleave(2, dim=0).flatten(0, 1)
+    torch.testing.assert_close(step_attention, expected)
