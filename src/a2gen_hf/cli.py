@@ -260,7 +260,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
+    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table
 
     try:
         model, tokenizer = _load_model_and_tokenizer(args.model)
@@ -273,6 +273,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
     result = evaluate_model(model, loader, oracle=oracle)
     print(format_metrics_table({Path(args.model).name or "model": result}))
+    print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
+    print(format_ranking_table({Path(args.model).name or "model": result}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=float))
         print(f"written to {args.json}")
