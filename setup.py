@@ -34,6 +34,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "ruff>=0.6"],
+        "tracking": ["tensorboard>=2.14"],  # a2gen train --report-to tensorboard (Accelerate's tracker)
     },
     entry_points={"console_scripts": ["a2gen=a2gen_hf.cli:main"]},
 )

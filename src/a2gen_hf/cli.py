@@ -487,6 +487,14 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-grad-norm", type=float, help="clip the gradient norm (default: no clipping)")
     parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default=defaults.lr_schedule,
                         help="decay both learning rates over the run's steps (default: constant, the paper)")
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,
+                        help="linear warmup of both learning rates from 0 over this many steps (default: 0)")
+    parser.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio,
+                        help="warmup as a share of the run's steps, when --warmup-steps is 0 (default: 0)")
+    parser.add_argument("--report-to", default=defaults.report_to,
+                        help="Accelerate trackers, comma-separated: tensorboard (pip install 'a2gen_hf[tracking]'), "
+                        "mlflow, aim, dvclive, trackio (offline), wandb, comet_ml, clearml, swanlab, all or none "
+                        "(default); logs go to OUTPUT/tracking")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps; 0 = never")
     parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="0 = keep all")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in OUTPUT")
@@ -545,6 +553,9 @@ def run_train(args: argparse.Namespace) -> int:
             weight_decay=args.weight_decay,
             max_grad_norm=args.max_grad_norm,
             lr_schedule=args.lr_schedule,
+            warmup_steps=args.warmup_steps,
+            warmup_ratio=args.warmup_ratio,
+            report_to=args.report_to,
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
