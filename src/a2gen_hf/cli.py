@@ -114,9 +114,7 @@ def add_push_command(subparsers: argparse._SubParsersAction) -> None:
 def run_push(args: argparse.Namespace) -> int:
     import json
 
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from .hub import eval_results_from_metrics, push_checkpoint
+    from .hub import HUB_ERRORS, eval_results_from_metrics, hub_error_message, push_checkpoint
 
     eval_results = None
     if args.eval_results:
@@ -141,8 +139,11 @@ def run_push(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             dataset_name=args.dataset_name,
         )
-    except (HfHubHTTPError, FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:
         print(f"a2gen push: error: {error}", file=sys.stderr)
+        return 2
+    except HUB_ERRORS as error:  # offline, unreachable, 401, ...: one line
+        print(f"a2gen push: error: {hub_error_message(error)}", file=sys.stderr)
         return 2
     print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id} as commit {commit.oid}")
     return 0

@@ -16,6 +16,7 @@ accuracy for A2Gen, MMoE and PLE. It can also give the embedding tables their ow
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -141,3 +142,43 @@ class A2GenTrainer(Trainer):
             predictions += (inputs[DEFAULT_GROUP_COLUMN],)
         labels = tuple(inputs[name] for name in self.label_names)
         return loss, predictions, labels
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """
+        Writes the A2Gen model card (:func:`~a2gen_hf.hub.build_model_card`) to ``args.output_dir/README.md``, as
+        ``trainer.push_to_hub()`` pushes it: the model's tags and ``custom_code``, the data set (``dataset``, else
+        the train set's own name unless it is a generic one such as "generator"), and the per-action AUC and MAE of
+        the last evaluation (counts never). ``language``, ``finetuned_from``, ``tasks`` and ``dataset_args`` are
+        not used.
+        """
+        from ..hub import build_model_card, dataset_name_of, eval_results_from_log_history
+
+        if not self.is_world_process_zero():
+            return
+        network = self.accelerator.unwrap_model(self.model)
+        names = [dataset] if isinstance(dataset, str) else list(dataset or dataset_tags or [])
+        dataset_name = (names[0] if names else None) or dataset_name_of(self.train_dataset)
+        eval_results = eval_results_from_log_history(self.state.log_history, network.config) or None
+        tokenizer = self.processing_class if hasattr(self.processing_class, "decode_timeline") else None
+        card = build_model_card(
+            network,
+            tokenizer,
+            eval_results=eval_results if dataset_name else None,
+            dataset_name=dataset_name,
+            repo_id=self.hub_model_id or model_name,
+            eval_split="validation",
+            license=license or "apache-2.0",
+            tags=[tags] if isinstance(tags, str) else list(tags or []),
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
