@@ -630,7 +630,11 @@ def run_plot(args: argparse.Namespace) -> int:
             predicted = generate_timelines(model, tokenizer, batch)[0]
             actual = tokenizer.decode_timeline(batch["labels"][0], batch["label_times"][0], batch["label_time_mask"][0])
             title = args.title or f"{args.split} row {args.index}: user {row['user']}, item {row['item']}"
-            path = plot_timeline(predicted, actual, args.output, title=title)
+            scores = model.predict_actions(**batch).action_probabilities[0]
+            config = model.config
+            probabilities = {name: float(scores[config.action_id(name)]) for name in config.action_names
+                             if name not in (config.start_action, config.end_action)}
+            path = plot_timeline(predicted, actual, args.output, title=title, probabilities=probabilities)
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen plot {args.plot_kind}: error: {error}", file=sys.stderr)
         return 2
