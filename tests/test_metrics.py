@@ -2,6 +2,7 @@
 
 import math
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -60,6 +61,11 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
     monkeypatch.setattr(evaluate.config, "HF_MODULES_CACHE", tmp_path / "hf" / "modules")
     monkeypatch.setattr(evaluate.config, "HF_METRICS_CACHE", tmp_path / "hf" / "metrics")
+    # evaluate imports the loaded modules as the package `evaluate_modules` of its cache folder: a package imported
+    # from another folder (by an earlier test in this process, e.g. the docs' blocks) must not shadow this one.
+    for name in [name for name in sys.modules if name.split(".")[0] == "evaluate_modules"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "hf" / "modules"), *sys.path])
 
     def refuse(*args, **kwargs):
         raise AssertionError("a metric tried to reach the network")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,10 +99,24 @@ def _check_width(array: np.ndarray, name: str, action_names: Sequence[str]) -> N
         )
 
 
+@dataclass(frozen=True)
+class _ReadTargets:
+    """The targets of a set of labels, read once by :func:`compute_action_metrics` and passed to every part in place
+    of the labels (reading them is the costly step of most metrics)."""
+
+    occurs: np.ndarray
+    first_times: np.ndarray
+    known: np.ndarray
+
+
 def action_targets(
     labels: Any, label_times: Any | None, label_time_mask: Any | None, vocab_size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """numpy view of :func:`first_occurrence_targets`: occurs `(n, V)`, first times `(n, V)`, time known `(n, V)`."""
+    if isinstance(labels, _ReadTargets):
+        if labels.occurs.shape[1] != vocab_size:
+            raise ValueError(f"The targets were read for {labels.occurs.shape[1]} action ids, not {vocab_size}.")
+        return labels.occurs, labels.first_times, labels.known
     labels = torch.as_tensor(_as_array(labels, "labels", np.int64, 2, pad_value=0))
     times = torch.zeros(labels.shape) if label_times is None else torch.as_tensor(
         _as_array(label_times, "label_times", np.float64, 2, pad_value=0.0)
@@ -595,7 +610,10 @@ def compute_action_metrics(
         raise ValueError("references need 'labels' and 'label_times' (and 'label_time_mask'), as the collator builds.")
     vocabulary = dict(action_names=action_names, start_action=start_action, end_action=end_action)
     times = dict(time_log_mean=time_log_mean, time_log_std=time_log_std)
-    labels, label_times, label_time_mask = (references.get(key) for key in ("labels", "label_times", "label_time_mask"))
+    raw_labels, label_times, label_time_mask = (
+        references.get(key) for key in ("labels", "label_times", "label_time_mask")
+    )
+    labels = _ReadTargets(*action_targets(raw_labels, label_times, label_time_mask, len(action_names) + 1))
     parts = [
         action_auc(predictions["action_probabilities"], labels, **vocabulary),
         timing_mae(
@@ -611,7 +629,7 @@ def compute_action_metrics(
             ranking_at_k(predictions["action_probabilities"], labels, references["group_ids"], **vocabulary, top_k=top_k)
         )
     if predictions.get("next_actions") is not None:
-        parts.append(next_action_accuracy(predictions["next_actions"], labels))
+        parts.append(next_action_accuracy(predictions["next_actions"], raw_labels))
     if predictions.get("sequences") is not None:
         parts.append(backward_time_rate(predictions["sequences"], predictions.get("sequence_times")))
     if any(references.get(key) is not None for key in ORACLE_COLUMNS):
@@ -624,7 +642,7 @@ def compute_action_metrics(
                 references["oracle_action_prob"], references["oracle_expected_seconds"], **vocabulary, **times,
             )
         )
-    result: dict[str, Any] = {"num_examples": int(len(_as_array(labels, "labels", np.int64, 2, pad_value=0)))}
+    result: dict[str, Any] = {"num_examples": int(labels.occurs.shape[0])}
     notes: list[str] = []
     for part in parts:
         notes += part.pop("notes", [])
