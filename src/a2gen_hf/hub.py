@@ -496,11 +496,19 @@ def dataset_name_of(dataset: Any) -> str | None:
 def _network_errors() -> tuple[type[BaseException], ...]:
     """OSError (connection refused, offline mode, HTTP errors of huggingface_hub) and the HTTP client's own."""
     errors: list[type[BaseException]] = [OSError]
-    for module in ("httpx2", "httpx"):  # huggingface_hub's HTTP client (its name depends on the release)
-        try:
-            errors.append(__import__(module).HTTPError)
-        except (ImportError, AttributeError):
-            continue
+    # huggingface_hub's HTTP client: httpx2 or httpx, depending on the release.
+    try:
+        import httpx2
+
+        errors.append(httpx2.HTTPError)
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
     return tuple(errors)
 
 
