@@ -246,9 +246,10 @@ SUMMARY_TABLES += tuple(key for key, _ in RANKING_TABLES)
 
 
 def _short_label(name: str) -> str:
-    """The model's name in a verdict: ``"a2gen-iag"`` -> ``"A2Gen-IAG"``, ``"mmoe:notime"`` -> ``"MMoE:notime"``."""
+    """The model's name in a verdict: ``"a2gen-iag"`` -> ``"A2Gen-IAG"``, ``"mmoe-fair"`` -> ``"MMoE fairly fed"``,
+    ``"a2gen-iag:notime"`` -> ``"A2Gen-IAG:notime"``."""
     network, _, ablation = name.partition(":")
-    label = NETWORK_LABELS.get(network, network).split(" (")[0].split(",")[0]
+    label = NETWORK_LABELS.get(network, network).split(" (")[0].replace(",", "")
     return f"{label}:{ablation}" if ablation else label
 
 
