@@ -637,6 +637,16 @@ class A2GenPreTrainedModel(PreTrainedModel):
     _no_split_modules = []
     # forward names every argument; Trainer must not pass num_items_in_batch (the loss is a per-batch mean).
     accepts_loss_kwargs = False
+    # Set by a2gen_hf.hub when the package is imported: push_to_hub then writes the A2Gen model card (the model
+    # layer does not import the Hub layer). None (e.g. loaded as remote code): transformers' own push.
+    hub_pusher = None
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """``PreTrainedModel.push_to_hub`` with the A2Gen model card (tags, ``custom_code``, ``dataset_name=`` and
+        ``eval_results=``, a ``tokenizer=`` to push along): see :func:`a2gen_hf.hub.push_model_to_hub`."""
+        if A2GenPreTrainedModel.hub_pusher is None:
+            return super().push_to_hub(repo_id, *args, **kwargs)
+        return A2GenPreTrainedModel.hub_pusher(self, repo_id, *args, **kwargs)
 
     def resize_token_embeddings(self, *args, **kwargs):
         """Refused: A2Gen's vocabulary is its fixed list of actions, not a tokenizer's growing one."""
