@@ -57,9 +57,10 @@ def uses_sparse_embeddings(model: nn.Module) -> bool:
 
 def set_sparse_embeddings(model: nn.Module, enabled: bool) -> bool:
     """
-    Make the id tables of ``model`` give sparse (``enabled``) or dense gradients, and record it in
-    ``model.config.sparse_embeddings`` when the model has a config. Weights, outputs and the state dict are
-    unchanged. Call it before wrapping the model in DDP (DDP reads the flags when it is built).
+    Make the id tables of ``model`` give sparse (``enabled``) or dense gradients for the coming backward passes.
+    Weights, outputs, the state dict and ``model.config`` (what a saved model is built with) are unchanged, so a
+    training run can switch for its own duration and checkpoints keep the model's setting. Call it before
+    wrapping the model in DDP (DDP reads the flags when it is built).
 
     Returns:
         The previous setting (True when any table was sparse), to restore it after training.
@@ -67,9 +68,6 @@ def set_sparse_embeddings(model: nn.Module, enabled: bool) -> bool:
     previous = uses_sparse_embeddings(model)
     for table in id_tables(model):
         table.sparse = bool(enabled)
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "sparse_embeddings"):
-        config.sparse_embeddings = bool(enabled)
     return previous
 
 
