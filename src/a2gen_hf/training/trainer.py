@@ -162,10 +162,7 @@ class A2GenTrainer(Trainer):
                 network, self.args.learning_rate, self.embedding_learning_rate, weight_decay=self.args.weight_decay
             )
         if sparse:
-            # SparseAdamW is AdamW that also takes sparse gradients; `fused` has no sparse path, foreach does the same.
-            optimizer_kwargs = {key: value for key, value in optimizer_kwargs.items() if key != "fused"}
-            optimizer_kwargs.setdefault("foreach", True)
-            optimizer_class = SparseAdamW
+            optimizer_class = SparseAdamW  # AdamW (fused or not, as `optim` says) that also takes sparse gradients
         self.optimizer = optimizer_class(groups, **optimizer_kwargs)
         return self.optimizer
 
