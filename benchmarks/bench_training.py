@@ -220,6 +220,14 @@ def markdown(settings: dict, pipeline: dict, rows: list[dict]) -> str:
         "",
         "Model step = zero_grad + forward + backward + optimizer step on a collated batch (median of the timed steps).",
         "",
+        f"Load average (1 min) {settings['load_average_1_5_15_before'][0]} before and "
+        f"{settings['load_average_1_5_15_after'][0]} after on {settings['cpu_count']} CPUs"
+        + (
+            ": the machine was shared, so compare rows of this run with each other (ratios), not with other runs."
+            if settings["load_average_1_5_15_before"][0] > settings["cpu_count"]
+            else "."
+        ),
+        "",
         "| model | item rows | updates | parameters | step ms (median) | p90 ms | examples/s | GFLOP / step "
         "| GFLOP/s | % fp32 peak | examples/s incl. collate |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -36,10 +36,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--embedding-lr", type=float, default=1e-4, help="learning rate of the embedding tables")
+    parser.add_argument("--name", default="training_sparse_vs_dense", help="file stem of the results")
     return parser.parse_args()
 
 
-def one_run(data, model_name: str, seed: int, sparse: bool, epochs: int, folder: str) -> dict:
+def one_run(data, model_name: str, seed: int, sparse: bool, args: argparse.Namespace, folder: str) -> dict:
     dataset, tokenizer, _ = data
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
@@ -47,7 +49,8 @@ def one_run(data, model_name: str, seed: int, sparse: bool, epochs: int, folder:
     model = create_model(model_name, tokenizer, dataset)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     settings = TrainingSettings(
-        output_dir=folder, num_epochs=epochs, seed=seed, sparse_embeddings=sparse, show_progress=False, cpu=True
+        output_dir=folder, num_epochs=args.epochs, seed=seed, sparse_embeddings=sparse, show_progress=False, cpu=True,
+        embedding_learning_rate=args.embedding_lr,
     )
     start = time.perf_counter()
     result = train(model, dataset["train"], collator, settings, eval_dataset=dataset["validation"])
@@ -79,6 +82,7 @@ def main() -> None:
         "validation_examples": len(data[0]["validation"]),
         "item_buckets": data[1].item_buckets,
         "epochs": args.epochs,
+        "embedding_learning_rate": args.embedding_lr,
         "threads": torch.get_num_threads(),
         "load_average_before": [round(value, 2) for value in os.getloadavg()],
     }
@@ -89,7 +93,7 @@ def main() -> None:
             for seed in (int(value) for value in args.seeds.split(",")):
                 for sparse in (False, True):
                     folder = os.path.join(scratch, f"{model_name}-{seed}-{int(sparse)}")
-                    runs.append(one_run(data, model_name, seed, sparse, args.epochs, folder))
+                    runs.append(one_run(data, model_name, seed, sparse, args, folder))
                     print(json.dumps(runs[-1]), flush=True)
     settings["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     lines = [
@@ -113,8 +117,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "training_sparse_vs_dense.json").write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
-    (args.output / "training_sparse_vs_dense.md").write_text(text)
+    (args.output / f"{args.name}.json").write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
+    (args.output / f"{args.name}.md").write_text(text)
 
 
 if __name__ == "__main__":
