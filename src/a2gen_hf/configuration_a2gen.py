@@ -106,6 +106,12 @@ class A2GenConfig(PretrainedConfig):
         rare_id_buckets (`int`): the shared rows for rare ids, per table (users, items).
         use_id_embeddings (`bool`): ``False`` = id-free mode: user and item ids are not embedded (their vectors are
             zeros); only side features and the history's timed events inform the model, against id memorisation.
+        sparse_embeddings (`bool`): the user, item and side-feature tables give sparse gradients
+            (``nn.Embedding(sparse=True)``): backward and the optimizer touch only the rows a batch read. Needs an
+            optimizer that takes sparse gradients (:class:`a2gen_hf.training.SparseAdamW`, ``torch.optim.SGD``,
+            ``SparseAdam``, ``Adagrad``; ``AdamW`` refuses them). Off by default so that any optimizer works;
+            ``a2gen train`` and :class:`~a2gen_hf.training.A2GenTrainer` switch it on for the run
+            (docs/training.md, "Sparse embedding updates"). Weights and outputs are the same either way.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
         initializer_range (`float`): std of the normal initialisation of weights and embeddings.
         use_cache (`bool`): the default of ``generate(use_cache=...)``: EAG decodes with its key/value cache (exact;
@@ -159,6 +165,7 @@ class A2GenConfig(PretrainedConfig):
         rare_id_threshold: int = 0,
         rare_id_buckets: int = 64,
         use_id_embeddings: bool = True,
+        sparse_embeddings: bool = False,
         hidden_dropout_prob: float = 0.0,
         attention_probs_dropout_prob: float = 0.0,
         embedding_dropout_prob: float = 0.0,
@@ -206,6 +213,7 @@ class A2GenConfig(PretrainedConfig):
         self.rare_id_threshold = rare_id_threshold
         self.rare_id_buckets = rare_id_buckets
         self.use_id_embeddings = use_id_embeddings
+        self.sparse_embeddings = sparse_embeddings
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.embedding_dropout_prob = embedding_dropout_prob
@@ -311,6 +319,8 @@ class A2GenConfig(PretrainedConfig):
         ):
             if getattr(self, field) < 0:
                 problems.append(f"{field}={getattr(self, field)} must be >= 0.")
+        if not isinstance(self.sparse_embeddings, bool):
+            problems.append(f"sparse_embeddings={self.sparse_embeddings!r} must be True or False.")
         if not self.time_log_std > 0:
             problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
         if problems:

@@ -15,6 +15,7 @@ the same epoch as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -40,6 +41,11 @@ from transformers import get_scheduler
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, evaluate_model
 from .data_setup import create_model, load_data_dir
+from .optimization import SparseAdamW, clip_grad_norm_, set_sparse_embeddings, sparse_gradients_supported
+
+logger = logging.getLogger(__name__)
+# Fused AdamW for the dense gradients: one pass over each tensor (6-7x faster than the per-tensor loop on a CPU).
+OPTIMIZER_FUSED = True
 
 CHECKPOINT_PREFIX = "checkpoint-"
 # Written last into a checkpoint: its presence and the files it lists make a checkpoint complete.
@@ -69,7 +75,9 @@ class TrainingSettings:
     (or ``warmup_ratio`` of the steps) of linear warmup from 0 (transformers' schedules,
     :func:`learning_rate_factor`; logged as ``lr_factor``). ``report_to``: Accelerate trackers to log the training
     log to, comma-separated (:data:`TRACKERS`, ``all`` = every installed one, ``none``); they write under
-    ``output_dir/tracking``.
+    ``output_dir/tracking``. ``sparse_embeddings``: the id tables give sparse
+    gradients for the run and :class:`~a2gen_hf.training.optimization.SparseAdamW` updates only the rows each batch
+    read (:func:`configure_embedding_updates`; dense where the process group cannot reduce sparse gradients).
     """
 
     output_dir: str
@@ -97,6 +105,7 @@ class TrainingSettings:
     shuffle_buffer_size: int = 10_000
     cpu: bool = False
     show_progress: bool = True
+    sparse_embeddings: bool = True
 
     def __post_init__(self):
         if self.mixed_precision not in MIXED_PRECISIONS:
@@ -210,6 +219,33 @@ def learning_rate_factor(schedule: str, step: int, total_steps: int, warmup_step
     a straight line towards 0 (``linear``) or a half cosine towards 0 (``cosine``). A function of the step alone,
     so a resumed run continues the same schedule."""
     return float(_schedule(schedule, warmup_steps, total_steps)(step))
+
+
+def configure_embedding_updates(model: nn.Module, settings: TrainingSettings, accelerator: Accelerator | None = None) -> bool:
+    """
+    Switch the id tables of ``model`` to sparse gradients when ``settings.sparse_embeddings`` asks for it and the
+    run supports it (:func:`~a2gen_hf.training.optimization.sparse_gradients_supported`: one process, or DDP on
+    gloo), else to dense ones, saying so when a request is refused. Call before ``accelerator.prepare``.
+
+    Returns:
+        The model's previous setting, to restore with ``set_sparse_embeddings`` after training.
+    """
+    enabled = settings.sparse_embeddings
+    if enabled:
+        supported, reason = sparse_gradients_supported(accelerator)
+        if not supported:
+            message = f"Sparse embedding updates are off for this run: {reason}; the id tables train with dense AdamW."
+            (accelerator.print if accelerator is not None else logger.warning)(message)
+            enabled = False
+    return set_sparse_embeddings(model, enabled)
+
+
+def create_optimizer(model: nn.Module, settings: TrainingSettings) -> SparseAdamW:
+    """
+    The optimizer of :func:`train`: :class:`~a2gen_hf.training.optimization.SparseAdamW` (AdamW for dense
+    gradients, lazy row-wise AdamW for the sparse gradients of the id tables) over :func:`parameter_groups`.
+    """
+    return SparseAdamW(parameter_groups(model, settings), fused=OPTIMIZER_FUSED)
 
 
 def make_accelerator(settings: TrainingSettings) -> Accelerator:
@@ -501,7 +537,8 @@ def train(
         output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
 
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings))
+    previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
+    optimizer = create_optimizer(model, settings)
     base_learning_rates = [group["lr"] for group in optimizer.param_groups]
     model, optimizer = accelerator.prepare(model, optimizer)
     progress = _Progress()
@@ -559,7 +596,7 @@ def train(
             accelerator.backward(loss)
             grad_norm = None
             if accelerator.sync_gradients and (logging or settings.max_grad_norm is not None):
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf)
+                grad_norm = clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf, accelerator)
             optimizer.step()
             optimizer.zero_grad()
         running_loss += loss.detach().float()
@@ -612,6 +649,7 @@ def train(
         accelerator.end_training()
 
     trained = accelerator.unwrap_model(model)
+    set_sparse_embeddings(trained, previous_sparse_embeddings)
     accelerator.wait_for_everyone()
     if select_best and progress.best_epoch >= 0:
         _load_best(trained, output_dir, progress.best_epoch)
