@@ -35,11 +35,12 @@ def add_prepare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-fraction", type=float, default=1 / 7, help="share of the time range (the last)")
     parser.add_argument("--validation-start", type=float, help="Unix seconds; overrides --validation-fraction")
     parser.add_argument("--test-start", type=float, help="Unix seconds; overrides --test-fraction")
-    parser.add_argument("--item-buckets", type=int, default=1_000_000,
-                        help="hash buckets of item ids (embedding rows; about 2-10x the distinct items keeps "
-                        "collisions rare and tables small)")
-    parser.add_argument("--user-buckets", type=int, default=100_000)
-    parser.add_argument("--side-feature-buckets", type=int, default=100_000)
+    parser.add_argument("--item-buckets", type=int,
+                        help="hash buckets of item ids (embedding rows); default: sized from the data, the next power "
+                        "of two at or above twice the distinct items")
+    parser.add_argument("--user-buckets", type=int, help="hash buckets of user ids; default: sized from the data")
+    parser.add_argument("--side-feature-buckets", type=int,
+                        help="hash buckets of the side-feature values; default: sized from the data")
     parser.add_argument("--partition-rows", type=int, default=DEFAULT_PARTITION_ROWS,
                         help="rows per user partition: the unit of work and of memory")
     parser.add_argument("--num-proc", type=int, help="worker processes (default: min(2, CPUs); 1 = this process)")
@@ -53,13 +54,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .tokenization_a2gen import A2GenActionTokenizer
 
     preset = PRESETS[args.preset]
+    given = {name: getattr(args, name) for name in ("item_buckets", "user_buckets", "side_feature_buckets")}
     tokenizer = A2GenActionTokenizer(
         action_names=list(preset.action_names),
         start_action=preset.start_action,
         end_action=preset.end_action,
-        item_buckets=args.item_buckets,
-        user_buckets=args.user_buckets,
-        side_feature_buckets=args.side_feature_buckets,
+        **{name: value for name, value in given.items() if value is not None},
     )
     split_rule = SplitRule(
         validation_fraction=args.validation_fraction,
@@ -81,6 +81,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             tokenizer=tokenizer,
             partition_rows=args.partition_rows,
             num_proc=args.num_proc,
+            data_sized_buckets=tuple(name for name, value in given.items() if value is None),
         )
     except (LogFormatError, FileNotFoundError, ValueError) as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
@@ -171,15 +172,16 @@ def add_simulate_command(subparsers: argparse._SubParsersAction) -> None:
         "--item-buckets",
         type=int,
         default=defaults.item_buckets,
-        help="hash buckets of video ids (embedding rows); size them to the catalogue (--num-items), e.g. 10x: "
-        "large tables make AdamW slow on CPU",
+        help="hash buckets of video ids (embedding rows); default: sized from the catalogue (--num-items), the next "
+        "power of two at or above twice it",
     )
-    parser.add_argument("--user-buckets", type=int, default=defaults.user_buckets, help="hash buckets of user ids")
+    parser.add_argument("--user-buckets", type=int, default=defaults.user_buckets,
+                        help="hash buckets of user ids; default: sized from the number of users")
     parser.add_argument(
         "--side-feature-buckets",
         type=int,
         default=defaults.side_feature_buckets,
-        help="hash buckets of the side features (category and opening topic)",
+        help="hash buckets of the side features (category and opening topic); default: sized from their values",
     )
     parser.add_argument(
         "--parquet",

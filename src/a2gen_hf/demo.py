@@ -51,14 +51,8 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     print(f"1/5 Simulating {settings.num_examples} short-video sessions (seed {settings.seed}) ...")
-    # Bucket counts sized to the simulated catalogue keep the embedding tables (and the optimizer) small.
-    simulator_config = SimulatorConfig(
-        num_examples=settings.num_examples,
-        seed=settings.seed,
-        item_buckets=1 << 16,
-        user_buckets=1 << 14,
-        side_feature_buckets=1 << 8,
-    )
+    # The bucket counts (embedding rows) follow the simulated catalogue and users (a2gen_hf.data.buckets).
+    simulator_config = SimulatorConfig(num_examples=settings.num_examples, seed=settings.seed)
     simulation = simulate(simulator_config, progress=True)
     simulation.save(output_dir / "data")
     dataset, tokenizer = simulation.dataset, simulation.tokenizer
