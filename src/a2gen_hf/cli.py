@@ -683,7 +683,6 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it when a bar is created (tqdm >= 4.66)
         os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"

@@ -89,11 +89,12 @@ class CommonArguments:
 
     config: str | None = option(
         "a YAML (or JSON) file of this command's options: a flat mapping whose keys are the option names with "
-        "underscores (e.g. batch_size: 512); options given on the command line override it",
+        "underscores (e.g. batch_size: 512); options given on the command line override it; default: none",
         metavar="FILE",
     )
     recipe: str | None = option(
-        "a named recipe of a2gen_hf/recipes (or a path to one), applied before --config and the command line",
+        "a named recipe of a2gen_hf/recipes (or a path to one), applied before --config and the command line; "
+        "default: none",
         metavar="NAME",
     )
     quiet: bool = option("print only results and errors: no progress bars, no information messages", False)
@@ -233,7 +234,8 @@ class EvaluateArguments:
     data: str = option("data folder from a2gen prepare / a2gen simulate", required=True)
     split: str = option("the split to score", "test")
     batch_size: int = option("examples per batch", 1024)
-    json: str | None = option('also write {"auc": {action: value}, "mae_seconds": {action: value}, ...} to this file')
+    json: str | None = option('also write the metrics ({"auc": {action: value}, "mae": {action: seconds}, ...}) to '
+                              "this file; default: print only")
 
 
 @dataclass
@@ -275,7 +277,7 @@ class CompareArguments:
 @dataclass
 class DemoArguments:
     output: str = option("folder for the data, the checkpoint, the plot and the metrics", "a2gen-demo")
-    num_examples: int = option("simulated sessions", 12_000)
+    num_examples: int = option("simulated sessions", 16_000)
     epochs: int = option("passes over the train split (best epoch on validation)", 3)
     batch_size: int = option("examples per step", 256)
     seed: int = option("seed of the simulation and the training", 0)
@@ -284,10 +286,12 @@ class DemoArguments:
 @dataclass
 class PushArguments:
     private: bool = option("create the repo as private", False)
-    dataset_name: str | None = option("the training data set, for the model card")
+    dataset_name: str | None = option("the data set the metrics were measured on, for the model card (needed with "
+                                      "--eval-results); default: none")
     eval_results: str | None = option(
         "the eval_results.json of `a2gen train` or the file of `a2gen evaluate --json` (or a JSON "
-        '{"auc": {"like": 0.71}, "mae": {"like": 0.52}}): its per-action auc and mae go on the model card'
+        '{"auc": {"like": 0.71}, "mae": {"like": 0.52}}): its per-action auc and mae go on the model card; default: '
+        "a card without metrics"
     )
     commit_message: str = option("message of the Hub commit", "Upload A2Gen checkpoint")
 
