@@ -71,6 +71,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             partition_rows=args.partition_rows,
             num_proc=args.num_proc,
             data_sized_buckets=tuple(name for name, value in given.items() if value is None),
+            progress=not args.quiet,
         )
     except (LogFormatError, FileNotFoundError, ValueError) as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
@@ -168,9 +169,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             side_feature_buckets=args.side_feature_buckets,
         )
         if args.parquet:
-            summary = simulate_to_parquet(config, args.output, shard_size=args.shard_size)
+            summary = simulate_to_parquet(config, args.output, shard_size=args.shard_size, progress=not args.quiet)
         else:
-            result = simulate(config)
+            result = simulate(config, progress=not args.quiet)
             result.save(args.output)
             summary = result.summary
     except (OSError, ValueError) as error:  # SimulatorConfigError is a ValueError
@@ -217,7 +218,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     oracle = None
     if all(column in examples.column_names for column in ORACLE_COLUMNS):
         oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
-    result = evaluate_model(model, loader, oracle=oracle)
+    from tqdm.auto import tqdm
+
+    result = evaluate_model(model, tqdm(loader, desc="evaluate", unit=" batches", leave=False), oracle=oracle)
     print(format_metrics_table({Path(args.model).name or "model": result}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=float))
@@ -673,13 +676,25 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (it may be replaced, e.g. by pytest)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     """``a2gen_hf`` messages to stderr at INFO (WARNING with ``quiet``, DEBUG with ``verbose``), transformers' and
     datasets' verbosity to match, and no progress bars with ``quiet``."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logger = logging.getLogger("a2gen_hf")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level)

@@ -89,7 +89,8 @@ def predict_dataset(model, dataset, collator, batch_size: int = 1024) -> dict[st
     """``predict_actions`` over a dataset in order: probabilities and normalised expected times `(n, V)`."""
     model.eval()
     probabilities, times = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    for batch in tqdm(loader, desc="scoring", unit=" batches", leave=False):
         batch = {key: value.to(model.device) for key, value in batch.items()}
         prediction = model.predict_actions(**batch)
         probabilities.append(prediction.action_probabilities.float().cpu().numpy())

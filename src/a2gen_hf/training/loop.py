@@ -15,6 +15,7 @@ the same epoch as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -39,6 +40,7 @@ from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, evaluate_model
 from .data_setup import create_model, load_data_dir
 
+logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 # Written last into a checkpoint: its presence and the files it lists make a checkpoint complete.
 CHECKPOINT_MANIFEST = "a2gen_checkpoint.json"
@@ -279,7 +281,8 @@ def _resume(accelerator: Accelerator, output_dir: Path, settings: TrainingSettin
             )
         return None
     if existing is None:
-        accelerator.print(f"No complete checkpoint in {output_dir}: starting from step 0.")
+        if accelerator.is_main_process:
+            logger.info(f"No complete checkpoint in {output_dir}: starting from step 0.")
         return None
     saved = _read_manifest(existing)["resume_key"]
     current = _resume_key(settings, accelerator)
@@ -366,7 +369,8 @@ def validation_loss(model: nn.Module, dataset, collator, settings: TrainingSetti
     total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
     if len(part):
         loader = DataLoader(part, batch_size=settings.eval_batch_size, collate_fn=collator)
-        for batch in loader:
+        show = settings.show_progress and accelerator.is_local_main_process
+        for batch in tqdm(loader, desc="validation", unit=" batches", leave=False, disable=not show):
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
             with accelerator.autocast():
                 loss = module(**batch).loss
@@ -449,7 +453,8 @@ def train(
     accelerator.register_for_checkpointing(progress)
     checkpoint = _resume(accelerator, output_dir, settings)
     if checkpoint is not None:
-        accelerator.print(f"Resumed from {checkpoint} (step {progress.global_step}).")
+        if accelerator.is_main_process:
+            logger.info(f"Resumed from {checkpoint} (step {progress.global_step}).")
 
     accumulation = settings.gradient_accumulation_steps
     if streaming:
@@ -610,9 +615,10 @@ def train_from_data_dir(
             test = dataset["test"]
             loader = DataLoader(test, batch_size=settings.eval_batch_size, collate_fn=collator)
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
-            metrics = evaluate_model(result.model, loader, oracle=oracle)
+            batches = tqdm(loader, desc="test", unit=" batches", leave=False, disable=not settings.show_progress)
+            metrics = evaluate_model(result.model, batches, oracle=oracle)
             (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(_json_ready(metrics), indent=2) + "\n")
         else:
-            accelerator.print(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
+            logger.warning(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
     accelerator.wait_for_everyone()
     return result, metrics
