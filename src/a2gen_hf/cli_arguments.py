@@ -277,8 +277,8 @@ class CompareArguments:
 @dataclass
 class DemoArguments:
     output: str = option("folder for the data, the checkpoint, the plot and the metrics", "a2gen-demo")
-    num_examples: int = option("simulated sessions", 16_000)
-    epochs: int = option("passes over the train split (best epoch on validation)", 3)
+    num_examples: int = option("simulated sessions", 12_000)
+    epochs: int = option("passes over the train split (best epoch on validation)", 2)
     batch_size: int = option("examples per step", 256)
     seed: int = option("seed of the simulation and the training", 0)
 

@@ -288,6 +288,9 @@ def format_markdown(report: dict[str, Any]) -> str:
             + " | ".join(_cell(mae.get(a)) for a in mae_actions)
             + " |"
         )
+    if mae_actions:  # evaluate / demo print seconds ("MAE s"): say which unit this table uses
+        lines += ["", "MAE in normalised time units (standardised log1p seconds, docs/design.md); results.json also "
+                  "holds it in seconds (mae_seconds)."]
     oracle = {name: s["oracle_auc"] for name, s in models.items() if "oracle_auc" in s}
     if oracle:
         first = next(iter(oracle.values()))
