@@ -238,8 +238,46 @@ def test_learning_rate_schedules(data_dir, tmp_path):
     log = json.loads((output / "training_log.json").read_text())
     factors = [entry["lr_factor"] for entry in log["log_history"] if "lr_factor" in entry]
     assert factors == pytest.approx([learning_rate_factor("cosine", step, 4) for step in range(4)])
-    with pytest.raises(ValueError, match=r"lr_schedule='step'; use one of \['constant', 'linear', 'cosine'\]"):
+    with pytest.raises(ValueError, match=r"lr_schedule='step'; use one of \['constant', 'linear', 'cosine', 'plateau'\]"):
         TrainingSettings(output_dir=str(tmp_path), lr_schedule="step")
+
+
+def test_early_stopping_selects_by_validation_mean_auc(data_dir, tmp_path):
+    """Up to 30 epochs with patience 1 on validation mean AUC, evaluating every 4 steps and after every epoch."""
+    output = tmp_path / "early"
+    argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "30", "--batch-size", "64",
+            "--dense-lr", "1e-2", "--embedding-lr", "1e-2", "--select-by", "mean_auc", "--patience", "2",
+            "--eval-every", "4", "--lr-schedule", "plateau", *TINY_FLAGS]
+    assert main(argv) == 0
+    log = json.loads((output / "training_log.json").read_text())
+    evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
+    steps_per_epoch = math.ceil(323 / 64)
+    # Every 4 steps and at every epoch's end, never twice at one step.
+    expected = sorted({step for step in range(1, 30 * steps_per_epoch + 1)
+                       if step % 4 == 0 or step % steps_per_epoch == 0})
+    steps = [entry["step"] for entry in evaluations]
+    assert steps == expected[: len(steps)]
+    assert log["stopped_early"] and len(steps) < len(expected)  # 30 epochs never ran
+    scores = [entry["validation_mean_auc"] for entry in evaluations]
+    best = max(range(len(scores)), key=lambda index: (scores[index], -index))  # the first of equal maxima
+    assert log["best_step"] == steps[best] and evaluations[best]["epoch"] == log["best_epoch"]
+    assert all(score <= scores[best] for score in scores[best + 1 :]) and len(scores) - 1 - best == 2
+    assert evaluations[-1]["early_stop"] and evaluations[-1]["lr_scale"] == 0.25  # plateau: halved twice
+    assert set(evaluations[0]["validation_auc"]) <= {"like", "follow", "forward", "comment"}
+    # The returned model is the best evaluation's.
+    torch.testing.assert_close(load_file(str(output / "best_model.safetensors")), weights(output), rtol=0, atol=0)
+
+
+def test_selection_settings_errors(data_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"selection_metric='auc'; use one of \['loss', 'mean_auc'\]"):
+        TrainingSettings(output_dir=str(tmp_path), selection_metric="auc")
+    with pytest.raises(ValueError, match="early_stopping_patience=0 must be >= 1"):
+        TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=0)
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("mmoe", tokenizer, dataset, **TINY)
+    settings = TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=2, show_progress=False)
+    with pytest.raises(ValueError, match="no eval_dataset was given"):
+        train(model, dataset["train"], A2GenDataCollator.from_config(model.config, tokenizer), settings)
 
 
 def test_mixed_precision_errors_and_bf16_on_cpu(data_dir, tmp_path, capsys):

@@ -350,13 +350,13 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dense-lr", type=float, default=5e-4)
     parser.add_argument("--embedding-lr", type=float, default=1e-4)
     parser.add_argument("--embedding-weight-decay", type=float, default=0.0)
-    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
+    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine", "plateau"], default="constant",
                         help="decay both learning rates over the run's steps (default: constant, the paper)")
+    _add_selection_arguments(parser)
     parser.add_argument("--embedding-dropout", type=float, default=0.0)
     parser.add_argument("--max-history-items", type=int, help="read at most this many recent history items")
     parser.add_argument("--history-propensity", action="store_true",
                         help="give every network the count rule's features (share of history items with each action)")
-    parser.add_argument("--id-free", action="store_true", help="do not embed user / item ids (features only)")
     _add_feature_arguments(parser)
     parser.add_argument("--time-loss", choices=["mse", "l1"], default="mse",
                         help="time heads of every network: squared error (mean) or absolute error (median)")
@@ -364,7 +364,27 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_compare)
 
 
+def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Validation, best-evaluation selection and early stopping (TrainingSettings; docs/training.md)."""
+    parser.add_argument("--select-by", choices=["loss", "mean_auc"], default="loss",
+                        help="keep the evaluation with the lowest validation loss (default) or highest mean AUC")
+    parser.add_argument("--patience", type=int,
+                        help="stop after this many validation evaluations without improvement (default: no early "
+                        "stopping; --epochs is then the number of epochs, else the maximum)")
+    parser.add_argument("--eval-every", type=int,
+                        help="also evaluate on validation every this many optimizer steps (default: after epochs only)")
+
+
+def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "selection_metric": args.select_by,
+        "early_stopping_patience": args.patience,
+        "eval_every_steps": args.eval_every,
+    }
+
+
 def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id-free", action="store_true", help="do not embed user / item ids (features only)")
     parser.add_argument("--history-pooling", choices=["sum", "mean"], default="sum",
                         help="how A2Gen's HSE reduces over positions: sum (the paper) or mean")
     parser.add_argument("--count-features", action="store_true",
@@ -384,6 +404,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "occurrence_head": args.occurrence_head,
         "target_popularity_features": args.popularity_features,
         "rare_id_threshold": args.rare_id_threshold,
+        **({"use_id_embeddings": False} if args.id_free else {}),
     }
 
 
@@ -404,12 +425,12 @@ def run_compare(args: argparse.Namespace) -> int:
             embedding_learning_rate=args.embedding_lr,
             embedding_weight_decay=args.embedding_weight_decay,
             lr_schedule=args.lr_schedule,
+            **_selection_settings(args),
         ),
         model_overrides={
             "embedding_dropout_prob": args.embedding_dropout,
             "time_loss": args.time_loss,
             "history_propensity_features": args.history_propensity,
-            "use_id_embeddings": not args.id_free,
             **_feature_overrides(args),
             **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
         },
@@ -483,8 +504,10 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embedding-lr", type=float, default=defaults.embedding_learning_rate)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="of the dense weights")
     parser.add_argument("--max-grad-norm", type=float, help="clip the gradient norm (default: no clipping)")
-    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default=defaults.lr_schedule,
-                        help="decay both learning rates over the run's steps (default: constant, the paper)")
+    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine", "plateau"], default=defaults.lr_schedule,
+                        help="decay both learning rates over the run's steps, or halve them after every validation "
+                        "evaluation without improvement (plateau) (default: constant, the paper)")
+    _add_selection_arguments(parser)
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps; 0 = never")
     parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="0 = keep all")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in OUTPUT")
@@ -543,6 +566,7 @@ def run_train(args: argparse.Namespace) -> int:
             weight_decay=args.weight_decay,
             max_grad_norm=args.max_grad_norm,
             lr_schedule=args.lr_schedule,
+            **_selection_settings(args),
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
