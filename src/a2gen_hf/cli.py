@@ -360,6 +360,8 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     _add_feature_arguments(parser)
     parser.add_argument("--time-loss", choices=["mse", "l1"], default="mse",
                         help="time heads of every network: squared error (mean) or absolute error (median)")
+    parser.add_argument("--wide-warm-start", action="store_true",
+                        help="start each network's wide path as the logistic regression on counts fitted on train")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000)
     parser.set_defaults(func=run_compare)
 
@@ -395,6 +397,13 @@ def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
                         help="A2Gen ranks with a per-action occurrence head trained with binary cross-entropy")
     parser.add_argument("--rare-id-threshold", type=int, default=0,
                         help="users / target items with fewer training examples share embedding rows (0 = off)")
+    parser.add_argument("--wide-path", action="store_true",
+                        help="add a linear logit per action over the count / popularity features (needs them; A2Gen "
+                        "also needs --occurrence-head)")
+    parser.add_argument("--slot-readout", choices=["sequence", "any_slot"], default="sequence",
+                        help="how A2Gen reads P(action) off its slots: while the sequence runs (default) or over all")
+    parser.add_argument("--drop-repeated-start", action="store_true",
+                        help="leave repeated start actions (e.g. clicks) out of the target sequence")
 
 
 def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -404,6 +413,9 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "occurrence_head": args.occurrence_head,
         "target_popularity_features": args.popularity_features,
         "rare_id_threshold": args.rare_id_threshold,
+        "wide_path": args.wide_path,
+        "slot_readout": args.slot_readout,
+        "target_drops_repeated_start": args.drop_repeated_start,
         **({"use_id_embeddings": False} if args.id_free else {}),
     }
 
@@ -417,6 +429,7 @@ def run_compare(args: argparse.Namespace) -> int:
         simple_baselines=[name for name in args.simple.split(",") if name],
         seeds=args.seeds,
         bootstrap_resamples=args.bootstrap_resamples,
+        wide_warm_start=args.wide_warm_start,
         training=TrainingSettings(
             output_dir=str(Path(args.output) / "runs"),
             num_epochs=args.epochs,
