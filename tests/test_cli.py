@@ -268,3 +268,19 @@ def test_prepare_generic_without_actions_says_what_to_add(tmp_path, capsys):
     log.write_text(GENERIC_LOG)
     assert cli.main(["prepare", "--preset", "generic", "--input", str(log), "--output", str(tmp_path / "o")]) == 2
     assert "--preset generic needs --generic-actions" in capsys.readouterr().err
+
+
+def test_recipe_gives_options_then_config_then_the_command_line(tmp_path, capsys):
+    from a2gen_hf.recipes import load_recipe
+
+    paper = load_recipe("paper")
+    args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "paper"])
+    assert (args.epochs, args.patience, args.select_by) == (paper["epochs"], paper["patience"], paper["select_by"])
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 4\n")
+    args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "paper", "--config", str(config),
+                                "--patience", "5"])
+    assert (args.epochs, args.patience, args.dense_lr) == (4, 5, paper["dense_lr"])
+    with pytest.raises(SystemExit):
+        cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "no_such_recipe"])
+    assert "--recipe no_such_recipe: " in capsys.readouterr().err

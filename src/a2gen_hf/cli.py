@@ -25,6 +25,7 @@ from .cli_arguments import (
     HelpFormatter,
     PrepareArguments,
     PushArguments,
+    SelectionArguments,
     SimulateArguments,
     TrainArguments,
     add_dataclass_arguments,
@@ -263,6 +264,14 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "selection_metric": args.select_by,
+        "early_stopping_patience": args.patience,
+        "eval_every_steps": args.eval_every,
+    }
+
+
 def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
         "history_pooling": args.history_pooling,
@@ -270,6 +279,10 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "occurrence_head": args.occurrence_head,
         "target_popularity_features": args.popularity_features,
         "rare_id_threshold": args.rare_id_threshold,
+        "wide_path": args.wide_path,
+        "slot_readout": args.slot_readout,
+        "target_drops_repeated_start": args.drop_repeated_start,
+        **({"use_id_embeddings": False} if args.id_free else {}),
     }
 
 
@@ -282,6 +295,7 @@ def run_compare(args: argparse.Namespace) -> int:
         simple_baselines=[name for name in args.simple.split(",") if name],
         seeds=args.seeds,
         bootstrap_resamples=args.bootstrap_resamples,
+        wide_warm_start=args.wide_warm_start,
         training=TrainingSettings(
             output_dir=str(Path(args.output) / "runs"),
             num_epochs=args.epochs,
@@ -290,12 +304,12 @@ def run_compare(args: argparse.Namespace) -> int:
             embedding_learning_rate=args.embedding_lr,
             embedding_weight_decay=args.embedding_weight_decay,
             lr_schedule=args.lr_schedule,
+            **_selection_settings(args),
         ),
         model_overrides={
             "embedding_dropout_prob": args.embedding_dropout,
             "time_loss": args.time_loss,
             "history_propensity_features": args.history_propensity,
-            "use_id_embeddings": not args.id_free,
             **_feature_overrides(args),
             **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
         },
@@ -360,6 +374,7 @@ def run_train(args: argparse.Namespace) -> int:
             embedding_weight_decay=args.embedding_weight_decay,
             max_grad_norm=args.max_grad_norm,
             lr_schedule=args.lr_schedule,
+            **_selection_settings(args),
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
@@ -515,7 +530,7 @@ COMMANDS: dict[str, tuple[str, str, tuple[type, ...], tuple[tuple[str, str], ...
         "OUTPUT/eval_results.json. One process as is; several with `accelerate launch --multi_gpu --num_processes N "
         "-m a2gen_hf.cli train ...`. Options can come from --config FILE / --recipe NAME; the command line wins. "
         "See docs/training.md.",
-        (TrainArguments, ArchitectureArguments, FeatureArguments),
+        (TrainArguments, SelectionArguments, ArchitectureArguments, FeatureArguments),
         (),
         "run_train",
     ),
@@ -539,7 +554,7 @@ COMMANDS: dict[str, tuple[str, str, tuple[type, ...], tuple[tuple[str, str], ...
         "the simple baselines on the test split, and report mean ± std, positive counts and paired bootstrap "
         "intervals of the AUC difference to A2Gen. Networks: a2gen-iag, a2gen-eag, mmoe, ple, mmoe-fair, ple-fair; "
         "ablations: a2gen-iag:notime, a2gen-iag:noevents.",
-        (CompareArguments, FeatureArguments),
+        (CompareArguments, SelectionArguments, FeatureArguments),
         (),
         "run_compare",
     ),

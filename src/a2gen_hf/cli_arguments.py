@@ -20,7 +20,7 @@ from typing import Any
 PRESET_NAMES = ("generic", "kuairand", "taobao", "tmall")
 MODEL_NAMES = ("a2gen-iag", "a2gen-eag", "mmoe", "ple", "mmoe-fair", "ple-fair")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
-LR_SCHEDULES = ("constant", "linear", "cosine")
+LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 TIME_UNITS = ("s", "ms", "mmdd")
 REQUIRED = "required"
 
@@ -189,7 +189,8 @@ class TrainArguments:
     weight_decay: float = option("weight decay of the dense weights", 0.0)
     embedding_weight_decay: float = option("weight decay of the embedding tables", 0.0)
     max_grad_norm: float | None = option("clip the global gradient norm; default: no clipping")
-    lr_schedule: str = option("decay both learning rates over the run's steps (constant: the paper)", "constant",
+    lr_schedule: str = option("decay both learning rates over the run's steps, or halve them after every validation "
+                              "evaluation without improvement (plateau); constant: the paper", "constant",
                               choices=LR_SCHEDULES)
     checkpoint_every: int = option("steps between checkpoints; 0 = never", 0)
     keep_checkpoints: int = option("checkpoints kept; 0 = all", 2)
@@ -215,7 +216,22 @@ class ArchitectureArguments:
 
 
 @dataclass
+class SelectionArguments:
+    """Validation, best-evaluation selection and early stopping (TrainingSettings; docs/training.md)."""
+
+    select_by: str = option("keep the evaluation with the lowest validation loss or the highest mean AUC", "loss",
+                            choices=("loss", "mean_auc"))
+    patience: int | None = option("stop after this many validation evaluations without improvement; default: no "
+                                  "early stopping (--epochs is then the number of epochs, else the maximum)")
+    eval_every: int | None = option("also evaluate on validation every this many optimizer steps; default: after "
+                                    "epochs only")
+
+
+@dataclass
 class FeatureArguments:
+    """Optional inputs and heads of the networks (docs/model.md, "Options for sparse logs")."""
+
+    id_free: bool = option("do not embed user / item ids (features only)", False)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper) or mean", "sum",
                                   choices=("sum", "mean"))
     count_features: bool = option("give the networks the logistic regression's history count features "
@@ -226,6 +242,11 @@ class FeatureArguments:
                                    "cross-entropy", False)
     rare_id_threshold: int = option("users / target items with fewer training examples share embedding rows "
                                     "(0 = off)", 0)
+    wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; A2Gen "
+                             "also needs --occurrence-head)", False)
+    slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
+                               "sequence", choices=("sequence", "any_slot"))
+    drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)
 
 
 @dataclass
@@ -262,15 +283,17 @@ class CompareArguments:
     dense_lr: float = option("learning rate of the dense weights", 5e-4)
     embedding_lr: float = option("learning rate of the embedding tables", 1e-4)
     embedding_weight_decay: float = option("weight decay of the embedding tables", 0.0)
-    lr_schedule: str = option("decay both learning rates over the run's steps (constant: the paper)", "constant",
+    lr_schedule: str = option("decay both learning rates over the run's steps, or halve them after every validation "
+                              "evaluation without improvement (plateau); constant: the paper", "constant",
                               choices=LR_SCHEDULES)
     embedding_dropout: float = option("dropout of the embeddings of every network", 0.0)
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
     history_propensity: bool = option("give every network the count rule's features (share of history items with "
                                       "each action)", False)
-    id_free: bool = option("do not embed user / item ids (features only)", False)
     time_loss: str = option("time heads of every network: squared error (mean) or absolute error (median)", "mse",
                             choices=("mse", "l1"))
+    wide_warm_start: bool = option("start each network's wide path as the logistic regression on counts fitted on "
+                                   "train", False)
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
 
 
