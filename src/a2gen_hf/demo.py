@@ -63,7 +63,11 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     base_config = model_config_from_tokenizer(tokenizer, dataset)
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
     oracle = dataset["test"].select_columns(list(ORACLE_COLUMNS))[:]
-    test_loader = DataLoader(dataset["test"], batch_size=1024, collate_fn=collator)
+    # Only the columns the collator reads, and the train rows read out of Arrow once rather than at every epoch.
+    needed = [name for name in dataset["train"].column_names if name not in ("user", "item", *ORACLE_COLUMNS)]
+    train_rows = dataset["train"].select_columns(needed).to_list()
+    validation = dataset["validation"].select_columns(needed)
+    test_loader = DataLoader(dataset["test"].select_columns(needed), batch_size=1024, collate_fn=collator)
 
     results, models = {}, {}
     for step, name in enumerate(DEMO_MODELS, start=2):
@@ -72,7 +76,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
         model = create_model(name, tokenizer, dataset)
         trained = train(
             model,
-            dataset["train"],
+            train_rows,
             collator,
             TrainingSettings(
                 output_dir=str(output_dir / "runs" / name),
@@ -82,7 +86,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
                 dense_learning_rate=settings.dense_learning_rate,
                 embedding_learning_rate=settings.embedding_learning_rate,
             ),
-            eval_dataset=dataset["validation"],
+            eval_dataset=validation,
         )
         models[name] = trained.model
         results[name] = evaluate_model(trained.model, test_loader, oracle=oracle)

@@ -377,9 +377,15 @@ def _stream_batches(dataset, collator, settings: TrainingSettings, accelerator: 
 
 
 def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
-    """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate.
-    The loader has its own generator so that making it does not draw from the global RNG (dropout's)."""
-    shuffled = dataset.shuffle(seed=settings.seed + epoch) if isinstance(dataset, datasets.Dataset) else dataset
+    """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate:
+    a ``datasets.Dataset`` by its ``shuffle``, any other (e.g. a list of rows already read into Python, which spares
+    Arrow's row extraction at every epoch) by a seeded permutation. The loader has its own generator so that making it
+    does not draw from the global RNG (dropout's)."""
+    if isinstance(dataset, datasets.Dataset):
+        shuffled = dataset.shuffle(seed=settings.seed + epoch)
+    else:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed + epoch))
+        shuffled = torch.utils.data.Subset(dataset, order.tolist())
     loader = DataLoader(
         shuffled,
         batch_size=settings.batch_size,
