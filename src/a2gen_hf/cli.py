@@ -398,8 +398,8 @@ def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rare-id-threshold", type=int, default=0,
                         help="users / target items with fewer training examples share embedding rows (0 = off)")
     parser.add_argument("--wide-path", action="store_true",
-                        help="add a linear logit per action over the count / popularity features (needs them; A2Gen "
-                        "also needs --occurrence-head)")
+                        help="add a linear logit per action over the count / popularity features (needs them; for "
+                        "A2Gen it is part of the occurrence head, which it switches on)")
     parser.add_argument("--slot-readout", choices=["sequence", "any_slot"], default="sequence",
                         help="how A2Gen reads P(action) off its slots: while the sequence runs (default) or over all")
     parser.add_argument("--drop-repeated-start", action="store_true",
@@ -416,7 +416,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "wide_path": args.wide_path,
         "slot_readout": args.slot_readout,
         "target_drops_repeated_start": args.drop_repeated_start,
-        **({"use_id_embeddings": False} if args.id_free else {}),
+        "use_id_embeddings": not args.id_free,
     }
 
 
