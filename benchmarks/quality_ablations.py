@@ -91,6 +91,12 @@ VARIANTS = {
                          num_epochs=1),
         "readouts": ("sequence",),
     },
+    "sparse-wide-warm-h20": {
+        "model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 20, "wide_path": True},
+        "training": dict(batch_size=256, dense_learning_rate=6e-3, embedding_learning_rate=5e-3, lr_schedule="linear",
+                         num_epochs=1),
+        "readouts": ("sequence",), "warm_start": True,
+    },
 }
 
 

@@ -282,7 +282,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "wide_path": args.wide_path,
         "slot_readout": args.slot_readout,
         "target_drops_repeated_start": args.drop_repeated_start,
-        **({"use_id_embeddings": False} if args.id_free else {}),
+        "use_id_embeddings": not args.id_free,
     }
 
 

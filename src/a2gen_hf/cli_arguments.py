@@ -242,8 +242,8 @@ class FeatureArguments:
                                    "cross-entropy", False)
     rare_id_threshold: int = option("users / target items with fewer training examples share embedding rows "
                                     "(0 = off)", 0)
-    wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; A2Gen "
-                             "also needs --occurrence-head)", False)
+    wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; for "
+                             "A2Gen it is part of the occurrence head, which it switches on)", False)
     slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
                                "sequence", choices=("sequence", "any_slot"))
     drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)

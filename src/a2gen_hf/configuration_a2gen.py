@@ -71,7 +71,7 @@ class A2GenConfig(PretrainedConfig):
             slots (times still come from the slots). Off in the paper.
         occurrence_loss_weight (`float`): weight of that binary cross-entropy in the loss.
         wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
-            (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it needs) and to MMoE's /
+            (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
             PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
             Off in the paper.
         target_drops_repeated_start (`bool`): the collator leaves every start action after position 0 out of the
@@ -176,7 +176,8 @@ class A2GenConfig(PretrainedConfig):
         self.history_propensity_features = history_propensity_features
         self.history_count_features = history_count_features
         self.target_popularity_features = target_popularity_features
-        self.occurrence_head = occurrence_head
+        # A2Gen's wide path is part of its occurrence head, so it implies one.
+        self.occurrence_head = occurrence_head or (wide_path and self.model_type == "a2gen")
         self.occurrence_loss_weight = occurrence_loss_weight
         self.slot_readout = slot_readout
         self.wide_path = wide_path
@@ -252,11 +253,6 @@ class A2GenConfig(PretrainedConfig):
             problems.append(
                 "wide_path=True reads the count / popularity features: set history_count_features and / or "
                 "target_popularity_features too (--count-features, --popularity-features)."
-            )
-        if self.wide_path and self.model_type == "a2gen" and not self.occurrence_head:
-            problems.append(
-                "wide_path=True adds its logits to A2Gen's occurrence head: set occurrence_head=True too "
-                "(--occurrence-head)."
             )
         if self.slot_readout not in SLOT_READOUTS:
             problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
