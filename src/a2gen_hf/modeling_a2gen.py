@@ -1063,6 +1063,8 @@ def action_predictions_from_slots(
     """
     end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
     alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
+    if config.slot_readout == "any_slot":  # every slot counts, predicted ends ignored
+        alive = torch.ones_like(alive)
     occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
     not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
     first_occurrence = occurs * not_yet
