@@ -223,7 +223,7 @@ def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
     assert main(argv) == 2
     assert "already holds checkpoint-12" in capsys.readouterr().err
     assert main([*argv, "--resume"]) == 0
-    assert "Resumed from" in capsys.readouterr().out
+    assert "Resumed from" in capsys.readouterr().err
 
 
 def test_learning_rate_schedules(data_dir, tmp_path):
@@ -337,7 +337,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path, c
     (killed / "checkpoint-999" / "model.safetensors").write_bytes(b"partial")
 
     assert main(["train", "--output", str(killed), "--resume", *flags]) == 0
-    assert f"Resumed from {last}" in capsys.readouterr().out
+    assert f"Resumed from {last}" in capsys.readouterr().err
     uninterrupted = tmp_path / "uninterrupted"
     assert main(["train", "--output", str(uninterrupted), *flags]) == 0
 

@@ -12,7 +12,6 @@ PAD_ACTION = "<pad>"
 GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean")
 TIME_LOSSES = ("mse", "l1")
-SLOT_READOUTS = ("sequence", "any_slot")
 TIME_LOSS_REDUCTIONS = ("mean", "sum")
 IAG_SLOT_ACTIVATIONS = ("linear", "relu")
 
@@ -28,6 +27,7 @@ LEGACY_DEFAULTS = {
     "action_embedding_size": 16,
     "time_embedding_size": 16,
 }
+SLOT_READOUTS = ("sequence", "any_slot")
 
 
 class A2GenConfigError(ValueError):
@@ -118,6 +118,12 @@ class A2GenConfig(PretrainedConfig):
         rare_id_buckets (`int`): the shared rows for rare ids, per table (users, items).
         use_id_embeddings (`bool`): ``False`` = id-free mode: user and item ids are not embedded (their vectors are
             zeros); only side features and the history's timed events inform the model, against id memorisation.
+        sparse_embeddings (`bool`): the user, item and side-feature tables give sparse gradients
+            (``nn.Embedding(sparse=True)``): backward and the optimizer touch only the rows a batch read. Needs an
+            optimizer that takes sparse gradients (:class:`a2gen_hf.training.SparseAdamW`, ``torch.optim.SGD``,
+            ``SparseAdam``, ``Adagrad``; ``AdamW`` refuses them). Off by default so that any optimizer works;
+            ``a2gen train`` and :class:`~a2gen_hf.training.A2GenTrainer` switch it on for the run
+            (docs/training.md, "Sparse embedding updates"). Weights and outputs are the same either way.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
         initializer_range (`float`): std of the normal initialisation of weights and embeddings.
         use_cache (`bool`): the default of ``generate(use_cache=...)``: EAG decodes with its key/value cache (exact;
@@ -174,6 +180,7 @@ class A2GenConfig(PretrainedConfig):
         rare_id_threshold: int = 0,
         rare_id_buckets: int = 64,
         use_id_embeddings: bool = True,
+        sparse_embeddings: bool = False,
         hidden_dropout_prob: float = 0.0,
         attention_probs_dropout_prob: float = 0.0,
         embedding_dropout_prob: float = 0.0,
@@ -225,6 +232,7 @@ class A2GenConfig(PretrainedConfig):
         self.rare_id_threshold = rare_id_threshold
         self.rare_id_buckets = rare_id_buckets
         self.use_id_embeddings = use_id_embeddings
+        self.sparse_embeddings = sparse_embeddings
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.embedding_dropout_prob = embedding_dropout_prob
@@ -297,13 +305,6 @@ class A2GenConfig(PretrainedConfig):
             problems.append(f"generator={self.generator_type!r} is unknown; use one of {list(GENERATORS)}.")
         if self.time_loss not in TIME_LOSSES:
             problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
-        if self.wide_path and not (self.history_count_features or self.target_popularity_features):
-            problems.append(
-                "wide_path=True reads the count / popularity features: set history_count_features and / or "
-                "target_popularity_features too (--count-features, --popularity-features)."
-            )
-        if self.slot_readout not in SLOT_READOUTS:
-            problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
         if self.time_loss_reduction not in TIME_LOSS_REDUCTIONS:
             problems.append(
                 f"time_loss_reduction={self.time_loss_reduction!r} is unknown; use one of {list(TIME_LOSS_REDUCTIONS)}."
@@ -312,6 +313,13 @@ class A2GenConfig(PretrainedConfig):
             problems.append(
                 f"iag_slot_activation={self.iag_slot_activation!r} is unknown; use one of {list(IAG_SLOT_ACTIVATIONS)}."
             )
+        if self.wide_path and not (self.history_count_features or self.target_popularity_features):
+            problems.append(
+                "wide_path=True reads the count / popularity features: set history_count_features and / or "
+                "target_popularity_features too (--count-features, --popularity-features)."
+            )
+        if self.slot_readout not in SLOT_READOUTS:
+            problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:
@@ -337,6 +345,8 @@ class A2GenConfig(PretrainedConfig):
         ):
             if getattr(self, field) < 0:
                 problems.append(f"{field}={getattr(self, field)} must be >= 0.")
+        if not isinstance(self.sparse_embeddings, bool):
+            problems.append(f"sparse_embeddings={self.sparse_embeddings!r} must be True or False.")
         if not self.time_log_std > 0:
             problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
         if problems:

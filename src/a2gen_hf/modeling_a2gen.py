@@ -176,6 +176,9 @@ class A2GenFeatureEmbeddings(nn.Module):
     """
     Hashed id tables for users, items (target, history and user side lists) and item side features.
 
+    With ``config.sparse_embeddings`` the three tables give sparse gradients (only the rows a batch read); see
+    ``a2gen_hf.training.optimization``.
+
     With ``config.rare_id_threshold > 0`` the user and item tables get ``rare_id_buckets`` extra rows, and the
     buffers ``user_rows`` / ``item_rows`` (one entry per hash bucket, saved with the model) say which row each bucket
     reads: its own, or a shared one once :meth:`mark_rare_ids` has flagged it as rare.
@@ -187,15 +190,23 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.num_item_side_features = config.num_item_side_features
         self.num_user_side_lists = config.num_user_side_lists
         self.rare_id_buckets = config.rare_id_buckets if config.rare_id_threshold > 0 else 0
-        self.item_embeddings = nn.Embedding(config.item_buckets + self.rare_id_buckets, width, padding_idx=0)
-        self.user_embeddings = nn.Embedding(config.user_buckets + self.rare_id_buckets, width, padding_idx=0)
+        # sparse: backward gives only the rows a batch read (training/optimization.py updates just those).
+        sparse = bool(getattr(config, "sparse_embeddings", False))
+        self.item_embeddings = nn.Embedding(
+            config.item_buckets + self.rare_id_buckets, width, padding_idx=0, sparse=sparse
+        )
+        self.user_embeddings = nn.Embedding(
+            config.user_buckets + self.rare_id_buckets, width, padding_idx=0, sparse=sparse
+        )
         if self.rare_id_buckets:
             self.register_buffer("item_rows", torch.arange(config.item_buckets, dtype=torch.int32))
             self.register_buffer("user_rows", torch.arange(config.user_buckets, dtype=torch.int32))
         else:
             self.item_rows = self.user_rows = None
         self.side_feature_embeddings = (
-            nn.Embedding(config.side_feature_buckets, width, padding_idx=0) if self.num_item_side_features else None
+            nn.Embedding(config.side_feature_buckets, width, padding_idx=0, sparse=sparse)
+            if self.num_item_side_features
+            else None
         )
         self.user_side_mlp = (
             nn.Sequential(nn.Linear(self.num_user_side_lists * width, width), nn.ReLU())
@@ -206,6 +217,12 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = width * (1 + self.num_item_side_features)
         self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
+
+    def id_tables(self) -> list[nn.Embedding]:
+        """The hashed-id ``nn.Embedding`` tables (items, users, item side features): the ones that may give sparse
+        gradients. Tables moved to another engine (``a2gen_hf.torchrec_tables``) are not listed."""
+        tables = [self.item_embeddings, self.user_embeddings, self.side_feature_embeddings]
+        return [table for table in tables if isinstance(table, nn.Embedding)]
 
     def _ids(self, table: nn.Embedding, ids: torch.LongTensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         if not self.use_id_embeddings:
@@ -637,6 +654,16 @@ class A2GenPreTrainedModel(PreTrainedModel):
     _no_split_modules = []
     # forward names every argument; Trainer must not pass num_items_in_batch (the loss is a per-batch mean).
     accepts_loss_kwargs = False
+    # Set by a2gen_hf.hub when the package is imported: push_to_hub then writes the A2Gen model card (the model
+    # layer does not import the Hub layer). None (e.g. loaded as remote code): transformers' own push.
+    hub_pusher = None
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """``PreTrainedModel.push_to_hub`` with the A2Gen model card (tags, ``custom_code``, ``dataset_name=`` and
+        ``eval_results=``, a ``tokenizer=`` to push along): see :func:`a2gen_hf.hub.push_model_to_hub`."""
+        if A2GenPreTrainedModel.hub_pusher is None:
+            return super().push_to_hub(repo_id, *args, **kwargs)
+        return A2GenPreTrainedModel.hub_pusher(self, repo_id, *args, **kwargs)
 
     def resize_token_embeddings(self, *args, **kwargs):
         """Refused: A2Gen's vocabulary is its fixed list of actions, not a tokenizer's growing one."""
