@@ -478,12 +478,7 @@ TOKEN_NAME = re.compile(r"^(hf_|access_|auth_|api_)?token$|^HF_TOKEN$", re.IGNOR
 OUTPUT_CALLS = {"print", "debug", "info", "warning", "warn", "error", "exception", "critical", "log", "write",
                 "write_text", "echo", "set_postfix", "set_description"}  # fmt: skip
 # (file, finding) -> why it is acceptable. Keep this list short and every entry justified.
-ALLOWED_FINDINGS = {
-    ("training/loop.py", "accelerator.register_for_checkpointing"): (
-        "accelerate pickles registered objects to custom_checkpoint_0.pkl and loads them with weights_only=False; "
-        "the file lies in the checkpoint folder the user's own run wrote (docs/reliability.md)"
-    ),
-}
+ALLOWED_FINDINGS: dict[tuple[str, str], str] = {}
 
 
 def call_name(node: ast.Call) -> str:
