@@ -6,6 +6,7 @@ Determinism of the simulator is covered by
 """
 
 import ast
+import hashlib
 import json
 import pickle
 import re
@@ -28,7 +29,7 @@ from a2gen_hf.data import A2GenDataCollator
 from a2gen_hf.hub import build_model_card
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction
 from a2gen_hf.serving import A2GenRanker
-from a2gen_hf.training.loop import TrainingSettings, train
+from a2gen_hf.training.loop import TrainingSettings, latest_checkpoint, train
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "a2gen_hf"
 GENERATORS = ["iag", "eag"]
@@ -519,7 +520,7 @@ def unsafe_findings(tree: ast.AST) -> list[str]:
             findings.append(f"{name}(allow_pickle=True)")
         if keyword_value(node, "trust_remote_code") is True:
             findings.append(f"{name}(trust_remote_code=True)")
-        if name.endswith("yaml.load") or name.endswith("register_for_checkpointing"):
+        if name.endswith(("yaml.load", "register_for_checkpointing", "accelerator.load_state")):
             findings.append(name)
     return findings
 
@@ -593,24 +594,118 @@ def test_cli_push_errors_and_the_model_card_never_show_the_token(saved_checkpoin
     assert "missing" in captured.err and secret not in captured.out + captured.err
 
 
-def test_training_checkpoints_hold_safetensors_weights_and_weights_only_state(tmp_path, fresh_accelerate_state):
-    """accelerate's save_state writes the model as safetensors; optimizer, RNG and progress states are torch.save
-    pickles. Each must load with torch.load(weights_only=True), i.e. hold tensors and plain containers only."""
-    model = tiny_model()
+def checkpointed_run(output_dir: Path, steps: int = 2, resume: bool = False, data=None, model=None, **changes):
+    """A tiny run that checkpoints every 2 steps; returns its result."""
+    model = model or tiny_model()
     settings = TrainingSettings(
-        output_dir=str(tmp_path), max_steps=2, batch_size=8, checkpoint_every=2, cpu=True, show_progress=False,
+        output_dir=str(output_dir), max_steps=steps, batch_size=8, checkpoint_every=2, cpu=True, show_progress=False,
+        resume=resume, **changes,
     )  # fmt: skip
-    train(model, tiny_dataset(), A2GenDataCollator.from_config(model.config, tokenizer_for(model)), settings)
-    checkpoint = tmp_path / "checkpoint-2"
-    files = {path.name for path in checkpoint.iterdir()}
-    assert "model.safetensors" in files and "pytorch_model.bin" not in files
-    pickled = sorted(name for name in files if name.endswith((".bin", ".pkl", ".pt")))
-    assert "optimizer.bin" in pickled
-    from accelerate.utils.other import TORCH_SAFE_GLOBALS  # numpy RNG state types accelerate allows itself
+    collator = A2GenDataCollator.from_config(model.config, tokenizer_for(model))
+    result = train(model, data if data is not None else tiny_dataset(), collator, settings)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return result
 
-    with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
-        for name in pickled:
-            torch.load(checkpoint / name, weights_only=True)
+
+def test_training_checkpoints_hold_no_pickle(tmp_path, fresh_accelerate_state):
+    """Model, optimizer and RNG states are safetensors; counters, log and resume key are JSON."""
+    checkpointed_run(tmp_path)
+    checkpoint = tmp_path / "checkpoint-2"
+    files = sorted(path.name for path in checkpoint.iterdir())
+    assert files == ["a2gen_checkpoint.json", "model.safetensors", "optimizer.safetensors", "rng_state_0.safetensors"]
+    for name in files[1:]:
+        load_file(checkpoint / name)  # safetensors: a header and raw numbers, nothing that runs
+    manifest = json.loads((checkpoint / "a2gen_checkpoint.json").read_text())
+    assert manifest["progress"]["global_step"] == 2 and set(manifest["resume_key"]) == {"settings", "model", "data"}
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+
+
+def test_planted_pickles_in_a_checkpoint_are_never_loaded(tmp_path, fresh_accelerate_state):
+    """The files accelerate's load_state would unpickle (with weights_only=False for custom state) are never read,
+    even when an attacker also lists them, with their sizes and digests, in the manifest."""
+    checkpointed_run(tmp_path)
+    checkpoint = tmp_path / "checkpoint-2"
+    marker = tmp_path / "code-ran"
+    manifest_file = checkpoint / "a2gen_checkpoint.json"
+    manifest = json.loads(manifest_file.read_text())
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "pytorch_model.bin"):
+        (checkpoint / name).write_bytes(pickle.dumps(_WritesMarker(marker)))
+        data = (checkpoint / name).read_bytes()
+        manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest_file.write_text(json.dumps(manifest))
+    result = checkpointed_run(tmp_path, steps=4, resume=True)
+    assert result.global_step == 4 and not marker.exists()
+
+
+def test_old_checkpoints_with_pickled_state_are_refused(tmp_path, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    manifest_file = tmp_path / "checkpoint-2" / "a2gen_checkpoint.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["format"]
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="written by an older a2gen_hf .*never loads"):
+        checkpointed_run(tmp_path, steps=4, resume=True)
+
+
+@pytest.mark.parametrize("name", ["rng_state_0.safetensors", "optimizer.safetensors", "model.safetensors"])
+def test_a_damaged_checkpoint_file_of_the_right_size_is_refused(tmp_path, name, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    path = tmp_path / "checkpoint-2" / name
+    data = bytearray(path.read_bytes())
+    data[-8:] = b"\xff" * 8  # NaN bytes at the end of the data, same size
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{name} does not match the SHA-256 recorded"):
+        checkpointed_run(tmp_path, steps=4, resume=True)
+
+
+def test_a_non_finite_optimizer_state_is_refused_even_with_a_matching_digest(tmp_path, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    checkpoint = tmp_path / "checkpoint-2"
+    tensors = load_file(checkpoint / "optimizer.safetensors")
+    tensors = {name: torch.full_like(value, float("nan")) if "exp_avg_sq" in name else value
+               for name, value in tensors.items()}  # fmt: skip
+    save_file(tensors, checkpoint / "optimizer.safetensors")
+    manifest = json.loads((checkpoint / "a2gen_checkpoint.json").read_text())
+    data = (checkpoint / "optimizer.safetensors").read_bytes()
+    manifest["files"]["optimizer.safetensors"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (checkpoint / "a2gen_checkpoint.json").write_text(json.dumps(manifest))
+    with pytest.raises(FloatingPointError, match="optimizer.safetensors holds NaN or inf"):
+        checkpointed_run(tmp_path, steps=4, resume=True)
+
+
+def test_resume_key_names_what_differs(tmp_path, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    with pytest.raises(ValueError, match=r"settings\.dense_learning_rate: checkpoint 0\.0005, now 0\.001"):
+        checkpointed_run(tmp_path, steps=4, resume=True, dense_learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"data\.fingerprint: checkpoint '\w+', now '\w+'"):
+        checkpointed_run(tmp_path, steps=4, resume=True, data=tiny_dataset(seed=1))
+    with pytest.raises(ValueError, match=r"model\.config\.hidden_size: checkpoint 16, now 32"):
+        checkpointed_run(tmp_path, steps=4, resume=True, model=tiny_model(hidden_size=32))
+    with pytest.raises(ValueError, match=r"model\.class: checkpoint 'A2GenForActionGeneration', now 'MMoE"):
+        checkpointed_run(tmp_path, steps=4, resume=True, model=MMoEForActionPrediction(MMoEConfig(**TINY)))
+    assert checkpointed_run(tmp_path, steps=4, resume=True, log_every=1).global_step == 4  # may change
+
+
+def test_non_finite_weights_stop_training_before_anything_is_saved(tmp_path, fresh_accelerate_state):
+    model = tiny_model()
+    step, calls = torch.optim.AdamW.step, []
+
+    def poisoning_step(self, *args, **kwargs):  # the second (last) step leaves a NaN bias; no forward follows
+        result = step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                model.generator.heads.time.bias.fill_(float("nan"))
+        return result
+
+    torch.optim.AdamW.step = poisoning_step
+    try:
+        with pytest.raises(FloatingPointError, match=r"NaN or inf at step 2 \(generator\.heads\.time\.bias\)"):
+            checkpointed_run(tmp_path, model=model)
+    finally:
+        torch.optim.AdamW.step = step
+    assert latest_checkpoint(tmp_path) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
