@@ -20,13 +20,22 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import BertConfig
+from transformers import AutoModel, BertConfig
+from transformers import pipeline as transformers_pipeline
 
-from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration, MMoEConfig, TimelineError
+from a2gen_hf import (
+    A2GenActionTokenizer,
+    A2GenConfig,
+    A2GenForActionGeneration,
+    A2GenModel,
+    AutoModelForActionGeneration,
+    MMoEConfig,
+    TimelineError,
+)
 from a2gen_hf.checkpoints import CheckpointError, load_checkpoint
 from a2gen_hf.cli import main as cli_main
 from a2gen_hf.data import A2GenDataCollator
-from a2gen_hf.hub import build_model_card
+from a2gen_hf.hub import build_model_card, push_checkpoint
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction
 from a2gen_hf.serving import A2GenRanker
 from a2gen_hf.training.loop import TrainingSettings, latest_checkpoint, train
@@ -160,12 +169,14 @@ def test_truncated_weights_name_the_file(checkpoint, kept_bytes):
 
 
 def test_transformers_alone_gives_no_file_name_for_a_truncated_file(checkpoint):
-    """Why load_checkpoint wraps the error: transformers 5 raises safetensors' bare message."""
+    """Why the strict loader wraps the error: transformers 5 alone (strict=False) raises safetensors' bare message."""
     weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(SafetensorError) as raised:
-        A2GenForActionGeneration.from_pretrained(checkpoint)
+        A2GenForActionGeneration.from_pretrained(checkpoint, strict=False)
     assert "model.safetensors" not in str(raised.value)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        A2GenForActionGeneration.from_pretrained(checkpoint)
 
 
 def test_missing_weights_and_missing_config(checkpoint):
@@ -228,8 +239,8 @@ def test_missing_and_unexpected_tensors_are_named_not_initialised_at_random(chec
     del tensors["generator.heads.time.bias"]
     tensors["leftover.weight"] = torch.zeros(2)
     save_file(tensors, weights, metadata={"format": "pt"})
-    # transformers alone loads this model, with a random time-head bias (it only logs a report).
-    A2GenForActionGeneration.from_pretrained(checkpoint)
+    # transformers alone (strict=False) loads this model, with a random time-head bias (it only logs a report).
+    A2GenForActionGeneration.from_pretrained(checkpoint, strict=False)
     with pytest.raises(CheckpointError) as raised:
         load_checkpoint(checkpoint)
     message = str(raised.value)
@@ -270,6 +281,111 @@ def test_tokenizer_of_another_kind_or_none(checkpoint):
     tokenizer_config.unlink()
     with pytest.raises(CheckpointError, match=r"No tokenizer in .*tokenizer/tokenizer_config\.json exists"):
         load_checkpoint(checkpoint)
+
+
+STRICT_LOADERS = {
+    "class": lambda folder: A2GenForActionGeneration.from_pretrained(folder),
+    "AutoModelForActionGeneration": lambda folder: AutoModelForActionGeneration.from_pretrained(folder),
+    "AutoModel": lambda folder: AutoModel.from_pretrained(folder),
+    "load_checkpoint": load_checkpoint,
+    "pipeline": lambda folder: transformers_pipeline("action-generation", model=str(folder)),
+    "push": lambda folder: push_checkpoint(folder, "someone/a2gen"),
+}
+
+
+def _damage(kind: str, folder: Path) -> str:
+    """Damage a checkpoint one way; return the text its error must contain."""
+    weights = folder / "model.safetensors"
+    if kind == "missing tensor":
+        tensors = load_file(weights)
+        del tensors["a2gen.features.item_embeddings.weight"]
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return r"missing tensors \(would be left at random initialisation\): (a2gen\.)?features\.item_embeddings\.weight"
+    if kind == "unexpected tensor":
+        tensors = {**load_file(weights), "a2gen.leftover": torch.zeros(3)}
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return "tensors the model does not have"
+    if kind == "NaN weight":
+        tensors = load_file(weights)
+        tensors["a2gen.features.item_embeddings.weight"][3, 1] = float("nan")
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return r"tensors holding NaN or inf: (a2gen\.)?features\.item_embeddings\.weight"
+    if kind == "header dtype":  # F32 relabelled I32: same bytes, read as integers
+        data = weights.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        header["a2gen.features.item_embeddings.weight"]["dtype"] = "I32"
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (size - len(text))
+        weights.write_bytes(data[:8] + text + data[8 + size :])
+        return r"safetensors dtype is not the model's: a2gen\.features\.item_embeddings\.weight \(file I32, model float32\)"
+    if kind == "another model type":
+        mmoe = MMoEForActionPrediction(MMoEConfig(**{**TINY, "hidden_size": 8}))
+        for path in folder.glob("*.safetensors"):
+            path.unlink()
+        (folder / "config.json").unlink()
+        mmoe.save_pretrained(folder)
+        return "model_type is 'a2gen_mmoe'"
+    if kind == "shard outside the folder":
+        outside = folder.parent / "elsewhere.safetensors"
+        weights.rename(outside)
+        index = {"metadata": {}, "weight_map": {name: "../elsewhere.safetensors" for name in load_file(outside)}}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+        return "outside its folder"
+    if kind == "pickle only":
+        weights.unlink()
+        (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_WritesMarker(folder.parent / "unpickled")))
+        return "never unpickles"
+    raise AssertionError(kind)
+
+
+DAMAGES = ["missing tensor", "unexpected tensor", "NaN weight", "header dtype", "another model type",
+           "shard outside the folder", "pickle only"]  # fmt: skip
+
+
+@pytest.mark.parametrize("loader", sorted(STRICT_LOADERS))
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_every_loader_is_strict(checkpoint, loader, damage):
+    expected = _damage(damage, checkpoint)
+    if damage == "another model type":
+        if loader in ("AutoModel", "AutoModelForActionGeneration", "load_checkpoint"):  # they pick the config's class
+            loaded = STRICT_LOADERS[loader](checkpoint)
+            assert type(loaded[0] if isinstance(loaded, tuple) else loaded) is MMoEForActionPrediction
+            return
+        expected = {"pipeline": "got MMoEForActionPrediction", "push": r"'architectures' is \['MMoE"}.get(loader, expected)
+    with pytest.raises((ValueError, TypeError), match=expected):
+        STRICT_LOADERS[loader](checkpoint)
+    assert not (checkpoint.parent / "unpickled").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickle only", "no tokenizer", "offline", "NaN weight"])
+def test_cli_push_fails_in_one_line_with_status_2(checkpoint, damage, capsys):
+    if damage == "truncated":
+        weights = checkpoint / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:5000])
+    elif damage == "no tokenizer":
+        for name in ("tokenizer_config.json", "vocab.json", "special_tokens_map.json"):
+            (checkpoint / name).unlink(missing_ok=True)
+    elif damage != "offline":
+        _damage(damage, checkpoint)
+    assert cli_main(["push", str(checkpoint), "someone/a2gen"]) == 2  # HF_HUB_OFFLINE=1 (fixture)
+    error = capsys.readouterr().err
+    errors = [line for line in error.splitlines() if line.startswith("a2gen push: error: ")]
+    assert len(errors) == 1 and "Traceback" not in error
+    if damage != "NaN weight":  # the strict loader lists each damaged tensor on a line of its own
+        assert error.endswith(errors[0] + "\n")
+    expected = {"truncated": "truncated or corrupt", "pickle only": "never unpickles", "no tokenizer": "No tokenizer",
+                "offline": "HF_HUB_OFFLINE", "NaN weight": "NaN or inf"}[damage]  # fmt: skip
+    assert expected in error
+
+
+def test_strict_loaders_load_a_good_checkpoint_and_the_encoder_of_a_head_checkpoint(saved_checkpoint):
+    folder, original = saved_checkpoint
+    model = AutoModelForActionGeneration.from_pretrained(folder)
+    assert torch.equal(model.generator.heads.action.weight, original.generator.heads.action.weight)
+    encoder = AutoModel.from_pretrained(folder)  # the generator's tensors are the expected leftovers
+    assert type(encoder) is A2GenModel
+    assert torch.equal(encoder.features.item_embeddings.weight, original.a2gen.features.item_embeddings.weight)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ even where ``a2gen_hf`` is not installed.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from . import modeling_a2gen
 from .configuration_a2gen import A2GenConfig
 from .modeling_a2gen import A2GenPreTrainedModel
+from .strict_loading import non_finite_tensors, shown_keys
 from .tokenization_a2gen import A2GenActionTokenizer
 from .version import __version__
 
@@ -32,6 +35,19 @@ EVAL_TASK = "action-generation"
 METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
 # The per-action tables of a metrics file (compute_action_metrics) that go on the model card.
 CARD_METRIC_TABLES = ("auc", "mae")
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the Hub cannot be reached or refuses: OS / HTTP errors of huggingface_hub and of
+    the HTTP client it uses (httpx, or httpx2 from huggingface_hub 2)."""
+    errors: list[type[BaseException]] = [OSError, HfHubHTTPError, OfflineModeIsEnabled]
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            client = importlib.import_module(module)
+        except ImportError:
+            continue
+        errors.append(getattr(client, "HTTPError", None) or getattr(client, "RequestException", OSError))
+    return tuple(errors)
 
 
 class HubPushError(ValueError):
@@ -275,23 +291,30 @@ arXiv 2604.25834, 2026.
 
 
 def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenActionTokenizer | None]:
-    """The model saved in ``checkpoint_dir`` and its tokenizer (in the folder itself or in ``tokenizer/``)."""
+    """The model saved in ``checkpoint_dir``, loaded strictly (what is pushed is exactly what was saved: no missing,
+    unexpected or mistyped tensor, no NaN), and its tokenizer (in the folder itself or in ``tokenizer/``)."""
     if not checkpoint_dir.is_dir():
         raise HubPushError(f"The checkpoint folder {checkpoint_dir} does not exist.")
     config_file = checkpoint_dir / "config.json"
     if not config_file.is_file():
         raise HubPushError(f"{checkpoint_dir} has no config.json; pass a folder written by model.save_pretrained.")
-    architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    try:
+        architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    except (ValueError, AttributeError) as error:
+        raise HubPushError(f"{config_file}: not a JSON object ({error}); save the model again.") from None
     model_classes = [getattr(modeling_a2gen, name, None) for name in architectures]
     if not architectures or not isinstance(model_classes[0], type):
         raise HubPushError(
             f"{config_file}: 'architectures' is {architectures}; expected one A2Gen model class such as "
             "['A2GenForActionGeneration'] or ['A2GenModel']."
         )
-    model = model_classes[0].from_pretrained(checkpoint_dir)
-    for folder in (checkpoint_dir, checkpoint_dir / "tokenizer"):
-        if (folder / "tokenizer_config.json").is_file():
-            return model, A2GenActionTokenizer.from_pretrained(folder)
+    try:
+        model = model_classes[0].from_pretrained(checkpoint_dir, local_files_only=True)  # strict (StrictLoadingMixin)
+        for folder in (checkpoint_dir, checkpoint_dir / "tokenizer"):
+            if (folder / "tokenizer_config.json").is_file():
+                return model, A2GenActionTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError) as error:  # CheckpointError is a ValueError
+        raise HubPushError(f"{checkpoint_dir} cannot be pushed: {error}") from None
     return model, None
 
 
@@ -358,14 +381,23 @@ def push_checkpoint(
     else:
         model = checkpoint_dir_or_model
     if tokenizer is None:
-        logger.warning("Pushing %s without a tokenizer: its time statistics and id hashing stay local.", repo_id)
-    else:
-        _check_same_vocabulary(model, tokenizer)
+        raise HubPushError(
+            f"No tokenizer to push with the model to {repo_id}: the tokenizer carries the time statistics and id "
+            "hashing, and a checkpoint without it does not load (load_checkpoint). Pass tokenizer=..., or save it "
+            "into the folder (or its tokenizer/ subfolder) with tokenizer.save_pretrained(folder)."
+        )
+    _check_same_vocabulary(model, tokenizer)
+    non_finite = non_finite_tensors(model)
+    if non_finite:
+        raise HubPushError(f"The model holds NaN or inf weights ({shown_keys(non_finite)}); it is not pushed.")
     if eval_results:  # refuse bad numbers before the repo is created
         _eval_result_list(eval_results, model.config, dataset_name, "test")
 
     api = HfApi(token=token, library_name="a2gen_hf", library_version=__version__)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    except _network_errors() as error:
+        raise HubPushError(_hub_failure(f"cannot create or reach the repo {repo_id}", error)) from None
     card = build_model_card(model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id)
     with tempfile.TemporaryDirectory(prefix="a2gen-push-") as staging:
         folder = Path(staging)
@@ -374,4 +406,16 @@ def push_checkpoint(
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         card.save(folder / "README.md")
-        return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        try:
+            return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        except _network_errors() as error:
+            raise HubPushError(_hub_failure(f"the upload to {repo_id} failed", error)) from None
+
+
+def _hub_failure(what: str, error: BaseException) -> str:
+    """One line: what failed, the error's kind and first line, and what to check."""
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    return (
+        f"{what} ({type(error).__name__}: {first_line}). Check the network, HF_HUB_OFFLINE (set: no pushes) and "
+        "that the token (HF_TOKEN or `hf auth login`) may write to it."
+    )

@@ -38,6 +38,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     target_categories,
 )
 from .generation_a2gen import A2GenGenerationMixin
+from .strict_loading import StrictLoadingMixin
 from .targets import IGNORE_INDEX, first_occurrence_targets  # noqa: F401
 from .time_encoding import denormalize_times
 
@@ -519,7 +520,7 @@ class ImplicitActionGenerator(nn.Module):
         }
 
 
-class A2GenPreTrainedModel(PreTrainedModel):
+class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config_class = A2GenConfig
     config: A2GenConfig
     base_model_prefix = "a2gen"
