@@ -405,4 +405,10 @@ def test_an_empty_train_split_fails_without_leaving_a_half_written_dataset(tmp_p
     everything_validation = SplitRule(validation_start=0, test_start=2e9)
     with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
         convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
-    assert list(output.iterdir()) == []
+    assert not output.exists() and sorted(path.name for path in tmp_path.iterdir()) == [".out.a2gen-lock", "log.csv"]
+    # A failing re-prepare leaves the earlier dataset (and nothing else) as it was.
+    convert_log(path, "taobao", output_dir=output, progress=False)
+    before = {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()}
+    with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
+        convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
+    assert {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()} == before
