@@ -412,3 +412,126 @@ def test_an_empty_train_split_fails_without_leaving_a_half_written_dataset(tmp_p
     with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
         convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
     assert {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------- safe output folders
+
+
+def _taobao_log(path: Path, users: int = 30, seed: int = 0) -> Path:
+    """A small valid Taobao log: each user clicks and sometimes buys items over the preset's time window."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for user in range(users):
+        for _event in range(6):
+            time = 1511544000 + int(rng.integers(0, 700_000))
+            lines.append(f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},{rng.choice(['pv', 'buy'])},{time}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(item.relative_to(folder)): item.read_bytes() for item in sorted(folder.rglob("*")) if item.is_file()}
+
+
+def test_a_second_prepare_into_a_locked_folder_is_refused(tmp_path):
+    import fcntl
+    import os
+
+    log, output = _taobao_log(tmp_path / "log.csv"), tmp_path / "out"
+    descriptor = os.open(tmp_path / ".out.a2gen-lock", os.O_RDWR | os.O_CREAT)  # another writer holds the lock
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.pwrite(descriptor, b"4242\n", 0)
+        with pytest.raises(ValueError, match=r"out is being written by another a2gen run \(process 4242\)"):
+            convert_log(log, "taobao", output_dir=output, progress=False)
+    finally:
+        os.close(descriptor)
+    assert not output.exists()
+    convert_log(log, "taobao", output_dir=output, progress=False)  # the lock died with its holder
+    assert (output / "a2gen_data.json").is_file()
+
+
+def test_prepare_refuses_outputs_it_must_not_replace(tmp_path):
+    log = _taobao_log(tmp_path / "log.csv")
+    with pytest.raises(ValueError, match="is the input log .* or lies inside it"):
+        convert_log(log, "taobao", output_dir=log, progress=False)
+    with pytest.raises(ValueError, match="is the input log .* or lies inside it"):
+        convert_log(log, "taobao", output_dir=log / "out", progress=False)
+    with pytest.raises(ValueError, match="lies inside the output folder"):
+        convert_log(log, "taobao", output_dir=tmp_path, progress=False)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"holds files that a2gen prepare did not write \(notes.txt\)"):
+        convert_log(log, "taobao", output_dir=mine, progress=False)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    for gap in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="session_gap_seconds=.* must be a finite number"):
+            convert_log(log, "taobao", output_dir=tmp_path / "gap", session_gap_seconds=gap, progress=False)
+
+
+# Each kill point: what the forked child process patches to kill itself with SIGKILL there.
+KILL_POINTS = {
+    "while reading": "PartitionWriter.write",
+    "before the switch": "switch_in",
+    "between the two renames of a switch": "rename",
+    "after the switch, before the previous folder is deleted": "rmtree",
+}
+
+
+def _prepare_and_die(log: Path, output: Path, point: str) -> None:
+    """In a forked child: convert ``log`` into ``output`` and SIGKILL the process at ``point``."""
+    import os
+    import signal
+
+    import a2gen_hf.data.logs as logs
+    import a2gen_hf.output_folders as folders
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "PartitionWriter.write":
+        logs.PartitionWriter.write = die
+    elif point == "switch_in":
+        logs.switch_in = die
+    else:
+        folders._exchange = lambda first, second: False  # the two-rename switch of systems without renameat2
+        module = folders.os if point == "rename" else folders.shutil
+        real, mark = getattr(module, point), "a2gen-staging" if point == "rename" else "a2gen-previous"
+
+        def die_on_mark(path, *args, **kwargs):  # rename(staging, target) / rmtree(previous): the switch's last steps
+            if mark in str(path):
+                die()
+            return real(path, *args, **kwargs)
+
+        setattr(module, point, die_on_mark)
+    logs.convert_log(log, "taobao", output_dir=output, progress=False, num_proc=1)
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_a_killed_prepare_leaves_the_old_dataset_or_the_new_one_and_the_next_run_cleans_up(tmp_path, point):
+    import os
+
+    old_log, new_log = _taobao_log(tmp_path / "old.csv", seed=0), _taobao_log(tmp_path / "new.csv", users=40, seed=1)
+    output = tmp_path / "out"
+    convert_log(old_log, "taobao", output_dir=output, progress=False)
+    old = _files(output)
+    child = os.fork()  # a child process (cheaper to start than a new interpreter) that dies at the kill point
+    if child == 0:
+        try:
+            _prepare_and_die(new_log, output, KILL_POINTS[point])
+        finally:
+            os._exit(3)  # reached only if the kill point never came
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status
+    leftovers = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".out.a2gen-"))
+    assert leftovers[0] == ".out.a2gen-lock" and len(leftovers) > 1  # the killed run's staging and / or previous folder
+    if point.startswith("after the switch"):
+        assert json.loads((output / "a2gen_data.json").read_text())["source"] == str(new_log)
+    elif output.exists():
+        assert _files(output) == old  # never a mix: the complete old dataset
+    # The next run on the folder repairs it (the old dataset is put back first), then replaces it whole.
+    result = convert_log(new_log, "taobao", output_dir=output, progress=False)
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".out.")) == [".out.a2gen-lock"]
+    assert json.loads((output / "a2gen_data.json").read_text())["source"] == str(new_log)
+    assert len(datasets.load_from_disk(str(output))["train"]) == result.summary["examples"]["train"]
