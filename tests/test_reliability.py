@@ -803,6 +803,21 @@ def test_resume_key_names_what_differs(tmp_path, fresh_accelerate_state):
     assert checkpointed_run(tmp_path, steps=4, resume=True, log_every=1).global_step == 4  # may change
 
 
+def test_a_second_training_into_a_busy_output_folder_is_refused(tmp_path, fresh_accelerate_state):
+    import fcntl
+    import os
+
+    descriptor = os.open(tmp_path / ".run.a2gen-lock", os.O_RDWR | os.O_CREAT)  # another run writes tmp_path/run
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match=r"run is being written by another a2gen run"):
+            checkpointed_run(tmp_path / "run")
+    finally:
+        os.close(descriptor)
+    assert not (tmp_path / "run").exists()
+    assert checkpointed_run(tmp_path / "run").global_step == 2
+
+
 def test_non_finite_weights_stop_training_before_anything_is_saved(tmp_path, fresh_accelerate_state):
     model = tiny_model()
     step, calls = torch.optim.AdamW.step, []

@@ -21,6 +21,7 @@ import os
 import random
 import shutil
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -40,6 +41,7 @@ from tqdm.auto import tqdm
 
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, evaluate_model
+from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
 from .data_setup import create_model, load_data_dir
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -449,7 +451,7 @@ def _save_checkpoint(
             "resume_key": resume_key if resume_key is not None else _resume_key(settings, accelerator),
             "files": files,
         }
-        _write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
+        write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
         os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
         if settings.keep_checkpoints:
             older = sorted(
@@ -459,16 +461,6 @@ def _save_checkpoint(
             for stale in older[: -settings.keep_checkpoints]:
                 shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling, flush it to disk, then rename it over ``path``."""
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _verify_checkpoint(checkpoint: Path, manifest: dict[str, Any]) -> None:
@@ -664,6 +656,30 @@ def train(
     accelerator: Accelerator | None = None,
 ) -> TrainingResult:
     """
+    Train ``model`` on ``train_dataset``; see :func:`_train`. The main process holds the lock of
+    ``settings.output_dir`` for the whole run (:func:`~a2gen_hf.output_folders.output_lock`): a second run into the
+    same folder fails at once with ``OutputBusyError`` (a ``ValueError``) instead of mixing its checkpoints, log
+    and model with this one's.
+    """
+    accelerator = accelerator or make_accelerator(settings)
+    with _output_lock(accelerator, settings.output_dir):
+        return _train(model, train_dataset, collator, settings, eval_dataset, accelerator)
+
+
+def _output_lock(accelerator: Accelerator, output_dir: str | os.PathLike):
+    """The output folder's lock, held by the main process (the others write only what it coordinates)."""
+    return output_lock(output_dir) if accelerator.is_main_process else nullcontext()
+
+
+def _train(
+    model: nn.Module,
+    train_dataset,
+    collator,
+    settings: TrainingSettings,
+    eval_dataset=None,
+    accelerator: Accelerator | None = None,
+) -> TrainingResult:
+    """
     Train ``model`` on ``train_dataset`` (a ``datasets.Dataset``, or a ``datasets.IterableDataset`` with
     ``settings.max_steps``) with ``collator``. With ``eval_dataset`` (a ``datasets.Dataset``) the validation loss
     is computed after every epoch (streaming: once, at the end) and, with ``settings.select_best_epoch``, the
@@ -805,11 +821,12 @@ def train(
     if select_best and progress.best_epoch >= 0:
         _load_best(trained, output_dir, progress.best_epoch)
     if accelerator.is_main_process:
-        (output_dir / TRAINING_LOG_FILE).write_text(
+        write_text_atomically(
+            output_dir / TRAINING_LOG_FILE,
             json.dumps(
                 {"settings": asdict(settings), "log_history": progress.log_history, "best_epoch": progress.best_epoch},
                 indent=2,
-            )
+            ),
         )
     return TrainingResult(
         model=trained,
@@ -850,6 +867,11 @@ def train_from_data_dir(
         ``(result, metrics)``; ``metrics`` is None without a ``test`` split and on the other processes.
     """
     accelerator = accelerator or make_accelerator(settings)
+    with _output_lock(accelerator, settings.output_dir):
+        return _train_from_data_dir(data_dir, settings, model_name, model_overrides, accelerator)
+
+
+def _train_from_data_dir(data_dir, settings, model_name, model_overrides, accelerator) -> tuple[TrainingResult, Any]:
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
@@ -860,14 +882,17 @@ def train_from_data_dir(
     output_dir = Path(settings.output_dir)
     metrics = None
     if accelerator.is_main_process:
-        result.model.save_pretrained(str(output_dir / MODEL_FOLDER))
-        tokenizer.save_pretrained(str(output_dir / MODEL_FOLDER))
+        recover(output_dir / MODEL_FOLDER)  # a killed run's half-saved model (we hold the output folder's lock)
+        staging = staging_folder(output_dir / MODEL_FOLDER)  # the model appears complete or not at all
+        result.model.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+        switch_in(staging, output_dir / MODEL_FOLDER)
         if "test" in dataset and len(dataset["test"]):
             test = dataset["test"]
             loader = DataLoader(test, batch_size=settings.eval_batch_size, collate_fn=collator)
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
             metrics = evaluate_model(result.model, loader, oracle=oracle)
-            (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(_json_ready(metrics), indent=2) + "\n")
+            write_text_atomically(output_dir / EVAL_RESULTS_FILE, json.dumps(_json_ready(metrics), indent=2) + "\n")
         else:
             accelerator.print(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
     accelerator.wait_for_everyone()
