@@ -535,3 +535,63 @@ def test_a_killed_prepare_leaves_the_old_dataset_or_the_new_one_and_the_next_run
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".out.")) == [".out.a2gen-lock"]
     assert json.loads((output / "a2gen_data.json").read_text())["source"] == str(new_log)
     assert len(datasets.load_from_disk(str(output))["train"]) == result.summary["examples"]["train"]
+
+
+# ------------------------------------------------------------------------------------- one row per physical line
+
+
+def _numbered_log(count: int) -> list[str]:
+    return [f"{row % 7},{100 + row},5,pv,{1511544070 + row}" for row in range(count)]
+
+
+def test_a_stray_quote_loses_no_line_and_shifts_no_line_number(tmp_path):
+    lines = _numbered_log(200)
+    lines[80] = '1,"101,5,pv,1511544071'  # line 81: an unbalanced quote (unquoted logs: part of the item id)
+    lines[149] = "1,102,5,look,1511544072"  # line 150: a bad action
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = convert_log(path, "taobao", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 200 and result.summary["rows_dropped"] == {"unknown_action": 1}
+    assert result.summary["first_dropped"]["unknown_action"].startswith("log.csv:150: ")
+    with pytest.raises(LogFormatError, match=r"log\.csv:150: column 'behavior_type' has unknown action 'look'"):
+        convert_log(path, "taobao", progress=False)
+
+
+def test_a_quoted_preset_refuses_an_unbalanced_quote_line_by_line(tmp_path):
+    preset = dataclasses.replace(PRESETS["taobao"], name="quoted", quote_char='"')
+    lines = _numbered_log(50)
+    lines[9] = '1,"10,1",5,pv,1511544071'  # a quoted value holding the delimiter: one value
+    lines[20] = '1,"101,5,pv,1511544071'  # line 21: unbalanced
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = convert_log(path, preset, on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 50 and result.summary["rows_dropped"] == {"unbalanced_quote": 1}
+    with pytest.raises(LogFormatError, match=r"log\.csv:21: the line has an unbalanced \""):
+        convert_log(path, preset, progress=False)
+
+
+@pytest.mark.parametrize("neighbour", [None, "1,101,5,pv,not-a-time"])
+def test_a_number_s_verdict_does_not_depend_on_its_batch(tmp_path, neighbour):
+    lines = _numbered_log(20)
+    lines[4] = "1,200,5,pv,1.5115440e9"  # scientific notation: a number
+    lines[5] = "1,201,5,pv,1e999"  # overflows to inf: not a number
+    if neighbour:
+        lines[6] = neighbour
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = convert_log(path, "taobao", on_bad_rows="skip", progress=False)
+    dropped = {"bad_number": 2 if neighbour else 1}
+    assert result.summary["rows_dropped"] == dropped and result.summary["rows_read"] == 20
+    assert result.summary["first_dropped"]["bad_number"].startswith("log.csv:6: column 'timestamp' is not a number")
+
+
+def test_a_50_mb_line_and_bytes_that_are_not_utf8_are_bad_rows_with_their_line(tmp_path):
+    lines = [line.encode() for line in _numbered_log(30)]
+    lines[2] = b"1,100,5,pv," + b"9" * (50 << 20)  # line 3: 50 MB
+    lines[9] = b"1,1\xff0,5,pv,1511544079"  # line 10: latin-1, not UTF-8
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = convert_log(path, "taobao", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 30
+    assert result.summary["rows_dropped"] == {"line_too_long": 1, "not_utf8": 1}
+    assert result.summary["first_dropped"]["line_too_long"].startswith("log.csv:3: the line is")
+    assert result.summary["first_dropped"]["not_utf8"].startswith("log.csv:10: byte b'\\xff' at column 4 is not UTF-8")
+    with pytest.raises(LogFormatError, match=r"log\.csv:3: the line is .*longer than 1,048,576 bytes"):
+        convert_log(path, "taobao", progress=False)

@@ -73,6 +73,8 @@ class LogPreset:
         flag_columns: view logs: 0/1 columns -> action names, listed in the order the actions take in a sequence.
         duration_column / duration_unit: view logs: time from the start to the end action (``"s"`` or ``"ms"``).
         side_feature_columns: item side features (category, seller, ...), hashed per field; empty = unknown.
+        quote_char: CSV quoting (e.g. ``'"'``), for logs that quote values; ``None`` (the presets): no quoting, so
+            a stray quote is part of its value and can never join lines. Quoted values may not span lines.
     """
 
     name: str
@@ -93,6 +95,7 @@ class LogPreset:
     duration_column: str | None = None
     duration_unit: str = "ms"
     side_feature_columns: tuple[str, ...] = ()
+    quote_char: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -103,6 +106,8 @@ class LogPreset:
                 problems.append(f"action {action!r} is not in action_names {list(self.action_names)}")
         if self.time_unit not in TIME_UNITS or self.duration_unit not in ("s", "ms"):
             problems.append(f"time_unit must be one of {list(TIME_UNITS)} and duration_unit 's' or 'ms'")
+        if self.quote_char is not None and (len(self.quote_char) != 1 or self.quote_char in "\n\r"):
+            problems.append(f"quote_char must be one character or None, got {self.quote_char!r}")
         if self.time_unit == "mmdd" and self.year is None:
             problems.append("time_unit='mmdd' needs the year")
         if self.columns is not None and not set(self.needed_columns()) <= set(self.columns):
