@@ -546,6 +546,68 @@ def test_model_names_an_out_of_range_id():
         model(**batch)
 
 
+def _bad_inputs(batch: dict, case: str) -> tuple[dict, type, str]:
+    """A collator batch damaged one way, the exception it must raise and the text its message must hold."""
+    bad = dict(batch)
+    if case == "plain list":
+        bad["history_item_ids"] = batch["history_item_ids"].tolist()
+        return bad, TypeError, r"history_item_ids must be a torch\.Tensor of shape \(B, N\), got list"
+    if case == "float ids":
+        bad["item_ids"] = batch["item_ids"].float()
+        return bad, TypeError, r"item_ids must hold integer ids \(torch\.long\), got dtype torch\.float32"
+    if case == "bool ids":
+        bad["user_ids"] = batch["user_ids"] > 0
+        return bad, TypeError, r"user_ids must hold integer ids \(torch\.long\), got dtype torch\.bool"
+    if case == "float64 times":
+        bad["history_action_times"] = batch["history_action_times"].double()
+        return bad, TypeError, r"history_action_times must be a floating tensor of the model's dtype \(torch\.float32\), got torch\.float64"
+    if case == "shapes that disagree":
+        bad["history_action_ids"] = batch["history_action_ids"][:, :-1]
+        return bad, ValueError, r"history_action_ids has shape .*: its N dimension is \d+, but history_item_ids gives N = \d+"
+    if case == "2-d user ids":
+        bad["user_ids"] = batch["user_ids"][:, None]
+        return bad, ValueError, r"user_ids must have 1 dimension\(s\) \(B\), got shape \(\d+, 1\)"
+    if case == "side features of another width":
+        bad["item_side_ids"] = batch["item_side_ids"][:, :1]
+        return bad, ValueError, r"item_side_ids has 1 in dimension F of \(B, F\) but the config says 2"
+    if case == "too long a history":
+        long = collate_unbounded(batch)
+        return long, ValueError, r"example 0 holds 40 history items, more than the model's max_history_items=6"
+    raise AssertionError(case)
+
+
+def collate_unbounded(batch: dict) -> dict:
+    """A batch of one example with 40 history items (the collator would keep 6)."""
+    model = tiny_model()
+    collator = A2GenDataCollator.from_config(model.config, tokenizer_for(model))
+    collator.max_history_items = 1000
+    return history_only(collator(rows(1, history=40)))
+
+
+BAD_INPUTS = ["plain list", "float ids", "bool ids", "float64 times", "shapes that disagree", "2-d user ids",
+              "side features of another width", "too long a history"]  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", ["forward", "predict_actions", "generate", "beam search"])
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_model_inputs_raise_errors_that_name_the_argument(case, entry):
+    model = tiny_model("eag")
+    inputs, error, message = _bad_inputs(history_only(collate(model, rows(3))), case)
+    call = {"forward": model, "predict_actions": model.predict_actions, "generate": model.generate,
+            "beam search": lambda **batch: model.generate(**batch, num_beams=2)}[entry]  # fmt: skip
+    with pytest.raises(error, match=message):
+        call(**inputs)
+
+
+def test_bad_labels_raise_errors_that_name_the_argument():
+    model = tiny_model()
+    batch = collate(model, rows(3))
+    with pytest.raises(TypeError, match=r"labels must hold integer ids \(torch\.long\), got dtype torch\.float32"):
+        model(**{**batch, "labels": batch["labels"].float()})
+    with pytest.raises(ValueError, match=r"label_times has shape .*: its T dimension is \d+, but labels gives T"):
+        model(**{**batch, "label_times": batch["label_times"][:, :-1]})
+
+
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_nan_label_time_under_a_zero_mask_does_not_poison_the_loss(generator):
     model = tiny_model(generator)
