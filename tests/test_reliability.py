@@ -379,6 +379,27 @@ def test_cli_push_fails_in_one_line_with_status_2(checkpoint, damage, capsys):
     assert expected in error
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--item-buckets", "1"], "item_buckets=1 must be >= 2"),
+        (["--session-gap-seconds", "nan"], "session_gap_seconds=nan must be a finite number"),
+        (["--output", "{log}"], "is the input log"),
+        (["--output", "{log}/inside"], "is the input log"),
+        (["--output", "{folder}"], "lies inside the output folder"),
+    ],
+)
+def test_cli_prepare_edges_fail_in_one_line_with_status_2(tmp_path, capsys, flags, message):
+    log = tmp_path / "log.csv"
+    log.write_text("".join(f"{row % 5},{100 + row},5,pv,{1511544070 + 600 * row}\n" for row in range(60)))
+    flags = [flag.format(log=log, folder=tmp_path) for flag in flags]
+    output = [] if "--output" in flags else ["--output", str(tmp_path / "out")]
+    assert cli_main(["prepare", "--preset", "taobao", "--input", str(log), *output, *flags]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("a2gen prepare: error: ") and error.count("\n") == 1 and message in error
+    assert log.is_file()
+
+
 def test_strict_loaders_load_a_good_checkpoint_and_the_encoder_of_a_head_checkpoint(saved_checkpoint):
     folder, original = saved_checkpoint
     model = AutoModelForActionGeneration.from_pretrained(folder)
