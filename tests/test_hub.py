@@ -41,7 +41,7 @@ PUSHED_FILES = {
     "tokenizer_config.json", "vocab.json", "configuration_a2gen.py", "modeling_a2gen.py", "generation_a2gen.py",
     "tokenization_a2gen.py", "time_encoding.py",
 }
-PUSHED_FILES |= {"strict_loading.py"}  # the strict from_pretrained travels with the modeling code
+PUSHED_FILES |= {"strict_loading.py", "targets.py", "features_a2gen.py"}  # modules the modeling code imports
 
 # Runs first in every client subprocess: quiet, deterministic (one thread: bit-identical sums), and, with
 # ISOLATE=1, without a2gen_hf: the editable install puts src/ on sys.path (or an __editable__ finder on
