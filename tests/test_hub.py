@@ -39,9 +39,9 @@ SUBPROCESS_TIMEOUT = 120
 PUSHED_FILES = {
     ".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
     "tokenizer_config.json", "vocab.json", "configuration_a2gen.py", "modeling_a2gen.py", "generation_a2gen.py",
-    "tokenization_a2gen.py", "time_encoding.py",
+    "tokenization_a2gen.py", "time_encoding.py", "features_a2gen.py", "targets.py",
 }
-PUSHED_FILES |= {"strict_loading.py", "targets.py", "features_a2gen.py"}  # modules the modeling code imports
+PUSHED_FILES |= {"strict_loading.py"}  # the strict from_pretrained travels with the modeling code
 
 # Runs first in every client subprocess: quiet, deterministic (one thread: bit-identical sums), and, with
 # ISOLATE=1, without a2gen_hf: the editable install puts src/ on sys.path (or an __editable__ finder on

@@ -15,8 +15,6 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationConfig
-from transformers.generation import LogitsProcessorList, StoppingCriteriaList
 
 from .generation_a2gen import A2GenGenerateOutput
 from .modeling_a2gen import (
@@ -424,15 +422,16 @@ class A2GenRanker:
         self._check_candidates(user_state, item_ids, item_side_ids)
         if item_ids.shape[0] == 0:
             raise ValueError("generate() needs at least one candidate in item_ids.")
-        generation_config = GenerationConfig(
-            do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, return_dict_in_generate=True
-        )
-        budget = self.model._new_token_budget(generation_config)
         context = self.program.generation_context(
             *user_state.as_tuple(), item_ids, item_side_ids, self.extra_features(user_state, item_ids, item_side_ids)
         )
-        return self.model._sample_timed(
-            context, generation_config, LogitsProcessorList(), StoppingCriteriaList(), budget, use_cache
+        return self.model.generate_from_context(
+            context,
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=max_new_tokens,
+            use_cache=use_cache,
+            return_dict_in_generate=True,
         )
 
     def export(
