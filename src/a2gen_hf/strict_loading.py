@@ -38,6 +38,11 @@ class CheckpointError(ValueError):
     """Raised when a checkpoint cannot be loaded exactly as it was saved; the message names the file."""
 
 
+class DamagedWeightsError(CheckpointError, OSError):
+    """A weight file that cannot be read (truncated, corrupt): a :class:`CheckpointError` and, like transformers'
+    own file errors (and ``from_pretrained(..., strict=False)``'s), an ``OSError``."""
+
+
 def shown_keys(keys) -> str:
     """The first :data:`MAX_KEYS_SHOWN` of ``keys``, sorted, then how many more."""
     keys = sorted(map(str, keys))
@@ -107,7 +112,7 @@ def check_weight_files(files: list[Path]) -> dict[str, tuple[Path, str]]:
                 for name in file.keys():
                     dtypes[name] = (path, file.get_slice(name).get_dtype())
         except (SafetensorError, OSError) as error:
-            raise CheckpointError(
+            raise DamagedWeightsError(
                 f"{path}: cannot be read as safetensors ({error}); the file is truncated or corrupt (an interrupted "
                 "download or copy?). Download or save it again."
             ) from None
