@@ -51,8 +51,9 @@ def test_compare_writes_the_tables_with_baselines_and_bootstrap(data_dir, tmp_pa
     assert set(report["bootstrap"]) == {"mmoe-fair", "a2gen-iag:notime", "propensity", "median-time"}
     for row in report["bootstrap"]["mmoe-fair"].values():
         assert row["low"] <= row["difference"] <= row["high"]
-        assert row["verdict"] in ("A better", "B better", "no significant difference")
+        assert row["verdict"] in ("A2Gen-IAG better", "MMoE fairly fed better", "no significant difference")
     table = (output / "results.md").read_text()
+    assert "GAUC like" in table and "NDCG@10 like" in table and "LogLoss like" in table
     assert "| A2Gen-IAG |" in table and "ablation: notime" in table and "positives" in table
     assert "Networks trained with num_epochs=1, batch_size=256" in table and "use_id_embeddings=True" in table
     assert report["settings"]["training"]["lr_schedule"] == "constant"

@@ -2,6 +2,7 @@
 
 from transformers import AutoTokenizer
 
+from . import hub  # noqa: F401  (push_to_hub of the models writes the A2Gen model card)
 from .auto import AutoModelForActionGeneration
 from .configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS, A2GenConfig, A2GenConfigError
 from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig

@@ -118,9 +118,7 @@ def add_push_command(subparsers: argparse._SubParsersAction) -> None:
 def run_push(args: argparse.Namespace) -> int:
     import json
 
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from .hub import eval_results_from_metrics, push_checkpoint
+    from .hub import HUB_ERRORS, eval_results_from_metrics, hub_error_message, push_checkpoint
 
     eval_results = None
     if args.eval_results:
@@ -145,8 +143,11 @@ def run_push(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             dataset_name=args.dataset_name,
         )
-    except (HfHubHTTPError, FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:
         print(f"a2gen push: error: {error}", file=sys.stderr)
+        return 2
+    except HUB_ERRORS as error:  # offline, unreachable, 401, ...: one line
+        print(f"a2gen push: error: {hub_error_message(error)}", file=sys.stderr)
         return 2
     print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id} as commit {commit.oid}")
     return 0
@@ -264,7 +265,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
+    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table
 
     try:
         model, tokenizer = _load_model_and_tokenizer(args.model)
@@ -277,6 +278,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
     result = evaluate_model(model, loader, oracle=oracle)
     print(format_metrics_table({Path(args.model).name or "model": result}))
+    print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
+    print(format_ranking_table({Path(args.model).name or "model": result}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=float))
         print(f"written to {args.json}")
@@ -489,6 +492,14 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-grad-norm", type=float, help="clip the gradient norm (default: no clipping)")
     parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default=defaults.lr_schedule,
                         help="decay both learning rates over the run's steps (default: constant, the paper)")
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,
+                        help="linear warmup of both learning rates from 0 over this many steps (default: 0)")
+    parser.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio,
+                        help="warmup as a share of the run's steps, when --warmup-steps is 0 (default: 0)")
+    parser.add_argument("--report-to", default=defaults.report_to,
+                        help="Accelerate trackers, comma-separated: tensorboard (pip install 'a2gen_hf[tracking]'), "
+                        "mlflow, aim, dvclive, trackio (offline), wandb, comet_ml, clearml, swanlab, all or none "
+                        "(default); logs go to OUTPUT/tracking")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps; 0 = never")
     parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="0 = keep all")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in OUTPUT")
@@ -547,6 +558,9 @@ def run_train(args: argparse.Namespace) -> int:
             weight_decay=args.weight_decay,
             max_grad_norm=args.max_grad_norm,
             lr_schedule=args.lr_schedule,
+            warmup_steps=args.warmup_steps,
+            warmup_ratio=args.warmup_ratio,
+            report_to=args.report_to,
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
@@ -620,7 +634,11 @@ def run_plot(args: argparse.Namespace) -> int:
             predicted = generate_timelines(model, tokenizer, batch)[0]
             actual = tokenizer.decode_timeline(batch["labels"][0], batch["label_times"][0], batch["label_time_mask"][0])
             title = args.title or f"{args.split} row {args.index}: user {row['user']}, item {row['item']}"
-            path = plot_timeline(predicted, actual, args.output, title=title)
+            scores = model.predict_actions(**batch).action_probabilities[0]
+            config = model.config
+            probabilities = {name: float(scores[config.action_id(name)]) for name in config.action_names
+                             if name not in (config.start_action, config.end_action)}
+            path = plot_timeline(predicted, actual, args.output, title=title, probabilities=probabilities)
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen plot {args.plot_kind}: error: {error}", file=sys.stderr)
         return 2

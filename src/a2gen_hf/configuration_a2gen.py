@@ -12,6 +12,21 @@ PAD_ACTION = "<pad>"
 GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean")
 TIME_LOSSES = ("mse", "l1")
+TIME_LOSS_REDUCTIONS = ("mean", "sum")
+IAG_SLOT_ACTIVATIONS = ("linear", "relu")
+
+# Fields added after checkpoints were already published, with the value that reproduces those checkpoints. A
+# config.json written before a field existed lacks it: ``A2GenConfig.from_dict`` (used by ``from_pretrained`` and
+# ``checkpoints.load_checkpoint``) then reads the legacy value, so an old checkpoint loads with its own weights and
+# gives the outputs it gave before. New configs write every field, so they get the paper's defaults below.
+LEGACY_DEFAULTS = {
+    "eag_position_embeddings": True,
+    "eag_shared_event_embedding": False,
+    "iag_slot_activation": "relu",
+    "time_loss_reduction": "sum",
+    "action_embedding_size": 16,
+    "time_embedding_size": 16,
+}
 
 
 class A2GenConfigError(ValueError):
@@ -34,10 +49,25 @@ class A2GenConfig(PretrainedConfig):
         hidden_size (`int`): model width d of every CAM (default 32, the paper's embedding size).
         num_attention_heads (`int`): heads per CAM (default 4); ``hidden_size`` must be divisible by it.
         id_embedding_size (`int`): width of user / item / side-feature id embeddings.
-        action_embedding_size / time_embedding_size (`int`): an event is embedded as concat(time, action).
+        action_embedding_size / time_embedding_size (`int`): an event is embedded as concat(time, action); 32 + 32
+            as in the paper (configs written before this default read 16 + 16, their saved values).
         max_history_items (`int`): N, the number of history items HSE reads (the most recent are kept).
         max_events_per_item (`int`): events per history item read by CAM_act.
         max_actions (`int`): K, the number of actions generated after ``start`` (IAG slots).
+        eag_position_embeddings (`bool`): EAG adds a learned position embedding to each step. Not in the paper
+            (``False``, default); the events' times already order the sequence. Old configs without the field: ``True``.
+        eag_shared_event_embedding (`bool`): EAG embeds its (action, time) steps with the encoder's event embedding,
+            one action table and one time encoding for history and generation as in the paper (``True``, default).
+            ``False`` gives EAG tables of its own (configs written before the field existed).
+        iag_slot_activation (`str`): IAG's K slots are ``"linear"`` maps of the tiled context (the paper, default)
+            or ``"relu"`` of them (configs written before the field existed).
+        time_loss_reduction (`str`): ``"mean"`` (default, the paper's MSE): the time losses (and IAG's auxiliary
+            time loss) are each example's mean over its positions with a known time, averaged over examples;
+            ``"sum"``: summed over positions per example and averaged over examples, which scales the weight by the
+            number of timed targets (configs written before the field existed).
+        compile_training (`bool`): in training mode, run HSE's level 1 (event embedding, CAM_act, pooling on the
+            real history items), level 2 and the generator through ``torch.compile`` with dynamic sizes, so that
+            batches with other numbers of real items do not recompile. Off by default; see docs/performance.md.
         generator_type (`str`): ``"iag"`` (implicit autoregression, the paper's best) or ``"eag"`` (explicit).
             ``generator=`` is accepted as an alias; the attribute is not called ``generator`` because transformers
             reads a config attribute of that name as a sub-model config.
@@ -95,12 +125,17 @@ class A2GenConfig(PretrainedConfig):
         hidden_size: int = 32,
         num_attention_heads: int = 4,
         id_embedding_size: int = 32,
-        action_embedding_size: int = 16,
-        time_embedding_size: int = 16,
+        action_embedding_size: int = 32,
+        time_embedding_size: int = 32,
         max_history_items: int = 100,
         max_events_per_item: int = 6,
         max_actions: int = 6,
         generator_type: str = "iag",
+        eag_position_embeddings: bool = False,
+        eag_shared_event_embedding: bool = True,
+        iag_slot_activation: str = "linear",
+        time_loss_reduction: str = "mean",
+        compile_training: bool = False,
         action_loss_weight: float = 1.0,
         time_loss_weight: float = 0.1,
         order_loss_weight: float = 0.01,
@@ -143,6 +178,11 @@ class A2GenConfig(PretrainedConfig):
         self.max_events_per_item = max_events_per_item
         self.max_actions = max_actions
         self.generator_type = kwargs.pop("generator", generator_type)
+        self.eag_position_embeddings = bool(eag_position_embeddings)
+        self.eag_shared_event_embedding = bool(eag_shared_event_embedding)
+        self.iag_slot_activation = iag_slot_activation
+        self.time_loss_reduction = time_loss_reduction
+        self.compile_training = bool(compile_training)
         self.action_loss_weight = action_loss_weight
         self.time_loss_weight = time_loss_weight
         self.order_loss_weight = order_loss_weight
@@ -181,6 +221,14 @@ class A2GenConfig(PretrainedConfig):
         kwargs.setdefault("bos_token_id", self.start_action_id)
         kwargs.setdefault("eos_token_id", self.end_action_id)
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> A2GenConfig:
+        """
+        As :meth:`PretrainedConfig.from_dict`, but a field missing from `config_dict` (a config.json written before
+        the field existed) takes the value that reproduces that checkpoint (``LEGACY_DEFAULTS``), not the paper's.
+        """
+        return super().from_dict({**LEGACY_DEFAULTS, **config_dict}, **kwargs)
 
     # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
     @property
@@ -230,6 +278,14 @@ class A2GenConfig(PretrainedConfig):
             problems.append(f"generator={self.generator_type!r} is unknown; use one of {list(GENERATORS)}.")
         if self.time_loss not in TIME_LOSSES:
             problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
+        if self.time_loss_reduction not in TIME_LOSS_REDUCTIONS:
+            problems.append(
+                f"time_loss_reduction={self.time_loss_reduction!r} is unknown; use one of {list(TIME_LOSS_REDUCTIONS)}."
+            )
+        if self.iag_slot_activation not in IAG_SLOT_ACTIVATIONS:
+            problems.append(
+                f"iag_slot_activation={self.iag_slot_activation!r} is unknown; use one of {list(IAG_SLOT_ACTIVATIONS)}."
+            )
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:

@@ -404,12 +404,16 @@ class PLEForActionPrediction(MultiTaskBaselinePreTrainedModel):
 
 
 def register_baselines() -> None:
-    """Make AutoConfig / AutoModel / AutoModelForActionGeneration / AutoTokenizer know the baselines."""
+    """Make AutoConfig / AutoModel / AutoModelForActionGeneration / AutoTokenizer know the baselines, and their
+    checkpoints carry their code (``AutoModel.from_pretrained(repo, trust_remote_code=True)``)."""
     for config_class, model_class in ((MMoEConfig, MMoEForActionPrediction), (PLEConfig, PLEForActionPrediction)):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoModelForActionGeneration.register(config_class, model_class, exist_ok=True)
         AutoTokenizer.register(config_class, tokenizer_class=A2GenActionTokenizer, exist_ok=True)
+        # save_pretrained writes an auto_map and the code files: loadable with trust_remote_code, like A2Gen.
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModel")
 
 
 register_baselines()

@@ -214,9 +214,7 @@ def slot_distributions(model: A2GenForActionGeneration, context: torch.Tensor) -
     generator = model.generator
     if model.config.generator_type == "iag":
         # ImplicitActionGenerator.forward with the faster attention_over_slots.
-        slots = torch.relu(generator.slot_projection(context)).view(-1, generator.num_slots, generator.hidden_size)
-        aux_logits, aux_times = generator.aux_heads(slots)
-        slot_features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
+        _, _, slot_features = generator.slot_features(generator.slots(context))
         logits, times = generator.heads(attention_over_slots(generator.generation_attention, slot_features, context))
         return torch.softmax(logits.float(), dim=-1), times.float()
     return model.slot_distributions(context)

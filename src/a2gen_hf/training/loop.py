@@ -20,9 +20,10 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, evaluate_model
@@ -53,11 +55,14 @@ MODEL_FOLDER = "model"
 EVAL_RESULTS_FILE = "eval_results.json"
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+# Accelerate's trackers (``report_to``); tensorboard, mlflow, aim, dvclive and trackio write local files (offline).
+TRACKERS = ("tensorboard", "wandb", "trackio", "aim", "comet_ml", "mlflow", "clearml", "dvclive", "swanlab")
+TRACKING_PROJECT = "a2gen"
 # The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated.
 # Every other setting (and the number of processes, the model and the data) is part of the resume key.
 RESUME_FREE_SETTINGS = (
     "output_dir", "resume", "num_epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
-    "show_progress", "eval_batch_size", "cpu",
+    "show_progress", "eval_batch_size", "cpu", "report_to",
 )  # fmt: skip
 # Checkpoint files (format 2: safetensors and JSON only; format 1, accelerate's save_state, held pickles).
 CHECKPOINT_FORMAT = 2
@@ -74,8 +79,11 @@ class TrainingSettings:
     ``batch_size * gradient_accumulation_steps * num_processes`` examples. ``max_grad_norm`` clips the global
     gradient norm (``None``: no clipping; the norm is logged either way). ``checkpoint_every`` = 0 saves no
     checkpoints; ``keep_checkpoints`` = 0 keeps them all. ``lr_schedule`` scales both learning rates over the run's
-    optimizer steps: ``constant`` (the paper), ``linear`` or ``cosine`` decay towards 0
-    (:func:`learning_rate_factor`; logged as ``lr_factor``).
+    optimizer steps: ``constant`` (the paper), ``linear`` or ``cosine`` decay towards 0, after ``warmup_steps``
+    (or ``warmup_ratio`` of the steps) of linear warmup from 0 (transformers' schedules,
+    :func:`learning_rate_factor`; logged as ``lr_factor``). ``report_to``: Accelerate trackers to log the training
+    log to, comma-separated (:data:`TRACKERS`, ``all`` = every installed one, ``none``); they write under
+    ``output_dir/tracking``.
     """
 
     output_dir: str
@@ -96,6 +104,9 @@ class TrainingSettings:
     seed: int = 0
     log_every: int = 20
     lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    report_to: str = "none"
     select_best_epoch: bool = True
     shuffle_buffer_size: int = 10_000
     cpu: bool = False
@@ -118,6 +129,23 @@ class TrainingSettings:
             raise ValueError(f"num_epochs={self.num_epochs}: set num_epochs >= 1 or max_steps.")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None: no clipping).")
+        if self.warmup_steps < 0 or not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} must be >= 0 and warmup_ratio={self.warmup_ratio} in [0, 1)."
+            )
+        unknown = [name for name in tracker_names(self.report_to) if name not in (*TRACKERS, "all")]
+        if unknown:
+            raise ValueError(f"report_to={self.report_to!r}: unknown {unknown}; use 'none', 'all' or of {list(TRACKERS)}.")
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps of a run of ``total_steps``: ``warmup_steps``, else ``ceil(warmup_ratio * total_steps)``."""
+        return self.warmup_steps or math.ceil(self.warmup_ratio * total_steps)
+
+
+def tracker_names(report_to: str | None) -> list[str]:
+    """``"tensorboard,mlflow"`` -> ``["tensorboard", "mlflow"]``; ``"none"``, ``""`` and None -> ``[]``."""
+    names = [name.strip() for name in (report_to or "").split(",") if name.strip()]
+    return [] if names == ["none"] else names
 
 
 @dataclass
@@ -180,16 +208,22 @@ def parameter_groups(model: nn.Module, settings: TrainingSettings) -> list[dict[
     )
 
 
-def learning_rate_factor(schedule: str, step: int, total_steps: int) -> float:
-    """The multiplier of the base learning rates at optimizer step ``step`` (0-based) of ``total_steps``: 1
-    (``constant``), a straight line from 1 towards 0 (``linear``) or a half cosine from 1 towards 0 (``cosine``).
-    A function of the step alone, so a resumed run continues the same schedule."""
-    progress = min(step / max(total_steps, 1), 1.0)
-    if schedule == "linear":
-        return 1.0 - progress
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+@lru_cache(maxsize=8)
+def _schedule(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """transformers' schedule (``get_scheduler``) as a function of the step: its ``LambdaLR`` multiplier."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={schedule!r}; use one of {list(LR_SCHEDULES)}.")
+    name = "constant_with_warmup" if schedule == "constant" else schedule
+    probe = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    return get_scheduler(name, probe, num_warmup_steps=warmup_steps, num_training_steps=max(total_steps, 1)).lr_lambdas[0]
+
+
+def learning_rate_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0) -> float:
+    """The multiplier of the base learning rates at optimizer step ``step`` (0-based) of ``total_steps``, from
+    transformers' schedules (``get_scheduler``): a linear warmup from 0 over ``warmup_steps``, then 1 (``constant``),
+    a straight line towards 0 (``linear``) or a half cosine towards 0 (``cosine``). A function of the step alone,
+    so a resumed run continues the same schedule."""
+    return float(_schedule(schedule, warmup_steps, total_steps)(step))
 
 
 def make_accelerator(settings: TrainingSettings) -> Accelerator:
@@ -201,17 +235,42 @@ def make_accelerator(settings: TrainingSettings) -> Accelerator:
             silently train in fp32) or bf16 on a GPU without bfloat16.
     """
     advice = "use --mixed-precision no (or bf16 on a CPU or an NVIDIA Ampere or newer GPU)"
+    trackers = tracker_names(settings.report_to)
+    missing = [name for name in trackers if name != "all" and not _tracker_available(name)]
+    if missing:
+        raise ValueError(
+            f"report_to={settings.report_to!r}: {missing} is not installed; install it (tensorboard: pip install "
+            "'a2gen_hf[tracking]') or choose another tracker, or 'none'."
+        )
     try:
         accelerator = Accelerator(
             gradient_accumulation_steps=settings.gradient_accumulation_steps,
             mixed_precision=settings.mixed_precision,
             cpu=settings.cpu,
+            log_with=trackers or None,
+            project_dir=str(Path(settings.output_dir) / "tracking") if trackers else None,
         )
     except ValueError as error:
         raise ValueError(f"mixed_precision={settings.mixed_precision!r}: {error} Fix: {advice}.") from None
     if settings.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise ValueError(f"mixed_precision='fp16' needs a GPU; this run is on the CPU. Fix: {advice}.")
     return accelerator
+
+
+def _tracker_available(name: str) -> bool:
+    from accelerate import utils
+
+    return bool(getattr(utils, f"is_{name}_available", lambda: False)())
+
+
+def _start_tracking(accelerator: Accelerator, settings: TrainingSettings) -> bool:
+    """Starts the accelerator's trackers with the run's settings as their config; False when it has none."""
+    if not accelerator.log_with:
+        return False
+    config = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+              for key, value in asdict(settings).items()}
+    accelerator.init_trackers(TRACKING_PROJECT, config=config)
+    return True
 
 
 def _checkpoint_step(path: Path) -> int | None:
@@ -721,6 +780,7 @@ def _train(
     checkpoint = _resume(accelerator, output_dir, settings, model, optimizer, progress, resume_key)
     if checkpoint is not None:
         accelerator.print(f"Resumed from {checkpoint} (step {progress.global_step}).")
+    tracking = _start_tracking(accelerator, settings)
 
     accumulation = settings.gradient_accumulation_steps
     if streaming:
@@ -728,6 +788,7 @@ def _train(
     else:
         steps_per_epoch = math.ceil(len(_epoch_loader(train_dataset, collator, settings, 0, accelerator)) / accumulation)
         total_steps = settings.max_steps or steps_per_epoch * settings.num_epochs
+    warmup_steps = settings.warmup_for(total_steps)
     select_best = settings.select_best_epoch and eval_dataset is not None
     bar = tqdm(
         total=total_steps,
@@ -743,6 +804,8 @@ def _train(
             progress.log_history.append(
                 {"step": progress.global_step, "epoch": progress.epoch, "validation_loss": loss_value}
             )
+            if tracking:
+                accelerator.log({"validation_loss": loss_value, "epoch": progress.epoch}, step=progress.global_step)
             if loss_value < progress.best_validation_loss:
                 progress.best_validation_loss, progress.best_epoch = loss_value, progress.epoch
                 if select_best:
@@ -754,7 +817,7 @@ def _train(
         """One micro-batch; True when it completed an optimizer step."""
         nonlocal running_loss
         logging = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == total_steps
-        factor = learning_rate_factor(settings.lr_schedule, progress.global_step, total_steps)
+        factor = learning_rate_factor(settings.lr_schedule, progress.global_step, total_steps, warmup_steps)
         for group, base in zip(optimizer.param_groups, base_learning_rates):
             group["lr"] = base * factor
         with accelerator.accumulate(model):
@@ -783,6 +846,8 @@ def _train(
             if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
                 entry["grad_norm"] = float(grad_norm)
             progress.log_history.append(entry)
+            if tracking:
+                accelerator.log({key: value for key, value in entry.items() if key != "step"}, step=progress.global_step)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             running_loss.zero_()
             progress.running_count = 0
@@ -814,6 +879,8 @@ def _train(
                     break
         end_of_pass()
     bar.close()
+    if tracking:
+        accelerator.end_training()
 
     trained = accelerator.unwrap_model(model)
     _check_finite_weights(trained, "at the end of training")

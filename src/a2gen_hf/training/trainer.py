@@ -16,16 +16,17 @@ accuracy for A2Gen, MMoE and PLE. It can also give the embedding tables their ow
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from ..configuration_a2gen import A2GenConfig
-from ..metrics import compute_action_metrics, flatten_metrics, predicted_next_actions
+from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
+from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
 from .loop import embedding_and_dense_groups
 
 LABEL_NAMES = ["labels", "label_times", "label_time_mask"]
@@ -53,25 +54,30 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
 def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, float]]:
     """
     ``compute_metrics`` for :class:`A2GenTrainer`: its predictions are ``(action_probabilities, expected_times,
-    next_actions)``, each `(n, V)` / `(n,)`, and ``label_ids`` the three label tensors. Returns
-    :func:`~a2gen_hf.metrics.flatten_metrics` of :func:`~a2gen_hf.metrics.compute_action_metrics`, e.g.
-    ``auc_like``, ``mean_auc``, ``mae_leave``, ``next_action_accuracy`` (the Trainer prefixes ``eval_``).
+    next_actions, group_ids)``, each `(n, V)` / `(n,)` (the group is the user: GAUC and NDCG@K / Recall@K group by
+    it), and ``label_ids`` the three label tensors. Returns :func:`~a2gen_hf.metrics.flatten_metrics` of
+    :func:`~a2gen_hf.metrics.compute_action_metrics`, e.g. ``auc_like``, ``mean_auc``, ``mae_leave``,
+    ``gauc_like``, ``logloss_like``, ``ndcg_at_10_like``, ``next_action_accuracy`` (the Trainer prefixes
+    ``eval_``); counts stay out of it.
     """
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
         outputs = eval_prediction.predictions
-        if not isinstance(outputs, (tuple, list)) or len(outputs) != 3:
+        if not isinstance(outputs, (tuple, list)) or len(outputs) not in (3, 4):
             raise ValueError(
                 "a2gen_compute_metrics expects the predictions of A2GenTrainer (probabilities, expected times, next "
-                "actions); use A2GenTrainer, not transformers.Trainer."
+                "actions, user ids); use A2GenTrainer, not transformers.Trainer."
             )
         label_ids = eval_prediction.label_ids
         if not isinstance(label_ids, (tuple, list)) or len(label_ids) != len(LABEL_NAMES):
             raise ValueError(f"compute_metrics needs label_ids for {LABEL_NAMES}; use a2gen_training_arguments(...).")
         predictions = dict(zip(("action_probabilities", "expected_times", "next_actions"), outputs))
+        references = dict(zip(LABEL_NAMES, label_ids))
+        if len(outputs) == 4:
+            references["group_ids"] = outputs[3]
         return flatten_metrics(
             compute_action_metrics(
-                predictions, dict(zip(LABEL_NAMES, label_ids)), config.action_names, config.start_action,
+                predictions, references, config.action_names, config.start_action,
                 config.end_action, config.time_log_mean, config.time_log_std,
             )
         )
@@ -82,8 +88,9 @@ def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, floa
 class A2GenTrainer(Trainer):
     """
     ``Trainer`` whose evaluation predictions are the ranking outputs of ``predict_actions``: `(B, V)`
-    P(action happens), `(B, V)` expected normalised first-occurrence times and `(B,)` the next action (the first
-    generated one for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the baselines). Use it with
+    P(action happens), `(B, V)` expected normalised first-occurrence times, `(B,)` the next action (the first
+    generated one for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the baselines; all three from
+    :func:`~a2gen_hf.metrics.predict_batch`) and `(B,)` the user ids (when the batch has them). Use it with
     :func:`a2gen_training_arguments` and :func:`a2gen_compute_metrics`.
 
     Args:
@@ -128,14 +135,50 @@ class A2GenTrainer(Trainer):
         if missing:
             raise ValueError(f"The evaluation batch has no {missing}; A2GenDataCollator builds them from the labels.")
         network = self.accelerator.unwrap_model(model)
-        with torch.no_grad():
-            prediction = network.predict_actions(**inputs)
-            probabilities = prediction.action_probabilities.float()
-            times = prediction.expected_times.float()
-            if network.can_generate():
-                next_actions = network.generate(**inputs, return_dict_in_generate=True).sequences[:, 1]
-            else:
-                chosen = predicted_next_actions(probabilities.cpu(), times.cpu(), network.config.start_action_id)
-                next_actions = torch.from_numpy(np.asarray(chosen, dtype=np.int64)).to(probabilities.device)
+        outputs = predict_batch(network, inputs, generate=True)
+        probabilities = outputs["action_probabilities"]
+        predictions = (probabilities, outputs["expected_times"], outputs["next_actions"])
+        if inputs.get(DEFAULT_GROUP_COLUMN) is not None:
+            predictions += (inputs[DEFAULT_GROUP_COLUMN],)
         labels = tuple(inputs[name] for name in self.label_names)
-        return loss, (probabilities, times, next_actions), labels
+        return loss, predictions, labels
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """
+        Writes the A2Gen model card (:func:`~a2gen_hf.hub.build_model_card`) to ``args.output_dir/README.md``, as
+        ``trainer.push_to_hub()`` pushes it: the model's tags and ``custom_code``, the data set (``dataset``, else
+        the train set's own name unless it is a generic one such as "generator"), and the per-action AUC and MAE of
+        the last evaluation (counts never). ``language``, ``finetuned_from``, ``tasks`` and ``dataset_args`` are
+        not used.
+        """
+        from ..hub import build_model_card, dataset_name_of, eval_results_from_log_history
+
+        if not self.is_world_process_zero():
+            return
+        network = self.accelerator.unwrap_model(self.model)
+        names = [dataset] if isinstance(dataset, str) else list(dataset or dataset_tags or [])
+        dataset_name = (names[0] if names else None) or dataset_name_of(self.train_dataset)
+        eval_results = eval_results_from_log_history(self.state.log_history, network.config) or None
+        tokenizer = self.processing_class if hasattr(self.processing_class, "decode_timeline") else None
+        card = build_model_card(
+            network,
+            tokenizer,
+            eval_results=eval_results if dataset_name else None,
+            dataset_name=dataset_name,
+            repo_id=self.hub_model_id or model_name,
+            eval_split="validation",
+            license=license or "apache-2.0",
+            tags=[tags] if isinstance(tags, str) else list(tags or []),
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
