@@ -608,6 +608,7 @@ def test_trainer_push_to_hub_writes_the_a2gen_card(hub_env, simulated_data_dir, 
 def test_cli_push_hub_failures_are_one_line_with_status_2(hub_env, tmp_path, capfd, monkeypatch, failure):
     checkpoint = tmp_path / "checkpoint"
     A2GenForActionGeneration(tiny_config()).save_pretrained(checkpoint)
+    tiny_tokenizer(tiny_config()).save_pretrained(checkpoint)  # a push needs the tokenizer
     expected = {
         "offline": "HF_HUB_OFFLINE is set: pushing needs the network",
         "unreachable": "cannot reach the Hub at http://127.0.0.1:9",

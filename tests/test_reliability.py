@@ -376,7 +376,7 @@ def test_cli_push_fails_in_one_line_with_status_2(checkpoint, damage, capsys):
     if damage != "NaN weight":  # the strict loader lists each damaged tensor on a line of its own
         assert error.endswith(errors[0] + "\n")
     expected = {"truncated": "truncated or corrupt", "pickle only": "never unpickles", "no tokenizer": "No tokenizer",
-                "offline": "HF_HUB_OFFLINE", "NaN weight": "NaN or inf"}[damage]  # fmt: skip
+                "offline": "check the network", "NaN weight": "NaN or inf"}[damage]  # fmt: skip
     assert expected in error
 
 
