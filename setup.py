@@ -15,7 +15,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"a2gen_hf": ["metrics/*/*.py", "py.typed"]},
+    package_data={"a2gen_hf": ["metrics/*/*.py", "py.typed", "recipes/*.yaml"]},
     python_requires=">=3.11",  # transformers 5.24 needs Python 3.11
     # A floor with a comment is set by what the comment names.
     install_requires=[

@@ -27,6 +27,7 @@ LEGACY_DEFAULTS = {
     "action_embedding_size": 16,
     "time_embedding_size": 16,
 }
+SLOT_READOUTS = ("sequence", "any_slot")
 
 
 class A2GenConfigError(ValueError):
@@ -99,6 +100,17 @@ class A2GenConfig(PretrainedConfig):
             ``occurrence_loss_weight``); ``predict_actions`` then ranks with it instead of reading the generator's
             slots (times still come from the slots). Off in the paper.
         occurrence_loss_weight (`float`): weight of that binary cross-entropy in the loss.
+        wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
+            (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
+            PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
+            Off in the paper.
+        target_drops_repeated_start (`bool`): the collator leaves every start action after position 0 out of the
+            target sequence (repeated clicks on e-commerce logs), so the generator predicts only the other actions
+            and the end. Off (the data's sequence as logged) by default.
+        slot_readout (`str`): how ``predict_actions`` reads P(action happens) off the generator's slots (the paper
+            leaves it open): ``"sequence"`` (default) counts slot k only while the sequence is still running
+            (no end or padding predicted before it); ``"any_slot"`` is ``1 - prod_k (1 - p_k(action))`` over all
+            slots, ignoring predicted ends. An option beyond the paper's text either way.
         rare_id_threshold (`int`): users with fewer training examples than this, and items that are the target of
             fewer (counted by :func:`a2gen_hf.training.fit_rare_id_buckets`), share
             ``rare_id_buckets`` extra embedding rows (picked by id modulo), so that one-off ids do not get a
@@ -106,6 +118,12 @@ class A2GenConfig(PretrainedConfig):
         rare_id_buckets (`int`): the shared rows for rare ids, per table (users, items).
         use_id_embeddings (`bool`): ``False`` = id-free mode: user and item ids are not embedded (their vectors are
             zeros); only side features and the history's timed events inform the model, against id memorisation.
+        sparse_embeddings (`bool`): the user, item and side-feature tables give sparse gradients
+            (``nn.Embedding(sparse=True)``): backward and the optimizer touch only the rows a batch read. Needs an
+            optimizer that takes sparse gradients (:class:`a2gen_hf.training.SparseAdamW`, ``torch.optim.SGD``,
+            ``SparseAdam``, ``Adagrad``; ``AdamW`` refuses them). Off by default so that any optimizer works;
+            ``a2gen train`` and :class:`~a2gen_hf.training.A2GenTrainer` switch it on for the run
+            (docs/training.md, "Sparse embedding updates"). Weights and outputs are the same either way.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
         initializer_range (`float`): std of the normal initialisation of weights and embeddings.
         use_cache (`bool`): the default of ``generate(use_cache=...)``: EAG decodes with its key/value cache (exact;
@@ -156,9 +174,13 @@ class A2GenConfig(PretrainedConfig):
         target_popularity_features: bool = False,
         occurrence_head: bool = False,
         occurrence_loss_weight: float = 1.0,
+        slot_readout: str = "sequence",
+        wide_path: bool = False,
+        target_drops_repeated_start: bool = False,
         rare_id_threshold: int = 0,
         rare_id_buckets: int = 64,
         use_id_embeddings: bool = True,
+        sparse_embeddings: bool = False,
         hidden_dropout_prob: float = 0.0,
         attention_probs_dropout_prob: float = 0.0,
         embedding_dropout_prob: float = 0.0,
@@ -201,11 +223,16 @@ class A2GenConfig(PretrainedConfig):
         self.history_propensity_features = history_propensity_features
         self.history_count_features = history_count_features
         self.target_popularity_features = target_popularity_features
-        self.occurrence_head = occurrence_head
+        # A2Gen's wide path is part of its occurrence head, so it implies one.
+        self.occurrence_head = occurrence_head or (wide_path and self.model_type == "a2gen")
         self.occurrence_loss_weight = occurrence_loss_weight
+        self.slot_readout = slot_readout
+        self.wide_path = wide_path
+        self.target_drops_repeated_start = target_drops_repeated_start
         self.rare_id_threshold = rare_id_threshold
         self.rare_id_buckets = rare_id_buckets
         self.use_id_embeddings = use_id_embeddings
+        self.sparse_embeddings = sparse_embeddings
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.embedding_dropout_prob = embedding_dropout_prob
@@ -286,6 +313,13 @@ class A2GenConfig(PretrainedConfig):
             problems.append(
                 f"iag_slot_activation={self.iag_slot_activation!r} is unknown; use one of {list(IAG_SLOT_ACTIVATIONS)}."
             )
+        if self.wide_path and not (self.history_count_features or self.target_popularity_features):
+            problems.append(
+                "wide_path=True reads the count / popularity features: set history_count_features and / or "
+                "target_popularity_features too (--count-features, --popularity-features)."
+            )
+        if self.slot_readout not in SLOT_READOUTS:
+            problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:
@@ -311,6 +345,8 @@ class A2GenConfig(PretrainedConfig):
         ):
             if getattr(self, field) < 0:
                 problems.append(f"{field}={getattr(self, field)} must be >= 0.")
+        if not isinstance(self.sparse_embeddings, bool):
+            problems.append(f"sparse_embeddings={self.sparse_embeddings!r} must be True or False.")
         if not self.time_log_std > 0:
             problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
         if problems:

@@ -177,6 +177,9 @@ class A2GenFeatureEmbeddings(nn.Module):
     """
     Hashed id tables for users, items (target, history and user side lists) and item side features.
 
+    With ``config.sparse_embeddings`` the three tables give sparse gradients (only the rows a batch read); see
+    ``a2gen_hf.training.optimization``.
+
     With ``config.rare_id_threshold > 0`` the user and item tables get ``rare_id_buckets`` extra rows, and the
     buffers ``user_rows`` / ``item_rows`` (one entry per hash bucket, saved with the model) say which row each bucket
     reads: its own, or a shared one once :meth:`mark_rare_ids` has flagged it as rare.
@@ -188,15 +191,23 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.num_item_side_features = config.num_item_side_features
         self.num_user_side_lists = config.num_user_side_lists
         self.rare_id_buckets = config.rare_id_buckets if config.rare_id_threshold > 0 else 0
-        self.item_embeddings = nn.Embedding(config.item_buckets + self.rare_id_buckets, width, padding_idx=0)
-        self.user_embeddings = nn.Embedding(config.user_buckets + self.rare_id_buckets, width, padding_idx=0)
+        # sparse: backward gives only the rows a batch read (training/optimization.py updates just those).
+        sparse = bool(getattr(config, "sparse_embeddings", False))
+        self.item_embeddings = nn.Embedding(
+            config.item_buckets + self.rare_id_buckets, width, padding_idx=0, sparse=sparse
+        )
+        self.user_embeddings = nn.Embedding(
+            config.user_buckets + self.rare_id_buckets, width, padding_idx=0, sparse=sparse
+        )
         if self.rare_id_buckets:
             self.register_buffer("item_rows", torch.arange(config.item_buckets, dtype=torch.int32))
             self.register_buffer("user_rows", torch.arange(config.user_buckets, dtype=torch.int32))
         else:
             self.item_rows = self.user_rows = None
         self.side_feature_embeddings = (
-            nn.Embedding(config.side_feature_buckets, width, padding_idx=0) if self.num_item_side_features else None
+            nn.Embedding(config.side_feature_buckets, width, padding_idx=0, sparse=sparse)
+            if self.num_item_side_features
+            else None
         )
         self.user_side_mlp = (
             nn.Sequential(nn.Linear(self.num_user_side_lists * width, width), nn.ReLU())
@@ -207,6 +218,12 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = width * (1 + self.num_item_side_features)
         self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
+
+    def id_tables(self) -> list[nn.Embedding]:
+        """The hashed-id ``nn.Embedding`` tables (items, users, item side features): the ones that may give sparse
+        gradients. Tables moved to another engine (``a2gen_hf.torchrec_tables``) are not listed."""
+        tables = [self.item_embeddings, self.user_embeddings, self.side_feature_embeddings]
+        return [table for table in tables if isinstance(table, nn.Embedding)]
 
     def _ids(self, table: nn.Embedding, ids: torch.LongTensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         if not self.use_id_embeddings:
@@ -1149,6 +1166,8 @@ def action_predictions_from_slots(
     """
     end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
     alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
+    if config.slot_readout == "any_slot":  # every slot counts, predicted ends ignored
+        alive = torch.ones_like(alive)
     occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
     not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
     first_occurrence = occurs * not_yet

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .auto import AutoModelForActionGeneration
 from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
-from .features_a2gen import ExtraContextFeatures, _masked_pool, own_outcomes_while_training
+from .features_a2gen import ExtraContextFeatures, WidePath, _masked_pool, own_outcomes_while_training
 from .modeling_a2gen import (
     A2GenActionPrediction,
     A2GenEventEmbedding,
@@ -295,6 +295,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         self.inputs = MultiTaskBaselineInputs(config)
         self.experts = self.expert_layer_class(config, self.inputs.output_size, len(config.task_action_ids))
         self.heads = MultiTaskHeads(config, config.expert_hidden_sizes[-1])
+        self.wide = WidePath(config) if config.wide_path else None  # features_a2gen.WidePath
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -354,6 +355,8 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         )
         task_representations = self.experts(features)
         logits, times = self.heads(task_representations)
+        if self.wide is not None:
+            logits = logits + self.wide(features)
         loss_parts = {}
         if labels is not None:
             loss_parts = multitask_loss(self.config, logits, times, labels, label_times, label_time_mask)

@@ -2,7 +2,7 @@
 
 Every network (A2Gen IAG / EAG, paper-style MMoE / PLE on pooled history items, fairly fed MMoE / PLE whose
 history also carries each item's timed actions) is trained by the same loop on the same train split, selected on
-the validation loss, and scored on the test split by the same metric code as the simple baselines (user propensity,
+validation (loss or mean AUC, ``TrainingSettings.selection_metric``), and scored on the test split by the same metric code as the simple baselines (user propensity,
 popularity, logistic regression on counts, constant median time). The table gives mean ± std over seeds, positive
 counts, and paired bootstrap confidence intervals of each model's AUC difference to A2Gen on seed-averaged
 predictions. Ablations (``a2gen-iag:notime``, ``a2gen-iag:noevents``) feed A2Gen a history without event times or
@@ -29,7 +29,7 @@ from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .loop import TrainingSettings, train
-from .simple_baselines import SIMPLE_BASELINES
+from .simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
 NETWORK_LABELS = {
@@ -117,6 +117,8 @@ class ComparisonSettings:
     bootstrap_resamples: int = 1000
     training: TrainingSettings | None = None
     model_overrides: dict[str, Any] | None = None
+    # Start every network's wide path (model_overrides["wide_path"]) as the logistic regression on counts.
+    wide_warm_start: bool = False
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
@@ -135,6 +137,9 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         time_log_std=base_config.time_log_std,
     )
     training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
+    if settings.wide_warm_start and not base_config.wide_path:
+        raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
+    regression = None
     per_model: dict[str, dict[str, Any]] = {}
     for name in [*settings.models, *settings.simple_baselines]:
         network, ablation = parse_model_name(name)
@@ -145,6 +150,12 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 model_collator = AblatedCollator(collator, ablation) if ablation else collator
                 set_seed(seed)
                 model = create_model(network, tokenizer, dataset, **(settings.model_overrides or {}))
+                if settings.wide_warm_start:
+                    if regression is None:
+                        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(
+                            dataset["train"], validation=dataset["validation"]
+                        )
+                    warm_start_wide_path(model, regression)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
@@ -163,6 +174,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     report = summarize(per_model, references, base_config, settings, metadata)
     report["settings"] = {
         "model_overrides": dict(settings.model_overrides or {}),
+        "wide_warm_start": settings.wide_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
     (output_dir / "results.json").write_text(json.dumps(report, indent=2, default=_json_default))
@@ -283,7 +295,10 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
     training = settings["training"]
     trained = ", ".join(
         f"{key}={training[key]}"
-        for key in ("num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule")
+        for key in (
+            "num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule",
+            "selection_metric", "early_stopping_patience", "eval_every_steps",
+        )
         if key in training
     )
     overrides = ", ".join(f"{key}={value}" for key, value in sorted(settings["model_overrides"].items()))
@@ -316,6 +331,9 @@ def format_markdown(report: dict[str, Any]) -> str:
             + " |"
         )
     lines += ranking_markdown_lines(models, actions)
+    if mae_actions:  # evaluate / demo print seconds ("MAE s"): say which unit this table uses
+        lines += ["", "MAE in normalised time units (standardised log1p seconds, docs/design.md); results.json also "
+                  "holds it in seconds (mae_seconds)."]
     oracle = {name: s["oracle_auc"] for name, s in models.items() if "oracle_auc" in s}
     if oracle:
         first = next(iter(oracle.values()))

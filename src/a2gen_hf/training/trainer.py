@@ -16,6 +16,7 @@ accuracy for A2Gen, MMoE and PLE. It can also give the embedding tables their ow
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,18 @@ from ..configuration_a2gen import A2GenConfig
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
 from .loop import embedding_and_dense_groups
+from .optimization import (
+    SparseAdamW,
+    clip_grad_norm_,
+    id_tables,
+    set_sparse_embeddings,
+    sparse_gradients_supported,
+    uses_sparse_embeddings,
+)
+
+logger = logging.getLogger(__name__)
+# TrainingArguments.optim values that SparseAdamW replaces (the same AdamW, also taking sparse gradients).
+ADAMW_OPTIMS = ("adamw_torch", "adamw_torch_fused")
 
 LABEL_NAMES = ["labels", "label_times", "label_time_mask"]
 
@@ -96,29 +109,87 @@ class A2GenTrainer(Trainer):
     Args:
         embedding_learning_rate (`float`, *optional*): learning rate of the ``nn.Embedding`` tables (the paper's
             1e-4) while ``args.learning_rate`` applies to the dense weights; ``None``: one rate for all (the
-            Trainer's own optimizer). Weight decay applies to the dense weights only.
+            Trainer's own parameter groups). Weight decay applies to the dense weights only.
+        sparse_embeddings (`bool`, default True): train the id tables with sparse gradients, updating only the
+            rows each batch read (:mod:`a2gen_hf.training.optimization`). With ``optim="adamw_torch"`` /
+            ``"adamw_torch_fused"`` (the defaults) the optimizer is then
+            :class:`~a2gen_hf.training.optimization.SparseAdamW` with the arguments' betas, epsilon and weight
+            decay; other ``optim`` values, an optimizer passed in ``optimizers=`` and DDP without gloo keep dense
+            gradients (logged). The model's config is not changed: checkpoints load as the model was built.
         Other arguments: those of ``transformers.Trainer``.
     """
 
-    def __init__(self, *args: Any, embedding_learning_rate: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        embedding_learning_rate: float | None = None,
+        sparse_embeddings: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.embedding_learning_rate = embedding_learning_rate
+        self.sparse_embeddings = sparse_embeddings
+
+    def _sparse_refusal(self) -> str | None:
+        """Why this run cannot train the id tables with sparse gradients (None: it can)."""
+        optim = str(getattr(self.args.optim, "value", self.args.optim))
+        if optim not in ADAMW_OPTIMS:
+            return f"optim={optim!r} takes dense gradients (adamw_torch takes sparse ones)"
+        supported, reason = sparse_gradients_supported(self.accelerator)
+        return None if supported else reason
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        if self.embedding_learning_rate is None or self.optimizer is not None:
+        if self.optimizer is not None:  # passed in `optimizers=`: the model's tables stay as they are
             return super().create_optimizer(model)
         network = self.model if model is None else model
+        sparse = False
+        if id_tables(network) and self.sparse_embeddings:
+            refusal = self._sparse_refusal()
+            if refusal is not None:
+                logger.warning("A2GenTrainer: sparse embedding updates are off for this run: %s.", refusal)
+            sparse = refusal is None
+        set_sparse_embeddings(network, sparse)
+        if not sparse and self.embedding_learning_rate is None:
+            return super().create_optimizer(model)
         optimizer_class, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, network)
         if {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
             raise ValueError(
                 f"optim={self.args.optim!r} builds its own parameter groups; embedding_learning_rate needs a plain "
                 "optimizer such as adamw_torch (or pass embedding_learning_rate=None)."
             )
-        groups = embedding_and_dense_groups(
-            network, self.args.learning_rate, self.embedding_learning_rate, weight_decay=self.args.weight_decay
-        )
+        if self.embedding_learning_rate is None:
+            decay = set(self.get_decay_parameter_names(network))
+            named = [(name, p) for name, p in network.named_parameters() if p.requires_grad]
+            groups = [
+                {"params": [p for name, p in named if name in decay], "weight_decay": self.args.weight_decay},
+                {"params": [p for name, p in named if name not in decay], "weight_decay": 0.0},
+            ]
+        else:
+            groups = embedding_and_dense_groups(
+                network, self.args.learning_rate, self.embedding_learning_rate, weight_decay=self.args.weight_decay
+            )
+        if sparse:
+            optimizer_class = SparseAdamW  # AdamW (fused or not, as `optim` says) that also takes sparse gradients
         self.optimizer = optimizer_class(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def train(self, *args: Any, **kwargs: Any):
+        """``Trainer.train``; the id tables are switched back to the model's own setting afterwards."""
+        own_setting = bool(getattr(self.model.config, "sparse_embeddings", False))
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            set_sparse_embeddings(self.model, own_setting)
+
+    def _clip_grad_norm(self, model: nn.Module):
+        if uses_sparse_embeddings(model):
+            return clip_grad_norm_(model.parameters(), self.args.max_grad_norm, self.accelerator)
+        return super()._clip_grad_norm(model)
+
+    def _get_grad_norm(self, model: nn.Module, grad_norm=None):
+        if grad_norm is None and uses_sparse_embeddings(model):
+            grad_norm = clip_grad_norm_(model.parameters(), float("inf"), self.accelerator)
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
 
     def prediction_step(
         self,
