@@ -41,6 +41,7 @@ PUSHED_FILES = {
     "tokenizer_config.json", "vocab.json", "configuration_a2gen.py", "modeling_a2gen.py", "generation_a2gen.py",
     "tokenization_a2gen.py", "time_encoding.py", "features_a2gen.py", "targets.py",
 }
+PUSHED_FILES |= {"strict_loading.py"}  # the strict from_pretrained travels with the modeling code
 
 # Runs first in every client subprocess: quiet, deterministic (one thread: bit-identical sums), and, with
 # ISOLATE=1, without a2gen_hf: the editable install puts src/ on sys.path (or an __editable__ finder on
@@ -451,6 +452,7 @@ def test_cli_push_takes_the_eval_results_of_a2gen_train(hub_env, tmp_path, capfd
     config = tiny_config()
     checkpoint = tmp_path / "checkpoint"
     A2GenForActionGeneration(config).save_pretrained(checkpoint)
+    tiny_tokenizer(config).save_pretrained(checkpoint)
     results_file = tmp_path / "eval_results.json"
     results_file.write_text(metrics_file_text(config, "train"))
 
@@ -469,6 +471,7 @@ def test_cli_push_takes_the_eval_results_of_a2gen_train(hub_env, tmp_path, capfd
 def test_cli_push_reports_bad_input(hub_env, tmp_path, capfd):
     checkpoint = tmp_path / "checkpoint"
     A2GenForActionGeneration(tiny_config()).save_pretrained(checkpoint)
+    tiny_tokenizer(tiny_config()).save_pretrained(checkpoint)
     bad_results = tmp_path / "results.json"
     bad_results.write_text('{"auc": {"like": 0.7,}}')
     assert cli_main(["push", str(checkpoint), "cli-bad", "--eval-results", str(bad_results)]) == 2
@@ -605,6 +608,7 @@ def test_trainer_push_to_hub_writes_the_a2gen_card(hub_env, simulated_data_dir, 
 def test_cli_push_hub_failures_are_one_line_with_status_2(hub_env, tmp_path, capfd, monkeypatch, failure):
     checkpoint = tmp_path / "checkpoint"
     A2GenForActionGeneration(tiny_config()).save_pretrained(checkpoint)
+    tiny_tokenizer(tiny_config()).save_pretrained(checkpoint)  # a push needs the tokenizer
     expected = {
         "offline": "HF_HUB_OFFLINE is set: pushing needs the network",
         "unreachable": "cannot reach the Hub at http://127.0.0.1:9",

@@ -405,4 +405,193 @@ def test_an_empty_train_split_fails_without_leaving_a_half_written_dataset(tmp_p
     everything_validation = SplitRule(validation_start=0, test_start=2e9)
     with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
         convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
-    assert list(output.iterdir()) == []
+    assert not output.exists() and sorted(path.name for path in tmp_path.iterdir()) == [".out.a2gen-lock", "log.csv"]
+    # A failing re-prepare leaves the earlier dataset (and nothing else) as it was.
+    convert_log(path, "taobao", output_dir=output, progress=False)
+    before = {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()}
+    with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
+        convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
+    assert {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------- safe output folders
+
+
+def _taobao_log(path: Path, users: int = 30, seed: int = 0) -> Path:
+    """A small valid Taobao log: each user clicks and sometimes buys items over the preset's time window."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for user in range(users):
+        for _event in range(6):
+            time = 1511544000 + int(rng.integers(0, 700_000))
+            lines.append(f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},{rng.choice(['pv', 'buy'])},{time}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(item.relative_to(folder)): item.read_bytes() for item in sorted(folder.rglob("*")) if item.is_file()}
+
+
+def test_a_second_prepare_into_a_locked_folder_is_refused(tmp_path):
+    import fcntl
+    import os
+
+    log, output = _taobao_log(tmp_path / "log.csv"), tmp_path / "out"
+    descriptor = os.open(tmp_path / ".out.a2gen-lock", os.O_RDWR | os.O_CREAT)  # another writer holds the lock
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.pwrite(descriptor, b"4242\n", 0)
+        with pytest.raises(ValueError, match=r"out is being written by another a2gen run \(process 4242\)"):
+            convert_log(log, "taobao", output_dir=output, progress=False)
+    finally:
+        os.close(descriptor)
+    assert not output.exists()
+    convert_log(log, "taobao", output_dir=output, progress=False)  # the lock died with its holder
+    assert (output / "a2gen_data.json").is_file()
+
+
+def test_prepare_refuses_outputs_it_must_not_replace(tmp_path):
+    log = _taobao_log(tmp_path / "log.csv")
+    with pytest.raises(ValueError, match="is the input log .* or lies inside it"):
+        convert_log(log, "taobao", output_dir=log, progress=False)
+    with pytest.raises(ValueError, match="is the input log .* or lies inside it"):
+        convert_log(log, "taobao", output_dir=log / "out", progress=False)
+    with pytest.raises(ValueError, match="lies inside the output folder"):
+        convert_log(log, "taobao", output_dir=tmp_path, progress=False)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"holds files that a2gen prepare did not write \(notes.txt\)"):
+        convert_log(log, "taobao", output_dir=mine, progress=False)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    for gap in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="session_gap_seconds=.* must be a finite number"):
+            convert_log(log, "taobao", output_dir=tmp_path / "gap", session_gap_seconds=gap, progress=False)
+
+
+# Each kill point: what the forked child process patches to kill itself with SIGKILL there.
+KILL_POINTS = {
+    "while reading": "PartitionWriter.write",
+    "before the switch": "switch_in",
+    "between the two renames of a switch": "rename",
+    "after the switch, before the previous folder is deleted": "rmtree",
+}
+
+
+def _prepare_and_die(log: Path, output: Path, point: str) -> None:
+    """In a forked child: convert ``log`` into ``output`` and SIGKILL the process at ``point``."""
+    import os
+    import signal
+
+    import a2gen_hf.data.logs as logs
+    import a2gen_hf.output_folders as folders
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "PartitionWriter.write":
+        logs.PartitionWriter.write = die
+    elif point == "switch_in":
+        logs.switch_in = die
+    else:
+        folders._exchange = lambda first, second: False  # the two-rename switch of systems without renameat2
+        module = folders.os if point == "rename" else folders.shutil
+        real, mark = getattr(module, point), "a2gen-staging" if point == "rename" else "a2gen-previous"
+
+        def die_on_mark(path, *args, **kwargs):  # rename(staging, target) / rmtree(previous): the switch's last steps
+            if mark in str(path):
+                die()
+            return real(path, *args, **kwargs)
+
+        setattr(module, point, die_on_mark)
+    logs.convert_log(log, "taobao", output_dir=output, progress=False, num_proc=1)
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_a_killed_prepare_leaves_the_old_dataset_or_the_new_one_and_the_next_run_cleans_up(tmp_path, point):
+    import os
+
+    old_log, new_log = _taobao_log(tmp_path / "old.csv", seed=0), _taobao_log(tmp_path / "new.csv", users=40, seed=1)
+    output = tmp_path / "out"
+    convert_log(old_log, "taobao", output_dir=output, progress=False)
+    old = _files(output)
+    child = os.fork()  # a child process (cheaper to start than a new interpreter) that dies at the kill point
+    if child == 0:
+        try:
+            _prepare_and_die(new_log, output, KILL_POINTS[point])
+        finally:
+            os._exit(3)  # reached only if the kill point never came
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status
+    leftovers = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".out.a2gen-"))
+    assert leftovers[0] == ".out.a2gen-lock" and len(leftovers) > 1  # the killed run's staging and / or previous folder
+    if point.startswith("after the switch"):
+        assert json.loads((output / "a2gen_data.json").read_text())["source"] == str(new_log)
+    elif output.exists():
+        assert _files(output) == old  # never a mix: the complete old dataset
+    # The next run on the folder repairs it (the old dataset is put back first), then replaces it whole.
+    result = convert_log(new_log, "taobao", output_dir=output, progress=False)
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".out.")) == [".out.a2gen-lock"]
+    assert json.loads((output / "a2gen_data.json").read_text())["source"] == str(new_log)
+    assert len(datasets.load_from_disk(str(output))["train"]) == result.summary["examples"]["train"]
+
+
+# ------------------------------------------------------------------------------------- one row per physical line
+
+
+def _numbered_log(count: int) -> list[str]:
+    return [f"{row % 7},{100 + row},5,pv,{1511544070 + row}" for row in range(count)]
+
+
+def test_a_stray_quote_loses_no_line_and_shifts_no_line_number(tmp_path):
+    lines = _numbered_log(200)
+    lines[80] = '1,"101,5,pv,1511544071'  # line 81: an unbalanced quote (unquoted logs: part of the item id)
+    lines[149] = "1,102,5,look,1511544072"  # line 150: a bad action
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = convert_log(path, "taobao", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 200 and result.summary["rows_dropped"] == {"unknown_action": 1}
+    assert result.summary["first_dropped"]["unknown_action"].startswith("log.csv:150: ")
+    with pytest.raises(LogFormatError, match=r"log\.csv:150: column 'behavior_type' has unknown action 'look'"):
+        convert_log(path, "taobao", progress=False)
+
+
+def test_a_quoted_preset_refuses_an_unbalanced_quote_line_by_line(tmp_path):
+    preset = dataclasses.replace(PRESETS["taobao"], name="quoted", quote_char='"')
+    lines = _numbered_log(50)
+    lines[9] = '1,"10,1",5,pv,1511544071'  # a quoted value holding the delimiter: one value
+    lines[20] = '1,"101,5,pv,1511544071'  # line 21: unbalanced
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = convert_log(path, preset, on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 50 and result.summary["rows_dropped"] == {"unbalanced_quote": 1}
+    with pytest.raises(LogFormatError, match=r"log\.csv:21: the line has an unbalanced \""):
+        convert_log(path, preset, progress=False)
+
+
+@pytest.mark.parametrize("neighbour", [None, "1,101,5,pv,not-a-time"])
+def test_a_number_s_verdict_does_not_depend_on_its_batch(tmp_path, neighbour):
+    lines = _numbered_log(20)
+    lines[4] = "1,200,5,pv,1.5115440e9"  # scientific notation: a number
+    lines[5] = "1,201,5,pv,1e999"  # overflows to inf: not a number
+    if neighbour:
+        lines[6] = neighbour
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = convert_log(path, "taobao", on_bad_rows="skip", progress=False)
+    dropped = {"bad_number": 2 if neighbour else 1}
+    assert result.summary["rows_dropped"] == dropped and result.summary["rows_read"] == 20
+    assert result.summary["first_dropped"]["bad_number"].startswith("log.csv:6: column 'timestamp' is not a number")
+
+
+def test_a_50_mb_line_and_bytes_that_are_not_utf8_are_bad_rows_with_their_line(tmp_path):
+    lines = [line.encode() for line in _numbered_log(30)]
+    lines[2] = b"1,100,5,pv," + b"9" * (50 << 20)  # line 3: 50 MB
+    lines[9] = b"1,1\xff0,5,pv,1511544079"  # line 10: latin-1, not UTF-8
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = convert_log(path, "taobao", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 30
+    assert result.summary["rows_dropped"] == {"line_too_long": 1, "not_utf8": 1}
+    assert result.summary["first_dropped"]["line_too_long"].startswith("log.csv:3: the line is")
+    assert result.summary["first_dropped"]["not_utf8"].startswith("log.csv:10: byte b'\\xff' at column 4 is not UTF-8")
+    with pytest.raises(LogFormatError, match=r"log\.csv:3: the line is .*longer than 1,048,576 bytes"):
+        convert_log(path, "taobao", progress=False)

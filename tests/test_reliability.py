@@ -6,6 +6,7 @@ Determinism of the simulator is covered by
 """
 
 import ast
+import hashlib
 import json
 import pickle
 import re
@@ -19,16 +20,25 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import BertConfig
+from transformers import AutoModel, BertConfig
+from transformers import pipeline as transformers_pipeline
 
-from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration, MMoEConfig, TimelineError
+from a2gen_hf import (
+    A2GenActionTokenizer,
+    A2GenConfig,
+    A2GenForActionGeneration,
+    A2GenModel,
+    AutoModelForActionGeneration,
+    MMoEConfig,
+    TimelineError,
+)
 from a2gen_hf.checkpoints import CheckpointError, load_checkpoint
 from a2gen_hf.cli import main as cli_main
 from a2gen_hf.data import A2GenDataCollator
-from a2gen_hf.hub import build_model_card
+from a2gen_hf.hub import build_model_card, push_checkpoint
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction
 from a2gen_hf.serving import A2GenRanker
-from a2gen_hf.training.loop import TrainingSettings, train
+from a2gen_hf.training.loop import TrainingSettings, latest_checkpoint, train
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "a2gen_hf"
 GENERATORS = ["iag", "eag"]
@@ -159,11 +169,14 @@ def test_truncated_weights_name_the_file(checkpoint, kept_bytes):
 
 
 def test_from_pretrained_names_a_truncated_file_too(checkpoint):
-    """transformers 5 alone raises safetensors' bare message; A2Gen's from_pretrained names the file."""
+    """transformers 5 alone raises safetensors' bare message; A2Gen's from_pretrained names the file: the strict
+    loader before loading (CheckpointError), and with strict=False the load itself (OSError)."""
     weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(OSError, match=r"model\.safetensors: cannot be read as safetensors") as raised:
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: cannot be read as safetensors"):
         A2GenForActionGeneration.from_pretrained(checkpoint)
+    with pytest.raises(OSError, match=r"model\.safetensors: cannot be read as safetensors") as raised:
+        A2GenForActionGeneration.from_pretrained(checkpoint, strict=False)
     assert isinstance(raised.value.__cause__, SafetensorError)
 
 
@@ -227,8 +240,8 @@ def test_missing_and_unexpected_tensors_are_named_not_initialised_at_random(chec
     del tensors["generator.heads.time.bias"]
     tensors["leftover.weight"] = torch.zeros(2)
     save_file(tensors, weights, metadata={"format": "pt"})
-    # transformers alone loads this model, with a random time-head bias (it only logs a report).
-    A2GenForActionGeneration.from_pretrained(checkpoint)
+    # transformers alone (strict=False) loads this model, with a random time-head bias (it only logs a report).
+    A2GenForActionGeneration.from_pretrained(checkpoint, strict=False)
     with pytest.raises(CheckpointError) as raised:
         load_checkpoint(checkpoint)
     message = str(raised.value)
@@ -269,6 +282,132 @@ def test_tokenizer_of_another_kind_or_none(checkpoint):
     tokenizer_config.unlink()
     with pytest.raises(CheckpointError, match=r"No tokenizer in .*tokenizer/tokenizer_config\.json exists"):
         load_checkpoint(checkpoint)
+
+
+STRICT_LOADERS = {
+    "class": lambda folder: A2GenForActionGeneration.from_pretrained(folder),
+    "AutoModelForActionGeneration": lambda folder: AutoModelForActionGeneration.from_pretrained(folder),
+    "AutoModel": lambda folder: AutoModel.from_pretrained(folder),
+    "load_checkpoint": load_checkpoint,
+    "pipeline": lambda folder: transformers_pipeline("action-generation", model=str(folder)),
+    "push": lambda folder: push_checkpoint(folder, "someone/a2gen"),
+}
+
+
+def _damage(kind: str, folder: Path) -> str:
+    """Damage a checkpoint one way; return the text its error must contain."""
+    weights = folder / "model.safetensors"
+    if kind == "missing tensor":
+        tensors = load_file(weights)
+        del tensors["a2gen.features.item_embeddings.weight"]
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return r"missing tensors \(would be left at random initialisation\): (a2gen\.)?features\.item_embeddings\.weight"
+    if kind == "unexpected tensor":
+        tensors = {**load_file(weights), "a2gen.leftover": torch.zeros(3)}
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return "tensors the model does not have"
+    if kind == "NaN weight":
+        tensors = load_file(weights)
+        tensors["a2gen.features.item_embeddings.weight"][3, 1] = float("nan")
+        save_file(tensors, weights, metadata={"format": "pt"})
+        return r"tensors holding NaN or inf: (a2gen\.)?features\.item_embeddings\.weight"
+    if kind == "header dtype":  # F32 relabelled I32: same bytes, read as integers
+        data = weights.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        header["a2gen.features.item_embeddings.weight"]["dtype"] = "I32"
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (size - len(text))
+        weights.write_bytes(data[:8] + text + data[8 + size :])
+        return r"safetensors dtype is not the model's: a2gen\.features\.item_embeddings\.weight \(file I32, model float32\)"
+    if kind == "another model type":
+        mmoe = MMoEForActionPrediction(MMoEConfig(**{**TINY, "hidden_size": 8}))
+        for path in folder.glob("*.safetensors"):
+            path.unlink()
+        (folder / "config.json").unlink()
+        mmoe.save_pretrained(folder)
+        return "model_type is 'a2gen_mmoe'"
+    if kind == "shard outside the folder":
+        outside = folder.parent / "elsewhere.safetensors"
+        weights.rename(outside)
+        index = {"metadata": {}, "weight_map": {name: "../elsewhere.safetensors" for name in load_file(outside)}}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+        return "outside its folder"
+    if kind == "pickle only":
+        weights.unlink()
+        (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_WritesMarker(folder.parent / "unpickled")))
+        return "never unpickles"
+    raise AssertionError(kind)
+
+
+DAMAGES = ["missing tensor", "unexpected tensor", "NaN weight", "header dtype", "another model type",
+           "shard outside the folder", "pickle only"]  # fmt: skip
+
+
+@pytest.mark.parametrize("loader", sorted(STRICT_LOADERS))
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_every_loader_is_strict(checkpoint, loader, damage):
+    expected = _damage(damage, checkpoint)
+    if damage == "another model type":
+        if loader in ("AutoModel", "AutoModelForActionGeneration", "load_checkpoint"):  # they pick the config's class
+            loaded = STRICT_LOADERS[loader](checkpoint)
+            assert type(loaded[0] if isinstance(loaded, tuple) else loaded) is MMoEForActionPrediction
+            return
+        expected = {"pipeline": "got MMoEForActionPrediction", "push": r"'architectures' is \['MMoE"}.get(loader, expected)
+    with pytest.raises((ValueError, TypeError), match=expected):
+        STRICT_LOADERS[loader](checkpoint)
+    assert not (checkpoint.parent / "unpickled").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickle only", "no tokenizer", "offline", "NaN weight"])
+def test_cli_push_fails_in_one_line_with_status_2(checkpoint, damage, capsys):
+    if damage == "truncated":
+        weights = checkpoint / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:5000])
+    elif damage == "no tokenizer":
+        for name in ("tokenizer_config.json", "vocab.json", "special_tokens_map.json"):
+            (checkpoint / name).unlink(missing_ok=True)
+    elif damage != "offline":
+        _damage(damage, checkpoint)
+    assert cli_main(["push", str(checkpoint), "someone/a2gen"]) == 2  # HF_HUB_OFFLINE=1 (fixture)
+    error = capsys.readouterr().err
+    errors = [line for line in error.splitlines() if line.startswith("a2gen push: error: ")]
+    assert len(errors) == 1 and "Traceback" not in error
+    if damage != "NaN weight":  # the strict loader lists each damaged tensor on a line of its own
+        assert error.endswith(errors[0] + "\n")
+    expected = {"truncated": "truncated or corrupt", "pickle only": "never unpickles", "no tokenizer": "No tokenizer",
+                "offline": "check the network", "NaN weight": "NaN or inf"}[damage]  # fmt: skip
+    assert expected in error
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--item-buckets", "1"], "item_buckets=1 must be >= 2"),
+        (["--session-gap-seconds", "nan"], "session_gap_seconds=nan must be a finite number"),
+        (["--output", "{log}"], "is the input log"),
+        (["--output", "{log}/inside"], "is the input log"),
+        (["--output", "{folder}"], "lies inside the output folder"),
+    ],
+)
+def test_cli_prepare_edges_fail_in_one_line_with_status_2(tmp_path, capsys, flags, message):
+    log = tmp_path / "log.csv"
+    log.write_text("".join(f"{row % 5},{100 + row},5,pv,{1511544070 + 600 * row}\n" for row in range(60)))
+    flags = [flag.format(log=log, folder=tmp_path) for flag in flags]
+    output = [] if "--output" in flags else ["--output", str(tmp_path / "out")]
+    assert cli_main(["prepare", "--preset", "taobao", "--input", str(log), *output, *flags]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("a2gen prepare: error: ") and error.count("\n") == 1 and message in error
+    assert log.is_file()
+
+
+def test_strict_loaders_load_a_good_checkpoint_and_the_encoder_of_a_head_checkpoint(saved_checkpoint):
+    folder, original = saved_checkpoint
+    model = AutoModelForActionGeneration.from_pretrained(folder)
+    assert torch.equal(model.generator.heads.action.weight, original.generator.heads.action.weight)
+    encoder = AutoModel.from_pretrained(folder)  # the generator's tensors are the expected leftovers
+    assert type(encoder) is A2GenModel
+    assert torch.equal(encoder.features.item_embeddings.weight, original.a2gen.features.item_embeddings.weight)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -429,6 +568,75 @@ def test_model_names_an_out_of_range_id():
         model(**batch)
 
 
+def _bad_inputs(batch: dict, case: str) -> tuple[dict, type, str]:
+    """A collator batch damaged one way, the exception it must raise and the text its message must hold."""
+    bad = dict(batch)
+    if case == "plain list":
+        bad["history_item_ids"] = batch["history_item_ids"].tolist()
+        return bad, TypeError, r"history_item_ids must be a torch\.Tensor of shape \(B, N\), got list"
+    if case == "float ids":
+        bad["item_ids"] = batch["item_ids"].float()
+        return bad, TypeError, r"item_ids must hold integer ids \(torch\.long\), got dtype torch\.float32"
+    if case == "bool ids":
+        bad["user_ids"] = batch["user_ids"] > 0
+        return bad, TypeError, r"user_ids must hold integer ids \(torch\.long\), got dtype torch\.bool"
+    if case == "float64 times":
+        bad["history_action_times"] = batch["history_action_times"].double()
+        return bad, TypeError, r"history_action_times must be a floating tensor of the model's dtype \(torch\.float32\), got torch\.float64"
+    if case == "shapes that disagree":
+        bad["history_action_ids"] = batch["history_action_ids"][:, :-1]
+        return bad, ValueError, r"history_action_ids has shape .*: its N dimension is \d+, but history_item_ids gives N = \d+"
+    if case == "2-d user ids":
+        bad["user_ids"] = batch["user_ids"][:, None]
+        return bad, ValueError, r"user_ids must have 1 dimension\(s\) \(B\), got shape \(\d+, 1\)"
+    if case == "side features of another width":
+        bad["item_side_ids"] = batch["item_side_ids"][:, :1]
+        return bad, ValueError, r"item_side_ids has 1 in dimension F of \(B, F\) but the config says 2"
+    if case == "too long a history":
+        long = collate_unbounded(batch)
+        return long, ValueError, r"example 0 holds 40 history items, more than the model's max_history_items=6"
+    raise AssertionError(case)
+
+
+def collate_unbounded(batch: dict) -> dict:
+    """A batch of one example with 40 history items (the collator would keep 6)."""
+    model = tiny_model()
+    collator = A2GenDataCollator.from_config(model.config, tokenizer_for(model))
+    collator.max_history_items = 1000
+    return history_only(collator(rows(1, history=40)))
+
+
+BAD_INPUTS = ["plain list", "float ids", "bool ids", "float64 times", "shapes that disagree", "2-d user ids",
+              "side features of another width", "too long a history"]  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", ["forward", "predict_actions", "generate", "beam search"])
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_model_inputs_raise_errors_that_name_the_argument(case, entry):
+    model = tiny_model("eag")
+    inputs, error, message = _bad_inputs(history_only(collate(model, rows(3))), case)
+    call = {"forward": model, "predict_actions": model.predict_actions, "generate": model.generate,
+            "beam search": lambda **batch: model.generate(**batch, num_beams=2)}[entry]  # fmt: skip
+    if case == "float64 times" and entry != "forward":  # generation converts float inputs to the model's dtype
+        reference = history_only(collate(model, rows(3)))
+        output, expected = call(**inputs), call(**reference)
+        if entry == "predict_actions":
+            output, expected = output.action_probabilities, expected.action_probabilities
+        assert torch.equal(output, expected)
+        return
+    with pytest.raises(error, match=message):
+        call(**inputs)
+
+
+def test_bad_labels_raise_errors_that_name_the_argument():
+    model = tiny_model()
+    batch = collate(model, rows(3))
+    with pytest.raises(TypeError, match=r"labels must hold integer ids \(torch\.long\), got dtype torch\.float32"):
+        model(**{**batch, "labels": batch["labels"].float()})
+    with pytest.raises(ValueError, match=r"label_times has shape .*: its T dimension is \d+, but labels gives T"):
+        model(**{**batch, "label_times": batch["label_times"][:, :-1]})
+
+
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_nan_label_time_under_a_zero_mask_does_not_poison_the_loss(generator):
     model = tiny_model(generator)
@@ -478,12 +686,7 @@ TOKEN_NAME = re.compile(r"^(hf_|access_|auth_|api_)?token$|^HF_TOKEN$", re.IGNOR
 OUTPUT_CALLS = {"print", "debug", "info", "warning", "warn", "error", "exception", "critical", "log", "write",
                 "write_text", "echo", "set_postfix", "set_description"}  # fmt: skip
 # (file, finding) -> why it is acceptable. Keep this list short and every entry justified.
-ALLOWED_FINDINGS = {
-    ("training/loop.py", "accelerator.register_for_checkpointing"): (
-        "accelerate pickles registered objects to custom_checkpoint_0.pkl and loads them with weights_only=False; "
-        "the file lies in the checkpoint folder the user's own run wrote (docs/reliability.md)"
-    ),
-}
+ALLOWED_FINDINGS: dict[tuple[str, str], str] = {}
 
 
 def call_name(node: ast.Call) -> str:
@@ -524,7 +727,7 @@ def unsafe_findings(tree: ast.AST) -> list[str]:
             findings.append(f"{name}(allow_pickle=True)")
         if keyword_value(node, "trust_remote_code") is True:
             findings.append(f"{name}(trust_remote_code=True)")
-        if name.endswith("yaml.load") or name.endswith("register_for_checkpointing"):
+        if name.endswith(("yaml.load", "register_for_checkpointing", "accelerator.load_state")):
             findings.append(name)
     return findings
 
@@ -598,24 +801,133 @@ def test_cli_push_errors_and_the_model_card_never_show_the_token(saved_checkpoin
     assert "missing" in captured.err and secret not in captured.out + captured.err
 
 
-def test_training_checkpoints_hold_safetensors_weights_and_weights_only_state(tmp_path, fresh_accelerate_state):
-    """accelerate's save_state writes the model as safetensors; optimizer, RNG and progress states are torch.save
-    pickles. Each must load with torch.load(weights_only=True), i.e. hold tensors and plain containers only."""
-    model = tiny_model()
+def checkpointed_run(output_dir: Path, steps: int = 2, resume: bool = False, data=None, model=None, **changes):
+    """A tiny run that checkpoints every 2 steps; returns its result."""
+    model = model or tiny_model()
     settings = TrainingSettings(
-        output_dir=str(tmp_path), max_steps=2, batch_size=8, checkpoint_every=2, cpu=True, show_progress=False,
+        output_dir=str(output_dir), max_steps=steps, batch_size=8, checkpoint_every=2, cpu=True, show_progress=False,
+        resume=resume, **changes,
     )  # fmt: skip
-    train(model, tiny_dataset(), A2GenDataCollator.from_config(model.config, tokenizer_for(model)), settings)
-    checkpoint = tmp_path / "checkpoint-2"
-    files = {path.name for path in checkpoint.iterdir()}
-    assert "model.safetensors" in files and "pytorch_model.bin" not in files
-    pickled = sorted(name for name in files if name.endswith((".bin", ".pkl", ".pt")))
-    assert "optimizer.bin" in pickled
-    from accelerate.utils.other import TORCH_SAFE_GLOBALS  # numpy RNG state types accelerate allows itself
+    collator = A2GenDataCollator.from_config(model.config, tokenizer_for(model))
+    result = train(model, data if data is not None else tiny_dataset(), collator, settings)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return result
 
-    with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
-        for name in pickled:
-            torch.load(checkpoint / name, weights_only=True)
+
+def test_training_checkpoints_hold_no_pickle(tmp_path, fresh_accelerate_state):
+    """Model, optimizer and RNG states are safetensors; counters, log and resume key are JSON."""
+    checkpointed_run(tmp_path)
+    checkpoint = tmp_path / "checkpoint-2"
+    files = sorted(path.name for path in checkpoint.iterdir())
+    assert files == ["a2gen_checkpoint.json", "model.safetensors", "optimizer.safetensors", "rng_state_0.safetensors"]
+    for name in files[1:]:
+        load_file(checkpoint / name)  # safetensors: a header and raw numbers, nothing that runs
+    manifest = json.loads((checkpoint / "a2gen_checkpoint.json").read_text())
+    assert manifest["progress"]["global_step"] == 2 and set(manifest["resume_key"]) == {"settings", "model", "data"}
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+
+
+def test_planted_pickles_in_a_checkpoint_are_never_loaded(tmp_path, fresh_accelerate_state):
+    """The files accelerate's load_state would unpickle (with weights_only=False for custom state) are never read,
+    even when an attacker also lists them, with their sizes and digests, in the manifest."""
+    checkpointed_run(tmp_path)
+    checkpoint = tmp_path / "checkpoint-2"
+    marker = tmp_path / "code-ran"
+    manifest_file = checkpoint / "a2gen_checkpoint.json"
+    manifest = json.loads(manifest_file.read_text())
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "pytorch_model.bin"):
+        (checkpoint / name).write_bytes(pickle.dumps(_WritesMarker(marker)))
+        data = (checkpoint / name).read_bytes()
+        manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest_file.write_text(json.dumps(manifest))
+    result = checkpointed_run(tmp_path, steps=4, resume=True)
+    assert result.global_step == 4 and not marker.exists()
+
+
+def test_old_checkpoints_with_pickled_state_are_refused(tmp_path, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    manifest_file = tmp_path / "checkpoint-2" / "a2gen_checkpoint.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["format"]
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="written by an older a2gen_hf .*never loads"):
+        checkpointed_run(tmp_path, steps=4, resume=True)
+
+
+@pytest.mark.parametrize("name", ["rng_state_0.safetensors", "optimizer.safetensors", "model.safetensors"])
+def test_a_damaged_checkpoint_file_of_the_right_size_is_refused(tmp_path, name, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    path = tmp_path / "checkpoint-2" / name
+    data = bytearray(path.read_bytes())
+    data[-8:] = b"\xff" * 8  # NaN bytes at the end of the data, same size
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{name} does not match the SHA-256 recorded"):
+        checkpointed_run(tmp_path, steps=4, resume=True)
+
+
+def test_a_non_finite_optimizer_state_is_refused_even_with_a_matching_digest(tmp_path, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    checkpoint = tmp_path / "checkpoint-2"
+    tensors = load_file(checkpoint / "optimizer.safetensors")
+    tensors = {name: torch.full_like(value, float("nan")) if "exp_avg_sq" in name else value
+               for name, value in tensors.items()}  # fmt: skip
+    save_file(tensors, checkpoint / "optimizer.safetensors")
+    manifest = json.loads((checkpoint / "a2gen_checkpoint.json").read_text())
+    data = (checkpoint / "optimizer.safetensors").read_bytes()
+    manifest["files"]["optimizer.safetensors"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (checkpoint / "a2gen_checkpoint.json").write_text(json.dumps(manifest))
+    with pytest.raises(FloatingPointError, match="optimizer.safetensors holds NaN or inf"):
+        checkpointed_run(tmp_path, steps=4, resume=True)
+
+
+def test_resume_key_names_what_differs(tmp_path, fresh_accelerate_state):
+    checkpointed_run(tmp_path)
+    with pytest.raises(ValueError, match=r"settings\.dense_learning_rate: checkpoint 0\.0005, now 0\.001"):
+        checkpointed_run(tmp_path, steps=4, resume=True, dense_learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"data\.fingerprint: checkpoint '\w+', now '\w+'"):
+        checkpointed_run(tmp_path, steps=4, resume=True, data=tiny_dataset(seed=1))
+    with pytest.raises(ValueError, match=r"model\.config\.hidden_size: checkpoint 16, now 32"):
+        checkpointed_run(tmp_path, steps=4, resume=True, model=tiny_model(hidden_size=32))
+    with pytest.raises(ValueError, match=r"model\.class: checkpoint 'A2GenForActionGeneration', now 'MMoE"):
+        checkpointed_run(tmp_path, steps=4, resume=True, model=MMoEForActionPrediction(MMoEConfig(**TINY)))
+    assert checkpointed_run(tmp_path, steps=4, resume=True, log_every=1).global_step == 4  # may change
+
+
+def test_a_second_training_into_a_busy_output_folder_is_refused(tmp_path, fresh_accelerate_state):
+    import fcntl
+    import os
+
+    descriptor = os.open(tmp_path / ".run.a2gen-lock", os.O_RDWR | os.O_CREAT)  # another run writes tmp_path/run
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match=r"run is being written by another a2gen run"):
+            checkpointed_run(tmp_path / "run")
+    finally:
+        os.close(descriptor)
+    assert not (tmp_path / "run").exists()
+    assert checkpointed_run(tmp_path / "run").global_step == 2
+
+
+def test_non_finite_weights_stop_training_before_anything_is_saved(tmp_path, fresh_accelerate_state):
+    model = tiny_model()
+    step, calls = torch.optim.AdamW.step, []
+
+    def poisoning_step(self, *args, **kwargs):  # the second (last) step leaves a NaN bias; no forward follows
+        result = step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                model.generator.heads.time.bias.fill_(float("nan"))
+        return result
+
+    torch.optim.AdamW.step = poisoning_step
+    try:
+        with pytest.raises(FloatingPointError, match=r"NaN or inf at step 2 \(generator\.heads\.time\.bias\)"):
+            checkpointed_run(tmp_path, model=model)
+    finally:
+        torch.optim.AdamW.step = step
+    assert latest_checkpoint(tmp_path) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------

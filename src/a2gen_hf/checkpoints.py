@@ -10,23 +10,25 @@ refused, never unpickled. See ``docs/reliability.md``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
-from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedModel
 
 from .configuration_a2gen import A2GenConfig
 from .modeling_a2gen import A2GenForActionGeneration, A2GenModel
 from .modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
+from .strict_loading import (  # noqa: F401  (re-exported)
+    CONFIG_NAME,
+    MAX_KEYS_SHOWN,
+    PICKLED_WEIGHTS_NAMES,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    CheckpointError,
+    _read_json,
+)
 from .tokenization_a2gen import A2GenActionTokenizer
 
-CONFIG_NAME = "config.json"
-SAFE_WEIGHTS_NAME = "model.safetensors"
-SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
-PICKLED_WEIGHTS_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 TOKENIZER_SUBFOLDER = "tokenizer"
 
@@ -35,32 +37,6 @@ MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     model_class.__name__: model_class
     for model_class in (A2GenForActionGeneration, A2GenModel, MMoEForActionPrediction, PLEForActionPrediction)
 }
-MAX_KEYS_SHOWN = 10
-
-
-class CheckpointError(ValueError):
-    """Raised when a checkpoint folder cannot be loaded exactly as it was saved; the message names the file."""
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(
-            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); the {what} file is "
-            "truncated or was edited by hand. Save the checkpoint again."
-        ) from None
-    except UnicodeDecodeError as error:
-        raise CheckpointError(f"{path}: not UTF-8 text ({error}); the {what} file is corrupt.") from None
-    if not isinstance(content, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {type(content).__name__}.")
-    return content
-
-
-def _shown(keys) -> str:
-    keys = sorted(map(str, keys))
-    more = f" and {len(keys) - MAX_KEYS_SHOWN} more" if len(keys) > MAX_KEYS_SHOWN else ""
-    return ", ".join(keys[:MAX_KEYS_SHOWN]) + more
 
 
 def _model_class_and_config(folder: Path) -> tuple[type[PreTrainedModel], A2GenConfig]:
@@ -121,41 +97,6 @@ def _load_tokenizer(folder: Path, config: A2GenConfig) -> A2GenActionTokenizer:
     return tokenizer
 
 
-def _weight_files(folder: Path) -> list[Path]:
-    """The safetensors files of ``folder`` (one, or the shards of the index), each checked to be complete."""
-    single, index = folder / SAFE_WEIGHTS_NAME, folder / SAFE_WEIGHTS_INDEX_NAME
-    if single.is_file():
-        files = [single]
-    elif index.is_file():
-        weight_map = _read_json(index, "weight index").get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{index}: 'weight_map' is missing or empty; the index file is corrupt.")
-        files = [folder / name for name in sorted(set(weight_map.values()))]
-        absent = [path.name for path in files if not path.is_file()]
-        if absent:
-            raise CheckpointError(f"{index} lists shard(s) {absent} that are not in {folder}; the copy is incomplete.")
-    else:
-        pickled = [name for name in PICKLED_WEIGHTS_NAMES if (folder / name).is_file()]
-        hint = (
-            f" It holds {pickled}, pickled weights that a2gen_hf never unpickles (loading them can run arbitrary "
-            "code); if you trust their origin, load them yourself and save the model again with save_pretrained."
-            if pickled
-            else " Save the model with model.save_pretrained(folder), which writes model.safetensors."
-        )
-        raise CheckpointError(f"{single} does not exist.{hint}")
-    for path in files:
-        try:
-            # Opening reads the header and checks that the file covers every tensor it declares.
-            with safe_open(str(path), framework="pt"):
-                pass
-        except (SafetensorError, OSError) as error:
-            raise CheckpointError(
-                f"{path}: cannot be read as safetensors ({error}); the file is truncated or corrupt (an interrupted "
-                "download or copy?). Download or save it again."
-            ) from None
-    return files
-
-
 def load_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, A2GenActionTokenizer]:
     """
     Load the model and tokenizer saved in the folder ``path``, strictly.
@@ -178,35 +119,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, A2GenActi
         raise CheckpointError(f"The checkpoint folder {folder} does not exist (or is not a folder).")
     model_class, config = _model_class_and_config(folder)
     tokenizer = _load_tokenizer(folder, config)
-    files = _weight_files(folder)
-    where = files[0] if len(files) == 1 else folder / SAFE_WEIGHTS_INDEX_NAME
-    # Mismatched shapes are collected (not raised by transformers) so that all problems are reported at once.
-    model, loading_info = model_class.from_pretrained(
-        folder,
-        config=config,
-        use_safetensors=True,
-        local_files_only=True,
-        ignore_mismatched_sizes=True,
-        output_loading_info=True,
-    )
-    problems = []
-    if loading_info["missing_keys"]:
-        problems.append(
-            f"missing tensors (would be left at random initialisation): {_shown(loading_info['missing_keys'])}"
-        )
-    if loading_info["unexpected_keys"]:
-        problems.append(f"tensors the model does not have: {_shown(loading_info['unexpected_keys'])}")
-    if loading_info["mismatched_keys"]:
-        shapes = [
-            f"{key} (file {tuple(saved)}, model {tuple(expected)})"
-            for key, saved, expected in loading_info["mismatched_keys"]
-        ]
-        problems.append(f"tensors of another shape: {_shown(shapes)}")
-    problems.extend(str(message) for message in loading_info["error_msgs"])
-    if problems:
-        raise CheckpointError(
-            f"{where} does not fit {folder / CONFIG_NAME} ({model_class.__name__}):\n  - "
-            + "\n  - ".join(problems)
-            + "\nThe weights were saved from a model with another config; save both from the same model."
-        )
-    return model, tokenizer
+    # Strict by default (StrictLoadingMixin): missing, unexpected or mismatched tensors, another dtype in the
+    # safetensors header, shard names outside the folder and NaN weights are CheckpointErrors naming the file.
+    model = model_class.from_pretrained(folder, config=config, local_files_only=True)
+    return model.eval(), tokenizer

@@ -45,18 +45,22 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
         return 2
     given = {name: getattr(args, name) for name in ("item_buckets", "user_buckets", "side_feature_buckets")}
-    tokenizer = A2GenActionTokenizer(
-        action_names=list(preset.action_names),
-        start_action=preset.start_action,
-        end_action=preset.end_action,
-        **{name: value for name, value in given.items() if value is not None},
-    )
-    split_rule = SplitRule(
-        validation_fraction=args.validation_fraction,
-        test_fraction=args.test_fraction,
-        validation_start=args.validation_start,
-        test_start=args.test_start,
-    )
+    try:  # bucket counts and split fractions are checked here (e.g. --item-buckets 1)
+        tokenizer = A2GenActionTokenizer(
+            action_names=list(preset.action_names),
+            start_action=preset.start_action,
+            end_action=preset.end_action,
+            **{name: value for name, value in given.items() if value is not None},
+        )
+        split_rule = SplitRule(
+            validation_fraction=args.validation_fraction,
+            test_fraction=args.test_fraction,
+            validation_start=args.validation_start,
+            test_start=args.test_start,
+        )
+    except ValueError as error:
+        print(f"a2gen prepare: error: {error}", file=sys.stderr)
+        return 2
     try:
         result = convert_log(
             args.input,

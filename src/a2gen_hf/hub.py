@@ -25,6 +25,7 @@ from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardD
 from . import modeling_a2gen
 from .configuration_a2gen import A2GenConfig
 from .modeling_a2gen import A2GenPreTrainedModel
+from .strict_loading import non_finite_tensors, shown_keys
 from .tokenization_a2gen import A2GenActionTokenizer
 from .version import __version__
 
@@ -304,23 +305,30 @@ arXiv 2604.25834, 2026.
 
 
 def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenActionTokenizer | None]:
-    """The model saved in ``checkpoint_dir`` and its tokenizer (in the folder itself or in ``tokenizer/``)."""
+    """The model saved in ``checkpoint_dir``, loaded strictly (what is pushed is exactly what was saved: no missing,
+    unexpected or mistyped tensor, no NaN), and its tokenizer (in the folder itself or in ``tokenizer/``)."""
     if not checkpoint_dir.is_dir():
         raise HubPushError(f"The checkpoint folder {checkpoint_dir} does not exist.")
     config_file = checkpoint_dir / "config.json"
     if not config_file.is_file():
         raise HubPushError(f"{checkpoint_dir} has no config.json; pass a folder written by model.save_pretrained.")
-    architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    try:
+        architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    except (ValueError, AttributeError) as error:
+        raise HubPushError(f"{config_file}: not a JSON object ({error}); save the model again.") from None
     model_classes = [getattr(modeling_a2gen, name, None) for name in architectures]
     if not architectures or not isinstance(model_classes[0], type):
         raise HubPushError(
             f"{config_file}: 'architectures' is {architectures}; expected one A2Gen model class such as "
             "['A2GenForActionGeneration'] or ['A2GenModel']."
         )
-    model = model_classes[0].from_pretrained(checkpoint_dir)
-    for folder in (checkpoint_dir, checkpoint_dir / "tokenizer"):
-        if (folder / "tokenizer_config.json").is_file():
-            return model, A2GenActionTokenizer.from_pretrained(folder)
+    try:
+        model = model_classes[0].from_pretrained(checkpoint_dir, local_files_only=True)  # strict (StrictLoadingMixin)
+        for folder in (checkpoint_dir, checkpoint_dir / "tokenizer"):
+            if (folder / "tokenizer_config.json").is_file():
+                return model, A2GenActionTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError) as error:  # CheckpointError is a ValueError
+        raise HubPushError(f"{checkpoint_dir} cannot be pushed: {error}") from None
     return model, None
 
 
@@ -377,9 +385,15 @@ def push_checkpoint(
     else:
         model = checkpoint_dir_or_model
     if tokenizer is None:
-        logger.warning("Pushing %s without a tokenizer: its time statistics and id hashing stay local.", repo_id)
-    else:
-        _check_same_vocabulary(model, tokenizer)
+        raise HubPushError(
+            f"No tokenizer to push with the model to {repo_id}: the tokenizer carries the time statistics and id "
+            "hashing, and a checkpoint without it does not load (load_checkpoint). Pass tokenizer=..., or save it "
+            "into the folder (or its tokenizer/ subfolder) with tokenizer.save_pretrained(folder)."
+        )
+    _check_same_vocabulary(model, tokenizer)
+    non_finite = non_finite_tensors(model)
+    if non_finite:
+        raise HubPushError(f"The model holds NaN or inf weights ({shown_keys(non_finite)}); it is not pushed.")
     if eval_results:  # refuse bad numbers before the repo is created
         _eval_result_list(eval_results, model.config, dataset_name, "test")
 

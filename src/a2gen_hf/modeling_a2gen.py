@@ -39,6 +39,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     target_categories,
 )
 from .generation_a2gen import A2GenGenerationMixin
+from .strict_loading import StrictLoadingMixin
 from .targets import IGNORE_INDEX, first_occurrence_targets  # noqa: F401
 from .time_encoding import denormalize_times
 
@@ -644,7 +645,7 @@ class ImplicitActionGenerator(nn.Module):
         }
 
 
-class A2GenPreTrainedModel(PreTrainedModel):
+class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     config_class = A2GenConfig
     config: A2GenConfig
     base_model_prefix = "a2gen"
@@ -852,17 +853,7 @@ class A2GenModel(A2GenPreTrainedModel):
         )
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        _check_history_shapes(history_item_ids, history_action_ids, history_action_times)
-        _check_id_ranges(
-            self.config,
-            user_ids=user_ids,
-            item_ids=item_ids,
-            history_item_ids=history_item_ids,
-            history_action_ids=history_action_ids,
-            item_side_ids=item_side_ids,
-            history_item_side_ids=history_item_side_ids,
-            user_side_ids=user_side_ids,
-        )
+        check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items() if name in INPUT_SHAPES})
 
         if history_mask is None:
             history_mask = history_item_ids != 0
@@ -925,21 +916,142 @@ class A2GenModel(A2GenPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+# The model's tensor inputs: their kind and shape, in the letters of docs/design.md (B examples, N history items, E
+# events per item, F side features per item, S user side lists of length L, T label positions).
+INPUT_SHAPES = {
+    "user_ids": ("ids", "B"),
+    "item_ids": ("ids", "B"),
+    "history_item_ids": ("ids", "BN"),
+    "history_action_ids": ("ids", "BNE"),
+    "history_action_times": ("times", "BNE"),
+    "history_time_mask": ("mask", "BNE"),
+    "history_mask": ("mask", "BN"),
+    "item_side_ids": ("ids", "BF"),
+    "history_item_side_ids": ("ids", "BNF"),
+    "user_side_ids": ("ids", "BSL"),
+    "target_occurrences": ("mask", "BV"),
+}
+LABEL_SHAPES = {
+    "labels": ("ids", "BT"),
+    "label_times": ("times", "BT"),
+    "label_time_mask": ("mask", "BT"),
+    "action_ids": ("ids", "BA"),
+    "action_times": ("times", "BA"),
+}
+_MAKE_THEM = "A2GenDataCollator builds every input with the right kind and shape"
+
+
+def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **inputs) -> None:
+    """
+    Check the model's inputs before any is used (:data:`INPUT_SHAPES` / :data:`LABEL_SHAPES`): each is a tensor
+    (``TypeError``), ids hold integers and times floats that are not float64 unless the model is (``TypeError``),
+    shapes agree with each other and with the config (``ValueError``), histories hold at most
+    ``max_history_items`` items of at most ``max_events_per_item`` events (``ValueError``: the collator keeps the
+    most recent items), times are finite and ids lie in their tables (``ValueError``). Each error names the
+    argument, what was expected and what was given. Without a ``config`` only kinds, shapes and times are checked.
+    """
+    shapes = {**INPUT_SHAPES, **LABEL_SHAPES}
+    sizes: dict[str, tuple[int, str]] = {}  # letter -> (size, the argument that fixed it)
+    fixed = {} if config is None else {
+        "F": config.num_item_side_features or None, "S": config.num_user_side_lists or None,
+        "L": config.user_side_list_length if config.num_user_side_lists else None, "V": config.vocab_size,
+    }  # fmt: skip
+    dtype = dtype or torch.float32
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        kind, letters = shapes[name]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor of shape ({', '.join(letters)}), got {type(value).__name__}; "
+                f"{_MAKE_THEM}."
+            )
+        if kind == "ids" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+            raise TypeError(f"{name} must hold integer ids (torch.long), got dtype {value.dtype}; {_MAKE_THEM}.")
+        if kind == "times" and (not value.is_floating_point() or (value.dtype == torch.float64 and dtype != torch.float64)):
+            raise TypeError(
+                f"{name} must be a floating tensor of the model's dtype ({dtype}), got {value.dtype}; convert it with "
+                f".to({dtype})."
+            )
+        if kind == "mask" and value.is_complex():
+            raise TypeError(f"{name} must be a 0/1 mask (bool or integer), got dtype {value.dtype}.")
+        if value.dim() != len(letters):
+            raise ValueError(
+                f"{name} must have {len(letters)} dimension(s) ({', '.join(letters)}), got shape {tuple(value.shape)}; "
+                f"{_MAKE_THEM}."
+            )
+        for letter, size in zip(letters, value.shape):
+            if letter in fixed and fixed[letter] is not None and size != fixed[letter]:
+                raise ValueError(
+                    f"{name} has {size} in dimension {letter} of ({', '.join(letters)}) but the config says "
+                    f"{fixed[letter]}; shape {tuple(value.shape)}."
+                )
+            if letter in sizes and sizes[letter][0] != size:
+                first, source = sizes[letter]
+                raise ValueError(
+                    f"{name} has shape {tuple(value.shape)}: its {letter} dimension is {size}, but {source} gives "
+                    f"{letter} = {first}; all inputs must describe the same examples, history items and events."
+                )
+            sizes.setdefault(letter, (size, name))
+    if config is not None:
+        _check_history_lengths(config, inputs)
+    for name in ("history_action_times", "label_times", "action_times"):
+        times = inputs.get(name)
+        mask = inputs.get("label_time_mask") if name == "label_times" else None
+        if times is not None and times.numel():
+            known = times if mask is None else times[mask.bool()]
+            if not torch.isfinite(known).all():
+                raise ValueError(
+                    f"{name} holds NaN or inf; encode unknown times as 0.0 with their time mask = 0 (the tokenizer "
+                    "and collator do this)."
+                )
+    if config is not None:
+        _check_id_ranges(config, **{name: value for name, value in inputs.items() if name in _ID_TABLES})
+
+
+def _check_history_lengths(config: A2GenConfig, inputs: dict) -> None:
+    """Real (unpadded) history items per example and events per item within the config's caps; padding beyond
+    them is allowed."""
+    item_ids, action_ids, mask = (inputs.get(name) for name in ("history_item_ids", "history_action_ids", "history_mask"))
+    if item_ids is None or item_ids.numel() == 0:
+        return
+    items = (mask.bool() if mask is not None else item_ids != 0).sum(dim=1)
+    if items.max() > config.max_history_items:
+        example = int(items.argmax())
+        raise ValueError(
+            f"history_item_ids: example {example} holds {int(items[example])} history items, more than the model's "
+            f"max_history_items={config.max_history_items}; keep the most recent ones (A2GenDataCollator does)."
+        )
+    if action_ids is not None:
+        events = (action_ids != 0).sum(dim=2)
+        if events.max() > config.max_events_per_item:
+            example, item = divmod(int(events.argmax()), events.shape[1])
+            raise ValueError(
+                f"history_action_ids: item {item} of example {example} holds {int(events[example, item])} events, "
+                f"more than the model's max_events_per_item={config.max_events_per_item}; keep each item's first "
+                "events (A2GenDataCollator does)."
+            )
+
+
+_ID_TABLES = {
+    "user_ids": "user_buckets",
+    "item_ids": "item_buckets",
+    "history_item_ids": "item_buckets",
+    "user_side_ids": "item_buckets",
+    "item_side_ids": "side_feature_buckets",
+    "history_item_side_ids": "side_feature_buckets",
+    "history_action_ids": "vocab_size",
+    "action_ids": "vocab_size",
+}
+
+
 def _check_id_ranges(config: A2GenConfig, **ids: torch.Tensor | None) -> None:
     """Ids must lie in their tables (hashed ids in [0, buckets)); torch's own IndexError names no input."""
-    tables = {
-        "user_ids": ("user_buckets", config.user_buckets),
-        "item_ids": ("item_buckets", config.item_buckets),
-        "history_item_ids": ("item_buckets", config.item_buckets),
-        "user_side_ids": ("item_buckets", config.item_buckets),
-        "item_side_ids": ("side_feature_buckets", config.side_feature_buckets),
-        "history_item_side_ids": ("side_feature_buckets", config.side_feature_buckets),
-        "history_action_ids": ("vocab_size", config.vocab_size),
-    }
     for name, values in ids.items():
         if values is None or values.numel() == 0:
             continue
-        field, size = tables[name]
+        field = _ID_TABLES[name]
+        size = getattr(config, field)
         low, high = values.min().item(), values.max().item()
         if low < 0 or high >= size:
             raise ValueError(
@@ -949,23 +1061,14 @@ def _check_id_ranges(config: A2GenConfig, **ids: torch.Tensor | None) -> None:
 
 
 def _check_history_shapes(history_item_ids, history_action_ids, history_action_times) -> None:
-    if history_item_ids.dim() != 2:
-        raise ValueError(f"history_item_ids must be (batch, items), got shape {tuple(history_item_ids.shape)}.")
-    if history_action_ids.shape[:2] != history_item_ids.shape or history_action_ids.dim() != 3:
-        raise ValueError(
-            f"history_action_ids must be (batch, items, events) = {tuple(history_item_ids.shape)} + (events,), "
-            f"got {tuple(history_action_ids.shape)}."
-        )
-    if history_action_times.shape != history_action_ids.shape:
-        raise ValueError(
-            f"history_action_times {tuple(history_action_times.shape)} must have the shape of history_action_ids "
-            f"{tuple(history_action_ids.shape)}."
-        )
-    if history_action_times.is_floating_point() and not torch.isfinite(history_action_times).all():
-        raise ValueError(
-            "history_action_times holds NaN or inf; encode unknown times as 0.0 with history_time_mask = 0 "
-            "(the tokenizer and collator do this)."
-        )
+    """The history inputs' kinds, shapes and finite times (:func:`check_model_inputs` without a config)."""
+    check_model_inputs(
+        None,
+        None,
+        history_item_ids=history_item_ids,
+        history_action_ids=history_action_ids,
+        history_action_times=history_action_times,
+    )
 
 
 def action_sequence_loss(
@@ -1152,6 +1255,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         )
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items() if name in LABEL_SHAPES})
         if labels is not None and label_times is None:
             raise ValueError("label_times is required with labels (the collator builds both).")
         if encoder_outputs is None:

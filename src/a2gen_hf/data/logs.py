@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial, reduce
 from pathlib import Path
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from ..configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS
+from ..output_folders import output_lock, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, format_bucket_record
 from .buckets import data_sized_buckets as _sized_buckets
@@ -74,6 +75,8 @@ class LogPreset:
         flag_columns: view logs: 0/1 columns -> action names, listed in the order the actions take in a sequence.
         duration_column / duration_unit: view logs: time from the start to the end action (``"s"`` or ``"ms"``).
         side_feature_columns: item side features (category, seller, ...), hashed per field; empty = unknown.
+        quote_char: CSV quoting (e.g. ``'"'``), for logs that quote values; ``None`` (the presets): no quoting, so
+            a stray quote is part of its value and can never join lines. Quoted values may not span lines.
     """
 
     name: str
@@ -94,6 +97,7 @@ class LogPreset:
     duration_column: str | None = None
     duration_unit: str = "ms"
     side_feature_columns: tuple[str, ...] = ()
+    quote_char: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -104,6 +108,8 @@ class LogPreset:
                 problems.append(f"action {action!r} is not in action_names {list(self.action_names)}")
         if self.time_unit not in TIME_UNITS or self.duration_unit not in ("s", "ms"):
             problems.append(f"time_unit must be one of {list(TIME_UNITS)} and duration_unit 's' or 'ms'")
+        if self.quote_char is not None and (len(self.quote_char) != 1 or self.quote_char in "\n\r"):
+            problems.append(f"quote_char must be one character or None, got {self.quote_char!r}")
         if self.time_unit == "mmdd" and self.year is None:
             problems.append("time_unit='mmdd' needs the year")
         if self.columns is not None and not set(self.needed_columns()) <= set(self.columns):
@@ -550,11 +556,14 @@ def convert_log(
     """
     preset = _preset(preset)
     split_rule = split_rule or SplitRule()
-    if max_history_items < 1 or min_history < 0 or session_gap_seconds < 0:
+    if not (isinstance(session_gap_seconds, (int, float)) and math.isfinite(session_gap_seconds)
+            and session_gap_seconds >= 0):  # fmt: skip
         raise ValueError(
-            f"max_history_items={max_history_items} must be >= 1, min_history={min_history} >= 0 and "
-            f"session_gap_seconds={session_gap_seconds} >= 0."
+            f"session_gap_seconds={session_gap_seconds!r} must be a finite number of seconds >= 0 (CLI: "
+            "--session-gap-seconds), e.g. 259200 for three days."
         )
+    if max_history_items < 1 or min_history < 0:
+        raise ValueError(f"max_history_items={max_history_items} must be >= 1 and min_history={min_history} >= 0.")
     num_proc = num_proc if num_proc is not None else min(2, os.cpu_count() or 1)
     if partition_rows < 1 or num_proc < 1:
         raise ValueError(f"partition_rows={partition_rows} and num_proc={num_proc} must be >= 1.")
@@ -575,18 +584,27 @@ def convert_log(
 
     output_dir = Path(output_dir) if output_dir is not None else None
     if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="_a2gen_partitions_", dir=output_dir) as work,
-        _partition_map(num_proc, progress) as partition_map,
-    ):
-        dataset_dir = output_dir if output_dir is not None else Path(work) / "dataset"
+        check_output_dir(stream.path, output_dir)
+    with ExitStack() as stack:
+        if output_dir is not None:
+            # One writer per folder; built beside it and switched in whole; a killed run's leftovers removed first.
+            stack.enter_context(output_lock(output_dir))
+            check_output_dir(stream.path, output_dir)  # again, now that no other prepare can change it
+            dataset_dir = staging_folder(output_dir)
+            stack.callback(shutil.rmtree, dataset_dir, ignore_errors=True)  # a failure leaves the old output as it was
+            work = dataset_dir / WORK_FOLDER
+            work.mkdir()
+        else:
+            _remove_dead_work_folders(Path(tempfile.gettempdir()))
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER}_{os.getpid()}_")))
+            dataset_dir = work / "dataset"
+        partition_map = stack.enter_context(_partition_map(num_proc, progress))
         for split in SPLITS:
             (dataset_dir / split).mkdir(parents=True, exist_ok=True)
         conversion = _Conversion(
             preset=preset,
             source=stream.source,
-            work_dir=Path(work),
+            work_dir=work,
             dataset_dir=dataset_dir,
             num_partitions=num_partitions,
             session_gap_seconds=session_gap_seconds,
@@ -616,18 +634,27 @@ def convert_log(
         for name, count in _sized_buckets(distinct, fixed).items():  # before any id is hashed
             setattr(tokenizer, name, count)
         written = partition_map(partial(_write_examples, conversion), partitions, "examples")
-        try:
-            reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
-        except ValueError:
-            for split in SPLITS:  # an unusable conversion must not leave a half-written dataset behind
-                shutil.rmtree(dataset_dir / split, ignore_errors=True)
-            raise
+        reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
         write_dataset_dict_files(dataset_dir, num_partitions)
-        dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=output_dir is None)
+        summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
+                           stream, cut, written, tokenizer, distinct, data_sized_buckets)  # fmt: skip
+        if output_dir is None:
+            dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
+        else:
+            shutil.rmtree(work)
+            tokenizer.save_pretrained(str(dataset_dir / "tokenizer"))
+            (dataset_dir / "a2gen_data.json").write_text(json.dumps(summary, indent=2) + "\n")
+            switch_in(dataset_dir, output_dir)
+            dataset = datasets.load_from_disk(str(output_dir))
+    return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
 
+
+def _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion, stream, cut,
+             written, tokenizer, distinct, data_sized_buckets) -> dict[str, Any]:  # fmt: skip
+    """What ``a2gen_data.json`` records: the source, the rules, rows read and dropped, examples and frequencies."""
     validation_start, test_start = conversion.boundaries
     action_names = list(preset.action_names)
-    summary = {
+    return {
         "source": str(input_path),
         "preset": _preset_record(preset),
         "rules": {
@@ -643,7 +670,7 @@ def convert_log(
         "rows_dropped": dict(sorted(stream.bad_rows.counts.items())),
         "first_dropped": dict(sorted(stream.bad_rows.first_messages.items())),
         "sessions": sum(partition.count for partition in cut),
-        "partitions": num_partitions,
+        "partitions": conversion.num_partitions,
         "examples": {
             split: sum(partition.examples[index] for partition in written) for index, split in enumerate(SPLITS)
         },
@@ -659,10 +686,48 @@ def convert_log(
             {name: name in data_sized_buckets for name in BUCKET_FIELDS},
         ),
     }
-    if output_dir is not None:
-        tokenizer.save_pretrained(str(output_dir / "tokenizer"))
-        (output_dir / "a2gen_data.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
+
+
+# What a prepared data folder holds; a folder with anything else is not replaced (it is not ours to delete).
+DATASET_ENTRIES = frozenset({*SPLITS, "tokenizer", "dataset_dict.json", "a2gen_data.json"})
+WORK_FOLDER = "_a2gen_partitions"
+
+
+def check_output_dir(input_path: Path, output_dir: Path) -> None:
+    """Refuse an output folder that is the input, lies inside it or around it, is a file, or holds files that a
+    prepare did not write (the new dataset replaces the whole folder)."""
+    source, target = Path(os.path.abspath(input_path)), Path(os.path.abspath(output_dir))
+    if target == source or source in target.parents:
+        raise ValueError(f"The output folder {output_dir} is the input log {input_path} or lies inside it; choose "
+                         "an output folder elsewhere.")  # fmt: skip
+    if target in source.parents:
+        raise ValueError(f"The input log {input_path} lies inside the output folder {output_dir}, which prepare "
+                         "replaces as a whole; choose an output folder that does not contain the input.")  # fmt: skip
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"The output {output_dir} exists and is not a folder; choose a folder name.")
+    if target.is_dir():
+        foreign = sorted(entry.name for entry in target.iterdir()
+                         if entry.name not in DATASET_ENTRIES and not entry.name.startswith(WORK_FOLDER))  # fmt: skip
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ValueError(
+                f"The output folder {output_dir} holds files that a2gen prepare did not write ({shown}); prepare "
+                "replaces the whole folder, so choose a new or empty folder (or move those files)."
+            )
+
+
+def _remove_dead_work_folders(folder: Path) -> None:
+    """Remove work folders (``_a2gen_partitions_<pid>_*``) that in-memory conversions killed by a signal left."""
+    for path in folder.glob(f"{WORK_FOLDER}_*_*"):
+        pid = path.name[len(WORK_FOLDER) + 1 :].split("_", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # that process is gone: nobody uses the folder any more
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _preset(preset: str | LogPreset) -> LogPreset:

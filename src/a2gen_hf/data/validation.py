@@ -8,6 +8,7 @@ without being counted.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from .logs import LogPreset
 
 ON_BAD_ROWS = ("error", "skip", "warn")
+# The longest CSV line read (pyarrow parses blocks of 16 MiB; real log lines are tens of bytes).
+MAX_LINE_BYTES = 1 << 20
 
 # Why a row can be dropped; the keys are the reasons counted in summaries and in ``a2gen_data.json``.
 BAD_ROW_REASONS = {
@@ -42,11 +45,17 @@ BAD_ROW_REASONS = {
     "bad_flag": "a 0/1 flag column holds another value",
     "outside_window": "the timestamp lies outside the preset's time window",
     "duplicate_event": "the same (user, item, action, time) event appears twice in a session",
+    "not_utf8": "the line holds bytes that are not UTF-8",
+    "line_too_long": f"the line is longer than {MAX_LINE_BYTES:,} bytes",
+    "unbalanced_quote": "the line has an odd number of quote characters (quoted presets only)",
 }
 
 _SKIP_HINT = "Fix or remove the row, or pass on_bad_rows='skip' (CLI: --on-bad-rows skip) to drop and count such rows."
-_NUMBER_PATTERN = r"^[0-9]+(\.[0-9]*)?$"
-_NEGATIVE_PATTERN = r"^-[0-9]+(\.[0-9]*)?$"
+# The one grammar of a number in a log: decimal digits with an optional fraction and exponent, e.g. 1511544070,
+# 1.5e9, 2.5 (a sign only for the negative check). Every row is judged by it alone, never by its batch.
+_DIGITS = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_NUMBER_PATTERN = rf"^\+?{_DIGITS}$"
+_NEGATIVE_PATTERN = rf"^-{_DIGITS}$"
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
@@ -136,6 +145,108 @@ def detect_format(path: Path, file_format: str | None) -> str:
     return _FORMATS[suffix]
 
 
+class CheckedLines(io.RawIOBase):
+    """A text log as bytes for pyarrow, each physical line checked first: a line that is not UTF-8, is longer than
+    ``max_line_bytes`` or (with ``quote_char``) holds an odd number of quotes is handed on as an empty line and
+    recorded in ``rejected`` (line -> (reason, message)), so that it is counted (or raised) as one bad row with its
+    own line number, and every other line keeps its number. Chunks without such a line pass through untouched
+    (one UTF-8 decode and a newline scan per 16 MiB)."""
+
+    def __init__(self, path: Path, max_line_bytes: int = MAX_LINE_BYTES, quote_char: str | None = None,
+                 chunk_bytes: int = 16 << 20):  # fmt: skip
+        self.path = path
+        self.max_line_bytes = max_line_bytes
+        self.quote = quote_char.encode() if quote_char else None
+        self.chunk_bytes = chunk_bytes
+        self.handle = open(path, "rb")  # noqa: SIM115  (closed with this stream)
+        self.pending = bytearray()  # the start of a line whose end is not read yet
+        self.output = bytearray()
+        self.line = 1  # the number of the line ``pending`` starts
+        self.skipping = False  # inside a line already rejected as too long
+        self.eof = False
+        self.rejected: dict[int, tuple[str, str]] = {}
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.handle.close()
+        super().close()
+
+    def readinto(self, buffer) -> int:
+        while len(self.output) < len(buffer) and not self.eof:
+            self._fill()
+        count = min(len(buffer), len(self.output))
+        buffer[:count] = self.output[:count]
+        del self.output[:count]
+        return count
+
+    def _reject(self, reason: str, message: str) -> None:
+        self.rejected[self.line] = (reason, f"{self.path.name}:{self.line}: {message}")
+        self.output += b"\n"
+        self.line += 1
+
+    def _fill(self) -> None:
+        data = self.handle.read(self.chunk_bytes)
+        if not data:
+            self.eof = True
+            if self.pending and not self.skipping:
+                self._lines(bytes(self.pending) + b"\n")
+            self.pending.clear()
+            return
+        if self.skipping:  # the rest of a too-long line: dropped up to its end
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self.skipping, data = False, data[end + 1 :]
+        buffer = self.pending + data
+        last = buffer.rfind(b"\n")
+        complete, self.pending = bytes(buffer[: last + 1]), bytearray(buffer[last + 1 :])
+        if complete:
+            self._lines(complete)
+        if len(self.pending) > self.max_line_bytes:
+            self._reject("line_too_long", f"the line is longer than {self.max_line_bytes:,} bytes (its first bytes: "
+                         f"{bytes(self.pending[:40])!r}); a log row is a few dozen bytes: the file is damaged here")  # fmt: skip
+            self.pending.clear()
+            self.skipping = True
+
+    def _lines(self, complete: bytes) -> None:
+        """Hand on complete lines (``complete`` ends with a newline), each checked."""
+        codes = np.frombuffer(complete, dtype=np.uint8)
+        ends = np.flatnonzero(codes == 10)
+        starts = np.r_[0, ends[:-1] + 1]
+        clean = int((ends - starts).max()) <= self.max_line_bytes
+        if clean and self.quote is not None:
+            clean = not np.any(codes == self.quote[0])
+        if clean:
+            try:
+                complete.decode("utf-8")
+            except UnicodeDecodeError:
+                clean = False
+        if clean:
+            self.output += complete
+            self.line += len(ends)
+            return
+        for start, end in zip(starts.tolist(), ends.tolist()):  # the slow path, only for a chunk with a bad line
+            text = complete[start:end]
+            if len(text) > self.max_line_bytes:
+                self._reject("line_too_long", f"the line is {len(text):,} bytes long, more than the "
+                             f"{self.max_line_bytes:,} a log row may have; the file is damaged here")  # fmt: skip
+                continue
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                self._reject("not_utf8", f"byte {text[error.start : error.start + 1]!r} at column {error.start + 1} is "
+                             "not UTF-8; re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")  # fmt: skip
+                continue
+            if self.quote is not None and text.count(self.quote) % 2:
+                self._reject("unbalanced_quote", f"the line has an unbalanced {self.quote.decode()} (text "
+                             f"{text[:80]!r}); a quoted value must end on its own line")  # fmt: skip
+                continue
+            self.output += complete[start : end + 1]
+            self.line += 1
+
+
 class _CsvBatches:
     """CSV batches with each valid row's line number, rows of the wrong width counted as bad rows."""
 
@@ -153,9 +264,10 @@ class _CsvBatches:
         _check_columns(path, needed, names, header=preset.columns is None)
         self.names = names
         self.next_line = first_line
+        self.lines = CheckedLines(path, quote_char=preset.quote_char)
         with self._parse_errors():  # opening already parses the first block
             self.reader = pa_csv.open_csv(
-                path,
+                self.lines,
                 read_options=pa_csv.ReadOptions(
                     use_threads=False,  # row numbers reach the invalid-row handler only in single-threaded parsing
                     block_size=block_size,
@@ -163,6 +275,10 @@ class _CsvBatches:
                 ),
                 parse_options=pa_csv.ParseOptions(
                     delimiter=preset.delimiter,
+                    # Logs without quoting are read without it: a stray quote is a character of its value, and
+                    # with quoting every line was checked to hold balanced quotes (CheckedLines): one row per line.
+                    quote_char=preset.quote_char or False,
+                    newlines_in_values=False,
                     invalid_row_handler=self._on_invalid_row,
                     ignore_empty_lines=False,  # keeps every physical line a row, so line numbers stay exact
                 ),
@@ -185,8 +301,8 @@ class _CsvBatches:
             yield
         except pa.ArrowInvalid as error:
             raise LogFormatError(
-                f"{self.path.name}: cannot be read as UTF-8 CSV ({error}). Re-encode the file as UTF-8 (e.g. "
-                "`iconv -f latin1 -t utf-8`) or remove the damaged lines."
+                f"{self.path.name}: cannot be read as CSV after line {self.next_line - 1} ({error}). Remove or fix the "
+                "damaged lines."
             ) from None
 
     def __iter__(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
@@ -316,6 +432,8 @@ class ValidatedBatches:
                 self.rows_read += batch.num_rows
                 bar.update(batch.num_rows)
                 columns, problems = _validate_batch(batch, preset)
+                if csv_source is not None and csv_source.lines.rejected:
+                    problems = _rejected_line_problems(csv_source.lines.rejected, lines) + problems
                 flagged = np.logical_or.reduce([problem.mask for problem in problems])
                 if csv_source is not None:
                     # Rows of the wrong width before this batch's first bad row come first (in "error" mode they
@@ -362,6 +480,15 @@ def read_validated_log(
         lines=np.concatenate([batch.lines for batch in batches]) if batches else np.empty(0, dtype=np.int64),
         bad_rows=stream.bad_rows,
     )
+
+
+def _rejected_line_problems(rejected: dict[int, tuple[str, str]], lines: np.ndarray) -> list[_Problem]:
+    """The lines :class:`CheckedLines` handed on empty, as problems of their own reasons (ahead of "empty_line")."""
+    problems = []
+    for reason in sorted({reason for reason, _ in rejected.values()}):
+        mask = np.array([rejected.get(line, ("",))[0] == reason for line in lines.tolist()], dtype=bool)
+        problems.append(_Problem(reason, mask, lambda i: rejected[int(lines[i])][1].split(": ", 1)[1]))
+    return problems
 
 
 def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter, before: int | None) -> int:
@@ -489,15 +616,10 @@ def _parse_numbers(
 ) -> tuple[np.ndarray, list[_Problem]]:
     """Parse a time / duration column into seconds (float64, NaN where invalid) and the problems found."""
     filled = pc.if_else(pa.array(empty), "0", values)
-    try:
-        numbers = _to_numpy(filled, np.float64)
-        non_numeric = ~np.isfinite(numbers)
-    except pa.ArrowInvalid:
-        # Slow path, only for batches that hold a bad value: find the rows that are not plain numbers.
-        is_number = np.asarray(pc.match_substring_regex(filled, _NUMBER_PATTERN).to_numpy(zero_copy_only=False))
-        is_negative = np.asarray(pc.match_substring_regex(filled, _NEGATIVE_PATTERN).to_numpy(zero_copy_only=False))
-        numbers = _to_numpy(pc.if_else(pa.array(is_number | is_negative), filled, "0"), np.float64)
-        non_numeric = ~(is_number | is_negative)
+    is_number = np.asarray(pc.match_substring_regex(filled, _NUMBER_PATTERN).to_numpy(zero_copy_only=False))
+    is_negative = np.asarray(pc.match_substring_regex(filled, _NEGATIVE_PATTERN).to_numpy(zero_copy_only=False))
+    numbers = _to_numpy(pc.if_else(pa.array(is_number | is_negative), filled, "0"), np.float64)
+    non_numeric = ~(is_number | is_negative) | ~np.isfinite(numbers)  # 1e999 overflows to inf: not a number
     numbers[non_numeric | empty] = np.nan
     negative = numbers < 0
     numbers[negative] = np.nan

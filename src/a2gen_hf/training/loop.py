@@ -14,12 +14,15 @@ the same epoch as an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import random
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from itertools import islice
@@ -27,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets.distributed import split_dataset_by_node
-from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -40,10 +44,10 @@ from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, evaluate_model
+from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
 from .data_setup import create_model, load_data_dir
 from .optimization import SparseAdamW, clip_grad_norm_, set_sparse_embeddings, sparse_gradients_supported
 
-logger = logging.getLogger(__name__)
 # Fused AdamW for the dense gradients: one pass over each tensor (6-7x faster than the per-tensor loop on a CPU).
 OPTIMIZER_FUSED = True
 
@@ -62,8 +66,17 @@ TRACKING_PROJECT = "a2gen"
 LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 # What picks the best evaluation (and drives early stopping and the plateau schedule).
 SELECTION_METRICS = ("loss", "mean_auc")
-# Settings that decide the order of the data and the optimizer steps: a resumed run must use the same ones.
-RESUME_KEYS = ("seed", "batch_size", "gradient_accumulation_steps", "num_processes")
+# The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated.
+# Every other setting (and the number of processes, the model and the data) is part of the resume key.
+RESUME_FREE_SETTINGS = (
+    "output_dir", "resume", "num_epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+    "show_progress", "eval_batch_size", "cpu", "report_to",
+)  # fmt: skip
+# Checkpoint files (format 2: safetensors and JSON only; format 1, accelerate's save_state, held pickles).
+CHECKPOINT_FORMAT = 2
+CHECKPOINT_MODEL_FILE = "model.safetensors"
+CHECKPOINT_OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_STATE_PREFIX = "rng_state_"
 
 
 @dataclass
@@ -335,18 +348,42 @@ def _checkpoint_step(path: Path) -> int | None:
     return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
 
 
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _listed_size(entry: Any) -> int | None:
+    """A manifest's file entry: ``{"bytes": n, "sha256": hex}`` (or a bare size, written by older versions)."""
+    size = entry.get("bytes") if isinstance(entry, dict) else entry
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 def _read_manifest(checkpoint: Path) -> dict[str, Any] | None:
-    """The checkpoint's manifest if the checkpoint is complete (every listed file present, at its size), else None."""
+    """The checkpoint's manifest if the checkpoint is complete (every listed file present, at its size), else None.
+
+    Sizes only: cheap enough to scan every checkpoint. The SHA-256 digests are checked before resuming
+    (:func:`_verify_checkpoint`)."""
     try:
         manifest = json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
         files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = list(files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    for name, size in files.items():
+    for name, entry in entries:
         path = checkpoint / name
-        if not path.is_file() or path.stat().st_size != size:
+        size = _listed_size(entry)
+        if size is None or not _is_plain_name(name) or not path.is_file() or path.stat().st_size != size:
             return None
     return manifest
+
+
+def _is_plain_name(name: str) -> bool:
+    """A file name inside the checkpoint folder itself: no separator, not ``..``, not absolute."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
@@ -366,27 +403,184 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return max(complete, default=(None, None))[1]
 
 
-def _resume_key(settings: TrainingSettings, accelerator: Accelerator) -> dict[str, int]:
-    values = {**asdict(settings), "num_processes": accelerator.num_processes}
-    return {key: values[key] for key in RESUME_KEYS}
+def _data_key(dataset) -> dict[str, Any]:
+    """What identifies the training data: rows and content fingerprint (map-style), features and shards (streaming).
+
+    ``datasets`` derives a map-style dataset's fingerprint from its content (in memory) or keeps the one saved with
+    it (``save_to_disk`` / ``load_from_disk``), so the same data gives the same key in every run."""
+    if isinstance(dataset, datasets.Dataset):
+        return {"rows": len(dataset), "fingerprint": dataset._fingerprint}
+    features = getattr(dataset, "features", None)
+    return {
+        "kind": type(dataset).__name__,
+        "num_shards": getattr(dataset, "num_shards", None),
+        "columns": sorted(features) if features is not None else None,
+    }
 
 
-def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, settings: TrainingSettings) -> None:
+def _model_key(model: nn.Module) -> dict[str, Any]:
+    """The model's class and its config (without the fields that do not change the network)."""
+    config = getattr(model, "config", None)
+    values = config.to_dict() if config is not None else {}
+    for volatile in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"):
+        values.pop(volatile, None)
+    return {"class": type(model).__name__, "config": json.loads(json.dumps(values, default=str))}
+
+
+def _resume_key(
+    settings: TrainingSettings, accelerator: Accelerator, model: nn.Module | None = None, train_dataset=None
+) -> dict[str, Any]:
+    """Everything a resumed run must share with the run that wrote the checkpoint: the settings that decide the data
+    order and the optimizer's steps (all of :class:`TrainingSettings` but :data:`RESUME_FREE_SETTINGS`), the number
+    of processes, the model (class and config) and the training data (:func:`_data_key`)."""
+    values = {key: value for key, value in asdict(settings).items() if key not in RESUME_FREE_SETTINGS}
+    key: dict[str, Any] = {"settings": {**values, "num_processes": accelerator.num_processes}}
+    if model is not None:
+        key["model"] = _model_key(accelerator.unwrap_model(model))
+    if train_dataset is not None:
+        key["data"] = _data_key(train_dataset)
+    return json.loads(json.dumps(key))  # the form it has once read back from the manifest
+
+
+def _key_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"settings.seed: checkpoint 0, now 1"`` for each value that differs (config fields listed one by one)."""
+    differences = []
+
+    def compare(prefix: str, old: Any, new: Any) -> None:
+        if isinstance(old, dict) and isinstance(new, dict):
+            for name in sorted(set(old) | set(new), key=str):
+                compare(f"{prefix}.{name}" if prefix else str(name), old.get(name, "<absent>"), new.get(name, "<absent>"))
+        elif old != new:
+            differences.append(f"{prefix}: checkpoint {old!r}, now {new!r}")
+
+    compare("", saved, current)
+    return differences
+
+
+def _check_finite_weights(model: nn.Module, when: str) -> None:
+    """Raise ``FloatingPointError`` naming the parameters that hold NaN or inf (never save or return such a model)."""
+    bad = [name for name, value in model.named_parameters() if not torch.isfinite(value).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise FloatingPointError(
+            f"The weights became NaN or inf {when} ({shown}); the run stops so that no such model is saved. Lower "
+            "the learning rate, set --max-grad-norm, or resume from an earlier checkpoint."
+        )
+
+
+def _rng_file(process_index: int) -> str:
+    return f"{RNG_STATE_PREFIX}{process_index}.safetensors"
+
+
+def _save_rng_states(path: Path) -> None:
+    """This process's Python, NumPy, torch (and CUDA) RNG states as safetensors (numbers only, no pickle)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    tensors = {
+        "torch": torch.get_rng_state(),
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+    }
+    if torch.cuda.is_available():
+        tensors.update({f"cuda.{index}": state for index, state in enumerate(torch.cuda.get_rng_state_all())})
+    metadata = {
+        "python": json.dumps([version, gauss]),
+        "numpy": json.dumps([kind, int(position), int(has_gauss), float(cached)]),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def _load_rng_states(path: Path) -> None:
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata() or {}
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+    try:
+        version, gauss = json.loads(metadata["python"])
+        kind, position, has_gauss, cached = json.loads(metadata["numpy"])
+        random.setstate((version, tuple(int(value) for value in tensors["python"].tolist()), gauss))
+        np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
+        torch.set_rng_state(tensors["torch"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{path}: not a valid RNG state file ({error}); resume from another checkpoint.") from None
+    cuda = sorted((name for name in tensors if name.startswith("cuda.")), key=lambda name: int(name.split(".")[1]))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[name] for name in cuda][: torch.cuda.device_count()])
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as flat tensors (``"<param>.<name>"``) and JSON (its parameter groups, scalar states)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{index}.{name}"] = value
+    groups = [{name: list(value) if isinstance(value, tuple) else value for name, value in group.items()}
+              for group in state["param_groups"]]  # fmt: skip
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], described: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *described["scalars"].items()]:
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = [{name: tuple(value) if name == "betas" else value for name, value in group.items()}
+              for group in described["param_groups"]]  # fmt: skip
+    return {"state": state, "param_groups": groups}
+
+
+def _save_checkpoint(
+    accelerator: Accelerator,
+    output_dir: Path,
+    step: int,
+    settings: TrainingSettings,
+    model: nn.Module | None = None,
+    optimizer=None,
+    progress: _Progress | None = None,
+    resume_key: dict[str, Any] | None = None,
+) -> None:
+    """
+    Write ``checkpoint-<step>``: ``model.safetensors``, ``optimizer.safetensors``, one ``rng_state_<process>.safetensors``
+    per process and the ``a2gen_checkpoint.json`` manifest (step counters, the log, optimizer groups, loss scaler,
+    resume key, and the size and SHA-256 of every file). No file is a pickle. Written as ``.tmp-checkpoint-<step>``
+    and renamed when complete.
+    """
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     temporary = output_dir / f".tmp-{CHECKPOINT_PREFIX}{step}"
+    module = accelerator.unwrap_model(model)
+    _check_finite_weights(module, f"at step {step}")
     if accelerator.is_main_process:
         for stale in (temporary, final):
             if stale.exists():
                 shutil.rmtree(stale)
+        temporary.mkdir()
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary), safe_serialization=True)
+    _save_rng_states(temporary / _rng_file(accelerator.process_index))
+    if accelerator.is_main_process:
+        save_model(module, str(temporary / CHECKPOINT_MODEL_FILE))
+        tensors, described = _optimizer_tensors(optimizer)
+        save_file(tensors, str(temporary / CHECKPOINT_OPTIMIZER_FILE))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
         files = {
-            str(path.relative_to(temporary)): path.stat().st_size for path in temporary.rglob("*") if path.is_file()
+            path.name: {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+            for path in sorted(temporary.iterdir())
+            if path.is_file()
         }
-        manifest = {"step": step, "resume_key": _resume_key(settings, accelerator), "files": files}
-        (temporary / CHECKPOINT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+        manifest = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "progress": progress.state_dict(),
+            "optimizer": described,
+            "scaler": scaler,
+            "resume_key": resume_key if resume_key is not None else _resume_key(settings, accelerator),
+            "files": files,
+        }
+        write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
         os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
         if settings.keep_checkpoints:
             older = sorted(
@@ -398,8 +592,40 @@ def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, sett
     accelerator.wait_for_everyone()
 
 
-def _resume(accelerator: Accelerator, output_dir: Path, settings: TrainingSettings) -> Path | None:
-    """Loads the latest complete checkpoint (when resuming) after checking it was made with the same settings."""
+def _verify_checkpoint(checkpoint: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a checkpoint an older version wrote (it holds pickles) or whose files changed after it was written."""
+    if manifest.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{checkpoint} was written by an older a2gen_hf (its state is pickled, which this version never loads); "
+            "start a new output folder, or resume it with the version that wrote it."
+        )
+    for name, entry in manifest["files"].items():
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(expected, str) or _file_digest(checkpoint / name) != expected:
+            raise ValueError(
+                f"{checkpoint / name} does not match the SHA-256 recorded in {checkpoint / CHECKPOINT_MANIFEST}: the "
+                "file was changed or damaged after the checkpoint was written. Delete this checkpoint to resume from "
+                "an earlier one, or start a new output folder."
+            )
+    missing = [name for name in (CHECKPOINT_MODEL_FILE, CHECKPOINT_OPTIMIZER_FILE) if name not in manifest["files"]]
+    if missing:
+        raise ValueError(f"{checkpoint}: the manifest lists no {missing}; the checkpoint is incomplete.")
+
+
+def _resume(
+    accelerator: Accelerator,
+    output_dir: Path,
+    settings: TrainingSettings,
+    model: nn.Module | None = None,
+    optimizer=None,
+    progress: _Progress | None = None,
+    resume_key: dict[str, Any] | None = None,
+) -> Path | None:
+    """
+    Load the latest complete checkpoint (when resuming) after checking that it was made with the same settings,
+    model and data (:func:`_resume_key`) and that every file still has the SHA-256 its manifest records. Only
+    safetensors and JSON are read; nothing is unpickled.
+    """
     existing = latest_checkpoint(output_dir)
     if not settings.resume:
         if existing is not None:
@@ -412,16 +638,36 @@ def _resume(accelerator: Accelerator, output_dir: Path, settings: TrainingSettin
         if accelerator.is_main_process:
             logger.info(f"No complete checkpoint in {output_dir}: starting from step 0.")
         return None
-    saved = _read_manifest(existing)["resume_key"]
-    current = _resume_key(settings, accelerator)
-    different = {key: (saved.get(key), value) for key, value in current.items() if saved.get(key) != value}
+    manifest = _read_manifest(existing)
+    _verify_checkpoint(existing, manifest)
+    current = resume_key if resume_key is not None else _resume_key(settings, accelerator)
+    saved = manifest.get("resume_key") or {}
+    different = _key_differences({name: saved.get(name) for name in current}, current)
     if different:
-        details = ", ".join(f"{key}: checkpoint {old}, now {new}" for key, (old, new) in different.items())
+        shown = "; ".join(different[:10]) + (f"; and {len(different) - 10} more" if len(different) > 10 else "")
         raise ValueError(
-            f"{existing} was written with other settings ({details}); resume with the same seed, batch size, "
-            "gradient accumulation and number of processes, or start a new output folder."
+            f"{existing} was written by a run with other settings, model or data ({shown}). Resume with the same "
+            "ones (only --epochs / --max-steps and logging, checkpointing and evaluation options may change), or "
+            "start a new output folder."
         )
-    accelerator.load_state(str(existing))
+    rng_file = existing / _rng_file(accelerator.process_index)
+    if _rng_file(accelerator.process_index) not in manifest["files"]:
+        raise ValueError(f"{rng_file} is not in the checkpoint; it was written by another number of processes.")
+    module = accelerator.unwrap_model(model)
+    try:
+        load_model(module, str(existing / CHECKPOINT_MODEL_FILE), strict=True, device=str(accelerator.device))
+        with safe_open(str(existing / CHECKPOINT_OPTIMIZER_FILE), framework="pt") as file:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        optimizer.load_state_dict(_optimizer_state(tensors, manifest["optimizer"]))
+    except (RuntimeError, ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise ValueError(f"{existing}: the checkpoint does not fit this model and optimizer ({error}).") from None
+    if manifest.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(manifest["scaler"])
+    _check_finite_weights(module, f"in {existing / CHECKPOINT_MODEL_FILE}")
+    if any(not torch.isfinite(value).all() for value in tensors.values() if value.is_floating_point()):
+        raise FloatingPointError(f"{existing / CHECKPOINT_OPTIMIZER_FILE} holds NaN or inf; resume from another checkpoint.")
+    _load_rng_states(rng_file)
+    progress.load_state_dict(manifest["progress"])
     return existing
 
 
@@ -611,6 +857,30 @@ def train(
     accelerator: Accelerator | None = None,
 ) -> TrainingResult:
     """
+    Train ``model`` on ``train_dataset``; see :func:`_train`. The main process holds the lock of
+    ``settings.output_dir`` for the whole run (:func:`~a2gen_hf.output_folders.output_lock`): a second run into the
+    same folder fails at once with ``OutputBusyError`` (a ``ValueError``) instead of mixing its checkpoints, log
+    and model with this one's.
+    """
+    accelerator = accelerator or make_accelerator(settings)
+    with _output_lock(accelerator, settings.output_dir):
+        return _train(model, train_dataset, collator, settings, eval_dataset, accelerator)
+
+
+def _output_lock(accelerator: Accelerator, output_dir: str | os.PathLike):
+    """The output folder's lock, held by the main process (the others write only what it coordinates)."""
+    return output_lock(output_dir) if accelerator.is_main_process else nullcontext()
+
+
+def _train(
+    model: nn.Module,
+    train_dataset,
+    collator,
+    settings: TrainingSettings,
+    eval_dataset=None,
+    accelerator: Accelerator | None = None,
+) -> TrainingResult:
+    """
     Train ``model`` on ``train_dataset`` (a ``datasets.Dataset``, or a ``datasets.IterableDataset`` with
     ``settings.max_steps``) with ``collator``. With ``eval_dataset`` (a ``datasets.Dataset``) the model is evaluated
     after every epoch (streaming: at the end) and every ``settings.eval_every_steps`` steps, by the validation loss
@@ -621,8 +891,8 @@ def train(
     Raises:
         FloatingPointError: the loss became NaN or inf; the message names the step and the batch.
         ValueError: early stopping or the plateau schedule without an ``eval_dataset``; the output folder holds
-            checkpoints and ``resume`` is off, or they were written with other
-            settings (see :data:`RESUME_KEYS`); a streaming input without ``max_steps``; an ``accelerator`` whose
+            checkpoints and ``resume`` is off, or they were written with other settings, model or data (see
+            :func:`_resume_key`); a streaming input without ``max_steps``; an ``accelerator`` whose
             gradient accumulation or mixed precision differs from ``settings``.
     """
     output_dir = Path(settings.output_dir)
@@ -656,8 +926,8 @@ def train(
     base_learning_rates = [group["lr"] for group in optimizer.param_groups]
     model, optimizer = accelerator.prepare(model, optimizer)
     progress = _Progress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = _resume(accelerator, output_dir, settings)
+    resume_key = _resume_key(settings, accelerator, model, train_dataset)
+    checkpoint = _resume(accelerator, output_dir, settings, model, optimizer, progress, resume_key)
     if checkpoint is not None:
         if accelerator.is_main_process:
             logger.info(f"Resumed from {checkpoint} (step {progress.global_step}).")
@@ -764,7 +1034,7 @@ def train(
             progress.running_count = 0
         if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
             progress.running_loss = running_loss.item()
-            _save_checkpoint(accelerator, output_dir, progress.global_step, settings)
+            _save_checkpoint(accelerator, output_dir, progress.global_step, settings, model, optimizer, progress, resume_key)
         return True
 
     model.train()
@@ -801,11 +1071,13 @@ def train(
 
     trained = accelerator.unwrap_model(model)
     set_sparse_embeddings(trained, previous_sparse_embeddings)
+    _check_finite_weights(trained, "at the end of training")
     accelerator.wait_for_everyone()
     if select_best and progress.best_step >= 0:
         _load_best(trained, output_dir, progress.best_step)
     if accelerator.is_main_process:
-        (output_dir / TRAINING_LOG_FILE).write_text(
+        write_text_atomically(
+            output_dir / TRAINING_LOG_FILE,
             json.dumps(
                 {
                     "settings": asdict(settings),
@@ -815,7 +1087,7 @@ def train(
                     "stopped_early": progress.stopped_early,
                 },
                 indent=2,
-            )
+            ),
         )
     found = progress.best_step >= 0
     return TrainingResult(
@@ -859,6 +1131,11 @@ def train_from_data_dir(
         ``(result, metrics)``; ``metrics`` is None without a ``test`` split and on the other processes.
     """
     accelerator = accelerator or make_accelerator(settings)
+    with _output_lock(accelerator, settings.output_dir):
+        return _train_from_data_dir(data_dir, settings, model_name, model_overrides, accelerator)
+
+
+def _train_from_data_dir(data_dir, settings, model_name, model_overrides, accelerator) -> tuple[TrainingResult, Any]:
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
@@ -869,15 +1146,18 @@ def train_from_data_dir(
     output_dir = Path(settings.output_dir)
     metrics = None
     if accelerator.is_main_process:
-        result.model.save_pretrained(str(output_dir / MODEL_FOLDER))
-        tokenizer.save_pretrained(str(output_dir / MODEL_FOLDER))
+        recover(output_dir / MODEL_FOLDER)  # a killed run's half-saved model (we hold the output folder's lock)
+        staging = staging_folder(output_dir / MODEL_FOLDER)  # the model appears complete or not at all
+        result.model.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+        switch_in(staging, output_dir / MODEL_FOLDER)
         if "test" in dataset and len(dataset["test"]):
             test = dataset["test"]
             loader = DataLoader(test, batch_size=settings.eval_batch_size, collate_fn=collator)
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
             batches = tqdm(loader, desc="test", unit=" batches", leave=False, disable=not settings.show_progress)
             metrics = evaluate_model(result.model, batches, oracle=oracle)
-            (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(_json_ready(metrics), indent=2) + "\n")
+            write_text_atomically(output_dir / EVAL_RESULTS_FILE, json.dumps(_json_ready(metrics), indent=2) + "\n")
         else:
             logger.warning(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
     accelerator.wait_for_everyone()

@@ -1,0 +1,177 @@
+"""Output folders written safely: one writer at a time, built beside the target and switched in atomically, and what
+a killed run left behind removed by the next run on the same folder.
+
+``a2gen prepare`` (:func:`~a2gen_hf.data.convert_log`) and ``a2gen train`` use these. A run:
+
+1. takes the lock of its output folder (:func:`output_lock`, an ``flock`` on the hidden sibling file
+   ``.<name>.a2gen-lock``; the operating system releases it when the process dies, so a killed run never leaves a
+   stale lock). A second writer gets :class:`OutputBusyError` at once instead of mixing its files with the first's.
+2. under the lock, removes the staging folders of killed runs and, if a run died in the middle of a switch, puts
+   the previous folder back (:func:`recover`);
+3. writes into a staging sibling ``.<name>.a2gen-staging-<pid>-<random>`` (:func:`staging_folder`);
+4. switches it in (:func:`switch_in`): one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux, else two renames whose
+   interruption step 2 repairs. Readers see the old folder or the new one, never a mix.
+
+Only folders and files these functions created are ever deleted: the staging folder, and the previous version of
+the output after the switch (which callers check holds only what their command writes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the switch stays atomic but two writers are not kept apart
+    fcntl = None
+
+LOCK_SUFFIX = ".a2gen-lock"
+STAGING_MARK = ".a2gen-staging-"
+PREVIOUS_MARK = ".a2gen-previous-"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+# Locks this process holds: path -> (file descriptor, depth). Re-entrant, so that train_from_data_dir and the
+# train() it calls share one lock.
+_held: dict[Path, list[int]] = {}
+
+
+class OutputBusyError(ValueError):
+    """Another process is writing the same output folder."""
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def lock_file(target: str | os.PathLike) -> Path:
+    target = _absolute(target)
+    return target.parent / f".{target.name}{LOCK_SUFFIX}"
+
+
+@contextmanager
+def output_lock(target: str | os.PathLike) -> Iterator[Path]:
+    """Hold the write lock of ``target`` (a folder, which need not exist yet) and repair what a killed writer left.
+
+    Raises:
+        OutputBusyError: another process holds it; the message names that process.
+    """
+    target = _absolute(target)
+    if target in _held:
+        _held[target][1] += 1
+        try:
+            yield target
+        finally:
+            _held[target][1] -= 1
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_file(target)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                raise OutputBusyError(
+                    f"{target} is being written by another a2gen run (process {holder}); wait until it ends, or "
+                    "choose another output folder. Two runs writing one folder would mix their files."
+                ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        _held[target] = [descriptor, 1]
+        recover(target)
+        yield target
+    finally:
+        _held.pop(target, None)
+        os.close(descriptor)  # releases the flock
+
+
+def _siblings(target: Path, mark: str) -> list[Path]:
+    prefix = f".{target.name}{mark}"
+    if not target.parent.is_dir():
+        return []
+    return sorted(path for path in target.parent.iterdir() if path.name.startswith(prefix))
+
+
+def recover(target: str | os.PathLike) -> list[str]:
+    """Under the lock: remove killed runs' staging folders; restore or remove an interrupted switch's previous
+    folder. Returns what was done (one line each)."""
+    target = _absolute(target)
+    done = []
+    for staging in _siblings(target, STAGING_MARK):
+        shutil.rmtree(staging, ignore_errors=True)
+        done.append(f"removed {staging.name}, left by a run that was killed")
+    for previous in _siblings(target, PREVIOUS_MARK):
+        if not target.exists():
+            os.rename(previous, target)
+            done.append(f"restored {target.name} from {previous.name} (a run was killed while switching it)")
+        else:
+            shutil.rmtree(previous, ignore_errors=True)
+            done.append(f"removed {previous.name}, the previous {target.name} of a run killed after its switch")
+    return done
+
+
+def staging_folder(target: str | os.PathLike) -> Path:
+    """A new, empty sibling of ``target`` to build the new version in (on the same file system, for the rename)."""
+    target = _absolute(target)
+    staging = target.parent / f".{target.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where that is not available."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def switch_in(staging: Path, target: str | os.PathLike) -> None:
+    """Make the complete folder ``staging`` the new ``target``; the previous ``target`` (if any) is deleted."""
+    target = _absolute(target)
+    if target.is_dir() and _exchange(staging, target):
+        shutil.rmtree(staging)  # now holds the previous version
+    elif target.exists():
+        previous = target.parent / f".{target.name}{PREVIOUS_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        os.rename(target, previous)
+        os.rename(staging, target)  # a kill between the renames: recover() puts the previous folder back
+        shutil.rmtree(previous)
+    else:
+        os.rename(staging, target)
+    _fsync_folder(target.parent)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary sibling, flush it to disk, then rename it over ``path``."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

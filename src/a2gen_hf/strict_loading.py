@@ -1,0 +1,255 @@
+"""Strict ``from_pretrained`` for every model of this package: the weights exactly as saved, or a clear error.
+
+``transformers`` alone loads a checkpoint that lacks tensors by initialising them at random (it only logs a
+report), loads another model type's config into this one, casts a tensor whose safetensors header declares another
+dtype (F32 bytes read as I32: garbage) and follows shard names of ``model.safetensors.index.json`` wherever they
+point. :class:`StrictLoadingMixin` makes each of these a :class:`CheckpointError` on every path that ends in
+``from_pretrained``: the model classes, ``AutoModel`` / ``AutoModelForActionGeneration``, the pipeline, the Hub
+loader and :func:`a2gen_hf.checkpoints.load_checkpoint`. ``from_pretrained(..., strict=False)`` gives transformers'
+own behaviour back. Weights are read from safetensors only (never a pickle). See ``docs/reliability.md``.
+
+This module imports nothing from the package, so it travels with the modeling code pushed to the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from transformers.utils import cached_file
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PICKLED_WEIGHTS_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+CONFIG_NAME = "config.json"
+MAX_KEYS_SHOWN = 10
+# from_pretrained keywords that say where files come from (passed on when this module resolves a file itself).
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+class CheckpointError(ValueError):
+    """Raised when a checkpoint cannot be loaded exactly as it was saved; the message names the file."""
+
+
+class DamagedWeightsError(CheckpointError, OSError):
+    """A weight file that cannot be read (truncated, corrupt): a :class:`CheckpointError` and, like transformers'
+    own file errors (and ``from_pretrained(..., strict=False)``'s), an ``OSError``."""
+
+
+def shown_keys(keys) -> str:
+    """The first :data:`MAX_KEYS_SHOWN` of ``keys``, sorted, then how many more."""
+    keys = sorted(map(str, keys))
+    more = f" and {len(keys) - MAX_KEYS_SHOWN} more" if len(keys) > MAX_KEYS_SHOWN else ""
+    return ", ".join(keys[:MAX_KEYS_SHOWN]) + more
+
+
+def _resolve(source: str, filename: str, hub_kwargs: dict[str, Any]) -> Path | None:
+    """The local path of ``filename`` in ``source`` (a folder or a Hub repo, downloaded if needed), or None."""
+    folder = Path(source) / hub_kwargs.get("subfolder", "")
+    if folder.is_dir():
+        path = folder / filename
+        return path if path.is_file() else None
+    try:
+        found = cached_file(
+            source, filename, _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False, **hub_kwargs,
+        )  # fmt: skip
+    except (OSError, ValueError):
+        return None
+    return Path(found) if found else None
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); the {what} file is "
+            "truncated or was edited by hand. Save the checkpoint again."
+        ) from None
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path}: not UTF-8 text ({error}); the {what} file is corrupt.") from None
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(content).__name__}.")
+    return content
+
+
+def shard_names(index: Path) -> list[str]:
+    """The shard file names of a ``model.safetensors.index.json``; each must be a file in the index's own folder."""
+    weight_map = _read_json(index, "weight index").get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: 'weight_map' is missing or empty; the index file is corrupt.")
+    names = sorted({str(name) for name in weight_map.values()})
+    outside = [
+        name for name in names
+        if not name or "/" in name or "\\" in name or name in (".", "..") or Path(name).is_absolute()
+        or not name.endswith(".safetensors")
+    ]  # fmt: skip
+    if outside:
+        raise CheckpointError(
+            f"{index} names shard(s) {outside} outside its folder (or not safetensors); shards must be plain "
+            "*.safetensors file names next to the index. The index was edited; save the checkpoint again."
+        )
+    return names
+
+
+def check_weight_files(files: list[Path]) -> dict[str, tuple[Path, str]]:
+    """Open each safetensors file (its header, not its data): ``{tensor: (file, header dtype)}``.
+
+    Opening checks that the file covers every tensor it declares, so a truncated file is caught before any weight
+    is read."""
+    dtypes = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                for name in file.keys():
+                    dtypes[name] = (path, file.get_slice(name).get_dtype())
+        except (SafetensorError, OSError) as error:
+            raise DamagedWeightsError(
+                f"{path}: cannot be read as safetensors ({error}); the file is truncated or corrupt (an interrupted "
+                "download or copy?). Download or save it again."
+            ) from None
+    return dtypes
+
+
+def weight_files(source: str, hub_kwargs: dict[str, Any], variant: str | None = None) -> tuple[list[Path], Path]:
+    """The safetensors files of a checkpoint (one, or the shards of its index) and the file to name in errors."""
+    suffix = f".{variant}" if variant else ""
+    single_name = SAFE_WEIGHTS_NAME.replace(".safetensors", f"{suffix}.safetensors")
+    index_name = SAFE_WEIGHTS_INDEX_NAME.replace(".safetensors", f"{suffix}.safetensors")
+    single = _resolve(source, single_name, hub_kwargs)
+    if single is not None:
+        return [single], single
+    index = _resolve(source, index_name, hub_kwargs)
+    if index is not None:
+        files = [index.parent / name for name in shard_names(index)]
+        absent = [path.name for path in files if not path.is_file()]
+        if absent and not Path(source).is_dir():  # a Hub repo: fetch the shards the index names
+            files = [_resolve(source, name, hub_kwargs) or index.parent / name for name in shard_names(index)]
+            absent = [path.name for path in files if not path.is_file()]
+        if absent:
+            raise CheckpointError(f"{index} lists shard(s) {absent} that are not in {index.parent}; the copy is incomplete.")
+        return files, index
+    where = Path(source) / hub_kwargs.get("subfolder", "")
+    pickled = [name for name in PICKLED_WEIGHTS_NAMES if (where / name).is_file()]
+    hint = (
+        f" It holds {pickled}, pickled weights that a2gen_hf never unpickles (loading them can run arbitrary code); "
+        "if you trust their origin, load them yourself and save the model again with save_pretrained."
+        if pickled
+        else " Save the model with model.save_pretrained(folder), which writes model.safetensors."
+    )
+    raise CheckpointError(f"{where / single_name} does not exist.{hint}")
+
+
+def _dtype_problems(model: torch.nn.Module, header: dict[str, tuple[Path, str]], saved_dtype: Any) -> list[str]:
+    """Tensors whose header dtype is not the one the checkpoint's model has: the kind (float / integer) must match,
+    and every floating tensor must have the dtype recorded in ``config.json`` (all one dtype when none is)."""
+    state = model.state_dict()
+    prefix = f"{model.base_model_prefix}." if getattr(model, "base_model", model) is model else ""
+    problems, floating = [], {}
+    for name, (_, text) in header.items():
+        dtype = _DTYPES.get(text)
+        target = state.get(name[len(prefix) :] if prefix and name.startswith(prefix) else name)
+        if target is None:
+            continue
+        if dtype is None or dtype.is_floating_point != target.is_floating_point() or (
+            not target.is_floating_point() and dtype != target.dtype
+        ):
+            problems.append(f"{name} (file {text}, model {str(target.dtype).removeprefix('torch.')})")
+        elif dtype.is_floating_point:
+            floating.setdefault(dtype, []).append(name)
+    expected = getattr(torch, saved_dtype, None) if isinstance(saved_dtype, str) else None
+    if isinstance(expected, torch.dtype) and expected.is_floating_point:
+        problems += [
+            f"{name} (file {str(dtype).removeprefix('torch.')}, config.json dtype {saved_dtype})"
+            for dtype, names in floating.items() if dtype != expected for name in names
+        ]  # fmt: skip
+    elif len(floating) > 1:
+        rare = sorted(floating, key=lambda dtype: len(floating[dtype]))[:-1]
+        problems += [f"{name} (file {str(dtype).removeprefix('torch.')})" for dtype in rare for name in floating[dtype]]
+    return problems
+
+
+def loading_problems(model: torch.nn.Module, info: dict[str, Any], ignore_mismatched: bool, head_only_extra: bool):
+    """What ``from_pretrained``'s loading report says is wrong (missing, unexpected, mismatched tensors)."""
+    problems = []
+    if info["missing_keys"]:
+        problems.append(f"missing tensors (would be left at random initialisation): {shown_keys(info['missing_keys'])}")
+    if info["unexpected_keys"] and not head_only_extra:
+        problems.append(f"tensors the model does not have: {shown_keys(info['unexpected_keys'])}")
+    if info["mismatched_keys"] and not ignore_mismatched:
+        shapes = [f"{key} (file {tuple(saved)}, model {tuple(expected)})" for key, saved, expected in info["mismatched_keys"]]
+        problems.append(f"tensors of another shape: {shown_keys(shapes)}")
+    problems.extend(str(message) for message in info["error_msgs"])
+    return problems
+
+
+def non_finite_tensors(model: torch.nn.Module) -> list[str]:
+    return [
+        name
+        for name, value in [*model.named_parameters(), *model.named_buffers()]
+        if value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+
+
+class StrictLoadingMixin:
+    """``from_pretrained`` that refuses anything but the exact saved weights (``strict=False``: transformers' own).
+
+    Refused, each with a :class:`CheckpointError` naming the file: a ``config.json`` of another ``model_type``;
+    pickled weights only; shard names that leave the folder; a truncated or corrupt safetensors file; missing,
+    unexpected (except a head's tensors when loading the base model from a head checkpoint) or mismatched tensors;
+    a tensor whose header dtype is not the model's; NaN or inf weights.
+    """
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
+        if not strict:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        source = str(pretrained_model_name_or_path)
+        hub_kwargs = {name: kwargs[name] for name in _HUB_KWARGS if kwargs.get(name) is not None}
+        config_file = _resolve(source, CONFIG_NAME, hub_kwargs)
+        saved_config = _read_json(config_file, "model config") if config_file is not None else {}
+        expected_type = cls.config_class.model_type
+        if config_file is not None and saved_config.get("model_type") != expected_type:
+            raise CheckpointError(
+                f"{config_file}: model_type is {saved_config.get('model_type')!r}, but {cls.__name__} needs "
+                f"{expected_type!r}; the folder holds another kind of model. Load it with its own class (or "
+                "a2gen_hf.checkpoints.load_checkpoint, which picks the class from config.json)."
+            )
+        files, where = weight_files(source, hub_kwargs, kwargs.get("variant"))
+        header = check_weight_files(files)
+        wants_info = kwargs.pop("output_loading_info", False)
+        ignore_mismatched = kwargs.get("ignore_mismatched_sizes", False)
+        kwargs["ignore_mismatched_sizes"] = True  # collect mismatches (reported below) instead of a bare RuntimeError
+        kwargs.setdefault("use_safetensors", True)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        architectures = saved_config.get("architectures") or []
+        # AutoModel on a head checkpoint loads the base model; the head's tensors are the expected leftovers.
+        head_only_extra = getattr(model, "base_model", model) is model and bool(architectures) and (
+            architectures[0] != cls.__name__
+        ) and all(not key.startswith(f"{model.base_model_prefix}.") for key in info["unexpected_keys"])
+        problems = loading_problems(model, info, ignore_mismatched, head_only_extra)
+        dtypes = _dtype_problems(model, header, saved_config.get("dtype", saved_config.get("torch_dtype")))
+        if dtypes:
+            problems.append(f"tensors whose safetensors dtype is not the model's: {shown_keys(dtypes)}")
+        non_finite = non_finite_tensors(model)
+        if non_finite:
+            problems.append(f"tensors holding NaN or inf: {shown_keys(non_finite)}")
+        if problems:
+            config_name = config_file if config_file is not None else f"{source}/{CONFIG_NAME}"
+            raise CheckpointError(
+                f"{where} does not fit {config_name} ({cls.__name__}):\n  - "
+                + "\n  - ".join(problems)
+                + "\nThe weights were saved from another model or damaged; save both from the same model "
+                "(from_pretrained(..., strict=False) loads them anyway)."
+            )
+        return (model, info) if wants_info else model
