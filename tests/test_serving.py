@@ -4,8 +4,8 @@ import pytest
 import torch
 from test_modeling import make_batch, pad_history, tiny_config
 
-from a2gen_hf import A2GenForActionGeneration
-from a2gen_hf.serving import USER_INPUT_NAMES, A2GenRanker, A2GenRankingProgram, UserState
+from a2gen_hf import A2GenForActionGeneration, ContextAwareAttention
+from a2gen_hf.ranking import USER_INPUT_NAMES, A2GenRanker, UserState
 
 TIME_TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
@@ -65,9 +65,9 @@ def test_mean_pooling_and_sharp_attention_fallback(pooling, monkeypatch):
     user, (item_ids, item_side_ids) = one_user(config), candidates(config, 20)
     ranker = A2GenRanker(model)
     exact_calls = []
-    exact = A2GenRankingProgram._exact_pooled_heads
+    exact = ContextAwareAttention._exact_pooled_heads
     monkeypatch.setattr(
-        A2GenRankingProgram, "_exact_pooled_heads", staticmethod(lambda *args: exact_calls.append(1) or exact(*args))
+        ContextAwareAttention, "_exact_pooled_heads", staticmethod(lambda *args: exact_calls.append(1) or exact(*args))
     )
     assert_same_prediction(
         ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids),
@@ -195,7 +195,7 @@ def test_malformed_inputs_give_clear_errors():
     with pytest.raises(TypeError, match="UserState"):
         ranker.score_candidates(user, item_ids, item_side_ids)
     with pytest.raises(ValueError, match="chunk_size"):
-        A2GenRanker(model, compile=True)
+        A2GenRanker(model, compile=True, chunk_size=None)
     with pytest.raises(ValueError, match="bfloat16"):
         A2GenRanker(model, dtype=torch.float16)
     assert isinstance(state, UserState)

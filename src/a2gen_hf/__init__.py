@@ -25,6 +25,7 @@ from .modeling_baselines import (
     PLEForActionPrediction,
 )
 from .pipelines import ActionGenerationPipeline, ActionRequestError, generate_timelines
+from .ranking import A2GenRanker, UserState
 from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, UnknownActionError
 from .version import __version__
 
@@ -51,6 +52,7 @@ __all__ = [
     "A2GenModel",
     "A2GenModelOutput",
     "A2GenPreTrainedModel",
+    "A2GenRanker",
     "AutoModelForActionGeneration",
     "ContextAwareAttention",
     "ExplicitActionGenerator",
@@ -62,6 +64,7 @@ __all__ = [
     "SHORT_VIDEO_ACTIONS",
     "TimelineError",
     "UnknownActionError",
+    "UserState",
     "generate_timelines",
     "__version__",
 ]

@@ -12,6 +12,15 @@ PAD_ACTION = "<pad>"
 GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean")
 TIME_LOSSES = ("mse", "l1")
+CAM_GATE_INPUTS = ("context", "projected")
+
+# Fields added after checkpoints were already published, with the value that reproduces those checkpoints. A
+# config.json written before a field existed lacks it: ``A2GenConfig.from_dict`` (used by ``from_pretrained`` and
+# ``checkpoints.load_checkpoint``) then reads the legacy value, so an old checkpoint loads with its own weights and
+# gives the outputs it gave before. New configs write every field, so they get the paper's defaults.
+LEGACY_DEFAULTS = {
+    "cam_gate_input": "projected",
+}
 
 
 class A2GenConfigError(ValueError):
@@ -52,6 +61,9 @@ class A2GenConfig(PretrainedConfig):
         num_item_side_features (`int`): side-feature fields per item (category, author, ...).
         num_user_side_lists / user_side_list_length (`int`): user side lists (e.g. recently liked items),
             each mean-pooled; the paper uses 5 lists of 20 ids.
+        cam_gate_input (`str`): what each CAM's head gate reads: ``"context"``, the raw context, as in the paper's
+            figure and spec (default), or ``"projected"``, the context after CAM's context projection (configs written
+            before the field existed, which load with it).
         history_pooling (`str`): how HSE reduces CAM outputs over positions: ``"sum"`` (the paper) or ``"mean"``.
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
@@ -111,6 +123,7 @@ class A2GenConfig(PretrainedConfig):
         num_user_side_lists: int = 0,
         user_side_list_length: int = 20,
         history_pooling: str = "sum",
+        cam_gate_input: str = "context",
         history_propensity_features: bool = False,
         history_count_features: bool = False,
         target_popularity_features: bool = False,
@@ -152,6 +165,7 @@ class A2GenConfig(PretrainedConfig):
         self.num_user_side_lists = num_user_side_lists
         self.user_side_list_length = user_side_list_length
         self.history_pooling = history_pooling
+        self.cam_gate_input = cam_gate_input
         self.history_propensity_features = history_propensity_features
         self.history_count_features = history_count_features
         self.target_popularity_features = target_popularity_features
@@ -169,6 +183,14 @@ class A2GenConfig(PretrainedConfig):
         kwargs.setdefault("bos_token_id", self.start_action_id)
         kwargs.setdefault("eos_token_id", self.end_action_id)
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> A2GenConfig:
+        """
+        As :meth:`PretrainedConfig.from_dict`, but a field missing from `config_dict` (a config.json written before
+        the field existed) takes the value that reproduces that checkpoint (``LEGACY_DEFAULTS``), not the paper's.
+        """
+        return super().from_dict({**LEGACY_DEFAULTS, **config_dict}, **kwargs)
 
     # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
     @property
@@ -213,6 +235,8 @@ class A2GenConfig(PretrainedConfig):
             problems.append(f"generator={self.generator_type!r} is unknown; use one of {list(GENERATORS)}.")
         if self.time_loss not in TIME_LOSSES:
             problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
+        if self.cam_gate_input not in CAM_GATE_INPUTS:
+            problems.append(f"cam_gate_input={self.cam_gate_input!r} is unknown; use one of {list(CAM_GATE_INPUTS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:

@@ -150,8 +150,37 @@ class A2GenGenerationMixin(GenerationMixin):
                 "e.g. model.generate(**batch); a positional tensor is ambiguous."
             )
         generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
-        use_cache = generation_config.use_cache if generation_config.use_cache is not None else True
         context = self._encode_for_generation(model_kwargs)
+        return self.generate_from_context(context, generation_config, logits_processor, stopping_criteria)
+
+    @torch.no_grad()
+    def generate_from_context(
+        self,
+        context: torch.Tensor,
+        generation_config: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
+        **kwargs,
+    ) -> A2GenGenerateOutput | A2GenBeamGenerateOutput | torch.LongTensor:
+        """
+        :meth:`generate` from a ready generation context `(B, context_size)` (``[user ; Vec_hist ; item]``, as
+        ``A2GenModel`` returns it in ``generation_context``), e.g. the contexts of many candidates of one user that
+        :class:`~a2gen_hf.ranking.A2GenRanker` builds without repeating the history. Takes the same generation
+        options (``generation_config`` and keyword options such as ``max_new_tokens``, ``do_sample``,
+        ``num_return_sequences``) and returns the same outputs.
+        """
+        if not isinstance(context, torch.Tensor) or context.dim() != 2:
+            raise TypeError(
+                "generate_from_context() takes the generation context as a tensor of shape (batch, context_size), "
+                f"got {type(context).__name__} {tuple(getattr(context, 'shape', ()))}."
+            )
+        generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
+        if model_kwargs:
+            raise ValueError(
+                f"generate_from_context() got unknown arguments {sorted(model_kwargs)}; it takes the context and "
+                "generation options (max_new_tokens, do_sample, num_beams, ...)."
+            )
+        use_cache = generation_config.use_cache if generation_config.use_cache is not None else True
         max_new_tokens = self._new_token_budget(generation_config)
         processors = self._get_logits_processor(
             generation_config=generation_config,
