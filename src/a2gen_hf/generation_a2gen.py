@@ -354,6 +354,9 @@ class A2GenGenerationMixin(GenerationMixin):
         Per-slot class probabilities `(B, K, V)` and times `(B, K)` from the generation context `(B, C)`: IAG's K
         slots from one pass, or the K steps of EAG's greedy decode (with the key/value cache).
         """
+        if self.config.generator_type == "iag":  # all K slots from one pass: nothing is fed back
+            slots = self.generator(context)
+            return torch.softmax(slots["logits"].float(), dim=-1), slots["times"].float()
         step_function, _ = self._make_step_function(context, use_cache=True)
         sequences, times = self._start_sequences(context.shape[0], context.device)
         probabilities, slot_times = [], []

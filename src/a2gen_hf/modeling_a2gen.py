@@ -290,8 +290,8 @@ class ContextAwareAttention(nn.Module):
     arithmetic, and fewer, larger matrix products.
     """
 
-    # Sequences with at most this many keys (action events, IAG slots, EAG steps) take the loop kernel of
-    # ``_short_attention``, which is 5-10x faster on CPU than batched (L x L) matrix products of that size.
+    # Sequences with at most this many positions (action events, IAG slots, EAG steps) take the loop kernel of
+    # ``_short_attention``, several times faster on CPU than batched (L x L) matrix products of that size.
     SHORT_SEQUENCE_LIMIT = 16
 
     def __init__(
@@ -325,13 +325,16 @@ class ContextAwareAttention(nn.Module):
     # ------------------------------------------------------------------------------------------------------------
     # The linear parts
 
+    def _sequence_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sequence projection composed with the query (sequence part), key and value maps: `(3d, S)`, `(3d,)`."""
+        maps = torch.cat([layer.weight for layer in (self.query_from_sequence, self.key, self.value)])
+        biases = torch.cat([layer.bias for layer in (self.query_from_sequence, self.key, self.value)])
+        projection = self.sequence_projection
+        return maps @ projection.weight, maps @ projection.bias + biases
+
     def project_sequence(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(..., sequence_size)` -> the sequence part of the queries, the keys and the values, each `(..., d)`."""
-        maps = (self.query_from_sequence, self.key, self.value)
-        projection = self.sequence_projection
-        weight = torch.cat([layer.weight for layer in maps]) @ projection.weight
-        bias = torch.cat([layer.weight for layer in maps]) @ projection.bias + torch.cat([layer.bias for layer in maps])
-        return F.linear(sequence, weight, bias).split(self.hidden_size, dim=-1)
+        return F.linear(sequence, *self._sequence_maps()).split(self.hidden_size, dim=-1)
 
     def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
@@ -350,8 +353,7 @@ class ContextAwareAttention(nn.Module):
         projected, context_queries, gate_logits = F.linear(context, torch.cat(weights), torch.cat(biases)).split(
             [self.hidden_size, self.hidden_size, self.num_heads], dim=-1
         )
-        gate_dtype = torch.promote_types(gate_logits.dtype, torch.float32)
-        return projected, context_queries, torch.softmax(gate_logits.to(gate_dtype), dim=-1)
+        return projected, context_queries, _small_softmax(gate_logits)
 
     def gated_output(
         self, head_states: torch.Tensor, gate: torch.Tensor, projected_context: torch.Tensor, count: float = 1.0
@@ -392,27 +394,79 @@ class ContextAwareAttention(nn.Module):
             head gate `(B, heads)` (sums to one).
         """
         batch, length = sequence.shape[:2]
-        sequence_queries, keys, values = self.project_sequence(sequence)
         projected_context, context_queries, gate = self.project_context(context)
-        queries = sequence_queries + context_queries.unsqueeze(1)
-        heads = (batch, length, self.num_heads, self.head_size)
         if cache is None and length <= self.SHORT_SEQUENCE_LIMIT:
-            head_states, probabilities = _short_attention(
-                queries.view(heads), keys.view(heads), values.view(heads), sequence_mask, causal, self.attention_dropout
+            output, probabilities = self._short_attention(
+                sequence, projected_context, context_queries, gate, sequence_mask, causal
             )
         else:
+            sequence_queries, keys, values = self.project_sequence(sequence)
+            heads = (batch, length, self.num_heads, self.head_size)
             head_states, probabilities = self._attention(
-                queries.view(heads).transpose(1, 2),
+                (sequence_queries + context_queries.unsqueeze(1)).view(heads).transpose(1, 2),
                 keys.view(heads).transpose(1, 2),
                 values.view(heads).transpose(1, 2),
                 sequence_mask,
                 causal,
                 cache,
             )
-        output = self.gated_output(head_states.to(queries.dtype), gate, projected_context)
+            output = self.gated_output(head_states.to(sequence_queries.dtype), gate, projected_context)
         if sequence_mask is not None:
             output = output * sequence_mask.unsqueeze(-1).to(output.dtype)
         return output, probabilities, gate
+
+    def _short_attention(self, sequence, projected_context, context_queries, gate, sequence_mask, causal):
+        """
+        :meth:`forward` (without cache) for short sequences, the same numbers as batched matrix products: every
+        tensor is laid out with the batch innermost, `(heads, head_size, L, B)`, so each step of the loops over the
+        head size (scores) and over the keys (weighted sum) is one long vectorised multiply-add, where B x heads
+        (L x L) matrix products would each cost microseconds of overhead. Scores and softmax in at least fp32.
+        Returns the output `(B, L, d)` and the probabilities `(B, heads, L, L)`.
+        """
+        batch, length, size = sequence.shape
+        heads, head_size, width = self.num_heads, self.head_size, self.hidden_size
+        weight, bias = self._sequence_maps()
+        # The score scale folded into the query maps (equal up to rounding).
+        scale = torch.ones_like(bias)
+        scale[:width] = 1.0 / math.sqrt(head_size)
+        # (3d, L * B): one product for the query (sequence part), key and value maps of every position.
+        projected = torch.addmm(
+            (bias * scale).unsqueeze(1), weight * scale.unsqueeze(1), sequence.permute(2, 1, 0).reshape(size, -1)
+        )
+        dtype = torch.promote_types(projected.dtype, torch.float32)
+        projected = projected.to(dtype).view(3, heads, head_size, length, batch)
+        context_queries = (context_queries.to(dtype) * scale[0]).t().reshape(heads, head_size, 1, batch)
+        queries = projected[0] + context_queries
+        keys, values = projected[1], projected[2]
+        scores = queries[:, 0].unsqueeze(2) * keys[:, 0].unsqueeze(1)  # (heads, L_query, L_key, B)
+        for component in range(1, head_size):
+            scores.addcmul_(queries[:, component].unsqueeze(2), keys[:, component].unsqueeze(1))
+        allowed = None
+        if causal:
+            positions = torch.arange(length, device=sequence.device)
+            allowed = (positions[None, :] <= positions[:, None]).view(1, length, length, 1)
+        if sequence_mask is not None:
+            key_mask = sequence_mask.bool().t().reshape(1, 1, length, batch)
+            allowed = key_mask if allowed is None else allowed & key_mask
+        if allowed is not None:
+            scores.masked_fill_(~allowed, torch.finfo(dtype).min)
+        exponentials = (scores - scores.detach().amax(dim=2, keepdim=True)).exp()
+        weights = exponentials / exponentials.sum(dim=2, keepdim=True)
+        if allowed is not None:
+            # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
+            weights = weights * allowed.to(dtype)
+        # Returned as a (B, heads, L, L_key) view that the weighted sum below reads, so gradients reach it.
+        probabilities = weights.permute(3, 0, 1, 2)
+        weights = self.attention_dropout(probabilities).permute(1, 2, 3, 0)  # (heads, L_query, L_key, B)
+        states = weights[:, :, 0].unsqueeze(1) * values[:, :, 0].unsqueeze(2)  # (heads, head_size, L_query, B)
+        for key in range(1, length):
+            states.addcmul_(weights[:, :, key].unsqueeze(1), values[:, :, key].unsqueeze(2))
+        # The gate, then one product of the concatenated heads' output projections: (d, L * B).
+        gated = (states * gate.to(dtype).t().reshape(heads, 1, 1, batch)).view(heads * head_size, length * batch)
+        output = self.head_output_weight.reshape(heads * head_size, width).t().to(dtype) @ gated
+        constant = gate.to(projected_context.dtype) @ self.head_output_bias + projected_context  # (B, d)
+        output = output.view(width, length, batch).add_(constant.t().to(dtype).unsqueeze(1))
+        return output.permute(2, 1, 0).contiguous().to(projected_context.dtype), probabilities
 
     def _attention(self, queries, keys, values, sequence_mask, causal, cache):
         """Batched matrix products over `(B, heads, L, head_size)`; returns head states `(B, L, heads, head_size)`."""
@@ -519,55 +573,12 @@ class ContextAwareAttention(nn.Module):
         return states.sum(dim=2)
 
 
-def _short_attention(
-    queries: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    sequence_mask: torch.Tensor | None,
-    causal: bool,
-    dropout: nn.Module,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    Softmax attention for short sequences: queries / keys / values `(B, L, heads, head_size)` -> head states
-    `(B, L, heads, head_size)` and probabilities `(B, heads, L, L)`. The same numbers as batched matrix products,
-    computed with the batch as the innermost dimension: a loop over the head size for the scores and over the keys
-    for the weighted sum, each step one long vectorised multiply-add, where B x heads (L x L) products would each
-    cost microseconds of overhead. Scores and softmax are computed in at least fp32.
-    """
-    batch, length, heads, head_size = queries.shape
-    dtype = torch.promote_types(queries.dtype, torch.float32)
-    # (head_size, L, heads, B): row d holds every example's d-th query component.
-    queries_t = (queries.to(dtype) / math.sqrt(head_size)).permute(3, 1, 2, 0).contiguous()
-    keys_t = keys.to(dtype).permute(3, 1, 2, 0).contiguous()
-    scores = queries_t[0].unsqueeze(1) * keys_t[0].unsqueeze(0)  # (L_query, L_key, heads, B)
-    for component in range(1, head_size):
-        scores.addcmul_(queries_t[component].unsqueeze(1), keys_t[component].unsqueeze(0))
-    allowed = None
-    if causal:
-        positions = torch.arange(length, device=queries.device)
-        allowed = (positions[None, :] <= positions[:, None])[:, :, None, None]
-    if sequence_mask is not None:
-        key_mask = sequence_mask.bool().t()[None, :, None, :]  # (1, L_key, 1, B)
-        allowed = key_mask if allowed is None else allowed & key_mask
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed, torch.finfo(dtype).min)
-    scores = scores - scores.detach().amax(dim=1, keepdim=True)
-    exponentials = scores.exp()
-    probabilities_t = exponentials / exponentials.sum(dim=1, keepdim=True)
-    if allowed is not None:
-        # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
-        probabilities_t = probabilities_t * allowed.to(dtype)
-    # Returned as a (B, heads, L, L_key) view that the weighted sum below reads, so gradients reach it.
-    probabilities = probabilities_t.permute(3, 2, 0, 1)
-    weights = probabilities
-    if dropout.training and dropout.p > 0:
-        weights = dropout(weights)
-    weights = weights.permute(2, 3, 1, 0).contiguous()  # (L_query, L_key, heads, B); a no-op copy without dropout
-    values_t = values.to(dtype).permute(1, 2, 3, 0).contiguous()  # (L_key, heads, head_size, B)
-    states = weights[:, 0].unsqueeze(2) * values_t[0].unsqueeze(0)  # (L_query, heads, head_size, B)
-    for key in range(1, keys.shape[1]):
-        states.addcmul_(weights[:, key].unsqueeze(2), values_t[key].unsqueeze(0))
-    return states.permute(3, 0, 1, 2), probabilities
+def _small_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last dimension (a few heads or classes), in at least fp32: written out, because torch's
+    softmax kernel is several times slower on CPU when the last dimension is this short."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    exponentials = (logits - logits.detach().amax(dim=-1, keepdim=True)).exp()
+    return exponentials / exponentials.sum(dim=-1, keepdim=True)
 
 
 class HierarchicalSequenceEncoder(nn.Module):
