@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -163,7 +164,7 @@ class A2GenRanker:
         compile: bool = False,
         dtype: torch.dtype | None = None,
     ):
-        if not isinstance(model, A2GenForActionGeneration):
+        if not is_action_generation_model(model):
             raise TypeError(f"A2GenRanker needs an A2GenForActionGeneration, got {type(model).__name__}.")
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)):
             raise TypeError(f"chunk_size must be an int (or None), got {type(chunk_size).__name__} {chunk_size!r}.")
@@ -481,6 +482,13 @@ class A2GenRanker:
                 (*user_state.as_tuple(), item_ids, item_side_ids),
                 dynamic_shapes=dynamic_shapes,
             )
+
+
+def is_action_generation_model(model: Any) -> bool:
+    """An :class:`A2GenForActionGeneration`, or the copy of it that ``trust_remote_code=True`` loads from a checkpoint."""
+    if isinstance(model, A2GenForActionGeneration):
+        return True
+    return type(model).__name__ == "A2GenForActionGeneration" and getattr(model.config, "model_type", None) == "a2gen"
 
 
 # Which table each id input indexes: (name of the config field, its size).

@@ -403,6 +403,7 @@ def build_tokenizer(config: SimulatorConfig) -> A2GenActionTokenizer:
         user_buckets=config.user_buckets,
         item_buckets=config.item_buckets,
         side_feature_buckets=config.side_feature_buckets,
+        side_feature_fields=list(ITEM_SIDE_FIELDS),
     )
 
 
