@@ -1,6 +1,8 @@
 """The "action-generation" pipeline: registration, the same tensors as the collator, loading by path, clear errors."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -319,3 +321,50 @@ def test_side_feature_fields_come_from_the_saved_tokenizer(tmp_path):
 def test_simulated_data_saves_its_side_feature_fields(simulated_data_dir):
     tokenizer = A2GenActionTokenizer.from_pretrained(simulated_data_dir / "tokenizer")
     assert tokenizer.side_feature_fields == ["category", "opening_topic"]
+
+
+PIPELINE_SCRIPT = """
+sys.path.insert(0, os.environ["A2GEN_SOURCE"])  # the client runs with -I: this checkout's package, not another one
+import a2gen_hf  # registers the task; with trust_remote_code=True the model's classes come from the checkpoint
+from transformers import pipeline
+repo_id, request = sys.argv[2], json.loads(sys.argv[3])
+for remote in (False, True):
+    pipe = pipeline("action-generation", model=repo_id, trust_remote_code=remote)
+    results = pipe(request, rank_by="like", top_k=2)
+    print("RESULTS", json.dumps({"remote": remote, "model_module": type(pipe.model).__module__,
+                                 "package": os.path.dirname(os.path.dirname(a2gen_hf.__file__)),
+                                 "fields": pipe.tokenizer.side_feature_fields, "results": results}))
+"""
+
+
+def test_pipeline_from_a_hub_model_id_alone_with_and_without_remote_code(tmp_path, monkeypatch):
+    """A pushed checkpoint ranks from its id: the tokenizer and the side-feature field names come from the repo."""
+    from hub_server import HubServer
+    from huggingface_hub import constants
+    from test_hub import run_client
+
+    from a2gen_hf.hub import push_checkpoint
+
+    model = tiny_model()
+    tokenizer = A2GenActionTokenizer.from_config(model.config, side_feature_fields=FIELDS)
+    request = {**REQUEST, "candidates": CANDIDATES}
+    expected = json.loads(json.dumps(pipeline("action-generation", model=model, tokenizer=tokenizer)(
+        request, rank_by="like", top_k=2)))
+    with HubServer(tmp_path / "hub") as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        repo_id = push_checkpoint(model, "a2gen-pipeline", tokenizer=tokenizer, token=hub.token).repo_url.repo_id
+        source = str(Path(a2gen_hf.__file__).parents[1])
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"), "A2GEN_SOURCE": source}
+        result = run_client(PIPELINE_SCRIPT, tmp_path, repo_id, json.dumps(request), env=env)
+    runs = [json.loads(line[len("RESULTS "):]) for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert all(run["package"] == source for run in runs)
+    assert [run["remote"] for run in runs] == [False, True]
+    # The task is the installed package's: with trust_remote_code=True too, its registered classes load the model.
+    assert all(run["model_module"] == "a2gen_hf.modeling_a2gen" for run in runs)
+    for run in runs:
+        assert run["fields"] == FIELDS
+        assert [r["item"] for r in run["results"]] == [r["item"] for r in expected]
+        for got, want in zip(run["results"], expected):
+            assert got["score"] == pytest.approx(want["score"], abs=1e-6)
+            assert got["action_probabilities"] == pytest.approx(want["action_probabilities"], abs=1e-6)
