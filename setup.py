@@ -34,6 +34,19 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "ruff>=0.6"],
+        # TorchRec's CPU kernels and its dependencies; torchrec itself goes in with `pip install --no-deps
+        # torchrec==1.8.0` (it requires the CUDA build `fbgemm-gpu`), see docs/torchrec.md. 1.9.x / 1.7.0 fail to
+        # load fbgemm's libraries with torch 2.13.
+        "torchrec": [
+            "fbgemm-gpu-cpu==1.8.0",
+            "tensordict==0.15.3",
+            "torchmetrics==1.0.3",
+            "pyre-extensions==0.0.32",
+            "typing_inspect==0.9.0",
+            "mypy_extensions>=1.0",
+            "lightning-utilities==0.15.3",
+            "pyvers==0.2.3",
+        ],
     },
     entry_points={"console_scripts": ["a2gen=a2gen_hf.cli:main"]},
 )

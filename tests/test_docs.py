@@ -17,6 +17,8 @@ FENCE = re.compile(r"^```python(?P<info>[^\n]*)\n(?P<code>.*?)^```[ \t]*$", re.M
 # Pages whose blocks read the Taobao sample kept beside the repository; skipped where it is absent.
 SHARED_DATA = ROOT.parent / "shared" / "data" / "taobao_userbehavior_tiny.csv"
 NEEDS_SHARED_DATA = {"docs/data.md"}
+# Pages whose blocks run the optional TorchRec engine; skipped where it is not installed.
+NEEDS_TORCHREC = {"docs/torchrec.md"}
 
 
 def python_blocks(text: str) -> list[tuple[int, str, str]]:
@@ -37,6 +39,10 @@ def page_params():
         marks = []
         if page in NEEDS_SHARED_DATA:
             marks.append(pytest.mark.skipif(not SHARED_DATA.is_file(), reason=f"{SHARED_DATA} is not there"))
+        if page in NEEDS_TORCHREC:
+            from a2gen_hf.torchrec_tables import is_torchrec_available
+
+            marks.append(pytest.mark.skipif(not is_torchrec_available(), reason="TorchRec is not installed"))
         yield pytest.param(page, marks=marks, id=page)
 
 

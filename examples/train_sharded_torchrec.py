@@ -1,0 +1,98 @@
+"""
+Train A2Gen (or MMoE / PLE) with its id tables sharded over processes by TorchRec (``a2gen_hf.torchrec_tables``).
+
+Each process reads its share of every global batch; the user, item and side-feature tables are split row-wise (or
+table-wise) over the processes and updated by TorchRec's fused row-wise optimizer in the backward pass; the dense
+weights are replicated (DDP) and trained with AdamW. The result is a plain checkpoint (``OUTPUT/model``:
+safetensors, config, tokenizer) that ``from_pretrained`` loads without TorchRec.
+
+    # 2 CPU processes (gloo), the tables row-wise:
+    torchrun --nproc_per_node 2 examples/train_sharded_torchrec.py --data data/sim --output runs/sharded
+    # 8 GPUs on one machine (nccl), fused Adam on the tables:
+    torchrun --nproc_per_node 8 examples/train_sharded_torchrec.py --data ... --output ... --device cuda --table-optimizer adam
+    # 2 machines x 8 GPUs: the same on each machine, with --nnodes 2 --node_rank R --rdzv_endpoint HOST:PORT
+
+Install TorchRec first: ``pip install -e ".[torchrec]" && pip install --no-deps torchrec==1.8.0`` (docs/torchrec.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from transformers import set_seed
+
+from a2gen_hf.data import A2GenDataCollator
+from a2gen_hf.torchrec_tables import FUSED_OPTIMIZERS, SHARDING_TYPES, dense_parameters, plain_state_dict, shard_model
+from a2gen_hf.training.data_setup import MODEL_CHOICES, create_model, load_data_dir
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].strip())
+    parser.add_argument("--data", required=True, help="data folder written by `a2gen simulate` / `a2gen prepare`")
+    parser.add_argument("--output", required=True, help="the model goes to OUTPUT/model, the losses to OUTPUT/losses.json")
+    parser.add_argument("--model", default="a2gen-iag", choices=list(MODEL_CHOICES))
+    parser.add_argument("--sharding", default="row_wise", choices=SHARDING_TYPES, help="how the tables are split")
+    parser.add_argument("--table-optimizer", default="rowwise_adagrad", choices=FUSED_OPTIMIZERS)
+    parser.add_argument("--table-learning-rate", type=float, default=0.01)
+    parser.add_argument("--dense-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=256, help="global batch (split over the processes)")
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per process)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if args.batch_size % world_size:
+        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the {world_size} processes.")
+    dataset, tokenizer, _ = load_data_dir(args.data)
+    set_seed(args.seed)  # the same initial weights on every process
+    model = create_model(args.model, tokenizer, dataset)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    sharded = shard_model(model, args.sharding, args.table_optimizer, args.table_learning_rate, device)
+    optimizer = torch.optim.AdamW(dense_parameters(model), lr=args.dense_learning_rate)
+    train, share = dataset["train"], args.batch_size // world_size
+    losses, step = [], 0
+    for epoch in range(args.epochs):
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
+        for start in range(0, len(order) - args.batch_size + 1, args.batch_size):  # full global batches only
+            rows = order[start + rank * share : start + (rank + 1) * share]
+            batch = {k: v.to(device) for k, v in collator([train[i] for i in rows]).items()}
+            loss = sharded(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            reduced = loss.detach().clone()
+            dist.all_reduce(reduced)
+            losses.append(float(reduced) / world_size)
+            step += 1
+            if rank == 0 and step % 10 == 0:
+                print(f"epoch {epoch} step {step}: loss {losses[-1]:.4f}", flush=True)
+            if step == args.max_steps:
+                break
+    state = plain_state_dict(sharded)  # collective: every process takes part
+    if rank == 0:
+        output = Path(args.output)
+        model.save_pretrained(output / "model", state_dict=state)
+        tokenizer.save_pretrained(output / "model")
+        (output / "losses.json").write_text(json.dumps({"losses": losses, "processes": world_size}))
+        print(f"saved {output / 'model'} after {step} steps (last loss {losses[-1]:.4f})" if losses else "no full batch")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

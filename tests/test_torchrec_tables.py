@@ -1,0 +1,162 @@
+"""TorchRec as the engine of the id tables: same math, plain checkpoints both ways, sharding over 2 CPU processes."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from a2gen_hf import A2GenConfig, A2GenForActionGeneration
+from a2gen_hf.torchrec_tables import is_torchrec_available
+
+pytestmark = pytest.mark.skipif(
+    not is_torchrec_available(), reason="TorchRec is optional: pip install -e '.[torchrec]' && pip install --no-deps torchrec==1.8.0"
+)
+
+SIZES = dict(
+    hidden_size=8, num_attention_heads=2, id_embedding_size=8, action_embedding_size=4, time_embedding_size=4,
+    max_history_items=4, max_events_per_item=3, max_actions=3, user_buckets=50, item_buckets=60,
+    side_feature_buckets=10, num_item_side_features=1,
+)
+
+
+def tiny_model(seed: int = 0, **overrides) -> A2GenForActionGeneration:
+    torch.manual_seed(seed)
+    return A2GenForActionGeneration(A2GenConfig(**{**SIZES, **overrides}))
+
+
+def tiny_batch(seed: int, batch: int = 4) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    items, events = SIZES["max_history_items"], SIZES["max_events_per_item"]
+    vocab = len(A2GenConfig().action_names) + 1
+    history_item_ids = torch.randint(1, SIZES["item_buckets"], (batch, items), generator=generator)
+    history_item_ids[0, 0] = 0  # a padding history item
+    labels = torch.randint(2, vocab, (batch, SIZES["max_actions"] + 1), generator=generator)
+    labels[:, 0] = 1
+    return {
+        "user_ids": torch.randint(1, SIZES["user_buckets"], (batch,), generator=generator),
+        "item_ids": torch.randint(1, SIZES["item_buckets"], (batch,), generator=generator),
+        "item_side_ids": torch.randint(1, SIZES["side_feature_buckets"], (batch, 1), generator=generator),
+        "history_item_ids": history_item_ids,
+        "history_item_side_ids": torch.randint(1, SIZES["side_feature_buckets"], (batch, items, 1), generator=generator),
+        "history_action_ids": torch.randint(1, vocab, (batch, items, events), generator=generator),
+        "history_action_times": torch.rand((batch, items, events), generator=generator),
+        "labels": labels,
+        "label_times": torch.rand((batch, SIZES["max_actions"] + 1), generator=generator),
+    }
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_same_outputs_for_the_same_weights(generator):
+    from a2gen_hf.torchrec_tables import TorchRecIdTable, use_torchrec_tables
+
+    plain = tiny_model(generator=generator).eval()
+    swapped = use_torchrec_tables(tiny_model(generator=generator)).eval()
+    assert isinstance(swapped.a2gen.features.item_embeddings, TorchRecIdTable)
+    batch = tiny_batch(1)
+    with torch.no_grad():
+        expected, got = plain(**batch), swapped(**batch)
+    torch.testing.assert_close(got.loss, expected.loss)
+    torch.testing.assert_close(got.logits, expected.logits)
+
+
+def test_checkpoints_stay_plain_both_ways(tmp_path):
+    from a2gen_hf.torchrec_tables import use_torchrec_tables
+
+    swapped = use_torchrec_tables(tiny_model(seed=3))
+    assert "a2gen.features.item_embeddings.weight" in swapped.state_dict()
+    swapped.save_pretrained(tmp_path / "from_torchrec")
+    plain = A2GenForActionGeneration.from_pretrained(tmp_path / "from_torchrec")  # no TorchRec needed to load
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(value, swapped.state_dict()[key], msg=key)
+    # and a plain checkpoint loads into the TorchRec layout
+    other = tiny_model(seed=4)
+    swapped.load_state_dict(other.state_dict())
+    torch.testing.assert_close(swapped.a2gen.features.item_embeddings.weight, other.a2gen.features.item_embeddings.weight)
+
+
+def test_padding_rows_get_no_gradient():
+    from a2gen_hf.torchrec_tables import TorchRecIdTable
+
+    table = TorchRecIdTable("t", 10, 4)
+    table(torch.tensor([[0, 3], [3, 0]])).sum().backward()
+    grad = table.weight.grad
+    assert torch.count_nonzero(grad[0]) == 0 and torch.count_nonzero(grad[3]) == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _train(rank: int, world_size: int, port: int, sharding_type: str, steps: int, out: str) -> None:
+    """Plain SGD on both engines: `world_size` processes each take their share of every global batch."""
+    import torch.distributed as dist
+
+    from a2gen_hf.torchrec_tables import dense_parameters, plain_state_dict, shard_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    model = tiny_model(seed=7, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, embedding_dropout_prob=0.0)
+    sharded = shard_model(model, sharding_type=sharding_type, optimizer="sgd", learning_rate=0.05)
+    optimizer = torch.optim.SGD(dense_parameters(model), lr=0.05)
+    losses = []
+    for step in range(steps):
+        batch = tiny_batch(100 + step, batch=8)
+        share = {k: v.chunk(world_size)[rank] for k, v in batch.items()}
+        loss = sharded(**share).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+    state = plain_state_dict(sharded)
+    if rank == 0:
+        torch.save({"state": state, "losses": losses}, out)
+    dist.destroy_process_group()
+
+
+def _reference(steps: int) -> dict[str, torch.Tensor]:
+    model = tiny_model(seed=7, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, embedding_dropout_prob=0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(steps):
+        model(**tiny_batch(100 + step, batch=8)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.state_dict()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharding_type", ["row_wise", "table_wise"])
+def test_sharded_training_over_two_processes_matches_one(tmp_path, sharding_type):
+    out = str(tmp_path / "sharded.pt")
+    mp.start_processes(_train, args=(2, _free_port(), sharding_type, 3, out), nprocs=2, start_method="spawn")
+    result = torch.load(out)
+    expected = _reference(3)
+    assert set(result["state"]) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(result["state"][key], value, atol=2e-5, rtol=1e-4, msg=key)
+
+
+@pytest.mark.slow
+def test_sharded_example_trains_and_saves_a_plain_checkpoint(tmp_path, simulated_data_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "examples" / "train_sharded_torchrec.py"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        str(script), "--data", str(simulated_data_dir), "--output", str(tmp_path), "--batch-size", "32",
+        "--max-steps", "3",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = A2GenForActionGeneration.from_pretrained(tmp_path / "model")  # plain: no TorchRec in the layout
+    assert type(model.a2gen.features.item_embeddings) is torch.nn.Embedding
+    assert torch.isfinite(model.a2gen.features.item_embeddings.weight).all()
+    import json
+
+    assert len(json.loads((tmp_path / "losses.json").read_text())["losses"]) == 3
