@@ -39,7 +39,7 @@ SUBPROCESS_TIMEOUT = 120
 PUSHED_FILES = {
     ".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
     "tokenizer_config.json", "vocab.json", "configuration_a2gen.py", "modeling_a2gen.py", "generation_a2gen.py",
-    "tokenization_a2gen.py", "time_encoding.py",
+    "tokenization_a2gen.py", "time_encoding.py", "features_a2gen.py", "targets.py",
 }
 
 # Runs first in every client subprocess: quiet, deterministic (one thread: bit-identical sums), and, with

@@ -444,3 +444,90 @@ def test_from_config_and_check_compatible():
     assert "time_log_std" in str(error.value) and "max_actions" not in str(error.value)
     with pytest.raises(ValueError, match="action_names: tokenizer has"):
         A2GenActionTokenizer(action_names=ECOMMERCE_ACTIONS, start_action="click").check_compatible(config)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformers' tokenizer contract (as TokenizerTesterMixin checks it) and inputs that feed forward
+
+
+def test_encode_is_tokenize_then_convert(tokenizer):
+    """TokenizerTesterMixin.test_internal_consistency: encode == convert_tokens_to_ids(tokenize(text))."""
+    text = "start like comment leave"
+    ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+    assert tokenizer.encode(text) == ids == tokenizer(text)["action_ids"]
+    assert tokenizer.encode(text.split()) == ids and tokenizer.encode(ids) == ids
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+    assert tokenizer.encode(text, return_tensors="pt").tolist() == [ids]
+    assert tokenizer.encode(PAPER_TIMELINE) == tokenizer.encode_timeline(PAPER_TIMELINE)["action_ids"]
+
+
+def test_calling_the_tokenizer_on_timelines(tokenizer):
+    single = tokenizer(PAPER_TIMELINE)
+    assert dict(single) == tokenizer.encode_timeline(PAPER_TIMELINE)
+    short = [("start", 0.0), ("leave", 3.0)]
+    batch = tokenizer([PAPER_TIMELINE, short], padding=True)
+    assert batch["action_ids"][1] == [1, 6, 0, 0, 0] and batch["time_mask"][1] == [1, 1, 0, 0, 0]
+    tensors = tokenizer([PAPER_TIMELINE, short], return_tensors="pt")
+    assert tensors["action_ids"].shape == tensors["action_times"].shape == (2, 5)
+    assert tokenizer(PAPER_TIMELINE, max_length=3, padding="max_length")["action_ids"] == [1, 2, 5]
+    assert tokenizer([("like", 2.0)], add_start=True)["action_ids"] == [1, 2]
+    with pytest.raises(TypeError, match="no second sequence"):
+        tokenizer(PAPER_TIMELINE, short)
+
+
+def test_the_vocabulary_cannot_grow(tokenizer):
+    """As TokenizerTesterMixin.test_add_tokens_tokenizer asks: len() and ids stay consistent; here nothing is added."""
+    size = len(tokenizer)
+    assert tokenizer.add_tokens(["like", "leave"]) == 0
+    with pytest.raises(ValueError, match=r"Cannot add \['share'\].*fixed action list"):
+        tokenizer.add_tokens(["share"])
+    with pytest.raises(ValueError, match="fixed action list"):
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<sep>"]})
+    with pytest.raises(ValueError, match="eos_token"):
+        tokenizer.add_special_tokens({"eos_token": "like"})
+    assert len(tokenizer) == size == tokenizer.vocab_size and tokenizer.get_vocab() == tokenizer.vocab
+    with pytest.raises(UnknownActionError):
+        tokenizer.tokenize("start share")
+
+
+def test_decoded_timeline_starts_at_exactly_zero_seconds():
+    tokenizer = A2GenActionTokenizer(time_log_mean=2.3, time_log_std=1.7)  # float32 round trip: 3.6e-08 s
+    times = torch.tensor([tokenizer.normalize_seconds(0.0), tokenizer.normalize_seconds(7.0)], dtype=torch.float32)
+    decoded = tokenizer.decode_timeline([1, 6], times)
+    assert decoded[0] == ("start", 0.0) and decoded[1][1] == pytest.approx(7.0, rel=1e-5)
+
+
+def test_encoded_histories_and_labels_feed_forward_as_the_collator_does(tokenizer):
+    from a2gen_hf import A2GenForActionGeneration
+    from a2gen_hf.data import A2GenDataCollator
+
+    config = A2GenConfig(hidden_size=16, id_embedding_size=8, action_embedding_size=8, time_embedding_size=8,
+                         user_buckets=tokenizer.user_buckets, item_buckets=tokenizer.item_buckets, max_actions=4,
+                         max_history_items=2, max_events_per_item=3)
+    histories = [
+        [("v1", [("start", 0.0), ("leave", 4.0)]), ("v2", PAPER_TIMELINE), ("v3", [("start", 0.0), ("like", None)])],
+        [],
+    ]
+    targets = [PAPER_TIMELINE, [("start", 0.0), ("leave", 2.5)]]
+    encoded = tokenizer.encode_histories(histories, max_history_items=2, max_events_per_item=3, return_tensors="pt")
+    tokenizer.max_actions = config.max_actions  # labels are padded to max_actions + 1, as the collator pads them
+    labels = tokenizer.encode_labels(targets, return_tensors="pt")
+    rows = [
+        {
+            "user_id": tokenizer.hash_user(f"u{row}"),
+            "item_id": tokenizer.hash_item("v9"),
+            "history_item_ids": [tokenizer.hash_item(item) for item, _ in history],
+            "history_action_ids": [tokenizer.encode_timeline(events)["action_ids"] for _, events in history],
+            "history_action_seconds": [[math.nan if t is None else t for _, t in events] for _, events in history],
+            "action_ids": tokenizer.encode_timeline(target)["action_ids"],
+            "action_seconds": [t for _, t in target],
+        }
+        for row, (history, target) in enumerate(zip(histories, targets))
+    ]
+    collated = A2GenDataCollator.from_config(config, tokenizer)(rows)
+    for name, value in {**encoded, **labels}.items():
+        assert torch.equal(value, collated[name]), name
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(config).eval()
+    inputs = {"user_ids": collated["user_ids"], "item_ids": collated["item_ids"], **encoded, **labels}
+    assert torch.equal(model(**inputs).loss, model(**collated).loss)

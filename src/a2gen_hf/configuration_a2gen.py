@@ -90,6 +90,11 @@ class A2GenConfig(PretrainedConfig):
             zeros); only side features and the history's timed events inform the model, against id memorisation.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
         initializer_range (`float`): std of the normal initialisation of weights and embeddings.
+        use_cache (`bool`): the default of ``generate(use_cache=...)``: EAG decodes with its key/value cache (exact;
+            IAG has none). ``forward`` builds a cache only when asked (``use_cache=True`` or a cache passed).
+
+    ``num_hidden_layers`` is 1: CAM_gen is the one layer whose keys and values EAG caches, so
+    ``DynamicCache(config=config)`` has one layer, as the cache EAG builds itself.
     """
 
     model_type = "a2gen"
@@ -136,6 +141,7 @@ class A2GenConfig(PretrainedConfig):
         attention_probs_dropout_prob: float = 0.0,
         embedding_dropout_prob: float = 0.0,
         initializer_range: float = 0.02,
+        use_cache: bool = True,
         **kwargs,
     ):
         self.action_names = list(action_names) if action_names is not None else list(SHORT_VIDEO_ACTIONS)
@@ -178,6 +184,12 @@ class A2GenConfig(PretrainedConfig):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.embedding_dropout_prob = embedding_dropout_prob
         self.initializer_range = initializer_range
+        self.use_cache = use_cache
+        layers = kwargs.pop("num_hidden_layers", 1)
+        if layers != 1:
+            raise A2GenConfigError(
+                f"num_hidden_layers={layers}: A2Gen has one cached layer (CAM_gen); it is not a setting."
+            )
         self._validate()
         kwargs.setdefault("pad_token_id", 0)
         kwargs.setdefault("bos_token_id", self.start_action_id)
@@ -196,6 +208,11 @@ class A2GenConfig(PretrainedConfig):
     @property
     def vocab_size(self) -> int:
         return len(self.action_names) + 1
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """Layers with a key/value cache: CAM_gen only (what ``DynamicCache(config=...)`` reads)."""
+        return 1
 
     @property
     def id_to_action(self) -> list[str]:

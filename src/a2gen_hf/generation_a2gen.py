@@ -1,9 +1,16 @@
 """Timed action-sequence generation for A2Gen through the standard ``generate()`` API.
 
 A generated sequence opens with ``start`` at 0 s; each step picks the next action from the generator's class
-scores (greedy, sampling or beam search, with transformers' logits processors) and records the time the
-generator predicted at that step. EAG decodes step by step (with or without a key/value cache); IAG reads its K
-slots from one pass. Decoding stops at the end action (``leave``) or after ``max_new_tokens`` actions.
+scores and records the time the generator predicted at that step. Everything that does not depend on the times is
+transformers' own machinery: the generation config and its defaults (``_prepare_generation_config``), the special
+tokens (``_prepare_special_tokens``), the logits processors and stopping criteria (``_get_logits_processor`` /
+``_get_stopping_criteria``, so ``bad_words_ids``, ``min_new_tokens``, ``eos_token_id``, ``max_time``, ... act as on a
+text model) and the vectorised beam-search steps of ``GenerationMixin``. Only the loops are ours, because the times
+must follow the tokens: EAG feeds each (action, time) back (with or without its key/value cache), IAG reads its K
+slots from one pass.
+
+Conventions (see ``docs/model.md``, "Conventions"): padding (id 0) and the start action are never generated after
+position 0; the end action (``leave``) always ends a sequence, in addition to ``generation_config.eos_token_id``.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 from transformers import GenerationConfig, GenerationMixin
 from transformers.cache_utils import DynamicCache
 from transformers.generation import (
@@ -20,8 +28,54 @@ from transformers.generation import (
     LogitsProcessorList,
     StoppingCriteriaList,
 )
+from transformers.generation.configuration_utils import GenerationMode
 
 _LABEL_INPUTS = ("labels", "label_times", "label_time_mask")
+_HISTORY_INPUTS = (
+    "user_ids",
+    "item_ids",
+    "history_item_ids",
+    "history_action_ids",
+    "history_action_times",
+    "history_time_mask",
+    "history_mask",
+    "item_side_ids",
+    "history_item_side_ids",
+    "user_side_ids",
+)
+_SUPPORTED_MODES = (
+    GenerationMode.GREEDY_SEARCH,
+    GenerationMode.SAMPLE,
+    GenerationMode.BEAM_SEARCH,
+    GenerationMode.BEAM_SAMPLE,
+)
+# GenerationConfig fields that need machinery A2Gen's timed decode does not have: any value but the default is
+# refused (never accepted and ignored). Values listed in _HARMLESS_VALUES mean "off" and pass.
+_UNSUPPORTED_OPTIONS = {
+    "num_beam_groups": "group (diverse) beam search is not implemented for timed sequences",
+    "diversity_penalty": "it only acts in group beam search (num_beam_groups > 1), which A2Gen does not implement",
+    "constraints": "constrained beam search is not implemented for timed sequences",
+    "force_words_ids": "constrained beam search is not implemented for timed sequences",
+    "penalty_alpha": "contrastive search needs the hidden states of a text decoder",
+    "dola_layers": "DoLa needs the layers of a text decoder",
+    "guidance_scale": "classifier-free guidance needs an unconditional prompt, which a history does not have",
+    "encoder_repetition_penalty": "the encoder reads histories, not token ids",
+    "encoder_no_repeat_ngram_size": "the encoder reads histories, not token ids",
+    "prompt_lookup_num_tokens": "assisted decoding is not implemented for timed sequences",
+    "assistant_early_exit": "assisted decoding is not implemented for timed sequences",
+    "use_mtp": "multi-token prediction is not implemented",
+    "speculation_type": "speculative decoding is not implemented",
+    "token_healing": "it rewrites text prompts",
+    "stop_strings": "actions are not text; pass eos_token_id=[action ids] to stop at given actions",
+    "forced_bos_token_id": "every sequence already opens with the start action, which is never generated again",
+    "decoder_start_token_id": "A2Gen is not an encoder-decoder text model; sequences open with config.start_action",
+    "low_memory": "the timed decode has no sequential low-memory mode",
+    "cache_implementation": "EAG decodes with its own dynamic key/value cache only (use_cache=True/False)",
+    "max_cache_len": "EAG's cache is dynamic, not static",
+    "compile_config": "the timed decode loop is not compiled",
+    "prefill_chunk_size": "there is no prompt to prefill",
+}
+_HARMLESS_VALUES = {("num_beam_groups", 1), ("diversity_penalty", 0.0), ("cache_implementation", "dynamic")}
 
 
 @dataclass
@@ -31,8 +85,13 @@ class A2GenGenerateOutput(GenerateDecoderOnlyOutput):
 
     Args:
         times (`torch.FloatTensor` of shape `(batch_size * num_return_sequences, sequence_length)`): the normalised
-            time of every action in ``sequences`` (``start`` at the normalised 0 s, padding 0.0); the tokenizer's
-            ``decode_timeline(sequences[i], times[i])`` turns a row into ``[(action, seconds), ...]``.
+            time of every action in ``sequences`` (``start`` at the normalised 0 s, padding 0.0), in float32; the
+            tokenizer's ``decode_timeline(sequences[i], times[i])`` turns a row into ``[(action, seconds), ...]``.
+        attentions / hidden_states: with ``output_attentions`` / ``output_hidden_states``, one tuple per generated
+            action holding what ``forward`` returns at that step: the encoder's tensors (see
+            :class:`~a2gen_hf.A2GenModelOutput`; absent from ``generate_from_context``) followed by CAM_gen's
+            probabilities `(rows, heads, 1, keys)` (EAG with the cache; `(rows, heads, step + 1, step + 1)` without;
+            IAG: the slot's row `(rows, heads, 1, K)`) / outputs `(rows, 1 or step + 1, hidden_size)`.
     """
 
     times: torch.FloatTensor | None = None
@@ -45,72 +104,60 @@ class A2GenBeamGenerateOutput(GenerateBeamDecoderOnlyOutput):
     times: torch.FloatTensor | None = None
 
 
-# (token logits (B, V), predicted time (B,)) for step t, given the sequences and times so far.
-StepFunction = Callable[[int, torch.LongTensor, torch.FloatTensor], tuple[torch.Tensor, torch.Tensor]]
+@dataclass
+class _Step:
+    """One decoding step for every row: logits `(R, V)`, time `(R,)`, CAM_gen outputs and probabilities."""
+
+    logits: torch.Tensor
+    times: torch.Tensor
+    states: torch.Tensor
+    probabilities: torch.Tensor
+
+
+# The step given the tokens and times fed so far `(R, L)`.
+StepFunction = Callable[[torch.LongTensor, torch.Tensor], _Step]
 
 
 class A2GenGenerationMixin(GenerationMixin):
-    """Adds ``generate`` (timed sequences) and the per-slot distributions behind ``predict_actions``."""
+    """Adds ``generate`` / ``generate_from_context`` (timed sequences) and the slots behind ``predict_actions``."""
 
-    def _encode_for_generation(self, model_kwargs: dict) -> torch.Tensor:
-        for name in _LABEL_INPUTS:
+    # ------------------------------------------------------------------------------------------------------------
+    # Inputs
+
+    def _encode_for_generation(
+        self, model_kwargs: dict, output_attentions: bool = False, output_hidden_states: bool = False
+    ):
+        """The encoder's output (its ``generation_context`` `(B, C)`) for the history inputs in ``model_kwargs``."""
+        model_kwargs = dict(model_kwargs)
+        for name in (*_LABEL_INPUTS, "use_cache", "output_attentions", "output_hidden_states"):
             model_kwargs.pop(name, None)
-        model_kwargs.pop("use_cache", None)
-        unknown = set(model_kwargs) - set(self._history_input_names())
+        unknown = set(model_kwargs) - set(_HISTORY_INPUTS)
         if unknown:
             raise ValueError(
                 f"generate() got unknown arguments {sorted(unknown)}; it takes the history inputs "
-                f"{self._history_input_names()} plus generation options (max_new_tokens, do_sample, num_beams, ...)."
+                f"{list(_HISTORY_INPUTS)} plus generation options (max_new_tokens, do_sample, num_beams, ...)."
             )
-        return self.a2gen(**model_kwargs, return_dict=True).generation_context
+        # Float inputs (times) follow the model's dtype, as token ids would through an embedding table.
+        model_kwargs = {
+            name: value.to(self.dtype) if torch.is_tensor(value) and value.is_floating_point() else value
+            for name, value in model_kwargs.items()
+        }
+        return self.a2gen(
+            **model_kwargs,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
 
     @staticmethod
     def _history_input_names() -> list[str]:
-        return [
-            "user_ids",
-            "item_ids",
-            "history_item_ids",
-            "history_action_ids",
-            "history_action_times",
-            "history_time_mask",
-            "history_mask",
-            "item_side_ids",
-            "history_item_side_ids",
-            "user_side_ids",
-        ]
+        return list(_HISTORY_INPUTS)
 
-    def _make_step_function(self, context: torch.Tensor, use_cache: bool) -> tuple[StepFunction, DynamicCache | None]:
-        if self.config.generator_type == "iag":
-            slots = self.generator(context)
-
-            def iag_step(step, sequences, times):
-                return slots["logits"][:, step], slots["times"][:, step]
-
-            return iag_step, None
-
-        cache = DynamicCache() if use_cache else None
-
-        def eag_step(step, sequences, times):
-            if cache is not None:
-                sequences, times = sequences[:, -1:], times[:, -1:]
-            generated = self.generator(context, sequences, times, cache=cache)
-            return generated["logits"][:, -1], generated["times"][:, -1]
-
-        return eag_step, cache
-
-    @staticmethod
-    def _allowed_scores(logits: torch.Tensor) -> torch.Tensor:
-        """Padding is never generated: a sequence ends with the end action (or the length limit)."""
-        scores = logits.float().clone()
-        scores[:, 0] = -float("inf")
-        return scores
-
-    def _start_sequences(self, batch_size: int, device: torch.device) -> tuple[torch.LongTensor, torch.FloatTensor]:
-        sequences = torch.full((batch_size, 1), self.config.start_action_id, dtype=torch.long, device=device)
-        times = torch.full((batch_size, 1), self.config.start_time, dtype=torch.float, device=device)
-        return sequences, times
+    # ------------------------------------------------------------------------------------------------------------
+    # Generation config
 
     def _new_token_budget(self, generation_config: GenerationConfig) -> int:
+        """Actions to generate after ``start``: ``max_new_tokens``, else ``max_length - 1``, within config.max_actions."""
         requested = generation_config.max_new_tokens
         if requested is None:
             requested = (generation_config.max_length or self.config.max_actions + 1) - 1
@@ -122,6 +169,88 @@ class A2GenGenerationMixin(GenerationMixin):
             )
         return requested
 
+    def _check_generation_config(self, generation_config: GenerationConfig) -> None:
+        """Refuse, with the reason, every option the timed decode cannot honour."""
+        defaults = GenerationConfig._get_default_generation_params()
+        for name, reason in _UNSUPPORTED_OPTIONS.items():
+            value = getattr(generation_config, name, None)
+            harmless = any(name == option and value == off for option, off in _HARMLESS_VALUES)
+            if value is None or value is False or value == defaults.get(name) or harmless:
+                continue
+            raise ValueError(f"A2Gen's generate() does not support {name}={value!r}: {reason}.")
+        num_beams = generation_config.num_beams
+        if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
+            raise ValueError(f"num_beams={num_beams!r} must be a positive integer (1 = no beam search).")
+        returned = generation_config.num_return_sequences
+        if isinstance(returned, bool) or not isinstance(returned, int) or returned < 1:
+            raise ValueError(f"num_return_sequences={returned!r} must be a positive integer.")
+        mode = generation_config.get_generation_mode()
+        if mode not in _SUPPORTED_MODES:
+            raise ValueError(
+                f"A2Gen's generate() supports greedy search, sampling and beam search (with or without sampling), "
+                f"not {mode.value}."
+            )
+        vocab = self.config.vocab_size
+        eos = generation_config.eos_token_id
+        for token in [] if eos is None else ([eos] if isinstance(eos, int) else list(eos)):
+            if not isinstance(token, int) or not 1 <= token < vocab:
+                raise ValueError(
+                    f"eos_token_id={eos!r}: every end id must be an action id in [1, {vocab}) "
+                    f"({self.config.id_to_action[1:]})."
+                )
+        bos = generation_config.bos_token_id
+        if bos is not None and bos != self.config.start_action_id:
+            raise ValueError(
+                f"bos_token_id={bos!r}: A2Gen sequences always open with config.start_action "
+                f"{self.config.start_action!r} (id {self.config.start_action_id}); leave bos_token_id unset."
+            )
+        pad = generation_config.pad_token_id
+        if pad is not None and (not isinstance(pad, int) or not 0 <= pad < vocab):
+            raise ValueError(f"pad_token_id={pad!r} must be an id in [0, {vocab}) (0 is the model's padding).")
+
+    def _prepare_timed_generation(
+        self,
+        context: torch.Tensor,
+        generation_config: GenerationConfig,
+        logits_processor: LogitsProcessorList | None,
+        stopping_criteria: StoppingCriteriaList | None,
+        prefix_allowed_tokens_fn: Callable | None,
+    ) -> tuple[LogitsProcessorList, StoppingCriteriaList]:
+        """Length limits, special tokens, processors and stopping criteria, all through transformers' own helpers."""
+        self._check_generation_config(generation_config)
+        budget = self._new_token_budget(generation_config)
+        generation_config.max_new_tokens = budget
+        generation_config.max_length = 1 + budget  # the prompt is the start action
+        min_new = generation_config.min_new_tokens
+        if (min_new is not None and min_new > budget) or (generation_config.min_length or 0) > 1 + budget:
+            raise ValueError(
+                f"min_new_tokens={min_new} / min_length={generation_config.min_length} cannot be met with at most "
+                f"{budget} new actions (max_length={1 + budget}); lower them or raise max_new_tokens."
+            )
+        self._prepare_special_tokens(generation_config, device=context.device)
+        # The end action always ends a timeline (the user left); eos_token_id may add others.
+        end = torch.tensor([self.config.end_action_id], device=context.device)
+        eos = generation_config._eos_token_tensor
+        generation_config._eos_token_tensor = end if eos is None else torch.cat([end, eos[eos != end]])
+        if generation_config._pad_token_tensor is None or generation_config.pad_token_id is None:
+            generation_config._pad_token_tensor = torch.tensor(0, device=context.device)
+        processors = self._get_logits_processor(
+            generation_config=generation_config,
+            input_ids_seq_length=1,
+            encoder_input_ids=None,
+            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+            logits_processor=logits_processor if logits_processor is not None else LogitsProcessorList(),
+            device=context.device,
+            model_kwargs={},
+        )
+        stopping = self._get_stopping_criteria(
+            generation_config, stopping_criteria if stopping_criteria is not None else StoppingCriteriaList()
+        )
+        return processors, stopping
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Public entry points
+
     @torch.no_grad()
     def generate(
         self,
@@ -129,19 +258,36 @@ class A2GenGenerationMixin(GenerationMixin):
         generation_config: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
         stopping_criteria: StoppingCriteriaList | None = None,
+        prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
+        synced_gpus: bool | None = None,
+        assistant_model=None,
+        streamer=None,
+        negative_prompt_ids: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        custom_generate=None,
         **kwargs,
     ) -> A2GenGenerateOutput | A2GenBeamGenerateOutput | torch.LongTensor:
         """
         Generate timed action sequences for the (user, target item) examples given as keyword inputs (the forward's
         history inputs, e.g. a collator batch; labels are ignored).
 
-        Supports greedy search, multinomial sampling (``do_sample=True`` with temperature / top-k / top-p) and beam
-        search (``num_beams > 1``), ``num_return_sequences``, ``max_new_tokens``, ``use_cache`` (EAG),
-        custom ``logits_processor`` / ``stopping_criteria``, ``output_scores`` / ``output_logits``.
+        Decoding strategies: greedy search, multinomial sampling (``do_sample=True``), beam search (``num_beams > 1``)
+        and beam sampling (both). Honoured as transformers' ``generate`` honours them: ``max_new_tokens`` /
+        ``max_length`` (at most config.max_actions actions after ``start``), ``min_new_tokens`` / ``min_length``,
+        ``eos_token_id`` (one id or a list; the end action always ends a sequence too), ``pad_token_id`` (fills
+        finished rows), ``num_return_sequences``, ``use_cache`` (EAG), every logits processor that reads only the
+        generated ids (``temperature``, ``top_k``, ``top_p``, ``min_p``, ``typical_p``, ``epsilon_cutoff``,
+        ``eta_cutoff``, ``repetition_penalty``, ``no_repeat_ngram_size``, ``bad_words_ids``, ``sequence_bias``,
+        ``suppress_tokens``, ``begin_suppress_tokens``, ``forced_eos_token_id``, ``exponential_decay_length_penalty``,
+        ``renormalize_logits``, ``remove_invalid_values``, ``prefix_allowed_tokens_fn``, custom ``logits_processor``),
+        ``stopping_criteria`` and ``max_time``, ``length_penalty`` / ``early_stopping`` (beams), ``streamer`` (not with
+        beams), ``output_scores`` / ``output_logits`` / ``output_attentions`` / ``output_hidden_states``. Any other
+        option that would change the result (group beam search, constraints, assistants, stop strings, static
+        caches, ...) raises ``ValueError``; it is never silently ignored.
 
         Returns:
             `torch.LongTensor` of shape `(batch_size * num_return_sequences, 1 + generated)` (``start`` first,
-            padding after the end action), or with ``return_dict_in_generate=True`` an :class:`A2GenGenerateOutput`
+            ``pad_token_id`` after the end), or with ``return_dict_in_generate=True`` an :class:`A2GenGenerateOutput`
             / :class:`A2GenBeamGenerateOutput` whose ``times`` give the normalised time of every action.
         """
         if inputs is not None:
@@ -149,9 +295,33 @@ class A2GenGenerationMixin(GenerationMixin):
                 "A2Gen's generate() takes its inputs as keyword arguments (user_ids=..., history_item_ids=..., ...), "
                 "e.g. model.generate(**batch); a positional tensor is ambiguous."
             )
+        refused = {
+            "synced_gpus": synced_gpus or None,
+            "assistant_model": assistant_model,
+            "negative_prompt_ids": negative_prompt_ids,
+            "negative_prompt_attention_mask": negative_prompt_attention_mask,
+            "custom_generate": custom_generate,
+        }
+        given = [name for name, value in refused.items() if value is not None]
+        if given:
+            raise ValueError(
+                f"A2Gen's generate() does not support {given}: assisted, synced, negative-prompt and custom decoding "
+                "need a text decoder's prompt; use the history inputs and the generation options instead."
+            )
         generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
-        context = self._encode_for_generation(model_kwargs)
-        return self.generate_from_context(context, generation_config, logits_processor, stopping_criteria)
+        self._check_generation_config(generation_config)
+        encoded = self._encode_for_generation(
+            model_kwargs, bool(generation_config.output_attentions), bool(generation_config.output_hidden_states)
+        )
+        return self._generate_timed(
+            encoded.generation_context,
+            generation_config,
+            logits_processor,
+            stopping_criteria,
+            prefix_allowed_tokens_fn,
+            streamer,
+            encoder_outputs=encoded,
+        )
 
     @torch.no_grad()
     def generate_from_context(
@@ -160,212 +330,396 @@ class A2GenGenerationMixin(GenerationMixin):
         generation_config: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
         stopping_criteria: StoppingCriteriaList | None = None,
+        prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
+        streamer=None,
         **kwargs,
     ) -> A2GenGenerateOutput | A2GenBeamGenerateOutput | torch.LongTensor:
         """
-        :meth:`generate` from a ready generation context `(B, context_size)` (``[user ; Vec_hist ; item]``, as
-        ``A2GenModel`` returns it in ``generation_context``), e.g. the contexts of many candidates of one user that
-        :class:`~a2gen_hf.ranking.A2GenRanker` builds without repeating the history. Takes the same generation
-        options (``generation_config`` and keyword options such as ``max_new_tokens``, ``do_sample``,
-        ``num_return_sequences``) and returns the same outputs.
+        :meth:`generate` from ready generation contexts `(B, context_size)` ([user ; Vec_hist ; item (; extra
+        features)], the encoder's ``generation_context``), e.g. those :class:`~a2gen_hf.serving.A2GenRanker` computes
+        once per user for many candidates. Takes the same generation options and returns the same outputs;
+        ``attentions`` / ``hidden_states`` then hold only the generator's tensors.
         """
-        if not isinstance(context, torch.Tensor) or context.dim() != 2:
-            raise TypeError(
-                "generate_from_context() takes the generation context as a tensor of shape (batch, context_size), "
-                f"got {type(context).__name__} {tuple(getattr(context, 'shape', ()))}."
-            )
         generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
+        for name in ("output_attentions", "output_hidden_states", "use_cache"):
+            model_kwargs.pop(name, None)
         if model_kwargs:
             raise ValueError(
                 f"generate_from_context() got unknown arguments {sorted(model_kwargs)}; it takes the context and "
                 "generation options (max_new_tokens, do_sample, num_beams, ...)."
             )
-        use_cache = generation_config.use_cache if generation_config.use_cache is not None else True
-        max_new_tokens = self._new_token_budget(generation_config)
-        processors = self._get_logits_processor(
-            generation_config=generation_config,
-            input_ids_seq_length=1,
-            encoder_input_ids=None,
-            logits_processor=logits_processor if logits_processor is not None else LogitsProcessorList(),
-            device=context.device,
-            model_kwargs={},
+        if context.dim() != 2:
+            raise ValueError(f"context must be (batch, context_size), got shape {tuple(context.shape)}.")
+        return self._generate_timed(
+            context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer
         )
-        stopping = stopping_criteria if stopping_criteria is not None else StoppingCriteriaList()
-        if context.shape[0] == 0:
-            return self._empty_generation(context, generation_config)
-        if generation_config.num_beams and generation_config.num_beams > 1:
-            return self._beam_search_timed(context, generation_config, processors, stopping, max_new_tokens, use_cache)
-        return self._sample_timed(context, generation_config, processors, stopping, max_new_tokens, use_cache)
 
-    def _empty_generation(self, context, generation_config):
-        """A batch of zero examples generates zero sequences (of the start action only)."""
-        sequences, times = self._start_sequences(0, context.device)
-        if not generation_config.return_dict_in_generate:
-            return sequences
-        if generation_config.num_beams and generation_config.num_beams > 1:
-            return A2GenBeamGenerateOutput(sequences=sequences, times=times, sequences_scores=times[:, 0])
-        return A2GenGenerateOutput(sequences=sequences, times=times)
+    def _generate_timed(
+        self,
+        context,
+        generation_config,
+        logits_processor,
+        stopping_criteria,
+        prefix_allowed_tokens_fn,
+        streamer,
+        encoder_outputs=None,
+    ):
+        processors, stopping = self._prepare_timed_generation(
+            context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn
+        )
+        beams = generation_config.num_beams > 1
+        if beams and streamer is not None:
+            raise ValueError("streamer cannot be used with beam search (as in transformers); set num_beams=1.")
+        expand = max(generation_config.num_beams, generation_config.num_return_sequences)
+        context = context.repeat_interleave(expand, dim=0)
+        record = generation_config.return_dict_in_generate and (
+            generation_config.output_attentions or generation_config.output_hidden_states
+        )
+        encoder_parts = self._expanded_encoder_parts(encoder_outputs, expand) if record else ((), ())
+        use_cache = generation_config.use_cache is not False and self.config.generator_type == "eag"
+        if beams:
+            return self._beam_search_timed(context, generation_config, processors, stopping, encoder_parts, use_cache)
+        return self._sample_timed(context, generation_config, processors, stopping, streamer, encoder_parts, use_cache)
 
-    def _sample_timed(self, context, generation_config, processors, stopping, max_new_tokens, use_cache):
-        copies = generation_config.num_return_sequences or 1
-        context = context.repeat_interleave(copies, dim=0)
+    @staticmethod
+    def _expanded_encoder_parts(encoder_outputs, expand: int) -> tuple[tuple, tuple]:
+        """The encoder's attentions and hidden states, one row per generated sequence."""
+        if encoder_outputs is None:
+            return (), ()
+        return tuple(
+            tuple(tensor.repeat_interleave(expand, dim=0) for tensor in (parts or ()))
+            for parts in (encoder_outputs.attentions, encoder_outputs.hidden_states)
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Steps
+
+    def _make_step_function(self, context: torch.Tensor, use_cache: bool) -> tuple[StepFunction, DynamicCache | None]:
+        if self.config.generator_type == "iag":
+            slots = self.generator(context)
+
+            def iag_step(tokens, times):
+                slot = tokens.shape[1] - 1
+                return _Step(
+                    slots["logits"][:, slot],
+                    slots["times"][:, slot],
+                    slots["states"][:, slot : slot + 1],
+                    slots["probabilities"][:, :, slot : slot + 1],
+                )
+
+            return iag_step, None
+
+        cache = DynamicCache() if use_cache else None
+
+        def eag_step(tokens, times):
+            if cache is not None and cache.get_seq_length() > 0:
+                tokens, times = tokens[:, -1:], times[:, -1:]
+            generated = self.generator(context, tokens, times, cache=cache)
+            return _Step(generated["logits"][:, -1], generated["times"][:, -1], generated["states"],
+                         generated["probabilities"])
+
+        return eag_step, cache
+
+    def _allowed_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """
+        float32 scores `(R, V)` where padding and the start action cannot be generated: a sequence opens with one
+        ``start`` and ends with an end action (or the length limit).
+        """
+        scores = logits.to(dtype=torch.float32, copy=True)
+        scores[:, 0] = -float("inf")
+        scores[:, self.config.start_action_id] = -float("inf")
+        return scores
+
+    def _start_rows(self, rows: int, context: torch.Tensor) -> tuple[torch.LongTensor, torch.Tensor]:
+        """`(rows, 1)` start actions and their time, in the model's dtype (what EAG is fed)."""
+        tokens = torch.full((rows, 1), self.config.start_action_id, dtype=torch.long, device=context.device)
+        times = torch.full((rows, 1), self.config.start_time, dtype=context.dtype, device=context.device)
+        return tokens, times
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Greedy search and sampling
+
+    def _sample_timed(self, context, generation_config, processors, stopping, streamer, encoder_parts, use_cache):
         step_function, cache = self._make_step_function(context, use_cache)
-        sequences, times = self._start_sequences(context.shape[0], context.device)
-        unfinished = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
-        scores, raw_logits = [], []
-        for step in range(max_new_tokens):
-            logits, step_times = step_function(step, sequences, times)
+        rows = context.shape[0]
+        sequences, fed_times = self._start_rows(rows, context)
+        fed_tokens = sequences
+        times = fed_times.float()
+        pad = generation_config._pad_token_tensor
+        end_id = self.config.end_action_id
+        unfinished = torch.ones(rows, dtype=torch.bool, device=context.device)
+        keep = generation_config.return_dict_in_generate
+        scores = () if keep and generation_config.output_scores else None
+        raw_logits = () if keep and generation_config.output_logits else None
+        attentions = () if keep and generation_config.output_attentions else None
+        hidden_states = () if keep and generation_config.output_hidden_states else None
+        if streamer is not None:
+            streamer.put(sequences.cpu())
+        while rows and sequences.shape[1] < generation_config.max_length:
+            step = step_function(fed_tokens, fed_times)
+            logits = step.logits.to(dtype=torch.float32, copy=True)
             step_scores = processors(sequences, self._allowed_scores(logits))
+            if scores is not None:
+                scores += (step_scores,)
+            if raw_logits is not None:
+                raw_logits += (logits,)
+            if attentions is not None:
+                attentions += ((*encoder_parts[0], step.probabilities),)
+            if hidden_states is not None:
+                hidden_states += ((*encoder_parts[1], step.states),)
             if generation_config.do_sample:
-                next_actions = torch.multinomial(torch.softmax(step_scores, dim=-1), num_samples=1).squeeze(1)
+                next_tokens = torch.multinomial(F.softmax(step_scores, dim=-1), num_samples=1).squeeze(1)
             else:
-                next_actions = step_scores.argmax(-1)
-            next_actions = torch.where(unfinished, next_actions, torch.zeros_like(next_actions))
-            next_times = torch.where(unfinished, step_times.float(), torch.zeros_like(step_times, dtype=torch.float))
-            sequences = torch.cat([sequences, next_actions[:, None]], dim=1)
-            times = torch.cat([times, next_times[:, None]], dim=1)
-            scores.append(step_scores)
-            raw_logits.append(logits)
-            unfinished = unfinished & (next_actions != self.config.end_action_id)
-            if len(stopping):
-                unfinished = unfinished & ~stopping(sequences, step_scores)
+                next_tokens = step_scores.argmax(-1)
+            next_tokens = torch.where(unfinished, next_tokens, pad)
+            sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
+            times = torch.cat([times, torch.where(unfinished, step.times.float(), 0.0)[:, None]], dim=1)
+            # EAG is fed real actions only: a finished row repeats the end action, which keeps cached and uncached
+            # decoding identical (padding is never a cached key).
+            fed_tokens = torch.cat([fed_tokens, torch.where(unfinished, next_tokens, end_id)[:, None]], dim=1)
+            fed_times = torch.cat([fed_times, step.times[:, None]], dim=1)
+            unfinished = unfinished & ~stopping(sequences, scores)
+            if streamer is not None:
+                streamer.put(next_tokens.cpu())
             if not unfinished.any():
                 break
-        if not generation_config.return_dict_in_generate:
+        if streamer is not None:
+            streamer.end()
+        if not keep:
             return sequences
         return A2GenGenerateOutput(
             sequences=sequences,
             times=times,
-            scores=tuple(scores) if generation_config.output_scores else None,
-            logits=tuple(raw_logits) if generation_config.output_logits else None,
+            scores=scores,
+            logits=raw_logits,
+            attentions=attentions,
+            hidden_states=hidden_states,
             cache=cache,
         )
 
-    def _beam_search_timed(self, context, generation_config, processors, stopping, max_new_tokens, use_cache):
+    # ------------------------------------------------------------------------------------------------------------
+    # Beam search (transformers' vectorised steps; the times follow the beams through beam_indices)
+
+    def _get_top_k_continuations(
+        self,
+        accumulated_log_probs: torch.Tensor,
+        running_sequences: torch.Tensor,
+        running_beam_indices: torch.Tensor,
+        cur_len: int,
+        decoder_prompt_len: int,
+        do_sample: bool,
+        beams_to_keep: int,
+        num_beams: int,
+        batch_size: int,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        transformers' step, except that beam sampling also works with A2Gen's few actions: there, fewer than
+        ``beams_to_keep`` continuations can have a non-zero probability (at the first step only beam 0 is live), so
+        continuations with a finite score but a probability that underflows to 0 are drawn after all the others.
+        """
+        if not do_sample:
+            return super()._get_top_k_continuations(
+                accumulated_log_probs, running_sequences, running_beam_indices, cur_len, decoder_prompt_len,
+                do_sample, beams_to_keep, num_beams, batch_size, **kwargs,
+            )
+        probabilities = F.softmax(accumulated_log_probs, dim=-1)
+        finite = torch.isfinite(accumulated_log_probs)
+        weights = torch.where(finite & (probabilities == 0), torch.finfo(probabilities.dtype).tiny, probabilities)
+        available = int((weights > 0).sum(-1).min())
+        if available < beams_to_keep:
+            raise ValueError(
+                f"Beam sampling keeps {beams_to_keep} continuations per step, but only {available} actions can follow "
+                "(after the logits processors); lower num_beams or relax the processors."
+            )
+        topk_indices = torch.multinomial(weights, num_samples=beams_to_keep)
+        topk_log_probs = torch.gather(accumulated_log_probs, dim=1, index=topk_indices)
+        topk_log_probs, order = topk_log_probs.sort(dim=-1, descending=True)
+        topk_indices = topk_indices.gather(dim=-1, index=order)
+        vocab_size = accumulated_log_probs.shape[-1] // num_beams
+        topk_current_beam_indices = topk_indices // vocab_size
+        topk_running_beam_indices = self._gather_beams(running_beam_indices, topk_current_beam_indices)
+        topk_running_sequences = self._gather_beams(running_sequences, topk_current_beam_indices)
+        topk_running_sequences[:, :, cur_len] = topk_indices % vocab_size
+        batch_offset = torch.arange(batch_size, device=topk_indices.device).view(-1, 1) * num_beams
+        topk_running_beam_indices[:, :, cur_len - decoder_prompt_len] = topk_current_beam_indices + batch_offset
+        return topk_log_probs, topk_running_sequences, topk_running_beam_indices
+
+    def _beam_search_timed(self, context, generation_config, processors, stopping, encoder_parts, use_cache):
         num_beams = generation_config.num_beams
-        returned = generation_config.num_return_sequences or 1
-        if returned > num_beams:
-            raise ValueError(f"num_return_sequences={returned} must be <= num_beams={num_beams}.")
-        length_penalty = generation_config.length_penalty if generation_config.length_penalty is not None else 1.0
-        batch_size, device = context.shape[0], context.device
-        context = context.repeat_interleave(num_beams, dim=0)
+        returned = generation_config.num_return_sequences
+        max_length = generation_config.max_length
+        length_penalty = generation_config.length_penalty
+        early_stopping = generation_config.early_stopping
+        pad = int(generation_config._pad_token_tensor)
+        rows = context.shape[0]
+        batch_size = rows // num_beams
+        device = context.device
+        cur_len = prompt_len = 1
+        keep = generation_config.return_dict_in_generate
+        beams_to_keep = max(2, 1 + generation_config._eos_token_tensor.shape[0]) * num_beams
+        top_num_beam_mask = torch.zeros(beams_to_keep, dtype=torch.bool, device=device)
+        top_num_beam_mask[:num_beams] = True
+
         step_function, cache = self._make_step_function(context, use_cache)
-        sequences, times = self._start_sequences(batch_size * num_beams, device)
-        beam_scores = torch.full((batch_size, num_beams), -float("inf"), device=device)
-        beam_scores[:, 0] = 0.0  # identical beams at the start: only the first may expand
-        beam_history = torch.arange(batch_size * num_beams, device=device)[:, None] % num_beams
-        finished: list[list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in range(batch_size)]
-        done = [False] * batch_size
-        end_id = self.config.end_action_id
-        scores, raw_logits = [], []
+        start_tokens, running_times = self._start_rows(rows, context)
+        running_sequences = torch.full((batch_size, num_beams, max_length), pad, dtype=torch.long, device=device)
+        running_sequences[:, :, :1] = self._unflatten_beam_dim(start_tokens, batch_size, num_beams)
+        sequences = running_sequences.clone()
+        running_beam_scores = torch.zeros((batch_size, num_beams), dtype=torch.float, device=device)
+        running_beam_scores[:, 1:] = -1e9  # identical beams at the start: only the first may expand
+        beam_scores = torch.full((batch_size, num_beams), -1e9, dtype=torch.float, device=device)
+        is_sent_finished = torch.zeros((batch_size, num_beams), dtype=torch.bool, device=device)
+        is_early_stop_heuristic_unsatisfied = torch.ones((batch_size, 1), dtype=torch.bool, device=device)
+        next_token_hits_stopping_criteria = torch.zeros((batch_size, num_beams), dtype=torch.bool, device=device)
+        running_beam_indices = torch.full(
+            (batch_size, num_beams, max_length - prompt_len), -1, dtype=torch.int32, device=device
+        )
+        beam_indices = running_beam_indices.clone()
+        step_times: list[torch.Tensor] = []  # per step, the time each running row predicted `(rows,)`
+        all_scores = () if keep and generation_config.output_scores else None
+        raw_logits = () if keep and generation_config.output_logits else None
+        attentions = () if keep and generation_config.output_attentions else None
+        hidden_states = () if keep and generation_config.output_hidden_states else None
 
-        def normalised(score: float, length: int) -> float:
-            return score / (length**length_penalty)
+        finished = rows == 0
+        while not finished:
+            flat_running = self._flatten_beam_dim(running_sequences[:, :, :cur_len])
+            # Only dead beams (score -1e9 or below) can hold padding: EAG is fed the end action there instead.
+            fed_tokens = flat_running.masked_fill(flat_running == 0, self.config.end_action_id)
+            step = step_function(fed_tokens, running_times)
+            logits = step.logits.to(dtype=torch.float32, copy=True)
+            log_probs = processors(flat_running, F.log_softmax(self._allowed_scores(logits), dim=-1))
+            if all_scores is not None:
+                all_scores += (log_probs.clone(),)
+            if raw_logits is not None:
+                raw_logits += (logits,)
+            if attentions is not None:
+                attentions += ((*encoder_parts[0], step.probabilities),)
+            if hidden_states is not None:
+                hidden_states += ((*encoder_parts[1], step.states),)
+            step_times.append(step.times.float())
 
-        for step in range(max_new_tokens):
-            logits, step_times = step_function(step, sequences, times)
-            log_probs = processors(sequences, torch.log_softmax(self._allowed_scores(logits), dim=-1))
-            scores.append(log_probs)
-            raw_logits.append(logits)
-            vocab = log_probs.shape[-1]
-            candidates = (beam_scores.view(-1, 1) + log_probs).view(batch_size, num_beams * vocab)
-            top_scores, top_indices = candidates.topk(min(2 * num_beams, candidates.shape[1]), dim=1)
-            next_beam_rows, next_tokens, next_scores = [], [], []
-            for batch in range(batch_size):
-                kept = 0
-                for score, index in zip(top_scores[batch].tolist(), top_indices[batch].tolist()):
-                    row = batch * num_beams + index // vocab
-                    token = index % vocab
-                    if score == -float("inf"):
-                        break
-                    if done[batch]:
-                        break
-                    if token == end_id:
-                        finished[batch].append(
-                            (
-                                normalised(score, sequences.shape[1] + 1),
-                                torch.cat([sequences[row], sequences.new_tensor([token])]),
-                                torch.cat([times[row], step_times[row : row + 1].float()]),
-                                torch.cat([beam_history[row], beam_history.new_tensor([row % num_beams])]),
-                            )
-                        )
-                        continue
-                    next_beam_rows.append(row)
-                    next_tokens.append(token)
-                    next_scores.append(score)
-                    kept += 1
-                    if kept == num_beams:
-                        break
-                while kept < num_beams:  # pad finished or exhausted batches with dead beams
-                    next_beam_rows.append(batch * num_beams)
-                    next_tokens.append(0)
-                    next_scores.append(-float("inf"))
-                    kept += 1
-                finished[batch].sort(key=lambda hypothesis: hypothesis[0], reverse=True)
-                del finished[batch][num_beams:]
-                best_running = max(next_scores[-num_beams:])
-                if len(finished[batch]) == num_beams and (
-                    generation_config.early_stopping is True
-                    or normalised(best_running, sequences.shape[1] + 1) <= finished[batch][-1][0]
-                ):
-                    done[batch] = True
-            beam_rows = torch.tensor(next_beam_rows, dtype=torch.long, device=device)
-            sequences = torch.cat([sequences[beam_rows], torch.tensor(next_tokens, device=device)[:, None]], dim=1)
-            times = torch.cat([times[beam_rows], step_times[beam_rows].float()[:, None]], dim=1)
-            beam_history = torch.cat([beam_history[beam_rows], (beam_rows % num_beams)[:, None]], dim=1)
-            beam_scores = torch.tensor(next_scores, device=device).view(batch_size, num_beams)
+            log_probs = self._unflatten_beam_dim(log_probs, batch_size, num_beams) + running_beam_scores[:, :, None]
+            log_probs = torch.reshape(log_probs, (batch_size, -1))
+            topk_log_probs, topk_running_sequences, topk_running_beam_indices = self._get_top_k_continuations(
+                accumulated_log_probs=log_probs,
+                running_sequences=running_sequences,
+                running_beam_indices=running_beam_indices,
+                cur_len=cur_len,
+                decoder_prompt_len=prompt_len,
+                do_sample=generation_config.do_sample,
+                beams_to_keep=beams_to_keep,
+                num_beams=num_beams,
+                batch_size=batch_size,
+            )
+            next_token_hits_stopping_criteria = self._unflatten_beam_dim(
+                stopping(self._flatten_beam_dim(topk_running_sequences[:, :, : cur_len + 1]), all_scores),
+                batch_size,
+                beams_to_keep,
+            )
+            running_sequences, running_beam_scores, running_beam_indices = self._get_running_beams_for_next_iteration(
+                topk_log_probs=topk_log_probs,
+                topk_running_sequences=topk_running_sequences,
+                topk_running_beam_indices=topk_running_beam_indices,
+                next_token_hits_stopping_criteria=next_token_hits_stopping_criteria,
+                num_beams=num_beams,
+            )
+            sequences, beam_scores, beam_indices, is_sent_finished = self._update_finished_beams(
+                sequences=sequences,
+                topk_running_sequences=topk_running_sequences,
+                beam_scores=beam_scores,
+                topk_log_probs=topk_log_probs,
+                beam_indices=beam_indices,
+                topk_running_beam_indices=topk_running_beam_indices,
+                is_early_stop_heuristic_unsatisfied=is_early_stop_heuristic_unsatisfied,
+                is_sent_finished=is_sent_finished,
+                next_token_hits_stopping_criteria=next_token_hits_stopping_criteria,
+                top_num_beam_mask=top_num_beam_mask,
+                num_beams=num_beams,
+                cur_len=cur_len,
+                decoder_prompt_len=prompt_len,
+                length_penalty=length_penalty,
+                early_stopping=early_stopping,
+            )
+            # Each running beam extends the row `origin` of this step: it inherits that row's times and cache.
+            origin = self._flatten_beam_dim(running_beam_indices[..., cur_len - prompt_len]).long()
+            running_times = torch.cat([running_times[origin], step.times[origin, None]], dim=1)
             if cache is not None:
-                cache.reorder_cache(beam_rows)
-            if all(done) or (len(stopping) and stopping(sequences, log_probs).all()):
-                break
+                cache.reorder_cache(origin)
+            cur_len += 1
+            is_early_stop_heuristic_unsatisfied = self._check_early_stop_heuristic(
+                is_early_stop_heuristic_unsatisfied=is_early_stop_heuristic_unsatisfied,
+                running_beam_scores=running_beam_scores,
+                beam_scores=beam_scores,
+                is_sent_finished=is_sent_finished,
+                cur_len=cur_len,
+                max_length=max_length,
+                decoder_prompt_len=prompt_len,
+                early_stopping=early_stopping,
+                length_penalty=length_penalty,
+            )
+            finished = not self._beam_search_has_unfinished_sequences(
+                is_early_stop_heuristic_unsatisfied, is_sent_finished, next_token_hits_stopping_criteria, early_stopping
+            )
 
-        for batch in range(batch_size):  # beams that hit the length limit compete with the finished ones
-            for beam in range(num_beams):
-                row = batch * num_beams + beam
-                if beam_scores[batch, beam] > -float("inf") and not done[batch]:
-                    score = normalised(beam_scores[batch, beam].item(), sequences.shape[1])
-                    finished[batch].append((score, sequences[row], times[row], beam_history[row]))
-            finished[batch].sort(key=lambda hypothesis: hypothesis[0], reverse=True)
-
-        best = [hypothesis for batch in range(batch_size) for hypothesis in finished[batch][:returned]]
-        length = max(hypothesis[1].shape[0] for hypothesis in best)
-        out_sequences = torch.zeros((len(best), length), dtype=torch.long, device=device)
-        out_times = torch.zeros((len(best), length), dtype=torch.float, device=device)
-        out_beams = torch.full((len(best), length - 1), -1, dtype=torch.long, device=device)
-        for index, (_, tokens, token_times, beams) in enumerate(best):
-            out_sequences[index, : tokens.shape[0]] = tokens
-            out_times[index, : token_times.shape[0]] = token_times
-            out_beams[index, : tokens.shape[0] - 1] = beams[1 : tokens.shape[0]]
-        if not generation_config.return_dict_in_generate:
-            return out_sequences
+        sequences = self._flatten_beam_dim(sequences[:, :returned, :])
+        beam_scores = self._flatten_beam_dim(beam_scores[:, :returned])
+        beam_indices = self._flatten_beam_dim(beam_indices[:, :returned, :])
+        generated = int((beam_indices + 1).bool().sum(dim=1).max()) if rows else 0
+        sequences = sequences[:, : prompt_len + generated]
+        beam_indices = beam_indices[:, :generated]
+        times = torch.zeros(sequences.shape, dtype=torch.float, device=device)
+        times[:, 0] = self.config.start_time
+        for position in range(generated):  # the time of a token is the one its beam predicted at that step
+            source = beam_indices[:, position].long()
+            times[:, position + 1] = torch.where(source >= 0, step_times[position][source.clamp_min(0)], 0.0)
+        if not keep:
+            return sequences
         return A2GenBeamGenerateOutput(
-            sequences=out_sequences,
-            times=out_times,
-            sequences_scores=torch.tensor([hypothesis[0] for hypothesis in best], device=device),
-            scores=tuple(scores) if generation_config.output_scores else None,
-            logits=tuple(raw_logits) if generation_config.output_logits else None,
-            beam_indices=out_beams if generation_config.output_scores else None,
+            sequences=sequences,
+            times=times,
+            sequences_scores=beam_scores if generation_config.output_scores else None,
+            scores=all_scores,
+            logits=raw_logits,
+            beam_indices=beam_indices,
+            attentions=attentions,
+            hidden_states=hidden_states,
             cache=cache,
         )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Ranking
 
     @torch.no_grad()
     def slot_distributions(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        Per-slot class probabilities `(B, K, V)` and times `(B, K)` from the generation context `(B, C)`: IAG's K
-        slots from one pass, or the K steps of EAG's greedy decode (with the key/value cache).
+        Per-slot class probabilities `(B, K, V)` and times `(B, K)` (float32) from the generation context `(B, C)`.
+
+        IAG: its K slots from one pass. EAG: K decoding steps with the key/value cache, feeding back at each step
+        the most likely action that continues the sequence (not padding, not ``start``, not the end action): slot
+        k's distribution is then the one given that the sequence is still running, which is what
+        :func:`~a2gen_hf.modeling_a2gen.action_predictions_from_slots` weighs by the chance ``alive_k`` that it is.
         """
-        if self.config.generator_type == "iag":  # all K slots from one pass: nothing is fed back
+        if self.config.generator_type == "iag":
             slots = self.generator(context)
-            return torch.softmax(slots["logits"].float(), dim=-1), slots["times"].float()
+            return F.softmax(slots["logits"].float(), dim=-1), slots["times"].float()
         step_function, _ = self._make_step_function(context, use_cache=True)
-        sequences, times = self._start_sequences(context.shape[0], context.device)
+        tokens, times = self._start_rows(context.shape[0], context)
+        stops = {0, self.config.start_action_id, self.config.end_action_id}
+        any_continuing = self.config.vocab_size > len(stops)  # decided in Python: torch.export traces this
+        continuing = torch.ones(self.config.vocab_size, dtype=torch.bool, device=context.device)
+        continuing[sorted(stops)] = False
         probabilities, slot_times = [], []
-        for step in range(self.config.max_actions):
-            logits, step_times = step_function(step, sequences, times)
-            # Padding stays in: for IAG a padding slot means "the sequence has already ended".
-            step_probabilities = torch.softmax(logits.float(), dim=-1)
-            probabilities.append(step_probabilities)
-            slot_times.append(step_times.float())
-            sequences = torch.cat([sequences, step_probabilities.argmax(-1, keepdim=True)], dim=1)
-            times = torch.cat([times, step_times.float()[:, None]], dim=1)
+        for _ in range(self.config.max_actions):
+            step = step_function(tokens, times)
+            logits = step.logits.float()
+            probabilities.append(F.softmax(logits, dim=-1))
+            slot_times.append(step.times.float())
+            if any_continuing:
+                fed = logits.masked_fill(~continuing, -float("inf")).argmax(-1)
+            else:  # a vocabulary of start and end only: nothing continues a sequence
+                fed = torch.full_like(tokens[:, 0], self.config.end_action_id)
+            tokens = torch.cat([tokens, fed[:, None]], dim=1)
+            times = torch.cat([times, step.times[:, None]], dim=1)
         return torch.stack(probabilities, dim=1), torch.stack(slot_times, dim=1)

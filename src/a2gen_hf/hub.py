@@ -305,23 +305,6 @@ def _check_same_vocabulary(model: A2GenPreTrainedModel, tokenizer: A2GenActionTo
             )
 
 
-def _add_base_model_to_auto_map(model: A2GenPreTrainedModel, folder: Path) -> None:
-    """Let ``AutoModel.from_pretrained(repo, trust_remote_code=True)`` load the base model of a head checkpoint.
-
-    ``save_pretrained`` writes only the saved class into ``auto_map``; the base model (same module file) is added
-    under ``AutoModel`` when its class is registered for it.
-    """
-    base_model = model.base_model
-    base_class = type(base_model)
-    if base_model is model or getattr(base_class, "_auto_class", None) != "AutoModel":
-        return
-    config_file = folder / "config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    auto_map = config.setdefault("auto_map", {})
-    auto_map.setdefault("AutoModel", f"{base_class.__module__.rsplit('.', 1)[-1]}.{base_class.__name__}")
-    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 def push_checkpoint(
     checkpoint_dir_or_model: str | Path | A2GenPreTrainedModel,
     repo_id: str,
@@ -369,8 +352,7 @@ def push_checkpoint(
     card = build_model_card(model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id)
     with tempfile.TemporaryDirectory(prefix="a2gen-push-") as staging:
         folder = Path(staging)
-        model.save_pretrained(folder)
-        _add_base_model_to_auto_map(model, folder)
+        model.save_pretrained(folder)  # its auto_map lists the encoder under AutoModel too
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         card.save(folder / "README.md")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -265,7 +266,7 @@ class A2GenFeatureEmbeddings(nn.Module):
                 f"This model reads {self.num_user_side_lists} user side lists: pass `user_side_ids` of shape "
                 "(batch, lists, length), or use a config with num_user_side_lists=0."
             )
-        present = (user_side_ids != 0).unsqueeze(-1).float()
+        present = (user_side_ids != 0).unsqueeze(-1).to(self.item_embeddings.weight.dtype)
         side_rows = user_side_ids if self.item_rows is None else self.item_rows[user_side_ids].long()
         pooled = (self.item_embeddings(side_rows) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
         return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
@@ -754,11 +755,48 @@ class A2GenPreTrainedModel(PreTrainedModel):
     config_class = A2GenConfig
     config: A2GenConfig
     base_model_prefix = "a2gen"
-    main_input_name = "history_item_ids"
+    # The first argument of every forward: one row per (user, target item) example; there is no `input_ids`.
+    main_input_name = "user_ids"
     supports_gradient_checkpointing = False
     _no_split_modules = []
     # forward names every argument; Trainer must not pass num_items_in_batch (the loss is a per-batch mean).
     accepts_loss_kwargs = False
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """Refused: A2Gen's vocabulary is its fixed list of actions, not a tokenizer's growing one."""
+        raise NotImplementedError(
+            "A2Gen's action vocabulary is fixed by config.action_names: the event embeddings, the generator's heads "
+            "and the tokenizer are all sized by it, and the item table (get_input_embeddings) is sized by "
+            "config.item_buckets hash buckets, not by a vocabulary. To use other actions, build an A2GenConfig with "
+            "the new action_names (and a tokenizer from it) and train that model."
+        )
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """
+        ``PreTrainedModel.save_pretrained``; a generator model saved with its code also lists its encoder under
+        ``AutoModel`` in ``auto_map``, so ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` loads it.
+        """
+        base_model = self.base_model
+        if self._auto_class is not None and base_model is not self:
+            module = type(base_model).__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{module}.{type(base_model).__name__}")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @staticmethod
+    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args, **kwargs):
+        """transformers' loading, with an error that names a truncated or corrupt weight file."""
+        try:
+            return PreTrainedModel._load_pretrained_model(
+                model, state_dict, checkpoint_files, load_config, *args, **kwargs
+            )
+        except SafetensorError as error:
+            damaged = _damaged_weight_file(checkpoint_files or [])
+            raise OSError(
+                f"{damaged or 'A weight file'}: cannot be read as safetensors ({error}); the file is truncated or "
+                "corrupt (an interrupted download or copy?). Download or save it again."
+            ) from error
 
     def _init_weights(self, module: nn.Module) -> None:
         """Embeddings ~ N(0, initializer_range) (padding rows zero); linear maps LeCun-normal so depth keeps scale."""
@@ -782,6 +820,17 @@ class A2GenPreTrainedModel(PreTrainedModel):
             init.zeros_(module.mean)
             init.ones_(module.variance)
             init.zeros_(module.count)
+
+
+def _damaged_weight_file(files: list[str]) -> str | None:
+    """The first of ``files`` that safetensors cannot open (a truncated file fails its header check)."""
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            return str(path)
+    return None
 
 
 _HISTORY_ARGS_DOC = r"""
@@ -1071,7 +1120,9 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         action_ids / action_times (`(B, T')`, *optional*, EAG): the decoder input; defaults to the labels without
             their last position (teacher forcing). Ignored by IAG.
         encoder_outputs (:class:`A2GenModelOutput`, *optional*): reuse an encoder pass (history args not needed).
-        cache (`DynamicCache`, *optional*) / use_cache (`bool`): EAG's key/value cache for decoding.
+        cache (`DynamicCache`, *optional*) / use_cache (`bool`): EAG's key/value cache for decoding; a cache is
+            built and returned only with `use_cache=True` or when one is passed (default: `use_cache = cache is not
+            None`). `past_key_values=` is accepted as the older name of `cache`.
     """
 
     def __init__(self, config: A2GenConfig):
@@ -1114,7 +1165,14 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        past_key_values: DynamicCache | None = None,
     ) -> A2GenActionGenerationOutput | tuple:
+        if past_key_values is not None:  # transformers' older name of the cache argument
+            if cache is not None:
+                raise ValueError("Pass the EAG cache as cache= or as past_key_values=, not both.")
+            cache = past_key_values
+        if use_cache is None:
+            use_cache = cache is not None  # a passed cache is continued; training never builds one
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -1222,7 +1280,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         head (the times still come from the slots). Accepts the forward's history inputs (labels are ignored).
         See :func:`action_predictions_from_slots`.
         """
-        context = self._encode_for_generation(dict(inputs))
+        context = self._encode_for_generation(dict(inputs)).generation_context
         prediction = action_predictions_from_slots(self.config, *self.slot_distributions(context))
         if self.occurrence_head is not None:
             prediction.action_probabilities = occurrence_probabilities(self, context)

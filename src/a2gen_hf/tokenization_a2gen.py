@@ -96,8 +96,15 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
 
     Vocabulary: id 0 is ``<pad>`` (the pad token), ``action_names[i]`` has id ``i + 1``, exactly as in
     :class:`A2GenConfig`; ``start_action`` is the bos token and ``end_action`` the eos token. Calling the tokenizer on
-    text maps whitespace-separated action names to ids (``tokenizer("start like leave")["action_ids"] == [1, 2, 6]``);
-    timelines with times go through :meth:`encode_timeline` / :meth:`encode_timelines`.
+    text maps whitespace-separated action names to ids (``tokenizer("start like leave")["action_ids"] == [1, 2, 6]``,
+    ``tokenizer.encode("start like leave") == [1, 2, 6]``); calling it on a timeline of ``(action, seconds)`` events,
+    or on a list of timelines, encodes them with :meth:`encode_timeline` / :meth:`encode_timelines`. The vocabulary is
+    fixed: ``add_tokens`` / ``add_special_tokens`` refuse actions it does not have.
+
+    Model inputs: :meth:`encode_histories` returns the history tensors and :meth:`encode_labels` the label tensors under
+    the names ``forward`` takes (``history_item_ids``, ``history_action_ids``, ``history_action_times``, ...,
+    ``labels``, ``label_times``, ``label_time_mask``); the ``action_ids`` / ``action_times`` of a timeline encoding
+    are EAG's decoder input of the same names (``time_mask`` has no forward argument: unknown times are 0.0).
 
     Times are encoded once, here: ``z = (log1p(seconds) - time_log_mean) / time_log_std`` (see
     ``a2gen_hf.time_encoding``), with the two statistics fitted on the training split by
@@ -264,6 +271,128 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         if not index:
             raise self._unknown_action(name, where)
         return index
+
+    def _fixed_vocabulary_error(self, tokens: list[str]) -> ValueError:
+        return ValueError(
+            f"Cannot add {tokens}: an A2Gen tokenizer's vocabulary is the fixed action list {self.action_names} "
+            "(plus <pad>), shared with the model's config, heads and embeddings. Build a tokenizer and a model with "
+            "the new action_names instead (A2GenActionTokenizer(action_names=[...]), A2GenConfig(action_names=[...]))."
+        )
+
+    def add_tokens(self, new_tokens, special_tokens: bool = False) -> int:
+        """Adds nothing: returns 0 for actions already in the vocabulary and refuses any other token."""
+        tokens = list(new_tokens) if isinstance(new_tokens, (list, tuple)) else [new_tokens]
+        unknown = [str(token) for token in tokens if str(token) not in self.vocab]
+        if unknown:
+            raise self._fixed_vocabulary_error(unknown)
+        return 0
+
+    def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens: bool = True) -> int:
+        """Refuses tokens outside the vocabulary and a bos / eos / pad token other than start / end / ``<pad>``."""
+        roles = {"bos_token": self.start_action, "eos_token": self.end_action, "pad_token": PAD_ACTION}
+        for key, value in dict(special_tokens_dict or {}).items():
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            unknown = [str(token) for token in values if str(token) not in self.vocab]
+            if unknown:
+                raise self._fixed_vocabulary_error(unknown)
+            if key in roles and str(value) != roles[key]:
+                raise ValueError(
+                    f"{key}={str(value)!r}: this tokenizer's {key} is {roles[key]!r}; set start_action / end_action "
+                    "when building the tokenizer instead."
+                )
+        return super().add_special_tokens(special_tokens_dict, replace_extra_special_tokens)
+
+    @staticmethod
+    def _is_timeline(value: Any) -> bool:
+        """A non-empty sequence of ``(action name, seconds or None)`` pairs."""
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+            return False
+        return all(
+            isinstance(event, (tuple, list))
+            and len(event) == 2
+            and isinstance(event[0], str)
+            and (event[1] is None or (isinstance(event[1], numbers.Real) and not isinstance(event[1], bool)))
+            for event in value
+        )
+
+    def __call__(self, text=None, *args, **kwargs) -> BatchEncoding:
+        """
+        Text (action names separated by whitespace) as in any tokenizer; a timeline ``[(action, seconds), ...]`` or a
+        list of timelines through :meth:`encode_timeline` / :meth:`encode_timelines`. Timelines take ``max_length``
+        (keep the first events), ``padding`` (``True`` / ``"longest"`` or ``"max_length"``), ``add_start`` and
+        ``return_tensors``, and return a :class:`~transformers.BatchEncoding` of ``action_ids``, ``action_times``
+        and ``time_mask``.
+        """
+        single = self._is_timeline(text)
+        if single or (isinstance(text, (list, tuple)) and text and all(self._is_timeline(item) for item in text)):
+            if args:
+                raise TypeError("Timelines take no second sequence; pass options by keyword (max_length=...).")
+            return self._call_timelines([text] if single else text, single, **kwargs)
+        return super().__call__(text, *args, **kwargs)
+
+    def _call_timelines(
+        self,
+        timelines,
+        single: bool,
+        max_length: int | None = None,
+        padding: bool | str = False,
+        add_start: bool = False,
+        return_tensors: str | None = None,
+        truncation: bool | None = None,
+        **unknown,
+    ) -> BatchEncoding:
+        if unknown:
+            raise TypeError(
+                f"Encoding timelines takes max_length, padding, add_start, truncation and return_tensors; got "
+                f"{sorted(unknown)}."
+            )
+        if truncation is False and max_length is not None:
+            raise ValueError("Timelines are cut to max_length; leave truncation unset (or True) with max_length.")
+        if padding not in (False, True, "longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding={padding!r}: use False, True / 'longest' or 'max_length'.")
+        to_max_length = padding == "max_length"
+        encoding = self.encode_timelines(timelines, max_length, to_max_length, add_start)
+        if padding in (True, "longest") or (return_tensors and not single):
+            encoding = dict(self.pad(encoding, padding="longest", return_attention_mask=False))
+        if single:
+            encoding = {key: value[0] for key, value in encoding.items()}
+        return BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=False)
+
+    def encode(
+        self,
+        text,
+        text_pair=None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> list[int]:
+        """Action ids of text (names), pre-split names, ids or a timeline, as ``PreTrainedTokenizer.encode``."""
+        if self._is_timeline(text):
+            return self(text, max_length=max_length, padding=padding, return_tensors=return_tensors)["action_ids"]
+        if isinstance(text, (list, tuple)) and text and all(isinstance(token, str) for token in text):
+            kwargs.setdefault("is_split_into_words", True)  # a list of names is one pre-split sequence
+        padding_strategy, truncation_strategy, max_length, kwargs_updated = self._get_padding_truncation_strategies(
+            padding=padding, truncation=truncation, max_length=max_length, **kwargs
+        )
+        kwargs.update(kwargs_updated)
+        encoded = self._encode_plus(
+            text,
+            text_pair=text_pair,
+            add_special_tokens=add_special_tokens,
+            padding_strategy=padding_strategy,
+            truncation_strategy=truncation_strategy,
+            max_length=max_length,
+            stride=stride,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            **kwargs,
+        )
+        return encoded["action_ids"]
 
     def tokenize(self, text: str, **kwargs) -> list[str]:
         """Split ``text`` into action names on whitespace.
@@ -522,6 +651,83 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             batch = dict(self.pad(batch, padding="longest", return_attention_mask=False, return_tensors=return_tensors))
         return batch
 
+    def encode_histories(
+        self,
+        histories: Sequence[Sequence[tuple[Any, Sequence[Event]]]],
+        max_history_items: int | None = None,
+        max_events_per_item: int | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchEncoding:
+        """Encode the histories of a batch into the history inputs of ``A2GenModel.forward``, named as it names them.
+
+        A history is a list of ``(raw item id, timeline)`` pairs, oldest first; the item id is hashed with
+        :meth:`hash_item` and the timeline encoded with :meth:`encode_timeline`. As the data collator does, the most
+        recent ``max_history_items`` items are kept, each with its first ``max_events_per_item`` events, and the
+        batch is right-padded with zeros to N items and E events (the longest kept, at least 1).
+
+        Returns:
+            :class:`~transformers.BatchEncoding` with ``history_item_ids`` (B, N), ``history_mask`` (B, N),
+            ``history_action_ids`` (B, N, E), ``history_action_times`` (B, N, E, normalised; 0.0 where unknown) and
+            ``history_time_mask`` (B, N, E). With ``user_ids`` / ``item_ids`` (:meth:`hash_users`, :meth:`hash_items`)
+            these are the inputs of a model without side features:
+            ``model.predict_actions(user_ids=..., item_ids=..., **tokenizer.encode_histories(..., return_tensors="pt"))``.
+        """
+        for name, value in (("max_history_items", max_history_items), ("max_events_per_item", max_events_per_item)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} must be a positive integer or None.")
+        if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
+            raise ValueError("histories must be a list (one per example) of lists of (item, timeline) pairs.")
+        items, encoded = [], []
+        for row, history in enumerate(histories):
+            if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+                raise ValueError(f"History {row} must be a list of (item, timeline) pairs, got {history!r}.")
+            kept = list(history)[-max_history_items:] if max_history_items else list(history)
+            row_items, row_timelines = [], []
+            for index, entry in enumerate(kept):
+                if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                    raise ValueError(f"History {row}, item {index}: expected an (item, timeline) pair, got {entry!r}.")
+                try:
+                    row_items.append(self.hash_item(entry[0]))
+                    row_timelines.append(self.encode_timeline(entry[1], max_length=max_events_per_item))
+                except ValueError as error:
+                    raise type(error)(f"History {row}, item {index}: {error}") from None
+            items.append(row_items)
+            encoded.append(row_timelines)
+        batch, length = len(histories), max([len(row) for row in items] + [1])
+        events = max([len(timeline["action_ids"]) for row in encoded for timeline in row] + [1])
+        item_ids = np.zeros((batch, length), dtype=np.int64)
+        action_ids = np.zeros((batch, length, events), dtype=np.int64)
+        times = np.zeros((batch, length, events), dtype=np.float32)
+        time_mask = np.zeros((batch, length, events), dtype=np.int64)
+        for row, (row_items, row_timelines) in enumerate(zip(items, encoded)):
+            item_ids[row, : len(row_items)] = row_items
+            for index, timeline in enumerate(row_timelines):
+                count = len(timeline["action_ids"])
+                action_ids[row, index, :count] = timeline["action_ids"]
+                times[row, index, :count] = timeline["action_times"]
+                time_mask[row, index, :count] = timeline["time_mask"]
+        encoding = {
+            "history_item_ids": item_ids,
+            "history_mask": (item_ids != 0).astype(np.int64),
+            "history_action_ids": action_ids,
+            "history_action_times": times,
+            "history_time_mask": time_mask,
+        }
+        if return_tensors is None:
+            encoding = {key: value.tolist() for key, value in encoding.items()}
+        return BatchEncoding(encoding, tensor_type=return_tensors)
+
+    def encode_labels(self, timelines: Sequence[Sequence[Event]], return_tensors: str | None = None) -> BatchEncoding:
+        """Encode target timelines as ``forward``'s ``labels`` / ``label_times`` / ``label_time_mask`` `(B, T)`.
+
+        Each timeline keeps its first ``max_actions + 1`` events (start included) and is padded to exactly that many
+        (id 0, time 0.0, mask 0), as the data collator builds labels.
+        """
+        length = self.max_actions + 1
+        encoding = self.encode_timelines(timelines, max_length=length, pad_to_max_length=True)
+        names = {"action_ids": "labels", "action_times": "label_times", "time_mask": "label_time_mask"}
+        return BatchEncoding({names[key]: value for key, value in encoding.items()}, tensor_type=return_tensors)
+
     def decode_timeline(
         self,
         action_ids: Sequence[int] | np.ndarray | torch.Tensor,
@@ -542,13 +748,16 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 f"{ids.shape}, {times.shape}, {None if mask is None else mask.shape}; use decode_timelines for a batch."
             )
         seconds = denormalize_times(times, self.time_log_mean, self.time_log_std)
-        pad_id, end_id = self.vocab[PAD_ACTION], self.end_action_id
+        pad_id, start_id, end_id = self.vocab[PAD_ACTION], self.start_action_id, self.end_action_id
         timeline: list[tuple[str, float | None]] = []
         for position, action_id in enumerate(ids.tolist()):
             if action_id == pad_id:
                 continue
             known = mask is None or bool(mask[position])
-            timeline.append((self._convert_id_to_token(action_id), float(seconds[position]) if known else None))
+            value = float(seconds[position]) if known else None
+            if action_id == start_id and not timeline and known:
+                value = 0.0  # a timeline starts at 0 s by definition (float32 times round-trip to ~1e-8 s)
+            timeline.append((self._convert_id_to_token(action_id), value))
             if action_id == end_id:
                 break
         return timeline

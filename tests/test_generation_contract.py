@@ -1,0 +1,315 @@
+"""transformers' contracts, checked the way its own common tests check them: generate() (GenerationTesterMixin),
+the model and config (ModelTesterMixin), plus the EAG ranking decode and low-precision models."""
+
+import inspect
+import json
+
+import pytest
+import torch
+from test_hub import run_client
+from test_modeling import history_inputs, make_batch, tiny_config
+from transformers import AutoModel, DynamicCache
+from transformers.generation import BaseStreamer, LogitsProcessor, LogitsProcessorList
+
+from a2gen_hf import A2GenForActionGeneration, A2GenModel
+
+GENERATORS = ["iag", "eag"]
+
+
+def tiny_model(generator, **overrides):
+    torch.manual_seed(0)
+    config = tiny_config(generator, **overrides)
+    return A2GenForActionGeneration(config).eval(), history_inputs(make_batch(config))
+
+
+def favour(model, **biases):
+    """Add ``biases`` ({action id: logit}) to the generator's final action head."""
+    with torch.no_grad():
+        for action_id, bias in biases.items():
+            model.generator.heads.action.bias[int(action_id)] += bias
+
+
+def generated_steps(sequences):
+    return sequences.shape[1] - 1
+
+
+# --- bugs -----------------------------------------------------------------------------------------------------------
+
+
+def test_eag_ranking_feeds_back_only_actions_that_continue_the_sequence():
+    """Slot k is read from the state after k continuing actions; cached decoding equals one uncached forward."""
+    model, inputs = tiny_model("eag")
+    config = model.config
+    favour(model, **{"0": 6.0, str(config.end_action_id): 5.0})  # padding and the end action win every argmax
+    context = model.a2gen(**inputs).generation_context
+    probabilities, times = model.slot_distributions(context)
+    continuing = torch.ones(config.vocab_size, dtype=torch.bool)
+    continuing[[0, config.start_action_id, config.end_action_id]] = False
+    fed = probabilities.masked_fill(~continuing, -1.0).argmax(-1)[:, :-1]
+    assert continuing[fed].all()
+    start = torch.full((fed.shape[0], 1), config.start_action_id)
+    start_time = torch.full((fed.shape[0], 1), config.start_time)
+    uncached = model(
+        **inputs, action_ids=torch.cat([start, fed], 1), action_times=torch.cat([start_time, times[:, :-1]], 1)
+    )
+    torch.testing.assert_close(torch.softmax(uncached.logits, -1), probabilities, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(uncached.times, times, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_predict_actions_and_generate_in_other_dtypes(generator, dtype):
+    """The tiny config has user side lists; the inputs stay float32, as the collator makes them."""
+    model, inputs = tiny_model(generator)
+    reference = model.predict_actions(**inputs).action_probabilities
+    model = model.to(dtype)
+    prediction = model.predict_actions(**inputs)
+    tolerance = 1e-6 if dtype == torch.float64 else 0.05
+    torch.testing.assert_close(prediction.action_probabilities.float(), reference, atol=tolerance, rtol=0)
+    for options in ({}, {"do_sample": True}, {"num_beams": 2}):
+        out = model.generate(**inputs, return_dict_in_generate=True, **options)
+        assert out.times.dtype == torch.float32 and torch.isfinite(out.times).all()
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("options", [{}, {"do_sample": True}, {"num_beams": 3}, {"do_sample": True, "num_beams": 2}])
+def test_start_is_never_generated_after_position_zero(generator, options):
+    model, inputs = tiny_model(generator)
+    favour(model, **{str(model.config.start_action_id): 8.0})
+    torch.manual_seed(0)
+    sequences = model.generate(**inputs, **options)
+    assert (sequences[:, 0] == model.config.start_action_id).all()
+    assert not (sequences[:, 1:] == model.config.start_action_id).any()
+
+
+# --- generate() against GenerationMixin -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_bad_words_and_min_new_tokens_act_as_on_a_text_model(generator):
+    model, inputs = tiny_model(generator)
+    end = model.config.end_action_id
+    favour(model, **{"2": 3.0})
+    banned = model.generate(**inputs, bad_words_ids=[[2]], do_sample=True, num_beams=2)
+    assert not (banned[:, 1:] == 2).any()
+    favour(model, **{str(end): 10.0})  # the end action first, without min_new_tokens
+    assert (model.generate(**inputs)[:, 1] == end).all()
+    for options in ({}, {"num_beams": 2}, {"do_sample": True}):
+        sequences = model.generate(**inputs, min_new_tokens=3, **options)
+        assert not (sequences[:, 1:4] == end).any() and (sequences[:, 1:4] != 0).all()
+        sequences = model.generate(**inputs, min_length=3, **options)  # counts start, as min_length counts a prompt
+        assert not (sequences[:, 1:3] == end).any()
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_generation_config_eos_token_id_is_honoured(generator):
+    model, inputs = tiny_model(generator)
+    favour(model, **{"3": 4.0})
+    for options in ({}, {"num_beams": 2}):
+        sequences = model.generate(**inputs, eos_token_id=3, **options)
+        for row in sequences.tolist():
+            stop = next(i for i, token in enumerate(row) if token in (3, model.config.end_action_id))
+            assert all(token == 0 for token in row[stop + 1 :])
+    model.generation_config.eos_token_id = [3]  # saved in the model's generation config, as for a text model
+    assert (model.generate(**inputs)[:, 2:] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0}, "num_beam_groups"),
+        ({"num_beams": 4, "diversity_penalty": 1.0}, "diversity_penalty"),
+        ({"num_beams": 2, "force_words_ids": [[2]]}, "force_words_ids"),
+        ({"penalty_alpha": 0.6, "top_k": 4}, "penalty_alpha"),
+        ({"stop_strings": ["leave"]}, "stop_strings"),
+        ({"guidance_scale": 2.0}, "guidance_scale"),
+        ({"cache_implementation": "static"}, "cache_implementation"),
+        ({"forced_bos_token_id": 2}, "forced_bos_token_id"),
+        ({"num_beams": 0}, "num_beams"),
+        ({"num_beams": -1}, "num_beams"),
+        ({"bos_token_id": 2}, "bos_token_id"),
+        ({"eos_token_id": 99}, "eos_token_id"),
+        ({"min_new_tokens": 9}, "min_new_tokens"),
+        ({"assistant_model": "x"}, "assistant_model"),
+    ],
+)
+def test_unsupported_options_are_refused_not_ignored(options, name):
+    model, inputs = tiny_model("eag")
+    with pytest.raises(ValueError, match=name):
+        model.generate(**inputs, **options)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_beam_sampling_samples(generator):
+    model, inputs = tiny_model(generator)
+    outputs = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        outputs.add(tuple(model.generate(**inputs, do_sample=True, num_beams=2).flatten().tolist()))
+    assert len(outputs) > 1
+    torch.manual_seed(0)
+    first = model.generate(**inputs, num_beams=2, return_dict_in_generate=True, output_scores=True)
+    torch.manual_seed(1)
+    second = model.generate(**inputs, num_beams=2, return_dict_in_generate=True, output_scores=True)
+    assert torch.equal(first.sequences, second.sequences)  # beam search without sampling stays deterministic
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("options", [{"num_return_sequences": 2, "do_sample": True}, {"num_beams": 2}])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_output_attentions_and_hidden_states(generator, options, use_cache):
+    """As GenerationTesterMixin._check_attentions_for_generate: one tuple per generated token, rows = sequences."""
+    model, inputs = tiny_model(generator)
+    config = model.config
+    out = model.generate(**inputs, return_dict_in_generate=True, output_attentions=True, output_hidden_states=True,
+                         output_scores=True, use_cache=use_cache, **options)
+    rows = 4 * 2
+    steps = len(out.scores)
+    assert len(out.attentions) == len(out.hidden_states) == steps >= 1
+    encoder = model.a2gen(**inputs, output_attentions=True, output_hidden_states=True)
+    cached = use_cache and generator == "eag"
+    for step, (attentions, hidden_states) in enumerate(zip(out.attentions, out.hidden_states)):
+        assert len(attentions) == len(encoder.attentions) + 1 and len(hidden_states) == len(encoder.hidden_states) + 1
+        torch.testing.assert_close(attentions[0], encoder.attentions[0].repeat_interleave(2, dim=0))
+        keys = {"iag": config.max_actions, "eag": step + 1}[generator]
+        queries = 1 if generator == "iag" or cached else step + 1
+        assert attentions[-1].shape == (rows, config.num_attention_heads, queries, keys)
+        assert hidden_states[-1].shape == (rows, queries, config.hidden_size)
+
+
+def test_outputs_and_generate_from_context_agree_with_generate():
+    model, inputs = tiny_model("eag")
+    context = model.a2gen(**inputs).generation_context
+    for options in ({}, {"num_beams": 3, "num_return_sequences": 2, "output_scores": True}):
+        expected = model.generate(**inputs, return_dict_in_generate=True, **options)
+        actual = model.generate_from_context(context, return_dict_in_generate=True, **options)
+        assert torch.equal(expected.sequences, actual.sequences) and torch.equal(expected.times, actual.times)
+    beam = model.generate(**inputs, num_beams=2, return_dict_in_generate=True)
+    assert beam.sequences_scores is None and beam.beam_indices.shape[0] == 4  # as transformers' beam output
+
+
+def test_streamer_and_custom_logits_processor():
+    model, inputs = tiny_model("eag")
+
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.values, self.ended = [], False
+
+        def put(self, value):
+            self.values.append(value.reshape(value.shape[0], -1))
+
+        def end(self):
+            self.ended = True
+
+    class Ban(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores[:, 3] = -float("inf")
+            return scores
+
+    streamer = Collect()
+    sequences = model.generate(**inputs, streamer=streamer, logits_processor=LogitsProcessorList([Ban()]))
+    assert streamer.ended and torch.equal(torch.cat(streamer.values, dim=1), sequences)
+    assert not (sequences == 3).any()
+    with pytest.raises(ValueError, match="streamer"):
+        model.generate(**inputs, num_beams=2, streamer=Collect())
+
+
+# --- the model and config contract ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", [A2GenModel, A2GenForActionGeneration])
+def test_model_main_input_name(model_class):
+    """ModelTesterMixin.test_model_main_input_name: the main input is the first argument after self."""
+    observed = list(inspect.signature(model_class.forward).parameters)[1]
+    assert model_class.main_input_name == observed
+
+
+def test_eag_cache_contract():
+    model, inputs = tiny_model("eag")
+    config = model.config
+    assert config.use_cache is True and config.num_hidden_layers == 1
+    actions = torch.tensor([[config.start_action_id, 2, 3]] * 4)
+    times = torch.tensor([[config.start_time, 0.5, 0.9]] * 4)
+    full = model(**inputs, action_ids=actions, action_times=times)
+    assert full.cache is None  # forward builds a cache only when asked
+    for cache in (None, DynamicCache(config=config)):
+        first = model(**inputs, action_ids=actions[:, :2], action_times=times[:, :2], use_cache=True, cache=cache)
+        assert len(first.cache.layers) == config.num_hidden_layers
+        second = model(**inputs, action_ids=actions[:, 2:], action_times=times[:, 2:], past_key_values=first.cache)
+        torch.testing.assert_close(second.logits[:, -1], full.logits[:, -1], atol=1e-6, rtol=1e-5)
+        assert second.past_key_values is second.cache
+    with pytest.raises(ValueError, match="not both"):
+        model(**inputs, action_ids=actions, action_times=times, cache=DynamicCache(), past_key_values=DynamicCache())
+
+
+def test_resize_token_embeddings_says_why_the_vocabulary_is_fixed():
+    model, _ = tiny_model("iag")
+    with pytest.raises(NotImplementedError, match="action_names"):
+        model.resize_token_embeddings(model.config.vocab_size + 2)
+
+
+def test_from_pretrained_names_a_truncated_weight_file(tmp_path):
+    model, _ = tiny_model("iag")
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match=r"model\.safetensors.*truncated"):
+        A2GenForActionGeneration.from_pretrained(tmp_path)
+
+
+ENCODER_SCRIPT = """
+from transformers import AutoModel
+encoder = AutoModel.from_pretrained(sys.argv[2], trust_remote_code=True)
+print("CLASS", type(encoder).__name__, type(encoder).__module__.split(".")[0])
+"""
+
+
+def test_a_saved_generator_folder_loads_its_encoder_with_remote_code_only(tmp_path):
+    model, inputs = tiny_model("iag")
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_a2gen.A2GenModel"
+    assert isinstance(AutoModel.from_pretrained(folder), A2GenModel)
+    result = run_client(ENCODER_SCRIPT, tmp_path, str(folder), env={"HF_HOME": str(tmp_path / "home")}, isolate=True)
+    assert "ISOLATED" in result.stdout and "CLASS A2GenModel transformers_modules" in result.stdout
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("strategy", [{}, {"do_sample": True}, {"num_beams": 2}])
+def test_every_documented_logits_processor_and_criterion_runs(generator, strategy):
+    """What generate()'s docstring promises works on every strategy (it crashed before the special tokens existed)."""
+    model, inputs = tiny_model(generator)
+    end = model.config.end_action_id
+    options = [
+        {"temperature": 0.7, "top_k": 3, "top_p": 0.9, "min_p": 0.05, "typical_p": 0.95},
+        {"epsilon_cutoff": 1e-4, "eta_cutoff": 1e-4, "renormalize_logits": True, "remove_invalid_values": True},
+        {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "sequence_bias": {(2,): 2.0}},
+        {"exponential_decay_length_penalty": (2, 1.5), "max_time": 30.0},
+        {"prefix_allowed_tokens_fn": lambda batch_id, ids: [2, 3, end]},
+    ]
+    for option in options:
+        torch.manual_seed(0)
+        sequences = model.generate(**inputs, **strategy, **option)
+        assert (sequences[:, 0] == model.config.start_action_id).all()
+    torch.manual_seed(0)
+    assert not (model.generate(**inputs, **strategy, suppress_tokens=[2, 3])[:, 1:] == 2).any()
+    assert not (model.generate(**inputs, **strategy, begin_suppress_tokens=[end])[:, 1] == end).any()
+    forced = model.generate(**inputs, **strategy, forced_eos_token_id=end, max_new_tokens=2, min_new_tokens=1)
+    assert ((forced[:, 1] == end) | (forced[:, 2] == end)).all()
+
+
+@pytest.mark.parametrize("options", [{"do_sample": True}, {"num_beams": 2, "num_return_sequences": 2}])
+def test_cached_and_uncached_decoding_give_the_same_scores_for_every_row(options):
+    """GenerationTesterMixin.test_generate_with/without cache, down to the scores of rows that already ended."""
+    model, inputs = tiny_model("eag")
+    outputs = []
+    for use_cache in (True, False):
+        torch.manual_seed(2)  # sampled rows end at steps 1, 2 and 1; one runs to the length limit
+        outputs.append(
+            model.generate(**inputs, use_cache=use_cache, return_dict_in_generate=True, output_scores=True, **options)
+        )
+    assert torch.equal(outputs[0].sequences, outputs[1].sequences)
+    assert len(outputs[0].scores) == len(outputs[1].scores) > 1
+    for cached, uncached in zip(outputs[0].scores, outputs[1].scores):
+        torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
