@@ -49,8 +49,11 @@ def test_checkpoint_written_before_cam_gate_input_loads_with_its_outputs(generat
         prediction = model.predict_actions(**inputs)
         output = model(**batch)
     tolerance = dict(rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(prediction.action_probabilities, torch.tensor(expected["action_probabilities"]), **tolerance)
-    torch.testing.assert_close(prediction.expected_times, torch.tensor(expected["expected_times"]), **tolerance)
+    if generator == "iag":  # EAG's predict_actions itself changed since (it feeds back only continuing actions)
+        torch.testing.assert_close(
+            prediction.action_probabilities, torch.tensor(expected["action_probabilities"]), **tolerance
+        )
+        torch.testing.assert_close(prediction.expected_times, torch.tensor(expected["expected_times"]), **tolerance)
     torch.testing.assert_close(output.logits, torch.tensor(expected["logits"]), **tolerance)
     assert output.loss.item() == pytest.approx(expected["loss"], rel=1e-5)
     # Saved again, the folder says which gate it has, so it loads the same way with any later default.
