@@ -15,7 +15,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"a2gen_hf": ["metrics/*/*.py", "py.typed"]},
+    package_data={"a2gen_hf": ["metrics/*/*.py", "py.typed", "recipes/*.yaml"]},
     python_requires=">=3.11",  # transformers 5.24 needs Python 3.11
     # A floor with a comment is set by what the comment names.
     install_requires=[
@@ -34,6 +34,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "ruff>=0.6"],
+        "tracking": ["tensorboard>=2.14"],  # a2gen train --report-to tensorboard (Accelerate's tracker)
         # TorchRec's CPU kernels and its dependencies; torchrec itself goes in with `pip install --no-deps
         # torchrec==1.8.0` (it requires the CUDA build `fbgemm-gpu`), see docs/torchrec.md. 1.9.x / 1.7.0 fail to
         # load fbgemm's libraries with torch 2.13.

@@ -9,8 +9,8 @@ tokenizer hashes ids the same way (its time statistics are the checkpoint's).
     # several GPUs: the Trainer runs under accelerate launch / torchrun as usual
     accelerate launch --multi_gpu --num_processes 8 examples/finetune_with_trainer.py --checkpoint ... --data ...
 
-Prints the validation metrics before and after fine-tuning (``eval_auc_like``, ``eval_mean_mae``, ...), evaluates
-the test split and saves the fine-tuned model and tokenizer to ``OUTPUT/model``.
+Prints the validation metrics before and after fine-tuning (``eval_auc_like``, ``eval_mean_mae``, ...), then the
+test split's (``test_auc_like``, ...), and saves the fine-tuned model and tokenizer to ``OUTPUT/model``.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if "validation" in dataset:
         print("validation before:", json.dumps(trainer.evaluate(), indent=None))
     trainer.train()
+    if "validation" in dataset:
+        print("validation after:", json.dumps(trainer.evaluate(), indent=None))
     metrics = trainer.evaluate(dataset["test"], metric_key_prefix="test") if "test" in dataset else {}
     if metrics:
         print("test after:", json.dumps(metrics, indent=None))

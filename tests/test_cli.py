@@ -1,4 +1,4 @@
-"""The `a2gen` command's plumbing: `bench` (runs the repository's benchmark scripts) and `simulate`'s bucket flags.
+"""The `a2gen` command: its parser (help, defaults, --config), `bench` (runs the repository's benchmark scripts), `simulate` and `prepare`'s bucket flags.
 
 The real benchmarks take minutes; stand-in scripts in a temporary folder record the arguments they get instead.
 """
@@ -100,3 +100,187 @@ def test_simulate_bucket_flags_reach_the_tokenizer_and_the_ids(tmp_path, dataset
 def test_simulate_rejects_a_bucket_count_below_one(tmp_path, capsys):
     assert cli.main(["simulate", "--output", str(tmp_path / "sim"), "--item-buckets", "0"]) == 2
     assert "item_buckets=0 must be a positive integer" in capsys.readouterr().err
+
+
+def test_the_parser_imports_no_heavy_module():
+    """`a2gen --help` must answer at once: building the parser imports neither torch nor transformers nor datasets."""
+    import subprocess
+
+    code = (
+        "import sys\nfrom a2gen_hf import cli\nparser = cli.build_parser()\n"
+        "for command in cli.COMMANDS: cli._subparser(parser, command).format_help()\n"
+        "print(sorted(name for name in ('torch', 'transformers', 'datasets', 'numpy') if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def _options(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from ((f"{name} {where}", option) for where, option in _options(sub))
+        elif action.option_strings and action.dest != "help":
+            yield action.option_strings[0], action
+
+
+def test_every_option_has_help_and_shows_its_default():
+    parser = cli.build_parser()
+    options = list(_options(parser))
+    assert len(options) > 100
+    formatter = cli.HelpFormatter("a2gen")
+    for where, action in options:
+        assert action.help and len(action.help) > 10, f"{where} has no help text"
+        shown = formatter._get_help_string(action)
+        if action.default not in (None, False):
+            assert "%(default)s" in shown, f"{where} does not show its default {action.default!r}"
+        elif action.default is None and not action.required:
+            assert "default" in action.help or "required" in action.help or "overrides" in action.help, (
+                f"{where}: the help must say what happens when it is not given"
+            )
+
+
+def test_the_option_defaults_agree_with_the_library_settings():
+    from a2gen_hf.cli_arguments import (
+        LR_SCHEDULES,
+        MIXED_PRECISIONS,
+        MODEL_NAMES,
+        PRESET_NAMES,
+        DemoArguments,
+        PrepareArguments,
+        SimulateArguments,
+        TrainArguments,
+    )
+    from a2gen_hf.data import logs
+    from a2gen_hf.data.simulator import SimulatorConfig
+    from a2gen_hf.demo import DemoSettings
+    from a2gen_hf.training import loop
+    from a2gen_hf.training.data_setup import MODEL_CHOICES
+
+    assert set(PRESET_NAMES) == {*logs.PRESETS, "generic"}
+    assert MODEL_NAMES == tuple(MODEL_CHOICES)
+    assert (MIXED_PRECISIONS, LR_SCHEDULES) == (loop.MIXED_PRECISIONS, loop.LR_SCHEDULES)
+    prepare = PrepareArguments()
+    assert (prepare.session_gap_seconds, prepare.max_history_items, prepare.partition_rows) == (
+        logs.DEFAULT_SESSION_GAP_SECONDS, logs.DEFAULT_MAX_HISTORY_ITEMS, logs.DEFAULT_PARTITION_ROWS
+    )
+    simulate, simulator = SimulateArguments(), SimulatorConfig()
+    for name in ("num_examples", "seed", "examples_per_user", "history_length", "num_items", "num_topics",
+                 "validation_fraction", "test_fraction", "item_buckets", "user_buckets", "side_feature_buckets"):
+        assert getattr(simulate, name) == getattr(simulator, name), name
+    train, settings = TrainArguments(), loop.TrainingSettings(output_dir="")
+    renamed = {"epochs": "num_epochs", "dense_lr": "dense_learning_rate", "embedding_lr": "embedding_learning_rate"}
+    for name in ("epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
+                 "mixed_precision", "dense_lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
+                 "max_grad_norm", "lr_schedule", "checkpoint_every", "keep_checkpoints", "resume", "seed", "log_every",
+                 "cpu"):
+        assert getattr(train, name) == getattr(settings, renamed.get(name, name)), name
+    demo, demo_settings = DemoArguments(), DemoSettings()
+    assert (demo.output, demo.num_examples, demo.epochs, demo.batch_size, demo.seed) == (
+        demo_settings.output_dir, demo_settings.num_examples, demo_settings.num_epochs, demo_settings.batch_size,
+        demo_settings.seed,
+    )
+
+
+def test_config_file_gives_options_and_the_command_line_wins(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("data: data/sim\noutput: runs/sim\nbatch_size: 512\nepochs: 5\ncpu: true\nmodel: mmoe\n")
+    args = cli.parse_arguments(["train", "--config", str(config), "--epochs", "2"])
+    assert (args.data, args.output, args.batch_size, args.epochs, args.cpu, args.model) == (
+        "data/sim", "runs/sim", 512, 2, True, "mmoe"
+    )
+    assert cli.parse_arguments(["train", "--data", "d", "--output", "o"]).batch_size == 256
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("data: d\noutput: o\nbatch_sise: 512\n", "unknown key 'batch_sise' for `a2gen train`; allowed keys: "),
+        ("data: d\noutput: o\nmodel: transformer\n", "invalid choice: 'transformer'"),
+        ("- a\n- b\n", "must hold a mapping of option names to values"),
+        ("data: [unclosed\n", "line 2"),
+        ("output: o\n", "--data required (on the command line or in --config)"),
+    ],
+)
+def test_config_file_errors_name_the_file_and_the_key(tmp_path, capsys, content, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_arguments(["train", "--config", str(config)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if "unknown key" in message:
+        assert str(config) in err and "batch_size" in err and "embedding_lr" in err
+
+
+def test_public_names_resolve_through_the_lazy_package():
+    import a2gen_hf
+
+    for name in a2gen_hf.__all__:
+        assert getattr(a2gen_hf, name) is not None, name
+    assert set(a2gen_hf.__all__) <= set(dir(a2gen_hf))
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        a2gen_hf.NoSuchName  # noqa: B018
+
+
+GENERIC_LOG = """user,video,event,ts,genre
+u1,v1,open,100,g1
+u1,v1,thumb,105,g1
+u1,v1,close,130,g1
+u1,v2,open,200,g2
+u1,v2,close,210,g2
+u2,v1,open,300,g1
+u2,v3,open,400,g2
+u2,v3,thumb,402,g2
+u1,v3,open,500,g2
+u2,v2,open,600,g2
+u2,v2,close,650,g2
+u1,v4,open,700,g1
+"""
+
+
+def test_prepare_reads_a_generic_event_log_and_sizes_the_tables_from_the_data(tmp_path, capsys):
+    log = tmp_path / "events.csv"
+    log.write_text(GENERIC_LOG)
+    output = tmp_path / "data"
+    argv = ["prepare", "--preset", "generic", "--input", str(log), "--output", str(output),
+            "--generic-actions", "start,like,leave", "--generic-action-mapping", "open=start,thumb=like,close=leave",
+            "--generic-user-column", "user", "--generic-item-column", "video", "--generic-action-column", "event",
+            "--generic-time-column", "ts", "--generic-side-features", "genre", "--item-buckets", "100", "--quiet"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((output / "a2gen_data.json").read_text())
+    assert summary["distinct"] == {"users": 2, "items": 4, "side_values": 2}
+    assert summary["buckets"]["item_buckets"] == {"count": 100, "from": "user"}
+    assert summary["buckets"]["user_buckets"] == {"count": 16, "from": "data"}  # the smallest data-sized table
+    tokenizer = A2GenActionTokenizer.from_pretrained(output / "tokenizer")
+    assert (tokenizer.item_buckets, tokenizer.user_buckets, tokenizer.side_feature_buckets) == (100, 16, 16)
+    assert tokenizer.action_names == ["start", "like", "leave"]
+    rows = datasets.load_from_disk(str(output))
+    assert sum(len(split) for split in rows.values()) == summary["sessions"] == 7
+    assert "embedding rows: users 16 (2 distinct, set by the data)" in capsys.readouterr().out
+
+
+def test_prepare_generic_without_actions_says_what_to_add(tmp_path, capsys):
+    log = tmp_path / "events.csv"
+    log.write_text(GENERIC_LOG)
+    assert cli.main(["prepare", "--preset", "generic", "--input", str(log), "--output", str(tmp_path / "o")]) == 2
+    assert "--preset generic needs --generic-actions" in capsys.readouterr().err
+
+
+def test_recipe_gives_options_then_config_then_the_command_line(tmp_path, capsys):
+    from a2gen_hf.recipes import load_recipe
+
+    paper = load_recipe("paper")
+    args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "paper"])
+    assert (args.epochs, args.patience, args.select_by) == (paper["epochs"], paper["patience"], paper["select_by"])
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 4\n")
+    args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "paper", "--config", str(config),
+                                "--patience", "5"])
+    assert (args.epochs, args.patience, args.dense_lr) == (4, 5, paper["dense_lr"])
+    with pytest.raises(SystemExit):
+        cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "no_such_recipe"])
+    assert "--recipe no_such_recipe: " in capsys.readouterr().err

@@ -61,3 +61,86 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
             exec(compile(code, f"{page}:{line}", "exec"), namespace)
         except Exception as error:
             pytest.fail(f"{page}: the code block at line {line} fails: {type(error).__name__}: {error}")
+
+
+# Claims of the docs that once were wrong (issue 16, point 8), checked against the code.
+
+
+def read(page: str) -> str:
+    return (ROOT / page).read_text(encoding="utf-8")
+
+
+def all_pages() -> dict[str, str]:
+    return {page: read(page) for page in PAGES}
+
+
+def test_pushed_folders_are_ones_that_something_writes():
+    from a2gen_hf.training.loop import MODEL_FOLDER
+
+    pushed = []
+    for page, text in all_pages().items():
+        pushed += [(page, path) for path in re.findall(r"a2gen push (\S+)", text)]
+        pushed += [(page, path) for path in re.findall(r'push_checkpoint\(\s*"([^"]+)"', text)]
+    assert pushed, "the docs show pushes"
+    for page, path in pushed:
+        # a2gen train writes OUTPUT/model; a2gen demo writes OUTPUT/checkpoint
+        assert Path(path).name in (MODEL_FOLDER, "checkpoint"), f"{page} pushes {path}, which nothing writes"
+
+
+def test_simulate_commands_in_the_docs_do_not_oversize_the_tables():
+    from a2gen_hf.data.simulator import SimulatorConfig
+
+    assert SimulatorConfig().item_buckets is None  # sized from the catalogue unless set
+    for page, text in all_pages().items():
+        if page == "docs/results.md":  # its commands record what produced its tables, to reproduce them exactly
+            continue
+        for command in re.findall(r"a2gen simulate[^\n]*", text):
+            buckets = re.search(r"--item-buckets (\d+)", command)
+            items = re.search(r"--num-items (\d+)", command)
+            if buckets:
+                catalogue = int(items.group(1)) if items else SimulatorConfig().num_items
+                assert int(buckets.group(1)) <= 16 * catalogue, f"{page}: {command} oversizes the item table"
+
+
+def test_model_choices_in_the_docs_match_the_cli():
+    from a2gen_hf.cli_arguments import MODEL_NAMES
+
+    for page in ("docs/training.md", "docs/cli.md"):
+        rows = [line for line in read(page).splitlines() if re.match(r"\| `--model( NAME)?` \|", line)]
+        assert rows, f"{page} documents --model"
+        for row in rows:
+            choices = re.findall(r"`([a-z0-9-]+)`", row.split("|")[3])
+            assert set(choices) == set(MODEL_NAMES), f"{page}: --model lists {choices}, the CLI {list(MODEL_NAMES)}"
+
+
+def test_mae_units_are_named_where_evaluate_and_compare_are_documented():
+    from a2gen_hf.training.compare import format_markdown  # noqa: F401  (the note is in its output)
+
+    cli_page = read("docs/cli.md")
+    evaluate = cli_page.split("## evaluate")[1].split("\n## ")[0]
+    compare = cli_page.split("## compare")[1].split("\n## ")[0]
+    assert "in seconds" in evaluate and "normalised" in compare
+    assert "MAE in normalised time units" in (ROOT / "src/a2gen_hf/training/compare.py").read_text()
+
+
+def test_the_timeline_format_claim_allows_sequences_cut_at_max_actions():
+    row = next(line for line in read("docs/quickstart.md").splitlines() if line.startswith("| `timeline`"))
+    assert "max_actions" in row
+
+
+def test_the_side_feature_fields_note_says_when_they_are_needed():
+    text = read("docs/quickstart.md")
+    assert "is needed only\n  when a request gives `side_features`" in text
+
+
+def test_the_finetune_example_prints_what_its_docstring_says():
+    source = (ROOT / "examples" / "finetune_with_trainer.py").read_text()
+    assert "before and after fine-tuning" in source
+    assert 'print("validation before:"' in source and 'print("validation after:"' in source
+
+
+def test_time_claims_of_the_demo_warn_that_a_busy_machine_is_slower():
+    for page, text in all_pages().items():
+        for match in re.finditer(r"\d+ s measured", text):
+            around = text[max(0, match.start() - 300) : match.end() + 300]
+            assert "busy" in around, f"{page}: {match.group(0)!r} without a word on a busy machine"

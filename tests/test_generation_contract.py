@@ -170,7 +170,9 @@ def test_output_attentions_and_hidden_states(generator, options, use_cache):
     cached = use_cache and generator == "eag"
     for step, (attentions, hidden_states) in enumerate(zip(out.attentions, out.hidden_states)):
         assert len(attentions) == len(encoder.attentions) + 1 and len(hidden_states) == len(encoder.hidden_states) + 1
-        torch.testing.assert_close(attentions[0], encoder.attentions[0].repeat_interleave(2, dim=0))
+        # CAM_act's attention has B * N rows (one per history item): each example's block is repeated.
+        item_rows = encoder.attentions[0].unflatten(0, (4, -1))
+        torch.testing.assert_close(attentions[0], item_rows.repeat_interleave(2, dim=0).flatten(0, 1))
         keys = {"iag": config.max_actions, "eag": step + 1}[generator]
         queries = 1 if generator == "iag" or cached else step + 1
         assert attentions[-1].shape == (rows, config.num_attention_heads, queries, keys)

@@ -483,3 +483,140 @@ def test_cli_push_reports_bad_input(hub_env, tmp_path, capfd):
     assert "eval_results were given without dataset_name" in capfd.readouterr().err
     with pytest.raises(RepositoryNotFoundError):  # refused before the repo was created
         HfApi(endpoint=hub_env.url, token=hub_env.token).model_info(f"{hub_env.user}/cli-bad-no-dataset")
+
+
+# --- every entry point writes the A2Gen card: model.push_to_hub, A2GenTrainer.push_to_hub; MMoE / PLE remote code ----
+
+
+def card_of(hub, repo_id: str) -> ModelCard:
+    return ModelCard(hub.files(repo_id)["README.md"].decode())
+
+
+def test_model_push_to_hub_writes_the_a2gen_card(hub_env, tmp_path):
+    config = tiny_config()
+    model = A2GenForActionGeneration(config).eval()
+    metrics = json.loads(metrics_file_text(config, "evaluate"))  # a whole result: counts, notes, other tables
+    url = model.push_to_hub("model-push", tokenizer=tiny_tokenizer(config), eval_results=metrics,
+                            dataset_name="simulated-short-video", commit_message="via push_to_hub")
+    repo_id = f"{hub_env.user}/model-push"
+    assert url.repo_url.repo_id == repo_id
+    files = hub_env.files(repo_id)
+    assert set(files) == PUSHED_FILES  # model, tokenizer, code and card in one commit
+    card = card_of(hub_env, repo_id)
+    assert {"a2gen", "action-generation", "iag", "custom_code"} <= set(card.data.tags)
+    assert card.data.datasets == ["simulated-short-video"]
+    names = {result.metric_name for result in card.data.eval_results}
+    assert "AUC (like)" in names and "Time MAE (leave)" in names
+    assert not [name for name in names if "positives" in name or "count" in name]
+    assert "An **A2Gen**" in card.text and "This model card has been automatically generated" not in card.text
+
+
+def baseline_model(kind: str):
+    from a2gen_hf import MMoEConfig, MMoEForActionPrediction, PLEConfig, PLEForActionPrediction
+
+    config_class, model_class = {"mmoe": (MMoEConfig, MMoEForActionPrediction),
+                                 "ple": (PLEConfig, PLEForActionPrediction)}[kind]
+    base = tiny_config()
+    sizes = {key: getattr(base, key) for key in ("id_embedding_size", "action_embedding_size", "time_embedding_size",
+                                                  "max_history_items", "max_events_per_item", "max_actions",
+                                                  "user_buckets", "item_buckets", "side_feature_buckets")}
+    torch.manual_seed(0)
+    return model_class(config_class(**sizes)).eval()
+
+
+BASELINE_LOAD_SCRIPT = """
+from transformers import AutoModel, AutoTokenizer
+repo_id = sys.argv[2]
+batch = load_file(os.path.join(work, "batch.safetensors"))
+model = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+with torch.no_grad():
+    save_file(tensors(model(**batch)), os.path.join(work, "remote_model.safetensors"))
+print("CLASSES", json.dumps({type(obj).__name__: type(obj).__module__ for obj in (model, tokenizer)}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["mmoe", "ple"])
+def test_baselines_push_and_load_with_remote_code(hub_env, tmp_path, kind):
+    model = baseline_model(kind)
+    batch = tiny_batch(model.config)
+    save_file(batch, tmp_path / "batch.safetensors")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            save_file(tensors(model(**batch)), tmp_path / "original_model.safetensors")
+    finally:
+        torch.set_num_threads(threads)
+    model.push_to_hub(f"{kind}-push", tokenizer=tiny_tokenizer(model.config), dataset_name="sim",
+                      eval_results={"auc": {"like": 0.6}})
+    repo_id = f"{hub_env.user}/{kind}-push"
+    files = hub_env.files(repo_id)
+    assert json.loads(files["config.json"])["auto_map"] == {
+        "AutoConfig": f"configuration_baselines.{type(model.config).__name__}",
+        "AutoModel": f"modeling_baselines.{type(model).__name__}",
+    }
+    assert {"modeling_baselines.py", "configuration_baselines.py", "modeling_a2gen.py"} <= set(files)
+    card = card_of(hub_env, repo_id)
+    assert {kind, "custom_code"} <= set(card.data.tags) and card.data.a2gen["architecture"] == kind
+    assert f"A **{type(model).__name__.split('For')[0]}** multi-task baseline" in card.text
+    assert "AutoModel.from_pretrained" in card.text and "AutoModelForCausalLM" not in card.text
+
+    remote = run_client(BASELINE_LOAD_SCRIPT, tmp_path, repo_id, env={"HF_ENDPOINT": hub_env.url,
+                                                                       "HF_HOME": str(tmp_path / "home")},
+                        isolate=True)
+    assert "ISOLATED: a2gen_hf is not importable" in remote.stdout
+    classes = marked_json(remote.stdout, "CLASSES")
+    assert set(classes) == {type(model).__name__, "A2GenActionTokenizer"}
+    assert all(module.startswith("transformers_modules.") for module in classes.values())
+    assert_same_tensors(tmp_path / "original_model.safetensors", tmp_path / "remote_model.safetensors")
+
+
+def test_trainer_push_to_hub_writes_the_a2gen_card(hub_env, simulated_data_dir, tmp_path):
+    from a2gen_hf.data import A2GenDataCollator
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.trainer import A2GenTrainer, a2gen_compute_metrics, a2gen_training_arguments
+
+    dataset, tokenizer, _ = load_data_dir(simulated_data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=16, id_embedding_size=16)
+    args = a2gen_training_arguments(str(tmp_path / "run"), per_device_eval_batch_size=64, report_to="none",
+                                    disable_tqdm=True, hub_model_id="trainer-push", use_cpu=True)
+    trainer = A2GenTrainer(
+        model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
+        data_collator=A2GenDataCollator.from_config(model.config, tokenizer), processing_class=tokenizer,
+        compute_metrics=a2gen_compute_metrics(model.config),
+    )
+    metrics = trainer.evaluate()
+    trainer.push_to_hub(dataset="simulated-short-video", blocking=True)
+    repo_id = f"{hub_env.user}/trainer-push"
+    files = hub_env.files(repo_id)
+    assert {"config.json", "model.safetensors", "modeling_a2gen.py", "tokenizer_config.json"} <= set(files)
+    card = card_of(hub_env, repo_id)
+    assert {"a2gen", "iag", "custom_code"} <= set(card.data.tags)
+    assert card.data.datasets == ["simulated-short-video"]  # not the builder's "generator"
+    values = {result.metric_name: result.metric_value for result in card.data.eval_results}
+    assert values["AUC (like)"] == pytest.approx(metrics["eval_auc_like"])
+    assert all(result.dataset_split == "validation" for result in card.data.eval_results)
+    assert not [name for name in values if "count" in name or "positives" in name or "num_examples" in name]
+
+
+@pytest.mark.parametrize("failure", ["offline", "unreachable", "401"])
+def test_cli_push_hub_failures_are_one_line_with_status_2(hub_env, tmp_path, capfd, monkeypatch, failure):
+    checkpoint = tmp_path / "checkpoint"
+    A2GenForActionGeneration(tiny_config()).save_pretrained(checkpoint)
+    expected = {
+        "offline": "HF_HUB_OFFLINE is set: pushing needs the network",
+        "unreachable": "cannot reach the Hub at http://127.0.0.1:9",
+        "401": "refused the token (401 Unauthorized): log in with `hf auth login`",
+    }[failure]
+    if failure == "offline":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    elif failure == "unreachable":
+        monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    else:
+        monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    assert cli_main(["push", str(checkpoint), f"cli-{failure}"]) == 2
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert len(errors) == 1 and errors[0].startswith("a2gen push: error: ") and expected in errors[0], err

@@ -2,28 +2,36 @@
 
 import math
 import socket
+import sys
 
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import log_loss as sklearn_log_loss
+from sklearn.metrics import ndcg_score, roc_auc_score
 from test_baselines import baseline_config
 from test_modeling import make_batch, tiny_config
-from transformers import EvalPrediction
 
 from a2gen_hf import A2GenForActionGeneration, MMoEConfig, MMoEForActionPrediction
 from a2gen_hf.metrics import (
+    COUNT_KEYS,
     METRIC_NAMES,
     action_auc,
     backward_time_rate,
+    calibration,
     compute_action_metrics,
     evaluate_model,
     flatten_metrics,
+    format_ranking_table,
+    gauc,
     load_metric,
-    make_compute_metrics,
+    log_loss,
     metric_path,
     next_action_accuracy,
     oracle_comparison,
+    predict_dataloader,
     predicted_next_actions,
+    ranking_at_k,
     timing_mae,
 )
 
@@ -31,6 +39,7 @@ NAMES = ["start", "like", "follow", "leave"]  # ids: pad 0, start 1, like 2, fol
 LABELS = [[1, 2, 4, 0], [1, 4, 0, 0], [1, 2, 3, 4], [1, 3, 4, 0]]
 LABEL_TIMES = [[0.0, 0.5, 1.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.2, 0.3, 0.9], [0.0, 0.1, 0.4, 0.0]]
 LABEL_TIME_MASK = [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 1, 0]]
+GROUPS = [7, 7, 9, 9]  # two users with two examples each
 
 
 def toy_predictions():
@@ -52,6 +61,11 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
     monkeypatch.setattr(evaluate.config, "HF_MODULES_CACHE", tmp_path / "hf" / "modules")
     monkeypatch.setattr(evaluate.config, "HF_METRICS_CACHE", tmp_path / "hf" / "metrics")
+    # evaluate imports the loaded modules as the package `evaluate_modules` of its cache folder: a package imported
+    # from another folder (by an earlier test in this process, e.g. the docs' blocks) must not shadow this one.
+    for name in [name for name in sys.modules if name.split(".")[0] == "evaluate_modules"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "hf" / "modules"), *sys.path])
 
     def refuse(*args, **kwargs):
         raise AssertionError("a metric tried to reach the network")
@@ -165,6 +179,7 @@ def test_evaluate_modules_load_offline_and_match_the_functions():
     sequences = [[1, 2, 4, 0], [1, 4, 0, 0], [1, 3, 2, 4], [1, 2, 0, 0]]
     sequence_times = [[0, 1, 2, 0], [0, 1, 0, 0], [0, 2, 1, 3], [0, 1, 0, 0]]
     stats = dict(time_log_mean=0.3, time_log_std=1.5)
+    grouped = [{"labels": labels, "group_id": group} for labels, group in zip(LABELS, GROUPS)]
     calls = {
         "action_auc": (dict(predictions=probabilities, references=LABELS, action_names=NAMES),
                        action_auc(probabilities, LABELS, NAMES)),
@@ -187,6 +202,14 @@ def test_evaluate_modules_load_offline_and_match_the_functions():
             oracle_comparison(probabilities, LABELS, LABEL_TIMES, LABEL_TIME_MASK, oracle_probabilities,
                               oracle_seconds, NAMES, **stats),
         ),
+        "gauc": (dict(predictions=probabilities, references=grouped, action_names=NAMES),
+                 gauc(probabilities, LABELS, GROUPS, NAMES)),
+        "log_loss": (dict(predictions=probabilities, references=LABELS, action_names=NAMES),
+                     log_loss(probabilities, LABELS, NAMES)),
+        "calibration": (dict(predictions=probabilities, references=LABELS, action_names=NAMES, num_bins=4),
+                        calibration(probabilities, LABELS, NAMES, num_bins=4)),
+        "ranking_at_k": (dict(predictions=probabilities, references=grouped, action_names=NAMES, top_k=[1, 2]),
+                         ranking_at_k(probabilities, LABELS, GROUPS, NAMES, top_k=(1, 2))),
     }
     assert set(calls) == set(METRIC_NAMES)
     for name, (inputs, expected) in calls.items():
@@ -194,8 +217,9 @@ def test_evaluate_modules_load_offline_and_match_the_functions():
         assert metric.name == name
         computed = metric.compute(**inputs)
         assert set(computed) == set(expected), name
-        assert flatten_metrics(computed) == pytest.approx(flatten_metrics(expected)), name
+        assert flatten_metrics(computed) == pytest.approx(flatten_metrics(expected), nan_ok=True), name
         assert computed.get("notes") == expected.get("notes")
+        assert str(computed.get("reliability")) == str(expected.get("reliability"))  # NaN in empty bins
     with pytest.raises(ValueError, match="Unknown a2gen_hf metric 'roc_auc'"):
         metric_path("roc_auc")
 
@@ -223,33 +247,6 @@ def test_compute_action_metrics_combines_every_part():
         )
 
 
-def test_make_compute_metrics_reads_baseline_outputs():
-    torch.manual_seed(0)
-    config = baseline_config(MMoEConfig)
-    model = MMoEForActionPrediction(config).eval()
-    batch = make_batch(config)
-    with torch.no_grad():
-        out = model(**batch)
-    labels = tuple(batch[name].numpy() for name in ("labels", "label_times"))
-    metrics = make_compute_metrics(config)(EvalPrediction(predictions=(out.logits.numpy(), out.times.numpy()),
-                                                          label_ids=labels))
-    prediction = model.predict_actions(**batch)
-    expected = compute_action_metrics(
-        {"action_probabilities": prediction.action_probabilities, "expected_times": prediction.expected_times},
-        {"labels": batch["labels"], "label_times": batch["label_times"]},
-        config.action_names,
-        time_log_mean=config.time_log_mean,
-        time_log_std=config.time_log_std,
-    )
-    for action in ("like", "follow"):
-        assert metrics[f"auc_{action}"] == pytest.approx(expected["auc"][action], nan_ok=True)
-    assert metrics["leave_mae"] == pytest.approx(expected["leave_mae"])
-    with pytest.raises(ValueError, match="evaluate_model"):
-        make_compute_metrics(config)(
-            EvalPrediction(predictions=(np.zeros((4, 5, 7)), np.zeros((4, 5))), label_ids=labels)
-        )
-
-
 @pytest.mark.parametrize("kind", ["a2gen", "mmoe"])
 def test_evaluate_model(kind):
     torch.manual_seed(0)
@@ -266,6 +263,8 @@ def test_evaluate_model(kind):
     assert set(result["mae"]) == {"like", "follow", "forward", "comment", "leave"}
     assert 0.0 <= result["next_action_accuracy"] <= 1.0
     assert ("backward_time_rate" in result) == (kind == "a2gen")
+    assert set(result["gauc"]) == set(result["logloss"]) == set(result["ndcg_at_10"]) == set(result["auc"])
+    assert sum(result["reliability"]["like"][b]["count"] for b in range(10)) == 8
     assert set(result["oracle_auc"]) == set(result["auc"])
     model.eval()
     predictions = [model.predict_actions(**batch) for batch in batches]
@@ -279,3 +278,130 @@ def test_evaluate_model(kind):
     )
     with pytest.raises(ValueError, match="8 examples"):
         evaluate_model(model, batches, oracle={name: values[:5] for name, values in oracle.items()})
+
+
+def test_recommender_metrics_toy():
+    probabilities, times = toy_predictions()
+    # like happens in rows 0 and 2: user 7 has rows 0 (0.9, yes) and 1 (0.1, no), user 9 rows 2 (0.8, yes), 3 (0.2).
+    result = gauc(probabilities, LABELS, GROUPS, NAMES)
+    assert result["gauc"]["like"] == 1.0 and result["gauc_groups"]["like"] == 2
+    # follow happens in rows 2 and 3: every row of user 9, none of user 7, so no user has both classes.
+    assert math.isnan(result["gauc"]["follow"]) and result["gauc_groups"]["follow"] == 0
+    assert result["notes"] == ["gauc[follow]: undefined (NaN), no group has both examples with and without it."]
+    ranking = ranking_at_k(probabilities, LABELS, GROUPS, NAMES, top_k=(1,))
+    assert ranking["ndcg_at_1"]["like"] == 1.0 and ranking["recall_at_1"]["like"] == 1.0
+    # follow, user 9: both rows relevant, ties keep order; top 1 holds 1 of 2 positives.
+    assert ranking["recall_at_1"]["follow"] == 0.5 and ranking["ndcg_at_1"]["follow"] == 1.0
+    assert ranking["ranking_groups"] == {"like": 2, "follow": 1}
+    losses = log_loss(probabilities, LABELS, NAMES)["logloss"]
+    assert losses["follow"] == pytest.approx(math.log(2))
+    assert losses["like"] == pytest.approx(-(math.log(0.9) + math.log(0.9) + math.log(0.8) + math.log(0.8)) / 4)
+    calibrated = calibration(probabilities, LABELS, NAMES, num_bins=2)
+    assert calibrated["predicted_rate"]["like"] == pytest.approx(0.5) and calibrated["observed_rate"]["like"] == 0.5
+    assert calibrated["calibration"]["like"] == pytest.approx(1.0)
+    low, high = calibrated["reliability"]["like"]
+    assert (low["count"], low["mean_predicted"], low["observed_rate"]) == (2, pytest.approx(0.15), 0.0)
+    assert (high["count"], high["mean_predicted"], high["observed_rate"]) == (2, pytest.approx(0.85), 1.0)
+    assert calibrated["ece"]["like"] == pytest.approx(0.15)
+    # follow: P = 0.5 falls in the upper bin (bins are [low, high), the last one closed).
+    assert [row["count"] for row in calibrated["reliability"]["follow"]] == [0, 4]
+
+
+def random_grouped_case(seed=0, size=600, ties=False):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 40, size)
+    happens = rng.random(size) < 0.3
+    scores = rng.random(size) * 0.7 + 0.3 * happens
+    if ties:
+        scores = np.round(scores, 1)
+    labels = np.where(happens[:, None], [[1, 2, 4]], [[1, 4, 0]])
+    probabilities = np.zeros((size, 5))
+    probabilities[:, 2] = scores
+    return groups, happens, probabilities, labels
+
+
+def test_gauc_equals_per_user_sklearn_auc_weighted_by_examples():
+    groups, happens, probabilities, labels = random_grouped_case(ties=True)
+    aucs, weights = [], []
+    for group in np.unique(groups):
+        rows = groups == group
+        if happens[rows].all() or not happens[rows].any():
+            continue
+        aucs.append(roc_auc_score(happens[rows], probabilities[rows, 2]))
+        weights.append(rows.sum())
+    result = gauc(probabilities, labels, groups, NAMES)
+    assert result["gauc"]["like"] == pytest.approx(np.average(aucs, weights=weights))
+    assert result["gauc_groups"]["like"] == len(aucs)
+    assert math.isnan(result["gauc"]["follow"]) and "gauc[follow]" in result["notes"][0]
+    # Group ids may be any values: strings group the same way.
+    assert gauc(probabilities, labels, [f"u{g}" for g in groups], NAMES)["gauc"] == result["gauc"]
+    with pytest.raises(ValueError, match="one group id"):
+        gauc(probabilities, labels, groups[:-1], NAMES)
+
+
+def test_ndcg_and_recall_equal_sklearn_per_group():
+    groups, happens, probabilities, labels = random_grouped_case(seed=1)
+    result = ranking_at_k(probabilities, labels, groups, NAMES, top_k=(3, 10))
+    for k in (3, 10):
+        ndcg, recall = [], []
+        for group in np.unique(groups):
+            rows = groups == group
+            if not happens[rows].any():
+                continue
+            scores = probabilities[rows, 2]
+            ndcg.append(ndcg_score(happens[rows][None].astype(float), scores[None], k=k) if rows.sum() > 1 else 1.0)
+            recall.append(happens[rows][np.argsort(-scores)[:k]].sum() / happens[rows].sum())
+        assert result[f"ndcg_at_{k}"]["like"] == pytest.approx(np.mean(ndcg))
+        assert result[f"recall_at_{k}"]["like"] == pytest.approx(np.mean(recall))
+    with pytest.raises(ValueError, match="cut-offs"):
+        ranking_at_k(probabilities, labels, groups, NAMES, top_k=(0,))
+
+
+def test_log_loss_equals_sklearn():
+    _, happens, probabilities, labels = random_grouped_case(seed=2)
+    probabilities[0, 2] = 0.0  # clipped, not infinite
+    expected = sklearn_log_loss(happens, np.clip(probabilities[:, 2], 1e-12, 1 - 1e-12))
+    assert log_loss(probabilities, labels, NAMES)["logloss"]["like"] == pytest.approx(expected, rel=1e-3)
+    assert math.isfinite(log_loss(probabilities, labels, NAMES)["mean_logloss"])
+
+
+def test_flatten_keeps_counts_and_tables_out():
+    probabilities, times = toy_predictions()
+    result = compute_action_metrics(
+        {"action_probabilities": probabilities, "expected_times": times, "next_actions": [2, 4, 2, 2]},
+        {"labels": LABELS, "label_times": LABEL_TIMES, "label_time_mask": LABEL_TIME_MASK, "group_ids": GROUPS},
+        NAMES,
+        top_k=(1, 2),
+    )
+    assert result["gauc"]["like"] == 1.0 and result["positives"]["like"] == 2
+    assert result["gauc_groups"]["like"] == 2 and "reliability" in result
+    flat = flatten_metrics(result)
+    assert flat["gauc_like"] == 1.0 and flat["ndcg_at_2_like"] == 1.0 and "logloss_like" in flat
+    assert "calibration_like" in flat and "ece_like" in flat
+    for key in flat:
+        assert not any(key == count or key.startswith(f"{count}_") for count in COUNT_KEYS), key
+        assert not key.startswith("reliability")
+    table = format_ranking_table({"m": result})
+    assert "GAUC" in table and "NDCG@2" in table and "Recall@1" in table and "like" in table
+    without_groups = compute_action_metrics(
+        {"action_probabilities": probabilities, "expected_times": times},
+        {"labels": LABELS, "label_times": LABEL_TIMES}, NAMES,
+    )
+    assert "gauc" not in without_groups and "logloss" in without_groups
+
+
+def test_predict_dataloader_is_the_one_loop():
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = A2GenForActionGeneration(config).eval()
+    batches = [make_batch(config, seed=seed) for seed in (0, 1)]
+    arrays = predict_dataloader(model, batches, generate=True)
+    assert arrays["action_probabilities"].shape == (8, config.vocab_size)
+    assert arrays["group_ids"].tolist() == torch.cat([b["user_ids"] for b in batches]).tolist()
+    assert arrays["next_actions"].tolist() == arrays["sequences"][:, 1].tolist()
+    expected = torch.cat([model.predict_actions(**b).action_probabilities for b in batches]).numpy()
+    np.testing.assert_allclose(arrays["action_probabilities"], expected, rtol=1e-6)
+    plain = predict_dataloader(model, batches, references=False)
+    assert set(plain) == {"action_probabilities", "expected_times"}
+    with pytest.raises(ValueError, match="empty"):
+        predict_dataloader(model, [])

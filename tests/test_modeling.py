@@ -12,6 +12,7 @@ from a2gen_hf import (
     AutoModelForActionGeneration,
     ContextAwareAttention,
 )
+from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
 
 GENERATORS = ["iag", "eag"]
 
@@ -93,7 +94,8 @@ def test_output_shapes_and_dtypes(model_and_batch):
     assert (out.aux_action_loss is not None) == (config.generator_type == "iag")
     assert out.history_representation.shape == (4, config.hidden_size)
     assert len(out.hidden_states) == 5 and len(out.attentions) == 3
-    assert out.attentions[0].shape == (4, 5, config.num_attention_heads, 3, 3)
+    # CAM_act runs over B * N sequences; the returned tensor is the one it used (so gradients reach it).
+    assert out.attentions[0].shape == (4 * 5, config.num_attention_heads, 3, 3)
     assert out.attentions[1].shape == (4, config.num_attention_heads, 5, 5)
     as_tuple = model(**batch, return_dict=False)
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], out.loss)
@@ -212,7 +214,8 @@ def test_generate_matches_teacher_forced_forward(model_and_batch, mode):
     logits, predicted_times = teacher_forced(model, inputs, sequences.clamp_min(0), times)
     mask = sequences[:, 1:] != 0  # generated positions, up to and including the end action
     torch.testing.assert_close(predicted_times[mask], times[:, 1:][mask], atol=1e-5, rtol=1e-5)
-    if mode == "greedy":  # generate never picks padding: the argmax over the actions
+    if mode == "greedy":
+        # generate() never emits padding (its score is -inf), so compare with the padding column masked too.
         assert torch.equal(logits[..., 1:].argmax(-1)[mask] + 1, sequences[:, 1:][mask])
     # generation stops at the end action: nothing but padding follows it
     for row in sequences.tolist():
@@ -350,7 +353,7 @@ def test_time_loss_l1_regresses_the_median_option():
     absolute = model(**batch)
     targets, target_times = batch["labels"][:, 1:], batch["label_times"][:, 1:]
     known = targets > 0
-    expected = ((absolute.times - target_times).abs() * known).sum(1).mean()
+    expected = (((absolute.times - target_times).abs() * known).sum(1) / known.sum(1)).mean()  # per-example mean
     torch.testing.assert_close(absolute.time_loss, expected)
     assert not torch.isclose(absolute.time_loss, squared.time_loss)
     with pytest.raises(A2GenConfigError, match="time_loss='huber' is unknown"):
@@ -532,3 +535,202 @@ def test_popularity_features_leave_out_own_labels_only_while_training(generator,
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
     assert torch.equal(reloaded.a2gen.extra_features.popularity_features.item_counts, model.a2gen.extra_features.popularity_features.item_counts)
     torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
+
+
+def ragged_history(batch, left):
+    """`batch` padded (left or right) to 8 items x 5 events, with a different number of real items per row, an item
+    that has an id but no event, and events dropped from some items."""
+    padded = pad_history(batch, extra_items=3, extra_events=2, left=left)
+    padded = {key: value.clone() for key, value in padded.items()}
+    items = padded["history_item_ids"].shape[1]
+    real = torch.ones(items, dtype=torch.bool)
+    real[:3] = not left
+    real[items - 3:] = left
+    for row, dropped in enumerate([0, 2, 4, 1]):  # row r loses `dropped` more real items at the padding side
+        keep = real.clone()
+        positions = keep.nonzero().squeeze(1)
+        keep[positions[:dropped] if left else positions[len(positions) - dropped:]] = False
+        for key in ("history_item_ids", "history_item_side_ids", "history_action_ids"):
+            padded[key][row, ~keep] = 0
+    padded["history_action_ids"][0, 4, :] = 0  # a real item without events
+    padded["history_action_ids"][1, 4, 1:] = 0  # an item with one event
+    return padded
+
+
+@pytest.mark.parametrize("left", [True, False])
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_packed_history_equals_padded_layout(generator, left):
+    """Level 1 on the real items only (the default) gives the padded layout's outputs and gradients."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config(generator))
+    batch = ragged_history(make_batch(model.config), left)
+    results = {}
+    for packed in (True, False):
+        model.a2gen.pack_history_items = packed
+        model.zero_grad()
+        out = model(**batch)
+        out.loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        results[packed] = (out, grads)
+    (packed, packed_grads), (padded, padded_grads) = results[True], results[False]
+    for name in ("loss", "logits", "times", "history_representation"):
+        torch.testing.assert_close(getattr(packed, name), getattr(padded, name), atol=1e-5, rtol=1e-5)
+    assert packed_grads.keys() == padded_grads.keys()
+    for name, grad in packed_grads.items():
+        torch.testing.assert_close(grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_packed_history_drops_padding_positions_and_events():
+    """Level 1 sees only items with real events, in the event columns some of them use."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag")).eval()
+    batch = ragged_history(make_batch(model.config), left=True)
+    seen = []
+    model.a2gen.encoder.action_attention.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    model(**batch)
+    real_items = int(((batch["history_action_ids"] != 0).any(-1) & (batch["history_item_ids"] != 0)).sum())
+    assert seen == [torch.Size([real_items, 3, model.config.action_embedding_size + model.config.time_embedding_size])]
+
+
+def test_eag_follows_the_paper_by_default_and_keeps_the_old_tables_by_option():
+    """Issue 14 point 2: EAG embeds its steps with the encoder's event embedding, without position embeddings."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("eag"))
+    assert model.generator.position_embeddings is None and model.generator.event_embedding is None
+    assert not any(name.startswith("generator.event_embedding") for name in model.state_dict())
+    batch = make_batch(model.config)
+    # The decoder's steps reach the encoder's action table: an action that only the labels hold gets a gradient.
+    batch["history_action_ids"] = torch.where(batch["history_action_ids"] == 4, 2, batch["history_action_ids"])
+    batch["labels"][:, 1] = 4
+    model(**batch).loss.backward()
+    assert model.a2gen.event_embedding.action_embeddings.weight.grad[4].abs().sum() > 0
+    legacy = A2GenForActionGeneration(
+        tiny_config("eag", eag_position_embeddings=True, eag_shared_event_embedding=False)
+    )
+    names = set(legacy.state_dict())
+    assert "generator.position_embeddings.weight" in names
+    assert "generator.event_embedding.action_embeddings.weight" in names
+
+
+def test_iag_slots_are_a_linear_map_by_default():
+    """Issue 14 point 3: IAG's slots are a linear map of the context (ReLU only by option)."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag"))
+    context = torch.randn(3, model.a2gen.context_size)
+    expected = model.generator.slot_projection(context).view(3, model.config.max_actions, model.config.hidden_size)
+    torch.testing.assert_close(model.generator.slots(context), expected)
+    assert (expected < 0).any()
+    legacy = A2GenForActionGeneration(tiny_config("iag", iag_slot_activation="relu"))
+    torch.testing.assert_close(legacy.generator.slots(context), torch.relu(
+        legacy.generator.slot_projection(context).view(3, model.config.max_actions, model.config.hidden_size)
+    ))
+    with pytest.raises(A2GenConfigError, match="iag_slot_activation='tanh' is unknown"):
+        tiny_config("iag", iag_slot_activation="tanh")
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_time_losses_are_averaged_over_timed_positions(generator):
+    """Issue 14 point 4: the time losses are per-example MSEs over the positions with a known time ("sum" by option)."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config(generator)).eval()
+    batch = make_batch(model.config)
+    batch["label_time_mask"] = torch.ones_like(batch["labels"])
+    batch["label_time_mask"][0, 1] = 0  # one unknown time
+    out = model(**batch)
+    targets, target_times = batch["labels"][:, 1:], batch["label_times"][:, 1:]
+    known = (targets > 0) & batch["label_time_mask"][:, 1:].bool()
+    if generator == "eag":  # EAG counts positions up to the true end
+        ended = (targets == model.config.end_action_id) | (targets == 0)
+        known &= (ended.long().cumsum(1) - ended.long()) == 0
+    def per_example_mse(predicted):
+        errors = [((predicted[row] - target_times[row]) ** 2)[known[row]] for row in range(len(known))]
+        return torch.stack([row.mean() if len(row) else torch.tensor(0.0) for row in errors]).mean()
+
+    squared = (out.times - target_times) ** 2
+    torch.testing.assert_close(out.time_loss, per_example_mse(out.times))
+    if generator == "iag":
+        torch.testing.assert_close(out.aux_time_loss, per_example_mse(out.aux_times))
+    # A split into equal halves averages to the whole batch's time loss (DDP and gradient accumulation rely on it).
+    halves = [model(**{key: value[rows] for key, value in batch.items()}).time_loss for rows in (slice(0, 2), slice(2, 4))]
+    torch.testing.assert_close((halves[0] + halves[1]) / 2, out.time_loss)
+    model.config.time_loss_reduction = "sum"
+    summed = model(**batch)
+    torch.testing.assert_close(summed.time_loss, (squared * known).sum(1).mean())
+    with pytest.raises(A2GenConfigError, match="time_loss_reduction='max' is unknown"):
+        tiny_config(generator, time_loss_reduction="max")
+
+
+def test_paper_defaults_and_legacy_fields_when_loading_old_configs():
+    """Issue 14 point 5 (32 + 32 event embeddings) and how configs written before the options read."""
+    config = A2GenConfig()
+    assert (config.action_embedding_size, config.time_embedding_size) == (32, 32)
+    assert (config.eag_position_embeddings, config.eag_shared_event_embedding) == (False, True)
+    assert (config.iag_slot_activation, config.time_loss_reduction) == ("linear", "mean")
+    # A new config round-trips with its own values; a dict without the new fields reads the old behaviour.
+    assert A2GenConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+    old = {key: value for key, value in config.to_dict().items() if key not in LEGACY_DEFAULTS}
+    legacy = A2GenConfig.from_dict(old)
+    for key, value in LEGACY_DEFAULTS.items():
+        assert getattr(legacy, key) == value
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_legacy_checkpoints_load_with_their_outputs(generator):
+    """Checkpoints written before the paper-default options load with their weights and give the same outputs."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(__file__).parent / "fixtures" / "legacy_checkpoints" / generator
+    model, info = A2GenForActionGeneration.from_pretrained(folder, output_loading_info=True)
+    assert not any(info.values()), info
+    assert model.config.time_loss_reduction == "sum" and model.config.eag_position_embeddings
+    expected = load_file(folder / "expected_outputs.safetensors")
+    out = model.eval()(**make_batch(model.config))
+    for name, value in expected.items():
+        torch.testing.assert_close(getattr(out, name), value, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_returned_attentions_and_hidden_states_receive_gradients(generator):
+    """Issue 14 point 16: the returned CAM_act attention (and every hidden state) is a tensor the loss depends on."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config(generator))
+    out = model(**make_batch(model.config), output_attentions=True, output_hidden_states=True)
+    for tensor in (*out.attentions, *out.hidden_states):
+        tensor.retain_grad()
+    out.loss.backward()
+    for index, tensor in enumerate(out.attentions):
+        assert tensor.grad is not None and tensor.grad.abs().sum() > 0, f"attentions[{index}]"
+    for index, tensor in enumerate(out.hidden_states):
+        assert tensor.grad is not None and tensor.grad.abs().sum() > 0, f"hidden_states[{index}]"
+
+
+def test_compile_training_compiles_once_per_part_and_saves_nothing(tmp_path):
+    """compile_training wraps the training parts in torch.compile (built once, lazily); eval and saving unchanged."""
+    from a2gen_hf.modeling_a2gen import _training_function
+
+    model = A2GenForActionGeneration(tiny_config("iag", compile_training=True))
+    keys = set(model.state_dict())
+    function = model.generator.forward
+    compiled = _training_function(model, "generator", function)
+    assert compiled is not function and _training_function(model, "generator", function) is compiled
+    model.eval()
+    assert _training_function(model, "generator", function) is function
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
+    assert set(reloaded.state_dict()) == keys and reloaded.config.compile_training
+
+
+def test_generate_expands_the_item_level_attention_per_example():
+    """With num_return_sequences, CAM_act's (B * N)-row attention is repeated per example block, not per row."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag")).eval()
+    inputs = history_inputs(make_batch(model.config))
+    out = model.generate(**inputs, num_beams=2, num_return_sequences=2, return_dict_in_generate=True,
+                         output_attentions=True)
+    reference = model(**inputs, output_attentions=True).attentions[0]  # (B * N, heads, E, E)
+    items = inputs["history_item_ids"].shape[1]
+    step_attention = out.attentions[0][0]
+    expected = reference.unflatten(0, (4, items)).repeat_interleave(2, dim=0).flatten(0, 1)
+    torch.testing.assert_close(step_attention, expected)

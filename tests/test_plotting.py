@@ -4,11 +4,20 @@ import json
 import math
 
 import matplotlib.image
+import matplotlib.pyplot
 import numpy as np
 import pytest
 
 from a2gen_hf.cli import main
-from a2gen_hf.plotting import END_COLOR, plot_comparison, plot_timeline, plot_training_curves, training_curves
+from a2gen_hf.plotting import (
+    END_COLOR,
+    PALETTE,
+    plot_comparison,
+    plot_timeline,
+    plot_training_curves,
+    timeline_figure,
+    training_curves,
+)
 
 PREDICTED = [("start", 0.0), ("like", 2.3), ("comment", 8.1), ("leave", 17.4)]
 ACTUAL = [("start", 0.0), ("like", 2.0), ("comment", 9.0), ("follow", 16.0), ("forward", 16.5), ("leave", 18.0)]
@@ -45,6 +54,12 @@ RESULTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    matplotlib.pyplot.close("all")  # timeline_figure hands its figure over open
+
+
 def read_png(path):
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
@@ -73,6 +88,39 @@ def test_timeline_lists_unknown_times_and_rejects_bad_events(tmp_path):
         plot_timeline(PREDICTED, ["start"], path=tmp_path / "x.png")
     with pytest.raises(TypeError, match="list of"):
         plot_timeline("start like", path=tmp_path / "x.png")
+
+
+def figure_texts(figure):
+    """The texts of each axes of a figure, in drawing order."""
+    return [[text.get_text() for text in axis.texts] for axis in figure.axes]
+
+
+def test_timeline_has_a_title_and_no_duplicate_time_labels():
+    overlapping = [("start", 0.0), ("like", 0.0), ("comment", 0.0), ("follow", 4.87), ("forward", 4.88), ("leave", 9.0)]
+    figure = timeline_figure(overlapping, [("start", 0.0), ("like", 0.0), ("leave", 10.0)])
+    assert figure._suptitle.get_text() == "Predicted vs actual timeline"
+    for texts in figure_texts(figure):
+        times = [text for text in texts if text.endswith("s") and text[:-1].replace(".", "").isdigit()]
+        assert len(times) == len(set(times)), times  # start, like and comment at 0 s: one "0s"
+    predicted_times = [text for text in figure_texts(figure)[0] if text.endswith("s") and text[0].isdigit()]
+    assert predicted_times == ["0s", "4.87s", "4.88s", "9s"]
+    assert timeline_figure(overlapping, title="user u1")._suptitle.get_text() == "user u1"
+    assert timeline_figure(overlapping)._suptitle.get_text() == "Predicted timeline"
+
+
+def test_timeline_shows_the_action_probabilities_beside_the_greedy_timeline(tmp_path):
+    probabilities = {"like": 0.81, "follow": 0.12, "comment": 0.3}
+    figure = timeline_figure(PREDICTED, ACTUAL, probabilities=probabilities)
+    bars = figure.axes[-1]
+    assert bars.get_title() == "P(action happens)"
+    assert [label.get_text() for label in bars.get_yticklabels()] == ["comment", "follow", "like"]
+    assert sorted(round(patch.get_width(), 2) for patch in bars.patches) == [0.12, 0.3, 0.81]
+    assert {"0.81", "0.12", "0.30"} <= set(figure_texts(figure)[-1])
+    assert figure._suptitle.get_text() == "Predicted (greedy) vs actual timeline"
+    image = read_png(plot_timeline(PREDICTED, ACTUAL, tmp_path / "p.png", probabilities=probabilities))
+    assert count_pixels(image, PALETTE[0]) > 200  # like's bar and marker share its colour
+    with pytest.raises(ValueError, match=r"probabilities\['like'\] = 1.5"):
+        timeline_figure(PREDICTED, probabilities={"like": 1.5})
 
 
 def test_training_curves_read_trainer_and_loop_logs(tmp_path):

@@ -237,3 +237,32 @@ def test_clear_errors(tokenizer):
         UserPropensityBaseline(tokenizer).fit(dataset([example(actions=(START, 9, LEAVE))]))
     with pytest.raises(ValueError, match="window"):
         UserPropensityBaseline(tokenizer, window=0).fit(TOY_TRAIN).predict(TOY_TRAIN)
+
+
+def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir):
+    """Before training, A2Gen's wide logit of each action equals the regression's decision function."""
+    import torch
+
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.simple_baselines import warm_start_wide_path
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    regression = CountFeatureLogisticRegression(tokenizer).fit(data["train"], data["validation"])
+    model = create_model(
+        "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
+        target_popularity_features=True, occurrence_head=True, wide_path=True,
+    ).eval()
+    actions = len(tokenizer.action_names)  # every id but padding has its columns
+    assert warm_start_wide_path(model, regression) == 4 * actions + 4 + 2 * actions + 2
+    rows = data["validation"]
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)([rows[index] for index in range(len(rows))])
+    batch.pop("labels"), batch.pop("label_times"), batch.pop("label_time_mask")
+    with torch.no_grad():
+        context = model.a2gen(**batch).generation_context
+        wide = model.occurrence_head.wide(context).numpy()
+    features = regression.scaler_.transform(regression.features(rows))
+    for action, fitted in regression.models_.items():
+        np.testing.assert_allclose(wide[:, action], fitted.decision_function(features), atol=5e-3, err_msg=str(action))
+    assert np.all(wide[:, [0, 1, len(tokenizer.action_names)]] == 0)  # padding, start and end are not ranked
+    with pytest.raises(ValueError, match="no wide path"):
+        warm_start_wide_path(create_model("a2gen-iag", tokenizer, data, hidden_size=16), regression)

@@ -18,7 +18,9 @@ from a2gen_hf.data.simulator import (
     SimulatorConfig,
     SimulatorConfigError,
     build_catalog,
+    build_tokenizer,
     describe_example,
+    distinct_counts,
     draw_user,
     format_simulation_summary,
     iter_examples,
@@ -76,10 +78,11 @@ def test_rows_follow_the_schema(small_rows, cache_dir):
     for split in ("train", "validation", "test"):
         assert result.dataset[split].features == FEATURES
     num_actions = len(SHORT_VIDEO_ACTIONS)
+    tokenizer = result.tokenizer
     for _, row in small_rows:
         assert set(row) == set(FEATURES)
-        assert len(row["item_side_ids"]) == 2 and all(1 <= side < SMALL.side_feature_buckets for side in row["item_side_ids"])
-        assert 1 <= row["user_id"] < SMALL.user_buckets and 1 <= row["item_id"] < SMALL.item_buckets
+        assert len(row["item_side_ids"]) == 2 and all(1 <= side < tokenizer.side_feature_buckets for side in row["item_side_ids"])
+        assert 1 <= row["user_id"] < tokenizer.user_buckets and 1 <= row["item_id"] < tokenizer.item_buckets
         assert len(row["history_item_ids"]) == len(row["history_item_side_ids"]) == SMALL.history_length
         assert len(row["history_action_ids"]) == len(row["history_action_seconds"]) == SMALL.history_length
         assert len(row["oracle_action_prob"]) == len(row["oracle_expected_seconds"]) == num_actions
@@ -91,7 +94,7 @@ def test_rows_follow_the_schema(small_rows, cache_dir):
 
 def test_item_side_features_are_the_category_and_the_opening_topic():
     catalog = build_catalog(SMALL)
-    tokenizer = A2GenActionTokenizer(side_feature_buckets=SMALL.side_feature_buckets)
+    tokenizer = build_tokenizer(SMALL, catalog)
     for _, row in list(iter_examples(SMALL))[:20]:
         index = int(row["item"].removeprefix("video_"))
         assert row["item_side_ids"] == [
@@ -326,3 +329,29 @@ def test_cli_simulate_writes_and_summarises(tmp_path, cache_dir, capsys):
 def test_cli_simulate_reports_bad_values(tmp_path, capsys):
     assert main(["simulate", "--output", str(tmp_path), "--test-fraction", "1.5"]) == 2
     assert "test_fraction=1.5 must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_buckets_for_is_the_next_power_of_two_at_or_above_twice_the_distinct_count_capped():
+    from a2gen_hf.data.buckets import MIN_DATA_SIZED_BUCKETS, buckets_for
+
+    assert buckets_for(2_000) == 4096 and buckets_for(2_048) == 8192 and buckets_for(1_000) == 2048
+    assert buckets_for(0) == MIN_DATA_SIZED_BUCKETS and buckets_for(10**9, cap=1 << 20) == 1 << 20
+    with pytest.raises(ValueError, match="distinct=-1 must be >= 0"):
+        buckets_for(-1)
+
+
+def test_simulate_sizes_the_tables_from_the_catalogue_and_records_the_counts(cache_dir):
+    result = simulate(SMALL, progress=False, cache_dir=cache_dir)
+    tokenizer, summary = result.tokenizer, result.summary
+    catalog = build_catalog(SMALL)
+    side_values = len(set(catalog.main_topics)) + len(set(catalog.segment_topics[:, 0]))
+    assert summary["distinct"] == {"users": SMALL.num_users, "items": 80, "side_values": side_values}
+    assert summary["distinct"] == distinct_counts(SMALL)
+    assert (tokenizer.user_buckets, tokenizer.item_buckets) == (64, 256)  # 30 users -> 64, 80 videos -> 256
+    assert summary["buckets"]["item_buckets"] == {"count": 256, "from": "data"}
+    fixed = simulate(SimulatorConfig(**{**SMALL.to_dict(), "item_buckets": 1000}), progress=False, cache_dir=cache_dir)
+    assert fixed.tokenizer.item_buckets == 1000 and fixed.summary["buckets"]["item_buckets"]["from"] == "user"
+    assert fixed.tokenizer.user_buckets == tokenizer.user_buckets
+    # Hashing is stable: the same raw id has the same bucket whatever the table size, and unseen ids still hash.
+    assert tokenizer.hash_item("video_999999") < tokenizer.item_buckets
+    assert result.dataset["train"][0]["item_id"] == tokenizer.hash_item(result.dataset["train"][0]["item"])

@@ -1,4 +1,4 @@
-"""Statistics: mean / std, weighted AUC, paired stratified bootstrap of AUC differences, the comparison table."""
+"""Statistics: mean / std, weighted AUC, paired stratified bootstrap of AUC differences, verdicts named after models."""
 
 import math
 
@@ -8,7 +8,6 @@ from sklearn.metrics import roc_auc_score
 
 from a2gen_hf.training.statistics import (
     bootstrap_aucs,
-    bootstrap_table,
     mean_std,
     paired_bootstrap_auc_difference,
     positive_counts,
@@ -85,6 +84,9 @@ def test_bootstrap_is_seeded_and_stratified(scored):
 
 def test_significance_label():
     assert significance_label(0.01, 0.05) == "A better"
+    assert significance_label(0.01, 0.05, "A2Gen-IAG", "MMoE") == "A2Gen-IAG better"
+    assert significance_label(-0.05, -0.01, "A2Gen-IAG", "MMoE") == "MMoE better"
+    assert significance_label(-0.05, 0.01, "A2Gen-IAG", "MMoE") == "no significant difference"
     assert significance_label(-0.05, -0.01) == "B better"
     assert significance_label(-0.01, 0.02) == "no significant difference"
     assert significance_label(0.0, 0.02) == "no significant difference"
@@ -116,37 +118,3 @@ def test_positive_counts_read_label_sequences():
     assert positive_counts(LABELS, {"start": 1, "like": 2, "follow": 3, "leave": 5}) == {
         "start": 1, "like": 1, "follow": 2, "leave": 3,
     }
-
-
-def label_sequences(occurs: np.ndarray) -> np.ndarray:
-    """`(n,)` bool "like (id 2) happens" -> label sequences start, [like,] leave (ids 1 and 5)."""
-    return np.where(occurs[:, None], [[1, 2, 5]], [[1, 5, 0]])
-
-
-def test_bootstrap_table_against_the_pairwise_test(scored):
-    labels = label_sequences(scored["labels"])
-
-    def columns(scores):
-        probabilities = np.zeros((len(scores), 6))
-        probabilities[:, 2] = scores
-        return probabilities
-
-    models = {name: columns(scored[name]) for name in ("perfect", "random", "partial")}
-    rows = bootstrap_table(models, labels, {"like": 2}, reference_model="random", num_resamples=200, seed=4)
-    assert [(row["model"], row["action"]) for row in rows] == [("perfect", "like"), ("partial", "like")]
-    assert rows[0]["significance"] == "A better"
-    assert rows[0]["positives"] == int(scored["labels"].sum())
-    # The same seed draws the same resamples: each row equals the two-model test.
-    pairwise = paired_bootstrap_auc_difference(scored["labels"], scored["partial"], scored["random"], 200, seed=4)
-    for key in ("difference", "low", "high", "p_value"):
-        assert rows[1][key] == pytest.approx(pairwise[key])
-    assert rows[1]["auc"] == pytest.approx(pairwise["auc_a"])
-    assert rows[1]["reference_auc"] == pytest.approx(pairwise["auc_b"])
-
-
-def test_bootstrap_table_errors(scored):
-    labels = label_sequences(scored["labels"])
-    with pytest.raises(KeyError, match="reference_model"):
-        bootstrap_table({"a": np.zeros((500, 6))}, labels, {"like": 2}, reference_model="b")
-    with pytest.raises(ValueError, match="shape"):
-        bootstrap_table({"a": np.zeros((500, 2)), "b": np.zeros((500, 6))}, labels, {"like": 2}, "b")

@@ -223,7 +223,7 @@ def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
     assert main(argv) == 2
     assert "already holds checkpoint-12" in capsys.readouterr().err
     assert main([*argv, "--resume"]) == 0
-    assert "Resumed from" in capsys.readouterr().out
+    assert "Resumed from" in capsys.readouterr().err
 
 
 def test_learning_rate_schedules(data_dir, tmp_path):
@@ -238,8 +238,46 @@ def test_learning_rate_schedules(data_dir, tmp_path):
     log = json.loads((output / "training_log.json").read_text())
     factors = [entry["lr_factor"] for entry in log["log_history"] if "lr_factor" in entry]
     assert factors == pytest.approx([learning_rate_factor("cosine", step, 4) for step in range(4)])
-    with pytest.raises(ValueError, match=r"lr_schedule='step'; use one of \['constant', 'linear', 'cosine'\]"):
+    with pytest.raises(ValueError, match=r"lr_schedule='step'; use one of \['constant', 'linear', 'cosine', 'plateau'\]"):
         TrainingSettings(output_dir=str(tmp_path), lr_schedule="step")
+
+
+def test_early_stopping_selects_by_validation_mean_auc(data_dir, tmp_path):
+    """Up to 30 epochs with patience 1 on validation mean AUC, evaluating every 4 steps and after every epoch."""
+    output = tmp_path / "early"
+    argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "30", "--batch-size", "64",
+            "--dense-lr", "1e-2", "--embedding-lr", "1e-2", "--select-by", "mean_auc", "--patience", "2",
+            "--eval-every", "4", "--lr-schedule", "plateau", *TINY_FLAGS]
+    assert main(argv) == 0
+    log = json.loads((output / "training_log.json").read_text())
+    evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
+    steps_per_epoch = math.ceil(323 / 64)
+    # Every 4 steps and at every epoch's end, never twice at one step.
+    expected = sorted({step for step in range(1, 30 * steps_per_epoch + 1)
+                       if step % 4 == 0 or step % steps_per_epoch == 0})
+    steps = [entry["step"] for entry in evaluations]
+    assert steps == expected[: len(steps)]
+    assert log["stopped_early"] and len(steps) < len(expected)  # 30 epochs never ran
+    scores = [entry["validation_mean_auc"] for entry in evaluations]
+    best = max(range(len(scores)), key=lambda index: (scores[index], -index))  # the first of equal maxima
+    assert log["best_step"] == steps[best] and evaluations[best]["epoch"] == log["best_epoch"]
+    assert all(score <= scores[best] for score in scores[best + 1 :]) and len(scores) - 1 - best == 2
+    assert evaluations[-1]["early_stop"] and evaluations[-1]["lr_scale"] == 0.25  # plateau: halved twice
+    assert set(evaluations[0]["validation_auc"]) <= {"like", "follow", "forward", "comment"}
+    # The returned model is the best evaluation's.
+    torch.testing.assert_close(load_file(str(output / "best_model.safetensors")), weights(output), rtol=0, atol=0)
+
+
+def test_selection_settings_errors(data_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"selection_metric='auc'; use one of \['loss', 'mean_auc'\]"):
+        TrainingSettings(output_dir=str(tmp_path), selection_metric="auc")
+    with pytest.raises(ValueError, match="early_stopping_patience=0 must be >= 1"):
+        TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=0)
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("mmoe", tokenizer, dataset, **TINY)
+    settings = TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=2, show_progress=False)
+    with pytest.raises(ValueError, match="no eval_dataset was given"):
+        train(model, dataset["train"], A2GenDataCollator.from_config(model.config, tokenizer), settings)
 
 
 def test_mixed_precision_errors_and_bf16_on_cpu(data_dir, tmp_path, capsys):
@@ -299,7 +337,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path, c
     (killed / "checkpoint-999" / "model.safetensors").write_bytes(b"partial")
 
     assert main(["train", "--output", str(killed), "--resume", *flags]) == 0
-    assert f"Resumed from {last}" in capsys.readouterr().out
+    assert f"Resumed from {last}" in capsys.readouterr().err
     uninterrupted = tmp_path / "uninterrupted"
     assert main(["train", "--output", str(uninterrupted), *flags]) == 0
 
@@ -431,3 +469,78 @@ def test_shard_for_process_splits_whole_shards():
     stream = Dataset.from_dict({"row": list(range(40))}).to_iterable_dataset(num_shards=4)
     parts = [[row["row"] for row in shard_for_process(stream, Rank(index))] for index in (0, 1)]
     assert sorted(parts[0] + parts[1]) == list(range(40)) and not set(parts[0]) & set(parts[1])
+
+
+# ------------------------------------------------------------------- options beyond the paper (issue 13)
+
+
+def test_any_slot_readout_is_one_minus_the_product_over_slots():
+    from a2gen_hf import A2GenConfig
+    from a2gen_hf.modeling_a2gen import action_predictions_from_slots
+
+    config = A2GenConfig(action_names=["start", "like", "follow", "leave"], slot_readout="any_slot")
+    probabilities = torch.softmax(torch.randn(3, 4, config.vocab_size, generator=torch.Generator().manual_seed(0)), -1)
+    times = torch.zeros(3, 4)
+    read = action_predictions_from_slots(config, probabilities, times).action_probabilities
+    expected = 1 - torch.prod(1 - probabilities, dim=1)
+    torch.testing.assert_close(read[:, 2:4], expected[:, 2:4])
+    sequence = action_predictions_from_slots(A2GenConfig(action_names=config.action_names), probabilities, times)
+    assert (sequence.action_probabilities[:, 2:4] < read[:, 2:4]).all()  # predicted ends cut the sequence readout
+    with pytest.raises(A2GenConfigError, match=r"slot_readout='last'.*\['sequence', 'any_slot'\]"):
+        A2GenConfig(slot_readout="last")
+
+
+@pytest.mark.parametrize("name", ["a2gen-iag", "mmoe-fair"])
+def test_wide_path_adds_a_linear_logit_over_the_extra_features(data_dir, name):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    options = dict(history_count_features=True, target_popularity_features=True, wide_path=True, **TINY)
+    if name.startswith("a2gen"):
+        options["occurrence_head"] = True
+    model = create_model(name, tokenizer, dataset, **options).eval()
+    rows = dataset["validation"]
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)([rows[index] for index in range(8)])
+    wide = model.occurrence_head.wide if name.startswith("a2gen") else model.wide
+    with torch.no_grad():
+        before = model.predict_actions(**batch).action_probabilities
+        wide.linear.bias.fill_(1.0)
+        after = model.predict_actions(**batch).action_probabilities
+    ranked = [model.config.action_id(a) for a in ("like", "follow", "forward", "comment")]
+    torch.testing.assert_close(torch.logit(after[:, ranked]), torch.logit(before[:, ranked]) + 1.0, atol=2e-3, rtol=0)
+    unranked = [0, model.config.start_action_id, model.config.end_action_id]
+    torch.testing.assert_close(after[:, unranked], before[:, unranked])
+    with pytest.raises(A2GenConfigError, match="wide_path=True reads the count / popularity features"):
+        create_model(name, tokenizer, dataset, wide_path=True, **TINY)
+    implied = create_model("a2gen-iag", tokenizer, dataset, history_count_features=True, wide_path=True, **TINY)
+    assert implied.config.occurrence_head and implied.occurrence_head.wide is not None  # the wide path needs the head
+
+
+def test_collator_can_drop_repeated_start_actions_from_the_labels(data_dir):
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    start, leave = tokenizer.start_action_id, tokenizer.end_action_id
+    row = {**dataset["train"][0], "action_ids": [start, start, 3, start, leave], "action_seconds": [0, 1, 2, 3, 4]}
+    labels = A2GenDataCollator(tokenizer, drop_repeated_start=True)([row])
+    assert labels["labels"][0, :4].tolist() == [start, 3, leave, 0]
+    assert labels["label_times"][0, 1] == A2GenDataCollator(tokenizer)([row])["label_times"][0, 2]  # times travel along
+    config = model_config_from_tokenizer(tokenizer, dataset, target_drops_repeated_start=True)
+    assert A2GenDataCollator.from_config(config, tokenizer).drop_repeated_start
+
+
+def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp_path):
+    from a2gen_hf.training.compare import ComparisonSettings, run_comparison
+
+    overrides = dict(history_count_features=True, target_popularity_features=True, wide_path=True, **TINY)
+    settings = ComparisonSettings(
+        models=["mmoe-fair"], seeds=1, simple_baselines=[], bootstrap_resamples=20, wide_warm_start=True,
+        model_overrides=overrides,
+        training=TrainingSettings(output_dir=str(tmp_path / "runs"), num_epochs=3, early_stopping_patience=1,
+                                  selection_metric="mean_auc", show_progress=False),
+    )
+    report = run_comparison(data_dir, tmp_path / "out", settings)
+    assert report["settings"]["wide_warm_start"] and math.isfinite(report["models"]["mmoe-fair"]["mean_auc"]["mean"])
+    log = json.loads((tmp_path / "out" / "runs" / "mmoe-fair-seed0" / "training_log.json").read_text())
+    evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
+    best = max(evaluations, key=lambda entry: entry["validation_mean_auc"])
+    assert log["best_step"] == best["step"]
+    assert "selection_metric=mean_auc" in (tmp_path / "out" / "results.md").read_text()
+    with pytest.raises(ValueError, match="wide_warm_start starts the networks' wide path"):
+        run_comparison(data_dir, tmp_path / "bad", ComparisonSettings(models=["mmoe"], wide_warm_start=True))

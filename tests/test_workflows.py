@@ -28,8 +28,15 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     assert main(["demo", "--output", str(output), "--num-examples", "600", "--epochs", "1"]) == 0
     printed = capsys.readouterr().out
     assert "AUC a2gen-iag" in printed and "AUC mmoe" in printed and "AUC oracle" in printed
-    assert printed.count("predicted start@0.0s") == 3
-    assert (output / "checkpoint" / "model.safetensors").exists()
+    assert printed.count("    greedy       start@0.0s") == 3 and printed.count("    actual       start@0.0s") == 3
+    assert printed.count("    top actions  ") == 3 and printed.count("    sampled      start@0.0s") == 3
+    lines = printed.splitlines()
+    samples = [index for index, line in enumerate(lines) if line.startswith("    sampled      ")]
+    assert all(lines[index + 1].lstrip().startswith("start@0.0s") for index in samples)  # three samples each
+    # The tables follow the simulated catalogue (600 sessions: 30 users, 2,000 videos -> 4,096 item rows).
+    summary = json.loads((output / "data" / "a2gen_data.json").read_text())
+    assert summary["buckets"]["item_buckets"] == {"count": 4096, "from": "data"}
+    assert (output / "checkpoint" / "model.safetensors").stat().st_size < 3_000_000
     assert (output / "checkpoint" / "tokenizer_config.json").exists()
     assert (output / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((output / "demo_results.json").read_text())
@@ -51,8 +58,9 @@ def test_compare_writes_the_tables_with_baselines_and_bootstrap(data_dir, tmp_pa
     assert set(report["bootstrap"]) == {"mmoe-fair", "a2gen-iag:notime", "propensity", "median-time"}
     for row in report["bootstrap"]["mmoe-fair"].values():
         assert row["low"] <= row["difference"] <= row["high"]
-        assert row["verdict"] in ("A better", "B better", "no significant difference")
+        assert row["verdict"] in ("A2Gen-IAG better", "MMoE fairly fed better", "no significant difference")
     table = (output / "results.md").read_text()
+    assert "GAUC like" in table and "NDCG@10 like" in table and "LogLoss like" in table
     assert "| A2Gen-IAG |" in table and "ablation: notime" in table and "positives" in table
     assert "Networks trained with num_epochs=1, batch_size=256" in table and "use_id_embeddings=True" in table
     assert report["settings"]["training"]["lr_schedule"] == "constant"
@@ -100,3 +108,30 @@ def test_train_with_the_sparse_log_options_saves_and_evaluates_them(data_dir, tm
     capsys.readouterr()
     assert main(["evaluate", "--model", str(run / "model"), "--data", str(data_dir)]) == 0
     assert "AUC" in capsys.readouterr().out
+
+
+def test_format_top_actions_orders_the_inner_actions_by_probability():
+    from a2gen_hf import A2GenActionTokenizer
+    from a2gen_hf.demo import format_top_actions
+
+    tokenizer = A2GenActionTokenizer()  # pad, start, like, follow, forward, comment, leave
+    probabilities = torch.tensor([0.0, 1.0, 0.2, 0.05, 0.5, 0.1, 1.0])
+    seconds = torch.tensor([0.0, 0.0, 3.0, 4.0, 5.5, 6.0, 12.25])
+    assert format_top_actions(tokenizer, probabilities, seconds, top=3) == (
+        "forward 50.0% @ 5.5s, like 20.0% @ 3.0s, comment 10.0% @ 6.0s; leave @ 12.2s"
+    )
+
+
+def test_rows_in_a_list_are_reshuffled_per_epoch_like_a_dataset():
+    from accelerate import Accelerator
+
+    from a2gen_hf.training.loop import TrainingSettings, _epoch_loader
+
+    rows = list(range(10))
+    settings = TrainingSettings(output_dir="unused", batch_size=10, seed=4)
+    accelerator = Accelerator(cpu=True)
+
+    def order(epoch):
+        return next(iter(_epoch_loader(rows, lambda batch: batch, settings, epoch, accelerator)))
+
+    assert sorted(order(0)) == rows and order(0) == order(0) and order(0) != order(1)

@@ -1,37 +1,121 @@
-"""a2gen_hf: A2Gen (Action-Aware Generative Sequence Network) the Hugging Face way."""
+"""a2gen_hf: A2Gen (Action-Aware Generative Sequence Network) the Hugging Face way.
 
-from transformers import AutoTokenizer
+The package imports lazily, so that ``a2gen --help`` does not load torch: the first use of any name below (``from
+a2gen_hf import A2GenConfig``, ``a2gen_hf.A2GenConfig``) imports the modules and registers A2Gen, MMoE and PLE with
+transformers' auto classes and the ``"action-generation"`` pipeline task. ``import a2gen_hf`` does that at once when
+transformers is already imported (``from transformers import pipeline`` first, as in the docs); otherwise call
+:func:`register` (or use any name) before ``AutoConfig`` / ``pipeline`` need it.
+"""
 
-from .auto import AutoModelForActionGeneration
-from .configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS, A2GenConfig, A2GenConfigError
-from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
-from .generation_a2gen import A2GenBeamGenerateOutput, A2GenGenerateOutput
-from .modeling_a2gen import (
-    A2GenActionGenerationOutput,
-    A2GenActionPrediction,
-    A2GenForActionGeneration,
-    A2GenModel,
-    A2GenModelOutput,
-    A2GenPreTrainedModel,
-    ContextAwareAttention,
-    ExplicitActionGenerator,
-    HierarchicalSequenceEncoder,
-    ImplicitActionGenerator,
-)
-from .modeling_baselines import (
-    MMoEForActionPrediction,
-    MultiTaskBaselineOutput,
-    MultiTaskBaselinePreTrainedModel,
-    PLEForActionPrediction,
-)
-from .pipelines import ActionGenerationPipeline, ActionRequestError, generate_timelines
-from .ranking import A2GenRanker, UserState
-from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, UnknownActionError
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__
 
-# AutoTokenizer finds the tokenizer by config class or by the saved "tokenizer_class"; saved copies carry an auto_map.
-AutoTokenizer.register(A2GenConfig, tokenizer_class=A2GenActionTokenizer)
-A2GenActionTokenizer.register_for_auto_class()
+# public name -> the submodule that defines it
+_NAMES = {
+    "AutoModelForActionGeneration": "auto",
+    "ECOMMERCE_ACTIONS": "configuration_a2gen",
+    "SHORT_VIDEO_ACTIONS": "configuration_a2gen",
+    "A2GenConfig": "configuration_a2gen",
+    "A2GenConfigError": "configuration_a2gen",
+    "MMoEConfig": "configuration_baselines",
+    "MultiTaskBaselineConfig": "configuration_baselines",
+    "PLEConfig": "configuration_baselines",
+    "A2GenBeamGenerateOutput": "generation_a2gen",
+    "A2GenGenerateOutput": "generation_a2gen",
+    "A2GenActionGenerationOutput": "modeling_a2gen",
+    "A2GenActionPrediction": "modeling_a2gen",
+    "A2GenForActionGeneration": "modeling_a2gen",
+    "A2GenModel": "modeling_a2gen",
+    "A2GenModelOutput": "modeling_a2gen",
+    "A2GenPreTrainedModel": "modeling_a2gen",
+    "ContextAwareAttention": "modeling_a2gen",
+    "ExplicitActionGenerator": "modeling_a2gen",
+    "HierarchicalSequenceEncoder": "modeling_a2gen",
+    "ImplicitActionGenerator": "modeling_a2gen",
+    "MMoEForActionPrediction": "modeling_baselines",
+    "MultiTaskBaselineOutput": "modeling_baselines",
+    "MultiTaskBaselinePreTrainedModel": "modeling_baselines",
+    "PLEForActionPrediction": "modeling_baselines",
+    "ActionGenerationPipeline": "pipelines",
+    "ActionRequestError": "pipelines",
+    "generate_timelines": "pipelines",
+    "A2GenRanker": "ranking",
+    "UserState": "ranking",
+    "A2GenActionTokenizer": "tokenization_a2gen",
+    "TimelineError": "tokenization_a2gen",
+    "UnknownActionError": "tokenization_a2gen",
+}
+_registered = False
+
+
+def register() -> None:
+    """Import the models and register them with transformers' auto classes (``AutoConfig``, ``AutoModel``,
+    ``AutoTokenizer``, ``AutoModelForActionGeneration``) and the ``"action-generation"`` pipeline task. Idempotent;
+    the first use of any name of the package calls it."""
+    global _registered
+    if _registered:
+        return
+    from transformers import AutoTokenizer
+
+    # their imports register them; hub's sets the models' push_to_hub, which writes the A2Gen model card
+    from . import auto, hub, modeling_baselines, pipelines  # noqa: F401
+    from .configuration_a2gen import A2GenConfig
+    from .tokenization_a2gen import A2GenActionTokenizer
+
+    # AutoTokenizer finds the tokenizer by config class or by the saved "tokenizer_class"; saved copies carry an
+    # auto_map.
+    AutoTokenizer.register(A2GenConfig, tokenizer_class=A2GenActionTokenizer, exist_ok=True)
+    A2GenActionTokenizer.register_for_auto_class()
+    _registered = True
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    register()
+    value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES})
+
+
+if "transformers" in sys.modules:
+    register()
+
+if TYPE_CHECKING:
+    from .auto import AutoModelForActionGeneration
+    from .configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS, A2GenConfig, A2GenConfigError
+    from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
+    from .generation_a2gen import A2GenBeamGenerateOutput, A2GenGenerateOutput
+    from .modeling_a2gen import (
+        A2GenActionGenerationOutput,
+        A2GenActionPrediction,
+        A2GenForActionGeneration,
+        A2GenModel,
+        A2GenModelOutput,
+        A2GenPreTrainedModel,
+        ContextAwareAttention,
+        ExplicitActionGenerator,
+        HierarchicalSequenceEncoder,
+        ImplicitActionGenerator,
+    )
+    from .modeling_baselines import (
+        MMoEForActionPrediction,
+        MultiTaskBaselineOutput,
+        MultiTaskBaselinePreTrainedModel,
+        PLEForActionPrediction,
+    )
+    from .pipelines import ActionGenerationPipeline, ActionRequestError, generate_timelines
+    from .ranking import A2GenRanker, UserState
+    from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, UnknownActionError
 
 __all__ = [
     "MMoEConfig",

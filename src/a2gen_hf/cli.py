@@ -1,49 +1,36 @@
-"""The ``a2gen`` command. Each subcommand is a pair of functions: ``add_<name>_command`` declares its arguments and
-``run_<name>`` executes it; :func:`build_parser` lists the ``add_*`` functions."""
+"""The ``a2gen`` command. Each subcommand's options are dataclasses of :mod:`a2gen_hf.cli_arguments` (listed in
+:data:`COMMANDS`) and ``run_<name>`` executes it, importing the heavy modules (torch, transformers, datasets) only
+then, so that ``a2gen --help`` answers at once. ``--config FILE`` / ``--recipe NAME`` give options from a file."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-
-def add_prepare_command(subparsers: argparse._SubParsersAction) -> None:
-    from .data.logs import DEFAULT_MAX_HISTORY_ITEMS, DEFAULT_PARTITION_ROWS, DEFAULT_SESSION_GAP_SECONDS, PRESETS
-
-    parser = subparsers.add_parser(
-        "prepare",
-        help="convert an interaction log (CSV, JSONL, Parquet) into A2Gen examples",
-        description="Convert an interaction log into train / validation / test examples (split by time), a fitted "
-        "tokenizer and a2gen_data.json. The rules are described in docs/data.md.",
-    )
-    parser.add_argument("--preset", choices=sorted(PRESETS), required=True, help="the log's format")
-    parser.add_argument("--input", required=True, help="the log file")
-    parser.add_argument("--output", required=True, help="folder for the DatasetDict, tokenizer/ and a2gen_data.json")
-    parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="input format (default: extension)")
-    parser.add_argument(
-        "--on-bad-rows",
-        choices=["error", "skip", "warn"],
-        default="error",
-        help="stop at the first bad row (default), or drop and count bad rows (skip / warn)",
-    )
-    parser.add_argument("--session-gap-seconds", type=float, default=DEFAULT_SESSION_GAP_SECONDS)
-    parser.add_argument("--max-history-items", type=int, default=DEFAULT_MAX_HISTORY_ITEMS)
-    parser.add_argument("--min-history", type=int, default=0, help="only sessions with this many earlier sessions")
-    parser.add_argument("--validation-fraction", type=float, default=1 / 7, help="share of the time range")
-    parser.add_argument("--test-fraction", type=float, default=1 / 7, help="share of the time range (the last)")
-    parser.add_argument("--validation-start", type=float, help="Unix seconds; overrides --validation-fraction")
-    parser.add_argument("--test-start", type=float, help="Unix seconds; overrides --test-fraction")
-    parser.add_argument("--item-buckets", type=int, default=1_000_000,
-                        help="hash buckets of item ids (embedding rows; about 2-10x the distinct items keeps "
-                        "collisions rare and tables small)")
-    parser.add_argument("--user-buckets", type=int, default=100_000)
-    parser.add_argument("--side-feature-buckets", type=int, default=100_000)
-    parser.add_argument("--partition-rows", type=int, default=DEFAULT_PARTITION_ROWS,
-                        help="rows per user partition: the unit of work and of memory")
-    parser.add_argument("--num-proc", type=int, help="worker processes (default: min(2, CPUs); 1 = this process)")
-    parser.set_defaults(func=run_prepare)
+from .cli_arguments import (
+    ArchitectureArguments,
+    BenchArguments,
+    CommonArguments,
+    CompareArguments,
+    DemoArguments,
+    EvaluateArguments,
+    FeatureArguments,
+    GenerateArguments,
+    GenericLogArguments,
+    HelpFormatter,
+    PrepareArguments,
+    PushArguments,
+    SelectionArguments,
+    SimulateArguments,
+    TrainArguments,
+    add_dataclass_arguments,
+    required_fields,
+)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -52,14 +39,17 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .data.validation import LogFormatError
     from .tokenization_a2gen import A2GenActionTokenizer
 
-    preset = PRESETS[args.preset]
+    try:
+        preset = _generic_preset(args) if args.preset == "generic" else PRESETS[args.preset]
+    except ValueError as error:
+        print(f"a2gen prepare: error: {error}", file=sys.stderr)
+        return 2
+    given = {name: getattr(args, name) for name in ("item_buckets", "user_buckets", "side_feature_buckets")}
     tokenizer = A2GenActionTokenizer(
         action_names=list(preset.action_names),
         start_action=preset.start_action,
         end_action=preset.end_action,
-        item_buckets=args.item_buckets,
-        user_buckets=args.user_buckets,
-        side_feature_buckets=args.side_feature_buckets,
+        **{name: value for name, value in given.items() if value is not None},
     )
     split_rule = SplitRule(
         validation_fraction=args.validation_fraction,
@@ -70,7 +60,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     try:
         result = convert_log(
             args.input,
-            preset=args.preset,
+            preset=preset,
             output_dir=args.output,
             on_bad_rows=args.on_bad_rows,
             file_format=args.format,
@@ -81,6 +71,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             tokenizer=tokenizer,
             partition_rows=args.partition_rows,
             num_proc=args.num_proc,
+            data_sized_buckets=tuple(name for name, value in given.items() if value is None),
+            progress=not args.quiet,
         )
     except (LogFormatError, FileNotFoundError, ValueError) as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
@@ -90,33 +82,43 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_push_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "push",
-        help="push a checkpoint (model, tokenizer, code, model card) to the Hugging Face Hub in one commit",
-        description="Push a folder written by save_pretrained to a Hub repo, with its tokenizer (from the folder or "
-        "its tokenizer/ subfolder), its modeling code and a model card. The token comes from HF_TOKEN or "
-        "`hf auth login`, never from the command line. See docs/hub.md.",
+def _generic_preset(args: argparse.Namespace):
+    """The :class:`LogPreset` of ``--preset generic`` from the ``--generic-*`` options."""
+    from .data.logs import LogPreset
+
+    if not args.actions:
+        raise ValueError(
+            "--preset generic needs --generic-actions, the action vocabulary in order, e.g. "
+            "--generic-actions click,cart,buy,leave (see `a2gen prepare --help`, group genericlog)."
+        )
+    actions = tuple(name.strip() for name in args.actions.split(",") if name.strip())
+    mapping = {name: name for name in actions}
+    if args.action_mapping:
+        pairs = [pair.split("=", 1) for pair in args.action_mapping.split(",") if pair.strip()]
+        bad = [pair[0] for pair in pairs if len(pair) != 2]
+        if bad:
+            raise ValueError(f"--generic-action-mapping: {bad[0]!r} is not raw=action; write e.g. pv=click,fav=collect.")
+        mapping = {raw.strip(): action.strip() for raw, action in pairs}
+    return LogPreset(
+        name="generic",
+        action_names=actions,
+        start_action=args.start_action or actions[0],
+        end_action=args.end_action or actions[-1],
+        user_column=args.user_column,
+        item_column=args.item_column,
+        time_column=args.time_column,
+        time_unit=args.time_unit,
+        delimiter=args.delimiter,
+        action_column=args.action_column,
+        action_mapping=mapping,
+        side_feature_columns=tuple(name.strip() for name in args.side_feature_columns.split(",") if name.strip()),
     )
-    parser.add_argument("checkpoint", help="folder with config.json and model.safetensors")
-    parser.add_argument("repo_id", help="namespace/name (or name: the token owner's namespace)")
-    parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--dataset-name", help="the training data set, for the model card")
-    parser.add_argument(
-        "--eval-results",
-        help="the eval_results.json of `a2gen train` or the file of `a2gen evaluate --json` (or a JSON "
-        '{"auc": {"like": 0.71}, "mae": {"like": 0.52}}): its per-action auc and mae go on the model card',
-    )
-    parser.add_argument("--commit-message", default="Upload A2Gen checkpoint")
-    parser.set_defaults(func=run_push)
 
 
 def run_push(args: argparse.Namespace) -> int:
     import json
 
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from .hub import eval_results_from_metrics, push_checkpoint
+    from .hub import HUB_ERRORS, eval_results_from_metrics, hub_error_message, push_checkpoint
 
     eval_results = None
     if args.eval_results:
@@ -141,53 +143,14 @@ def run_push(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             dataset_name=args.dataset_name,
         )
-    except (HfHubHTTPError, FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:
         print(f"a2gen push: error: {error}", file=sys.stderr)
+        return 2
+    except HUB_ERRORS as error:  # offline, unreachable, 401, ...: one line
+        print(f"a2gen push: error: {hub_error_message(error)}", file=sys.stderr)
         return 2
     print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id} as commit {commit.oid}")
     return 0
-
-
-def add_simulate_command(subparsers: argparse._SubParsersAction) -> None:
-    from .data.simulator import SimulatorConfig
-
-    defaults = SimulatorConfig()
-    parser = subparsers.add_parser(
-        "simulate",
-        help="generate short-video sessions in which action timing carries intent (docs/simulator.md)",
-        description="Simulate train / validation / test examples (split by time) with their oracle, a fitted "
-        "tokenizer and a2gen_data.json. The generative process is described in docs/simulator.md.",
-    )
-    parser.add_argument("--output", required=True, help="folder for the DatasetDict, tokenizer/ and a2gen_data.json")
-    parser.add_argument("--num-examples", type=int, default=defaults.num_examples)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--examples-per-user", type=int, default=defaults.examples_per_user)
-    parser.add_argument("--history-length", type=int, default=defaults.history_length)
-    parser.add_argument("--num-items", type=int, default=defaults.num_items)
-    parser.add_argument("--num-topics", type=int, default=defaults.num_topics)
-    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
-    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
-    parser.add_argument(
-        "--item-buckets",
-        type=int,
-        default=defaults.item_buckets,
-        help="hash buckets of video ids (embedding rows); size them to the catalogue (--num-items), e.g. 10x: "
-        "large tables make AdamW slow on CPU",
-    )
-    parser.add_argument("--user-buckets", type=int, default=defaults.user_buckets, help="hash buckets of user ids")
-    parser.add_argument(
-        "--side-feature-buckets",
-        type=int,
-        default=defaults.side_feature_buckets,
-        help="hash buckets of the side features (category and opening topic)",
-    )
-    parser.add_argument(
-        "--parquet",
-        action="store_true",
-        help="stream to {split}/part-NNNNN.parquet shards instead of save_to_disk (for millions of examples)",
-    )
-    parser.add_argument("--shard-size", type=int, default=100_000, help="examples per Parquet shard (with --parquet)")
-    parser.set_defaults(func=run_simulate)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -208,9 +171,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             side_feature_buckets=args.side_feature_buckets,
         )
         if args.parquet:
-            summary = simulate_to_parquet(config, args.output, shard_size=args.shard_size)
+            summary = simulate_to_parquet(config, args.output, shard_size=args.shard_size, progress=not args.quiet)
         else:
-            result = simulate(config)
+            result = simulate(config, progress=not args.quiet)
             result.save(args.output)
             summary = result.summary
     except (OSError, ValueError) as error:  # SimulatorConfigError is a ValueError
@@ -243,24 +206,10 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
     return examples, collator, DataLoader(examples, batch_size=batch_size, collate_fn=collator)
 
 
-def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a trained model on a split: AUC and timing MAE per action",
-        description="Evaluate a saved model (A2Gen, MMoE or PLE) on a data folder's split and print the table.",
-    )
-    parser.add_argument("--model", required=True, help="folder written by save_pretrained (with the tokenizer)")
-    parser.add_argument("--data", required=True, help="data folder from a2gen prepare / a2gen simulate")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--json", help='write {"auc": {action: value}, "mae": {action: value}, ...} to this file')
-    parser.set_defaults(func=run_evaluate)
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
+    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table
 
     try:
         model, tokenizer = _load_model_and_tokenizer(args.model)
@@ -271,28 +220,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     oracle = None
     if all(column in examples.column_names for column in ORACLE_COLUMNS):
         oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
-    result = evaluate_model(model, loader, oracle=oracle)
+    from tqdm.auto import tqdm
+
+    result = evaluate_model(model, tqdm(loader, desc="evaluate", unit=" batches", leave=False), oracle=oracle)
     print(format_metrics_table({Path(args.model).name or "model": result}))
+    print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
+    print(format_ranking_table({Path(args.model).name or "model": result}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=float))
         print(f"written to {args.json}")
     return 0
-
-
-def add_generate_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "generate",
-        help="print predicted vs actual timelines for examples of a split",
-        description="Generate timed action sequences with a saved A2Gen model and print them beside the truth.",
-    )
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--num-examples", type=int, default=5)
-    parser.add_argument("--num-beams", type=int, default=1)
-    parser.add_argument("--do-sample", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -330,51 +267,12 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "compare",
-        help="train several models on the same splits and write the paper-style table (Markdown, JSON, PNG)",
-        description="Train each network for every seed on the same train split (best epoch on validation), score "
-        "all models and the simple baselines on the test split, and report mean ± std, positive counts and "
-        "paired bootstrap intervals of the AUC difference to A2Gen. Networks: a2gen-iag, a2gen-eag, mmoe, ple, "
-        "mmoe-fair, ple-fair; ablations: a2gen-iag:notime, a2gen-iag:noevents.",
-    )
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--models", default="a2gen-iag,a2gen-eag,mmoe,ple", help="comma-separated networks")
-    parser.add_argument("--simple", default="propensity,popularity,logreg,median-time",
-                        help="comma-separated simple baselines ('' for none)")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--dense-lr", type=float, default=5e-4)
-    parser.add_argument("--embedding-lr", type=float, default=1e-4)
-    parser.add_argument("--embedding-weight-decay", type=float, default=0.0)
-    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
-                        help="decay both learning rates over the run's steps (default: constant, the paper)")
-    parser.add_argument("--embedding-dropout", type=float, default=0.0)
-    parser.add_argument("--max-history-items", type=int, help="read at most this many recent history items")
-    parser.add_argument("--history-propensity", action="store_true",
-                        help="give every network the count rule's features (share of history items with each action)")
-    parser.add_argument("--id-free", action="store_true", help="do not embed user / item ids (features only)")
-    _add_feature_arguments(parser)
-    parser.add_argument("--time-loss", choices=["mse", "l1"], default="mse",
-                        help="time heads of every network: squared error (mean) or absolute error (median)")
-    parser.add_argument("--bootstrap-resamples", type=int, default=1000)
-    parser.set_defaults(func=run_compare)
-
-
-def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--history-pooling", choices=["sum", "mean"], default="sum",
-                        help="how A2Gen's HSE reduces over positions: sum (the paper) or mean")
-    parser.add_argument("--count-features", action="store_true",
-                        help="give the networks the logistic regression's history count features (standardised)")
-    parser.add_argument("--popularity-features", action="store_true",
-                        help="give the networks the target item's and category's train action rates (leave-one-out)")
-    parser.add_argument("--occurrence-head", action="store_true",
-                        help="A2Gen ranks with a per-action occurrence head trained with binary cross-entropy")
-    parser.add_argument("--rare-id-threshold", type=int, default=0,
-                        help="users / target items with fewer training examples share embedding rows (0 = off)")
+def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "selection_metric": args.select_by,
+        "early_stopping_patience": args.patience,
+        "eval_every_steps": args.eval_every,
+    }
 
 
 def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -384,6 +282,10 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "occurrence_head": args.occurrence_head,
         "target_popularity_features": args.popularity_features,
         "rare_id_threshold": args.rare_id_threshold,
+        "wide_path": args.wide_path,
+        "slot_readout": args.slot_readout,
+        "target_drops_repeated_start": args.drop_repeated_start,
+        "use_id_embeddings": not args.id_free,
     }
 
 
@@ -396,6 +298,7 @@ def run_compare(args: argparse.Namespace) -> int:
         simple_baselines=[name for name in args.simple.split(",") if name],
         seeds=args.seeds,
         bootstrap_resamples=args.bootstrap_resamples,
+        wide_warm_start=args.wide_warm_start,
         training=TrainingSettings(
             output_dir=str(Path(args.output) / "runs"),
             num_epochs=args.epochs,
@@ -404,12 +307,12 @@ def run_compare(args: argparse.Namespace) -> int:
             embedding_learning_rate=args.embedding_lr,
             embedding_weight_decay=args.embedding_weight_decay,
             lr_schedule=args.lr_schedule,
+            **_selection_settings(args),
         ),
         model_overrides={
             "embedding_dropout_prob": args.embedding_dropout,
             "time_loss": args.time_loss,
             "history_propensity_features": args.history_propensity,
-            "use_id_embeddings": not args.id_free,
             **_feature_overrides(args),
             **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
         },
@@ -422,24 +325,6 @@ def run_compare(args: argparse.Namespace) -> int:
     print(format_markdown(report))
     print(f"written to {args.output}/results.md, results.json and results.png")
     return 0
-
-
-def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
-    from .demo import DemoSettings
-
-    defaults = DemoSettings()
-    parser = subparsers.add_parser(
-        "demo",
-        help="the whole story on the built-in simulator in a few minutes",
-        description="Simulate sessions, train A2Gen (IAG) and MMoE, evaluate both against the oracle, print the "
-        "table and three timelines, save the checkpoint and a timeline PNG.",
-    )
-    parser.add_argument("--output", default=defaults.output_dir)
-    parser.add_argument("--num-examples", type=int, default=defaults.num_examples)
-    parser.add_argument("--epochs", type=int, default=defaults.num_epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.set_defaults(func=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -455,58 +340,6 @@ def run_demo_command(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def add_train_command(subparsers: argparse._SubParsersAction) -> None:
-    from .training.data_setup import MODEL_CHOICES
-    from .training.loop import MIXED_PRECISIONS, TrainingSettings
-
-    defaults = TrainingSettings(output_dir="")
-    parser = subparsers.add_parser(
-        "train",
-        help="train A2Gen (or MMoE / PLE) on a data folder with Accelerate; evaluate on its test split",
-        description="Train on the train split of a folder written by `a2gen simulate` / `a2gen prepare`, keep the "
-        "epoch with the lowest validation loss, save the model and tokenizer to OUTPUT/model and the test metrics to "
-        "OUTPUT/eval_results.json. One process as is; several with `accelerate launch --multi_gpu --num_processes N "
-        "-m a2gen_hf.cli train ...`. See docs/training.md.",
-    )
-    parser.add_argument("--data", required=True, help="data folder (DatasetDict, tokenizer/, a2gen_data.json)")
-    parser.add_argument("--output", required=True, help="folder for checkpoints, model/, training_log.json, eval results")
-    parser.add_argument("--model", choices=list(MODEL_CHOICES), default="a2gen-iag")
-    parser.add_argument("--epochs", type=int, default=defaults.num_epochs)
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process and micro-step")
-    parser.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
-    parser.add_argument("--gradient-accumulation-steps", type=int, default=defaults.gradient_accumulation_steps)
-    parser.add_argument("--mixed-precision", choices=list(MIXED_PRECISIONS), default=defaults.mixed_precision)
-    parser.add_argument("--dense-lr", type=float, default=defaults.dense_learning_rate)
-    parser.add_argument("--embedding-lr", type=float, default=defaults.embedding_learning_rate)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="of the dense weights")
-    parser.add_argument("--max-grad-norm", type=float, help="clip the gradient norm (default: no clipping)")
-    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default=defaults.lr_schedule,
-                        help="decay both learning rates over the run's steps (default: constant, the paper)")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps; 0 = never")
-    parser.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints, help="0 = keep all")
-    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in OUTPUT")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between log entries")
-    parser.add_argument(
-        "--no-best-epoch", action="store_true", help="keep the last weights, not the best validation epoch's"
-    )
-    parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is there")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    architecture = parser.add_argument_group("model (default: the config's; data-given sizes are read from the data)")
-    for flag, kind in (
-        ("--hidden-size", int),
-        ("--num-attention-heads", int),
-        ("--id-embedding-size", int),
-        ("--max-history-items", int),
-        ("--max-events-per-item", int),
-        ("--hidden-dropout-prob", float),
-    ):
-        architecture.add_argument(flag, type=kind)
-    _add_feature_arguments(architecture)
-    parser.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -541,8 +374,13 @@ def run_train(args: argparse.Namespace) -> int:
             dense_learning_rate=args.dense_lr,
             embedding_learning_rate=args.embedding_lr,
             weight_decay=args.weight_decay,
+            embedding_weight_decay=args.embedding_weight_decay,
             max_grad_norm=args.max_grad_norm,
             lr_schedule=args.lr_schedule,
+            warmup_steps=args.warmup_steps,
+            warmup_ratio=args.warmup_ratio,
+            report_to=args.report_to,
+            **_selection_settings(args),
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
@@ -572,23 +410,29 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
         "plot",
         help="draw a PNG: a predicted vs actual timeline, training curves, or the model comparison",
         description="Draw pictures with matplotlib (no display needed). See docs/cli.md.",
+        formatter_class=HelpFormatter,
     )
     kinds = parser.add_subparsers(dest="plot_kind", required=True, metavar="KIND")
     timeline = kinds.add_parser(
         "timeline",
         help="the generated timeline of one example above its actual timeline (the paper's intro figure)",
+        formatter_class=HelpFormatter,
     )
     timeline.add_argument("--model", required=True, help="folder written by save_pretrained (an A2Gen model)")
     timeline.add_argument("--data", required=True, help="data folder from a2gen prepare / a2gen simulate")
-    timeline.add_argument("--split", default="test")
+    timeline.add_argument("--split", default="test", help="the split to read the example from")
     timeline.add_argument("--index", type=int, default=0, help="row of the split")
-    curves = kinds.add_parser("curves", help="training and validation loss against the step")
+    curves = kinds.add_parser("curves", help="training and validation loss against the step", formatter_class=HelpFormatter)
     curves.add_argument("log", help="trainer_state.json (Trainer) or training_log.json (a2gen train)")
-    comparison = kinds.add_parser("comparison", help="AUC (and timing MAE) per action and model, mean ± std")
+    comparison = kinds.add_parser(
+        "comparison", help="AUC (and timing MAE) per action and model, mean ± std", formatter_class=HelpFormatter
+    )
     comparison.add_argument("results", help="results.json written by a2gen compare")
     for kind in (timeline, curves, comparison):
         kind.add_argument("--output", required=True, help="the PNG to write")
-        kind.add_argument("--title", help="a title for the picture")
+        kind.add_argument("--title", help="a title for the picture; default: one naming the input")
+        kind.add_argument("--quiet", action="store_true", help="print only results and errors")
+        kind.add_argument("--verbose", action="store_true", help="also print debugging messages")
     parser.set_defaults(func=run_plot)
 
 
@@ -616,7 +460,11 @@ def run_plot(args: argparse.Namespace) -> int:
             predicted = generate_timelines(model, tokenizer, batch)[0]
             actual = tokenizer.decode_timeline(batch["labels"][0], batch["label_times"][0], batch["label_time_mask"][0])
             title = args.title or f"{args.split} row {args.index}: user {row['user']}, item {row['item']}"
-            path = plot_timeline(predicted, actual, args.output, title=title)
+            scores = model.predict_actions(**batch).action_probabilities[0]
+            config = model.config
+            probabilities = {name: float(scores[config.action_id(name)]) for name in config.action_names
+                             if name not in (config.start_action, config.end_action)}
+            path = plot_timeline(predicted, actual, args.output, title=title, probabilities=probabilities)
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen plot {args.plot_kind}: error: {error}", file=sys.stderr)
         return 2
@@ -626,23 +474,6 @@ def run_plot(args: argparse.Namespace) -> int:
 
 # The benchmark scripts live in the repository checkout, not in the installed package.
 BENCHMARKS_FOLDER = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="speed benchmarks: ranking latency, generate, training throughput (and log conversion)",
-        description="Run benchmarks/bench_serving.py and, with --convert, benchmarks/bench_convert.py of the "
-        "repository checkout the package is installed from (pip install -e .). Each script runs in its own Python "
-        "process: bench_serving.py restarts itself with allocator settings that must be in place before the process "
-        "starts. Figures and their caveats: docs/serving.md and benchmarks/README.md.",
-    )
-    parser.add_argument("--output", help="folder for serving_bench.md / serving_bench.json")
-    parser.add_argument("--quick", action="store_true", help="C = 100 / 1,000 only and fewer repeats")
-    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to warm up)")
-    parser.add_argument("--convert", action="store_true", help="also time convert_log on a synthetic Taobao log")
-    parser.add_argument("--convert-rows", type=int, help="rows of that log (default: the script's, 1,000,000)")
-    parser.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -674,24 +505,235 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# name: (help line, description, option dataclasses, positional arguments (name, help), runner)
+COMMANDS: dict[str, tuple[str, str, tuple[type, ...], tuple[tuple[str, str], ...], str]] = {
+    "prepare": (
+        "convert an interaction log (CSV, JSONL, Parquet) into A2Gen examples",
+        "Convert an interaction log into train / validation / test examples (split by time), a fitted tokenizer and "
+        "a2gen_data.json. The rules are described in docs/data.md; --preset generic reads your own event log.",
+        (PrepareArguments, GenericLogArguments),
+        (),
+        "run_prepare",
+    ),
+    "simulate": (
+        "generate short-video sessions in which action timing carries intent (docs/simulator.md)",
+        "Simulate train / validation / test examples (split by time) with their oracle, a fitted tokenizer and "
+        "a2gen_data.json. The generative process is described in docs/simulator.md.",
+        (SimulateArguments,),
+        (),
+        "run_simulate",
+    ),
+    "push": (
+        "push a checkpoint (model, tokenizer, code, model card) to the Hugging Face Hub in one commit",
+        "Push a folder written by save_pretrained to a Hub repo, with its tokenizer (from the folder or its "
+        "tokenizer/ subfolder), its modeling code and a model card. The token comes from HF_TOKEN or `hf auth login`, "
+        "never from the command line. See docs/hub.md.",
+        (PushArguments,),
+        (("checkpoint", "folder with config.json and model.safetensors"),
+         ("repo_id", "namespace/name (or name: the token owner's namespace)")),
+        "run_push",
+    ),
+    "train": (
+        "train A2Gen (or MMoE / PLE) on a data folder with Accelerate; evaluate on its test split",
+        "Train on the train split of a folder written by `a2gen simulate` / `a2gen prepare`, keep the epoch with the "
+        "lowest validation loss, save the model and tokenizer to OUTPUT/model and the test metrics to "
+        "OUTPUT/eval_results.json. One process as is; several with `accelerate launch --multi_gpu --num_processes N "
+        "-m a2gen_hf.cli train ...`. Options can come from --config FILE / --recipe NAME; the command line wins. "
+        "See docs/training.md.",
+        (TrainArguments, SelectionArguments, ArchitectureArguments, FeatureArguments),
+        (),
+        "run_train",
+    ),
+    "evaluate": (
+        "score a trained model on a split: AUC and timing MAE (seconds) per action",
+        "Evaluate a saved model (A2Gen, MMoE or PLE) on a data folder's split and print the table.",
+        (EvaluateArguments,),
+        (),
+        "run_evaluate",
+    ),
+    "generate": (
+        "print predicted vs actual timelines for examples of a split",
+        "Generate timed action sequences with a saved A2Gen model and print them beside the truth.",
+        (GenerateArguments,),
+        (),
+        "run_generate",
+    ),
+    "compare": (
+        "train several models on the same splits and write the paper-style table (Markdown, JSON, PNG)",
+        "Train each network for every seed on the same train split (best epoch on validation), score all models and "
+        "the simple baselines on the test split, and report mean ± std, positive counts and paired bootstrap "
+        "intervals of the AUC difference to A2Gen. Networks: a2gen-iag, a2gen-eag, mmoe, ple, mmoe-fair, ple-fair; "
+        "ablations: a2gen-iag:notime, a2gen-iag:noevents.",
+        (CompareArguments, SelectionArguments, FeatureArguments),
+        (),
+        "run_compare",
+    ),
+    "demo": (
+        "the whole story on the built-in simulator in under a minute",
+        "Simulate sessions, train A2Gen (IAG) and MMoE, evaluate both against the oracle, print the table, the top "
+        "actions with their probabilities and a few sampled timelines, save the checkpoint and a timeline PNG.",
+        (DemoArguments,),
+        (),
+        "run_demo_command",
+    ),
+    "bench": (
+        "speed benchmarks: ranking latency, generate, training throughput (and log conversion)",
+        "Run benchmarks/bench_serving.py and, with --convert, benchmarks/bench_convert.py of the repository checkout "
+        "the package is installed from (pip install -e .). Each script runs in its own Python process: "
+        "bench_serving.py restarts itself with allocator settings that must be in place before the process starts. "
+        "Figures and their caveats: docs/serving.md and benchmarks/README.md.",
+        (BenchArguments,),
+        (),
+        "run_bench",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="a2gen", description="A2Gen: data preparation, training and serving.")
+    """The ``a2gen`` parser. Building it imports no heavy module: each command imports what it needs when it runs."""
+    parser = argparse.ArgumentParser(
+        prog="a2gen", description="A2Gen: data preparation, training and serving.", formatter_class=HelpFormatter
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_prepare_command(subparsers)
-    add_simulate_command(subparsers)
-    add_push_command(subparsers)
-    add_train_command(subparsers)
-    add_evaluate_command(subparsers)
-    add_generate_command(subparsers)
-    add_compare_command(subparsers)
-    add_demo_command(subparsers)
+    for name, (help_line, description, groups, positionals, runner) in COMMANDS.items():
+        command = subparsers.add_parser(name, help=help_line, description=description, formatter_class=HelpFormatter)
+        for positional, positional_help in positionals:
+            command.add_argument(positional, help=positional_help)
+        for index, group in enumerate(groups):
+            if index == 0:  # the command's own options
+                add_dataclass_arguments(command, group)
+                continue
+            title = group.__name__.removesuffix("Arguments").lower()
+            description = group.__doc__ if not (group.__doc__ or "").startswith(group.__name__) else None
+            add_dataclass_arguments(command.add_argument_group(title, description), group)
+        add_dataclass_arguments(command.add_argument_group("common"), CommonArguments)
+        command.set_defaults(func=globals()[runner], option_groups=groups)
     add_plot_command(subparsers)
-    add_bench_command(subparsers)
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions:  # the subparsers action
+        if command in action.choices:
+            return action.choices[command]
+    raise KeyError(command)
+
+
+def _config_values(path: str, source: str) -> dict[str, Any]:
+    """A flat YAML / JSON mapping of option names to values."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            values = yaml.safe_load(file)
+    except OSError as error:
+        raise ConfigError(f"{source} {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source} {path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source} {path} must hold a mapping of option names to values, not {type(values).__name__}.")
+    return values
+
+
+class ConfigError(ValueError):
+    """A --config / --recipe file that cannot be applied."""
+
+
+def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], source: str) -> list[str]:
+    """``{"batch_size": 512, "cpu": true}`` -> ``["--batch-size", "512", "--cpu"]``, checked against the options of
+    ``command`` (the keys are the options' names with underscores)."""
+    options = {
+        action.dest: action
+        for action in command._actions
+        if action.option_strings and action.dest not in ("help", "config", "recipe", "quiet", "verbose")
+    }
+    arguments = []
+    for key, value in values.items():
+        if key not in options:
+            raise ConfigError(
+                f"{source}: unknown key {key!r} for `a2gen {command.prog.split()[-1]}`; allowed keys: "
+                f"{', '.join(sorted(options))}."
+            )
+        action, flag = options[key], options[key].option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {key} is a switch; give true or false, not {value!r}.")
+            arguments += [flag] if value else []
+        elif value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            arguments += [f"{flag}={text}"]
+    return arguments
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; options of ``--recipe`` then ``--config`` come first, so the command line wins."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) or getattr(args, "recipe", None):
+        command = _subparser(parser, args.command)
+        file_arguments = []
+        try:
+            if args.recipe:
+                try:
+                    from .recipes import load_recipe
+                except ImportError:
+                    raise ConfigError("--recipe: this installation has no a2gen_hf.recipes module.") from None
+                try:
+                    recipe = load_recipe(args.recipe)
+                except (FileNotFoundError, ValueError, KeyError) as error:
+                    raise ConfigError(f"--recipe {args.recipe}: {error}") from None
+                file_arguments += _file_arguments(command, recipe, f"recipe {args.recipe}")
+            if args.config:
+                file_arguments += _file_arguments(command, _config_values(args.config, "--config"), args.config)
+        except ConfigError as error:
+            parser.exit(2, f"a2gen {args.command}: error: {error}\n")
+        position = argv.index(args.command) + 1
+        args = parser.parse_args([*argv[:position], *file_arguments, *argv[position:]])
+    missing = [name for name in required_fields(*getattr(args, "option_groups", ())) if getattr(args, name) is None]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        parser.exit(2, f"a2gen {args.command}: error: {flags} required (on the command line or in --config).\n")
+    return args
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (it may be replaced, e.g. by pytest)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """``a2gen_hf`` messages to stderr at INFO (WARNING with ``quiet``, DEBUG with ``verbose``), transformers' and
+    datasets' verbosity to match, and no progress bars with ``quiet``."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logger = logging.getLogger("a2gen_hf")
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it when a bar is created (tqdm >= 4.66)
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    if quiet or verbose:
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error" if quiet else "info"
+        os.environ["DATASETS_VERBOSITY"] = "error" if quiet else "info"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
+    configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     return args.func(args)
 
 

@@ -13,14 +13,23 @@ GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean")
 TIME_LOSSES = ("mse", "l1")
 CAM_GATE_INPUTS = ("context", "projected")
+TIME_LOSS_REDUCTIONS = ("mean", "sum")
+IAG_SLOT_ACTIVATIONS = ("linear", "relu")
 
 # Fields added after checkpoints were already published, with the value that reproduces those checkpoints. A
 # config.json written before a field existed lacks it: ``A2GenConfig.from_dict`` (used by ``from_pretrained`` and
 # ``checkpoints.load_checkpoint``) then reads the legacy value, so an old checkpoint loads with its own weights and
-# gives the outputs it gave before. New configs write every field, so they get the paper's defaults.
+# gives the outputs it gave before. New configs write every field, so they get the paper's defaults below.
 LEGACY_DEFAULTS = {
+    "eag_position_embeddings": True,
+    "eag_shared_event_embedding": False,
+    "iag_slot_activation": "relu",
+    "time_loss_reduction": "sum",
+    "action_embedding_size": 16,
+    "time_embedding_size": 16,
     "cam_gate_input": "projected",
 }
+SLOT_READOUTS = ("sequence", "any_slot")
 
 
 class A2GenConfigError(ValueError):
@@ -43,10 +52,25 @@ class A2GenConfig(PretrainedConfig):
         hidden_size (`int`): model width d of every CAM (default 32, the paper's embedding size).
         num_attention_heads (`int`): heads per CAM (default 4); ``hidden_size`` must be divisible by it.
         id_embedding_size (`int`): width of user / item / side-feature id embeddings.
-        action_embedding_size / time_embedding_size (`int`): an event is embedded as concat(time, action).
+        action_embedding_size / time_embedding_size (`int`): an event is embedded as concat(time, action); 32 + 32
+            as in the paper (configs written before this default read 16 + 16, their saved values).
         max_history_items (`int`): N, the number of history items HSE reads (the most recent are kept).
         max_events_per_item (`int`): events per history item read by CAM_act.
         max_actions (`int`): K, the number of actions generated after ``start`` (IAG slots).
+        eag_position_embeddings (`bool`): EAG adds a learned position embedding to each step. Not in the paper
+            (``False``, default); the events' times already order the sequence. Old configs without the field: ``True``.
+        eag_shared_event_embedding (`bool`): EAG embeds its (action, time) steps with the encoder's event embedding,
+            one action table and one time encoding for history and generation as in the paper (``True``, default).
+            ``False`` gives EAG tables of its own (configs written before the field existed).
+        iag_slot_activation (`str`): IAG's K slots are ``"linear"`` maps of the tiled context (the paper, default)
+            or ``"relu"`` of them (configs written before the field existed).
+        time_loss_reduction (`str`): ``"mean"`` (default, the paper's MSE): the time losses (and IAG's auxiliary
+            time loss) are each example's mean over its positions with a known time, averaged over examples;
+            ``"sum"``: summed over positions per example and averaged over examples, which scales the weight by the
+            number of timed targets (configs written before the field existed).
+        compile_training (`bool`): in training mode, run HSE's level 1 (event embedding, CAM_act, pooling on the
+            real history items), level 2 and the generator through ``torch.compile`` with dynamic sizes, so that
+            batches with other numbers of real items do not recompile. Off by default; see docs/performance.md.
         generator_type (`str`): ``"iag"`` (implicit autoregression, the paper's best) or ``"eag"`` (explicit).
             ``generator=`` is accepted as an alias; the attribute is not called ``generator`` because transformers
             reads a config attribute of that name as a sub-model config.
@@ -81,6 +105,17 @@ class A2GenConfig(PretrainedConfig):
             ``occurrence_loss_weight``); ``predict_actions`` then ranks with it instead of reading the generator's
             slots (times still come from the slots). Off in the paper.
         occurrence_loss_weight (`float`): weight of that binary cross-entropy in the loss.
+        wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
+            (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
+            PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
+            Off in the paper.
+        target_drops_repeated_start (`bool`): the collator leaves every start action after position 0 out of the
+            target sequence (repeated clicks on e-commerce logs), so the generator predicts only the other actions
+            and the end. Off (the data's sequence as logged) by default.
+        slot_readout (`str`): how ``predict_actions`` reads P(action happens) off the generator's slots (the paper
+            leaves it open): ``"sequence"`` (default) counts slot k only while the sequence is still running
+            (no end or padding predicted before it); ``"any_slot"`` is ``1 - prod_k (1 - p_k(action))`` over all
+            slots, ignoring predicted ends. An option beyond the paper's text either way.
         rare_id_threshold (`int`): users with fewer training examples than this, and items that are the target of
             fewer (counted by :func:`a2gen_hf.training.fit_rare_id_buckets`), share
             ``rare_id_buckets`` extra embedding rows (picked by id modulo), so that one-off ids do not get a
@@ -88,6 +123,12 @@ class A2GenConfig(PretrainedConfig):
         rare_id_buckets (`int`): the shared rows for rare ids, per table (users, items).
         use_id_embeddings (`bool`): ``False`` = id-free mode: user and item ids are not embedded (their vectors are
             zeros); only side features and the history's timed events inform the model, against id memorisation.
+        sparse_embeddings (`bool`): the user, item and side-feature tables give sparse gradients
+            (``nn.Embedding(sparse=True)``): backward and the optimizer touch only the rows a batch read. Needs an
+            optimizer that takes sparse gradients (:class:`a2gen_hf.training.SparseAdamW`, ``torch.optim.SGD``,
+            ``SparseAdam``, ``Adagrad``; ``AdamW`` refuses them). Off by default so that any optimizer works;
+            ``a2gen train`` and :class:`~a2gen_hf.training.A2GenTrainer` switch it on for the run
+            (docs/training.md, "Sparse embedding updates"). Weights and outputs are the same either way.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
         initializer_range (`float`): std of the normal initialisation of weights and embeddings.
         use_cache (`bool`): the default of ``generate(use_cache=...)``: EAG decodes with its key/value cache (exact;
@@ -107,12 +148,17 @@ class A2GenConfig(PretrainedConfig):
         hidden_size: int = 32,
         num_attention_heads: int = 4,
         id_embedding_size: int = 32,
-        action_embedding_size: int = 16,
-        time_embedding_size: int = 16,
+        action_embedding_size: int = 32,
+        time_embedding_size: int = 32,
         max_history_items: int = 100,
         max_events_per_item: int = 6,
         max_actions: int = 6,
         generator_type: str = "iag",
+        eag_position_embeddings: bool = False,
+        eag_shared_event_embedding: bool = True,
+        iag_slot_activation: str = "linear",
+        time_loss_reduction: str = "mean",
+        compile_training: bool = False,
         action_loss_weight: float = 1.0,
         time_loss_weight: float = 0.1,
         order_loss_weight: float = 0.01,
@@ -134,9 +180,13 @@ class A2GenConfig(PretrainedConfig):
         target_popularity_features: bool = False,
         occurrence_head: bool = False,
         occurrence_loss_weight: float = 1.0,
+        slot_readout: str = "sequence",
+        wide_path: bool = False,
+        target_drops_repeated_start: bool = False,
         rare_id_threshold: int = 0,
         rare_id_buckets: int = 64,
         use_id_embeddings: bool = True,
+        sparse_embeddings: bool = False,
         hidden_dropout_prob: float = 0.0,
         attention_probs_dropout_prob: float = 0.0,
         embedding_dropout_prob: float = 0.0,
@@ -156,6 +206,11 @@ class A2GenConfig(PretrainedConfig):
         self.max_events_per_item = max_events_per_item
         self.max_actions = max_actions
         self.generator_type = kwargs.pop("generator", generator_type)
+        self.eag_position_embeddings = bool(eag_position_embeddings)
+        self.eag_shared_event_embedding = bool(eag_shared_event_embedding)
+        self.iag_slot_activation = iag_slot_activation
+        self.time_loss_reduction = time_loss_reduction
+        self.compile_training = bool(compile_training)
         self.action_loss_weight = action_loss_weight
         self.time_loss_weight = time_loss_weight
         self.order_loss_weight = order_loss_weight
@@ -175,11 +230,16 @@ class A2GenConfig(PretrainedConfig):
         self.history_propensity_features = history_propensity_features
         self.history_count_features = history_count_features
         self.target_popularity_features = target_popularity_features
-        self.occurrence_head = occurrence_head
+        # A2Gen's wide path is part of its occurrence head, so it implies one.
+        self.occurrence_head = occurrence_head or (wide_path and self.model_type == "a2gen")
         self.occurrence_loss_weight = occurrence_loss_weight
+        self.slot_readout = slot_readout
+        self.wide_path = wide_path
+        self.target_drops_repeated_start = target_drops_repeated_start
         self.rare_id_threshold = rare_id_threshold
         self.rare_id_buckets = rare_id_buckets
         self.use_id_embeddings = use_id_embeddings
+        self.sparse_embeddings = sparse_embeddings
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.embedding_dropout_prob = embedding_dropout_prob
@@ -254,6 +314,21 @@ class A2GenConfig(PretrainedConfig):
             problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
         if self.cam_gate_input not in CAM_GATE_INPUTS:
             problems.append(f"cam_gate_input={self.cam_gate_input!r} is unknown; use one of {list(CAM_GATE_INPUTS)}.")
+        if self.time_loss_reduction not in TIME_LOSS_REDUCTIONS:
+            problems.append(
+                f"time_loss_reduction={self.time_loss_reduction!r} is unknown; use one of {list(TIME_LOSS_REDUCTIONS)}."
+            )
+        if self.iag_slot_activation not in IAG_SLOT_ACTIVATIONS:
+            problems.append(
+                f"iag_slot_activation={self.iag_slot_activation!r} is unknown; use one of {list(IAG_SLOT_ACTIVATIONS)}."
+            )
+        if self.wide_path and not (self.history_count_features or self.target_popularity_features):
+            problems.append(
+                "wide_path=True reads the count / popularity features: set history_count_features and / or "
+                "target_popularity_features too (--count-features, --popularity-features)."
+            )
+        if self.slot_readout not in SLOT_READOUTS:
+            problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:
@@ -279,6 +354,8 @@ class A2GenConfig(PretrainedConfig):
         ):
             if getattr(self, field) < 0:
                 problems.append(f"{field}={getattr(self, field)} must be >= 0.")
+        if not isinstance(self.sparse_embeddings, bool):
+            problems.append(f"sparse_embeddings={self.sparse_embeddings!r} must be True or False.")
         if not self.time_log_std > 0:
             problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
         if problems:

@@ -8,6 +8,7 @@ A2Gen checkpoint with ``save_pretrained`` and draw a predicted-vs-actual timelin
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +26,21 @@ from .training.data_setup import create_model, model_config_from_tokenizer
 from .training.loop import TrainingSettings, train
 
 DEMO_MODELS = ("a2gen-iag", "mmoe")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class DemoSettings:
-    """Sizes chosen so the demo ends well within 5 minutes on 2 CPU cores (66 s measured on an idle machine)."""
+    """Sizes chosen so the demo ends in well under a minute on 2 idle CPU cores (see benchmarks/bench_demo.py; a busy
+    machine is several times slower): 12,000 sessions and 2 epochs reach the mean AUC that 16,000 and 3 epochs did."""
 
     output_dir: str = "a2gen-demo"
-    num_examples: int = 16_000
-    num_epochs: int = 3
+    num_examples: int = 12_000
+    num_epochs: int = 2
     batch_size: int = 256
     seed: int = 0
     num_timelines: int = 3
+    num_samples: int = 3
     # Higher than the paper's 5e-4 / 1e-4 so a few epochs suffice; chosen on the validation split.
     dense_learning_rate: float = 2e-3
     embedding_learning_rate: float = 5e-3
@@ -50,31 +54,29 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    print(f"1/5 Simulating {settings.num_examples} short-video sessions (seed {settings.seed}) ...")
-    # Bucket counts sized to the simulated catalogue keep the embedding tables (and the optimizer) small.
-    simulator_config = SimulatorConfig(
-        num_examples=settings.num_examples,
-        seed=settings.seed,
-        item_buckets=1 << 16,
-        user_buckets=1 << 14,
-        side_feature_buckets=1 << 8,
-    )
-    simulation = simulate(simulator_config, progress=True)
+    logger.info(f"1/5 Simulating {settings.num_examples} short-video sessions (seed {settings.seed}) ...")
+    # The bucket counts (embedding rows) follow the simulated catalogue and users (a2gen_hf.data.buckets).
+    simulator_config = SimulatorConfig(num_examples=settings.num_examples, seed=settings.seed)
+    simulation = simulate(simulator_config, progress=logger.isEnabledFor(logging.INFO))
     simulation.save(output_dir / "data")
     dataset, tokenizer = simulation.dataset, simulation.tokenizer
     base_config = model_config_from_tokenizer(tokenizer, dataset)
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
     oracle = dataset["test"].select_columns(list(ORACLE_COLUMNS))[:]
-    test_loader = DataLoader(dataset["test"], batch_size=1024, collate_fn=collator)
+    # Only the columns the collator reads, and the train rows read out of Arrow once rather than at every epoch.
+    needed = [name for name in dataset["train"].column_names if name not in ("user", "item", *ORACLE_COLUMNS)]
+    train_rows = dataset["train"].select_columns(needed).to_list()
+    validation = dataset["validation"].select_columns(needed)
+    test_loader = DataLoader(dataset["test"].select_columns(needed), batch_size=1024, collate_fn=collator)
 
     results, models = {}, {}
     for step, name in enumerate(DEMO_MODELS, start=2):
-        print(f"{step}/5 Training {name} for up to {settings.num_epochs} epochs (best epoch on validation) ...")
+        logger.info(f"{step}/5 Training {name} for up to {settings.num_epochs} epochs (best epoch on validation) ...")
         set_seed(settings.seed)
         model = create_model(name, tokenizer, dataset)
         trained = train(
             model,
-            dataset["train"],
+            train_rows,
             collator,
             TrainingSettings(
                 output_dir=str(output_dir / "runs" / name),
@@ -84,26 +86,22 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
                 dense_learning_rate=settings.dense_learning_rate,
                 embedding_learning_rate=settings.embedding_learning_rate,
             ),
-            eval_dataset=dataset["validation"],
+            eval_dataset=validation,
         )
         models[name] = trained.model
         results[name] = evaluate_model(trained.model, test_loader, oracle=oracle)
 
-    print("4/5 Test split, against the simulator's oracle (the best any model can do):")
+    logger.info("4/5 Test split, against the simulator's oracle (the best any model can do); MAE in seconds:")
     print(format_metrics_table(results))
 
     a2gen = models[DEMO_MODELS[0]]
-    print(f"\n5/5 Predicted vs actual timelines of {settings.num_timelines} test sessions (A2Gen-IAG, greedy):")
+    logger.info(
+        f"\n5/5 {settings.num_timelines} test sessions (A2Gen-IAG): the actual timeline, the top actions with "
+        f"P(happens) and the expected time, the greedy timeline and {settings.num_samples} sampled ones:"
+    )
     examples = dataset["test"].select(range(settings.num_timelines))
     batch = collator([examples[i] for i in range(len(examples))])
-    generated = a2gen.generate(**batch, return_dict_in_generate=True)
-    timelines = []
-    for index in range(len(examples)):
-        predicted = tokenizer.decode_timeline(generated.sequences[index], generated.times[index])
-        actual = tokenizer.decode_timeline(batch["labels"][index], batch["label_times"][index], batch["label_time_mask"][index])
-        timelines.append((predicted, actual))
-        print(f"  session {index}: predicted {format_timeline(predicted)}")
-        print(f"  {' ' * len(str(index))}          actual    {format_timeline(actual)}")
+    timelines = describe_sessions(a2gen, tokenizer, batch, examples, settings.num_samples, settings.seed)
 
     checkpoint = output_dir / "checkpoint"
     a2gen.save_pretrained(checkpoint)
@@ -115,6 +113,53 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     print(f"the timeline plot to {plot_path} and the metrics to {output_dir / 'demo_results.json'}.")
     print(f"Demo finished in {elapsed:.0f} s.")
     return {"results": results, "checkpoint": str(checkpoint), "plot": str(plot_path), "seconds": elapsed}
+
+
+def describe_sessions(model, tokenizer, batch, examples, num_samples: int = 3, seed: int = 0) -> list[tuple]:
+    """Print, per example of ``batch``: the actual timeline, the top actions (:func:`format_top_actions`), the greedy
+    timeline and ``num_samples`` sampled ones. Returns ``(greedy, actual)`` timelines per example."""
+    with torch.no_grad():
+        prediction = model.predict_actions(**batch)
+        greedy = model.generate(**batch, return_dict_in_generate=True)
+        torch.manual_seed(seed)
+        sampled = (
+            model.generate(**batch, do_sample=True, num_return_sequences=num_samples, return_dict_in_generate=True)
+            if num_samples
+            else None
+        )
+    timelines = []
+    for index in range(len(examples)):
+        predicted = tokenizer.decode_timeline(greedy.sequences[index], greedy.times[index])
+        actual = tokenizer.decode_timeline(batch["labels"][index], batch["label_times"][index], batch["label_time_mask"][index])
+        timelines.append((predicted, actual))
+        print(f"  session {index} ({examples[index]['user']}, {examples[index]['item']})")
+        print(f"    actual       {format_timeline(actual)}")
+        print(f"    top actions  {format_top_actions(tokenizer, prediction.action_probabilities[index], prediction.expected_seconds[index])}")
+        print(f"    greedy       {format_timeline(predicted)}")
+        for sample in range(num_samples):
+            row = index * num_samples + sample
+            label = "sampled" if sample == 0 else ""
+            print(f"    {label:<12} {format_timeline(tokenizer.decode_timeline(sampled.sequences[row], sampled.times[row]))}")
+    return timelines
+
+
+def format_top_actions(tokenizer, probabilities, seconds, top: int = 4) -> str:
+    """``like 41.2% @ 6.2s, comment 18.0% @ 7.0s, ...; leave @ 12.3s``: the ``top`` most likely actions between start
+    and end with P(happens) and the expected time of their first occurrence, then the expected end (watch) time.
+
+    Args:
+        probabilities / seconds (`torch.Tensor` of shape `(vocab_size,)`): one row of
+            :class:`~a2gen_hf.modeling_a2gen.A2GenActionPrediction`'s ``action_probabilities`` / ``expected_seconds``.
+    """
+    inner = [
+        (name, float(probabilities[index]), float(seconds[index]))
+        for index, name in enumerate(tokenizer.ids_to_actions)
+        if name not in (tokenizer.pad_token, tokenizer.start_action, tokenizer.end_action)
+    ]
+    inner.sort(key=lambda entry: -entry[1])
+    end = float(seconds[tokenizer.end_action_id])
+    shown = ", ".join(f"{name} {probability:.1%} @ {time:.1f}s" for name, probability, time in inner[:top])
+    return f"{shown}; {tokenizer.end_action} @ {end:.1f}s"
 
 
 def format_timeline(timeline: list[tuple[str, float | None]]) -> str:

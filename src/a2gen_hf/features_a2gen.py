@@ -3,7 +3,10 @@
 - :func:`history_action_propensity`, :class:`HistoryCountFeatures`, :class:`TargetPopularityFeatures`, assembled by
   :class:`ExtraContextFeatures`: count and popularity features that A2Gen appends to its generation context and
   MMoE / PLE to their towers' input, so that every network reads the same;
-- :class:`A2GenOccurrenceHead` and its loss: a direct per-action "it happens" logit over the generation context.
+- :class:`A2GenOccurrenceHead` and its loss: a direct per-action "it happens" logit over the generation context;
+- :class:`WidePath` (``config.wide_path``): a linear logit per action over the extra features alone, added to
+  A2Gen's occurrence logits and to MMoE's / PLE's binary logits, so that each network contains the logistic
+  regression on counts; :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path` copies a fitted regression into it.
 
 This module never imports a model module: the models import it.
 """
@@ -229,6 +232,16 @@ class TargetPopularityFeatures(nn.Module):
         return self.standardizer(features)
 
 
+def extra_feature_size(config: A2GenConfig) -> int:
+    """The width of :class:`ExtraContextFeatures` for ``config`` (without building it)."""
+    vocab_size = config.vocab_size
+    return (
+        (vocab_size if config.history_propensity_features else 0)
+        + (4 * (vocab_size - 1) + 5 if config.history_count_features else 0)
+        + (2 * vocab_size + 2 if config.target_popularity_features else 0)
+    )
+
+
 class ExtraContextFeatures(nn.Module):
     """
     The inputs beyond the paper that the config switches on, concatenated `(B, size)`: the count rule's propensities
@@ -246,6 +259,7 @@ class ExtraContextFeatures(nn.Module):
             + (self.count_features.size if self.count_features is not None else 0)
             + (self.popularity_features.size if self.popularity_features is not None else 0)
         )
+        assert self.size == extra_feature_size(config)
 
     def forward(
         self,
@@ -276,11 +290,39 @@ class ExtraContextFeatures(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+class WidePath(nn.Module):
+    """
+    The wide path (``config.wide_path``): per action, a linear logit over the extra features only,
+    `(B, extra_feature_size)` -> `(B, V)`, 0 in the columns of padding, the start and the end action (which are not
+    ranked). Added to a network's ranking logits and trained jointly with it, it makes the network contain the
+    logistic regression on counts (:class:`~a2gen_hf.training.simple_baselines.CountFeatureLogisticRegression`),
+    which :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path` can copy in.
+    """
+
+    def __init__(self, config: A2GenConfig):
+        super().__init__()
+        self.input_size = extra_feature_size(config)
+        if not self.input_size:
+            raise ValueError(
+                "wide_path=True reads the count / popularity features, but none is switched on: set "
+                "history_count_features and / or target_popularity_features (--count-features, --popularity-features)."
+            )
+        self.linear = nn.Linear(self.input_size, config.vocab_size)
+        ranked = torch.ones(config.vocab_size)
+        ranked[[0, config.start_action_id, config.end_action_id]] = 0.0
+        self.register_buffer("ranked", ranked, persistent=False)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        """`(B, ..., input_size)` extra features, or any wider input that ends with them -> `(B, V)`."""
+        return self.linear(context[..., context.shape[-1] - self.input_size :]) * self.ranked
+
+
 class A2GenOccurrenceHead(nn.Module):
     """
     Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
     path (so that standardised count features in the context act as in a logistic regression) plus a path through
-    one hidden layer of width ``hidden_size``.
+    one hidden layer of width ``hidden_size``; with ``config.wide_path`` also :class:`WidePath` over the extra
+    features, which end the generation context.
     """
 
     def __init__(self, config: A2GenConfig, context_size: int):
@@ -289,9 +331,11 @@ class A2GenOccurrenceHead(nn.Module):
         self.hidden = nn.Linear(context_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.vocab_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.wide = WidePath(config) if config.wide_path else None
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
-        return self.linear(context) + self.output(self.dropout(torch.relu(self.hidden(context))))
+        logits = self.linear(context) + self.output(self.dropout(torch.relu(self.hidden(context))))
+        return logits if self.wide is None else logits + self.wide(context)
 
 
 def own_outcomes_while_training(

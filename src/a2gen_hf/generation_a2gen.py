@@ -383,11 +383,20 @@ class A2GenGenerationMixin(GenerationMixin):
 
     @staticmethod
     def _expanded_encoder_parts(encoder_outputs, expand: int) -> tuple[tuple, tuple]:
-        """The encoder's attentions and hidden states, one row per generated sequence."""
+        """The encoder's attentions and hidden states, one row (block of rows) per generated sequence."""
         if encoder_outputs is None:
             return (), ()
+        batch = encoder_outputs.history_representation.shape[0]
+
+        def expand_rows(tensor: torch.Tensor) -> torch.Tensor:
+            # CAM_act's attention has B * N rows (one per history item): repeat each example's block of rows.
+            if batch == 0 or expand == 1:
+                return tensor
+            blocks = tensor.unflatten(0, (batch, tensor.shape[0] // batch))
+            return blocks.repeat_interleave(expand, dim=0).flatten(0, 1)
+
         return tuple(
-            tuple(tensor.repeat_interleave(expand, dim=0) for tensor in (parts or ()))
+            tuple(expand_rows(tensor) for tensor in (parts or ()))
             for parts in (encoder_outputs.attentions, encoder_outputs.hidden_states)
         )
 

@@ -2,7 +2,11 @@
 
 A pushed repo holds ``config.json`` (with an ``auto_map``), ``model.safetensors``, the tokenizer files, ``README.md``
 and the modeling / tokenizer source files, so it loads with plain ``transformers`` and ``trust_remote_code=True``
-even where ``a2gen_hf`` is not installed.
+even where ``a2gen_hf`` is not installed; MMoE and PLE checkpoints too (``AutoModel``).
+
+Every entry point writes the same card (:func:`build_model_card`): ``a2gen push`` and :func:`push_checkpoint`,
+``model.push_to_hub(...)`` (:func:`push_model_to_hub`, hooked into the models when ``a2gen_hf`` is imported) and
+``A2GenTrainer.push_to_hub(...)`` (its ``create_model_card``, with :func:`eval_results_from_log_history`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData, constants
 
 from . import modeling_a2gen
 from .configuration_a2gen import A2GenConfig
@@ -32,6 +36,8 @@ EVAL_TASK = "action-generation"
 METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
 # The per-action tables of a metrics file (compute_action_metrics) that go on the model card.
 CARD_METRIC_TABLES = ("auc", "mae")
+# Builder names that datasets gives data made in memory or read from plain files: not the name of a data set.
+GENERIC_DATASET_NAMES = {"generator", "arrow", "parquet", "json", "csv", "text", "pandas", "dict", "list"}
 
 
 class HubPushError(ValueError):
@@ -148,6 +154,7 @@ def build_model_card(
     repo_id: str | None = None,
     eval_split: str = "test",
     license: str = "apache-2.0",
+    tags: list[str] | None = None,
 ) -> ModelCard:
     """
     The model card (``README.md``) of an A2Gen checkpoint: Hub metadata plus what the model does and how to load it.
@@ -161,19 +168,25 @@ def build_model_card(
         repo_id: the repo the card will live in, used in the loading snippet and as the model-index name.
         eval_split: the split ``eval_results`` were measured on.
         license: the card's license identifier.
+        tags: more Hub tags (e.g. a model's ``model_tags``), after the A2Gen ones.
+
+    A multi-task baseline (MMoE / PLE) gets the same card, saying what it is and loading it with ``AutoModel``.
     """
     config: A2GenConfig = model.config
-    model_name = repo_id.split("/")[-1] if repo_id else f"a2gen-{config.generator_type}"
+    generates = model.can_generate()
+    architecture = config.generator_type if generates else type(model).__name__.split("For")[0].lower()
+    model_name = repo_id.split("/")[-1] if repo_id else f"a2gen-{architecture}"
     results = _eval_result_list(eval_results, config, dataset_name, eval_split) if eval_results else None
+    card_tags = list(dict.fromkeys([*TAGS, architecture, "custom_code", *(tags or [])]))
     card_data = ModelCardData(
         library_name="transformers",
         license=license,
-        tags=[*TAGS, config.generator_type, "custom_code"],
+        tags=card_tags,
         datasets=[dataset_name] if dataset_name else None,
         model_name=model_name,
         eval_results=results,
         a2gen={
-            "generator": config.generator_type,
+            "generator" if generates else "architecture": architecture,
             "action_names": list(config.action_names),
             "start_action": config.start_action,
             "end_action": config.end_action,
@@ -199,23 +212,43 @@ def build_model_card(
         if results
         else "No evaluation results were given for this checkpoint."
     )
+    if generates:
+        summary = f"""An **A2Gen** (Action-Aware Generative Sequence Network, arXiv 2604.25834) model built with `a2gen_hf`
+{__version__}. For a (user, candidate item) pair it generates the time-ordered sequence of actions the user will
+take on the item, each with its time (for example `start` at 0 s, `like` at 2 s, `leave` at 18 s), reading the
+user's history the same way: every history item carries its own timed action sequence."""
+        architecture_row = (
+            f"| generator | `{config.generator_type}` "
+            f"({'implicit' if config.generator_type == 'iag' else 'explicit'} autoregression) |"
+        )
+        remote_load = f"""from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{load_id}", trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained("{load_id}", trust_remote_code=True)  # encoder + action generator
+encoder = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # A2GenModel: the history encoder only"""
+    else:
+        summary = f"""A **{type(model).__name__.split("For")[0]}** multi-task baseline of the A2Gen paper (arXiv 2604.25834), built
+with `a2gen_hf` {__version__} on A2Gen's inputs. For a (user, candidate item) pair it predicts, per action, whether
+the user takes it on the item and when it first happens; it does not generate sequences."""
+        architecture_row = f"| architecture | `{type(model).__name__}` (multi-task baseline, no generation) |"
+        remote_load = f"""from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{load_id}", trust_remote_code=True)
+model = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # {type(model).__name__}"""
     body = f"""
 # {model_name}
 
-An **A2Gen** (Action-Aware Generative Sequence Network, arXiv 2604.25834) model built with `a2gen_hf`
-{__version__}. For a (user, candidate item) pair it generates the time-ordered sequence of actions the user will
-take on the item, each with its time (for example `start` at 0 s, `like` at 2 s, `leave` at 18 s), reading the
-user's history the same way: every history item carries its own timed action sequence.
+{summary}
 
 ## Model details
 
 | | |
 | --- | --- |
-| generator | `{config.generator_type}` ({"implicit" if config.generator_type == "iag" else "explicit"} autoregression) |
+{architecture_row}
 | actions | {", ".join(f"`{name}`" for name in config.action_names)} (`{config.start_action}` opens, `{config.end_action}` closes a sequence) |
 | width / heads | {config.hidden_size} / {config.num_attention_heads} |
 | history items read | {config.max_history_items} (most recent), up to {config.max_events_per_item} events each |
-| actions generated | up to {config.max_actions} after `{config.start_action}` |
+| actions {"generated" if generates else "predicted"} | up to {config.max_actions} after `{config.start_action}` |
 | parameters | {num_parameters:,} |
 | time encoding | {time_statistics} |
 
@@ -239,11 +272,7 @@ tokenizer = A2GenActionTokenizer.from_pretrained("{load_id}")
 With `transformers` only (the repo carries its code):
 
 ```python
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained("{load_id}", trust_remote_code=True)
-model = AutoModelForCausalLM.from_pretrained("{load_id}", trust_remote_code=True)  # encoder + action generator
-encoder = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # A2GenModel: the history encoder only
+{remote_load}
 ```
 
 Offline, after one download: set `HF_HUB_OFFLINE=1` and load the same repo id from the cache.
@@ -314,6 +343,11 @@ def push_checkpoint(
     token: str | None = None,
     commit_message: str = DEFAULT_COMMIT_MESSAGE,
     dataset_name: str | None = None,
+    *,
+    commit_description: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    tags: list[str] | None = None,
 ) -> CommitInfo:
     """
     Push an A2Gen model, its tokenizer, its source code and a model card to ``repo_id`` in one commit.
@@ -330,6 +364,8 @@ def push_checkpoint(
             ``Authorization`` header only: never written to a file or to the log.
         commit_message: the commit's title.
         dataset_name: the training data set, for the card.
+        commit_description / revision / create_pr: as ``HfApi.upload_folder`` takes them.
+        tags: more Hub tags for the card.
 
     Returns:
         The :class:`~huggingface_hub.CommitInfo` of the commit (``.oid`` is its commit id, ``.repo_url.repo_id``
@@ -349,11 +385,144 @@ def push_checkpoint(
 
     api = HfApi(token=token, library_name="a2gen_hf", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    card = build_model_card(model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id)
+    card = build_model_card(
+        model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id, tags=tags
+    )
     with tempfile.TemporaryDirectory(prefix="a2gen-push-") as staging:
         folder = Path(staging)
         model.save_pretrained(folder)  # its auto_map lists the encoder under AutoModel too
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         card.save(folder / "README.md")
-        return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=folder, commit_message=commit_message, commit_description=commit_description,
+            revision=revision, create_pr=create_pr,
+        )
+
+
+def _card_eval_results(eval_results: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``eval_results`` for the card: a whole metrics result (``compute_action_metrics``, ``eval_results.json``) is
+    cut to its per-action tables by :func:`eval_results_from_metrics` (its notes logged); a short form passes."""
+    if not eval_results:
+        return None
+    if set(eval_results) <= set(CARD_METRIC_TABLES):
+        return dict(eval_results)
+    kept, notes = eval_results_from_metrics(eval_results)
+    for note in notes:
+        logger.info("model card: %s", note)
+    return kept or None
+
+
+def push_model_to_hub(
+    model: A2GenPreTrainedModel,
+    repo_id: str,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    max_shard_size: int | str | None = None,
+    tags: list[str] | None = None,
+    *,
+    tokenizer: A2GenActionTokenizer | None = None,
+    eval_results: Mapping[str, Any] | None = None,
+    dataset_name: str | None = None,
+) -> CommitInfo:
+    """
+    What ``model.push_to_hub(repo_id, ...)`` does for the models of this package (A2Gen, MMoE, PLE): transformers'
+    arguments, plus ``tokenizer`` (pushed along), ``eval_results`` (a metrics result such as ``a2gen evaluate
+    --json``'s or the short ``{"auc": {"like": 0.71}}``; its per-action AUC and MAE go on the card, counts never)
+    and ``dataset_name``; the repo gets the A2Gen model card and the code, in one commit (:func:`push_checkpoint`).
+
+    ``max_shard_size`` is not supported (the checkpoint is one ``model.safetensors``).
+    """
+    if max_shard_size is not None:
+        logger.warning("push_to_hub: max_shard_size=%r is ignored; A2Gen checkpoints are pushed unsharded.", max_shard_size)
+    return push_checkpoint(
+        model, repo_id, tokenizer=tokenizer, eval_results=_card_eval_results(eval_results), private=bool(private),
+        token=token if isinstance(token, str) else None, commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+        dataset_name=dataset_name, commit_description=commit_description, revision=revision, create_pr=create_pr,
+        tags=tags,
+    )
+
+
+def eval_results_from_log_history(log_history: list[Mapping[str, Any]], config: A2GenConfig) -> dict[str, Any]:
+    """
+    The card's ``{"auc": {action: value}, "mae": {action: value}}`` from a Trainer's ``state.log_history``: the last
+    evaluation's ``eval_auc_<action>`` / ``eval_mae_<action>`` (what :func:`a2gen_compute_metrics` logs); undefined
+    (NaN) values and counts are left out. Empty when no evaluation was logged.
+    """
+    for entry in reversed(log_history):
+        tables: dict[str, dict[str, float]] = {}
+        for metric in CARD_METRIC_TABLES:
+            for action in config.action_names:
+                value = entry.get(f"eval_{metric}_{action}")
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    tables.setdefault(metric, {})[action] = float(value)
+        if tables:
+            return tables
+    return {}
+
+
+def dataset_name_of(dataset: Any) -> str | None:
+    """The name of a ``datasets`` data set for a card: its ``info.dataset_name`` or builder name, unless it is a
+    generic one (data made in memory or read from Arrow / Parquet files is "generator", "arrow", ...): then None."""
+    info = getattr(dataset, "info", None)
+    for name in (getattr(info, "dataset_name", None), getattr(info, "builder_name", None)):
+        if isinstance(name, str) and name and name.lower() not in GENERIC_DATASET_NAMES:
+            return name
+    return None
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """OSError (connection refused, offline mode, HTTP errors of huggingface_hub) and the HTTP client's own."""
+    errors: list[type[BaseException]] = [OSError]
+    # huggingface_hub's HTTP client: httpx2 or httpx, depending on the release.
+    try:
+        import httpx2
+
+        errors.append(httpx2.HTTPError)
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+# What a push raises when the Hub cannot be reached or refuses it: `a2gen push` turns it into one line, exit 2.
+HUB_ERRORS = _network_errors()
+
+
+def hub_error_message(error: BaseException) -> str:
+    """
+    One line that says what went wrong talking to the Hub and what to do: offline mode, an unreachable endpoint, a
+    refused token (401 / 403), a missing repo (404), or the server's own first line.
+    """
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    endpoint = constants.ENDPOINT
+    if isinstance(error, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set: pushing needs the network. Unset HF_HUB_OFFLINE (or set it to 0) and retry."
+    if isinstance(error, HfHubHTTPError):
+        response = getattr(error, "response", None)
+        status = getattr(response, "status_code", None)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if status == 401:
+            return (
+                f"the Hub at {endpoint} refused the token (401 Unauthorized): log in with `hf auth login` or set "
+                "HF_TOKEN to a token with write access."
+            )
+        if status == 403:
+            return f"the token may not write to this repo (403 Forbidden at {endpoint}): use a token with write access."
+        return f"the Hub at {endpoint} answered {status or 'an error'}: {first_line}"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"cannot reach the Hub at {endpoint} ({reason}): check the network, or HF_ENDPOINT if you set it."
+
+
+# model.push_to_hub of the A2Gen, MMoE and PLE models writes the A2Gen model card (see A2GenPreTrainedModel).
+A2GenPreTrainedModel.hub_pusher = staticmethod(push_model_to_hub)

@@ -60,7 +60,8 @@ class A2GenModelOutput(ModelOutput):
             `(B, N, E, event_size)`, CAM_act outputs `(B, N, E, d)`, CAM_item inputs `(B, N, item_feature_size + d)`
             and CAM_item outputs `(B, N, d)`.
         attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`): CAM_act probabilities
-            `(B, N, heads, E, E)` and CAM_item probabilities `(B, heads, N, N)`.
+            `(B * N, heads, E, E)` (one row per history item; the tensor CAM_act used, so gradients reach it) and
+            CAM_item probabilities `(B, heads, N, N)`.
     """
 
     history_representation: torch.FloatTensor | None = None
@@ -175,6 +176,9 @@ class A2GenFeatureEmbeddings(nn.Module):
     """
     Hashed id tables for users, items (target, history and user side lists) and item side features.
 
+    With ``config.sparse_embeddings`` the three tables give sparse gradients (only the rows a batch read); see
+    ``a2gen_hf.training.optimization``.
+
     With ``config.rare_id_threshold > 0`` the user and item tables get ``rare_id_buckets`` extra rows, and the
     buffers ``user_rows`` / ``item_rows`` (one entry per hash bucket, saved with the model) say which row each bucket
     reads: its own, or a shared one once :meth:`mark_rare_ids` has flagged it as rare.
@@ -186,15 +190,23 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.num_item_side_features = config.num_item_side_features
         self.num_user_side_lists = config.num_user_side_lists
         self.rare_id_buckets = config.rare_id_buckets if config.rare_id_threshold > 0 else 0
-        self.item_embeddings = nn.Embedding(config.item_buckets + self.rare_id_buckets, width, padding_idx=0)
-        self.user_embeddings = nn.Embedding(config.user_buckets + self.rare_id_buckets, width, padding_idx=0)
+        # sparse: backward gives only the rows a batch read (training/optimization.py updates just those).
+        sparse = bool(getattr(config, "sparse_embeddings", False))
+        self.item_embeddings = nn.Embedding(
+            config.item_buckets + self.rare_id_buckets, width, padding_idx=0, sparse=sparse
+        )
+        self.user_embeddings = nn.Embedding(
+            config.user_buckets + self.rare_id_buckets, width, padding_idx=0, sparse=sparse
+        )
         if self.rare_id_buckets:
             self.register_buffer("item_rows", torch.arange(config.item_buckets, dtype=torch.int32))
             self.register_buffer("user_rows", torch.arange(config.user_buckets, dtype=torch.int32))
         else:
             self.item_rows = self.user_rows = None
         self.side_feature_embeddings = (
-            nn.Embedding(config.side_feature_buckets, width, padding_idx=0) if self.num_item_side_features else None
+            nn.Embedding(config.side_feature_buckets, width, padding_idx=0, sparse=sparse)
+            if self.num_item_side_features
+            else None
         )
         self.user_side_mlp = (
             nn.Sequential(nn.Linear(self.num_user_side_lists * width, width), nn.ReLU())
@@ -205,6 +217,12 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = width * (1 + self.num_item_side_features)
         self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
+
+    def id_tables(self) -> list[nn.Embedding]:
+        """The hashed-id ``nn.Embedding`` tables (items, users, item side features): the ones that may give sparse
+        gradients. Tables moved to another engine (``a2gen_hf.torchrec_tables``) are not listed."""
+        tables = [self.item_embeddings, self.user_embeddings, self.side_feature_embeddings]
+        return [table for table in tables if isinstance(table, nn.Embedding)]
 
     def _ids(self, table: nn.Embedding, ids: torch.LongTensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         if not self.use_id_embeddings:
@@ -590,6 +608,11 @@ class HierarchicalSequenceEncoder(nn.Module):
     HSE (paper Fig. "HSE"). Level 1: CAM_act over each history item's action events with that item's features as
     context, pooled over events -> Seq_j. Level 2: CAM_item over [item_j ; Seq_j] with the target item's features
     as context, pooled over history positions -> Vec_hist. Level 1 does not depend on the target item.
+
+    Level 1 runs either on the padded `(B, N, E)` layout (:meth:`encode_items`, which also returns CAM_act's outputs
+    and probabilities) or on the real items only, gathered into one flat batch (:meth:`encode_packed_items`, the
+    training and ranking path; an item without real events has Seq_j = 0 either way). CAM has no positions, so
+    level 2 may also drop history positions that are padding in every example (:meth:`forward`).
     """
 
     def __init__(self, config: A2GenConfig, event_size: int, item_feature_size: int):
@@ -603,10 +626,18 @@ class HierarchicalSequenceEncoder(nn.Module):
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    def _pool_events(self, outputs: torch.Tensor, event_mask: torch.Tensor) -> torch.Tensor:
+        """CAM_act outputs `(..., E, d)` -> Seq `(..., d)`: dropout, then the configured pooling over real events."""
+        return _masked_pool(self.dropout(outputs), event_mask, self.pooling)
+
     def encode_items(
         self, history_item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Level 1. `(B, N, Fi)`, `(B, N, E, De)`, `(B, N, E)` -> Seq `(B, N, d)`, CAM_act outputs, probabilities."""
+        """
+        Level 1 on the padded layout. `(B, N, Fi)`, `(B, N, E, De)`, `(B, N, E)` -> Seq `(B, N, d)`, CAM_act
+        outputs `(B, N, E, d)` and probabilities `(B * N, heads, E, E)`: the tensor CAM_act used, so that gradients
+        reach it (a `(B, N, ...)` view made afterwards would sit outside the graph).
+        """
         batch, items, events, event_size = event_embeddings.shape
         # Explicit sizes (no -1): a batch of zero examples must reshape too.
         outputs, probabilities, _ = self.action_attention(
@@ -614,9 +645,33 @@ class HierarchicalSequenceEncoder(nn.Module):
             history_item_features.reshape(batch * items, history_item_features.shape[-1]),
             event_mask.reshape(batch * items, events),
         )
-        outputs = self.dropout(outputs.view(batch, items, events, outputs.shape[-1]))
-        item_sequences = _masked_pool(outputs, event_mask, self.pooling)
-        return item_sequences, outputs, probabilities.view(batch, items, *probabilities.shape[1:])
+        outputs = outputs.view(batch, items, events, outputs.shape[-1])
+        return self._pool_events(outputs, event_mask), outputs, probabilities
+
+    def encode_packed_items(
+        self, item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Level 1 on real items only, gathered by the caller: `(M, Fi)`, `(M, E, De)`, `(M, E)` -> Seq `(M, d)`."""
+        outputs, _, _ = self.action_attention(event_embeddings, item_features, event_mask)
+        return self._pool_events(outputs, event_mask)
+
+    def encode_history(
+        self,
+        history_item_features: torch.Tensor,
+        item_sequences: torch.Tensor,
+        history_mask: torch.Tensor,
+        target_item_features: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Level 2. `(B, N, Fi)`, Seq `(B, N, d)`, `(B, N)`, `(B, Fi)` -> Vec_hist `(B, d)` and CAM_item's parts."""
+        level2_inputs = torch.cat([history_item_features, item_sequences], dim=-1)
+        level2_outputs, level2_probabilities, _ = self.item_attention(level2_inputs, target_item_features, history_mask)
+        level2_outputs = self.dropout(level2_outputs)
+        return {
+            "history_representation": _masked_pool(level2_outputs, history_mask, self.pooling),
+            "level2_inputs": level2_inputs,
+            "level2_outputs": level2_outputs,
+            "level2_probabilities": level2_probabilities,
+        }
 
     def forward(
         self,
@@ -626,24 +681,49 @@ class HierarchicalSequenceEncoder(nn.Module):
         history_mask: torch.Tensor,
         target_item_features: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
+        """Both levels on the padded layout; every returned tensor is one the computation used."""
         item_sequences, level1_outputs, level1_probabilities = self.encode_items(
             history_item_features, event_embeddings, event_mask
         )
         item_sequences = item_sequences * history_mask.unsqueeze(-1).to(item_sequences.dtype)
-        level2_inputs = torch.cat([history_item_features, item_sequences], dim=-1)
-        level2_outputs, level2_probabilities, _ = self.item_attention(
-            level2_inputs, target_item_features, history_mask
+        encoded = self.encode_history(history_item_features, item_sequences, history_mask, target_item_features)
+        encoded.update(
+            item_sequences=item_sequences, level1_outputs=level1_outputs, level1_probabilities=level1_probabilities
         )
-        level2_outputs = self.dropout(level2_outputs)
-        return {
-            "history_representation": _masked_pool(level2_outputs, history_mask, self.pooling),
-            "item_sequences": item_sequences,
-            "level1_outputs": level1_outputs,
-            "level1_probabilities": level1_probabilities,
-            "level2_inputs": level2_inputs,
-            "level2_outputs": level2_outputs,
-            "level2_probabilities": level2_probabilities,
-        }
+        return encoded
+
+
+def _drop_padding_positions(
+    history_mask: torch.Tensor, *tensors: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """
+    Keep the history positions that are real in at least one example: each tensor `(B, N, ...)` and `history_mask`
+    `(B, N)` -> the same with N' <= N positions, in that order. Returns the inputs unchanged when none is dropped.
+    """
+    kept = history_mask.any(0)
+    if bool(kept.all()):
+        return (*tensors, history_mask)
+    positions = kept.nonzero().squeeze(1)
+    return tuple(tensor.index_select(1, positions) for tensor in (*tensors, history_mask))
+
+
+def _training_function(model: PreTrainedModel, name: str, function):
+    """
+    `function`, or with ``config.compile_training`` in training mode its ``torch.compile``d version, compiled once
+    per model and name with dynamic sizes: the number of real history items changes with every batch and must not
+    recompile. Kept outside the module tree (nothing to save, nothing in ``state_dict``).
+    """
+    if not (model.training and model.config.compile_training):
+        return function
+    compiled = model.__dict__.setdefault("_compiled_functions", {})
+    if name not in compiled:
+        compiled[name] = torch.compile(function, dynamic=True)
+    return compiled[name]
+
+
+def _real_item_rows(event_mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices `(M,)` into `B * N` of the history items with at least one real event (`event_mask` `(B, N, E)`)."""
+    return event_mask.any(-1).flatten().nonzero().squeeze(1)
 
 
 class A2GenActionHeads(nn.Module):
@@ -666,14 +746,31 @@ class ExplicitActionGenerator(nn.Module):
     """
     EAG (paper Fig. "AGen"): CAM_gen with a causal mask over the embedded (action, time) sequence so far; the
     output at position i predicts action i + 1 and its time. Decoding feeds each prediction back, with a cache.
+
+    As in the paper, the steps are embedded with the encoder's event embedding (`event_embedding`, shared, not
+    registered here: the encoder owns and saves its weights) and carry no position embedding. Configs with
+    ``eag_shared_event_embedding=False`` / ``eag_position_embeddings=True`` (those written before the options
+    existed) give EAG its own action and time tables / learned position embeddings.
     """
 
-    def __init__(self, config: A2GenConfig, context_size: int):
+    def __init__(self, config: A2GenConfig, context_size: int, event_embedding: A2GenEventEmbedding | None = None):
         super().__init__()
-        self.event_embedding = A2GenEventEmbedding(config)
-        self.position_embeddings = nn.Embedding(config.max_actions + 1, self.event_embedding.output_size)
+        if config.eag_shared_event_embedding:
+            if event_embedding is None:
+                raise ValueError(
+                    "eag_shared_event_embedding=True: pass the encoder's A2GenEventEmbedding as event_embedding "
+                    "(A2GenForActionGeneration does), or build the config with eag_shared_event_embedding=False."
+                )
+            self.event_embedding = None
+            object.__setattr__(self, "_shared_event_embedding", event_embedding)  # not a submodule (no 2nd copy)
+        else:
+            self.event_embedding = A2GenEventEmbedding(config)
+        event_size = config.action_embedding_size + config.time_embedding_size
+        self.position_embeddings = (
+            nn.Embedding(config.max_actions + 1, event_size) if config.eag_position_embeddings else None
+        )
         self.generation_attention = ContextAwareAttention(
-            self.event_embedding.output_size,
+            event_size,
             context_size,
             config.hidden_size,
             config.num_attention_heads,
@@ -682,6 +779,21 @@ class ExplicitActionGenerator(nn.Module):
         )
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
         self.max_positions = config.max_actions + 1
+
+    def embed_steps(
+        self,
+        action_ids: torch.LongTensor,
+        action_times: torch.Tensor,
+        action_time_mask: torch.Tensor | None = None,
+        past_length: int = 0,
+    ) -> torch.Tensor:
+        """`(B, T)` steps starting at position `past_length` -> `(B, T, action + time embedding size)`."""
+        embedding = self.event_embedding if self.event_embedding is not None else self._shared_event_embedding
+        events = embedding(action_ids, action_times, action_time_mask)
+        if self.position_embeddings is not None:
+            positions = torch.arange(past_length, past_length + action_ids.shape[1], device=action_ids.device)
+            events = events + self.position_embeddings(positions)
+        return events
 
     def forward(
         self,
@@ -702,8 +814,7 @@ class ExplicitActionGenerator(nn.Module):
                 f"EAG reads at most max_actions + 1 = {self.max_positions} actions, got {past_length + length}; "
                 "shorten the sequence or build the model with a larger max_actions."
             )
-        positions = torch.arange(past_length, past_length + length, device=action_ids.device)
-        events = self.event_embedding(action_ids, action_times, action_time_mask) + self.position_embeddings(positions)
+        events = self.embed_steps(action_ids, action_times, action_time_mask, past_length)
         mask = action_ids != 0
         states, probabilities, _ = self.generation_attention(events, context, mask, causal=True, cache=cache)
         logits, times = self.heads(states)
@@ -715,13 +826,15 @@ class ImplicitActionGenerator(nn.Module):
     IAG (paper Fig. "IAGen"): K slots from the context (one linear map per slot of the tiled context), auxiliary
     heads read action logits and a time from each slot, then CAM_gen (no causal mask) runs over
     [slot ; action logits ; time] and the final heads predict each slot's action and time. The logits, not sampled
-    tokens, carry the autoregression.
+    tokens, carry the autoregression. ``config.iag_slot_activation="relu"`` (configs written before the option
+    existed) puts a ReLU on the slots.
     """
 
     def __init__(self, config: A2GenConfig, context_size: int):
         super().__init__()
         self.num_slots = config.max_actions
         self.hidden_size = config.hidden_size
+        self.slot_activation = config.iag_slot_activation
         self.slot_projection = nn.Linear(context_size, self.num_slots * config.hidden_size)
         self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
         self.generation_attention = ContextAwareAttention(
@@ -734,11 +847,22 @@ class ImplicitActionGenerator(nn.Module):
         )
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
 
+    def slots(self, context: torch.Tensor) -> torch.Tensor:
+        """`context` `(B, C)` -> the K slots `(B, K, d)`."""
+        slots = self.slot_projection(context)
+        if self.slot_activation == "relu":
+            slots = torch.relu(slots)
+        return slots.view(context.shape[0], self.num_slots, self.hidden_size)
+
+    def slot_features(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Slots `(B, K, d)` -> aux logits `(B, K, V)`, aux times `(B, K)` and CAM_gen's input [slot ; p ; t]."""
+        aux_logits, aux_times = self.aux_heads(slots)
+        features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
+        return aux_logits, aux_times, features
+
     def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
         """`context` `(B, C)` -> logits `(B, K, V)`, times `(B, K)` and the auxiliary heads' outputs."""
-        slots = torch.relu(self.slot_projection(context)).view(context.shape[0], self.num_slots, self.hidden_size)
-        aux_logits, aux_times = self.aux_heads(slots)
-        slot_features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
+        aux_logits, aux_times, slot_features = self.slot_features(self.slots(context))
         states, probabilities, _ = self.generation_attention(slot_features, context)
         logits, times = self.heads(states)
         return {
@@ -761,6 +885,16 @@ class A2GenPreTrainedModel(PreTrainedModel):
     _no_split_modules = []
     # forward names every argument; Trainer must not pass num_items_in_batch (the loss is a per-batch mean).
     accepts_loss_kwargs = False
+    # Set by a2gen_hf.hub when the package is imported: push_to_hub then writes the A2Gen model card (the model
+    # layer does not import the Hub layer). None (e.g. loaded as remote code): transformers' own push.
+    hub_pusher = None
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """``PreTrainedModel.push_to_hub`` with the A2Gen model card (tags, ``custom_code``, ``dataset_name=`` and
+        ``eval_results=``, a ``tokenizer=`` to push along): see :func:`a2gen_hf.hub.push_model_to_hub`."""
+        if A2GenPreTrainedModel.hub_pusher is None:
+            return super().push_to_hub(repo_id, *args, **kwargs)
+        return A2GenPreTrainedModel.hub_pusher(self, repo_id, *args, **kwargs)
 
     def resize_token_embeddings(self, *args, **kwargs):
         """Refused: A2Gen's vocabulary is its fixed list of actions, not a tokenizer's growing one."""
@@ -863,6 +997,9 @@ class A2GenModel(A2GenPreTrainedModel):
             config, self.event_embedding.output_size, self.features.item_feature_size
         )
         self.extra_features = ExtraContextFeatures(config)
+        # Level 1 on the real history items only (the default); False runs it on the padded (B, N, E) layout, as
+        # output_hidden_states / output_attentions always do. Both give the same outputs (tests/test_modeling.py).
+        self.pack_history_items = True
         self.context_size = (
             self.features.user_feature_size
             + config.hidden_size
@@ -873,6 +1010,53 @@ class A2GenModel(A2GenPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.features.item_embeddings
+
+    def _encode_packed_items(
+        self,
+        item_features: torch.Tensor,
+        action_ids: torch.LongTensor,
+        action_times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Level 1 on gathered items: `(M, Fi)` features and `(M, E)` events -> Seq `(M, d)`."""
+        event_embeddings = self.event_embedding(action_ids, action_times, time_mask)
+        return self.encoder.encode_packed_items(item_features, event_embeddings, event_mask)
+
+    def _packed_item_sequences(
+        self,
+        history_item_features: torch.Tensor,
+        history_action_ids: torch.LongTensor,
+        history_action_times: torch.Tensor,
+        history_time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        Seq_j `(B, N, d)` computed on the real history items only: the items with a real event are gathered into
+        one flat batch (event columns that are padding in all of them dropped), embedded, run through CAM_act and
+        scattered back; every other item gets zeros, as on the padded layout.
+        """
+        batch, items, events = history_action_ids.shape
+        rows = _real_item_rows(event_mask)
+        flat_mask = event_mask.reshape(batch * items, events).index_select(0, rows)
+        event_columns = flat_mask.any(0)
+        if not bool(event_columns.all()):
+            event_columns = event_columns.nonzero().squeeze(1)
+            flat_mask = flat_mask.index_select(1, event_columns)
+        else:
+            event_columns = None
+
+        def gather(values: torch.Tensor) -> torch.Tensor:
+            values = values.reshape(batch * items, events).index_select(0, rows)
+            return values if event_columns is None else values.index_select(1, event_columns)
+
+        time_mask = None if history_time_mask is None else gather(history_time_mask)
+        item_features = history_item_features.reshape(batch * items, history_item_features.shape[-1]).index_select(0, rows)
+        packed = _training_function(self, "level1", self._encode_packed_items)(
+            item_features, gather(history_action_ids) * flat_mask, gather(history_action_times), time_mask, flat_mask
+        )
+        scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_copy(0, rows, packed)
+        return scattered.view(batch, items, packed.shape[-1])
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.features.item_embeddings = value
@@ -919,12 +1103,23 @@ class A2GenModel(A2GenPreTrainedModel):
         user_features = self.features.user_features(user_ids, user_side_ids)
         target_item_features = self.features.item_features(item_ids, item_side_ids)
         history_item_features = self.features.item_features(history_item_ids, history_item_side_ids)
-        event_embeddings = self.event_embedding(
-            history_action_ids * event_mask, history_action_times, history_time_mask
-        )
-        encoded = self.encoder(
-            history_item_features, event_embeddings, event_mask, history_mask, target_item_features
-        )
+        if output_hidden_states or output_attentions or not self.pack_history_items:
+            # The padded layout: every returned hidden state and attention is a tensor the computation used.
+            event_embeddings = self.event_embedding(
+                history_action_ids * event_mask, history_action_times, history_time_mask
+            )
+            encoded = self.encoder(
+                history_item_features, event_embeddings, event_mask, history_mask, target_item_features
+            )
+        else:
+            # Real items only at level 1; level 2 without the positions that are padding in every example.
+            item_sequences = self._packed_item_sequences(
+                history_item_features, history_action_ids, history_action_times, history_time_mask, event_mask
+            )
+            encoded = _training_function(self, "level2", self.encoder.encode_history)(
+                *_drop_padding_positions(history_mask, history_item_features, item_sequences), target_item_features
+            )
+            encoded["item_sequences"] = item_sequences
         history_representation = encoded["history_representation"]
         context_parts = [user_features, history_representation, target_item_features]
         if self.extra_features.size:
@@ -1013,8 +1208,10 @@ def action_sequence_loss(
 ) -> dict[str, torch.Tensor]:
     """
     The paper's objective on one batch. `labels` / `label_times` / `label_time_mask` are `(B, T)` with `start` at
-    position 0; `generated["logits"]` `(B, P, V)` predicts labels 1..P. Every part is summed over positions and
-    averaged over examples, so it does not depend on how far a batch is padded.
+    position 0; `generated["logits"]` `(B, P, V)` predicts labels 1..P. The action and order parts are summed over
+    positions and averaged over examples; the time parts are each example's mean over its positions with a known
+    time (the paper's MSE; 0 without one), averaged over examples (``config.time_loss_reduction="sum"``: summed per
+    example instead). None depends on how far a batch is padded.
 
     - action: cross-entropy over positions up to the first end (or padding) target, ignoring -100;
       IAG's fixed K slots all count, padding slots predicting the end of the sequence;
@@ -1058,7 +1255,13 @@ def action_sequence_loss(
         differences = predicted - target_times
         errors = differences.abs() if config.time_loss == "l1" else differences**2
         # where(), not a product with the mask: an unknown (NaN) label time must not reach the sum.
-        return torch.where(time_known & counted, errors, torch.zeros_like(errors)).sum(1).mean()
+        valid = time_known & counted
+        errors = torch.where(valid, errors, torch.zeros_like(errors))
+        if config.time_loss_reduction == "sum":
+            return errors.sum(1).mean()
+        # Each example's MSE over its own timed positions, then the mean over examples: like every other part, a
+        # mean over examples, so equal micro-batches or processes average to the whole batch's loss.
+        return (errors.sum(1) / valid.sum(1).clamp_min(1)).mean()
 
     predicted_actions = logits.argmax(-1)
     predicted_end = predicted_actions == config.end_action_id
@@ -1091,6 +1294,8 @@ def action_predictions_from_slots(
     """
     end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
     alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
+    if config.slot_readout == "any_slot":  # every slot counts, predicted ends ignored
+        alive = torch.ones_like(alive)
     occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
     not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
     first_occurrence = occurs * not_yet
@@ -1129,7 +1334,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         super().__init__(config)
         self.a2gen = A2GenModel(config)
         if config.generator_type == "eag":
-            self.generator = ExplicitActionGenerator(config, self.a2gen.context_size)
+            self.generator = ExplicitActionGenerator(config, self.a2gen.context_size, self.a2gen.event_embedding)
         else:
             self.generator = ImplicitActionGenerator(config, self.a2gen.context_size)
         self.occurrence_head = A2GenOccurrenceHead(config, self.a2gen.context_size) if config.occurrence_head else None
@@ -1227,17 +1432,20 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
                 raise ValueError("action_times is required with action_ids.")
             if use_cache and cache is None:
                 cache = DynamicCache()
-            generated = self.generator(
+            generator = self.generator if use_cache else _training_function(self, "generator", self.generator)
+            generated = generator(
                 context, action_ids, action_times, cache=cache if use_cache else None, action_time_mask=action_time_mask
             )
         else:
-            generated = self.generator(context)
+            generated = _training_function(self, "generator", self.generator)(context)
             cache = None
 
         occurrence_logits = self.occurrence_head(context) if self.occurrence_head is not None else None
         loss_parts = {}
         if labels is not None:
-            loss_parts = action_sequence_loss(self.config, generated, labels, label_times, label_time_mask)
+            loss_parts = _training_function(self, "loss", action_sequence_loss)(
+                self.config, generated, labels, label_times, label_time_mask
+            )
             if occurrence_logits is not None:
                 loss_parts["occurrence_loss"] = occurrence_loss(occurrence_logits, labels, label_times, self.config)
                 loss_parts["loss"] = loss_parts["loss"] + self.config.occurrence_loss_weight * loss_parts["occurrence_loss"]

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .auto import AutoModelForActionGeneration
 from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
-from .features_a2gen import ExtraContextFeatures, _masked_pool, own_outcomes_while_training
+from .features_a2gen import ExtraContextFeatures, WidePath, _masked_pool, own_outcomes_while_training
 from .modeling_a2gen import (
     A2GenActionPrediction,
     A2GenEventEmbedding,
@@ -295,6 +295,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         self.inputs = MultiTaskBaselineInputs(config)
         self.experts = self.expert_layer_class(config, self.inputs.output_size, len(config.task_action_ids))
         self.heads = MultiTaskHeads(config, config.expert_hidden_sizes[-1])
+        self.wide = WidePath(config) if config.wide_path else None  # features_a2gen.WidePath
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -354,6 +355,8 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         )
         task_representations = self.experts(features)
         logits, times = self.heads(task_representations)
+        if self.wide is not None:
+            logits = logits + self.wide(features)
         loss_parts = {}
         if labels is not None:
             loss_parts = multitask_loss(self.config, logits, times, labels, label_times, label_time_mask)
@@ -404,12 +407,16 @@ class PLEForActionPrediction(MultiTaskBaselinePreTrainedModel):
 
 
 def register_baselines() -> None:
-    """Make AutoConfig / AutoModel / AutoModelForActionGeneration / AutoTokenizer know the baselines."""
+    """Make AutoConfig / AutoModel / AutoModelForActionGeneration / AutoTokenizer know the baselines, and their
+    checkpoints carry their code (``AutoModel.from_pretrained(repo, trust_remote_code=True)``)."""
     for config_class, model_class in ((MMoEConfig, MMoEForActionPrediction), (PLEConfig, PLEForActionPrediction)):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoModelForActionGeneration.register(config_class, model_class, exist_ok=True)
         AutoTokenizer.register(config_class, tokenizer_class=A2GenActionTokenizer, exist_ok=True)
+        # save_pretrained writes an auto_map and the code files: loadable with trust_remote_code, like A2Gen.
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModel")
 
 
 register_baselines()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ PathLike = str | os.PathLike
 # The intro figure's colours: start in orange, leave in red; other actions take the palette in order of appearance.
 START_COLOR = "#f0a22e"
 END_COLOR = "#d62728"
+# Height between stacked levels of action names (a name and its marker fit in one level).
+LEVEL_STEP = 0.7
 PALETTE = ("#4c72b0", "#ed7d1f", "#6aa79a", "#8172b2", "#937860", "#da8bc3", "#55a868", "#8c8c8c")
 
 
@@ -78,34 +81,46 @@ def _stack_levels(
     return levels
 
 
-def plot_timeline(
+def _check_probabilities(probabilities: Any) -> dict[str, float]:
+    if not isinstance(probabilities, Mapping) or not probabilities:
+        raise TypeError("probabilities must be a non-empty {action: P(action happens)} mapping.")
+    checked = {}
+    for action, value in probabilities.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"probabilities[{action!r}] = {value!r}; each must be a probability in [0, 1].")
+        checked[str(action)] = float(value)
+    return checked
+
+
+def _time_labels(timed: Sequence[tuple[str, float]]) -> list[str | None]:
+    """The time printed under each timed event: events at the same printed time (e.g. start and a reflex like,
+    both at 0s) share one label, printed under the first of them (None for the others)."""
+    seen: set[str] = set()
+    labels: list[str | None] = []
+    for _, seconds in timed:
+        text = f"{seconds:.3g}s"
+        labels.append(None if text in seen else text)
+        seen.add(text)
+    return labels
+
+
+def timeline_figure(
     predicted: Timeline,
     actual: Timeline | None = None,
-    path: PathLike = "timeline.png",
     title: str | None = None,
     start_action: str = "start",
     end_action: str = "leave",
-) -> Path:
-    """
-    Draw timelines as the paper's intro figure does: a horizontal time axis per row, one marker per action at its
-    time with the action's name above and the time below, the start action in orange and the end action in red.
-
-    Args:
-        predicted: ``[(action, seconds), ...]`` as :meth:`A2GenActionTokenizer.decode_timeline` returns it.
-        actual: the true timeline, drawn as a second row under the prediction.
-        path: the PNG to write.
-        title: a title above the rows (e.g. the user and item).
-        start_action / end_action: the actions drawn in orange / red.
-
-    Actions whose time is unknown (None) are listed at the right end of their row ("time unknown: ...").
-
-    Returns:
-        `Path` of the PNG.
-    """
+    probabilities: Mapping[str, float] | None = None,
+) -> plt.Figure:
+    """The figure that :func:`plot_timeline` saves (same arguments); for notebooks, or to add to it."""
     rows = [("predicted", _check_timeline(predicted, "predicted"))]
     if actual is not None:
         rows.append(("actual", _check_timeline(actual, "actual")))
-    colors = _action_colors([events for _, events in rows], start_action, end_action)
+    probabilities = None if probabilities is None else _check_probabilities(probabilities)
+    colors = _action_colors(
+        [events for _, events in rows] + ([[(action, None) for action in probabilities]] if probabilities else []),
+        start_action, end_action,
+    )
     known_times = [seconds for _, events in rows for _, seconds in events if seconds is not None]
     span = max(known_times, default=0.0) or 1.0
     right = span * 1.12
@@ -113,28 +128,33 @@ def plot_timeline(
     # A name that would overlap an earlier one goes up a level.
     levels = [_stack_levels([(seconds, len(action)) for action, seconds in events if seconds is not None], span)
               for _, events in rows]
-    heights = [1.3 + 0.5 * max(row_levels, default=0) for row_levels in levels]
-    figure, axes = plt.subplots(
-        len(rows), 1, figsize=(10, 0.75 * sum(height + 1.0 for height in heights)), squeeze=False,
-        gridspec_kw={"height_ratios": [height + 1.0 for height in heights]},
+    heights = [1.3 + LEVEL_STEP * max(row_levels, default=0) for row_levels in levels]
+    figure_height = 0.75 * sum(height + 1.0 for height in heights) + 0.4
+    figure = plt.figure(figsize=(13 if probabilities else 10, max(figure_height, 2.5 if probabilities else 0.0)))
+    grid = figure.add_gridspec(
+        len(rows), 2 if probabilities else 1, height_ratios=[height + 1.0 for height in heights],
+        width_ratios=[3.2, 1] if probabilities else None, wspace=0.25,
     )
-    for axis, (label, events), row_levels, top in zip(axes[:, 0], rows, levels, heights):
-        axis.set_xlim(-0.16 * span, right + 0.02 * span)
+    axes = [figure.add_subplot(grid[index, 0]) for index in range(len(rows))]
+    for axis, (label, events), row_levels, top in zip(axes, rows, levels, heights):
+        axis.set_xlim(-0.22 * span, right + 0.02 * span)
         axis.set_ylim(-1.0, top)
         axis.axis("off")
         axis.annotate(
             "", xy=(right, 0), xytext=(-0.02 * span, 0), arrowprops=dict(arrowstyle="-|>", color="black", lw=1.6)
         )
         axis.text(right, -0.3, "Time", ha="right", va="top", style="italic", fontsize=11)
-        axis.text(-0.15 * span, 0, label, ha="left", va="center", fontsize=12, weight="bold")
+        axis.text(-0.21 * span, 0, label, ha="left", va="center", fontsize=12, weight="bold")
         timed = [(action, seconds) for action, seconds in events if seconds is not None]
-        time_labels = [f"{seconds:.3g}s" for _, seconds in timed]
+        time_labels = _time_labels(timed)
         # Times of actions crowded together (e.g. 4.87 s and 4.88 s) get two levels; the ones left over are not
         # printed, their names and markers still are.
-        time_levels = _stack_levels([(seconds, len(text)) for (_, seconds), text in zip(timed, time_labels)], span, 2)
+        printed = [(seconds, len(text)) for (_, seconds), text in zip(timed, time_labels) if text is not None]
+        printed_levels = iter(_stack_levels(printed, span, 2))
+        time_levels = [None if text is None else next(printed_levels) for text in time_labels]
         for index, ((action, seconds), level) in enumerate(zip(timed, row_levels)):
             color = colors[action]
-            marker_height = 0.35 + 0.5 * level
+            marker_height = 0.35 + LEVEL_STEP * level
             axis.plot([seconds, seconds], [0, marker_height], color="black", lw=1.2, zorder=1)
             axis.scatter([seconds], [marker_height], s=110, color=color, edgecolor="black", zorder=2)
             axis.text(seconds, marker_height + 0.18, action, ha="center", va="bottom", fontsize=10, color=color,
@@ -146,9 +166,56 @@ def plot_timeline(
         if unknown:
             axis.text(right, top - 0.2, "time unknown: " + ", ".join(unknown), ha="right", va="center", fontsize=9,
                       color="dimgray")
-    if title:
-        figure.suptitle(title, fontsize=12)
-    figure.tight_layout()
+    if probabilities:
+        bars = figure.add_subplot(grid[:, 1])
+        names = list(probabilities)[::-1]  # first action on top
+        values = [probabilities[name] for name in names]
+        bars.barh(names, values, color=[colors[name] for name in names], edgecolor="black", height=0.6)
+        for position, value in enumerate(values):
+            inside = value > 0.8
+            bars.text(value - 0.02 if inside else value + 0.02, position, f"{value:.2f}", va="center", fontsize=9,
+                      ha="right" if inside else "left", color="white" if inside else "black")
+        bars.set_xlim(0, 1)
+        bars.set_xlabel("probability")
+        bars.set_title("P(action happens)", fontsize=11)
+        bars.spines[["top", "right"]].set_visible(False)
+    default = ("Predicted (greedy) vs actual timeline" if probabilities else "Predicted vs actual timeline") if (
+        actual is not None) else ("Predicted (greedy) timeline" if probabilities else "Predicted timeline")
+    figure.suptitle(title if title is not None else default, fontsize=12)
+    return figure
+
+
+def plot_timeline(
+    predicted: Timeline,
+    actual: Timeline | None = None,
+    path: PathLike = "timeline.png",
+    title: str | None = None,
+    start_action: str = "start",
+    end_action: str = "leave",
+    probabilities: Mapping[str, float] | None = None,
+) -> Path:
+    """
+    Draw timelines as the paper's intro figure does: a horizontal time axis per row, one marker per action at its
+    time with the action's name above and the time below, the start action in orange and the end action in red.
+
+    Args:
+        predicted: ``[(action, seconds), ...]`` as :meth:`A2GenActionTokenizer.decode_timeline` returns it (e.g.
+            the greedy generation).
+        actual: the true timeline, drawn as a second row under the prediction.
+        path: the PNG to write.
+        title: the title above the rows (e.g. the user and item); default "Predicted vs actual timeline" (or
+            "Predicted timeline").
+        start_action / end_action: the actions drawn in orange / red.
+        probabilities: ``{action: P(action happens)}`` (e.g. ``predict_actions``' action_probabilities by name),
+            drawn as bars beside the timelines: what the single greedy timeline does not show.
+
+    Actions whose time is unknown (None) are listed at the right end of their row ("time unknown: ..."). Events at
+    the same printed time share one time label; names that would overlap are stacked.
+
+    Returns:
+        `Path` of the PNG.
+    """
+    figure = timeline_figure(predicted, actual, title, start_action, end_action, probabilities)
     return _save(figure, path)
 
 

@@ -52,6 +52,9 @@ class A2GenDataCollator:
         tokenizer: the fitted :class:`A2GenActionTokenizer` saved with the data (its time statistics are used).
         max_history_items / max_events_per_item / max_actions: the caps (as in :class:`A2GenConfig`).
         num_item_side_features: F; ``None`` reads it from the first row's ``item_side_ids`` (0 when absent).
+        drop_repeated_start: leave out of the labels every start action after position 0 (e.g. repeated clicks
+            on e-commerce logs), so that the target sequence holds start, the other actions, then the end action
+            (``A2GenConfig.target_drops_repeated_start``; off by default).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class A2GenDataCollator:
         max_events_per_item: int = 6,
         max_actions: int = 6,
         num_item_side_features: int | None = None,
+        drop_repeated_start: bool = False,
     ):
         for name, value in (
             ("max_history_items", max_history_items),
@@ -74,6 +78,7 @@ class A2GenDataCollator:
         self.max_events_per_item = max_events_per_item
         self.max_actions = max_actions
         self.num_item_side_features = num_item_side_features
+        self.drop_repeated_start = drop_repeated_start
 
     @classmethod
     def from_config(cls, config: A2GenConfig, tokenizer: A2GenActionTokenizer) -> A2GenDataCollator:
@@ -84,6 +89,7 @@ class A2GenDataCollator:
             max_events_per_item=config.max_events_per_item,
             max_actions=config.max_actions,
             num_item_side_features=config.num_item_side_features,
+            drop_repeated_start=getattr(config, "target_drops_repeated_start", False),
         )
 
     def _check_columns(self, features: Sequence[dict[str, Any]], side_features: int) -> None:
@@ -198,9 +204,16 @@ class A2GenDataCollator:
 
         # Labels: start, ..., end action, padded with 0 to max_actions + 1.
         length = self.max_actions + 1
-        label_ids, label_seconds, label_counts = self._sequences(
-            [row["action_ids"] for row in features], [row["action_seconds"] for row in features], length
-        )
+        label_id_lists = [row["action_ids"] for row in features]
+        label_second_lists = [row["action_seconds"] for row in features]
+        if self.drop_repeated_start:
+            start = self.tokenizer.start_action_id
+            kept_positions = [[0] + [k for k in range(1, len(ids)) if ids[k] != start] for ids in label_id_lists]
+            label_id_lists = [[ids[k] for k in keep if k < len(ids)] for ids, keep in zip(label_id_lists, kept_positions)]
+            label_second_lists = [
+                [seconds[k] for k in keep if k < len(seconds)] for seconds, keep in zip(label_second_lists, kept_positions)
+            ]
+        label_ids, label_seconds, label_counts = self._sequences(label_id_lists, label_second_lists, length)
         where = _positions(label_counts)
         times, known = self._normalized(label_seconds, where[0], "action_seconds")
         for name, values, dtype in (

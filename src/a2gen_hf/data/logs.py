@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from ..configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS
 from ..tokenization_a2gen import A2GenActionTokenizer
+from .buckets import BUCKET_FIELDS, bucket_record, format_bucket_record
+from .buckets import data_sized_buckets as _sized_buckets
 from .examples import (
     SPLITS,
     ExampleBuilder,
@@ -389,12 +391,16 @@ class _Conversion:
 
 @dataclass
 class _PartitionSessions:
-    """One partition after its sessions are cut: their number and start range, its duplicate events."""
+    """One partition after its sessions are cut: their number and start range, its duplicate events, its distinct
+    raw users (a count: partitions hold disjoint users), items and side-feature values per field."""
 
     count: int
     first_start: float
     last_start: float
     bad_rows: BadRowCounter
+    users: int = 0
+    items: pa.Array | None = None
+    side_values: tuple[pa.Array, ...] = ()
 
 
 @dataclass
@@ -418,7 +424,32 @@ def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
     else:
         sessions = sessions_from_events(log, preset, conversion.session_gap_seconds)
     save_sessions(sessions, conversion.sessions_file(index))
-    return _PartitionSessions(len(sessions), float(sessions.start.min()), float(sessions.start.max()), log.bad_rows)
+    return _PartitionSessions(
+        len(sessions),
+        float(sessions.start.min()),
+        float(sessions.start.max()),
+        log.bad_rows,
+        len(sessions.users),
+        sessions.items,
+        tuple(sessions.side_values),
+    )
+
+
+def _distinct_counts(cut: list[_PartitionSessions], num_side_fields: int) -> dict[str, int]:
+    """Distinct raw users, items and side-feature values (summed over the fields, as they share one table)."""
+
+    def distinct(arrays: list) -> int:
+        arrays = [array for array in arrays if array is not None and len(array)]
+        return len(pc.unique(pa.chunked_array(arrays))) if arrays else 0
+
+    return {
+        "users": sum(partition.users for partition in cut),
+        "items": distinct([partition.items for partition in cut]),
+        "side_values": sum(
+            distinct([partition.side_values[field] for partition in cut if partition.side_values])
+            for field in range(num_side_fields)
+        ),
+    }
 
 
 def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
@@ -480,6 +511,7 @@ def convert_log(
     progress: bool | None = None,
     partition_rows: int = DEFAULT_PARTITION_ROWS,
     num_proc: int | None = None,
+    data_sized_buckets: tuple[str, ...] | None = None,
 ) -> ConversionResult:
     """Convert an interaction log into the A2Gen example schema of ``docs/design.md``.
 
@@ -499,8 +531,8 @@ def convert_log(
         max_history_items: history items kept per example (the most recent).
         min_history: only sessions with at least this many earlier sessions of the user become examples.
         split_rule: the time boundaries of train / validation / test (default: the last two sevenths).
-        tokenizer: a tokenizer with the preset's vocabulary and your bucket counts; one with defaults otherwise.
-            Its time statistics are (re)fitted on the train split.
+        tokenizer: a tokenizer with the preset's vocabulary and your bucket counts; one with bucket counts sized
+            from the data otherwise. Its time statistics are (re)fitted on the train split.
         chunk_size: examples assembled per Arrow record batch.
         progress: show progress bars (``None``: only on a terminal).
         partition_rows: rows per partition, the unit of work and of memory (about 0.3 KB per row in a worker, plus
@@ -508,6 +540,10 @@ def convert_log(
             ``partition_rows`` rows is one partition, converted in this process.
         num_proc: worker processes (default ``min(2, os.cpu_count())``; 1, or a platform without ``fork``: all in
             this process); the number of partitions is rounded up to a multiple of it.
+        data_sized_buckets: the tokenizer's bucket fields (``"user_buckets"``, ``"item_buckets"``,
+            ``"side_feature_buckets"``) to set from the data: :func:`~a2gen_hf.data.buckets.buckets_for` the
+            distinct raw ids (recorded in the summary's ``"distinct"``). ``None``: all three when no ``tokenizer`` is
+            given, none otherwise.
 
     Returns:
         A :class:`ConversionResult`.
@@ -522,6 +558,8 @@ def convert_log(
     num_proc = num_proc if num_proc is not None else min(2, os.cpu_count() or 1)
     if partition_rows < 1 or num_proc < 1:
         raise ValueError(f"partition_rows={partition_rows} and num_proc={num_proc} must be >= 1.")
+    if data_sized_buckets is None:
+        data_sized_buckets = tuple(BUCKET_FIELDS) if tokenizer is None else ()
     tokenizer = tokenizer or A2GenActionTokenizer(
         action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action
     )
@@ -575,6 +613,10 @@ def convert_log(
         first_start = min(partition.first_start for partition in cut)
         last_start = max(partition.last_start for partition in cut)
         conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
+        distinct = _distinct_counts(cut, len(preset.side_feature_columns))
+        fixed = {name: None if name in data_sized_buckets else getattr(tokenizer, name) for name in BUCKET_FIELDS}
+        for name, count in _sized_buckets(distinct, fixed).items():  # before any id is hashed
+            setattr(tokenizer, name, count)
         written = partition_map(partial(_write_examples, conversion), partitions, "examples")
         try:
             reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
@@ -613,6 +655,11 @@ def convert_log(
         },
         "time_log_mean": tokenizer.time_log_mean,
         "time_log_std": tokenizer.time_log_std,
+        **bucket_record(
+            distinct,
+            {name: getattr(tokenizer, name) for name in BUCKET_FIELDS},
+            {name: name in data_sized_buckets for name in BUCKET_FIELDS},
+        ),
     }
     if output_dir is not None:
         tokenizer.save_pretrained(str(output_dir / "tokenizer"))
@@ -657,4 +704,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(
         f"time statistics (train): log_mean={summary['time_log_mean']:.4f}, log_std={summary['time_log_std']:.4f}"
     )
+    if (tables := format_bucket_record(summary)) is not None:
+        lines.append(tables)
     return "\n".join(lines)

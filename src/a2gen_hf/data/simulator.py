@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..configuration_a2gen import SHORT_VIDEO_ACTIONS
 from ..tokenization_a2gen import A2GenActionTokenizer
+from .buckets import BUCKET_FIELDS, bucket_record, data_sized_buckets, format_bucket_record
 from .examples import EXAMPLE_SCHEMA, SPLITS
 
 # The actions a user can take between start and leave, in vocabulary order.
@@ -88,7 +89,9 @@ class SimulatorConfig:
         window_days: length of the simulated time window holding the target sessions.
         start_timestamp: Unix seconds at which the window starts.
         seed: seed of every random draw; the same config always gives the same rows.
-        user_buckets / item_buckets / side_feature_buckets: hash-bucket counts of the tokenizer.
+        user_buckets / item_buckets / side_feature_buckets: hash-bucket counts of the tokenizer (embedding rows);
+            ``None`` (default): sized from the data, :func:`~a2gen_hf.data.buckets.buckets_for` the number of users,
+            videos and side-feature values (see :func:`distinct_counts`).
     """
 
     num_examples: int = 40_000
@@ -119,9 +122,9 @@ class SimulatorConfig:
     window_days: float = 28.0
     start_timestamp: int = 1_700_000_000
     seed: int = 0
-    user_buckets: int = 100_000
-    item_buckets: int = 1_000_000
-    side_feature_buckets: int = 100_000
+    user_buckets: int | None = None
+    item_buckets: int | None = None
+    side_feature_buckets: int | None = None
 
     def __post_init__(self):
         self.favorite_taste_range = tuple(self.favorite_taste_range)
@@ -134,7 +137,7 @@ class SimulatorConfig:
             "num_examples", "examples_per_user", "history_length", "num_items", "num_topics", "min_segments",
             "min_segment_seconds", "num_favorite_topics", "user_buckets", "item_buckets", "side_feature_buckets",
         ):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be a positive integer.")
         for low, high in (("min_segments", "max_segments"), ("min_segment_seconds", "max_segment_seconds")):
             if getattr(self, high) < getattr(self, low):
@@ -394,15 +397,25 @@ def sample_timelines(
     return timelines
 
 
-def build_tokenizer(config: SimulatorConfig) -> A2GenActionTokenizer:
+def distinct_counts(config: SimulatorConfig, catalog: VideoCatalog | None = None) -> dict[str, int]:
+    """Distinct users, videos and side-feature values (categories + opening topics) the simulated examples hold."""
+    catalog = catalog if catalog is not None else build_catalog(config)
+    side_values = len(np.unique(catalog.main_topics)) + len(np.unique(catalog.segment_topics[:, 0]))
+    return {"users": config.num_users, "items": config.num_items, "side_values": side_values}
+
+
+def bucket_counts(config: SimulatorConfig, catalog: VideoCatalog | None = None) -> dict[str, int]:
+    """The tokenizer's bucket counts: the config's where set, else sized from :func:`distinct_counts`."""
+    fixed = {name: getattr(config, name) for name in BUCKET_FIELDS}
+    if all(value is not None for value in fixed.values()):
+        return {name: int(value) for name, value in fixed.items()}
+    return data_sized_buckets(distinct_counts(config, catalog), fixed)
+
+
+def build_tokenizer(config: SimulatorConfig, catalog: VideoCatalog | None = None) -> A2GenActionTokenizer:
     """The (not yet time-fitted) tokenizer whose hashing gives the simulated examples their ids."""
     return A2GenActionTokenizer(
-        action_names=config.action_names,
-        start_action="start",
-        end_action="leave",
-        user_buckets=config.user_buckets,
-        item_buckets=config.item_buckets,
-        side_feature_buckets=config.side_feature_buckets,
+        action_names=config.action_names, start_action="start", end_action="leave", **bucket_counts(config, catalog),
         side_feature_fields=list(ITEM_SIDE_FIELDS),
     )
 
@@ -511,7 +524,7 @@ def iter_examples(
     first, stop = user_range if user_range is not None else (0, config.num_users)
     users = range(max(first, 0), min(stop, config.num_users))
     catalog = build_catalog(config)
-    tokenizer = build_tokenizer(config)
+    tokenizer = build_tokenizer(config, catalog)
     hashed = _HashedCatalog(catalog, tokenizer)
     user_ids = tokenizer.hash_users([f"user_{index:06d}" for index in users]).tolist()
     for user_index, user_id in zip(tqdm(users, desc="simulating users", disable=not progress), user_ids):
@@ -603,6 +616,11 @@ class _SummaryAccumulator:
             "time_log_std": tokenizer.time_log_std,
             "time_statistics_fitted_on": "train split: known times of every action after the start",
             "oracle": self._oracle_quality(),
+            **bucket_record(
+                distinct_counts(self.config),
+                {name: getattr(tokenizer, name) for name in BUCKET_FIELDS},
+                {name: getattr(self.config, name) is None for name in BUCKET_FIELDS},
+            ),
         }
 
 
@@ -632,6 +650,8 @@ def format_simulation_summary(summary: dict[str, Any]) -> str:
             + ", ".join(f"{name}={mae:.3f}" for name, mae in oracle_quality["mae_seconds"].items())
         )
     lines.append(f"time statistics (train): log_mean={summary['time_log_mean']:.4f}, log_std={summary['time_log_std']:.4f}")
+    if (tables := format_bucket_record(summary)) is not None:
+        lines.append(tables)
     return "\n".join(lines)
 
 

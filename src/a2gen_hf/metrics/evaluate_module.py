@@ -24,6 +24,8 @@ CITATION = """\
 ACTION_SCORES = datasets.Sequence(datasets.Value("float64"))
 ACTION_IDS = datasets.Sequence(datasets.Value("int64"))
 LABEL_COLUMNS = {"labels": ACTION_IDS, "label_times": ACTION_SCORES, "label_time_mask": ACTION_IDS}
+# The label sequence and the group (user or request) of an example, for GAUC and NDCG@K / Recall@K.
+GROUPED_LABELS = {"labels": ACTION_IDS, "group_id": datasets.Value("int64")}
 
 VOCABULARY_KWARGS = """
     action_names (`list[str]`): the model's action vocabulary (``config.action_names``); column ``i`` of a

@@ -2,7 +2,7 @@
 
 Every network (A2Gen IAG / EAG, paper-style MMoE / PLE on pooled history items, fairly fed MMoE / PLE whose
 history also carries each item's timed actions) is trained by the same loop on the same train split, selected on
-the validation loss, and scored on the test split by the same metric code as the simple baselines (user propensity,
+validation (loss or mean AUC, ``TrainingSettings.selection_metric``), and scored on the test split by the same metric code as the simple baselines (user propensity,
 popularity, logistic regression on counts, constant median time). The table gives mean ± std over seeds, positive
 counts, and paired bootstrap confidence intervals of each model's AUC difference to A2Gen on seed-averaged
 predictions. Ablations (``a2gen-iag:notime``, ``a2gen-iag:noevents``) feed A2Gen a history without event times or
@@ -26,10 +26,10 @@ from transformers import set_seed
 
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator
-from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics
+from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .loop import TrainingSettings, train
-from .simple_baselines import SIMPLE_BASELINES
+from .simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
 NETWORK_LABELS = {
@@ -84,25 +84,22 @@ def parse_model_name(name: str) -> tuple[str, str | None]:
     return network, ablation or None
 
 
-@torch.no_grad()
 def predict_dataset(model, dataset, collator, batch_size: int = 1024) -> dict[str, np.ndarray]:
-    """``predict_actions`` over a dataset in order: probabilities and normalised expected times `(n, V)`."""
-    model.eval()
-    probabilities, times = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        prediction = model.predict_actions(**batch)
-        probabilities.append(prediction.action_probabilities.float().cpu().numpy())
-        times.append(prediction.expected_times.float().cpu().numpy())
-    return {"action_probabilities": np.concatenate(probabilities), "expected_times": np.concatenate(times)}
+    """``predict_actions`` over a dataset in order: probabilities and normalised expected times `(n, V)`
+    (:func:`~a2gen_hf.metrics.predict_dataloader`, the package's one prediction loop)."""
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    return predict_dataloader(model, loader, references=False)
 
 
 def test_references(dataset, collator, batch_size: int = 4096) -> dict[str, np.ndarray]:
-    """Labels, label times and masks of every example, padded to the collator's width, plus oracle columns."""
+    """Labels, label times and masks of every example, padded to the collator's width, the user of each example
+    (``group_ids``: GAUC and NDCG@K / Recall@K group by it), plus oracle columns."""
     parts: dict[str, list[np.ndarray]] = {}
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
         for name in ("labels", "label_times", "label_time_mask"):
             parts.setdefault(name, []).append(batch[name].numpy())
+        if "user_ids" in batch:
+            parts.setdefault("group_ids", []).append(batch["user_ids"].numpy())
     references = {name: np.concatenate(values) for name, values in parts.items()}
     for column in ORACLE_COLUMNS:
         if column in dataset.column_names:
@@ -120,6 +117,8 @@ class ComparisonSettings:
     bootstrap_resamples: int = 1000
     training: TrainingSettings | None = None
     model_overrides: dict[str, Any] | None = None
+    # Start every network's wide path (model_overrides["wide_path"]) as the logistic regression on counts.
+    wide_warm_start: bool = False
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
@@ -138,6 +137,9 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         time_log_std=base_config.time_log_std,
     )
     training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
+    if settings.wide_warm_start and not base_config.wide_path:
+        raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
+    regression = None
     per_model: dict[str, dict[str, Any]] = {}
     for name in [*settings.models, *settings.simple_baselines]:
         network, ablation = parse_model_name(name)
@@ -148,6 +150,12 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 model_collator = AblatedCollator(collator, ablation) if ablation else collator
                 set_seed(seed)
                 model = create_model(network, tokenizer, dataset, **(settings.model_overrides or {}))
+                if settings.wide_warm_start:
+                    if regression is None:
+                        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(
+                            dataset["train"], validation=dataset["validation"]
+                        )
+                    warm_start_wide_path(model, regression)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
@@ -166,6 +174,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     report = summarize(per_model, references, base_config, settings, metadata)
     report["settings"] = {
         "model_overrides": dict(settings.model_overrides or {}),
+        "wide_warm_start": settings.wide_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
     (output_dir / "results.json").write_text(json.dumps(report, indent=2, default=_json_default))
@@ -229,7 +238,9 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
                     entry["predictions"]["action_probabilities"][:, action_id],
                     num_resamples=settings.bootstrap_resamples,
                 )
-                result["verdict"] = significance_label(result["low"], result["high"])
+                result["verdict"] = significance_label(
+                    result["low"], result["high"], _short_label(reference), _short_label(name)
+                )
                 rows[action] = result
             report["bootstrap"][name] = rows
     return report
@@ -238,6 +249,35 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
 SUMMARY_TABLES = (
     "auc", "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "oracle_auc", "auc_share_of_oracle"
 )
+# The recommender metrics (compute_action_metrics), summarised and tabled like the AUC: (key, column title).
+RANKING_TABLES = (
+    ("gauc", "GAUC"), ("logloss", "LogLoss"), ("calibration", "pred/obs"), ("ndcg_at_10", "NDCG@10"),
+    ("recall_at_10", "Recall@10"),
+)
+SUMMARY_TABLES += tuple(key for key, _ in RANKING_TABLES)
+
+
+def _short_label(name: str) -> str:
+    """The model's name in a verdict: ``"a2gen-iag"`` -> ``"A2Gen-IAG"``, ``"mmoe-fair"`` -> ``"MMoE fairly fed"``,
+    ``"a2gen-iag:notime"`` -> ``"A2Gen-IAG:notime"``."""
+    network, _, ablation = name.partition(":")
+    label = NETWORK_LABELS.get(network, network).split(" (")[0].replace(",", "")
+    return f"{label}:{ablation}" if ablation else label
+
+
+def ranking_markdown_lines(models: dict[str, Any], actions: list[str]) -> list[str]:
+    """One Markdown table per recommender metric of :data:`RANKING_TABLES` that the models have (mean ± std over
+    seeds), rows = models, columns = actions."""
+    lines: list[str] = []
+    for key, title in RANKING_TABLES:
+        if not any(key in summary for summary in models.values()):
+            continue
+        lines += ["", "| model | " + " | ".join(f"{title} {a}" for a in actions) + " |"]
+        lines += ["| --- " * (len(actions) + 1) + "|"]
+        for summary in models.values():
+            values = summary.get(key, {})
+            lines.append(f"| {summary['label']} | " + " | ".join(_cell(values.get(a)) for a in actions) + " |")
+    return lines
 
 
 def _cell(value: dict[str, float] | None, digits: int = 4) -> str:
@@ -255,7 +295,10 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
     training = settings["training"]
     trained = ", ".join(
         f"{key}={training[key]}"
-        for key in ("num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule")
+        for key in (
+            "num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule",
+            "selection_metric", "early_stopping_patience", "eval_every_steps",
+        )
         if key in training
     )
     overrides = ", ".join(f"{key}={value}" for key, value in sorted(settings["model_overrides"].items()))
@@ -287,6 +330,10 @@ def format_markdown(report: dict[str, Any]) -> str:
             + " | ".join(_cell(mae.get(a)) for a in mae_actions)
             + " |"
         )
+    lines += ranking_markdown_lines(models, actions)
+    if mae_actions:  # evaluate / demo print seconds ("MAE s"): say which unit this table uses
+        lines += ["", "MAE in normalised time units (standardised log1p seconds, docs/design.md); results.json also "
+                  "holds it in seconds (mae_seconds)."]
     oracle = {name: s["oracle_auc"] for name, s in models.items() if "oracle_auc" in s}
     if oracle:
         first = next(iter(oracle.values()))

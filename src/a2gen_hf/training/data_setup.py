@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
 from ..tokenization_a2gen import A2GenActionTokenizer
 
+logger = logging.getLogger(__name__)
 DATA_SUMMARY_FILE = "a2gen_data.json"
 TOKENIZER_FOLDER = "tokenizer"
 
@@ -98,6 +100,12 @@ def load_data_dir(
         found = list(dataset) if isinstance(dataset, DatasetDict) else "a single Dataset"
         raise ValueError(f"{folder} must hold a DatasetDict with a 'train' split; found {found}.")
     tokenizer = A2GenActionTokenizer.from_pretrained(str(folder / TOKENIZER_FOLDER))
+    if "distinct" not in metadata:
+        logger.info(
+            f"{folder} was written before the tables were sized from the data: the models get its tokenizer's "
+            f"{tokenizer.item_buckets} item / {tokenizer.user_buckets} user rows. Write it again with a2gen prepare / "
+            "a2gen simulate (no --*-buckets) for tables that follow the number of distinct ids."
+        )
     return dataset, tokenizer, metadata
 
 
@@ -141,7 +149,9 @@ def model_config_from_tokenizer(
     The model configuration the data decides, with ``overrides`` for the architecture.
 
     Read from the tokenizer: ``action_names``, ``start_action`` / ``end_action``, ``time_log_mean`` /
-    ``time_log_std``, the bucket counts and ``max_actions``. Read from the examples (every split of ``dataset``,
+    ``time_log_std``, the bucket counts and ``max_actions``. The bucket counts are the embedding tables' rows: the
+    tokenizer's ids lie in ``[0, buckets)``, and ``a2gen prepare`` / ``a2gen simulate`` size them from the distinct ids
+    of the data unless the user set them (:mod:`a2gen_hf.data.buckets`), so the tables follow the data. Read from the examples (every split of ``dataset``,
     scanned column-wise in Arrow): ``num_item_side_features`` (the width of ``item_side_ids``, 0 without it),
     ``max_history_items`` = the longest history, capped at :class:`A2GenConfig`'s default (100), and
     ``max_events_per_item`` = the most events of a history item, capped at ``max_actions + 1`` (a whole target

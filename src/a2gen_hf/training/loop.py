@@ -15,11 +15,13 @@ the same epoch as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,18 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, evaluate_model
 from .data_setup import create_model, load_data_dir
+from .optimization import SparseAdamW, clip_grad_norm_, set_sparse_embeddings, sparse_gradients_supported
 
+logger = logging.getLogger(__name__)
+# Fused AdamW for the dense gradients: one pass over each tensor (6-7x faster than the per-tensor loop on a CPU).
+OPTIMIZER_FUSED = True
+
+logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 # Written last into a checkpoint: its presence and the files it lists make a checkpoint complete.
 CHECKPOINT_MANIFEST = "a2gen_checkpoint.json"
@@ -47,7 +56,12 @@ TRAINING_LOG_FILE = "training_log.json"
 MODEL_FOLDER = "model"
 EVAL_RESULTS_FILE = "eval_results.json"
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
-LR_SCHEDULES = ("constant", "linear", "cosine")
+# Accelerate's trackers (``report_to``); tensorboard, mlflow, aim, dvclive and trackio write local files (offline).
+TRACKERS = ("tensorboard", "wandb", "trackio", "aim", "comet_ml", "mlflow", "clearml", "dvclive", "swanlab")
+TRACKING_PROJECT = "a2gen"
+LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
+# What picks the best evaluation (and drives early stopping and the plateau schedule).
+SELECTION_METRICS = ("loss", "mean_auc")
 # Settings that decide the order of the data and the optimizer steps: a resumed run must use the same ones.
 RESUME_KEYS = ("seed", "batch_size", "gradient_accumulation_steps", "num_processes")
 
@@ -60,8 +74,23 @@ class TrainingSettings:
     ``batch_size * gradient_accumulation_steps * num_processes`` examples. ``max_grad_norm`` clips the global
     gradient norm (``None``: no clipping; the norm is logged either way). ``checkpoint_every`` = 0 saves no
     checkpoints; ``keep_checkpoints`` = 0 keeps them all. ``lr_schedule`` scales both learning rates over the run's
-    optimizer steps: ``constant`` (the paper), ``linear`` or ``cosine`` decay towards 0
-    (:func:`learning_rate_factor`; logged as ``lr_factor``).
+    optimizer steps: ``constant`` (the paper), ``linear`` or ``cosine`` decay towards 0, after ``warmup_steps``
+    (or ``warmup_ratio`` of the steps) of linear warmup from 0 (transformers' schedules,
+    :func:`learning_rate_factor`; logged as ``lr_factor``). ``report_to``: Accelerate trackers to log the training
+    log to, comma-separated (:data:`TRACKERS`, ``all`` = every installed one, ``none``); they write under
+    ``output_dir/tracking``. ``sparse_embeddings``: the id tables give sparse
+    gradients for the run and :class:`~a2gen_hf.training.optimization.SparseAdamW` updates only the rows each batch
+    read (:func:`configure_embedding_updates`; dense where the process group cannot reduce sparse gradients).
+    ``plateau``: the learning rates are multiplied by ``plateau_factor`` after every validation evaluation that does
+    not improve on the best (so the decay follows the run, however many steps an epoch has), after any warmup.
+
+    Validation and selection (with an ``eval_dataset``): the model is evaluated after every epoch and, with
+    ``eval_every_steps`` = K, also every K optimizer steps within an epoch (so that a run on a large log is
+    checked more often than once per epoch). ``selection_metric`` says what "better" means: ``loss`` (the lowest
+    validation loss, the default) or ``mean_auc`` (the highest mean AUC over the ranked actions of
+    ``predict_actions``, what the results tables report). With ``select_best_epoch`` the weights of the best
+    evaluation are returned. ``early_stopping_patience`` = P stops the run after P evaluations in a row without
+    improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum).
     """
 
     output_dir: str
@@ -82,16 +111,31 @@ class TrainingSettings:
     seed: int = 0
     log_every: int = 20
     lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    report_to: str = "none"
     select_best_epoch: bool = True
+    selection_metric: str = "loss"
+    early_stopping_patience: int | None = None
+    eval_every_steps: int | None = None
+    plateau_factor: float = 0.5
     shuffle_buffer_size: int = 10_000
     cpu: bool = False
     show_progress: bool = True
+    sparse_embeddings: bool = True
 
     def __post_init__(self):
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision={self.mixed_precision!r}; use one of {list(MIXED_PRECISIONS)}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r}; use one of {list(LR_SCHEDULES)}.")
+        if self.selection_metric not in SELECTION_METRICS:
+            raise ValueError(f"selection_metric={self.selection_metric!r}; use one of {list(SELECTION_METRICS)}.")
+        for name in ("early_stopping_patience", "eval_every_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
@@ -104,6 +148,23 @@ class TrainingSettings:
             raise ValueError(f"num_epochs={self.num_epochs}: set num_epochs >= 1 or max_steps.")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None: no clipping).")
+        if self.warmup_steps < 0 or not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} must be >= 0 and warmup_ratio={self.warmup_ratio} in [0, 1)."
+            )
+        unknown = [name for name in tracker_names(self.report_to) if name not in (*TRACKERS, "all")]
+        if unknown:
+            raise ValueError(f"report_to={self.report_to!r}: unknown {unknown}; use 'none', 'all' or of {list(TRACKERS)}.")
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps of a run of ``total_steps``: ``warmup_steps``, else ``ceil(warmup_ratio * total_steps)``."""
+        return self.warmup_steps or math.ceil(self.warmup_ratio * total_steps)
+
+
+def tracker_names(report_to: str | None) -> list[str]:
+    """``"tensorboard,mlflow"`` -> ``["tensorboard", "mlflow"]``; ``"none"``, ``""`` and None -> ``[]``."""
+    names = [name.strip() for name in (report_to or "").split(",") if name.strip()]
+    return [] if names == ["none"] else names
 
 
 @dataclass
@@ -115,6 +176,8 @@ class TrainingResult:
     log_history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     output_dir: str | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
 
 
 class _Progress:
@@ -126,6 +189,14 @@ class _Progress:
         self.step_in_epoch = 0
         self.best_validation_loss = math.inf
         self.best_epoch = -1
+        # Selection: the best evaluation's score (higher is better: minus the loss, or the mean AUC) and step,
+        # evaluations since it, the plateau schedule's learning-rate scale, and whether early stopping fired.
+        self.best_score = -math.inf
+        self.best_step = -1
+        self.evaluations_without_improvement = 0
+        self.lr_scale = 1.0
+        self.stopped_early = False
+        self.last_evaluated_step = -1
         self.log_history: list[dict[str, Any]] = []
         # Sum and count of the micro-batch losses since the last log entry (this process's).
         self.running_loss = 0.0
@@ -166,16 +237,50 @@ def parameter_groups(model: nn.Module, settings: TrainingSettings) -> list[dict[
     )
 
 
-def learning_rate_factor(schedule: str, step: int, total_steps: int) -> float:
-    """The multiplier of the base learning rates at optimizer step ``step`` (0-based) of ``total_steps``: 1
-    (``constant``), a straight line from 1 towards 0 (``linear``) or a half cosine from 1 towards 0 (``cosine``).
-    A function of the step alone, so a resumed run continues the same schedule."""
-    progress = min(step / max(total_steps, 1), 1.0)
-    if schedule == "linear":
-        return 1.0 - progress
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+@lru_cache(maxsize=8)
+def _schedule(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """transformers' schedule (``get_scheduler``) as a function of the step: its ``LambdaLR`` multiplier."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={schedule!r}; use one of {list(LR_SCHEDULES)}.")
+    # plateau: constant here (after any warmup); the run scales it down on evaluations that do not improve
+    name = "constant_with_warmup" if schedule in ("constant", "plateau") else schedule
+    probe = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    return get_scheduler(name, probe, num_warmup_steps=warmup_steps, num_training_steps=max(total_steps, 1)).lr_lambdas[0]
+
+
+def learning_rate_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0) -> float:
+    """The multiplier of the base learning rates at optimizer step ``step`` (0-based) of ``total_steps``, from
+    transformers' schedules (``get_scheduler``): a linear warmup from 0 over ``warmup_steps``, then 1 (``constant``),
+    a straight line towards 0 (``linear``) or a half cosine towards 0 (``cosine``). A function of the step alone,
+    so a resumed run continues the same schedule."""
+    return float(_schedule(schedule, warmup_steps, total_steps)(step))
+
+
+def configure_embedding_updates(model: nn.Module, settings: TrainingSettings, accelerator: Accelerator | None = None) -> bool:
+    """
+    Switch the id tables of ``model`` to sparse gradients when ``settings.sparse_embeddings`` asks for it and the
+    run supports it (:func:`~a2gen_hf.training.optimization.sparse_gradients_supported`: one process, or DDP on
+    gloo), else to dense ones, saying so when a request is refused. Call before ``accelerator.prepare``.
+
+    Returns:
+        The model's previous setting, to restore with ``set_sparse_embeddings`` after training.
+    """
+    enabled = settings.sparse_embeddings
+    if enabled:
+        supported, reason = sparse_gradients_supported(accelerator)
+        if not supported:
+            message = f"Sparse embedding updates are off for this run: {reason}; the id tables train with dense AdamW."
+            (accelerator.print if accelerator is not None else logger.warning)(message)
+            enabled = False
+    return set_sparse_embeddings(model, enabled)
+
+
+def create_optimizer(model: nn.Module, settings: TrainingSettings) -> SparseAdamW:
+    """
+    The optimizer of :func:`train`: :class:`~a2gen_hf.training.optimization.SparseAdamW` (AdamW for dense
+    gradients, lazy row-wise AdamW for the sparse gradients of the id tables) over :func:`parameter_groups`.
+    """
+    return SparseAdamW(parameter_groups(model, settings), fused=OPTIMIZER_FUSED)
 
 
 def make_accelerator(settings: TrainingSettings) -> Accelerator:
@@ -187,17 +292,42 @@ def make_accelerator(settings: TrainingSettings) -> Accelerator:
             silently train in fp32) or bf16 on a GPU without bfloat16.
     """
     advice = "use --mixed-precision no (or bf16 on a CPU or an NVIDIA Ampere or newer GPU)"
+    trackers = tracker_names(settings.report_to)
+    missing = [name for name in trackers if name != "all" and not _tracker_available(name)]
+    if missing:
+        raise ValueError(
+            f"report_to={settings.report_to!r}: {missing} is not installed; install it (tensorboard: pip install "
+            "'a2gen_hf[tracking]') or choose another tracker, or 'none'."
+        )
     try:
         accelerator = Accelerator(
             gradient_accumulation_steps=settings.gradient_accumulation_steps,
             mixed_precision=settings.mixed_precision,
             cpu=settings.cpu,
+            log_with=trackers or None,
+            project_dir=str(Path(settings.output_dir) / "tracking") if trackers else None,
         )
     except ValueError as error:
         raise ValueError(f"mixed_precision={settings.mixed_precision!r}: {error} Fix: {advice}.") from None
     if settings.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise ValueError(f"mixed_precision='fp16' needs a GPU; this run is on the CPU. Fix: {advice}.")
     return accelerator
+
+
+def _tracker_available(name: str) -> bool:
+    from accelerate import utils
+
+    return bool(getattr(utils, f"is_{name}_available", lambda: False)())
+
+
+def _start_tracking(accelerator: Accelerator, settings: TrainingSettings) -> bool:
+    """Starts the accelerator's trackers with the run's settings as their config; False when it has none."""
+    if not accelerator.log_with:
+        return False
+    config = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+              for key, value in asdict(settings).items()}
+    accelerator.init_trackers(TRACKING_PROJECT, config=config)
+    return True
 
 
 def _checkpoint_step(path: Path) -> int | None:
@@ -279,7 +409,8 @@ def _resume(accelerator: Accelerator, output_dir: Path, settings: TrainingSettin
             )
         return None
     if existing is None:
-        accelerator.print(f"No complete checkpoint in {output_dir}: starting from step 0.")
+        if accelerator.is_main_process:
+            logger.info(f"No complete checkpoint in {output_dir}: starting from step 0.")
         return None
     saved = _read_manifest(existing)["resume_key"]
     current = _resume_key(settings, accelerator)
@@ -341,9 +472,15 @@ def _stream_batches(dataset, collator, settings: TrainingSettings, accelerator: 
 
 
 def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
-    """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate.
-    The loader has its own generator so that making it does not draw from the global RNG (dropout's)."""
-    shuffled = dataset.shuffle(seed=settings.seed + epoch) if isinstance(dataset, datasets.Dataset) else dataset
+    """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate:
+    a ``datasets.Dataset`` by its ``shuffle``, any other (e.g. a list of rows already read into Python, which spares
+    Arrow's row extraction at every epoch) by a seeded permutation. The loader has its own generator so that making it
+    does not draw from the global RNG (dropout's)."""
+    if isinstance(dataset, datasets.Dataset):
+        shuffled = dataset.shuffle(seed=settings.seed + epoch)
+    else:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed + epoch))
+        shuffled = torch.utils.data.Subset(dataset, order.tolist())
     loader = DataLoader(
         shuffled,
         batch_size=settings.batch_size,
@@ -366,7 +503,8 @@ def validation_loss(model: nn.Module, dataset, collator, settings: TrainingSetti
     total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
     if len(part):
         loader = DataLoader(part, batch_size=settings.eval_batch_size, collate_fn=collator)
-        for batch in loader:
+        show = settings.show_progress and accelerator.is_local_main_process
+        for batch in tqdm(loader, desc="validation", unit=" batches", leave=False, disable=not show):
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
             with accelerator.autocast():
                 loss = module(**batch).loss
@@ -377,25 +515,89 @@ def validation_loss(model: nn.Module, dataset, collator, settings: TrainingSetti
     return (total[0] / total[1].clamp_min(1)).item()
 
 
-def _save_best(accelerator: Accelerator, model: nn.Module, output_dir: Path, epoch: int, loss: float) -> None:
+def _ranked_action_ids(config) -> list[int]:
+    """Ids of the actions that get an AUC: all but padding, the start and the end action."""
+    return [
+        index + 1
+        for index, name in enumerate(config.action_names)
+        if name not in (config.start_action, config.end_action)
+    ]
+
+
+@torch.no_grad()
+def validation_mean_auc(
+    model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator
+) -> dict[str, Any]:
+    """
+    ``{"mean_auc": float, "auc": {action: float}}``: the AUC of ``predict_actions``' P(action happens) against the
+    targets (:func:`~a2gen_hf.targets.first_occurrence_targets`) per ranked action over ``dataset``, and its mean
+    over the actions with both classes. Each process predicts a disjoint contiguous part; the parts are gathered, so
+    every process gets the same numbers.
+
+    Raises:
+        ValueError: no ranked action has both positive and negative examples in ``dataset`` (select by ``loss``).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from ..targets import first_occurrence_targets
+
+    module = accelerator.unwrap_model(model)
+    module.eval()
+    config = module.config
+    part = dataset.shard(accelerator.num_processes, accelerator.process_index, contiguous=True)
+    scores, targets = [], []
+    for batch in DataLoader(part, batch_size=settings.eval_batch_size, collate_fn=collator):
+        batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+        with accelerator.autocast():
+            prediction = module.predict_actions(**batch)
+        scores.append(prediction.action_probabilities.float())
+        occurs, _, _ = first_occurrence_targets(batch["labels"], batch["label_times"], None, config.vocab_size)
+        targets.append(occurs.float())
+    width = config.vocab_size
+    local = (
+        torch.cat([torch.cat(scores), torch.cat(targets)], dim=1)
+        if scores
+        else torch.zeros(0, 2 * width, device=accelerator.device)
+    )
+    # Uneven parts: pad to the longest with rows flagged invalid, gather, drop the padding.
+    local = torch.cat([local, torch.ones(len(local), 1, device=local.device)], dim=1)
+    gathered = accelerator.gather(accelerator.pad_across_processes(local, dim=0)).cpu().double().numpy()
+    gathered = gathered[gathered[:, -1] > 0]
+    probabilities, occurs = gathered[:, :width], gathered[:, width : 2 * width] > 0.5
+    auc = {}
+    for action_id in _ranked_action_ids(config):
+        labels = occurs[:, action_id]
+        if labels.any() and not labels.all():
+            auc[config.action_names[action_id - 1]] = float(roc_auc_score(labels, probabilities[:, action_id]))
+    module.train()
+    if not auc:
+        raise ValueError(
+            f"The validation split ({len(occurs)} examples) has no ranked action with both positive and negative "
+            "examples, so no AUC can select the best evaluation: use selection_metric='loss' (--select-by loss) or "
+            "a larger validation split."
+        )
+    return {"mean_auc": float(sum(auc.values()) / len(auc)), "auc": auc}
+
+
+def _save_best(accelerator: Accelerator, model: nn.Module, output_dir: Path, epoch: int, step: int, score: float) -> None:
     if accelerator.is_main_process:
         temporary = output_dir / f".tmp-{BEST_MODEL_FILE}"
-        metadata = {"epoch": str(epoch), "validation_loss": repr(loss)}
+        metadata = {"epoch": str(epoch), "step": str(step), "score": repr(score)}
         save_model(accelerator.unwrap_model(model), str(temporary), metadata=metadata)
         os.replace(temporary, output_dir / BEST_MODEL_FILE)
     accelerator.wait_for_everyone()
 
 
-def _load_best(model: nn.Module, output_dir: Path, epoch: int) -> None:
+def _load_best(model: nn.Module, output_dir: Path, step: int) -> None:
     path = output_dir / BEST_MODEL_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the weights of the best epoch ({epoch}) were saved there.")
+        raise FileNotFoundError(f"{path} is missing: the weights of the best evaluation (step {step}) were saved there.")
     with safe_open(str(path), framework="pt") as file:
-        saved_epoch = (file.metadata() or {}).get("epoch")
-    if saved_epoch != str(epoch):
+        saved_step = (file.metadata() or {}).get("step")
+    if saved_step != str(step):
         raise RuntimeError(
-            f"{path} holds epoch {saved_epoch} but the run's best epoch is {epoch}; the output folder was changed "
-            "by another run. Train again in an empty folder."
+            f"{path} holds step {saved_step} but the run's best evaluation was at step {step}; the output folder was "
+            "changed by another run. Train again in an empty folder."
         )
     load_model(model, str(path), device=str(next(model.parameters()).device))
 
@@ -410,14 +612,16 @@ def train(
 ) -> TrainingResult:
     """
     Train ``model`` on ``train_dataset`` (a ``datasets.Dataset``, or a ``datasets.IterableDataset`` with
-    ``settings.max_steps``) with ``collator``. With ``eval_dataset`` (a ``datasets.Dataset``) the validation loss
-    is computed after every epoch (streaming: once, at the end) and, with ``settings.select_best_epoch``, the
-    weights of the epoch with the lowest one are returned (the networks here overfit id embeddings after one or two
-    epochs). Writes checkpoints and ``training_log.json`` to ``settings.output_dir``.
+    ``settings.max_steps``) with ``collator``. With ``eval_dataset`` (a ``datasets.Dataset``) the model is evaluated
+    after every epoch (streaming: at the end) and every ``settings.eval_every_steps`` steps, by the validation loss
+    and, with ``selection_metric="mean_auc"``, the validation mean AUC; with ``settings.select_best_epoch`` the
+    weights of the best evaluation are returned (the networks here overfit id embeddings after one or two epochs),
+    and ``early_stopping_patience`` ends the run after that many evaluations without improvement. Writes checkpoints and ``training_log.json`` to ``settings.output_dir``.
 
     Raises:
         FloatingPointError: the loss became NaN or inf; the message names the step and the batch.
-        ValueError: the output folder holds checkpoints and ``resume`` is off, or they were written with other
+        ValueError: early stopping or the plateau schedule without an ``eval_dataset``; the output folder holds
+            checkpoints and ``resume`` is off, or they were written with other
             settings (see :data:`RESUME_KEYS`); a streaming input without ``max_steps``; an ``accelerator`` whose
             gradient accumulation or mixed precision differs from ``settings``.
     """
@@ -438,25 +642,34 @@ def train(
     streaming = isinstance(train_dataset, datasets.IterableDataset)
     if streaming and settings.max_steps is None:
         raise ValueError("A streaming (IterableDataset) input has no length: set max_steps.")
+    if eval_dataset is None and (settings.early_stopping_patience is not None or settings.lr_schedule == "plateau"):
+        raise ValueError(
+            "early_stopping_patience and lr_schedule='plateau' follow the validation evaluations, but no "
+            "eval_dataset was given: pass the validation split, or turn them off."
+        )
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
 
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings))
+    previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
+    optimizer = create_optimizer(model, settings)
     base_learning_rates = [group["lr"] for group in optimizer.param_groups]
     model, optimizer = accelerator.prepare(model, optimizer)
     progress = _Progress()
     accelerator.register_for_checkpointing(progress)
     checkpoint = _resume(accelerator, output_dir, settings)
     if checkpoint is not None:
-        accelerator.print(f"Resumed from {checkpoint} (step {progress.global_step}).")
+        if accelerator.is_main_process:
+            logger.info(f"Resumed from {checkpoint} (step {progress.global_step}).")
+    tracking = _start_tracking(accelerator, settings)
 
     accumulation = settings.gradient_accumulation_steps
     if streaming:
-        total_steps = settings.max_steps
+        total_steps, steps_per_epoch = settings.max_steps, None
     else:
         steps_per_epoch = math.ceil(len(_epoch_loader(train_dataset, collator, settings, 0, accelerator)) / accumulation)
         total_steps = settings.max_steps or steps_per_epoch * settings.num_epochs
+    warmup_steps = settings.warmup_for(total_steps)
     select_best = settings.select_best_epoch and eval_dataset is not None
     bar = tqdm(
         total=total_steps,
@@ -466,16 +679,39 @@ def train(
     )
     running_loss = torch.tensor(progress.running_loss, device=accelerator.device)
 
+    def evaluate() -> None:
+        """Validation loss (and mean AUC), best-evaluation bookkeeping, the plateau schedule and early stopping."""
+        progress.last_evaluated_step = progress.global_step
+        entry: dict[str, Any] = {"step": progress.global_step, "epoch": progress.epoch}
+        entry["validation_loss"] = validation_loss(model, eval_dataset, collator, settings, accelerator)
+        score = -entry["validation_loss"]
+        if settings.selection_metric == "mean_auc":
+            auc = validation_mean_auc(model, eval_dataset, collator, settings, accelerator)
+            entry["validation_mean_auc"], entry["validation_auc"] = auc["mean_auc"], auc["auc"]
+            score = auc["mean_auc"]
+        progress.best_validation_loss = min(progress.best_validation_loss, entry["validation_loss"])
+        if score > progress.best_score:
+            progress.best_score, progress.best_epoch, progress.best_step = score, progress.epoch, progress.global_step
+            progress.evaluations_without_improvement = 0
+            if select_best:
+                _save_best(accelerator, model, output_dir, progress.epoch, progress.global_step, score)
+        else:
+            progress.evaluations_without_improvement += 1
+            if settings.lr_schedule == "plateau":
+                progress.lr_scale *= settings.plateau_factor
+            patience = settings.early_stopping_patience
+            if patience is not None and progress.evaluations_without_improvement >= patience:
+                progress.stopped_early = True
+                entry["early_stop"] = True
+        entry["lr_scale"] = progress.lr_scale
+        progress.log_history.append(entry)
+        if tracking:
+            scalars = {key: value for key, value in entry.items() if isinstance(value, (int, float)) and key != "step"}
+            accelerator.log(scalars, step=progress.global_step)
+
     def end_of_pass() -> None:
-        if eval_dataset is not None:
-            loss_value = validation_loss(model, eval_dataset, collator, settings, accelerator)
-            progress.log_history.append(
-                {"step": progress.global_step, "epoch": progress.epoch, "validation_loss": loss_value}
-            )
-            if loss_value < progress.best_validation_loss:
-                progress.best_validation_loss, progress.best_epoch = loss_value, progress.epoch
-                if select_best:
-                    _save_best(accelerator, model, output_dir, progress.epoch, loss_value)
+        if eval_dataset is not None and progress.last_evaluated_step != progress.global_step:
+            evaluate()
         progress.epoch += 1
         progress.step_in_epoch = 0
 
@@ -483,7 +719,8 @@ def train(
         """One micro-batch; True when it completed an optimizer step."""
         nonlocal running_loss
         logging = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == total_steps
-        factor = learning_rate_factor(settings.lr_schedule, progress.global_step, total_steps)
+        factor = learning_rate_factor(settings.lr_schedule, progress.global_step, total_steps, warmup_steps)
+        factor *= progress.lr_scale
         for group, base in zip(optimizer.param_groups, base_learning_rates):
             group["lr"] = base * factor
         with accelerator.accumulate(model):
@@ -496,7 +733,7 @@ def train(
             accelerator.backward(loss)
             grad_norm = None
             if accelerator.sync_gradients and (logging or settings.max_grad_norm is not None):
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf)
+                grad_norm = clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf, accelerator)
             optimizer.step()
             optimizer.zero_grad()
         running_loss += loss.detach().float()
@@ -506,12 +743,22 @@ def train(
         progress.global_step += 1
         progress.step_in_epoch += 1
         bar.update(1)
+        last_of_epoch = not streaming and progress.step_in_epoch == steps_per_epoch
+        if (
+            eval_dataset is not None
+            and settings.eval_every_steps
+            and progress.global_step % settings.eval_every_steps == 0
+            and not last_of_epoch  # the end of the epoch evaluates anyway
+        ):
+            evaluate()
         if logging:
             mean_loss = accelerator.reduce(running_loss / progress.running_count, reduction="mean").item()
             entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss, "lr_factor": factor}
             if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
                 entry["grad_norm"] = float(grad_norm)
             progress.log_history.append(entry)
+            if tracking:
+                accelerator.log({key: value for key, value in entry.items() if key != "step"}, step=progress.global_step)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             running_loss.zero_()
             progress.running_count = 0
@@ -528,39 +775,57 @@ def train(
             )
             for batch_index, (pass_index, batch) in enumerate(stream):
                 progress.epoch = pass_index
-                if one_step(batch, batch_index) and progress.global_step >= total_steps:
+                if one_step(batch, batch_index) and (progress.global_step >= total_steps or progress.stopped_early):
                     break
-        if eval_dataset is not None:
+        if eval_dataset is not None and not progress.stopped_early:
             end_of_pass()
     # A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
-    while not streaming and (progress.global_step < total_steps or progress.step_in_epoch > 0):
+    while (
+        not streaming
+        and not progress.stopped_early
+        and (progress.global_step < total_steps or progress.step_in_epoch > 0)
+    ):
         if progress.global_step < total_steps:
             loader = _epoch_loader(train_dataset, collator, settings, progress.epoch, accelerator)
             skip = progress.step_in_epoch * accumulation
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch_index, batch in enumerate(batches, start=skip):
-                if one_step(batch, batch_index) and progress.global_step >= total_steps:
+                if one_step(batch, batch_index) and (progress.global_step >= total_steps or progress.stopped_early):
                     break
+        if progress.stopped_early:  # stopped by an evaluation within the epoch
+            break
         end_of_pass()
     bar.close()
+    if tracking:
+        accelerator.end_training()
 
     trained = accelerator.unwrap_model(model)
+    set_sparse_embeddings(trained, previous_sparse_embeddings)
     accelerator.wait_for_everyone()
-    if select_best and progress.best_epoch >= 0:
-        _load_best(trained, output_dir, progress.best_epoch)
+    if select_best and progress.best_step >= 0:
+        _load_best(trained, output_dir, progress.best_step)
     if accelerator.is_main_process:
         (output_dir / TRAINING_LOG_FILE).write_text(
             json.dumps(
-                {"settings": asdict(settings), "log_history": progress.log_history, "best_epoch": progress.best_epoch},
+                {
+                    "settings": asdict(settings),
+                    "log_history": progress.log_history,
+                    "best_epoch": progress.best_epoch,
+                    "best_step": progress.best_step,
+                    "stopped_early": progress.stopped_early,
+                },
                 indent=2,
             )
         )
+    found = progress.best_step >= 0
     return TrainingResult(
         model=trained,
         global_step=progress.global_step,
         log_history=progress.log_history,
-        best_epoch=progress.best_epoch if progress.best_epoch >= 0 else None,
+        best_epoch=progress.best_epoch if found else None,
         output_dir=str(output_dir),
+        best_step=progress.best_step if found else None,
+        stopped_early=progress.stopped_early,
     )
 
 
@@ -610,9 +875,10 @@ def train_from_data_dir(
             test = dataset["test"]
             loader = DataLoader(test, batch_size=settings.eval_batch_size, collate_fn=collator)
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
-            metrics = evaluate_model(result.model, loader, oracle=oracle)
+            batches = tqdm(loader, desc="test", unit=" batches", leave=False, disable=not settings.show_progress)
+            metrics = evaluate_model(result.model, batches, oracle=oracle)
             (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(_json_ready(metrics), indent=2) + "\n")
         else:
-            accelerator.print(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
+            logger.warning(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
     accelerator.wait_for_everyone()
     return result, metrics

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 from datasets import Dataset
 from scipy.special import logit
 from sklearn.linear_model import LogisticRegression
@@ -545,3 +546,75 @@ SIMPLE_BASELINES: dict[str, type[SimpleBaseline]] = {
     "logreg": CountFeatureLogisticRegression,
     "median-time": ConstantMedianTime,
 }
+
+
+def _wide_feature_columns(regression: CountFeatureLogisticRegression, config) -> list[tuple[int, int]]:
+    """(regression feature column, model extra-feature column) pairs of the same quantity (see
+    :meth:`CountFeatureLogisticRegression.features` and :class:`~a2gen_hf.features_a2gen.ExtraContextFeatures`)."""
+    actions = regression.vocab_size - 1
+    vocab = config.vocab_size
+    popularity = 4 * actions + 5  # the popularity block follows the count block
+    pairs = []
+    for block in range(4):  # shares, recent shares, same-category shares, recency: one column per action each
+        pairs += [(block * actions + a, block * actions + a) for a in range(actions)]
+    once = 6 * actions
+    # history length, same-item share, same-category share, same-category recency
+    pairs += [(once, 4 * actions), (once + 3, 4 * actions + 1), (once + 4, 4 * actions + 2), (once + 5, 4 * actions + 3)]
+    pairs += [(4 * actions + a, popularity + 1 + a) for a in range(actions)]  # item rate logits (model: all ids)
+    pairs += [(5 * actions + a, popularity + vocab + 1 + a) for a in range(actions)]  # category rate logits
+    pairs += [(once + 1, popularity + 2 * vocab), (once + 2, popularity + 2 * vocab + 1)]  # log1p example counts
+    return pairs
+
+
+@torch.no_grad()
+def warm_start_wide_path(model, regression: CountFeatureLogisticRegression) -> int:
+    """
+    Start a model's wide path (``config.wide_path``) as the fitted logistic regression on counts: the wide weights
+    take its coefficients and the bias its intercepts, on the columns that hold the same quantity (the others 0),
+    and the feature standardisers its means and variances. The standardisers have seen no example yet, so the
+    first training batch replaces those statistics with its own and later batches refine them, as without a warm
+    start; the wide logit thus starts as the regression's up to the difference between the train split's and
+    the batches' statistics and the model's history window (``max_history_items``, which the regression does not
+    cap). Training then moves it jointly with the rest. Returns the number of copied columns.
+
+    Raises:
+        ValueError: the model has no wide path, or its extra features are not exactly the count and popularity
+            features (``history_count_features`` and ``target_popularity_features`` on, propensities off), or the
+            regression is not fitted or was fitted on another action vocabulary.
+    """
+    config = model.config
+    wide = next((module for module in model.modules() if type(module).__name__ == "WidePath"), None)
+    extras = next((module for module in model.modules() if type(module).__name__ == "ExtraContextFeatures"), None)
+    if wide is None or extras is None:
+        raise ValueError("The model has no wide path: build it with wide_path=True (and the count / popularity features).")
+    if extras.propensity_size or extras.count_features is None or extras.popularity_features is None:
+        raise ValueError(
+            "warm_start_wide_path maps the regression's features onto history_count_features + "
+            "target_popularity_features exactly: switch both on and history_propensity_features off."
+        )
+    if regression.scaler_ is None:
+        raise ValueError("The regression is not fitted: call CountFeatureLogisticRegression(...).fit(train, validation).")
+    if regression.vocab_size != config.vocab_size:
+        raise ValueError(
+            f"The regression has {regression.vocab_size} action ids and the model {config.vocab_size}: fit it with the "
+            "data folder's tokenizer."
+        )
+    pairs = _wide_feature_columns(regression, config)
+    count_size = extras.count_features.size
+    for source, target in pairs:
+        standardizer, column = (
+            (extras.count_features.standardizer, target)
+            if target < count_size
+            else (extras.popularity_features.standardizer, target - count_size)
+        )
+        standardizer.mean[column] = float(regression.scaler_.mean_[source])
+        standardizer.variance[column] = float(regression.scaler_.var_[source])
+    weight = wide.linear.weight
+    weight.zero_()
+    wide.linear.bias.zero_()
+    for action, fitted in regression.models_.items():
+        coefficients = fitted.coef_[0]
+        for source, target in pairs:
+            weight[action, target] = float(coefficients[source])
+        wide.linear.bias[action] = float(fitted.intercept_[0])
+    return len(pairs)

@@ -20,8 +20,6 @@ import numpy as np
 
 from ..metrics import action_targets
 
-A_BETTER = "A better"
-B_BETTER = "B better"
 NO_DIFFERENCE = "no significant difference"
 # Resamples scored per block: bounds the memory of the (block, n) multiplicity matrices.
 _BLOCK = 128
@@ -139,14 +137,17 @@ def paired_bootstrap_auc_difference(
     return {**summary, "auc_a": float(full[0]), "auc_b": float(full[1])}
 
 
-def significance_label(low: float, high: float) -> str:
-    """The verdict of a 95 % interval of ``A - B``: "A better" (all above 0), "B better" (all below), or not."""
+def significance_label(low: float, high: float, name_a: str = "A", name_b: str = "B") -> str:
+    """
+    The verdict of a 95 % interval of ``A - B``, named after the models: ``"<name_a> better"`` (all above 0, e.g.
+    "A2Gen-IAG better"), ``"<name_b> better"`` (all below), or "no significant difference".
+    """
     if low > high:
         raise ValueError(f"The interval [{low}, {high}] is reversed; pass low <= high.")
     if low > 0:
-        return A_BETTER
+        return f"{name_a} better"
     if high < 0:
-        return B_BETTER
+        return f"{name_b} better"
     return NO_DIFFERENCE
 
 
@@ -168,65 +169,3 @@ def _occurs(labels: Any, action_ids: Mapping[str, int]) -> np.ndarray:
         vocab_size = max(vocab_size, int(labels.max()) + 1)
     occurs, _, _ = action_targets(labels, None, None, vocab_size)
     return occurs
-
-
-def bootstrap_table(
-    per_model_probabilities: Mapping[str, Any],
-    labels: Any,
-    action_ids: Mapping[str, int],
-    reference_model: str,
-    num_resamples: int = 1000,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """
-    Every model against `reference_model`, per action: AUC difference, 95 % paired bootstrap interval, verdict.
-
-    All models are scored on the same resamples of an action (one seed), so the rows are comparable.
-
-    Args:
-        per_model_probabilities: model name -> `(n, V)` P(happens) per action id (``action_probabilities``).
-        labels: `(n, T)` label sequences (the collator's ``labels``).
-        action_ids: action name -> id, the actions to compare (those with an AUC: not start, not the end action).
-        reference_model: one of the models, "B" of every comparison.
-
-    Returns:
-        one row per (other model, action): ``{"model", "reference", "action", "positives", "auc", "reference_auc",
-        "difference", "low", "high", "p_value", "significance"}`` (``significance`` from
-        :func:`significance_label`: "A better" = the model beats the reference).
-    """
-    if reference_model not in per_model_probabilities:
-        raise KeyError(f"reference_model={reference_model!r} is not among the models {list(per_model_probabilities)}.")
-    occurs = _occurs(labels, action_ids)
-    names = list(per_model_probabilities)
-    probabilities = {}
-    for name in names:
-        array = np.asarray(per_model_probabilities[name], dtype=np.float64)
-        if array.ndim != 2 or array.shape[0] != occurs.shape[0] or array.shape[1] <= max(action_ids.values()):
-            raise ValueError(
-                f"Model {name!r} gives probabilities of shape {array.shape}; expected ({occurs.shape[0]}, V) with a "
-                f"column for every action id in {dict(action_ids)}."
-            )
-        probabilities[name] = array
-    reference = names.index(reference_model)
-    rows = []
-    for action_name, action in action_ids.items():
-        full, resampled = bootstrap_aucs(
-            occurs[:, action], [probabilities[name][:, action] for name in names], num_resamples, seed
-        )
-        for index, name in enumerate(names):
-            if index == reference:
-                continue
-            summary = _difference_summary(full[index] - full[reference], resampled[:, index] - resampled[:, reference])
-            rows.append(
-                {
-                    "model": name,
-                    "reference": reference_model,
-                    "action": action_name,
-                    "positives": int(occurs[:, action].sum()),
-                    "auc": float(full[index]),
-                    "reference_auc": float(full[reference]),
-                    **summary,
-                    "significance": significance_label(summary["low"], summary["high"]),
-                }
-            )
-    return rows

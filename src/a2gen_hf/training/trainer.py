@@ -16,17 +16,31 @@ accuracy for A2Gen, MMoE and PLE. It can also give the embedding tables their ow
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from ..configuration_a2gen import A2GenConfig
-from ..metrics import compute_action_metrics, flatten_metrics, predicted_next_actions
+from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
+from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
 from .loop import embedding_and_dense_groups
+from .optimization import (
+    SparseAdamW,
+    clip_grad_norm_,
+    id_tables,
+    set_sparse_embeddings,
+    sparse_gradients_supported,
+    uses_sparse_embeddings,
+)
+
+logger = logging.getLogger(__name__)
+# TrainingArguments.optim values that SparseAdamW replaces (the same AdamW, also taking sparse gradients).
+ADAMW_OPTIMS = ("adamw_torch", "adamw_torch_fused")
 
 LABEL_NAMES = ["labels", "label_times", "label_time_mask"]
 
@@ -53,25 +67,30 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
 def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, float]]:
     """
     ``compute_metrics`` for :class:`A2GenTrainer`: its predictions are ``(action_probabilities, expected_times,
-    next_actions)``, each `(n, V)` / `(n,)`, and ``label_ids`` the three label tensors. Returns
-    :func:`~a2gen_hf.metrics.flatten_metrics` of :func:`~a2gen_hf.metrics.compute_action_metrics`, e.g.
-    ``auc_like``, ``mean_auc``, ``mae_leave``, ``next_action_accuracy`` (the Trainer prefixes ``eval_``).
+    next_actions, group_ids)``, each `(n, V)` / `(n,)` (the group is the user: GAUC and NDCG@K / Recall@K group by
+    it), and ``label_ids`` the three label tensors. Returns :func:`~a2gen_hf.metrics.flatten_metrics` of
+    :func:`~a2gen_hf.metrics.compute_action_metrics`, e.g. ``auc_like``, ``mean_auc``, ``mae_leave``,
+    ``gauc_like``, ``logloss_like``, ``ndcg_at_10_like``, ``next_action_accuracy`` (the Trainer prefixes
+    ``eval_``); counts stay out of it.
     """
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
         outputs = eval_prediction.predictions
-        if not isinstance(outputs, (tuple, list)) or len(outputs) != 3:
+        if not isinstance(outputs, (tuple, list)) or len(outputs) not in (3, 4):
             raise ValueError(
                 "a2gen_compute_metrics expects the predictions of A2GenTrainer (probabilities, expected times, next "
-                "actions); use A2GenTrainer, not transformers.Trainer."
+                "actions, user ids); use A2GenTrainer, not transformers.Trainer."
             )
         label_ids = eval_prediction.label_ids
         if not isinstance(label_ids, (tuple, list)) or len(label_ids) != len(LABEL_NAMES):
             raise ValueError(f"compute_metrics needs label_ids for {LABEL_NAMES}; use a2gen_training_arguments(...).")
         predictions = dict(zip(("action_probabilities", "expected_times", "next_actions"), outputs))
+        references = dict(zip(LABEL_NAMES, label_ids))
+        if len(outputs) == 4:
+            references["group_ids"] = outputs[3]
         return flatten_metrics(
             compute_action_metrics(
-                predictions, dict(zip(LABEL_NAMES, label_ids)), config.action_names, config.start_action,
+                predictions, references, config.action_names, config.start_action,
                 config.end_action, config.time_log_mean, config.time_log_std,
             )
         )
@@ -82,36 +101,95 @@ def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, floa
 class A2GenTrainer(Trainer):
     """
     ``Trainer`` whose evaluation predictions are the ranking outputs of ``predict_actions``: `(B, V)`
-    P(action happens), `(B, V)` expected normalised first-occurrence times and `(B,)` the next action (the first
-    generated one for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the baselines). Use it with
+    P(action happens), `(B, V)` expected normalised first-occurrence times, `(B,)` the next action (the first
+    generated one for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the baselines; all three from
+    :func:`~a2gen_hf.metrics.predict_batch`) and `(B,)` the user ids (when the batch has them). Use it with
     :func:`a2gen_training_arguments` and :func:`a2gen_compute_metrics`.
 
     Args:
         embedding_learning_rate (`float`, *optional*): learning rate of the ``nn.Embedding`` tables (the paper's
             1e-4) while ``args.learning_rate`` applies to the dense weights; ``None``: one rate for all (the
-            Trainer's own optimizer). Weight decay applies to the dense weights only.
+            Trainer's own parameter groups). Weight decay applies to the dense weights only.
+        sparse_embeddings (`bool`, default True): train the id tables with sparse gradients, updating only the
+            rows each batch read (:mod:`a2gen_hf.training.optimization`). With ``optim="adamw_torch"`` /
+            ``"adamw_torch_fused"`` (the defaults) the optimizer is then
+            :class:`~a2gen_hf.training.optimization.SparseAdamW` with the arguments' betas, epsilon and weight
+            decay; other ``optim`` values, an optimizer passed in ``optimizers=`` and DDP without gloo keep dense
+            gradients (logged). The model's config is not changed: checkpoints load as the model was built.
         Other arguments: those of ``transformers.Trainer``.
     """
 
-    def __init__(self, *args: Any, embedding_learning_rate: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        embedding_learning_rate: float | None = None,
+        sparse_embeddings: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.embedding_learning_rate = embedding_learning_rate
+        self.sparse_embeddings = sparse_embeddings
+
+    def _sparse_refusal(self) -> str | None:
+        """Why this run cannot train the id tables with sparse gradients (None: it can)."""
+        optim = str(getattr(self.args.optim, "value", self.args.optim))
+        if optim not in ADAMW_OPTIMS:
+            return f"optim={optim!r} takes dense gradients (adamw_torch takes sparse ones)"
+        supported, reason = sparse_gradients_supported(self.accelerator)
+        return None if supported else reason
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        if self.embedding_learning_rate is None or self.optimizer is not None:
+        if self.optimizer is not None:  # passed in `optimizers=`: the model's tables stay as they are
             return super().create_optimizer(model)
         network = self.model if model is None else model
+        sparse = False
+        if id_tables(network) and self.sparse_embeddings:
+            refusal = self._sparse_refusal()
+            if refusal is not None:
+                logger.warning("A2GenTrainer: sparse embedding updates are off for this run: %s.", refusal)
+            sparse = refusal is None
+        set_sparse_embeddings(network, sparse)
+        if not sparse and self.embedding_learning_rate is None:
+            return super().create_optimizer(model)
         optimizer_class, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, network)
         if {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
             raise ValueError(
                 f"optim={self.args.optim!r} builds its own parameter groups; embedding_learning_rate needs a plain "
                 "optimizer such as adamw_torch (or pass embedding_learning_rate=None)."
             )
-        groups = embedding_and_dense_groups(
-            network, self.args.learning_rate, self.embedding_learning_rate, weight_decay=self.args.weight_decay
-        )
+        if self.embedding_learning_rate is None:
+            decay = set(self.get_decay_parameter_names(network))
+            named = [(name, p) for name, p in network.named_parameters() if p.requires_grad]
+            groups = [
+                {"params": [p for name, p in named if name in decay], "weight_decay": self.args.weight_decay},
+                {"params": [p for name, p in named if name not in decay], "weight_decay": 0.0},
+            ]
+        else:
+            groups = embedding_and_dense_groups(
+                network, self.args.learning_rate, self.embedding_learning_rate, weight_decay=self.args.weight_decay
+            )
+        if sparse:
+            optimizer_class = SparseAdamW  # AdamW (fused or not, as `optim` says) that also takes sparse gradients
         self.optimizer = optimizer_class(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def train(self, *args: Any, **kwargs: Any):
+        """``Trainer.train``; the id tables are switched back to the model's own setting afterwards."""
+        own_setting = bool(getattr(self.model.config, "sparse_embeddings", False))
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            set_sparse_embeddings(self.model, own_setting)
+
+    def _clip_grad_norm(self, model: nn.Module):
+        if uses_sparse_embeddings(model):
+            return clip_grad_norm_(model.parameters(), self.args.max_grad_norm, self.accelerator)
+        return super()._clip_grad_norm(model)
+
+    def _get_grad_norm(self, model: nn.Module, grad_norm=None):
+        if grad_norm is None and uses_sparse_embeddings(model):
+            grad_norm = clip_grad_norm_(model.parameters(), float("inf"), self.accelerator)
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
 
     def prediction_step(
         self,
@@ -128,14 +206,50 @@ class A2GenTrainer(Trainer):
         if missing:
             raise ValueError(f"The evaluation batch has no {missing}; A2GenDataCollator builds them from the labels.")
         network = self.accelerator.unwrap_model(model)
-        with torch.no_grad():
-            prediction = network.predict_actions(**inputs)
-            probabilities = prediction.action_probabilities.float()
-            times = prediction.expected_times.float()
-            if network.can_generate():
-                next_actions = network.generate(**inputs, return_dict_in_generate=True).sequences[:, 1]
-            else:
-                chosen = predicted_next_actions(probabilities.cpu(), times.cpu(), network.config.start_action_id)
-                next_actions = torch.from_numpy(np.asarray(chosen, dtype=np.int64)).to(probabilities.device)
+        outputs = predict_batch(network, inputs, generate=True)
+        probabilities = outputs["action_probabilities"]
+        predictions = (probabilities, outputs["expected_times"], outputs["next_actions"])
+        if inputs.get(DEFAULT_GROUP_COLUMN) is not None:
+            predictions += (inputs[DEFAULT_GROUP_COLUMN],)
         labels = tuple(inputs[name] for name in self.label_names)
-        return loss, (probabilities, times, next_actions), labels
+        return loss, predictions, labels
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """
+        Writes the A2Gen model card (:func:`~a2gen_hf.hub.build_model_card`) to ``args.output_dir/README.md``, as
+        ``trainer.push_to_hub()`` pushes it: the model's tags and ``custom_code``, the data set (``dataset``, else
+        the train set's own name unless it is a generic one such as "generator"), and the per-action AUC and MAE of
+        the last evaluation (counts never). ``language``, ``finetuned_from``, ``tasks`` and ``dataset_args`` are
+        not used.
+        """
+        from ..hub import build_model_card, dataset_name_of, eval_results_from_log_history
+
+        if not self.is_world_process_zero():
+            return
+        network = self.accelerator.unwrap_model(self.model)
+        names = [dataset] if isinstance(dataset, str) else list(dataset or dataset_tags or [])
+        dataset_name = (names[0] if names else None) or dataset_name_of(self.train_dataset)
+        eval_results = eval_results_from_log_history(self.state.log_history, network.config) or None
+        tokenizer = self.processing_class if hasattr(self.processing_class, "decode_timeline") else None
+        card = build_model_card(
+            network,
+            tokenizer,
+            eval_results=eval_results if dataset_name else None,
+            dataset_name=dataset_name,
+            repo_id=self.hub_model_id or model_name,
+            eval_split="validation",
+            license=license or "apache-2.0",
+            tags=[tags] if isinstance(tags, str) else list(tags or []),
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))

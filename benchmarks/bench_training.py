@@ -1,0 +1,294 @@
+"""Training-speed figures: examples/s, FLOP/s and share of the measured fp32 peak of one training step, per model.
+
+For A2Gen-IAG, A2Gen-EAG, MMoE and PLE at default widths, batch 256, history 100 items x 6 events, fp32: one
+optimizer step (zero_grad, forward, backward, optimizer) timed with data-sized tables (65,536 item rows) and with
+1,000,000-row item tables, each with dense and with sparse embedding updates (``a2gen_hf.training.optimization``).
+The input pipeline is timed apart: reading 256 rows from an Arrow ``datasets.Dataset`` (what the DataLoader does)
+and ``A2GenDataCollator`` turning them into tensors. The batch the model trains on is the collator's, from
+synthetic rows with uniformly drawn ids (the most distinct rows per batch: the hardest case for sparse updates).
+
+FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one step (matrix products only), the peak
+is a 1024^3 fp32 matrix product measured in the same run with the same threads. Figures, not timed tests: see
+benchmarks/README.md and docs/training.md ("Speed").
+
+    python benchmarks/bench_training.py                         # the full table, 2 threads (~5 min on 2 cores)
+    python benchmarks/bench_training.py --models iag --tables 1m --updates sparse   # one row
+    python benchmarks/bench_training.py --quick --output /tmp/out                   # tiny smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# OpenMP and allocator settings must be in the environment before the process starts: re-run with them.
+BENCH_ENVIRONMENT = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+}
+if any(name not in os.environ for name in BENCH_ENVIRONMENT) and "--keep-environment" not in sys.argv:
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**BENCH_ENVIRONMENT, **os.environ})
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration  # noqa: E402
+from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
+from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
+from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
+from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
+
+MODELS: dict[str, Callable[..., torch.nn.Module]] = {
+    "iag": lambda **sizes: A2GenForActionGeneration(A2GenConfig(generator="iag", **sizes)),
+    "eag": lambda **sizes: A2GenForActionGeneration(A2GenConfig(generator="eag", **sizes)),
+    "mmoe": lambda **sizes: MMoEForActionPrediction(MMoEConfig(**sizes)),
+    "ple": lambda **sizes: PLEForActionPrediction(PLEConfig(**sizes)),
+}
+MODEL_NAMES = {"iag": "A2Gen-IAG", "eag": "A2Gen-EAG", "mmoe": "MMoE", "ple": "PLE"}
+TABLES = {
+    "data": {"item_buckets": 65_536, "user_buckets": 16_384, "side_feature_buckets": 256},
+    "1m": {"item_buckets": 1_000_000, "user_buckets": 100_000, "side_feature_buckets": 100_000},
+}
+QUICK_TABLES = {
+    "data": {"item_buckets": 512, "user_buckets": 128, "side_feature_buckets": 16},
+    "1m": {"item_buckets": 4096, "user_buckets": 512, "side_feature_buckets": 16},
+}
+UPDATES = ("dense", "sparse")
+RESULT_KEYS = (
+    "model", "tables", "updates", "item_rows", "parameters", "step_median_ms", "step_p90_ms", "examples_per_s",
+    "gflop_per_step", "gflop_per_s", "share_of_fp32_peak", "collate_ms", "examples_per_s_with_input",
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="folder for the results")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--history-items", type=int, default=100)
+    parser.add_argument("--events", type=int, default=6, help="events per history item")
+    parser.add_argument("--repeats", type=int, default=6, help="timed steps per row (after one warm-up step)")
+    parser.add_argument("--models", default="iag,eag,mmoe,ple", help=f"comma-separated: {','.join(MODELS)}")
+    parser.add_argument("--tables", default="data,1m", help="comma-separated: data (65,536 item rows), 1m")
+    parser.add_argument("--updates", default="dense,sparse", help="comma-separated: dense, sparse")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats: a smoke run, not figures")
+    parser.add_argument("--name", help="file stem of the results (default training_bench_<device>_<threads>cores)")
+    parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
+    args = parser.parse_args(argv)
+    for option, allowed in (("models", MODELS), ("tables", TABLES), ("updates", UPDATES)):
+        chosen = [value for value in getattr(args, option).split(",") if value]
+        unknown = [value for value in chosen if value not in allowed]
+        if unknown or not chosen:
+            parser.error(f"--{option} {getattr(args, option)!r}: choose from {list(allowed)}")
+        setattr(args, option, chosen)
+    if args.quick:
+        args.batch_size, args.history_items, args.events, args.repeats = 8, 5, 3, 2
+    return args
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def time_calls(function: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds per call, after one warm-up call."""
+    function()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def matmul_peak() -> float:
+    """FLOP/s of 1024^3 fp32 matrix products with the current threads (best of 5)."""
+    left, right = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    return 2 * 1024**3 / min(time_calls(lambda: left @ right, 5))
+
+
+def synthetic_rows(count: int, tokenizer: A2GenActionTokenizer, history_items: int, events: int, seed: int = 0):
+    """``count`` examples in the on-disk schema (docs/design.md), full histories, uniformly drawn hashed ids."""
+    rng = np.random.default_rng(seed)
+    names = tokenizer.action_names
+    start, end = names.index(tokenizer.start_action) + 1, names.index(tokenizer.end_action) + 1
+    middle = [i for i in range(1, len(names) + 1) if i not in (start, end)]
+    rows = []
+    for _ in range(count):
+        counts = rng.integers(1, events + 1, history_items)
+        history_actions = [[start, *rng.choice(middle, n - 1).tolist()] for n in counts]
+        history_seconds = [np.sort(rng.exponential(30.0, n)).astype(np.float32).tolist() for n in counts]
+        length = int(rng.integers(0, tokenizer.max_actions))
+        actions = [start, *rng.choice(middle, length).tolist(), end]
+        rows.append({
+            "user_id": int(rng.integers(1, tokenizer.user_buckets)),
+            "item_id": int(rng.integers(1, tokenizer.item_buckets)),
+            "history_item_ids": rng.integers(1, tokenizer.item_buckets, history_items).tolist(),
+            "history_action_ids": history_actions,
+            "history_action_seconds": history_seconds,
+            "action_ids": actions,
+            "action_seconds": np.concatenate([[0.0], np.sort(rng.exponential(30.0, len(actions) - 1))]).tolist(),
+        })
+    return rows
+
+
+def input_pipeline(tokenizer, config: A2GenConfig, args: argparse.Namespace) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Times of reading a batch of rows from an Arrow dataset and of collating it; the collated batch."""
+    rows = synthetic_rows(args.batch_size * 2, tokenizer, args.history_items, args.events)
+    dataset = datasets.Dataset.from_list(rows)
+    collator = A2GenDataCollator.from_config(config, tokenizer)
+    batch_rows = rows[: args.batch_size]
+    indices = list(range(args.batch_size))
+    fetch = time_calls(lambda: dataset.__getitems__(indices), args.repeats)
+    collate = time_calls(lambda: collator(batch_rows), args.repeats)
+    figures = {
+        "batch_size": args.batch_size,
+        "fetch_rows_median_ms": 1e3 * statistics.median(fetch),
+        "collate_median_ms": 1e3 * statistics.median(collate),
+    }
+    figures["input_examples_per_s"] = args.batch_size / (
+        (figures["fetch_rows_median_ms"] + figures["collate_median_ms"]) / 1e3
+    )
+    print(
+        f"input pipeline, batch {args.batch_size}: read rows {figures['fetch_rows_median_ms']:.1f} ms, collate "
+        f"{figures['collate_median_ms']:.1f} ms ({figures['input_examples_per_s']:,.0f} examples/s)",
+        flush=True,
+    )
+    return figures, collator(batch_rows)
+
+
+def step_row(name: str, tables: str, updates: str, sizes: dict, batch, collate_ms: float, peak: float, args) -> dict:
+    torch.manual_seed(0)
+    config_sizes = {**sizes, "max_history_items": args.history_items, "max_events_per_item": args.events}
+    model = MODELS[name](**config_sizes).train()
+    settings = TrainingSettings(output_dir="", sparse_embeddings=updates == "sparse")
+    configure_embedding_updates(model, settings)
+    optimizer = create_optimizer(model, settings)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        optimizer.step()
+
+    seconds = time_calls(step, args.repeats)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    median = statistics.median(seconds)
+    row = {
+        "model": MODEL_NAMES[name],
+        "tables": tables,
+        "updates": updates,
+        "item_rows": sizes["item_buckets"],
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "step_median_ms": 1e3 * median,
+        "step_p90_ms": 1e3 * sorted(seconds)[min(len(seconds) - 1, int(0.9 * len(seconds)))],
+        "examples_per_s": args.batch_size / median,
+        "gflop_per_step": flops / 1e9,
+        "gflop_per_s": flops / median / 1e9,
+        "share_of_fp32_peak": flops / median / peak,
+        "collate_ms": collate_ms,
+        "examples_per_s_with_input": args.batch_size / (median + collate_ms / 1e3),
+    }
+    print(
+        f"  {row['model']:10s} {tables:4s} {updates:6s} step {row['step_median_ms']:8.1f} ms  "
+        f"{row['examples_per_s']:8,.0f} ex/s  {100 * row['share_of_fp32_peak']:5.1f} % of peak  "
+        f"(with collate {row['examples_per_s_with_input']:,.0f} ex/s)",
+        flush=True,
+    )
+    return row
+
+
+def markdown(settings: dict, pipeline: dict, rows: list[dict]) -> str:
+    lines = [
+        "# Training speed (benchmarks/bench_training.py)",
+        "",
+        f"Settings: `{json.dumps(settings)}`",
+        "",
+        f"Input pipeline, batch {pipeline['batch_size']}: reading the rows from an Arrow dataset "
+        f"{pipeline['fetch_rows_median_ms']:.1f} ms, collating them {pipeline['collate_median_ms']:.1f} ms "
+        f"({pipeline['input_examples_per_s']:,.0f} examples/s on one process).",
+        "",
+        "Model step = zero_grad + forward + backward + optimizer step on a collated batch (median of the timed steps).",
+        "",
+        f"Load average (1 min) {settings['load_average_1_5_15_before'][0]} before and "
+        f"{settings['load_average_1_5_15_after'][0]} after on {settings['cpu_count']} CPUs"
+        + (
+            ": the machine was shared, so compare rows of this run with each other (ratios), not with other runs."
+            if settings["load_average_1_5_15_before"][0] > settings["cpu_count"]
+            else "."
+        ),
+        "",
+        "| model | item rows | updates | parameters | step ms (median) | p90 ms | examples/s | GFLOP / step "
+        "| GFLOP/s | % fp32 peak | examples/s incl. collate |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['item_rows']:,} | {row['updates']} | {row['parameters']:,} | "
+            f"{row['step_median_ms']:.1f} | {row['step_p90_ms']:.1f} | {row['examples_per_s']:,.0f} | "
+            f"{row['gflop_per_step']:.3f} | {row['gflop_per_s']:.1f} | {100 * row['share_of_fp32_peak']:.1f} | "
+            f"{row['examples_per_s_with_input']:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = {
+        "device": "cpu",
+        "torch": torch.__version__,
+        "intra_op_threads": torch.get_num_threads(),
+        "inter_op_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15_before": load_average(),
+        "batch_size": args.batch_size,
+        "history": f"{args.history_items} items x {args.events} events",
+        "quick": args.quick,
+        **{name: os.environ.get(name) for name in (*BENCH_ENVIRONMENT, "OMP_NUM_THREADS")},
+    }
+    print("settings:", json.dumps(settings), flush=True)
+    peak = matmul_peak()
+    settings["fp32_matmul_peak_gflops"] = peak / 1e9
+    print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s with {torch.get_num_threads()} threads", flush=True)
+    table_sizes = QUICK_TABLES if args.quick else TABLES
+    rows, pipeline = [], None
+    for tables in args.tables:
+        sizes = table_sizes[tables]
+        tokenizer = A2GenActionTokenizer(
+            user_buckets=sizes["user_buckets"], item_buckets=sizes["item_buckets"],
+            side_feature_buckets=sizes["side_feature_buckets"],
+        )
+        config = A2GenConfig(**sizes, max_history_items=args.history_items, max_events_per_item=args.events)
+        figures, batch = input_pipeline(tokenizer, config, args)
+        pipeline = pipeline or figures
+        for name in args.models:
+            for updates in args.updates:
+                rows.append(step_row(name, tables, updates, sizes, batch, figures["collate_median_ms"], peak, args))
+    settings["load_average_1_5_15_after"] = load_average()
+    result = {"settings": settings, "input_pipeline": pipeline, "rows": rows}
+    text = markdown(settings, pipeline, rows)
+    print("\n" + text)
+    stem = args.name or f"training_bench_cpu_{args.threads}cores"
+    args.output.mkdir(parents=True, exist_ok=True)
+    for suffix, content in ((".json", json.dumps(result, indent=1) + "\n"), (".md", text)):
+        path = args.output / f"{stem}{suffix}"
+        temporary = path.with_name(f".tmp-{path.name}")
+        temporary.write_text(content)
+        os.replace(temporary, path)
+    print(f"wrote {args.output / stem}.json and .md")
+    return result
+
+
+if __name__ == "__main__":
+    main()

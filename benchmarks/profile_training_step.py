@@ -1,0 +1,157 @@
+"""Profile one A2Gen training step (forward, backward, Adam) with torch.profiler and print where the time goes.
+
+Default inputs follow issue 12: default widths, history 100 items x 6 events, batch 256, fp32, 2 threads. The table
+lists the top operators by self CPU time; the timing line gives examples/s over a few steps (median), so that a
+change to the model can be judged by the ratio of two runs made one after the other on the same machine.
+
+    python benchmarks/profile_training_step.py                         # IAG, full histories
+    python benchmarks/profile_training_step.py --generator eag --fill 0.5 --left-pad
+    python benchmarks/profile_training_step.py --compile --output benchmarks/results
+
+``--fill`` is the share of history items (and of their events) that are real; the rest is padding, placed on the
+right (default) or on the left, as the collator does. ``--item-buckets`` sets the item table (the default 65,536 rows
+keeps the dense-table optimizer cost, issue 12 point 1, out of the picture; pass 1000000 for the library default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# OpenMP spinning makes small ops 10-35x slower on a shared 2-core box (PERF_NOTES.md); set it before torch loads.
+if "OMP_WAIT_POLICY" not in os.environ and "--keep-environment" not in sys.argv:
+    os.execve(sys.executable, [sys.executable, *sys.argv], {"OMP_WAIT_POLICY": "PASSIVE", **os.environ})
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", choices=["iag", "eag"], default="iag")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--items", type=int, default=100, help="history items N")
+    parser.add_argument("--events", type=int, default=6, help="events per history item E")
+    parser.add_argument("--fill", type=float, default=1.0, help="share of real history items and events, in (0, 1]")
+    parser.add_argument("--left-pad", action="store_true", help="padding items on the left instead of the right")
+    parser.add_argument("--item-buckets", type=int, default=65_536)
+    parser.add_argument("--user-buckets", type=int, default=16_384)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
+    parser.add_argument("--rows", type=int, default=25, help="operators in the table")
+    parser.add_argument("--compile", action="store_true", help="train with config.compile_training=True")
+    parser.add_argument("--config", default="{}", help="extra A2GenConfig fields as JSON, e.g. '{\"hidden_size\": 64}'")
+    parser.add_argument("--output", type=Path, help="folder for profile_<name>.md / .json")
+    parser.add_argument("--keep-environment", action="store_true", help="do not re-run with OMP_WAIT_POLICY=PASSIVE")
+    return parser.parse_args()
+
+
+def training_batch(config: A2GenConfig, args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    """Random ids and times; with ``fill < 1`` each example keeps a random number of real items and events."""
+    generator = torch.Generator().manual_seed(0)
+    batch, items, events = args.batch_size, args.items, args.events
+    action_ids = torch.randint(1, config.vocab_size, (batch, items, events), generator=generator)
+    action_ids[..., 0] = config.start_action_id
+    item_ids = torch.randint(1, config.item_buckets, (batch, items), generator=generator)
+    if args.fill < 1.0:
+        # Real items per example uniform in [1, 2 * fill * N] (mean about fill * N), events per item in [1, E].
+        real_items = torch.randint(1, max(2, int(2 * args.fill * items)), (batch,), generator=generator).clamp_max(items)
+        positions = torch.arange(items)
+        real = positions[None, :] >= items - real_items[:, None] if args.left_pad else positions < real_items[:, None]
+        item_ids = item_ids * real
+        real_events = torch.randint(1, events + 1, (batch, items, 1), generator=generator)
+        action_ids = action_ids * (torch.arange(events) < real_events) * real[..., None]
+    labels = torch.randint(2, config.end_action_id, (batch, config.max_actions + 1), generator=generator)
+    labels[:, 0], labels[:, -1] = config.start_action_id, config.end_action_id
+    return {
+        "user_ids": torch.randint(1, config.user_buckets, (batch,), generator=generator),
+        "item_ids": torch.randint(1, config.item_buckets, (batch,), generator=generator),
+        "history_item_ids": item_ids,
+        "history_action_ids": action_ids,
+        "history_action_times": torch.randn(batch, items, events, generator=generator).sort(-1).values,
+        "labels": labels,
+        "label_times": torch.randn(batch, config.max_actions + 1, generator=generator).sort(-1).values,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    fields = dict(
+        generator=args.generator,
+        item_buckets=args.item_buckets,
+        user_buckets=args.user_buckets,
+        max_history_items=args.items,
+        max_events_per_item=args.events,
+    )
+    fields.update(json.loads(args.config))
+    if args.compile:
+        fields["compile_training"] = True
+    config = A2GenConfig(**fields)
+    model = A2GenForActionGeneration(config).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    batch = training_batch(config, args)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        optimizer.step()
+
+    settings = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_before": [round(value, 2) for value in os.getloadavg()],
+        "generator": args.generator,
+        "batch_size": args.batch_size,
+        "history": f"{args.items} x {args.events}",
+        "fill": args.fill,
+        "padding": "left" if args.left_pad else "right",
+        "item_buckets": args.item_buckets,
+        "compile_training": bool(getattr(config, "compile_training", False)),
+        "config": json.loads(args.config),
+    }
+    warm_start = time.perf_counter()
+    for _ in range(2):
+        step()
+    warm_up_seconds = time.perf_counter() - warm_start
+    seconds = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(2):
+            step()
+    settings["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
+    median = statistics.median(seconds)
+    table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=48)
+    summary = (
+        f"{args.generator}: median step {median * 1e3:.1f} ms over {args.steps} steps, "
+        f"{args.batch_size / median:,.0f} examples/s (warm-up {warm_up_seconds:.1f} s); profile = 2 steps"
+    )
+    print(json.dumps(settings))
+    print(summary)
+    print(table)
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        name = f"profile_{args.generator}{'_compiled' if args.compile else ''}"
+        record = {"settings": settings, "median_step_s": median, "examples_per_s": args.batch_size / median,
+                  "step_seconds": seconds, "warm_up_s": warm_up_seconds}
+        for suffix, text in ((".json", json.dumps(record, indent=2)),
+                             (".md", f"Settings: `{json.dumps(settings)}`\n\n{summary}\n\n```\n{table}\n```\n")):
+            temporary = args.output / f".{name}{suffix}.tmp"
+            temporary.write_text(text)
+            temporary.replace(args.output / f"{name}{suffix}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The ``a2gen`` command's settings: one dataclass per group of options, turned into ``argparse`` options by
+:func:`add_dataclass_arguments` (the ``HfArgumentParser`` idea without importing transformers, so that
+``a2gen --help`` answers at once).
+
+Each field becomes ``--field-name`` with its type, default and ``help`` (from the field's metadata); a ``bool``
+field is a switch. The defaults mirror the library's settings (:class:`~a2gen_hf.training.loop.TrainingSettings`,
+:class:`~a2gen_hf.data.simulator.SimulatorConfig`, :class:`~a2gen_hf.demo.DemoSettings`, ``data/logs.py``):
+``tests/test_cli.py`` checks that they agree. This module imports nothing heavy (no torch, transformers, datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+# Names the parser offers before any heavy module is imported; tests/test_cli.py checks them against the library.
+PRESET_NAMES = ("generic", "kuairand", "taobao", "tmall")
+MODEL_NAMES = ("a2gen-iag", "a2gen-eag", "mmoe", "ple", "mmoe-fair", "ple-fair")
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
+TIME_UNITS = ("s", "ms", "mmdd")
+REQUIRED = "required"
+
+
+def option(help: str, default: Any = None, *, required: bool = False, choices: typing.Sequence | None = None,
+           flag: str | None = None, metavar: str | None = None) -> Any:
+    """A dataclass field that becomes an option: ``help`` is mandatory; ``required`` options must be given on the
+    command line or in ``--config``."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "metavar": metavar, REQUIRED: required}
+    return field(default=default, metadata=metadata)
+
+
+def _base_type(annotation: Any) -> type:
+    """``int | None`` -> ``int``."""
+    arguments = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
+    return arguments[0] if arguments else annotation
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
+    """Add one option per field of the dataclass ``cls`` (see the module's docstring)."""
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        metadata = item.metadata
+        kind = _base_type(hints[item.name])
+        flag = metadata.get("flag") or "--" + item.name.replace("_", "-")
+        help_text = metadata["help"] + (" (required)" if metadata.get(REQUIRED) else "")
+        if kind is bool:
+            parser.add_argument(flag, dest=item.name, action="store_true", default=item.default, help=help_text)
+            continue
+        parser.add_argument(
+            flag,
+            dest=item.name,
+            type=kind,
+            default=item.default,
+            choices=metadata.get("choices"),
+            metavar=metadata.get("metavar"),
+            help=help_text,
+        )
+
+
+def required_fields(*classes: type) -> list[str]:
+    return [item.name for cls in classes for item in dataclasses.fields(cls) if item.metadata.get(REQUIRED)]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default, except switches (off) and options whose default is "not set" (their help
+    says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+@dataclass
+class CommonArguments:
+    """Options every command has."""
+
+    config: str | None = option(
+        "a YAML (or JSON) file of this command's options: a flat mapping whose keys are the option names with "
+        "underscores (e.g. batch_size: 512); options given on the command line override it; default: none",
+        metavar="FILE",
+    )
+    recipe: str | None = option(
+        "a named recipe of a2gen_hf/recipes (or a path to one), applied before --config and the command line; "
+        "default: none",
+        metavar="NAME",
+    )
+    quiet: bool = option("print only results and errors: no progress bars, no information messages", False)
+    verbose: bool = option("also print debugging messages of a2gen_hf and transformers", False)
+
+
+@dataclass
+class PrepareArguments:
+    preset: str = option("the log's format; generic: an event log described by the --generic-* options",
+                         required=True, choices=PRESET_NAMES)
+    input: str = option("the log file (CSV, JSONL or Parquet)", required=True)
+    output: str = option("folder for the DatasetDict, tokenizer/ and a2gen_data.json", required=True)
+    format: str | None = option("input format; default: from the file's extension", choices=("csv", "jsonl", "parquet"))
+    on_bad_rows: str = option(
+        "stop at the first bad row (error), or drop and count bad rows (skip / warn)", "error",
+        choices=("error", "skip", "warn"),
+    )
+    session_gap_seconds: float = option("event logs: a (user, item) pair's next event starts a new session after "
+                                        "this gap", 3 * 86400)
+    max_history_items: int = option("history items kept per example (the most recent)", 50)
+    min_history: int = option("only sessions with this many earlier sessions of the user become examples", 0)
+    validation_fraction: float = option("share of the time range that goes to validation", 1 / 7)
+    test_fraction: float = option("share of the time range that goes to test (the last)", 1 / 7)
+    validation_start: float | None = option("Unix seconds where validation starts; overrides --validation-fraction")
+    test_start: float | None = option("Unix seconds where test starts; overrides --test-fraction")
+    item_buckets: int | None = option("hash buckets of item ids (embedding rows); default: sized from the data, the "
+                                      "next power of two at or above twice the distinct items")
+    user_buckets: int | None = option("hash buckets of user ids; default: sized from the data (distinct users)")
+    side_feature_buckets: int | None = option("hash buckets of side-feature values; default: sized from the data")
+    partition_rows: int = option("rows per user partition: the unit of work and of memory", 1_000_000)
+    num_proc: int | None = option("worker processes; default: min(2, CPUs); 1 = this process")
+
+
+@dataclass
+class GenericLogArguments:
+    """``--preset generic``: an event log with a header, one event per row."""
+
+    actions: str | None = option(
+        "generic: the action vocabulary, comma-separated, e.g. click,cart,buy,leave (required with --preset generic)",
+        flag="--generic-actions",
+    )
+    start_action: str | None = option("generic: the action every sequence starts with; default: the first of "
+                                      "--generic-actions", flag="--generic-start-action")
+    end_action: str | None = option("generic: the action every sequence ends with (added when not logged); default: "
+                                    "the last of --generic-actions", flag="--generic-end-action")
+    action_mapping: str | None = option("generic: raw value=action pairs, comma-separated (pv=click,fav=collect); "
+                                        "default: the raw values are the action names", flag="--generic-action-mapping")
+    user_column: str = option("generic: column of the user id", "user_id", flag="--generic-user-column")
+    item_column: str = option("generic: column of the item id", "item_id", flag="--generic-item-column")
+    time_column: str = option("generic: column of the event time", "timestamp", flag="--generic-time-column")
+    action_column: str = option("generic: column of the action", "action", flag="--generic-action-column")
+    time_unit: str = option("generic: unit of the time column", "s", choices=("s", "ms"), flag="--generic-time-unit")
+    side_feature_columns: str = option("generic: item side-feature columns, comma-separated ('' for none)", "",
+                                       flag="--generic-side-features")
+    delimiter: str = option("generic: CSV delimiter", ",", flag="--generic-delimiter")
+
+
+@dataclass
+class SimulateArguments:
+    output: str = option("folder for the DatasetDict, tokenizer/ and a2gen_data.json", required=True)
+    num_examples: int = option("total (user, target video) examples over all splits", 40_000)
+    seed: int = option("seed of every random draw", 0)
+    examples_per_user: int = option("target sessions per user", 20)
+    history_length: int = option("earlier sessions in each example's history", 20)
+    num_items: int = option("catalogue size (videos)", 2_000)
+    num_topics: int = option("latent topics", 8)
+    validation_fraction: float = option("share of the simulated time window that goes to validation", 0.1)
+    test_fraction: float = option("share of the simulated time window that goes to test (the last)", 0.1)
+    item_buckets: int | None = option("hash buckets of video ids (embedding rows); default: sized from the catalogue, "
+                                      "the next power of two at or above twice --num-items")
+    user_buckets: int | None = option("hash buckets of user ids; default: sized from the number of users")
+    side_feature_buckets: int | None = option("hash buckets of the side features (category and opening topic); "
+                                              "default: sized from their values")
+    parquet: bool = option("stream to {split}/part-NNNNN.parquet shards instead of save_to_disk (for millions of "
+                           "examples)", False)
+    shard_size: int = option("examples per Parquet shard (with --parquet)", 100_000)
+
+
+@dataclass
+class TrainArguments:
+    data: str = option("data folder (DatasetDict, tokenizer/, a2gen_data.json) from a2gen simulate / prepare", required=True)
+    output: str = option("folder for checkpoints, model/, training_log.json and eval_results.json", required=True)
+    model: str = option("the network to train", "a2gen-iag", choices=MODEL_NAMES)
+    epochs: int = option("passes over the train split", 3)
+    max_steps: int | None = option("stop after this many optimizer steps; default: train for --epochs")
+    batch_size: int = option("examples per process and micro-step", 256)
+    eval_batch_size: int = option("examples per batch of the validation and test passes", 1024)
+    gradient_accumulation_steps: int = option("micro-steps per optimizer step", 1)
+    mixed_precision: str = option("autocast dtype", "no", choices=MIXED_PRECISIONS)
+    dense_lr: float = option("learning rate of the dense weights (the paper's 5e-4)", 5e-4)
+    embedding_lr: float = option("learning rate of the embedding tables (the paper's 1e-4)", 1e-4)
+    weight_decay: float = option("weight decay of the dense weights", 0.0)
+    embedding_weight_decay: float = option("weight decay of the embedding tables", 0.0)
+    max_grad_norm: float | None = option("clip the global gradient norm; default: no clipping")
+    lr_schedule: str = option("decay both learning rates over the run's steps, or halve them after every validation "
+                              "evaluation without improvement (plateau); constant: the paper", "constant",
+                              choices=LR_SCHEDULES)
+    warmup_steps: int = option("linear warmup of both learning rates from 0 over this many steps", 0)
+    warmup_ratio: float = option("warmup as a share of the run's steps, when --warmup-steps is 0", 0.0)
+    report_to: str = option("Accelerate trackers, comma-separated: tensorboard (pip install 'a2gen_hf[tracking]'), "
+                            "mlflow, aim, dvclive, trackio (offline), wandb, comet_ml, clearml, swanlab, all or none; "
+                            "logs go to OUTPUT/tracking", "none")
+    checkpoint_every: int = option("steps between checkpoints; 0 = never", 0)
+    keep_checkpoints: int = option("checkpoints kept; 0 = all", 2)
+    resume: bool = option("continue from the last complete checkpoint in --output", False)
+    seed: int = option("seed of the weights and of the data order", 0)
+    log_every: int = option("steps between log entries", 20)
+    no_best_epoch: bool = option("keep the last weights, not the best validation epoch's", False)
+    cpu: bool = option("train on the CPU even if a GPU is there", False)
+    no_progress: bool = option("no progress bars", False)
+
+
+@dataclass
+class ArchitectureArguments:
+    """Model width and caps; default: the config's, and the sizes the data gives are read from the data."""
+
+    hidden_size: int | None = option("width of the model; default: the config's")
+    num_attention_heads: int | None = option("attention heads; default: the config's")
+    id_embedding_size: int | None = option("width of the id embeddings; default: the config's")
+    max_history_items: int | None = option("read at most this many recent history items; default: the data's longest "
+                                           "history, capped at 100")
+    max_events_per_item: int | None = option("events read per history item; default: the data's most, capped")
+    hidden_dropout_prob: float | None = option("dropout of the hidden layers; default: the config's")
+
+
+@dataclass
+class SelectionArguments:
+    """Validation, best-evaluation selection and early stopping (TrainingSettings; docs/training.md)."""
+
+    select_by: str = option("keep the evaluation with the lowest validation loss or the highest mean AUC", "loss",
+                            choices=("loss", "mean_auc"))
+    patience: int | None = option("stop after this many validation evaluations without improvement; default: no "
+                                  "early stopping (--epochs is then the number of epochs, else the maximum)")
+    eval_every: int | None = option("also evaluate on validation every this many optimizer steps; default: after "
+                                    "epochs only")
+
+
+@dataclass
+class FeatureArguments:
+    """Optional inputs and heads of the networks (docs/model.md, "Options for sparse logs")."""
+
+    id_free: bool = option("do not embed user / item ids (features only)", False)
+    history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper) or mean", "sum",
+                                  choices=("sum", "mean"))
+    count_features: bool = option("give the networks the logistic regression's history count features "
+                                  "(standardised)", False)
+    popularity_features: bool = option("give the networks the target item's and category's train action rates "
+                                       "(leave-one-out)", False)
+    occurrence_head: bool = option("A2Gen ranks with a per-action occurrence head trained with binary "
+                                   "cross-entropy", False)
+    rare_id_threshold: int = option("users / target items with fewer training examples share embedding rows "
+                                    "(0 = off)", 0)
+    wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; for "
+                             "A2Gen it is part of the occurrence head, which it switches on)", False)
+    slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
+                               "sequence", choices=("sequence", "any_slot"))
+    drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)
+
+
+@dataclass
+class EvaluateArguments:
+    model: str = option("folder written by save_pretrained (with the tokenizer): A2Gen, MMoE or PLE", required=True)
+    data: str = option("data folder from a2gen prepare / a2gen simulate", required=True)
+    split: str = option("the split to score", "test")
+    batch_size: int = option("examples per batch", 1024)
+    json: str | None = option('also write the metrics ({"auc": {action: value}, "mae": {action: seconds}, ...}) to '
+                              "this file; default: print only")
+
+
+@dataclass
+class GenerateArguments:
+    model: str = option("folder written by save_pretrained (an A2Gen model with its tokenizer)", required=True)
+    data: str = option("data folder from a2gen prepare / a2gen simulate", required=True)
+    split: str = option("the split to read examples from", "test")
+    num_examples: int = option("examples to print, from the split's first row", 5)
+    num_beams: int = option("beams of the search (1 = greedy)", 1)
+    do_sample: bool = option("sample the actions and times instead of greedy / beam search", False)
+    seed: int = option("seed of the sampling", 0)
+
+
+@dataclass
+class CompareArguments:
+    data: str = option("data folder from a2gen prepare / a2gen simulate", required=True)
+    output: str = option("folder for results.md, results.json, results.png and the runs", required=True)
+    models: str = option("comma-separated networks (and ablations a2gen-iag:notime, a2gen-iag:noevents)",
+                         "a2gen-iag,a2gen-eag,mmoe,ple")
+    simple: str = option("comma-separated simple baselines ('' for none)", "propensity,popularity,logreg,median-time")
+    seeds: int = option("training seeds per network", 3)
+    epochs: int = option("passes over the train split (best epoch on validation)", 3)
+    batch_size: int = option("examples per step", 256)
+    dense_lr: float = option("learning rate of the dense weights", 5e-4)
+    embedding_lr: float = option("learning rate of the embedding tables", 1e-4)
+    embedding_weight_decay: float = option("weight decay of the embedding tables", 0.0)
+    lr_schedule: str = option("decay both learning rates over the run's steps, or halve them after every validation "
+                              "evaluation without improvement (plateau); constant: the paper", "constant",
+                              choices=LR_SCHEDULES)
+    embedding_dropout: float = option("dropout of the embeddings of every network", 0.0)
+    max_history_items: int | None = option("read at most this many recent history items; default: the data's")
+    history_propensity: bool = option("give every network the count rule's features (share of history items with "
+                                      "each action)", False)
+    time_loss: str = option("time heads of every network: squared error (mean) or absolute error (median)", "mse",
+                            choices=("mse", "l1"))
+    wide_warm_start: bool = option("start each network's wide path as the logistic regression on counts fitted on "
+                                   "train", False)
+    bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
+
+
+@dataclass
+class DemoArguments:
+    output: str = option("folder for the data, the checkpoint, the plot and the metrics", "a2gen-demo")
+    num_examples: int = option("simulated sessions", 12_000)
+    epochs: int = option("passes over the train split (best epoch on validation)", 2)
+    batch_size: int = option("examples per step", 256)
+    seed: int = option("seed of the simulation and the training", 0)
+
+
+@dataclass
+class PushArguments:
+    private: bool = option("create the repo as private", False)
+    dataset_name: str | None = option("the data set the metrics were measured on, for the model card (needed with "
+                                      "--eval-results); default: none")
+    eval_results: str | None = option(
+        "the eval_results.json of `a2gen train` or the file of `a2gen evaluate --json` (or a JSON "
+        '{"auc": {"like": 0.71}, "mae": {"like": 0.52}}): its per-action auc and mae go on the model card; default: '
+        "a card without metrics"
+    )
+    commit_message: str = option("message of the Hub commit", "Upload A2Gen checkpoint")
+
+
+@dataclass
+class BenchArguments:
+    output: str | None = option("folder for serving_bench.md / serving_bench.json; default: benchmarks/results")
+    quick: bool = option("C = 100 / 1,000 only and fewer repeats", False)
+    compile: bool = option("add torch.compile rows (slow to warm up)", False)
+    convert: bool = option("also time convert_log on a synthetic Taobao log", False)
+    convert_rows: int | None = option("rows of that log; default: the script's, 1,000,000")

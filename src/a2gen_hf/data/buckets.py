@@ -1,0 +1,72 @@
+"""Embedding tables sized from the data: hash-bucket counts chosen from the number of distinct ids.
+
+The tokenizer hashes raw ids into ``[1, buckets)`` (0 is padding) when ``a2gen prepare`` / ``a2gen simulate`` write
+the examples, and a model's tables have exactly the tokenizer's bucket counts. So the data folder decides the table
+sizes: unless the user sets a bucket count, it is :func:`buckets_for` the number of distinct values seen, which is
+recorded in ``a2gen_data.json`` (``"distinct"``). Hashing stays the same stable BLAKE2b function, so a model still
+serves ids it never saw: they share a row with some other id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Tokenizer fields, and the key of each one's distinct count in a2gen_data.json's "distinct" record.
+BUCKET_FIELDS = {"user_buckets": "users", "item_buckets": "items", "side_feature_buckets": "side_values"}
+# Largest table chosen from the data (rows); set a bucket count by hand above it.
+MAX_DATA_SIZED_BUCKETS = 1 << 22
+MIN_DATA_SIZED_BUCKETS = 16
+
+
+def buckets_for(distinct: int, cap: int = MAX_DATA_SIZED_BUCKETS) -> int:
+    """
+    Hash buckets for ``distinct`` values: the next power of two at or above ``2 * distinct + 1`` (bucket 0 is
+    padding, so at least twice as many usable rows as values keeps collisions rare), at least
+    :data:`MIN_DATA_SIZED_BUCKETS`, at most ``cap``.
+    """
+    if distinct < 0:
+        raise ValueError(f"distinct={distinct} must be >= 0 (a count of distinct ids).")
+    wanted = max(2 * int(distinct) + 1, MIN_DATA_SIZED_BUCKETS)
+    return min(1 << (wanted - 1).bit_length(), cap)
+
+
+def data_sized_buckets(distinct: Mapping[str, int], fixed: Mapping[str, int | None] | None = None) -> dict[str, int]:
+    """
+    The tokenizer's bucket counts: ``fixed[field]`` where the user set one, else :func:`buckets_for` the distinct
+    count of ``distinct[BUCKET_FIELDS[field]]``.
+
+    Args:
+        distinct: ``{"users": ..., "items": ..., "side_values": ...}`` as recorded in ``a2gen_data.json``.
+        fixed: ``{"item_buckets": 1_000_000, ...}``; ``None`` values are chosen from the data.
+    """
+    fixed = fixed or {}
+    unknown = sorted(set(fixed) - set(BUCKET_FIELDS))
+    if unknown:
+        raise ValueError(f"Unknown bucket field(s) {unknown}; use {list(BUCKET_FIELDS)}.")
+    return {
+        field: int(fixed[field]) if fixed.get(field) is not None else buckets_for(distinct[key])
+        for field, key in BUCKET_FIELDS.items()
+    }
+
+
+def bucket_record(distinct: Mapping[str, int], buckets: Mapping[str, int], chosen: Mapping[str, bool]) -> dict:
+    """What ``a2gen_data.json`` records: the distinct counts, the bucket counts used and which came from the data."""
+    return {
+        "distinct": {key: int(distinct[key]) for key in BUCKET_FIELDS.values()},
+        "buckets": {
+            field: {"count": int(buckets[field]), "from": "data" if chosen[field] else "user"}
+            for field in BUCKET_FIELDS
+        },
+    }
+
+
+def format_bucket_record(summary: Mapping) -> str | None:
+    """``embedding rows: users 2048 (1,000 distinct, from the data), ...`` of a summary holding :func:`bucket_record`
+    (``None`` for a summary written before the counts were recorded)."""
+    if "distinct" not in summary or "buckets" not in summary:
+        return None
+    parts = []
+    for field, key in BUCKET_FIELDS.items():
+        bucket = summary["buckets"][field]
+        parts.append(f"{key} {bucket['count']} ({summary['distinct'][key]:,} distinct, set by the {bucket['from']})")
+    return "embedding rows: " + ", ".join(parts)

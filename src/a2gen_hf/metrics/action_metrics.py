@@ -1,0 +1,671 @@
+"""
+The metric math of a2gen_hf: arrays in, numbers out (numpy arrays, tensors or nested lists; no model, no loop).
+
+Every model answers ``predict_actions`` with an :class:`~a2gen_hf.A2GenActionPrediction` (columns = action ids,
+column 0 padding); the targets are read off the label sequences (``start, a1, ..., leave, <pad>``) with
+:func:`~a2gen_hf.targets.first_occurrence_targets`: an action "happens" if it occurs after ``start``,
+its time is that of its first occurrence.
+
+Result format of :func:`compute_action_metrics` (a ``dict``; actions by name):
+
+- ``auc`` / ``positives``: AUC of P(happens) and the number of examples where it happens, per action except
+  ``start`` and the end action (both always happen); ``mean_auc`` over the defined ones;
+- ``mae`` / ``mae_seconds``: mean absolute error of the predicted first-occurrence time on the examples where
+  the action happens and its time is known, in normalised units and in seconds, per action except ``start``
+  (the end action's is the watch time: also ``leave_mae`` / ``leave_mae_seconds``); ``timed_count``;
+  ``mae_nonzero`` / ``mae_seconds_nonzero`` / ``timed_nonzero_count``: the same on occurrences after 0 s;
+  ``mean_mae`` over the actions;
+- ``logloss``: binary cross-entropy of P(happens) per action (``mean_logloss``);
+- ``predicted_rate`` / ``observed_rate`` / ``calibration`` (their ratio, 1 = calibrated) / ``ece`` (expected
+  calibration error over ``reliability``: per action a table of equal-width probability bins with their count,
+  mean prediction and observed rate), per action;
+- with group ids (``references["group_ids"]``: the user, or the request, of each example):
+  ``gauc`` (per-group AUC, weighted by the group's number of examples, groups with one class skipped;
+  ``gauc_groups`` counts the groups used; ``mean_gauc``) and ``ndcg_at_K`` / ``recall_at_K`` over each group's
+  examples as its candidates (groups without a positive skipped; ``ranking_groups``);
+- ``next_action_accuracy`` (with ``next_actions``): predicted first action after ``start`` vs. the true one;
+- ``backward_time_rate`` (with generated ``sequences`` / ``sequence_times``): share of sequences whose times go
+  backwards somewhere;
+- ``oracle_auc`` / ``oracle_mae`` / ``oracle_mae_seconds`` / ``auc_share_of_oracle`` (with the simulator's
+  ``oracle_action_prob`` / ``oracle_expected_seconds``): the oracle's scores and the model's share of the
+  oracle's AUC above chance, ``(auc_model - 0.5) / (auc_oracle - 0.5)``;
+- ``num_examples`` and ``notes`` (why a value is NaN, e.g. an action with a single class).
+
+Counts (:data:`COUNT_KEYS`), the details of :data:`DETAIL_KEYS` and ``notes`` stay out of :func:`flatten_metrics`, the
+scalar view that Trainer logs and trackers read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from ..targets import first_occurrence_targets
+from ..time_encoding import denormalize_times, normalize_seconds
+
+ORACLE_COLUMNS = ("oracle_action_prob", "oracle_expected_seconds")
+# Entries of a result that count examples (or groups): reported, but kept out of the scalar view.
+COUNT_KEYS = (
+    "num_examples", "positives", "timed_count", "timed_nonzero_count", "next_action_count", "sequence_count",
+    "gauc_groups", "ranking_groups",
+)
+# Entries kept out of the scalar view too: the reliability tables, and the two rates whose ratio is `calibration`.
+DETAIL_KEYS = ("reliability", "predicted_rate", "observed_rate")
+DEFAULT_TOP_K = (10,)
+DEFAULT_CALIBRATION_BINS = 10
+# Probabilities are clipped to [eps, 1 - eps] in the log loss, as sklearn does for float64.
+_LOGLOSS_EPS = float(np.finfo(np.float64).eps)
+
+def _as_array(values: Any, name: str, dtype: type, ndim: int, pad_value: float | None = None) -> np.ndarray:
+    """`values` (array, tensor or nested lists; ragged rows padded with `pad_value` when given) -> numpy array."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    try:
+        array = np.asarray(values, dtype=dtype)
+    except ValueError:
+        rows = list(values)
+        if pad_value is None or ndim != 2:
+            raise ValueError(f"{name} must be a rectangular {ndim}-d array; its rows have different lengths.") from None
+        width = max((len(row) for row in rows), default=0)
+        array = np.full((len(rows), width), pad_value, dtype=dtype)
+        for index, row in enumerate(rows):
+            array[index, : len(row)] = row
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-d, got shape {array.shape}.")
+    return array
+
+
+def _action_ids(action_names: Sequence[str], start_action: str, end_action: str) -> tuple[list[int], list[int]]:
+    """Ids (``action_names[i]`` is ``i + 1``) of the timed actions (all but start) and of those with an AUC."""
+    for role, name in (("start_action", start_action), ("end_action", end_action)):
+        if name not in action_names:
+            raise ValueError(f"{role}={name!r} is not in action_names={list(action_names)}.")
+    timed = [index + 1 for index, name in enumerate(action_names) if name != start_action]
+    ranked = [action_id for action_id in timed if action_names[action_id - 1] != end_action]
+    return timed, ranked
+
+
+def _check_width(array: np.ndarray, name: str, action_names: Sequence[str]) -> None:
+    if array.shape[1] != len(action_names) + 1:
+        raise ValueError(
+            f"{name} has {array.shape[1]} columns but there are {len(action_names) + 1} action ids (padding + "
+            f"{list(action_names)}); pass one column per action id, as predict_actions returns them."
+        )
+
+
+@dataclass(frozen=True)
+class _ReadTargets:
+    """The targets of a set of labels, read once by :func:`compute_action_metrics` and passed to every part in place
+    of the labels (reading them is the costly step of most metrics)."""
+
+    occurs: np.ndarray
+    first_times: np.ndarray
+    known: np.ndarray
+
+
+def action_targets(
+    labels: Any, label_times: Any | None, label_time_mask: Any | None, vocab_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy view of :func:`first_occurrence_targets`: occurs `(n, V)`, first times `(n, V)`, time known `(n, V)`."""
+    if isinstance(labels, _ReadTargets):
+        if labels.occurs.shape[1] != vocab_size:
+            raise ValueError(f"The targets were read for {labels.occurs.shape[1]} action ids, not {vocab_size}.")
+        return labels.occurs, labels.first_times, labels.known
+    labels = torch.as_tensor(_as_array(labels, "labels", np.int64, 2, pad_value=0))
+    times = torch.zeros(labels.shape) if label_times is None else torch.as_tensor(
+        _as_array(label_times, "label_times", np.float64, 2, pad_value=0.0)
+    )
+    mask = None if label_time_mask is None else torch.as_tensor(
+        _as_array(label_time_mask, "label_time_mask", np.int64, 2, pad_value=0)
+    )
+    if times.shape != labels.shape or (mask is not None and mask.shape != labels.shape):
+        raise ValueError(
+            f"labels {tuple(labels.shape)}, label_times {tuple(times.shape)} and label_time_mask "
+            f"{None if mask is None else tuple(mask.shape)} must have the same shape."
+        )
+    occurs, first_times, known = first_occurrence_targets(labels, times, mask, vocab_size)
+    return occurs.numpy(), first_times.numpy(), known.numpy()
+
+
+def _auc(occurs: np.ndarray, scores: np.ndarray, label: str, notes: list[str]) -> float:
+    positives = int(occurs.sum())
+    if positives in (0, occurs.size):
+        notes.append(f"{label}: AUC undefined (NaN), {positives} of {occurs.size} examples are positive.")
+        return math.nan
+    return float(roc_auc_score(occurs, scores))
+
+
+def _check_probabilities(probabilities: np.ndarray, name: str) -> None:
+    if not np.isfinite(probabilities).all():
+        raise ValueError(f"{name} holds NaN or inf; every score must be a finite probability.")
+
+
+def action_auc(
+    probabilities: Any, labels: Any, action_names: Sequence[str], start_action: str = "start", end_action: str = "leave"
+) -> dict[str, Any]:
+    """
+    AUC of "the action happens" per action (all but start and end) and its positive count.
+
+    Args:
+        probabilities: `(n, V)` P(happens) per action id. labels: `(n, T)` label sequences.
+    """
+    probabilities = _as_array(probabilities, "probabilities", np.float64, 2)
+    _check_width(probabilities, "probabilities", action_names)
+    _check_probabilities(probabilities, "probabilities")
+    occurs, _, _ = action_targets(labels, None, None, len(action_names) + 1)
+    if occurs.shape[0] != probabilities.shape[0]:
+        raise ValueError(f"{probabilities.shape[0]} predictions for {occurs.shape[0]} label rows; pass one per row.")
+    _, ranked = _action_ids(action_names, start_action, end_action)
+    notes: list[str] = []
+    auc = {action_names[i - 1]: _auc(occurs[:, i], probabilities[:, i], f"auc[{action_names[i - 1]}]", notes) for i in ranked}
+    defined = [value for value in auc.values() if not math.isnan(value)]
+    return {
+        "auc": auc,
+        "positives": {action_names[i - 1]: int(occurs[:, i].sum()) for i in ranked},
+        "mean_auc": float(np.mean(defined)) if defined else math.nan,
+        "notes": notes,
+    }
+
+
+def _mean_absolute(errors: np.ndarray, where: np.ndarray) -> float:
+    return float(np.abs(errors[where]).mean()) if where.any() else math.nan
+
+
+def timing_mae(
+    expected_times: Any,
+    labels: Any,
+    label_times: Any,
+    label_time_mask: Any | None,
+    action_names: Sequence[str],
+    start_action: str = "start",
+    end_action: str = "leave",
+    time_log_mean: float = 0.0,
+    time_log_std: float = 1.0,
+    zero_time_tolerance_seconds: float = 1e-3,
+) -> dict[str, Any]:
+    """
+    MAE of the first-occurrence time per action (all but start) where it happens and its time is known, in
+    normalised units and in seconds, on all such occurrences and on those after ``zero_time_tolerance_seconds``.
+
+    Args:
+        expected_times: `(n, V)` predicted normalised times per action id. labels / label_times / label_time_mask:
+            `(n, T)`. time_log_mean / time_log_std: the time statistics (the model config's) to convert to seconds.
+    """
+    expected_times = _as_array(expected_times, "expected_times", np.float64, 2)
+    _check_width(expected_times, "expected_times", action_names)
+    occurs, true_times, known = action_targets(labels, label_times, label_time_mask, len(action_names) + 1)
+    if occurs.shape[0] != expected_times.shape[0]:
+        raise ValueError(f"{expected_times.shape[0]} predictions for {occurs.shape[0]} label rows; pass one per row.")
+    if not np.isfinite(expected_times[known]).all():
+        raise ValueError("expected_times holds NaN or inf where the action happens; every prediction must be finite.")
+    timed, _ = _action_ids(action_names, start_action, end_action)
+    true_seconds = denormalize_times(true_times, time_log_mean, time_log_std)
+    predicted_seconds = denormalize_times(expected_times, time_log_mean, time_log_std)
+    nonzero = known & (true_seconds > zero_time_tolerance_seconds)
+    result: dict[str, Any] = {key: {} for key in (
+        "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "timed_count", "timed_nonzero_count"
+    )}
+    notes: list[str] = []
+    for i in timed:
+        name = action_names[i - 1]
+        normalised_errors = expected_times[:, i] - true_times[:, i]
+        seconds_errors = predicted_seconds[:, i] - true_seconds[:, i]
+        result["mae"][name] = _mean_absolute(normalised_errors, known[:, i])
+        result["mae_seconds"][name] = _mean_absolute(seconds_errors, known[:, i])
+        result["mae_nonzero"][name] = _mean_absolute(normalised_errors, nonzero[:, i])
+        result["mae_seconds_nonzero"][name] = _mean_absolute(seconds_errors, nonzero[:, i])
+        result["timed_count"][name] = int(known[:, i].sum())
+        result["timed_nonzero_count"][name] = int(nonzero[:, i].sum())
+        if not known[:, i].any():
+            notes.append(f"mae[{name}]: undefined (NaN), no example has it with a known time.")
+    defined = [value for value in result["mae"].values() if not math.isnan(value)]
+    result["mean_mae"] = float(np.mean(defined)) if defined else math.nan
+    result["leave_mae"] = result["mae"][end_action]
+    result["leave_mae_seconds"] = result["mae_seconds"][end_action]
+    result["notes"] = notes
+    return result
+
+
+def next_action_accuracy(next_actions: Any, labels: Any) -> dict[str, Any]:
+    """Share of examples whose predicted first action after start, `(n,)` ids, is the true one (``labels[:, 1]``)."""
+    predicted = _as_array(next_actions, "next_actions", np.int64, 1)
+    labels = _as_array(labels, "labels", np.int64, 2, pad_value=0)
+    if labels.shape[0] != predicted.shape[0] or labels.shape[1] < 2:
+        raise ValueError(
+            f"next_actions {predicted.shape} needs one entry per label row and labels {labels.shape} at least "
+            "two positions (start and the next action)."
+        )
+    truth = labels[:, 1]
+    counted = truth > 0
+    notes = [] if counted.any() else ["next_action_accuracy: undefined (NaN), no label has an action after start."]
+    accuracy = float((predicted[counted] == truth[counted]).mean()) if counted.any() else math.nan
+    return {"next_action_accuracy": accuracy, "next_action_count": int(counted.sum()), "notes": notes}
+
+
+def backward_time_rate(sequences: Any, sequence_times: Any) -> dict[str, Any]:
+    """
+    Share of generated sequences whose times go backwards: `sequences` `(n, L)` action ids (``start`` first, 0 =
+    padding after the end action) and their `sequence_times` `(n, L)` (normalised or seconds: the order is the same).
+    """
+    sequences = _as_array(sequences, "sequences", np.int64, 2, pad_value=0)
+    times = _as_array(sequence_times, "sequence_times", np.float64, 2, pad_value=0.0)
+    if sequences.shape != times.shape:
+        raise ValueError(f"sequences {sequences.shape} and sequence_times {times.shape} must have the same shape.")
+    present = sequences != 0
+    if (present[:, 1:] & ~present[:, :-1]).any():
+        raise ValueError("sequences must be left-aligned: padding (0) only after the last action of a row.")
+    backwards = ((times[:, 1:] < times[:, :-1]) & present[:, 1:]).any(axis=1)
+    rate = float(backwards.mean()) if len(backwards) else math.nan
+    return {"backward_time_rate": rate, "sequence_count": int(len(backwards))}
+
+
+def oracle_comparison(
+    probabilities: Any,
+    labels: Any,
+    label_times: Any,
+    label_time_mask: Any | None,
+    oracle_action_prob: Any,
+    oracle_expected_seconds: Any,
+    action_names: Sequence[str],
+    start_action: str = "start",
+    end_action: str = "leave",
+    time_log_mean: float = 0.0,
+    time_log_std: float = 1.0,
+) -> dict[str, Any]:
+    """
+    The simulator's oracle on the same examples: its AUC per action, its MAE (E[time | happens] vs the true time)
+    in normalised units and seconds, and the model's share of the oracle's AUC above chance.
+
+    Args:
+        probabilities: `(n, V)` the model's P(happens) per action id.
+        oracle_action_prob / oracle_expected_seconds: `(n, len(action_names))`, one column per action name (no
+            padding column), as the simulator writes them; NaN seconds = the action cannot happen.
+    """
+    width = len(action_names)
+    oracle_probabilities = _as_array(oracle_action_prob, "oracle_action_prob", np.float64, 2)
+    oracle_seconds = _as_array(oracle_expected_seconds, "oracle_expected_seconds", np.float64, 2)
+    for name, array in (("oracle_action_prob", oracle_probabilities), ("oracle_expected_seconds", oracle_seconds)):
+        if array.shape[1] != width:
+            raise ValueError(f"{name} has {array.shape[1]} columns; it needs one per action of {list(action_names)}.")
+    _check_probabilities(oracle_probabilities, "oracle_action_prob")
+    # Shift to action-id columns (padding first) so that the model's helpers apply unchanged.
+    padding = np.zeros((oracle_probabilities.shape[0], 1))
+    oracle_ids = np.concatenate([padding, oracle_probabilities], axis=1)
+    oracle_times = np.concatenate([padding, normalize_seconds(oracle_seconds, time_log_mean, time_log_std)], axis=1)
+    occurs, _, known = action_targets(labels, label_times, label_time_mask, width + 1)
+    timed, _ = _action_ids(action_names, start_action, end_action)
+    undefined = [action_names[i - 1] for i in timed if np.isnan(oracle_times[:, i][known[:, i]]).any()]
+    if undefined:
+        raise ValueError(
+            f"oracle_expected_seconds is NaN (the action cannot happen) where {undefined} did happen; the oracle "
+            "columns do not belong to these labels."
+        )
+    model = action_auc(probabilities, labels, action_names, start_action, end_action)
+    oracle = action_auc(oracle_ids, labels, action_names, start_action, end_action)
+    oracle_mae = timing_mae(
+        np.nan_to_num(oracle_times, nan=0.0), labels, label_times, label_time_mask, action_names,
+        start_action, end_action, time_log_mean, time_log_std,
+    )
+    share = {}
+    notes = [note.replace("auc[", "oracle_auc[", 1) for note in oracle["notes"]]
+    for name, oracle_value in oracle["auc"].items():
+        model_value = model["auc"][name]
+        if math.isnan(oracle_value) or oracle_value <= 0.5:
+            share[name] = math.nan
+            notes.append(f"auc_share_of_oracle[{name}]: undefined (NaN), the oracle AUC {oracle_value} is not above 0.5.")
+        else:
+            share[name] = (model_value - 0.5) / (oracle_value - 0.5)
+    return {
+        "oracle_auc": oracle["auc"],
+        "oracle_mae": oracle_mae["mae"],
+        "oracle_mae_seconds": oracle_mae["mae_seconds"],
+        "auc_share_of_oracle": share,
+        "notes": notes,
+    }
+
+
+def _ranked_inputs(
+    probabilities: Any, labels: Any, action_names: Sequence[str], start_action: str, end_action: str
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Checked `(n, V)` probabilities, `(n, V)` occurs and the ids of the ranked actions (all but start and end)."""
+    probabilities = _as_array(probabilities, "probabilities", np.float64, 2)
+    _check_width(probabilities, "probabilities", action_names)
+    _check_probabilities(probabilities, "probabilities")
+    occurs, _, _ = action_targets(labels, None, None, len(action_names) + 1)
+    if occurs.shape[0] != probabilities.shape[0]:
+        raise ValueError(f"{probabilities.shape[0]} predictions for {occurs.shape[0]} label rows; pass one per row.")
+    _, ranked = _action_ids(action_names, start_action, end_action)
+    return probabilities, occurs, ranked
+
+
+def _group_index(group_ids: Any, size: int) -> np.ndarray:
+    """`(n,)` group ids (any hashable values: user ids, request ids) -> `(n,)` dense group numbers 0..G-1."""
+    if isinstance(group_ids, torch.Tensor):
+        group_ids = group_ids.detach().cpu().numpy()
+    groups = np.asarray(group_ids)
+    if groups.ndim != 1 or groups.shape[0] != size:
+        raise ValueError(
+            f"group_ids has shape {groups.shape}; pass one group id (user or request) per example, ({size},)."
+        )
+    return np.unique(groups, return_inverse=True)[1].reshape(-1)
+
+
+def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+    """
+    AUC of `scores` `(n,)` for the bool `occurs` `(n,)` inside every group, ties counted one half (Mann-Whitney).
+
+    Args:
+        groups: `(n,)` dense group numbers 0..G-1 (see ``np.unique(..., return_inverse=True)``).
+
+    Returns:
+        aucs `(G,)` (NaN for a group with a single class) and sizes `(G,)` (the group's number of examples).
+    """
+    occurs = np.asarray(occurs, dtype=bool).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    groups = np.asarray(groups, dtype=np.int64).reshape(-1)
+    size = occurs.size
+    num_groups = int(groups.max()) + 1 if size else 0
+    order = np.lexsort((scores, groups))  # by group, then score
+    group, score, positive = groups[order], scores[order], occurs[order]
+    new_group = np.r_[True, group[1:] != group[:-1]] if size else np.zeros(0, dtype=bool)
+    group_first = np.flatnonzero(new_group)
+    position = np.arange(size) - group_first[np.cumsum(new_group) - 1]  # 0-based rank inside the group
+    new_tie = new_group | np.r_[True, score[1:] != score[:-1]] if size else new_group
+    tie_first = np.flatnonzero(new_tie)
+    tie_last = np.r_[tie_first[1:], size] - 1
+    ranks = ((position[tie_first] + position[tie_last]) / 2 + 1)[np.cumsum(new_tie) - 1]  # mean rank of ties
+    sizes = np.bincount(group, minlength=num_groups).astype(np.float64)
+    positives = np.bincount(group, weights=positive, minlength=num_groups)
+    negatives = sizes - positives
+    rank_sums = np.bincount(group, weights=ranks * positive, minlength=num_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aucs = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
+    aucs[(positives == 0) | (negatives == 0)] = math.nan
+    return aucs, sizes
+
+
+def gauc(
+    probabilities: Any,
+    labels: Any,
+    group_ids: Any,
+    action_names: Sequence[str],
+    start_action: str = "start",
+    end_action: str = "leave",
+) -> dict[str, Any]:
+    """
+    Group AUC per action (all but start and end): the AUC inside every group (user or request), averaged with the
+    group's number of examples as weight, over the groups that have both classes (the usual GAUC of CTR papers).
+
+    Args:
+        probabilities: `(n, V)` P(happens) per action id. labels: `(n, T)` label sequences.
+        group_ids: `(n,)` the group of each example (e.g. the collator's ``user_ids``).
+
+    Returns:
+        ``gauc`` and ``gauc_groups`` (groups used) per action, ``mean_gauc`` over the defined ones, ``notes``.
+    """
+    probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
+    groups = _group_index(group_ids, occurs.shape[0])
+    result: dict[str, Any] = {"gauc": {}, "gauc_groups": {}}
+    notes: list[str] = []
+    for action_id in ranked:
+        name = action_names[action_id - 1]
+        aucs, sizes = group_aucs(occurs[:, action_id], probabilities[:, action_id], groups)
+        defined = ~np.isnan(aucs)
+        result["gauc_groups"][name] = int(defined.sum())
+        if defined.any():
+            result["gauc"][name] = float(np.sum(aucs[defined] * sizes[defined]) / np.sum(sizes[defined]))
+        else:
+            result["gauc"][name] = math.nan
+            notes.append(f"gauc[{name}]: undefined (NaN), no group has both examples with and without it.")
+    values = [value for value in result["gauc"].values() if not math.isnan(value)]
+    result["mean_gauc"] = float(np.mean(values)) if values else math.nan
+    result["notes"] = notes
+    return result
+
+
+def log_loss(
+    probabilities: Any, labels: Any, action_names: Sequence[str], start_action: str = "start", end_action: str = "leave"
+) -> dict[str, Any]:
+    """
+    Binary cross-entropy (natural log) of P(happens) per action (all but start and end), probabilities clipped to
+    ``[eps, 1 - eps]`` (float64 eps, as ``sklearn.metrics.log_loss``); ``mean_logloss`` over the actions.
+    """
+    probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
+    losses = {}
+    for action_id in ranked:
+        p = np.clip(probabilities[:, action_id], _LOGLOSS_EPS, 1 - _LOGLOSS_EPS)
+        y = occurs[:, action_id]
+        losses[action_names[action_id - 1]] = float(-np.mean(np.where(y, np.log(p), np.log1p(-p)))) if y.size else math.nan
+    values = [value for value in losses.values() if not math.isnan(value)]
+    return {"logloss": losses, "mean_logloss": float(np.mean(values)) if values else math.nan}
+
+
+def reliability_table(occurs: Any, probabilities: Any, num_bins: int = DEFAULT_CALIBRATION_BINS) -> list[dict[str, Any]]:
+    """
+    Reliability diagram of one action: `num_bins` equal-width bins of P(happens) over [0, 1] (the last one closed),
+    each ``{"low", "high", "count", "mean_predicted", "observed_rate"}`` (NaN means in an empty bin).
+    """
+    if num_bins < 1:
+        raise ValueError(f"num_bins={num_bins} must be >= 1.")
+    occurs = np.asarray(occurs, dtype=np.float64).reshape(-1)
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    bins = np.clip(np.searchsorted(edges, probabilities, side="right") - 1, 0, num_bins - 1)
+    counts = np.bincount(bins, minlength=num_bins)
+    predicted = np.bincount(bins, weights=probabilities, minlength=num_bins)
+    observed = np.bincount(bins, weights=occurs, minlength=num_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_predicted, observed_rate = predicted / counts, observed / counts
+    return [
+        {"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(counts[b]),
+         "mean_predicted": float(mean_predicted[b]), "observed_rate": float(observed_rate[b])}
+        for b in range(num_bins)
+    ]
+
+
+def calibration(
+    probabilities: Any,
+    labels: Any,
+    action_names: Sequence[str],
+    start_action: str = "start",
+    end_action: str = "leave",
+    num_bins: int = DEFAULT_CALIBRATION_BINS,
+) -> dict[str, Any]:
+    """
+    Calibration of P(happens) per action (all but start and end): the mean prediction (``predicted_rate``), the
+    share of examples where it happens (``observed_rate``), their ratio ``calibration`` (predicted over observed:
+    1 is calibrated on average, above 1 over-predicts; NaN when the action never happens), the expected
+    calibration error ``ece`` (bin weight times |mean prediction - observed rate|, summed over the bins) and the
+    ``reliability`` table of :func:`reliability_table`.
+    """
+    probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
+    result: dict[str, Any] = {key: {} for key in ("predicted_rate", "observed_rate", "calibration", "ece", "reliability")}
+    notes: list[str] = []
+    size = occurs.shape[0]
+    for action_id in ranked:
+        name = action_names[action_id - 1]
+        p, y = probabilities[:, action_id], occurs[:, action_id]
+        predicted = float(p.mean()) if size else math.nan
+        observed = float(y.mean()) if size else math.nan
+        result["predicted_rate"][name] = predicted
+        result["observed_rate"][name] = observed
+        if size and observed > 0:
+            result["calibration"][name] = predicted / observed
+        else:
+            result["calibration"][name] = math.nan
+            notes.append(f"calibration[{name}]: undefined (NaN), the action never happens in these examples.")
+        table = reliability_table(y, p, num_bins)
+        result["reliability"][name] = table
+        result["ece"][name] = float(
+            sum(row["count"] * abs(row["mean_predicted"] - row["observed_rate"]) for row in table if row["count"]) / size
+        ) if size else math.nan
+    result["notes"] = notes
+    return result
+
+
+def ranking_at_k(
+    probabilities: Any,
+    labels: Any,
+    group_ids: Any,
+    action_names: Sequence[str],
+    start_action: str = "start",
+    end_action: str = "leave",
+    top_k: Sequence[int] = DEFAULT_TOP_K,
+) -> dict[str, Any]:
+    """
+    NDCG@K and Recall@K per action (all but start and end), a group's examples (a user's or a request's) being its
+    candidates, ranked by P(happens); relevance is 1 where the action happens. Averaged over the groups with at
+    least one positive (the others have no ideal ranking); tied scores keep the examples' order.
+
+    Returns:
+        ``ndcg_at_K`` and ``recall_at_K`` per action for every K of `top_k`, ``ranking_groups`` (groups averaged
+        over, per action) and ``notes``.
+    """
+    ks = sorted({int(k) for k in top_k})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"top_k={list(top_k)} must list cut-offs >= 1, e.g. (5, 10).")
+    probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
+    groups = _group_index(group_ids, occurs.shape[0])
+    size = groups.size
+    num_groups = int(groups.max()) + 1 if size else 0
+    result: dict[str, Any] = {f"{metric}_at_{k}": {} for k in ks for metric in ("ndcg", "recall")}
+    result["ranking_groups"] = {}
+    notes: list[str] = []
+    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))  # position 0 -> 1 / log2(2)
+    ideal = np.r_[0.0, np.cumsum(discounts)]  # ideal DCG@K of P positives: ideal[min(P, K)]
+    for action_id in ranked:
+        name = action_names[action_id - 1]
+        relevant = occurs[:, action_id].astype(np.float64)
+        order = np.lexsort((-probabilities[:, action_id], groups))  # by group, best score first, stable
+        group, gain = groups[order], relevant[order]
+        new_group = np.r_[True, group[1:] != group[:-1]] if size else np.zeros(0, dtype=bool)
+        position = np.arange(size) - np.flatnonzero(new_group)[np.cumsum(new_group) - 1]
+        positives = np.bincount(group, weights=gain, minlength=num_groups)
+        counted = positives > 0
+        result["ranking_groups"][name] = int(counted.sum())
+        if not counted.any():
+            notes.append(f"ndcg/recall[{name}]: undefined (NaN), no group has an example where it happens.")
+        for k in ks:
+            top = position < k
+            dcg = np.bincount(group, weights=gain * top * discounts[np.minimum(position, max(ks) - 1)], minlength=num_groups)
+            hits = np.bincount(group, weights=gain * top, minlength=num_groups)
+            best = ideal[np.minimum(positives, k).astype(np.int64)]
+            result[f"ndcg_at_{k}"][name] = float(np.mean(dcg[counted] / best[counted])) if counted.any() else math.nan
+            result[f"recall_at_{k}"][name] = (
+                float(np.mean(hits[counted] / positives[counted])) if counted.any() else math.nan
+            )
+    result["notes"] = notes
+    return result
+
+
+def predicted_next_actions(probabilities: Any, expected_times: Any, start_action_id: int, threshold: float = 0.5):
+    """
+    First action after start for models that do not generate: among the actions with P(happens) >= `threshold`
+    (the end action always qualifies), the one with the earliest expected time; `(n, V)` -> `(n,)` ids.
+    """
+    probabilities = _as_array(probabilities, "probabilities", np.float64, 2)
+    times = _as_array(expected_times, "expected_times", np.float64, 2)
+    candidates = probabilities >= threshold
+    candidates[:, [0, start_action_id]] = False
+    return np.where(candidates, times, np.inf).argmin(axis=1)
+
+
+def compute_action_metrics(
+    predictions: Mapping[str, Any],
+    references: Mapping[str, Any],
+    action_names: Sequence[str],
+    start_action: str = "start",
+    end_action: str = "leave",
+    time_log_mean: float = 0.0,
+    time_log_std: float = 1.0,
+    zero_time_tolerance_seconds: float = 1e-3,
+    top_k: Sequence[int] = DEFAULT_TOP_K,
+    calibration_bins: int = DEFAULT_CALIBRATION_BINS,
+) -> dict[str, Any]:
+    """
+    All metrics in the format of this module's docstring.
+
+    Args:
+        predictions: ``action_probabilities`` `(n, V)` and ``expected_times`` `(n, V)` (an
+            :class:`~a2gen_hf.A2GenActionPrediction` works), optionally ``next_actions`` `(n,)` and the generated
+            ``sequences`` / ``sequence_times`` `(n, L)`.
+        references: ``labels``, ``label_times``, ``label_time_mask`` `(n, T)` (the collator's), optionally the
+            simulator's ``oracle_action_prob`` / ``oracle_expected_seconds`` `(n, len(action_names))` and
+            ``group_ids`` `(n,)` (the user or request of each example) for GAUC and NDCG@K / Recall@K.
+        action_names / start_action / end_action: the vocabulary (the model config's).
+        time_log_mean / time_log_std: the time statistics, to report seconds.
+        zero_time_tolerance_seconds: occurrences at or below this many seconds count as "at 0 s".
+        top_k: the cut-offs K of NDCG@K / Recall@K. calibration_bins: bins of the reliability tables.
+    """
+    for name in ("action_probabilities", "expected_times"):
+        if predictions.get(name) is None:
+            raise ValueError(f"predictions need {name!r} (predict_actions returns it).")
+    if references.get("labels") is None or references.get("label_times") is None:
+        raise ValueError("references need 'labels' and 'label_times' (and 'label_time_mask'), as the collator builds.")
+    vocabulary = dict(action_names=action_names, start_action=start_action, end_action=end_action)
+    times = dict(time_log_mean=time_log_mean, time_log_std=time_log_std)
+    raw_labels, label_times, label_time_mask = (
+        references.get(key) for key in ("labels", "label_times", "label_time_mask")
+    )
+    labels = _ReadTargets(*action_targets(raw_labels, label_times, label_time_mask, len(action_names) + 1))
+    parts = [
+        action_auc(predictions["action_probabilities"], labels, **vocabulary),
+        timing_mae(
+            predictions["expected_times"], labels, label_times, label_time_mask, **vocabulary, **times,
+            zero_time_tolerance_seconds=zero_time_tolerance_seconds,
+        ),
+        log_loss(predictions["action_probabilities"], labels, **vocabulary),
+        calibration(predictions["action_probabilities"], labels, **vocabulary, num_bins=calibration_bins),
+    ]
+    if references.get("group_ids") is not None:
+        parts.append(gauc(predictions["action_probabilities"], labels, references["group_ids"], **vocabulary))
+        parts.append(
+            ranking_at_k(predictions["action_probabilities"], labels, references["group_ids"], **vocabulary, top_k=top_k)
+        )
+    if predictions.get("next_actions") is not None:
+        parts.append(next_action_accuracy(predictions["next_actions"], raw_labels))
+    if predictions.get("sequences") is not None:
+        parts.append(backward_time_rate(predictions["sequences"], predictions.get("sequence_times")))
+    if any(references.get(key) is not None for key in ORACLE_COLUMNS):
+        missing = [key for key in ORACLE_COLUMNS if references.get(key) is None]
+        if missing:
+            raise ValueError(f"The oracle needs both {list(ORACLE_COLUMNS)}; {missing} is missing.")
+        parts.append(
+            oracle_comparison(
+                predictions["action_probabilities"], labels, label_times, label_time_mask,
+                references["oracle_action_prob"], references["oracle_expected_seconds"], **vocabulary, **times,
+            )
+        )
+    result: dict[str, Any] = {"num_examples": int(labels.occurs.shape[0])}
+    notes: list[str] = []
+    for part in parts:
+        notes += part.pop("notes", [])
+        result.update(part)
+    result["notes"] = notes
+    return result
+
+
+def flatten_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """
+    Scalar view for loggers, trackers, the Trainer and model cards: ``{"auc": {"like": v}}`` -> ``{"auc_like": v}``.
+    Counts (:data:`COUNT_KEYS`), :data:`DETAIL_KEYS` (the ``reliability`` tables, ``predicted_rate`` and
+    ``observed_rate``) and ``notes`` are left out.
+    """
+    flat: dict[str, float] = {}
+    for key, value in result.items():
+        if key in COUNT_KEYS or key in DETAIL_KEYS:
+            continue
+        if isinstance(value, Mapping):
+            flat.update(
+                {f"{key}_{name}": float(inner) for name, inner in value.items()
+                 if isinstance(inner, (int, float)) and not isinstance(inner, bool)}
+            )
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = float(value)
+    return flat

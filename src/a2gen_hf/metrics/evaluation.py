@@ -1,0 +1,163 @@
+"""
+The one prediction loop: a model's ranking outputs (and, for models that generate, its greedy sequences) over a
+dataloader, and their metrics. ``a2gen evaluate``, ``a2gen train``, ``a2gen compare``, ``a2gen demo`` and
+:class:`~a2gen_hf.training.trainer.A2GenTrainer` (per batch, through :func:`predict_batch`) all predict here.
+
+Works with any model of this package: it calls ``model.predict_actions`` and ``model.generate`` only, and imports
+no model module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .action_metrics import ORACLE_COLUMNS, _as_array, compute_action_metrics, predicted_next_actions
+
+# The collator's label tensors, collected as the references of the metrics.
+LABEL_COLUMNS = ("labels", "label_times", "label_time_mask")
+# The batch tensor that groups examples for GAUC and NDCG@K / Recall@K by default (one group per user).
+DEFAULT_GROUP_COLUMN = "user_ids"
+
+
+@torch.no_grad()
+def predict_batch(model, batch: Mapping[str, torch.Tensor], generate: bool = False) -> dict[str, torch.Tensor]:
+    """
+    The model's predictions for one collated batch (already on the model's device).
+
+    Returns:
+        ``action_probabilities`` and ``expected_times`` `(B, V)` float32 (``predict_actions``); with ``generate``,
+        ``next_actions`` `(B,)`: the first generated action after start for models that generate (then also the
+        greedy ``sequences`` and their ``sequence_times`` `(B, L)`), :func:`predicted_next_actions` for the others.
+    """
+    prediction = model.predict_actions(**batch)
+    outputs = {
+        "action_probabilities": prediction.action_probabilities.float(),
+        "expected_times": prediction.expected_times.float(),
+    }
+    if not generate:
+        return outputs
+    if model.can_generate():
+        generated = model.generate(**batch, return_dict_in_generate=True)
+        outputs.update(next_actions=generated.sequences[:, 1], sequences=generated.sequences,
+                       sequence_times=generated.times)
+    else:
+        chosen = predicted_next_actions(
+            outputs["action_probabilities"].cpu(), outputs["expected_times"].cpu(), model.config.start_action_id
+        )
+        outputs["next_actions"] = torch.from_numpy(np.asarray(chosen, dtype=np.int64)).to(
+            outputs["action_probabilities"].device
+        )
+    return outputs
+
+
+def _padded_rows(array: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(array, ((0, 0), (0, width - array.shape[1])))
+
+
+def _concatenate(name: str, parts: list[np.ndarray]) -> np.ndarray:
+    """Batches -> one array; 2-d parts of different widths (labels, generated sequences) are right-padded with 0."""
+    if parts[0].ndim == 2:
+        width = max(part.shape[1] for part in parts)
+        parts = [_padded_rows(part, width) for part in parts]
+    return np.concatenate(parts)
+
+
+def predict_dataloader(
+    model,
+    dataloader: Iterable[Mapping[str, Any]],
+    generate: bool = False,
+    references: bool = True,
+    group_column: str | None = DEFAULT_GROUP_COLUMN,
+    progress: bool = False,
+    description: str = "predicting",
+) -> dict[str, np.ndarray]:
+    """
+    :func:`predict_batch` over every batch of `dataloader` (the collator's batches), in order, in eval mode (the
+    model's mode is restored after), concatenated into numpy arrays.
+
+    Args:
+        generate: also generate (greedy) the next action and, for models that generate, the sequences.
+        references: also collect the batches' ``labels`` / ``label_times`` / ``label_time_mask`` and, when the
+            batches have it, ``group_ids`` (from ``group_column``, the user by default; None: no groups).
+        progress: show a progress bar (``description`` as its label).
+
+    Returns:
+        the predictions of :func:`predict_batch` and the references, each `(n, ...)`; the 2-d ones padded with 0 to
+        the widest batch.
+
+    Raises:
+        ValueError: the dataloader is empty, or ``references`` is asked for and a batch has no labels.
+    """
+    collected: dict[str, list[np.ndarray]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(dataloader, desc=description, disable=not progress, leave=False):
+            batch = {key: value.to(model.device) for key, value in batch.items() if torch.is_tensor(value)}
+            if references and ("labels" not in batch or "label_times" not in batch):
+                raise ValueError(
+                    "Evaluation needs batches with labels and label_times: build them with A2GenDataCollator from "
+                    "examples that have action_ids / action_seconds."
+                )
+            outputs = predict_batch(model, batch, generate=generate)
+            if references:
+                outputs.update({name: batch[name] for name in LABEL_COLUMNS if name in batch})
+                if group_column is not None and group_column in batch:
+                    outputs["group_ids"] = batch[group_column]
+            for name, values in outputs.items():
+                collected.setdefault(name, []).append(values.detach().cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not collected:
+        raise ValueError("The dataloader is empty: there is nothing to predict.")
+    return {name: _concatenate(name, parts) for name, parts in collected.items()}
+
+
+def evaluate_model(
+    model,
+    dataloader: Iterable[Mapping[str, torch.Tensor]],
+    oracle: Mapping[str, Any] | None = None,
+    group_column: str | None = DEFAULT_GROUP_COLUMN,
+    progress: bool = False,
+    **metric_options: Any,
+) -> dict[str, Any]:
+    """
+    Runs ``predict_actions`` (and, for models that generate, greedy ``generate``) on every batch of `dataloader`
+    (the collator's batches, with labels; :func:`predict_dataloader`) and returns
+    :func:`~a2gen_hf.metrics.compute_action_metrics` of it all.
+
+    The next action is the first generated one for A2Gen, :func:`predicted_next_actions` for the baselines; the
+    backward-time rate is reported for models that generate. GAUC and NDCG@K / Recall@K group the examples by
+    ``group_column`` (the user by default). ``oracle`` (the simulator's ``oracle_action_prob`` /
+    ``oracle_expected_seconds`` columns, e.g. ``dataset.select_columns(list(ORACLE_COLUMNS))[:]``) must list the
+    examples in the dataloader's order (do not shuffle it). ``metric_options`` go to ``compute_action_metrics``
+    (``top_k``, ``calibration_bins``, ``zero_time_tolerance_seconds``).
+    """
+    config = model.config
+    arrays = predict_dataloader(
+        model, dataloader, generate=True, group_column=group_column, progress=progress, description="evaluating"
+    )
+    width = config.max_actions + 1
+    for name in ("sequences", "sequence_times", *LABEL_COLUMNS):
+        if name in arrays and arrays[name].shape[1] < width:
+            arrays[name] = _padded_rows(arrays[name], width)
+    reference_names = (*LABEL_COLUMNS, "group_ids")
+    reference_arrays = {name: arrays.pop(name) for name in reference_names if name in arrays}
+    if oracle is not None:
+        for name in ORACLE_COLUMNS:
+            values = _as_array(oracle[name], name, np.float64, 2)
+            if len(values) != len(reference_arrays["labels"]):
+                raise ValueError(
+                    f"oracle[{name!r}] has {len(values)} rows but the dataloader gave {len(reference_arrays['labels'])} "
+                    "examples; pass the oracle columns of exactly the evaluated examples, in order."
+                )
+            reference_arrays[name] = values
+    return compute_action_metrics(
+        arrays, reference_arrays, config.action_names, config.start_action, config.end_action,
+        config.time_log_mean, config.time_log_std, **metric_options,
+    )

@@ -1,0 +1,78 @@
+"""Plain-text tables of metric results (of :func:`~a2gen_hf.metrics.compute_action_metrics`), for the CLI and the demo."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def _number(value: Any, digits: int) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    """Rows of cells -> text columns; the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+        for row in rows
+    )
+
+
+def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """
+    A plain-text table of AUC, positives and timing MAE (seconds) per action for one or more models (results of
+    :func:`compute_action_metrics` by model name), with the simulator oracle's columns when present.
+    """
+    first = next(iter(results.values()))
+    with_oracle = "oracle_auc" in first
+    header = ["action", "positives"] + [f"AUC {name}" for name in results] + (["AUC oracle"] if with_oracle else [])
+    header += [f"MAE s {name}" for name in results] + (["MAE s oracle"] if with_oracle else [])
+    number = _number
+
+    rows = []
+    for action in first["auc"]:
+        cells = [action, str(first["positives"][action])]
+        cells += [number(metrics["auc"][action], 4) for metrics in results.values()]
+        cells += [number(first["oracle_auc"][action], 4)] if with_oracle else []
+        cells += [number(metrics["mae_seconds"].get(action), 2) for metrics in results.values()]
+        cells += [number(first["oracle_mae_seconds"].get(action), 2)] if with_oracle else []
+        rows.append(cells)
+    blank = [""] * (len(results) + with_oracle)
+    rows.append(
+        ["leave (watch time)", ""] + blank
+        + [number(metrics.get("leave_mae_seconds"), 2) for metrics in results.values()]
+        + ([number(first["oracle_mae_seconds"].get("leave"), 2)] if with_oracle else [])
+    )
+    rows.append(
+        ["mean AUC", ""] + [number(metrics["mean_auc"], 4) for metrics in results.values()]
+        + [""] * with_oracle + blank
+    )
+    return _aligned([header, *rows])
+
+
+# (result key, column title, digits) of the ranking table; NDCG / Recall columns are added per K found.
+RANKING_COLUMNS = (("gauc", "GAUC", 4), ("logloss", "LogLoss", 4), ("calibration", "pred/obs", 3), ("ece", "ECE", 4))
+
+
+def format_ranking_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """
+    A plain-text table of the recommender metrics per action for one or more models (results of
+    :func:`compute_action_metrics` by model name): GAUC, LogLoss, calibration (mean predicted over observed rate),
+    ECE and NDCG@K / Recall@K; a metric that no result has (GAUC without group ids) is left out.
+    """
+    first = next(iter(results.values()))
+    keys = [(key, title, digits) for key, title, digits in RANKING_COLUMNS if key in first]
+    for key in first:
+        for metric, title in (("ndcg_at_", "NDCG@"), ("recall_at_", "Recall@")):
+            if key.startswith(metric) and key[len(metric):].isdigit():
+                keys.append((key, f"{title}{key[len(metric):]}", 4))
+    single = len(results) == 1
+    header = ["action"] + [title if single else f"{title} {name}" for _, title, _ in keys for name in results]
+    rows = [
+        [action] + [_number(metrics.get(key, {}).get(action), digits) for key, _, digits in keys
+                    for metrics in results.values()]
+        for action in first["auc"]
+    ]
+    return _aligned([header, *rows])

@@ -1,0 +1,79 @@
+"""Named training recipes: readable YAML files shipped inside the package.
+
+A recipe is a flat YAML mapping from the option names of ``a2gen train`` / ``a2gen compare`` (their argparse
+``dest``, i.e. the flag without ``--`` and with ``_`` for ``-``: ``dense_lr``, ``count_features``) to values.
+``a2gen train --recipe NAME`` and ``--config FILE`` read one; flags given on the command line override it. Which
+keys a command accepts is checked where the command is built (``cli.py``), so that its error names the file, the key
+and the allowed keys.
+
+- ``paper`` (:file:`paper.yaml`): the paper's model and learning rates; early stopping on validation.
+- ``sparse_logs`` (:file:`sparse_logs.yaml`): options beyond the paper for small, sparse real logs (chosen on the
+  shared Taobao sample's validation split; see ``docs/results.md``).
+
+Usage::
+
+    from a2gen_hf.recipes import load_recipe
+    load_recipe("sparse_logs")["dense_lr"]    # 0.006
+    load_recipe("my_settings.yaml")           # any file of the same form
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RECIPE_NAMES = ("paper", "sparse_logs")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def recipe_path(name: str) -> Path:
+    """The YAML file of a shipped recipe; raises ``ValueError`` naming the shipped recipes."""
+    if name not in RECIPE_NAMES:
+        raise ValueError(f"Unknown recipe {name!r}: the shipped recipes are {list(RECIPE_NAMES)} (or pass a YAML file).")
+    return Path(str(resources.files(__package__).joinpath(f"{name}.yaml")))
+
+
+def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """
+    A recipe as a dict: a shipped one by name (:data:`RECIPE_NAMES`) or a YAML file by path.
+
+    Raises:
+        FileNotFoundError: neither a shipped recipe nor an existing file (the message lists the shipped ones).
+        ValueError: the file is not valid YAML (file, line and column), is not a flat mapping with string keys, or a
+            value is a list or mapping (file and key named).
+    """
+    if name_or_path in RECIPE_NAMES:
+        path = recipe_path(name_or_path)
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Recipe {name_or_path!r} is neither a shipped recipe {list(RECIPE_NAMES)} nor an existing YAML file."
+            )
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', None) or error}).") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"{path}: a recipe is a mapping of option names to values (e.g. `dense_lr: 0.001`), not a "
+            f"{type(content).__name__}."
+        )
+    recipe: dict[str, Any] = {}
+    for key, value in content.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{path}: key {key!r} is not a name; keys are option names such as `dense_lr`.")
+        if not isinstance(value, _SCALARS):
+            raise ValueError(
+                f"{path}: {key} is a {type(value).__name__}; recipe values are single numbers, strings or booleans "
+                "(lists as comma-separated strings, e.g. `models: a2gen-iag,mmoe`)."
+            )
+        recipe[key] = value
+    return recipe

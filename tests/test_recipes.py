@@ -1,0 +1,66 @@
+"""The shipped recipes: readable YAML whose keys are options of `a2gen train` and `a2gen compare`."""
+
+import argparse
+
+import pytest
+
+from a2gen_hf.cli import build_parser
+from a2gen_hf.recipes import RECIPE_NAMES, load_recipe, recipe_path
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    subparsers = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    return subparsers.choices[name]
+
+
+def as_flags(recipe: dict) -> list[str]:
+    """The recipe written as the command-line flags it stands for."""
+    flags = []
+    for key, value in recipe.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not False and value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+@pytest.mark.parametrize("name", RECIPE_NAMES)
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_shipped_recipes_are_valid_options_of_train_and_compare(name, command):
+    recipe = load_recipe(name)
+    parser = command_parser(command)
+    destinations = {action.dest for action in parser._actions}
+    assert recipe and set(recipe) <= destinations, set(recipe) - destinations
+    args = parser.parse_args(["--data", "d", "--output", "o", *as_flags(recipe)])
+    for key, value in recipe.items():
+        assert getattr(args, key) == value, key
+    assert recipe_path(name).read_text().lstrip().startswith("#")  # readable: it says what it is
+
+
+def test_paper_recipe_is_the_paper_and_sparse_recipe_has_no_fixed_epoch_count():
+    paper, sparse = load_recipe("paper"), load_recipe("sparse_logs")
+    assert (paper["dense_lr"], paper["embedding_lr"], paper["lr_schedule"]) == (5e-4, 1e-4, "constant")
+    assert not any(paper.get(key) for key in ("count_features", "popularity_features", "occurrence_head", "id_free"))
+    assert paper["history_pooling"] == "sum"
+    # Sparse logs of any size: the epochs are a maximum, early stopping and the plateau schedule follow validation.
+    assert sparse["patience"] >= 1 and sparse["lr_schedule"] == "plateau" and sparse["select_by"] == "mean_auc"
+
+
+def test_load_recipe_from_a_file_and_its_errors(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("# my settings\ndense_lr: 1.0e-3\nmodels: a2gen-iag,mmoe\ncount_features: true\n")
+    assert load_recipe(str(path)) == {"dense_lr": 1e-3, "models": "a2gen-iag,mmoe", "count_features": True}
+    (tmp_path / "empty.yaml").write_text("# nothing\n")
+    assert load_recipe(str(tmp_path / "empty.yaml")) == {}
+    with pytest.raises(FileNotFoundError, match=r"neither a shipped recipe \['paper', 'sparse_logs'\]"):
+        load_recipe("sparse")
+    (tmp_path / "list.yaml").write_text("- dense_lr\n")
+    with pytest.raises(ValueError, match=r"list.yaml: a recipe is a mapping .* not a list"):
+        load_recipe(str(tmp_path / "list.yaml"))
+    (tmp_path / "nested.yaml").write_text("dense_lr: [1, 2]\n")
+    with pytest.raises(ValueError, match=r"nested.yaml: dense_lr is a list; recipe values are single"):
+        load_recipe(str(tmp_path / "nested.yaml"))
+    (tmp_path / "broken.yaml").write_text("dense_lr: 1\n  bad: : x\n")
+    with pytest.raises(ValueError, match=r"broken.yaml, line 2, column \d+: not valid YAML"):
+        load_recipe(str(tmp_path / "broken.yaml"))
