@@ -325,8 +325,9 @@ def test_simulated_data_saves_its_side_feature_fields(simulated_data_dir):
 
 PIPELINE_SCRIPT = """
 sys.path.insert(0, os.environ["A2GEN_SOURCE"])  # the client runs with -I: this checkout's package, not another one
-import a2gen_hf  # registers the task; with trust_remote_code=True the model's classes come from the checkpoint
 from transformers import pipeline
+
+import a2gen_hf  # registers the task (transformers imported first, as the docs do)
 repo_id, request = sys.argv[2], json.loads(sys.argv[3])
 for remote in (False, True):
     pipe = pipeline("action-generation", model=repo_id, trust_remote_code=remote)

@@ -417,7 +417,7 @@ class ContextAwareAttention(nn.Module):
         # The loop kernel pays off without autograd (ranking, predict_actions, generate: 1.5-2.3x measured); with
         # gradients its backward costs as much as the batched products' (training keeps those).
         needs_grad = torch.is_grad_enabled() and (sequence.requires_grad or self.sequence_projection.weight.requires_grad)
-        if cache is None and length <= self.SHORT_SEQUENCE_LIMIT and not needs_grad:
+        if cache is None and 0 < length <= self.SHORT_SEQUENCE_LIMIT and batch > 0 and not needs_grad:
             output, probabilities = self._short_attention(
                 sequence, projected_context, context_queries, gate, sequence_mask, causal
             )
