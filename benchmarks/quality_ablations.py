@@ -167,11 +167,11 @@ def load_runs(output: Path) -> dict[str, list[dict[str, np.ndarray]]]:
     return {label: [seeds[seed] for seed in sorted(seeds)] for label, seeds in runs.items()}
 
 
-def table(data, tokenizer, output: Path, reference: str, resamples: int) -> dict:
+def table(data, tokenizer, output: Path, references: list[str], resamples: int) -> dict:
     from sklearn.metrics import roc_auc_score
 
     runs = load_runs(output)
-    report = {"reference": reference, "variants": {}}
+    report = {"reference": references[0], "references": references, "variants": {}}
     targets = {split: split_targets(data, tokenizer, split) for split in ("validation", "test")}
     for label, seeds in runs.items():
         entry = {"seeds": len(seeds)}
@@ -181,28 +181,31 @@ def table(data, tokenizer, output: Path, reference: str, resamples: int) -> dict
             entry[split] = {action: mean_std([auc[action] for auc in per_seed]) for action in ranked}
             entry[split]["mean"] = mean_std([float(np.mean(list(auc.values()))) for auc in per_seed])
         occurs, ranked = targets["test"]
-        if label != reference and reference in runs:
+        for reference in references:
+            if label == reference or reference not in runs:
+                continue
             a = np.mean([seed["test"] for seed in seeds], axis=0)
             b = np.mean([seed["test"] for seed in runs[reference]], axis=0)
-            entry["bootstrap_vs_reference"] = {}
+            rows = entry.setdefault("bootstrap", {}).setdefault(reference, {})
             for action, i in ranked.items():
                 result = paired_bootstrap_auc_difference(occurs[:, i], a[:, i], b[:, i], num_resamples=resamples)
                 result["verdict"] = significance_label(result["low"], result["high"])
-                entry["bootstrap_vs_reference"][action] = result
+                rows[action] = result
         report["variants"][label] = entry
     return report
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, reference: str | None = None) -> str:
+    reference = reference or report["reference"]
     actions = [key for key in next(iter(report["variants"].values()))["test"] if key != "mean"]
     lines = [
         "| variant | seeds | validation mean AUC | test mean AUC | " + " | ".join(f"test {a}" for a in actions)
-        + " | " + " | ".join(f"{a}: minus {report['reference']}" for a in actions) + " |",
+        + " | " + " | ".join(f"{a}: minus {reference}" for a in actions) + " |",
         "| --- " * (4 + 2 * len(actions)) + "|",
     ]
     for label, entry in report["variants"].items():
         cell = lambda value: f"{value[0]:.4f}" + ("" if np.isnan(value[1]) else f" ± {value[1]:.4f}")  # noqa: E731
-        boot = entry.get("bootstrap_vs_reference", {})
+        boot = entry.get("bootstrap", {}).get(reference, {})
         lines.append(
             f"| {label} | {entry['seeds']} | {cell(entry['validation']['mean'])} | {cell(entry['test']['mean'])} | "
             + " | ".join(cell(entry["test"][a]) for a in actions) + " | "
@@ -223,7 +226,7 @@ def main() -> None:
     parser.add_argument("--variants", default="paper-b")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--baselines", default="", help="comma-separated simple baselines to add (e.g. logreg)")
-    parser.add_argument("--reference", default="paper-b")
+    parser.add_argument("--reference", default="paper-b", help="comma-separated: the variants to pair with")
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
     print(f"load {os.getloadavg()}, torch threads {torch.get_num_threads()}, "
@@ -237,9 +240,9 @@ def main() -> None:
             for seed in map(int, args.seeds.split(",")):
                 run_variant(name, VARIANTS[name], seed, data, tokenizer, output)
     else:
-        report = table(data, tokenizer, output, args.reference, args.resamples)
+        report = table(data, tokenizer, output, args.reference.split(","), args.resamples)
         (output / "ablations.json").write_text(json.dumps(report, indent=2, default=float))
-        text = markdown(report)
+        text = "\n".join(markdown(report, reference) for reference in report["references"])
         (output / "ablations.md").write_text(text)
         print(text)
 

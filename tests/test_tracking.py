@@ -51,7 +51,7 @@ class RecordingTracker(GeneralTracker):
 def test_learning_rate_factor_is_transformers_schedule(schedule):
     total, warmup = 12, 3
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
-    name = "constant_with_warmup" if schedule == "constant" else schedule
+    name = "constant_with_warmup" if schedule in ("constant", "plateau") else schedule  # plateau scales on evaluations
     scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
     for step in range(total):
         assert learning_rate_factor(schedule, step, total, warmup) == pytest.approx(optimizer.param_groups[0]["lr"] / 2)
@@ -59,7 +59,7 @@ def test_learning_rate_factor_is_transformers_schedule(schedule):
         scheduler.step()
     # Without warmup: 1 at the start, then the documented decay.
     assert learning_rate_factor(schedule, 0, total) == 1.0
-    expected = {"constant": 1.0, "linear": 0.5, "cosine": 0.5}[schedule]
+    expected = {"constant": 1.0, "plateau": 1.0, "linear": 0.5, "cosine": 0.5}[schedule]
     assert learning_rate_factor(schedule, 6, total) == pytest.approx(expected)
 
 
