@@ -1,4 +1,5 @@
-"""Serving-speed figures for A2Gen: ranking latency (naive vs cached), training throughput, EAG generate latency.
+"""Serving-speed figures for A2Gen: ranking latency (naive vs cached vs a plain re-implementation of the same
+algebra), training throughput, EAG generate latency.
 
 Every row reports its median / p90 latency, FLOP/s as a share of this machine's measured fp32 matmul peak and the
 peak memory, in one table printed at the end and written as Markdown + JSON to ``--output``. These are figures,
@@ -6,6 +7,11 @@ not timed tests; see benchmarks/README.md and docs/serving.md.
 
     python benchmarks/bench_serving.py --output bench_out            # the full table (a few minutes on 2 cores)
     python benchmarks/bench_serving.py --quick --output bench_out    # C = 100 / 1,000 only, fewer repeats
+    python benchmarks/bench_serving.py --quick --no-training --output bench_out   # ranking rows only
+
+"plain" rows time a compact re-implementation of the same algebra in plain PyTorch (what a throwaway prototype
+would write, ``plain_scores`` below), in the same process and on the same model, so that the ranker's overhead is a
+ratio measured under the same load.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
-from a2gen_hf.serving import A2GenRanker  # noqa: E402
+from a2gen_hf.modeling_a2gen import action_predictions_from_slots  # noqa: E402
+from a2gen_hf.ranking import A2GenRanker  # noqa: E402
 
 HISTORY_ITEMS, EVENTS_PER_ITEM = 100, 6
 
@@ -53,6 +60,8 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="rank with a model that has the propensity, count and popularity features and the occurrence head",
     )
+    parser.add_argument("--no-training", action="store_true", help="skip the training rows")
+    parser.add_argument("--generators", default="iag,eag", help="comma-separated: iag, eag")
     parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
     return parser.parse_args()
 
@@ -173,6 +182,58 @@ class Table:
         return "\n".join(lines)
 
 
+def plain_scores(model: A2GenForActionGeneration, state, item_ids: torch.Tensor) -> torch.Tensor:
+    """
+    P(action happens) `(C, V)` for an IAG model without side features, written out in plain PyTorch from the
+    model's weights: CAM_item pooled with E = exp(A - rowmax A) (state from encode_user), the IAG generator with
+    CAM_gen over the slots as broadcast multiply-sums. The bar the ranker is held to, in the same process.
+    """
+    encoder, generator = model.a2gen, model.generator
+    item_attention, slot_attention = encoder.encoder.item_attention, generator.generation_attention
+    heads, size = item_attention.num_heads, item_attention.head_size
+
+    def gate_of(attention, context, projected):
+        gate_input = context if attention.gate_input == "context" else projected
+        return torch.softmax(attention.head_gate(gate_input), dim=-1)
+
+    items = encoder.features.item_embeddings(item_ids)  # (C, Fi)
+    candidates, count = items.shape[0], state.keys.shape[1]
+    projected = item_attention.context_projection(items)
+    context_queries = item_attention.query_from_context(projected).view(candidates, heads, size)
+    scores = state.keys @ (context_queries.permute(1, 2, 0) / size**0.5)  # (H, n, C)
+    weights = torch.exp(scores - scores.amax(dim=1, keepdim=True))
+    normalisers = state.score_exponentials @ weights
+    column_weights = weights * (state.score_exponentials.transpose(1, 2) @ normalisers.reciprocal())
+    pooled = (state.values.transpose(1, 2) @ column_weights).permute(2, 0, 1)  # (C, H, dh)
+    gate = gate_of(item_attention, items, projected)
+    history = (pooled * gate[..., None]).reshape(candidates, -1) @ item_attention.head_output_weight.reshape(
+        heads * size, -1
+    ) + count * (gate @ item_attention.head_output_bias + projected)
+    context = torch.cat([state.user_features.expand(candidates, -1), history, items], dim=-1)
+
+    slots = torch.relu(generator.slot_projection(context)).view(candidates, generator.num_slots, -1)
+    aux_logits, aux_times = generator.aux_heads(slots)
+    sequence = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
+    length = sequence.shape[1]
+    projected_slots = slot_attention.sequence_projection(sequence)
+    projected_context = slot_attention.context_projection(context)
+    queries = slot_attention.query_from_sequence(projected_slots) + slot_attention.query_from_context(
+        projected_context
+    ).unsqueeze(1)
+    queries = queries.view(candidates, length, 1, heads, size) / size**0.5
+    keys = slot_attention.key(projected_slots).view(candidates, 1, length, heads, size)
+    values = slot_attention.value(projected_slots).view(candidates, 1, length, heads, size)
+    probabilities = torch.softmax((queries * keys).sum(-1), dim=2)
+    states = (probabilities.unsqueeze(-1) * values).sum(2)  # (C, L, H, dh)
+    gate = gate_of(slot_attention, context, projected_context)
+    gated = (states * gate[:, None, :, None]).reshape(candidates, length, heads * size)
+    output = gated @ slot_attention.head_output_weight.reshape(heads * size, -1) + (
+        gate @ slot_attention.head_output_bias + projected_context
+    ).unsqueeze(1)
+    logits, times = generator.heads(output)
+    return action_predictions_from_slots(model.config, torch.softmax(logits, dim=-1), times).action_probabilities
+
+
 SPARSE_LOG_OPTIONS = dict(
     history_propensity_features=True, history_count_features=True, target_popularity_features=True, occurrence_head=True
 )
@@ -228,6 +289,29 @@ def ranking_rows(table: Table, args: argparse.Namespace, device: torch.device, g
             "candidates",
         )
         cached_row["note"] = f"{naive_row['median_ms'] / cached_row['median_ms']:.1f}x faster than naive"
+        if generator_type == "iag" and not args.sparse_log_options and count == 1000:
+            with torch.no_grad():
+                error = (plain_scores(model, state, items) - ranker.score_candidates(state, items).action_probabilities)
+            timed = {"ranker": [], "plain": []}
+            calls = {
+                "ranker": cached,
+                "plain": lambda items=items: plain_scores(model, ranker.encode_user(**user), items),
+            }
+            with torch.no_grad():
+                for _ in range(args.repeats):  # interleaved, so that both see the same load
+                    for name, call in calls.items():
+                        timed[name].extend(time_calls(call, 1, device))
+            reset_peak_memory(device)
+            plain_row = table.add(
+                f"{generator_type} rank C={count:,} plain re-implementation (encode_user + plain_scores)",
+                timed["plain"], count_flops(calls["plain"]), count, "candidates",
+                f"max abs prob. difference to the ranker {error.abs().max().item():.1e}",
+            )
+            interleaved = statistics.median(timed["ranker"])
+            plain_row["note"] += (
+                f"; interleaved medians: ranker {1e3 * interleaved:.2f} ms, plain {plain_row['median_ms']:.2f} ms, "
+                f"plain / ranker = {plain_row['median_ms'] / 1e3 / interleaved:.2f}"
+            )
     items = torch.randint(1, config.item_buckets, (1000,), device=device)
     reference = ranker.score_candidates(state, items).action_probabilities
     bf16_ranker = A2GenRanker(model, chunk_size=args.chunk_size, dtype=torch.bfloat16)
@@ -314,6 +398,7 @@ def main() -> None:
     with open("/proc/loadavg") as handle:
         load = handle.read().split()[:3]
     settings = {
+        "command": " ".join(["python", *sys.argv]),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "intra_op_threads": torch.get_num_threads(),
@@ -328,9 +413,10 @@ def main() -> None:
     settings["bf16_matmul_peak_gflops"] = matmul_peak(device, torch.bfloat16) / 1e9
     print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, bf16 {settings['bf16_matmul_peak_gflops']:.1f}", flush=True)
     table = Table(peak, device)
-    for generator_type in ("iag", "eag"):
+    for generator_type in args.generators.split(","):
         ranking_rows(table, args, device, generator_type)
-    training_rows(table, args, device)
+    if not args.no_training:
+        training_rows(table, args, device)
     with open("/proc/loadavg") as handle:
         settings["load_average_after"] = handle.read().split()[:3]
     markdown = table.markdown()

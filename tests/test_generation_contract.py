@@ -181,7 +181,8 @@ def test_output_attentions_and_hidden_states(generator, options, use_cache):
 
 def test_outputs_and_generate_from_context_agree_with_generate():
     model, inputs = tiny_model("eag")
-    context = model.a2gen(**inputs).generation_context
+    with torch.no_grad():  # as generate() encodes (CAM picks its kernel by whether gradients are needed)
+        context = model.a2gen(**inputs).generation_context
     for options in ({}, {"num_beams": 3, "num_return_sequences": 2, "output_scores": True}):
         expected = model.generate(**inputs, return_dict_in_generate=True, **options)
         actual = model.generate_from_context(context, return_dict_in_generate=True, **options)

@@ -1,6 +1,8 @@
 """The "action-generation" pipeline: registration, the same tensors as the collator, loading by path, clear errors."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,10 +90,16 @@ def test_outputs_equal_the_model_on_collated_rows(generator):
             assert result["expected_seconds"][name] == pytest.approx(
                 expected.expected_seconds[row, action_id].item(), rel=1e-5, abs=1e-6
             )
-        assert result["timeline"] == tokenizer.decode_timeline(generated.sequences[row], generated.times[row])
+        assert_same_timeline(result["timeline"], tokenizer.decode_timeline(generated.sequences[row], generated.times[row]))
         assert result["timeline"][0] == ("start", 0.0)
     # Two different candidates (ids and side features) get different scores.
     assert results[0]["action_probabilities"] != results[1]["action_probabilities"]
+
+
+def assert_same_timeline(timeline, expected):
+    """Same actions; the same seconds up to float rounding (the ranker sums in another order than the batch)."""
+    assert [action for action, _ in timeline] == [action for action, _ in expected]
+    assert [seconds for _, seconds in timeline] == pytest.approx([seconds for _, seconds in expected], rel=1e-5)
 
 
 def test_history_times_reach_the_model():
@@ -205,8 +213,16 @@ def test_configuration_errors():
         pipeline("action-generation", model=tiny_model(num_item_side_features=0))(REQUEST)
     with pytest.raises(ValueError, match="batch_size=2 is not supported"):
         make_pipe(model)([REQUEST, REQUEST], batch_size=2)
-    with pytest.raises(TypeError, match=r"unknown parameters \['top_k'\]"):
+    with pytest.raises(TypeError, match=r"unknown parameters \['top_n'\]"):
+        make_pipe(model)(REQUEST, top_n=3)
+    with pytest.raises(ValueError, match="top_k=3 needs rank_by"):
         make_pipe(model)(REQUEST, top_k=3)
+    with pytest.raises(ValueError, match=r"top_k must be a positive int .* got 0"):
+        make_pipe(model)(REQUEST, rank_by="like", top_k=0)
+    with pytest.raises(ValueError, match=r"rank_by names unknown action\(s\) \['dislike'\]"):
+        make_pipe(model)(REQUEST, rank_by="dislike")
+    with pytest.raises(ValueError, match="rank_by weight of 'like' must be a finite number"):
+        make_pipe(model)(REQUEST, rank_by={"like": float("nan")})
     other = A2GenActionTokenizer.from_config(model.config)
     other.time_log_mean = 0.0
     with pytest.raises(ValueError, match="time_log_mean"):
@@ -225,3 +241,131 @@ def test_missing_none_and_empty_side_features_are_unknown():
     assert score({"category": "topic_1", "opening_topic": ""}) == omitted
     assert score({"category": "topic_1", "opening_topic": None}) == omitted
     assert score({"category": "topic_1", "opening_topic": "topic_2"}) != omitted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ranking: one user, C candidates through the ranker; rank_by, top_k, generation options; a model id alone
+
+CANDIDATES = ["v42", "v43", "v44", {"item": "v45", "side_features": {"category": "topic_2"}}, "v46", "v47"]
+
+
+def test_ranks_by_an_action_or_a_weighted_score_and_cuts_to_top_k():
+    pipe = make_pipe(tiny_model())
+    request = {**REQUEST, "candidates": CANDIDATES}
+    unranked = pipe(request)
+    assert [result["item"] for result in unranked] == ["v42", "v43", "v44", "v45", "v46", "v47"]
+    like = {result["item"]: result["action_probabilities"]["like"] for result in unranked}
+    best = sorted(like, key=like.get, reverse=True)
+    ranked = pipe(request, rank_by="like", top_k=3)
+    assert [result["item"] for result in ranked] == best[:3]
+    assert [result["score"] for result in ranked] == pytest.approx([like[item] for item in best[:3]])
+    assert ranked[0]["timeline"][0] == ("start", 0.0)
+    weights = {"like": 1.0, "leave": -2.0, "follow": 3.0}
+    weighted = pipe(request, rank_by=weights)
+    expected = {
+        result["item"]: sum(weight * result["action_probabilities"][name] for name, weight in weights.items())
+        for result in unranked
+    }
+    assert [result["item"] for result in weighted] == sorted(expected, key=expected.get, reverse=True)
+    assert [result["score"] for result in weighted] == pytest.approx(sorted(expected.values(), reverse=True))
+
+
+def test_scores_candidates_through_the_ranker_with_one_encoding_of_the_history(monkeypatch):
+    from a2gen_hf.ranking import A2GenRanker
+
+    model = tiny_model()
+    pipe = make_pipe(model)
+    expected = pipe({**REQUEST, "candidates": CANDIDATES})
+    encodings = []
+    encode = A2GenRanker.encode_user
+    monkeypatch.setattr(A2GenRanker, "encode_user", lambda self, **inputs: encodings.append(inputs) or encode(self, **inputs))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pipeline must not run the full model on a repeated history")
+
+    monkeypatch.setattr(model, "predict_actions", refuse)
+    monkeypatch.setattr(model, "forward", refuse)
+    assert pipe({**REQUEST, "candidates": CANDIDATES}) == expected
+    assert len(encodings) == 1 and encodings[0]["history_item_ids"].shape[0] == 1
+
+
+def test_generation_options_reach_generate():
+    pipe = make_pipe(tiny_model())
+    torch.manual_seed(0)
+    sampled = pipe(REQUEST, do_sample=True, num_return_sequences=3, max_new_tokens=2)
+    for result in sampled:
+        assert len(result["timelines"]) == 3 and result["timeline"] == result["timelines"][0]
+        assert all(len(timeline) <= 3 and timeline[0] == ("start", 0.0) for timeline in result["timelines"])
+    beams = pipe(REQUEST, num_beams=2, generate_kwargs={"length_penalty": 0.5})
+    assert all("timelines" not in result for result in beams)
+    scores_only = pipe(REQUEST, timelines=False)
+    assert all("timeline" not in result for result in scores_only)
+    assert [r["action_probabilities"] for r in scores_only] == [r["action_probabilities"] for r in pipe(REQUEST)]
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        pipe(REQUEST, max_new_tokens=99)
+
+
+def test_side_feature_fields_come_from_the_saved_tokenizer(tmp_path):
+    model = tiny_model()
+    tokenizer = A2GenActionTokenizer.from_config(model.config, side_feature_fields=FIELDS)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = pipeline("action-generation", model=str(tmp_path))
+    assert loaded.tokenizer.side_feature_fields == FIELDS
+    assert loaded(REQUEST) == make_pipe(model, tokenizer=tokenizer)(REQUEST)
+    wrong = A2GenActionTokenizer.from_config(model.config, side_feature_fields=["category"])
+    with pytest.raises(ValueError, match=r"names 1 side-feature fields \['category'\], but the model reads 2"):
+        pipeline("action-generation", model=model, tokenizer=wrong)
+
+
+def test_simulated_data_saves_its_side_feature_fields(simulated_data_dir):
+    tokenizer = A2GenActionTokenizer.from_pretrained(simulated_data_dir / "tokenizer")
+    assert tokenizer.side_feature_fields == ["category", "opening_topic"]
+
+
+PIPELINE_SCRIPT = """
+sys.path.insert(0, os.environ["A2GEN_SOURCE"])  # the client runs with -I: this checkout's package, not another one
+from transformers import pipeline
+
+import a2gen_hf  # registers the task (transformers imported first, as the docs do)
+repo_id, request = sys.argv[2], json.loads(sys.argv[3])
+for remote in (False, True):
+    pipe = pipeline("action-generation", model=repo_id, trust_remote_code=remote)
+    results = pipe(request, rank_by="like", top_k=2)
+    print("RESULTS", json.dumps({"remote": remote, "model_module": type(pipe.model).__module__,
+                                 "package": os.path.dirname(os.path.dirname(a2gen_hf.__file__)),
+                                 "fields": pipe.tokenizer.side_feature_fields, "results": results}))
+"""
+
+
+def test_pipeline_from_a_hub_model_id_alone_with_and_without_remote_code(tmp_path, monkeypatch):
+    """A pushed checkpoint ranks from its id: the tokenizer and the side-feature field names come from the repo."""
+    from hub_server import HubServer
+    from huggingface_hub import constants
+    from test_hub import run_client
+
+    from a2gen_hf.hub import push_checkpoint
+
+    model = tiny_model()
+    tokenizer = A2GenActionTokenizer.from_config(model.config, side_feature_fields=FIELDS)
+    request = {**REQUEST, "candidates": CANDIDATES}
+    expected = json.loads(json.dumps(pipeline("action-generation", model=model, tokenizer=tokenizer)(
+        request, rank_by="like", top_k=2)))
+    with HubServer(tmp_path / "hub") as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        repo_id = push_checkpoint(model, "a2gen-pipeline", tokenizer=tokenizer, token=hub.token).repo_url.repo_id
+        source = str(Path(a2gen_hf.__file__).parents[1])
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"), "A2GEN_SOURCE": source}
+        result = run_client(PIPELINE_SCRIPT, tmp_path, repo_id, json.dumps(request), env=env)
+    runs = [json.loads(line[len("RESULTS "):]) for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert all(run["package"] == source for run in runs)
+    assert [run["remote"] for run in runs] == [False, True]
+    # The task is the installed package's: with trust_remote_code=True too, its registered classes load the model.
+    assert all(run["model_module"] == "a2gen_hf.modeling_a2gen" for run in runs)
+    for run in runs:
+        assert run["fields"] == FIELDS
+        assert [r["item"] for r in run["results"]] == [r["item"] for r in expected]
+        for got, want in zip(run["results"], expected):
+            assert got["score"] == pytest.approx(want["score"], abs=1e-6)
+            assert got["action_probabilities"] == pytest.approx(want["action_probabilities"], abs=1e-6)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from test_modeling import make_batch, pad_history, tiny_config
 
-from a2gen_hf import A2GenForActionGeneration
-from a2gen_hf.serving import USER_INPUT_NAMES, A2GenRanker, A2GenRankingProgram, UserState
+from a2gen_hf import A2GenForActionGeneration, ContextAwareAttention
+from a2gen_hf.ranking import USER_INPUT_NAMES, A2GenRanker, UserState
 
 TIME_TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
@@ -65,9 +65,9 @@ def test_mean_pooling_and_sharp_attention_fallback(pooling, monkeypatch):
     user, (item_ids, item_side_ids) = one_user(config), candidates(config, 20)
     ranker = A2GenRanker(model)
     exact_calls = []
-    exact = A2GenRankingProgram._exact_pooled_heads
+    exact = ContextAwareAttention._exact_pooled_heads
     monkeypatch.setattr(
-        A2GenRankingProgram, "_exact_pooled_heads", staticmethod(lambda *args: exact_calls.append(1) or exact(*args))
+        ContextAwareAttention, "_exact_pooled_heads", staticmethod(lambda *args: exact_calls.append(1) or exact(*args))
     )
     assert_same_prediction(
         ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids),
@@ -195,7 +195,7 @@ def test_malformed_inputs_give_clear_errors():
     with pytest.raises(TypeError, match="UserState"):
         ranker.score_candidates(user, item_ids, item_side_ids)
     with pytest.raises(ValueError, match="chunk_size"):
-        A2GenRanker(model, compile=True)
+        A2GenRanker(model, compile=True, chunk_size=None)
     with pytest.raises(ValueError, match="bfloat16"):
         A2GenRanker(model, dtype=torch.float16)
     assert isinstance(state, UserState)
@@ -248,3 +248,99 @@ def test_exported_program_with_an_occurrence_head_equals_eager():
     eager = ranker.score_candidates(state, item_ids, item_side_ids)
     torch.testing.assert_close(exported[0], eager.action_probabilities, rtol=0, atol=1e-6)
     assert_same_prediction(eager, naive_prediction(model, one_user(config), item_ids, item_side_ids))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checked inputs: types, shapes and id ranges name the argument; long histories are cut as the collator cuts them
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (dict(user_ids=[3]), TypeError, r"user_ids must be a torch.Tensor .* got list"),
+        (dict(history_item_ids="1 2 3"), TypeError, r"history_item_ids must be a torch.Tensor .* got str"),
+        (dict(user_ids=torch.tensor([3.0])), TypeError, r"user_ids must be an integer tensor of hashed ids, got dtype torch.float32"),
+        (dict(history_item_ids=torch.ones(1, 5, dtype=torch.bool)), TypeError, r"history_item_ids must be an integer"),
+        (dict(user_ids=torch.tensor([10_000])), ValueError, r"user_ids must lie in \[0, user_buckets=50\), got values from 10000"),
+        (dict(history_item_ids=torch.tensor([[1, 2, 3, 4, -1]])), ValueError, r"history_item_ids must lie in \[0, item_buckets=200\)"),
+        (dict(history_action_ids=torch.full((1, 5, 3), 99)), ValueError, r"history_action_ids must lie in \[0, vocab_size=7\)"),
+        (dict(history_item_side_ids=torch.full((1, 5, 2), 30)), ValueError, r"history_item_side_ids must lie in \[0, side_feature_buckets=30\)"),
+        (dict(user_side_ids=torch.full((1, 2, 3), 200)), ValueError, r"user_side_ids must lie in \[0, item_buckets=200\)"),
+        (dict(history_action_ids=torch.ones(1, 4, 3, dtype=torch.long)), ValueError, r"history_action_ids must have shape \(1, N, E\) = \(1, 5, E\), got \(1, 4, 3\)"),
+        (dict(history_action_times=torch.zeros(1, 5, 2)), ValueError, r"history_action_times must have shape \(1, 5, 3\), got \(1, 5, 2\)"),
+        (dict(history_action_times=torch.zeros(1, 5, 3, dtype=torch.long)), TypeError, r"history_action_times must be a float tensor"),
+        (dict(history_action_times=torch.full((1, 5, 3), float("nan"))), ValueError, r"history_action_times holds NaN"),
+        (dict(history_mask=torch.ones(1, 5)), TypeError, r"history_mask must be an integer or bool tensor"),
+        (dict(history_item_side_ids=torch.ones(1, 5, 3, dtype=torch.long)), ValueError, r"history_item_side_ids must have shape \(1, 5, 2\)"),
+        (dict(user_side_ids=torch.ones(1, 3, 3, dtype=torch.long)), ValueError, r"user_side_ids of shape \(1, 2, L\), got \(1, 3, 3\)"),
+    ],
+)
+def test_encode_user_checks_its_inputs(change, error, message):
+    model, config = build("iag")
+    with pytest.raises(error, match=message):
+        A2GenRanker(model).encode_user(**{**one_user(config), **change})
+
+
+def test_score_candidates_checks_its_inputs():
+    model, config = build("iag")
+    ranker = A2GenRanker(model)
+    state = ranker.encode_user(**one_user(config))
+    item_ids, item_side_ids = candidates(config, 3)
+    for ids, error, message in (
+        ([1, 2, 3], TypeError, r"item_ids must be a 1-D integer tensor .* got list"),
+        (item_ids.float(), TypeError, r"item_ids must be an integer tensor of hashed ids, got dtype torch.float32"),
+        (item_ids.bool(), TypeError, r"item_ids must be an integer tensor"),
+        (-item_ids, ValueError, r"item_ids must lie in \[0, item_buckets=200\)"),
+    ):
+        with pytest.raises(error, match=message):
+            ranker.score_candidates(state, ids, item_side_ids)
+    with pytest.raises(ValueError, match=r"item_side_ids must lie in \[0, side_feature_buckets=30\)"):
+        ranker.score_candidates(state, item_ids, item_side_ids + 30)
+    with pytest.raises(TypeError, match=r"item_side_ids must be an integer tensor \(C, F\), got list"):
+        ranker.score_candidates(state, item_ids, item_side_ids.tolist())
+    with pytest.raises(TypeError, match="chunk_size must be an int"):
+        A2GenRanker(model, chunk_size=2.5)
+
+
+def test_long_histories_are_cut_to_the_most_recent_items_and_first_events():
+    model, config = build("iag")  # max_history_items=6, max_events_per_item=4
+    long_user = one_user(config, seed=2)
+    batch = make_batch(config, batch_size=1, items=40, events=9, seed=4)
+    long_user.update({name: batch[name] for name in ("history_item_ids", "history_item_side_ids",
+                                                       "history_action_ids", "history_action_times")})
+    cut = {
+        **long_user,
+        **{name: long_user[name][:, -config.max_history_items :] for name in ("history_item_ids", "history_item_side_ids")},
+        **{name: long_user[name][:, -config.max_history_items :, : config.max_events_per_item]
+           for name in ("history_action_ids", "history_action_times")},
+    }
+    ranker = A2GenRanker(model)
+    item_ids, item_side_ids = candidates(config, 5)
+    state = ranker.encode_user(**long_user)
+    assert state.num_history_items == config.max_history_items
+    assert_same_prediction(ranker.score_candidates(state, item_ids, item_side_ids),
+                           naive_prediction(model, cut, item_ids, item_side_ids))
+
+
+def test_the_serving_module_still_exports_the_ranker():
+    import a2gen_hf
+    import a2gen_hf.ranking
+    import a2gen_hf.serving
+
+    assert a2gen_hf.serving.A2GenRanker is a2gen_hf.ranking.A2GenRanker is a2gen_hf.A2GenRanker
+    assert a2gen_hf.serving.UserState is UserState
+
+
+def test_ranking_calls_no_private_method_of_the_model():
+    """ranking.py composes the model's public parts: no `model._x`, `.a2gen._x`, `attention._x` reach-ins."""
+    import ast
+    import inspect
+
+    import a2gen_hf.ranking
+
+    tree = ast.parse(inspect.getsource(a2gen_hf.ranking))
+    private = sorted(
+        {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+         and not node.attr.startswith("__") and not (isinstance(node.value, ast.Name) and node.value.id == "self")}
+    )
+    assert private == [], private

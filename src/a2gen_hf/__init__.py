@@ -44,6 +44,8 @@ _NAMES = {
     "ActionGenerationPipeline": "pipelines",
     "ActionRequestError": "pipelines",
     "generate_timelines": "pipelines",
+    "A2GenRanker": "ranking",
+    "UserState": "ranking",
     "A2GenActionTokenizer": "tokenization_a2gen",
     "TimelineError": "tokenization_a2gen",
     "UnknownActionError": "tokenization_a2gen",
@@ -112,6 +114,7 @@ if TYPE_CHECKING:
         PLEForActionPrediction,
     )
     from .pipelines import ActionGenerationPipeline, ActionRequestError, generate_timelines
+    from .ranking import A2GenRanker, UserState
     from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, UnknownActionError
 
 __all__ = [
@@ -133,6 +136,7 @@ __all__ = [
     "A2GenModel",
     "A2GenModelOutput",
     "A2GenPreTrainedModel",
+    "A2GenRanker",
     "AutoModelForActionGeneration",
     "ContextAwareAttention",
     "ExplicitActionGenerator",
@@ -144,6 +148,7 @@ __all__ = [
     "SHORT_VIDEO_ACTIONS",
     "TimelineError",
     "UnknownActionError",
+    "UserState",
     "generate_timelines",
     "__version__",
 ]

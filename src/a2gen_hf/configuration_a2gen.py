@@ -12,6 +12,7 @@ PAD_ACTION = "<pad>"
 GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean")
 TIME_LOSSES = ("mse", "l1")
+CAM_GATE_INPUTS = ("context", "projected")
 TIME_LOSS_REDUCTIONS = ("mean", "sum")
 IAG_SLOT_ACTIVATIONS = ("linear", "relu")
 
@@ -26,6 +27,7 @@ LEGACY_DEFAULTS = {
     "time_loss_reduction": "sum",
     "action_embedding_size": 16,
     "time_embedding_size": 16,
+    "cam_gate_input": "projected",
 }
 SLOT_READOUTS = ("sequence", "any_slot")
 
@@ -83,6 +85,9 @@ class A2GenConfig(PretrainedConfig):
         num_item_side_features (`int`): side-feature fields per item (category, author, ...).
         num_user_side_lists / user_side_list_length (`int`): user side lists (e.g. recently liked items),
             each mean-pooled; the paper uses 5 lists of 20 ids.
+        cam_gate_input (`str`): what each CAM's head gate reads: ``"context"``, the raw context, as in the paper's
+            figure and spec (default), or ``"projected"``, the context after CAM's context projection (configs written
+            before the field existed, which load with it).
         history_pooling (`str`): how HSE reduces CAM outputs over positions: ``"sum"`` (the paper) or ``"mean"``.
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
@@ -169,6 +174,7 @@ class A2GenConfig(PretrainedConfig):
         num_user_side_lists: int = 0,
         user_side_list_length: int = 20,
         history_pooling: str = "sum",
+        cam_gate_input: str = "context",
         history_propensity_features: bool = False,
         history_count_features: bool = False,
         target_popularity_features: bool = False,
@@ -220,6 +226,7 @@ class A2GenConfig(PretrainedConfig):
         self.num_user_side_lists = num_user_side_lists
         self.user_side_list_length = user_side_list_length
         self.history_pooling = history_pooling
+        self.cam_gate_input = cam_gate_input
         self.history_propensity_features = history_propensity_features
         self.history_count_features = history_count_features
         self.target_popularity_features = target_popularity_features
@@ -305,6 +312,8 @@ class A2GenConfig(PretrainedConfig):
             problems.append(f"generator={self.generator_type!r} is unknown; use one of {list(GENERATORS)}.")
         if self.time_loss not in TIME_LOSSES:
             problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
+        if self.cam_gate_input not in CAM_GATE_INPUTS:
+            problems.append(f"cam_gate_input={self.cam_gate_input!r} is unknown; use one of {list(CAM_GATE_INPUTS)}.")
         if self.time_loss_reduction not in TIME_LOSS_REDUCTIONS:
             problems.append(
                 f"time_loss_reduction={self.time_loss_reduction!r} is unknown; use one of {list(TIME_LOSS_REDUCTIONS)}."

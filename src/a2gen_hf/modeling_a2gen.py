@@ -24,7 +24,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
-from .configuration_a2gen import A2GenConfig
+from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
     ExtraContextFeatures,
@@ -298,16 +298,38 @@ class ContextAwareAttention(nn.Module):
     Each head is a separate sub self-attention layer over the sequence whose queries see [sequence ; context];
     its output is projected back to width d on its own, and a softmax gate computed from the context weighs the
     heads. The projected context is added as a residual. The query map is kept as two parts,
-    ``query_from_sequence`` and ``query_from_context``, which equals one linear map of [S ; c] and lets serving
-    reuse the sequence part across candidates.
+    ``query_from_sequence`` and ``query_from_context``, which equals one linear map of [S ; c] and lets ranking
+    reuse the sequence part across candidates (:meth:`sequence_state`, :meth:`pooled_output`).
+
+    ``gate_input`` says what the head gate reads: ``"context"``, the raw context c (the paper's figure and spec), or
+    ``"projected"``, the projected context ``context_projection(c)`` (models configured before the option existed).
+
+    The linear maps that compose are applied as one map each (the sequence projection with the query, key and value
+    maps; the context projection with the context's query part and, for ``gate_input="projected"``, the gate), and
+    the head output projections after the gate, as one product of the concatenated heads: equal in exact
+    arithmetic, and fewer, larger matrix products.
     """
 
+    # Without gradients, sequences with at most this many positions (action events, IAG slots, EAG steps) take the
+    # loop kernel of ``_short_attention``, several times faster on CPU than batched (L x L) matrix products of that size.
+    SHORT_SEQUENCE_LIMIT = 16
+
     def __init__(
-        self, sequence_size: int, context_size: int, hidden_size: int, num_heads: int, attention_dropout: float = 0.0
+        self,
+        sequence_size: int,
+        context_size: int,
+        hidden_size: int,
+        num_heads: int,
+        attention_dropout: float = 0.0,
+        gate_input: str = "context",
     ):
         super().__init__()
+        if gate_input not in CAM_GATE_INPUTS:
+            raise ValueError(f"gate_input={gate_input!r} is unknown; use one of {list(CAM_GATE_INPUTS)}.")
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
+        self.hidden_size = hidden_size
+        self.gate_input = gate_input
         self.sequence_projection = nn.Linear(sequence_size, hidden_size)
         self.context_projection = nn.Linear(context_size, hidden_size)
         self.query_from_sequence = nn.Linear(hidden_size, hidden_size)
@@ -317,12 +339,61 @@ class ContextAwareAttention(nn.Module):
         # Initialised here too (as _init_weights does), so a CAM built on its own holds no uninitialised memory.
         self.head_output_weight = nn.Parameter(torch.randn(num_heads, self.head_size, hidden_size) * self.head_size**-0.5)
         self.head_output_bias = nn.Parameter(torch.zeros(num_heads, hidden_size))
-        self.head_gate = nn.Linear(hidden_size, num_heads)
+        self.head_gate = nn.Linear(context_size if gate_input == "context" else hidden_size, num_heads)
         self.attention_dropout = nn.Dropout(attention_dropout)
 
-    def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = states.shape
-        return states.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)
+    # ------------------------------------------------------------------------------------------------------------
+    # The linear parts
+
+    def _sequence_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sequence projection composed with the query (sequence part), key and value maps: `(3d, S)`, `(3d,)`."""
+        maps = torch.cat([layer.weight for layer in (self.query_from_sequence, self.key, self.value)])
+        biases = torch.cat([layer.bias for layer in (self.query_from_sequence, self.key, self.value)])
+        projection = self.sequence_projection
+        return maps @ projection.weight, maps @ projection.bias + biases
+
+    def project_sequence(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(..., sequence_size)` -> the sequence part of the queries, the keys and the values, each `(..., d)`."""
+        return F.linear(sequence, *self._sequence_maps()).split(self.hidden_size, dim=-1)
+
+    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        `(..., context_size)` -> the projected context (the residual) `(..., d)`, the context part of the queries
+        `(..., d)` and the head gate `(..., heads)` (a softmax, computed in at least fp32).
+        """
+        projection, query, gate = self.context_projection, self.query_from_context, self.head_gate
+        weights = [projection.weight, query.weight @ projection.weight]
+        biases = [projection.bias, query.weight @ projection.bias]
+        if self.gate_input == "context":
+            weights.append(gate.weight)
+            biases.append(gate.bias)
+        else:
+            weights.append(gate.weight @ projection.weight)
+            biases.append(gate.weight @ projection.bias + gate.bias)
+        projected, context_queries, gate_logits = F.linear(context, torch.cat(weights), torch.cat(biases)).split(
+            [self.hidden_size, self.hidden_size, self.num_heads], dim=-1
+        )
+        return projected, context_queries, _small_softmax(gate_logits)
+
+    def gated_output(
+        self, head_states: torch.Tensor, gate: torch.Tensor, projected_context: torch.Tensor, count: float = 1.0
+    ) -> torch.Tensor:
+        """
+        `sum_h g_h (head_states_h W_h + count * b_h) + count * projected_context`: head states `(B, ..., heads,
+        head_size)`, gate `(B, heads)`, projected context `(B, d)` -> `(B, ..., d)`. The gate is applied before one
+        product of the concatenated heads (linear, so the order does not matter). ``count`` > 1 gives the sum of
+        ``count`` positions' outputs whose head states were summed.
+        """
+        batch, heads = gate.shape
+        middle = head_states.shape[1:-2]
+        shape = (batch, *([1] * len(middle)), heads, 1)
+        gated = (head_states * gate.view(shape).to(head_states.dtype)).reshape(batch, *middle, heads * self.head_size)
+        weight = self.head_output_weight.reshape(heads * self.head_size, -1)
+        constant = count * (gate.to(projected_context.dtype) @ self.head_output_bias + projected_context)
+        return gated @ weight.to(gated.dtype) + constant.view(batch, *([1] * len(middle)), constant.shape[-1])
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The module
 
     def forward(
         self,
@@ -342,17 +413,90 @@ class ContextAwareAttention(nn.Module):
             output `(B, L, d)` (zero at padding positions), attention probabilities `(B, heads, L, L_keys)` and the
             head gate `(B, heads)` (sums to one).
         """
-        projected = self.sequence_projection(sequence)
-        projected_context = self.context_projection(context)
-        queries = self.query_from_sequence(projected) + self.query_from_context(projected_context).unsqueeze(1)
-        queries = self._split_heads(queries)
-        keys = self._split_heads(self.key(projected))
-        values = self._split_heads(self.value(projected))
+        batch, length = sequence.shape[:2]
+        projected_context, context_queries, gate = self.project_context(context)
+        # The loop kernel pays off without autograd (ranking, predict_actions, generate: 1.5-2.3x measured); with
+        # gradients its backward costs as much as the batched products' (training keeps those).
+        needs_grad = torch.is_grad_enabled() and (sequence.requires_grad or self.sequence_projection.weight.requires_grad)
+        if cache is None and 0 < length <= self.SHORT_SEQUENCE_LIMIT and batch > 0 and not needs_grad:
+            output, probabilities = self._short_attention(
+                sequence, projected_context, context_queries, gate, sequence_mask, causal
+            )
+        else:
+            sequence_queries, keys, values = self.project_sequence(sequence)
+            heads = (batch, length, self.num_heads, self.head_size)
+            head_states, probabilities = self._attention(
+                (sequence_queries + context_queries.unsqueeze(1)).view(heads).transpose(1, 2),
+                keys.view(heads).transpose(1, 2),
+                values.view(heads).transpose(1, 2),
+                sequence_mask,
+                causal,
+                cache,
+            )
+            output = self.gated_output(head_states.to(sequence_queries.dtype), gate, projected_context)
+        if sequence_mask is not None:
+            output = output * sequence_mask.unsqueeze(-1).to(output.dtype)
+        return output, probabilities, gate
+
+    def _short_attention(self, sequence, projected_context, context_queries, gate, sequence_mask, causal):
+        """
+        :meth:`forward` (without cache) for short sequences, the same numbers as batched matrix products: every
+        tensor is laid out with the batch innermost, `(heads, head_size, L, B)`, so each step of the loops over the
+        head size (scores) and over the keys (weighted sum) is one long vectorised multiply-add, where B x heads
+        (L x L) matrix products would each cost microseconds of overhead. Scores and softmax in at least fp32.
+        Returns the output `(B, L, d)` and the probabilities `(B, heads, L, L)`.
+        """
+        batch, length, size = sequence.shape
+        heads, head_size, width = self.num_heads, self.head_size, self.hidden_size
+        weight, bias = self._sequence_maps()
+        # The score scale folded into the query maps (equal up to rounding).
+        scale = torch.ones_like(bias)
+        scale[:width] = 1.0 / math.sqrt(head_size)
+        # (3d, L * B): one product for the query (sequence part), key and value maps of every position.
+        projected = torch.addmm(
+            (bias * scale).unsqueeze(1), weight * scale.unsqueeze(1), sequence.permute(2, 1, 0).reshape(size, -1)
+        )
+        dtype = torch.promote_types(projected.dtype, torch.float32)
+        projected = projected.to(dtype).view(3, heads, head_size, length, batch)
+        context_queries = (context_queries.to(dtype) * scale[0]).t().reshape(heads, head_size, 1, batch)
+        queries = projected[0] + context_queries
+        keys, values = projected[1], projected[2]
+        scores = queries[:, 0].unsqueeze(2) * keys[:, 0].unsqueeze(1)  # (heads, L_query, L_key, B)
+        for component in range(1, head_size):
+            scores.addcmul_(queries[:, component].unsqueeze(2), keys[:, component].unsqueeze(1))
+        allowed = None
+        if causal:
+            positions = torch.arange(length, device=sequence.device)
+            allowed = (positions[None, :] <= positions[:, None]).view(1, length, length, 1)
+        if sequence_mask is not None:
+            key_mask = sequence_mask.bool().t().reshape(1, 1, length, batch)
+            allowed = key_mask if allowed is None else allowed & key_mask
+        if allowed is not None:
+            scores.masked_fill_(~allowed, torch.finfo(dtype).min)
+        exponentials = (scores - scores.detach().amax(dim=2, keepdim=True)).exp()
+        weights = exponentials / exponentials.sum(dim=2, keepdim=True)
+        if allowed is not None:
+            # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
+            weights = weights * allowed.to(dtype)
+        # Returned as a (B, heads, L, L_key) view that the weighted sum below reads, so gradients reach it.
+        probabilities = weights.permute(3, 0, 1, 2)
+        weights = self.attention_dropout(probabilities).permute(1, 2, 3, 0)  # (heads, L_query, L_key, B)
+        states = weights[:, :, 0].unsqueeze(1) * values[:, :, 0].unsqueeze(2)  # (heads, head_size, L_query, B)
+        for key in range(1, length):
+            states.addcmul_(weights[:, :, key].unsqueeze(1), values[:, :, key].unsqueeze(2))
+        # The gate, then one product of the concatenated heads' output projections: (d, L * B).
+        gated = (states * gate.to(dtype).t().reshape(heads, 1, 1, batch)).view(heads * head_size, length * batch)
+        output = self.head_output_weight.reshape(heads * head_size, width).t().to(dtype) @ gated
+        constant = gate.to(projected_context.dtype) @ self.head_output_bias + projected_context  # (B, d)
+        output = output.view(width, length, batch).add_(constant.t().to(dtype).unsqueeze(1))
+        return output.permute(2, 1, 0).contiguous().to(projected_context.dtype), probabilities
+
+    def _attention(self, queries, keys, values, sequence_mask, causal, cache):
+        """Batched matrix products over `(B, heads, L, head_size)`; returns head states `(B, L, heads, head_size)`."""
         past_length = 0
         if cache is not None:
             past_length = cache.get_seq_length()
             keys, values = cache.update(keys, values, 0)
-
         scores = queries @ keys.transpose(-1, -2) / math.sqrt(self.head_size)
         key_count = keys.shape[-2]
         allowed = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device)
@@ -365,17 +509,99 @@ class ContextAwareAttention(nn.Module):
             if key_mask.shape[-1] != key_count:  # cached keys come from real (unpadded) prefix positions
                 key_mask = F.pad(key_mask, (key_count - key_mask.shape[-1], 0), value=True)
             allowed = allowed & key_mask[:, None, None, :]
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
         probabilities = torch.softmax(scores, dim=-1) * allowed.to(scores.dtype)
-        head_states = self.attention_dropout(probabilities) @ values
-        head_outputs = torch.einsum("bhld,hde->bhle", head_states, self.head_output_weight)
-        head_outputs = head_outputs + self.head_output_bias[None, :, None, :]
-        gate = torch.softmax(self.head_gate(projected_context), dim=-1)
-        output = torch.einsum("bh,bhle->ble", gate, head_outputs) + projected_context.unsqueeze(1)
-        if sequence_mask is not None:
-            output = output * sequence_mask.unsqueeze(-1).to(output.dtype)
-        return output, probabilities, gate
+        head_states = self.attention_dropout(probabilities).to(values.dtype) @ values
+        return head_states.transpose(1, 2), probabilities
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Ranking: one sequence, many contexts, outputs summed over positions
+
+    def sequence_state(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        The context-free terms of one unpadded sequence `(n, sequence_size)` for :meth:`pooled_output`: the sequence
+        part of the queries, the keys and the values, each `(heads, n, head_size)`, and the per-row-normalised score
+        exponentials ``E = exp(A - rowmax A)`` `(heads, n, n)` with ``A = queries keys^T / sqrt(head_size)``.
+        """
+        count = sequence.shape[0]
+        queries, keys, values = (
+            states.view(count, self.num_heads, self.head_size).transpose(0, 1)
+            for states in self.project_sequence(sequence)
+        )
+        scores = queries @ keys.transpose(1, 2) / math.sqrt(self.head_size)
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
+        if count:  # an empty sequence has nothing to normalise
+            scores = scores - scores.amax(dim=-1, keepdim=True)
+        return queries, keys, values, torch.exp(scores)
+
+    def pooled_output(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        score_exponentials: torch.Tensor,
+        context: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        For C contexts `(C, context_size)`, the output of :meth:`forward` on the sequence of
+        :meth:`sequence_state` (no mask), summed over its n positions: `(C, d)`, without forming the C x n x n
+        scores. The score of query l and key j is ``A[l, j] + b_c[j]``, with ``b_c`` the context part of the
+        queries against the keys. With ``w_c = exp(b_c - max b_c)``, ``softmax_j(A[l] + b_c) = E[l, j] w_c[j] /
+        Z_c[l]`` with ``Z_c = E w_c``, and the attention summed over l weighs value j by
+        ``w_c[j] * (E^T (1 / Z_c))[j]``: two (n x n) by (n x C) products per head (docs/serving.md). When ``Z``
+        underflows (history and context parts favouring different keys by more than ~80 units) the contexts of that
+        call are computed with the plain softmax instead. Exponentials and normalisers are computed in at least fp32.
+        """
+        count, candidates = keys.shape[1], context.shape[0]
+        projected_context, context_queries, gate = self.project_context(context)
+        if count == 0:
+            return self.gated_output(keys.new_zeros(candidates, self.num_heads, self.head_size), gate,
+                                     projected_context, count=0.0)
+        context_queries = context_queries.view(candidates, self.num_heads, self.head_size)
+        # b[h, j, c]: context c's query part against key j.
+        context_scores = keys @ (context_queries.permute(1, 2, 0) / math.sqrt(self.head_size))
+        context_scores = context_scores.to(score_exponentials.dtype)
+        weights = torch.exp(context_scores - context_scores.amax(dim=1, keepdim=True))
+        normalisers = score_exponentials @ weights  # Z[h, l, c]
+        normalisers = normalisers.to(score_exponentials.dtype)
+        # Below n * tiny / eps the terms of Z lose precision and 1 / Z may overflow after the sum over l.
+        limit = count * torch.finfo(normalisers.dtype).tiny / torch.finfo(normalisers.dtype).eps
+        underflow = (normalisers < limit).any()
+        operands = (queries, keys, values, score_exponentials, context_queries, weights, normalisers)
+        # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in compiled
+        # and exported graphs; eagerly a plain `if` avoids its tracing cost.
+        if torch.compiler.is_compiling():
+            pooled_heads = torch.cond(underflow, self._exact_pooled_heads, self._factored_pooled_heads, operands)
+        elif underflow:
+            pooled_heads = self._exact_pooled_heads(*operands)
+        else:
+            pooled_heads = self._factored_pooled_heads(*operands)
+        return self.gated_output(pooled_heads, gate, projected_context, count=count)
+
+    @staticmethod
+    def _factored_pooled_heads(queries, keys, values, score_exponentials, context_queries, weights, normalisers):
+        column_weights = weights * (score_exponentials.transpose(1, 2) @ normalisers.reciprocal())  # (H, n, C)
+        return (values.transpose(1, 2) @ column_weights.to(values.dtype)).permute(2, 0, 1).contiguous()
+
+    @staticmethod
+    def _exact_pooled_heads(queries, keys, values, score_exponentials, context_queries, weights, normalisers):
+        # Plain softmax attention for every context: taken only when the factored form underflows.
+        candidate_queries = queries.unsqueeze(0) + context_queries.unsqueeze(2)  # (C, H, n, dh)
+        expand = (candidate_queries.shape[0], -1, -1, -1)
+        states = F.scaled_dot_product_attention(
+            candidate_queries, keys.unsqueeze(0).expand(expand), values.unsqueeze(0).expand(expand)
+        )
+        return states.sum(dim=2)
+
+
+def _small_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last dimension (a few heads or classes), in at least fp32: written out, because torch's
+    softmax kernel is several times slower on CPU when the last dimension is this short."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    exponentials = (logits - logits.detach().amax(dim=-1, keepdim=True)).exp()
+    return exponentials / exponentials.sum(dim=-1, keepdim=True)
 
 
 class HierarchicalSequenceEncoder(nn.Module):
@@ -394,8 +620,11 @@ class HierarchicalSequenceEncoder(nn.Module):
         super().__init__()
         d, heads, dropout = config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob
         self.pooling = config.history_pooling
-        self.action_attention = ContextAwareAttention(event_size, item_feature_size, d, heads, dropout)
-        self.item_attention = ContextAwareAttention(item_feature_size + d, item_feature_size, d, heads, dropout)
+        gate_input = config.cam_gate_input
+        self.action_attention = ContextAwareAttention(event_size, item_feature_size, d, heads, dropout, gate_input)
+        self.item_attention = ContextAwareAttention(
+            item_feature_size + d, item_feature_size, d, heads, dropout, gate_input
+        )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def _pool_events(self, outputs: torch.Tensor, event_mask: torch.Tensor) -> torch.Tensor:
@@ -547,6 +776,7 @@ class ExplicitActionGenerator(nn.Module):
             config.hidden_size,
             config.num_attention_heads,
             config.attention_probs_dropout_prob,
+            config.cam_gate_input,
         )
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
         self.max_positions = config.max_actions + 1
@@ -614,6 +844,7 @@ class ImplicitActionGenerator(nn.Module):
             config.hidden_size,
             config.num_attention_heads,
             config.attention_probs_dropout_prob,
+            config.cam_gate_input,
         )
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
 

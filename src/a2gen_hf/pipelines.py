@@ -1,9 +1,10 @@
-"""The ``"action-generation"`` pipeline: one user's raw history and candidate items in, per-candidate predictions out.
+"""The ``"action-generation"`` pipeline: one user's raw history and candidate items in, ranked predictions out.
 
 ``import a2gen_hf`` registers it, so ``transformers.pipeline("action-generation", model=...)`` works like any other
-task. The pipeline hashes raw ids and checks timelines with the tokenizer, lays the request out as rows of the
-on-disk example schema (``docs/design.md``) and lets :class:`~a2gen_hf.data.A2GenDataCollator` build the tensors,
-exactly as for training.
+task. The pipeline hashes raw ids and checks timelines with the tokenizer, lays the user's history out as a row of
+the on-disk example schema (``docs/design.md``) for :class:`~a2gen_hf.data.A2GenDataCollator` (the same cuts and
+time encoding as in training), and scores the candidates with :class:`~a2gen_hf.ranking.A2GenRanker`: the history
+is encoded once, not once per candidate.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ from typing import Any
 import torch
 from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import cached_file
 
 from .auto import AutoModelForActionGeneration
 from .data.collator import A2GenDataCollator
 from .modeling_a2gen import A2GenForActionGeneration
+from .ranking import USER_INPUT_NAMES, A2GenRanker, is_action_generation_model
 from .tokenization_a2gen import A2GenActionTokenizer, TimelineError
 
 TASK = "action-generation"
 REQUEST_KEYS = ("user", "history", "candidates")
+# Generation options the pipeline passes on to generate() (anything else goes in generate_kwargs={...}).
+GENERATION_OPTIONS = (
+    "max_new_tokens", "do_sample", "num_beams", "num_return_sequences", "temperature", "top_p", "use_cache",
+    "generation_config",
+)
 HISTORY_ITEM_KEYS = ("item", "events", "side_features")
 CANDIDATE_KEYS = ("item", "side_features")
 
@@ -52,7 +60,9 @@ def generate_timelines(
 
 class ActionGenerationPipeline(Pipeline):
     r"""
-    Scores a list of candidate items for one user with an :class:`A2GenForActionGeneration` model.
+    Ranks a list of candidate items for one user with an :class:`A2GenForActionGeneration` model: the user's history
+    is encoded once and the candidates are scored together by :class:`~a2gen_hf.ranking.A2GenRanker` (the history
+    is not repeated per candidate).
 
     Input, one request (a list of requests gives a list of results)::
 
@@ -71,24 +81,39 @@ class ActionGenerationPipeline(Pipeline):
     item started, None = unknown). The collator keeps the model's caps: the last ``max_history_items`` history items,
     the first ``max_events_per_item`` events of each.
 
-    Item side features: a model with ``num_item_side_features = F > 0`` needs ``side_feature_fields``, the F field
-    names in the order the data used (``["category", "opening_topic"]`` for the simulator), given when the pipeline is
-    built or called. A field an item does not give, or gives as None or "", is unknown: bucket 0, as an
-    empty value in a converted log.
+    Item side features are given by field name. The field names (and their order) come from the checkpoint's
+    tokenizer (``tokenizer.side_feature_fields``, saved by ``a2gen prepare`` / ``a2gen simulate``); for a tokenizer
+    saved without them, pass ``side_feature_fields`` when the pipeline is built or called. They are needed only when a
+    request gives side features: a field an item does not give, or gives as None or "", is unknown (bucket 0, as an
+    empty value in a converted log).
 
-    Output, one dict per candidate, in input order::
+    Output, one list per request with one dict per candidate::
 
         {"item": "v42",
+         "score": 0.31,                                              # with rank_by only
          "action_probabilities": {"like": 0.31, ..., "leave": 1.0},  # P(action happens); the start action is left out
          "expected_seconds": {"like": 4.2, ..., "leave": 17.5},      # E[time of its first occurrence | it happens]
-         "timeline": [("start", 0.0), ("like", 2.1), ("leave", 16.9)]}  # greedy generate, decoded
+         "timeline": [("start", 0.0), ("like", 2.1), ("leave", 16.9)]}  # generate(), decoded
+
+    Call options:
+        rank_by (`str` or `dict[str, float]`, *optional*): sort the candidates by the probability of this action, or
+            by the weighted sum of action probabilities (``{"like": 1.0, "follow": 3.0}``), best first. Without it,
+            the candidates keep their input order.
+        top_k (`int`, *optional*): with ``rank_by``, return only the ``top_k`` best candidates.
+        timelines (`bool`, default True): generate a timeline for each returned candidate (``False``: scores only).
+        max_new_tokens, do_sample, num_beams, num_return_sequences, temperature, top_p, use_cache,
+        generation_config, generate_kwargs (`dict`): generation options, as ``model.generate`` takes them (default:
+            the model's generation config, greedy). With ``num_return_sequences > 1`` each result also has
+            ``"timelines"``, all of that candidate's sequences (``"timeline"`` is the first).
+        side_feature_fields (`list[str]`): see above.
 
     Args:
-        model (:class:`A2GenForActionGeneration`): the model.
-        tokenizer (:class:`A2GenActionTokenizer` or a folder, *optional*): defaults to the tokenizer saved in the
-            model's folder, else ``A2GenActionTokenizer.from_config`` of the model's config (which carries the same
-            actions, time statistics and buckets). It must agree with the config (``check_compatible``).
-        side_feature_fields (`list[str]`, *optional*): see above.
+        model (:class:`A2GenForActionGeneration`): the model, or a model id / folder for
+            ``pipeline("action-generation", model=...)``.
+        tokenizer (:class:`A2GenActionTokenizer` or a folder, *optional*): defaults to the tokenizer saved with the
+            model (its folder or Hub repository), else ``A2GenActionTokenizer.from_config`` of the model's config
+            (which carries the same actions, time statistics and buckets, but no side-feature field names). It must
+            agree with the config (``check_compatible``).
     """
 
     # The factory's AutoTokenizer would build a default tokenizer for a folder without tokenizer files; the pipeline
@@ -98,7 +123,7 @@ class ActionGenerationPipeline(Pipeline):
     def __init__(
         self, model: A2GenForActionGeneration, tokenizer: A2GenActionTokenizer | str | None = None, **kwargs
     ):
-        if not isinstance(model, A2GenForActionGeneration):
+        if not is_action_generation_model(model):
             raise TypeError(
                 f'The "{TASK}" pipeline runs A2GenForActionGeneration models, got {type(model).__name__}; load the '
                 "checkpoint with AutoModelForActionGeneration."
@@ -110,21 +135,24 @@ class ActionGenerationPipeline(Pipeline):
                 f'"{TASK}" pipeline feeds exactly what A2GenDataCollator builds (num_user_side_lists=0).'
             )
         if tokenizer is None:
-            folder = Path(str(model.name_or_path))
-            if (folder / "tokenizer_config.json").is_file():
-                tokenizer = A2GenActionTokenizer.from_pretrained(folder)
-            else:
-                tokenizer = A2GenActionTokenizer.from_config(config)
+            tokenizer = _saved_tokenizer(str(model.name_or_path)) or A2GenActionTokenizer.from_config(config)
         elif isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = A2GenActionTokenizer.from_pretrained(tokenizer)
         if not isinstance(tokenizer, A2GenActionTokenizer):
             raise TypeError(f"tokenizer must be an A2GenActionTokenizer, got {type(tokenizer).__name__}.")
         tokenizer.check_compatible(config)
+        fields = tokenizer.side_feature_fields
+        if fields is not None and config.num_item_side_features and len(fields) != config.num_item_side_features:
+            raise ValueError(
+                f"The tokenizer names {len(fields)} side-feature fields {fields}, but the model reads "
+                f"{config.num_item_side_features}; save the tokenizer of the data the model was trained on."
+            )
         super().__init__(model, tokenizer=tokenizer, **kwargs)
         self.collator = A2GenDataCollator.from_config(config, tokenizer)
+        self.ranker = A2GenRanker(self.model)
 
     def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]], **kwargs) -> list[dict[str, Any]] | list:
-        """Score one request (a dict) or each request of a list; see the class docstring for both formats."""
+        """Rank the candidates of one request (a dict) or of each request of a list; see the class docstring."""
         batch_size = kwargs.get("batch_size", self._batch_size)
         if batch_size not in (None, 1):
             raise ValueError(
@@ -133,17 +161,57 @@ class ActionGenerationPipeline(Pipeline):
             )
         return super().__call__(inputs, **kwargs)
 
-    def _sanitize_parameters(self, side_feature_fields: Sequence[str] | None = None, **unknown):
+    def _sanitize_parameters(
+        self,
+        side_feature_fields: Sequence[str] | None = None,
+        rank_by: str | Mapping[str, float] | None = None,
+        top_k: int | None = None,
+        timelines: bool | None = None,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        **options,
+    ):
+        unknown = sorted(set(options) - set(GENERATION_OPTIONS))
         if unknown:
             raise TypeError(
-                f'The "{TASK}" pipeline got unknown parameters {sorted(unknown)}; it takes side_feature_fields.'
+                f'The "{TASK}" pipeline got unknown parameters {unknown}; it takes side_feature_fields, rank_by, '
+                f"top_k, timelines, generate_kwargs and the generation options {list(GENERATION_OPTIONS)}."
             )
-        preprocess_parameters = {}
+        preprocess_parameters, forward_parameters = {}, {}
         if side_feature_fields is not None:
-            if isinstance(side_feature_fields, str) or not all(isinstance(f, str) for f in side_feature_fields):
-                raise TypeError(f"side_feature_fields must be a list of field names, got {side_feature_fields!r}.")
-            preprocess_parameters["side_feature_fields"] = list(side_feature_fields)
-        return preprocess_parameters, {}, {}
+            preprocess_parameters["side_feature_fields"] = _field_names(side_feature_fields)
+        if rank_by is not None:
+            forward_parameters["rank_weights"] = self._rank_weights(rank_by)
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+                raise ValueError(f"top_k must be a positive int (the number of candidates to return), got {top_k!r}.")
+            if rank_by is None:
+                raise ValueError(
+                    f"top_k={top_k} needs rank_by (an action name or {{action: weight}}) to say what is best."
+                )
+            forward_parameters["top_k"] = top_k
+        if timelines is not None:
+            forward_parameters["timelines"] = bool(timelines)
+        if generate_kwargs is not None or options:
+            if generate_kwargs is not None and not isinstance(generate_kwargs, Mapping):
+                raise TypeError(f"generate_kwargs must be a dict of generate() options, got {generate_kwargs!r}.")
+            forward_parameters["generate_kwargs"] = {**(generate_kwargs or {}), **options}
+        return preprocess_parameters, forward_parameters, {}
+
+    def _rank_weights(self, rank_by: str | Mapping[str, float]) -> torch.Tensor:
+        """``rank_by`` as one weight per action id `(vocab_size,)`."""
+        config = self.model.config
+        weights = {rank_by: 1.0} if isinstance(rank_by, str) else rank_by
+        if not isinstance(weights, Mapping) or not weights:
+            raise TypeError(f"rank_by must be an action name or a non-empty {{action: weight}} dict, got {rank_by!r}.")
+        unknown = sorted(str(name) for name in weights if name not in config.action_names)
+        if unknown:
+            raise ValueError(f"rank_by names unknown action(s) {unknown}; the actions are {config.action_names}.")
+        vector = torch.zeros(config.vocab_size)
+        for name, weight in weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"rank_by weight of {name!r} must be a finite number, got {weight!r}.")
+            vector[config.action_id(name)] = float(weight)
+        return vector
 
     # ----------------------------------------------------------------------------------------------------------
     # Request -> rows of the example schema -> collator batch
@@ -164,8 +232,9 @@ class ActionGenerationPipeline(Pipeline):
             )
         if fields is None:
             raise ActionRequestError(
-                f"{where}: this model reads {width} item side features; pass side_feature_fields=[...] (the {width} "
-                "field names in the order the training data used) to the pipeline."
+                f"{where}: this model reads {width} item side features, but its tokenizer was saved without their field "
+                f"names; pass side_feature_fields=[...] (the {width} field names in the order the training data used) "
+                "to the pipeline."
             )
         unknown = sorted(set(side_features) - set(fields))
         if unknown:
@@ -198,7 +267,9 @@ class ActionGenerationPipeline(Pipeline):
 
     def preprocess(self, request: dict[str, Any], side_feature_fields: list[str] | None = None) -> dict[str, Any]:
         width = self.model.config.num_item_side_features
-        if side_feature_fields is not None and len(side_feature_fields) != width:
+        if side_feature_fields is None:
+            side_feature_fields = self.tokenizer.side_feature_fields
+        if side_feature_fields is not None and width and len(side_feature_fields) != width:
             raise ActionRequestError(
                 f"side_feature_fields={side_feature_fields} names {len(side_feature_fields)} fields, but the model "
                 f"reads {width} item side features; give exactly {width} names."
@@ -221,63 +292,113 @@ class ActionGenerationPipeline(Pipeline):
                 f"dicts, got {candidates!r}."
             )
 
-        history_rows = [self._history_row(index, entry, side_feature_fields) for index, entry in enumerate(history)]
-        shared = {
-            "user_id": self.tokenizer.hash_user(user),
-            "history_item_ids": [row[0] for row in history_rows],
-            "history_item_side_ids": [row[1] for row in history_rows],
-            "history_action_ids": [row[2] for row in history_rows],
-            "history_action_seconds": [row[3] for row in history_rows],
-            # The target's own sequence is unknown: only the start action, which every sequence opens with.
-            "action_ids": [self.tokenizer.start_action_id],
-            "action_seconds": [0.0],
-        }
-        raw_items, rows = [], []
+        raw_items, item_ids, item_side_ids = [], [], []
         for index, candidate in enumerate(candidates):
             where = f"candidates[{index}]"
             side_features = None
             if isinstance(candidate, Mapping):
                 _check_keys(candidate, CANDIDATE_KEYS, ("item",), where)
                 candidate, side_features = candidate["item"], candidate.get("side_features")
-            rows.append(
-                {
-                    **shared,
-                    "item_id": self._hash_item(candidate, where),
-                    "item_side_ids": self._side_ids(side_features, side_feature_fields, where),
-                }
-            )
+            item_ids.append(self._hash_item(candidate, where))
+            item_side_ids.append(self._side_ids(side_features, side_feature_fields, where))
             raw_items.append(candidate)
-        batch = self.collator(rows)
-        inputs = {name: value for name, value in batch.items() if not name.startswith("label")}
-        return {"inputs": inputs, "items": raw_items}
+        # One row of the example schema holds the user's history; the collator cuts, pads and normalises it exactly
+        # as for training. Its target item is a placeholder: the candidates are scored by the ranker.
+        history_rows = [self._history_row(index, entry, side_feature_fields) for index, entry in enumerate(history)]
+        row = {
+            "user_id": self.tokenizer.hash_user(user),
+            "history_item_ids": [row[0] for row in history_rows],
+            "history_item_side_ids": [row[1] for row in history_rows],
+            "history_action_ids": [row[2] for row in history_rows],
+            "history_action_seconds": [row[3] for row in history_rows],
+            "item_id": item_ids[0],
+            "item_side_ids": item_side_ids[0],
+            "action_ids": [self.tokenizer.start_action_id],
+            "action_seconds": [0.0],
+        }
+        batch = self.collator([row])
+        user_inputs = {name: value for name, value in batch.items() if name in USER_INPUT_NAMES}
+        return {
+            "user": user_inputs,
+            "item_ids": torch.tensor(item_ids, dtype=torch.long),
+            "item_side_ids": torch.tensor(item_side_ids, dtype=torch.long).view(len(item_ids), width) if width else None,
+            "items": raw_items,
+        }
 
     # ----------------------------------------------------------------------------------------------------------
     # Model and output
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        inputs = model_inputs["inputs"]
-        prediction = self.model.predict_actions(**inputs)
-        return {
-            "items": model_inputs["items"],
-            "action_probabilities": prediction.action_probabilities,
-            "expected_seconds": prediction.expected_seconds,
-            "timelines": generate_timelines(self.model, self.tokenizer, inputs),
+    def _forward(
+        self,
+        model_inputs: dict[str, Any],
+        rank_weights: torch.Tensor | None = None,
+        top_k: int | None = None,
+        timelines: bool = True,
+        generate_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        item_ids, item_side_ids = model_inputs["item_ids"], model_inputs["item_side_ids"]
+        state = self.ranker.encode_user(**model_inputs["user"])
+        prediction = self.ranker.score_candidates(state, item_ids, item_side_ids)
+        order = torch.arange(item_ids.shape[0])
+        scores = None
+        if rank_weights is not None:
+            scores = prediction.action_probabilities @ rank_weights.to(prediction.action_probabilities)
+            order = torch.sort(scores.cpu(), descending=True, stable=True).indices[:top_k]
+        selected_ids = item_ids[order]
+        selected_side_ids = item_side_ids[order] if item_side_ids is not None else None
+        outputs = {
+            "items": [model_inputs["items"][index] for index in order.tolist()],
+            "scores": scores[order] if scores is not None else None,
+            "action_probabilities": prediction.action_probabilities[order],
+            "expected_seconds": prediction.expected_seconds[order],
+            "timelines": None,
         }
+        if timelines:
+            generated = self.ranker.generate(
+                state, selected_ids, selected_side_ids, **{"return_dict_in_generate": True, **(generate_kwargs or {})}
+            )
+            decoded = self.tokenizer.decode_timelines(generated.sequences, generated.times)
+            copies = len(decoded) // len(order)
+            outputs["timelines"] = [decoded[row * copies : (row + 1) * copies] for row in range(len(order))]
+        return outputs
 
     def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
         config = self.model.config
         reported = [(name, config.action_id(name)) for name in config.action_names if name != config.start_action]
         probabilities = model_outputs["action_probabilities"].tolist()
         seconds = model_outputs["expected_seconds"].tolist()
-        return [
-            {
-                "item": item,
-                "action_probabilities": {name: probabilities[row][index] for name, index in reported},
-                "expected_seconds": {name: seconds[row][index] for name, index in reported},
-                "timeline": timeline,
-            }
-            for row, (item, timeline) in enumerate(zip(model_outputs["items"], model_outputs["timelines"]))
-        ]
+        scores = model_outputs["scores"].tolist() if model_outputs["scores"] is not None else None
+        timelines = model_outputs["timelines"]
+        results = []
+        for row, item in enumerate(model_outputs["items"]):
+            result = {"item": item}
+            if scores is not None:
+                result["score"] = scores[row]
+            result["action_probabilities"] = {name: probabilities[row][index] for name, index in reported}
+            result["expected_seconds"] = {name: seconds[row][index] for name, index in reported}
+            if timelines is not None:
+                result["timeline"] = timelines[row][0]
+                if len(timelines[row]) > 1:
+                    result["timelines"] = timelines[row]
+            results.append(result)
+        return results
+
+
+def _saved_tokenizer(name_or_path: str) -> A2GenActionTokenizer | None:
+    """The tokenizer saved beside a model (folder or Hub repository), or None when there is none."""
+    if not name_or_path:
+        return None
+    if Path(name_or_path).is_dir():
+        found = (Path(name_or_path) / "tokenizer_config.json").is_file()
+    else:
+        found = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False)
+    return A2GenActionTokenizer.from_pretrained(name_or_path) if found else None
+
+
+def _field_names(side_feature_fields: Sequence[str]) -> list[str]:
+    if isinstance(side_feature_fields, str) or not all(isinstance(field, str) for field in side_feature_fields):
+        raise TypeError(f"side_feature_fields must be a list of field names, got {side_feature_fields!r}.")
+    return list(side_feature_fields)
 
 
 def _check_keys(entry: Mapping, allowed: Sequence[str], required: Sequence[str], where: str) -> None:

@@ -143,6 +143,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         item_buckets: int = 1_000_000,
         side_feature_buckets: int = 100_000,
         vocab_file: str | None = None,
+        side_feature_fields: Sequence[str] | None = None,
         **kwargs,
     ):
         if vocab_file is not None:
@@ -156,6 +157,13 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         self.user_buckets = int(user_buckets)
         self.item_buckets = int(item_buckets)
         self.side_feature_buckets = int(side_feature_buckets)
+        # The item side-feature field names, in the order of the ids' last dimension (saved with the tokenizer, so
+        # the pipeline can hash raw side features of a checkpoint without being told the fields); None = unknown.
+        if side_feature_fields is not None and (
+            isinstance(side_feature_fields, str) or not all(isinstance(field, str) for field in side_feature_fields)
+        ):
+            raise TypeError(f"side_feature_fields must be a list of field names, got {side_feature_fields!r}.")
+        self.side_feature_fields = list(side_feature_fields) if side_feature_fields is not None else None
         # The vocabulary must exist before the base class registers the special tokens against it.
         self.vocab = {PAD_ACTION: 0, **{name: index + 1 for index, name in enumerate(self.action_names)}}
         self.ids_to_actions = [PAD_ACTION, *self.action_names]
@@ -182,6 +190,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             user_buckets=self.user_buckets,
             item_buckets=self.item_buckets,
             side_feature_buckets=self.side_feature_buckets,
+            side_feature_fields=self.side_feature_fields,
             **kwargs,
         )
 

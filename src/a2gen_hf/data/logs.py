@@ -572,6 +572,8 @@ def convert_log(
     tokenizer = tokenizer or A2GenActionTokenizer(
         action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action
     )
+    if tokenizer.side_feature_fields is None:  # saved with the tokenizer: the pipeline hashes raw side features
+        tokenizer.side_feature_fields = list(preset.side_feature_columns)
     if list(tokenizer.action_names) != list(preset.action_names):
         raise ValueError(
             f"The tokenizer's actions {tokenizer.action_names} differ from preset {preset.name!r}'s "

@@ -415,7 +415,8 @@ def bucket_counts(config: SimulatorConfig, catalog: VideoCatalog | None = None) 
 def build_tokenizer(config: SimulatorConfig, catalog: VideoCatalog | None = None) -> A2GenActionTokenizer:
     """The (not yet time-fitted) tokenizer whose hashing gives the simulated examples their ids."""
     return A2GenActionTokenizer(
-        action_names=config.action_names, start_action="start", end_action="leave", **bucket_counts(config, catalog)
+        action_names=config.action_names, start_action="start", end_action="leave", **bucket_counts(config, catalog),
+        side_feature_fields=list(ITEM_SIDE_FIELDS),
     )
 
 

@@ -1,0 +1,514 @@
+"""Ranking many candidates for one user: the user's side once, the candidates batched.
+
+``A2GenRanker(model).encode_user(...)`` runs everything that does not depend on the candidate once per request
+(embeddings, level 1 of HSE, CAM_item's keys, values and the history part of its queries); ``score_candidates``
+then scores C candidates in fixed-size blocks. It composes the model's own parts and holds no math of its own:
+
+- CAM_item pooled over the history, for many candidates at once, is
+  :meth:`ContextAwareAttention.sequence_state` / :meth:`ContextAwareAttention.pooled_output` (the algebra is in
+  ``docs/serving.md``);
+- the generator's per-slot distributions are :meth:`A2GenForActionGeneration.slot_distributions`, read by
+  :func:`~a2gen_hf.modeling_a2gen.action_predictions_from_slots` as in ``predict_actions``;
+- generation is :meth:`A2GenForActionGeneration.generate_from_context`.
+
+Results equal ``predict_actions`` / ``generate`` on a batch that repeats the user's history once per candidate.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationConfig
+from transformers.utils import logging
+
+from .features_a2gen import occurrence_probabilities
+from .generation_a2gen import A2GenBeamGenerateOutput, A2GenGenerateOutput
+from .modeling_a2gen import A2GenActionPrediction, A2GenForActionGeneration, action_predictions_from_slots
+
+logger = logging.get_logger(__name__)
+
+USER_INPUT_NAMES = (
+    "user_ids",
+    "history_item_ids",
+    "history_action_ids",
+    "history_action_times",
+    "history_time_mask",
+    "history_mask",
+    "history_item_side_ids",
+    "user_side_ids",
+)
+REQUIRED_USER_INPUTS = USER_INPUT_NAMES[:4]
+DEFAULT_CHUNK_SIZE = 1000
+
+
+@dataclass
+class UserState:
+    """
+    Candidate-independent terms of one user, from :meth:`A2GenRanker.encode_user`. Padding history items are
+    dropped (they never change an output), so ``n`` below is the number of real history items.
+
+    Args:
+        user_features (`torch.FloatTensor` of shape `(1, user_feature_size)`).
+        queries (`torch.FloatTensor` of shape `(heads, n, head_size)`): CAM_item's history part of the queries.
+        keys / values (`torch.FloatTensor` of shape `(heads, n, head_size)`): CAM_item's keys and values.
+        score_exponentials (`torch.FloatTensor` of shape `(heads, n, n)`): ``exp(A - rowmax(A))`` with
+            ``A = queries @ keys^T / sqrt(head_size)``, the per-user factor of every candidate's attention.
+        history (`dict`, *optional*): for a model with the count / propensity / popularity features, the user's
+            real history items: ``history_action_ids`` `(1, n, E)`, ``history_mask`` `(1, n)`, ``history_item_ids``
+            `(1, n)` and ``history_item_side_ids`` `(1, n, F)` or None; the features depend on the candidate.
+    """
+
+    user_features: torch.Tensor
+    queries: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+    score_exponentials: torch.Tensor
+    history: dict[str, torch.Tensor | None] | None = None
+
+    @property
+    def num_history_items(self) -> int:
+        return self.keys.shape[1]
+
+    def as_tuple(self) -> tuple[torch.Tensor, ...]:
+        """The tensors, in field order, that lead the arguments of :class:`A2GenRankingProgram`."""
+        return tuple(getattr(self, field.name) for field in fields(self) if field.name != "history")
+
+
+class A2GenRankingProgram(nn.Module):
+    """
+    The candidate side of ranking as one module with tensor-only inputs, so it can run eagerly, under
+    ``torch.compile`` and through ``torch.export``. Holds no weights of its own: it calls the model's parts.
+
+    forward(user_features `(1, Du)`, queries / keys / values `(H, n, dh)`, score_exponentials `(H, n, n)`,
+    item_ids `(C,)`, item_side_ids `(C, F)` or None, extra_features `(C, De)` or None) -> action_probabilities,
+    expected_times, expected_seconds, each `(C, vocab_size)`. ``extra_features`` are the model's
+    :class:`~a2gen_hf.modeling_a2gen.ExtraContextFeatures` of the candidates (:meth:`A2GenRanker.extra_features`).
+    """
+
+    def __init__(self, model: A2GenForActionGeneration):
+        super().__init__()
+        self.model = model
+        self.mean_pooling = model.config.history_pooling == "mean"
+
+    def generation_context(
+        self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features=None
+    ) -> torch.Tensor:
+        """The context of CAM_gen, `(C, context_size)`, laid out as ``A2GenModel`` lays it out."""
+        encoder = self.model.a2gen
+        item_features = encoder.features.item_features(item_ids, item_side_ids)
+        # Vec_hist: CAM_item's outputs summed over the n history items (HSE's pooling), for every candidate.
+        history = encoder.encoder.item_attention.pooled_output(queries, keys, values, score_exponentials, item_features)
+        if self.mean_pooling and keys.shape[1] > 0:
+            history = history / keys.shape[1]
+        parts = [user_features.expand(item_ids.shape[0], -1), history, item_features]
+        if extra_features is not None:
+            parts.append(extra_features)
+        return torch.cat(parts, dim=-1)
+
+    def forward(
+        self,
+        user_features,
+        queries,
+        keys,
+        values,
+        score_exponentials,
+        item_ids,
+        item_side_ids=None,
+        extra_features=None,
+    ):
+        context = self.generation_context(
+            user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features
+        )
+        prediction = action_predictions_from_slots(self.model.config, *self.model.slot_distributions(context))
+        probabilities = prediction.action_probabilities
+        if self.model.occurrence_head is not None:
+            probabilities = occurrence_probabilities(self.model, context)
+        return probabilities, prediction.expected_times, prediction.expected_seconds
+
+
+class A2GenRanker:
+    """
+    Scores many candidate items for one user at a time.
+
+    Args:
+        model (:class:`A2GenForActionGeneration`): put into eval mode (dropout off), as ranking needs.
+        chunk_size (`int`, *optional*): score candidates in blocks of this many (per-user work is done once; default
+            1,000: blocks keep the temporaries in cache, and compiled code sees one shape). ``None`` scores all
+            candidates of a call in one block.
+        compile (`bool`): run the candidate side through ``torch.compile``; needs ``chunk_size``, and the last block
+            is padded so that every call has the same shape and nothing recompiles.
+        dtype (`torch.dtype`, *optional*): ``torch.bfloat16`` runs the candidate side under autocast: matrix
+            products in bf16; the attention exponentials, softmaxes and CAM_item's normalisers stay in fp32, while
+            the softmax of IAG's auxiliary heads inside the generator runs in bf16 (see docs/serving.md for the
+            accuracy cost). ``None`` keeps the model's dtype.
+
+    Inputs are checked: ids must be integer tensors inside their tables, and a history longer than
+    ``config.max_history_items`` items (or ``max_events_per_item`` events per item) is cut as the collator cuts it:
+    the most recent items, the first events of each (a warning says so).
+
+    Example:
+        >>> ranker = A2GenRanker(model)
+        >>> state = ranker.encode_user(user_ids=..., history_item_ids=..., history_action_ids=..., ...)
+        >>> scores = ranker.score_candidates(state, item_ids)  # A2GenActionPrediction, rows = candidates
+    """
+
+    def __init__(
+        self,
+        model: A2GenForActionGeneration,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        compile: bool = False,
+        dtype: torch.dtype | None = None,
+    ):
+        if not is_action_generation_model(model):
+            raise TypeError(f"A2GenRanker needs an A2GenForActionGeneration, got {type(model).__name__}.")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)):
+            raise TypeError(f"chunk_size must be an int (or None), got {type(chunk_size).__name__} {chunk_size!r}.")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be a positive number of candidates (or None).")
+        if compile and chunk_size is None:
+            raise ValueError("compile=True needs a fixed chunk_size (e.g. 1000) so that no batch size recompiles.")
+        if dtype not in (None, torch.bfloat16):
+            raise ValueError(f"dtype={dtype} is not supported; use None (the model's dtype) or torch.bfloat16.")
+        self.model = model.eval()
+        self.config = model.config
+        self.chunk_size = chunk_size
+        self.dtype = dtype
+        self.program = A2GenRankingProgram(model)
+        self._run = torch.compile(self.program, dynamic=False) if compile else self.program
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The user
+
+    @torch.no_grad()
+    def encode_user(self, **user_inputs: torch.Tensor) -> UserState:
+        """
+        Runs the candidate-independent part once. Takes one user's inputs named as in ``forward``, with batch size
+        1: ``user_ids`` `(1,)`, ``history_item_ids`` `(1, N)`, ``history_action_ids`` / ``history_action_times``
+        `(1, N, E)` and, where used, ``history_time_mask``, ``history_mask``, ``history_item_side_ids``
+        `(1, N, F)`, ``user_side_ids`` `(1, S, L)`. Candidate inputs (``item_ids``) go to ``score_candidates``.
+        Histories are oldest first; beyond ``max_history_items`` real items only the most recent are read.
+        """
+        inputs = self._checked_user_inputs(user_inputs)
+        encoder = self.model.a2gen
+        history_item_ids, history_action_ids = inputs["history_item_ids"], inputs["history_action_ids"]
+        history_mask = inputs.get("history_mask")
+        history_mask = (history_item_ids != 0) if history_mask is None else history_mask.bool()
+        # CAM has no positions, so padding items can simply be dropped: every later step sees real items only.
+        real = history_mask[0].nonzero().squeeze(1)
+        real = self._most_recent(real)
+        side_ids = inputs.get("history_item_side_ids")
+        time_mask = inputs.get("history_time_mask")
+        items = history_item_ids[:, real]
+        actions = history_action_ids[:, real]
+        side_ids = side_ids[:, real] if side_ids is not None else None
+        time_mask = time_mask[:, real] if time_mask is not None else None
+
+        user_features = encoder.features.user_features(inputs["user_ids"], inputs.get("user_side_ids"))
+        history_features = encoder.features.item_features(items, side_ids)
+        event_mask = actions != 0
+        events = encoder.event_embedding(actions, inputs["history_action_times"][:, real], time_mask)
+        item_sequences, _, _ = encoder.encoder.encode_items(history_features, events, event_mask)
+        level2_inputs = torch.cat([history_features[0], item_sequences[0]], dim=-1)
+        queries, keys, values, score_exponentials = encoder.encoder.item_attention.sequence_state(level2_inputs)
+        history = None
+        if encoder.extra_features.size:
+            history = {
+                "history_action_ids": actions,
+                "history_mask": torch.ones_like(items, dtype=torch.bool),
+                "history_item_ids": items,
+                "history_item_side_ids": side_ids,
+            }
+        return UserState(user_features, queries, keys, values, score_exponentials, history)
+
+    def _most_recent(self, real: torch.Tensor) -> torch.Tensor:
+        """The positions of the last ``max_history_items`` real items; warns when older ones are left out."""
+        limit = self.config.max_history_items
+        if real.numel() > limit:
+            logger.warning_once(
+                f"A2GenRanker: a history of {real.numel()} items is cut to the most recent "
+                f"max_history_items={limit} (as the collator cuts it); pass at most {limit} items to silence this."
+            )
+            real = real[-limit:]
+        return real
+
+    def _checked_user_inputs(self, user_inputs: dict) -> dict[str, torch.Tensor]:
+        """Names, types, shapes and id ranges of one user's inputs; history events cut to max_events_per_item."""
+        unknown = sorted(set(user_inputs) - set(USER_INPUT_NAMES))
+        if unknown:
+            raise ValueError(
+                f"encode_user() got {unknown}; it takes the user's inputs {list(USER_INPUT_NAMES)}. Candidate ids "
+                "(item_ids, item_side_ids) go to score_candidates()."
+            )
+        missing = [name for name in REQUIRED_USER_INPUTS if user_inputs.get(name) is None]
+        if missing:
+            raise ValueError(f"encode_user() is missing {missing}; pass one user's history (batch size 1).")
+        config = self.config
+        inputs = {name: value for name, value in user_inputs.items() if value is not None}
+        # As forward(), side inputs the model does not read are ignored.
+        if not config.num_item_side_features:
+            inputs.pop("history_item_side_ids", None)
+        if not config.num_user_side_lists:
+            inputs.pop("user_side_ids", None)
+        for name, value in inputs.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{name} must be a torch.Tensor (batch size 1), got {type(value).__name__}; wrap lists with "
+                    "torch.tensor([...])."
+                )
+        user_ids, history_item_ids = inputs["user_ids"], inputs["history_item_ids"]
+        if user_ids.shape != (1,) or history_item_ids.dim() != 2 or history_item_ids.shape[0] != 1:
+            raise ValueError(
+                f"encode_user() encodes one user: user_ids must have shape (1,) and history_item_ids (1, N); got "
+                f"{tuple(user_ids.shape)} and {tuple(history_item_ids.shape)}. Encode users one at a time."
+            )
+        items = history_item_ids.shape[1]
+        actions = inputs["history_action_ids"]
+        if actions.dim() != 3 or actions.shape[:2] != (1, items):
+            raise ValueError(
+                f"history_action_ids must have shape (1, N, E) = (1, {items}, E), got {tuple(actions.shape)}."
+            )
+        events = actions.shape[2]
+        side_fields, side_lists = config.num_item_side_features, config.num_user_side_lists
+        expected = {
+            "history_action_times": (1, items, events),
+            "history_time_mask": (1, items, events),
+            "history_mask": (1, items),
+            "history_item_side_ids": (1, items, side_fields),
+        }
+        for name, shape in expected.items():
+            if name in inputs and tuple(inputs[name].shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {tuple(inputs[name].shape)}.")
+        if side_fields and "history_item_side_ids" not in inputs:
+            raise ValueError(
+                f"This model reads {side_fields} item side features: pass history_item_side_ids (1, N, {side_fields})."
+            )
+        if side_lists:
+            side = inputs.get("user_side_ids")
+            if side is None or side.dim() != 3 or side.shape[:2] != (1, side_lists):
+                raise ValueError(
+                    f"This model reads {side_lists} user side lists: pass user_side_ids of shape (1, {side_lists}, L), "
+                    f"got {None if side is None else tuple(side.shape)}."
+                )
+        for name in ("user_ids", "history_item_ids", "history_action_ids", "history_item_side_ids", "user_side_ids"):
+            if name in inputs:
+                _check_ids(name, inputs[name], *_TABLES[name](config))
+        for name in ("history_mask", "history_time_mask"):
+            if name in inputs and inputs[name].is_floating_point():
+                raise TypeError(f"{name} must be an integer or bool tensor (1 = real), got {inputs[name].dtype}.")
+        times = inputs["history_action_times"]
+        if not times.is_floating_point():
+            raise TypeError(f"history_action_times must be a float tensor of normalised times, got {times.dtype}.")
+        if not torch.isfinite(times).all():
+            raise ValueError(
+                "history_action_times holds NaN or inf; encode unknown times as 0.0 with history_time_mask = 0 "
+                "(the tokenizer and collator do this)."
+            )
+        parameter = next(self.model.parameters())
+        inputs["history_action_times"] = times.to(parameter.dtype)
+        # The collator keeps the first max_events_per_item events of each item; so does the ranker.
+        limit = config.max_events_per_item
+        if events > limit:
+            if (actions[..., limit:] != 0).any():
+                logger.warning_once(
+                    f"A2GenRanker: history items with more than max_events_per_item={limit} events are cut to their "
+                    "first events (as the collator cuts them)."
+                )
+            for name in ("history_action_ids", "history_action_times", "history_time_mask"):
+                if name in inputs:
+                    inputs[name] = inputs[name][..., :limit]
+        return {name: value.to(parameter.device) for name, value in inputs.items()}
+
+    def extra_features(
+        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+    ) -> torch.Tensor | None:
+        """The model's count / propensity / popularity features of C candidates `(C, De)`; None without them."""
+        if user_state.history is None:
+            return None
+        # The history keeps batch size 1: what depends on it alone is computed once for all candidates.
+        return self.model.a2gen.extra_features(**user_state.history, item_ids=item_ids, item_side_ids=item_side_ids)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The candidates
+
+    def _check_candidates(
+        self, user_state: UserState, item_ids: torch.Tensor, item_side_ids: torch.Tensor | None
+    ) -> None:
+        if not isinstance(user_state, UserState):
+            raise TypeError(f"user_state must be the UserState from encode_user(), got {type(user_state).__name__}.")
+        if not isinstance(item_ids, torch.Tensor):
+            raise TypeError(
+                f"item_ids must be a 1-D integer tensor of hashed candidate ids, shape (C,); got "
+                f"{type(item_ids).__name__}. Wrap lists with torch.tensor([...])."
+            )
+        if item_ids.dim() != 1:
+            raise ValueError(
+                f"item_ids must be a 1-D integer tensor of candidate ids, shape (C,); got shape {tuple(item_ids.shape)}."
+            )
+        _check_ids("item_ids", item_ids, "item_buckets", self.config.item_buckets)
+        fields_needed = self.config.num_item_side_features
+        if fields_needed and item_side_ids is None:
+            raise ValueError(f"This model reads {fields_needed} item side features: pass item_side_ids (C, F).")
+        if item_side_ids is not None:
+            if not fields_needed:
+                raise ValueError(
+                    "This model has no item side features (num_item_side_features=0); drop item_side_ids."
+                )
+            if not isinstance(item_side_ids, torch.Tensor):
+                raise TypeError(f"item_side_ids must be an integer tensor (C, F), got {type(item_side_ids).__name__}.")
+            if tuple(item_side_ids.shape) != (item_ids.shape[0], fields_needed):
+                raise ValueError(
+                    f"item_side_ids must have shape (C, F) = ({item_ids.shape[0]}, {fields_needed}), "
+                    f"got {tuple(item_side_ids.shape)}."
+                )
+            _check_ids("item_side_ids", item_side_ids, "side_feature_buckets", self.config.side_feature_buckets)
+
+    @torch.no_grad()
+    def score_candidates(
+        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+    ) -> A2GenActionPrediction:
+        """
+        Scores C candidates for the user of ``user_state``.
+
+        Args:
+            item_ids (`torch.LongTensor` of shape `(C,)`): hashed candidate item ids.
+            item_side_ids (`torch.LongTensor` of shape `(C, F)`, *optional*): their side features.
+        Returns:
+            :class:`A2GenActionPrediction` with `(C, vocab_size)` tensors, equal to ``predict_actions`` on a batch
+            that repeats the user's history C times (C = 0 gives empty tensors).
+        """
+        self._check_candidates(user_state, item_ids, item_side_ids)
+        item_ids = item_ids.to(self.device)
+        item_side_ids = item_side_ids.to(self.device) if item_side_ids is not None else None
+        total = item_ids.shape[0]
+        if total == 0:
+            empty = torch.zeros(0, self.config.vocab_size, device=item_ids.device)
+            return A2GenActionPrediction(action_probabilities=empty, expected_times=empty, expected_seconds=empty)
+        chunk = self.chunk_size or total
+        outputs = []
+        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
+        with autocast:
+            for start in range(0, total, chunk):
+                ids = item_ids[start : start + chunk]
+                side = item_side_ids[start : start + chunk] if item_side_ids is not None else None
+                short = chunk - ids.shape[0]
+                if short and self._run is not self.program:  # keep the compiled shape fixed
+                    ids = F.pad(ids, (0, short))
+                    side = F.pad(side, (0, 0, 0, short)) if side is not None else None
+                result = self._run(*user_state.as_tuple(), ids, side, self.extra_features(user_state, ids, side))
+                outputs.append([tensor[: chunk - short].float() for tensor in result])
+        probabilities, expected_times, seconds = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*outputs))
+        return A2GenActionPrediction(
+            action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
+        )
+
+    def generation_context(
+        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+    ) -> torch.Tensor:
+        """The generation context `(C, context_size)` of C candidates, as ``A2GenModel`` would give it."""
+        self._check_candidates(user_state, item_ids, item_side_ids)
+        item_ids = item_ids.to(self.device)
+        item_side_ids = item_side_ids.to(self.device) if item_side_ids is not None else None
+        with torch.no_grad():
+            return self.program.generation_context(
+                *user_state.as_tuple(), item_ids, item_side_ids, self.extra_features(user_state, item_ids, item_side_ids)
+            )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        user_state: UserState,
+        item_ids: torch.LongTensor,
+        item_side_ids: torch.LongTensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        **kwargs,
+    ) -> A2GenGenerateOutput | A2GenBeamGenerateOutput | torch.LongTensor:
+        """
+        Timed action sequences for C candidates of one user, as ``model.generate`` gives them on the batch that
+        repeats the user's history C times: the same options (``max_new_tokens``, ``do_sample``, ``num_beams``,
+        ``num_return_sequences``, ``use_cache``, ...; the model's generation config by default, which is greedy) and
+        outputs, except that ``return_dict_in_generate`` defaults to True here. Returns sequences
+        `(C * num_return_sequences, 1 + steps)` and their normalised times.
+        """
+        context = self.generation_context(user_state, item_ids, item_side_ids)
+        if context.shape[0] == 0:
+            raise ValueError("generate() needs at least one candidate in item_ids.")
+        if generation_config is None:
+            kwargs.setdefault("return_dict_in_generate", True)
+        return self.model.generate_from_context(context, generation_config, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Export
+
+    def export(
+        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+    ) -> torch.export.ExportedProgram:
+        """
+        ``torch.export`` of the candidate side (:class:`A2GenRankingProgram`), with the number of candidates and of
+        history items dynamic. Call the result as
+        ``program.module()(*user_state.as_tuple(), item_ids, item_side_ids)`` -> (probabilities, expected times,
+        expected seconds). The example inputs need at least 2 history items and 2 candidates.
+        """
+        self._check_candidates(user_state, item_ids, item_side_ids)
+        if user_state.history is not None:
+            raise ValueError(
+                "export() covers models without the count, propensity or popularity features; score such a model "
+                "with score_candidates (eagerly or with compile=True)."
+            )
+        if user_state.num_history_items < 2 or item_ids.shape[0] < 2:
+            raise ValueError("export() traces with an example of at least 2 history items and 2 candidates.")
+        candidates, history = torch.export.Dim("candidates"), torch.export.Dim("history_items")
+        heads_dims = {1: history}
+        dynamic_shapes = (
+            None,
+            heads_dims,
+            heads_dims,
+            heads_dims,
+            {1: history, 2: history},
+            {0: candidates},
+            {0: candidates} if item_side_ids is not None else None,
+        )
+        with torch.no_grad():
+            return torch.export.export(
+                self.program,
+                (*user_state.as_tuple(), item_ids, item_side_ids),
+                dynamic_shapes=dynamic_shapes,
+            )
+
+
+def is_action_generation_model(model: Any) -> bool:
+    """An :class:`A2GenForActionGeneration`, or the copy of it that ``trust_remote_code=True`` loads from a checkpoint."""
+    if isinstance(model, A2GenForActionGeneration):
+        return True
+    return type(model).__name__ == "A2GenForActionGeneration" and getattr(model.config, "model_type", None) == "a2gen"
+
+
+# Which table each id input indexes: (name of the config field, its size).
+_TABLES = {
+    "user_ids": lambda config: ("user_buckets", config.user_buckets),
+    "history_item_ids": lambda config: ("item_buckets", config.item_buckets),
+    "user_side_ids": lambda config: ("item_buckets", config.item_buckets),
+    "history_item_side_ids": lambda config: ("side_feature_buckets", config.side_feature_buckets),
+    "history_action_ids": lambda config: ("vocab_size", config.vocab_size),
+}
+
+
+def _check_ids(name: str, ids: torch.Tensor, table: str, size: int) -> None:
+    """Ids must be an integer tensor inside their table, ``[0, size)``."""
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of hashed ids, got dtype {ids.dtype}.")
+    if ids.numel():
+        low, high = ids.min().item(), ids.max().item()
+        if low < 0 or high >= size:
+            raise ValueError(
+                f"{name} must lie in [0, {table}={size}), got values from {low} to {high}; hash raw ids with the "
+                "tokenizer that was saved with this model (its bucket counts match the config)."
+            )
