@@ -130,7 +130,9 @@ def test_the_timeline_format_claim_allows_sequences_cut_at_max_actions():
 
 def test_the_side_feature_fields_note_says_when_they_are_needed():
     text = read("docs/quickstart.md")
-    assert "is needed only\n  when a request gives `side_features`" in text
+    # the names come from the checkpoint's tokenizer; the argument is needed only for one saved without them
+    assert "come from the checkpoint's tokenizer" in text
+    assert "only when a request gives side features, pass\n  `side_feature_fields=[...]`" in text
 
 
 def test_the_finetune_example_prints_what_its_docstring_says():
