@@ -624,3 +624,17 @@ def test_cli_push_hub_failures_are_one_line_with_status_2(hub_env, tmp_path, cap
     err = capfd.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line.lower() or "Traceback" in line]
     assert len(errors) == 1 and errors[0].startswith("a2gen push: error: ") and expected in errors[0], err
+
+
+@pytest.mark.parametrize("kind", ["mmoe", "ple"])
+def test_cli_push_of_a_saved_baseline_folder(hub_env, tmp_path, capfd, kind):
+    model = baseline_model(kind)
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tiny_tokenizer(model.config).save_pretrained(checkpoint)
+    code = cli_main(["push", str(checkpoint), f"cli-{kind}"])
+    out, err = capfd.readouterr()
+    assert code == 0, err[-2000:]
+    files = hub_env.files(f"{hub_env.user}/cli-{kind}")
+    assert json.loads(files["config.json"])["architectures"] == [type(model).__name__]
+    assert {"modeling_baselines.py", "model.safetensors", "tokenizer_config.json"} <= set(files)

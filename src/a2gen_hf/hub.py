@@ -22,7 +22,7 @@ from typing import Any
 
 from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData, constants
 
-from . import modeling_a2gen
+from . import modeling_a2gen, modeling_baselines
 from .configuration_a2gen import A2GenConfig
 from .modeling_a2gen import A2GenPreTrainedModel
 from .strict_loading import non_finite_tensors, shown_keys
@@ -316,11 +316,12 @@ def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenA
         architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
     except (ValueError, AttributeError) as error:
         raise HubPushError(f"{config_file}: not a JSON object ({error}); save the model again.") from None
-    model_classes = [getattr(modeling_a2gen, name, None) for name in architectures]
+    modules = (modeling_a2gen, modeling_baselines)
+    model_classes = [next((getattr(m, name) for m in modules if hasattr(m, name)), None) for name in architectures]
     if not architectures or not isinstance(model_classes[0], type):
         raise HubPushError(
-            f"{config_file}: 'architectures' is {architectures}; expected one A2Gen model class such as "
-            "['A2GenForActionGeneration'] or ['A2GenModel']."
+            f"{config_file}: 'architectures' is {architectures}; expected one model class of this package "
+            "such as ['A2GenForActionGeneration'], ['A2GenModel'] or ['MMoEForActionPrediction']."
         )
     try:
         model = model_classes[0].from_pretrained(checkpoint_dir, local_files_only=True)  # strict (StrictLoadingMixin)
