@@ -441,7 +441,7 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from .plotting import plot_comparison, plot_timeline, plot_training_curves
+    from .plotting import plot_comparison, plot_timeline, plot_training_curves, ranked_action_probabilities
 
     try:
         if args.plot_kind == "curves":
@@ -465,9 +465,7 @@ def run_plot(args: argparse.Namespace) -> int:
             actual = tokenizer.decode_timeline(batch["labels"][0], batch["label_times"][0], batch["label_time_mask"][0])
             title = args.title or f"{args.split} row {args.index}: user {row['user']}, item {row['item']}"
             scores = model.predict_actions(**batch).action_probabilities[0]
-            config = model.config
-            probabilities = {name: float(scores[config.action_id(name)]) for name in config.action_names
-                             if name not in (config.start_action, config.end_action)}
+            probabilities = ranked_action_probabilities(model.config, scores)
             path = plot_timeline(predicted, actual, args.output, title=title, probabilities=probabilities)
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen plot {args.plot_kind}: error: {error}", file=sys.stderr)

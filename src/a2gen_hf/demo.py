@@ -21,7 +21,7 @@ from transformers import set_seed
 from .data.collator import A2GenDataCollator
 from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
-from .plotting import plot_timeline
+from .plotting import plot_timeline, ranked_action_probabilities
 from .training.data_setup import create_model, model_config_from_tokenizer
 from .training.loop import TrainingSettings, train
 
@@ -106,7 +106,8 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     checkpoint = output_dir / "checkpoint"
     a2gen.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
-    plot_path = plot_timeline(timelines[0][0], timelines[0][1], output_dir / "timeline.png")
+    probabilities = ranked_action_probabilities(a2gen.config, timelines[0][2])
+    plot_path = plot_timeline(timelines[0][0], timelines[0][1], output_dir / "timeline.png", probabilities=probabilities)
     (output_dir / "demo_results.json").write_text(json.dumps(results, indent=2, default=float))
     elapsed = time.time() - started
     print(f"\nSaved the A2Gen checkpoint to {checkpoint} (load it with AutoModelForActionGeneration.from_pretrained),")
@@ -117,7 +118,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
 
 def describe_sessions(model, tokenizer, batch, examples, num_samples: int = 3, seed: int = 0) -> list[tuple]:
     """Print, per example of ``batch``: the actual timeline, the top actions (:func:`format_top_actions`), the greedy
-    timeline and ``num_samples`` sampled ones. Returns ``(greedy, actual)`` timelines per example."""
+    timeline and ``num_samples`` sampled ones. Returns ``(greedy, actual, action probabilities (V,))`` per example."""
     with torch.no_grad():
         prediction = model.predict_actions(**batch)
         greedy = model.generate(**batch, return_dict_in_generate=True)
@@ -131,7 +132,7 @@ def describe_sessions(model, tokenizer, batch, examples, num_samples: int = 3, s
     for index in range(len(examples)):
         predicted = tokenizer.decode_timeline(greedy.sequences[index], greedy.times[index])
         actual = tokenizer.decode_timeline(batch["labels"][index], batch["label_times"][index], batch["label_time_mask"][index])
-        timelines.append((predicted, actual))
+        timelines.append((predicted, actual, prediction.action_probabilities[index]))
         print(f"  session {index} ({examples[index]['user']}, {examples[index]['item']})")
         print(f"    actual       {format_timeline(actual)}")
         print(f"    top actions  {format_top_actions(tokenizer, prediction.action_probabilities[index], prediction.expected_seconds[index])}")

@@ -185,6 +185,16 @@ def timeline_figure(
     return figure
 
 
+def ranked_action_probabilities(config, scores) -> dict[str, float]:
+    """``{action: P(action happens)}`` for the plot's probability panel, from one row of ``predict_actions``'
+    ``action_probabilities`` `(V,)` (the start and end actions, which every sequence has, are left out)."""
+    return {
+        name: float(scores[config.action_id(name)])
+        for name in config.action_names
+        if name not in (config.start_action, config.end_action)
+    }
+
+
 def plot_timeline(
     predicted: Timeline,
     actual: Timeline | None = None,
