@@ -155,13 +155,7 @@ def action_auc(
     Args:
         probabilities: `(n, V)` P(happens) per action id. labels: `(n, T)` label sequences.
     """
-    probabilities = _as_array(probabilities, "probabilities", np.float64, 2)
-    _check_width(probabilities, "probabilities", action_names)
-    _check_probabilities(probabilities, "probabilities")
-    occurs, _, _ = action_targets(labels, None, None, len(action_names) + 1)
-    if occurs.shape[0] != probabilities.shape[0]:
-        raise ValueError(f"{probabilities.shape[0]} predictions for {occurs.shape[0]} label rows; pass one per row.")
-    _, ranked = _action_ids(action_names, start_action, end_action)
+    probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     notes: list[str] = []
     auc = {action_names[i - 1]: _auc(occurs[:, i], probabilities[:, i], f"auc[{action_names[i - 1]}]", notes) for i in ranked}
     defined = [value for value in auc.values() if not math.isnan(value)]
