@@ -149,8 +149,10 @@ def test_the_option_defaults_agree_with_the_library_settings():
         MODEL_NAMES,
         PRESET_NAMES,
         DemoArguments,
+        OptimizationArguments,
         PrepareArguments,
         SimulateArguments,
+        TrackingArguments,
         TrainArguments,
     )
     from a2gen_hf.data import logs
@@ -170,18 +172,41 @@ def test_the_option_defaults_agree_with_the_library_settings():
     for name in ("num_examples", "seed", "examples_per_user", "history_length", "num_items", "num_topics",
                  "validation_fraction", "test_fraction", "item_buckets", "user_buckets", "side_feature_buckets"):
         assert getattr(simulate, name) == getattr(simulator, name), name
-    train, settings = TrainArguments(), loop.TrainingSettings(output_dir="")
+    settings = loop.TrainingSettings(output_dir="")
     renamed = {"epochs": "num_epochs", "dense_lr": "dense_learning_rate", "embedding_lr": "embedding_learning_rate"}
-    for name in ("epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                 "mixed_precision", "dense_lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
-                 "max_grad_norm", "lr_schedule", "checkpoint_every", "keep_checkpoints", "resume", "seed", "log_every",
-                 "cpu"):
-        assert getattr(train, name) == getattr(settings, renamed.get(name, name)), name
+    for group, names in (
+        (TrainArguments(), ("epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
+                            "mixed_precision", "checkpoint_every", "keep_checkpoints", "resume", "seed", "cpu")),
+        (OptimizationArguments(), ("dense_lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
+                                   "max_grad_norm", "lr_schedule", "warmup_steps", "warmup_ratio")),
+        (TrackingArguments(), ("report_to", "log_every")),
+    ):
+        for name in names:
+            assert getattr(group, name) == getattr(settings, renamed.get(name, name)), name
     demo, demo_settings = DemoArguments(), DemoSettings()
     assert (demo.output, demo.num_examples, demo.epochs, demo.batch_size, demo.seed) == (
         demo_settings.output_dir, demo_settings.num_examples, demo_settings.num_epochs, demo_settings.batch_size,
         demo_settings.seed,
     )
+
+
+def test_train_and_compare_share_the_optimization_and_tracking_options():
+    """One definition of the learning-rate, warmup and tracking options (OptimizationArguments, TrackingArguments)
+    gives both commands the same flags, help and defaults."""
+    from a2gen_hf.cli_arguments import OptimizationArguments, TrackingArguments
+
+    parser = cli.build_parser()
+    shared = ["--" + name.replace("_", "-") for group in (OptimizationArguments, TrackingArguments)
+              for name in group.__dataclass_fields__]
+    assert {"--warmup-steps", "--warmup-ratio", "--report-to", "--log-every", "--lr-schedule"} <= set(shared)
+    actions = {command: {action.option_strings[0]: action for action in cli._subparser(parser, command)._actions
+                         if action.option_strings} for command in ("train", "compare")}
+    for flag in shared:
+        train, compare = actions["train"][flag], actions["compare"][flag]
+        assert (train.help, train.default, train.choices) == (compare.help, compare.default, compare.choices), flag
+    args = cli.parse_arguments(["compare", "--data", "d", "--output", "o", "--warmup-ratio", "0.1", "--report-to",
+                                "tensorboard"])
+    assert (args.warmup_ratio, args.report_to, args.warmup_steps) == (0.1, "tensorboard", 0)
 
 
 def test_config_file_gives_options_and_the_command_line_wins(tmp_path):

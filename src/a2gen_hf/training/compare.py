@@ -297,7 +297,7 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
         f"{key}={training[key]}"
         for key in (
             "num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule",
-            "selection_metric", "early_stopping_patience", "eval_every_steps",
+            "warmup_steps", "warmup_ratio", "selection_metric", "early_stopping_patience", "eval_every_steps",
         )
         if key in training
     )
