@@ -2,6 +2,8 @@
 of a saved report (`a2gen report`)."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from accelerate import Accelerator
@@ -112,3 +114,63 @@ def test_compare_writes_tensorboard_event_files_per_run(simulated_data_dir, tmp_
     for run in ("a2gen-iag-seed0", "mmoe-seed0"):
         events = list((output / "runs" / run / "tracking").rglob("events.out.tfevents.*"))
         assert events and events[0].stat().st_size > 0
+
+
+# `a2gen report`: a saved results.json rendered again, with today's labels and verdict wording.
+
+SAVED_REPORT = Path(__file__).resolve().parent.parent / "docs" / "img" / "results_taobao.json"
+
+
+def test_report_renders_an_old_report_with_verdicts_named_after_the_models(capsys):
+    saved = json.loads(SAVED_REPORT.read_text())
+    old_wording = {row["verdict"] for rows in saved["bootstrap"].values() for row in rows.values()}
+    assert {"A better", "B better"} <= old_wording  # written before verdicts were named after the models
+    assert main(["report", str(SAVED_REPORT), "--tables", "bootstrap"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("Paired bootstrap of the AUC difference A2Gen-IAG minus each model")
+    assert not re.search(r"\b[AB] better\b", table)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    # MMoE: significantly better than A2Gen on collect and buy (intervals below 0), level on cart.
+    mmoe = rows["MMoE (paper-style: pooled history items)"].split(" | ")[1:]
+    assert mmoe[0].endswith("MMoE better") and mmoe[1].endswith("no significant difference")
+    assert mmoe[2].strip(" |").endswith("MMoE better")
+    assert "logistic regression on counts better" in rows["logistic regression on counts"]
+    assert "A2Gen-IAG better" in rows["item / category popularity"]
+    for name, cells in saved["bootstrap"].items():  # every verdict follows its saved interval
+        for row in cells.values():
+            assert compare.verdict(row, "a2gen-iag", name) == (
+                "no significant difference" if row["low"] <= 0 <= row["high"]
+                else ("A2Gen-IAG better" if row["low"] > 0 else f"{compare._short_label(name)} better")
+            )
+
+
+def test_report_of_a_fresh_comparison_is_its_results_md(simulated_data_dir, tmp_path, capsys):
+    output = tmp_path / "compare"
+    assert main(compare_argv(simulated_data_dir, output, "--simple", "propensity")) == 0
+    capsys.readouterr()
+    assert main(["report", str(output / "results.json"), "--output", str(tmp_path / "again.md")]) == 0
+    assert capsys.readouterr().out == f"written to {tmp_path / 'again.md'}\n"
+    assert (tmp_path / "again.md").read_text() == (output / "results.md").read_text()
+    assert main(["report", str(output / "results.json"), "--tables", "metrics,bootstrap"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| model | AUC like") and "Paired bootstrap" in printed and "GAUC" not in printed
+
+
+@pytest.mark.parametrize(
+    ("content", "tables", "message"),
+    [
+        ('{"models": {}', "all", "line 1, column 14: not valid JSON"),
+        ('{"auc": {"like": 0.7}}', "all", "is not a results.json of `a2gen compare`: it lacks ['models', "),
+        (None, "metrics,tabels", "Unknown report sections ['tabels']; choose from ['summary', 'metrics', "),
+    ],
+)
+def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, tables, message):
+    path = tmp_path / "results.json"
+    path.write_text(SAVED_REPORT.read_text() if content is None else content)
+    assert main(["report", str(path), "--tables", tables]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("a2gen report: error: ") and message in err
+    if content is not None:
+        assert str(path) in err
+    assert main(["report", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err

@@ -146,3 +146,15 @@ def test_time_claims_of_the_demo_warn_that_a_busy_machine_is_slower():
         for match in re.finditer(r"\d+ s measured", text):
             around = text[max(0, match.start() - 300) : match.end() + 300]
             assert "busy" in around, f"{page}: {match.group(0)!r} without a word on a busy machine"
+
+
+def test_bootstrap_verdicts_are_named_after_the_models_and_rendered_from_the_saved_reports():
+    from a2gen_hf.training.compare import render_report
+
+    for page, text in all_pages().items():
+        assert not re.search(r"\b[AB] better\b", text), f"{page} words a verdict as 'A better' / 'B better'"
+    results = read("docs/results.md")
+    rendered = re.findall(r"`a2gen report (docs/img/\S+\.json) --tables bootstrap`", results)
+    assert len(rendered) == 2, "results.md renders its bootstrap tables with a2gen report"
+    for path in rendered:
+        assert render_report(ROOT / path, ["bootstrap"]) in results, f"results.md: the table of {path} is stale"

@@ -26,6 +26,7 @@ from .cli_arguments import (
     OptimizationArguments,
     PrepareArguments,
     PushArguments,
+    ReportArguments,
     SelectionArguments,
     SimulateArguments,
     TrackingArguments,
@@ -348,6 +349,22 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from .output_folders import write_text_atomically
+    from .training.compare import MARKDOWN_SECTIONS, render_report
+
+    sections = MARKDOWN_SECTIONS if args.tables == "all" else [name.strip() for name in args.tables.split(",")]
+    try:
+        markdown = render_report(args.results, sections)
+        if args.output:
+            write_text_atomically(args.output, markdown)
+    except (OSError, ValueError) as error:
+        print(f"a2gen report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"written to {args.output}" if args.output else markdown, end="\n" if args.output else "")
+    return 0
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
     from .demo import DemoSettings, run_demo
 
@@ -578,6 +595,15 @@ COMMANDS: dict[str, tuple[str, str, tuple[type, ...], tuple[tuple[str, str], ...
         (CompareArguments, OptimizationArguments, TrackingArguments, SelectionArguments, FeatureArguments),
         (),
         "run_compare",
+    ),
+    "report": (
+        "re-render the Markdown tables of a saved a2gen compare report (results.json)",
+        "Print (or write with --output) the Markdown tables of a results.json written by `a2gen compare`, with "
+        "today's labels and verdict wording (named after the models, e.g. \"A2Gen-IAG better\", decided by the "
+        "saved 95 % intervals); nothing is retrained or rescored.",
+        (ReportArguments,),
+        (("results", "results.json written by a2gen compare"),),
+        "run_report",
     ),
     "demo": (
         "the whole story on the built-in simulator in under a minute",

@@ -311,6 +311,13 @@ class CompareArguments:
 
 
 @dataclass
+class ReportArguments:
+    output: str | None = option("write the Markdown to this file (atomically); default: print it")
+    tables: str = option("comma-separated parts to render, of summary, metrics, ranking, oracle, bootstrap; or all",
+                         "all")
+
+
+@dataclass
 class DemoArguments:
     output: str = option("folder for the data, the checkpoint, the plot and the metrics", "a2gen-demo")
     num_examples: int = option("simulated sessions", 12_000)
