@@ -159,3 +159,20 @@ def test_bootstrap_verdicts_are_named_after_the_models_and_rendered_from_the_sav
     assert len(rendered) == 2, "results.md renders its bootstrap tables with a2gen report"
     for path in rendered:
         assert render_report(ROOT / path, ["bootstrap"]) in results, f"results.md: the table of {path} is stale"
+
+
+def test_every_flag_of_every_command_is_documented_in_its_cli_section():
+    from a2gen_hf import cli
+
+    text = read("docs/cli.md")
+    parser = cli.build_parser()
+    common = {"-h", "--config", "--recipe", "--quiet", "--verbose"}
+    for name in [*cli.COMMANDS, "plot"]:
+        assert f"\n## {name}\n" in text, f"docs/cli.md has no section for `a2gen {name}`"
+        section = text.split(f"\n## {name}\n")[1].split("\n## ")[0]
+        command = cli._subparser(parser, name)
+        parsers = [command] + [kind for action in command._actions if isinstance(action.choices, dict)
+                               for kind in action.choices.values()]
+        flags = {action.option_strings[0] for sub in parsers for action in sub._actions if action.option_strings}
+        missing = sorted(flag for flag in flags - common if not re.search(re.escape(flag) + r"(?![\w-])", section))
+        assert not missing, f"docs/cli.md, section {name}: {missing} not documented"

@@ -341,7 +341,7 @@ class PushArguments:
 
 @dataclass
 class BenchArguments:
-    output: str | None = option("folder for serving_bench.md / serving_bench.json; default: benchmarks/results")
+    output: str | None = option("also write serving_bench.md / serving_bench.json to this folder; default: print only")
     quick: bool = option("C = 100 / 1,000 only and fewer repeats", False)
     compile: bool = option("add torch.compile rows (slow to warm up)", False)
     convert: bool = option("also time convert_log on a synthetic Taobao log", False)
