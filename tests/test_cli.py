@@ -4,6 +4,8 @@ The real benchmarks take minutes; stand-in scripts in a temporary folder record 
 """
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -309,3 +311,51 @@ def test_recipe_gives_options_then_config_then_the_command_line(tmp_path, capsys
     with pytest.raises(SystemExit):
         cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "no_such_recipe"])
     assert "--recipe no_such_recipe: " in capsys.readouterr().err
+
+
+def fresh_python(code_or_args: list[str], env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """A fresh interpreter in which a2gen_hf is imported before transformers (as `a2gen` and most scripts do)."""
+    source = str(Path(cli.__file__).resolve().parents[1])
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "TRANSFORMERS_"))}
+    full_env.update(PYTHONPATH=source, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1", **(env or {}))
+    return subprocess.run([sys.executable, *code_or_args], env=full_env, cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_command_line_saves_tokenizers_with_their_auto_map(tmp_path):
+    """`a2gen simulate` (prepare, train alike) saves a tokenizer that AutoTokenizer finds with remote code: its
+    auto_map and tokenization_a2gen.py, although the command imports a2gen_hf before transformers."""
+    result = fresh_python(["-m", "a2gen_hf.cli", "simulate", "--output", str(tmp_path / "sim"), "--num-examples", "40",
+                           "--history-length", "2", "--num-items", "20", "--quiet"],
+                          env={"HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "ds")})
+    assert result.returncode == 0, result.stderr
+    tokenizer_config = json.loads((tmp_path / "sim" / "tokenizer" / "tokenizer_config.json").read_text())
+    assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer"
+    assert (tmp_path / "sim" / "tokenizer" / "tokenization_a2gen.py").is_file()
+
+
+def test_push_from_python_and_the_command_line_carries_the_tokenizer_code(tmp_path):
+    """push_checkpoint imported straight from a2gen_hf.hub (hub.md's example) and `a2gen push`, each in a fresh
+    interpreter, push the tokenizer's code and auto_map, so the repo loads with trust_remote_code alone."""
+    from hub_server import HubServer
+
+    from a2gen_hf import A2GenConfig, A2GenForActionGeneration
+
+    config = A2GenConfig(hidden_size=8, num_attention_heads=2, id_embedding_size=8, item_buckets=64, user_buckets=16,
+                         side_feature_buckets=16)
+    A2GenForActionGeneration(config).save_pretrained(tmp_path / "checkpoint")
+    A2GenActionTokenizer.from_config(config).save_pretrained(tmp_path / "checkpoint")
+    python_push = (
+        "import sys\nfrom a2gen_hf.hub import push_checkpoint\n"
+        "push_checkpoint(sys.argv[1], 'from-python')\n"
+    )
+    with HubServer(tmp_path / "hub") as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_HOME": str(tmp_path / "hf")}
+        for name, args in (("from-python", ["-c", python_push, str(tmp_path / "checkpoint")]),
+                           ("from-cli", ["-m", "a2gen_hf.cli", "push", str(tmp_path / "checkpoint"), "from-cli"])):
+            result = fresh_python(args, env=env)
+            assert result.returncode == 0, result.stderr
+            files = hub.files(f"{hub.user}/{name}")
+            assert "tokenization_a2gen.py" in files, name
+            tokenizer_config = json.loads(files["tokenizer_config.json"])
+            assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer", name

@@ -768,9 +768,19 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
         os.environ["DATASETS_VERBOSITY"] = "error" if quiet else "info"
 
 
+# Commands that load, save and push no model or tokenizer: they skip the package's registration.
+UNREGISTERED_COMMANDS = ("bench", "report")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_arguments(argv)
+    args = parse_arguments(argv)  # --help exits here, before anything heavy is imported
     configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
+    if args.command not in UNREGISTERED_COMMANDS:
+        # The auto classes and the tokenizer's auto_map (which save_pretrained writes, with its code), as when
+        # transformers is imported before a2gen_hf: the lazy package registers only then (a2gen_hf.register).
+        from . import register
+
+        register()
     return args.func(args)
 
 
