@@ -580,13 +580,31 @@ def test_packed_history_equals_padded_layout(generator, left):
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("overrides", [{"history_pooling": "mean"}, {"hidden_dropout_prob": 0.3}])
+def test_pooling_inside_cam_equals_pooling_after_it(overrides):
+    """HSE sums CAM's outputs inside CAM (no dropout active) or after it (dropout in training): the same model."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag", **overrides)).eval()
+    batch = ragged_history(make_batch(model.config), left=False)
+    packed = model(**batch)
+    model.a2gen.pack_history_items = False
+    padded = model(**batch)
+    torch.testing.assert_close(packed.history_representation, padded.history_representation, atol=1e-5, rtol=1e-5)
+    encoder = model.a2gen.encoder
+    assert encoder._pools_inside_attention(encoder.item_attention)
+    model.train()
+    assert encoder._pools_inside_attention(encoder.item_attention) == ("hidden_dropout_prob" not in overrides)
+
+
 def test_packed_history_drops_padding_positions_and_events():
     """Level 1 sees only items with real events, in the event columns some of them use."""
     torch.manual_seed(0)
     model = A2GenForActionGeneration(tiny_config("iag")).eval()
     batch = ragged_history(make_batch(model.config), left=True)
     seen = []
-    model.a2gen.encoder.action_attention.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    encoder = model.a2gen.encoder
+    encode = encoder.encode_packed_items
+    encoder.encode_packed_items = lambda features, events, mask: seen.append(events.shape) or encode(features, events, mask)
     model(**batch)
     real_items = int(((batch["history_action_ids"] != 0).any(-1) & (batch["history_item_ids"] != 0)).sum())
     assert seen == [torch.Size([real_items, 3, model.config.action_embedding_size + model.config.time_embedding_size])]

@@ -24,6 +24,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
+from .attention_kernels import pooled_short_attention
 from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
@@ -376,19 +377,25 @@ class ContextAwareAttention(nn.Module):
         return projected, context_queries, _small_softmax(gate_logits)
 
     def gated_output(
-        self, head_states: torch.Tensor, gate: torch.Tensor, projected_context: torch.Tensor, count: float = 1.0
+        self,
+        head_states: torch.Tensor,
+        gate: torch.Tensor,
+        projected_context: torch.Tensor,
+        count: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
         """
         `sum_h g_h (head_states_h W_h + count * b_h) + count * projected_context`: head states `(B, ..., heads,
         head_size)`, gate `(B, heads)`, projected context `(B, d)` -> `(B, ..., d)`. The gate is applied before one
-        product of the concatenated heads (linear, so the order does not matter). ``count`` > 1 gives the sum of
-        ``count`` positions' outputs whose head states were summed.
+        product of the concatenated heads (linear, so the order does not matter). ``count`` > 1 (a number, or one
+        per row `(B,)`) gives the sum of ``count`` positions' outputs whose head states were summed.
         """
         batch, heads = gate.shape
         middle = head_states.shape[1:-2]
         shape = (batch, *([1] * len(middle)), heads, 1)
         gated = (head_states * gate.view(shape).to(head_states.dtype)).reshape(batch, *middle, heads * self.head_size)
         weight = self.head_output_weight.reshape(heads * self.head_size, -1)
+        if isinstance(count, torch.Tensor):  # one count per row `(B,)`
+            count = count.to(projected_context.dtype).unsqueeze(-1)
         constant = count * (gate.to(projected_context.dtype) @ self.head_output_bias + projected_context)
         return gated @ weight.to(gated.dtype) + constant.view(batch, *([1] * len(middle)), constant.shape[-1])
 
@@ -437,6 +444,43 @@ class ContextAwareAttention(nn.Module):
         if sequence_mask is not None:
             output = output * sequence_mask.unsqueeze(-1).to(output.dtype)
         return output, probabilities, gate
+
+    def summed_output(
+        self, sequence: torch.Tensor, context: torch.Tensor, sequence_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        :meth:`forward`'s output summed over the real positions, `(B, L, sequence_size)`, `(B, context_size)`,
+        `(B, L)` -> `(B, d)`, without forming per-position outputs: the output at a position is linear in its heads'
+        attention states, so the states are summed first (HSE pools CAM's outputs this way). Short sequences (at most
+        :attr:`SHORT_SEQUENCE_LIMIT` positions, CAM_act's events) take :func:`pooled_short_attention`, the others
+        torch's fused ``scaled_dot_product_attention``. Without attention dropout only (the caller checks).
+        """
+        batch, length, size = sequence.shape
+        heads, head_size = self.num_heads, self.head_size
+        mask = sequence_mask.bool()
+        projected_context, context_queries, gate = self.project_context(context)
+        if 0 < length <= self.SHORT_SEQUENCE_LIMIT:
+            weight, bias = self._sequence_maps()
+            # (3d, L * B): the query (sequence part), key and value maps of every position, batch innermost.
+            projected = torch.addmm(bias.unsqueeze(1), weight, sequence.permute(2, 1, 0).reshape(size, length * batch))
+            queries, keys, values = projected.view(3, heads, head_size, length, batch).unbind(0)
+            queries = (queries + context_queries.t().reshape(heads, head_size, 1, batch)) / math.sqrt(head_size)
+            head_states = pooled_short_attention(queries, keys, values, mask.t()).permute(2, 0, 1)
+        else:
+            sequence_queries, keys, values = self.project_sequence(sequence)
+            shape = (batch, length, heads, head_size)
+            # A sequence without any real position attends everywhere; its (zero-weighted) outputs are dropped below.
+            visible = mask | ~mask.any(-1, keepdim=True)
+            states = F.scaled_dot_product_attention(
+                (sequence_queries + context_queries.unsqueeze(1)).view(shape).transpose(1, 2),
+                keys.view(shape).transpose(1, 2),
+                values.view(shape).transpose(1, 2),
+                attn_mask=visible[:, None, None, :],
+            )
+            head_states = (states * mask[:, None, :, None].to(states.dtype)).sum(2)
+        return self.gated_output(
+            head_states.to(projected_context.dtype), gate, projected_context, count=mask.sum(-1)
+        )
 
     def _short_attention(self, sequence, projected_context, context_queries, gate, sequence_mask, causal):
         """
@@ -631,6 +675,19 @@ class HierarchicalSequenceEncoder(nn.Module):
         """CAM_act outputs `(..., E, d)` -> Seq `(..., d)`: dropout, then the configured pooling over real events."""
         return _masked_pool(self.dropout(outputs), event_mask, self.pooling)
 
+    def _pools_inside_attention(self, attention: ContextAwareAttention) -> bool:
+        """Whether CAM may sum its own outputs (:meth:`ContextAwareAttention.summed_output`): no dropout is active."""
+        return not self.training or (self.dropout.p == 0 and attention.attention_dropout.p == 0)
+
+    def _pooled(
+        self, attention: ContextAwareAttention, sequence: torch.Tensor, context: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The configured pooling of CAM's outputs over the real positions, summed inside CAM: `(B, d)`."""
+        pooled = attention.summed_output(sequence, context, mask)
+        if self.pooling == "mean":
+            pooled = pooled / mask.sum(-1, keepdim=True).clamp_min(1).to(pooled.dtype)
+        return pooled
+
     def encode_items(
         self, history_item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -653,6 +710,8 @@ class HierarchicalSequenceEncoder(nn.Module):
         self, item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
     ) -> torch.Tensor:
         """Level 1 on real items only, gathered by the caller: `(M, Fi)`, `(M, E, De)`, `(M, E)` -> Seq `(M, d)`."""
+        if self._pools_inside_attention(self.action_attention):
+            return self._pooled(self.action_attention, event_embeddings, item_features, event_mask)
         outputs, _, _ = self.action_attention(event_embeddings, item_features, event_mask)
         return self._pool_events(outputs, event_mask)
 
@@ -673,6 +732,20 @@ class HierarchicalSequenceEncoder(nn.Module):
             "level2_outputs": level2_outputs,
             "level2_probabilities": level2_probabilities,
         }
+
+    def pool_history(
+        self,
+        history_item_features: torch.Tensor,
+        item_sequences: torch.Tensor,
+        history_mask: torch.Tensor,
+        target_item_features: torch.Tensor,
+    ) -> torch.Tensor:
+        """Level 2, Vec_hist only (CAM_item's outputs summed inside CAM when no dropout is active): `(B, d)`."""
+        if not self._pools_inside_attention(self.item_attention):
+            inputs = (history_item_features, item_sequences, history_mask, target_item_features)
+            return self.encode_history(*inputs)["history_representation"]
+        level2_inputs = torch.cat([history_item_features, item_sequences], dim=-1)
+        return self._pooled(self.item_attention, level2_inputs, target_item_features, history_mask)
 
     def forward(
         self,
@@ -1107,10 +1180,10 @@ class A2GenModel(A2GenPreTrainedModel):
             item_sequences = self._packed_item_sequences(
                 history_item_features, history_action_ids, history_action_times, history_time_mask, event_mask
             )
-            encoded = _training_function(self, "level2", self.encoder.encode_history)(
+            history_representation = _training_function(self, "level2", self.encoder.pool_history)(
                 *_drop_padding_positions(history_mask, history_item_features, item_sequences), target_item_features
             )
-            encoded["item_sequences"] = item_sequences
+            encoded = {"history_representation": history_representation, "item_sequences": item_sequences}
         history_representation = encoded["history_representation"]
         context_parts = [user_features, history_representation, target_item_features]
         if self.extra_features.size:
