@@ -192,17 +192,27 @@ class A2GenEventEmbedding(nn.Module):
         a lookup in an `(out, vocab)` table and a product with its few time features: what CAM_act's sequence maps
         cost on the events while training (equal up to rounding; tests/test_modeling.py).
         """
-        time_size = self.time_encoding.projection.out_features
-        time_weight, action_weight = weight[:, :time_size], weight[:, time_size:]
-        projection = self.time_encoding.projection
-        basis = self.time_encoding.basis(times).reshape(-1, projection.in_features)
-        timed = torch.addmm((time_weight @ projection.bias).unsqueeze(1), time_weight @ projection.weight, basis.t())
+        projection, table = self.time_encoding.projection, self.action_embeddings.weight
+        time_weight, action_weight = weight[:, : projection.out_features], weight[:, projection.out_features :]
+        # One product over [time features ; 1 ; one-hot action] per event, each part zero where the event's time
+        # (or the event) is absent; the padding action's row is zero.
+        timed = action_ids != 0
         if time_mask is not None:
-            timed = timed * time_mask.reshape(1, -1).to(timed.dtype)
-        actions = (action_weight @ self.action_embeddings.weight.t()).index_select(1, action_ids.reshape(-1))
-        present = (action_ids != 0).reshape(1, -1).to(timed.dtype)
-        projected = torch.addcmul(bias.unsqueeze(1), timed + actions, present)
-        return projected.view(weight.shape[0], *action_ids.shape)
+            timed = timed & time_mask.bool()
+        timed = timed.reshape(-1, 1).to(table.dtype)
+        features = torch.cat(
+            [
+                self.time_encoding.basis(times).reshape(-1, projection.in_features) * timed,
+                timed,
+                F.one_hot(action_ids.reshape(-1), table.shape[0])[:, 1:].to(table.dtype),
+            ],
+            dim=1,
+        )
+        maps = torch.cat(
+            [time_weight @ projection.weight, (time_weight @ projection.bias).unsqueeze(1), action_weight @ table[1:].t()],
+            dim=1,
+        )
+        return torch.addmm(bias.unsqueeze(1), maps, features.t()).view(weight.shape[0], *action_ids.shape)
 
 
 class A2GenFeatureEmbeddings(nn.Module):
