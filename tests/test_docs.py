@@ -176,3 +176,49 @@ def test_every_flag_of_every_command_is_documented_in_its_cli_section():
         flags = {action.option_strings[0] for sub in parsers for action in sub._actions if action.option_strings}
         missing = sorted(flag for flag in flags - common if not re.search(re.escape(flag) + r"(?![\w-])", section))
         assert not missing, f"docs/cli.md, section {name}: {missing} not documented"
+
+
+def shell_commands(text: str, program: str = "a2gen") -> list[tuple[int, list[str]]]:
+    """``(line, argv)`` of each ``program`` command in the page's shell blocks (```bash, ```sh or a bare fence),
+    continuation lines joined, comments dropped; ``argv`` without the program name."""
+    import shlex
+
+    commands, fence, pending, start = [], None, "", 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:].strip()
+            continue
+        if fence not in ("bash", "sh", "shell", ""):
+            continue
+        pending, start = (pending + " " + line, start) if pending else (line, number)
+        if pending.endswith("\\"):
+            pending = pending[:-1]
+            continue
+        command, pending = pending, ""
+        if not re.search(rf"(^|\s){program}(\s|$)", command):  # heredocs, python -c "..." and the like
+            continue
+        words = shlex.split(command, comments=True)
+        for index, word in enumerate(words):
+            if word == program:  # also after env assignments, `time`, `&&`
+                argv = words[index + 1:]
+                for separator in ("&&", "||", "|", ";"):
+                    argv = argv[: argv.index(separator)] if separator in argv else argv
+                commands.append((start, argv))
+    return commands
+
+
+def test_shell_commands_of_the_docs_are_valid_a2gen_command_lines(capsys):
+    from a2gen_hf import cli
+
+    checked = 0
+    for page, text in all_pages().items():
+        for line, argv in shell_commands(text):
+            if "--config" in argv:  # reads a file the page writes first
+                continue
+            try:
+                cli.parse_arguments(argv)
+            except SystemExit:
+                pytest.fail(f"{page}:{line}: `a2gen {' '.join(argv)}` is not a valid command line: "
+                            f"{capsys.readouterr().err.strip()}")
+            checked += 1
+    assert checked > 30
