@@ -310,6 +310,9 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "slot_readout": args.slot_readout,
         "target_drops_repeated_start": args.drop_repeated_start,
         "use_id_embeddings": not args.id_free,
+        "history_propensity_features": args.history_propensity,
+        "embedding_dropout_prob": args.embedding_dropout,
+        "time_loss": args.time_loss,
     }
 
 
@@ -333,9 +336,6 @@ def run_compare(args: argparse.Namespace) -> int:
                 **_selection_settings(args),
             ),
             model_overrides={
-                "embedding_dropout_prob": args.embedding_dropout,
-                "time_loss": args.time_loss,
-                "history_propensity_features": args.history_propensity,
                 **_feature_overrides(args),
                 **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
             },

@@ -266,6 +266,11 @@ class FeatureArguments:
     slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
                                "sequence", choices=("sequence", "any_slot"))
     drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)
+    history_propensity: bool = option("give the networks the count rule's features (share of history items with "
+                                      "each action)", False)
+    embedding_dropout: float = option("dropout of the id embeddings", 0.0)
+    time_loss: str = option("time heads: squared error (their mean) or absolute error (their median)", "mse",
+                            choices=("mse", "l1"))
 
 
 @dataclass
@@ -299,12 +304,7 @@ class CompareArguments:
     seeds: int = option("training seeds per network", 3)
     epochs: int = option("passes over the train split (best epoch on validation)", 3)
     batch_size: int = option("examples per step", 256)
-    embedding_dropout: float = option("dropout of the embeddings of every network", 0.0)
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
-    history_propensity: bool = option("give every network the count rule's features (share of history items with "
-                                      "each action)", False)
-    time_loss: str = option("time heads of every network: squared error (mean) or absolute error (median)", "mse",
-                            choices=("mse", "l1"))
     wide_warm_start: bool = option("start each network's wide path as the logistic regression on counts fitted on "
                                    "train", False)
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
