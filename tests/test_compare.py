@@ -174,3 +174,13 @@ def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, t
         assert str(path) in err
     assert main(["report", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_report_says_when_none_of_the_asked_tables_is_there(tmp_path, capsys):
+    saved = json.loads(SAVED_REPORT.read_text())
+    del saved["bootstrap"], saved["bootstrap_reference"]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(saved))
+    assert main(["report", str(path), "--tables", "bootstrap", "--output", str(tmp_path / "out.md")]) == 2
+    assert "holds none of the tables asked for (--tables bootstrap)" in capsys.readouterr().err
+    assert not (tmp_path / "out.md").exists()

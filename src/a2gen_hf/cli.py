@@ -356,6 +356,9 @@ def run_report(args: argparse.Namespace) -> int:
     sections = MARKDOWN_SECTIONS if args.tables == "all" else [name.strip() for name in args.tables.split(",")]
     try:
         markdown = render_report(args.results, sections)
+        if not markdown.strip():
+            raise ValueError(f"{args.results} holds none of the tables asked for (--tables {args.tables}); e.g. "
+                             "bootstrap needs an A2Gen model and another model in the comparison.")
         if args.output:
             write_text_atomically(args.output, markdown)
     except (OSError, ValueError) as error:
