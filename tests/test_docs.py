@@ -222,3 +222,25 @@ def test_shell_commands_of_the_docs_are_valid_a2gen_command_lines(capsys):
                             f"{capsys.readouterr().err.strip()}")
             checked += 1
     assert checked > 30
+
+
+def test_when_a2gen_hf_registers_its_task_and_classes_is_as_the_quickstart_says():
+    """A fresh interpreter: a bare `import a2gen_hf` before transformers registers nothing; using one of its names
+    registers the pipeline task and the auto classes (importing it after transformers does too: every other test)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("from transformers import AutoConfig\nfrom transformers.pipelines import PIPELINE_REGISTRY\n"
+             "def probe():\n"
+             "    task = 'action-generation' in PIPELINE_REGISTRY.get_supported_tasks()\n"
+             "    try:\n        AutoConfig.for_model('a2gen')\n        config = True\n"
+             "    except ValueError:\n        config = False\n"
+             "    print(task, config)\n")
+    cases = {
+        "import a2gen_hf\n" + probe + "probe()\nfrom a2gen_hf import A2GenConfig\nprobe()\n": "False False\nTrue True",
+    }
+    for code, expected in cases.items():
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        assert result.stdout.strip() == expected, (code, result.stdout, result.stderr[-2000:])
