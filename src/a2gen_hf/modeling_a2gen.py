@@ -516,9 +516,12 @@ class ContextAwareAttention(nn.Module):
                 weight, bias = self.sequence_maps()
                 flat = sequence.permute(2, 1, 0).reshape(sequence.shape[-1], length * batch)
                 projected_sequence = torch.addmm(bias.unsqueeze(1), weight, flat)
-            queries, keys, values = projected_sequence.reshape(3, heads, head_size, length, batch).unbind(0)
-            queries = (queries + context_queries.t().reshape(heads, head_size, 1, batch)) / math.sqrt(head_size)
-            head_states = pooled_short_attention(queries, keys, values, mask.t()).permute(2, 0, 1)
+            head_states = pooled_short_attention(
+                projected_sequence.reshape(3, heads, head_size, length, batch),
+                context_queries.t().reshape(heads, head_size, batch),
+                mask.t(),
+                1.0 / math.sqrt(head_size),
+            ).permute(2, 0, 1)
         else:
             sequence_queries, keys, values = self.project_sequence(sequence)
             shape = (batch, length, heads, head_size)
