@@ -10,24 +10,27 @@ from a2gen_hf.modeling_a2gen import ContextAwareAttention
 def test_pooled_short_attention_gradients_match_autograd():
     torch.manual_seed(0)
     heads, head_size, length, batch = 2, 3, 5, 7
-    tensors = [torch.randn(heads, head_size, length, batch, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    projected = torch.randn(3, heads, head_size, length, batch, dtype=torch.float64, requires_grad=True)
+    context_queries = torch.randn(heads, head_size, batch, dtype=torch.float64, requires_grad=True)
     mask = torch.rand(length, batch) > 0.3
     mask[:, 0] = False  # one sequence without any real position
     assert torch.autograd.gradcheck(
-        lambda q, k, v: PooledShortAttention.apply(q, k, v, mask, mask.double()), tensors
+        lambda p, c: PooledShortAttention.apply(p, c, mask, mask.double(), 0.7), (projected, context_queries)
     )
 
 
 def test_pooled_short_attention_is_masked_softmax_attention_summed():
     torch.manual_seed(1)
     heads, head_size, length, batch = 3, 4, 6, 9
-    queries, keys, values = (torch.randn(heads, head_size, length, batch) for _ in range(3))
+    projected = torch.randn(3, heads, head_size, length, batch)
+    context_queries = torch.randn(heads, head_size, batch)
     mask = torch.rand(length, batch) > 0.4
     mask[0] = True
+    queries, keys, values = (projected[0] + context_queries.unsqueeze(2)) * 0.5, projected[1], projected[2]
     scores = torch.einsum("hcib,hcjb->bhij", queries, keys).masked_fill(~mask.t()[:, None, None, :], float("-inf"))
     states = torch.softmax(scores, -1) @ values.permute(3, 0, 2, 1)  # (B, h, L, dh)
     expected = (states * mask.t()[:, None, :, None]).sum(2).permute(1, 2, 0)
-    torch.testing.assert_close(pooled_short_attention(queries, keys, values, mask), expected)
+    torch.testing.assert_close(pooled_short_attention(projected, context_queries, mask, 0.5), expected)
 
 
 @pytest.mark.parametrize("length", [4, 40])  # the short kernel and the fused-attention path

@@ -40,29 +40,38 @@ def _masked_softmax_(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tens
 
 class PooledShortAttention(torch.autograd.Function):
     """
-    `sum_i w_i softmax_j(q_i . k_j) v_j` for B short sequences at once.
+    `sum_i w_i softmax_j(q_i . k_j) v_j` for B short sequences at once, with `q = (sequence_queries +
+    context_queries) * scale`.
 
-    Inputs: queries, keys, values `(heads, head_size, L, B)` (the score scale already in the queries), key_mask
-    `(L, B)` bool (true at real keys), query_weights `(L, B)` (1 at real query positions, 0 at padding).
-    Output: `(heads, head_size, B)`. Gradients flow to queries, keys and values.
+    Inputs: ``projected`` `(3, heads, head_size, L, B)`, the sequence part of the queries, the keys and the values
+    (one tensor, so the backward writes one gradient buffer instead of stacking three); ``context_queries``
+    `(heads, head_size, B)`, added to every position's query; ``key_mask`` `(L, B)` bool (true at real keys);
+    ``query_weights`` `(L, B)` (1 at real query positions, 0 at padding); ``scale``, a number.
+    Output: `(heads, head_size, B)`. Gradients flow to ``projected`` and ``context_queries``.
     """
 
     @staticmethod
-    def forward(ctx, queries, keys, values, key_mask, query_weights):
+    def forward(ctx, projected, context_queries, key_mask, query_weights, scale):
+        queries = (projected[0] + context_queries.unsqueeze(2)).mul_(scale)
+        keys, values = projected[1], projected[2]
         probabilities = _masked_softmax_(_scores(queries, keys), key_mask)
         length, batch = key_mask.shape
         column_weights = (probabilities * query_weights.view(1, length, 1, batch)).sum(1)  # (h, L_key, B)
         pooled = column_weights[:, 0].unsqueeze(1) * values[:, :, 0]
         for key in range(1, length):
             pooled.addcmul_(column_weights[:, key].unsqueeze(1), values[:, :, key])
-        ctx.save_for_backward(queries, keys, values, probabilities, column_weights, query_weights)
+        ctx.save_for_backward(projected, queries, probabilities, column_weights, query_weights)
+        ctx.scale = scale
         return pooled
 
     @staticmethod
     def backward(ctx, grad_pooled):
-        queries, keys, values, probabilities, column_weights, query_weights = ctx.saved_tensors
+        projected, queries, probabilities, column_weights, query_weights = ctx.saved_tensors
+        keys, values = projected[1], projected[2]
         length, batch = query_weights.shape
-        grad_values = column_weights.unsqueeze(1) * grad_pooled.unsqueeze(2)
+        grad = torch.empty_like(projected)
+        grad_queries, grad_keys, grad_values = grad.unbind(0)
+        torch.mul(column_weights.unsqueeze(1), grad_pooled.unsqueeze(2), out=grad_values)
         grad_columns = values[:, 0] * grad_pooled[:, 0].unsqueeze(1)  # (h, L_key, B)
         for component in range(1, values.shape[1]):
             grad_columns.addcmul_(values[:, component], grad_pooled[:, component].unsqueeze(1))
@@ -70,30 +79,31 @@ class PooledShortAttention(torch.autograd.Function):
         row_terms = (probabilities * grad_columns.unsqueeze(1)).sum(2)  # (h, L_query, B)
         grad_scores = (grad_columns.unsqueeze(1) - row_terms.unsqueeze(2)).mul_(probabilities)
         grad_scores.mul_(query_weights.view(1, length, 1, batch))
-        grad_queries = grad_scores[:, :, 0].unsqueeze(1) * keys[:, :, 0].unsqueeze(2)
+        torch.mul(grad_scores[:, :, 0].unsqueeze(1), keys[:, :, 0].unsqueeze(2), out=grad_queries)
         for key in range(1, length):
             grad_queries.addcmul_(grad_scores[:, :, key].unsqueeze(1), keys[:, :, key].unsqueeze(2))
-        grad_keys = grad_scores[:, 0].unsqueeze(1) * queries[:, :, 0].unsqueeze(2)
+        grad_queries.mul_(ctx.scale)
+        torch.mul(grad_scores[:, 0].unsqueeze(1), queries[:, :, 0].unsqueeze(2), out=grad_keys)
         for query in range(1, length):
             grad_keys.addcmul_(grad_scores[:, query].unsqueeze(1), queries[:, :, query].unsqueeze(2))
-        return grad_queries, grad_keys, grad_values, None, None
+        return grad, grad_queries.sum(2), None, None, None
 
 
 def pooled_short_attention(
-    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    projected: torch.Tensor, context_queries: torch.Tensor, mask: torch.Tensor, scale: float
 ) -> torch.Tensor:
     """
     Softmax attention of each real position over the real positions, summed over the real query positions.
 
     Args:
-        queries, keys, values: `(heads, head_size, L, B)`, any float dtype (computed in at least fp32); the score
-            scale already applied to the queries.
+        projected: `(3, heads, head_size, L, B)`: the sequence part of the queries, the keys and the values; any
+            float dtype (computed in at least fp32).
+        context_queries: `(heads, head_size, B)`, the part of the queries every position of a sequence shares.
         mask: `(L, B)`, true at real positions.
+        scale: the score scale (``1 / sqrt(head_size)``), applied to the queries.
     Returns:
         `(heads, head_size, B)` in at least fp32.
     """
-    dtype = torch.promote_types(queries.dtype, torch.float32)
+    dtype = torch.promote_types(projected.dtype, torch.float32)
     mask = mask.bool()
-    return PooledShortAttention.apply(
-        queries.to(dtype), keys.to(dtype), values.to(dtype), mask, mask.to(dtype)
-    )
+    return PooledShortAttention.apply(projected.to(dtype), context_queries.to(dtype), mask, mask.to(dtype), scale)

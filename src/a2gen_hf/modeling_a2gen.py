@@ -516,9 +516,12 @@ class ContextAwareAttention(nn.Module):
                 weight, bias = self.sequence_maps()
                 flat = sequence.permute(2, 1, 0).reshape(sequence.shape[-1], length * batch)
                 projected_sequence = torch.addmm(bias.unsqueeze(1), weight, flat)
-            queries, keys, values = projected_sequence.reshape(3, heads, head_size, length, batch).unbind(0)
-            queries = (queries + context_queries.t().reshape(heads, head_size, 1, batch)) / math.sqrt(head_size)
-            head_states = pooled_short_attention(queries, keys, values, mask.t()).permute(2, 0, 1)
+            head_states = pooled_short_attention(
+                projected_sequence.reshape(3, heads, head_size, length, batch),
+                context_queries.t().reshape(heads, head_size, batch),
+                mask.t(),
+                1.0 / math.sqrt(head_size),
+            ).permute(2, 0, 1)
         else:
             sequence_queries, keys, values = self.project_sequence(sequence)
             shape = (batch, length, heads, head_size)
@@ -723,13 +726,20 @@ class HierarchicalSequenceEncoder(nn.Module):
             item_feature_size + d, item_feature_size, d, heads, dropout, gate_input
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pool_inside_attention = True
 
     def _pool_events(self, outputs: torch.Tensor, event_mask: torch.Tensor) -> torch.Tensor:
         """CAM_act outputs `(..., E, d)` -> Seq `(..., d)`: dropout, then the configured pooling over real events."""
         return _masked_pool(self.dropout(outputs), event_mask, self.pooling)
 
     def pools_inside_attention(self, attention: ContextAwareAttention) -> bool:
-        """Whether CAM may sum its own outputs (:meth:`ContextAwareAttention.summed_output`): no dropout is active."""
+        """
+        Whether CAM may sum its own outputs (:meth:`ContextAwareAttention.summed_output`): no dropout is active,
+        and :attr:`pool_inside_attention` is on (False runs CAM per position and pools after it: the same outputs,
+        slower; benchmarks compare the two).
+        """
+        if not self.pool_inside_attention:
+            return False
         return not self.training or (self.dropout.p == 0 and attention.attention_dropout.p == 0)
 
     def pooled(
