@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from .logs import LogPreset
+    from .presets import LogPreset
 
 ON_BAD_ROWS = ("error", "skip", "warn")
 # The longest CSV line read (pyarrow parses blocks of 16 MiB; real log lines are tens of bytes).
