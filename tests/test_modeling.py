@@ -33,7 +33,6 @@ def tiny_config(generator="iag", **overrides):
         side_feature_buckets=30,
         num_item_side_features=2,
         num_user_side_lists=2,
-        user_side_list_length=3,
     )
     settings.update(overrides)
     return A2GenConfig(**settings)
@@ -60,7 +59,7 @@ def make_batch(config, batch_size=4, items=5, events=3, seed=0):
         user_ids=ints(config.user_buckets, batch_size),
         item_ids=ints(config.item_buckets, batch_size),
         item_side_ids=ints(config.side_feature_buckets, batch_size, config.num_item_side_features),
-        user_side_ids=ints(config.item_buckets, batch_size, config.num_user_side_lists, config.user_side_list_length),
+        user_side_ids=ints(config.item_buckets, batch_size, config.num_user_side_lists, 3),
         history_item_ids=ints(config.item_buckets, batch_size, items),
         history_item_side_ids=ints(config.side_feature_buckets, batch_size, items, config.num_item_side_features),
         history_action_ids=history_action_ids,

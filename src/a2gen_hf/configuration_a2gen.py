@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 from transformers import PretrainedConfig
 
@@ -30,6 +31,11 @@ LEGACY_DEFAULTS = {
     "cam_gate_input": "projected",
 }
 SLOT_READOUTS = ("sequence", "any_slot")
+# Fields that configs once had and no code reads: accepted and dropped (a FutureWarning when passed by hand; silently
+# from a config.json, which wrote every field), so that old configs and checkpoints still load.
+DEPRECATED_FIELDS = {
+    "user_side_list_length": "the user side lists are mean-pooled over any number of ids, so their length is no setting",
+}
 
 
 class A2GenConfigError(ValueError):
@@ -83,8 +89,9 @@ class A2GenConfig(PretrainedConfig):
             uses them only to report times in seconds and to place ``start`` at 0 s.
         user_buckets / item_buckets / side_feature_buckets (`int`): hash-bucket counts (bucket 0 is padding).
         num_item_side_features (`int`): side-feature fields per item (category, author, ...).
-        num_user_side_lists / user_side_list_length (`int`): user side lists (e.g. recently liked items),
-            each mean-pooled; the paper uses 5 lists of 20 ids.
+        num_user_side_lists (`int`): user side lists (e.g. recently liked items), each mean-pooled over its ids
+            (any length; the paper uses 5 lists of 20 ids). The former ``user_side_list_length`` field was never read:
+            it is accepted and dropped, so that old configs still load (deprecated; it will be refused later).
         cam_gate_input (`str`): what each CAM's head gate reads: ``"context"``, the raw context, as in the paper's
             figure and spec (default), or ``"projected"``, the context after CAM's context projection (configs written
             before the field existed, which load with it).
@@ -172,7 +179,6 @@ class A2GenConfig(PretrainedConfig):
         side_feature_buckets: int = 100_000,
         num_item_side_features: int = 0,
         num_user_side_lists: int = 0,
-        user_side_list_length: int = 20,
         history_pooling: str = "sum",
         cam_gate_input: str = "context",
         history_propensity_features: bool = False,
@@ -206,6 +212,13 @@ class A2GenConfig(PretrainedConfig):
         self.max_events_per_item = max_events_per_item
         self.max_actions = max_actions
         self.generator_type = kwargs.pop("generator", generator_type)
+        for key in DEPRECATED_FIELDS.keys() & kwargs.keys():
+            kwargs.pop(key)
+            warnings.warn(
+                f"{type(self).__name__}({key}=...) is deprecated and ignored: {DEPRECATED_FIELDS[key]}; drop it.",
+                FutureWarning,
+                stacklevel=2,
+            )
         self.eag_position_embeddings = bool(eag_position_embeddings)
         self.eag_shared_event_embedding = bool(eag_shared_event_embedding)
         self.iag_slot_activation = iag_slot_activation
@@ -224,7 +237,6 @@ class A2GenConfig(PretrainedConfig):
         self.side_feature_buckets = side_feature_buckets
         self.num_item_side_features = num_item_side_features
         self.num_user_side_lists = num_user_side_lists
-        self.user_side_list_length = user_side_list_length
         self.history_pooling = history_pooling
         self.cam_gate_input = cam_gate_input
         self.history_propensity_features = history_propensity_features
@@ -262,7 +274,8 @@ class A2GenConfig(PretrainedConfig):
         As :meth:`PretrainedConfig.from_dict`, but a field missing from `config_dict` (a config.json written before
         the field existed) takes the value that reproduces that checkpoint (``LEGACY_DEFAULTS``), not the paper's.
         """
-        return super().from_dict({**LEGACY_DEFAULTS, **config_dict}, **kwargs)
+        current = {key: value for key, value in config_dict.items() if key not in DEPRECATED_FIELDS}
+        return super().from_dict({**LEGACY_DEFAULTS, **current}, **kwargs)
 
     # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
     @property
@@ -273,6 +286,11 @@ class A2GenConfig(PretrainedConfig):
     def num_hidden_layers(self) -> int:
         """Layers with a key/value cache: CAM_gen only (what ``DynamicCache(config=...)`` reads)."""
         return 1
+
+    @property
+    def user_side_list_length(self) -> None:
+        """Deprecated, always ``None``: the user side lists are mean-pooled over any number of ids."""
+        return None
 
     @property
     def id_to_action(self) -> list[str]:
@@ -339,7 +357,7 @@ class A2GenConfig(PretrainedConfig):
         for field in (
             "hidden_size", "id_embedding_size", "action_embedding_size", "time_embedding_size",
             "max_history_items", "max_events_per_item", "max_actions", "user_buckets", "item_buckets",
-            "side_feature_buckets", "user_side_list_length", "rare_id_buckets",
+            "side_feature_buckets", "rare_id_buckets",
         ):
             if int(getattr(self, field)) < 1:
                 problems.append(f"{field}={getattr(self, field)} must be a positive integer.")

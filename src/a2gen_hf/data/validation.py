@@ -598,10 +598,6 @@ def _index_in(values: pa.Array, allowed: list[str]) -> np.ndarray:
     return np.asarray(position.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _null_mask(values: pa.Array) -> np.ndarray:
-    return np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-
-
 def _empty_mask(values: pa.Array) -> np.ndarray:
     is_empty = pc.equal(pc.utf8_length(values), 0).fill_null(True)
     return np.asarray(is_empty.to_numpy(zero_copy_only=False), dtype=bool)
