@@ -442,7 +442,11 @@ def _train(
     after every epoch (streaming: at the end) and every ``settings.eval_every_steps`` steps, by the validation loss
     and, with ``selection_metric="mean_auc"``, the validation mean AUC; with ``settings.select_best_epoch`` the
     weights of the best evaluation are returned (the networks here overfit id embeddings after one or two epochs),
-    and ``early_stopping_patience`` ends the run after that many evaluations without improvement. Writes checkpoints and ``training_log.json`` to ``settings.output_dir``.
+    and ``early_stopping_patience`` ends the run after that many evaluations without improvement. Writes
+    checkpoints and ``training_log.json`` to ``settings.output_dir``.
+
+    The steps: :func:`_check_run` (the inputs fit together), :class:`_TrainingRun` (optimizer, resume, schedule),
+    :meth:`_TrainingRun.train_on_stream` or :meth:`_TrainingRun.train_epochs`, then :meth:`_TrainingRun.finish`.
 
     Raises:
         FloatingPointError: the loss became NaN or inf; the message names the step and the batch.
@@ -451,8 +455,23 @@ def _train(
             :func:`_resume_key`); a streaming input without ``max_steps``; an ``accelerator`` whose
             gradient accumulation or mixed precision differs from ``settings``.
     """
-    output_dir = Path(settings.output_dir)
     accelerator = accelerator or make_accelerator(settings)
+    _check_accelerator(accelerator, settings)
+    set_seed(settings.seed)
+    _check_run(train_dataset, settings, eval_dataset)
+    if accelerator.is_main_process:
+        Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    run = _TrainingRun(model, train_dataset, collator, settings, eval_dataset, accelerator)
+    if run.streaming:
+        run.train_on_stream()
+    else:
+        run.train_epochs()
+    return run.finish()
+
+
+def _check_accelerator(accelerator: Accelerator, settings: TrainingSettings) -> None:
+    """The accelerator accumulates gradients and casts as ``settings`` say (:func:`make_accelerator` builds one)."""
     built = {
         "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
         "mixed_precision": accelerator.mixed_precision,
@@ -464,63 +483,188 @@ def _train(
             f"The accelerator was built with {differing} but the settings say {wanted}; build it with "
             "make_accelerator(settings)."
         )
-    set_seed(settings.seed)
-    streaming = isinstance(train_dataset, datasets.IterableDataset)
-    if streaming and settings.max_steps is None:
+
+
+def _check_run(train_dataset, settings: TrainingSettings, eval_dataset) -> None:
+    """A streaming input needs ``max_steps``; early stopping and the plateau schedule need an ``eval_dataset``."""
+    if isinstance(train_dataset, datasets.IterableDataset) and settings.max_steps is None:
         raise ValueError("A streaming (IterableDataset) input has no length: set max_steps.")
     if eval_dataset is None and (settings.early_stopping_patience is not None or settings.lr_schedule == "plateau"):
         raise ValueError(
             "early_stopping_patience and lr_schedule='plateau' follow the validation evaluations, but no "
             "eval_dataset was given: pass the validation split, or turn them off."
         )
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
 
-    previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
-    optimizer = create_optimizer(model, settings)
-    base_learning_rates = [group["lr"] for group in optimizer.param_groups]
-    model, optimizer = accelerator.prepare(model, optimizer)
-    progress = _Progress()
-    resume_key = _resume_key(settings, accelerator, model, train_dataset)
-    checkpoint = _resume(accelerator, output_dir, settings, model, optimizer, progress, resume_key)
-    if checkpoint is not None:
-        if accelerator.is_main_process:
-            logger.info(f"Resumed from {checkpoint} (step {progress.global_step}).")
-    tracking = _start_tracking(accelerator, settings)
 
-    accumulation = settings.gradient_accumulation_steps
-    if streaming:
-        total_steps, steps_per_epoch = settings.max_steps, None
-    else:
-        steps_per_epoch = math.ceil(len(_epoch_loader(train_dataset, collator, settings, 0, accelerator)) / accumulation)
-        total_steps = settings.max_steps or steps_per_epoch * settings.num_epochs
-    warmup_steps = settings.warmup_for(total_steps)
-    select_best = settings.select_best_epoch and eval_dataset is not None
-    bar = tqdm(
-        total=total_steps,
-        initial=progress.global_step,
-        desc="training",
-        disable=not (settings.show_progress and accelerator.is_local_main_process),
-    )
-    running_loss = torch.tensor(progress.running_loss, device=accelerator.device)
+class _TrainingRun:
+    """One run of :func:`train`: the prepared model and optimizer, the step counters (:class:`_Progress`, resumed
+    from the latest checkpoint when asked), the schedule's length, the progress bar and the tracking.
 
-    def evaluate() -> None:
+    Its steps, in the order :func:`_train` calls them: ``__init__`` (optimizer, resume, schedule), then
+    :meth:`train_on_stream` or :meth:`train_epochs` (each micro-batch through :meth:`step`, each evaluation through
+    :meth:`evaluate`), then :meth:`finish` (best weights, ``training_log.json``, the result)."""
+
+    def __init__(self, model, train_dataset, collator, settings: TrainingSettings, eval_dataset, accelerator):
+        self.train_dataset, self.collator, self.settings = train_dataset, collator, settings
+        self.eval_dataset, self.accelerator = eval_dataset, accelerator
+        self.output_dir = Path(settings.output_dir)
+        self.streaming = isinstance(train_dataset, datasets.IterableDataset)
+        self.previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
+        optimizer = create_optimizer(model, settings)
+        self.base_learning_rates = [group["lr"] for group in optimizer.param_groups]
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.progress = _Progress()
+        self.resume_key = _resume_key(settings, accelerator, self.model, train_dataset)
+        checkpoint = _resume(
+            accelerator, self.output_dir, settings, self.model, self.optimizer, self.progress, self.resume_key
+        )
+        if checkpoint is not None and accelerator.is_main_process:
+            logger.info(f"Resumed from {checkpoint} (step {self.progress.global_step}).")
+        self.tracking = _start_tracking(accelerator, settings)
+        self.accumulation = settings.gradient_accumulation_steps
+        if self.streaming:
+            self.total_steps, self.steps_per_epoch = settings.max_steps, None
+        else:
+            loader = _epoch_loader(train_dataset, collator, settings, 0, accelerator)
+            self.steps_per_epoch = math.ceil(len(loader) / self.accumulation)
+            self.total_steps = settings.max_steps or self.steps_per_epoch * settings.num_epochs
+        self.warmup_steps = settings.warmup_for(self.total_steps)
+        self.select_best = settings.select_best_epoch and eval_dataset is not None
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=self.progress.global_step,
+            desc="training",
+            disable=not (settings.show_progress and accelerator.is_local_main_process),
+        )
+        self.running_loss = torch.tensor(self.progress.running_loss, device=accelerator.device)
+
+    def _done(self) -> bool:
+        return self.progress.global_step >= self.total_steps or self.progress.stopped_early
+
+    def train_on_stream(self) -> None:
+        """A streaming input: this process's shard, replayed past what a resumed run consumed, until ``max_steps``."""
+        progress = self.progress
+        self.model.train()
+        if progress.global_step < self.total_steps:
+            skip = progress.global_step * self.accumulation
+            stream = _stream_batches(self.train_dataset, self.collator, self.settings, self.accelerator, skip=skip)
+            for batch_index, (pass_index, batch) in enumerate(stream):
+                progress.epoch = pass_index
+                if self.step(batch, batch_index) and self._done():
+                    break
+        if self.eval_dataset is not None and not progress.stopped_early:
+            self.end_of_pass()
+
+    def train_epochs(self) -> None:
+        """Map-style data: epoch after epoch (a resumed epoch skips the batches it consumed), each one evaluated.
+
+        A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
+        """
+        progress = self.progress
+        self.model.train()
+        while not progress.stopped_early and (progress.global_step < self.total_steps or progress.step_in_epoch > 0):
+            if progress.global_step < self.total_steps:
+                loader = _epoch_loader(self.train_dataset, self.collator, self.settings, progress.epoch, self.accelerator)
+                skip = progress.step_in_epoch * self.accumulation
+                batches = self.accelerator.skip_first_batches(loader, skip) if skip else loader
+                for batch_index, batch in enumerate(batches, start=skip):
+                    if self.step(batch, batch_index) and self._done():
+                        break
+            if progress.stopped_early:  # stopped by an evaluation within the epoch
+                break
+            self.end_of_pass()
+
+    def end_of_pass(self) -> None:
+        """The end of an epoch (or of the stream): evaluate unless this step just was, and count the epoch."""
+        if self.eval_dataset is not None and self.progress.last_evaluated_step != self.progress.global_step:
+            self.evaluate()
+        self.progress.epoch += 1
+        self.progress.step_in_epoch = 0
+
+    def _learning_rate_factor(self) -> float:
+        """Set the optimizer's learning rates for the next step (schedule, warmup, plateau scale); return the factor."""
+        factor = learning_rate_factor(
+            self.settings.lr_schedule, self.progress.global_step, self.total_steps, self.warmup_steps
+        )
+        factor *= self.progress.lr_scale
+        for group, base in zip(self.optimizer.param_groups, self.base_learning_rates):
+            group["lr"] = base * factor
+        return factor
+
+    def step(self, batch: dict[str, torch.Tensor], batch_index: int) -> bool:
+        """One micro-batch; True when it completed an optimizer step (then evaluated, logged, checkpointed as due)."""
+        settings, progress, accelerator = self.settings, self.progress, self.accelerator
+        logging_step = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == self.total_steps
+        factor = self._learning_rate_factor()
+        with accelerator.accumulate(self.model):
+            loss = self.model(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
+                    f"{progress.epoch}; check that batch's inputs or lower the learning rate."
+                )
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients and (logging_step or settings.max_grad_norm is not None):
+                grad_norm = clip_grad_norm_(self.model.parameters(), settings.max_grad_norm or math.inf, accelerator)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        self.running_loss += loss.detach().float()
+        progress.running_count += 1
+        if not accelerator.sync_gradients:
+            return False
+        progress.global_step += 1
+        progress.step_in_epoch += 1
+        self.bar.update(1)
+        last_of_epoch = not self.streaming and progress.step_in_epoch == self.steps_per_epoch
+        if (
+            self.eval_dataset is not None
+            and settings.eval_every_steps
+            and progress.global_step % settings.eval_every_steps == 0
+            and not last_of_epoch  # the end of the epoch evaluates anyway
+        ):
+            self.evaluate()
+        if logging_step:
+            self._log_training(factor, grad_norm)
+        if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
+            progress.running_loss = self.running_loss.item()
+            _save_checkpoint(
+                accelerator, self.output_dir, progress.global_step, settings, self.model, self.optimizer, progress,
+                self.resume_key,
+            )  # fmt: skip
+        return True
+
+    def _log_training(self, factor: float, grad_norm) -> None:
+        """Append the mean loss since the last entry (over every process), the learning-rate factor and the norm."""
+        progress = self.progress
+        mean_loss = self.accelerator.reduce(self.running_loss / progress.running_count, reduction="mean").item()
+        entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss, "lr_factor": factor}
+        if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
+            entry["grad_norm"] = float(grad_norm)
+        progress.log_history.append(entry)
+        if self.tracking:
+            self.accelerator.log({key: value for key, value in entry.items() if key != "step"}, step=progress.global_step)
+        self.bar.set_postfix(loss=f"{mean_loss:.4f}")
+        self.running_loss.zero_()
+        progress.running_count = 0
+
+    def evaluate(self) -> None:
         """Validation loss (and mean AUC), best-evaluation bookkeeping, the plateau schedule and early stopping."""
+        settings, progress, accelerator = self.settings, self.progress, self.accelerator
         progress.last_evaluated_step = progress.global_step
         entry: dict[str, Any] = {"step": progress.global_step, "epoch": progress.epoch}
-        entry["validation_loss"] = validation_loss(model, eval_dataset, collator, settings, accelerator)
+        entry["validation_loss"] = validation_loss(self.model, self.eval_dataset, self.collator, settings, accelerator)
         score = -entry["validation_loss"]
         if settings.selection_metric == "mean_auc":
-            auc = validation_mean_auc(model, eval_dataset, collator, settings, accelerator)
+            auc = validation_mean_auc(self.model, self.eval_dataset, self.collator, settings, accelerator)
             entry["validation_mean_auc"], entry["validation_auc"] = auc["mean_auc"], auc["auc"]
             score = auc["mean_auc"]
         progress.best_validation_loss = min(progress.best_validation_loss, entry["validation_loss"])
         if score > progress.best_score:
             progress.best_score, progress.best_epoch, progress.best_step = score, progress.epoch, progress.global_step
             progress.evaluations_without_improvement = 0
-            if select_best:
-                _save_best(accelerator, model, output_dir, progress.epoch, progress.global_step, score)
+            if self.select_best:
+                _save_best(accelerator, self.model, self.output_dir, progress.epoch, progress.global_step, score)
         else:
             progress.evaluations_without_improvement += 1
             if settings.lr_schedule == "plateau":
@@ -531,130 +675,42 @@ def _train(
                 entry["early_stop"] = True
         entry["lr_scale"] = progress.lr_scale
         progress.log_history.append(entry)
-        if tracking:
+        if self.tracking:
             scalars = {key: value for key, value in entry.items() if isinstance(value, (int, float)) and key != "step"}
             accelerator.log(scalars, step=progress.global_step)
 
-    def end_of_pass() -> None:
-        if eval_dataset is not None and progress.last_evaluated_step != progress.global_step:
-            evaluate()
-        progress.epoch += 1
-        progress.step_in_epoch = 0
-
-    def one_step(batch: dict[str, torch.Tensor], batch_index: int) -> bool:
-        """One micro-batch; True when it completed an optimizer step."""
-        nonlocal running_loss
-        logging = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == total_steps
-        factor = learning_rate_factor(settings.lr_schedule, progress.global_step, total_steps, warmup_steps)
-        factor *= progress.lr_scale
-        for group, base in zip(optimizer.param_groups, base_learning_rates):
-            group["lr"] = base * factor
-        with accelerator.accumulate(model):
-            loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
-                    f"{progress.epoch}; check that batch's inputs or lower the learning rate."
-                )
-            accelerator.backward(loss)
-            grad_norm = None
-            if accelerator.sync_gradients and (logging or settings.max_grad_norm is not None):
-                grad_norm = clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf, accelerator)
-            optimizer.step()
-            optimizer.zero_grad()
-        running_loss += loss.detach().float()
-        progress.running_count += 1
-        if not accelerator.sync_gradients:
-            return False
-        progress.global_step += 1
-        progress.step_in_epoch += 1
-        bar.update(1)
-        last_of_epoch = not streaming and progress.step_in_epoch == steps_per_epoch
-        if (
-            eval_dataset is not None
-            and settings.eval_every_steps
-            and progress.global_step % settings.eval_every_steps == 0
-            and not last_of_epoch  # the end of the epoch evaluates anyway
-        ):
-            evaluate()
-        if logging:
-            mean_loss = accelerator.reduce(running_loss / progress.running_count, reduction="mean").item()
-            entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss, "lr_factor": factor}
-            if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
-                entry["grad_norm"] = float(grad_norm)
-            progress.log_history.append(entry)
-            if tracking:
-                accelerator.log({key: value for key, value in entry.items() if key != "step"}, step=progress.global_step)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            running_loss.zero_()
-            progress.running_count = 0
-        if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
-            progress.running_loss = running_loss.item()
-            _save_checkpoint(accelerator, output_dir, progress.global_step, settings, model, optimizer, progress, resume_key)
-        return True
-
-    model.train()
-    if streaming:
-        if progress.global_step < total_steps:
-            stream = _stream_batches(
-                train_dataset, collator, settings, accelerator, skip=progress.global_step * accumulation
-            )
-            for batch_index, (pass_index, batch) in enumerate(stream):
-                progress.epoch = pass_index
-                if one_step(batch, batch_index) and (progress.global_step >= total_steps or progress.stopped_early):
-                    break
-        if eval_dataset is not None and not progress.stopped_early:
-            end_of_pass()
-    # A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
-    while (
-        not streaming
-        and not progress.stopped_early
-        and (progress.global_step < total_steps or progress.step_in_epoch > 0)
-    ):
-        if progress.global_step < total_steps:
-            loader = _epoch_loader(train_dataset, collator, settings, progress.epoch, accelerator)
-            skip = progress.step_in_epoch * accumulation
-            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-            for batch_index, batch in enumerate(batches, start=skip):
-                if one_step(batch, batch_index) and (progress.global_step >= total_steps or progress.stopped_early):
-                    break
-        if progress.stopped_early:  # stopped by an evaluation within the epoch
-            break
-        end_of_pass()
-    bar.close()
-    if tracking:
-        accelerator.end_training()
-
-    trained = accelerator.unwrap_model(model)
-    set_sparse_embeddings(trained, previous_sparse_embeddings)
-    _check_finite_weights(trained, "at the end of training")
-    accelerator.wait_for_everyone()
-    if select_best and progress.best_step >= 0:
-        _load_best(trained, output_dir, progress.best_step)
-    if accelerator.is_main_process:
-        write_text_atomically(
-            output_dir / TRAINING_LOG_FILE,
-            json.dumps(
-                {
-                    "settings": asdict(settings),
-                    "log_history": progress.log_history,
-                    "best_epoch": progress.best_epoch,
-                    "best_step": progress.best_step,
-                    "stopped_early": progress.stopped_early,
-                },
-                indent=2,
-            ),
+    def finish(self) -> TrainingResult:
+        """Close the bar and the trackers, restore the embeddings' gradient kind, check the weights, load the best
+        evaluation's weights (when selected), write ``training_log.json`` and return the result."""
+        progress, accelerator = self.progress, self.accelerator
+        self.bar.close()
+        if self.tracking:
+            accelerator.end_training()
+        trained = accelerator.unwrap_model(self.model)
+        set_sparse_embeddings(trained, self.previous_sparse_embeddings)
+        _check_finite_weights(trained, "at the end of training")
+        accelerator.wait_for_everyone()
+        if self.select_best and progress.best_step >= 0:
+            _load_best(trained, self.output_dir, progress.best_step)
+        if accelerator.is_main_process:
+            log = {
+                "settings": asdict(self.settings),
+                "log_history": progress.log_history,
+                "best_epoch": progress.best_epoch,
+                "best_step": progress.best_step,
+                "stopped_early": progress.stopped_early,
+            }
+            write_text_atomically(self.output_dir / TRAINING_LOG_FILE, json.dumps(log, indent=2))
+        found = progress.best_step >= 0
+        return TrainingResult(
+            model=trained,
+            global_step=progress.global_step,
+            log_history=progress.log_history,
+            best_epoch=progress.best_epoch if found else None,
+            output_dir=str(self.output_dir),
+            best_step=progress.best_step if found else None,
+            stopped_early=progress.stopped_early,
         )
-    found = progress.best_step >= 0
-    return TrainingResult(
-        model=trained,
-        global_step=progress.global_step,
-        log_history=progress.log_history,
-        best_epoch=progress.best_epoch if found else None,
-        output_dir=str(output_dir),
-        best_step=progress.best_step if found else None,
-        stopped_early=progress.stopped_early,
-    )
 
 
 def _json_ready(value: Any) -> Any:
