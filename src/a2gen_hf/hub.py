@@ -235,6 +235,11 @@ the user takes it on the item and when it first happens; it does not generate se
 
 tokenizer = AutoTokenizer.from_pretrained("{load_id}", trust_remote_code=True)
 model = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # {type(model).__name__}"""
+    width_row = (
+        f"| width / heads | {config.hidden_size} / {config.num_attention_heads} |"
+        if isinstance(config, A2GenConfig)
+        else f"| expert / tower widths | {config.expert_hidden_sizes} / {config.tower_hidden_sizes} |"
+    )
     body = f"""
 # {model_name}
 
@@ -246,7 +251,7 @@ model = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # {type(
 | --- | --- |
 {architecture_row}
 | actions | {", ".join(f"`{name}`" for name in config.action_names)} (`{config.start_action}` opens, `{config.end_action}` closes a sequence) |
-| width / heads | {config.hidden_size} / {config.num_attention_heads} |
+{width_row}
 | history items read | {config.max_history_items} (most recent), up to {config.max_events_per_item} events each |
 | actions {"generated" if generates else "predicted"} | up to {config.max_actions} after `{config.start_action}` |
 | parameters | {num_parameters:,} |

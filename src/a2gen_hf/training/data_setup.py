@@ -8,7 +8,6 @@ re-exported here for old imports.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedModel
 
-from ..configuration_a2gen import GENERATORS, A2GenConfig
+from ..configuration_a2gen import GENERATORS, A2GenConfig, ActionSequenceConfig
 from ..configuration_baselines import MMoEConfig, PLEConfig
 from ..data.folder import DATA_SUMMARY_FILE, TOKENIZER_FOLDER, load_data_dir, load_parquet  # noqa: F401  (old home)
 from ..features_a2gen import TargetPopularityFeatures
@@ -72,12 +71,9 @@ def _splits(dataset) -> list:
     raise TypeError(f"dataset must be a Dataset, IterableDataset or a dict of them, not {type(dataset).__name__}.")
 
 
-def _accepted_fields(config_class: type[A2GenConfig]) -> set[str]:
-    fields = {"generator"}
-    for cls in config_class.__mro__:
-        if cls is A2GenConfig or (isinstance(cls, type) and issubclass(cls, A2GenConfig)):
-            fields |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
-    return fields
+def _accepted_fields(config_class: type[ActionSequenceConfig]) -> set[str]:
+    """The overrides ``config_class`` takes: its fields, its aliases and the fields it accepts and drops."""
+    return config_class.field_names() | set(config_class.aliases) | config_class.ignored_fields | {"generator"}
 
 
 def model_config_from_tokenizer(
@@ -129,8 +125,7 @@ def model_config_from_tokenizer(
         side_features = len(row["item_side_ids"])
     else:
         side_features = 0
-    defaults = inspect.signature(A2GenConfig.__init__).parameters
-    history_cap = defaults["max_history_items"].default
+    history_cap = A2GenConfig.field_default("max_history_items")
     max_actions = int(overrides.get("max_actions", tokenizer.max_actions))
     values: dict[str, Any] = {"max_actions": max_actions}
     scannable = [split for split in splits if isinstance(split, Dataset) and len(split)]
