@@ -91,3 +91,13 @@ def test_baselines_share_only_what_they_read(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(old))
     loaded = MMoEConfig.from_pretrained(tmp_path)
     assert loaded.num_experts == 3 and not hasattr(loaded, "hidden_size")
+
+
+def test_a_saved_tiny_model_reloads_its_typed_config(tiny_model, tmp_path):
+    from a2gen_hf import A2GenForActionGeneration
+
+    model = tiny_model("eag", max_actions=3)
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
+    assert type(reloaded.config) is A2GenConfig
+    assert (reloaded.config.generator_type, reloaded.config.max_actions) == ("eag", 3)
