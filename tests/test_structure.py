@@ -5,8 +5,9 @@ Rules enforced:
   functions (lazy imports);
 - no import circle either when the imports under ``if TYPE_CHECKING:`` count too (type hints do not tie modules
   together: ``data/presets.py`` holds the preset that the log readers and the converter all name);
-- ``a2gen_hf.metrics`` (every module under it, the shipped ``evaluate`` modules too) reaches no ``modeling_*``
-  module, directly or through other modules of the package.
+- ``a2gen_hf.metrics`` (every module under it, the shipped ``evaluate`` modules too) and ``a2gen_hf.data`` reach
+  no ``modeling_*`` module, directly or through other modules of the package;
+- the data folder's file names are spelled only in ``data/folder.py``.
 
 An edge ``a -> b`` is "module a imports module b"; ``from . import x`` counts as importing the submodule ``x`` when
 there is one. A package's own ``__init__`` is not counted as a dependency of its submodules (Python runs it first
@@ -143,8 +144,10 @@ def test_no_import_circle_through_type_hints():
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
-@pytest.mark.parametrize("module", sorted(name for name in MODULES if name.startswith(f"{PACKAGE}.metrics")))
-def test_metrics_imports_no_model_module(module):
+@pytest.mark.parametrize(
+    "module", sorted(name for name in MODULES if name.startswith((f"{PACKAGE}.metrics", f"{PACKAGE}.data")))
+)
+def test_metrics_and_data_import_no_model_module(module):
     for target, path in reachable(module, TYPED_GRAPH).items():
         assert not target.rpartition(".")[2].startswith("modeling_"), (
             f"{module} reaches the model module {target}: " + " -> ".join(path)
