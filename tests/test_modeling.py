@@ -524,16 +524,49 @@ def test_packed_history_equals_padded_layout(generator, left):
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("overrides", [{"history_pooling": "mean"}, {"hidden_dropout_prob": 0.3}])
+def test_pooling_inside_cam_equals_pooling_after_it(overrides):
+    """HSE sums CAM's outputs inside CAM (no dropout active) or after it (dropout in training): the same model."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag", **overrides)).eval()
+    batch = ragged_history(make_batch(model.config), left=False)
+    packed = model(**batch)
+    model.a2gen.pack_history_items = False
+    padded = model(**batch)
+    torch.testing.assert_close(packed.history_representation, padded.history_representation, atol=1e-5, rtol=1e-5)
+    encoder = model.a2gen.encoder
+    assert encoder.pools_inside_attention(encoder.item_attention)
+    model.train()
+    assert encoder.pools_inside_attention(encoder.item_attention) == ("hidden_dropout_prob" not in overrides)
+
+
+@pytest.mark.parametrize("with_time_mask", [False, True])
+def test_event_projection_without_events_equals_projecting_the_events(with_time_mask):
+    """A2GenEventEmbedding.linear_features_first composes the maps: equal to F.linear on the formed events."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag"))
+    embedding, attention = model.a2gen.event_embedding, model.a2gen.encoder.action_attention
+    action_ids = torch.randint(0, model.config.vocab_size, (7, 5))
+    times = torch.randn(7, 5)
+    time_mask = (torch.rand(7, 5) > 0.3) if with_time_mask else None
+    weight, bias = attention.sequence_maps()
+    expected = torch.nn.functional.linear(embedding(action_ids, times, time_mask), weight, bias)
+    projected = embedding.linear_features_first(action_ids, times, time_mask, weight, bias)
+    assert projected.shape == (weight.shape[0], 7, 5)
+    torch.testing.assert_close(projected.permute(1, 2, 0), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_packed_history_drops_padding_positions_and_events():
     """Level 1 sees only items with real events, in the event columns some of them use."""
     torch.manual_seed(0)
     model = A2GenForActionGeneration(tiny_config("iag")).eval()
     batch = ragged_history(make_batch(model.config), left=True)
     seen = []
-    model.a2gen.encoder.action_attention.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    encode = model.a2gen._encode_packed_items
+    model.a2gen._encode_packed_items = lambda *args: seen.append(args[1].shape) or encode(*args)
     model(**batch)
     real_items = int(((batch["history_action_ids"] != 0).any(-1) & (batch["history_item_ids"] != 0)).sum())
-    assert seen == [torch.Size([real_items, 3, model.config.action_embedding_size + model.config.time_embedding_size])]
+    assert seen == [torch.Size([real_items, 3])]
 
 
 def test_eag_follows_the_paper_by_default_and_keeps_the_old_tables_by_option():

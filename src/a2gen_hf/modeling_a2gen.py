@@ -24,6 +24,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
+from .attention_kernels import pooled_short_attention
 from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
@@ -140,15 +141,19 @@ class A2GenTimeEncoding(nn.Module):
         self.num_frequencies = config.num_time_frequencies
         self.projection = nn.Linear(1 + 2 * self.num_frequencies, config.time_embedding_size)
 
-    def forward(self, times: torch.Tensor) -> torch.Tensor:
+    def basis(self, times: torch.Tensor) -> torch.Tensor:
+        """`(...)` -> the features the linear map reads, [z, sin(f_k z), cos(f_k z)] `(..., 1 + 2 * frequencies)`."""
         times = times.unsqueeze(-1)
-        if self.num_frequencies:
-            # Geometric frequencies from 0.5 to 16 per unit of z resolve both seconds and days on the log scale.
-            exponents = torch.arange(self.num_frequencies, device=times.device, dtype=times.dtype)
-            frequencies = 0.5 * 32.0 ** (exponents / max(self.num_frequencies - 1, 1))
-            angles = times * frequencies
-            times = torch.cat([times, torch.sin(angles), torch.cos(angles)], dim=-1)
-        return self.projection(times)
+        if not self.num_frequencies:
+            return times
+        # Geometric frequencies from 0.5 to 16 per unit of z resolve both seconds and days on the log scale.
+        exponents = torch.arange(self.num_frequencies, device=times.device, dtype=times.dtype)
+        frequencies = 0.5 * 32.0 ** (exponents / max(self.num_frequencies - 1, 1))
+        angles = times * frequencies
+        return torch.cat([times, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.basis(times))
 
 
 class A2GenEventEmbedding(nn.Module):
@@ -171,6 +176,43 @@ class A2GenEventEmbedding(nn.Module):
             time_embedding = time_embedding * time_mask.unsqueeze(-1).to(time_embedding.dtype)
         event = torch.cat([time_embedding, self.action_embeddings(action_ids)], dim=-1)
         return event * present.to(event.dtype)
+
+    def linear_features_first(
+        self,
+        action_ids: torch.LongTensor,
+        times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        ``F.linear(self(action_ids, times, time_mask), weight, bias)`` with the output features first: `(...)` ids
+        and times, `(out, output_size)` weight, `(out,)` bias -> `(out, ...)`, without forming the events. The map
+        is composed with the time encoding's linear map and with the action table (both linear), so each event costs
+        a lookup in an `(out, vocab)` table and a product with its few time features: what CAM_act's sequence maps
+        cost on the events while training (equal up to rounding; tests/test_modeling.py).
+        """
+        projection, table = self.time_encoding.projection, self.action_embeddings.weight
+        time_weight, action_weight = weight[:, : projection.out_features], weight[:, projection.out_features :]
+        # One product over [time features ; 1 ; one-hot action] per event, each part zero where the event's time
+        # (or the event) is absent; the padding action's row is zero.
+        timed = action_ids != 0
+        if time_mask is not None:
+            timed = timed & time_mask.bool()
+        timed = timed.reshape(-1, 1).to(table.dtype)
+        features = torch.cat(
+            [
+                self.time_encoding.basis(times).reshape(-1, projection.in_features) * timed,
+                timed,
+                F.one_hot(action_ids.reshape(-1), table.shape[0])[:, 1:].to(table.dtype),
+            ],
+            dim=1,
+        )
+        maps = torch.cat(
+            [time_weight @ projection.weight, (time_weight @ projection.bias).unsqueeze(1), action_weight @ table[1:].t()],
+            dim=1,
+        )
+        return torch.addmm(bias.unsqueeze(1), maps, features.t()).view(weight.shape[0], *action_ids.shape)
 
 
 class A2GenFeatureEmbeddings(nn.Module):
@@ -345,7 +387,7 @@ class ContextAwareAttention(nn.Module):
     # ------------------------------------------------------------------------------------------------------------
     # The linear parts
 
-    def _sequence_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def sequence_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The sequence projection composed with the query (sequence part), key and value maps: `(3d, S)`, `(3d,)`."""
         maps = torch.cat([layer.weight for layer in (self.query_from_sequence, self.key, self.value)])
         biases = torch.cat([layer.bias for layer in (self.query_from_sequence, self.key, self.value)])
@@ -354,7 +396,7 @@ class ContextAwareAttention(nn.Module):
 
     def project_sequence(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(..., sequence_size)` -> the sequence part of the queries, the keys and the values, each `(..., d)`."""
-        return F.linear(sequence, *self._sequence_maps()).split(self.hidden_size, dim=-1)
+        return F.linear(sequence, *self.sequence_maps()).split(self.hidden_size, dim=-1)
 
     def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
@@ -376,19 +418,25 @@ class ContextAwareAttention(nn.Module):
         return projected, context_queries, _small_softmax(gate_logits)
 
     def gated_output(
-        self, head_states: torch.Tensor, gate: torch.Tensor, projected_context: torch.Tensor, count: float = 1.0
+        self,
+        head_states: torch.Tensor,
+        gate: torch.Tensor,
+        projected_context: torch.Tensor,
+        count: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
         """
         `sum_h g_h (head_states_h W_h + count * b_h) + count * projected_context`: head states `(B, ..., heads,
         head_size)`, gate `(B, heads)`, projected context `(B, d)` -> `(B, ..., d)`. The gate is applied before one
-        product of the concatenated heads (linear, so the order does not matter). ``count`` > 1 gives the sum of
-        ``count`` positions' outputs whose head states were summed.
+        product of the concatenated heads (linear, so the order does not matter). ``count`` > 1 (a number, or one
+        per row `(B,)`) gives the sum of ``count`` positions' outputs whose head states were summed.
         """
         batch, heads = gate.shape
         middle = head_states.shape[1:-2]
         shape = (batch, *([1] * len(middle)), heads, 1)
         gated = (head_states * gate.view(shape).to(head_states.dtype)).reshape(batch, *middle, heads * self.head_size)
         weight = self.head_output_weight.reshape(heads * self.head_size, -1)
+        if isinstance(count, torch.Tensor):  # one count per row `(B,)`
+            count = count.to(projected_context.dtype).unsqueeze(-1)
         constant = count * (gate.to(projected_context.dtype) @ self.head_output_bias + projected_context)
         return gated @ weight.to(gated.dtype) + constant.view(batch, *([1] * len(middle)), constant.shape[-1])
 
@@ -438,6 +486,58 @@ class ContextAwareAttention(nn.Module):
             output = output * sequence_mask.unsqueeze(-1).to(output.dtype)
         return output, probabilities, gate
 
+    def summed_output(
+        self,
+        sequence: torch.Tensor | None,
+        context: torch.Tensor,
+        sequence_mask: torch.Tensor,
+        projected_sequence: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        :meth:`forward`'s output summed over the real positions, `(B, L, sequence_size)`, `(B, context_size)`,
+        `(B, L)` -> `(B, d)`, without forming per-position outputs: the output at a position is linear in its heads'
+        attention states, so the states are summed first (HSE pools CAM's outputs this way). Short sequences (at most
+        :attr:`SHORT_SEQUENCE_LIMIT` positions, CAM_act's events) take :func:`pooled_short_attention`, the others
+        torch's fused ``scaled_dot_product_attention``. Without attention dropout only (the caller checks).
+
+        For short sequences the caller may pass ``projected_sequence`` `(3d, L, B)` instead of ``sequence``: the
+        sequence maps (:meth:`sequence_maps`) already applied, features first (what
+        :meth:`A2GenEventEmbedding.linear_features_first` computes without forming the events).
+        """
+        batch, length = sequence_mask.shape
+        heads, head_size = self.num_heads, self.head_size
+        mask = sequence_mask.bool()
+        projected_context, context_queries, gate = self.project_context(context)
+        if length == 0:  # nothing to attend to: a sum over no positions
+            head_states = projected_context.new_zeros(batch, heads, head_size)
+        elif projected_sequence is not None or length <= self.SHORT_SEQUENCE_LIMIT:
+            if projected_sequence is None:
+                # (3d, L * B): the query (sequence part), key and value maps of every position, batch innermost.
+                weight, bias = self.sequence_maps()
+                flat = sequence.permute(2, 1, 0).reshape(sequence.shape[-1], length * batch)
+                projected_sequence = torch.addmm(bias.unsqueeze(1), weight, flat)
+            head_states = pooled_short_attention(
+                projected_sequence.reshape(3, heads, head_size, length, batch),
+                context_queries.t().reshape(heads, head_size, batch),
+                mask.t(),
+                1.0 / math.sqrt(head_size),
+            ).permute(2, 0, 1)
+        else:
+            sequence_queries, keys, values = self.project_sequence(sequence)
+            shape = (batch, length, heads, head_size)
+            # A sequence without any real position attends everywhere; its (zero-weighted) outputs are dropped below.
+            visible = mask | ~mask.any(-1, keepdim=True)
+            states = F.scaled_dot_product_attention(
+                (sequence_queries + context_queries.unsqueeze(1)).view(shape).transpose(1, 2),
+                keys.view(shape).transpose(1, 2),
+                values.view(shape).transpose(1, 2),
+                attn_mask=visible[:, None, None, :],
+            )
+            head_states = (states * mask[:, None, :, None].to(states.dtype)).sum(2)
+        return self.gated_output(
+            head_states.to(projected_context.dtype), gate, projected_context, count=mask.sum(-1)
+        )
+
     def _short_attention(self, sequence, projected_context, context_queries, gate, sequence_mask, causal):
         """
         :meth:`forward` (without cache) for short sequences, the same numbers as batched matrix products: every
@@ -448,7 +548,7 @@ class ContextAwareAttention(nn.Module):
         """
         batch, length, size = sequence.shape
         heads, head_size, width = self.num_heads, self.head_size, self.hidden_size
-        weight, bias = self._sequence_maps()
+        weight, bias = self.sequence_maps()
         # The score scale folded into the query maps (equal up to rounding).
         scale = torch.ones_like(bias)
         scale[:width] = 1.0 / math.sqrt(head_size)
@@ -626,10 +726,38 @@ class HierarchicalSequenceEncoder(nn.Module):
             item_feature_size + d, item_feature_size, d, heads, dropout, gate_input
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pool_inside_attention = True
 
     def _pool_events(self, outputs: torch.Tensor, event_mask: torch.Tensor) -> torch.Tensor:
         """CAM_act outputs `(..., E, d)` -> Seq `(..., d)`: dropout, then the configured pooling over real events."""
         return _masked_pool(self.dropout(outputs), event_mask, self.pooling)
+
+    def pools_inside_attention(self, attention: ContextAwareAttention) -> bool:
+        """
+        Whether CAM may sum its own outputs (:meth:`ContextAwareAttention.summed_output`): no dropout is active,
+        and :attr:`pool_inside_attention` is on (False runs CAM per position and pools after it: the same outputs,
+        slower; benchmarks compare the two).
+        """
+        if not self.pool_inside_attention:
+            return False
+        return not self.training or (self.dropout.p == 0 and attention.attention_dropout.p == 0)
+
+    def pooled(
+        self,
+        attention: ContextAwareAttention,
+        sequence: torch.Tensor | None,
+        context: torch.Tensor,
+        mask: torch.Tensor,
+        projected_sequence: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        The configured pooling of CAM's outputs over the real positions, summed inside CAM
+        (:meth:`ContextAwareAttention.summed_output`, which takes ``projected_sequence`` too): `(B, d)`.
+        """
+        pooled = attention.summed_output(sequence, context, mask, projected_sequence)
+        if self.pooling == "mean":
+            pooled = pooled / mask.sum(-1, keepdim=True).clamp_min(1).to(pooled.dtype)
+        return pooled
 
     def encode_items(
         self, history_item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
@@ -653,6 +781,8 @@ class HierarchicalSequenceEncoder(nn.Module):
         self, item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
     ) -> torch.Tensor:
         """Level 1 on real items only, gathered by the caller: `(M, Fi)`, `(M, E, De)`, `(M, E)` -> Seq `(M, d)`."""
+        if self.pools_inside_attention(self.action_attention):
+            return self.pooled(self.action_attention, event_embeddings, item_features, event_mask)
         outputs, _, _ = self.action_attention(event_embeddings, item_features, event_mask)
         return self._pool_events(outputs, event_mask)
 
@@ -673,6 +803,20 @@ class HierarchicalSequenceEncoder(nn.Module):
             "level2_outputs": level2_outputs,
             "level2_probabilities": level2_probabilities,
         }
+
+    def pool_history(
+        self,
+        history_item_features: torch.Tensor,
+        item_sequences: torch.Tensor,
+        history_mask: torch.Tensor,
+        target_item_features: torch.Tensor,
+    ) -> torch.Tensor:
+        """Level 2, Vec_hist only (CAM_item's outputs summed inside CAM when no dropout is active): `(B, d)`."""
+        if not self.pools_inside_attention(self.item_attention):
+            inputs = (history_item_features, item_sequences, history_mask, target_item_features)
+            return self.encode_history(*inputs)["history_representation"]
+        level2_inputs = torch.cat([history_item_features, item_sequences], dim=-1)
+        return self.pooled(self.item_attention, level2_inputs, target_item_features, history_mask)
 
     def forward(
         self,
@@ -1021,8 +1165,16 @@ class A2GenModel(A2GenPreTrainedModel):
         event_mask: torch.Tensor,
     ) -> torch.Tensor:
         """Level 1 on gathered items: `(M, Fi)` features and `(M, E)` events -> Seq `(M, d)`."""
+        encoder = self.encoder
+        if encoder.pools_inside_attention(encoder.action_attention):
+            # CAM_act's sequence maps composed with the event embedding: the events are never formed.
+            transposed = [None if values is None else values.t() for values in (action_ids, action_times, time_mask)]
+            projected = self.event_embedding.linear_features_first(
+                *transposed, *encoder.action_attention.sequence_maps()
+            )
+            return encoder.pooled(encoder.action_attention, None, item_features, event_mask, projected)
         event_embeddings = self.event_embedding(action_ids, action_times, time_mask)
-        return self.encoder.encode_packed_items(item_features, event_embeddings, event_mask)
+        return encoder.encode_packed_items(item_features, event_embeddings, event_mask)
 
     def _packed_item_sequences(
         self,
@@ -1107,10 +1259,10 @@ class A2GenModel(A2GenPreTrainedModel):
             item_sequences = self._packed_item_sequences(
                 history_item_features, history_action_ids, history_action_times, history_time_mask, event_mask
             )
-            encoded = _training_function(self, "level2", self.encoder.encode_history)(
+            history_representation = _training_function(self, "level2", self.encoder.pool_history)(
                 *_drop_padding_positions(history_mask, history_item_features, item_sequences), target_item_features
             )
-            encoded["item_sequences"] = item_sequences
+            encoded = {"history_representation": history_representation, "item_sequences": item_sequences}
         history_representation = encoded["history_representation"]
         context_parts = [user_features, history_representation, target_item_features]
         if self.extra_features.size:

@@ -1,0 +1,109 @@
+"""
+Attention over many short sequences, summed over the query positions, with a hand-written backward.
+
+CAM_act (HSE level 1) attends over each history item's few action events (E <= 16) and HSE then sums its outputs
+over the events. Written as batched `(E x E)` matrix products, a training step spends most of its time in the
+overhead of hundreds of thousands of tiny products and in torch's softmax over a last dimension of 6. Here every
+tensor is laid out with the batch innermost, `(heads, head_size, L, B)`, so each step of the short loops over the
+head size, the keys and the queries is one long vectorised multiply-add; and because only the sum over query
+positions is needed, the attention's value sums are formed once per sequence instead of once per position:
+
+    pooled[h, :, b] = sum_j col[h, j, b] v[h, :, j, b],   col[h, j, b] = sum_i w[i, b] P[h, i, j, b]
+
+with ``P`` the masked softmax of ``q k^T`` over the keys j and ``w`` the query weights (1 at real positions). The
+backward is the textbook one of softmax attention, in the same layout (checked against autograd with
+``torch.autograd.gradcheck`` in tests/test_attention_kernels.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """`(h, dh, L, B)` queries and keys -> scores `(h, L_query, L_key, B)`, one multiply-add per head component."""
+    scores = queries[:, 0].unsqueeze(2) * keys[:, 0].unsqueeze(1)
+    for component in range(1, queries.shape[1]):
+        scores.addcmul_(queries[:, component].unsqueeze(2), keys[:, component].unsqueeze(1))
+    return scores
+
+
+def _masked_softmax_(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """In place: softmax over the keys (dim 2) of `(h, L, L, B)` scores; a query with no real key gets zeros."""
+    length, batch = key_mask.shape
+    visible = key_mask.view(1, 1, length, batch)
+    scores.masked_fill_(~visible, torch.finfo(scores.dtype).min)
+    scores.sub_(scores.amax(2, keepdim=True)).exp_()
+    scores.div_(scores.sum(2, keepdim=True))
+    return scores.mul_(visible)
+
+
+class PooledShortAttention(torch.autograd.Function):
+    """
+    `sum_i w_i softmax_j(q_i . k_j) v_j` for B short sequences at once, with `q = (sequence_queries +
+    context_queries) * scale`.
+
+    Inputs: ``projected`` `(3, heads, head_size, L, B)`, the sequence part of the queries, the keys and the values
+    (one tensor, so the backward writes one gradient buffer instead of stacking three); ``context_queries``
+    `(heads, head_size, B)`, added to every position's query; ``key_mask`` `(L, B)` bool (true at real keys);
+    ``query_weights`` `(L, B)` (1 at real query positions, 0 at padding); ``scale``, a number.
+    Output: `(heads, head_size, B)`. Gradients flow to ``projected`` and ``context_queries``.
+    """
+
+    @staticmethod
+    def forward(ctx, projected, context_queries, key_mask, query_weights, scale):
+        queries = (projected[0] + context_queries.unsqueeze(2)).mul_(scale)
+        keys, values = projected[1], projected[2]
+        probabilities = _masked_softmax_(_scores(queries, keys), key_mask)
+        length, batch = key_mask.shape
+        column_weights = (probabilities * query_weights.view(1, length, 1, batch)).sum(1)  # (h, L_key, B)
+        pooled = column_weights[:, 0].unsqueeze(1) * values[:, :, 0]
+        for key in range(1, length):
+            pooled.addcmul_(column_weights[:, key].unsqueeze(1), values[:, :, key])
+        ctx.save_for_backward(projected, queries, probabilities, column_weights, query_weights)
+        ctx.scale = scale
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad_pooled):
+        projected, queries, probabilities, column_weights, query_weights = ctx.saved_tensors
+        keys, values = projected[1], projected[2]
+        length, batch = query_weights.shape
+        grad = torch.empty_like(projected)
+        grad_queries, grad_keys, grad_values = grad.unbind(0)
+        torch.mul(column_weights.unsqueeze(1), grad_pooled.unsqueeze(2), out=grad_values)
+        grad_columns = values[:, 0] * grad_pooled[:, 0].unsqueeze(1)  # (h, L_key, B)
+        for component in range(1, values.shape[1]):
+            grad_columns.addcmul_(values[:, component], grad_pooled[:, component].unsqueeze(1))
+        # Softmax backward: dS = P * (dP - sum_j P dP), with dP[i, j] = w_i * grad_columns[j].
+        row_terms = (probabilities * grad_columns.unsqueeze(1)).sum(2)  # (h, L_query, B)
+        grad_scores = (grad_columns.unsqueeze(1) - row_terms.unsqueeze(2)).mul_(probabilities)
+        grad_scores.mul_(query_weights.view(1, length, 1, batch))
+        torch.mul(grad_scores[:, :, 0].unsqueeze(1), keys[:, :, 0].unsqueeze(2), out=grad_queries)
+        for key in range(1, length):
+            grad_queries.addcmul_(grad_scores[:, :, key].unsqueeze(1), keys[:, :, key].unsqueeze(2))
+        grad_queries.mul_(ctx.scale)
+        torch.mul(grad_scores[:, 0].unsqueeze(1), queries[:, :, 0].unsqueeze(2), out=grad_keys)
+        for query in range(1, length):
+            grad_keys.addcmul_(grad_scores[:, query].unsqueeze(1), queries[:, :, query].unsqueeze(2))
+        return grad, grad_queries.sum(2), None, None, None
+
+
+def pooled_short_attention(
+    projected: torch.Tensor, context_queries: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """
+    Softmax attention of each real position over the real positions, summed over the real query positions.
+
+    Args:
+        projected: `(3, heads, head_size, L, B)`: the sequence part of the queries, the keys and the values; any
+            float dtype (computed in at least fp32).
+        context_queries: `(heads, head_size, B)`, the part of the queries every position of a sequence shares.
+        mask: `(L, B)`, true at real positions.
+        scale: the score scale (``1 / sqrt(head_size)``), applied to the queries.
+    Returns:
+        `(heads, head_size, B)` in at least fp32.
+    """
+    dtype = torch.promote_types(projected.dtype, torch.float32)
+    mask = mask.bool()
+    return PooledShortAttention.apply(projected.to(dtype), context_queries.to(dtype), mask, mask.to(dtype), scale)
