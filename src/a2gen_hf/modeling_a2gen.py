@@ -1208,7 +1208,7 @@ class A2GenModel(A2GenPreTrainedModel):
         packed = _training_function(self, "level1", self._encode_packed_items)(
             item_features, gather(history_action_ids) * flat_mask, gather(history_action_times), time_mask, flat_mask
         )
-        scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_copy(0, rows, packed)
+        scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_put((rows,), packed)
         return scattered.view(batch, items, packed.shape[-1])
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
