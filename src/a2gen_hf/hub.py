@@ -397,6 +397,9 @@ def push_checkpoint(
         folder = Path(staging)
         model.save_pretrained(folder)  # its auto_map lists the encoder under AutoModel too
         if tokenizer is not None:
+            # its auto_map and code go along however a2gen_hf was imported (a2gen_hf.register does this only when
+            # transformers was imported first)
+            A2GenActionTokenizer.register_for_auto_class()
             tokenizer.save_pretrained(folder)
         card.save(folder / "README.md")
         return api.upload_folder(
