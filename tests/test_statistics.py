@@ -10,7 +10,6 @@ from a2gen_hf.training.statistics import (
     bootstrap_aucs,
     mean_std,
     paired_bootstrap_auc_difference,
-    positive_counts,
     significance_label,
     weighted_auc,
 )
@@ -112,9 +111,3 @@ LABELS = np.array(
         [1, 3, 1, 5, 0, 0],  # a repeated start after position 0 counts
     ]
 )
-
-
-def test_positive_counts_read_label_sequences():
-    assert positive_counts(LABELS, {"start": 1, "like": 2, "follow": 3, "leave": 5}) == {
-        "start": 1, "like": 1, "follow": 2, "leave": 3,
-    }
