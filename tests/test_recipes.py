@@ -64,3 +64,24 @@ def test_load_recipe_from_a_file_and_its_errors(tmp_path):
     (tmp_path / "broken.yaml").write_text("dense_lr: 1\n  bad: : x\n")
     with pytest.raises(ValueError, match=r"broken.yaml, line 2, column \d+: not valid YAML"):
         load_recipe(str(tmp_path / "broken.yaml"))
+
+
+def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_data_dir, tmp_path):
+    """`a2gen train --recipe sparse_logs` on a tiny log: the wide path is warm-started (residual), the starting
+    weights are evaluated at step 0 and compete in selection, and the run saves a model and test metrics."""
+    import json
+
+    from a2gen_hf.cli import main
+
+    output = tmp_path / "sparse"
+    argv = ["train", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--output", str(output),
+            "--epochs", "2", "--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8",
+            "--no-progress"]
+    assert main(argv) == 0
+    log = json.loads((output / "training_log.json").read_text())
+    evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
+    assert evaluations[0]["step"] == 0
+    assert log["best_step"] == max(evaluations, key=lambda entry: entry["validation_mean_auc"])["step"]
+    assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
+    config = json.loads((output / "model" / "config.json").read_text())
+    assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]

@@ -424,7 +424,10 @@ def run_train(args: argparse.Namespace) -> int:
             cpu=args.cpu,
             show_progress=not (args.no_progress or args.quiet),
         )
-        result, metrics = train_from_data_dir(args.data, settings, args.model, overrides)
+        result, metrics = train_from_data_dir(
+            args.data, settings, args.model, overrides, wide_warm_start=args.wide_warm_start,
+            wide_residual=args.wide_residual,
+        )
     except (FileNotFoundError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
         print(f"a2gen train: error: {error}", file=sys.stderr)
         return 2

@@ -265,6 +265,11 @@ class FeatureArguments:
                                     "(0 = off)", 0)
     wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; for "
                              "A2Gen it is part of the occurrence head, which it switches on)", False)
+    wide_warm_start: bool = option("start each network's wide path as the logistic regression on counts fitted on "
+                                   "train", False)
+    wide_residual: bool = option("with --wide-warm-start: start A2Gen as the regression (its other occurrence paths "
+                                 "at zero, the regression's feature statistics kept), to learn what to add to it; "
+                                 "pair with --eval-before-training", False)
     slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
                                "sequence", choices=("sequence", "any_slot"))
     drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)
@@ -307,11 +312,6 @@ class CompareArguments:
     epochs: int = option("passes over the train split (best epoch on validation)", 3)
     batch_size: int = option("examples per step", 256)
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
-    wide_warm_start: bool = option("start each network's wide path as the logistic regression on counts fitted on "
-                                   "train", False)
-    wide_residual: bool = option("with --wide-warm-start: start A2Gen as the regression (its other occurrence paths "
-                                 "at zero, the regression's feature statistics kept), to learn what to add to it; "
-                                 "pair with --eval-before-training", False)
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
 
 

@@ -738,10 +738,14 @@ def train_from_data_dir(
     model_name: str = "a2gen-iag",
     model_overrides: dict[str, Any] | None = None,
     accelerator: Accelerator | None = None,
+    wide_warm_start: bool = False,
+    wide_residual: bool = False,
 ) -> tuple[TrainingResult, dict[str, Any] | None]:
     """
     What ``a2gen train`` does: load a data folder (:func:`load_data_dir`), build ``model_name`` sized for it
-    (:func:`create_model`, seeded with ``settings.seed``, ``model_overrides`` for the architecture), :func:`train`
+    (:func:`create_model`, seeded with ``settings.seed``, ``model_overrides`` for the architecture; with
+    ``wide_warm_start`` its wide path started as the logistic regression on counts fitted on train,
+    :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`, ``residual=wide_residual``), :func:`train`
     it on ``train`` with ``validation`` for best-epoch selection, then save it with ``save_pretrained`` and the
     tokenizer into ``output_dir/model`` and write :func:`~a2gen_hf.metrics.evaluate_model` of the ``test`` split
     (with the simulator's oracle when the split has it) to ``output_dir/eval_results.json`` (NaN written as null).
@@ -752,13 +756,24 @@ def train_from_data_dir(
     """
     accelerator = accelerator or make_accelerator(settings)
     with _output_lock(accelerator, settings.output_dir):
-        return _train_from_data_dir(data_dir, settings, model_name, model_overrides, accelerator)
+        return _train_from_data_dir(
+            data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual
+        )
 
 
-def _train_from_data_dir(data_dir, settings, model_name, model_overrides, accelerator) -> tuple[TrainingResult, Any]:
+def _train_from_data_dir(
+    data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start=False, wide_residual=False
+) -> tuple[TrainingResult, Any]:
+    if wide_residual and not wide_warm_start:
+        raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
+    if wide_warm_start:
+        from .simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
+
+        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
+        warm_start_wide_path(model, regression, residual=wide_residual)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator
