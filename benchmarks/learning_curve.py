@@ -41,14 +41,17 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from datasets import DatasetDict  # noqa: E402
+from safetensors.torch import load_model  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
 from a2gen_hf.data.simulator import SimulatorConfig, simulate_to_parquet  # noqa: E402
 from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
 from a2gen_hf.plotting import plot_learning_curve  # noqa: E402
-from a2gen_hf.training.compare import NETWORK_LABELS, parse_model_name  # noqa: E402
-from a2gen_hf.training.data_setup import MODEL_CHOICES, load_data_dir  # noqa: E402
-from a2gen_hf.training.statistics import significance_label  # noqa: E402
+from a2gen_hf.training.compare import NETWORK_LABELS, AblatedCollator, parse_model_name, predict_dataset  # noqa: E402
+from a2gen_hf.training.data_setup import MODEL_CHOICES, create_model, load_data_dir  # noqa: E402
+from a2gen_hf.training.loop import BEST_MODEL_FILE  # noqa: E402
+from a2gen_hf.training.statistics import mean_std, significance_label  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the ablation script's run helpers
 from quality_ablations import run_baseline, run_variant, split_targets, table  # noqa: E402
@@ -177,6 +180,31 @@ def oracle_aucs(test, occurs: np.ndarray, ranked: dict[str, int]) -> dict[str, f
     return {action: float(roc_auc_score(occurs[:, i], oracle[:, i - 1])) for action, i in ranked.items()}
 
 
+def in_sample_auc(model: str, folder: Path, data: DatasetDict, tokenizer, overrides: dict, limit: int) -> dict | None:
+    """AUC per ranked action of a trained network's selected weights (``run/best_model.safetensors``) on the first
+    ``limit`` examples of its own training subset, cached in ``train_auc.json`` beside its predictions: with the test
+    AUC it shows the generalisation gap (memorising vs not learning). ``None`` when the run left no weights."""
+    cached = folder / "train_auc.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    weights = folder / "run" / BEST_MODEL_FILE
+    if not weights.is_file():
+        return None
+    network, ablation = parse_model_name(model)
+    network_model = create_model(network, tokenizer, data, **overrides)
+    load_model(network_model, str(weights))
+    collator = A2GenDataCollator.from_config(network_model.config, tokenizer)
+    if ablation:
+        collator = AblatedCollator(collator, ablation)
+    rows = data["train"].select(range(min(limit, len(data["train"]))))
+    probabilities = predict_dataset(network_model.eval(), rows, collator)["action_probabilities"]
+    occurs, ranked = split_targets({"train": rows}, tokenizer, "train")
+    auc = {action: float(roc_auc_score(occurs[:, i], probabilities[:, i])) for action, i in ranked.items()}
+    result = {"examples": len(rows), "auc": auc, "mean_auc": float(np.mean(list(auc.values())))}
+    write_text_atomically(cached, json.dumps(result, indent=2))
+    return result
+
+
 def _run_summaries(folder: Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(folder.glob("seed*/summary.json")):
@@ -191,10 +219,11 @@ def _run_summaries(folder: Path) -> list[dict[str, Any]]:
 
 
 def build_report(subsets: dict[int, DatasetDict], tokenizer, output: Path, models: list[str], resamples: int,
-                 settings: dict[str, Any]) -> dict[str, Any]:
+                 settings: dict[str, Any], in_sample_examples: int = 0) -> dict[str, Any]:
     """Per size and model: test / validation mean AUC (mean ± std over seeds), AUC per action, the share of the
     oracle's AUC lift above chance, the paired bootstrap of A2Gen-IAG minus the model per action, the run times;
-    and, per size, the drop from zeroing the history's times (A2Gen-IAG minus ``a2gen-iag:notime``)."""
+    and, per size, the drop from zeroing the history's times (A2Gen-IAG minus ``a2gen-iag:notime``). With
+    ``in_sample_examples`` > 0, also each network's mean AUC on that many of its own training examples."""
     any_subset = next(iter(subsets.values()))
     occurs, ranked = split_targets(any_subset, tokenizer, "test")
     oracle = oracle_aucs(any_subset["test"], occurs, ranked)
@@ -226,6 +255,14 @@ def build_report(subsets: dict[int, DatasetDict], tokenizer, output: Path, model
                 "share_of_oracle_lift": share,
                 "runs": _run_summaries(folder / folder_name(model)),
             }
+            if in_sample_examples and parse_model_name(model)[0] in MODEL_CHOICES:
+                in_sample = [
+                    in_sample_auc(model, seed_folder, data, tokenizer, settings["overrides"], in_sample_examples)
+                    for seed_folder in sorted((folder / folder_name(model)).glob("seed*"))
+                ]
+                in_sample = [entry["mean_auc"] for entry in in_sample if entry]
+                if in_sample:
+                    point["train_mean_auc"] = _cell(mean_std(in_sample))
             bootstrap = entry.get("bootstrap", {}).get(REFERENCE)
             if bootstrap:
                 point["a2gen_iag_minus_model"] = {action: _flipped(bootstrap[action], model) for action in ranked}
@@ -288,6 +325,17 @@ def markdown(report: dict[str, Any]) -> str:
             share = curves[m]["points"].get(str(size), {}).get("share_of_oracle_lift")
             cells.append(f"{share['mean']:.3f}" if share else "not run")
         lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
+    gaps = [(size, m) for size in sizes for m in models if "train_mean_auc" in curves[m]["points"].get(str(size), {})]
+    if gaps:
+        lines += [
+            "", "Generalisation gap: mean AUC of the selected weights on (up to "
+            f"{settings.get('in_sample_examples')}) of their own training examples against the test mean AUC:", "",
+            "| training examples | model | train mean AUC | test mean AUC |", "| --- " * 4 + "|",
+        ]
+        for size, m in gaps:
+            point = curves[m]["points"][str(size)]
+            lines.append(f"| {size:,} | {curves[m]['label']} | {_format(point['train_mean_auc'])} | "
+                         f"{_format(point['test_mean_auc'])} |")
     lines += [
         "", f"Paired bootstrap ({settings['bootstrap_resamples']} resamples, stratified) of the test AUC difference "
         "A2Gen-IAG minus each model, seed-averaged predictions, 95 % interval:", "",
@@ -371,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedding-lr", type=float, default=5e-3, help="embedding learning rate; default %(default)s")
     parser.add_argument("--overrides", type=json_object, default={},
                         help="JSON object of config overrides for every network, e.g. '{\"hidden_size\": 8}'")
+    parser.add_argument("--in-sample-examples", type=int, default=10000,
+                        help="also score each network's selected weights on this many of its own training examples "
+                             "(the generalisation gap; cached per run; 0: off); default %(default)s")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000, help="default %(default)s")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads; default %(default)s")
     parser.add_argument("--report-only", action="store_true", help="train nothing; rebuild the report from saved runs")
@@ -400,9 +451,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = {
         "data": str(args.data), "seeds": seeds, "subset_seed": args.subset_seed, "overrides": args.overrides,
         "training": training_spec(REFERENCE, args)["training"], "bootstrap_resamples": args.bootstrap_resamples,
-        "threads": torch.get_num_threads(), "load_at_report": os.getloadavg(),
+        "in_sample_examples": args.in_sample_examples, "threads": torch.get_num_threads(),
+        "load_at_report": os.getloadavg(),
     }
-    report = build_report(subsets, tokenizer, args.output, models, args.bootstrap_resamples, settings)
+    report = build_report(
+        subsets, tokenizer, args.output, models, args.bootstrap_resamples, settings, args.in_sample_examples
+    )
     paths = write_outputs(report, args.output)
     print(markdown(report))
     print("written: " + ", ".join(str(path) for path in paths))

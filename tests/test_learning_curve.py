@@ -61,6 +61,7 @@ def test_learning_curve_writes_every_model_and_size_and_resumes(data_dir, tmp_pa
                     assert row["low"] <= row["difference"] <= row["high"]
             if model != "logreg":  # networks record their run: seconds, steps, load
                 assert point["runs"][0]["steps"] >= 1 and point["runs"][0]["seconds"] > 0
+                assert 0.0 <= point["train_mean_auc"]["mean"] <= 1.0  # the selected weights on their own examples
     # The timing ablation's drop is A2Gen-IAG minus the ablation: the mean AUCs say which sign it must have.
     drop = saved["notime_drop"]["400"]
     full, ablated = (saved["curves"][m]["points"]["400"]["test_auc"]["like"]["mean"] for m in ("a2gen-iag", "a2gen-iag:notime"))
@@ -71,6 +72,7 @@ def test_learning_curve_writes_every_model_and_size_and_resumes(data_dir, tmp_pa
     for label in ("A2Gen-IAG", "A2Gen-EAG", "MMoE, fairly fed", "logistic regression on counts", "A2Gen-IAG, times zeroed"):
         assert f"| {label} |" in table or f"| {label} " in table
     assert "| 200 |" in table and "| 400 |" in table and "oracle" in table and "Drop from zeroing" in table
+    assert "Generalisation gap" in table
     assert (output / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(output.glob(".*tmp*"))  # atomic writes leave no temporary files
 
