@@ -46,6 +46,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
     parser.add_argument("--rows", type=int, default=25, help="operators in the table")
+    parser.add_argument(
+        "--compare-pooling",
+        action="store_true",
+        help="also time steps with HSE pooling after CAM (encoder.pool_inside_attention=False), interleaved, and "
+        "print the ratio",
+    )
     parser.add_argument("--compile", action="store_true", help="train with config.compile_training=True")
     parser.add_argument("--config", default="{}", help="extra A2GenConfig fields as JSON, e.g. '{\"hidden_size\": 64}'")
     parser.add_argument("--output", type=Path, help="folder for profile_<name>.md / .json")
@@ -128,6 +134,20 @@ def main() -> None:
         start = time.perf_counter()
         step()
         seconds.append(time.perf_counter() - start)
+    if args.compare_pooling:
+        encoder, pooled_after = model.a2gen.encoder, []
+        for _ in range(args.steps):
+            encoder.pool_inside_attention = False
+            start = time.perf_counter()
+            step()
+            pooled_after.append(time.perf_counter() - start)
+            encoder.pool_inside_attention = True
+            start = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - start)
+        settings["median_step_ms_pooling_after_cam"] = round(1e3 * statistics.median(pooled_after), 1)
+        settings["median_step_ms_pooling_inside_cam"] = round(1e3 * statistics.median(seconds), 1)
+        settings["pooling_inside_cam_speedup"] = round(statistics.median(pooled_after) / statistics.median(seconds), 2)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(2):
             step()

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_modeling import make_batch, tiny_config
+from conftest import make_batch, tiny_config
 from transformers import AutoConfig, AutoModel
 
 from a2gen_hf import (

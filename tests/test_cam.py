@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_modeling import GENERATORS, tiny_config
+from conftest import tiny_config
+from test_modeling import GENERATORS
 
 from a2gen_hf import A2GenConfig, A2GenConfigError, A2GenForActionGeneration, ContextAwareAttention
 

@@ -4,6 +4,8 @@ The real benchmarks take minutes; stand-in scripts in a temporary folder record 
 """
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,8 +151,10 @@ def test_the_option_defaults_agree_with_the_library_settings():
         MODEL_NAMES,
         PRESET_NAMES,
         DemoArguments,
+        OptimizationArguments,
         PrepareArguments,
         SimulateArguments,
+        TrackingArguments,
         TrainArguments,
     )
     from a2gen_hf.data import logs
@@ -170,17 +174,47 @@ def test_the_option_defaults_agree_with_the_library_settings():
     for name in ("num_examples", "seed", "examples_per_user", "history_length", "num_items", "num_topics",
                  "validation_fraction", "test_fraction", "item_buckets", "user_buckets", "side_feature_buckets"):
         assert getattr(simulate, name) == getattr(simulator, name), name
-    train, settings = TrainArguments(), loop.TrainingSettings(output_dir="")
+    settings = loop.TrainingSettings(output_dir="")
     renamed = {"epochs": "num_epochs", "dense_lr": "dense_learning_rate", "embedding_lr": "embedding_learning_rate"}
-    for name in ("epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                 "mixed_precision", "dense_lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
-                 "max_grad_norm", "lr_schedule", "checkpoint_every", "keep_checkpoints", "resume", "seed", "log_every",
-                 "cpu"):
-        assert getattr(train, name) == getattr(settings, renamed.get(name, name)), name
+    for group, names in (
+        (TrainArguments(), ("epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
+                            "mixed_precision", "checkpoint_every", "keep_checkpoints", "resume", "seed", "cpu")),
+        (OptimizationArguments(), ("dense_lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
+                                   "max_grad_norm", "lr_schedule", "warmup_steps", "warmup_ratio")),
+        (TrackingArguments(), ("report_to", "log_every")),
+    ):
+        for name in names:
+            assert getattr(group, name) == getattr(settings, renamed.get(name, name)), name
     demo, demo_settings = DemoArguments(), DemoSettings()
     assert (demo.output, demo.num_examples, demo.epochs, demo.batch_size, demo.seed) == (
         demo_settings.output_dir, demo_settings.num_examples, demo_settings.num_epochs, demo_settings.batch_size,
         demo_settings.seed,
+    )
+
+
+def test_train_and_compare_share_the_optimization_and_tracking_options():
+    """One definition of the learning-rate, warmup and tracking options (OptimizationArguments, TrackingArguments)
+    gives both commands the same flags, help and defaults."""
+    from a2gen_hf.cli_arguments import OptimizationArguments, TrackingArguments
+
+    parser = cli.build_parser()
+    shared = ["--" + name.replace("_", "-") for group in (OptimizationArguments, TrackingArguments)
+              for name in group.__dataclass_fields__]
+    assert {"--warmup-steps", "--warmup-ratio", "--report-to", "--log-every", "--lr-schedule"} <= set(shared)
+    actions = {command: {action.option_strings[0]: action for action in cli._subparser(parser, command)._actions
+                         if action.option_strings} for command in ("train", "compare")}
+    for flag in shared:
+        train, compare = actions["train"][flag], actions["compare"][flag]
+        assert (train.help, train.default, train.choices) == (compare.help, compare.default, compare.choices), flag
+    args = cli.parse_arguments(["compare", "--data", "d", "--output", "o", "--warmup-ratio", "0.1", "--report-to",
+                                "tensorboard"])
+    assert (args.warmup_ratio, args.report_to, args.warmup_steps) == (0.1, "tensorboard", 0)
+    # The model options of compare are train's too (FeatureArguments), mapped once onto the config's fields.
+    args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--time-loss", "l1", "--history-propensity",
+                                "--embedding-dropout", "0.1"])
+    overrides = cli._feature_overrides(args)
+    assert (overrides["time_loss"], overrides["history_propensity_features"], overrides["embedding_dropout_prob"]) == (
+        "l1", True, 0.1
     )
 
 
@@ -284,3 +318,51 @@ def test_recipe_gives_options_then_config_then_the_command_line(tmp_path, capsys
     with pytest.raises(SystemExit):
         cli.parse_arguments(["train", "--data", "d", "--output", "o", "--recipe", "no_such_recipe"])
     assert "--recipe no_such_recipe: " in capsys.readouterr().err
+
+
+def fresh_python(code_or_args: list[str], env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """A fresh interpreter in which a2gen_hf is imported before transformers (as `a2gen` and most scripts do)."""
+    source = str(Path(cli.__file__).resolve().parents[1])
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "TRANSFORMERS_"))}
+    full_env.update(PYTHONPATH=source, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1", **(env or {}))
+    return subprocess.run([sys.executable, *code_or_args], env=full_env, cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_command_line_saves_tokenizers_with_their_auto_map(tmp_path):
+    """`a2gen simulate` (prepare, train alike) saves a tokenizer that AutoTokenizer finds with remote code: its
+    auto_map and tokenization_a2gen.py, although the command imports a2gen_hf before transformers."""
+    result = fresh_python(["-m", "a2gen_hf.cli", "simulate", "--output", str(tmp_path / "sim"), "--num-examples", "40",
+                           "--history-length", "2", "--num-items", "20", "--quiet"],
+                          env={"HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "ds")})
+    assert result.returncode == 0, result.stderr
+    tokenizer_config = json.loads((tmp_path / "sim" / "tokenizer" / "tokenizer_config.json").read_text())
+    assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer"
+    assert (tmp_path / "sim" / "tokenizer" / "tokenization_a2gen.py").is_file()
+
+
+def test_push_from_python_and_the_command_line_carries_the_tokenizer_code(tmp_path):
+    """push_checkpoint imported straight from a2gen_hf.hub (hub.md's example) and `a2gen push`, each in a fresh
+    interpreter, push the tokenizer's code and auto_map, so the repo loads with trust_remote_code alone."""
+    from hub_server import HubServer
+
+    from a2gen_hf import A2GenConfig, A2GenForActionGeneration
+
+    config = A2GenConfig(hidden_size=8, num_attention_heads=2, id_embedding_size=8, item_buckets=64, user_buckets=16,
+                         side_feature_buckets=16)
+    A2GenForActionGeneration(config).save_pretrained(tmp_path / "checkpoint")
+    A2GenActionTokenizer.from_config(config).save_pretrained(tmp_path / "checkpoint")
+    python_push = (
+        "import sys\nfrom a2gen_hf.hub import push_checkpoint\n"
+        "push_checkpoint(sys.argv[1], 'from-python')\n"
+    )
+    with HubServer(tmp_path / "hub") as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_HOME": str(tmp_path / "hf")}
+        for name, args in (("from-python", ["-c", python_push, str(tmp_path / "checkpoint")]),
+                           ("from-cli", ["-m", "a2gen_hf.cli", "push", str(tmp_path / "checkpoint"), "from-cli"])):
+            result = fresh_python(args, env=env)
+            assert result.returncode == 0, result.stderr
+            files = hub.files(f"{hub.user}/{name}")
+            assert "tokenization_a2gen.py" in files, name
+            tokenizer_config = json.loads(files["tokenizer_config.json"])
+            assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer", name

@@ -146,3 +146,103 @@ def test_time_claims_of_the_demo_warn_that_a_busy_machine_is_slower():
         for match in re.finditer(r"\d+ s measured", text):
             around = text[max(0, match.start() - 300) : match.end() + 300]
             assert "busy" in around, f"{page}: {match.group(0)!r} without a word on a busy machine"
+
+
+def test_bootstrap_verdicts_are_named_after_the_models_and_rendered_from_the_saved_reports():
+    from a2gen_hf.training.compare import render_report
+
+    for page, text in all_pages().items():
+        # quoted ("A better") only where the docs name the old wording
+        assert not re.search(r'(?<!")\b[AB] better\b', text), f"{page} words a verdict as 'A better' / 'B better'"
+    results = read("docs/results.md")
+    rendered = re.findall(r"`a2gen report (docs/img/\S+\.json) --tables bootstrap`", results)
+    assert len(rendered) == 2, "results.md renders its bootstrap tables with a2gen report"
+    for path in rendered:
+        assert render_report(ROOT / path, ["bootstrap"]) in results, f"results.md: the table of {path} is stale"
+
+
+def test_every_flag_of_every_command_is_documented_in_its_cli_section():
+    from a2gen_hf import cli
+
+    text = read("docs/cli.md")
+    parser = cli.build_parser()
+    common = {"-h", "--config", "--recipe", "--quiet", "--verbose"}
+    for name in [*cli.COMMANDS, "plot"]:
+        assert f"\n## {name}\n" in text, f"docs/cli.md has no section for `a2gen {name}`"
+        section = text.split(f"\n## {name}\n")[1].split("\n## ")[0]
+        command = cli._subparser(parser, name)
+        parsers = [command] + [kind for action in command._actions if isinstance(action.choices, dict)
+                               for kind in action.choices.values()]
+        flags = {action.option_strings[0] for sub in parsers for action in sub._actions if action.option_strings}
+        missing = sorted(flag for flag in flags - common if not re.search(re.escape(flag) + r"(?![\w-])", section))
+        assert not missing, f"docs/cli.md, section {name}: {missing} not documented"
+
+
+def shell_commands(text: str, program: str = "a2gen") -> list[tuple[int, list[str]]]:
+    """``(line, argv)`` of each ``program`` command in the page's shell blocks (```bash, ```sh or a bare fence),
+    continuation lines joined, comments dropped; ``argv`` without the program name."""
+    import shlex
+
+    commands, fence, pending, start = [], None, "", 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:].strip()
+            continue
+        if fence not in ("bash", "sh", "shell", ""):
+            continue
+        pending, start = (pending + " " + line, start) if pending else (line, number)
+        if pending.endswith("\\"):
+            pending = pending[:-1]
+            continue
+        command, pending = pending, ""
+        if not re.search(rf"(^|\s){program}(\s|$)", command):  # heredocs, python -c "..." and the like
+            continue
+        words = shlex.split(command, comments=True)
+        for index, word in enumerate(words):
+            if word == program:  # also after env assignments, `time`, `&&`
+                argv = words[index + 1:]
+                for separator in ("&&", "||", "|", ";"):
+                    argv = argv[: argv.index(separator)] if separator in argv else argv
+                commands.append((start, argv))
+    return commands
+
+
+def test_shell_commands_of_the_docs_are_valid_a2gen_command_lines(capsys):
+    from a2gen_hf import cli
+
+    checked = 0
+    for page, text in all_pages().items():
+        for line, argv in shell_commands(text):
+            if "--config" in argv:  # reads a file the page writes first
+                continue
+            try:
+                cli.parse_arguments(argv)
+            except SystemExit:
+                pytest.fail(f"{page}:{line}: `a2gen {' '.join(argv)}` is not a valid command line: "
+                            f"{capsys.readouterr().err.strip()}")
+            checked += 1
+    assert checked > 30
+
+
+def test_when_a2gen_hf_registers_its_task_and_classes_is_as_the_quickstart_says():
+    """A fresh interpreter: `import a2gen_hf` before transformers registers the pipeline task and the auto classes as
+    soon as transformers is imported (an import hook), and loads neither torch nor transformers by itself; importing
+    it after transformers registers at once (every other test)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("from transformers import AutoConfig\nfrom transformers.pipelines import PIPELINE_REGISTRY\n"
+             "def probe():\n"
+             "    task = 'action-generation' in PIPELINE_REGISTRY.get_supported_tasks()\n"
+             "    try:\n        AutoConfig.for_model('a2gen')\n        config = True\n"
+             "    except ValueError:\n        config = False\n"
+             "    print(task, config)\n")
+    cases = {
+        "import sys\nimport a2gen_hf\nprint('torch' in sys.modules, 'transformers' in sys.modules)\n" + probe
+        + "probe()\n": "False False\nTrue True",
+    }
+    for code, expected in cases.items():
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        assert result.stdout.strip() == expected, (code, result.stdout, result.stderr[-2000:])

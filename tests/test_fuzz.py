@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_SIZES
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -328,9 +329,8 @@ def test_arbitrary_bytes_never_escape_as_undocumented_errors(tmp_path_factory, c
 
 SIDE_FEATURES = 2
 TINY_CONFIG = dict(
-    hidden_size=16, num_attention_heads=4, id_embedding_size=8, action_embedding_size=8, time_embedding_size=8,
-    max_history_items=7, max_events_per_item=5, max_actions=5, user_buckets=50, item_buckets=200,
-    side_feature_buckets=100, num_item_side_features=SIDE_FEATURES, time_log_mean=2.0, time_log_std=1.5,
+    TINY_SIZES, max_history_items=7, max_events_per_item=5, side_feature_buckets=100,
+    num_item_side_features=SIDE_FEATURES, time_log_mean=2.0, time_log_std=1.5,
 )  # fmt: skip
 COLLATOR_TOKENIZER = A2GenActionTokenizer.from_config(A2GenConfig(**TINY_CONFIG))
 known_seconds = st.one_of(st.floats(0, 1e12), st.floats(0, 1e308), st.just(float("nan")))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
+from conftest import build_tiny_model, history_inputs, make_batch
 from test_hub import run_client
-from test_modeling import history_inputs, make_batch, tiny_config
 from transformers import AutoModel, DynamicCache
 from transformers.generation import BaseStreamer, LogitsProcessor, LogitsProcessorList
 
@@ -17,9 +17,8 @@ GENERATORS = ["iag", "eag"]
 
 
 def tiny_model(generator, **overrides):
-    torch.manual_seed(0)
-    config = tiny_config(generator, **overrides)
-    return A2GenForActionGeneration(config).eval(), history_inputs(make_batch(config))
+    model = build_tiny_model(generator, **overrides)
+    return model, history_inputs(make_batch(model.config))
 
 
 def favour(model, **biases):

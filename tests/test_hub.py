@@ -42,6 +42,7 @@ PUSHED_FILES = {
     "tokenization_a2gen.py", "time_encoding.py", "features_a2gen.py", "targets.py",
 }
 PUSHED_FILES |= {"strict_loading.py"}  # the strict from_pretrained travels with the modeling code
+PUSHED_FILES |= {"attention_kernels.py"}  # modeling_a2gen's pooled short-attention kernel
 
 # Runs first in every client subprocess: quiet, deterministic (one thread: bit-identical sums), and, with
 # ISOLATE=1, without a2gen_hf: the editable install puts src/ on sys.path (or an __editable__ finder on

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import make_batch, tiny_config
 from sklearn.metrics import log_loss as sklearn_log_loss
 from sklearn.metrics import ndcg_score, roc_auc_score
 from test_baselines import baseline_config
-from test_modeling import make_batch, tiny_config
 
 from a2gen_hf import A2GenForActionGeneration, MMoEConfig, MMoEForActionPrediction
 from a2gen_hf.metrics import (

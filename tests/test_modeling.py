@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import history_inputs, make_batch, tiny_config  # noqa: F401  (imported from here by older tests)
 from transformers import AutoConfig, AutoModel
 
 from a2gen_hf import (
@@ -15,63 +16,6 @@ from a2gen_hf import (
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
 
 GENERATORS = ["iag", "eag"]
-
-
-def tiny_config(generator="iag", **overrides):
-    settings = dict(
-        generator=generator,
-        hidden_size=16,
-        num_attention_heads=4,
-        id_embedding_size=8,
-        action_embedding_size=8,
-        time_embedding_size=8,
-        max_history_items=6,
-        max_events_per_item=4,
-        max_actions=5,
-        user_buckets=50,
-        item_buckets=200,
-        side_feature_buckets=30,
-        num_item_side_features=2,
-        num_user_side_lists=2,
-        user_side_list_length=3,
-    )
-    settings.update(overrides)
-    return A2GenConfig(**settings)
-
-
-def make_batch(config, batch_size=4, items=5, events=3, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    vocab = config.vocab_size
-
-    def ints(high, *shape):
-        return torch.randint(1, high, shape, generator=generator)
-
-    history_action_ids = ints(vocab, batch_size, items, events)
-    history_action_ids[:, :, 0] = config.start_action_id
-    labels = torch.zeros(batch_size, config.max_actions + 1, dtype=torch.long)
-    labels[:, 0] = config.start_action_id
-    for row in range(batch_size):
-        length = 1 + row % config.max_actions
-        labels[row, 1:length] = ints(config.end_action_id, length - 1)
-        labels[row, 1:length][labels[row, 1:length] == config.start_action_id] = 2
-        labels[row, length] = config.end_action_id
-    label_times = torch.sort(torch.randn(batch_size, config.max_actions + 1, generator=generator), dim=1).values
-    return dict(
-        user_ids=ints(config.user_buckets, batch_size),
-        item_ids=ints(config.item_buckets, batch_size),
-        item_side_ids=ints(config.side_feature_buckets, batch_size, config.num_item_side_features),
-        user_side_ids=ints(config.item_buckets, batch_size, config.num_user_side_lists, config.user_side_list_length),
-        history_item_ids=ints(config.item_buckets, batch_size, items),
-        history_item_side_ids=ints(config.side_feature_buckets, batch_size, items, config.num_item_side_features),
-        history_action_ids=history_action_ids,
-        history_action_times=torch.randn(batch_size, items, events, generator=generator),
-        labels=labels,
-        label_times=label_times,
-    )
-
-
-def history_inputs(batch):
-    return {key: value for key, value in batch.items() if not key.startswith("label")}
 
 
 @pytest.fixture(params=GENERATORS)

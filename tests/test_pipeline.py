@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_modeling import tiny_config
+from conftest import build_tiny_model
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import a2gen_hf
 from a2gen_hf import (
     A2GenActionTokenizer,
-    A2GenForActionGeneration,
     ActionGenerationPipeline,
     ActionRequestError,
 )
@@ -23,9 +22,8 @@ FIELDS = ["category", "opening_topic"]
 
 
 def tiny_model(generator="iag", **overrides):
-    torch.manual_seed(0)
     settings = dict(max_history_items=3, num_user_side_lists=0, time_log_mean=1.5, time_log_std=1.1)
-    return A2GenForActionGeneration(tiny_config(generator, **{**settings, **overrides})).eval()
+    return build_tiny_model(generator, **{**settings, **overrides})
 
 
 def history_item(item, like_at=2.0, leave_at=18.0, **side_features):

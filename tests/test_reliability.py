@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
+from conftest import TINY_SIZES, build_tiny_model
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, BertConfig
@@ -25,7 +26,6 @@ from transformers import pipeline as transformers_pipeline
 
 from a2gen_hf import (
     A2GenActionTokenizer,
-    A2GenConfig,
     A2GenForActionGeneration,
     A2GenModel,
     AutoModelForActionGeneration,
@@ -42,11 +42,7 @@ from a2gen_hf.training.loop import TrainingSettings, latest_checkpoint, train
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "a2gen_hf"
 GENERATORS = ["iag", "eag"]
-TINY = dict(
-    hidden_size=16, num_attention_heads=4, id_embedding_size=8, action_embedding_size=8, time_embedding_size=8,
-    max_history_items=6, max_events_per_item=4, max_actions=5, user_buckets=50, item_buckets=200,
-    side_feature_buckets=30, num_item_side_features=2,
-)  # fmt: skip
+TINY = TINY_SIZES
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +58,7 @@ def fresh_accelerate_state():
 
 
 def tiny_model(generator: str = "iag", seed: int = 0, **overrides) -> A2GenForActionGeneration:
-    torch.manual_seed(seed)
-    return A2GenForActionGeneration(A2GenConfig(generator=generator, **{**TINY, **overrides})).eval()
+    return build_tiny_model(generator, seed, **{"num_user_side_lists": 0, **overrides})
 
 
 def tokenizer_for(model) -> A2GenActionTokenizer:

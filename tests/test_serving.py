@@ -2,7 +2,8 @@
 
 import pytest
 import torch
-from test_modeling import make_batch, pad_history, tiny_config
+from conftest import make_batch, tiny_config
+from test_modeling import pad_history
 
 from a2gen_hf import A2GenForActionGeneration, ContextAwareAttention
 from a2gen_hf.ranking import USER_INPUT_NAMES, A2GenRanker, UserState

@@ -3,16 +3,15 @@
 Rules enforced:
 - no import circle between the package's modules through the imports that run: at module level and inside
   functions (lazy imports);
-- ``a2gen_hf.metrics`` (every module under it, the shipped ``evaluate`` modules too) reaches no ``modeling_*``
-  module, directly or through other modules of the package.
+- no import circle either when the imports under ``if TYPE_CHECKING:`` count too (type hints do not tie modules
+  together: ``data/presets.py`` holds the preset that the log readers and the converter all name);
+- ``a2gen_hf.metrics`` (every module under it, the shipped ``evaluate`` modules too) and ``a2gen_hf.data`` reach
+  no ``modeling_*`` module, directly or through other modules of the package;
+- the data folder's file names are spelled only in ``data/folder.py``.
 
 An edge ``a -> b`` is "module a imports module b"; ``from . import x`` counts as importing the submodule ``x`` when
 there is one. A package's own ``__init__`` is not counted as a dependency of its submodules (Python runs it first
 whatever the submodule imports), but what ``__init__`` imports is.
-
-Not enforced yet (xfail, reported): no circle when the imports under ``if TYPE_CHECKING:`` count too; today
-``data/logs.py``, ``partitions.py`` and ``validation.py`` form one through type hints (issue 15 opens it with
-``data/presets.py``). When that lands the test passes (XPASS) and its mark can go.
 """
 
 from __future__ import annotations
@@ -140,16 +139,36 @@ def test_cycle_finder_finds_a_circle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.xfail(reason="data/logs.py, partitions.py and validation.py import each other under TYPE_CHECKING "
-                          "(issue 15: data/presets.py opens the circle)", strict=False)
 def test_no_import_circle_through_type_hints():
     cycle = find_cycle(TYPED_GRAPH)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
-@pytest.mark.parametrize("module", sorted(name for name in MODULES if name.startswith(f"{PACKAGE}.metrics")))
-def test_metrics_imports_no_model_module(module):
+@pytest.mark.parametrize(
+    "module", sorted(name for name in MODULES if name.startswith((f"{PACKAGE}.metrics", f"{PACKAGE}.data")))
+)
+def test_metrics_and_data_import_no_model_module(module):
     for target, path in reachable(module, TYPED_GRAPH).items():
         assert not target.rpartition(".")[2].startswith("modeling_"), (
             f"{module} reaches the model module {target}: " + " -> ".join(path)
         )
+
+
+FOLDER_NAMES = ("a2gen_data.json", "dataset_dict.json", "part-*.parquet")
+
+
+def test_the_data_folder_names_live_in_data_folder():
+    # The data-folder contract (data/folder.py) is the only module that spells its file names as values; the
+    # others use its constants (help texts and docstrings may mention them).
+    from a2gen_hf.data import folder
+
+    assert (folder.DATA_SUMMARY_FILE, folder.DATASET_DICT_FILE, folder.PARQUET_SHARDS) == FOLDER_NAMES
+    spelled = []
+    for module, path in MODULES.items():
+        if module == f"{PACKAGE}.data.folder":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in FOLDER_NAMES:
+                spelled.append(f"{module}:{node.lineno} {node.value!r}")
+    assert not spelled, "data-folder names spelled outside data/folder.py: " + ", ".join(spelled)

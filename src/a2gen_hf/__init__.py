@@ -3,13 +3,15 @@
 The package imports lazily, so that ``a2gen --help`` does not load torch: the first use of any name below (``from
 a2gen_hf import A2GenConfig``, ``a2gen_hf.A2GenConfig``) imports the modules and registers A2Gen, MMoE and PLE with
 transformers' auto classes and the ``"action-generation"`` pipeline task. ``import a2gen_hf`` does that at once when
-transformers is already imported (``from transformers import pipeline`` first, as in the docs); otherwise call
-:func:`register` (or use any name) before ``AutoConfig`` / ``pipeline`` need it.
+transformers is already imported, and otherwise as soon as transformers is (an import hook), so the order of the
+two imports does not matter; :func:`register` does it explicitly.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +89,38 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_NAMES})
 
 
+class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
+    """
+    Imported before transformers, the package stays light (``a2gen --help`` loads neither torch nor transformers);
+    this finder waits for ``import transformers`` and registers the package right after transformers' own module
+    has run, so ``import a2gen_hf`` then ``from transformers import pipeline`` works as in the other order.
+    """
+
+    def find_spec(self, name, path, target=None):
+        if name != "transformers":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                try:
+                    register()
+                except Exception as error:  # transformers itself must still import
+                    import warnings
+
+                    warnings.warn(f"a2gen_hf could not register with transformers: {error!r}", stacklevel=2)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
 if "transformers" in sys.modules:
     register()
+elif not any(isinstance(finder, _RegisterWhenTransformersLoads) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenTransformersLoads())
 
 if TYPE_CHECKING:
     from .auto import AutoModelForActionGeneration

@@ -44,8 +44,8 @@ def _model_class_and_config(folder: Path) -> tuple[type[PreTrainedModel], A2GenC
     config_file = folder / CONFIG_NAME
     if not config_file.is_file():
         raise CheckpointError(
-            f"{config_file} does not exist; a checkpoint folder needs the config.json written by "
-            "model.save_pretrained(folder) (transformers would otherwise build a default config silently)."
+            f"{folder} has no config.json ({config_file} does not exist); a checkpoint folder needs the config.json "
+            "written by model.save_pretrained(folder) (transformers would otherwise build a default config silently)."
         )
     config_dict = _read_json(config_file, "model config")
     model_types = {model_class.config_class.model_type for model_class in MODEL_CLASSES.values()}
@@ -71,9 +71,19 @@ def _model_class_and_config(folder: Path) -> tuple[type[PreTrainedModel], A2GenC
     return model_class, config
 
 
+def _tokenizer_candidates(folder: Path) -> list[Path]:
+    return [folder / TOKENIZER_CONFIG_NAME, folder / TOKENIZER_SUBFOLDER / TOKENIZER_CONFIG_NAME]
+
+
+def saved_tokenizer_folder(folder: str | os.PathLike) -> Path | None:
+    """Where a checkpoint folder keeps its tokenizer: the folder itself or its ``tokenizer/`` subfolder (None: none)."""
+    tokenizer_file = next((path for path in _tokenizer_candidates(Path(folder)) if path.is_file()), None)
+    return tokenizer_file.parent if tokenizer_file is not None else None
+
+
 def _load_tokenizer(folder: Path, config: A2GenConfig) -> A2GenActionTokenizer:
     """The tokenizer saved in ``folder`` or ``folder/tokenizer``, checked against the model config."""
-    candidates = [folder / TOKENIZER_CONFIG_NAME, folder / TOKENIZER_SUBFOLDER / TOKENIZER_CONFIG_NAME]
+    candidates = _tokenizer_candidates(folder)
     tokenizer_file = next((path for path in candidates if path.is_file()), None)
     if tokenizer_file is None:
         raise CheckpointError(
@@ -97,16 +107,49 @@ def _load_tokenizer(folder: Path, config: A2GenConfig) -> A2GenActionTokenizer:
     return tokenizer
 
 
+def load_model(path: str | os.PathLike) -> PreTrainedModel:
+    """
+    Load the model saved in the folder ``path``, strictly: the one model loader of a checkpoint folder
+    (:func:`load_checkpoint`, ``a2gen evaluate``, ``a2gen push`` through :func:`a2gen_hf.hub.push_checkpoint`).
+
+    Checks, in order: the folder exists; ``config.json`` exists, is valid JSON and describes a model of this package
+    (its ``architectures`` pick the class: :class:`A2GenForActionGeneration`, :class:`A2GenModel`, MMoE or PLE);
+    ``model.safetensors`` (or the shards of ``model.safetensors.index.json``) is complete; and the weights hold
+    exactly the tensors the model has, with the same shapes: no tensor is left at its random initialisation and none
+    is ignored.
+
+    Returns:
+        The model in eval mode on the CPU.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it.
+    """
+    folder = Path(path)
+    model_class, config = _checked_folder(folder)
+    return _load_weights(folder, model_class, config)
+
+
+def _checked_folder(folder: Path) -> tuple[type[PreTrainedModel], A2GenConfig]:
+    if not folder.exists():
+        raise CheckpointError(f"The checkpoint folder {folder} does not exist.")
+    if not folder.is_dir():
+        raise CheckpointError(f"The checkpoint folder {folder} is a file; pass the folder model.save_pretrained wrote.")
+    return _model_class_and_config(folder)
+
+
+def _load_weights(folder: Path, model_class: type[PreTrainedModel], config: A2GenConfig) -> PreTrainedModel:
+    # Strict by default (StrictLoadingMixin): missing, unexpected or mismatched tensors, another dtype in the
+    # safetensors header, shard names outside the folder and NaN weights are CheckpointErrors naming the file.
+    return model_class.from_pretrained(folder, config=config, local_files_only=True).eval()
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, A2GenActionTokenizer]:
     """
     Load the model and tokenizer saved in the folder ``path``, strictly.
 
-    Checks, in order: ``config.json`` exists, is valid JSON and describes a model of this package (its
-    ``architectures`` pick the class: :class:`A2GenForActionGeneration`, :class:`A2GenModel`, MMoE or PLE); the
-    tokenizer (in the folder or its ``tokenizer/`` subfolder) is an :class:`A2GenActionTokenizer` whose vocabulary,
-    time statistics, ``max_actions`` and bucket counts equal the config's; ``model.safetensors`` (or the shards of
-    ``model.safetensors.index.json``) is complete; and the weights hold exactly the tensors the model has, with the
-    same shapes: no tensor is left at its random initialisation and none is ignored.
+    The model as :func:`load_model` loads it; the tokenizer (in the folder or its ``tokenizer/`` subfolder) must be an
+    :class:`A2GenActionTokenizer` whose vocabulary, time statistics, ``max_actions`` and bucket counts equal the
+    config's. The tokenizer is checked before the weights are read.
 
     Returns:
         `(model, tokenizer)`: the model in eval mode on the CPU, and its tokenizer.
@@ -115,11 +158,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[PreTrainedModel, A2GenActi
         CheckpointError: naming the file and what is wrong with it.
     """
     folder = Path(path)
-    if not folder.is_dir():
-        raise CheckpointError(f"The checkpoint folder {folder} does not exist (or is not a folder).")
-    model_class, config = _model_class_and_config(folder)
+    model_class, config = _checked_folder(folder)
     tokenizer = _load_tokenizer(folder, config)
-    # Strict by default (StrictLoadingMixin): missing, unexpected or mismatched tensors, another dtype in the
-    # safetensors header, shard names outside the folder and NaN weights are CheckpointErrors naming the file.
-    model = model_class.from_pretrained(folder, config=config, local_files_only=True)
-    return model.eval(), tokenizer
+    return _load_weights(folder, model_class, config), tokenizer

@@ -23,10 +23,13 @@ from .cli_arguments import (
     GenerateArguments,
     GenericLogArguments,
     HelpFormatter,
+    OptimizationArguments,
     PrepareArguments,
     PushArguments,
+    ReportArguments,
     SelectionArguments,
     SimulateArguments,
+    TrackingArguments,
     TrainArguments,
     add_dataclass_arguments,
     required_fields,
@@ -271,6 +274,23 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optimization_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The TrainingSettings of :class:`OptimizationArguments` and :class:`TrackingArguments` (learning rates,
+    schedule, warmup; trackers and log interval)."""
+    return {
+        "dense_learning_rate": args.dense_lr,
+        "embedding_learning_rate": args.embedding_lr,
+        "weight_decay": args.weight_decay,
+        "embedding_weight_decay": args.embedding_weight_decay,
+        "max_grad_norm": args.max_grad_norm,
+        "lr_schedule": args.lr_schedule,
+        "warmup_steps": args.warmup_steps,
+        "warmup_ratio": args.warmup_ratio,
+        "report_to": args.report_to,
+        "log_every": args.log_every,
+    }
+
+
 def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
     return {
         "selection_metric": args.select_by,
@@ -290,6 +310,9 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "slot_readout": args.slot_readout,
         "target_drops_repeated_start": args.drop_repeated_start,
         "use_id_embeddings": not args.id_free,
+        "history_propensity_features": args.history_propensity,
+        "embedding_dropout_prob": args.embedding_dropout,
+        "time_loss": args.time_loss,
     }
 
 
@@ -297,37 +320,51 @@ def run_compare(args: argparse.Namespace) -> int:
     from .training.compare import ComparisonSettings, format_markdown, run_comparison
     from .training.loop import TrainingSettings
 
-    settings = ComparisonSettings(
-        models=[name for name in args.models.split(",") if name],
-        simple_baselines=[name for name in args.simple.split(",") if name],
-        seeds=args.seeds,
-        bootstrap_resamples=args.bootstrap_resamples,
-        wide_warm_start=args.wide_warm_start,
-        training=TrainingSettings(
-            output_dir=str(Path(args.output) / "runs"),
-            num_epochs=args.epochs,
-            batch_size=args.batch_size,
-            dense_learning_rate=args.dense_lr,
-            embedding_learning_rate=args.embedding_lr,
-            embedding_weight_decay=args.embedding_weight_decay,
-            lr_schedule=args.lr_schedule,
-            **_selection_settings(args),
-        ),
-        model_overrides={
-            "embedding_dropout_prob": args.embedding_dropout,
-            "time_loss": args.time_loss,
-            "history_propensity_features": args.history_propensity,
-            **_feature_overrides(args),
-            **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
-        },
-    )
-    try:
+    try:  # TrainingSettings checks the values (e.g. an unknown --report-to tracker)
+        settings = ComparisonSettings(
+            models=[name for name in args.models.split(",") if name],
+            simple_baselines=[name for name in args.simple.split(",") if name],
+            seeds=args.seeds,
+            bootstrap_resamples=args.bootstrap_resamples,
+            wide_warm_start=args.wide_warm_start,
+            training=TrainingSettings(
+                output_dir=str(Path(args.output) / "runs"),
+                num_epochs=args.epochs,
+                batch_size=args.batch_size,
+                show_progress=not args.quiet,
+                **_optimization_settings(args),
+                **_selection_settings(args),
+            ),
+            model_overrides={
+                **_feature_overrides(args),
+                **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
+            },
+        )
         report = run_comparison(args.data, args.output, settings)
     except ValueError as error:
         print(f"a2gen compare: error: {error}", file=sys.stderr)
         return 2
     print(format_markdown(report))
     print(f"written to {args.output}/results.md, results.json and results.png")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .output_folders import write_text_atomically
+    from .training.compare import MARKDOWN_SECTIONS, render_report
+
+    sections = MARKDOWN_SECTIONS if args.tables == "all" else [name.strip() for name in args.tables.split(",")]
+    try:
+        markdown = render_report(args.results, sections)
+        if not markdown.strip():
+            raise ValueError(f"{args.results} holds none of the tables asked for (--tables {args.tables}); e.g. "
+                             "bootstrap needs an A2Gen model and another model in the comparison.")
+        if args.output:
+            write_text_atomically(args.output, markdown)
+    except (OSError, ValueError) as error:
+        print(f"a2gen report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"written to {args.output}" if args.output else markdown, end="\n" if args.output else "")
     return 0
 
 
@@ -375,24 +412,15 @@ def run_train(args: argparse.Namespace) -> int:
             eval_batch_size=args.eval_batch_size,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             mixed_precision=args.mixed_precision,
-            dense_learning_rate=args.dense_lr,
-            embedding_learning_rate=args.embedding_lr,
-            weight_decay=args.weight_decay,
-            embedding_weight_decay=args.embedding_weight_decay,
-            max_grad_norm=args.max_grad_norm,
-            lr_schedule=args.lr_schedule,
-            warmup_steps=args.warmup_steps,
-            warmup_ratio=args.warmup_ratio,
-            report_to=args.report_to,
+            **_optimization_settings(args),
             **_selection_settings(args),
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
             seed=args.seed,
-            log_every=args.log_every,
             select_best_epoch=not args.no_best_epoch,
             cpu=args.cpu,
-            show_progress=not args.no_progress,
+            show_progress=not (args.no_progress or args.quiet),
         )
         result, metrics = train_from_data_dir(args.data, settings, args.model, overrides)
     except (FileNotFoundError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
@@ -542,7 +570,8 @@ COMMANDS: dict[str, tuple[str, str, tuple[type, ...], tuple[tuple[str, str], ...
         "OUTPUT/eval_results.json. One process as is; several with `accelerate launch --multi_gpu --num_processes N "
         "-m a2gen_hf.cli train ...`. Options can come from --config FILE / --recipe NAME; the command line wins. "
         "See docs/training.md.",
-        (TrainArguments, SelectionArguments, ArchitectureArguments, FeatureArguments),
+        (TrainArguments, OptimizationArguments, TrackingArguments, SelectionArguments, ArchitectureArguments,
+         FeatureArguments),
         (),
         "run_train",
     ),
@@ -566,9 +595,18 @@ COMMANDS: dict[str, tuple[str, str, tuple[type, ...], tuple[tuple[str, str], ...
         "the simple baselines on the test split, and report mean ± std, positive counts and paired bootstrap "
         "intervals of the AUC difference to A2Gen. Networks: a2gen-iag, a2gen-eag, mmoe, ple, mmoe-fair, ple-fair; "
         "ablations: a2gen-iag:notime, a2gen-iag:noevents.",
-        (CompareArguments, SelectionArguments, FeatureArguments),
+        (CompareArguments, OptimizationArguments, TrackingArguments, SelectionArguments, FeatureArguments),
         (),
         "run_compare",
+    ),
+    "report": (
+        "re-render the Markdown tables of a saved a2gen compare report (results.json)",
+        "Print (or write with --output) the Markdown tables of a results.json written by `a2gen compare`, with "
+        "today's labels and verdict wording (named after the models, e.g. \"A2Gen-IAG better\", decided by the "
+        "saved 95 % intervals); nothing is retrained or rescored.",
+        (ReportArguments,),
+        (("results", "results.json written by a2gen compare"),),
+        "run_report",
     ),
     "demo": (
         "the whole story on the built-in simulator in under a minute",
@@ -733,9 +771,19 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
         os.environ["DATASETS_VERBOSITY"] = "error" if quiet else "info"
 
 
+# Commands that load, save and push no model or tokenizer: they skip the package's registration.
+UNREGISTERED_COMMANDS = ("bench", "report")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_arguments(argv)
+    args = parse_arguments(argv)  # --help exits here, before anything heavy is imported
     configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
+    if args.command not in UNREGISTERED_COMMANDS:
+        # The auto classes and the tokenizer's auto_map (which save_pretrained writes, with its code), as when
+        # transformers is imported before a2gen_hf: the lazy package registers only then (a2gen_hf.register).
+        from . import register
+
+        register()
     return args.func(args)
 
 

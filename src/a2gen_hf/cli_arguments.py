@@ -184,6 +184,20 @@ class TrainArguments:
     eval_batch_size: int = option("examples per batch of the validation and test passes", 1024)
     gradient_accumulation_steps: int = option("micro-steps per optimizer step", 1)
     mixed_precision: str = option("autocast dtype", "no", choices=MIXED_PRECISIONS)
+    checkpoint_every: int = option("steps between checkpoints; 0 = never", 0)
+    keep_checkpoints: int = option("checkpoints kept; 0 = all", 2)
+    resume: bool = option("continue from the last complete checkpoint in --output", False)
+    seed: int = option("seed of the weights and of the data order", 0)
+    no_best_epoch: bool = option("keep the last weights, not the best validation epoch's", False)
+    cpu: bool = option("train on the CPU even if a GPU is there", False)
+    no_progress: bool = option("no progress bars", False)
+
+
+@dataclass
+class OptimizationArguments:
+    """Learning rates and their schedule (transformers' get_scheduler, with warmup), the same for `a2gen train` and
+    every run of `a2gen compare` (TrainingSettings; docs/training.md)."""
+
     dense_lr: float = option("learning rate of the dense weights (the paper's 5e-4)", 5e-4)
     embedding_lr: float = option("learning rate of the embedding tables (the paper's 1e-4)", 1e-4)
     weight_decay: float = option("weight decay of the dense weights", 0.0)
@@ -194,17 +208,17 @@ class TrainArguments:
                               choices=LR_SCHEDULES)
     warmup_steps: int = option("linear warmup of both learning rates from 0 over this many steps", 0)
     warmup_ratio: float = option("warmup as a share of the run's steps, when --warmup-steps is 0", 0.0)
+
+
+@dataclass
+class TrackingArguments:
+    """Experiment tracking through Accelerate's trackers, the same for `a2gen train` and every run of `a2gen compare`
+    (docs/training.md, "Experiment tracking")."""
+
     report_to: str = option("Accelerate trackers, comma-separated: tensorboard (pip install 'a2gen_hf[tracking]'), "
                             "mlflow, aim, dvclive, trackio (offline), wandb, comet_ml, clearml, swanlab, all or none; "
-                            "logs go to OUTPUT/tracking", "none")
-    checkpoint_every: int = option("steps between checkpoints; 0 = never", 0)
-    keep_checkpoints: int = option("checkpoints kept; 0 = all", 2)
-    resume: bool = option("continue from the last complete checkpoint in --output", False)
-    seed: int = option("seed of the weights and of the data order", 0)
-    log_every: int = option("steps between log entries", 20)
-    no_best_epoch: bool = option("keep the last weights, not the best validation epoch's", False)
-    cpu: bool = option("train on the CPU even if a GPU is there", False)
-    no_progress: bool = option("no progress bars", False)
+                            "logs go to OUTPUT/tracking (compare: OUTPUT/runs/MODEL-seedN/tracking)", "none")
+    log_every: int = option("optimizer steps between entries of the training log (and of the trackers)", 20)
 
 
 @dataclass
@@ -252,6 +266,11 @@ class FeatureArguments:
     slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
                                "sequence", choices=("sequence", "any_slot"))
     drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)
+    history_propensity: bool = option("give the networks the count rule's features (share of history items with "
+                                      "each action)", False)
+    embedding_dropout: float = option("dropout of the id embeddings", 0.0)
+    time_loss: str = option("time heads: squared error (their mean) or absolute error (their median)", "mse",
+                            choices=("mse", "l1"))
 
 
 @dataclass
@@ -285,21 +304,17 @@ class CompareArguments:
     seeds: int = option("training seeds per network", 3)
     epochs: int = option("passes over the train split (best epoch on validation)", 3)
     batch_size: int = option("examples per step", 256)
-    dense_lr: float = option("learning rate of the dense weights", 5e-4)
-    embedding_lr: float = option("learning rate of the embedding tables", 1e-4)
-    embedding_weight_decay: float = option("weight decay of the embedding tables", 0.0)
-    lr_schedule: str = option("decay both learning rates over the run's steps, or halve them after every validation "
-                              "evaluation without improvement (plateau); constant: the paper", "constant",
-                              choices=LR_SCHEDULES)
-    embedding_dropout: float = option("dropout of the embeddings of every network", 0.0)
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
-    history_propensity: bool = option("give every network the count rule's features (share of history items with "
-                                      "each action)", False)
-    time_loss: str = option("time heads of every network: squared error (mean) or absolute error (median)", "mse",
-                            choices=("mse", "l1"))
     wide_warm_start: bool = option("start each network's wide path as the logistic regression on counts fitted on "
                                    "train", False)
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
+
+
+@dataclass
+class ReportArguments:
+    output: str | None = option("write the Markdown to this file (atomically); default: print it")
+    tables: str = option("comma-separated parts to render, of summary, metrics, ranking, oracle, bootstrap; or all",
+                         "all")
 
 
 @dataclass
@@ -326,7 +341,7 @@ class PushArguments:
 
 @dataclass
 class BenchArguments:
-    output: str | None = option("folder for serving_bench.md / serving_bench.json; default: benchmarks/results")
+    output: str | None = option("also write serving_bench.md / serving_bench.json to this folder; default: print only")
     quick: bool = option("C = 100 / 1,000 only and fewer repeats", False)
     compile: bool = option("add torch.compile rows (slow to warm up)", False)
     convert: bool = option("also time convert_log on a synthetic Taobao log", False)

@@ -1,10 +1,25 @@
-"""Configuration of A2Gen (Action-Aware Generative Sequence Network, arXiv 2604.25834)."""
+"""Configuration of A2Gen (Action-Aware Generative Sequence Network, arXiv 2604.25834).
 
-from __future__ import annotations
+Typed dataclass configs in the transformers 5.x style (``@strict`` from ``huggingface_hub.dataclasses``):
+
+- :class:`ActionSequenceConfig`: what every model of this package shares: the action vocabulary, the history and
+  sequence caps, the id tables, the time encoding, the optional count / popularity features and the action and time
+  loss weights (what the collator, the tokenizer, the shared embedding modules and the data setup read);
+- :class:`A2GenConfig`: adds the A2Gen network (CAM width and heads, the generator, its losses and options).
+
+The multi-task baselines' configs (``configuration_baselines.py``) build on :class:`ActionSequenceConfig`.
+"""
 
 import math
+import warnings
+from dataclasses import MISSING, field, fields
+from functools import wraps
+from typing import Any, ClassVar
 
+from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassError
 from transformers import PretrainedConfig
+from transformers.generation.configuration_utils import GenerationConfig
 
 SHORT_VIDEO_ACTIONS = ["start", "like", "follow", "forward", "comment", "leave"]
 ECOMMERCE_ACTIONS = ["click", "collect", "cart", "buy", "leave"]
@@ -30,13 +45,231 @@ LEGACY_DEFAULTS = {
     "cam_gate_input": "projected",
 }
 SLOT_READOUTS = ("sequence", "any_slot")
+# Fields that configs once had and no code reads: accepted and dropped (a FutureWarning when passed by hand; silently
+# from a config.json, which wrote every field), so that old configs and checkpoints still load.
+DEPRECATED_FIELDS = {
+    "user_side_list_length": "the user side lists are mean-pooled over any number of ids, so their length is no setting",
+}
+# Keyword arguments that transformers itself passes to a config (``from_pretrained``, ``from_dict``, a saved
+# config.json) beside the fields, and the generation parameters it drops from old config files.
+TRANSFORMERS_KEYWORDS = frozenset(
+    {
+        "model_type", "auto_map", "name_or_path", "_name_or_path", "_commit_hash", "torch_dtype", "num_labels",
+        "attn_implementation", "experts_implementation", "output_attentions", "per_layer_config",
+        "_attn_implementation_internal", "_experts_implementation_internal",
+        *GenerationConfig._get_default_generation_params(),
+    }
+)  # fmt: skip
 
 
 class A2GenConfigError(ValueError):
     """Raised when an :class:`A2GenConfig` is built with values that cannot work together."""
 
 
-class A2GenConfig(PretrainedConfig):
+def typed_config(cls):
+    """``@strict`` (the transformers 5.x typed config) with its errors turned into :class:`A2GenConfigError`, a
+    ``ValueError`` that says which field was wrong."""
+    cls = strict(cls)
+    checked_init = cls.__init__
+
+    @wraps(checked_init)
+    def __init__(self, *args, **kwargs) -> None:
+        try:
+            checked_init(self, *args, **kwargs)
+        except StrictDataclassError as error:
+            raise A2GenConfigError(f"Invalid {cls.__name__}: {error}") from None
+
+    cls.__init__ = __init__
+    return cls
+
+
+@typed_config
+class ActionSequenceConfig(PretrainedConfig):
+    r"""
+    The fields every model of this package shares: the action vocabulary, the caps of a batch, the id tables and
+    side features, the time encoding and statistics, the optional count / popularity features, the action and time
+    losses and the initialisation. They mean what :class:`A2GenConfig` documents.
+
+    Action ids are fixed by ``action_names``: id 0 is padding (``<pad>``), ``action_names[i]`` has id ``i + 1``.
+    """
+
+    # The fields of another model of the package that this config accepts and drops (so that one set of options,
+    # e.g. ``a2gen compare``'s, and config.json files of older versions serve every model).
+    ignored_fields: ClassVar[frozenset[str]] = frozenset()
+    # Keyword aliases: name -> field.
+    aliases: ClassVar[dict[str, str]] = {}
+
+    action_names: list[str] | tuple[str, ...] = field(default_factory=lambda: list(SHORT_VIDEO_ACTIONS))
+    start_action: str = "start"
+    end_action: str = "leave"
+    id_embedding_size: int = 32
+    action_embedding_size: int = 32
+    time_embedding_size: int = 32
+    max_history_items: int = 100
+    max_events_per_item: int = 6
+    max_actions: int = 6
+    action_loss_weight: float | int = 1.0
+    time_loss_weight: float | int = 0.1
+    time_loss: str = "mse"
+    num_time_frequencies: int = 8
+    time_log_mean: float | int = 0.0
+    time_log_std: float | int = 1.0
+    user_buckets: int = 100_000
+    item_buckets: int = 1_000_000
+    side_feature_buckets: int = 100_000
+    num_item_side_features: int = 0
+    num_user_side_lists: int = 0
+    history_propensity_features: bool = False
+    history_count_features: bool = False
+    target_popularity_features: bool = False
+    wide_path: bool = False
+    target_drops_repeated_start: bool = False
+    rare_id_threshold: int = 0
+    rare_id_buckets: int = 64
+    use_id_embeddings: bool = True
+    sparse_embeddings: bool = False
+    embedding_dropout_prob: float | int = 0.0
+    initializer_range: float | int = 0.02
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        for alias, name in self.aliases.items():
+            if alias in kwargs:
+                setattr(self, name, kwargs.pop(alias))
+        for key in DEPRECATED_FIELDS.keys() & kwargs.keys():
+            kwargs.pop(key)
+            warnings.warn(
+                f"{type(self).__name__}({key}=...) is deprecated and ignored: {DEPRECATED_FIELDS[key]}; drop it.",
+                FutureWarning,
+                stacklevel=4,
+            )
+        for key in self.ignored_fields & kwargs.keys():
+            kwargs.pop(key)
+        layers = kwargs.pop("num_hidden_layers", 1)
+        if layers != 1:
+            raise A2GenConfigError(
+                f"num_hidden_layers={layers}: A2Gen has one cached layer (CAM_gen); it is not a setting."
+            )
+        unknown = sorted(set(kwargs) - TRANSFORMERS_KEYWORDS)
+        if unknown:
+            raise A2GenConfigError(
+                f"{type(self).__name__} got unknown keyword argument(s) {unknown}; its fields are "
+                f"{sorted(self.field_names())}" + (f" (and the aliases {sorted(self.aliases)})" if self.aliases else "")
+                + ". Check the spelling."
+            )
+        self.action_names = list(self.action_names)
+        self._validate()
+        if self.bos_token_id is None:
+            self.bos_token_id = self.start_action_id
+        if self.eos_token_id is None:
+            self.eos_token_id = self.end_action_id
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        """The config's own fields (this package's, not transformers' common ones)."""
+        common = {item.name for item in fields(PretrainedConfig)}
+        return {item.name for item in fields(cls)} - common
+
+    @classmethod
+    def field_default(cls, name: str) -> Any:
+        """The default value of the field ``name``."""
+        item = cls.__dataclass_fields__[name]
+        return item.default_factory() if item.default is MISSING else item.default
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """
+        As :meth:`PretrainedConfig.from_dict`, but a field missing from `config_dict` (a config.json written before
+        the field existed) takes the value that reproduces that checkpoint (``LEGACY_DEFAULTS``), not the paper's,
+        and the deprecated fields of old files (``DEPRECATED_FIELDS``) are dropped.
+        """
+        names = cls.field_names()
+        legacy = {key: value for key, value in LEGACY_DEFAULTS.items() if key in names}
+        current = {key: value for key, value in config_dict.items() if key not in DEPRECATED_FIELDS}
+        return super().from_dict({**legacy, **current}, **kwargs)
+
+    # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
+    @property
+    def vocab_size(self) -> int:
+        return len(self.action_names) + 1
+
+    @property
+    def user_side_list_length(self) -> None:
+        """Deprecated, always ``None``: the user side lists are mean-pooled over any number of ids."""
+        return None
+
+    @property
+    def id_to_action(self) -> list[str]:
+        return [PAD_ACTION, *self.action_names]
+
+    def action_id(self, name: str) -> int:
+        if name not in self.action_names:
+            raise A2GenConfigError(f"Unknown action {name!r}; this model's actions are {self.action_names}.")
+        return self.action_names.index(name) + 1
+
+    @property
+    def start_action_id(self) -> int:
+        return self.action_id(self.start_action)
+
+    @property
+    def end_action_id(self) -> int:
+        return self.action_id(self.end_action)
+
+    @property
+    def start_time(self) -> float:
+        """Normalised time of 0 seconds, where every sequence starts."""
+        return (math.log1p(0.0) - self.time_log_mean) / self.time_log_std
+
+    def _validate(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise A2GenConfigError(f"Invalid {type(self).__name__}:\n  - " + "\n  - ".join(problems))
+
+    def _problems(self) -> list[str]:
+        """What is wrong with the shared fields (one line each)."""
+        problems = []
+        names = self.action_names
+        if len(set(names)) != len(names):
+            problems.append(f"action_names has duplicates: {names}; list each action once.")
+        if PAD_ACTION in names:
+            problems.append(f"action_names must not contain {PAD_ACTION!r}: id 0 is reserved for padding.")
+        for role in ("start_action", "end_action"):
+            if getattr(self, role) not in names:
+                problems.append(f"{role}={getattr(self, role)!r} is not in action_names={names}; add it or pick one.")
+        if self.start_action == self.end_action:
+            problems.append("start_action and end_action must differ.")
+        if self.time_loss not in TIME_LOSSES:
+            problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
+        if self.wide_path and not (self.history_count_features or self.target_popularity_features):
+            problems.append(
+                "wide_path=True reads the count / popularity features: set history_count_features and / or "
+                "target_popularity_features too (--count-features, --popularity-features)."
+            )
+        for name in (
+            "id_embedding_size", "action_embedding_size", "time_embedding_size", "max_history_items",
+            "max_events_per_item", "max_actions", "user_buckets", "item_buckets", "side_feature_buckets",
+            "rare_id_buckets",
+        ):  # fmt: skip
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be a positive integer.")
+        for name in ("num_item_side_features", "num_user_side_lists", "num_time_frequencies", "rare_id_threshold"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0.")
+        if not 0.0 <= self.embedding_dropout_prob < 1.0:
+            problems.append(f"embedding_dropout_prob={self.embedding_dropout_prob} must be in [0, 1).")
+        for name in ("action_loss_weight", "time_loss_weight"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0.")
+        if not self.time_log_std > 0:
+            problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
+        return problems
+
+
+@typed_config
+class A2GenConfig(ActionSequenceConfig):
     r"""
     Configuration of an A2Gen model: its action vocabulary, widths, the HSE history shape, the AAG generator and
     the loss weights of the paper.
@@ -83,8 +316,9 @@ class A2GenConfig(PretrainedConfig):
             uses them only to report times in seconds and to place ``start`` at 0 s.
         user_buckets / item_buckets / side_feature_buckets (`int`): hash-bucket counts (bucket 0 is padding).
         num_item_side_features (`int`): side-feature fields per item (category, author, ...).
-        num_user_side_lists / user_side_list_length (`int`): user side lists (e.g. recently liked items),
-            each mean-pooled; the paper uses 5 lists of 20 ids.
+        num_user_side_lists (`int`): user side lists (e.g. recently liked items), each mean-pooled over its ids
+            (any length; the paper uses 5 lists of 20 ids). The former ``user_side_list_length`` field was never read:
+            it is accepted and dropped, so that old configs still load (deprecated; it will be refused later).
         cam_gate_input (`str`): what each CAM's head gate reads: ``"context"``, the raw context, as in the paper's
             figure and spec (default), or ``"projected"``, the context after CAM's context projection (configs written
             before the field existed, which load with it).
@@ -136,182 +370,49 @@ class A2GenConfig(PretrainedConfig):
 
     ``num_hidden_layers`` is 1: CAM_gen is the one layer whose keys and values EAG caches, so
     ``DynamicCache(config=config)`` has one layer, as the cache EAG builds itself.
+
+    The fields are typed dataclass fields (the transformers 5.x style, checked by ``huggingface_hub``'s ``@strict``
+    on construction and assignment); the fields shared with the multi-task baselines are declared by
+    :class:`ActionSequenceConfig`. An unknown keyword argument is refused with an :class:`A2GenConfigError` that
+    names it and the fields; so is a value of the wrong type.
     """
 
     model_type = "a2gen"
+    aliases: ClassVar[dict[str, str]] = {"generator": "generator_type"}
 
-    def __init__(
-        self,
-        action_names: list[str] | None = None,
-        start_action: str = "start",
-        end_action: str = "leave",
-        hidden_size: int = 32,
-        num_attention_heads: int = 4,
-        id_embedding_size: int = 32,
-        action_embedding_size: int = 32,
-        time_embedding_size: int = 32,
-        max_history_items: int = 100,
-        max_events_per_item: int = 6,
-        max_actions: int = 6,
-        generator_type: str = "iag",
-        eag_position_embeddings: bool = False,
-        eag_shared_event_embedding: bool = True,
-        iag_slot_activation: str = "linear",
-        time_loss_reduction: str = "mean",
-        compile_training: bool = False,
-        action_loss_weight: float = 1.0,
-        time_loss_weight: float = 0.1,
-        order_loss_weight: float = 0.01,
-        aux_loss_weight: float = 0.1,
-        time_loss: str = "mse",
-        num_time_frequencies: int = 8,
-        time_log_mean: float = 0.0,
-        time_log_std: float = 1.0,
-        user_buckets: int = 100_000,
-        item_buckets: int = 1_000_000,
-        side_feature_buckets: int = 100_000,
-        num_item_side_features: int = 0,
-        num_user_side_lists: int = 0,
-        user_side_list_length: int = 20,
-        history_pooling: str = "sum",
-        cam_gate_input: str = "context",
-        history_propensity_features: bool = False,
-        history_count_features: bool = False,
-        target_popularity_features: bool = False,
-        occurrence_head: bool = False,
-        occurrence_loss_weight: float = 1.0,
-        slot_readout: str = "sequence",
-        wide_path: bool = False,
-        target_drops_repeated_start: bool = False,
-        rare_id_threshold: int = 0,
-        rare_id_buckets: int = 64,
-        use_id_embeddings: bool = True,
-        sparse_embeddings: bool = False,
-        hidden_dropout_prob: float = 0.0,
-        attention_probs_dropout_prob: float = 0.0,
-        embedding_dropout_prob: float = 0.0,
-        initializer_range: float = 0.02,
-        use_cache: bool = True,
-        **kwargs,
-    ):
-        self.action_names = list(action_names) if action_names is not None else list(SHORT_VIDEO_ACTIONS)
-        self.start_action = start_action
-        self.end_action = end_action
-        self.hidden_size = hidden_size
-        self.num_attention_heads = num_attention_heads
-        self.id_embedding_size = id_embedding_size
-        self.action_embedding_size = action_embedding_size
-        self.time_embedding_size = time_embedding_size
-        self.max_history_items = max_history_items
-        self.max_events_per_item = max_events_per_item
-        self.max_actions = max_actions
-        self.generator_type = kwargs.pop("generator", generator_type)
-        self.eag_position_embeddings = bool(eag_position_embeddings)
-        self.eag_shared_event_embedding = bool(eag_shared_event_embedding)
-        self.iag_slot_activation = iag_slot_activation
-        self.time_loss_reduction = time_loss_reduction
-        self.compile_training = bool(compile_training)
-        self.action_loss_weight = action_loss_weight
-        self.time_loss_weight = time_loss_weight
-        self.order_loss_weight = order_loss_weight
-        self.aux_loss_weight = aux_loss_weight
-        self.time_loss = time_loss
-        self.num_time_frequencies = num_time_frequencies
-        self.time_log_mean = time_log_mean
-        self.time_log_std = time_log_std
-        self.user_buckets = user_buckets
-        self.item_buckets = item_buckets
-        self.side_feature_buckets = side_feature_buckets
-        self.num_item_side_features = num_item_side_features
-        self.num_user_side_lists = num_user_side_lists
-        self.user_side_list_length = user_side_list_length
-        self.history_pooling = history_pooling
-        self.cam_gate_input = cam_gate_input
-        self.history_propensity_features = history_propensity_features
-        self.history_count_features = history_count_features
-        self.target_popularity_features = target_popularity_features
+    hidden_size: int = 32
+    num_attention_heads: int = 4
+    generator_type: str = "iag"
+    eag_position_embeddings: bool = False
+    eag_shared_event_embedding: bool = True
+    iag_slot_activation: str = "linear"
+    time_loss_reduction: str = "mean"
+    compile_training: bool = False
+    order_loss_weight: float | int = 0.01
+    aux_loss_weight: float | int = 0.1
+    history_pooling: str = "sum"
+    cam_gate_input: str = "context"
+    occurrence_head: bool = False
+    occurrence_loss_weight: float | int = 1.0
+    slot_readout: str = "sequence"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    use_cache: bool = True
+
+    def __post_init__(self, **kwargs: Any) -> None:
         # A2Gen's wide path is part of its occurrence head, so it implies one.
-        self.occurrence_head = occurrence_head or (wide_path and self.model_type == "a2gen")
-        self.occurrence_loss_weight = occurrence_loss_weight
-        self.slot_readout = slot_readout
-        self.wide_path = wide_path
-        self.target_drops_repeated_start = target_drops_repeated_start
-        self.rare_id_threshold = rare_id_threshold
-        self.rare_id_buckets = rare_id_buckets
-        self.use_id_embeddings = use_id_embeddings
-        self.sparse_embeddings = sparse_embeddings
-        self.hidden_dropout_prob = hidden_dropout_prob
-        self.attention_probs_dropout_prob = attention_probs_dropout_prob
-        self.embedding_dropout_prob = embedding_dropout_prob
-        self.initializer_range = initializer_range
-        self.use_cache = use_cache
-        layers = kwargs.pop("num_hidden_layers", 1)
-        if layers != 1:
-            raise A2GenConfigError(
-                f"num_hidden_layers={layers}: A2Gen has one cached layer (CAM_gen); it is not a setting."
-            )
-        self._validate()
-        kwargs.setdefault("pad_token_id", 0)
-        kwargs.setdefault("bos_token_id", self.start_action_id)
-        kwargs.setdefault("eos_token_id", self.end_action_id)
-        super().__init__(**kwargs)
-
-    @classmethod
-    def from_dict(cls, config_dict: dict, **kwargs) -> A2GenConfig:
-        """
-        As :meth:`PretrainedConfig.from_dict`, but a field missing from `config_dict` (a config.json written before
-        the field existed) takes the value that reproduces that checkpoint (``LEGACY_DEFAULTS``), not the paper's.
-        """
-        return super().from_dict({**LEGACY_DEFAULTS, **config_dict}, **kwargs)
-
-    # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
-    @property
-    def vocab_size(self) -> int:
-        return len(self.action_names) + 1
+        self.occurrence_head = self.occurrence_head or (self.wide_path and self.model_type == "a2gen")
+        super().__post_init__(**kwargs)
 
     @property
     def num_hidden_layers(self) -> int:
         """Layers with a key/value cache: CAM_gen only (what ``DynamicCache(config=...)`` reads)."""
         return 1
 
-    @property
-    def id_to_action(self) -> list[str]:
-        return [PAD_ACTION, *self.action_names]
-
-    def action_id(self, name: str) -> int:
-        if name not in self.action_names:
-            raise A2GenConfigError(f"Unknown action {name!r}; this model's actions are {self.action_names}.")
-        return self.action_names.index(name) + 1
-
-    @property
-    def start_action_id(self) -> int:
-        return self.action_id(self.start_action)
-
-    @property
-    def end_action_id(self) -> int:
-        return self.action_id(self.end_action)
-
-    @property
-    def start_time(self) -> float:
-        """Normalised time of 0 seconds, where every sequence starts."""
-        return (math.log1p(0.0) - self.time_log_mean) / self.time_log_std
-
-    def _validate(self) -> None:
-        problems = []
-        names = self.action_names
-        if len(set(names)) != len(names):
-            problems.append(f"action_names has duplicates: {names}; list each action once.")
-        if PAD_ACTION in names:
-            problems.append(f"action_names must not contain {PAD_ACTION!r}: id 0 is reserved for padding.")
-        for role in ("start_action", "end_action"):
-            if getattr(self, role) not in names:
-                problems.append(f"{role}={getattr(self, role)!r} is not in action_names={names}; add it or pick one.")
-        if self.start_action == self.end_action:
-            problems.append("start_action and end_action must differ.")
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
         if self.generator_type not in GENERATORS:
             problems.append(f"generator={self.generator_type!r} is unknown; use one of {list(GENERATORS)}.")
-        if self.time_loss not in TIME_LOSSES:
-            problems.append(f"time_loss={self.time_loss!r} is unknown; use one of {list(TIME_LOSSES)}.")
         if self.cam_gate_input not in CAM_GATE_INPUTS:
             problems.append(f"cam_gate_input={self.cam_gate_input!r} is unknown; use one of {list(CAM_GATE_INPUTS)}.")
         if self.time_loss_reduction not in TIME_LOSS_REDUCTIONS:
@@ -322,11 +423,6 @@ class A2GenConfig(PretrainedConfig):
             problems.append(
                 f"iag_slot_activation={self.iag_slot_activation!r} is unknown; use one of {list(IAG_SLOT_ACTIVATIONS)}."
             )
-        if self.wide_path and not (self.history_count_features or self.target_popularity_features):
-            problems.append(
-                "wide_path=True reads the count / popularity features: set history_count_features and / or "
-                "target_popularity_features too (--count-features, --popularity-features)."
-            )
         if self.slot_readout not in SLOT_READOUTS:
             problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
@@ -336,27 +432,16 @@ class A2GenConfig(PretrainedConfig):
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
                 "change one so that hidden_size % num_attention_heads == 0 (e.g. 32 and 4)."
             )
-        for field in (
-            "hidden_size", "id_embedding_size", "action_embedding_size", "time_embedding_size",
-            "max_history_items", "max_events_per_item", "max_actions", "user_buckets", "item_buckets",
-            "side_feature_buckets", "user_side_list_length", "rare_id_buckets",
-        ):
-            if int(getattr(self, field)) < 1:
-                problems.append(f"{field}={getattr(self, field)} must be a positive integer.")
-        for field in ("num_item_side_features", "num_user_side_lists", "num_time_frequencies", "rare_id_threshold"):
-            if int(getattr(self, field)) < 0:
-                problems.append(f"{field}={getattr(self, field)} must be >= 0.")
-        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "embedding_dropout_prob"):
-            if not 0.0 <= getattr(self, field) < 1.0:
-                problems.append(f"{field}={getattr(self, field)} must be in [0, 1).")
-        for field in (
-            "action_loss_weight", "time_loss_weight", "order_loss_weight", "aux_loss_weight", "occurrence_loss_weight"
-        ):
-            if getattr(self, field) < 0:
-                problems.append(f"{field}={getattr(self, field)} must be >= 0.")
-        if not isinstance(self.sparse_embeddings, bool):
-            problems.append(f"sparse_embeddings={self.sparse_embeddings!r} must be True or False.")
-        if not self.time_log_std > 0:
-            problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
-        if problems:
-            raise A2GenConfigError("Invalid A2GenConfig:\n  - " + "\n  - ".join(problems))
+        if self.hidden_size < 1:
+            problems.append(f"hidden_size={self.hidden_size} must be a positive integer.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name}={getattr(self, name)} must be in [0, 1).")
+        for name in ("order_loss_weight", "aux_loss_weight", "occurrence_loss_weight"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0.")
+        return problems
+
+
+# The fields only A2Gen's network reads (what the baselines accept and drop).
+A2GEN_ONLY_FIELDS = frozenset(A2GenConfig.field_names() - ActionSequenceConfig.field_names())

@@ -1,21 +1,36 @@
-"""Configurations of the multi-task baselines of the paper's tables: MMoE and PLE (torch-rechub style)."""
+"""Configurations of the multi-task baselines of the paper's tables: MMoE and PLE (torch-rechub style).
 
-from __future__ import annotations
+Typed dataclass configs (as :mod:`a2gen_hf.configuration_a2gen`), built on the fields every model of the package
+shares (:class:`~a2gen_hf.configuration_a2gen.ActionSequenceConfig`), not on A2Gen's network fields.
+"""
 
-from .configuration_a2gen import A2GenConfig, A2GenConfigError
+from dataclasses import field
+from typing import Any, ClassVar
+
+from .configuration_a2gen import (  # noqa: F401  (A2GenConfig, A2GenConfigError: imported from here by older code)
+    A2GEN_ONLY_FIELDS,
+    A2GenConfig,
+    A2GenConfigError,
+    ActionSequenceConfig,
+    typed_config,
+)
 
 HISTORY_INPUTS = ("items", "items_and_events")
 
 
-class MultiTaskBaselineConfig(A2GenConfig):
+@typed_config
+class MultiTaskBaselineConfig(ActionSequenceConfig):
     r"""
     Shared configuration of the MMoE / PLE baselines.
 
-    It is an :class:`A2GenConfig` so that the baselines read the same action vocabulary, id buckets, side features,
-    time statistics and batch caps (``A2GenDataCollator.from_config`` works unchanged) and build their inputs with
-    A2Gen's own modules. The A2Gen-only fields (``hidden_size``, ``num_attention_heads``, ``generator_type``,
-    ``order_loss_weight``, ``aux_loss_weight``, ``history_pooling``) are accepted and ignored. Of the loss weights
-    the baselines use ``action_loss_weight`` (binary cross-entropy) and ``time_loss_weight`` (default 0.1).
+    It is an :class:`~a2gen_hf.configuration_a2gen.ActionSequenceConfig`, as :class:`A2GenConfig` is, so that the
+    baselines read the same action vocabulary, id buckets, side features, time statistics and batch caps
+    (``A2GenDataCollator.from_config`` works unchanged) and build their inputs with A2Gen's own modules. The fields
+    only A2Gen's network reads (``hidden_size``, ``num_attention_heads``, ``generator_type``, ``order_loss_weight``,
+    ``history_pooling``, ...: :data:`~a2gen_hf.configuration_a2gen.A2GEN_ONLY_FIELDS`) are accepted and dropped, so
+    that one set of options serves every model of ``a2gen compare`` and config.json files of older versions (which
+    wrote them) still load; they are not saved. Of the loss weights the baselines use ``action_loss_weight`` (binary
+    cross-entropy) and ``time_loss_weight`` (default 0.1).
 
     Tasks: one per action of ``action_names`` except ``start_action``. Each task has a time regression head; all
     but ``end_action`` (which always happens) also have a binary "the action happens" head.
@@ -29,24 +44,22 @@ class MultiTaskBaselineConfig(A2GenConfig):
         expert_hidden_sizes (`list[int]`): widths of each expert MLP; the last one is the expert output width.
         tower_hidden_sizes (`list[int]`): widths of each task tower MLP before its heads (may be empty).
         expert_dropout_prob (`float`): dropout after every expert / tower layer.
-        kwargs: the fields of :class:`A2GenConfig` (action vocabulary, embedding sizes, buckets, ...).
+        kwargs: the fields of :class:`~a2gen_hf.configuration_a2gen.ActionSequenceConfig` (action vocabulary,
+            embedding sizes, buckets, ...).
     """
 
     model_type = "a2gen_multitask_baseline"
+    ignored_fields: ClassVar[frozenset[str]] = A2GEN_ONLY_FIELDS | {"generator"}
 
-    def __init__(
-        self,
-        history_input: str = "items",
-        expert_hidden_sizes: list[int] | None = None,
-        tower_hidden_sizes: list[int] | None = None,
-        expert_dropout_prob: float = 0.0,
-        **kwargs,
-    ):
-        self.history_input = history_input
-        self.expert_hidden_sizes = list(expert_hidden_sizes) if expert_hidden_sizes is not None else [64, 32]
-        self.tower_hidden_sizes = list(tower_hidden_sizes) if tower_hidden_sizes is not None else [16]
-        self.expert_dropout_prob = expert_dropout_prob
-        super().__init__(**kwargs)
+    history_input: str = "items"
+    expert_hidden_sizes: list[int] | tuple[int, ...] = field(default_factory=lambda: [64, 32])
+    tower_hidden_sizes: list[int] | tuple[int, ...] = field(default_factory=lambda: [16])
+    expert_dropout_prob: float | int = 0.0
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self.expert_hidden_sizes = list(self.expert_hidden_sizes)
+        self.tower_hidden_sizes = list(self.tower_hidden_sizes)
+        super().__post_init__(**kwargs)
 
     @property
     def task_action_ids(self) -> list[int]:
@@ -58,8 +71,8 @@ class MultiTaskBaselineConfig(A2GenConfig):
         """Action ids with a binary head: the tasks without the end action (it always happens)."""
         return [action_id for action_id in self.task_action_ids if action_id != self.end_action_id]
 
-    def _baseline_problems(self) -> list[str]:
-        problems = []
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
         if not set(self.action_names) - {self.start_action, self.end_action}:
             problems.append(
                 f"action_names={self.action_names} has no action besides start and end: a multi-task baseline "
@@ -78,13 +91,8 @@ class MultiTaskBaselineConfig(A2GenConfig):
             problems.append(f"expert_dropout_prob={self.expert_dropout_prob} must be in [0, 1).")
         return problems
 
-    def _validate(self) -> None:
-        super()._validate()
-        problems = self._baseline_problems()
-        if problems:
-            raise A2GenConfigError(f"Invalid {type(self).__name__}:\n  - " + "\n  - ".join(problems))
 
-
+@typed_config
 class MMoEConfig(MultiTaskBaselineConfig):
     r"""
     MMoE (Multi-gate Mixture-of-Experts): ``num_experts`` shared expert MLPs and one softmax gate per task.
@@ -96,17 +104,16 @@ class MMoEConfig(MultiTaskBaselineConfig):
 
     model_type = "a2gen_mmoe"
 
-    def __init__(self, num_experts: int = 4, **kwargs):
-        self.num_experts = num_experts
-        super().__init__(**kwargs)
+    num_experts: int = 4
 
-    def _baseline_problems(self) -> list[str]:
-        problems = super()._baseline_problems()
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
         if int(self.num_experts) < 1:
             problems.append(f"num_experts={self.num_experts} must be >= 1.")
         return problems
 
 
+@typed_config
 class PLEConfig(MultiTaskBaselineConfig):
     r"""
     PLE (Progressive Layered Extraction): ``num_levels`` stacked CGC layers, each with task-specific experts per
@@ -122,17 +129,15 @@ class PLEConfig(MultiTaskBaselineConfig):
 
     model_type = "a2gen_ple"
 
-    def __init__(self, num_levels: int = 1, num_specific_experts: int = 2, num_shared_experts: int = 1, **kwargs):
-        self.num_levels = num_levels
-        self.num_specific_experts = num_specific_experts
-        self.num_shared_experts = num_shared_experts
-        super().__init__(**kwargs)
+    num_levels: int = 1
+    num_specific_experts: int = 2
+    num_shared_experts: int = 1
 
-    def _baseline_problems(self) -> list[str]:
-        problems = super()._baseline_problems()
-        for field in ("num_levels", "num_specific_experts"):
-            if int(getattr(self, field)) < 1:
-                problems.append(f"{field}={getattr(self, field)} must be >= 1.")
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
+        for name in ("num_levels", "num_specific_experts"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be >= 1.")
         if int(self.num_shared_experts) < 0:
             problems.append(f"num_shared_experts={self.num_shared_experts} must be >= 0.")
         return problems

@@ -11,7 +11,6 @@ Every entry point writes the same card (:func:`build_model_card`): ``a2gen push`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import numbers
@@ -22,7 +21,7 @@ from typing import Any
 
 from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData, constants
 
-from . import modeling_a2gen, modeling_baselines
+from .checkpoints import load_model, saved_tokenizer_folder
 from .configuration_a2gen import A2GenConfig
 from .modeling_a2gen import A2GenPreTrainedModel
 from .strict_loading import non_finite_tensors, shown_keys
@@ -236,6 +235,11 @@ the user takes it on the item and when it first happens; it does not generate se
 
 tokenizer = AutoTokenizer.from_pretrained("{load_id}", trust_remote_code=True)
 model = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # {type(model).__name__}"""
+    width_row = (
+        f"| width / heads | {config.hidden_size} / {config.num_attention_heads} |"
+        if isinstance(config, A2GenConfig)
+        else f"| expert / tower widths | {config.expert_hidden_sizes} / {config.tower_hidden_sizes} |"
+    )
     body = f"""
 # {model_name}
 
@@ -247,7 +251,7 @@ model = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # {type(
 | --- | --- |
 {architecture_row}
 | actions | {", ".join(f"`{name}`" for name in config.action_names)} (`{config.start_action}` opens, `{config.end_action}` closes a sequence) |
-| width / heads | {config.hidden_size} / {config.num_attention_heads} |
+{width_row}
 | history items read | {config.max_history_items} (most recent), up to {config.max_events_per_item} events each |
 | actions {"generated" if generates else "predicted"} | up to {config.max_actions} after `{config.start_action}` |
 | parameters | {num_parameters:,} |
@@ -305,32 +309,18 @@ arXiv 2604.25834, 2026.
 
 
 def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenActionTokenizer | None]:
-    """The model saved in ``checkpoint_dir``, loaded strictly (what is pushed is exactly what was saved: no missing,
-    unexpected or mistyped tensor, no NaN), and its tokenizer (in the folder itself or in ``tokenizer/``)."""
-    if not checkpoint_dir.is_dir():
-        raise HubPushError(f"The checkpoint folder {checkpoint_dir} does not exist.")
-    config_file = checkpoint_dir / "config.json"
-    if not config_file.is_file():
-        raise HubPushError(f"{checkpoint_dir} has no config.json; pass a folder written by model.save_pretrained.")
+    """The model saved in ``checkpoint_dir``, through the one strict loader :func:`~a2gen_hf.checkpoints.load_model`
+    (what is pushed is exactly what was saved: no missing, unexpected or mistyped tensor, no NaN), and its tokenizer
+    (in the folder itself or in ``tokenizer/``; None when there is none). The tokenizer's vocabulary is checked
+    against the model's by :func:`push_checkpoint`."""
     try:
-        architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
-    except (ValueError, AttributeError) as error:
-        raise HubPushError(f"{config_file}: not a JSON object ({error}); save the model again.") from None
-    modules = (modeling_a2gen, modeling_baselines)
-    model_classes = [next((getattr(m, name) for m in modules if hasattr(m, name)), None) for name in architectures]
-    if not architectures or not isinstance(model_classes[0], type):
-        raise HubPushError(
-            f"{config_file}: 'architectures' is {architectures}; expected one model class of this package "
-            "such as ['A2GenForActionGeneration'], ['A2GenModel'] or ['MMoEForActionPrediction']."
-        )
-    try:
-        model = model_classes[0].from_pretrained(checkpoint_dir, local_files_only=True)  # strict (StrictLoadingMixin)
-        for folder in (checkpoint_dir, checkpoint_dir / "tokenizer"):
-            if (folder / "tokenizer_config.json").is_file():
-                return model, A2GenActionTokenizer.from_pretrained(folder, local_files_only=True)
+        model = load_model(checkpoint_dir)
+        tokenizer_folder = saved_tokenizer_folder(checkpoint_dir)
+        if tokenizer_folder is None:
+            return model, None
+        return model, A2GenActionTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
     except (OSError, ValueError, TypeError) as error:  # CheckpointError is a ValueError
         raise HubPushError(f"{checkpoint_dir} cannot be pushed: {error}") from None
-    return model, None
 
 
 def _check_same_vocabulary(model: A2GenPreTrainedModel, tokenizer: A2GenActionTokenizer) -> None:
@@ -407,6 +397,9 @@ def push_checkpoint(
         folder = Path(staging)
         model.save_pretrained(folder)  # its auto_map lists the encoder under AutoModel too
         if tokenizer is not None:
+            # its auto_map and code go along however a2gen_hf was imported (a2gen_hf.register does this only when
+            # transformers was imported first)
+            A2GenActionTokenizer.register_for_auto_class()
             tokenizer.save_pretrained(folder)
         card.save(folder / "README.md")
         return api.upload_folder(

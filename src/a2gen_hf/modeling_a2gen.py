@@ -726,13 +726,20 @@ class HierarchicalSequenceEncoder(nn.Module):
             item_feature_size + d, item_feature_size, d, heads, dropout, gate_input
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pool_inside_attention = True
 
     def _pool_events(self, outputs: torch.Tensor, event_mask: torch.Tensor) -> torch.Tensor:
         """CAM_act outputs `(..., E, d)` -> Seq `(..., d)`: dropout, then the configured pooling over real events."""
         return _masked_pool(self.dropout(outputs), event_mask, self.pooling)
 
     def pools_inside_attention(self, attention: ContextAwareAttention) -> bool:
-        """Whether CAM may sum its own outputs (:meth:`ContextAwareAttention.summed_output`): no dropout is active."""
+        """
+        Whether CAM may sum its own outputs (:meth:`ContextAwareAttention.summed_output`): no dropout is active,
+        and :attr:`pool_inside_attention` is on (False runs CAM per position and pools after it: the same outputs,
+        slower; benchmarks compare the two).
+        """
+        if not self.pool_inside_attention:
+            return False
         return not self.training or (self.dropout.p == 0 and attention.attention_dropout.p == 0)
 
     def pooled(
@@ -1201,7 +1208,7 @@ class A2GenModel(A2GenPreTrainedModel):
         packed = _training_function(self, "level1", self._encode_packed_items)(
             item_features, gather(history_action_ids) * flat_mask, gather(history_action_times), time_mask, flat_mask
         )
-        scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_copy(0, rows, packed)
+        scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_put((rows,), packed)
         return scattered.view(batch, items, packed.shape[-1])
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:

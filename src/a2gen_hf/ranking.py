@@ -216,8 +216,8 @@ class A2GenRanker:
         history_features = encoder.features.item_features(items, side_ids)
         event_mask = actions != 0
         events = encoder.event_embedding(actions, inputs["history_action_times"][:, real], time_mask)
-        item_sequences, _, _ = encoder.encoder.encode_items(history_features, events, event_mask)
-        level2_inputs = torch.cat([history_features[0], item_sequences[0]], dim=-1)
+        item_sequences = encoder.encoder.encode_packed_items(history_features[0], events[0], event_mask[0])
+        level2_inputs = torch.cat([history_features[0], item_sequences], dim=-1)
         queries, keys, values, score_exponentials = encoder.encoder.item_attention.sequence_state(level2_inputs)
         history = None
         if encoder.extra_features.size:

@@ -2,7 +2,8 @@
 
 from .collator import A2GenDataCollator
 from .examples import SplitRule
-from .logs import PRESETS, ConversionResult, LogPreset, convert_log, format_summary
+from .logs import ConversionResult, convert_log, format_summary
+from .presets import PRESETS, LogPreset
 from .simulator import SimulationResult, SimulatorConfig, load_parquet, simulate, simulate_to_parquet
 from .validation import BAD_ROW_REASONS, LogFormatError
 

@@ -7,7 +7,6 @@ straight into the Arrow files of a ``DatasetDict.save_to_disk`` folder.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
-from datasets.fingerprint import generate_random_fingerprint
 
 from ..tokenization_a2gen import A2GenActionTokenizer
 
@@ -39,6 +37,14 @@ EXAMPLE_SCHEMA = pa.schema(
     ]
 )
 EXAMPLE_FEATURES = datasets.Features.from_arrow_schema(EXAMPLE_SCHEMA)
+# The simulator's examples add the oracle: true P(action happens) and E[time | it happens], one per action name.
+ORACLE_FEATURES = datasets.Features(
+    {
+        "oracle_action_prob": datasets.List(datasets.Value("float32")),
+        "oracle_expected_seconds": datasets.List(datasets.Value("float32")),
+    }
+)
+SIMULATED_FEATURES = datasets.Features({**EXAMPLE_FEATURES, **ORACLE_FEATURES})
 
 
 @dataclass
@@ -368,37 +374,11 @@ class ExampleBuilder:
         return pa.RecordBatch.from_arrays(list(columns.values()), schema=EXAMPLE_SCHEMA)
 
 
-def data_file_name(index: int, count: int) -> str:
-    """Name of a split's ``index``-th Arrow file of ``count``, as ``Dataset.save_to_disk`` names its shards."""
-    return f"data-{index:05d}-of-{count:05d}.arrow"
-
-
 def write_examples(path: Path, batches: Iterable[pa.RecordBatch]) -> None:
     """Write record batches of :data:`EXAMPLE_SCHEMA` to the Arrow stream file ``path`` (a ``save_to_disk`` shard)."""
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, EXAMPLE_FEATURES.arrow_schema) as writer:
         for batch in batches:
             writer.write_batch(batch)
-
-
-def write_dataset_dict_files(output_dir: Path, num_files: int) -> None:
-    """The JSON files of a ``DatasetDict.save_to_disk`` folder whose splits hold ``num_files`` data files each.
-
-    The Arrow files themselves (``output_dir/<split>/data-*.arrow``, see :func:`data_file_name`) are written by
-    :func:`write_examples`; with these files, ``datasets.load_from_disk`` memory-maps them in order.
-    """
-    (output_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(SPLITS)}))
-    for split in SPLITS:
-        state = {
-            "_data_files": [{"filename": data_file_name(index, num_files)} for index in range(num_files)],
-            "_fingerprint": generate_random_fingerprint(),
-            "_format_columns": None,
-            "_format_kwargs": {},
-            "_format_type": None,
-            "_output_all_columns": False,
-            "_split": None,
-        }
-        (output_dir / split / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
-        datasets.DatasetInfo(features=EXAMPLE_FEATURES).write_to_directory(str(output_dir / split))
 
 
 def action_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int) -> np.ndarray:

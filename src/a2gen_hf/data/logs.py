@@ -6,7 +6,6 @@ The rules (sessions, the t = 0 anchor, ties, the end action, history, splits) ar
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import os
@@ -14,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial, reduce
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from ..configuration_a2gen import ECOMMERCE_ACTIONS, SHORT_VIDEO_ACTIONS
 from ..output_folders import output_lock, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, format_bucket_record
@@ -37,163 +35,20 @@ from .examples import (
     Sessions,
     SplitRule,
     action_counts,
-    data_file_name,
     dense_ranks,
     load_sessions,
     save_sessions,
     sort_order,
-    write_dataset_dict_files,
     write_examples,
 )
+from .folder import DATASET_ENTRIES, data_file_name, write_data_summary, write_dataset_dict_files
 from .partitions import PartitionWriter, estimate_rows, read_partition
+from .presets import PRESETS, TIME_UNITS, LogPreset, preset_named  # noqa: F401  (PRESETS, TIME_UNITS: old home)
 from .validation import BadRowCounter, LogFormatError, ValidatedBatches, ValidatedLog
 
 DEFAULT_SESSION_GAP_SECONDS = 3 * 86400
 DEFAULT_MAX_HISTORY_ITEMS = 50
 DEFAULT_PARTITION_ROWS = 1_000_000
-TIME_UNITS = ("s", "ms", "mmdd")
-
-
-@dataclass(frozen=True)
-class LogPreset:
-    """How to read one kind of log.
-
-    Two layouts exist. *Event logs* (``action_column`` set) hold one event per row; sessions are cut per (user, item)
-    by the gap rule. *View logs* (``flag_columns`` and ``duration_column`` set) hold one whole session per row: the
-    start action at the row's time, the flagged actions with unknown times, the end action after ``duration``.
-
-    Args:
-        name: the preset's name.
-        action_names / start_action / end_action: the vocabulary, as in :class:`A2GenConfig`.
-        user_column / item_column / time_column: column names of the raw user id, item id and event time.
-        columns: the column names, in order, of header-less files; ``None`` when the file has a header.
-        delimiter: CSV delimiter.
-        time_unit: ``"s"`` (Unix seconds), ``"ms"`` (Unix milliseconds) or ``"mmdd"`` (a day of ``year``).
-        year: the year of ``"mmdd"`` times.
-        time_window: ``(first, last)`` Unix seconds; rows outside are bad rows (``outside_window``).
-        action_column / action_mapping: event logs: the action column and its raw values -> action names.
-        flag_columns: view logs: 0/1 columns -> action names, listed in the order the actions take in a sequence.
-        duration_column / duration_unit: view logs: time from the start to the end action (``"s"`` or ``"ms"``).
-        side_feature_columns: item side features (category, seller, ...), hashed per field; empty = unknown.
-        quote_char: CSV quoting (e.g. ``'"'``), for logs that quote values; ``None`` (the presets): no quoting, so
-            a stray quote is part of its value and can never join lines. Quoted values may not span lines.
-    """
-
-    name: str
-    action_names: tuple[str, ...]
-    start_action: str
-    end_action: str
-    user_column: str
-    item_column: str
-    time_column: str
-    columns: tuple[str, ...] | None = None
-    delimiter: str = ","
-    time_unit: str = "s"
-    year: int | None = None
-    time_window: tuple[int, int] | None = None
-    action_column: str | None = None
-    action_mapping: dict[str, str] = field(default_factory=dict)
-    flag_columns: dict[str, str] = field(default_factory=dict)
-    duration_column: str | None = None
-    duration_unit: str = "ms"
-    side_feature_columns: tuple[str, ...] = ()
-    quote_char: str | None = None
-
-    def __post_init__(self):
-        problems = []
-        if (self.action_column is None) == (self.duration_column is None):
-            problems.append("set either action_column (event logs) or duration_column (view logs), not both")
-        for action in {*self.action_mapping.values(), *self.flag_columns.values(), self.start_action, self.end_action}:
-            if action not in self.action_names:
-                problems.append(f"action {action!r} is not in action_names {list(self.action_names)}")
-        if self.time_unit not in TIME_UNITS or self.duration_unit not in ("s", "ms"):
-            problems.append(f"time_unit must be one of {list(TIME_UNITS)} and duration_unit 's' or 'ms'")
-        if self.quote_char is not None and (len(self.quote_char) != 1 or self.quote_char in "\n\r"):
-            problems.append(f"quote_char must be one character or None, got {self.quote_char!r}")
-        if self.time_unit == "mmdd" and self.year is None:
-            problems.append("time_unit='mmdd' needs the year")
-        if self.columns is not None and not set(self.needed_columns()) <= set(self.columns):
-            problems.append(f"columns {list(self.columns)} lack some of {self.needed_columns()}")
-        if problems:
-            raise ValueError(f"Invalid LogPreset {self.name!r}: " + "; ".join(problems) + ".")
-
-    @property
-    def is_view_log(self) -> bool:
-        return self.duration_column is not None
-
-    def action_id(self, name: str) -> int:
-        return self.action_names.index(name) + 1
-
-    def required_string_columns(self) -> list[str]:
-        return [self.user_column, self.item_column]
-
-    def string_columns(self) -> list[str]:
-        return [*self.required_string_columns(), *self.side_feature_columns]
-
-    def number_columns(self) -> list[tuple[str, str]]:
-        pairs = [(self.time_column, self.time_unit)]
-        if self.duration_column is not None:
-            pairs.append((self.duration_column, self.duration_unit))
-        return pairs
-
-    def needed_columns(self) -> list[str]:
-        names = [*self.string_columns(), *(name for name, _ in self.number_columns()), *self.flag_columns]
-        if self.action_column is not None:
-            names.append(self.action_column)
-        return names
-
-    def describe_row(self) -> str:
-        return f"columns {list(self.columns) if self.columns is not None else self.needed_columns()}"
-
-
-PRESETS: dict[str, LogPreset] = {
-    # Tianchi "User Behavior Data from Taobao for Recommendation" (UserBehavior.csv).
-    "taobao": LogPreset(
-        name="taobao",
-        action_names=tuple(ECOMMERCE_ACTIONS),
-        start_action="click",
-        end_action="leave",
-        columns=("user_id", "item_id", "category_id", "behavior_type", "timestamp"),
-        user_column="user_id",
-        item_column="item_id",
-        time_column="timestamp",
-        time_window=(1511539200, 1512316799),
-        action_column="behavior_type",
-        action_mapping={"pv": "click", "fav": "collect", "cart": "cart", "buy": "buy"},
-        side_feature_columns=("category_id",),
-    ),
-    # IJCAI-15 Tmall repeat-buyers "user_log_format1.csv": day-level times (mmdd of 2015).
-    "tmall": LogPreset(
-        name="tmall",
-        action_names=tuple(ECOMMERCE_ACTIONS),
-        start_action="click",
-        end_action="leave",
-        user_column="user_id",
-        item_column="item_id",
-        time_column="time_stamp",
-        time_unit="mmdd",
-        year=2015,
-        action_column="action_type",
-        action_mapping={"0": "click", "1": "cart", "2": "buy", "3": "collect"},
-        side_feature_columns=("cat_id", "seller_id", "brand_id"),
-    ),
-    # KuaiRand "log_standard_*.csv": one row per view; interactions have no time of their own.
-    "kuairand": LogPreset(
-        name="kuairand",
-        action_names=tuple(SHORT_VIDEO_ACTIONS),
-        start_action="start",
-        end_action="leave",
-        user_column="user_id",
-        item_column="video_id",
-        time_column="time_ms",
-        time_unit="ms",
-        flag_columns={"is_like": "like", "is_follow": "follow", "is_forward": "forward", "is_comment": "comment"},
-        duration_column="play_time_ms",
-        duration_unit="ms",
-    ),
-}
-
-
 @dataclass
 class ConversionResult:
     """What :func:`convert_log` produced: the examples, the tokenizer fitted on the train split, the summary."""
@@ -554,7 +409,7 @@ def convert_log(
     Returns:
         A :class:`ConversionResult`.
     """
-    preset = _preset(preset)
+    preset = preset_named(preset)
     split_rule = split_rule or SplitRule()
     if not (isinstance(session_gap_seconds, (int, float)) and math.isfinite(session_gap_seconds)
             and session_gap_seconds >= 0):  # fmt: skip
@@ -644,8 +499,7 @@ def convert_log(
             dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
         else:
             shutil.rmtree(work)
-            tokenizer.save_pretrained(str(dataset_dir / "tokenizer"))
-            (dataset_dir / "a2gen_data.json").write_text(json.dumps(summary, indent=2) + "\n")
+            write_data_summary(dataset_dir, tokenizer, summary)
             switch_in(dataset_dir, output_dir)
             dataset = datasets.load_from_disk(str(output_dir))
     return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
@@ -690,8 +544,6 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
     }
 
 
-# What a prepared data folder holds; a folder with anything else is not replaced (it is not ours to delete).
-DATASET_ENTRIES = frozenset({*SPLITS, "tokenizer", "dataset_dict.json", "a2gen_data.json"})
 WORK_FOLDER = "_a2gen_partitions"
 
 
@@ -730,14 +582,6 @@ def _remove_dead_work_folders(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         except OSError:
             continue
-
-
-def _preset(preset: str | LogPreset) -> LogPreset:
-    if isinstance(preset, LogPreset):
-        return preset
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; use one of {sorted(PRESETS)} or pass a LogPreset.")
-    return PRESETS[preset]
 
 
 def _preset_record(preset: LogPreset) -> dict[str, Any]:

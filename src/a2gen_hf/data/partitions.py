@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from .validation import BadRowCounter, ValidatedBatch, ValidatedLog
 
 if TYPE_CHECKING:
-    from .logs import LogPreset
+    from .presets import LogPreset
 
 _STRING_PREFIX, _NUMBER_PREFIX, _LINE_COLUMN = "string:", "number:", "line"
 _SAMPLE_BYTES = 1 << 20  # the head of a text log read to estimate its bytes per row

@@ -18,7 +18,6 @@ summing over ticks: no Monte-Carlo is needed.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,14 +28,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets import Dataset, DatasetDict, Features, List, Value, load_dataset
+from datasets import Dataset, DatasetDict, Features, Value
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..configuration_a2gen import SHORT_VIDEO_ACTIONS
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, data_sized_buckets, format_bucket_record
-from .examples import EXAMPLE_SCHEMA, SPLITS
+from .examples import ORACLE_FEATURES, SIMULATED_FEATURES, SPLITS
+from .folder import load_parquet, shard_path, write_data_summary  # noqa: F401  (load_parquet: old home)
 
 # The actions a user can take between start and leave, in vocabulary order.
 ENGAGEMENT_ACTIONS = tuple(SHORT_VIDEO_ACTIONS[1:-1])
@@ -47,8 +47,9 @@ ACTION_TICK_OFFSET = 0.25
 LEAVE_TICK_OFFSET = 0.75
 SECONDS_PER_DAY = 86_400
 
-ORACLE_COLUMNS = {"oracle_action_prob": List(Value("float32")), "oracle_expected_seconds": List(Value("float32"))}
-FEATURES = Features({**Features.from_arrow_schema(EXAMPLE_SCHEMA), **ORACLE_COLUMNS})
+# The schema of the simulator's examples (``data/examples.py``: the examples' columns plus the oracle's).
+ORACLE_COLUMNS = ORACLE_FEATURES
+FEATURES = SIMULATED_FEATURES
 ARROW_SCHEMA = FEATURES.arrow_schema
 
 
@@ -655,15 +656,6 @@ def format_simulation_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_summary(output_dir: Path, tokenizer: A2GenActionTokenizer, summary: dict[str, Any]) -> None:
-    tokenizer.save_pretrained(str(output_dir / "tokenizer"))
-    (output_dir / "a2gen_data.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _shard_path(output_dir: Path, split: str, shard: int) -> Path:
-    return output_dir / split / f"part-{shard:05d}.parquet"
-
-
 def _check_shard_size(shard_size: int) -> None:
     if shard_size < 1:
         raise ValueError(f"shard_size={shard_size} must be a positive number of examples per Parquet file.")
@@ -681,7 +673,7 @@ class SimulationResult:
         """Write the layout of the log converters: ``save_to_disk`` files, ``tokenizer/`` and ``a2gen_data.json``."""
         output_dir = Path(output_dir)
         self.dataset.save_to_disk(str(output_dir))
-        _write_summary(output_dir, self.tokenizer, self.summary)
+        write_data_summary(output_dir, self.tokenizer, self.summary)
         return output_dir
 
     def write_parquet(self, output_dir: str | Path, shard_size: int = 100_000) -> list[Path]:
@@ -693,9 +685,9 @@ class SimulationResult:
         for split, dataset in self.dataset.items():
             (output_dir / split).mkdir(parents=True, exist_ok=True)
             for shard, table in enumerate(dataset.with_format("arrow").iter(batch_size=shard_size)):
-                written.append(_shard_path(output_dir, split, shard))
+                written.append(shard_path(output_dir, split, shard))
                 pq.write_table(table, written[-1])
-        _write_summary(output_dir, self.tokenizer, self.summary)
+        write_data_summary(output_dir, self.tokenizer, self.summary)
         return written
 
 
@@ -744,7 +736,7 @@ def simulate_to_parquet(
 
     def flush(split: str) -> None:
         table = pa.Table.from_pylist(buffers[split], schema=ARROW_SCHEMA)
-        pq.write_table(table, _shard_path(output_dir, split, shards_written[split]))
+        pq.write_table(table, shard_path(output_dir, split, shards_written[split]))
         accumulator.update(split, table)
         shards_written[split] += 1
         buffers[split].clear()
@@ -758,24 +750,8 @@ def simulate_to_parquet(
             flush(split)
     tokenizer = build_tokenizer(config)
     summary = accumulator.summary(tokenizer)
-    _write_summary(output_dir, tokenizer, summary)
+    write_data_summary(output_dir, tokenizer, summary)
     return summary
-
-
-def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> DatasetDict:
-    """Read the Parquet shards written by :func:`simulate_to_parquet` or :meth:`SimulationResult.write_parquet`."""
-    output_dir = Path(output_dir)
-    data_files = {
-        split: sorted(str(path) for path in (output_dir / split).glob("part-*.parquet"))
-        for split in SPLITS
-        if any((output_dir / split).glob("part-*.parquet"))
-    }
-    if not data_files:
-        raise FileNotFoundError(
-            f"No Parquet shards under {output_dir}: expected {output_dir}/train/part-00000.parquet etc., as written "
-            "by simulate_to_parquet or SimulationResult.write_parquet."
-        )
-    return load_dataset("parquet", data_files=data_files, features=FEATURES, cache_dir=cache_dir)
 
 
 def describe_example(config: SimulatorConfig, user_index: int = 0, target: int = 0, history_items: int = 2) -> str:

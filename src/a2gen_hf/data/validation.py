@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from .logs import LogPreset
+    from .presets import LogPreset
 
 ON_BAD_ROWS = ("error", "skip", "warn")
 # The longest CSV line read (pyarrow parses blocks of 16 MiB; real log lines are tens of bytes).
@@ -596,10 +596,6 @@ def _index_in(values: pa.Array, allowed: list[str]) -> np.ndarray:
     """Position of each value in ``allowed`` (int64, -1 where it is not there)."""
     position = pc.index_in(values, value_set=pa.array(allowed, type=pa.string())).fill_null(-1)
     return np.asarray(position.to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
-def _null_mask(values: pa.Array) -> np.ndarray:
-    return np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _empty_mask(values: pa.Array) -> np.ndarray:

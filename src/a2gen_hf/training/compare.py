@@ -27,6 +27,7 @@ from transformers import set_seed
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
+from ..output_folders import write_text_atomically
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .loop import TrainingSettings, train
 from .simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
@@ -39,6 +40,13 @@ NETWORK_LABELS = {
     "ple": "PLE (paper-style: pooled history items)",
     "mmoe-fair": "MMoE, fairly fed (history items + timed actions)",
     "ple-fair": "PLE, fairly fed (history items + timed actions)",
+}
+# The simple baselines' names in tables and verdicts (training/simple_baselines.py).
+BASELINE_LABELS = {
+    "propensity": "user propensity (count rule)",
+    "popularity": "item / category popularity",
+    "logreg": "logistic regression on counts",
+    "median-time": "constant median time",
 }
 
 
@@ -177,8 +185,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         "wide_warm_start": settings.wide_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
-    (output_dir / "results.json").write_text(json.dumps(report, indent=2, default=_json_default))
-    (output_dir / "results.md").write_text(format_markdown(report))
+    write_text_atomically(output_dir / "results.json", json.dumps(report, indent=2, default=_json_default))
+    write_text_atomically(output_dir / "results.md", format_markdown(report))
     from ..plotting import plot_comparison
 
     plot_comparison(report, output_dir / "results.png")
@@ -219,9 +227,7 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
             if values:
                 summary[table] = {action: _spread([value[action] for value in values]) for action in values[0]}
         summary["mean_auc"] = _spread([metrics["mean_auc"] for metrics in entry["metrics"]])
-        summary["label"] = NETWORK_LABELS.get(name.partition(":")[0], name) + (
-            f" [ablation: {name.partition(':')[2]}]" if ":" in name else ""
-        )
+        summary["label"] = model_label(name)
         report["models"][name] = summary
 
     reference = next((name for name in per_model if name.startswith("a2gen")), None)
@@ -238,9 +244,7 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
                     entry["predictions"]["action_probabilities"][:, action_id],
                     num_resamples=settings.bootstrap_resamples,
                 )
-                result["verdict"] = significance_label(
-                    result["low"], result["high"], _short_label(reference), _short_label(name)
-                )
+                result["verdict"] = verdict(result, reference, name)
                 rows[action] = result
             report["bootstrap"][name] = rows
     return report
@@ -257,12 +261,26 @@ RANKING_TABLES = (
 SUMMARY_TABLES += tuple(key for key, _ in RANKING_TABLES)
 
 
+def model_label(name: str) -> str:
+    """A model's row label: ``"mmoe"`` -> ``"MMoE (paper-style: pooled history items)"``, ``"logreg"`` ->
+    ``"logistic regression on counts"``, ``"a2gen-iag:notime"`` -> ``"A2Gen-IAG [ablation: notime]"``."""
+    network, _, ablation = name.partition(":")
+    label = NETWORK_LABELS.get(network) or BASELINE_LABELS.get(network, network)
+    return f"{label} [ablation: {ablation}]" if ablation else label
+
+
 def _short_label(name: str) -> str:
     """The model's name in a verdict: ``"a2gen-iag"`` -> ``"A2Gen-IAG"``, ``"mmoe-fair"`` -> ``"MMoE fairly fed"``,
-    ``"a2gen-iag:notime"`` -> ``"A2Gen-IAG:notime"``."""
+    ``"logreg"`` -> ``"logistic regression on counts"``, ``"a2gen-iag:notime"`` -> ``"A2Gen-IAG:notime"``."""
     network, _, ablation = name.partition(":")
-    label = NETWORK_LABELS.get(network, network).split(" (")[0].replace(",", "")
+    label = model_label(network).split(" (")[0].replace(",", "")
     return f"{label}:{ablation}" if ablation else label
+
+
+def verdict(row: dict[str, float], reference: str, name: str) -> str:
+    """The verdict of one bootstrap row (its 95 % interval ``low``, ``high`` of reference minus ``name``), named
+    after the models: ``"A2Gen-IAG better"``, ``"MMoE fairly fed better"`` or "no significant difference"."""
+    return significance_label(row["low"], row["high"], _short_label(reference), _short_label(name))
 
 
 def ranking_markdown_lines(models: dict[str, Any], actions: list[str]) -> list[str]:
@@ -274,9 +292,9 @@ def ranking_markdown_lines(models: dict[str, Any], actions: list[str]) -> list[s
             continue
         lines += ["", "| model | " + " | ".join(f"{title} {a}" for a in actions) + " |"]
         lines += ["| --- " * (len(actions) + 1) + "|"]
-        for summary in models.values():
+        for name, summary in models.items():
             values = summary.get(key, {})
-            lines.append(f"| {summary['label']} | " + " | ".join(_cell(values.get(a)) for a in actions) + " |")
+            lines.append(f"| {model_label(name)} | " + " | ".join(_cell(values.get(a)) for a in actions) + " |")
     return lines
 
 
@@ -297,7 +315,7 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
         f"{key}={training[key]}"
         for key in (
             "num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule",
-            "selection_metric", "early_stopping_patience", "eval_every_steps",
+            "warmup_steps", "warmup_ratio", "selection_metric", "early_stopping_patience", "eval_every_steps",
         )
         if key in training
     )
@@ -305,58 +323,104 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
     return [f"Networks trained with {trained}.", f"Network options: {overrides or 'the defaults'}."]
 
 
-def format_markdown(report: dict[str, Any]) -> str:
-    """The report as the paper's Tables 1-3 (AUC and MAE per action), plus counts and bootstrap intervals."""
+# The parts of the Markdown report, in order (format_markdown's ``sections``; `a2gen report --tables`).
+MARKDOWN_SECTIONS = ("summary", "metrics", "ranking", "oracle", "bootstrap")
+
+
+def format_markdown(report: dict[str, Any], sections: Sequence[str] = MARKDOWN_SECTIONS) -> str:
+    """
+    The report (``results.json`` of :func:`run_comparison`) as the paper's Tables 1-3 (AUC and MAE per action), plus
+    counts, the recommender metrics, the oracle's share and the bootstrap intervals. Rows are labelled and verdicts
+    worded from the model names and the saved intervals (:func:`model_label`, :func:`verdict`), so a report saved by
+    an older version renders with today's wording. ``sections``: which of :data:`MARKDOWN_SECTIONS` to render.
+    """
+    unknown = [section for section in sections if section not in MARKDOWN_SECTIONS]
+    if unknown:
+        raise ValueError(f"Unknown report sections {unknown}; choose from {list(MARKDOWN_SECTIONS)}.")
     models = report["models"]
     actions = list(report["positives"])
     mae_actions = list(next(iter(models.values())).get("mae", {}))
+    parts = {
+        "summary": lambda: [
+            f"Test examples: {report['num_test_examples']}; positives: "
+            + ", ".join(f"{action} {count}" for action, count in report["positives"].items())
+            + f"; networks: mean ± std over {report['seeds']} seeds.",
+            *_settings_lines(report.get("settings")),
+        ],
+        "metrics": lambda: _metric_lines(models, actions, mae_actions),
+        "ranking": lambda: ranking_markdown_lines(models, actions),
+        "oracle": lambda: _oracle_lines(models, actions),
+        "bootstrap": lambda: _bootstrap_lines(report, actions),
+    }
+    blocks = [lines for lines in (parts[section]() for section in MARKDOWN_SECTIONS if section in sections) if lines]
+    return "\n\n".join("\n".join(lines).strip("\n") for lines in blocks) + "\n"
+
+
+def _metric_lines(models: dict[str, Any], actions: list[str], mae_actions: list[str]) -> list[str]:
     lines = [
-        f"Test examples: {report['num_test_examples']}; positives: "
-        + ", ".join(f"{action} {count}" for action, count in report["positives"].items())
-        + f"; networks: mean ± std over {report['seeds']} seeds.",
-        *_settings_lines(report.get("settings")),
-        "",
         "| model | " + " | ".join(f"AUC {a}" for a in actions) + " | mean AUC | "
         + " | ".join(f"MAE {a}" for a in mae_actions) + " |",
         "| --- " * (len(actions) + len(mae_actions) + 2) + "|",
     ]
-    for summary in models.values():
+    for name, summary in models.items():
         auc = summary.get("auc", {})
         mae = summary.get("mae", {})
         lines.append(
-            f"| {summary['label']} | "
+            f"| {model_label(name)} | "
             + " | ".join(_cell(auc.get(a)) for a in actions)
             + f" | {_cell(summary['mean_auc'])} | "
             + " | ".join(_cell(mae.get(a)) for a in mae_actions)
             + " |"
         )
-    lines += ranking_markdown_lines(models, actions)
     if mae_actions:  # evaluate / demo print seconds ("MAE s"): say which unit this table uses
         lines += ["", "MAE in normalised time units (standardised log1p seconds, docs/design.md); results.json also "
                   "holds it in seconds (mae_seconds)."]
+    return lines
+
+
+def _oracle_lines(models: dict[str, Any], actions: list[str]) -> list[str]:
     oracle = {name: s["oracle_auc"] for name, s in models.items() if "oracle_auc" in s}
-    if oracle:
-        first = next(iter(oracle.values()))
-        lines += ["", "Oracle (simulator ground truth) AUC: " + ", ".join(f"{a} {_cell(v)}" for a, v in first.items())]
-        lines += ["", "| model | " + " | ".join(f"share of oracle AUC above 0.5, {a}" for a in actions) + " |"]
-        lines += ["| --- " * (len(actions) + 1) + "|"]
-        for summary in models.values():
-            share = summary.get("auc_share_of_oracle", {})
-            lines.append(f"| {summary['label']} | " + " | ".join(_cell(share.get(a), 3) for a in actions) + " |")
-    if report.get("bootstrap"):
-        reference = report["bootstrap_reference"]
-        lines += [
-            "",
-            f"Paired bootstrap of the AUC difference {reference} minus each model (95 % interval, seed-averaged "
-            "predictions):",
-            "",
-            "| model | " + " | ".join(actions) + " |",
-            "| --- " * (len(actions) + 1) + "|",
-        ]
-        for name, rows in report["bootstrap"].items():
-            cells = []
-            for action in actions:
-                row = rows[action]
-                cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] {row['verdict']}")
-            lines.append(f"| {models[name]['label']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    if not oracle:
+        return []
+    first = next(iter(oracle.values()))
+    lines = ["Oracle (simulator ground truth) AUC: " + ", ".join(f"{a} {_cell(v)}" for a, v in first.items())]
+    lines += ["", "| model | " + " | ".join(f"share of oracle AUC above 0.5, {a}" for a in actions) + " |"]
+    lines += ["| --- " * (len(actions) + 1) + "|"]
+    for name, summary in models.items():
+        share = summary.get("auc_share_of_oracle", {})
+        lines.append(f"| {model_label(name)} | " + " | ".join(_cell(share.get(a), 3) for a in actions) + " |")
+    return lines
+
+
+def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
+    if not report.get("bootstrap"):
+        return []
+    reference = report["bootstrap_reference"]
+    lines = [
+        f"Paired bootstrap of the AUC difference {_short_label(reference)} minus each model (95 % interval, "
+        "seed-averaged predictions):",
+        "",
+        "| model | " + " | ".join(actions) + " |",
+        "| --- " * (len(actions) + 1) + "|",
+    ]
+    for name, rows in report["bootstrap"].items():
+        cells = []
+        for action in actions:
+            row = rows[action]
+            cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] "
+                         f"{verdict(row, reference, name)}")
+        lines.append(f"| {model_label(name)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_report(path: str | Path, sections: Sequence[str] = MARKDOWN_SECTIONS) -> str:
+    """The Markdown tables of a saved ``results.json`` (`a2gen report`): :func:`format_markdown` of the file."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
+    missing = [key for key in ("models", "positives", "num_test_examples", "seeds") if key not in report]
+    if missing:
+        raise ValueError(f"{path} is not a results.json of `a2gen compare`: it lacks {missing}.")
+    return format_markdown(report, sections)

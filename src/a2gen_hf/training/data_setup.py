@@ -1,22 +1,15 @@
 """
-From a data folder to a model: load what ``a2gen simulate`` / ``a2gen prepare`` wrote and derive the model
-configuration the data dictates (used by ``a2gen train``, ``a2gen compare`` and ``a2gen demo``).
+From a data folder to a model: derive the model configuration the data dictates and build the model (used by
+``a2gen train``, ``a2gen compare`` and ``a2gen demo``).
 
-A data folder holds the ``DatasetDict`` (``save_to_disk``: ``dataset_dict.json`` and one folder per split) or the
-simulator's Parquet shards (``{split}/part-NNNNN.parquet``), the fitted tokenizer (``tokenizer/``) and
-``a2gen_data.json`` (see ``docs/design.md``, "Examples on disk").
+The data folder itself (its layout, :func:`load_data_dir`) is owned by :mod:`a2gen_hf.data.folder`; its names are
+re-exported here for old imports.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
-import logging
-import os
-from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,17 +17,13 @@ import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedModel
 
-from ..configuration_a2gen import GENERATORS, A2GenConfig
+from ..configuration_a2gen import GENERATORS, A2GenConfig, ActionSequenceConfig
 from ..configuration_baselines import MMoEConfig, PLEConfig
-from ..data.simulator import load_parquet
+from ..data.folder import DATA_SUMMARY_FILE, TOKENIZER_FOLDER, load_data_dir, load_parquet  # noqa: F401  (old home)
 from ..features_a2gen import TargetPopularityFeatures
 from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
 from ..tokenization_a2gen import A2GenActionTokenizer
-
-logger = logging.getLogger(__name__)
-DATA_SUMMARY_FILE = "a2gen_data.json"
-TOKENIZER_FOLDER = "tokenizer"
 
 # The models `a2gen train --model` (and `a2gen compare`) can build: config class, model class, fixed config values.
 MODEL_CHOICES: dict[str, tuple[type[A2GenConfig], type[PreTrainedModel], dict[str, Any]]] = {
@@ -61,54 +50,6 @@ DATA_FIELDS = (
 )
 
 
-def load_data_dir(
-    path: str | os.PathLike, cache_dir: str | None = None
-) -> tuple[DatasetDict, A2GenActionTokenizer, dict[str, Any]]:
-    """
-    Load a data folder written by ``a2gen simulate`` (``save_to_disk`` or ``--parquet``) or ``a2gen prepare``.
-
-    Returns:
-        ``(dataset, tokenizer, metadata)``: the splits (``train`` and usually ``validation`` / ``test``), the
-        fitted :class:`A2GenActionTokenizer` of ``tokenizer/`` and the parsed ``a2gen_data.json``.
-
-    Raises:
-        FileNotFoundError: the folder, its tokenizer, its summary or its examples are missing.
-        ValueError: ``a2gen_data.json`` is not valid JSON, or there is no ``train`` split.
-    """
-    folder = Path(path)
-    layout_help = (
-        f"a data folder holds dataset_dict.json (or {{split}}/part-*.parquet), {TOKENIZER_FOLDER}/ and "
-        f"{DATA_SUMMARY_FILE}, as written by `a2gen simulate --output DIR` or `a2gen prepare --output DIR`"
-    )
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Data folder {folder} does not exist; {layout_help}.")
-    for required in (TOKENIZER_FOLDER, DATA_SUMMARY_FILE):
-        if not (folder / required).exists():
-            raise FileNotFoundError(f"{folder} has no {required}; {layout_help}.")
-    summary_path = folder / DATA_SUMMARY_FILE
-    try:
-        metadata = json.loads(summary_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{summary_path}, line {error.lineno}, column {error.colno}: {error.msg}") from None
-    if (folder / "dataset_dict.json").exists():
-        dataset = datasets.load_from_disk(str(folder))
-    elif any(folder.glob("*/part-*.parquet")):
-        dataset = load_parquet(folder, cache_dir=cache_dir)
-    else:
-        raise FileNotFoundError(f"{folder} holds no examples (no dataset_dict.json, no */part-*.parquet); {layout_help}.")
-    if not isinstance(dataset, DatasetDict) or "train" not in dataset:
-        found = list(dataset) if isinstance(dataset, DatasetDict) else "a single Dataset"
-        raise ValueError(f"{folder} must hold a DatasetDict with a 'train' split; found {found}.")
-    tokenizer = A2GenActionTokenizer.from_pretrained(str(folder / TOKENIZER_FOLDER))
-    if "distinct" not in metadata:
-        logger.info(
-            f"{folder} was written before the tables were sized from the data: the models get its tokenizer's "
-            f"{tokenizer.item_buckets} item / {tokenizer.user_buckets} user rows. Write it again with a2gen prepare / "
-            "a2gen simulate (no --*-buckets) for tables that follow the number of distinct ids."
-        )
-    return dataset, tokenizer, metadata
-
-
 def _longest(dataset: Dataset, column: str, nested: bool) -> int:
     """Longest list in ``column`` (of the inner lists when ``nested``), read from Arrow without Python rows."""
     longest = 0
@@ -130,12 +71,9 @@ def _splits(dataset) -> list:
     raise TypeError(f"dataset must be a Dataset, IterableDataset or a dict of them, not {type(dataset).__name__}.")
 
 
-def _accepted_fields(config_class: type[A2GenConfig]) -> set[str]:
-    fields = {"generator"}
-    for cls in config_class.__mro__:
-        if cls is A2GenConfig or (isinstance(cls, type) and issubclass(cls, A2GenConfig)):
-            fields |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
-    return fields
+def _accepted_fields(config_class: type[ActionSequenceConfig]) -> set[str]:
+    """The overrides ``config_class`` takes: its fields, its aliases and the fields it accepts and drops."""
+    return config_class.field_names() | set(config_class.aliases) | config_class.ignored_fields | {"generator"}
 
 
 def model_config_from_tokenizer(
@@ -187,8 +125,7 @@ def model_config_from_tokenizer(
         side_features = len(row["item_side_ids"])
     else:
         side_features = 0
-    defaults = inspect.signature(A2GenConfig.__init__).parameters
-    history_cap = defaults["max_history_items"].default
+    history_cap = A2GenConfig.field_default("max_history_items")
     max_actions = int(overrides.get("max_actions", tokenizer.max_actions))
     values: dict[str, Any] = {"max_actions": max_actions}
     scannable = [split for split in splits if isinstance(split, Dataset) and len(split)]

@@ -14,29 +14,23 @@ the same epoch as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
-import random
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets.distributed import split_dataset_by_node
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -45,181 +39,52 @@ from transformers import get_scheduler
 from ..data.collator import A2GenDataCollator
 from ..metrics import ORACLE_COLUMNS, evaluate_model
 from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
+from .checkpointing import (  # noqa: F401  (re-exported: their old home)
+    BEST_MODEL_FILE,
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_MANIFEST,
+    CHECKPOINT_MODEL_FILE,
+    CHECKPOINT_OPTIMIZER_FILE,
+    CHECKPOINT_PREFIX,
+    RESUME_FREE_SETTINGS,
+    RNG_STATE_PREFIX,
+    _check_finite_weights,
+    _load_best,
+    _Progress,
+    _resume,
+    _resume_key,
+    _save_best,
+    _save_checkpoint,
+    latest_checkpoint,
+)
 from .data_setup import create_model, load_data_dir
 from .optimization import SparseAdamW, clip_grad_norm_, set_sparse_embeddings, sparse_gradients_supported
+from .settings import (  # noqa: F401  (re-exported: their old home)
+    LR_SCHEDULES,
+    MIXED_PRECISIONS,
+    SELECTION_METRICS,
+    TRACKERS,
+    TRACKING_PROJECT,
+    TrainingResult,
+    TrainingSettings,
+    tracker_names,
+)
 
 # Fused AdamW for the dense gradients: one pass over each tensor (6-7x faster than the per-tensor loop on a CPU).
 OPTIMIZER_FUSED = True
 
 logger = logging.getLogger(__name__)
-CHECKPOINT_PREFIX = "checkpoint-"
-# Written last into a checkpoint: its presence and the files it lists make a checkpoint complete.
-CHECKPOINT_MANIFEST = "a2gen_checkpoint.json"
-BEST_MODEL_FILE = "best_model.safetensors"
 TRAINING_LOG_FILE = "training_log.json"
 MODEL_FOLDER = "model"
 EVAL_RESULTS_FILE = "eval_results.json"
-MIXED_PRECISIONS = ("no", "bf16", "fp16")
-# Accelerate's trackers (``report_to``); tensorboard, mlflow, aim, dvclive and trackio write local files (offline).
-TRACKERS = ("tensorboard", "wandb", "trackio", "aim", "comet_ml", "mlflow", "clearml", "dvclive", "swanlab")
-TRACKING_PROJECT = "a2gen"
-LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
-# What picks the best evaluation (and drives early stopping and the plateau schedule).
-SELECTION_METRICS = ("loss", "mean_auc")
-# The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated.
-# Every other setting (and the number of processes, the model and the data) is part of the resume key.
-RESUME_FREE_SETTINGS = (
-    "output_dir", "resume", "num_epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
-    "show_progress", "eval_batch_size", "cpu", "report_to",
-)  # fmt: skip
-# Checkpoint files (format 2: safetensors and JSON only; format 1, accelerate's save_state, held pickles).
-CHECKPOINT_FORMAT = 2
-CHECKPOINT_MODEL_FILE = "model.safetensors"
-CHECKPOINT_OPTIMIZER_FILE = "optimizer.safetensors"
-RNG_STATE_PREFIX = "rng_state_"
 
 
-@dataclass
-class TrainingSettings:
-    """
-    What to train for and how. Learning rates default to the paper's: 5e-4 for dense weights and 1e-4 for embedding
-    tables. ``batch_size`` is per process and per accumulation micro-step, so one optimizer step sees
-    ``batch_size * gradient_accumulation_steps * num_processes`` examples. ``max_grad_norm`` clips the global
-    gradient norm (``None``: no clipping; the norm is logged either way). ``checkpoint_every`` = 0 saves no
-    checkpoints; ``keep_checkpoints`` = 0 keeps them all. ``lr_schedule`` scales both learning rates over the run's
-    optimizer steps: ``constant`` (the paper), ``linear`` or ``cosine`` decay towards 0, after ``warmup_steps``
-    (or ``warmup_ratio`` of the steps) of linear warmup from 0 (transformers' schedules,
-    :func:`learning_rate_factor`; logged as ``lr_factor``). ``report_to``: Accelerate trackers to log the training
-    log to, comma-separated (:data:`TRACKERS`, ``all`` = every installed one, ``none``); they write under
-    ``output_dir/tracking``. ``sparse_embeddings``: the id tables give sparse
-    gradients for the run and :class:`~a2gen_hf.training.optimization.SparseAdamW` updates only the rows each batch
-    read (:func:`configure_embedding_updates`; dense where the process group cannot reduce sparse gradients).
-    ``plateau``: the learning rates are multiplied by ``plateau_factor`` after every validation evaluation that does
-    not improve on the best (so the decay follows the run, however many steps an epoch has), after any warmup.
-
-    Validation and selection (with an ``eval_dataset``): the model is evaluated after every epoch and, with
-    ``eval_every_steps`` = K, also every K optimizer steps within an epoch (so that a run on a large log is
-    checked more often than once per epoch). ``selection_metric`` says what "better" means: ``loss`` (the lowest
-    validation loss, the default) or ``mean_auc`` (the highest mean AUC over the ranked actions of
-    ``predict_actions``, what the results tables report). With ``select_best_epoch`` the weights of the best
-    evaluation are returned. ``early_stopping_patience`` = P stops the run after P evaluations in a row without
-    improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum).
-    """
-
-    output_dir: str
-    num_epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 256
-    eval_batch_size: int = 1024
-    dense_learning_rate: float = 5e-4
-    embedding_learning_rate: float = 1e-4
-    weight_decay: float = 0.0
-    embedding_weight_decay: float = 0.0
-    max_grad_norm: float | None = None
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
-    resume: bool = False
-    seed: int = 0
-    log_every: int = 20
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
-    report_to: str = "none"
-    select_best_epoch: bool = True
-    selection_metric: str = "loss"
-    early_stopping_patience: int | None = None
-    eval_every_steps: int | None = None
-    plateau_factor: float = 0.5
-    shuffle_buffer_size: int = 10_000
-    cpu: bool = False
-    show_progress: bool = True
-    sparse_embeddings: bool = True
-
-    def __post_init__(self):
-        if self.mixed_precision not in MIXED_PRECISIONS:
-            raise ValueError(f"mixed_precision={self.mixed_precision!r}; use one of {list(MIXED_PRECISIONS)}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={self.lr_schedule!r}; use one of {list(LR_SCHEDULES)}.")
-        if self.selection_metric not in SELECTION_METRICS:
-            raise ValueError(f"selection_metric={self.selection_metric!r}; use one of {list(SELECTION_METRICS)}.")
-        for name in ("early_stopping_patience", "eval_every_steps"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
-        if not 0.0 < self.plateau_factor < 1.0:
-            raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
-        for name in ("checkpoint_every", "keep_checkpoints"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 = {'never' if name[0] == 'c' else 'all'}).")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None: train for num_epochs).")
-        if self.max_steps is None and self.num_epochs < 1:
-            raise ValueError(f"num_epochs={self.num_epochs}: set num_epochs >= 1 or max_steps.")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None: no clipping).")
-        if self.warmup_steps < 0 or not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(
-                f"warmup_steps={self.warmup_steps} must be >= 0 and warmup_ratio={self.warmup_ratio} in [0, 1)."
-            )
-        unknown = [name for name in tracker_names(self.report_to) if name not in (*TRACKERS, "all")]
-        if unknown:
-            raise ValueError(f"report_to={self.report_to!r}: unknown {unknown}; use 'none', 'all' or of {list(TRACKERS)}.")
-
-    def warmup_for(self, total_steps: int) -> int:
-        """Warmup steps of a run of ``total_steps``: ``warmup_steps``, else ``ceil(warmup_ratio * total_steps)``."""
-        return self.warmup_steps or math.ceil(self.warmup_ratio * total_steps)
 
 
-def tracker_names(report_to: str | None) -> list[str]:
-    """``"tensorboard,mlflow"`` -> ``["tensorboard", "mlflow"]``; ``"none"``, ``""`` and None -> ``[]``."""
-    names = [name.strip() for name in (report_to or "").split(",") if name.strip()]
-    return [] if names == ["none"] else names
 
 
-@dataclass
-class TrainingResult:
-    """What a run produced: the trained model (best epoch if selected), its log and where things were saved."""
-
-    model: nn.Module
-    global_step: int
-    log_history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int | None = None
-    output_dir: str | None = None
-    best_step: int | None = None
-    stopped_early: bool = False
 
 
-class _Progress:
-    """Step counters saved with every checkpoint, so a resumed run continues at the same batch."""
-
-    def __init__(self):
-        self.global_step = 0
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.best_validation_loss = math.inf
-        self.best_epoch = -1
-        # Selection: the best evaluation's score (higher is better: minus the loss, or the mean AUC) and step,
-        # evaluations since it, the plateau schedule's learning-rate scale, and whether early stopping fired.
-        self.best_score = -math.inf
-        self.best_step = -1
-        self.evaluations_without_improvement = 0
-        self.lr_scale = 1.0
-        self.stopped_early = False
-        self.last_evaluated_step = -1
-        self.log_history: list[dict[str, Any]] = []
-        # Sum and count of the micro-batch losses since the last log entry (this process's).
-        self.running_loss = 0.0
-        self.running_count = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
 
 
 def embedding_and_dense_groups(
@@ -343,332 +208,42 @@ def _start_tracking(accelerator: Accelerator, settings: TrainingSettings) -> boo
     return True
 
 
-def _checkpoint_step(path: Path) -> int | None:
-    suffix = path.name[len(CHECKPOINT_PREFIX) :]
-    return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
-def _listed_size(entry: Any) -> int | None:
-    """A manifest's file entry: ``{"bytes": n, "sha256": hex}`` (or a bare size, written by older versions)."""
-    size = entry.get("bytes") if isinstance(entry, dict) else entry
-    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
-def _read_manifest(checkpoint: Path) -> dict[str, Any] | None:
-    """The checkpoint's manifest if the checkpoint is complete (every listed file present, at its size), else None.
-
-    Sizes only: cheap enough to scan every checkpoint. The SHA-256 digests are checked before resuming
-    (:func:`_verify_checkpoint`)."""
-    try:
-        manifest = json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
-        files = manifest["files"]
-        entries = list(files.items())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    for name, entry in entries:
-        path = checkpoint / name
-        size = _listed_size(entry)
-        if size is None or not _is_plain_name(name) or not path.is_file() or path.stat().st_size != size:
-            return None
-    return manifest
 
 
-def _is_plain_name(name: str) -> bool:
-    """A file name inside the checkpoint folder itself: no separator, not ``..``, not absolute."""
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
-def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """
-    The newest complete ``checkpoint-N`` folder of ``output_dir``, or None. Half-written checkpoints are never
-    returned: they are written as ``.tmp-checkpoint-N`` and renamed when done, and a ``checkpoint-N`` whose
-    manifest is missing or lists a missing or truncated file (a partial copy) is skipped.
-    """
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    complete = [
-        (step, path)
-        for path in folder.iterdir()
-        if path.is_dir() and (step := _checkpoint_step(path)) is not None and _read_manifest(path) is not None
-    ]
-    return max(complete, default=(None, None))[1]
 
 
-def _data_key(dataset) -> dict[str, Any]:
-    """What identifies the training data: rows and content fingerprint (map-style), features and shards (streaming).
-
-    ``datasets`` derives a map-style dataset's fingerprint from its content (in memory) or keeps the one saved with
-    it (``save_to_disk`` / ``load_from_disk``), so the same data gives the same key in every run."""
-    if isinstance(dataset, datasets.Dataset):
-        return {"rows": len(dataset), "fingerprint": dataset._fingerprint}
-    features = getattr(dataset, "features", None)
-    return {
-        "kind": type(dataset).__name__,
-        "num_shards": getattr(dataset, "num_shards", None),
-        "columns": sorted(features) if features is not None else None,
-    }
 
 
-def _model_key(model: nn.Module) -> dict[str, Any]:
-    """The model's class and its config (without the fields that do not change the network)."""
-    config = getattr(model, "config", None)
-    values = config.to_dict() if config is not None else {}
-    for volatile in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"):
-        values.pop(volatile, None)
-    return {"class": type(model).__name__, "config": json.loads(json.dumps(values, default=str))}
 
 
-def _resume_key(
-    settings: TrainingSettings, accelerator: Accelerator, model: nn.Module | None = None, train_dataset=None
-) -> dict[str, Any]:
-    """Everything a resumed run must share with the run that wrote the checkpoint: the settings that decide the data
-    order and the optimizer's steps (all of :class:`TrainingSettings` but :data:`RESUME_FREE_SETTINGS`), the number
-    of processes, the model (class and config) and the training data (:func:`_data_key`)."""
-    values = {key: value for key, value in asdict(settings).items() if key not in RESUME_FREE_SETTINGS}
-    key: dict[str, Any] = {"settings": {**values, "num_processes": accelerator.num_processes}}
-    if model is not None:
-        key["model"] = _model_key(accelerator.unwrap_model(model))
-    if train_dataset is not None:
-        key["data"] = _data_key(train_dataset)
-    return json.loads(json.dumps(key))  # the form it has once read back from the manifest
 
 
-def _key_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"settings.seed: checkpoint 0, now 1"`` for each value that differs (config fields listed one by one)."""
-    differences = []
-
-    def compare(prefix: str, old: Any, new: Any) -> None:
-        if isinstance(old, dict) and isinstance(new, dict):
-            for name in sorted(set(old) | set(new), key=str):
-                compare(f"{prefix}.{name}" if prefix else str(name), old.get(name, "<absent>"), new.get(name, "<absent>"))
-        elif old != new:
-            differences.append(f"{prefix}: checkpoint {old!r}, now {new!r}")
-
-    compare("", saved, current)
-    return differences
 
 
-def _check_finite_weights(model: nn.Module, when: str) -> None:
-    """Raise ``FloatingPointError`` naming the parameters that hold NaN or inf (never save or return such a model)."""
-    bad = [name for name, value in model.named_parameters() if not torch.isfinite(value).all()]
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise FloatingPointError(
-            f"The weights became NaN or inf {when} ({shown}); the run stops so that no such model is saved. Lower "
-            "the learning rate, set --max-grad-norm, or resume from an earlier checkpoint."
-        )
 
 
-def _rng_file(process_index: int) -> str:
-    return f"{RNG_STATE_PREFIX}{process_index}.safetensors"
 
 
-def _save_rng_states(path: Path) -> None:
-    """This process's Python, NumPy, torch (and CUDA) RNG states as safetensors (numbers only, no pickle)."""
-    version, internal, gauss = random.getstate()
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    tensors = {
-        "torch": torch.get_rng_state(),
-        "python": torch.tensor(internal, dtype=torch.int64),
-        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-    }
-    if torch.cuda.is_available():
-        tensors.update({f"cuda.{index}": state for index, state in enumerate(torch.cuda.get_rng_state_all())})
-    metadata = {
-        "python": json.dumps([version, gauss]),
-        "numpy": json.dumps([kind, int(position), int(has_gauss), float(cached)]),
-    }
-    save_file(tensors, str(path), metadata=metadata)
 
 
-def _load_rng_states(path: Path) -> None:
-    with safe_open(str(path), framework="pt") as file:
-        metadata = file.metadata() or {}
-        tensors = {name: file.get_tensor(name) for name in file.keys()}
-    try:
-        version, gauss = json.loads(metadata["python"])
-        kind, position, has_gauss, cached = json.loads(metadata["numpy"])
-        random.setstate((version, tuple(int(value) for value in tensors["python"].tolist()), gauss))
-        np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
-        torch.set_rng_state(tensors["torch"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as error:
-        raise ValueError(f"{path}: not a valid RNG state file ({error}); resume from another checkpoint.") from None
-    cuda = sorted((name for name in tensors if name.startswith("cuda.")), key=lambda name: int(name.split(".")[1]))
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([tensors[name] for name in cuda][: torch.cuda.device_count()])
 
 
-def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """An optimizer's state as flat tensors (``"<param>.<name>"``) and JSON (its parameter groups, scalar states)."""
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
-            else:
-                scalars[f"{index}.{name}"] = value
-    groups = [{name: list(value) if isinstance(value, tuple) else value for name, value in group.items()}
-              for group in state["param_groups"]]  # fmt: skip
-    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def _optimizer_state(tensors: dict[str, torch.Tensor], described: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in [*tensors.items(), *described["scalars"].items()]:
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    groups = [{name: tuple(value) if name == "betas" else value for name, value in group.items()}
-              for group in described["param_groups"]]  # fmt: skip
-    return {"state": state, "param_groups": groups}
 
 
-def _save_checkpoint(
-    accelerator: Accelerator,
-    output_dir: Path,
-    step: int,
-    settings: TrainingSettings,
-    model: nn.Module | None = None,
-    optimizer=None,
-    progress: _Progress | None = None,
-    resume_key: dict[str, Any] | None = None,
-) -> None:
-    """
-    Write ``checkpoint-<step>``: ``model.safetensors``, ``optimizer.safetensors``, one ``rng_state_<process>.safetensors``
-    per process and the ``a2gen_checkpoint.json`` manifest (step counters, the log, optimizer groups, loss scaler,
-    resume key, and the size and SHA-256 of every file). No file is a pickle. Written as ``.tmp-checkpoint-<step>``
-    and renamed when complete.
-    """
-    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
-    temporary = output_dir / f".tmp-{CHECKPOINT_PREFIX}{step}"
-    module = accelerator.unwrap_model(model)
-    _check_finite_weights(module, f"at step {step}")
-    if accelerator.is_main_process:
-        for stale in (temporary, final):
-            if stale.exists():
-                shutil.rmtree(stale)
-        temporary.mkdir()
-    accelerator.wait_for_everyone()
-    _save_rng_states(temporary / _rng_file(accelerator.process_index))
-    if accelerator.is_main_process:
-        save_model(module, str(temporary / CHECKPOINT_MODEL_FILE))
-        tensors, described = _optimizer_tensors(optimizer)
-        save_file(tensors, str(temporary / CHECKPOINT_OPTIMIZER_FILE))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
-        files = {
-            path.name: {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
-            for path in sorted(temporary.iterdir())
-            if path.is_file()
-        }
-        manifest = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "progress": progress.state_dict(),
-            "optimizer": described,
-            "scaler": scaler,
-            "resume_key": resume_key if resume_key is not None else _resume_key(settings, accelerator),
-            "files": files,
-        }
-        write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
-        os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
-        if settings.keep_checkpoints:
-            older = sorted(
-                (path for path in output_dir.iterdir() if _checkpoint_step(path) is not None and _read_manifest(path)),
-                key=_checkpoint_step,
-            )
-            for stale in older[: -settings.keep_checkpoints]:
-                shutil.rmtree(stale, ignore_errors=True)
-    accelerator.wait_for_everyone()
 
 
-def _verify_checkpoint(checkpoint: Path, manifest: dict[str, Any]) -> None:
-    """Refuse a checkpoint an older version wrote (it holds pickles) or whose files changed after it was written."""
-    if manifest.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{checkpoint} was written by an older a2gen_hf (its state is pickled, which this version never loads); "
-            "start a new output folder, or resume it with the version that wrote it."
-        )
-    for name, entry in manifest["files"].items():
-        expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if not isinstance(expected, str) or _file_digest(checkpoint / name) != expected:
-            raise ValueError(
-                f"{checkpoint / name} does not match the SHA-256 recorded in {checkpoint / CHECKPOINT_MANIFEST}: the "
-                "file was changed or damaged after the checkpoint was written. Delete this checkpoint to resume from "
-                "an earlier one, or start a new output folder."
-            )
-    missing = [name for name in (CHECKPOINT_MODEL_FILE, CHECKPOINT_OPTIMIZER_FILE) if name not in manifest["files"]]
-    if missing:
-        raise ValueError(f"{checkpoint}: the manifest lists no {missing}; the checkpoint is incomplete.")
 
 
-def _resume(
-    accelerator: Accelerator,
-    output_dir: Path,
-    settings: TrainingSettings,
-    model: nn.Module | None = None,
-    optimizer=None,
-    progress: _Progress | None = None,
-    resume_key: dict[str, Any] | None = None,
-) -> Path | None:
-    """
-    Load the latest complete checkpoint (when resuming) after checking that it was made with the same settings,
-    model and data (:func:`_resume_key`) and that every file still has the SHA-256 its manifest records. Only
-    safetensors and JSON are read; nothing is unpickled.
-    """
-    existing = latest_checkpoint(output_dir)
-    if not settings.resume:
-        if existing is not None:
-            raise ValueError(
-                f"{output_dir} already holds {existing.name} from an earlier run: pass --resume (resume=True) to "
-                "continue it, or choose an empty output folder."
-            )
-        return None
-    if existing is None:
-        if accelerator.is_main_process:
-            logger.info(f"No complete checkpoint in {output_dir}: starting from step 0.")
-        return None
-    manifest = _read_manifest(existing)
-    _verify_checkpoint(existing, manifest)
-    current = resume_key if resume_key is not None else _resume_key(settings, accelerator)
-    saved = manifest.get("resume_key") or {}
-    different = _key_differences({name: saved.get(name) for name in current}, current)
-    if different:
-        shown = "; ".join(different[:10]) + (f"; and {len(different) - 10} more" if len(different) > 10 else "")
-        raise ValueError(
-            f"{existing} was written by a run with other settings, model or data ({shown}). Resume with the same "
-            "ones (only --epochs / --max-steps and logging, checkpointing and evaluation options may change), or "
-            "start a new output folder."
-        )
-    rng_file = existing / _rng_file(accelerator.process_index)
-    if _rng_file(accelerator.process_index) not in manifest["files"]:
-        raise ValueError(f"{rng_file} is not in the checkpoint; it was written by another number of processes.")
-    module = accelerator.unwrap_model(model)
-    try:
-        load_model(module, str(existing / CHECKPOINT_MODEL_FILE), strict=True, device=str(accelerator.device))
-        with safe_open(str(existing / CHECKPOINT_OPTIMIZER_FILE), framework="pt") as file:
-            tensors = {name: file.get_tensor(name) for name in file.keys()}
-        optimizer.load_state_dict(_optimizer_state(tensors, manifest["optimizer"]))
-    except (RuntimeError, ValueError, KeyError, TypeError, SafetensorError) as error:
-        raise ValueError(f"{existing}: the checkpoint does not fit this model and optimizer ({error}).") from None
-    if manifest.get("scaler") is not None and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(manifest["scaler"])
-    _check_finite_weights(module, f"in {existing / CHECKPOINT_MODEL_FILE}")
-    if any(not torch.isfinite(value).all() for value in tensors.values() if value.is_floating_point()):
-        raise FloatingPointError(f"{existing / CHECKPOINT_OPTIMIZER_FILE} holds NaN or inf; resume from another checkpoint.")
-    _load_rng_states(rng_file)
-    progress.load_state_dict(manifest["progress"])
-    return existing
 
 
 def _chunks(rows, size: int) -> Iterator[list]:
@@ -825,27 +400,8 @@ def validation_mean_auc(
     return {"mean_auc": float(sum(auc.values()) / len(auc)), "auc": auc}
 
 
-def _save_best(accelerator: Accelerator, model: nn.Module, output_dir: Path, epoch: int, step: int, score: float) -> None:
-    if accelerator.is_main_process:
-        temporary = output_dir / f".tmp-{BEST_MODEL_FILE}"
-        metadata = {"epoch": str(epoch), "step": str(step), "score": repr(score)}
-        save_model(accelerator.unwrap_model(model), str(temporary), metadata=metadata)
-        os.replace(temporary, output_dir / BEST_MODEL_FILE)
-    accelerator.wait_for_everyone()
 
 
-def _load_best(model: nn.Module, output_dir: Path, step: int) -> None:
-    path = output_dir / BEST_MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the weights of the best evaluation (step {step}) were saved there.")
-    with safe_open(str(path), framework="pt") as file:
-        saved_step = (file.metadata() or {}).get("step")
-    if saved_step != str(step):
-        raise RuntimeError(
-            f"{path} holds step {saved_step} but the run's best evaluation was at step {step}; the output folder was "
-            "changed by another run. Train again in an empty folder."
-        )
-    load_model(model, str(path), device=str(next(model.parameters()).device))
 
 
 def train(
@@ -886,7 +442,11 @@ def _train(
     after every epoch (streaming: at the end) and every ``settings.eval_every_steps`` steps, by the validation loss
     and, with ``selection_metric="mean_auc"``, the validation mean AUC; with ``settings.select_best_epoch`` the
     weights of the best evaluation are returned (the networks here overfit id embeddings after one or two epochs),
-    and ``early_stopping_patience`` ends the run after that many evaluations without improvement. Writes checkpoints and ``training_log.json`` to ``settings.output_dir``.
+    and ``early_stopping_patience`` ends the run after that many evaluations without improvement. Writes
+    checkpoints and ``training_log.json`` to ``settings.output_dir``.
+
+    The steps: :func:`_check_run` (the inputs fit together), :class:`_TrainingRun` (optimizer, resume, schedule),
+    :meth:`_TrainingRun.train_on_stream` or :meth:`_TrainingRun.train_epochs`, then :meth:`_TrainingRun.finish`.
 
     Raises:
         FloatingPointError: the loss became NaN or inf; the message names the step and the batch.
@@ -895,8 +455,23 @@ def _train(
             :func:`_resume_key`); a streaming input without ``max_steps``; an ``accelerator`` whose
             gradient accumulation or mixed precision differs from ``settings``.
     """
-    output_dir = Path(settings.output_dir)
     accelerator = accelerator or make_accelerator(settings)
+    _check_accelerator(accelerator, settings)
+    set_seed(settings.seed)
+    _check_run(train_dataset, settings, eval_dataset)
+    if accelerator.is_main_process:
+        Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    run = _TrainingRun(model, train_dataset, collator, settings, eval_dataset, accelerator)
+    if run.streaming:
+        run.train_on_stream()
+    else:
+        run.train_epochs()
+    return run.finish()
+
+
+def _check_accelerator(accelerator: Accelerator, settings: TrainingSettings) -> None:
+    """The accelerator accumulates gradients and casts as ``settings`` say (:func:`make_accelerator` builds one)."""
     built = {
         "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
         "mixed_precision": accelerator.mixed_precision,
@@ -908,63 +483,188 @@ def _train(
             f"The accelerator was built with {differing} but the settings say {wanted}; build it with "
             "make_accelerator(settings)."
         )
-    set_seed(settings.seed)
-    streaming = isinstance(train_dataset, datasets.IterableDataset)
-    if streaming and settings.max_steps is None:
+
+
+def _check_run(train_dataset, settings: TrainingSettings, eval_dataset) -> None:
+    """A streaming input needs ``max_steps``; early stopping and the plateau schedule need an ``eval_dataset``."""
+    if isinstance(train_dataset, datasets.IterableDataset) and settings.max_steps is None:
         raise ValueError("A streaming (IterableDataset) input has no length: set max_steps.")
     if eval_dataset is None and (settings.early_stopping_patience is not None or settings.lr_schedule == "plateau"):
         raise ValueError(
             "early_stopping_patience and lr_schedule='plateau' follow the validation evaluations, but no "
             "eval_dataset was given: pass the validation split, or turn them off."
         )
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
 
-    previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
-    optimizer = create_optimizer(model, settings)
-    base_learning_rates = [group["lr"] for group in optimizer.param_groups]
-    model, optimizer = accelerator.prepare(model, optimizer)
-    progress = _Progress()
-    resume_key = _resume_key(settings, accelerator, model, train_dataset)
-    checkpoint = _resume(accelerator, output_dir, settings, model, optimizer, progress, resume_key)
-    if checkpoint is not None:
-        if accelerator.is_main_process:
-            logger.info(f"Resumed from {checkpoint} (step {progress.global_step}).")
-    tracking = _start_tracking(accelerator, settings)
 
-    accumulation = settings.gradient_accumulation_steps
-    if streaming:
-        total_steps, steps_per_epoch = settings.max_steps, None
-    else:
-        steps_per_epoch = math.ceil(len(_epoch_loader(train_dataset, collator, settings, 0, accelerator)) / accumulation)
-        total_steps = settings.max_steps or steps_per_epoch * settings.num_epochs
-    warmup_steps = settings.warmup_for(total_steps)
-    select_best = settings.select_best_epoch and eval_dataset is not None
-    bar = tqdm(
-        total=total_steps,
-        initial=progress.global_step,
-        desc="training",
-        disable=not (settings.show_progress and accelerator.is_local_main_process),
-    )
-    running_loss = torch.tensor(progress.running_loss, device=accelerator.device)
+class _TrainingRun:
+    """One run of :func:`train`: the prepared model and optimizer, the step counters (:class:`_Progress`, resumed
+    from the latest checkpoint when asked), the schedule's length, the progress bar and the tracking.
 
-    def evaluate() -> None:
+    Its steps, in the order :func:`_train` calls them: ``__init__`` (optimizer, resume, schedule), then
+    :meth:`train_on_stream` or :meth:`train_epochs` (each micro-batch through :meth:`step`, each evaluation through
+    :meth:`evaluate`), then :meth:`finish` (best weights, ``training_log.json``, the result)."""
+
+    def __init__(self, model, train_dataset, collator, settings: TrainingSettings, eval_dataset, accelerator):
+        self.train_dataset, self.collator, self.settings = train_dataset, collator, settings
+        self.eval_dataset, self.accelerator = eval_dataset, accelerator
+        self.output_dir = Path(settings.output_dir)
+        self.streaming = isinstance(train_dataset, datasets.IterableDataset)
+        self.previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
+        optimizer = create_optimizer(model, settings)
+        self.base_learning_rates = [group["lr"] for group in optimizer.param_groups]
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.progress = _Progress()
+        self.resume_key = _resume_key(settings, accelerator, self.model, train_dataset)
+        checkpoint = _resume(
+            accelerator, self.output_dir, settings, self.model, self.optimizer, self.progress, self.resume_key
+        )
+        if checkpoint is not None and accelerator.is_main_process:
+            logger.info(f"Resumed from {checkpoint} (step {self.progress.global_step}).")
+        self.tracking = _start_tracking(accelerator, settings)
+        self.accumulation = settings.gradient_accumulation_steps
+        if self.streaming:
+            self.total_steps, self.steps_per_epoch = settings.max_steps, None
+        else:
+            loader = _epoch_loader(train_dataset, collator, settings, 0, accelerator)
+            self.steps_per_epoch = math.ceil(len(loader) / self.accumulation)
+            self.total_steps = settings.max_steps or self.steps_per_epoch * settings.num_epochs
+        self.warmup_steps = settings.warmup_for(self.total_steps)
+        self.select_best = settings.select_best_epoch and eval_dataset is not None
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=self.progress.global_step,
+            desc="training",
+            disable=not (settings.show_progress and accelerator.is_local_main_process),
+        )
+        self.running_loss = torch.tensor(self.progress.running_loss, device=accelerator.device)
+
+    def _done(self) -> bool:
+        return self.progress.global_step >= self.total_steps or self.progress.stopped_early
+
+    def train_on_stream(self) -> None:
+        """A streaming input: this process's shard, replayed past what a resumed run consumed, until ``max_steps``."""
+        progress = self.progress
+        self.model.train()
+        if progress.global_step < self.total_steps:
+            skip = progress.global_step * self.accumulation
+            stream = _stream_batches(self.train_dataset, self.collator, self.settings, self.accelerator, skip=skip)
+            for batch_index, (pass_index, batch) in enumerate(stream):
+                progress.epoch = pass_index
+                if self.step(batch, batch_index) and self._done():
+                    break
+        if self.eval_dataset is not None and not progress.stopped_early:
+            self.end_of_pass()
+
+    def train_epochs(self) -> None:
+        """Map-style data: epoch after epoch (a resumed epoch skips the batches it consumed), each one evaluated.
+
+        A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
+        """
+        progress = self.progress
+        self.model.train()
+        while not progress.stopped_early and (progress.global_step < self.total_steps or progress.step_in_epoch > 0):
+            if progress.global_step < self.total_steps:
+                loader = _epoch_loader(self.train_dataset, self.collator, self.settings, progress.epoch, self.accelerator)
+                skip = progress.step_in_epoch * self.accumulation
+                batches = self.accelerator.skip_first_batches(loader, skip) if skip else loader
+                for batch_index, batch in enumerate(batches, start=skip):
+                    if self.step(batch, batch_index) and self._done():
+                        break
+            if progress.stopped_early:  # stopped by an evaluation within the epoch
+                break
+            self.end_of_pass()
+
+    def end_of_pass(self) -> None:
+        """The end of an epoch (or of the stream): evaluate unless this step just was, and count the epoch."""
+        if self.eval_dataset is not None and self.progress.last_evaluated_step != self.progress.global_step:
+            self.evaluate()
+        self.progress.epoch += 1
+        self.progress.step_in_epoch = 0
+
+    def _learning_rate_factor(self) -> float:
+        """Set the optimizer's learning rates for the next step (schedule, warmup, plateau scale); return the factor."""
+        factor = learning_rate_factor(
+            self.settings.lr_schedule, self.progress.global_step, self.total_steps, self.warmup_steps
+        )
+        factor *= self.progress.lr_scale
+        for group, base in zip(self.optimizer.param_groups, self.base_learning_rates):
+            group["lr"] = base * factor
+        return factor
+
+    def step(self, batch: dict[str, torch.Tensor], batch_index: int) -> bool:
+        """One micro-batch; True when it completed an optimizer step (then evaluated, logged, checkpointed as due)."""
+        settings, progress, accelerator = self.settings, self.progress, self.accelerator
+        logging_step = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == self.total_steps
+        factor = self._learning_rate_factor()
+        with accelerator.accumulate(self.model):
+            loss = self.model(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
+                    f"{progress.epoch}; check that batch's inputs or lower the learning rate."
+                )
+            accelerator.backward(loss)
+            grad_norm = None
+            if accelerator.sync_gradients and (logging_step or settings.max_grad_norm is not None):
+                grad_norm = clip_grad_norm_(self.model.parameters(), settings.max_grad_norm or math.inf, accelerator)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        self.running_loss += loss.detach().float()
+        progress.running_count += 1
+        if not accelerator.sync_gradients:
+            return False
+        progress.global_step += 1
+        progress.step_in_epoch += 1
+        self.bar.update(1)
+        last_of_epoch = not self.streaming and progress.step_in_epoch == self.steps_per_epoch
+        if (
+            self.eval_dataset is not None
+            and settings.eval_every_steps
+            and progress.global_step % settings.eval_every_steps == 0
+            and not last_of_epoch  # the end of the epoch evaluates anyway
+        ):
+            self.evaluate()
+        if logging_step:
+            self._log_training(factor, grad_norm)
+        if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
+            progress.running_loss = self.running_loss.item()
+            _save_checkpoint(
+                accelerator, self.output_dir, progress.global_step, settings, self.model, self.optimizer, progress,
+                self.resume_key,
+            )  # fmt: skip
+        return True
+
+    def _log_training(self, factor: float, grad_norm) -> None:
+        """Append the mean loss since the last entry (over every process), the learning-rate factor and the norm."""
+        progress = self.progress
+        mean_loss = self.accelerator.reduce(self.running_loss / progress.running_count, reduction="mean").item()
+        entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss, "lr_factor": factor}
+        if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
+            entry["grad_norm"] = float(grad_norm)
+        progress.log_history.append(entry)
+        if self.tracking:
+            self.accelerator.log({key: value for key, value in entry.items() if key != "step"}, step=progress.global_step)
+        self.bar.set_postfix(loss=f"{mean_loss:.4f}")
+        self.running_loss.zero_()
+        progress.running_count = 0
+
+    def evaluate(self) -> None:
         """Validation loss (and mean AUC), best-evaluation bookkeeping, the plateau schedule and early stopping."""
+        settings, progress, accelerator = self.settings, self.progress, self.accelerator
         progress.last_evaluated_step = progress.global_step
         entry: dict[str, Any] = {"step": progress.global_step, "epoch": progress.epoch}
-        entry["validation_loss"] = validation_loss(model, eval_dataset, collator, settings, accelerator)
+        entry["validation_loss"] = validation_loss(self.model, self.eval_dataset, self.collator, settings, accelerator)
         score = -entry["validation_loss"]
         if settings.selection_metric == "mean_auc":
-            auc = validation_mean_auc(model, eval_dataset, collator, settings, accelerator)
+            auc = validation_mean_auc(self.model, self.eval_dataset, self.collator, settings, accelerator)
             entry["validation_mean_auc"], entry["validation_auc"] = auc["mean_auc"], auc["auc"]
             score = auc["mean_auc"]
         progress.best_validation_loss = min(progress.best_validation_loss, entry["validation_loss"])
         if score > progress.best_score:
             progress.best_score, progress.best_epoch, progress.best_step = score, progress.epoch, progress.global_step
             progress.evaluations_without_improvement = 0
-            if select_best:
-                _save_best(accelerator, model, output_dir, progress.epoch, progress.global_step, score)
+            if self.select_best:
+                _save_best(accelerator, self.model, self.output_dir, progress.epoch, progress.global_step, score)
         else:
             progress.evaluations_without_improvement += 1
             if settings.lr_schedule == "plateau":
@@ -975,130 +675,42 @@ def _train(
                 entry["early_stop"] = True
         entry["lr_scale"] = progress.lr_scale
         progress.log_history.append(entry)
-        if tracking:
+        if self.tracking:
             scalars = {key: value for key, value in entry.items() if isinstance(value, (int, float)) and key != "step"}
             accelerator.log(scalars, step=progress.global_step)
 
-    def end_of_pass() -> None:
-        if eval_dataset is not None and progress.last_evaluated_step != progress.global_step:
-            evaluate()
-        progress.epoch += 1
-        progress.step_in_epoch = 0
-
-    def one_step(batch: dict[str, torch.Tensor], batch_index: int) -> bool:
-        """One micro-batch; True when it completed an optimizer step."""
-        nonlocal running_loss
-        logging = (progress.global_step + 1) % settings.log_every == 0 or progress.global_step + 1 == total_steps
-        factor = learning_rate_factor(settings.lr_schedule, progress.global_step, total_steps, warmup_steps)
-        factor *= progress.lr_scale
-        for group, base in zip(optimizer.param_groups, base_learning_rates):
-            group["lr"] = base * factor
-        with accelerator.accumulate(model):
-            loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
-                    f"{progress.epoch}; check that batch's inputs or lower the learning rate."
-                )
-            accelerator.backward(loss)
-            grad_norm = None
-            if accelerator.sync_gradients and (logging or settings.max_grad_norm is not None):
-                grad_norm = clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf, accelerator)
-            optimizer.step()
-            optimizer.zero_grad()
-        running_loss += loss.detach().float()
-        progress.running_count += 1
-        if not accelerator.sync_gradients:
-            return False
-        progress.global_step += 1
-        progress.step_in_epoch += 1
-        bar.update(1)
-        last_of_epoch = not streaming and progress.step_in_epoch == steps_per_epoch
-        if (
-            eval_dataset is not None
-            and settings.eval_every_steps
-            and progress.global_step % settings.eval_every_steps == 0
-            and not last_of_epoch  # the end of the epoch evaluates anyway
-        ):
-            evaluate()
-        if logging:
-            mean_loss = accelerator.reduce(running_loss / progress.running_count, reduction="mean").item()
-            entry = {"step": progress.global_step, "epoch": progress.epoch, "loss": mean_loss, "lr_factor": factor}
-            if grad_norm is not None:  # DeepSpeed clips inside its engine and reports no norm here
-                entry["grad_norm"] = float(grad_norm)
-            progress.log_history.append(entry)
-            if tracking:
-                accelerator.log({key: value for key, value in entry.items() if key != "step"}, step=progress.global_step)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            running_loss.zero_()
-            progress.running_count = 0
-        if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
-            progress.running_loss = running_loss.item()
-            _save_checkpoint(accelerator, output_dir, progress.global_step, settings, model, optimizer, progress, resume_key)
-        return True
-
-    model.train()
-    if streaming:
-        if progress.global_step < total_steps:
-            stream = _stream_batches(
-                train_dataset, collator, settings, accelerator, skip=progress.global_step * accumulation
-            )
-            for batch_index, (pass_index, batch) in enumerate(stream):
-                progress.epoch = pass_index
-                if one_step(batch, batch_index) and (progress.global_step >= total_steps or progress.stopped_early):
-                    break
-        if eval_dataset is not None and not progress.stopped_early:
-            end_of_pass()
-    # A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
-    while (
-        not streaming
-        and not progress.stopped_early
-        and (progress.global_step < total_steps or progress.step_in_epoch > 0)
-    ):
-        if progress.global_step < total_steps:
-            loader = _epoch_loader(train_dataset, collator, settings, progress.epoch, accelerator)
-            skip = progress.step_in_epoch * accumulation
-            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-            for batch_index, batch in enumerate(batches, start=skip):
-                if one_step(batch, batch_index) and (progress.global_step >= total_steps or progress.stopped_early):
-                    break
-        if progress.stopped_early:  # stopped by an evaluation within the epoch
-            break
-        end_of_pass()
-    bar.close()
-    if tracking:
-        accelerator.end_training()
-
-    trained = accelerator.unwrap_model(model)
-    set_sparse_embeddings(trained, previous_sparse_embeddings)
-    _check_finite_weights(trained, "at the end of training")
-    accelerator.wait_for_everyone()
-    if select_best and progress.best_step >= 0:
-        _load_best(trained, output_dir, progress.best_step)
-    if accelerator.is_main_process:
-        write_text_atomically(
-            output_dir / TRAINING_LOG_FILE,
-            json.dumps(
-                {
-                    "settings": asdict(settings),
-                    "log_history": progress.log_history,
-                    "best_epoch": progress.best_epoch,
-                    "best_step": progress.best_step,
-                    "stopped_early": progress.stopped_early,
-                },
-                indent=2,
-            ),
+    def finish(self) -> TrainingResult:
+        """Close the bar and the trackers, restore the embeddings' gradient kind, check the weights, load the best
+        evaluation's weights (when selected), write ``training_log.json`` and return the result."""
+        progress, accelerator = self.progress, self.accelerator
+        self.bar.close()
+        if self.tracking:
+            accelerator.end_training()
+        trained = accelerator.unwrap_model(self.model)
+        set_sparse_embeddings(trained, self.previous_sparse_embeddings)
+        _check_finite_weights(trained, "at the end of training")
+        accelerator.wait_for_everyone()
+        if self.select_best and progress.best_step >= 0:
+            _load_best(trained, self.output_dir, progress.best_step)
+        if accelerator.is_main_process:
+            log = {
+                "settings": asdict(self.settings),
+                "log_history": progress.log_history,
+                "best_epoch": progress.best_epoch,
+                "best_step": progress.best_step,
+                "stopped_early": progress.stopped_early,
+            }
+            write_text_atomically(self.output_dir / TRAINING_LOG_FILE, json.dumps(log, indent=2))
+        found = progress.best_step >= 0
+        return TrainingResult(
+            model=trained,
+            global_step=progress.global_step,
+            log_history=progress.log_history,
+            best_epoch=progress.best_epoch if found else None,
+            output_dir=str(self.output_dir),
+            best_step=progress.best_step if found else None,
+            stopped_early=progress.stopped_early,
         )
-    found = progress.best_step >= 0
-    return TrainingResult(
-        model=trained,
-        global_step=progress.global_step,
-        log_history=progress.log_history,
-        best_epoch=progress.best_epoch if found else None,
-        output_dir=str(output_dir),
-        best_step=progress.best_step if found else None,
-        stopped_early=progress.stopped_early,
-    )
 
 
 def _json_ready(value: Any) -> Any:

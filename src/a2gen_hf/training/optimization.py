@@ -208,14 +208,15 @@ class SparseAdamW(torch.optim.AdamW):
         # The same operations, in the same order, as torch's single-tensor AdamW, on the rows of the batch.
         exp_avg = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)
         exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
-        state["exp_avg"].index_copy_(0, rows, exp_avg)
-        state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+        # index_put_ with distinct rows: the same as index_copy_, which runs 5-6x slower on a CPU for large tables.
+        state["exp_avg"].index_put_((rows,), exp_avg)
+        state["exp_avg_sq"].index_put_((rows,), exp_avg_sq)
         weights = param.index_select(0, rows)
         if weight_decay:
             weights.mul_(1 - lr * weight_decay)
         denominator = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
         weights.addcdiv_(exp_avg, denominator, value=-lr / bias_correction1)
-        param.index_copy_(0, rows, weights)
+        param.index_put_((rows,), weights)
 
 
 def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float, accelerator: Any | None = None) -> torch.Tensor:

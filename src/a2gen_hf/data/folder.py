@@ -1,0 +1,144 @@
+"""The data folder: what ``a2gen simulate`` and ``a2gen prepare`` write and ``a2gen train`` / ``compare`` read.
+
+A data folder holds
+
+- the examples, either as a ``DatasetDict.save_to_disk`` folder (:data:`DATASET_DICT_FILE` and one folder per split
+  of Arrow files named by :func:`data_file_name`) or as the simulator's Parquet shards (``{split}/part-NNNNN.parquet``,
+  :func:`shard_path`);
+- the fitted tokenizer (:data:`TOKENIZER_FOLDER`) and the summary (:data:`DATA_SUMMARY_FILE`), both written by
+  :func:`write_data_summary`.
+
+This module owns those names: the writers (``logs.py``, ``simulator.py``) and the readers (:func:`load_data_dir`,
+:func:`load_parquet`) use them from here. See ``docs/design.md``, "Examples on disk".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import DatasetDict, load_dataset
+from datasets.fingerprint import generate_random_fingerprint
+
+from ..tokenization_a2gen import A2GenActionTokenizer
+from .examples import EXAMPLE_FEATURES, SIMULATED_FEATURES, SPLITS
+
+logger = logging.getLogger(__name__)
+
+DATA_SUMMARY_FILE = "a2gen_data.json"
+TOKENIZER_FOLDER = "tokenizer"
+DATASET_DICT_FILE = "dataset_dict.json"
+PARQUET_SHARDS = "part-*.parquet"
+# What a data folder holds; a prepare refuses to replace a folder with anything else (it is not ours to delete).
+DATASET_ENTRIES = frozenset({*SPLITS, TOKENIZER_FOLDER, DATASET_DICT_FILE, DATA_SUMMARY_FILE})
+
+LAYOUT_HELP = (
+    f"a data folder holds {DATASET_DICT_FILE} (or {{split}}/{PARQUET_SHARDS}), {TOKENIZER_FOLDER}/ and "
+    f"{DATA_SUMMARY_FILE}, as written by `a2gen simulate --output DIR` or `a2gen prepare --output DIR`"
+)
+
+
+def data_file_name(index: int, count: int) -> str:
+    """Name of a split's ``index``-th Arrow file of ``count``, as ``Dataset.save_to_disk`` names its shards."""
+    return f"data-{index:05d}-of-{count:05d}.arrow"
+
+
+def shard_path(folder: Path, split: str, shard: int) -> Path:
+    """Path of a split's ``shard``-th Parquet file (``{split}/part-NNNNN.parquet``)."""
+    return folder / split / f"part-{shard:05d}.parquet"
+
+
+def write_dataset_dict_files(output_dir: Path, num_files: int) -> None:
+    """The JSON files of a ``DatasetDict.save_to_disk`` folder whose splits hold ``num_files`` data files each.
+
+    The Arrow files themselves (``output_dir/<split>/data-*.arrow``, see :func:`data_file_name`) are written by
+    :func:`write_examples`; with these files, ``datasets.load_from_disk`` memory-maps them in order.
+    """
+    (output_dir / DATASET_DICT_FILE).write_text(json.dumps({"splits": list(SPLITS)}))
+    for split in SPLITS:
+        state = {
+            "_data_files": [{"filename": data_file_name(index, num_files)} for index in range(num_files)],
+            "_fingerprint": generate_random_fingerprint(),
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": None,
+        }
+        (output_dir / split / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        datasets.DatasetInfo(features=EXAMPLE_FEATURES).write_to_directory(str(output_dir / split))
+
+
+def write_data_summary(folder: Path, tokenizer: A2GenActionTokenizer, summary: dict[str, Any]) -> None:
+    """Write the fitted tokenizer (:data:`TOKENIZER_FOLDER`) and the summary (:data:`DATA_SUMMARY_FILE`) of a data
+    folder beside its examples."""
+    tokenizer.save_pretrained(str(folder / TOKENIZER_FOLDER))
+    (folder / DATA_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> DatasetDict:
+    """Read the Parquet shards written by :func:`~a2gen_hf.data.simulator.simulate_to_parquet` or
+    :meth:`~a2gen_hf.data.simulator.SimulationResult.write_parquet` (with the oracle columns)."""
+    output_dir = Path(output_dir)
+    data_files = {
+        split: sorted(str(path) for path in (output_dir / split).glob(PARQUET_SHARDS))
+        for split in SPLITS
+        if any((output_dir / split).glob(PARQUET_SHARDS))
+    }
+    if not data_files:
+        raise FileNotFoundError(
+            f"No Parquet shards under {output_dir}: expected {shard_path(output_dir, 'train', 0)} etc., as written "
+            "by simulate_to_parquet or SimulationResult.write_parquet."
+        )
+    return load_dataset("parquet", data_files=data_files, features=SIMULATED_FEATURES, cache_dir=cache_dir)
+
+
+def load_data_dir(
+    path: str | os.PathLike, cache_dir: str | None = None
+) -> tuple[DatasetDict, A2GenActionTokenizer, dict[str, Any]]:
+    """
+    Load a data folder written by ``a2gen simulate`` (``save_to_disk`` or ``--parquet``) or ``a2gen prepare``.
+
+    Returns:
+        ``(dataset, tokenizer, metadata)``: the splits (``train`` and usually ``validation`` / ``test``), the
+        fitted :class:`A2GenActionTokenizer` of ``tokenizer/`` and the parsed ``a2gen_data.json``.
+
+    Raises:
+        FileNotFoundError: the folder, its tokenizer, its summary or its examples are missing.
+        ValueError: ``a2gen_data.json`` is not valid JSON, or there is no ``train`` split.
+    """
+    folder = Path(path)
+    layout_help = LAYOUT_HELP
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Data folder {folder} does not exist; {layout_help}.")
+    for required in (TOKENIZER_FOLDER, DATA_SUMMARY_FILE):
+        if not (folder / required).exists():
+            raise FileNotFoundError(f"{folder} has no {required}; {layout_help}.")
+    summary_path = folder / DATA_SUMMARY_FILE
+    try:
+        metadata = json.loads(summary_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{summary_path}, line {error.lineno}, column {error.colno}: {error.msg}") from None
+    if (folder / DATASET_DICT_FILE).exists():
+        dataset = datasets.load_from_disk(str(folder))
+    elif any(folder.glob(f"*/{PARQUET_SHARDS}")):
+        dataset = load_parquet(folder, cache_dir=cache_dir)
+    else:
+        raise FileNotFoundError(
+            f"{folder} holds no examples (no {DATASET_DICT_FILE}, no */{PARQUET_SHARDS}); {layout_help}."
+        )
+    if not isinstance(dataset, DatasetDict) or "train" not in dataset:
+        found = list(dataset) if isinstance(dataset, DatasetDict) else "a single Dataset"
+        raise ValueError(f"{folder} must hold a DatasetDict with a 'train' split; found {found}.")
+    tokenizer = A2GenActionTokenizer.from_pretrained(str(folder / TOKENIZER_FOLDER))
+    if "distinct" not in metadata:
+        logger.info(
+            f"{folder} was written before the tables were sized from the data: the models get its tokenizer's "
+            f"{tokenizer.item_buckets} item / {tokenizer.user_buckets} user rows. Write it again with a2gen prepare / "
+            "a2gen simulate (no --*-buckets) for tables that follow the number of distinct ids."
+        )
+    return dataset, tokenizer, metadata

@@ -1,0 +1,446 @@
+"""Checkpoints of the Accelerate training loop: writing them atomically, finding the latest complete one, and
+resuming from it exactly.
+
+A checkpoint (format 2) is a folder ``checkpoint-<step>`` holding ``model.safetensors``, ``optimizer.safetensors``,
+one ``rng_state_<process>.safetensors`` per process and the JSON manifest ``a2gen_checkpoint.json`` (step
+counters, the log, optimizer groups, loss scaler, the resume key, and the size and SHA-256 of every file). Nothing is
+pickled and nothing is unpickled. The weights of the best evaluation so far are kept beside the checkpoints
+(``best_model.safetensors``) so that a resumed run selects the same one as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model, save_file, save_model
+from torch import nn
+
+from ..output_folders import write_text_atomically
+from .settings import TrainingSettings
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+# Written last into a checkpoint: its presence and the files it lists make a checkpoint complete.
+CHECKPOINT_MANIFEST = "a2gen_checkpoint.json"
+
+BEST_MODEL_FILE = "best_model.safetensors"
+
+# The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated.
+# Every other setting (and the number of processes, the model and the data) is part of the resume key.
+RESUME_FREE_SETTINGS = (
+    "output_dir", "resume", "num_epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+    "show_progress", "eval_batch_size", "cpu", "report_to",
+)  # fmt: skip
+
+# Checkpoint files (format 2: safetensors and JSON only; format 1, accelerate's save_state, held pickles).
+CHECKPOINT_FORMAT = 2
+
+CHECKPOINT_MODEL_FILE = "model.safetensors"
+
+CHECKPOINT_OPTIMIZER_FILE = "optimizer.safetensors"
+
+RNG_STATE_PREFIX = "rng_state_"
+
+
+class _Progress:
+    """Step counters saved with every checkpoint, so a resumed run continues at the same batch."""
+
+    def __init__(self):
+        self.global_step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.best_validation_loss = math.inf
+        self.best_epoch = -1
+        # Selection: the best evaluation's score (higher is better: minus the loss, or the mean AUC) and step,
+        # evaluations since it, the plateau schedule's learning-rate scale, and whether early stopping fired.
+        self.best_score = -math.inf
+        self.best_step = -1
+        self.evaluations_without_improvement = 0
+        self.lr_scale = 1.0
+        self.stopped_early = False
+        self.last_evaluated_step = -1
+        self.log_history: list[dict[str, Any]] = []
+        # Sum and count of the micro-batch losses since the last log entry (this process's).
+        self.running_loss = 0.0
+        self.running_count = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    suffix = path.name[len(CHECKPOINT_PREFIX) :]
+    return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _listed_size(entry: Any) -> int | None:
+    """A manifest's file entry: ``{"bytes": n, "sha256": hex}`` (or a bare size, written by older versions)."""
+    size = entry.get("bytes") if isinstance(entry, dict) else entry
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def _read_manifest(checkpoint: Path) -> dict[str, Any] | None:
+    """The checkpoint's manifest if the checkpoint is complete (every listed file present, at its size), else None.
+
+    Sizes only: cheap enough to scan every checkpoint. The SHA-256 digests are checked before resuming
+    (:func:`_verify_checkpoint`)."""
+    try:
+        manifest = json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        entries = list(files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for name, entry in entries:
+        path = checkpoint / name
+        size = _listed_size(entry)
+        if size is None or not _is_plain_name(name) or not path.is_file() or path.stat().st_size != size:
+            return None
+    return manifest
+
+
+def _is_plain_name(name: str) -> bool:
+    """A file name inside the checkpoint folder itself: no separator, not ``..``, not absolute."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """
+    The newest complete ``checkpoint-N`` folder of ``output_dir``, or None. Half-written checkpoints are never
+    returned: they are written as ``.tmp-checkpoint-N`` and renamed when done, and a ``checkpoint-N`` whose
+    manifest is missing or lists a missing or truncated file (a partial copy) is skipped.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    complete = [
+        (step, path)
+        for path in folder.iterdir()
+        if path.is_dir() and (step := _checkpoint_step(path)) is not None and _read_manifest(path) is not None
+    ]
+    return max(complete, default=(None, None))[1]
+
+
+def _data_key(dataset) -> dict[str, Any]:
+    """What identifies the training data: rows and content fingerprint (map-style), features and shards (streaming).
+
+    ``datasets`` derives a map-style dataset's fingerprint from its content (in memory) or keeps the one saved with
+    it (``save_to_disk`` / ``load_from_disk``), so the same data gives the same key in every run."""
+    if isinstance(dataset, datasets.Dataset):
+        return {"rows": len(dataset), "fingerprint": dataset._fingerprint}
+    features = getattr(dataset, "features", None)
+    return {
+        "kind": type(dataset).__name__,
+        "num_shards": getattr(dataset, "num_shards", None),
+        "columns": sorted(features) if features is not None else None,
+    }
+
+
+def _model_key(model: nn.Module) -> dict[str, Any]:
+    """The model's class and its config (without the fields that do not change the network)."""
+    config = getattr(model, "config", None)
+    values = config.to_dict() if config is not None else {}
+    for volatile in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"):
+        values.pop(volatile, None)
+    return {"class": type(model).__name__, "config": json.loads(json.dumps(values, default=str))}
+
+
+def _resume_key(
+    settings: TrainingSettings, accelerator: Accelerator, model: nn.Module | None = None, train_dataset=None
+) -> dict[str, Any]:
+    """Everything a resumed run must share with the run that wrote the checkpoint: the settings that decide the data
+    order and the optimizer's steps (all of :class:`TrainingSettings` but :data:`RESUME_FREE_SETTINGS`), the number
+    of processes, the model (class and config) and the training data (:func:`_data_key`)."""
+    values = {key: value for key, value in asdict(settings).items() if key not in RESUME_FREE_SETTINGS}
+    key: dict[str, Any] = {"settings": {**values, "num_processes": accelerator.num_processes}}
+    if model is not None:
+        key["model"] = _model_key(accelerator.unwrap_model(model))
+    if train_dataset is not None:
+        key["data"] = _data_key(train_dataset)
+    return json.loads(json.dumps(key))  # the form it has once read back from the manifest
+
+
+def _key_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"settings.seed: checkpoint 0, now 1"`` for each value that differs (config fields listed one by one)."""
+    differences = []
+
+    def compare(prefix: str, old: Any, new: Any) -> None:
+        if isinstance(old, dict) and isinstance(new, dict):
+            for name in sorted(set(old) | set(new), key=str):
+                compare(
+                    f"{prefix}.{name}" if prefix else str(name), old.get(name, "<absent>"), new.get(name, "<absent>")
+                )
+        elif old != new:
+            differences.append(f"{prefix}: checkpoint {old!r}, now {new!r}")
+
+    compare("", saved, current)
+    return differences
+
+
+def _check_finite_weights(model: nn.Module, when: str) -> None:
+    """Raise ``FloatingPointError`` naming the parameters that hold NaN or inf (never save or return such a model)."""
+    bad = [name for name, value in model.named_parameters() if not torch.isfinite(value).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise FloatingPointError(
+            f"The weights became NaN or inf {when} ({shown}); the run stops so that no such model is saved. Lower "
+            "the learning rate, set --max-grad-norm, or resume from an earlier checkpoint."
+        )
+
+
+def _rng_file(process_index: int) -> str:
+    return f"{RNG_STATE_PREFIX}{process_index}.safetensors"
+
+
+def _save_rng_states(path: Path) -> None:
+    """This process's Python, NumPy, torch (and CUDA) RNG states as safetensors (numbers only, no pickle)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    tensors = {
+        "torch": torch.get_rng_state(),
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+    }
+    if torch.cuda.is_available():
+        tensors.update({f"cuda.{index}": state for index, state in enumerate(torch.cuda.get_rng_state_all())})
+    metadata = {
+        "python": json.dumps([version, gauss]),
+        "numpy": json.dumps([kind, int(position), int(has_gauss), float(cached)]),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def _load_rng_states(path: Path) -> None:
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata() or {}
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+    try:
+        version, gauss = json.loads(metadata["python"])
+        kind, position, has_gauss, cached = json.loads(metadata["numpy"])
+        random.setstate((version, tuple(int(value) for value in tensors["python"].tolist()), gauss))
+        np.random.set_state((kind, tensors["numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
+        torch.set_rng_state(tensors["torch"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{path}: not a valid RNG state file ({error}); resume from another checkpoint.") from None
+    cuda = sorted((name for name in tensors if name.startswith("cuda.")), key=lambda name: int(name.split(".")[1]))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[name] for name in cuda][: torch.cuda.device_count()])
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as flat tensors (``"<param>.<name>"``) and JSON (its parameter groups, scalar states)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{index}.{name}"] = value
+    groups = [{name: list(value) if isinstance(value, tuple) else value for name, value in group.items()}
+              for group in state["param_groups"]]  # fmt: skip
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], described: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *described["scalars"].items()]:
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = [{name: tuple(value) if name == "betas" else value for name, value in group.items()}
+              for group in described["param_groups"]]  # fmt: skip
+    return {"state": state, "param_groups": groups}
+
+
+def _save_checkpoint(
+    accelerator: Accelerator,
+    output_dir: Path,
+    step: int,
+    settings: TrainingSettings,
+    model: nn.Module | None = None,
+    optimizer=None,
+    progress: _Progress | None = None,
+    resume_key: dict[str, Any] | None = None,
+) -> None:
+    """
+    Write ``checkpoint-<step>``: ``model.safetensors``, ``optimizer.safetensors``, one ``rng_state_<process>.safetensors``
+    per process and the ``a2gen_checkpoint.json`` manifest (step counters, the log, optimizer groups, loss scaler,
+    resume key, and the size and SHA-256 of every file). No file is a pickle. Written as ``.tmp-checkpoint-<step>``
+    and renamed when complete.
+    """
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    temporary = output_dir / f".tmp-{CHECKPOINT_PREFIX}{step}"
+    module = accelerator.unwrap_model(model)
+    _check_finite_weights(module, f"at step {step}")
+    if accelerator.is_main_process:
+        for stale in (temporary, final):
+            if stale.exists():
+                shutil.rmtree(stale)
+        temporary.mkdir()
+    accelerator.wait_for_everyone()
+    _save_rng_states(temporary / _rng_file(accelerator.process_index))
+    if accelerator.is_main_process:
+        save_model(module, str(temporary / CHECKPOINT_MODEL_FILE))
+        tensors, described = _optimizer_tensors(optimizer)
+        save_file(tensors, str(temporary / CHECKPOINT_OPTIMIZER_FILE))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+        files = {
+            path.name: {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+            for path in sorted(temporary.iterdir())
+            if path.is_file()
+        }
+        manifest = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "progress": progress.state_dict(),
+            "optimizer": described,
+            "scaler": scaler,
+            "resume_key": resume_key if resume_key is not None else _resume_key(settings, accelerator),
+            "files": files,
+        }
+        write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
+        os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
+        if settings.keep_checkpoints:
+            older = sorted(
+                (path for path in output_dir.iterdir() if _checkpoint_step(path) is not None and _read_manifest(path)),
+                key=_checkpoint_step,
+            )
+            for stale in older[: -settings.keep_checkpoints]:
+                shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _verify_checkpoint(checkpoint: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a checkpoint an older version wrote (it holds pickles) or whose files changed after it was written."""
+    if manifest.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{checkpoint} was written by an older a2gen_hf (its state is pickled, which this version never loads); "
+            "start a new output folder, or resume it with the version that wrote it."
+        )
+    for name, entry in manifest["files"].items():
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(expected, str) or _file_digest(checkpoint / name) != expected:
+            raise ValueError(
+                f"{checkpoint / name} does not match the SHA-256 recorded in {checkpoint / CHECKPOINT_MANIFEST}: the "
+                "file was changed or damaged after the checkpoint was written. Delete this checkpoint to resume from "
+                "an earlier one, or start a new output folder."
+            )
+    missing = [name for name in (CHECKPOINT_MODEL_FILE, CHECKPOINT_OPTIMIZER_FILE) if name not in manifest["files"]]
+    if missing:
+        raise ValueError(f"{checkpoint}: the manifest lists no {missing}; the checkpoint is incomplete.")
+
+
+def _resume(
+    accelerator: Accelerator,
+    output_dir: Path,
+    settings: TrainingSettings,
+    model: nn.Module | None = None,
+    optimizer=None,
+    progress: _Progress | None = None,
+    resume_key: dict[str, Any] | None = None,
+) -> Path | None:
+    """
+    Load the latest complete checkpoint (when resuming) after checking that it was made with the same settings,
+    model and data (:func:`_resume_key`) and that every file still has the SHA-256 its manifest records. Only
+    safetensors and JSON are read; nothing is unpickled.
+    """
+    existing = latest_checkpoint(output_dir)
+    if not settings.resume:
+        if existing is not None:
+            raise ValueError(
+                f"{output_dir} already holds {existing.name} from an earlier run: pass --resume (resume=True) to "
+                "continue it, or choose an empty output folder."
+            )
+        return None
+    if existing is None:
+        if accelerator.is_main_process:
+            logger.info(f"No complete checkpoint in {output_dir}: starting from step 0.")
+        return None
+    manifest = _read_manifest(existing)
+    _verify_checkpoint(existing, manifest)
+    current = resume_key if resume_key is not None else _resume_key(settings, accelerator)
+    saved = manifest.get("resume_key") or {}
+    different = _key_differences({name: saved.get(name) for name in current}, current)
+    if different:
+        shown = "; ".join(different[:10]) + (f"; and {len(different) - 10} more" if len(different) > 10 else "")
+        raise ValueError(
+            f"{existing} was written by a run with other settings, model or data ({shown}). Resume with the same "
+            "ones (only --epochs / --max-steps and logging, checkpointing and evaluation options may change), or "
+            "start a new output folder."
+        )
+    rng_file = existing / _rng_file(accelerator.process_index)
+    if _rng_file(accelerator.process_index) not in manifest["files"]:
+        raise ValueError(f"{rng_file} is not in the checkpoint; it was written by another number of processes.")
+    module = accelerator.unwrap_model(model)
+    try:
+        load_model(module, str(existing / CHECKPOINT_MODEL_FILE), strict=True, device=str(accelerator.device))
+        with safe_open(str(existing / CHECKPOINT_OPTIMIZER_FILE), framework="pt") as file:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        optimizer.load_state_dict(_optimizer_state(tensors, manifest["optimizer"]))
+    except (RuntimeError, ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise ValueError(f"{existing}: the checkpoint does not fit this model and optimizer ({error}).") from None
+    if manifest.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(manifest["scaler"])
+    _check_finite_weights(module, f"in {existing / CHECKPOINT_MODEL_FILE}")
+    if any(not torch.isfinite(value).all() for value in tensors.values() if value.is_floating_point()):
+        raise FloatingPointError(
+            f"{existing / CHECKPOINT_OPTIMIZER_FILE} holds NaN or inf; resume from another checkpoint."
+        )
+    _load_rng_states(rng_file)
+    progress.load_state_dict(manifest["progress"])
+    return existing
+
+
+def _save_best(
+    accelerator: Accelerator, model: nn.Module, output_dir: Path, epoch: int, step: int, score: float
+) -> None:
+    if accelerator.is_main_process:
+        temporary = output_dir / f".tmp-{BEST_MODEL_FILE}"
+        metadata = {"epoch": str(epoch), "step": str(step), "score": repr(score)}
+        save_model(accelerator.unwrap_model(model), str(temporary), metadata=metadata)
+        os.replace(temporary, output_dir / BEST_MODEL_FILE)
+    accelerator.wait_for_everyone()
+
+
+def _load_best(model: nn.Module, output_dir: Path, step: int) -> None:
+    path = output_dir / BEST_MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: the weights of the best evaluation (step {step}) were saved there."
+        )
+    with safe_open(str(path), framework="pt") as file:
+        saved_step = (file.metadata() or {}).get("step")
+    if saved_step != str(step):
+        raise RuntimeError(
+            f"{path} holds step {saved_step} but the run's best evaluation was at step {step}; the output folder was "
+            "changed by another run. Train again in an empty folder."
+        )
+    load_model(model, str(path), device=str(next(model.parameters()).device))

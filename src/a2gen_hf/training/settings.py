@@ -1,0 +1,140 @@
+"""What a training run is told (:class:`TrainingSettings`, checked when built) and what it returns
+(:class:`TrainingResult`), with the allowed values of its choices. No torch or Accelerate work happens here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+
+# Accelerate's trackers (``report_to``); tensorboard, mlflow, aim, dvclive and trackio write local files (offline).
+TRACKERS = ("tensorboard", "wandb", "trackio", "aim", "comet_ml", "mlflow", "clearml", "dvclive", "swanlab")
+
+TRACKING_PROJECT = "a2gen"
+
+LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
+
+# What picks the best evaluation (and drives early stopping and the plateau schedule).
+SELECTION_METRICS = ("loss", "mean_auc")
+
+
+@dataclass
+class TrainingSettings:
+    """
+    What to train for and how. Learning rates default to the paper's: 5e-4 for dense weights and 1e-4 for embedding
+    tables. ``batch_size`` is per process and per accumulation micro-step, so one optimizer step sees
+    ``batch_size * gradient_accumulation_steps * num_processes`` examples. ``max_grad_norm`` clips the global
+    gradient norm (``None``: no clipping; the norm is logged either way). ``checkpoint_every`` = 0 saves no
+    checkpoints; ``keep_checkpoints`` = 0 keeps them all. ``lr_schedule`` scales both learning rates over the run's
+    optimizer steps: ``constant`` (the paper), ``linear`` or ``cosine`` decay towards 0, after ``warmup_steps``
+    (or ``warmup_ratio`` of the steps) of linear warmup from 0 (transformers' schedules,
+    :func:`learning_rate_factor`; logged as ``lr_factor``). ``report_to``: Accelerate trackers to log the training
+    log to, comma-separated (:data:`TRACKERS`, ``all`` = every installed one, ``none``); they write under
+    ``output_dir/tracking``. ``sparse_embeddings``: the id tables give sparse
+    gradients for the run and :class:`~a2gen_hf.training.optimization.SparseAdamW` updates only the rows each batch
+    read (:func:`configure_embedding_updates`; dense where the process group cannot reduce sparse gradients).
+    ``plateau``: the learning rates are multiplied by ``plateau_factor`` after every validation evaluation that does
+    not improve on the best (so the decay follows the run, however many steps an epoch has), after any warmup.
+
+    Validation and selection (with an ``eval_dataset``): the model is evaluated after every epoch and, with
+    ``eval_every_steps`` = K, also every K optimizer steps within an epoch (so that a run on a large log is
+    checked more often than once per epoch). ``selection_metric`` says what "better" means: ``loss`` (the lowest
+    validation loss, the default) or ``mean_auc`` (the highest mean AUC over the ranked actions of
+    ``predict_actions``, what the results tables report). With ``select_best_epoch`` the weights of the best
+    evaluation are returned. ``early_stopping_patience`` = P stops the run after P evaluations in a row without
+    improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum).
+    """
+
+    output_dir: str
+    num_epochs: int = 3
+    max_steps: int | None = None
+    batch_size: int = 256
+    eval_batch_size: int = 1024
+    dense_learning_rate: float = 5e-4
+    embedding_learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    embedding_weight_decay: float = 0.0
+    max_grad_norm: float | None = None
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    resume: bool = False
+    seed: int = 0
+    log_every: int = 20
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    report_to: str = "none"
+    select_best_epoch: bool = True
+    selection_metric: str = "loss"
+    early_stopping_patience: int | None = None
+    eval_every_steps: int | None = None
+    plateau_factor: float = 0.5
+    shuffle_buffer_size: int = 10_000
+    cpu: bool = False
+    show_progress: bool = True
+    sparse_embeddings: bool = True
+
+    def __post_init__(self):
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision={self.mixed_precision!r}; use one of {list(MIXED_PRECISIONS)}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}; use one of {list(LR_SCHEDULES)}.")
+        if self.selection_metric not in SELECTION_METRICS:
+            raise ValueError(f"selection_metric={self.selection_metric!r}; use one of {list(SELECTION_METRICS)}.")
+        for name in ("early_stopping_patience", "eval_every_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
+        for name in ("checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} must be >= 0 (0 = {'never' if name[0] == 'c' else 'all'})."
+                )
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None: train for num_epochs).")
+        if self.max_steps is None and self.num_epochs < 1:
+            raise ValueError(f"num_epochs={self.num_epochs}: set num_epochs >= 1 or max_steps.")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None: no clipping).")
+        if self.warmup_steps < 0 or not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} must be >= 0 and warmup_ratio={self.warmup_ratio} in [0, 1)."
+            )
+        unknown = [name for name in tracker_names(self.report_to) if name not in (*TRACKERS, "all")]
+        if unknown:
+            raise ValueError(
+                f"report_to={self.report_to!r}: unknown {unknown}; use 'none', 'all' or of {list(TRACKERS)}."
+            )
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps of a run of ``total_steps``: ``warmup_steps``, else ``ceil(warmup_ratio * total_steps)``."""
+        return self.warmup_steps or math.ceil(self.warmup_ratio * total_steps)
+
+
+def tracker_names(report_to: str | None) -> list[str]:
+    """``"tensorboard,mlflow"`` -> ``["tensorboard", "mlflow"]``; ``"none"``, ``""`` and None -> ``[]``."""
+    names = [name.strip() for name in (report_to or "").split(",") if name.strip()]
+    return [] if names == ["none"] else names
+
+
+@dataclass
+class TrainingResult:
+    """What a run produced: the trained model (best epoch if selected), its log and where things were saved."""
+
+    model: nn.Module
+    global_step: int
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    output_dir: str | None = None
+    best_step: int | None = None
+    stopped_early: bool = False

@@ -1,0 +1,186 @@
+"""`a2gen compare`: experiment tracking and warmup for every run (the options of `a2gen train`), and the re-rendering
+of a saved report (`a2gen report`)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.tracking import GeneralTracker
+
+from a2gen_hf.cli import main
+from a2gen_hf.training import compare
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+class RecordingTracker(GeneralTracker):
+    """Keeps what the loop logs, in memory (no tracker package is installed offline)."""
+
+    name = "recording"
+    requires_logging_directory = False
+
+    def __init__(self):
+        super().__init__()
+        self.config, self.entries, self.finished = None, [], False
+
+    @property
+    def tracker(self):
+        return self
+
+    def store_init_configuration(self, values):
+        self.config = values
+
+    def log(self, values, step=None, **kwargs):
+        self.entries.append((step, dict(values)))
+
+    def finish(self):
+        self.finished = True
+
+
+def compare_argv(data_dir, output, *extra):
+    return ["compare", "--data", str(data_dir), "--output", str(output), "--models", "a2gen-iag,mmoe",
+            "--simple", "", "--seeds", "1", "--epochs", "1", "--batch-size", "64", "--bootstrap-resamples", "20",
+            "--quiet", *extra]
+
+
+def test_compare_tracks_every_run_with_warmup(simulated_data_dir, tmp_path, monkeypatch, capsys):
+    """--report-to and --warmup-steps reach every run's TrainingSettings; the run's Accelerate trackers get the
+    settings and the per-step log, whose learning-rate factor follows transformers' warmup then linear decay."""
+    runs = []
+    real_train = compare.train
+
+    def tracked_train(model, train_dataset, collator, settings, **kwargs):
+        tracker = RecordingTracker()
+        runs.append((settings, tracker))
+        return real_train(model, train_dataset, collator, settings,
+                          accelerator=Accelerator(cpu=True, log_with=[tracker]), **kwargs)
+
+    monkeypatch.setattr(compare, "train", tracked_train)
+    output = tmp_path / "compare"
+    argv = compare_argv(simulated_data_dir, output, "--report-to", "tensorboard", "--warmup-steps", "2",
+                        "--lr-schedule", "linear", "--dense-lr", "2e-3", "--log-every", "1")
+    assert main(argv) == 0, capsys.readouterr().err
+    assert [settings.output_dir for settings, _ in runs] == [
+        str(output / "runs" / "a2gen-iag-seed0"), str(output / "runs" / "mmoe-seed0")
+    ]
+    for settings, tracker in runs:
+        assert (settings.report_to, settings.warmup_steps, settings.lr_schedule) == ("tensorboard", 2, "linear")
+        assert settings.show_progress is False  # --quiet: no training bars
+        assert tracker.config["warmup_steps"] == 2 and tracker.config["dense_learning_rate"] == 2e-3
+        assert tracker.finished
+        factors = [values["lr_factor"] for _, values in tracker.entries if "lr_factor" in values]
+        total = len(factors)
+        assert total >= 4
+        expected = [step / 2 if step < 2 else (total - step) / (total - 2) for step in range(total)]
+        assert factors == pytest.approx(expected)
+        assert any("validation_loss" in values for _, values in tracker.entries)
+    report = json.loads((output / "results.json").read_text())
+    assert report["settings"]["training"]["warmup_steps"] == 2
+    assert report["settings"]["training"]["report_to"] == "tensorboard"
+    assert "warmup_steps=2" in (output / "results.md").read_text()
+
+
+def test_compare_names_a_missing_or_unknown_tracker_in_one_line(simulated_data_dir, tmp_path, capsys):
+    from accelerate.utils import is_aim_available
+
+    assert main(compare_argv(simulated_data_dir, tmp_path / "a", "--report-to", "tensorbored")) == 2
+    err = capsys.readouterr().err
+    assert "a2gen compare: error: report_to='tensorbored': unknown ['tensorbored']; use 'none', 'all' or of [" in err
+    assert "Traceback" not in err
+    if is_aim_available():
+        pytest.skip("aim is installed here")
+    assert main(compare_argv(simulated_data_dir, tmp_path / "b", "--report-to", "aim")) == 2
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "a2gen compare: error:" in line)  # tqdm may print before it
+    assert line.endswith("report_to='aim': ['aim'] is not installed; install it (tensorboard: pip install "
+                         "'a2gen_hf[tracking]') or choose another tracker, or 'none'.")
+    assert "Traceback" not in err
+
+
+def test_compare_writes_tensorboard_event_files_per_run(simulated_data_dir, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    output = tmp_path / "compare"
+    assert main(compare_argv(simulated_data_dir, output, "--report-to", "tensorboard", "--warmup-ratio", "0.2")) == 0
+    for run in ("a2gen-iag-seed0", "mmoe-seed0"):
+        events = list((output / "runs" / run / "tracking").rglob("events.out.tfevents.*"))
+        assert events and events[0].stat().st_size > 0
+
+
+# `a2gen report`: a saved results.json rendered again, with today's labels and verdict wording.
+
+SAVED_REPORT = Path(__file__).resolve().parent.parent / "docs" / "img" / "results_taobao.json"
+
+
+def test_report_renders_an_old_report_with_verdicts_named_after_the_models(capsys):
+    saved = json.loads(SAVED_REPORT.read_text())
+    old_wording = {row["verdict"] for rows in saved["bootstrap"].values() for row in rows.values()}
+    assert {"A better", "B better"} <= old_wording  # written before verdicts were named after the models
+    assert main(["report", str(SAVED_REPORT), "--tables", "bootstrap"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("Paired bootstrap of the AUC difference A2Gen-IAG minus each model")
+    assert not re.search(r"\b[AB] better\b", table)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    # MMoE: significantly better than A2Gen on collect and buy (intervals below 0), level on cart.
+    mmoe = rows["MMoE (paper-style: pooled history items)"].split(" | ")[1:]
+    assert mmoe[0].endswith("MMoE better") and mmoe[1].endswith("no significant difference")
+    assert mmoe[2].strip(" |").endswith("MMoE better")
+    assert "logistic regression on counts better" in rows["logistic regression on counts"]
+    assert "A2Gen-IAG better" in rows["item / category popularity"]
+    for name, cells in saved["bootstrap"].items():  # every verdict follows its saved interval
+        for row in cells.values():
+            assert compare.verdict(row, "a2gen-iag", name) == (
+                "no significant difference" if row["low"] <= 0 <= row["high"]
+                else ("A2Gen-IAG better" if row["low"] > 0 else f"{compare._short_label(name)} better")
+            )
+
+
+def test_report_of_a_fresh_comparison_is_its_results_md(simulated_data_dir, tmp_path, capsys):
+    output = tmp_path / "compare"
+    assert main(compare_argv(simulated_data_dir, output, "--simple", "propensity")) == 0
+    capsys.readouterr()
+    assert main(["report", str(output / "results.json"), "--output", str(tmp_path / "again.md")]) == 0
+    assert capsys.readouterr().out == f"written to {tmp_path / 'again.md'}\n"
+    assert (tmp_path / "again.md").read_text() == (output / "results.md").read_text()
+    assert main(["report", str(output / "results.json"), "--tables", "metrics,bootstrap"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| model | AUC like") and "Paired bootstrap" in printed and "GAUC" not in printed
+
+
+@pytest.mark.parametrize(
+    ("content", "tables", "message"),
+    [
+        ('{"models": {}', "all", "line 1, column 14: not valid JSON"),
+        ('{"auc": {"like": 0.7}}', "all", "is not a results.json of `a2gen compare`: it lacks ['models', "),
+        (None, "metrics,tabels", "Unknown report sections ['tabels']; choose from ['summary', 'metrics', "),
+    ],
+)
+def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, tables, message):
+    path = tmp_path / "results.json"
+    path.write_text(SAVED_REPORT.read_text() if content is None else content)
+    assert main(["report", str(path), "--tables", tables]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("a2gen report: error: ") and message in err
+    if content is not None:
+        assert str(path) in err
+    assert main(["report", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
+
+
+def test_report_says_when_none_of_the_asked_tables_is_there(tmp_path, capsys):
+    saved = json.loads(SAVED_REPORT.read_text())
+    del saved["bootstrap"], saved["bootstrap_reference"]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(saved))
+    assert main(["report", str(path), "--tables", "bootstrap", "--output", str(tmp_path / "out.md")]) == 2
+    assert "holds none of the tables asked for (--tables bootstrap)" in capsys.readouterr().err
+    assert not (tmp_path / "out.md").exists()

@@ -1,0 +1,103 @@
+"""A2GenConfig and the baselines' configs: typed fields, validation, refused keywords, old config.json files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from a2gen_hf import A2GenConfig, A2GenConfigError
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_checkpoints"
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_an_old_config_json_with_user_side_list_length_still_loads(generator, tmp_path):
+    saved = json.loads((LEGACY / generator / "config.json").read_text())
+    assert "user_side_list_length" in saved  # the fixture is an old file
+    shutil.copy(LEGACY / generator / "config.json", tmp_path / "config.json")
+    config = A2GenConfig.from_pretrained(tmp_path)
+    assert config.generator_type == generator
+    assert config.hidden_size == saved["hidden_size"]
+    assert "user_side_list_length" not in config.to_dict()
+    config.save_pretrained(tmp_path / "again")
+    assert "user_side_list_length" not in json.loads((tmp_path / "again" / "config.json").read_text())
+
+
+def test_user_side_list_length_is_deprecated_and_dropped():
+    with pytest.warns(FutureWarning, match=r"user_side_list_length=\.\.\.\) is deprecated and ignored"):
+        config = A2GenConfig(num_user_side_lists=2, user_side_list_length=5)
+    assert config.num_user_side_lists == 2
+    assert config.user_side_list_length is None
+    assert "user_side_list_length" not in config.to_dict()
+
+
+def test_the_config_is_typed_and_refuses_unknown_keywords():
+    import dataclasses
+
+    types = {item.name: item.type for item in dataclasses.fields(A2GenConfig)}
+    assert types["hidden_size"] is int and types["use_cache"] is bool
+    with pytest.raises(A2GenConfigError, match=r"unknown keyword argument\(s\) \['hiden_size'\]; its fields are \[.*'hidden_size'"):
+        A2GenConfig(hiden_size=16)
+    with pytest.raises(A2GenConfigError, match=r"Field 'hidden_size' expected int, got str"):
+        A2GenConfig(hidden_size="16")
+    config = A2GenConfig(hidden_size=16, time_loss_weight=1)  # an int is a valid float setting
+    with pytest.raises(Exception, match="expected bool"):
+        config.use_cache = "yes"  # checked on assignment too
+    assert A2GenConfig(generator="eag").generator_type == "eag"  # the alias
+
+
+def test_save_and_load_round_trip(tmp_path):
+    config = A2GenConfig(hidden_size=16, generator_type="eag", action_names=("click", "buy", "leave"), start_action="click")
+    assert config.action_names == ["click", "buy", "leave"] and (config.bos_token_id, config.eos_token_id) == (1, 3)
+    config.save_pretrained(tmp_path)
+    loaded = A2GenConfig.from_pretrained(tmp_path)
+    assert {k: v for k, v in loaded.to_dict().items() if k != "transformers_version"} == {
+        k: v for k, v in config.to_dict().items() if k != "transformers_version"
+    }
+
+
+def test_a_config_json_without_newer_fields_reads_the_legacy_values(tmp_path):
+    from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
+
+    saved = A2GenConfig(hidden_size=16).to_dict()
+    for name in LEGACY_DEFAULTS:
+        saved.pop(name)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = A2GenConfig.from_pretrained(tmp_path)
+    assert {name: getattr(loaded, name) for name in LEGACY_DEFAULTS} == LEGACY_DEFAULTS
+    assert A2GenConfig().eag_shared_event_embedding is True  # new configs get the paper's defaults
+
+
+def test_baselines_share_only_what_they_read(tmp_path):
+    from a2gen_hf import MMoEConfig, PLEConfig
+    from a2gen_hf.configuration_a2gen import A2GEN_ONLY_FIELDS, ActionSequenceConfig
+
+    assert not isinstance(MMoEConfig(), A2GenConfig) and isinstance(MMoEConfig(), ActionSequenceConfig)
+    assert {"hidden_size", "num_attention_heads", "generator_type", "history_pooling"} <= A2GEN_ONLY_FIELDS
+    assert not A2GEN_ONLY_FIELDS & MMoEConfig.field_names()
+    assert MMoEConfig.field_names() - ActionSequenceConfig.field_names() == {
+        "history_input", "expert_hidden_sizes", "tower_hidden_sizes", "expert_dropout_prob", "num_experts"
+    }
+    # A2Gen's options are accepted and dropped (one set of options for a2gen compare), not saved.
+    config = PLEConfig(hidden_size=8, generator="eag", num_levels=2)
+    assert config.num_levels == 2 and "hidden_size" not in config.to_dict()
+    with pytest.raises(A2GenConfigError, match=r"PLEConfig got unknown keyword argument\(s\) \['num_experts'\]"):
+        PLEConfig(num_experts=3)
+    # A config.json of an older version, which wrote every A2Gen field, still loads.
+    old = {**A2GenConfig(hidden_size=8).to_dict(), **MMoEConfig(num_experts=3).to_dict(), "user_side_list_length": 20}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = MMoEConfig.from_pretrained(tmp_path)
+    assert loaded.num_experts == 3 and not hasattr(loaded, "hidden_size")
+
+
+def test_a_saved_tiny_model_reloads_its_typed_config(tiny_model, tmp_path):
+    from a2gen_hf import A2GenForActionGeneration
+
+    model = tiny_model("eag", max_actions=3)
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
+    assert type(reloaded.config) is A2GenConfig
+    assert (reloaded.config.generator_type, reloaded.config.max_actions) == ("eag", 3)
