@@ -73,6 +73,12 @@ VARIANTS = {
                     "training": SPARSE_TRAINING, "readouts": ("sequence",)},
     "sparse-wide-warm": {"model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 50, "wide_path": True},
                          "training": SPARSE_TRAINING, "readouts": ("sequence",), "warm_start": True},
+    # The sparse recipe started *as* the fitted regression (its other occurrence paths at zero, the regression's
+    # feature statistics kept) and trained on top of it; the starting weights are evaluated too, so selection on
+    # validation keeps them unless training improves on them.
+    "sparse-residual": {"model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 50, "wide_path": True},
+                        "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
+                        "warm_start": True, "residual": True},
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),
@@ -110,7 +116,7 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
     model = create_model(network, tokenizer, data, **spec["overrides"])
     if spec.get("warm_start"):
         regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(data["train"], validation=data["validation"])
-        warm_start_wide_path(model, regression)
+        warm_start_wide_path(model, regression, residual=spec.get("residual", False))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     if ablation:
         collator = AblatedCollator(collator, ablation)

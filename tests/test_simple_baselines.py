@@ -266,3 +266,35 @@ def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir):
     assert np.all(wide[:, [0, 1, len(tokenizer.action_names)]] == 0)  # padding, start and end are not ranked
     with pytest.raises(ValueError, match="no wide path"):
         warm_start_wide_path(create_model("a2gen-iag", tokenizer, data, hidden_size=16), regression)
+
+
+def test_residual_warm_start_starts_a2gen_as_the_regression(simulated_data_dir):
+    """residual=True: A2Gen's occurrence probabilities start as the regression's, and a training batch's update of
+    the standardisers no longer replaces the regression's statistics."""
+    import torch
+
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.simple_baselines import warm_start_wide_path
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    regression = CountFeatureLogisticRegression(tokenizer).fit(data["train"], data["validation"])
+    model = create_model(
+        "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
+        target_popularity_features=True, occurrence_head=True, wide_path=True,
+    )
+    warm_start_wide_path(model, regression, residual=True)
+    rows = data["validation"]
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    batch = collator([rows[index] for index in range(len(rows))])
+    train_batch = collator([data["train"][index] for index in range(16)])
+    model.train()
+    with torch.no_grad():
+        model(**train_batch)  # one batch of standardiser updates, as the first training step makes
+    model.eval()
+    for name in ("labels", "label_times", "label_time_mask"):
+        batch.pop(name)
+    with torch.no_grad():
+        probabilities = model.predict_actions(**batch).action_probabilities.numpy()
+    expected = regression.predict(rows)["action_probabilities"]
+    actions = [tokenizer.convert_tokens_to_ids(name) for name in tokenizer.action_names[1:-1]]
+    np.testing.assert_allclose(probabilities[:, actions], expected[:, actions], atol=2e-2)

@@ -268,6 +268,18 @@ def test_early_stopping_selects_by_validation_mean_auc(data_dir, tmp_path):
     torch.testing.assert_close(load_file(str(output / "best_model.safetensors")), weights(output), rtol=0, atol=0)
 
 
+def test_eval_before_training_lets_the_starting_weights_win(data_dir, tmp_path):
+    """--eval-before-training evaluates step 0; when no later evaluation beats it, the starting weights come back."""
+    output = tmp_path / "start"
+    argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "2", "--batch-size", "64",
+            "--dense-lr", "0.3", "--embedding-lr", "0.3", "--select-by", "loss", "--eval-before-training", *TINY_FLAGS]
+    assert main(argv) == 0  # learning rates this large only make the loss worse
+    log = json.loads((output / "training_log.json").read_text())
+    evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
+    assert evaluations[0]["step"] == 0 and len(evaluations) == 3
+    assert log["best_step"] == 0 and evaluations[0]["validation_loss"] < min(e["validation_loss"] for e in evaluations[1:])
+
+
 def test_selection_settings_errors(data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"selection_metric='auc'; use one of \['loss', 'mean_auc'\]"):
         TrainingSettings(output_dir=str(tmp_path), selection_metric="auc")

@@ -296,6 +296,7 @@ def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
         "selection_metric": args.select_by,
         "early_stopping_patience": args.patience,
         "eval_every_steps": args.eval_every,
+        "eval_before_training": args.eval_before_training,
     }
 
 
@@ -327,6 +328,7 @@ def run_compare(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             bootstrap_resamples=args.bootstrap_resamples,
             wide_warm_start=args.wide_warm_start,
+            wide_residual=args.wide_residual,
             training=TrainingSettings(
                 output_dir=str(Path(args.output) / "runs"),
                 num_epochs=args.epochs,

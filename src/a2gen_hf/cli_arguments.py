@@ -244,6 +244,8 @@ class SelectionArguments:
                                   "early stopping (--epochs is then the number of epochs, else the maximum)")
     eval_every: int | None = option("also evaluate on validation every this many optimizer steps; default: after "
                                     "epochs only")
+    eval_before_training: bool = option("also evaluate the starting weights before the first step, as a candidate "
+                                        "for the best evaluation (for warm-started wide paths)", False)
 
 
 @dataclass
@@ -307,6 +309,9 @@ class CompareArguments:
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
     wide_warm_start: bool = option("start each network's wide path as the logistic regression on counts fitted on "
                                    "train", False)
+    wide_residual: bool = option("with --wide-warm-start: start A2Gen as the regression (its other occurrence paths "
+                                 "at zero, the regression's feature statistics kept), to learn what to add to it; "
+                                 "pair with --eval-before-training", False)
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
 
 

@@ -127,6 +127,8 @@ class ComparisonSettings:
     model_overrides: dict[str, Any] | None = None
     # Start every network's wide path (model_overrides["wide_path"]) as the logistic regression on counts.
     wide_warm_start: bool = False
+    # With wide_warm_start: start A2Gen as the regression (warm_start_wide_path(residual=True)).
+    wide_residual: bool = False
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
@@ -145,6 +147,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         time_log_std=base_config.time_log_std,
     )
     training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
+    if settings.wide_residual and not settings.wide_warm_start:
+        raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     regression = None
@@ -163,7 +167,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                         regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(
                             dataset["train"], validation=dataset["validation"]
                         )
-                    warm_start_wide_path(model, regression)
+                    warm_start_wide_path(model, regression, residual=settings.wide_residual)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
@@ -183,6 +187,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     report["settings"] = {
         "model_overrides": dict(settings.model_overrides or {}),
         "wide_warm_start": settings.wide_warm_start,
+        "wide_residual": settings.wide_residual,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
     write_text_atomically(output_dir / "results.json", json.dumps(report, indent=2, default=_json_default))

@@ -541,9 +541,16 @@ class _TrainingRun:
     def _done(self) -> bool:
         return self.progress.global_step >= self.total_steps or self.progress.stopped_early
 
+    def evaluate_starting_weights(self) -> None:
+        """With ``settings.eval_before_training``: evaluate once before the first step (not again on resume)."""
+        if self.settings.eval_before_training and self.eval_dataset is not None and self.progress.global_step == 0:
+            if self.progress.last_evaluated_step != 0:
+                self.evaluate()
+
     def train_on_stream(self) -> None:
         """A streaming input: this process's shard, replayed past what a resumed run consumed, until ``max_steps``."""
         progress = self.progress
+        self.evaluate_starting_weights()
         self.model.train()
         if progress.global_step < self.total_steps:
             skip = progress.global_step * self.accumulation
@@ -561,6 +568,7 @@ class _TrainingRun:
         A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
         """
         progress = self.progress
+        self.evaluate_starting_weights()
         self.model.train()
         while not progress.stopped_early and (progress.global_step < self.total_steps or progress.step_in_epoch > 0):
             if progress.global_step < self.total_steps:

@@ -47,6 +47,10 @@ class TrainingSettings:
     ``predict_actions``, what the results tables report). With ``select_best_epoch`` the weights of the best
     evaluation are returned. ``early_stopping_patience`` = P stops the run after P evaluations in a row without
     improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum).
+    ``eval_before_training`` also evaluates the starting weights (step 0) before the first step, so that with
+    ``select_best_epoch`` they compete with every later evaluation: a warm-started model (a wide path started as
+    the fitted regression, :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`) is then never returned
+    worse on validation than it started.
     """
 
     output_dir: str
@@ -74,6 +78,7 @@ class TrainingSettings:
     selection_metric: str = "loss"
     early_stopping_patience: int | None = None
     eval_every_steps: int | None = None
+    eval_before_training: bool = False
     plateau_factor: float = 0.5
     shuffle_buffer_size: int = 10_000
     cpu: bool = False

@@ -567,7 +567,7 @@ def _wide_feature_columns(regression: CountFeatureLogisticRegression, config) ->
 
 
 @torch.no_grad()
-def warm_start_wide_path(model, regression: CountFeatureLogisticRegression) -> int:
+def warm_start_wide_path(model, regression: CountFeatureLogisticRegression, residual: bool = False) -> int:
     """
     Start a model's wide path (``config.wide_path``) as the fitted logistic regression on counts: the wide weights
     take its coefficients and the bias its intercepts, on the columns that hold the same quantity (the others 0),
@@ -576,6 +576,13 @@ def warm_start_wide_path(model, regression: CountFeatureLogisticRegression) -> i
     start; the wide logit thus starts as the regression's up to the difference between the train split's and
     the batches' statistics and the model's history window (``max_history_items``, which the regression does not
     cap). Training then moves it jointly with the rest. Returns the number of copied columns.
+
+    With ``residual=True`` the model starts *as* the regression and learns what to add to it: the standardisers
+    count the regression's training examples (batches then refine its statistics instead of replacing them), and
+    the other paths of A2Gen's occurrence head (its linear and hidden-layer paths) start at zero, so the occurrence
+    logits start as the wide logit. Train with ``eval_before_training`` and ``select_best_epoch`` to keep the
+    starting point when nothing improves it on validation. MMoE and PLE add their wide path to task towers, which
+    stay as initialised.
 
     Raises:
         ValueError: the model has no wide path, or its extra features are not exactly the count and popularity
@@ -609,6 +616,8 @@ def warm_start_wide_path(model, regression: CountFeatureLogisticRegression) -> i
         )
         standardizer.mean[column] = float(regression.scaler_.mean_[source])
         standardizer.variance[column] = float(regression.scaler_.var_[source])
+        if residual:
+            standardizer.count.fill_(float(np.max(regression.scaler_.n_samples_seen_)))
     weight = wide.linear.weight
     weight.zero_()
     wide.linear.bias.zero_()
@@ -617,4 +626,9 @@ def warm_start_wide_path(model, regression: CountFeatureLogisticRegression) -> i
         for source, target in pairs:
             weight[action, target] = float(coefficients[source])
         wide.linear.bias[action] = float(fitted.intercept_[0])
+    head = getattr(model, "occurrence_head", None)
+    if residual and head is not None:
+        for layer in (head.linear, head.output):
+            layer.weight.zero_()
+            layer.bias.zero_()
     return len(pairs)
