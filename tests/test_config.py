@@ -30,7 +30,7 @@ def test_user_side_list_length_is_deprecated_and_dropped():
     with pytest.warns(FutureWarning, match=r"user_side_list_length=\.\.\.\) is deprecated and ignored"):
         config = A2GenConfig(num_user_side_lists=2, user_side_list_length=5)
     assert config.num_user_side_lists == 2
-    assert config.user_side_list_length is None
+    assert not hasattr(config, "user_side_list_length")
     assert "user_side_list_length" not in config.to_dict()
 
 

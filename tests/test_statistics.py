@@ -10,7 +10,6 @@ from a2gen_hf.training.statistics import (
     bootstrap_aucs,
     mean_std,
     paired_bootstrap_auc_difference,
-    positive_counts,
     significance_label,
     weighted_auc,
 )
@@ -103,18 +102,3 @@ def test_bad_inputs_are_rejected(scored):
         paired_bootstrap_auc_difference(scored["labels"], np.full(500, np.nan), scored["random"])
     with pytest.raises(ValueError, match="0/1"):
         paired_bootstrap_auc_difference(np.full(500, 2), scored["random"], scored["random"])
-
-
-LABELS = np.array(
-    [
-        [1, 2, 3, 2, 5, 0],  # start, like, follow, like, leave: like counts once
-        [1, 5, 0, 0, 0, 0],
-        [1, 3, 1, 5, 0, 0],  # a repeated start after position 0 counts
-    ]
-)
-
-
-def test_positive_counts_read_label_sequences():
-    assert positive_counts(LABELS, {"start": 1, "like": 2, "follow": 3, "leave": 5}) == {
-        "start": 1, "like": 1, "follow": 2, "leave": 3,
-    }

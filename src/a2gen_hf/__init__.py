@@ -89,6 +89,15 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_NAMES})
 
 
+def _package_module_initializing() -> bool:
+    """Whether one of this package's modules is being imported right now (its code has not finished running)."""
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if name.startswith(f"{__name__}.")
+    )
+
+
 class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
     """
     Imported before transformers, the package stays light (``a2gen --help`` loads neither torch nor transformers);
@@ -106,6 +115,8 @@ class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
 
             def exec_module(module):
                 load(module)
+                if _package_module_initializing():
+                    return  # imported by the package's own modules: the first use of a name registers
                 try:
                     register()
                 except Exception as error:  # transformers itself must still import

@@ -197,11 +197,6 @@ class ActionSequenceConfig(PretrainedConfig):
         return len(self.action_names) + 1
 
     @property
-    def user_side_list_length(self) -> None:
-        """Deprecated, always ``None``: the user side lists are mean-pooled over any number of ids."""
-        return None
-
-    @property
     def id_to_action(self) -> list[str]:
         return [PAD_ACTION, *self.action_names]
 

@@ -149,10 +149,6 @@ class A2GenGenerationMixin(GenerationMixin):
             return_dict=True,
         )
 
-    @staticmethod
-    def _history_input_names() -> list[str]:
-        return list(_HISTORY_INPUTS)
-
     # ------------------------------------------------------------------------------------------------------------
     # Generation config
 

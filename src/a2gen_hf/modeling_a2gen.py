@@ -1337,7 +1337,7 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
     sizes: dict[str, tuple[int, str]] = {}  # letter -> (size, the argument that fixed it)
     fixed = {} if config is None else {
         "F": config.num_item_side_features or None, "S": config.num_user_side_lists or None,
-        "L": config.user_side_list_length if config.num_user_side_lists else None, "V": config.vocab_size,
+        "L": None, "V": config.vocab_size,
     }  # fmt: skip
     dtype = dtype or torch.float32
     for name, value in inputs.items():

@@ -13,12 +13,10 @@ weighted examples: a resample is a vector of per-example multiplicities, so all 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from ..metrics import action_targets
 
 NO_DIFFERENCE = "no significant difference"
 # Resamples scored per block: bounds the memory of the (block, n) multiplicity matrices.
@@ -149,23 +147,3 @@ def significance_label(low: float, high: float, name_a: str = "A", name_b: str =
     if high < 0:
         return f"{name_b} better"
     return NO_DIFFERENCE
-
-
-def positive_counts(labels: Any, action_ids: Mapping[str, int]) -> dict[str, int]:
-    """
-    How many examples have each action: `labels` `(n, T)` label sequences as the collator builds them (``start``
-    first; read with :func:`a2gen_hf.metrics.action_targets`, as the AUC is), `action_ids` name -> id.
-    """
-    occurs = _occurs(labels, action_ids)
-    return {name: int(occurs[:, action].sum()) for name, action in action_ids.items()}
-
-
-def _occurs(labels: Any, action_ids: Mapping[str, int]) -> np.ndarray:
-    if not action_ids:
-        raise ValueError("action_ids is empty; pass {action name: action id} for the actions to compare.")
-    vocab_size = max(action_ids.values()) + 1
-    labels = np.asarray(labels)
-    if labels.size:
-        vocab_size = max(vocab_size, int(labels.max()) + 1)
-    occurs, _, _ = action_targets(labels, None, None, vocab_size)
-    return occurs
