@@ -21,7 +21,7 @@ import torch
 
 from a2gen_hf.data.collator import A2GenDataCollator
 from a2gen_hf.metrics import action_targets
-from a2gen_hf.training.compare import predict_dataset
+from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset
 from a2gen_hf.training.data_setup import create_model, load_data_dir
 from a2gen_hf.training.loop import TrainingSettings, train
 from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
@@ -112,11 +112,14 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
         print(f"{name} seed {seed}: done already")
         return
     torch.manual_seed(seed)
-    model = create_model(spec["model"], tokenizer, data, **spec["overrides"])
+    network, ablation = parse_model_name(spec["model"])  # e.g. "a2gen-iag:notime": history times zeroed
+    model = create_model(network, tokenizer, data, **spec["overrides"])
     if spec.get("warm_start"):
         regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(data["train"], validation=data["validation"])
         warm_start_wide_path(model, regression, residual=spec.get("residual", False))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    if ablation:
+        collator = AblatedCollator(collator, ablation)
     settings = TrainingSettings(output_dir=str(folder / "run"), seed=seed, show_progress=False, **spec["training"])
     started = time.perf_counter()
     result = train(model, data["train"], collator, settings, eval_dataset=data["validation"])

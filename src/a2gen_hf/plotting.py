@@ -359,3 +359,40 @@ def plot_comparison(results: Any, path: PathLike = "results.png", title: str | N
         figure.suptitle(title)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_learning_curve(report: Any, path: PathLike = "learning_curve.png", title: str | None = None) -> Path:
+    """
+    Mean AUC against the number of training examples (log x axis), one line per model with mean ± std over seeds
+    as error bars, and the simulator's oracle as a dashed horizontal line (benchmarks/learning_curve.py).
+
+    Format: ``{"sizes": [n, ...], "curves": {name: {"label": "...", "points": {str(n): {"test_mean_auc":
+    {"mean": .., "std": ..}}}}}, "oracle": {"mean_auc": float}}``; ``label`` and ``oracle`` are optional, a size a
+    model lacks draws no point.
+    """
+    report = _load_json(report, "learning-curve report")
+    curves = report.get("curves") if isinstance(report, Mapping) else None
+    sizes = report.get("sizes") if isinstance(report, Mapping) else None
+    if not isinstance(curves, Mapping) or not curves or not sizes:
+        raise ValueError('A learning-curve report needs "sizes" [n, ...] and a non-empty "curves" {name: {"points": {...}}}.')
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    for index, (name, curve) in enumerate(curves.items()):
+        points = curve.get("points", {})
+        present = [size for size in sizes if str(size) in points]
+        values = [_summary_value(points[str(size)].get("test_mean_auc")) for size in present]
+        axis.errorbar(present, [mean for mean, _ in values], yerr=[std for _, std in values], marker="o", ms=4,
+                      capsize=3, label=curve.get("label", name), color=PALETTE[index % len(PALETTE)])
+    oracle = report.get("oracle", {}).get("mean_auc") if isinstance(report.get("oracle"), Mapping) else None
+    if oracle is not None:
+        axis.axhline(oracle, color="black", linestyle="--", lw=1.2, label="oracle (true probabilities)")
+    axis.axhline(0.5, color="gray", lw=0.8)
+    axis.set_xscale("log")
+    axis.set_xticks(sizes, [f"{size:,}" for size in sizes])
+    axis.minorticks_off()
+    axis.set_xlabel("training examples")
+    axis.set_ylabel("test mean AUC")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    axis.set_title(title or "Learning curves: mean AUC over the ranked actions")
+    figure.tight_layout()
+    return _save(figure, path)

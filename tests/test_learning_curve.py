@@ -1,0 +1,93 @@
+"""benchmarks/learning_curve.py end to end on a tiny simulation: every model at every size lands in the JSON, the
+Markdown and the plot, runs are resumed rather than retrained, and bad arguments are refused by name."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from a2gen_hf.data.simulator import SimulatorConfig, simulate_to_parquet
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = '{"hidden_size": 8, "id_embedding_size": 8, "action_embedding_size": 8, "time_embedding_size": 8, "num_attention_heads": 2}'
+MODELS = ["a2gen-iag", "a2gen-eag", "mmoe-fair", "logreg", "a2gen-iag:notime"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "benchmarks" / "learning_curve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("curve") / "sim"
+    config = SimulatorConfig(
+        num_examples=600, examples_per_user=20, history_length=5, num_items=100,
+        item_buckets=1024, user_buckets=256, side_feature_buckets=64, seed=3,
+    )
+    simulate_to_parquet(config, folder, progress=False)
+    return folder
+
+
+def arguments(data_dir, output, sizes="200,400"):
+    return [
+        "--data", str(data_dir), "--output", str(output), "--sizes", sizes, "--seeds", "0", "--threads", "1",
+        "--max-epochs", "1", "--bootstrap-resamples", "30", "--overrides", TINY,
+    ]
+
+
+def test_learning_curve_writes_every_model_and_size_and_resumes(data_dir, tmp_path, capsys):
+    script = load_script()
+    output = tmp_path / "curve"
+    report = script.main(arguments(data_dir, output))
+    printed = capsys.readouterr().out
+    assert "n200/a2gen-iag seed 0:" in printed and "n400/a2gen-iag-notime seed 0:" in printed and "load" in printed
+
+    saved = json.loads((output / "learning_curve.json").read_text())
+    assert saved["sizes"] == [200, 400] and saved["models"] == MODELS
+    actions = ["like", "follow", "forward", "comment"]
+    assert saved["actions"] == actions
+    assert 0.5 < saved["oracle"]["mean_auc"] <= 1.0 and set(saved["oracle"]["auc"]) == set(actions)
+    for model in MODELS:
+        for size in ("200", "400"):
+            point = saved["curves"][model]["points"][size]
+            assert 0.0 <= point["test_mean_auc"]["mean"] <= 1.0
+            assert set(point["share_of_oracle_lift"]) == {*actions, "mean"}
+            if model != "a2gen-iag":
+                for row in point["a2gen_iag_minus_model"].values():
+                    assert row["low"] <= row["difference"] <= row["high"]
+            if model != "logreg":  # networks record their run: seconds, steps, load
+                assert point["runs"][0]["steps"] >= 1 and point["runs"][0]["seconds"] > 0
+                assert 0.0 <= point["train_mean_auc"]["mean"] <= 1.0  # the selected weights on their own examples
+    # The timing ablation's drop is A2Gen-IAG minus the ablation: the mean AUCs say which sign it must have.
+    drop = saved["notime_drop"]["400"]
+    full, ablated = (saved["curves"][m]["points"]["400"]["test_auc"]["like"]["mean"] for m in ("a2gen-iag", "a2gen-iag:notime"))
+    assert drop["like"]["difference"] == pytest.approx(full - ablated)
+    assert report["curves"].keys() == saved["curves"].keys()
+
+    table = (output / "learning_curve.md").read_text()
+    for label in ("A2Gen-IAG", "A2Gen-EAG", "MMoE, fairly fed", "logistic regression on counts", "A2Gen-IAG, times zeroed"):
+        assert f"| {label} |" in table or f"| {label} " in table
+    assert "| 200 |" in table and "| 400 |" in table and "oracle" in table and "Drop from zeroing" in table
+    assert "Generalisation gap" in table
+    assert (output / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(output.glob(".*tmp*"))  # atomic writes leave no temporary files
+
+    # A second call trains nothing: every run's predictions are on disk.
+    script.main(arguments(data_dir, output))
+    assert "done already" in capsys.readouterr().out
+
+
+def test_learning_curve_refuses_sizes_beyond_the_train_split_and_bad_arguments(data_dir, tmp_path, capsys):
+    script = load_script()
+    with pytest.raises(ValueError, match="exceed the .* training examples"):
+        script.main(arguments(data_dir, tmp_path, sizes="200,100000"))
+    with pytest.raises(SystemExit):
+        script.main([*arguments(data_dir, tmp_path), "--models", "mmoe-fair"])
+    assert "must include a2gen-iag" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([*arguments(data_dir, tmp_path)[:-2], "--overrides", "[1]"])
+    assert "JSON object" in capsys.readouterr().err
