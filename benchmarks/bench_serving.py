@@ -211,7 +211,10 @@ def plain_scores(model: A2GenForActionGeneration, state, item_ids: torch.Tensor)
     ) + count * (gate @ item_attention.head_output_bias + projected)
     context = torch.cat([state.user_features.expand(candidates, -1), history, items], dim=-1)
 
-    slots = torch.relu(generator.slot_projection(context)).view(candidates, generator.num_slots, -1)
+    slots = generator.slot_projection(context)
+    if model.config.iag_slot_activation == "relu":
+        slots = torch.relu(slots)
+    slots = slots.view(candidates, generator.num_slots, -1)
     aux_logits, aux_times = generator.aux_heads(slots)
     sequence = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
     length = sequence.shape[1]
