@@ -8,6 +8,8 @@ are built before any fixture runs (``from conftest import tiny_config``).
 import datasets
 import pytest
 import torch
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.tracking import GeneralTracker
 from hypothesis import settings
 
 from a2gen_hf import A2GenConfig, A2GenForActionGeneration
@@ -111,3 +113,34 @@ def make_batch(config, batch_size=4, items=5, events=3, seed=0):
 def history_inputs(batch):
     """The batch without its labels (what generate and the ranker read)."""
     return {key: value for key, value in batch.items() if not key.startswith("label")}
+
+
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide state, so that the next test builds its own Accelerator."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+
+class RecordingTracker(GeneralTracker):
+    """Keeps what the training loop logs, in memory (no tracker package is installed offline)."""
+
+    name = "recording"
+    requires_logging_directory = False
+
+    def __init__(self):
+        super().__init__()
+        self.config, self.entries, self.finished = None, [], False
+
+    @property
+    def tracker(self):
+        return self
+
+    def store_init_configuration(self, values):
+        self.config = values
+
+    def log(self, values, step=None, **kwargs):
+        self.entries.append((step, dict(values)))
+
+    def finish(self):
+        self.finished = True

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.tracking import GeneralTracker
+from conftest import RecordingTracker, reset_accelerate_state
 
 from a2gen_hf.cli import main
 from a2gen_hf.training import compare
@@ -19,32 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-class RecordingTracker(GeneralTracker):
-    """Keeps what the loop logs, in memory (no tracker package is installed offline)."""
-
-    name = "recording"
-    requires_logging_directory = False
-
-    def __init__(self):
-        super().__init__()
-        self.config, self.entries, self.finished = None, [], False
-
-    @property
-    def tracker(self):
-        return self
-
-    def store_init_configuration(self, values):
-        self.config = values
-
-    def log(self, values, step=None, **kwargs):
-        self.entries.append((step, dict(values)))
-
-    def finish(self):
-        self.finished = True
+    reset_accelerate_state()
 
 
 def compare_argv(data_dir, output, *extra):
