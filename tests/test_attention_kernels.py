@@ -54,11 +54,12 @@ def test_summed_output_equals_forward_summed(length, dtype):
         torch.testing.assert_close(pooled_grad, grad, **{"atol": 1e-4, "rtol": 1e-4} if tolerance else {})
 
 
-def test_summed_output_under_bf16_autocast_keeps_softmax_in_fp32():
+@pytest.mark.parametrize("length", [6, 40])
+def test_summed_output_under_bf16_autocast_keeps_softmax_in_fp32(length):
     torch.manual_seed(3)
     cam = ContextAwareAttention(sequence_size=10, context_size=6, hidden_size=8, num_heads=2)
-    sequence, context = torch.randn(4, 6, 10), torch.randn(4, 6)
-    mask = torch.ones(4, 6, dtype=torch.bool)
+    sequence, context = torch.randn(4, length, 10), torch.randn(4, 6)
+    mask = torch.ones(4, length, dtype=torch.bool)
     expected = cam(sequence, context, mask)[0].sum(1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         summed = cam.summed_output(sequence, context, mask)

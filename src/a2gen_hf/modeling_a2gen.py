@@ -525,14 +525,17 @@ class ContextAwareAttention(nn.Module):
         else:
             sequence_queries, keys, values = self.project_sequence(sequence)
             shape = (batch, length, heads, head_size)
+            # Scores and softmax in at least fp32, as in forward: autocast would run this op in bf16.
+            dtype = torch.promote_types(keys.dtype, torch.float32)
             # A sequence without any real position attends everywhere; its (zero-weighted) outputs are dropped below.
             visible = mask | ~mask.any(-1, keepdim=True)
-            states = F.scaled_dot_product_attention(
-                (sequence_queries + context_queries.unsqueeze(1)).view(shape).transpose(1, 2),
-                keys.view(shape).transpose(1, 2),
-                values.view(shape).transpose(1, 2),
-                attn_mask=visible[:, None, None, :],
-            )
+            with torch.autocast(keys.device.type, enabled=False):
+                states = F.scaled_dot_product_attention(
+                    (sequence_queries + context_queries.unsqueeze(1)).view(shape).transpose(1, 2).to(dtype),
+                    keys.view(shape).transpose(1, 2).to(dtype),
+                    values.view(shape).transpose(1, 2).to(dtype),
+                    attn_mask=visible[:, None, None, :],
+                )
             head_states = (states * mask[:, None, :, None].to(states.dtype)).sum(2)
         return self.gated_output(
             head_states.to(projected_context.dtype), gate, projected_context, count=mask.sum(-1)
