@@ -24,7 +24,7 @@ from a2gen_hf.metrics import action_targets
 from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset
 from a2gen_hf.training.data_setup import create_model, load_data_dir
 from a2gen_hf.training.loop import TrainingSettings, train
-from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
+from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, start_from_regression
 from a2gen_hf.training.statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
 # Section (b) of docs/results.md: the documented paper-mode settings.
@@ -115,8 +115,7 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
     network, ablation = parse_model_name(spec["model"])  # e.g. "a2gen-iag:notime": history times zeroed
     model = create_model(network, tokenizer, data, **spec["overrides"])
     if spec.get("warm_start"):
-        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(data["train"], validation=data["validation"])
-        warm_start_wide_path(model, regression, residual=spec.get("residual", False))
+        start_from_regression(model, tokenizer, data, residual=spec.get("residual", False))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     if ablation:
         collator = AblatedCollator(collator, ablation)

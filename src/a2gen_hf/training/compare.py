@@ -30,7 +30,7 @@ from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, pr
 from ..output_folders import write_text_atomically
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .loop import TrainingSettings, train
-from .simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
+from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
 NETWORK_LABELS = {
@@ -147,8 +147,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         time_log_std=base_config.time_log_std,
     )
     training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
-    if settings.wide_residual and not settings.wide_warm_start:
-        raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
+    check_wide_start(settings.wide_warm_start, settings.wide_residual)
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     regression = None
@@ -163,11 +162,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 set_seed(seed)
                 model = create_model(network, tokenizer, dataset, **(settings.model_overrides or {}))
                 if settings.wide_warm_start:
-                    if regression is None:
-                        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(
-                            dataset["train"], validation=dataset["validation"]
-                        )
-                    warm_start_wide_path(model, regression, residual=settings.wide_residual)
+                    regression = start_from_regression(model, tokenizer, dataset, settings.wide_residual, regression)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)

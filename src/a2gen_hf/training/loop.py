@@ -764,16 +764,14 @@ def train_from_data_dir(
 def _train_from_data_dir(
     data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start=False, wide_residual=False
 ) -> tuple[TrainingResult, Any]:
-    if wide_residual and not wide_warm_start:
-        raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
+    from .simple_baselines import check_wide_start, start_from_regression
+
+    check_wide_start(wide_warm_start, wide_residual)
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
     if wide_warm_start:
-        from .simple_baselines import SIMPLE_BASELINES, warm_start_wide_path
-
-        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
-        warm_start_wide_path(model, regression, residual=wide_residual)
+        start_from_regression(model, tokenizer, dataset, residual=wide_residual)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator

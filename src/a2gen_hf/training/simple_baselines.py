@@ -632,3 +632,23 @@ def warm_start_wide_path(model, regression: CountFeatureLogisticRegression, resi
             layer.weight.zero_()
             layer.bias.zero_()
     return len(pairs)
+
+
+def check_wide_start(warm_start: bool, residual: bool) -> None:
+    """Refuse ``residual`` without ``warm_start`` (the residual start refines the warm start)."""
+    if residual and not warm_start:
+        raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
+
+
+def start_from_regression(
+    model, tokenizer, dataset, residual: bool = False, regression: CountFeatureLogisticRegression | None = None
+) -> CountFeatureLogisticRegression:
+    """
+    :func:`warm_start_wide_path` from the logistic regression on counts, fitted here on ``dataset["train"]`` (its C
+    chosen on ``dataset["validation"]`` when there is one) unless a fitted ``regression`` is given. Returns the
+    regression, so that several models (seeds) can start from one fit.
+    """
+    if regression is None:
+        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
+    warm_start_wide_path(model, regression, residual=residual)
+    return regression
