@@ -512,10 +512,7 @@ class ContextAwareAttention(nn.Module):
             head_states = projected_context.new_zeros(batch, heads, head_size)
         elif projected_sequence is not None or length <= self.SHORT_SEQUENCE_LIMIT:
             if projected_sequence is None:
-                # (3d, L * B): the query (sequence part), key and value maps of every position, batch innermost.
-                weight, bias = self.sequence_maps()
-                flat = sequence.permute(2, 1, 0).reshape(sequence.shape[-1], length * batch)
-                projected_sequence = torch.addmm(bias.unsqueeze(1), weight, flat)
+                projected_sequence = self._project_batch_innermost(sequence)
             head_states = pooled_short_attention(
                 projected_sequence.reshape(3, heads, head_size, length, batch),
                 context_queries.t().reshape(heads, head_size, batch),
@@ -541,6 +538,17 @@ class ContextAwareAttention(nn.Module):
             head_states.to(projected_context.dtype), gate, projected_context, count=mask.sum(-1)
         )
 
+    def _project_batch_innermost(self, sequence: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        `(B, L, sequence_size)` -> `(3d, L * B)`: the query (sequence part), key and value maps of every position in
+        one product, the batch innermost (the layout of the short-sequence kernels); rows scaled by ``scale`` `(3d,)`.
+        """
+        weight, bias = self.sequence_maps()
+        if scale is not None:
+            weight, bias = weight * scale.unsqueeze(1), bias * scale
+        flat = sequence.permute(2, 1, 0).reshape(sequence.shape[-1], sequence.shape[1] * sequence.shape[0])
+        return torch.addmm(bias.unsqueeze(1), weight, flat)
+
     def _short_attention(self, sequence, projected_context, context_queries, gate, sequence_mask, causal):
         """
         :meth:`forward` (without cache) for short sequences, the same numbers as batched matrix products: every
@@ -551,14 +559,11 @@ class ContextAwareAttention(nn.Module):
         """
         batch, length, size = sequence.shape
         heads, head_size, width = self.num_heads, self.head_size, self.hidden_size
-        weight, bias = self.sequence_maps()
         # The score scale folded into the query maps (equal up to rounding).
-        scale = torch.ones_like(bias)
+        weight = self.sequence_projection.weight
+        scale = torch.ones(3 * width, dtype=weight.dtype, device=weight.device)
         scale[:width] = 1.0 / math.sqrt(head_size)
-        # (3d, L * B): one product for the query (sequence part), key and value maps of every position.
-        projected = torch.addmm(
-            (bias * scale).unsqueeze(1), weight * scale.unsqueeze(1), sequence.permute(2, 1, 0).reshape(size, -1)
-        )
+        projected = self._project_batch_innermost(sequence, scale)
         dtype = torch.promote_types(projected.dtype, torch.float32)
         projected = projected.to(dtype).view(3, heads, head_size, length, batch)
         context_queries = (context_queries.to(dtype) * scale[0]).t().reshape(heads, head_size, 1, batch)
