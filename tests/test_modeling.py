@@ -540,12 +540,14 @@ def test_pooling_inside_cam_equals_pooling_after_it(overrides):
     assert encoder.pools_inside_attention(encoder.item_attention) == ("hidden_dropout_prob" not in overrides)
 
 
+@pytest.mark.parametrize("one_hot_limit", [64, 2])  # one-hot columns, and the row lookup of large vocabularies
 @pytest.mark.parametrize("with_time_mask", [False, True])
-def test_event_projection_without_events_equals_projecting_the_events(with_time_mask):
+def test_event_projection_without_events_equals_projecting_the_events(with_time_mask, one_hot_limit, monkeypatch):
     """A2GenEventEmbedding.linear_features_first composes the maps: equal to F.linear on the formed events."""
     torch.manual_seed(0)
     model = A2GenForActionGeneration(tiny_config("iag"))
     embedding, attention = model.a2gen.event_embedding, model.a2gen.encoder.action_attention
+    monkeypatch.setattr(embedding, "ONE_HOT_ACTIONS", one_hot_limit)
     action_ids = torch.randint(0, model.config.vocab_size, (7, 5))
     times = torch.randn(7, 5)
     time_mask = (torch.rand(7, 5) > 0.3) if with_time_mask else None

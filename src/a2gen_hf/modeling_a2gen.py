@@ -159,6 +159,9 @@ class A2GenTimeEncoding(nn.Module):
 class A2GenEventEmbedding(nn.Module):
     """An event (action id, normalised time) -> concat(time embedding, action embedding); zero where absent."""
 
+    # linear_features_first reads actions as one-hot columns up to this vocabulary size, as a row lookup beyond.
+    ONE_HOT_ACTIONS = 64
+
     def __init__(self, config: A2GenConfig):
         super().__init__()
         self.action_embeddings = nn.Embedding(config.vocab_size, config.action_embedding_size, padding_idx=0)
@@ -200,19 +203,17 @@ class A2GenEventEmbedding(nn.Module):
         if time_mask is not None:
             timed = timed & time_mask.bool()
         timed = timed.reshape(-1, 1).to(table.dtype)
-        features = torch.cat(
-            [
-                self.time_encoding.basis(times).reshape(-1, projection.in_features) * timed,
-                timed,
-                F.one_hot(action_ids.reshape(-1), table.shape[0])[:, 1:].to(table.dtype),
-            ],
-            dim=1,
-        )
-        maps = torch.cat(
-            [time_weight @ projection.weight, (time_weight @ projection.bias).unsqueeze(1), action_weight @ table[1:].t()],
-            dim=1,
-        )
-        return torch.addmm(bias.unsqueeze(1), maps, features.t()).view(weight.shape[0], *action_ids.shape)
+        features = [self.time_encoding.basis(times).reshape(-1, projection.in_features) * timed, timed]
+        maps = [time_weight @ projection.weight, (time_weight @ projection.bias).unsqueeze(1)]
+        flat_ids = action_ids.reshape(-1)
+        if table.shape[0] <= self.ONE_HOT_ACTIONS:
+            features.append(F.one_hot(flat_ids, table.shape[0])[:, 1:].to(table.dtype))
+            maps.append(action_weight @ table[1:].t())
+        projected = torch.addmm(bias.unsqueeze(1), torch.cat(maps, dim=1), torch.cat(features, dim=1).t())
+        if table.shape[0] > self.ONE_HOT_ACTIONS:  # a large action vocabulary: a row lookup instead
+            present = (flat_ids != 0).to(table.dtype).unsqueeze(1)
+            projected = projected + (F.embedding(flat_ids, table @ action_weight.t()) * present).t()
+        return projected.view(weight.shape[0], *action_ids.shape)
 
 
 class A2GenFeatureEmbeddings(nn.Module):
