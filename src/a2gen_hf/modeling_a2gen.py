@@ -24,7 +24,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
-from .attention_kernels import pooled_short_attention
+from .attention_kernels import EXP_FLOOR, pooled_short_attention
 from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
@@ -582,7 +582,8 @@ class ContextAwareAttention(nn.Module):
             allowed = key_mask if allowed is None else allowed & key_mask
         if allowed is not None:
             scores.masked_fill_(~allowed, torch.finfo(dtype).min)
-        exponentials = (scores - scores.detach().amax(dim=2, keepdim=True)).exp()
+        # Clamped at EXP_FLOOR: masked keys' shifted scores would send exp down its slow path (attention_kernels).
+        exponentials = (scores - scores.detach().amax(dim=2, keepdim=True)).clamp_min(EXP_FLOOR).exp()
         weights = exponentials / exponentials.sum(dim=2, keepdim=True)
         if allowed is not None:
             # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
