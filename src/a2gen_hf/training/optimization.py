@@ -149,7 +149,14 @@ def summed_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return grad.indices()[0], grad.values()
     values = grad._values()
     rows, positions = distinct_rows(grad._indices()[0], grad.shape[0])
-    summed = values.new_zeros((rows.numel(), *values.shape[1:])).index_add_(0, positions, values)
+    # Most rows of a batch are read once: start from each row's first entry and add only the repeats (an
+    # index_add_ of every entry is a serial scatter on a CPU, several times slower than this gather).
+    entries = torch.arange(positions.numel(), device=positions.device)
+    first = torch.full_like(rows, positions.numel()).scatter_reduce_(0, positions, entries, reduce="amin")
+    summed = values.index_select(0, first)
+    repeats = (first.index_select(0, positions) != entries).nonzero().squeeze(1)
+    if repeats.numel():
+        summed.index_add_(0, positions.index_select(0, repeats), values.index_select(0, repeats))
     return rows, summed
 
 
