@@ -197,8 +197,9 @@ class A2GenEventEmbedding(nn.Module):
         """
         projection, table = self.time_encoding.projection, self.action_embeddings.weight
         time_weight, action_weight = weight[:, : projection.out_features], weight[:, projection.out_features :]
-        # One product over [time features ; 1 ; one-hot action] per event, each part zero where the event's time
-        # (or the event) is absent; the padding action's row is zero.
+        # One product over [time features ; 1 ; one-hot action ; 1] per event, each part but the last (the bias's)
+        # zero where the event's time (or the event) is absent; the padding action's row is zero. The bias rides on
+        # the product as a column of ones: an addmm would first copy it into every column of the output.
         timed = action_ids != 0
         if time_mask is not None:
             timed = timed & time_mask.bool()
@@ -209,7 +210,9 @@ class A2GenEventEmbedding(nn.Module):
         if table.shape[0] <= self.ONE_HOT_ACTIONS:
             features.append(F.one_hot(flat_ids, table.shape[0])[:, 1:].to(table.dtype))
             maps.append(action_weight @ table[1:].t())
-        projected = torch.addmm(bias.unsqueeze(1), torch.cat(maps, dim=1), torch.cat(features, dim=1).t())
+        features.append(torch.ones_like(timed))
+        maps.append(bias.unsqueeze(1))
+        projected = torch.cat(maps, dim=1) @ torch.cat(features, dim=1).t()
         if table.shape[0] > self.ONE_HOT_ACTIONS:  # a large action vocabulary: a row lookup instead
             present = (flat_ids != 0).to(table.dtype).unsqueeze(1)
             projected = projected + (F.embedding(flat_ids, table @ action_weight.t()) * present).t()
