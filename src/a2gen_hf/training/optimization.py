@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 from torch.optim.adamw import adamw
 
 from ..modeling_a2gen import A2GenFeatureEmbeddings
@@ -135,6 +136,7 @@ def write_rows(table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) ->
     """``table[rows] = values`` in place, for distinct ``rows`` `(R,)` and ``values`` `(R, ...)` (no autograd)."""
     if _numpy_rows(table, rows) and values.dtype == table.dtype:
         table.detach().numpy()[rows.numpy()] = values.numpy()
+        increment_version(table)  # as an in-place torch op would: autograd then sees that the tensor changed
     else:
         table.index_put_((rows,), values)
 
@@ -181,7 +183,8 @@ class SparseAdamW(torch.optim.AdamW):
 
     Rows the batch did not read keep their weights and moments: no weight decay, and no momentum step (dense Adam
     keeps moving a row for a while after its last gradient; see docs/training.md). Duplicate indices are summed
-    first. With every row in the gradient the update equals dense AdamW's.
+    first. With every row in the gradient the update equals dense AdamW's: the read rows are gathered and updated by
+    torch's own AdamW kernel (fused when the optimizer is), then written back.
 
     The state has AdamW's keys (``step``, ``exp_avg``, ``exp_avg_sq`` per parameter), so ``state_dict`` /
     ``load_state_dict`` work as for AdamW and a checkpoint can be resumed with either kind of gradient.
