@@ -165,6 +165,8 @@ class A2GenEventEmbedding(nn.Module):
     def __init__(self, config: A2GenConfig):
         super().__init__()
         self.action_embeddings = nn.Embedding(config.vocab_size, config.action_embedding_size, padding_idx=0)
+        # Started at the scale of the time features beside it (A2GenPreTrainedModel._init_weights reads this).
+        self.action_embeddings.init_std = config.action_embedding_init_std
         self.time_encoding = A2GenTimeEncoding(config)
         self.output_size = config.action_embedding_size + config.time_embedding_size
 
@@ -1093,10 +1095,14 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             ) from error
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Embeddings ~ N(0, initializer_range) (padding rows zero); linear maps LeCun-normal so depth keeps scale."""
+        """
+        Id tables ~ N(0, initializer_range), action tables ~ N(0, action_embedding_init_std) (padding rows zero);
+        linear maps LeCun-normal so depth keeps scale.
+        """
         std = self.config.initializer_range
         if isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=std)
+            # A2GenEventEmbedding marks its action table with the scale it starts at (`init_std`).
+            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", std))
             if module.padding_idx is not None:
                 init.zeros_(module.weight[module.padding_idx])
         elif isinstance(module, nn.Linear):
