@@ -706,9 +706,11 @@ class A2GenGenerationMixin(GenerationMixin):
         k's distribution is then the one given that the sequence is still running, which is what
         :func:`~a2gen_hf.modeling_a2gen.action_predictions_from_slots` weighs by the chance ``alive_k`` that it is.
         """
+        from .modeling_a2gen import _small_softmax  # here: modeling_a2gen imports this module
+
         if self.config.generator_type == "iag":
             slots = self.generator(context)
-            return F.softmax(slots["logits"].float(), dim=-1), slots["times"].float()
+            return _small_softmax(slots["logits"].float()), slots["times"].float()
         step_function, _ = self._make_step_function(context, use_cache=True)
         tokens, times = self._start_rows(context.shape[0], context)
         stops = {0, self.config.start_action_id, self.config.end_action_id}
@@ -719,7 +721,7 @@ class A2GenGenerationMixin(GenerationMixin):
         for _ in range(self.config.max_actions):
             step = step_function(tokens, times)
             logits = step.logits.float()
-            probabilities.append(F.softmax(logits, dim=-1))
+            probabilities.append(_small_softmax(logits))
             slot_times.append(step.times.float())
             if any_continuing:
                 fed = logits.masked_fill(~continuing, -float("inf")).argmax(-1)
