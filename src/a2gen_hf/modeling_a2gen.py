@@ -582,11 +582,12 @@ class ContextAwareAttention(nn.Module):
             allowed = key_mask if allowed is None else allowed & key_mask
         if allowed is not None:
             scores.masked_fill_(~allowed, torch.finfo(dtype).min)
-        exponentials = shifted_exp(scores - scores.detach().amax(dim=2, keepdim=True))
-        weights = exponentials / exponentials.sum(dim=2, keepdim=True)
+        # No gradient on this path (forward takes it only when none is needed): the temporaries are reused in place.
+        weights = shifted_exp(scores.sub_(scores.amax(dim=2, keepdim=True)), inplace=True, normalised=True)
+        weights = weights.div_(weights.sum(dim=2, keepdim=True))
         if allowed is not None:
             # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
-            weights = weights * allowed.to(dtype)
+            weights = weights.mul_(allowed)
         # Returned as a (B, heads, L, L_key) view that the weighted sum below reads, so gradients reach it.
         probabilities = weights.permute(3, 0, 1, 2)
         weights = self.attention_dropout(probabilities).permute(1, 2, 3, 0)  # (heads, L_query, L_key, B)
@@ -594,7 +595,7 @@ class ContextAwareAttention(nn.Module):
         for key in range(1, length):
             states.addcmul_(weights[:, :, key].unsqueeze(1), values[:, :, key].unsqueeze(2))
         # The gate, then one product of the concatenated heads' output projections: (d, L * B).
-        gated = (states * gate.to(dtype).t().reshape(heads, 1, 1, batch)).view(heads * head_size, length * batch)
+        gated = states.mul_(gate.to(dtype).t().reshape(heads, 1, 1, batch)).view(heads * head_size, length * batch)
         output = self.head_output_weight.reshape(heads * head_size, width).t().to(dtype) @ gated
         constant = gate.to(projected_context.dtype) @ self.head_output_bias + projected_context  # (B, d)
         output = output.view(width, length, batch).add_(constant.t().to(dtype).unsqueeze(1))
@@ -643,7 +644,7 @@ class ContextAwareAttention(nn.Module):
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         if count:  # an empty sequence has nothing to normalise
             scores = scores - scores.amax(dim=-1, keepdim=True)
-        return queries, keys, values, shifted_exp(scores)
+        return queries, keys, values, shifted_exp(scores, inplace=not torch.is_grad_enabled())
 
     def pooled_output(
         self,
@@ -672,12 +673,16 @@ class ContextAwareAttention(nn.Module):
         # b[h, j, c]: context c's query part against key j.
         context_scores = keys @ (context_queries.permute(1, 2, 0) / math.sqrt(self.head_size))
         context_scores = context_scores.to(score_exponentials.dtype)
-        weights = shifted_exp(context_scores - context_scores.amax(dim=1, keepdim=True))
+        # Without gradients (ranking) the (H, n, C) temporaries are reused in place.
+        inplace = not torch.is_grad_enabled()
+        maxima = context_scores.amax(dim=1, keepdim=True)
+        shifted = context_scores.sub_(maxima) if inplace else context_scores - maxima
+        weights = shifted_exp(shifted, inplace=inplace)
         normalisers = score_exponentials @ weights  # Z[h, l, c]
         normalisers = normalisers.to(score_exponentials.dtype)
         # Below n * tiny / eps the terms of Z lose precision and 1 / Z may overflow after the sum over l.
         limit = count * torch.finfo(normalisers.dtype).tiny / torch.finfo(normalisers.dtype).eps
-        underflow = (normalisers < limit).any()
+        underflow = normalisers.amin() < limit  # one reduction, no (H, n, C) mask
         operands = (queries, keys, values, score_exponentials, context_queries, weights, normalisers)
         # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in compiled
         # and exported graphs; eagerly a plain `if` avoids its tracing cost.
@@ -705,26 +710,38 @@ class ContextAwareAttention(nn.Module):
         return states.sum(dim=2)
 
 
-def shifted_exp(shifted: torch.Tensor) -> torch.Tensor:
+def shifted_exp(shifted: torch.Tensor, inplace: bool = False, normalised: bool = False) -> torch.Tensor:
     """
     ``exp`` of max-shifted scores (all <= 0), with arguments below ``log(tiny)`` raised to it first. Their exact
     exponentials are subnormal or 0 and would add less than ``tiny`` to a sum that holds ``exp(0) = 1``; on CPU,
     ``exp`` takes a scalar slow path for them (measured 400x slower per element: 14 ms for 144,000 such entries,
     0.04 ms for as many ordinary ones), which sharp attention or masked scores hit for most entries.
+
+    ``normalised=True`` (the caller divides by the sum, as a softmax does) raises them to ``3 log(eps)`` instead
+    (``eps**3``, 1.7e-21 in fp32): far below what the sum resolves, and high enough that the normalised weights and
+    their products with ordinary values stay normal numbers; subnormal operands make CPU multiply-adds 60x slower
+    (measured). ``inplace=True`` overwrites ``shifted`` (a temporary without gradient) instead of allocating.
     """
-    return shifted.clamp_min(_EXP_FLOOR.get(shifted.dtype, -math.inf)).exp()
+    floors = _EXP_FLOORS.get(shifted.dtype)
+    floor = -math.inf if floors is None else floors[normalised]
+    if inplace:
+        return shifted.clamp_min_(floor).exp_()
+    return shifted.clamp_min(floor).exp()
 
 
-# log(tiny) + 1 (about -86.3 in fp32): its exp is a normal number (3e-38), so exp stays on its fast path. Only fp32 and
+# (log(tiny) + 1, 3 log(eps)) per float type; exp(log(tiny) + 1) is a normal number (3e-38 in fp32). Only fp32 and
 # fp64: every caller computes exponentials in at least fp32, and a half type's tiny is not negligible against 1.
-_EXP_FLOOR = {dtype: math.log(torch.finfo(dtype).tiny) + 1 for dtype in (torch.float32, torch.float64)}
+_EXP_FLOORS = {
+    dtype: (math.log(torch.finfo(dtype).tiny) + 1, 3 * math.log(torch.finfo(dtype).eps))
+    for dtype in (torch.float32, torch.float64)
+}
 
 
 def _small_softmax(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over a short last dimension (a few heads or classes), in at least fp32: written out, because torch's
     softmax kernel is several times slower on CPU when the last dimension is this short."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    exponentials = shifted_exp(logits - logits.detach().amax(dim=-1, keepdim=True))
+    exponentials = shifted_exp(logits - logits.detach().amax(dim=-1, keepdim=True), normalised=True)
     return exponentials / exponentials.sum(dim=-1, keepdim=True)
 
 
