@@ -622,7 +622,9 @@ class ContextAwareAttention(nn.Module):
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
-        probabilities = torch.softmax(scores, dim=-1) * allowed.to(scores.dtype)
+        # Over a short last dimension (EAG's decode steps) the written-out softmax is several times faster.
+        short = key_count <= self.SHORT_SEQUENCE_LIMIT
+        probabilities = (_small_softmax(scores) if short else torch.softmax(scores, dim=-1)) * allowed.to(scores.dtype)
         head_states = self.attention_dropout(probabilities).to(values.dtype) @ values
         return head_states.transpose(1, 2), probabilities
 
@@ -684,9 +686,9 @@ class ContextAwareAttention(nn.Module):
         limit = count * torch.finfo(normalisers.dtype).tiny / torch.finfo(normalisers.dtype).eps
         underflow = normalisers.amin() < limit  # one reduction, no (H, n, C) mask
         operands = (queries, keys, values, score_exponentials, context_queries, weights, normalisers)
-        # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in compiled
-        # and exported graphs; eagerly a plain `if` avoids its tracing cost.
-        if torch.compiler.is_compiling():
+        # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in exported
+        # graphs; eagerly, and under torch.compile (whose inductor rejects this cond), a plain `if` (a graph break).
+        if torch.compiler.is_exporting():
             pooled_heads = torch.cond(underflow, self._exact_pooled_heads, self._factored_pooled_heads, operands)
         elif underflow:
             pooled_heads = self._exact_pooled_heads(*operands)
