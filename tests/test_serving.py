@@ -349,7 +349,7 @@ def test_ranking_calls_no_private_method_of_the_model():
 
 def test_shifted_exp_floors_only_what_is_negligible():
     """shifted_exp: exact above its floors, normal numbers below them (CPU exp and multiply-adds are slow there)."""
-    from a2gen_hf.modeling_a2gen import shifted_exp
+    from a2gen_hf.attention_kernels import shifted_exp
 
     tiny, eps = torch.finfo(torch.float32).tiny, torch.finfo(torch.float32).eps
     shifted = torch.tensor([0.0, -1.0, -30.0, -50.0, -86.0, -87.5, -100.0, -1e4, torch.finfo(torch.float32).min])

@@ -24,7 +24,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
-from .attention_kernels import pooled_short_attention
+from .attention_kernels import pooled_short_attention, shifted_exp
 from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
@@ -710,33 +710,6 @@ class ContextAwareAttention(nn.Module):
             candidate_queries, keys.unsqueeze(0).expand(expand), values.unsqueeze(0).expand(expand)
         )
         return states.sum(dim=2)
-
-
-def shifted_exp(shifted: torch.Tensor, inplace: bool = False, normalised: bool = False) -> torch.Tensor:
-    """
-    ``exp`` of max-shifted scores (all <= 0), with arguments below ``log(tiny)`` raised to it first. Their exact
-    exponentials are subnormal or 0 and would add less than ``tiny`` to a sum that holds ``exp(0) = 1``; on CPU,
-    ``exp`` takes a scalar slow path for them (measured 400x slower per element: 14 ms for 144,000 such entries,
-    0.04 ms for as many ordinary ones), which sharp attention or masked scores hit for most entries.
-
-    ``normalised=True`` (the caller divides by the sum, as a softmax does) raises them to ``3 log(eps)`` instead
-    (``eps**3``, 1.7e-21 in fp32): far below what the sum resolves, and high enough that the normalised weights and
-    their products with ordinary values stay normal numbers; subnormal operands make CPU multiply-adds 60x slower
-    (measured). ``inplace=True`` overwrites ``shifted`` (a temporary without gradient) instead of allocating.
-    """
-    floors = _EXP_FLOORS.get(shifted.dtype)
-    floor = -math.inf if floors is None else floors[normalised]
-    if inplace:
-        return shifted.clamp_min_(floor).exp_()
-    return shifted.clamp_min(floor).exp()
-
-
-# (log(tiny) + 1, 3 log(eps)) per float type; exp(log(tiny) + 1) is a normal number (3e-38 in fp32). Only fp32 and
-# fp64: every caller computes exponentials in at least fp32, and a half type's tiny is not negligible against 1.
-_EXP_FLOORS = {
-    dtype: (math.log(torch.finfo(dtype).tiny) + 1, 3 * math.log(torch.finfo(dtype).eps))
-    for dtype in (torch.float32, torch.float64)
-}
 
 
 def _small_softmax(logits: torch.Tensor) -> torch.Tensor:
