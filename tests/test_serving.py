@@ -416,3 +416,26 @@ def test_compiled_scoring_equals_eager_and_does_not_recompile():
         eager.score_candidates(state, item_ids, item_side_ids).action_probabilities, rtol=0, atol=1e-6,
     )
     assert counters["stats"]["unique_graphs"] == frames
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"iag_slot_activation": "relu"}, {"cam_gate_input": "projected"}, {"max_actions": 1}],
+)
+def test_iag_slot_predictions_equal_forward(overrides):
+    """IAG's batch-innermost inference path (what predict_actions and the ranker read) equals its forward."""
+    model, config = build("iag", **overrides)
+    context = 3 * torch.randn(37, model.a2gen.context_size)
+    with torch.no_grad():
+        reference = model.generator(context)
+        logits, times = model.generator.slot_predictions(context)
+    assert logits.shape == (37, config.max_actions, config.vocab_size) and times.shape == (37, config.max_actions)
+    torch.testing.assert_close(logits, reference["logits"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(times, reference["times"], rtol=1e-5, atol=1e-5)
+    empty_logits, empty_times = model.generator.slot_predictions(context[:0])
+    assert empty_logits.shape == (0, config.max_actions, config.vocab_size) and empty_times.shape == (0, config.max_actions)
+    # With gradients it is forward itself (training never takes the inference path).
+    context.requires_grad_(True)
+    logits, _ = model.generator.slot_predictions(context)
+    logits.sum().backward()
+    assert context.grad is not None

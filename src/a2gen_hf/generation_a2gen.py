@@ -709,8 +709,8 @@ class A2GenGenerationMixin(GenerationMixin):
         from .modeling_a2gen import _small_softmax  # here: modeling_a2gen imports this module
 
         if self.config.generator_type == "iag":
-            slots = self.generator(context)
-            return _small_softmax(slots["logits"].float()), slots["times"].float()
+            logits, times = self.generator.slot_predictions(context)
+            return _small_softmax(logits.float()), times.float()
         step_function, _ = self._make_step_function(context, use_cache=True)
         tokens, times = self._start_rows(context.shape[0], context)
         stops = {0, self.config.start_action_id, self.config.end_action_id}

@@ -558,16 +558,45 @@ class ContextAwareAttention(nn.Module):
         (L x L) matrix products would each cost microseconds of overhead. Scores and softmax in at least fp32.
         Returns the output `(B, L, d)` and the probabilities `(B, heads, L, L)`.
         """
-        batch, length, size = sequence.shape
-        heads, head_size, width = self.num_heads, self.head_size, self.hidden_size
+        batch, length = sequence.shape[:2]
         # The score scale folded into the query maps (equal up to rounding).
-        weight = self.sequence_projection.weight
-        scale = torch.ones(3 * width, dtype=weight.dtype, device=weight.device)
-        scale[:width] = 1.0 / math.sqrt(head_size)
-        projected = self._project_batch_innermost(sequence, scale)
+        projected = self._project_batch_innermost(sequence, self.query_scale(sequence.dtype, sequence.device))
+        output, probabilities = self.short_attention_features_first(
+            projected.view(3, self.num_heads, self.head_size, length, batch),
+            projected_context,
+            context_queries,
+            gate,
+            sequence_mask,
+            causal,
+        )
+        return output.permute(2, 1, 0).contiguous().to(projected_context.dtype), probabilities
+
+    def query_scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """`(3d,)`: 1 / sqrt(head_size) on the query rows of :meth:`sequence_maps`, 1 on the key and value rows."""
+        scale = torch.ones(3 * self.hidden_size, dtype=dtype, device=device)
+        scale[: self.hidden_size] = 1.0 / math.sqrt(self.head_size)
+        return scale
+
+    def short_attention_features_first(
+        self,
+        projected: torch.Tensor,
+        projected_context: torch.Tensor,
+        context_queries: torch.Tensor,
+        gate: torch.Tensor,
+        sequence_mask: torch.Tensor | None = None,
+        causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The kernel of :meth:`_short_attention` on sequences already projected, features first: ``projected``
+        `(3, heads, head_size, L, B)` (any strides, the batch innermost) holds the sequence part of the queries
+        (scaled by :meth:`query_scale`), the keys and the values; the context terms are :meth:`project_context`'s.
+        Returns the output `(d, L, B)` (in at least fp32) and the probabilities `(B, heads, L, L)`. No gradient.
+        """
+        heads, head_size, length, batch = projected.shape[1:]
+        width = self.hidden_size
         dtype = torch.promote_types(projected.dtype, torch.float32)
-        projected = projected.to(dtype).view(3, heads, head_size, length, batch)
-        context_queries = (context_queries.to(dtype) * scale[0]).t().reshape(heads, head_size, 1, batch)
+        projected = projected.to(dtype)
+        context_queries = (context_queries.to(dtype) / math.sqrt(head_size)).t().reshape(heads, head_size, 1, batch)
         queries = projected[0] + context_queries
         keys, values = projected[1], projected[2]
         scores = queries[:, 0].unsqueeze(2) * keys[:, 0].unsqueeze(1)  # (heads, L_query, L_key, B)
@@ -575,7 +604,7 @@ class ContextAwareAttention(nn.Module):
             scores.addcmul_(queries[:, component].unsqueeze(2), keys[:, component].unsqueeze(1))
         allowed = None
         if causal:
-            positions = torch.arange(length, device=sequence.device)
+            positions = torch.arange(length, device=projected.device)
             allowed = (positions[None, :] <= positions[:, None]).view(1, length, length, 1)
         if sequence_mask is not None:
             key_mask = sequence_mask.bool().t().reshape(1, 1, length, batch)
@@ -598,8 +627,7 @@ class ContextAwareAttention(nn.Module):
         gated = states.mul_(gate.to(dtype).t().reshape(heads, 1, 1, batch)).view(heads * head_size, length * batch)
         output = self.head_output_weight.reshape(heads * head_size, width).t().to(dtype) @ gated
         constant = gate.to(projected_context.dtype) @ self.head_output_bias + projected_context  # (B, d)
-        output = output.view(width, length, batch).add_(constant.t().to(dtype).unsqueeze(1))
-        return output.permute(2, 1, 0).contiguous().to(projected_context.dtype), probabilities
+        return output.view(width, length, batch).add_(constant.t().to(dtype).unsqueeze(1)), probabilities
 
     def _attention(self, queries, keys, values, sequence_mask, causal, cache):
         """Batched matrix products over `(B, heads, L, head_size)`; returns head states `(B, L, heads, head_size)`."""
@@ -712,12 +740,12 @@ class ContextAwareAttention(nn.Module):
         return states.sum(dim=2)
 
 
-def _small_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over a short last dimension (a few heads or classes), in at least fp32: written out, because torch's
-    softmax kernel is several times slower on CPU when the last dimension is this short."""
+def _small_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over a short dimension (a few heads or classes; the last by default), in at least fp32: written out,
+    because torch's softmax kernel is several times slower on CPU when the last dimension is this short."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    exponentials = shifted_exp(logits - logits.detach().amax(dim=-1, keepdim=True), normalised=True)
-    return exponentials / exponentials.sum(dim=-1, keepdim=True)
+    exponentials = shifted_exp(logits - logits.detach().amax(dim=dim, keepdim=True), normalised=True)
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
 
 
 class HierarchicalSequenceEncoder(nn.Module):
@@ -982,6 +1010,13 @@ class ExplicitActionGenerator(nn.Module):
         return {"logits": logits, "times": times, "states": states, "probabilities": probabilities}
 
 
+def _heads_features_first(heads: A2GenActionHeads, states: torch.Tensor) -> torch.Tensor:
+    """:class:`A2GenActionHeads` on `(..., d, B)` states -> `(..., V + 1, B)`: the action logits, then the time."""
+    weight = torch.cat([heads.action.weight, heads.time.weight])
+    bias = torch.cat([heads.action.bias, heads.time.bias])
+    return torch.matmul(weight, states).add_(bias.view(-1, 1))
+
+
 class ImplicitActionGenerator(nn.Module):
     """
     IAG (paper Fig. "IAGen"): K slots from the context (one linear map per slot of the tiled context), auxiliary
@@ -1034,6 +1069,41 @@ class ImplicitActionGenerator(nn.Module):
             "states": states,
             "probabilities": probabilities,
         }
+
+    def slot_predictions(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        :meth:`forward`'s ``logits`` `(B, K, V)` and ``times`` `(B, K)` for inference (no gradient, no dropout:
+        ``predict_actions``, ranking), computed with the batch innermost from the start: the slots, the auxiliary
+        heads, CAM_gen's sequence maps and the final heads are products of weights with `(features, B)` columns, so
+        no `(B, K, features)` tensor is transposed for CAM's short-sequence kernel
+        (:meth:`ContextAwareAttention.short_attention_features_first`) and none of its outputs back. Equal to
+        :meth:`forward` up to rounding; with gradients or active dropout it is :meth:`forward`.
+        """
+        attention = self.generation_attention
+        dropout = self.training and attention.attention_dropout.p > 0
+        if torch.is_grad_enabled() or dropout or context.shape[0] == 0:
+            outputs = self(context)
+            return outputs["logits"], outputs["times"]
+        batch, slots_count, width = context.shape[0], self.num_slots, self.hidden_size
+        projection = self.slot_projection
+        slots = torch.addmm(projection.bias.unsqueeze(1), projection.weight, context.t())  # (K * d, B)
+        if self.slot_activation == "relu":
+            slots = torch.relu(slots)
+        slots = slots.view(slots_count, width, batch)
+        auxiliary = _heads_features_first(self.aux_heads, slots)  # (K, V + 1, B): logits, then the time
+        vocab = auxiliary.shape[1] - 1
+        probabilities = _small_softmax(auxiliary[:, :vocab], dim=1).to(slots.dtype)
+        features = torch.cat([slots, probabilities, auxiliary[:, vocab:]], dim=1)  # (K, d + V + 1, B), as forward's
+        weight, bias = attention.sequence_maps()
+        scale = attention.query_scale(weight.dtype, weight.device)
+        projected = torch.matmul(weight * scale.unsqueeze(1), features).add_((bias * scale).view(-1, 1))  # (K, 3d, B)
+        projected = projected.view(slots_count, 3, attention.num_heads, attention.head_size, batch)
+        output, _ = attention.short_attention_features_first(
+            projected.permute(1, 2, 3, 0, 4), *attention.project_context(context)
+        )  # (d, K, B)
+        final = _heads_features_first(self.heads, output.to(slots.dtype).view(width, slots_count * batch))
+        final = final.view(vocab + 1, slots_count, batch)  # the logits, then the time, of every slot
+        return final[:vocab].permute(2, 1, 0), final[vocab].t()
 
 
 class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
