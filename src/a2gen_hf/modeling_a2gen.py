@@ -712,7 +712,7 @@ class ContextAwareAttention(nn.Module):
         normalisers = normalisers.to(score_exponentials.dtype)
         # Below n * tiny / eps the terms of Z lose precision and 1 / Z may overflow after the sum over l.
         limit = count * torch.finfo(normalisers.dtype).tiny / torch.finfo(normalisers.dtype).eps
-        underflow = normalisers.amin() < limit  # one reduction, no (H, n, C) mask
+        underflow = (normalisers.amin(dim=(0, 1)) < limit).any()  # one pass, no (H, n, C) mask; C may be 0
         operands = (queries, keys, values, score_exponentials, context_queries, weights, normalisers)
         # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in exported
         # graphs; eagerly, and under torch.compile (whose inductor rejects this cond), a plain `if` (a graph break).
