@@ -1638,11 +1638,11 @@ def action_predictions_from_slots(
     if config.slot_readout == "any_slot":  # every slot counts, predicted ends ignored
         alive = torch.ones_like(alive)
     occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
-    not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
-    first_occurrence = occurs * not_yet
-    probabilities = 1.0 - torch.prod(1.0 - occurs, dim=1)
-    weights = first_occurrence / first_occurrence.sum(1, keepdim=True).clamp_min(1e-12)
-    expected_times = (weights * slot_times.unsqueeze(-1)).sum(1)
+    # prod_{j<k} (1 - q_j(a)) for k = 0..K: its first K rows are "not yet", its last is the product over all slots.
+    survival = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0), dim=1)
+    first_occurrence = occurs * survival[:, :-1]
+    probabilities = 1.0 - survival[:, -1]
+    expected_times = (first_occurrence * slot_times.unsqueeze(-1)).sum(1) / first_occurrence.sum(1).clamp_min(1e-12)
     columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
     is_start, is_pad = columns == config.start_action_id, columns == 0
     probabilities = torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))
