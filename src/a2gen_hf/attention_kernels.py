@@ -49,6 +49,14 @@ _EXP_FLOORS = {
 }
 
 
+def small_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over a short dimension (a few heads or classes; the last by default), in at least fp32: written out,
+    because torch's softmax kernel is several times slower on CPU when the last dimension is this short."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    exponentials = shifted_exp(logits - logits.detach().amax(dim=dim, keepdim=True), normalised=True)
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
 def _scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """`(h, dh, L, B)` queries and keys -> scores `(h, L_query, L_key, B)`, one multiply-add per head component."""
     scores = queries[:, 0].unsqueeze(2) * keys[:, 0].unsqueeze(1)

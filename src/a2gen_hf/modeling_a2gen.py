@@ -25,6 +25,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
 from .attention_kernels import pooled_short_attention, shifted_exp
+from .attention_kernels import small_softmax as _small_softmax
 from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
@@ -650,8 +651,9 @@ class ContextAwareAttention(nn.Module):
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
-        # Over a short last dimension (EAG's decode steps) the written-out softmax is several times faster.
-        short = key_count <= self.SHORT_SEQUENCE_LIMIT
+        # Without gradients over a short last dimension (EAG's decode steps) the written-out softmax is several times
+        # faster; training keeps torch's fused softmax and its backward.
+        short = key_count <= self.SHORT_SEQUENCE_LIMIT and not torch.is_grad_enabled()
         probabilities = (_small_softmax(scores) if short else torch.softmax(scores, dim=-1)) * allowed.to(scores.dtype)
         head_states = self.attention_dropout(probabilities).to(values.dtype) @ values
         return head_states.transpose(1, 2), probabilities
@@ -738,14 +740,6 @@ class ContextAwareAttention(nn.Module):
             candidate_queries, keys.unsqueeze(0).expand(expand), values.unsqueeze(0).expand(expand)
         )
         return states.sum(dim=2)
-
-
-def _small_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Softmax over a short dimension (a few heads or classes; the last by default), in at least fp32: written out,
-    because torch's softmax kernel is several times slower on CPU when the last dimension is this short."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    exponentials = shifted_exp(logits - logits.detach().amax(dim=dim, keepdim=True), normalised=True)
-    return exponentials / exponentials.sum(dim=dim, keepdim=True)
 
 
 class HierarchicalSequenceEncoder(nn.Module):
