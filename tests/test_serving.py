@@ -117,8 +117,8 @@ def test_chunked_scoring_equals_unchunked(generator):
         whole.score_candidates(state, item_ids, item_side_ids),
         chunked.score_candidates(state, item_ids, item_side_ids),
     )
-    # Blocks change only the rounding of the matrix products (1.01e-6 on a probability of 0.78 measured for EAG).
-    torch.testing.assert_close(other.action_probabilities, one.action_probabilities, rtol=1e-5, atol=1e-6)
+    # Blocks change only the order of fp32 sums (unit-scale embeddings: logits of order 10): rounding, not 1e-3.
+    torch.testing.assert_close(other.action_probabilities, one.action_probabilities, rtol=0, atol=5e-6)
     torch.testing.assert_close(other.expected_seconds, one.expected_seconds, **TIME_TOLERANCE)
 
 
@@ -350,16 +350,16 @@ def test_ranking_calls_no_private_method_of_the_model():
 
 def test_shifted_exp_floors_only_what_is_negligible():
     """shifted_exp: exact above its floors, normal numbers below them (CPU exp and multiply-adds are slow there)."""
-    from a2gen_hf.attention_kernels import shifted_exp
+    from a2gen_hf.attention_kernels import EXP_FLOOR, shifted_exp
 
-    tiny, eps = torch.finfo(torch.float32).tiny, torch.finfo(torch.float32).eps
-    shifted = torch.tensor([0.0, -1.0, -30.0, -50.0, -86.0, -87.5, -100.0, -1e4, torch.finfo(torch.float32).min])
+    tiny = torch.finfo(torch.float32).tiny
+    shifted = torch.tensor([0.0, -1.0, -30.0, -69.0, -86.0, -87.5, -100.0, -1e4, torch.finfo(torch.float32).min])
     plain = shifted_exp(shifted)
     assert torch.equal(plain[:5], shifted[:5].exp())  # untouched above log(tiny) + 1
     assert (plain >= tiny).all() and (plain[5:] <= 3 * tiny).all()  # no subnormal, no zero
     normalised = shifted_exp(shifted, normalised=True)
-    assert torch.equal(normalised[:3], shifted[:3].exp())
-    assert (normalised[3:] == normalised[-1]).all() and normalised[-1] <= 1.01 * eps**3
+    assert torch.equal(normalised[:4], shifted[:4].exp())  # untouched above EXP_FLOOR
+    assert (normalised[4:] == torch.tensor(EXP_FLOOR).exp()).all()
     in_place = shifted.clone()
     assert torch.equal(shifted_exp(in_place, inplace=True, normalised=True), normalised)
     assert torch.equal(in_place, normalised)

@@ -24,7 +24,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
-from .attention_kernels import pooled_short_attention, shifted_exp
+from .attention_kernels import pooled_short_attention, shifted_exp, shifted_exp_
 from .attention_kernels import small_softmax as _small_softmax
 from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
@@ -198,8 +198,9 @@ class A2GenEventEmbedding(nn.Module):
         """
         projection, table = self.time_encoding.projection, self.action_embeddings.weight
         time_weight, action_weight = weight[:, : projection.out_features], weight[:, projection.out_features :]
-        # One product over [time features ; 1 ; one-hot action] per event, each part zero where the event's time
-        # (or the event) is absent; the padding action's row is zero.
+        # One product over [time features ; 1 ; one-hot action ; 1] per event, each part but the last (the bias's)
+        # zero where the event's time (or the event) is absent; the padding action's row is zero. The bias rides on
+        # the product as a column of ones: an addmm would first copy it into every column of the output.
         timed = action_ids != 0
         if time_mask is not None:
             timed = timed & time_mask.bool()
@@ -208,9 +209,13 @@ class A2GenEventEmbedding(nn.Module):
         maps = [time_weight @ projection.weight, (time_weight @ projection.bias).unsqueeze(1)]
         flat_ids = action_ids.reshape(-1)
         if table.shape[0] <= self.ONE_HOT_ACTIONS:
-            features.append(F.one_hot(flat_ids, table.shape[0])[:, 1:].to(table.dtype))
+            # A comparison, not F.one_hot: no int64 (events x vocab) tensor to slice and convert (1.4x faster).
+            actions = torch.arange(1, table.shape[0], device=flat_ids.device)
+            features.append((flat_ids.unsqueeze(1) == actions).to(table.dtype))
             maps.append(action_weight @ table[1:].t())
-        projected = torch.addmm(bias.unsqueeze(1), torch.cat(maps, dim=1), torch.cat(features, dim=1).t())
+        features.append(torch.ones_like(timed))
+        maps.append(bias.unsqueeze(1))
+        projected = torch.cat(maps, dim=1) @ torch.cat(features, dim=1).t()
         if table.shape[0] > self.ONE_HOT_ACTIONS:  # a large action vocabulary: a row lookup instead
             present = (flat_ids != 0).to(table.dtype).unsqueeze(1)
             projected = projected + (F.embedding(flat_ids, table @ action_weight.t()) * present).t()
@@ -613,7 +618,7 @@ class ContextAwareAttention(nn.Module):
         if allowed is not None:
             scores.masked_fill_(~allowed, torch.finfo(dtype).min)
         # No gradient on this path (forward takes it only when none is needed): the temporaries are reused in place.
-        weights = shifted_exp(scores.sub_(scores.amax(dim=2, keepdim=True)), inplace=True, normalised=True)
+        weights = shifted_exp_(scores, 2)
         weights = weights.div_(weights.sum(dim=2, keepdim=True))
         if allowed is not None:
             # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
