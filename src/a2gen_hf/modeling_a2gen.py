@@ -166,7 +166,7 @@ class A2GenEventEmbedding(nn.Module):
     def __init__(self, config: A2GenConfig):
         super().__init__()
         self.action_embeddings = nn.Embedding(config.vocab_size, config.action_embedding_size, padding_idx=0)
-        # Started at the scale of the time features beside it (A2GenPreTrainedModel._init_weights reads this).
+        # The scale it starts at (A2GenPreTrainedModel._init_weights reads this; docs/results.md (d)).
         self.action_embeddings.init_std = config.action_embedding_init_std
         self.time_encoding = A2GenTimeEncoding(config)
         self.output_size = config.action_embedding_size + config.time_embedding_size
