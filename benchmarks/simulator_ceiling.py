@@ -17,8 +17,11 @@ training size (the first n of one fixed shuffle of the train examples of users `
   (category and opening topic), i.e. without learning the target's later segments from its id.
 - ``occurrence``: the same without any time: each history video's engagement counts spread over its topics, and
   the counts. What a model that reads whether, not when, past actions happened could use.
+- ``timing-side`` and ``occurrence-side``: the same two, but every video (history and target) known only by its two
+  side features: an event at second t is spread over the opening topic (with the chance that the opening segment
+  still runs at t) and the main-or-uniform topic otherwise. Nothing here needs the item ids.
 
-    python benchmarks/simulator_ceiling.py --simulator-examples 1250000 --users 18750 \\
+    python benchmarks/simulator_ceiling.py --simulator-examples 1250000 --users 18800 \\
         --sizes 10000,30000,100000,300000 --test-users 6250 --output runs/ceiling
 
 Writes ``simulator_ceiling.json`` and ``.md`` under ``--output`` (atomically) and prints the table.
@@ -48,7 +51,7 @@ from a2gen_hf.data.simulator import (  # noqa: E402
 )
 from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
 
-FEATURE_SETS = ("latent", "timing", "timing-visible", "occurrence")
+FEATURE_SETS = ("latent", "timing", "timing-visible", "occurrence", "timing-side", "occurrence-side")
 REFLEX_SECONDS = 1.0  # likes in a video's first second are reflexes (docs/simulator.md), not topic reactions
 
 
@@ -70,10 +73,22 @@ def visible_shares(config: SimulatorConfig, catalog: VideoCatalog) -> np.ndarray
     return (opening + later * later_share) / (1 + later)
 
 
-def session_statistics(catalog: VideoCatalog, items: np.ndarray, timelines, num_topics: int) -> dict[str, np.ndarray]:
+def side_topic_at(config: SimulatorConfig, catalog: VideoCatalog, items: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """``(n, K)``: the topic distribution on screen at second ``seconds[i]`` of video ``items[i]`` as the side
+    features alone tell it: the opening topic while the opening segment may still run (its length is uniform in
+    ``[min_segment_seconds, max_segment_seconds]``), else the main topic with ``main_topic_prob``, else uniform."""
+    k, low, high = config.num_topics, config.min_segment_seconds, config.max_segment_seconds
+    opening_runs = np.clip((high - np.floor(seconds)) / (high - low + 1), 0.0, 1.0)[:, None]
+    later = config.main_topic_prob * np.eye(k)[catalog.main_topics[items]] + (1 - config.main_topic_prob) / k
+    return opening_runs * np.eye(k)[catalog.segment_topics[items, 0]] + (1 - opening_runs) * later
+
+
+def session_statistics(catalog: VideoCatalog, items: np.ndarray, timelines, num_topics: int,
+                       config: SimulatorConfig | None = None) -> dict[str, np.ndarray]:
     """Per session (rows of ``items``): events per action attributed to the topic on screen ``(n, 4, K)``, counts
     per action ``(n, 4)``, reflex likes ``(n,)``, seconds watched per topic ``(n, K)``, the topic on screen at an
-    early leave ``(n, K)`` and the watched fraction ``(n,)``."""
+    early leave ``(n, K)`` and the watched fraction ``(n,)``; with ``config``, also ``timed_side``, ``watched_side``
+    and ``left_on_side``: the same attributed by the side features alone (``side_topic_at``)."""
     n = len(items)
     timed = np.zeros((n, len(ENGAGEMENT_ACTIONS), num_topics))
     counts = np.zeros((n, len(ENGAGEMENT_ACTIONS)))
@@ -97,8 +112,27 @@ def session_statistics(catalog: VideoCatalog, items: np.ndarray, timelines, num_
         if seconds[-1] < durations[row]:
             left_on[row, topics[row, int(seconds[-1])]] += 1
         watched_fraction[row] = seconds[-1] / durations[row]
-    return {"timed": timed, "counts": counts, "reflexes": reflexes, "watched": watched, "left_on": left_on,
-            "watched_fraction": watched_fraction}
+    stats = {"timed": timed, "counts": counts, "reflexes": reflexes, "watched": watched, "left_on": left_on,
+             "watched_fraction": watched_fraction}
+    if config is not None:
+        stats["timed_side"] = np.zeros_like(timed)
+        stats["left_on_side"] = np.zeros_like(left_on)
+        stats["watched_side"] = np.zeros_like(watched)
+        for row, (ids, seconds) in enumerate(timelines):
+            on_screen = ticks[seen[row]]
+            stats["watched_side"][row] = side_topic_at(config, catalog, np.full(len(on_screen), items[row]),
+                                                       on_screen.astype(float)).sum(axis=0)
+            moments = [(action_id - 2, moment) for action_id, moment in zip(ids[1:-1], seconds[1:-1])
+                       if moment >= REFLEX_SECONDS]
+            if moments:
+                spread = side_topic_at(config, catalog, np.full(len(moments), items[row]),
+                                       np.array([moment for _, moment in moments]))
+                for (action, _), distribution in zip(moments, spread):
+                    stats["timed_side"][row, action] += distribution
+            if seconds[-1] < durations[row]:
+                stats["left_on_side"][row] = side_topic_at(config, catalog, items[row:row + 1],
+                                                           np.array([seconds[-1]]))[0]
+    return stats
 
 
 def window_sums(values: np.ndarray, history: int, targets: int) -> np.ndarray:
@@ -114,7 +148,7 @@ def user_features(config: SimulatorConfig, catalog: VideoCatalog, shares: np.nda
     user = simulate_user(config, catalog, user_index)
     h, k = config.history_length, config.num_topics
     t = len(user.oracle_probs)
-    stats = session_statistics(catalog, user.items, user.timelines, k)
+    stats = session_statistics(catalog, user.items, user.timelines, k, config)
     sums = {name: window_sums(value, h, t) for name, value in stats.items()}
     history_shares = shares[user.items]  # (H + T, K)
     exposure = window_sums(history_shares, h, t) + 1.0  # (T, K): videos' worth of each topic seen
@@ -143,6 +177,15 @@ def user_features(config: SimulatorConfig, catalog: VideoCatalog, shares: np.nda
         "occurrence": np.concatenate([matched(occurrence_taste, target_full), sums["counts"], durations, segments],
                                      axis=1),
     }
+    side_exposure = window_sums(visible[user.items], h, t) + 1.0
+    side_occurrence = window_sums(stats["counts"][:, :, None] * visible[user.items][:, None, :], h, t)
+    side_watched = sums["watched_side"] + 1.0
+    features["timing-side"] = np.concatenate([
+        matched(sums["timed_side"] / side_watched[:, None, :], target_visible),
+        (sums["left_on_side"] / side_watched * target_visible).sum(-1, keepdims=True), history_scalars,
+        timing_scalars, durations], axis=1)
+    features["occurrence-side"] = np.concatenate([
+        matched(side_occurrence / side_exposure[:, None], target_visible), sums["counts"], durations], axis=1)
     profile = user.profile
     traits = np.tile([profile.reflex_like_prob, profile.leave_hazard, float(profile.late_reactor)], (t, 1))
     features["latent"] = np.concatenate([(profile.tastes * target_full).sum(-1, keepdims=True),
@@ -225,8 +268,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="num_examples of the simulation the curve used (it sets the split times only through "
                              "the config; users are drawn by index); default %(default)s")
     parser.add_argument("--simulator-seed", type=int, default=0, help="default %(default)s")
-    parser.add_argument("--users", type=int, default=18_750,
-                        help="train on examples of users [0, USERS) (~16 train examples each); default %(default)s")
+    parser.add_argument("--users", type=int, default=18_800,
+                        help="train on examples of users [0, USERS) (~16 train examples each; 18,800 users give "
+                             "over 300,000); default %(default)s")
     parser.add_argument("--test-users", type=int, default=6_250,
                         help="test on the test examples of users [0, TEST_USERS): 6,250 = the curve's --max-test-examples "
                              "12366 rows; default %(default)s")

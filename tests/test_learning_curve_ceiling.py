@@ -58,3 +58,17 @@ def test_ceiling_reports_every_feature_set_and_size(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main(["--simulator-examples", "2000", "--users", "500", "--output", str(tmp_path)])
     assert "exceed the simulation's 100 users" in capsys.readouterr().err
+
+
+def test_side_features_spread_a_moment_over_the_opening_and_the_main_topic():
+    script = load_script()
+    config = SimulatorConfig(num_examples=40, seed=0)
+    catalog = build_catalog(config)
+    items = np.array([0, 0, 0])
+    spread = script.side_topic_at(config, catalog, items, np.array([1.5, 6.2, 12.0]))
+    assert np.allclose(spread.sum(axis=1), 1.0)
+    opening, main = catalog.segment_topics[0, 0], catalog.main_topics[0]
+    assert spread[0, opening] == pytest.approx(1.0)  # the opening segment lasts at least 3 s
+    later = config.main_topic_prob + (1 - config.main_topic_prob) / config.num_topics
+    assert spread[2, main] == pytest.approx(later)  # past 10 s the opening segment is over
+    assert 0 < spread[1, opening] < 1
