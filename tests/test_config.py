@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from a2gen_hf import A2GenConfig, A2GenConfigError
 
@@ -101,3 +102,24 @@ def test_a_saved_tiny_model_reloads_its_typed_config(tiny_model, tmp_path):
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
     assert type(reloaded.config) is A2GenConfig
     assert (reloaded.config.generator_type, reloaded.config.max_actions) == ("eag", 3)
+
+
+def test_embedding_tables_start_at_the_configured_scale_and_linear_maps_do_not_follow_it():
+    """Unit-scale embeddings by default (the scale of the time features beside the action embeddings); the old
+    0.02 stays available through `initializer_range` (`--embedding-init-std`)."""
+    from a2gen_hf import A2GenForActionGeneration
+
+    def scales(**overrides):
+        torch.manual_seed(0)
+        config = A2GenConfig(hidden_size=16, item_buckets=2048, user_buckets=256, side_feature_buckets=64, **overrides)
+        model = A2GenForActionGeneration(config)
+        actions = model.a2gen.event_embedding.action_embeddings.weight[1:]
+        items = model.a2gen.features.item_embeddings.weight[1:]
+        linear = model.a2gen.encoder.action_attention.key.weight
+        return float(actions.detach().std()), float(items.detach().std()), float(linear.detach().std()) * linear.shape[1] ** 0.5
+
+    actions, items, linear = scales()
+    assert A2GenConfig().initializer_range == 1.0
+    assert 0.8 < actions < 1.2 and 0.9 < items < 1.1 and 0.8 < linear < 1.2
+    actions, items, linear_small = scales(initializer_range=0.02)
+    assert actions < 0.03 and items < 0.03 and abs(linear_small - linear) < 1e-6
