@@ -8,6 +8,7 @@ not timed tests; see benchmarks/README.md and docs/serving.md.
     python benchmarks/bench_serving.py --output bench_out            # the full table (a few minutes on 2 cores)
     python benchmarks/bench_serving.py --quick --output bench_out    # C = 100 / 1,000 only, fewer repeats
     python benchmarks/bench_serving.py --quick --no-training --output bench_out   # ranking rows only
+    python benchmarks/bench_serving.py --profile --generators iag --output bench_out  # where a ranking call's time goes
 
 "plain" rows time a compact re-implementation of the same algebra in plain PyTorch (what a throwaway prototype
 would write, ``plain_scores`` below), in the same process and on the same model, so that the ranker's overhead is a
@@ -63,6 +64,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-training", action="store_true", help="skip the training rows")
     parser.add_argument("--generators", default="iag,eag", help="comma-separated: iag, eag")
     parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only profile one ranking call (C = 1,000) by part, at 1 thread and at --threads, and exit",
+    )
     return parser.parse_args()
 
 
@@ -321,7 +327,7 @@ def ranking_rows(table: Table, args: argparse.Namespace, device: torch.device, g
     error = (bf16_ranker.score_candidates(state, items).action_probabilities - reference).abs().max().item()
     reset_peak_memory(device)
     table.add(
-        f"{generator_type} rank C=1,000 cached, bf16 autocast",
+        f"{generator_type} rank C=1,000 cached, bf16 autocast (score only)",
         time_calls(lambda: bf16_ranker.score_candidates(state, items), args.repeats, device),
         count_flops(lambda: bf16_ranker.score_candidates(state, items)),
         1000,
@@ -330,13 +336,18 @@ def ranking_rows(table: Table, args: argparse.Namespace, device: torch.device, g
     )
     if args.compile:
         compiled = A2GenRanker(model, chunk_size=args.chunk_size, compile=True)
+        start = time.perf_counter()
+        compiled.score_candidates(state, items)
+        compile_seconds = time.perf_counter() - start
         reset_peak_memory(device)
         table.add(
-            f"{generator_type} rank C=1,000 cached, torch.compile",
-            time_calls(lambda: compiled.score_candidates(state, items), args.repeats, device),
-            count_flops(lambda: ranker.score_candidates(state, items)),
+            f"{generator_type} rank C=1,000 cached, torch.compile (encode_user + score)",
+            time_calls(lambda: compiled.score_candidates(compiled.encode_user(**user), items), args.repeats, device),
+            count_flops(lambda: ranker.score_candidates(ranker.encode_user(**user), items)),
             1000,
             "candidates",
+            f"first call (compiling) {compile_seconds:.0f} s; score only "
+            f"{1e3 * statistics.median(time_calls(lambda: compiled.score_candidates(state, items), args.repeats, device)):.2f} ms",
         )
     if generator_type == "eag":
         batch = user_inputs(config, device, 1000)
@@ -359,6 +370,70 @@ def ranking_rows(table: Table, args: argparse.Namespace, device: torch.device, g
             1000,
             "sequences",
         )
+
+
+def profile_ranking(args: argparse.Namespace, device: torch.device, generator_type: str) -> tuple[str, dict]:
+    """
+    Where one ranking call (one user, C = 1,000) spends its time: the per-user part (encode_user), the per-candidate
+    part before the generator (item features, CAM_item pooled over the history, the context) and the generator with
+    the readout, timed alone (median wall and thread CPU ms of --repeats calls) at 1 thread and at --threads; then
+    torch.profiler's operators with the most self CPU time in a whole call at --threads.
+    """
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    config = A2GenConfig(generator=generator_type)
+    model = A2GenForActionGeneration(config).to(device).eval()
+    ranker = A2GenRanker(model, chunk_size=args.chunk_size)
+    user = user_inputs(config, device)
+    items = torch.randint(1, config.item_buckets, (1000,), device=device)
+    state = ranker.encode_user(**user)
+    with torch.no_grad():
+        context = ranker.generation_context(state, items)
+        slots = model.slot_distributions(context)
+    parts = {
+        "encode_user (per user)": lambda: ranker.encode_user(**user),
+        "generation_context (item features, CAM_item pooled, context)": lambda: ranker.generation_context(state, items),
+        "generator (slot_distributions)": lambda: model.slot_distributions(context),
+        "readout (action_predictions_from_slots)": lambda: action_predictions_from_slots(config, *slots),
+        "score_candidates (the three above but encode_user)": lambda: ranker.score_candidates(state, items),
+        "whole call (encode_user + score_candidates)": lambda: ranker.score_candidates(ranker.encode_user(**user), items),
+    }
+    thread_counts = sorted({1, args.threads})
+    figures: dict = {}
+    with torch.no_grad():
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            for name, call in parts.items():
+                call()
+                wall, cpu = [], []
+                for _ in range(args.repeats):
+                    start, start_cpu = time.perf_counter(), time.thread_time()
+                    call()
+                    wall.append(time.perf_counter() - start)
+                    cpu.append(time.thread_time() - start_cpu)
+                figures.setdefault(name, {})[threads] = (1e3 * statistics.median(wall), 1e3 * statistics.median(cpu))
+        torch.set_num_threads(args.threads)
+        with profile() as profiler:
+            for _ in range(5):
+                parts["whole call (encode_user + score_candidates)"]()
+    header = " | ".join(f"{threads} thread{'s' * (threads > 1)}: wall / thread CPU ms" for threads in thread_counts)
+    lines = [f"| {generator_type} part, C = 1,000 | {header} |", "| --- |" + " ---: |" * len(thread_counts)]
+    for name, by_threads in figures.items():
+        cells = " | ".join(f"{by_threads[threads][0]:.2f} / {by_threads[threads][1]:.2f}" for threads in thread_counts)
+        lines.append(f"| {name} | {cells} |")
+    events = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+    total = sum(event.self_cpu_time_total for event in events)
+    lines += ["", f"Operators by self CPU time, 5 whole calls at {args.threads} thread(s):", "",
+              "| operator | calls per call | self CPU ms per call | share |", "| --- | ---: | ---: | ---: |"]
+    for event in events[:12]:
+        lines.append(
+            f"| `{event.key}` | {event.count / 5:.0f} | {event.self_cpu_time_total / 5e3:.2f} | "
+            f"{100 * event.self_cpu_time_total / total:.1f} % |"
+        )
+    markdown = "\n".join(lines)
+    print(markdown, flush=True)
+    return markdown, {name: {str(threads): value for threads, value in by_threads.items()} for name, by_threads in figures.items()}
 
 
 def training_rows(table: Table, args: argparse.Namespace, device: torch.device, batch_size: int = 256) -> None:
@@ -415,6 +490,19 @@ def main() -> None:
     settings["fp32_matmul_peak_gflops"] = peak / 1e9
     settings["bf16_matmul_peak_gflops"] = matmul_peak(device, torch.bfloat16) / 1e9
     print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, bf16 {settings['bf16_matmul_peak_gflops']:.1f}", flush=True)
+    if args.profile:
+        results = {generator_type: profile_ranking(args, device, generator_type) for generator_type in args.generators.split(",")}
+        with open("/proc/loadavg") as handle:
+            settings["load_average_after"] = handle.read().split()[:3]
+        if args.output:
+            args.output.mkdir(parents=True, exist_ok=True)
+            body = "\n\n".join(markdown for markdown, _ in results.values())
+            write_atomically(args.output / "serving_profile.md", f"Settings: `{json.dumps(settings)}`\n\n{body}\n")
+            write_atomically(
+                args.output / "serving_profile.json",
+                json.dumps({"settings": settings, "parts": {name: parts for name, (_, parts) in results.items()}}, indent=1),
+            )
+        return
     table = Table(peak, device)
     for generator_type in args.generators.split(","):
         ranking_rows(table, args, device, generator_type)
@@ -426,10 +514,15 @@ def main() -> None:
     print("\n" + json.dumps(settings) + "\n\n" + markdown)
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
-        (args.output / "serving_bench.md").write_text(f"Settings: `{json.dumps(settings)}`\n\n{markdown}\n")
-        (args.output / "serving_bench.json").write_text(
-            json.dumps({"settings": settings, "rows": table.rows}, indent=1)
-        )
+        write_atomically(args.output / "serving_bench.md", f"Settings: `{json.dumps(settings)}`\n\n{markdown}\n")
+        write_atomically(args.output / "serving_bench.json", json.dumps({"settings": settings, "rows": table.rows}, indent=1))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""Profile one A2Gen training step (forward, backward, Adam) with torch.profiler and print where the time goes.
+"""Profile one training step (zero_grad, forward, backward, optimizer) with torch.profiler: where the time goes.
 
-Default inputs follow issue 12: default widths, history 100 items x 6 events, batch 256, fp32, 2 threads. The table
-lists the top operators by self CPU time; the timing line gives examples/s over a few steps (median), so that a
-change to the model can be judged by the ratio of two runs made one after the other on the same machine.
+The step is the one ``a2gen train`` runs: the optimizer of ``a2gen_hf.training.loop.create_optimizer`` (SparseAdamW,
+fused AdamW for the dense weights) with sparse embedding updates (``--updates dense`` for dense ones). Default inputs
+follow issue 12: default widths, history 100 items x 6 events, batch 256, fp32, 2 threads, the library's default
+tables (1,000,000 item rows, 100,000 user rows). The table lists the top operators by self CPU time (``--shapes``:
+split by input shape); the timing line gives examples/s over a few steps (median), so that a change can be judged by
+the ratio of two runs made one after the other on the same machine.
 
-    python benchmarks/profile_training_step.py                         # IAG, full histories
-    python benchmarks/profile_training_step.py --generator eag --fill 0.5 --left-pad
+    python benchmarks/profile_training_step.py                         # A2Gen-IAG, full histories
+    python benchmarks/profile_training_step.py --model mmoe            # the MMoE baseline (also: eag, ple)
+    python benchmarks/profile_training_step.py --model eag --fill 0.5 --left-pad
     python benchmarks/profile_training_step.py --compile --output benchmarks/results
 
 ``--fill`` is the share of history items (and of their events) that are real; the rest is padding, placed on the
-right (default) or on the left, as the collator does. ``--item-buckets`` sets the item table (the default 65,536 rows
-keeps the dense-table optimizer cost, issue 12 point 1, out of the picture; pass 1000000 for the library default).
+right (default) or on the left, as the collator does. ``--item-buckets`` / ``--user-buckets`` set the tables.
 """
 
 from __future__ import annotations
@@ -31,32 +34,44 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
+from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
+from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
+from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
+
+MODELS = {"iag": A2GenForActionGeneration, "eag": A2GenForActionGeneration, "mmoe": MMoEForActionPrediction,
+          "ple": PLEForActionPrediction}
+CONFIGS = {"iag": A2GenConfig, "eag": A2GenConfig, "mmoe": MMoEConfig, "ple": PLEConfig}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", choices=["iag", "eag"], default="iag")
+    parser.add_argument("--model", "--generator", dest="model", choices=list(MODELS), default="iag")
+    parser.add_argument("--updates", choices=["sparse", "dense"], default="sparse", help="embedding updates")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--items", type=int, default=100, help="history items N")
     parser.add_argument("--events", type=int, default=6, help="events per history item E")
     parser.add_argument("--fill", type=float, default=1.0, help="share of real history items and events, in (0, 1]")
     parser.add_argument("--left-pad", action="store_true", help="padding items on the left instead of the right")
-    parser.add_argument("--item-buckets", type=int, default=65_536)
-    parser.add_argument("--user-buckets", type=int, default=16_384)
+    parser.add_argument("--item-buckets", type=int, default=1_000_000)
+    parser.add_argument("--user-buckets", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
     parser.add_argument("--rows", type=int, default=25, help="operators in the table")
+    parser.add_argument("--shapes", action="store_true", help="split the table by the operators' input shapes")
     parser.add_argument(
         "--compare-pooling",
         action="store_true",
         help="also time steps with HSE pooling after CAM (encoder.pool_inside_attention=False), interleaved, and "
-        "print the ratio",
+        "print the ratio (A2Gen only)",
     )
-    parser.add_argument("--compile", action="store_true", help="train with config.compile_training=True")
+    parser.add_argument("--compile", action="store_true", help="train with config.compile_training=True (A2Gen)")
     parser.add_argument("--config", default="{}", help="extra A2GenConfig fields as JSON, e.g. '{\"hidden_size\": 64}'")
     parser.add_argument("--output", type=Path, help="folder for profile_<name>.md / .json")
     parser.add_argument("--keep-environment", action="store_true", help="do not re-run with OMP_WAIT_POLICY=PASSIVE")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.model in ("mmoe", "ple") and (args.compile or args.compare_pooling):
+        parser.error("--compile and --compare-pooling apply to A2Gen (--model iag or eag)")
+    return args
 
 
 def training_batch(config: A2GenConfig, args: argparse.Namespace) -> dict[str, torch.Tensor]:
@@ -92,18 +107,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fields = dict(
-        generator=args.generator,
         item_buckets=args.item_buckets,
         user_buckets=args.user_buckets,
         max_history_items=args.items,
         max_events_per_item=args.events,
     )
+    if args.model in ("iag", "eag"):
+        fields["generator"] = args.model
     fields.update(json.loads(args.config))
     if args.compile:
         fields["compile_training"] = True
-    config = A2GenConfig(**fields)
-    model = A2GenForActionGeneration(config).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    config = CONFIGS[args.model](**fields)
+    model = MODELS[args.model](config).train()
+    # The optimizer and embedding updates of `a2gen train`.
+    training = TrainingSettings(output_dir="", sparse_embeddings=args.updates == "sparse")
+    configure_embedding_updates(model, training)
+    optimizer = create_optimizer(model, training)
     batch = training_batch(config, args)
 
     def step() -> None:
@@ -116,12 +135,15 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_before": [round(value, 2) for value in os.getloadavg()],
-        "generator": args.generator,
+        "model": args.model,
+        "updates": args.updates,
+        "optimizer": type(optimizer).__name__,
         "batch_size": args.batch_size,
         "history": f"{args.items} x {args.events}",
         "fill": args.fill,
         "padding": "left" if args.left_pad else "right",
         "item_buckets": args.item_buckets,
+        "user_buckets": args.user_buckets,
         "compile_training": bool(getattr(config, "compile_training", False)),
         "config": json.loads(args.config),
     }
@@ -148,14 +170,16 @@ def main() -> None:
         settings["median_step_ms_pooling_after_cam"] = round(1e3 * statistics.median(pooled_after), 1)
         settings["median_step_ms_pooling_inside_cam"] = round(1e3 * statistics.median(seconds), 1)
         settings["pooling_inside_cam_speedup"] = round(statistics.median(pooled_after) / statistics.median(seconds), 2)
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as profiler:
         for _ in range(2):
             step()
     settings["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     median = statistics.median(seconds)
-    table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=48)
+    table = profiler.key_averages(group_by_input_shape=args.shapes).table(
+        sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=48, max_shapes_column_width=60
+    )
     summary = (
-        f"{args.generator}: median step {median * 1e3:.1f} ms over {args.steps} steps, "
+        f"{args.model}: median step {median * 1e3:.1f} ms over {args.steps} steps, "
         f"{args.batch_size / median:,.0f} examples/s (warm-up {warm_up_seconds:.1f} s); profile = 2 steps"
     )
     print(json.dumps(settings))
@@ -163,7 +187,7 @@ def main() -> None:
     print(table)
     if args.output is not None:
         args.output.mkdir(parents=True, exist_ok=True)
-        name = f"profile_{args.generator}{'_compiled' if args.compile else ''}"
+        name = f"profile_{args.model}{'_compiled' if args.compile else ''}"
         record = {"settings": settings, "median_step_s": median, "examples_per_s": args.batch_size / median,
                   "step_seconds": seconds, "warm_up_s": warm_up_seconds}
         for suffix, text in ((".json", json.dumps(record, indent=2)),

@@ -65,3 +65,19 @@ def test_summed_output_under_bf16_autocast_keeps_softmax_in_fp32(length):
         summed = cam.summed_output(sequence, context, mask)
     assert torch.isfinite(summed).all()
     torch.testing.assert_close(summed.float(), expected, atol=0.1, rtol=0.05)
+
+
+def test_shifted_exp_floor_keeps_the_softmax_and_masked_keys_at_zero():
+    """Scores of masked keys (finfo.min) are clamped before exp (its slow path); the softmax does not change."""
+    from a2gen_hf.attention_kernels import EXP_FLOOR, shifted_exp_
+
+    torch.manual_seed(3)
+    scores = torch.randn(5, 6) * 10
+    scores[:, 4:] = torch.finfo(torch.float32).min  # masked keys
+    scores[0, 1] = -200.0  # a real key far below the row's maximum
+    exponentials = shifted_exp_(scores.clone(), 1)
+    assert exponentials.min() >= torch.exp(torch.tensor(EXP_FLOOR)) > 0
+    probabilities = exponentials / exponentials.sum(1, keepdim=True)
+    expected = torch.softmax(scores, 1)
+    torch.testing.assert_close(probabilities, expected, rtol=1e-6, atol=1e-30)
+    assert (probabilities[:, 4:] < 1e-30).all()

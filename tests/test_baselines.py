@@ -187,3 +187,31 @@ def test_config_validation():
     assert (defaults.num_experts, defaults.expert_hidden_sizes, defaults.time_loss_weight) == (4, [64, 32], 0.1)
     assert PLEConfig(num_levels=2).num_levels == 2
     assert PLEForActionPrediction(baseline_config(PLEConfig, num_levels=2)).experts.levels[0].shared_gate is not None
+
+
+@pytest.mark.parametrize("tower_hidden_sizes", [[16], []])
+def test_stacked_experts_and_heads_equal_one_module_at_a_time(tower_hidden_sizes):
+    """MMoE's experts, gates, towers and heads run as a few stacked products; the same numbers as each module alone."""
+    torch.manual_seed(0)
+    config = baseline_config(MMoEConfig, tower_hidden_sizes=tower_hidden_sizes)
+    model = MMoEForActionPrediction(config).eval()
+    batch = make_batch(config)
+    features = model.inputs(**{k: v for k, v in batch.items() if not k.startswith("label")})
+    layer, heads = model.experts, model.heads
+    expert_outputs = torch.stack([expert(features) for expert in layer.experts], dim=1)  # (B, E, h)
+    expected_tasks = torch.stack(
+        [torch.einsum("be,beh->bh", torch.softmax(gate(features), -1), expert_outputs) for gate in layer.gates], dim=1
+    )
+    tasks = layer(features)
+    torch.testing.assert_close(tasks, expected_tasks, rtol=1e-5, atol=1e-6)
+    towers = [tower(tasks[:, task]) for task, tower in enumerate(heads.towers)]
+    expected_times = torch.cat([head(state) for head, state in zip(heads.time_heads, towers)], dim=-1)
+    expected_binary = torch.cat([head(towers[task]) for head, task in zip(heads.binary_heads, heads.binary_tasks)], -1)
+    logits, times = heads(tasks)
+    torch.testing.assert_close(times[:, config.task_action_ids], expected_times, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits[:, config.binary_action_ids], expected_binary, rtol=1e-5, atol=1e-6)
+    # Gradients reach every expert, gate, tower and head.
+    model(**batch).loss.backward()
+    unreached = [name for name, parameter in model.named_parameters()
+                 if parameter.grad is None and not name.startswith("inputs.features.side")]
+    assert not unreached, unreached

@@ -104,22 +104,28 @@ def test_a_saved_tiny_model_reloads_its_typed_config(tiny_model, tmp_path):
     assert (reloaded.config.generator_type, reloaded.config.max_actions) == ("eag", 3)
 
 
-def test_embedding_tables_start_at_the_configured_scale_and_linear_maps_do_not_follow_it():
-    """Unit-scale embeddings by default (the scale of the time features beside the action embeddings); the old
-    0.02 stays available through `initializer_range` (`--embedding-init-std`)."""
-    from a2gen_hf import A2GenForActionGeneration
+def test_action_embeddings_start_at_the_time_features_scale_ids_and_linear_maps_do_not_follow_it():
+    """The action table starts at unit scale (the time features beside it in every event), the id tables at
+    `initializer_range`; the old 0.02 stays available (`action_embedding_init_std`, `--action-init-std`) and is
+    what a config.json written before the field reads."""
+    from a2gen_hf import A2GenForActionGeneration, MMoEConfig, MMoEForActionPrediction
 
     def scales(**overrides):
         torch.manual_seed(0)
         config = A2GenConfig(hidden_size=16, item_buckets=2048, user_buckets=256, side_feature_buckets=64, **overrides)
         model = A2GenForActionGeneration(config)
-        actions = model.a2gen.event_embedding.action_embeddings.weight[1:]
-        items = model.a2gen.features.item_embeddings.weight[1:]
-        linear = model.a2gen.encoder.action_attention.key.weight
-        return float(actions.detach().std()), float(items.detach().std()), float(linear.detach().std()) * linear.shape[1] ** 0.5
+        actions = model.a2gen.event_embedding.action_embeddings.weight.detach()
+        items = model.a2gen.features.item_embeddings.weight[1:].detach()
+        linear = model.a2gen.encoder.action_attention.key.weight.detach()
+        assert actions[0].abs().max() == 0  # padding
+        return float(actions[1:].std()), float(items.std()), float(linear.std()) * linear.shape[1] ** 0.5
 
     actions, items, linear = scales()
-    assert A2GenConfig().initializer_range == 1.0
-    assert 0.8 < actions < 1.2 and 0.9 < items < 1.1 and 0.8 < linear < 1.2
-    actions, items, linear_small = scales(initializer_range=0.02)
-    assert actions < 0.03 and items < 0.03 and abs(linear_small - linear) < 1e-6
+    assert 0.7 < actions < 1.3 and 0.015 < items < 0.025 and 0.8 < linear < 1.2
+    actions_small, _, linear_small = scales(action_embedding_init_std=0.02)
+    assert actions_small < 0.03 and abs(linear_small - linear) < 1e-6
+    mmoe = MMoEForActionPrediction(MMoEConfig(item_buckets=2048, user_buckets=256, history_input="items_and_events"))
+    assert 0.7 < float(mmoe.inputs.event_embedding.action_embeddings.weight[1:].detach().std()) < 1.3  # fairly fed
+    saved = A2GenConfig().to_dict()
+    saved.pop("action_embedding_init_std")
+    assert A2GenConfig.from_dict(saved).action_embedding_init_std == 0.02

@@ -22,7 +22,8 @@ def tiny_model(generator, **overrides):
 
 
 def favour(model, **biases):
-    """Add ``biases`` ({action id: logit}) to the generator's final action head."""
+    """Add ``biases`` ({action id: logit}) to the generator's final action head (large against its logits, which are
+    of order 10 with unit-scale embeddings)."""
     with torch.no_grad():
         for action_id, bias in biases.items():
             model.generator.heads.action.bias[int(action_id)] += bias
@@ -39,7 +40,7 @@ def test_eag_ranking_feeds_back_only_actions_that_continue_the_sequence():
     """Slot k is read from the state after k continuing actions; cached decoding equals one uncached forward."""
     model, inputs = tiny_model("eag")
     config = model.config
-    favour(model, **{"0": 6.0, str(config.end_action_id): 5.0})  # padding and the end action win every argmax
+    favour(model, **{"0": 60.0, str(config.end_action_id): 50.0})  # padding and the end action win every argmax
     context = model.a2gen(**inputs).generation_context
     probabilities, times = model.slot_distributions(context)
     continuing = torch.ones(config.vocab_size, dtype=torch.bool)
@@ -74,7 +75,7 @@ def test_predict_actions_and_generate_in_other_dtypes(generator, dtype):
 @pytest.mark.parametrize("options", [{}, {"do_sample": True}, {"num_beams": 3}, {"do_sample": True, "num_beams": 2}])
 def test_start_is_never_generated_after_position_zero(generator, options):
     model, inputs = tiny_model(generator)
-    favour(model, **{str(model.config.start_action_id): 8.0})
+    favour(model, **{str(model.config.start_action_id): 80.0})
     torch.manual_seed(0)
     sequences = model.generate(**inputs, **options)
     assert (sequences[:, 0] == model.config.start_action_id).all()
@@ -88,10 +89,10 @@ def test_start_is_never_generated_after_position_zero(generator, options):
 def test_bad_words_and_min_new_tokens_act_as_on_a_text_model(generator):
     model, inputs = tiny_model(generator)
     end = model.config.end_action_id
-    favour(model, **{"2": 3.0})
+    favour(model, **{"2": 30.0})
     banned = model.generate(**inputs, bad_words_ids=[[2]], do_sample=True, num_beams=2)
     assert not (banned[:, 1:] == 2).any()
-    favour(model, **{str(end): 10.0})  # the end action first, without min_new_tokens
+    favour(model, **{str(end): 100.0})  # the end action first, without min_new_tokens
     assert (model.generate(**inputs)[:, 1] == end).all()
     for options in ({}, {"num_beams": 2}, {"do_sample": True}):
         sequences = model.generate(**inputs, min_new_tokens=3, **options)
@@ -103,7 +104,7 @@ def test_bad_words_and_min_new_tokens_act_as_on_a_text_model(generator):
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_generation_config_eos_token_id_is_honoured(generator):
     model, inputs = tiny_model(generator)
-    favour(model, **{"3": 4.0})
+    favour(model, **{"3": 40.0})
     for options in ({}, {"num_beams": 2}):
         sequences = model.generate(**inputs, eos_token_id=3, **options)
         for row in sequences.tolist():
@@ -144,7 +145,8 @@ def test_beam_sampling_samples(generator):
     outputs = set()
     for seed in range(8):
         torch.manual_seed(seed)
-        outputs.add(tuple(model.generate(**inputs, do_sample=True, num_beams=2).flatten().tolist()))
+        # a high temperature: a random model's distributions can be sharp (logits of order 10)
+        outputs.add(tuple(model.generate(**inputs, do_sample=True, num_beams=2, temperature=20.0).flatten().tolist()))
     assert len(outputs) > 1
     torch.manual_seed(0)
     first = model.generate(**inputs, num_beams=2, return_dict_in_generate=True, output_scores=True)

@@ -159,8 +159,11 @@ def test_generate_matches_teacher_forced_forward(model_and_batch, mode):
     mask = sequences[:, 1:] != 0  # generated positions, up to and including the end action
     torch.testing.assert_close(predicted_times[mask], times[:, 1:][mask], atol=1e-5, rtol=1e-5)
     if mode == "greedy":
-        # generate() never emits padding (its score is -inf), so compare with the padding column masked too.
-        assert torch.equal(logits[..., 1:].argmax(-1)[mask] + 1, sequences[:, 1:][mask])
+        # generate() never emits padding or the start action after position 0 (their scores are -inf), so compare
+        # with those columns masked too.
+        allowed = logits.clone()
+        allowed[..., [0, model.config.start_action_id]] = -float("inf")
+        assert torch.equal(allowed.argmax(-1)[mask], sequences[:, 1:][mask])
     # generation stops at the end action: nothing but padding follows it
     for row in sequences.tolist():
         if model.config.end_action_id in row:
@@ -521,7 +524,10 @@ def test_packed_history_equals_padded_layout(generator, left):
         torch.testing.assert_close(getattr(packed, name), getattr(padded, name), atol=1e-5, rtol=1e-5)
     assert packed_grads.keys() == padded_grads.keys()
     for name, grad in packed_grads.items():
-        torch.testing.assert_close(grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+        # fp32 rounding grows with a tensor's scale (unit-scale embeddings give gradients of 10-50): the absolute
+        # tolerance follows the largest entry of each gradient.
+        scale = max(1.0, float(padded_grads[name].abs().max()))
+        torch.testing.assert_close(grad, padded_grads[name], atol=1e-5 * scale, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("overrides", [{"history_pooling": "mean"}, {"hidden_dropout_prob": 0.3}])

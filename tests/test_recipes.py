@@ -85,4 +85,4 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
     config = json.loads((output / "model" / "config.json").read_text())
     assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]
-    assert config["initializer_range"] == 0.02  # the embedding scale the recipe was measured with
+    assert config["action_embedding_init_std"] == 0.02  # the scale the recipe was measured with

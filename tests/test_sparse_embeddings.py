@@ -285,3 +285,50 @@ def test_ddp_on_nccl_is_refused_with_a_reason(monkeypatch):
     assert sparse_gradients_supported(FakeAccelerator()) == (True, "")
 
 
+
+
+def test_distinct_rows_and_row_copies_equal_torchs_own():
+    from a2gen_hf.training.optimization import distinct_rows, gather_rows, summed_rows, write_rows
+
+    generator = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, 50, (80,), generator=generator)
+    rows, positions = distinct_rows(indices, 50)
+    expected_rows, expected_positions = torch.unique(indices, return_inverse=True)
+    assert torch.equal(rows, expected_rows) and torch.equal(positions, expected_positions)
+    values = torch.randn(80, 3, generator=generator)
+    grad = torch.sparse_coo_tensor(indices.unsqueeze(0), values, (50, 3), check_invariants=True)
+    summed_indices, summed_values = summed_rows(grad)
+    torch.testing.assert_close(
+        torch.sparse_coo_tensor(summed_indices.unsqueeze(0), summed_values, (50, 3), check_invariants=True).to_dense(),
+        grad.to_dense(),
+    )
+    for dtype in (torch.float32, torch.bfloat16):  # NumPy's copies, and torch's for dtypes NumPy lacks
+        table = torch.randn(50, 3, generator=generator).to(dtype)
+        assert torch.equal(gather_rows(table, rows), table[rows])
+        new_rows = torch.randn(len(rows), 3, generator=generator).to(dtype)
+        expected = table.clone()
+        expected[rows] = new_rows
+        version = table._version
+        write_rows(table, rows, new_rows)
+        assert torch.equal(table, expected) and table._version > version  # autograd sees the write
+
+
+def test_fused_sparse_adamw_equals_fused_adamw_when_every_row_is_read():
+    """The optimizer train() builds (fused=True): its row-wise update runs torch's fused kernel on the read rows."""
+    torch.manual_seed(0)
+    table = nn.Embedding(6, 3)
+    reference, lazy = copy.deepcopy(table), copy.deepcopy(table)
+    lazy.sparse = True
+    optimizers = [
+        torch.optim.AdamW(reference.parameters(), lr=0.1, weight_decay=0.05, fused=True),
+        SparseAdamW(lazy.parameters(), lr=0.1, weight_decay=0.05, fused=True),
+    ]
+    ids = torch.tensor([[0, 1, 2, 3, 4, 5, 5, 2]])
+    targets = torch.randn(1, 8, 3)
+    for _ in range(3):
+        for embedding, optimizer in zip((reference, lazy), optimizers):
+            optimizer.zero_grad()
+            ((embedding(ids) - targets) ** 2).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(lazy.weight, reference.weight, rtol=0, atol=1e-6)
+    assert optimizers[1].state[lazy.weight]["step"].device == lazy.weight.device

@@ -17,7 +17,53 @@ backward is the textbook one of softmax attention, in the same layout (checked a
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+# Shifted scores are clamped before ``exp``. A CPU's vectorised ``exp`` takes a slow path, 10-400x slower per
+# element, where its result is subnormal or 0 (inputs below about -87.3 in fp32), and every masked key's shifted score
+# (``finfo.min`` minus the row's maximum) and most scores of sharp attention are far below that; multiply-adds with
+# subnormal operands are about 60x slower too (both measured on this project's CPU). For a softmax (the exponentials
+# are divided by a sum that holds the row's largest term, 1), ``exp(-70)`` = 4e-31 adds nothing visible, and the
+# normalised weights and their products with values above about 5e-7 stay normal numbers.
+EXP_FLOOR = -70.0
+
+
+def shifted_exp(shifted: torch.Tensor, inplace: bool = False, normalised: bool = False) -> torch.Tensor:
+    """
+    ``exp`` of max-shifted scores (all <= 0) without ``exp``'s slow path (:data:`EXP_FLOOR`).
+
+    ``normalised=True`` (the caller divides by the sum, as a softmax does): arguments below :data:`EXP_FLOOR` are
+    raised to it. Otherwise (the factors of CAM_item's pooled attention, whose normalisers can legitimately be tiny
+    and are guarded against underflow) only arguments below ``log(tiny) + 1`` are raised to it, in fp32 and fp64, so
+    every exponential stays a normal number and nothing the guard needs changes. ``inplace=True`` overwrites
+    ``shifted`` (a temporary without gradient) instead of allocating.
+    """
+    if normalised:
+        floor = EXP_FLOOR
+    else:
+        floor = _TINY_EXP_FLOORS.get(shifted.dtype, -math.inf)
+    if inplace:
+        return shifted.clamp_min_(floor).exp_()
+    return shifted.clamp_min(floor).exp()
+
+
+# log(tiny) + 1 per float type: its exp is a normal number (3e-38 in fp32).
+_TINY_EXP_FLOORS = {dtype: math.log(torch.finfo(dtype).tiny) + 1 for dtype in (torch.float32, torch.float64)}
+
+
+def shifted_exp_(scores: torch.Tensor, dim: int) -> torch.Tensor:
+    """In place: ``exp(scores - max over dim)`` for a softmax over ``dim``, floored at :data:`EXP_FLOOR`."""
+    return shifted_exp(scores.sub_(scores.amax(dim, keepdim=True)), inplace=True, normalised=True)
+
+
+def small_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over a short dimension (a few heads or classes; the last by default), in at least fp32: written out,
+    because torch's softmax kernel is several times slower on CPU when the last dimension is this short."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    exponentials = shifted_exp(logits - logits.detach().amax(dim=dim, keepdim=True), normalised=True)
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
 
 
 def _scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -33,7 +79,7 @@ def _masked_softmax_(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tens
     length, batch = key_mask.shape
     visible = key_mask.view(1, 1, length, batch)
     scores.masked_fill_(~visible, torch.finfo(scores.dtype).min)
-    scores.sub_(scores.amax(2, keepdim=True)).exp_()
+    shifted_exp_(scores, 2)
     scores.div_(scores.sum(2, keepdim=True))
     return scores.mul_(visible)
 

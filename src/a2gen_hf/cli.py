@@ -314,7 +314,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_propensity_features": args.history_propensity,
         "embedding_dropout_prob": args.embedding_dropout,
         "time_loss": args.time_loss,
-        **({} if args.embedding_init_std is None else {"initializer_range": args.embedding_init_std}),
+        **({} if args.action_init_std is None else {"action_embedding_init_std": args.action_init_std}),
     }
 
 

@@ -276,8 +276,8 @@ class FeatureArguments:
     history_propensity: bool = option("give the networks the count rule's features (share of history items with "
                                       "each action)", False)
     embedding_dropout: float = option("dropout of the id embeddings", 0.0)
-    embedding_init_std: float | None = option("std of the normal initialisation of the embedding tables (ids, "
-                                              "actions); default: the config's (1.0; 0.02 before it changed)")
+    action_init_std: float | None = option("std of the normal initialisation of the action embeddings; default: the "
+                                           "config's (1.0, the time features' scale; 0.02 before)")
     time_loss: str = option("time heads: squared error (their mean) or absolute error (their median)", "mse",
                             choices=("mse", "l1"))
 

@@ -43,6 +43,7 @@ LEGACY_DEFAULTS = {
     "action_embedding_size": 16,
     "time_embedding_size": 16,
     "cam_gate_input": "projected",
+    "action_embedding_init_std": 0.02,
 }
 SLOT_READOUTS = ("sequence", "any_slot")
 # Fields that configs once had and no code reads: accepted and dropped (a FutureWarning when passed by hand; silently
@@ -129,7 +130,8 @@ class ActionSequenceConfig(PretrainedConfig):
     use_id_embeddings: bool = True
     sparse_embeddings: bool = False
     embedding_dropout_prob: float | int = 0.0
-    initializer_range: float | int = 1.0
+    initializer_range: float | int = 0.02
+    action_embedding_init_std: float | int = 1.0
     pad_token_id: int | None = 0
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -359,12 +361,13 @@ class A2GenConfig(ActionSequenceConfig):
             ``a2gen train`` and :class:`~a2gen_hf.training.A2GenTrainer` switch it on for the run
             (docs/training.md, "Sparse embedding updates"). Weights and outputs are the same either way.
         hidden_dropout_prob / attention_probs_dropout_prob / embedding_dropout_prob (`float`): dropout rates.
-        initializer_range (`float`): std of the normal initialisation of the embedding tables (ids, side features,
-            actions; linear maps are LeCun-normal whatever it is). 1.0 (the default): unit-scale embeddings, the
-            scale of the time features beside them and what the LeCun maps after them expect. Configs written
-            before this default changed used transformers' 0.02 (their config.json keeps it): it started the action embeddings
-            50x below the time features, and paper mode then learned the history's actions slowly and memorised ids
-            instead (docs/results.md (d), "Why paper mode was weak").
+        initializer_range (`float`): std of the normal initialisation of the id and side-feature tables (linear maps
+            are LeCun-normal whatever it is).
+        action_embedding_init_std (`float`): std of the normal initialisation of the action embedding table(s) of
+            the events. 1.0 (the default): the scale of the time features beside them in every event, so that at
+            the start a history's actions count as much as its times. Configs written before the field existed read
+            0.02 (``LEGACY_DEFAULTS``), which started the actions 50x below the times: paper mode then learned the
+            history's actions slowly and memorised ids instead (docs/results.md (d), "Why paper mode was weak").
         use_cache (`bool`): the default of ``generate(use_cache=...)``: EAG decodes with its key/value cache (exact;
             IAG has none). ``forward`` builds a cache only when asked (``use_cache=True`` or a cache passed).
 

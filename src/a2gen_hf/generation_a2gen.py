@@ -30,6 +30,8 @@ from transformers.generation import (
 )
 from transformers.generation.configuration_utils import GenerationMode
 
+from .attention_kernels import small_softmax
+
 _LABEL_INPUTS = ("labels", "label_times", "label_time_mask")
 _HISTORY_INPUTS = (
     "user_ids",
@@ -707,8 +709,8 @@ class A2GenGenerationMixin(GenerationMixin):
         :func:`~a2gen_hf.modeling_a2gen.action_predictions_from_slots` weighs by the chance ``alive_k`` that it is.
         """
         if self.config.generator_type == "iag":
-            slots = self.generator(context)
-            return F.softmax(slots["logits"].float(), dim=-1), slots["times"].float()
+            logits, times = self.generator.slot_predictions(context)
+            return small_softmax(logits.float()), times.float()
         step_function, _ = self._make_step_function(context, use_cache=True)
         tokens, times = self._start_rows(context.shape[0], context)
         stops = {0, self.config.start_action_id, self.config.end_action_id}
@@ -719,7 +721,7 @@ class A2GenGenerationMixin(GenerationMixin):
         for _ in range(self.config.max_actions):
             step = step_function(tokens, times)
             logits = step.logits.float()
-            probabilities.append(F.softmax(logits, dim=-1))
+            probabilities.append(small_softmax(logits))
             slot_times.append(step.times.float())
             if any_continuing:
                 fed = logits.masked_fill(~continuing, -float("inf")).argmax(-1)

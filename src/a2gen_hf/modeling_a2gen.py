@@ -24,7 +24,8 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
 
-from .attention_kernels import pooled_short_attention
+from .attention_kernels import pooled_short_attention, shifted_exp, shifted_exp_
+from .attention_kernels import small_softmax as _small_softmax
 from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
@@ -165,6 +166,8 @@ class A2GenEventEmbedding(nn.Module):
     def __init__(self, config: A2GenConfig):
         super().__init__()
         self.action_embeddings = nn.Embedding(config.vocab_size, config.action_embedding_size, padding_idx=0)
+        # Started at the scale of the time features beside it (A2GenPreTrainedModel._init_weights reads this).
+        self.action_embeddings.init_std = config.action_embedding_init_std
         self.time_encoding = A2GenTimeEncoding(config)
         self.output_size = config.action_embedding_size + config.time_embedding_size
 
@@ -197,8 +200,9 @@ class A2GenEventEmbedding(nn.Module):
         """
         projection, table = self.time_encoding.projection, self.action_embeddings.weight
         time_weight, action_weight = weight[:, : projection.out_features], weight[:, projection.out_features :]
-        # One product over [time features ; 1 ; one-hot action] per event, each part zero where the event's time
-        # (or the event) is absent; the padding action's row is zero.
+        # One product over [time features ; 1 ; one-hot action ; 1] per event, each part but the last (the bias's)
+        # zero where the event's time (or the event) is absent; the padding action's row is zero. The bias rides on
+        # the product as a column of ones: an addmm would first copy it into every column of the output.
         timed = action_ids != 0
         if time_mask is not None:
             timed = timed & time_mask.bool()
@@ -207,9 +211,13 @@ class A2GenEventEmbedding(nn.Module):
         maps = [time_weight @ projection.weight, (time_weight @ projection.bias).unsqueeze(1)]
         flat_ids = action_ids.reshape(-1)
         if table.shape[0] <= self.ONE_HOT_ACTIONS:
-            features.append(F.one_hot(flat_ids, table.shape[0])[:, 1:].to(table.dtype))
+            # A comparison, not F.one_hot: no int64 (events x vocab) tensor to slice and convert (1.4x faster).
+            actions = torch.arange(1, table.shape[0], device=flat_ids.device)
+            features.append((flat_ids.unsqueeze(1) == actions).to(table.dtype))
             maps.append(action_weight @ table[1:].t())
-        projected = torch.addmm(bias.unsqueeze(1), torch.cat(maps, dim=1), torch.cat(features, dim=1).t())
+        features.append(torch.ones_like(timed))
+        maps.append(bias.unsqueeze(1))
+        projected = torch.cat(maps, dim=1) @ torch.cat(features, dim=1).t()
         if table.shape[0] > self.ONE_HOT_ACTIONS:  # a large action vocabulary: a row lookup instead
             present = (flat_ids != 0).to(table.dtype).unsqueeze(1)
             projected = projected + (F.embedding(flat_ids, table @ action_weight.t()) * present).t()
@@ -558,16 +566,45 @@ class ContextAwareAttention(nn.Module):
         (L x L) matrix products would each cost microseconds of overhead. Scores and softmax in at least fp32.
         Returns the output `(B, L, d)` and the probabilities `(B, heads, L, L)`.
         """
-        batch, length, size = sequence.shape
-        heads, head_size, width = self.num_heads, self.head_size, self.hidden_size
+        batch, length = sequence.shape[:2]
         # The score scale folded into the query maps (equal up to rounding).
-        weight = self.sequence_projection.weight
-        scale = torch.ones(3 * width, dtype=weight.dtype, device=weight.device)
-        scale[:width] = 1.0 / math.sqrt(head_size)
-        projected = self._project_batch_innermost(sequence, scale)
+        projected = self._project_batch_innermost(sequence, self.query_scale(sequence.dtype, sequence.device))
+        output, probabilities = self.short_attention_features_first(
+            projected.view(3, self.num_heads, self.head_size, length, batch),
+            projected_context,
+            context_queries,
+            gate,
+            sequence_mask,
+            causal,
+        )
+        return output.permute(2, 1, 0).contiguous().to(projected_context.dtype), probabilities
+
+    def query_scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """`(3d,)`: 1 / sqrt(head_size) on the query rows of :meth:`sequence_maps`, 1 on the key and value rows."""
+        scale = torch.ones(3 * self.hidden_size, dtype=dtype, device=device)
+        scale[: self.hidden_size] = 1.0 / math.sqrt(self.head_size)
+        return scale
+
+    def short_attention_features_first(
+        self,
+        projected: torch.Tensor,
+        projected_context: torch.Tensor,
+        context_queries: torch.Tensor,
+        gate: torch.Tensor,
+        sequence_mask: torch.Tensor | None = None,
+        causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The kernel of :meth:`_short_attention` on sequences already projected, features first: ``projected``
+        `(3, heads, head_size, L, B)` (any strides, the batch innermost) holds the sequence part of the queries
+        (scaled by :meth:`query_scale`), the keys and the values; the context terms are :meth:`project_context`'s.
+        Returns the output `(d, L, B)` (in at least fp32) and the probabilities `(B, heads, L, L)`. No gradient.
+        """
+        heads, head_size, length, batch = projected.shape[1:]
+        width = self.hidden_size
         dtype = torch.promote_types(projected.dtype, torch.float32)
-        projected = projected.to(dtype).view(3, heads, head_size, length, batch)
-        context_queries = (context_queries.to(dtype) * scale[0]).t().reshape(heads, head_size, 1, batch)
+        projected = projected.to(dtype)
+        context_queries = (context_queries.to(dtype) / math.sqrt(head_size)).t().reshape(heads, head_size, 1, batch)
         queries = projected[0] + context_queries
         keys, values = projected[1], projected[2]
         scores = queries[:, 0].unsqueeze(2) * keys[:, 0].unsqueeze(1)  # (heads, L_query, L_key, B)
@@ -575,18 +612,19 @@ class ContextAwareAttention(nn.Module):
             scores.addcmul_(queries[:, component].unsqueeze(2), keys[:, component].unsqueeze(1))
         allowed = None
         if causal:
-            positions = torch.arange(length, device=sequence.device)
+            positions = torch.arange(length, device=projected.device)
             allowed = (positions[None, :] <= positions[:, None]).view(1, length, length, 1)
         if sequence_mask is not None:
             key_mask = sequence_mask.bool().t().reshape(1, 1, length, batch)
             allowed = key_mask if allowed is None else allowed & key_mask
         if allowed is not None:
             scores.masked_fill_(~allowed, torch.finfo(dtype).min)
-        exponentials = (scores - scores.detach().amax(dim=2, keepdim=True)).exp()
-        weights = exponentials / exponentials.sum(dim=2, keepdim=True)
+        # No gradient on this path (forward takes it only when none is needed): the temporaries are reused in place.
+        weights = shifted_exp_(scores, 2)
+        weights = weights.div_(weights.sum(dim=2, keepdim=True))
         if allowed is not None:
             # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
-            weights = weights * allowed.to(dtype)
+            weights = weights.mul_(allowed)
         # Returned as a (B, heads, L, L_key) view that the weighted sum below reads, so gradients reach it.
         probabilities = weights.permute(3, 0, 1, 2)
         weights = self.attention_dropout(probabilities).permute(1, 2, 3, 0)  # (heads, L_query, L_key, B)
@@ -594,11 +632,10 @@ class ContextAwareAttention(nn.Module):
         for key in range(1, length):
             states.addcmul_(weights[:, :, key].unsqueeze(1), values[:, :, key].unsqueeze(2))
         # The gate, then one product of the concatenated heads' output projections: (d, L * B).
-        gated = (states * gate.to(dtype).t().reshape(heads, 1, 1, batch)).view(heads * head_size, length * batch)
+        gated = states.mul_(gate.to(dtype).t().reshape(heads, 1, 1, batch)).view(heads * head_size, length * batch)
         output = self.head_output_weight.reshape(heads * head_size, width).t().to(dtype) @ gated
         constant = gate.to(projected_context.dtype) @ self.head_output_bias + projected_context  # (B, d)
-        output = output.view(width, length, batch).add_(constant.t().to(dtype).unsqueeze(1))
-        return output.permute(2, 1, 0).contiguous().to(projected_context.dtype), probabilities
+        return output.view(width, length, batch).add_(constant.t().to(dtype).unsqueeze(1)), probabilities
 
     def _attention(self, queries, keys, values, sequence_mask, causal, cache):
         """Batched matrix products over `(B, heads, L, head_size)`; returns head states `(B, L, heads, head_size)`."""
@@ -621,7 +658,10 @@ class ContextAwareAttention(nn.Module):
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         # A query with no visible key (an empty history item) gets all-zero weights instead of a uniform average.
-        probabilities = torch.softmax(scores, dim=-1) * allowed.to(scores.dtype)
+        # Without gradients over a short last dimension (EAG's decode steps) the written-out softmax is several times
+        # faster; training keeps torch's fused softmax and its backward.
+        short = key_count <= self.SHORT_SEQUENCE_LIMIT and not torch.is_grad_enabled()
+        probabilities = (_small_softmax(scores) if short else torch.softmax(scores, dim=-1)) * allowed.to(scores.dtype)
         head_states = self.attention_dropout(probabilities).to(values.dtype) @ values
         return head_states.transpose(1, 2), probabilities
 
@@ -643,7 +683,7 @@ class ContextAwareAttention(nn.Module):
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         if count:  # an empty sequence has nothing to normalise
             scores = scores - scores.amax(dim=-1, keepdim=True)
-        return queries, keys, values, torch.exp(scores)
+        return queries, keys, values, shifted_exp(scores, inplace=not torch.is_grad_enabled())
 
     def pooled_output(
         self,
@@ -672,16 +712,20 @@ class ContextAwareAttention(nn.Module):
         # b[h, j, c]: context c's query part against key j.
         context_scores = keys @ (context_queries.permute(1, 2, 0) / math.sqrt(self.head_size))
         context_scores = context_scores.to(score_exponentials.dtype)
-        weights = torch.exp(context_scores - context_scores.amax(dim=1, keepdim=True))
+        # Without gradients (ranking) the (H, n, C) temporaries are reused in place.
+        inplace = not torch.is_grad_enabled()
+        maxima = context_scores.amax(dim=1, keepdim=True)
+        shifted = context_scores.sub_(maxima) if inplace else context_scores - maxima
+        weights = shifted_exp(shifted, inplace=inplace)
         normalisers = score_exponentials @ weights  # Z[h, l, c]
         normalisers = normalisers.to(score_exponentials.dtype)
         # Below n * tiny / eps the terms of Z lose precision and 1 / Z may overflow after the sum over l.
         limit = count * torch.finfo(normalisers.dtype).tiny / torch.finfo(normalisers.dtype).eps
-        underflow = (normalisers < limit).any()
+        underflow = (normalisers.amin(dim=(0, 1)) < limit).any()  # one pass, no (H, n, C) mask; C may be 0
         operands = (queries, keys, values, score_exponentials, context_queries, weights, normalisers)
-        # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in compiled
-        # and exported graphs; eagerly a plain `if` avoids its tracing cost.
-        if torch.compiler.is_compiling():
+        # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in exported
+        # graphs; eagerly, and under torch.compile (whose inductor rejects this cond), a plain `if` (a graph break).
+        if torch.compiler.is_exporting():
             pooled_heads = torch.cond(underflow, self._exact_pooled_heads, self._factored_pooled_heads, operands)
         elif underflow:
             pooled_heads = self._exact_pooled_heads(*operands)
@@ -703,14 +747,6 @@ class ContextAwareAttention(nn.Module):
             candidate_queries, keys.unsqueeze(0).expand(expand), values.unsqueeze(0).expand(expand)
         )
         return states.sum(dim=2)
-
-
-def _small_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over a short last dimension (a few heads or classes), in at least fp32: written out, because torch's
-    softmax kernel is several times slower on CPU when the last dimension is this short."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    exponentials = (logits - logits.detach().amax(dim=-1, keepdim=True)).exp()
-    return exponentials / exponentials.sum(dim=-1, keepdim=True)
 
 
 class HierarchicalSequenceEncoder(nn.Module):
@@ -975,6 +1011,13 @@ class ExplicitActionGenerator(nn.Module):
         return {"logits": logits, "times": times, "states": states, "probabilities": probabilities}
 
 
+def _heads_features_first(heads: A2GenActionHeads, states: torch.Tensor) -> torch.Tensor:
+    """:class:`A2GenActionHeads` on `(..., d, B)` states -> `(..., V + 1, B)`: the action logits, then the time."""
+    weight = torch.cat([heads.action.weight, heads.time.weight])
+    bias = torch.cat([heads.action.bias, heads.time.bias])
+    return torch.matmul(weight, states).add_(bias.view(-1, 1))
+
+
 class ImplicitActionGenerator(nn.Module):
     """
     IAG (paper Fig. "IAGen"): K slots from the context (one linear map per slot of the tiled context), auxiliary
@@ -1011,7 +1054,7 @@ class ImplicitActionGenerator(nn.Module):
     def slot_features(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Slots `(B, K, d)` -> aux logits `(B, K, V)`, aux times `(B, K)` and CAM_gen's input [slot ; p ; t]."""
         aux_logits, aux_times = self.aux_heads(slots)
-        features = torch.cat([slots, torch.softmax(aux_logits, dim=-1), aux_times.unsqueeze(-1)], dim=-1)
+        features = torch.cat([slots, _small_softmax(aux_logits).to(slots.dtype), aux_times.unsqueeze(-1)], dim=-1)
         return aux_logits, aux_times, features
 
     def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -1027,6 +1070,41 @@ class ImplicitActionGenerator(nn.Module):
             "states": states,
             "probabilities": probabilities,
         }
+
+    def slot_predictions(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        :meth:`forward`'s ``logits`` `(B, K, V)` and ``times`` `(B, K)` for inference (no gradient, no dropout:
+        ``predict_actions``, ranking), computed with the batch innermost from the start: the slots, the auxiliary
+        heads, CAM_gen's sequence maps and the final heads are products of weights with `(features, B)` columns, so
+        no `(B, K, features)` tensor is transposed for CAM's short-sequence kernel
+        (:meth:`ContextAwareAttention.short_attention_features_first`) and none of its outputs back. Equal to
+        :meth:`forward` up to rounding; with gradients or active dropout it is :meth:`forward`.
+        """
+        attention = self.generation_attention
+        dropout = self.training and attention.attention_dropout.p > 0
+        if torch.is_grad_enabled() or dropout or context.shape[0] == 0:
+            outputs = self(context)
+            return outputs["logits"], outputs["times"]
+        batch, slots_count, width = context.shape[0], self.num_slots, self.hidden_size
+        projection = self.slot_projection
+        slots = torch.addmm(projection.bias.unsqueeze(1), projection.weight, context.t())  # (K * d, B)
+        if self.slot_activation == "relu":
+            slots = torch.relu(slots)
+        slots = slots.view(slots_count, width, batch)
+        auxiliary = _heads_features_first(self.aux_heads, slots)  # (K, V + 1, B): logits, then the time
+        vocab = auxiliary.shape[1] - 1
+        probabilities = _small_softmax(auxiliary[:, :vocab], dim=1).to(slots.dtype)
+        features = torch.cat([slots, probabilities, auxiliary[:, vocab:]], dim=1)  # (K, d + V + 1, B), as forward's
+        weight, bias = attention.sequence_maps()
+        scale = attention.query_scale(weight.dtype, weight.device)
+        projected = torch.matmul(weight * scale.unsqueeze(1), features).add_((bias * scale).view(-1, 1))  # (K, 3d, B)
+        projected = projected.view(slots_count, 3, attention.num_heads, attention.head_size, batch)
+        output, _ = attention.short_attention_features_first(
+            projected.permute(1, 2, 3, 0, 4), *attention.project_context(context)
+        )  # (d, K, B)
+        final = _heads_features_first(self.heads, output.to(slots.dtype).view(width, slots_count * batch))
+        final = final.view(vocab + 1, slots_count, batch)  # the logits, then the time, of every slot
+        return final[:vocab].permute(2, 1, 0), final[vocab].t()
 
 
 class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
@@ -1087,10 +1165,14 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             ) from error
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Embeddings ~ N(0, initializer_range) (padding rows zero); linear maps LeCun-normal so depth keeps scale."""
+        """
+        Id tables ~ N(0, initializer_range), action tables ~ N(0, action_embedding_init_std) (padding rows zero);
+        linear maps LeCun-normal so depth keeps scale.
+        """
         std = self.config.initializer_range
         if isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=std)
+            # A2GenEventEmbedding marks its action table with the scale it starts at (`init_std`).
+            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", std))
             if module.padding_idx is not None:
                 init.zeros_(module.weight[module.padding_idx])
         elif isinstance(module, nn.Linear):
@@ -1561,11 +1643,11 @@ def action_predictions_from_slots(
     if config.slot_readout == "any_slot":  # every slot counts, predicted ends ignored
         alive = torch.ones_like(alive)
     occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
-    not_yet = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0)[:, :-1], dim=1)
-    first_occurrence = occurs * not_yet
-    probabilities = 1.0 - torch.prod(1.0 - occurs, dim=1)
-    weights = first_occurrence / first_occurrence.sum(1, keepdim=True).clamp_min(1e-12)
-    expected_times = (weights * slot_times.unsqueeze(-1)).sum(1)
+    # prod_{j<k} (1 - q_j(a)) for k = 0..K: its first K rows are "not yet", its last is the product over all slots.
+    survival = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0), dim=1)
+    first_occurrence = occurs * survival[:, :-1]
+    probabilities = 1.0 - survival[:, -1]
+    expected_times = (first_occurrence * slot_times.unsqueeze(-1)).sum(1) / first_occurrence.sum(1).clamp_min(1e-12)
     columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
     is_start, is_pad = columns == config.start_action_id, columns == 0
     probabilities = torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))

@@ -78,6 +78,25 @@ def _mix(gate: nn.Linear, gate_input: torch.Tensor, expert_outputs: list[torch.T
     return torch.einsum("be,beh->bh", weights, torch.stack(expert_outputs, dim=1))
 
 
+def _stacked_feed_forward(networks: list[nn.Sequential], inputs: torch.Tensor, shared_input: bool) -> torch.Tensor:
+    """
+    Equally shaped :func:`_feed_forward` networks applied together, one product per layer: ``inputs`` `(B, D)` that
+    every network reads (``shared_input``), or `(B, G * D)` whose g-th block network g reads -> `(B, G * h)`, the
+    g-th block network g's output. The layers' weights are concatenated (a shared input) or placed block-diagonally:
+    equal to ``torch.cat([network(x) for ...], -1)`` up to rounding, where G small products per layer would each
+    cost more in overhead than in arithmetic. Dropout is the first network's (all have the same probability).
+    """
+    states = inputs
+    for position in range(0, len(networks[0]), 3):
+        layers = [network[position] for network in networks]
+        weights = [layer.weight for layer in layers]
+        weight = torch.cat(weights) if shared_input and position == 0 else torch.block_diag(*weights)
+        states = networks[0][position + 2](F.relu(F.linear(states, weight, torch.cat([layer.bias for layer in layers]))))
+    if shared_input and len(networks[0]) == 0:  # no hidden layers: every network is the identity
+        states = states.repeat(1, len(networks))
+    return states
+
+
 class MultiTaskBaselineInputs(nn.Module):
     """[user ; target item ; mean over history items] built from A2Gen's input modules."""
 
@@ -117,8 +136,9 @@ class MultiTaskBaselineInputs(nn.Module):
             raise ValueError(f"history_item_ids must be (batch, items), got shape {tuple(history_item_ids.shape)}.")
         history_mask = (history_item_ids != 0) if history_mask is None else history_mask.bool()
         user_features = self.features.user_features(user_ids, user_side_ids)
-        target_item_features = self.features.item_features(item_ids, item_side_ids)
-        history_items = self.features.item_features(history_item_ids, history_item_side_ids)
+        target_item_features, history_items = self._item_features(
+            item_ids, history_item_ids, item_side_ids, history_item_side_ids
+        )
         if self.with_events:
             if history_action_ids is None or history_action_times is None:
                 raise ValueError(
@@ -153,6 +173,23 @@ class MultiTaskBaselineInputs(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+    def _item_features(self, item_ids, history_item_ids, item_side_ids, history_item_side_ids):
+        """
+        Target `(B, f)` and history `(B, N, f)` item features from one lookup per table: one (sparse) gradient per
+        table instead of two that backward would have to add.
+        """
+        if (item_side_ids is None) != (history_item_side_ids is None):  # item_features says which one is missing
+            return (
+                self.features.item_features(item_ids, item_side_ids),
+                self.features.item_features(history_item_ids, history_item_side_ids),
+            )
+        side_ids = None
+        if item_side_ids is not None:
+            side_ids = torch.cat([item_side_ids.unsqueeze(1), history_item_side_ids], dim=1)
+        items = self.features.item_features(torch.cat([item_ids.unsqueeze(1), history_item_ids], dim=1), side_ids)
+        return items[:, 0], items[:, 1:]
+
+
 class MMoELayer(nn.Module):
     """Shared expert MLPs and one softmax gate per task: `(B, D)` -> `(B, tasks, expert_size)`."""
 
@@ -163,8 +200,13 @@ class MMoELayer(nn.Module):
         self.gates = nn.ModuleList(nn.Linear(input_size, config.num_experts) for _ in range(num_tasks))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        expert_outputs = [expert(inputs) for expert in self.experts]
-        return torch.stack([_mix(gate, inputs, expert_outputs) for gate in self.gates], dim=1)
+        """The experts and the gates each in one product (:func:`_stacked_feed_forward`), then one batched mix."""
+        batch, tasks, experts = inputs.shape[0], len(self.gates), len(self.experts)
+        expert_outputs = _stacked_feed_forward(list(self.experts), inputs, shared_input=True)  # (B, experts * h)
+        gate_weight = torch.cat([gate.weight for gate in self.gates])
+        gate_logits = F.linear(inputs, gate_weight, torch.cat([gate.bias for gate in self.gates]))
+        weights = torch.softmax(gate_logits.view(batch, tasks, experts), dim=-1)
+        return torch.bmm(weights, expert_outputs.view(batch, experts, -1))  # (B, tasks, h)
 
 
 class CGCLevel(nn.Module):
@@ -240,10 +282,21 @@ class MultiTaskHeads(nn.Module):
 
     def forward(self, task_representations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, tasks, h)` -> logits `(B, V)`, times `(B, V)` (see :class:`MultiTaskBaselineOutput`)."""
-        towers = [tower(task_representations[:, task]) for task, tower in enumerate(self.towers)]
-        task_times = torch.cat([head(state) for head, state in zip(self.time_heads, towers)], dim=-1)
-        binary_logits = torch.cat([head(towers[task]) for head, task in zip(self.binary_heads, self.binary_tasks)], -1)
-        batch, dtype = task_representations.shape[0], task_representations.dtype
+        # Every task's tower and heads in one product each (:func:`_stacked_feed_forward`, block-diagonal heads).
+        batch, tasks = task_representations.shape[:2]
+        towers = _stacked_feed_forward(list(self.towers), task_representations.reshape(batch, -1), shared_input=False)
+        task_times = F.linear(
+            towers,
+            torch.block_diag(*[head.weight for head in self.time_heads]),
+            torch.cat([head.bias for head in self.time_heads]),
+        )
+        binary_towers = towers.view(batch, tasks, -1)[:, self.binary_tasks].reshape(batch, -1)
+        binary_logits = F.linear(
+            binary_towers,
+            torch.block_diag(*[head.weight for head in self.binary_heads]),
+            torch.cat([head.bias for head in self.binary_heads]),
+        )
+        dtype = task_representations.dtype
         extreme = torch.finfo(dtype)
         logits = task_representations.new_full((batch, self.vocab_size), extreme.min)
         logits[:, [self.start_action_id, self.end_action_id]] = extreme.max

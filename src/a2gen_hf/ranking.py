@@ -7,7 +7,8 @@ then scores C candidates in fixed-size blocks. It composes the model's own parts
 - CAM_item pooled over the history, for many candidates at once, is
   :meth:`ContextAwareAttention.sequence_state` / :meth:`ContextAwareAttention.pooled_output` (the algebra is in
   ``docs/serving.md``);
-- the generator's per-slot distributions are :meth:`A2GenForActionGeneration.slot_distributions`, read by
+- the generator's per-slot distributions are :meth:`A2GenForActionGeneration.slot_distributions` (IAG:
+  :meth:`ImplicitActionGenerator.slot_predictions`, its batch-innermost inference path), read by
   :func:`~a2gen_hf.modeling_a2gen.action_predictions_from_slots` as in ``predict_actions``;
 - generation is :meth:`A2GenForActionGeneration.generate_from_context`.
 
@@ -143,9 +144,9 @@ class A2GenRanker:
         compile (`bool`): run the candidate side through ``torch.compile``; needs ``chunk_size``, and the last block
             is padded so that every call has the same shape and nothing recompiles.
         dtype (`torch.dtype`, *optional*): ``torch.bfloat16`` runs the candidate side under autocast: matrix
-            products in bf16; the attention exponentials, softmaxes and CAM_item's normalisers stay in fp32, while
-            the softmax of IAG's auxiliary heads inside the generator runs in bf16 (see docs/serving.md for the
-            accuracy cost). ``None`` keeps the model's dtype.
+            products in bf16; the attention exponentials, every softmax (IAG's auxiliary heads included) and
+            CAM_item's normalisers stay in fp32 (see docs/serving.md for the accuracy cost). ``None`` keeps the
+            model's dtype.
 
     Inputs are checked: ids must be integer tensors inside their tables, and a history longer than
     ``config.max_history_items`` items (or ``max_events_per_item`` events per item) is cut as the collator cuts it:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -28,6 +28,14 @@ def _positions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ``counts[i]`` entries of list ``i`` laid end to end: each entry's list index and slot within the list."""
     owner = np.repeat(np.arange(len(counts)), counts)
     return owner, np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _leading(lists: Sequence[Sequence], counts: np.ndarray, cap: int) -> Iterator:
+    """The entries of ``lists`` (of lengths ``counts``) laid end to end, each list cut to its first ``cap``; without
+    a Python-level step per list when none is longer (most batches: the per-list slices were most of the time)."""
+    if counts.size == 0 or int(counts.max()) <= cap:
+        return chain.from_iterable(lists)
+    return chain.from_iterable(values[:cap] for values in lists)
 
 
 class A2GenDataCollator:
@@ -250,7 +258,9 @@ class A2GenDataCollator:
                 f"A2GenDataCollator: sequence {bad} has {counts[bad]} action ids but {second_counts[bad]} times; "
                 "each action needs one time (NaN when unknown)."
             )
-        ids = np.fromiter(chain.from_iterable(values[:cap] for values in id_lists), dtype=np.int64)
+        kept = np.minimum(counts, cap)
+        total = int(kept.sum())
+        ids = np.fromiter(_leading(id_lists, counts, cap), dtype=np.int64, count=total)
         # np.array (not fromiter) so that None, how some readers spell a missing time, becomes NaN.
-        seconds = np.array(list(chain.from_iterable(values[:cap] for values in second_lists)), dtype=np.float64)
-        return ids, seconds.reshape(-1), np.minimum(counts, cap)
+        seconds = np.array(list(_leading(second_lists, counts, cap)), dtype=np.float64)
+        return ids, seconds.reshape(-1), kept
