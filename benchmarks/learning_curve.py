@@ -113,9 +113,12 @@ def load_or_simulate(data_dir: Path, simulate_examples: int | None, simulator_se
     return dataset, tokenizer, metadata
 
 
-def nested_subsets(dataset: DatasetDict, sizes: list[int], subset_seed: int, max_validation: int | None):
+def nested_subsets(dataset: DatasetDict, sizes: list[int], subset_seed: int, max_validation: int | None,
+                   max_test: int | None = None):
     """``{n: DatasetDict(train=the first n of one fixed shuffle of train, validation, test)}``: nested train
-    subsets; validation (its first ``max_validation`` examples) and test the same for every n."""
+    subsets; validation (its first ``max_validation`` examples) and test (its first ``max_test``) the same for every
+    n. The simulator writes each split user by user and a user's rows do not depend on how many users are
+    simulated, so the first rows of a larger simulation's validation and test are a smaller one's (same seed)."""
     train = dataset["train"]
     too_large = [size for size in sizes if size > len(train)]
     if too_large:
@@ -127,8 +130,11 @@ def nested_subsets(dataset: DatasetDict, sizes: list[int], subset_seed: int, max
     validation = dataset["validation"]
     if max_validation is not None and len(validation) > max_validation:
         validation = validation.select(range(max_validation))
+    test = dataset["test"]
+    if max_test is not None and len(test) > max_test:
+        test = test.select(range(max_test))
     return {
-        size: DatasetDict(train=train.select(np.sort(order[:size])), validation=validation, test=dataset["test"])
+        size: DatasetDict(train=train.select(np.sort(order[:size])), validation=validation, test=test)
         for size in sizes
     }
 
@@ -398,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated networks (a2gen-iag, a2gen-eag, mmoe-fair, ..., with :notime / "
                              ":noevents ablations) and simple baselines (logreg, ...); the oracle is always added; "
                              "a2gen-iag is the bootstrap reference and must be among them; default %(default)s")
+    parser.add_argument("--train-models", default=None,
+                        help="comma-separated subset of --models to train (default: all of them); the others are "
+                             "reported from saved runs only, so two processes can share one --output")
     parser.add_argument("--simulate-examples", type=int, default=None,
                         help="when --data does not exist, simulate this many examples into it first (~80 %% train)")
     parser.add_argument("--simulator-seed", type=int, default=0, help="seed of that simulation; default %(default)s")
@@ -406,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-validation-examples", type=int, default=20000,
                         help="select on the first this-many validation examples (the same for every size); "
                              "default %(default)s")
+    parser.add_argument("--max-test-examples", type=int, default=None,
+                        help="score on the first this-many test examples only (default: all); with "
+                             "--max-validation-examples, keeps a smaller simulation's (same seed) validation and test "
+                             "while train grows")
     parser.add_argument("--max-epochs", type=int, default=20,
                         help="epoch cap; runs stop early on validation mean AUC first; default %(default)s")
     parser.add_argument("--patience", type=int, default=2,
@@ -439,17 +452,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             parse_model_name(name)
         if REFERENCE not in models:
             raise ValueError(f"--models {args.models!r} must include {REFERENCE}: every difference is against it.")
+        train_models = models if args.train_models is None else [name for name in args.train_models.split(",") if name]
+        unknown = [name for name in train_models if name not in models]
+        if unknown or not train_models:
+            raise ValueError(f"--train-models {args.train_models!r}: give a non-empty subset of --models {models}.")
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
     print(f"load {os.getloadavg()}, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}", flush=True)
     dataset, tokenizer, _ = load_or_simulate(args.data, args.simulate_examples, args.simulator_seed)
-    subsets = nested_subsets(dataset, sizes, args.subset_seed, args.max_validation_examples)
+    subsets = nested_subsets(dataset, sizes, args.subset_seed, args.max_validation_examples, args.max_test_examples)
     if not args.report_only:
-        run_all(subsets, tokenizer, args.output, models, seeds, args)
+        run_all(subsets, tokenizer, args.output, train_models, seeds, args)
     settings = {
         "data": str(args.data), "seeds": seeds, "subset_seed": args.subset_seed, "overrides": args.overrides,
+        "max_validation_examples": args.max_validation_examples, "max_test_examples": args.max_test_examples,
         "training": training_spec(REFERENCE, args)["training"], "bootstrap_resamples": args.bootstrap_resamples,
         "in_sample_examples": args.in_sample_examples, "threads": torch.get_num_threads(),
         "load_at_report": os.getloadavg(),

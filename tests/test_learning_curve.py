@@ -91,3 +91,31 @@ def test_learning_curve_refuses_sizes_beyond_the_train_split_and_bad_arguments(d
     with pytest.raises(SystemExit):
         script.main([*arguments(data_dir, tmp_path)[:-2], "--overrides", "[1]"])
     assert "JSON object" in capsys.readouterr().err
+
+
+def test_nested_subsets_keep_the_first_validation_and_test_rows(data_dir):
+    script = load_script()
+    dataset, _, _ = script.load_or_simulate(data_dir, None, 0)
+    subsets = script.nested_subsets(dataset, [100, 300], subset_seed=0, max_validation=20, max_test=25)
+    small, large = subsets[100], subsets[300]
+    assert len(small["test"]) == len(large["test"]) == 25 and len(small["validation"]) == 20
+    assert small["test"]["session_start"] == dataset["test"]["session_start"][:25]  # the first rows, in order
+    assert set(small["train"]["session_start"]) <= set(large["train"]["session_start"])  # nested train subsets
+    uncapped = script.nested_subsets(dataset, [100], subset_seed=0, max_validation=None)[100]
+    assert len(uncapped["test"]) == len(dataset["test"])
+
+
+def test_train_models_trains_only_those_and_reports_every_saved_run(data_dir, tmp_path, capsys):
+    script = load_script()
+    output = tmp_path / "shared"
+    base = [*arguments(data_dir, output, sizes="200"), "--models", "a2gen-iag,logreg", "--max-test-examples", "40",
+            "--in-sample-examples", "0"]
+    script.main([*base, "--train-models", "logreg"])
+    assert (output / "n200" / "logreg" / "seed0" / "predictions.npz").exists()
+    assert not (output / "n200" / "a2gen-iag").exists()  # left to the other process
+    report = script.main([*base, "--train-models", "a2gen-iag"])
+    assert report["num_test_examples"] == 40 and report["settings"]["max_test_examples"] == 40
+    assert "a2gen_iag_minus_model" in report["curves"]["logreg"]["points"]["200"]  # both runs in one report
+    with pytest.raises(SystemExit):
+        script.main([*base, "--train-models", "mmoe-fair"])
+    assert "--train-models" in capsys.readouterr().err
