@@ -108,6 +108,13 @@ VARIANTS = {
                   "selection_metric": "mean_auc"},
     ),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.
+    # proto-es-init1-h20 with 50 history items.
+    "proto-es-init1-h50": variant(
+        PAPER_B,
+        overrides={"history_pooling": "mean", "target_drops_repeated_start": True, "max_history_items": 50, **INIT1},
+        training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
+                  "selection_metric": "mean_auc"},
+    ),
     "h50-init1": variant(H50, overrides=INIT1),
     # h50 with the action embeddings at the time features' scale, the ids as before.
     "h50-actions1": variant(H50, overrides={"action_embedding_init_std": 1.0}),
