@@ -115,6 +115,13 @@ VARIANTS = {
         training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
                   "selection_metric": "mean_auc"},
     ),
+    # The same with dense Adam on the id tables (as the plain re-implementation), not lazy row-wise updates.
+    "proto-es-init1-h50-dense": variant(
+        PAPER_B,
+        overrides={"history_pooling": "mean", "target_drops_repeated_start": True, "max_history_items": 50, **INIT1},
+        training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
+                  "selection_metric": "mean_auc", "sparse_embeddings": False},
+    ),
     "h50-init1": variant(H50, overrides=INIT1),
     # h50 with the action embeddings at the time features' scale, the ids as before.
     "h50-actions1": variant(H50, overrides={"action_embedding_init_std": 1.0}),
