@@ -62,6 +62,13 @@ H50 = variant(ES_AUC, overrides={"max_history_items": 50}, readouts=("sequence",
 LR3 = variant(H50, training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256},
               readouts=("sequence", "any_slot"))
 MEAN = variant(LR3, overrides={"history_pooling": "mean"}, readouts=("sequence", "any_slot"))
+PROTO_ES_INIT1 = variant(
+    PAPER_B,
+    overrides={"history_pooling": "mean", "target_drops_repeated_start": True, **INIT1},
+    training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
+              "selection_metric": "mean_auc"},
+)
+PROTO_ES_INIT1_H50 = variant(PROTO_ES_INIT1, overrides={"max_history_items": 50})
 VARIANTS = {
     "paper-b": variant(PAPER_B, readouts=("sequence", "any_slot")),
     "es-loss": ES_LOSS,
@@ -101,27 +108,12 @@ VARIANTS = {
         training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
                   "selection_metric": "mean_auc"},
     ),
-    "proto-es-init1-h20": variant(
-        PAPER_B,
-        overrides={"history_pooling": "mean", "target_drops_repeated_start": True, **INIT1},
-        training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
-                  "selection_metric": "mean_auc"},
-    ),
+    "proto-es-init1-h20": PROTO_ES_INIT1,
+    # proto-es-init1-h20 with 50 history items; the same with dense Adam on the id tables (as the plain
+    # re-implementation), not lazy row-wise updates.
+    "proto-es-init1-h50": PROTO_ES_INIT1_H50,
+    "proto-es-init1-h50-dense": variant(PROTO_ES_INIT1_H50, training={"sparse_embeddings": False}),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.
-    # proto-es-init1-h20 with 50 history items.
-    "proto-es-init1-h50": variant(
-        PAPER_B,
-        overrides={"history_pooling": "mean", "target_drops_repeated_start": True, "max_history_items": 50, **INIT1},
-        training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
-                  "selection_metric": "mean_auc"},
-    ),
-    # The same with dense Adam on the id tables (as the plain re-implementation), not lazy row-wise updates.
-    "proto-es-init1-h50-dense": variant(
-        PAPER_B,
-        overrides={"history_pooling": "mean", "target_drops_repeated_start": True, "max_history_items": 50, **INIT1},
-        training={"dense_learning_rate": 1e-3, "embedding_learning_rate": 1e-3, "batch_size": 256, **EARLY_STOP,
-                  "selection_metric": "mean_auc", "sparse_embeddings": False},
-    ),
     "h50-init1": variant(H50, overrides=INIT1),
     # h50 with the action embeddings at the time features' scale, the ids as before.
     "h50-actions1": variant(H50, overrides={"action_embedding_init_std": 1.0}),
