@@ -1267,6 +1267,18 @@ class A2GenModel(A2GenPreTrainedModel):
         event_embeddings = self.event_embedding(action_ids, action_times, time_mask)
         return encoder.encode_packed_items(item_features, event_embeddings, event_mask)
 
+    def encode_packed_item_events(
+        self,
+        item_features: torch.Tensor,
+        action_ids: torch.LongTensor,
+        action_times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Level 1 on gathered items, as training runs it (ranking's ``encode_user`` calls it): `(M, Fi)` features and
+        `(M, E)` events -> Seq `(M, d)`."""
+        return self._encode_packed_items(item_features, action_ids, action_times, time_mask, event_mask)
+
     def _packed_item_sequences(
         self,
         history_item_features: torch.Tensor,

@@ -17,6 +17,10 @@ Results equal ``predict_actions`` / ``generate`` on a batch that repeats the use
 
 from __future__ import annotations
 
+import math
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from typing import Any
@@ -45,6 +49,67 @@ USER_INPUT_NAMES = (
 )
 REQUIRED_USER_INPUTS = USER_INPUT_NAMES[:4]
 DEFAULT_CHUNK_SIZE = 1000
+# With workers, a call's candidates are split into blocks of at least this many: below it a block's fixed cost
+# (about a hundred small operators) outweighs what a second core gives.
+MIN_WORKER_BLOCK = 128
+
+
+class RankingWorkers:
+    """
+    Threads that run a ranker's blocks of work in parallel, each with one intra-op thread.
+
+    On a CPU, two blocks of 500 candidates on two threads finish sooner than one block of 1,000 whose every operator
+    is split across two OpenMP threads: the operators are small (a few hundred microseconds), and each parallel one
+    waits for all threads of its team, which on a shared machine may not be scheduled for milliseconds. Torch
+    operators release the GIL, so the workers' operators run concurrently; only their Python glue takes turns.
+
+    Torch's intra-op thread count is a per-thread OpenMP setting that a thread takes from a process-wide default the
+    first time it runs a parallel operator; ``torch.set_num_threads`` sets both. Each worker therefore first
+    initialises itself, then sets one thread for itself; the pool then restores the process-wide default to the
+    creating thread's count, so no other thread's setting changes. Work runs under ``torch.no_grad()`` (grad mode
+    and autocast are per thread: a block that needs autocast enters it itself).
+
+    Use :meth:`shared` to get the pool of a given size that every ranker of the process shares.
+    """
+
+    def __init__(self, count: int):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"RankingWorkers needs a positive int number of threads, got {count!r}.")
+        self.count = count
+        self._executor = ThreadPoolExecutor(count, thread_name_prefix="a2gen-ranking")
+        caller_threads = torch.get_num_threads()
+        started = threading.Barrier(count)
+
+        def start() -> None:
+            torch.get_num_threads()  # torch's per-thread initialisation (from the process-wide default) first
+            torch.set_num_threads(1)
+            started.wait()  # every task on its own thread: all `count` threads exist and are set
+
+        for future in [self._executor.submit(start) for _ in range(count)]:
+            future.result()
+        torch.set_num_threads(caller_threads)
+
+    @classmethod
+    def shared(cls, count: int) -> RankingWorkers:
+        """The process's pool of ``count`` threads, created on first use."""
+        with _SHARED_WORKERS_LOCK:
+            if count not in _SHARED_WORKERS:
+                _SHARED_WORKERS[count] = cls(count)
+            return _SHARED_WORKERS[count]
+
+    def map(self, function: Callable[[Any], Any], arguments: Sequence[Any]) -> list[Any]:
+        """``[function(argument) for argument in arguments]``, in parallel on the workers; exceptions propagate."""
+        futures = [self._executor.submit(_without_grad, function, argument) for argument in arguments]
+        return [future.result() for future in futures]
+
+
+_SHARED_WORKERS: dict[int, RankingWorkers] = {}
+_SHARED_WORKERS_LOCK = threading.Lock()
+
+
+def _without_grad(function: Callable[[Any], Any], argument: Any) -> Any:
+    with torch.no_grad():
+        return function(argument)
 
 
 @dataclass
@@ -147,6 +212,15 @@ class A2GenRanker:
             products in bf16; the attention exponentials, every softmax (IAG's auxiliary heads included) and
             CAM_item's normalisers stay in fp32 (see docs/serving.md for the accuracy cost). ``None`` keeps the
             model's dtype.
+        workers (`int`): on a CPU, how many threads (:class:`RankingWorkers`, each with one intra-op thread) share
+            a call's work: ``score_candidates`` splits the candidates into that many blocks (of at least
+            :data:`MIN_WORKER_BLOCK`, at most ``chunk_size``; with ``compile=True`` blocks of exactly
+            ``chunk_size``, so choose ``chunk_size`` = C / workers), and ``encode_user`` splits level 1 over the
+            history items. 1 (the default) runs everything on the calling thread with torch's intra-op threads.
+            On a machine whose cores serve one request at a time, ``workers`` = the number of cores is fastest
+            (docs/serving.md); with several requests in flight, one worker each and one intra-op thread
+            (``torch.set_num_threads(1)``) per request thread. Other devices ignore it. ``generate`` and
+            ``export`` run on the calling thread.
 
     Inputs are checked: ids must be integer tensors inside their tables, and a history longer than
     ``config.max_history_items`` items (or ``max_events_per_item`` events per item) is cut as the collator cuts it:
@@ -164,6 +238,7 @@ class A2GenRanker:
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         compile: bool = False,
         dtype: torch.dtype | None = None,
+        workers: int = 1,
     ):
         if not is_action_generation_model(model):
             raise TypeError(f"A2GenRanker needs an A2GenForActionGeneration, got {type(model).__name__}.")
@@ -175,12 +250,17 @@ class A2GenRanker:
             raise ValueError("compile=True needs a fixed chunk_size (e.g. 1000) so that no batch size recompiles.")
         if dtype not in (None, torch.bfloat16):
             raise ValueError(f"dtype={dtype} is not supported; use None (the model's dtype) or torch.bfloat16.")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers={workers!r} must be a positive int (1 = run on the calling thread).")
         self.model = model.eval()
         self.config = model.config
         self.chunk_size = chunk_size
         self.dtype = dtype
         self.program = A2GenRankingProgram(model)
         self._run = torch.compile(self.program, dynamic=False) if compile else self.program
+        self.workers = workers
+        self._compiled_warm = threading.Event()  # compile=True with workers: the first block compiles alone
+        self._compile_lock = threading.Lock()
 
     @property
     def device(self) -> torch.device:
@@ -210,16 +290,25 @@ class A2GenRanker:
         time_mask = inputs.get("history_time_mask")
         items = history_item_ids[:, real]
         actions = history_action_ids[:, real]
+        times = inputs["history_action_times"][:, real]
         side_ids = side_ids[:, real] if side_ids is not None else None
         time_mask = time_mask[:, real] if time_mask is not None else None
 
-        user_features = encoder.features.user_features(inputs["user_ids"], inputs.get("user_side_ids"))
-        history_features = encoder.features.item_features(items, side_ids)
-        event_mask = actions != 0
-        events = encoder.event_embedding(actions, inputs["history_action_times"][:, real], time_mask)
-        item_sequences = encoder.encoder.encode_packed_items(history_features[0], events[0], event_mask[0])
-        level2_inputs = torch.cat([history_features[0], item_sequences], dim=-1)
-        queries, keys, values, score_exponentials = encoder.encoder.item_attention.sequence_state(level2_inputs)
+        def user_terms(_=None) -> tuple[torch.Tensor, ...]:
+            """The user's features and CAM_item's candidate-free terms (:meth:`ContextAwareAttention.sequence_state`)
+            over the history items' features and Seq_j (level 1 of HSE, the model's packed path)."""
+            features = encoder.features.item_features(items[0], None if side_ids is None else side_ids[0])
+            sequences = encoder.encode_packed_item_events(
+                features, actions[0], times[0], None if time_mask is None else time_mask[0], actions[0] != 0
+            )
+            user_features = encoder.features.user_features(inputs["user_ids"], inputs.get("user_side_ids"))
+            state = encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
+            return (user_features, *state)
+
+        # Level 1's cost hardly depends on the number of items (its operators are many and small): with workers
+        # it runs whole on one of them, with one intra-op thread, rather than split.
+        workers = self._workers()
+        state = user_terms() if workers is None else workers.map(user_terms, [None])[0]
         history = None
         if encoder.extra_features.size:
             history = {
@@ -228,7 +317,13 @@ class A2GenRanker:
                 "history_item_ids": items,
                 "history_item_side_ids": side_ids,
             }
-        return UserState(user_features, queries, keys, values, score_exponentials, history)
+        return UserState(*state, history)
+
+    def _workers(self) -> RankingWorkers | None:
+        """The shared pool of ``workers`` threads; None (``workers=1``, or not on a CPU): the calling thread."""
+        if self.workers == 1 or self.device.type != "cpu":
+            return None
+        return RankingWorkers.shared(self.workers)
 
     def _most_recent(self, real: torch.Tensor) -> torch.Tensor:
         """The positions of the last ``max_history_items`` real items; warns when older ones are left out."""
@@ -393,19 +488,36 @@ class A2GenRanker:
         if total == 0:
             empty = torch.zeros(0, self.config.vocab_size, device=item_ids.device)
             return A2GenActionPrediction(action_probabilities=empty, expected_times=empty, expected_seconds=empty)
+        compiled = self._run is not self.program
         chunk = self.chunk_size or total
-        outputs = []
+        workers = self._workers()
+        if workers is not None and not compiled:  # spread the candidates over the workers, blocks >= MIN_WORKER_BLOCK
+            blocks = min(workers.count, max(1, total // MIN_WORKER_BLOCK))
+            chunk = min(chunk, math.ceil(total / blocks))
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
-        with autocast:
-            for start in range(0, total, chunk):
-                ids = item_ids[start : start + chunk]
-                side = item_side_ids[start : start + chunk] if item_side_ids is not None else None
-                short = chunk - ids.shape[0]
-                if short and self._run is not self.program:  # keep the compiled shape fixed
-                    ids = F.pad(ids, (0, short))
-                    side = F.pad(side, (0, 0, 0, short)) if side is not None else None
+
+        def score_block(start: int) -> list[torch.Tensor]:
+            ids = item_ids[start : start + chunk]
+            side = item_side_ids[start : start + chunk] if item_side_ids is not None else None
+            short = chunk - ids.shape[0]
+            if short and compiled:  # keep the compiled shape fixed
+                ids = F.pad(ids, (0, short))
+                side = F.pad(side, (0, 0, 0, short)) if side is not None else None
+            with autocast:
                 result = self._run(*user_state.as_tuple(), ids, side, self.extra_features(user_state, ids, side))
-                outputs.append([tensor[: chunk - short].float() for tensor in result])
+            return [tensor[: chunk - short].float() for tensor in result]
+
+        starts = list(range(0, total, chunk))
+        if workers is None:
+            outputs = [score_block(start) for start in starts]
+        else:
+            outputs = []
+            if compiled and not self._compiled_warm.is_set():
+                with self._compile_lock:  # compiled once, on a worker (its code is built for one thread), alone
+                    if not self._compiled_warm.is_set():
+                        outputs = workers.map(score_block, starts[:1])
+                        self._compiled_warm.set()
+            outputs += workers.map(score_block, starts[len(outputs) :])
         probabilities, expected_times, seconds = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*outputs))
         return A2GenActionPrediction(
             action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
