@@ -1,5 +1,4 @@
-"""A2GenRanker(workers=N): the user's terms on a worker thread, the candidates split over N threads of one intra-op
-thread each."""
+"""A2GenRanker(compile=True, workers=N): blocks of candidates on N threads of one intra-op thread each."""
 
 import threading
 
@@ -7,17 +6,10 @@ import pytest
 import torch
 from test_serving import TIME_TOLERANCE, assert_same_prediction, build, candidates, naive_prediction, one_user
 
-import a2gen_hf.ranking
-from a2gen_hf.ranking import A2GenRanker, A2GenRankingProgram, RankingWorkers
+from a2gen_hf.ranking import A2GenRanker, RankingWorkers
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Blocks of a few candidates, so that tiny inputs are split over the workers."""
-    monkeypatch.setattr(a2gen_hf.ranking, "MIN_WORKER_BLOCK", 4)
-
-
-def spy(monkeypatch, owner, name, argument=0):
+def spy(monkeypatch, owner, name, argument):
     """Records (thread name, intra-op threads, length of the argument-th argument) of every call of owner.name."""
     calls, original = [], getattr(owner, name)
 
@@ -29,40 +21,38 @@ def spy(monkeypatch, owner, name, argument=0):
     return calls
 
 
-@pytest.mark.parametrize("generator", ["iag", "eag"])
-@pytest.mark.parametrize("side_features", [True, False])
-def test_workers_split_the_work_and_score_as_predict_actions(generator, side_features, small_blocks, monkeypatch):
-    overrides = {} if side_features else dict(num_item_side_features=0, num_user_side_lists=0)
-    model, config = build(generator, **overrides)
-    user, (item_ids, item_side_ids) = one_user(config, "left"), candidates(config, 23)
-    serial, parallel = A2GenRanker(model), A2GenRanker(model, workers=2)
-    level1 = spy(monkeypatch, type(model.a2gen), "encode_packed_item_events")
-    blocks = spy(monkeypatch, A2GenRankingProgram, "forward", argument=5)  # item_ids
+@pytest.mark.slow
+def test_compiled_blocks_on_workers_score_as_predict_actions(monkeypatch):
+    """The user's terms on a worker, the blocks of candidates compiled (C++ wrapper) and split over the workers."""
+    from torch._dynamo.utils import counters
+
+    model, config = build("iag")
+    user, (item_ids, item_side_ids) = one_user(config, "left"), candidates(config, 20)
+    eager, parallel = A2GenRanker(model), A2GenRanker(model, chunk_size=8, compile=True, workers=2)
+    level1 = spy(monkeypatch, type(model.a2gen), "encode_packed_item_events", argument=0)
+    blocks = spy(monkeypatch, A2GenRanker, "extra_features", argument=1)  # once per block, beside the compiled part
     state = parallel.encode_user(**user)
     scores = parallel.score_candidates(state, item_ids, item_side_ids)
-    # Level 1 on the 5 history items, the candidates in two blocks (12 + 11), all on worker threads that each run
-    # one intra-op thread.
+    # Level 1 on the 5 history items, the 20 candidates in three blocks of 8 (the last one padded), all on worker
+    # threads that each run one intra-op thread.
     assert [length for _, _, length in level1] == [5]
-    assert sorted(length for _, _, length in blocks) == [11, 12]
+    assert [length for _, _, length in blocks] == [8, 8, 8]
     assert all(thread.startswith("a2gen-ranking") and threads == 1 for thread, threads, _ in level1 + blocks)
     assert_same_prediction(scores, naive_prediction(model, user, item_ids, item_side_ids))
-    reference_state = serial.encode_user(**user)
+    reference_state = eager.encode_user(**user)
     for name in ("user_features", "keys", "values", "score_exponentials"):
         torch.testing.assert_close(getattr(state, name), getattr(reference_state, name), rtol=1e-6, atol=1e-6)
-    reference = serial.score_candidates(reference_state, item_ids, item_side_ids)
+    reference = eager.score_candidates(reference_state, item_ids, item_side_ids)
     torch.testing.assert_close(scores.action_probabilities, reference.action_probabilities, rtol=0, atol=5e-6)
     torch.testing.assert_close(scores.expected_seconds, reference.expected_seconds, **TIME_TOLERANCE)
-
-
-def test_candidates_are_not_split_below_the_minimum_block(monkeypatch):
-    model, config = build("iag")
-    ranker = A2GenRanker(model, workers=2)
-    blocks = spy(monkeypatch, A2GenRankingProgram, "forward", argument=5)
-    count = 2 * a2gen_hf.ranking.MIN_WORKER_BLOCK - 1
-    item_ids, item_side_ids = candidates(config, count)
-    ranker.score_candidates(ranker.encode_user(**one_user(config)), item_ids, item_side_ids)
-    assert [(threads, length) for _, threads, length in blocks] == [(1, count)]
-    assert blocks[0][0].startswith("a2gen-ranking")
+    # The next call, with another C, reuses the compiled graphs on both workers.
+    graphs = counters["stats"]["unique_graphs"]
+    item_ids, item_side_ids = candidates(config, 13, seed=2)
+    torch.testing.assert_close(
+        parallel.score_candidates(state, item_ids, item_side_ids).action_probabilities,
+        eager.score_candidates(state, item_ids, item_side_ids).action_probabilities, rtol=0, atol=5e-6,
+    )
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 def test_ranking_workers_leave_other_threads_settings_alone():
@@ -93,25 +83,7 @@ def test_bad_workers_argument_says_what_is_allowed():
     for bad in (0, 1.5, True, "2"):
         with pytest.raises(ValueError, match="workers="):
             A2GenRanker(model, workers=bad)
+    with pytest.raises(ValueError, match="needs compile=True"):
+        A2GenRanker(model, workers=2)
     with pytest.raises(ValueError, match="positive int"):
         RankingWorkers(0)
-
-
-@pytest.mark.slow
-def test_compiled_blocks_on_workers_equal_eager(small_blocks):
-    """compile=True with workers: the first block compiles alone on a worker, the others reuse its graphs."""
-    from torch._dynamo.utils import counters
-
-    model, config = build("iag")
-    user, (item_ids, item_side_ids) = one_user(config), candidates(config, 20)
-    eager, compiled = A2GenRanker(model), A2GenRanker(model, chunk_size=8, compile=True, workers=2)
-    state = eager.encode_user(**user)
-    reference = eager.score_candidates(state, item_ids, item_side_ids).action_probabilities
-    torch.testing.assert_close(
-        compiled.score_candidates(state, item_ids, item_side_ids).action_probabilities, reference, rtol=0, atol=1e-6
-    )
-    graphs = counters["stats"]["unique_graphs"]
-    torch.testing.assert_close(
-        compiled.score_candidates(state, item_ids, item_side_ids).action_probabilities, reference, rtol=0, atol=1e-6
-    )
-    assert counters["stats"]["unique_graphs"] == graphs

@@ -17,7 +17,6 @@ Results equal ``predict_actions`` / ``generate`` on a batch that repeats the use
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,19 +48,16 @@ USER_INPUT_NAMES = (
 )
 REQUIRED_USER_INPUTS = USER_INPUT_NAMES[:4]
 DEFAULT_CHUNK_SIZE = 1000
-# With workers, a call's candidates are split into blocks of at least this many: below it a block's fixed cost
-# (about a hundred small operators) outweighs what a second core gives.
-MIN_WORKER_BLOCK = 128
-
-
 class RankingWorkers:
     """
-    Threads that run a ranker's blocks of work in parallel, each with one intra-op thread.
+    Threads that run a ranker's blocks of candidates in parallel, each with one intra-op thread.
 
-    On a CPU, two blocks of 500 candidates on two threads finish sooner than one block of 1,000 whose every operator
-    is split across two OpenMP threads: the operators are small (a few hundred microseconds), and each parallel one
-    waits for all threads of its team, which on a shared machine may not be scheduled for milliseconds. Torch
-    operators release the GIL, so the workers' operators run concurrently; only their Python glue takes turns.
+    On a CPU, blocks of candidates on separate threads can use the cores better than one block whose every small
+    operator is split across OpenMP threads (each parallel operator waits for its whole team, which on a shared
+    machine may not be scheduled for milliseconds). This pays only where a block runs without holding Python's GIL:
+    ``A2GenRanker(compile=True, workers=N)`` compiles the blocks with inductor's C++ wrapper, whose graphs release
+    the GIL while they run. Eager blocks hold it between their hundreds of small operators, and two of them on two
+    threads took 1.8x as long as one alone (docs/serving.md), so the ranker does not allow workers without compile.
 
     Torch's intra-op thread count is a per-thread OpenMP setting that a thread takes from a process-wide default the
     first time it runs a parallel operator; ``torch.set_num_threads`` sets both. Each worker therefore first
@@ -212,15 +208,13 @@ class A2GenRanker:
             products in bf16; the attention exponentials, every softmax (IAG's auxiliary heads included) and
             CAM_item's normalisers stay in fp32 (see docs/serving.md for the accuracy cost). ``None`` keeps the
             model's dtype.
-        workers (`int`): on a CPU, how many threads (:class:`RankingWorkers`, each with one intra-op thread) share
-            a call's work: ``score_candidates`` splits the candidates into that many blocks (of at least
-            :data:`MIN_WORKER_BLOCK`, at most ``chunk_size``; with ``compile=True`` blocks of exactly
-            ``chunk_size``, so choose ``chunk_size`` = C / workers), and ``encode_user`` splits level 1 over the
-            history items. 1 (the default) runs everything on the calling thread with torch's intra-op threads.
-            On a machine whose cores serve one request at a time, ``workers`` = the number of cores is fastest
-            (docs/serving.md); with several requests in flight, one worker each and one intra-op thread
-            (``torch.set_num_threads(1)``) per request thread. Other devices ignore it. ``generate`` and
-            ``export`` run on the calling thread.
+        workers (`int`): with ``compile=True`` on a CPU, how many threads (:class:`RankingWorkers`, each with one
+            intra-op thread) score a call's blocks of ``chunk_size`` candidates in parallel (choose ``chunk_size``
+            = C / workers); the blocks are compiled with inductor's C++ wrapper, which releases the GIL while they
+            run. ``encode_user`` then runs on one of the workers too, so every operator of a call runs with one
+            intra-op thread. 1 (the default) runs everything on the calling thread with torch's intra-op threads.
+            Other devices ignore it; ``generate``, ``generation_context`` and ``export`` run on the calling thread.
+            See docs/serving.md for when it pays.
 
     Inputs are checked: ids must be integer tensors inside their tables, and a history longer than
     ``config.max_history_items`` items (or ``max_events_per_item`` events per item) is cut as the collator cuts it:
@@ -252,12 +246,19 @@ class A2GenRanker:
             raise ValueError(f"dtype={dtype} is not supported; use None (the model's dtype) or torch.bfloat16.")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers={workers!r} must be a positive int (1 = run on the calling thread).")
+        if workers > 1 and not compile:
+            raise ValueError(
+                f"workers={workers} needs compile=True (and chunk_size = C / workers): eager blocks hold Python's GIL "
+                "between their small operators, so threads do not run them in parallel (docs/serving.md)."
+            )
         self.model = model.eval()
         self.config = model.config
         self.chunk_size = chunk_size
         self.dtype = dtype
         self.program = A2GenRankingProgram(model)
-        self._run = torch.compile(self.program, dynamic=False) if compile else self.program
+        # With workers, inductor's C++ wrapper: its compiled graphs release the GIL while they run.
+        options = {"cpp_wrapper": True} if workers > 1 else None
+        self._run = torch.compile(self.program, dynamic=False, options=options) if compile else self.program
         self.workers = workers
         self._compiled_warm = threading.Event()  # compile=True with workers: the first block compiles alone
         self._compile_lock = threading.Lock()
@@ -305,8 +306,8 @@ class A2GenRanker:
             state = encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
             return (user_features, *state)
 
-        # Level 1's cost hardly depends on the number of items (its operators are many and small): with workers
-        # it runs whole on one of them, with one intra-op thread, rather than split.
+        # With workers, on one of them (one intra-op thread). Not split: level 1's cost hardly depends on the
+        # number of items (its operators are many and small), and eager code holds the GIL between them.
         workers = self._workers()
         state = user_terms() if workers is None else workers.map(user_terms, [None])[0]
         history = None
@@ -491,9 +492,6 @@ class A2GenRanker:
         compiled = self._run is not self.program
         chunk = self.chunk_size or total
         workers = self._workers()
-        if workers is not None and not compiled:  # spread the candidates over the workers, blocks >= MIN_WORKER_BLOCK
-            blocks = min(workers.count, max(1, total // MIN_WORKER_BLOCK))
-            chunk = min(chunk, math.ceil(total / blocks))
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
 
         def score_block(start: int) -> list[torch.Tensor]:
