@@ -9,6 +9,7 @@ not timed tests; see benchmarks/README.md and docs/serving.md.
     python benchmarks/bench_serving.py --quick --output bench_out    # C = 100 / 1,000 only, fewer repeats
     python benchmarks/bench_serving.py --quick --no-training --output bench_out   # ranking rows only
     python benchmarks/bench_serving.py --profile --generators iag --output bench_out  # where a ranking call's time goes
+    python benchmarks/bench_serving.py --quick --no-training --generators iag --compile --workers 2  # + compiled rows
 
 "plain" rows time a compact re-implementation of the same algebra in plain PyTorch (what a throwaway prototype
 would write, ``plain_scores`` below), in the same process and on the same model, so that the ranker's overhead is a
@@ -56,6 +57,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per cached row (naive rows use fewer)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="candidate block of the cached path")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to warm up)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also time A2GenRanker(compile=True, workers=N, chunk_size=C/N) at C = 1,000: N threads of one intra-op "
+        "thread each (warms up for a minute or more)",
+    )
+    parser.add_argument("--name", default="serving_bench", help="file stem of the results under --output")
     parser.add_argument(
         "--sparse-log-options",
         action="store_true",
@@ -334,21 +343,47 @@ def ranking_rows(table: Table, args: argparse.Namespace, device: torch.device, g
         "candidates",
         f"max abs prob. error vs fp32 {error:.1e}",
     )
+    compiled_rankers = {}
     if args.compile:
-        compiled = A2GenRanker(model, chunk_size=args.chunk_size, compile=True)
-        start = time.perf_counter()
-        compiled.score_candidates(state, items)
-        compile_seconds = time.perf_counter() - start
-        reset_peak_memory(device)
-        table.add(
-            f"{generator_type} rank C=1,000 cached, torch.compile (encode_user + score)",
-            time_calls(lambda: compiled.score_candidates(compiled.encode_user(**user), items), args.repeats, device),
-            count_flops(lambda: ranker.score_candidates(ranker.encode_user(**user), items)),
-            1000,
-            "candidates",
-            f"first call (compiling) {compile_seconds:.0f} s; score only "
-            f"{1e3 * statistics.median(time_calls(lambda: compiled.score_candidates(state, items), args.repeats, device)):.2f} ms",
+        compiled_rankers["torch.compile"] = A2GenRanker(model, chunk_size=args.chunk_size, compile=True)
+    if args.workers > 1:
+        chunk = -(-1000 // args.workers)
+        compiled_rankers[f"torch.compile, {args.workers} workers x 1 thread, blocks of {chunk}"] = A2GenRanker(
+            model, chunk_size=chunk, compile=True, workers=args.workers
         )
+    if compiled_rankers:
+        first_calls = {}
+        for name, compiled in compiled_rankers.items():
+            start = time.perf_counter()
+            compiled.score_candidates(compiled.encode_user(**user), items)
+            first_calls[name] = time.perf_counter() - start
+            error = (compiled.score_candidates(state, items).action_probabilities - reference).abs().max().item()
+            first_calls[name] = (first_calls[name], error)
+        # Interleaved with the eager ranker, so that every variant sees the same load.
+        calls = {"eager": lambda: ranker.score_candidates(ranker.encode_user(**user), items)}
+        calls.update(
+            {name: (lambda compiled=compiled: compiled.score_candidates(compiled.encode_user(**user), items))
+             for name, compiled in compiled_rankers.items()}
+        )
+        timed = {name: [] for name in calls}
+        for _ in range(args.repeats):
+            for name, call in calls.items():
+                timed[name].extend(time_calls(call, 1, device))
+        eager_median = statistics.median(timed["eager"])
+        for name in compiled_rankers:
+            seconds, error = first_calls[name]
+            row = table.add(
+                f"{generator_type} rank C=1,000 cached, {name} (encode_user + score)",
+                timed[name],
+                count_flops(lambda: ranker.score_candidates(ranker.encode_user(**user), items)),
+                1000,
+                "candidates",
+            )
+            row["note"] = (
+                f"first call (compiling) {seconds:.0f} s; max abs prob. difference to eager {error:.1e}; "
+                f"interleaved with the eager ranker ({1e3 * eager_median:.2f} ms): eager / this = "
+                f"{eager_median / statistics.median(timed[name]):.2f}"
+            )
     if generator_type == "eag":
         batch = user_inputs(config, device, 1000)
         for use_cache in (False, True):
@@ -514,8 +549,8 @@ def main() -> None:
     print("\n" + json.dumps(settings) + "\n\n" + markdown)
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
-        write_atomically(args.output / "serving_bench.md", f"Settings: `{json.dumps(settings)}`\n\n{markdown}\n")
-        write_atomically(args.output / "serving_bench.json", json.dumps({"settings": settings, "rows": table.rows}, indent=1))
+        write_atomically(args.output / f"{args.name}.md", f"Settings: `{json.dumps(settings)}`\n\n{markdown}\n")
+        write_atomically(args.output / f"{args.name}.json", json.dumps({"settings": settings, "rows": table.rows}, indent=1))
 
 
 def write_atomically(path: Path, text: str) -> None:
