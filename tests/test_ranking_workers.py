@@ -1,4 +1,5 @@
-"""A2GenRanker(compile=True, workers=N): blocks of candidates on N threads of one intra-op thread each."""
+"""A2GenRanker(compile=True, workers=N): blocks of candidates on N threads of one intra-op thread each; the user's
+history terms compiled with a dynamic number of items."""
 
 import threading
 
@@ -29,15 +30,16 @@ def test_compiled_blocks_on_workers_score_as_predict_actions(monkeypatch):
     model, config = build("iag")
     user, (item_ids, item_side_ids) = one_user(config, "left"), candidates(config, 20)
     eager, parallel = A2GenRanker(model), A2GenRanker(model, chunk_size=8, compile=True, workers=2)
-    level1 = spy(monkeypatch, type(model.a2gen), "encode_packed_item_events", argument=0)
-    blocks = spy(monkeypatch, A2GenRanker, "extra_features", argument=1)  # once per block, beside the compiled part
+    # Both recorded beside the compiled parts: the user's features, then once per block the candidates' extra features.
+    users = spy(monkeypatch, type(model.a2gen.features), "user_features", argument=0)
+    blocks = spy(monkeypatch, A2GenRanker, "extra_features", argument=1)
     state = parallel.encode_user(**user)
     scores = parallel.score_candidates(state, item_ids, item_side_ids)
-    # Level 1 on the 5 history items, the 20 candidates in three blocks of 8 (the last one padded), all on worker
-    # threads that each run one intra-op thread.
-    assert [length for _, _, length in level1] == [5]
+    # The user once, the 20 candidates in three blocks of 8 (the last one padded), all on worker threads that each
+    # run one intra-op thread.
+    assert [length for _, _, length in users] == [1]
     assert [length for _, _, length in blocks] == [8, 8, 8]
-    assert all(thread.startswith("a2gen-ranking") and threads == 1 for thread, threads, _ in level1 + blocks)
+    assert all(thread.startswith("a2gen-ranking") and threads == 1 for thread, threads, _ in users + blocks)
     assert_same_prediction(scores, naive_prediction(model, user, item_ids, item_side_ids))
     reference_state = eager.encode_user(**user)
     for name in ("user_features", "keys", "values", "score_exponentials"):
@@ -45,13 +47,17 @@ def test_compiled_blocks_on_workers_score_as_predict_actions(monkeypatch):
     reference = eager.score_candidates(reference_state, item_ids, item_side_ids)
     torch.testing.assert_close(scores.action_probabilities, reference.action_probabilities, rtol=0, atol=5e-6)
     torch.testing.assert_close(scores.expected_seconds, reference.expected_seconds, **TIME_TOLERANCE)
-    # The next call, with another C, reuses the compiled graphs on both workers.
+    # Other users (3 real history items; 1, which runs eagerly) and another C reuse the compiled graphs.
     graphs = counters["stats"]["unique_graphs"]
     item_ids, item_side_ids = candidates(config, 13, seed=2)
-    torch.testing.assert_close(
-        parallel.score_candidates(state, item_ids, item_side_ids).action_probabilities,
-        eager.score_candidates(state, item_ids, item_side_ids).action_probabilities, rtol=0, atol=5e-6,
-    )
+    for real_items in (3, 1):
+        other = one_user(config, seed=3)
+        other["history_mask"] = torch.zeros_like(other["history_item_ids"])
+        other["history_mask"][:, :real_items] = 1
+        assert_same_prediction(
+            parallel.score_candidates(parallel.encode_user(**other), item_ids, item_side_ids),
+            naive_prediction(model, other, item_ids, item_side_ids),
+        )
     assert counters["stats"]["unique_graphs"] == graphs
 
 

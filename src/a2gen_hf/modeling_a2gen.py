@@ -731,7 +731,9 @@ class ContextAwareAttention(nn.Module):
             pooled_heads = self._exact_pooled_heads(*operands)
         else:
             pooled_heads = self._factored_pooled_heads(*operands)
-        return self.gated_output(pooled_heads, gate, projected_context, count=count)
+        # The count read again from the keys: under torch.compile the `if` above breaks the graph, and a Python int
+        # carried across the break would specialise the code after it to one history length.
+        return self.gated_output(pooled_heads, gate, projected_context, count=keys.shape[1])
 
     @staticmethod
     def _factored_pooled_heads(queries, keys, values, score_exponentials, context_queries, weights, normalisers):

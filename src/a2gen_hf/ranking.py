@@ -193,6 +193,32 @@ class A2GenRankingProgram(nn.Module):
         return probabilities, prediction.expected_times, prediction.expected_seconds
 
 
+class A2GenUserProgram(nn.Module):
+    """
+    The candidate-free terms of one user's real history items as one module with tensor-only inputs (so that
+    ``compile=True`` compiles it, with the number of items dynamic): the items' features, level 1 of HSE (the
+    model's packed path, :meth:`A2GenModel.encode_packed_item_events`) and CAM_item's sequence state
+    (:meth:`ContextAwareAttention.sequence_state`). Holds no weights of its own.
+
+    forward(history_item_ids `(1, n)`, history_item_side_ids `(1, n, F)` or None, history_action_ids /
+    history_action_times `(1, n, E)`, history_time_mask `(1, n, E)` or None) -> queries, keys, values `(H, n, dh)`,
+    score_exponentials `(H, n, n)`.
+    """
+
+    def __init__(self, model: A2GenForActionGeneration):
+        super().__init__()
+        self.model = model
+
+    def forward(self, history_item_ids, history_item_side_ids, history_action_ids, history_action_times, history_time_mask):
+        encoder = self.model.a2gen
+        side_ids = None if history_item_side_ids is None else history_item_side_ids[0]
+        features = encoder.features.item_features(history_item_ids[0], side_ids)
+        actions = history_action_ids[0]
+        time_mask = None if history_time_mask is None else history_time_mask[0]
+        sequences = encoder.encode_packed_item_events(features, actions, history_action_times[0], time_mask, actions != 0)
+        return encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
+
+
 class A2GenRanker:
     """
     Scores many candidate items for one user at a time.
@@ -203,7 +229,10 @@ class A2GenRanker:
             1,000: blocks keep the temporaries in cache, and compiled code sees one shape). ``None`` scores all
             candidates of a call in one block.
         compile (`bool`): run the candidate side through ``torch.compile``; needs ``chunk_size``, and the last block
-            is padded so that every call has the same shape and nothing recompiles.
+            is padded so that every call has the same shape, with the number of history items dynamic, so that
+            nothing recompiles for another C or another user (histories of fewer than 2 real items, which torch
+            would specialise, run eagerly). ``encode_user``'s history terms
+            (:class:`A2GenUserProgram`) are compiled the same way.
         dtype (`torch.dtype`, *optional*): ``torch.bfloat16`` runs the candidate side under autocast: matrix
             products in bf16; the attention exponentials, every softmax (IAG's auxiliary heads included) and
             CAM_item's normalisers stay in fp32 (see docs/serving.md for the accuracy cost). ``None`` keeps the
@@ -259,6 +288,8 @@ class A2GenRanker:
         # With workers, inductor's C++ wrapper: its compiled graphs release the GIL while they run.
         options = {"cpp_wrapper": True} if workers > 1 else None
         self._run = torch.compile(self.program, dynamic=False, options=options) if compile else self.program
+        self.user_program = A2GenUserProgram(model)
+        self._user_run = torch.compile(self.user_program, dynamic=True, options=options) if compile else None
         self.workers = workers
         self._compiled_warm = threading.Event()  # compile=True with workers: the first block compiles alone
         self._compile_lock = threading.Lock()
@@ -295,19 +326,27 @@ class A2GenRanker:
         side_ids = side_ids[:, real] if side_ids is not None else None
         time_mask = time_mask[:, real] if time_mask is not None else None
 
+        run = self.user_program
+        if self._user_run is not None and items.shape[1] >= 2:
+            # Compiled with the number of items dynamic (torch specialises 0 and 1: such histories run eagerly), and
+            # the events padded to max_events_per_item (padding events are masked: the same numbers), because
+            # CAM_act's short loops are unrolled over the events.
+            run = self._user_run
+            missing = self.config.max_events_per_item - actions.shape[2]
+            if missing > 0:
+                actions, times = F.pad(actions, (0, missing)), F.pad(times, (0, missing))
+                time_mask = None if time_mask is None else F.pad(time_mask, (0, missing))
+            for tensor in (items, side_ids, actions, times, time_mask):
+                if tensor is not None:
+                    torch._dynamo.mark_dynamic(tensor, 1)
+        history_inputs = (items, side_ids, actions, times, time_mask)
+
         def user_terms(_=None) -> tuple[torch.Tensor, ...]:
-            """The user's features and CAM_item's candidate-free terms (:meth:`ContextAwareAttention.sequence_state`)
-            over the history items' features and Seq_j (level 1 of HSE, the model's packed path)."""
-            features = encoder.features.item_features(items[0], None if side_ids is None else side_ids[0])
-            sequences = encoder.encode_packed_item_events(
-                features, actions[0], times[0], None if time_mask is None else time_mask[0], actions[0] != 0
-            )
             user_features = encoder.features.user_features(inputs["user_ids"], inputs.get("user_side_ids"))
-            state = encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
-            return (user_features, *state)
+            return (user_features, *run(*history_inputs))
 
         # With workers, on one of them (one intra-op thread). Not split: level 1's cost hardly depends on the
-        # number of items (its operators are many and small), and eager code holds the GIL between them.
+        # number of items (its operators are many and small).
         workers = self._workers()
         state = user_terms() if workers is None else workers.map(user_terms, [None])[0]
         history = None
@@ -491,6 +530,13 @@ class A2GenRanker:
             return A2GenActionPrediction(action_probabilities=empty, expected_times=empty, expected_seconds=empty)
         compiled = self._run is not self.program
         chunk = self.chunk_size or total
+        user_terms = user_state.as_tuple()
+        run = self._run
+        if compiled and user_state.num_history_items < 2:  # sizes 0 and 1 would be specialised: run them eagerly
+            run = self.program
+        elif compiled:  # the number of history items varies from user to user: one graph for all of them
+            for tensor in user_terms[1:]:
+                torch._dynamo.mark_dynamic(tensor, 1)
         workers = self._workers()
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
 
@@ -502,7 +548,7 @@ class A2GenRanker:
                 ids = F.pad(ids, (0, short))
                 side = F.pad(side, (0, 0, 0, short)) if side is not None else None
             with autocast:
-                result = self._run(*user_state.as_tuple(), ids, side, self.extra_features(user_state, ids, side))
+                result = run(*user_terms, ids, side, self.extra_features(user_state, ids, side))
             return [tensor[: chunk - short].float() for tensor in result]
 
         starts = list(range(0, total, chunk))
