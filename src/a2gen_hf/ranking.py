@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._dynamo import maybe_mark_dynamic  # no public name yet (torch 2.13)
 from transformers import GenerationConfig
 from transformers.utils import logging
 
@@ -338,7 +339,7 @@ class A2GenRanker:
                 time_mask = None if time_mask is None else F.pad(time_mask, (0, missing))
             for tensor in (items, side_ids, actions, times, time_mask):
                 if tensor is not None:
-                    torch._dynamo.mark_dynamic(tensor, 1)
+                    maybe_mark_dynamic(tensor, 1)
         history_inputs = (items, side_ids, actions, times, time_mask)
 
         def user_terms(_=None) -> tuple[torch.Tensor, ...]:
@@ -536,7 +537,7 @@ class A2GenRanker:
             run = self.program
         elif compiled:  # the number of history items varies from user to user: one graph for all of them
             for tensor in user_terms[1:]:
-                torch._dynamo.mark_dynamic(tensor, 1)
+                maybe_mark_dynamic(tensor, 1)
         workers = self._workers()
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
 
