@@ -14,6 +14,11 @@ benchmarks/README.md and docs/training.md ("Speed").
     python benchmarks/bench_training.py                         # the full table, 2 threads (~5 min on 2 cores)
     python benchmarks/bench_training.py --models iag --tables 1m --updates sparse   # one row
     python benchmarks/bench_training.py --quick --output /tmp/out                   # tiny smoke run
+    python benchmarks/bench_training.py --models iag --tables 1m --updates sparse --compile   # + compile_training rows
+
+``--compile`` adds, for A2Gen, rows with ``config.compile_training=True`` (docs/performance.md) after the eager
+rows; their first step (compiling, minutes) is reported apart (``first_step_s``), and the eager and compiled steps
+are then timed interleaved, so that both see the same load (``eager_over_compiled``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ RESULT_KEYS = (
     "model", "tables", "updates", "item_rows", "parameters", "step_median_ms", "step_p90_ms", "examples_per_s",
     "gflop_per_step", "gflop_per_s", "share_of_fp32_peak", "collate_ms", "examples_per_s_with_input",
 )
+COMPILABLE = ("iag", "eag")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tables", default="data,1m", help="comma-separated: data (65,536 item rows), 1m")
     parser.add_argument("--updates", default="dense,sparse", help="comma-separated: dense, sparse")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats: a smoke run, not figures")
+    parser.add_argument(
+        "--compile", action="store_true", help="add A2Gen rows with config.compile_training=True (compiling takes minutes)"
+    )
     parser.add_argument("--name", help="file stem of the results (default training_bench_<device>_<threads>cores)")
     parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
     args = parser.parse_args(argv)
@@ -166,9 +175,12 @@ def input_pipeline(tokenizer, config: A2GenConfig, args: argparse.Namespace) -> 
     return figures, collator(batch_rows)
 
 
-def step_row(name: str, tables: str, updates: str, sizes: dict, batch, collate_ms: float, peak: float, args) -> dict:
+def training_step(name: str, updates: str, sizes: dict, batch, args, compile_training: bool = False):
+    """A model of ``name`` in training mode, its optimizer as ``a2gen train`` creates it, and one step on ``batch``."""
     torch.manual_seed(0)
     config_sizes = {**sizes, "max_history_items": args.history_items, "max_events_per_item": args.events}
+    if compile_training:
+        config_sizes["compile_training"] = True
     model = MODELS[name](**config_sizes).train()
     settings = TrainingSettings(output_dir="", sparse_embeddings=updates == "sparse")
     configure_embedding_updates(model, settings)
@@ -179,13 +191,48 @@ def step_row(name: str, tables: str, updates: str, sizes: dict, batch, collate_m
         model(**batch).loss.backward()
         optimizer.step()
 
+    return model, step
+
+
+def step_row(name: str, tables: str, updates: str, sizes: dict, batch, collate_ms: float, peak: float, args) -> dict:
+    model, step = training_step(name, updates, sizes, batch, args)
     seconds = time_calls(step, args.repeats)
+    return result_row(name, tables, updates, sizes, model, step, seconds, collate_ms, peak, args)
+
+
+def compiled_row(name: str, tables: str, updates: str, sizes: dict, batch, collate_ms: float, peak: float, args) -> dict:
+    """``config.compile_training=True``: the first step (compiling) apart, then steps interleaved with eager ones."""
+    eager_model, eager_step = training_step(name, updates, sizes, batch, args)
+    model, step = training_step(name, updates, sizes, batch, args, compile_training=True)
+    start = time.perf_counter()
+    step()
+    first_step = time.perf_counter() - start
+    eager_step()
+    seconds, eager_seconds = [], []
+    for _ in range(args.repeats):
+        for timed, call in ((eager_seconds, eager_step), (seconds, step)):
+            start = time.perf_counter()
+            call()
+            timed.append(time.perf_counter() - start)
+    row = result_row(name, tables, updates, sizes, model, step, seconds, collate_ms, peak, args, "compiled")
+    row["first_step_s"] = first_step
+    row["eager_over_compiled"] = statistics.median(eager_seconds) / statistics.median(seconds)
+    print(
+        f"  first (compiling) step {first_step:.0f} s; interleaved eager {1e3 * statistics.median(eager_seconds):.1f} ms"
+        f" / compiled = {row['eager_over_compiled']:.2f}",
+        flush=True,
+    )
+    return row
+
+
+def result_row(name, tables, updates, sizes, model, step, seconds, collate_ms, peak, args, mode="eager") -> dict:
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
     median = statistics.median(seconds)
     row = {
         "model": MODEL_NAMES[name],
+        "mode": mode,
         "tables": tables,
         "updates": updates,
         "item_rows": sizes["item_buckets"],
@@ -200,7 +247,7 @@ def step_row(name: str, tables: str, updates: str, sizes: dict, batch, collate_m
         "examples_per_s_with_input": args.batch_size / (median + collate_ms / 1e3),
     }
     print(
-        f"  {row['model']:10s} {tables:4s} {updates:6s} step {row['step_median_ms']:8.1f} ms  "
+        f"  {row['model']:10s} {mode:8s} {tables:4s} {updates:6s} step {row['step_median_ms']:8.1f} ms  "
         f"{row['examples_per_s']:8,.0f} ex/s  {100 * row['share_of_fp32_peak']:5.1f} % of peak  "
         f"(with collate {row['examples_per_s_with_input']:,.0f} ex/s)",
         flush=True,
@@ -233,8 +280,14 @@ def markdown(settings: dict, pipeline: dict, rows: list[dict]) -> str:
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        model = row["model"]
+        if row.get("mode") == "compiled":
+            model += (
+                f", compile_training (first step {row['first_step_s']:.0f} s; interleaved eager / compiled "
+                f"{row['eager_over_compiled']:.2f})"
+            )
         lines.append(
-            f"| {row['model']} | {row['item_rows']:,} | {row['updates']} | {row['parameters']:,} | "
+            f"| {model} | {row['item_rows']:,} | {row['updates']} | {row['parameters']:,} | "
             f"{row['step_median_ms']:.1f} | {row['step_p90_ms']:.1f} | {row['examples_per_s']:,.0f} | "
             f"{row['gflop_per_step']:.3f} | {row['gflop_per_s']:.1f} | {100 * row['share_of_fp32_peak']:.1f} | "
             f"{row['examples_per_s_with_input']:,.0f} |"
@@ -255,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "history": f"{args.history_items} items x {args.events} events",
         "quick": args.quick,
+        "command": " ".join(["python", *sys.argv]),
         **{name: os.environ.get(name) for name in (*BENCH_ENVIRONMENT, "OMP_NUM_THREADS")},
     }
     print("settings:", json.dumps(settings), flush=True)
@@ -275,6 +329,10 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.models:
             for updates in args.updates:
                 rows.append(step_row(name, tables, updates, sizes, batch, figures["collate_median_ms"], peak, args))
+                if args.compile and name in COMPILABLE:
+                    rows.append(
+                        compiled_row(name, tables, updates, sizes, batch, figures["collate_median_ms"], peak, args)
+                    )
     settings["load_average_1_5_15_after"] = load_average()
     result = {"settings": settings, "input_pipeline": pipeline, "rows": rows}
     text = markdown(settings, pipeline, rows)
