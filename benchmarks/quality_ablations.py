@@ -113,6 +113,15 @@ VARIANTS = {
     # re-implementation), not lazy row-wise updates.
     "proto-es-init1-h50": PROTO_ES_INIT1_H50,
     "proto-es-init1-h50-dense": variant(PROTO_ES_INIT1_H50, training={"sparse_embeddings": False}),
+    # proto-es-init1-h50 with one attention head of width 32 instead of four of width 8 (the plain
+    # re-implementation's heads are 32 wide each).
+    "proto-es-init1-h50-heads1": variant(PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1}),
+    # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
+    "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
+    # ... and with HSE's sums divided by the square root of the count (the plain re-implementation's CAM_item).
+    "proto-es-init1-h50-heads1-sqrt": variant(
+        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt"}
+    ),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.
     "h50-init1": variant(H50, overrides=INIT1),
     # h50 with the action embeddings at the time features' scale, the ids as before.

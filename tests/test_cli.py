@@ -145,7 +145,9 @@ def test_every_option_has_help_and_shows_its_default():
 
 
 def test_the_option_defaults_agree_with_the_library_settings():
+    from a2gen_hf import configuration_a2gen
     from a2gen_hf.cli_arguments import (
+        HISTORY_POOLINGS,
         LR_SCHEDULES,
         MIXED_PRECISIONS,
         MODEL_NAMES,
@@ -166,6 +168,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
     assert set(PRESET_NAMES) == {*logs.PRESETS, "generic"}
     assert MODEL_NAMES == tuple(MODEL_CHOICES)
     assert (MIXED_PRECISIONS, LR_SCHEDULES) == (loop.MIXED_PRECISIONS, loop.LR_SCHEDULES)
+    assert HISTORY_POOLINGS == configuration_a2gen.HISTORY_POOLINGS
     prepare = PrepareArguments()
     assert (prepare.session_gap_seconds, prepare.max_history_items, prepare.partition_rows) == (
         logs.DEFAULT_SESSION_GAP_SECONDS, logs.DEFAULT_MAX_HISTORY_ITEMS, logs.DEFAULT_PARTITION_ROWS

@@ -268,6 +268,7 @@ def test_input_embeddings_accessors(model_and_batch):
         ({"action_names": ["like", "leave"]}, "start_action='start' is not in action_names"),
         ({"time_log_std": 0.0}, "time_log_std"),
         ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
+        ({"head_dim": 0}, "head_dim=0 must be a positive integer"),
     ],
 )
 def test_bad_config_messages(overrides, message):
@@ -530,7 +531,10 @@ def test_packed_history_equals_padded_layout(generator, left):
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-5 * scale, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("overrides", [{"history_pooling": "mean"}, {"hidden_dropout_prob": 0.3}])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"history_pooling": "mean"}, {"history_pooling": "sqrt", "head_dim": 12}, {"hidden_dropout_prob": 0.3}],
+)
 def test_pooling_inside_cam_equals_pooling_after_it(overrides):
     """HSE sums CAM's outputs inside CAM (no dropout active) or after it (dropout in training): the same model."""
     torch.manual_seed(0)
@@ -719,3 +723,18 @@ def test_generate_expands_the_item_level_attention_per_example():
     step_attention = out.attentions[0][0]
     expected = reference.unflatten(0, (4, items)).repeat_interleave(2, dim=0).flatten(0, 1)
     torch.testing.assert_close(step_attention, expected)
+
+
+def test_pooling_modes_scale_the_sum_by_the_count():
+    """sum keeps the sum over real positions, mean divides it by their count, sqrt by its square root; none -> 0."""
+    from a2gen_hf.features_a2gen import _masked_pool, scale_pooled
+
+    values = torch.arange(12.0).view(2, 3, 2)
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    total = torch.tensor([[2.0, 4.0], [0.0, 0.0]])
+    torch.testing.assert_close(_masked_pool(values, mask, "sum"), total)
+    torch.testing.assert_close(_masked_pool(values, mask, "mean"), total / 2)
+    torch.testing.assert_close(_masked_pool(values, mask, "sqrt"), total / 2**0.5)
+    torch.testing.assert_close(scale_pooled(torch.ones(3), 9, "sqrt"), torch.full((3,), 1 / 3))
+    with pytest.raises(ValueError, match="'sum', 'mean' or 'sqrt'"):
+        scale_pooled(total, 2, "max")

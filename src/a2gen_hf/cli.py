@@ -399,6 +399,7 @@ def run_train(args: argparse.Namespace) -> int:
         for name in (
             "hidden_size",
             "num_attention_heads",
+            "head_dim",
             "id_embedding_size",
             "max_history_items",
             "max_events_per_item",
