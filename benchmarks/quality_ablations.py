@@ -77,6 +77,9 @@ VARIANTS = {
     "lr1e-3": LR3,
     "mean-pool": MEAN,
     "mmoe-fair": variant(LR3, model="mmoe-fair"),
+    # The fairly fed MMoE trained as proto-es-init1-h50 (unit-scale tables, one Adam at 1e-3, early stopping on
+    # validation mean AUC): the comparison the paper-mode goal asks for.
+    "mmoe-fair-init1": variant(PROTO_ES_INIT1_H50, model="mmoe-fair"),
     "sparse": {"model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 50}, "training": SPARSE_TRAINING,
                "readouts": ("sequence",)},
     "sparse-wide": {"model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 50, "wide_path": True},

@@ -214,11 +214,14 @@ def test_train_and_compare_share_the_optimization_and_tracking_options():
     assert (args.warmup_ratio, args.report_to, args.warmup_steps) == (0.1, "tensorboard", 0)
     # The model options of compare are train's too (FeatureArguments), mapped once onto the config's fields.
     args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--time-loss", "l1", "--history-propensity",
-                                "--embedding-dropout", "0.1"])
+                                "--embedding-dropout", "0.1", "--head-dim", "32", "--time-buckets", "24",
+                                "--history-pooling", "sqrt"])
     overrides = cli._feature_overrides(args)
     assert (overrides["time_loss"], overrides["history_propensity_features"], overrides["embedding_dropout_prob"]) == (
         "l1", True, 0.1
     )
+    assert (overrides["head_dim"], overrides["time_buckets"], overrides["history_pooling"]) == (32, 24, "sqrt")
+    assert "head_dim" not in cli._feature_overrides(cli.parse_arguments(["train", "--data", "d", "--output", "o"]))
 
 
 def test_config_file_gives_options_and_the_command_line_wins(tmp_path):

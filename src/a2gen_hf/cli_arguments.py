@@ -228,7 +228,6 @@ class ArchitectureArguments:
 
     hidden_size: int | None = option("width of the model; default: the config's")
     num_attention_heads: int | None = option("attention heads; default: the config's")
-    head_dim: int | None = option("width of each attention head; default: hidden size / heads (the paper)")
     id_embedding_size: int | None = option("width of the id embeddings; default: the config's")
     max_history_items: int | None = option("read at most this many recent history items; default: the data's longest "
                                            "history, capped at 100")
@@ -255,6 +254,10 @@ class FeatureArguments:
     """Optional inputs and heads of the networks (docs/model.md, "Options for sparse logs")."""
 
     id_free: bool = option("do not embed user / item ids (features only)", False)
+    head_dim: int | None = option("width of each of A2Gen's attention heads; default: hidden size / heads (the "
+                                  "paper)")
+    time_buckets: int = option("also embed each event's log-seconds bucket, floor(1.5 log1p(s)), in this many "
+                               "buckets (0: the paper's continuous time encoding only)", 0)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "
                                   "(the sum over the square root of the count)", "sum", choices=HISTORY_POOLINGS)
     count_features: bool = option("give the networks the logistic regression's history count features "

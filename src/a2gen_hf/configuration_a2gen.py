@@ -112,6 +112,7 @@ class ActionSequenceConfig(PretrainedConfig):
     time_loss_weight: float | int = 0.1
     time_loss: str = "mse"
     num_time_frequencies: int = 8
+    time_buckets: int = 0
     time_log_mean: float | int = 0.0
     time_log_std: float | int = 1.0
     user_buckets: int = 100_000
@@ -251,7 +252,10 @@ class ActionSequenceConfig(PretrainedConfig):
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be a positive integer.")
-        for name in ("num_item_side_features", "num_user_side_lists", "num_time_frequencies", "rare_id_threshold"):
+        for name in (
+            "num_item_side_features", "num_user_side_lists", "num_time_frequencies", "time_buckets",
+            "rare_id_threshold",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0.")
         if not 0.0 <= self.embedding_dropout_prob < 1.0:
@@ -313,6 +317,10 @@ class A2GenConfig(ActionSequenceConfig):
         time_loss (`str`): ``"mse"`` (the paper; predicts the mean time) or ``"l1"`` (predicts the median, which
             suits zero-heavy times such as e-commerce actions logged at the click).
         num_time_frequencies (`int`): sinusoidal frequencies of the time encoding (0 = linear projection only).
+        time_buckets (`int`): also give the time encoding a one-hot of the event's log-seconds bucket,
+            ``floor(1.5 * log1p(seconds))`` capped at ``time_buckets - 1`` (a learned embedding per bucket, as the
+            plain re-implementation of docs/results.md (d) encodes times). 0 (default, off): the paper's continuous
+            encoding only. 32 buckets reach about 1e9 s.
         time_log_mean / time_log_std (`float`): statistics of ``log1p(seconds)`` fitted by the tokenizer; the model
             uses them only to report times in seconds and to place ``start`` at 0 s.
         user_buckets / item_buckets / side_feature_buckets (`int`): hash-bucket counts (bucket 0 is padding).

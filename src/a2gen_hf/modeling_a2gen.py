@@ -136,23 +136,44 @@ class A2GenActionPrediction(ModelOutput):
 
 
 class A2GenTimeEncoding(nn.Module):
-    """Normalised time `(...)` -> `(..., time_embedding_size)` from [z, sin(f_k z), cos(f_k z)] and a linear map."""
+    """
+    Normalised time `(...)` -> `(..., time_embedding_size)`: a linear map of [z, sin(f_k z), cos(f_k z)] and, with
+    ``config.time_buckets`` > 0, of a one-hot of the log-seconds bucket (a learned vector per bucket).
+    """
+
+    # Buckets of log1p(seconds) per unit: bucket b holds log1p(seconds) in [b / 1.5, (b + 1) / 1.5).
+    BUCKETS_PER_LOG_SECOND = 1.5
 
     def __init__(self, config: A2GenConfig):
         super().__init__()
         self.num_frequencies = config.num_time_frequencies
-        self.projection = nn.Linear(1 + 2 * self.num_frequencies, config.time_embedding_size)
+        self.num_buckets = config.time_buckets
+        # z -> log1p(seconds) for the buckets (the tokenizer's statistics, kept in the config).
+        self.time_log_mean, self.time_log_std = float(config.time_log_mean), float(config.time_log_std)
+        self.projection = nn.Linear(1 + 2 * self.num_frequencies + self.num_buckets, config.time_embedding_size)
 
     def basis(self, times: torch.Tensor) -> torch.Tensor:
-        """`(...)` -> the features the linear map reads, [z, sin(f_k z), cos(f_k z)] `(..., 1 + 2 * frequencies)`."""
+        """
+        `(...)` -> the features the linear map reads, [z, sin(f_k z), cos(f_k z), one-hot bucket]
+        `(..., 1 + 2 * frequencies + buckets)`.
+        """
         times = times.unsqueeze(-1)
-        if not self.num_frequencies:
-            return times
-        # Geometric frequencies from 0.5 to 16 per unit of z resolve both seconds and days on the log scale.
-        exponents = torch.arange(self.num_frequencies, device=times.device, dtype=times.dtype)
-        frequencies = 0.5 * 32.0 ** (exponents / max(self.num_frequencies - 1, 1))
-        angles = times * frequencies
-        return torch.cat([times, torch.sin(angles), torch.cos(angles)], dim=-1)
+        features = [times]
+        if self.num_frequencies:
+            # Geometric frequencies from 0.5 to 16 per unit of z resolve both seconds and days on the log scale.
+            exponents = torch.arange(self.num_frequencies, device=times.device, dtype=times.dtype)
+            frequencies = 0.5 * 32.0 ** (exponents / max(self.num_frequencies - 1, 1))
+            angles = times * frequencies
+            features += [torch.sin(angles), torch.cos(angles)]
+        if self.num_buckets:
+            features.append(self.bucket_one_hot(times))
+        return features[0] if len(features) == 1 else torch.cat(features, dim=-1)
+
+    def bucket_one_hot(self, times: torch.Tensor) -> torch.Tensor:
+        """`(..., 1)` normalised times -> `(..., buckets)`: one-hot of ``floor(1.5 * log1p(seconds))``, capped."""
+        log_seconds = times.detach() * self.time_log_std + self.time_log_mean
+        bucket = (self.BUCKETS_PER_LOG_SECOND * log_seconds).floor().clamp(0, self.num_buckets - 1)
+        return (bucket == torch.arange(self.num_buckets, device=times.device, dtype=bucket.dtype)).to(times.dtype)
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
         return self.projection(self.basis(times))
