@@ -119,6 +119,16 @@ VARIANTS = {
     # proto-es-init1-h50 with one attention head of width 32 instead of four of width 8 (the plain
     # re-implementation's heads are 32 wide each).
     "proto-es-init1-h50-heads1": variant(PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1}),
+    # proto-es-init1-h50-heads1 with the events' log-seconds buckets embedded too (`time_buckets`), as the plain
+    # re-implementation encodes times.
+    "proto-es-init1-h50-heads1-tb32": variant(
+        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "time_buckets": 32}
+    ),
+    # Both: one head of width 32, the square-root pooling and the log-seconds buckets.
+    "proto-es-init1-h50-heads1-sqrt-tb32": variant(
+        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt", "time_buckets": 32},
+        readouts=("sequence", "any_slot"),
+    ),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
     # ... and with HSE's sums divided by the square root of the count (the plain re-implementation's CAM_item).
