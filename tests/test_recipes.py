@@ -53,7 +53,7 @@ def test_load_recipe_from_a_file_and_its_errors(tmp_path):
     assert load_recipe(str(path)) == {"dense_lr": 1e-3, "models": "a2gen-iag,mmoe", "count_features": True}
     (tmp_path / "empty.yaml").write_text("# nothing\n")
     assert load_recipe(str(tmp_path / "empty.yaml")) == {}
-    with pytest.raises(FileNotFoundError, match=r"neither a shipped recipe \['paper', 'sparse_logs'\]"):
+    with pytest.raises(FileNotFoundError, match=r"neither a shipped recipe \['paper', 'paper_inputs', 'sparse_logs'\]"):
         load_recipe("sparse")
     (tmp_path / "list.yaml").write_text("- dense_lr\n")
     with pytest.raises(ValueError, match=r"list.yaml: a recipe is a mapping .* not a list"):

@@ -227,7 +227,6 @@ class ArchitectureArguments:
     """Model width and caps; default: the config's, and the sizes the data gives are read from the data."""
 
     hidden_size: int | None = option("width of the model; default: the config's")
-    num_attention_heads: int | None = option("attention heads; default: the config's")
     id_embedding_size: int | None = option("width of the id embeddings; default: the config's")
     max_history_items: int | None = option("read at most this many recent history items; default: the data's longest "
                                            "history, capped at 100")
@@ -254,6 +253,7 @@ class FeatureArguments:
     """Optional inputs and heads of the networks (docs/model.md, "Options for sparse logs")."""
 
     id_free: bool = option("do not embed user / item ids (features only)", False)
+    num_attention_heads: int | None = option("attention heads of A2Gen's CAMs; default: the config's (4)")
     head_dim: int | None = option("width of each of A2Gen's attention heads; default: hidden size / heads (the "
                                   "paper)")
     time_buckets: int = option("also embed each event's log-seconds bucket, floor(1.5 log1p(s)), in this many "
