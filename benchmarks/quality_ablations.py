@@ -77,6 +77,9 @@ VARIANTS = {
     "lr1e-3": LR3,
     "mean-pool": MEAN,
     "mmoe-fair": variant(LR3, model="mmoe-fair"),
+    # The fairly fed MMoE trained as proto-es-init1-h50 (unit-scale tables, one Adam at 1e-3, early stopping on
+    # validation mean AUC): the comparison the paper-mode goal asks for.
+    "mmoe-fair-init1": variant(PROTO_ES_INIT1_H50, model="mmoe-fair"),
     "sparse": {"model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 50}, "training": SPARSE_TRAINING,
                "readouts": ("sequence",)},
     "sparse-wide": {"model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 50, "wide_path": True},
@@ -113,6 +116,25 @@ VARIANTS = {
     # re-implementation), not lazy row-wise updates.
     "proto-es-init1-h50": PROTO_ES_INIT1_H50,
     "proto-es-init1-h50-dense": variant(PROTO_ES_INIT1_H50, training={"sparse_embeddings": False}),
+    # proto-es-init1-h50 with one attention head of width 32 instead of four of width 8 (the plain
+    # re-implementation's heads are 32 wide each).
+    "proto-es-init1-h50-heads1": variant(PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1}),
+    # proto-es-init1-h50-heads1 with the events' log-seconds buckets embedded too (`time_buckets`), as the plain
+    # re-implementation encodes times.
+    "proto-es-init1-h50-heads1-tb32": variant(
+        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "time_buckets": 32}
+    ),
+    # Both: one head of width 32, the square-root pooling and the log-seconds buckets.
+    "proto-es-init1-h50-heads1-sqrt-tb32": variant(
+        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt", "time_buckets": 32},
+        readouts=("sequence", "any_slot"),
+    ),
+    # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
+    "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
+    # ... and with HSE's sums divided by the square root of the count (the plain re-implementation's CAM_item).
+    "proto-es-init1-h50-heads1-sqrt": variant(
+        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt"}
+    ),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.
     "h50-init1": variant(H50, overrides=INIT1),
     # h50 with the action embeddings at the time features' scale, the ids as before.

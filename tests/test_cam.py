@@ -89,9 +89,13 @@ def reference_cam(cam, sequence, context, mask=None, causal=False):
 @pytest.mark.parametrize("gate_input", ["context", "projected"])
 @pytest.mark.parametrize("length", [6, 40])  # the short-sequence kernel, then batched matrix products
 @pytest.mark.parametrize("causal", [False, True])
-def test_cam_equals_the_spec_written_out(gate_input, length, causal):
+@pytest.mark.parametrize("head_size", [None, 7])  # the heads split d = 16, or each has its own 7 (28 in all)
+def test_cam_equals_the_spec_written_out(gate_input, length, causal, head_size):
     torch.manual_seed(0)
-    cam = ContextAwareAttention(sequence_size=6, context_size=5, hidden_size=16, num_heads=4, gate_input=gate_input)
+    cam = ContextAwareAttention(
+        sequence_size=6, context_size=5, hidden_size=16, num_heads=4, gate_input=gate_input, head_size=head_size
+    )
+    assert cam.key.out_features == 4 * (head_size or 4)
     torch.nn.init.normal_(cam.head_gate.weight)
     sequence, context = torch.randn(3, length, 6, requires_grad=True), torch.randn(3, 5)
     mask = torch.ones(3, length)

@@ -145,7 +145,9 @@ def test_every_option_has_help_and_shows_its_default():
 
 
 def test_the_option_defaults_agree_with_the_library_settings():
+    from a2gen_hf import configuration_a2gen
     from a2gen_hf.cli_arguments import (
+        HISTORY_POOLINGS,
         LR_SCHEDULES,
         MIXED_PRECISIONS,
         MODEL_NAMES,
@@ -166,6 +168,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
     assert set(PRESET_NAMES) == {*logs.PRESETS, "generic"}
     assert MODEL_NAMES == tuple(MODEL_CHOICES)
     assert (MIXED_PRECISIONS, LR_SCHEDULES) == (loop.MIXED_PRECISIONS, loop.LR_SCHEDULES)
+    assert HISTORY_POOLINGS == configuration_a2gen.HISTORY_POOLINGS
     prepare = PrepareArguments()
     assert (prepare.session_gap_seconds, prepare.max_history_items, prepare.partition_rows) == (
         logs.DEFAULT_SESSION_GAP_SECONDS, logs.DEFAULT_MAX_HISTORY_ITEMS, logs.DEFAULT_PARTITION_ROWS
@@ -211,11 +214,14 @@ def test_train_and_compare_share_the_optimization_and_tracking_options():
     assert (args.warmup_ratio, args.report_to, args.warmup_steps) == (0.1, "tensorboard", 0)
     # The model options of compare are train's too (FeatureArguments), mapped once onto the config's fields.
     args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--time-loss", "l1", "--history-propensity",
-                                "--embedding-dropout", "0.1"])
+                                "--embedding-dropout", "0.1", "--head-dim", "32", "--time-buckets", "24",
+                                "--history-pooling", "sqrt"])
     overrides = cli._feature_overrides(args)
     assert (overrides["time_loss"], overrides["history_propensity_features"], overrides["embedding_dropout_prob"]) == (
         "l1", True, 0.1
     )
+    assert (overrides["head_dim"], overrides["time_buckets"], overrides["history_pooling"]) == (32, 24, "sqrt")
+    assert "head_dim" not in cli._feature_overrides(cli.parse_arguments(["train", "--data", "d", "--output", "o"]))
 
 
 def test_config_file_gives_options_and_the_command_line_wins(tmp_path):

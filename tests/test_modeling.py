@@ -268,6 +268,7 @@ def test_input_embeddings_accessors(model_and_batch):
         ({"action_names": ["like", "leave"]}, "start_action='start' is not in action_names"),
         ({"time_log_std": 0.0}, "time_log_std"),
         ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
+        ({"head_dim": 0}, "head_dim=0 must be a positive integer"),
     ],
 )
 def test_bad_config_messages(overrides, message):
@@ -530,7 +531,10 @@ def test_packed_history_equals_padded_layout(generator, left):
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-5 * scale, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("overrides", [{"history_pooling": "mean"}, {"hidden_dropout_prob": 0.3}])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"history_pooling": "mean"}, {"history_pooling": "sqrt", "head_dim": 12}, {"hidden_dropout_prob": 0.3}],
+)
 def test_pooling_inside_cam_equals_pooling_after_it(overrides):
     """HSE sums CAM's outputs inside CAM (no dropout active) or after it (dropout in training): the same model."""
     torch.manual_seed(0)
@@ -548,10 +552,13 @@ def test_pooling_inside_cam_equals_pooling_after_it(overrides):
 
 @pytest.mark.parametrize("one_hot_limit", [64, 2])  # one-hot columns, and the row lookup of large vocabularies
 @pytest.mark.parametrize("with_time_mask", [False, True])
-def test_event_projection_without_events_equals_projecting_the_events(with_time_mask, one_hot_limit, monkeypatch):
+@pytest.mark.parametrize("time_buckets", [0, 6])
+def test_event_projection_without_events_equals_projecting_the_events(
+    with_time_mask, one_hot_limit, time_buckets, monkeypatch
+):
     """A2GenEventEmbedding.linear_features_first composes the maps: equal to F.linear on the formed events."""
     torch.manual_seed(0)
-    model = A2GenForActionGeneration(tiny_config("iag"))
+    model = A2GenForActionGeneration(tiny_config("iag", time_buckets=time_buckets))
     embedding, attention = model.a2gen.event_embedding, model.a2gen.encoder.action_attention
     monkeypatch.setattr(embedding, "ONE_HOT_ACTIONS", one_hot_limit)
     action_ids = torch.randint(0, model.config.vocab_size, (7, 5))
@@ -719,3 +726,34 @@ def test_generate_expands_the_item_level_attention_per_example():
     step_attention = out.attentions[0][0]
     expected = reference.unflatten(0, (4, items)).repeat_interleave(2, dim=0).flatten(0, 1)
     torch.testing.assert_close(step_attention, expected)
+
+
+def test_pooling_modes_scale_the_sum_by_the_count():
+    """sum keeps the sum over real positions, mean divides it by their count, sqrt by its square root; none -> 0."""
+    from a2gen_hf.features_a2gen import _masked_pool, scale_pooled
+
+    values = torch.arange(12.0).view(2, 3, 2)
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    total = torch.tensor([[2.0, 4.0], [0.0, 0.0]])
+    torch.testing.assert_close(_masked_pool(values, mask, "sum"), total)
+    torch.testing.assert_close(_masked_pool(values, mask, "mean"), total / 2)
+    torch.testing.assert_close(_masked_pool(values, mask, "sqrt"), total / 2**0.5)
+    torch.testing.assert_close(scale_pooled(torch.ones(3), 9, "sqrt"), torch.full((3,), 1 / 3))
+    with pytest.raises(ValueError, match="'sum', 'mean' or 'sqrt'"):
+        scale_pooled(total, 2, "max")
+
+
+def test_time_buckets_are_log_seconds_bins_learned_as_one_vector_each():
+    """time_buckets: bucket floor(1.5 log1p(s)), capped; z is mapped back to seconds with the config's statistics."""
+    from a2gen_hf.time_encoding import normalize_seconds
+
+    config = tiny_config("iag", time_buckets=5, time_log_mean=1.0, time_log_std=2.0)
+    encoding = A2GenForActionGeneration(config).a2gen.event_embedding.time_encoding
+    seconds = torch.tensor([0.0, 1.0, 4.0, 1e6])  # log1p: 0, 0.69, 1.61, 13.8 -> buckets 0, 1, 2, 4 (capped)
+    z = normalize_seconds(seconds, 1.0, 2.0)
+    one_hot = encoding.bucket_one_hot(z.unsqueeze(-1))
+    assert one_hot.argmax(-1).tolist() == [0, 1, 2, 4] and one_hot.sum(-1).tolist() == [1.0] * 4
+    basis = encoding.basis(z)
+    assert basis.shape == (4, 1 + 2 * config.num_time_frequencies + 5)
+    torch.testing.assert_close(basis[:, -5:], one_hot)
+    assert encoding.projection.in_features == basis.shape[-1]

@@ -53,7 +53,7 @@ def test_load_recipe_from_a_file_and_its_errors(tmp_path):
     assert load_recipe(str(path)) == {"dense_lr": 1e-3, "models": "a2gen-iag,mmoe", "count_features": True}
     (tmp_path / "empty.yaml").write_text("# nothing\n")
     assert load_recipe(str(tmp_path / "empty.yaml")) == {}
-    with pytest.raises(FileNotFoundError, match=r"neither a shipped recipe \['paper', 'sparse_logs'\]"):
+    with pytest.raises(FileNotFoundError, match=r"neither a shipped recipe \['paper', 'paper_inputs', 'sparse_logs'\]"):
         load_recipe("sparse")
     (tmp_path / "list.yaml").write_text("- dense_lr\n")
     with pytest.raises(ValueError, match=r"list.yaml: a recipe is a mapping .* not a list"):
@@ -85,3 +85,20 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
     config = json.loads((output / "model" / "config.json").read_text())
     assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]
+
+
+def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulated_data_dir, tmp_path):
+    """`a2gen train --recipe paper_inputs`: the paper's inputs only, with the reading options the recipe names."""
+    import json
+
+    from a2gen_hf.cli import main
+
+    output = tmp_path / "paper_inputs"
+    argv = ["train", "--recipe", "paper_inputs", "--data", str(simulated_data_dir), "--output", str(output),
+            "--epochs", "1", "--hidden-size", "8", "--id-embedding-size", "8", "--no-progress"]
+    assert main(argv) == 0
+    config = json.loads((output / "model" / "config.json").read_text())
+    assert config["use_id_embeddings"] and not config["history_count_features"] and not config["occurrence_head"]
+    assert (config["num_attention_heads"], config["history_pooling"], config["time_buckets"]) == (1, "sqrt", 32)
+    assert (config["initializer_range"], config["action_embedding_init_std"]) == (1.0, 1.0)
+    assert config["target_drops_repeated_start"]

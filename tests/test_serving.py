@@ -60,7 +60,7 @@ def test_cached_scoring_equals_predict_actions(generator, padding, side_features
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
-@pytest.mark.parametrize("pooling", ["sum", "mean"])
+@pytest.mark.parametrize("pooling", ["sum", "mean", "sqrt"])
 def test_mean_pooling_and_sharp_attention_fallback(pooling, monkeypatch):
     model, config = build("iag", history_pooling=pooling)
     user, (item_ids, item_side_ids) = one_user(config), candidates(config, 20)
@@ -421,7 +421,7 @@ def test_compiled_scoring_equals_eager_and_does_not_recompile():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"iag_slot_activation": "relu"}, {"cam_gate_input": "projected"}, {"max_actions": 1}],
+    [{}, {"iag_slot_activation": "relu"}, {"cam_gate_input": "projected"}, {"max_actions": 1}, {"head_dim": 24}],
 )
 def test_iag_slot_predictions_equal_forward(overrides):
     """IAG's batch-innermost inference path (what predict_actions and the ranker read) equals its forward."""
@@ -440,3 +440,16 @@ def test_iag_slot_predictions_equal_forward(overrides):
     logits, _ = model.generator.slot_predictions(context)
     logits.sum().backward()
     assert context.grad is not None
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_heads_wider_than_their_share_of_the_width_score_like_the_model(generator):
+    """head_dim set (each head 24 wide at hidden 16): cached ranking still equals predict_actions."""
+    model, config = build(generator, head_dim=24, history_pooling="sqrt")
+    assert model.a2gen.encoder.item_attention.attention_size == 24 * config.num_attention_heads
+    user, (item_ids, item_side_ids) = one_user(config, "left"), candidates(config, 30)
+    ranker = A2GenRanker(model)
+    assert_same_prediction(
+        ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids),
+        naive_prediction(model, user, item_ids, item_side_ids),
+    )

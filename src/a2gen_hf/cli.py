@@ -314,6 +314,8 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_propensity_features": args.history_propensity,
         "embedding_dropout_prob": args.embedding_dropout,
         "time_loss": args.time_loss,
+        "time_buckets": args.time_buckets,
+        **{name: getattr(args, name) for name in ("num_attention_heads", "head_dim") if getattr(args, name) is not None},
         **({} if args.embedding_init_std is None else {"initializer_range": args.embedding_init_std}),
         **({} if args.action_init_std is None else {"action_embedding_init_std": args.action_init_std}),
     }
@@ -398,7 +400,6 @@ def run_train(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in (
             "hidden_size",
-            "num_attention_heads",
             "id_embedding_size",
             "max_history_items",
             "max_events_per_item",

@@ -21,6 +21,7 @@ PRESET_NAMES = ("generic", "kuairand", "taobao", "tmall")
 MODEL_NAMES = ("a2gen-iag", "a2gen-eag", "mmoe", "ple", "mmoe-fair", "ple-fair")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
+HISTORY_POOLINGS = ("sum", "mean", "sqrt")
 TIME_UNITS = ("s", "ms", "mmdd")
 REQUIRED = "required"
 
@@ -226,7 +227,6 @@ class ArchitectureArguments:
     """Model width and caps; default: the config's, and the sizes the data gives are read from the data."""
 
     hidden_size: int | None = option("width of the model; default: the config's")
-    num_attention_heads: int | None = option("attention heads; default: the config's")
     id_embedding_size: int | None = option("width of the id embeddings; default: the config's")
     max_history_items: int | None = option("read at most this many recent history items; default: the data's longest "
                                            "history, capped at 100")
@@ -253,8 +253,13 @@ class FeatureArguments:
     """Optional inputs and heads of the networks (docs/model.md, "Options for sparse logs")."""
 
     id_free: bool = option("do not embed user / item ids (features only)", False)
-    history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper) or mean", "sum",
-                                  choices=("sum", "mean"))
+    num_attention_heads: int | None = option("attention heads of A2Gen's CAMs; default: the config's (4)")
+    head_dim: int | None = option("width of each of A2Gen's attention heads; default: hidden size / heads (the "
+                                  "paper)")
+    time_buckets: int = option("also embed each event's log-seconds bucket, floor(1.5 log1p(s)), in this many "
+                               "buckets (0: the paper's continuous time encoding only)", 0)
+    history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "
+                                  "(the sum over the square root of the count)", "sum", choices=HISTORY_POOLINGS)
     count_features: bool = option("give the networks the logistic regression's history count features "
                                   "(standardised)", False)
     popularity_features: bool = option("give the networks the target item's and category's train action rates "

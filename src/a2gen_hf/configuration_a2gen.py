@@ -25,7 +25,7 @@ SHORT_VIDEO_ACTIONS = ["start", "like", "follow", "forward", "comment", "leave"]
 ECOMMERCE_ACTIONS = ["click", "collect", "cart", "buy", "leave"]
 PAD_ACTION = "<pad>"
 GENERATORS = ("iag", "eag")
-HISTORY_POOLINGS = ("sum", "mean")
+HISTORY_POOLINGS = ("sum", "mean", "sqrt")
 TIME_LOSSES = ("mse", "l1")
 CAM_GATE_INPUTS = ("context", "projected")
 TIME_LOSS_REDUCTIONS = ("mean", "sum")
@@ -112,6 +112,7 @@ class ActionSequenceConfig(PretrainedConfig):
     time_loss_weight: float | int = 0.1
     time_loss: str = "mse"
     num_time_frequencies: int = 8
+    time_buckets: int = 0
     time_log_mean: float | int = 0.0
     time_log_std: float | int = 1.0
     user_buckets: int = 100_000
@@ -251,7 +252,10 @@ class ActionSequenceConfig(PretrainedConfig):
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be a positive integer.")
-        for name in ("num_item_side_features", "num_user_side_lists", "num_time_frequencies", "rare_id_threshold"):
+        for name in (
+            "num_item_side_features", "num_user_side_lists", "num_time_frequencies", "time_buckets",
+            "rare_id_threshold",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0.")
         if not 0.0 <= self.embedding_dropout_prob < 1.0:
@@ -279,7 +283,12 @@ class A2GenConfig(ActionSequenceConfig):
         start_action / end_action (`str`): the actions that open and close a sequence; both must be in
             ``action_names``.
         hidden_size (`int`): model width d of every CAM (default 32, the paper's embedding size).
-        num_attention_heads (`int`): heads per CAM (default 4); ``hidden_size`` must be divisible by it.
+        num_attention_heads (`int`): heads per CAM (default 4); ``hidden_size`` must be divisible by it unless
+            ``head_dim`` is set.
+        head_dim (`int`, *optional*): width of each CAM head's queries, keys and values. ``None`` (default, the
+            paper): ``hidden_size // num_attention_heads``, the heads splitting the width d. Set, each head gets its
+            own ``head_dim`` (e.g. 4 heads of 32 at d = 32, as the plain re-implementation of docs/results.md (d));
+            the heads' outputs are still projected back to d and gated.
         id_embedding_size (`int`): width of user / item / side-feature id embeddings.
         action_embedding_size / time_embedding_size (`int`): an event is embedded as concat(time, action); 32 + 32
             as in the paper (configs written before this default read 16 + 16, their saved values).
@@ -308,6 +317,10 @@ class A2GenConfig(ActionSequenceConfig):
         time_loss (`str`): ``"mse"`` (the paper; predicts the mean time) or ``"l1"`` (predicts the median, which
             suits zero-heavy times such as e-commerce actions logged at the click).
         num_time_frequencies (`int`): sinusoidal frequencies of the time encoding (0 = linear projection only).
+        time_buckets (`int`): also give the time encoding a one-hot of the event's log-seconds bucket,
+            ``floor(1.5 * log1p(seconds))`` capped at ``time_buckets - 1`` (a learned embedding per bucket, as the
+            plain re-implementation of docs/results.md (d) encodes times). 0 (default, off): the paper's continuous
+            encoding only. 32 buckets reach about 1e9 s.
         time_log_mean / time_log_std (`float`): statistics of ``log1p(seconds)`` fitted by the tokenizer; the model
             uses them only to report times in seconds and to place ``start`` at 0 s.
         user_buckets / item_buckets / side_feature_buckets (`int`): hash-bucket counts (bucket 0 is padding).
@@ -318,7 +331,9 @@ class A2GenConfig(ActionSequenceConfig):
         cam_gate_input (`str`): what each CAM's head gate reads: ``"context"``, the raw context, as in the paper's
             figure and spec (default), or ``"projected"``, the context after CAM's context projection (configs written
             before the field existed, which load with it).
-        history_pooling (`str`): how HSE reduces CAM outputs over positions: ``"sum"`` (the paper) or ``"mean"``.
+        history_pooling (`str`): how HSE reduces CAM outputs over positions (events, then history items): ``"sum"``
+            (the paper), ``"mean"``, or ``"sqrt"`` (the sum divided by the square root of the count, as the plain
+            re-implementation of docs/results.md (d) pools CAM_item). ``"mean"`` and ``"sqrt"`` are not in the paper.
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
         history_count_features (`bool`): also give the generator (and the baselines' towers) the count features of
@@ -384,6 +399,7 @@ class A2GenConfig(ActionSequenceConfig):
 
     hidden_size: int = 32
     num_attention_heads: int = 4
+    head_dim: int | None = None
     generator_type: str = "iag"
     eag_position_embeddings: bool = False
     eag_shared_event_embedding: bool = True
@@ -429,7 +445,10 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
-        if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:
+        if self.head_dim is not None and (isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int)
+                                          or self.head_dim < 1):
+            problems.append(f"head_dim={self.head_dim!r} must be a positive integer (or None: hidden_size // heads).")
+        if self.num_attention_heads < 1 or (self.head_dim is None and self.hidden_size % self.num_attention_heads):
             problems.append(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
                 "change one so that hidden_size % num_attention_heads == 0 (e.g. 32 and 4)."

@@ -23,13 +23,29 @@ from .configuration_a2gen import A2GenConfig
 from .targets import first_occurrence_targets
 
 
-def _masked_pool(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """Sum (or mean) of `values` `(..., L, d)` over valid positions `mask` `(..., L)`."""
-    weights = mask.unsqueeze(-1).to(values.dtype)
-    pooled = (values * weights).sum(-2)
+def scale_pooled(pooled: torch.Tensor, count: torch.Tensor | float, mode: str) -> torch.Tensor:
+    """
+    A sum over ``count`` real positions `(..., d)` -> the pooling ``mode`` of
+    :data:`~a2gen_hf.configuration_a2gen.HISTORY_POOLINGS`: ``"sum"`` keeps it, ``"mean"`` divides by the count,
+    ``"sqrt"`` by its square root (so that a sum of independent unit-scale outputs stays at unit scale). ``count`` is
+    a number or a tensor `(..., 1)`; counts below 1 (no real position) divide by 1.
+    """
+    if mode == "sum":
+        return pooled
+    if not isinstance(count, torch.Tensor):
+        count = torch.tensor(float(count), dtype=pooled.dtype, device=pooled.device)
+    count = count.to(pooled.dtype).clamp_min(1.0)
     if mode == "mean":
-        pooled = pooled / weights.sum(-2).clamp_min(1.0)
-    return pooled
+        return pooled / count
+    if mode == "sqrt":
+        return pooled / count.sqrt()
+    raise ValueError(f"pooling mode {mode!r} is unknown; use 'sum', 'mean' or 'sqrt'.")
+
+
+def _masked_pool(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The pooling ``mode`` (:func:`scale_pooled`) of `values` `(..., L, d)` over valid positions `mask` `(..., L)`."""
+    weights = mask.unsqueeze(-1).to(values.dtype)
+    return scale_pooled((values * weights).sum(-2), weights.sum(-2), mode)
 
 
 def history_action_propensity(

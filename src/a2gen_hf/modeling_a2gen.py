@@ -38,6 +38,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     occurrence_loss,
     occurrence_probabilities,
     own_outcomes_while_training,
+    scale_pooled,
     target_categories,
 )
 from .generation_a2gen import A2GenGenerationMixin
@@ -135,23 +136,44 @@ class A2GenActionPrediction(ModelOutput):
 
 
 class A2GenTimeEncoding(nn.Module):
-    """Normalised time `(...)` -> `(..., time_embedding_size)` from [z, sin(f_k z), cos(f_k z)] and a linear map."""
+    """
+    Normalised time `(...)` -> `(..., time_embedding_size)`: a linear map of [z, sin(f_k z), cos(f_k z)] and, with
+    ``config.time_buckets`` > 0, of a one-hot of the log-seconds bucket (a learned vector per bucket).
+    """
+
+    # Buckets of log1p(seconds) per unit: bucket b holds log1p(seconds) in [b / 1.5, (b + 1) / 1.5).
+    BUCKETS_PER_LOG_SECOND = 1.5
 
     def __init__(self, config: A2GenConfig):
         super().__init__()
         self.num_frequencies = config.num_time_frequencies
-        self.projection = nn.Linear(1 + 2 * self.num_frequencies, config.time_embedding_size)
+        self.num_buckets = config.time_buckets
+        # z -> log1p(seconds) for the buckets (the tokenizer's statistics, kept in the config).
+        self.time_log_mean, self.time_log_std = float(config.time_log_mean), float(config.time_log_std)
+        self.projection = nn.Linear(1 + 2 * self.num_frequencies + self.num_buckets, config.time_embedding_size)
 
     def basis(self, times: torch.Tensor) -> torch.Tensor:
-        """`(...)` -> the features the linear map reads, [z, sin(f_k z), cos(f_k z)] `(..., 1 + 2 * frequencies)`."""
+        """
+        `(...)` -> the features the linear map reads, [z, sin(f_k z), cos(f_k z), one-hot bucket]
+        `(..., 1 + 2 * frequencies + buckets)`.
+        """
         times = times.unsqueeze(-1)
-        if not self.num_frequencies:
-            return times
-        # Geometric frequencies from 0.5 to 16 per unit of z resolve both seconds and days on the log scale.
-        exponents = torch.arange(self.num_frequencies, device=times.device, dtype=times.dtype)
-        frequencies = 0.5 * 32.0 ** (exponents / max(self.num_frequencies - 1, 1))
-        angles = times * frequencies
-        return torch.cat([times, torch.sin(angles), torch.cos(angles)], dim=-1)
+        features = [times]
+        if self.num_frequencies:
+            # Geometric frequencies from 0.5 to 16 per unit of z resolve both seconds and days on the log scale.
+            exponents = torch.arange(self.num_frequencies, device=times.device, dtype=times.dtype)
+            frequencies = 0.5 * 32.0 ** (exponents / max(self.num_frequencies - 1, 1))
+            angles = times * frequencies
+            features += [torch.sin(angles), torch.cos(angles)]
+        if self.num_buckets:
+            features.append(self.bucket_one_hot(times))
+        return features[0] if len(features) == 1 else torch.cat(features, dim=-1)
+
+    def bucket_one_hot(self, times: torch.Tensor) -> torch.Tensor:
+        """`(..., 1)` normalised times -> `(..., buckets)`: one-hot of ``floor(1.5 * log1p(seconds))``, capped."""
+        log_seconds = times.detach() * self.time_log_std + self.time_log_mean
+        bucket = (self.BUCKETS_PER_LOG_SECOND * log_seconds).floor().clamp(0, self.num_buckets - 1)
+        return (bucket == torch.arange(self.num_buckets, device=times.device, dtype=bucket.dtype)).to(times.dtype)
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
         return self.projection(self.basis(times))
@@ -373,44 +395,63 @@ class ContextAwareAttention(nn.Module):
         num_heads: int,
         attention_dropout: float = 0.0,
         gate_input: str = "context",
+        head_size: int | None = None,
     ):
         super().__init__()
         if gate_input not in CAM_GATE_INPUTS:
             raise ValueError(f"gate_input={gate_input!r} is unknown; use one of {list(CAM_GATE_INPUTS)}.")
         self.num_heads = num_heads
-        self.head_size = hidden_size // num_heads
+        self.head_size = head_size or hidden_size // num_heads
+        # The queries', keys' and values' width: every head's, side by side (= hidden_size unless head_size is set).
+        self.attention_size = num_heads * self.head_size
         self.hidden_size = hidden_size
         self.gate_input = gate_input
         self.sequence_projection = nn.Linear(sequence_size, hidden_size)
         self.context_projection = nn.Linear(context_size, hidden_size)
-        self.query_from_sequence = nn.Linear(hidden_size, hidden_size)
-        self.query_from_context = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.key = nn.Linear(hidden_size, hidden_size)
-        self.value = nn.Linear(hidden_size, hidden_size)
+        self.query_from_sequence = nn.Linear(hidden_size, self.attention_size)
+        self.query_from_context = nn.Linear(hidden_size, self.attention_size, bias=False)
+        self.key = nn.Linear(hidden_size, self.attention_size)
+        self.value = nn.Linear(hidden_size, self.attention_size)
         # Initialised here too (as _init_weights does), so a CAM built on its own holds no uninitialised memory.
         self.head_output_weight = nn.Parameter(torch.randn(num_heads, self.head_size, hidden_size) * self.head_size**-0.5)
         self.head_output_bias = nn.Parameter(torch.zeros(num_heads, hidden_size))
         self.head_gate = nn.Linear(context_size if gate_input == "context" else hidden_size, num_heads)
         self.attention_dropout = nn.Dropout(attention_dropout)
 
+    @classmethod
+    def from_config(cls, config: A2GenConfig, sequence_size: int, context_size: int) -> ContextAwareAttention:
+        """A CAM over `(..., sequence_size)` sequences with `(..., context_size)` contexts, shaped by ``config``."""
+        return cls(
+            sequence_size,
+            context_size,
+            config.hidden_size,
+            config.num_attention_heads,
+            config.attention_probs_dropout_prob,
+            config.cam_gate_input,
+            config.head_dim,
+        )
+
     # ------------------------------------------------------------------------------------------------------------
     # The linear parts
 
     def sequence_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sequence projection composed with the query (sequence part), key and value maps: `(3d, S)`, `(3d,)`."""
+        """
+        The sequence projection composed with the query (sequence part), key and value maps: `(3a, S)`, `(3a,)`,
+        with a = :attr:`attention_size` (heads x head size; d by default).
+        """
         maps = torch.cat([layer.weight for layer in (self.query_from_sequence, self.key, self.value)])
         biases = torch.cat([layer.bias for layer in (self.query_from_sequence, self.key, self.value)])
         projection = self.sequence_projection
         return maps @ projection.weight, maps @ projection.bias + biases
 
     def project_sequence(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`(..., sequence_size)` -> the sequence part of the queries, the keys and the values, each `(..., d)`."""
-        return F.linear(sequence, *self.sequence_maps()).split(self.hidden_size, dim=-1)
+        """`(..., sequence_size)` -> the sequence part of the queries, the keys and the values, each `(..., a)`."""
+        return F.linear(sequence, *self.sequence_maps()).split(self.attention_size, dim=-1)
 
     def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         `(..., context_size)` -> the projected context (the residual) `(..., d)`, the context part of the queries
-        `(..., d)` and the head gate `(..., heads)` (a softmax, computed in at least fp32).
+        `(..., a)` and the head gate `(..., heads)` (a softmax, computed in at least fp32).
         """
         projection, query, gate = self.context_projection, self.query_from_context, self.head_gate
         weights = [projection.weight, query.weight @ projection.weight]
@@ -422,7 +463,7 @@ class ContextAwareAttention(nn.Module):
             weights.append(gate.weight @ projection.weight)
             biases.append(gate.weight @ projection.bias + gate.bias)
         projected, context_queries, gate_logits = F.linear(context, torch.cat(weights), torch.cat(biases)).split(
-            [self.hidden_size, self.hidden_size, self.num_heads], dim=-1
+            [self.hidden_size, self.attention_size, self.num_heads], dim=-1
         )
         return projected, context_queries, _small_softmax(gate_logits)
 
@@ -580,9 +621,9 @@ class ContextAwareAttention(nn.Module):
         return output.permute(2, 1, 0).contiguous().to(projected_context.dtype), probabilities
 
     def query_scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """`(3d,)`: 1 / sqrt(head_size) on the query rows of :meth:`sequence_maps`, 1 on the key and value rows."""
-        scale = torch.ones(3 * self.hidden_size, dtype=dtype, device=device)
-        scale[: self.hidden_size] = 1.0 / math.sqrt(self.head_size)
+        """`(3a,)`: 1 / sqrt(head_size) on the query rows of :meth:`sequence_maps`, 1 on the key and value rows."""
+        scale = torch.ones(3 * self.attention_size, dtype=dtype, device=device)
+        scale[: self.attention_size] = 1.0 / math.sqrt(self.head_size)
         return scale
 
     def short_attention_features_first(
@@ -765,13 +806,10 @@ class HierarchicalSequenceEncoder(nn.Module):
 
     def __init__(self, config: A2GenConfig, event_size: int, item_feature_size: int):
         super().__init__()
-        d, heads, dropout = config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob
+        d = config.hidden_size
         self.pooling = config.history_pooling
-        gate_input = config.cam_gate_input
-        self.action_attention = ContextAwareAttention(event_size, item_feature_size, d, heads, dropout, gate_input)
-        self.item_attention = ContextAwareAttention(
-            item_feature_size + d, item_feature_size, d, heads, dropout, gate_input
-        )
+        self.action_attention = ContextAwareAttention.from_config(config, event_size, item_feature_size)
+        self.item_attention = ContextAwareAttention.from_config(config, item_feature_size + d, item_feature_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pool_inside_attention = True
 
@@ -802,9 +840,11 @@ class HierarchicalSequenceEncoder(nn.Module):
         (:meth:`ContextAwareAttention.summed_output`, which takes ``projected_sequence`` too): `(B, d)`.
         """
         pooled = attention.summed_output(sequence, context, mask, projected_sequence)
-        if self.pooling == "mean":
-            pooled = pooled / mask.sum(-1, keepdim=True).clamp_min(1).to(pooled.dtype)
-        return pooled
+        return self.scale_pooled(pooled, mask.sum(-1, keepdim=True))
+
+    def scale_pooled(self, pooled: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:
+        """A sum of CAM outputs over ``count`` real positions `(..., d)` -> the configured pooling (sum, mean, sqrt)."""
+        return scale_pooled(pooled, count, self.pooling)
 
     def encode_items(
         self, history_item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
@@ -961,14 +1001,7 @@ class ExplicitActionGenerator(nn.Module):
         self.position_embeddings = (
             nn.Embedding(config.max_actions + 1, event_size) if config.eag_position_embeddings else None
         )
-        self.generation_attention = ContextAwareAttention(
-            event_size,
-            context_size,
-            config.hidden_size,
-            config.num_attention_heads,
-            config.attention_probs_dropout_prob,
-            config.cam_gate_input,
-        )
+        self.generation_attention = ContextAwareAttention.from_config(config, event_size, context_size)
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
         self.max_positions = config.max_actions + 1
 
@@ -1036,13 +1069,8 @@ class ImplicitActionGenerator(nn.Module):
         self.slot_activation = config.iag_slot_activation
         self.slot_projection = nn.Linear(context_size, self.num_slots * config.hidden_size)
         self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
-        self.generation_attention = ContextAwareAttention(
-            config.hidden_size + config.vocab_size + 1,
-            context_size,
-            config.hidden_size,
-            config.num_attention_heads,
-            config.attention_probs_dropout_prob,
-            config.cam_gate_input,
+        self.generation_attention = ContextAwareAttention.from_config(
+            config, config.hidden_size + config.vocab_size + 1, context_size
         )
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
 

@@ -156,7 +156,6 @@ class A2GenRankingProgram(nn.Module):
     def __init__(self, model: A2GenForActionGeneration):
         super().__init__()
         self.model = model
-        self.mean_pooling = model.config.history_pooling == "mean"
 
     def generation_context(
         self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features=None
@@ -166,8 +165,7 @@ class A2GenRankingProgram(nn.Module):
         item_features = encoder.features.item_features(item_ids, item_side_ids)
         # Vec_hist: CAM_item's outputs summed over the n history items (HSE's pooling), for every candidate.
         history = encoder.encoder.item_attention.pooled_output(queries, keys, values, score_exponentials, item_features)
-        if self.mean_pooling and keys.shape[1] > 0:
-            history = history / keys.shape[1]
+        history = encoder.encoder.scale_pooled(history, keys.shape[1])
         parts = [user_features.expand(item_ids.shape[0], -1), history, item_features]
         if extra_features is not None:
             parts.append(extra_features)
