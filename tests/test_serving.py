@@ -60,6 +60,21 @@ def test_cached_scoring_equals_predict_actions(generator, padding, side_features
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
+def make_underflow(model, config):
+    """History and candidate query parts of CAM_item that cancel (A[l, j] = -b[j], both spanning thousands of
+    units): the true attention is uniform, but each factor alone is so sharp that the factored normaliser underflows."""
+    attention = model.a2gen.encoder.item_attention
+    direction, context_bias = 1e3 * torch.randn(config.hidden_size), torch.randn(config.hidden_size)
+    with torch.no_grad():
+        attention.query_from_sequence.weight.zero_()
+        attention.query_from_sequence.bias.copy_(direction)
+        attention.context_projection.weight.zero_()
+        attention.context_projection.bias.copy_(context_bias)
+        attention.query_from_context.weight.copy_(
+            -torch.outer(direction, context_bias) / context_bias.dot(context_bias)
+        )
+
+
 @pytest.mark.parametrize("pooling", ["sum", "mean", "sqrt"])
 def test_mean_pooling_and_sharp_attention_fallback(pooling, monkeypatch):
     model, config = build("iag", history_pooling=pooling)
@@ -75,18 +90,7 @@ def test_mean_pooling_and_sharp_attention_fallback(pooling, monkeypatch):
         naive_prediction(model, user, item_ids, item_side_ids),
     )
     assert not exact_calls
-    # History and candidate query parts that cancel (A[l, j] = -b[j], both spanning thousands of units): the true
-    # attention is uniform, but each factor alone is so sharp that the factored normaliser underflows.
-    attention = model.a2gen.encoder.item_attention
-    direction, context_bias = 1e3 * torch.randn(config.hidden_size), torch.randn(config.hidden_size)
-    with torch.no_grad():
-        attention.query_from_sequence.weight.zero_()
-        attention.query_from_sequence.bias.copy_(direction)
-        attention.context_projection.weight.zero_()
-        attention.context_projection.bias.copy_(context_bias)
-        attention.query_from_context.weight.copy_(
-            -torch.outer(direction, context_bias) / context_bias.dot(context_bias)
-        )
+    make_underflow(model, config)
     cached = ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids)
     assert exact_calls
     assert torch.isfinite(cached.action_probabilities).all()
@@ -397,10 +401,11 @@ def test_sharp_attention_scores_like_the_model_in_float64(generator):
 
 
 @pytest.mark.slow
-def test_compiled_scoring_equals_eager_and_does_not_recompile():
+def test_compiled_scoring_equals_eager_and_does_not_recompile(monkeypatch):
     """compile=True: the same numbers as eager; fixed blocks (the last one padded) so other C do not recompile."""
     from torch._dynamo.utils import counters
 
+    graphs_before = counters["stats"]["unique_graphs"]
     model, config = build("iag")
     user = one_user(config)
     eager, compiled = A2GenRanker(model, chunk_size=8), A2GenRanker(model, chunk_size=8, compile=True)
@@ -417,6 +422,20 @@ def test_compiled_scoring_equals_eager_and_does_not_recompile():
         eager.score_candidates(state, item_ids, item_side_ids).action_probabilities, rtol=0, atol=1e-6,
     )
     assert counters["stats"]["unique_graphs"] == frames
+    # The compiled block is one graph (plus the user's terms): CAM_item's underflow is reported, not branched on,
+    # and a block whose factored form underflows is scored again eagerly, with the exact form.
+    assert counters["stats"]["unique_graphs"] - graphs_before == 1
+    exact_calls = []
+    exact = ContextAwareAttention._exact_pooled_heads
+    monkeypatch.setattr(
+        ContextAwareAttention, "_exact_pooled_heads", staticmethod(lambda *args: exact_calls.append(1) or exact(*args))
+    )
+    make_underflow(model, config)
+    assert_same_prediction(
+        compiled.score_candidates(compiled.encode_user(**user), item_ids, item_side_ids),
+        naive_prediction(model, user, item_ids, item_side_ids),
+    )
+    assert exact_calls
 
 
 @pytest.mark.parametrize(

@@ -733,7 +733,8 @@ class ContextAwareAttention(nn.Module):
         values: torch.Tensor,
         score_exponentials: torch.Tensor,
         context: torch.Tensor,
-    ) -> torch.Tensor:
+        report_underflow: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """
         For C contexts `(C, context_size)`, the output of :meth:`forward` on the sequence of
         :meth:`sequence_state` (no mask), summed over its n positions: `(C, d)`, without forming the C x n x n
@@ -743,6 +744,8 @@ class ContextAwareAttention(nn.Module):
         ``w_c[j] * (E^T (1 / Z_c))[j]``: two (n x n) by (n x C) products per head (docs/serving.md). When ``Z``
         underflows (history and context parts favouring different keys by more than ~80 units) the contexts of that
         call are computed with the plain softmax instead. Exponentials and normalisers are computed in at least fp32.
+        ``report_underflow=True`` always takes the factored form and returns ``(output, underflow)`` (a bool
+        tensor): the caller recomputes the call when it is set (ranking's compiled blocks, which stay one graph).
         """
         count, candidates = keys.shape[1], context.shape[0]
         projected_context, context_queries, gate = self.project_context(context)
@@ -766,7 +769,9 @@ class ContextAwareAttention(nn.Module):
         operands = (queries, keys, values, score_exponentials, context_queries, weights, normalisers)
         # (C, H, dh): each head's attention output summed over positions. torch.cond keeps the branch in exported
         # graphs; eagerly, and under torch.compile (whose inductor rejects this cond), a plain `if` (a graph break).
-        if torch.compiler.is_exporting():
+        if report_underflow:
+            pooled_heads = self._factored_pooled_heads(*operands)
+        elif torch.compiler.is_exporting():
             pooled_heads = torch.cond(underflow, self._exact_pooled_heads, self._factored_pooled_heads, operands)
         elif underflow:
             pooled_heads = self._exact_pooled_heads(*operands)
@@ -774,7 +779,8 @@ class ContextAwareAttention(nn.Module):
             pooled_heads = self._factored_pooled_heads(*operands)
         # The count read again from the keys: under torch.compile the `if` above breaks the graph, and a Python int
         # carried across the break would specialise the code after it to one history length.
-        return self.gated_output(pooled_heads, gate, projected_context, count=keys.shape[1])
+        output = self.gated_output(pooled_heads, gate, projected_context, count=keys.shape[1])
+        return (output, underflow) if report_underflow else output
 
     @staticmethod
     def _factored_pooled_heads(queries, keys, values, score_exponentials, context_queries, weights, normalisers):

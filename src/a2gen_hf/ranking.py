@@ -151,25 +151,41 @@ class A2GenRankingProgram(nn.Module):
     item_ids `(C,)`, item_side_ids `(C, F)` or None, extra_features `(C, De)` or None) -> action_probabilities,
     expected_times, expected_seconds, each `(C, vocab_size)`. ``extra_features`` are the model's
     :class:`~a2gen_hf.modeling_a2gen.ExtraContextFeatures` of the candidates (:meth:`A2GenRanker.extra_features`).
+
+    ``report_underflow=True`` (what ``compile=True`` compiles): CAM_item always takes its factored form, and
+    forward returns a fourth output, a bool tensor set when the factored form underflowed for some candidate of the
+    block (the caller then recomputes the block with the default program, which takes the exact form). The
+    compiled program is then one graph, without the data-dependent branch of
+    :meth:`ContextAwareAttention.pooled_output`.
     """
 
-    def __init__(self, model: A2GenForActionGeneration):
+    def __init__(self, model: A2GenForActionGeneration, report_underflow: bool = False):
         super().__init__()
         self.model = model
+        self.report_underflow = report_underflow
 
     def generation_context(
         self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features=None
     ) -> torch.Tensor:
         """The context of CAM_gen, `(C, context_size)`, laid out as ``A2GenModel`` lays it out."""
+        return self._context(
+            user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features
+        )[0]
+
+    def _context(self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features):
+        """The generation context and CAM_item's underflow flag (None without ``report_underflow``)."""
         encoder = self.model.a2gen
         item_features = encoder.features.item_features(item_ids, item_side_ids)
         # Vec_hist: CAM_item's outputs summed over the n history items (HSE's pooling), for every candidate.
-        history = encoder.encoder.item_attention.pooled_output(queries, keys, values, score_exponentials, item_features)
+        history = encoder.encoder.item_attention.pooled_output(
+            queries, keys, values, score_exponentials, item_features, report_underflow=self.report_underflow
+        )
+        history, underflow = history if self.report_underflow else (history, None)
         history = encoder.encoder.scale_pooled(history, keys.shape[1])
         parts = [user_features.expand(item_ids.shape[0], -1), history, item_features]
         if extra_features is not None:
             parts.append(extra_features)
-        return torch.cat(parts, dim=-1)
+        return torch.cat(parts, dim=-1), underflow
 
     def forward(
         self,
@@ -182,14 +198,15 @@ class A2GenRankingProgram(nn.Module):
         item_side_ids=None,
         extra_features=None,
     ):
-        context = self.generation_context(
+        context, underflow = self._context(
             user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features
         )
         prediction = action_predictions_from_slots(self.model.config, *self.model.slot_distributions(context))
         probabilities = prediction.action_probabilities
         if self.model.occurrence_head is not None:
             probabilities = occurrence_probabilities(self.model, context)
-        return probabilities, prediction.expected_times, prediction.expected_seconds
+        outputs = (probabilities, prediction.expected_times, prediction.expected_seconds)
+        return (*outputs, underflow) if self.report_underflow else outputs
 
 
 class A2GenUserProgram(nn.Module):
@@ -286,7 +303,9 @@ class A2GenRanker:
         self.program = A2GenRankingProgram(model)
         # With workers, inductor's C++ wrapper: its compiled graphs release the GIL while they run.
         options = {"cpp_wrapper": True} if workers > 1 else None
-        self._run = torch.compile(self.program, dynamic=False, options=options) if compile else self.program
+        # Compiled: the program that reports CAM_item's underflow instead of branching on it (one graph per block).
+        compiled_program = A2GenRankingProgram(model, report_underflow=True)
+        self._run = torch.compile(compiled_program, dynamic=False, options=options) if compile else self.program
         self.user_program = A2GenUserProgram(model)
         self._user_run = torch.compile(self.user_program, dynamic=True, options=options) if compile else None
         self.workers = workers
@@ -546,8 +565,13 @@ class A2GenRanker:
             if short and compiled:  # keep the compiled shape fixed
                 ids = F.pad(ids, (0, short))
                 side = F.pad(side, (0, 0, 0, short)) if side is not None else None
+            extra = self.extra_features(user_state, ids, side)
             with autocast:
-                result = run(*user_terms, ids, side, self.extra_features(user_state, ids, side))
+                result = run(*user_terms, ids, side, extra)
+                if run is not self.program:
+                    *result, underflow = result
+                    if underflow:  # rare (very sharp attention): the block again, with CAM_item's exact form
+                        result = self.program(*user_terms, ids, side, extra)
             return [tensor[: chunk - short].float() for tensor in result]
 
         starts = list(range(0, total, chunk))
