@@ -69,6 +69,12 @@ PROTO_ES_INIT1 = variant(
               "selection_metric": "mean_auc"},
 )
 PROTO_ES_INIT1_H50 = variant(PROTO_ES_INIT1, overrides={"max_history_items": 50})
+# The `paper_inputs` recipe (src/a2gen_hf/recipes/paper_inputs.yaml): one head of width 32, the square-root
+# pooling and the log-seconds buckets on top of proto-es-init1-h50.
+PAPER_INPUTS = variant(
+    PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt", "time_buckets": 32},
+    readouts=("sequence", "any_slot"),
+)
 VARIANTS = {
     "paper-b": variant(PAPER_B, readouts=("sequence", "any_slot")),
     "es-loss": ES_LOSS,
@@ -124,11 +130,10 @@ VARIANTS = {
     "proto-es-init1-h50-heads1-tb32": variant(
         PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "time_buckets": 32}
     ),
-    # Both: one head of width 32, the square-root pooling and the log-seconds buckets.
-    "proto-es-init1-h50-heads1-sqrt-tb32": variant(
-        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt", "time_buckets": 32},
-        readouts=("sequence", "any_slot"),
-    ),
+    # Both: one head of width 32, the square-root pooling and the log-seconds buckets (the `paper_inputs` recipe).
+    "proto-es-init1-h50-heads1-sqrt-tb32": PAPER_INPUTS,
+    # The fairly fed MMoE trained with the same recipe (it reads the same timed events, buckets included).
+    "mmoe-fair-paper-inputs": variant(PAPER_INPUTS, model="mmoe-fair"),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
     # ... and with HSE's sums divided by the square root of the count (the plain re-implementation's CAM_item).

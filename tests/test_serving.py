@@ -463,8 +463,9 @@ def test_iag_slot_predictions_equal_forward(overrides):
 
 @pytest.mark.parametrize("generator", ["iag", "eag"])
 def test_heads_wider_than_their_share_of_the_width_score_like_the_model(generator):
-    """head_dim set (each head 24 wide at hidden 16): cached ranking still equals predict_actions."""
-    model, config = build(generator, head_dim=24, history_pooling="sqrt")
+    """head_dim set (each head 24 wide at hidden 16), square-root pooling and log-seconds buckets: cached ranking
+    still equals predict_actions."""
+    model, config = build(generator, head_dim=24, history_pooling="sqrt", time_buckets=8)
     assert model.a2gen.encoder.item_attention.attention_size == 24 * config.num_attention_heads
     user, (item_ids, item_side_ids) = one_user(config, "left"), candidates(config, 30)
     ranker = A2GenRanker(model)
