@@ -132,6 +132,10 @@ VARIANTS = {
     ),
     # Both: one head of width 32, the square-root pooling and the log-seconds buckets (the `paper_inputs` recipe).
     "proto-es-init1-h50-heads1-sqrt-tb32": PAPER_INPUTS,
+    # The recipe with the history's event times zeroed (the timing ablation, `a2gen-iag:notime`), and with the
+    # plateau schedule (the learning rates halved after an evaluation without improvement).
+    "paper-inputs-notime": variant(PAPER_INPUTS, model="a2gen-iag:notime"),
+    "paper-inputs-plateau": variant(PAPER_INPUTS, training={"lr_schedule": "plateau"}),
     # The fairly fed MMoE trained with the same recipe (it reads the same timed events, buckets included).
     "mmoe-fair-paper-inputs": variant(PAPER_INPUTS, model="mmoe-fair"),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
