@@ -308,7 +308,9 @@ class A2GenConfig(ActionSequenceConfig):
             number of timed targets (configs written before the field existed).
         compile_training (`bool`): in training mode, run HSE's level 1 (event embedding, CAM_act, pooling on the
             real history items), level 2 and the generator through ``torch.compile`` with dynamic sizes, so that
-            batches with other numbers of real items do not recompile. Off by default; see docs/performance.md.
+            batches with other numbers of real items do not recompile. Off by default, and best left off on CPU:
+            since level 1 and level 2 have their own kernels, inductor's code for them is slower than eager (a 1 M-row
+            IAG step 2.5x slower, first step 74 s; docs/performance.md).
         generator_type (`str`): ``"iag"`` (implicit autoregression, the paper's best) or ``"eag"`` (explicit).
             ``generator=`` is accepted as an alias; the attribute is not called ``generator`` because transformers
             reads a config attribute of that name as a sub-model config.
