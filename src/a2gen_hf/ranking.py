@@ -49,6 +49,8 @@ USER_INPUT_NAMES = (
 )
 REQUIRED_USER_INPUTS = USER_INPUT_NAMES[:4]
 DEFAULT_CHUNK_SIZE = 1000
+
+
 class RankingWorkers:
     """
     Threads that run a ranker's blocks of candidates in parallel, each with one intra-op thread.
