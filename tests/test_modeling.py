@@ -577,8 +577,8 @@ def test_packed_history_drops_padding_positions_and_events():
     model = A2GenForActionGeneration(tiny_config("iag")).eval()
     batch = ragged_history(make_batch(model.config), left=True)
     seen = []
-    encode = model.a2gen._encode_packed_items
-    model.a2gen._encode_packed_items = lambda *args: seen.append(args[1].shape) or encode(*args)
+    encode = model.a2gen.encode_packed_item_events
+    model.a2gen.encode_packed_item_events = lambda *args: seen.append(args[1].shape) or encode(*args)
     model(**batch)
     real_items = int(((batch["history_action_ids"] != 0).any(-1) & (batch["history_item_ids"] != 0)).sum())
     assert seen == [torch.Size([real_items, 3])]

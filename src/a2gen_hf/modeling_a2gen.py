@@ -1283,7 +1283,7 @@ class A2GenModel(A2GenPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.features.item_embeddings
 
-    def _encode_packed_items(
+    def encode_packed_item_events(
         self,
         item_features: torch.Tensor,
         action_ids: torch.LongTensor,
@@ -1291,7 +1291,10 @@ class A2GenModel(A2GenPreTrainedModel):
         time_mask: torch.Tensor | None,
         event_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """Level 1 on gathered items: `(M, Fi)` features and `(M, E)` events -> Seq `(M, d)`."""
+        """
+        Level 1 on gathered items, as training runs it (ranking's ``encode_user`` calls it too): `(M, Fi)` features
+        and `(M, E)` events -> Seq `(M, d)`.
+        """
         encoder = self.encoder
         if encoder.pools_inside_attention(encoder.action_attention):
             # CAM_act's sequence maps composed with the event embedding: the events are never formed.
@@ -1302,18 +1305,6 @@ class A2GenModel(A2GenPreTrainedModel):
             return encoder.pooled(encoder.action_attention, None, item_features, event_mask, projected)
         event_embeddings = self.event_embedding(action_ids, action_times, time_mask)
         return encoder.encode_packed_items(item_features, event_embeddings, event_mask)
-
-    def encode_packed_item_events(
-        self,
-        item_features: torch.Tensor,
-        action_ids: torch.LongTensor,
-        action_times: torch.Tensor,
-        time_mask: torch.Tensor | None,
-        event_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """Level 1 on gathered items, as training runs it (ranking's ``encode_user`` calls it): `(M, Fi)` features and
-        `(M, E)` events -> Seq `(M, d)`."""
-        return self._encode_packed_items(item_features, action_ids, action_times, time_mask, event_mask)
 
     def _packed_item_sequences(
         self,
@@ -1344,7 +1335,7 @@ class A2GenModel(A2GenPreTrainedModel):
 
         time_mask = None if history_time_mask is None else gather(history_time_mask)
         item_features = history_item_features.reshape(batch * items, history_item_features.shape[-1]).index_select(0, rows)
-        packed = _training_function(self, "level1", self._encode_packed_items)(
+        packed = _training_function(self, "level1", self.encode_packed_item_events)(
             item_features, gather(history_action_ids) * flat_mask, gather(history_action_times), time_mask, flat_mask
         )
         scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_put((rows,), packed)
