@@ -125,6 +125,10 @@ VARIANTS = {
     # proto-es-init1-h50 with one attention head of width 32 instead of four of width 8 (the plain
     # re-implementation's heads are 32 wide each).
     "proto-es-init1-h50-heads1": variant(PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1}),
+    # proto-es-init1-h50-heads1 with HSE's sums divided by the square root of the count (the plain re-implementation's CAM_item).
+    "proto-es-init1-h50-heads1-sqrt": variant(
+        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt"}
+    ),
     # proto-es-init1-h50-heads1 with the events' log-seconds buckets embedded too (`time_buckets`), as the plain
     # re-implementation encodes times.
     "proto-es-init1-h50-heads1-tb32": variant(
@@ -140,10 +144,6 @@ VARIANTS = {
     "mmoe-fair-paper-inputs": variant(PAPER_INPUTS, model="mmoe-fair"),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
-    # ... and with HSE's sums divided by the square root of the count (the plain re-implementation's CAM_item).
-    "proto-es-init1-h50-heads1-sqrt": variant(
-        PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt"}
-    ),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.
     "h50-init1": variant(H50, overrides=INIT1),
     # h50 with the action embeddings at the time features' scale, the ids as before.
