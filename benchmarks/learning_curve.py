@@ -54,7 +54,7 @@ from a2gen_hf.training.loop import BEST_MODEL_FILE  # noqa: E402
 from a2gen_hf.training.statistics import mean_std, significance_label  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the ablation script's run helpers
-from quality_ablations import run_baseline, run_variant, split_targets, table  # noqa: E402
+from quality_ablations import run_baseline, run_variant, show_evaluations, split_targets, table  # noqa: E402
 
 DEFAULT_MODELS = ("a2gen-iag", "a2gen-eag", "mmoe-fair", "logreg", "a2gen-iag:notime")
 REFERENCE = "a2gen-iag"
@@ -444,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_evaluations()
     try:
         sizes = parse_int_list(args.sizes, "--sizes")
         seeds = parse_int_list(args.seeds, "--seeds")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -164,11 +165,19 @@ VARIANTS = {
 }
 
 
+def show_evaluations() -> None:
+    """Print the training loop's one line per validation evaluation (these scripts train without progress bars)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("a2gen_hf.training.loop").setLevel(logging.INFO)
+
+
 def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path) -> None:
     folder = output / name / f"seed{seed}"
     if (folder / "predictions.npz").exists():
         print(f"{name} seed {seed}: done already")
         return
+    print(f"{name} seed {seed}: training", flush=True)
     torch.manual_seed(seed)
     network, ablation = parse_model_name(spec["model"])  # e.g. "a2gen-iag:notime": history times zeroed
     model = create_model(network, tokenizer, data, **spec["overrides"])
@@ -295,6 +304,7 @@ def main() -> None:
     parser.add_argument("--reference", default="paper-b", help="comma-separated: the variants to pair with")
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
+    show_evaluations()
     print(f"load {os.getloadavg()}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
     data, tokenizer, _ = load_data_dir(args.data)

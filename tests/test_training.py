@@ -1,6 +1,7 @@
 """Training: data folder -> model config, `a2gen train`, checkpoints, exact resume after SIGKILL, 2-process DDP."""
 
 import json
+import logging
 import math
 import os
 import signal
@@ -242,9 +243,10 @@ def test_learning_rate_schedules(data_dir, tmp_path):
         TrainingSettings(output_dir=str(tmp_path), lr_schedule="step")
 
 
-def test_early_stopping_selects_by_validation_mean_auc(data_dir, tmp_path):
+def test_early_stopping_selects_by_validation_mean_auc(data_dir, tmp_path, caplog):
     """Up to 30 epochs with patience 1 on validation mean AUC, evaluating every 4 steps and after every epoch."""
     output = tmp_path / "early"
+    caplog.set_level(logging.INFO, logger="a2gen_hf.training.loop")
     argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "30", "--batch-size", "64",
             "--dense-lr", "1e-2", "--embedding-lr", "1e-2", "--select-by", "mean_auc", "--patience", "2",
             "--eval-every", "4", "--lr-schedule", "plateau", *TINY_FLAGS]
@@ -266,6 +268,12 @@ def test_early_stopping_selects_by_validation_mean_auc(data_dir, tmp_path):
     assert set(evaluations[0]["validation_auc"]) <= {"like", "follow", "forward", "comment"}
     # The returned model is the best evaluation's.
     torch.testing.assert_close(load_file(str(output / "best_model.safetensors")), weights(output), rtol=0, atol=0)
+    # One log line per evaluation (long runs without a progress bar show them).
+    lines = [record.getMessage() for record in caplog.records if record.name == "a2gen_hf.training.loop"
+             and record.getMessage().startswith("step ")]
+    assert len(lines) == len(evaluations)
+    assert lines[best].startswith(f"step {steps[best]} (epoch {evaluations[best]['epoch']}): validation loss ")
+    assert f"mean AUC {scores[-1]:.4f}" in lines[-1] and lines[-1].endswith("stopping early")
 
 
 def test_eval_before_training_lets_the_starting_weights_win(data_dir, tmp_path):

@@ -346,6 +346,17 @@ def _ranked_action_ids(config) -> list[int]:
 
 
 @torch.no_grad()
+def evaluation_summary(entry: dict[str, Any], best_step: int) -> str:
+    """One line for the log of an evaluation entry of ``log_history`` (long runs without a progress bar show it)."""
+    parts = [f"step {entry['step']} (epoch {entry['epoch']}): validation loss {entry['validation_loss']:.4f}"]
+    if "validation_mean_auc" in entry:
+        parts.append(f"mean AUC {entry['validation_mean_auc']:.4f}")
+    parts.append(f"best step {best_step}")
+    if entry.get("early_stop"):
+        parts.append("stopping early")
+    return ", ".join(parts)
+
+
 def validation_mean_auc(
     model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator
 ) -> dict[str, Any]:
@@ -683,6 +694,8 @@ class _TrainingRun:
                 entry["early_stop"] = True
         entry["lr_scale"] = progress.lr_scale
         progress.log_history.append(entry)
+        if accelerator.is_main_process:
+            logger.info(evaluation_summary(entry, progress.best_step))
         if self.tracking:
             scalars = {key: value for key, value in entry.items() if isinstance(value, (int, float)) and key != "step"}
             accelerator.log(scalars, step=progress.global_step)
