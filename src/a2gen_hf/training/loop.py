@@ -345,7 +345,6 @@ def _ranked_action_ids(config) -> list[int]:
     ]
 
 
-@torch.no_grad()
 def evaluation_summary(entry: dict[str, Any], best_step: int) -> str:
     """One line for the log of an evaluation entry of ``log_history`` (long runs without a progress bar show it)."""
     parts = [f"step {entry['step']} (epoch {entry['epoch']}): validation loss {entry['validation_loss']:.4f}"]
@@ -357,6 +356,7 @@ def evaluation_summary(entry: dict[str, Any], best_step: int) -> str:
     return ", ".join(parts)
 
 
+@torch.no_grad()
 def validation_mean_auc(
     model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator
 ) -> dict[str, Any]:
