@@ -567,8 +567,8 @@ class A2GenRanker:
             if short and compiled:  # keep the compiled shape fixed
                 ids = F.pad(ids, (0, short))
                 side = F.pad(side, (0, 0, 0, short)) if side is not None else None
-            extra = self.extra_features(user_state, ids, side)
-            with autocast:
+            with autocast:  # the extra features too, as predict_actions computes them
+                extra = self.extra_features(user_state, ids, side)
                 result = run(*user_terms, ids, side, extra)
                 if run is not self.program:
                     *result, underflow = result
