@@ -531,6 +531,38 @@ def test_packed_history_equals_padded_layout(generator, left):
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-5 * scale, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_event_item_cross_layers_read_the_item_and_keep_both_layouts_equal(layers):
+    """history_event_cross_layers: CAM_act reads events crossed with their item; packed = padded; absent stay 0."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag", history_event_cross_layers=layers)).eval()
+    encoder = model.a2gen.encoder
+    assert len(encoder.event_cross.event_maps) == layers
+    batch = ragged_history(make_batch(model.config), left=False)
+    packed = model(**batch)
+    model.a2gen.pack_history_items = False
+    padded = model(**batch)
+    torch.testing.assert_close(packed.history_representation, padded.history_representation, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed.logits, padded.logits, atol=1e-5, rtol=1e-5)
+    # The same events under two different items are crossed differently; an absent event stays zero.
+    events = torch.randn(2, 3, encoder.event_cross.event_maps[0].in_features)
+    events[:, 2] = 0
+    items = torch.randn(2, model.a2gen.features.item_feature_size)
+    crossed = encoder.cross_events(events, items)
+    assert crossed.shape == events.shape
+    assert torch.equal(crossed[:, 2], torch.zeros_like(crossed[:, 2]))
+    assert not torch.allclose(crossed[0], encoder.cross_events(events[:1], items[1:])[0])
+    # Without cross layers the model is the paper's: no extra parameters.
+    plain = A2GenForActionGeneration(tiny_config("iag"))
+    assert plain.a2gen.encoder.event_cross is None
+    assert not any("event_cross" in name for name in plain.state_dict())
+
+
+def test_event_item_cross_layers_refuse_a_negative_count():
+    with pytest.raises(A2GenConfigError, match="history_event_cross_layers=-1 must be an integer >= 0"):
+        tiny_config("iag", history_event_cross_layers=-1)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [{"history_pooling": "mean"}, {"history_pooling": "sqrt", "head_dim": 12}, {"hidden_dropout_prob": 0.3}],

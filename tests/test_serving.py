@@ -60,6 +60,17 @@ def test_cached_scoring_equals_predict_actions(generator, padding, side_features
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
+@pytest.mark.parametrize("padding", [None, "left"])
+def test_cached_scoring_with_event_item_cross_layers_equals_predict_actions(padding):
+    """The ranker's per-user level 1 runs the cross layers as the model's forward does."""
+    model, config = build("iag", history_event_cross_layers=2)
+    user = one_user(config, padding)
+    item_ids, item_side_ids = candidates(config, 20)
+    ranker = A2GenRanker(model)
+    cached = ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids)
+    assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
+
+
 def make_underflow(model, config):
     """History and candidate query parts of CAM_item that cancel (A[l, j] = -b[j], both spanning thousands of
     units): the true attention is uniform, but each factor alone is so sharp that the factored normaliser underflows."""

@@ -336,6 +336,12 @@ class A2GenConfig(ActionSequenceConfig):
         history_pooling (`str`): how HSE reduces CAM outputs over positions (events, then history items): ``"sum"``
             (the paper), ``"mean"``, or ``"sqrt"`` (the sum divided by the square root of the count, as the plain
             re-implementation of docs/results.md (d) pools CAM_item). ``"mean"`` and ``"sqrt"`` are not in the paper.
+        history_event_cross_layers (`int`): cross layers (DCN-v2, Wang et al. 2021) that let each history event
+            interact with its own item's features before CAM_act: ``e <- e_0 * (W [e ; item] + b) + e``, per event,
+            ``e_0`` the event embedding (zero where the event is absent). 0 (default) is the paper, whose events meet
+            their item only inside CAM_act's attention scores and its context residual; with layers, what an
+            action at a given moment of an item means (which part of the video was on screen) can be read off
+            before pooling. An option beyond the paper (docs/results.md (e)).
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
         history_count_features (`bool`): also give the generator (and the baselines' towers) the count features of
@@ -411,6 +417,7 @@ class A2GenConfig(ActionSequenceConfig):
     order_loss_weight: float | int = 0.01
     aux_loss_weight: float | int = 0.1
     history_pooling: str = "sum"
+    history_event_cross_layers: int = 0
     cam_gate_input: str = "context"
     occurrence_head: bool = False
     occurrence_loss_weight: float | int = 1.0
@@ -447,6 +454,11 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(f"slot_readout={self.slot_readout!r} is unknown; use one of {list(SLOT_READOUTS)}.")
         if self.history_pooling not in HISTORY_POOLINGS:
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
+        if isinstance(self.history_event_cross_layers, bool) or self.history_event_cross_layers < 0:
+            problems.append(
+                f"history_event_cross_layers={self.history_event_cross_layers!r} must be an integer >= 0 "
+                "(0: the paper's events; 1 or 2: cross layers of each event with its item)."
+            )
         if self.head_dim is not None and (isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int)
                                           or self.head_dim < 1):
             problems.append(f"head_dim={self.head_dim!r} must be a positive integer (or None: hidden_size // heads).")

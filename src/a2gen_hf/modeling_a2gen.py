@@ -798,6 +798,29 @@ class ContextAwareAttention(nn.Module):
         return states.sum(dim=2)
 
 
+class EventItemCross(nn.Module):
+    """
+    DCN-v2 cross layers between each history event and its item (not in the paper; off by default,
+    ``config.history_event_cross_layers``). Layer l: ``e_{l+1} = e_0 * (W_l [e_l ; c] + b_l) + e_l``, with ``e_0`` the
+    event embedding and ``c`` its item's features. Each layer raises the degree of the interactions by one: the first
+    multiplies an event's time and action features with each other and with the item's features, so that "a like
+    12 s into this video" can be told apart from "a like 1 s into it" per item before CAM_act pools the events.
+    Absent events stay zero (``e_0`` is zero there). The item's part of each product is computed once per item.
+    """
+
+    def __init__(self, num_layers: int, event_size: int, item_feature_size: int):
+        super().__init__()
+        self.event_maps = nn.ModuleList(nn.Linear(event_size, event_size) for _ in range(num_layers))
+        self.item_maps = nn.ModuleList(nn.Linear(item_feature_size, event_size, bias=False) for _ in range(num_layers))
+
+    def forward(self, events: torch.Tensor, item_features: torch.Tensor) -> torch.Tensor:
+        """`(..., E, De)` events and `(..., Fi)` their items' features -> `(..., E, De)`."""
+        crossed = events
+        for event_map, item_map in zip(self.event_maps, self.item_maps):
+            crossed = events * (event_map(crossed) + item_map(item_features).unsqueeze(-2)) + crossed
+        return crossed
+
+
 class HierarchicalSequenceEncoder(nn.Module):
     """
     HSE (paper Fig. "HSE"). Level 1: CAM_act over each history item's action events with that item's features as
@@ -808,6 +831,9 @@ class HierarchicalSequenceEncoder(nn.Module):
     and probabilities) or on the real items only, gathered into one flat batch (:meth:`encode_packed_items`, the
     training and ranking path; an item without real events has Seq_j = 0 either way). CAM has no positions, so
     level 2 may also drop history positions that are padding in every example (:meth:`forward`).
+
+    With ``config.history_event_cross_layers`` (beyond the paper), CAM_act reads each item's events crossed with the
+    item's features (:class:`EventItemCross`) instead of the events as embedded, on both layouts.
     """
 
     def __init__(self, config: A2GenConfig, event_size: int, item_feature_size: int):
@@ -816,6 +842,12 @@ class HierarchicalSequenceEncoder(nn.Module):
         self.pooling = config.history_pooling
         self.action_attention = ContextAwareAttention.from_config(config, event_size, item_feature_size)
         self.item_attention = ContextAwareAttention.from_config(config, item_feature_size + d, item_feature_size)
+        # Beyond the paper (config.history_event_cross_layers): each event crossed with its item before CAM_act.
+        self.event_cross = (
+            EventItemCross(config.history_event_cross_layers, event_size, item_feature_size)
+            if config.history_event_cross_layers
+            else None
+        )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pool_inside_attention = True
 
@@ -852,6 +884,10 @@ class HierarchicalSequenceEncoder(nn.Module):
         """A sum of CAM outputs over ``count`` real positions `(..., d)` -> the configured pooling (sum, mean, sqrt)."""
         return scale_pooled(pooled, count, self.pooling)
 
+    def cross_events(self, event_embeddings: torch.Tensor, item_features: torch.Tensor) -> torch.Tensor:
+        """CAM_act's sequence: the events `(..., E, De)`, crossed with their items `(..., Fi)` if configured."""
+        return event_embeddings if self.event_cross is None else self.event_cross(event_embeddings, item_features)
+
     def encode_items(
         self, history_item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -861,6 +897,7 @@ class HierarchicalSequenceEncoder(nn.Module):
         reach it (a `(B, N, ...)` view made afterwards would sit outside the graph).
         """
         batch, items, events, event_size = event_embeddings.shape
+        event_embeddings = self.cross_events(event_embeddings, history_item_features)
         # Explicit sizes (no -1): a batch of zero examples must reshape too.
         outputs, probabilities, _ = self.action_attention(
             event_embeddings.reshape(batch * items, events, event_size),
@@ -874,6 +911,7 @@ class HierarchicalSequenceEncoder(nn.Module):
         self, item_features: torch.Tensor, event_embeddings: torch.Tensor, event_mask: torch.Tensor
     ) -> torch.Tensor:
         """Level 1 on real items only, gathered by the caller: `(M, Fi)`, `(M, E, De)`, `(M, E)` -> Seq `(M, d)`."""
+        event_embeddings = self.cross_events(event_embeddings, item_features)
         if self.pools_inside_attention(self.action_attention):
             return self.pooled(self.action_attention, event_embeddings, item_features, event_mask)
         outputs, _, _ = self.action_attention(event_embeddings, item_features, event_mask)
@@ -1296,7 +1334,7 @@ class A2GenModel(A2GenPreTrainedModel):
         and `(M, E)` events -> Seq `(M, d)`.
         """
         encoder = self.encoder
-        if encoder.pools_inside_attention(encoder.action_attention):
+        if encoder.pools_inside_attention(encoder.action_attention) and encoder.event_cross is None:
             # CAM_act's sequence maps composed with the event embedding: the events are never formed.
             transposed = [None if values is None else values.t() for values in (action_ids, action_times, time_mask)]
             projected = self.event_embedding.linear_features_first(
