@@ -143,6 +143,9 @@ VARIANTS = {
     "paper-inputs-plateau": variant(PAPER_INPUTS, training={"lr_schedule": "plateau"}),
     # The fairly fed MMoE trained with the same recipe (it reads the same timed events, buckets included).
     "mmoe-fair-paper-inputs": variant(PAPER_INPUTS, model="mmoe-fair"),
+    # The recipe with one cross layer of each history event with its item before CAM_act (beyond the paper:
+    # `history_event_cross_layers`, docs/results.md (e)).
+    "paper-inputs-cross1": variant(PAPER_INPUTS, overrides={"history_event_cross_layers": 1}),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.

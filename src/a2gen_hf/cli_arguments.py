@@ -258,6 +258,8 @@ class FeatureArguments:
                                   "paper)")
     time_buckets: int = option("also embed each event's log-seconds bucket, floor(1.5 log1p(s)), in this many "
                                "buckets (0: the paper's continuous time encoding only)", 0)
+    event_cross_layers: int = option("cross layers of each history event with its item before A2Gen's CAM_act "
+                                     "(DCN-v2 style; 0: the paper's events; not in the paper)", 0)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "
                                   "(the sum over the square root of the count)", "sum", choices=HISTORY_POOLINGS)
     count_features: bool = option("give the networks the logistic regression's history count features "
