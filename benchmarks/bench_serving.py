@@ -28,15 +28,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# Allocator and OpenMP settings must be in the environment before the process starts: re-run with them.
-# Fresh multi-MB buffers are mmapped and page-faulted on every call (3-4x slower on this VM) unless glibc keeps them.
-SERVING_ENVIRONMENT = {
-    "OMP_WAIT_POLICY": "PASSIVE",
-    "MALLOC_MMAP_THRESHOLD_": "33554432",
-    "MALLOC_TRIM_THRESHOLD_": "4294967296",
-}
-if any(name not in os.environ for name in SERVING_ENVIRONMENT) and "--keep-environment" not in sys.argv:
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**SERVING_ENVIRONMENT, **os.environ})
+# OpenMP's wait policy and the allocator settings must be in the environment before the process starts: re-run with
+# them (bench_environment.py).
+import bench_environment  # noqa: E402
+
+bench_environment.enter()
 
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -72,7 +68,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-training", action="store_true", help="skip the training rows")
     parser.add_argument("--generators", default="iag,eag", help="comma-separated: iag, eag")
-    parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
+    parser.add_argument("--keep-environment", action="store_true",
+                        help="do not re-run with the settings of bench_environment.py (the caller's environment)")
+    parser.add_argument("--wait-policy", choices=bench_environment.WAIT_POLICIES, default=None,
+                        help=bench_environment.WAIT_POLICY_HELP)
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -518,7 +517,7 @@ def main() -> None:
         "inter_op_threads": torch.get_num_interop_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_1_5_15": load,
-        **{name: os.environ.get(name) for name in (*SERVING_ENVIRONMENT, "OMP_NUM_THREADS")},
+        **{name: os.environ.get(name) for name in (*bench_environment.RECORDED, "OMP_NUM_THREADS")},
     }
     print("settings:", json.dumps(settings), flush=True)
     peak = matmul_peak(device, torch.float32)

@@ -32,14 +32,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# OpenMP and allocator settings must be in the environment before the process starts: re-run with them.
-BENCH_ENVIRONMENT = {
-    "OMP_WAIT_POLICY": "PASSIVE",
-    "MALLOC_MMAP_THRESHOLD_": "33554432",
-    "MALLOC_TRIM_THRESHOLD_": "4294967296",
-}
-if any(name not in os.environ for name in BENCH_ENVIRONMENT) and "--keep-environment" not in sys.argv:
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**BENCH_ENVIRONMENT, **os.environ})
+# OpenMP's wait policy and the allocator settings must be in the environment before the process starts: re-run with
+# them (bench_environment.py).
+import bench_environment  # noqa: E402
+
+bench_environment.enter()
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
@@ -91,7 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compile", action="store_true", help="add A2Gen rows with config.compile_training=True (compiling takes minutes)"
     )
     parser.add_argument("--name", help="file stem of the results (default training_bench_<device>_<threads>cores)")
-    parser.add_argument("--keep-environment", action="store_true", help="do not re-run with the settings above")
+    parser.add_argument("--keep-environment", action="store_true",
+                        help="do not re-run with the settings of bench_environment.py (the caller's environment)")
+    parser.add_argument("--wait-policy", choices=bench_environment.WAIT_POLICIES, default=None,
+                        help=bench_environment.WAIT_POLICY_HELP)
     args = parser.parse_args(argv)
     for option, allowed in (("models", MODELS), ("tables", TABLES), ("updates", UPDATES)):
         chosen = [value for value in getattr(args, option).split(",") if value]
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
         "history": f"{args.history_items} items x {args.events} events",
         "quick": args.quick,
         "command": " ".join(["python", *sys.argv]),
-        **{name: os.environ.get(name) for name in (*BENCH_ENVIRONMENT, "OMP_NUM_THREADS")},
+        **{name: os.environ.get(name) for name in (*bench_environment.RECORDED, "OMP_NUM_THREADS")},
     }
     print("settings:", json.dumps(settings), flush=True)
     peak = matmul_peak()

@@ -29,3 +29,35 @@ def test_bench_training_quick_writes_json_and_markdown(tmp_path):
         assert {"examples_per_s", "gflop_per_step", "share_of_fp32_peak", "step_median_ms", "collate_ms"} <= set(row)
         assert row["examples_per_s"] > 0 and row["gflop_per_step"] > 0
     assert "| MMoE |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_bench_environment_sets_the_wait_policy_the_run_asks_for(tmp_path):
+    """--wait-policy wins, else the caller's OMP_WAIT_POLICY, else PASSIVE; "default" leaves it unset; the caller's
+    allocator settings win; the re-run process records what it ran with."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_environment as environment
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    base = {"PATH": "/bin", "MALLOC_TRIM_THRESHOLD_": "1"}
+    assert environment.environment([], base)["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert environment.environment(["--wait-policy", "ACTIVE"], base)["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert environment.environment([], {**base, "OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
+    unset = environment.environment(["--wait-policy=default"], {**base, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert "OMP_WAIT_POLICY" not in unset and unset[environment.RERUN_MARKER] == "1"
+    assert (unset["MALLOC_TRIM_THRESHOLD_"], unset["MALLOC_MMAP_THRESHOLD_"], unset["PATH"]) == ("1", "33554432", "/bin")
+    try:
+        environment.wait_policy(["--wait-policy", "spin"])
+    except SystemExit as error:
+        assert "'spin' is not one of PASSIVE, ACTIVE, default" in str(error)
+    else:
+        raise AssertionError("an unknown policy must be refused")
+    # End to end: the script re-runs itself once and records the policy it ran with (null: OpenMP's default).
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", environment.RERUN_MARKER)}
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_training.py"), "--quick", "--wait-policy", "ACTIVE",
+               "--threads", "1", "--models", "mmoe", "--tables", "data", "--updates", "sparse",
+               "--output", str(tmp_path), "--name", "policy"]
+    completed = subprocess.run(command, env={**env, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True,
+                               timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads((tmp_path / "policy.json").read_text())["settings"]["OMP_WAIT_POLICY"] == "ACTIVE"
