@@ -74,11 +74,19 @@ def _scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return scores
 
 
+# Added to the scores of masked keys: far below any real score, so the row maximum is a real key's and their shifted
+# exponentials floor at EXP_FLOOR like those of the finfo.min a masked_fill_ would write, and far enough from the
+# float limits that adding a score to it never overflows (masked rows then come out the same, to the bit).
+MASKED_KEY_BIAS = -1e30
+
+
 def _masked_softmax_(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
     """In place: softmax over the keys (dim 2) of `(h, L, L, B)` scores; a query with no real key gets zeros."""
     length, batch = key_mask.shape
     visible = key_mask.view(1, 1, length, batch)
-    scores.masked_fill_(~visible, torch.finfo(scores.dtype).min)
+    # An added (L, B) bias, not masked_fill_: with a mask broadcast over heads and queries masked_fill_ is about 6x
+    # slower on a CPU (12 against 1.8 ms for 3.7 M scores, one thread).
+    scores.add_(key_mask.logical_not().to(scores.dtype).mul_(MASKED_KEY_BIAS).view(1, 1, length, batch))
     shifted_exp_(scores, 2)
     scores.div_(scores.sum(2, keepdim=True))
     return scores.mul_(visible)
