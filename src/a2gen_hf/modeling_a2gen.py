@@ -61,7 +61,7 @@ class A2GenModelOutput(ModelOutput):
         generation_context (`torch.FloatTensor` of shape `(batch_size, context_size)`): [user ; Vec_hist ; item],
             the context of CAM_gen.
         hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`): event embeddings
-            `(B, N, E, event_size)`, CAM_act outputs `(B, N, E, d)`, CAM_item inputs `(B, N, item_feature_size + d)`
+            `(B, N, E, event_size)` (as embedded, before any ``history_event_cross_layers``), CAM_act outputs `(B, N, E, d)`, CAM_item inputs `(B, N, item_feature_size + d)`
             and CAM_item outputs `(B, N, d)`.
         attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`): CAM_act probabilities
             `(B * N, heads, E, E)` (one row per history item; the tensor CAM_act used, so gradients reach it) and
