@@ -215,9 +215,11 @@ def test_train_and_compare_share_the_optimization_and_tracking_options():
     # The model options of compare are train's too (FeatureArguments), mapped once onto the config's fields.
     args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--time-loss", "l1", "--history-propensity",
                                 "--embedding-dropout", "0.1", "--head-dim", "32", "--time-buckets", "24",
-                                "--history-pooling", "sqrt", "--event-cross-layers", "2"])
+                                "--history-pooling", "sqrt", "--event-cross-layers", "2", "--event-item-moments",
+                                "48", "--event-moment-seconds", "0.5"])
     overrides = cli._feature_overrides(args)
     assert overrides["history_event_cross_layers"] == 2
+    assert (overrides["history_event_item_moments"], overrides["history_event_moment_seconds"]) == (48, 0.5)
     assert (overrides["time_loss"], overrides["history_propensity_features"], overrides["embedding_dropout_prob"]) == (
         "l1", True, 0.1
     )

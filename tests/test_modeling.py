@@ -14,6 +14,8 @@ from a2gen_hf import (
     ContextAwareAttention,
 )
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
+from a2gen_hf.modeling_a2gen import ItemMomentEmbedding
+from a2gen_hf.time_encoding import normalize_seconds
 
 GENERATORS = ["iag", "eag"]
 
@@ -556,6 +558,73 @@ def test_event_item_cross_layers_read_the_item_and_keep_both_layouts_equal(layer
     plain = A2GenForActionGeneration(tiny_config("iag"))
     assert plain.a2gen.encoder.event_cross is None
     assert not any("event_cross" in name for name in plain.state_dict())
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_item_moments_give_each_item_and_moment_a_vector_and_keep_both_layouts_equal(generator):
+    """history_event_item_moments: an event's vector follows its item and its moment; packed = padded, in values
+    and gradients; absent events and unknown times get none; the table is an id table (sparse with the others)."""
+    torch.manual_seed(0)
+    config = tiny_config(generator, history_event_item_moments=8, history_event_moment_seconds=2.0)
+    model = A2GenForActionGeneration(config).eval()
+    features = model.a2gen.features
+    moments = features.item_moments
+    assert moments.num_rows == config.item_buckets * 8 and not moments.hashed
+    assert moments.table in features.id_tables()
+    # Moments are floor(seconds / 2), capped at 7; rows are item * 8 + moment.
+    seconds = torch.tensor([0.0, 1.9, 2.0, 5.5, 15.9, 16.0, 1e5])
+    times = normalize_seconds(seconds, config.time_log_mean, config.time_log_std)
+    assert moments.moments(times).tolist() == [0, 0, 1, 2, 7, 7, 7]
+    assert moments.rows(torch.tensor([3]), times[:3].unsqueeze(0)).tolist() == [[24, 24, 25]]
+    # The same action at the same moment of two items: two vectors; a second's difference within a bucket: one.
+    items = torch.tensor([[3, 3, 4]])
+    at = normalize_seconds(torch.tensor([[[4.1, 5.9], [4.1, 6.1], [4.1, 6.1]]]), config.time_log_mean, config.time_log_std)
+    present = torch.ones(1, 3, 2, dtype=torch.bool)
+    vectors = features.item_moment_features(items, at, None, present)
+    assert torch.equal(vectors[0, 0, 0], vectors[0, 1, 0]) and torch.equal(vectors[0, 0, 1], vectors[0, 0, 0])
+    assert not torch.equal(vectors[0, 1, 1], vectors[0, 1, 0]) and not torch.equal(vectors[0, 2, 0], vectors[0, 1, 0])
+    absent = features.item_moment_features(items, at, torch.tensor([[[1, 0], [1, 1], [1, 1]]]), present & (items != 4).unsqueeze(-1))
+    assert not absent[0, 0, 1].any() and not absent[0, 2].any() and absent[0, 0, 0].any()
+    # Both layouts give the same outputs and gradients (the composed fast path is off: the events are formed).
+    batch = ragged_history(make_batch(config), left=False)
+    results = {}
+    for packed in (True, False):
+        model.zero_grad()
+        model.a2gen.pack_history_items = packed
+        out = model(**batch)
+        out.loss.backward()
+        results[packed] = (out, moments.table.weight.grad.clone())
+    (packed, packed_grad), (padded, padded_grad) = results[True], results[False]
+    torch.testing.assert_close(packed.logits, padded.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed_grad, padded_grad, atol=1e-5, rtol=1e-4)
+    assert packed_grad.abs().sum(-1).gt(0).sum() > 1  # rows of the batch's (item, moment) pairs were reached
+    # The vectors change the model's outputs.
+    with torch.no_grad():
+        moments.table.weight.zero_()
+    assert not torch.allclose(model(**batch).logits, padded.logits)
+    # Without the option the model is the paper's: no table.
+    assert A2GenForActionGeneration(tiny_config(generator)).a2gen.features.item_moments is None
+
+
+def test_item_moments_hash_large_tables_into_a_bounded_one(monkeypatch):
+    monkeypatch.setattr(ItemMomentEmbedding, "MAX_ROWS", 1000)
+    config = tiny_config("iag", history_event_item_moments=64)
+    moments = A2GenForActionGeneration(config).a2gen.features.item_moments
+    assert (moments.num_rows, moments.hashed) == (1000, True)
+    items = torch.arange(1, config.item_buckets).unsqueeze(-1)
+    times = normalize_seconds(torch.arange(64.0).expand(len(items), 64), config.time_log_mean, config.time_log_std)
+    rows = moments.rows(items, times)
+    assert int(rows.min()) >= 0 and int(rows.max()) < 1000
+    assert len(rows.unique()) > 0.5 * min(1000, rows.numel())  # spread over the table, not piled on a few rows
+
+
+def test_item_moments_refuse_bad_settings():
+    with pytest.raises(A2GenConfigError, match="history_event_item_moments=-1 must be an integer >= 0"):
+        tiny_config("iag", history_event_item_moments=-1)
+    with pytest.raises(A2GenConfigError, match="history_event_moment_seconds=0 must be > 0"):
+        tiny_config("iag", history_event_item_moments=4, history_event_moment_seconds=0)
+    with pytest.raises(A2GenConfigError, match="needs item ids, but use_id_embeddings=False"):
+        tiny_config("iag", history_event_item_moments=4, use_id_embeddings=False)
 
 
 def test_event_item_cross_layers_refuse_a_negative_count():

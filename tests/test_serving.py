@@ -71,6 +71,17 @@ def test_cached_scoring_with_event_item_cross_layers_equals_predict_actions(padd
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_cached_scoring_with_item_moments_equals_predict_actions(generator):
+    """The ranker's per-user level 1 adds the (item, moment) vectors as the model's forward does."""
+    model, config = build(generator, history_event_item_moments=16)
+    user = one_user(config, "left")
+    item_ids, item_side_ids = candidates(config, 20)
+    ranker = A2GenRanker(model)
+    cached = ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids)
+    assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
+
+
 def make_underflow(model, config):
     """History and candidate query parts of CAM_item that cancel (A[l, j] = -b[j], both spanning thousands of
     units): the true attention is uniform, but each factor alone is so sharp that the factored normaliser underflows."""

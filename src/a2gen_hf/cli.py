@@ -316,6 +316,8 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "time_loss": args.time_loss,
         "time_buckets": args.time_buckets,
         "history_event_cross_layers": args.event_cross_layers,
+        "history_event_item_moments": args.event_item_moments,
+        "history_event_moment_seconds": args.event_moment_seconds,
         **{name: getattr(args, name) for name in ("num_attention_heads", "head_dim") if getattr(args, name) is not None},
         **({} if args.embedding_init_std is None else {"initializer_range": args.embedding_init_std}),
         **({} if args.action_init_std is None else {"action_embedding_init_std": args.action_init_std}),

@@ -260,6 +260,10 @@ class FeatureArguments:
                                "buckets (0: the paper's continuous time encoding only)", 0)
     event_cross_layers: int = option("cross layers of each history event with its item before A2Gen's CAM_act "
                                      "(DCN-v2 style; 0: the paper's events; not in the paper)", 0)
+    event_item_moments: int = option("give each history event a learned vector for its item and the moment it "
+                                     "happened, in this many buckets of --event-moment-seconds (0: the paper's "
+                                     "events; not in the paper)", 0)
+    event_moment_seconds: float = option("width of a moment bucket of --event-item-moments, in seconds", 1.0)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "
                                   "(the sum over the square root of the count)", "sum", choices=HISTORY_POOLINGS)
     count_features: bool = option("give the networks the logistic regression's history count features "

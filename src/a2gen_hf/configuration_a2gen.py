@@ -342,6 +342,13 @@ class A2GenConfig(ActionSequenceConfig):
             their item only inside CAM_act's attention scores and its context residual; with layers, what an
             action at a given moment of an item means (which part of the video was on screen) can be read off
             before pooling. An option beyond the paper (docs/results.md (e)).
+        history_event_item_moments (`int`): moment buckets of the (item, moment) vectors: each history event gets a
+            learned vector for its item and the moment it happened, ``floor(seconds / history_event_moment_seconds)``
+            capped at this count minus one, added to its embedding before CAM_act. 0 (default) is the paper. With a
+            video's timeline, the vector learns what the video showed at that moment, which no side feature says. The
+            table has ``item_buckets x moments`` rows up to 2^20, hashed beyond. An option beyond the paper
+            (docs/model.md, docs/results.md (e)).
+        history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
         history_count_features (`bool`): also give the generator (and the baselines' towers) the count features of
@@ -418,6 +425,8 @@ class A2GenConfig(ActionSequenceConfig):
     aux_loss_weight: float | int = 0.1
     history_pooling: str = "sum"
     history_event_cross_layers: int = 0
+    history_event_item_moments: int = 0
+    history_event_moment_seconds: float | int = 1.0
     cam_gate_input: str = "context"
     occurrence_head: bool = False
     occurrence_loss_weight: float | int = 1.0
@@ -458,6 +467,21 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(
                 f"history_event_cross_layers={self.history_event_cross_layers!r} must be an integer >= 0 "
                 "(0: the paper's events; 1 or 2: cross layers of each event with its item)."
+            )
+        if isinstance(self.history_event_item_moments, bool) or self.history_event_item_moments < 0:
+            problems.append(
+                f"history_event_item_moments={self.history_event_item_moments!r} must be an integer >= 0 "
+                "(0: the paper's events; e.g. 64: a vector per item and second of its first minute)."
+            )
+        elif self.history_event_item_moments and not self.use_id_embeddings:
+            problems.append(
+                f"history_event_item_moments={self.history_event_item_moments} needs item ids, but "
+                "use_id_embeddings=False; set history_event_item_moments=0 or use_id_embeddings=True."
+            )
+        if not self.history_event_moment_seconds > 0:
+            problems.append(
+                f"history_event_moment_seconds={self.history_event_moment_seconds!r} must be > 0 (the width of a "
+                "moment bucket in seconds, e.g. 1.0)."
             )
         if self.head_dim is not None and (isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int)
                                           or self.head_dim < 1):

@@ -287,6 +287,12 @@ class A2GenFeatureEmbeddings(nn.Module):
             if self.num_user_side_lists
             else None
         )
+        # Beyond the paper (config.history_event_item_moments): a vector per (item, moment of an event in it).
+        self.item_moments = (
+            ItemMomentEmbedding(config, config.item_buckets + self.rare_id_buckets, sparse)
+            if config.history_event_item_moments
+            else None
+        )
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = width * (1 + self.num_item_side_features)
@@ -296,6 +302,8 @@ class A2GenFeatureEmbeddings(nn.Module):
         """The hashed-id ``nn.Embedding`` tables (items, users, item side features): the ones that may give sparse
         gradients. Tables moved to another engine (``a2gen_hf.torchrec_tables``) are not listed."""
         tables = [self.item_embeddings, self.user_embeddings, self.side_feature_embeddings]
+        if self.item_moments is not None:
+            tables.append(self.item_moments.table)
         return [table for table in tables if isinstance(table, nn.Embedding)]
 
     def _ids(self, table: nn.Embedding, ids: torch.LongTensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -334,6 +342,17 @@ class A2GenFeatureEmbeddings(nn.Module):
             summary[f"{name}_buckets_seen"] = int(seen.sum())
             summary[f"{name}_buckets_rare"] = int((rare & seen).sum())
         return summary
+
+    def item_moment_features(
+        self, item_ids: torch.LongTensor, times: torch.Tensor, time_mask: torch.Tensor | None, present: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        The (item, moment) vectors of a history's events (``config.history_event_item_moments``): `item_ids` `(...)`,
+        `times` / `time_mask` / `present` `(..., E)` -> `(..., E, event_size)`, zero where the event is absent or
+        its time unknown.
+        """
+        rows = item_ids if self.item_rows is None else self.item_rows[item_ids].long()
+        return self.item_moments(rows, times, time_mask, present)
 
     def item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`."""
@@ -819,6 +838,56 @@ class EventItemCross(nn.Module):
         for event_map, item_map in zip(self.event_maps, self.item_maps):
             crossed = events * (event_map(crossed) + item_map(item_features).unsqueeze(-2)) + crossed
         return crossed
+
+
+class ItemMomentEmbedding(nn.Module):
+    """
+    A learned vector per (item, moment of an event in it), added to the event's embedding before CAM_act (not in the
+    paper; off by default, ``config.history_event_item_moments``). The moment is the event's time in buckets of
+    ``config.history_event_moment_seconds`` seconds, the last bucket holding every later time: for a video, which
+    part of it was on screen when the action happened. What that part shows differs per item and is not in any side
+    feature, so it must be learned per item, as an id is: "a like 12 s into this video" gets a vector of its own.
+
+    The table has one row per (item row, moment) up to :attr:`MAX_ROWS` rows; beyond that the pairs are hashed into
+    :attr:`MAX_ROWS` rows (a multiplicative hash, stable across runs), as item ids are hashed into item rows.
+    Its rows start at N(0, initializer_range), like the id tables, and give sparse gradients with them.
+    """
+
+    MAX_ROWS = 1 << 20
+    # Knuth's multiplicative constant (2^32 / golden ratio): spreads consecutive (item, moment) keys over the rows.
+    HASH_MULTIPLIER = 2654435761
+
+    def __init__(self, config: A2GenConfig, item_rows: int, sparse: bool = False):
+        super().__init__()
+        self.num_moments = int(config.history_event_item_moments)
+        self.moment_seconds = float(config.history_event_moment_seconds)
+        self.time_log_mean, self.time_log_std = float(config.time_log_mean), float(config.time_log_std)
+        self.num_rows = min(item_rows * self.num_moments, self.MAX_ROWS)
+        self.hashed = item_rows * self.num_moments > self.MAX_ROWS
+        width = config.action_embedding_size + config.time_embedding_size
+        self.table = nn.Embedding(self.num_rows, width, sparse=sparse)
+
+    def moments(self, times: torch.Tensor) -> torch.Tensor:
+        """Normalised times `(...)` -> moment buckets `(...)` (int64): ``floor(seconds / moment_seconds)``, capped."""
+        seconds = denormalize_times(times.detach().float(), self.time_log_mean, self.time_log_std)
+        return (seconds / self.moment_seconds).floor().clamp(0, self.num_moments - 1).long()
+
+    def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
+        """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
+        keys = item_rows.unsqueeze(-1) * self.num_moments + self.moments(times)
+        return (keys * self.HASH_MULTIPLIER) % self.num_rows if self.hashed else keys
+
+    def forward(
+        self,
+        item_rows: torch.LongTensor,
+        times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        """`(...)` item rows, `(..., E)` times, time mask and presence -> `(..., E, width)`, zero where not both."""
+        known = present.bool() if time_mask is None else present.bool() & time_mask.bool()
+        vectors = self.table(self.rows(item_rows, times) * known)
+        return vectors * known.unsqueeze(-1).to(vectors.dtype)
 
 
 class HierarchicalSequenceEncoder(nn.Module):
@@ -1321,6 +1390,28 @@ class A2GenModel(A2GenPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.features.item_embeddings
 
+    def embed_events(
+        self,
+        item_ids: torch.LongTensor | None,
+        action_ids: torch.LongTensor,
+        action_times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """
+        The events `(..., E)` of history items `(...)` as CAM_act reads them -> `(..., E, De)`: the event embedding,
+        plus each event's (item, moment) vector with ``config.history_event_item_moments`` (then ``item_ids`` is
+        required). Absent events (action 0) are zero.
+        """
+        events = self.event_embedding(action_ids, action_times, time_mask)
+        if self.features.item_moments is None:
+            return events
+        if item_ids is None:
+            raise ValueError(
+                "This model reads (item, moment) vectors (config.history_event_item_moments="
+                f"{self.config.history_event_item_moments}): pass the history items' ids with their events."
+            )
+        return events + self.features.item_moment_features(item_ids, action_times, time_mask, action_ids != 0)
+
     def encode_packed_item_events(
         self,
         item_features: torch.Tensor,
@@ -1328,24 +1419,27 @@ class A2GenModel(A2GenPreTrainedModel):
         action_times: torch.Tensor,
         time_mask: torch.Tensor | None,
         event_mask: torch.Tensor,
+        item_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """
-        Level 1 on gathered items, as training runs it (ranking's ``encode_user`` calls it too): `(M, Fi)` features
-        and `(M, E)` events -> Seq `(M, d)`.
+        Level 1 on gathered items, as training runs it (ranking's ``encode_user`` calls it too): `(M, Fi)` features,
+        `(M, E)` events and `(M,)` item ids (needed with ``config.history_event_item_moments`` only) -> Seq `(M, d)`.
         """
         encoder = self.encoder
-        if encoder.pools_inside_attention(encoder.action_attention) and encoder.event_cross is None:
+        composable = encoder.event_cross is None and self.features.item_moments is None
+        if encoder.pools_inside_attention(encoder.action_attention) and composable:
             # CAM_act's sequence maps composed with the event embedding: the events are never formed.
             transposed = [None if values is None else values.t() for values in (action_ids, action_times, time_mask)]
             projected = self.event_embedding.linear_features_first(
                 *transposed, *encoder.action_attention.sequence_maps()
             )
             return encoder.pooled(encoder.action_attention, None, item_features, event_mask, projected)
-        event_embeddings = self.event_embedding(action_ids, action_times, time_mask)
+        event_embeddings = self.embed_events(item_ids, action_ids, action_times, time_mask)
         return encoder.encode_packed_items(item_features, event_embeddings, event_mask)
 
     def _packed_item_sequences(
         self,
+        history_item_ids: torch.LongTensor,
         history_item_features: torch.Tensor,
         history_action_ids: torch.LongTensor,
         history_action_times: torch.Tensor,
@@ -1373,8 +1467,14 @@ class A2GenModel(A2GenPreTrainedModel):
 
         time_mask = None if history_time_mask is None else gather(history_time_mask)
         item_features = history_item_features.reshape(batch * items, history_item_features.shape[-1]).index_select(0, rows)
+        item_ids = None if self.features.item_moments is None else history_item_ids.reshape(-1).index_select(0, rows)
         packed = _training_function(self, "level1", self.encode_packed_item_events)(
-            item_features, gather(history_action_ids) * flat_mask, gather(history_action_times), time_mask, flat_mask
+            item_features,
+            gather(history_action_ids) * flat_mask,
+            gather(history_action_times),
+            time_mask,
+            flat_mask,
+            item_ids,
         )
         scattered = packed.new_zeros(batch * items, packed.shape[-1]).index_put((rows,), packed)
         return scattered.view(batch, items, packed.shape[-1])
@@ -1416,8 +1516,8 @@ class A2GenModel(A2GenPreTrainedModel):
         history_item_features = self.features.item_features(history_item_ids, history_item_side_ids)
         if output_hidden_states or output_attentions or not self.pack_history_items:
             # The padded layout: every returned hidden state and attention is a tensor the computation used.
-            event_embeddings = self.event_embedding(
-                history_action_ids * event_mask, history_action_times, history_time_mask
+            event_embeddings = self.embed_events(
+                history_item_ids, history_action_ids * event_mask, history_action_times, history_time_mask
             )
             encoded = self.encoder(
                 history_item_features, event_embeddings, event_mask, history_mask, target_item_features
@@ -1425,6 +1525,7 @@ class A2GenModel(A2GenPreTrainedModel):
         else:
             # Real items only at level 1; level 2 without the positions that are padding in every example.
             item_sequences = self._packed_item_sequences(
+                history_item_ids,
                 history_item_features, history_action_ids, history_action_times, history_time_mask, event_mask
             )
             history_representation = _training_function(self, "level2", self.encoder.pool_history)(

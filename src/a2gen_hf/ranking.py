@@ -233,7 +233,9 @@ class A2GenUserProgram(nn.Module):
         features = encoder.features.item_features(history_item_ids[0], side_ids)
         actions = history_action_ids[0]
         time_mask = None if history_time_mask is None else history_time_mask[0]
-        sequences = encoder.encode_packed_item_events(features, actions, history_action_times[0], time_mask, actions != 0)
+        sequences = encoder.encode_packed_item_events(
+            features, actions, history_action_times[0], time_mask, actions != 0, history_item_ids[0]
+        )
         return encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
 
 
