@@ -149,10 +149,12 @@ def test_the_option_defaults_agree_with_the_library_settings():
     from a2gen_hf.cli_arguments import (
         HISTORY_POOLINGS,
         LR_SCHEDULES,
+        MOMENT_SOURCES,
         MIXED_PRECISIONS,
         MODEL_NAMES,
         PRESET_NAMES,
         DemoArguments,
+        FeatureArguments,
         OptimizationArguments,
         PrepareArguments,
         SimulateArguments,
@@ -169,6 +171,8 @@ def test_the_option_defaults_agree_with_the_library_settings():
     assert MODEL_NAMES == tuple(MODEL_CHOICES)
     assert (MIXED_PRECISIONS, LR_SCHEDULES) == (loop.MIXED_PRECISIONS, loop.LR_SCHEDULES)
     assert HISTORY_POOLINGS == configuration_a2gen.HISTORY_POOLINGS
+    assert MOMENT_SOURCES == configuration_a2gen.MOMENT_SOURCES
+    assert FeatureArguments().event_moment_source == configuration_a2gen.A2GenConfig().history_event_moment_source
     prepare = PrepareArguments()
     assert (prepare.session_gap_seconds, prepare.max_history_items, prepare.partition_rows) == (
         logs.DEFAULT_SESSION_GAP_SECONDS, logs.DEFAULT_MAX_HISTORY_ITEMS, logs.DEFAULT_PARTITION_ROWS
@@ -216,10 +220,11 @@ def test_train_and_compare_share_the_optimization_and_tracking_options():
     args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--time-loss", "l1", "--history-propensity",
                                 "--embedding-dropout", "0.1", "--head-dim", "32", "--time-buckets", "24",
                                 "--history-pooling", "sqrt", "--event-cross-layers", "2", "--event-item-moments",
-                                "48", "--event-moment-seconds", "0.5"])
+                                "48", "--event-moment-seconds", "0.5", "--event-moment-source", "table"])
     overrides = cli._feature_overrides(args)
     assert overrides["history_event_cross_layers"] == 2
     assert (overrides["history_event_item_moments"], overrides["history_event_moment_seconds"]) == (48, 0.5)
+    assert overrides["history_event_moment_source"] == "table"
     assert (overrides["time_loss"], overrides["history_propensity_features"], overrides["embedding_dropout_prob"]) == (
         "l1", True, 0.1
     )

@@ -14,7 +14,7 @@ from a2gen_hf import (
     ContextAwareAttention,
 )
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
-from a2gen_hf.modeling_a2gen import ItemMomentEmbedding
+from a2gen_hf.modeling_a2gen import ItemMomentDecoder, ItemMomentTable, event_moments
 from a2gen_hf.time_encoding import normalize_seconds
 
 GENERATORS = ["iag", "eag"]
@@ -560,30 +560,48 @@ def test_event_item_cross_layers_read_the_item_and_keep_both_layouts_equal(layer
     assert not any("event_cross" in name for name in plain.state_dict())
 
 
+def test_event_moments_are_buckets_of_seconds_capped():
+    config = tiny_config("iag", history_event_item_moments=8, history_event_moment_seconds=2.0)
+    seconds = torch.tensor([0.0, 1.9, 2.0, 5.5, 15.9, 16.0, 1e5])
+    times = normalize_seconds(seconds, config.time_log_mean, config.time_log_std)
+    assert event_moments(times, config).tolist() == [0, 0, 1, 2, 7, 7, 7]
+
+
+@pytest.mark.parametrize("source", ["item_features", "table"])
 @pytest.mark.parametrize("generator", ["iag", "eag"])
-def test_item_moments_give_each_item_and_moment_a_vector_and_keep_both_layouts_equal(generator):
+def test_item_moments_give_each_item_and_moment_a_vector_and_keep_both_layouts_equal(generator, source):
     """history_event_item_moments: an event's vector follows its item and its moment; packed = padded, in values
-    and gradients; absent events and unknown times get none; the table is an id table (sparse with the others)."""
+    and gradients; absent events and unknown times get none; the vectors change the outputs."""
     torch.manual_seed(0)
-    config = tiny_config(generator, history_event_item_moments=8, history_event_moment_seconds=2.0)
+    config = tiny_config(
+        generator, history_event_item_moments=8, history_event_moment_seconds=2.0, history_event_moment_source=source
+    )
     model = A2GenForActionGeneration(config).eval()
     features = model.a2gen.features
     moments = features.item_moments
-    assert moments.num_rows == config.item_buckets * 8 and not moments.hashed
-    assert moments.table in features.id_tables()
-    # Moments are floor(seconds / 2), capped at 7; rows are item * 8 + moment.
-    seconds = torch.tensor([0.0, 1.9, 2.0, 5.5, 15.9, 16.0, 1e5])
-    times = normalize_seconds(seconds, config.time_log_mean, config.time_log_std)
-    assert moments.moments(times).tolist() == [0, 0, 1, 2, 7, 7, 7]
-    assert moments.rows(torch.tensor([3]), times[:3].unsqueeze(0)).tolist() == [[24, 24, 25]]
-    # The same action at the same moment of two items: two vectors; a second's difference within a bucket: one.
+    if source == "table":
+        assert moments.num_rows == config.item_buckets * 8 and not moments.hashed
+        assert moments.table in features.id_tables()  # sparse with the id tables
+        # The rows start at zero (the model starts as the paper's); the checks below read learned (here random) rows.
+        assert not moments.table.weight.any()
+        with torch.no_grad():
+            moments.table.weight.normal_()
+        item_ids = torch.tensor([3])
+        z = normalize_seconds(torch.tensor([[0.5, 2.5, 4.5]]), config.time_log_mean, config.time_log_std)
+        assert moments.rows(item_ids, z).tolist() == [[24, 25, 26]]
+    else:
+        assert isinstance(moments, ItemMomentDecoder)
+        assert len(features.id_tables()) == 3  # not an id table: its gradients stay dense
+    # The same action at the same moment of two items: two vectors; two times in one bucket: one.
     items = torch.tensor([[3, 3, 4]])
+    item_features = features.item_features(items, torch.ones(1, 3, config.num_item_side_features, dtype=torch.long))
     at = normalize_seconds(torch.tensor([[[4.1, 5.9], [4.1, 6.1], [4.1, 6.1]]]), config.time_log_mean, config.time_log_std)
     present = torch.ones(1, 3, 2, dtype=torch.bool)
-    vectors = features.item_moment_features(items, at, None, present)
+    vectors = features.item_moment_features(items, item_features, at, None, present)
     assert torch.equal(vectors[0, 0, 0], vectors[0, 1, 0]) and torch.equal(vectors[0, 0, 1], vectors[0, 0, 0])
     assert not torch.equal(vectors[0, 1, 1], vectors[0, 1, 0]) and not torch.equal(vectors[0, 2, 0], vectors[0, 1, 0])
-    absent = features.item_moment_features(items, at, torch.tensor([[[1, 0], [1, 1], [1, 1]]]), present & (items != 4).unsqueeze(-1))
+    known = torch.tensor([[[1, 0], [1, 1], [1, 1]]])
+    absent = features.item_moment_features(items, item_features, at, known, present & (items != 4).unsqueeze(-1))
     assert not absent[0, 0, 1].any() and not absent[0, 2].any() and absent[0, 0, 0].any()
     # Both layouts give the same outputs and gradients (the composed fast path is off: the events are formed).
     batch = ragged_history(make_batch(config), left=False)
@@ -593,22 +611,26 @@ def test_item_moments_give_each_item_and_moment_a_vector_and_keep_both_layouts_e
         model.a2gen.pack_history_items = packed
         out = model(**batch)
         out.loss.backward()
-        results[packed] = (out, moments.table.weight.grad.clone())
-    (packed, packed_grad), (padded, padded_grad) = results[True], results[False]
+        grads = {name: p.grad.clone() for name, p in moments.named_parameters() if p.grad is not None}
+        results[packed] = (out, grads)
+    (packed, packed_grads), (padded, padded_grads) = results[True], results[False]
     torch.testing.assert_close(packed.logits, padded.logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(packed_grad, padded_grad, atol=1e-5, rtol=1e-4)
-    assert packed_grad.abs().sum(-1).gt(0).sum() > 1  # rows of the batch's (item, moment) pairs were reached
+    assert packed_grads.keys() == padded_grads.keys() and packed_grads
+    for name, grad in packed_grads.items():
+        torch.testing.assert_close(grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+        assert grad.abs().sum() > 0, name
     # The vectors change the model's outputs.
     with torch.no_grad():
-        moments.table.weight.zero_()
+        for parameter in moments.parameters():
+            parameter.zero_()
     assert not torch.allclose(model(**batch).logits, padded.logits)
-    # Without the option the model is the paper's: no table.
+    # Without the option the model is the paper's.
     assert A2GenForActionGeneration(tiny_config(generator)).a2gen.features.item_moments is None
 
 
-def test_item_moments_hash_large_tables_into_a_bounded_one(monkeypatch):
-    monkeypatch.setattr(ItemMomentEmbedding, "MAX_ROWS", 1000)
-    config = tiny_config("iag", history_event_item_moments=64)
+def test_item_moment_table_hashes_large_tables_into_a_bounded_one(monkeypatch):
+    monkeypatch.setattr(ItemMomentTable, "MAX_ROWS", 1000)
+    config = tiny_config("iag", history_event_item_moments=64, history_event_moment_source="table")
     moments = A2GenForActionGeneration(config).a2gen.features.item_moments
     assert (moments.num_rows, moments.hashed) == (1000, True)
     items = torch.arange(1, config.item_buckets).unsqueeze(-1)
@@ -623,8 +645,12 @@ def test_item_moments_refuse_bad_settings():
         tiny_config("iag", history_event_item_moments=-1)
     with pytest.raises(A2GenConfigError, match="history_event_moment_seconds=0 must be > 0"):
         tiny_config("iag", history_event_item_moments=4, history_event_moment_seconds=0)
-    with pytest.raises(A2GenConfigError, match="needs item ids, but use_id_embeddings=False"):
-        tiny_config("iag", history_event_item_moments=4, use_id_embeddings=False)
+    with pytest.raises(A2GenConfigError, match="history_event_moment_source='rows' is unknown"):
+        tiny_config("iag", history_event_item_moments=4, history_event_moment_source="rows")
+    with pytest.raises(A2GenConfigError, match="'table' needs item ids, but use_id_embeddings=False"):
+        tiny_config("iag", history_event_item_moments=4, history_event_moment_source="table", use_id_embeddings=False)
+    # The decoder reads the item's features, ids or not.
+    tiny_config("iag", history_event_item_moments=4, use_id_embeddings=False)
 
 
 def test_event_item_cross_layers_refuse_a_negative_count():

@@ -71,10 +71,14 @@ def test_cached_scoring_with_event_item_cross_layers_equals_predict_actions(padd
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
+@pytest.mark.parametrize("source", ["item_features", "table"])
 @pytest.mark.parametrize("generator", ["iag", "eag"])
-def test_cached_scoring_with_item_moments_equals_predict_actions(generator):
+def test_cached_scoring_with_item_moments_equals_predict_actions(generator, source):
     """The ranker's per-user level 1 adds the (item, moment) vectors as the model's forward does."""
-    model, config = build(generator, history_event_item_moments=16)
+    model, config = build(generator, history_event_item_moments=16, history_event_moment_source=source)
+    if source == "table":
+        with torch.no_grad():  # learned rows (the table starts at zero)
+            model.a2gen.features.item_moments.table.weight.normal_()
     user = one_user(config, "left")
     item_ids, item_side_ids = candidates(config, 20)
     ranker = A2GenRanker(model)

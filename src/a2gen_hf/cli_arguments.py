@@ -22,6 +22,7 @@ MODEL_NAMES = ("a2gen-iag", "a2gen-eag", "mmoe", "ple", "mmoe-fair", "ple-fair")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 HISTORY_POOLINGS = ("sum", "mean", "sqrt")
+MOMENT_SOURCES = ("item_features", "table")
 TIME_UNITS = ("s", "ms", "mmdd")
 REQUIRED = "required"
 
@@ -264,6 +265,9 @@ class FeatureArguments:
                                      "happened, in this many buckets of --event-moment-seconds (0: the paper's "
                                      "events; not in the paper)", 0)
     event_moment_seconds: float = option("width of a moment bucket of --event-item-moments, in seconds", 1.0)
+    event_moment_source: str = option("where the (item, moment) vectors come from: item_features (decoded from the "
+                                      "item's features) or table (a learned row per item and moment)",
+                                      "item_features", choices=MOMENT_SOURCES)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "
                                   "(the sum over the square root of the count)", "sum", choices=HISTORY_POOLINGS)
     count_features: bool = option("give the networks the logistic regression's history count features "

@@ -26,6 +26,7 @@ ECOMMERCE_ACTIONS = ["click", "collect", "cart", "buy", "leave"]
 PAD_ACTION = "<pad>"
 GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean", "sqrt")
+MOMENT_SOURCES = ("item_features", "table")
 TIME_LOSSES = ("mse", "l1")
 CAM_GATE_INPUTS = ("context", "projected")
 TIME_LOSS_REDUCTIONS = ("mean", "sum")
@@ -343,12 +344,15 @@ class A2GenConfig(ActionSequenceConfig):
             action at a given moment of an item means (which part of the video was on screen) can be read off
             before pooling. An option beyond the paper (docs/results.md (e)).
         history_event_item_moments (`int`): moment buckets of the (item, moment) vectors: each history event gets a
-            learned vector for its item and the moment it happened, ``floor(seconds / history_event_moment_seconds)``
-            capped at this count minus one, added to its embedding before CAM_act. 0 (default) is the paper. With a
-            video's timeline, the vector learns what the video showed at that moment, which no side feature says. The
-            table has ``item_buckets x moments`` rows up to 2^20, hashed beyond. An option beyond the paper
-            (docs/model.md, docs/results.md (e)).
+            vector for its item and the moment it happened, ``floor(seconds / history_event_moment_seconds)`` capped
+            at this count minus one, added to its embedding before CAM_act. 0 (default) is the paper. On a video's
+            timeline the vector can learn what the video showed at that moment, which no side feature says. An
+            option beyond the paper (docs/model.md, docs/results.md (e)).
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
+        history_event_moment_source (`str`): where the (item, moment) vectors come from: ``"item_features"``
+            (default; decoded from the item's features by a small network, ``ItemMomentDecoder``) or ``"table"``
+            (a learned row per (item, moment), ``ItemMomentTable``: ``item_buckets x moments`` rows up to 2^20,
+            hashed beyond; needs id embeddings).
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
         history_count_features (`bool`): also give the generator (and the baselines' towers) the count features of
@@ -427,6 +431,7 @@ class A2GenConfig(ActionSequenceConfig):
     history_event_cross_layers: int = 0
     history_event_item_moments: int = 0
     history_event_moment_seconds: float | int = 1.0
+    history_event_moment_source: str = "item_features"
     cam_gate_input: str = "context"
     occurrence_head: bool = False
     occurrence_loss_weight: float | int = 1.0
@@ -473,10 +478,15 @@ class A2GenConfig(ActionSequenceConfig):
                 f"history_event_item_moments={self.history_event_item_moments!r} must be an integer >= 0 "
                 "(0: the paper's events; e.g. 64: a vector per item and second of its first minute)."
             )
-        elif self.history_event_item_moments and not self.use_id_embeddings:
+        if self.history_event_moment_source not in MOMENT_SOURCES:
             problems.append(
-                f"history_event_item_moments={self.history_event_item_moments} needs item ids, but "
-                "use_id_embeddings=False; set history_event_item_moments=0 or use_id_embeddings=True."
+                f"history_event_moment_source={self.history_event_moment_source!r} is unknown; use one of "
+                f"{list(MOMENT_SOURCES)}."
+            )
+        elif self.history_event_item_moments and self.history_event_moment_source == "table" and not self.use_id_embeddings:
+            problems.append(
+                "history_event_moment_source='table' needs item ids, but use_id_embeddings=False; use "
+                "history_event_moment_source='item_features' or use_id_embeddings=True."
             )
         if not self.history_event_moment_seconds > 0:
             problems.append(

@@ -287,22 +287,23 @@ class A2GenFeatureEmbeddings(nn.Module):
             if self.num_user_side_lists
             else None
         )
+        item_feature_size = width * (1 + self.num_item_side_features)
         # Beyond the paper (config.history_event_item_moments): a vector per (item, moment of an event in it).
-        self.item_moments = (
-            ItemMomentEmbedding(config, config.item_buckets + self.rare_id_buckets, sparse)
-            if config.history_event_item_moments
-            else None
-        )
+        self.item_moments = None
+        if config.history_event_item_moments and config.history_event_moment_source == "table":
+            self.item_moments = ItemMomentTable(config, config.item_buckets + self.rare_id_buckets, sparse)
+        elif config.history_event_item_moments:
+            self.item_moments = ItemMomentDecoder(config, item_feature_size)
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.use_id_embeddings = config.use_id_embeddings
-        self.item_feature_size = width * (1 + self.num_item_side_features)
+        self.item_feature_size = item_feature_size
         self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
 
     def id_tables(self) -> list[nn.Embedding]:
         """The hashed-id ``nn.Embedding`` tables (items, users, item side features): the ones that may give sparse
         gradients. Tables moved to another engine (``a2gen_hf.torchrec_tables``) are not listed."""
         tables = [self.item_embeddings, self.user_embeddings, self.side_feature_embeddings]
-        if self.item_moments is not None:
+        if isinstance(self.item_moments, ItemMomentTable):
             tables.append(self.item_moments.table)
         return [table for table in tables if isinstance(table, nn.Embedding)]
 
@@ -344,15 +345,28 @@ class A2GenFeatureEmbeddings(nn.Module):
         return summary
 
     def item_moment_features(
-        self, item_ids: torch.LongTensor, times: torch.Tensor, time_mask: torch.Tensor | None, present: torch.Tensor
+        self,
+        item_ids: torch.LongTensor | None,
+        item_features: torch.Tensor,
+        times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        present: torch.Tensor,
     ) -> torch.Tensor:
         """
-        The (item, moment) vectors of a history's events (``config.history_event_item_moments``): `item_ids` `(...)`,
-        `times` / `time_mask` / `present` `(..., E)` -> `(..., E, event_size)`, zero where the event is absent or
-        its time unknown.
+        The (item, moment) vectors of history events (``config.history_event_item_moments``): the items' ids `(...)`
+        (read by the ``"table"`` source only) and features `(..., Fi)`, the events' times, time mask and presence
+        `(..., E)` -> `(..., E, event_size)`, zero where the event is absent or its time unknown.
         """
+        known = present.bool() if time_mask is None else present.bool() & time_mask.bool()
+        if isinstance(self.item_moments, ItemMomentDecoder):
+            return self.item_moments(item_features, times, known)
+        if item_ids is None:
+            raise ValueError(
+                "This model reads a table of (item, moment) vectors (history_event_moment_source='table'): pass the "
+                "history items' ids with their events."
+            )
         rows = item_ids if self.item_rows is None else self.item_rows[item_ids].long()
-        return self.item_moments(rows, times, time_mask, present)
+        return self.item_moments(rows, times, known)
 
     def item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`."""
@@ -840,17 +854,56 @@ class EventItemCross(nn.Module):
         return crossed
 
 
-class ItemMomentEmbedding(nn.Module):
+def event_moments(times: torch.Tensor, config: A2GenConfig) -> torch.LongTensor:
     """
-    A learned vector per (item, moment of an event in it), added to the event's embedding before CAM_act (not in the
-    paper; off by default, ``config.history_event_item_moments``). The moment is the event's time in buckets of
-    ``config.history_event_moment_seconds`` seconds, the last bucket holding every later time: for a video, which
-    part of it was on screen when the action happened. What that part shows differs per item and is not in any side
-    feature, so it must be learned per item, as an id is: "a like 12 s into this video" gets a vector of its own.
+    Normalised event times `(...)` -> moment buckets `(...)` (int64): ``floor(seconds / history_event_moment_seconds)``,
+    capped at ``history_event_item_moments - 1`` (seconds read back with the config's time statistics).
+    """
+    seconds = denormalize_times(times.detach().float(), float(config.time_log_mean), float(config.time_log_std))
+    return (seconds / float(config.history_event_moment_seconds)).floor().clamp(0, config.history_event_item_moments - 1).long()
 
-    The table has one row per (item row, moment) up to :attr:`MAX_ROWS` rows; beyond that the pairs are hashed into
-    :attr:`MAX_ROWS` rows (a multiplicative hash, stable across runs), as item ids are hashed into item rows.
-    Its rows start at N(0, initializer_range), like the id tables, and give sparse gradients with them.
+
+class ItemMomentDecoder(nn.Module):
+    """
+    The (item, moment) vector of a history event, decoded from its item's features (not in the paper; off by
+    default; ``config.history_event_item_moments`` with ``history_event_moment_source="item_features"``, the
+    default source): ``v = W_out relu(W_item item + m_t + b)``, with ``m_t`` a learned vector per moment bucket
+    (:func:`event_moments`) and a hidden width of twice ``hidden_size``. It is added to the event's embedding before
+    CAM_act.
+
+    Why: the paper's event is its time and action; its item enters CAM_act only through the attention scores, the
+    gate and the residual, so "a like 12 s into this video" means the same for every video. What a video shows at a
+    moment is a property of the item that no side feature may carry; the decoder reads it off the item's features
+    (its id embedding, learned from every use of the item), so every event of an item teaches the same weights.
+    The moment vectors start at N(0, 1), the linear maps as every linear map of the model.
+    """
+
+    def __init__(self, config: A2GenConfig, item_feature_size: int):
+        super().__init__()
+        self.config = config
+        hidden = 2 * config.hidden_size
+        self.item_map = nn.Linear(item_feature_size, hidden)
+        self.moment_embeddings = nn.Embedding(config.history_event_item_moments, hidden)
+        self.moment_embeddings.init_std = 1.0  # read by A2GenPreTrainedModel._init_weights
+        self.output = nn.Linear(hidden, config.action_embedding_size + config.time_embedding_size)
+
+    def forward(self, item_features: torch.Tensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """`(..., Fi)` item features, `(..., E)` times and known-event mask -> `(..., E, event_size)`, zero where not
+        known. The item's part is computed once per item."""
+        moments = self.moment_embeddings(event_moments(times, self.config))
+        vectors = self.output(torch.relu(self.item_map(item_features).unsqueeze(-2) + moments))
+        return vectors * known.unsqueeze(-1).to(vectors.dtype)
+
+
+class ItemMomentTable(nn.Module):
+    """
+    The (item, moment) vector of a history event as a row of its own (``history_event_moment_source="table"``):
+    one row per (item row, moment bucket) up to :attr:`MAX_ROWS` rows, hashed into :attr:`MAX_ROWS` rows beyond (a
+    multiplicative hash, stable across runs), as item ids are hashed into item rows. The rows start at zero (the model
+    starts as the paper's) and are an id table: sparse gradients with the others, the embedding learning rate.
+
+    Each row learns from the events at one moment of one item only, so it needs far more data than the decoder;
+    on the simulator at 100k examples it memorises (docs/results.md (e)).
     """
 
     MAX_ROWS = 1 << 20
@@ -859,33 +912,20 @@ class ItemMomentEmbedding(nn.Module):
 
     def __init__(self, config: A2GenConfig, item_rows: int, sparse: bool = False):
         super().__init__()
+        self.config = config
         self.num_moments = int(config.history_event_item_moments)
-        self.moment_seconds = float(config.history_event_moment_seconds)
-        self.time_log_mean, self.time_log_std = float(config.time_log_mean), float(config.time_log_std)
         self.num_rows = min(item_rows * self.num_moments, self.MAX_ROWS)
         self.hashed = item_rows * self.num_moments > self.MAX_ROWS
-        width = config.action_embedding_size + config.time_embedding_size
-        self.table = nn.Embedding(self.num_rows, width, sparse=sparse)
-
-    def moments(self, times: torch.Tensor) -> torch.Tensor:
-        """Normalised times `(...)` -> moment buckets `(...)` (int64): ``floor(seconds / moment_seconds)``, capped."""
-        seconds = denormalize_times(times.detach().float(), self.time_log_mean, self.time_log_std)
-        return (seconds / self.moment_seconds).floor().clamp(0, self.num_moments - 1).long()
+        self.table = nn.Embedding(self.num_rows, config.action_embedding_size + config.time_embedding_size, sparse=sparse)
+        self.table.init_std = 0.0  # read by A2GenPreTrainedModel._init_weights: the rows start at zero
 
     def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
         """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
-        keys = item_rows.unsqueeze(-1) * self.num_moments + self.moments(times)
+        keys = item_rows.unsqueeze(-1) * self.num_moments + event_moments(times, self.config)
         return (keys * self.HASH_MULTIPLIER) % self.num_rows if self.hashed else keys
 
-    def forward(
-        self,
-        item_rows: torch.LongTensor,
-        times: torch.Tensor,
-        time_mask: torch.Tensor | None,
-        present: torch.Tensor,
-    ) -> torch.Tensor:
-        """`(...)` item rows, `(..., E)` times, time mask and presence -> `(..., E, width)`, zero where not both."""
-        known = present.bool() if time_mask is None else present.bool() & time_mask.bool()
+    def forward(self, item_rows: torch.LongTensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """`(...)` item rows, `(..., E)` times and known-event mask -> `(..., E, event_size)`, zero where not known."""
         vectors = self.table(self.rows(item_rows, times) * known)
         return vectors * known.unsqueeze(-1).to(vectors.dtype)
 
@@ -1393,24 +1433,23 @@ class A2GenModel(A2GenPreTrainedModel):
     def embed_events(
         self,
         item_ids: torch.LongTensor | None,
+        item_features: torch.Tensor,
         action_ids: torch.LongTensor,
         action_times: torch.Tensor,
         time_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """
-        The events `(..., E)` of history items `(...)` as CAM_act reads them -> `(..., E, De)`: the event embedding,
-        plus each event's (item, moment) vector with ``config.history_event_item_moments`` (then ``item_ids`` is
-        required). Absent events (action 0) are zero.
+        The events `(..., E)` of history items (ids `(...)`, features `(..., Fi)`) as CAM_act reads them ->
+        `(..., E, De)`: the event embedding, plus each event's (item, moment) vector with
+        ``config.history_event_item_moments`` (:meth:`A2GenFeatureEmbeddings.item_moment_features`). Absent events
+        (action 0) are zero.
         """
         events = self.event_embedding(action_ids, action_times, time_mask)
         if self.features.item_moments is None:
             return events
-        if item_ids is None:
-            raise ValueError(
-                "This model reads (item, moment) vectors (config.history_event_item_moments="
-                f"{self.config.history_event_item_moments}): pass the history items' ids with their events."
-            )
-        return events + self.features.item_moment_features(item_ids, action_times, time_mask, action_ids != 0)
+        return events + self.features.item_moment_features(
+            item_ids, item_features, action_times, time_mask, action_ids != 0
+        )
 
     def encode_packed_item_events(
         self,
@@ -1423,7 +1462,7 @@ class A2GenModel(A2GenPreTrainedModel):
     ) -> torch.Tensor:
         """
         Level 1 on gathered items, as training runs it (ranking's ``encode_user`` calls it too): `(M, Fi)` features,
-        `(M, E)` events and `(M,)` item ids (needed with ``config.history_event_item_moments`` only) -> Seq `(M, d)`.
+        `(M, E)` events and `(M,)` item ids (read by ``history_event_moment_source="table"`` only) -> Seq `(M, d)`.
         """
         encoder = self.encoder
         composable = encoder.event_cross is None and self.features.item_moments is None
@@ -1434,7 +1473,7 @@ class A2GenModel(A2GenPreTrainedModel):
                 *transposed, *encoder.action_attention.sequence_maps()
             )
             return encoder.pooled(encoder.action_attention, None, item_features, event_mask, projected)
-        event_embeddings = self.embed_events(item_ids, action_ids, action_times, time_mask)
+        event_embeddings = self.embed_events(item_ids, item_features, action_ids, action_times, time_mask)
         return encoder.encode_packed_items(item_features, event_embeddings, event_mask)
 
     def _packed_item_sequences(
@@ -1517,7 +1556,8 @@ class A2GenModel(A2GenPreTrainedModel):
         if output_hidden_states or output_attentions or not self.pack_history_items:
             # The padded layout: every returned hidden state and attention is a tensor the computation used.
             event_embeddings = self.embed_events(
-                history_item_ids, history_action_ids * event_mask, history_action_times, history_time_mask
+                history_item_ids, history_item_features, history_action_ids * event_mask, history_action_times,
+                history_time_mask,
             )
             encoded = self.encoder(
                 history_item_features, event_embeddings, event_mask, history_mask, target_item_features
