@@ -146,6 +146,9 @@ VARIANTS = {
     # The recipe with one cross layer of each history event with its item before CAM_act (beyond the paper:
     # `history_event_cross_layers`, docs/results.md (e)).
     "paper-inputs-cross1": variant(PAPER_INPUTS, overrides={"history_event_cross_layers": 1}),
+    # The recipe with an (item, moment) vector per history event, decoded from the item's features, 64 buckets of
+    # one second (beyond the paper: `history_event_item_moments`, docs/results.md (e)).
+    "paper-inputs-moments64": variant(PAPER_INPUTS, overrides={"history_event_item_moments": 64}),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.
