@@ -149,9 +149,9 @@ def test_the_option_defaults_agree_with_the_library_settings():
     from a2gen_hf.cli_arguments import (
         HISTORY_POOLINGS,
         LR_SCHEDULES,
-        MOMENT_SOURCES,
         MIXED_PRECISIONS,
         MODEL_NAMES,
+        MOMENT_SOURCES,
         PRESET_NAMES,
         DemoArguments,
         FeatureArguments,
