@@ -288,12 +288,14 @@ class A2GenFeatureEmbeddings(nn.Module):
             else None
         )
         item_feature_size = width * (1 + self.num_item_side_features)
-        # Beyond the paper (config.history_event_item_moments): a vector per (item, moment of an event in it).
+        # Beyond the paper (A2GenConfig.history_event_item_moments; the baselines' configs have no such field): a
+        # vector per (item, moment of an event in it).
         self.item_moments = None
-        if config.history_event_item_moments and config.history_event_moment_source == "table":
-            self.item_moments = ItemMomentTable(config, config.item_buckets + self.rare_id_buckets, sparse)
-        elif config.history_event_item_moments:
-            self.item_moments = ItemMomentDecoder(config, item_feature_size)
+        if getattr(config, "history_event_item_moments", 0):
+            if config.history_event_moment_source == "table":
+                self.item_moments = ItemMomentTable(config, config.item_buckets + self.rare_id_buckets, sparse)
+            else:
+                self.item_moments = ItemMomentDecoder(config, item_feature_size)
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = item_feature_size
