@@ -14,7 +14,7 @@ from a2gen_hf import (
     ContextAwareAttention,
 )
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
-from a2gen_hf.modeling_a2gen import ItemMomentDecoder, ItemMomentTable, event_moments
+from a2gen_hf.modeling_a2gen import EventMoments, ItemMomentDecoder, ItemMomentTable
 from a2gen_hf.time_encoding import normalize_seconds
 
 GENERATORS = ["iag", "eag"]
@@ -564,7 +564,7 @@ def test_event_moments_are_buckets_of_seconds_capped():
     config = tiny_config("iag", history_event_item_moments=8, history_event_moment_seconds=2.0)
     seconds = torch.tensor([0.0, 1.9, 2.0, 5.5, 15.9, 16.0, 1e5])
     times = normalize_seconds(seconds, config.time_log_mean, config.time_log_std)
-    assert event_moments(times, config).tolist() == [0, 0, 1, 2, 7, 7, 7]
+    assert EventMoments.from_config(config)(times).tolist() == [0, 0, 1, 2, 7, 7, 7]
 
 
 @pytest.mark.parametrize("source", ["item_features", "table"])

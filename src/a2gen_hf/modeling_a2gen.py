@@ -61,8 +61,9 @@ class A2GenModelOutput(ModelOutput):
         generation_context (`torch.FloatTensor` of shape `(batch_size, context_size)`): [user ; Vec_hist ; item],
             the context of CAM_gen.
         hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`): event embeddings
-            `(B, N, E, event_size)` (as embedded, before any ``history_event_cross_layers``), CAM_act outputs `(B, N, E, d)`, CAM_item inputs `(B, N, item_feature_size + d)`
-            and CAM_item outputs `(B, N, d)`.
+            `(B, N, E, event_size)` (as embedded, with the (item, moment) vectors of ``history_event_item_moments``
+            added, before any ``history_event_cross_layers``), CAM_act outputs `(B, N, E, d)`, CAM_item inputs
+            `(B, N, item_feature_size + d)` and CAM_item outputs `(B, N, d)`.
         attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`): CAM_act probabilities
             `(B * N, heads, E, E)` (one row per history item; the tensor CAM_act used, so gradients reach it) and
             CAM_item probabilities `(B, heads, N, N)`.
@@ -856,13 +857,32 @@ class EventItemCross(nn.Module):
         return crossed
 
 
-def event_moments(times: torch.Tensor, config: A2GenConfig) -> torch.LongTensor:
+@dataclass(frozen=True)
+class EventMoments:
     """
-    Normalised event times `(...)` -> moment buckets `(...)` (int64): ``floor(seconds / history_event_moment_seconds)``,
-    capped at ``history_event_item_moments - 1`` (seconds read back with the config's time statistics).
+    An event's moment bucket: ``floor(seconds / seconds_per_moment)``, capped at ``count - 1``, with the seconds read
+    back from normalised times with the tokenizer's statistics (``config.history_event_item_moments`` and
+    ``history_event_moment_seconds``).
     """
-    seconds = denormalize_times(times.detach().float(), float(config.time_log_mean), float(config.time_log_std))
-    return (seconds / float(config.history_event_moment_seconds)).floor().clamp(0, config.history_event_item_moments - 1).long()
+
+    count: int
+    seconds_per_moment: float
+    time_log_mean: float
+    time_log_std: float
+
+    @classmethod
+    def from_config(cls, config: A2GenConfig) -> EventMoments:
+        return cls(
+            int(config.history_event_item_moments),
+            float(config.history_event_moment_seconds),
+            float(config.time_log_mean),
+            float(config.time_log_std),
+        )
+
+    def __call__(self, times: torch.Tensor) -> torch.LongTensor:
+        """Normalised times `(...)` -> moment buckets `(...)` (int64)."""
+        seconds = denormalize_times(times.detach().float(), self.time_log_mean, self.time_log_std)
+        return (seconds / self.seconds_per_moment).floor().clamp(0, self.count - 1).long()
 
 
 class ItemMomentDecoder(nn.Module):
@@ -870,7 +890,7 @@ class ItemMomentDecoder(nn.Module):
     The (item, moment) vector of a history event, decoded from its item's features (not in the paper; off by
     default; ``config.history_event_item_moments`` with ``history_event_moment_source="item_features"``, the
     default source): ``v = W_out relu(W_item item + m_t + b)``, with ``m_t`` a learned vector per moment bucket
-    (:func:`event_moments`) and a hidden width of twice ``hidden_size``. It is added to the event's embedding before
+    (:class:`EventMoments`) and a hidden width of twice ``hidden_size``. It is added to the event's embedding before
     CAM_act.
 
     Why: the paper's event is its time and action; its item enters CAM_act only through the attention scores, the
@@ -882,7 +902,7 @@ class ItemMomentDecoder(nn.Module):
 
     def __init__(self, config: A2GenConfig, item_feature_size: int):
         super().__init__()
-        self.config = config
+        self.moments = EventMoments.from_config(config)
         hidden = 2 * config.hidden_size
         self.item_map = nn.Linear(item_feature_size, hidden)
         self.moment_embeddings = nn.Embedding(config.history_event_item_moments, hidden)
@@ -892,7 +912,7 @@ class ItemMomentDecoder(nn.Module):
     def forward(self, item_features: torch.Tensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """`(..., Fi)` item features, `(..., E)` times and known-event mask -> `(..., E, event_size)`, zero where not
         known. The item's part is computed once per item."""
-        moments = self.moment_embeddings(event_moments(times, self.config))
+        moments = self.moment_embeddings(self.moments(times))
         vectors = self.output(torch.relu(self.item_map(item_features).unsqueeze(-2) + moments))
         return vectors * known.unsqueeze(-1).to(vectors.dtype)
 
@@ -914,8 +934,8 @@ class ItemMomentTable(nn.Module):
 
     def __init__(self, config: A2GenConfig, item_rows: int, sparse: bool = False):
         super().__init__()
-        self.config = config
-        self.num_moments = int(config.history_event_item_moments)
+        self.moments = EventMoments.from_config(config)
+        self.num_moments = self.moments.count
         self.num_rows = min(item_rows * self.num_moments, self.MAX_ROWS)
         self.hashed = item_rows * self.num_moments > self.MAX_ROWS
         self.table = nn.Embedding(self.num_rows, config.action_embedding_size + config.time_embedding_size, sparse=sparse)
@@ -923,7 +943,7 @@ class ItemMomentTable(nn.Module):
 
     def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
         """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
-        keys = item_rows.unsqueeze(-1) * self.num_moments + event_moments(times, self.config)
+        keys = item_rows.unsqueeze(-1) * self.num_moments + self.moments(times)
         return (keys * self.HASH_MULTIPLIER) % self.num_rows if self.hashed else keys
 
     def forward(self, item_rows: torch.LongTensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
