@@ -347,6 +347,10 @@ class A2GenFeatureEmbeddings(nn.Module):
             summary[f"{name}_buckets_rare"] = int((rare & seen).sum())
         return summary
 
+    def item_table_rows(self, item_ids: torch.LongTensor) -> torch.LongTensor:
+        """Item hash buckets `(...)` -> the item table's rows they read `(...)` (their own, or a shared rare row)."""
+        return item_ids if self.item_rows is None else self.item_rows[item_ids].long()
+
     def item_moment_features(
         self,
         item_ids: torch.LongTensor | None,
@@ -368,8 +372,7 @@ class A2GenFeatureEmbeddings(nn.Module):
                 "This model reads a table of (item, moment) vectors (history_event_moment_source='table'): pass the "
                 "history items' ids with their events."
             )
-        rows = item_ids if self.item_rows is None else self.item_rows[item_ids].long()
-        return self.item_moments(rows, times, known)
+        return self.item_moments(self.item_table_rows(item_ids), times, known)
 
     def item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`."""
@@ -395,8 +398,7 @@ class A2GenFeatureEmbeddings(nn.Module):
                 "(batch, lists, length), or use a config with num_user_side_lists=0."
             )
         present = (user_side_ids != 0).unsqueeze(-1).to(self.item_embeddings.weight.dtype)
-        side_rows = user_side_ids if self.item_rows is None else self.item_rows[user_side_ids].long()
-        pooled = (self.item_embeddings(side_rows) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
+        pooled = (self.item_embeddings(self.item_table_rows(user_side_ids)) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
         return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
 
 
@@ -935,15 +937,14 @@ class ItemMomentTable(nn.Module):
     def __init__(self, config: A2GenConfig, item_rows: int, sparse: bool = False):
         super().__init__()
         self.moments = EventMoments.from_config(config)
-        self.num_moments = self.moments.count
-        self.num_rows = min(item_rows * self.num_moments, self.MAX_ROWS)
-        self.hashed = item_rows * self.num_moments > self.MAX_ROWS
+        self.num_rows = min(item_rows * self.moments.count, self.MAX_ROWS)
+        self.hashed = item_rows * self.moments.count > self.MAX_ROWS
         self.table = nn.Embedding(self.num_rows, config.action_embedding_size + config.time_embedding_size, sparse=sparse)
         self.table.init_std = 0.0  # read by A2GenPreTrainedModel._init_weights: the rows start at zero
 
     def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
         """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
-        keys = item_rows.unsqueeze(-1) * self.num_moments + self.moments(times)
+        keys = item_rows.unsqueeze(-1) * self.moments.count + self.moments(times)
         return (keys * self.HASH_MULTIPLIER) % self.num_rows if self.hashed else keys
 
     def forward(self, item_rows: torch.LongTensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -1528,7 +1529,9 @@ class A2GenModel(A2GenPreTrainedModel):
 
         time_mask = None if history_time_mask is None else gather(history_time_mask)
         item_features = history_item_features.reshape(batch * items, history_item_features.shape[-1]).index_select(0, rows)
-        item_ids = None if self.features.item_moments is None else history_item_ids.reshape(-1).index_select(0, rows)
+        # Only the moment table reads the ids (the other paths read the features).
+        reads_ids = isinstance(self.features.item_moments, ItemMomentTable)
+        item_ids = history_item_ids.reshape(-1).index_select(0, rows) if reads_ids else None
         packed = _training_function(self, "level1", self.encode_packed_item_events)(
             item_features,
             gather(history_action_ids) * flat_mask,
