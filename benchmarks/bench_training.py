@@ -47,6 +47,8 @@ from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration
 from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
 from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
+from a2gen_hf import host_memory  # noqa: E402
+from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
 
 MODELS: dict[str, Callable[..., torch.nn.Module]] = {
@@ -176,7 +178,11 @@ def input_pipeline(tokenizer, config: A2GenConfig, args: argparse.Namespace) -> 
 
 
 def training_step(name: str, updates: str, sizes: dict, batch, args, compile_training: bool = False):
-    """A model of ``name`` in training mode, its optimizer as ``a2gen train`` creates it, and one step on ``batch``."""
+    """
+    A model of ``name`` in training mode, its optimizer as ``a2gen train`` creates it, and one step on ``batch``; the
+    host allocator kept as training keeps it (``a2gen_hf.host_memory``; ``A2GEN_KEEP_FREED_HOST_MEMORY=0``: not).
+    """
+    keep_freed_host_memory()
     torch.manual_seed(0)
     config_sizes = {**sizes, "max_history_items": args.history_items, "max_events_per_item": args.events}
     if compile_training:
@@ -310,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
         "command": " ".join(["python", *sys.argv]),
         **{name: os.environ.get(name) for name in (*bench_environment.RECORDED, "OMP_NUM_THREADS")},
+        "keep_freed_host_memory": host_memory.wanted(),
     }
     print("settings:", json.dumps(settings), flush=True)
     peak = matmul_peak()

@@ -36,6 +36,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
 from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
+from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
 
 MODELS = {"iag": A2GenForActionGeneration, "eag": A2GenForActionGeneration, "mmoe": MMoEForActionPrediction,
@@ -119,7 +120,8 @@ def main() -> None:
         fields["compile_training"] = True
     config = CONFIGS[args.model](**fields)
     model = MODELS[args.model](config).train()
-    # The optimizer and embedding updates of `a2gen train`.
+    # The optimizer, embedding updates and host allocator of `a2gen train`.
+    keep_freed_host_memory()
     training = TrainingSettings(output_dir="", sparse_embeddings=args.updates == "sparse")
     configure_embedding_updates(model, training)
     optimizer = create_optimizer(model, training)

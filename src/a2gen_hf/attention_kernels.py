@@ -122,6 +122,9 @@ class PooledShortAttention(torch.autograd.Function):
     def backward(ctx, grad_pooled):
         projected, queries, probabilities, column_weights, query_weights = ctx.saved_tensors
         keys, values = projected[1], projected[2]
+        # The caller's permuted output gives a gradient strided along the batch; every product below broadcasts it
+        # over positions, which runs several times faster with the batch contiguous (as every other operand is).
+        grad_pooled = grad_pooled.contiguous()
         length, batch = query_weights.shape
         grad = torch.empty_like(projected)
         grad_queries, grad_keys, grad_values = grad.unbind(0)
@@ -160,4 +163,6 @@ def pooled_short_attention(
     """
     dtype = torch.promote_types(projected.dtype, torch.float32)
     mask = mask.bool()
-    return PooledShortAttention.apply(projected.to(dtype), context_queries.to(dtype), mask, mask.to(dtype), scale)
+    # Contiguous context queries (callers pass a transposed view): they are broadcast over every position.
+    context_queries = context_queries.to(dtype).contiguous()
+    return PooledShortAttention.apply(projected.to(dtype), context_queries, mask, mask.to(dtype), scale)

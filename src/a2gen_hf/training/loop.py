@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator
+from ..host_memory import keep_freed_host_memory
 from ..metrics import ORACLE_COLUMNS, evaluate_model
 from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
 from .checkpointing import (  # noqa: F401  (re-exported: their old home)
@@ -468,6 +469,7 @@ def _train(
     """
     accelerator = accelerator or make_accelerator(settings)
     _check_accelerator(accelerator, settings)
+    keep_freed_host_memory()  # every step's large temporaries reuse memory instead of being page-faulted anew
     set_seed(settings.seed)
     _check_run(train_dataset, settings, eval_dataset)
     if accelerator.is_main_process:

@@ -26,6 +26,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from ..configuration_a2gen import A2GenConfig
+from ..host_memory import keep_freed_host_memory
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
 from .loop import embedding_and_dense_groups
@@ -174,7 +175,11 @@ class A2GenTrainer(Trainer):
         return self.optimizer
 
     def train(self, *args: Any, **kwargs: Any):
-        """``Trainer.train``; the id tables are switched back to the model's own setting afterwards."""
+        """
+        ``Trainer.train``; the id tables are switched back to the model's own setting afterwards. Large freed host
+        memory is kept for reuse (:func:`~a2gen_hf.host_memory.keep_freed_host_memory`).
+        """
+        keep_freed_host_memory()
         own_setting = bool(getattr(self.model.config, "sparse_embeddings", False))
         try:
             return super().train(*args, **kwargs)
