@@ -149,6 +149,12 @@ VARIANTS = {
     # The recipe with an (item, moment) vector per history event, decoded from the item's features, 64 buckets of
     # one second (beyond the paper: `history_event_item_moments`, docs/results.md (e)).
     "paper-inputs-moments64": variant(PAPER_INPUTS, overrides={"history_event_item_moments": 64}),
+    # The recipe with the embedding tables at 3e-3 (the dense weights stay at 1e-3), alone and with the decoded (item,
+    # moment) vectors: the pair that lifted the simulator at 1M (docs/results.md (e)).
+    "paper-inputs-elr3e-3": variant(PAPER_INPUTS, training={"embedding_learning_rate": 3e-3}),
+    "paper-inputs-moments64-elr3e-3": variant(
+        PAPER_INPUTS, overrides={"history_event_item_moments": 64}, training={"embedding_learning_rate": 3e-3}
+    ),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.

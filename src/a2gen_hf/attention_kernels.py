@@ -100,7 +100,7 @@ class PooledShortAttention(torch.autograd.Function):
     Inputs: ``projected`` `(3, heads, head_size, L, B)`, the sequence part of the queries, the keys and the values
     (one tensor, so the backward writes one gradient buffer instead of stacking three); ``context_queries``
     `(heads, head_size, B)`, added to every position's query; ``key_mask`` `(L, B)` bool (true at real keys);
-    ``query_weights`` `(L, B)` (1 at real query positions, 0 at padding); ``scale``, a number.
+    ``query_weights`` `(L, B)` (1 at real query positions, 0 at padding; no other values); ``scale``, a number.
     Output: `(heads, head_size, B)`. Gradients flow to ``projected`` and ``context_queries``.
     """
 
@@ -108,9 +108,11 @@ class PooledShortAttention(torch.autograd.Function):
     def forward(ctx, projected, context_queries, key_mask, query_weights, scale):
         queries = (projected[0] + context_queries.unsqueeze(2)).mul_(scale)
         keys, values = projected[1], projected[2]
-        probabilities = _masked_softmax_(_scores(queries, keys), key_mask)
         length, batch = key_mask.shape
-        column_weights = (probabilities * query_weights.view(1, length, 1, batch)).sum(1)  # (h, L_key, B)
+        # The weights are 0 or 1, so the rows of padded queries are zeroed in place: w_i P[i, j] serves the column
+        # sums here and, as w_i^2 = w_i, the softmax backward below, which then needs no multiply by w.
+        probabilities = _masked_softmax_(_scores(queries, keys), key_mask).mul_(query_weights.view(1, length, 1, batch))
+        column_weights = probabilities.sum(1)  # (h, L_key, B)
         pooled = column_weights[:, 0].unsqueeze(1) * values[:, :, 0]
         for key in range(1, length):
             pooled.addcmul_(column_weights[:, key].unsqueeze(1), values[:, :, key])
@@ -125,17 +127,17 @@ class PooledShortAttention(torch.autograd.Function):
         # The caller's permuted output gives a gradient strided along the batch; every product below broadcasts it
         # over positions, which runs several times faster with the batch contiguous (as every other operand is).
         grad_pooled = grad_pooled.contiguous()
-        length, batch = query_weights.shape
+        length = query_weights.shape[0]
         grad = torch.empty_like(projected)
         grad_queries, grad_keys, grad_values = grad.unbind(0)
         torch.mul(column_weights.unsqueeze(1), grad_pooled.unsqueeze(2), out=grad_values)
         grad_columns = values[:, 0] * grad_pooled[:, 0].unsqueeze(1)  # (h, L_key, B)
         for component in range(1, values.shape[1]):
             grad_columns.addcmul_(values[:, component], grad_pooled[:, component].unsqueeze(1))
-        # Softmax backward: dS = P * (dP - sum_j P dP), with dP[i, j] = w_i * grad_columns[j].
+        # Softmax backward: dS = P * (dP - sum_j P dP), with dP[i, j] = w_i * grad_columns[j]; the saved
+        # probabilities are w_i P[i, j] (w in {0, 1}), which gives the same dS.
         row_terms = (probabilities * grad_columns.unsqueeze(1)).sum(2)  # (h, L_query, B)
         grad_scores = (grad_columns.unsqueeze(1) - row_terms.unsqueeze(2)).mul_(probabilities)
-        grad_scores.mul_(query_weights.view(1, length, 1, batch))
         torch.mul(grad_scores[:, :, 0].unsqueeze(1), keys[:, :, 0].unsqueeze(2), out=grad_queries)
         for key in range(1, length):
             grad_queries.addcmul_(grad_scores[:, :, key].unsqueeze(1), keys[:, :, key].unsqueeze(2))
