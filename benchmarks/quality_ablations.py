@@ -155,6 +155,16 @@ VARIANTS = {
     "paper-inputs-moments64-elr3e-3": variant(
         PAPER_INPUTS, overrides={"history_event_item_moments": 64}, training={"embedding_learning_rate": 3e-3}
     ),
+    # The recipe with the id tables slower (5e-4) or the dense weights faster (3e-3) than the other weights (1e-3):
+    # on this sample ids are memorised before the history's actions are learned (docs/results.md (d)).
+    "paper-inputs-elr5e-4": variant(PAPER_INPUTS, training={"embedding_learning_rate": 5e-4}),
+    "paper-inputs-dlr3e-3": variant(PAPER_INPUTS, training={"dense_learning_rate": 3e-3}),
+    "paper-inputs-dlr1e-2": variant(PAPER_INPUTS, training={"dense_learning_rate": 1e-2}),
+    "paper-inputs-dlr2e-3": variant(PAPER_INPUTS, training={"dense_learning_rate": 2e-3}),
+    # Dense weights at 3e-3, every learning rate halved after an evaluation without improvement.
+    "paper-inputs-dlr3e-3-plateau": variant(
+        PAPER_INPUTS, training={"dense_learning_rate": 3e-3, "lr_schedule": "plateau"}
+    ),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.
