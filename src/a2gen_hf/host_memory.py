@@ -4,10 +4,10 @@ Keep freed host memory in the process, so that a training step's large temporari
 A training step on a CPU allocates the same large temporaries at every step: at batch 256 and a history of 100 items
 x 6 events, CAM_act's projected events and their gradient are 59 MB each. glibc's ``malloc`` serves every block above
 its mmap threshold (at most 32 MB, whatever ``MALLOC_MMAP_THRESHOLD_`` says) with a fresh ``mmap`` and unmaps it on
-``free``, so each such tensor is page-faulted and zeroed by the kernel again at every step: on this project's 2-core
-VM writing a fresh 59 MB buffer took 6-25 ms against 1-5 ms for one the process already held, and a whole A2Gen-IAG
-step (1,000,000-row item table, 2 threads, idle cores) ran 1.31x faster with the fix below
-(``benchmarks/results/training_host_memory.md``).
+``free``, so each such tensor is page-faulted and zeroed by the kernel again at every step (26,000-54,000 page faults
+per step): on this project's 2-core VM writing a fresh 59 MB buffer took 6.5 ms against 1.0 ms for one the process
+already held, and a whole A2Gen-IAG step (1,000,000-row item table, 2 threads, idle cores) ran 1.02-1.29x faster with
+the fix below (docs/performance.md, "Host memory kept for reuse").
 
 :func:`keep_freed_host_memory` tells glibc to serve large blocks from its heap (``M_MMAP_MAX = 0``) and not to return
 freed heap memory to the kernel (``M_TRIM_THRESHOLD`` 2 GiB): freed blocks are then reused by the next step, as
