@@ -66,3 +66,32 @@ def test_large_buffers_are_reused_without_page_faults(fresh_state, monkeypatch):
         torch.ones(16 * 2**20)
     # 5 fresh mmaps would fault 5 x 16,384 pages; the kept block faults none (allow a little for other allocations).
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 2000
+
+
+class _Called(Exception):
+    """Raised by the stand-in, so that the entry point stops right after calling it."""
+
+
+def _stand_in():
+    raise _Called
+
+
+def test_the_training_loop_keeps_host_memory(monkeypatch, tmp_path):
+    from accelerate.state import AcceleratorState
+
+    from a2gen_hf.training import loop
+
+    monkeypatch.setattr(loop, "keep_freed_host_memory", _stand_in)
+    try:
+        with pytest.raises(_Called):
+            loop.train(None, None, None, loop.TrainingSettings(output_dir=str(tmp_path / "run"), cpu=True))
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_the_trainer_keeps_host_memory(monkeypatch):
+    from a2gen_hf.training import trainer
+
+    monkeypatch.setattr(trainer, "keep_freed_host_memory", _stand_in)
+    with pytest.raises(_Called):
+        trainer.A2GenTrainer.train(object())  # called before the trainer reads anything of itself
