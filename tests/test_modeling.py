@@ -14,6 +14,7 @@ from a2gen_hf import (
     ContextAwareAttention,
 )
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
+from a2gen_hf import modeling_a2gen
 from a2gen_hf.modeling_a2gen import EventMoments, ItemMomentDecoder, ItemMomentTable
 from a2gen_hf.time_encoding import normalize_seconds
 
@@ -503,14 +504,16 @@ def ragged_history(batch, left):
         for key in ("history_item_ids", "history_item_side_ids", "history_action_ids"):
             padded[key][row, ~keep] = 0
     padded["history_action_ids"][0, 4, :] = 0  # a real item without events
-    padded["history_action_ids"][1, 4, 1:] = 0  # an item with one event
+    padded["history_action_ids"][0, 3, 1:] = 0  # an item with one event (position 3 is real in row 0 either way)
     return padded
 
 
 @pytest.mark.parametrize("left", [True, False])
 @pytest.mark.parametrize("generator", GENERATORS)
-def test_packed_history_equals_padded_layout(generator, left):
-    """Level 1 on the real items only (the default) gives the padded layout's outputs and gradients."""
+def test_packed_history_equals_padded_layout(generator, left, monkeypatch):
+    """Level 1 on the real items only (the default) gives the padded layout's outputs and gradients, also when the
+    items run in groups by where their events end (groups of any size here)."""
+    monkeypatch.setattr(modeling_a2gen, "MIN_EVENT_GROUP_ITEMS", 1)
     torch.manual_seed(0)
     model = A2GenForActionGeneration(tiny_config(generator))
     batch = ragged_history(make_batch(model.config), left)
@@ -698,8 +701,10 @@ def test_event_projection_without_events_equals_projecting_the_events(
     torch.testing.assert_close(projected.permute(1, 2, 0), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_packed_history_drops_padding_positions_and_events():
-    """Level 1 sees only items with real events, in the event columns some of them use."""
+def test_packed_history_drops_padding_positions_and_events(monkeypatch):
+    """Level 1 sees only items with real events, grouped by where their events end (groups of any size here), each
+    group in the event columns its items use (the padding's two columns never)."""
+    monkeypatch.setattr(modeling_a2gen, "MIN_EVENT_GROUP_ITEMS", 1)
     torch.manual_seed(0)
     model = A2GenForActionGeneration(tiny_config("iag")).eval()
     batch = ragged_history(make_batch(model.config), left=True)
@@ -708,7 +713,8 @@ def test_packed_history_drops_padding_positions_and_events():
     model.a2gen.encode_packed_item_events = lambda *args: seen.append(args[1].shape) or encode(*args)
     model(**batch)
     real_items = int(((batch["history_action_ids"] != 0).any(-1) & (batch["history_item_ids"] != 0)).sum())
-    assert seen == [torch.Size([real_items, 3])]
+    # ragged_history's item with one event goes alone; the others' three events fill three columns.
+    assert sorted(seen) == [torch.Size([1, 1]), torch.Size([real_items - 1, 3])]
 
 
 def test_eag_follows_the_paper_by_default_and_keeps_the_old_tables_by_option():
@@ -884,3 +890,37 @@ def test_time_buckets_are_log_seconds_bins_learned_as_one_vector_each():
     assert basis.shape == (4, 1 + 2 * config.num_time_frequencies + 5)
     torch.testing.assert_close(basis[:, -5:], one_hot)
     assert encoding.projection.in_features == basis.shape[-1]
+
+
+def test_event_length_groups_cover_every_item_once_with_the_columns_it_uses():
+    """Items are grouped by where their events end (1, 2, 3-4, 5-8); a group reads its longest item's columns."""
+    _event_length_groups = modeling_a2gen._event_length_groups
+    ends = torch.tensor([2, 1, 6, 3, 2, 5, 4, 1])
+    mask = torch.arange(8).unsqueeze(0) < ends.unsqueeze(1)  # (8 items, E = 8), right-padded
+    mask[3, 1] = False  # a hole: the item still ends at 3
+    groups = _event_length_groups(mask, min_items=1)
+    members = torch.cat([group for _, group in groups])
+    assert sorted(members.tolist()) == list(range(8))
+    assert {length: sorted(group.tolist()) for length, group in groups} == {1: [1, 7], 2: [0, 4], 4: [3, 6], 6: [2, 5]}
+    # A range with fewer than min_items items joins the next longer one; the longest range always closes a group.
+    merged = _event_length_groups(mask, min_items=3)
+    assert {length: sorted(group.tolist()) for length, group in merged} == {2: [0, 1, 4, 7], 6: [2, 3, 5, 6]}
+    # One range: one group of all items in order, reading up to the longest end (padding columns dropped).
+    assert _event_length_groups(mask[[0, 4]], min_items=1) == [(2, None)]
+    assert _event_length_groups(torch.ones(3, 6, dtype=torch.bool)[:, :5], min_items=1) == [(5, None)]
+    # Short rows (E <= 2), no items, and no more items than min_items (the default: all 8 here): one group.
+    assert _event_length_groups(mask[:, :2], min_items=1) == [(2, None)]
+    assert _event_length_groups(torch.zeros(0, 6, dtype=torch.bool)) == [(6, None)]
+    assert _event_length_groups(mask) == [(6, None)]
+
+
+def test_ragged_history_runs_level1_in_several_groups(monkeypatch):
+    """The packed = padded tests above go through more than one event-length group."""
+    seen = []
+    original = modeling_a2gen._event_length_groups
+    monkeypatch.setattr(modeling_a2gen, "MIN_EVENT_GROUP_ITEMS", 1)
+    monkeypatch.setattr(modeling_a2gen, "_event_length_groups", lambda mask: seen.append(original(mask)) or seen[-1])
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag"))
+    model(**ragged_history(make_batch(model.config), left=False))
+    assert len(seen) == 1 and len(seen[0]) >= 2
