@@ -1567,12 +1567,15 @@ class A2GenModel(A2GenPreTrainedModel):
             selected = rows if members is None else rows.index_select(0, members)
 
             def gather(values: torch.Tensor) -> torch.Tensor:
-                return values.reshape(batch * items, -1).index_select(0, selected)[:, :length]
+                # Explicit sizes (no -1): a batch of zero examples must reshape too.
+                return values.reshape(batch * items, events).index_select(0, selected)[:, :length]
 
             mask = gather(event_mask)
             outputs.append(
                 encode(
-                    history_item_features.reshape(batch * items, -1).index_select(0, selected),
+                    history_item_features.reshape(batch * items, history_item_features.shape[-1]).index_select(
+                        0, selected
+                    ),
                     gather(history_action_ids) * mask,
                     gather(history_action_times),
                     None if history_time_mask is None else gather(history_time_mask),
