@@ -1134,6 +1134,15 @@ def _real_item_rows(event_mask: torch.Tensor) -> torch.Tensor:
     return event_mask.any(-1).flatten().nonzero().squeeze(1)
 
 
+def _gather_items(values: torch.Tensor, rows: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+    """
+    `(B, N, ...)` per history item -> `(M, ...)` for the items at ``rows`` (flat indices into B * N), with only the
+    first ``columns`` events when given. Explicit sizes (no -1): a batch of zero examples must reshape too.
+    """
+    flat = values.reshape(values.shape[0] * values.shape[1], *values.shape[2:]).index_select(0, rows)
+    return flat if columns is None else flat[:, :columns]
+
+
 # A group of history items shorter than the batch's longest is run apart only when it holds at least this many items:
 # each group costs some dozens of operators whatever its size, which fewer items do not win back (on this project's
 # CPU, the Taobao sample's ~1,400 items a batch ran 0.91x as fast split as not).
@@ -1556,31 +1565,23 @@ class A2GenModel(A2GenPreTrainedModel):
         items use), embedded, run through CAM_act and scattered back; every other item gets zeros, as on the padded
         layout.
         """
-        batch, items, events = history_action_ids.shape
+        batch, items = history_action_ids.shape[:2]
         rows = _real_item_rows(event_mask)
-        flat_mask = event_mask.reshape(batch * items, events).index_select(0, rows)
         # Only the moment table reads the ids (the other paths read the features).
         reads_ids = isinstance(self.features.item_moments, ItemMomentTable)
         encode = _training_function(self, "level1", self.encode_packed_item_events)
         group_rows, outputs = [], []
-        for length, members in _event_length_groups(flat_mask):
+        for length, members in _event_length_groups(_gather_items(event_mask, rows)):
             selected = rows if members is None else rows.index_select(0, members)
-
-            def gather(values: torch.Tensor) -> torch.Tensor:
-                # Explicit sizes (no -1): a batch of zero examples must reshape too.
-                return values.reshape(batch * items, events).index_select(0, selected)[:, :length]
-
-            mask = gather(event_mask)
+            mask = _gather_items(event_mask, selected, length)
             outputs.append(
                 encode(
-                    history_item_features.reshape(batch * items, history_item_features.shape[-1]).index_select(
-                        0, selected
-                    ),
-                    gather(history_action_ids) * mask,
-                    gather(history_action_times),
-                    None if history_time_mask is None else gather(history_time_mask),
+                    _gather_items(history_item_features, selected),
+                    _gather_items(history_action_ids, selected, length) * mask,
+                    _gather_items(history_action_times, selected, length),
+                    None if history_time_mask is None else _gather_items(history_time_mask, selected, length),
                     mask,
-                    history_item_ids.reshape(-1).index_select(0, selected) if reads_ids else None,
+                    _gather_items(history_item_ids, selected) if reads_ids else None,
                 )
             )
             group_rows.append(selected)
