@@ -43,12 +43,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration  # noqa: E402
+from a2gen_hf import (  # noqa: E402
+    A2GenActionTokenizer,
+    A2GenConfig,
+    A2GenForActionGeneration,
+    host_memory,  # noqa: E402
+)
 from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
 from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
-from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
-from a2gen_hf import host_memory  # noqa: E402
 from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
+from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
 
 MODELS: dict[str, Callable[..., torch.nn.Module]] = {

@@ -35,8 +35,8 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
 from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
-from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
 from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
+from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
 
 MODELS = {"iag": A2GenForActionGeneration, "eag": A2GenForActionGeneration, "mmoe": MMoEForActionPrediction,

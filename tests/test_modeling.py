@@ -12,9 +12,9 @@ from a2gen_hf import (
     A2GenModel,
     AutoModelForActionGeneration,
     ContextAwareAttention,
+    modeling_a2gen,
 )
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
-from a2gen_hf import modeling_a2gen
 from a2gen_hf.modeling_a2gen import EventMoments, ItemMomentDecoder, ItemMomentTable
 from a2gen_hf.time_encoding import normalize_seconds
 
