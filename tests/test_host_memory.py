@@ -95,3 +95,17 @@ def test_the_trainer_keeps_host_memory(monkeypatch):
     monkeypatch.setattr(trainer, "keep_freed_host_memory", _stand_in)
     with pytest.raises(_Called):
         trainer.A2GenTrainer.train(object())  # called before the trainer reads anything of itself
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_threads_still_get_blocks_larger_than_their_arena(fresh_state, monkeypatch):
+    """glibc's per-thread arenas hold at most 64 MB; above that they fall back to mmap even with M_MMAP_MAX = 0."""
+    import threading
+
+    monkeypatch.delenv(host_memory.ENVIRONMENT_VARIABLE, raising=False)
+    assert host_memory.keep_freed_host_memory() is True
+    sizes = []
+    thread = threading.Thread(target=lambda: sizes.append(torch.ones(32 * 2**20).numel()))  # 128 MB
+    thread.start()
+    thread.join()
+    assert sizes == [32 * 2**20]
