@@ -1156,9 +1156,9 @@ def _event_length_groups(event_mask: torch.Tensor, min_items: int | None = None)
     first L columns, L its longest item's end. CAM_act's cost per item grows with the square of the columns it
     reads, and most items of a real log have one or two events: a large group of short items then does not pay for
     the batch's longest. A range with fewer than ``min_items`` items (default :data:`MIN_EVENT_GROUP_ITEMS`) joins
-    the next longer one; the longest range is always a group. ``members``
-    `(M_g,)` indexes the M items; None when one group holds them all, in order. Columns past an item's end are
-    padding, so the groups' outputs equal one call over all E columns.
+    the next longer one; the longest range is always a group. ``members`` `(M_g,)` indexes the M items; None when
+    one group holds them all, in order. Columns past an item's end are padding, so the groups' outputs equal one call
+    over all E columns.
     """
     min_items = MIN_EVENT_GROUP_ITEMS if min_items is None else min_items
     count, events = event_mask.shape
