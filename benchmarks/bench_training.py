@@ -43,12 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from a2gen_hf import (  # noqa: E402
-    A2GenActionTokenizer,
-    A2GenConfig,
-    A2GenForActionGeneration,
-    host_memory,  # noqa: E402
-)
+from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration  # noqa: E402
 from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
 from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
 from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
@@ -320,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
         "command": " ".join(["python", *sys.argv]),
         **{name: os.environ.get(name) for name in (*bench_environment.RECORDED, "OMP_NUM_THREADS")},
-        "keep_freed_host_memory": host_memory.wanted(),
+        "keep_freed_host_memory": keep_freed_host_memory(),  # as training does; False: the system allocator
     }
     print("settings:", json.dumps(settings), flush=True)
     peak = matmul_peak()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -34,12 +35,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-GROUPED = modeling_a2gen._event_length_groups
-
-
-def one_group(event_mask: torch.Tensor) -> list[tuple[int, None]]:
-    """Every item in one group, up to the batch's longest end (what level 1 did before the groups)."""
-    return GROUPED(event_mask, min_items=event_mask.shape[0])
+# Level 1 splits no group when it may not leave one with fewer items than this.
+ONE_GROUP = sys.maxsize
 
 
 def real_event_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -62,23 +59,24 @@ def main() -> None:
     train = dataset["train"]
     starts = range(0, min(len(train), args.batch_size * args.batches), args.batch_size)
     batches = [collator([train[i] for i in range(start, min(start + args.batch_size, len(train)))]) for start in starts]
-    grouped = GROUPED
     first = real_event_mask(batches[0])
+    groups = modeling_a2gen._event_length_groups(first)
     print(f"first batch: {tuple(batches[0]['history_action_ids'].shape)} (batch, items, events); groups (columns, "
-          f"items): {[(length, len(first) if members is None else len(members)) for length, members in grouped(first)]}")
-    ways = {"one group": one_group, "grouped": grouped}
+          f"items): {[(length, len(first) if members is None else len(members)) for length, members in groups]}")
+    # The smallest group level 1 runs apart: the default, or larger than any batch (one group, as before the groups).
+    ways = {"one group": ONE_GROUP, "grouped": modeling_a2gen.MIN_EVENT_GROUP_ITEMS}
     seconds: dict[str, list[float]] = {name: [] for name in ways}
     for round_index in range(args.rounds):
         for batch in batches:
-            for name, groups in ways.items():
-                modeling_a2gen._event_length_groups = groups
+            for name, min_items in ways.items():
+                modeling_a2gen.MIN_EVENT_GROUP_ITEMS = min_items
                 start = time.perf_counter()
                 optimizer.zero_grad(set_to_none=True)
                 model(**batch).loss.backward()
                 optimizer.step()
                 if round_index:
                     seconds[name].append(time.perf_counter() - start)
-    modeling_a2gen._event_length_groups = grouped
+    modeling_a2gen.MIN_EVENT_GROUP_ITEMS = ways["grouped"]
     single, split = (statistics.median(seconds[name]) * 1e3 for name in ways)
     print(f"{args.data}: one group {single:.1f} ms, grouped {split:.1f} ms a step (medians), one / grouped "
           f"{single / split:.2f}")

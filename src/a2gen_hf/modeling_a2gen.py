@@ -1571,9 +1571,10 @@ class A2GenModel(A2GenPreTrainedModel):
         reads_ids = isinstance(self.features.item_moments, ItemMomentTable)
         encode = _training_function(self, "level1", self.encode_packed_item_events)
         group_rows, outputs = [], []
-        for length, members in _event_length_groups(_gather_items(event_mask, rows)):
+        real_mask = _gather_items(event_mask, rows)
+        for length, members in _event_length_groups(real_mask):
             selected = rows if members is None else rows.index_select(0, members)
-            mask = _gather_items(event_mask, selected, length)
+            mask = (real_mask if members is None else real_mask.index_select(0, members))[:, :length]
             outputs.append(
                 encode(
                     _gather_items(history_item_features, selected),
