@@ -88,7 +88,8 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
 
 
 def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulated_data_dir, tmp_path):
-    """`a2gen train --recipe paper_inputs`: the paper's inputs only, with the reading options the recipe names."""
+    """`a2gen train --recipe paper_inputs`: the paper's inputs only (ids not embedded), with the reading options the
+    recipe names."""
     import json
 
     from a2gen_hf.cli import main
@@ -102,3 +103,16 @@ def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulate
     assert (config["num_attention_heads"], config["history_pooling"], config["time_buckets"]) == (1, "sqrt", 32)
     assert (config["initializer_range"], config["action_embedding_init_std"]) == (1.0, 1.0)
     assert config["target_drops_repeated_start"]
+
+
+def test_a_switch_a_recipe_turns_on_can_be_turned_off_by_the_command_line_or_a_config_file(tmp_path):
+    from a2gen_hf.cli import parse_arguments
+
+    base = ["train", "--recipe", "sparse_logs", "--data", "d", "--output", "o"]
+    assert parse_arguments(base).id_free is True
+    assert parse_arguments([*base, "--no-id-free"]).id_free is False
+    assert parse_arguments(["train", "--data", "d", "--output", "o"]).id_free is False
+    settings = tmp_path / "mine.yaml"
+    settings.write_text("id_free: false\n")
+    assert parse_arguments([*base, "--config", str(settings)]).id_free is False
+    assert parse_arguments([*base, "--config", str(settings), "--id-free"]).id_free is True

@@ -3,7 +3,8 @@
 ``a2gen --help`` answers at once).
 
 Each field becomes ``--field-name`` with its type, default and ``help`` (from the field's metadata); a ``bool``
-field is a switch. The defaults mirror the library's settings (:class:`~a2gen_hf.training.loop.TrainingSettings`,
+field is a switch with its negation (``--id-free`` / ``--no-id-free``). The defaults mirror the library's settings
+(:class:`~a2gen_hf.training.loop.TrainingSettings`,
 :class:`~a2gen_hf.data.simulator.SimulatorConfig`, :class:`~a2gen_hf.demo.DemoSettings`, ``data/logs.py``):
 ``tests/test_cli.py`` checks that they agree. This module imports nothing heavy (no torch, transformers, datasets).
 """
@@ -50,7 +51,11 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
         flag = metadata.get("flag") or "--" + item.name.replace("_", "-")
         help_text = metadata["help"] + (" (required)" if metadata.get(REQUIRED) else "")
         if kind is bool:
-            parser.add_argument(flag, dest=item.name, action="store_true", default=item.default, help=help_text)
+            # --x and --no-x: a switch a --recipe or --config turned on can be turned off again on the command line.
+            action = parser.add_argument(
+                flag, dest=item.name, action=argparse.BooleanOptionalAction, default=item.default, help=help_text
+            )
+            action.help = help_text  # argparse appends "(default: False)" to a switch's help; the formatter decides
             continue
         parser.add_argument(
             flag,
