@@ -70,12 +70,15 @@ PROTO_ES_INIT1 = variant(
               "selection_metric": "mean_auc"},
 )
 PROTO_ES_INIT1_H50 = variant(PROTO_ES_INIT1, overrides={"max_history_items": 50})
-# The `paper_inputs` recipe (src/a2gen_hf/recipes/paper_inputs.yaml): one head of width 32, the square-root
-# pooling and the log-seconds buckets on top of proto-es-init1-h50.
+# The `paper_inputs` recipe until 2026-12-04 (src/a2gen_hf/recipes/paper_inputs.yaml): one head of width 32, the
+# square-root pooling and the log-seconds buckets on top of proto-es-init1-h50.
 PAPER_INPUTS = variant(
     PROTO_ES_INIT1_H50, overrides={"num_attention_heads": 1, "history_pooling": "sqrt", "time_buckets": 32},
     readouts=("sequence", "any_slot"),
 )
+# The recipe since 2026-12-04 (docs/results.md (d), "The ids memorise"): the same without id embeddings, up to 30
+# epochs (the variants above it keep the ids and 10 epochs, as they were run).
+PAPER_INPUTS_IDFREE = variant(PAPER_INPUTS, overrides={"use_id_embeddings": False}, training={"num_epochs": 30})
 VARIANTS = {
     "paper-b": variant(PAPER_B, readouts=("sequence", "any_slot")),
     "es-loss": ES_LOSS,
@@ -165,6 +168,16 @@ VARIANTS = {
     "paper-inputs-dlr3e-3-plateau": variant(
         PAPER_INPUTS, training={"dense_learning_rate": 3e-3, "lr_schedule": "plateau"}
     ),
+    # The recipe against the memorising of ids (docs/results.md (d), "The ids memorise"): no id embeddings at all,
+    # dropout (0.3) on the embedded ids and side features, or rare ids sharing rows (not run).
+    "paper-inputs-idfree": variant(PAPER_INPUTS, overrides={"use_id_embeddings": False}),
+    "paper-inputs-edrop3": variant(PAPER_INPUTS, overrides={"embedding_dropout_prob": 0.3}),
+    "paper-inputs-rare2": variant(PAPER_INPUTS, overrides={"rare_id_threshold": 2}),
+    # Without ids and with up to 30 epochs: the `paper_inputs` recipe since 2026-12-04; its timing ablation, and the
+    # fairly fed MMoE trained the same way.
+    "paper-inputs-idfree-e30": PAPER_INPUTS_IDFREE,
+    "paper-inputs-idfree-notime": variant(PAPER_INPUTS_IDFREE, model="a2gen-iag:notime"),
+    "mmoe-fair-paper-inputs-idfree": variant(PAPER_INPUTS_IDFREE, model="mmoe-fair"),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),
     # h50 (paper mode as the `paper` recipe trains it) with the embedding tables started at unit scale.

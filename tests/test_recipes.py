@@ -99,7 +99,7 @@ def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulate
             "--epochs", "1", "--hidden-size", "8", "--id-embedding-size", "8", "--no-progress"]
     assert main(argv) == 0
     config = json.loads((output / "model" / "config.json").read_text())
-    assert config["use_id_embeddings"] and not config["history_count_features"] and not config["occurrence_head"]
+    assert not config["use_id_embeddings"] and not config["history_count_features"] and not config["occurrence_head"]
     assert (config["num_attention_heads"], config["history_pooling"], config["time_buckets"]) == (1, "sqrt", 32)
     assert (config["initializer_range"], config["action_embedding_init_std"]) == (1.0, 1.0)
     assert config["target_drops_repeated_start"]

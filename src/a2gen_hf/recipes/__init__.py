@@ -7,9 +7,10 @@ keys a command accepts is checked where the command is built (``cli.py``), so th
 and the allowed keys.
 
 - ``paper`` (:file:`paper.yaml`): the paper's model and learning rates; early stopping on validation.
-- ``paper_inputs`` (:file:`paper_inputs.yaml`): the paper's inputs (ids and the timed history), with the options
-  beyond the paper that let them be learned (unit-scale tables, one wide head, square-root pooling, log-seconds
-  buckets, one learning rate of 1e-3; chosen on the shared Taobao sample's validation split).
+- ``paper_inputs`` (:file:`paper_inputs.yaml`): the paper's inputs (the timed history and the items' side
+  features), with the options beyond the paper that let them be learned (ids not embedded, unit-scale tables, one
+  wide head, square-root pooling, log-seconds buckets, one learning rate of 1e-3; chosen on the shared Taobao
+  sample's validation split).
 - ``sparse_logs`` (:file:`sparse_logs.yaml`): options beyond the paper for small, sparse real logs (chosen on the
   shared Taobao sample's validation split; see ``docs/results.md``).
 
