@@ -77,8 +77,11 @@ PAPER_INPUTS = variant(
     readouts=("sequence", "any_slot"),
 )
 # The recipe since 2026-12-04 (docs/results.md (d), "The ids memorise"): the same without id embeddings, up to 30
-# epochs (the variants above it keep the ids and 10 epochs, as they were run).
-PAPER_INPUTS_IDFREE = variant(PAPER_INPUTS, overrides={"use_id_embeddings": False}, training={"num_epochs": 30})
+# epochs, no early stop before 500 steps (the variants above it keep the ids and 10 epochs, as they were run).
+PAPER_INPUTS_IDFREE = variant(
+    PAPER_INPUTS, overrides={"use_id_embeddings": False},
+    training={"num_epochs": 30, "early_stopping_min_steps": 500},
+)
 VARIANTS = {
     "paper-b": variant(PAPER_B, readouts=("sequence", "any_slot")),
     "es-loss": ES_LOSS,

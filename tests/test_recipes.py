@@ -103,6 +103,8 @@ def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulate
     assert (config["num_attention_heads"], config["history_pooling"], config["time_buckets"]) == (1, "sqrt", 32)
     assert (config["initializer_range"], config["action_embedding_init_std"]) == (1.0, 1.0)
     assert config["target_drops_repeated_start"]
+    settings = json.loads((output / "training_log.json").read_text())["settings"]
+    assert (settings["early_stopping_patience"], settings["early_stopping_min_steps"]) == (2, 500)
 
 
 def test_a_switch_a_recipe_turns_on_can_be_turned_off_by_the_command_line_or_a_config_file(tmp_path):

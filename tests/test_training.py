@@ -288,11 +288,33 @@ def test_eval_before_training_lets_the_starting_weights_win(data_dir, tmp_path):
     assert log["best_step"] == 0 and evaluations[0]["validation_loss"] < min(e["validation_loss"] for e in evaluations[1:])
 
 
+def test_early_stopping_waits_for_min_steps(data_dir, tmp_path):
+    """--min-steps M: evaluations without improvement before step M do not end the run; the first one at or after M
+    does (learning rates this large only make the loss worse, so the starting weights stay the best)."""
+    steps_per_epoch = math.ceil(323 / 64)
+    stops = {}
+    for min_steps in (0, 3 * steps_per_epoch):
+        output = tmp_path / f"min{min_steps}"
+        argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "6", "--batch-size", "64",
+                "--dense-lr", "0.3", "--embedding-lr", "0.3", "--select-by", "loss", "--eval-before-training",
+                "--patience", "1", "--min-steps", str(min_steps), *TINY_FLAGS]
+        assert main(argv) == 0
+        log = json.loads((output / "training_log.json").read_text())
+        evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
+        assert log["stopped_early"] and log["best_step"] == 0 and evaluations[-1]["early_stop"]
+        assert not any(entry.get("early_stop") for entry in evaluations[:-1])
+        assert log["settings"]["early_stopping_min_steps"] == min_steps
+        stops[min_steps] = evaluations[-1]["step"]
+    assert stops == {0: steps_per_epoch, 3 * steps_per_epoch: 3 * steps_per_epoch}
+
+
 def test_selection_settings_errors(data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"selection_metric='auc'; use one of \['loss', 'mean_auc'\]"):
         TrainingSettings(output_dir=str(tmp_path), selection_metric="auc")
     with pytest.raises(ValueError, match="early_stopping_patience=0 must be >= 1"):
         TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=0)
+    with pytest.raises(ValueError, match=r"early_stopping_min_steps=-1 must be >= 0 \(0: no minimum\)"):
+        TrainingSettings(output_dir=str(tmp_path), early_stopping_min_steps=-1)
     dataset, tokenizer, _ = load_data_dir(data_dir)
     model = create_model("mmoe", tokenizer, dataset, **TINY)
     settings = TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=2, show_progress=False)

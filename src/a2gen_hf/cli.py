@@ -295,6 +295,7 @@ def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
     return {
         "selection_metric": args.select_by,
         "early_stopping_patience": args.patience,
+        "early_stopping_min_steps": args.min_steps,
         "eval_every_steps": args.eval_every,
         "eval_before_training": args.eval_before_training,
     }

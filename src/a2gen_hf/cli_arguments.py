@@ -248,6 +248,8 @@ class SelectionArguments:
                             choices=("loss", "mean_auc"))
     patience: int | None = option("stop after this many validation evaluations without improvement; default: no "
                                   "early stopping (--epochs is then the number of epochs, else the maximum)")
+    min_steps: int = option("early stopping ends no run before this many optimizer steps (--epochs / --max-steps "
+                            "still cap it)", 0)
     eval_every: int | None = option("also evaluate on validation every this many optimizer steps; default: after "
                                     "epochs only")
     eval_before_training: bool = option("also evaluate the starting weights before the first step, as a candidate "

@@ -315,7 +315,8 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
         f"{key}={training[key]}"
         for key in (
             "num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule",
-            "warmup_steps", "warmup_ratio", "selection_metric", "early_stopping_patience", "eval_every_steps",
+            "warmup_steps", "warmup_ratio", "selection_metric", "early_stopping_patience", "early_stopping_min_steps",
+            "eval_every_steps",
         )
         if key in training
     )

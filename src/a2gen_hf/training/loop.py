@@ -691,7 +691,11 @@ class _TrainingRun:
             if settings.lr_schedule == "plateau":
                 progress.lr_scale *= settings.plateau_factor
             patience = settings.early_stopping_patience
-            if patience is not None and progress.evaluations_without_improvement >= patience:
+            if (
+                patience is not None
+                and progress.evaluations_without_improvement >= patience
+                and progress.global_step >= settings.early_stopping_min_steps
+            ):
                 progress.stopped_early = True
                 entry["early_stop"] = True
         entry["lr_scale"] = progress.lr_scale

@@ -46,7 +46,10 @@ class TrainingSettings:
     validation loss, the default) or ``mean_auc`` (the highest mean AUC over the ranked actions of
     ``predict_actions``, what the results tables report). With ``select_best_epoch`` the weights of the best
     evaluation are returned. ``early_stopping_patience`` = P stops the run after P evaluations in a row without
-    improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum).
+    improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum), but never before
+    ``early_stopping_min_steps`` optimizer steps: a small log evaluates after every few steps, and a run that starts
+    slowly (unit-scale tables at 1e-3 stay near chance for some hundred steps) would otherwise stop before it
+    learned anything.
     ``eval_before_training`` also evaluates the starting weights (step 0) before the first step, so that with
     ``select_best_epoch`` they compete with every later evaluation: a warm-started model (a wide path started as
     the fitted regression, :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`) is then never returned
@@ -77,6 +80,7 @@ class TrainingSettings:
     select_best_epoch: bool = True
     selection_metric: str = "loss"
     early_stopping_patience: int | None = None
+    early_stopping_min_steps: int = 0
     eval_every_steps: int | None = None
     eval_before_training: bool = False
     plateau_factor: float = 0.5
@@ -95,6 +99,8 @@ class TrainingSettings:
         for name in ("early_stopping_patience", "eval_every_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
+        if self.early_stopping_min_steps < 0:
+            raise ValueError(f"early_stopping_min_steps={self.early_stopping_min_steps} must be >= 0 (0: no minimum).")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
