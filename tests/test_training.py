@@ -308,6 +308,26 @@ def test_early_stopping_waits_for_min_steps(data_dir, tmp_path):
     assert stops == {0: steps_per_epoch, 3 * steps_per_epoch: 3 * steps_per_epoch}
 
 
+def test_min_delta_keeps_the_best_unless_beaten_by_more(data_dir, tmp_path):
+    """--min-delta d: an evaluation becomes the best only if it beats the best by more than d; with d larger than
+    any change in validation AUC the first evaluation stays the best and the patience runs out after it."""
+    runs = {}
+    for delta in ("0", "1.0"):
+        output = tmp_path / f"delta{delta}"
+        argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "4", "--batch-size", "64",
+                "--dense-lr", "1e-2", "--embedding-lr", "1e-2", "--select-by", "mean_auc", "--patience", "2",
+                "--min-delta", delta, *TINY_FLAGS]
+        assert main(argv) == 0
+        log = json.loads((output / "training_log.json").read_text())
+        runs[delta] = [entry for entry in log["log_history"] if "validation_loss" in entry], log
+    evaluations, log = runs["1.0"]
+    assert log["best_step"] == evaluations[0]["step"] and log["stopped_early"] and len(evaluations) == 3
+    assert log["settings"]["selection_min_delta"] == 1.0
+    evaluations, log = runs["0"]
+    scores = [entry["validation_mean_auc"] for entry in evaluations]
+    assert log["best_step"] == evaluations[scores.index(max(scores))]["step"]
+
+
 def test_selection_settings_errors(data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"selection_metric='auc'; use one of \['loss', 'mean_auc'\]"):
         TrainingSettings(output_dir=str(tmp_path), selection_metric="auc")
@@ -315,6 +335,8 @@ def test_selection_settings_errors(data_dir, tmp_path):
         TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=0)
     with pytest.raises(ValueError, match=r"early_stopping_min_steps=-1 must be >= 0 \(0: no minimum\)"):
         TrainingSettings(output_dir=str(tmp_path), early_stopping_min_steps=-1)
+    with pytest.raises(ValueError, match=r"selection_min_delta=-0.1 must be >= 0"):
+        TrainingSettings(output_dir=str(tmp_path), selection_min_delta=-0.1)
     dataset, tokenizer, _ = load_data_dir(data_dir)
     model = create_model("mmoe", tokenizer, dataset, **TINY)
     settings = TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=2, show_progress=False)

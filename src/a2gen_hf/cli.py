@@ -296,6 +296,7 @@ def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
         "selection_metric": args.select_by,
         "early_stopping_patience": args.patience,
         "early_stopping_min_steps": args.min_steps,
+        "selection_min_delta": args.min_delta,
         "eval_every_steps": args.eval_every,
         "eval_before_training": args.eval_before_training,
     }

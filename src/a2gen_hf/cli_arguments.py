@@ -250,6 +250,8 @@ class SelectionArguments:
                                   "early stopping (--epochs is then the number of epochs, else the maximum)")
     min_steps: int = option("early stopping ends no run before this many optimizer steps (--epochs / --max-steps "
                             "still cap it)", 0)
+    min_delta: float = option("an evaluation replaces the best (and resets --patience) only if it beats it by more "
+                              "than this (mean AUC, or loss with --select-by loss)", 0.0)
     eval_every: int | None = option("also evaluate on validation every this many optimizer steps; default: after "
                                     "epochs only")
     eval_before_training: bool = option("also evaluate the starting weights before the first step, as a candidate "

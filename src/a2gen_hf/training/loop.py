@@ -681,7 +681,7 @@ class _TrainingRun:
             entry["validation_mean_auc"], entry["validation_auc"] = auc["mean_auc"], auc["auc"]
             score = auc["mean_auc"]
         progress.best_validation_loss = min(progress.best_validation_loss, entry["validation_loss"])
-        if score > progress.best_score:
+        if score > progress.best_score + settings.selection_min_delta:
             progress.best_score, progress.best_epoch, progress.best_step = score, progress.epoch, progress.global_step
             progress.evaluations_without_improvement = 0
             if self.select_best:

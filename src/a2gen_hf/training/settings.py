@@ -49,7 +49,10 @@ class TrainingSettings:
     improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum), but never before
     ``early_stopping_min_steps`` optimizer steps: a small log evaluates after every few steps, and a run that starts
     slowly (unit-scale tables at 1e-3 stay near chance for some hundred steps) would otherwise stop before it
-    learned anything.
+    learned anything. ``selection_min_delta`` = d (transformers' ``early_stopping_threshold``, Keras' ``min_delta``):
+    an evaluation replaces the best (and resets the patience) only if its score beats the best by more than d (in
+    mean AUC, or in loss with ``selection_metric="loss"``), so that on a small validation split noise does not
+    replace a good starting point.
     ``eval_before_training`` also evaluates the starting weights (step 0) before the first step, so that with
     ``select_best_epoch`` they compete with every later evaluation: a warm-started model (a wide path started as
     the fitted regression, :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`) is then never returned
@@ -81,6 +84,7 @@ class TrainingSettings:
     selection_metric: str = "loss"
     early_stopping_patience: int | None = None
     early_stopping_min_steps: int = 0
+    selection_min_delta: float = 0.0
     eval_every_steps: int | None = None
     eval_before_training: bool = False
     plateau_factor: float = 0.5
@@ -101,6 +105,8 @@ class TrainingSettings:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
         if self.early_stopping_min_steps < 0:
             raise ValueError(f"early_stopping_min_steps={self.early_stopping_min_steps} must be >= 0 (0: no minimum).")
+        if not self.selection_min_delta >= 0.0:
+            raise ValueError(f"selection_min_delta={self.selection_min_delta} must be >= 0 (0: any improvement counts).")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
