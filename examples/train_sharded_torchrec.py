@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         tokenizer.save_pretrained(output / "model")
         (output / "losses.json").write_text(json.dumps({"losses": losses, "processes": world_size}))
         print(f"saved {output / 'model'} after {step} steps (last loss {losses[-1]:.4f})" if losses else "no full batch")
+    # Every process waits for rank 0's save before the group is torn down: a gloo group destroyed on one process
+    # while the other still writes can abort it ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
