@@ -172,10 +172,9 @@ VARIANTS = {
         PAPER_INPUTS, training={"dense_learning_rate": 3e-3, "lr_schedule": "plateau"}
     ),
     # The recipe against the memorising of ids (docs/results.md (d), "The ids memorise"): no id embeddings at all,
-    # dropout (0.3) on the embedded ids and side features, or rare ids sharing rows (defined, not run).
+    # or dropout (0.3) on the embedded ids and side features.
     "paper-inputs-idfree": variant(PAPER_INPUTS, overrides={"use_id_embeddings": False}),
     "paper-inputs-edrop3": variant(PAPER_INPUTS, overrides={"embedding_dropout_prob": 0.3}),
-    "paper-inputs-rare2": variant(PAPER_INPUTS, overrides={"rare_id_threshold": 2}),
     # Without ids and with up to 30 epochs: the `paper_inputs` recipe since 2026-12-04; its timing ablation, and the
     # fairly fed MMoE trained the same way.
     "paper-inputs-idfree-e30": PAPER_INPUTS_IDFREE,

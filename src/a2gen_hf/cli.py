@@ -713,14 +713,11 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
                 f"{', '.join(sorted(options))}."
             )
         action, flag = options[key], options[key].option_strings[0]
-        if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+        if isinstance(action, argparse.BooleanOptionalAction):
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: {key} is a switch; give true or false, not {value!r}.")
-            if isinstance(action, argparse.BooleanOptionalAction):
-                # false is written out (--no-x), so that a --config file can turn off what the recipe turned on.
-                arguments += [flag if value else action.option_strings[1]]
-            else:
-                arguments += [flag] if value else []
+            # false is written out (--no-x), so that a --config file can turn off what the recipe turned on.
+            arguments += [flag if value else action.option_strings[1]]
         elif value is not None:
             text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
             arguments += [f"{flag}={text}"]
