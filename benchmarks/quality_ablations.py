@@ -105,6 +105,14 @@ VARIANTS = {
     "sparse-residual": {"model": "a2gen-iag", "overrides": {**SPARSE, "max_history_items": 50, "wide_path": True},
                         "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
                         "warm_start": True, "residual": True},
+    # The same with the item counts keyed by raw item id, as the regression keys them (the recipe since 2026-12-04
+    # evening; before, by the hashed item id, which items sharing a bucket share).
+    "sparse-residual-rawkeys": {
+        "model": "a2gen-iag",
+        "overrides": {**SPARSE, "max_history_items": 50, "wide_path": True, "popularity_keys": "raw_ids"},
+        "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
+        "warm_start": True, "residual": True,
+    },
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),

@@ -152,6 +152,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
         MIXED_PRECISIONS,
         MODEL_NAMES,
         MOMENT_SOURCES,
+        POPULARITY_KEYS,
         PRESET_NAMES,
         DemoArguments,
         FeatureArguments,
@@ -172,6 +173,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
     assert (MIXED_PRECISIONS, LR_SCHEDULES) == (loop.MIXED_PRECISIONS, loop.LR_SCHEDULES)
     assert HISTORY_POOLINGS == configuration_a2gen.HISTORY_POOLINGS
     assert MOMENT_SOURCES == configuration_a2gen.MOMENT_SOURCES
+    assert POPULARITY_KEYS == configuration_a2gen.POPULARITY_KEYS
     assert FeatureArguments().event_moment_source == configuration_a2gen.A2GenConfig().history_event_moment_source
     prepare = PrepareArguments()
     assert (prepare.session_gap_seconds, prepare.max_history_items, prepare.partition_rows) == (

@@ -118,6 +118,24 @@ def test_missing_columns_and_inconsistent_rows_raise(tokenizer):
         collator([example(1), example(1, side=(5,))])
 
 
+def test_item_keys_are_the_raw_item_ids_keys(tokenizer):
+    """item_keys=True (a model whose popularity counts are keyed by raw id): the keys of the rows' raw 'item' ids;
+    123 and "123" share a key as they share a bucket; a missing column or id is refused, naming the example."""
+    collator = A2GenDataCollator(tokenizer, item_keys=True)
+    batch = collator([{**example(1), "item": "v7"}, {**example(2), "item": 123}, {**example(1), "item": "123"}])
+    assert batch["item_keys"].dtype == torch.long
+    assert batch["item_keys"].tolist() == tokenizer.item_keys(["v7", "123", "123"]).tolist()
+    assert batch["item_keys"][0] != batch["item_keys"][1] and batch["item_keys"].min() >= 0
+    assert "item_keys" not in A2GenDataCollator(tokenizer)([example(1)])
+    with pytest.raises(KeyError, match=r"example 1 of the batch has no column\(s\) \['item'\].*keyed by raw id"):
+        collator([{**example(1), "item": "v7"}, example(1, extra=False)])
+    with pytest.raises(ValueError, match="example 1 of the batch has no raw 'item' id"):
+        collator([{**example(1), "item": "v7"}, {**example(1), "item": None}])
+    config = A2GenConfig(target_popularity_features=True, popularity_keys="raw_ids")
+    assert A2GenDataCollator.from_config(config, tokenizer).item_keys
+    assert not A2GenDataCollator.from_config(A2GenConfig(popularity_keys="raw_ids"), tokenizer).item_keys
+
+
 def _without(row, column):
     return {name: value for name, value in row.items() if name != column}
 

@@ -464,6 +464,41 @@ def test_target_popularity_is_the_smoothed_rate_left_one_out():
     torch.testing.assert_close(left_out[buy], torch.logit(torch.tensor(item_without)), atol=1e-5, rtol=0)
 
 
+def test_popularity_keyed_by_raw_id_tells_apart_items_that_share_a_bucket(tmp_path):
+    from a2gen_hf.modeling_a2gen import TargetPopularityFeatures
+
+    config = tiny_config("iag", action_names=["click", "buy", "leave"], start_action="click",
+                         target_popularity_features=True, popularity_keys="raw_ids")
+    popularity = TargetPopularityFeatures(config).eval()
+    assert popularity.item_counts.shape == (0, config.vocab_size)
+    # Keys 2**40 (bought) and 7 share bucket 3; key 11 is never bought. Category 9 for all.
+    occurs = torch.zeros(3, config.vocab_size)
+    occurs[0, config.action_id("buy")] = 1
+    keys = torch.tensor([2**40, 7, 11])
+    assert popularity.fit(keys, torch.tensor([9, 9, 9]), occurs) == 3
+    assert popularity.item_table_keys.tolist() == [7, 11, 2**40]
+    same_bucket = torch.tensor([3, 3, 3])
+    features = popularity(same_bucket, torch.tensor([9, 9, 9]), item_keys=torch.tensor([2**40, 7, 5]))
+    buy = config.action_id("buy")
+    m = popularity.SMOOTHING
+    category = (1 + m * (1 / 3)) / (3 + m)
+    expected = [(1 + m * category) / (1 + m), (0 + m * category) / (1 + m), category]  # key 5: never counted
+    torch.testing.assert_close(features[:, buy], torch.logit(torch.tensor(expected)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(features[:, -2], torch.log1p(torch.tensor([1.0, 1.0, 0.0])))
+    with pytest.raises(ValueError, match="pass item_keys"):
+        popularity(same_bucket, torch.tensor([9, 9, 9]))
+    # The table's size goes into the config, so that from_pretrained builds it; the counts are saved with the model.
+    model = A2GenForActionGeneration(config)
+    model.a2gen.extra_features.popularity_features.fit(keys, torch.tensor([9, 9, 9]), occurs)
+    model.config.popularity_table_size = 3
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).a2gen.extra_features.popularity_features
+    assert reloaded.item_table_keys.tolist() == [7, 11, 2**40]
+    assert torch.equal(reloaded.item_counts, model.a2gen.extra_features.popularity_features.item_counts)
+    with pytest.raises(A2GenConfigError, match="popularity_keys='hashed' is unknown"):
+        tiny_config("iag", popularity_keys="hashed")
+
+
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_popularity_features_leave_out_own_labels_only_while_training(generator, tmp_path):
     torch.manual_seed(0)

@@ -94,6 +94,23 @@ def test_outputs_equal_the_model_on_collated_rows(generator):
     assert results[0]["action_probabilities"] != results[1]["action_probabilities"]
 
 
+def test_popularity_keyed_by_raw_id_reads_the_candidates_raw_ids():
+    """A model whose popularity counts are keyed by raw item id: the pipeline keys the raw candidate ids. Two fits
+    with the same follows on different items ("v42" or "v1") change the scores of "v42" only."""
+    model = tiny_model(target_popularity_features=True, popularity_keys="raw_ids", occurrence_head=True)
+    tokenizer = A2GenActionTokenizer.from_config(model.config)
+    popularity = model.a2gen.extra_features.popularity_features
+    occurs = torch.zeros(4, model.config.vocab_size)
+    occurs[:3, model.config.action_id("follow")] = 1
+    results = []
+    for followed, other in (("v42", "v1"), ("v1", "v42")):
+        keys = torch.from_numpy(tokenizer.item_keys([followed] * 3 + [other]))
+        popularity.fit(keys, torch.zeros(4, dtype=torch.long), occurs)
+        results.append(make_pipe(model, tokenizer=tokenizer)(REQUEST))
+    assert results[0][0]["action_probabilities"] != results[1][0]["action_probabilities"]
+    assert results[0][1]["action_probabilities"] == pytest.approx(results[1][1]["action_probabilities"], abs=1e-6)
+
+
 def assert_same_timeline(timeline, expected):
     """Same actions; the same seconds up to float rounding (the ranker sums in another order than the batch)."""
     assert [action for action, _ in timeline] == [action for action, _ in expected]

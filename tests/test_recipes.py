@@ -85,6 +85,14 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
     config = json.loads((output / "model" / "config.json").read_text())
     assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]
+    # The item counts are keyed by raw id, one row per distinct train item, and reload with the model.
+    from a2gen_hf import A2GenForActionGeneration
+    from a2gen_hf.training.data_setup import load_data_dir
+
+    distinct = len(set(load_data_dir(simulated_data_dir)[0]["train"]["item"]))
+    assert (config["popularity_keys"], config["popularity_table_size"]) == ("raw_ids", distinct)
+    reloaded = A2GenForActionGeneration.from_pretrained(output / "model")
+    assert reloaded.a2gen.extra_features.popularity_features.item_totals.shape == (distinct,)
 
 
 def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulated_data_dir, tmp_path):

@@ -34,10 +34,11 @@ def candidates(config, count, seed=1):
     )
 
 
-def naive_prediction(model, user, item_ids, item_side_ids):
+def naive_prediction(model, user, item_ids, item_side_ids, item_keys=None):
     """predict_actions on the user's history repeated once per candidate."""
     repeated = {name: value.expand(item_ids.shape[0], *value.shape[1:]) for name, value in user.items()}
-    return model.predict_actions(**repeated, item_ids=item_ids, item_side_ids=item_side_ids)
+    keys = {} if item_keys is None else {"item_keys": item_keys}
+    return model.predict_actions(**repeated, item_ids=item_ids, item_side_ids=item_side_ids, **keys)
 
 
 def assert_same_prediction(cached, reference):
@@ -267,6 +268,43 @@ def test_scoring_with_the_sparse_log_options_equals_predict_actions(generator, p
     assert torch.equal(timelines.sequences, reference.sequences)
     with pytest.raises(ValueError, match="export\\(\\) covers models without the count, propensity or popularity"):
         ranker.export(state, item_ids, item_side_ids)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_scoring_with_popularity_keyed_by_raw_id_equals_predict_actions(compile):
+    """Candidates that share a bucket but not a raw id read their own counts, in the ranker as in predict_actions;
+    the ranker, generate and the model refuse to score such a model without item_keys."""
+    model, config = build("iag", **SPARSE_LOG_OPTIONS, popularity_keys="raw_ids")
+    generator = torch.Generator().manual_seed(5)
+    counted_keys = torch.randint(0, 2**62, (40,), generator=generator)
+    occurs = torch.rand(40, config.vocab_size, generator=generator) < 0.3
+    categories = torch.randint(1, config.side_feature_buckets, (40,), generator=generator)
+    popularity = model.a2gen.extra_features.popularity_features
+    assert popularity.fit(counted_keys, categories, occurs) == len(counted_keys.unique())
+    user = one_user(config)
+    item_ids, item_side_ids = candidates(config, 30)
+    item_ids[:] = item_ids[0]  # one bucket for all: only the keys tell the candidates apart
+    item_side_ids[:] = item_side_ids[0]
+    item_keys = torch.cat([counted_keys[:20], torch.randint(2**62, 2**63 - 1, (10,), generator=generator)])
+    ranker = A2GenRanker(model, chunk_size=7, compile=compile)
+    state = ranker.encode_user(**user)
+    scored = ranker.score_candidates(state, item_ids, item_side_ids, item_keys)
+    reference = naive_prediction(model, user, item_ids, item_side_ids, item_keys)
+    assert_same_prediction(scored, reference)
+    probabilities = reference.action_probabilities
+    assert not torch.allclose(probabilities[:20], probabilities[:1].expand(20, -1))  # own counts per key
+    torch.testing.assert_close(probabilities[20:], probabilities[20:21].expand(10, -1))  # unseen: the category's
+    timelines = ranker.generate(state, item_ids[:4], item_side_ids[:4], item_keys=item_keys[:4])
+    repeated = {name: value.expand(4, *value.shape[1:]) for name, value in user.items()}
+    expected = model.generate(**repeated, item_ids=item_ids[:4], item_side_ids=item_side_ids[:4],
+                              item_keys=item_keys[:4], return_dict_in_generate=True)
+    assert torch.equal(timelines.sequences, expected.sequences)
+    with pytest.raises(ValueError, match="pass item_keys"):
+        ranker.score_candidates(state, item_ids, item_side_ids)
+    with pytest.raises(ValueError, match=r"item_keys must be an integer tensor of shape \(C,\)"):
+        ranker.score_candidates(state, item_ids, item_side_ids, item_keys[:3])
+    with pytest.raises(ValueError, match="pass item_keys"):
+        naive_prediction(model, user, item_ids, item_side_ids)
 
 
 def test_exported_program_with_an_occurrence_head_equals_eager():

@@ -239,8 +239,10 @@ def test_clear_errors(tokenizer):
         UserPropensityBaseline(tokenizer, window=0).fit(TOY_TRAIN).predict(TOY_TRAIN)
 
 
-def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir):
-    """Before training, A2Gen's wide logit of each action equals the regression's decision function."""
+@pytest.mark.parametrize("keys", ["buckets", "raw_ids"])
+def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir, keys):
+    """Before training, A2Gen's wide logit of each action equals the regression's decision function (with the item
+    counts keyed by bucket or, as the regression keys them, by raw id)."""
     import torch
 
     from a2gen_hf.training.data_setup import create_model, load_data_dir
@@ -250,7 +252,7 @@ def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir):
     regression = CountFeatureLogisticRegression(tokenizer).fit(data["train"], data["validation"])
     model = create_model(
         "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
-        target_popularity_features=True, occurrence_head=True, wide_path=True,
+        target_popularity_features=True, occurrence_head=True, wide_path=True, popularity_keys=keys,
     ).eval()
     actions = len(tokenizer.action_names)  # every id but padding has its columns
     assert warm_start_wide_path(model, regression) == 4 * actions + 4 + 2 * actions + 2

@@ -150,6 +150,31 @@ def test_create_model_fits_target_popularity_on_train(data_dir, name):
     assert popularity.category_counts[:, like].sum() == likes
 
 
+@pytest.mark.parametrize("name", ["a2gen-iag", "mmoe-fair"])
+def test_create_model_keys_target_popularity_by_raw_item_id(data_dir, name):
+    """popularity_keys='raw_ids': one row per distinct raw train item (the config records how many), counted as the
+    regression counts it; the collator then gives the model the keys, and a split without 'item' is refused."""
+    from a2gen_hf.data.collator import A2GenDataCollator
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model(name, tokenizer, dataset, target_popularity_features=True, popularity_keys="raw_ids", **TINY)
+    extra = model.base_model.extra_features if name.startswith("a2gen") else model.inputs.extra_features
+    popularity = extra.popularity_features
+    train = dataset["train"]
+    raw_items = train["item"]
+    assert model.config.popularity_table_size == len(set(raw_items)) == len(popularity.item_totals)
+    assert popularity.item_totals.sum() == len(train)
+    row = int(torch.searchsorted(popularity.item_table_keys, torch.tensor(tokenizer.item_keys([raw_items[0]]))))
+    assert popularity.item_totals[row] == raw_items.count(raw_items[0])
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)([dataset["test"][index] for index in range(4)])
+    assert batch["item_keys"].tolist() == tokenizer.item_keys(dataset["test"]["item"][:4]).tolist()
+    model.eval()
+    model.predict_actions(**{key: value for key, value in batch.items() if not key.startswith("label")})
+    with pytest.raises(ValueError, match="no 'item' column"):
+        create_model(name, tokenizer, train.remove_columns("item"), target_popularity_features=True,
+                     popularity_keys="raw_ids", **TINY)
+
+
 def test_data_folder_and_config_errors(data_dir, tmp_path):
     dataset, tokenizer, _ = load_data_dir(data_dir)
     with pytest.raises(ValueError, match=r"no field\(s\) \['hiden_size'\]"):

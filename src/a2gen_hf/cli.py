@@ -308,6 +308,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_count_features": args.count_features,
         "occurrence_head": args.occurrence_head,
         "target_popularity_features": args.popularity_features,
+        "popularity_keys": args.popularity_keys,
         "rare_id_threshold": args.rare_id_threshold,
         "wide_path": args.wide_path,
         "slot_readout": args.slot_readout,

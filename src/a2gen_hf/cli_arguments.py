@@ -24,6 +24,7 @@ MIXED_PRECISIONS = ("no", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 HISTORY_POOLINGS = ("sum", "mean", "sqrt")
 MOMENT_SOURCES = ("item_features", "table")
+POPULARITY_KEYS = ("buckets", "raw_ids")
 TIME_UNITS = ("s", "ms", "mmdd")
 REQUIRED = "required"
 
@@ -283,6 +284,9 @@ class FeatureArguments:
                                   "(standardised)", False)
     popularity_features: bool = option("give the networks the target item's and category's train action rates "
                                        "(leave-one-out)", False)
+    popularity_keys: str = option("with --popularity-features, key the item counts by raw_ids (the data's raw "
+                                  "'item' ids, as the regression) or by buckets (the hashed item ids: items sharing "
+                                  "a bucket share counts)", "raw_ids", choices=POPULARITY_KEYS)
     occurrence_head: bool = option("A2Gen ranks with a per-action occurrence head trained with binary "
                                    "cross-entropy", False)
     rare_id_threshold: int = option("users / target items with fewer training examples share embedding rows "

@@ -28,6 +28,9 @@ GENERATORS = ("iag", "eag")
 HISTORY_POOLINGS = ("sum", "mean", "sqrt")
 MOMENT_SOURCES = ("item_features", "table")
 TIME_LOSSES = ("mse", "l1")
+# What the target popularity counts are keyed by: the item's embedding bucket (``item_ids``) or its raw id
+# (``item_keys``, 63-bit keys of the raw ids: items that share a bucket keep their own counts).
+POPULARITY_KEYS = ("buckets", "raw_ids")
 CAM_GATE_INPUTS = ("context", "projected")
 TIME_LOSS_REDUCTIONS = ("mean", "sum")
 IAG_SLOT_ACTIVATIONS = ("linear", "relu")
@@ -124,6 +127,8 @@ class ActionSequenceConfig(PretrainedConfig):
     history_propensity_features: bool = False
     history_count_features: bool = False
     target_popularity_features: bool = False
+    popularity_keys: str = "buckets"
+    popularity_table_size: int = 0
     wide_path: bool = False
     target_drops_repeated_start: bool = False
     rare_id_threshold: int = 0
@@ -246,6 +251,12 @@ class ActionSequenceConfig(PretrainedConfig):
                 "wide_path=True reads the count / popularity features: set history_count_features and / or "
                 "target_popularity_features too (--count-features, --popularity-features)."
             )
+        if self.popularity_keys not in POPULARITY_KEYS:
+            problems.append(
+                f"popularity_keys={self.popularity_keys!r} is unknown; use one of {list(POPULARITY_KEYS)}."
+            )
+        if self.popularity_table_size < 0:
+            problems.append(f"popularity_table_size={self.popularity_table_size} must be >= 0 (items counted).")
         for name in (
             "id_embedding_size", "action_embedding_size", "time_embedding_size", "max_history_items",
             "max_events_per_item", "max_actions", "user_buckets", "item_buckets", "side_feature_buckets",
@@ -364,6 +375,13 @@ class A2GenConfig(ActionSequenceConfig):
             its category's smoothed action rates on the training examples and their example counts, as the
             logistic-regression baseline reads them (left out for each training example's own outcome), fitted by
             ``create_model`` on the train split and saved with the model. Off in the paper.
+        popularity_keys (`str`): what the popularity counts are keyed by: ``"buckets"``, the target's hashed
+            ``item_ids`` (items sharing a bucket share counts), or ``"raw_ids"``, 63-bit keys of the raw item ids
+            (the ``item_keys`` input: :meth:`~a2gen_hf.A2GenActionTokenizer.item_keys`, which the collator applies to
+            the data's ``item`` column), so that the counts are those of the regression baseline, and an item unseen
+            in train reads its category's rate whatever bucket it hashes to.
+        popularity_table_size (`int`): with ``popularity_keys="raw_ids"``, the number of distinct train items
+            counted; set by fitting the counts (``create_model``), so that ``from_pretrained`` builds the table.
         occurrence_head (`bool`): add a ranking head to A2Gen: per action, a logit of "it happens" from the generation
             context (a linear path plus a one-hidden-layer path), trained with binary cross-entropy (weight
             ``occurrence_loss_weight``); ``predict_actions`` then ranks with it instead of reading the generator's

@@ -185,9 +185,12 @@ class TargetPopularityFeatures(nn.Module):
 
     plus log1p of the item's and the category's numbers of training examples; `(B, 2 * V + 2)`, standardised. The
     counts are buffers filled by :meth:`fit` (``create_model`` does it on the train split; saved with the model).
-    Items are hash buckets, categories item side feature 0 (one category for all without side features). While
-    training, pass each example's own outcomes as ``exclude``: they are left out of the counts (leave-one-out), so
-    that no example reads its own label through them.
+    Categories are item side feature 0 (one category for all without side features). Items are keyed as
+    ``config.popularity_keys`` says: by hash bucket (``item_ids``; a row per bucket), or by raw id (``item_keys``,
+    63-bit keys; a row per distinct train item, ``config.popularity_table_size`` rows, looked up by binary search
+    in the sorted ``item_table_keys``; an item not counted reads zero counts, i.e. its category's rate, exactly as
+    the regression baseline). While training, pass each example's own outcomes as ``exclude``: they are left out of
+    the counts (leave-one-out), so that no example reads its own label through them.
     """
 
     SMOOTHING = 20.0
@@ -195,8 +198,12 @@ class TargetPopularityFeatures(nn.Module):
     def __init__(self, config: A2GenConfig):
         super().__init__()
         vocab_size = config.vocab_size
-        self.register_buffer("item_counts", torch.zeros(config.item_buckets, vocab_size))
-        self.register_buffer("item_totals", torch.zeros(config.item_buckets))
+        self.raw_ids = config.popularity_keys == "raw_ids"
+        rows = config.popularity_table_size if self.raw_ids else config.item_buckets
+        if self.raw_ids:
+            self.register_buffer("item_table_keys", torch.zeros(rows, dtype=torch.long))
+        self.register_buffer("item_counts", torch.zeros(rows, vocab_size))
+        self.register_buffer("item_totals", torch.zeros(rows))
         self.register_buffer("category_counts", torch.zeros(config.side_feature_buckets, vocab_size))
         self.register_buffer("category_totals", torch.zeros(config.side_feature_buckets))
         self.size = 2 * vocab_size + 2
@@ -207,23 +214,60 @@ class TargetPopularityFeatures(nn.Module):
             buffer.zero_()
 
     @torch.no_grad()
-    def fit(self, item_ids: torch.LongTensor, categories: torch.LongTensor, occurs: torch.Tensor) -> None:
-        """Count the training examples: target `item_ids` `(n,)`, their `categories` `(n,)`, `occurs` `(n, V)`."""
+    def fit(self, items: torch.LongTensor, categories: torch.LongTensor, occurs: torch.Tensor) -> int:
+        """
+        Count the training examples: target ``items`` `(n,)` (hashed ``item_ids``, or ``item_keys`` when keyed by raw
+        id), their ``categories`` `(n,)`, ``occurs`` `(n, V)`. Keyed by raw id, the item table is rebuilt with a row
+        per distinct key. Returns the item table's number of rows (``config.popularity_table_size`` when keyed by raw
+        id).
+        """
         self.reset()
-        occurs = occurs.float().to(self.item_counts.device)
-        for counts, totals, keys in (
-            (self.item_counts, self.item_totals, item_ids),
+        device = self.item_counts.device
+        occurs = occurs.float().to(device)
+        items, categories = items.to(device), categories.to(device)
+        if self.raw_ids:
+            keys, items = torch.unique(items, sorted=True, return_inverse=True)
+            self.item_table_keys = keys
+            self.item_counts = torch.zeros(len(keys), occurs.shape[1], device=device)
+            self.item_totals = torch.zeros(len(keys), device=device)
+        for counts, totals, rows in (
+            (self.item_counts, self.item_totals, items),
             (self.category_counts, self.category_totals, categories),
         ):
-            keys = keys.to(counts.device)
-            counts.index_add_(0, keys, occurs)
-            totals.index_add_(0, keys, torch.ones_like(keys, dtype=totals.dtype))
+            counts.index_add_(0, rows, occurs)
+            totals.index_add_(0, rows, torch.ones_like(rows, dtype=totals.dtype))
+        return len(self.item_totals)
+
+    def item_rows(
+        self, item_ids: torch.LongTensor, item_keys: torch.LongTensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The item counts `(B, V)` and example totals `(B,)` of the targets: by bucket, or by raw-id key."""
+        if not self.raw_ids:
+            return self.item_counts[item_ids], self.item_totals[item_ids]
+        if item_keys is None:
+            raise ValueError(
+                "This model's popularity counts are keyed by raw item id (config.popularity_keys='raw_ids'): pass "
+                "item_keys `(B,)`, tokenizer.item_keys(raw item ids) (A2GenDataCollator builds it from the 'item' "
+                "column), beside item_ids."
+            )
+        table = self.item_table_keys
+        if table.numel() == 0:  # nothing counted: every item reads its category's rate
+            zeros = self.item_counts.new_zeros(item_keys.shape[0], self.item_counts.shape[1])
+            return zeros, zeros[:, 0]
+        rows = torch.searchsorted(table, item_keys).clamp_max(table.numel() - 1)
+        found = (table[rows] == item_keys).float()
+        return self.item_counts[rows] * found.unsqueeze(-1), self.item_totals[rows] * found
 
     def forward(
-        self, item_ids: torch.LongTensor, categories: torch.LongTensor, exclude: torch.Tensor | None = None
+        self,
+        item_ids: torch.LongTensor,
+        categories: torch.LongTensor,
+        exclude: torch.Tensor | None = None,
+        item_keys: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """`(B,)` target items and categories (`exclude` `(B, V)`: own outcomes while training) -> `(B, size)`."""
-        item_counts, item_totals = self.item_counts[item_ids], self.item_totals[item_ids]
+        """`(B,)` target items and categories (`exclude` `(B, V)`: own outcomes while training; `item_keys` `(B,)`:
+        raw-id keys, required when the counts are keyed by them) -> `(B, size)`."""
+        item_counts, item_totals = self.item_rows(item_ids, item_keys)
         category_counts, category_totals = self.category_counts[categories], self.category_totals[categories]
         examples = self.category_totals.sum()
         prior = self.category_counts.sum(0) / examples.clamp_min(1.0)
@@ -246,6 +290,13 @@ class TargetPopularityFeatures(nn.Module):
             dim=-1,
         )
         return self.standardizer(features)
+
+
+def popularity_keyed_by_raw_id(config: A2GenConfig) -> bool:
+    """Whether ``config``'s model reads popularity counts keyed by raw item id (and so needs ``item_keys``)."""
+    return bool(getattr(config, "target_popularity_features", False)) and (
+        getattr(config, "popularity_keys", "buckets") == "raw_ids"
+    )
 
 
 def extra_feature_size(config: A2GenConfig) -> int:
@@ -286,9 +337,11 @@ class ExtraContextFeatures(nn.Module):
         history_item_side_ids: torch.LongTensor | None = None,
         item_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
+        item_keys: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """The history inputs as in ``forward`` of the models (padding items' events are ignored) -> `(B, size)`; the
-        history may have batch size b = 1 for B targets (one user's candidates)."""
+        history may have batch size b = 1 for B targets (one user's candidates). ``item_keys`` `(B,)`: the targets'
+        raw-id keys, read by popularity counts keyed by raw id."""
         parts = []
         if self.propensity_size:
             propensity = history_action_propensity(history_action_ids, history_mask, self.propensity_size)
@@ -301,7 +354,9 @@ class ExtraContextFeatures(nn.Module):
             )
         if self.popularity_features is not None:
             parts.append(
-                self.popularity_features(item_ids, target_categories(item_ids, item_side_ids), target_occurrences)
+                self.popularity_features(
+                    item_ids, target_categories(item_ids, item_side_ids), target_occurrences, item_keys
+                )
             )
         return torch.cat(parts, dim=-1)
 

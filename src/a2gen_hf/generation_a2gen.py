@@ -44,6 +44,7 @@ _HISTORY_INPUTS = (
     "item_side_ids",
     "history_item_side_ids",
     "user_side_ids",
+    "item_keys",
 )
 _SUPPORTED_MODES = (
     GenerationMode.GREEDY_SEARCH,

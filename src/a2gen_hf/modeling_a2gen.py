@@ -1473,6 +1473,9 @@ _HISTORY_ARGS_DOC = r"""
         target_occurrences (`torch.Tensor` of shape `(B, V)`, *optional*): with `target_popularity_features`, the
             examples' own outcomes while training, left out of the popularity counts (the generation model passes
             them from its labels).
+        item_keys (`torch.LongTensor` of shape `(B,)`, *optional*): 63-bit keys of the targets' raw item ids
+            (`tokenizer.item_keys`); required when the popularity counts are keyed by raw id
+            (`popularity_keys="raw_ids"`), ignored otherwise.
 """
 
 
@@ -1607,6 +1610,7 @@ class A2GenModel(A2GenPreTrainedModel):
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
+        item_keys: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -1657,6 +1661,7 @@ class A2GenModel(A2GenPreTrainedModel):
                     history_item_side_ids,
                     item_side_ids,
                     target_occurrences,
+                    item_keys,
                 )
             )
         generation_context = torch.cat(context_parts, dim=-1)
@@ -1695,6 +1700,7 @@ INPUT_SHAPES = {
     "history_item_side_ids": ("ids", "BNF"),
     "user_side_ids": ("ids", "BSL"),
     "target_occurrences": ("mask", "BV"),
+    "item_keys": ("keys", "B"),
 }
 LABEL_SHAPES = {
     "labels": ("ids", "BT"),
@@ -1731,7 +1737,7 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                 f"{name} must be a torch.Tensor of shape ({', '.join(letters)}), got {type(value).__name__}; "
                 f"{_MAKE_THEM}."
             )
-        if kind == "ids" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        if kind in ("ids", "keys") and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
             raise TypeError(f"{name} must hold integer ids (torch.long), got dtype {value.dtype}; {_MAKE_THEM}.")
         if kind == "times" and (not value.is_floating_point() or (value.dtype == torch.float64 and dtype != torch.float64)):
             raise TypeError(
@@ -1996,6 +2002,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         item_side_ids: torch.LongTensor | None = None,
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
+        item_keys: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         label_times: torch.FloatTensor | None = None,
         label_time_mask: torch.LongTensor | None = None,
@@ -2049,6 +2056,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
                 history_item_side_ids=history_item_side_ids,
                 user_side_ids=user_side_ids,
                 target_occurrences=own_outcomes_while_training(self, labels, label_times),
+                item_keys=item_keys,
                 output_hidden_states=output_hidden_states,
                 output_attentions=output_attentions,
                 return_dict=True,

@@ -129,6 +129,7 @@ class MultiTaskBaselineInputs(nn.Module):
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
+        item_keys: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """Returns `(B, output_size)`; padding history items (and padding events) never change it. `target_occurrences`
         `(B, V)`: the examples' own outcomes while training, left out of the popularity features."""
@@ -168,6 +169,7 @@ class MultiTaskBaselineInputs(nn.Module):
                     history_item_side_ids,
                     item_side_ids,
                     target_occurrences,
+                    item_keys,
                 )
             )
         return torch.cat(parts, dim=-1)
@@ -369,6 +371,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         item_side_ids: torch.LongTensor | None = None,
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
+        item_keys: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         label_times: torch.FloatTensor | None = None,
         label_time_mask: torch.LongTensor | None = None,
@@ -382,6 +385,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
             user_ids `(B,)`, item_ids `(B,)`, history_item_ids `(B, N)`, history_mask `(B, N)`: as for A2Gen.
             history_action_ids / history_action_times / history_time_mask `(B, N, E)`: the history items' events.
             item_side_ids `(B, F)`, history_item_side_ids `(B, N, F)`, user_side_ids `(B, S, L)`: side features.
+            item_keys `(B,)`: raw-id keys of the targets, required when the popularity counts are keyed by them.
             labels / label_times / label_time_mask `(B, T)`: the target sequence; the per-action targets are read
                 off it with :func:`first_occurrence_targets`.
         """
@@ -405,6 +409,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
             history_item_side_ids=history_item_side_ids,
             user_side_ids=user_side_ids,
             target_occurrences=own_outcomes_while_training(self, labels, label_times),
+            item_keys=item_keys,
         )
         task_representations = self.experts(features)
         logits, times = self.heads(task_representations)

@@ -22,6 +22,7 @@ from transformers.utils import cached_file
 
 from .auto import AutoModelForActionGeneration
 from .data.collator import A2GenDataCollator
+from .features_a2gen import popularity_keyed_by_raw_id
 from .modeling_a2gen import A2GenForActionGeneration
 from .ranking import USER_INPUT_NAMES, A2GenRanker, is_action_generation_model
 from .tokenization_a2gen import A2GenActionTokenizer, TimelineError
@@ -311,6 +312,7 @@ class ActionGenerationPipeline(Pipeline):
             "history_item_side_ids": [row[1] for row in history_rows],
             "history_action_ids": [row[2] for row in history_rows],
             "history_action_seconds": [row[3] for row in history_rows],
+            "item": raw_items[0],
             "item_id": item_ids[0],
             "item_side_ids": item_side_ids[0],
             "action_ids": [self.tokenizer.start_action_id],
@@ -322,6 +324,11 @@ class ActionGenerationPipeline(Pipeline):
             "user": user_inputs,
             "item_ids": torch.tensor(item_ids, dtype=torch.long),
             "item_side_ids": torch.tensor(item_side_ids, dtype=torch.long).view(len(item_ids), width) if width else None,
+            "item_keys": (
+                torch.from_numpy(self.tokenizer.item_keys(raw_items))
+                if popularity_keyed_by_raw_id(self.model.config)
+                else None
+            ),
             "items": raw_items,
         }
 
@@ -336,9 +343,9 @@ class ActionGenerationPipeline(Pipeline):
         timelines: bool = True,
         generate_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        item_ids, item_side_ids = model_inputs["item_ids"], model_inputs["item_side_ids"]
+        item_ids, item_side_ids, item_keys = (model_inputs[name] for name in ("item_ids", "item_side_ids", "item_keys"))
         state = self.ranker.encode_user(**model_inputs["user"])
-        prediction = self.ranker.score_candidates(state, item_ids, item_side_ids)
+        prediction = self.ranker.score_candidates(state, item_ids, item_side_ids, item_keys)
         order = torch.arange(item_ids.shape[0])
         scores = None
         if rank_weights is not None:
@@ -346,6 +353,7 @@ class ActionGenerationPipeline(Pipeline):
             order = torch.sort(scores.cpu(), descending=True, stable=True).indices[:top_k]
         selected_ids = item_ids[order]
         selected_side_ids = item_side_ids[order] if item_side_ids is not None else None
+        selected_keys = item_keys[order] if item_keys is not None else None
         outputs = {
             "items": [model_inputs["items"][index] for index in order.tolist()],
             "scores": scores[order] if scores is not None else None,
@@ -355,7 +363,11 @@ class ActionGenerationPipeline(Pipeline):
         }
         if timelines:
             generated = self.ranker.generate(
-                state, selected_ids, selected_side_ids, **{"return_dict_in_generate": True, **(generate_kwargs or {})}
+                state,
+                selected_ids,
+                selected_side_ids,
+                item_keys=selected_keys,
+                **{"return_dict_in_generate": True, **(generate_kwargs or {})},
             )
             decoded = self.tokenizer.decode_timelines(generated.sequences, generated.times)
             copies = len(decoded) // len(order)

@@ -31,7 +31,7 @@ from torch._dynamo import maybe_mark_dynamic  # no public name yet (torch 2.13)
 from transformers import GenerationConfig
 from transformers.utils import logging
 
-from .features_a2gen import occurrence_probabilities
+from .features_a2gen import occurrence_probabilities, popularity_keyed_by_raw_id
 from .generation_a2gen import A2GenBeamGenerateOutput, A2GenGenerateOutput
 from .modeling_a2gen import A2GenActionPrediction, A2GenForActionGeneration, action_predictions_from_slots
 
@@ -486,19 +486,29 @@ class A2GenRanker:
         return {name: value.to(parameter.device) for name, value in inputs.items()}
 
     def extra_features(
-        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+        self,
+        user_state: UserState,
+        item_ids: torch.LongTensor,
+        item_side_ids: torch.LongTensor | None = None,
+        item_keys: torch.LongTensor | None = None,
     ) -> torch.Tensor | None:
         """The model's count / propensity / popularity features of C candidates `(C, De)`; None without them."""
         if user_state.history is None:
             return None
         # The history keeps batch size 1: what depends on it alone is computed once for all candidates.
-        return self.model.a2gen.extra_features(**user_state.history, item_ids=item_ids, item_side_ids=item_side_ids)
+        return self.model.a2gen.extra_features(
+            **user_state.history, item_ids=item_ids, item_side_ids=item_side_ids, item_keys=item_keys
+        )
 
     # ------------------------------------------------------------------------------------------------------------
     # The candidates
 
     def _check_candidates(
-        self, user_state: UserState, item_ids: torch.Tensor, item_side_ids: torch.Tensor | None
+        self,
+        user_state: UserState,
+        item_ids: torch.Tensor,
+        item_side_ids: torch.Tensor | None,
+        item_keys: torch.Tensor | None = None,
     ) -> None:
         if not isinstance(user_state, UserState):
             raise TypeError(f"user_state must be the UserState from encode_user(), got {type(user_state).__name__}.")
@@ -528,10 +538,29 @@ class A2GenRanker:
                     f"got {tuple(item_side_ids.shape)}."
                 )
             _check_ids("item_side_ids", item_side_ids, "side_feature_buckets", self.config.side_feature_buckets)
+        if popularity_keyed_by_raw_id(self.config) and item_keys is None:
+            raise ValueError(
+                "This model keys its popularity counts by raw item id (popularity_keys='raw_ids'): pass item_keys "
+                "(C,), tokenizer.item_keys(raw candidate ids), beside item_ids."
+            )
+        if item_keys is not None and (
+            not isinstance(item_keys, torch.Tensor)
+            or item_keys.is_floating_point()
+            or tuple(item_keys.shape) != (item_ids.shape[0],)
+        ):
+            raise ValueError(
+                f"item_keys must be an integer tensor of shape (C,) = ({item_ids.shape[0]},), "
+                "tokenizer.item_keys(raw candidate ids), got "
+                f"{tuple(item_keys.shape) if isinstance(item_keys, torch.Tensor) else type(item_keys).__name__}."
+            )
 
     @torch.no_grad()
     def score_candidates(
-        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+        self,
+        user_state: UserState,
+        item_ids: torch.LongTensor,
+        item_side_ids: torch.LongTensor | None = None,
+        item_keys: torch.LongTensor | None = None,
     ) -> A2GenActionPrediction:
         """
         Scores C candidates for the user of ``user_state``.
@@ -539,13 +568,16 @@ class A2GenRanker:
         Args:
             item_ids (`torch.LongTensor` of shape `(C,)`): hashed candidate item ids.
             item_side_ids (`torch.LongTensor` of shape `(C, F)`, *optional*): their side features.
+            item_keys (`torch.LongTensor` of shape `(C,)`, *optional*): their raw-id keys
+                (``tokenizer.item_keys``), required when the model's popularity counts are keyed by raw id.
         Returns:
             :class:`A2GenActionPrediction` with `(C, vocab_size)` tensors, equal to ``predict_actions`` on a batch
             that repeats the user's history C times (C = 0 gives empty tensors).
         """
-        self._check_candidates(user_state, item_ids, item_side_ids)
+        self._check_candidates(user_state, item_ids, item_side_ids, item_keys)
         item_ids = item_ids.to(self.device)
         item_side_ids = item_side_ids.to(self.device) if item_side_ids is not None else None
+        item_keys = item_keys.to(self.device) if item_keys is not None else None
         total = item_ids.shape[0]
         if total == 0:
             empty = torch.zeros(0, self.config.vocab_size, device=item_ids.device)
@@ -565,12 +597,14 @@ class A2GenRanker:
         def score_block(start: int) -> list[torch.Tensor]:
             ids = item_ids[start : start + chunk]
             side = item_side_ids[start : start + chunk] if item_side_ids is not None else None
+            keys = item_keys[start : start + chunk] if item_keys is not None else None
             short = chunk - ids.shape[0]
             if short and compiled:  # keep the compiled shape fixed
                 ids = F.pad(ids, (0, short))
                 side = F.pad(side, (0, 0, 0, short)) if side is not None else None
+                keys = F.pad(keys, (0, short)) if keys is not None else None
             with autocast:  # the extra features too, as predict_actions computes them
-                extra = self.extra_features(user_state, ids, side)
+                extra = self.extra_features(user_state, ids, side, keys)
                 result = run(*user_terms, ids, side, extra)
                 if run is not self.program:
                     *result, underflow = result
@@ -595,16 +629,20 @@ class A2GenRanker:
         )
 
     def generation_context(
-        self, user_state: UserState, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None = None
+        self,
+        user_state: UserState,
+        item_ids: torch.LongTensor,
+        item_side_ids: torch.LongTensor | None = None,
+        item_keys: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """The generation context `(C, context_size)` of C candidates, as ``A2GenModel`` would give it."""
-        self._check_candidates(user_state, item_ids, item_side_ids)
+        self._check_candidates(user_state, item_ids, item_side_ids, item_keys)
         item_ids = item_ids.to(self.device)
         item_side_ids = item_side_ids.to(self.device) if item_side_ids is not None else None
+        item_keys = item_keys.to(self.device) if item_keys is not None else None
         with torch.no_grad():
-            return self.program.generation_context(
-                *user_state.as_tuple(), item_ids, item_side_ids, self.extra_features(user_state, item_ids, item_side_ids)
-            )
+            extra = self.extra_features(user_state, item_ids, item_side_ids, item_keys)
+            return self.program.generation_context(*user_state.as_tuple(), item_ids, item_side_ids, extra)
 
     @torch.no_grad()
     def generate(
@@ -613,6 +651,7 @@ class A2GenRanker:
         item_ids: torch.LongTensor,
         item_side_ids: torch.LongTensor | None = None,
         generation_config: GenerationConfig | None = None,
+        item_keys: torch.LongTensor | None = None,
         **kwargs,
     ) -> A2GenGenerateOutput | A2GenBeamGenerateOutput | torch.LongTensor:
         """
@@ -622,7 +661,7 @@ class A2GenRanker:
         outputs, except that ``return_dict_in_generate`` defaults to True here. Returns sequences
         `(C * num_return_sequences, 1 + steps)` and their normalised times.
         """
-        context = self.generation_context(user_state, item_ids, item_side_ids)
+        context = self.generation_context(user_state, item_ids, item_side_ids, item_keys)
         if context.shape[0] == 0:
             raise ValueError("generate() needs at least one candidate in item_ids.")
         if generation_config is None:
@@ -641,12 +680,12 @@ class A2GenRanker:
         ``program.module()(*user_state.as_tuple(), item_ids, item_side_ids)`` -> (probabilities, expected times,
         expected seconds). The example inputs need at least 2 history items and 2 candidates.
         """
-        self._check_candidates(user_state, item_ids, item_side_ids)
-        if user_state.history is not None:
+        if isinstance(user_state, UserState) and user_state.history is not None:
             raise ValueError(
                 "export() covers models without the count, propensity or popularity features; score such a model "
                 "with score_candidates (eagerly or with compile=True)."
             )
+        self._check_candidates(user_state, item_ids, item_side_ids)
         if user_state.num_history_items < 2 or item_ids.shape[0] < 2:
             raise ValueError("export() traces with an example of at least 2 history items and 2 candidates.")
         candidates, history = torch.export.Dim("candidates"), torch.export.Dim("history_items")

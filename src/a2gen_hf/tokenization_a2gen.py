@@ -72,16 +72,29 @@ def hash_to_bucket(text: str, buckets: int) -> int:
     return int.from_bytes(digest, "little") % (buckets - 1) + 1
 
 
-def hash_to_buckets(texts: Iterable[str], buckets: int) -> np.ndarray:
-    """:func:`hash_to_bucket` of every string, as an int64 array of shape ``(len(texts),)``."""
+def _digests(texts: Iterable[str]) -> np.ndarray:
+    """BLAKE2b-64 of every string's UTF-8 bytes, little-endian, as a uint64 array of shape ``(len(texts),)``."""
     blake2b = hashlib.blake2b
     try:
         digests = b"".join([blake2b(text.encode("utf-8"), digest_size=8).digest() for text in texts])
     except UnicodeEncodeError as error:
         raise _not_unicode(error) from None
+    return np.frombuffer(digests, dtype="<u8")
+
+
+def hash_to_buckets(texts: Iterable[str], buckets: int) -> np.ndarray:
+    """:func:`hash_to_bucket` of every string, as an int64 array of shape ``(len(texts),)``."""
     # The modulo runs on uint64 so it equals Python's arbitrary-precision ``%`` bit for bit.
-    values = np.frombuffer(digests, dtype="<u8") % np.uint64(buckets - 1) + np.uint64(1)
-    return values.astype(np.int64)
+    return (_digests(texts) % np.uint64(buckets - 1) + np.uint64(1)).astype(np.int64)
+
+
+def hash_to_keys(texts: Iterable[str]) -> np.ndarray:
+    """
+    A 63-bit key of every string, int64 `(len(texts),)` in ``[0, 2**63)``: the BLAKE2b-64 digest of
+    :func:`hash_to_bucket` shifted right by one bit. Unlike a bucket it tells ids apart: two of a million distinct
+    ids share a key with probability about 1e-7.
+    """
+    return (_digests(texts) >> np.uint64(1)).astype(np.int64)
 
 
 def _id_text(raw: Any) -> str:
@@ -113,7 +126,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     Raw ids are hashed into embedding buckets with :meth:`hash_user`, :meth:`hash_item` and
     :meth:`hash_side_feature`: BLAKE2b with an 8-byte digest of the UTF-8 string ``str(raw)`` (side features hash
     ``f"{field}={raw}"``), read as a little-endian unsigned integer, taken modulo ``buckets - 1``, plus 1. Results lie
-    in ``[1, buckets)`` (0 is padding) and do not depend on the process, the platform or ``PYTHONHASHSEED``. Because
+    in ``[1, buckets)`` (0 is padding) and do not depend on the process, the platform or ``PYTHONHASHSEED``.
+    :meth:`item_keys` keeps 63 bits of the same digest instead, to tell items apart where buckets collide. Because
     ``str(raw)`` is hashed, ``123`` and ``"123"`` share a bucket while ``123.0`` does not: pass ids as the log spells
     them.
 
@@ -848,6 +862,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     def hash_items(self, raws: Iterable[Any]) -> np.ndarray:
         """:meth:`hash_item` of each raw id, as an int64 array of shape (n,)."""
         return hash_to_buckets(map(_id_text, raws), self.item_buckets)
+
+    def item_keys(self, raws: Iterable[Any]) -> np.ndarray:
+        """
+        The 63-bit key (:func:`hash_to_keys` of ``str(raw)``) of each raw item id, int64 `(n,)`: the ``item_keys``
+        input of a model whose popularity counts are keyed by raw item id (``popularity_keys="raw_ids"``), so that
+        items sharing an embedding bucket do not share counts.
+        """
+        return hash_to_keys(map(_id_text, raws))
 
     def hash_side_features(self, field: str, raws: Iterable[Any]) -> np.ndarray:
         """:meth:`hash_side_feature` of each raw value of ``field``, as an int64 array of shape (n,)."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..configuration_a2gen import A2GenConfig
+from ..features_a2gen import popularity_keyed_by_raw_id
 from ..tokenization_a2gen import A2GenActionTokenizer
 
 REQUIRED_COLUMNS = (
@@ -54,7 +55,8 @@ class A2GenDataCollator:
     ``user_ids`` / ``item_ids`` (B,) long, ``item_side_ids`` (B, F) long, ``history_item_ids`` (B, N) long,
     ``history_item_side_ids`` (B, N, F) long, ``history_mask`` (B, N) long, ``history_action_ids`` (B, N, E) long,
     ``history_action_times`` (B, N, E) float, ``history_time_mask`` (B, N, E) long, ``labels`` (B, T) long,
-    ``label_times`` (B, T) float, ``label_time_mask`` (B, T) long.
+    ``label_times`` (B, T) float, ``label_time_mask`` (B, T) long; with ``item_keys=True`` also ``item_keys`` (B,) long,
+    the 63-bit keys of the rows' raw ``item`` ids (:meth:`A2GenActionTokenizer.item_keys`).
 
     Args:
         tokenizer: the fitted :class:`A2GenActionTokenizer` saved with the data (its time statistics are used).
@@ -63,6 +65,8 @@ class A2GenDataCollator:
         drop_repeated_start: leave out of the labels every start action after position 0 (e.g. repeated clicks
             on e-commerce logs), so that the target sequence holds start, the other actions, then the end action
             (``A2GenConfig.target_drops_repeated_start``; off by default).
+        item_keys: also key every row's raw ``item`` id (a column then required), for a model whose popularity counts
+            are keyed by raw id (``popularity_keys="raw_ids"``; :meth:`from_config` reads it off the config).
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class A2GenDataCollator:
         max_actions: int = 6,
         num_item_side_features: int | None = None,
         drop_repeated_start: bool = False,
+        item_keys: bool = False,
     ):
         for name, value in (
             ("max_history_items", max_history_items),
@@ -87,6 +92,7 @@ class A2GenDataCollator:
         self.max_actions = max_actions
         self.num_item_side_features = num_item_side_features
         self.drop_repeated_start = drop_repeated_start
+        self.item_keys = item_keys
 
     @classmethod
     def from_config(cls, config: A2GenConfig, tokenizer: A2GenActionTokenizer) -> A2GenDataCollator:
@@ -98,16 +104,23 @@ class A2GenDataCollator:
             max_actions=config.max_actions,
             num_item_side_features=config.num_item_side_features,
             drop_repeated_start=getattr(config, "target_drops_repeated_start", False),
+            item_keys=popularity_keyed_by_raw_id(config),
         )
 
     def _check_columns(self, features: Sequence[dict[str, Any]], side_features: int) -> None:
-        required = REQUIRED_COLUMNS + (SIDE_FEATURE_COLUMNS if side_features else ())
+        required = REQUIRED_COLUMNS + (SIDE_FEATURE_COLUMNS if side_features else ()) + (("item",) if self.item_keys else ())
         for index, row in enumerate(features):
             missing = [name for name in required if name not in row]
             if missing:
+                why = (
+                    "; 'item' (the raw item id) because the model's popularity counts are keyed by raw id: keep the "
+                    "column (remove_unused_columns=False) or train with popularity_keys='buckets'"
+                    if "item" in missing
+                    else ""
+                )
                 raise KeyError(
                     f"A2GenDataCollator: example {index} of the batch has no column(s) {missing}; rows need "
-                    f"{list(required)} (docs/design.md, 'Examples on disk')."
+                    f"{list(required)} (docs/design.md, 'Examples on disk'){why}."
                 )
 
     @staticmethod
@@ -164,6 +177,14 @@ class A2GenDataCollator:
             "user_ids": np.array([row["user_id"] for row in features], dtype=np.int64),
             "item_ids": np.array([row["item_id"] for row in features], dtype=np.int64),
         }
+        if self.item_keys:
+            raw_items = [row["item"] for row in features]
+            if None in raw_items:
+                raise ValueError(
+                    f"A2GenDataCollator: example {raw_items.index(None)} of the batch has no raw 'item' id (None); "
+                    "the model keys popularity counts by it: fill the column as the log spells the id."
+                )
+            batch["item_keys"] = self.tokenizer.item_keys(raw_items)
         if side_features:
             batch["item_side_ids"] = self._flat_ints(
                 (row["item_side_ids"] for row in features), batch_size * side_features, "item_side_ids", side_features

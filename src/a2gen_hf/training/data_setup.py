@@ -204,22 +204,42 @@ def _on_disk(train, option: str) -> Dataset:
     return train
 
 
+def train_item_keys(train: Dataset, tokenizer: A2GenActionTokenizer) -> np.ndarray:
+    """The raw-id keys (:meth:`A2GenActionTokenizer.item_keys`) of the ``train`` split's target items `(n,)`."""
+    if "item" not in train.column_names:
+        raise ValueError(
+            "popularity_keys='raw_ids' keys the popularity counts by the raw item id, but the train split has no "
+            f"'item' column (columns: {train.column_names}); prepare the data with `a2gen prepare` / `a2gen "
+            "simulate` (they keep it), or pass --popularity-keys buckets."
+        )
+    raw = train.select_columns(["item"]).with_format("arrow")[:].column("item").combine_chunks()
+    if raw.null_count:
+        row = int(np.flatnonzero(raw.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"Row {row} of the train split has no raw 'item' id; fill it as the log spells the id.")
+    return tokenizer.item_keys(raw.to_pylist())
+
+
 def fit_target_popularity(model: PreTrainedModel, train: Dataset, tokenizer: A2GenActionTokenizer) -> None:
     """Fill the model's :class:`TargetPopularityFeatures` with the action counts of the ``train`` split's targets
-    (per item bucket and per category, item side feature 0)."""
+    (per item, keyed as ``config.popularity_keys`` says, and per category, item side feature 0); keyed by raw id,
+    ``config.popularity_table_size`` becomes the number of distinct train items."""
     from .simple_baselines import ActionTargets
 
     train = _on_disk(train, "target_popularity_features")
+    config = model.config
     occurs = torch.from_numpy(ActionTargets.from_dataset(train, tokenizer).occurs)
     item_ids = torch.from_numpy(flat_ids(train, "item_id"))
-    if model.config.num_item_side_features:
+    items = torch.from_numpy(train_item_keys(train, tokenizer)) if config.popularity_keys == "raw_ids" else item_ids
+    if config.num_item_side_features:
         side_ids = flat_ids(train, "item_side_ids").reshape(len(train), -1)
         categories = torch.from_numpy(side_ids[:, 0].copy())
     else:
         categories = torch.zeros_like(item_ids)
     for module in model.modules():
         if isinstance(module, TargetPopularityFeatures):
-            module.fit(item_ids, categories, occurs)
+            rows = module.fit(items, categories, occurs)
+            if config.popularity_keys == "raw_ids":
+                config.popularity_table_size = rows
 
 
 def fit_rare_id_buckets(model: PreTrainedModel, train: Dataset) -> dict[str, int]:
