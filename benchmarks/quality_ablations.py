@@ -113,6 +113,15 @@ VARIANTS = {
         "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
         "warm_start": True, "residual": True,
     },
+    # ... and up to 16 events per history item, so that the count features see every event the regression reads,
+    # with the standardisers scaling as sklearn's StandardScaler: the `sparse_logs` recipe since 2026-12-04 evening.
+    "sparse-residual-rawkeys-e16": {
+        "model": "a2gen-iag",
+        "overrides": {**SPARSE, "max_history_items": 50, "max_events_per_item": 16, "wide_path": True,
+                      "popularity_keys": "raw_ids"},
+        "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
+        "warm_start": True, "residual": True,
+    },
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),

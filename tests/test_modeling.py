@@ -380,8 +380,18 @@ def test_running_standardizer_uses_all_training_rows_and_freezes_in_eval():
     torch.testing.assert_close(standardizer.variance, rows.var(0, unbiased=False))
     standardizer.eval()
     output = standardizer(first)
-    torch.testing.assert_close(output, (first - rows.mean(0)) / torch.sqrt(rows.var(0, unbiased=False) + 1e-5))
+    torch.testing.assert_close(output, (first - rows.mean(0)) / rows.var(0, unbiased=False).sqrt())
     assert standardizer.count == 6
+    # As sklearn's StandardScaler: no floor under a small variance, and a constant column is only centred.
+    from sklearn.preprocessing import StandardScaler
+
+    rows = torch.tensor([[0.0, 5.0], [0.0, 5.0], [0.0, 5.0], [0.01, 5.0]], dtype=torch.float64)
+    standardizer = RunningStandardizer(2).double()
+    standardizer(rows)
+    standardizer.eval()
+    probe = torch.tensor([[0.02, 6.0]], dtype=torch.float64)
+    expected = StandardScaler().fit(rows.numpy()).transform(probe.numpy())
+    torch.testing.assert_close(standardizer(probe), torch.from_numpy(expected))
 
 
 @pytest.mark.parametrize("generator", GENERATORS)

@@ -65,10 +65,13 @@ class RunningStandardizer(nn.Module):
     """
     Standardises features `(B, D)` with the mean and variance of every training example seen so far (saved with the
     model). Unlike batch normalisation it uses the same statistics in training and evaluation, so a batch of one
-    and a left- or right-padded batch give the same output; the statistics are frozen outside training.
+    and a left- or right-padded batch give the same output; the statistics are frozen outside training. As
+    ``sklearn``'s ``StandardScaler`` (which the regression baseline uses, so that a warm-started wide path reads the
+    regression's very features): divided by the standard deviation, or by 1 where the variance is below ``eps``
+    (a constant column).
     """
 
-    def __init__(self, size: int, eps: float = 1e-5):
+    def __init__(self, size: int, eps: float = 1e-12):
         super().__init__()
         self.eps = eps
         self.register_buffer("mean", torch.zeros(size))
@@ -91,7 +94,8 @@ class RunningStandardizer(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if self.training and features.shape[0] > 0:
             self._update(features.detach().float())
-        return (features - self.mean) / torch.sqrt(self.variance + self.eps)
+        scale = torch.where(self.variance > self.eps, self.variance.sqrt(), torch.ones_like(self.variance))
+        return (features - self.mean) / scale
 
 
 class HistoryCountFeatures(nn.Module):
