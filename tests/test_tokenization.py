@@ -329,6 +329,21 @@ def test_hashing_is_stable_and_in_range(tokenizer):
     assert set(small.hash_items(range(100)).tolist()) == {1}
 
 
+def test_item_keys_are_63_bits_of_the_item_hash_and_tell_ids_apart(tokenizer):
+    import hashlib
+
+    digest = int.from_bytes(hashlib.blake2b(b"item-9", digest_size=8).digest(), "little")
+    assert tokenizer.item_keys(["item-9"]).tolist() == [digest >> 1]
+    assert digest % (tokenizer.item_buckets - 1) + 1 == tokenizer.hash_item("item-9")  # the same digest
+    assert tokenizer.item_keys([123]).tolist() == tokenizer.item_keys(["123"]).tolist()
+    keys = tokenizer.item_keys(f"i{k}" for k in range(200_000))
+    assert keys.dtype == np.int64 and keys.min() >= 0 and len(np.unique(keys)) == 200_000
+    small = A2GenActionTokenizer(item_buckets=2)  # one bucket for all items, a key per item
+    assert len(set(small.item_keys(range(100)).tolist())) == 100
+    with pytest.raises(ValueError, match="Cannot hash a missing id"):
+        tokenizer.item_keys(["a", None])
+
+
 def test_vectorised_hashing_equals_single(tokenizer):
     raws = ["a", "ü-ß", 0, 2**70, np.int64(5), "x" * 300]
     assert tokenizer.hash_users(raws).tolist() == [tokenizer.hash_user(raw) for raw in raws]

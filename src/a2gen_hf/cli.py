@@ -350,7 +350,11 @@ def run_compare(args: argparse.Namespace) -> int:
             ),
             model_overrides={
                 **_feature_overrides(args),
-                **({"max_history_items": args.max_history_items} if args.max_history_items else {}),
+                **{
+                    name: getattr(args, name)
+                    for name in ("max_history_items", "max_events_per_item")
+                    if getattr(args, name) is not None
+                },
             },
         )
         report = run_comparison(args.data, args.output, settings)

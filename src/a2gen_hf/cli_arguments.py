@@ -344,6 +344,7 @@ class CompareArguments:
     epochs: int = option("passes over the train split (best epoch on validation)", 3)
     batch_size: int = option("examples per step", 256)
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
+    max_events_per_item: int | None = option("events read per history item; default: the data's most, capped")
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
 
 

@@ -683,6 +683,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             :class:`~transformers.BatchEncoding` with ``history_item_ids`` (B, N), ``history_mask`` (B, N),
             ``history_action_ids`` (B, N, E), ``history_action_times`` (B, N, E, normalised; 0.0 where unknown) and
             ``history_time_mask`` (B, N, E). With ``user_ids`` / ``item_ids`` (:meth:`hash_users`, :meth:`hash_items`)
+            (and ``item_keys``, :meth:`item_keys`, for a model whose popularity counts are keyed by raw item id)
             these are the inputs of a model without side features:
             ``model.predict_actions(user_ids=..., item_ids=..., **tokenizer.encode_histories(..., return_tensors="pt"))``.
         """
