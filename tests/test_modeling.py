@@ -500,7 +500,7 @@ def test_popularity_keyed_by_raw_id_tells_apart_items_that_share_a_bucket(tmp_pa
     # The table's size goes into the config, so that from_pretrained builds it; the counts are saved with the model.
     model = A2GenForActionGeneration(config)
     model.a2gen.extra_features.popularity_features.fit(keys, torch.tensor([9, 9, 9]), occurs)
-    model.config.popularity_table_size = 3
+    assert model.config.popularity_table_size == 3
     model.save_pretrained(tmp_path)
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).a2gen.extra_features.popularity_features
     assert reloaded.item_table_keys.tolist() == [7, 11, 2**40]

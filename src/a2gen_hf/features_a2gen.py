@@ -202,6 +202,7 @@ class TargetPopularityFeatures(nn.Module):
     def __init__(self, config: A2GenConfig):
         super().__init__()
         vocab_size = config.vocab_size
+        self.config = config  # fit records the raw-id table's size in it, so that from_pretrained rebuilds the table
         self.raw_ids = config.popularity_keys == "raw_ids"
         rows = config.popularity_table_size if self.raw_ids else config.item_buckets
         if self.raw_ids:
@@ -222,8 +223,7 @@ class TargetPopularityFeatures(nn.Module):
         """
         Count the training examples: target ``items`` `(n,)` (hashed ``item_ids``, or ``item_keys`` when keyed by raw
         id), their ``categories`` `(n,)`, ``occurs`` `(n, V)`. Keyed by raw id, the item table is rebuilt with a row
-        per distinct key. Returns the item table's number of rows (``config.popularity_table_size`` when keyed by raw
-        id).
+        per distinct key and ``config.popularity_table_size`` set to their number. Returns the item table's rows.
         """
         self.reset()
         device = self.item_counts.device
@@ -234,6 +234,7 @@ class TargetPopularityFeatures(nn.Module):
             self.item_table_keys = keys
             self.item_counts = torch.zeros(len(keys), occurs.shape[1], device=device)
             self.item_totals = torch.zeros(len(keys), device=device)
+            self.config.popularity_table_size = len(keys)
         for counts, totals, rows in (
             (self.item_counts, self.item_totals, items),
             (self.category_counts, self.category_totals, categories),

@@ -237,9 +237,7 @@ def fit_target_popularity(model: PreTrainedModel, train: Dataset, tokenizer: A2G
         categories = torch.zeros_like(item_ids)
     for module in model.modules():
         if isinstance(module, TargetPopularityFeatures):
-            rows = module.fit(items, categories, occurs)
-            if config.popularity_keys == "raw_ids":
-                config.popularity_table_size = rows
+            module.fit(items, categories, occurs)  # keyed by raw id, it sets config.popularity_table_size
 
 
 def fit_rare_id_buckets(model: PreTrainedModel, train: Dataset) -> dict[str, int]:
