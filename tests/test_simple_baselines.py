@@ -300,3 +300,31 @@ def test_residual_warm_start_starts_a2gen_as_the_regression(simulated_data_dir):
     expected = regression.predict(rows)["action_probabilities"]
     actions = [tokenizer.convert_tokens_to_ids(name) for name in tokenizer.action_names[1:-1]]
     np.testing.assert_allclose(probabilities[:, actions], expected[:, actions], atol=2e-2)
+
+
+@pytest.mark.parametrize("model_name", ["a2gen-iag", "a2gen-eag"])
+def test_residual_start_predicts_the_median_time(simulated_data_dir, model_name):
+    """The residual start's times are the constant-median rule's overall median (not untrained heads' outputs)."""
+    import torch
+
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.simple_baselines import ActionTargets, start_from_regression
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = create_model(
+        model_name, tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
+        target_popularity_features=True, occurrence_head=True, wide_path=True,
+    )
+    start_from_regression(model, tokenizer, data, residual=True)
+    targets = ActionTargets.from_dataset(data["train"], tokenizer)
+    median = float(np.median(targets.times[targets.known]))
+    assert abs(median) > 0.05  # the untrained heads' output (about 0) would be far from it
+    rows = data["validation"]
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)([rows[index] for index in range(len(rows))])
+    for name in ("labels", "label_times", "label_time_mask"):
+        batch.pop(name)
+    model.eval()
+    with torch.no_grad():
+        times = model.predict_actions(**batch).expected_times
+    actions = [tokenizer.convert_tokens_to_ids(name) for name in tokenizer.action_names[1:]]
+    np.testing.assert_allclose(times[:, actions].numpy(), median, atol=1e-5)

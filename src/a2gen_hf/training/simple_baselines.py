@@ -651,4 +651,25 @@ def start_from_regression(
     if regression is None:
         regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
     warm_start_wide_path(model, regression, residual=residual)
+    if residual:
+        start_times_at_the_median(model, ActionTargets.from_dataset(dataset["train"], tokenizer))
     return regression
+
+
+@torch.no_grad()
+def start_times_at_the_median(model, targets: ActionTargets) -> float | None:
+    """
+    The residual start's times: every time head of an A2Gen generator (:class:`~a2gen_hf.modeling_a2gen.
+    A2GenActionHeads`) predicts the median known first-occurrence time of the train targets (normalised), whatever
+    its input (weights 0, bias the median), as the constant-median rule does; training moves them from there. Without
+    it the start, which selection keeps on logs where training does not improve the ranking, predicts times from
+    untrained heads. Returns the median, or None when the model has no such head or no time is known.
+    """
+    heads = [module for module in model.modules() if type(module).__name__ == "A2GenActionHeads"]
+    if not heads or not targets.known.any():
+        return None
+    median = float(np.median(targets.times[targets.known]))
+    for head in heads:
+        head.time.weight.zero_()
+        head.time.bias.fill_(median)
+    return median
