@@ -219,16 +219,17 @@ class TargetPopularityFeatures(nn.Module):
             buffer.zero_()
 
     @torch.no_grad()
-    def fit(self, items: torch.LongTensor, categories: torch.LongTensor, occurs: torch.Tensor) -> int:
+    def fit(self, item_ids: torch.LongTensor, categories: torch.LongTensor, occurs: torch.Tensor) -> int:
         """
-        Count the training examples: target ``items`` `(n,)` (hashed ``item_ids``, or ``item_keys`` when keyed by raw
-        id), their ``categories`` `(n,)`, ``occurs`` `(n, V)`. Keyed by raw id, the item table is rebuilt with a row
-        per distinct key and ``config.popularity_table_size`` set to their number. Returns the item table's rows.
+        Count the training examples: target ``item_ids`` `(n,)` (hashed ids, or the ``item_keys`` of their raw ids
+        when keyed by raw id), their ``categories`` `(n,)`, ``occurs`` `(n, V)`. Keyed by raw id, the item table is
+        rebuilt with a row per distinct key and ``config.popularity_table_size`` set to their number. Returns the item
+        table's rows.
         """
         self.reset()
         device = self.item_counts.device
         occurs = occurs.float().to(device)
-        items, categories = items.to(device), categories.to(device)
+        items, categories = item_ids.to(device), categories.to(device)
         if self.raw_ids:
             keys, items = torch.unique(items, sorted=True, return_inverse=True)
             self.item_table_keys = keys
