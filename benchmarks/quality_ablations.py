@@ -82,6 +82,15 @@ PAPER_INPUTS_IDFREE = variant(
     PAPER_INPUTS, overrides={"use_id_embeddings": False},
     training={"num_epochs": 30, "early_stopping_min_steps": 500},
 )
+# The `sparse_logs` recipe (src/a2gen_hf/recipes/sparse_logs.yaml) since 2026-12-04 evening: the residual start
+# with the item counts keyed by raw id, 16 events per history item and the time heads on the absolute error.
+SPARSE_RECIPE = {
+    "model": "a2gen-iag",
+    "overrides": {**SPARSE, "max_history_items": 50, "max_events_per_item": 16, "wide_path": True,
+                  "popularity_keys": "raw_ids", "time_loss": "l1"},
+    "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
+    "warm_start": True, "residual": True,
+}
 VARIANTS = {
     "paper-b": variant(PAPER_B, readouts=("sequence", "any_slot")),
     "es-loss": ES_LOSS,
@@ -122,6 +131,10 @@ VARIANTS = {
         "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
         "warm_start": True, "residual": True,
     },
+    # The recipe as shipped since 2026-12-04 evening, and the same with 100 warmup steps (does the validation dip of
+    # the first 100 steps after the residual start go away?).
+    "sparse-recipe": SPARSE_RECIPE,
+    "sparse-recipe-warmup100": {**SPARSE_RECIPE, "training": {**SPARSE_RECIPE["training"], "warmup_steps": 100}},
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),
