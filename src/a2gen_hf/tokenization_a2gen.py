@@ -90,9 +90,9 @@ def hash_to_buckets(texts: Iterable[str], buckets: int) -> np.ndarray:
 
 def hash_to_keys(texts: Iterable[str]) -> np.ndarray:
     """
-    A 63-bit key of every string, int64 `(len(texts),)` in ``[0, 2**63)``: the BLAKE2b-64 digest of
-    :func:`hash_to_bucket` shifted right by one bit. Unlike a bucket it tells ids apart: two of a million distinct
-    ids share a key with probability about 1e-7.
+    A 63-bit key of every string, int64 `(len(texts),)` in ``[0, 2**63)``: the BLAKE2b-64 digest that
+    :func:`hash_to_bucket` reduces to a bucket, shifted right by one bit instead. Unlike a bucket it tells ids apart:
+    two of a million distinct ids share a key with probability about 1e-7.
     """
     return (_digests(texts) >> np.uint64(1)).astype(np.int64)
 
