@@ -135,6 +135,9 @@ VARIANTS = {
     # the first 100 steps after the residual start go away?).
     "sparse-recipe": SPARSE_RECIPE,
     "sparse-recipe-warmup100": {**SPARSE_RECIPE, "training": {**SPARSE_RECIPE["training"], "warmup_steps": 100}},
+    # ... and with slower dense learning rates (does the dip go away, and does validation hold?).
+    "sparse-recipe-dlr2e-3": {**SPARSE_RECIPE, "training": {**SPARSE_RECIPE["training"], "dense_learning_rate": 2e-3}},
+    "sparse-recipe-dlr1e-3": {**SPARSE_RECIPE, "training": {**SPARSE_RECIPE["training"], "dense_learning_rate": 1e-3}},
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),
