@@ -178,6 +178,13 @@ def target_categories(item_ids: torch.LongTensor, item_side_ids: torch.LongTenso
     return item_side_ids[:, 0]
 
 
+def popularity_keyed_by_raw_id(config: A2GenConfig) -> bool:
+    """Whether ``config``'s model reads popularity counts keyed by raw item id (and so needs ``item_keys``)."""
+    return bool(getattr(config, "target_popularity_features", False)) and (
+        getattr(config, "popularity_keys", "buckets") == "raw_ids"
+    )
+
+
 class TargetPopularityFeatures(nn.Module):
     """
     The target item's popularity as the logistic-regression baseline reads it: per action, the logit of the item's
@@ -203,7 +210,7 @@ class TargetPopularityFeatures(nn.Module):
         super().__init__()
         vocab_size = config.vocab_size
         self.config = config  # fit records the raw-id table's size in it, so that from_pretrained rebuilds the table
-        self.raw_ids = config.popularity_keys == "raw_ids"
+        self.raw_ids = popularity_keyed_by_raw_id(config)
         rows = config.popularity_table_size if self.raw_ids else config.item_buckets
         if self.raw_ids:
             self.register_buffer("item_table_keys", torch.zeros(rows, dtype=torch.long))
@@ -296,13 +303,6 @@ class TargetPopularityFeatures(nn.Module):
             dim=-1,
         )
         return self.standardizer(features)
-
-
-def popularity_keyed_by_raw_id(config: A2GenConfig) -> bool:
-    """Whether ``config``'s model reads popularity counts keyed by raw item id (and so needs ``item_keys``)."""
-    return bool(getattr(config, "target_popularity_features", False)) and (
-        getattr(config, "popularity_keys", "buckets") == "raw_ids"
-    )
 
 
 def extra_feature_size(config: A2GenConfig) -> int:

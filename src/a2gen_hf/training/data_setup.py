@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from ..configuration_a2gen import GENERATORS, A2GenConfig, ActionSequenceConfig
 from ..configuration_baselines import MMoEConfig, PLEConfig
 from ..data.folder import DATA_SUMMARY_FILE, TOKENIZER_FOLDER, load_data_dir, load_parquet  # noqa: F401  (old home)
-from ..features_a2gen import TargetPopularityFeatures
+from ..features_a2gen import TargetPopularityFeatures, popularity_keyed_by_raw_id
 from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
 from ..tokenization_a2gen import A2GenActionTokenizer
@@ -226,15 +226,14 @@ def fit_target_popularity(model: PreTrainedModel, train: Dataset, tokenizer: A2G
     from .simple_baselines import ActionTargets
 
     train = _on_disk(train, "target_popularity_features")
-    config = model.config
     occurs = torch.from_numpy(ActionTargets.from_dataset(train, tokenizer).occurs)
-    item_ids = torch.from_numpy(flat_ids(train, "item_id"))
-    items = torch.from_numpy(train_item_keys(train, tokenizer)) if config.popularity_keys == "raw_ids" else item_ids
-    if config.num_item_side_features:
+    raw_ids = popularity_keyed_by_raw_id(model.config)
+    items = torch.from_numpy(train_item_keys(train, tokenizer) if raw_ids else flat_ids(train, "item_id"))
+    if model.config.num_item_side_features:
         side_ids = flat_ids(train, "item_side_ids").reshape(len(train), -1)
         categories = torch.from_numpy(side_ids[:, 0].copy())
     else:
-        categories = torch.zeros_like(item_ids)
+        categories = torch.zeros_like(items)
     for module in model.modules():
         if isinstance(module, TargetPopularityFeatures):
             module.fit(items, categories, occurs)  # keyed by raw id, it sets config.popularity_table_size
