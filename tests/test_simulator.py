@@ -6,6 +6,8 @@ import math
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -264,6 +266,21 @@ def test_parquet_round_trip(tmp_path, cache_dir):
         assert reloaded.time_log_mean == pytest.approx(result.tokenizer.time_log_mean)
 
 
+def test_parquet_in_parallel_writes_the_same_rows(tmp_path):
+    serial = simulate_to_parquet(SMALL, tmp_path / "serial", shard_size=100, progress=False)
+    parallel = simulate_to_parquet(SMALL, tmp_path / "parallel", shard_size=100, progress=False, workers=2)
+    assert parallel == serial
+    for split in ("train", "validation", "test"):
+        tables = [
+            pa.concat_tables(pq.read_table(path) for path in sorted((tmp_path / folder / split).glob("part-*.parquet")))
+            for folder in ("serial", "parallel")
+        ]
+        assert tables[0].equals(tables[1]), split
+    assert not list((tmp_path / "parallel").glob(".simulating-*")), "the scratch folder is removed"
+    with pytest.raises(ValueError, match="workers=0 must be a positive number"):
+        simulate_to_parquet(SMALL, tmp_path / "bad", workers=0)
+
+
 def test_load_parquet_says_where_shards_were_expected(tmp_path):
     with pytest.raises(FileNotFoundError, match="train/part-00000.parquet"):
         load_parquet(tmp_path)
@@ -324,11 +341,15 @@ def test_cli_simulate_writes_and_summarises(tmp_path, cache_dir, capsys):
     assert main([*arguments, "--output", str(tmp_path / "shards"), "--parquet", "--shard-size", "50"]) == 0
     assert json.loads((tmp_path / "shards" / "a2gen_data.json").read_text()) == saved
     assert len(list((tmp_path / "shards" / "train").glob("part-*.parquet"))) == math.ceil(saved["examples"]["train"] / 50)
+    assert main([*arguments, "--output", str(tmp_path / "parallel"), "--parquet", "--workers", "2", "--quiet"]) == 0
+    assert json.loads((tmp_path / "parallel" / "a2gen_data.json").read_text()) == saved
 
 
 def test_cli_simulate_reports_bad_values(tmp_path, capsys):
     assert main(["simulate", "--output", str(tmp_path), "--test-fraction", "1.5"]) == 2
     assert "test_fraction=1.5 must be in [0, 1]" in capsys.readouterr().err
+    assert main(["simulate", "--output", str(tmp_path / "sim"), "--workers", "2"]) == 2
+    assert "--workers 2 needs --parquet" in capsys.readouterr().err
 
 
 def test_buckets_for_is_the_next_power_of_two_at_or_above_twice_the_distinct_count_capped():

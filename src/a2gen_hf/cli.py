@@ -177,8 +177,12 @@ def run_simulate(args: argparse.Namespace) -> int:
             user_buckets=args.user_buckets,
             side_feature_buckets=args.side_feature_buckets,
         )
+        if args.workers != 1 and not args.parquet:
+            raise ValueError(f"--workers {args.workers} needs --parquet (only the streamed writer runs in parallel).")
         if args.parquet:
-            summary = simulate_to_parquet(config, args.output, shard_size=args.shard_size, progress=not args.quiet)
+            summary = simulate_to_parquet(
+                config, args.output, shard_size=args.shard_size, progress=not args.quiet, workers=args.workers
+            )
         else:
             result = simulate(config, progress=not args.quiet)
             result.save(args.output)

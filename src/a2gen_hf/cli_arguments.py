@@ -179,6 +179,7 @@ class SimulateArguments:
     parquet: bool = option("stream to {split}/part-NNNNN.parquet shards instead of save_to_disk (for millions of "
                            "examples)", False)
     shard_size: int = option("examples per Parquet shard (with --parquet)", 100_000)
+    workers: int = option("processes that generate users in parallel (with --parquet; the rows are the same)", 1)
 
 
 @dataclass

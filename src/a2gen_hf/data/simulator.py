@@ -528,7 +528,10 @@ def iter_examples(
     tokenizer = build_tokenizer(config, catalog)
     hashed = _HashedCatalog(catalog, tokenizer)
     user_ids = tokenizer.hash_users([f"user_{index:06d}" for index in users]).tolist()
-    for user_index, user_id in zip(tqdm(users, desc="simulating users", disable=not progress), user_ids):
+    # No tqdm object at all without progress: even a disabled one makes a multiprocessing lock, which a worker process
+    # of simulate_to_parquet would leave behind.
+    shown = tqdm(users, desc="simulating users") if progress else users
+    for user_index, user_id in zip(shown, user_ids):
         yield from _user_rows(config, simulate_user(config, catalog, user_index), hashed, user_id)
 
 
@@ -719,39 +722,129 @@ def simulate(config: SimulatorConfig | None = None, progress: bool = True, cache
 
 
 def simulate_to_parquet(
-    config: SimulatorConfig, output_dir: str | Path, shard_size: int = 100_000, progress: bool = True
+    config: SimulatorConfig,
+    output_dir: str | Path,
+    shard_size: int = 100_000,
+    progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """
     Stream ``config``'s examples into ``{split}/part-NNNNN.parquet`` files of at most ``shard_size`` rows, with
-    ``tokenizer/`` and ``a2gen_data.json`` beside them; at most one shard per split is in memory, so this scales to
-    millions of examples. Returns the summary.
+    ``tokenizer/`` and ``a2gen_data.json`` beside them; at most one shard per split (per worker) is in memory, so this
+    scales to millions of examples. Returns the summary.
+
+    ``workers`` > 1 generates contiguous ranges of users in that many processes (a user's rows do not depend on the
+    others'): the rows and their order are the same as with one worker, only the shards break at the ranges' ends.
     """
     _check_shard_size(shard_size)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be a positive number of processes (1: no subprocesses).")
     output_dir = Path(output_dir)
     for split in SPLITS:
         (output_dir / split).mkdir(parents=True, exist_ok=True)
     accumulator = _SummaryAccumulator(config)
-    buffers: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
-    shards_written = dict.fromkeys(SPLITS, 0)
-
-    def flush(split: str) -> None:
-        table = pa.Table.from_pylist(buffers[split], schema=ARROW_SCHEMA)
-        pq.write_table(table, shard_path(output_dir, split, shards_written[split]))
-        accumulator.update(split, table)
-        shards_written[split] += 1
-        buffers[split].clear()
-
-    for split, row in iter_examples(config, progress=progress):
-        buffers[split].append(row)
-        if len(buffers[split]) >= shard_size:
-            flush(split)
-    for split in SPLITS:
-        if buffers[split]:
-            flush(split)
+    if workers == 1:
+        for split, table in _write_user_range(config, (0, config.num_users), output_dir, shard_size, progress):
+            accumulator.update(split, table)
+    else:
+        _write_in_parallel(config, output_dir, shard_size, progress, workers, accumulator)
     tokenizer = build_tokenizer(config)
     summary = accumulator.summary(tokenizer)
     write_data_summary(output_dir, tokenizer, summary)
     return summary
+
+
+def _write_user_range(
+    config: SimulatorConfig,
+    user_range: tuple[int, int],
+    output_dir: Path,
+    shard_size: int,
+    progress: bool = False,
+    shard_name: Any = None,
+) -> Iterator[tuple[str, pa.Table]]:
+    """
+    Write the examples of ``user_range`` into shards of at most ``shard_size`` rows; yield ``(split, table)`` for each
+    shard written. ``shard_name(split, index)`` names the files (default: ``{split}/part-NNNNN.parquet``).
+    """
+    shard_name = shard_name or (lambda split, index: shard_path(output_dir, split, index))
+    buffers: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    shards_written = dict.fromkeys(SPLITS, 0)
+
+    def flush(split: str) -> pa.Table:
+        table = pa.Table.from_pylist(buffers[split], schema=ARROW_SCHEMA)
+        pq.write_table(table, shard_name(split, shards_written[split]))
+        shards_written[split] += 1
+        buffers[split].clear()
+        return table
+
+    for split, row in iter_examples(config, user_range=user_range, progress=progress):
+        buffers[split].append(row)
+        if len(buffers[split]) >= shard_size:
+            yield split, flush(split)
+    for split in SPLITS:
+        if buffers[split]:
+            yield split, flush(split)
+
+
+# The columns the summary reads back from the shards that worker processes wrote.
+_SUMMARY_COLUMNS = ["action_ids", "action_seconds", "oracle_action_prob", "oracle_expected_seconds"]
+
+
+def _write_range_task(task: tuple[SimulatorConfig, tuple[int, int], str, int, int]) -> dict[str, int]:
+    """One worker's part: the users of a range written as ``{split}/range-RRRRR-NNNNN.parquet``; shards per split."""
+    config, user_range, folder, shard_size, index = task
+    folder_path = Path(folder)
+    counts = dict.fromkeys(SPLITS, 0)
+
+    def name(split: str, shard: int) -> Path:
+        return folder_path / split / f"range-{index:05d}-{shard:05d}.parquet"
+
+    for split, _ in _write_user_range(config, user_range, folder_path, shard_size, shard_name=name):
+        counts[split] += 1
+    return counts
+
+
+def _write_in_parallel(
+    config: SimulatorConfig,
+    output_dir: Path,
+    shard_size: int,
+    progress: bool,
+    workers: int,
+    accumulator: _SummaryAccumulator,
+) -> None:
+    """Users in ranges of about ``shard_size`` examples, written by ``workers`` processes into a scratch folder, then
+    renamed into ``{split}/part-NNNNN.parquet`` in user order and read back for the summary."""
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    users_per_range = max(1, shard_size // max(config.examples_per_user, 1))
+    ranges = [(first, min(first + users_per_range, config.num_users)) for first in range(0, config.num_users, users_per_range)]
+    scratch = Path(tempfile.mkdtemp(prefix=".simulating-", dir=output_dir))
+    try:
+        for split in SPLITS:
+            (scratch / split).mkdir()
+        tasks = [(config, user_range, str(scratch), shard_size, index) for index, user_range in enumerate(ranges)]
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+            counts = list(
+                tqdm(
+                    pool.imap(_write_range_task, tasks),
+                    total=len(tasks),
+                    desc=f"simulating users ({workers} workers)",
+                    disable=not progress,
+                )
+            )
+        shards = dict.fromkeys(SPLITS, 0)
+        for index, written in enumerate(counts):
+            for split in SPLITS:
+                for shard in range(written[split]):
+                    part = scratch / split / f"range-{index:05d}-{shard:05d}.parquet"
+                    target = shard_path(output_dir, split, shards[split])
+                    part.replace(target)
+                    shards[split] += 1
+                    accumulator.update(split, pq.read_table(target, columns=_SUMMARY_COLUMNS))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def describe_example(config: SimulatorConfig, user_index: int = 0, target: int = 0, history_items: int = 2) -> str:
