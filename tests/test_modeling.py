@@ -15,7 +15,7 @@ from a2gen_hf import (
     modeling_a2gen,
 )
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
-from a2gen_hf.modeling_a2gen import EventMoments, ItemMomentDecoder, ItemMomentTable
+from a2gen_hf.modeling_a2gen import INPUT_SHAPES, EventMoments, ItemMomentDecoder, ItemMomentTable, TargetInteractions
 from a2gen_hf.time_encoding import normalize_seconds
 
 GENERATORS = ["iag", "eag"]
@@ -699,6 +699,84 @@ def test_item_moments_refuse_bad_settings():
         tiny_config("iag", history_event_item_moments=4, history_event_moment_source="table", use_id_embeddings=False)
     # The decoder reads the item's features, ids or not.
     tiny_config("iag", history_event_item_moments=4, use_id_embeddings=False)
+
+
+@pytest.mark.parametrize("source", ["item_features", "table"])
+def test_target_item_moments_add_the_weighted_moment_profile_to_the_target_only(source):
+    """target_item_moments: the target's features are its item features plus a map of its (item, moment) vectors
+    averaged with the learned weights per moment; history items keep theirs; the outputs change with the profile."""
+    torch.manual_seed(0)
+    config = tiny_config(
+        "iag", history_event_item_moments=8, history_event_moment_source=source, target_item_moments=True
+    )
+    model = A2GenForActionGeneration(config).eval()
+    features = model.a2gen.features
+    assert not features.target_moment_logits.any()  # every moment weighs the same at the start
+    with torch.no_grad():
+        features.target_moment_logits.normal_()
+        if source == "table":
+            features.item_moments.table.weight.normal_()
+    item_ids, side_ids = torch.tensor([3, 5]), torch.ones(2, config.num_item_side_features, dtype=torch.long)
+    plain = features.item_features(item_ids, side_ids)
+    if source == "table":
+        rows = item_ids.unsqueeze(-1) * 8 + torch.arange(8)
+        vectors = features.item_moments.table.weight[rows]
+    else:
+        decoder = features.item_moments
+        vectors = decoder.output(torch.relu(decoder.item_map(plain).unsqueeze(1) + decoder.moment_embeddings.weight))
+    weights = torch.softmax(features.target_moment_logits, dim=0)
+    expected = plain + features.target_moment_map((vectors * weights[:, None]).sum(1))
+    torch.testing.assert_close(features.target_item_features(item_ids, side_ids), expected)
+    batch = make_batch(config)
+    before = model(**batch).logits
+    with torch.no_grad():
+        features.target_moment_map.weight.zero_()
+        features.target_moment_map.bias.zero_()
+    torch.testing.assert_close(features.target_item_features(item_ids, side_ids), plain)
+    assert not torch.allclose(model(**batch).logits, before)
+    # Without the option the target reads its item features, and the model has no such weights.
+    paper = A2GenForActionGeneration(tiny_config("iag", history_event_item_moments=8))
+    assert paper.a2gen.features.target_moment_map is None
+    assert not any("target_moment" in name for name in paper.state_dict())
+
+
+def test_target_moments_and_interactions_save_and_reload(tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config("iag", history_event_item_moments=8, target_item_moments=True, context_interactions=True)
+    model = A2GenForActionGeneration(config).eval()
+    with torch.no_grad():
+        model.a2gen.features.target_moment_logits.normal_()
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.target_item_moments and reloaded.config.context_interactions
+    batch = make_batch(config)
+    torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
+
+
+def test_target_item_moments_refuse_a_model_without_moment_vectors():
+    with pytest.raises(A2GenConfigError, match="target_item_moments=True needs the \\(item, moment\\) vectors"):
+        tiny_config("iag", target_item_moments=True)
+
+
+def test_context_interactions_append_history_and_user_products_with_the_target():
+    """context_interactions: the context is [user ; Vec_hist ; item ; Vec_hist * A item ; (B user) * (C item)]."""
+    torch.manual_seed(0)
+    config = tiny_config("iag", context_interactions=True)
+    model = A2GenForActionGeneration(config).eval()
+    encoder = model.a2gen
+    plain = A2GenForActionGeneration(tiny_config("iag")).a2gen
+    assert isinstance(encoder.interactions, TargetInteractions)
+    assert encoder.context_size == plain.context_size + 2 * config.hidden_size
+    out = encoder(**{name: value for name, value in make_batch(config).items() if name in INPUT_SHAPES})
+    interactions = encoder.interactions
+    history, item, user = out.history_representation, out.target_item_features, out.user_features
+    expected = torch.cat(
+        [user, history, item, history * interactions.item_for_history(item),
+         interactions.user(user) * interactions.item_for_user(item)],
+        dim=-1,
+    )
+    torch.testing.assert_close(out.generation_context, expected)
+    assert plain.interactions is None
 
 
 def test_event_item_cross_layers_refuse_a_negative_count():

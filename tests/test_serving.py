@@ -87,6 +87,26 @@ def test_cached_scoring_with_item_moments_equals_predict_actions(generator, sour
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
+@pytest.mark.parametrize("source", ["item_features", "table"])
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_cached_scoring_with_target_moments_and_interactions_equals_predict_actions(generator, source):
+    """The ranker builds the candidates' features (with their moment profiles) and the generation context (with the
+    target interactions) through the model's own methods."""
+    model, config = build(
+        generator, history_event_item_moments=16, history_event_moment_source=source, target_item_moments=True,
+        context_interactions=True,
+    )
+    with torch.no_grad():  # learned weights (the table and the moment weights start at zero)
+        model.a2gen.features.target_moment_logits.normal_()
+        if source == "table":
+            model.a2gen.features.item_moments.table.weight.normal_()
+    user = one_user(config, "left")
+    item_ids, item_side_ids = candidates(config, 20)
+    ranker = A2GenRanker(model)
+    cached = ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids)
+    assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
+
+
 def make_underflow(model, config):
     """History and candidate query parts of CAM_item that cancel (A[l, j] = -b[j], both spanning thousands of
     units): the true attention is uniform, but each factor alone is so sharp that the factored normaliser underflows."""
@@ -153,9 +173,16 @@ def test_chunked_scoring_equals_unchunked(generator):
     torch.testing.assert_close(other.expected_seconds, one.expected_seconds, **TIME_TOLERANCE)
 
 
-@pytest.mark.parametrize("generator", ["iag", "eag"])
-def test_exported_program_equals_eager(generator):
-    model, config = build(generator)
+@pytest.mark.parametrize(
+    "generator, overrides",
+    [
+        ("iag", {}),
+        ("eag", {}),
+        ("iag", {"history_event_item_moments": 16, "target_item_moments": True, "context_interactions": True}),
+    ],
+)
+def test_exported_program_equals_eager(generator, overrides):
+    model, config = build(generator, **overrides)
     ranker = A2GenRanker(model)
     state = ranker.encode_user(**one_user(config))
     item_ids, item_side_ids = candidates(config, 8)

@@ -279,6 +279,11 @@ class FeatureArguments:
     event_moment_source: str = option("where the (item, moment) vectors come from: item_features (decoded from the "
                                       "item's features) or table (a learned row per item and moment)",
                                       "item_features", choices=MOMENT_SOURCES)
+    target_item_moments: bool = option("give the target item's features its moment profile: the --event-item-moments "
+                                       "vectors at every moment, averaged with learned weights (not in the paper)",
+                                       False)
+    context_interactions: bool = option("append the products of Vec_hist and of the user with the target item to "
+                                        "A2Gen's generation context (not in the paper)", False)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "
                                   "(the sum over the square root of the count)", "sum", choices=HISTORY_POOLINGS)
     count_features: bool = option("give the networks the logistic regression's history count features "

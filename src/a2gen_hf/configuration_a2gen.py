@@ -359,11 +359,22 @@ class A2GenConfig(ActionSequenceConfig):
             at this count minus one, added to its embedding before CAM_act. 0 (default) is the paper. On a video's
             timeline the vector can learn what the video showed at that moment, which no side feature says. An
             option beyond the paper (docs/model.md, docs/results.md (e)).
+        target_item_moments (`bool`): the target item's features also get its moment profile: the (item, moment)
+            vectors of ``history_event_item_moments`` at every moment bucket, averaged with learned weights per
+            bucket (shared by all items) and mapped to the item features' width, so that what a candidate shows over
+            its timeline is described by the same vectors as what the history's events reacted to, and the targets'
+            outcomes train them too. Needs ``history_event_item_moments``. False (default) is the paper. An option
+            beyond the paper (docs/results.md (e)).
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
         history_event_moment_source (`str`): where the (item, moment) vectors come from: ``"item_features"``
             (default; decoded from the item's features by a small network, ``ItemMomentDecoder``) or ``"table"``
             (a learned row per (item, moment), ``ItemMomentTable``: ``item_buckets x moments`` rows up to 2^20,
             hashed beyond; needs id embeddings).
+        context_interactions (`bool`): append to the generation context the elementwise products of Vec_hist and of
+            the user's features (each mapped to width d) with a map of the target item's features
+            (:class:`~a2gen_hf.modeling_a2gen.TargetInteractions`), so that the linear IAG slot map can read
+            "taste for this item" as a dot product, which a linear map of the concatenation cannot form. False
+            (default) is the paper. An option beyond the paper (docs/results.md (e)).
         history_propensity_features (`bool`): also give the generator (and the baselines' towers) the count rule's
             features: per action, the share of history items whose events include it. Off in the paper.
         history_count_features (`bool`): also give the generator (and the baselines' towers) the count features of
@@ -450,6 +461,8 @@ class A2GenConfig(ActionSequenceConfig):
     history_event_item_moments: int = 0
     history_event_moment_seconds: float | int = 1.0
     history_event_moment_source: str = "item_features"
+    target_item_moments: bool = False
+    context_interactions: bool = False
     cam_gate_input: str = "context"
     occurrence_head: bool = False
     occurrence_loss_weight: float | int = 1.0
@@ -505,6 +518,11 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(
                 "history_event_moment_source='table' needs item ids, but use_id_embeddings=False; use "
                 "history_event_moment_source='item_features' or use_id_embeddings=True."
+            )
+        if self.target_item_moments and not self.history_event_item_moments:
+            problems.append(
+                "target_item_moments=True needs the (item, moment) vectors of history_event_item_moments; set "
+                "history_event_item_moments (e.g. 64) or target_item_moments=False."
             )
         if not self.history_event_moment_seconds > 0:
             problems.append(

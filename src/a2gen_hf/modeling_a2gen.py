@@ -297,6 +297,11 @@ class A2GenFeatureEmbeddings(nn.Module):
                 self.item_moments = ItemMomentTable(config, config.item_buckets + self.rare_id_buckets, sparse)
             else:
                 self.item_moments = ItemMomentDecoder(config, item_feature_size)
+        # Beyond the paper (A2GenConfig.target_item_moments): the target's moment profile, from the same vectors.
+        self.target_moment_logits = self.target_moment_map = None
+        if getattr(config, "target_item_moments", False):
+            self.target_moment_logits = nn.Parameter(torch.zeros(config.history_event_item_moments))
+            self.target_moment_map = nn.Linear(config.action_embedding_size + config.time_embedding_size, item_feature_size)
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = item_feature_size
@@ -386,6 +391,22 @@ class A2GenFeatureEmbeddings(nn.Module):
             )
         side = self.dropout(self.side_feature_embeddings(side_ids)).flatten(-2)
         return torch.cat([features, side], dim=-1)
+
+    def target_item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
+        """
+        The target (candidate) items' features `(..., item_feature_size)`: :meth:`item_features`, plus, with
+        ``config.target_item_moments``, the item's moment profile (its (item, moment) vectors at every moment bucket,
+        averaged with learned weights per bucket) mapped to that width.
+        """
+        features = self.item_features(item_ids, side_ids)
+        if self.target_moment_map is None:
+            return features
+        if isinstance(self.item_moments, ItemMomentDecoder):
+            vectors = self.item_moments.every_moment(features)
+        else:
+            vectors = self.item_moments.every_moment(self.item_table_rows(item_ids))
+        weights = torch.softmax(self.target_moment_logits.float(), dim=0).to(vectors.dtype)
+        return features + self.target_moment_map(torch.einsum("...md,m->...d", vectors, weights))
 
     def user_features(self, user_ids: torch.LongTensor, user_side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`."""
@@ -918,6 +939,10 @@ class ItemMomentDecoder(nn.Module):
         vectors = self.output(torch.relu(self.item_map(item_features).unsqueeze(-2) + moments))
         return vectors * known.unsqueeze(-1).to(vectors.dtype)
 
+    def every_moment(self, item_features: torch.Tensor) -> torch.Tensor:
+        """`(..., Fi)` item features -> the item's vector at every moment bucket `(..., moments, event_size)`."""
+        return self.output(torch.relu(self.item_map(item_features).unsqueeze(-2) + self.moment_embeddings.weight))
+
 
 class ItemMomentTable(nn.Module):
     """
@@ -944,8 +969,16 @@ class ItemMomentTable(nn.Module):
 
     def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
         """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
-        keys = item_rows.unsqueeze(-1) * self.moments.count + self.moments(times)
+        return self._hash(item_rows.unsqueeze(-1) * self.moments.count + self.moments(times))
+
+    def _hash(self, keys: torch.LongTensor) -> torch.LongTensor:
+        """(item row, moment) keys -> table rows (the keys themselves while they fit)."""
         return (keys * self.HASH_MULTIPLIER) % self.num_rows if self.hashed else keys
+
+    def every_moment(self, item_rows: torch.LongTensor) -> torch.Tensor:
+        """Item rows `(...)` -> the item's vector at every moment bucket `(..., moments, event_size)`."""
+        moments = torch.arange(self.moments.count, device=item_rows.device)
+        return self.table(self._hash(item_rows.unsqueeze(-1) * self.moments.count + moments))
 
     def forward(self, item_rows: torch.LongTensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """`(...)` item rows, `(..., E)` times and known-event mask -> `(..., E, event_size)`, zero where not known."""
@@ -1099,6 +1132,32 @@ class HierarchicalSequenceEncoder(nn.Module):
             item_sequences=item_sequences, level1_outputs=level1_outputs, level1_probabilities=level1_probabilities
         )
         return encoded
+
+
+class TargetInteractions(nn.Module):
+    """
+    Beyond the paper (``config.context_interactions``): products of the history and the user with the target item,
+    appended to the generation context. IAG's slots are a linear map of [user ; Vec_hist ; item], which adds the
+    parts' contributions and cannot form "how much this history likes what this item shows" (a dot product). Here
+    ``Vec_hist * (A item)`` and ``(B user) * (C item)`` (elementwise, width d each) are two more context parts, so
+    that a linear map of them is a bilinear form of history (or user) and item, as in factorisation machines.
+
+    forward(user_features `(B, Fu)`, history_representation `(B, d)`, target_item_features `(B, Fi)`) -> `(B, 2d)`.
+    """
+
+    def __init__(self, hidden_size: int, user_feature_size: int, item_feature_size: int):
+        super().__init__()
+        self.size = 2 * hidden_size
+        self.item_for_history = nn.Linear(item_feature_size, hidden_size)
+        self.user = nn.Linear(user_feature_size, hidden_size, bias=False)
+        self.item_for_user = nn.Linear(item_feature_size, hidden_size)
+
+    def forward(
+        self, user_features: torch.Tensor, history_representation: torch.Tensor, target_item_features: torch.Tensor
+    ) -> torch.Tensor:
+        history_part = history_representation * self.item_for_history(target_item_features)
+        user_part = self.user(user_features) * self.item_for_user(target_item_features)
+        return torch.cat([history_part, user_part], dim=-1)
 
 
 def _drop_padding_positions(
@@ -1441,6 +1500,8 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             init.zeros_(module.head_output_bias)
         elif isinstance(module, A2GenFeatureEmbeddings):
             module.reset_rare_ids()
+            if module.target_moment_logits is not None:  # every moment bucket weighs the same at the start
+                init.zeros_(module.target_moment_logits)
         elif isinstance(module, TargetPopularityFeatures):
             module.reset()
         elif isinstance(module, RunningStandardizer):
@@ -1493,6 +1554,11 @@ class A2GenModel(A2GenPreTrainedModel):
             config, self.event_embedding.output_size, self.features.item_feature_size
         )
         self.extra_features = ExtraContextFeatures(config)
+        self.interactions = (
+            TargetInteractions(config.hidden_size, self.features.user_feature_size, self.features.item_feature_size)
+            if config.context_interactions
+            else None
+        )
         # Level 1 on the real history items only (the default); False runs it on the padded (B, N, E) layout, as
         # output_hidden_states / output_attentions always do. Both give the same outputs (tests/test_modeling.py).
         self.pack_history_items = True
@@ -1501,11 +1567,30 @@ class A2GenModel(A2GenPreTrainedModel):
             + config.hidden_size
             + self.features.item_feature_size
             + self.extra_features.size
+            + (self.interactions.size if self.interactions is not None else 0)
         )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.features.item_embeddings
+
+    def generation_context(
+        self,
+        user_features: torch.Tensor,
+        history_representation: torch.Tensor,
+        target_item_features: torch.Tensor,
+        extra_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        The generator's context `(B, context_size)`: [user ; Vec_hist ; item], then the extra features (if any) and
+        the target interactions (``config.context_interactions``). Every path that builds a context calls this.
+        """
+        parts = [user_features, history_representation, target_item_features]
+        if extra_features is not None:
+            parts.append(extra_features)
+        if self.interactions is not None:
+            parts.append(self.interactions(user_features, history_representation, target_item_features))
+        return torch.cat(parts, dim=-1)
 
     def embed_events(
         self,
@@ -1628,7 +1713,7 @@ class A2GenModel(A2GenPreTrainedModel):
         event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
 
         user_features = self.features.user_features(user_ids, user_side_ids)
-        target_item_features = self.features.item_features(item_ids, item_side_ids)
+        target_item_features = self.features.target_item_features(item_ids, item_side_ids)
         history_item_features = self.features.item_features(history_item_ids, history_item_side_ids)
         if output_hidden_states or output_attentions or not self.pack_history_items:
             # The padded layout: every returned hidden state and attention is a tensor the computation used.
@@ -1650,21 +1735,21 @@ class A2GenModel(A2GenPreTrainedModel):
             )
             encoded = {"history_representation": history_representation, "item_sequences": item_sequences}
         history_representation = encoded["history_representation"]
-        context_parts = [user_features, history_representation, target_item_features]
+        extra_features = None
         if self.extra_features.size:
-            context_parts.append(
-                self.extra_features(
-                    history_action_ids,
-                    history_mask,
-                    history_item_ids,
-                    item_ids,
-                    history_item_side_ids,
-                    item_side_ids,
-                    target_occurrences,
-                    item_keys,
-                )
+            extra_features = self.extra_features(
+                history_action_ids,
+                history_mask,
+                history_item_ids,
+                item_ids,
+                history_item_side_ids,
+                item_side_ids,
+                target_occurrences,
+                item_keys,
             )
-        generation_context = torch.cat(context_parts, dim=-1)
+        generation_context = self.generation_context(
+            user_features, history_representation, target_item_features, extra_features
+        )
 
         hidden_states = (
             (event_embeddings, encoded["level1_outputs"], encoded["level2_inputs"], encoded["level2_outputs"])

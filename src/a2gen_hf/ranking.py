@@ -177,17 +177,15 @@ class A2GenRankingProgram(nn.Module):
     def _context(self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features):
         """The generation context and CAM_item's underflow flag (None without ``report_underflow``)."""
         encoder = self.model.a2gen
-        item_features = encoder.features.item_features(item_ids, item_side_ids)
+        item_features = encoder.features.target_item_features(item_ids, item_side_ids)
         # Vec_hist: CAM_item's outputs summed over the n history items (HSE's pooling), for every candidate.
         history = encoder.encoder.item_attention.pooled_output(
             queries, keys, values, score_exponentials, item_features, report_underflow=self.report_underflow
         )
         history, underflow = history if self.report_underflow else (history, None)
         history = encoder.encoder.scale_pooled(history, keys.shape[1])
-        parts = [user_features.expand(item_ids.shape[0], -1), history, item_features]
-        if extra_features is not None:
-            parts.append(extra_features)
-        return torch.cat(parts, dim=-1), underflow
+        user_features = user_features.expand(item_ids.shape[0], -1)
+        return encoder.generation_context(user_features, history, item_features, extra_features), underflow
 
     def forward(
         self,
