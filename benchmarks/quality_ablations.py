@@ -138,6 +138,9 @@ VARIANTS = {
     # ... and with slower dense learning rates (does the dip go away, and does validation hold?).
     "sparse-recipe-dlr2e-3": {**SPARSE_RECIPE, "training": {**SPARSE_RECIPE["training"], "dense_learning_rate": 2e-3}},
     "sparse-recipe-dlr1e-3": {**SPARSE_RECIPE, "training": {**SPARSE_RECIPE["training"], "dense_learning_rate": 1e-3}},
+    # The recipe with the regression's coefficients held fixed after the residual start (does the validation dip
+    # come from Adam moving the fitted coefficients by the learning rate in noise directions?).
+    "sparse-recipe-widefrozen": {**SPARSE_RECIPE, "freeze_wide": True},
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),
@@ -253,6 +256,10 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
     model = create_model(network, tokenizer, data, **spec["overrides"])
     if spec.get("warm_start"):
         start_from_regression(model, tokenizer, data, residual=spec.get("residual", False))
+    if spec.get("freeze_wide"):
+        for module in model.modules():
+            if type(module).__name__ == "WidePath":
+                module.requires_grad_(False)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     if ablation:
         collator = AblatedCollator(collator, ablation)

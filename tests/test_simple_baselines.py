@@ -239,10 +239,11 @@ def test_clear_errors(tokenizer):
         UserPropensityBaseline(tokenizer, window=0).fit(TOY_TRAIN).predict(TOY_TRAIN)
 
 
-@pytest.mark.parametrize("keys", ["buckets", "raw_ids"])
-def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir, keys):
+@pytest.mark.parametrize("keys, interactions", [("buckets", False), ("raw_ids", False), ("raw_ids", True)])
+def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir, keys, interactions):
     """Before training, A2Gen's wide logit of each action equals the regression's decision function (with the item
-    counts keyed by bucket or, as the regression keys them, by raw id)."""
+    counts keyed by bucket or, as the regression keys them, by raw id; with target interactions in the context too,
+    so the wide path still finds the extra features at its end)."""
     import torch
 
     from a2gen_hf.training.data_setup import create_model, load_data_dir
@@ -253,6 +254,7 @@ def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir, key
     model = create_model(
         "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
         target_popularity_features=True, occurrence_head=True, wide_path=True, popularity_keys=keys,
+        context_interactions=interactions,
     ).eval()
     actions = len(tokenizer.action_names)  # every id but padding has its columns
     assert warm_start_wide_path(model, regression) == 4 * actions + 4 + 2 * actions + 2

@@ -58,7 +58,7 @@ class A2GenModelOutput(ModelOutput):
             Seq_j, the level-1 summary of each history item's action events (zeros for padding items).
         user_features (`torch.FloatTensor` of shape `(batch_size, user_feature_size)`).
         target_item_features (`torch.FloatTensor` of shape `(batch_size, item_feature_size)`).
-        generation_context (`torch.FloatTensor` of shape `(batch_size, context_size)`): [user ; Vec_hist ; item],
+        generation_context (`torch.FloatTensor` of shape `(batch_size, context_size)`): [user ; Vec_hist ; item] (then the parts of options beyond the paper),
             the context of CAM_gen.
         hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`): event embeddings
             `(B, N, E, event_size)` (as embedded, with the (item, moment) vectors of ``history_event_item_moments``
@@ -1582,14 +1582,15 @@ class A2GenModel(A2GenPreTrainedModel):
         extra_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
-        The generator's context `(B, context_size)`: [user ; Vec_hist ; item], then the extra features (if any) and
-        the target interactions (``config.context_interactions``). Every path that builds a context calls this.
+        The generator's context `(B, context_size)`: [user ; Vec_hist ; item], then the target interactions
+        (``config.context_interactions``), then the extra features (if any), last, where a wide path reads them
+        (:class:`~a2gen_hf.features_a2gen.WidePath`). Every path that builds a context calls this.
         """
         parts = [user_features, history_representation, target_item_features]
-        if extra_features is not None:
-            parts.append(extra_features)
         if self.interactions is not None:
             parts.append(self.interactions(user_features, history_representation, target_item_features))
+        if extra_features is not None:
+            parts.append(extra_features)
         return torch.cat(parts, dim=-1)
 
     def embed_events(
