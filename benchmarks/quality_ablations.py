@@ -255,11 +255,9 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
     network, ablation = parse_model_name(spec["model"])  # e.g. "a2gen-iag:notime": history times zeroed
     model = create_model(network, tokenizer, data, **spec["overrides"])
     if spec.get("warm_start"):
-        start_from_regression(model, tokenizer, data, residual=spec.get("residual", False))
-    if spec.get("freeze_wide"):
-        for module in model.modules():
-            if type(module).__name__ == "WidePath":
-                module.requires_grad_(False)
+        start_from_regression(
+            model, tokenizer, data, residual=spec.get("residual", False), frozen=spec.get("freeze_wide", False)
+        )
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     if ablation:
         collator = AblatedCollator(collator, ablation)

@@ -216,8 +216,8 @@ def test_train_and_compare_share_the_optimization_and_tracking_options():
         train, compare = actions["train"][flag], actions["compare"][flag]
         assert (train.help, train.default, train.choices) == (compare.help, compare.default, compare.choices), flag
     args = cli.parse_arguments(["compare", "--data", "d", "--output", "o", "--warmup-ratio", "0.1", "--report-to",
-                                "tensorboard"])
-    assert (args.warmup_ratio, args.report_to, args.warmup_steps) == (0.1, "tensorboard", 0)
+                                "tensorboard", "--wide-frozen"])
+    assert (args.warmup_ratio, args.report_to, args.warmup_steps, args.wide_frozen) == (0.1, "tensorboard", 0, True)
     # The model options of compare are train's too (FeatureArguments), mapped once onto the config's fields.
     args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--time-loss", "l1", "--history-propensity",
                                 "--embedding-dropout", "0.1", "--head-dim", "32", "--time-buckets", "24",

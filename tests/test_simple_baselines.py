@@ -304,6 +304,34 @@ def test_residual_warm_start_starts_a2gen_as_the_regression(simulated_data_dir):
     np.testing.assert_allclose(probabilities[:, actions], expected[:, actions], atol=2e-2)
 
 
+def test_frozen_residual_start_keeps_the_regression_while_the_network_learns(simulated_data_dir, tmp_path):
+    """frozen=True: training leaves the wide path at the regression's coefficients and moves the occurrence head's
+    other paths; frozen needs the residual start."""
+    import torch
+
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.loop import TrainingSettings, train
+    from a2gen_hf.training.simple_baselines import check_wide_start, start_from_regression
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = create_model(
+        "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
+        target_popularity_features=True, occurrence_head=True, wide_path=True,
+    )
+    start_from_regression(model, tokenizer, data, residual=True, frozen=True)
+    wide, head = model.occurrence_head.wide, model.occurrence_head
+    assert not any(parameter.requires_grad for parameter in wide.parameters())
+    before = {name: tensor.clone() for name, tensor in head.state_dict().items()}
+    settings = TrainingSettings(output_dir=str(tmp_path / "run"), max_steps=3, batch_size=32, show_progress=False)
+    trained = train(model, data["train"], A2GenDataCollator.from_config(model.config, tokenizer), settings).model
+    after = trained.occurrence_head.state_dict()
+    for name in ("wide.linear.weight", "wide.linear.bias"):
+        assert torch.equal(after[name], before[name]), name
+    assert not torch.equal(after["output.weight"], before["output.weight"])  # the residual paths learn
+    with pytest.raises(ValueError, match="wide_frozen keeps the residual start's regression fixed"):
+        check_wide_start(True, False, True)
+
+
 @pytest.mark.parametrize("model_name", ["a2gen-iag", "a2gen-eag"])
 def test_residual_start_predicts_the_median_time(simulated_data_dir, model_name):
     """The residual start's times are the constant-median rule's overall median (not untrained heads' outputs)."""

@@ -346,6 +346,7 @@ def run_compare(args: argparse.Namespace) -> int:
             bootstrap_resamples=args.bootstrap_resamples,
             wide_warm_start=args.wide_warm_start,
             wide_residual=args.wide_residual,
+            wide_frozen=args.wide_frozen,
             training=TrainingSettings(
                 output_dir=str(Path(args.output) / "runs"),
                 num_epochs=args.epochs,
@@ -446,7 +447,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
         result, metrics = train_from_data_dir(
             args.data, settings, args.model, overrides, wide_warm_start=args.wide_warm_start,
-            wide_residual=args.wide_residual,
+            wide_residual=args.wide_residual, wide_frozen=args.wide_frozen,
         )
     except (FileNotFoundError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
         print(f"a2gen train: error: {error}", file=sys.stderr)

@@ -304,6 +304,8 @@ class FeatureArguments:
     wide_residual: bool = option("with --wide-warm-start: start A2Gen as the regression (its other occurrence paths "
                                  "at zero, the regression's feature statistics kept), to learn what to add to it; "
                                  "pair with --eval-before-training", False)
+    wide_frozen: bool = option("with --wide-residual: keep the regression's coefficients fixed while training (the "
+                               "network learns only what to add to them)", False)
     slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
                                "sequence", choices=("sequence", "any_slot"))
     drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)

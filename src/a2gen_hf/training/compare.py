@@ -129,6 +129,8 @@ class ComparisonSettings:
     wide_warm_start: bool = False
     # With wide_warm_start: start A2Gen as the regression (warm_start_wide_path(residual=True)).
     wide_residual: bool = False
+    # With wide_residual: keep the regression's coefficients fixed while training (start_from_regression(frozen=True)).
+    wide_frozen: bool = False
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
@@ -147,7 +149,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         time_log_std=base_config.time_log_std,
     )
     training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
-    check_wide_start(settings.wide_warm_start, settings.wide_residual)
+    check_wide_start(settings.wide_warm_start, settings.wide_residual, settings.wide_frozen)
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     regression = None
@@ -162,7 +164,9 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 set_seed(seed)
                 model = create_model(network, tokenizer, dataset, **(settings.model_overrides or {}))
                 if settings.wide_warm_start:
-                    regression = start_from_regression(model, tokenizer, dataset, settings.wide_residual, regression)
+                    regression = start_from_regression(
+                        model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen
+                    )
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
@@ -183,6 +187,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         "model_overrides": dict(settings.model_overrides or {}),
         "wide_warm_start": settings.wide_warm_start,
         "wide_residual": settings.wide_residual,
+        "wide_frozen": settings.wide_frozen,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
     write_text_atomically(output_dir / "results.json", json.dumps(report, indent=2, default=_json_default))

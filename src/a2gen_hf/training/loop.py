@@ -759,12 +759,14 @@ def train_from_data_dir(
     accelerator: Accelerator | None = None,
     wide_warm_start: bool = False,
     wide_residual: bool = False,
+    wide_frozen: bool = False,
 ) -> tuple[TrainingResult, dict[str, Any] | None]:
     """
     What ``a2gen train`` does: load a data folder (:func:`load_data_dir`), build ``model_name`` sized for it
     (:func:`create_model`, seeded with ``settings.seed``, ``model_overrides`` for the architecture; with
     ``wide_warm_start`` its wide path started as the logistic regression on counts fitted on train,
-    :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`, ``residual=wide_residual``), :func:`train`
+    :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`, ``residual=wide_residual``; ``wide_frozen`` keeps
+    its coefficients fixed, :func:`~a2gen_hf.training.simple_baselines.start_from_regression`), :func:`train`
     it on ``train`` with ``validation`` for best-epoch selection, then save it with ``save_pretrained`` and the
     tokenizer into ``output_dir/model`` and write :func:`~a2gen_hf.metrics.evaluate_model` of the ``test`` split
     (with the simulator's oracle when the split has it) to ``output_dir/eval_results.json`` (NaN written as null).
@@ -776,21 +778,28 @@ def train_from_data_dir(
     accelerator = accelerator or make_accelerator(settings)
     with _output_lock(accelerator, settings.output_dir):
         return _train_from_data_dir(
-            data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual
+            data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual, wide_frozen
         )
 
 
 def _train_from_data_dir(
-    data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start=False, wide_residual=False
+    data_dir,
+    settings,
+    model_name,
+    model_overrides,
+    accelerator,
+    wide_warm_start=False,
+    wide_residual=False,
+    wide_frozen=False,
 ) -> tuple[TrainingResult, Any]:
     from .simple_baselines import check_wide_start, start_from_regression
 
-    check_wide_start(wide_warm_start, wide_residual)
+    check_wide_start(wide_warm_start, wide_residual, wide_frozen)
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
     if wide_warm_start:
-        start_from_regression(model, tokenizer, dataset, residual=wide_residual)
+        start_from_regression(model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator

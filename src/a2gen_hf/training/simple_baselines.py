@@ -634,25 +634,45 @@ def warm_start_wide_path(model, regression: CountFeatureLogisticRegression, resi
     return len(pairs)
 
 
-def check_wide_start(warm_start: bool, residual: bool) -> None:
-    """Refuse ``residual`` without ``warm_start`` (the residual start refines the warm start)."""
+def check_wide_start(warm_start: bool, residual: bool, frozen: bool = False) -> None:
+    """Refuse ``residual`` without ``warm_start`` (the residual start refines the warm start), and ``frozen`` without
+    ``residual`` (only the residual start holds the fitted regression to keep)."""
     if residual and not warm_start:
         raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
+    if frozen and not residual:
+        raise ValueError(
+            "wide_frozen keeps the residual start's regression fixed: switch on --wide-warm-start --wide-residual too."
+        )
 
 
 def start_from_regression(
-    model, tokenizer, dataset, residual: bool = False, regression: CountFeatureLogisticRegression | None = None
+    model,
+    tokenizer,
+    dataset,
+    residual: bool = False,
+    regression: CountFeatureLogisticRegression | None = None,
+    frozen: bool = False,
 ) -> CountFeatureLogisticRegression:
     """
     :func:`warm_start_wide_path` from the logistic regression on counts, fitted here on ``dataset["train"]`` (its C
     chosen on ``dataset["validation"]`` when there is one) unless a fitted ``regression`` is given. Returns the
     regression, so that several models (seeds) can start from one fit.
+
+    ``frozen`` (with ``residual``): the wide path's weights stop taking gradients (``requires_grad=False``), so
+    training keeps the regression's coefficients and learns only what to add to them. The regression is fitted to
+    convergence; Adam, which scales every step to about the learning rate whatever the gradient's size, would
+    otherwise move each fitted coefficient by that much in the directions of its gradients' noise.
     """
+    check_wide_start(True, residual, frozen)
     if regression is None:
         regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
     warm_start_wide_path(model, regression, residual=residual)
     if residual:
         start_times_at_the_median(model, ActionTargets.from_dataset(dataset["train"], tokenizer))
+    if frozen:
+        for module in model.modules():
+            if type(module).__name__ == "WidePath":
+                module.requires_grad_(False)
     return regression
 
 
