@@ -72,34 +72,20 @@ def test_cached_scoring_with_event_item_cross_layers_equals_predict_actions(padd
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
+@pytest.mark.parametrize("tied", [False, True])
 @pytest.mark.parametrize("source", ["item_features", "table"])
 @pytest.mark.parametrize("generator", ["iag", "eag"])
-def test_cached_scoring_with_item_moments_equals_predict_actions(generator, source):
-    """The ranker's per-user level 1 adds the (item, moment) vectors as the model's forward does."""
-    model, config = build(generator, history_event_item_moments=16, history_event_moment_source=source)
-    if source == "table":
-        with torch.no_grad():  # learned rows (the table starts at zero)
-            model.a2gen.features.item_moments.table.weight.normal_()
-    user = one_user(config, "left")
-    item_ids, item_side_ids = candidates(config, 20)
-    ranker = A2GenRanker(model)
-    cached = ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids)
-    assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
-
-
-@pytest.mark.parametrize("source", ["item_features", "table"])
-@pytest.mark.parametrize("generator", ["iag", "eag"])
-def test_cached_scoring_with_target_moments_and_interactions_equals_predict_actions(generator, source):
-    """The ranker builds the candidates' features (with their moment profiles) and the generation context (with the
-    target interactions) through the model's own methods."""
-    model, config = build(
-        generator, history_event_item_moments=16, history_event_moment_source=source, target_item_moments=True,
-        context_interactions=True,
-    )
+def test_cached_scoring_with_item_moments_equals_predict_actions(generator, source, tied):
+    """The ranker's per-user level 1 adds the (item, moment) vectors as the model's forward does; with ``tied``, it
+    also builds the candidates' features (their moment profiles) and the generation context (with the target
+    interactions) through the model's own methods."""
+    options = dict(target_item_moments=True, context_interactions=True) if tied else {}
+    model, config = build(generator, history_event_item_moments=16, history_event_moment_source=source, **options)
     with torch.no_grad():  # learned weights (the table and the moment weights start at zero)
-        model.a2gen.features.target_moment_logits.normal_()
         if source == "table":
             model.a2gen.features.item_moments.table.weight.normal_()
+        if tied:
+            model.a2gen.features.target_moment_logits.normal_()
     user = one_user(config, "left")
     item_ids, item_side_ids = candidates(config, 20)
     ranker = A2GenRanker(model)

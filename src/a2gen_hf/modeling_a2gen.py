@@ -1736,18 +1736,10 @@ class A2GenModel(A2GenPreTrainedModel):
             )
             encoded = {"history_representation": history_representation, "item_sequences": item_sequences}
         history_representation = encoded["history_representation"]
-        extra_features = None
-        if self.extra_features.size:
-            extra_features = self.extra_features(
-                history_action_ids,
-                history_mask,
-                history_item_ids,
-                item_ids,
-                history_item_side_ids,
-                item_side_ids,
-                target_occurrences,
-                item_keys,
-            )
+        history = (history_action_ids, history_mask, history_item_ids, item_ids, history_item_side_ids, item_side_ids)
+        extra_features = (
+            self.extra_features(*history, target_occurrences, item_keys) if self.extra_features.size else None
+        )
         generation_context = self.generation_context(
             user_features, history_representation, target_item_features, extra_features
         )
