@@ -735,6 +735,8 @@ def simulate_to_parquet(
 
     ``workers`` > 1 generates contiguous ranges of users in that many processes (a user's rows do not depend on the
     others'): the rows and their order are the same as with one worker, only the shards break at the ranges' ends.
+    The processes are spawned, so a script that calls this with ``workers`` > 1 must do so under
+    ``if __name__ == "__main__":`` (as for any ``multiprocessing`` spawn); ``a2gen simulate --workers`` needs nothing.
     """
     _check_shard_size(shard_size)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
