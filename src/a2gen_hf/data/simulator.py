@@ -19,7 +19,7 @@ summing over ticks: no Monte-Carlo is needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -762,7 +762,7 @@ def _write_user_range(
     output_dir: Path,
     shard_size: int,
     progress: bool = False,
-    shard_name: Any = None,
+    shard_name: Callable[[str, int], Path] | None = None,
 ) -> Iterator[tuple[str, pa.Table]]:
     """
     Write the examples of ``user_range`` into shards of at most ``shard_size`` rows; yield ``(split, table)`` for each

@@ -567,7 +567,9 @@ def _wide_feature_columns(regression: CountFeatureLogisticRegression, config) ->
 
 
 @torch.no_grad()
-def warm_start_wide_path(model, regression: CountFeatureLogisticRegression, residual: bool = False) -> int:
+def warm_start_wide_path(
+    model, regression: CountFeatureLogisticRegression, residual: bool = False, frozen: bool = False
+) -> int:
     """
     Start a model's wide path (``config.wide_path``) as the fitted logistic regression on counts: the wide weights
     take its coefficients and the bias its intercepts, on the columns that hold the same quantity (the others 0),
@@ -582,7 +584,8 @@ def warm_start_wide_path(model, regression: CountFeatureLogisticRegression, resi
     the other paths of A2Gen's occurrence head (its linear and hidden-layer paths) start at zero, so the occurrence
     logits start as the wide logit. Train with ``eval_before_training`` and ``select_best_epoch`` to keep the
     starting point when nothing improves it on validation. MMoE and PLE add their wide path to task towers, which
-    stay as initialised.
+    stay as initialised. ``frozen`` (with ``residual``): the wide path's weights then take no gradient
+    (``requires_grad=False``); :func:`start_from_regression` says why.
 
     Raises:
         ValueError: the model has no wide path, or its extra features are not exactly the count and popularity
@@ -631,6 +634,8 @@ def warm_start_wide_path(model, regression: CountFeatureLogisticRegression, resi
         for layer in (head.linear, head.output):
             layer.weight.zero_()
             layer.bias.zero_()
+    if frozen:
+        wide.requires_grad_(False)
     return len(pairs)
 
 
@@ -666,13 +671,9 @@ def start_from_regression(
     check_wide_start(True, residual, frozen)
     if regression is None:
         regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
-    warm_start_wide_path(model, regression, residual=residual)
+    warm_start_wide_path(model, regression, residual=residual, frozen=frozen)
     if residual:
         start_times_at_the_median(model, ActionTargets.from_dataset(dataset["train"], tokenizer))
-    if frozen:
-        for module in model.modules():
-            if type(module).__name__ == "WidePath":
-                module.requires_grad_(False)
     return regression
 
 
