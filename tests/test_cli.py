@@ -308,13 +308,13 @@ def test_prepare_reads_a_generic_event_log_and_sizes_the_tables_from_the_data(tm
     summary = json.loads((output / "a2gen_data.json").read_text())
     assert summary["distinct"] == {"users": 2, "items": 4, "side_values": 2}
     assert summary["buckets"]["item_buckets"] == {"count": 100, "from": "user"}
-    assert summary["buckets"]["user_buckets"] == {"count": 16, "from": "data"}  # the smallest data-sized table
+    assert summary["buckets"]["user_buckets"] == {"count": 64, "from": "data"}  # 2 users: 16 x 2 + 1 -> 64
     tokenizer = A2GenActionTokenizer.from_pretrained(output / "tokenizer")
-    assert (tokenizer.item_buckets, tokenizer.user_buckets, tokenizer.side_feature_buckets) == (100, 16, 16)
+    assert (tokenizer.item_buckets, tokenizer.user_buckets, tokenizer.side_feature_buckets) == (100, 64, 64)
     assert tokenizer.action_names == ["start", "like", "leave"]
     rows = datasets.load_from_disk(str(output))
     assert sum(len(split) for split in rows.values()) == summary["sessions"] == 7
-    assert "embedding rows: users 16 (2 distinct, set by the data)" in capsys.readouterr().out
+    assert "embedding rows: users 64 (2 distinct, set by the data)" in capsys.readouterr().out
 
 
 def test_prepare_generic_without_actions_says_what_to_add(tmp_path, capsys):

@@ -352,10 +352,16 @@ def test_cli_simulate_reports_bad_values(tmp_path, capsys):
     assert "--workers 2 needs --parquet" in capsys.readouterr().err
 
 
-def test_buckets_for_is_the_next_power_of_two_at_or_above_twice_the_distinct_count_capped():
+def test_buckets_for_is_the_next_power_of_two_at_or_above_sixteen_times_the_distinct_count_capped():
     from a2gen_hf.data.buckets import MIN_DATA_SIZED_BUCKETS, buckets_for
 
-    assert buckets_for(2_000) == 4096 and buckets_for(2_048) == 8192 and buckets_for(1_000) == 2048
+    assert buckets_for(2_000) == 32768 and buckets_for(2_048) == 65536 and buckets_for(1_000) == 16384
+    # Few values share a row: for 2,000 hashed values in buckets_for(2,000) rows, about 1 - exp(-2000/32768) = 6 %.
+    for distinct in (1_000, 2_000, 62_500):
+        rows = buckets_for(distinct)
+        buckets = np.random.default_rng(0).integers(1, rows, distinct)
+        _, counts = np.unique(buckets, return_counts=True)
+        assert counts[counts > 1].sum() / distinct < 0.08  # (2-4 rows per value, the earlier rule: 22-39 %)
     assert buckets_for(0) == MIN_DATA_SIZED_BUCKETS and buckets_for(10**9, cap=1 << 20) == 1 << 20
     with pytest.raises(ValueError, match="distinct=-1 must be >= 0"):
         buckets_for(-1)
@@ -368,8 +374,8 @@ def test_simulate_sizes_the_tables_from_the_catalogue_and_records_the_counts(cac
     side_values = len(set(catalog.main_topics)) + len(set(catalog.segment_topics[:, 0]))
     assert summary["distinct"] == {"users": SMALL.num_users, "items": 80, "side_values": side_values}
     assert summary["distinct"] == distinct_counts(SMALL)
-    assert (tokenizer.user_buckets, tokenizer.item_buckets) == (64, 256)  # 30 users -> 64, 80 videos -> 256
-    assert summary["buckets"]["item_buckets"] == {"count": 256, "from": "data"}
+    assert (tokenizer.user_buckets, tokenizer.item_buckets) == (512, 2048)  # 30 users -> 512, 80 videos -> 2048
+    assert summary["buckets"]["item_buckets"] == {"count": 2048, "from": "data"}
     fixed = simulate(SimulatorConfig(**{**SMALL.to_dict(), "item_buckets": 1000}), progress=False, cache_dir=cache_dir)
     assert fixed.tokenizer.item_buckets == 1000 and fixed.summary["buckets"]["item_buckets"]["from"] == "user"
     assert fixed.tokenizer.user_buckets == tokenizer.user_buckets

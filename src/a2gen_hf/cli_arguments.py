@@ -129,7 +129,7 @@ class PrepareArguments:
     validation_start: float | None = option("Unix seconds where validation starts; overrides --validation-fraction")
     test_start: float | None = option("Unix seconds where test starts; overrides --test-fraction")
     item_buckets: int | None = option("hash buckets of item ids (embedding rows); default: sized from the data, the "
-                                      "next power of two at or above twice the distinct items")
+                                      "next power of two at or above 16 times the distinct items")
     user_buckets: int | None = option("hash buckets of user ids; default: sized from the data (distinct users)")
     side_feature_buckets: int | None = option("hash buckets of side-feature values; default: sized from the data")
     partition_rows: int = option("rows per user partition: the unit of work and of memory", 1_000_000)
@@ -172,7 +172,7 @@ class SimulateArguments:
     validation_fraction: float = option("share of the simulated time window that goes to validation", 0.1)
     test_fraction: float = option("share of the simulated time window that goes to test (the last)", 0.1)
     item_buckets: int | None = option("hash buckets of video ids (embedding rows); default: sized from the catalogue, "
-                                      "the next power of two at or above twice --num-items")
+                                      "the next power of two at or above 16 times --num-items")
     user_buckets: int | None = option("hash buckets of user ids; default: sized from the number of users")
     side_feature_buckets: int | None = option("hash buckets of the side features (category and opening topic); "
                                               "default: sized from their values")

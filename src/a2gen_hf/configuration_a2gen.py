@@ -380,7 +380,7 @@ class A2GenConfig(ActionSequenceConfig):
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
         history_event_moment_source (`str`): where the (item, moment) vectors come from: ``"item_features"``
             (default; decoded from the item's features by a small network, ``ItemMomentDecoder``) or ``"table"``
-            (a learned row per (item, moment), ``ItemMomentTable``: ``item_buckets x moments`` rows up to 2^20,
+            (a learned row per (item, moment), ``ItemMomentTable``: ``item_buckets x moments`` rows up to 2^21,
             hashed beyond; needs id embeddings).
         context_interactions (`bool`): append to the generation context the elementwise products of Vec_hist and of
             the user's features (each mapped to width d) with a map of the target item's features

@@ -995,7 +995,7 @@ class ItemMomentTable(nn.Module):
     on the simulator at 100k examples it memorises (docs/results.md (e)).
     """
 
-    MAX_ROWS = 1 << 20
+    MAX_ROWS = 1 << 21
     # Knuth's multiplicative constant (2^32 / golden ratio): spreads consecutive (item, moment) keys over the rows.
     HASH_MULTIPLIER = 2654435761
 
