@@ -24,6 +24,11 @@ training size (the first n of one fixed shuffle of the train examples of users `
     python benchmarks/simulator_ceiling.py --simulator-examples 1250000 --users 18800 \\
         --sizes 10000,30000,100000,300000 --test-users 6250 --output runs/ceiling
 
+``--timing-parts`` also fits trees and a logistic regression on cumulative groups of the ``timing`` set's statistics
+(per-action topic rates matched with the target, then all actions' per topic, early leaves, history counts and
+reflexes, watched fraction, the target's duration) at the largest size: which of them carry the ideal reader's lead,
+and whether a linear model reads them (docs/results.md (e)).
+
 Writes ``simulator_ceiling.json`` and ``.md`` under ``--output`` (atomically) and prints the table.
 """
 
@@ -40,7 +45,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from a2gen_hf.data.simulator import (  # noqa: E402
     ENGAGEMENT_ACTIONS,
@@ -239,6 +246,47 @@ def fit_and_score(train: dict, test: dict, sizes: list[int], subset_seed: int, o
     return results
 
 
+def timing_parts(num_topics: int) -> dict[str, int]:
+    """The ``timing`` set's columns as cumulative groups, in the order :func:`user_features` lays them out: each name
+    -> the number of leading columns it uses (the last is the whole set)."""
+    matched = len(ENGAGEMENT_ACTIONS) + 1 + num_topics
+    history = len(ENGAGEMENT_ACTIONS) + 1
+    return {
+        "per-action rates matched with the target": len(ENGAGEMENT_ACTIONS),
+        "+ all actions' rates, per topic": matched,
+        "+ early leaves on the target's topics": matched + 1,
+        "+ history counts per action and reflexes": matched + 1 + history,
+        "+ watched fraction and early leaves": matched + 1 + history + 2,
+        "+ the target's duration and segments (all)": matched + 1 + history + 4,
+    }
+
+
+def fit_timing_parts(train: dict, test: dict, size: int, subset_seed: int, oracle_auc: dict, num_topics: int) -> dict:
+    """Trees and a logistic regression (standardised columns) on each cumulative group of :func:`timing_parts`, at one
+    training size: which of the ideal reader's statistics carry its lead, and whether a linear model reads them."""
+    rows = np.sort(np.random.default_rng(subset_seed).permutation(len(train["labels"]))[:size])
+    results: dict = {}
+    for name, width in timing_parts(num_topics).items():
+        features, test_features = train["timing"][rows, :width], test["timing"][:, :width]
+        for learner in ("trees", "logistic regression"):
+            auc = {}
+            for a, action in enumerate(ENGAGEMENT_ACTIONS):
+                labels = train["labels"][rows, a]
+                if learner == "trees":
+                    model = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=0)
+                    scores = model.fit(features, labels).predict_proba(test_features)[:, 1]
+                else:
+                    scaler = StandardScaler().fit(features)
+                    model = LogisticRegression(max_iter=3000).fit(scaler.transform(features), labels)
+                    scores = model.decision_function(scaler.transform(test_features))
+                auc[action] = float(roc_auc_score(test["labels"][:, a], scores))
+            mean = float(np.mean(list(auc.values())))
+            share = float(np.mean([(auc[x] - 0.5) / (oracle_auc[x] - 0.5) for x in ENGAGEMENT_ACTIONS]))
+            results.setdefault(name, {})[learner] = {"auc": auc, "mean_auc": mean, "share_of_oracle_lift": share}
+            print(f"timing parts, {name} [{learner}] n={size}: mean AUC {mean:.4f} ({share:.3f})", flush=True)
+    return results
+
+
 def markdown(report: dict) -> str:
     sizes = report["sizes"]
     lines = [
@@ -258,6 +306,14 @@ def markdown(report: dict) -> str:
     for name in FEATURE_SETS:
         auc = report["results"][name][str(sizes[-1])]["auc"]
         lines.append(f"| {name} | " + " | ".join(f"{auc[a]:.4f}" for a in ENGAGEMENT_ACTIONS) + " |")
+    if report.get("timing_parts"):
+        lines += ["", f"The timing set's statistics, cumulatively, at {report['timing_parts_size']:,} training examples "
+                  "(test mean AUC, share of the oracle's lift):", "",
+                  "| statistics | trees | logistic regression |", "| --- | --- | --- |"]
+        for name, cells in report["timing_parts"].items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{cells[learner]['mean_auc']:.4f} ({cells[learner]['share_of_oracle_lift']:.2f})"
+                for learner in ("trees", "logistic regression")) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -277,6 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", default="10000,30000,100000,300000",
                         help="comma-separated training sizes (each <= the train pool); default %(default)s")
     parser.add_argument("--subset-seed", type=int, default=0, help="default %(default)s")
+    parser.add_argument("--timing-parts", action="store_true",
+                        help="also fit trees and a logistic regression on cumulative groups of the timing set's "
+                             "statistics at the largest size: which carry the ideal reader's lead")
     parser.add_argument("--output", required=True, type=Path, help="folder of simulator_ceiling.json / .md")
     args = parser.parse_args(argv)
     try:
@@ -305,8 +364,12 @@ def main(argv: list[str] | None = None) -> dict:
         "num_train_pool": len(train["labels"]), "num_test_examples": len(test["labels"]),
         "oracle": {"auc": oracle_auc, "mean_auc": float(np.mean(list(oracle_auc.values())))},
         "results": fit_and_score(train, test, sizes, args.subset_seed, oracle_auc),
-        "load_at_end": os.getloadavg(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
+    if args.timing_parts:
+        report["timing_parts_size"] = sizes[-1]
+        report["timing_parts"] = fit_timing_parts(train, test, sizes[-1], args.subset_seed, oracle_auc,
+                                                  config.num_topics)
+    report.update(load_at_end=os.getloadavg(), omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
     args.output.mkdir(parents=True, exist_ok=True)
     write_text_atomically(args.output / "simulator_ceiling.json", json.dumps(report, indent=2))
     write_text_atomically(args.output / "simulator_ceiling.md", markdown(report))

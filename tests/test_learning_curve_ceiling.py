@@ -55,6 +55,7 @@ def test_ceiling_reports_every_feature_set_and_size(tmp_path, capsys):
             assert set(cell["auc"]) == {"like", "follow", "forward", "comment"} and 0 <= cell["mean_auc"] <= 1
     assert 0.5 < saved["oracle"]["mean_auc"] <= 1
     assert "| timing |" in (tmp_path / "simulator_ceiling.md").read_text()
+    assert "timing_parts" not in saved
     with pytest.raises(SystemExit):
         script.main(["--simulator-examples", "2000", "--users", "500", "--output", str(tmp_path)])
     assert "exceed the simulation's 100 users" in capsys.readouterr().err
@@ -72,3 +73,22 @@ def test_side_features_spread_a_moment_over_the_opening_and_the_main_topic():
     later = config.main_topic_prob + (1 - config.main_topic_prob) / config.num_topics
     assert spread[2, main] == pytest.approx(later)  # past 10 s the opening segment is over
     assert 0 < spread[1, opening] < 1
+
+
+def test_timing_parts_cover_the_timing_set_cumulatively(tmp_path):
+    """--timing-parts: trees and a logistic regression on cumulative groups of the timing set's columns, the last
+    group being the whole set (the same trees' AUC as the timing row), at the largest size."""
+    script = load_script()
+    report = script.main(["--simulator-examples", "2000", "--users", "60", "--test-users", "60",
+                          "--sizes", "300,600", "--timing-parts", "--output", str(tmp_path)])
+    widths = list(script.timing_parts(8).values())
+    assert widths == sorted(widths) and widths[0] == 4
+    config = script.SimulatorConfig(num_examples=2000, seed=0)
+    data = script.gather(config, 2, 2)
+    assert data["train"]["timing"].shape[1] == widths[-1]  # the last group is every column of the timing set
+    parts = report["timing_parts"]
+    assert list(parts) == list(script.timing_parts(8)) and report["timing_parts_size"] == 600
+    whole = parts[list(parts)[-1]]["trees"]
+    assert whole["auc"] == pytest.approx(report["results"]["timing"]["600"]["auc"])
+    assert all(0 <= cell[learner]["mean_auc"] <= 1 for cell in parts.values() for learner in ("trees", "logistic regression"))
+    assert "| + early leaves on the target's topics |" in (tmp_path / "simulator_ceiling.md").read_text()
