@@ -786,61 +786,17 @@ def test_history_item_exposure_adds_the_vectors_shown_up_to_the_last_known_event
     assert not any("exposure" in name for name in paper.state_dict())
 
 
-def test_engagement_rates_are_per_part_action_rates_over_the_moments_watched():
-    """history_engagement_rates: for each action, the parts (softmax of the (item, moment) vectors) at the history's
-    known events of that action, over the parts of the moments watched (up to each item's last known event) plus one,
-    dotted with the target's part profile (learned weights over its moments), in log; a padding history item counts
-    for nothing; the features sit after [user ; Vec_hist ; item] in the generation context."""
-    torch.manual_seed(0)
-    config = tiny_config("iag", history_event_item_moments=8, history_event_moment_source="table",
-                         history_engagement_rates=True)
-    model = A2GenForActionGeneration(config).eval()
-    encoder, features = model.a2gen, model.a2gen.features
-    with torch.no_grad():
-        features.item_moments.table.weight.normal_()
-        encoder.engagement_rates.moment_logits.normal_()
-    batch = make_batch(config, batch_size=2, items=3, events=3)
-    batch["history_mask"] = torch.tensor([[1, 1, 1], [1, 1, 0]])  # the second user's last item is padding
-    batch["history_time_mask"] = torch.ones_like(batch["history_action_ids"])
-    batch["history_time_mask"][0, 1, 2] = 0  # an event whose time is unknown counts for nothing either
-    table, moments = features.item_moments.table.weight, features.item_moments.moments
-    buckets = moments(batch["history_action_times"])
-    weights = torch.softmax(encoder.engagement_rates.moment_logits, dim=0)
-    expected = torch.zeros(2, config.vocab_size)
-    for b in range(2):
-        counts, watched = torch.zeros(config.vocab_size, table.shape[1]), torch.zeros(table.shape[1])
-        for j in range(3):
-            if not batch["history_mask"][b, j]:
-                continue
-            item = int(batch["history_item_ids"][b, j])
-            known = [e for e in range(3) if batch["history_time_mask"][b, j, e]]
-            for e in known:
-                counts[batch["history_action_ids"][b, j, e]] += torch.softmax(table[item * 8 + buckets[b, j, e]], 0)
-            for m in range(int(max(buckets[b, j, e] for e in known)) + 1):
-                watched += torch.softmax(table[item * 8 + m], 0)
-        target = int(batch["item_ids"][b])
-        profile = sum(weights[m] * torch.softmax(table[target * 8 + m], 0) for m in range(8))
-        expected[b] = torch.log((counts / (watched + 1)) @ profile + 1e-3)
-    output = model.a2gen(**history_inputs(batch))
-    start = features.user_feature_size + config.hidden_size + features.item_feature_size
-    torch.testing.assert_close(output.generation_context[:, start : start + config.vocab_size], expected)
-    assert encoder.context_size == start + config.vocab_size
-    with pytest.raises(A2GenConfigError, match="history_engagement_rates=True needs the \\(item, moment\\) vectors"):
-        tiny_config("iag", history_engagement_rates=True)
-    assert A2GenForActionGeneration(tiny_config("iag", history_event_item_moments=8)).a2gen.engagement_rates is None
-
-
 def test_target_moments_and_interactions_save_and_reload(tmp_path):
     torch.manual_seed(0)
     config = tiny_config("iag", history_event_item_moments=8, target_item_moments=True, context_interactions=True,
-                         history_item_exposure=True, history_engagement_rates=True)
+                         history_item_exposure=True)
     model = A2GenForActionGeneration(config).eval()
     with torch.no_grad():
         model.a2gen.features.target_moment_logits.normal_()
     model.save_pretrained(tmp_path)
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
     assert reloaded.config.target_item_moments and reloaded.config.context_interactions
-    assert reloaded.config.history_item_exposure and reloaded.config.history_engagement_rates
+    assert reloaded.config.history_item_exposure
     batch = make_batch(config)
     torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
 

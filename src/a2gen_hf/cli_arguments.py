@@ -285,9 +285,6 @@ class FeatureArguments:
     history_item_exposure: bool = option("give each history item's features what was shown of it: the "
                                          "--event-item-moments vectors summed up to its last event (not in the "
                                          "paper)", False)
-    engagement_rates: bool = option("append to A2Gen's generation context, per action, the log of the user's rate "
-                                    "of that action per moment watched of what the target shows, from the "
-                                    "--event-item-moments vectors read as soft parts (not in the paper)", False)
     context_interactions: bool = option("append the products of Vec_hist and of the user with the target item to "
                                         "A2Gen's generation context (not in the paper)", False)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "

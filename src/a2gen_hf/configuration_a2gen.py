@@ -372,11 +372,6 @@ class A2GenConfig(ActionSequenceConfig):
             the denominator of a per-part engagement rate, as well as the moments that drew an action. Needs
             ``history_event_item_moments``. False (default) is the paper. An option beyond the paper
             (docs/results.md (e)).
-        history_engagement_rates (`bool`): append to the generation context, per action, the log of the user's rate
-            of that action per moment watched of what the target shows (:class:`~a2gen_hf.modeling_a2gen.EngagementRates`):
-            the (item, moment) vectors of ``history_event_item_moments`` read as soft parts, counted at the
-            history's events and over the moments watched. Needs ``history_event_item_moments``. False (default) is
-            the paper. An option beyond the paper (docs/results.md (e)).
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
         history_event_moment_source (`str`): where the (item, moment) vectors come from: ``"item_features"``
             (default; decoded from the item's features by a small network, ``ItemMomentDecoder``) or ``"table"``
@@ -475,7 +470,6 @@ class A2GenConfig(ActionSequenceConfig):
     history_event_moment_source: str = "item_features"
     target_item_moments: bool = False
     history_item_exposure: bool = False
-    history_engagement_rates: bool = False
     context_interactions: bool = False
     cam_gate_input: str = "context"
     occurrence_head: bool = False
@@ -537,11 +531,6 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(
                 "target_item_moments=True needs the (item, moment) vectors of history_event_item_moments; set "
                 "history_event_item_moments (e.g. 64) or target_item_moments=False."
-            )
-        if self.history_engagement_rates and not self.history_event_item_moments:
-            problems.append(
-                "history_engagement_rates=True needs the (item, moment) vectors of history_event_item_moments; set "
-                "history_event_item_moments (e.g. 64) or history_engagement_rates=False."
             )
         if self.history_item_exposure and not self.history_event_item_moments:
             problems.append(

@@ -405,7 +405,7 @@ class A2GenFeatureEmbeddings(nn.Module):
         features = self.item_features(item_ids, side_ids)
         if self.target_moment_map is None:
             return features
-        vectors = self.every_moment_vectors(item_ids, features)
+        vectors = self._every_moment(item_ids, features)
         weights = torch.softmax(self.target_moment_logits.float(), dim=0).to(vectors.dtype)
         return features + self.target_moment_map(torch.einsum("...md,m->...d", vectors, weights))
 
@@ -426,22 +426,15 @@ class A2GenFeatureEmbeddings(nn.Module):
         features = self.item_features(item_ids, side_ids)
         if self.exposure_map is None:
             return features
-        shown = self.shown_moments(action_ids, action_times, time_mask)
-        vectors = self.every_moment_vectors(item_ids, features)
-        exposure = torch.einsum("...md,...m->...d", vectors, shown.to(vectors.dtype)) / shown.shape[-1]
-        return features + self.exposure_map(exposure)
-
-    def shown_moments(
-        self, action_ids: torch.LongTensor, action_times: torch.Tensor, time_mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Items' events `(..., E)` -> which moment buckets of each item were shown `(..., moments)` (bool): those up
-        to the bucket of its last known event (none for an item without one)."""
         known = action_ids != 0 if time_mask is None else (action_ids != 0) & time_mask.bool()
         moments = self.item_moments.moments
         last = torch.where(known, moments(action_times), -1).amax(-1, keepdim=True)
-        return torch.arange(moments.count, device=last.device) <= last
+        shown = torch.arange(moments.count, device=last.device) <= last
+        vectors = self._every_moment(item_ids, features)
+        exposure = torch.einsum("...md,...m->...d", vectors, shown.to(vectors.dtype)) / moments.count
+        return features + self.exposure_map(exposure)
 
-    def every_moment_vectors(self, item_ids: torch.LongTensor, features: torch.Tensor) -> torch.Tensor:
+    def _every_moment(self, item_ids: torch.LongTensor, features: torch.Tensor) -> torch.Tensor:
         """Items' ids `(...)` and features `(..., Fi)` -> their (item, moment) vectors at every moment bucket
         `(..., moments, event_size)`, from the table or the decoder."""
         if isinstance(self.item_moments, ItemMomentDecoder):
@@ -1200,65 +1193,6 @@ class TargetInteractions(nn.Module):
         return torch.cat([history_part, user_part], dim=-1)
 
 
-class EngagementRates(nn.Module):
-    """
-    Beyond the paper (``config.history_engagement_rates``; needs ``history_event_item_moments``): the user's
-    engagement rate per action with what the target shows, appended to the generation context.
-
-    Each (item, moment) vector ``v`` (:class:`ItemMomentTable` or :class:`ItemMomentDecoder`) is read as a soft
-    assignment of that moment to K parts, ``p = softmax(v)`` (K = the vectors' width): what the item shows then.
-    Over the history, for every action ``a``, the parts shown at the moments of the ``a`` events, ``C[a] = sum p``,
-    and the parts shown while the user watched, ``X = sum_j sum_{m <= last event of j} p(j, m)`` (each item up to
-    its last known event) give per-part rates ``R[a] = C[a] / (X + 1)`` (actions per moment watched of that part).
-    The target's part profile ``q`` averages its ``p`` over the moment buckets with learned weights (uniform at the
-    start), and the feature of action ``a`` is ``log(q . R[a] + 1e-3)``: how often this user did ``a`` per moment of
-    what this item shows. A linear slot map of it is a power of that rate.
-
-    Why: the taste that drives an action is read from *when* past actions happened (the part on screen), relative to
-    how much of each part the user saw; a sum of event vectors (HSE) counts the actions but not what was watched
-    without one. Trees given these statistics of the simulator's hidden layouts reach 0.79 of the oracle's lift
-    (docs/results.md (e)); here the parts are learned.
-
-    :meth:`user_rates`: history -> R `(B, V, K)` (per user, no target); :meth:`forward`: R and the target's vectors
-    at every moment `(B, M, K)` -> `(B, V)`.
-    """
-
-    SMOOTHING = 1.0
-    FLOOR = 1e-3
-
-    def __init__(self, config: A2GenConfig):
-        super().__init__()
-        self.vocab_size = config.vocab_size
-        self.size = config.vocab_size
-        self.moment_logits = nn.Parameter(torch.zeros(config.history_event_item_moments))
-
-    def user_rates(
-        self,
-        event_vectors: torch.Tensor,
-        action_ids: torch.LongTensor,
-        known: torch.Tensor,
-        moment_vectors: torch.Tensor,
-        shown: torch.Tensor,
-    ) -> torch.Tensor:
-        """
-        The user's per-part rates R `(B, V, K)` from the history's event vectors `(B, N, E, K)`, their actions and
-        known-event mask `(B, N, E)`, and every history item's vectors at every moment `(B, N, M, K)` with the mask of
-        the moments shown `(B, N, M)`.
-        """
-        parts = torch.softmax(event_vectors.float(), dim=-1) * known.unsqueeze(-1)
-        actions = nn.functional.one_hot(action_ids * known, self.vocab_size).to(parts.dtype)
-        counts = torch.einsum("bnev,bnek->bvk", actions, parts)
-        watched = torch.einsum("bnmk,bnm->bk", torch.softmax(moment_vectors.float(), dim=-1), shown.to(parts.dtype))
-        return counts / (watched.unsqueeze(1) + self.SMOOTHING)
-
-    def forward(self, rates: torch.Tensor, target_moment_vectors: torch.Tensor) -> torch.Tensor:
-        """R `(B, V, K)` and the target's vectors at every moment bucket `(B, M, K)` -> the features `(B, V)`."""
-        weights = torch.softmax(self.moment_logits.float(), dim=0)
-        profile = torch.einsum("bmk,m->bk", torch.softmax(target_moment_vectors.float(), dim=-1), weights)
-        features = torch.log(torch.einsum("bvk,bk->bv", rates.float(), profile) + self.FLOOR)
-        return features.to(target_moment_vectors.dtype)
-
-
 def _drop_padding_positions(
     history_mask: torch.Tensor, *tensors: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
@@ -1658,7 +1592,6 @@ class A2GenModel(A2GenPreTrainedModel):
             if config.context_interactions
             else None
         )
-        self.engagement_rates = EngagementRates(config) if config.history_engagement_rates else None
         # Level 1 on the real history items only (the default); False runs it on the padded (B, N, E) layout, as
         # output_hidden_states / output_attentions always do. Both give the same outputs (tests/test_modeling.py).
         self.pack_history_items = True
@@ -1668,7 +1601,6 @@ class A2GenModel(A2GenPreTrainedModel):
             + self.features.item_feature_size
             + self.extra_features.size
             + (self.interactions.size if self.interactions is not None else 0)
-            + (self.engagement_rates.size if self.engagement_rates is not None else 0)
         )
         self.post_init()
 
@@ -1681,63 +1613,18 @@ class A2GenModel(A2GenPreTrainedModel):
         history_representation: torch.Tensor,
         target_item_features: torch.Tensor,
         extra_features: torch.Tensor | None = None,
-        engagement_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         The generator's context `(B, context_size)`: [user ; Vec_hist ; item], then the target interactions
-        (``config.context_interactions``), then the engagement-rate features `(B, V)`
-        (``config.history_engagement_rates``, :meth:`engagement_features`), then the extra features (if any), last,
-        where a wide path reads them (:class:`~a2gen_hf.features_a2gen.WidePath`). Every path that builds a context
-        calls this.
+        (``config.context_interactions``), then the extra features (if any), last, where a wide path reads them
+        (:class:`~a2gen_hf.features_a2gen.WidePath`). Every path that builds a context calls this.
         """
         parts = [user_features, history_representation, target_item_features]
         if self.interactions is not None:
             parts.append(self.interactions(user_features, history_representation, target_item_features))
-        if self.engagement_rates is not None:
-            if engagement_features is None:
-                raise ValueError(
-                    "This model's context has engagement-rate features (history_engagement_rates=True): pass "
-                    "engagement_features (A2GenModel.engagement_features)."
-                )
-            parts.append(engagement_features)
         if extra_features is not None:
             parts.append(extra_features)
         return torch.cat(parts, dim=-1)
-
-    def user_engagement_rates(
-        self,
-        history_item_ids: torch.LongTensor,
-        history_item_features: torch.Tensor,
-        history_action_ids: torch.LongTensor,
-        history_action_times: torch.Tensor,
-        history_time_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """
-        ``config.history_engagement_rates``: the user's per-part rates R `(B, V, K)` (:class:`EngagementRates`) from
-        the history's ids `(B, N)`, features `(B, N, Fi)` and events `(B, N, E)` (absent events are action 0).
-        """
-        features = self.features
-        known = history_action_ids != 0
-        if history_time_mask is not None:
-            known = known & history_time_mask.bool()
-        event_vectors = features.item_moment_features(
-            history_item_ids, history_item_features, history_action_times, history_time_mask, history_action_ids != 0
-        )
-        return self.engagement_rates.user_rates(
-            event_vectors,
-            history_action_ids,
-            known,
-            features.every_moment_vectors(history_item_ids, history_item_features),
-            features.shown_moments(history_action_ids, history_action_times, history_time_mask),
-        )
-
-    def engagement_features(
-        self, rates: torch.Tensor, item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None
-    ) -> torch.Tensor:
-        """The engagement-rate features `(C, V)` of targets (ids `(C,)`, side ids `(C, F)`) for users' rates R
-        `(C, V, K)` (or `(1, V, K)`, one user for every candidate)."""
-        vectors = self.features.every_moment_vectors(item_ids, self.features.item_features(item_ids, item_side_ids))
-        return self.engagement_rates(rates.expand(item_ids.shape[0], -1, -1), vectors)
 
     def embed_events(
         self,
@@ -1889,15 +1776,8 @@ class A2GenModel(A2GenPreTrainedModel):
         extra_features = (
             self.extra_features(*history, target_occurrences, item_keys) if self.extra_features.size else None
         )
-        engagement_features = None
-        if self.engagement_rates is not None:
-            rates = self.user_engagement_rates(
-                history_item_ids, history_item_features, history_action_ids * event_mask, history_action_times,
-                history_time_mask,
-            )
-            engagement_features = self.engagement_features(rates, item_ids, item_side_ids)
         generation_context = self.generation_context(
-            user_features, history_representation, target_item_features, extra_features, engagement_features
+            user_features, history_representation, target_item_features, extra_features
         )
 
         hidden_states = (

@@ -123,8 +123,6 @@ class UserState:
         keys / values (`torch.FloatTensor` of shape `(heads, n, head_size)`): CAM_item's keys and values.
         score_exponentials (`torch.FloatTensor` of shape `(heads, n, n)`): ``exp(A - rowmax(A))`` with
             ``A = queries @ keys^T / sqrt(head_size)``, the per-user factor of every candidate's attention.
-        engagement_rates (`torch.FloatTensor` of shape `(1, vocab_size, parts)`, *optional*): the user's per-part
-            action rates, for a model with ``history_engagement_rates`` (None otherwise).
         history (`dict`, *optional*): for a model with the count / propensity / popularity features, the user's
             real history items: ``history_action_ids`` `(1, n, E)`, ``history_mask`` `(1, n)`, ``history_item_ids``
             `(1, n)` and ``history_item_side_ids`` `(1, n, F)` or None; the features depend on the candidate.
@@ -135,7 +133,6 @@ class UserState:
     keys: torch.Tensor
     values: torch.Tensor
     score_exponentials: torch.Tensor
-    engagement_rates: torch.Tensor | None = None
     history: dict[str, torch.Tensor | None] | None = None
 
     @property
@@ -153,7 +150,7 @@ class A2GenRankingProgram(nn.Module):
     ``torch.compile`` and through ``torch.export``. Holds no weights of its own: it calls the model's parts.
 
     forward(user_features `(1, Du)`, queries / keys / values `(H, n, dh)`, score_exponentials `(H, n, n)`,
-    engagement_rates `(1, V, K)` or None (:class:`UserState`), item_ids `(C,)`, item_side_ids `(C, F)` or None, extra_features `(C, De)` or None) -> action_probabilities,
+    item_ids `(C,)`, item_side_ids `(C, F)` or None, extra_features `(C, De)` or None) -> action_probabilities,
     expected_times, expected_seconds, each `(C, vocab_size)`. ``extra_features`` are the model's
     :class:`~a2gen_hf.modeling_a2gen.ExtraContextFeatures` of the candidates (:meth:`A2GenRanker.extra_features`).
 
@@ -170,35 +167,14 @@ class A2GenRankingProgram(nn.Module):
         self.report_underflow = report_underflow
 
     def generation_context(
-        self,
-        user_features,
-        queries,
-        keys,
-        values,
-        score_exponentials,
-        engagement_rates,
-        item_ids,
-        item_side_ids,
-        extra_features=None,
+        self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features=None
     ) -> torch.Tensor:
         """The context of CAM_gen, `(C, context_size)`, laid out as ``A2GenModel`` lays it out."""
         return self._context(
-            user_features, queries, keys, values, score_exponentials, engagement_rates, item_ids, item_side_ids,
-            extra_features,
+            user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features
         )[0]
 
-    def _context(
-        self,
-        user_features,
-        queries,
-        keys,
-        values,
-        score_exponentials,
-        engagement_rates,
-        item_ids,
-        item_side_ids,
-        extra_features,
-    ):
+    def _context(self, user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features):
         """The generation context and CAM_item's underflow flag (None without ``report_underflow``)."""
         encoder = self.model.a2gen
         item_features = encoder.features.target_item_features(item_ids, item_side_ids)
@@ -209,10 +185,7 @@ class A2GenRankingProgram(nn.Module):
         history, underflow = history if self.report_underflow else (history, None)
         history = encoder.encoder.scale_pooled(history, keys.shape[1])
         user_features = user_features.expand(item_ids.shape[0], -1)
-        engagement = None
-        if encoder.engagement_rates is not None:
-            engagement = encoder.engagement_features(engagement_rates, item_ids, item_side_ids)
-        return encoder.generation_context(user_features, history, item_features, extra_features, engagement), underflow
+        return encoder.generation_context(user_features, history, item_features, extra_features), underflow
 
     def forward(
         self,
@@ -221,14 +194,12 @@ class A2GenRankingProgram(nn.Module):
         keys,
         values,
         score_exponentials,
-        engagement_rates,
         item_ids,
         item_side_ids=None,
         extra_features=None,
     ):
         context, underflow = self._context(
-            user_features, queries, keys, values, score_exponentials, engagement_rates, item_ids, item_side_ids,
-            extra_features,
+            user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features
         )
         prediction = action_predictions_from_slots(self.model.config, *self.model.slot_distributions(context))
         probabilities = prediction.action_probabilities
@@ -247,8 +218,7 @@ class A2GenUserProgram(nn.Module):
 
     forward(history_item_ids `(1, n)`, history_item_side_ids `(1, n, F)` or None, history_action_ids /
     history_action_times `(1, n, E)`, history_time_mask `(1, n, E)` or None) -> queries, keys, values `(H, n, dh)`,
-    score_exponentials `(H, n, n)`, and the user's engagement rates `(1, V, K)` (None without
-    ``history_engagement_rates``).
+    score_exponentials `(H, n, n)`.
     """
 
     def __init__(self, model: A2GenForActionGeneration):
@@ -266,13 +236,7 @@ class A2GenUserProgram(nn.Module):
         sequences = encoder.encode_packed_item_events(
             features, actions, history_action_times[0], time_mask, actions != 0, history_item_ids[0]
         )
-        state = encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
-        rates = None
-        if encoder.engagement_rates is not None:
-            rates = encoder.user_engagement_rates(
-                history_item_ids, features.unsqueeze(0), history_action_ids, history_action_times, history_time_mask
-            )
-        return (*state, rates)
+        return encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
 
 
 class A2GenRanker:
@@ -625,7 +589,7 @@ class A2GenRanker:
         if compiled and user_state.num_history_items < 2:  # sizes 0 and 1 would be specialised: run them eagerly
             run = self.program
         elif compiled:  # the number of history items varies from user to user: one graph for all of them
-            for tensor in user_terms[1:5]:  # CAM_item's terms (the engagement rates do not grow with history)
+            for tensor in user_terms[1:]:
                 maybe_mark_dynamic(tensor, 1)
         workers = self._workers()
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
@@ -732,7 +696,6 @@ class A2GenRanker:
             heads_dims,
             heads_dims,
             {1: history, 2: history},
-            None,
             {0: candidates},
             {0: candidates} if item_side_ids is not None else None,
         )
