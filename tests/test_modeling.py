@@ -740,63 +740,15 @@ def test_target_item_moments_add_the_weighted_moment_profile_to_the_target_only(
     assert not any("target_moment" in name for name in paper.state_dict())
 
 
-@pytest.mark.parametrize("source", ["item_features", "table"])
-def test_history_item_exposure_adds_the_vectors_shown_up_to_the_last_known_event(source):
-    """history_item_exposure: a history item's features are its item features plus a map of its (item, moment)
-    vectors summed over the buckets up to that of its last known event (over the bucket count); events that are absent
-    or whose time is unknown do not count; an item without a known event gets only the map's bias; the target keeps its
-    features; the outputs change with the exposure."""
-    torch.manual_seed(0)
-    config = tiny_config("iag", history_event_item_moments=8, history_event_moment_source=source,
-                         history_item_exposure=True)
-    model = A2GenForActionGeneration(config).eval()
-    features = model.a2gen.features
-    if source == "table":
-        with torch.no_grad():
-            features.item_moments.table.weight.normal_()
-    moments = features.item_moments.moments
-    seconds = torch.tensor([[0.0, 2.5, 5.2], [0.0, 7.9, 30.0], [0.0, 1.5, 6.5], [0.0, 3.5, 4.5]])
-    times = normalize_seconds(seconds, config.time_log_mean, config.time_log_std)
-    assert moments(times).tolist() == [[0, 2, 5], [0, 7, 7], [0, 1, 6], [0, 3, 4]]
-    actions = torch.tensor([[1, 2, 3], [1, 4, 0], [0, 0, 0], [1, 2, 5]])  # row 1: its third event is absent
-    time_mask = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 0]])  # row 3: its last event's time unknown
-    item_ids, side_ids = torch.tensor([3, 5, 6, 7]), torch.ones(4, config.num_item_side_features, dtype=torch.long)
-    plain = features.item_features(item_ids, side_ids)
-    if source == "table":
-        vectors = features.item_moments.table.weight[item_ids.unsqueeze(-1) * 8 + torch.arange(8)]
-    else:
-        decoder = features.item_moments
-        vectors = decoder.output(torch.relu(decoder.item_map(plain).unsqueeze(1) + decoder.moment_embeddings.weight))
-    last = [5, 7, -1, 3]
-    exposure = torch.stack([vectors[row, : last[row] + 1].sum(0) for row in range(4)]) / 8
-    expected = plain + features.exposure_map(exposure)
-    got = features.history_item_features(item_ids, side_ids, actions, times, time_mask)
-    torch.testing.assert_close(got, expected)
-    torch.testing.assert_close(got[2], plain[2] + features.exposure_map.bias)
-    torch.testing.assert_close(features.target_item_features(item_ids, side_ids), plain)
-    batch = make_batch(config)
-    before = model(**batch).logits
-    with torch.no_grad():
-        features.exposure_map.weight.mul_(3.0)
-    assert not torch.allclose(model(**batch).logits, before)
-    with pytest.raises(A2GenConfigError, match="history_item_exposure=True needs the \\(item, moment\\) vectors"):
-        tiny_config("iag", history_item_exposure=True)
-    paper = A2GenForActionGeneration(tiny_config("iag", history_event_item_moments=8))
-    assert paper.a2gen.features.exposure_map is None
-    assert not any("exposure" in name for name in paper.state_dict())
-
-
 def test_target_moments_and_interactions_save_and_reload(tmp_path):
     torch.manual_seed(0)
-    config = tiny_config("iag", history_event_item_moments=8, target_item_moments=True, context_interactions=True,
-                         history_item_exposure=True)
+    config = tiny_config("iag", history_event_item_moments=8, target_item_moments=True, context_interactions=True)
     model = A2GenForActionGeneration(config).eval()
     with torch.no_grad():
         model.a2gen.features.target_moment_logits.normal_()
     model.save_pretrained(tmp_path)
     reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
     assert reloaded.config.target_item_moments and reloaded.config.context_interactions
-    assert reloaded.config.history_item_exposure
     batch = make_batch(config)
     torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
 

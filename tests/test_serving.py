@@ -77,9 +77,9 @@ def test_cached_scoring_with_event_item_cross_layers_equals_predict_actions(padd
 @pytest.mark.parametrize("generator", ["iag", "eag"])
 def test_cached_scoring_with_item_moments_equals_predict_actions(generator, source, tied):
     """The ranker's per-user level 1 adds the (item, moment) vectors as the model's forward does; with ``tied``, it
-    also builds the history items' features (with their exposure), the candidates' features (their moment profiles)
-    and the generation context (with the target interactions) through the model's own methods."""
-    options = dict(target_item_moments=True, context_interactions=True, history_item_exposure=True) if tied else {}
+    also builds the candidates' features (their moment profiles) and the generation context (with the target
+    interactions) through the model's own methods."""
+    options = dict(target_item_moments=True, context_interactions=True) if tied else {}
     model, config = build(generator, history_event_item_moments=16, history_event_moment_source=source, **options)
     with torch.no_grad():  # learned weights (the table and the moment weights start at zero)
         if source == "table":
@@ -164,8 +164,7 @@ def test_chunked_scoring_equals_unchunked(generator):
     [
         ("iag", {}),
         ("eag", {}),
-        ("iag", {"history_event_item_moments": 16, "target_item_moments": True, "context_interactions": True,
-                 "history_item_exposure": True}),
+        ("iag", {"history_event_item_moments": 16, "target_item_moments": True, "context_interactions": True}),
     ],
 )
 def test_exported_program_equals_eager(generator, overrides):

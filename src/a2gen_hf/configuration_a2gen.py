@@ -365,13 +365,6 @@ class A2GenConfig(ActionSequenceConfig):
             its timeline is described by the same vectors as what the history's events reacted to, and the targets'
             outcomes train them too. Needs ``history_event_item_moments``. False (default) is the paper. An option
             beyond the paper (docs/results.md (e)).
-        history_item_exposure (`bool`): each history item's features also get what the user was shown of it: the
-            (item, moment) vectors of ``history_event_item_moments`` summed over the moment buckets from 0 to that of
-            the item's last known event (the leave, on logs that record one), divided by the number of buckets and
-            mapped to the item features' width. So the network sees how much of each part of a video was watched,
-            the denominator of a per-part engagement rate, as well as the moments that drew an action. Needs
-            ``history_event_item_moments``. False (default) is the paper. An option beyond the paper
-            (docs/results.md (e)).
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
         history_event_moment_source (`str`): where the (item, moment) vectors come from: ``"item_features"``
             (default; decoded from the item's features by a small network, ``ItemMomentDecoder``) or ``"table"``
@@ -469,7 +462,6 @@ class A2GenConfig(ActionSequenceConfig):
     history_event_moment_seconds: float | int = 1.0
     history_event_moment_source: str = "item_features"
     target_item_moments: bool = False
-    history_item_exposure: bool = False
     context_interactions: bool = False
     cam_gate_input: str = "context"
     occurrence_head: bool = False
@@ -531,11 +523,6 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(
                 "target_item_moments=True needs the (item, moment) vectors of history_event_item_moments; set "
                 "history_event_item_moments (e.g. 64) or target_item_moments=False."
-            )
-        if self.history_item_exposure and not self.history_event_item_moments:
-            problems.append(
-                "history_item_exposure=True needs the (item, moment) vectors of history_event_item_moments; set "
-                "history_event_item_moments (e.g. 64) or history_item_exposure=False."
             )
         if not self.history_event_moment_seconds > 0:
             problems.append(

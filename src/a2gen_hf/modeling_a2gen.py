@@ -302,10 +302,6 @@ class A2GenFeatureEmbeddings(nn.Module):
         if getattr(config, "target_item_moments", False):
             self.target_moment_logits = nn.Parameter(torch.zeros(config.history_event_item_moments))
             self.target_moment_map = nn.Linear(config.action_embedding_size + config.time_embedding_size, item_feature_size)
-        # Beyond the paper (A2GenConfig.history_item_exposure): what was shown of each history item, from the same vectors.
-        self.exposure_map = None
-        if getattr(config, "history_item_exposure", False):
-            self.exposure_map = nn.Linear(config.action_embedding_size + config.time_embedding_size, item_feature_size)
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = item_feature_size
@@ -405,41 +401,12 @@ class A2GenFeatureEmbeddings(nn.Module):
         features = self.item_features(item_ids, side_ids)
         if self.target_moment_map is None:
             return features
-        vectors = self._every_moment(item_ids, features)
+        if isinstance(self.item_moments, ItemMomentDecoder):
+            vectors = self.item_moments.every_moment(features)
+        else:
+            vectors = self.item_moments.every_moment(self.item_table_rows(item_ids))
         weights = torch.softmax(self.target_moment_logits.float(), dim=0).to(vectors.dtype)
         return features + self.target_moment_map(torch.einsum("...md,m->...d", vectors, weights))
-
-    def history_item_features(
-        self,
-        item_ids: torch.LongTensor,
-        side_ids: torch.LongTensor | None,
-        action_ids: torch.LongTensor,
-        action_times: torch.Tensor,
-        time_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """
-        The history items' features `(..., item_feature_size)` from their ids `(...)`, side ids `(..., F)` and events
-        `(..., E)`: :meth:`item_features`, plus, with ``config.history_item_exposure``, what was shown of the item:
-        its (item, moment) vectors summed over the moment buckets up to that of its last known event, divided by the
-        number of buckets and mapped to that width (zero for an item without a known event).
-        """
-        features = self.item_features(item_ids, side_ids)
-        if self.exposure_map is None:
-            return features
-        known = action_ids != 0 if time_mask is None else (action_ids != 0) & time_mask.bool()
-        moments = self.item_moments.moments
-        last = torch.where(known, moments(action_times), -1).amax(-1, keepdim=True)
-        shown = torch.arange(moments.count, device=last.device) <= last
-        vectors = self._every_moment(item_ids, features)
-        exposure = torch.einsum("...md,...m->...d", vectors, shown.to(vectors.dtype)) / moments.count
-        return features + self.exposure_map(exposure)
-
-    def _every_moment(self, item_ids: torch.LongTensor, features: torch.Tensor) -> torch.Tensor:
-        """Items' ids `(...)` and features `(..., Fi)` -> their (item, moment) vectors at every moment bucket
-        `(..., moments, event_size)`, from the table or the decoder."""
-        if isinstance(self.item_moments, ItemMomentDecoder):
-            return self.item_moments.every_moment(features)
-        return self.item_moments.every_moment(self.item_table_rows(item_ids))
 
     def user_features(self, user_ids: torch.LongTensor, user_side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`."""
@@ -1748,10 +1715,7 @@ class A2GenModel(A2GenPreTrainedModel):
 
         user_features = self.features.user_features(user_ids, user_side_ids)
         target_item_features = self.features.target_item_features(item_ids, item_side_ids)
-        history_item_features = self.features.history_item_features(
-            history_item_ids, history_item_side_ids, history_action_ids * event_mask, history_action_times,
-            history_time_mask,
-        )
+        history_item_features = self.features.item_features(history_item_ids, history_item_side_ids)
         if output_hidden_states or output_attentions or not self.pack_history_items:
             # The padded layout: every returned hidden state and attention is a tensor the computation used.
             event_embeddings = self.embed_events(
