@@ -141,12 +141,6 @@ VARIANTS = {
     # The recipe with the regression's coefficients held fixed after the residual start (does the validation dip
     # come from Adam moving the fitted coefficients by the learning rate in noise directions?).
     "sparse-recipe-widefrozen": {**SPARSE_RECIPE, "freeze_wide": True},
-    # ... with the engagement rates (docs/model.md): one moment bucket (Taobao's events are nearly all at 0 s), the
-    # parts decoded from the item's features (the recipe has no ids): per-part action rates per item viewed.
-    "sparse-recipe-widefrozen-rates": {
-        **SPARSE_RECIPE, "freeze_wide": True,
-        "overrides": {**SPARSE_RECIPE["overrides"], "history_event_item_moments": 1, "history_engagement_rates": True},
-    },
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),
