@@ -740,6 +740,40 @@ def test_target_item_moments_add_the_weighted_moment_profile_to_the_target_only(
     assert not any("target_moment" in name for name in paper.state_dict())
 
 
+def test_moment_topics_mix_shared_topic_vectors_by_the_softmax_of_each_row(tmp_path):
+    """history_event_moment_topics: an (item, moment) row holds logits over K shared topic vectors and its vector is
+    their softmax mix, for the history's events and the target's moment profile; rows at zero (the start) give every
+    moment the mean topic vector; the model saves and reloads; it needs the table."""
+    torch.manual_seed(0)
+    config = tiny_config("iag", history_event_item_moments=8, history_event_moment_source="table",
+                         history_event_moment_topics=4, target_item_moments=True)
+    model = A2GenForActionGeneration(config).eval()
+    table = model.a2gen.features.item_moments
+    assert table.table.weight.shape[1] == 4 and not table.table.weight.any()
+    topics = table.topic_vectors.weight
+    item_rows = torch.tensor([3, 5])
+    torch.testing.assert_close(table.every_moment(item_rows), topics.mean(0).expand(2, 8, -1))
+    with torch.no_grad():
+        table.table.weight.normal_()
+    rows = item_rows.unsqueeze(-1) * 8 + torch.arange(8)
+    expected = torch.softmax(table.table.weight[rows], dim=-1) @ topics
+    torch.testing.assert_close(table.every_moment(item_rows), expected)
+    times = torch.zeros(2, 3)
+    known = torch.tensor([[True, True, False], [True, False, False]])
+    events = table(item_rows, times, known)
+    torch.testing.assert_close(events[0, 0], expected[0, table.moments(times)[0, 0]])
+    assert not events[0, 2].any() and not events[1, 1:].any()
+    batch = make_batch(config)
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.history_event_moment_topics == 4
+    torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
+    with pytest.raises(A2GenConfigError, match="history_event_moment_topics needs the moment table"):
+        tiny_config("iag", history_event_item_moments=8, history_event_moment_topics=4)
+    with pytest.raises(A2GenConfigError, match="history_event_moment_topics=-1 must be an integer >= 0"):
+        tiny_config("iag", history_event_moment_topics=-1)
+
+
 def test_target_moments_and_interactions_save_and_reload(tmp_path):
     torch.manual_seed(0)
     config = tiny_config("iag", history_event_item_moments=8, target_item_moments=True, context_interactions=True)

@@ -279,6 +279,8 @@ class FeatureArguments:
     event_moment_source: str = option("where the (item, moment) vectors come from: item_features (decoded from the "
                                       "item's features) or table (a learned row per item and moment)",
                                       "item_features", choices=MOMENT_SOURCES)
+    event_moment_topics: int = option("with --event-moment-source table: each (item, moment) row holds logits over "
+                                      "this many shared topic vectors (0: free vectors; not in the paper)", 0)
     target_item_moments: bool = option("give the target item's features its moment profile: the --event-item-moments "
                                        "vectors at every moment, averaged with learned weights (not in the paper)",
                                        False)

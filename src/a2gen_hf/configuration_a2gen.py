@@ -366,6 +366,11 @@ class A2GenConfig(ActionSequenceConfig):
             outcomes train them too. Needs ``history_event_item_moments``. False (default) is the paper. An option
             beyond the paper (docs/results.md (e)).
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
+        history_event_moment_topics (`int`): with ``history_event_moment_source="table"``, each (item, moment) row
+            holds logits over this many shared topic vectors instead of a free vector: the row's vector is the
+            softmax of its logits times the topic vectors (``ItemMomentTable``), so a row learns *which* topic its
+            moment shows, and every row teaches what a topic means. 0 (default): free vectors. An option beyond the
+            paper (docs/results.md (e)).
         history_event_moment_source (`str`): where the (item, moment) vectors come from: ``"item_features"``
             (default; decoded from the item's features by a small network, ``ItemMomentDecoder``) or ``"table"``
             (a learned row per (item, moment), ``ItemMomentTable``: ``item_buckets x moments`` rows up to 2^21,
@@ -460,6 +465,7 @@ class A2GenConfig(ActionSequenceConfig):
     history_event_cross_layers: int = 0
     history_event_item_moments: int = 0
     history_event_moment_seconds: float | int = 1.0
+    history_event_moment_topics: int = 0
     history_event_moment_source: str = "item_features"
     target_item_moments: bool = False
     context_interactions: bool = False
@@ -518,6 +524,19 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(
                 "history_event_moment_source='table' needs item ids, but use_id_embeddings=False; use "
                 "history_event_moment_source='item_features' or use_id_embeddings=True."
+            )
+        if isinstance(self.history_event_moment_topics, bool) or not isinstance(self.history_event_moment_topics, int) \
+                or self.history_event_moment_topics < 0:
+            problems.append(
+                f"history_event_moment_topics={self.history_event_moment_topics!r} must be an integer >= 0 (0: free "
+                "(item, moment) vectors; e.g. 16 topics)."
+            )
+        elif self.history_event_moment_topics and not (
+            self.history_event_item_moments and self.history_event_moment_source == "table"
+        ):
+            problems.append(
+                "history_event_moment_topics needs the moment table: set history_event_item_moments (e.g. 64) and "
+                "history_event_moment_source='table', or history_event_moment_topics=0."
             )
         if self.target_item_moments and not self.history_event_item_moments:
             problems.append(

@@ -964,8 +964,23 @@ class ItemMomentTable(nn.Module):
         self.moments = EventMoments.from_config(config)
         self.num_rows = min(item_rows * self.moments.count, self.MAX_ROWS)
         self.hashed = item_rows * self.moments.count > self.MAX_ROWS
-        self.table = nn.Embedding(self.num_rows, config.action_embedding_size + config.time_embedding_size, sparse=sparse)
+        event_size = config.action_embedding_size + config.time_embedding_size
+        topics = getattr(config, "history_event_moment_topics", 0)
+        self.table = nn.Embedding(self.num_rows, topics or event_size, sparse=sparse)
         self.table.init_std = 0.0  # read by A2GenPreTrainedModel._init_weights: the rows start at zero
+        # Beyond the paper (config.history_event_moment_topics): a row holds logits over shared topic vectors.
+        self.topic_vectors = None
+        if topics:
+            self.topic_vectors = nn.Embedding(topics, event_size)
+            self.topic_vectors.init_std = 1.0  # read by A2GenPreTrainedModel._init_weights
+
+    def _vectors(self, rows: torch.LongTensor) -> torch.Tensor:
+        """Table rows `(...)` -> their vectors `(..., event_size)`: the rows themselves, or with
+        ``history_event_moment_topics`` the softmax of each row over the topics, mixing the shared topic vectors."""
+        vectors = self.table(rows)
+        if self.topic_vectors is None:
+            return vectors
+        return torch.softmax(vectors.float(), dim=-1).to(vectors.dtype) @ self.topic_vectors.weight
 
     def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
         """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
@@ -978,11 +993,11 @@ class ItemMomentTable(nn.Module):
     def every_moment(self, item_rows: torch.LongTensor) -> torch.Tensor:
         """Item rows `(...)` -> the item's vector at every moment bucket `(..., moments, event_size)`."""
         moments = torch.arange(self.moments.count, device=item_rows.device)
-        return self.table(self._hash(item_rows.unsqueeze(-1) * self.moments.count + moments))
+        return self._vectors(self._hash(item_rows.unsqueeze(-1) * self.moments.count + moments))
 
     def forward(self, item_rows: torch.LongTensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """`(...)` item rows, `(..., E)` times and known-event mask -> `(..., E, event_size)`, zero where not known."""
-        vectors = self.table(self.rows(item_rows, times) * known)
+        vectors = self._vectors(self.rows(item_rows, times) * known)
         return vectors * known.unsqueeze(-1).to(vectors.dtype)
 
 
