@@ -774,6 +774,41 @@ def test_moment_topics_mix_shared_topic_vectors_by_the_softmax_of_each_row(tmp_p
         tiny_config("iag", history_event_moment_topics=-1)
 
 
+def test_moment_smoothing_averages_the_neighbouring_rows_with_learned_weights():
+    """history_event_moment_smoothing w: a moment's vector is the rows of moments m - w .. m + w (clamped to the item's
+    buckets) weighted by softmax(logits) (uniform at the start), for events and for the target's moment profile;
+    unknown events stay zero; it needs the table."""
+    torch.manual_seed(0)
+    config = tiny_config("iag", history_event_item_moments=8, history_event_moment_source="table",
+                         history_event_moment_smoothing=2, target_item_moments=True)
+    model = A2GenForActionGeneration(config).eval()
+    table = model.a2gen.features.item_moments
+    with torch.no_grad():
+        table.table.weight.normal_()
+        table.smoothing_logits.normal_()
+    weights = torch.softmax(table.smoothing_logits, dim=0)
+    rows = table.table.weight
+
+    def smoothed(item, moment):
+        return sum(weights[d + 2] * rows[item * 8 + min(max(moment + d, 0), 7)] for d in range(-2, 3))
+
+    profile = table.every_moment(torch.tensor([3]))
+    for moment in (0, 1, 4, 7):
+        torch.testing.assert_close(profile[0, moment], smoothed(3, moment))
+    seconds = torch.tensor([[0.5, 6.5, 3.5]])
+    times = normalize_seconds(seconds, config.time_log_mean, config.time_log_std)
+    events = table(torch.tensor([5]), times, torch.tensor([[True, True, False]]))
+    torch.testing.assert_close(events[0, 0], smoothed(5, 0))
+    torch.testing.assert_close(events[0, 1], smoothed(5, 6))
+    assert not events[0, 2].any()
+    assert A2GenForActionGeneration(tiny_config("iag", history_event_item_moments=8, history_event_moment_source="table")
+                                    ).a2gen.features.item_moments.smoothing_logits is None
+    with pytest.raises(A2GenConfigError, match="history_event_moment_smoothing needs the moment table"):
+        tiny_config("iag", history_event_item_moments=8, history_event_moment_smoothing=2)
+    with pytest.raises(A2GenConfigError, match="history_event_moment_smoothing=-1 must be an integer >= 0"):
+        tiny_config("iag", history_event_moment_smoothing=-1)
+
+
 def test_target_moments_and_interactions_save_and_reload(tmp_path):
     torch.manual_seed(0)
     config = tiny_config("iag", history_event_item_moments=8, target_item_moments=True, context_interactions=True)

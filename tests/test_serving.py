@@ -166,7 +166,7 @@ def test_chunked_scoring_equals_unchunked(generator):
         ("eag", {}),
         ("iag", {"history_event_item_moments": 16, "target_item_moments": True, "context_interactions": True}),
         ("iag", {"history_event_item_moments": 16, "history_event_moment_source": "table",
-                 "history_event_moment_topics": 4, "target_item_moments": True}),
+                 "history_event_moment_topics": 4, "history_event_moment_smoothing": 1, "target_item_moments": True}),
     ],
 )
 def test_exported_program_equals_eager(generator, overrides):

@@ -328,6 +328,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_event_moment_source": args.event_moment_source,
         "target_item_moments": args.target_item_moments,
         "history_event_moment_topics": args.event_moment_topics,
+        "history_event_moment_smoothing": args.event_moment_smoothing,
         "context_interactions": args.context_interactions,
         **{name: getattr(args, name) for name in ("num_attention_heads", "head_dim") if getattr(args, name) is not None},
         **({} if args.embedding_init_std is None else {"initializer_range": args.embedding_init_std}),

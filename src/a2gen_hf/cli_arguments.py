@@ -281,6 +281,9 @@ class FeatureArguments:
                                       "item_features", choices=MOMENT_SOURCES)
     event_moment_topics: int = option("with --event-moment-source table: each (item, moment) row holds logits over "
                                       "this many shared topic vectors (0: free vectors; not in the paper)", 0)
+    event_moment_smoothing: int = option("with --event-moment-source table: each moment also reads the rows up to "
+                                         "this many buckets either side, weighted by learned weights (0: its own "
+                                         "row; not in the paper)", 0)
     target_item_moments: bool = option("give the target item's features its moment profile: the --event-item-moments "
                                        "vectors at every moment, averaged with learned weights (not in the paper)",
                                        False)

@@ -366,6 +366,11 @@ class A2GenConfig(ActionSequenceConfig):
             outcomes train them too. Needs ``history_event_item_moments``. False (default) is the paper. An option
             beyond the paper (docs/results.md (e)).
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
+        history_event_moment_smoothing (`int`): with ``history_event_moment_source="table"``, a moment's vector
+            averages the rows of the moments up to this many buckets either side (clamped to the item's buckets),
+            with learned weights that start uniform: the events near a moment teach its row too (a video's content
+            runs in segments of several seconds). 0 (default): each moment reads its own row. An option beyond the
+            paper (docs/results.md (e)).
         history_event_moment_topics (`int`): with ``history_event_moment_source="table"``, each (item, moment) row
             holds logits over this many shared topic vectors instead of a free vector: the row's vector is the
             softmax of its logits times the topic vectors (``ItemMomentTable``), so a row learns *which* topic its
@@ -466,6 +471,7 @@ class A2GenConfig(ActionSequenceConfig):
     history_event_item_moments: int = 0
     history_event_moment_seconds: float | int = 1.0
     history_event_moment_topics: int = 0
+    history_event_moment_smoothing: int = 0
     history_event_moment_source: str = "item_features"
     target_item_moments: bool = False
     context_interactions: bool = False
@@ -537,6 +543,20 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(
                 "history_event_moment_topics needs the moment table: set history_event_item_moments (e.g. 64) and "
                 "history_event_moment_source='table', or history_event_moment_topics=0."
+            )
+        if isinstance(self.history_event_moment_smoothing, bool) or not isinstance(
+            self.history_event_moment_smoothing, int
+        ) or self.history_event_moment_smoothing < 0:
+            problems.append(
+                f"history_event_moment_smoothing={self.history_event_moment_smoothing!r} must be an integer >= 0 (0: "
+                "each moment reads its own row; e.g. 2 buckets either side)."
+            )
+        elif self.history_event_moment_smoothing and not (
+            self.history_event_item_moments and self.history_event_moment_source == "table"
+        ):
+            problems.append(
+                "history_event_moment_smoothing needs the moment table: set history_event_item_moments (e.g. 64) and "
+                "history_event_moment_source='table', or history_event_moment_smoothing=0."
             )
         if self.target_item_moments and not self.history_event_item_moments:
             problems.append(

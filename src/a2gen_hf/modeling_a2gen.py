@@ -973,6 +973,9 @@ class ItemMomentTable(nn.Module):
         if topics:
             self.topic_vectors = nn.Embedding(topics, event_size)
             self.topic_vectors.init_std = 1.0  # read by A2GenPreTrainedModel._init_weights
+        # Beyond the paper (config.history_event_moment_smoothing): a moment reads its neighbours' rows too.
+        width = getattr(config, "history_event_moment_smoothing", 0)
+        self.smoothing_logits = nn.Parameter(torch.zeros(2 * width + 1)) if width else None
 
     def _vectors(self, rows: torch.LongTensor) -> torch.Tensor:
         """Table rows `(...)` -> their vectors `(..., event_size)`: the rows themselves, or with
@@ -990,14 +993,28 @@ class ItemMomentTable(nn.Module):
         """(item row, moment) keys -> table rows (the keys themselves while they fit)."""
         return (keys * self.HASH_MULTIPLIER) % self.num_rows if self.hashed else keys
 
+    def _at(self, item_rows: torch.LongTensor, moments: torch.LongTensor) -> torch.Tensor:
+        """Item rows `(...)` and moment buckets `(..., E)` -> the vectors `(..., E, event_size)`; with
+        ``history_event_moment_smoothing`` w, the rows of the moments m - w .. m + w (clamped to the item's buckets)
+        averaged with learned weights (uniform at the start)."""
+        count = self.moments.count
+        if self.smoothing_logits is None:
+            return self._vectors(self._hash(item_rows.unsqueeze(-1) * count + moments))
+        width = (len(self.smoothing_logits) - 1) // 2
+        offsets = torch.arange(-width, width + 1, device=moments.device)
+        neighbours = (moments.unsqueeze(-1) + offsets).clamp(0, count - 1)
+        vectors = self._vectors(self._hash(item_rows[..., None, None] * count + neighbours))
+        weights = torch.softmax(self.smoothing_logits.float(), dim=0).to(vectors.dtype)
+        return torch.einsum("...kd,k->...d", vectors, weights)
+
     def every_moment(self, item_rows: torch.LongTensor) -> torch.Tensor:
         """Item rows `(...)` -> the item's vector at every moment bucket `(..., moments, event_size)`."""
         moments = torch.arange(self.moments.count, device=item_rows.device)
-        return self._vectors(self._hash(item_rows.unsqueeze(-1) * self.moments.count + moments))
+        return self._at(item_rows, moments.expand(*item_rows.shape, -1))
 
     def forward(self, item_rows: torch.LongTensor, times: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """`(...)` item rows, `(..., E)` times and known-event mask -> `(..., E, event_size)`, zero where not known."""
-        vectors = self._vectors(self.rows(item_rows, times) * known)
+        vectors = self._at(item_rows, self.moments(times))
         return vectors * known.unsqueeze(-1).to(vectors.dtype)
 
 
