@@ -531,33 +531,10 @@ class A2GenConfig(ActionSequenceConfig):
                 "history_event_moment_source='table' needs item ids, but use_id_embeddings=False; use "
                 "history_event_moment_source='item_features' or use_id_embeddings=True."
             )
-        if isinstance(self.history_event_moment_topics, bool) or not isinstance(self.history_event_moment_topics, int) \
-                or self.history_event_moment_topics < 0:
-            problems.append(
-                f"history_event_moment_topics={self.history_event_moment_topics!r} must be an integer >= 0 (0: free "
-                "(item, moment) vectors; e.g. 16 topics)."
-            )
-        elif self.history_event_moment_topics and not (
-            self.history_event_item_moments and self.history_event_moment_source == "table"
-        ):
-            problems.append(
-                "history_event_moment_topics needs the moment table: set history_event_item_moments (e.g. 64) and "
-                "history_event_moment_source='table', or history_event_moment_topics=0."
-            )
-        if isinstance(self.history_event_moment_smoothing, bool) or not isinstance(
-            self.history_event_moment_smoothing, int
-        ) or self.history_event_moment_smoothing < 0:
-            problems.append(
-                f"history_event_moment_smoothing={self.history_event_moment_smoothing!r} must be an integer >= 0 (0: "
-                "each moment reads its own row; e.g. 2 buckets either side)."
-            )
-        elif self.history_event_moment_smoothing and not (
-            self.history_event_item_moments and self.history_event_moment_source == "table"
-        ):
-            problems.append(
-                "history_event_moment_smoothing needs the moment table: set history_event_item_moments (e.g. 64) and "
-                "history_event_moment_source='table', or history_event_moment_smoothing=0."
-            )
+        problems += self._moment_table_option_problems("history_event_moment_topics", "free (item, moment) vectors; e.g. 16 topics")
+        problems += self._moment_table_option_problems(
+            "history_event_moment_smoothing", "each moment reads its own row; e.g. 2 buckets either side"
+        )
         if self.target_item_moments and not self.history_event_item_moments:
             problems.append(
                 "target_item_moments=True needs the (item, moment) vectors of history_event_item_moments; set "
@@ -585,6 +562,19 @@ class A2GenConfig(ActionSequenceConfig):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0.")
         return problems
+
+    def _moment_table_option_problems(self, name: str, meaning_of_zero: str) -> list[str]:
+        """An option of the moment table (``history_event_moment_topics`` / ``_smoothing``): an integer >= 0, and
+        not 0 only with ``history_event_item_moments`` and ``history_event_moment_source="table"``."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return [f"{name}={value!r} must be an integer >= 0 (0: {meaning_of_zero})."]
+        if value and not (self.history_event_item_moments and self.history_event_moment_source == "table"):
+            return [
+                f"{name} needs the moment table: set history_event_item_moments (e.g. 64) and "
+                f"history_event_moment_source='table', or {name}=0."
+            ]
+        return []
 
 
 # The fields only A2Gen's network reads (what the baselines accept and drop).
