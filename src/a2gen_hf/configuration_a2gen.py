@@ -531,7 +531,9 @@ class A2GenConfig(ActionSequenceConfig):
                 "history_event_moment_source='table' needs item ids, but use_id_embeddings=False; use "
                 "history_event_moment_source='item_features' or use_id_embeddings=True."
             )
-        problems += self._moment_table_option_problems("history_event_moment_topics", "free (item, moment) vectors; e.g. 16 topics")
+        problems += self._moment_table_option_problems(
+            "history_event_moment_topics", "free (item, moment) vectors; e.g. 16 topics"
+        )
         problems += self._moment_table_option_problems(
             "history_event_moment_smoothing", "each moment reads its own row; e.g. 2 buckets either side"
         )

@@ -952,7 +952,9 @@ class ItemMomentTable(nn.Module):
     starts as the paper's) and are an id table: sparse gradients with the others, the embedding learning rate.
 
     Each row learns from the events at one moment of one item only, so it needs far more data than the decoder;
-    on the simulator at 100k examples it memorises (docs/results.md (e)).
+    on the simulator at 100k examples it memorises (docs/results.md (e)). Two options (beyond the paper) let a row
+    learn from fewer events: ``history_event_moment_topics`` (a row is logits over shared topic vectors) and
+    ``history_event_moment_smoothing`` (a moment also reads its neighbours' rows).
     """
 
     MAX_ROWS = 1 << 21
@@ -987,7 +989,11 @@ class ItemMomentTable(nn.Module):
 
     def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
         """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
-        return self._hash(item_rows.unsqueeze(-1) * self.moments.count + self.moments(times))
+        return self._keys(item_rows, self.moments(times))
+
+    def _keys(self, item_rows: torch.LongTensor, moments: torch.LongTensor) -> torch.LongTensor:
+        """Item rows `(...)` and moment buckets `(..., E)` -> table rows `(..., E)`."""
+        return self._hash(item_rows.unsqueeze(-1) * self.moments.count + moments)
 
     def _hash(self, keys: torch.LongTensor) -> torch.LongTensor:
         """(item row, moment) keys -> table rows (the keys themselves while they fit)."""
@@ -997,13 +1003,12 @@ class ItemMomentTable(nn.Module):
         """Item rows `(...)` and moment buckets `(..., E)` -> the vectors `(..., E, event_size)`; with
         ``history_event_moment_smoothing`` w, the rows of the moments m - w .. m + w (clamped to the item's buckets)
         averaged with learned weights (uniform at the start)."""
-        count = self.moments.count
         if self.smoothing_logits is None:
-            return self._vectors(self._hash(item_rows.unsqueeze(-1) * count + moments))
+            return self._vectors(self._keys(item_rows, moments))
         width = (len(self.smoothing_logits) - 1) // 2
         offsets = torch.arange(-width, width + 1, device=moments.device)
-        neighbours = (moments.unsqueeze(-1) + offsets).clamp(0, count - 1)
-        vectors = self._vectors(self._hash(item_rows[..., None, None] * count + neighbours))
+        neighbours = (moments.unsqueeze(-1) + offsets).clamp(0, self.moments.count - 1)
+        vectors = self._vectors(self._keys(item_rows.unsqueeze(-1), neighbours))
         weights = torch.softmax(self.smoothing_logits.float(), dim=0).to(vectors.dtype)
         return torch.einsum("...kd,k->...d", vectors, weights)
 
