@@ -225,6 +225,25 @@ def gather(config: SimulatorConfig, users: int, test_users: int) -> dict[str, di
     return {split: {name: np.concatenate(parts) for name, parts in columns.items()} for split, columns in rows.items()}
 
 
+def score_actions(features: np.ndarray, labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray,
+                  oracle_auc: dict, learner: str = "trees") -> dict:
+    """One model per engagement action (``"trees"``: gradient-boosted trees; ``"logistic regression"`` on standardised
+    columns) fitted on ``features`` / ``labels`` `(n, 4)`: its test AUC per action, their mean and the mean share of
+    the oracle's AUC lift."""
+    auc = {}
+    for a, action in enumerate(ENGAGEMENT_ACTIONS):
+        if learner == "trees":
+            model = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=0)
+            scores = model.fit(features, labels[:, a]).predict_proba(test_features)[:, 1]
+        else:
+            scaler = StandardScaler().fit(features)
+            model = LogisticRegression(max_iter=3000).fit(scaler.transform(features), labels[:, a])
+            scores = model.decision_function(scaler.transform(test_features))
+        auc[action] = float(roc_auc_score(test_labels[:, a], scores))
+    share = float(np.mean([(auc[x] - 0.5) / (oracle_auc[x] - 0.5) for x in ENGAGEMENT_ACTIONS]))
+    return {"auc": auc, "mean_auc": float(np.mean(list(auc.values()))), "share_of_oracle_lift": share}
+
+
 def fit_and_score(train: dict, test: dict, sizes: list[int], subset_seed: int, oracle_auc: dict) -> dict:
     """Test AUC per feature set, size and action, and the mean's share of the oracle's AUC lift."""
     order = np.random.default_rng(subset_seed).permutation(len(train["labels"]))
@@ -233,16 +252,10 @@ def fit_and_score(train: dict, test: dict, sizes: list[int], subset_seed: int, o
         for size in sizes:
             rows = np.sort(order[:size])
             started = time.perf_counter()
-            auc = {}
-            for a, action in enumerate(ENGAGEMENT_ACTIONS):
-                model = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=0)
-                model.fit(train[name][rows], train["labels"][rows, a])
-                auc[action] = float(roc_auc_score(test["labels"][:, a], model.predict_proba(test[name])[:, 1]))
-            mean = float(np.mean(list(auc.values())))
-            share = float(np.mean([(auc[x] - 0.5) / (oracle_auc[x] - 0.5) for x in ENGAGEMENT_ACTIONS]))
-            results.setdefault(name, {})[str(size)] = {"auc": auc, "mean_auc": mean, "share_of_oracle_lift": share,
-                                                       "seconds": time.perf_counter() - started}
-            print(f"{name} n={size}: mean AUC {mean:.4f}, share of the oracle's lift {share:.3f}", flush=True)
+            cell = score_actions(train[name][rows], train["labels"][rows], test[name], test["labels"], oracle_auc)
+            results.setdefault(name, {})[str(size)] = {**cell, "seconds": time.perf_counter() - started}
+            print(f"{name} n={size}: mean AUC {cell['mean_auc']:.4f}, share of the oracle's lift "
+                  f"{cell['share_of_oracle_lift']:.3f}", flush=True)
     return results
 
 
@@ -269,21 +282,10 @@ def fit_timing_parts(train: dict, test: dict, size: int, subset_seed: int, oracl
     for name, width in timing_parts(num_topics).items():
         features, test_features = train["timing"][rows, :width], test["timing"][:, :width]
         for learner in ("trees", "logistic regression"):
-            auc = {}
-            for a, action in enumerate(ENGAGEMENT_ACTIONS):
-                labels = train["labels"][rows, a]
-                if learner == "trees":
-                    model = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=0)
-                    scores = model.fit(features, labels).predict_proba(test_features)[:, 1]
-                else:
-                    scaler = StandardScaler().fit(features)
-                    model = LogisticRegression(max_iter=3000).fit(scaler.transform(features), labels)
-                    scores = model.decision_function(scaler.transform(test_features))
-                auc[action] = float(roc_auc_score(test["labels"][:, a], scores))
-            mean = float(np.mean(list(auc.values())))
-            share = float(np.mean([(auc[x] - 0.5) / (oracle_auc[x] - 0.5) for x in ENGAGEMENT_ACTIONS]))
-            results.setdefault(name, {})[learner] = {"auc": auc, "mean_auc": mean, "share_of_oracle_lift": share}
-            print(f"timing parts, {name} [{learner}] n={size}: mean AUC {mean:.4f} ({share:.3f})", flush=True)
+            cell = score_actions(features, train["labels"][rows], test_features, test["labels"], oracle_auc, learner)
+            results.setdefault(name, {})[learner] = cell
+            print(f"timing parts, {name} [{learner}] n={size}: mean AUC {cell['mean_auc']:.4f} "
+                  f"({cell['share_of_oracle_lift']:.3f})", flush=True)
     return results
 
 
