@@ -615,6 +615,38 @@ def test_collator_can_drop_repeated_start_actions_from_the_labels(data_dir):
     assert A2GenDataCollator.from_config(config, tokenizer).drop_repeated_start
 
 
+def test_cli_train_and_compare_warm_the_moment_table(data_dir, tmp_path, capsys):
+    from a2gen_hf.training.compare import ComparisonSettings, run_comparison
+    from a2gen_hf.training.moment_factorization import start_moment_table_from_events
+
+    table = ["--event-item-moments", "16", "--event-moment-source", "table"]
+    base = ["train", "--data", str(data_dir), "--max-steps", "1", "--batch-size", "8", *TINY_FLAGS, *table]
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=16, id_embedding_size=16,
+                         history_event_item_moments=16, history_event_moment_source="table")
+    written = start_moment_table_from_events(model, tokenizer, dataset)["rows_written"]
+    nonzero = {}
+    for name, extra in (("plain", []), ("warm", ["--moment-warm-start"])):
+        assert main([*base, "--output", str(tmp_path / name), *extra]) == 0
+        rows = weights(tmp_path / name)["a2gen.features.item_moments.table.weight"]
+        nonzero[name] = int((rows.abs().sum(1) > 0).sum())
+    # One step of 8 examples touches fewer rows than the warm start writes; the warm run keeps them all.
+    assert nonzero["plain"] < written <= nonzero["warm"]
+    capsys.readouterr()
+    assert main(["train", "--data", str(data_dir), "--output", str(tmp_path / "bad"), "--moment-warm-start",
+                 *TINY_FLAGS]) == 2
+    assert "--event-moment-source table" in capsys.readouterr().err
+    settings = ComparisonSettings(
+        models=["a2gen-iag", "mmoe"], seeds=1, simple_baselines=[], bootstrap_resamples=20, moment_warm_start=True,
+        model_overrides=dict(history_event_item_moments=16, history_event_moment_source="table", **TINY),
+        training=TrainingSettings(output_dir=str(tmp_path / "runs"), max_steps=1, show_progress=False),
+    )
+    report = run_comparison(data_dir, tmp_path / "out", settings)  # MMoE has no moment table: not warmed
+    assert report["settings"]["moment_warm_start"]
+    with pytest.raises(ValueError, match="needs A2Gen's \\(item, moment\\) table"):
+        run_comparison(data_dir, tmp_path / "bad2", ComparisonSettings(models=["a2gen-iag"], moment_warm_start=True))
+
+
 def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp_path):
     from a2gen_hf.training.compare import ComparisonSettings, run_comparison
 

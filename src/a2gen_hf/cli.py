@@ -349,6 +349,7 @@ def run_compare(args: argparse.Namespace) -> int:
             wide_warm_start=args.wide_warm_start,
             wide_residual=args.wide_residual,
             wide_frozen=args.wide_frozen,
+            moment_warm_start=args.moment_warm_start,
             training=TrainingSettings(
                 output_dir=str(Path(args.output) / "runs"),
                 num_epochs=args.epochs,
@@ -449,7 +450,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
         result, metrics = train_from_data_dir(
             args.data, settings, args.model, overrides, wide_warm_start=args.wide_warm_start,
-            wide_residual=args.wide_residual, wide_frozen=args.wide_frozen,
+            wide_residual=args.wide_residual, wide_frozen=args.wide_frozen, moment_warm_start=args.moment_warm_start,
         )
     except (FileNotFoundError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
         print(f"a2gen train: error: {error}", file=sys.stderr)

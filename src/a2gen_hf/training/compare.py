@@ -30,6 +30,7 @@ from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, pr
 from ..output_folders import write_text_atomically
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .loop import TrainingSettings, train
+from .moment_factorization import check_moment_start, moment_table, start_moment_table_from_events
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
@@ -131,6 +132,8 @@ class ComparisonSettings:
     wide_residual: bool = False
     # With wide_residual: keep the regression's coefficients fixed while training (start_from_regression(frozen=True)).
     wide_frozen: bool = False
+    # Start each A2Gen's (item, moment) table from who engaged where in train (start_moment_table_from_events).
+    moment_warm_start: bool = False
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
@@ -152,6 +155,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     check_wide_start(settings.wide_warm_start, settings.wide_residual, settings.wide_frozen)
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
+    if settings.moment_warm_start:
+        check_moment_start(base_config)
     regression = None
     per_model: dict[str, dict[str, Any]] = {}
     for name in [*settings.models, *settings.simple_baselines]:
@@ -167,6 +172,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                     regression = start_from_regression(
                         model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen
                     )
+                if settings.moment_warm_start and moment_table(model) is not None:
+                    start_moment_table_from_events(model, tokenizer, dataset)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
@@ -188,6 +195,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         "wide_warm_start": settings.wide_warm_start,
         "wide_residual": settings.wide_residual,
         "wide_frozen": settings.wide_frozen,
+        "moment_warm_start": settings.moment_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
     write_text_atomically(output_dir / "results.json", json.dumps(report, indent=2, default=_json_default))

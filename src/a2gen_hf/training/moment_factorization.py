@@ -1,0 +1,227 @@
+"""
+Warm start of A2Gen's (item, moment) table from who engaged where (beyond the paper; off by default).
+
+The table of ``history_event_moment_source="table"`` (:class:`~a2gen_hf.modeling_a2gen.ItemMomentTable`) learns what
+each moment of each item shows only through the gradient of the target's loss, diluted by CAM's pooling. Yet the
+train split says it more directly: users who engage at the same moments of videos share a taste, and moments that
+the same users engage at show the same thing. :func:`engagement_layouts` factorises the users x (item, moment)
+engagement matrix of the train split's sessions (a truncated SVD of its degree-normalised form) and
+:func:`start_moment_table_from_events` writes the rows' vectors into the table before training; the network keeps
+training them. ``a2gen train`` / ``a2gen compare`` do it with ``--moment-warm-start``.
+
+Sessions are read from the train split's histories and targets (no validation or test row is read); a session that
+several examples' histories repeat is counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MomentSessions:
+    """
+    The distinct sessions of a split, one row each: ``users`` `(S,)` dense user indices, ``items`` `(S,)` item hash
+    buckets, ``first`` `(S, A)` the first moment bucket of each engagement action (the tokenizer's actions other than
+    its start and end actions, in vocabulary order; -1: not done).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    first: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _flat(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A list column -> (its values, the row of each value)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return pc.list_flatten(array), pc.list_parent_indices(array).to_numpy()
+
+
+def _session_events(table: pa.Table, name: str, column: str) -> tuple[pa.Array, np.ndarray]:
+    if column not in table.column_names:
+        raise ValueError(f"The {name} split has no column {column!r}; the moment factorisation reads the histories' "
+                         "and targets' timelines (history_item_ids, history_action_ids, history_action_seconds, "
+                         "item_id, action_ids, action_seconds).")
+    return _flat(table.column(column))
+
+
+def collect_sessions(dataset, tokenizer, moment_count: int, seconds_per_moment: float,
+                     chunk_size: int = 20_000) -> MomentSessions:
+    """
+    The distinct sessions of a split (a ``datasets.Dataset``): every history item's timeline and the target's, with
+    the example's ``user_id``. Times are seconds from the session's start, bucketed as
+    :class:`~a2gen_hf.modeling_a2gen.EventMoments` buckets them. Reads ``chunk_size`` examples at a time.
+    """
+    parts = [_chunk_sessions(dataset.with_format("arrow")[start:start + chunk_size], tokenizer, moment_count,
+                             seconds_per_moment)
+             for start in range(0, len(dataset), chunk_size)]
+    users, items, first, fingerprints = (np.concatenate(column) for column in zip(*parts))
+    keep = _distinct(users, items, fingerprints)
+    _, user_index = np.unique(users[keep], return_inverse=True)
+    return MomentSessions(user_index.astype(np.int64), items[keep], first[keep])
+
+
+def _distinct(users, items, fingerprints) -> np.ndarray:
+    """Indices of the distinct sessions: a session repeated by several examples' histories (the same user, item and
+    event times) counts once."""
+    _, keep = np.unique(np.stack([users, items, fingerprints], axis=1), axis=0, return_index=True)
+    return np.sort(keep)
+
+
+def _chunk_sessions(table: pa.Table, tokenizer, moment_count: int, seconds_per_moment: float):
+    user_ids = table.column("user_id").to_numpy()
+    # History sessions: (B, N) items, (B, N, E) actions and seconds.
+    history_items, history_row = _session_events(table, "train", "history_item_ids")
+    actions, action_row = _flat(_session_events(table, "train", "history_action_ids")[0])
+    seconds, _ = _flat(_session_events(table, "train", "history_action_seconds")[0])
+    if len(actions) != len(seconds):
+        raise ValueError("history_action_ids and history_action_seconds differ in length in the train split; each "
+                         "event needs one action and one time.")
+    target_actions, target_row = _session_events(table, "train", "action_ids")
+    target_seconds, _ = _session_events(table, "train", "action_seconds")
+    sessions = len(history_items)
+    users = np.concatenate([user_ids[history_row], user_ids])
+    items = np.concatenate([history_items.to_numpy(), table.column("item_id").to_numpy()])
+    event_session = np.concatenate([action_row, sessions + target_row])
+    event_action = np.concatenate([actions.to_numpy(), target_actions.to_numpy()])
+    event_seconds = np.concatenate([seconds.to_numpy(), target_seconds.to_numpy()]).astype(np.float64)
+    return _bucket_sessions(users, items, event_session, event_action, event_seconds, tokenizer, moment_count,
+                            seconds_per_moment)
+
+
+def engagement_action_ids(tokenizer) -> list[int]:
+    """The ids of the tokenizer's actions other than its start and end actions (and padding), in id order."""
+    special = {tokenizer.start_action_id, tokenizer.end_action_id, tokenizer.pad_token_id}
+    return sorted(index for index in tokenizer.get_vocab().values() if index not in special)
+
+
+def _bucket_sessions(users, items, event_session, event_action, event_seconds, tokenizer, moment_count: int,
+                     seconds_per_moment: float):
+    """Per session: user, item, each engagement action's first moment bucket (-1: none) and a fingerprint of its
+    timed events; the chunk's distinct sessions only. Events without a usable time (NaN, negative) are left out."""
+    known = np.isfinite(event_seconds) & (event_seconds >= 0) & (event_action > 0)
+    event_session, event_action, event_seconds = event_session[known], event_action[known], event_seconds[known]
+    moments = np.clip(np.floor(event_seconds / seconds_per_moment), 0, moment_count - 1).astype(np.int64)
+    count = len(items)
+    engaged = engagement_action_ids(tokenizer)
+    first = np.full((count, len(engaged)), moment_count, dtype=np.int64)
+    for column, action in enumerate(engaged):
+        chosen = event_action == action
+        np.minimum.at(first[:, column], event_session[chosen], moments[chosen])
+    first[first == moment_count] = -1
+    fingerprint = np.zeros(count, dtype=np.float64)
+    np.add.at(fingerprint, event_session, event_seconds * (1 + event_action))
+    fingerprint = np.round(fingerprint * 1e3).astype(np.int64)
+    keep = _distinct(users, items, fingerprint)
+    return users[keep], items[keep], first[keep], fingerprint[keep]
+
+
+def engagement_layouts(sessions: MomentSessions, keys_of, size: int) -> tuple[torch.LongTensor, torch.Tensor, dict]:
+    """
+    The (item, moment) rows' vectors from who engaged where: the users x rows matrix ``M[u, r] = 1`` when user ``u``
+    did an engagement action at row ``r`` in some session, normalised by the square roots of both degrees
+    (``D_u^-1/2 M D_r^-1/2``, each degree + 1), factorised by a truncated SVD of rank ``size``; a row's vector is its
+    right singular vector scaled by the square roots of the singular values, then given unit length. Rows that
+    the same users engage with point the same way: on logs where users act on what a moment shows, they share what
+    it shows.
+
+    Returns the table keys `(R,)` of the rows with at least one engagement (and a vector in the factorisation's
+    span), their vectors `(R, size)` and a summary.
+    """
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import svds
+
+    users, keys = [], []
+    for column in range(sessions.first.shape[1]):
+        done = sessions.first[:, column] >= 0
+        users.append(sessions.users[done])
+        keys.append(keys_of(torch.from_numpy(sessions.items[done]), torch.from_numpy(sessions.first[done, column]))
+                    .numpy())
+    users, keys = np.concatenate(users), np.concatenate(keys)
+    row_keys, columns = np.unique(keys, return_inverse=True)
+    num_users = int(sessions.users.max()) + 1 if len(sessions) else 0
+    rank = min(size, num_users - 1, len(row_keys) - 1)
+    if rank < 1:
+        raise ValueError(
+            f"The train split has {len(row_keys)} (item, moment) rows with an engagement action from {num_users} "
+            "users; warming the moment table from them needs at least two of each."
+        )
+    matrix = sparse.csr_matrix((np.ones(len(users)), (users, columns)), shape=(num_users, len(row_keys)))
+    matrix.data[:] = 1.0  # duplicates summed: engaged or not
+    user_degree = np.asarray(matrix.sum(axis=1)).ravel() + 1.0
+    row_degree = np.asarray(matrix.sum(axis=0)).ravel() + 1.0
+    normalised = sparse.diags(1 / np.sqrt(user_degree)) @ matrix @ sparse.diags(1 / np.sqrt(row_degree))
+    _, values, right = svds(normalised, k=rank, random_state=0)
+    vectors = right.T * np.sqrt(values)
+    lengths = np.linalg.norm(vectors, axis=1)
+    # A row outside the factorisation's span (e.g. engaged only by users who engage nothing else) says nothing.
+    spanned = lengths > 1e-6 * lengths.max()
+    row_keys, vectors = row_keys[spanned], vectors[spanned] / lengths[spanned, None]
+    summary = {"rows": len(row_keys), "rows_engaged": len(spanned), "users": num_users, "engagements": int(matrix.nnz), "rank": rank,
+               "median_engagements_per_row": float(np.median(row_degree - 1))}
+    return torch.from_numpy(row_keys), torch.from_numpy(vectors).float(), summary
+
+
+def check_moment_start(config) -> None:
+    """Refuse a config whose model has no (item, moment) table of vectors to warm, saying which options to set."""
+    if not getattr(config, "history_event_item_moments", 0) or config.history_event_moment_source != "table":
+        raise ValueError(
+            "Warming the moment table (moment_warm_start, --moment-warm-start) needs A2Gen's (item, moment) table: "
+            "set history_event_item_moments > 0 (--event-item-moments 64) and history_event_moment_source='table' "
+            "(--event-moment-source table)."
+        )
+    if getattr(config, "history_event_moment_topics", 0):
+        raise ValueError(
+            "The moment table holds topic logits (history_event_moment_topics); its rows are not vectors to warm. "
+            "Set history_event_moment_topics=0 or do not warm the table."
+        )
+
+
+def moment_table(model):
+    """The model's :class:`~a2gen_hf.modeling_a2gen.ItemMomentTable`, or None (another network, or no table)."""
+    from ..modeling_a2gen import ItemMomentTable
+
+    features = getattr(getattr(model, "a2gen", model), "features", None)
+    table = getattr(features, "item_moments", None)
+    return table if isinstance(table, ItemMomentTable) else None
+
+
+@torch.no_grad()
+def start_moment_table_from_events(model, tokenizer, dataset, size: int = 16, scale: float = 3.0) -> dict:
+    """
+    Write :func:`engagement_layouts` of ``dataset["train"]`` (a split) into the first ``size`` dimensions of the
+    model's (item, moment) table, times ``scale``, before training; rows without an engagement stay as they are
+    (zero). Keys that hash into one row average there. Returns the summary.
+    """
+    check_moment_start(model.config)
+    table = moment_table(model)
+    if table is None:
+        raise ValueError(f"{type(model).__name__} has no (item, moment) table to warm; warm an A2Gen model.")
+    features = getattr(model, "a2gen", model).features
+    split = dataset["train"] if hasattr(dataset, "keys") else dataset
+    sessions = collect_sessions(split, tokenizer, table.moments.count, table.moments.seconds_per_moment)
+    def keys_of(items: torch.LongTensor, moments: torch.LongTensor) -> torch.LongTensor:  # elementwise
+        return table._keys(features.item_table_rows(items), moments.unsqueeze(-1)).squeeze(-1)
+
+    width = min(size, table.table.embedding_dim)
+    keys, vectors, summary = engagement_layouts(sessions, keys_of, width)
+    rows, inverse = keys.unique(return_inverse=True)  # keys hashed into one row average there
+    sums = torch.zeros(len(rows), vectors.shape[1]).index_add_(0, inverse, vectors)
+    counts = torch.zeros(len(rows)).index_add_(0, inverse, torch.ones(len(keys)))
+    weight = table.table.weight
+    weight[rows] = 0.0
+    weight[rows, : vectors.shape[1]] = (scale * sums / counts[:, None]).to(weight.dtype)
+    summary.update(sessions=len(sessions), rows_written=len(rows), scale=scale)
+    logger.info("moment table warmed from %d sessions: %s", len(sessions), summary)
+    return summary

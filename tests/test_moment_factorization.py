@@ -1,0 +1,143 @@
+"""The moment table's warm start from who engaged where (a2gen_hf.training.moment_factorization)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from a2gen_hf.data.folder import load_data_dir
+from a2gen_hf.training.data_setup import create_model
+from a2gen_hf.training.moment_factorization import (
+    MomentSessions,
+    collect_sessions,
+    engagement_action_ids,
+    engagement_layouts,
+    moment_table,
+    start_moment_table_from_events,
+)
+
+TABLE = {"history_event_item_moments": 16, "history_event_moment_source": "table", "hidden_size": 16,
+         "id_embedding_size": 8}
+
+
+@pytest.fixture(scope="module")
+def simulated(simulated_data_dir):
+    dataset, tokenizer, _ = load_data_dir(simulated_data_dir)
+    return dataset, tokenizer
+
+
+def rows(tokenizer) -> Dataset:
+    """Two examples of user 7 whose histories repeat one session (item 3: like at 2.5 s, comment at 4 s, leave at
+    9 s), and one of user 8 with a NaN time (item 4)."""
+    ids = tokenizer.get_vocab()
+    start, like, comment, leave = ids["start"], ids["like"], ids["comment"], ids["leave"]
+    shared = ([start, like, comment, leave], [0.0, 2.5, 4.0, 9.0])
+    return Dataset.from_list([
+        {"user_id": 7, "item_id": 5, "history_item_ids": [3], "history_action_ids": [shared[0]],
+         "history_action_seconds": [shared[1]], "action_ids": [start, leave], "action_seconds": [0.0, 1.0]},
+        {"user_id": 7, "item_id": 6, "history_item_ids": [3, 5], "history_action_ids": [shared[0], [start, leave]],
+         "history_action_seconds": [shared[1], [0.0, 1.0]], "action_ids": [start, like, leave],
+         "action_seconds": [0.0, 7.2, 8.0]},
+        {"user_id": 8, "item_id": 5, "history_item_ids": [4], "history_action_ids": [[start, like, leave]],
+         "history_action_seconds": [[0.0, float("nan"), 3.0]], "action_ids": [start, like, leave],
+         "action_seconds": [0.0, 1.5, 3.0]},
+    ])  # fmt: skip
+
+
+def test_sessions_are_distinct_with_each_actions_first_moment(simulated):
+    _, tokenizer = simulated
+    sessions = collect_sessions(rows(tokenizer), tokenizer, moment_count=8, seconds_per_moment=1.0, chunk_size=2)
+    engaged = engagement_action_ids(tokenizer)
+    assert [tokenizer.convert_ids_to_tokens(index) for index in engaged] == ["like", "follow", "forward", "comment"]
+    # user 7: item 3 once (repeated by two histories, across chunks), item 5 once (history and target alike), item 6;
+    # user 8: items 4 and 5.
+    found = {(int(user), int(item)): first.tolist() for user, item, first in zip(sessions.users, sessions.items,
+                                                                                   sessions.first)}
+    assert len(sessions) == 5 and len(found) == 5
+    assert found[(0, 3)] == [2, -1, -1, 4]  # like at 2.5 s -> bucket 2, comment at 4 s -> bucket 4
+    assert found[(0, 6)] == [7, -1, -1, -1]  # 7.2 s
+    assert found[(1, 4)] == [-1, -1, -1, -1]  # its like has no usable time
+    assert found[(1, 5)] == [1, -1, -1, -1]
+    capped = collect_sessions(rows(tokenizer), tokenizer, moment_count=4, seconds_per_moment=2.0)
+    assert {tuple(first) for first in capped.first.tolist()} >= {(1, -1, -1, 2), (3, -1, -1, -1)}  # 7.2 s: last bucket
+
+
+def test_sessions_name_a_missing_column(simulated):
+    _, tokenizer = simulated
+    with pytest.raises(ValueError, match="no column 'history_action_seconds'"):
+        collect_sessions(rows(tokenizer).remove_columns("history_action_seconds"), tokenizer, 8, 1.0)
+
+
+def test_layouts_put_rows_that_the_same_users_engage_with_together():
+    generator = np.random.default_rng(0)
+    # 400 users in two taste groups; 40 rows in two content groups; a user engages a row of its group with
+    # probability 0.3, of the other group 0.02.
+    users, items, first = [], [], []
+    for user in range(400):
+        for row in range(40):
+            if generator.random() < (0.3 if (row < 20) == (user < 200) else 0.02):
+                users.append(user)
+                items.append(row // 4)
+                first.append([row % 4])
+    sessions = MomentSessions(np.array(users), np.array(items), np.array(first))
+    keys, vectors, summary = engagement_layouts(sessions, lambda item, moment: item * 4 + moment, size=4)
+    assert keys.tolist() == list(range(40)) and vectors.shape == (40, 4) and summary["rank"] == 4
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(40), atol=1e-5)
+    cosine = vectors @ vectors.T
+    group = torch.arange(40) < 20
+    same = cosine[group[:, None] == group[None, :]].mean()
+    other = cosine[group[:, None] != group[None, :]].mean()
+    assert same > other + 0.5, (same, other)
+
+
+def test_layouts_need_two_rows_and_two_users():
+    sessions = MomentSessions(np.array([0, 0]), np.array([1, 1]), np.array([[2], [2]]))
+    with pytest.raises(ValueError, match="needs at least two of each"):
+        engagement_layouts(sessions, lambda item, moment: item * 4 + moment, size=4)
+
+
+def test_warm_start_writes_unit_vectors_times_the_scale_into_the_table(simulated):
+    dataset, tokenizer = simulated
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TABLE)
+    table = moment_table(model)
+    assert table is not None and not table.table.weight.any()  # the rows start at zero
+    summary = start_moment_table_from_events(model, tokenizer, dataset, size=4, scale=2.0)
+    weight = table.table.weight
+    written = weight.abs().sum(1) > 0
+    assert int(written.sum()) == summary["rows_written"] > 10
+    assert not weight[:, 4:].any()  # only the first `size` dimensions
+    assert torch.allclose(weight[written].norm(dim=1), torch.full((int(written.sum()),), 2.0), atol=1e-4)
+    # A like in the train split lands on its item's row at its moment.
+    example = dataset["train"][0]
+    ids = tokenizer.get_vocab()
+    like_moments = [int(seconds) for action, seconds in zip(example["action_ids"], example["action_seconds"])
+                    if action == ids["like"]]
+    item_row = model.a2gen.features.item_table_rows(torch.tensor([example["item_id"]]))
+    for moment in like_moments[:1]:
+        key = table._keys(item_row, torch.tensor([[min(moment, 15)]]))
+        assert written[key].all()
+
+
+def test_warm_start_refuses_a_model_without_a_table_of_vectors(simulated):
+    dataset, tokenizer = simulated
+    plain = create_model("a2gen-iag", tokenizer, dataset, hidden_size=16, id_embedding_size=8)
+    with pytest.raises(ValueError, match="--event-item-moments 64"):
+        start_moment_table_from_events(plain, tokenizer, dataset)
+    topics = create_model("a2gen-iag", tokenizer, dataset, history_event_moment_topics=4, **TABLE)
+    with pytest.raises(ValueError, match="topic logits"):
+        start_moment_table_from_events(topics, tokenizer, dataset)
+    mmoe = create_model("mmoe", tokenizer, dataset)
+    assert moment_table(mmoe) is None
+
+
+def test_warm_start_reads_the_train_split_only(simulated):
+    dataset, tokenizer = simulated
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TABLE)
+    only_train = DatasetDict(train=dataset["train"])
+    first = start_moment_table_from_events(model, tokenizer, only_train)
+    again = start_moment_table_from_events(model, tokenizer, dataset)
+    assert first == again
