@@ -82,7 +82,7 @@ def test_layouts_put_rows_that_the_same_users_engage_with_together():
                 items.append(row // 4)
                 first.append([row % 4])
     sessions = MomentSessions(np.array(users), np.array(items), np.array(first))
-    keys, vectors, summary = engagement_layouts(sessions, lambda item, moment: item * 4 + moment, size=4)
+    keys, vectors, summary = engagement_layouts(sessions, lambda item, moment: item * 4 + moment, 4, 4, spread=0)
     assert keys.tolist() == list(range(40)) and vectors.shape == (40, 4) and summary["rank"] == 4
     assert torch.allclose(vectors.norm(dim=1), torch.ones(40), atol=1e-5)
     cosine = vectors @ vectors.T
@@ -92,10 +92,22 @@ def test_layouts_put_rows_that_the_same_users_engage_with_together():
     assert same > other + 0.5, (same, other)
 
 
+def test_layouts_spread_an_engagement_over_its_neighbouring_moments():
+    # Three users engage moment 2 of item 0, two moment 0 of item 1: with spread 1 the rows 1-3 of item 0 and 4-5
+    # (moments 0-1, clamped) of item 1 are engaged, and moments 1 and 3 of item 0 share moment 2's users.
+    sessions = MomentSessions(np.array([0, 1, 2, 3, 4]), np.array([0, 0, 0, 1, 1]), np.array([[2], [2], [2], [0], [0]]))
+    keys, vectors, summary = engagement_layouts(sessions, lambda item, moment: item * 4 + moment, 2, 4, spread=1)
+    assert keys.tolist() == [1, 2, 3, 4, 5] and summary["engagements"] == 3 * 3 + 2 * 2
+    torch.testing.assert_close(vectors[0], vectors[2])
+    assert float(vectors[0] @ vectors[3]) < 0.5
+    alone, _, summary = engagement_layouts(sessions, lambda item, moment: item * 4 + moment, 2, 4, spread=0)
+    assert set(alone.tolist()) <= {2, 4} and summary["engagements"] == 5  # rank 1 of two rows: one is spanned
+
+
 def test_layouts_need_two_rows_and_two_users():
     sessions = MomentSessions(np.array([0, 0]), np.array([1, 1]), np.array([[2], [2]]))
     with pytest.raises(ValueError, match="needs at least two of each"):
-        engagement_layouts(sessions, lambda item, moment: item * 4 + moment, size=4)
+        engagement_layouts(sessions, lambda item, moment: item * 4 + moment, 4, 4, spread=0)
 
 
 def test_warm_start_writes_unit_vectors_times_the_scale_into_the_table(simulated):

@@ -127,10 +127,13 @@ def _bucket_sessions(users, items, event_session, event_action, event_seconds, t
     return users[keep], items[keep], first[keep], fingerprint[keep]
 
 
-def engagement_layouts(sessions: MomentSessions, keys_of, size: int) -> tuple[torch.LongTensor, torch.Tensor, dict]:
+def engagement_layouts(
+    sessions: MomentSessions, keys_of, size: int, moment_count: int, spread: int = 1
+) -> tuple[torch.LongTensor, torch.Tensor, dict]:
     """
     The (item, moment) rows' vectors from who engaged where: the users x rows matrix ``M[u, r] = 1`` when user ``u``
-    did an engagement action at row ``r`` in some session, normalised by the square roots of both degrees
+    did an engagement action at row ``r`` in some session, or at a moment up to ``spread`` buckets before or after
+    it in the same item (an item's content runs for several moments, and users react early or late in it), normalised by the square roots of both degrees
     (``D_u^-1/2 M D_r^-1/2``, each degree + 1), factorised by a truncated SVD of rank ``size``; a row's vector is its
     right singular vector scaled by the square roots of the singular values, then given unit length. Rows that
     the same users engage with point the same way: on logs where users act on what a moment shows, they share what
@@ -145,9 +148,10 @@ def engagement_layouts(sessions: MomentSessions, keys_of, size: int) -> tuple[to
     users, keys = [], []
     for column in range(sessions.first.shape[1]):
         done = sessions.first[:, column] >= 0
-        users.append(sessions.users[done])
-        keys.append(keys_of(torch.from_numpy(sessions.items[done]), torch.from_numpy(sessions.first[done, column]))
-                    .numpy())
+        items, moments = torch.from_numpy(sessions.items[done]), torch.from_numpy(sessions.first[done, column])
+        for offset in range(-spread, spread + 1):
+            users.append(sessions.users[done])
+            keys.append(keys_of(items, (moments + offset).clamp(0, moment_count - 1)).numpy())
     users, keys = np.concatenate(users), np.concatenate(keys)
     row_keys, columns = np.unique(keys, return_inverse=True)
     num_users = int(sessions.users.max()) + 1 if len(sessions) else 0
@@ -168,7 +172,8 @@ def engagement_layouts(sessions: MomentSessions, keys_of, size: int) -> tuple[to
     # A row outside the factorisation's span (e.g. engaged only by users who engage nothing else) says nothing.
     spanned = lengths > 1e-6 * lengths.max()
     row_keys, vectors = row_keys[spanned], vectors[spanned] / lengths[spanned, None]
-    summary = {"rows": len(row_keys), "rows_engaged": len(spanned), "users": num_users, "engagements": int(matrix.nnz), "rank": rank,
+    summary = {"rows": len(row_keys), "rows_engaged": len(spanned), "users": num_users,
+               "engagements": int(matrix.nnz), "rank": rank, "spread": spread,
                "median_engagements_per_row": float(np.median(row_degree - 1))}
     return torch.from_numpy(row_keys), torch.from_numpy(vectors).float(), summary
 
@@ -198,10 +203,12 @@ def moment_table(model):
 
 
 @torch.no_grad()
-def start_moment_table_from_events(model, tokenizer, dataset, size: int = 16, scale: float = 3.0) -> dict:
+def start_moment_table_from_events(
+    model, tokenizer, dataset, size: int = 16, scale: float = 3.0, spread: int = 1
+) -> dict:
     """
-    Write :func:`engagement_layouts` of ``dataset["train"]`` (a split) into the first ``size`` dimensions of the
-    model's (item, moment) table, times ``scale``, before training; rows without an engagement stay as they are
+    Write :func:`engagement_layouts` of ``dataset["train"]`` (a split; ``spread`` moments either side) into the first
+    ``size`` dimensions of the model's (item, moment) table, times ``scale``, before training; rows without an engagement stay as they are
     (zero). Keys that hash into one row average there. Returns the summary.
     """
     check_moment_start(model.config)
@@ -215,7 +222,7 @@ def start_moment_table_from_events(model, tokenizer, dataset, size: int = 16, sc
         return table._keys(features.item_table_rows(items), moments.unsqueeze(-1)).squeeze(-1)
 
     width = min(size, table.table.embedding_dim)
-    keys, vectors, summary = engagement_layouts(sessions, keys_of, width)
+    keys, vectors, summary = engagement_layouts(sessions, keys_of, width, table.moments.count, spread)
     rows, inverse = keys.unique(return_inverse=True)  # keys hashed into one row average there
     sums = torch.zeros(len(rows), vectors.shape[1]).index_add_(0, inverse, vectors)
     counts = torch.zeros(len(rows)).index_add_(0, inverse, torch.ones(len(keys)))
