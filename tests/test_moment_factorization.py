@@ -153,3 +153,21 @@ def test_warm_start_reads_the_train_split_only(simulated):
     first = start_moment_table_from_events(model, tokenizer, only_train)
     again = start_moment_table_from_events(model, tokenizer, dataset)
     assert first == again
+
+
+def test_layouts_probe_reports_each_rank_and_spread(simulated_data_dir, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "moment_layouts_probe.py"
+    spec = importlib.util.spec_from_file_location("moment_layouts_probe", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    report = script.main(["--data", str(simulated_data_dir), "--sizes", "300", "--ranks", "4", "--spreads", "0,1",
+                          "--moments", "16", "--output", str(tmp_path)])
+    assert [(row["rank"], row["spread"]) for row in report["rows"]] == [(4, 0), (4, 1)]
+    for row in report["rows"]:
+        assert 0 < row["cells_with_vector"] <= row["cells"] and 0 <= row["accuracy"] <= 1
+    # Spreading an engagement to its neighbours gives more cells a vector.
+    assert report["rows"][1]["cells_with_vector"] > report["rows"][0]["cells_with_vector"]
+    assert "| 300 | 4 | 1 |" in (tmp_path / "layouts_probe.md").read_text()
