@@ -152,6 +152,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
         MIXED_PRECISIONS,
         MODEL_NAMES,
         MOMENT_SOURCES,
+        MOMENT_STARTS,
         POPULARITY_KEYS,
         PRESET_NAMES,
         DemoArguments,
@@ -173,6 +174,9 @@ def test_the_option_defaults_agree_with_the_library_settings():
     assert (MIXED_PRECISIONS, LR_SCHEDULES) == (loop.MIXED_PRECISIONS, loop.LR_SCHEDULES)
     assert HISTORY_POOLINGS == configuration_a2gen.HISTORY_POOLINGS
     assert MOMENT_SOURCES == configuration_a2gen.MOMENT_SOURCES
+    from a2gen_hf.training import moment_factorization
+
+    assert MOMENT_STARTS == moment_factorization.MOMENT_STARTS
     assert POPULARITY_KEYS == configuration_a2gen.POPULARITY_KEYS
     assert FeatureArguments().event_moment_source == configuration_a2gen.A2GenConfig().history_event_moment_source
     prepare = PrepareArguments()

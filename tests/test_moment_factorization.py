@@ -11,6 +11,7 @@ from a2gen_hf.data.folder import load_data_dir
 from a2gen_hf.training.data_setup import create_model
 from a2gen_hf.training.moment_factorization import (
     MomentSessions,
+    apply_moment_start,
     collect_sessions,
     engagement_action_ids,
     engagement_layouts,
@@ -118,6 +119,7 @@ def test_warm_start_writes_unit_vectors_times_the_scale_into_the_table(simulated
     assert table is not None and not table.table.weight.any()  # the rows start at zero
     summary = start_moment_table_from_events(model, tokenizer, dataset, size=4, scale=2.0)
     weight = table.table.weight
+    assert weight.requires_grad and not summary["frozen"]  # trainable: the rows train on
     written = weight.abs().sum(1) > 0
     assert int(written.sum()) == summary["rows_written"] > 10
     assert not weight[:, 4:].any()  # only the first `size` dimensions
@@ -143,6 +145,19 @@ def test_warm_start_refuses_a_model_without_a_table_of_vectors(simulated):
         start_moment_table_from_events(topics, tokenizer, dataset)
     mmoe = create_model("mmoe", tokenizer, dataset)
     assert moment_table(mmoe) is None
+
+
+def test_warm_start_frozen_takes_no_gradient_and_off_changes_nothing(simulated):
+    dataset, tokenizer = simulated
+    model = create_model("a2gen-iag", tokenizer, dataset, **TABLE)
+    assert apply_moment_start(model, tokenizer, dataset, "off") is None
+    assert not moment_table(model).table.weight.any()
+    assert apply_moment_start(model, tokenizer, dataset, "frozen")["frozen"]
+    assert not moment_table(model).table.weight.requires_grad
+    mmoe = create_model("mmoe", tokenizer, dataset)
+    assert apply_moment_start(mmoe, tokenizer, dataset, "frozen") is None  # no table: nothing to warm
+    with pytest.raises(ValueError, match="'warm' is unknown; use one of off, trainable, frozen"):
+        apply_moment_start(model, tokenizer, dataset, "warm")
 
 
 def test_warm_start_reads_the_train_split_only(simulated):

@@ -625,26 +625,34 @@ def test_cli_train_and_compare_warm_the_moment_table(data_dir, tmp_path, capsys)
     model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=16, id_embedding_size=16,
                          history_event_item_moments=16, history_event_moment_source="table")
     written = start_moment_table_from_events(model, tokenizer, dataset)["rows_written"]
-    nonzero = {}
-    for name, extra in (("plain", []), ("warm", ["--moment-warm-start"])):
-        assert main([*base, "--output", str(tmp_path / name), *extra]) == 0
-        rows = weights(tmp_path / name)["a2gen.features.item_moments.table.weight"]
-        nonzero[name] = int((rows.abs().sum(1) > 0).sum())
-    # One step of 8 examples touches fewer rows than the warm start writes; the warm run keeps them all.
-    assert nonzero["plain"] < written <= nonzero["warm"]
+    rows = {}
+    for name in ("off", "trainable", "frozen"):
+        assert main([*base, "--output", str(tmp_path / name), "--moment-warm-start", name]) == 0
+        rows[name] = weights(tmp_path / name)["a2gen.features.item_moments.table.weight"]
+    nonzero = {name: int((table.abs().sum(1) > 0).sum()) for name, table in rows.items()}
+    # One step of 8 examples touches fewer rows than the warm start writes; the warm runs keep them all, and the
+    # frozen table is the warm start itself.
+    assert nonzero["off"] < written == nonzero["frozen"] <= nonzero["trainable"]
+    assert not torch.equal(rows["trainable"], rows["frozen"])
+    model.a2gen.features.item_moments.table.weight.requires_grad_(False)
+    start_moment_table_from_events(model, tokenizer, dataset, frozen=True)
+    torch.testing.assert_close(rows["frozen"], model.a2gen.features.item_moments.table.weight.detach())
     capsys.readouterr()
     assert main(["train", "--data", str(data_dir), "--output", str(tmp_path / "bad"), "--moment-warm-start",
-                 *TINY_FLAGS]) == 2
+                 "frozen", *TINY_FLAGS]) == 2
     assert "--event-moment-source table" in capsys.readouterr().err
     settings = ComparisonSettings(
-        models=["a2gen-iag", "mmoe"], seeds=1, simple_baselines=[], bootstrap_resamples=20, moment_warm_start=True,
+        models=["a2gen-iag", "mmoe"], seeds=1, simple_baselines=[], bootstrap_resamples=20,
+        moment_warm_start="trainable",
         model_overrides=dict(history_event_item_moments=16, history_event_moment_source="table", **TINY),
         training=TrainingSettings(output_dir=str(tmp_path / "runs"), max_steps=1, show_progress=False),
     )
     report = run_comparison(data_dir, tmp_path / "out", settings)  # MMoE has no moment table: not warmed
-    assert report["settings"]["moment_warm_start"]
-    with pytest.raises(ValueError, match="needs A2Gen's \\(item, moment\\) table"):
-        run_comparison(data_dir, tmp_path / "bad2", ComparisonSettings(models=["a2gen-iag"], moment_warm_start=True))
+    assert report["settings"]["moment_warm_start"] == "trainable"
+    with pytest.raises(ValueError, match="needs A2Gen's \\(item,"):
+        run_comparison(data_dir, tmp_path / "bad2", ComparisonSettings(models=["a2gen-iag"], moment_warm_start="frozen"))
+    with pytest.raises(ValueError, match="moment_warm_start='yes' is unknown"):
+        run_comparison(data_dir, tmp_path / "bad3", ComparisonSettings(models=["a2gen-iag"], moment_warm_start="yes"))
 
 
 def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp_path):

@@ -24,6 +24,7 @@ MIXED_PRECISIONS = ("no", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 HISTORY_POOLINGS = ("sum", "mean", "sqrt")
 MOMENT_SOURCES = ("item_features", "table")
+MOMENT_STARTS = ("off", "trainable", "frozen")
 POPULARITY_KEYS = ("buckets", "raw_ids")
 TIME_UNITS = ("s", "ms", "mmdd")
 REQUIRED = "required"
@@ -311,9 +312,10 @@ class FeatureArguments:
                                  "pair with --eval-before-training", False)
     wide_frozen: bool = option("with --wide-residual: keep the regression's coefficients fixed while training (the "
                                "network learns only what to add to them)", False)
-    moment_warm_start: bool = option("start A2Gen's (item, moment) table (--event-moment-source table) from a "
-                                     "factorisation of which users engaged at which moment of which item in train "
-                                     "(not in the paper)", False)
+    moment_warm_start: str = option("start A2Gen's (item, moment) table (--event-moment-source table) from a "
+                                    "factorisation of which users engaged at which moment of which item in train, "
+                                    "then train it (trainable) or keep it fixed (frozen); not in the paper", "off",
+                                    choices=MOMENT_STARTS)
     slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
                                "sequence", choices=("sequence", "any_slot"))
     drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)

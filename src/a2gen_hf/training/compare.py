@@ -30,7 +30,7 @@ from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, pr
 from ..output_folders import write_text_atomically
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .loop import TrainingSettings, train
-from .moment_factorization import check_moment_start, moment_table, start_moment_table_from_events
+from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
@@ -132,8 +132,9 @@ class ComparisonSettings:
     wide_residual: bool = False
     # With wide_residual: keep the regression's coefficients fixed while training (start_from_regression(frozen=True)).
     wide_frozen: bool = False
-    # Start each A2Gen's (item, moment) table from who engaged where in train (start_moment_table_from_events).
-    moment_warm_start: bool = False
+    # Start each A2Gen's (item, moment) table from who engaged where in train, then train it ("trainable") or keep it
+    # fixed ("frozen"); "off": as initialised (moment_factorization.apply_moment_start).
+    moment_warm_start: str = "off"
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
@@ -155,8 +156,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     check_wide_start(settings.wide_warm_start, settings.wide_residual, settings.wide_frozen)
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
-    if settings.moment_warm_start:
-        check_moment_start(base_config)
+    check_moment_start(base_config, settings.moment_warm_start)
     regression = None
     per_model: dict[str, dict[str, Any]] = {}
     for name in [*settings.models, *settings.simple_baselines]:
@@ -172,8 +172,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                     regression = start_from_regression(
                         model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen
                     )
-                if settings.moment_warm_start and moment_table(model) is not None:
-                    start_moment_table_from_events(model, tokenizer, dataset)
+                apply_moment_start(model, tokenizer, dataset, settings.moment_warm_start)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)

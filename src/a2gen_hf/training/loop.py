@@ -760,7 +760,7 @@ def train_from_data_dir(
     wide_warm_start: bool = False,
     wide_residual: bool = False,
     wide_frozen: bool = False,
-    moment_warm_start: bool = False,
+    moment_warm_start: str = "off",
 ) -> tuple[TrainingResult, dict[str, Any] | None]:
     """
     What ``a2gen train`` does: load a data folder (:func:`load_data_dir`), build ``model_name`` sized for it
@@ -768,8 +768,8 @@ def train_from_data_dir(
     ``wide_warm_start`` its wide path started as the logistic regression on counts fitted on train,
     :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`, ``residual=wide_residual``; ``wide_frozen`` keeps
     its coefficients fixed, :func:`~a2gen_hf.training.simple_baselines.start_from_regression`; with
-    ``moment_warm_start`` its (item, moment) table started from who engaged where in train,
-    :func:`~a2gen_hf.training.moment_factorization.start_moment_table_from_events`), :func:`train`
+    ``moment_warm_start="trainable"`` or ``"frozen"`` its (item, moment) table started from who engaged where in
+    train, :func:`~a2gen_hf.training.moment_factorization.start_moment_table_from_events`), :func:`train`
     it on ``train`` with ``validation`` for best-epoch selection, then save it with ``save_pretrained`` and the
     tokenizer into ``output_dir/model`` and write :func:`~a2gen_hf.metrics.evaluate_model` of the ``test`` split
     (with the simulator's oracle when the split has it) to ``output_dir/eval_results.json`` (NaN written as null).
@@ -795,9 +795,9 @@ def _train_from_data_dir(
     wide_warm_start=False,
     wide_residual=False,
     wide_frozen=False,
-    moment_warm_start=False,
+    moment_warm_start="off",
 ) -> tuple[TrainingResult, Any]:
-    from .moment_factorization import start_moment_table_from_events
+    from .moment_factorization import apply_moment_start, check_moment_start
     from .simple_baselines import check_wide_start, start_from_regression
 
     check_wide_start(wide_warm_start, wide_residual, wide_frozen)
@@ -806,8 +806,8 @@ def _train_from_data_dir(
     model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
     if wide_warm_start:
         start_from_regression(model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen)
-    if moment_warm_start:
-        start_moment_table_from_events(model, tokenizer, dataset)
+    check_moment_start(model.config, moment_warm_start)
+    apply_moment_start(model, tokenizer, dataset, moment_warm_start)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator

@@ -178,11 +178,24 @@ def engagement_layouts(
     return torch.from_numpy(row_keys), torch.from_numpy(vectors).float(), summary
 
 
-def check_moment_start(config) -> None:
-    """Refuse a config whose model has no (item, moment) table of vectors to warm, saying which options to set."""
+# How training starts the (item, moment) table: as the model initialises it (zeros), or warmed from the train split
+# and then trained on (``trainable``) or kept fixed (``frozen``).
+MOMENT_STARTS = ("off", "trainable", "frozen")
+
+
+def check_moment_start(config, start: str = "trainable") -> None:
+    """
+    Refuse an unknown ``start`` (:data:`MOMENT_STARTS`), and a warm start of a config whose model has no
+    (item, moment) table of vectors to warm, saying which options to set.
+    """
+    if start not in MOMENT_STARTS:
+        raise ValueError(f"moment_warm_start={start!r} is unknown; use one of {', '.join(MOMENT_STARTS)}.")
+    if start == "off":
+        return
     if not getattr(config, "history_event_item_moments", 0) or config.history_event_moment_source != "table":
         raise ValueError(
-            "Warming the moment table (moment_warm_start, --moment-warm-start) needs A2Gen's (item, moment) table: "
+            f"Warming the moment table (moment_warm_start={start!r}, --moment-warm-start) needs A2Gen's (item, "
+            "moment) table: "
             "set history_event_item_moments > 0 (--event-item-moments 64) and history_event_moment_source='table' "
             "(--event-moment-source table)."
         )
@@ -202,13 +215,28 @@ def moment_table(model):
     return table if isinstance(table, ItemMomentTable) else None
 
 
+def apply_moment_start(model, tokenizer, dataset, start: str) -> dict | None:
+    """
+    What ``moment_warm_start`` asks of ``model`` before training (:data:`MOMENT_STARTS`): nothing for ``off`` or a
+    network without an (item, moment) table (MMoE beside A2Gen in a comparison; :func:`check_moment_start` refuses a
+    run whose A2Gen lacks the table), else :func:`start_moment_table_from_events`, frozen for ``frozen``. Returns the
+    warm start's summary, or None.
+    """
+    if start not in MOMENT_STARTS:
+        raise ValueError(f"moment_warm_start={start!r} is unknown; use one of {', '.join(MOMENT_STARTS)}.")
+    if start == "off" or moment_table(model) is None:
+        return None
+    return start_moment_table_from_events(model, tokenizer, dataset, frozen=start == "frozen")
+
+
 @torch.no_grad()
 def start_moment_table_from_events(
-    model, tokenizer, dataset, size: int = 16, scale: float = 3.0, spread: int = 1
+    model, tokenizer, dataset, size: int = 16, scale: float = 3.0, spread: int = 1, frozen: bool = False
 ) -> dict:
     """
     Write :func:`engagement_layouts` of ``dataset["train"]`` (a split; ``spread`` moments either side) into the first
-    ``size`` dimensions of the model's (item, moment) table, times ``scale``, before training; rows without an engagement stay as they are
+    ``size`` dimensions of the model's (item, moment) table, times ``scale``, before training; with ``frozen`` the
+    table then takes no gradient (training keeps the factorisation and learns to read it); rows without an engagement stay as they are
     (zero). Keys that hash into one row average there. Returns the summary.
     """
     check_moment_start(model.config)
@@ -229,6 +257,7 @@ def start_moment_table_from_events(
     weight = table.table.weight
     weight[rows] = 0.0
     weight[rows, : vectors.shape[1]] = (scale * sums / counts[:, None]).to(weight.dtype)
-    summary.update(sessions=len(sessions), rows_written=len(rows), scale=scale)
+    weight.requires_grad_(not frozen)
+    summary.update(sessions=len(sessions), rows_written=len(rows), scale=scale, frozen=frozen)
     logger.info("moment table warmed from %d sessions: %s", len(sessions), summary)
     return summary
