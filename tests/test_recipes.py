@@ -49,13 +49,30 @@ def test_paper_recipe_is_the_paper_and_sparse_recipe_has_no_fixed_epoch_count():
     assert sparse["wide_warm_start"] and sparse["wide_residual"] and sparse["wide_frozen"]
 
 
+def test_timed_video_recipe_warms_a_frozen_moment_table_and_runs(simulated_data_dir, tmp_path):
+    from a2gen_hf.cli import main
+    from a2gen_hf.training.moment_factorization import check_moment_start
+
+    recipe = load_recipe("timed_video")
+    assert recipe["event_moment_source"] == "table" and recipe["target_item_moments"]
+    assert recipe["moment_warm_start"] == "frozen" and recipe["patience"] >= 1 and recipe["lr_schedule"] == "plateau"
+    output = tmp_path / "run"
+    assert main(["train", "--recipe", "timed_video", "--data", str(simulated_data_dir), "--output", str(output),
+                 "--max-steps", "2", "--hidden-size", "16", "--id-embedding-size", "8", "--no-progress"]) == 0
+    from a2gen_hf import AutoModelForActionGeneration
+
+    model = AutoModelForActionGeneration.from_pretrained(output / "model")
+    check_moment_start(model.config, "frozen")  # the saved config has the table the recipe warms
+    assert model.config.target_item_moments and model.a2gen.features.item_moments.table.weight.abs().sum() > 0
+
+
 def test_load_recipe_from_a_file_and_its_errors(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("# my settings\ndense_lr: 1.0e-3\nmodels: a2gen-iag,mmoe\ncount_features: true\n")
     assert load_recipe(str(path)) == {"dense_lr": 1e-3, "models": "a2gen-iag,mmoe", "count_features": True}
     (tmp_path / "empty.yaml").write_text("# nothing\n")
     assert load_recipe(str(tmp_path / "empty.yaml")) == {}
-    with pytest.raises(FileNotFoundError, match=r"neither a shipped recipe \['paper', 'paper_inputs', 'sparse_logs'\]"):
+    with pytest.raises(FileNotFoundError, match=r"neither a shipped recipe \['paper', 'paper_inputs', 'sparse_logs', 'timed_video'\]"):
         load_recipe("sparse")
     (tmp_path / "list.yaml").write_text("- dense_lr\n")
     with pytest.raises(ValueError, match=r"list.yaml: a recipe is a mapping .* not a list"):

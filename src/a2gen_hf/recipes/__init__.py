@@ -13,6 +13,9 @@ and the allowed keys.
   sample's validation split).
 - ``sparse_logs`` (:file:`sparse_logs.yaml`): options beyond the paper for small, sparse real logs (chosen on the
   shared Taobao sample's validation split; see ``docs/results.md``).
+- ``timed_video`` (:file:`timed_video.yaml`): logs that time actions inside recurring items (short video): the
+  ``paper_inputs`` reading with ids embedded, a table of what each second of each item shows, started from who
+  engaged where in train and kept fixed (chosen on the simulator's validation split).
 
 Usage::
 
@@ -29,7 +32,7 @@ from typing import Any
 
 import yaml
 
-RECIPE_NAMES = ("paper", "paper_inputs", "sparse_logs")
+RECIPE_NAMES = ("paper", "paper_inputs", "sparse_logs", "timed_video")
 _SCALARS = (str, int, float, bool, type(None))
 
 
