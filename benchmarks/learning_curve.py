@@ -44,6 +44,7 @@ from datasets import DatasetDict  # noqa: E402
 from safetensors.torch import load_model  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from a2gen_hf.configuration_a2gen import A2GenConfig  # noqa: E402
 from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
 from a2gen_hf.data.simulator import SimulatorConfig, simulate_to_parquet  # noqa: E402
 from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
@@ -51,6 +52,7 @@ from a2gen_hf.plotting import plot_learning_curve  # noqa: E402
 from a2gen_hf.training.compare import NETWORK_LABELS, AblatedCollator, parse_model_name, predict_dataset  # noqa: E402
 from a2gen_hf.training.data_setup import MODEL_CHOICES, create_model, load_data_dir  # noqa: E402
 from a2gen_hf.training.loop import BEST_MODEL_FILE  # noqa: E402
+from a2gen_hf.training.moment_factorization import check_moment_start  # noqa: E402
 from a2gen_hf.training.statistics import mean_std, significance_label  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the ablation script's run helpers
@@ -150,6 +152,7 @@ def training_spec(model: str, args: argparse.Namespace) -> dict[str, Any]:
             early_stopping_patience=args.patience, eval_every_steps=args.eval_every_steps,
         ),
         "readouts": ("sequence",),
+        "moment_warm_start": args.moment_warm_start,
     }
 
 
@@ -432,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedding-lr", type=float, default=5e-3, help="embedding learning rate; default %(default)s")
     parser.add_argument("--overrides", type=json_object, default={},
                         help="JSON object of config overrides for every network, e.g. '{\"hidden_size\": 8}'")
+    parser.add_argument("--moment-warm-start", default="off", choices=("off", "trainable", "frozen"),
+                        help="start each A2Gen's (item, moment) table from who engaged where in the size's train "
+                             "subset, then train it or keep it fixed (needs the table in --overrides; "
+                             "docs/model.md); default %(default)s")
     parser.add_argument("--in-sample-examples", type=int, default=10000,
                         help="also score each network's selected weights on this many of its own training examples "
                              "(the generalisation gap; cached per run; 0: off); default %(default)s")
@@ -457,6 +464,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         unknown = [name for name in train_models if name not in models]
         if unknown or not train_models:
             raise ValueError(f"--train-models {args.train_models!r}: give a non-empty subset of --models {models}.")
+        check_moment_start(A2GenConfig(**args.overrides), args.moment_warm_start)
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
@@ -468,6 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_all(subsets, tokenizer, args.output, train_models, seeds, args)
     settings = {
         "data": str(args.data), "seeds": seeds, "subset_seed": args.subset_seed, "overrides": args.overrides,
+        "moment_warm_start": args.moment_warm_start,
         "max_validation_examples": args.max_validation_examples, "max_test_examples": args.max_test_examples,
         "training": training_spec(REFERENCE, args)["training"], "bootstrap_resamples": args.bootstrap_resamples,
         "in_sample_examples": args.in_sample_examples, "threads": torch.get_num_threads(),

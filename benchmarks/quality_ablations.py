@@ -25,6 +25,7 @@ from a2gen_hf.metrics import action_targets
 from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset
 from a2gen_hf.training.data_setup import create_model, load_data_dir
 from a2gen_hf.training.loop import TrainingSettings, train
+from a2gen_hf.training.moment_factorization import apply_moment_start
 from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, start_from_regression
 from a2gen_hf.training.statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
@@ -258,6 +259,7 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
         start_from_regression(
             model, tokenizer, data, residual=spec.get("residual", False), frozen=spec.get("freeze_wide", False)
         )
+    apply_moment_start(model, tokenizer, data, spec.get("moment_warm_start", "off"))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     if ablation:
         collator = AblatedCollator(collator, ablation)

@@ -91,6 +91,26 @@ def test_learning_curve_refuses_sizes_beyond_the_train_split_and_bad_arguments(d
     with pytest.raises(SystemExit):
         script.main([*arguments(data_dir, tmp_path)[:-2], "--overrides", "[1]"])
     assert "JSON object" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the warm start needs the moment table in the overrides
+        script.main([*arguments(data_dir, tmp_path), "--moment-warm-start", "frozen"])
+    assert "--event-moment-source table" in capsys.readouterr().err
+
+
+def test_learning_curve_warms_the_moment_table(data_dir, tmp_path):
+    import json
+
+    script = load_script()
+    overrides = {**json.loads(TINY), "history_event_item_moments": 16, "history_event_moment_source": "table"}
+    argv = [*arguments(data_dir, tmp_path, sizes="400")[:-2], "--overrides", json.dumps(overrides), "--models",
+            "a2gen-iag", "--moment-warm-start", "frozen", "--in-sample-examples", "0"]
+    report = script.main(argv)
+    assert report["settings"]["moment_warm_start"] == "frozen"
+    summary = json.loads((tmp_path / "n400" / "a2gen-iag" / "seed0" / "summary.json").read_text())
+    assert summary["spec"]["moment_warm_start"] == "frozen"
+    from safetensors.torch import load_file
+
+    table = load_file(str(tmp_path / "n400" / "a2gen-iag" / "seed0" / "run" / "best_model.safetensors"))
+    assert table["a2gen.features.item_moments.table.weight"].abs().sum() > 0  # warmed (a frozen zero table stays 0)
 
 
 def test_nested_subsets_keep_the_first_validation_and_test_rows(data_dir):
