@@ -65,10 +65,27 @@ def test_sessions_are_distinct_with_each_actions_first_moment(simulated):
     assert {tuple(first) for first in capped.first.tolist()} >= {(1, -1, -1, 2), (3, -1, -1, -1)}  # 7.2 s: last bucket
 
 
+def test_seconds_land_in_the_buckets_the_model_gives_the_collated_times(simulated):
+    from a2gen_hf.data.collator import A2GenDataCollator
+    from a2gen_hf.modeling_a2gen import EventMoments
+
+    _, tokenizer = simulated
+    example = rows(tokenizer)[0]
+    seconds = [0.0, 0.999, 1.0, 2.0, 5.0, 12.0, 63.5, 100.0]
+    example["history_action_ids"] = [[1] + [2] * (len(seconds) - 1)]
+    example["history_action_seconds"] = [seconds]
+    collated = A2GenDataCollator(tokenizer, max_events_per_item=len(seconds))([example])
+    moments = EventMoments(16, 1.0, tokenizer.time_log_mean, tokenizer.time_log_std)
+    model_buckets = moments(collated["history_action_times"][0, 0]).tolist()
+    assert moments.of_seconds(np.array(seconds)).tolist() == model_buckets
+    assert model_buckets[0] == 0 and model_buckets[-2:] == [15, 15]  # capped at the last bucket
+
+
 def test_sessions_name_a_missing_column(simulated):
     _, tokenizer = simulated
-    with pytest.raises(ValueError, match="no column 'history_action_seconds'"):
-        collect_sessions(rows(tokenizer).remove_columns("history_action_seconds"), tokenizer, 8, 1.0)
+    for column in ("history_action_seconds", "user_id", "item_id"):
+        with pytest.raises(ValueError, match=f"no column '{column}'"):
+            collect_sessions(rows(tokenizer).remove_columns(column), tokenizer, 8, 1.0)
 
 
 def test_layouts_put_rows_that_the_same_users_engage_with_together():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
@@ -44,7 +45,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
 from .generation_a2gen import A2GenGenerationMixin
 from .strict_loading import StrictLoadingMixin
 from .targets import IGNORE_INDEX, first_occurrence_targets  # noqa: F401
-from .time_encoding import denormalize_times
+from .time_encoding import denormalize_times, normalize_seconds
 
 
 @dataclass
@@ -906,6 +907,12 @@ class EventMoments:
         """Normalised times `(...)` -> moment buckets `(...)` (int64)."""
         seconds = denormalize_times(times.detach().float(), self.time_log_mean, self.time_log_std)
         return (seconds / self.seconds_per_moment).floor().clamp(0, self.count - 1).long()
+
+    def of_seconds(self, seconds: np.ndarray) -> np.ndarray:
+        """Seconds as the data holds them `(...)` (finite, >= 0) -> the buckets the model gives them once the
+        collator has normalised them to float32 (so a time on a bucket's edge lands where the model puts it)."""
+        times = normalize_seconds(np.asarray(seconds, dtype=np.float64), self.time_log_mean, self.time_log_std)
+        return self(torch.from_numpy(times.astype(np.float32))).numpy()
 
 
 class ItemMomentDecoder(nn.Module):

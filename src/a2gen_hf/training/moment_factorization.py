@@ -6,11 +6,12 @@ each moment of each item shows only through the gradient of the target's loss, d
 train split says it more directly: users who engage at the same moments of videos share a taste, and moments that
 the same users engage at show the same thing. :func:`engagement_layouts` factorises the users x (item, moment)
 engagement matrix of the train split's sessions (a truncated SVD of its degree-normalised form) and
-:func:`start_moment_table_from_events` writes the rows' vectors into the table before training; the network keeps
-training them. ``a2gen train`` / ``a2gen compare`` do it with ``--moment-warm-start``.
+:func:`start_moment_table_from_events` writes the rows' vectors into the table before training, which then trains
+them on or keeps them fixed (:data:`MOMENT_STARTS`). ``a2gen train`` / ``a2gen compare`` do it with
+``--moment-warm-start trainable|frozen``; docs/model.md has the details, docs/results.md (e) the measurements.
 
 Sessions are read from the train split's histories and targets (no validation or test row is read); a session that
-several examples' histories repeat is counted once.
+several examples' histories repeat is counted once. Users are told apart by their ``user_id`` hash bucket.
 """
 
 from __future__ import annotations
@@ -42,29 +43,39 @@ class MomentSessions:
         return len(self.items)
 
 
-def _flat(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _flat(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     """A list column -> (its values, the row of each value)."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     return pc.list_flatten(array), pc.list_parent_indices(array).to_numpy()
 
 
-def _session_events(table: pa.Table, name: str, column: str) -> tuple[pa.Array, np.ndarray]:
+def _column(table: pa.Table, column: str) -> pa.ChunkedArray:
+    """A column of the split; refused, naming it, when the split lacks it."""
     if column not in table.column_names:
-        raise ValueError(f"The {name} split has no column {column!r}; the moment factorisation reads the histories' "
-                         "and targets' timelines (history_item_ids, history_action_ids, history_action_seconds, "
-                         "item_id, action_ids, action_seconds).")
-    return _flat(table.column(column))
+        raise ValueError(f"The train split has no column {column!r}; the moment table's warm start reads the "
+                         "histories' and targets' timelines (user_id, history_item_ids, history_action_ids, "
+                         "history_action_seconds, item_id, action_ids, action_seconds).")
+    return table.column(column)
+
+
+def _list_column(table: pa.Table, column: str) -> tuple[pa.Array, np.ndarray]:
+    """A list column of the split, flattened (:func:`_flat`)."""
+    return _flat(_column(table, column))
 
 
 def collect_sessions(dataset, tokenizer, moment_count: int, seconds_per_moment: float,
                      chunk_size: int = 20_000) -> MomentSessions:
     """
     The distinct sessions of a split (a ``datasets.Dataset``): every history item's timeline and the target's, with
-    the example's ``user_id``. Times are seconds from the session's start, bucketed as
-    :class:`~a2gen_hf.modeling_a2gen.EventMoments` buckets them. Reads ``chunk_size`` examples at a time.
+    the example's ``user_id``. Times are seconds from the session's start, bucketed into ``moment_count`` buckets of
+    ``seconds_per_moment`` as the model buckets them (:meth:`~a2gen_hf.modeling_a2gen.EventMoments.of_seconds`, with
+    the tokenizer's time statistics). Reads ``chunk_size`` examples at a time.
     """
-    parts = [_chunk_sessions(dataset.with_format("arrow")[start:start + chunk_size], tokenizer, moment_count,
-                             seconds_per_moment)
+    from ..modeling_a2gen import EventMoments
+
+    moments = EventMoments(moment_count, seconds_per_moment, tokenizer.time_log_mean, tokenizer.time_log_std)
+    engaged = engagement_action_ids(tokenizer)
+    parts = [_chunk_sessions(dataset.with_format("arrow")[start:start + chunk_size], engaged, moments)
              for start in range(0, len(dataset), chunk_size)]
     users, items, first, fingerprints = (np.concatenate(column) for column in zip(*parts))
     keep = _distinct(users, items, fingerprints)
@@ -79,25 +90,25 @@ def _distinct(users, items, fingerprints) -> np.ndarray:
     return np.sort(keep)
 
 
-def _chunk_sessions(table: pa.Table, tokenizer, moment_count: int, seconds_per_moment: float):
-    user_ids = table.column("user_id").to_numpy()
+def _chunk_sessions(table: pa.Table, engaged: list[int], moments):
+    """The distinct sessions of a chunk of examples (:func:`_bucket_sessions`): the histories', then the targets'."""
+    user_ids = _column(table, "user_id").to_numpy()
     # History sessions: (B, N) items, (B, N, E) actions and seconds.
-    history_items, history_row = _session_events(table, "train", "history_item_ids")
-    actions, action_row = _flat(_session_events(table, "train", "history_action_ids")[0])
-    seconds, _ = _flat(_session_events(table, "train", "history_action_seconds")[0])
+    history_items, history_row = _list_column(table, "history_item_ids")
+    actions, action_row = _flat(_list_column(table, "history_action_ids")[0])
+    seconds, _ = _flat(_list_column(table, "history_action_seconds")[0])
     if len(actions) != len(seconds):
         raise ValueError("history_action_ids and history_action_seconds differ in length in the train split; each "
                          "event needs one action and one time.")
-    target_actions, target_row = _session_events(table, "train", "action_ids")
-    target_seconds, _ = _session_events(table, "train", "action_seconds")
+    target_actions, target_row = _list_column(table, "action_ids")
+    target_seconds, _ = _list_column(table, "action_seconds")
     sessions = len(history_items)
     users = np.concatenate([user_ids[history_row], user_ids])
-    items = np.concatenate([history_items.to_numpy(), table.column("item_id").to_numpy()])
+    items = np.concatenate([history_items.to_numpy(), _column(table, "item_id").to_numpy()])
     event_session = np.concatenate([action_row, sessions + target_row])
     event_action = np.concatenate([actions.to_numpy(), target_actions.to_numpy()])
     event_seconds = np.concatenate([seconds.to_numpy(), target_seconds.to_numpy()]).astype(np.float64)
-    return _bucket_sessions(users, items, event_session, event_action, event_seconds, tokenizer, moment_count,
-                            seconds_per_moment)
+    return _bucket_sessions(users, items, event_session, event_action, event_seconds, engaged, moments)
 
 
 def engagement_action_ids(tokenizer) -> list[int]:
@@ -106,20 +117,18 @@ def engagement_action_ids(tokenizer) -> list[int]:
     return sorted(index for index in tokenizer.get_vocab().values() if index not in special)
 
 
-def _bucket_sessions(users, items, event_session, event_action, event_seconds, tokenizer, moment_count: int,
-                     seconds_per_moment: float):
+def _bucket_sessions(users, items, event_session, event_action, event_seconds, engaged: list[int], moments):
     """Per session: user, item, each engagement action's first moment bucket (-1: none) and a fingerprint of its
     timed events; the chunk's distinct sessions only. Events without a usable time (NaN, negative) are left out."""
     known = np.isfinite(event_seconds) & (event_seconds >= 0) & (event_action > 0)
     event_session, event_action, event_seconds = event_session[known], event_action[known], event_seconds[known]
-    moments = np.clip(np.floor(event_seconds / seconds_per_moment), 0, moment_count - 1).astype(np.int64)
+    buckets = moments.of_seconds(event_seconds)
     count = len(items)
-    engaged = engagement_action_ids(tokenizer)
-    first = np.full((count, len(engaged)), moment_count, dtype=np.int64)
+    first = np.full((count, len(engaged)), moments.count, dtype=np.int64)
     for column, action in enumerate(engaged):
         chosen = event_action == action
-        np.minimum.at(first[:, column], event_session[chosen], moments[chosen])
-    first[first == moment_count] = -1
+        np.minimum.at(first[:, column], event_session[chosen], buckets[chosen])
+    first[first == moments.count] = -1
     fingerprint = np.zeros(count, dtype=np.float64)
     np.add.at(fingerprint, event_session, event_seconds * (1 + event_action))
     fingerprint = np.round(fingerprint * 1e3).astype(np.int64)
@@ -132,12 +141,13 @@ def engagement_layouts(
 ) -> tuple[torch.LongTensor, torch.Tensor, dict]:
     """
     The (item, moment) rows' vectors from who engaged where: the users x rows matrix ``M[u, r] = 1`` when user ``u``
-    did an engagement action at row ``r`` in some session, or at a moment up to ``spread`` buckets before or after
-    it in the same item (an item's content runs for several moments, and users react early or late in it), normalised by the square roots of both degrees
-    (``D_u^-1/2 M D_r^-1/2``, each degree + 1), factorised by a truncated SVD of rank ``size``; a row's vector is its
-    right singular vector scaled by the square roots of the singular values, then given unit length. Rows that
-    the same users engage with point the same way: on logs where users act on what a moment shows, they share what
-    it shows.
+    did an engagement action at row ``r`` in some session, or at a moment up to ``spread`` buckets before or after it
+    in the same item (an item's content runs for several moments, and users react early or late in it), normalised
+    by the square roots of both degrees (``D_u^-1/2 M D_r^-1/2``, each degree + 1), factorised by a truncated SVD of
+    rank ``size``; a row's vector is its right singular vector scaled by the square roots of the singular values,
+    then given unit length. Rows that the same users engage with point the same way: on logs where users act on what
+    a moment shows, they share what it shows. ``keys_of(items, moments)`` maps item buckets and moment buckets
+    (elementwise, int64 tensors) to table keys.
 
     Returns the table keys `(R,)` of the rows with at least one engagement (and a vector in the factorisation's
     span), their vectors `(R, size)` and a summary.
@@ -183,13 +193,17 @@ def engagement_layouts(
 MOMENT_STARTS = ("off", "trainable", "frozen")
 
 
+def _check_start_name(start: str) -> None:
+    if start not in MOMENT_STARTS:
+        raise ValueError(f"moment_warm_start={start!r} is unknown; use one of {', '.join(MOMENT_STARTS)}.")
+
+
 def check_moment_start(config, start: str = "trainable") -> None:
     """
     Refuse an unknown ``start`` (:data:`MOMENT_STARTS`), and a warm start of a config whose model has no
     (item, moment) table of vectors to warm, saying which options to set.
     """
-    if start not in MOMENT_STARTS:
-        raise ValueError(f"moment_warm_start={start!r} is unknown; use one of {', '.join(MOMENT_STARTS)}.")
+    _check_start_name(start)
     if start == "off":
         return
     if not getattr(config, "history_event_item_moments", 0) or config.history_event_moment_source != "table":
@@ -222,8 +236,7 @@ def apply_moment_start(model, tokenizer, dataset, start: str) -> dict | None:
     run whose A2Gen lacks the table), else :func:`start_moment_table_from_events`, frozen for ``frozen``. Returns the
     warm start's summary, or None.
     """
-    if start not in MOMENT_STARTS:
-        raise ValueError(f"moment_warm_start={start!r} is unknown; use one of {', '.join(MOMENT_STARTS)}.")
+    _check_start_name(start)
     if start == "off" or moment_table(model) is None:
         return None
     return start_moment_table_from_events(model, tokenizer, dataset, frozen=start == "frozen")
@@ -234,10 +247,11 @@ def start_moment_table_from_events(
     model, tokenizer, dataset, size: int = 16, scale: float = 3.0, spread: int = 1, frozen: bool = False
 ) -> dict:
     """
-    Write :func:`engagement_layouts` of ``dataset["train"]`` (a split; ``spread`` moments either side) into the first
-    ``size`` dimensions of the model's (item, moment) table, times ``scale``, before training; with ``frozen`` the
-    table then takes no gradient (training keeps the factorisation and learns to read it); rows without an engagement stay as they are
-    (zero). Keys that hash into one row average there. Returns the summary.
+    Write :func:`engagement_layouts` of ``dataset["train"]`` (or of ``dataset``, a split; ``spread`` moments either
+    side) into the first ``size`` dimensions of the model's (item, moment) table, times ``scale``, the other
+    dimensions of those rows zero, before training; with ``frozen`` the table then takes no gradient (training keeps
+    the factorisation and learns to read it). Rows without an engagement stay as they are (zero at the start); keys
+    that hash into one row average there. Returns the summary.
     """
     check_moment_start(model.config)
     table = moment_table(model)
@@ -246,6 +260,7 @@ def start_moment_table_from_events(
     features = getattr(model, "a2gen", model).features
     split = dataset["train"] if hasattr(dataset, "keys") else dataset
     sessions = collect_sessions(split, tokenizer, table.moments.count, table.moments.seconds_per_moment)
+
     def keys_of(items: torch.LongTensor, moments: torch.LongTensor) -> torch.LongTensor:  # elementwise
         return table._keys(features.item_table_rows(items), moments.unsqueeze(-1)).squeeze(-1)
 
