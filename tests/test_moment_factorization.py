@@ -8,12 +8,12 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from a2gen_hf.data.folder import load_data_dir
+from a2gen_hf.metrics import ranked_action_ids
 from a2gen_hf.training.data_setup import create_model
 from a2gen_hf.training.moment_factorization import (
     MomentSessions,
     apply_moment_start,
     collect_sessions,
-    engagement_action_ids,
     engagement_layouts,
     moment_table,
     start_moment_table_from_events,
@@ -50,7 +50,7 @@ def rows(tokenizer) -> Dataset:
 def test_sessions_are_distinct_with_each_actions_first_moment(simulated):
     _, tokenizer = simulated
     sessions = collect_sessions(rows(tokenizer), tokenizer, moment_count=8, seconds_per_moment=1.0, chunk_size=2)
-    engaged = engagement_action_ids(tokenizer)
+    engaged = ranked_action_ids(tokenizer)
     assert [tokenizer.convert_ids_to_tokens(index) for index in engaged] == ["like", "follow", "forward", "comment"]
     # user 7: item 3 once (repeated by two histories, across chunks), item 5 once (history and target alike), item 6;
     # user 8: items 4 and 5.
@@ -148,7 +148,7 @@ def test_warm_start_writes_unit_vectors_times_the_scale_into_the_table(simulated
                     if action == ids["like"]]
     item_row = model.a2gen.features.item_table_rows(torch.tensor([example["item_id"]]))
     for moment in like_moments[:1]:
-        key = table._keys(item_row, torch.tensor([[min(moment, 15)]]))
+        key = table.rows_at(item_row, torch.tensor([[min(moment, 15)]]))
         assert written[key].all()
 
 

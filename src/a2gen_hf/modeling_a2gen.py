@@ -996,9 +996,9 @@ class ItemMomentTable(nn.Module):
 
     def rows(self, item_rows: torch.LongTensor, times: torch.Tensor) -> torch.LongTensor:
         """Item rows `(...)` and their events' times `(..., E)` -> table rows `(..., E)`."""
-        return self._keys(item_rows, self.moments(times))
+        return self.rows_at(item_rows, self.moments(times))
 
-    def _keys(self, item_rows: torch.LongTensor, moments: torch.LongTensor) -> torch.LongTensor:
+    def rows_at(self, item_rows: torch.LongTensor, moments: torch.LongTensor) -> torch.LongTensor:
         """Item rows `(...)` and moment buckets `(..., E)` -> table rows `(..., E)`."""
         return self._hash(item_rows.unsqueeze(-1) * self.moments.count + moments)
 
@@ -1011,11 +1011,11 @@ class ItemMomentTable(nn.Module):
         ``history_event_moment_smoothing`` w, the rows of the moments m - w .. m + w (clamped to the item's buckets)
         averaged with learned weights (uniform at the start)."""
         if self.smoothing_logits is None:
-            return self._vectors(self._keys(item_rows, moments))
+            return self._vectors(self.rows_at(item_rows, moments))
         width = (len(self.smoothing_logits) - 1) // 2
         offsets = torch.arange(-width, width + 1, device=moments.device)
         neighbours = (moments.unsqueeze(-1) + offsets).clamp(0, self.moments.count - 1)
-        vectors = self._vectors(self._keys(item_rows.unsqueeze(-1), neighbours))
+        vectors = self._vectors(self.rows_at(item_rows.unsqueeze(-1), neighbours))
         weights = torch.softmax(self.smoothing_logits.float(), dim=0).to(vectors.dtype)
         return torch.einsum("...kd,k->...d", vectors, weights)
 

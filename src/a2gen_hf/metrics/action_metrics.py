@@ -91,6 +91,12 @@ def _action_ids(action_names: Sequence[str], start_action: str, end_action: str)
     return timed, ranked
 
 
+def ranked_action_ids(vocabulary) -> list[int]:
+    """Ids of the actions that get an AUC (all but padding, the start and the end action) of a config or a tokenizer
+    (anything with ``action_names``, ``start_action`` and ``end_action``)."""
+    return _action_ids(vocabulary.action_names, vocabulary.start_action, vocabulary.end_action)[1]
+
+
 def _check_width(array: np.ndarray, name: str, action_names: Sequence[str]) -> None:
     if array.shape[1] != len(action_names) + 1:
         raise ValueError(

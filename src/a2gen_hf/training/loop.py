@@ -38,7 +38,7 @@ from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator
 from ..host_memory import keep_freed_host_memory
-from ..metrics import ORACLE_COLUMNS, evaluate_model
+from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_ids
 from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
 from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     BEST_MODEL_FILE,
@@ -337,15 +337,6 @@ def validation_loss(model: nn.Module, dataset, collator, settings: TrainingSetti
     return (total[0] / total[1].clamp_min(1)).item()
 
 
-def _ranked_action_ids(config) -> list[int]:
-    """Ids of the actions that get an AUC: all but padding, the start and the end action."""
-    return [
-        index + 1
-        for index, name in enumerate(config.action_names)
-        if name not in (config.start_action, config.end_action)
-    ]
-
-
 def evaluation_summary(entry: dict[str, Any], best_step: int) -> str:
     """One line for the log of an evaluation entry of ``log_history`` (long runs without a progress bar show it)."""
     parts = [f"step {entry['step']} (epoch {entry['epoch']}): validation loss {entry['validation_loss']:.4f}"]
@@ -398,7 +389,7 @@ def validation_mean_auc(
     gathered = gathered[gathered[:, -1] > 0]
     probabilities, occurs = gathered[:, :width], gathered[:, width : 2 * width] > 0.5
     auc = {}
-    for action_id in _ranked_action_ids(config):
+    for action_id in ranked_action_ids(config):
         labels = occurs[:, action_id]
         if labels.any() and not labels.all():
             auc[config.action_names[action_id - 1]] = float(roc_auc_score(labels, probabilities[:, action_id]))

@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from ..metrics import ranked_action_ids
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ class MomentSessions:
     """
     The distinct sessions of a split, one row each: ``users`` `(S,)` dense user indices, ``items`` `(S,)` item hash
     buckets, ``first`` `(S, A)` the first moment bucket of each engagement action (the tokenizer's actions other than
-    its start and end actions, in vocabulary order; -1: not done).
+    its start and end actions, :func:`~a2gen_hf.metrics.ranked_action_ids`; -1: not done).
     """
 
     users: np.ndarray
@@ -74,7 +76,7 @@ def collect_sessions(dataset, tokenizer, moment_count: int, seconds_per_moment: 
     from ..modeling_a2gen import EventMoments
 
     moments = EventMoments(moment_count, seconds_per_moment, tokenizer.time_log_mean, tokenizer.time_log_std)
-    engaged = engagement_action_ids(tokenizer)
+    engaged = ranked_action_ids(tokenizer)  # the engagement actions
     parts = [_chunk_sessions(dataset.with_format("arrow")[start:start + chunk_size], engaged, moments)
              for start in range(0, len(dataset), chunk_size)]
     users, items, first, fingerprints = (np.concatenate(column) for column in zip(*parts))
@@ -109,12 +111,6 @@ def _chunk_sessions(table: pa.Table, engaged: list[int], moments):
     event_action = np.concatenate([actions.to_numpy(), target_actions.to_numpy()])
     event_seconds = np.concatenate([seconds.to_numpy(), target_seconds.to_numpy()]).astype(np.float64)
     return _bucket_sessions(users, items, event_session, event_action, event_seconds, engaged, moments)
-
-
-def engagement_action_ids(tokenizer) -> list[int]:
-    """The ids of the tokenizer's actions other than its start and end actions (and padding), in id order."""
-    special = {tokenizer.start_action_id, tokenizer.end_action_id, tokenizer.pad_token_id}
-    return sorted(index for index in tokenizer.get_vocab().values() if index not in special)
 
 
 def _bucket_sessions(users, items, event_session, event_action, event_seconds, engaged: list[int], moments):
@@ -262,7 +258,7 @@ def start_moment_table_from_events(
     sessions = collect_sessions(split, tokenizer, table.moments.count, table.moments.seconds_per_moment)
 
     def keys_of(items: torch.LongTensor, moments: torch.LongTensor) -> torch.LongTensor:  # elementwise
-        return table._keys(features.item_table_rows(items), moments.unsqueeze(-1)).squeeze(-1)
+        return table.rows_at(features.item_table_rows(items), moments.unsqueeze(-1)).squeeze(-1)
 
     width = min(size, table.table.embedding_dim)
     keys, vectors, summary = engagement_layouts(sessions, keys_of, width, table.moments.count, spread)
