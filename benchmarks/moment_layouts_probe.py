@@ -16,6 +16,7 @@ the more-watched half of the videos, and the share of cells with a vector. It re
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -34,6 +35,17 @@ from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.data.simulator import SimulatorConfig, build_catalog  # noqa: E402
 from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
 from a2gen_hf.training.moment_factorization import collect_sessions, engagement_layouts  # noqa: E402
+
+
+def parse_float_list(text: str, option: str) -> list[float]:
+    """``"0,0.5"`` -> ``[0.0, 0.5]``; raises naming ``option`` on anything but numbers >= 0."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{option}={text!r}: give comma-separated numbers, e.g. 0,0.5.") from None
+    if not values or any(value < 0 for value in values):
+        raise ValueError(f"{option}={text!r}: give at least one number >= 0.")
+    return values
 
 
 def simulator_catalog(folder: Path, metadata: dict):
@@ -61,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", default="100000", help="training sizes (first n of one fixed shuffle of train)")
     parser.add_argument("--ranks", default="16", help="ranks of the factorisation (the warm start uses 16)")
     parser.add_argument("--spreads", default="0,1", help="moments either side an engagement also counts for (1)")
+    parser.add_argument("--leave-weights", default="0", help="weights of the leave as evidence against (0: none)")
     parser.add_argument("--moments", type=int, default=64, help="moment buckets (history_event_item_moments)")
     parser.add_argument("--moment-seconds", type=float, default=1.0, help="seconds per moment bucket")
     parser.add_argument("--output", required=True, help="folder for layouts_probe.json / .md")
@@ -86,20 +99,24 @@ def main(argv: list[str] | None = None) -> dict:
         per_item = np.bincount(sessions.items, minlength=int(max(buckets)) + 1)
         sessions_per_cell = np.array([per_item[bucket] for _, bucket in cells])
         for rank in parse_int_list(args.ranks, "--ranks"):
-            for spread in parse_int_list(args.spreads, "--spreads"):
+            for spread, leave_weight in itertools.product(parse_int_list(args.spreads, "--spreads"),
+                                                          parse_float_list(args.leave_weights, "--leave-weights")):
                 keys, vectors, summary = engagement_layouts(
-                    sessions, lambda items, moments: items * args.moments + moments, rank, args.moments, spread
+                    sessions, lambda items, moments: items * args.moments + moments, rank, args.moments, spread,
+                    leave_weight,
                 )
                 found = dict(zip(keys.tolist(), vectors.numpy()))
-                row = {"size": size, "rank": rank, "spread": spread, "sessions": len(sessions),
+                row = {"size": size, "rank": rank, "spread": spread, "leave_weight": leave_weight,
+                       "sessions": len(sessions),
                        "seconds_reading_sessions": round(seconds, 1), **probe(found, cells, topics, sessions_per_cell),
                        "median_engagements_per_row": summary["median_engagements_per_row"]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     report = {"data": str(folder), "load": os.getloadavg(), "threads": torch.get_num_threads(), "rows": rows}
-    lines = ["| training examples | rank | spread | cells with a vector | probe accuracy | popular half |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {row['size']:,} | {row['rank']} | {row['spread']} | {row['cells_with_vector'] / row['cells']:.3f} | "
+    lines = ["| training examples | rank | spread | leave weight | cells with a vector | probe accuracy | popular half |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {row['size']:,} | {row['rank']} | {row['spread']} | {row['leave_weight']:g} | "
+              f"{row['cells_with_vector'] / row['cells']:.3f} | "
               f"{row['accuracy']:.3f} | {row['accuracy_popular_half']:.3f} |" for row in rows]
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,10 @@ def test_sessions_are_distinct_with_each_actions_first_moment(simulated):
     # user 8: items 4 and 5.
     found = {(int(user), int(item)): first.tolist() for user, item, first in zip(sessions.users, sessions.items,
                                                                                    sessions.first)}
+    leaves = {(int(user), int(item)): int(end) for user, item, end in zip(sessions.users, sessions.items, sessions.ends)}
     assert len(sessions) == 5 and len(found) == 5
+    # The leave's bucket; -1 in the last bucket (9 s and 8 s of 8 buckets: capped, no position).
+    assert leaves == {(0, 3): -1, (0, 5): 1, (0, 6): -1, (1, 4): 3, (1, 5): 3}
     assert found[(0, 3)] == [2, -1, -1, 4]  # like at 2.5 s -> bucket 2, comment at 4 s -> bucket 4
     assert found[(0, 6)] == [7, -1, -1, -1]  # 7.2 s
     assert found[(1, 4)] == [-1, -1, -1, -1]  # its like has no usable time
@@ -99,7 +102,7 @@ def test_layouts_put_rows_that_the_same_users_engage_with_together():
                 users.append(user)
                 items.append(row // 4)
                 first.append([row % 4])
-    sessions = MomentSessions(np.array(users), np.array(items), np.array(first))
+    sessions = MomentSessions(np.array(users), np.array(items), np.array(first), np.full(len(users), -1))
     keys, vectors, summary = engagement_layouts(sessions, lambda item, moment: item * 4 + moment, 4, 4, spread=0)
     assert keys.tolist() == list(range(40)) and vectors.shape == (40, 4) and summary["rank"] == 4
     assert torch.allclose(vectors.norm(dim=1), torch.ones(40), atol=1e-5)
@@ -113,7 +116,8 @@ def test_layouts_put_rows_that_the_same_users_engage_with_together():
 def test_layouts_spread_an_engagement_over_its_neighbouring_moments():
     # Three users engage moment 2 of item 0, two moment 0 of item 1: with spread 1 the rows 1-3 of item 0 and 4-5
     # (moments 0-1, clamped) of item 1 are engaged, and moments 1 and 3 of item 0 share moment 2's users.
-    sessions = MomentSessions(np.array([0, 1, 2, 3, 4]), np.array([0, 0, 0, 1, 1]), np.array([[2], [2], [2], [0], [0]]))
+    sessions = MomentSessions(np.array([0, 1, 2, 3, 4]), np.array([0, 0, 0, 1, 1]), np.array([[2], [2], [2], [0], [0]]),
+                              np.full(5, -1))
     keys, vectors, summary = engagement_layouts(sessions, lambda item, moment: item * 4 + moment, 2, 4, spread=1)
     assert keys.tolist() == [1, 2, 3, 4, 5] and summary["engagements"] == 3 * 3 + 2 * 2
     torch.testing.assert_close(vectors[0], vectors[2])
@@ -122,8 +126,33 @@ def test_layouts_spread_an_engagement_over_its_neighbouring_moments():
     assert set(alone.tolist()) <= {2, 4} and summary["engagements"] == 5  # rank 1 of two rows: one is spanned
 
 
+def test_leaves_tell_apart_rows_that_the_same_users_engage_with():
+    # 200 users in two groups engage both rows of each item alike (moment 0 of items 0-9 shows what group A likes,
+    # moment 1 what group B likes, but either group engages either moment); group A leaves at moment 1, group B at
+    # moment 0; one session of each item (and every one of item 10) runs to the end at moment 3, which says
+    # nothing. Engagements alone cannot tell the two moments apart; with the leaves as evidence against, they point
+    # apart.
+    users, items, first, ends = [199] * 10, list(range(10)), [[-1]] * 10, [3] * 10
+    for user in range(200):
+        for item in range(10):
+            for moment in (0, 1):
+                users.append(user), items.append(item), first.append([moment])
+                ends.append(1 if user < 100 else 0)
+        users.append(user), items.append(10), first.append([0]), ends.append(3)
+    sessions = MomentSessions(*(np.array(column) for column in (users, items, first, ends)))
+    keys_of = lambda item, moment: item * 4 + moment  # noqa: E731
+    _, alone, summary = engagement_layouts(sessions, keys_of, 2, 4, spread=0)
+    assert summary["leaves"] == 0
+    assert float(alone[0] @ alone[1]) > 0.99  # moments 0 and 1 of item 0: the same users engaged both
+    keys, vectors, summary = engagement_layouts(sessions, keys_of, 2, 4, spread=0, leave_weight=0.5)
+    assert summary["leaves"] == 200 * 10 and summary["leave_weight"] == 0.5  # item 10's ends at its end: none
+    assert 10 * 4 + 3 not in keys.tolist()
+    row = {key: vector for key, vector in zip(keys.tolist(), vectors)}
+    assert float(row[0] @ row[1]) < 0.5 and float(row[0] @ row[4]) > 0.9  # apart; moment 0 of items 0 and 1 alike
+
+
 def test_layouts_need_two_rows_and_two_users():
-    sessions = MomentSessions(np.array([0, 0]), np.array([1, 1]), np.array([[2], [2]]))
+    sessions = MomentSessions(np.array([0, 0]), np.array([1, 1]), np.array([[2], [2]]), np.array([-1, -1]))
     with pytest.raises(ValueError, match="needs at least two of each"):
         engagement_layouts(sessions, lambda item, moment: item * 4 + moment, 4, 4, spread=0)
 
@@ -196,8 +225,12 @@ def test_layouts_probe_reports_each_rank_and_spread(simulated_data_dir, tmp_path
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     report = script.main(["--data", str(simulated_data_dir), "--sizes", "300", "--ranks", "4", "--spreads", "0,1",
-                          "--moments", "16", "--output", str(tmp_path)])
-    assert [(row["rank"], row["spread"]) for row in report["rows"]] == [(4, 0), (4, 1)]
+                          "--leave-weights", "0,0.5", "--moments", "16", "--output", str(tmp_path)])
+    assert [(row["rank"], row["spread"], row["leave_weight"]) for row in report["rows"]] == [
+        (4, 0, 0.0), (4, 0, 0.5), (4, 1, 0.0), (4, 1, 0.5)]
+    assert all(0 <= row["accuracy"] <= 1 for row in report["rows"])
+    with pytest.raises(ValueError, match="--leave-weights='-1'"):
+        script.main(["--data", str(simulated_data_dir), "--leave-weights", "-1", "--output", str(tmp_path)])
     for row in report["rows"]:
         assert 0 < row["cells_with_vector"] <= row["cells"] and 0 <= row["accuracy"] <= 1
     # Spreading an engagement to its neighbours gives more cells a vector.

@@ -34,12 +34,14 @@ class MomentSessions:
     """
     The distinct sessions of a split, one row each: ``users`` `(S,)` dense user indices, ``items`` `(S,)` item hash
     buckets, ``first`` `(S, A)` the first moment bucket of each engagement action (the tokenizer's actions other than
-    its start and end actions, :func:`~a2gen_hf.metrics.ranked_action_ids`; -1: not done).
+    its start and end actions, :func:`~a2gen_hf.metrics.ranked_action_ids`; -1: not done), ``ends`` `(S,)` the moment
+    bucket of the end action (the leave; -1: none, or at or past the last moment bucket).
     """
 
     users: np.ndarray
     items: np.ndarray
     first: np.ndarray
+    ends: np.ndarray
 
     def __len__(self) -> int:
         return len(self.items)
@@ -76,13 +78,16 @@ def collect_sessions(dataset, tokenizer, moment_count: int, seconds_per_moment: 
     from ..modeling_a2gen import EventMoments
 
     moments = EventMoments(moment_count, seconds_per_moment, tokenizer.time_log_mean, tokenizer.time_log_std)
-    engaged = ranked_action_ids(tokenizer)  # the engagement actions
-    parts = [_chunk_sessions(dataset.with_format("arrow")[start:start + chunk_size], engaged, moments)
+    # The engagement actions, then the end action (its first moment is the leave's).
+    tracked = [*ranked_action_ids(tokenizer), tokenizer.action_names.index(tokenizer.end_action) + 1]
+    parts = [_chunk_sessions(dataset.with_format("arrow")[start:start + chunk_size], tracked, moments)
              for start in range(0, len(dataset), chunk_size)]
     users, items, first, fingerprints = (np.concatenate(column) for column in zip(*parts))
     keep = _distinct(users, items, fingerprints)
     _, user_index = np.unique(users[keep], return_inverse=True)
-    return MomentSessions(user_index.astype(np.int64), items[keep], first[keep])
+    ends = first[keep, -1]
+    ends[ends >= moments.count - 1] = -1  # a leave in the last bucket may be a capped late one: no position
+    return MomentSessions(user_index.astype(np.int64), items[keep], first[keep, :-1], ends)
 
 
 def _distinct(users, items, fingerprints) -> np.ndarray:
@@ -92,7 +97,7 @@ def _distinct(users, items, fingerprints) -> np.ndarray:
     return np.sort(keep)
 
 
-def _chunk_sessions(table: pa.Table, engaged: list[int], moments):
+def _chunk_sessions(table: pa.Table, tracked: list[int], moments):
     """The distinct sessions of a chunk of examples (:func:`_bucket_sessions`): the histories', then the targets'."""
     user_ids = _column(table, "user_id").to_numpy()
     # History sessions: (B, N) items, (B, N, E) actions and seconds.
@@ -110,18 +115,18 @@ def _chunk_sessions(table: pa.Table, engaged: list[int], moments):
     event_session = np.concatenate([action_row, sessions + target_row])
     event_action = np.concatenate([actions.to_numpy(), target_actions.to_numpy()])
     event_seconds = np.concatenate([seconds.to_numpy(), target_seconds.to_numpy()]).astype(np.float64)
-    return _bucket_sessions(users, items, event_session, event_action, event_seconds, engaged, moments)
+    return _bucket_sessions(users, items, event_session, event_action, event_seconds, tracked, moments)
 
 
-def _bucket_sessions(users, items, event_session, event_action, event_seconds, engaged: list[int], moments):
+def _bucket_sessions(users, items, event_session, event_action, event_seconds, tracked: list[int], moments):
     """Per session: user, item, each engagement action's first moment bucket (-1: none) and a fingerprint of its
     timed events; the chunk's distinct sessions only. Events without a usable time (NaN, negative) are left out."""
     known = np.isfinite(event_seconds) & (event_seconds >= 0) & (event_action > 0)
     event_session, event_action, event_seconds = event_session[known], event_action[known], event_seconds[known]
     buckets = moments.of_seconds(event_seconds)
     count = len(items)
-    first = np.full((count, len(engaged)), moments.count, dtype=np.int64)
-    for column, action in enumerate(engaged):
+    first = np.full((count, len(tracked)), moments.count, dtype=np.int64)
+    for column, action in enumerate(tracked):
         chosen = event_action == action
         np.minimum.at(first[:, column], event_session[chosen], buckets[chosen])
     first[first == moments.count] = -1
@@ -133,7 +138,7 @@ def _bucket_sessions(users, items, event_session, event_action, event_seconds, e
 
 
 def engagement_layouts(
-    sessions: MomentSessions, keys_of, size: int, moment_count: int, spread: int = 1
+    sessions: MomentSessions, keys_of, size: int, moment_count: int, spread: int = 1, leave_weight: float = 0.0
 ) -> tuple[torch.LongTensor, torch.Tensor, dict]:
     """
     The (item, moment) rows' vectors from who engaged where: the users x rows matrix ``M[u, r] = 1`` when user ``u``
@@ -151,14 +156,14 @@ def engagement_layouts(
     import scipy.sparse as sparse
     from scipy.sparse.linalg import svds
 
-    users, keys = [], []
-    for column in range(sessions.first.shape[1]):
-        done = sessions.first[:, column] >= 0
-        items, moments = torch.from_numpy(sessions.items[done]), torch.from_numpy(sessions.first[done, column])
+    def entries(done: np.ndarray, moments: np.ndarray):
+        items, moments = torch.from_numpy(sessions.items[done]), torch.from_numpy(moments[done])
         for offset in range(-spread, spread + 1):
-            users.append(sessions.users[done])
-            keys.append(keys_of(items, (moments + offset).clamp(0, moment_count - 1)).numpy())
-    users, keys = np.concatenate(users), np.concatenate(keys)
+            yield sessions.users[done], keys_of(items, (moments + offset).clamp(0, moment_count - 1)).numpy()
+
+    engaged = [entry for column in sessions.first.T for entry in entries(column >= 0, column)]
+    left = list(entries(_leaves_before_end(sessions), sessions.ends)) if leave_weight else []
+    users, keys = (np.concatenate(part) for part in zip(*engaged, *left))
     row_keys, columns = np.unique(keys, return_inverse=True)
     num_users = int(sessions.users.max()) + 1 if len(sessions) else 0
     rank = min(size, num_users - 1, len(row_keys) - 1)
@@ -167,10 +172,14 @@ def engagement_layouts(
             f"The train split has {len(row_keys)} (item, moment) rows with an engagement action from {num_users} "
             "users; warming the moment table from them needs at least two of each."
         )
-    matrix = sparse.csr_matrix((np.ones(len(users)), (users, columns)), shape=(num_users, len(row_keys)))
-    matrix.data[:] = 1.0  # duplicates summed: engaged or not
-    user_degree = np.asarray(matrix.sum(axis=1)).ravel() + 1.0
-    row_degree = np.asarray(matrix.sum(axis=0)).ravel() + 1.0
+    engagements = sum(len(part) for part, _ in engaged)
+    matrix = _binary(users[:engagements], columns[:engagements], num_users, len(row_keys))
+    leaves = _binary(users[engagements:], columns[engagements:], num_users, len(row_keys))
+    evidence = matrix + leaves  # how much is known of each user and row, for the degrees
+    engaged_pairs = int(matrix.nnz)
+    matrix = matrix - leave_weight * leaves
+    user_degree = np.asarray(evidence.sum(axis=1)).ravel() + 1.0
+    row_degree = np.asarray(evidence.sum(axis=0)).ravel() + 1.0
     normalised = sparse.diags(1 / np.sqrt(user_degree)) @ matrix @ sparse.diags(1 / np.sqrt(row_degree))
     _, values, right = svds(normalised, k=rank, random_state=0)
     vectors = right.T * np.sqrt(values)
@@ -179,9 +188,27 @@ def engagement_layouts(
     spanned = lengths > 1e-6 * lengths.max()
     row_keys, vectors = row_keys[spanned], vectors[spanned] / lengths[spanned, None]
     summary = {"rows": len(row_keys), "rows_engaged": len(spanned), "users": num_users,
-               "engagements": int(matrix.nnz), "rank": rank, "spread": spread,
+               "engagements": engaged_pairs, "leaves": int(leaves.nnz), "rank": rank, "spread": spread,
+               "leave_weight": leave_weight,
                "median_engagements_per_row": float(np.median(row_degree - 1))}
     return torch.from_numpy(row_keys), torch.from_numpy(vectors).float(), summary
+
+
+def _binary(users: np.ndarray, columns: np.ndarray, num_users: int, num_rows: int):
+    """The users x rows 0/1 matrix with a 1 at each (user, row) pair given (however often)."""
+    import scipy.sparse as sparse
+
+    matrix = sparse.csr_matrix((np.ones(len(users)), (users, columns)), shape=(num_users, num_rows))
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _leaves_before_end(sessions: MomentSessions) -> np.ndarray:
+    """Which sessions left before their item ended: a leave earlier than the item's latest leave (a session that
+    watched to the end closes there, which says nothing against what the last moment shows)."""
+    latest = np.full(int(sessions.items.max()) + 1 if len(sessions) else 0, -1, dtype=np.int64)
+    np.maximum.at(latest, sessions.items, sessions.ends)
+    return (sessions.ends >= 0) & (sessions.ends < latest[sessions.items])
 
 
 # How training starts the (item, moment) table: as the model initialises it (zeros), or warmed from the train split
@@ -240,7 +267,8 @@ def apply_moment_start(model, tokenizer, dataset, start: str) -> dict | None:
 
 @torch.no_grad()
 def start_moment_table_from_events(
-    model, tokenizer, dataset, size: int = 16, scale: float = 3.0, spread: int = 1, frozen: bool = False
+    model, tokenizer, dataset, size: int = 16, scale: float = 3.0, spread: int = 1, leave_weight: float = 0.5,
+    frozen: bool = False,
 ) -> dict:
     """
     Write :func:`engagement_layouts` of ``dataset["train"]`` (or of ``dataset``, a split; ``spread`` moments either
@@ -261,7 +289,7 @@ def start_moment_table_from_events(
         return table.rows_at(features.item_table_rows(items), moments.unsqueeze(-1)).squeeze(-1)
 
     width = min(size, table.table.embedding_dim)
-    keys, vectors, summary = engagement_layouts(sessions, keys_of, width, table.moments.count, spread)
+    keys, vectors, summary = engagement_layouts(sessions, keys_of, width, table.moments.count, spread, leave_weight)
     rows, inverse = keys.unique(return_inverse=True)  # keys hashed into one row average there
     sums = torch.zeros(len(rows), vectors.shape[1]).index_add_(0, inverse, vectors)
     counts = torch.zeros(len(rows)).index_add_(0, inverse, torch.ones(len(keys)))
