@@ -4,8 +4,9 @@ Warm start of A2Gen's (item, moment) table from who engaged where (beyond the pa
 The table of ``history_event_moment_source="table"`` (:class:`~a2gen_hf.modeling_a2gen.ItemMomentTable`) learns what
 each moment of each item shows only through the gradient of the target's loss, diluted by CAM's pooling. Yet the
 train split says it more directly: users who engage at the same moments of videos share a taste, and moments that
-the same users engage at show the same thing. :func:`engagement_layouts` factorises the users x (item, moment)
-engagement matrix of the train split's sessions (a truncated SVD of its degree-normalised form) and
+the same users engage at show the same thing (and leaving at a moment tells against it). :func:`engagement_layouts`
+factorises the users x (item, moment) engagement matrix of the train split's sessions, leaves counting against
+(a truncated SVD of its degree-normalised form), and
 :func:`start_moment_table_from_events` writes the rows' vectors into the table before training, which then trains
 them on or keeps them fixed (:data:`MOMENT_STARTS`). ``a2gen train`` / ``a2gen compare`` do it with
 ``--moment-warm-start trainable|frozen``; docs/model.md has the details, docs/results.md (e) the measurements.
@@ -143,15 +144,17 @@ def engagement_layouts(
     """
     The (item, moment) rows' vectors from who engaged where: the users x rows matrix ``M[u, r] = 1`` when user ``u``
     did an engagement action at row ``r`` in some session, or at a moment up to ``spread`` buckets before or after it
-    in the same item (an item's content runs for several moments, and users react early or late in it), normalised
-    by the square roots of both degrees (``D_u^-1/2 M D_r^-1/2``, each degree + 1), factorised by a truncated SVD of
-    rank ``size``; a row's vector is its right singular vector scaled by the square roots of the singular values,
+    in the same item (an item's content runs for several moments, and users react early or late in it), minus
+    ``leave_weight`` where ``u`` left the item at ``r`` (or ``spread`` moments from it; a user leaves most often at what they do not care for; a leave at the item's latest leave moment, where
+    sessions that ran to the end close, is not counted: :func:`_leaves_before_end`), normalised by the square roots
+    of both degrees (``D_u^-1/2 M D_r^-1/2``, each degree the user's or row's engagements and leaves + 1),
+    factorised by a truncated SVD of rank ``size``; a row's vector is its right singular vector scaled by the square roots of the singular values,
     then given unit length. Rows that the same users engage with point the same way: on logs where users act on what
     a moment shows, they share what it shows. ``keys_of(items, moments)`` maps item buckets and moment buckets
     (elementwise, int64 tensors) to table keys.
 
-    Returns the table keys `(R,)` of the rows with at least one engagement (and a vector in the factorisation's
-    span), their vectors `(R, size)` and a summary.
+    Returns the table keys `(R,)` of the rows with at least one engagement or counted leave (and a vector in the
+    factorisation's span), their vectors `(R, size)` and a summary.
     """
     import scipy.sparse as sparse
     from scipy.sparse.linalg import svds
@@ -272,7 +275,7 @@ def start_moment_table_from_events(
 ) -> dict:
     """
     Write :func:`engagement_layouts` of ``dataset["train"]`` (or of ``dataset``, a split; ``spread`` moments either
-    side) into the first ``size`` dimensions of the model's (item, moment) table, times ``scale``, the other
+    side, leaves weighted ``leave_weight``: 0.5 told a simulated second's topic best, docs/results.md (e)) into the first ``size`` dimensions of the model's (item, moment) table, times ``scale``, the other
     dimensions of those rows zero, before training; with ``frozen`` the table then takes no gradient (training keeps
     the factorisation and learns to read it). Rows without an engagement stay as they are (zero at the start); keys
     that hash into one row average there. Returns the summary.
