@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     report = {"data": str(folder), "load": os.getloadavg(), "threads": torch.get_num_threads(), "rows": rows}
-    lines = ["| training examples | rank | spread | leave weight | cells with a vector | probe accuracy | popular half |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| training examples | rank | spread | leave weight | cells with a vector | probe accuracy "
+             "| popular half |", "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {row['size']:,} | {row['rank']} | {row['spread']} | {row['leave_weight']:g} | "
               f"{row['cells_with_vector'] / row['cells']:.3f} | "
               f"{row['accuracy']:.3f} | {row['accuracy_popular_half']:.3f} |" for row in rows]

@@ -56,7 +56,8 @@ def test_sessions_are_distinct_with_each_actions_first_moment(simulated):
     # user 8: items 4 and 5.
     found = {(int(user), int(item)): first.tolist() for user, item, first in zip(sessions.users, sessions.items,
                                                                                    sessions.first)}
-    leaves = {(int(user), int(item)): int(end) for user, item, end in zip(sessions.users, sessions.items, sessions.ends)}
+    leaves = {(int(user), int(item)): int(end)
+              for user, item, end in zip(sessions.users, sessions.items, sessions.ends)}
     assert len(sessions) == 5 and len(found) == 5
     # The leave's bucket; -1 in the last bucket (9 s and 8 s of 8 buckets: capped, no position).
     assert leaves == {(0, 3): -1, (0, 5): 1, (0, 6): -1, (1, 4): 3, (1, 5): 3}

@@ -145,13 +145,14 @@ def engagement_layouts(
     The (item, moment) rows' vectors from who engaged where: the users x rows matrix ``M[u, r] = 1`` when user ``u``
     did an engagement action at row ``r`` in some session, or at a moment up to ``spread`` buckets before or after it
     in the same item (an item's content runs for several moments, and users react early or late in it), minus
-    ``leave_weight`` where ``u`` left the item at ``r`` (or ``spread`` moments from it; a user leaves most often at what they do not care for; a leave at the item's latest leave moment, where
-    sessions that ran to the end close, is not counted: :func:`_leaves_before_end`), normalised by the square roots
-    of both degrees (``D_u^-1/2 M D_r^-1/2``, each degree the user's or row's engagements and leaves + 1),
-    factorised by a truncated SVD of rank ``size``; a row's vector is its right singular vector scaled by the square roots of the singular values,
-    then given unit length. Rows that the same users engage with point the same way: on logs where users act on what
-    a moment shows, they share what it shows. ``keys_of(items, moments)`` maps item buckets and moment buckets
-    (elementwise, int64 tensors) to table keys.
+    ``leave_weight`` where ``u`` left the item at ``r`` or up to ``spread`` moments from it (a user leaves most often
+    at what they do not care for; a leave at the item's latest leave moment, where sessions that ran to the end
+    close, is not counted: :func:`_leaves_before_end`), normalised by the square roots of both degrees
+    (``D_u^-1/2 M D_r^-1/2``, each degree the user's or row's engagements and leaves + 1), factorised by a truncated
+    SVD of rank ``size``; a row's vector is its right singular vector scaled by the square roots of the singular
+    values, then given unit length. Rows that the same users engage with point the same way: on logs where users act
+    on what a moment shows, they share what it shows. ``keys_of(items, moments)`` maps item buckets and moment
+    buckets (elementwise, int64 tensors) to table keys.
 
     Returns the table keys `(R,)` of the rows with at least one engagement or counted leave (and a vector in the
     factorisation's span), their vectors `(R, size)` and a summary.
@@ -172,7 +173,7 @@ def engagement_layouts(
     rank = min(size, num_users - 1, len(row_keys) - 1)
     if rank < 1:
         raise ValueError(
-            f"The train split has {len(row_keys)} (item, moment) rows with an engagement action from {num_users} "
+            f"The train split has {len(row_keys)} (item, moment) rows with an engagement or a leave from {num_users} "
             "users; warming the moment table from them needs at least two of each."
         )
     engagements = sum(len(part) for part, _ in engaged)
@@ -275,10 +276,11 @@ def start_moment_table_from_events(
 ) -> dict:
     """
     Write :func:`engagement_layouts` of ``dataset["train"]`` (or of ``dataset``, a split; ``spread`` moments either
-    side, leaves weighted ``leave_weight``: 0.5 told a simulated second's topic best, docs/results.md (e)) into the first ``size`` dimensions of the model's (item, moment) table, times ``scale``, the other
-    dimensions of those rows zero, before training; with ``frozen`` the table then takes no gradient (training keeps
-    the factorisation and learns to read it). Rows without an engagement stay as they are (zero at the start); keys
-    that hash into one row average there. Returns the summary.
+    side; leaves weighted ``leave_weight``, 0 to leave them out: 0.5 told a simulated second's topic best,
+    docs/results.md (e)) into the first ``size`` dimensions of the model's (item, moment) table, times ``scale``, the
+    other dimensions of those rows zero, before training; with ``frozen`` the table then takes no gradient (training
+    keeps the factorisation and learns to read it). Rows without an engagement or a counted leave stay as they are
+    (zero at the start); keys that hash into one row average there. Returns the summary.
     """
     check_moment_start(model.config)
     table = moment_table(model)
