@@ -228,13 +228,14 @@ def test_train_and_compare_share_the_optimization_and_tracking_options():
                                 "--history-pooling", "sqrt", "--event-cross-layers", "2", "--event-item-moments",
                                 "48", "--event-moment-seconds", "0.5", "--event-moment-source", "table",
                                 "--target-item-moments", "--context-interactions", "--event-moment-topics", "16",
-                                "--event-moment-smoothing", "2"])
+                                "--event-moment-smoothing", "2", "--history-item-exposure"])
     overrides = cli._feature_overrides(args)
     assert overrides["history_event_cross_layers"] == 2
     assert (overrides["history_event_item_moments"], overrides["history_event_moment_seconds"]) == (48, 0.5)
     assert overrides["history_event_moment_source"] == "table"
     assert overrides["target_item_moments"] is True and overrides["context_interactions"] is True
     assert overrides["history_event_moment_topics"] == 16 and overrides["history_event_moment_smoothing"] == 2
+    assert overrides["history_item_exposure"] is True
     assert (overrides["time_loss"], overrides["history_propensity_features"], overrides["embedding_dropout_prob"]) == (
         "l1", True, 0.1
     )

@@ -740,6 +740,60 @@ def test_target_item_moments_add_the_weighted_moment_profile_to_the_target_only(
     assert not any("target_moment" in name for name in paper.state_dict())
 
 
+@pytest.mark.parametrize("source", ["item_features", "table"])
+def test_history_item_exposure_adds_the_mean_vector_of_the_moments_watched(source, tmp_path):
+    """history_item_exposure: a history item's features are its item features plus a map of the mean of its
+    (item, moment) vectors over the buckets 0 .. the moment of its latest event with a known time; an item without
+    such an event (padding, or every time unknown) gets nothing; the target keeps its features; the outputs change
+    with it; it saves and reloads; it needs the moment vectors."""
+    torch.manual_seed(0)
+    config = tiny_config(
+        "iag", history_event_item_moments=8, history_event_moment_source=source, history_item_exposure=True
+    )
+    model = A2GenForActionGeneration(config).eval()
+    features = model.a2gen.features
+    with torch.no_grad():
+        if source == "table":
+            features.item_moments.table.weight.normal_()
+    item_ids = torch.tensor([[3, 5, 7, 0]])
+    side_ids = torch.ones(1, 4, config.num_item_side_features, dtype=torch.long)
+    seconds = torch.tensor([[[0.0, 2.5, 5.2], [0.0, 30.0, 0.0], [0.0, 1.0, 9.0], [0.0, 0.0, 0.0]]])
+    times = normalize_seconds(seconds, config.time_log_mean, config.time_log_std)
+    event_mask = torch.tensor([[[True, True, True], [True, True, False], [True, True, True], [False] * 3]])
+    time_mask = torch.tensor([[[1, 1, 1], [1, 1, 1], [0, 0, 0], [1, 1, 1]]])
+    plain = features.item_features(item_ids, side_ids)
+    got = features.history_item_features(item_ids, side_ids, times, time_mask, event_mask)
+    # Item 3 watched moments 0..5; item 5 0..7 (30 s is capped at the last bucket); item 7 no known time; 0 padding.
+    for position, last in ((0, 5), (1, 7)):
+        if source == "table":
+            vectors = features.item_moments.table.weight[item_ids[0, position] * 8 + torch.arange(last + 1)]
+        else:
+            decoder = features.item_moments
+            hidden = decoder.item_map(plain[0, position]) + decoder.moment_embeddings.weight[: last + 1]
+            vectors = decoder.output(torch.relu(hidden))
+        expected = plain[0, position] + features.exposure_map(vectors.mean(0))
+        torch.testing.assert_close(got[0, position], expected)
+    torch.testing.assert_close(got[0, 2:], plain[0, 2:])
+    torch.testing.assert_close(features.target_item_features(item_ids, side_ids), plain)
+    batch = make_batch(config)
+    before = model(**batch).logits
+    with torch.no_grad():
+        features.exposure_map.weight.zero_()
+        features.exposure_map.bias.zero_()
+    assert not torch.allclose(model(**batch).logits, before)
+    with torch.no_grad():
+        features.exposure_map.weight.normal_()
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.history_item_exposure
+    torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
+    paper = A2GenForActionGeneration(tiny_config("iag", history_event_item_moments=8))
+    assert paper.a2gen.features.exposure_map is None
+    assert not any("exposure" in name for name in paper.state_dict())
+    with pytest.raises(A2GenConfigError, match="history_item_exposure=True needs the \\(item, moment\\) vectors"):
+        tiny_config("iag", history_item_exposure=True)
+
+
 def test_moment_topics_mix_shared_topic_vectors_by_the_softmax_of_each_row(tmp_path):
     """history_event_moment_topics: an (item, moment) row holds logits over K shared topic vectors and its vector is
     their softmax mix, for the history's events and the target's moment profile; rows at zero (the start) give every

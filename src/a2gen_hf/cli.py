@@ -327,6 +327,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_event_moment_seconds": args.event_moment_seconds,
         "history_event_moment_source": args.event_moment_source,
         "target_item_moments": args.target_item_moments,
+        "history_item_exposure": args.history_item_exposure,
         "history_event_moment_topics": args.event_moment_topics,
         "history_event_moment_smoothing": args.event_moment_smoothing,
         "context_interactions": args.context_interactions,

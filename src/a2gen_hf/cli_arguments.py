@@ -288,6 +288,9 @@ class FeatureArguments:
     target_item_moments: bool = option("give the target item's features its moment profile: the --event-item-moments "
                                        "vectors at every moment, averaged with learned weights (not in the paper)",
                                        False)
+    history_item_exposure: bool = option("give each history item's features the mean of its --event-item-moments "
+                                         "vectors over the moments up to its latest event: what the user watched "
+                                         "(not in the paper)", False)
     context_interactions: bool = option("append the products of Vec_hist and of the user with the target item to "
                                         "A2Gen's generation context (not in the paper)", False)
     history_pooling: str = option("how A2Gen's HSE reduces over positions: sum (the paper), mean, or sqrt "

@@ -365,6 +365,12 @@ class A2GenConfig(ActionSequenceConfig):
             its timeline is described by the same vectors as what the history's events reacted to, and the targets'
             outcomes train them too. Needs ``history_event_item_moments``. False (default) is the paper. An option
             beyond the paper (docs/results.md (e)).
+        history_item_exposure (`bool`): each history item's features also get what the user saw of it: the mean of
+            its (item, moment) vectors of ``history_event_item_moments`` over the moment buckets from the first to
+            that of its latest event with a known time (on a video, from the start to the leave), mapped to the item
+            features' width. The events say at which moments the user reacted; this says what the user watched
+            without reacting, the denominator of a per-topic engagement rate. Needs ``history_event_item_moments``.
+            False (default) is the paper. An option beyond the paper (docs/results.md (e)).
         history_event_moment_seconds (`float`): the width of a moment bucket in seconds (default 1.0).
         history_event_moment_smoothing (`int`): with ``history_event_moment_source="table"``, a moment's vector
             averages the rows of the moments up to this many buckets either side (clamped to the item's buckets),
@@ -474,6 +480,7 @@ class A2GenConfig(ActionSequenceConfig):
     history_event_moment_smoothing: int = 0
     history_event_moment_source: str = "item_features"
     target_item_moments: bool = False
+    history_item_exposure: bool = False
     context_interactions: bool = False
     cam_gate_input: str = "context"
     occurrence_head: bool = False
@@ -541,6 +548,11 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(
                 "target_item_moments=True needs the (item, moment) vectors of history_event_item_moments; set "
                 "history_event_item_moments (e.g. 64) or target_item_moments=False."
+            )
+        if self.history_item_exposure and not self.history_event_item_moments:
+            problems.append(
+                "history_item_exposure=True needs the (item, moment) vectors of history_event_item_moments; set "
+                "history_event_item_moments (e.g. 64) or history_item_exposure=False."
             )
         if not self.history_event_moment_seconds > 0:
             problems.append(

@@ -303,6 +303,10 @@ class A2GenFeatureEmbeddings(nn.Module):
         if getattr(config, "target_item_moments", False):
             self.target_moment_logits = nn.Parameter(torch.zeros(config.history_event_item_moments))
             self.target_moment_map = nn.Linear(config.action_embedding_size + config.time_embedding_size, item_feature_size)
+        # Beyond the paper (A2GenConfig.history_item_exposure): a history item's profile over the moments watched.
+        self.exposure_map = None
+        if getattr(config, "history_item_exposure", False):
+            self.exposure_map = nn.Linear(config.action_embedding_size + config.time_embedding_size, item_feature_size)
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = item_feature_size
@@ -393,6 +397,13 @@ class A2GenFeatureEmbeddings(nn.Module):
         side = self.dropout(self.side_feature_embeddings(side_ids)).flatten(-2)
         return torch.cat([features, side], dim=-1)
 
+    def _every_moment(self, item_ids: torch.LongTensor, item_features: torch.Tensor) -> torch.Tensor:
+        """The items' (item, moment) vectors at every moment bucket: ids `(...)` (the table's source) and features
+        `(..., Fi)` (the decoder's) -> `(..., moments, event_size)`."""
+        if isinstance(self.item_moments, ItemMomentDecoder):
+            return self.item_moments.every_moment(item_features)
+        return self.item_moments.every_moment(self.item_table_rows(item_ids))
+
     def target_item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
         """
         The target (candidate) items' features `(..., item_feature_size)`: :meth:`item_features`, plus, with
@@ -402,12 +413,35 @@ class A2GenFeatureEmbeddings(nn.Module):
         features = self.item_features(item_ids, side_ids)
         if self.target_moment_map is None:
             return features
-        if isinstance(self.item_moments, ItemMomentDecoder):
-            vectors = self.item_moments.every_moment(features)
-        else:
-            vectors = self.item_moments.every_moment(self.item_table_rows(item_ids))
+        vectors = self._every_moment(item_ids, features)
         weights = torch.softmax(self.target_moment_logits.float(), dim=0).to(vectors.dtype)
         return features + self.target_moment_map(torch.einsum("...md,m->...d", vectors, weights))
+
+    def history_item_features(
+        self,
+        item_ids: torch.LongTensor,
+        side_ids: torch.LongTensor | None,
+        action_times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        The history items' features `(..., item_feature_size)` from their ids `(...)`, side ids `(..., F)` and
+        events' times, time mask and presence `(..., E)`: :meth:`item_features`, plus, with
+        ``config.history_item_exposure``, the mean of the item's (item, moment) vectors over the moment buckets from
+        the first to that of its latest event with a known time (what the user saw of it: on a video, from the start
+        to the leave), mapped to that width. An item without an event of known time gets nothing added.
+        """
+        features = self.item_features(item_ids, side_ids)
+        if self.exposure_map is None:
+            return features
+        known = event_mask.bool() if time_mask is None else event_mask.bool() & time_mask.bool()
+        last = self.item_moments.moments(action_times).masked_fill(~known, -1).amax(-1)
+        buckets = torch.arange(self.item_moments.moments.count, device=last.device)
+        watched = (buckets <= last.unsqueeze(-1)).to(features.dtype)
+        vectors = self._every_moment(item_ids, features)
+        profile = torch.einsum("...md,...m->...d", vectors, watched) / watched.sum(-1, keepdim=True).clamp_min(1.0)
+        return features + self.exposure_map(profile) * (last >= 0).unsqueeze(-1).to(features.dtype)
 
     def user_features(self, user_ids: torch.LongTensor, user_side_ids: torch.LongTensor | None) -> torch.Tensor:
         """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`."""
@@ -1759,7 +1793,9 @@ class A2GenModel(A2GenPreTrainedModel):
 
         user_features = self.features.user_features(user_ids, user_side_ids)
         target_item_features = self.features.target_item_features(item_ids, item_side_ids)
-        history_item_features = self.features.item_features(history_item_ids, history_item_side_ids)
+        history_item_features = self.features.history_item_features(
+            history_item_ids, history_item_side_ids, history_action_times, history_time_mask, event_mask
+        )
         if output_hidden_states or output_attentions or not self.pack_history_items:
             # The padded layout: every returned hidden state and attention is a tensor the computation used.
             event_embeddings = self.embed_events(
