@@ -701,6 +701,16 @@ def test_item_moments_refuse_bad_settings():
     tiny_config("iag", history_event_item_moments=4, use_id_embeddings=False)
 
 
+def assert_outputs_change_when_zeroed(model, batch, linear):
+    """Zero ``linear``'s weight and bias in place and check that the model's logits on ``batch`` change: the map is
+    used."""
+    before = model(**batch).logits
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+    assert not torch.allclose(model(**batch).logits, before)
+
+
 @pytest.mark.parametrize("source", ["item_features", "table"])
 def test_target_item_moments_add_the_weighted_moment_profile_to_the_target_only(source):
     """target_item_moments: the target's features are its item features plus a map of its (item, moment) vectors
@@ -727,13 +737,8 @@ def test_target_item_moments_add_the_weighted_moment_profile_to_the_target_only(
     weights = torch.softmax(features.target_moment_logits, dim=0)
     expected = plain + features.target_moment_map((vectors * weights[:, None]).sum(1))
     torch.testing.assert_close(features.target_item_features(item_ids, side_ids), expected)
-    batch = make_batch(config)
-    before = model(**batch).logits
-    with torch.no_grad():
-        features.target_moment_map.weight.zero_()
-        features.target_moment_map.bias.zero_()
+    assert_outputs_change_when_zeroed(model, make_batch(config), features.target_moment_map)
     torch.testing.assert_close(features.target_item_features(item_ids, side_ids), plain)
-    assert not torch.allclose(model(**batch).logits, before)
     # Without the option the target reads its item features, and the model has no such weights.
     paper = A2GenForActionGeneration(tiny_config("iag", history_event_item_moments=8))
     assert paper.a2gen.features.target_moment_map is None
@@ -776,11 +781,7 @@ def test_history_item_exposure_adds_the_mean_vector_of_the_moments_watched(sourc
     torch.testing.assert_close(got[0, 2:], plain[0, 2:])
     torch.testing.assert_close(features.target_item_features(item_ids, side_ids), plain)
     batch = make_batch(config)
-    before = model(**batch).logits
-    with torch.no_grad():
-        features.exposure_map.weight.zero_()
-        features.exposure_map.bias.zero_()
-    assert not torch.allclose(model(**batch).logits, before)
+    assert_outputs_change_when_zeroed(model, batch, features.exposure_map)
     with torch.no_grad():
         features.exposure_map.weight.normal_()
     model.save_pretrained(tmp_path)
