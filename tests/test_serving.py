@@ -72,17 +72,17 @@ def test_cached_scoring_with_event_item_cross_layers_equals_predict_actions(padd
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
-@pytest.mark.parametrize("options", ["plain", "tied", "exposure"])
+@pytest.mark.parametrize("variant", ["plain", "tied", "exposure"])
 @pytest.mark.parametrize("source", ["item_features", "table"])
 @pytest.mark.parametrize("generator", ["iag", "eag"])
-def test_cached_scoring_with_item_moments_equals_predict_actions(generator, source, options):
+def test_cached_scoring_with_item_moments_equals_predict_actions(generator, source, variant):
     """The ranker's per-user level 1 adds the (item, moment) vectors as the model's forward does; with ``tied``, it
     also builds the candidates' features (their moment profiles) and the generation context (with the target
     interactions) through the model's own methods; with ``exposure``, the history items' features get the moments
     watched as the forward gives them."""
-    tied = options == "tied"
+    tied = variant == "tied"
     options = {"plain": {}, "tied": dict(target_item_moments=True, context_interactions=True),
-               "exposure": dict(history_item_exposure=True)}[options]
+               "exposure": dict(history_item_exposure=True)}[variant]
     model, config = build(generator, history_event_item_moments=16, history_event_moment_source=source, **options)
     with torch.no_grad():  # learned weights (the table and the moment weights start at zero)
         if source == "table":

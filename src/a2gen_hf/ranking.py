@@ -228,14 +228,11 @@ class A2GenUserProgram(nn.Module):
     def forward(self, history_item_ids, history_item_side_ids, history_action_ids, history_action_times, history_time_mask):
         encoder = self.model.a2gen
         side_ids = None if history_item_side_ids is None else history_item_side_ids[0]
-        actions = history_action_ids[0]
+        actions, times = history_action_ids[0], history_action_times[0]
         time_mask = None if history_time_mask is None else history_time_mask[0]
-        features = encoder.features.history_item_features(
-            history_item_ids[0], side_ids, history_action_times[0], time_mask, actions != 0
-        )
-        sequences = encoder.encode_packed_item_events(
-            features, actions, history_action_times[0], time_mask, actions != 0, history_item_ids[0]
-        )
+        present = actions != 0
+        features = encoder.features.history_item_features(history_item_ids[0], side_ids, times, time_mask, present)
+        sequences = encoder.encode_packed_item_events(features, actions, times, time_mask, present, history_item_ids[0])
         return encoder.encoder.item_attention.sequence_state(torch.cat([features, sequences], dim=-1))
 
 
