@@ -674,3 +674,39 @@ def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp
     assert "selection_metric=mean_auc" in (tmp_path / "out" / "results.md").read_text()
     with pytest.raises(ValueError, match="wide_warm_start starts the networks' wide path"):
         run_comparison(data_dir, tmp_path / "bad", ComparisonSettings(models=["mmoe"], wide_warm_start=True))
+
+
+@pytest.mark.parametrize("name", ["a2gen-iag", "mmoe-fair"])
+def test_every_tensor_comes_back_from_save_and_reload_even_where_fresh_memory_is_garbage(
+    data_dir, name, tmp_path, monkeypatch
+):
+    """from_pretrained builds the model on the meta device and fills the tensors the file does not hold (buffers
+    that are not saved) with `torch.empty_like`: memory that may hold NaN. Every tensor must come back, saved or
+    rebuilt, whatever that memory held."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    options = dict(history_count_features=True, target_popularity_features=True, wide_path=True, **TINY)
+    if name.startswith("a2gen"):
+        options.update(occurrence_head=True, rare_id_threshold=2, rare_id_buckets=4)
+    model = create_model(name, tokenizer, dataset, **options).eval()
+    with torch.no_grad():  # every saved value differs from what a fresh model starts at
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(torch.rand_like(tensor) + 0.5)
+        if name.startswith("a2gen"):
+            item_counts = torch.zeros(model.config.item_buckets, dtype=torch.long)
+            item_counts[[10, 11]] = 5
+            model.a2gen.features.mark_rare_ids(item_counts, torch.zeros(model.config.user_buckets), threshold=2)
+    model.save_pretrained(tmp_path)
+    empty_like = torch.empty_like
+
+    def garbage_like(tensor, *args, **kwargs):
+        value = empty_like(tensor, *args, **kwargs)
+        return value.fill_(float("nan") if value.is_floating_point() else -7)
+
+    monkeypatch.setattr(torch, "empty_like", garbage_like)
+    reloaded = type(model).from_pretrained(tmp_path).eval()
+    monkeypatch.undo()
+    saved, rebuilt = dict(model.named_buffers()), dict(reloaded.named_buffers())
+    assert saved.keys() == rebuilt.keys()
+    for key, tensor in [*model.named_parameters(), *saved.items()]:
+        torch.testing.assert_close(reloaded.get_parameter_or_buffer(key), tensor, msg=f"{key} did not come back")

@@ -385,9 +385,16 @@ class WidePath(nn.Module):
                 "history_count_features and / or target_popularity_features (--count-features, --popularity-features)."
             )
         self.linear = nn.Linear(self.input_size, config.vocab_size)
-        ranked = torch.ones(config.vocab_size)
-        ranked[[0, config.start_action_id, config.end_action_id]] = 0.0
-        self.register_buffer("ranked", ranked, persistent=False)
+        self.unranked_ids = [0, config.start_action_id, config.end_action_id]
+        self.register_buffer("ranked", torch.empty(config.vocab_size), persistent=False)
+        self.reset_ranked()
+
+    @torch.no_grad()
+    def reset_ranked(self) -> None:
+        """Write the `(V,)` mask: 1 for the ranked actions, 0 for padding, start and end. Not saved with the weights:
+        ``from_pretrained`` leaves it as fresh memory, and the model's ``_init_weights`` calls this to rebuild it."""
+        self.ranked.fill_(1.0)
+        self.ranked[self.unranked_ids] = 0.0
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         """`(B, ..., input_size)` extra features, or any wider input that ends with them -> `(B, V)`."""

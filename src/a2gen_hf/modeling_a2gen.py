@@ -34,6 +34,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     HistoryCountFeatures,
     RunningStandardizer,
     TargetPopularityFeatures,
+    WidePath,
     _masked_pool,
     history_action_propensity,
     occurrence_loss,
@@ -1582,6 +1583,8 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 init.zeros_(module.target_moment_logits)
         elif isinstance(module, TargetPopularityFeatures):
             module.reset()
+        elif isinstance(module, WidePath):  # its mask is not saved: rebuilt on every load
+            module.reset_ranked()
         elif isinstance(module, RunningStandardizer):
             init.zeros_(module.mean)
             init.ones_(module.variance)
