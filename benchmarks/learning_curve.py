@@ -170,7 +170,13 @@ def run_all(subsets: dict[int, DatasetDict], tokenizer, output: Path, models: li
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
                 continue
             for seed in seeds:
-                run_variant(f"n{size}/{folder_name(model)}", training_spec(model, args), seed, data, tokenizer, output)
+                spec = training_spec(model, args)
+                if args.init_from is not None:
+                    spec["training"]["eval_before_training"] = True  # the starting weights compete in selection
+                    spec["init_from"] = str(
+                        args.init_from / f"n{size}" / folder_name(model) / f"seed{seed}" / "run" / BEST_MODEL_FILE
+                    )
+                run_variant(f"n{size}/{folder_name(model)}", spec, seed, data, tokenizer, output)
 
 
 def _flipped(row: dict[str, float], model: str) -> dict[str, Any]:
@@ -439,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start each A2Gen's (item, moment) table from who engaged where in the size's train "
                              "subset, then train it or keep it fixed (needs the table in --overrides; "
                              "docs/model.md); default %(default)s")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a second phase: start every network from the selected weights of the same size, model "
+                             "and seed in this earlier --output (run/best_model.safetensors) and train all of them, "
+                             "the moment table included (with --moment-warm-start off); default: fresh weights")
     parser.add_argument("--in-sample-examples", type=int, default=10000,
                         help="also score each network's selected weights on this many of its own training examples "
                              "(the generalisation gap; cached per run; 0: off); default %(default)s")
@@ -465,6 +475,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if unknown or not train_models:
             raise ValueError(f"--train-models {args.train_models!r}: give a non-empty subset of --models {models}.")
         check_moment_start(A2GenConfig(**args.overrides), args.moment_warm_start)
+        if args.init_from is not None and args.moment_warm_start != "off":
+            raise ValueError("--init-from starts from an earlier run's weights: use --moment-warm-start off.")
+        if args.init_from is not None and not args.init_from.is_dir():
+            raise ValueError(f"--init-from {args.init_from}: no such folder (an earlier run's --output).")
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
@@ -476,7 +490,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_all(subsets, tokenizer, args.output, train_models, seeds, args)
     settings = {
         "data": str(args.data), "seeds": seeds, "subset_seed": args.subset_seed, "overrides": args.overrides,
-        "moment_warm_start": args.moment_warm_start,
+        "moment_warm_start": args.moment_warm_start, "init_from": None if args.init_from is None else str(args.init_from),
         "max_validation_examples": args.max_validation_examples, "max_test_examples": args.max_test_examples,
         "training": training_spec(REFERENCE, args)["training"], "bootstrap_resamples": args.bootstrap_resamples,
         "in_sample_examples": args.in_sample_examples, "threads": torch.get_num_threads(),

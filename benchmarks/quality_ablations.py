@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_model
 
 from a2gen_hf.data.collator import A2GenDataCollator
 from a2gen_hf.metrics import action_targets
@@ -255,6 +256,10 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
     torch.manual_seed(seed)
     network, ablation = parse_model_name(spec["model"])  # e.g. "a2gen-iag:notime": history times zeroed
     model = create_model(network, tokenizer, data, **spec["overrides"])
+    if spec.get("init_from"):  # a second phase: every weight from an earlier run's file, all of them trained
+        if spec.get("warm_start") or spec.get("moment_warm_start", "off") != "off":
+            raise ValueError(f"{name}: init_from gives every weight; drop the warm starts ({spec}).")
+        load_model(model, spec["init_from"])
     if spec.get("warm_start"):
         start_from_regression(
             model, tokenizer, data, residual=spec.get("residual", False), frozen=spec.get("freeze_wide", False)

@@ -113,6 +113,22 @@ def test_learning_curve_warms_the_moment_table(data_dir, tmp_path):
     norms = table["a2gen.features.item_moments.table.weight"].norm(dim=1)
     # Warmed and kept fixed: every row is zero or a unit vector times the warm start's scale (3).
     assert (norms > 0).sum() > 0 and bool(((norms == 0) | ((norms - 3).abs() < 1e-4)).all())
+    # A second phase from those weights: they are evaluated first (step 0, the first run's selected validation AUC),
+    # then trained.
+    second = tmp_path / "phase2"
+    argv = [*arguments(data_dir, second, sizes="400")[:-2], "--overrides", json.dumps(overrides), "--models",
+            "a2gen-iag", "--init-from", str(tmp_path), "--in-sample-examples", "0"]
+    report = script.main(argv)
+    assert report["settings"]["init_from"] == str(tmp_path)
+    first_best = max(entry["validation_mean_auc"] for entry in summary["evaluations"])
+    summary = json.loads((second / "n400" / "a2gen-iag" / "seed0" / "summary.json").read_text())
+    assert summary["evaluations"][0]["step"] == 0
+    assert summary["evaluations"][0]["validation_mean_auc"] == pytest.approx(first_best, abs=1e-6)
+    assert summary["evaluations"][-1]["validation_mean_auc"] != summary["evaluations"][0]["validation_mean_auc"]
+    with pytest.raises(SystemExit):
+        script.main([*argv, "--moment-warm-start", "frozen"])
+    with pytest.raises(SystemExit):
+        script.main([*argv[:-4], "--init-from", str(tmp_path / "nowhere")])
 
 
 def test_nested_subsets_keep_the_first_validation_and_test_rows(data_dir):
