@@ -134,6 +134,17 @@ def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulate
     assert (settings["early_stopping_patience"], settings["early_stopping_min_steps"]) == (2, 500)
 
 
+def test_switches_named_no_something_do_what_they_say():
+    """argparse reads a flag that starts with --no- as a negation: --no-best-epoch and --no-progress once set their
+    fields to False, so the best weights were kept and the bars shown whatever the user asked."""
+    from a2gen_hf.cli import parse_arguments
+
+    base = ["train", "--data", "d", "--output", "o"]
+    assert (parse_arguments(base).best_epoch, parse_arguments(base).progress) == (True, True)
+    chosen = parse_arguments([*base, "--no-best-epoch", "--no-progress"])
+    assert (chosen.best_epoch, chosen.progress) == (False, False)
+
+
 def test_a_switch_a_recipe_turns_on_can_be_turned_off_by_the_command_line_or_a_config_file(tmp_path):
     from a2gen_hf.cli import parse_arguments
 

@@ -655,6 +655,46 @@ def test_cli_train_and_compare_warm_the_moment_table(data_dir, tmp_path, capsys)
         run_comparison(data_dir, tmp_path / "bad3", ComparisonSettings(models=["a2gen-iag"], moment_warm_start="yes"))
 
 
+def test_cli_train_init_from_trains_every_weight_of_a_saved_model(data_dir, tmp_path, capsys, caplog):
+    """A second phase: the model a frozen-table run saved is evaluated first (its selected validation AUC) and then
+    every weight trains, the table included; options that would build another model are refused by name."""
+    table = ["--event-item-moments", "16", "--event-moment-source", "table"]
+    base = ["train", "--data", str(data_dir), "--batch-size", "8", "--select-by", "mean_auc", *TINY_FLAGS, *table]
+    assert main([*base, "--output", str(tmp_path / "first"), "--max-steps", "2", "--eval-every", "1",
+                 "--moment-warm-start", "frozen"]) == 0
+    first_log = json.loads((tmp_path / "first" / "training_log.json").read_text())
+    first_best = max(entry["validation_mean_auc"] for entry in first_log["log_history"] if "validation_loss" in entry)
+    saved = tmp_path / "first" / "model"
+    second = [*base, "--init-from", str(saved), "--max-steps", "3", "--eval-before-training"]
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf"):  # a recipe's warm start gives way to the weights
+        assert main([*second, "--output", str(tmp_path / "second"), "--no-best-epoch",
+                     "--moment-warm-start", "frozen"]) == 0
+    assert "the saved weights replace the warm starts" in caplog.text
+    evaluations = [entry for entry in json.loads((tmp_path / "second" / "training_log.json").read_text())["log_history"]
+                   if "validation_loss" in entry]
+    assert evaluations[0]["step"] == 0 and evaluations[0]["validation_mean_auc"] == pytest.approx(first_best, abs=1e-6)
+    name = "a2gen.features.item_moments.table.weight"
+    before, after = weights(tmp_path / "first")[name], weights(tmp_path / "second")[name]
+    assert not torch.equal(before, after)  # frozen in the first run, trained in the second
+    capsys.readouterr()
+    refusals = {
+        "hidden_size: 16 in the saved model, 32 here": ["--hidden-size", "32"],
+        "holds a 'a2gen' model, not 'mmoe'": ["--model", "mmoe"],
+        "history_event_item_moments: 16 in the saved model, 8 here": ["--event-item-moments", "8"],
+    }
+    for message, flags in refusals.items():
+        assert main([*second, "--output", str(tmp_path / "refused"), *flags]) == 2
+        assert message in capsys.readouterr().err
+    nowhere = [*base, "--init-from", str(tmp_path / "nowhere"), "--max-steps", "1"]
+    assert main([*nowhere, "--output", str(tmp_path / "refused")]) == 2
+    assert "no such folder; give a folder written by save_pretrained" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "model").exists()
+    with pytest.raises(ValueError, match="gives every weight: drop the warm starts"):
+        train_from_data_dir(data_dir, TrainingSettings(output_dir=str(tmp_path / "api"), max_steps=1),
+                            model_overrides=dict(history_event_item_moments=16, history_event_moment_source="table",
+                                                 **TINY), moment_warm_start="frozen", init_from=saved)
+
+
 def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp_path):
     from a2gen_hf.training.compare import ComparisonSettings, run_comparison
 

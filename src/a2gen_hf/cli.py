@@ -445,15 +445,22 @@ def run_train(args: argparse.Namespace) -> int:
             keep_checkpoints=args.keep_checkpoints,
             resume=args.resume,
             seed=args.seed,
-            select_best_epoch=not args.no_best_epoch,
+            select_best_epoch=args.best_epoch,
             cpu=args.cpu,
-            show_progress=not (args.no_progress or args.quiet),
+            show_progress=args.progress and not args.quiet,
         )
+        starts = {"wide_warm_start": args.wide_warm_start, "moment_warm_start": args.moment_warm_start}
+        if args.init_from is not None and (args.wide_warm_start or args.moment_warm_start != "off"):
+            # A recipe's warm starts were applied by the run that saved the model; its weights replace them here.
+            logging.getLogger("a2gen_hf").warning(
+                f"--init-from {args.init_from}: the saved weights replace the warm starts {starts}."
+            )
+            starts = {"wide_warm_start": False, "moment_warm_start": "off"}
         result, metrics = train_from_data_dir(
-            args.data, settings, args.model, overrides, wide_warm_start=args.wide_warm_start,
-            wide_residual=args.wide_residual, wide_frozen=args.wide_frozen, moment_warm_start=args.moment_warm_start,
+            args.data, settings, args.model, overrides, **starts, wide_residual=args.wide_residual,
+            wide_frozen=args.wide_frozen, init_from=args.init_from,
         )
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
+    except (OSError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
         print(f"a2gen train: error: {error}", file=sys.stderr)
         return 2
     if not PartialState().is_main_process:

@@ -54,6 +54,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
         help_text = metadata["help"] + (" (required)" if metadata.get(REQUIRED) else "")
         if kind is bool:
             # --x and --no-x: a switch a --recipe or --config turned on can be turned off again on the command line.
+            # argparse reads any flag that starts with --no- as the negation: a field named no_x would be set False
+            # by --no-x, so switches are named by what they turn on.
+            if flag.startswith("--no-"):
+                raise ValueError(f"{cls.__name__}.{item.name}: name the switch by what it turns on ({flag}).")
             action = parser.add_argument(
                 flag, dest=item.name, action=argparse.BooleanOptionalAction, default=item.default, help=help_text
             )
@@ -197,10 +201,16 @@ class TrainArguments:
     checkpoint_every: int = option("steps between checkpoints; 0 = never", 0)
     keep_checkpoints: int = option("checkpoints kept; 0 = all", 2)
     resume: bool = option("continue from the last complete checkpoint in --output", False)
+    init_from: str | None = option("start from the model saved in this folder (another run's OUTPUT/model) or Hub "
+                                   "id and train all its weights (a moment table a recipe kept fixed too): a second "
+                                   "phase at lower learning rates, or fine-tuning on newer logs with the same "
+                                   "tokenizer; give the --model, --recipe and architecture flags that built it; "
+                                   "default: fresh weights", metavar="MODEL_DIR")
     seed: int = option("seed of the weights and of the data order", 0)
-    no_best_epoch: bool = option("keep the last weights, not the best validation epoch's", False)
+    best_epoch: bool = option("keep the weights of the best validation evaluation (--no-best-epoch: the last ones)",
+                              True)
     cpu: bool = option("train on the CPU even if a GPU is there", False)
-    no_progress: bool = option("no progress bars", False)
+    progress: bool = option("show progress bars (--no-progress: none)", True)
 
 
 @dataclass

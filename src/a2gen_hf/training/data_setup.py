@@ -8,6 +8,9 @@ re-exported here for old imports.
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from typing import Any
 
 import numpy as np
@@ -174,6 +177,67 @@ def create_model(
     if config.target_popularity_features:
         fit_target_popularity(model, train, tokenizer)
     return model
+
+
+def model_to_train_from(
+    path: str | os.PathLike,
+    model_name: str,
+    tokenizer: A2GenActionTokenizer,
+    dataset: DatasetDict | Dataset | IterableDataset | IterableDatasetDict,
+    **overrides: Any,
+) -> PreTrainedModel:
+    """
+    A model saved with ``save_pretrained`` (``a2gen train``'s ``OUTPUT/model``, or a Hub id) to train on: its config
+    and weights, every weight trainable (a moment table kept fixed in the run that saved it trains now). The model
+    keeps its architecture: ``model_name`` and ``overrides`` (what would have built it, see :func:`create_model`)
+    must agree with the saved config, and the data must decide the same tables and actions
+    (:data:`DATA_FIELDS`).
+
+    Raises:
+        FileNotFoundError: ``path`` is neither a folder nor a Hub id; OSError: it holds no ``config.json``.
+        ValueError: ``path`` holds another kind of model than ``model_name``, the data decides another config
+            (other actions or id tables: another data folder's tokenizer), or an override differs from the saved
+            config; each names the field and both values.
+    """
+    if model_name not in MODEL_CHOICES:
+        raise ValueError(f"Unknown model {model_name!r}; choose one of {list(MODEL_CHOICES)}.")
+    config_class, model_class, fixed = MODEL_CHOICES[model_name]
+    hub_id = re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", str(path))
+    if not os.path.isdir(path) and not hub_id:
+        raise FileNotFoundError(
+            f"{path}: no such folder; give a folder written by save_pretrained (a2gen train's OUTPUT/model) or a Hub "
+            "model id (namespace/name)."
+        )
+    saved_type = config_class.get_config_dict(str(path))[0].get("model_type")
+    if saved_type != config_class.model_type:
+        kinds = [name for name, (kind, _, _) in MODEL_CHOICES.items() if kind.model_type == saved_type]
+        raise ValueError(
+            f"{path} holds a {saved_type!r} model, not {model_name!r}; pass the model it holds "
+            f"({' / '.join(kinds) or 'none of ' + str(list(MODEL_CHOICES))})."
+        )
+    saved = config_class.from_pretrained(str(path))
+    built = model_config_from_tokenizer(tokenizer, dataset, config_class=config_class, **fixed, **overrides)
+    asked = [config_class.aliases.get(name, name) for name in [*fixed, *overrides]]
+    differences = [
+        f"{name}: {getattr(saved, name)!r} in the saved model, {getattr(built, name)!r} here"
+        for name in dict.fromkeys([*DATA_FIELDS, *asked])
+        if hasattr(saved, name) and not _same_value(getattr(saved, name), getattr(built, name))
+    ]
+    if differences:
+        raise ValueError(
+            f"{path} does not fit this run: " + "; ".join(differences) + ". A model trained on from a saved one keeps "
+            "its architecture and its data's tokenizer: pass the options that built it (the same --model, --recipe "
+            "and architecture flags) and a data folder made with the same tokenizer."
+        )
+    model = model_class.from_pretrained(str(path))
+    model.requires_grad_(True)
+    return model
+
+
+def _same_value(saved: Any, built: Any) -> bool:
+    if isinstance(saved, float) and isinstance(built, float):
+        return math.isclose(saved, built, rel_tol=1e-6, abs_tol=1e-9)
+    return saved == built
 
 
 def flat_ids(dataset: Dataset, column: str) -> np.ndarray:

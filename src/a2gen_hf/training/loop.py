@@ -58,7 +58,7 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     _save_checkpoint,
     latest_checkpoint,
 )
-from .data_setup import create_model, load_data_dir
+from .data_setup import create_model, load_data_dir, model_to_train_from
 from .optimization import SparseAdamW, clip_grad_norm_, set_sparse_embeddings, sparse_gradients_supported
 from .settings import (  # noqa: F401  (re-exported: their old home)
     LR_SCHEDULES,
@@ -752,6 +752,7 @@ def train_from_data_dir(
     wide_residual: bool = False,
     wide_frozen: bool = False,
     moment_warm_start: str = "off",
+    init_from: str | os.PathLike | None = None,
 ) -> tuple[TrainingResult, dict[str, Any] | None]:
     """
     What ``a2gen train`` does: load a data folder (:func:`load_data_dir`), build ``model_name`` sized for it
@@ -760,7 +761,9 @@ def train_from_data_dir(
     :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`, ``residual=wide_residual``; ``wide_frozen`` keeps
     its coefficients fixed, :func:`~a2gen_hf.training.simple_baselines.start_from_regression`; with
     ``moment_warm_start="trainable"`` or ``"frozen"`` its (item, moment) table started from who engaged where in
-    train, :func:`~a2gen_hf.training.moment_factorization.start_moment_table_from_events`), :func:`train`
+    train, :func:`~a2gen_hf.training.moment_factorization.start_moment_table_from_events`; with ``init_from``, a
+    saved model's folder or Hub id, that model instead, every weight trainable,
+    :func:`~a2gen_hf.training.data_setup.model_to_train_from`), :func:`train`
     it on ``train`` with ``validation`` for best-epoch selection, then save it with ``save_pretrained`` and the
     tokenizer into ``output_dir/model`` and write :func:`~a2gen_hf.metrics.evaluate_model` of the ``test`` split
     (with the simulator's oracle when the split has it) to ``output_dir/eval_results.json`` (NaN written as null).
@@ -773,7 +776,7 @@ def train_from_data_dir(
     with _output_lock(accelerator, settings.output_dir):
         return _train_from_data_dir(
             data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual, wide_frozen,
-            moment_warm_start,
+            moment_warm_start, init_from,
         )
 
 
@@ -787,6 +790,7 @@ def _train_from_data_dir(
     wide_residual=False,
     wide_frozen=False,
     moment_warm_start="off",
+    init_from=None,
 ) -> tuple[TrainingResult, Any]:
     from .moment_factorization import apply_moment_start, check_moment_start
     from .simple_baselines import check_wide_start, start_from_regression
@@ -794,11 +798,19 @@ def _train_from_data_dir(
     check_wide_start(wide_warm_start, wide_residual, wide_frozen)
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
-    model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
-    if wide_warm_start:
-        start_from_regression(model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen)
-    check_moment_start(model.config, moment_warm_start)
-    apply_moment_start(model, tokenizer, dataset, moment_warm_start)
+    if init_from is not None:
+        if wide_warm_start or moment_warm_start != "off":
+            raise ValueError(
+                f"init_from={str(init_from)!r} gives every weight: drop the warm starts (--wide-warm-start, "
+                f"--moment-warm-start {moment_warm_start}); the run that saved the model applied them."
+            )
+        model = model_to_train_from(init_from, model_name, tokenizer, dataset, **(model_overrides or {}))
+    else:
+        model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
+        if wide_warm_start:
+            start_from_regression(model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen)
+        check_moment_start(model.config, moment_warm_start)
+        apply_moment_start(model, tokenizer, dataset, moment_warm_start)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator
