@@ -112,6 +112,14 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert (config["popularity_keys"], config["popularity_table_size"]) == ("raw_ids", distinct)
     reloaded = A2GenForActionGeneration.from_pretrained(output / "model")
     assert reloaded.a2gen.extra_features.popularity_features.item_totals.shape == (distinct,)
+    # A second phase with the same recipe: its warm starts (the regression, residual, frozen) give way to the weights.
+    second = ["train", *argv[1:argv.index("--output")], "--output", str(tmp_path / "second"), *argv[argv.index("--epochs"):],
+              "--init-from", str(output / "model"), "--eval-before-training"]
+    assert main(second) == 0
+    evaluations = [entry for entry in json.loads((tmp_path / "second" / "training_log.json").read_text())["log_history"]
+                   if "validation_loss" in entry]
+    best = max(entry["validation_mean_auc"] for entry in log["log_history"] if "validation_loss" in entry)
+    assert evaluations[0]["step"] == 0 and evaluations[0]["validation_mean_auc"] == pytest.approx(best, abs=1e-6)
 
 
 def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulated_data_dir, tmp_path):

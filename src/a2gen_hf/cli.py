@@ -411,6 +411,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+NO_WARM_STARTS = {"wide_warm_start": False, "wide_residual": False, "wide_frozen": False, "moment_warm_start": "off"}
+
+
 def run_train(args: argparse.Namespace) -> int:
     import json
 
@@ -449,16 +452,16 @@ def run_train(args: argparse.Namespace) -> int:
             cpu=args.cpu,
             show_progress=args.progress and not args.quiet,
         )
-        starts = {"wide_warm_start": args.wide_warm_start, "moment_warm_start": args.moment_warm_start}
-        if args.init_from is not None and (args.wide_warm_start or args.moment_warm_start != "off"):
+        starts = {name: getattr(args, name) for name in ("wide_warm_start", "wide_residual", "wide_frozen")}
+        starts["moment_warm_start"] = args.moment_warm_start
+        if args.init_from is not None and starts != NO_WARM_STARTS:
             # A recipe's warm starts were applied by the run that saved the model; its weights replace them here.
             logging.getLogger("a2gen_hf").warning(
                 f"--init-from {args.init_from}: the saved weights replace the warm starts {starts}."
             )
-            starts = {"wide_warm_start": False, "moment_warm_start": "off"}
+            starts = NO_WARM_STARTS
         result, metrics = train_from_data_dir(
-            args.data, settings, args.model, overrides, **starts, wide_residual=args.wide_residual,
-            wide_frozen=args.wide_frozen, init_from=args.init_from,
+            args.data, settings, args.model, overrides, **starts, init_from=args.init_from
         )
     except (OSError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
         print(f"a2gen train: error: {error}", file=sys.stderr)

@@ -799,10 +799,11 @@ def _train_from_data_dir(
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     if init_from is not None:
-        if wide_warm_start or moment_warm_start != "off":
+        if wide_warm_start or wide_residual or wide_frozen or moment_warm_start != "off":
             raise ValueError(
                 f"init_from={str(init_from)!r} gives every weight: drop the warm starts (--wide-warm-start, "
-                f"--moment-warm-start {moment_warm_start}); the run that saved the model applied them."
+                f"--wide-residual, --wide-frozen, --moment-warm-start {moment_warm_start}); the run that saved the "
+                "model applied them."
             )
         model = model_to_train_from(init_from, model_name, tokenizer, dataset, **(model_overrides or {}))
     else:
