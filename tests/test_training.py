@@ -301,6 +301,24 @@ def test_early_stopping_selects_by_validation_mean_auc(data_dir, tmp_path, caplo
     assert f"mean AUC {scores[-1]:.4f}" in lines[-1] and lines[-1].endswith("stopping early")
 
 
+def test_evaluations_spaced_by_steps_only(data_dir, tmp_path):
+    """--eval-every K --no-eval-at-epoch-end: evaluations every K steps whatever an epoch's length, none at epoch
+    ends, and the run's last step evaluated too; patience and the plateau schedule then count those evaluations."""
+    steps_per_epoch = math.ceil(323 / 64)  # 6: epoch ends are not multiples of 4
+    output = tmp_path / "steps"
+    argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "3", "--batch-size", "64",
+            "--select-by", "mean_auc", "--eval-every", "4", "--no-eval-at-epoch-end", "--lr-schedule", "plateau",
+            *TINY_FLAGS]
+    assert main(argv) == 0
+    log = json.loads((output / "training_log.json").read_text())
+    steps = [entry["step"] for entry in log["log_history"] if "validation_loss" in entry]
+    total = 3 * steps_per_epoch
+    assert steps == [*range(4, total, 4), total] and total % 4 != 0
+    assert log["settings"]["eval_at_epoch_end"] is False
+    with pytest.raises(ValueError, match="eval_at_epoch_end=False evaluates every eval_every_steps steps only"):
+        TrainingSettings(output_dir=str(tmp_path), eval_at_epoch_end=False)
+
+
 def test_eval_before_training_lets_the_starting_weights_win(data_dir, tmp_path):
     """--eval-before-training evaluates step 0; when no later evaluation beats it, the starting weights come back."""
     output = tmp_path / "start"

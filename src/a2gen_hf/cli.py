@@ -302,6 +302,7 @@ def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
         "early_stopping_min_steps": args.min_steps,
         "selection_min_delta": args.min_delta,
         "eval_every_steps": args.eval_every,
+        "eval_at_epoch_end": args.eval_at_epoch_end,
         "eval_before_training": args.eval_before_training,
     }
 

@@ -587,8 +587,10 @@ class _TrainingRun:
             self.end_of_pass()
 
     def end_of_pass(self) -> None:
-        """The end of an epoch (or of the stream): evaluate unless this step just was, and count the epoch."""
-        if self.eval_dataset is not None and self.progress.last_evaluated_step != self.progress.global_step:
+        """The end of an epoch (or of the stream): evaluate unless this step just was (or, with
+        ``eval_at_epoch_end=False``, unless training goes on), and count the epoch."""
+        due = self.settings.eval_at_epoch_end or self._done()
+        if self.eval_dataset is not None and due and self.progress.last_evaluated_step != self.progress.global_step:
             self.evaluate()
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
@@ -633,7 +635,7 @@ class _TrainingRun:
             self.eval_dataset is not None
             and settings.eval_every_steps
             and progress.global_step % settings.eval_every_steps == 0
-            and not last_of_epoch  # the end of the epoch evaluates anyway
+            and not (last_of_epoch and settings.eval_at_epoch_end)  # the end of the epoch evaluates anyway
         ):
             self.evaluate()
         if logging_step:

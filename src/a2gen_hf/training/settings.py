@@ -42,7 +42,11 @@ class TrainingSettings:
 
     Validation and selection (with an ``eval_dataset``): the model is evaluated after every epoch and, with
     ``eval_every_steps`` = K, also every K optimizer steps within an epoch (so that a run on a large log is
-    checked more often than once per epoch). ``selection_metric`` says what "better" means: ``loss`` (the lowest
+    checked more often than once per epoch). ``eval_at_epoch_end=False`` (with ``eval_every_steps``) evaluates every
+    K steps only, not at epoch ends (the last step of the run is evaluated too): evaluations are then spaced by steps
+    whatever an epoch's length, so that patience and the plateau schedule mean the same on a log of 20 steps an epoch
+    as on one of 2,000 (after every epoch, a small log would halve its learning rates and stop within a few dozen
+    steps). ``selection_metric`` says what "better" means: ``loss`` (the lowest
     validation loss, the default) or ``mean_auc`` (the highest mean AUC over the ranked actions of
     ``predict_actions``, what the results tables report). With ``select_best_epoch`` the weights of the best
     evaluation are returned. ``early_stopping_patience`` = P stops the run after P evaluations in a row without
@@ -86,6 +90,7 @@ class TrainingSettings:
     early_stopping_min_steps: int = 0
     selection_min_delta: float = 0.0
     eval_every_steps: int | None = None
+    eval_at_epoch_end: bool = True
     eval_before_training: bool = False
     plateau_factor: float = 0.5
     shuffle_buffer_size: int = 10_000
@@ -103,6 +108,11 @@ class TrainingSettings:
         for name in ("early_stopping_patience", "eval_every_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
+        if not self.eval_at_epoch_end and self.eval_every_steps is None:
+            raise ValueError(
+                "eval_at_epoch_end=False evaluates every eval_every_steps steps only, but eval_every_steps is None: "
+                "set eval_every_steps (e.g. 100) or keep eval_at_epoch_end=True."
+            )
         if self.early_stopping_min_steps < 0:
             raise ValueError(f"early_stopping_min_steps={self.early_stopping_min_steps} must be >= 0 (0: no minimum).")
         if not self.selection_min_delta >= 0.0:
