@@ -639,3 +639,37 @@ def test_cli_push_of_a_saved_baseline_folder(hub_env, tmp_path, capfd, kind):
     files = hub_env.files(f"{hub_env.user}/cli-{kind}")
     assert json.loads(files["config.json"])["architectures"] == [type(model).__name__]
     assert {"modeling_baselines.py", "model.safetensors", "tokenizer_config.json"} <= set(files)
+
+
+TRAIN_FROM_HUB_SCRIPT = """
+from a2gen_hf.cli import main
+print("EXIT", main(sys.argv[2:]))
+"""
+
+
+def test_cli_train_init_from_a_hub_id(hub_env, simulated_data_dir, tmp_path, capfd):
+    """`a2gen train --init-from namespace/name`: a model pushed to the Hub is downloaded and trained on; its starting
+    weights are the pushed ones (the second run's step-0 validation AUC is the first run's selected one)."""
+    base = ["train", "--data", str(simulated_data_dir), "--select-by", "mean_auc", "--batch-size", "32",
+            "--hidden-size", "16", "--id-embedding-size", "16", "--no-progress"]
+    assert cli_main([*base, "--output", str(tmp_path / "first"), "--max-steps", "2", "--eval-every", "1"]) == 0
+    first = json.loads((tmp_path / "first" / "training_log.json").read_text())
+    best = max(entry["validation_mean_auc"] for entry in first["log_history"] if "validation_loss" in entry)
+    assert cli_main(["push", str(tmp_path / "first" / "model"), "init-from"]) == 0
+    capfd.readouterr()
+    repo_id = f"{hub_env.user}/init-from"
+    second = tmp_path / "second"
+    home = {"HF_ENDPOINT": hub_env.url, "HF_HOME": str(tmp_path / "home")}
+    result = run_client(TRAIN_FROM_HUB_SCRIPT, tmp_path, *base, "--output", str(second), "--init-from", repo_id,
+                        "--max-steps", "1", "--eval-before-training", env=home)
+    assert "EXIT 0" in result.stdout, result.stderr
+    requests = [(request.method, request.path) for request in hub_env.requests]
+    assert ("HEAD", f"/{repo_id}/resolve/main/model.safetensors") in requests  # the weights came from the server
+    assert any(method == "GET" and path.startswith("/lfs-blob/") for method, path in requests)
+    log = json.loads((second / "training_log.json").read_text())
+    start = next(entry for entry in log["log_history"] if "validation_loss" in entry)
+    assert start["step"] == 0 and start["validation_mean_auc"] == pytest.approx(best, abs=1e-6)
+    # A Hub id that does not exist is one line on stderr with status 2, and nothing is written.
+    missing = run_client(TRAIN_FROM_HUB_SCRIPT, tmp_path, *base, "--output", str(tmp_path / "missing"), "--init-from",
+                         f"{hub_env.user}/no-such-model", "--max-steps", "1", env=home)
+    assert "EXIT 2" in missing.stdout and not (tmp_path / "missing" / "model").exists()
