@@ -424,6 +424,24 @@ def test_count_features_and_occurrence_head(generator, tmp_path):
     torch.testing.assert_close(reloaded(**batch).occurrence_logits, reference.occurrence_logits)
 
 
+def test_occurrence_path_scale_multiplies_the_learned_paths_not_the_wide_path():
+    """occurrence_path_scale s: the head's linear and hidden-layer paths give s x their logits; the wide path, added
+    after, is not scaled; a scale <= 0 is refused by name."""
+    from a2gen_hf.features_a2gen import A2GenOccurrenceHead
+
+    heads = {}
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)
+        config = tiny_config("iag", history_count_features=True, wide_path=True, occurrence_path_scale=scale)
+        heads[scale] = A2GenOccurrenceHead(config, context_size=48)  # 19 + 29 extra features
+    context = torch.randn(3, 48)
+    wide = heads[1.0].wide(context)
+    torch.testing.assert_close(heads[0.1](context) - wide, 0.1 * (heads[1.0](context) - wide))
+    assert heads[0.1].wide is not None and torch.equal(heads[0.1].wide(context), wide)
+    with pytest.raises(ValueError, match=r"occurrence_path_scale=0 must be > 0"):
+        tiny_config("iag", occurrence_head=True, occurrence_path_scale=0)
+
+
 def test_rare_ids_share_rows_and_survive_save_load(tmp_path):
     torch.manual_seed(0)
     config = tiny_config("iag", rare_id_threshold=2, rare_id_buckets=4)

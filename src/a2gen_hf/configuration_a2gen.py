@@ -32,6 +32,7 @@ TIME_LOSSES = ("mse", "l1")
 # (``item_keys``, 63-bit keys of the raw ids: items that share a bucket keep their own counts).
 POPULARITY_KEYS = ("buckets", "raw_ids")
 CAM_GATE_INPUTS = ("context", "projected")
+OCCURRENCE_PATHS_INPUTS = ("context", "without_extra")
 TIME_LOSS_REDUCTIONS = ("mean", "sum")
 IAG_SLOT_ACTIVATIONS = ("linear", "relu")
 
@@ -414,6 +415,17 @@ class A2GenConfig(ActionSequenceConfig):
             ``occurrence_loss_weight``); ``predict_actions`` then ranks with it instead of reading the generator's
             slots (times still come from the slots). Off in the paper.
         occurrence_loss_weight (`float`): weight of that binary cross-entropy in the loss.
+        occurrence_path_scale (`float`): the occurrence head's learned paths (linear and hidden-layer, not the wide
+            path) are multiplied by this (1.0). Adam moves every weight by about the learning rate per step whatever
+            its gradient, so a zero-started linear path over a context of C inputs moves the logits by up to
+            C x the learning rate per step; below 1 it moves them that much less, with the rest of the network at full
+            rate (an output multiplier as in muP). For a head started at zero on top of a fitted regression (the
+            residual start). Not in the paper.
+        occurrence_paths_input (`str`): what the occurrence head's learned paths read: ``"context"``, the whole
+            generation context (the default), or ``"without_extra"``, the context without the count / popularity
+            features at its end, which then only the wide path reads (needs ``wide_path``). With a regression held in
+            the wide path (the residual start), the linear path over the same features would otherwise move the
+            regression's coefficients off its regularised fit. Not in the paper.
         wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
             (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
             PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
@@ -485,6 +497,8 @@ class A2GenConfig(ActionSequenceConfig):
     cam_gate_input: str = "context"
     occurrence_head: bool = False
     occurrence_loss_weight: float | int = 1.0
+    occurrence_path_scale: float | int = 1.0
+    occurrence_paths_input: str = "context"
     slot_readout: str = "sequence"
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0
@@ -575,6 +589,17 @@ class A2GenConfig(ActionSequenceConfig):
         for name in ("order_loss_weight", "aux_loss_weight", "occurrence_loss_weight"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0.")
+        if not self.occurrence_path_scale > 0:
+            problems.append(f"occurrence_path_scale={self.occurrence_path_scale} must be > 0 (1.0: unscaled).")
+        if self.occurrence_paths_input not in OCCURRENCE_PATHS_INPUTS:
+            problems.append(
+                f"occurrence_paths_input={self.occurrence_paths_input!r}; use one of {list(OCCURRENCE_PATHS_INPUTS)}."
+            )
+        elif self.occurrence_paths_input == "without_extra" and not self.wide_path:
+            problems.append(
+                "occurrence_paths_input='without_extra' leaves the count / popularity features to the wide path, but "
+                "wide_path=False: set wide_path=True (--wide-path) or occurrence_paths_input='context'."
+            )
         return problems
 
     def _moment_table_option_problems(self, name: str, meaning_of_zero: str) -> list[str]:

@@ -405,20 +405,28 @@ class A2GenOccurrenceHead(nn.Module):
     """
     Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
     path (so that standardised count features in the context act as in a logistic regression) plus a path through
-    one hidden layer of width ``hidden_size``; with ``config.wide_path`` also :class:`WidePath` over the extra
-    features, which end the generation context.
+    one hidden layer of width ``hidden_size``, both multiplied by ``config.occurrence_path_scale``; with
+    ``config.wide_path`` also :class:`WidePath` over the extra features, which end the generation context. With
+    ``config.occurrence_paths_input="without_extra"`` the two learned paths read the context without those features
+    (the wide path alone reads them).
     """
 
     def __init__(self, config: A2GenConfig, context_size: int):
         super().__init__()
-        self.linear = nn.Linear(context_size, config.vocab_size)
-        self.hidden = nn.Linear(context_size, config.hidden_size)
+        self.wide = WidePath(config) if config.wide_path else None
+        self.dropped = self.wide.input_size if config.occurrence_paths_input == "without_extra" else 0
+        paths_size = context_size - self.dropped
+        self.linear = nn.Linear(paths_size, config.vocab_size)
+        self.hidden = nn.Linear(paths_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.vocab_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.wide = WidePath(config) if config.wide_path else None
+        self.scale = float(config.occurrence_path_scale)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(context) + self.output(self.dropout(torch.relu(self.hidden(context))))
+        inputs = context[..., : context.shape[-1] - self.dropped] if self.dropped else context
+        logits = self.linear(inputs) + self.output(self.dropout(torch.relu(self.hidden(inputs))))
+        if self.scale != 1.0:
+            logits = logits * self.scale
         return logits if self.wide is None else logits + self.wide(context)
 
 
