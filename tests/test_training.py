@@ -185,6 +185,8 @@ def test_data_folder_and_config_errors(data_dir, tmp_path):
         model_config_from_tokenizer(tokenizer, dataset, hidden_size=10)
     with pytest.raises(ValueError, match="Unknown model 'bert'"):
         create_model("bert", tokenizer, dataset)
+    with pytest.raises(TypeError, match=r"not dict; wrap a dict of splits as datasets.DatasetDict\(splits\)"):
+        create_model("a2gen-iag", tokenizer, dict(dataset))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_data_dir(tmp_path / "missing")
     (tmp_path / "tokenizer").mkdir()

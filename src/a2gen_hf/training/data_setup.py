@@ -71,7 +71,10 @@ def _splits(dataset) -> list:
         return list(dataset.values())
     if isinstance(dataset, (Dataset, IterableDataset)):
         return [dataset]
-    raise TypeError(f"dataset must be a Dataset, IterableDataset or a dict of them, not {type(dataset).__name__}.")
+    raise TypeError(
+        f"dataset must be a Dataset, an IterableDataset or a DatasetDict / IterableDatasetDict of them, not "
+        f"{type(dataset).__name__}; wrap a dict of splits as datasets.DatasetDict(splits)."
+    )
 
 
 def _accepted_fields(config_class: type[ActionSequenceConfig]) -> set[str]:
