@@ -200,6 +200,14 @@ VARIANTS = {
     "sparse-frozen-b64": {
         **SPARSE_RECIPE, "freeze_wide": True, "training": {**SPARSE_RECIPE["training"], "batch_size": 64},
     },
+    # What the recipe's gain on the full sample is made of: the history's times zeroed (the count features do not
+    # read them), or the occurrence head's learned paths reading the count and popularity features alone (a
+    # one-hidden-layer network on the counts; the sequence then reaches the ranking only through them).
+    "sparse-frozen-notime": {**SPARSE_RECIPE, "freeze_wide": True, "model": "a2gen-iag:notime"},
+    "sparse-frozen-xo": {
+        **SPARSE_RECIPE, "freeze_wide": True,
+        "overrides": {**SPARSE_RECIPE["overrides"], "occurrence_paths_input": "extra_only"},
+    },
     "sparse-frozen-pi-occ10": {
         **SPARSE_RECIPE, "freeze_wide": True,
         "overrides": {**SPARSE_RECIPE["overrides"], **PAPER_INPUTS_READING, "occurrence_loss_weight": 10.0},

@@ -424,9 +424,9 @@ def test_count_features_and_occurrence_head(generator, tmp_path):
     torch.testing.assert_close(reloaded(**batch).occurrence_logits, reference.occurrence_logits)
 
 
-def test_occurrence_path_scale_multiplies_the_learned_paths_not_the_wide_path():
+def test_occurrence_path_scale_and_input_of_the_learned_paths():
     """occurrence_path_scale s: the head's linear and hidden-layer paths give s x their logits; the wide path, added
-    after, is not scaled; a scale <= 0 is refused by name."""
+    after, is not scaled; a scale <= 0 is refused by name. occurrence_paths_input: what those paths read."""
     from a2gen_hf.features_a2gen import A2GenOccurrenceHead
 
     heads = {}
@@ -440,6 +440,27 @@ def test_occurrence_path_scale_multiplies_the_learned_paths_not_the_wide_path():
     assert heads[0.1].wide is not None and torch.equal(heads[0.1].wide(context), wide)
     with pytest.raises(ValueError, match=r"occurrence_path_scale=0 must be > 0"):
         tiny_config("iag", occurrence_head=True, occurrence_path_scale=0)
+
+    # What the learned paths read: the context without the extra features (left to the wide path), or those alone.
+    torch.manual_seed(0)
+    without = A2GenOccurrenceHead(tiny_config("iag", history_count_features=True, wide_path=True,
+                                              occurrence_paths_input="without_extra"), context_size=48)
+    only = A2GenOccurrenceHead(tiny_config("iag", history_count_features=True, occurrence_paths_input="extra_only"),
+                               context_size=48)
+    assert without.linear.in_features == without.hidden.in_features == 19
+    assert only.linear.in_features == only.hidden.in_features == 29 and only.wide is None
+    changed = context.clone()
+    changed[:, 19:] += 1.0  # the extra features only
+    torch.testing.assert_close(without(changed) - without.wide(changed), without(context) - without.wide(context))
+    changed = context.clone()
+    changed[:, :19] += 1.0  # everything but the extra features
+    torch.testing.assert_close(only(changed), only(context))
+    with pytest.raises(ValueError, match="occurrence_paths_input='without_extra' leaves the count / popularity"):
+        tiny_config("iag", occurrence_head=True, history_count_features=True, occurrence_paths_input="without_extra")
+    with pytest.raises(ValueError, match="occurrence_paths_input='extra_only' reads the count / popularity"):
+        tiny_config("iag", occurrence_head=True, occurrence_paths_input="extra_only")
+    with pytest.raises(ValueError, match=r"occurrence_paths_input='all'; use one of"):
+        tiny_config("iag", occurrence_head=True, occurrence_paths_input="all")
 
 
 def test_rare_ids_share_rows_and_survive_save_load(tmp_path):

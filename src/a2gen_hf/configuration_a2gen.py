@@ -32,7 +32,7 @@ TIME_LOSSES = ("mse", "l1")
 # (``item_keys``, 63-bit keys of the raw ids: items that share a bucket keep their own counts).
 POPULARITY_KEYS = ("buckets", "raw_ids")
 CAM_GATE_INPUTS = ("context", "projected")
-OCCURRENCE_PATHS_INPUTS = ("context", "without_extra")
+OCCURRENCE_PATHS_INPUTS = ("context", "without_extra", "extra_only")
 TIME_LOSS_REDUCTIONS = ("mean", "sum")
 IAG_SLOT_ACTIVATIONS = ("linear", "relu")
 
@@ -423,9 +423,11 @@ class A2GenConfig(ActionSequenceConfig):
             residual start). Not in the paper.
         occurrence_paths_input (`str`): what the occurrence head's learned paths read: ``"context"``, the whole
             generation context (the default), or ``"without_extra"``, the context without the count / popularity
-            features at its end, which then only the wide path reads (needs ``wide_path``). With a regression held in
-            the wide path (the residual start), the linear path over the same features would otherwise move the
-            regression's coefficients off its regularised fit. Not in the paper.
+            features at its end, which then only the wide path reads (needs ``wide_path``; with a regression held in
+            the wide path, the residual start, the linear path over the same features would otherwise move the
+            regression's coefficients off its regularised fit), or ``"extra_only"``, those features alone (a
+            diagnostic: the head is then a one-hidden-layer network on the counts, and the history's sequence
+            reaches the ranking only through them). Not in the paper.
         wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
             (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
             PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
@@ -594,6 +596,13 @@ class A2GenConfig(ActionSequenceConfig):
         if self.occurrence_paths_input not in OCCURRENCE_PATHS_INPUTS:
             problems.append(
                 f"occurrence_paths_input={self.occurrence_paths_input!r}; use one of {list(OCCURRENCE_PATHS_INPUTS)}."
+            )
+        elif self.occurrence_paths_input == "extra_only" and not (
+            self.history_count_features or self.target_popularity_features or self.history_propensity_features
+        ):
+            problems.append(
+                "occurrence_paths_input='extra_only' reads the count / popularity features, but none is switched on: "
+                "set history_count_features and / or target_popularity_features, or occurrence_paths_input='context'."
             )
         elif self.occurrence_paths_input == "without_extra" and not self.wide_path:
             problems.append(

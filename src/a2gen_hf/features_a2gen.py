@@ -408,14 +408,17 @@ class A2GenOccurrenceHead(nn.Module):
     one hidden layer of width ``hidden_size``, both multiplied by ``config.occurrence_path_scale``; with
     ``config.wide_path`` also :class:`WidePath` over the extra features, which end the generation context. With
     ``config.occurrence_paths_input="without_extra"`` the two learned paths read the context without those features
-    (the wide path alone reads them).
+    (the wide path alone reads them), with ``"extra_only"`` those features alone.
     """
 
     def __init__(self, config: A2GenConfig, context_size: int):
         super().__init__()
         self.wide = WidePath(config) if config.wide_path else None
-        self.dropped = self.wide.input_size if config.occurrence_paths_input == "without_extra" else 0
-        paths_size = context_size - self.dropped
+        extra = extra_feature_size(config)
+        # The learned paths read context[..., start:stop]: all of it, all but the extra features, or those alone.
+        self.start = context_size - extra if config.occurrence_paths_input == "extra_only" else 0
+        self.dropped = extra if config.occurrence_paths_input == "without_extra" else 0
+        paths_size = context_size - self.dropped - self.start
         self.linear = nn.Linear(paths_size, config.vocab_size)
         self.hidden = nn.Linear(paths_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.vocab_size)
@@ -423,7 +426,7 @@ class A2GenOccurrenceHead(nn.Module):
         self.scale = float(config.occurrence_path_scale)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
-        inputs = context[..., : context.shape[-1] - self.dropped] if self.dropped else context
+        inputs = context[..., self.start : context.shape[-1] - self.dropped] if self.start or self.dropped else context
         logits = self.linear(inputs) + self.output(self.dropout(torch.relu(self.hidden(inputs))))
         if self.scale != 1.0:
             logits = logits * self.scale
