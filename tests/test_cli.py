@@ -153,6 +153,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
         MODEL_NAMES,
         MOMENT_SOURCES,
         MOMENT_STARTS,
+        OCCURRENCE_PATHS_INPUTS,
         POPULARITY_KEYS,
         PRESET_NAMES,
         DemoArguments,
@@ -178,6 +179,8 @@ def test_the_option_defaults_agree_with_the_library_settings():
 
     assert MOMENT_STARTS == moment_factorization.MOMENT_STARTS
     assert POPULARITY_KEYS == configuration_a2gen.POPULARITY_KEYS
+    assert OCCURRENCE_PATHS_INPUTS == configuration_a2gen.OCCURRENCE_PATHS_INPUTS
+    assert FeatureArguments().occurrence_paths_input == configuration_a2gen.A2GenConfig().occurrence_paths_input
     assert FeatureArguments().event_moment_source == configuration_a2gen.A2GenConfig().history_event_moment_source
     prepare = PrepareArguments()
     assert (prepare.session_gap_seconds, prepare.max_history_items, prepare.partition_rows) == (

@@ -104,6 +104,7 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
     config = json.loads((output / "model" / "config.json").read_text())
     assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]
+    assert config["occurrence_paths_input"] == "extra_only"  # what the network adds reads the counts alone
     # The item counts are keyed by raw id, one row per distinct train item, and reload with the model.
     from a2gen_hf import A2GenForActionGeneration
     from a2gen_hf.training.data_setup import load_data_dir

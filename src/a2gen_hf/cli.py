@@ -312,6 +312,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_pooling": args.history_pooling,
         "history_count_features": args.count_features,
         "occurrence_head": args.occurrence_head,
+        "occurrence_paths_input": args.occurrence_paths_input,
         "target_popularity_features": args.popularity_features,
         "popularity_keys": args.popularity_keys,
         "rare_id_threshold": args.rare_id_threshold,

@@ -26,6 +26,7 @@ HISTORY_POOLINGS = ("sum", "mean", "sqrt")
 MOMENT_SOURCES = ("item_features", "table")
 MOMENT_STARTS = ("off", "trainable", "frozen")
 POPULARITY_KEYS = ("buckets", "raw_ids")
+OCCURRENCE_PATHS_INPUTS = ("context", "without_extra", "extra_only")
 TIME_UNITS = ("s", "ms", "mmdd")
 REQUIRED = "required"
 
@@ -316,6 +317,10 @@ class FeatureArguments:
                                   "a bucket share counts)", "raw_ids", choices=POPULARITY_KEYS)
     occurrence_head: bool = option("A2Gen ranks with a per-action occurrence head trained with binary "
                                    "cross-entropy", False)
+    occurrence_paths_input: str = option("what A2Gen's occurrence head reads besides the wide path: the whole "
+                                         "generation context, the context without the count / popularity features "
+                                         "(left to the wide path), or those features alone; not in the paper",
+                                         "context", choices=OCCURRENCE_PATHS_INPUTS)
     rare_id_threshold: int = option("users / target items with fewer training examples share embedding rows "
                                     "(0 = off)", 0)
     wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; for "
