@@ -425,9 +425,9 @@ class A2GenConfig(ActionSequenceConfig):
             generation context (the default), or ``"without_extra"``, the context without the count / popularity
             features at its end, which then only the wide path reads (needs ``wide_path``; with a regression held in
             the wide path, the residual start, the linear path over the same features would otherwise move the
-            regression's coefficients off its regularised fit), or ``"extra_only"``, those features alone (a
-            diagnostic: the head is then a one-hidden-layer network on the counts, and the history's sequence
-            reaches the ranking only through them). Not in the paper.
+            regression's coefficients off its regularised fit), or ``"extra_only"``, those features alone (the head is
+            then the wide path plus a one-hidden-layer network on the counts, and the history's sequence reaches the
+            ranking only through them; the ``sparse_logs`` recipe's choice, docs/results.md (d)). Not in the paper.
         wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
             (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
             PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
