@@ -157,8 +157,8 @@ VARIANTS = {
         **SPARSE_RECIPE, "freeze_wide": True,
         "overrides": {**SPARSE_RECIPE["overrides"], **PAPER_INPUTS_READING},
     },
-    # The recipe (wide path frozen) with the occurrence head's loss weighted 10x: the generator's losses (12.2 at
-    # the start against the occurrence head's ~0.5) drive the shared parts in the first steps.
+    # The recipe (wide path frozen) with the occurrence head's loss weighted 10x: the generator's losses (a
+    # validation loss of 11.6-34.5 at the start, by seed) drive the shared parts in the first steps.
     "sparse-frozen-occ10": {
         **SPARSE_RECIPE, "freeze_wide": True, "overrides": {**SPARSE_RECIPE["overrides"], "occurrence_loss_weight": 10.0},
     },
@@ -203,6 +203,7 @@ VARIANTS = {
     # What the recipe's gain on the full sample is made of: the history's times zeroed (the count features do not
     # read them), or the occurrence head's learned paths reading the count and popularity features alone (a
     # one-hidden-layer network on the counts; the sequence then reaches the ranking only through them).
+    # The second is the `sparse_logs` recipe since 2026-12-05 (docs/results.md (d), "What the gain is made of").
     "sparse-frozen-notime": {**SPARSE_RECIPE, "freeze_wide": True, "model": "a2gen-iag:notime"},
     "sparse-frozen-xo": {
         **SPARSE_RECIPE, "freeze_wide": True,
