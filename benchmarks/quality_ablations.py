@@ -95,6 +95,16 @@ SPARSE_RECIPE = {
     "training": {**SPARSE_TRAINING, "eval_before_training": True}, "readouts": ("sequence",),
     "warm_start": True, "residual": True,
 }
+
+def sparse_frozen(overrides: dict | None = None, training: dict | None = None, **extra) -> dict:
+    """The recipe above with the wide path frozen, plus ``overrides`` / ``training`` / other spec keys."""
+    return {
+        **SPARSE_RECIPE, "freeze_wide": True, **extra,
+        "overrides": {**SPARSE_RECIPE["overrides"], **(overrides or {})},
+        "training": {**SPARSE_RECIPE["training"], **(training or {})},
+    }
+
+
 # How the `paper_inputs` recipe reads the sequence (its options beyond the paper, without its training protocol).
 PAPER_INPUTS_READING = {
     **INIT1, "num_attention_heads": 1, "history_pooling": "sqrt", "time_buckets": 32,
@@ -149,70 +159,43 @@ VARIANTS = {
     "sparse-recipe-dlr1e-3": {**SPARSE_RECIPE, "training": {**SPARSE_RECIPE["training"], "dense_learning_rate": 1e-3}},
     # The recipe with the regression's coefficients held fixed after the residual start (does the validation dip
     # come from Adam moving the fitted coefficients by the learning rate in noise directions?).
-    "sparse-recipe-widefrozen": {**SPARSE_RECIPE, "freeze_wide": True},
+    "sparse-recipe-widefrozen": sparse_frozen(),
     # The recipe (wide path frozen) with the sequence part read as the `paper_inputs` recipe reads it (unit-scale
     # tables, one head of width 32, square-root pooling, log-seconds buckets, no repeated clicks as targets): that
     # reading learned the history best without counts (0.738); does it add more to the regression?
-    "sparse-frozen-pi": {
-        **SPARSE_RECIPE, "freeze_wide": True,
-        "overrides": {**SPARSE_RECIPE["overrides"], **PAPER_INPUTS_READING},
-    },
+    "sparse-frozen-pi": sparse_frozen(PAPER_INPUTS_READING),
     # The recipe (wide path frozen) with the occurrence head's loss weighted 10x: the generator's losses (a
     # validation loss of 11.6-34.5 at the start, by seed) drive the shared parts in the first steps.
-    "sparse-frozen-occ10": {
-        **SPARSE_RECIPE, "freeze_wide": True, "overrides": {**SPARSE_RECIPE["overrides"], "occurrence_loss_weight": 10.0},
-    },
+    "sparse-frozen-occ10": sparse_frozen({"occurrence_loss_weight": 10.0}),
     # The recipe (wide path frozen) evaluated every 100 steps only, not also at epoch ends (`eval_at_epoch_end`):
     # on a small log (20 steps an epoch) every epoch-end evaluation that does not beat the start halves the learning
     # rates and counts towards patience, so the run stops after ~40 steps, before the residual has risen above the
     # start (at 166-200 steps on the full sample).
-    "sparse-frozen-steps": {
-        **SPARSE_RECIPE, "freeze_wide": True, "training": {**SPARSE_RECIPE["training"], "eval_at_epoch_end": False},
-    },
+    "sparse-frozen-steps": sparse_frozen(training={"eval_at_epoch_end": False}),
     # The recipe (wide path frozen) with the occurrence head's learned paths multiplied by 0.1 / 0.03
     # (`occurrence_path_scale`): Adam moves each zero-started weight by about the learning rate per step, so the
     # residual's logits move by up to (context width) x 6e-3 per step; does the dip after the start go away?
-    "sparse-frozen-ps0.1": {
-        **SPARSE_RECIPE, "freeze_wide": True, "overrides": {**SPARSE_RECIPE["overrides"], "occurrence_path_scale": 0.1},
-    },
-    "sparse-frozen-ps0.03": {
-        **SPARSE_RECIPE, "freeze_wide": True, "overrides": {**SPARSE_RECIPE["overrides"], "occurrence_path_scale": 0.03},
-    },
+    "sparse-frozen-ps0.1": sparse_frozen({"occurrence_path_scale": 0.1}),
+    "sparse-frozen-ps0.03": sparse_frozen({"occurrence_path_scale": 0.03}),
     # The recipe (wide path frozen) with the occurrence head's learned paths reading the context without the count
     # and popularity features (`occurrence_paths_input="without_extra"`): its linear path over those features would
     # otherwise move the regression's (regularised) coefficients, which freezing the wide path does not prevent.
-    "sparse-frozen-nx": {
-        **SPARSE_RECIPE, "freeze_wide": True,
-        "overrides": {**SPARSE_RECIPE["overrides"], "occurrence_paths_input": "without_extra"},
-    },
+    "sparse-frozen-nx": sparse_frozen({"occurrence_paths_input": "without_extra"}),
     # Against memorising a small log (the residual falls below the start once examples repeat): dropout 0.3 on the
     # hidden layers and the embedded side features, or the embedding tables (the items' categories) held at their
     # random start.
-    "sparse-frozen-drop3": {
-        **SPARSE_RECIPE, "freeze_wide": True,
-        "overrides": {**SPARSE_RECIPE["overrides"], "hidden_dropout_prob": 0.3, "embedding_dropout_prob": 0.3},
-    },
-    "sparse-frozen-elr0": {
-        **SPARSE_RECIPE, "freeze_wide": True, "training": {**SPARSE_RECIPE["training"], "embedding_learning_rate": 0.0},
-    },
+    "sparse-frozen-drop3": sparse_frozen({"hidden_dropout_prob": 0.3, "embedding_dropout_prob": 0.3}),
+    "sparse-frozen-elr0": sparse_frozen(training={"embedding_learning_rate": 0.0}),
     # Batches of 64 instead of 256: four times the optimizer steps in the first pass over the data, where the
     # residual's gain on the full sample appears (best at 166-200 steps, epoch 1).
-    "sparse-frozen-b64": {
-        **SPARSE_RECIPE, "freeze_wide": True, "training": {**SPARSE_RECIPE["training"], "batch_size": 64},
-    },
+    "sparse-frozen-b64": sparse_frozen(training={"batch_size": 64}),
     # What the recipe's gain on the full sample is made of: the history's times zeroed (the count features do not
     # read them), or the occurrence head's learned paths reading the count and popularity features alone (a
     # one-hidden-layer network on the counts; the sequence then reaches the ranking only through them).
     # The second is the `sparse_logs` recipe since 2026-12-05 (docs/results.md (d), "What the gain is made of").
-    "sparse-frozen-notime": {**SPARSE_RECIPE, "freeze_wide": True, "model": "a2gen-iag:notime"},
-    "sparse-frozen-xo": {
-        **SPARSE_RECIPE, "freeze_wide": True,
-        "overrides": {**SPARSE_RECIPE["overrides"], "occurrence_paths_input": "extra_only"},
-    },
-    "sparse-frozen-pi-occ10": {
-        **SPARSE_RECIPE, "freeze_wide": True,
-        "overrides": {**SPARSE_RECIPE["overrides"], **PAPER_INPUTS_READING, "occurrence_loss_weight": 10.0},
-    },
+    "sparse-frozen-notime": sparse_frozen(model="a2gen-iag:notime"),
+    "sparse-frozen-xo": sparse_frozen({"occurrence_paths_input": "extra_only"}),
+    "sparse-frozen-pi-occ10": sparse_frozen({**PAPER_INPUTS_READING, "occurrence_loss_weight": 10.0}),
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.
     "proto": variant(MEAN, overrides={"target_drops_repeated_start": True}, readouts=("sequence", "any_slot")),

@@ -414,11 +414,11 @@ class A2GenOccurrenceHead(nn.Module):
     def __init__(self, config: A2GenConfig, context_size: int):
         super().__init__()
         self.wide = WidePath(config) if config.wide_path else None
-        extra = extra_feature_size(config)
-        # The learned paths read context[..., start:stop]: all of it, all but the extra features, or those alone.
-        self.start = context_size - extra if config.occurrence_paths_input == "extra_only" else 0
-        self.dropped = extra if config.occurrence_paths_input == "without_extra" else 0
-        paths_size = context_size - self.dropped - self.start
+        extra = extra_feature_size(config)  # the extra features end the context
+        # What the learned paths read: the whole context, all but the extra features, or those alone.
+        self.paths_input = {"context": slice(None), "without_extra": slice(None, -extra or None),
+                            "extra_only": slice(-extra or None, None)}[config.occurrence_paths_input]
+        paths_size = len(range(context_size)[self.paths_input])
         self.linear = nn.Linear(paths_size, config.vocab_size)
         self.hidden = nn.Linear(paths_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.vocab_size)
@@ -426,7 +426,7 @@ class A2GenOccurrenceHead(nn.Module):
         self.scale = float(config.occurrence_path_scale)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
-        inputs = context[..., self.start : context.shape[-1] - self.dropped] if self.start or self.dropped else context
+        inputs = context[..., self.paths_input]
         logits = self.linear(inputs) + self.output(self.dropout(torch.relu(self.hidden(inputs))))
         if self.scale != 1.0:
             logits = logits * self.scale
