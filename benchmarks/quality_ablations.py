@@ -195,6 +195,16 @@ VARIANTS = {
     # The second is the `sparse_logs` recipe since 2026-12-05 (docs/results.md (d), "What the gain is made of").
     "sparse-frozen-notime": sparse_frozen(model="a2gen-iag:notime"),
     "sparse-frozen-xo": sparse_frozen({"occurrence_paths_input": "extra_only"}),
+    # ... and evaluations before step 300 / 600 neither count towards the patience nor halve the learning rates (the
+    # first steps' dip, docs/results.md (d)).
+    "sparse-frozen-xo-pf300": sparse_frozen({"occurrence_paths_input": "extra_only"}, {"patience_from_step": 300}),
+    "sparse-frozen-xo-pf600": sparse_frozen({"occurrence_paths_input": "extra_only"}, {"patience_from_step": 600}),
+    # ... the head's learned paths without their linear one (the frozen wide path holds the regression over the same
+    # features; the linear path would move it off its fit), with and without that grace period.
+    "sparse-frozen-xo-nolin": sparse_frozen({"occurrence_paths_input": "extra_only", "occurrence_linear_path": False}),
+    "sparse-frozen-xo-nolin-pf300": sparse_frozen(
+        {"occurrence_paths_input": "extra_only", "occurrence_linear_path": False}, {"patience_from_step": 300}
+    ),
     "sparse-frozen-pi-occ10": sparse_frozen({**PAPER_INPUTS_READING, "occurrence_loss_weight": 10.0}),
     # What the plain prototype did differently, all at once (QUALITY_NOTES.md): 50 items, one Adam at 1e-3, mean
     # pooling, the any-slot readout, no repeated clicks in the target sequence; early stopping on mean AUC.

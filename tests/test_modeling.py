@@ -463,6 +463,22 @@ def test_occurrence_path_scale_and_input_of_the_learned_paths():
         tiny_config("iag", occurrence_head=True, occurrence_paths_input="all")
 
 
+def test_occurrence_head_without_its_linear_path():
+    """occurrence_linear_path=False: the learned paths are the hidden layer alone (no `linear` weights; the logits are
+    the hidden-layer path's plus the wide path's), and the option survives a save / load."""
+    from a2gen_hf.features_a2gen import A2GenOccurrenceHead
+
+    torch.manual_seed(0)
+    config = tiny_config("iag", history_count_features=True, wide_path=True, occurrence_paths_input="extra_only",
+                         occurrence_linear_path=False)
+    head = A2GenOccurrenceHead(config, context_size=48)
+    assert head.linear is None and not any(name.startswith("linear.") for name in head.state_dict())
+    context = torch.randn(3, 48)
+    expected = head.output(torch.relu(head.hidden(context[:, 19:]))) + head.wide(context)
+    torch.testing.assert_close(head(context), expected)
+    assert A2GenConfig.from_dict(config.to_dict()).occurrence_linear_path is False
+
+
 def test_rare_ids_share_rows_and_survive_save_load(tmp_path):
     torch.manual_seed(0)
     config = tiny_config("iag", rare_id_threshold=2, rare_id_buckets=4)

@@ -328,6 +328,14 @@ def test_frozen_residual_start_keeps_the_regression_while_the_network_learns(sim
     for name in ("wide.linear.weight", "wide.linear.bias"):
         assert torch.equal(after[name], before[name]), name
     assert not torch.equal(after["output.weight"], before["output.weight"])  # the residual paths learn
+    # Without the head's linear path, the residual start zeroes the hidden-layer path's output alone.
+    model = create_model(
+        "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
+        target_popularity_features=True, occurrence_head=True, wide_path=True, occurrence_paths_input="extra_only",
+        occurrence_linear_path=False,
+    )
+    start_from_regression(model, tokenizer, data, residual=True, frozen=True)
+    assert model.occurrence_head.linear is None and not model.occurrence_head.output.weight.any()
     with pytest.raises(ValueError, match="wide_frozen keeps the residual start's regression fixed"):
         check_wide_start(True, False, True)
 

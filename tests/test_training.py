@@ -353,6 +353,31 @@ def test_early_stopping_waits_for_min_steps(data_dir, tmp_path):
     assert stops == {0: steps_per_epoch, 3 * steps_per_epoch: 3 * steps_per_epoch}
 
 
+def test_patience_from_step_neither_counts_nor_decays_before_it(data_dir, tmp_path):
+    """--patience-from-step S: evaluations before step S without improvement neither count towards the patience nor
+    halve the learning rates (plateau); counting starts at S (so with patience 2 the run ends one evaluation later
+    than --min-steps S would end it, which counts them)."""
+    steps_per_epoch = math.ceil(323 / 64)
+    runs = {}
+    for name, flags in (("from", ["--patience-from-step", str(2 * steps_per_epoch)]),
+                        ("min", ["--min-steps", str(2 * steps_per_epoch)]), ("none", [])):
+        output = tmp_path / name
+        argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "8", "--batch-size", "64",
+                "--dense-lr", "0.3", "--embedding-lr", "0.3", "--select-by", "loss", "--eval-before-training",
+                "--patience", "2", "--lr-schedule", "plateau", *flags, *TINY_FLAGS]
+        assert main(argv) == 0
+        log = json.loads((output / "training_log.json").read_text())
+        assert log["stopped_early"] and log["best_step"] == 0
+        runs[name] = {entry["step"]: entry["lr_scale"] for entry in log["log_history"] if "validation_loss" in entry}
+    spe = steps_per_epoch
+    assert runs["none"] == {0: 1.0, spe: 0.5, 2 * spe: 0.25}
+    assert runs["min"] == {0: 1.0, spe: 0.5, 2 * spe: 0.25}
+    assert runs["from"] == {0: 1.0, spe: 1.0, 2 * spe: 0.5, 3 * spe: 0.25}
+    assert json.loads((tmp_path / "from" / "training_log.json").read_text())["settings"]["patience_from_step"] == 2 * spe
+    with pytest.raises(ValueError, match=r"patience_from_step=-1 must be >= 0"):
+        TrainingSettings(output_dir=str(tmp_path), patience_from_step=-1)
+
+
 def test_min_delta_keeps_the_best_unless_beaten_by_more(data_dir, tmp_path):
     """--min-delta d: an evaluation becomes the best only if it beats the best by more than d; with d larger than
     any change in validation AUC the first evaluation stays the best and the patience runs out after it."""

@@ -264,6 +264,9 @@ class SelectionArguments:
                                   "early stopping (--epochs is then the number of epochs, else the maximum)")
     min_steps: int = option("early stopping ends no run before this many optimizer steps (--epochs / --max-steps "
                             "still cap it)", 0)
+    patience_from_step: int = option("validation evaluations before this optimizer step still compete for the best "
+                                     "but neither count towards --patience nor shrink the learning rates "
+                                     "(--lr-schedule plateau): a start's first steps may dip before they gain", 0)
     min_delta: float = option("an evaluation replaces the best (and resets --patience) only if it beats it by more "
                               "than this (mean AUC, or loss with --select-by loss)", 0.0)
     eval_every: int | None = option("also evaluate on validation every this many optimizer steps; default: after "
@@ -321,6 +324,9 @@ class FeatureArguments:
                                          "generation context, the context without the count / popularity features "
                                          "(left to the wide path), or those features alone; not in the paper",
                                          "context", choices=OCCURRENCE_PATHS_INPUTS)
+    occurrence_linear_path: bool = option("A2Gen's occurrence head has a learned linear path besides its hidden layer "
+                                          "(--no-occurrence-linear-path: the hidden layer alone, for a frozen wide "
+                                          "path over the same features); not in the paper", True)
     rare_id_threshold: int = option("users / target items with fewer training examples share embedding rows "
                                     "(0 = off)", 0)
     wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; for "

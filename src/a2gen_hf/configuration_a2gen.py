@@ -428,6 +428,10 @@ class A2GenConfig(ActionSequenceConfig):
             regression's coefficients off its regularised fit), or ``"extra_only"``, those features alone (the head is
             then the wide path plus a one-hidden-layer network on the counts, and the history's sequence reaches the
             ranking only through them; the ``sparse_logs`` recipe's choice, docs/results.md (d)). Not in the paper.
+        occurrence_linear_path (`bool`): the occurrence head's learned linear path (True). False leaves its
+            hidden-layer path alone: with ``occurrence_paths_input="extra_only"`` and a wide path, the linear path reads
+            the very features the wide path holds the regression over, so a frozen regression (``wide_frozen``) would
+            still move off its regularised fit through it. Not in the paper.
         wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
             (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
             PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
@@ -501,6 +505,7 @@ class A2GenConfig(ActionSequenceConfig):
     occurrence_loss_weight: float | int = 1.0
     occurrence_path_scale: float | int = 1.0
     occurrence_paths_input: str = "context"
+    occurrence_linear_path: bool = True
     slot_readout: str = "sequence"
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0

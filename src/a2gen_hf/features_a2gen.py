@@ -404,8 +404,9 @@ class WidePath(nn.Module):
 class A2GenOccurrenceHead(nn.Module):
     """
     Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
-    path (so that standardised count features in the context act as in a logistic regression) plus a path through
-    one hidden layer of width ``hidden_size``, both multiplied by ``config.occurrence_path_scale``; with
+    path (so that standardised count features in the context act as in a logistic regression; none with
+    ``config.occurrence_linear_path=False``) plus a path through one hidden layer of width ``hidden_size``, both
+    multiplied by ``config.occurrence_path_scale``; with
     ``config.wide_path`` also :class:`WidePath` over the extra features, which end the generation context. With
     ``config.occurrence_paths_input="without_extra"`` the two learned paths read the context without those features
     (the wide path alone reads them), with ``"extra_only"`` those features alone.
@@ -419,7 +420,7 @@ class A2GenOccurrenceHead(nn.Module):
         self.paths_input = {"context": slice(None), "without_extra": slice(None, -extra or None),
                             "extra_only": slice(-extra or None, None)}[config.occurrence_paths_input]
         paths_size = len(range(context_size)[self.paths_input])
-        self.linear = nn.Linear(paths_size, config.vocab_size)
+        self.linear = nn.Linear(paths_size, config.vocab_size) if config.occurrence_linear_path else None
         self.hidden = nn.Linear(paths_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.vocab_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -427,7 +428,9 @@ class A2GenOccurrenceHead(nn.Module):
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         inputs = context[..., self.paths_input]
-        logits = self.linear(inputs) + self.output(self.dropout(torch.relu(self.hidden(inputs))))
+        logits = self.output(self.dropout(torch.relu(self.hidden(inputs))))
+        if self.linear is not None:
+            logits = logits + self.linear(inputs)
         if self.scale != 1.0:
             logits = logits * self.scale
         return logits if self.wide is None else logits + self.wide(context)

@@ -679,7 +679,7 @@ class _TrainingRun:
             progress.evaluations_without_improvement = 0
             if self.select_best:
                 _save_best(accelerator, self.model, self.output_dir, progress.epoch, progress.global_step, score)
-        else:
+        elif progress.global_step >= settings.patience_from_step:  # before it: the start's transient, not counted
             progress.evaluations_without_improvement += 1
             if settings.lr_schedule == "plateau":
                 progress.lr_scale *= settings.plateau_factor

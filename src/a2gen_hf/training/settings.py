@@ -53,7 +53,11 @@ class TrainingSettings:
     improvement (``None``: train for ``num_epochs`` / ``max_steps``, which are then the maximum), but never before
     ``early_stopping_min_steps`` optimizer steps: a small log evaluates after every few steps, and a run that starts
     slowly (unit-scale tables at 1e-3 stay near chance for some hundred steps) would otherwise stop before it
-    learned anything. ``selection_min_delta`` = d (transformers' ``early_stopping_threshold``, Keras' ``min_delta``):
+    learned anything. ``patience_from_step`` = S goes further (Keras' ``start_from_epoch``, in steps): evaluations
+    before step S still compete for the best (and are logged) but neither count towards the patience nor shrink the
+    learning rates (plateau), so that the dip a residual start shows in its first hundred or so Adam steps is
+    neither taken for a plateau nor answered by halving the learning rates its recovery needs (docs/results.md (d),
+    "The first steps' dip"). ``selection_min_delta`` = d (transformers' ``early_stopping_threshold``, Keras' ``min_delta``):
     an evaluation replaces the best (and resets the patience) only if its score beats the best by more than d (in
     mean AUC, or in loss with ``selection_metric="loss"``), so that on a small validation split noise does not
     replace a good starting point.
@@ -88,6 +92,7 @@ class TrainingSettings:
     selection_metric: str = "loss"
     early_stopping_patience: int | None = None
     early_stopping_min_steps: int = 0
+    patience_from_step: int = 0
     selection_min_delta: float = 0.0
     eval_every_steps: int | None = None
     eval_at_epoch_end: bool = True
@@ -115,6 +120,8 @@ class TrainingSettings:
             )
         if self.early_stopping_min_steps < 0:
             raise ValueError(f"early_stopping_min_steps={self.early_stopping_min_steps} must be >= 0 (0: no minimum).")
+        if self.patience_from_step < 0:
+            raise ValueError(f"patience_from_step={self.patience_from_step} must be >= 0 (0: every evaluation counts).")
         if not self.selection_min_delta >= 0.0:
             raise ValueError(f"selection_min_delta={self.selection_min_delta} must be >= 0 (0: any improvement counts).")
         if not 0.0 < self.plateau_factor < 1.0:

@@ -632,6 +632,8 @@ def warm_start_wide_path(
     head = getattr(model, "occurrence_head", None)
     if residual and head is not None:
         for layer in (head.linear, head.output):
+            if layer is None:  # occurrence_linear_path=False
+                continue
             layer.weight.zero_()
             layer.bias.zero_()
     if frozen:
