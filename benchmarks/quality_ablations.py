@@ -202,6 +202,10 @@ VARIANTS = {
     # ... the head's learned paths without their linear one (the frozen wide path holds the regression over the same
     # features; the linear path would move it off its fit), with and without that grace period.
     "sparse-frozen-xo-nolin": sparse_frozen({"occurrence_paths_input": "extra_only", "occurrence_linear_path": False}),
+    # ... and what the network adds fitted before training, full batch, its L2 strength chosen on validation
+    # (residual_fit.fit_residual_paths), then trained on with the patience from step 300.
+    "sparse-frozen-xo-fit-pf300": sparse_frozen({"occurrence_paths_input": "extra_only"}, {"patience_from_step": 300},
+                                                fit_residual=True),
     "sparse-frozen-xo-nolin-pf300": sparse_frozen(
         {"occurrence_paths_input": "extra_only", "occurrence_linear_path": False}, {"patience_from_step": 300}
     ),
@@ -308,6 +312,7 @@ def show_evaluations() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("a2gen_hf.training.loop").setLevel(logging.INFO)
+    logging.getLogger("a2gen_hf.training.residual_fit").setLevel(logging.INFO)
 
 
 def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path) -> None:
@@ -325,7 +330,8 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
         load_model(model, spec["init_from"])
     if spec.get("warm_start"):
         start_from_regression(
-            model, tokenizer, data, residual=spec.get("residual", False), frozen=spec.get("freeze_wide", False)
+            model, tokenizer, data, residual=spec.get("residual", False), frozen=spec.get("freeze_wide", False),
+            fit_residual=spec.get("fit_residual", False), seed=seed,
         )
     apply_moment_start(model, tokenizer, data, spec.get("moment_warm_start", "off"))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)

@@ -105,6 +105,9 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     config = json.loads((output / "model" / "config.json").read_text())
     assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]
     assert config["occurrence_paths_input"] == "extra_only"  # what the network adds reads the counts alone
+    # Patience counts from step 300: the first steps' dip neither stops the run nor halves the rates.
+    assert log["settings"]["patience_from_step"] == 300
+    assert all(entry["lr_scale"] == 1.0 for entry in evaluations if entry["step"] < 300)
     # The item counts are keyed by raw id, one row per distinct train item, and reload with the model.
     from a2gen_hf import A2GenForActionGeneration
     from a2gen_hf.training.data_setup import load_data_dir

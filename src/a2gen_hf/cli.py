@@ -354,6 +354,7 @@ def run_compare(args: argparse.Namespace) -> int:
             wide_warm_start=args.wide_warm_start,
             wide_residual=args.wide_residual,
             wide_frozen=args.wide_frozen,
+            wide_residual_fit=args.wide_residual_fit,
             moment_warm_start=args.moment_warm_start,
             training=TrainingSettings(
                 output_dir=str(Path(args.output) / "runs"),
@@ -415,7 +416,10 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
-NO_WARM_STARTS = {"wide_warm_start": False, "wide_residual": False, "wide_frozen": False, "moment_warm_start": "off"}
+NO_WARM_STARTS = {
+    "wide_warm_start": False, "wide_residual": False, "wide_frozen": False, "wide_residual_fit": False,
+    "moment_warm_start": "off",
+}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -456,7 +460,9 @@ def run_train(args: argparse.Namespace) -> int:
             cpu=args.cpu,
             show_progress=args.progress and not args.quiet,
         )
-        starts = {name: getattr(args, name) for name in ("wide_warm_start", "wide_residual", "wide_frozen")}
+        starts = {
+            name: getattr(args, name) for name in ("wide_warm_start", "wide_residual", "wide_frozen", "wide_residual_fit")
+        }
         starts["moment_warm_start"] = args.moment_warm_start
         if args.init_from is not None and starts != NO_WARM_STARTS:
             # A recipe's warm starts were applied by the run that saved the model; its weights replace them here.

@@ -132,6 +132,8 @@ class ComparisonSettings:
     wide_residual: bool = False
     # With wide_residual: keep the regression's coefficients fixed while training (start_from_regression(frozen=True)).
     wide_frozen: bool = False
+    # With wide_frozen: fit what the network adds to the regression before training (residual_fit.fit_residual_paths).
+    wide_residual_fit: bool = False
     # Start each A2Gen's (item, moment) table from who engaged where in train, then train it ("trainable") or keep it
     # fixed ("frozen"); "off": as initialised (moment_factorization.apply_moment_start).
     moment_warm_start: str = "off"
@@ -153,7 +155,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         time_log_std=base_config.time_log_std,
     )
     training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
-    check_wide_start(settings.wide_warm_start, settings.wide_residual, settings.wide_frozen)
+    check_wide_start(settings.wide_warm_start, settings.wide_residual, settings.wide_frozen, settings.wide_residual_fit)
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     check_moment_start(base_config, settings.moment_warm_start)
@@ -170,7 +172,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 model = create_model(network, tokenizer, dataset, **(settings.model_overrides or {}))
                 if settings.wide_warm_start:
                     regression = start_from_regression(
-                        model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen
+                        model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen,
+                        fit_residual=settings.wide_residual_fit, seed=seed,
                     )
                 apply_moment_start(model, tokenizer, dataset, settings.moment_warm_start)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
@@ -194,6 +197,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         "wide_warm_start": settings.wide_warm_start,
         "wide_residual": settings.wide_residual,
         "wide_frozen": settings.wide_frozen,
+        "wide_residual_fit": settings.wide_residual_fit,
         "moment_warm_start": settings.moment_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }

@@ -753,6 +753,7 @@ def train_from_data_dir(
     wide_warm_start: bool = False,
     wide_residual: bool = False,
     wide_frozen: bool = False,
+    wide_residual_fit: bool = False,
     moment_warm_start: str = "off",
     init_from: str | os.PathLike | None = None,
 ) -> tuple[TrainingResult, dict[str, Any] | None]:
@@ -761,7 +762,9 @@ def train_from_data_dir(
     (:func:`create_model`, seeded with ``settings.seed``, ``model_overrides`` for the architecture; with
     ``wide_warm_start`` its wide path started as the logistic regression on counts fitted on train,
     :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`, ``residual=wide_residual``; ``wide_frozen`` keeps
-    its coefficients fixed, :func:`~a2gen_hf.training.simple_baselines.start_from_regression`; with
+    its coefficients fixed, :func:`~a2gen_hf.training.simple_baselines.start_from_regression`, and
+    ``wide_residual_fit`` fits what the network adds to it before training,
+    :func:`~a2gen_hf.training.residual_fit.fit_residual_paths`; with
     ``moment_warm_start="trainable"`` or ``"frozen"`` its (item, moment) table started from who engaged where in
     train, :func:`~a2gen_hf.training.moment_factorization.start_moment_table_from_events`; with ``init_from``, a
     saved model's folder or Hub id, that model instead, every weight trainable,
@@ -778,7 +781,7 @@ def train_from_data_dir(
     with _output_lock(accelerator, settings.output_dir):
         return _train_from_data_dir(
             data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual, wide_frozen,
-            moment_warm_start, init_from,
+            wide_residual_fit, moment_warm_start, init_from,
         )
 
 
@@ -791,27 +794,31 @@ def _train_from_data_dir(
     wide_warm_start=False,
     wide_residual=False,
     wide_frozen=False,
+    wide_residual_fit=False,
     moment_warm_start="off",
     init_from=None,
 ) -> tuple[TrainingResult, Any]:
     from .moment_factorization import apply_moment_start, check_moment_start
     from .simple_baselines import check_wide_start, start_from_regression
 
-    check_wide_start(wide_warm_start, wide_residual, wide_frozen)
+    check_wide_start(wide_warm_start, wide_residual, wide_frozen, wide_residual_fit)
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     if init_from is not None:
-        if wide_warm_start or wide_residual or wide_frozen or moment_warm_start != "off":
+        if wide_warm_start or wide_residual or wide_frozen or wide_residual_fit or moment_warm_start != "off":
             raise ValueError(
                 f"init_from={str(init_from)!r} gives every weight: drop the warm starts (--wide-warm-start, "
-                f"--wide-residual, --wide-frozen, --moment-warm-start {moment_warm_start}); the run that saved the "
+                f"--wide-residual, --wide-frozen, --wide-residual-fit, --moment-warm-start {moment_warm_start}); the run that saved the "
                 "model applied them."
             )
         model = model_to_train_from(init_from, model_name, tokenizer, dataset, **(model_overrides or {}))
     else:
         model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
         if wide_warm_start:
-            start_from_regression(model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen)
+            start_from_regression(
+                model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen, fit_residual=wide_residual_fit,
+                seed=settings.seed,
+            )
         check_moment_start(model.config, moment_warm_start)
         apply_moment_start(model, tokenizer, dataset, moment_warm_start)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)

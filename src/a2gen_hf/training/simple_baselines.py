@@ -641,14 +641,20 @@ def warm_start_wide_path(
     return len(pairs)
 
 
-def check_wide_start(warm_start: bool, residual: bool, frozen: bool = False) -> None:
-    """Refuse ``residual`` without ``warm_start`` (the residual start refines the warm start), and ``frozen`` without
-    ``residual`` (only the residual start holds the fitted regression to keep)."""
+def check_wide_start(warm_start: bool, residual: bool, frozen: bool = False, fit_residual: bool = False) -> None:
+    """Refuse ``residual`` without ``warm_start`` (the residual start refines the warm start), ``frozen`` without
+    ``residual`` (only the residual start holds the fitted regression to keep), and ``fit_residual`` without
+    ``frozen`` (it fits what to add to a regression that training then keeps)."""
     if residual and not warm_start:
         raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
     if frozen and not residual:
         raise ValueError(
             "wide_frozen keeps the residual start's regression fixed: switch on --wide-warm-start --wide-residual too."
+        )
+    if fit_residual and not frozen:
+        raise ValueError(
+            "wide_residual_fit fits what to add to the frozen regression of the residual start: switch on "
+            "--wide-warm-start --wide-residual --wide-frozen too."
         )
 
 
@@ -659,6 +665,8 @@ def start_from_regression(
     residual: bool = False,
     regression: CountFeatureLogisticRegression | None = None,
     frozen: bool = False,
+    fit_residual: bool = False,
+    seed: int = 0,
 ) -> CountFeatureLogisticRegression:
     """
     :func:`warm_start_wide_path` from the logistic regression on counts, fitted here on ``dataset["train"]`` (its C
@@ -669,13 +677,21 @@ def start_from_regression(
     training keeps the regression's coefficients and learns only what to add to them. The regression is fitted to
     convergence; Adam, which scales every step to about the learning rate whatever the gradient's size, would
     otherwise move each fitted coefficient by that much in the directions of its gradients' noise.
+
+    ``fit_residual`` (with ``frozen``): then fit the occurrence head's learned paths on top of the regression, full
+    batch, their L2 strength chosen on validation (:func:`~a2gen_hf.training.residual_fit.fit_residual_paths`,
+    the hidden layer seeded with ``seed``); kept only if it beats the regression on validation.
     """
-    check_wide_start(True, residual, frozen)
+    check_wide_start(True, residual, frozen, fit_residual)
     if regression is None:
         regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
     warm_start_wide_path(model, regression, residual=residual, frozen=frozen)
     if residual:
         start_times_at_the_median(model, ActionTargets.from_dataset(dataset["train"], tokenizer))
+    if fit_residual:
+        from .residual_fit import fit_residual_paths
+
+        fit_residual_paths(model, tokenizer, dataset, seed=seed)
     return regression
 
 

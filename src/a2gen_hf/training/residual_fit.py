@@ -1,0 +1,183 @@
+"""
+Fitting the residual start's learned paths before training: what the network adds to the regression, fitted to
+convergence on the whole training split at once.
+
+The residual start (:func:`~a2gen_hf.training.simple_baselines.start_from_regression`, ``residual=True``) holds the
+fitted logistic regression on counts in A2Gen's wide path and starts the occurrence head's learned paths (its linear
+and hidden-layer paths) at zero; training with Adam then learns what to add. On small logs that does not work: Adam's
+first hundred or so steps move every weight by about the learning rate whatever its gradient's size, validation dips
+below the start, and by the time it would recover, a small training split has been read many times over
+(docs/results.md (d), "Small logs"). :func:`fit_residual_paths` fits those paths the way the regression itself is
+fitted: full batch, L-BFGS, an L2 penalty whose strength is chosen on the validation split (and the zero residual,
+the start, competes), the regression's logits held fixed. Training then goes on from there, and selection on
+validation keeps whichever is better.
+
+The head is :class:`~a2gen_hf.features_a2gen.A2GenOccurrenceHead` itself: its inputs (the generation context) are
+read off one pass of the model over each split, with the leave-own-outcome-out counts of training on the train split,
+and the fit calls the head's own ``forward``; nothing of its math is repeated here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.collator import A2GenDataCollator
+from ..metrics import ranked_action_ids
+from ..targets import first_occurrence_targets
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
+
+
+@dataclass
+class HeadInputs:
+    """What the occurrence head reads over a split: the generation contexts `(N, C)` and P(action happens) targets
+    `(N, V)` (booleans)."""
+
+    contexts: torch.Tensor
+    occurs: torch.Tensor
+
+
+@torch.no_grad()
+def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, train: bool, batch_size: int = 1024):
+    """
+    :class:`HeadInputs` of ``dataset``: one forward pass of ``model`` with a hook on its occurrence head. With
+    ``train`` the model runs in training mode (so that the popularity features leave every example's own outcome
+    out, as while training) with its dropout layers off.
+    """
+    head = model.occurrence_head
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda module, args, output: captured.append(args[0].detach().float()))
+    was_training = model.training
+    model.train(train)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.eval()
+    occurs = []
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+            model(**batch)
+            occurs.append(first_occurrence_targets(batch["labels"], batch["label_times"], None, model.config.vocab_size)[0])
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return HeadInputs(torch.cat(captured), torch.cat(occurs).bool())
+
+
+def _scored(config) -> torch.Tensor:
+    """`(V,)` True for the actions the occurrence loss scores (not padding, not start)."""
+    scored = torch.ones(config.vocab_size, dtype=torch.bool)
+    scored[0] = scored[config.start_action_id] = False
+    return scored
+
+
+def mean_validation_auc(head: nn.Module, inputs: HeadInputs, config) -> float:
+    """The mean AUC over the ranked actions with both classes of ``head`` on ``inputs`` (what selection reads)."""
+    with torch.no_grad():
+        scores = head(inputs.contexts).numpy()
+    occurs = inputs.occurs.numpy()
+    aucs = [
+        roc_auc_score(occurs[:, action], scores[:, action])
+        for action in ranked_action_ids(config)
+        if occurs[:, action].any() and not occurs[:, action].all()
+    ]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _learned_parameters(head: nn.Module) -> list[nn.Parameter]:
+    """The head's learned paths (everything but the wide path)."""
+    wide = set(map(id, head.wide.parameters())) if head.wide is not None else set()
+    return [parameter for parameter in head.parameters() if id(parameter) not in wide]
+
+
+def _fit_one(head: nn.Module, train: HeadInputs, validation: HeadInputs, config, weight_decay: float,
+             rounds: int, patience: int) -> tuple[float, dict[str, torch.Tensor]]:
+    """L-BFGS on the binary cross-entropy of the head's logits plus ``weight_decay`` x the squared weights of its
+    learned paths; after every round (20 iterations) the validation mean AUC, the best round's weights kept."""
+    parameters = _learned_parameters(head)
+    weights = [parameter for parameter in parameters if parameter.dim() > 1]
+    scored = _scored(config)
+    targets = train.occurs[:, scored].float()
+    optimizer = torch.optim.LBFGS(parameters, lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        logits = head(train.contexts)[:, scored]
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(targets)
+        loss = loss + weight_decay * sum((weight**2).sum() for weight in weights)
+        loss.backward()
+        return loss
+
+    best_score, best_state, stale = -np.inf, None, 0
+    for _ in range(rounds):
+        optimizer.step(closure)
+        score = mean_validation_auc(head, validation, config)
+        if score > best_score:
+            best_score, best_state, stale = score, copy.deepcopy(head.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    return best_score, best_state
+
+
+def fit_residual_paths(
+    model: nn.Module,
+    tokenizer,
+    dataset,
+    weight_decays: tuple[float, ...] = WEIGHT_DECAYS,
+    rounds: int = 30,
+    patience: int = 3,
+    seed: int = 0,
+) -> dict[str, float | None]:
+    """
+    Fit the occurrence head's learned paths of a residual start (the regression in its frozen wide path, the learned
+    paths at zero) to the train split, full batch, for each L2 strength of ``weight_decays``; keep the fit with the
+    best validation mean AUC if it beats the start's, else leave the start as it is. The hidden layer starts from
+    its own initialisation (seeded with ``seed``), the linear and output paths at zero.
+
+    Returns:
+        ``{"start": validation mean AUC of the start, "fitted": of the kept fit or None, "weight_decay": its L2
+        strength or None}`` (also logged).
+
+    Raises:
+        ValueError: the model has no occurrence head with a wide path, or ``dataset`` has no validation split.
+    """
+    head = getattr(model, "occurrence_head", None)
+    if head is None or head.wide is None:
+        raise ValueError("fit_residual_paths fits A2Gen's occurrence head on top of its wide path: build the model "
+                         "with occurrence_head=True and wide_path=True, started as the regression (residual).")
+    if dataset.get("validation") is None or not len(dataset["validation"]):
+        raise ValueError("fit_residual_paths chooses the L2 strength on validation: the data has no validation split.")
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    train = read_head_inputs(model, dataset["train"], collator, train=True)
+    validation = read_head_inputs(model, dataset["validation"], collator, train=False)
+    start = mean_validation_auc(head, validation, model.config)
+    best = (start, None, None)
+    for weight_decay in weight_decays:
+        candidate = copy.deepcopy(head).float().eval()  # eval: no dropout, so that the full-batch loss is exact
+        torch.manual_seed(seed)
+        candidate.hidden.reset_parameters()
+        for layer in (candidate.linear, candidate.output):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        with torch.enable_grad():
+            score, state = _fit_one(candidate, train, validation, model.config, weight_decay, rounds, patience)
+        logger.info(f"residual fit, weight decay {weight_decay:g}: validation mean AUC {score:.4f} (start {start:.4f})")
+        if score > best[0]:
+            best = (score, weight_decay, state)
+    if best[2] is not None:
+        head.load_state_dict(best[2])
+    result = {"start": start, "fitted": best[0] if best[2] is not None else None, "weight_decay": best[1]}
+    logger.info(f"residual fit: {result}")
+    return result

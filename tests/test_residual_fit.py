@@ -1,0 +1,90 @@
+"""The residual start's learned paths fitted before training (a2gen_hf.training.residual_fit)."""
+
+import pytest
+import torch
+
+from a2gen_hf.data.collator import A2GenDataCollator
+from a2gen_hf.training.data_setup import create_model, load_data_dir
+from a2gen_hf.training.loop import TrainingSettings, validation_mean_auc
+from a2gen_hf.training.residual_fit import fit_residual_paths, read_head_inputs
+from a2gen_hf.training.simple_baselines import check_wide_start, start_from_regression
+
+SPARSE = dict(
+    hidden_size=16, id_embedding_size=16, history_count_features=True, target_popularity_features=True,
+    occurrence_head=True, wide_path=True, occurrence_paths_input="extra_only", use_id_embeddings=False,
+)
+
+
+def _residual_start(data, tokenizer, **overrides):
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, data, **{**SPARSE, **overrides})
+    start_from_regression(model, tokenizer, data, residual=True, frozen=True)
+    return model
+
+
+def test_fit_scores_what_selection_scores_and_never_returns_worse_than_the_start(simulated_data_dir):
+    """The fit's validation mean AUC is the training loop's (the inputs read by the hook are what predict_actions
+    reads); the kept fit beats the start, or the start is left untouched; the regression stays as it was."""
+    from accelerate import Accelerator
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer)
+    head = model.occurrence_head
+    wide_before = {name: tensor.clone() for name, tensor in head.wide.state_dict().items()}
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    settings = TrainingSettings(output_dir="unused", eval_batch_size=128)
+    start = validation_mean_auc(model, data["validation"], collator, settings, Accelerator(cpu=True))["mean_auc"]
+
+    result = fit_residual_paths(model, tokenizer, data, weight_decays=(1e-4, 1e-2), rounds=5)
+
+    assert result["start"] == pytest.approx(start, abs=1e-6)
+    after = validation_mean_auc(model, data["validation"], collator, settings, Accelerator(cpu=True))["mean_auc"]
+    for name, tensor in head.wide.state_dict().items():
+        assert torch.equal(tensor, wide_before[name]), name
+    if result["fitted"] is None:  # nothing beat the start: the learned paths stay at zero
+        assert result["weight_decay"] is None and not head.output.weight.any() and after == pytest.approx(start)
+    else:
+        assert result["weight_decay"] in (1e-4, 1e-2) and head.output.weight.any()
+        assert result["fitted"] > start and after == pytest.approx(result["fitted"], abs=1e-6)
+
+
+def test_train_split_inputs_leave_each_examples_own_outcome_out(simulated_data_dir):
+    """On the train split the head's inputs are read as training reads them (the popularity features leave the
+    example's own outcome out), on validation as evaluation does; the model's mode is restored."""
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer).eval()
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    rows = data["train"].select(range(64))
+    as_trained = read_head_inputs(model, rows, collator, train=True)
+    as_evaluated = read_head_inputs(model, rows, collator, train=False)
+    assert as_trained.contexts.shape == as_evaluated.contexts.shape and len(as_trained.occurs) == 64
+    assert not torch.equal(as_trained.contexts, as_evaluated.contexts)  # the own outcomes are left out
+    assert not model.training
+
+
+def test_refusals_name_what_is_missing(simulated_data_dir):
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    with pytest.raises(ValueError, match="wide_residual_fit fits what to add to the frozen regression"):
+        check_wide_start(True, True, False, True)
+    model = create_model("a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16)
+    with pytest.raises(ValueError, match="occurrence_head=True and wide_path=True"):
+        fit_residual_paths(model, tokenizer, data)
+    model = _residual_start(data, tokenizer)
+    with pytest.raises(ValueError, match="no validation split"):
+        fit_residual_paths(model, tokenizer, {"train": data["train"]})
+
+
+def test_train_with_wide_residual_fit_from_the_command_line(simulated_data_dir, tmp_path):
+    """`a2gen train --wide-residual-fit` with the residual start: the run saves a model; without --wide-frozen the
+    flag is refused by name (exit 2)."""
+    from a2gen_hf.cli import main
+
+    base = ["train", "--data", str(simulated_data_dir), "--epochs", "1", "--hidden-size", "8",
+            "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--count-features",
+            "--popularity-features", "--occurrence-head", "--wide-path", "--occurrence-paths-input", "extra_only",
+            "--wide-warm-start", "--wide-residual", "--eval-before-training", "--select-by", "mean_auc",
+            "--wide-residual-fit"]
+    assert main([*base, "--output", str(tmp_path / "refused")]) == 2
+    assert not (tmp_path / "refused" / "model").exists()
+    assert main([*base, "--wide-frozen", "--output", str(tmp_path / "fitted")]) == 0
+    assert (tmp_path / "fitted" / "model" / "config.json").exists()
