@@ -46,7 +46,7 @@ def test_paper_recipe_is_the_paper_and_sparse_recipe_has_no_fixed_epoch_count():
     # Sparse logs of any size: the epochs are a maximum, early stopping and the plateau schedule follow validation.
     assert sparse["patience"] >= 1 and sparse["lr_schedule"] == "plateau" and sparse["select_by"] == "mean_auc"
     # It starts as the regression and keeps the regression's coefficients while the network learns what to add.
-    assert sparse["wide_warm_start"] and sparse["wide_residual"] and sparse["wide_frozen"]
+    assert sparse["wide_warm_start"] and sparse["wide_residual"] and sparse["wide_frozen"] and sparse["wide_residual_fit"]
 
 
 def test_timed_video_recipe_warms_a_frozen_moment_table_and_runs(simulated_data_dir, tmp_path):
