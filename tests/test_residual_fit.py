@@ -33,12 +33,19 @@ def test_fit_scores_what_selection_scores_and_never_returns_worse_than_the_start
     wide_before = {name: tensor.clone() for name, tensor in head.wide.state_dict().items()}
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     settings = TrainingSettings(output_dir="unused", eval_batch_size=128)
-    start = validation_mean_auc(model, data["validation"], collator, settings, Accelerator(cpu=True))["mean_auc"]
+    before = validation_mean_auc(model, data["validation"], collator, settings, Accelerator(cpu=True))
+    start = before["mean_auc"]
 
     result = fit_residual_paths(model, tokenizer, data, weight_decays=(1e-4, 1e-2), rounds=5)
 
     assert result["start"] == pytest.approx(start, abs=1e-6)
-    after = validation_mean_auc(model, data["validation"], collator, settings, Accelerator(cpu=True))["mean_auc"]
+    scored = validation_mean_auc(model, data["validation"], collator, settings, Accelerator(cpu=True))
+    after = scored["mean_auc"]
+    # Per action, never worse than the regression on validation; the actions given back have zero output rows.
+    for name, auc in scored["auc"].items():
+        assert auc >= before["auc"][name] - 1e-9, name
+    for name in result["regression_kept_for"]:
+        assert not head.output.weight[tokenizer.convert_tokens_to_ids(name)].any()
     for name, tensor in head.wide.state_dict().items():
         assert torch.equal(tensor, wide_before[name]), name
     if result["fitted"] is None:  # nothing beat the start: the learned paths stay at zero
@@ -46,6 +53,23 @@ def test_fit_scores_what_selection_scores_and_never_returns_worse_than_the_start
     else:
         assert result["weight_decay"] in (1e-4, 1e-2) and head.output.weight.any()
         assert result["fitted"] > start and after == pytest.approx(result["fitted"], abs=1e-6)
+
+
+def test_zero_learned_paths_gives_an_action_back_to_the_wide_path(simulated_data_dir):
+    from a2gen_hf.training.residual_fit import zero_learned_paths
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, data, **SPARSE)
+    head = model.occurrence_head
+    context = torch.randn(4, model.occurrence_head.wide.input_size + 8)
+    before = head(context).detach()
+    action = tokenizer.convert_tokens_to_ids(tokenizer.action_names[1])
+    zero_learned_paths(head, [action])
+    after = head(context).detach()
+    torch.testing.assert_close(after[:, action], head.wide(context)[:, action].detach())
+    others = [column for column in range(after.shape[1]) if column != action]
+    torch.testing.assert_close(after[:, others], before[:, others])
 
 
 def test_train_split_inputs_leave_each_examples_own_outcome_out(simulated_data_dir):

@@ -80,17 +80,32 @@ def _scored(config) -> torch.Tensor:
     return scored
 
 
-def mean_validation_auc(head: nn.Module, inputs: HeadInputs, config) -> float:
-    """The mean AUC over the ranked actions with both classes of ``head`` on ``inputs`` (what selection reads)."""
+def action_aucs(head: nn.Module, inputs: HeadInputs, config) -> dict[int, float]:
+    """``{action id: AUC}`` of ``head`` on ``inputs`` for the ranked actions with both classes."""
     with torch.no_grad():
         scores = head(inputs.contexts).numpy()
     occurs = inputs.occurs.numpy()
-    aucs = [
-        roc_auc_score(occurs[:, action], scores[:, action])
+    return {
+        action: float(roc_auc_score(occurs[:, action], scores[:, action]))
         for action in ranked_action_ids(config)
         if occurs[:, action].any() and not occurs[:, action].all()
-    ]
-    return float(np.mean(aucs)) if aucs else float("nan")
+    }
+
+
+def mean_validation_auc(head: nn.Module, inputs: HeadInputs, config) -> float:
+    """The mean AUC over the ranked actions with both classes of ``head`` on ``inputs`` (what selection reads)."""
+    aucs = action_aucs(head, inputs, config)
+    return float(np.mean(list(aucs.values()))) if aucs else float("nan")
+
+
+@torch.no_grad()
+def zero_learned_paths(head: nn.Module, actions: list[int]) -> None:
+    """Give ``actions`` back to the wide path alone: their rows of the learned paths' output layers at zero (the hidden
+    layer, shared by every action, is left as it is)."""
+    for layer in (head.linear, head.output):
+        if layer is not None:
+            layer.weight[actions] = 0.0
+            layer.bias[actions] = 0.0
 
 
 def _learned_parameters(head: nn.Module) -> list[nn.Parameter]:
@@ -142,12 +157,14 @@ def fit_residual_paths(
     """
     Fit the occurrence head's learned paths of a residual start (the regression in its frozen wide path, the learned
     paths at zero) to the train split, full batch, for each L2 strength of ``weight_decays``; keep the fit with the
-    best validation mean AUC if it beats the start's, else leave the start as it is. The hidden layer starts from
-    its own initialisation (seeded with ``seed``), the linear and output paths at zero.
+    best validation mean AUC if it beats the start's, else leave the start as it is. Of a kept fit, every action
+    whose validation AUC it does not raise goes back to the regression alone (its output rows at zero,
+    :func:`zero_learned_paths`): a rare action's few positives are the first a network over-fits. The hidden layer
+    starts from its own initialisation (seeded with ``seed``), the linear and output paths at zero.
 
     Returns:
         ``{"start": validation mean AUC of the start, "fitted": of the kept fit or None, "weight_decay": its L2
-        strength or None}`` (also logged).
+        strength or None, "regression_kept_for": the actions given back to the regression}`` (also logged).
 
     Raises:
         ValueError: the model has no occurrence head with a wide path, or ``dataset`` has no validation split.
@@ -161,6 +178,7 @@ def fit_residual_paths(
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     train = read_head_inputs(model, dataset["train"], collator, train=True)
     validation = read_head_inputs(model, dataset["validation"], collator, train=False)
+    start_aucs = action_aucs(head, validation, model.config)
     start = mean_validation_auc(head, validation, model.config)
     best = (start, None, None)
     for weight_decay in weight_decays:
@@ -176,8 +194,19 @@ def fit_residual_paths(
         logger.info(f"residual fit, weight decay {weight_decay:g}: validation mean AUC {score:.4f} (start {start:.4f})")
         if score > best[0]:
             best = (score, weight_decay, state)
+    kept_back = []
     if best[2] is not None:
         head.load_state_dict(best[2])
-    result = {"start": start, "fitted": best[0] if best[2] is not None else None, "weight_decay": best[1]}
+        # Per action, the fit is kept only where it ranks better than the regression on validation.
+        fitted_aucs = action_aucs(head, validation, model.config)
+        kept_back = [action for action, auc in fitted_aucs.items() if auc <= start_aucs[action]]
+        zero_learned_paths(head, kept_back)
+    names = model.config.action_names
+    result = {
+        "start": start,
+        "fitted": mean_validation_auc(head, validation, model.config) if best[2] is not None else None,
+        "weight_decay": best[1],
+        "regression_kept_for": [names[action - 1] for action in kept_back],
+    }
     logger.info(f"residual fit: {result}")
     return result
