@@ -157,9 +157,10 @@ def fit_residual_paths(
     """
     Fit the occurrence head's learned paths of a residual start (the regression in its frozen wide path, the learned
     paths at zero) to the train split, full batch, for each L2 strength of ``weight_decays``; keep the fit with the
-    best validation mean AUC if it beats the start's, else leave the start as it is. Of a kept fit, every action
+    best validation mean AUC if it beats the start's, else leave the start as it is. In every fit, each action
     whose validation AUC it does not raise goes back to the regression alone (its output rows at zero,
-    :func:`zero_learned_paths`): a rare action's few positives are the first a network over-fits. The hidden layer
+    :func:`zero_learned_paths`; a rare action's few positives are the first a network over-fits), and the fit is
+    scored so. The hidden layer
     starts from its own initialisation (seeded with ``seed``), the linear and output paths at zero.
 
     Returns:
@@ -180,7 +181,7 @@ def fit_residual_paths(
     validation = read_head_inputs(model, dataset["validation"], collator, train=False)
     start_aucs = action_aucs(head, validation, model.config)
     start = mean_validation_auc(head, validation, model.config)
-    best = (start, None, None)
+    best = (start, None, None, [])
     for weight_decay in weight_decays:
         candidate = copy.deepcopy(head).float().eval()  # eval: no dropout, so that the full-batch loss is exact
         torch.manual_seed(seed)
@@ -191,22 +192,27 @@ def fit_residual_paths(
                 nn.init.zeros_(layer.bias)
         with torch.enable_grad():
             score, state = _fit_one(candidate, train, validation, model.config, weight_decay, rounds, patience)
-        logger.info(f"residual fit, weight decay {weight_decay:g}: validation mean AUC {score:.4f} (start {start:.4f})")
+        if state is None:  # no validation AUC to score it by (no ranked action with both classes)
+            continue
+        # Per action, the fit is kept only where it ranks better than the regression on validation; the candidate
+        # is scored as it would be kept.
+        candidate.load_state_dict(state)
+        kept_back = [action for action, auc in action_aucs(candidate, validation, model.config).items()
+                     if auc <= start_aucs[action]]
+        zero_learned_paths(candidate, kept_back)
+        score = mean_validation_auc(candidate, validation, model.config)
+        names = [model.config.action_names[action - 1] for action in kept_back]
+        logger.info(f"residual fit, weight decay {weight_decay:g}: validation mean AUC {score:.4f} (start {start:.4f}"
+                    f"; the regression kept for {names or 'no action'})")
         if score > best[0]:
-            best = (score, weight_decay, state)
-    kept_back = []
+            best = (score, weight_decay, copy.deepcopy(candidate.state_dict()), names)
     if best[2] is not None:
         head.load_state_dict(best[2])
-        # Per action, the fit is kept only where it ranks better than the regression on validation.
-        fitted_aucs = action_aucs(head, validation, model.config)
-        kept_back = [action for action, auc in fitted_aucs.items() if auc <= start_aucs[action]]
-        zero_learned_paths(head, kept_back)
-    names = model.config.action_names
     result = {
         "start": start,
-        "fitted": mean_validation_auc(head, validation, model.config) if best[2] is not None else None,
+        "fitted": best[0] if best[2] is not None else None,
         "weight_decay": best[1],
-        "regression_kept_for": [names[action - 1] for action in kept_back],
+        "regression_kept_for": best[3],
     }
     logger.info(f"residual fit: {result}")
     return result
