@@ -72,6 +72,36 @@ def test_zero_learned_paths_gives_an_action_back_to_the_wide_path(simulated_data
     torch.testing.assert_close(after[:, others], before[:, others])
 
 
+def test_after_training_each_action_the_network_does_not_raise_goes_back(simulated_data_dir):
+    """give_back_to_the_regression: per ranked action, the kept model's validation AUC is at least the regression's,
+    and the actions given back are exactly the regression's (their output rows at zero)."""
+    from accelerate import Accelerator
+
+    from a2gen_hf.training.residual_fit import give_back_to_the_regression, zero_learned_paths
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer)
+    torch.manual_seed(3)
+    with torch.no_grad():  # a "trained" network: random learned paths, better or worse per action
+        model.occurrence_head.output.weight.normal_(0, 0.5)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    settings = TrainingSettings(output_dir="unused", eval_batch_size=128)
+    regression = _residual_start(data, tokenizer)
+    zero_learned_paths(regression.occurrence_head, list(range(model.config.vocab_size)))
+
+    def aucs(m):
+        return validation_mean_auc(m, data["validation"], collator, settings, Accelerator(cpu=True))["auc"]
+
+    before, alone = aucs(model), aucs(regression)
+    given_back = give_back_to_the_regression(model, tokenizer, data["validation"])
+    after = aucs(model)
+    assert given_back == [name for name in before if before[name] <= alone[name]]
+    assert 0 < len(given_back) < len(before)  # this seed gives some actions back and keeps the others
+    for name in after:
+        expected = alone[name] if name in given_back else before[name]
+        assert after[name] == pytest.approx(expected, abs=1e-9) and after[name] >= alone[name] - 1e-9
+
+
 def test_train_split_inputs_leave_each_examples_own_outcome_out(simulated_data_dir):
     """On the train split the head's inputs are read as training reads them (the popularity features leave the
     example's own outcome out), on validation as evaluation does; the model's mode is restored."""

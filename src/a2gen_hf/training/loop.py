@@ -825,6 +825,10 @@ def _train_from_data_dir(
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator
     )
+    if wide_residual_fit:  # the network kept per action only where it beats the regression on validation
+        from .residual_fit import give_back_to_the_regression
+
+        give_back_to_the_regression(result.model, tokenizer, dataset["validation"])
     output_dir = Path(settings.output_dir)
     metrics = None
     if accelerator.is_main_process:

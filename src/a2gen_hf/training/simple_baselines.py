@@ -680,7 +680,8 @@ def start_from_regression(
 
     ``fit_residual`` (with ``frozen``): then fit the occurrence head's learned paths on top of the regression, full
     batch, their L2 strength chosen on validation (:func:`~a2gen_hf.training.residual_fit.fit_residual_paths`,
-    the hidden layer seeded with ``seed``); kept only if it beats the regression on validation.
+    the hidden layer seeded with ``seed``); kept only if it beats the regression on validation. (After training,
+    :func:`~a2gen_hf.training.residual_fit.give_back_to_the_regression` applies the same rule per action.)
     """
     check_wide_start(True, residual, frozen, fit_residual)
     if regression is None:
