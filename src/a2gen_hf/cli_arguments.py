@@ -341,7 +341,7 @@ class FeatureArguments:
     wide_residual_fit: bool = option("with --wide-frozen: before training, fit what the network adds to the "
                                      "regression (the occurrence head's learned paths) full batch, its L2 strength "
                                      "chosen on validation, kept only if it beats the regression there (per "
-                                     "action)", False)
+                                     "action; after training too)", False)
     moment_warm_start: str = option("start A2Gen's (item, moment) table (--event-moment-source table) from a "
                                     "factorisation of which users engaged at which moment of which item in train, "
                                     "then train it (trainable) or keep it fixed (frozen); not in the paper", "off",
