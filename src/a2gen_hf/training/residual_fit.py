@@ -9,8 +9,9 @@ first hundred or so steps move every weight by about the learning rate whatever 
 below the start, and by the time it would recover, a small training split has been read many times over
 (docs/results.md (d), "Small logs"). :func:`fit_residual_paths` fits those paths the way the regression itself is
 fitted: full batch, L-BFGS, an L2 penalty whose strength is chosen on the validation split (and the zero residual,
-the start, competes), the regression's logits held fixed. Training then goes on from there, and selection on
-validation keeps whichever is better.
+the start, competes), the regression's logits held fixed; each action whose validation AUC the fit does not raise
+goes back to the regression alone. Training then goes on from there, selection on validation keeps whichever is
+better, and :func:`give_back_to_the_regression` applies the same per-action rule to the kept weights.
 
 The head is :class:`~a2gen_hf.features_a2gen.A2GenOccurrenceHead` itself: its inputs (the generation context) are
 read off one pass of the model over each split, with the leave-own-outcome-out counts of training on the train split,
@@ -56,7 +57,8 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
     """
     head = model.occurrence_head
     captured: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda module, args, output: captured.append(args[0].detach().float()))
+    hook = head.register_forward_hook(lambda module, args, output: captured.append(args[0].detach().float().cpu()))
+    device = next(model.parameters()).device
     was_training = model.training
     model.train(train)
     for module in model.modules():
@@ -65,8 +67,10 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
     occurs = []
     try:
         for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+            batch = {key: value.to(device) for key, value in batch.items()}
             model(**batch)
-            occurs.append(first_occurrence_targets(batch["labels"], batch["label_times"], None, model.config.vocab_size)[0])
+            vocab_size = model.config.vocab_size
+            occurs.append(first_occurrence_targets(batch["labels"], batch["label_times"], None, vocab_size)[0].cpu())
     finally:
         hook.remove()
         model.train(was_training)
@@ -83,7 +87,7 @@ def _scored(config) -> torch.Tensor:
 def action_aucs(head: nn.Module, inputs: HeadInputs, config) -> dict[int, float]:
     """``{action id: AUC}`` of ``head`` on ``inputs`` for the ranked actions with both classes."""
     with torch.no_grad():
-        scores = head(inputs.contexts).numpy()
+        scores = head(inputs.contexts.to(next(head.parameters()).device)).float().cpu().numpy()
     occurs = inputs.occurs.numpy()
     return {
         action: float(roc_auc_score(occurs[:, action], scores[:, action]))
@@ -183,7 +187,7 @@ def fit_residual_paths(
     start = mean_validation_auc(head, validation, model.config)
     best = (start, None, None, [])
     for weight_decay in weight_decays:
-        candidate = copy.deepcopy(head).float().eval()  # eval: no dropout, so that the full-batch loss is exact
+        candidate = copy.deepcopy(head).float().cpu().eval()  # eval: no dropout, so the full-batch loss is exact
         torch.manual_seed(seed)
         candidate.hidden.reset_parameters()
         for layer in (candidate.linear, candidate.output):
