@@ -366,3 +366,31 @@ def test_residual_start_predicts_the_median_time(simulated_data_dir, model_name)
         times = model.predict_actions(**batch).expected_times
     actions = [tokenizer.convert_tokens_to_ids(name) for name in tokenizer.action_names[1:]]
     np.testing.assert_allclose(times[:, actions].numpy(), median, atol=1e-5)
+
+
+def test_count_network_baseline_is_the_regression_plus_a_fitted_network(simulated_data_dir):
+    """count-network: the regression plus a network fitted on its residual; on validation no ranked action scores
+    below the regression (an action the network does not help is the regression's exactly); it needs validation."""
+    from a2gen_hf.metrics import ranked_action_ids
+    from a2gen_hf.training.data_setup import load_data_dir
+    from a2gen_hf.training.simple_baselines import CountNetworkBaseline
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(data["train"], validation=data["validation"])
+    network = SIMPLE_BASELINES["count-network"](tokenizer, hidden_size=8).fit(data["train"], data["validation"])
+    occurs = ActionTargets.from_dataset(data["validation"], tokenizer).occurs
+    ours, theirs = network.predict(data["validation"]), regression.predict(data["validation"])
+    assert ours["action_probabilities"].shape == theirs["action_probabilities"].shape
+    np.testing.assert_array_equal(ours["expected_times"], theirs["expected_times"])
+    given_back = {tokenizer.convert_tokens_to_ids(name) for name in network.fit_["regression_kept_for"]}
+    for action in ranked_action_ids(tokenizer):
+        if occurs[:, action].all() or not occurs[:, action].any():
+            continue
+        mine = roc_auc_score(occurs[:, action], ours["action_probabilities"][:, action])
+        reference = roc_auc_score(occurs[:, action], theirs["action_probabilities"][:, action])
+        assert mine >= reference - 1e-6
+        if action in given_back or network.fit_["fitted"] is None:
+            np.testing.assert_allclose(ours["action_probabilities"][:, action],
+                                       theirs["action_probabilities"][:, action], atol=1e-5)
+    with pytest.raises(ValueError, match="chooses its L2 strength on validation"):
+        CountNetworkBaseline(tokenizer).fit(data["train"])

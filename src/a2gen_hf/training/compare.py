@@ -48,6 +48,7 @@ BASELINE_LABELS = {
     "propensity": "user propensity (count rule)",
     "popularity": "item / category popularity",
     "logreg": "logistic regression on counts",
+    "count-network": "regression + network on counts",
     "median-time": "constant median time",
 }
 

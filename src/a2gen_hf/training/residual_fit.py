@@ -77,10 +77,11 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
     return HeadInputs(torch.cat(captured), torch.cat(occurs).bool())
 
 
-def _scored(config) -> torch.Tensor:
-    """`(V,)` True for the actions the occurrence loss scores (not padding, not start)."""
-    scored = torch.ones(config.vocab_size, dtype=torch.bool)
-    scored[0] = scored[config.start_action_id] = False
+def _scored(vocabulary) -> torch.Tensor:
+    """`(V,)` True for the actions the occurrence loss scores (not padding, not start) of a config or a tokenizer."""
+    names = list(vocabulary.action_names)
+    scored = torch.ones(len(names) + 1, dtype=torch.bool)
+    scored[0] = scored[1 + names.index(vocabulary.start_action)] = False
     return scored
 
 
@@ -183,8 +184,28 @@ def fit_residual_paths(
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     train = read_head_inputs(model, dataset["train"], collator, train=True)
     validation = read_head_inputs(model, dataset["validation"], collator, train=False)
-    start_aucs = action_aucs(head, validation, model.config)
-    start = mean_validation_auc(head, validation, model.config)
+    return fit_learned_paths(head, train, validation, model.config, weight_decays, rounds, patience, seed)
+
+
+def fit_learned_paths(
+    head: nn.Module,
+    train: HeadInputs,
+    validation: HeadInputs,
+    vocabulary,
+    weight_decays: tuple[float, ...] = WEIGHT_DECAYS,
+    rounds: int = 30,
+    patience: int = 3,
+    seed: int = 0,
+) -> dict[str, float | list[str] | None]:
+    """
+    The fit of :func:`fit_residual_paths` on inputs already read: ``head`` is any module with a fixed ``wide`` path and
+    learned ``hidden`` / ``output`` (and optional ``linear``) layers whose ``forward`` maps the inputs' contexts to
+    `(N, V)` logits (A2Gen's occurrence head, or :class:`~a2gen_hf.training.simple_baselines.CountNetworkBaseline`'s);
+    ``vocabulary`` a config or tokenizer (its actions). Loads the kept fit into ``head``; returns what
+    :func:`fit_residual_paths` returns.
+    """
+    start_aucs = action_aucs(head, validation, vocabulary)
+    start = mean_validation_auc(head, validation, vocabulary)
     best = (start, None, None, [])
     for weight_decay in weight_decays:
         candidate = copy.deepcopy(head).float().cpu().eval()  # eval: no dropout, so the full-batch loss is exact
@@ -195,17 +216,17 @@ def fit_residual_paths(
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
         with torch.enable_grad():
-            score, state = _fit_one(candidate, train, validation, model.config, weight_decay, rounds, patience)
+            score, state = _fit_one(candidate, train, validation, vocabulary, weight_decay, rounds, patience)
         if state is None:  # no validation AUC to score it by (no ranked action with both classes)
             continue
         # Per action, the fit is kept only where it ranks better than the regression on validation; the candidate
         # is scored as it would be kept.
         candidate.load_state_dict(state)
-        kept_back = [action for action, auc in action_aucs(candidate, validation, model.config).items()
+        kept_back = [action for action, auc in action_aucs(candidate, validation, vocabulary).items()
                      if auc <= start_aucs[action]]
         zero_learned_paths(candidate, kept_back)
-        score = mean_validation_auc(candidate, validation, model.config)
-        names = [model.config.action_names[action - 1] for action in kept_back]
+        score = mean_validation_auc(candidate, validation, vocabulary)
+        names = [vocabulary.action_names[action - 1] for action in kept_back]
         logger.info(f"residual fit, weight decay {weight_decay:g}: validation mean AUC {score:.4f} (start {start:.4f}"
                     f"; the regression kept for {names or 'no action'})")
         if score > best[0]:

@@ -20,6 +20,9 @@ The baselines (:data:`SIMPLE_BASELINES`):
 - ``logreg`` (:class:`CountFeatureLogisticRegression`): one ``sklearn`` logistic regression per action on count
   features (user propensities, item / category rates, history length, category overlap, recency), C chosen on
   validation;
+- ``count-network`` (:class:`CountNetworkBaseline`): ``logreg`` plus a one-hidden-layer network on the same
+  features fitted on its residual, as the ``sparse_logs`` recipe fits A2Gen's occurrence head (what A2Gen's ranking
+  is made of there, without A2Gen);
 - ``median-time`` (:class:`ConstantMedianTime`): the train rate of each action for every example (AUC 0.5) and the
   median times.
 
@@ -540,10 +543,79 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         return probabilities
 
 
+class _CountNetworkHead(torch.nn.Module):
+    """The fitted regression's logits (fixed, ``wide``) plus a one-hidden-layer network on its standardised features
+    (``hidden`` / ``output``, the output at zero): `(n, D)` -> `(n, V)` logits, the interface of
+    :func:`~a2gen_hf.training.residual_fit.fit_learned_paths`."""
+
+    def __init__(self, regression: CountFeatureLogisticRegression, hidden_size: int):
+        super().__init__()
+        width, features = regression.vocab_size, len(regression.scaler_.mean_)
+        self.wide = torch.nn.Linear(features, width)
+        with torch.no_grad():
+            self.wide.weight.zero_()
+            self.wide.bias.copy_(torch.from_numpy(logit(np.clip(regression.base_rates_, 1e-6, 1 - 1e-6))))
+            for action, fitted in regression.models_.items():
+                self.wide.weight[action] = torch.from_numpy(fitted.coef_[0])
+                self.wide.bias[action] = float(fitted.intercept_[0])
+        self.wide.requires_grad_(False)
+        self.linear = None
+        self.hidden = torch.nn.Linear(features, hidden_size)
+        self.output = torch.nn.Linear(hidden_size, width)
+        torch.nn.init.zeros_(self.output.weight)
+        torch.nn.init.zeros_(self.output.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.wide(features) + self.output(torch.relu(self.hidden(features)))
+
+
+class CountNetworkBaseline(CountFeatureLogisticRegression):
+    """
+    :class:`CountFeatureLogisticRegression` plus a one-hidden-layer network (``hidden_size`` units) on the same
+    standardised count features, fitted on the regression's residual exactly as the ``sparse_logs`` recipe fits A2Gen's
+    occurrence head (:func:`~a2gen_hf.training.residual_fit.fit_learned_paths`: full batch, the L2 strength chosen on
+    validation, each action kept by the network only where it raises that action's validation AUC, the regression
+    alone otherwise). It is what A2Gen's ranking on sparse logs is made of, without A2Gen: the fair baseline for the
+    question "does reading the sequence add anything?". ``fit_`` holds the fit's summary. Needs a validation split.
+    """
+
+    def __init__(self, tokenizer: A2GenActionTokenizer, hidden_size: int = 64, seed: int = 0, **regression_options):
+        super().__init__(tokenizer, **regression_options)
+        self.hidden_size, self.seed = hidden_size, seed
+        self.head_: _CountNetworkHead | None = None
+        self.fit_: dict | None = None
+
+    def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
+        from .residual_fit import HeadInputs, fit_learned_paths
+
+        if validation is None:
+            raise ValueError("CountNetworkBaseline chooses its L2 strength on validation: pass fit(train, validation).")
+        super()._fit(train, targets, validation)
+        torch.manual_seed(self.seed)
+        self.head_ = _CountNetworkHead(self, self.hidden_size)
+        inputs = {
+            name: HeadInputs(self._standardised(split, exclude), torch.from_numpy(occurs))
+            for name, split, exclude, occurs in (
+                ("train", train, targets.occurs, targets.occurs),
+                ("validation", validation, None, ActionTargets.from_dataset(validation, self.tokenizer).occurs),
+            )
+        }
+        self.fit_ = fit_learned_paths(self.head_, inputs["train"], inputs["validation"], self.tokenizer, seed=self.seed)
+
+    def _standardised(self, dataset: Dataset, exclude: np.ndarray | None = None) -> torch.Tensor:
+        return torch.from_numpy(self.scaler_.transform(self.features(dataset, exclude=exclude))).float()
+
+    def _probabilities(self, dataset: Dataset) -> np.ndarray:
+        with torch.no_grad():
+            probabilities = torch.sigmoid(self.head_(self._standardised(dataset))).double().numpy()
+        return probabilities
+
+
 SIMPLE_BASELINES: dict[str, type[SimpleBaseline]] = {
     "propensity": UserPropensityBaseline,
     "popularity": PopularityBaseline,
     "logreg": CountFeatureLogisticRegression,
+    "count-network": CountNetworkBaseline,
     "median-time": ConstantMedianTime,
 }
 
