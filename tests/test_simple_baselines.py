@@ -17,6 +17,7 @@ from a2gen_hf.training.simple_baselines import (
     ActionTargets,
     ConstantMedianTime,
     CountFeatureLogisticRegression,
+    CountNetworkBaseline,
     PopularityBaseline,
     UserPropensityBaseline,
 )
@@ -76,6 +77,7 @@ def test_registry_names_every_baseline():
         "propensity": UserPropensityBaseline,
         "popularity": PopularityBaseline,
         "logreg": CountFeatureLogisticRegression,
+        "count-network": CountNetworkBaseline,
         "median-time": ConstantMedianTime,
     }
 
