@@ -85,21 +85,22 @@ def _scored(vocabulary) -> torch.Tensor:
     return scored
 
 
-def action_aucs(head: nn.Module, inputs: HeadInputs, config) -> dict[int, float]:
-    """``{action id: AUC}`` of ``head`` on ``inputs`` for the ranked actions with both classes."""
+def action_aucs(head: nn.Module, inputs: HeadInputs, vocabulary) -> dict[int, float]:
+    """``{action id: AUC}`` of ``head`` on ``inputs`` for the ranked actions with both classes (``vocabulary``: a
+    config or a tokenizer)."""
     with torch.no_grad():
         scores = head(inputs.contexts.to(next(head.parameters()).device)).float().cpu().numpy()
     occurs = inputs.occurs.numpy()
     return {
         action: float(roc_auc_score(occurs[:, action], scores[:, action]))
-        for action in ranked_action_ids(config)
+        for action in ranked_action_ids(vocabulary)
         if occurs[:, action].any() and not occurs[:, action].all()
     }
 
 
-def mean_validation_auc(head: nn.Module, inputs: HeadInputs, config) -> float:
+def mean_validation_auc(head: nn.Module, inputs: HeadInputs, vocabulary) -> float:
     """The mean AUC over the ranked actions with both classes of ``head`` on ``inputs`` (what selection reads)."""
-    aucs = action_aucs(head, inputs, config)
+    aucs = action_aucs(head, inputs, vocabulary)
     return float(np.mean(list(aucs.values()))) if aucs else float("nan")
 
 
@@ -119,13 +120,13 @@ def _learned_parameters(head: nn.Module) -> list[nn.Parameter]:
     return [parameter for parameter in head.parameters() if id(parameter) not in wide]
 
 
-def _fit_one(head: nn.Module, train: HeadInputs, validation: HeadInputs, config, weight_decay: float,
+def _fit_one(head: nn.Module, train: HeadInputs, validation: HeadInputs, vocabulary, weight_decay: float,
              rounds: int, patience: int) -> tuple[float, dict[str, torch.Tensor]]:
     """L-BFGS on the binary cross-entropy of the head's logits plus ``weight_decay`` x the squared weights of its
     learned paths; after every round (20 iterations) the validation mean AUC, the best round's weights kept."""
     parameters = _learned_parameters(head)
     weights = [parameter for parameter in parameters if parameter.dim() > 1]
-    scored = _scored(config)
+    scored = _scored(vocabulary)
     targets = train.occurs[:, scored].float()
     optimizer = torch.optim.LBFGS(parameters, lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
 
@@ -140,7 +141,7 @@ def _fit_one(head: nn.Module, train: HeadInputs, validation: HeadInputs, config,
     best_score, best_state, stale = -np.inf, None, 0
     for _ in range(rounds):
         optimizer.step(closure)
-        score = mean_validation_auc(head, validation, config)
+        score = mean_validation_auc(head, validation, vocabulary)
         if score > best_score:
             best_score, best_state, stale = score, copy.deepcopy(head.state_dict()), 0
         else:
