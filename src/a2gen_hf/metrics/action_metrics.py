@@ -97,6 +97,17 @@ def ranked_action_ids(vocabulary) -> list[int]:
     return _action_ids(vocabulary.action_names, vocabulary.start_action, vocabulary.end_action)[1]
 
 
+def ranked_action_aucs(occurs: np.ndarray, scores: np.ndarray, vocabulary) -> dict[int, float]:
+    """``{action id: AUC}`` of `(n, V)` ``scores`` against `(n, V)` boolean ``occurs`` for the ranked actions of
+    ``vocabulary`` (a config or a tokenizer, :func:`ranked_action_ids`) that have both classes; the others are left
+    out (what validation selection averages)."""
+    return {
+        action: float(roc_auc_score(occurs[:, action], scores[:, action]))
+        for action in ranked_action_ids(vocabulary)
+        if occurs[:, action].any() and not occurs[:, action].all()
+    }
+
+
 def _check_width(array: np.ndarray, name: str, action_names: Sequence[str]) -> None:
     if array.shape[1] != len(action_names) + 1:
         raise ValueError(

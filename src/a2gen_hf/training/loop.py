@@ -38,7 +38,7 @@ from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator
 from ..host_memory import keep_freed_host_memory
-from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_ids
+from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs
 from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
 from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     BEST_MODEL_FILE,
@@ -361,8 +361,6 @@ def validation_mean_auc(
     Raises:
         ValueError: no ranked action has both positive and negative examples in ``dataset`` (select by ``loss``).
     """
-    from sklearn.metrics import roc_auc_score
-
     from ..targets import first_occurrence_targets
 
     module = accelerator.unwrap_model(model)
@@ -388,11 +386,8 @@ def validation_mean_auc(
     gathered = accelerator.gather(accelerator.pad_across_processes(local, dim=0)).cpu().double().numpy()
     gathered = gathered[gathered[:, -1] > 0]
     probabilities, occurs = gathered[:, :width], gathered[:, width : 2 * width] > 0.5
-    auc = {}
-    for action_id in ranked_action_ids(config):
-        labels = occurs[:, action_id]
-        if labels.any() and not labels.all():
-            auc[config.action_names[action_id - 1]] = float(roc_auc_score(labels, probabilities[:, action_id]))
+    aucs = ranked_action_aucs(occurs, probabilities, config)
+    auc = {config.action_names[action - 1]: value for action, value in aucs.items()}
     module.train()
     if not auc:
         raise ValueError(

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.collator import A2GenDataCollator
-from ..metrics import ranked_action_ids
+from ..metrics import ranked_action_aucs
 from ..targets import first_occurrence_targets
 
 logger = logging.getLogger(__name__)
@@ -90,12 +89,7 @@ def action_aucs(head: nn.Module, inputs: HeadInputs, vocabulary) -> dict[int, fl
     config or a tokenizer)."""
     with torch.no_grad():
         scores = head(inputs.contexts.to(next(head.parameters()).device)).float().cpu().numpy()
-    occurs = inputs.occurs.numpy()
-    return {
-        action: float(roc_auc_score(occurs[:, action], scores[:, action]))
-        for action in ranked_action_ids(vocabulary)
-        if occurs[:, action].any() and not occurs[:, action].all()
-    }
+    return ranked_action_aucs(inputs.occurs.numpy(), scores, vocabulary)
 
 
 def mean_validation_auc(head: nn.Module, inputs: HeadInputs, vocabulary) -> float:
@@ -105,9 +99,9 @@ def mean_validation_auc(head: nn.Module, inputs: HeadInputs, vocabulary) -> floa
 
 
 @torch.no_grad()
-def zero_learned_paths(head: nn.Module, actions: list[int]) -> None:
-    """Give ``actions`` back to the wide path alone: their rows of the learned paths' output layers at zero (the hidden
-    layer, shared by every action, is left as it is)."""
+def zero_learned_paths(head: nn.Module, actions: list[int] | slice = slice(None)) -> None:
+    """Give ``actions`` (default: every action) back to the wide path alone: their rows of the learned paths' output
+    layers at zero (the hidden layer, shared by every action, is left as it is)."""
     for layer in (head.linear, head.output):
         if layer is not None:
             layer.weight[actions] = 0.0
@@ -255,7 +249,7 @@ def give_back_to_the_regression(model: nn.Module, tokenizer, validation, batch_s
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     inputs = read_head_inputs(model, validation, collator, train=False, batch_size=batch_size)
     regression = copy.deepcopy(head).eval()
-    zero_learned_paths(regression, list(range(model.config.vocab_size)))
+    zero_learned_paths(regression)
     was_training = head.training
     network = action_aucs(head.eval(), inputs, model.config)
     head.train(was_training)

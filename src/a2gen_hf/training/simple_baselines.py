@@ -607,8 +607,7 @@ class CountNetworkBaseline(CountFeatureLogisticRegression):
 
     def _probabilities(self, dataset: Dataset) -> np.ndarray:
         with torch.no_grad():
-            probabilities = torch.sigmoid(self.head_(self._standardised(dataset))).double().numpy()
-        return probabilities
+            return torch.sigmoid(self.head_(self._standardised(dataset))).double().numpy()
 
 
 SIMPLE_BASELINES: dict[str, type[SimpleBaseline]] = {
@@ -703,11 +702,9 @@ def warm_start_wide_path(
         wide.linear.bias[action] = float(fitted.intercept_[0])
     head = getattr(model, "occurrence_head", None)
     if residual and head is not None:
-        for layer in (head.linear, head.output):
-            if layer is None:  # occurrence_linear_path=False
-                continue
-            layer.weight.zero_()
-            layer.bias.zero_()
+        from .residual_fit import zero_learned_paths
+
+        zero_learned_paths(head)
     if frozen:
         wide.requires_grad_(False)
     return len(pairs)
