@@ -27,9 +27,9 @@ from a2gen_hf.data.collator import A2GenDataCollator
 from a2gen_hf.metrics import action_targets
 from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset
 from a2gen_hf.training.data_setup import create_model, load_data_dir
+from a2gen_hf.training.give_back import give_back_to_the_start
 from a2gen_hf.training.loop import TrainingSettings, train
 from a2gen_hf.training.moment_factorization import apply_moment_start
-from a2gen_hf.training.residual_fit import give_back_to_the_regression
 from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, start_from_regression
 from a2gen_hf.training.statistics import mean_std, paired_bootstrap_auc_difference, significance_label
 
@@ -341,8 +341,8 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
     settings = TrainingSettings(output_dir=str(folder / "run"), seed=seed, show_progress=False, **spec["training"])
     started = time.perf_counter()
     result = train(model, data["train"], collator, settings, eval_dataset=data["validation"])
-    if spec.get("fit_residual"):  # as a2gen compare: the network kept per action only where it beats the regression
-        give_back_to_the_regression(result.model, tokenizer, data["validation"])
+    if spec.get("warm_start") and spec.get("residual"):  # as a2gen compare: what training did not improve goes back
+        give_back_to_the_start(result.model, tokenizer, data, ranking=spec.get("fit_residual", False))
     seconds = time.perf_counter() - started
     arrays = {}
     for readout in spec["readouts"]:

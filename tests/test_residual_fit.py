@@ -1,4 +1,5 @@
-"""The residual start's learned paths fitted before training (a2gen_hf.training.residual_fit)."""
+"""The residual start's learned paths fitted before training (a2gen_hf.training.residual_fit), and what goes back to
+the start after training (a2gen_hf.training.give_back)."""
 
 import pytest
 import torch
@@ -77,7 +78,8 @@ def test_after_training_each_action_the_network_does_not_raise_goes_back(simulat
     and the actions given back are exactly the regression's (their output rows at zero)."""
     from accelerate import Accelerator
 
-    from a2gen_hf.training.residual_fit import give_back_to_the_regression, zero_learned_paths
+    from a2gen_hf.training.give_back import give_back_to_the_regression
+    from a2gen_hf.training.residual_fit import zero_learned_paths
 
     data, tokenizer, _ = load_data_dir(simulated_data_dir)
     model = _residual_start(data, tokenizer)
@@ -100,6 +102,74 @@ def test_after_training_each_action_the_network_does_not_raise_goes_back(simulat
     for name in after:
         expected = alone[name] if name in given_back else before[name]
         assert after[name] == pytest.approx(expected, abs=1e-9) and after[name] >= alone[name] - 1e-9
+
+
+def _time_mae(model, data, tokenizer):
+    from a2gen_hf.training.give_back import validation_time_mae
+
+    return validation_time_mae(model, data["validation"], A2GenDataCollator.from_config(model.config, tokenizer))
+
+
+def test_trained_times_no_better_than_the_median_go_back(simulated_data_dir):
+    """give_back_the_median_times: time heads whose validation MAE is above the start's median go back to it (weights
+    0, bias the train median), and the validation MAE is then the median's."""
+    from a2gen_hf.training.give_back import give_back_the_median_times
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer)
+    heads = model.generator.heads.time
+    median = heads.bias.item()
+    constant = _time_mae(model, data, tokenizer)
+    with torch.no_grad():  # "trained" times: noise around the median
+        torch.manual_seed(1)
+        heads.weight.normal_(0, 1.0)
+    assert _time_mae(model, data, tokenizer) > constant
+
+    assert give_back_the_median_times(model, tokenizer, data) is True
+    assert not heads.weight.any() and heads.bias.item() == pytest.approx(median)
+    assert _time_mae(model, data, tokenizer) == pytest.approx(constant)
+
+
+def test_trained_times_better_than_the_median_are_kept(simulated_data_dir):
+    """give_back_the_median_times keeps time heads that validate better than the median, exactly as they were."""
+    from a2gen_hf.training.give_back import give_back_the_median_times
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer)
+    heads = model.generator.heads.time
+    median = heads.bias.item()
+    constant = _time_mae(model, data, tokenizer)
+    errors = {}
+    for shift in (-1.0, -0.5, -0.25, 0.25, 0.5, 1.0):  # the mean over actions of each one's MAE: not the pooled median's
+        with torch.no_grad():
+            heads.bias.fill_(median + shift)
+        errors[shift] = _time_mae(model, data, tokenizer)
+    best = min(errors, key=errors.get)
+    assert errors[best] < constant  # this data has such a constant; the test needs it
+    with torch.no_grad():
+        heads.bias.fill_(median + best)
+    state = {name: tensor.clone() for name, tensor in heads.state_dict().items()}
+
+    assert give_back_the_median_times(model, tokenizer, data) is False
+    for name, tensor in heads.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+
+
+def test_give_back_to_the_start_applies_the_ranking_rule_only_after_a_fit(simulated_data_dir):
+    """give_back_to_the_start: without ``ranking`` the learned paths are left as trained (the plain residual start
+    trains them with the wide path); a baseline without A2Gen's time heads keeps its times."""
+    from a2gen_hf.training.give_back import give_back_the_median_times, give_back_to_the_start
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer)
+    with torch.no_grad():
+        model.occurrence_head.output.weight.normal_(0, 0.5)
+    output = model.occurrence_head.output.weight.clone()
+    result = give_back_to_the_start(model, tokenizer, data, ranking=False)
+    assert result["regression_for"] == [] and result["median_times"] is True  # the start's times are the median's
+    assert torch.equal(model.occurrence_head.output.weight, output)
+    mmoe = create_model("mmoe", tokenizer, data, hidden_size=16, id_embedding_size=16)
+    assert give_back_the_median_times(mmoe, tokenizer, data) is False
 
 
 def test_train_split_inputs_leave_each_examples_own_outcome_out(simulated_data_dir):

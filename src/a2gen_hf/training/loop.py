@@ -820,10 +820,10 @@ def _train_from_data_dir(
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator
     )
-    if wide_residual_fit:  # the network kept per action only where it beats the regression on validation
-        from .residual_fit import give_back_to_the_regression
+    if wide_residual:  # what training did not improve on validation goes back to the start
+        from .give_back import give_back_to_the_start
 
-        give_back_to_the_regression(result.model, tokenizer, dataset["validation"])
+        give_back_to_the_start(result.model, tokenizer, dataset, ranking=wide_residual_fit)
     output_dir = Path(settings.output_dir)
     metrics = None
     if accelerator.is_main_process:

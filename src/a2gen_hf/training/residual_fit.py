@@ -11,7 +11,8 @@ below the start, and by the time it would recover, a small training split has be
 fitted: full batch, L-BFGS, an L2 penalty whose strength is chosen on the validation split (and the zero residual,
 the start, competes), the regression's logits held fixed; each action whose validation AUC the fit does not raise
 goes back to the regression alone. Training then goes on from there, selection on validation keeps whichever is
-better, and :func:`give_back_to_the_regression` applies the same per-action rule to the kept weights.
+better, and :func:`~a2gen_hf.training.give_back.give_back_to_the_regression` applies the same per-action rule to
+the kept weights.
 
 The head is :class:`~a2gen_hf.features_a2gen.A2GenOccurrenceHead` itself: its inputs (the generation context) are
 read off one pass of the model over each split, with the leave-own-outcome-out counts of training on the train split,
@@ -236,26 +237,3 @@ def fit_learned_paths(
     }
     logger.info(f"residual fit: {result}")
     return result
-
-
-def give_back_to_the_regression(model: nn.Module, tokenizer, validation, batch_size: int = 1024) -> list[str]:
-    """
-    After training a residual start: every ranked action whose validation AUC the network does not raise above the
-    regression's (the same head with its learned paths at zero) goes back to the regression alone, as in the fit.
-    Selection on the *mean* AUC may keep an evaluation that gained on one action and lost on another; on a small
-    validation split that is noise as often as not. Returns the names of the actions given back.
-    """
-    head = model.occurrence_head
-    collator = A2GenDataCollator.from_config(model.config, tokenizer)
-    inputs = read_head_inputs(model, validation, collator, train=False, batch_size=batch_size)
-    regression = copy.deepcopy(head).eval()
-    zero_learned_paths(regression)
-    was_training = head.training
-    network = action_aucs(head.eval(), inputs, model.config)
-    head.train(was_training)
-    alone = action_aucs(regression, inputs, model.config)
-    given_back = [action for action, auc in network.items() if auc <= alone[action]]
-    zero_learned_paths(head, given_back)
-    names = [model.config.action_names[action - 1] for action in given_back]
-    logger.info(f"after training, the regression alone for {names or 'no action'} (validation AUC not raised)")
-    return names
