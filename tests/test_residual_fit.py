@@ -168,6 +168,11 @@ def test_give_back_to_the_start_applies_the_ranking_rule_only_after_a_fit(simula
     result = give_back_to_the_start(model, tokenizer, data, ranking=False)
     assert result["regression_for"] == [] and result["median_times"] is True  # the start's times are the median's
     assert torch.equal(model.occurrence_head.output.weight, output)
+    no_validation = {"train": data["train"]}
+    assert give_back_to_the_start(model, tokenizer, no_validation, ranking=True) == {
+        "median_times": False, "regression_for": []
+    }
+    assert torch.equal(model.occurrence_head.output.weight, output)
     mmoe = create_model("mmoe", tokenizer, data, hidden_size=16, id_embedding_size=16)
     assert give_back_the_median_times(mmoe, tokenizer, data) is False
 

@@ -108,7 +108,10 @@ def give_back_to_the_start(model: nn.Module, tokenizer, dataset, ranking: bool) 
     Both rules of this module on a trained residual start: :func:`give_back_the_median_times`, and with ``ranking``
     (the start had a fitted residual, ``wide_residual_fit``) :func:`give_back_to_the_regression`. ``dataset`` needs
     its ``train`` and ``validation`` splits. Returns ``{"median_times": given back or not, "regression_for": the
-    actions given back to the regression}``.
+    actions given back to the regression}``; nothing is given back when ``dataset`` has no validation split.
     """
+    if dataset.get("validation") is None or not len(dataset["validation"]):
+        logger.info("after training, nothing given back to the start: the data has no validation split to judge by")
+        return {"median_times": False, "regression_for": []}
     regression_for = give_back_to_the_regression(model, tokenizer, dataset["validation"]) if ranking else []
     return {"median_times": give_back_the_median_times(model, tokenizer, dataset), "regression_for": regression_for}

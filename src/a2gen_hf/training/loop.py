@@ -823,7 +823,11 @@ def _train_from_data_dir(
     if wide_residual:  # what training did not improve on validation goes back to the start
         from .give_back import give_back_to_the_start
 
-        give_back_to_the_start(result.model, tokenizer, dataset, ranking=wide_residual_fit)
+        given_back = give_back_to_the_start(result.model, tokenizer, dataset, ranking=wide_residual_fit)
+        if accelerator.is_main_process:  # the run's log says what the saved model holds
+            log_path = Path(settings.output_dir) / TRAINING_LOG_FILE
+            log = json.loads(log_path.read_text())
+            write_text_atomically(log_path, json.dumps({**log, "given_back_to_the_start": given_back}, indent=2))
     output_dir = Path(settings.output_dir)
     metrics = None
     if accelerator.is_main_process:
