@@ -795,3 +795,41 @@ def test_every_tensor_comes_back_from_save_and_reload_even_where_fresh_memory_is
     assert saved.keys() == rebuilt.keys()
     for key, tensor in [*model.named_parameters(), *saved.items()]:
         torch.testing.assert_close(reloaded.get_parameter_or_buffer(key), tensor, msg=f"{key} did not come back")
+
+
+def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from_the_lowest_loss(
+    simulated_data_dir, tmp_path
+):
+    """--select-generator-by-loss: the ranking's weights (the occurrence head) are the best mean-AUC evaluation's
+    (here the start: --min-delta 1 keeps it), every other weight the lowest generator loss's (a trained one); the log
+    names both steps. A ranking that reads the generator's weights is refused by name (exit 2)."""
+    from safetensors.torch import load_file
+
+    from a2gen_hf import A2GenForActionGeneration
+
+    output = tmp_path / "split"
+    argv = ["train", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--epochs", "3", "--hidden-size",
+            "8", "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--min-delta", "1.0",
+            "--select-generator-by-loss"]
+    assert main([*argv, "--output", str(output)]) == 0
+    log = json.loads((output / "training_log.json").read_text())
+    evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
+    lowest = min(evaluations, key=lambda entry: entry["validation_generator_loss"])["step"]
+    assert log["best_step"] == 0 and log["best_generator_step"] == lowest > 0
+    ranking, generator = load_file(output / "best_model.safetensors"), load_file(output / "best_generator.safetensors")
+    model = A2GenForActionGeneration.from_pretrained(output / "model")
+    saved = model.state_dict()
+    heads = [name for name in saved if name.startswith("occurrence_head.") and name in ranking]
+    others = [name for name in saved if name.startswith(("generator.", "a2gen.encoder.")) and name in generator]
+    assert heads and others
+    for name in heads:  # the ranking: the start's (actions given back to the regression have zero output rows)
+        assert ((saved[name] == ranking[name]) | (saved[name] == 0)).all(), name
+    assert torch.equal(saved["occurrence_head.hidden.weight"], ranking["occurrence_head.hidden.weight"])
+    assert not any(torch.equal(ranking[name], generator[name]) for name in others if ranking[name].dim() > 1)
+    for name in others:  # the generator: the lowest loss's, times as kept or given back to the median
+        if not name.startswith(("generator.heads.time", "generator.aux_heads.time")):
+            assert torch.equal(saved[name], generator[name]), name
+    refused = [*argv, "--occurrence-paths-input", "context", "--output", str(tmp_path / "refused")]
+    assert main(refused) == 2 and not (tmp_path / "refused" / "model").exists()
+    with pytest.raises(ValueError, match="select_generator_by_loss keeps the ranking"):
+        TrainingSettings(output_dir=str(tmp_path), select_generator_by_loss=True)

@@ -275,6 +275,10 @@ class SelectionArguments:
                                      "every that many steps only, whatever an epoch's length)", True)
     eval_before_training: bool = option("also evaluate the starting weights before the first step, as a candidate "
                                         "for the best evaluation (for warm-started wide paths)", False)
+    select_generator_by_loss: bool = option("with --select-by mean_auc: keep the ranking (A2Gen's occurrence head on "
+                                            "the counts, --occurrence-paths-input extra_only) from the best mean-AUC "
+                                            "evaluation and every other weight (the generator, its times) from the "
+                                            "lowest generator loss", False)
 
 
 @dataclass

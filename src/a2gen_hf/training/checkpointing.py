@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from ..output_folders import write_text_atomically
@@ -40,6 +40,8 @@ CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_MANIFEST = "a2gen_checkpoint.json"
 
 BEST_MODEL_FILE = "best_model.safetensors"
+# With select_generator_by_loss: the weights of the evaluation with the lowest generator loss.
+BEST_GENERATOR_FILE = "best_generator.safetensors"
 
 # The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated.
 # Every other setting (and the number of processes, the model and the data) is part of the resume key.
@@ -71,6 +73,9 @@ class _Progress:
         # evaluations since it, the plateau schedule's learning-rate scale, and whether early stopping fired.
         self.best_score = -math.inf
         self.best_step = -1
+        # select_generator_by_loss: the lowest validation loss of the generator and its step.
+        self.best_generator_loss = math.inf
+        self.best_generator_step = -1
         self.evaluations_without_improvement = 0
         self.lr_scale = 1.0
         self.stopped_early = False
@@ -420,18 +425,28 @@ def _resume(
 
 
 def _save_best(
-    accelerator: Accelerator, model: nn.Module, output_dir: Path, epoch: int, step: int, score: float
+    accelerator: Accelerator,
+    model: nn.Module,
+    output_dir: Path,
+    epoch: int,
+    step: int,
+    score: float,
+    file_name: str = BEST_MODEL_FILE,
 ) -> None:
     if accelerator.is_main_process:
-        temporary = output_dir / f".tmp-{BEST_MODEL_FILE}"
+        temporary = output_dir / f".tmp-{file_name}"
         metadata = {"epoch": str(epoch), "step": str(step), "score": repr(score)}
         save_model(accelerator.unwrap_model(model), str(temporary), metadata=metadata)
-        os.replace(temporary, output_dir / BEST_MODEL_FILE)
+        os.replace(temporary, output_dir / file_name)
     accelerator.wait_for_everyone()
 
 
-def _load_best(model: nn.Module, output_dir: Path, step: int) -> None:
-    path = output_dir / BEST_MODEL_FILE
+def _load_best(
+    model: nn.Module, output_dir: Path, step: int, file_name: str = BEST_MODEL_FILE, keep_prefix: str | None = None
+) -> None:
+    """Load the weights saved at the evaluation of ``step`` (``file_name`` in ``output_dir``); with ``keep_prefix``,
+    every weight but those whose names start with it (they stay as they are)."""
+    path = output_dir / file_name
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: the weights of the best evaluation (step {step}) were saved there."
@@ -443,4 +458,13 @@ def _load_best(model: nn.Module, output_dir: Path, step: int) -> None:
             f"{path} holds step {saved_step} but the run's best evaluation was at step {step}; the output folder was "
             "changed by another run. Train again in an empty folder."
         )
-    load_model(model, str(path), device=str(next(model.parameters()).device))
+    device = str(next(model.parameters()).device)
+    if keep_prefix is None:
+        load_model(model, str(path), device=device)
+        return
+    saved = load_file(str(path), device=device)
+    _, unexpected = model.load_state_dict(
+        {name: tensor for name, tensor in saved.items() if not name.startswith(keep_prefix)}, strict=False
+    )
+    if unexpected:
+        raise RuntimeError(f"{path} holds weights this model does not have ({unexpected[:3]}); train again.")

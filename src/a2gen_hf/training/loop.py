@@ -41,6 +41,7 @@ from ..host_memory import keep_freed_host_memory
 from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs
 from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
 from .checkpointing import (  # noqa: F401  (re-exported: their old home)
+    BEST_GENERATOR_FILE,
     BEST_MODEL_FILE,
     CHECKPOINT_FORMAT,
     CHECKPOINT_MANIFEST,
@@ -313,28 +314,62 @@ def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, acc
     return accelerator.prepare_data_loader(loader)
 
 
-@torch.no_grad()
-def validation_loss(model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator) -> float:
+# select_generator_by_loss: the weights the ranking reads (A2Gen's occurrence head), kept from the best mean-AUC
+# evaluation while every other weight comes from the one with the lowest generator loss.
+RANKING_PREFIX = "occurrence_head."
+
+
+def check_generator_selection(model: nn.Module, settings: TrainingSettings) -> None:
     """
-    Mean loss over ``dataset``, weighted by batch size, each process evaluating a disjoint contiguous part (no
-    example counted twice) with the unwrapped model (no collective calls in the forward).
+    Refuse ``settings.select_generator_by_loss`` for a model whose ranking reads weights that the generator selection
+    would replace: it needs A2Gen's occurrence head on the count features alone (``occurrence_paths_input=
+    "extra_only"``: the head then reads no encoder or generator weight, the feature block having none).
+    """
+    if not settings.select_generator_by_loss:
+        return
+    config = getattr(model, "config", None)
+    head = getattr(model, "occurrence_head", None)
+    paths = getattr(config, "occurrence_paths_input", None)
+    if head is None or paths != "extra_only":
+        raise ValueError(
+            "select_generator_by_loss (--select-generator-by-loss) keeps the ranking's weights (A2Gen's occurrence "
+            "head) from the best mean-AUC evaluation and every other weight from the lowest generator loss; the "
+            "ranking must then read none of the others: use A2Gen with occurrence_head=True and "
+            f"occurrence_paths_input='extra_only' (this model: occurrence head {head is not None}, "
+            f"occurrence_paths_input={paths!r}), or drop the option."
+        )
+
+
+@torch.no_grad()
+def validation_losses(
+    model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator
+) -> dict[str, float]:
+    """
+    ``{"loss": mean loss, "generator_loss": the same without the occurrence head's part}`` over ``dataset``,
+    weighted by batch size, each process evaluating a disjoint contiguous part (no example counted twice) with the
+    unwrapped model (no collective calls in the forward). For a model without an occurrence loss both are the same.
     """
     module = accelerator.unwrap_model(model)
     module.eval()
     part = dataset.shard(accelerator.num_processes, accelerator.process_index, contiguous=True)
-    total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+    total = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss, generator loss, examples
+    weight = getattr(module.config, "occurrence_loss_weight", 0.0)
     if len(part):
         loader = DataLoader(part, batch_size=settings.eval_batch_size, collate_fn=collator)
         show = settings.show_progress and accelerator.is_local_main_process
         for batch in tqdm(loader, desc="validation", unit=" batches", leave=False, disable=not show):
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
             with accelerator.autocast():
-                loss = module(**batch).loss
-            size = batch["labels"].shape[0]
-            total += torch.stack([loss.double() * size, torch.tensor(float(size), device=total.device)])
+                outputs = module(**batch)
+            loss = outputs.loss.double()
+            occurrence = getattr(outputs, "occurrence_loss", None)
+            generator = loss - weight * occurrence.double() if occurrence is not None else loss
+            size = float(batch["labels"].shape[0])
+            total += torch.stack([loss * size, generator * size, torch.tensor(size, device=total.device)])
     total = accelerator.reduce(total, reduction="sum")
     module.train()
-    return (total[0] / total[1].clamp_min(1)).item()
+    mean = total[:2] / total[2].clamp_min(1)
+    return {"loss": mean[0].item(), "generator_loss": mean[1].item()}
 
 
 def evaluation_summary(entry: dict[str, Any], best_step: int) -> str:
@@ -508,6 +543,7 @@ class _TrainingRun:
         self.eval_dataset, self.accelerator = eval_dataset, accelerator
         self.output_dir = Path(settings.output_dir)
         self.streaming = isinstance(train_dataset, datasets.IterableDataset)
+        check_generator_selection(model, settings)
         self.previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
         optimizer = create_optimizer(model, settings)
         self.base_learning_rates = [group["lr"] for group in optimizer.param_groups]
@@ -662,8 +698,12 @@ class _TrainingRun:
         settings, progress, accelerator = self.settings, self.progress, self.accelerator
         progress.last_evaluated_step = progress.global_step
         entry: dict[str, Any] = {"step": progress.global_step, "epoch": progress.epoch}
-        entry["validation_loss"] = validation_loss(self.model, self.eval_dataset, self.collator, settings, accelerator)
+        losses = validation_losses(self.model, self.eval_dataset, self.collator, settings, accelerator)
+        entry["validation_loss"] = losses["loss"]
         score = -entry["validation_loss"]
+        if settings.select_generator_by_loss:
+            entry["validation_generator_loss"] = losses["generator_loss"]
+            self._keep_best_generator(losses["generator_loss"])
         if settings.selection_metric == "mean_auc":
             auc = validation_mean_auc(self.model, self.eval_dataset, self.collator, settings, accelerator)
             entry["validation_mean_auc"], entry["validation_auc"] = auc["mean_auc"], auc["auc"]
@@ -694,6 +734,16 @@ class _TrainingRun:
             scalars = {key: value for key, value in entry.items() if isinstance(value, (int, float)) and key != "step"}
             accelerator.log(scalars, step=progress.global_step)
 
+    def _keep_best_generator(self, generator_loss: float) -> None:
+        """select_generator_by_loss: save the weights of the evaluation with the lowest generator loss so far."""
+        progress = self.progress
+        if generator_loss < progress.best_generator_loss:
+            progress.best_generator_loss, progress.best_generator_step = generator_loss, progress.global_step
+            _save_best(
+                self.accelerator, self.model, self.output_dir, progress.epoch, progress.global_step, -generator_loss,
+                file_name=BEST_GENERATOR_FILE,
+            )  # fmt: skip
+
     def finish(self) -> TrainingResult:
         """Close the bar and the trackers, restore the embeddings' gradient kind, check the weights, load the best
         evaluation's weights (when selected), write ``training_log.json`` and return the result."""
@@ -707,6 +757,11 @@ class _TrainingRun:
         accelerator.wait_for_everyone()
         if self.select_best and progress.best_step >= 0:
             _load_best(trained, self.output_dir, progress.best_step)
+        generator_step = None
+        if self.select_best and self.settings.select_generator_by_loss and progress.best_generator_step >= 0:
+            generator_step = progress.best_generator_step
+            if generator_step != progress.best_step:  # the occurrence head stays the best mean-AUC evaluation's
+                _load_best(trained, self.output_dir, generator_step, BEST_GENERATOR_FILE, keep_prefix=RANKING_PREFIX)
         if accelerator.is_main_process:
             log = {
                 "settings": asdict(self.settings),
@@ -714,6 +769,7 @@ class _TrainingRun:
                 "best_epoch": progress.best_epoch,
                 "best_step": progress.best_step,
                 "stopped_early": progress.stopped_early,
+                **({"best_generator_step": generator_step} if generator_step is not None else {}),
             }
             write_text_atomically(self.output_dir / TRAINING_LOG_FILE, json.dumps(log, indent=2))
         found = progress.best_step >= 0
@@ -725,6 +781,7 @@ class _TrainingRun:
             output_dir=str(self.output_dir),
             best_step=progress.best_step if found else None,
             stopped_early=progress.stopped_early,
+            best_generator_step=generator_step,
         )
 
 

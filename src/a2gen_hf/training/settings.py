@@ -65,6 +65,13 @@ class TrainingSettings:
     ``select_best_epoch`` they compete with every later evaluation: a warm-started model (a wide path started as
     the fitted regression, :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`) is then never returned
     worse on validation than it started.
+    ``select_generator_by_loss`` (with ``selection_metric="mean_auc"`` and ``select_best_epoch``; A2Gen with an
+    occurrence head that reads the count features alone, ``occurrence_paths_input="extra_only"``, so that the ranking
+    reads none of the generator's weights): the ranking's weights (the occurrence head) come from the best mean-AUC
+    evaluation and every other weight (encoder, generator, time heads) from the evaluation with the lowest validation
+    loss of the generator (the loss without the occurrence head's part). Without it, a run whose best ranking is its
+    starting point (a residual start, ``eval_before_training``) returns an untrained generator: ``generate()`` then
+    emits untrained sequences (docs/results.md (d), "The generator selected by its own loss").
     """
 
     output_dir: str
@@ -97,6 +104,7 @@ class TrainingSettings:
     eval_every_steps: int | None = None
     eval_at_epoch_end: bool = True
     eval_before_training: bool = False
+    select_generator_by_loss: bool = False
     plateau_factor: float = 0.5
     shuffle_buffer_size: int = 10_000
     cpu: bool = False
@@ -124,6 +132,12 @@ class TrainingSettings:
             raise ValueError(f"patience_from_step={self.patience_from_step} must be >= 0 (0: every evaluation counts).")
         if not self.selection_min_delta >= 0.0:
             raise ValueError(f"selection_min_delta={self.selection_min_delta} must be >= 0 (0: any improvement counts).")
+        if self.select_generator_by_loss and not (self.selection_metric == "mean_auc" and self.select_best_epoch):
+            raise ValueError(
+                "select_generator_by_loss keeps the ranking from the best mean-AUC evaluation and the generator from "
+                "the lowest-loss one: set selection_metric='mean_auc' (--select-by mean_auc) and keep "
+                "select_best_epoch=True (--best-epoch)."
+            )
         if not 0.0 < self.plateau_factor < 1.0:
             raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
@@ -172,3 +186,5 @@ class TrainingResult:
     output_dir: str | None = None
     best_step: int | None = None
     stopped_early: bool = False
+    # With select_generator_by_loss: the evaluation whose weights (all but the occurrence head's) were kept.
+    best_generator_step: int | None = None
