@@ -825,6 +825,18 @@ def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from
     for name in heads:  # the ranking: the start's (actions given back to the regression have zero output rows)
         assert ((saved[name] == ranking[name]) | (saved[name] == 0)).all(), name
     assert torch.equal(saved["occurrence_head.hidden.weight"], ranking["occurrence_head.hidden.weight"])
+    # ... and so are its scores: those of the best mean-AUC weights, on every action not given back.
+    from a2gen_hf.data.collator import A2GenDataCollator
+    from a2gen_hf.training.data_setup import load_data_dir
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)([data["validation"][i] for i in range(len(data["validation"]))])
+    best = A2GenForActionGeneration.from_pretrained(output / "model")
+    best.load_state_dict(ranking, strict=False)
+    kept = [tokenizer.convert_tokens_to_ids(name) for name in model.config.action_names
+            if name not in log["given_back_to_the_start"]["regression_for"]]
+    scores, expected = (m.eval().predict_actions(**batch).action_probabilities[:, kept] for m in (model, best))
+    torch.testing.assert_close(scores, expected)
     assert not any(torch.equal(ranking[name], generator[name]) for name in others if ranking[name].dim() > 1)
     for name in others:  # the generator: the lowest loss's, times as kept or given back to the median
         if not name.startswith(("generator.heads.time", "generator.aux_heads.time")):

@@ -442,10 +442,14 @@ def _save_best(
 
 
 def _load_best(
-    model: nn.Module, output_dir: Path, step: int, file_name: str = BEST_MODEL_FILE, keep_prefix: str | None = None
+    model: nn.Module,
+    output_dir: Path,
+    step: int,
+    file_name: str = BEST_MODEL_FILE,
+    keep_prefix: str | tuple[str, ...] | None = None,
 ) -> None:
-    """Load the weights saved at the evaluation of ``step`` (``file_name`` in ``output_dir``); with ``keep_prefix``,
-    every weight but those whose names start with it (they stay as they are)."""
+    """Load the weights saved at the evaluation of ``step`` (``file_name`` in ``output_dir``); with ``keep_prefix``
+    (one or several), every weight and buffer but those whose names start with it (they stay as they are)."""
     path = output_dir / file_name
     if not path.is_file():
         raise FileNotFoundError(

@@ -314,9 +314,10 @@ def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, acc
     return accelerator.prepare_data_loader(loader)
 
 
-# select_generator_by_loss: the weights the ranking reads (A2Gen's occurrence head), kept from the best mean-AUC
-# evaluation while every other weight comes from the one with the lowest generator loss.
-RANKING_PREFIX = "occurrence_head."
+# select_generator_by_loss: the state the ranking reads (A2Gen's occurrence head, and the running statistics that
+# standardise the count features it reads), kept from the best mean-AUC evaluation while every other weight comes
+# from the one with the lowest generator loss.
+RANKING_PREFIXES = ("occurrence_head.", "a2gen.extra_features.")
 
 
 def check_generator_selection(model: nn.Module, settings: TrainingSettings) -> None:
@@ -760,8 +761,8 @@ class _TrainingRun:
         generator_step = None
         if self.select_best and self.settings.select_generator_by_loss and progress.best_generator_step >= 0:
             generator_step = progress.best_generator_step
-            if generator_step != progress.best_step:  # the occurrence head stays the best mean-AUC evaluation's
-                _load_best(trained, self.output_dir, generator_step, BEST_GENERATOR_FILE, keep_prefix=RANKING_PREFIX)
+            if generator_step != progress.best_step:  # the ranking stays the best mean-AUC evaluation's
+                _load_best(trained, self.output_dir, generator_step, BEST_GENERATOR_FILE, keep_prefix=RANKING_PREFIXES)
         if accelerator.is_main_process:
             log = {
                 "settings": asdict(self.settings),
