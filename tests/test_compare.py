@@ -158,3 +158,20 @@ def test_report_says_when_none_of_the_asked_tables_is_there(tmp_path, capsys):
     assert main(["report", str(path), "--tables", "bootstrap", "--output", str(tmp_path / "out.md")]) == 2
     assert "holds none of the tables asked for (--tables bootstrap)" in capsys.readouterr().err
     assert not (tmp_path / "out.md").exists()
+
+
+def test_compare_selects_the_generator_apart_only_where_the_ranking_reads_none_of_it(simulated_data_dir, tmp_path,
+                                                                                     capsys):
+    """`a2gen compare --select-generator-by-loss` with A2Gen (occurrence head on the counts) and MMoE: A2Gen's run keeps
+    its generator from the lowest generator loss (the log names the step); MMoE, one set of weights, trains with the
+    one selection instead of being refused."""
+    output = tmp_path / "split"
+    argv = compare_argv(simulated_data_dir, output, "--select-by", "mean_auc", "--select-generator-by-loss",
+                        "--count-features", "--popularity-features", "--occurrence-head", "--occurrence-paths-input",
+                        "extra_only", "--epochs", "2")
+    assert main(argv) == 0, capsys.readouterr().err
+    a2gen = json.loads((output / "runs" / "a2gen-iag-seed0" / "training_log.json").read_text())
+    mmoe = json.loads((output / "runs" / "mmoe-seed0" / "training_log.json").read_text())
+    assert a2gen["settings"]["select_generator_by_loss"] and a2gen["best_generator_step"] >= 0
+    assert not mmoe["settings"]["select_generator_by_loss"] and "best_generator_step" not in mmoe
+    assert json.loads((output / "results.json").read_text())["settings"]["training"]["select_generator_by_loss"]

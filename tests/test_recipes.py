@@ -47,6 +47,7 @@ def test_paper_recipe_is_the_paper_and_sparse_recipe_has_no_fixed_epoch_count():
     assert sparse["patience"] >= 1 and sparse["lr_schedule"] == "plateau" and sparse["select_by"] == "mean_auc"
     # It starts as the regression and keeps the regression's coefficients while the network learns what to add.
     assert sparse["wide_warm_start"] and sparse["wide_residual"] and sparse["wide_frozen"] and sparse["wide_residual_fit"]
+    assert sparse["select_generator_by_loss"] and sparse["occurrence_paths_input"] == "extra_only"
 
 
 def test_timed_video_recipe_warms_a_frozen_moment_table_and_runs(simulated_data_dir, tmp_path):

@@ -30,7 +30,7 @@ from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, pr
 from ..output_folders import write_text_atomically
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .give_back import give_back_to_the_start
-from .loop import TrainingSettings, train
+from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
@@ -179,6 +179,9 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                     )
                 apply_moment_start(model, tokenizer, dataset, settings.moment_warm_start)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
+                if run_settings.select_generator_by_loss and not generator_selection_applies(model):
+                    # MMoE / PLE (or an A2Gen ranking off the generator's states): one set of weights, one selection
+                    run_settings = replace(run_settings, select_generator_by_loss=False)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 if settings.wide_residual:  # what training did not improve on validation goes back to the start
                     give_back_to_the_start(trained.model, tokenizer, dataset, ranking=settings.wide_residual_fit)

@@ -320,25 +320,32 @@ def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, acc
 RANKING_PREFIXES = ("occurrence_head.", "a2gen.extra_features.")
 
 
+def generator_selection_applies(model: nn.Module) -> bool:
+    """Whether ``model``'s ranking and generator share no weight, so that ``select_generator_by_loss`` can keep each
+    from its own evaluation: A2Gen's occurrence head on the count features alone (``occurrence_paths_input=
+    "extra_only"``: the head then reads no encoder or generator weight, the feature block having none)."""
+    config = getattr(model, "config", None)
+    return getattr(model, "occurrence_head", None) is not None and (
+        getattr(config, "occurrence_paths_input", None) == "extra_only"
+    )
+
+
 def check_generator_selection(model: nn.Module, settings: TrainingSettings) -> None:
-    """
-    Refuse ``settings.select_generator_by_loss`` for a model whose ranking reads weights that the generator selection
-    would replace: it needs A2Gen's occurrence head on the count features alone (``occurrence_paths_input=
-    "extra_only"``: the head then reads no encoder or generator weight, the feature block having none).
-    """
-    if not settings.select_generator_by_loss:
+    """Refuse ``settings.select_generator_by_loss`` for a model whose ranking reads weights that the generator
+    selection would replace (:func:`generator_selection_applies`)."""
+    if not settings.select_generator_by_loss or generator_selection_applies(model):
         return
     config = getattr(model, "config", None)
     head = getattr(model, "occurrence_head", None)
     paths = getattr(config, "occurrence_paths_input", None)
-    if head is None or paths != "extra_only":
-        raise ValueError(
-            "select_generator_by_loss (--select-generator-by-loss) keeps the ranking's weights (A2Gen's occurrence "
-            "head) from the best mean-AUC evaluation and every other weight from the lowest generator loss; the "
-            "ranking must then read none of the others: use A2Gen with occurrence_head=True and "
-            f"occurrence_paths_input='extra_only' (this model: occurrence head {head is not None}, "
-            f"occurrence_paths_input={paths!r}), or drop the option."
-        )
+    raise ValueError(
+        "select_generator_by_loss (--select-generator-by-loss) keeps the ranking's weights (A2Gen's occurrence "
+        "head) from the best mean-AUC evaluation and every other weight from the lowest generator loss; the "
+        "ranking must then read none of the others: use A2Gen with occurrence_head=True and "
+        f"occurrence_paths_input='extra_only' (this model: {type(model).__name__}, occurrence head "
+        f"{head is not None}, occurrence_paths_input={paths!r}), or drop the option "
+        "(--no-select-generator-by-loss)."
+    )
 
 
 @torch.no_grad()
