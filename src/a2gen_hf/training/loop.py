@@ -383,6 +383,8 @@ def validation_losses(
 def evaluation_summary(entry: dict[str, Any], best_step: int) -> str:
     """One line for the log of an evaluation entry of ``log_history`` (long runs without a progress bar show it)."""
     parts = [f"step {entry['step']} (epoch {entry['epoch']}): validation loss {entry['validation_loss']:.4f}"]
+    if "validation_generator_loss" in entry:
+        parts.append(f"generator loss {entry['validation_generator_loss']:.4f}")
     if "validation_mean_auc" in entry:
         parts.append(f"mean AUC {entry['validation_mean_auc']:.4f}")
     parts.append(f"best step {best_step}")
