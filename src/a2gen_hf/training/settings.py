@@ -72,7 +72,7 @@ class TrainingSettings:
     evaluation and every other weight (encoder, generator, time heads) from the evaluation with the lowest validation
     loss of the generator (the loss without the occurrence head's part). Without it, a run whose best ranking is its
     starting point (a residual start, ``eval_before_training``) returns an untrained generator: ``generate()`` then
-    emits untrained sequences (docs/results.md (d), "The generator selected by its own loss").
+    emits untrained sequences (docs/results.md (d), "The timed sequence").
     """
 
     output_dir: str
