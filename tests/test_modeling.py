@@ -336,6 +336,13 @@ def test_propensity_features_and_id_free_mode(generator):
     fewer_likes = dict(batch, history_action_ids=batch["history_action_ids"].clone())
     fewer_likes["history_action_ids"][fewer_likes["history_action_ids"] == 2] = 3
     assert not torch.allclose(model(**fewer_likes).logits, reference.logits)
+    # The id tables are never read, so they take no gradient (DDP would otherwise wait for theirs): every other
+    # trainable weight gets one.
+    features = model.a2gen.features
+    assert not features.item_embeddings.weight.requires_grad and not features.user_embeddings.weight.requires_grad
+    model.train()
+    model(**batch).loss.backward()
+    assert [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
 
 
 def test_cam_built_on_its_own_is_initialised():

@@ -593,6 +593,29 @@ def test_two_process_ddp_step_equals_one_process_step(data_dir, tmp_path):
     assert not rows[0] & rows[1]
 
 
+@pytest.mark.slow
+def test_two_process_ddp_trains_the_sparse_logs_recipe(simulated_data_dir, tmp_path):
+    """`accelerate launch` of `a2gen train --recipe sparse_logs` on 2 processes: the id-free model's unread id tables
+    take no gradient (DDP stopped at its second step before), the residual fit, the generator's own selection and the
+    give-back run on both processes, and the main one saves the model and its log."""
+    output = tmp_path / "ddp-sparse"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "a2gen_hf.cli", "train",
+        "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--output", str(output), "--epochs", "2",
+        "--batch-size", "8", "--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8",
+        "--no-progress",
+    ]
+    done = subprocess.run(command, env={**child_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = json.loads((output / "training_log.json").read_text())
+    steps = [entry["step"] for entry in log["log_history"] if "validation_loss" in entry]
+    assert steps[0] == 0 and len(steps) >= 3 and log["best_generator_step"] in steps[1:]
+    assert set(log["given_back_to_the_start"]) == {"median_times", "regression_for"}
+    assert (output / "model" / "model.safetensors").exists() or any((output / "model").glob("*.safetensors"))
+
+
 def test_shard_for_process_splits_whole_shards():
     from datasets import Dataset
 

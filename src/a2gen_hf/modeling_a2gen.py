@@ -312,6 +312,15 @@ class A2GenFeatureEmbeddings(nn.Module):
         self.use_id_embeddings = config.use_id_embeddings
         self.item_feature_size = item_feature_size
         self.user_feature_size = width * (2 if self.num_user_side_lists else 1)
+        self.freeze_unread_tables()
+
+    def freeze_unread_tables(self) -> None:
+        """Id-free (``use_id_embeddings=False``): the user and item id tables are never read, so they take no
+        gradient (``requires_grad=False``). Otherwise no optimizer would skip them, and DistributedDataParallel
+        would stop at the second step waiting for their gradients. They stay in the checkpoint, at their init."""
+        if not self.use_id_embeddings:
+            for table in (self.item_embeddings, self.user_embeddings):
+                table.weight.requires_grad_(False)
 
     def id_tables(self) -> list[nn.Embedding]:
         """The hashed-id ``nn.Embedding`` tables (items, users, item side features): the ones that may give sparse

@@ -234,6 +234,9 @@ def model_to_train_from(
         )
     model = model_class.from_pretrained(str(path))
     model.requires_grad_(True)
+    for module in model.modules():  # ... but the tables an id-free model never reads
+        if hasattr(module, "freeze_unread_tables"):
+            module.freeze_unread_tables()
     return model
 
 
