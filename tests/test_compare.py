@@ -162,13 +162,15 @@ def test_report_says_when_none_of_the_asked_tables_is_there(tmp_path, capsys):
 
 def test_compare_selects_the_generator_apart_only_where_the_ranking_reads_none_of_it(simulated_data_dir, tmp_path,
                                                                                      capsys):
-    """`a2gen compare --select-generator-by-loss` with A2Gen (occurrence head on the counts) and MMoE: A2Gen's run keeps
-    its generator from the lowest generator loss (the log names the step); MMoE, one set of weights, trains with the
-    one selection instead of being refused."""
+    """`a2gen compare` with the `sparse_logs` recipe's A2Gen-only parts (the residual fit of the occurrence head, the
+    generator selected apart) over A2Gen and MMoE: A2Gen's run keeps its generator from the lowest generator loss (the
+    log names the step); MMoE, with no occurrence head and one set of weights, gets the rest of the recipe (the wide
+    path started as the frozen regression) instead of failing the comparison."""
     output = tmp_path / "split"
     argv = compare_argv(simulated_data_dir, output, "--select-by", "mean_auc", "--select-generator-by-loss",
                         "--count-features", "--popularity-features", "--occurrence-head", "--occurrence-paths-input",
-                        "extra_only", "--epochs", "2")
+                        "extra_only", "--epochs", "2", "--wide-path", "--wide-warm-start", "--wide-residual",
+                        "--wide-frozen", "--wide-residual-fit", "--eval-before-training")
     assert main(argv) == 0, capsys.readouterr().err
     a2gen = json.loads((output / "runs" / "a2gen-iag-seed0" / "training_log.json").read_text())
     mmoe = json.loads((output / "runs" / "mmoe-seed0" / "training_log.json").read_text())

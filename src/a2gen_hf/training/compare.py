@@ -12,6 +12,7 @@ without events.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +35,8 @@ from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
+
+logger = logging.getLogger(__name__)
 
 NETWORK_LABELS = {
     "a2gen-iag": "A2Gen-IAG",
@@ -172,19 +175,27 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 model_collator = AblatedCollator(collator, ablation) if ablation else collator
                 set_seed(seed)
                 model = create_model(network, tokenizer, dataset, **(settings.model_overrides or {}))
+                # The residual fit and the generator's own selection are A2Gen's (its occurrence head); MMoE and PLE
+                # get the rest of the recipe.
+                fit_residual = settings.wide_residual_fit and getattr(model, "occurrence_head", None) is not None
                 if settings.wide_warm_start:
                     regression = start_from_regression(
                         model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen,
-                        fit_residual=settings.wide_residual_fit, seed=seed,
+                        fit_residual=fit_residual, seed=seed,
                     )
                 apply_moment_start(model, tokenizer, dataset, settings.moment_warm_start)
                 run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
                 if run_settings.select_generator_by_loss and not generator_selection_applies(model):
                     # MMoE / PLE (or an A2Gen ranking off the generator's states): one set of weights, one selection
                     run_settings = replace(run_settings, select_generator_by_loss=False)
+                if (settings.wide_residual_fit and not fit_residual) or (
+                    training.select_generator_by_loss and not run_settings.select_generator_by_loss
+                ):
+                    logger.info(f"{name}: no occurrence head on the counts alone, so no residual fit and no separate "
+                                "generator selection (A2Gen's); the rest of the settings apply")
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 if settings.wide_residual:  # what training did not improve on validation goes back to the start
-                    give_back_to_the_start(trained.model, tokenizer, dataset, ranking=settings.wide_residual_fit)
+                    give_back_to_the_start(trained.model, tokenizer, dataset, ranking=fit_residual)
                 predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
             else:
                 baseline = SIMPLE_BASELINES[network](tokenizer)
