@@ -173,3 +173,23 @@ def test_a_switch_a_recipe_turns_on_can_be_turned_off_by_the_command_line_or_a_c
     settings.write_text("id_free: false\n")
     assert parse_arguments([*base, "--config", str(settings)]).id_free is False
     assert parse_arguments([*base, "--config", str(settings), "--id-free"]).id_free is True
+
+
+def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simulated_data_dir, tmp_path, caplog):
+    """`a2gen train --model mmoe --recipe sparse_logs`: the recipe's A2Gen-only parts (the residual fit of the
+    occurrence head, the generator selected apart) are not applied, with a warning that names them; the wide path
+    still starts as the frozen regression and the run saves a model."""
+    import json
+    import logging
+
+    from a2gen_hf.cli import main
+
+    output = tmp_path / "mmoe"
+    argv = ["train", "--model", "mmoe", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--output",
+            str(output), "--epochs", "1", "--hidden-size", "8", "--id-embedding-size", "8", "--no-progress"]
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
+        assert main(argv) == 0
+    assert "without the residual fit (--wide-residual-fit)" in caplog.text
+    log = json.loads((output / "training_log.json").read_text())
+    assert not log["settings"]["select_generator_by_loss"] and "best_generator_step" not in log
+    assert (output / "model" / "config.json").exists()

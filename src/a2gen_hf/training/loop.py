@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -876,6 +876,15 @@ def _train_from_data_dir(
         model = model_to_train_from(init_from, model_name, tokenizer, dataset, **(model_overrides or {}))
     else:
         model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
+        if getattr(model, "occurrence_head", None) is None and (wide_residual_fit or settings.select_generator_by_loss):
+            # As a2gen compare does with a recipe over several networks: the residual fit and the generator's own
+            # selection are A2Gen's (its occurrence head); MMoE and PLE get the rest.
+            logger.warning(
+                f"{model_name} has no occurrence head: trained without the residual fit (--wide-residual-fit) and "
+                "without selecting its generator apart (--select-generator-by-loss); the other settings apply."
+            )
+            wide_residual_fit = False
+            settings = replace(settings, select_generator_by_loss=False)
         if wide_warm_start:
             start_from_regression(
                 model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen, fit_residual=wide_residual_fit,
