@@ -868,3 +868,25 @@ def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from
     assert main(refused) == 2 and not (tmp_path / "refused" / "model").exists()
     with pytest.raises(ValueError, match="select_generator_by_loss keeps the ranking"):
         TrainingSettings(output_dir=str(tmp_path), select_generator_by_loss=True)
+
+
+def test_select_generator_by_loss_survives_a_resume(simulated_data_dir, tmp_path):
+    """A run with the generator selected apart, stopped after 4 steps and resumed to 6, ends with the same best
+    steps and the same weights as one run of 6 steps: the generator's best loss and step travel in the checkpoint."""
+    from safetensors.torch import load_file
+
+    base = ["train", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--hidden-size", "8",
+            "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--batch-size", "8",
+            "--eval-every", "2", "--checkpoint-every", "2", "--dense-lr", "0.05"]
+    assert main([*base, "--output", str(tmp_path / "whole"), "--max-steps", "6"]) == 0
+    assert main([*base, "--output", str(tmp_path / "resumed"), "--max-steps", "4"]) == 0
+    assert main([*base, "--output", str(tmp_path / "resumed"), "--max-steps", "6", "--resume"]) == 0
+    logs = {name: json.loads((tmp_path / name / "training_log.json").read_text()) for name in ("whole", "resumed")}
+    for key in ("best_step", "best_generator_step", "given_back_to_the_start"):
+        assert logs["resumed"][key] == logs["whole"][key], key
+    # The test needs the generator's best before the resume and a worse evaluation after it (step 6): a resumed run
+    # that forgot its best would take step 6.
+    assert 0 < logs["whole"]["best_generator_step"] <= 4
+    whole, resumed = (load_file(next((tmp_path / name / "model").glob("*.safetensors"))) for name in ("whole", "resumed"))
+    for name, tensor in whole.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
