@@ -68,11 +68,11 @@ class TrainingSettings:
     ``select_generator_by_loss`` (with ``selection_metric="mean_auc"`` and ``select_best_epoch``; A2Gen with an
     occurrence head that reads the count features alone, ``occurrence_paths_input="extra_only"``, so that the ranking
     reads none of the generator's weights): the ranking's state (the occurrence head and the statistics that
-    standardise the count features it reads) comes from the best mean-AUC
-    evaluation and every other weight (encoder, generator, time heads) from the evaluation with the lowest validation
-    loss of the generator (the loss without the occurrence head's part). Without it, a run whose best ranking is its
-    starting point (a residual start, ``eval_before_training``) returns an untrained generator: ``generate()`` then
-    emits untrained sequences (docs/results.md (d), "The timed sequence").
+    standardise the count features it reads) comes from the best mean-AUC evaluation and every other weight (encoder,
+    generator, time heads) from the evaluation with the lowest validation loss of the generator (the loss without the
+    occurrence head's part). Without it, a run whose best ranking is its starting point (a residual start,
+    ``eval_before_training``) returns an untrained generator: ``generate()`` then emits untrained sequences
+    (docs/results.md (d), "The timed sequence").
     """
 
     output_dir: str
