@@ -821,7 +821,7 @@ def test_every_tensor_comes_back_from_save_and_reload_even_where_fresh_memory_is
 
 
 def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from_the_lowest_loss(
-    simulated_data_dir, tmp_path
+    simulated_data_dir, tmp_path, capsys
 ):
     """--select-generator-by-loss: the ranking's weights (the occurrence head) are the best mean-AUC evaluation's
     (here the start: --min-delta 1 keeps it), every other weight the lowest generator loss's (a trained one); the log
@@ -839,6 +839,7 @@ def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from
     evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
     lowest = min(evaluations, key=lambda entry: entry["validation_generator_loss"])["step"]
     assert log["best_step"] == 0 and log["best_generator_step"] == lowest > 0
+    assert f"lowest validation generator loss: step {lowest}" in capsys.readouterr().out
     ranking, generator = load_file(output / "best_model.safetensors"), load_file(output / "best_generator.safetensors")
     model = A2GenForActionGeneration.from_pretrained(output / "model")
     saved = model.state_dict()

@@ -483,7 +483,9 @@ def run_train(args: argparse.Namespace) -> int:
         summary = {key: metrics[key] for key in ("mean_auc", "mean_mae", "next_action_accuracy") if key in metrics}
         print(f"test: {json.dumps(summary)} (all metrics in {args.output}/{EVAL_RESULTS_FILE})")
     if result.best_epoch is not None:
-        print(f"best validation epoch: {result.best_epoch}")
+        print(f"best validation epoch: {result.best_epoch} (step {result.best_step})")
+    if result.best_generator_step is not None:
+        print(f"generator (times, generate()) from the lowest validation generator loss: step {result.best_generator_step}")
     print(f"trained {result.global_step} steps; model saved to {args.output}/{MODEL_FOLDER}")
     return 0
 
