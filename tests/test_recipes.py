@@ -189,7 +189,7 @@ def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simul
             str(output), "--epochs", "1", "--hidden-size", "8", "--id-embedding-size", "8", "--no-progress"]
     with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
         assert main(argv) == 0
-    assert "without the residual fit (--wide-residual-fit)" in caplog.text
+    assert "mmoe is not A2Gen: trained without the residual fit (--wide-residual-fit)" in caplog.text
     log = json.loads((output / "training_log.json").read_text())
     assert not log["settings"]["select_generator_by_loss"] and "best_generator_step" not in log
     assert (output / "model" / "config.json").exists()

@@ -876,12 +876,13 @@ def _train_from_data_dir(
         model = model_to_train_from(init_from, model_name, tokenizer, dataset, **(model_overrides or {}))
     else:
         model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
-        if getattr(model, "occurrence_head", None) is None and (wide_residual_fit or settings.select_generator_by_loss):
+        if getattr(model, "generator", None) is None and (wide_residual_fit or settings.select_generator_by_loss):
             # As a2gen compare does with a recipe over several networks: the residual fit and the generator's own
-            # selection are A2Gen's (its occurrence head); MMoE and PLE get the rest.
+            # selection are A2Gen's (its occurrence head); MMoE and PLE get the rest. (An A2Gen built without the
+            # occurrence head they need is refused by name below.)
             logger.warning(
-                f"{model_name} has no occurrence head: trained without the residual fit (--wide-residual-fit) and "
-                "without selecting its generator apart (--select-generator-by-loss); the other settings apply."
+                f"{model_name} is not A2Gen: trained without the residual fit (--wide-residual-fit) and without "
+                "selecting a generator apart (--select-generator-by-loss), both A2Gen's; the other settings apply."
             )
             wide_residual_fit = False
             settings = replace(settings, select_generator_by_loss=False)
