@@ -891,3 +891,22 @@ def test_select_generator_by_loss_survives_a_resume(simulated_data_dir, tmp_path
     whole, resumed = (load_file(next((tmp_path / name / "model").glob("*.safetensors"))) for name in ("whole", "resumed"))
     for name, tensor in whole.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_resume_a_checkpoint_written_before_a_field_existed(data_dir, tmp_path, capsys):
+    """A checkpoint whose resume key lacks a setting or config field (written by an older version) resumes while the
+    run uses that field's default (how the older run ran), and is refused, naming the field, when it does not."""
+    output = tmp_path / "old"
+    base = ["train", "--data", str(data_dir), "--output", str(output), "--batch-size", "64", "--checkpoint-every",
+            "1", *TINY_FLAGS]
+    assert main([*base, "--max-steps", "2"]) == 0
+    manifest_path = latest_checkpoint(output) / CHECKPOINT_MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    for name in ("select_generator_by_loss", "patience_from_step"):  # fields a later version added
+        del manifest["resume_key"]["settings"][name]
+    del manifest["resume_key"]["model"]["config"]["occurrence_linear_path"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert main([*base, "--max-steps", "3", "--patience-from-step", "5", "--resume"]) == 2
+    assert "settings.patience_from_step: checkpoint '<absent>', now 5" in capsys.readouterr().err
+    assert main([*base, "--max-steps", "3", "--resume"]) == 0
+    assert json.loads((output / "training_log.json").read_text())["log_history"][-1]["step"] == 3

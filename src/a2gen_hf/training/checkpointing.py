@@ -17,7 +17,7 @@ import math
 import os
 import random
 import shutil
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -191,21 +191,41 @@ def _resume_key(
     return json.loads(json.dumps(key))  # the form it has once read back from the manifest
 
 
-def _key_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"settings.seed: checkpoint 0, now 1"`` for each value that differs (config fields listed one by one)."""
+def _key_differences(
+    saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> list[str]:
+    """``"settings.seed: checkpoint 0, now 1"`` for each value that differs (config fields listed one by one). With
+    ``defaults`` (the same shape: :func:`_key_defaults`), a setting or config field the checkpoint does not list (it
+    was written before the field existed) is no difference while it has its default, which is how the older run ran."""
     differences = []
 
-    def compare(prefix: str, old: Any, new: Any) -> None:
+    def compare(prefix: str, old: Any, new: Any, default: Any) -> None:
         if isinstance(old, dict) and isinstance(new, dict):
             for name in sorted(set(old) | set(new), key=str):
                 compare(
-                    f"{prefix}.{name}" if prefix else str(name), old.get(name, "<absent>"), new.get(name, "<absent>")
-                )
+                    f"{prefix}.{name}" if prefix else str(name), old.get(name, "<absent>"), new.get(name, "<absent>"),
+                    default.get(name, "<absent>") if isinstance(default, dict) else "<absent>",
+                )  # fmt: skip
+        elif old == "<absent>" and new != "<absent>" and new == default:
+            return
         elif old != new:
             differences.append(f"{prefix}: checkpoint {old!r}, now {new!r}")
 
-    compare("", saved, current)
+    compare("", saved, current, defaults or {})
     return differences
+
+
+def _key_defaults(model: nn.Module | None) -> dict[str, Any]:
+    """The resume key's defaults: every :class:`TrainingSettings` field's default and the model config class's."""
+    settings = {field.name: field.default for field in fields(TrainingSettings) if field.default is not MISSING}
+    key: dict[str, Any] = {"settings": settings}
+    config = getattr(model, "config", None)
+    if config is not None:
+        try:
+            key["model"] = {"config": type(config)().to_dict()}
+        except (TypeError, ValueError):  # a config class without defaults for every field
+            pass
+    return json.loads(json.dumps(key, default=str))
 
 
 def _check_finite_weights(model: nn.Module, when: str) -> None:
@@ -393,7 +413,9 @@ def _resume(
     _verify_checkpoint(existing, manifest)
     current = resume_key if resume_key is not None else _resume_key(settings, accelerator)
     saved = manifest.get("resume_key") or {}
-    different = _key_differences({name: saved.get(name) for name in current}, current)
+    different = _key_differences(
+        {name: saved.get(name) for name in current}, current, _key_defaults(accelerator.unwrap_model(model))
+    )
     if different:
         shown = "; ".join(different[:10]) + (f"; and {len(different) - 10} more" if len(different) > 10 else "")
         raise ValueError(
