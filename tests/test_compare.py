@@ -176,4 +176,9 @@ def test_compare_selects_the_generator_apart_only_where_the_ranking_reads_none_o
     mmoe = json.loads((output / "runs" / "mmoe-seed0" / "training_log.json").read_text())
     assert a2gen["settings"]["select_generator_by_loss"] and a2gen["best_generator_step"] >= 0
     assert not mmoe["settings"]["select_generator_by_loss"] and "best_generator_step" not in mmoe
-    assert json.loads((output / "results.json").read_text())["settings"]["training"]["select_generator_by_loss"]
+    report = json.loads((output / "results.json").read_text())
+    assert report["settings"]["training"]["select_generator_by_loss"]
+    # The sequence side is measured too: the next action, right how often, for every network.
+    for name in ("a2gen-iag", "mmoe"):
+        assert 0.0 <= report["models"][name]["next_action_accuracy"]["mean"] <= 1.0, name
+    assert "| A2Gen-IAG | " in (output / "results.md").read_text().split("next action right")[1]

@@ -223,11 +223,16 @@ def test_predictions_feed_the_metric_code(tokenizer):
     references = {name: batch[name].numpy() for name in ("labels", "label_times", "label_time_mask")}
     for name, cls in SIMPLE_BASELINES.items():
         predictions = cls(tokenizer).fit(train, validation).predict(test)
-        for values in predictions.values():
-            assert values.shape == (60, len(ACTIONS) + 1)
+        for key in ("action_probabilities", "expected_times"):
+            assert predictions[key].shape == (60, len(ACTIONS) + 1)
         np.testing.assert_array_equal(predictions["action_probabilities"][:, 0], 0.0)
+        # The next action: an action id (never padding or start), as predicted_next_actions reads the other two.
+        start = tokenizer.convert_tokens_to_ids("start")
+        assert predictions["next_actions"].shape == (60,)
+        assert ((predictions["next_actions"] > 0) & (predictions["next_actions"] != start)).all(), name
         result = compute_action_metrics(predictions, references, ACTIONS, "start", "leave")
         assert 0.0 <= result["auc"]["like"] <= 1.0, name
+        assert 0.0 <= result["next_action_accuracy"] <= 1.0, name
 
 
 def test_clear_errors(tokenizer):

@@ -98,11 +98,13 @@ def parse_model_name(name: str) -> tuple[str, str | None]:
     return network, ablation or None
 
 
-def predict_dataset(model, dataset, collator, batch_size: int = 1024) -> dict[str, np.ndarray]:
+def predict_dataset(model, dataset, collator, batch_size: int = 1024, generate: bool = False) -> dict[str, np.ndarray]:
     """``predict_actions`` over a dataset in order: probabilities and normalised expected times `(n, V)`
-    (:func:`~a2gen_hf.metrics.predict_dataloader`, the package's one prediction loop)."""
+    (:func:`~a2gen_hf.metrics.predict_dataloader`, the package's one prediction loop); with ``generate`` also the
+    next action `(n,)` (greedy ``generate()`` for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the
+    others) and, for A2Gen, the generated sequences."""
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
-    return predict_dataloader(model, loader, references=False)
+    return predict_dataloader(model, loader, generate=generate, references=False)
 
 
 def test_references(dataset, collator, batch_size: int = 4096) -> dict[str, np.ndarray]:
@@ -196,7 +198,9 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 if settings.wide_residual:  # what training did not improve on validation goes back to the start
                     give_back_to_the_start(trained.model, tokenizer, dataset, ranking=fit_residual)
-                predictions = predict_dataset(trained.model, dataset["test"], model_collator, training.eval_batch_size)
+                predictions = predict_dataset(
+                    trained.model, dataset["test"], model_collator, training.eval_batch_size, generate=True
+                )
             else:
                 baseline = SIMPLE_BASELINES[network](tokenizer)
                 baseline.fit(dataset["train"], validation=dataset["validation"])
@@ -261,6 +265,8 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
             if values:
                 summary[table] = {action: _spread([value[action] for value in values]) for action in values[0]}
         summary["mean_auc"] = _spread([metrics["mean_auc"] for metrics in entry["metrics"]])
+        if all("next_action_accuracy" in metrics for metrics in entry["metrics"]):
+            summary["next_action_accuracy"] = _spread([metrics["next_action_accuracy"] for metrics in entry["metrics"]])
         summary["label"] = model_label(name)
         report["models"][name] = summary
 
@@ -383,7 +389,7 @@ def format_markdown(report: dict[str, Any], sections: Sequence[str] = MARKDOWN_S
             + f"; networks: mean ± std over {report['seeds']} seeds.",
             *_settings_lines(report.get("settings")),
         ],
-        "metrics": lambda: _metric_lines(models, actions, mae_actions),
+        "metrics": lambda: [*_metric_lines(models, actions, mae_actions), *_next_action_lines(models)],
         "ranking": lambda: ranking_markdown_lines(models, actions),
         "oracle": lambda: _oracle_lines(models, actions),
         "bootstrap": lambda: _bootstrap_lines(report, actions),
@@ -412,6 +418,20 @@ def _metric_lines(models: dict[str, Any], actions: list[str], mae_actions: list[
         lines += ["", "MAE in normalised time units (standardised log1p seconds, docs/design.md); results.json also "
                   "holds it in seconds (mae_seconds)."]
     return lines
+
+
+def _next_action_lines(models: dict[str, Any]) -> list[str]:
+    """The next action after start, right how often (A2Gen: greedy ``generate()``; the others: the earliest likely
+    action); reports written before it was measured have none."""
+    rows = [(name, summary["next_action_accuracy"]) for name, summary in models.items() if "next_action_accuracy" in summary]
+    if not rows:
+        return []
+    return [
+        "",
+        "| model | next action right (A2Gen: greedy generate(); others: the earliest action with P >= 0.5) |",
+        "| --- | --- |",
+        *(f"| {model_label(name)} | {_cell(value)} |" for name, value in rows),
+    ]
 
 
 def _oracle_lines(models: dict[str, Any], actions: list[str]) -> list[str]:

@@ -48,6 +48,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from ..metrics import predicted_next_actions
 from ..tokenization_a2gen import A2GenActionTokenizer
 
 HISTORY_COLUMNS = ("item_id", "history_item_ids", "history_action_ids")
@@ -300,14 +301,19 @@ class SimpleBaseline:
         return self
 
     def predict(self, dataset: Dataset) -> dict[str, np.ndarray]:
-        """``{"action_probabilities": (n, V), "expected_times": (n, V)}`` for every row of `dataset`."""
+        """``{"action_probabilities": (n, V), "expected_times": (n, V), "next_actions": (n,)}`` for every row of
+        `dataset`; the next action is :func:`~a2gen_hf.metrics.predicted_next_actions` of the other two, as for
+        the networks that do not generate."""
         if self.base_rates_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call .fit(train_split) first.")
         probabilities = self._probabilities(dataset)
         probabilities[:, 0] = 0.0
+        times = np.tile(self.median_times_, (len(probabilities), 1))
+        start = self.tokenizer.convert_tokens_to_ids(self.tokenizer.start_action)
         return {
             "action_probabilities": probabilities,
-            "expected_times": np.tile(self.median_times_, (len(probabilities), 1)),
+            "expected_times": times,
+            "next_actions": predicted_next_actions(probabilities, times, start),
         }
 
     def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
