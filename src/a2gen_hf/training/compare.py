@@ -186,13 +186,13 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                         fit_residual=fit_residual, seed=seed,
                     )
                 apply_moment_start(model, tokenizer, dataset, settings.moment_warm_start)
-                run_settings = replace(training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed)
-                if run_settings.select_generator_by_loss and not generator_selection_applies(model):
-                    # MMoE / PLE (or an A2Gen ranking off the generator's states): one set of weights, one selection
-                    run_settings = replace(run_settings, select_generator_by_loss=False)
-                if (settings.wide_residual_fit and not fit_residual) or (
-                    training.select_generator_by_loss and not run_settings.select_generator_by_loss
-                ):
+                # MMoE / PLE (or an A2Gen ranking off the generator's states): one set of weights, one selection
+                split_generator = training.select_generator_by_loss and generator_selection_applies(model)
+                run_settings = replace(
+                    training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed,
+                    select_generator_by_loss=split_generator,
+                )  # fmt: skip
+                if (fit_residual, split_generator) != (settings.wide_residual_fit, training.select_generator_by_loss):
                     logger.info(f"{name}: no occurrence head on the counts alone, so no residual fit and no separate "
                                 "generator selection (A2Gen's); the rest of the settings apply")
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])

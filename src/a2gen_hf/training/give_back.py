@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from ..data.collator import A2GenDataCollator
 from ..metrics import predict_dataloader, timing_mae
 from .residual_fit import action_aucs, read_head_inputs, zero_learned_paths
-from .simple_baselines import ActionTargets, start_times_at_the_median
+from .simple_baselines import ActionTargets, start_times_at_the_median, time_heads
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def give_back_the_median_times(model: nn.Module, tokenizer, dataset, batch_size:
     (:func:`validation_time_mae` on ``dataset["validation"]``) is not below it. Returns whether they were given back;
     nothing changes when the model has no time heads or validation has no known time.
     """
-    heads = [module.time for module in model.modules() if type(module).__name__ == "A2GenActionHeads"]
+    heads = time_heads(model)
     if not heads:  # not an A2Gen generator (a baseline): its times are its own
         return False
     trained_heads = [copy.deepcopy(head.state_dict()) for head in heads]

@@ -780,11 +780,17 @@ def start_times_at_the_median(model, targets: ActionTargets) -> float | None:
     it the start, which selection keeps on logs where training does not improve the ranking, predicts times from
     untrained heads. Returns the median, or None when the model has no such head or no time is known.
     """
-    heads = [module for module in model.modules() if type(module).__name__ == "A2GenActionHeads"]
+    heads = time_heads(model)
     if not heads or not targets.known.any():
         return None
     median = float(np.median(targets.times[targets.known]))
     for head in heads:
-        head.time.weight.zero_()
-        head.time.bias.fill_(median)
+        head.weight.zero_()
+        head.bias.fill_(median)
     return median
+
+
+def time_heads(model) -> list[torch.nn.Linear]:
+    """The time layers of every :class:`~a2gen_hf.modeling_a2gen.A2GenActionHeads` of ``model`` (an A2Gen
+    generator's, its auxiliary slots' too); none for MMoE and PLE."""
+    return [module.time for module in model.modules() if type(module).__name__ == "A2GenActionHeads"]
