@@ -15,7 +15,14 @@ from a2gen_hf import (
     modeling_a2gen,
 )
 from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
-from a2gen_hf.modeling_a2gen import INPUT_SHAPES, EventMoments, ItemMomentDecoder, ItemMomentTable, TargetInteractions
+from a2gen_hf.modeling_a2gen import (
+    INPUT_SHAPES,
+    EventMoments,
+    ItemMomentDecoder,
+    ItemMomentTable,
+    TargetInteractions,
+    times_of_actions,
+)
 from a2gen_hf.time_encoding import normalize_seconds
 
 GENERATORS = ["iag", "eag"]
@@ -139,18 +146,23 @@ def test_tiny_model_overfits_one_batch(generator):
 
 
 def teacher_forced(model, inputs, sequences, times):
-    """Forward pass over generated sequences: per position, predicted logits and times for the next action."""
+    """Forward pass over generated sequences: per position, predicted logits and the time of the generated action."""
     if model.config.generator_type == "eag":
         out = model(**inputs, action_ids=sequences[:, :-1], action_times=times[:, :-1])
     else:
         out = model(**inputs)
     steps = sequences.shape[1] - 1
-    return out.logits[:, :steps], out.times[:, :steps]
+    return out.logits[:, :steps], times_of_actions(out.times[:, :steps], sequences[:, 1:])
 
 
 @pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
-def test_generate_matches_teacher_forced_forward(model_and_batch, mode):
+@pytest.mark.parametrize("time_per_action", [False, True])
+def test_generate_matches_teacher_forced_forward(model_and_batch, mode, time_per_action):
+    """generate()'s times are the forward's (with time_per_action: the time the forward gives the chosen action)."""
     model, batch = model_and_batch
+    if time_per_action:
+        torch.manual_seed(0)
+        model = A2GenForActionGeneration(tiny_config(model.config.generator_type, time_per_action=True)).eval()
     inputs = history_inputs(batch)
     options = {"greedy": {}, "sample": {"do_sample": True, "top_k": 0}, "beam": {"num_beams": 3}}[mode]
     torch.manual_seed(1)
@@ -309,6 +321,48 @@ def test_time_loss_l1_regresses_the_median_option():
     assert not torch.isclose(absolute.time_loss, squared.time_loss)
     with pytest.raises(A2GenConfigError, match="time_loss='huber' is unknown"):
         A2GenConfig(time_loss="huber")
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_time_per_action_trains_each_label_on_its_own_actions_time(generator):
+    """With ``time_per_action`` the heads give `(B, K, V)` times, the time loss reads each label's own action's time
+    (moving the time of an action no label holds changes nothing, moving a held one does), the order loss the
+    predicted action's, and predict_actions each action's own; the paper's heads are unchanged without it."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config(generator, time_per_action=True)).eval()
+    batch = make_batch(model.config)
+    out = model(**batch)
+    config = model.config
+    assert out.times.shape == (4, config.max_actions, config.vocab_size)
+    if generator == "iag":
+        assert out.aux_times.shape == out.times.shape
+    targets = batch["labels"][:, 1:]
+    held = set(targets[targets > 0].tolist())
+    absent = next(action for action in range(1, config.vocab_size) if action not in held)
+    timed_first = targets[:, 0] > 0  # counted by EAG and IAG alike
+    if "label_time_mask" in batch:
+        timed_first &= batch["label_time_mask"][:, 1].bool()
+    present = int(targets[timed_first.nonzero()[0, 0], 0])
+    with torch.no_grad():
+        model.generator.heads.time.bias[absent] += 3.0
+        unmoved = model(**batch)
+        model.generator.heads.time.bias[present] += 3.0
+        moved = model(**batch)
+    if generator == "iag":  # the final heads feed nothing: the logits stay, only the held action's time moves
+        torch.testing.assert_close(unmoved.logits, out.logits)
+        torch.testing.assert_close(unmoved.time_loss, out.time_loss)
+    assert not torch.isclose(moved.time_loss, unmoved.time_loss)
+    # predict_actions reads each action's own time: a constant row gives that constant as its expected time.
+    with torch.no_grad():
+        for head in (model.generator.heads.time,):
+            head.weight.zero_()
+            head.bias.copy_(torch.linspace(-1, 1, config.vocab_size))
+        prediction = model.predict_actions(**history_inputs(batch))
+    timed = [action for action in range(1, config.vocab_size) if action != config.start_action_id]
+    if generator == "iag":
+        torch.testing.assert_close(prediction.expected_times[:, timed], torch.linspace(-1, 1, config.vocab_size)[timed]
+                                   .expand(4, -1), rtol=1e-5, atol=1e-5)
+    assert A2GenForActionGeneration(tiny_config(generator)).generator.heads.time.out_features == 1
 
 
 def test_history_propensity_is_the_count_rule():

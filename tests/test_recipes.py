@@ -103,7 +103,7 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert evaluations[0]["step"] == 0
     assert log["best_step"] == max(evaluations, key=lambda entry: entry["validation_mean_auc"])["step"]
     # What training did not improve on validation went back to the start, and the log says what.
-    assert set(log["given_back_to_the_start"]) == {"median_times", "regression_for"}
+    assert set(log["given_back_to_the_start"]) == {"median_times_for", "regression_for"}
     assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
     config = json.loads((output / "model" / "config.json").read_text())
     assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]
@@ -119,8 +119,12 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert (config["popularity_keys"], config["popularity_table_size"]) == ("raw_ids", distinct)
     reloaded = A2GenForActionGeneration.from_pretrained(output / "model")
     assert reloaded.a2gen.extra_features.popularity_features.item_totals.shape == (distinct,)
-    # The saved time heads are the median's (weights 0) exactly when the log says they were given back.
-    assert (not reloaded.generator.heads.time.weight.any()) == log["given_back_to_the_start"]["median_times"]
+    # The saved times are the median's (weights 0) exactly where the log says they were given back.
+    given_back, head = log["given_back_to_the_start"]["median_times_for"], reloaded.generator.heads.time
+    if head.out_features == 1:
+        assert (not head.weight.any()) == bool(given_back)
+    for action, name in enumerate(reloaded.config.action_names[1:] if head.out_features > 1 else [], start=2):
+        assert (not head.weight[action].any()) == (name in given_back), name
     # A second phase with the same recipe: its warm starts (the regression, residual, frozen) give way to the weights.
     second = ["train", *argv[1:argv.index("--output")], "--output", str(tmp_path / "second"), *argv[argv.index("--epochs"):],
               "--init-from", str(output / "model"), "--eval-before-training"]

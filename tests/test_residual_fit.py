@@ -110,6 +110,13 @@ def _time_mae(model, data, tokenizer):
     return validation_time_mae(model, data["validation"], A2GenDataCollator.from_config(model.config, tokenizer))
 
 
+def _time_maes(model, data, tokenizer):
+    from a2gen_hf.training.give_back import _validation_time_maes
+
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    return _validation_time_maes(model, data["validation"], collator, 1024)["mae"]
+
+
 def test_trained_times_no_better_than_the_median_go_back(simulated_data_dir):
     """give_back_the_median_times: time heads whose validation MAE is above the start's median go back to it (weights
     0, bias the train median), and the validation MAE is then the median's."""
@@ -125,7 +132,7 @@ def test_trained_times_no_better_than_the_median_go_back(simulated_data_dir):
         heads.weight.normal_(0, 1.0)
     assert _time_mae(model, data, tokenizer) > constant
 
-    assert give_back_the_median_times(model, tokenizer, data) is True
+    assert give_back_the_median_times(model, tokenizer, data) == model.config.action_names[1:]  # all but start
     assert not heads.weight.any() and heads.bias.item() == pytest.approx(median)
     assert _time_mae(model, data, tokenizer) == pytest.approx(constant)
 
@@ -150,9 +157,55 @@ def test_trained_times_better_than_the_median_are_kept(simulated_data_dir):
         heads.bias.fill_(median + best)
     state = {name: tensor.clone() for name, tensor in heads.state_dict().items()}
 
-    assert give_back_the_median_times(model, tokenizer, data) is False
+    assert give_back_the_median_times(model, tokenizer, data) == []
     for name, tensor in heads.state_dict().items():
         assert torch.equal(tensor, state[name]), name
+
+
+def test_times_per_action_start_at_each_actions_median_and_go_back_per_action(simulated_data_dir):
+    """With ``time_per_action`` the start's times are each action's own train median (so its validation MAE is the
+    constant-median rule's, per action), and after training only the actions whose trained times validate no better
+    than that median go back to it, row by row; the others keep their trained rows exactly, and IAG's auxiliary
+    heads (CAM_gen's input) are left as trained."""
+    from a2gen_hf.training.give_back import give_back_the_median_times
+    from a2gen_hf.training.simple_baselines import ActionTargets
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer, time_per_action=True)
+    medians = ActionTargets.from_dataset(data["train"], tokenizer).median_times()
+    head = model.generator.heads.time
+    assert head.out_features == model.config.vocab_size and not head.weight.any()
+    torch.testing.assert_close(head.bias, torch.as_tensor(medians, dtype=head.bias.dtype))
+    validation = ActionTargets.from_dataset(data["validation"], tokenizer)
+    names = model.config.action_names
+    constant = _time_maes(model, data, tokenizer)
+    for action, name in enumerate(names[1:], start=2):
+        known = validation.known[:, action]
+        assert constant[name] == pytest.approx(abs(validation.times[known, action] - medians[action]).mean(), abs=1e-6)
+
+    worse, better = names[1], names[2]  # one action's "trained" time worse than its median, one's better
+    row = names.index(better) + 1
+    with torch.no_grad():
+        head.bias[names.index(worse) + 1] += 5.0
+        assert _time_maes(model, data, tokenizer)[worse] > constant[worse]
+        errors = {}
+        for shift in (-0.5, -0.25, -0.1, 0.1, 0.25, 0.5):
+            head.bias[row] = float(medians[row]) + shift
+            errors[shift] = _time_maes(model, data, tokenizer)[better]
+        best = min(errors, key=errors.get)
+        assert errors[best] < constant[better]  # this data has such a constant; the test needs it
+        head.bias[row] = float(medians[row]) + best
+        model.generator.aux_heads.time.weight.normal_(0, 0.5)
+    aux = model.generator.aux_heads.time.weight.clone()
+    kept_bias = head.bias[row].item()
+
+    given_back = give_back_the_median_times(model, tokenizer, data)
+    assert worse in given_back and better not in given_back
+    assert head.bias[names.index(worse) + 1].item() == pytest.approx(float(medians[names.index(worse) + 1]))
+    assert head.bias[row].item() == kept_bias
+    assert torch.equal(model.generator.aux_heads.time.weight, aux)
+    after = _time_maes(model, data, tokenizer)
+    assert after[worse] == pytest.approx(constant[worse]) and after[better] < constant[better]
 
 
 def test_give_back_to_the_start_applies_the_ranking_rule_only_after_a_fit(simulated_data_dir):
@@ -166,15 +219,15 @@ def test_give_back_to_the_start_applies_the_ranking_rule_only_after_a_fit(simula
         model.occurrence_head.output.weight.normal_(0, 0.5)
     output = model.occurrence_head.output.weight.clone()
     result = give_back_to_the_start(model, tokenizer, data, ranking=False)
-    assert result["regression_for"] == [] and result["median_times"] is True  # the start's times are the median's
+    assert result["regression_for"] == [] and result["median_times_for"] == model.config.action_names[1:]
     assert torch.equal(model.occurrence_head.output.weight, output)
     no_validation = {"train": data["train"]}
     assert give_back_to_the_start(model, tokenizer, no_validation, ranking=True) == {
-        "median_times": False, "regression_for": []
+        "median_times_for": [], "regression_for": []
     }
     assert torch.equal(model.occurrence_head.output.weight, output)
     mmoe = create_model("mmoe", tokenizer, data, hidden_size=16, id_embedding_size=16)
-    assert give_back_the_median_times(mmoe, tokenizer, data) is False
+    assert give_back_the_median_times(mmoe, tokenizer, data) == []
 
 
 def test_train_split_inputs_leave_each_examples_own_outcome_out(simulated_data_dir):

@@ -167,6 +167,8 @@ def test_chunked_scoring_equals_unchunked(generator):
     [
         ("iag", {}),
         ("eag", {}),
+        ("iag", {"time_per_action": True}),
+        ("eag", {"time_per_action": True}),
         ("iag", {"history_event_item_moments": 16, "target_item_moments": True, "context_interactions": True}),
         ("iag", {"history_event_item_moments": 16, "history_event_moment_source": "table",
                  "history_event_moment_topics": 4, "history_event_moment_smoothing": 1, "target_item_moments": True,
@@ -270,8 +272,9 @@ def with_fitted_popularity(model, config):
 
 @pytest.mark.parametrize("generator", ["iag", "eag"])
 @pytest.mark.parametrize("padding", [None, "left"])
-def test_scoring_with_the_sparse_log_options_equals_predict_actions(generator, padding):
-    model, config = build(generator, **SPARSE_LOG_OPTIONS)
+@pytest.mark.parametrize("time_per_action", [False, True])
+def test_scoring_with_the_sparse_log_options_equals_predict_actions(generator, padding, time_per_action):
+    model, config = build(generator, **SPARSE_LOG_OPTIONS, time_per_action=time_per_action)
     model = with_fitted_popularity(model, config)
     user = one_user(config, padding)
     item_ids, item_side_ids = candidates(config, 30)
@@ -285,6 +288,7 @@ def test_scoring_with_the_sparse_log_options_equals_predict_actions(generator, p
     reference = model.generate(**repeated, item_ids=item_ids[:4], item_side_ids=item_side_ids[:4],
                                return_dict_in_generate=True)
     assert torch.equal(timelines.sequences, reference.sequences)
+    torch.testing.assert_close(timelines.times, reference.times, **TIME_TOLERANCE)
     with pytest.raises(ValueError, match="export\\(\\) covers models without the count, propensity or popularity"):
         ranker.export(state, item_ids, item_side_ids)
 
@@ -523,7 +527,8 @@ def test_compiled_scoring_equals_eager_and_does_not_recompile(monkeypatch):
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"iag_slot_activation": "relu"}, {"cam_gate_input": "projected"}, {"max_actions": 1}, {"head_dim": 24}],
+    [{}, {"iag_slot_activation": "relu"}, {"cam_gate_input": "projected"}, {"max_actions": 1}, {"head_dim": 24},
+     {"time_per_action": True}, {"time_per_action": True, "max_actions": 1}],
 )
 def test_iag_slot_predictions_equal_forward(overrides):
     """IAG's batch-innermost inference path (what predict_actions and the ranker read) equals its forward."""
@@ -532,11 +537,12 @@ def test_iag_slot_predictions_equal_forward(overrides):
     with torch.no_grad():
         reference = model.generator(context)
         logits, times = model.generator.slot_predictions(context)
-    assert logits.shape == (37, config.max_actions, config.vocab_size) and times.shape == (37, config.max_actions)
+    time_shape = (config.max_actions, config.vocab_size) if config.time_per_action else (config.max_actions,)
+    assert logits.shape == (37, config.max_actions, config.vocab_size) and times.shape == (37, *time_shape)
     torch.testing.assert_close(logits, reference["logits"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(times, reference["times"], rtol=1e-5, atol=1e-5)
     empty_logits, empty_times = model.generator.slot_predictions(context[:0])
-    assert empty_logits.shape == (0, config.max_actions, config.vocab_size) and empty_times.shape == (0, config.max_actions)
+    assert empty_logits.shape == (0, config.max_actions, config.vocab_size) and empty_times.shape == (0, *time_shape)
     # With gradients it is forward itself (training never takes the inference path).
     context.requires_grad_(True)
     logits, _ = model.generator.slot_predictions(context)

@@ -326,6 +326,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_propensity_features": args.history_propensity,
         "embedding_dropout_prob": args.embedding_dropout,
         "time_loss": args.time_loss,
+        "time_per_action": args.time_per_action,
         "time_buckets": args.time_buckets,
         "history_event_cross_layers": args.event_cross_layers,
         "history_event_item_moments": args.event_item_moments,

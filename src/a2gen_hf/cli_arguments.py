@@ -362,6 +362,9 @@ class FeatureArguments:
                                            "config's (0.02)")
     time_loss: str = option("time heads: squared error (their mean) or absolute error (their median)", "mse",
                             choices=("mse", "l1"))
+    time_per_action: bool = option("A2Gen's time heads give each action its own time at every position (the time of "
+                                   "a position is its action's) instead of one time per position; not in the paper",
+                                   False)
 
 
 @dataclass

@@ -443,6 +443,11 @@ class A2GenConfig(ActionSequenceConfig):
             leaves it open): ``"sequence"`` (default) counts slot k only while the sequence is still running
             (no end or padding predicted before it); ``"any_slot"`` is ``1 - prod_k (1 - p_k(action))`` over all
             slots, ignoring predicted ends. An option beyond the paper's text either way.
+        time_per_action (`bool`): the time heads give one time per action at every position (a `(..., vocab_size)`
+            output; the time of a position is the one of its action: the label's in training, the chosen action's
+            in ``generate()``, each action's own in ``predict_actions``) instead of the paper's one time per position
+            whatever its action, which must serve a collect at 0 s and a leave minutes later at once. IAG's CAM_gen
+            then reads every action's auxiliary time. Off (the paper) by default; not in the paper.
         rare_id_threshold (`int`): users with fewer training examples than this, and items that are the target of
             fewer (counted by :func:`a2gen_hf.training.fit_rare_id_buckets`), share
             ``rare_id_buckets`` extra embedding rows (picked by id modulo), so that one-off ids do not get a
@@ -507,6 +512,7 @@ class A2GenConfig(ActionSequenceConfig):
     occurrence_paths_input: str = "context"
     occurrence_linear_path: bool = True
     slot_readout: str = "sequence"
+    time_per_action: bool = False
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0
     use_cache: bool = True

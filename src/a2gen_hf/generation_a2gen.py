@@ -81,6 +81,17 @@ _UNSUPPORTED_OPTIONS = {
 _HARMLESS_VALUES = {("num_beam_groups", 1), ("diversity_penalty", 0.0), ("cache_implementation", "dynamic")}
 
 
+def times_of_actions(times: torch.Tensor, actions: torch.LongTensor) -> torch.Tensor:
+    """
+    The time of each position's action: ``times`` `(...)` (the paper's heads: one time per position, whatever its
+    action) or `(..., V)` (``config.time_per_action``: one per action) and ``actions`` `(...)` -> `(...)`. Padding
+    and ignored labels (ids below 0) read the time of padding.
+    """
+    if times.dim() == actions.dim():
+        return times
+    return times.gather(-1, actions.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+
+
 @dataclass
 class A2GenGenerateOutput(GenerateDecoderOnlyOutput):
     """
@@ -109,7 +120,8 @@ class A2GenBeamGenerateOutput(GenerateBeamDecoderOnlyOutput):
 
 @dataclass
 class _Step:
-    """One decoding step for every row: logits `(R, V)`, time `(R,)`, CAM_gen outputs and probabilities."""
+    """One decoding step for every row: logits `(R, V)`, time `(R,)` (each action's, `(R, V)`, with ``time_per_action``),
+    CAM_gen outputs and probabilities."""
 
     logits: torch.Tensor
     times: torch.Tensor
@@ -481,11 +493,13 @@ class A2GenGenerationMixin(GenerationMixin):
                 next_tokens = step_scores.argmax(-1)
             next_tokens = torch.where(unfinished, next_tokens, pad)
             sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
-            times = torch.cat([times, torch.where(unfinished, step.times.float(), 0.0)[:, None]], dim=1)
             # EAG is fed real actions only: a finished row repeats the end action, which keeps cached and uncached
             # decoding identical (padding is never a cached key).
-            fed_tokens = torch.cat([fed_tokens, torch.where(unfinished, next_tokens, end_id)[:, None]], dim=1)
-            fed_times = torch.cat([fed_times, step.times[:, None]], dim=1)
+            fed_next = torch.where(unfinished, next_tokens, end_id)
+            next_times = times_of_actions(step.times, fed_next)  # the chosen action's time
+            times = torch.cat([times, torch.where(unfinished, next_times.float(), 0.0)[:, None]], dim=1)
+            fed_tokens = torch.cat([fed_tokens, fed_next[:, None]], dim=1)
+            fed_times = torch.cat([fed_times, next_times[:, None]], dim=1)
             unfinished = unfinished & ~stopping(sequences, scores)
             if streamer is not None:
                 streamer.put(next_tokens.cpu())
@@ -584,7 +598,7 @@ class A2GenGenerationMixin(GenerationMixin):
             (batch_size, num_beams, max_length - prompt_len), -1, dtype=torch.int32, device=device
         )
         beam_indices = running_beam_indices.clone()
-        step_times: list[torch.Tensor] = []  # per step, the time each running row predicted `(rows,)`
+        step_times: list[torch.Tensor] = []  # per step, the time(s) each running row predicted `(rows,)` / `(rows, V)`
         all_scores = () if keep and generation_config.output_scores else None
         raw_logits = () if keep and generation_config.output_logits else None
         attentions = () if keep and generation_config.output_attentions else None
@@ -652,7 +666,8 @@ class A2GenGenerationMixin(GenerationMixin):
             )
             # Each running beam extends the row `origin` of this step: it inherits that row's times and cache.
             origin = self._flatten_beam_dim(running_beam_indices[..., cur_len - prompt_len]).long()
-            running_times = torch.cat([running_times[origin], step.times[origin, None]], dim=1)
+            chosen = self._flatten_beam_dim(running_sequences[:, :, cur_len])
+            running_times = torch.cat([running_times[origin], times_of_actions(step.times[origin], chosen)[:, None]], dim=1)
             if cache is not None:
                 cache.reorder_cache(origin)
             cur_len += 1
@@ -679,9 +694,10 @@ class A2GenGenerationMixin(GenerationMixin):
         beam_indices = beam_indices[:, :generated]
         times = torch.zeros(sequences.shape, dtype=torch.float, device=device)
         times[:, 0] = self.config.start_time
-        for position in range(generated):  # the time of a token is the one its beam predicted at that step
+        for position in range(generated):  # the time of a token is the one its beam predicted for it at that step
             source = beam_indices[:, position].long()
-            times[:, position + 1] = torch.where(source >= 0, step_times[position][source.clamp_min(0)], 0.0)
+            predicted = times_of_actions(step_times[position][source.clamp_min(0)], sequences[:, position + 1])
+            times[:, position + 1] = torch.where(source >= 0, predicted, 0.0)
         if not keep:
             return sequences
         return A2GenBeamGenerateOutput(
@@ -702,7 +718,8 @@ class A2GenGenerationMixin(GenerationMixin):
     @torch.no_grad()
     def slot_distributions(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        Per-slot class probabilities `(B, K, V)` and times `(B, K)` (float32) from the generation context `(B, C)`.
+        Per-slot class probabilities `(B, K, V)` and times `(B, K)` (`(B, K, V)` with ``config.time_per_action``;
+        float32) from the generation context `(B, C)`.
 
         IAG: its K slots from one pass. EAG: K decoding steps with the key/value cache, feeding back at each step
         the most likely action that continues the sequence (not padding, not ``start``, not the end action): slot
@@ -729,5 +746,5 @@ class A2GenGenerationMixin(GenerationMixin):
             else:  # a vocabulary of start and end only: nothing continues a sequence
                 fed = torch.full_like(tokens[:, 0], self.config.end_action_id)
             tokens = torch.cat([tokens, fed[:, None]], dim=1)
-            times = torch.cat([times, step.times[:, None]], dim=1)
+            times = torch.cat([times, times_of_actions(step.times, fed)[:, None]], dim=1)
         return torch.stack(probabilities, dim=1), torch.stack(slot_times, dim=1)

@@ -43,7 +43,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     scale_pooled,
     target_categories,
 )
-from .generation_a2gen import A2GenGenerationMixin
+from .generation_a2gen import A2GenGenerationMixin, times_of_actions
 from .strict_loading import StrictLoadingMixin
 from .targets import IGNORE_INDEX, first_occurrence_targets  # noqa: F401
 from .time_encoding import denormalize_times, normalize_seconds
@@ -92,7 +92,9 @@ class A2GenActionGenerationOutput(ModelOutput):
             masked cross-entropy, time MSE, time-order hinge and (IAG) the auxiliary heads' cross-entropy and MSE;
             unweighted.
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`): action scores.
-        times (`torch.FloatTensor` of shape `(batch_size, sequence_length)`): predicted normalised times.
+        times (`torch.FloatTensor` of shape `(batch_size, sequence_length)`): predicted normalised times; with
+            `config.time_per_action`, `(batch_size, sequence_length, vocab_size)`: each action's time at each
+            position (:func:`times_of_actions` reads the time of given actions off it).
         aux_logits / aux_times: IAG only, the auxiliary heads on the slots (same shapes).
         occurrence_logits (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): with `config.occurrence_head`,
             per action the logit of "it happens after start"; occurrence_loss: its binary cross-entropy (unweighted).
@@ -1336,16 +1338,20 @@ class A2GenActionHeads(nn.Module):
     """Per-position action classification and time regression.
 
     ``start`` stays a class: on e-commerce logs the start action (a click) can repeat later in a session.
+    ``time_per_action`` (``config.time_per_action``, not in the paper) gives one time per action at every position
+    instead of one per position; :func:`times_of_actions` reads the time of a position's action off either.
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int):
+    def __init__(self, hidden_size: int, vocab_size: int, time_per_action: bool = False):
         super().__init__()
         self.action = nn.Linear(hidden_size, vocab_size)
-        self.time = nn.Linear(hidden_size, 1)
+        self.time = nn.Linear(hidden_size, vocab_size if time_per_action else 1)
+        self.time_per_action = time_per_action
 
     def forward(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, T, d)` -> logits `(B, T, vocab_size)`, times `(B, T)`."""
-        return self.action(states), self.time(states).squeeze(-1)
+        """`(B, T, d)` -> logits `(B, T, vocab_size)`, times `(B, T)` (`(B, T, vocab_size)` with ``time_per_action``)."""
+        times = self.time(states)
+        return self.action(states), times if self.time_per_action else times.squeeze(-1)
 
 
 class ExplicitActionGenerator(nn.Module):
@@ -1376,7 +1382,7 @@ class ExplicitActionGenerator(nn.Module):
             nn.Embedding(config.max_actions + 1, event_size) if config.eag_position_embeddings else None
         )
         self.generation_attention = ContextAwareAttention.from_config(config, event_size, context_size)
-        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
+        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.time_per_action)
         self.max_positions = config.max_actions + 1
 
     def embed_steps(
@@ -1421,7 +1427,8 @@ class ExplicitActionGenerator(nn.Module):
 
 
 def _heads_features_first(heads: A2GenActionHeads, states: torch.Tensor) -> torch.Tensor:
-    """:class:`A2GenActionHeads` on `(..., d, B)` states -> `(..., V + 1, B)`: the action logits, then the time."""
+    """:class:`A2GenActionHeads` on `(..., d, B)` states -> `(..., V + T, B)`: the action logits, then the time (T = 1)
+    or, with ``time_per_action``, every action's time (T = V)."""
     weight = torch.cat([heads.action.weight, heads.time.weight])
     bias = torch.cat([heads.action.bias, heads.time.bias])
     return torch.matmul(weight, states).add_(bias.view(-1, 1))
@@ -1432,7 +1439,8 @@ class ImplicitActionGenerator(nn.Module):
     IAG (paper Fig. "IAGen"): K slots from the context (one linear map per slot of the tiled context), auxiliary
     heads read action logits and a time from each slot, then CAM_gen (no causal mask) runs over
     [slot ; action logits ; time] and the final heads predict each slot's action and time. The logits, not sampled
-    tokens, carry the autoregression. ``config.iag_slot_activation="relu"`` (configs written before the option
+    tokens, carry the autoregression. With ``config.time_per_action`` (not in the paper) every head gives one time
+    per action, and CAM_gen reads all of them. ``config.iag_slot_activation="relu"`` (configs written before the option
     existed) puts a ReLU on the slots.
     """
 
@@ -1442,11 +1450,12 @@ class ImplicitActionGenerator(nn.Module):
         self.hidden_size = config.hidden_size
         self.slot_activation = config.iag_slot_activation
         self.slot_projection = nn.Linear(context_size, self.num_slots * config.hidden_size)
-        self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
+        self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.time_per_action)
+        time_size = config.vocab_size if config.time_per_action else 1
         self.generation_attention = ContextAwareAttention.from_config(
-            config, config.hidden_size + config.vocab_size + 1, context_size
+            config, config.hidden_size + config.vocab_size + time_size, context_size
         )
-        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size)
+        self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.time_per_action)
 
     def slots(self, context: torch.Tensor) -> torch.Tensor:
         """`context` `(B, C)` -> the K slots `(B, K, d)`."""
@@ -1456,13 +1465,16 @@ class ImplicitActionGenerator(nn.Module):
         return slots.view(context.shape[0], self.num_slots, self.hidden_size)
 
     def slot_features(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Slots `(B, K, d)` -> aux logits `(B, K, V)`, aux times `(B, K)` and CAM_gen's input [slot ; p ; t]."""
+        """Slots `(B, K, d)` -> aux logits `(B, K, V)`, aux times `(B, K)` (`(B, K, V)` with ``time_per_action``)
+        and CAM_gen's input [slot ; p ; t]."""
         aux_logits, aux_times = self.aux_heads(slots)
-        features = torch.cat([slots, _small_softmax(aux_logits).to(slots.dtype), aux_times.unsqueeze(-1)], dim=-1)
+        time_features = aux_times if self.aux_heads.time_per_action else aux_times.unsqueeze(-1)
+        features = torch.cat([slots, _small_softmax(aux_logits).to(slots.dtype), time_features], dim=-1)
         return aux_logits, aux_times, features
 
     def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`context` `(B, C)` -> logits `(B, K, V)`, times `(B, K)` and the auxiliary heads' outputs."""
+        """`context` `(B, C)` -> logits `(B, K, V)`, times `(B, K)` (`(B, K, V)` with ``time_per_action``) and the
+        auxiliary heads' outputs."""
         aux_logits, aux_times, slot_features = self.slot_features(self.slots(context))
         states, probabilities, _ = self.generation_attention(slot_features, context)
         logits, times = self.heads(states)
@@ -1477,7 +1489,7 @@ class ImplicitActionGenerator(nn.Module):
 
     def slot_predictions(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        :meth:`forward`'s ``logits`` `(B, K, V)` and ``times`` `(B, K)` for inference (no gradient, no dropout:
+        :meth:`forward`'s ``logits`` `(B, K, V)` and ``times`` `(B, K)` (or `(B, K, V)`) for inference (no gradient, no dropout:
         ``predict_actions``, ranking), computed with the batch innermost from the start: the slots, the auxiliary
         heads, CAM_gen's sequence maps and the final heads are products of weights with `(features, B)` columns, so
         no `(B, K, features)` tensor is transposed for CAM's short-sequence kernel
@@ -1495,10 +1507,10 @@ class ImplicitActionGenerator(nn.Module):
         if self.slot_activation == "relu":
             slots = torch.relu(slots)
         slots = slots.view(slots_count, width, batch)
-        auxiliary = _heads_features_first(self.aux_heads, slots)  # (K, V + 1, B): logits, then the time
-        vocab = auxiliary.shape[1] - 1
+        auxiliary = _heads_features_first(self.aux_heads, slots)  # (K, V + T, B): logits, then the time(s)
+        vocab = self.aux_heads.action.out_features
         probabilities = _small_softmax(auxiliary[:, :vocab], dim=1).to(slots.dtype)
-        features = torch.cat([slots, probabilities, auxiliary[:, vocab:]], dim=1)  # (K, d + V + 1, B), as forward's
+        features = torch.cat([slots, probabilities, auxiliary[:, vocab:]], dim=1)  # (K, d + V + T, B), as forward's
         weight, bias = attention.sequence_maps()
         scale = attention.query_scale(weight.dtype, weight.device)
         projected = torch.matmul(weight * scale.unsqueeze(1), features).add_((bias * scale).view(-1, 1))  # (K, 3d, B)
@@ -1507,8 +1519,9 @@ class ImplicitActionGenerator(nn.Module):
             projected.permute(1, 2, 3, 0, 4), *attention.project_context(context)
         )  # (d, K, B)
         final = _heads_features_first(self.heads, output.to(slots.dtype).view(width, slots_count * batch))
-        final = final.view(vocab + 1, slots_count, batch)  # the logits, then the time, of every slot
-        return final[:vocab].permute(2, 1, 0), final[vocab].t()
+        final = final.view(-1, slots_count, batch)  # the logits, then the time(s), of every slot
+        times = final[vocab:].permute(2, 1, 0)
+        return final[:vocab].permute(2, 1, 0), times if self.heads.time_per_action else times.squeeze(-1)
 
 
 class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
@@ -2065,7 +2078,7 @@ def action_sequence_loss(
         return (per_position * counted).sum(1).mean()
 
     def time_error(predicted: torch.Tensor) -> torch.Tensor:
-        differences = predicted - target_times
+        differences = times_of_actions(predicted, safe_targets) - target_times
         errors = differences.abs() if config.time_loss == "l1" else differences**2
         # where(), not a product with the mask: an unknown (NaN) label time must not reach the sum.
         valid = time_known & counted
@@ -2077,11 +2090,14 @@ def action_sequence_loss(
         return (errors.sum(1) / valid.sum(1).clamp_min(1)).mean()
 
     predicted_actions = logits.argmax(-1)
+    predicted_times = times_of_actions(times, predicted_actions)  # with time_per_action: the predicted action's
     predicted_end = predicted_actions == config.end_action_id
     # Count pairs up to and including the first predicted end action.
     before_end = (predicted_end.long().cumsum(1) - predicted_end.long()) == 0
-    previous_times = torch.cat([torch.full_like(times[:, :1], config.start_time), times[:, :-1]], dim=1)
-    order = (torch.relu(previous_times - times) * (before_end & counted)).sum(1).mean()
+    previous_times = torch.cat(
+        [torch.full_like(predicted_times[:, :1], config.start_time), predicted_times[:, :-1]], dim=1
+    )
+    order = (torch.relu(previous_times - predicted_times) * (before_end & counted)).sum(1).mean()
 
     parts = {"action_loss": cross_entropy(logits), "time_loss": time_error(times), "order_loss": order}
     loss = (
@@ -2101,8 +2117,9 @@ def action_predictions_from_slots(
     config: A2GenConfig, slot_probabilities: torch.Tensor, slot_times: torch.Tensor
 ) -> A2GenActionPrediction:
     """
-    Per-slot class probabilities `(B, K, V)` and normalised times `(B, K)` -> P(action happens) and the expected
-    time of its first occurrence `(B, V)`, as documented in :meth:`A2GenForActionGeneration.predict_actions`.
+    Per-slot class probabilities `(B, K, V)` and normalised times `(B, K)` (or each action's, `(B, K, V)`, with
+    ``config.time_per_action``) -> P(action happens) and the expected time of its first occurrence `(B, V)`, as
+    documented in :meth:`A2GenForActionGeneration.predict_actions`.
     Written without in-place writes so it also traces for ``torch.export``.
     """
     end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
@@ -2114,7 +2131,8 @@ def action_predictions_from_slots(
     survival = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0), dim=1)
     first_occurrence = occurs * survival[:, :-1]
     probabilities = 1.0 - survival[:, -1]
-    expected_times = (first_occurrence * slot_times.unsqueeze(-1)).sum(1) / first_occurrence.sum(1).clamp_min(1e-12)
+    per_action_times = slot_times if slot_times.dim() == 3 else slot_times.unsqueeze(-1)
+    expected_times = (first_occurrence * per_action_times).sum(1) / first_occurrence.sum(1).clamp_min(1e-12)
     columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
     is_start, is_pad = columns == config.start_action_id, columns == 0
     probabilities = torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))

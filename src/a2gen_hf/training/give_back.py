@@ -10,8 +10,8 @@ over actions: an evaluation may gain on one action and lose on another, and it c
 had reached by then. On a small log both are noise as often as not (docs/results.md (d)). So after training, per
 part of the model the start could give, the start is given back where it is at least as good on validation:
 
-- :func:`give_back_the_median_times`: the time heads, when the trained ones' validation MAE is not below the
-  median's;
+- :func:`give_back_the_median_times`: the times, when the trained ones' validation MAE is not below the median's
+  (per action with ``config.time_per_action``);
 - :func:`give_back_to_the_regression`: each ranked action whose validation AUC the network does not raise above the
   regression's (with the fitted residual only: the plain residual start trains the wide path too).
 
@@ -24,13 +24,14 @@ import copy
 import logging
 import math
 
+import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.collator import A2GenDataCollator
 from ..metrics import predict_dataloader, timing_mae
 from .residual_fit import action_aucs, read_head_inputs, zero_learned_paths
-from .simple_baselines import ActionTargets, start_times_at_the_median, time_heads
+from .simple_baselines import ActionTargets, set_median_times
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ logger = logging.getLogger(__name__)
 def validation_time_mae(model: nn.Module, dataset, collator: A2GenDataCollator, batch_size: int = 1024) -> float:
     """The mean over actions of the first-occurrence time MAE (normalised units, :func:`~a2gen_hf.metrics.timing_mae`,
     the measure of the reports) of ``model``'s expected times on ``dataset``; NaN when no action has a known time."""
+    return _validation_time_maes(model, dataset, collator, batch_size)["mean_mae"]
+
+
+def _validation_time_maes(model: nn.Module, dataset, collator: A2GenDataCollator, batch_size: int) -> dict:
+    """:func:`~a2gen_hf.metrics.timing_mae` of ``model``'s expected times on ``dataset`` (per action and the mean)."""
     arrays = predict_dataloader(model, DataLoader(dataset, batch_size=batch_size, collate_fn=collator))
     config = model.config
     return timing_mae(
@@ -48,36 +54,60 @@ def validation_time_mae(model: nn.Module, dataset, collator: A2GenDataCollator, 
         config.action_names,
         config.start_action,
         config.end_action,
-    )["mean_mae"]
-
-
-def give_back_the_median_times(model: nn.Module, tokenizer, dataset, batch_size: int = 1024) -> bool:
-    """
-    The time heads back at the start's constant median (:func:`~a2gen_hf.training.simple_baselines.
-    start_times_at_the_median`, the median of ``dataset["train"]``) when the trained heads' validation time MAE
-    (:func:`validation_time_mae` on ``dataset["validation"]``) is not below it. Returns whether they were given back;
-    nothing changes when the model has no time heads or validation has no known time.
-    """
-    heads = time_heads(model)
-    if not heads:  # not an A2Gen generator (a baseline): its times are its own
-        return False
-    trained_heads = [copy.deepcopy(head.state_dict()) for head in heads]
-    collator = A2GenDataCollator.from_config(model.config, tokenizer)
-    trained = validation_time_mae(model, dataset["validation"], collator, batch_size)
-    if start_times_at_the_median(model, ActionTargets.from_dataset(dataset["train"], tokenizer)) is None:
-        return False
-    constant = validation_time_mae(model, dataset["validation"], collator, batch_size)
-    if math.isnan(trained) or math.isnan(constant) or trained < constant:
-        for head, state in zip(heads, trained_heads):
-            head.load_state_dict(state)
-        logger.info(
-            f"after training, the trained times kept (validation MAE {trained:.4f}, the median's {constant:.4f})"
-        )
-        return False
-    logger.info(
-        f"after training, the median times given back (validation MAE {trained:.4f}, the median's {constant:.4f})"
     )
-    return True
+
+
+def give_back_the_median_times(model: nn.Module, tokenizer, dataset, batch_size: int = 1024) -> list[str]:
+    """
+    The generator's time layer (its final :class:`~a2gen_hf.modeling_a2gen.A2GenActionHeads`' time, the one the
+    reported times come from; IAG's auxiliary heads, which feed its CAM_gen, stay as trained) back at the constant
+    median of ``dataset["train"]`` (:func:`~a2gen_hf.training.simple_baselines.set_median_times`) where the trained
+    layer's validation time MAE (:func:`~a2gen_hf.metrics.timing_mae` on ``dataset["validation"]``) is not below the
+    median's: with the paper's one time per position, for every action at once when the mean over actions is not;
+    with ``config.time_per_action``, per action (that action's row). Returns the names of the actions whose times went
+    back; none when the model has no time heads (MMoE, PLE: their times are their own) or where validation has no known
+    time to judge by.
+    """
+    generator = getattr(model, "generator", None)
+    if generator is None or not hasattr(generator, "heads"):
+        return []
+    head = generator.heads.time
+    trained_state = copy.deepcopy(head.state_dict())
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    targets = ActionTargets.from_dataset(dataset["train"], tokenizer)
+    if not targets.known.any():
+        return []
+    trained = _validation_time_maes(model, dataset["validation"], collator, batch_size)
+    set_median_times(head, targets)
+    constant = _validation_time_maes(model, dataset["validation"], collator, batch_size)
+    with torch.no_grad():
+        if head.out_features == 1:  # one time per position: every action's or none
+            given_back = [] if _lower(trained["mean_mae"], constant["mean_mae"]) else list(trained["mae"])
+            if not given_back:
+                head.load_state_dict(trained_state)
+        else:
+            given_back = []
+            for name in trained["mae"]:
+                if not _lower(trained["mae"][name], constant["mae"][name]):
+                    given_back.append(name)
+                    continue
+                row = model.config.action_names.index(name) + 1
+                head.weight[row] = trained_state["weight"][row]
+                head.bias[row] = trained_state["bias"][row]
+    logger.info(
+        f"after training, the median times given back for {given_back or 'no action'} (validation MAE trained "
+        f"{_rounded(trained)}, the median's {_rounded(constant)})"
+    )
+    return given_back
+
+
+def _lower(trained: float, median: float) -> bool:
+    """The trained MAE is below the median's, or there is nothing to judge by (NaN: no known validation time)."""
+    return math.isnan(trained) or math.isnan(median) or trained < median
+
+
+def _rounded(maes: dict) -> dict:
+    return {"mean": round(maes["mean_mae"], 4), **{name: round(mae, 4) for name, mae in maes["mae"].items()}}
 
 
 def give_back_to_the_regression(model: nn.Module, tokenizer, validation, batch_size: int = 1024) -> list[str]:
@@ -107,11 +137,13 @@ def give_back_to_the_start(model: nn.Module, tokenizer, dataset, ranking: bool) 
     """
     Both rules of this module on a trained residual start: :func:`give_back_the_median_times`, and with ``ranking``
     (the start had a fitted residual, ``wide_residual_fit``) :func:`give_back_to_the_regression`. ``dataset`` needs
-    its ``train`` and ``validation`` splits. Returns ``{"median_times": given back or not, "regression_for": the
-    actions given back to the regression}``; nothing is given back when ``dataset`` has no validation split.
+    its ``train`` and ``validation`` splits. Returns ``{"median_times_for": the actions whose times went back to the
+    median, "regression_for": the actions given back to the regression}``; nothing is given back when ``dataset`` has
+    no validation split.
     """
     if dataset.get("validation") is None or not len(dataset["validation"]):
         logger.info("after training, nothing given back to the start: the data has no validation split to judge by")
-        return {"median_times": False, "regression_for": []}
+        return {"median_times_for": [], "regression_for": []}
     regression_for = give_back_to_the_regression(model, tokenizer, dataset["validation"]) if ranking else []
-    return {"median_times": give_back_the_median_times(model, tokenizer, dataset), "regression_for": regression_for}
+    median_times_for = give_back_the_median_times(model, tokenizer, dataset)
+    return {"median_times_for": median_times_for, "regression_for": regression_for}

@@ -776,18 +776,35 @@ def start_times_at_the_median(model, targets: ActionTargets) -> float | None:
     """
     The residual start's times: every time head of an A2Gen generator (:class:`~a2gen_hf.modeling_a2gen.
     A2GenActionHeads`) predicts the median known first-occurrence time of the train targets (normalised), whatever
-    its input (weights 0, bias the median), as the constant-median rule does; training moves them from there. Without
+    its input, as the constant-median rule does (:func:`set_median_times`); training moves them from there. Without
     it the start, which selection keeps on logs where training does not improve the ranking, predicts times from
-    untrained heads. Returns the median, or None when the model has no such head or no time is known.
+    untrained heads. Returns the median of all actions' times, or None when the model has no such head or no time is
+    known.
     """
     heads = time_heads(model)
     if not heads or not targets.known.any():
         return None
-    median = float(np.median(targets.times[targets.known]))
     for head in heads:
+        set_median_times(head, targets)
+    return float(np.median(targets.times[targets.known]))
+
+
+@torch.no_grad()
+def set_median_times(head: torch.nn.Linear, targets: ActionTargets, actions: list[int] | None = None) -> None:
+    """
+    One time layer of :class:`~a2gen_hf.modeling_a2gen.A2GenActionHeads` at the constant median of ``targets``
+    (weights 0): the median of every action's times for the paper's one time per position, each action's own
+    (:meth:`ActionTargets.median_times`) for ``config.time_per_action``'s one per action, there only on the rows of
+    ``actions`` (ids) if given.
+    """
+    if head.out_features == 1:
         head.weight.zero_()
-        head.bias.fill_(median)
-    return median
+        head.bias.fill_(float(np.median(targets.times[targets.known])))
+        return
+    rows = torch.arange(head.out_features) if actions is None else torch.as_tensor(actions, dtype=torch.long)
+    medians = torch.as_tensor(targets.median_times(), dtype=head.bias.dtype, device=head.bias.device)
+    head.weight[rows] = 0.0
+    head.bias[rows] = medians[rows]
 
 
 def time_heads(model) -> list[torch.nn.Linear]:
