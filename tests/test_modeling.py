@@ -23,6 +23,7 @@ from a2gen_hf.modeling_a2gen import (
     TargetInteractions,
     times_of_actions,
 )
+from a2gen_hf.strict_loading import CheckpointError
 from a2gen_hf.time_encoding import normalize_seconds
 
 GENERATORS = ["iag", "eag"]
@@ -251,6 +252,22 @@ def test_save_load_identity_through_auto_classes(model_and_batch, tmp_path):
     assert isinstance(encoder, A2GenModel)
     encoded = encoder(**history_inputs(batch))
     assert torch.equal(encoded.history_representation, before.history_representation)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_times_per_action_save_and_reload(generator, tmp_path):
+    """A model with ``time_per_action`` reloads with its per-action heads and gives the same times; the paper's
+    one-time heads' weights do not load into it (a shape the strict loader names)."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config(generator, time_per_action=True)).eval()
+    batch = make_batch(model.config)
+    model.save_pretrained(tmp_path / "per_action")
+    reloaded = AutoModelForActionGeneration.from_pretrained(tmp_path / "per_action").eval()
+    assert reloaded.config.time_per_action and reloaded.generator.heads.time.out_features == model.config.vocab_size
+    torch.testing.assert_close(reloaded(**batch).times, model(**batch).times, rtol=0, atol=0)
+    A2GenForActionGeneration(tiny_config(generator)).save_pretrained(tmp_path / "paper")
+    with pytest.raises(CheckpointError, match="tensors of another shape: generator.aux_heads.time.bias"):
+        A2GenForActionGeneration.from_pretrained(tmp_path / "paper", time_per_action=True)
 
 
 def test_init_weights_covers_every_parameter():
