@@ -266,7 +266,7 @@ def test_times_per_action_save_and_reload(generator, tmp_path):
     assert reloaded.config.time_per_action and reloaded.generator.heads.time.out_features == model.config.vocab_size
     torch.testing.assert_close(reloaded(**batch).times, model(**batch).times, rtol=0, atol=0)
     A2GenForActionGeneration(tiny_config(generator)).save_pretrained(tmp_path / "paper")
-    with pytest.raises(CheckpointError, match="tensors of another shape: generator.aux_heads.time.bias"):
+    with pytest.raises(CheckpointError, match="tensors of another shape: .*generator.heads.time.bias"):
         A2GenForActionGeneration.from_pretrained(tmp_path / "paper", time_per_action=True)
 
 
