@@ -351,8 +351,13 @@ def test_time_per_action_trains_each_label_on_its_own_actions_time(generator):
     out = model(**batch)
     config = model.config
     assert out.times.shape == (4, config.max_actions, config.vocab_size)
-    if generator == "iag":
+    if generator == "iag":  # CAM_gen reads the slot's expected auxiliary time, sum_a p(a) t(a)
         assert out.aux_times.shape == out.times.shape
+        slots = model.generator.slots(model.a2gen(**history_inputs(batch)).generation_context)
+        aux_logits, aux_times, features = model.generator.slot_features(slots)
+        expected = (torch.softmax(aux_logits, -1) * aux_times).sum(-1)
+        assert features.shape[-1] == config.hidden_size + config.vocab_size + 1
+        torch.testing.assert_close(features[..., -1], expected, rtol=1e-5, atol=1e-6)
     targets = batch["labels"][:, 1:]
     held = set(targets[targets > 0].tolist())
     absent = next(action for action in range(1, config.vocab_size) if action not in held)

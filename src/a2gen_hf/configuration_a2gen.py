@@ -447,7 +447,8 @@ class A2GenConfig(ActionSequenceConfig):
             output; the time of a position is the one of its action: the label's in training, the chosen action's
             in ``generate()``, each action's own in ``predict_actions``) instead of the paper's one time per position
             whatever its action, which must serve a collect at 0 s and a leave minutes later at once. IAG's CAM_gen
-            then reads every action's auxiliary time. Off (the paper) by default; not in the paper.
+            then reads each slot's expected auxiliary time, ``sum_a p(a) t(a)``, where the paper's reads its one
+            time. Off (the paper) by default; not in the paper.
         rare_id_threshold (`int`): users with fewer training examples than this, and items that are the target of
             fewer (counted by :func:`a2gen_hf.training.fit_rare_id_buckets`), share
             ``rare_id_buckets`` extra embedding rows (picked by id modulo), so that one-off ids do not get a

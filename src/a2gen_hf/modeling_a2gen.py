@@ -1440,7 +1440,7 @@ class ImplicitActionGenerator(nn.Module):
     heads read action logits and a time from each slot, then CAM_gen (no causal mask) runs over
     [slot ; action logits ; time] and the final heads predict each slot's action and time. The logits, not sampled
     tokens, carry the autoregression. With ``config.time_per_action`` (not in the paper) every head gives one time
-    per action, and CAM_gen reads all of them. ``config.iag_slot_activation="relu"`` (configs written before the option
+    per action, and CAM_gen reads the slot's expected time under its auxiliary action distribution. ``config.iag_slot_activation="relu"`` (configs written before the option
     existed) puts a ReLU on the slots.
     """
 
@@ -1451,9 +1451,8 @@ class ImplicitActionGenerator(nn.Module):
         self.slot_activation = config.iag_slot_activation
         self.slot_projection = nn.Linear(context_size, self.num_slots * config.hidden_size)
         self.aux_heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.time_per_action)
-        time_size = config.vocab_size if config.time_per_action else 1
         self.generation_attention = ContextAwareAttention.from_config(
-            config, config.hidden_size + config.vocab_size + time_size, context_size
+            config, config.hidden_size + config.vocab_size + 1, context_size
         )
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.time_per_action)
 
@@ -1466,10 +1465,12 @@ class ImplicitActionGenerator(nn.Module):
 
     def slot_features(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Slots `(B, K, d)` -> aux logits `(B, K, V)`, aux times `(B, K)` (`(B, K, V)` with ``time_per_action``)
-        and CAM_gen's input [slot ; p ; t]."""
+        and CAM_gen's input [slot ; p ; t] (with ``time_per_action``, ``t = sum_a p(a) t(a)``)."""
         aux_logits, aux_times = self.aux_heads(slots)
-        time_features = aux_times if self.aux_heads.time_per_action else aux_times.unsqueeze(-1)
-        features = torch.cat([slots, _small_softmax(aux_logits).to(slots.dtype), time_features], dim=-1)
+        probabilities = _small_softmax(aux_logits).to(slots.dtype)
+        # With time_per_action the slot's time is the expected one under its action distribution: sum_a p(a) t(a).
+        time = (probabilities * aux_times).sum(-1) if self.aux_heads.time_per_action else aux_times
+        features = torch.cat([slots, probabilities, time.unsqueeze(-1)], dim=-1)
         return aux_logits, aux_times, features
 
     def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -1510,7 +1511,10 @@ class ImplicitActionGenerator(nn.Module):
         auxiliary = _heads_features_first(self.aux_heads, slots)  # (K, V + T, B): logits, then the time(s)
         vocab = self.aux_heads.action.out_features
         probabilities = _small_softmax(auxiliary[:, :vocab], dim=1).to(slots.dtype)
-        features = torch.cat([slots, probabilities, auxiliary[:, vocab:]], dim=1)  # (K, d + V + T, B), as forward's
+        time = auxiliary[:, vocab:]
+        if self.aux_heads.time_per_action:  # the expected time under the slot's action distribution, as forward's
+            time = (probabilities * time).sum(1, keepdim=True)
+        features = torch.cat([slots, probabilities, time], dim=1)  # (K, d + V + 1, B), as forward's
         weight, bias = attention.sequence_maps()
         scale = attention.query_scale(weight.dtype, weight.device)
         projected = torch.matmul(weight * scale.unsqueeze(1), features).add_((bias * scale).view(-1, 1))  # (K, 3d, B)
