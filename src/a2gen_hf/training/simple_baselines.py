@@ -790,21 +790,17 @@ def start_times_at_the_median(model, targets: ActionTargets) -> float | None:
 
 
 @torch.no_grad()
-def set_median_times(head: torch.nn.Linear, targets: ActionTargets, actions: list[int] | None = None) -> None:
+def set_median_times(head: torch.nn.Linear, targets: ActionTargets) -> None:
     """
     One time layer of :class:`~a2gen_hf.modeling_a2gen.A2GenActionHeads` at the constant median of ``targets``
     (weights 0): the median of every action's times for the paper's one time per position, each action's own
-    (:meth:`ActionTargets.median_times`) for ``config.time_per_action``'s one per action, there only on the rows of
-    ``actions`` (ids) if given.
+    (:meth:`ActionTargets.median_times`) for ``config.time_per_action``'s one per action.
     """
+    head.weight.zero_()
     if head.out_features == 1:
-        head.weight.zero_()
         head.bias.fill_(float(np.median(targets.times[targets.known])))
-        return
-    rows = torch.arange(head.out_features) if actions is None else torch.as_tensor(actions, dtype=torch.long)
-    medians = torch.as_tensor(targets.median_times(), dtype=head.bias.dtype, device=head.bias.device)
-    head.weight[rows] = 0.0
-    head.bias[rows] = medians[rows]
+    else:
+        head.bias.copy_(torch.as_tensor(targets.median_times(), dtype=head.bias.dtype))
 
 
 def time_heads(model) -> list[torch.nn.Linear]:
