@@ -262,10 +262,13 @@ class ActionTargets:
         times.flat[keys[finite]] = tokenizer.normalize_seconds(first_seconds[finite])
         return cls(occurs=occurs, times=times, known=known)
 
+    def median_time(self) -> float:
+        """The median of every action's known times (0 if none is known)."""
+        return float(np.median(self.times[self.known])) if self.known.any() else 0.0
+
     def median_times(self) -> np.ndarray:
-        """`(V,)` median known time per action; actions never timed get the median of all known times (0 if none);
-        0 for padding."""
-        overall = float(np.median(self.times[self.known])) if self.known.any() else 0.0
+        """`(V,)` median known time per action; actions never timed get :meth:`median_time`; 0 for padding."""
+        overall = self.median_time()
         medians = np.array(
             [np.median(self.times[self.known[:, a], a]) if self.known[:, a].any() else overall
              for a in range(self.occurs.shape[1])]
@@ -786,7 +789,7 @@ def start_times_at_the_median(model, targets: ActionTargets) -> float | None:
         return None
     for head in heads:
         set_median_times(head, targets)
-    return float(np.median(targets.times[targets.known]))
+    return targets.median_time()
 
 
 @torch.no_grad()
@@ -798,7 +801,7 @@ def set_median_times(head: torch.nn.Linear, targets: ActionTargets) -> None:
     """
     head.weight.zero_()
     if head.out_features == 1:
-        head.bias.fill_(float(np.median(targets.times[targets.known])))
+        head.bias.fill_(targets.median_time())
     else:
         head.bias.copy_(torch.as_tensor(targets.median_times(), dtype=head.bias.dtype))
 
