@@ -163,11 +163,12 @@ def test_report_says_when_none_of_the_asked_tables_is_there(tmp_path, capsys):
 def test_compare_selects_the_generator_apart_only_where_the_ranking_reads_none_of_it(simulated_data_dir, tmp_path,
                                                                                      capsys):
     """`a2gen compare` with the `sparse_logs` recipe's A2Gen-only parts (the residual fit of the occurrence head, the
-    generator selected apart) over A2Gen and MMoE: A2Gen's run keeps its generator from the lowest generator loss (the
-    log names the step); MMoE, with no occurrence head and one set of weights, gets the rest of the recipe (the wide
-    path started as the frozen regression) instead of failing the comparison."""
+    generator selected apart, the ranking held at the fit) over A2Gen and MMoE: A2Gen's run keeps its generator from the
+    lowest generator loss (the log names the step); MMoE, with no occurrence head and one set of weights, gets the rest
+    of the recipe (the wide path started as the frozen regression) instead of failing the comparison."""
     output = tmp_path / "split"
     argv = compare_argv(simulated_data_dir, output, "--select-by", "mean_auc", "--select-generator-by-loss",
+                        "--freeze-ranking",
                         "--count-features", "--popularity-features", "--occurrence-head", "--occurrence-paths-input",
                         "extra_only", "--epochs", "2", "--wide-path", "--wide-warm-start", "--wide-residual",
                         "--wide-frozen", "--wide-residual-fit", "--eval-before-training")
@@ -175,7 +176,9 @@ def test_compare_selects_the_generator_apart_only_where_the_ranking_reads_none_o
     a2gen = json.loads((output / "runs" / "a2gen-iag-seed0" / "training_log.json").read_text())
     mmoe = json.loads((output / "runs" / "mmoe-seed0" / "training_log.json").read_text())
     assert a2gen["settings"]["select_generator_by_loss"] and a2gen["best_generator_step"] >= 0
+    assert a2gen["settings"]["freeze_ranking"] and a2gen["best_generator_step"] == a2gen["best_step"]
     assert not mmoe["settings"]["select_generator_by_loss"] and "best_generator_step" not in mmoe
+    assert not mmoe["settings"]["freeze_ranking"]
     report = json.loads((output / "results.json").read_text())
     assert report["settings"]["training"]["select_generator_by_loss"]
     # The sequence side is measured too: the next action, right how often, for every network.

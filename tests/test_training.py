@@ -871,6 +871,57 @@ def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from
         TrainingSettings(output_dir=str(tmp_path), select_generator_by_loss=True)
 
 
+def test_freeze_ranking_trains_the_generator_alone_and_selects_it_by_its_loss(simulated_data_dir, tmp_path):
+    """freeze_ranking: after training, the ranking's state (the fitted occurrence head, the count features'
+    statistics) is exactly the start's and ranks exactly as it did, while the generator trained; the best evaluation
+    is the lowest generator loss (the ranking's mean AUC, the same at every evaluation, is computed once); the ranking's
+    parameters take gradients again afterwards. Refused without select_generator_by_loss."""
+    from accelerate import Accelerator
+
+    from a2gen_hf.data.collator import A2GenDataCollator
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.loop import RANKING_PREFIXES, train
+    from a2gen_hf.training.simple_baselines import start_from_regression
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    torch.manual_seed(0)
+    model = create_model(
+        "a2gen-iag", tokenizer, data, hidden_size=8, id_embedding_size=8, num_attention_heads=2,
+        history_count_features=True, target_popularity_features=True, occurrence_head=True, wide_path=True,
+        occurrence_paths_input="extra_only", use_id_embeddings=False,
+    )  # fmt: skip
+    start_from_regression(model, tokenizer, data, residual=True, frozen=True, fit_residual=True)
+    start = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert any(name.startswith("occurrence_head.") for name in trainable)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    batch = collator([data["validation"][i] for i in range(len(data["validation"]))])
+    scores = model.eval().predict_actions(**batch).action_probabilities
+    settings = TrainingSettings(
+        output_dir=str(tmp_path), num_epochs=3, batch_size=16, dense_learning_rate=0.01, selection_metric="mean_auc",
+        eval_every_steps=5, eval_before_training=True, select_generator_by_loss=True, freeze_ranking=True,
+        show_progress=False,
+    )  # fmt: skip
+    result = train(model.train(), data["train"], collator, settings, eval_dataset=data["validation"],
+                   accelerator=Accelerator(cpu=True))
+    trained = result.model.state_dict()
+    ranking = [name for name in start if name.startswith(RANKING_PREFIXES)]
+    assert any(name.endswith("standardizer.count") for name in ranking)
+    for name in ranking:
+        assert torch.equal(trained[name], start[name]), name
+    torch.testing.assert_close(result.model.eval().predict_actions(**batch).action_probabilities, scores)
+    assert any(not torch.equal(trained[name], start[name]) for name in start if name.startswith("generator."))
+    evaluations = [entry for entry in result.log_history if "validation_loss" in entry]
+    assert len(evaluations) > 2 and [("validation_mean_auc" in entry) for entry in evaluations] == [True] + [False] * (
+        len(evaluations) - 1)
+    lowest = min(evaluations, key=lambda entry: entry["validation_generator_loss"])["step"]
+    assert result.best_step == result.best_generator_step == lowest > 0
+    assert {name for name, parameter in result.model.named_parameters() if parameter.requires_grad} == trainable
+    assert not any(getattr(module, "frozen", False) for module in result.model.modules())
+    with pytest.raises(ValueError, match="freeze_ranking trains the generator alone"):
+        TrainingSettings(output_dir=str(tmp_path), selection_metric="mean_auc", freeze_ranking=True)
+
+
 def test_select_generator_by_loss_survives_a_resume(simulated_data_dir, tmp_path):
     """A run with the generator selected apart, stopped after 4 steps and resumed to 6, ends with the same best
     steps and the same weights as one run of 6 steps: the generator's best loss and step travel in the checkpoint."""

@@ -306,6 +306,7 @@ def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
         "eval_at_epoch_end": args.eval_at_epoch_end,
         "eval_before_training": args.eval_before_training,
         "select_generator_by_loss": args.select_generator_by_loss,
+        "freeze_ranking": args.freeze_ranking,
     }
 
 

@@ -279,6 +279,9 @@ class SelectionArguments:
                                             "the counts, --occurrence-paths-input extra_only) from the best mean-AUC "
                                             "evaluation and every other weight (the generator, its times) from the "
                                             "lowest generator loss", False)
+    freeze_ranking: bool = option("with --select-generator-by-loss: the ranking takes no training step (it stays as "
+                                  "the run started it, e.g. the residual fit); training trains the generator "
+                                  "alone, selected and stopped by its validation loss", False)
 
 
 @dataclass

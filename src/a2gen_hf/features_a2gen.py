@@ -68,12 +68,14 @@ class RunningStandardizer(nn.Module):
     and a left- or right-padded batch give the same output; the statistics are frozen outside training. As
     ``sklearn``'s ``StandardScaler`` (which the regression baseline uses, so that a warm-started wide path reads the
     regression's very features): divided by the standard deviation, or by 1 where the variance is below ``eps``
-    (a constant column).
+    (a constant column). ``frozen`` (set by training with ``freeze_ranking``; not saved) keeps the statistics as they
+    are in training mode too.
     """
 
     def __init__(self, size: int, eps: float = 1e-12):
         super().__init__()
         self.eps = eps
+        self.frozen = False
         self.register_buffer("mean", torch.zeros(size))
         self.register_buffer("variance", torch.ones(size))
         self.register_buffer("count", torch.zeros(()))
@@ -92,7 +94,7 @@ class RunningStandardizer(nn.Module):
         self.count.copy_(total)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if self.training and features.shape[0] > 0:
+        if self.training and not self.frozen and features.shape[0] > 0:
             self._update(features.detach().float())
         scale = torch.where(self.variance > self.eps, self.variance.sqrt(), torch.ones_like(self.variance))
         return (features - self.mean) / scale

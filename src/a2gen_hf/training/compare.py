@@ -190,7 +190,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 split_generator = training.select_generator_by_loss and generator_selection_applies(model)
                 run_settings = replace(
                     training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed,
-                    select_generator_by_loss=split_generator,
+                    select_generator_by_loss=split_generator, freeze_ranking=training.freeze_ranking and split_generator,
                 )  # fmt: skip
                 if (fit_residual, split_generator) != (settings.wide_residual_fit, training.select_generator_by_loss):
                     logger.info(f"{name}: no occurrence head on the counts alone, so no residual fit and no separate "

@@ -330,6 +330,32 @@ def generator_selection_applies(model: nn.Module) -> bool:
     )
 
 
+def freeze_ranking_state(model: nn.Module) -> Callable[[], None]:
+    """``freeze_ranking``: the ranking's state (:data:`RANKING_PREFIXES`) takes no step while training: its
+    parameters no gradient, its running feature statistics no update. Returns what undoes it (the parameters that
+    took gradients take them again, the statistics update again in training mode)."""
+    parameters = [
+        parameter for name, parameter in model.named_parameters()
+        if name.startswith(RANKING_PREFIXES) and parameter.requires_grad
+    ]  # fmt: skip
+    standardizers = [
+        module for name, module in model.named_modules()
+        if f"{name}.".startswith(RANKING_PREFIXES) and hasattr(module, "frozen") and not module.frozen
+    ]  # fmt: skip
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    for module in standardizers:
+        module.frozen = True
+
+    def undo() -> None:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+        for module in standardizers:
+            module.frozen = False
+
+    return undo
+
+
 def check_generator_selection(model: nn.Module, settings: TrainingSettings) -> None:
     """Refuse ``settings.select_generator_by_loss`` for a model whose ranking reads weights that the generator
     selection would replace (:func:`generator_selection_applies`)."""
@@ -554,6 +580,7 @@ class _TrainingRun:
         self.output_dir = Path(settings.output_dir)
         self.streaming = isinstance(train_dataset, datasets.IterableDataset)
         check_generator_selection(model, settings)
+        self.unfreeze_ranking = freeze_ranking_state(model) if settings.freeze_ranking else (lambda: None)
         self.previous_sparse_embeddings = configure_embedding_updates(model, settings, accelerator)
         optimizer = create_optimizer(model, settings)
         self.base_learning_rates = [group["lr"] for group in optimizer.param_groups]
@@ -713,11 +740,15 @@ class _TrainingRun:
         score = -entry["validation_loss"]
         if settings.select_generator_by_loss:
             entry["validation_generator_loss"] = losses["generator_loss"]
-            self._keep_best_generator(losses["generator_loss"])
-        if settings.selection_metric == "mean_auc":
+            if not settings.freeze_ranking:  # frozen: the best evaluation below is the best generator's
+                self._keep_best_generator(losses["generator_loss"])
+        first = not any("validation_loss" in logged for logged in progress.log_history)
+        if settings.selection_metric == "mean_auc" and (first or not settings.freeze_ranking):
             auc = validation_mean_auc(self.model, self.eval_dataset, self.collator, settings, accelerator)
             entry["validation_mean_auc"], entry["validation_auc"] = auc["mean_auc"], auc["auc"]
             score = auc["mean_auc"]
+        if settings.freeze_ranking:  # the ranking is the start's at every evaluation: what training moves decides
+            score = -losses["generator_loss"]
         progress.best_validation_loss = min(progress.best_validation_loss, entry["validation_loss"])
         if score > progress.best_score + settings.selection_min_delta:
             progress.best_score, progress.best_epoch, progress.best_step = score, progress.epoch, progress.global_step
@@ -763,12 +794,15 @@ class _TrainingRun:
             accelerator.end_training()
         trained = accelerator.unwrap_model(self.model)
         set_sparse_embeddings(trained, self.previous_sparse_embeddings)
+        self.unfreeze_ranking()
         _check_finite_weights(trained, "at the end of training")
         accelerator.wait_for_everyone()
         if self.select_best and progress.best_step >= 0:
             _load_best(trained, self.output_dir, progress.best_step)
         generator_step = None
-        if self.select_best and self.settings.select_generator_by_loss and progress.best_generator_step >= 0:
+        if self.select_best and self.settings.freeze_ranking and progress.best_step >= 0:
+            generator_step = progress.best_step  # selected by the generator's loss, with the ranking as it started
+        elif self.select_best and self.settings.select_generator_by_loss and progress.best_generator_step >= 0:
             generator_step = progress.best_generator_step
             if generator_step != progress.best_step:  # the ranking stays the best mean-AUC evaluation's
                 _load_best(trained, self.output_dir, generator_step, BEST_GENERATOR_FILE, keep_prefix=RANKING_PREFIXES)
@@ -882,10 +916,10 @@ def _train_from_data_dir(
             # occurrence head they need is refused by name below.)
             logger.warning(
                 f"{model_name} is not A2Gen: trained without the residual fit (--wide-residual-fit) and without "
-                "selecting a generator apart (--select-generator-by-loss), both A2Gen's; the other settings apply."
+                "selecting a generator apart (--select-generator-by-loss, --freeze-ranking), both A2Gen's; the other settings apply."
             )
             wide_residual_fit = False
-            settings = replace(settings, select_generator_by_loss=False)
+            settings = replace(settings, select_generator_by_loss=False, freeze_ranking=False)
         if wide_warm_start:
             start_from_regression(
                 model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen, fit_residual=wide_residual_fit,

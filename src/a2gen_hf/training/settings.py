@@ -73,6 +73,11 @@ class TrainingSettings:
     occurrence head's part). Without it, a run whose best ranking is its starting point (a residual start,
     ``eval_before_training``) returns an untrained generator: ``generate()`` then emits untrained sequences
     (docs/results.md (d), "The timed sequence").
+    ``freeze_ranking`` (with ``select_generator_by_loss``): the ranking's state takes no training step at all (its
+    weights no gradient, its feature statistics no update), so the run ranks exactly as it started (e.g. the fitted
+    residual of ``wide_residual_fit``) and trains the generator alone; every evaluation's mean AUC is then the
+    start's, so "better" means a lower validation generator loss (for the best evaluation, the patience, the plateau
+    schedule and ``selection_min_delta``), and the mean AUC is computed at the first evaluation only.
     """
 
     output_dir: str
@@ -106,6 +111,7 @@ class TrainingSettings:
     eval_at_epoch_end: bool = True
     eval_before_training: bool = False
     select_generator_by_loss: bool = False
+    freeze_ranking: bool = False
     plateau_factor: float = 0.5
     shuffle_buffer_size: int = 10_000
     cpu: bool = False
@@ -138,6 +144,11 @@ class TrainingSettings:
                 "select_generator_by_loss keeps the ranking from the best mean-AUC evaluation and the generator from "
                 "the lowest-loss one: set selection_metric='mean_auc' (--select-by mean_auc) and keep "
                 "select_best_epoch=True (--best-epoch)."
+            )
+        if self.freeze_ranking and not self.select_generator_by_loss:
+            raise ValueError(
+                "freeze_ranking trains the generator alone and selects it by its own loss: switch on "
+                "select_generator_by_loss too (--select-generator-by-loss, with --select-by mean_auc)."
             )
         if not 0.0 < self.plateau_factor < 1.0:
             raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
