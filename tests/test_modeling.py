@@ -562,6 +562,25 @@ def test_occurrence_head_without_its_linear_path():
     assert A2GenConfig.from_dict(config.to_dict()).occurrence_linear_path is False
 
 
+def test_occurrence_head_has_its_own_width(tmp_path):
+    """occurrence_hidden_size: the occurrence head's hidden layer has that width while the rest of the model keeps
+    hidden_size; a saved model comes back with it; a width below 1 or not an integer is refused by name."""
+    torch.manual_seed(0)
+    config = tiny_config("iag", history_count_features=True, wide_path=True, occurrence_paths_input="extra_only",
+                         occurrence_hidden_size=24)
+    model = A2GenForActionGeneration(config).eval()
+    assert model.occurrence_head.hidden.out_features == model.occurrence_head.output.in_features == 24 != config.hidden_size
+    model.save_pretrained(tmp_path)
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path)
+    assert reloaded.config.occurrence_hidden_size == 24 and reloaded.occurrence_head.hidden.out_features == 24
+    assert A2GenForActionGeneration(tiny_config("iag", occurrence_head=True)).occurrence_head.hidden.out_features == (
+        config.hidden_size)
+    with pytest.raises(ValueError, match=r"occurrence_hidden_size=0 must be >= 1 \(None: hidden_size\)"):
+        tiny_config("iag", occurrence_head=True, occurrence_hidden_size=0)
+    with pytest.raises(ValueError, match="occurrence_hidden_size"):
+        tiny_config("iag", occurrence_head=True, occurrence_hidden_size=2.5)
+
+
 def test_rare_ids_share_rows_and_survive_save_load(tmp_path):
     torch.manual_seed(0)
     config = tiny_config("iag", rare_id_threshold=2, rare_id_buckets=4)

@@ -338,7 +338,11 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
         "history_event_moment_topics": args.event_moment_topics,
         "history_event_moment_smoothing": args.event_moment_smoothing,
         "context_interactions": args.context_interactions,
-        **{name: getattr(args, name) for name in ("num_attention_heads", "head_dim") if getattr(args, name) is not None},
+        **{
+            name: getattr(args, name)
+            for name in ("num_attention_heads", "head_dim", "occurrence_hidden_size")
+            if getattr(args, name) is not None
+        },
         **({} if args.embedding_init_std is None else {"initializer_range": args.embedding_init_std}),
         **({} if args.action_init_std is None else {"action_embedding_init_std": args.action_init_std}),
     }

@@ -432,6 +432,9 @@ class A2GenConfig(ActionSequenceConfig):
             hidden-layer path alone: with ``occurrence_paths_input="extra_only"`` and a wide path, the linear path reads
             the very features the wide path holds the regression over, so a frozen regression (``wide_frozen``) would
             still move off its regularised fit through it. Not in the paper.
+        occurrence_hidden_size (`int`, *optional*): the width of the occurrence head's hidden layer; None (the
+            default) is ``hidden_size``. The ranking's network on the counts (``occurrence_paths_input="extra_only"``)
+            then has its own width, apart from the encoder's and the generator's. Not in the paper.
         wide_path (`bool`): add a linear ("wide") logit per action over the count / popularity features alone
             (:class:`~a2gen_hf.features_a2gen.WidePath`) to A2Gen's occurrence head (which it switches on) and to MMoE's /
             PLE's binary heads, trained jointly, so that the network contains the logistic regression on counts.
@@ -512,6 +515,7 @@ class A2GenConfig(ActionSequenceConfig):
     occurrence_path_scale: float | int = 1.0
     occurrence_paths_input: str = "context"
     occurrence_linear_path: bool = True
+    occurrence_hidden_size: int | None = None
     slot_readout: str = "sequence"
     time_per_action: bool = False
     hidden_dropout_prob: float | int = 0.0
@@ -603,6 +607,8 @@ class A2GenConfig(ActionSequenceConfig):
         for name in ("order_loss_weight", "aux_loss_weight", "occurrence_loss_weight"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0.")
+        if self.occurrence_hidden_size is not None and self.occurrence_hidden_size < 1:
+            problems.append(f"occurrence_hidden_size={self.occurrence_hidden_size} must be >= 1 (None: hidden_size).")
         if not self.occurrence_path_scale > 0:
             problems.append(f"occurrence_path_scale={self.occurrence_path_scale} must be > 0 (1.0: unscaled).")
         if self.occurrence_paths_input not in OCCURRENCE_PATHS_INPUTS:

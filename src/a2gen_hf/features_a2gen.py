@@ -407,9 +407,9 @@ class A2GenOccurrenceHead(nn.Module):
     """
     Per action, the logit of "it happens after start" from the generation context `(B, C)` -> `(B, V)`: a linear
     path (so that standardised count features in the context act as in a logistic regression; none with
-    ``config.occurrence_linear_path=False``) plus a path through one hidden layer of width ``hidden_size``, both
-    multiplied by ``config.occurrence_path_scale``; with
-    ``config.wide_path`` also :class:`WidePath` over the extra features, which end the generation context. With
+    ``config.occurrence_linear_path=False``) plus a path through one hidden layer of width
+    ``config.occurrence_hidden_size`` (default ``hidden_size``), both multiplied by ``config.occurrence_path_scale``;
+    with ``config.wide_path`` also :class:`WidePath` over the extra features, which end the generation context. With
     ``config.occurrence_paths_input="without_extra"`` the two learned paths read the context without those features
     (the wide path alone reads them), with ``"extra_only"`` those features alone.
     """
@@ -423,8 +423,9 @@ class A2GenOccurrenceHead(nn.Module):
                             "extra_only": slice(-extra or None, None)}[config.occurrence_paths_input]
         paths_size = len(range(context_size)[self.paths_input])
         self.linear = nn.Linear(paths_size, config.vocab_size) if config.occurrence_linear_path else None
-        self.hidden = nn.Linear(paths_size, config.hidden_size)
-        self.output = nn.Linear(config.hidden_size, config.vocab_size)
+        width = config.occurrence_hidden_size or config.hidden_size
+        self.hidden = nn.Linear(paths_size, width)
+        self.output = nn.Linear(width, config.vocab_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.scale = float(config.occurrence_path_scale)
 
