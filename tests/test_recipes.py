@@ -13,14 +13,17 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     return subparsers.choices[name]
 
 
-def as_flags(recipe: dict) -> list[str]:
-    """The recipe written as the command-line flags it stands for."""
+def as_flags(recipe: dict, parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """The recipe written as the command-line flags it stands for (False as ``--no-...`` where ``parser`` has it)."""
+    negatable = {option for action in (parser._actions if parser else []) for option in action.option_strings}
     flags = []
     for key, value in recipe.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
             flags.append(flag)
-        elif value is not False and value is not None:
+        elif value is False:
+            flags += [f"--no-{flag[2:]}"] if f"--no-{flag[2:]}" in negatable else []
+        elif value is not None:
             flags += [flag, str(value)]
     return flags
 
@@ -32,7 +35,7 @@ def test_shipped_recipes_are_valid_options_of_train_and_compare(name, command):
     parser = command_parser(command)
     destinations = {action.dest for action in parser._actions}
     assert recipe and set(recipe) <= destinations, set(recipe) - destinations
-    args = parser.parse_args(["--data", "d", "--output", "o", *as_flags(recipe)])
+    args = parser.parse_args(["--data", "d", "--output", "o", *as_flags(recipe, parser)])
     for key, value in recipe.items():
         assert getattr(args, key) == value, key
     assert recipe_path(name).read_text().lstrip().startswith("#")  # readable: it says what it is
@@ -100,14 +103,18 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert main(argv) == 0
     log = json.loads((output / "training_log.json").read_text())
     evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
-    assert evaluations[0]["step"] == 0
-    assert log["best_step"] == max(evaluations, key=lambda entry: entry["validation_mean_auc"])["step"]
+    assert evaluations[0]["step"] == 0 and "validation_mean_auc" in evaluations[0]
+    # The ranking is held at the fit (freeze_ranking): the best evaluation is the generator's lowest loss.
+    assert log["settings"]["freeze_ranking"] and not any("validation_mean_auc" in entry for entry in evaluations[1:])
+    lowest = min(evaluations, key=lambda entry: entry["validation_generator_loss"])["step"]
+    assert log["best_step"] == log["best_generator_step"] == lowest
     # What training did not improve on validation went back to the start, and the log says what.
     assert set(log["given_back_to_the_start"]) == {"median_times_for", "regression_for"}
     assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
     config = json.loads((output / "model" / "config.json").read_text())
     assert config["wide_path"] and config["occurrence_head"] and not config["use_id_embeddings"]
     assert config["occurrence_paths_input"] == "extra_only"  # what the network adds reads the counts alone
+    assert (config["occurrence_linear_path"], config["occurrence_hidden_size"]) == (False, 64)  # count-network's
     # Patience counts from step 300: the first steps' dip neither stops the run nor halves the rates.
     assert log["settings"]["patience_from_step"] == 300
     assert all(entry["lr_scale"] == 1.0 for entry in evaluations if entry["step"] < 300)
@@ -131,8 +138,9 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     assert main(second) == 0
     evaluations = [entry for entry in json.loads((tmp_path / "second" / "training_log.json").read_text())["log_history"]
                    if "validation_loss" in entry]
-    best = max(entry["validation_mean_auc"] for entry in log["log_history"] if "validation_loss" in entry)
-    assert evaluations[0]["step"] == 0 and evaluations[0]["validation_mean_auc"] == pytest.approx(best, abs=1e-6)
+    # ... and ranks as the first run's saved model does: its fit, held through training (scored at its step 0).
+    held = next(entry["validation_mean_auc"] for entry in log["log_history"] if "validation_mean_auc" in entry)
+    assert evaluations[0]["step"] == 0 and evaluations[0]["validation_mean_auc"] == pytest.approx(held, abs=1e-6)
 
 
 def test_train_with_the_paper_inputs_recipe_builds_the_options_it_names(simulated_data_dir, tmp_path):

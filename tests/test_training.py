@@ -833,7 +833,7 @@ def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from
     output = tmp_path / "split"
     argv = ["train", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--epochs", "3", "--hidden-size",
             "8", "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--min-delta", "1.0",
-            "--select-generator-by-loss"]
+            "--select-generator-by-loss", "--no-freeze-ranking"]  # the ranking trained, and selected apart
     assert main([*argv, "--output", str(output)]) == 0
     log = json.loads((output / "training_log.json").read_text())
     evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
@@ -930,7 +930,8 @@ def test_select_generator_by_loss_survives_a_resume(simulated_data_dir, tmp_path
     base = ["train", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--hidden-size", "8",
             "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--batch-size", "8",
             "--eval-every", "2", "--checkpoint-every", "2", "--dense-lr", "0.05",
-            "--no-time-per-action"]  # the paper's time heads: a trajectory whose generator's best comes before step 6
+            "--no-time-per-action", "--no-freeze-ranking"]  # the paper's time heads, the ranking trained: a
+    # trajectory whose generator's best comes before step 6
     assert main([*base, "--output", str(tmp_path / "whole"), "--max-steps", "6"]) == 0
     assert main([*base, "--output", str(tmp_path / "resumed"), "--max-steps", "4"]) == 0
     assert main([*base, "--output", str(tmp_path / "resumed"), "--max-steps", "6", "--resume"]) == 0
