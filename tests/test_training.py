@@ -875,7 +875,10 @@ def test_freeze_ranking_trains_the_generator_alone_and_selects_it_by_its_loss(si
     """freeze_ranking: after training, the ranking's state (the fitted occurrence head, the count features'
     statistics) is exactly the start's and ranks exactly as it did, while the generator trained; the best evaluation
     is the lowest generator loss (the ranking's mean AUC, the same at every evaluation, is computed once); the ranking's
-    parameters take gradients again afterwards. Refused without select_generator_by_loss."""
+    parameters take gradients again afterwards, also after a run that failed. Refused without
+    select_generator_by_loss."""
+    from dataclasses import replace
+
     from accelerate import Accelerator
 
     from a2gen_hf.data.collator import A2GenDataCollator
@@ -916,6 +919,15 @@ def test_freeze_ranking_trains_the_generator_alone_and_selects_it_by_its_loss(si
         len(evaluations) - 1)
     lowest = min(evaluations, key=lambda entry: entry["validation_generator_loss"])["step"]
     assert result.best_step == result.best_generator_step == lowest > 0
+    assert {name for name, parameter in result.model.named_parameters() if parameter.requires_grad} == trainable
+    assert not any(getattr(module, "frozen", False) for module in result.model.modules())
+
+    def failing(features):
+        raise RuntimeError("a bad batch")
+
+    with pytest.raises(RuntimeError, match="a bad batch"):  # a failed run leaves the model as trainable as it came
+        train(result.model, data["train"], failing, replace(settings, output_dir=str(tmp_path / "failed")),
+              eval_dataset=data["validation"], accelerator=Accelerator(cpu=True))
     assert {name for name, parameter in result.model.named_parameters() if parameter.requires_grad} == trainable
     assert not any(getattr(module, "frozen", False) for module in result.model.modules())
     with pytest.raises(ValueError, match="freeze_ranking trains the generator alone"):

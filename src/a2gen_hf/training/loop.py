@@ -533,10 +533,14 @@ def _train(
         Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     run = _TrainingRun(model, train_dataset, collator, settings, eval_dataset, accelerator)
-    if run.streaming:
-        run.train_on_stream()
-    else:
-        run.train_epochs()
+    try:
+        if run.streaming:
+            run.train_on_stream()
+        else:
+            run.train_epochs()
+    except BaseException:
+        run.unfreeze_ranking()  # a failed run leaves the caller's model as trainable as it came
+        raise
     return run.finish()
 
 
