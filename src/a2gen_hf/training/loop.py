@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator
+from ..features_a2gen import RunningStandardizer
 from ..host_memory import keep_freed_host_memory
 from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs
 from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
@@ -340,7 +341,7 @@ def freeze_ranking_state(model: nn.Module) -> Callable[[], None]:
     ]  # fmt: skip
     standardizers = [
         module for name, module in model.named_modules()
-        if f"{name}.".startswith(RANKING_PREFIXES) and hasattr(module, "frozen") and not module.frozen
+        if f"{name}.".startswith(RANKING_PREFIXES) and isinstance(module, RunningStandardizer) and not module.frozen
     ]  # fmt: skip
     for parameter in parameters:
         parameter.requires_grad_(False)
@@ -746,7 +747,7 @@ class _TrainingRun:
             entry["validation_generator_loss"] = losses["generator_loss"]
             if not settings.freeze_ranking:  # frozen: the best evaluation below is the best generator's
                 self._keep_best_generator(losses["generator_loss"])
-        first = not any("validation_loss" in logged for logged in progress.log_history)
+        first = progress.best_step < 0  # no evaluation scored yet (a resumed run carries its best step)
         if settings.selection_metric == "mean_auc" and (first or not settings.freeze_ranking):
             auc = validation_mean_auc(self.model, self.eval_dataset, self.collator, settings, accelerator)
             entry["validation_mean_auc"], entry["validation_auc"] = auc["mean_auc"], auc["auc"]
