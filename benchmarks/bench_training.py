@@ -15,6 +15,7 @@ benchmarks/README.md and docs/training.md ("Speed").
     python benchmarks/bench_training.py --models iag --tables 1m --updates sparse   # one row
     python benchmarks/bench_training.py --quick --output /tmp/out                   # tiny smoke run
     python benchmarks/bench_training.py --models iag --tables 1m --updates sparse --compile   # + compile_training rows
+    python benchmarks/bench_training.py --device cuda        # the model steps on a GPU (collating stays on the CPU)
 
 ``--compile`` adds, for A2Gen, rows with ``config.compile_training=True`` (docs/performance.md) after the eager
 rows; their first step (compiling, minutes) is reported apart (``first_step_s``), and the eager and compiled steps
@@ -77,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="folder for the results")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="where the model steps: cpu (default), cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--history-items", type=int, default=100)
     parser.add_argument("--events", type=int, default=6, help="events per history item")
@@ -100,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if unknown or not chosen:
             parser.error(f"--{option} {getattr(args, option)!r}: choose from {list(allowed)}")
         setattr(args, option, chosen)
+    try:
+        args.device = torch.device(args.device)
+    except RuntimeError as error:
+        parser.error(f"--device {args.device!r}: {error}; use cpu, cuda or cuda:N")
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device is visible to torch {torch.__version__}; use --device cpu")
     if args.quick:
         args.batch_size, args.history_items, args.events, args.repeats = 8, 5, 3, 2
     return args
@@ -109,21 +117,31 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
-def time_calls(function: Callable[[], object], repeats: int) -> list[float]:
-    """Seconds per call, after one warm-up call."""
+def synchronize(device: torch.device | None = None) -> None:
+    """Wait for the GPU's queued work (a timer around a GPU call otherwise measures its launch only); no-op on a CPU."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(function: Callable[[], object], repeats: int, device: torch.device | None = None) -> list[float]:
+    """Seconds per call, after one warm-up call (on a GPU: until its work is done)."""
     function()
+    synchronize(device)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
+        synchronize(device)
         seconds.append(time.perf_counter() - start)
     return seconds
 
 
-def matmul_peak() -> float:
-    """FLOP/s of 1024^3 fp32 matrix products with the current threads (best of 5)."""
-    left, right = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    return 2 * 1024**3 / min(time_calls(lambda: left @ right, 5))
+def matmul_peak(device: torch.device) -> float:
+    """FLOP/s of fp32 matrix products on ``device`` (best of 5): 1024^3 with the current threads on a CPU, 8192^3 on
+    a GPU (TF32 off, as torch's default)."""
+    size = 1024 if device.type == "cpu" else 8192
+    left, right = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    return 2 * size**3 / min(time_calls(lambda: left @ right, 5, device))
 
 
 def synthetic_rows(count: int, tokenizer: A2GenActionTokenizer, history_items: int, events: int, seed: int = 0):
@@ -186,10 +204,12 @@ def training_step(name: str, updates: str, sizes: dict, batch, args, compile_tra
     config_sizes = {**sizes, "max_history_items": args.history_items, "max_events_per_item": args.events}
     if compile_training:
         config_sizes["compile_training"] = True
-    model = MODELS[name](**config_sizes).train()
+    model = MODELS[name](**config_sizes).train().to(args.device)
     settings = TrainingSettings(output_dir="", sparse_embeddings=updates == "sparse")
     configure_embedding_updates(model, settings)
     optimizer = create_optimizer(model, settings)
+
+    batch = {key: value.to(args.device) for key, value in batch.items()}
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -201,7 +221,7 @@ def training_step(name: str, updates: str, sizes: dict, batch, args, compile_tra
 
 def step_row(name: str, tables: str, updates: str, sizes: dict, batch, collate_ms: float, peak: float, args) -> dict:
     model, step = training_step(name, updates, sizes, batch, args)
-    seconds = time_calls(step, args.repeats)
+    seconds = time_calls(step, args.repeats, args.device)
     return result_row(name, tables, updates, sizes, model, step, seconds, collate_ms, peak, args)
 
 
@@ -211,13 +231,16 @@ def compiled_row(name: str, tables: str, updates: str, sizes: dict, batch, colla
     model, step = training_step(name, updates, sizes, batch, args, compile_training=True)
     start = time.perf_counter()
     step()
+    synchronize(args.device)
     first_step = time.perf_counter() - start
     eager_step()
     seconds, eager_seconds = [], []
     for _ in range(args.repeats):
         for timed, call in ((eager_seconds, eager_step), (seconds, step)):
+            synchronize(args.device)
             start = time.perf_counter()
             call()
+            synchronize(args.device)
             timed.append(time.perf_counter() - start)
     row = result_row(name, tables, updates, sizes, model, step, seconds, collate_ms, peak, args, "compiled")
     row["first_step_s"] = first_step
@@ -264,7 +287,7 @@ def markdown(settings: dict, pipeline: dict, rows: list[dict]) -> str:
     lines = [
         "# Training speed (benchmarks/bench_training.py)",
         "",
-        f"Settings: `{json.dumps(settings)}`",
+        f"Device: {settings['device_name']}. Settings: `{json.dumps(settings)}`",
         "",
         f"Input pipeline, batch {pipeline['batch_size']}: reading the rows from an Arrow dataset "
         f"{pipeline['fetch_rows_median_ms']:.1f} ms, collating them {pipeline['collate_median_ms']:.1f} ms "
@@ -304,7 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = {
-        "device": "cpu",
+        "device": str(args.device),
+        "device_name": torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "intra_op_threads": torch.get_num_threads(),
         "inter_op_threads": torch.get_num_interop_threads(),
@@ -318,9 +342,10 @@ def main(argv: list[str] | None = None) -> dict:
         "keep_freed_host_memory": keep_freed_host_memory(),  # as training does; False: the system allocator
     }
     print("settings:", json.dumps(settings), flush=True)
-    peak = matmul_peak()
+    peak = matmul_peak(args.device)
     settings["fp32_matmul_peak_gflops"] = peak / 1e9
-    print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s with {torch.get_num_threads()} threads", flush=True)
+    where = f"{torch.get_num_threads()} threads" if args.device.type == "cpu" else settings["device_name"]
+    print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s on {where}", flush=True)
     table_sizes = QUICK_TABLES if args.quick else TABLES
     rows, pipeline = [], None
     for tables in args.tables:
@@ -343,7 +368,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"settings": settings, "input_pipeline": pipeline, "rows": rows}
     text = markdown(settings, pipeline, rows)
     print("\n" + text)
-    stem = args.name or f"training_bench_cpu_{args.threads}cores"
+    stem = args.name or (
+        f"training_bench_cpu_{args.threads}cores" if args.device.type == "cpu" else f"training_bench_{args.device.type}"
+    )
     args.output.mkdir(parents=True, exist_ok=True)
     for suffix, content in ((".json", json.dumps(result, indent=1) + "\n"), (".md", text)):
         path = args.output / f"{stem}{suffix}"

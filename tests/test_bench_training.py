@@ -20,6 +20,7 @@ def test_bench_training_quick_writes_json_and_markdown(tmp_path):
     result = json.loads((tmp_path / "smoke.json").read_text())
     assert {"settings", "input_pipeline", "rows"} <= set(result)
     assert {"load_average_1_5_15_before", "intra_op_threads", "fp32_matmul_peak_gflops"} <= set(result["settings"])
+    assert (result["settings"]["device"], result["settings"]["device_name"]) == ("cpu", "cpu")
     assert {"fetch_rows_median_ms", "collate_median_ms", "input_examples_per_s"} <= set(result["input_pipeline"])
     rows = result["rows"]
     assert [(row["model"], row["updates"]) for row in rows] == [
@@ -29,6 +30,20 @@ def test_bench_training_quick_writes_json_and_markdown(tmp_path):
         assert {"examples_per_s", "gflop_per_step", "share_of_fp32_peak", "step_median_ms", "collate_ms"} <= set(row)
         assert row["examples_per_s"] > 0 and row["gflop_per_step"] > 0
     assert "| MMoE |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_bench_training_refuses_a_device_it_cannot_use(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, str(ROOT / "benchmarks" / "bench_training.py"), "--quick", "--keep-environment",
+            "--output", str(tmp_path)]
+    completed = subprocess.run([*base, "--device", "gpu"], env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 2 and "--device 'gpu'" in completed.stderr and "use cpu, cuda or cuda:N" in completed.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        completed = subprocess.run([*base, "--device", "cuda"], env=env, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 2 and "no CUDA device is visible" in completed.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_bench_environment_sets_the_wait_policy_the_run_asks_for(tmp_path):

@@ -75,7 +75,8 @@ def test_outputs_equal_the_model_on_collated_rows(generator):
         {**shared, "item_id": tokenizer.hash_item("v43"), "item_side_ids": side({"category": "topic_1"})},
     ]
     batch = A2GenDataCollator.from_config(model.config, tokenizer)(rows)
-    inputs = {name: value for name, value in batch.items() if not name.startswith("label")}
+    # On a GPU machine the pipeline has moved the model to the GPU (transformers' default device).
+    inputs = {name: value.to(model.device) for name, value in batch.items() if not name.startswith("label")}
     expected = model.predict_actions(**inputs)
     generated = model.generate(**inputs, max_new_tokens=model.config.max_actions, return_dict_in_generate=True)
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,12 @@ def data_dir(simulated_data_dir, offline_caches):
 
 def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def cpu_ddp_env() -> dict[str, str]:
+    """`accelerate launch --multi_gpu` on CPU processes (gloo), also on a machine with a GPU: there Accelerate's
+    barrier would name a CUDA device for the gloo group, so the GPU is hidden from the processes."""
+    return {**child_env(), "ACCELERATE_USE_CPU": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -254,6 +261,40 @@ def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
     assert "Resumed from" in capsys.readouterr().err
 
 
+def test_dataloader_workers_give_the_same_run(data_dir, tmp_path, monkeypatch):
+    """--dataloader-num-workers 2 reads and collates the batches in two processes: the same batches, so the same log
+    (losses, validation, test metrics) and the same weights as in the training process; a negative count is refused."""
+    collate = A2GenDataCollator.__call__
+
+    def collate_and_record(self, rows):  # which process collated (worker processes write to a file)
+        with open(tmp_path / "collated_by", "a") as file:
+            file.write(f"{os.getpid()}\n")
+        return collate(self, rows)
+
+    monkeypatch.setattr(A2GenDataCollator, "__call__", collate_and_record)
+    runs, collators = {}, {}
+    for workers in (0, 2):
+        (tmp_path / "collated_by").unlink(missing_ok=True)
+        output = tmp_path / f"workers{workers}"
+        argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "2", "--batch-size", "64",
+                "--log-every", "1", "--eval-every", "3", "--dataloader-num-workers", str(workers), "--cpu",
+                *TINY_FLAGS]
+        assert main(argv) == 0
+        log = json.loads((output / "training_log.json").read_text())
+        assert log["settings"]["dataloader_num_workers"] == workers
+        runs[workers] = (log["log_history"], json.loads((output / "eval_results.json").read_text()), weights(output))
+        collators[workers] = set((tmp_path / "collated_by").read_text().split())
+    assert collators[0] == {str(os.getpid())} and str(os.getpid()) not in collators[2] and len(collators[2]) >= 2
+    (history0, metrics0, weights0), (history2, metrics2, weights2) = runs[0], runs[2]
+    assert sum("validation_loss" in entry for entry in history0) >= 3
+    assert [entry.get("loss") for entry in history0] == [entry.get("loss") for entry in history2]
+    assert [entry.get("validation_loss") for entry in history0] == [entry.get("validation_loss") for entry in history2]
+    assert metrics0["auc"] == metrics2["auc"]
+    torch.testing.assert_close(weights0, weights2, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"dataloader_num_workers=-1 must be >= 0"):
+        TrainingSettings(output_dir=str(tmp_path), dataloader_num_workers=-1)
+
+
 def test_learning_rate_schedules(data_dir, tmp_path):
     from a2gen_hf.training.loop import learning_rate_factor
 
@@ -428,6 +469,11 @@ def test_mixed_precision_errors_and_bf16_on_cpu(data_dir, tmp_path, capsys):
     result, _ = train_from_data_dir(data_dir, settings, "a2gen-iag", TINY)
     losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    # Another precision in the same Python process: Accelerate's process-wide state would refuse it (restart Python);
+    # a run outside a distributed launch starts a state of its own.
+    result, _ = train_from_data_dir(data_dir, replace(settings, output_dir=str(tmp_path / "fp32"), mixed_precision="no"),
+                                    "a2gen-iag", TINY)
+    assert AcceleratorState().mixed_precision == "no" and len(result.log_history) >= 2
 
 
 def test_train_refuses_an_accelerator_built_for_other_settings(data_dir, tmp_path):
@@ -446,7 +492,8 @@ def test_train_refuses_an_accelerator_built_for_other_settings(data_dir, tmp_pat
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path, capsys):
     # Dropout on and gradient accumulation 2: RNG states, data order, accumulation and optimizer must all restore.
-    flags = ["--data", str(data_dir), "--epochs", "3", "--batch-size", "8", "--gradient-accumulation-steps", "2",
+    # On the CPU, whose sums are deterministic (a GPU's atomic adds differ between any two runs).
+    flags = ["--cpu", "--data", str(data_dir), "--epochs", "3", "--batch-size", "8", "--gradient-accumulation-steps", "2",
              "--checkpoint-every", "7", "--log-every", "5", "--hidden-dropout-prob", "0.2", *TINY_FLAGS]
     killed = tmp_path / "killed"
     process = subprocess.Popen(
@@ -493,7 +540,8 @@ def test_streaming_resume_replays_each_shard(data_dir, tmp_path):
     # 80 examples in batches of 16: 5 per pass, so 7 steps cross into the second (reshuffled) pass.
     def run(folder: Path, max_steps: int | None, resume: bool) -> torch.Tensor:
         settings = TrainingSettings(output_dir=str(folder), max_steps=max_steps, batch_size=16, checkpoint_every=3,
-                                    resume=resume, log_every=100, shuffle_buffer_size=20, show_progress=False)
+                                    resume=resume, log_every=100, shuffle_buffer_size=20, show_progress=False,
+                                    cpu=True)
         torch.manual_seed(0)
         model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
         result = train(model, stream, A2GenDataCollator.from_config(model.config, tokenizer), settings)
@@ -558,14 +606,14 @@ def test_two_process_ddp_step_equals_one_process_step(data_dir, tmp_path):
         str(REPO / "examples" / "train_accelerate.py"), str(data_dir), str(streaming),
         "--output", str(ddp), "--max-steps", "1", "--batch-size", "8", "--log-every", "1", *TINY_FLAGS,
     ]
-    done = subprocess.run(command, env={**child_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
+    done = subprocess.run(command, env=cpu_ddp_env(), capture_output=True, text=True,
                           timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
 
     single, accumulated = tmp_path / "single", tmp_path / "accumulated"
     for folder, batch_size, accumulation in ((single, 16, 1), (accumulated, 8, 2)):
         settings = TrainingSettings(output_dir=str(folder), max_steps=1, batch_size=batch_size, log_every=1,
-                                    gradient_accumulation_steps=accumulation, show_progress=False)
+                                    gradient_accumulation_steps=accumulation, show_progress=False, cpu=True)
         train_from_data_dir(data_dir, settings, "a2gen-iag", TINY)
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
@@ -606,7 +654,7 @@ def test_two_process_ddp_trains_the_sparse_logs_recipe(simulated_data_dir, tmp_p
         "--batch-size", "8", "--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8",
         "--no-progress",
     ]
-    done = subprocess.run(command, env={**child_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
+    done = subprocess.run(command, env=cpu_ddp_env(), capture_output=True, text=True,
                           timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     log = json.loads((output / "training_log.json").read_text())
@@ -877,7 +925,6 @@ def test_freeze_ranking_trains_the_generator_alone_and_selects_it_by_its_loss(si
     is the lowest generator loss (the ranking's mean AUC, the same at every evaluation, is computed once); the ranking's
     parameters take gradients again afterwards, also after a run that failed. Refused without
     select_generator_by_loss."""
-    from dataclasses import replace
 
     from accelerate import Accelerator
 
@@ -943,7 +990,7 @@ def test_select_generator_by_loss_survives_a_resume(simulated_data_dir, tmp_path
             "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--batch-size", "8",
             "--eval-every", "2", "--checkpoint-every", "2", "--dense-lr", "0.05",
             "--no-time-per-action", "--no-freeze-ranking", "--occurrence-linear-path", "--occurrence-hidden-size",
-            "8"]  # the paper's time heads, the ranking trained as the recipe of 2026-12-05 had it: a trajectory whose
+            "8", "--cpu"]  # the paper's time heads, the ranking trained as the recipe of 2026-12-05 had it: a trajectory whose
     # generator's best comes before step 6
     assert main([*base, "--output", str(tmp_path / "whole"), "--max-steps", "6"]) == 0
     assert main([*base, "--output", str(tmp_path / "resumed"), "--max-steps", "4"]) == 0

@@ -197,6 +197,8 @@ class TrainArguments:
     max_steps: int | None = option("stop after this many optimizer steps; default: train for --epochs")
     batch_size: int = option("examples per process and micro-step", 256)
     eval_batch_size: int = option("examples per batch of the validation and test passes", 1024)
+    dataloader_num_workers: int = option("worker processes that read and collate the batches, so that a GPU does not "
+                                         "wait for them (the batches are the same); 0: the training process", 0)
     gradient_accumulation_steps: int = option("micro-steps per optimizer step", 1)
     mixed_precision: str = option("autocast dtype", "no", choices=MIXED_PRECISIONS)
     checkpoint_every: int = option("steps between checkpoints; 0 = never", 0)
@@ -403,6 +405,8 @@ class CompareArguments:
     seeds: int = option("training seeds per network", 3)
     epochs: int = option("passes over the train split (best epoch on validation)", 3)
     batch_size: int = option("examples per step", 256)
+    dataloader_num_workers: int = option("worker processes that read and collate the batches of every run (as in a2gen "
+                                         "train); 0: the training process", 0)
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
     max_events_per_item: int | None = option("events read per history item; default: the data's most, capped")
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)

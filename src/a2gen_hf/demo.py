@@ -119,23 +119,25 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
 def describe_sessions(model, tokenizer, batch, examples, num_samples: int = 3, seed: int = 0) -> list[tuple]:
     """Print, per example of ``batch``: the actual timeline, the top actions (:func:`format_top_actions`), the greedy
     timeline and ``num_samples`` sampled ones. Returns ``(greedy, actual, action probabilities (V,))`` per example."""
+    inputs = {name: value.to(model.device) for name, value in batch.items()}  # a model trained on a GPU stays there
     with torch.no_grad():
-        prediction = model.predict_actions(**batch)
-        greedy = model.generate(**batch, return_dict_in_generate=True)
+        prediction = model.predict_actions(**inputs)
+        greedy = model.generate(**inputs, return_dict_in_generate=True)
         torch.manual_seed(seed)
         sampled = (
-            model.generate(**batch, do_sample=True, num_return_sequences=num_samples, return_dict_in_generate=True)
+            model.generate(**inputs, do_sample=True, num_return_sequences=num_samples, return_dict_in_generate=True)
             if num_samples
             else None
         )
+    probabilities, expected_seconds = prediction.action_probabilities.cpu(), prediction.expected_seconds.cpu()
     timelines = []
     for index in range(len(examples)):
         predicted = tokenizer.decode_timeline(greedy.sequences[index], greedy.times[index])
         actual = tokenizer.decode_timeline(batch["labels"][index], batch["label_times"][index], batch["label_time_mask"][index])
-        timelines.append((predicted, actual, prediction.action_probabilities[index]))
+        timelines.append((predicted, actual, probabilities[index]))
         print(f"  session {index} ({examples[index]['user']}, {examples[index]['item']})")
         print(f"    actual       {format_timeline(actual)}")
-        print(f"    top actions  {format_top_actions(tokenizer, prediction.action_probabilities[index], prediction.expected_seconds[index])}")
+        print(f"    top actions  {format_top_actions(tokenizer, probabilities[index], expected_seconds[index])}")
         print(f"    greedy       {format_timeline(predicted)}")
         for sample in range(num_samples):
             row = index * num_samples + sample

@@ -878,7 +878,10 @@ class ContextAwareAttention(nn.Module):
         if report_underflow:
             pooled_heads = self._factored_pooled_heads(*operands)
         elif torch.compiler.is_exporting():
-            pooled_heads = torch.cond(underflow, self._exact_pooled_heads, self._factored_pooled_heads, operands)
+            # torch.cond refuses operands that share memory (torch 2.11 checks it; seen on a GPU machine): queries,
+            # keys and values are views of one projection (project_sequence), so the cond gets copies of them.
+            unshared = (queries.clone(), keys.clone(), values.clone(), *operands[3:])
+            pooled_heads = torch.cond(underflow, self._exact_pooled_heads, self._factored_pooled_heads, unshared)
         elif underflow:
             pooled_heads = self._exact_pooled_heads(*operands)
         else:

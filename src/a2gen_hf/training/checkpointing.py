@@ -43,11 +43,12 @@ BEST_MODEL_FILE = "best_model.safetensors"
 # With select_generator_by_loss: the weights of the evaluation with the lowest generator loss.
 BEST_GENERATOR_FILE = "best_generator.safetensors"
 
-# The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated.
+# The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated (and
+# how batches are read, which does not change them).
 # Every other setting (and the number of processes, the model and the data) is part of the resume key.
 RESUME_FREE_SETTINGS = (
     "output_dir", "resume", "num_epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
-    "show_progress", "eval_batch_size", "cpu", "report_to",
+    "show_progress", "eval_batch_size", "cpu", "report_to", "dataloader_num_workers",
 )  # fmt: skip
 
 # Checkpoint files (format 2: safetensors and JSON only; format 1, accelerate's save_state, held pickles).

@@ -98,12 +98,14 @@ def parse_model_name(name: str) -> tuple[str, str | None]:
     return network, ablation or None
 
 
-def predict_dataset(model, dataset, collator, batch_size: int = 1024, generate: bool = False) -> dict[str, np.ndarray]:
+def predict_dataset(
+    model, dataset, collator, batch_size: int = 1024, generate: bool = False, num_workers: int = 0
+) -> dict[str, np.ndarray]:
     """``predict_actions`` over a dataset in order: probabilities and normalised expected times `(n, V)`
     (:func:`~a2gen_hf.metrics.predict_dataloader`, the package's one prediction loop); with ``generate`` also the
     next action `(n,)` (greedy ``generate()`` for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the
-    others) and, for A2Gen, the generated sequences."""
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    others) and, for A2Gen, the generated sequences. ``num_workers``: processes that collate the batches."""
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers)
     return predict_dataloader(model, loader, generate=generate, references=False)
 
 
@@ -199,7 +201,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 if settings.wide_residual:  # what training did not improve on validation goes back to the start
                     give_back_to_the_start(trained.model, tokenizer, dataset, ranking=fit_residual)
                 predictions = predict_dataset(
-                    trained.model, dataset["test"], model_collator, training.eval_batch_size, generate=True
+                    trained.model, dataset["test"], model_collator, training.eval_batch_size, generate=True,
+                    num_workers=training.dataloader_num_workers,
                 )
             else:
                 baseline = SIMPLE_BASELINES[network](tokenizer)

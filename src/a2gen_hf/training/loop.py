@@ -29,6 +29,7 @@ from typing import Any
 import datasets
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from datasets.distributed import split_dataset_by_node
 from torch import nn
@@ -164,6 +165,17 @@ def create_optimizer(model: nn.Module, settings: TrainingSettings) -> SparseAdam
     return SparseAdamW(parameter_groups(model, settings), fused=OPTIMIZER_FUSED)
 
 
+def _forget_a_single_process_state() -> None:
+    """Accelerate keeps one state per Python process and refuses an ``Accelerator`` for other settings (``cpu``,
+    ``mixed_precision``) once one was built: a session that trained on the GPU and then asks for the CPU, or for
+    another precision, would be told to restart Python. A process outside a distributed launch holds nothing there
+    worth keeping between runs, so each of its runs starts a state of its own; the processes of ``accelerate launch``
+    (their process group started) keep theirs."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+
 def make_accelerator(settings: TrainingSettings) -> Accelerator:
     """
     The ``Accelerator`` for ``settings`` (its distributed setup comes from ``accelerate launch``).
@@ -180,6 +192,7 @@ def make_accelerator(settings: TrainingSettings) -> Accelerator:
             f"report_to={settings.report_to!r}: {missing} is not installed; install it (tensorboard: pip install "
             "'a2gen_hf[tracking]') or choose another tracker, or 'none'."
         )
+    _forget_a_single_process_state()
     try:
         accelerator = Accelerator(
             gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -295,6 +308,12 @@ def _stream_batches(dataset, collator, settings: TrainingSettings, accelerator: 
         pass_index += 1
 
 
+def loader_options(settings: TrainingSettings, device: torch.device) -> dict:
+    """``DataLoader`` keywords for ``settings.dataloader_num_workers``: the worker processes that read and collate the
+    batches, and page-locked batches where they go to a GPU."""
+    return {"num_workers": settings.dataloader_num_workers, "pin_memory": device.type == "cuda"}
+
+
 def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
     """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate:
     a ``datasets.Dataset`` by its ``shuffle``, any other (e.g. a list of rows already read into Python, which spares
@@ -311,6 +330,7 @@ def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, acc
         collate_fn=collator,
         shuffle=False,
         generator=torch.Generator().manual_seed(settings.seed),
+        **loader_options(settings, accelerator.device),
     )
     return accelerator.prepare_data_loader(loader)
 
@@ -390,7 +410,9 @@ def validation_losses(
     total = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss, generator loss, examples
     weight = getattr(module.config, "occurrence_loss_weight", 0.0)
     if len(part):
-        loader = DataLoader(part, batch_size=settings.eval_batch_size, collate_fn=collator)
+        loader = DataLoader(
+            part, batch_size=settings.eval_batch_size, collate_fn=collator, **loader_options(settings, accelerator.device)
+        )
         show = settings.show_progress and accelerator.is_local_main_process
         for batch in tqdm(loader, desc="validation", unit=" batches", leave=False, disable=not show):
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
@@ -440,7 +462,10 @@ def validation_mean_auc(
     config = module.config
     part = dataset.shard(accelerator.num_processes, accelerator.process_index, contiguous=True)
     scores, targets = [], []
-    for batch in DataLoader(part, batch_size=settings.eval_batch_size, collate_fn=collator):
+    loader = DataLoader(
+        part, batch_size=settings.eval_batch_size, collate_fn=collator, **loader_options(settings, accelerator.device)
+    )
+    for batch in loader:
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         with accelerator.autocast():
             prediction = module.predict_actions(**batch)
@@ -954,7 +979,10 @@ def _train_from_data_dir(
         switch_in(staging, output_dir / MODEL_FOLDER)
         if "test" in dataset and len(dataset["test"]):
             test = dataset["test"]
-            loader = DataLoader(test, batch_size=settings.eval_batch_size, collate_fn=collator)
+            loader = DataLoader(
+                test, batch_size=settings.eval_batch_size, collate_fn=collator,
+                **loader_options(settings, accelerator.device),
+            )
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
             batches = tqdm(loader, desc="test", unit=" batches", leave=False, disable=not settings.show_progress)
             metrics = evaluate_model(result.model, batches, oracle=oracle)

@@ -78,6 +78,12 @@ class TrainingSettings:
     residual of ``wide_residual_fit``) and trains the generator alone; every evaluation's mean AUC is then the
     start's, so "better" means a lower validation generator loss (for the best evaluation, the patience, the plateau
     schedule and ``selection_min_delta``), and the mean AUC is computed at the first evaluation only.
+
+    ``dataloader_num_workers`` = W (transformers' ``dataloader_num_workers``): the training, validation and test
+    batches of map-style data are read and collated in W worker processes (0: in the training process), pinned in
+    page-locked memory when training on a GPU, so that a GPU does not wait for the collator. The batches are the same
+    either way (the order is drawn before the workers read it, and collating draws nothing); a streaming input is
+    collated in the training process.
     """
 
     output_dir: str
@@ -114,6 +120,7 @@ class TrainingSettings:
     freeze_ranking: bool = False
     plateau_factor: float = 0.5
     shuffle_buffer_size: int = 10_000
+    dataloader_num_workers: int = 0
     cpu: bool = False
     show_progress: bool = True
     sparse_embeddings: bool = True
@@ -155,6 +162,11 @@ class TrainingSettings:
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(
+                f"dataloader_num_workers={self.dataloader_num_workers} must be >= 0 (0: batches are read in the training "
+                "process)."
+            )
         for name in ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(
