@@ -701,6 +701,9 @@ class A2GenRanker:
                 self.program,
                 (*user_state.as_tuple(), item_ids, item_side_ids),
                 dynamic_shapes=dynamic_shapes,
+                # A shape fact torch 2.11 cannot prove for every candidate count (min(5 C, 20 C) == 5 C) becomes a
+                # check at run time instead of a refused export (torch 2.13 proves it).
+                prefer_deferred_runtime_asserts_over_guards=True,
             )
 
 
