@@ -88,9 +88,9 @@ def clearly_lower(trained: list[np.ndarray], median: list[np.ndarray], z: float 
     their means (the difference of the MAEs the reports average) plus ``z`` standard errors (``sqrt(sum_a var(d_a) /
     n_a) / A``, actions taken as independent) is below 0. Actions with no example are left out; with none at all there
     is nothing to judge by and the trained times are kept. An action with one example takes the mean variance of the
-    others; one example alone (no variance to estimate) is never clear. On the small logs
-    the recipe is for, a buy time judged on 21-37 validation examples was kept by a lower MAE that test then reversed
-    on three logs of five (docs/results.md (d)).
+    others; one example alone (no variance to estimate) is never clear. On the small logs the recipe is for, a buy
+    time judged on 21-37 validation examples was kept by a lower MAE that test then reversed on three logs of five
+    (docs/results.md (d)).
     """
     differences = [t - m for t, m in zip(trained, median) if len(t)]
     if not differences:
