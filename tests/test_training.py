@@ -645,14 +645,15 @@ def test_two_process_ddp_step_equals_one_process_step(data_dir, tmp_path):
 def test_two_process_ddp_trains_the_sparse_logs_recipe(simulated_data_dir, tmp_path):
     """`accelerate launch` of `a2gen train --recipe sparse_logs` on 2 processes: the id-free model's unread id tables
     take no gradient (DDP stopped at its second step before), the residual fit, the generator's own selection and the
-    give-back run on both processes, and the main one saves the model and its log."""
+    give-back run on both processes, and the main one saves the model and its log; each process's batches come from a
+    worker process of its own."""
     output = tmp_path / "ddp-sparse"
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "a2gen_hf.cli", "train",
         "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--output", str(output), "--epochs", "2",
         "--batch-size", "8", "--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8",
-        "--no-progress",
+        "--no-progress", "--dataloader-num-workers", "1",  # each process's shard read by a worker of its own
     ]
     done = subprocess.run(command, env=cpu_ddp_env(), capture_output=True, text=True,
                           timeout=240)
