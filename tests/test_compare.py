@@ -28,8 +28,9 @@ def compare_argv(data_dir, output, *extra):
 
 
 def test_compare_tracks_every_run_with_warmup(simulated_data_dir, tmp_path, monkeypatch, capsys):
-    """--report-to and --warmup-steps reach every run's TrainingSettings; the run's Accelerate trackers get the
-    settings and the per-step log, whose learning-rate factor follows transformers' warmup then linear decay."""
+    """--report-to, --warmup-steps and --dataloader-num-workers reach every run's TrainingSettings; the run's
+    Accelerate trackers get the settings and the per-step log, whose learning-rate factor follows transformers' warmup
+    then linear decay."""
     runs = []
     real_train = compare.train
 
@@ -42,13 +43,15 @@ def test_compare_tracks_every_run_with_warmup(simulated_data_dir, tmp_path, monk
     monkeypatch.setattr(compare, "train", tracked_train)
     output = tmp_path / "compare"
     argv = compare_argv(simulated_data_dir, output, "--report-to", "tensorboard", "--warmup-steps", "2",
-                        "--lr-schedule", "linear", "--dense-lr", "2e-3", "--log-every", "1")
+                        "--lr-schedule", "linear", "--dense-lr", "2e-3", "--log-every", "1",
+                        "--dataloader-num-workers", "1")
     assert main(argv) == 0, capsys.readouterr().err
     assert [settings.output_dir for settings, _ in runs] == [
         str(output / "runs" / "a2gen-iag-seed0"), str(output / "runs" / "mmoe-seed0")
     ]
     for settings, tracker in runs:
         assert (settings.report_to, settings.warmup_steps, settings.lr_schedule) == ("tensorboard", 2, "linear")
+        assert settings.dataloader_num_workers == 1
         assert settings.show_progress is False  # --quiet: no training bars
         assert tracker.config["warmup_steps"] == 2 and tracker.config["dense_learning_rate"] == 2e-3
         assert tracker.finished
@@ -60,6 +63,7 @@ def test_compare_tracks_every_run_with_warmup(simulated_data_dir, tmp_path, monk
         assert any("validation_loss" in values for _, values in tracker.entries)
     report = json.loads((output / "results.json").read_text())
     assert report["settings"]["training"]["warmup_steps"] == 2
+    assert report["settings"]["training"]["dataloader_num_workers"] == 1
     assert report["settings"]["training"]["report_to"] == "tensorboard"
     assert "warmup_steps=2" in (output / "results.md").read_text()
 
