@@ -533,15 +533,20 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path, c
             assert resumed_entry[key] == pytest.approx(value, rel=1e-5), (key, reference_entry)
 
 
-def test_streaming_resume_replays_each_shard(data_dir, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streaming_resume_replays_each_shard(data_dir, tmp_path, workers):
+    """A stream resumed from a checkpoint replays what the interrupted run consumed and ends where one run ends, also
+    with its shards read and collated by worker processes (whose number then decides the order: a resume with
+    another number is refused by name)."""
     dataset, tokenizer, _ = load_data_dir(data_dir)
     stream = dataset["train"].select(range(80)).to_iterable_dataset(num_shards=4)
 
-    # 80 examples in batches of 16: 5 per pass, so 7 steps cross into the second (reshuffled) pass.
-    def run(folder: Path, max_steps: int | None, resume: bool) -> torch.Tensor:
+    # 80 examples in batches of 16: 5 per pass (6 with 2 workers of 40 each), so 7 steps cross into the second
+    # (reshuffled) pass.
+    def run(folder: Path, max_steps: int | None, resume: bool, workers: int = workers) -> torch.Tensor:
         settings = TrainingSettings(output_dir=str(folder), max_steps=max_steps, batch_size=16, checkpoint_every=3,
                                     resume=resume, log_every=100, shuffle_buffer_size=20, show_progress=False,
-                                    cpu=True)
+                                    cpu=True, dataloader_num_workers=workers)
         torch.manual_seed(0)
         model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
         result = train(model, stream, A2GenDataCollator.from_config(model.config, tokenizer), settings)
@@ -554,6 +559,34 @@ def test_streaming_resume_replays_each_shard(data_dir, tmp_path):
     torch.testing.assert_close(resumed, reference, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="set max_steps"):
         run(tmp_path / "no-steps", None, resume=False)
+    if workers:
+        with pytest.raises(ValueError, match="dataloader_num_workers: checkpoint 2, now 1"):
+            run(tmp_path / "interrupted", 9, resume=True, workers=1)
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_streaming_workers_read_every_example_of_a_pass_once(data_dir, tmp_path, monkeypatch):
+    """With 2 worker processes a stream of 4 shards is read and collated outside the training process, and one pass
+    (each worker's 40 examples in batches of 16, 16 and 8) holds every example once."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    rows = dataset["train"].select(range(80))
+    stream = rows.add_column("row", list(range(80))).to_iterable_dataset(num_shards=4)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    record = tmp_path / "collated"
+
+    def recording_collator(examples):
+        with open(record, "a") as file:
+            file.writelines(f"{os.getpid()} {example['row']}\n" for example in examples)
+        return collator(examples)
+
+    settings = TrainingSettings(output_dir=str(tmp_path / "run"), max_steps=6, batch_size=16, show_progress=False,
+                                cpu=True, dataloader_num_workers=2)
+    train(model, stream, recording_collator, settings)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    seen = [line.split() for line in record.read_text().splitlines()]
+    assert sorted(int(row) for _, row in seen) == list(range(80))
+    assert len({pid for pid, _ in seen}) == 2 and str(os.getpid()) not in {pid for pid, _ in seen}
 
 
 # ------------------------------------------------------------------------------------------ 2 processes (DDP)

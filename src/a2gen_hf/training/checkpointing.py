@@ -44,7 +44,7 @@ BEST_MODEL_FILE = "best_model.safetensors"
 BEST_GENERATOR_FILE = "best_generator.safetensors"
 
 # The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated (and
-# how batches are read, which does not change them).
+# how map-style batches are read, which does not change them; a stream's worker count does, see _resume_key).
 # Every other setting (and the number of processes, the model and the data) is part of the resume key.
 RESUME_FREE_SETTINGS = (
     "output_dir", "resume", "num_epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints",
@@ -184,6 +184,8 @@ def _resume_key(
     order and the optimizer's steps (all of :class:`TrainingSettings` but :data:`RESUME_FREE_SETTINGS`), the number
     of processes, the model (class and config) and the training data (:func:`_data_key`)."""
     values = {key: value for key, value in asdict(settings).items() if key not in RESUME_FREE_SETTINGS}
+    if isinstance(train_dataset, datasets.IterableDataset):  # a stream's worker processes form its batches
+        values["dataloader_num_workers"] = settings.dataloader_num_workers
     key: dict[str, Any] = {"settings": {**values, "num_processes": accelerator.num_processes}}
     if model is not None:
         key["model"] = _model_key(accelerator.unwrap_model(model))

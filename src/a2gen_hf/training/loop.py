@@ -283,21 +283,30 @@ def _stream_batches(dataset, collator, settings: TrainingSettings, accelerator: 
     """
     Endless micro-batches of this process's shard, reshuffled (buffer of ``shuffle_buffer_size``) on each pass;
     the first ``skip`` are read and dropped (the replay that makes a resumed run continue where it stopped).
-    Yields ``(pass_index, batch)``.
+    With ``settings.dataloader_num_workers`` = W > 0 the shard's shards are read, shuffled and collated in W worker
+    processes (each forms its own batches; the ``DataLoader`` takes them in turn), so W decides the order of the
+    batches and is part of a stream's resume key. Yields ``(pass_index, batch)``.
     """
     shard = shard_for_process(dataset, accelerator).shuffle(
         seed=settings.seed, buffer_size=settings.shuffle_buffer_size
     )
+    workers = settings.dataloader_num_workers
     pass_index = 0
     while True:
         shard.set_epoch(pass_index)
         empty = True
-        for rows in _chunks(shard, settings.batch_size):
+        if workers:
+            parts = DataLoader(
+                shard, batch_size=settings.batch_size, collate_fn=collator, **loader_options(settings, accelerator.device)
+            )
+        else:
+            parts = _chunks(shard, settings.batch_size)  # rows, collated below unless skipped
+        for part in parts:
             empty = False
             if skip:
                 skip -= 1
                 continue
-            batch = collator(rows)
+            batch = part if workers else collator(part)
             yield pass_index, {key: value.to(accelerator.device) for key, value in batch.items()}
         if empty:
             raise ValueError(

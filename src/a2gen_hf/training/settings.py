@@ -80,10 +80,11 @@ class TrainingSettings:
     schedule and ``selection_min_delta``), and the mean AUC is computed at the first evaluation only.
 
     ``dataloader_num_workers`` = W (transformers' ``dataloader_num_workers``): the training, validation and test
-    batches of map-style data are read and collated in W worker processes (0: in the training process), pinned in
-    page-locked memory when training on a GPU, so that a GPU does not wait for the collator. The batches are the same
-    either way (the order is drawn before the workers read it, and collating draws nothing); a streaming input is
-    collated in the training process.
+    batches are read and collated in W worker processes (0: in the training process), pinned in page-locked memory
+    when training on a GPU, so that a GPU does not wait for the collator. For map-style data the batches are the same
+    either way (the order is drawn before the workers read it, and collating draws nothing), so a resumed run may
+    change W; a stream's shards are split among the workers, each forming its own batches, so there W decides the
+    order and a resume must keep it.
     """
 
     output_dir: str
