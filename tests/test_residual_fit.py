@@ -4,8 +4,10 @@ the start after training (a2gen_hf.training.give_back)."""
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from a2gen_hf.data.collator import A2GenDataCollator
+from a2gen_hf.metrics import predict_dataloader, timing_mae
 from a2gen_hf.training.data_setup import create_model, load_data_dir
 from a2gen_hf.training.loop import TrainingSettings, validation_mean_auc
 from a2gen_hf.training.residual_fit import fit_residual_paths, read_head_inputs
@@ -105,17 +107,21 @@ def test_after_training_each_action_the_network_does_not_raise_goes_back(simulat
         assert after[name] == pytest.approx(expected, abs=1e-9) and after[name] >= alone[name] - 1e-9
 
 
-def _time_mae(model, data, tokenizer):
-    from a2gen_hf.training.give_back import validation_time_mae
+def _validation_timing(model, data, tokenizer) -> dict:
+    """timing_mae (the measure of the reports) of the model's expected times on the validation split."""
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    arrays = predict_dataloader(model, DataLoader(data["validation"], batch_size=1024, collate_fn=collator))
+    config = model.config
+    return timing_mae(arrays["expected_times"], arrays["labels"], arrays["label_times"], arrays.get("label_time_mask"),
+                      config.action_names, config.start_action, config.end_action)
 
-    return validation_time_mae(model, data["validation"], A2GenDataCollator.from_config(model.config, tokenizer))
+
+def _time_mae(model, data, tokenizer):
+    return _validation_timing(model, data, tokenizer)["mean_mae"]
 
 
 def _time_maes(model, data, tokenizer):
-    from a2gen_hf.training.give_back import _validation_time_maes
-
-    collator = A2GenDataCollator.from_config(model.config, tokenizer)
-    return _validation_time_maes(model, data["validation"], collator, 1024)["mae"]
+    return _validation_timing(model, data, tokenizer)["mae"]
 
 
 def test_trained_times_no_better_than_the_median_go_back(simulated_data_dir):

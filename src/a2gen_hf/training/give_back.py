@@ -30,33 +30,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.collator import A2GenDataCollator
-from ..metrics import predict_dataloader, timing_mae
+from ..metrics import predict_dataloader
 from ..metrics.action_metrics import action_targets
 from .residual_fit import action_aucs, read_head_inputs, zero_learned_paths
 from .simple_baselines import ActionTargets, set_median_times
 
 logger = logging.getLogger(__name__)
-
-
-def validation_time_mae(model: nn.Module, dataset, collator: A2GenDataCollator, batch_size: int = 1024) -> float:
-    """The mean over actions of the first-occurrence time MAE (normalised units, :func:`~a2gen_hf.metrics.timing_mae`,
-    the measure of the reports) of ``model``'s expected times on ``dataset``; NaN when no action has a known time."""
-    return _validation_time_maes(model, dataset, collator, batch_size)["mean_mae"]
-
-
-def _validation_time_maes(model: nn.Module, dataset, collator: A2GenDataCollator, batch_size: int) -> dict:
-    """:func:`~a2gen_hf.metrics.timing_mae` of ``model``'s expected times on ``dataset`` (per action and the mean)."""
-    arrays = predict_dataloader(model, DataLoader(dataset, batch_size=batch_size, collate_fn=collator))
-    config = model.config
-    return timing_mae(
-        arrays["expected_times"],
-        arrays["labels"],
-        arrays["label_times"],
-        arrays.get("label_time_mask"),
-        config.action_names,
-        config.start_action,
-        config.end_action,
-    )
 
 
 def _validation_time_errors(model: nn.Module, dataset, collator: A2GenDataCollator, batch_size: int) -> dict:

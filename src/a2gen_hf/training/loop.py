@@ -323,6 +323,11 @@ def loader_options(settings: TrainingSettings, device: torch.device) -> dict:
     return {"num_workers": settings.dataloader_num_workers, "pin_memory": device.type == "cuda"}
 
 
+def _evaluation_loader(dataset, collator, settings: TrainingSettings, device: torch.device) -> DataLoader:
+    """The validation and test passes' batches of ``dataset``, in order (``eval_batch_size``, :func:`loader_options`)."""
+    return DataLoader(dataset, batch_size=settings.eval_batch_size, collate_fn=collator, **loader_options(settings, device))
+
+
 def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
     """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate:
     a ``datasets.Dataset`` by its ``shuffle``, any other (e.g. a list of rows already read into Python, which spares
@@ -419,9 +424,7 @@ def validation_losses(
     total = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss, generator loss, examples
     weight = getattr(module.config, "occurrence_loss_weight", 0.0)
     if len(part):
-        loader = DataLoader(
-            part, batch_size=settings.eval_batch_size, collate_fn=collator, **loader_options(settings, accelerator.device)
-        )
+        loader = _evaluation_loader(part, collator, settings, accelerator.device)
         show = settings.show_progress and accelerator.is_local_main_process
         for batch in tqdm(loader, desc="validation", unit=" batches", leave=False, disable=not show):
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
@@ -471,10 +474,7 @@ def validation_mean_auc(
     config = module.config
     part = dataset.shard(accelerator.num_processes, accelerator.process_index, contiguous=True)
     scores, targets = [], []
-    loader = DataLoader(
-        part, batch_size=settings.eval_batch_size, collate_fn=collator, **loader_options(settings, accelerator.device)
-    )
-    for batch in loader:
+    for batch in _evaluation_loader(part, collator, settings, accelerator.device):
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         with accelerator.autocast():
             prediction = module.predict_actions(**batch)
@@ -988,10 +988,7 @@ def _train_from_data_dir(
         switch_in(staging, output_dir / MODEL_FOLDER)
         if "test" in dataset and len(dataset["test"]):
             test = dataset["test"]
-            loader = DataLoader(
-                test, batch_size=settings.eval_batch_size, collate_fn=collator,
-                **loader_options(settings, accelerator.device),
-            )
+            loader = _evaluation_loader(test, collator, settings, accelerator.device)
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
             batches = tqdm(loader, desc="test", unit=" batches", leave=False, disable=not settings.show_progress)
             metrics = evaluate_model(result.model, batches, oracle=oracle)
