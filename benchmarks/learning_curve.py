@@ -51,7 +51,7 @@ from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
 from a2gen_hf.plotting import plot_learning_curve  # noqa: E402
 from a2gen_hf.training.compare import NETWORK_LABELS, AblatedCollator, parse_model_name, predict_dataset  # noqa: E402
 from a2gen_hf.training.data_setup import MODEL_CHOICES, create_model, load_data_dir  # noqa: E402
-from a2gen_hf.training.loop import BEST_MODEL_FILE  # noqa: E402
+from a2gen_hf.training.loop import BEST_MODEL_FILE, TrainingSettings  # noqa: E402
 from a2gen_hf.training.moment_factorization import check_moment_start  # noqa: E402
 from a2gen_hf.training.statistics import mean_std, significance_label  # noqa: E402
 
@@ -150,6 +150,7 @@ def training_spec(model: str, args: argparse.Namespace) -> dict[str, Any]:
             num_epochs=args.max_epochs, batch_size=args.batch_size, dense_learning_rate=args.dense_lr,
             embedding_learning_rate=args.embedding_lr, lr_schedule="plateau", selection_metric="mean_auc",
             early_stopping_patience=args.patience, eval_every_steps=args.eval_every_steps,
+            **({} if args.ema_decay is None else {"ema_decay": args.ema_decay, "ema_every_steps": args.ema_every}),
         ),
         "readouts": ("sequence",),
         "moment_warm_start": args.moment_warm_start,
@@ -439,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dense-lr", type=float, default=2e-3,
                         help="dense learning rate (section (a)'s choice on the simulator); default %(default)s")
     parser.add_argument("--embedding-lr", type=float, default=5e-3, help="embedding learning rate; default %(default)s")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="evaluate, select and keep a moving average of the weights (TrainingSettings.ema_decay, "
+                             "e.g. 0.999); default: none")
+    parser.add_argument("--ema-every", type=int, default=1,
+                        help="optimizer steps between updates of the average (with --ema-decay); default %(default)s")
     parser.add_argument("--overrides", type=json_object, default={},
                         help="JSON object of config overrides for every network, e.g. '{\"hidden_size\": 8}'")
     parser.add_argument("--moment-warm-start", default="off", choices=("off", "trainable", "frozen"),
@@ -475,6 +481,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if unknown or not train_models:
             raise ValueError(f"--train-models {args.train_models!r}: give a non-empty subset of --models {models}.")
         check_moment_start(A2GenConfig(**args.overrides), args.moment_warm_start)
+        TrainingSettings(output_dir="", ema_decay=args.ema_decay, ema_every_steps=args.ema_every)  # checks them
         if args.init_from is not None and args.moment_warm_start != "off":
             raise ValueError("--init-from starts from an earlier run's weights: use --moment-warm-start off.")
         if args.init_from is not None and not args.init_from.is_dir():

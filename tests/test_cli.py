@@ -191,12 +191,14 @@ def test_the_option_defaults_agree_with_the_library_settings():
                  "validation_fraction", "test_fraction", "item_buckets", "user_buckets", "side_feature_buckets"):
         assert getattr(simulate, name) == getattr(simulator, name), name
     settings = loop.TrainingSettings(output_dir="")
-    renamed = {"epochs": "num_epochs", "dense_lr": "dense_learning_rate", "embedding_lr": "embedding_learning_rate"}
+    renamed = {"epochs": "num_epochs", "dense_lr": "dense_learning_rate", "embedding_lr": "embedding_learning_rate",
+               "ema_every": "ema_every_steps"}
     for group, names in (
         (TrainArguments(), ("epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
                             "mixed_precision", "checkpoint_every", "keep_checkpoints", "resume", "seed", "cpu")),
         (OptimizationArguments(), ("dense_lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
-                                   "max_grad_norm", "lr_schedule", "warmup_steps", "warmup_ratio")),
+                                   "max_grad_norm", "lr_schedule", "warmup_steps", "warmup_ratio", "ema_decay",
+                                   "ema_every")),
         (TrackingArguments(), ("report_to", "log_every")),
     ):
         for name in names:

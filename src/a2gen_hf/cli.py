@@ -290,6 +290,8 @@ def _optimization_settings(args: argparse.Namespace) -> dict[str, object]:
         "lr_schedule": args.lr_schedule,
         "warmup_steps": args.warmup_steps,
         "warmup_ratio": args.warmup_ratio,
+        "ema_decay": args.ema_decay,
+        "ema_every_steps": args.ema_every,
         "report_to": args.report_to,
         "log_every": args.log_every,
     }

@@ -231,6 +231,11 @@ class OptimizationArguments:
                               choices=LR_SCHEDULES)
     warmup_steps: int = option("linear warmup of both learning rates from 0 over this many steps", 0)
     warmup_ratio: float = option("warmup as a share of the run's steps, when --warmup-steps is 0", 0.0)
+    ema_decay: float | None = option("keep an exponential moving average of the weights, keeping this share of it per "
+                                     "optimizer step (e.g. 0.999), and evaluate, select and save the average; "
+                                     "default: no average")
+    ema_every: int = option("optimizer steps between updates of the average (with --ema-decay; the decay stays per "
+                            "step), to spend less time on large embedding tables", 1)
 
 
 @dataclass

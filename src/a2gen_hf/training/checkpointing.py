@@ -31,6 +31,7 @@ from torch import nn
 
 from ..output_folders import write_text_atomically
 from .settings import TrainingSettings
+from .weight_average import WEIGHT_AVERAGE_FILE, WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -315,10 +316,11 @@ def _save_checkpoint(
     optimizer=None,
     progress: _Progress | None = None,
     resume_key: dict[str, Any] | None = None,
+    weight_average: WeightAverage | None = None,
 ) -> None:
     """
-    Write ``checkpoint-<step>``: ``model.safetensors``, ``optimizer.safetensors``, one ``rng_state_<process>.safetensors``
-    per process and the ``a2gen_checkpoint.json`` manifest (step counters, the log, optimizer groups, loss scaler,
+    Write ``checkpoint-<step>``: ``model.safetensors``, ``optimizer.safetensors``, the weights' moving average
+    (``weight_average.safetensors``, with ``ema_decay``), one ``rng_state_<process>.safetensors`` per process and the ``a2gen_checkpoint.json`` manifest (step counters, the log, optimizer groups, loss scaler,
     resume key, and the size and SHA-256 of every file). No file is a pickle. Written as ``.tmp-checkpoint-<step>``
     and renamed when complete.
     """
@@ -337,6 +339,8 @@ def _save_checkpoint(
         save_model(module, str(temporary / CHECKPOINT_MODEL_FILE))
         tensors, described = _optimizer_tensors(optimizer)
         save_file(tensors, str(temporary / CHECKPOINT_OPTIMIZER_FILE))
+        if weight_average is not None:
+            save_file(weight_average.state_dict(), str(temporary / WEIGHT_AVERAGE_FILE))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
@@ -394,6 +398,7 @@ def _resume(
     optimizer=None,
     progress: _Progress | None = None,
     resume_key: dict[str, Any] | None = None,
+    weight_average: WeightAverage | None = None,
 ) -> Path | None:
     """
     Load the latest complete checkpoint (when resuming) after checking that it was made with the same settings,
@@ -435,6 +440,8 @@ def _resume(
         with safe_open(str(existing / CHECKPOINT_OPTIMIZER_FILE), framework="pt") as file:
             tensors = {name: file.get_tensor(name) for name in file.keys()}
         optimizer.load_state_dict(_optimizer_state(tensors, manifest["optimizer"]))
+        if weight_average is not None:
+            _load_weight_average(weight_average, existing, manifest)
     except (RuntimeError, ValueError, KeyError, TypeError, SafetensorError) as error:
         raise ValueError(f"{existing}: the checkpoint does not fit this model and optimizer ({error}).") from None
     if manifest.get("scaler") is not None and accelerator.scaler is not None:
@@ -447,6 +454,17 @@ def _resume(
     _load_rng_states(rng_file)
     progress.load_state_dict(manifest["progress"])
     return existing
+
+
+def _load_weight_average(weight_average: WeightAverage, checkpoint: Path, manifest: dict[str, Any]) -> None:
+    """Restore the weights' moving average from ``checkpoint`` (written with the same ``ema_decay``)."""
+    if WEIGHT_AVERAGE_FILE not in manifest["files"]:
+        raise ValueError(
+            f"{checkpoint} holds no {WEIGHT_AVERAGE_FILE}: it was written without a moving average of the weights. "
+            "Resume without --ema-decay, or start a new output folder."
+        )
+    path = checkpoint / WEIGHT_AVERAGE_FILE
+    weight_average.load_state_dict(load_file(str(path)), source=str(path))
 
 
 def _save_best(

@@ -30,7 +30,7 @@ import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from datasets.distributed import split_dataset_by_node
 from torch import nn
 from torch.utils.data import DataLoader
@@ -73,6 +73,7 @@ from .settings import (  # noqa: F401  (re-exported: their old home)
     TrainingSettings,
     tracker_names,
 )
+from .weight_average import WeightAverage
 
 # Fused AdamW for the dense gradients: one pass over each tensor (6-7x faster than the per-tensor loop on a CPU).
 OPTIMIZER_FUSED = True
@@ -585,6 +586,12 @@ def _check_accelerator(accelerator: Accelerator, settings: TrainingSettings) -> 
         "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
         "mixed_precision": accelerator.mixed_precision,
     }
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    if settings.ema_decay is not None and sharded:
+        raise ValueError(
+            f"ema_decay averages each process's whole copy of the weights, but {accelerator.distributed_type.value} "
+            "shards them: train without --ema-decay, or with plain data parallelism (DDP)."
+        )
     differing = {key: value for key, value in built.items() if value != getattr(settings, key)}
     if differing:
         wanted = {key: getattr(settings, key) for key in differing}
@@ -624,11 +631,17 @@ class _TrainingRun:
         optimizer = create_optimizer(model, settings)
         self.base_learning_rates = [group["lr"] for group in optimizer.param_groups]
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.weight_average = (
+            None
+            if settings.ema_decay is None
+            else WeightAverage(accelerator.unwrap_model(self.model), settings.ema_decay, settings.ema_every_steps)
+        )
         self.progress = _Progress()
         self.resume_key = _resume_key(settings, accelerator, self.model, train_dataset)
         checkpoint = _resume(
-            accelerator, self.output_dir, settings, self.model, self.optimizer, self.progress, self.resume_key
-        )
+            accelerator, self.output_dir, settings, self.model, self.optimizer, self.progress, self.resume_key,
+            self.weight_average,
+        )  # fmt: skip
         if checkpoint is not None and accelerator.is_main_process:
             logger.info(f"Resumed from {checkpoint} (step {self.progress.global_step}).")
         self.tracking = _start_tracking(accelerator, settings)
@@ -736,6 +749,8 @@ class _TrainingRun:
             return False
         progress.global_step += 1
         progress.step_in_epoch += 1
+        if self.weight_average is not None:
+            self.weight_average.update(progress.global_step)
         self.bar.update(1)
         last_of_epoch = not self.streaming and progress.step_in_epoch == self.steps_per_epoch
         if (
@@ -751,7 +766,7 @@ class _TrainingRun:
             progress.running_loss = self.running_loss.item()
             _save_checkpoint(
                 accelerator, self.output_dir, progress.global_step, settings, self.model, self.optimizer, progress,
-                self.resume_key,
+                self.resume_key, self.weight_average,
             )  # fmt: skip
         return True
 
@@ -770,7 +785,12 @@ class _TrainingRun:
         progress.running_count = 0
 
     def evaluate(self) -> None:
-        """Validation loss (and mean AUC), best-evaluation bookkeeping, the plateau schedule and early stopping."""
+        """Validation loss (and mean AUC), best-evaluation bookkeeping, the plateau schedule and early stopping; of
+        the weights' moving average when the run keeps one (``ema_decay``)."""
+        with self.weight_average.applied() if self.weight_average is not None else nullcontext():
+            self._evaluate()
+
+    def _evaluate(self) -> None:
         settings, progress, accelerator = self.settings, self.progress, self.accelerator
         progress.last_evaluated_step = progress.global_step
         entry: dict[str, Any] = {"step": progress.global_step, "epoch": progress.epoch}
@@ -838,6 +858,8 @@ class _TrainingRun:
         accelerator.wait_for_everyone()
         if self.select_best and progress.best_step >= 0:
             _load_best(trained, self.output_dir, progress.best_step)
+        elif self.weight_average is not None:  # the last weights: the average's
+            self.weight_average.copy_to_model()
         generator_step = None
         if self.select_best and self.settings.freeze_ranking and progress.best_step >= 0:
             generator_step = progress.best_step  # selected by the generator's loss, with the ranking as it started

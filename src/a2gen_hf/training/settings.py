@@ -85,6 +85,14 @@ class TrainingSettings:
     either way (the order is drawn before the workers read it, and collating draws nothing), so a resumed run may
     change W; a stream's shards are split among the workers, each forming its own batches, so there W decides the
     order and a resume must keep it.
+
+    ``ema_decay`` = d (Polyak averaging, timm's model EMA; ``None``: off): the run keeps an exponential moving average
+    of the trainable weights, moved after every ``ema_every_steps`` optimizer steps by ``1 - d ** ema_every_steps``
+    of its distance to the weights (so d is per optimizer step; 0.999 averages over about the last 1,000 steps), and
+    starting as the starting weights. Every validation evaluation scores the average, the best evaluation's saved
+    weights are the average's and so are the returned weights; the optimizer trains the weights themselves
+    (:class:`~a2gen_hf.training.weight_average.WeightAverage`). Checkpoints save the average, and a resume must keep
+    both settings. ``ema_every_steps`` > 1 spends less time on large embedding tables.
     """
 
     output_dir: str
@@ -122,6 +130,8 @@ class TrainingSettings:
     plateau_factor: float = 0.5
     shuffle_buffer_size: int = 10_000
     dataloader_num_workers: int = 0
+    ema_decay: float | None = None
+    ema_every_steps: int = 1
     cpu: bool = False
     show_progress: bool = True
     sparse_embeddings: bool = True
@@ -167,6 +177,18 @@ class TrainingSettings:
             raise ValueError(
                 f"dataloader_num_workers={self.dataloader_num_workers} must be >= 0 (0: batches are read in the training "
                 "process)."
+            )
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(
+                f"ema_decay={self.ema_decay} must be in (0, 1), the share of the average kept per optimizer step "
+                "(e.g. 0.999), or None: no average."
+            )
+        if self.ema_every_steps < 1:
+            raise ValueError(f"ema_every_steps={self.ema_every_steps} must be >= 1 (optimizer steps between updates).")
+        if self.ema_every_steps != 1 and self.ema_decay is None:
+            raise ValueError(
+                f"ema_every_steps={self.ema_every_steps} spaces the updates of the weights' average, but ema_decay is "
+                "None (no average): set ema_decay too (e.g. 0.999) or leave ema_every_steps at 1."
             )
         for name in ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 0:

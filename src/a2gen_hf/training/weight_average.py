@@ -1,0 +1,97 @@
+"""An exponential moving average of the trained weights (``TrainingSettings.ema_decay``), evaluated and kept in their
+place.
+
+Every ``every`` optimizer steps the average moves towards the weights: ``average += (1 - decay ** every) *
+(weights - average)``, so ``decay`` is the weight an average keeps per optimizer step whatever ``every`` is (timm's
+``ModelEmaV3``, Polyak averaging). It starts as the weights the run starts from. Validation evaluations, the best
+evaluation's saved weights and the run's final weights are the average's; the optimizer goes on training the
+weights themselves. Only trainable floating-point parameters are averaged (buffers and frozen weights stay the
+model's). The average is saved in checkpoints as safetensors (:data:`WEIGHT_AVERAGE_FILE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+# The average's file in a checkpoint folder.
+WEIGHT_AVERAGE_FILE = "weight_average.safetensors"
+
+
+class WeightAverage:
+    """The moving average of ``model``'s trainable parameters.
+
+    Args:
+        model: the unwrapped model (a DDP-wrapped one's ``module``): its parameters are read in place.
+        decay: the share of the average kept per optimizer step, in (0, 1); 0.999 averages over about 1,000 steps.
+        every: update every this many optimizer steps (with ``decay ** every``), to spend less time on large tables.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, every: int = 1):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay={decay} must be in (0, 1): the share of the average kept per optimizer step.")
+        if every < 1:
+            raise ValueError(f"every={every} must be >= 1 (optimizer steps between updates of the average).")
+        self.decay, self.every = decay, every
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.is_floating_point()]
+        self.names = [name for name, _ in named]
+        self.parameters = [p for _, p in named]
+        with torch.no_grad():
+            self.averages = [p.detach().clone() for p in self.parameters]
+
+    @torch.no_grad()
+    def update(self, step: int) -> bool:
+        """After optimizer step ``step`` (counted from 1): move the average when ``step`` is a multiple of ``every``;
+        True when it moved."""
+        if step % self.every:
+            return False
+        torch._foreach_lerp_(self.averages, [p.detach() for p in self.parameters], 1.0 - self.decay**self.every)
+        return True
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        """Put the average in the model's parameters (the end of a run that keeps its last weights)."""
+        torch._foreach_copy_(self.parameters, self.averages)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within the block the model's parameters hold the average; afterwards the trained weights again."""
+        with torch.no_grad():
+            trained = [p.detach().clone() for p in self.parameters]
+            self.copy_to_model()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.parameters, trained)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The average by parameter name, on the CPU (what a checkpoint saves; like ``nn.Module.state_dict``, CPU
+        tensors are the average itself, not copies)."""
+        return {name: average.detach().contiguous().cpu() for name, average in zip(self.names, self.averages)}
+
+    @torch.no_grad()
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], source: str = "the checkpoint") -> None:
+        """Restore the average from :meth:`state_dict`'s tensors; ``ValueError`` naming ``source`` when they are not
+        this model's trainable parameters (names, shapes) or hold NaN or inf."""
+        missing = [name for name in self.names if name not in tensors]
+        unexpected = [name for name in tensors if name not in set(self.names)]
+        if missing or unexpected:
+            raise ValueError(
+                f"{source} averages other parameters than this model trains (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}); resume with the model and options that wrote it."
+            )
+        for name, average in zip(self.names, self.averages):  # every tensor checked before any is taken
+            saved = tensors[name]
+            if saved.shape != average.shape:
+                raise ValueError(
+                    f"{source}: {name} has shape {tuple(saved.shape)}, the model's {tuple(average.shape)}; resume "
+                    "with the model that wrote it."
+                )
+            if saved.is_floating_point() and not torch.isfinite(saved).all():
+                raise FloatingPointError(f"{source}: the average of {name} holds NaN or inf; resume from another one.")
+        for name, average in zip(self.names, self.averages):
+            average.copy_(tensors[name].to(device=average.device, dtype=average.dtype))
