@@ -2,9 +2,10 @@
 resuming from it exactly.
 
 A checkpoint (format 2) is a folder ``checkpoint-<step>`` holding ``model.safetensors``, ``optimizer.safetensors``,
-one ``rng_state_<process>.safetensors`` per process and the JSON manifest ``a2gen_checkpoint.json`` (step
-counters, the log, optimizer groups, loss scaler, the resume key, and the size and SHA-256 of every file). Nothing is
-pickled and nothing is unpickled. The weights of the best evaluation so far are kept beside the checkpoints
+the weights' moving average when the run keeps one (``weight_average.safetensors``), one
+``rng_state_<process>.safetensors`` per process and the JSON manifest ``a2gen_checkpoint.json`` (step counters, the
+log, optimizer groups, loss scaler, the resume key, and the size and SHA-256 of every file). Nothing is pickled and
+nothing is unpickled. The weights of the best evaluation so far are kept beside the checkpoints
 (``best_model.safetensors``) so that a resumed run selects the same one as an uninterrupted run.
 """
 
@@ -320,8 +321,9 @@ def _save_checkpoint(
 ) -> None:
     """
     Write ``checkpoint-<step>``: ``model.safetensors``, ``optimizer.safetensors``, the weights' moving average
-    (``weight_average.safetensors``, with ``ema_decay``), one ``rng_state_<process>.safetensors`` per process and the ``a2gen_checkpoint.json`` manifest (step counters, the log, optimizer groups, loss scaler,
-    resume key, and the size and SHA-256 of every file). No file is a pickle. Written as ``.tmp-checkpoint-<step>``
+    (``weight_average.safetensors``, with ``ema_decay``), one ``rng_state_<process>.safetensors`` per process and the
+    ``a2gen_checkpoint.json`` manifest (step counters, the log, optimizer groups, loss scaler, resume key, and the size
+    and SHA-256 of every file). No file is a pickle. Written as ``.tmp-checkpoint-<step>``
     and renamed when complete.
     """
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
