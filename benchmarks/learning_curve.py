@@ -150,7 +150,8 @@ def training_spec(model: str, args: argparse.Namespace) -> dict[str, Any]:
             num_epochs=args.max_epochs, batch_size=args.batch_size, dense_learning_rate=args.dense_lr,
             embedding_learning_rate=args.embedding_lr, lr_schedule="plateau", selection_metric="mean_auc",
             early_stopping_patience=args.patience, eval_every_steps=args.eval_every_steps,
-            **({} if args.ema_decay is None else {"ema_decay": args.ema_decay, "ema_every_steps": args.ema_every}),
+            **({} if args.ema_decay is None else {"ema_decay": args.ema_decay, "ema_every_steps": args.ema_every,
+                                                  **({"ema_warmup": True} if args.ema_warmup else {})}),
         ),
         "readouts": ("sequence",),
         "moment_warm_start": args.moment_warm_start,
@@ -445,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "e.g. 0.999); default: none")
     parser.add_argument("--ema-every", type=int, default=1,
                         help="optimizer steps between updates of the average (with --ema-decay); default %(default)s")
+    parser.add_argument("--ema-warmup", action="store_true",
+                        help="keep less of the average early on (TrainingSettings.ema_warmup), for fresh weights")
     parser.add_argument("--overrides", type=json_object, default={},
                         help="JSON object of config overrides for every network, e.g. '{\"hidden_size\": 8}'")
     parser.add_argument("--moment-warm-start", default="off", choices=("off", "trainable", "frozen"),
@@ -481,7 +484,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if unknown or not train_models:
             raise ValueError(f"--train-models {args.train_models!r}: give a non-empty subset of --models {models}.")
         check_moment_start(A2GenConfig(**args.overrides), args.moment_warm_start)
-        TrainingSettings(output_dir="", ema_decay=args.ema_decay, ema_every_steps=args.ema_every)  # checks them
+        TrainingSettings(output_dir="", ema_decay=args.ema_decay, ema_every_steps=args.ema_every,
+                         ema_warmup=args.ema_warmup)  # checks them
         if args.init_from is not None and args.moment_warm_start != "off":
             raise ValueError("--init-from starts from an earlier run's weights: use --moment-warm-start off.")
         if args.init_from is not None and not args.init_from.is_dir():

@@ -285,6 +285,10 @@ VARIANTS = {
     # fairly fed MMoE trained the same way.
     "paper-inputs-idfree-e30": PAPER_INPUTS_IDFREE,
     "paper-inputs-idfree-notime": variant(PAPER_INPUTS_IDFREE, model="a2gen-iag:notime"),
+    # The same keeping a moving average of the weights (TrainingSettings.ema_decay; docs/training.md): 0.995 per step,
+    # an average over about the last 200 steps (a little more than an epoch of the sample), with the warmup (fresh
+    # weights), set before any run.
+    "paper-inputs-idfree-e30-ema": variant(PAPER_INPUTS_IDFREE, training={"ema_decay": 0.995, "ema_warmup": True}),
     "mmoe-fair-paper-inputs-idfree": variant(PAPER_INPUTS_IDFREE, model="mmoe-fair"),
     # proto-es-init1-h50 with four heads of width 32 each (`head_dim`), as the plain re-implementation.
     "proto-es-init1-h50-hd32": variant(PROTO_ES_INIT1_H50, overrides={"head_dim": 32}),

@@ -198,7 +198,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
                             "mixed_precision", "checkpoint_every", "keep_checkpoints", "resume", "seed", "cpu")),
         (OptimizationArguments(), ("dense_lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
                                    "max_grad_norm", "lr_schedule", "warmup_steps", "warmup_ratio", "ema_decay",
-                                   "ema_every")),
+                                   "ema_every", "ema_warmup")),
         (TrackingArguments(), ("report_to", "log_every")),
     ):
         for name in names:

@@ -47,6 +47,18 @@ def test_average_keeps_decay_per_step_whatever_the_update_interval():
         torch.testing.assert_close(average, first + (1 - 0.9**3), msg=name)
 
 
+def test_warmup_keeps_less_of_the_average_early_on():
+    model = _model()
+    plain, warmed = WeightAverage(model, 0.99), WeightAverage(model, 0.99, warmup=True)
+    assert [warmed.kept(step) for step in (0, 1, 90, 10_000)] == [0.1, 2 / 11, 91 / 100, 0.99]
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    plain.update(1), warmed.update(1)
+    torch.testing.assert_close(plain.averages[0], start + 0.01)
+    torch.testing.assert_close(warmed.averages[0], start + 9 / 11)  # kept 2/11 of the start at step 1
+
+
 def test_applied_puts_the_average_in_and_the_weights_back_even_after_an_error():
     model = _model()
     average = WeightAverage(model, 0.5)
@@ -84,6 +96,7 @@ def test_load_state_dict_refuses_another_models_average():
         ({"ema_decay": 0.0}, "must be in"),
         ({"ema_decay": 0.9, "ema_every_steps": 0}, "ema_every_steps=0"),
         ({"ema_every_steps": 5}, "set ema_decay too"),
+        ({"ema_warmup": True}, "set ema_decay too"),
     ],
 )
 def test_settings_refuse_an_impossible_average(tmp_path, values, message):

@@ -292,6 +292,7 @@ def _optimization_settings(args: argparse.Namespace) -> dict[str, object]:
         "warmup_ratio": args.warmup_ratio,
         "ema_decay": args.ema_decay,
         "ema_every_steps": args.ema_every,
+        "ema_warmup": args.ema_warmup,
         "report_to": args.report_to,
         "log_every": args.log_every,
     }

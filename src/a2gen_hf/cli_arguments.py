@@ -236,6 +236,8 @@ class OptimizationArguments:
                                      "default: no average")
     ema_every: int = option("optimizer steps between updates of the average (with --ema-decay; the decay stays per "
                             "step), to spend less time on large embedding tables", 1)
+    ema_warmup: bool = option("keep min(D, (1 + t) / (10 + t)) of the average at step t instead of D (with "
+                              "--ema-decay), for a run from fresh weights", False)
 
 
 @dataclass

@@ -634,7 +634,9 @@ class _TrainingRun:
         self.weight_average = (
             None
             if settings.ema_decay is None
-            else WeightAverage(accelerator.unwrap_model(self.model), settings.ema_decay, settings.ema_every_steps)
+            else WeightAverage(
+                accelerator.unwrap_model(self.model), settings.ema_decay, settings.ema_every_steps, settings.ema_warmup
+            )
         )
         self.progress = _Progress()
         self.resume_key = _resume_key(settings, accelerator, self.model, train_dataset)

@@ -92,7 +92,9 @@ class TrainingSettings:
     starting as the starting weights. Every validation evaluation scores the average, the best evaluation's saved
     weights are the average's and so are the returned weights; the optimizer trains the weights themselves
     (:class:`~a2gen_hf.training.weight_average.WeightAverage`). Checkpoints save the average, and a resume must keep
-    both settings. ``ema_every_steps`` > 1 spends less time on large embedding tables.
+    its settings. ``ema_every_steps`` > 1 spends less time on large embedding tables. ``ema_warmup`` keeps
+    ``min(d, (1 + t) / (10 + t))`` at step t instead (TensorFlow's and timm's warmup), for a run from fresh weights,
+    which the average would otherwise remember for about ``1 / (1 - d)`` steps.
     """
 
     output_dir: str
@@ -132,6 +134,7 @@ class TrainingSettings:
     dataloader_num_workers: int = 0
     ema_decay: float | None = None
     ema_every_steps: int = 1
+    ema_warmup: bool = False
     cpu: bool = False
     show_progress: bool = True
     sparse_embeddings: bool = True
@@ -185,10 +188,10 @@ class TrainingSettings:
             )
         if self.ema_every_steps < 1:
             raise ValueError(f"ema_every_steps={self.ema_every_steps} must be >= 1 (optimizer steps between updates).")
-        if self.ema_every_steps != 1 and self.ema_decay is None:
+        if (self.ema_every_steps != 1 or self.ema_warmup) and self.ema_decay is None:
             raise ValueError(
-                f"ema_every_steps={self.ema_every_steps} spaces the updates of the weights' average, but ema_decay is "
-                "None (no average): set ema_decay too (e.g. 0.999) or leave ema_every_steps at 1."
+                f"ema_every_steps={self.ema_every_steps} and ema_warmup={self.ema_warmup} shape the weights' average, "
+                "but ema_decay is None (no average): set ema_decay too (e.g. 0.999), or leave them at 1 and False."
             )
         for name in ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 0:

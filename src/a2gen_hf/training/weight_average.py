@@ -3,7 +3,9 @@ place.
 
 Every ``every`` optimizer steps the average moves towards the weights: ``average += (1 - decay ** every) *
 (weights - average)``, so ``decay`` is the weight an average keeps per optimizer step whatever ``every`` is (timm's
-``ModelEmaV3``, Polyak averaging). It starts as the weights the run starts from. Validation evaluations, the best
+``ModelEmaV3``, Polyak averaging). It starts as the weights the run starts from; with ``warmup`` the share kept
+at step t is ``min(decay, (1 + t) / (10 + t))`` (TensorFlow's and timm's warmup), so that a run from fresh weights
+is not averaged with them for the first ``1 / (1 - decay)`` steps. Validation evaluations, the best
 evaluation's saved weights and the run's final weights are the average's; the optimizer goes on training the
 weights themselves. Only trainable floating-point parameters are averaged (buffers and frozen weights stay the
 model's). The average is saved in checkpoints as safetensors (:data:`WEIGHT_AVERAGE_FILE`).
@@ -28,14 +30,15 @@ class WeightAverage:
         model: the unwrapped model (a DDP-wrapped one's ``module``): its parameters are read in place.
         decay: the share of the average kept per optimizer step, in (0, 1); 0.999 averages over about 1,000 steps.
         every: update every this many optimizer steps (with ``decay ** every``), to spend less time on large tables.
+        warmup: keep ``min(decay, (1 + step) / (10 + step))`` per step instead of ``decay``.
     """
 
-    def __init__(self, model: nn.Module, decay: float, every: int = 1):
+    def __init__(self, model: nn.Module, decay: float, every: int = 1, warmup: bool = False):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay={decay} must be in (0, 1): the share of the average kept per optimizer step.")
         if every < 1:
             raise ValueError(f"every={every} must be >= 1 (optimizer steps between updates of the average).")
-        self.decay, self.every = decay, every
+        self.decay, self.every, self.warmup = decay, every, warmup
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.is_floating_point()]
         self.names = [name for name, _ in named]
         self.parameters = [p for _, p in named]
@@ -48,8 +51,12 @@ class WeightAverage:
         True when it moved."""
         if step % self.every:
             return False
-        torch._foreach_lerp_(self.averages, [p.detach() for p in self.parameters], 1.0 - self.decay**self.every)
+        torch._foreach_lerp_(self.averages, [p.detach() for p in self.parameters], 1.0 - self.kept(step) ** self.every)
         return True
+
+    def kept(self, step: int) -> float:
+        """The share of the average kept per optimizer step at ``step``: ``decay``, lower early on with ``warmup``."""
+        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
 
     @torch.no_grad()
     def copy_to_model(self) -> None:
