@@ -5,7 +5,7 @@ Every ``every`` optimizer steps the average moves towards the weights: ``average
 (weights - average)``, so ``decay`` is the weight an average keeps per optimizer step whatever ``every`` is (timm's
 ``ModelEmaV3``, Polyak averaging). It starts as the weights the run starts from; with ``warmup`` the share kept
 at step t is ``min(decay, (1 + t) / (10 + t))`` (TensorFlow's and timm's warmup), so that a run from fresh weights
-is not averaged with them for the first ``1 / (1 - decay)`` steps. Validation evaluations, the best
+does not remember them for about ``1 / (1 - decay)`` steps. Validation evaluations, the best
 evaluation's saved weights and the run's final weights are the average's; the optimizer goes on training the
 weights themselves. Only trainable floating-point parameters are averaged (buffers and frozen weights stay the
 model's). The average is saved in checkpoints as safetensors (:data:`WEIGHT_AVERAGE_FILE`).
