@@ -141,6 +141,11 @@ def nested_subsets(dataset: DatasetDict, sizes: list[int], subset_seed: int, max
     }
 
 
+def average_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainingSettings of the weights' moving average (--ema-decay, --ema-every, --ema-warmup)."""
+    return {"ema_decay": args.ema_decay, "ema_every_steps": args.ema_every, "ema_warmup": args.ema_warmup}
+
+
 def training_spec(model: str, args: argparse.Namespace) -> dict[str, Any]:
     """The run_variant spec of a network: the shared config overrides and training settings."""
     return {
@@ -150,8 +155,7 @@ def training_spec(model: str, args: argparse.Namespace) -> dict[str, Any]:
             num_epochs=args.max_epochs, batch_size=args.batch_size, dense_learning_rate=args.dense_lr,
             embedding_learning_rate=args.embedding_lr, lr_schedule="plateau", selection_metric="mean_auc",
             early_stopping_patience=args.patience, eval_every_steps=args.eval_every_steps,
-            **({} if args.ema_decay is None else {"ema_decay": args.ema_decay, "ema_every_steps": args.ema_every,
-                                                  **({"ema_warmup": True} if args.ema_warmup else {})}),
+            **(average_settings(args) if args.ema_decay is not None else {}),
         ),
         "readouts": ("sequence",),
         "moment_warm_start": args.moment_warm_start,
@@ -484,8 +488,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if unknown or not train_models:
             raise ValueError(f"--train-models {args.train_models!r}: give a non-empty subset of --models {models}.")
         check_moment_start(A2GenConfig(**args.overrides), args.moment_warm_start)
-        TrainingSettings(output_dir="", ema_decay=args.ema_decay, ema_every_steps=args.ema_every,
-                         ema_warmup=args.ema_warmup)  # checks them
+        TrainingSettings(output_dir="", **average_settings(args))  # checks them
         if args.init_from is not None and args.moment_warm_start != "off":
             raise ValueError("--init-from starts from an earlier run's weights: use --moment-warm-start off.")
         if args.init_from is not None and not args.init_from.is_dir():
