@@ -365,6 +365,7 @@ def run_compare(args: argparse.Namespace) -> int:
             wide_residual=args.wide_residual,
             wide_frozen=args.wide_frozen,
             wide_residual_fit=args.wide_residual_fit,
+            wide_share_scale=args.wide_share_scale,
             moment_warm_start=args.moment_warm_start,
             training=TrainingSettings(
                 output_dir=str(Path(args.output) / "runs"),
@@ -429,7 +430,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 NO_WARM_STARTS = {
     "wide_warm_start": False, "wide_residual": False, "wide_frozen": False, "wide_residual_fit": False,
-    "moment_warm_start": "off",
+    "wide_share_scale": 1.0, "moment_warm_start": "off",
 }
 
 
@@ -473,7 +474,8 @@ def run_train(args: argparse.Namespace) -> int:
             show_progress=args.progress and not args.quiet,
         )
         starts = {
-            name: getattr(args, name) for name in ("wide_warm_start", "wide_residual", "wide_frozen", "wide_residual_fit")
+            name: getattr(args, name)
+            for name in ("wide_warm_start", "wide_residual", "wide_frozen", "wide_residual_fit", "wide_share_scale")
         }
         starts["moment_warm_start"] = args.moment_warm_start
         if args.init_from is not None and starts != NO_WARM_STARTS:

@@ -360,6 +360,10 @@ class FeatureArguments:
                                      "regression (the occurrence head's learned paths) full batch, its L2 strength "
                                      "chosen on validation, kept only if it beats the regression there (per "
                                      "action; after training too)", False)
+    wide_share_scale: float = option("with --wide-warm-start: the regression's fit may also shrink the user "
+                                     "propensities (share of history items with each action) this many times less "
+                                     "than its other features, per action, chosen on validation like C (1 = the "
+                                     "plain regression; the sparse_logs recipe: 10)", 1.0)
     moment_warm_start: str = option("start A2Gen's (item, moment) table (--event-moment-source table) from a "
                                     "factorisation of which users engaged at which moment of which item in train, "
                                     "then train it (trainable) or keep it fixed (frozen); not in the paper", "off",

@@ -143,6 +143,9 @@ class ComparisonSettings:
     wide_frozen: bool = False
     # With wide_frozen: fit what the network adds to the regression before training (residual_fit.fit_residual_paths).
     wide_residual_fit: bool = False
+    # With wide_warm_start: the regression may also shrink the user propensities this many times less, per action
+    # (chosen on validation; 1 = the plain regression; simple_baselines.CountFeatureLogisticRegression).
+    wide_share_scale: float = 1.0
     # Start each A2Gen's (item, moment) table from who engaged where in train, then train it ("trainable") or keep it
     # fixed ("frozen"); "off": as initialised (moment_factorization.apply_moment_start).
     moment_warm_start: str = "off"
@@ -164,7 +167,10 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         time_log_std=base_config.time_log_std,
     )
     training = settings.training or TrainingSettings(output_dir=str(output_dir / "runs"))
-    check_wide_start(settings.wide_warm_start, settings.wide_residual, settings.wide_frozen, settings.wide_residual_fit)
+    check_wide_start(
+        settings.wide_warm_start, settings.wide_residual, settings.wide_frozen, settings.wide_residual_fit,
+        settings.wide_share_scale,
+    )
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     check_moment_start(base_config, settings.moment_warm_start)
@@ -185,7 +191,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 if settings.wide_warm_start:
                     regression = start_from_regression(
                         model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen,
-                        fit_residual=fit_residual, seed=seed,
+                        fit_residual=fit_residual, seed=seed, share_scale=settings.wide_share_scale,
                     )
                 apply_moment_start(model, tokenizer, dataset, settings.moment_warm_start)
                 # MMoE / PLE (or an A2Gen ranking off the generator's states): one set of weights, one selection
@@ -223,6 +229,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         "wide_residual": settings.wide_residual,
         "wide_frozen": settings.wide_frozen,
         "wide_residual_fit": settings.wide_residual_fit,
+        "wide_share_scale": settings.wide_share_scale,
         "moment_warm_start": settings.moment_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }

@@ -915,6 +915,7 @@ def train_from_data_dir(
     wide_residual_fit: bool = False,
     moment_warm_start: str = "off",
     init_from: str | os.PathLike | None = None,
+    wide_share_scale: float = 1.0,
 ) -> tuple[TrainingResult, dict[str, Any] | None]:
     """
     What ``a2gen train`` does: load a data folder (:func:`load_data_dir`), build ``model_name`` sized for it
@@ -923,7 +924,8 @@ def train_from_data_dir(
     :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path`, ``residual=wide_residual``; ``wide_frozen`` keeps
     its coefficients fixed, :func:`~a2gen_hf.training.simple_baselines.start_from_regression`, and
     ``wide_residual_fit`` fits what the network adds to it before training,
-    :func:`~a2gen_hf.training.residual_fit.fit_residual_paths`; with
+    :func:`~a2gen_hf.training.residual_fit.fit_residual_paths`; ``wide_share_scale`` k > 1 lets that regression
+    shrink the user propensities k times less, per action, chosen on validation; with
     ``moment_warm_start="trainable"`` or ``"frozen"`` its (item, moment) table started from who engaged where in
     train, :func:`~a2gen_hf.training.moment_factorization.start_moment_table_from_events`; with ``init_from``, a
     saved model's folder or Hub id, that model instead, every weight trainable,
@@ -940,7 +942,7 @@ def train_from_data_dir(
     with _output_lock(accelerator, settings.output_dir):
         return _train_from_data_dir(
             data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual, wide_frozen,
-            wide_residual_fit, moment_warm_start, init_from,
+            wide_residual_fit, moment_warm_start, init_from, wide_share_scale,
         )
 
 
@@ -956,11 +958,12 @@ def _train_from_data_dir(
     wide_residual_fit=False,
     moment_warm_start="off",
     init_from=None,
+    wide_share_scale=1.0,
 ) -> tuple[TrainingResult, Any]:
     from .moment_factorization import apply_moment_start, check_moment_start
     from .simple_baselines import check_wide_start, start_from_regression
 
-    check_wide_start(wide_warm_start, wide_residual, wide_frozen, wide_residual_fit)
+    check_wide_start(wide_warm_start, wide_residual, wide_frozen, wide_residual_fit, wide_share_scale)
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     if init_from is not None:
@@ -986,7 +989,7 @@ def _train_from_data_dir(
         if wide_warm_start:
             start_from_regression(
                 model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen, fit_residual=wide_residual_fit,
-                seed=settings.seed,
+                seed=settings.seed, share_scale=wide_share_scale,
             )
         check_moment_start(model.config, moment_warm_start)
         apply_moment_start(model, tokenizer, dataset, moment_warm_start)

@@ -20,9 +20,12 @@ The baselines (:data:`SIMPLE_BASELINES`):
 - ``logreg`` (:class:`CountFeatureLogisticRegression`): one ``sklearn`` logistic regression per action on count
   features (user propensities, item / category rates, history length, category overlap, recency), C chosen on
   validation;
+- ``logreg-shares`` (:class:`ShareScaledLogisticRegression`): ``logreg`` whose fit per action may also shrink the
+  user propensities 10 times less than the other features (chosen on validation): the regression the
+  ``sparse_logs`` recipe starts A2Gen from;
 - ``count-network`` (:class:`CountNetworkBaseline`): ``logreg`` plus a one-hidden-layer network on the same
   features fitted on its residual, as the ``sparse_logs`` recipe fits A2Gen's occurrence head (what A2Gen's ranking
-  is made of there, without A2Gen);
+  is made of there, without A2Gen); ``count-network-shares``: the same on ``logreg-shares`` (as the recipe now);
 - ``median-time`` (:class:`ConstantMedianTime`): the train rate of each action for every example (AUC 0.5) and the
   median times.
 
@@ -104,6 +107,20 @@ def _first_side_feature(lengths: np.ndarray, values: pa.Array, column: str) -> n
             f"{int(np.flatnonzero(~has_features)[0])}; every item needs the same number of side features."
         )
     return category
+
+
+# The ``sparse_logs`` recipe's share scale (``wide_share_scale``) and the ``-shares`` baselines': the user propensities
+# may be shrunk 10 times less (a 100 times weaker L2 penalty) than the other count features.
+SHARE_SCALE = 10.0
+
+
+def check_share_scale(share_scale: float) -> None:
+    """Refuse a share scale below 1 (or not a finite number): it lightens the user propensities' penalty."""
+    if not (np.isfinite(share_scale) and share_scale >= 1.0):
+        raise ValueError(
+            f"share_scale={share_scale} must be a finite number >= 1 (1 = the plain regression; k > 1 also tries the "
+            "user propensities shrunk k times less than the other count features, e.g. 10)."
+        )
 
 
 @dataclass
@@ -445,10 +462,18 @@ class CountFeatureLogisticRegression(SimpleBaseline):
     split has a single class for an action, the middle C of `c_grid` is used and ``notes_`` says so. An action
     that always or never happens on train gets its train rate.
 
+    With ``share_scale`` k > 1 each action's fit may also shrink the user propensities (the first block: the share
+    of the last `window` history items with each action) k times less than the other features: those columns are
+    multiplied by k before the L2-penalised fit, so that their penalty is k² times weaker, and the regression then
+    shrinks towards the count rule (``propensity``) rather than towards no information. Whether it does, like C, is
+    chosen per action on validation (``chosen_share_scale_``; ties keep the plain regression); ``coefficients``
+    gives the fitted coefficients on the standardised features either way.
+
     Args:
         window / recent_window: history items read for the propensities.
         smoothing: the popularity smoothing (pseudo examples).
         c_grid: the inverse regularisation strengths tried.
+        share_scale: k >= 1; 1 (the default) fits the plain regression only.
     """
 
     def __init__(
@@ -458,17 +483,22 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         recent_window: int = 5,
         smoothing: float = 20.0,
         c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0),
+        share_scale: float = 1.0,
     ):
         super().__init__(tokenizer)
         if not c_grid or min(c_grid) <= 0:
             raise ValueError(f"c_grid={c_grid} must list at least one C > 0.")
+        check_share_scale(share_scale)
         self.window = window
         self.recent_window = recent_window
         self.c_grid = tuple(c_grid)
+        self.share_scale = float(share_scale)
         self.popularity = PopularityBaseline(tokenizer, smoothing=smoothing)
         self.scaler_: StandardScaler | None = None
         self.models_: dict[int, LogisticRegression] = {}
+        self.column_weights_: dict[int, np.ndarray] = {}
         self.chosen_c_: dict[str, float] = {}
+        self.chosen_share_scale_: dict[str, float] = {}
         self.notes_: list[str] = []
 
     def features(self, dataset: Dataset, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -515,40 +545,64 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         if validation is not None:
             validation_features = self.features(validation)
             validation_occurs = ActionTargets.from_dataset(validation, self.tokenizer).occurs
-        self.models_, self.chosen_c_, self.notes_ = {}, {}, []
+        self.models_, self.column_weights_, self.chosen_c_, self.chosen_share_scale_, self.notes_ = {}, {}, {}, {}, []
         self.scaler_ = scaler = StandardScaler().fit(train_features)
         train_features = scaler.transform(train_features)
         if validation is not None:
             validation_features = scaler.transform(validation_features)
+        scales = (1.0,) if self.share_scale == 1.0 else (1.0, self.share_scale)
+        weights = {scale: self._share_weights(scale, train_features.shape[1]) for scale in scales}
         for action in range(1, self.vocab_size):
             labels = targets.occurs[:, action]
             if labels.all() or not labels.any():
                 continue
             name = self.tokenizer.action_names[action - 1]
-            candidates = self.c_grid
+            candidates = [(scale, c) for scale in scales for c in self.c_grid]
             if len(candidates) > 1:
                 validation_labels = validation_occurs[:, action]
                 if validation_labels.all() or not validation_labels.any():
-                    candidates = (self.c_grid[len(self.c_grid) // 2],)
+                    candidates = [(1.0, self.c_grid[len(self.c_grid) // 2])]
                     self.notes_.append(
                         f"logreg[{name}]: {int(validation_labels.sum())} of {len(validation_labels)} validation rows "
-                        f"are positive, so no AUC can choose C; used C={candidates[0]} (the middle of c_grid)."
+                        f"are positive, so no AUC can choose C; used C={candidates[0][1]} (the middle of c_grid)"
+                        + (" and the plain regression (share_scale 1)." if len(scales) > 1 else ".")
                     )
-            fits = {c: LogisticRegression(C=c, max_iter=2000).fit(train_features, labels) for c in candidates}
+            fits = {
+                (scale, c): LogisticRegression(C=c, max_iter=2000).fit(train_features * weights[scale], labels)
+                for scale, c in candidates
+            }
             chosen = candidates[0]
             if len(fits) > 1:
-                # max keeps the first of equal scores: the smallest C, the strongest regularisation.
+                # max keeps the first of equal scores: the plain regression before the lighter shares, then the
+                # smallest C, the strongest regularisation.
                 chosen = max(
-                    fits, key=lambda c: roc_auc_score(validation_labels, fits[c].predict_proba(validation_features)[:, 1])
+                    fits,
+                    key=lambda key: roc_auc_score(
+                        validation_labels, fits[key].predict_proba(validation_features * weights[key[0]])[:, 1]
+                    ),
                 )
             self.models_[action] = fits[chosen]
-            self.chosen_c_[name] = chosen
+            self.column_weights_[action] = weights[chosen[0]]
+            self.chosen_share_scale_[name], self.chosen_c_[name] = chosen
+
+    def _share_weights(self, scale: float, num_features: int) -> np.ndarray:
+        """`(D,)` the factor of every standardised feature column: ``scale`` on the user propensities (the first
+        ``vocab_size - 1`` columns), 1 elsewhere."""
+        weights = np.ones(num_features)
+        weights[: self.vocab_size - 1] = scale
+        return weights
+
+    def coefficients(self, action: int) -> tuple[np.ndarray, float]:
+        """The fitted model of ``action``: `(D,)` coefficients on the standardised features (a share scale folded in)
+        and the intercept."""
+        fitted = self.models_[action]
+        return fitted.coef_[0] * self.column_weights_[action], float(fitted.intercept_[0])
 
     def _probabilities(self, dataset: Dataset) -> np.ndarray:
         features = self.scaler_.transform(self.features(dataset))
         probabilities = np.tile(self.base_rates_, (len(features), 1))
         for action, model in self.models_.items():
-            probabilities[:, action] = model.predict_proba(features)[:, 1]
+            probabilities[:, action] = model.predict_proba(features * self.column_weights_[action])[:, 1]
         return probabilities
 
 
@@ -564,9 +618,10 @@ class _CountNetworkHead(torch.nn.Module):
         with torch.no_grad():
             self.wide.weight.zero_()
             self.wide.bias.copy_(torch.from_numpy(logit(np.clip(regression.base_rates_, 1e-6, 1 - 1e-6))))
-            for action, fitted in regression.models_.items():
-                self.wide.weight[action] = torch.from_numpy(fitted.coef_[0])
-                self.wide.bias[action] = float(fitted.intercept_[0])
+            for action in regression.models_:
+                coefficients, intercept = regression.coefficients(action)
+                self.wide.weight[action] = torch.from_numpy(coefficients)
+                self.wide.bias[action] = intercept
         self.wide.requires_grad_(False)
         self.linear = None
         self.hidden = torch.nn.Linear(features, hidden_size)
@@ -619,11 +674,30 @@ class CountNetworkBaseline(CountFeatureLogisticRegression):
             return torch.sigmoid(self.head_(self._standardised(dataset))).double().numpy()
 
 
+class ShareScaledLogisticRegression(CountFeatureLogisticRegression):
+    """:class:`CountFeatureLogisticRegression` whose fit per action may also shrink the user propensities
+    :data:`SHARE_SCALE` times less than the other features (chosen on validation): the regression the ``sparse_logs``
+    recipe starts A2Gen from (``wide_share_scale``)."""
+
+    def __init__(self, tokenizer: A2GenActionTokenizer, share_scale: float = SHARE_SCALE, **options):
+        super().__init__(tokenizer, share_scale=share_scale, **options)
+
+
+class ShareScaledCountNetworkBaseline(CountNetworkBaseline):
+    """:class:`CountNetworkBaseline` on :class:`ShareScaledLogisticRegression`: A2Gen's ranking under the
+    ``sparse_logs`` recipe, without A2Gen."""
+
+    def __init__(self, tokenizer: A2GenActionTokenizer, share_scale: float = SHARE_SCALE, **options):
+        super().__init__(tokenizer, share_scale=share_scale, **options)
+
+
 SIMPLE_BASELINES: dict[str, type[SimpleBaseline]] = {
     "propensity": UserPropensityBaseline,
     "popularity": PopularityBaseline,
     "logreg": CountFeatureLogisticRegression,
+    "logreg-shares": ShareScaledLogisticRegression,
     "count-network": CountNetworkBaseline,
+    "count-network-shares": ShareScaledCountNetworkBaseline,
     "median-time": ConstantMedianTime,
 }
 
@@ -704,11 +778,11 @@ def warm_start_wide_path(
     weight = wide.linear.weight
     weight.zero_()
     wide.linear.bias.zero_()
-    for action, fitted in regression.models_.items():
-        coefficients = fitted.coef_[0]
+    for action in regression.models_:
+        coefficients, intercept = regression.coefficients(action)
         for source, target in pairs:
             weight[action, target] = float(coefficients[source])
-        wide.linear.bias[action] = float(fitted.intercept_[0])
+        wide.linear.bias[action] = intercept
     head = getattr(model, "occurrence_head", None)
     if residual and head is not None:
         from .residual_fit import zero_learned_paths
@@ -719,10 +793,19 @@ def warm_start_wide_path(
     return len(pairs)
 
 
-def check_wide_start(warm_start: bool, residual: bool, frozen: bool = False, fit_residual: bool = False) -> None:
+def check_wide_start(
+    warm_start: bool, residual: bool, frozen: bool = False, fit_residual: bool = False, share_scale: float = 1.0
+) -> None:
     """Refuse ``residual`` without ``warm_start`` (the residual start refines the warm start), ``frozen`` without
-    ``residual`` (only the residual start holds the fitted regression to keep), and ``fit_residual`` without
-    ``frozen`` (it fits what to add to a regression that training then keeps)."""
+    ``residual`` (only the residual start holds the fitted regression to keep), ``fit_residual`` without
+    ``frozen`` (it fits what to add to a regression that training then keeps), and a ``share_scale`` other than 1
+    without ``warm_start`` (it shapes the regression the wide path starts from) or below 1."""
+    check_share_scale(share_scale)
+    if share_scale != 1.0 and not warm_start:
+        raise ValueError(
+            f"wide_share_scale={share_scale} shapes the regression the wide path starts from: switch on "
+            "--wide-warm-start too, or leave --wide-share-scale at 1."
+        )
     if residual and not warm_start:
         raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
     if frozen and not residual:
@@ -745,11 +828,13 @@ def start_from_regression(
     frozen: bool = False,
     fit_residual: bool = False,
     seed: int = 0,
+    share_scale: float = 1.0,
 ) -> CountFeatureLogisticRegression:
     """
     :func:`warm_start_wide_path` from the logistic regression on counts, fitted here on ``dataset["train"]`` (its C
-    chosen on ``dataset["validation"]`` when there is one) unless a fitted ``regression`` is given. Returns the
-    regression, so that several models (seeds) can start from one fit.
+    chosen on ``dataset["validation"]`` when there is one; with ``share_scale`` k > 1 each action may also shrink the
+    user propensities k times less, chosen on validation too, :class:`CountFeatureLogisticRegression`) unless a
+    fitted ``regression`` is given. Returns the regression, so that several models (seeds) can start from one fit.
 
     ``frozen`` (with ``residual``): the wide path's weights stop taking gradients (``requires_grad=False``), so
     training keeps the regression's coefficients and learns only what to add to them. The regression is fitted to
@@ -761,9 +846,16 @@ def start_from_regression(
     the hidden layer seeded with ``seed``); kept only if it beats the regression on validation. (After training,
     :func:`~a2gen_hf.training.residual_fit.give_back_to_the_regression` applies the same rule per action.)
     """
-    check_wide_start(True, residual, frozen, fit_residual)
+    check_wide_start(True, residual, frozen, fit_residual, share_scale)
     if regression is None:
-        regression = SIMPLE_BASELINES["logreg"](tokenizer).fit(dataset["train"], validation=dataset.get("validation"))
+        regression = CountFeatureLogisticRegression(tokenizer, share_scale=share_scale).fit(
+            dataset["train"], validation=dataset.get("validation")
+        )
+    elif regression.share_scale != share_scale:
+        raise ValueError(
+            f"The regression given was fitted with share_scale={regression.share_scale}, not {share_scale}: fit one "
+            "with the share scale asked for, or pass none to fit it here."
+        )
     warm_start_wide_path(model, regression, residual=residual, frozen=frozen)
     if residual:
         start_times_at_the_median(model, ActionTargets.from_dataset(dataset["train"], tokenizer))
