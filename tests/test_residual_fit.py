@@ -335,3 +335,35 @@ def test_train_with_wide_residual_fit_from_the_command_line(simulated_data_dir, 
     assert not (tmp_path / "refused" / "model").exists()
     assert main([*base, "--wide-frozen", "--output", str(tmp_path / "fitted")]) == 0
     assert (tmp_path / "fitted" / "model" / "config.json").exists()
+
+
+def test_wide_share_scale_reaches_the_regression_from_the_command_line(simulated_data_dir, tmp_path, monkeypatch, capsys):
+    """`--wide-share-scale 10`: the wide start's regression tries the plain fit and the propensities 10 times less
+    shrunk; refused by name without --wide-warm-start or below 1 (exit 2), by train and by compare."""
+    from a2gen_hf.cli import main
+    from a2gen_hf.training import simple_baselines
+
+    fitted_with = []
+    original_fit = simple_baselines.CountFeatureLogisticRegression.fit
+
+    def recording_fit(self, *args, **kwargs):
+        fitted_with.append(self.share_scales)
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(simple_baselines.CountFeatureLogisticRegression, "fit", recording_fit)
+    base = ["train", "--data", str(simulated_data_dir), "--epochs", "1", "--hidden-size", "8",
+            "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--count-features",
+            "--popularity-features", "--occurrence-head", "--wide-path", "--eval-before-training",
+            "--select-by", "mean_auc"]
+    assert main([*base, "--wide-share-scale", "10", "--output", str(tmp_path / "refused")]) == 2
+    assert "switch on --wide-warm-start too" in capsys.readouterr().err
+    assert main([*base, "--wide-warm-start", "--wide-share-scale", "0.5", "--output", str(tmp_path / "low")]) == 2
+    assert "must be a finite number >= 1" in capsys.readouterr().err
+    assert fitted_with == []
+    assert main([*base, "--wide-warm-start", "--wide-residual", "--wide-share-scale", "10",
+                 "--output", str(tmp_path / "scaled")]) == 0
+    assert fitted_with == [(1.0, 10.0)]
+    compare = ["compare", "--data", str(simulated_data_dir), "--models", "", "--simple", "logreg",
+               "--wide-share-scale", "10", "--output", str(tmp_path / "compare")]
+    assert main(compare) == 2
+    assert "switch on --wide-warm-start too" in capsys.readouterr().err

@@ -19,7 +19,10 @@ from a2gen_hf.training.simple_baselines import (
     CountFeatureLogisticRegression,
     CountNetworkBaseline,
     PopularityBaseline,
+    ShareScaledCountNetworkBaseline,
+    ShareScaledLogisticRegression,
     UserPropensityBaseline,
+    share_scales_for,
 )
 
 ACTIONS = ["start", "like", "follow", "leave"]  # ids: start 1, like 2, follow 3, leave 4
@@ -77,7 +80,9 @@ def test_registry_names_every_baseline():
         "propensity": UserPropensityBaseline,
         "popularity": PopularityBaseline,
         "logreg": CountFeatureLogisticRegression,
+        "logreg-shares": ShareScaledLogisticRegression,
         "count-network": CountNetworkBaseline,
+        "count-network-shares": ShareScaledCountNetworkBaseline,
         "median-time": ConstantMedianTime,
     }
 
@@ -202,6 +207,78 @@ def test_logistic_regression_needs_validation_to_choose_c(tokenizer):
     assert "like" in fallback.notes_[0] and "0 of 2" in fallback.notes_[0]
 
 
+def noisy_share_rows(count, seed, item_offset=0):
+    """Rows whose like depends on the user's like share (weakly) and on nothing else; few rows, so a strong L2
+    penalty matters."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        share = rng.uniform(0.0, 1.0)
+        history = [[START, LIKE, LEAVE] if rng.random() < share else [START, FOLLOW, LEAVE] for _ in range(8)]
+        liked = rng.random() < 0.2 + 0.6 * share
+        rows.append(example(history, item=f"i{item_offset + index}", actions=(START, LIKE, LEAVE) if liked else (START, LEAVE)))
+    return dataset(rows)
+
+
+def test_share_scaled_regression_chooses_the_scale_per_action_on_validation(tokenizer):
+    """share_scales: each action's (scale, C) is the pair with the best validation AUC among every pair, the plain
+    regression's included (so never below it on validation), and a scale multiplies the user propensities' columns
+    only; probabilities and coefficients() agree with the chosen fit."""
+    from scipy.special import expit
+    from sklearn.linear_model import LogisticRegression
+
+    train, validation = noisy_share_rows(80, 0), noisy_share_rows(200, 1, 1000)
+    grid = (0.001, 0.1)
+    plain = CountFeatureLogisticRegression(tokenizer, c_grid=grid).fit(train, validation)
+    scaled = CountFeatureLogisticRegression(tokenizer, c_grid=grid, share_scales=(1.0, 10.0)).fit(train, validation)
+    assert plain.chosen_share_scale_ == {"like": 1.0}
+    labels = ActionTargets.from_dataset(validation, tokenizer).occurs[:, LIKE]
+    features = scaled.scaler_.transform(scaled.features(validation))
+    train_features = scaled.scaler_.transform(scaled.features(train, ActionTargets.from_dataset(train, tokenizer).occurs))
+    train_labels = ActionTargets.from_dataset(train, tokenizer).occurs[:, LIKE]
+    aucs = {}
+    for scale in (1.0, 10.0):
+        weights = np.ones(features.shape[1])
+        weights[: len(ACTIONS)] = scale  # the propensity block: one column per action id but padding
+        for c in grid:
+            fitted = LogisticRegression(C=c, max_iter=2000).fit(train_features * weights, train_labels)
+            aucs[(scale, c)] = roc_auc_score(labels, fitted.decision_function(features * weights))
+    chosen = (scaled.chosen_share_scale_["like"], scaled.chosen_c_["like"])
+    assert aucs[chosen] == pytest.approx(max(aucs.values()))
+    assert aucs[chosen] >= aucs[(1.0, plain.chosen_c_["like"])] - 1e-12
+    forced = CountFeatureLogisticRegression(tokenizer, c_grid=(0.001,), share_scales=(10.0,)).fit(train)
+    assert forced.chosen_share_scale_ == {"like": 10.0}
+    coefficients, intercept = forced.coefficients(LIKE)
+    propensities = np.arange(len(coefficients)) < len(ACTIONS)
+    np.testing.assert_allclose(coefficients, forced.models_[LIKE].coef_[0] * np.where(propensities, 10.0, 1.0))
+    features = forced.scaler_.transform(forced.features(validation))
+    np.testing.assert_allclose(
+        forced.predict(validation)["action_probabilities"][:, LIKE], expit(features @ coefficients + intercept), rtol=1e-6
+    )
+    # The lighter penalty lets the propensity's coefficient grow: the like share weighs more than with the plain fit.
+    plain_fixed = CountFeatureLogisticRegression(tokenizer, c_grid=(0.001,)).fit(train)
+    assert coefficients[LIKE - 1] > 2 * plain_fixed.coefficients(LIKE)[0][LIKE - 1] > 0
+
+
+def test_share_scales_are_checked(tokenizer):
+    assert share_scales_for(1.0) == (1.0,) and share_scales_for(10) == (1.0, 10.0)
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="must be a finite number >= 1"):
+            CountFeatureLogisticRegression(tokenizer, share_scales=(1.0, bad))
+    with pytest.raises(ValueError, match="share_scales lists no scale"):
+        CountFeatureLogisticRegression(tokenizer, share_scales=())
+    from a2gen_hf.training.simple_baselines import check_wide_start
+
+    with pytest.raises(ValueError, match="switch on --wide-warm-start too"):
+        check_wide_start(False, False, share_scale=10.0)
+    check_wide_start(True, True, True, True, share_scale=10.0)
+    from a2gen_hf.training.simple_baselines import start_from_regression
+
+    plain = CountFeatureLogisticRegression(tokenizer, c_grid=(1.0,)).fit(TOY_TRAIN)
+    with pytest.raises(ValueError, match=r"fitted with share_scales=\(1.0,\), not \(1.0, 10.0\)"):
+        start_from_regression(None, tokenizer, None, residual=True, regression=plain, share_scale=10.0)
+
+
 def test_logistic_regression_train_features_leave_each_row_out(tokenizer):
     """A train row's features must not depend on its own label (its item / category / global rates leave it out)."""
     rows = list(TOY_TRAIN)
@@ -246,18 +323,21 @@ def test_clear_errors(tokenizer):
         UserPropensityBaseline(tokenizer, window=0).fit(TOY_TRAIN).predict(TOY_TRAIN)
 
 
-@pytest.mark.parametrize("keys, interactions", [("buckets", False), ("raw_ids", False), ("raw_ids", True)])
-def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir, keys, interactions):
+@pytest.mark.parametrize(
+    "keys, interactions, scales",
+    [("buckets", False, (1.0,)), ("raw_ids", False, (1.0,)), ("raw_ids", True, (1.0,)), ("raw_ids", False, (10.0,))],
+)
+def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir, keys, interactions, scales):
     """Before training, A2Gen's wide logit of each action equals the regression's decision function (with the item
     counts keyed by bucket or, as the regression keys them, by raw id; with target interactions in the context too,
-    so the wide path still finds the extra features at its end)."""
+    so the wide path still finds the extra features at its end; with the user propensities' columns scaled)."""
     import torch
 
     from a2gen_hf.training.data_setup import create_model, load_data_dir
     from a2gen_hf.training.simple_baselines import warm_start_wide_path
 
     data, tokenizer, _ = load_data_dir(simulated_data_dir)
-    regression = CountFeatureLogisticRegression(tokenizer).fit(data["train"], data["validation"])
+    regression = CountFeatureLogisticRegression(tokenizer, share_scales=scales).fit(data["train"], data["validation"])
     model = create_model(
         "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
         target_popularity_features=True, occurrence_head=True, wide_path=True, popularity_keys=keys,
@@ -273,7 +353,8 @@ def test_warm_started_wide_path_is_the_fitted_regression(simulated_data_dir, key
         wide = model.occurrence_head.wide(context).numpy()
     features = regression.scaler_.transform(regression.features(rows))
     for action, fitted in regression.models_.items():
-        np.testing.assert_allclose(wide[:, action], fitted.decision_function(features), atol=5e-3, err_msg=str(action))
+        expected = fitted.decision_function(features * regression.column_weights_[action])
+        np.testing.assert_allclose(wide[:, action], expected, atol=5e-3, err_msg=str(action))
     assert np.all(wide[:, [0, 1, len(tokenizer.action_names)]] == 0)  # padding, start and end are not ranked
     with pytest.raises(ValueError, match="no wide path"):
         warm_start_wide_path(create_model("a2gen-iag", tokenizer, data, hidden_size=16), regression)

@@ -114,6 +114,13 @@ def _first_side_feature(lengths: np.ndarray, values: pa.Array, column: str) -> n
 SHARE_SCALE = 10.0
 
 
+def share_scales_for(share_scale: float) -> tuple[float, ...]:
+    """The share scales a wide start's regression tries for ``wide_share_scale`` k: the plain regression, and k
+    unless k is 1."""
+    check_share_scale(share_scale)
+    return (1.0,) if share_scale == 1.0 else (1.0, float(share_scale))
+
+
 def check_share_scale(share_scale: float) -> None:
     """Refuse a share scale below 1 (or not a finite number): it lightens the user propensities' penalty."""
     if not (np.isfinite(share_scale) and share_scale >= 1.0):
@@ -462,18 +469,19 @@ class CountFeatureLogisticRegression(SimpleBaseline):
     split has a single class for an action, the middle C of `c_grid` is used and ``notes_`` says so. An action
     that always or never happens on train gets its train rate.
 
-    With ``share_scale`` k > 1 each action's fit may also shrink the user propensities (the first block: the share
-    of the last `window` history items with each action) k times less than the other features: those columns are
-    multiplied by k before the L2-penalised fit, so that their penalty is k² times weaker, and the regression then
-    shrinks towards the count rule (``propensity``) rather than towards no information. Whether it does, like C, is
-    chosen per action on validation (``chosen_share_scale_``; ties keep the plain regression); ``coefficients``
-    gives the fitted coefficients on the standardised features either way.
+    With a share scale k > 1 in ``share_scales`` each action's fit may also shrink the user propensities (the first
+    block: the share of the last `window` history items with each action) k times less than the other features:
+    those columns are multiplied by k before the L2-penalised fit, so that their penalty is k² times weaker, and the
+    regression then shrinks towards the count rule (``propensity``) rather than towards no information. Which scale,
+    like C, is chosen per action on validation among (scale, C) pairs (``chosen_share_scale_``; ties keep the first
+    scale listed, then the smallest C); ``coefficients`` gives the fitted coefficients on the standardised features
+    either way.
 
     Args:
         window / recent_window: history items read for the propensities.
         smoothing: the popularity smoothing (pseudo examples).
         c_grid: the inverse regularisation strengths tried.
-        share_scale: k >= 1; 1 (the default) fits the plain regression only.
+        share_scales: the share scales tried (each >= 1); ``(1.0,)``, the default, is the plain regression.
     """
 
     def __init__(
@@ -483,16 +491,19 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         recent_window: int = 5,
         smoothing: float = 20.0,
         c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0),
-        share_scale: float = 1.0,
+        share_scales: tuple[float, ...] = (1.0,),
     ):
         super().__init__(tokenizer)
         if not c_grid or min(c_grid) <= 0:
             raise ValueError(f"c_grid={c_grid} must list at least one C > 0.")
-        check_share_scale(share_scale)
+        if not share_scales:
+            raise ValueError("share_scales lists no scale: pass (1.0,) for the plain regression.")
+        for share_scale in share_scales:
+            check_share_scale(share_scale)
         self.window = window
         self.recent_window = recent_window
         self.c_grid = tuple(c_grid)
-        self.share_scale = float(share_scale)
+        self.share_scales = tuple(float(scale) for scale in share_scales)
         self.popularity = PopularityBaseline(tokenizer, smoothing=smoothing)
         self.scaler_: StandardScaler | None = None
         self.models_: dict[int, LogisticRegression] = {}
@@ -550,7 +561,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         train_features = scaler.transform(train_features)
         if validation is not None:
             validation_features = scaler.transform(validation_features)
-        scales = (1.0,) if self.share_scale == 1.0 else (1.0, self.share_scale)
+        scales = self.share_scales
         weights = {scale: self._share_weights(scale, train_features.shape[1]) for scale in scales}
         for action in range(1, self.vocab_size):
             labels = targets.occurs[:, action]
@@ -561,11 +572,11 @@ class CountFeatureLogisticRegression(SimpleBaseline):
             if len(candidates) > 1:
                 validation_labels = validation_occurs[:, action]
                 if validation_labels.all() or not validation_labels.any():
-                    candidates = [(1.0, self.c_grid[len(self.c_grid) // 2])]
+                    candidates = [(scales[0], self.c_grid[len(self.c_grid) // 2])]
                     self.notes_.append(
                         f"logreg[{name}]: {int(validation_labels.sum())} of {len(validation_labels)} validation rows "
                         f"are positive, so no AUC can choose C; used C={candidates[0][1]} (the middle of c_grid)"
-                        + (" and the plain regression (share_scale 1)." if len(scales) > 1 else ".")
+                        + (f" and share scale {scales[0]} (the first of share_scales)." if len(scales) > 1 else ".")
                     )
             fits = {
                 (scale, c): LogisticRegression(C=c, max_iter=2000).fit(train_features * weights[scale], labels)
@@ -573,8 +584,8 @@ class CountFeatureLogisticRegression(SimpleBaseline):
             }
             chosen = candidates[0]
             if len(fits) > 1:
-                # max keeps the first of equal scores: the plain regression before the lighter shares, then the
-                # smallest C, the strongest regularisation.
+                # max keeps the first of equal scores: the first share scale (the plain regression in the recipe's
+                # (1, 10)), then the smallest C, the strongest regularisation.
                 chosen = max(
                     fits,
                     key=lambda key: roc_auc_score(
@@ -679,16 +690,16 @@ class ShareScaledLogisticRegression(CountFeatureLogisticRegression):
     :data:`SHARE_SCALE` times less than the other features (chosen on validation): the regression the ``sparse_logs``
     recipe starts A2Gen from (``wide_share_scale``)."""
 
-    def __init__(self, tokenizer: A2GenActionTokenizer, share_scale: float = SHARE_SCALE, **options):
-        super().__init__(tokenizer, share_scale=share_scale, **options)
+    def __init__(self, tokenizer: A2GenActionTokenizer, share_scales: tuple[float, ...] = (1.0, SHARE_SCALE), **options):
+        super().__init__(tokenizer, share_scales=share_scales, **options)
 
 
 class ShareScaledCountNetworkBaseline(CountNetworkBaseline):
     """:class:`CountNetworkBaseline` on :class:`ShareScaledLogisticRegression`: A2Gen's ranking under the
     ``sparse_logs`` recipe, without A2Gen."""
 
-    def __init__(self, tokenizer: A2GenActionTokenizer, share_scale: float = SHARE_SCALE, **options):
-        super().__init__(tokenizer, share_scale=share_scale, **options)
+    def __init__(self, tokenizer: A2GenActionTokenizer, share_scales: tuple[float, ...] = (1.0, SHARE_SCALE), **options):
+        super().__init__(tokenizer, share_scales=share_scales, **options)
 
 
 SIMPLE_BASELINES: dict[str, type[SimpleBaseline]] = {
@@ -847,14 +858,15 @@ def start_from_regression(
     :func:`~a2gen_hf.training.residual_fit.give_back_to_the_regression` applies the same rule per action.)
     """
     check_wide_start(True, residual, frozen, fit_residual, share_scale)
+    scales = share_scales_for(share_scale)
     if regression is None:
-        regression = CountFeatureLogisticRegression(tokenizer, share_scale=share_scale).fit(
+        regression = CountFeatureLogisticRegression(tokenizer, share_scales=scales).fit(
             dataset["train"], validation=dataset.get("validation")
         )
-    elif regression.share_scale != share_scale:
+    elif regression.share_scales != scales:
         raise ValueError(
-            f"The regression given was fitted with share_scale={regression.share_scale}, not {share_scale}: fit one "
-            "with the share scale asked for, or pass none to fit it here."
+            f"The regression given was fitted with share_scales={regression.share_scales}, not {scales} "
+            f"(share_scale={share_scale}): fit one with those, or pass none to fit it here."
         )
     warm_start_wide_path(model, regression, residual=residual, frozen=frozen)
     if residual:
