@@ -51,7 +51,10 @@ def test_paper_recipe_is_the_paper_and_sparse_recipe_has_no_fixed_epoch_count():
     # It starts as the regression and keeps the regression's coefficients while the network learns what to add.
     assert sparse["wide_warm_start"] and sparse["wide_residual"] and sparse["wide_frozen"] and sparse["wide_residual_fit"]
     assert sparse["select_generator_by_loss"] and sparse["occurrence_paths_input"] == "extra_only"
-    assert sparse["wide_share_scale"] == 10.0  # the regression may shrink towards the count rule, per action
+    # The regression may shrink towards the count rule, per action; the -shares baselines use the same scale.
+    from a2gen_hf.training.simple_baselines import SHARE_SCALE
+
+    assert sparse["wide_share_scale"] == SHARE_SCALE == 10.0
 
 
 def test_timed_video_recipe_warms_a_frozen_moment_table_and_runs(simulated_data_dir, tmp_path):

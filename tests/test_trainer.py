@@ -126,3 +126,95 @@ def test_finetune_example_loads_a_checkpoint_and_saves_the_result(data_dir, tmp_
                             "--max-steps", "6", "--batch-size", "32", "--learning-rate", "5e-3", "--cpu"])
     assert "test_num_examples" not in metrics and math.isfinite(metrics["test_mean_auc"])  # no counts logged
     assert (output / "model" / "model.safetensors").exists() and (output / "model" / "vocab.json").exists()
+
+
+def trainable(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad and p.is_floating_point()}
+
+
+def make_averaging_trainer(model, tokenizer, dataset, output_dir, decay=0.5, **arguments):
+    settings = {**QUIET, "per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "learning_rate": 5e-3,
+                "lr_scheduler_type": "constant", **arguments}
+    return A2GenTrainer(
+        model=model, args=a2gen_training_arguments(str(output_dir), **settings), train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"], data_collator=A2GenDataCollator.from_config(model.config, tokenizer),
+        compute_metrics=a2gen_compute_metrics(model.config), weight_average_decay=decay,
+    )
+
+
+def test_trainer_weight_average_is_evaluated_and_ends_in_the_model(data_dir, tmp_path):
+    """weight_average_decay: after every optimizer step the average moves by (1 - decay) towards the weights;
+    evaluations during training score it; after training the model holds it; bad settings are refused at once."""
+    from transformers import TrainerCallback
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    expected = trainable(model)
+    evaluated, trained = [], {}
+
+    class Watch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # runs after the trainer's own average update
+            trained.update(trainable(model))
+            for name, weight in trained.items():
+                expected[name] += 0.5 * (weight - expected[name])
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            evaluated.append({name: value.clone() for name, value in trainable(model).items()})
+
+    trainer = make_averaging_trainer(model, tokenizer, dataset, tmp_path, max_steps=6, eval_strategy="steps",
+                                     eval_steps=3)
+    trainer.add_callback(Watch())
+    trainer.train()
+    assert len(evaluated) == 2
+    final = trainable(model)
+    for name, value in expected.items():
+        torch.testing.assert_close(final[name], value, rtol=1e-5, atol=1e-6)
+    # The evaluation at step 6 scored the average, not the weights the optimizer had reached.
+    for name, value in final.items():
+        torch.testing.assert_close(evaluated[-1][name], value)
+    assert any(not torch.allclose(trained[name], value) for name, value in final.items())
+    assert trainer.weight_average is None  # training is over: evaluate() now scores the model as it is
+    for bad in ({"decay": 1.5}, {"decay": 0.0}):
+        with pytest.raises(ValueError, match="must be in \\(0, 1\\)"):
+            make_averaging_trainer(model, tokenizer, dataset, tmp_path / "bad", max_steps=1, **bad)
+
+
+def test_trainer_weight_average_is_checkpointed_resumed_and_kept_at_the_best(data_dir, tmp_path):
+    """Checkpoints hold the average; resuming restores it (a 2 + 2 step run ends as a 4-step one); a checkpoint
+    without it is refused by name; with load_best_model_at_end the model ends as the best checkpoint's average."""
+    from safetensors.torch import load_file
+
+    from a2gen_hf.training.weight_average import WEIGHT_AVERAGE_FILE
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    saving = {"max_steps": 4, "save_strategy": "steps", "save_steps": 2}
+    torch.manual_seed(0)
+    whole = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    make_averaging_trainer(whole, tokenizer, dataset, tmp_path / "whole", **saving).train()
+    assert (tmp_path / "whole" / "checkpoint-2" / WEIGHT_AVERAGE_FILE).is_file()
+
+    torch.manual_seed(0)
+    resumed = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_averaging_trainer(resumed, tokenizer, dataset, tmp_path / "whole", **saving)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "whole" / "checkpoint-2"))
+    for name, value in trainable(whole).items():
+        torch.testing.assert_close(trainable(resumed)[name], value, rtol=1e-5, atol=1e-6)
+
+    (tmp_path / "whole" / "checkpoint-2" / WEIGHT_AVERAGE_FILE).unlink()
+    torch.manual_seed(0)
+    again = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    with pytest.raises(ValueError, match=f"checkpoint-2 holds no {WEIGHT_AVERAGE_FILE}"):
+        make_averaging_trainer(again, tokenizer, dataset, tmp_path / "whole", **saving).train(
+            resume_from_checkpoint=str(tmp_path / "whole" / "checkpoint-2")
+        )
+
+    torch.manual_seed(0)
+    best = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_averaging_trainer(best, tokenizer, dataset, tmp_path / "best", max_steps=4, save_strategy="steps",
+                                     save_steps=2, eval_strategy="steps", eval_steps=2, load_best_model_at_end=True,
+                                     metric_for_best_model="eval_loss")
+    trainer.train()
+    kept = load_file(str(Path(trainer.state.best_model_checkpoint) / WEIGHT_AVERAGE_FILE))
+    for name, value in trainable(best).items():
+        torch.testing.assert_close(value, kept[name])

@@ -342,7 +342,7 @@ def _save_checkpoint(
         tensors, described = _optimizer_tensors(optimizer)
         save_file(tensors, str(temporary / CHECKPOINT_OPTIMIZER_FILE))
         if weight_average is not None:
-            save_file(weight_average.state_dict(), str(temporary / WEIGHT_AVERAGE_FILE))
+            weight_average.save(temporary)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
@@ -465,8 +465,7 @@ def _load_weight_average(weight_average: WeightAverage, checkpoint: Path, manife
             f"{checkpoint} holds no {WEIGHT_AVERAGE_FILE}: it was written without a moving average of the weights. "
             "Resume without --ema-decay, or start a new output folder."
         )
-    path = checkpoint / WEIGHT_AVERAGE_FILE
-    weight_average.load_state_dict(load_file(str(path)), source=str(path))
+    weight_average.load(checkpoint)
 
 
 def _save_best(

@@ -4,7 +4,8 @@
 The plain Trainer collects the forward's outputs for ``compute_metrics``; A2Gen's forward gives per-slot class
 scores, not P(action happens). :class:`A2GenTrainer` evaluates with ``predict_actions`` instead (and, for models
 that generate, the first generated action), so the same :func:`a2gen_compute_metrics` reports AUC / MAE / next-action
-accuracy for A2Gen, MMoE and PLE. It can also give the embedding tables their own learning rate, as the paper does.
+accuracy for A2Gen, MMoE and PLE. It can also give the embedding tables their own learning rate, as the paper does,
+and keep a moving average of the weights (``weight_average_decay``), as the Accelerate loop's ``--ema-decay``.
 
     args = a2gen_training_arguments("runs/finetune", learning_rate=5e-4, num_train_epochs=1)
     trainer = A2GenTrainer(
@@ -23,7 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..configuration_a2gen import A2GenConfig
 from ..host_memory import keep_freed_host_memory
@@ -38,6 +40,7 @@ from .optimization import (
     sparse_gradients_supported,
     uses_sparse_embeddings,
 )
+from .weight_average import WeightAverage, check_average_settings
 
 logger = logging.getLogger(__name__)
 # TrainingArguments.optim values that SparseAdamW replaces (the same AdamW, also taking sparse gradients).
@@ -117,6 +120,16 @@ class A2GenTrainer(Trainer):
             :class:`~a2gen_hf.training.optimization.SparseAdamW` with the arguments' betas, epsilon and weight
             decay; other ``optim`` values, an optimizer passed in ``optimizers=`` and DDP without gloo keep dense
             gradients (logged). The model's config is not changed: checkpoints load as the model was built.
+        weight_average_decay (`float`, *optional*): keep a moving average of the trained weights
+            (:class:`~a2gen_hf.training.weight_average.WeightAverage`, the Accelerate loop's ``--ema-decay``): the share
+            kept per optimizer step, in (0, 1). Evaluations during training score the average (so ``metric_for_best_model``
+            and early stopping follow it), every checkpoint also holds it (``weight_average.safetensors``, restored
+            on ``resume_from_checkpoint``, which refuses a checkpoint without it), and after training the model's
+            weights are the average: the best checkpoint's with ``load_best_model_at_end``, else the last. The
+            optimizer trains the weights themselves. Refused with DeepSpeed and FSDP (sharded weights).
+        weight_average_every (`int`, default 1): update the average every this many optimizer steps.
+        weight_average_warmup (`bool`, default False): keep ``min(decay, (1 + t) / (10 + t))`` at step t, for runs
+            from fresh weights.
         Other arguments: those of ``transformers.Trainer``.
     """
 
@@ -125,11 +138,26 @@ class A2GenTrainer(Trainer):
         *args: Any,
         embedding_learning_rate: float | None = None,
         sparse_embeddings: bool = True,
+        weight_average_decay: float | None = None,
+        weight_average_every: int = 1,
+        weight_average_warmup: bool = False,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.embedding_learning_rate = embedding_learning_rate
         self.sparse_embeddings = sparse_embeddings
+        self.weight_average: WeightAverage | None = None
+        self._weight_average_settings = None
+        self._resumed_from: str | None = None
+        if weight_average_decay is not None:
+            check_average_settings(weight_average_decay, weight_average_every)  # now, not when training begins
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                raise ValueError(
+                    "weight_average_decay averages whole weights, which DeepSpeed and FSDP shard across processes: "
+                    "train without it, or with DDP."
+                )
+            self._weight_average_settings = (weight_average_decay, weight_average_every, weight_average_warmup)
+            self.add_callback(_WeightAverageCallback(self))
 
     def _sparse_refusal(self) -> str | None:
         """Why this run cannot train the id tables with sparse gradients (None: it can)."""
@@ -185,6 +213,23 @@ class A2GenTrainer(Trainer):
             return super().train(*args, **kwargs)
         finally:
             set_sparse_embeddings(self.model, own_setting)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        self._resumed_from = resume_from_checkpoint  # the average is restored from it when training begins
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.weight_average is not None and self.args.should_save:
+            checkpoint = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self.weight_average.save(os.path.join(self._get_output_dir(trial=trial), checkpoint))
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """``Trainer.evaluate``; while training with ``weight_average_decay``, of the weights' moving average."""
+        if self.weight_average is None:
+            return super().evaluate(*args, **kwargs)
+        with self.weight_average.applied():
+            return super().evaluate(*args, **kwargs)
 
     def _clip_grad_norm(self, model: nn.Module):
         if uses_sparse_embeddings(model):
@@ -258,3 +303,28 @@ class A2GenTrainer(Trainer):
             tags=[tags] if isinstance(tags, str) else list(tags or []),
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+class _WeightAverageCallback(TrainerCallback):
+    """:class:`A2GenTrainer`'s moving average of the weights: started (or restored from the checkpoint resumed from)
+    when training begins, moved after every optimizer step, put into the model when training ends."""
+
+    def __init__(self, trainer: A2GenTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        decay, every, warmup = trainer._weight_average_settings
+        trainer.weight_average = WeightAverage(trainer.model, decay, every, warmup)
+        if trainer._resumed_from is not None:
+            trainer.weight_average.load(trainer._resumed_from)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.weight_average.update(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        average, trainer.weight_average, trainer._resumed_from = trainer.weight_average, None, None
+        if args.load_best_model_at_end and state.best_model_checkpoint is not None:
+            average.load(state.best_model_checkpoint)  # the best evaluation scored that checkpoint's average
+        average.copy_to_model()

@@ -13,14 +13,25 @@ model's). The average is saved in checkpoints as safetensors (:data:`WEIGHT_AVER
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 # The average's file in a checkpoint folder.
 WEIGHT_AVERAGE_FILE = "weight_average.safetensors"
+
+
+def check_average_settings(decay: float, every: int) -> None:
+    """Refuse a ``decay`` outside (0, 1) or an ``every`` below 1, naming them."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"decay={decay} must be in (0, 1): the share of the average kept per optimizer step.")
+    if every < 1:
+        raise ValueError(f"every={every} must be >= 1 (optimizer steps between updates of the average).")
 
 
 class WeightAverage:
@@ -34,10 +45,7 @@ class WeightAverage:
     """
 
     def __init__(self, model: nn.Module, decay: float, every: int = 1, warmup: bool = False):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"decay={decay} must be in (0, 1): the share of the average kept per optimizer step.")
-        if every < 1:
-            raise ValueError(f"every={every} must be >= 1 (optimizer steps between updates of the average).")
+        check_average_settings(decay, every)
         self.decay, self.every, self.warmup = decay, every, warmup
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.is_floating_point()]
         self.names = [name for name, _ in named]
@@ -102,3 +110,23 @@ class WeightAverage:
                 raise FloatingPointError(f"{source}: the average of {name} holds NaN or inf; resume from another one.")
         for name, average in zip(self.names, self.averages):
             average.copy_(tensors[name].to(device=average.device, dtype=average.dtype))
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write :meth:`state_dict` to ``folder``/:data:`WEIGHT_AVERAGE_FILE` (safetensors; written under a temporary
+        name and renamed, so that a reader never sees half a file). Returns the file's path."""
+        path = Path(folder) / WEIGHT_AVERAGE_FILE
+        temporary = path.with_name(f".{path.name}.partial")
+        save_file(self.state_dict(), str(temporary))
+        os.replace(temporary, path)
+        return path
+
+    def load(self, folder: str | os.PathLike) -> None:
+        """Restore the average that :meth:`save` wrote to ``folder``; ``ValueError`` naming the folder when it holds
+        none (it was written without an average), and :meth:`load_state_dict`'s checks."""
+        path = Path(folder) / WEIGHT_AVERAGE_FILE
+        if not path.is_file():
+            raise ValueError(
+                f"{folder} holds no {WEIGHT_AVERAGE_FILE}: it was written without a moving average of the weights. "
+                "Resume without the average (--ema-decay / weight_average_decay), or start a new output folder."
+            )
+        self.load_state_dict(load_file(str(path)), source=str(path))
