@@ -698,6 +698,38 @@ def test_two_process_ddp_trains_the_sparse_logs_recipe(simulated_data_dir, tmp_p
     assert (output / "model" / "model.safetensors").exists() or any((output / "model").glob("*.safetensors"))
 
 
+@pytest.mark.slow
+def test_two_process_ddp_keeps_the_same_weight_average_as_one_process(data_dir, tmp_path):
+    """`accelerate launch` of `a2gen train --ema-decay` on 2 processes x 8 examples: the saved model (the average after
+    the last step) and the checkpoint's average are those of one process x 16, so each process's average follows the
+    same synchronised weights and the main process saves it."""
+    from a2gen_hf.cli import main
+    from a2gen_hf.training.weight_average import WEIGHT_AVERAGE_FILE
+
+    flags = ["train", "--data", str(data_dir), "--max-steps", "3", "--ema-decay", "0.5", "--checkpoint-every", "3",
+             "--no-best-epoch", *TINY_FLAGS]
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "a2gen_hf.cli",
+        *flags, "--batch-size", "8", "--output", str(ddp),
+    ]
+    done = subprocess.run(command, env=cpu_ddp_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*flags, "--batch-size", "16", "--cpu", "--output", str(single)]) == 0
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    reference = weights(single)
+    for name, value in weights(ddp).items():
+        if not name.endswith("key.bias"):  # see test_two_process_ddp_step_equals_one_process_step
+            torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-5, msg=name)
+    averages = [load_file(str(next(folder.glob(f"checkpoint-*/{WEIGHT_AVERAGE_FILE}")))) for folder in (ddp, single)]
+    assert averages[0].keys() == averages[1].keys()
+    for name, value in averages[0].items():
+        if not name.endswith("key.bias"):
+            torch.testing.assert_close(value, averages[1][name], rtol=0, atol=1e-5, msg=name)
+
+
 def test_shard_for_process_splits_whole_shards():
     from datasets import Dataset
 
