@@ -883,7 +883,7 @@ def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp
     overrides = dict(history_count_features=True, target_popularity_features=True, wide_path=True, **TINY)
     settings = ComparisonSettings(
         models=["mmoe-fair"], seeds=1, simple_baselines=[], bootstrap_resamples=20, wide_warm_start=True,
-        model_overrides=overrides,
+        wide_share_scale=10.0, model_overrides=overrides,
         training=TrainingSettings(output_dir=str(tmp_path / "runs"), num_epochs=3, early_stopping_patience=1,
                                   selection_metric="mean_auc", show_progress=False),
     )
@@ -893,7 +893,10 @@ def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp
     evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
     best = max(evaluations, key=lambda entry: entry["validation_mean_auc"])
     assert log["best_step"] == best["step"]
-    assert "selection_metric=mean_auc" in (tmp_path / "out" / "results.md").read_text()
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "selection_metric=mean_auc" in table
+    assert "Wide paths started as the logistic regression on counts: wide_residual=False" in table
+    assert "wide_share_scale=10.0." in table and report["settings"]["wide_share_scale"] == 10.0
     with pytest.raises(ValueError, match="wide_warm_start starts the networks' wide path"):
         run_comparison(data_dir, tmp_path / "bad", ComparisonSettings(models=["mmoe"], wide_warm_start=True))
 

@@ -372,7 +372,15 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
         if key in training and (not key.startswith("ema_") or training.get("ema_decay") is not None)
     )
     overrides = ", ".join(f"{key}={value}" for key, value in sorted(settings["model_overrides"].items()))
-    return [f"Networks trained with {trained}.", f"Network options: {overrides or 'the defaults'}."]
+    lines = [f"Networks trained with {trained}.", f"Network options: {overrides or 'the defaults'}."]
+    if settings.get("wide_warm_start"):
+        starts = ", ".join(
+            f"{key}={settings[key]}"
+            for key in ("wide_residual", "wide_frozen", "wide_residual_fit", "wide_share_scale")
+            if key in settings
+        )
+        lines.append(f"Wide paths started as the logistic regression on counts: {starts}.")
+    return lines
 
 
 # The parts of the Markdown report, in order (format_markdown's ``sections``; `a2gen report --tables`).
