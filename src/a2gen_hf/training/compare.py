@@ -223,6 +223,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         per_model[name] = {"predictions": averaged, "metrics": seed_metrics}
 
     report = summarize(per_model, references, base_config, settings, metadata)
+    if regression is not None:  # what validation chose for the regression every wide path started from
+        report["wide_start_regression"] = {"choices": regression.choices(), "notes": list(regression.notes_)}
     report["settings"] = {
         "model_overrides": dict(settings.model_overrides or {}),
         "wide_warm_start": settings.wide_warm_start,

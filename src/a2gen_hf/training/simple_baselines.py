@@ -39,6 +39,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,8 @@ from sklearn.preprocessing import StandardScaler
 
 from ..metrics import predicted_next_actions
 from ..tokenization_a2gen import A2GenActionTokenizer
+
+logger = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("item_id", "history_item_ids", "history_action_ids")
 TARGET_COLUMNS = ("action_ids", "action_seconds")
@@ -596,6 +599,10 @@ class CountFeatureLogisticRegression(SimpleBaseline):
             self.column_weights_[action] = weights[chosen[0]]
             self.chosen_share_scale_[name], self.chosen_c_[name] = chosen
 
+    def choices(self) -> dict[str, dict[str, float]]:
+        """What validation chose per fitted action: ``{action: {"C": ..., "share_scale": ...}}``."""
+        return {name: {"C": c, "share_scale": self.chosen_share_scale_[name]} for name, c in self.chosen_c_.items()}
+
     def _share_weights(self, scale: float, num_features: int) -> np.ndarray:
         """`(D,)` the factor of every standardised feature column: ``scale`` on the user propensities (the first
         ``vocab_size - 1`` columns), 1 elsewhere."""
@@ -863,6 +870,7 @@ def start_from_regression(
         regression = CountFeatureLogisticRegression(tokenizer, share_scales=scales).fit(
             dataset["train"], validation=dataset.get("validation")
         )
+        logger.info(f"wide start: the logistic regression on counts, per action {regression.choices()}")
     elif regression.share_scales != scales:
         raise ValueError(
             f"The regression given was fitted with share_scales={regression.share_scales}, not {scales} "
