@@ -219,10 +219,12 @@ class A2GenTrainer(Trainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        super()._save_checkpoint(model, trial)
+        # The average goes in first, so that a checkpoint the Trainer pushes (push_to_hub) or lists holds it.
         if self.weight_average is not None and self.args.should_save:
-            checkpoint = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            self.weight_average.save(os.path.join(self._get_output_dir(trial=trial), checkpoint))
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            self.weight_average.save(folder)
+        super()._save_checkpoint(model, trial)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """``Trainer.evaluate``; while training with ``weight_average_decay``, of the weights' moving average."""
