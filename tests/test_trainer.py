@@ -218,3 +218,22 @@ def test_trainer_weight_average_is_checkpointed_resumed_and_kept_at_the_best(dat
     kept = load_file(str(Path(trainer.state.best_model_checkpoint) / WEIGHT_AVERAGE_FILE))
     for name, value in trainable(best).items():
         torch.testing.assert_close(value, kept[name])
+
+
+def test_trainer_weight_average_is_refused_with_sharded_weights(data_dir, tmp_path, monkeypatch):
+    """DeepSpeed and FSDP shard the weights across processes: a whole-weight average is refused when the trainer is
+    built, naming both and the way out."""
+    from transformers import Trainer
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    original = Trainer.__init__
+
+    def sharded(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.is_fsdp_enabled = True
+
+    monkeypatch.setattr(Trainer, "__init__", sharded)
+    with pytest.raises(ValueError, match="DeepSpeed and FSDP shard across processes: train without it, or with DDP"):
+        make_averaging_trainer(model, tokenizer, dataset, tmp_path, max_steps=1)
+    make_trainer(model, tokenizer, dataset, tmp_path / "plain")  # without the average nothing is refused
