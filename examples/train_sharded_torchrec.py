@@ -18,6 +18,7 @@ Install TorchRec first: ``pip install -e ".[torchrec]" && pip install --no-deps 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 from collections.abc import Sequence
@@ -53,6 +54,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     device = torch.device(args.device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        train_and_save(args, device)
+        # TorchRec's sharded modules hold threads that use the group: release them while it lives (torn down later,
+        # at the interpreter's exit, they aborted a process now and then: "terminate called without an active
+        # exception"), and let every process wait for rank 0's save.
+        gc.collect()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def train_and_save(args: argparse.Namespace, device: torch.device) -> None:
+    """Train on this process's share of every global batch; rank 0 saves. Every TorchRec object lives in here only."""
     rank, world_size = dist.get_rank(), dist.get_world_size()
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -91,10 +105,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         tokenizer.save_pretrained(output / "model")
         (output / "losses.json").write_text(json.dumps({"losses": losses, "processes": world_size}))
         print(f"saved {output / 'model'} after {step} steps (last loss {losses[-1]:.4f})" if losses else "no full batch")
-    # Every process waits for rank 0's save before the group is torn down: a gloo group destroyed on one process
-    # while the other still writes can abort it ("terminate called without an active exception").
-    dist.barrier()
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

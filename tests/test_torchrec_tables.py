@@ -92,14 +92,28 @@ def _free_port() -> int:
 
 
 def _train(rank: int, world_size: int, port: int, sharding_type: str, steps: int, out: str) -> None:
-    """Plain SGD on both engines: `world_size` processes each take their share of every global batch."""
-    import torch.distributed as dist
+    """Plain SGD on both engines: `world_size` processes each take their share of every global batch. As
+    examples/train_sharded_torchrec.py: TorchRec's objects are released while the group lives (later, at the
+    interpreter's exit, their threads aborted a process now and then: 2 runs of 8 failed), then every process waits for
+    rank 0's save."""
+    import gc
 
-    from a2gen_hf.torchrec_tables import dense_parameters, plain_state_dict, shard_model
+    import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        _train_and_save(rank, world_size, sharding_type, steps, out)
+        gc.collect()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _train_and_save(rank: int, world_size: int, sharding_type: str, steps: int, out: str) -> None:
+    from a2gen_hf.torchrec_tables import dense_parameters, plain_state_dict, shard_model
+
     model = tiny_model(seed=7, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, embedding_dropout_prob=0.0)
     sharded = shard_model(model, sharding_type=sharding_type, optimizer="sgd", learning_rate=0.05)
     optimizer = torch.optim.SGD(dense_parameters(model), lr=0.05)
@@ -115,15 +129,6 @@ def _train(rank: int, world_size: int, port: int, sharding_type: str, steps: int
     state = plain_state_dict(sharded)
     if rank == 0:
         torch.save({"state": state, "losses": losses}, out)
-    # Every process waits for rank 0's save before the group is torn down (as examples/train_sharded_torchrec.py):
-    # a gloo group destroyed on one process while the other still works aborted it now and then ("terminate called
-    # without an active exception").
-    dist.barrier()
-    dist.destroy_process_group()
-    # ... and, the result saved, leaves without the interpreter's teardown: even after the barrier a library thread
-    # still alive at exit aborted one process in about one run of four here (2 of 8 with the barrier alone, 0 of 6
-    # with this), after the work was done.
-    os._exit(0)
 
 
 def _reference(steps: int) -> dict[str, torch.Tensor]:
