@@ -2,9 +2,11 @@
 of a saved report (`a2gen report`)."""
 
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from accelerate import Accelerator
 from conftest import RecordingTracker, reset_accelerate_state
@@ -189,3 +191,33 @@ def test_compare_selects_the_generator_apart_only_where_the_ranking_reads_none_o
     for name in ("a2gen-iag", "mmoe"):
         assert 0.0 <= report["models"][name]["next_action_accuracy"]["mean"] <= 1.0, name
     assert "| A2Gen-IAG | " in (output / "results.md").read_text().split("next action right")[1]
+
+
+def test_compare_reports_an_action_absent_from_the_test_split_as_undefined(tmp_path, capsys):
+    """A log without fav or cart rows (a small log's test split can hold no buy): the run is not lost to the AUC
+    bootstrap of those actions; their intervals are reported as undefined, with the counts that say why, and the
+    action the log has is compared as usual."""
+    rng = np.random.default_rng(0)
+    lines = [
+        f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},{rng.choice(['pv', 'buy'])},"
+        f"{1511544000 + int(rng.integers(0, 700_000))}"
+        for user in range(40) for _event in range(8)
+    ]
+    log = tmp_path / "pv_and_buy.csv"
+    log.write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--output", str(data)]) == 0
+    output = tmp_path / "compare"
+    argv = compare_argv(data, output)
+    argv[argv.index("--simple") + 1] = "logreg"
+    assert main(argv) == 0
+    capsys.readouterr()
+    report = json.loads((output / "results.json").read_text())
+    assert report["positives"]["collect"] == report["positives"]["cart"] == 0 < report["positives"]["buy"]
+    for rows in report["bootstrap"].values():
+        for action in ("collect", "cart"):
+            assert math.isnan(rows[action]["difference"]) and rows[action]["verdict"] == "undefined: one class only"
+            assert rows[action]["positives"] == 0 and rows[action]["examples"] == report["num_test_examples"]
+        assert 0 <= rows["buy"]["p_value"] <= 1 and rows["buy"]["low"] <= rows["buy"]["high"]
+    table = (output / "results.md").read_text()
+    assert f"n/a (undefined: one class only: 0 of {report['num_test_examples']} test examples positive)" in table

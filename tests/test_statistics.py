@@ -7,10 +7,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from a2gen_hf.training.statistics import (
+    UNDEFINED,
     bootstrap_aucs,
+    has_both_classes,
     mean_std,
     paired_bootstrap_auc_difference,
     significance_label,
+    undefined_auc_difference,
     weighted_auc,
 )
 
@@ -102,3 +105,11 @@ def test_bad_inputs_are_rejected(scored):
         paired_bootstrap_auc_difference(scored["labels"], np.full(500, np.nan), scored["random"])
     with pytest.raises(ValueError, match="0/1"):
         paired_bootstrap_auc_difference(np.full(500, 2), scored["random"], scored["random"])
+
+
+def test_a_split_with_one_class_has_an_undefined_row_not_an_error():
+    assert has_both_classes([0, 1, 0]) and not has_both_classes(np.zeros(5)) and not has_both_classes([True, True])
+    row = undefined_auc_difference([0, 0, 0, 0])
+    assert row["positives"] == 0 and row["examples"] == 4
+    assert all(math.isnan(row[key]) for key in ("difference", "low", "high", "p_value", "auc_a", "auc_b"))
+    assert significance_label(row["low"], row["high"], "A2Gen-IAG", "MMoE") == UNDEFINED

@@ -34,7 +34,9 @@ from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
-from .statistics import mean_std, paired_bootstrap_auc_difference, significance_label
+from .statistics import (
+    has_both_classes, mean_std, paired_bootstrap_auc_difference, significance_label, undefined_auc_difference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -290,6 +292,11 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
                 continue
             rows = {}
             for action, action_id in zip(scored_actions, action_ids):
+                if not has_both_classes(occurs[:, action_id]):  # e.g. no buy in a small log's test split
+                    result = undefined_auc_difference(occurs[:, action_id])
+                    result["verdict"] = verdict(result, reference, name)
+                    rows[action] = result
+                    continue
                 result = paired_bootstrap_auc_difference(
                     occurs[:, action_id],
                     per_model[reference]["predictions"]["action_probabilities"][:, action_id],
@@ -483,6 +490,10 @@ def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
         cells = []
         for action in actions:
             row = rows[action]
+            if math.isnan(row["difference"]):  # the test split holds one class of the action only
+                cells.append(f"n/a ({verdict(row, reference, name)}: {row.get('positives', '?')} of "
+                             f"{row.get('examples', '?')} test examples positive)")
+                continue
             cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] "
                          f"{verdict(row, reference, name)}")
         lines.append(f"| {model_label(name)} | " + " | ".join(cells) + " |")

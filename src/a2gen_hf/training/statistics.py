@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 NO_DIFFERENCE = "no significant difference"
+# The verdict where an interval cannot be computed (the split holds one class of the action only).
+UNDEFINED = "undefined: one class only"
 # Resamples scored per block: bounds the memory of the (block, n) multiplicity matrices.
 _BLOCK = 128
 
@@ -117,6 +119,24 @@ def _difference_summary(full: float, resampled: np.ndarray) -> dict[str, float]:
     return {"difference": float(full), "low": float(low), "high": float(high), "p_value": float(min(1.0, 2 * tail))}
 
 
+def has_both_classes(labels: Any) -> bool:
+    """Whether 0/1 `labels` `(n,)` hold at least one positive and one negative: the AUC and its bootstrap need both."""
+    array = np.asarray(labels).reshape(-1).astype(bool)
+    return bool(array.any() and not array.all())
+
+
+def undefined_auc_difference(labels: Any) -> dict[str, float]:
+    """
+    The row of :func:`paired_bootstrap_auc_difference` for `labels` `(n,)` with one class only (e.g. no buy in a
+    small log's test split): every figure NaN, the counts kept so that a report can say why.
+    """
+    array = np.asarray(labels).reshape(-1).astype(bool)
+    return {
+        **dict.fromkeys(("difference", "low", "high", "p_value", "auc_a", "auc_b"), math.nan),
+        "positives": int(array.sum()), "examples": int(array.size),
+    }
+
+
 def paired_bootstrap_auc_difference(
     labels: Any, scores_a: Any, scores_b: Any, num_resamples: int = 1000, seed: int = 0
 ) -> dict[str, float]:
@@ -138,8 +158,11 @@ def paired_bootstrap_auc_difference(
 def significance_label(low: float, high: float, name_a: str = "A", name_b: str = "B") -> str:
     """
     The verdict of a 95 % interval of ``A - B``, named after the models: ``"<name_a> better"`` (all above 0, e.g.
-    "A2Gen-IAG better"), ``"<name_b> better"`` (all below), or "no significant difference".
+    "A2Gen-IAG better"), ``"<name_b> better"`` (all below), or "no significant difference"; :data:`UNDEFINED` for
+    the NaN interval of :func:`undefined_auc_difference`.
     """
+    if math.isnan(low) or math.isnan(high):
+        return UNDEFINED
     if low > high:
         raise ValueError(f"The interval [{low}, {high}] is reversed; pass low <= high.")
     if low > 0:
