@@ -35,7 +35,11 @@ from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import (
-    has_both_classes, mean_std, paired_bootstrap_auc_difference, significance_label, undefined_auc_difference,
+    has_both_classes,
+    mean_std,
+    paired_bootstrap_auc_difference,
+    significance_label,
+    undefined_auc_difference,
 )
 
 logger = logging.getLogger(__name__)
