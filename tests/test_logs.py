@@ -595,3 +595,31 @@ def test_a_50_mb_line_and_bytes_that_are_not_utf8_are_bad_rows_with_their_line(t
     assert result.summary["first_dropped"]["not_utf8"].startswith("log.csv:10: byte b'\\xff' at column 4 is not UTF-8")
     with pytest.raises(LogFormatError, match=r"log\.csv:3: the line is .*longer than 1,048,576 bytes"):
         convert_log(path, "taobao", progress=False)
+
+
+def test_cli_prepare_time_window_keeps_a_log_of_another_period(tmp_path, capsys):
+    """A Taobao-format log a year later than the official window: refused with a message that names the way out,
+    kept whole with --time-window none, cut to a window of its own with --time-window FIRST,LAST."""
+    log = _taobao_log(tmp_path / "log.csv")
+    year = 365 * 86400
+    rows = [line.split(",") for line in log.read_text().splitlines()]
+    log.write_text("".join(f"{u},{i},{c},{a},{int(t) + year}\n" for u, i, c, a, t in rows))
+    argv = ["prepare", "--preset", "taobao", "--input", str(log), "--quiet"]
+    assert cli.main([*argv, "--output", str(tmp_path / "refused"), "--on-bad-rows", "skip"]) == 2
+    error = capsys.readouterr().err
+    assert f"no valid rows are left ({len(rows)} outside_window)" in error and "--time-window none" in error
+    assert cli.main([*argv, "--output", str(tmp_path / "all")]) == 2
+    assert "lies outside the time window 1511539200..1512316799" in capsys.readouterr().err
+    assert cli.main([*argv, "--output", str(tmp_path / "all"), "--time-window", "none"]) == 0
+    summary = json.loads((tmp_path / "all" / "a2gen_data.json").read_text())
+    assert summary["rows_kept"] == len(rows) and summary["preset"]["time_window"] is None
+    middle = sorted(int(t) + year for *_, t in rows)[len(rows) // 2]
+    window = f"{middle},{middle + 10 * 86400}"
+    assert cli.main([*argv, "--output", str(tmp_path / "cut"), "--time-window", window, "--on-bad-rows", "skip"]) == 0
+    summary = json.loads((tmp_path / "cut" / "a2gen_data.json").read_text())
+    kept = sum(int(t) + year >= middle for *_, t in rows)
+    assert summary["rows_kept"] == kept and summary["rows_dropped"] == {"outside_window": len(rows) - kept}
+    for bad, message in (("1,0", "FIRST (1) is after LAST (0)"), ("x", "is not FIRST,LAST")):
+        assert cli.main([*argv, "--output", str(tmp_path / "bad"), "--time-window", bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "refused").exists()

@@ -5,6 +5,7 @@ then, so that ``a2gen --help`` answers at once. ``--config FILE`` / ``--recipe N
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -39,11 +40,14 @@ from .cli_arguments import (
 def run_prepare(args: argparse.Namespace) -> int:
     from .data.examples import SplitRule
     from .data.logs import PRESETS, convert_log, format_summary
+    from .data.presets import parse_time_window
     from .data.validation import LogFormatError
     from .tokenization_a2gen import A2GenActionTokenizer
 
     try:
         preset = _generic_preset(args) if args.preset == "generic" else PRESETS[args.preset]
+        if args.time_window is not None:
+            preset = dataclasses.replace(preset, time_window=parse_time_window(args.time_window))
     except ValueError as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
         return 2

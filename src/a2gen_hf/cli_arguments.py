@@ -126,6 +126,11 @@ class PrepareArguments:
         "stop at the first bad row (error), or drop and count bad rows (skip / warn)", "error",
         choices=("error", "skip", "warn"),
     )
+    time_window: str | None = option(
+        "FIRST,LAST Unix seconds: rows with times outside are bad rows (outside_window), or none to keep every "
+        "time; default: the preset's (taobao: the official window 1511539200,1512316799; the others: none)",
+        metavar="FIRST,LAST|none",
+    )
     session_gap_seconds: float = option("event logs: a (user, item) pair's next event starts a new session after "
                                         "this gap", 3 * 86400)
     max_history_items: int = option("history items kept per example (the most recent)", 50)

@@ -478,7 +478,15 @@ def convert_log(
             writer.close()
         if writer.rows == 0:
             stream.bad_rows.finish()
-            raise LogFormatError(f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).")
+            hint = (
+                f" The times lie outside the window of preset {preset.name!r}, {preset.time_window[0]}..{preset.time_window[1]}"
+                ": for a log of another period pass time_window=None or its own window (CLI: --time-window none or "
+                "FIRST,LAST)."
+                if stream.bad_rows.counts.get("outside_window") else ""
+            )
+            raise LogFormatError(
+                f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).{hint}"
+            )
         partitions = range(num_partitions)
         cut = partition_map(partial(_cut_sessions, conversion), partitions, "sessions")
         stream.bad_rows.add_partitions([partition.bad_rows for partition in cut])  # duplicate events

@@ -72,6 +72,11 @@ class LogPreset:
             problems.append(f"quote_char must be one character or None, got {self.quote_char!r}")
         if self.time_unit == "mmdd" and self.year is None:
             problems.append("time_unit='mmdd' needs the year")
+        if self.time_window is not None and not (
+            len(self.time_window) == 2 and self.time_window[0] <= self.time_window[1]
+        ):
+            problems.append(f"time_window must be (first, last) Unix seconds with first <= last or None, got "
+                            f"{self.time_window!r}")
         if self.columns is not None and not set(self.needed_columns()) <= set(self.columns):
             problems.append(f"columns {list(self.columns)} lack some of {self.needed_columns()}")
         if problems:
@@ -161,3 +166,22 @@ def preset_named(preset: str | LogPreset) -> LogPreset:
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; use one of {sorted(PRESETS)} or pass a LogPreset.")
     return PRESETS[preset]
+
+
+def parse_time_window(text: str) -> tuple[int, int] | None:
+    """
+    A time window as given on the command line (``a2gen prepare --time-window``): ``"FIRST,LAST"`` Unix seconds
+    -> ``(first, last)``, or ``"none"`` -> ``None`` (every time kept). Errors name the value and the form.
+    """
+    if text.strip().lower() == "none":
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        first, last = (int(part) for part in parts)
+    except ValueError:
+        raise ValueError(
+            f"--time-window {text!r} is not FIRST,LAST (two whole Unix seconds, e.g. 1511539200,1512316799) or none."
+        ) from None
+    if first > last:
+        raise ValueError(f"--time-window {text!r}: FIRST ({first}) is after LAST ({last}); give FIRST <= LAST.")
+    return first, last

@@ -586,7 +586,9 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
             _Problem(
                 "outside_window",
                 outside,
-                lambda i: f"column {name!r} value {value(name, i)!r} lies outside the time window {low}..{high}",
+                lambda i: f"column {name!r} value {value(name, i)!r} lies outside the time window {low}..{high} "
+                f"(preset {preset.name!r}'s window; a log of another period: pass time_window=None or its own window, "
+                "CLI: --time-window none or FIRST,LAST)",
             )
         )
     return columns, problems

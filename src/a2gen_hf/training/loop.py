@@ -40,7 +40,7 @@ from transformers import get_scheduler
 from ..data.collator import A2GenDataCollator
 from ..features_a2gen import RunningStandardizer
 from ..host_memory import keep_freed_host_memory
-from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs
+from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs, ranked_action_ids
 from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
 from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     BEST_GENERATOR_FILE,
@@ -497,10 +497,14 @@ def validation_mean_auc(
     auc = {config.action_names[action - 1]: value for action, value in aucs.items()}
     module.train()
     if not auc:
+        positives = {config.action_names[action - 1]: int(occurs[:, action].sum()) for action in ranked_action_ids(config)}
         raise ValueError(
             f"The validation split ({len(occurs)} examples) has no ranked action with both positive and negative "
-            "examples, so no AUC can select the best evaluation: use selection_metric='loss' (--select-by loss) or "
-            "a larger validation split."
+            f"examples (positives per action: {positives}), so no AUC can select the best evaluation. Use a longer "
+            "validation split (a2gen prepare --validation-fraction) or select by the loss: selection_metric='loss' "
+            "(--select-by loss; where select_generator_by_loss or freeze_ranking is on, as in the sparse_logs recipe, "
+            "switch them off too: --no-select-generator-by-loss --no-freeze-ranking). A log that holds none of the "
+            "ranked actions has nothing to rank."
         )
     return {"mean_auc": float(sum(auc.values()) / len(auc)), "auc": auc}
 
