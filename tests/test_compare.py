@@ -221,3 +221,27 @@ def test_compare_reports_an_action_absent_from_the_test_split_as_undefined(tmp_p
         assert 0 <= rows["buy"]["p_value"] <= 1 and rows["buy"]["low"] <= rows["buy"]["high"]
     table = (output / "results.md").read_text()
     assert f"n/a (undefined: one class only: 0 of {report['num_test_examples']} test examples positive)" in table
+
+
+def test_a_log_with_nothing_to_rank_names_the_counts_and_flags_that_work(tmp_path, capsys):
+    """A click-only log under the sparse_logs recipe: validation cannot select by AUC; the error says why (no
+    positive of any ranked action) and the flags it names then run the comparison to its report."""
+    rng = np.random.default_rng(1)
+    lines = [
+        f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},pv,{1511544000 + int(rng.integers(0, 700_000))}"
+        for user in range(30) for _event in range(8)
+    ]
+    log = tmp_path / "clicks.csv"
+    log.write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--output", str(data), "--quiet"]) == 0
+    argv = ["compare", "--recipe", "sparse_logs", "--data", str(data), "--models", "a2gen-iag", "--simple", "logreg",
+            "--seeds", "1", "--epochs", "1", "--bootstrap-resamples", "20", "--quiet"]
+    assert main([*argv, "--output", str(tmp_path / "refused")]) == 2
+    error = capsys.readouterr().err
+    assert "positives per action: {'collect': 0, 'cart': 0, 'buy': 0}" in error
+    assert "--select-by loss" in error and "--no-select-generator-by-loss --no-freeze-ranking" in error
+    flags = ["--select-by", "loss", "--no-select-generator-by-loss", "--no-freeze-ranking"]
+    assert main([*argv, "--output", str(tmp_path / "compare"), *flags]) == 0
+    report = json.loads((tmp_path / "compare" / "results.json").read_text())
+    assert all(row["verdict"] == "undefined: one class only" for row in report["bootstrap"]["logreg"].values())

@@ -587,7 +587,7 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
                 "outside_window",
                 outside,
                 lambda i: f"column {name!r} value {value(name, i)!r} lies outside the time window {low}..{high} "
-                f"(preset {preset.name!r}'s window; a log of another period: pass time_window=None or its own window, "
+                f"(the window of preset {preset.name!r}; a log of another period: pass time_window=None or its own window, "
                 "CLI: --time-window none or FIRST,LAST)",
             )
         )
