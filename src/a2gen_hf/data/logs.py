@@ -478,11 +478,12 @@ def convert_log(
             writer.close()
         if writer.rows == 0:
             stream.bad_rows.finish()
+            outside = stream.bad_rows.counts.get("outside_window", 0)
             hint = (
-                f" The times lie outside the window of preset {preset.name!r}, {preset.time_window[0]}..{preset.time_window[1]}"
-                ": for a log of another period pass time_window=None or its own window (CLI: --time-window none or "
-                "FIRST,LAST)."
-                if stream.bad_rows.counts.get("outside_window") else ""
+                f" {outside} of them lie outside the time window of preset {preset.name!r}, "
+                f"{preset.time_window[0]}..{preset.time_window[1]}: for a log of another period pass time_window=None "
+                "or its own window (CLI: --time-window none or FIRST,LAST)."
+                if outside else ""
             )
             raise LogFormatError(
                 f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).{hint}"
