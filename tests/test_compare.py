@@ -245,3 +245,30 @@ def test_a_log_with_nothing_to_rank_names_the_counts_and_flags_that_work(tmp_pat
     assert main([*argv, "--output", str(tmp_path / "compare"), *flags]) == 0
     report = json.loads((tmp_path / "compare" / "results.json").read_text())
     assert all(row["verdict"] == "undefined: one class only" for row in report["bootstrap"]["logreg"].values())
+
+
+def test_compare_refuses_an_empty_validation_split_before_training(tmp_path, capsys, monkeypatch):
+    """Data prepared with --validation-fraction 0 and a comparison whose regression chooses C on validation: one
+    error before any network trains, naming what needs the split and how to prepare one (before, sklearn's
+    "Found array with 0 sample(s)" after the networks had trained); without such baselines it runs."""
+    rng = np.random.default_rng(2)
+    lines = [
+        f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},{rng.choice(['pv', 'fav', 'buy'])},"
+        f"{1511544000 + int(rng.integers(0, 700_000))}"
+        for user in range(30) for _event in range(8)
+    ]
+    log = tmp_path / "log.csv"
+    log.write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--output", str(data), "--quiet",
+                 "--validation-fraction", "0"]) == 0
+    trained = []
+    monkeypatch.setattr(compare, "train", lambda *args, **kwargs: trained.append(1) or pytest.fail("trained"))
+    argv = compare_argv(data, tmp_path / "compare")
+    argv[argv.index("--simple") + 1] = "propensity,logreg,count-network"
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "the validation split is empty, but logreg, count-network choose their settings on it" in error
+    assert "--validation-fraction above 0" in error and not trained
+    assert main([*argv, "--recipe", "sparse_logs"]) == 2
+    assert "the wide start (wide_warm_start: its regression's C), logreg, count-network" in capsys.readouterr().err

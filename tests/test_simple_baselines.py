@@ -199,8 +199,14 @@ def test_logistic_regression_needs_validation_to_choose_c(tokenizer):
     train = separable_rows(60, 0)
     with pytest.raises(ValueError, match="chooses C"):
         CountFeatureLogisticRegression(tokenizer).fit(train)
-    fixed = CountFeatureLogisticRegression(tokenizer, c_grid=(1.0,)).fit(train)
-    assert fixed.chosen_c_ == {"like": 1.0}
+    empty = train.select([])  # a data folder prepared with --validation-fraction 0
+    with pytest.raises(ValueError, match=r"but got an empty validation split \(0 examples\).*--validation-fraction"):
+        CountFeatureLogisticRegression(tokenizer).fit(train, empty)
+    with pytest.raises(ValueError, match="share scales among \\(1.0, 10.0\\) on validation, but got no validation"):
+        CountFeatureLogisticRegression(tokenizer, c_grid=(1.0,), share_scales=(1.0, 10.0)).fit(train)
+    fixed = CountFeatureLogisticRegression(tokenizer, c_grid=(1.0,)).fit(train, empty)
+    assert fixed.chosen_c_ == {"like": 1.0} and not fixed.needs_validation
+    assert CountFeatureLogisticRegression(tokenizer).needs_validation
     no_likes = dataset([example([[START, LEAVE]]), example([[START, LIKE, LEAVE]])])
     fallback = CountFeatureLogisticRegression(tokenizer, c_grid=(0.1, 1.0, 10.0)).fit(train, no_likes)
     assert fallback.chosen_c_ == {"like": 1.0}
@@ -480,5 +486,7 @@ def test_count_network_baseline_is_the_regression_plus_a_fitted_network(simulate
         if action in given_back or network.fit_["fitted"] is None:
             np.testing.assert_allclose(ours["action_probabilities"][:, action],
                                        theirs["action_probabilities"][:, action], atol=1e-5)
-    with pytest.raises(ValueError, match="chooses its L2 strength on validation"):
+    with pytest.raises(ValueError, match="chooses its L2 strength on validation, but got no validation split"):
         CountNetworkBaseline(tokenizer).fit(data["train"])
+    with pytest.raises(ValueError, match="chooses its L2 strength on validation, but got an empty validation split"):
+        CountNetworkBaseline(tokenizer, c_grid=(1.0,)).fit(data["train"], data["validation"].select([]))

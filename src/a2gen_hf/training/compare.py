@@ -180,6 +180,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     if settings.wide_warm_start and not base_config.wide_path:
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     check_moment_start(base_config, settings.moment_warm_start)
+    check_validation_split(data_dir, dataset, settings, tokenizer)
     regression = None
     per_model: dict[str, dict[str, Any]] = {}
     for name in [*settings.models, *settings.simple_baselines]:
@@ -247,6 +248,22 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
 
     plot_comparison(report, output_dir / "results.png")
     return report
+
+
+def check_validation_split(data_dir, dataset, settings: ComparisonSettings, tokenizer) -> None:
+    """Before anything trains: refuse an empty (or missing) validation split where the wide start or a simple
+    baseline chooses its settings on it, naming them."""
+    if len(dataset.get("validation") or []) > 0:
+        return
+    needing = [name for name in settings.simple_baselines if SIMPLE_BASELINES[name](tokenizer).needs_validation]
+    if settings.wide_warm_start:
+        needing.insert(0, "the wide start (wide_warm_start: its regression's C)")
+    if needing:
+        raise ValueError(
+            f"{data_dir}: the validation split is empty, but {', '.join(needing)} choose their settings on it: "
+            "prepare the log with a validation split (a2gen prepare --validation-fraction above 0, the default 1/7), "
+            "or leave them out."
+        )
 
 
 def _spread(values: list[float]) -> dict[str, float]:

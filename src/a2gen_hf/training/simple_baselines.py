@@ -321,6 +321,11 @@ class SimpleBaseline:
         self.base_rates_: np.ndarray | None = None
         self.median_times_: np.ndarray | None = None
 
+    @property
+    def needs_validation(self) -> bool:
+        """Whether :meth:`fit` chooses a setting on the validation split (and so refuses to go without one)."""
+        return False
+
     def fit(self, train: Dataset, validation: Dataset | None = None) -> SimpleBaseline:
         targets = ActionTargets.from_dataset(train, self.tokenizer)
         if len(targets.occurs) == 0:
@@ -456,6 +461,18 @@ class PopularityBaseline(SimpleBaseline):
         return self.rates(HistoryCounts.from_dataset(dataset, self.vocab_size, window=1))["item"]
 
 
+def check_validation_given(validation: Dataset | None, what: str, otherwise: str = "") -> None:
+    """Refuse a missing or empty validation split where ``what`` (e.g. "... chooses C among (...)") needs one."""
+    if validation is not None and len(validation) > 0:
+        return
+    given = "no validation split" if validation is None else "an empty validation split (0 examples)"
+    raise ValueError(
+        f"{what} on validation, but got {given}: pass fit(train, validation) with validation examples (a data "
+        "folder of a2gen prepare with --validation-fraction above 0, the default 1/7)"
+        + (f", {otherwise}." if otherwise else ".")
+    )
+
+
 class CountFeatureLogisticRegression(SimpleBaseline):
     """
     One ``sklearn`` logistic regression per action on standardised count features of the example:
@@ -515,6 +532,10 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         self.chosen_share_scale_: dict[str, float] = {}
         self.notes_: list[str] = []
 
+    @property
+    def needs_validation(self) -> bool:
+        return len(self.c_grid) > 1 or len(self.share_scales) > 1
+
     def features(self, dataset: Dataset, exclude: np.ndarray | None = None) -> np.ndarray:
         """`(n, D)` the count features of every row (`exclude`: the rows' own outcomes when they are train rows)."""
         history = HistoryCounts.from_dataset(dataset, self.vocab_size, self.window)
@@ -549,11 +570,13 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         return np.concatenate(columns, axis=1)
 
     def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
-        if validation is None and len(self.c_grid) > 1:
-            raise ValueError(
-                f"CountFeatureLogisticRegression chooses C among {self.c_grid} on validation: pass fit(train, "
-                "validation), or a single-value c_grid to use that C."
+        if self.needs_validation:
+            check_validation_given(
+                validation, f"{type(self).__name__} chooses C among {self.c_grid} and share scales among "
+                f"{self.share_scales}", "or a single-value c_grid and share_scales=(1.0,) to use that C",
             )
+        if validation is not None and len(validation) == 0:
+            validation = None  # nothing to choose: an empty split is no split
         self.popularity.fit(train)
         train_features = self.features(train, exclude=targets.occurs)
         if validation is not None:
@@ -667,11 +690,14 @@ class CountNetworkBaseline(CountFeatureLogisticRegression):
         self.head_: _CountNetworkHead | None = None
         self.fit_: dict | None = None
 
+    @property
+    def needs_validation(self) -> bool:
+        return True
+
     def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
         from .residual_fit import HeadInputs, fit_learned_paths
 
-        if validation is None:
-            raise ValueError("CountNetworkBaseline chooses its L2 strength on validation: pass fit(train, validation).")
+        check_validation_given(validation, "CountNetworkBaseline chooses its L2 strength")
         super()._fit(train, targets, validation)
         torch.manual_seed(self.seed)
         self.head_ = _CountNetworkHead(self, self.hidden_size)
