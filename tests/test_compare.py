@@ -193,20 +193,28 @@ def test_compare_selects_the_generator_apart_only_where_the_ranking_reads_none_o
     assert "| A2Gen-IAG | " in (output / "results.md").read_text().split("next action right")[1]
 
 
+def prepared_taobao_log(folder: Path, behaviours: list[str], users: int, seed: int, *prepare_flags: str) -> Path:
+    """A small Taobao-format log whose rows take only ``behaviours`` (e.g. no fav or cart), prepared into
+    ``folder / "data"``; returns that data folder."""
+    rng = np.random.default_rng(seed)
+    lines = [
+        f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},{rng.choice(behaviours)},"
+        f"{1511544000 + int(rng.integers(0, 700_000))}"
+        for user in range(users) for _event in range(8)
+    ]
+    log = folder / "log.csv"
+    log.write_text("\n".join(lines) + "\n")
+    data = folder / "data"
+    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--output", str(data), "--quiet",
+                 *prepare_flags]) == 0
+    return data
+
+
 def test_compare_reports_an_action_absent_from_the_test_split_as_undefined(tmp_path, capsys):
     """A log without fav or cart rows (a small log's test split can hold no buy): the run is not lost to the AUC
     bootstrap of those actions; their intervals are reported as undefined, with the counts that say why, and the
     action the log has is compared as usual."""
-    rng = np.random.default_rng(0)
-    lines = [
-        f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},{rng.choice(['pv', 'buy'])},"
-        f"{1511544000 + int(rng.integers(0, 700_000))}"
-        for user in range(40) for _event in range(8)
-    ]
-    log = tmp_path / "pv_and_buy.csv"
-    log.write_text("\n".join(lines) + "\n")
-    data = tmp_path / "data"
-    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--output", str(data)]) == 0
+    data = prepared_taobao_log(tmp_path, ["pv", "buy"], users=40, seed=0)
     output = tmp_path / "compare"
     argv = compare_argv(data, output)
     argv[argv.index("--simple") + 1] = "logreg"
@@ -226,15 +234,7 @@ def test_compare_reports_an_action_absent_from_the_test_split_as_undefined(tmp_p
 def test_a_log_with_nothing_to_rank_names_the_counts_and_flags_that_work(tmp_path, capsys):
     """A click-only log under the sparse_logs recipe: validation cannot select by AUC; the error says why (no
     positive of any ranked action) and the flags it names then run the comparison to its report."""
-    rng = np.random.default_rng(1)
-    lines = [
-        f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},pv,{1511544000 + int(rng.integers(0, 700_000))}"
-        for user in range(30) for _event in range(8)
-    ]
-    log = tmp_path / "clicks.csv"
-    log.write_text("\n".join(lines) + "\n")
-    data = tmp_path / "data"
-    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--output", str(data), "--quiet"]) == 0
+    data = prepared_taobao_log(tmp_path, ["pv"], users=30, seed=1)
     argv = ["compare", "--recipe", "sparse_logs", "--data", str(data), "--models", "a2gen-iag", "--simple", "logreg",
             "--seeds", "1", "--epochs", "1", "--bootstrap-resamples", "20", "--quiet"]
     assert main([*argv, "--output", str(tmp_path / "refused")]) == 2
@@ -251,17 +251,7 @@ def test_compare_refuses_an_empty_validation_split_before_training(tmp_path, cap
     """Data prepared with --validation-fraction 0 and a comparison whose regression chooses C on validation: one
     error before any network trains, naming what needs the split and how to prepare one (before, sklearn's
     "Found array with 0 sample(s)" after the networks had trained); without such baselines it runs."""
-    rng = np.random.default_rng(2)
-    lines = [
-        f"{user},{int(rng.integers(1, 40))},{int(rng.integers(1, 5))},{rng.choice(['pv', 'fav', 'buy'])},"
-        f"{1511544000 + int(rng.integers(0, 700_000))}"
-        for user in range(30) for _event in range(8)
-    ]
-    log = tmp_path / "log.csv"
-    log.write_text("\n".join(lines) + "\n")
-    data = tmp_path / "data"
-    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--output", str(data), "--quiet",
-                 "--validation-fraction", "0"]) == 0
+    data = prepared_taobao_log(tmp_path, ["pv", "fav", "buy"], 30, 2, "--validation-fraction", "0")
     trained = []
     monkeypatch.setattr(compare, "train", lambda *args, **kwargs: trained.append(1) or pytest.fail("trained"))
     argv = compare_argv(data, tmp_path / "compare")
