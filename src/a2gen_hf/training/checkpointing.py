@@ -32,7 +32,7 @@ from torch import nn
 
 from ..output_folders import write_text_atomically
 from .settings import TrainingSettings
-from .weight_average import WEIGHT_AVERAGE_FILE, WeightAverage
+from .weight_average import WEIGHT_AVERAGE_FILE, WeightAverage, missing_average
 
 logger = logging.getLogger(__name__)
 
@@ -460,11 +460,8 @@ def _resume(
 
 def _load_weight_average(weight_average: WeightAverage, checkpoint: Path, manifest: dict[str, Any]) -> None:
     """Restore the weights' moving average from ``checkpoint`` (written with the same ``ema_decay``)."""
-    if WEIGHT_AVERAGE_FILE not in manifest["files"]:
-        raise ValueError(
-            f"{checkpoint} holds no {WEIGHT_AVERAGE_FILE}: it was written without a moving average of the weights. "
-            "Resume without --ema-decay, or start a new output folder."
-        )
+    if WEIGHT_AVERAGE_FILE not in manifest["files"]:  # the manifest, whose digests were checked, is the authority
+        raise missing_average(checkpoint)
     weight_average.load(checkpoint)
 
 

@@ -359,7 +359,8 @@ def _short_label(name: str) -> str:
 
 def verdict(row: dict[str, float], reference: str, name: str) -> str:
     """The verdict of one bootstrap row (its 95 % interval ``low``, ``high`` of reference minus ``name``), named
-    after the models: ``"A2Gen-IAG better"``, ``"MMoE fairly fed better"`` or "no significant difference"."""
+    after the models: ``"A2Gen-IAG better"``, ``"MMoE fairly fed better"``, "no significant difference", or
+    "undefined: one class only" for the NaN row of an action the test split holds one class of."""
     return significance_label(row["low"], row["high"], _short_label(reference), _short_label(name))
 
 

@@ -34,6 +34,14 @@ def check_average_settings(decay: float, every: int) -> None:
         raise ValueError(f"every={every} must be >= 1 (optimizer steps between updates of the average).")
 
 
+def missing_average(folder: str | os.PathLike) -> ValueError:
+    """The error for a checkpoint ``folder`` without :data:`WEIGHT_AVERAGE_FILE`, resumed with an average."""
+    return ValueError(
+        f"{folder} holds no {WEIGHT_AVERAGE_FILE}: it was written without a moving average of the weights. "
+        "Resume without the average (--ema-decay / weight_average_decay), or start a new output folder."
+    )
+
+
 class WeightAverage:
     """The moving average of ``model``'s trainable parameters.
 
@@ -125,8 +133,5 @@ class WeightAverage:
         none (it was written without an average), and :meth:`load_state_dict`'s checks."""
         path = Path(folder) / WEIGHT_AVERAGE_FILE
         if not path.is_file():
-            raise ValueError(
-                f"{folder} holds no {WEIGHT_AVERAGE_FILE}: it was written without a moving average of the weights. "
-                "Resume without the average (--ema-decay / weight_average_decay), or start a new output folder."
-            )
+            raise missing_average(folder)
         self.load_state_dict(load_file(str(path)), source=str(path))
