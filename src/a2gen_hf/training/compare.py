@@ -313,17 +313,16 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
                 continue
             rows = {}
             for action, action_id in zip(scored_actions, action_ids):
-                if not has_both_classes(occurs[:, action_id]):  # e.g. no buy in a small log's test split
-                    result = undefined_auc_difference(occurs[:, action_id])
-                    result["verdict"] = verdict(result, reference, name)
-                    rows[action] = result
-                    continue
-                result = paired_bootstrap_auc_difference(
-                    occurs[:, action_id],
-                    per_model[reference]["predictions"]["action_probabilities"][:, action_id],
-                    entry["predictions"]["action_probabilities"][:, action_id],
-                    num_resamples=settings.bootstrap_resamples,
-                )
+                labels = occurs[:, action_id]
+                if has_both_classes(labels):
+                    result = paired_bootstrap_auc_difference(
+                        labels,
+                        per_model[reference]["predictions"]["action_probabilities"][:, action_id],
+                        entry["predictions"]["action_probabilities"][:, action_id],
+                        num_resamples=settings.bootstrap_resamples,
+                    )
+                else:  # e.g. no buy in a small log's test split
+                    result = undefined_auc_difference(labels)
                 result["verdict"] = verdict(result, reference, name)
                 rows[action] = result
             report["bootstrap"][name] = rows
