@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from a2gen_hf import cli
-from a2gen_hf.data import PRESETS, LogFormatError, SplitRule, convert_log
+from a2gen_hf.data import PRESETS, LogFormatError, SplitRule, convert_log, format_summary
 from a2gen_hf.data.partitions import user_partitions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -624,3 +624,59 @@ def test_cli_prepare_time_window_keeps_a_log_of_another_period(tmp_path, capsys)
         assert cli.main([*argv, "--output", str(tmp_path / "bad"), "--time-window", bad]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists() and not (tmp_path / "refused").exists()
+
+
+def test_a_header_line_in_a_header_less_log_is_read_as_a_header(tmp_path):
+    """Line 1 that names the preset's columns (in any case) is no event: the data read are those of the file without
+    it, line numbers stay the file's own, and the summary says so. A first line with other names is a bad row."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    with_header = tmp_path / "header.csv"
+    with_header.write_text("User_ID, item_id,category_id,behavior_type,TIMESTAMP\n" + plain.read_text())
+    expected = convert_log(plain, "taobao", output_dir=tmp_path / "a", progress=False)
+    result = convert_log(with_header, "taobao", output_dir=tmp_path / "b", progress=False)
+    assert result.summary["header_line_skipped"] and not expected.summary["header_line_skipped"]
+    assert result.summary["rows_read"] == expected.summary["rows_read"]
+    assert result.summary["examples"] == expected.summary["examples"]
+    for split in expected.dataset:
+        assert result.dataset[split][:] == expected.dataset[split][:]
+    assert "read as a header" in format_summary(result.summary)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(with_header.read_text().replace("behavior_type", "behavior", 1) + "1,2,3,pv,1\n")
+    with pytest.raises(LogFormatError, match=r"bad\.csv:1: column 'behavior_type' has unknown action 'behavior'"):
+        convert_log(bad, "taobao", output_dir=tmp_path / "c", progress=False)
+    skipped = convert_log(bad, "taobao", output_dir=tmp_path / "d", on_bad_rows="skip", progress=False).summary
+    assert skipped["rows_dropped"] == {"outside_window": 1, "unknown_action": 1}
+    assert skipped["first_dropped"]["outside_window"].startswith(f"bad.csv:{expected.summary['rows_read'] + 2}:")
+
+
+def test_milliseconds_read_as_seconds_are_refused_with_the_unit_that_reads_them(tmp_path, capsys):
+    """A Taobao-format log with millisecond times: each time read as seconds lies after the year 5000, a bad row
+    (implausible_time, not outside_window) whose message names --time-unit ms, even with --time-window none;
+    with --time-unit ms the log prepares exactly as its seconds twin."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    rows = [line.split(",") for line in plain.read_text().splitlines()]
+    log = tmp_path / "ms.csv"
+    log.write_text("".join(f"{u},{i},{c},{a},{t}000\n" for u, i, c, a, t in rows))
+    argv = ["prepare", "--preset", "taobao", "--input", str(log), "--quiet"]
+    for extra in ([], ["--time-window", "none"]):
+        assert cli.main([*argv, "--output", str(tmp_path / "refused"), *extra]) == 2
+        error = capsys.readouterr().err
+        assert f"ms.csv:1: column 'timestamp' value '{rows[0][4]}000' read as 's'" in error
+        assert "lies after the year 5000" in error and "--time-unit ms" in error
+    assert cli.main([*argv, "--output", str(tmp_path / "refused"), "--on-bad-rows", "skip"]) == 2
+    error = capsys.readouterr().err
+    assert f"no valid rows are left ({len(rows)} implausible_time)" in error and "--time-unit ms" in error
+    assert not (tmp_path / "refused").exists()
+    assert cli.main([*argv, "--output", str(tmp_path / "ms"), "--time-unit", "ms"]) == 0
+    assert cli.main(["prepare", "--preset", "taobao", "--input", str(plain), "--quiet", "--output", str(tmp_path / "s")]) == 0
+    read = {name: datasets.load_from_disk(str(tmp_path / name)) for name in ("ms", "s")}
+    for split in read["s"]:
+        assert read["ms"][split][:] == read["s"][split][:]
+    assert json.loads((tmp_path / "ms" / "a2gen_data.json").read_text())["preset"]["time_unit"] == "ms"
+    generic = ["prepare", "--preset", "generic", "--generic-actions", "pv,buy,leave", "--quiet"]
+    header_log = tmp_path / "generic.csv"
+    header_log.write_text("user_id,item_id,action,timestamp\n" + "".join(f"{u},{i},{a},{t}000\n" for u, i, _, a, t in rows))
+    assert cli.main([*generic, "--input", str(header_log), "--output", str(tmp_path / "g1")]) == 2
+    assert "--time-unit ms" in capsys.readouterr().err
+    assert cli.main([*generic, "--input", str(header_log), "--output", str(tmp_path / "g2"), "--time-unit", "ms"]) == 0
+    assert cli.main([*generic, "--input", str(header_log), "--output", str(tmp_path / "g3"), "--generic-time-unit", "ms"]) == 0

@@ -48,6 +48,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         preset = _generic_preset(args) if args.preset == "generic" else PRESETS[args.preset]
         if args.time_window is not None:
             preset = dataclasses.replace(preset, time_window=parse_time_window(args.time_window))
+        if args.time_unit is not None:
+            preset = dataclasses.replace(preset, time_unit=args.time_unit)
     except ValueError as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
         return 2
@@ -118,7 +120,7 @@ def _generic_preset(args: argparse.Namespace):
         user_column=args.user_column,
         item_column=args.item_column,
         time_column=args.time_column,
-        time_unit=args.time_unit,
+        time_unit=args.generic_time_unit,
         delimiter=args.delimiter,
         action_column=args.action_column,
         action_mapping=mapping,

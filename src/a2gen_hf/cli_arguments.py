@@ -131,6 +131,10 @@ class PrepareArguments:
         "time; default: the preset's (taobao: the official window 1511539200,1512316799; the others: none)",
         metavar="FIRST,LAST|none",
     )
+    time_unit: str | None = option(
+        "unit of the time column: s (Unix seconds) or ms (Unix milliseconds); default: the preset's (taobao: s, "
+        "kuairand: ms, tmall: mmdd dates, generic: --generic-time-unit)", choices=("s", "ms"),
+    )
     session_gap_seconds: float = option("event logs: a (user, item) pair's next event starts a new session after "
                                         "this gap", 3 * 86400)
     max_history_items: int = option("history items kept per example (the most recent)", 50)
@@ -165,7 +169,8 @@ class GenericLogArguments:
     item_column: str = option("generic: column of the item id", "item_id", flag="--generic-item-column")
     time_column: str = option("generic: column of the event time", "timestamp", flag="--generic-time-column")
     action_column: str = option("generic: column of the action", "action", flag="--generic-action-column")
-    time_unit: str = option("generic: unit of the time column", "s", choices=("s", "ms"), flag="--generic-time-unit")
+    generic_time_unit: str = option("generic: unit of the time column (--time-unit, if given, wins)", "s",
+                                    choices=("s", "ms"), flag="--generic-time-unit")
     side_feature_columns: str = option("generic: item side-feature columns, comma-separated ('' for none)", "",
                                        flag="--generic-side-features")
     delimiter: str = option("generic: CSV delimiter", ",", flag="--generic-delimiter")

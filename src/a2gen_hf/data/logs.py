@@ -44,7 +44,7 @@ from .examples import (
 from .folder import DATASET_ENTRIES, data_file_name, write_data_summary, write_dataset_dict_files
 from .partitions import PartitionWriter, estimate_rows, read_partition
 from .presets import PRESETS, TIME_UNITS, LogPreset, preset_named  # noqa: F401  (PRESETS, TIME_UNITS: old home)
-from .validation import BadRowCounter, LogFormatError, ValidatedBatches, ValidatedLog
+from .validation import BadRowCounter, LogFormatError, ValidatedBatches, ValidatedLog, finer_time_unit_hint
 
 DEFAULT_SESSION_GAP_SECONDS = 3 * 86400
 DEFAULT_MAX_HISTORY_ITEMS = 50
@@ -479,11 +479,16 @@ def convert_log(
         if writer.rows == 0:
             stream.bad_rows.finish()
             outside = stream.bad_rows.counts.get("outside_window", 0)
+            implausible = stream.bad_rows.counts.get("implausible_time", 0)
             hint = (
                 f" {outside} of them lie outside the time window of preset {preset.name!r}, "
                 f"{preset.time_window[0]}..{preset.time_window[1]}: for a log of another period pass time_window=None "
                 "or its own window (CLI: --time-window none or FIRST,LAST)."
                 if outside else ""
+            ) + (
+                f" {implausible} of them lie after the year 5000 read as {preset.time_unit!r}: "
+                f"{finer_time_unit_hint(preset)}."
+                if implausible else ""
             )
             raise LogFormatError(
                 f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).{hint}"
@@ -531,6 +536,7 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
             "time_statistics_fitted_on": "train split: known times of every action after the start",
         },
         "rows_read": stream.rows_read,
+        "header_line_skipped": stream.header_skipped,
         "rows_kept": stream.rows_read - sum(stream.bad_rows.counts.values()),
         "rows_dropped": dict(sorted(stream.bad_rows.counts.items())),
         "first_dropped": dict(sorted(stream.bad_rows.first_messages.items())),
@@ -608,7 +614,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable lines: rows read and dropped, sessions, examples per split, action frequencies."""
     lines = [
         f"source: {summary['source']} (preset {summary['preset']['name']})",
-        f"rows read: {summary['rows_read']}, sessions: {summary['sessions']}",
+        f"rows read: {summary['rows_read']}, sessions: {summary['sessions']}"
+        + (" (line 1 names the preset's columns: read as a header, not as a row)"
+           if summary.get("header_line_skipped") else ""),
         "rows dropped: "
         + (
             ", ".join(f"{reason}={count}" for reason, count in summary["rows_dropped"].items())

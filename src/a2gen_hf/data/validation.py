@@ -43,6 +43,7 @@ BAD_ROW_REASONS = {
     "negative_number": "a time or duration is negative",
     "bad_date": "a day-level date is not a valid mmdd date",
     "bad_flag": "a 0/1 flag column holds another value",
+    "implausible_time": "the time, read in the preset's unit, lies after the year 5000 (milliseconds read as seconds)",
     "outside_window": "the timestamp lies outside the preset's time window",
     "duplicate_event": "the same (user, item, action, time) event appears twice in a session",
     "not_utf8": "the line holds bytes that are not UTF-8",
@@ -50,6 +51,9 @@ BAD_ROW_REASONS = {
     "unbalanced_quote": "the line has an odd number of quote characters (quoted presets only)",
 }
 
+# Times later than this (Unix seconds, the year 5138) are no log's: a time column read in too coarse a unit.
+LATEST_PLAUSIBLE_SECONDS = 1e11
+_FINER_UNIT = {"s": "ms", "ms": None, "mmdd": None}
 _SKIP_HINT = "Fix or remove the row, or pass on_bad_rows='skip' (CLI: --on-bad-rows skip) to drop and count such rows."
 # The one grammar of a number in a log: decimal digits with an optional fraction and exponent, e.g. 1511544070,
 # 1.5e9, 2.5 (a sign only for the negative check). Every row is judged by it alone, never by its batch.
@@ -260,8 +264,10 @@ class _CsvBatches:
             first_line = 2
         else:
             names = list(preset.columns)
-            first_line = 1
+            first_line = 2 if _names_the_columns(path, preset) else 1
         _check_columns(path, needed, names, header=preset.columns is None)
+        # A header line in a file the preset reads without one is no event: it is skipped, and the summary says so.
+        self.header_skipped = preset.columns is not None and first_line == 2
         self.names = names
         self.next_line = first_line
         self.lines = CheckedLines(path, quote_char=preset.quote_char)
@@ -272,6 +278,7 @@ class _CsvBatches:
                     use_threads=False,  # row numbers reach the invalid-row handler only in single-threaded parsing
                     block_size=block_size,
                     column_names=None if preset.columns is None else names,
+                    skip_rows=first_line - 1 if preset.columns is not None else 0,
                 ),
                 parse_options=pa_csv.ParseOptions(
                     delimiter=preset.delimiter,
@@ -318,6 +325,14 @@ class _CsvBatches:
         if count:
             self.next_line = int(lines[-1]) + 1
         return lines
+
+
+def _names_the_columns(path: Path, preset: LogPreset) -> bool:
+    """Whether line 1 of a file the preset reads without a header is a header naming its columns (any case)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline().rstrip("\r\n")
+    fields = [part.strip().strip('"').lower() for part in first.split(preset.delimiter)]
+    return fields == [name.lower() for name in preset.columns]
 
 
 def _check_columns(path: Path, needed: list[str], found: list[str], header: bool) -> None:
@@ -420,11 +435,13 @@ class ValidatedBatches:
         self.source = path.name
         self.bad_rows = BadRowCounter(path.name, on_bad_rows)
         self.rows_read = 0
+        self.header_skipped = False  # line 1 named the columns of a preset that reads header-less files
 
     def __iter__(self) -> Iterator[ValidatedBatch]:
         path, preset, bad_rows = self.path, self.preset, self.bad_rows
         needed = preset.needed_columns()
         batches, csv_source = _record_batches(path, self.file_format, preset, needed, self.block_size)
+        self.header_skipped = csv_source is not None and csv_source.header_skipped
         string_names = preset.string_columns()
         reported_invalid = 0
         with tqdm(desc=f"reading {path.name}", unit=" rows", disable=self.progress is False or None) as bar:
@@ -577,6 +594,7 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
         seconds, number_problems = _parse_numbers(raw[name], empty[name], name, unit, preset.year)
         columns[name] = seconds
         problems.extend(number_problems)
+    problems.append(_implausible_times(columns[preset.time_column], preset, lambda i: value(preset.time_column, i)))
     if preset.time_window is not None:
         low, high = preset.time_window
         name = preset.time_column
@@ -592,6 +610,25 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
             )
         )
     return columns, problems
+
+
+def finer_time_unit_hint(preset: LogPreset) -> str:
+    """How to read a time column whose values, in ``preset.time_unit``, lie after the year 5000."""
+    finer = _FINER_UNIT[preset.time_unit]
+    if finer is None:
+        return "convert the column to Unix seconds or milliseconds"
+    return f"if the column holds Unix milliseconds, read it so (time_unit={finer!r}; CLI: --time-unit {finer})"
+
+
+def _implausible_times(seconds: np.ndarray, preset: LogPreset, shown: Callable[[int], str]) -> _Problem:
+    """Times after :data:`LATEST_PLAUSIBLE_SECONDS` once read in ``preset.time_unit``: the column holds a finer unit."""
+    name, unit = preset.time_column, preset.time_unit
+    return _Problem(
+        "implausible_time",
+        ~np.isnan(seconds) & (seconds > LATEST_PLAUSIBLE_SECONDS),
+        lambda i: f"column {name!r} value {shown(i)!r} read as {unit!r} (preset {preset.name!r}) lies after the "
+        f"year 5000: {finer_time_unit_hint(preset)}",
+    )
 
 
 def _index_in(values: pa.Array, allowed: list[str]) -> np.ndarray:
