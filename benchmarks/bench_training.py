@@ -46,7 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration  # noqa: E402
 from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
-from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
+from a2gen_hf.data.collator import A2GenDataCollator, ArrowBatches  # noqa: E402
 from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
@@ -170,28 +170,49 @@ def synthetic_rows(count: int, tokenizer: A2GenActionTokenizer, history_items: i
 
 
 def input_pipeline(tokenizer, config: A2GenConfig, args: argparse.Namespace) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Times of reading a batch of rows from an Arrow dataset and of collating it; the collated batch."""
+    """Times of reading a batch from an Arrow dataset and of collating it, both ways: as the training loops read it
+    (``ArrowBatches``: one Arrow table) and as a list of row dicts (``datasets``' own ``__getitems__``, what the
+    Hugging Face ``Trainer`` reads); the collated batch (the same both ways)."""
     rows = synthetic_rows(args.batch_size * 2, tokenizer, args.history_items, args.events)
-    dataset = datasets.Dataset.from_list(rows)
+    dataset = datasets.Dataset.from_list(rows).shuffle(seed=0)  # gathered through an index mapping, as in training
     collator = A2GenDataCollator.from_config(config, tokenizer)
-    batch_rows = rows[: args.batch_size]
     indices = list(range(args.batch_size))
+    tables = ArrowBatches(dataset)
+    batch_rows, batch_table = dataset.__getitems__(indices), tables.__getitems__(indices)
     fetch = time_calls(lambda: dataset.__getitems__(indices), args.repeats)
     collate = time_calls(lambda: collator(batch_rows), args.repeats)
+    fetch_arrow = time_calls(lambda: tables.__getitems__(indices), args.repeats)
+    collate_arrow = time_calls(lambda: collator(batch_table), args.repeats)
     figures = {
         "batch_size": args.batch_size,
         "fetch_rows_median_ms": 1e3 * statistics.median(fetch),
         "collate_median_ms": 1e3 * statistics.median(collate),
+        "fetch_arrow_median_ms": 1e3 * statistics.median(fetch_arrow),
+        "collate_arrow_median_ms": 1e3 * statistics.median(collate_arrow),
     }
-    figures["input_examples_per_s"] = args.batch_size / (
+    figures["input_examples_per_s_rows"] = args.batch_size / (
         (figures["fetch_rows_median_ms"] + figures["collate_median_ms"]) / 1e3
     )
+    figures["input_examples_per_s"] = args.batch_size / (
+        (figures["fetch_arrow_median_ms"] + figures["collate_arrow_median_ms"]) / 1e3
+    )
     print(
-        f"input pipeline, batch {args.batch_size}: read rows {figures['fetch_rows_median_ms']:.1f} ms, collate "
-        f"{figures['collate_median_ms']:.1f} ms ({figures['input_examples_per_s']:,.0f} examples/s)",
+        f"input pipeline, batch {args.batch_size}: as Arrow tables (the training loops) read "
+        f"{figures['fetch_arrow_median_ms']:.1f} ms + collate {figures['collate_arrow_median_ms']:.1f} ms "
+        f"({figures['input_examples_per_s']:,.0f} examples/s); as row dicts (Trainer) read "
+        f"{figures['fetch_rows_median_ms']:.1f} ms + collate {figures['collate_median_ms']:.1f} ms "
+        f"({figures['input_examples_per_s_rows']:,.0f} examples/s)",
         flush=True,
     )
-    return figures, collator(batch_rows)
+    batch = collator(batch_table)
+    expected = collator(batch_rows)
+    assert all(torch.equal(batch[name], expected[name]) for name in expected), "the two routes collate differently"
+    return figures, batch
+
+
+def input_ms(figures: dict) -> float:
+    """A batch's input time in the training loops: reading it as an Arrow table and collating it."""
+    return figures["fetch_arrow_median_ms"] + figures["collate_arrow_median_ms"]
 
 
 def training_step(name: str, updates: str, sizes: dict, batch, args, compile_training: bool = False):
@@ -289,9 +310,12 @@ def markdown(settings: dict, pipeline: dict, rows: list[dict]) -> str:
         "",
         f"Device: {settings['device_name']}. Settings: `{json.dumps(settings)}`",
         "",
-        f"Input pipeline, batch {pipeline['batch_size']}: reading the rows from an Arrow dataset "
-        f"{pipeline['fetch_rows_median_ms']:.1f} ms, collating them {pipeline['collate_median_ms']:.1f} ms "
-        f"({pipeline['input_examples_per_s']:,.0f} examples/s on one process).",
+        f"Input pipeline, batch {pipeline['batch_size']}, one process: as Arrow tables (`ArrowBatches`, what the "
+        f"training loops read) {pipeline['fetch_arrow_median_ms']:.1f} ms to read, "
+        f"{pipeline['collate_arrow_median_ms']:.1f} ms to collate ({pipeline['input_examples_per_s']:,.0f} "
+        f"examples/s); as row dicts (`datasets`' `__getitems__`, what the Hugging Face Trainer reads) "
+        f"{pipeline['fetch_rows_median_ms']:.1f} ms and {pipeline['collate_median_ms']:.1f} ms "
+        f"({pipeline['input_examples_per_s_rows']:,.0f} examples/s).",
         "",
         "Model step = zero_grad + forward + backward + optimizer step on a collated batch (median of the timed steps).",
         "",
@@ -359,10 +383,10 @@ def main(argv: list[str] | None = None) -> dict:
         pipeline = pipeline or figures
         for name in args.models:
             for updates in args.updates:
-                rows.append(step_row(name, tables, updates, sizes, batch, figures["collate_median_ms"], peak, args))
+                rows.append(step_row(name, tables, updates, sizes, batch, input_ms(figures), peak, args))
                 if args.compile and name in COMPILABLE:
                     rows.append(
-                        compiled_row(name, tables, updates, sizes, batch, figures["collate_median_ms"], peak, args)
+                        compiled_row(name, tables, updates, sizes, batch, input_ms(figures), peak, args)
                     )
     settings["load_average_1_5_15_after"] = load_average()
     result = {"settings": settings, "input_pipeline": pipeline, "rows": rows}

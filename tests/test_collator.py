@@ -112,10 +112,18 @@ def test_missing_columns_and_inconsistent_rows_raise(tokenizer):
         collator([example(1), row])
     with pytest.raises(KeyError, match="history_item_side_ids"):
         A2GenDataCollator(tokenizer, num_item_side_features=2)([_without(example(1), "history_item_side_ids")])
-    with pytest.raises(ValueError, match="sequence 0 has 3 action ids but 2 times"):
+    with pytest.raises(ValueError, match="example 0 of the batch has a sequence of 3 action ids but 2 times in 'action_ids'"):
         collator([example(1, seconds=(0.0, 1.0))])
-    with pytest.raises(ValueError, match="'item_side_ids' has 3 values where 4 are expected"):
+    with pytest.raises(ValueError, match="example 1 of the batch has 1 values in column 'item_side_ids' where 2 are"):
         collator([example(1), example(1, side=(5,))])
+    row = example(3)
+    row["history_action_ids"] = row["history_action_ids"][:2]
+    with pytest.raises(ValueError, match="example 1 of the batch has 2 lists in 'history_action_ids' but 3 history"):
+        collator([example(1), row])
+    row = example(2)
+    row["history_item_ids"][1] = None
+    with pytest.raises(ValueError, match="column 'history_item_ids' holds a value that is not an integer id"):
+        collator([row])
 
 
 def test_item_keys_are_the_raw_item_ids_keys(tokenizer):
@@ -153,3 +161,79 @@ def test_from_config_and_converted_rows(tmp_path, monkeypatch):
     labels, mask = batch["labels"], batch["label_time_mask"]
     start, leave = result.tokenizer.start_action_id, result.tokenizer.end_action_id
     assert bool(((labels == start) | (labels == leave)).eq(mask.bool()).all())
+
+
+def _random_rows(rng, count, side_features=2, max_items=8, max_events=7, max_labels=9):
+    """Rows of every shape the collator cuts: histories longer than the cap, empty ones, repeated starts, NaN times."""
+    rows = []
+    for index in range(count):
+        items = int(rng.integers(0, max_items + 1))
+        events = [int(rng.integers(1, max_events + 1)) for _ in range(items)]
+        labels = int(rng.integers(0, max_labels + 1))
+        rows.append({
+            "user": f"u{index}", "item": f"i{index % 5}", "user_id": int(rng.integers(0, 8)),
+            "item_id": int(rng.integers(0, 16)),
+            "item_side_ids": [int(v) for v in rng.integers(0, 32, side_features)],
+            "history_item_ids": [int(v) for v in rng.integers(1, 16, items)],
+            "history_item_side_ids": [[int(v) for v in rng.integers(0, 32, side_features)] for _ in range(items)],
+            "history_action_ids": [[int(v) for v in rng.integers(1, 7, n)] for n in events],
+            "history_action_seconds": [
+                [float(v) if v < 50 else NAN for v in rng.integers(0, 60, n).astype(np.float32)] for n in events
+            ],
+            "action_ids": [int(v) for v in rng.integers(1, 7, labels)],
+            "action_seconds": [float(v) if v < 80 else NAN for v in rng.integers(0, 100, labels).astype(np.float32)],
+            "session_start": 1511544070,
+        })  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize("drop_repeated_start", [False, True])
+@pytest.mark.parametrize("side_features", [0, 2])
+def test_arrow_tables_collate_exactly_as_their_rows(tokenizer, drop_repeated_start, side_features):
+    """The Arrow route (what ArrowBatches hands a DataLoader) gives the same tensors as the rows, cuts and padding
+    included, also for a shuffled dataset's gathered rows and for a slice that starts mid-table."""
+    import datasets
+
+    from a2gen_hf.data.collator import ArrowBatches, collation_rows
+
+    rng = np.random.default_rng(side_features + 2 * drop_repeated_start)
+    rows = _random_rows(rng, 64, side_features=side_features)
+    if not side_features:
+        rows = [_without(_without(row, "item_side_ids"), "history_item_side_ids") for row in rows]
+    collator = A2GenDataCollator(
+        tokenizer, max_history_items=5, max_events_per_item=4, max_actions=4, drop_repeated_start=drop_repeated_start,
+        item_keys=True,
+    )  # fmt: skip
+    shuffled = datasets.Dataset.from_list(rows).shuffle(seed=1)
+    wrapped = collation_rows(shuffled)
+    assert isinstance(wrapped, ArrowBatches) and collation_rows(rows) is rows
+    for indices in ([0], list(range(10, 40)), list(range(64))):
+        table = wrapped.__getitems__(indices)
+        assert "user" not in table.column_names and "session_start" not in table.column_names
+        expected = collator([shuffled[i] for i in indices])
+        got = collator(table)
+        assert set(got) == set(expected)
+        for name in expected:
+            assert got[name].dtype == expected[name].dtype, name
+            assert torch.equal(got[name], expected[name]), name
+    loader = torch.utils.data.DataLoader(wrapped, batch_size=16, collate_fn=collator)
+    first = next(iter(loader))
+    assert torch.equal(first["labels"], collator([shuffled[i] for i in range(16)])["labels"])
+
+
+def test_arrow_tables_are_refused_as_their_rows_are(tokenizer):
+    import pyarrow as pa
+
+    collator = A2GenDataCollator(tokenizer, item_keys=True)
+    table = pa.Table.from_pylist([{**example(2), "item": "a"}, {**example(1), "item": "b"}])
+    with pytest.raises(KeyError, match=r"the batch \(an Arrow table\) has no column\(s\) \['action_seconds'\]"):
+        collator(table.drop_columns(["action_seconds"]))
+    nulls = table.set_column(table.column_names.index("user_id"), "user_id", pa.array([3, None], pa.int64()))
+    with pytest.raises(ValueError, match="column 'user_id' holds a null id"):
+        collator(nulls)
+    bad = pa.Table.from_pylist([{**example(1), "item": "a", "action_seconds": [0.0, 1.0]}])
+    with pytest.raises(ValueError, match="example 0 of the batch has a sequence of 3 action ids but 2 times"):
+        collator(bad)
+    broken = pa.Table.from_pylist([{**example(1), "item": "a", "action_seconds": [0.0, -1.0, 2.0]}])
+    with pytest.raises(ValueError, match="example 0 of the batch has action_seconds value -1.0"):
+        collator(broken)

@@ -237,3 +237,27 @@ def test_trainer_weight_average_is_refused_with_sharded_weights(data_dir, tmp_pa
     with pytest.raises(ValueError, match="DeepSpeed and FSDP shard across processes: train without it, or with DDP"):
         make_averaging_trainer(model, tokenizer, dataset, tmp_path, max_steps=1)
     make_trainer(model, tokenizer, dataset, tmp_path / "plain")  # without the average nothing is refused
+
+
+def test_trainer_reads_batches_as_arrow_tables_and_collates_them_as_rows(data_dir, tmp_path):
+    """With A2GenDataCollator the Trainer's loaders read Arrow tables (ArrowBatches), the same batches as the rows
+    in the same order; another collate function still gets the rows."""
+    from a2gen_hf.data.collator import ArrowBatches
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_trainer(model, tokenizer, dataset, tmp_path)
+    loader = trainer.get_eval_dataloader()
+    assert isinstance(loader.dataset, ArrowBatches)
+    collator = trainer.data_collator
+    validation = dataset["validation"]
+    for index, batch in enumerate(loader):
+        rows = [validation[i] for i in range(64 * index, min(64 * (index + 1), len(validation)))]
+        expected = collator(rows)
+        assert set(batch) == set(expected)
+        assert all(torch.equal(batch[name].cpu(), expected[name]) for name in expected)
+        if index == 2:
+            break
+    assert isinstance(trainer.get_train_dataloader().dataset, ArrowBatches)
+    trainer.data_collator = lambda rows: collator(list(rows))
+    assert not isinstance(trainer.get_eval_dataloader().dataset, ArrowBatches)

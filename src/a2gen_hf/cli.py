@@ -212,7 +212,7 @@ def _load_model_and_tokenizer(model_dir: str):
 def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, limit: int | None = None):
     from torch.utils.data import DataLoader
 
-    from .data.collator import A2GenDataCollator
+    from .data.collator import A2GenDataCollator, collation_rows
     from .training.data_setup import load_data_dir
 
     dataset, _, _ = load_data_dir(data_dir)
@@ -220,7 +220,7 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
         raise ValueError(f"split {split!r} is not in {data_dir}; it has {sorted(dataset)}.")
     examples = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
-    return examples, collator, DataLoader(examples, batch_size=batch_size, collate_fn=collator)
+    return examples, collator, DataLoader(collation_rows(examples), batch_size=batch_size, collate_fn=collator)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-from .data.collator import A2GenDataCollator
+from .data.collator import A2GenDataCollator, collation_rows
 from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
 from .plotting import plot_timeline, ranked_action_probabilities
@@ -67,7 +67,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     needed = [name for name in dataset["train"].column_names if name not in ("user", "item", *ORACLE_COLUMNS)]
     train_rows = dataset["train"].select_columns(needed).to_list()
     validation = dataset["validation"].select_columns(needed)
-    test_loader = DataLoader(dataset["test"].select_columns(needed), batch_size=1024, collate_fn=collator)
+    test_loader = DataLoader(collation_rows(dataset["test"]), batch_size=1024, collate_fn=collator)
 
     results, models = {}, {}
     for step, name in enumerate(DEMO_MODELS, start=2):

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from ..configuration_a2gen import A2GenConfig
-from ..data.collator import A2GenDataCollator
+from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
 from ..output_folders import write_text_atomically
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
@@ -111,7 +111,7 @@ def predict_dataset(
     (:func:`~a2gen_hf.metrics.predict_dataloader`, the package's one prediction loop); with ``generate`` also the
     next action `(n,)` (greedy ``generate()`` for A2Gen, :func:`~a2gen_hf.metrics.predicted_next_actions` for the
     others) and, for A2Gen, the generated sequences. ``num_workers``: processes that collate the batches."""
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers)
+    loader = DataLoader(collation_rows(dataset), batch_size=batch_size, collate_fn=collator, num_workers=num_workers)
     return predict_dataloader(model, loader, generate=generate, references=False)
 
 
@@ -119,7 +119,7 @@ def test_references(dataset, collator, batch_size: int = 4096) -> dict[str, np.n
     """Labels, label times and masks of every example, padded to the collator's width, the user of each example
     (``group_ids``: GAUC and NDCG@K / Recall@K group by it), plus oracle columns."""
     parts: dict[str, list[np.ndarray]] = {}
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+    for batch in DataLoader(collation_rows(dataset), batch_size=batch_size, collate_fn=collator):
         for name in ("labels", "label_times", "label_time_mask"):
             parts.setdefault(name, []).append(batch[name].numpy())
         if "user_ids" in batch:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.collator import A2GenDataCollator
+from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import predict_dataloader
 from ..metrics.action_metrics import action_targets
 from .residual_fit import action_aucs, read_head_inputs, zero_learned_paths
@@ -42,7 +42,7 @@ def _validation_time_errors(model: nn.Module, dataset, collator: A2GenDataCollat
     """Per timed action (all but start), the absolute errors `(m,)` of ``model``'s normalised first-occurrence times
     on the ``dataset`` examples where the action happens with a known time, in the examples' order: the terms whose
     mean is :func:`~a2gen_hf.metrics.timing_mae`'s ``mae`` (a test holds them equal)."""
-    arrays = predict_dataloader(model, DataLoader(dataset, batch_size=batch_size, collate_fn=collator))
+    arrays = predict_dataloader(model, DataLoader(collation_rows(dataset), batch_size=batch_size, collate_fn=collator))
     config = model.config
     _, times, known = action_targets(
         arrays["labels"], arrays["label_times"], arrays.get("label_time_mask"), config.vocab_size

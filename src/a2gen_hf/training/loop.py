@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ..data.collator import A2GenDataCollator
+from ..data.collator import A2GenDataCollator, collation_rows
 from ..features_a2gen import RunningStandardizer
 from ..host_memory import keep_freed_host_memory
 from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs, ranked_action_ids
@@ -326,7 +326,10 @@ def loader_options(settings: TrainingSettings, device: torch.device) -> dict:
 
 def _evaluation_loader(dataset, collator, settings: TrainingSettings, device: torch.device) -> DataLoader:
     """The validation and test passes' batches of ``dataset``, in order (``eval_batch_size``, :func:`loader_options`)."""
-    return DataLoader(dataset, batch_size=settings.eval_batch_size, collate_fn=collator, **loader_options(settings, device))
+    return DataLoader(
+        collation_rows(dataset), batch_size=settings.eval_batch_size, collate_fn=collator,
+        **loader_options(settings, device),
+    )
 
 
 def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
@@ -334,8 +337,8 @@ def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, acc
     a ``datasets.Dataset`` by its ``shuffle``, any other (e.g. a list of rows already read into Python, which spares
     Arrow's row extraction at every epoch) by a seeded permutation. The loader has its own generator so that making it
     does not draw from the global RNG (dropout's)."""
-    if isinstance(dataset, datasets.Dataset):
-        shuffled = dataset.shuffle(seed=settings.seed + epoch)
+    if isinstance(dataset, datasets.Dataset):  # read as Arrow tables (collation_rows), in the shuffled order
+        shuffled = collation_rows(dataset.shuffle(seed=settings.seed + epoch))
     else:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed + epoch))
         shuffled = torch.utils.data.Subset(dataset, order.tolist())

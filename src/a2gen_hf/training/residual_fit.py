@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.collator import A2GenDataCollator
+from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ranked_action_aucs
 from ..targets import first_occurrence_targets
 
@@ -66,7 +66,7 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
             module.eval()
     occurs = []
     try:
-        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+        for batch in DataLoader(collation_rows(dataset), batch_size=batch_size, collate_fn=collator):
             batch = {key: value.to(device) for key, value in batch.items()}
             model(**batch)
             vocab_size = model.config.vocab_size

@@ -28,6 +28,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..configuration_a2gen import A2GenConfig
+from ..data.collator import A2GenDataCollator, collation_rows
 from ..host_memory import keep_freed_host_memory
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
@@ -158,6 +159,13 @@ class A2GenTrainer(Trainer):
                 )
             self._weight_average_settings = (weight_average_decay, weight_average_every, weight_average_warmup)
             self.add_callback(_WeightAverageCallback(self))
+
+    def _remove_unused_columns(self, dataset, description: str | None = None):
+        """The Trainer's own column removal, then, for :class:`A2GenDataCollator`, the batches as Arrow tables
+        (:class:`~a2gen_hf.data.collator.ArrowBatches`: the same rows in the same order, without a Python object per
+        value; the Trainer calls this on every ``datasets.Dataset`` it makes a ``DataLoader`` of)."""
+        dataset = super()._remove_unused_columns(dataset, description)
+        return collation_rows(dataset) if isinstance(self.data_collator, A2GenDataCollator) else dataset
 
     def _sparse_refusal(self) -> str | None:
         """Why this run cannot train the id tables with sparse gradients (None: it can)."""
