@@ -362,6 +362,35 @@ def test_evaluations_spaced_by_steps_only(data_dir, tmp_path):
         TrainingSettings(output_dir=str(tmp_path), eval_at_epoch_end=False)
 
 
+def test_scale_eval_every_spaces_evaluations_by_the_validation_split(data_dir, tmp_path):
+    """--scale-eval-every: evaluations every max(K, ceil(validation examples / examples per step)) steps, the
+    interval logged; unchanged where the validation split holds at most K steps' examples; refused without K."""
+    from types import SimpleNamespace
+
+    from a2gen_hf.training.loop import evaluation_interval
+
+    validation = len(load_data_dir(data_dir)[0]["validation"])
+    interval = math.ceil(validation / 16)
+    assert interval > 2
+    output = tmp_path / "scaled"
+    argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "2", "--batch-size", "16",
+            "--eval-every", "2", "--scale-eval-every", "--no-eval-at-epoch-end", *TINY_FLAGS]
+    assert main(argv) == 0
+    log = json.loads((output / "training_log.json").read_text())
+    steps = [entry["step"] for entry in log["log_history"] if "validation_loss" in entry]
+    total = 2 * math.ceil(323 / 16)
+    assert steps == [*range(interval, total, interval), total][: len(steps)] and steps[-1] == total
+    assert log["eval_every_steps_used"] == interval and log["settings"]["scale_eval_every"] is True
+    one, two = SimpleNamespace(num_processes=1), SimpleNamespace(num_processes=2)
+    settings = TrainingSettings(output_dir=str(tmp_path), batch_size=16, eval_every_steps=2, scale_eval_every=True)
+    assert evaluation_interval(settings, range(validation), one) == interval
+    assert evaluation_interval(settings, range(validation), two) == max(2, math.ceil(validation / 32))
+    assert evaluation_interval(settings, range(20), one) == 2  # a small split: K itself
+    assert evaluation_interval(replace(settings, scale_eval_every=False), range(validation), one) == 2
+    with pytest.raises(ValueError, match="scale_eval_every spaces the evaluations of eval_every_steps"):
+        TrainingSettings(output_dir=str(tmp_path), scale_eval_every=True)
+
+
 def test_eval_before_training_lets_the_starting_weights_win(data_dir, tmp_path):
     """--eval-before-training evaluates step 0; when no later evaluation beats it, the starting weights come back."""
     output = tmp_path / "start"

@@ -312,6 +312,7 @@ def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
         "patience_from_step": args.patience_from_step,
         "selection_min_delta": args.min_delta,
         "eval_every_steps": args.eval_every,
+        "scale_eval_every": args.scale_eval_every,
         "eval_at_epoch_end": args.eval_at_epoch_end,
         "eval_before_training": args.eval_before_training,
         "select_generator_by_loss": args.select_generator_by_loss,

@@ -290,6 +290,9 @@ class SelectionArguments:
                               "than this (mean AUC, or loss with --select-by loss)", 0.0)
     eval_every: int | None = option("also evaluate on validation every this many optimizer steps; default: after "
                                     "epochs only")
+    scale_eval_every: bool = option("with --eval-every K: evaluate every max(K, validation examples / examples per "
+                                    "step) steps, so that a validation pass never costs more than the training "
+                                    "between two (a large log's)", False)
     eval_at_epoch_end: bool = option("also evaluate at every epoch's end (--no-eval-at-epoch-end, with --eval-every: "
                                      "every that many steps only, whatever an epoch's length)", True)
     eval_before_training: bool = option("also evaluate the starting weights before the first step, as a candidate "

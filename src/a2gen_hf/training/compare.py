@@ -396,7 +396,7 @@ def _settings_lines(settings: dict[str, Any] | None) -> list[str]:
         for key in (
             "num_epochs", "batch_size", "dense_learning_rate", "embedding_learning_rate", "lr_schedule",
             "warmup_steps", "warmup_ratio", "selection_metric", "early_stopping_patience", "early_stopping_min_steps",
-            "patience_from_step", "selection_min_delta", "eval_every_steps", "eval_at_epoch_end",
+            "patience_from_step", "selection_min_delta", "eval_every_steps", "scale_eval_every", "eval_at_epoch_end",
             "select_generator_by_loss", "ema_decay", "ema_every_steps", "ema_warmup",
         )
         if key in training and (not key.startswith("ema_") or training.get("ema_decay") is not None)

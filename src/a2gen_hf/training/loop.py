@@ -619,6 +619,18 @@ def _check_run(train_dataset, settings: TrainingSettings, eval_dataset) -> None:
         )
 
 
+def evaluation_interval(settings: TrainingSettings, eval_dataset, accelerator: Accelerator) -> int | None:
+    """The optimizer steps between two evaluations within an epoch: ``settings.eval_every_steps`` (None: none), and
+    with ``settings.scale_eval_every`` at least the steps that train on as many examples as the validation split
+    holds (each step trains on ``batch_size * gradient_accumulation_steps * num_processes``; a split without a
+    length, streamed, is not counted)."""
+    steps = settings.eval_every_steps
+    if steps is None or not settings.scale_eval_every or eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+        return steps
+    per_step = settings.batch_size * settings.gradient_accumulation_steps * accelerator.num_processes
+    return max(steps, math.ceil(len(eval_dataset) / per_step))
+
+
 class _TrainingRun:
     """One run of :func:`train`: the prepared model and optimizer, the step counters (:class:`_Progress`, resumed
     from the latest checkpoint when asked), the schedule's length, the progress bar and the tracking.
@@ -662,6 +674,12 @@ class _TrainingRun:
             self.steps_per_epoch = math.ceil(len(loader) / self.accumulation)
             self.total_steps = settings.max_steps or self.steps_per_epoch * settings.num_epochs
         self.warmup_steps = settings.warmup_for(self.total_steps)
+        self.eval_every_steps = evaluation_interval(settings, eval_dataset, accelerator)
+        if self.eval_every_steps != settings.eval_every_steps and accelerator.is_main_process:
+            logger.info(
+                f"Evaluating every {self.eval_every_steps} steps, not {settings.eval_every_steps} "
+                f"(scale_eval_every: the validation split's {len(eval_dataset):,} examples)."
+            )
         self.select_best = settings.select_best_epoch and eval_dataset is not None
         self.bar = tqdm(
             total=self.total_steps,
@@ -764,8 +782,8 @@ class _TrainingRun:
         last_of_epoch = not self.streaming and progress.step_in_epoch == self.steps_per_epoch
         if (
             self.eval_dataset is not None
-            and settings.eval_every_steps
-            and progress.global_step % settings.eval_every_steps == 0
+            and self.eval_every_steps
+            and progress.global_step % self.eval_every_steps == 0
             and not (last_of_epoch and settings.eval_at_epoch_end)  # the end of the epoch evaluates anyway
         ):
             self.evaluate()
@@ -883,6 +901,7 @@ class _TrainingRun:
                 "best_epoch": progress.best_epoch,
                 "best_step": progress.best_step,
                 "stopped_early": progress.stopped_early,
+                "eval_every_steps_used": self.eval_every_steps,
                 **({"best_generator_step": generator_step} if generator_step is not None else {}),
             }
             write_text_atomically(self.output_dir / TRAINING_LOG_FILE, json.dumps(log, indent=2))

@@ -42,7 +42,11 @@ class TrainingSettings:
 
     Validation and selection (with an ``eval_dataset``): the model is evaluated after every epoch and, with
     ``eval_every_steps`` = K, also every K optimizer steps within an epoch (so that a run on a large log is
-    checked more often than once per epoch). ``eval_at_epoch_end=False`` (with ``eval_every_steps``) evaluates every
+    checked more often than once per epoch). ``scale_eval_every`` spaces those evaluations by at least one
+    validation split's worth of training examples: every ``max(K, ceil(validation examples / examples per
+    optimizer step))`` steps (:func:`~a2gen_hf.training.loop.evaluation_interval`), so that on a large log a
+    validation pass (a forward over the whole split) never costs more than the training between two; on a log whose
+    validation split holds at most K steps' examples nothing changes. ``eval_at_epoch_end=False`` (with ``eval_every_steps``) evaluates every
     K steps only, not at epoch ends (the last step of the run is evaluated too): evaluations are then spaced by steps
     whatever an epoch's length, so that patience and the plateau schedule mean the same on a log of 20 steps an epoch
     as on one of 2,000 (after every epoch, a small log would halve its learning rates and stop within a few dozen
@@ -125,6 +129,7 @@ class TrainingSettings:
     patience_from_step: int = 0
     selection_min_delta: float = 0.0
     eval_every_steps: int | None = None
+    scale_eval_every: bool = False
     eval_at_epoch_end: bool = True
     eval_before_training: bool = False
     select_generator_by_loss: bool = False
@@ -149,6 +154,11 @@ class TrainingSettings:
         for name in ("early_stopping_patience", "eval_every_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
+        if self.scale_eval_every and self.eval_every_steps is None:
+            raise ValueError(
+                "scale_eval_every spaces the evaluations of eval_every_steps, but eval_every_steps is None: set it "
+                "(e.g. 100; CLI: --eval-every 100) or drop scale_eval_every (--no-scale-eval-every)."
+            )
         if not self.eval_at_epoch_end and self.eval_every_steps is None:
             raise ValueError(
                 "eval_at_epoch_end=False evaluates every eval_every_steps steps only, but eval_every_steps is None: "
