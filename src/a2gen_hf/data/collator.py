@@ -1,4 +1,4 @@
-"""Batch collation: rows of the on-disk example schema -> the tensors ``A2GenModel.forward`` names."""
+"""Batch collation: rows of the on-disk example schema (dicts, or one Arrow table) -> the tensors ``A2GenModel.forward`` names."""
 
 from __future__ import annotations
 
