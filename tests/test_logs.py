@@ -680,3 +680,35 @@ def test_milliseconds_read_as_seconds_are_refused_with_the_unit_that_reads_them(
     assert "--time-unit ms" in capsys.readouterr().err
     assert cli.main([*generic, "--input", str(header_log), "--output", str(tmp_path / "g2"), "--time-unit", "ms"]) == 0
     assert cli.main([*generic, "--input", str(header_log), "--output", str(tmp_path / "g3"), "--generic-time-unit", "ms"]) == 0
+
+
+def test_a_log_with_another_delimiter_is_named_and_read_with_delimiter(tmp_path, capsys):
+    """A tab- or semicolon-separated Taobao log: the truncated-row error says which delimiter splits the line into
+    the preset's columns and names --delimiter; with it the log prepares as its comma twin. A header read as one
+    column gets the same hint; a --delimiter that is not one character is refused."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    assert cli.main(["prepare", "--preset", "taobao", "--input", str(plain), "--quiet", "--output", str(tmp_path / "c")]) == 0
+    expected = datasets.load_from_disk(str(tmp_path / "c"))
+    for name, delimiter, flag in (("tabs.tsv", "\t", "\\t"), ("semi.csv", ";", ";")):
+        log = tmp_path / name
+        log.write_text(plain.read_text().replace(",", delimiter))
+        argv = ["prepare", "--preset", "taobao", "--input", str(log), "--quiet"]
+        assert cli.main([*argv, "--output", str(tmp_path / "refused")]) == 2
+        error = capsys.readouterr().err
+        assert f"{name}:1: truncated row: 1 of 5 columns" in error
+        assert f"the line splits into 5 columns at {delimiter!r}" in error and f"--delimiter '{flag}'" in error
+        assert cli.main([*argv, "--output", str(tmp_path / name.split(".")[0]), "--delimiter", flag]) == 0
+        read = datasets.load_from_disk(str(tmp_path / name.split(".")[0]))
+        for split in expected:
+            assert read[split][:] == expected[split][:]
+    header = tmp_path / "kuairand.tsv"
+    header.write_text((FIXTURES / "kuairand_log.csv").read_text().replace(",", "\t"))
+    with pytest.raises(LogFormatError, match=r"the line splits into \d+ columns at '\\t'.*--delimiter '\\t'"):
+        convert_log(header, "kuairand", output_dir=tmp_path / "k", progress=False)
+    result = convert_log(header, dataclasses.replace(PRESETS["kuairand"], delimiter="\t"), output_dir=tmp_path / "k",
+                         progress=False)
+    assert result.summary["rows_read"] > 0
+    argv = ["prepare", "--preset", "taobao", "--input", str(plain), "--quiet", "--output", str(tmp_path / "bad")]
+    for bad in (";;", ""):
+        assert cli.main([*argv, "--delimiter", bad]) == 2
+        assert "is not one character" in capsys.readouterr().err

@@ -40,7 +40,7 @@ from .cli_arguments import (
 def run_prepare(args: argparse.Namespace) -> int:
     from .data.examples import SplitRule
     from .data.logs import PRESETS, convert_log, format_summary
-    from .data.presets import parse_time_window
+    from .data.presets import parse_delimiter, parse_time_window
     from .data.validation import LogFormatError
     from .tokenization_a2gen import A2GenActionTokenizer
 
@@ -50,6 +50,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             preset = dataclasses.replace(preset, time_window=parse_time_window(args.time_window))
         if args.time_unit is not None:
             preset = dataclasses.replace(preset, time_unit=args.time_unit)
+        if args.delimiter is not None:
+            preset = dataclasses.replace(preset, delimiter=parse_delimiter(args.delimiter))
     except ValueError as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
         return 2
@@ -121,7 +123,7 @@ def _generic_preset(args: argparse.Namespace):
         item_column=args.item_column,
         time_column=args.time_column,
         time_unit=args.generic_time_unit,
-        delimiter=args.delimiter,
+        delimiter=args.generic_delimiter,
         action_column=args.action_column,
         action_mapping=mapping,
         side_feature_columns=tuple(name.strip() for name in args.side_feature_columns.split(",") if name.strip()),

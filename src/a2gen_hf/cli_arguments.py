@@ -135,6 +135,9 @@ class PrepareArguments:
         "unit of the time column: s (Unix seconds) or ms (Unix milliseconds); default: the preset's (taobao: s, "
         "kuairand: ms, tmall: mmdd dates, generic: --generic-time-unit)", choices=("s", "ms"),
     )
+    delimiter: str | None = option(
+        "the CSV delimiter, e.g. ';' or tab (write \\t); default: the preset's (',')", metavar="C"
+    )
     session_gap_seconds: float = option("event logs: a (user, item) pair's next event starts a new session after "
                                         "this gap", 3 * 86400)
     max_history_items: int = option("history items kept per example (the most recent)", 50)
@@ -173,7 +176,8 @@ class GenericLogArguments:
                                     choices=("s", "ms"), flag="--generic-time-unit")
     side_feature_columns: str = option("generic: item side-feature columns, comma-separated ('' for none)", "",
                                        flag="--generic-side-features")
-    delimiter: str = option("generic: CSV delimiter", ",", flag="--generic-delimiter")
+    generic_delimiter: str = option("generic: CSV delimiter (--delimiter, if given, wins)", ",",
+                                    flag="--generic-delimiter")
 
 
 @dataclass

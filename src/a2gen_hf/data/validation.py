@@ -265,10 +265,11 @@ class _CsvBatches:
         else:
             names = list(preset.columns)
             first_line = 2 if _names_the_columns(path, preset) else 1
-        _check_columns(path, needed, names, header=preset.columns is None)
+        _check_columns(path, needed, names, header=preset.columns is None, delimiter=preset.delimiter)
         # A header line in a file the preset reads without one is no event: it is skipped, and the summary says so.
         self.header_skipped = preset.columns is not None and first_line == 2
         self.names = names
+        self.delimiter = preset.delimiter
         self.next_line = first_line
         self.lines = CheckedLines(path, quote_char=preset.quote_char)
         with self._parse_errors():  # opening already parses the first block
@@ -335,12 +336,19 @@ def _names_the_columns(path: Path, preset: LogPreset) -> bool:
     return fields == [name.lower() for name in preset.columns]
 
 
-def _check_columns(path: Path, needed: list[str], found: list[str], header: bool) -> None:
+def _check_columns(path: Path, needed: list[str], found: list[str], header: bool, delimiter: str = ",") -> None:
     missing = [name for name in needed if name not in found]
     if missing:
         where = "its header has" if header else "the preset names"
+        hint = ""
+        if header and len(found) == 1:  # a header read as one column: another delimiter?
+            hint = next(
+                (delimiter_hint(found[0], found[0].count(other) + 1, delimiter) for other in _OTHER_DELIMITERS
+                 if other != delimiter and other in found[0]),
+                "",
+            )
         raise LogFormatError(
-            f"{path.name}: missing column(s) {missing}; {where} {found}. Rename the columns or choose the preset "
+            f"{path.name}: missing column(s) {missing}; {where} {found}{hint}. Rename the columns or choose the preset "
             "that matches this file."
         )
 
@@ -508,6 +516,22 @@ def _rejected_line_problems(rejected: dict[int, tuple[str, str]], lines: np.ndar
     return problems
 
 
+_OTHER_DELIMITERS = (",", "\t", ";", "|")
+
+
+def delimiter_hint(text: str, columns: int, delimiter: str) -> str:
+    """`` (... another delimiter ...)`` when ``text`` splits into exactly ``columns`` fields at a common delimiter
+    other than ``delimiter`` (a tab- or semicolon-separated file read with a comma); else ``""``."""
+    for other in _OTHER_DELIMITERS:
+        if other != delimiter and text.count(other) == columns - 1 and text.count(delimiter) == 0:
+            shown = "\\t" if other == "\t" else other
+            return (
+                f" (the line splits into {columns} columns at {other!r}: the file looks {other!r}-separated; read it "
+                f"so with delimiter={other!r}, CLI: --delimiter '{shown}')"
+            )
+    return ""
+
+
 def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter, before: int | None) -> int:
     """Report the not-yet-reported rows of the wrong width whose line is < ``before`` (all when None)."""
     pending = [row for row in source.invalid_rows[done:] if before is None or row[0] < before]
@@ -516,6 +540,7 @@ def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter
             message = (
                 f"{source.path.name}:{line}: truncated row: {actual} of {expected} columns, column "
                 f"{source.names[actual]!r} is missing (text {text!r})"
+                + delimiter_hint(text, expected, source.delimiter)
             )
             bad_rows.add("truncated_row", 1, message, line)
         else:
