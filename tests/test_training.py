@@ -94,6 +94,12 @@ def log_of(folder: Path) -> list[dict]:
     return json.loads((folder / "training_log.json").read_text())["log_history"]
 
 
+def trained_log(data_dir, output: Path, *flags: str) -> dict:
+    """``a2gen train`` of the tiny model on ``data_dir`` into ``output`` with ``flags``; its training_log.json."""
+    assert main(["train", "--data", str(data_dir), "--output", str(output), *flags, *TINY_FLAGS]) == 0
+    return json.loads((output / "training_log.json").read_text())
+
+
 # ---------------------------------------------------------------------------------------------- data folder
 
 
@@ -300,11 +306,8 @@ def test_learning_rate_schedules(data_dir, tmp_path):
 
     assert [learning_rate_factor("linear", step, 4) for step in range(4)] == [1.0, 0.75, 0.5, 0.25]
     assert learning_rate_factor("cosine", 2, 4) == pytest.approx(0.5) and learning_rate_factor("constant", 3, 4) == 1
-    output = tmp_path / "linear"
-    argv = ["train", "--data", str(data_dir), "--output", str(output), "--max-steps", "4", "--batch-size", "32",
-            "--log-every", "1", "--lr-schedule", "cosine", *TINY_FLAGS]
-    assert main(argv) == 0
-    log = json.loads((output / "training_log.json").read_text())
+    log = trained_log(data_dir, tmp_path / "linear", "--max-steps", "4", "--batch-size", "32", "--log-every", "1",
+                      "--lr-schedule", "cosine")
     factors = [entry["lr_factor"] for entry in log["log_history"] if "lr_factor" in entry]
     assert factors == pytest.approx([learning_rate_factor("cosine", step, 4) for step in range(4)])
     with pytest.raises(ValueError, match=r"lr_schedule='step'; use one of \['constant', 'linear', 'cosine', 'plateau'\]"):
@@ -372,11 +375,8 @@ def test_scale_eval_every_spaces_evaluations_by_the_validation_split(data_dir, t
     validation = len(load_data_dir(data_dir)[0]["validation"])
     interval = math.ceil(validation / 16)
     assert interval > 2
-    output = tmp_path / "scaled"
-    argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "2", "--batch-size", "16",
-            "--eval-every", "2", "--scale-eval-every", "--no-eval-at-epoch-end", *TINY_FLAGS]
-    assert main(argv) == 0
-    log = json.loads((output / "training_log.json").read_text())
+    log = trained_log(data_dir, tmp_path / "scaled", "--epochs", "2", "--batch-size", "16", "--eval-every", "2",
+                      "--scale-eval-every", "--no-eval-at-epoch-end")
     steps = [entry["step"] for entry in log["log_history"] if "validation_loss" in entry]
     total = 2 * math.ceil(323 / 16)
     assert steps == [*range(interval, total, interval), total][: len(steps)] and steps[-1] == total
