@@ -1088,7 +1088,7 @@ def test_select_generator_by_loss_survives_a_resume(simulated_data_dir, tmp_path
 
     base = ["train", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--hidden-size", "8",
             "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--batch-size", "8",
-            "--eval-every", "2", "--checkpoint-every", "2", "--dense-lr", "0.05",
+            "--eval-every", "2", "--no-scale-eval-every", "--checkpoint-every", "2", "--dense-lr", "0.05",
             "--no-time-per-action", "--no-freeze-ranking", "--occurrence-linear-path", "--occurrence-hidden-size",
             "8", "--cpu"]  # the paper's time heads, the ranking trained as the recipe of 2026-12-05 had it: a trajectory whose
     # generator's best comes before step 6
