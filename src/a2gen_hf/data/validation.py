@@ -331,7 +331,7 @@ class _CsvBatches:
 def _names_the_columns(path: Path, preset: LogPreset) -> bool:
     """Whether line 1 of a file the preset reads without a header is a header naming its columns (any case)."""
     with open(path, encoding="utf-8", errors="replace") as handle:
-        first = handle.readline().rstrip("\r\n")
+        first = handle.readline(MAX_LINE_BYTES).rstrip("\r\n")  # a longer line is no header (and a bad row)
     fields = [part.strip().strip('"').lower() for part in first.split(preset.delimiter)]
     return fields == [name.lower() for name in preset.columns]
 

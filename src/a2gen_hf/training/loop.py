@@ -334,10 +334,10 @@ def _evaluation_loader(dataset, collator, settings: TrainingSettings, device: to
 
 def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, accelerator: Accelerator):
     """Map-style data reshuffled with ``seed + epoch`` (a resumed epoch sees the same order), sharded by Accelerate:
-    a ``datasets.Dataset`` by its ``shuffle``, any other (e.g. a list of rows already read into Python, which spares
-    Arrow's row extraction at every epoch) by a seeded permutation. The loader has its own generator so that making it
+    a ``datasets.Dataset`` by its ``shuffle`` (and read as Arrow tables, :class:`~a2gen_hf.data.collator.ArrowBatches`),
+    any other (e.g. a list of rows already read into Python) by a seeded permutation. The loader has its own generator so that making it
     does not draw from the global RNG (dropout's)."""
-    if isinstance(dataset, datasets.Dataset):  # read as Arrow tables (collation_rows), in the shuffled order
+    if isinstance(dataset, datasets.Dataset):
         shuffled = collation_rows(dataset.shuffle(seed=settings.seed + epoch))
     else:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed + epoch))
