@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-from .data.collator import A2GenDataCollator, collation_rows
+from .data.collator import A2GenDataCollator, ArrowBatches, collation_rows
 from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
 from .plotting import plot_timeline, ranked_action_probabilities
@@ -63,10 +63,12 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     base_config = model_config_from_tokenizer(tokenizer, dataset)
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
     oracle = dataset["test"].select_columns(list(ORACLE_COLUMNS))[:]
-    # Only the columns the collator reads, and the train rows read out of Arrow once rather than at every epoch.
-    needed = [name for name in dataset["train"].column_names if name not in ("user", "item", *ORACLE_COLUMNS)]
-    train_rows = dataset["train"].select_columns(needed).to_list()
-    validation = dataset["validation"].select_columns(needed)
+    # The train rows as Arrow tables (ArrowBatches) but not a datasets.Dataset, so that the loop shuffles them by its
+    # seeded permutation, as it did the rows once read into Python here (the demo's documented figures stay).
+    train_rows = ArrowBatches(dataset["train"])
+    validation = dataset["validation"].select_columns(
+        [name for name in dataset["validation"].column_names if name not in ("user", "item", *ORACLE_COLUMNS)]
+    )
     test_loader = DataLoader(collation_rows(dataset["test"]), batch_size=1024, collate_fn=collator)
 
     results, models = {}, {}
