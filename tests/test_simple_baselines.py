@@ -266,6 +266,33 @@ def test_share_scaled_regression_chooses_the_scale_per_action_on_validation(toke
     assert coefficients[LIKE - 1] > 2 * plain_fixed.coefficients(LIKE)[0][LIKE - 1] > 0
 
 
+def test_regression_fits_are_the_same_whatever_the_threads(tokenizer):
+    """fit_each runs the (scale, C) fits side by side on one BLAS thread each: the fitted regression is the same
+    whatever BLAS and torch were set to (one thread, fitted one by one, or two), and BLAS is restored afterwards."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from a2gen_hf.training.simple_baselines import fit_each
+
+    train, validation = noisy_share_rows(300, 0), noisy_share_rows(200, 1, 1000)
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    threads = torch.get_num_threads()
+    fitted = {}
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            with threadpool_limits(limits=count, user_api="blas"):
+                fitted[count] = CountFeatureLogisticRegression(tokenizer, share_scales=(1.0, 10.0)).fit(train, validation)
+    finally:
+        torch.set_num_threads(threads)
+    assert fitted[1].choices() == fitted[2].choices()
+    for action, model in fitted[1].models_.items():
+        np.testing.assert_array_equal(model.coef_, fitted[2].models_[action].coef_)
+        np.testing.assert_array_equal(model.intercept_, fitted[2].models_[action].intercept_)
+    assert [pool["num_threads"] for pool in threadpool_info()] == before
+    assert fit_each(lambda key: key * 2, [3, 1, 2]) == {3: 6, 1: 2, 2: 4}
+
+
 def test_share_scales_are_checked(tokenizer):
     assert share_scales_for(1.0) == (1.0,) and share_scales_for(10) == (1.0, 10.0)
     for bad in (0.5, float("nan"), float("inf")):
