@@ -121,6 +121,10 @@ def test_missing_columns_and_inconsistent_rows_raise(tokenizer):
     with pytest.raises(ValueError, match="example 1 of the batch has 2 lists in 'history_action_ids' but 3 history"):
         collator([example(1), row])
     row = example(2)
+    row["action_ids"] = None
+    with pytest.raises(ValueError, match="list 1 of column 'action_ids' in the batch is None, not a list"):
+        collator([example(1), row])
+    row = example(2)
     row["history_item_ids"][1] = None
     with pytest.raises(ValueError, match="column 'history_item_ids' holds a value that is not an integer id"):
         collator([row])

@@ -74,9 +74,20 @@ def _ints(values, column: str, count: int = -1) -> np.ndarray:
         raise ValueError(f"A2GenDataCollator: column {column!r} holds a value that is not an integer id ({error}).") from None
 
 
+def _lengths(lists: list, column: str) -> np.ndarray:
+    """Each list's length; a value that is no list (e.g. None) is refused, naming its place and the column."""
+    try:
+        return np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    except TypeError:
+        bad = next(index for index, value in enumerate(lists) if not hasattr(value, "__len__"))
+        raise ValueError(
+            f"A2GenDataCollator: list {bad} of column {column!r} in the batch is {lists[bad]!r}, not a list."
+        ) from None
+
+
 def _lists_from_rows(lists: list, column: str, kind: str) -> _Lists:
     """Python lists -> :class:`_Lists`; ``kind`` "ids" (int64) or "seconds" (float64, None -> NaN)."""
-    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    lengths = _lengths(lists, column)
     flat = chain.from_iterable(lists)
     if kind == "ids":
         return _Lists(_ints(flat, column, int(lengths.sum())), lengths)
@@ -103,11 +114,11 @@ def _columns_from_rows(features: Sequence[dict[str, Any]], side_features: int, i
         return [row[name] for row in features]
 
     item_lists = column("history_item_ids")
-    items = np.fromiter(map(len, item_lists), dtype=np.int64, count=len(item_lists))
+    items = _lengths(item_lists, "history_item_ids")
     per_item = {}
     for name in _per_item_columns(side_features):
         lists = column(name)
-        _check_items_per_example(name, np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), items)
+        _check_items_per_example(name, _lengths(lists, name), items)
         per_item[name] = list(chain.from_iterable(lists))
     return _Columns(
         user_ids=_ints(column("user_id"), "user_id"),
