@@ -609,7 +609,8 @@ class CountFeatureLogisticRegression(SimpleBaseline):
             validation_features = scaler.transform(validation_features)
         scales = self.share_scales
         weights = {scale: self._share_weights(scale, train_features.shape[1]) for scale in scales}
-        scaled = {scale: train_features * weights[scale] for scale in scales}
+        # One scaled copy per share scale, read by every fit (scale 1 is the features themselves: x * 1.0 == x).
+        scaled = {scale: train_features if scale == 1.0 else train_features * weights[scale] for scale in scales}
         for action in range(1, self.vocab_size):
             labels = targets.occurs[:, action]
             if labels.all() or not labels.any():
