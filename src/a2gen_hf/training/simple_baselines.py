@@ -478,15 +478,16 @@ def check_validation_given(validation: Dataset | None, what: str, otherwise: str
 
 
 def fit_each(fit: Callable[[Hashable], Any], keys: Sequence[Hashable]) -> dict[Hashable, Any]:
-    """``{key: fit(key)}`` for independent fits (e.g. one per C), each on one BLAS thread, as many at once as torch
-    may use threads (``torch.get_num_threads()``, which ``OMP_NUM_THREADS`` sets).
+    """``{key: fit(key)}`` for independent fits (e.g. one per C), each on one thread (BLAS and OpenMP limited to one
+    while they run), as many at once as torch may use threads (``torch.get_num_threads()``, which
+    ``OMP_NUM_THREADS`` sets).
 
-    One BLAS thread makes every fit the same on every machine: sklearn's lbfgs stops at another point (coefficients
+    One thread makes every fit the same on every machine: sklearn's lbfgs stops at another point (coefficients
     apart by ~0.01 on the Taobao sample) when BLAS splits its sums over another number of threads. It is also the
     fastest way on a few cores: ten fits of the sample's regression took 15.3 s with two BLAS threads one after the
     other, 6.3 s with one, 4.4 s with one each, two at a time (the same coefficients, bit for bit)."""
     workers = max(1, min(len(keys), torch.get_num_threads()))
-    with threadpool_limits(limits=1, user_api="blas"):  # process-wide: every worker's fit reads it
+    with threadpool_limits(limits=1):  # BLAS and OpenMP, process-wide: every worker's fit reads it
         if workers == 1:
             return {key: fit(key) for key in keys}
         with ThreadPoolExecutor(workers) as pool:
