@@ -712,3 +712,26 @@ def test_a_log_with_another_delimiter_is_named_and_read_with_delimiter(tmp_path,
     for bad in (";;", ""):
         assert cli.main([*argv, "--delimiter", bad]) == 2
         assert "is not one character" in capsys.readouterr().err
+
+
+def test_a_utf8_byte_order_mark_is_no_part_of_the_first_value_or_column_name(tmp_path):
+    """A file saved with a UTF-8 byte order mark (spreadsheet exports): the header of a preset that reads one still
+    names its columns, a header-less log's header line is still recognised, and no user id carries the mark."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    expected = convert_log(plain, "taobao", output_dir=tmp_path / "a", progress=False)
+    bom = b"\xef\xbb\xbf"
+    header = b"user_id,item_id,category_id,behavior_type,timestamp\n"
+    for name, prefix in (("bom.csv", bom), ("bom_header.csv", bom + header)):
+        log = tmp_path / name
+        log.write_bytes(prefix + plain.read_bytes())
+        result = convert_log(log, "taobao", output_dir=tmp_path / name.split(".")[0], progress=False)
+        assert result.summary["header_line_skipped"] == (name == "bom_header.csv")
+        for split in expected.dataset:
+            assert result.dataset[split][:] == expected.dataset[split][:]
+    generic = dataclasses.replace(
+        PRESETS["taobao"], name="generic", columns=None, time_window=None, side_feature_columns=()
+    )
+    log = tmp_path / "generic.csv"
+    log.write_bytes(bom + header + plain.read_bytes())
+    result = convert_log(log, generic, output_dir=tmp_path / "g", progress=False)
+    assert result.summary["rows_read"] == expected.summary["rows_read"]

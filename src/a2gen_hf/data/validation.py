@@ -258,7 +258,7 @@ class _CsvBatches:
         self.path = path
         self.invalid_rows: list[tuple[int, int, int, str]] = []  # (line, expected, actual, text)
         if preset.columns is None:
-            with open(path, encoding="utf-8", errors="replace") as handle:
+            with open(path, encoding="utf-8-sig", errors="replace") as handle:
                 header = handle.readline().rstrip("\r\n")
             names = header.split(preset.delimiter)
             first_line = 2
@@ -330,7 +330,7 @@ class _CsvBatches:
 
 def _names_the_columns(path: Path, preset: LogPreset) -> bool:
     """Whether line 1 of a file the preset reads without a header is a header naming its columns (any case)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         first = handle.readline(MAX_LINE_BYTES).rstrip("\r\n")  # a longer line is no header (and a bad row)
     fields = [part.strip().strip('"').lower() for part in first.split(preset.delimiter)]
     return fields == [name.lower() for name in preset.columns]
