@@ -735,3 +735,46 @@ def test_a_utf8_byte_order_mark_is_no_part_of_the_first_value_or_column_name(tmp
     log.write_bytes(bom + header + plain.read_bytes())
     result = convert_log(log, generic, output_dir=tmp_path / "g", progress=False)
     assert result.summary["rows_read"] == expected.summary["rows_read"]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_a_compressed_log_reads_as_the_plain_one(tmp_path, suffix):
+    """log.csv.gz / .bz2 / .xz (told by their first bytes, the format by the extension before the compression's):
+    the same examples and the same line numbers in bad-row messages as the plain file; the row estimate that sizes
+    the partitions reads the uncompressed lines; a zip archive is refused saying to unzip it."""
+    import bz2
+    import gzip
+    import lzma
+
+    from a2gen_hf.data.partitions import estimate_rows
+
+    compress = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[suffix]
+    plain = _taobao_log(tmp_path / "plain.csv")
+    text = plain.read_text().splitlines()
+    text[7] = text[7].rsplit(",", 1)[0] + ",12"  # a time outside the window on line 8
+    plain.write_text("\n".join(text) + "\n")
+    packed = tmp_path / f"log.csv{suffix}"
+    packed.write_bytes(compress(plain.read_bytes()))
+    expected = convert_log(plain, "taobao", output_dir=tmp_path / "a", on_bad_rows="skip", progress=False)
+    result = convert_log(packed, "taobao", output_dir=tmp_path / "b", on_bad_rows="skip", progress=False)
+    assert result.summary["first_dropped"]["outside_window"].startswith(f"log.csv{suffix}:8: ")
+    assert result.summary["rows_dropped"] == expected.summary["rows_dropped"] == {"outside_window": 1}
+    for split in expected.dataset:
+        assert result.dataset[split][:] == expected.dataset[split][:]
+    assert estimate_rows(packed, "csv") == pytest.approx(len(text), rel=0.2)
+    rows = [dict(zip(TAOBAO_COLUMNS, line.split(","))) for line in text if not line.endswith(",12")]
+    lines = "".join(json.dumps({**row, "timestamp": int(row["timestamp"])}) + "\n" for row in rows).encode()
+    (tmp_path / "log.jsonl").write_bytes(lines)
+    (tmp_path / f"log.jsonl{suffix}").write_bytes(compress(lines))
+    keyed = dataclasses.replace(PRESETS["taobao"], columns=None)
+    read = [convert_log(tmp_path / name, keyed, output_dir=tmp_path / name.replace(".", "_"), progress=False).dataset
+            for name in ("log.jsonl", f"log.jsonl{suffix}")]
+    for split in read[0]:
+        assert read[1][split][:] == read[0][split][:] == expected.dataset[split][:]
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "log.zip", "w") as packed_zip:
+        packed_zip.write(plain, "plain.csv")
+    archive = tmp_path / "log.zip"
+    with pytest.raises(LogFormatError, match=r"log\.zip: the file is a zip archive; unzip it"):
+        convert_log(archive, "taobao", output_dir=tmp_path / "z", file_format="csv", progress=False)

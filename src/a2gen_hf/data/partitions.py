@@ -7,7 +7,6 @@ as read, numbers parsed, each row's log line), rows in log order.
 
 from __future__ import annotations
 
-import math
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .compressed import estimated_rows
 from .validation import BadRowCounter, ValidatedBatch, ValidatedLog
 
 if TYPE_CHECKING:
@@ -33,9 +33,7 @@ def estimate_rows(path: Path, file_format: str) -> int:
             return pq.ParquetFile(path).metadata.num_rows
         except (pa.ArrowException, OSError):
             return 1  # a damaged file: the reader reports it
-    with open(path, "rb") as handle:
-        head = handle.read(_SAMPLE_BYTES)
-    return math.ceil(path.stat().st_size * max(head.count(b"\n"), 1) / max(len(head), 1))
+    return estimated_rows(path, _SAMPLE_BYTES)
 
 
 def user_partitions(users: pa.Array, num_partitions: int) -> np.ndarray:

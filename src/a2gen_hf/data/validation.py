@@ -25,6 +25,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .compressed import format_suffix, open_log_bytes
+
 if TYPE_CHECKING:
     from .presets import LogPreset
 
@@ -140,7 +142,7 @@ def detect_format(path: Path, file_format: str | None) -> str:
         if file_format not in set(_FORMATS.values()):
             raise LogFormatError(f"Unknown input format {file_format!r}; use one of ['csv', 'jsonl', 'parquet'].")
         return file_format
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)  # log.csv.gz: CSV (compressed logs read as the plain ones, compressed.py)
     if suffix not in _FORMATS:
         raise LogFormatError(
             f"{path}: cannot tell the format from the extension {suffix!r}; name the file *.csv, *.jsonl or "
@@ -162,7 +164,7 @@ class CheckedLines(io.RawIOBase):
         self.max_line_bytes = max_line_bytes
         self.quote = quote_char.encode() if quote_char else None
         self.chunk_bytes = chunk_bytes
-        self.handle = open(path, "rb")  # noqa: SIM115  (closed with this stream)
+        self.handle = _open_text_log(path)
         self.pending = bytearray()  # the start of a line whose end is not read yet
         self.output = bytearray()
         self.line = 1  # the number of the line ``pending`` starts
@@ -258,8 +260,7 @@ class _CsvBatches:
         self.path = path
         self.invalid_rows: list[tuple[int, int, int, str]] = []  # (line, expected, actual, text)
         if preset.columns is None:
-            with open(path, encoding="utf-8-sig", errors="replace") as handle:
-                header = handle.readline().rstrip("\r\n")
+            header = _first_line(path)
             names = header.split(preset.delimiter)
             first_line = 2
         else:
@@ -328,10 +329,25 @@ class _CsvBatches:
         return lines
 
 
+def _open_text_log(path: Path):
+    """A CSV or JSONL log's bytes, uncompressed (:func:`~a2gen_hf.data.compressed.open_log_bytes`)."""
+    try:
+        return open_log_bytes(path)
+    except ValueError as error:  # a zip archive or a zstd file
+        raise LogFormatError(str(error)) from None
+
+
+def _first_line(path: Path) -> str:
+    """Line 1 of a text log (at most one line's bytes; a longer one is no header), without a UTF-8 byte order mark
+    (pyarrow skips it in the data too)."""
+    with _open_text_log(path) as handle:
+        line = handle.readline(MAX_LINE_BYTES)
+    return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+
+
 def _names_the_columns(path: Path, preset: LogPreset) -> bool:
     """Whether line 1 of a file the preset reads without a header is a header naming its columns (any case)."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        first = handle.readline(MAX_LINE_BYTES).rstrip("\r\n")  # a longer line is no header (and a bad row)
+    first = _first_line(path)
     fields = [part.strip().strip('"').lower() for part in first.split(preset.delimiter)]
     return fields == [name.lower() for name in preset.columns]
 
@@ -378,7 +394,9 @@ def _parquet_batches(path: Path, needed: list[str], block_size: int) -> Iterator
 
 def _jsonl_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
     try:
-        reader = pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False))
+        reader = pa_json.open_json(
+            _open_text_log(path), read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False)
+        )
         _check_columns(path, needed, reader.schema.names, header=True)
         for batch in reader:
             yield batch.select(needed)
@@ -438,6 +456,8 @@ class ValidatedBatches:
         self.path = path
         self.preset = preset
         self.file_format = detect_format(path, file_format)
+        if self.file_format != "parquet":
+            _open_text_log(path).close()  # a zip archive or a zstd file is refused here, saying how to unpack it
         self.block_size = block_size
         self.progress = progress
         self.source = path.name

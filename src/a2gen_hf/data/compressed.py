@@ -1,0 +1,89 @@
+"""A text log's bytes, whether the file is plain or compressed (gzip, bz2, xz), told by its first bytes.
+
+``UserBehavior.csv.gz`` reads as ``UserBehavior.csv`` does: the same rows, the same line numbers. The readers
+(``validation.py``) open every CSV and JSONL log through :func:`open_log_bytes`; the partitioner estimates a log's
+rows through :func:`estimated_rows`. Archives (zip) and zstd are told apart so that the error can say what to do.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import math
+from pathlib import Path
+
+# First bytes of each kind of file; the readable ones open through their stdlib module.
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bz2",
+    b"\xfd7zXZ\x00": "xz",
+    b"PK\x03\x04": "zip",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+_OPENERS = {"gzip": lambda file: gzip.GzipFile(fileobj=file), "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}
+# Suffixes of compressed files, left out when the log's format is told by its extension (log.csv.gz is CSV).
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz")
+
+
+def compression_of(path: Path) -> str | None:
+    """``"gzip"``, ``"bz2"``, ``"xz"``, ``"zip"``, ``"zstd"`` or None (plain), from the file's first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def format_suffix(path: Path) -> str:
+    """The extension that names the log's format: ``log.csv.gz`` -> ``".csv"``."""
+    if path.suffix.lower() in COMPRESSION_SUFFIXES:
+        return Path(path.stem).suffix.lower()
+    return path.suffix.lower()
+
+
+class _Decompressed(io.RawIOBase):
+    """The uncompressed bytes of a compressed file, which also closes the file and tells how far into it it read."""
+
+    def __init__(self, path: Path, kind: str):
+        self.file = open(path, "rb")  # noqa: SIM115  (closed with this stream)
+        self.stream = _OPENERS[kind](self.file)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.stream.readinto(buffer)
+
+    def compressed_position(self) -> int:
+        return self.file.tell()
+
+    def close(self) -> None:
+        self.stream.close()
+        self.file.close()
+        super().close()
+
+
+def open_log_bytes(path: Path) -> io.BufferedReader:
+    """The log's uncompressed bytes, buffered, for reading; the caller closes them.
+
+    Raises:
+        ValueError: a zip archive or a zstd file, which the standard library does not stream; the message says
+            how to unpack it.
+    """
+    kind = compression_of(path)
+    if kind in ("zip", "zstd"):
+        unpack = "unzip it and pass the file inside" if kind == "zip" else f"decompress it first (zstd -d {path.name})"
+        raise ValueError(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
+    if kind is None:
+        return open(path, "rb")  # noqa: SIM115  (the caller closes it)
+    return io.BufferedReader(_Decompressed(path, kind))
+
+
+def estimated_rows(path: Path, sample_bytes: int) -> int:
+    """Rows of a text log from the lines in its first ``sample_bytes`` (uncompressed): the file's size times the
+    lines per byte; for a compressed file, per compressed byte read so far (an estimate, for sizing partitions)."""
+    with open_log_bytes(path) as handle:
+        head = handle.read(sample_bytes)
+        position = getattr(handle.raw, "compressed_position", None)
+        consumed = position() if position is not None else len(head)
+    return math.ceil(path.stat().st_size * max(head.count(b"\n"), 1) / max(consumed, 1))
