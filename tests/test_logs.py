@@ -778,3 +778,21 @@ def test_a_compressed_log_reads_as_the_plain_one(tmp_path, suffix):
     archive = tmp_path / "log.zip"
     with pytest.raises(LogFormatError, match=r"log\.zip: the file is a zip archive; unzip it"):
         convert_log(archive, "taobao", output_dir=tmp_path / "z", file_format="csv", progress=False)
+
+
+def test_a_damaged_compressed_log_is_refused_and_text_that_looks_compressed_is_not(tmp_path):
+    """A truncated gzip or corrupt xz log stops with a LogFormatError naming the file (in either bad-row mode); a
+    plain log whose first user id starts as bz2's magic ("BZh") is read as text."""
+    import gzip
+
+    plain = _taobao_log(tmp_path / "plain.csv")
+    packed = gzip.compress(plain.read_bytes())
+    for name, content in (("cut.csv.gz", packed[: len(packed) // 2]), ("bad.csv.xz", b"\xfd7zXZ\x00garbage")):
+        (tmp_path / name).write_bytes(content)
+        for mode in ("skip", "error"):
+            with pytest.raises(LogFormatError, match=rf"{name}: the file starts as a \w+ file but cannot be decompressed"):
+                convert_log(tmp_path / name, "taobao", output_dir=tmp_path / "out", on_bad_rows=mode, progress=False)
+    text = tmp_path / "bzh.csv"
+    text.write_text(plain.read_text().replace("0,", "BZh9,", 1))
+    result = convert_log(text, "taobao", output_dir=tmp_path / "t", progress=False)
+    assert result.summary["rows_read"] == len(plain.read_text().splitlines())

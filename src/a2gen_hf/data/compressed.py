@@ -12,6 +12,7 @@ import gzip
 import io
 import lzma
 import math
+import zlib
 from pathlib import Path
 
 # First bytes of each kind of file; the readable ones open through their stdlib module.
@@ -27,11 +28,22 @@ _OPENERS = {"gzip": lambda file: gzip.GzipFile(fileobj=file), "bz2": bz2.BZ2File
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz")
 
 
+def _log_error(message: str) -> Exception:
+    from .validation import LogFormatError  # here: validation.py imports this module
+
+    return LogFormatError(message)
+
+
 def compression_of(path: Path) -> str | None:
     """``"gzip"``, ``"bz2"``, ``"xz"``, ``"zip"``, ``"zstd"`` or None (plain), from the file's first bytes."""
     with open(path, "rb") as handle:
-        head = handle.read(8)
-    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+        head = handle.read(10)
+    kind = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+    # Only bz2's magic is text ("BZh", as a user id may start): it also needs a block size digit and a block or end
+    # marker. The others hold bytes that no UTF-8 text starts with.
+    if kind == "bz2" and not (head[3:4] in b"123456789" and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90")):
+        return None
+    return kind
 
 
 def format_suffix(path: Path) -> str:
@@ -45,6 +57,7 @@ class _Decompressed(io.RawIOBase):
     """The uncompressed bytes of a compressed file, which also closes the file and tells how far into it it read."""
 
     def __init__(self, path: Path, kind: str):
+        self.path, self.kind = path, kind
         self.file = open(path, "rb")  # noqa: SIM115  (closed with this stream)
         self.stream = _OPENERS[kind](self.file)
 
@@ -52,7 +65,13 @@ class _Decompressed(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        return self.stream.readinto(buffer)
+        try:
+            return self.stream.readinto(buffer)
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as error:  # what each module raises for bad data
+            raise _log_error(
+                f"{self.path.name}: the file starts as a {self.kind} file but cannot be decompressed ({error}); it is "
+                "truncated or corrupt, or not compressed at all. Decompress it yourself to see, or write it again."
+            ) from None
 
     def compressed_position(self) -> int:
         return self.file.tell()
@@ -67,13 +86,13 @@ def open_log_bytes(path: Path) -> io.BufferedReader:
     """The log's uncompressed bytes, buffered, for reading; the caller closes them.
 
     Raises:
-        ValueError: a zip archive or a zstd file, which the standard library does not stream; the message says
-            how to unpack it.
+        LogFormatError: a zip archive or a zstd file, which the standard library does not stream (the message says
+            how to unpack it); reading then raises it for compressed data that is truncated or corrupt.
     """
     kind = compression_of(path)
     if kind in ("zip", "zstd"):
         unpack = "unzip it and pass the file inside" if kind == "zip" else f"decompress it first (zstd -d {path.name})"
-        raise ValueError(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
+        raise _log_error(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
     if kind is None:
         return open(path, "rb")  # noqa: SIM115  (the caller closes it)
     return io.BufferedReader(_Decompressed(path, kind))

@@ -164,7 +164,7 @@ class CheckedLines(io.RawIOBase):
         self.max_line_bytes = max_line_bytes
         self.quote = quote_char.encode() if quote_char else None
         self.chunk_bytes = chunk_bytes
-        self.handle = _open_text_log(path)
+        self.handle = open_log_bytes(path)
         self.pending = bytearray()  # the start of a line whose end is not read yet
         self.output = bytearray()
         self.line = 1  # the number of the line ``pending`` starts
@@ -329,18 +329,10 @@ class _CsvBatches:
         return lines
 
 
-def _open_text_log(path: Path):
-    """A CSV or JSONL log's bytes, uncompressed (:func:`~a2gen_hf.data.compressed.open_log_bytes`)."""
-    try:
-        return open_log_bytes(path)
-    except ValueError as error:  # a zip archive or a zstd file
-        raise LogFormatError(str(error)) from None
-
-
 def _first_line(path: Path) -> str:
     """Line 1 of a text log (at most one line's bytes; a longer one is no header), without a UTF-8 byte order mark
     (pyarrow skips it in the data too)."""
-    with _open_text_log(path) as handle:
+    with open_log_bytes(path) as handle:
         line = handle.readline(MAX_LINE_BYTES)
     return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
 
@@ -395,7 +387,7 @@ def _parquet_batches(path: Path, needed: list[str], block_size: int) -> Iterator
 def _jsonl_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
     try:
         reader = pa_json.open_json(
-            _open_text_log(path), read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False)
+            open_log_bytes(path), read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False)
         )
         _check_columns(path, needed, reader.schema.names, header=True)
         for batch in reader:
@@ -457,7 +449,7 @@ class ValidatedBatches:
         self.preset = preset
         self.file_format = detect_format(path, file_format)
         if self.file_format != "parquet":
-            _open_text_log(path).close()  # a zip archive or a zstd file is refused here, saying how to unpack it
+            open_log_bytes(path).close()  # a zip archive or a zstd file is refused here, saying how to unpack it
         self.block_size = block_size
         self.progress = progress
         self.source = path.name
