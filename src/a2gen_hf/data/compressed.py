@@ -15,6 +15,8 @@ import math
 import zlib
 from pathlib import Path
 
+from .errors import LogFormatError
+
 # First bytes of each kind of file; the readable ones open through their stdlib module.
 _MAGIC = {
     b"\x1f\x8b": "gzip",
@@ -26,12 +28,6 @@ _MAGIC = {
 _OPENERS = {"gzip": lambda file: gzip.GzipFile(fileobj=file), "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}
 # Suffixes of compressed files, left out when the log's format is told by its extension (log.csv.gz is CSV).
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz")
-
-
-def _log_error(message: str) -> Exception:
-    from .validation import LogFormatError  # here: validation.py imports this module
-
-    return LogFormatError(message)
 
 
 def compression_of(path: Path) -> str | None:
@@ -68,7 +64,7 @@ class _Decompressed(io.RawIOBase):
         try:
             return self.stream.readinto(buffer)
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as error:  # what each module raises for bad data
-            raise _log_error(
+            raise LogFormatError(
                 f"{self.path.name}: the file starts as a {self.kind} file but cannot be decompressed ({error}); it is "
                 "truncated or corrupt, or not compressed at all. Decompress it yourself to see, or write it again."
             ) from None
@@ -92,7 +88,7 @@ def open_log_bytes(path: Path) -> io.BufferedReader:
     kind = compression_of(path)
     if kind in ("zip", "zstd"):
         unpack = "unzip it and pass the file inside" if kind == "zip" else f"decompress it first (zstd -d {path.name})"
-        raise _log_error(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
+        raise LogFormatError(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
     if kind is None:
         return open(path, "rb")  # noqa: SIM115  (the caller closes it)
     return io.BufferedReader(_Decompressed(path, kind))

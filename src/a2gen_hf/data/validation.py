@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .compressed import format_suffix, open_log_bytes
+from .errors import LogFormatError
 
 if TYPE_CHECKING:
     from .presets import LogPreset
@@ -63,10 +64,6 @@ _DIGITS = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 _NUMBER_PATTERN = rf"^\+?{_DIGITS}$"
 _NEGATIVE_PATTERN = rf"^-{_DIGITS}$"
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-
-
-class LogFormatError(ValueError):
-    """Raised when an interaction log cannot be read as asked: a bad row, a missing column, an empty file."""
 
 
 @dataclass
