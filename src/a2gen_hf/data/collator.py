@@ -361,10 +361,10 @@ class A2GenDataCollator:
         lengths = columns.history_items.lengths
         kept = np.minimum(lengths, self.max_history_items)
         num_items = max(int(kept.max()), 1)
-        item_row, item_slot = _positions(lengths)
-        item_slot = item_slot - (lengths - kept)[item_row]  # negative: an older item, cut
+        owners, item_slot = _positions(lengths)  # each history item's example and place in it
+        item_slot = item_slot - (lengths - kept)[owners]  # negative: an older item, cut
         keep_item = item_slot >= 0
-        item_row, item_slot = item_row[keep_item], item_slot[keep_item]
+        item_row, item_slot = owners[keep_item], item_slot[keep_item]
         history_item_ids = np.zeros((batch_size, num_items), dtype=np.int64)
         history_item_ids[item_row, item_slot] = columns.history_items.values[keep_item]
         history_mask = np.zeros((batch_size, num_items), dtype=np.int64)
@@ -372,14 +372,13 @@ class A2GenDataCollator:
         batch["history_item_ids"] = history_item_ids
         if side_features:
             sides = columns.history_side_ids
-            self._check_widths(sides, side_features, "history_item_side_ids", np.repeat(np.arange(batch_size), lengths))
+            self._check_widths(sides, side_features, "history_item_side_ids", owners)
             side_ids = np.zeros((batch_size, num_items, side_features), dtype=np.int64)
             side_ids[item_row, item_slot] = sides.values.reshape(-1, side_features)[keep_item]
             batch["history_item_side_ids"] = side_ids
         batch["history_mask"] = history_mask
 
         # Events of each kept history item: its first max_events_per_item.
-        owners = np.repeat(np.arange(batch_size), lengths)  # each history item's example
         event_ids, event_seconds, event_item, event_slot = self._sequences(
             columns.history_event_ids, columns.history_event_seconds, self.max_events_per_item, owners,
             "history_action_ids", keep_item,

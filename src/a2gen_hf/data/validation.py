@@ -277,7 +277,7 @@ class _CsvBatches:
                     use_threads=False,  # row numbers reach the invalid-row handler only in single-threaded parsing
                     block_size=block_size,
                     column_names=None if preset.columns is None else names,
-                    skip_rows=first_line - 1 if preset.columns is not None else 0,
+                    skip_rows=int(self.header_skipped),
                 ),
                 parse_options=pa_csv.ParseOptions(
                     delimiter=preset.delimiter,
@@ -345,13 +345,7 @@ def _check_columns(path: Path, needed: list[str], found: list[str], header: bool
     missing = [name for name in needed if name not in found]
     if missing:
         where = "its header has" if header else "the preset names"
-        hint = ""
-        if header and len(found) == 1:  # a header read as one column: another delimiter?
-            hint = next(
-                (delimiter_hint(found[0], found[0].count(other) + 1, delimiter) for other in _OTHER_DELIMITERS
-                 if other != delimiter and other in found[0]),
-                "",
-            )
+        hint = delimiter_hint(found[0], delimiter) if header and len(found) == 1 else ""  # another delimiter?
         raise LogFormatError(
             f"{path.name}: missing column(s) {missing}; {where} {found}{hint}. Rename the columns or choose the preset "
             "that matches this file."
@@ -528,14 +522,15 @@ def _rejected_line_problems(rejected: dict[int, tuple[str, str]], lines: np.ndar
 _OTHER_DELIMITERS = (",", "\t", ";", "|")
 
 
-def delimiter_hint(text: str, columns: int, delimiter: str) -> str:
-    """`` (... another delimiter ...)`` when ``text`` splits into exactly ``columns`` fields at a common delimiter
-    other than ``delimiter`` (a tab- or semicolon-separated file read with a comma); else ``""``."""
+def delimiter_hint(text: str, delimiter: str, columns: int | None = None) -> str:
+    """`` (... another delimiter ...)`` when ``text``, which holds no ``delimiter``, splits at a common other one
+    (into exactly ``columns`` fields when given: a tab- or semicolon-separated file read with a comma); else ``""``."""
     for other in _OTHER_DELIMITERS:
-        if other != delimiter and text.count(other) == columns - 1 and text.count(delimiter) == 0:
+        fields = text.count(other) + 1
+        if other != delimiter and delimiter not in text and fields > 1 and columns in (None, fields):
             shown = "\\t" if other == "\t" else other
             return (
-                f" (the line splits into {columns} columns at {other!r}: the file looks {other!r}-separated; read it "
+                f" (the line splits into {fields} columns at {other!r}: the file looks {other!r}-separated; read it "
                 f"so with delimiter={other!r}, CLI: --delimiter '{shown}')"
             )
     return ""
@@ -549,7 +544,7 @@ def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter
             message = (
                 f"{source.path.name}:{line}: truncated row: {actual} of {expected} columns, column "
                 f"{source.names[actual]!r} is missing (text {text!r})"
-                + delimiter_hint(text, expected, source.delimiter)
+                + delimiter_hint(text, source.delimiter, expected)
             )
             bad_rows.add("truncated_row", 1, message, line)
         else:
