@@ -796,3 +796,95 @@ def test_a_damaged_compressed_log_is_refused_and_text_that_looks_compressed_is_n
     text.write_text(plain.read_text().replace("0,", "BZh9,", 1))
     result = convert_log(text, "taobao", output_dir=tmp_path / "t", progress=False)
     assert result.summary["rows_read"] == len(plain.read_text().splitlines())
+
+
+def test_spaces_around_values_are_dropped_and_counted(tmp_path, capsys):
+    """``1, 2, 3, pv, 1511544070`` (a space after each comma) and a tab after a value read as the plain log: the same
+    examples, the trimmed values counted in the summary and printed; a value of spaces only is an empty value."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    expected = convert_log(plain, "taobao", output_dir=tmp_path / "a", progress=False)
+    assert expected.summary["values_trimmed"] == 0
+    lines = plain.read_text().splitlines()
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("\n".join([line.replace(",", ", ") for line in lines[:-1]] + [lines[-1] + "\t"]) + "\n")
+    argv = ["prepare", "--preset", "taobao", "--input", str(spaced), "--quiet", "--output", str(tmp_path / "b")]
+    assert cli.main(argv) == 0
+    trimmed = 4 * (len(lines) - 1) + 1
+    assert f"values read without the spaces or tabs around them: {trimmed}" in capsys.readouterr().out
+    read = datasets.load_from_disk(str(tmp_path / "b"))
+    for split in expected.dataset:
+        assert read[split][:] == expected.dataset[split][:]
+    assert json.loads((tmp_path / "b" / "a2gen_data.json").read_text())["values_trimmed"] == trimmed
+    blank = tmp_path / "blank.csv"
+    blank.write_text("1,  ,5,pv,1511544071\n")
+    with pytest.raises(LogFormatError, match=r"blank\.csv:1: column 'item_id' is empty"):
+        convert_log(blank, "taobao", progress=False)
+
+
+def test_a_log_that_quotes_its_values_is_named_and_read_with_quote_char(tmp_path, capsys):
+    """An export that quotes every value: read without quoting (the shipped presets), the error names --quote-char;
+    with it, the log prepares as its plain twin. The generic preset quotes by default (a side feature holding the
+    delimiter stays one value); --quote-char none turns quoting off."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    assert cli.main(["prepare", "--preset", "taobao", "--input", str(plain), "--quiet", "--output", str(tmp_path / "c")]) == 0
+    expected = datasets.load_from_disk(str(tmp_path / "c"))
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text("".join(",".join(f'"{v}"' for v in line.split(",")) + "\n" for line in plain.read_text().splitlines()))
+    argv = ["prepare", "--preset", "taobao", "--input", str(quoted), "--quiet"]
+    assert cli.main([*argv, "--output", str(tmp_path / "refused")]) == 2
+    error = capsys.readouterr().err
+    assert "quoted.csv:1: column 'behavior_type' has unknown action" in error and "--quote-char '\"'" in error
+    assert cli.main([*argv, "--output", str(tmp_path / "q"), "--quote-char", '"']) == 0
+    read = datasets.load_from_disk(str(tmp_path / "q"))
+    for split in expected:
+        assert read[split][:] == expected[split][:]
+    one_quoted = tmp_path / "one.csv"  # only a value holding the delimiter is quoted, as CSV writers do
+    one_quoted.write_text('1,"10,1",5,pv,1511544071\n')
+    with pytest.raises(LogFormatError, match=r"one\.csv:1: 6 columns where 5 are expected .*--quote-char"):
+        convert_log(one_quoted, "taobao", progress=False)
+    generic = tmp_path / "generic.csv"
+    rows = [line.split(",") for line in plain.read_text().splitlines()]
+    shelves = {"1": '"books, fiction"', "2": "toys"}
+    generic.write_text("user_id,item_id,shelf,action,timestamp\n" + "".join(
+        f"{user},{item},{shelves.get(category, 'home')},{action},{time}\n" for user, item, category, action, time in rows))
+    flags = ["prepare", "--preset", "generic", "--input", str(generic), "--quiet", "--generic-actions", "pv,buy,leave",
+             "--generic-side-features", "shelf"]
+    assert cli.main([*flags, "--output", str(tmp_path / "g")]) == 0
+    assert f"rows read: {len(rows)}," in capsys.readouterr().out
+    assert cli.main([*flags, "--output", str(tmp_path / "g2"), "--quote-char", "none"]) == 2
+    first = 2 + next(i for i, row in enumerate(rows) if row[2] == "1")
+    assert f"generic.csv:{first}: 6 columns where 5 are expected" in capsys.readouterr().err
+    for bad in ("''", "ab"):
+        assert cli.main([*flags, "--output", str(tmp_path / "g3"), "--quote-char", bad]) == 2
+        assert "is not one character" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="quote_char must be one character other than a line break and the delimiter"):
+        dataclasses.replace(PRESETS["taobao"], quote_char=",")
+
+
+def test_an_action_in_another_case_is_refused_saying_so(tmp_path):
+    log = tmp_path / "upper.csv"
+    log.write_text("1,10,5,PV,1511544071\n")
+    with pytest.raises(LogFormatError, match=r"unknown action 'PV'; .*\('PV' is 'pv' in another case"):
+        convert_log(log, "taobao", progress=False)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_a_utf16_or_utf32_log_is_refused_naming_its_encoding(tmp_path, encoding):
+    """Every line of a UTF-16 / UTF-32 log would be a bad row: the file is refused before any row, in every bad-row
+    mode, the message naming the encoding iconv reads it with (with or without a byte order mark); so are a Parquet
+    file named .csv and binary data."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    log = tmp_path / "wide.csv"
+    log.write_bytes(plain.read_text().encode(encoding))
+    name = {"utf-16": "UTF-16", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE", "utf-32": "UTF-32",
+            "utf-32-le": "UTF-32LE"}[encoding]  # fmt: skip
+    for mode in ("skip", "error"):
+        with pytest.raises(LogFormatError, match=rf"wide\.csv: the file is {name} text .*`iconv -f {name} -t UTF-8"):
+            convert_log(log, "taobao", on_bad_rows=mode, progress=False)
+    if encoding == "utf-16":
+        pq.write_table(pa.table({"user_id": ["1"]}), tmp_path / "table.csv")
+        with pytest.raises(LogFormatError, match=r"table\.csv: the file is a Parquet file; .*--format parquet"):
+            convert_log(tmp_path / "table.csv", "taobao", on_bad_rows="skip", progress=False)
+        (tmp_path / "binary.csv").write_bytes(b"1,2\x00\x17\x00\x00\x01,3\n")
+        with pytest.raises(LogFormatError, match=r"binary\.csv: the file holds NUL bytes"):
+            convert_log(tmp_path / "binary.csv", "taobao", on_bad_rows="skip", progress=False)

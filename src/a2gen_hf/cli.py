@@ -40,7 +40,7 @@ from .cli_arguments import (
 def run_prepare(args: argparse.Namespace) -> int:
     from .data.examples import SplitRule
     from .data.logs import PRESETS, convert_log, format_summary
-    from .data.presets import parse_delimiter, parse_time_window
+    from .data.presets import parse_delimiter, parse_quote_char, parse_time_window
     from .data.validation import LogFormatError
     from .tokenization_a2gen import A2GenActionTokenizer
 
@@ -52,6 +52,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             preset = dataclasses.replace(preset, time_unit=args.time_unit)
         if args.delimiter is not None:
             preset = dataclasses.replace(preset, delimiter=parse_delimiter(args.delimiter))
+        if args.quote_char is not None:
+            preset = dataclasses.replace(preset, quote_char=parse_quote_char(args.quote_char))
     except ValueError as error:
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
         return 2
@@ -124,6 +126,7 @@ def _generic_preset(args: argparse.Namespace):
         time_column=args.time_column,
         time_unit=args.generic_time_unit,
         delimiter=args.generic_delimiter,
+        quote_char='"',  # your own CSV, as CSV writers write it: a value holding the delimiter is quoted
         action_column=args.action_column,
         action_mapping=mapping,
         side_feature_columns=tuple(name.strip() for name in args.side_feature_columns.split(",") if name.strip()),

@@ -138,6 +138,10 @@ class PrepareArguments:
     delimiter: str | None = option(
         "the CSV delimiter, e.g. ';' or tab (write \\t); default: the preset's (',')", metavar="C"
     )
+    quote_char: str | None = option(
+        "the character that quotes CSV values (a quoted value may hold the delimiter), or none to read quotes as "
+        "part of values; default: the preset's (generic: '\"', the others: none)", metavar="C|none"
+    )
     session_gap_seconds: float = option("event logs: a (user, item) pair's next event starts a new session after "
                                         "this gap", 3 * 86400)
     max_history_items: int = option("history items kept per example (the most recent)", 50)

@@ -537,6 +537,7 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
         },
         "rows_read": stream.rows_read,
         "header_line_skipped": stream.header_skipped,
+        "values_trimmed": stream.values_trimmed,
         "rows_kept": stream.rows_read - sum(stream.bad_rows.counts.values()),
         "rows_dropped": dict(sorted(stream.bad_rows.counts.items())),
         "first_dropped": dict(sorted(stream.bad_rows.first_messages.items())),
@@ -617,6 +618,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"rows read: {summary['rows_read']}, sessions: {summary['sessions']}"
         + (" (line 1 names the preset's columns: read as a header, not as a row)"
            if summary.get("header_line_skipped") else ""),
+        *([f"values read without the spaces or tabs around them: {summary['values_trimmed']}"]
+          if summary.get("values_trimmed") else []),
         "rows dropped: "
         + (
             ", ".join(f"{reason}={count}" for reason, count in summary["rows_dropped"].items())

@@ -35,8 +35,9 @@ class LogPreset:
         flag_columns: view logs: 0/1 columns -> action names, listed in the order the actions take in a sequence.
         duration_column / duration_unit: view logs: time from the start to the end action (``"s"`` or ``"ms"``).
         side_feature_columns: item side features (category, seller, ...), hashed per field; empty = unknown.
-        quote_char: CSV quoting (e.g. ``'"'``), for logs that quote values; ``None`` (the presets): no quoting, so
-            a stray quote is part of its value and can never join lines. Quoted values may not span lines.
+        quote_char: CSV quoting (e.g. ``'"'``), for logs that quote values; ``None`` (the shipped presets, whose
+            logs never quote): no quoting, so a stray quote is part of its value and can never join lines. Quoted
+            values may not span lines.
     """
 
     name: str
@@ -68,8 +69,11 @@ class LogPreset:
                 problems.append(f"action {action!r} is not in action_names {list(self.action_names)}")
         if self.time_unit not in TIME_UNITS or self.duration_unit not in ("s", "ms"):
             problems.append(f"time_unit must be one of {list(TIME_UNITS)} and duration_unit 's' or 'ms'")
-        if self.quote_char is not None and (len(self.quote_char) != 1 or self.quote_char in "\n\r"):
-            problems.append(f"quote_char must be one character or None, got {self.quote_char!r}")
+        if self.quote_char is not None and (
+            len(self.quote_char) != 1 or self.quote_char in "\n\r" or self.quote_char == self.delimiter
+        ):
+            problems.append(f"quote_char must be one character other than a line break and the delimiter, or None; "
+                            f"got {self.quote_char!r}")
         if self.time_unit == "mmdd" and self.year is None:
             problems.append("time_unit='mmdd' needs the year")
         if self.time_window is not None and not (
@@ -179,6 +183,17 @@ def parse_delimiter(text: str) -> str:
             "for a tab."
         )
     return delimiter
+
+
+def parse_quote_char(text: str) -> str | None:
+    """A quote character as given on the command line (``a2gen prepare --quote-char``): one character, or ``none``
+    (values are read as written, quotes included). Errors name the value."""
+    if text.strip().lower() == "none":
+        return None
+    if len(text) != 1 or text in "\r\n":
+        raise ValueError(f"--quote-char {text!r} is not one character (other than a line break) or none; write e.g. "
+                         "'\"' for CSV's double quotes.")
+    return text
 
 
 def parse_time_window(text: str) -> tuple[int, int] | None:

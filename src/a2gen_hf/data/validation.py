@@ -8,6 +8,7 @@ without being counted.
 
 from __future__ import annotations
 
+import csv
 import io
 import warnings
 from collections import Counter
@@ -124,6 +125,7 @@ class ValidatedLog:
     ``strings`` hold id / side-feature columns as pyarrow arrays, ``numbers`` hold times (Unix seconds, float64),
     durations (seconds, float64), action ids (int64, the preset's vocabulary ids) and flags (bool), all of shape
     ``(rows,)``; ``lines`` holds each row's line (text files) or row number (Parquet), counted from 1.
+    ``values_trimmed`` counts the values read without the spaces or tabs around them.
     """
 
     source: str
@@ -132,6 +134,7 @@ class ValidatedLog:
     numbers: dict[str, np.ndarray]
     lines: np.ndarray
     bad_rows: BadRowCounter
+    values_trimmed: int = 0
 
 
 def detect_format(path: Path, file_format: str | None) -> str:
@@ -257,8 +260,7 @@ class _CsvBatches:
         self.path = path
         self.invalid_rows: list[tuple[int, int, int, str]] = []  # (line, expected, actual, text)
         if preset.columns is None:
-            header = _first_line(path)
-            names = header.split(preset.delimiter)
+            names = _split_line(_first_line(path), preset)
             first_line = 2
         else:
             names = list(preset.columns)
@@ -268,6 +270,7 @@ class _CsvBatches:
         self.header_skipped = preset.columns is not None and first_line == 2
         self.names = names
         self.delimiter = preset.delimiter
+        self.quote_char = preset.quote_char
         self.next_line = first_line
         self.lines = CheckedLines(path, quote_char=preset.quote_char)
         with self._parse_errors():  # opening already parses the first block
@@ -326,6 +329,42 @@ class _CsvBatches:
         return lines
 
 
+def _check_text_encoding(path: Path) -> None:
+    """Refuse a text log that is not UTF-8 text at all, where every line would be a bad row: UTF-16 or UTF-32 (a
+    byte order mark, or a NUL byte before or after every character), a Parquet file, other binary data (NUL bytes,
+    which no text log holds). The message says what the file is and what to do."""
+    with open_log_bytes(path) as handle:
+        head = handle.read(64)
+    plain = path.name if format_suffix(path) == path.suffix.lower() else f"{path.stem} (decompressed)"
+    encoding = _wide_encoding(head)
+    if encoding is not None:
+        problem = (f"is {encoding} text (its first bytes {head[:8]!r}), not UTF-8; convert it first, e.g. "
+                   f"`iconv -f {encoding} -t UTF-8 {plain} > log.utf8{format_suffix(path)}`")  # fmt: skip
+    elif head.startswith(b"PAR1"):
+        problem = "is a Parquet file; name it *.parquet or pass file_format='parquet' (CLI: --format parquet)"
+    elif b"\x00" in head:
+        problem = f"holds NUL bytes (its first bytes {head[:8]!r}): it is binary data, not a text log"
+    else:
+        return
+    raise LogFormatError(f"{path.name}: the file {problem}.")
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """The encoding (iconv's name) of text that starts with ``head`` when it is UTF-16 or UTF-32: told by a byte
+    order mark, else by a NUL byte after (little-endian) or before (big-endian) every ASCII character."""
+    for mark, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                       (b"\xfe\xff", "UTF-16")):  # fmt: skip
+        if head.startswith(mark):
+            return name
+    if len(head) < 4:
+        return None
+    if not head[1::2].strip(b"\x00"):
+        return "UTF-32LE" if not head[1::4].strip(b"\x00") and not head[2::4].strip(b"\x00") else "UTF-16LE"
+    if not head[0::2].strip(b"\x00"):
+        return "UTF-16BE"
+    return None
+
+
 def _first_line(path: Path) -> str:
     """Line 1 of a text log (at most one line's bytes; a longer one is no header), without a UTF-8 byte order mark
     (pyarrow skips it in the data too)."""
@@ -334,10 +373,16 @@ def _first_line(path: Path) -> str:
     return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
 
 
+def _split_line(line: str, preset: LogPreset) -> list[str]:
+    """The fields of one line, split at the preset's delimiter (and, for a quoted preset, unquoted)."""
+    if preset.quote_char is None:
+        return line.split(preset.delimiter)
+    return next(csv.reader([line], delimiter=preset.delimiter, quotechar=preset.quote_char), [""])
+
+
 def _names_the_columns(path: Path, preset: LogPreset) -> bool:
     """Whether line 1 of a file the preset reads without a header is a header naming its columns (any case)."""
-    first = _first_line(path)
-    fields = [part.strip().strip('"').lower() for part in first.split(preset.delimiter)]
+    fields = [part.strip().strip('"').lower() for part in _split_line(_first_line(path), preset)]
     return fields == [name.lower() for name in preset.columns]
 
 
@@ -440,13 +485,14 @@ class ValidatedBatches:
         self.preset = preset
         self.file_format = detect_format(path, file_format)
         if self.file_format != "parquet":
-            open_log_bytes(path).close()  # a zip archive or a zstd file is refused here, saying how to unpack it
+            _check_text_encoding(path)  # so is a zip archive or a zstd file, saying how to unpack it
         self.block_size = block_size
         self.progress = progress
         self.source = path.name
         self.bad_rows = BadRowCounter(path.name, on_bad_rows)
         self.rows_read = 0
         self.header_skipped = False  # line 1 named the columns of a preset that reads header-less files
+        self.values_trimmed = 0  # values read without the spaces or tabs around them
 
     def __iter__(self) -> Iterator[ValidatedBatch]:
         path, preset, bad_rows = self.path, self.preset, self.bad_rows
@@ -459,7 +505,8 @@ class ValidatedBatches:
             for batch, lines in batches:
                 self.rows_read += batch.num_rows
                 bar.update(batch.num_rows)
-                columns, problems = _validate_batch(batch, preset)
+                columns, problems, trimmed = _validate_batch(batch, preset)
+                self.values_trimmed += trimmed
                 if csv_source is not None and csv_source.lines.rejected:
                     problems = _rejected_line_problems(csv_source.lines.rejected, lines) + problems
                 flagged = np.logical_or.reduce([problem.mask for problem in problems])
@@ -507,6 +554,7 @@ def read_validated_log(
         numbers={name: np.concatenate([batch.numbers[name] for batch in batches]) for name in number_names},
         lines=np.concatenate([batch.lines for batch in batches]) if batches else np.empty(0, dtype=np.int64),
         bad_rows=stream.bad_rows,
+        values_trimmed=stream.values_trimmed,
     )
 
 
@@ -536,6 +584,26 @@ def delimiter_hint(text: str, delimiter: str, columns: int | None = None) -> str
     return ""
 
 
+_QUOTING_HINT = (
+    " (the file quotes its values: read it with quote_char='\"', CLI: --quote-char '\"')"
+)
+
+
+def quoting_hint(text: str, quote_char: str | None) -> str:
+    """:data:`_QUOTING_HINT` when ``text`` (a value, or a line of several) holds double quotes that a log read
+    without quoting takes as part of its values; else ``""``."""
+    return _QUOTING_HINT if quote_char is None and text.count('"') >= 2 else ""
+
+
+def _case_hint(value: str, allowed: list[str]) -> str:
+    """`` (... case ...)`` when ``value`` is an allowed value written in another case (``PV`` for ``pv``)."""
+    same = [name for name in allowed if name.casefold() == value.casefold()]
+    if not same:
+        return ""
+    return (f" ({value!r} is {same[0]!r} in another case: the values are matched exactly; write the column in the "
+            "allowed values' case, or, with --preset generic, map the raw values with --generic-action-mapping)")
+
+
 def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter, before: int | None) -> int:
     """Report the not-yet-reported rows of the wrong width whose line is < ``before`` (all when None)."""
     pending = [row for row in source.invalid_rows[done:] if before is None or row[0] < before]
@@ -548,7 +616,10 @@ def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter
             )
             bad_rows.add("truncated_row", 1, message, line)
         else:
-            message = f"{source.path.name}:{line}: {actual} columns where {expected} are expected (text {text!r})"
+            message = (
+                f"{source.path.name}:{line}: {actual} columns where {expected} are expected (text {text!r})"
+                + quoting_hint(text, source.quote_char)
+            )
             bad_rows.add("extra_columns", 1, message, line)
     return done + len(pending)
 
@@ -578,12 +649,24 @@ def _as_strings(values: pa.Array) -> pa.Array:
     return values if values.type == pa.string() else pc.cast(values, pa.string())
 
 
-def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str, object], list[_Problem]]:
-    """Convert one batch column by column; return the converted columns and the problems found."""
+def _trim_spaces(values: pa.Array) -> tuple[pa.Array, int]:
+    """``values`` without the spaces and tabs around them (``1, 2, pv`` reads as ``1,2,pv``: no log's id, action or
+    time means them), and how many values had some."""
+    trimmed = pc.utf8_trim(values, characters=" \t")
+    changed = pc.sum(pc.not_equal(pc.binary_length(values), pc.binary_length(trimmed))).as_py()
+    return trimmed, int(changed or 0)
+
+
+def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str, object], list[_Problem], int]:
+    """Convert one batch column by column; return the converted columns, the problems found and the number of
+    values read without the spaces around them."""
     columns: dict[str, object] = {}
     problems: list[_Problem] = []
     rows = batch.num_rows
-    raw = {name: _as_strings(batch.column(name)) for name in preset.needed_columns()}
+    raw, trimmed = {}, 0
+    for name in preset.needed_columns():
+        raw[name], count = _trim_spaces(_as_strings(batch.column(name)))
+        trimmed += count
     empty = {name: _empty_mask(values) for name, values in raw.items()}
     all_empty = np.logical_and.reduce(list(empty.values())) if raw else np.zeros(rows, dtype=bool)
     problems.append(_Problem("empty_line", all_empty, lambda i: "the line is empty"))
@@ -608,7 +691,9 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
             _Problem(
                 "unknown_action",
                 position < 0,
-                lambda i, n=name: f"column {n!r} has unknown action {value(n, i)!r}; allowed values: {raw_values}",
+                lambda i, n=name: f"column {n!r} has unknown action {value(n, i)!r}; allowed values: {raw_values}"
+                + quoting_hint(value(n, i), preset.quote_char)
+                + _case_hint(value(n, i), raw_values),
             )
         )
 
@@ -616,11 +701,12 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
         position = _index_in(raw[name], ["0", "1"])
         columns[name] = position == 1
         problems.append(
-            _Problem("bad_flag", position < 0, lambda i, n=name: f"column {n!r} must be 0 or 1, got {value(n, i)!r}")
+            _Problem("bad_flag", position < 0, lambda i, n=name: f"column {n!r} must be 0 or 1, got {value(n, i)!r}"
+                     + quoting_hint(value(n, i), preset.quote_char))
         )
 
     for name, unit in preset.number_columns():
-        seconds, number_problems = _parse_numbers(raw[name], empty[name], name, unit, preset.year)
+        seconds, number_problems = _parse_numbers(raw[name], empty[name], name, unit, preset)
         columns[name] = seconds
         problems.extend(number_problems)
     problems.append(_implausible_times(columns[preset.time_column], preset, lambda i: value(preset.time_column, i)))
@@ -638,7 +724,7 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
                 "CLI: --time-window none or FIRST,LAST)",
             )
         )
-    return columns, problems
+    return columns, problems, trimmed
 
 
 def finer_time_unit_hint(preset: LogPreset) -> str:
@@ -676,9 +762,10 @@ def _to_numpy(values: pa.Array, dtype) -> np.ndarray:
 
 
 def _parse_numbers(
-    values: pa.Array, empty: np.ndarray, name: str, unit: str, year: int | None
+    values: pa.Array, empty: np.ndarray, name: str, unit: str, preset: LogPreset
 ) -> tuple[np.ndarray, list[_Problem]]:
-    """Parse a time / duration column into seconds (float64, NaN where invalid) and the problems found."""
+    """Parse a time / duration column in ``unit`` into seconds (float64, NaN where invalid) and the problems found."""
+    year = preset.year
     filled = pc.if_else(pa.array(empty), "0", values)
     is_number = np.asarray(pc.match_substring_regex(filled, _NUMBER_PATTERN).to_numpy(zero_copy_only=False))
     is_negative = np.asarray(pc.match_substring_regex(filled, _NEGATIVE_PATTERN).to_numpy(zero_copy_only=False))
@@ -693,7 +780,8 @@ def _parse_numbers(
 
     problems = [
         _Problem("empty_value", empty, lambda i: f"column {name!r} is empty"),
-        _Problem("bad_number", non_numeric & ~empty, lambda i: f"column {name!r} is not a number: {shown(i)}"),
+        _Problem("bad_number", non_numeric & ~empty, lambda i: f"column {name!r} is not a number: {shown(i)}"
+                 + quoting_hint(values[i].as_py(), preset.quote_char)),
         _Problem("negative_number", negative, lambda i: f"column {name!r} is negative: {shown(i)}"),
     ]
     if unit == "s":
