@@ -215,3 +215,23 @@ def test_stacked_experts_and_heads_equal_one_module_at_a_time(tower_hidden_sizes
     unreached = [name for name, parameter in model.named_parameters()
                  if parameter.grad is None and not name.startswith("inputs.features.side")]
     assert not unreached, unreached
+
+
+@pytest.mark.parametrize("config_class, model_class", BASELINES)
+def test_baseline_inputs_are_checked_as_a2gen_s_are(config_class, model_class):
+    """The baselines' forward names a bad input as A2Gen's does (before: raw torch errors), casts times to a
+    bfloat16 model's dtype and reads int32 labels."""
+    config = baseline_config(config_class)
+    model = model_class(config).eval()
+    batch = make_batch(config)
+    cases = (
+        ({"user_ids": batch["user_ids"] + 10_000}, ValueError, r"user_ids must lie in \[0, user_buckets=\d+\)"),
+        ({"item_ids": batch["item_ids"][:2]}, ValueError, r"item_ids has shape \(2,\): its B dimension is 2"),
+        ({"user_ids": batch["user_ids"].float()}, TypeError, r"user_ids must hold integer ids"),
+    )
+    for change, error, message in cases:
+        with pytest.raises(error, match=message):
+            model(**{**batch, **change})
+    expected = model(**batch).loss
+    assert model(**{**batch, "labels": batch["labels"].int()}).loss == expected
+    assert torch.isfinite(model.to(torch.bfloat16)(**batch).loss)

@@ -128,3 +128,33 @@ def test_embedding_tables_start_at_their_configured_scales_and_linear_maps_do_no
     mmoe = MMoEForActionPrediction(MMoEConfig(item_buckets=2048, user_buckets=256, history_input="items_and_events",
                                               action_embedding_init_std=1.0))
     assert 0.7 < float(mmoe.inputs.event_embedding.action_embeddings.weight[1:].detach().std()) < 1.3  # fairly fed
+
+
+def test_fields_changed_after_building_are_checked_by_validate_and_by_the_model(tmp_path):
+    """A config is checked when built; ``config.validate()`` (the typed config's check) and every model built from
+    it check a field changed since, and so does from_pretrained with a keyword override."""
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    from a2gen_hf import A2GenForActionGeneration
+
+    config = A2GenConfig(hidden_size=16, num_attention_heads=4)
+    config.validate()
+    A2GenForActionGeneration(config).save_pretrained(tmp_path)
+    config.num_attention_heads = 5
+    with pytest.raises(StrictDataclassClassValidationError, match="not divisible by num_attention_heads=5"):
+        config.validate()
+    with pytest.raises(A2GenConfigError, match="hidden_size=16 is not divisible by num_attention_heads=5"):
+        A2GenForActionGeneration(config)
+    with pytest.raises(A2GenConfigError, match="hidden_size=30 is not divisible by num_attention_heads=4"):
+        A2GenForActionGeneration.from_pretrained(tmp_path, hidden_size=30)
+    config = A2GenConfig(hidden_size=16, num_attention_heads=4)
+    config.generator_type = "zzz"
+    with pytest.raises(A2GenConfigError, match=r"generator='zzz' is unknown"):
+        A2GenForActionGeneration(config)
+
+
+def test_an_alias_and_its_field_must_agree():
+    assert A2GenConfig(generator="eag").generator_type == "eag"
+    assert A2GenConfig(generator="eag", generator_type="eag").generator_type == "eag"
+    with pytest.raises(A2GenConfigError, match="generator='iag' and generator_type='eag' disagree"):
+        A2GenConfig(generator="iag", generator_type="eag")

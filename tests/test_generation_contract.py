@@ -317,3 +317,28 @@ def test_cached_and_uncached_decoding_give_the_same_scores_for_every_row(options
     assert len(outputs[0].scores) == len(outputs[1].scores) > 1
     for cached, uncached in zip(outputs[0].scores, outputs[1].scores):
         torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+@pytest.mark.parametrize("options", [
+    {"begin_suppress_tokens": [2, 3, 4, 5, 6]},
+    {"suppress_tokens": [2, 3, 4, 5, 6]},
+    {"begin_suppress_tokens": [2, 3, 4, 5, 6], "do_sample": True},
+    {"begin_suppress_tokens": [2, 3, 4, 5, 6], "num_beams": 2},
+], ids=["begin-greedy", "all-greedy", "begin-sample", "begin-beams"])  # fmt: skip
+def test_processors_that_block_every_action_are_refused(generator, options):
+    """Before: greedy padded mid-sequence (then went on), sampling failed inside torch, beams returned [start]."""
+    model = build_tiny_model(generator)
+    inputs = history_inputs(make_batch(model.config))
+    with pytest.raises(ValueError, match=r"No action can follow at position 1 of row 0: .*every action scores -inf"):
+        model.generate(**inputs, **options)
+    sequences = model.generate(**inputs, begin_suppress_tokens=[2, 3])  # some left: generated as before
+    assert not (sequences[:, 1] == 2).any() and not (sequences[:, 1] == 3).any()
+
+
+def test_generate_names_missing_inputs():
+    model = build_tiny_model("iag")
+    inputs = history_inputs(make_batch(model.config))
+    inputs.pop("history_action_times")
+    with pytest.raises(ValueError, match=r"Missing inputs \['history_action_times'\]: pass them to generate"):
+        model.generate(**inputs)

@@ -1328,3 +1328,15 @@ def test_ragged_history_runs_level1_in_several_groups(monkeypatch):
     model = A2GenForActionGeneration(tiny_config("iag"))
     model(**ragged_history(make_batch(model.config), left=False))
     assert len(seen) == 1 and len(seen[0]) >= 2
+
+
+def test_a_bfloat16_model_reads_float32_times_and_int32_labels(model_and_batch):
+    """The collator's float32 times reach a bfloat16 model in its dtype (as generate() casts them; before, the
+    first linear layer failed on the mixed dtypes); int32 labels are read as int32 ids are."""
+    model, batch = model_and_batch
+    loss = model(**batch).loss
+    assert model(**{**batch, "labels": batch["labels"].int()}).loss == loss
+    half = model.to(torch.bfloat16)
+    output = half(**batch)  # float32 history and label times
+    assert output.logits.dtype == torch.bfloat16 and torch.isfinite(output.loss)
+    assert output.loss.item() == pytest.approx(loss.item(), rel=0.05)

@@ -546,3 +546,49 @@ def test_encoded_histories_and_labels_feed_forward_as_the_collator_does(tokenize
     model = A2GenForActionGeneration(config).eval()
     inputs = {"user_ids": collated["user_ids"], "item_ids": collated["item_ids"], **encoded, **labels}
     assert torch.equal(model(**inputs).loss, model(**collated).loss)
+
+
+def test_a_folder_without_tokenizer_files_is_refused_not_filled_with_defaults(tmp_path):
+    """A model saved alone: AutoTokenizer / from_pretrained would build a default tokenizer whose ids, time
+    statistics and buckets mean other things than the model's; it is refused naming from_config, which builds the
+    matching one."""
+    from a2gen_hf import A2GenForActionGeneration
+
+    config = A2GenConfig(action_names=["start", "click", "buy", "leave"], time_log_mean=2.0, time_log_std=0.5,
+                         item_buckets=200, user_buckets=50, hidden_size=16, num_attention_heads=2)  # fmt: skip
+    A2GenForActionGeneration(config).save_pretrained(tmp_path)
+    for load in (AutoTokenizer.from_pretrained, A2GenActionTokenizer.from_pretrained):
+        with pytest.raises(OSError, match=r"holds no tokenizer files .*A2GenActionTokenizer\.from_config"):
+            load(tmp_path)
+    A2GenActionTokenizer.from_config(config).save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    loaded.check_compatible(config)
+    assert loaded.get_vocab() == {"<pad>": 0, "start": 1, "click": 2, "buy": 3, "leave": 4}
+
+
+def test_timeline_times_may_be_0d_tensors_and_a_bad_time_is_named(tokenizer):
+    expected = tokenizer(PAPER_TIMELINE)
+    as_tensors = [(action, torch.tensor(seconds)) for action, seconds in PAPER_TIMELINE]
+    as_arrays = [(action, np.float32(seconds) if i % 2 else np.array(int(seconds))) for i, (action, seconds)
+                 in enumerate(PAPER_TIMELINE)]  # fmt: skip
+    for timeline in (as_tensors, as_arrays):
+        encoded = tokenizer(timeline)
+        assert encoded["action_ids"] == expected["action_ids"]
+        assert encoded["action_times"] == pytest.approx(expected["action_times"])
+    for bad in (torch.tensor(True), torch.tensor([1.0]), np.array([2.0])):
+        with pytest.raises(TimelineError, match=r"Event 1 \('like'\) has time .*a time must be a number of seconds"):
+            tokenizer([("start", 0.0), ("like", bad)])
+    # (text, text) pairs stay text pairs, as for any tokenizer: no times
+    assert tokenizer([("like follow", "comment")]) == {"action_ids": [[2, 3, 5]]}
+
+
+def test_timelines_take_padding_side(tokenizer):
+    short = [("start", 0.0), ("like", 2.0)]
+    left = tokenizer([PAPER_TIMELINE, short], padding=True, padding_side="left")
+    assert left["action_ids"][1] == [0, 0, 0, 1, 2] and left["time_mask"][1] == [0, 0, 0, 1, 1]
+    right = tokenizer([PAPER_TIMELINE, short], padding="max_length", max_length=6, return_tensors="pt")
+    assert right["action_ids"].tolist()[1] == [1, 2, 0, 0, 0, 0] and right["action_ids"].shape == (2, 6)
+    single = tokenizer(short, padding="max_length", max_length=4, padding_side="left")
+    assert single["action_ids"] == [0, 0, 1, 2]
+    with pytest.raises(ValueError, match="padding='max_length' needs max_length"):
+        tokenizer([short], padding="max_length")

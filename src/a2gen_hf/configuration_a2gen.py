@@ -146,7 +146,12 @@ class ActionSequenceConfig(PretrainedConfig):
     def __post_init__(self, **kwargs: Any) -> None:
         for alias, name in self.aliases.items():
             if alias in kwargs:
-                setattr(self, name, kwargs.pop(alias))
+                value, given = kwargs.pop(alias), getattr(self, name)
+                if given != self.field_default(name) and given != value:
+                    raise A2GenConfigError(
+                        f"{alias}={value!r} and {name}={given!r} disagree: {alias} is another name of {name}; pass one."
+                    )
+                setattr(self, name, value)
         for key in DEPRECATED_FIELDS.keys() & kwargs.keys():
             kwargs.pop(key)
             warnings.warn(
@@ -226,6 +231,11 @@ class ActionSequenceConfig(PretrainedConfig):
     def start_time(self) -> float:
         """Normalised time of 0 seconds, where every sequence starts."""
         return (math.log1p(0.0) - self.time_log_mean) / self.time_log_std
+
+    def validate_fields(self) -> None:
+        """A class validator of ``@strict``: ``config.validate()`` checks the fields together, also after one was
+        changed (``config.num_attention_heads = 5``); every model built from the config checks them too."""
+        self._validate()
 
     def _validate(self) -> None:
         problems = self._problems()

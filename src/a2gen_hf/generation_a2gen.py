@@ -81,6 +81,26 @@ _UNSUPPORTED_OPTIONS = {
 _HARMLESS_VALUES = {("num_beam_groups", 1), ("diversity_penalty", 0.0), ("cache_implementation", "dynamic")}
 
 
+def in_model_dtype(value: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """A floating input (times) in the model's dtype: a bfloat16 / float16 model reads the collator's float32 times,
+    as ids reach any model through its embedding tables. Other inputs are returned as they are."""
+    return value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() else value
+
+
+def _refuse_blocked_rows(scores: torch.Tensor, live: torch.Tensor, position: int) -> None:
+    """``ValueError`` when a row that must go on (``live``, `(R,)`) has no action left: every score `(R, V)` is -inf
+    (or NaN) after the logits processors, so it could only be padded (greedy), fail to sample, or end empty."""
+    blocked = live & ~torch.isfinite(scores).any(-1)
+    if blocked.any():
+        row = int(blocked.nonzero()[0])
+        raise ValueError(
+            f"No action can follow at position {position} of row {row}: after the logits processors every action "
+            "scores -inf or NaN (suppress_tokens, begin_suppress_tokens, bad_words_ids or a processor of your own block "
+            "them all, padding and the start action never being generated). Leave at least one action allowed, e.g. "
+            "the end action."
+        )
+
+
 def times_of_actions(times: torch.Tensor, actions: torch.LongTensor) -> torch.Tensor:
     """
     The time of each position's action: ``times`` `(...)` (the paper's heads: one time per position, whatever its
@@ -152,11 +172,11 @@ class A2GenGenerationMixin(GenerationMixin):
                 f"generate() got unknown arguments {sorted(unknown)}; it takes the history inputs "
                 f"{list(_HISTORY_INPUTS)} plus generation options (max_new_tokens, do_sample, num_beams, ...)."
             )
+        missing = [name for name in _HISTORY_INPUTS[:5] if model_kwargs.get(name) is None]
+        if missing:  # the named error forward gives, not Python's about positional arguments
+            raise ValueError(f"Missing inputs {missing}: pass them to generate() (the collator builds them).")
         # Float inputs (times) follow the model's dtype, as token ids would through an embedding table.
-        model_kwargs = {
-            name: value.to(self.dtype) if torch.is_tensor(value) and value.is_floating_point() else value
-            for name, value in model_kwargs.items()
-        }
+        model_kwargs = {name: in_model_dtype(value, self.dtype) for name, value in model_kwargs.items()}
         return self.a2gen(
             **model_kwargs,
             output_attentions=output_attentions,
@@ -479,6 +499,7 @@ class A2GenGenerationMixin(GenerationMixin):
             step = step_function(fed_tokens, fed_times)
             logits = step.logits.to(dtype=torch.float32, copy=True)
             step_scores = processors(sequences, self._allowed_scores(logits))
+            _refuse_blocked_rows(step_scores, unfinished, sequences.shape[1])
             if scores is not None:
                 scores += (step_scores,)
             if raw_logits is not None:
@@ -612,6 +633,9 @@ class A2GenGenerationMixin(GenerationMixin):
             step = step_function(fed_tokens, running_times)
             logits = step.logits.to(dtype=torch.float32, copy=True)
             log_probs = processors(flat_running, F.log_softmax(self._allowed_scores(logits), dim=-1))
+            if cur_len == prompt_len:  # the first step: every example's first beam must have an action to go on with
+                _refuse_blocked_rows(log_probs[::num_beams], torch.ones_like(log_probs[::num_beams, 0], dtype=torch.bool),
+                                     cur_len)  # fmt: skip
             if all_scores is not None:
                 all_scores += (log_probs.clone(),)
             if raw_logits is not None:

@@ -27,7 +27,7 @@ from transformers.utils import ModelOutput
 
 from .attention_kernels import pooled_short_attention, shifted_exp, shifted_exp_
 from .attention_kernels import small_softmax as _small_softmax
-from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig
+from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig, ActionSequenceConfig
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
     ExtraContextFeatures,
@@ -43,7 +43,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     scale_pooled,
     target_categories,
 )
-from .generation_a2gen import A2GenGenerationMixin, times_of_actions
+from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, times_of_actions
 from .strict_loading import StrictLoadingMixin
 from .targets import IGNORE_INDEX, first_occurrence_targets  # noqa: F401
 from .time_encoding import denormalize_times, normalize_seconds
@@ -1545,6 +1545,13 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     # layer does not import the Hub layer). None (e.g. loaded as remote code): transformers' own push.
     hub_pusher = None
 
+    def __init__(self, config: ActionSequenceConfig, *inputs, **kwargs):
+        # A config's fields are checked together when it is built; one changed since (config.x = ..., or a keyword
+        # of from_pretrained) is checked here, before any layer is sized by it.
+        if isinstance(config, ActionSequenceConfig):
+            config._validate()
+        super().__init__(config, *inputs, **kwargs)
+
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """``PreTrainedModel.push_to_hub`` with the A2Gen model card (tags, ``custom_code``, ``dataset_name=`` and
         ``eval_results=``, a ``tokenizer=`` to push along): see :func:`a2gen_hf.hub.push_model_to_hub`."""
@@ -1817,6 +1824,7 @@ class A2GenModel(A2GenPreTrainedModel):
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items() if name in INPUT_SHAPES})
+        history_action_times = in_model_dtype(history_action_times, self.dtype)
 
         if history_mask is None:
             history_mask = history_item_ids != 0
@@ -1905,7 +1913,8 @@ _MAKE_THEM = "A2GenDataCollator builds every input with the right kind and shape
 def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **inputs) -> None:
     """
     Check the model's inputs before any is used (:data:`INPUT_SHAPES` / :data:`LABEL_SHAPES`): each is a tensor
-    (``TypeError``), ids hold integers and times floats that are not float64 unless the model is (``TypeError``),
+    (``TypeError``), ids hold integers and times floats that are not float64 unless the model is (``TypeError``;
+    other float dtypes are cast to the model's by :func:`in_model_dtype`),
     shapes agree with each other and with the config (``ValueError``), histories hold at most
     ``max_history_items`` items of at most ``max_events_per_item`` events (``ValueError``: the collator keeps the
     most recent items), times are finite and ids lie in their tables (``ValueError``). Each error names the
@@ -2019,17 +2028,6 @@ def _check_id_ranges(config: A2GenConfig, **ids: torch.Tensor | None) -> None:
                 f"{name} must lie in [0, {field}={size}), got values from {low} to {high}; hash raw ids with the "
                 "tokenizer that was saved with this model (its bucket counts match the config)."
             )
-
-
-def _check_history_shapes(history_item_ids, history_action_ids, history_action_times) -> None:
-    """The history inputs' kinds, shapes and finite times (:func:`check_model_inputs` without a config)."""
-    check_model_inputs(
-        None,
-        None,
-        history_item_ids=history_item_ids,
-        history_action_ids=history_action_ids,
-        history_action_times=history_action_times,
-    )
 
 
 def action_sequence_loss(
@@ -2223,6 +2221,8 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items() if name in LABEL_SHAPES})
+        label_times, action_times = in_model_dtype(label_times, self.dtype), in_model_dtype(action_times, self.dtype)
+        labels = labels.long() if labels is not None else None  # int32 labels, as int32 ids, are accepted
         if labels is not None and label_times is None:
             raise ValueError("label_times is required with labels (the collator builds both).")
         if encoder_outputs is None:

@@ -21,12 +21,15 @@ from transformers.utils import ModelOutput
 from .auto import AutoModelForActionGeneration
 from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
 from .features_a2gen import ExtraContextFeatures, WidePath, _masked_pool, own_outcomes_while_training
+from .generation_a2gen import in_model_dtype
 from .modeling_a2gen import (
+    INPUT_SHAPES,
+    LABEL_SHAPES,
     A2GenActionPrediction,
     A2GenEventEmbedding,
     A2GenFeatureEmbeddings,
     A2GenPreTrainedModel,
-    _check_history_shapes,
+    check_model_inputs,
 )
 from .targets import first_occurrence_targets
 from .time_encoding import denormalize_times
@@ -146,7 +149,6 @@ class MultiTaskBaselineInputs(nn.Module):
                     'history_input="items_and_events" reads history_action_ids and history_action_times; pass them '
                     '(the collator builds them) or use a config with history_input="items".'
                 )
-            _check_history_shapes(history_item_ids, history_action_ids, history_action_times)
             event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
             events = self.event_embedding(history_action_ids * event_mask, history_action_times, history_time_mask)
             history_items = torch.cat([history_items, _masked_pool(events, event_mask, "mean")], dim=-1)
@@ -397,6 +399,13 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
             raise ValueError(f"Missing inputs {missing}: pass them (the collator builds them).")
         if labels is not None and label_times is None:
             raise ValueError("label_times is required with labels (the collator builds both).")
+        # The kinds, shapes and id ranges A2Gen's forward checks, named the same way.
+        check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items()
+                                                       if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
+        history_action_times, label_times = in_model_dtype(history_action_times, self.dtype), in_model_dtype(
+            label_times, self.dtype
+        )
+        labels = labels.long() if labels is not None else None
         features = self.inputs(
             user_ids=user_ids,
             item_ids=item_ids,

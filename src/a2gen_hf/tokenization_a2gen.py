@@ -103,6 +103,16 @@ def _id_text(raw: Any) -> str:
     return str(raw)
 
 
+
+def _is_seconds(value: Any) -> bool:
+    """A real number (not a bool), or one held by a 0-d tensor or array: what a timeline's time may be."""
+    if isinstance(value, torch.Tensor):
+        return value.ndim == 0 and not value.dtype.is_complex and value.dtype != torch.bool
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer))
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 class A2GenActionTokenizer(PreTrainedTokenizer):
     r"""
     Tokenizer of A2Gen action timelines.
@@ -206,6 +216,23 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             side_feature_buckets=self.side_feature_buckets,
             side_feature_fields=self.side_feature_fields,
             **kwargs,
+        )
+
+    @classmethod
+    def _from_pretrained(cls, resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs,
+                         **kwargs):  # fmt: skip
+        # Without tokenizer files (a model saved alone) the base class would build a default tokenizer whose ids,
+        # time statistics and buckets mean other things than the model's: refused, naming the two ways to get one.
+        if resolved_vocab_files.get("tokenizer_config_file") is None and resolved_vocab_files.get("vocab_file") is None:
+            raise OSError(
+                f"{str(pretrained_model_name_or_path)!r} holds no tokenizer files (tokenizer_config.json, vocab.json): "
+                "a model saved without its tokenizer? Build the tokenizer from the model's config, "
+                "A2GenActionTokenizer.from_config(AutoConfig.from_pretrained(path)) (its actions, time statistics and "
+                "buckets; no side-feature field names), or save the tokenizer beside the model "
+                "(tokenizer.save_pretrained(path))."
+            )
+        return super()._from_pretrained(
+            resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs, **kwargs
         )
 
     @staticmethod
@@ -318,14 +345,16 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
 
     @staticmethod
     def _is_timeline(value: Any) -> bool:
-        """A non-empty sequence of ``(action name, seconds or None)`` pairs."""
+        """A non-empty sequence of ``(action name, time)`` pairs whose times are not text (``("a b", "c")`` pairs
+        are text pairs, as for any tokenizer); whether each time is seconds or None is checked when encoding, so
+        that a bad one is named."""
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
             return False
         return all(
             isinstance(event, (tuple, list))
             and len(event) == 2
             and isinstance(event[0], str)
-            and (event[1] is None or (isinstance(event[1], numbers.Real) and not isinstance(event[1], bool)))
+            and not isinstance(event[1], (str, bytes))
             for event in value
         )
 
@@ -353,21 +382,26 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         add_start: bool = False,
         return_tensors: str | None = None,
         truncation: bool | None = None,
+        padding_side: str | None = None,
         **unknown,
     ) -> BatchEncoding:
         if unknown:
             raise TypeError(
-                f"Encoding timelines takes max_length, padding, add_start, truncation and return_tensors; got "
-                f"{sorted(unknown)}."
+                f"Encoding timelines takes max_length, padding, padding_side, add_start, truncation and "
+                f"return_tensors; got {sorted(unknown)}."
             )
         if truncation is False and max_length is not None:
             raise ValueError("Timelines are cut to max_length; leave truncation unset (or True) with max_length.")
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding={padding!r}: use False, True / 'longest' or 'max_length'.")
         to_max_length = padding == "max_length"
-        encoding = self.encode_timelines(timelines, max_length, to_max_length, add_start)
-        if padding in (True, "longest") or (return_tensors and not single):
-            encoding = dict(self.pad(encoding, padding="longest", return_attention_mask=False))
+        if to_max_length and max_length is None:
+            raise ValueError("padding='max_length' needs max_length; give the length to pad to.")
+        encoding = self.encode_timelines(timelines, max_length, add_start=add_start)
+        if to_max_length or padding in (True, "longest") or (return_tensors and not single):
+            encoding = dict(self.pad(encoding, padding="max_length" if to_max_length else "longest",
+                                     max_length=max_length if to_max_length else None, return_attention_mask=False,
+                                     padding_side=padding_side))  # fmt: skip
         if single:
             encoding = {key: value[0] for key, value in encoding.items()}
         return BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=False)
@@ -507,7 +541,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     # Timelines
 
     def _check_seconds(self, seconds: Any, position: int, action: str) -> float:
-        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        if _is_seconds(seconds) and isinstance(seconds, (torch.Tensor, np.ndarray)):
+            seconds = seconds.item()  # a 0-d tensor or array, e.g. a time read off another tensor
+        if not _is_seconds(seconds):
             raise TimelineError(
                 f"Event {position} ({action!r}) has time {seconds!r}; a time must be a number of seconds >= 0, "
                 "or None when it is unknown."
