@@ -158,3 +158,17 @@ def test_an_alias_and_its_field_must_agree():
     assert A2GenConfig(generator="eag", generator_type="eag").generator_type == "eag"
     with pytest.raises(A2GenConfigError, match="generator='iag' and generator_type='eag' disagree"):
         A2GenConfig(generator="iag", generator_type="eag")
+
+
+def test_a_dict_written_by_hand_gets_today_s_defaults():
+    """Legacy values are for files save_pretrained wrote before a field existed; a hand-written dict (no
+    transformers_version) builds the model A2GenConfig(**fields) and AutoConfig.for_model build."""
+    from transformers import AutoConfig
+
+    from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
+
+    by_hand = A2GenConfig.from_dict({"hidden_size": 64})
+    built = A2GenConfig(hidden_size=64)
+    for name in LEGACY_DEFAULTS:
+        assert getattr(by_hand, name) == getattr(built, name) == getattr(AutoConfig.for_model("a2gen", hidden_size=64), name)
+    assert A2GenConfig.from_dict({"hidden_size": 64, "transformers_version": "4.57.0"}).cam_gate_input == "projected"

@@ -196,12 +196,16 @@ class ActionSequenceConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
         """
-        As :meth:`PretrainedConfig.from_dict`, but a field missing from `config_dict` (a config.json written before
-        the field existed) takes the value that reproduces that checkpoint (``LEGACY_DEFAULTS``), not the paper's,
+        As :meth:`PretrainedConfig.from_dict`, but a field missing from a saved `config_dict` (a config.json that
+        ``save_pretrained`` wrote, with its ``transformers_version``, before the field existed) takes the value that
+        reproduces that checkpoint (``LEGACY_DEFAULTS``), not the paper's,
         and the deprecated fields of old files (``DEPRECATED_FIELDS``) are dropped.
         """
         names = cls.field_names()
-        legacy = {key: value for key, value in LEGACY_DEFAULTS.items() if key in names}
+        # Only a file that save_pretrained wrote (it carries ``transformers_version``) can predate a field; a dict
+        # written by hand gets today's defaults, as ``A2GenConfig(**fields)`` and ``AutoConfig.for_model`` do.
+        saved = "transformers_version" in config_dict
+        legacy = {key: value for key, value in LEGACY_DEFAULTS.items() if key in names and saved}
         current = {key: value for key, value in config_dict.items() if key not in DEPRECATED_FIELDS}
         return super().from_dict({**legacy, **current}, **kwargs)
 
