@@ -888,3 +888,21 @@ def test_a_utf16_or_utf32_log_is_refused_naming_its_encoding(tmp_path, encoding)
         (tmp_path / "binary.csv").write_bytes(b"1,2\x00\x17\x00\x00\x01,3\n")
         with pytest.raises(LogFormatError, match=r"binary\.csv: the file holds NUL bytes"):
             convert_log(tmp_path / "binary.csv", "taobao", on_bad_rows="skip", progress=False)
+
+
+def test_a_header_naming_other_columns_is_a_bad_row_that_says_so(tmp_path):
+    """Line 1 of a header-less Taobao log naming other columns (UserID,...): still a bad row (counted by skip), whose
+    message says it looks like a header and how to remove it; a first row of data never gets that hint."""
+    plain = _taobao_log(tmp_path / "plain.csv")
+    log = tmp_path / "other.csv"
+    log.write_text("UserID,ItemID,CategoryID,BehaviorType,Timestamp\n" + plain.read_text())
+    with pytest.raises(LogFormatError, match=r"other\.csv:1: column 'behavior_type' has unknown action 'BehaviorType'.*"
+                                             r"line 1 looks like a header .*`tail -n \+2 other\.csv"):
+        convert_log(log, "taobao", progress=False)
+    result = convert_log(log, "taobao", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_dropped"] == {"unknown_action": 1} and not result.summary["header_line_skipped"]
+    bad_first = tmp_path / "bad_first.csv"
+    bad_first.write_text("1,10,5,look,1511544071\n" + plain.read_text())
+    with pytest.raises(LogFormatError, match=r"unknown action 'look'") as raised:
+        convert_log(bad_first, "taobao", progress=False)
+    assert "looks like a header" not in str(raised.value)

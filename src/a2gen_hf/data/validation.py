@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -268,6 +269,11 @@ class _CsvBatches:
         _check_columns(path, needed, names, header=preset.columns is None, delimiter=preset.delimiter)
         # A header line in a file the preset reads without one is no event: it is skipped, and the summary says so.
         self.header_skipped = preset.columns is not None and first_line == 2
+        # One naming other columns stays a bad row, whose message says what it looks like.
+        other_header = preset.columns is not None and not self.header_skipped and _looks_like_a_header(
+            _split_line(_first_line(path), preset), preset
+        )
+        self.line_hints = {1: _OTHER_HEADER_HINT.format(columns=names, name=path.name)} if other_header else {}
         self.names = names
         self.delimiter = preset.delimiter
         self.quote_char = preset.quote_char
@@ -378,6 +384,24 @@ def _split_line(line: str, preset: LogPreset) -> list[str]:
     if preset.quote_char is None:
         return line.split(preset.delimiter)
     return next(csv.reader([line], delimiter=preset.delimiter, quotechar=preset.quote_char), [""])
+
+
+_OTHER_HEADER_HINT = (
+    " (line 1 looks like a header naming other columns than the preset's {columns}, which reads files without one: "
+    "remove the line, e.g. `tail -n +2 {name} > rows_{name}`)"
+)
+
+
+def _looks_like_a_header(fields: list[str], preset: LogPreset) -> bool:
+    """Whether the fields of line 1 are column names: as many as the preset's columns, none a number (a row's
+    time always is) and none an action value of the preset."""
+    names = [field.strip().strip('"') for field in fields]
+    return (
+        len(names) == len(preset.columns)
+        and all(names)
+        and not any(re.fullmatch(_NUMBER_PATTERN, name) for name in names)
+        and not set(names) & set(preset.action_mapping)
+    )
 
 
 def _names_the_columns(path: Path, preset: LogPreset) -> bool:
@@ -515,7 +539,8 @@ class ValidatedBatches:
                     # raise).
                     first_bad = int(lines[flagged][0]) if flagged.any() else int(lines[-1]) + 1 if lines.size else 0
                     reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, first_bad)
-                keep = _apply_problems(problems, flagged, lines, bad_rows, path.name)
+                hints = csv_source.line_hints if csv_source is not None else {}
+                keep = _apply_problems(problems, flagged, lines, bad_rows, path.name, hints)
                 if csv_source is not None and lines.size:
                     reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, int(lines[-1]) + 1)
                 keep_mask = pa.array(keep)
@@ -625,20 +650,25 @@ def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter
 
 
 def _apply_problems(
-    problems: list[_Problem], flagged: np.ndarray, lines: np.ndarray, bad_rows: BadRowCounter, name: str
+    problems: list[_Problem], flagged: np.ndarray, lines: np.ndarray, bad_rows: BadRowCounter, name: str,
+    line_hints: dict[int, str],
 ) -> np.ndarray:
-    """Count (or raise on) the problems of one batch, a row's first problem winning; return the rows to keep."""
+    """Count (or raise on) the problems of one batch, a row's first problem winning; return the rows to keep.
+    ``line_hints`` (line -> text) ends the message of a problem on that line."""
+
+    def message(problem: _Problem, row: int) -> str:
+        return f"{name}:{lines[row]}: {problem.describe(row)}{line_hints.get(int(lines[row]), '')}"
+
     if bad_rows.mode == "error" and flagged.any():
         first = int(np.argmax(flagged))
         problem = next(problem for problem in problems if problem.mask[first])
-        bad_rows.add(problem.reason, 1, f"{name}:{lines[first]}: {problem.describe(first)}", lines[first])
+        bad_rows.add(problem.reason, 1, message(problem, first), lines[first])
     counted = np.zeros(flagged.shape, dtype=bool)
     for problem in problems:
         new = problem.mask & ~counted
         if new.any():
             first = int(np.argmax(new))
-            message = f"{name}:{lines[first]}: {problem.describe(first)}"
-            bad_rows.add(problem.reason, int(new.sum()), message, lines[first])
+            bad_rows.add(problem.reason, int(new.sum()), message(problem, first), lines[first])
         counted |= new
     return ~flagged
 
