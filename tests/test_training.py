@@ -515,6 +515,35 @@ def test_train_refuses_an_accelerator_built_for_other_settings(data_dir, tmp_pat
               accelerator=accelerator)
 
 
+def test_an_empty_validation_split_trains_without_evaluations(data_dir, tmp_path, caplog):
+    """Before, every evaluation of the empty split scored a loss of 0, so the first one was kept as the best and
+    training's later steps were thrown away. Now the run keeps its last weights; early stopping is refused."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("mmoe", tokenizer, dataset, **TINY)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    empty = dataset["validation"].select([])
+    settings = TrainingSettings(output_dir=str(tmp_path / "a"), max_steps=4, batch_size=32, eval_every_steps=1,
+                                show_progress=False)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
+        result = train(model, dataset["train"], collator, settings, eval_dataset=empty)
+    assert "The validation split is empty (0 examples)" in caplog.text
+    history = json.loads((tmp_path / "a" / "training_log.json").read_text())["log_history"]
+    assert not any("validation_loss" in entry for entry in history)
+    assert result.global_step == 4
+    with pytest.raises(ValueError, match=r"The validation split is empty \(0 examples\), but early_stopping_patience"):
+        train(model, dataset["train"], collator, replace(settings, output_dir=str(tmp_path / "b"),
+                                                         early_stopping_patience=2), eval_dataset=empty)  # fmt: skip
+
+
+def test_a_diverged_validation_loss_stops_the_run_before_any_weights_are_kept(data_dir, tmp_path, capsys):
+    """A learning rate of 16: the training loss of step 1 is still finite, the validation loss is not. Before, the
+    run saved those weights as the model (best_epoch -1) and failed later in the test metrics."""
+    assert main(["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--max-steps", "1",
+                 "--dense-lr", "16", "--embedding-lr", "16", *TINY_FLAGS]) == 2  # fmt: skip
+    assert "The validation loss is nan at step 1 (epoch 0): training diverged; lower" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model").exists()
+
+
 # ----------------------------------------------------------------------------------------------- exact resume
 
 

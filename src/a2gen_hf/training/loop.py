@@ -561,7 +561,8 @@ def _train(
     :meth:`_TrainingRun.train_on_stream` or :meth:`_TrainingRun.train_epochs`, then :meth:`_TrainingRun.finish`.
 
     Raises:
-        FloatingPointError: the loss became NaN or inf; the message names the step and the batch.
+        FloatingPointError: the loss became NaN or inf; the message names the step and the batch (or, for the
+            validation loss, the step).
         ValueError: early stopping or the plateau schedule without an ``eval_dataset``; the output folder holds
             checkpoints and ``resume`` is off, or they were written with other settings, model or data (see
             :func:`_resume_key`); a streaming input without ``max_steps``; an ``accelerator`` whose
@@ -571,6 +572,7 @@ def _train(
     _check_accelerator(accelerator, settings)
     keep_freed_host_memory()  # every step's large temporaries reuse memory instead of being page-faulted anew
     set_seed(settings.seed)
+    eval_dataset = _usable_eval_dataset(eval_dataset, settings)
     _check_run(train_dataset, settings, eval_dataset)
     if accelerator.is_main_process:
         Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
@@ -606,6 +608,23 @@ def _check_accelerator(accelerator: Accelerator, settings: TrainingSettings) -> 
             f"The accelerator was built with {differing} but the settings say {wanted}; build it with "
             "make_accelerator(settings)."
         )
+
+
+def _usable_eval_dataset(eval_dataset, settings: TrainingSettings):
+    """``eval_dataset``, or None for an empty validation split (``a2gen prepare --validation-fraction 0``): an
+    evaluation of no examples would score a loss of 0 and keep the first evaluation's weights. Training then keeps
+    its last weights, as without a validation split; what follows the evaluations is refused."""
+    if eval_dataset is None or not hasattr(eval_dataset, "__len__") or len(eval_dataset):
+        return eval_dataset
+    if settings.early_stopping_patience is not None or settings.lr_schedule == "plateau":
+        raise ValueError(
+            "The validation split is empty (0 examples), but early_stopping_patience and lr_schedule='plateau' follow "
+            "its evaluations: prepare the data with a validation split (a2gen prepare --validation-fraction, e.g. "
+            "0.14), or turn them off (CLI: no --patience, an --lr-schedule other than plateau)."
+        )
+    logger.warning("The validation split is empty (0 examples): training runs without evaluations and keeps its "
+                   "last weights.")  # fmt: skip
+    return None
 
 
 def _check_run(train_dataset, settings: TrainingSettings, eval_dataset) -> None:
@@ -822,6 +841,12 @@ class _TrainingRun:
         progress.last_evaluated_step = progress.global_step
         entry: dict[str, Any] = {"step": progress.global_step, "epoch": progress.epoch}
         losses = validation_losses(self.model, self.eval_dataset, self.collator, settings, accelerator)
+        if not math.isfinite(losses["loss"]):  # weights that diverge are never kept as the best, nor saved
+            raise FloatingPointError(
+                f"The validation loss is {losses['loss']} at step {progress.global_step} (epoch {progress.epoch}): "
+                "training diverged; lower the learning rates (dense_learning_rate / embedding_learning_rate, CLI: "
+                "--dense-lr / --embedding-lr)."
+            )
         entry["validation_loss"] = losses["loss"]
         score = -entry["validation_loss"]
         if settings.select_generator_by_loss:
