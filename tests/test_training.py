@@ -233,6 +233,25 @@ def test_latest_checkpoint_never_picks_a_partial_one(tmp_path):
     assert latest_checkpoint(tmp_path / "nothing-here") is None
 
 
+def test_resuming_names_the_checkpoints_it_skips_and_refuses_when_none_is_left(data_dir, tmp_path, capsys, caplog):
+    """Damaged manifests (valid JSON, not a manifest): with the newest one damaged the run resumes from the one
+    before and warns naming it; with all damaged --resume is refused (before: an INFO line, a start from step 0 and
+    the checkpoints rotated away)."""
+    argv = ["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--batch-size", "32",
+            "--checkpoint-every", "2", "--keep-checkpoints", "0", *TINY_FLAGS]  # fmt: skip
+    assert main([*argv, "--max-steps", "4"]) == 0
+    (tmp_path / "run" / "checkpoint-4" / CHECKPOINT_MANIFEST).write_text("5")
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.checkpointing"):
+        assert main([*argv, "--max-steps", "4", "--resume"]) == 0
+    assert "Resuming from checkpoint-2, not from the newer incomplete ones (checkpoint-4: its a2gen_checkpoint" in caplog.text
+    for step in (2, 4):
+        (tmp_path / "run" / f"checkpoint-{step}" / CHECKPOINT_MANIFEST).write_text("5")
+    assert main([*argv, "--max-steps", "6", "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert "holds checkpoints but none is complete (checkpoint-2: its a2gen_checkpoint.json is missing or unreadable" in error
+    assert sorted(path.name for path in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
 # ------------------------------------------------------------------------------------------------ a2gen train
 
 

@@ -119,18 +119,23 @@ def _read_manifest(checkpoint: Path) -> dict[str, Any] | None:
 
     Sizes only: cheap enough to scan every checkpoint. The SHA-256 digests are checked before resuming
     (:func:`_verify_checkpoint`)."""
+    return _manifest_or_problem(checkpoint)[0]
+
+
+def _manifest_or_problem(checkpoint: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(manifest, None)`` for a complete checkpoint, else ``(None, why it is not)``."""
     try:
         manifest = json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
         files = manifest["files"]
         entries = list(files.items())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return None, f"its {CHECKPOINT_MANIFEST} is missing or unreadable ({type(error).__name__}: {error})"
     for name, entry in entries:
         path = checkpoint / name
         size = _listed_size(entry)
         if size is None or not _is_plain_name(name) or not path.is_file() or path.stat().st_size != size:
-            return None
-    return manifest
+            return None, f"{name!r}, listed in its {CHECKPOINT_MANIFEST}, is missing or not of the listed size"
+    return manifest, None
 
 
 def _is_plain_name(name: str) -> bool:
@@ -153,6 +158,26 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
         if path.is_dir() and (step := _checkpoint_step(path)) is not None and _read_manifest(path) is not None
     ]
     return max(complete, default=(None, None))[1]
+
+
+def _report_skipped_checkpoints(output_dir: Path, chosen: Path | None) -> None:
+    """Resuming: warn of each ``checkpoint-N`` newer than the one resumed from that is incomplete, naming why; with
+    none to resume from, refuse (starting over would write new checkpoints over them)."""
+    chosen_step = -1 if chosen is None else _checkpoint_step(chosen)
+    skipped = sorted(
+        (step, path.name, problem)
+        for path in (Path(output_dir).iterdir() if Path(output_dir).is_dir() else ())
+        if path.is_dir() and (step := _checkpoint_step(path)) is not None and step > chosen_step
+        and (problem := _manifest_or_problem(path)[1]) is not None
+    )  # fmt: skip
+    reasons = "; ".join(f"{name}: {problem}" for _, name, problem in skipped)
+    if skipped and chosen is None:
+        raise ValueError(
+            f"resume: {output_dir} holds checkpoints but none is complete ({reasons}). Repair them, or move them away "
+            "to start from step 0."
+        )
+    if skipped:
+        logger.warning(f"Resuming from {chosen.name}, not from the newer incomplete ones ({reasons}).")
 
 
 def _data_key(dataset) -> dict[str, Any]:
@@ -408,6 +433,8 @@ def _resume(
     safetensors and JSON are read; nothing is unpickled.
     """
     existing = latest_checkpoint(output_dir)
+    if settings.resume:
+        _report_skipped_checkpoints(output_dir, existing)
     if not settings.resume:
         if existing is not None:
             raise ValueError(
