@@ -393,10 +393,16 @@ def test_duplicates_and_bad_rows_in_different_partitions(tmp_path, on_bad_rows):
     assert_same_conversion(partitioned, single)
 
 
-def test_empty_splits_are_written_and_load(tmp_path):
-    result = convert_log(FIXTURES / "tmall_user_log.csv", "tmall", output_dir=tmp_path / "out", min_history=100)
-    assert result.summary["examples"] == {"train": 0, "validation": 0, "test": 0}
-    assert datasets.load_from_disk(str(tmp_path / "out"))["train"].num_rows == 0
+def test_empty_splits_are_written_and_load_but_not_an_empty_training_split(tmp_path):
+    """Validation and test splits may be empty (a small log); a conversion without a training example is refused,
+    naming what emptied it (before: written, and training failed with an IndexError)."""
+    result = convert_log(_taobao_log(tmp_path / "log.csv"), "taobao", output_dir=tmp_path / "out", progress=False,
+                         split_rule=SplitRule(validation_fraction=0.0, test_fraction=0.0))  # fmt: skip
+    assert result.summary["examples"]["validation"] == 0 and result.summary["examples"]["train"] > 0
+    assert datasets.load_from_disk(str(tmp_path / "out"))["validation"].num_rows == 0
+    with pytest.raises(ValueError, match=r"tmall_user_log\.csv: no training examples .*min_history=100 keeps only"):
+        convert_log(FIXTURES / "tmall_user_log.csv", "tmall", output_dir=tmp_path / "out2", min_history=100)
+    assert not (tmp_path / "out2").exists()
 
 
 def test_an_empty_train_split_fails_without_leaving_a_half_written_dataset(tmp_path):

@@ -549,6 +549,8 @@ def test_an_empty_validation_split_trains_without_evaluations(data_dir, tmp_path
     history = json.loads((tmp_path / "a" / "training_log.json").read_text())["log_history"]
     assert not any("validation_loss" in entry for entry in history)
     assert result.global_step == 4
+    with pytest.raises(ValueError, match=r"The training split is empty \(0 examples\)"):
+        train(model, empty, collator, replace(settings, output_dir=str(tmp_path / "c")))
     with pytest.raises(ValueError, match=r"The validation split is empty \(0 examples\), but early_stopping_patience"):
         train(model, dataset["train"], collator, replace(settings, output_dir=str(tmp_path / "b"),
                                                          early_stopping_patience=2), eval_dataset=empty)  # fmt: skip

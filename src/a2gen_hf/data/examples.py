@@ -130,13 +130,19 @@ class SplitRule:
     validation_start: float | None = None
     test_start: float | None = None
 
-    def boundaries(self, starts: np.ndarray) -> tuple[float, float]:
+    def __post_init__(self):
         fractions = (self.validation_fraction, self.test_fraction)
-        if min(fractions) < 0 or sum(fractions) >= 1:
+        if not all(math.isfinite(value) for value in fractions) or min(fractions) < 0 or sum(fractions) >= 1:
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} and test_fraction={self.test_fraction} must be >= 0 "
-                "and sum to less than 1."
+                "and sum to less than 1 (CLI: --validation-fraction, --test-fraction)."
             )
+        for name in ("validation_start", "test_start"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name}={value} must be a finite Unix time in seconds, or None.")
+
+    def boundaries(self, starts: np.ndarray) -> tuple[float, float]:
         first, last = float(starts.min()), float(starts.max())
         span = last - first
         test_start = self.test_start if self.test_start is not None else last - self.test_fraction * span

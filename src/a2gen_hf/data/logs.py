@@ -509,6 +509,7 @@ def convert_log(
         write_dataset_dict_files(dataset_dir, num_partitions)
         summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
                            stream, cut, written, tokenizer, distinct, data_sized_buckets)  # fmt: skip
+        _check_training_examples(input_path, summary, min_history)
         if output_dir is None:
             dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
         else:
@@ -558,6 +559,23 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
             {name: name in data_sized_buckets for name in BUCKET_FIELDS},
         ),
     }
+
+
+def _check_training_examples(input_path: Path, summary: dict[str, Any], min_history: int) -> None:
+    """Refuse a conversion whose training split holds no example: nothing could be trained on it."""
+    if summary["examples"]["train"]:
+        return
+    cause = (
+        f"min_history={min_history} keeps only sessions with that many earlier sessions of their user; lower it "
+        "(CLI: --min-history)"
+        if min_history
+        else "the split boundaries leave the training split no session; move them later (CLI: --validation-fraction, "
+        "--test-fraction, --validation-start, --test-start)"
+    )
+    raise ValueError(
+        f"{input_path.name}: no training examples ({summary['sessions']} sessions; examples {summary['examples']}): "
+        f"{cause}."
+    )
 
 
 WORK_FOLDER = "_a2gen_partitions"

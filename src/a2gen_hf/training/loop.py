@@ -631,6 +631,9 @@ def _check_run(train_dataset, settings: TrainingSettings, eval_dataset) -> None:
     """A streaming input needs ``max_steps``; early stopping and the plateau schedule need an ``eval_dataset``."""
     if isinstance(train_dataset, datasets.IterableDataset) and settings.max_steps is None:
         raise ValueError("A streaming (IterableDataset) input has no length: set max_steps.")
+    if hasattr(train_dataset, "__len__") and not len(train_dataset):
+        raise ValueError("The training split is empty (0 examples): there is nothing to train on; prepare the data "
+                         "again with a training split (a2gen prepare names what emptied it).")  # fmt: skip
     if eval_dataset is None and (settings.early_stopping_patience is not None or settings.lr_schedule == "plateau"):
         raise ValueError(
             "early_stopping_patience and lr_schedule='plateau' follow the validation evaluations, but no "
