@@ -912,3 +912,36 @@ def test_a_header_naming_other_columns_is_a_bad_row_that_says_so(tmp_path):
     with pytest.raises(LogFormatError, match=r"unknown action 'look'") as raised:
         convert_log(bad_first, "taobao", progress=False)
     assert "looks like a header" not in str(raised.value)
+
+
+def test_json_and_parquet_columns_that_cannot_be_ids_are_refused(tmp_path):
+    """Ids beyond 2**53 written as JSON numbers are read as floats whose last digits are gone (before: 30 users
+    merged into one, exit 0): each is a bad row naming the fix. Lists and structs, repeated column names, one
+    column in two roles and a Parquet file without rows are refused naming them (before: tracebacks)."""
+    keyed = dataclasses.replace(PRESETS["taobao"], columns=None)
+    rows = [{"user_id": 10**20 + user, "item_id": 7, "category_id": 1, "behavior_type": "pv", "timestamp": 1511544070 + user}
+            for user in range(3)]  # fmt: skip
+    log = tmp_path / "big.jsonl"
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(LogFormatError, match=r"big\.jsonl:1: column 'user_id' value 1e\+20 is a number beyond 2\*\*53"):
+        convert_log(log, keyed, progress=False)
+    mixed = tmp_path / "mixed.jsonl"  # small ids in the same (float) column stay exact: kept
+    mixed.write_text(log.read_text() + "".join(json.dumps({**row, "user_id": 5 + i}) + "\n" for i, row in enumerate(rows)))
+    result = convert_log(mixed, keyed, on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 6 and result.summary["rows_dropped"] == {"imprecise_id": 3}
+    table = pa.table({"user_id": [[1], [2]], "item_id": ["a", "b"], "category_id": ["1", "1"],
+                      "behavior_type": ["pv", "pv"], "timestamp": [1511544070, 1511544071]})  # fmt: skip
+    pq.write_table(table, tmp_path / "nested.parquet")
+    with pytest.raises(LogFormatError, match=r"nested\.parquet: column 'user_id' holds values of type list"):
+        convert_log(tmp_path / "nested.parquet", keyed, progress=False)
+    pq.write_table(table.slice(0, 0), tmp_path / "empty.parquet")
+    with pytest.raises(LogFormatError, match=r"empty\.parquet: the file has no rows"):
+        convert_log(tmp_path / "empty.parquet", keyed, progress=False)
+    twice = pa.Table.from_arrays([pa.array(["1"]), pa.array(["2"]), pa.array(["a"]), pa.array(["1"]), pa.array(["pv"]),
+                                  pa.array([1511544070])],
+                                 names=["user_id", "user_id", "item_id", "category_id", "behavior_type", "timestamp"])  # fmt: skip
+    pq.write_table(twice, tmp_path / "twice.parquet")
+    with pytest.raises(LogFormatError, match=r"column\(s\) \['user_id'\] appear more than once"):
+        convert_log(tmp_path / "twice.parquet", keyed, progress=False)
+    with pytest.raises(ValueError, match=r"column\(s\) \['user_id'\] are given more than one role"):
+        dataclasses.replace(keyed, item_column="user_id")

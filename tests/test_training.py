@@ -208,6 +208,13 @@ def test_data_folder_and_config_errors(data_dir, tmp_path):
     (tmp_path / "a2gen_data.json").write_text('{"source": "x",\n oops}')
     with pytest.raises(ValueError, match=r"a2gen_data.json, line 2, column 2"):
         load_data_dir(tmp_path)
+    for text, kind in (("null", "NoneType"), ("5", "int"), ("[]", "list")):  # before: a TypeError deep inside
+        (tmp_path / "a2gen_data.json").write_text(text)
+        with pytest.raises(ValueError, match=rf"a2gen_data.json holds a JSON {kind}, not an object"):
+            load_data_dir(tmp_path)
+    (tmp_path / "a2gen_data.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match=r"a2gen_data.json: not UTF-8 text"):
+        load_data_dir(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints

@@ -109,7 +109,7 @@ def load_data_dir(
 
     Raises:
         FileNotFoundError: the folder, its tokenizer, its summary or its examples are missing.
-        ValueError: ``a2gen_data.json`` is not valid JSON, or there is no ``train`` split.
+        ValueError: ``a2gen_data.json`` is not a JSON object (or not JSON), or there is no ``train`` split.
     """
     folder = Path(path)
     layout_help = LAYOUT_HELP
@@ -123,6 +123,14 @@ def load_data_dir(
         metadata = json.loads(summary_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{summary_path}, line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{summary_path}: not UTF-8 text ({error.reason} at byte {error.start}); write it again "
+                         "with a2gen prepare / a2gen simulate.") from None  # fmt: skip
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"{summary_path} holds a JSON {type(metadata).__name__}, not an object of the data's summary; write it "
+            "again with a2gen prepare / a2gen simulate."
+        )
     if (folder / DATASET_DICT_FILE).exists():
         dataset = datasets.load_from_disk(str(folder))
     elif any(folder.glob(f"*/{PARQUET_SHARDS}")):

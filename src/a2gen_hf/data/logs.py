@@ -435,7 +435,8 @@ def convert_log(
             f"{list(preset.action_names)}; build the tokenizer with the preset's action_names."
         )
     stream = ValidatedBatches(input_path, preset, on_bad_rows=on_bad_rows, file_format=file_format, progress=progress)
-    num_partitions = math.ceil(estimate_rows(stream.path, stream.file_format) / partition_rows)
+    # At least one partition: a log without rows (a Parquet file says so exactly) is then refused by its reader.
+    num_partitions = max(1, math.ceil(estimate_rows(stream.path, stream.file_format) / partition_rows))
     num_proc = min(num_proc, num_partitions)
     num_partitions = math.ceil(num_partitions / num_proc) * num_proc  # equal shares for the workers
 

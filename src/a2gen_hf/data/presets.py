@@ -81,6 +81,11 @@ class LogPreset:
         ):
             problems.append(f"time_window must be (first, last) Unix seconds with first <= last or None, got "
                             f"{self.time_window!r}")
+        roles = self.needed_columns()
+        if len(set(roles)) < len(roles):
+            twice = sorted({name for name in roles if roles.count(name) > 1})
+            problems.append(f"column(s) {twice} are given more than one role (user, item, time, action, flag, "
+                            "duration or side feature column); give each role its own column")  # fmt: skip
         if self.columns is not None and not set(self.needed_columns()) <= set(self.columns):
             problems.append(f"columns {list(self.columns)} lack some of {self.needed_columns()}")
         if problems:

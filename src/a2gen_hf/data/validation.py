@@ -50,6 +50,7 @@ BAD_ROW_REASONS = {
     "bad_flag": "a 0/1 flag column holds another value",
     "implausible_time": "the time, read in the preset's unit, lies after the year 5000 (milliseconds read as seconds)",
     "outside_window": "the timestamp lies outside the preset's time window",
+    "imprecise_id": "an id or side feature is a number beyond 2**53 that JSON / Parquet hold as a float (digits lost)",
     "duplicate_event": "the same (user, item, action, time) event appears twice in a session",
     "not_utf8": "the line holds bytes that are not UTF-8",
     "line_too_long": f"the line is longer than {MAX_LINE_BYTES:,} bytes",
@@ -411,6 +412,12 @@ def _names_the_columns(path: Path, preset: LogPreset) -> bool:
 
 
 def _check_columns(path: Path, needed: list[str], found: list[str], header: bool, delimiter: str = ",") -> None:
+    repeated = sorted({name for name in needed if found.count(name) > 1})
+    if repeated:
+        raise LogFormatError(
+            f"{path.name}: column(s) {repeated} appear more than once among its columns {found}; which one holds the "
+            "values cannot be told. Give every column its own name."
+        )
     missing = [name for name in needed if name not in found]
     if missing:
         where = "its header has" if header else "the preset names"
@@ -529,7 +536,7 @@ class ValidatedBatches:
             for batch, lines in batches:
                 self.rows_read += batch.num_rows
                 bar.update(batch.num_rows)
-                columns, problems, trimmed = _validate_batch(batch, preset)
+                columns, problems, trimmed = _validate_batch(batch, preset, path.name)
                 self.values_trimmed += trimmed
                 if csv_source is not None and csv_source.lines.rejected:
                     problems = _rejected_line_problems(csv_source.lines.rejected, lines) + problems
@@ -673,10 +680,34 @@ def _apply_problems(
     return ~flagged
 
 
-def _as_strings(values: pa.Array) -> pa.Array:
+def _as_strings(values: pa.Array, name: str, source: str) -> pa.Array:
+    """A column's values as strings (numbers as written: ``7.0`` -> ``"7"``); a column of lists, structs or other
+    values that are no string or number is refused naming it."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    return values if values.type == pa.string() else pc.cast(values, pa.string())
+    if values.type == pa.string():
+        return values
+    try:
+        return pc.cast(values, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as error:
+        raise LogFormatError(
+            f"{source}: column {name!r} holds values of type {values.type}, which do not read as text ({error}); a "
+            "log's columns hold strings or numbers: write that column as such."
+        ) from None
+
+
+# JSON and Parquet numbers beyond 2**53 that are read as floats have lost their last digits: as ids they would merge.
+_EXACT_FLOAT_LIMIT = 2.0**53
+
+
+def _imprecise_ids(values: pa.Array) -> np.ndarray:
+    """Rows of a floating id column whose value is too large for a float to hold every digit."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not pa.types.is_floating(values.type):
+        return np.zeros(len(values), dtype=bool)
+    magnitude = np.abs(np.asarray(values.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.float64))
+    return magnitude >= _EXACT_FLOAT_LIMIT
 
 
 def _trim_spaces(values: pa.Array) -> tuple[pa.Array, int]:
@@ -687,7 +718,9 @@ def _trim_spaces(values: pa.Array) -> tuple[pa.Array, int]:
     return trimmed, int(changed or 0)
 
 
-def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str, object], list[_Problem], int]:
+def _validate_batch(
+    batch: pa.RecordBatch, preset: LogPreset, source: str
+) -> tuple[dict[str, object], list[_Problem], int]:
     """Convert one batch column by column; return the converted columns, the problems found and the number of
     values read without the spaces around them."""
     columns: dict[str, object] = {}
@@ -695,7 +728,7 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
     rows = batch.num_rows
     raw, trimmed = {}, 0
     for name in preset.needed_columns():
-        raw[name], count = _trim_spaces(_as_strings(batch.column(name)))
+        raw[name], count = _trim_spaces(_as_strings(batch.column(name), name, source))
         trimmed += count
     empty = {name: _empty_mask(values) for name, values in raw.items()}
     all_empty = np.logical_and.reduce(list(empty.values())) if raw else np.zeros(rows, dtype=bool)
@@ -707,6 +740,12 @@ def _validate_batch(batch: pa.RecordBatch, preset: LogPreset) -> tuple[dict[str,
     for name in preset.required_string_columns():
         columns[name] = raw[name]
         problems.append(_Problem("empty_value", empty[name], lambda i, n=name: f"column {n!r} is empty"))
+    for name in preset.string_columns():
+        problems.append(_Problem(
+            "imprecise_id", _imprecise_ids(batch.column(name)),
+            lambda i, n=name: f"column {n!r} value {value(n, i)} is a number beyond 2**53, read as a float that lost "
+            "its last digits (distinct ids would merge); write the ids as strings",
+        ))  # fmt: skip
     for name in preset.side_feature_columns:
         columns[name] = raw[name]  # empty side features are kept: they hash to padding (0), "unknown"
 
