@@ -1,6 +1,7 @@
 """Tests of the short-video session simulator: determinism, schema, time order, splits, the exact oracle, the claim
 that history timing carries intent, and the DatasetDict / Parquet outputs."""
 
+import dataclasses
 import json
 import math
 
@@ -279,6 +280,33 @@ def test_parquet_in_parallel_writes_the_same_rows(tmp_path):
     assert not list((tmp_path / "parallel").glob(".simulating-*")), "the scratch folder is removed"
     with pytest.raises(ValueError, match="workers=0 must be a positive number"):
         simulate_to_parquet(SMALL, tmp_path / "bad", workers=0)
+
+
+def test_writing_over_a_data_folder_replaces_it_whole(tmp_path, cache_dir):
+    """Before, a second simulate into the same folder left the first run's extra shards (train read 1,455 rows where
+    the summary said 236) or its dataset_dict.json (read before the new Parquet shards). Now each write replaces the
+    folder; a folder holding other files is refused and keeps them."""
+    from a2gen_hf.data.folder import load_data_dir
+
+    folder = tmp_path / "data"
+    simulate_to_parquet(SMALL, folder, shard_size=50, progress=False)
+    smaller = dataclasses.replace(SMALL, num_examples=SMALL.num_examples // 3, seed=3)
+    summary = simulate_to_parquet(smaller, folder, shard_size=50, progress=False)
+    dataset, _, metadata = load_data_dir(folder, cache_dir=cache_dir)
+    assert {split: len(rows) for split, rows in dataset.items()} == summary["examples"] == metadata["examples"]
+    result = simulate(SMALL, progress=False, cache_dir=cache_dir)
+    result.save(folder)  # a save_to_disk folder over the Parquet one: no shard is left to be read instead
+    assert not list(folder.glob("*/part-*.parquet"))
+    result.write_parquet(folder, shard_size=64)
+    assert not (folder / "dataset_dict.json").exists()
+    dataset, _, _ = load_data_dir(folder, cache_dir=cache_dir)
+    assert {split: len(rows) for split, rows in dataset.items()} == result.summary["examples"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match=r"holds files that a2gen simulate did not write \(notes\.txt\)"):
+        simulate_to_parquet(SMALL, tmp_path / "mine", progress=False)
+    assert sorted(path.name for path in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    assert not [path for path in tmp_path.iterdir() if "staging" in path.name]
 
 
 def test_load_parquet_says_where_shards_were_expected(tmp_path):

@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import datasets
 from datasets import DatasetDict, load_dataset
 from datasets.fingerprint import generate_random_fingerprint
 
+from ..output_folders import output_lock, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .examples import EXAMPLE_FEATURES, SIMULATED_FEATURES, SPLITS
 
@@ -95,6 +99,41 @@ def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> Datase
             "by simulate_to_parquet or SimulationResult.write_parquet."
         )
     return load_dataset("parquet", data_files=data_files, features=SIMULATED_FEATURES, cache_dir=cache_dir)
+
+
+def check_replaceable(output_dir: str | os.PathLike, command: str, also_ours: tuple[str, ...] = ()) -> None:
+    """Refuse an output that is a file, or a folder holding entries that no data folder has (names in
+    :data:`DATASET_ENTRIES`, or starting with one of ``also_ours``): the new data folder replaces the whole folder,
+    and other files are not ours to delete."""
+    target = Path(output_dir)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"The output {output_dir} exists and is not a folder; choose a folder name.")
+    if target.is_dir():
+        foreign = sorted(entry.name for entry in target.iterdir()
+                         if entry.name not in DATASET_ENTRIES and not entry.name.startswith(also_ours))  # fmt: skip
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ValueError(
+                f"The output folder {output_dir} holds files that {command} did not write ({shown}); {command} "
+                "replaces the whole folder, so choose a new or empty folder (or move those files)."
+            )
+
+
+@contextmanager
+def replacing_data_folder(output_dir: str | os.PathLike, command: str) -> Iterator[Path]:
+    """A new, empty folder to write a whole data folder into; when the block ends without an error it replaces
+    ``output_dir`` at once (readers see the old data folder or the new one, never a mix), else it is removed and
+    ``output_dir`` stays as it was. One writer at a time (see ``output_folders``); a folder holding other files is
+    refused (:func:`check_replaceable`)."""
+    check_replaceable(output_dir, command)
+    with output_lock(output_dir):
+        check_replaceable(output_dir, command)  # again, now that no other writer can change it
+        staging = staging_folder(output_dir)
+        try:
+            yield staging
+            switch_in(staging, output_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_data_dir(

@@ -41,7 +41,7 @@ from .examples import (
     sort_order,
     write_examples,
 )
-from .folder import DATASET_ENTRIES, data_file_name, write_data_summary, write_dataset_dict_files
+from .folder import check_replaceable, data_file_name, write_data_summary, write_dataset_dict_files
 from .partitions import PartitionWriter, estimate_rows, read_partition
 from .presets import PRESETS, TIME_UNITS, LogPreset, preset_named  # noqa: F401  (PRESETS, TIME_UNITS: old home)
 from .validation import BadRowCounter, LogFormatError, ValidatedBatches, ValidatedLog, finer_time_unit_hint
@@ -592,17 +592,7 @@ def check_output_dir(input_path: Path, output_dir: Path) -> None:
     if target in source.parents:
         raise ValueError(f"The input log {input_path} lies inside the output folder {output_dir}, which prepare "
                          "replaces as a whole; choose an output folder that does not contain the input.")  # fmt: skip
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"The output {output_dir} exists and is not a folder; choose a folder name.")
-    if target.is_dir():
-        foreign = sorted(entry.name for entry in target.iterdir()
-                         if entry.name not in DATASET_ENTRIES and not entry.name.startswith(WORK_FOLDER))  # fmt: skip
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise ValueError(
-                f"The output folder {output_dir} holds files that a2gen prepare did not write ({shown}); prepare "
-                "replaces the whole folder, so choose a new or empty folder (or move those files)."
-            )
+    check_replaceable(output_dir, "a2gen prepare", also_ours=(WORK_FOLDER,))
 
 
 def _remove_dead_work_folders(folder: Path) -> None:

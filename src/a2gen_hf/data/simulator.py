@@ -36,7 +36,7 @@ from ..configuration_a2gen import SHORT_VIDEO_ACTIONS
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, data_sized_buckets, format_bucket_record
 from .examples import ORACLE_FEATURES, SIMULATED_FEATURES, SPLITS
-from .folder import load_parquet, shard_path, write_data_summary  # noqa: F401  (load_parquet: old home)
+from .folder import load_parquet, replacing_data_folder, shard_path, write_data_summary  # noqa: F401  (load_parquet: old home)
 
 # The actions a user can take between start and leave, in vocabulary order.
 ENGAGEMENT_ACTIONS = tuple(SHORT_VIDEO_ACTIONS[1:-1])
@@ -673,24 +673,27 @@ class SimulationResult:
     summary: dict[str, Any]
 
     def save(self, output_dir: str | Path) -> Path:
-        """Write the layout of the log converters: ``save_to_disk`` files, ``tokenizer/`` and ``a2gen_data.json``."""
-        output_dir = Path(output_dir)
-        self.dataset.save_to_disk(str(output_dir))
-        write_data_summary(output_dir, self.tokenizer, self.summary)
-        return output_dir
+        """Write the layout of the log converters: ``save_to_disk`` files, ``tokenizer/`` and ``a2gen_data.json``.
+        The folder is replaced as a whole (:func:`replacing_data_folder`): an earlier data folder there leaves no
+        file behind; a folder holding other files is refused."""
+        with replacing_data_folder(output_dir, "a2gen simulate") as staging:
+            self.dataset.save_to_disk(str(staging))
+            write_data_summary(staging, self.tokenizer, self.summary)
+        return Path(output_dir)
 
     def write_parquet(self, output_dir: str | Path, shard_size: int = 100_000) -> list[Path]:
         """Write ``{split}/part-NNNNN.parquet`` files of at most ``shard_size`` rows, ``tokenizer/`` and
-        ``a2gen_data.json``; read them back with :func:`load_parquet`. Returns the Parquet files."""
+        ``a2gen_data.json``, replacing the folder as :meth:`save` does; read them back with :func:`load_parquet`.
+        Returns the Parquet files."""
         _check_shard_size(shard_size)
-        output_dir = Path(output_dir)
         written = []
-        for split, dataset in self.dataset.items():
-            (output_dir / split).mkdir(parents=True, exist_ok=True)
-            for shard, table in enumerate(dataset.with_format("arrow").iter(batch_size=shard_size)):
-                written.append(shard_path(output_dir, split, shard))
-                pq.write_table(table, written[-1])
-        write_data_summary(output_dir, self.tokenizer, self.summary)
+        with replacing_data_folder(output_dir, "a2gen simulate") as staging:
+            for split, dataset in self.dataset.items():
+                (staging / split).mkdir(parents=True, exist_ok=True)
+                for shard, table in enumerate(dataset.with_format("arrow").iter(batch_size=shard_size)):
+                    written.append(shard_path(Path(output_dir), split, shard))
+                    pq.write_table(table, shard_path(staging, split, shard))
+            write_data_summary(staging, self.tokenizer, self.summary)
         return written
 
 
@@ -741,18 +744,18 @@ def simulate_to_parquet(
     _check_shard_size(shard_size)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be a positive number of processes (1: no subprocesses).")
-    output_dir = Path(output_dir)
-    for split in SPLITS:
-        (output_dir / split).mkdir(parents=True, exist_ok=True)
-    accumulator = _SummaryAccumulator(config)
-    if workers == 1:
-        for split, table in _write_user_range(config, (0, config.num_users), output_dir, shard_size, progress):
-            accumulator.update(split, table)
-    else:
-        _write_in_parallel(config, output_dir, shard_size, progress, workers, accumulator)
-    tokenizer = build_tokenizer(config)
-    summary = accumulator.summary(tokenizer)
-    write_data_summary(output_dir, tokenizer, summary)
+    with replacing_data_folder(output_dir, "a2gen simulate") as staging:  # replaced whole, as SimulationResult.save
+        for split in SPLITS:
+            (staging / split).mkdir(parents=True, exist_ok=True)
+        accumulator = _SummaryAccumulator(config)
+        if workers == 1:
+            for split, table in _write_user_range(config, (0, config.num_users), staging, shard_size, progress):
+                accumulator.update(split, table)
+        else:
+            _write_in_parallel(config, staging, shard_size, progress, workers, accumulator)
+        tokenizer = build_tokenizer(config)
+        summary = accumulator.summary(tokenizer)
+        write_data_summary(staging, tokenizer, summary)
     return summary
 
 
