@@ -503,6 +503,11 @@ def test_selection_settings_errors(data_dir, tmp_path):
         TrainingSettings(output_dir=str(tmp_path), early_stopping_min_steps=-1)
     with pytest.raises(ValueError, match=r"selection_min_delta=-0.1 must be >= 0"):
         TrainingSettings(output_dir=str(tmp_path), selection_min_delta=-0.1)
+    for name, value, flag in (("dense_learning_rate", float("nan"), "--dense-lr"),
+                              ("embedding_learning_rate", -1.0, "--embedding-lr"),
+                              ("weight_decay", float("inf"), "--weight-decay")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"{name}={value} must be a finite number >= 0 \(CLI: {flag}\)"):
+            TrainingSettings(output_dir=str(tmp_path), **{name: value})
     dataset, tokenizer, _ = load_data_dir(data_dir)
     model = create_model("mmoe", tokenizer, dataset, **TINY)
     settings = TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=2, show_progress=False)

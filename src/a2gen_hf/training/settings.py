@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,10 @@ LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 # What picks the best evaluation (and drives early stopping and the plateau schedule).
 SELECTION_METRICS = ("loss", "mean_auc")
 
+
+# The command-line flags of the learning rates and weight decays (cli_arguments.TrainArguments), for messages.
+_FLAGS = {"dense_learning_rate": "dense-lr", "embedding_learning_rate": "embedding-lr",
+          "weight_decay": "weight-decay", "embedding_weight_decay": "embedding-weight-decay"}  # fmt: skip
 
 @dataclass
 class TrainingSettings:
@@ -183,6 +188,13 @@ class TrainingSettings:
             )
         if not 0.0 < self.plateau_factor < 1.0:
             raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
+        for name in ("dense_learning_rate", "embedding_learning_rate", "weight_decay", "embedding_weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < math.inf:
+                raise ValueError(
+                    f"{name}={value!r} must be a finite number >= 0 (CLI: --{_FLAGS[name]}); checked before training, "
+                    "where NaN or inf would only show as a NaN loss."
+                )
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
