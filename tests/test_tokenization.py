@@ -592,3 +592,16 @@ def test_timelines_take_padding_side(tokenizer):
     assert single["action_ids"] == [0, 0, 1, 2]
     with pytest.raises(ValueError, match="padding='max_length' needs max_length"):
         tokenizer([short], padding="max_length")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("vocab.json", "{oops", r"vocab\.json, line 1, column 2: Expecting property name .*save the tokenizer again"),
+    ("vocab.json", "[1, 2]", r"vocab\.json is not an A2Gen action vocabulary"),
+    ("tokenizer_config.json", "{bad", r"tokenizer_config\.json\) is not valid JSON \(line 1, column 2"),
+    ("tokenizer_config.json", "[1]", r"tokenizer_config\.json is not a JSON object of the tokenizer's settings"),
+])  # fmt: skip
+def test_a_damaged_tokenizer_file_is_named(tmp_path, name, text, message):
+    A2GenActionTokenizer().save_pretrained(tmp_path)
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        A2GenActionTokenizer.from_pretrained(tmp_path)

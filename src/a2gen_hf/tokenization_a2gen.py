@@ -104,6 +104,19 @@ def _id_text(raw: Any) -> str:
 
 
 
+def _read_json(path: str) -> Any:
+    """A tokenizer file's JSON; a damaged one is a ``ValueError`` naming the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: {error.msg}; the tokenizer file is damaged: "
+                         "save the tokenizer again.") from None  # fmt: skip
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason}); the tokenizer file is damaged: save the tokenizer "
+                         "again.") from None  # fmt: skip
+
+
 def _is_seconds(value: Any) -> bool:
     """A real number (not a bool), or one held by a 0-d tensor or array: what a timeline's time may be."""
     if isinstance(value, torch.Tensor):
@@ -219,6 +232,17 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         )
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs) -> A2GenActionTokenizer:
+        """``PreTrainedTokenizer.from_pretrained``; a damaged JSON file is a ``ValueError`` naming the folder."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *init_inputs, **kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{str(pretrained_model_name_or_path)!r}: a tokenizer file (tokenizer_config.json) is not valid JSON "
+                f"(line {error.lineno}, column {error.colno}: {error.msg}); save the tokenizer again."
+            ) from None
+
+    @classmethod
     def _from_pretrained(cls, resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs,
                          **kwargs):  # fmt: skip
         # Without tokenizer files (a model saved alone) the base class would build a default tokenizer whose ids,
@@ -231,14 +255,19 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 "buckets; no side-feature field names), or save the tokenizer beside the model "
                 "(tokenizer.save_pretrained(path))."
             )
+        config_file = resolved_vocab_files.get("tokenizer_config_file")
+        if config_file is not None and not isinstance(_read_json(config_file), dict):
+            raise ValueError(f"{config_file} is not a JSON object of the tokenizer's settings; save the tokenizer again.")
         return super()._from_pretrained(
             resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs, **kwargs
         )
 
     @staticmethod
     def _action_names_from_vocab_file(vocab_file: str, action_names: Sequence[str] | None) -> list[str]:
-        with open(vocab_file, encoding="utf-8") as handle:
-            vocab = json.load(handle)
+        vocab = _read_json(vocab_file)
+        if not isinstance(vocab, dict) or not all(isinstance(index, int) for index in vocab.values()):
+            raise ValueError(f"{vocab_file} is not an A2Gen action vocabulary (a JSON object of action -> id); save "
+                             "the tokenizer again.")  # fmt: skip
         ordered = sorted(vocab, key=vocab.get)
         if ordered[:1] != [PAD_ACTION] or [vocab[name] for name in ordered] != list(range(len(ordered))):
             raise ValueError(
