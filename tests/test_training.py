@@ -215,6 +215,17 @@ def test_data_folder_and_config_errors(data_dir, tmp_path):
     (tmp_path / "a2gen_data.json").write_bytes(b"\xff\xfe{}")
     with pytest.raises(ValueError, match=r"a2gen_data.json: not UTF-8 text"):
         load_data_dir(tmp_path)
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(data_dir, damaged)
+    arrow = sorted((damaged / "test").glob("*.arrow"))[0]
+    arrow.write_bytes(arrow.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"the examples of split\(s\) \['test'\] are missing or damaged"):
+        load_data_dir(damaged)
+    shutil.rmtree(damaged / "validation")
+    with pytest.raises(ValueError, match=r"the examples of split\(s\) \['validation', 'test'\] are missing"):
+        load_data_dir(damaged)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints

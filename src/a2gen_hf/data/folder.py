@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 from datasets import DatasetDict, load_dataset
 from datasets.fingerprint import generate_random_fingerprint
 
@@ -136,6 +137,28 @@ def replacing_data_folder(output_dir: str | os.PathLike, command: str) -> Iterat
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _load_saved_splits(folder: Path) -> DatasetDict:
+    """``datasets.load_from_disk`` of a data folder; a split folder or Arrow file that is missing or damaged is an
+    error naming the split and saying how to get a whole folder again."""
+    try:
+        return datasets.load_from_disk(str(folder))
+    except (FileNotFoundError, pa.ArrowInvalid, pa.ArrowIOError) as error:
+        listed = json.loads((folder / DATASET_DICT_FILE).read_text(encoding="utf-8")).get("splits", [])
+        broken = [split for split in listed if not _loads(folder / split)] or listed
+        raise ValueError(
+            f"{folder}: the examples of split(s) {broken} are missing or damaged ({type(error).__name__}: {error}); "
+            "write the data folder again (a2gen prepare / a2gen simulate)."
+        ) from None
+
+
+def _loads(split_folder: Path) -> bool:
+    try:
+        datasets.Dataset.load_from_disk(str(split_folder))
+    except (FileNotFoundError, pa.ArrowInvalid, pa.ArrowIOError):
+        return False
+    return True
+
+
 def load_data_dir(
     path: str | os.PathLike, cache_dir: str | None = None
 ) -> tuple[DatasetDict, A2GenActionTokenizer, dict[str, Any]]:
@@ -148,7 +171,8 @@ def load_data_dir(
 
     Raises:
         FileNotFoundError: the folder, its tokenizer, its summary or its examples are missing.
-        ValueError: ``a2gen_data.json`` is not a JSON object (or not JSON), or there is no ``train`` split.
+        ValueError: ``a2gen_data.json`` is not a JSON object (or not JSON), a split's examples are missing or
+            damaged, or there is no ``train`` split.
     """
     folder = Path(path)
     layout_help = LAYOUT_HELP
@@ -171,7 +195,7 @@ def load_data_dir(
             "again with a2gen prepare / a2gen simulate."
         )
     if (folder / DATASET_DICT_FILE).exists():
-        dataset = datasets.load_from_disk(str(folder))
+        dataset = _load_saved_splits(folder)
     elif any(folder.glob(f"*/{PARQUET_SHARDS}")):
         dataset = load_parquet(folder, cache_dir=cache_dir)
     else:
