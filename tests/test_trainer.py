@@ -261,3 +261,22 @@ def test_trainer_reads_batches_as_arrow_tables_and_collates_them_as_rows(data_di
     assert isinstance(trainer.get_train_dataloader().dataset, ArrowBatches)
     trainer.data_collator = lambda rows: collator(list(rows))
     assert not isinstance(trainer.get_eval_dataloader().dataset, ArrowBatches)
+
+
+def test_plain_training_arguments_work_with_a2gen_trainer_and_the_plain_trainer_says_what_to_set(data_dir, tmp_path):
+    """TrainingArguments' default remove_unused_columns=True dropped the raw columns the collator reads (user_id,
+    action_seconds, ...), so A2GenTrainer failed with a KeyError; it now keeps them for A2GenDataCollator. The plain
+    Trainer still drops them, and the collator's error says what to set."""
+    from transformers import Trainer, TrainingArguments
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    args = TrainingArguments(str(tmp_path / "a"), max_steps=2, per_device_train_batch_size=32, **QUIET)
+    assert args.remove_unused_columns
+    trainer = A2GenTrainer(model=model, args=args, train_dataset=dataset["train"], data_collator=collator)
+    assert trainer.train().global_step == 2
+    plain = Trainer(model=model, args=TrainingArguments(str(tmp_path / "b"), max_steps=1, **QUIET),
+                    train_dataset=dataset["train"], data_collator=collator)  # fmt: skip
+    with pytest.raises(KeyError, match=r"has no column\(s\) .*remove_unused_columns=False: use A2GenTrainer"):
+        plain.train()

@@ -267,7 +267,9 @@ class A2GenDataCollator:
         )
         return KeyError(
             f"A2GenDataCollator: {where} has no column(s) {missing}; rows need {list(self._required(side_features))} "
-            f"(docs/design.md, 'Examples on disk'){why}."
+            f"(docs/design.md, 'Examples on disk'){why}. With a transformers Trainer, the columns the model's forward "
+            "does not name are dropped unless remove_unused_columns=False: use A2GenTrainer, or "
+            "a2gen_training_arguments(...) (which sets it)."
         )
 
     def _check_columns(self, features: Sequence[dict[str, Any]], side_features: int) -> None:

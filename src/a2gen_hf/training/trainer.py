@@ -161,11 +161,15 @@ class A2GenTrainer(Trainer):
             self.add_callback(_WeightAverageCallback(self))
 
     def _remove_unused_columns(self, dataset, description: str | None = None):
-        """The Trainer's own column removal, then, for :class:`A2GenDataCollator`, the batches as Arrow tables
+        """For :class:`A2GenDataCollator`, the batches as Arrow tables of the columns it reads
         (:class:`~a2gen_hf.data.collator.ArrowBatches`: the same rows in the same order, without a Python object per
-        value; the Trainer calls this on every ``datasets.Dataset`` it makes a ``DataLoader`` of)."""
-        dataset = super()._remove_unused_columns(dataset, description)
-        return collation_rows(dataset) if isinstance(self.data_collator, A2GenDataCollator) else dataset
+        value; the Trainer calls this on every ``datasets.Dataset`` it makes a ``DataLoader`` of). The Trainer's own
+        removal of the columns the forward does not name is skipped for it, whatever ``remove_unused_columns``
+        says: that collator reads raw example columns (``user_id``, ``action_seconds``, ...) the forward never
+        names. Other collators get the Trainer's removal."""
+        if isinstance(self.data_collator, A2GenDataCollator):
+            return collation_rows(dataset)
+        return super()._remove_unused_columns(dataset, description)
 
     def _sparse_refusal(self) -> str | None:
         """Why this run cannot train the id tables with sparse gradients (None: it can)."""
