@@ -50,7 +50,7 @@ BAD_ROW_REASONS = {
     "bad_flag": "a 0/1 flag column holds another value",
     "implausible_time": "the time, read in the preset's unit, lies after the year 5000 (milliseconds read as seconds)",
     "outside_window": "the timestamp lies outside the preset's time window",
-    "imprecise_id": "an id or side feature is a number beyond 2**53 that JSON / Parquet hold as a float (digits lost)",
+    "imprecise_id": "a user or item id is a number beyond 2**53 that JSON / Parquet hold as a float (digits lost)",
     "duplicate_event": "the same (user, item, action, time) event appears twice in a session",
     "not_utf8": "the line holds bytes that are not UTF-8",
     "line_too_long": f"the line is longer than {MAX_LINE_BYTES:,} bytes",
@@ -261,18 +261,19 @@ class _CsvBatches:
     def __init__(self, path: Path, preset: LogPreset, needed: list[str], block_size: int):
         self.path = path
         self.invalid_rows: list[tuple[int, int, int, str]] = []  # (line, expected, actual, text)
+        first_fields = _split_line(_first_line(path), preset)
         if preset.columns is None:
-            names = _split_line(_first_line(path), preset)
+            names = first_fields
             first_line = 2
         else:
             names = list(preset.columns)
-            first_line = 2 if _names_the_columns(path, preset) else 1
+            first_line = 2 if _names_the_columns(first_fields, preset) else 1
         _check_columns(path, needed, names, header=preset.columns is None, delimiter=preset.delimiter)
         # A header line in a file the preset reads without one is no event: it is skipped, and the summary says so.
         self.header_skipped = preset.columns is not None and first_line == 2
         # One naming other columns stays a bad row, whose message says what it looks like.
         other_header = preset.columns is not None and not self.header_skipped and _looks_like_a_header(
-            _split_line(_first_line(path), preset), preset
+            first_fields, preset
         )
         self.line_hints = {1: _OTHER_HEADER_HINT.format(columns=names, name=path.name)} if other_header else {}
         self.names = names
@@ -405,10 +406,9 @@ def _looks_like_a_header(fields: list[str], preset: LogPreset) -> bool:
     )
 
 
-def _names_the_columns(path: Path, preset: LogPreset) -> bool:
-    """Whether line 1 of a file the preset reads without a header is a header naming its columns (any case)."""
-    fields = [part.strip().strip('"').lower() for part in _split_line(_first_line(path), preset)]
-    return fields == [name.lower() for name in preset.columns]
+def _names_the_columns(fields: list[str], preset: LogPreset) -> bool:
+    """Whether the fields of line 1 of a file the preset reads without a header name its columns (any case)."""
+    return [part.strip().strip('"').lower() for part in fields] == [name.lower() for name in preset.columns]
 
 
 def _check_columns(path: Path, needed: list[str], found: list[str], header: bool, delimiter: str = ",") -> None:
@@ -616,9 +616,7 @@ def delimiter_hint(text: str, delimiter: str, columns: int | None = None) -> str
     return ""
 
 
-_QUOTING_HINT = (
-    " (the file quotes its values: read it with quote_char='\"', CLI: --quote-char '\"')"
-)
+_QUOTING_HINT = " (the file quotes its values: read it with quote_char='\"', CLI: --quote-char '\"')"
 
 
 def quoting_hint(text: str, quote_char: str | None) -> str:
@@ -740,7 +738,7 @@ def _validate_batch(
     for name in preset.required_string_columns():
         columns[name] = raw[name]
         problems.append(_Problem("empty_value", empty[name], lambda i, n=name: f"column {n!r} is empty"))
-    for name in preset.string_columns():
+    for name in preset.required_string_columns():  # user and item ids (a side feature is a category: kept)
         problems.append(_Problem(
             "imprecise_id", _imprecise_ids(batch.column(name)),
             lambda i, n=name: f"column {n!r} value {value(n, i)} is a number beyond 2**53, read as a float that lost "
