@@ -9,6 +9,7 @@ import json
 import math
 import numbers
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 Timeline = Sequence[tuple[str, float | None]]
 PathLike = str | os.PathLike
@@ -30,11 +32,44 @@ LEVEL_STEP = 0.7
 PALETTE = ("#4c72b0", "#ed7d1f", "#6aa79a", "#8172b2", "#937860", "#da8bc3", "#55a868", "#8c8c8c")
 
 
-def _save(figure: plt.Figure, path: PathLike) -> Path:
+def output_path(path: PathLike, flag: str = "path") -> Path:
+    """The file a picture of ``path`` is written to, checked before anything is drawn: a name without an extension
+    gets ``.png`` (as matplotlib writes it), the extension must be a format matplotlib writes, and the path must not
+    be a folder nor lie under a file. Raises ValueError naming ``flag`` (e.g. ``--output``) and what to change."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(figure)
+    if not path.name or path.name in (".", ".."):
+        raise ValueError(f"{flag} {str(path)!r} names no file; give a file name such as plot.png.")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    kind = path.suffix[1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if kind not in formats:
+        raise ValueError(f"{flag} {path}: matplotlib writes no {path.suffix!r} files; end the name with one of "
+                         f"{', '.join('.' + name for name in sorted(formats))} (e.g. .png).")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name inside it, e.g. {path / ('plot.' + kind)}.")
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {path}: {parent} is a file, not a folder; choose another path.")
+            break
+    return path
+
+
+def _save(figure: plt.Figure, path: PathLike) -> Path:
+    """Save ``figure`` to :func:`output_path` of ``path`` atomically: to a temporary file beside it, then renamed
+    over it, so that a reader never sees half a picture. Returns the path written."""
+    try:
+        path = output_path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            figure.savefig(temporary, dpi=150, bbox_inches="tight", format=path.suffix[1:].lower())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -232,13 +267,141 @@ def plot_timeline(
 def _load_json(source: Any, what: str) -> Any:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise ValueError(f"{what}: {path} is a folder; give the JSON file in it.")
         if not path.is_file():
             raise FileNotFoundError(f"{what}: {path} does not exist.")
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: {error.msg}") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{what}: {path} is not UTF-8 text (byte {error.start}: {error.reason}); give the JSON "
+                             "file the command wrote.") from None
     return source
+
+
+def _source_name(source: Any, what: str) -> str:
+    """How messages name the input: the path given, or ``what`` for an object passed in."""
+    return str(source) if isinstance(source, (str, os.PathLike)) else what
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else "a bool" if isinstance(value, bool) else type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+CELL = '{"mean": number, "std": number}'
+
+
+def _check_cell(cell: Any, where: str, source: str) -> None:
+    """A ``{"mean": .., "std": ..}`` summary cell; each number may be null (or NaN): not measured."""
+    if not isinstance(cell, Mapping):
+        raise ValueError(f"{source}: {where} must be a mapping {CELL}, got {_type_name(cell)}.")
+    for key in ("mean", "std"):
+        value = cell.get(key)
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{source}: {where}.{key} must be a number or null, got {_type_name(value)}.")
+
+
+def _check_table(table: Any, where: str, source: str) -> None:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{source}: {where} must be a mapping of action -> {CELL}, got {_type_name(table)}.")
+    for action, cell in table.items():
+        _check_cell(cell, f"{where}.{action}", source)
+
+
+# The per-action tables of a model in results.json (a2gen_hf.training.compare.SUMMARY_TABLES) and its single cells.
+MODEL_TABLES = (
+    "auc", "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "oracle_auc", "auc_share_of_oracle", "gauc",
+    "logloss", "calibration", "ndcg_at_10", "recall_at_10",
+)
+MODEL_CELLS = ("mean_auc", "next_action_accuracy")
+
+
+def check_comparison_report(report: Any, source: str = "comparison results", markdown: bool = False) -> None:
+    """
+    Check the structure of ``a2gen compare``'s ``results.json`` (or its dict) before anything reads it, so that a
+    damaged file gets one message naming the file (``source``) and the key path that is wrong, e.g.
+    ``results.json: models.mmoe.auc must be a mapping of action -> {"mean": number, "std": number}, got list``.
+    ``markdown``: also what the Markdown tables need (positives, counts, mean_auc, bootstrap rows, settings).
+    Raises ValueError.
+    """
+    if not isinstance(report, Mapping):
+        raise ValueError(f"{source} must hold the JSON object a2gen compare writes "
+                         f'({{"models": {{...}}, ...}}), got {_type_name(report)}.')
+    if markdown:
+        missing = [key for key in ("models", "positives", "num_test_examples", "seeds") if key not in report]
+        if missing:
+            raise ValueError(f"{source} is not a results.json of `a2gen compare`: it lacks {missing}.")
+    models = report.get("models")
+    if not isinstance(models, Mapping) or not models:
+        got = f"an empty {type(models).__name__}" if isinstance(models, (Mapping, list)) and not models else (
+            _type_name(models))
+        raise ValueError(f'{source} needs a non-empty "models" mapping of model name -> tables '
+                         f'({{"models": {{name: {{"auc": {{...}}}}}}}}); got {got}.')
+    for name, summary in models.items():
+        where = f"models.{name}"
+        if not isinstance(summary, Mapping):
+            raise ValueError(f"{source}: {where} must be a mapping of table name -> table, got {_type_name(summary)}.")
+        for table in MODEL_TABLES:
+            if table in summary:
+                _check_table(summary[table], f"{where}.{table}", source)
+        for cell in MODEL_CELLS:
+            if cell in summary:
+                _check_cell(summary[cell], f"{where}.{cell}", source)
+        if "label" in summary and not isinstance(summary["label"], str):
+            raise ValueError(f"{source}: {where}.label must be a string, got {_type_name(summary['label'])}.")
+        if markdown and "mean_auc" not in summary:
+            raise ValueError(f"{source}: {where} lacks mean_auc ({CELL}).")
+    if not markdown:
+        return
+    positives = report["positives"]
+    if not isinstance(positives, Mapping):
+        raise ValueError(f"{source}: positives must be a mapping of action -> count, got {_type_name(positives)}.")
+    for action, count in positives.items():
+        if not _is_number(count):
+            raise ValueError(f"{source}: positives.{action} must be a count, got {_type_name(count)}.")
+    for key in ("num_test_examples", "seeds"):
+        if not _is_number(report[key]):
+            raise ValueError(f"{source}: {key} must be a number, got {_type_name(report[key])}.")
+    bootstrap = report.get("bootstrap")
+    if bootstrap:
+        if not isinstance(bootstrap, Mapping):
+            raise ValueError(f"{source}: bootstrap must be a mapping of model name -> {{action: row}}, got "
+                             f"{_type_name(bootstrap)}.")
+        if not isinstance(report.get("bootstrap_reference"), str):
+            raise ValueError(f"{source}: bootstrap_reference must name the model the bootstrap rows compare with, "
+                             f"got {_type_name(report.get('bootstrap_reference'))}.")
+        for name, rows in bootstrap.items():
+            if not isinstance(rows, Mapping):
+                raise ValueError(f"{source}: bootstrap.{name} must be a mapping of action -> row, got "
+                                 f"{_type_name(rows)}.")
+            for action in positives:
+                row = rows.get(action)
+                where = f"bootstrap.{name}.{action}"
+                if not isinstance(row, Mapping):
+                    raise ValueError(f"{source}: {where} must be a mapping "
+                                     f'{{"difference": .., "low": .., "high": ..}}, got {_type_name(row)}.')
+                for key in ("difference", "low", "high"):
+                    if key not in row:
+                        raise ValueError(f"{source}: {where} lacks {key!r} (a number, or null where undefined).")
+                    if row[key] is not None and not _is_number(row[key]):
+                        raise ValueError(f"{source}: {where}.{key} must be a number or null, got "
+                                         f"{_type_name(row[key])}.")
+                low, high = row["low"], row["high"]
+                if _is_number(low) and _is_number(high) and low > high:
+                    raise ValueError(f"{source}: {where} has low {low} above high {high}; the interval is reversed.")
+    settings = report.get("settings")
+    if settings:
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"{source}: settings must be a mapping, got {_type_name(settings)}.")
+        for key in ("training", "model_overrides"):
+            if not isinstance(settings.get(key), Mapping):
+                raise ValueError(f"{source}: settings.{key} must be a mapping, got {_type_name(settings.get(key))}.")
 
 
 def training_curves(log: Any) -> dict[str, tuple[list[float], list[float]]]:
@@ -249,16 +412,21 @@ def training_curves(log: Any) -> dict[str, tuple[list[float], list[float]]]:
     ``validation_loss``; Trainer's closing summary (``train_loss``) is not a point of the curve.
     """
     content = _load_json(log, "training log")
+    source = _source_name(log, "training log")
     history = content.get("log_history") if isinstance(content, Mapping) else content
     if not isinstance(history, list):
         raise ValueError(
-            'A training log is trainer_state.json / training_log.json ({"log_history": [...]}) or its log_history '
-            f"list; got {type(content).__name__} without a log_history list."
+            f'{source}: a training log is trainer_state.json / training_log.json ({{"log_history": [...]}}) or its '
+            f"log_history list; got {_type_name(content)} without a log_history list."
         )
     curves: dict[str, tuple[list[float], list[float]]] = {}
     for position, entry in enumerate(history):
         if not isinstance(entry, Mapping) or "step" not in entry:
-            raise ValueError(f"log_history[{position}] is {entry!r}; each entry needs a 'step'.")
+            raise ValueError(f"{source}: log_history[{position}] is {entry!r}; each entry needs a 'step'.")
+        for key in ("step", "loss", "eval_loss", "validation_loss"):
+            if key in entry and not _is_number(entry[key]):
+                raise ValueError(f"{source}: log_history[{position}].{key} must be a number, got "
+                                 f"{_type_name(entry[key])}.")
         for key, name in (("loss", "training loss"), ("eval_loss", "validation loss"), ("validation_loss", "validation loss")):
             if key in entry:
                 steps, values = curves.setdefault(name, ([], []))
@@ -331,9 +499,8 @@ def plot_comparison(results: Any, path: PathLike = "results.png", title: str | N
     "oracle_auc": {...}}}}``; ``label``, ``mae`` and ``oracle_auc`` are optional, a missing or NaN mean draws no bar.
     """
     report = _load_json(results, "comparison results")
-    models = report.get("models") if isinstance(report, Mapping) else None
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError('Comparison results need a non-empty "models" dict: {"models": {name: {"auc": {...}}}}.')
+    check_comparison_report(report, _source_name(results, "comparison results"))
+    models = report["models"]
     if not any(summary.get("auc") for summary in models.values()):
         raise ValueError('No model of the comparison results has an "auc" table {action: {"mean": .., "std": ..}}.')
     has_mae = any(summary.get("mae") for summary in models.values())

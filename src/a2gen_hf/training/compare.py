@@ -510,7 +510,8 @@ def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
     for name, rows in report["bootstrap"].items():
         cells = []
         for action in actions:
-            row = rows[action]
+            # null: an undefined difference, as NaN (a results.json written as strict JSON)
+            row = {key: math.nan if value is None else value for key, value in rows[action].items()}
             if math.isnan(row["difference"]):  # the test split holds one class of the action only
                 cells.append(f"n/a ({verdict(row, reference, name)}: {row.get('positives', '?')} of "
                              f"{row.get('examples', '?')} test examples positive)")
@@ -522,13 +523,20 @@ def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
 
 
 def render_report(path: str | Path, sections: Sequence[str] = MARKDOWN_SECTIONS) -> str:
-    """The Markdown tables of a saved ``results.json`` (`a2gen report`): :func:`format_markdown` of the file."""
+    """The Markdown tables of a saved ``results.json`` (`a2gen report`): :func:`format_markdown` of the file, whose
+    structure is checked first (:func:`~a2gen_hf.plotting.check_comparison_report`: a damaged file gets one message
+    naming it and the key that is wrong)."""
+    from ..plotting import check_comparison_report
+
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the results.json that `a2gen compare` wrote in it.")
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
-    missing = [key for key in ("models", "positives", "num_test_examples", "seeds") if key not in report]
-    if missing:
-        raise ValueError(f"{path} is not a results.json of `a2gen compare`: it lacks {missing}.")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); give the results.json that "
+                         "`a2gen compare` wrote.") from None
+    check_comparison_report(report, str(path), markdown=True)
     return format_markdown(report, sections)
