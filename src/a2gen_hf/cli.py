@@ -37,6 +37,76 @@ from .cli_arguments import (
 )
 
 
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the current folder at worst)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _output_folder_error(path: str, flag: str = "--output") -> str | None:
+    """Why ``path`` cannot be the folder a command writes (checked before any work), or None."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        return f"{flag} {path} exists and is a file; choose a folder name (the command writes a folder there)."
+    ancestor = _first_existing(target.parent)
+    if not ancestor.is_dir():
+        return f"{flag} {path}: {ancestor} is a file, not a folder; choose another path."
+    return None
+
+
+def _output_file_error(path: str, flag: str, example: str) -> str | None:
+    """Why ``path`` cannot be the file a command writes (checked before any work), or None: it is a folder, its
+    folder does not exist, or a file stands where a folder should."""
+    target = Path(path)
+    if target.is_dir():
+        return f"{flag} {path} is a folder; give a file name, e.g. {target / example}."
+    ancestor = _first_existing(target.parent)
+    if not ancestor.is_dir():
+        return f"{flag} {path}: {ancestor} is a file, not a folder; choose another path."
+    if ancestor != target.parent:
+        return f"{flag} {path}: the folder {target.parent} does not exist; create it first or choose another path."
+    return None
+
+
+def _same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file (symbolic links and ``..`` resolved; hard links where both exist)."""
+    try:
+        if os.path.exists(first) and os.path.exists(second):
+            return os.path.samefile(first, second)
+    except OSError:
+        pass
+    return Path(first).resolve() == Path(second).resolve()
+
+
+def _seed_error(seed: int, flag: str = "--seed", high: int | None = None) -> str | None:
+    """Why ``seed`` is not a usable seed (non-negative, below ``high`` where given), or None."""
+    if seed < 0 or (high is not None and seed >= high):
+        bound = f" and below {high:,} (2**{high.bit_length() - 1})" if high is not None else ""
+        return f"{flag} {seed} is not a seed: give an integer >= 0{bound}, e.g. {flag} 0."
+    return None
+
+
+def _json_strict(value: Any) -> Any:
+    """``value`` ready for strict JSON: NaN / inf -> null, numpy numbers and arrays -> Python ones (as the training
+    loop writes eval_results.json: a2gen_hf.training.loop._json_ready)."""
+    import numpy as np
+
+    from .training.loop import _json_ready
+
+    def plain(inner: Any) -> Any:
+        if isinstance(inner, dict):
+            return {key: plain(item) for key, item in inner.items()}
+        if isinstance(inner, (list, tuple)):
+            return [plain(item) for item in inner]
+        if isinstance(inner, (np.ndarray, np.generic)):
+            return plain(inner.tolist())
+        return inner
+
+    return _json_ready(plain(value))
+
+
 def run_prepare(args: argparse.Namespace) -> int:
     from .data.examples import SplitRule
     from .data.logs import PRESETS, convert_log, format_summary
@@ -44,6 +114,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .data.validation import LogFormatError
     from .tokenization_a2gen import A2GenActionTokenizer
 
+    problem = _output_folder_error(args.output)
+    if problem:
+        print(f"a2gen prepare: error: {problem}", file=sys.stderr)
+        return 2
     try:
         preset = _generic_preset(args) if args.preset == "generic" else PRESETS[args.preset]
         if args.time_window is not None:
@@ -109,13 +183,25 @@ def _generic_preset(args: argparse.Namespace):
             "--generic-actions click,cart,buy,leave (see `a2gen prepare --help`, group genericlog)."
         )
     actions = tuple(name.strip() for name in args.actions.split(",") if name.strip())
+    if len(actions) < 2:
+        raise ValueError(
+            f"--generic-actions {args.actions!r} names {len(actions)} action(s); give the action vocabulary in order, "
+            "at least a start and an end action, comma-separated, e.g. --generic-actions click,cart,buy,leave."
+        )
     mapping = {name: name for name in actions}
     if args.action_mapping:
         pairs = [pair.split("=", 1) for pair in args.action_mapping.split(",") if pair.strip()]
         bad = [pair[0] for pair in pairs if len(pair) != 2]
         if bad:
             raise ValueError(f"--generic-action-mapping: {bad[0]!r} is not raw=action; write e.g. pv=click,fav=collect.")
-        mapping = {raw.strip(): action.strip() for raw, action in pairs}
+        mapping = {}
+        for raw, action in pairs:
+            if raw.strip() in mapping:
+                raise ValueError(
+                    f"--generic-action-mapping gives the raw value {raw.strip()!r} twice ({raw.strip()}="
+                    f"{mapping[raw.strip()]} and {raw.strip()}={action.strip()}); map each raw value to one action."
+                )
+            mapping[raw.strip()] = action.strip()
     return LogPreset(
         name="generic",
         action_names=actions,
@@ -174,6 +260,11 @@ def run_push(args: argparse.Namespace) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     from .data.simulator import SimulatorConfig, format_simulation_summary, simulate, simulate_to_parquet
 
+    # numpy's SeedSequence takes any integer >= 0 (the simulator seeds every stream with [seed, ...])
+    problem = _output_folder_error(args.output) or _seed_error(args.seed)
+    if problem:
+        print(f"a2gen simulate: error: {problem}", file=sys.stderr)
+        return 2
     try:
         config = SimulatorConfig(
             num_examples=args.num_examples,
@@ -223,6 +314,9 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
     dataset, _, _ = load_data_dir(data_dir)
     if split not in dataset:
         raise ValueError(f"split {split!r} is not in {data_dir}; it has {sorted(dataset)}.")
+    if len(dataset[split]) == 0:
+        sizes = ", ".join(f"{name} {len(rows)}" for name, rows in dataset.items())
+        raise ValueError(f"split {split!r} of {data_dir} has no rows ({sizes}); choose a split with rows with --split.")
     examples = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     return examples, collator, DataLoader(collation_rows(examples), batch_size=batch_size, collate_fn=collator)
@@ -232,7 +326,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table
+    from .output_folders import write_text_atomically
 
+    problem = _output_file_error(args.json, "--json", "metrics.json") if args.json else None
+    if problem is None and args.batch_size < 1:
+        problem = f"--batch-size {args.batch_size} must be >= 1 (examples per batch)."
+    if problem:
+        print(f"a2gen evaluate: error: {problem}", file=sys.stderr)
+        return 2
     try:
         model, tokenizer = _load_model_and_tokenizer(args.model)
         examples, _, loader = _split_loader(model, tokenizer, args.data, args.split, args.batch_size)
@@ -248,8 +349,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_metrics_table({Path(args.model).name or "model": result}))
     print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
     print(format_ranking_table({Path(args.model).name or "model": result}))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=float))
+    if args.json:  # strict JSON (NaN -> null), written beside the target and renamed over it
+        try:
+            write_text_atomically(args.json, json.dumps(_json_strict(result), indent=2, allow_nan=False) + "\n")
+        except OSError as error:
+            print(f"a2gen evaluate: error: cannot write --json {args.json}: {error.strerror or error}", file=sys.stderr)
+            return 2
         print(f"written to {args.json}")
     return 0
 
@@ -259,6 +364,16 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from .demo import format_timeline
 
+    problem = None
+    if args.num_examples < 1:
+        problem = f"--num-examples {args.num_examples} must be >= 1 (examples to print from the split's first row)."
+    elif args.num_beams < 1:
+        problem = f"--num-beams {args.num_beams} must be >= 1 (1 = greedy search)."
+    else:
+        problem = _seed_error(args.seed, high=2**64)  # torch.manual_seed takes up to 2**64 - 1
+    if problem:
+        print(f"a2gen generate: error: {problem}", file=sys.stderr)
+        return 2
     try:
         model, tokenizer = _load_model_and_tokenizer(args.model)
     except (FileNotFoundError, ValueError) as error:
@@ -364,13 +479,39 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .training.compare import ComparisonSettings, format_markdown, run_comparison
+    from .training.compare import ComparisonSettings, format_markdown, parse_model_name, run_comparison
+    from .training.data_setup import MODEL_CHOICES
     from .training.loop import TrainingSettings
+    from .training.simple_baselines import SIMPLE_BASELINES
 
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    simple = [name.strip() for name in args.simple.split(",") if name.strip()]
+    problem = _output_folder_error(args.output)
+    if problem is None and args.seeds < 1:
+        problem = f"--seeds {args.seeds} must be >= 1 (training seeds per network)."
+    if problem is None and args.bootstrap_resamples < 1:
+        problem = f"--bootstrap-resamples {args.bootstrap_resamples} must be >= 1."
+    if problem is None and not models and not simple:
+        problem = (f"--models {args.models!r} and --simple {args.simple!r} name no model to compare; give at least "
+                   f"one, e.g. --models {','.join(MODEL_CHOICES)} or --simple {','.join(SIMPLE_BASELINES)}.")
+    try:  # names checked before anything trains
+        for name in models:
+            if parse_model_name(name)[0] not in MODEL_CHOICES:
+                raise ValueError(f"--models {name!r} is a simple baseline; give it with --simple. Networks: "
+                                 f"{', '.join(MODEL_CHOICES)}.")
+        for name in simple:
+            if name not in SIMPLE_BASELINES:
+                raise ValueError(f"--simple {name!r} is not a simple baseline; choose from "
+                                 f"{', '.join(SIMPLE_BASELINES)} (networks go in --models).")
+    except ValueError as error:
+        problem = problem or str(error)
+    if problem:
+        print(f"a2gen compare: error: {problem}", file=sys.stderr)
+        return 2
     try:  # TrainingSettings checks the values (e.g. an unknown --report-to tracker)
         settings = ComparisonSettings(
-            models=[name for name in args.models.split(",") if name],
-            simple_baselines=[name for name in args.simple.split(",") if name],
+            models=models,
+            simple_baselines=simple,
             seeds=args.seeds,
             bootstrap_resamples=args.bootstrap_resamples,
             wide_warm_start=args.wide_warm_start,
@@ -398,7 +539,7 @@ def run_compare(args: argparse.Namespace) -> int:
             },
         )
         report = run_comparison(args.data, args.output, settings)
-    except ValueError as error:
+    except (FileNotFoundError, ValueError) as error:
         print(f"a2gen compare: error: {error}", file=sys.stderr)
         return 2
     print(format_markdown(report))
@@ -411,6 +552,16 @@ def run_report(args: argparse.Namespace) -> int:
     from .training.compare import MARKDOWN_SECTIONS, render_report
 
     sections = MARKDOWN_SECTIONS if args.tables == "all" else [name.strip() for name in args.tables.split(",")]
+    problem = None
+    if args.output:
+        if _same_file(args.output, args.results):
+            problem = (f"--output {args.output} is the results file being read ({args.results}); writing the Markdown "
+                       "there would replace it. Give another file, e.g. --output results.md.")
+        else:
+            problem = _output_file_error(args.output, "--output", "results.md")
+    if problem:
+        print(f"a2gen report: error: {problem}", file=sys.stderr)
+        return 2
     try:
         markdown = render_report(args.results, sections)
         if not markdown.strip():
@@ -425,18 +576,39 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# The fewest sessions of a demo: its validation and test splits take 10 % each, and it prints 3 test sessions.
+DEMO_MIN_EXAMPLES = 100
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
+    problem = _output_folder_error(args.output)
+    if problem is None and args.num_examples < DEMO_MIN_EXAMPLES:
+        problem = (f"--num-examples {args.num_examples}: the demo needs at least {DEMO_MIN_EXAMPLES} sessions "
+                   "(its validation and test splits take 10 % each); e.g. --num-examples 12000.")
+    if problem is None and args.epochs < 1:
+        problem = f"--epochs {args.epochs} must be >= 1 (passes over the train split)."
+    if problem is None and args.batch_size < 1:
+        problem = f"--batch-size {args.batch_size} must be >= 1 (examples per step)."
+    if problem is None:  # transformers' set_seed seeds numpy's global generator: below 2**32
+        problem = _seed_error(args.seed, high=2**32)
+    if problem:
+        print(f"a2gen demo: error: {problem}", file=sys.stderr)
+        return 2
     from .demo import DemoSettings, run_demo
 
-    run_demo(
-        DemoSettings(
-            output_dir=args.output,
-            num_examples=args.num_examples,
-            num_epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
+    try:
+        run_demo(
+            DemoSettings(
+                output_dir=args.output,
+                num_examples=args.num_examples,
+                num_epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+            )
         )
-    )
+    except (OSError, ValueError) as error:
+        print(f"a2gen demo: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -465,6 +637,10 @@ def run_train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None
     }
     overrides.update(_feature_overrides(args))
+    problem = _output_folder_error(args.output)
+    if problem:
+        print(f"a2gen train: error: {problem}", file=sys.stderr)
+        return 2
     try:
         settings = TrainingSettings(
             output_dir=args.output,
@@ -547,9 +723,16 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from .plotting import plot_comparison, plot_timeline, plot_training_curves, ranked_action_probabilities
+    from .plotting import (
+        output_path,
+        plot_comparison,
+        plot_timeline,
+        plot_training_curves,
+        ranked_action_probabilities,
+    )
 
     try:
+        output_path(args.output, "--output")  # before any model is loaded
         if args.plot_kind == "curves":
             path = plot_training_curves(args.log, args.output, title=args.title)
         elif args.plot_kind == "comparison":
@@ -575,6 +758,10 @@ def run_plot(args: argparse.Namespace) -> int:
             path = plot_timeline(predicted, actual, args.output, title=title, probabilities=probabilities)
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen plot {args.plot_kind}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. no permission to write --output
+        print(f"a2gen plot {args.plot_kind}: error: cannot write --output {args.output}: {error.strerror or error}",
+              file=sys.stderr)
         return 2
     print(f"written to {path}")
     return 0
@@ -746,6 +933,9 @@ def _config_values(path: str, source: str) -> dict[str, Any]:
             values = yaml.safe_load(file)
     except OSError as error:
         raise ConfigError(f"{source} {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source} {path} is not UTF-8 text (byte {error.start}: {error.reason}); give a YAML or "
+                          "JSON file saved as UTF-8.") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -857,13 +1047,32 @@ UNREGISTERED_COMMANDS = ("bench", "report")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)  # --help exits here, before anything heavy is imported
     configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
-    if args.command not in UNREGISTERED_COMMANDS:
-        # The auto classes and the tokenizer's auto_map (which save_pretrained writes, with its code), as when
-        # transformers is imported before a2gen_hf: the lazy package registers only then (a2gen_hf.register).
-        from . import register
+    try:
+        if args.command not in UNREGISTERED_COMMANDS:
+            # The auto classes and the tokenizer's auto_map (which save_pretrained writes, with its code), as when
+            # transformers is imported before a2gen_hf: the lazy package registers only then (a2gen_hf.register).
+            from . import register
 
-        register()
-    return args.func(args)
+            register()
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT (128 + 2)
+        print(f"a2gen {_command_name(args)}: {interrupted_message(args)}", file=sys.stderr)
+        return 130
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    return f"plot {args.plot_kind}" if args.command == "plot" else args.command
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves and how to go on: ``train`` resumes from its last checkpoint with --resume."""
+    if args.command != "train":
+        return "interrupted"
+    if args.checkpoint_every:
+        return (f"interrupted; resume with --resume (the same command with --resume continues from the last "
+                f"checkpoint in {args.output})")
+    return ("interrupted; no checkpoint was written (--checkpoint-every 0): run the command again (with "
+            "--checkpoint-every N, a later run can resume with --resume)")
 
 
 if __name__ == "__main__":

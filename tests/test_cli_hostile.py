@@ -1,0 +1,275 @@
+"""`a2gen` on hostile input: every mistake is refused up front with `a2gen <command>: error: <message>` and exit
+status 2 (no traceback), outputs are written atomically, inputs are never overwritten, Ctrl-C prints one line."""
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from a2gen_hf import cli
+from a2gen_hf.cli import main
+
+SAVED_REPORT = Path(__file__).resolve().parent.parent / "docs" / "img" / "results_taobao.json"
+LOOP_LOG = {"settings": {}, "log_history": [{"step": 5, "loss": 1.2}, {"step": 10, "validation_loss": 1.0}]}
+
+
+def error_of(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    last_line = err.rstrip("\n").splitlines()[-1]  # after any progress bar of loading a model
+    assert last_line.startswith(f"a2gen {command}: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN / Infinity (what other tools' JSON parsers do)."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+
+
+# -- report / plot comparison / plot curves: their input
+
+
+def test_report_refuses_to_overwrite_its_own_input(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(SAVED_REPORT.read_text())
+    before = results.read_bytes()
+    for output in (results, tmp_path / "sub" / ".." / "results.json"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        assert main(["report", str(results), "--output", str(output)]) == 2
+        assert "is the results file being read" in error_of(capsys, "report")
+    assert results.read_bytes() == before
+    assert main(["report", str(results), "--output", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in error_of(capsys, "report")
+
+
+def damaged(change):
+    report = json.loads(SAVED_REPORT.read_text())
+    change(report)
+    return report
+
+
+DAMAGED_REPORTS = {
+    "null": (None, "must hold the JSON object a2gen compare writes"),
+    "models list": (damaged(lambda r: r.update(models=[])), 'needs a non-empty "models" mapping'),
+    "auc list": (damaged(lambda r: r["models"]["mmoe"].update(auc=[0.5])), "models.mmoe.auc must be a mapping of action"),
+    "auc string": (damaged(lambda r: r["models"]["mmoe"].update(auc="0.5")), "models.mmoe.auc must be a mapping of action"),
+    "mean_auc number": (damaged(lambda r: r["models"]["ple"].update(mean_auc=5)), "models.ple.mean_auc must be a mapping"),
+    "mean string": (damaged(lambda r: r["models"]["mmoe"]["auc"]["cart"].update(mean="0.7")),
+                    "models.mmoe.auc.cart.mean must be a number or null, got str"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_REPORTS))
+def test_damaged_results_json_names_the_file_and_the_key(tmp_path, capsys, name):
+    content, message = DAMAGED_REPORTS[name]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(content))
+    assert main(["report", str(path)]) == 2
+    err = error_of(capsys, "report")
+    assert str(path) in err and message in err
+    assert main(["plot", "comparison", str(path), "--output", str(tmp_path / "r.png")]) == 2
+    err = error_of(capsys, "plot comparison")
+    assert str(path) in err and message in err
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_damaged_bootstrap_rows_and_other_encodings(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(damaged(lambda r: r["bootstrap"]["mmoe"]["cart"].pop("low"))))
+    assert main(["report", str(path)]) == 2
+    assert "bootstrap.mmoe.cart lacks 'low'" in error_of(capsys, "report")
+    # strict JSON writes an undefined difference as null: rendered as the NaN row is
+    nulls = damaged(lambda r: r["bootstrap"]["mmoe"]["cart"].update(difference=None, low=None, high=None))
+    path.write_text(json.dumps(nulls))
+    assert main(["report", str(path), "--tables", "bootstrap"]) == 0
+    assert "n/a (undefined: one class only" in capsys.readouterr().out
+    path.write_bytes(b"\xff\xfe\x00{}")
+    assert main(["report", str(path)]) == 2
+    assert "is not UTF-8 text" in error_of(capsys, "report")
+    for kind in ("comparison", "curves"):
+        assert main(["plot", kind, str(path), "--output", str(tmp_path / "x.png")]) == 2
+        assert "is not UTF-8 text" in error_of(capsys, f"plot {kind}")
+
+
+def test_damaged_training_log_names_the_entry(tmp_path, capsys):
+    log = copy.deepcopy(LOOP_LOG)
+    log["log_history"][1]["validation_loss"] = None
+    path = tmp_path / "training_log.json"
+    path.write_text(json.dumps(log))
+    assert main(["plot", "curves", str(path), "--output", str(tmp_path / "c.png")]) == 2
+    assert "log_history[1].validation_loss must be a number, got null" in error_of(capsys, "plot curves")
+    path.write_text("null")
+    assert main(["plot", "curves", str(path), "--output", str(tmp_path / "c.png")]) == 2
+    assert "without a log_history list" in error_of(capsys, "plot curves")
+
+
+# -- plot: where it writes
+
+
+def test_plot_output_paths_and_atomic_write(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("training_log.json").write_text(json.dumps(LOOP_LOG))
+    Path("afile").write_text("keep")
+    assert main(["plot", "curves", "training_log.json", "--output", "afile/x.png"]) == 2
+    assert "afile is a file, not a folder" in error_of(capsys, "plot curves")
+    assert Path("afile").read_text() == "keep"
+    assert main(["plot", "curves", "training_log.json", "--output", "ynoext"]) == 0
+    assert capsys.readouterr().out == "written to ynoext.png\n" and Path("ynoext.png").is_file()
+    Path("adir").mkdir()
+    assert main(["plot", "curves", "training_log.json", "--output", "adir"]) == 0
+    assert capsys.readouterr().out == "written to adir.png\n" and Path("adir.png").is_file()
+    assert main(["plot", "curves", "training_log.json", "--output", "x.bogus"]) == 2
+    assert "matplotlib writes no '.bogus' files" in error_of(capsys, "plot curves")
+    assert sorted(path.name for path in tmp_path.iterdir() if ".tmp-" in path.name) == []  # no temporary left
+
+
+# -- generate / evaluate: checked before the model is loaded (the model folder here does not exist)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-examples", "0"], "--num-examples 0 must be >= 1"),
+        (["--num-examples", "-3"], "--num-examples -3 must be >= 1"),
+        (["--num-beams", "0"], "--num-beams 0 must be >= 1"),
+        (["--do-sample", "--seed", "99999999999999999999"], "--seed 99999999999999999999 is not a seed"),
+    ],
+)
+def test_generate_checks_its_numbers_first(tmp_path, capsys, flags, message):
+    assert main(["generate", "--model", str(tmp_path / "no-model"), "--data", str(tmp_path), *flags]) == 2
+    assert message in error_of(capsys, "generate")
+
+
+@pytest.mark.parametrize(
+    ("json_path", "message"),
+    [("adir", "--json {tmp}/adir is a folder"), ("missing/x.json", "the folder {tmp}/missing does not exist"),
+     ("afile/x.json", "{tmp}/afile is a file, not a folder")],
+)
+def test_evaluate_checks_the_json_path_first(tmp_path, capsys, json_path, message):
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("")
+    argv = ["evaluate", "--model", str(tmp_path / "no-model"), "--data", str(tmp_path), "--json", str(tmp_path / json_path)]
+    assert main(argv) == 2
+    assert message.format(tmp=tmp_path) in error_of(capsys, "evaluate")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A data folder (40 sessions), a copy whose test split is empty, and an untrained tiny A2Gen."""
+    import shutil
+
+    from a2gen_hf import A2GenForActionGeneration
+    from a2gen_hf.data import SimulatorConfig, simulate
+    from a2gen_hf.training.data_setup import load_data_dir, model_config_from_tokenizer
+
+    folder = tmp_path_factory.mktemp("hostile")
+    config = SimulatorConfig(num_examples=40, examples_per_user=10, history_length=3, num_items=20, seed=1)
+    simulate(config, progress=False, cache_dir=str(folder / "cache")).save(folder / "data")
+    dataset, tokenizer, _ = load_data_dir(folder / "data")
+    shutil.copytree(folder / "data", folder / "empty")
+    shutil.rmtree(folder / "empty" / "test")
+    dataset["test"].select([]).save_to_disk(folder / "empty" / "test", num_shards=1)
+    model_config = model_config_from_tokenizer(tokenizer, dataset, hidden_size=16, num_attention_heads=2)
+    A2GenForActionGeneration(model_config).save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    return folder
+
+
+def test_an_empty_split_is_named_and_evaluate_writes_strict_json(tiny_checkpoint, tmp_path, capsys):
+    model, empty = str(tiny_checkpoint / "model"), str(tiny_checkpoint / "empty")
+    assert main(["evaluate", "--model", model, "--data", empty, "--quiet"]) == 2
+    assert "split 'test' of" in (err := error_of(capsys, "evaluate")) and "has no rows" in err and "--split" in err
+    assert main(["generate", "--model", model, "--data", empty, "--quiet"]) == 2
+    assert "has no rows" in error_of(capsys, "generate")
+    output = tmp_path / "metrics.json"
+    argv = ["evaluate", "--model", model, "--data", str(tiny_checkpoint / "data"), "--json", str(output), "--quiet"]
+    assert main(argv) == 0
+    metrics = strict_json(output.read_text())
+    assert set(metrics["auc"]) and all(value is None or math.isfinite(value) for value in metrics["auc"].values())
+    assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]
+
+
+# -- compare / demo / simulate / train / prepare: checked before anything is simulated or trained
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "message"),
+    [
+        ("compare", ["--seeds", "0"], "--seeds 0 must be >= 1"),
+        ("compare", ["--seeds", "-2"], "--seeds -2 must be >= 1"),
+        ("compare", ["--models", "", "--simple", ""], "name no model to compare"),
+        ("compare", ["--models", "propensity"], "is a simple baseline; give it with --simple"),
+        ("compare", ["--models", "nope"], "Unknown model 'nope'"),
+        ("compare", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
+        ("demo", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
+        ("demo", ["--num-examples", "0"], "--num-examples 0: the demo needs at least 100 sessions"),
+        ("demo", ["--epochs", "0"], "--epochs 0 must be >= 1"),
+        ("demo", ["--batch-size", "0"], "--batch-size 0 must be >= 1"),
+        ("demo", ["--seed", "-1"], "--seed -1 is not a seed"),
+        ("demo", ["--seed", str(2**32)], "below 4,294,967,296"),
+        ("simulate", ["--seed", "-1"], "--seed -1 is not a seed"),
+        ("simulate", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
+        ("train", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
+    ],
+)
+def test_commands_check_their_arguments_first(tmp_path, capsys, command, flags, message):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    required = {
+        "compare": ["--data", str(tmp_path / "no-data"), "--output", str(tmp_path / "out")],
+        "demo": ["--output", str(tmp_path / "out")],
+        "simulate": ["--output", str(tmp_path / "out")],
+        "train": ["--data", str(tmp_path / "no-data"), "--output", str(tmp_path / "out")],
+    }[command]
+    flags = [str(afile) if flag == "AFILE" else flag for flag in flags]
+    assert main([command, *required, *flags, "--quiet"]) == 2
+    assert message in error_of(capsys, command)
+    assert afile.read_text() == "keep" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--generic-actions", ",,,"], "--generic-actions ',,,' names 0 action(s)"),
+        (["--generic-actions", "start,like,leave", "--generic-action-mapping", "start=start,start=like"],
+         "gives the raw value 'start' twice"),
+    ],
+)
+def test_prepare_generic_actions_and_mapping(tmp_path, capsys, flags, message):
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,time,action\n1,2,3,start\n")
+    argv = ["prepare", "--preset", "generic", "--input", str(log), "--output", str(tmp_path / "out"), *flags]
+    assert main(argv) == 2
+    assert message in error_of(capsys, "prepare")
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--output", str(tmp_path / "out"), "--config", str(config)])
+    assert exit_info.value.code == 2
+    assert f"--config {config} is not UTF-8 text" in error_of(capsys, "simulate")
+
+
+# -- Ctrl-C
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["train", "--data", "d", "--output", "o", "--checkpoint-every", "5"], "a2gen train: interrupted; resume with --resume"),
+        (["train", "--data", "d", "--output", "o"], "a2gen train: interrupted; no checkpoint was written"),
+        (["report", "r.json"], "a2gen report: interrupted\n"),
+    ],
+)
+def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys, argv, line):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"run_{argv[0]}", interrupted)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1 and "Traceback" not in err
