@@ -273,3 +273,20 @@ def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys, argv, line):
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.startswith(line) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_strict_json_is_the_one_writer_of_metrics_files(tmp_path):
+    """eval_results.json, evaluate --json and demo_results.json all go through write_json_atomically: NaN / inf ->
+    null, numpy numbers and arrays -> JSON ones, parsed back by a strict reader."""
+    import json as json_module
+
+    import numpy as np
+
+    from a2gen_hf.output_folders import strict_json, write_json_atomically
+
+    value = {"auc": {"like": float("nan"), "buy": np.float32(0.5)}, "counts": np.array([1, 2]), "pair": (np.int64(3), -float("inf"))}
+    assert strict_json(value) == {"auc": {"like": None, "buy": 0.5}, "counts": [1, 2], "pair": [3, None]}
+    write_json_atomically(tmp_path / "m.json", value)
+    text = (tmp_path / "m.json").read_text()
+    assert json_module.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict {name}")) == strict_json(value)
+    assert [path.name for path in tmp_path.iterdir()] == ["m.json"]

@@ -29,7 +29,7 @@ from a2gen_hf import A2GenActionTokenizer, A2GenConfig, A2GenForActionGeneration
 from a2gen_hf.cli import main as cli_main
 from a2gen_hf.hub import HubPushError, build_model_card, eval_results_from_metrics, push_checkpoint
 from a2gen_hf.metrics import compute_action_metrics
-from a2gen_hf.training.loop import _json_ready
+from a2gen_hf.output_folders import strict_json
 
 # huggingface_hub's own LFS upload passes raw bytes as `data=`, which httpx2 deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
@@ -303,7 +303,7 @@ def metrics_file_text(config: A2GenConfig, written_by: str) -> str:
         config.action_names, config.start_action, config.end_action,
     )
     if written_by == "train":
-        return json.dumps(_json_ready(metrics))
+        return json.dumps(strict_json(metrics))
     return json.dumps(metrics, default=float)
 
 

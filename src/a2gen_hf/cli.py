@@ -88,25 +88,6 @@ def _seed_error(seed: int, flag: str = "--seed", high: int | None = None) -> str
     return None
 
 
-def _json_strict(value: Any) -> Any:
-    """``value`` ready for strict JSON: NaN / inf -> null, numpy numbers and arrays -> Python ones (as the training
-    loop writes eval_results.json: a2gen_hf.training.loop._json_ready)."""
-    import numpy as np
-
-    from .training.loop import _json_ready
-
-    def plain(inner: Any) -> Any:
-        if isinstance(inner, dict):
-            return {key: plain(item) for key, item in inner.items()}
-        if isinstance(inner, (list, tuple)):
-            return [plain(item) for item in inner]
-        if isinstance(inner, (np.ndarray, np.generic)):
-            return plain(inner.tolist())
-        return inner
-
-    return _json_ready(plain(value))
-
-
 def run_prepare(args: argparse.Namespace) -> int:
     from .data.examples import SplitRule
     from .data.logs import PRESETS, convert_log, format_summary
@@ -323,10 +304,9 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import json
 
     from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table
-    from .output_folders import write_text_atomically
+    from .output_folders import write_json_atomically
 
     problem = _output_file_error(args.json, "--json", "metrics.json") if args.json else None
     if problem is None and args.batch_size < 1:
@@ -351,7 +331,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_ranking_table({Path(args.model).name or "model": result}))
     if args.json:  # strict JSON (NaN -> null), written beside the target and renamed over it
         try:
-            write_text_atomically(args.json, json.dumps(_json_strict(result), indent=2, allow_nan=False) + "\n")
+            write_json_atomically(args.json, result)
         except OSError as error:
             print(f"a2gen evaluate: error: cannot write --json {args.json}: {error.strerror or error}", file=sys.stderr)
             return 2

@@ -7,7 +7,6 @@ A2Gen checkpoint with ``save_pretrained`` and draw a predicted-vs-actual timelin
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ from transformers import set_seed
 from .data.collator import A2GenDataCollator, ArrowBatches, collation_rows
 from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
-from .output_folders import write_text_atomically
+from .output_folders import write_json_atomically
 from .plotting import plot_timeline, ranked_action_probabilities
 from .training.data_setup import create_model, model_config_from_tokenizer
-from .training.loop import TrainingSettings, _json_ready, train
+from .training.loop import TrainingSettings, train
 
 DEMO_MODELS = ("a2gen-iag", "mmoe")
 logger = logging.getLogger(__name__)
@@ -111,8 +110,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     tokenizer.save_pretrained(checkpoint)
     probabilities = ranked_action_probabilities(a2gen.config, timelines[0][2])
     plot_path = plot_timeline(timelines[0][0], timelines[0][1], output_dir / "timeline.png", probabilities=probabilities)
-    # Strict JSON (NaN -> null, as train's eval_results.json), written beside the target and renamed over it.
-    write_text_atomically(output_dir / "demo_results.json", json.dumps(_json_ready(results), indent=2, default=float))
+    write_json_atomically(output_dir / "demo_results.json", results)  # strict JSON (NaN -> null), as eval_results.json
     elapsed = time.time() - started
     print(f"\nSaved the A2Gen checkpoint to {checkpoint} (load it with AutoModelForActionGeneration.from_pretrained),")
     print(f"the timeline plot to {plot_path} and the metrics to {output_dir / 'demo_results.json'}.")

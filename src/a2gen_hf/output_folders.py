@@ -19,12 +19,15 @@ the output after the switch (which callers check holds only what their command w
 from __future__ import annotations
 
 import ctypes
+import json
+import math
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -175,3 +178,22 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` ready for strict JSON: NaN / inf -> None (what the metrics' ``notes`` explain), numpy numbers and
+    arrays -> Python ones, tuples -> lists."""
+    if isinstance(value, dict):
+        return {key: strict_json(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(inner) for inner in value]
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # numpy scalars and arrays
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomically(path: str | os.PathLike, value: Any) -> None:
+    """:func:`strict_json` of ``value`` as indented JSON, written by :func:`write_text_atomically`."""
+    write_text_atomically(path, json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n")

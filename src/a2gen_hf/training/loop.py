@@ -41,7 +41,14 @@ from ..data.collator import A2GenDataCollator, collation_rows
 from ..features_a2gen import RunningStandardizer
 from ..host_memory import keep_freed_host_memory
 from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs, ranked_action_ids
-from ..output_folders import output_lock, recover, staging_folder, switch_in, write_text_atomically
+from ..output_folders import (
+    output_lock,
+    recover,
+    staging_folder,
+    switch_in,
+    write_json_atomically,
+    write_text_atomically,
+)
 from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     BEST_GENERATOR_FILE,
     BEST_MODEL_FILE,
@@ -946,17 +953,6 @@ class _TrainingRun:
         )
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN / inf -> None so that the file is strict JSON (the metrics explain NaNs in their ``notes``)."""
-    if isinstance(value, dict):
-        return {key: _json_ready(inner) for key, inner in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(inner) for inner in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def train_from_data_dir(
     data_dir: str | os.PathLike,
     settings: TrainingSettings,
@@ -1073,7 +1069,7 @@ def _train_from_data_dir(
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
             batches = tqdm(loader, desc="test", unit=" batches", leave=False, disable=not settings.show_progress)
             metrics = evaluate_model(result.model, batches, oracle=oracle)
-            write_text_atomically(output_dir / EVAL_RESULTS_FILE, json.dumps(_json_ready(metrics), indent=2) + "\n")
+            write_json_atomically(output_dir / EVAL_RESULTS_FILE, metrics)  # strict JSON: NaN -> null
         else:
             logger.warning(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
     accelerator.wait_for_everyone()
