@@ -309,6 +309,19 @@ def test_writing_over_a_data_folder_replaces_it_whole(tmp_path, cache_dir):
     assert not [path for path in tmp_path.iterdir() if "staging" in path.name]
 
 
+def test_a_saved_folder_with_empty_splits_loads(tmp_path, cache_dir):
+    """A run so small that validation and test hold no example: before, save_to_disk wrote no shard for them and the
+    folder failed to load (IndexError inside datasets)."""
+    from a2gen_hf.data.folder import load_data_dir
+
+    config = dataclasses.replace(SMALL, num_examples=20, validation_fraction=0.0, test_fraction=0.0)
+    result = simulate(config, progress=False, cache_dir=cache_dir)
+    assert result.summary["examples"]["validation"] == 0
+    result.save(tmp_path / "data")
+    dataset, _, _ = load_data_dir(tmp_path / "data")
+    assert {split: len(rows) for split, rows in dataset.items()} == result.summary["examples"]
+
+
 def test_load_parquet_says_where_shards_were_expected(tmp_path):
     with pytest.raises(FileNotFoundError, match="train/part-00000.parquet"):
         load_parquet(tmp_path)

@@ -677,7 +677,9 @@ class SimulationResult:
         The folder is replaced as a whole (:func:`replacing_data_folder`): an earlier data folder there leaves no
         file behind; a folder holding other files is refused."""
         with replacing_data_folder(output_dir, "a2gen simulate") as staging:
-            self.dataset.save_to_disk(str(staging))
+            # An empty split gets one (empty) shard: datasets writes none for it otherwise, and cannot load that.
+            empty = {split: 1 for split, rows in self.dataset.items() if not len(rows)}
+            self.dataset.save_to_disk(str(staging), num_shards=empty)
             write_data_summary(staging, self.tokenizer, self.summary)
         return Path(output_dir)
 
