@@ -2,7 +2,6 @@
 of a saved report (`a2gen report`)."""
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -224,7 +223,7 @@ def test_compare_reports_an_action_absent_from_the_test_split_as_undefined(tmp_p
     assert report["positives"]["collect"] == report["positives"]["cart"] == 0 < report["positives"]["buy"]
     for rows in report["bootstrap"].values():
         for action in ("collect", "cart"):
-            assert math.isnan(rows[action]["difference"]) and rows[action]["verdict"] == "undefined: one class only"
+            assert rows[action]["difference"] is None and rows[action]["verdict"] == "undefined: one class only"
             assert rows[action]["positives"] == 0 and rows[action]["examples"] == report["num_test_examples"]
         assert 0 <= rows["buy"]["p_value"] <= 1 and rows["buy"]["low"] <= rows["buy"]["high"]
     table = (output / "results.md").read_text()

@@ -28,7 +28,7 @@ from transformers import set_seed
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
-from ..output_folders import write_text_atomically
+from ..output_folders import write_json_atomically, write_text_atomically
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
@@ -242,7 +242,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         "moment_warm_start": settings.moment_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
-    write_text_atomically(output_dir / "results.json", json.dumps(report, indent=2, default=_json_default))
+    write_json_atomically(output_dir / "results.json", report)  # strict JSON: an undefined figure is null
     write_text_atomically(output_dir / "results.md", format_markdown(report))
     from ..plotting import plot_comparison
 
@@ -269,12 +269,6 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
 def _spread(values: list[float]) -> dict[str, float]:
     mean, std = mean_std(values)
     return {"mean": mean, "std": std}
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"{type(value)} is not JSON serialisable")
 
 
 def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSettings, metadata) -> dict[str, Any]:
