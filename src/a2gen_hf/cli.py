@@ -304,7 +304,6 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-
     from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table
     from .output_folders import write_json_atomically
 
