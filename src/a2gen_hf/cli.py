@@ -90,12 +90,16 @@ def _seed_error(seed: int, flag: str = "--seed", high: int | None = None) -> str
 
 def run_prepare(args: argparse.Namespace) -> int:
     from .data.examples import SplitRule
-    from .data.logs import PRESETS, convert_log, format_summary
+    from .data.logs import PRESETS, check_output_dir, convert_log, format_summary
     from .data.presets import parse_delimiter, parse_quote_char, parse_time_window
     from .data.validation import LogFormatError
     from .tokenization_a2gen import A2GenActionTokenizer
 
-    problem = _output_folder_error(args.output)
+    try:  # the output is not the input log, around it or inside it, nor a folder of other files
+        check_output_dir(Path(args.input), Path(args.output))
+        problem = _output_folder_error(args.output)
+    except ValueError as error:
+        problem = str(error)
     if problem:
         print(f"a2gen prepare: error: {problem}", file=sys.stderr)
         return 2
