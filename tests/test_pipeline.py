@@ -212,6 +212,13 @@ def test_side_feature_fields_can_be_given_per_call():
         ({**REQUEST, "candidates": [{"item": "v1", "side_features": {"color": "red"}}]}, r"unknown side feature"),
         ({**REQUEST, "candidates": [{"id": "v1"}]}, r"candidates\[0\] has missing \['item'\]"),
         ({**REQUEST, "candidates": [["v1"]]}, r"candidates\[0\]: the item id must be a raw id"),
+        # Ids the tokenizer cannot hash (before: hashed by str(), NaN as "nan", an object by its address)
+        ({**REQUEST, "candidates": ["v1", float("nan")]}, r"candidates\[1\]: Cannot hash the id nan: NaN / inf is no id"),
+        ({**REQUEST, "candidates": [object()]}, r"candidates\[0\]: Cannot hash the id .* of type object"),
+        ({**REQUEST, "candidates": [True]}, r"candidates\[0\]: Cannot hash the id True: a bool is no id"),
+        ({**REQUEST, "user": float("nan")}, r"user: Cannot hash the id nan"),
+        ({**REQUEST, "candidates": [{"item": "v1", "side_features": {"category": [1]}}]},
+         r"candidates\[0\]\.category: Cannot hash the id \[1\] of type list"),
     ],
 )
 def test_malformed_requests_raise_clear_errors(request_, message):

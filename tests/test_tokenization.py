@@ -605,3 +605,16 @@ def test_a_damaged_tokenizer_file_is_named(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(ValueError, match=message):
         A2GenActionTokenizer.from_pretrained(tmp_path)
+
+
+def test_ids_hash_as_a_log_reads_them_and_ids_that_are_no_scalar_are_refused(tokenizer):
+    """7, 7.0, "7", numpy's 7 and b"7" are one id, as a2gen prepare reads a log's id column (pandas turns an integer
+    column with gaps into floats); NaN, bools and objects are refused (before: str() of them, an object's text
+    changing from run to run)."""
+    same = {tokenizer.hash_item(raw) for raw in (7, 7.0, "7", np.int64(7), np.float32(7.0), b"7")}
+    assert same == {tokenizer.hash_item("7")}
+    assert tokenizer.hash_item(2.5) == tokenizer.hash_item("2.5") and tokenizer.hash_user(-3) == tokenizer.hash_user("-3")
+    for raw, message in ((float("nan"), "NaN / inf is no id"), (True, "a bool is no id"), (object(), "of type object"),
+                         ([1], "of type list"), (b"\xff", "not UTF-8")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            tokenizer.hash_item(raw)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +243,8 @@ class ActionGenerationPipeline(Pipeline):
             raise ActionRequestError(f"{where}: unknown side feature field(s) {unknown}; the fields are {fields}.")
         # A missing, None or empty value is unknown: bucket 0, as an empty value in a converted log.
         return [
-            0 if side_features.get(field) in (None, "") else self.tokenizer.hash_side_feature(field, side_features[field])
+            0 if side_features.get(field) in (None, "")
+            else _hashed(partial(self.tokenizer.hash_side_feature, field), side_features[field], f"{where}.{field}")
             for field in fields
         ]
 
@@ -264,7 +266,7 @@ class ActionGenerationPipeline(Pipeline):
     def _hash_item(self, raw: Any, where: str) -> int:
         if raw is None or isinstance(raw, (Mapping, list, tuple)):
             raise ActionRequestError(f"{where}: the item id must be a raw id (string or number), got {raw!r}.")
-        return self.tokenizer.hash_item(raw)
+        return _hashed(self.tokenizer.hash_item, raw, where)
 
     def preprocess(self, request: dict[str, Any], side_feature_fields: list[str] | None = None) -> dict[str, Any]:
         width = self.model.config.num_item_side_features
@@ -307,7 +309,7 @@ class ActionGenerationPipeline(Pipeline):
         # as for training. Its target item is a placeholder: the candidates are scored by the ranker.
         history_rows = [self._history_row(index, entry, side_feature_fields) for index, entry in enumerate(history)]
         row = {
-            "user_id": self.tokenizer.hash_user(user),
+            "user_id": _hashed(self.tokenizer.hash_user, user, "user"),
             "history_item_ids": [row[0] for row in history_rows],
             "history_item_side_ids": [row[1] for row in history_rows],
             "history_action_ids": [row[2] for row in history_rows],
@@ -405,6 +407,14 @@ def _saved_tokenizer(name_or_path: str) -> A2GenActionTokenizer | None:
     else:
         found = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False)
     return A2GenActionTokenizer.from_pretrained(name_or_path) if found else None
+
+
+def _hashed(hash_one: Callable[[Any], int], raw: Any, where: str) -> int:
+    """``hash_one(raw)``; an id the tokenizer cannot hash (NaN, a bool, a list, ...) is an error naming ``where``."""
+    try:
+        return hash_one(raw)
+    except ValueError as error:
+        raise ActionRequestError(f"{where}: {error}") from None
 
 
 def _field_names(side_feature_fields: Sequence[str]) -> list[str]:

@@ -98,10 +98,30 @@ def hash_to_keys(texts: Iterable[str]) -> np.ndarray:
 
 
 def _id_text(raw: Any) -> str:
+    """The text an id is hashed by, as ``a2gen prepare`` reads a log's id column: a string as it is; an integer in
+    decimal; a float that holds a whole number as that integer (``7.0`` -> ``"7"``: pandas turns an integer column
+    with gaps into floats); other finite floats as Python writes them; bytes as UTF-8 text. Refused, naming the
+    value: None, NaN / inf, bools and values that are no scalar (lists, dicts, objects, whose text would change from
+    run to run): a ValueError, as for None."""
+    if isinstance(raw, str):
+        return raw
     if raw is None:
         raise ValueError("Cannot hash a missing id (None); drop the row or map missing ids to 0 (padding) yourself.")
-    return str(raw)
-
+    if isinstance(raw, (bool, np.bool_)):
+        raise ValueError(f"Cannot hash the id {raw!r}: a bool is no id; give ids as strings or integers.")
+    if isinstance(raw, (numbers.Integral, np.integer)):
+        return str(int(raw))
+    if isinstance(raw, (numbers.Real, np.floating)):
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError(f"Cannot hash the id {raw!r}: NaN / inf is no id (a missing value?); drop the row or fill it.")
+        return str(int(value)) if value.is_integer() and abs(value) < 2.0**53 else str(value)
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            return bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"Cannot hash the id {raw!r}: its bytes are not UTF-8 text.") from None
+    raise ValueError(f"Cannot hash the id {raw!r} of type {type(raw).__name__}; give ids as strings or integers.")
 
 
 def _read_json(path: str) -> Any:
