@@ -150,12 +150,8 @@ def tiny_config(**overrides) -> A2GenConfig:
 
 
 def tiny_tokenizer(config: A2GenConfig) -> A2GenActionTokenizer:
-    tokenizer = A2GenActionTokenizer(action_names=config.action_names, start_action=config.start_action,
-                                     end_action=config.end_action, max_actions=config.max_actions,
-                                     user_buckets=config.user_buckets, item_buckets=config.item_buckets,
-                                     side_feature_buckets=config.side_feature_buckets)
-    tokenizer.fit_time_statistics([0.0, 2.0, 9.0, 18.0, 40.0])
-    return tokenizer
+    """The tokenizer of ``config`` (its actions, time statistics and buckets): a push refuses any other."""
+    return A2GenActionTokenizer.from_config(config)
 
 
 def tiny_batch(config: A2GenConfig) -> dict[str, torch.Tensor]:
@@ -337,11 +333,18 @@ def test_eval_results_from_metrics_takes_the_short_form_and_rejects_others():
         eval_results_from_metrics([0.7])
 
 
-def test_push_rejects_tokenizer_of_another_vocabulary():
+def test_push_rejects_tokenizer_of_another_vocabulary_or_other_buckets():
+    """Before the repository is created: other actions, and (before: pushed) other bucket counts or max_actions,
+    which would hash ids into other rows than the model's."""
     config = tiny_config()
     other = tiny_tokenizer(tiny_config(action_names=["click", "buy", "leave"], start_action="click"))
-    with pytest.raises(HubPushError, match="tokenizer's action_names"):
+    with pytest.raises(HubPushError, match=r"action_names: tokenizer has \['click', 'buy', 'leave'\]"):
         push_checkpoint(A2GenForActionGeneration(config), "unused/repo", tokenizer=other, token="unused")
+    for field, value in (("user_buckets", 999), ("item_buckets", 7), ("max_actions", config.max_actions + 1)):
+        tokenizer = tiny_tokenizer(config)
+        setattr(tokenizer, field, value)
+        with pytest.raises(HubPushError, match=rf"(?s){field}: tokenizer has {value}.*Nothing was pushed"):
+            push_checkpoint(A2GenForActionGeneration(config), "unused/repo", tokenizer=tokenizer, token="unused")
 
 
 def test_push_rejects_folder_without_config(tmp_path):

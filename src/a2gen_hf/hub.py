@@ -323,14 +323,13 @@ def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenA
         raise HubPushError(f"{checkpoint_dir} cannot be pushed: {error}") from None
 
 
-def _check_same_vocabulary(model: A2GenPreTrainedModel, tokenizer: A2GenActionTokenizer) -> None:
-    config = model.config
-    for field in ("action_names", "start_action", "end_action"):
-        if getattr(tokenizer, field) != getattr(config, field):
-            raise HubPushError(
-                f"The tokenizer's {field}={getattr(tokenizer, field)!r} differs from the model's "
-                f"{getattr(config, field)!r}; push the tokenizer the model was trained with."
-            )
+def _check_tokenizer_fits(model: A2GenPreTrainedModel, tokenizer: A2GenActionTokenizer) -> None:
+    """The tokenizer means what the model was trained with: actions, time statistics, ``max_actions`` and bucket
+    counts (:meth:`A2GenActionTokenizer.check_compatible`), checked before the repository is created."""
+    try:
+        tokenizer.check_compatible(model.config)
+    except ValueError as error:
+        raise HubPushError(f"{error}\nNothing was pushed: push the tokenizer the model was trained with.") from None
 
 
 def push_checkpoint(
@@ -381,7 +380,7 @@ def push_checkpoint(
             "hashing, and a checkpoint without it does not load (load_checkpoint). Pass tokenizer=..., or save it "
             "into the folder (or its tokenizer/ subfolder) with tokenizer.save_pretrained(folder)."
         )
-    _check_same_vocabulary(model, tokenizer)
+    _check_tokenizer_fits(model, tokenizer)
     non_finite = non_finite_tensors(model)
     if non_finite:
         raise HubPushError(f"The model holds NaN or inf weights ({shown_keys(non_finite)}); it is not pushed.")
