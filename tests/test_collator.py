@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -126,8 +127,41 @@ def test_missing_columns_and_inconsistent_rows_raise(tokenizer):
         collator([example(1), row])
     row = example(2)
     row["history_item_ids"][1] = None
-    with pytest.raises(ValueError, match="column 'history_item_ids' holds a value that is not an integer id"):
+    with pytest.raises(ValueError, match=r"column 'history_item_ids' holds None \(object\), not an integer id"):
         collator([row])
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("user_id", 3.7, r"column 'user_id' holds 3\.7 \(float64\), not an integer id"),
+    ("item_id", True, r"column 'item_id' holds True \(bool\), not an integer id"),
+    ("user_id", 2**70, r"column 'user_id' holds 1180591620717411303424 \(object\), not an integer id"),
+    ("history_item_ids", [10.9, 11.2], r"column 'history_item_ids' holds 10\.9 \(float64\)"),
+    ("history_item_ids", "12", r"list 0 of column 'history_item_ids' in the batch is '12', not a list"),
+    ("action_seconds", [0.0, {}, 30.0], r"column 'action_seconds' holds \{\}, not a time in seconds"),
+])  # fmt: skip
+def test_values_that_are_no_id_or_time_are_refused_on_both_routes(tokenizer, column, value, message):
+    """Before, the rows route cut 3.7 to 3, read True as 1 and split the string '12' into the ids 1 and 2, while the
+    Arrow route failed inside pyarrow without naming the column. A whole-number float (7.0) is an id on both."""
+    collator = A2GenDataCollator(tokenizer)
+    with pytest.raises(ValueError, match=message):
+        collator([{**example(2), column: value}])
+    whole = collator([{**example(2), "user_id": 7.0}])
+    assert whole["user_ids"].tolist() == [7] and whole["user_ids"].dtype == torch.long
+    if column == "user_id" and value == 3.7:
+        table = pa.Table.from_pylist([{**example(2), "user_id": 3.7}])
+        with pytest.raises(ValueError, match=r"column 'user_id' \(double\) does not hold integer ids"):
+            collator(table)
+
+
+def test_a_batch_that_is_no_list_of_rows_and_rows_of_other_widths_are_refused(tokenizer):
+    collator = A2GenDataCollator(tokenizer)
+    with pytest.raises(TypeError, match=r"takes a list of examples .* got dict; .*pa\.table\(columns\)"):
+        collator({"user_id": [1]})
+    with pytest.raises(TypeError, match=r"example 1 of the batch is None, not a dict of columns"):
+        collator([example(1), None])
+    # Side features read off the widest row: a first row without them no longer drops them for the whole batch.
+    with pytest.raises(KeyError, match=r"example 0 of the batch has no column\(s\) \['item_side_ids'"):
+        collator([_without(_without(example(1), "item_side_ids"), "history_item_side_ids"), example(1)])
 
 
 def test_item_keys_are_the_raw_item_ids_keys(tokenizer):

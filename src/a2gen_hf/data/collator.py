@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -66,20 +66,43 @@ class _Columns:
     label_seconds: _Lists
 
 
-def _ints(values, column: str, count: int = -1) -> np.ndarray:
-    """Python ints -> int64 (V,); a value that is not an integer (e.g. None) is refused naming the column."""
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _ints(values, column: str) -> np.ndarray:
+    """Integer ids -> int64 (V,), as the Arrow route casts them: whole-number floats (``7.0``) are read as integers;
+    anything else (``3.7``, None, a string, a bool, an integer beyond int64) is refused naming the column."""
     try:
-        return np.fromiter(values, dtype=np.int64, count=count)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"A2GenDataCollator: column {column!r} holds a value that is not an integer id ({error}).") from None
+        array = np.asarray(values if isinstance(values, (list, np.ndarray)) else list(values))
+    except (TypeError, ValueError):  # lists of different lengths where single ids belong
+        array = np.asarray(values, dtype=object)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    kind = array.dtype.kind if array.ndim == 1 else "O"  # a list where one id belongs
+    exact = (
+        (kind == "i")
+        or (kind == "u" and int(array.max()) <= _INT64_MAX)
+        or (kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2.0**63))))
+    )
+    if not exact:
+        shown = next((value for value in array.ravel().tolist()
+                      if isinstance(value, (bool, str, bytes, float)) or value is None
+                      or (isinstance(value, int) and value > _INT64_MAX)), array.ravel()[0])  # fmt: skip
+        raise ValueError(
+            f"A2GenDataCollator: column {column!r} holds {shown!r} ({array.dtype}), not an integer id; ids are "
+            "integers (the tokenizer's hash_* methods make them)."
+        )
+    return array.astype(np.int64).reshape(-1)
 
 
 def _lengths(lists: list, column: str) -> np.ndarray:
-    """Each list's length; a value that is no list (e.g. None) is refused, naming its place and the column."""
+    """Each list's length; a value that is no list (None, a string) is refused, naming its place and the column."""
     try:
+        if any(isinstance(value, (str, bytes)) for value in lists):  # a string has a length, but is no list of ids
+            raise TypeError
         return np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     except TypeError:
-        bad = next(index for index, value in enumerate(lists) if not hasattr(value, "__len__"))
+        bad = next(index for index, value in enumerate(lists) if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"))
         raise ValueError(
             f"A2GenDataCollator: list {bad} of column {column!r} in the batch is {lists[bad]!r}, not a list."
         ) from None
@@ -90,9 +113,20 @@ def _lists_from_rows(lists: list, column: str, kind: str) -> _Lists:
     lengths = _lengths(lists, column)
     flat = chain.from_iterable(lists)
     if kind == "ids":
-        return _Lists(_ints(flat, column, int(lengths.sum())), lengths)
+        return _Lists(_ints(list(flat), column), lengths)
     # np.array (not fromiter) so that None, how some readers spell a missing time, becomes NaN.
-    return _Lists(np.array(list(flat), dtype=np.float64).reshape(-1), lengths)
+    values = list(flat)
+    try:
+        seconds = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = next((value for value in values if not isinstance(value, (int, float)) and value is not None), None)
+        raise ValueError(
+            f"A2GenDataCollator: column {column!r} holds {shown!r}, not a time in seconds (a number, or None / NaN "
+            "when unknown)."
+        ) from None
+    if seconds.ndim != 1:
+        raise ValueError(f"A2GenDataCollator: column {column!r} holds lists where times in seconds belong.")
+    return _Lists(seconds, lengths)
 
 
 def _check_items_per_example(column: str, counts: np.ndarray, items: np.ndarray) -> None:
@@ -141,12 +175,19 @@ def _first_null(array: pa.Array) -> int:
 
 
 def _arrow_values(array: pa.Array, column: str, kind: str) -> np.ndarray:
-    """Arrow values -> int64 ids (a null refused) or float64 seconds (a null is NaN, an unknown time)."""
-    if kind == "seconds":
-        return np.asarray(pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False))
-    if array.null_count:
-        raise ValueError(f"A2GenDataCollator: column {column!r} holds a null id (value {_first_null(array)} of the batch's).")
-    return np.asarray(pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False))
+    """Arrow values -> int64 ids (a null refused) or float64 seconds (a null is NaN, an unknown time); values that
+    do not cast (``3.7`` or ``"u5"`` as an id, an id beyond int64, a list) are refused naming the column."""
+    try:
+        if kind == "seconds":
+            return np.asarray(pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False))
+        if array.null_count:
+            raise ValueError(
+                f"A2GenDataCollator: column {column!r} holds a null id (value {_first_null(array)} of the batch's)."
+            )
+        return np.asarray(pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        wanted = "times in seconds (numbers)" if kind == "seconds" else "integer ids"
+        raise ValueError(f"A2GenDataCollator: column {column!r} ({array.type}) does not hold {wanted}: {error}.") from None
 
 
 def _arrow_lists(array: pa.Array, column: str) -> tuple[pa.Array, np.ndarray]:
@@ -187,6 +228,18 @@ def _columns_from_arrow(table: pa.Table | pa.RecordBatch, side_features: int, it
     )
 
 
+def _check_rows(features: Any) -> None:
+    """A batch given as rows is a sequence of dicts (one per example); anything else is refused, naming it."""
+    if isinstance(features, (Mapping, str, bytes)) or not isinstance(features, Sequence):
+        raise TypeError(
+            f"A2GenDataCollator takes a list of examples (dicts of columns) or an Arrow table, got "
+            f"{type(features).__name__}; a dict of columns is one Arrow table: pa.table(columns)."
+        )
+    bad = next((index for index, row in enumerate(features) if not isinstance(row, Mapping)), None)
+    if bad is not None:
+        raise TypeError(f"A2GenDataCollator: example {bad} of the batch is {features[bad]!r}, not a dict of columns.")
+
+
 class A2GenDataCollator:
     r"""
     Collates examples (dicts with the columns of ``docs/design.md``, "Examples on disk") into a batch.
@@ -209,7 +262,8 @@ class A2GenDataCollator:
     Args:
         tokenizer: the fitted :class:`A2GenActionTokenizer` saved with the data (its time statistics are used).
         max_history_items / max_events_per_item / max_actions: the caps (as in :class:`A2GenConfig`).
-        num_item_side_features: F; ``None`` reads it from the first row's ``item_side_ids`` (0 when absent).
+        num_item_side_features: F; ``None`` reads it from the widest row's ``item_side_ids`` (0 when absent; a row
+            with fewer is refused).
         drop_repeated_start: leave out of the labels every start action after position 0 (e.g. repeated clicks
             on e-commerce logs), so that the target sequence holds start, the other actions, then the end action
             (``A2GenConfig.target_drops_repeated_start``; off by default).
@@ -324,20 +378,26 @@ class A2GenDataCollator:
     def __call__(self, features: Sequence[dict[str, Any]] | pa.Table | pa.RecordBatch) -> dict[str, torch.Tensor]:
         """Collate ``features``: a list of rows (dicts), or the same rows as one Arrow table (what
         :class:`ArrowBatches` hands a ``DataLoader``'s ``collate_fn``: no Python object per value)."""
+        arrow = isinstance(features, (pa.Table, pa.RecordBatch))
+        if not arrow:
+            _check_rows(features)
         if len(features) == 0:
             raise ValueError("A2GenDataCollator got an empty list of examples.")
         side_features = self.num_item_side_features
-        if isinstance(features, (pa.Table, pa.RecordBatch)):
-            if side_features is None:
-                first = features.column("item_side_ids")[0].as_py() if "item_side_ids" in features.column_names else None
-                side_features = len(first or ())
+        if arrow:
+            if side_features is None:  # the widest row's: a row with fewer side features is then refused
+                widths = (
+                    pc.max(pc.list_value_length(features.column("item_side_ids"))).as_py()
+                    if "item_side_ids" in features.column_names else None
+                )  # fmt: skip
+                side_features = widths or 0
             missing = [name for name in self._required(side_features) if name not in features.column_names]
             if missing:
                 raise self._missing_error(missing, "the batch (an Arrow table)", side_features)
             columns = _columns_from_arrow(features, side_features, self.item_keys)
         else:
-            if side_features is None:
-                side_features = len(features[0].get("item_side_ids") or ())
+            if side_features is None:  # the widest row's: a row with fewer side features is then refused
+                side_features = max(len(row.get("item_side_ids") or ()) for row in features)
             self._check_columns(features, side_features)
             columns = _columns_from_rows(features, side_features, self.item_keys)
         return self._collate(columns, side_features)
