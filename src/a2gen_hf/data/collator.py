@@ -375,9 +375,14 @@ class A2GenDataCollator:
         times = np.where(known, self.tokenizer.normalize_seconds(np.where(known, seconds, 0.0)), 0.0)
         return times.astype(np.float32), known.astype(np.int64)
 
-    def __call__(self, features: Sequence[dict[str, Any]] | pa.Table | pa.RecordBatch) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, features: Sequence[dict[str, Any]] | pa.Table | pa.RecordBatch | datasets.Dataset
+    ) -> dict[str, torch.Tensor]:
         """Collate ``features``: a list of rows (dicts), or the same rows as one Arrow table (what
-        :class:`ArrowBatches` hands a ``DataLoader``'s ``collate_fn``: no Python object per value)."""
+        :class:`ArrowBatches` hands a ``DataLoader``'s ``collate_fn``: no Python object per value) or a
+        ``datasets.Dataset``."""
+        if isinstance(features, datasets.Dataset):  # its rows (a select's included) as one table
+            features = features.with_format("arrow")[:]
         arrow = isinstance(features, (pa.Table, pa.RecordBatch))
         if not arrow:
             _check_rows(features)

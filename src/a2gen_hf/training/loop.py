@@ -638,6 +638,18 @@ def _check_run(train_dataset, settings: TrainingSettings, eval_dataset) -> None:
     """A streaming input needs ``max_steps``; early stopping and the plateau schedule need an ``eval_dataset``."""
     if isinstance(train_dataset, datasets.IterableDataset) and settings.max_steps is None:
         raise ValueError("A streaming (IterableDataset) input has no length: set max_steps.")
+    if not isinstance(train_dataset, (datasets.Dataset, datasets.IterableDataset)):
+        raise TypeError(
+            f"train_dataset is a {type(train_dataset).__name__}; train() reads a datasets.Dataset (or, with max_steps, "
+            "a datasets.IterableDataset) of examples: e.g. load_data_dir(folder)[0]['train'], or "
+            "datasets.Dataset.from_list(rows)."
+        )
+    if eval_dataset is not None and not isinstance(eval_dataset, datasets.Dataset):
+        raise TypeError(
+            f"eval_dataset is a {type(eval_dataset).__name__}; the validation evaluations read a datasets.Dataset "
+            "(each process scores its own part of it): e.g. datasets.Dataset.from_list(rows), or a stream's "
+            "first rows as one (Dataset.from_generator)."
+        )
     if hasattr(train_dataset, "__len__") and not len(train_dataset):
         raise ValueError("The training split is empty (0 examples): there is nothing to train on; prepare the data "
                          "again with a training split (a2gen prepare names what emptied it).")  # fmt: skip
