@@ -382,6 +382,7 @@ def test_score_candidates_checks_its_inputs():
     for ids, error, message in (
         ([1, 2, 3], TypeError, r"item_ids must be a 1-D integer tensor .* got list"),
         (item_ids.float(), TypeError, r"item_ids must be an integer tensor of hashed ids, got dtype torch.float32"),
+        (item_ids.to(torch.int16), TypeError, r"item_ids must be an integer tensor of hashed ids, got dtype torch\.int16"),
         (item_ids.bool(), TypeError, r"item_ids must be an integer tensor"),
         (-item_ids, ValueError, r"item_ids must lie in \[0, item_buckets=200\)"),
     ):

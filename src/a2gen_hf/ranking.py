@@ -726,8 +726,11 @@ _TABLES = {
 
 def _check_ids(name: str, ids: torch.Tensor, table: str, size: int) -> None:
     """Ids must be an integer tensor inside their table, ``[0, size)``."""
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor of hashed ids, got dtype {ids.dtype}.")
+    if ids.dtype not in (torch.int64, torch.int32):  # what the embedding tables take (torch.long, or int32)
+        raise TypeError(
+            f"{name} must be an integer tensor of hashed ids, got dtype {ids.dtype}; the embedding tables take "
+            "torch.long (or torch.int32): convert it with .long()."
+        )
     if ids.numel():
         low, high = ids.min().item(), ids.max().item()
         if low < 0 or high >= size:
