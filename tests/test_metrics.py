@@ -168,6 +168,12 @@ def test_bad_inputs_are_refused():
         timing_mae(times[:3], LABELS, LABEL_TIMES, LABEL_TIME_MASK, NAMES)
     with pytest.raises(ValueError, match="end_action='exit'"):
         action_auc(probabilities, LABELS, NAMES, end_action="exit")
+    # Logits where probabilities belong, and time statistics that turn every MAE into 0 s (before: accepted)
+    with pytest.raises(ValueError, match=r"from -2 to 3; every score must be a probability in \[0, 1\] \(logits\?"):
+        action_auc(np.clip(probabilities * 10 - 2, -2, 3), LABELS, NAMES)
+    for std in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match=r"time_log_std > 0"):
+            timing_mae(times, LABELS, LABEL_TIMES, LABEL_TIME_MASK, NAMES, time_log_std=std)
 
 
 def test_evaluate_modules_load_offline_and_match_the_functions():

@@ -161,6 +161,20 @@ def _auc(occurs: np.ndarray, scores: np.ndarray, label: str, notes: list[str]) -
 def _check_probabilities(probabilities: np.ndarray, name: str) -> None:
     if not np.isfinite(probabilities).all():
         raise ValueError(f"{name} holds NaN or inf; every score must be a finite probability.")
+    if probabilities.size and (probabilities.min() < 0.0 or probabilities.max() > 1.0):
+        raise ValueError(
+            f"{name} holds values from {probabilities.min():g} to {probabilities.max():g}; every score must be a "
+            "probability in [0, 1] (logits? pass their sigmoid, as predict_actions returns it)."
+        )
+
+
+def _check_time_statistics(time_log_mean: float, time_log_std: float) -> None:
+    """Times convert to seconds only with a finite mean and a positive finite spread (the fitted tokenizer's)."""
+    if not (math.isfinite(time_log_mean) and math.isfinite(time_log_std) and time_log_std > 0):
+        raise ValueError(
+            f"time_log_mean={time_log_mean} / time_log_std={time_log_std}: the time statistics must be finite with "
+            "time_log_std > 0 (the model config's, fitted on the training split)."
+        )
 
 
 def action_auc(
@@ -208,6 +222,7 @@ def timing_mae(
         expected_times: `(n, V)` predicted normalised times per action id. labels / label_times / label_time_mask:
             `(n, T)`. time_log_mean / time_log_std: the time statistics (the model config's) to convert to seconds.
     """
+    _check_time_statistics(time_log_mean, time_log_std)
     expected_times = _as_array(expected_times, "expected_times", np.float64, 2)
     _check_width(expected_times, "expected_times", action_names)
     occurs, true_times, known = action_targets(labels, label_times, label_time_mask, len(action_names) + 1)
