@@ -575,8 +575,8 @@ def test_an_empty_validation_split_trains_without_evaluations(data_dir, tmp_path
     with pytest.raises(ValueError, match=r"The training split is empty \(0 examples\)"):
         train(model, empty, collator, replace(settings, output_dir=str(tmp_path / "c")))
     # Inputs of other kinds are refused before training (before: a TypeError at the first evaluation, an epoch on)
-    with pytest.raises(TypeError, match=r"train_dataset is a list; train\(\) reads a datasets.Dataset"):
-        train(model, list(dataset["train"]), collator, replace(settings, output_dir=str(tmp_path / "d")))
+    with pytest.raises(TypeError, match=r"train_dataset is a generator; train\(\) reads map-style examples"):
+        train(model, (row for row in dataset["train"]), collator, replace(settings, output_dir=str(tmp_path / "d")))
     stream = dataset["validation"].to_iterable_dataset()
     with pytest.raises(TypeError, match=r"eval_dataset is a IterableDataset; the validation evaluations read a"):
         train(model, dataset["train"], collator, replace(settings, output_dir=str(tmp_path / "e")), eval_dataset=stream)

@@ -638,11 +638,12 @@ def _check_run(train_dataset, settings: TrainingSettings, eval_dataset) -> None:
     """A streaming input needs ``max_steps``; early stopping and the plateau schedule need an ``eval_dataset``."""
     if isinstance(train_dataset, datasets.IterableDataset) and settings.max_steps is None:
         raise ValueError("A streaming (IterableDataset) input has no length: set max_steps.")
-    if not isinstance(train_dataset, (datasets.Dataset, datasets.IterableDataset)):
+    streaming = isinstance(train_dataset, datasets.IterableDataset)
+    if not streaming and not (hasattr(train_dataset, "__len__") and hasattr(train_dataset, "__getitem__")):
         raise TypeError(
-            f"train_dataset is a {type(train_dataset).__name__}; train() reads a datasets.Dataset (or, with max_steps, "
-            "a datasets.IterableDataset) of examples: e.g. load_data_dir(folder)[0]['train'], or "
-            "datasets.Dataset.from_list(rows)."
+            f"train_dataset is a {type(train_dataset).__name__}; train() reads map-style examples (a datasets.Dataset, "
+            "a list of rows, a torch Dataset with a length) or, with max_steps, a datasets.IterableDataset: e.g. "
+            "load_data_dir(folder)[0]['train'], or datasets.Dataset.from_list(rows)."
         )
     if eval_dataset is not None and not isinstance(eval_dataset, datasets.Dataset):
         raise TypeError(
