@@ -98,7 +98,7 @@ def _ints(values, column: str) -> np.ndarray:
 def _lengths(lists: list, column: str) -> np.ndarray:
     """Each list's length; a value that is no list (None, a string) is refused, naming its place and the column."""
     try:
-        if any(isinstance(value, (str, bytes)) for value in lists):  # a string has a length, but is no list of ids
+        if {str, bytes} & set(map(type, lists)):  # a string has a length, but is no list (one C-level pass)
             raise TypeError
         return np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     except TypeError:
