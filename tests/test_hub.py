@@ -276,6 +276,7 @@ def test_model_card_without_results_says_so():
         ({"auc": {"like": float("nan")}}, "sim", r"eval_results\['auc'\]\['like'\] = nan is not a finite number"),
         ({"loss": "low"}, "sim", r"eval_results\['loss'\] = 'low' is not a finite number"),
         ({"auc": {"like": 0.5}}, None, "without dataset_name"),
+        ({"auc": {"like": 71.0}}, "sim", r"eval_results\['auc'\]\['like'\] = 71.0: auc lies in \[0, 1\]; a percentage\?"),
     ],
 )
 def test_model_card_rejects_bad_eval_results(eval_results, dataset_name, message):
@@ -345,6 +346,19 @@ def test_push_rejects_tokenizer_of_another_vocabulary_or_other_buckets():
         setattr(tokenizer, field, value)
         with pytest.raises(HubPushError, match=rf"(?s){field}: tokenizer has {value}.*Nothing was pushed"):
             push_checkpoint(A2GenForActionGeneration(config), "unused/repo", tokenizer=tokenizer, token="unused")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(repo_id=None), r"repo_id=None must be a repository id"),
+    (dict(repo_id="org/x", tokenizer="tokenizer/"), r"tokenizer is a str; give the A2GenActionTokenizer"),
+    (dict(repo_id="org/x", eval_results="results.json"), r"eval_results is a str; give a dict"),
+])  # fmt: skip
+def test_push_names_arguments_of_the_wrong_kind(arguments, message):
+    """Before: a TypeError from inside huggingface_hub, AttributeErrors from the card or the tokenizer check."""
+    with pytest.raises(HubPushError, match=message):
+        push_checkpoint(A2GenForActionGeneration(tiny_config()), token="unused", **arguments)
+    with pytest.raises(HubPushError, match=r"checkpoint_dir_or_model is a dict; give an A2Gen, MMoE or PLE model"):
+        push_checkpoint({}, "org/x", token="unused")
 
 
 def test_push_rejects_folder_without_config(tmp_path):

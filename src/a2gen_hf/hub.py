@@ -44,6 +44,10 @@ class HubPushError(ValueError):
     """Raised when a checkpoint cannot be pushed as given (missing files, model and tokenizer that disagree)."""
 
 
+# Metrics that are fractions: a value outside [0, 1] on a model card is a mistake (a percentage, another metric).
+_UNIT_INTERVAL_METRICS = frozenset({"auc", "mean_auc", "gauc", "next_action_accuracy", "accuracy"})
+
+
 def _eval_result_list(
     eval_results: Mapping[str, Mapping[str, float] | float], config: A2GenConfig, dataset_name: str | None,
     eval_split: str,
@@ -60,9 +64,11 @@ def _eval_result_list(
                     f"eval_results[{metric!r}] names action {action!r}, which this model does not have; "
                     f"allowed actions: {config.action_names}."
                 )
+            where = f"eval_results[{metric!r}]" + (f"[{action!r}]" if action is not None else "")
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                where = f"eval_results[{metric!r}]" + (f"[{action!r}]" if action is not None else "")
                 raise ValueError(f"{where} = {value!r} is not a finite number.")
+            if metric in _UNIT_INTERVAL_METRICS and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{where} = {value!r}: {metric} lies in [0, 1]; a percentage? give it as a fraction.")
             label = METRIC_NAMES.get(metric, metric)
             results.append(
                 EvalResult(
@@ -332,6 +338,24 @@ def _check_tokenizer_fits(model: A2GenPreTrainedModel, tokenizer: A2GenActionTok
         raise HubPushError(f"{error}\nNothing was pushed: push the tokenizer the model was trained with.") from None
 
 
+def _check_push_arguments(checkpoint_dir_or_model: Any, repo_id: Any, tokenizer: Any, eval_results: Any) -> None:
+    """The arguments' kinds, before anything is loaded or sent (before: AttributeErrors and TypeErrors from inside)."""
+    problems = []
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        problems.append(f"repo_id={repo_id!r} must be a repository id, 'namespace/name' (or 'name')")
+    if not isinstance(checkpoint_dir_or_model, (str, Path, A2GenPreTrainedModel)):
+        problems.append(f"checkpoint_dir_or_model is a {type(checkpoint_dir_or_model).__name__}; give an A2Gen, MMoE "
+                        "or PLE model, or the folder save_pretrained wrote")  # fmt: skip
+    if tokenizer is not None and not isinstance(tokenizer, A2GenActionTokenizer):
+        problems.append(f"tokenizer is a {type(tokenizer).__name__}; give the A2GenActionTokenizer the model was "
+                        "trained with (A2GenActionTokenizer.from_pretrained(folder) reads a saved one)")  # fmt: skip
+    if eval_results is not None and not isinstance(eval_results, Mapping):
+        problems.append(f"eval_results is a {type(eval_results).__name__}; give a dict such as "
+                        "{'auc': {'like': 0.71}} (eval_results_from_metrics reads a metrics file)")  # fmt: skip
+    if problems:
+        raise HubPushError("push_checkpoint: " + "; ".join(problems) + ".")
+
+
 def push_checkpoint(
     checkpoint_dir_or_model: str | Path | A2GenPreTrainedModel,
     repo_id: str,
@@ -369,6 +393,7 @@ def push_checkpoint(
         The :class:`~huggingface_hub.CommitInfo` of the commit (``.oid`` is its commit id, ``.repo_url.repo_id``
         the full repo id).
     """
+    _check_push_arguments(checkpoint_dir_or_model, repo_id, tokenizer, eval_results)
     if isinstance(checkpoint_dir_or_model, (str, Path)):
         model, saved_tokenizer = _load_checkpoint(Path(checkpoint_dir_or_model))
         tokenizer = tokenizer if tokenizer is not None else saved_tokenizer
