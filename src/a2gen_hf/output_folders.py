@@ -166,18 +166,25 @@ def switch_in(staging: Path, target: str | os.PathLike) -> None:
     _fsync_folder(target.parent)
 
 
-def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary sibling, flush it to disk, then rename it over ``path``."""
+@contextmanager
+def replacing_file(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write the new file to; renamed over ``path`` when the block ends without an
+    error (readers see the old file or the new one, never half of one), removed otherwise."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield temporary
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary sibling, flush it to disk, then rename it over ``path`` (:func:`replacing_file`)."""
+    with replacing_file(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def strict_json(value: Any) -> Any:

@@ -9,7 +9,6 @@ import json
 import math
 import numbers
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+
+from .output_folders import replacing_file  # noqa: E402
 
 Timeline = Sequence[tuple[str, float | None]]
 PathLike = str | os.PathLike
@@ -62,12 +63,8 @@ def _save(figure: plt.Figure, path: PathLike) -> Path:
     try:
         path = output_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        try:
+        with replacing_file(path) as temporary:
             figure.savefig(temporary, dpi=150, bbox_inches="tight", format=path.suffix[1:].lower())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
     finally:
         plt.close(figure)
     return path
