@@ -311,11 +311,7 @@ def _check_table(table: Any, where: str, source: str) -> None:
         _check_cell(cell, f"{where}.{action}", source)
 
 
-# The per-action tables of a model in results.json (a2gen_hf.training.compare.SUMMARY_TABLES) and its single cells.
-MODEL_TABLES = (
-    "auc", "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "oracle_auc", "auc_share_of_oracle", "gauc",
-    "logloss", "calibration", "ndcg_at_10", "recall_at_10",
-)
+# A model's single cells in results.json (its per-action tables are a2gen_hf.training.compare.SUMMARY_TABLES).
 MODEL_CELLS = ("mean_auc", "next_action_accuracy")
 
 
@@ -327,6 +323,8 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
     ``markdown``: also what the Markdown tables need (positives, counts, mean_auc, bootstrap rows, settings).
     Raises ValueError.
     """
+    from .training.compare import SUMMARY_TABLES  # what compare writes; imported here, as compare imports this module
+
     if not isinstance(report, Mapping):
         raise ValueError(f"{source} must hold the JSON object a2gen compare writes "
                          f'({{"models": {{...}}, ...}}), got {_type_name(report)}.')
@@ -344,7 +342,7 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
         where = f"models.{name}"
         if not isinstance(summary, Mapping):
             raise ValueError(f"{source}: {where} must be a mapping of table name -> table, got {_type_name(summary)}.")
-        for table in MODEL_TABLES:
+        for table in SUMMARY_TABLES:
             if table in summary:
                 _check_table(summary[table], f"{where}.{table}", source)
         for cell in MODEL_CELLS:
