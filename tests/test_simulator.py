@@ -320,6 +320,13 @@ def test_a_saved_folder_with_empty_splits_loads(tmp_path, cache_dir):
     result.save(tmp_path / "data")
     dataset, _, _ = load_data_dir(tmp_path / "data")
     assert {split: len(rows) for split, rows in dataset.items()} == result.summary["examples"]
+    # The Parquet layouts too (before: the empty splits were left out of the DatasetDict, not read as empty).
+    result.write_parquet(tmp_path / "parquet")
+    simulate_to_parquet(config, tmp_path / "streamed", progress=False)
+    for folder in ("parquet", "streamed"):
+        dataset, _, _ = load_data_dir(tmp_path / folder, cache_dir=cache_dir)
+        assert {split: len(rows) for split, rows in dataset.items()} == result.summary["examples"]
+        assert dataset["validation"].features == dataset["train"].features
 
 
 def test_load_parquet_says_where_shards_were_expected(tmp_path):

@@ -99,7 +99,13 @@ def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> Datase
             f"No Parquet shards under {output_dir}: expected {shard_path(output_dir, 'train', 0)} etc., as written "
             "by simulate_to_parquet or SimulationResult.write_parquet."
         )
-    return load_dataset("parquet", data_files=data_files, features=SIMULATED_FEATURES, cache_dir=cache_dir)
+    dataset = load_dataset("parquet", data_files=data_files, features=SIMULATED_FEATURES, cache_dir=cache_dir)
+    # A split the writers left without rows (e.g. --validation-fraction 0) has a folder but no shard: it is read as an
+    # empty split, as the save_to_disk layout reads it, not dropped.
+    for split in SPLITS:
+        if split not in dataset and (output_dir / split).is_dir():
+            dataset[split] = datasets.Dataset.from_dict({name: [] for name in SIMULATED_FEATURES}, features=SIMULATED_FEATURES)
+    return DatasetDict({split: dataset[split] for split in SPLITS if split in dataset})
 
 
 def check_replaceable(output_dir: str | os.PathLike, command: str, also_ours: tuple[str, ...] = ()) -> None:
