@@ -139,6 +139,15 @@ def test_unsupported_options_are_refused_not_ignored(options, name):
         model.generate(**inputs, **options)
 
 
+@pytest.mark.parametrize("options", [
+    {"num_beam_groups": 1}, {"diversity_penalty": 0.0}, {"cache_implementation": "dynamic"}, {"guidance_scale": 1.0},
+])  # fmt: skip
+def test_options_at_their_off_value_are_accepted(options):
+    """guidance_scale=1.0 is transformers' "no guidance" (before: refused as if it asked for guidance)."""
+    model, inputs = tiny_model("eag")
+    assert torch.equal(model.generate(**inputs, **options), model.generate(**inputs))
+
+
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_beam_sampling_samples(generator):
     model, inputs = tiny_model(generator)
@@ -334,6 +343,37 @@ def test_processors_that_block_every_action_are_refused(generator, options):
         model.generate(**inputs, **options)
     sequences = model.generate(**inputs, begin_suppress_tokens=[2, 3])  # some left: generated as before
     assert not (sequences[:, 1] == 2).any() and not (sequences[:, 1] == 3).any()
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+@pytest.mark.parametrize("strategy", [
+    {}, {"do_sample": True}, {"num_beams": 2}, {"num_beams": 3, "num_return_sequences": 3},
+    {"num_beams": 2, "do_sample": True},
+], ids=["greedy", "sample", "beams", "beams-returning-3", "beam-sample"])  # fmt: skip
+def test_an_example_blocked_at_a_later_step_is_refused(generator, strategy):
+    """min_new_tokens=5 blocks the end action until position 5, and no_repeat_ngram_size=1 every action already
+    taken: at position 5 nothing is left. Before, beam search returned 4-action, -1e9-scored sequences without an end
+    action (below min_new_tokens) and padding mid-sequence with num_return_sequences=3."""
+    model = build_tiny_model(generator)
+    inputs = history_inputs(make_batch(model.config))
+    with pytest.raises(ValueError, match=r"No action can follow at position 5 of row 0"):
+        model.generate(**inputs, **strategy, min_new_tokens=5, no_repeat_ngram_size=1)
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+@pytest.mark.parametrize("num_beams", [2, 4])
+def test_beam_sampling_runs_with_as_few_actions_as_beams(generator, num_beams):
+    """With the end action suppressed and no action repeated, four actions can follow at the first step and fewer
+    later; beam sampling keeps 2 * num_beams continuations. Before it refused ("only 2 actions can follow") what
+    greedy, sampling and beam search all ran; now blocked continuations come last, as in beam search."""
+    model = build_tiny_model(generator)
+    inputs = history_inputs(make_batch(model.config))
+    options = {"no_repeat_ngram_size": 1, "suppress_tokens": [model.config.end_action_id], "max_new_tokens": 4}
+    torch.manual_seed(0)
+    sequences = model.generate(**inputs, **options, num_beams=num_beams, do_sample=True)
+    assert sequences.shape == (inputs["user_ids"].shape[0], 5)
+    for row in sequences[:, 1:].tolist():  # four different actions, none the end action, no padding
+        assert len(set(row)) == 4 and model.config.end_action_id not in row and 0 not in row
 
 
 def test_generate_names_missing_inputs():

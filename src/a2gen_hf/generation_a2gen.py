@@ -15,6 +15,7 @@ position 0; the end action (``leave``) always ends a sequence, in addition to ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,7 +79,9 @@ _UNSUPPORTED_OPTIONS = {
     "compile_config": "the timed decode loop is not compiled",
     "prefill_chunk_size": "there is no prompt to prefill",
 }
-_HARMLESS_VALUES = {("num_beam_groups", 1), ("diversity_penalty", 0.0), ("cache_implementation", "dynamic")}
+_HARMLESS_VALUES = {
+    ("num_beam_groups", 1), ("diversity_penalty", 0.0), ("cache_implementation", "dynamic"), ("guidance_scale", 1.0),
+}
 
 
 def in_model_dtype(value: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -99,6 +102,21 @@ def _refuse_blocked_rows(scores: torch.Tensor, live: torch.Tensor, position: int
             "them all, padding and the start action never being generated). Leave at least one action allowed, e.g. "
             "the end action."
         )
+
+
+def _refuse_blocked_examples(
+    log_probs: torch.Tensor, beam_scores: torch.Tensor, finished: torch.Tensor, returned: int, position: int
+) -> None:
+    """
+    Beam search's :func:`_refuse_blocked_rows`: ``ValueError`` when an example that still lacks ``returned`` finished
+    sequences (``finished`` `(B, num_beams)`) has no live beam (``beam_scores`` `(B, num_beams)` above the -1e9 that
+    marks placeholder and finished beams) with an action left in ``log_probs`` `(B * num_beams, V)`: it could only
+    return unfinished, -1e9-scored sequences. One blocked beam among others is beam search's business: it drops out.
+    """
+    batch_size, num_beams = beam_scores.shape
+    live = (beam_scores > -1e9).reshape(-1, 1)
+    open_scores = log_probs.masked_fill(~live, -math.inf).reshape(batch_size, -1)
+    _refuse_blocked_rows(open_scores, finished.sum(-1) < returned, position)
 
 
 def times_of_actions(times: torch.Tensor, actions: torch.LongTensor) -> torch.Tensor:
@@ -558,24 +576,21 @@ class A2GenGenerationMixin(GenerationMixin):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         transformers' step, except that beam sampling also works with A2Gen's few actions: there, fewer than
-        ``beams_to_keep`` continuations can have a non-zero probability (at the first step only beam 0 is live), so
-        continuations with a finite score but a probability that underflows to 0 are drawn after all the others.
+        ``beams_to_keep`` continuations can have a non-zero probability (at the first step only beam 0 is live, and
+        logits processors may block most actions). So the continuations are drawn without replacement by the
+        Gumbel-top-k trick (the same law as ``torch.multinomial`` without replacement): finite scores in proportion
+        to their probability, even where it underflows to 0, and blocked ones (-inf) only after every finite one, as
+        beam search's ``topk`` takes them; :func:`_refuse_blocked_examples` refuses an example none of whose beams can
+        go on.
         """
         if not do_sample:
             return super()._get_top_k_continuations(
                 accumulated_log_probs, running_sequences, running_beam_indices, cur_len, decoder_prompt_len,
                 do_sample, beams_to_keep, num_beams, batch_size, **kwargs,
             )
-        probabilities = F.softmax(accumulated_log_probs, dim=-1)
-        finite = torch.isfinite(accumulated_log_probs)
-        weights = torch.where(finite & (probabilities == 0), torch.finfo(probabilities.dtype).tiny, probabilities)
-        available = int((weights > 0).sum(-1).min())
-        if available < beams_to_keep:
-            raise ValueError(
-                f"Beam sampling keeps {beams_to_keep} continuations per step, but only {available} actions can follow "
-                "(after the logits processors); lower num_beams or relax the processors."
-            )
-        topk_indices = torch.multinomial(weights, num_samples=beams_to_keep)
+        scores = accumulated_log_probs.nan_to_num(nan=-math.inf, posinf=math.inf)
+        gumbel = -torch.empty_like(scores).exponential_().log()
+        topk_indices = (scores + gumbel).topk(beams_to_keep, dim=-1).indices
         topk_log_probs = torch.gather(accumulated_log_probs, dim=1, index=topk_indices)
         topk_log_probs, order = topk_log_probs.sort(dim=-1, descending=True)
         topk_indices = topk_indices.gather(dim=-1, index=order)
@@ -633,9 +648,7 @@ class A2GenGenerationMixin(GenerationMixin):
             step = step_function(fed_tokens, running_times)
             logits = step.logits.to(dtype=torch.float32, copy=True)
             log_probs = processors(flat_running, F.log_softmax(self._allowed_scores(logits), dim=-1))
-            if cur_len == prompt_len:  # the first step: every example's first beam must have an action to go on with
-                _refuse_blocked_rows(log_probs[::num_beams], torch.ones_like(log_probs[::num_beams, 0], dtype=torch.bool),
-                                     cur_len)  # fmt: skip
+            _refuse_blocked_examples(log_probs, running_beam_scores, is_sent_finished, returned, cur_len)
             if all_scores is not None:
                 all_scores += (log_probs.clone(),)
             if raw_logits is not None:
