@@ -201,6 +201,21 @@ def test_outputs_and_generate_from_context_agree_with_generate():
     assert beam.sequences_scores is None and beam.beam_indices.shape[0] == 4  # as transformers' beam output
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_contexts_of_the_wrong_size_or_kind_are_refused_and_float64_is_cast(generator):
+    """Before: torch's `mat1 and mat2 shapes cannot be multiplied (4x53 and 56x80)` / `must have the same dtype`."""
+    model, inputs = tiny_model(generator)
+    with torch.no_grad():
+        context = model.a2gen(**inputs).generation_context
+    size = context.shape[1]
+    for method in (model.generate_from_context, model.slot_distributions):
+        for wrong in (context[:, :-3], context.long(), context[0], context.tolist()):
+            with pytest.raises(ValueError, match=rf"context must be a float tensor \(batch, {size}\)"):
+                method(wrong)
+    assert torch.equal(model.generate_from_context(context.double()), model.generate_from_context(context))
+    torch.testing.assert_close(model.slot_distributions(context.double()), model.slot_distributions(context))
+
+
 def test_streamer_and_custom_logits_processor():
     model, inputs = tiny_model("eag")
 

@@ -397,11 +397,24 @@ class A2GenGenerationMixin(GenerationMixin):
                 f"generate_from_context() got unknown arguments {sorted(model_kwargs)}; it takes the context and "
                 "generation options (max_new_tokens, do_sample, num_beams, ...)."
             )
-        if context.dim() != 2:
-            raise ValueError(f"context must be (batch, context_size), got shape {tuple(context.shape)}.")
+        context = self._checked_context(context, "generate_from_context")
         return self._generate_timed(
             context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer
         )
+
+    def _checked_context(self, context: torch.Tensor, method: str) -> torch.Tensor:
+        """``context`` `(B, context_size)` as the generator reads it: a float tensor of this model's context size (a
+        ``ValueError`` naming it otherwise), cast to the model's dtype unless autocast runs (as forward casts times)."""
+        size = self.a2gen.context_size
+        if not torch.is_tensor(context) or context.dim() != 2 or context.shape[1] != size or not context.is_floating_point():
+            got = f"shape {tuple(context.shape)}, {context.dtype}" if torch.is_tensor(context) else type(context).__name__
+            raise ValueError(
+                f"{method}(): context must be a float tensor (batch, {size}), this model's generation context (the "
+                f"encoder's `generation_context`, as A2GenRanker computes it); got {got}."
+            )
+        if context.dtype != self.dtype and not torch.is_autocast_enabled(context.device.type):
+            context = context.to(self.dtype)
+        return context
 
     def _generate_timed(
         self,
@@ -763,6 +776,7 @@ class A2GenGenerationMixin(GenerationMixin):
         k's distribution is then the one given that the sequence is still running, which is what
         :func:`~a2gen_hf.modeling_a2gen.action_predictions_from_slots` weighs by the chance ``alive_k`` that it is.
         """
+        context = self._checked_context(context, "slot_distributions")
         if self.config.generator_type == "iag":
             logits, times = self.generator.slot_predictions(context)
             return small_softmax(logits.float()), times.float()
