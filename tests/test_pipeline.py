@@ -326,6 +326,11 @@ def test_generation_options_reach_generate():
     assert [r["action_probabilities"] for r in scores_only] == [r["action_probabilities"] for r in pipe(REQUEST)]
     with pytest.raises(ValueError, match="max_new_tokens"):
         pipe(REQUEST, max_new_tokens=99)
+    # Before: accepted and ignored (max_new_tokens=99 is refused when timelines are generated).
+    with pytest.raises(ValueError, match=r"Generation options \['max_new_tokens', 'num_beams'\] with timelines=False"):
+        pipe(REQUEST, timelines=False, num_beams=3, max_new_tokens=99)
+    with pytest.raises(ValueError, match="with timelines=False"):
+        pipe(REQUEST, timelines=False, generate_kwargs={"do_sample": True})
 
 
 def test_side_feature_fields_come_from_the_saved_tokenizer(tmp_path):

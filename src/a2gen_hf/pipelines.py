@@ -197,6 +197,11 @@ class ActionGenerationPipeline(Pipeline):
             if generate_kwargs is not None and not isinstance(generate_kwargs, Mapping):
                 raise TypeError(f"generate_kwargs must be a dict of generate() options, got {generate_kwargs!r}.")
             forward_parameters["generate_kwargs"] = {**(generate_kwargs or {}), **options}
+        if timelines is not None and not timelines and forward_parameters.get("generate_kwargs"):
+            raise ValueError(
+                f"Generation options {sorted(forward_parameters['generate_kwargs'])} with timelines=False: they only act "
+                "on the timelines generated (the scores do not depend on them); drop them, or set timelines=True."
+            )
         return preprocess_parameters, forward_parameters, {}
 
     def _rank_weights(self, rank_by: str | Mapping[str, float]) -> torch.Tensor:
