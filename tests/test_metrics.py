@@ -411,3 +411,17 @@ def test_predict_dataloader_is_the_one_loop():
     assert set(plain) == {"action_probabilities", "expected_times"}
     with pytest.raises(ValueError, match="empty"):
         predict_dataloader(model, [])
+
+
+def test_a_group_column_the_batches_lack_is_refused():
+    # Before: GAUC and NDCG / Recall were silently left out of the result for a misspelt or missing group column.
+    config = tiny_config()
+    model = A2GenForActionGeneration(config).eval()
+    batches = [make_batch(config, seed=0)]
+    with pytest.raises(ValueError, match=r"group_column='request_id' is missing in the batch \(its keys: \[.*'user_ids'"):
+        evaluate_model(model, batches, group_column="request_id")
+    with pytest.raises(ValueError, match="group_column='notes' is not a tensor"):
+        predict_dataloader(model, [dict(batches[0], notes=["a"] * 4)], group_column="notes")
+    assert "group_ids" not in predict_dataloader(model, batches, group_column=None)
+    assert "gauc" not in evaluate_model(model, batches, group_column=None)
+    assert "group_ids" not in predict_dataloader(model, batches, references=False, group_column="request_id")

@@ -67,6 +67,17 @@ def _concatenate(name: str, parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _check_group_column(batch: Mapping[str, Any], group_column: str) -> None:
+    """The group of each example (GAUC, NDCG@K / Recall@K) is a tensor of the batch, not silently left out."""
+    if not torch.is_tensor(batch.get(group_column)):
+        found = "is not a tensor" if group_column in batch else "is missing"
+        raise ValueError(
+            f"group_column={group_column!r} {found} in the batch (its keys: {sorted(batch)}); pass the name of the "
+            f"collated tensor that holds each example's group (the user: {DEFAULT_GROUP_COLUMN!r}), or "
+            "group_column=None to report no GAUC / NDCG@K / Recall@K."
+        )
+
+
 def predict_dataloader(
     model,
     dataloader: Iterable[Mapping[str, Any]],
@@ -82,8 +93,8 @@ def predict_dataloader(
 
     Args:
         generate: also generate (greedy) the next action and, for models that generate, the sequences.
-        references: also collect the batches' ``labels`` / ``label_times`` / ``label_time_mask`` and, when the
-            batches have it, ``group_ids`` (from ``group_column``, the user by default; None: no groups).
+        references: also collect the batches' ``labels`` / ``label_times`` / ``label_time_mask`` and ``group_ids``
+            (the batches' ``group_column`` tensor, the user by default; None: no groups).
         progress: show a progress bar (``description`` as its label).
 
     Returns:
@@ -91,13 +102,16 @@ def predict_dataloader(
         the widest batch.
 
     Raises:
-        ValueError: the dataloader is empty, or ``references`` is asked for and a batch has no labels.
+        ValueError: the dataloader is empty, or ``references`` is asked for and a batch has no labels or no
+            ``group_column`` tensor.
     """
     collected: dict[str, list[np.ndarray]] = {}
     was_training = model.training
     model.eval()
     try:
         for batch in tqdm(dataloader, desc=description, disable=not progress, leave=False):
+            if references and group_column is not None:
+                _check_group_column(batch, group_column)
             batch = {key: value.to(model.device) for key, value in batch.items() if torch.is_tensor(value)}
             if references and ("labels" not in batch or "label_times" not in batch):
                 raise ValueError(
@@ -107,7 +121,7 @@ def predict_dataloader(
             outputs = predict_batch(model, batch, generate=generate)
             if references:
                 outputs.update({name: batch[name] for name in LABEL_COLUMNS if name in batch})
-                if group_column is not None and group_column in batch:
+                if group_column is not None:
                     outputs["group_ids"] = batch[group_column]
             for name, values in outputs.items():
                 collected.setdefault(name, []).append(values.detach().cpu().numpy())
@@ -132,8 +146,9 @@ def evaluate_model(
     :func:`~a2gen_hf.metrics.compute_action_metrics` of it all.
 
     The next action is the first generated one for A2Gen, :func:`predicted_next_actions` for the baselines; the
-    backward-time rate is reported for models that generate. GAUC and NDCG@K / Recall@K group the examples by
-    ``group_column`` (the user by default). ``oracle`` (the simulator's ``oracle_action_prob`` /
+    backward-time rate is reported for models that generate. GAUC and NDCG@K / Recall@K group the examples by the
+    batches' ``group_column`` tensor (the user by default; a column the batches lack is refused; None: neither is
+    reported). ``oracle`` (the simulator's ``oracle_action_prob`` /
     ``oracle_expected_seconds`` columns, e.g. ``dataset.select_columns(list(ORACLE_COLUMNS))[:]``) must list the
     examples in the dataloader's order (do not shuffle it). ``metric_options`` go to ``compute_action_metrics``
     (``top_k``, ``calibration_bins``, ``zero_time_tolerance_seconds``).
