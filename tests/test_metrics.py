@@ -132,7 +132,7 @@ def test_next_action_accuracy_and_rule():
 def test_backward_time_rate():
     sequences = [[1, 2, 4, 0], [1, 4, 0, 0], [1, 3, 2, 4], [1, 2, 0, 0]]
     times = [[0, 1, 2, 9], [0, 1, 0, 0], [0, 2, 1, 3], [0, 1, 0, 0]]  # padding times never count
-    assert backward_time_rate(sequences, times) == {"backward_time_rate": 0.25, "sequence_count": 4}
+    assert backward_time_rate(sequences, times) == {"backward_time_rate": 0.25, "sequence_count": 4, "notes": []}
     with pytest.raises(ValueError, match="left-aligned"):
         backward_time_rate([[1, 0, 4]], [[0, 0, 1]])
 
@@ -343,6 +343,42 @@ def test_gauc_equals_per_user_sklearn_auc_weighted_by_examples():
     assert gauc(probabilities, labels, [f"u{g}" for g in groups], NAMES)["gauc"] == result["gauc"]
     with pytest.raises(ValueError, match="one group id"):
         gauc(probabilities, labels, groups[:-1], NAMES)
+
+
+def test_group_ids_without_a_value_are_refused():
+    # Before: None raised "'<' not supported" from np.unique, and the NaN rows silently formed one group.
+    probabilities, _ = toy_predictions()
+    for group_ids, first_bad in (([None, "a", "a", "b"], "0] is None"), ([np.nan, 1.0, np.nan, 1.0], "0] is nan"),
+                                 ([1, 1, 2, None], "3] is None"), (torch.tensor([1.0, 1.0, 2.0, math.nan]), "3] is nan")):
+        for metric in (gauc, ranking_at_k):
+            with pytest.raises(ValueError, match=rf"group_ids\[{first_bad}; every example needs a group id"):
+                metric(probabilities, LABELS, group_ids, NAMES)
+    with pytest.raises(ValueError, match=r"group_ids\[1\] is nan"):
+        compute_action_metrics(
+            {"action_probabilities": probabilities, "expected_times": np.zeros((4, 5))},
+            {"labels": LABELS, "label_times": LABEL_TIMES, "group_ids": [1.5, math.nan, 1.5, 2.5]}, NAMES,
+        )
+    with pytest.raises(ValueError, match=r"group_ids mix ids that do not compare \(\['bytes', 'str'\]\)"):
+        gauc(probabilities, LABELS, np.array(["a", b"a", "b", "b"], dtype=object), NAMES)
+
+
+def test_no_examples_give_nan_with_notes():
+    # Before: gauc and compute_action_metrics with group ids raised IndexError (index -1) on zero rows.
+    empty_probabilities, empty_labels = np.zeros((0, 5)), np.zeros((0, 4), dtype=np.int64)
+    result = gauc(empty_probabilities, empty_labels, [], NAMES)
+    assert math.isnan(result["gauc"]["like"]) and result["gauc_groups"] == {"like": 0, "follow": 0}
+    assert math.isnan(result["mean_gauc"]) and "gauc[like]: undefined (NaN)" in result["notes"][0]
+    result = compute_action_metrics(
+        {"action_probabilities": empty_probabilities, "expected_times": empty_probabilities,
+         "next_actions": np.zeros(0, dtype=np.int64), "sequences": empty_labels, "sequence_times": np.zeros((0, 4))},
+        {"labels": empty_labels, "label_times": np.zeros((0, 4)), "group_ids": []}, NAMES, top_k=(1, 5),
+    )
+    assert result["num_examples"] == 0
+    values = list(flatten_metrics(result).values())
+    assert values and all(math.isnan(value) for value in values)
+    for key in ("auc[like]", "mae[leave]", "logloss[like]", "calibration[like]", "gauc[follow]", "ndcg/recall[like]",
+                "next_action_accuracy", "backward_time_rate"):
+        assert any(note.startswith(key) for note in result["notes"]), key
 
 
 def test_ndcg_and_recall_equal_sklearn_per_group():

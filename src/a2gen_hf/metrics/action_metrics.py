@@ -288,7 +288,8 @@ def backward_time_rate(sequences: Any, sequence_times: Any) -> dict[str, Any]:
         raise ValueError("sequences must be left-aligned: padding (0) only after the last action of a row.")
     backwards = ((times[:, 1:] < times[:, :-1]) & present[:, 1:]).any(axis=1)
     rate = float(backwards.mean()) if len(backwards) else math.nan
-    return {"backward_time_rate": rate, "sequence_count": int(len(backwards))}
+    notes = [] if len(backwards) else ["backward_time_rate: undefined (NaN), there are no sequences."]
+    return {"backward_time_rate": rate, "sequence_count": int(len(backwards)), "notes": notes}
 
 
 def oracle_comparison(
@@ -370,8 +371,27 @@ def _ranked_inputs(
     return probabilities, occurs, ranked
 
 
+def _check_group_ids_present(groups: np.ndarray) -> None:
+    """None or NaN is no group: refused, or all such examples would silently form (or break) one group."""
+    if groups.dtype.kind in "fc":
+        missing = np.isnan(groups)
+    elif groups.dtype.kind == "O":  # np.unique compares these one by one in Python anyway
+        missing = np.fromiter(
+            (value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) for value in groups),
+            dtype=bool, count=groups.size,
+        )
+    else:
+        return
+    if missing.any():
+        position = int(np.argmax(missing))
+        raise ValueError(
+            f"group_ids[{position}] is {groups[position : position + 1].tolist()[0]!r}; every example needs a group id (the user or request it "
+            "belongs to): drop the examples without one, or give each of them an id of its own."
+        )
+
+
 def _group_index(group_ids: Any, size: int) -> np.ndarray:
-    """`(n,)` group ids (any hashable values: user ids, request ids) -> `(n,)` dense group numbers 0..G-1."""
+    """`(n,)` group ids (user ids, request ids: integers or strings) -> `(n,)` dense group numbers 0..G-1."""
     if isinstance(group_ids, torch.Tensor):
         group_ids = group_ids.detach().cpu().numpy()
     groups = np.asarray(group_ids)
@@ -379,7 +399,14 @@ def _group_index(group_ids: Any, size: int) -> np.ndarray:
         raise ValueError(
             f"group_ids has shape {groups.shape}; pass one group id (user or request) per example, ({size},)."
         )
-    return np.unique(groups, return_inverse=True)[1].reshape(-1)
+    _check_group_ids_present(groups)
+    try:
+        return np.unique(groups, return_inverse=True)[1].reshape(-1)
+    except TypeError:
+        kinds = sorted({type(value).__name__ for value in groups})
+        raise ValueError(
+            f"group_ids mix ids that do not compare ({kinds}); pass ids of one kind, e.g. all strings."
+        ) from None
 
 
 def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -396,13 +423,15 @@ def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.nd
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     groups = np.asarray(groups, dtype=np.int64).reshape(-1)
     size = occurs.size
-    num_groups = int(groups.max()) + 1 if size else 0
+    if not size:
+        return np.zeros(0), np.zeros(0)
+    num_groups = int(groups.max()) + 1
     order = np.lexsort((scores, groups))  # by group, then score
     group, score, positive = groups[order], scores[order], occurs[order]
-    new_group = np.r_[True, group[1:] != group[:-1]] if size else np.zeros(0, dtype=bool)
+    new_group = np.r_[True, group[1:] != group[:-1]]
     group_first = np.flatnonzero(new_group)
     position = np.arange(size) - group_first[np.cumsum(new_group) - 1]  # 0-based rank inside the group
-    new_tie = new_group | np.r_[True, score[1:] != score[:-1]] if size else new_group
+    new_tie = new_group | np.r_[True, score[1:] != score[:-1]]
     tie_first = np.flatnonzero(new_tie)
     tie_last = np.r_[tie_first[1:], size] - 1
     ranks = ((position[tie_first] + position[tie_last]) / 2 + 1)[np.cumsum(new_tie) - 1]  # mean rank of ties
@@ -460,16 +489,21 @@ def log_loss(
 ) -> dict[str, Any]:
     """
     Binary cross-entropy (natural log) of P(happens) per action (all but start and end), probabilities clipped to
-    ``[eps, 1 - eps]`` (float64 eps, as ``sklearn.metrics.log_loss``); ``mean_logloss`` over the actions.
+    ``[eps, 1 - eps]`` (float64 eps, as ``sklearn.metrics.log_loss``); ``mean_logloss`` over the actions;
+    ``notes`` (NaN without examples).
     """
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     losses = {}
+    notes: list[str] = []
     for action_id in ranked:
+        name = action_names[action_id - 1]
         p = np.clip(probabilities[:, action_id], _LOGLOSS_EPS, 1 - _LOGLOSS_EPS)
         y = occurs[:, action_id]
-        losses[action_names[action_id - 1]] = float(-np.mean(np.where(y, np.log(p), np.log1p(-p)))) if y.size else math.nan
+        losses[name] = float(-np.mean(np.where(y, np.log(p), np.log1p(-p)))) if y.size else math.nan
+        if not y.size:
+            notes.append(f"logloss[{name}]: undefined (NaN), there are no examples.")
     values = [value for value in losses.values() if not math.isnan(value)]
-    return {"logloss": losses, "mean_logloss": float(np.mean(values)) if values else math.nan}
+    return {"logloss": losses, "mean_logloss": float(np.mean(values)) if values else math.nan, "notes": notes}
 
 
 def reliability_table(occurs: Any, probabilities: Any, num_bins: int = DEFAULT_CALIBRATION_BINS) -> list[dict[str, Any]]:

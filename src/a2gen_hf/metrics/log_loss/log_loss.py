@@ -19,7 +19,7 @@ Args:
         + evaluate_module.VOCABULARY_KWARGS
         + """
 Returns:
-    logloss (`dict[str, float]`), mean_logloss.
+    logloss (`dict[str, float]`, NaN without examples), mean_logloss, notes.
 """
     )
     features = datasets.Features({"predictions": evaluate_module.ACTION_SCORES, "references": evaluate_module.ACTION_IDS})

@@ -12,7 +12,7 @@ Args:
     predictions (`list[dict]`): per generated sequence, {"sequences": action ids (start first, 0 = padding after
         the end action), "times": their times (normalised or seconds)}, e.g. generate()'s sequences and times.
 Returns:
-    backward_time_rate, sequence_count.
+    backward_time_rate (NaN without sequences), sequence_count, notes.
 """
     features = datasets.Features(
         {"predictions": {"sequences": evaluate_module.ACTION_IDS, "times": evaluate_module.ACTION_SCORES}}
