@@ -399,6 +399,42 @@ def test_ndcg_and_recall_equal_sklearn_per_group():
         ranking_at_k(probabilities, labels, groups, NAMES, top_k=(0,))
 
 
+def test_top_k_and_bins_are_positive_ints():
+    # Before: top_k=[2.9] reported ndcg_at_2, [True] @1, ["5"] @5, 10 and [nan] raised TypeError / a bare
+    # conversion error, and 2.0 bins a TypeError; without group ids a bad top_k passed unseen.
+    probabilities, times = toy_predictions()
+    ranked = ranking_at_k(probabilities, LABELS, GROUPS, NAMES, top_k=np.int64(2))
+    assert ranked["ndcg_at_2"] == ranking_at_k(probabilities, LABELS, GROUPS, NAMES, top_k=(2,))["ndcg_at_2"]
+    assert "ndcg_at_1" in ranking_at_k(probabilities, LABELS, GROUPS, NAMES, top_k=np.array([2, 1, 2]))
+    predictions = {"action_probabilities": probabilities, "expected_times": times}
+    references = {"labels": LABELS, "label_times": LABEL_TIMES}
+    assert "ndcg_at_3" in compute_action_metrics(predictions, dict(references, group_ids=GROUPS), NAMES, top_k=3)
+    for top_k in ([2.9], [True], ["5"], "10", [math.nan], 2.0, [], [0], None, {5: 1}, np.array([[1, 2]])):
+        with pytest.raises(ValueError, match=r"top_k=.* must be a positive int or a sequence of them, the cut-offs"):
+            ranking_at_k(probabilities, LABELS, GROUPS, NAMES, top_k=top_k)
+        with pytest.raises(ValueError, match=r"top_k=.* must be a positive int or a sequence of them"):
+            compute_action_metrics(predictions, references, NAMES, top_k=top_k)
+    assert len(calibration(probabilities, LABELS, NAMES, num_bins=np.int64(3))["reliability"]["like"]) == 3
+    for bins in (2.0, 2.5, True, "10", 0):
+        with pytest.raises(ValueError, match=r"num_bins=.* must be a positive int"):
+            calibration(probabilities, LABELS, NAMES, num_bins=bins)
+        with pytest.raises(ValueError, match=r"calibration_bins=.* must be a positive int"):
+            compute_action_metrics(predictions, references, NAMES, calibration_bins=bins)
+
+
+def test_evaluate_model_checks_its_metric_options_before_predicting():
+    class Unpredictable:
+        config = tiny_config()
+
+        def predict_actions(self, **batch):
+            raise AssertionError("predicted before the options were checked")
+
+    for options, message in ((dict(top_k=[2.9]), "top_k"), (dict(calibration_bins=2.5), "calibration_bins"),
+                             (dict(topk=5), r"Unknown metric options \['topk'\]")):
+        with pytest.raises(ValueError, match=message):
+            evaluate_model(Unpredictable(), [make_batch(Unpredictable.config)], **options)
+
+
 def test_log_loss_equals_sklearn():
     _, happens, probabilities, labels = random_grouped_case(seed=2)
     probabilities[0, 2] = 0.0  # clipped, not infinite

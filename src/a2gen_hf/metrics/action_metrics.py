@@ -168,6 +168,38 @@ def _check_probabilities(probabilities: np.ndarray, name: str) -> None:
         )
 
 
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """A count (bins): an int >= 1, numpy ints fine; floats, bools and strings are refused, never rounded."""
+    if not _is_positive_int(value):
+        raise ValueError(f"{name}={value!r} must be a positive int (a whole number >= 1 such as 10, not a float or a str).")
+    return int(value)
+
+
+def _cut_offs(top_k: Any) -> list[int]:
+    """``top_k``, one positive int or a sequence of them (numpy ints fine) -> the sorted distinct cut-offs K."""
+    values = [top_k] if _is_positive_int(top_k) else top_k
+    if (
+        not isinstance(values, (list, tuple, range, np.ndarray))
+        or np.ndim(values) != 1
+        or len(values) == 0
+        or not all(_is_positive_int(value) for value in values)
+    ):
+        raise ValueError(
+            f"top_k={top_k!r} must be a positive int or a sequence of them, the cut-offs K, e.g. 10 or (5, 10) (floats, "
+            "bools and strings are refused, never rounded)."
+        )
+    return sorted({int(value) for value in values})
+
+
+def _metric_options(top_k: Any, calibration_bins: Any) -> tuple[list[int], int]:
+    """The checked options of :func:`compute_action_metrics`: the cut-offs and the number of calibration bins."""
+    return _cut_offs(top_k), _positive_int(calibration_bins, "calibration_bins")
+
+
 def _check_time_statistics(time_log_mean: float, time_log_std: float) -> None:
     """Times convert to seconds only with a finite mean and a positive finite spread (the fitted tokenizer's)."""
     if not (math.isfinite(time_log_mean) and math.isfinite(time_log_std) and time_log_std > 0):
@@ -511,8 +543,7 @@ def reliability_table(occurs: Any, probabilities: Any, num_bins: int = DEFAULT_C
     Reliability diagram of one action: `num_bins` equal-width bins of P(happens) over [0, 1] (the last one closed),
     each ``{"low", "high", "count", "mean_predicted", "observed_rate"}`` (NaN means in an empty bin).
     """
-    if num_bins < 1:
-        raise ValueError(f"num_bins={num_bins} must be >= 1.")
+    num_bins = _positive_int(num_bins, "num_bins")
     occurs = np.asarray(occurs, dtype=np.float64).reshape(-1)
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     edges = np.linspace(0.0, 1.0, num_bins + 1)
@@ -542,8 +573,9 @@ def calibration(
     share of examples where it happens (``observed_rate``), their ratio ``calibration`` (predicted over observed:
     1 is calibrated on average, above 1 over-predicts; NaN when the action never happens), the expected
     calibration error ``ece`` (bin weight times |mean prediction - observed rate|, summed over the bins) and the
-    ``reliability`` table of :func:`reliability_table`.
+    ``reliability`` table of :func:`reliability_table` (``num_bins``: a positive int).
     """
+    num_bins = _positive_int(num_bins, "num_bins")
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     result: dict[str, Any] = {key: {} for key in ("predicted_rate", "observed_rate", "calibration", "ece", "reliability")}
     notes: list[str] = []
@@ -576,20 +608,19 @@ def ranking_at_k(
     action_names: Sequence[str],
     start_action: str = "start",
     end_action: str = "leave",
-    top_k: Sequence[int] = DEFAULT_TOP_K,
+    top_k: int | Sequence[int] = DEFAULT_TOP_K,
 ) -> dict[str, Any]:
     """
     NDCG@K and Recall@K per action (all but start and end), a group's examples (a user's or a request's) being its
     candidates, ranked by P(happens); relevance is 1 where the action happens. Averaged over the groups with at
-    least one positive (the others have no ideal ranking); tied scores keep the examples' order.
+    least one positive (the others have no ideal ranking); tied scores keep the examples' order. ``top_k``: one
+    cut-off K or a sequence of them, positive ints.
 
     Returns:
         ``ndcg_at_K`` and ``recall_at_K`` per action for every K of `top_k`, ``ranking_groups`` (groups averaged
         over, per action) and ``notes``.
     """
-    ks = sorted({int(k) for k in top_k})
-    if not ks or ks[0] < 1:
-        raise ValueError(f"top_k={list(top_k)} must list cut-offs >= 1, e.g. (5, 10).")
+    ks = _cut_offs(top_k)
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     groups = _group_index(group_ids, occurs.shape[0])
     size = groups.size
@@ -645,7 +676,7 @@ def compute_action_metrics(
     time_log_mean: float = 0.0,
     time_log_std: float = 1.0,
     zero_time_tolerance_seconds: float = 1e-3,
-    top_k: Sequence[int] = DEFAULT_TOP_K,
+    top_k: int | Sequence[int] = DEFAULT_TOP_K,
     calibration_bins: int = DEFAULT_CALIBRATION_BINS,
 ) -> dict[str, Any]:
     """
@@ -661,8 +692,10 @@ def compute_action_metrics(
         action_names / start_action / end_action: the vocabulary (the model config's).
         time_log_mean / time_log_std: the time statistics, to report seconds.
         zero_time_tolerance_seconds: occurrences at or below this many seconds count as "at 0 s".
-        top_k: the cut-offs K of NDCG@K / Recall@K. calibration_bins: bins of the reliability tables.
+        top_k: the cut-offs K of NDCG@K / Recall@K, one positive int or a sequence of them (checked even without
+            group ids). calibration_bins: bins of the reliability tables, a positive int.
     """
+    top_k, calibration_bins = _metric_options(top_k, calibration_bins)
     for name in ("action_probabilities", "expected_times"):
         if predictions.get(name) is None:
             raise ValueError(f"predictions need {name!r} (predict_actions returns it).")

@@ -16,12 +16,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .action_metrics import ORACLE_COLUMNS, _as_array, compute_action_metrics, predicted_next_actions
+from .action_metrics import (
+    DEFAULT_CALIBRATION_BINS,
+    DEFAULT_TOP_K,
+    ORACLE_COLUMNS,
+    _as_array,
+    _metric_options,
+    compute_action_metrics,
+    predicted_next_actions,
+)
 
 # The collator's label tensors, collected as the references of the metrics.
 LABEL_COLUMNS = ("labels", "label_times", "label_time_mask")
 # The batch tensor that groups examples for GAUC and NDCG@K / Recall@K by default (one group per user).
 DEFAULT_GROUP_COLUMN = "user_ids"
+# The options of compute_action_metrics that evaluate_model passes on.
+METRIC_OPTIONS = ("top_k", "calibration_bins", "zero_time_tolerance_seconds")
 
 
 @torch.no_grad()
@@ -151,8 +161,14 @@ def evaluate_model(
     reported). ``oracle`` (the simulator's ``oracle_action_prob`` /
     ``oracle_expected_seconds`` columns, e.g. ``dataset.select_columns(list(ORACLE_COLUMNS))[:]``) must list the
     examples in the dataloader's order (do not shuffle it). ``metric_options`` go to ``compute_action_metrics``
-    (``top_k``, ``calibration_bins``, ``zero_time_tolerance_seconds``).
+    (``top_k``, ``calibration_bins``, ``zero_time_tolerance_seconds``); they are checked before predicting.
     """
+    unknown = sorted(set(metric_options) - set(METRIC_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown metric options {unknown}; evaluate_model passes on only {list(METRIC_OPTIONS)}.")
+    _metric_options(
+        metric_options.get("top_k", DEFAULT_TOP_K), metric_options.get("calibration_bins", DEFAULT_CALIBRATION_BINS)
+    )
     config = model.config
     arrays = predict_dataloader(
         model, dataloader, generate=True, group_column=group_column, progress=progress, description="evaluating"
