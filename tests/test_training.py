@@ -836,6 +836,13 @@ def test_two_process_ddp_keeps_the_same_weight_average_as_one_process(data_dir, 
     for name, value in averages[0].items():
         if not name.endswith("key.bias"):
             torch.testing.assert_close(value, averages[1][name], rtol=0, atol=1e-5, msg=name)
+    # Resumed on 2 processes (before: "device cpu:0 is invalid", blamed on the checkpoint, every time).
+    resume = [*command[: command.index("--max-steps") + 1], "4", *command[command.index("--max-steps") + 2 :], "--resume"]
+    done = subprocess.run(resume, env=cpu_ddp_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = json.loads((ddp / "training_log.json").read_text())
+    assert [entry["step"] for entry in log["log_history"] if "loss" in entry][-1] == 4
+    assert (ddp / "checkpoint-3").is_dir()
 
 
 def test_shard_for_process_splits_whole_shards():

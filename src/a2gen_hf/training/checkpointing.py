@@ -465,7 +465,9 @@ def _resume(
         raise ValueError(f"{rng_file} is not in the checkpoint; it was written by another number of processes.")
     module = accelerator.unwrap_model(model)
     try:
-        load_model(module, str(existing / CHECKPOINT_MODEL_FILE), strict=True, device=str(accelerator.device))
+        # The weights' own device: accelerator.device is "cpu:0" under CPU DDP, which safetensors refuses.
+        device = str(next(module.parameters()).device)
+        load_model(module, str(existing / CHECKPOINT_MODEL_FILE), strict=True, device=device)
         with safe_open(str(existing / CHECKPOINT_OPTIMIZER_FILE), framework="pt") as file:
             tensors = {name: file.get_tensor(name) for name in file.keys()}
         optimizer.load_state_dict(_optimizer_state(tensors, manifest["optimizer"]))
