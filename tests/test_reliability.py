@@ -186,6 +186,25 @@ def test_missing_weights_and_missing_config(checkpoint):
         load_checkpoint(checkpoint / "nowhere")
 
 
+def test_from_pretrained_without_config_json_is_refused_not_defaulted(tmp_path):
+    """Before: A2GenForActionGeneration.from_pretrained built a default config and loaded the weights into it, silently
+    when the shapes agreed (time statistics then wrong), and failed inside transformers on a2gen train's checkpoint-N."""
+    model = tiny_model(time_log_mean=3.0, time_log_std=0.5)
+    model.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"model has no config\.json .*or pass config=\.\.\."):
+        A2GenForActionGeneration.from_pretrained(tmp_path / "model")
+    loaded = A2GenForActionGeneration.from_pretrained(tmp_path / "model", config=model.config)  # config given: fine
+    assert loaded.config.time_log_mean == 3.0
+    (tmp_path / "model").rename(tmp_path / "checkpoint-12")
+    with pytest.raises(CheckpointError, match=r"checkpoint-N folder of `a2gen train` is kept for --resume"):
+        A2GenForActionGeneration.from_pretrained(tmp_path / "checkpoint-12")
+    from a2gen_hf.training.data_setup import model_to_train_from
+
+    with pytest.raises(CheckpointError, match=r"checkpoint-12 has no config\.json"):  # --init-from; before: "a None model"
+        model_to_train_from(tmp_path / "checkpoint-12", "a2gen-iag", tokenizer_for(model), None)
+
+
 class _WritesMarker:
     """Unpickling this object creates a file: the proof that a pickle was (or was not) loaded."""
 

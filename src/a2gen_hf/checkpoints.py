@@ -26,6 +26,7 @@ from .strict_loading import (  # noqa: F401  (re-exported)
     SAFE_WEIGHTS_NAME,
     CheckpointError,
     _read_json,
+    missing_config_error,
 )
 from .tokenization_a2gen import A2GenActionTokenizer
 
@@ -43,10 +44,7 @@ def _model_class_and_config(folder: Path) -> tuple[type[PreTrainedModel], A2GenC
     """The model class named by ``config.json`` (one of :data:`MODEL_CLASSES`) and the config it holds."""
     config_file = folder / CONFIG_NAME
     if not config_file.is_file():
-        raise CheckpointError(
-            f"{folder} has no config.json ({config_file} does not exist); a checkpoint folder needs the config.json "
-            "written by model.save_pretrained(folder) (transformers would otherwise build a default config silently)."
-        )
+        raise missing_config_error(folder)
     config_dict = _read_json(config_file, "model config")
     model_types = {model_class.config_class.model_type for model_class in MODEL_CLASSES.values()}
     model_type = config_dict.get("model_type")

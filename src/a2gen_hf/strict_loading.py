@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from transformers import PretrainedConfig
 from transformers.utils import cached_file
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
@@ -64,6 +65,23 @@ def _resolve(source: str, filename: str, hub_kwargs: dict[str, Any]) -> Path | N
     except (OSError, ValueError):
         return None
     return Path(found) if found else None
+
+
+def missing_config_error(source: str | Path) -> CheckpointError:
+    """The error for a model folder (or Hub repo) ``source`` without ``config.json``: transformers would build a
+    default config and load the weights into it (silently when the shapes happen to agree). An ``a2gen train``
+    checkpoint folder (``checkpoint-N``: weights and optimizer for ``--resume``, no config) gets a hint of its own
+    (transformers.Trainer's ``checkpoint-N`` folders hold a config.json, so they never come here)."""
+    hint = (
+        " A checkpoint-N folder of `a2gen train` is kept for --resume (weights and optimizer state, no config): load "
+        "the run's OUTPUT/model folder, or resume the run with --resume."
+        if Path(source).name.startswith("checkpoint-") else ""
+    )  # fmt: skip
+    return CheckpointError(
+        f"{source} has no config.json ({Path(source) / CONFIG_NAME} does not exist); a model folder needs the "
+        "config.json written by model.save_pretrained(folder), or pass config=... (transformers would otherwise "
+        f"build a default config silently).{hint}"
+    )
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -215,6 +233,8 @@ class StrictLoadingMixin:
         source = str(pretrained_model_name_or_path)
         hub_kwargs = {name: kwargs[name] for name in _HUB_KWARGS if kwargs.get(name) is not None}
         config_file = _resolve(source, CONFIG_NAME, hub_kwargs)
+        if config_file is None and not isinstance(kwargs.get("config"), PretrainedConfig):
+            raise missing_config_error(Path(source) / hub_kwargs.get("subfolder", ""))
         saved_config = _read_json(config_file, "model config") if config_file is not None else {}
         expected_type = cls.config_class.model_type
         if config_file is not None and saved_config.get("model_type") != expected_type:

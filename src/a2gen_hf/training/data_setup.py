@@ -26,6 +26,7 @@ from ..data.folder import DATA_SUMMARY_FILE, TOKENIZER_FOLDER, load_data_dir, lo
 from ..features_a2gen import TargetPopularityFeatures, popularity_keyed_by_raw_id
 from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
+from ..strict_loading import CONFIG_NAME, missing_config_error
 from ..tokenization_a2gen import A2GenActionTokenizer
 
 # The models `a2gen train --model` (and `a2gen compare`) can build: config class, model class, fixed config values.
@@ -197,7 +198,8 @@ def model_to_train_from(
     (:data:`DATA_FIELDS`).
 
     Raises:
-        FileNotFoundError: ``path`` is neither a folder nor a Hub id; OSError: it holds no ``config.json``.
+        FileNotFoundError: ``path`` is neither a folder nor a Hub id.
+        CheckpointError (a ValueError): the folder holds no ``config.json`` (e.g. an ``a2gen train`` checkpoint-N).
         ValueError: ``path`` holds another kind of model than ``model_name``, the data decides another config
             (other actions or id tables: another data folder's tokenizer), or an override differs from the saved
             config; each names the field and both values.
@@ -211,6 +213,8 @@ def model_to_train_from(
             f"{path}: no such folder; give a folder written by save_pretrained (a2gen train's OUTPUT/model) or a Hub "
             "model id (namespace/name)."
         )
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, CONFIG_NAME)):
+        raise missing_config_error(path)
     saved_type = config_class.get_config_dict(str(path))[0].get("model_type")
     if saved_type != config_class.model_type:
         kinds = [name for name, (kind, _, _) in MODEL_CHOICES.items() if kind.model_type == saved_type]
