@@ -45,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     model = AutoModelForActionGeneration.from_pretrained(args.checkpoint)
     tokenizer = A2GenActionTokenizer.from_pretrained(args.checkpoint)
-    dataset, _, _ = load_data_dir(args.data)
+    dataset, data_tokenizer, _ = load_data_dir(args.data)
+    # The examples' ids were hashed by the data folder's tokenizer: they must mean the same rows to the model's.
+    data_tokenizer.check_same_ids(tokenizer, (f"the tokenizer of {args.data}", "the checkpoint's"))
     training_args = a2gen_training_arguments(
         args.output,
         num_train_epochs=args.epochs,

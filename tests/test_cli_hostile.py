@@ -191,6 +191,32 @@ def test_an_empty_split_is_named_and_evaluate_writes_strict_json(tiny_checkpoint
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_a_data_folder_hashed_with_other_buckets_is_refused(tiny_checkpoint, tmp_path, capsys):
+    """Before: evaluated and fine-tuned without a word, every id pointing at another embedding row."""
+    import shutil
+
+    from a2gen_hf import A2GenActionTokenizer
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_checkpoint / "data", other)
+    tokenizer = A2GenActionTokenizer.from_pretrained(str(other / "tokenizer"))
+    tokenizer.item_buckets *= 2
+    tokenizer.save_pretrained(str(other / "tokenizer"))
+    model = str(tiny_checkpoint / "model")
+    for command in ("evaluate", "generate"):
+        assert main([command, "--model", model, "--data", str(other), "--quiet"]) == 2
+        err = error_of(capsys, command)
+        assert "hash ids differently" in err and f"item_buckets: the tokenizer of {other} {tokenizer.item_buckets}" in err
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "finetune_with_trainer.py"
+    spec = importlib.util.spec_from_file_location("finetune_with_trainer", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with pytest.raises(ValueError, match=r"item_buckets: the tokenizer of .* the checkpoint's"):
+        example.main(["--checkpoint", model, "--data", str(other), "--output", str(tmp_path / "out"), "--max-steps", "1"])
+
+
 # -- compare / demo / simulate / train / prepare: checked before anything is simulated or trained
 
 

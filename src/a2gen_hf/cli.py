@@ -296,7 +296,8 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
     from .data.collator import A2GenDataCollator, collation_rows
     from .training.data_setup import load_data_dir
 
-    dataset, _, _ = load_data_dir(data_dir)
+    dataset, data_tokenizer, _ = load_data_dir(data_dir)
+    data_tokenizer.check_same_ids(tokenizer, (f"the tokenizer of {data_dir}", "the model's"))
     if split not in dataset:
         raise ValueError(f"split {split!r} is not in {data_dir}; it has {sorted(dataset)}.")
     if len(dataset[split]) == 0:

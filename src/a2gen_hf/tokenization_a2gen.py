@@ -40,6 +40,11 @@ CONFIG_FIELDS = (
     "side_feature_buckets",
 )
 
+# What makes an id (or action id) in saved examples mean the same row for two tokenizers: examples a data folder's
+# tokenizer hashed can be read by a model whose tokenizer agrees on these (the time statistics may differ: the
+# collator normalises raw seconds with the model's own).
+ID_FIELDS = ("action_names", "start_action", "end_action", "user_buckets", "item_buckets", "side_feature_buckets")
+
 Event = tuple[str, float | None]
 MAX_BUCKETS = 2**63  # hashed ids are int64 tensors
 
@@ -968,6 +973,25 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     def from_config(cls, config: A2GenConfig, **kwargs) -> A2GenActionTokenizer:
         """A tokenizer with ``config``'s actions, time statistics, ``max_actions`` and bucket counts."""
         return cls(**{field: getattr(config, field) for field in CONFIG_FIELDS}, **kwargs)
+
+    def check_same_ids(self, other: A2GenActionTokenizer, names: tuple[str, str] = ("this", "the other")) -> None:
+        """
+        Raise ``ValueError`` when examples hashed by this tokenizer would mean other rows (ids, actions, side-feature
+        values) to ``other``: they differ in an :data:`ID_FIELDS` setting or in their side-feature fields. ``names``
+        name the two in the message, e.g. ``("the data folder's tokenizer", "the model's")``.
+        """
+        mismatches = [
+            f"{field}: {names[0]} {getattr(self, field)!r}, {names[1]} {getattr(other, field)!r}"
+            for field in (*ID_FIELDS, "side_feature_fields")
+            if getattr(self, field) != getattr(other, field)
+        ]
+        if mismatches:
+            raise ValueError(
+                f"{names[0]} and {names[1]} hash ids differently, so the examples' ids would point at other embedding "
+                "rows (" + "; ".join(mismatches) + "). Prepare the data again with the model's settings "
+                "(a2gen prepare --item-buckets / --user-buckets / --side-feature-buckets as the model's config.json), "
+                "or use the data folder the model was trained on."
+            )
 
     def check_compatible(self, config: A2GenConfig) -> None:
         """Raise ``ValueError`` naming every setting in which this tokenizer and ``config`` disagree."""
