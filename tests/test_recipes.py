@@ -191,6 +191,28 @@ def test_a_switch_a_recipe_turns_on_can_be_turned_off_by_the_command_line_or_a_c
     assert parse_arguments([*base, "--config", str(settings), "--id-free"]).id_free is True
 
 
+def test_an_optional_number_a_recipe_sets_can_be_unset_by_none_or_null(tmp_path, capsys):
+    """Before: `--patience 0` was refused ("or None: off") and `patience: null` in --config silently dropped, so a
+    recipe's early stopping could not be turned off."""
+    from a2gen_hf.cli import main, parse_arguments
+
+    base = ["train", "--recipe", "sparse_logs", "--data", "d", "--output", "o"]
+    recipe = parse_arguments(base)
+    assert recipe.patience is not None and recipe.eval_every is not None
+    assert parse_arguments([*base, "--patience", "none"]).patience is None
+    assert parse_arguments([*base, "--max-grad-norm", "None"]).max_grad_norm is None
+    settings = tmp_path / "mine.yaml"
+    settings.write_text("patience: null\neval_every: null\n")
+    unset = parse_arguments([*base, "--config", str(settings)])
+    assert unset.patience is None and unset.eval_every is None
+    assert parse_arguments([*base, "--config", str(settings), "--patience", "4"]).patience == 4
+    settings.write_text("batch_size: null\n")  # not an optional number: refused naming the key
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--config", str(settings)])
+    assert exited.value.code == 2
+    assert "batch_size: null is not a value of --batch-size" in capsys.readouterr().err
+
+
 def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simulated_data_dir, tmp_path, caplog):
     """`a2gen train --model mmoe --recipe sparse_logs`: the recipe's A2Gen-only parts (the residual fit of the
     occurrence head, the generator selected apart) are not applied, with a warning that names them; the wide path

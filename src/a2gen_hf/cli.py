@@ -956,7 +956,12 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
                 raise ConfigError(f"{source}: {key} is a switch; give true or false, not {value!r}.")
             # false is written out (--no-x), so that a --config file can turn off what the recipe turned on.
             arguments += [flag if value else action.option_strings[1]]
-        elif value is not None:
+        elif value is None:
+            # null unsets an optional number (--patience none: no early stopping), as on the command line.
+            if not getattr(action.type, "accepts_none", False):
+                raise ConfigError(f"{source}: {key}: null is not a value of {flag}; give a value or leave the key out.")
+            arguments += [f"{flag}=none"]
+        else:
             text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
             arguments += [f"{flag}={text}"]
     return arguments

@@ -45,6 +45,25 @@ def _base_type(annotation: Any) -> type:
     return arguments[0] if arguments else annotation
 
 
+NONE = "none"
+
+
+def _number_or_none(kind: type) -> Any:
+    """The ``type=`` of an optional number (``int | None``): ``none`` (any case) is None, the "not set" that the
+    default means, so that a recipe's or ``--config``'s value can be unset again; anything else is read by ``kind``."""
+
+    def read(text: str) -> Any:
+        return None if text.strip().lower() == NONE else kind(text)
+
+    read.__name__ = kind.__name__  # argparse names the type in its errors ("invalid int value: 'x'")
+    read.accepts_none = True
+    return read
+
+
+def _is_optional_number(annotation: Any, kind: type) -> bool:
+    return kind in (int, float) and type(None) in typing.get_args(annotation)
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
     """Add one option per field of the dataclass ``cls`` (see the module's docstring)."""
     hints = typing.get_type_hints(cls)
@@ -64,10 +83,13 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
             )
             action.help = help_text  # argparse appends "(default: False)" to a switch's help; the formatter decides
             continue
+        optional_number = _is_optional_number(hints[item.name], kind)
+        if optional_number and item.default is None:
+            help_text += f"; {NONE}: not set (unsets a --recipe's or --config's value)"
         parser.add_argument(
             flag,
             dest=item.name,
-            type=kind,
+            type=_number_or_none(kind) if optional_number else kind,
             default=item.default,
             choices=metadata.get("choices"),
             metavar=metadata.get("metavar"),
