@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -302,6 +303,12 @@ def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
     assert "already holds checkpoint-12" in capsys.readouterr().err
     assert main([*argv, "--resume"]) == 0
     assert "Resumed from" in capsys.readouterr().err
+    # ... and one whose checkpoints are gone still holds a finished run (before: replaced its model, kept its best
+    # weights beside the new run's files).
+    for checkpoint in output.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    assert main(argv) == 2
+    assert "holds an earlier run (training_log.json, best_model.safetensors)" in capsys.readouterr().err
 
 
 def test_dataloader_workers_give_the_same_run(data_dir, tmp_path, monkeypatch):

@@ -44,6 +44,10 @@ CHECKPOINT_MANIFEST = "a2gen_checkpoint.json"
 BEST_MODEL_FILE = "best_model.safetensors"
 # With select_generator_by_loss: the weights of the evaluation with the lowest generator loss.
 BEST_GENERATOR_FILE = "best_generator.safetensors"
+# Written when a run ends (its settings, log history and best step).
+TRAINING_LOG_FILE = "training_log.json"
+# What a run leaves in its output folder besides its checkpoints: a new run does not mix its files with them.
+RUN_FILES = (TRAINING_LOG_FILE, BEST_MODEL_FILE, BEST_GENERATOR_FILE)
 
 # The settings a resumed run may change: how long to train, and what is logged, checkpointed, shown and evaluated (and
 # how map-style batches are read, which does not change them; a stream's worker count does, see _resume_key).
@@ -440,6 +444,12 @@ def _resume(
             raise ValueError(
                 f"{output_dir} already holds {existing.name} from an earlier run: pass --resume (resume=True) to "
                 "continue it, or choose an empty output folder."
+            )
+        earlier = [name for name in RUN_FILES if (output_dir / name).exists()]
+        if earlier:  # a finished run without checkpoints: its model and best weights would be replaced or mixed
+            raise ValueError(
+                f"{output_dir} holds an earlier run ({', '.join(earlier)}): a new run would replace its model and "
+                "leave its files beside the new ones. Choose an empty output folder, or move the earlier run away."
             )
         return None
     if existing is None:

@@ -59,6 +59,7 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     CHECKPOINT_PREFIX,
     RESUME_FREE_SETTINGS,
     RNG_STATE_PREFIX,
+    TRAINING_LOG_FILE,
     _check_finite_weights,
     _load_best,
     _Progress,
@@ -86,7 +87,6 @@ from .weight_average import WeightAverage
 OPTIMIZER_FUSED = True
 
 logger = logging.getLogger(__name__)
-TRAINING_LOG_FILE = "training_log.json"
 MODEL_FOLDER = "model"
 EVAL_RESULTS_FILE = "eval_results.json"
 
