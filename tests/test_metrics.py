@@ -176,6 +176,37 @@ def test_bad_inputs_are_refused():
             timing_mae(times, LABELS, LABEL_TIMES, LABEL_TIME_MASK, NAMES, time_log_std=std)
 
 
+def test_ids_and_time_masks_are_whole_numbers_not_truncated():
+    # Before: 2.9 was cut to 2 (next action accuracy 1.0 below), labels + 0.7 gave the same AUC, a mask of 0.5 made
+    # every time unknown, and strings were parsed.
+    probabilities, times = toy_predictions()
+    labels = np.array(LABELS)
+    assert action_auc(probabilities, labels.astype(float), NAMES) == action_auc(probabilities, labels, NAMES)
+    ragged = [[1, 2, 4], [1, 4], [1, 2, 3, 4], [1, 3, 4]]
+    assert action_auc(probabilities, [np.array(row, dtype=float) for row in ragged], NAMES)["auc"] == {
+        "like": 1.0, "follow": 0.5}
+    with pytest.raises(ValueError, match=r"labels\[0, 0\] is 1.7; labels takes whole numbers \(ids\)"):
+        action_auc(probabilities, labels + 0.7, NAMES)
+    with pytest.raises(ValueError, match=r"labels\[2, 3\] is 4.5; labels takes whole numbers"):
+        log_loss(probabilities, ragged[:2] + [[1, 2, 3, 4.5], [1, 3, 4]], NAMES)
+    with pytest.raises(ValueError, match=r"labels\[1, 1\] is nan"):
+        gauc(probabilities, [[1, 2], [1, math.nan], [1, 2], [1, 2]], GROUPS, NAMES)
+    with pytest.raises(ValueError, match=r"labels holds <U\d+ values; it takes whole numbers"):
+        action_auc(probabilities, labels.astype(str), NAMES)
+    with pytest.raises(ValueError, match=r"next_actions\[0\] is 2.9; next_actions takes whole numbers"):
+        next_action_accuracy([2.9, 4.0, 2.0, 3.0], LABELS)
+    assert next_action_accuracy([2.0, 4.0, 2.0, 2.0], LABELS)["next_action_accuracy"] == 0.75
+    with pytest.raises(ValueError, match=r"sequences\[0, 1\] is 2.5"):
+        backward_time_rate([[1, 2.5, 4]], [[0, 1, 2]])
+    expected = timing_mae(times, LABELS, LABEL_TIMES, LABEL_TIME_MASK, NAMES)
+    as_bools = timing_mae(times, LABELS, LABEL_TIMES, np.array(LABEL_TIME_MASK, dtype=bool), NAMES)
+    assert as_bools["mae"] == expected["mae"] and as_bools["timed_count"] == expected["timed_count"]
+    for mask, bad in ((np.full((4, 4), 0.5), r"\[0, 0\] is 0.5"), ([[1, 1, 2, 0]] * 4, r"\[0, 2\] is 2.0"),
+                      ([[1, 1], [1, math.nan], [1], [1]], r"\[1, 1\] is nan")):
+        with pytest.raises(ValueError, match=rf"label_time_mask{bad}; a time mask holds 1 \(time known\) or 0"):
+            timing_mae(times, LABELS, LABEL_TIMES, mask, NAMES)
+
+
 def test_evaluate_modules_load_offline_and_match_the_functions():
     probabilities, times = toy_predictions()
     references = [

@@ -63,22 +63,64 @@ DEFAULT_CALIBRATION_BINS = 10
 _LOGLOSS_EPS = float(np.finfo(np.float64).eps)
 
 def _as_array(values: Any, name: str, dtype: type, ndim: int, pad_value: float | None = None) -> np.ndarray:
-    """`values` (array, tensor or nested lists; ragged rows padded with `pad_value` when given) -> numpy array."""
+    """`values` (array, tensor or nested lists; ragged rows padded with `pad_value` when given) -> numpy array of
+    `dtype`. An integer `dtype` (ids) takes whole numbers only: 1.0 is fine, 2.7 is refused, never truncated."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
+    integral = np.issubdtype(dtype, np.integer)
+    read_as = None if integral else dtype  # ids are read as given and checked before the cast
     try:
-        array = np.asarray(values, dtype=dtype)
+        array = np.asarray(values, dtype=read_as)
     except ValueError:
-        rows = list(values)
         if pad_value is None or ndim != 2:
             raise ValueError(f"{name} must be a rectangular {ndim}-d array; its rows have different lengths.") from None
-        width = max((len(row) for row in rows), default=0)
-        array = np.full((len(rows), width), pad_value, dtype=dtype)
-        for index, row in enumerate(rows):
-            array[index, : len(row)] = row
+        array = _ragged_rows(values, name, pad_value, read_as)
     if array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-d, got shape {array.shape}.")
+    return _whole_numbers(array, name).astype(dtype, copy=False) if integral else array
+
+
+def _ragged_rows(values: Any, name: str, pad_value: float, dtype: type | None) -> np.ndarray:
+    """Rows of different lengths -> a 2-d array, each row left-aligned and padded with `pad_value`."""
+    rows = list(values)
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    flat = np.asarray(np.concatenate(rows), dtype=dtype)
+    if flat.ndim != 1:
+        raise ValueError(f"{name} must be a 2-d array: a list of rows of numbers, got rows of shape {flat.shape[1:]}.")
+    width = int(lengths.max())
+    array = np.full((len(rows), width), pad_value, dtype=flat.dtype)
+    array[np.arange(width) < lengths[:, None]] = flat
     return array
+
+
+def _first_bad(array: np.ndarray, bad: np.ndarray, name: str) -> str:
+    """``name[i, j] is v`` for the first entry of `array` where the bool `bad` is set."""
+    position = np.unravel_index(int(np.argmax(bad)), array.shape)
+    return f"{name}[{', '.join(str(index) for index in position)}] is {array[position]}"
+
+
+def _whole_numbers(array: np.ndarray, name: str) -> np.ndarray:
+    """Ids read as given: integers and bools pass, floats only where they are whole numbers (never truncated)."""
+    if array.dtype.kind in "biu":
+        return array
+    if array.dtype.kind != "f":
+        raise ValueError(f"{name} holds {array.dtype} values; it takes whole numbers (ids), pass them as integers.")
+    whole = np.isfinite(array) & (np.trunc(array) == array)
+    if not whole.all():
+        raise ValueError(
+            f"{_first_bad(array, ~whole, name)}; {name} takes whole numbers (ids): 1.0 is fine, a fraction, NaN or inf "
+            "is refused rather than cut to an integer. Pass the ids as integers."
+        )
+    return array
+
+
+def _time_mask(values: Any, name: str) -> np.ndarray:
+    """A `(n, T)` 0/1 time mask (bools fine) -> int64; any other value is refused rather than read as 0."""
+    mask = _as_array(values, name, np.float64, 2, pad_value=0.0)
+    bad = (mask != 0) & (mask != 1)
+    if bad.any():
+        raise ValueError(f"{_first_bad(mask, bad, name)}; a time mask holds 1 (time known) or 0 (unknown), bools fine.")
+    return mask.astype(np.int64)
 
 
 def _action_ids(action_names: Sequence[str], start_action: str, end_action: str) -> tuple[list[int], list[int]]:
@@ -138,9 +180,7 @@ def action_targets(
     times = torch.zeros(labels.shape) if label_times is None else torch.as_tensor(
         _as_array(label_times, "label_times", np.float64, 2, pad_value=0.0)
     )
-    mask = None if label_time_mask is None else torch.as_tensor(
-        _as_array(label_time_mask, "label_time_mask", np.int64, 2, pad_value=0)
-    )
+    mask = None if label_time_mask is None else torch.as_tensor(_time_mask(label_time_mask, "label_time_mask"))
     if times.shape != labels.shape or (mask is not None and mask.shape != labels.shape):
         raise ValueError(
             f"labels {tuple(labels.shape)}, label_times {tuple(times.shape)} and label_time_mask "
