@@ -261,6 +261,31 @@ def test_evaluate_modules_load_offline_and_match_the_functions():
         metric_path("roc_auc")
 
 
+def test_grouped_modules_take_the_group_ids_the_functions_take():
+    # Before: string ids failed with "invalid literal for int()" and 1.2 / 1.7 were cut into one group (another GAUC).
+    probabilities, _ = toy_predictions()
+    probabilities[:, 2] = [0.9, 0.1, 0.2, 0.8]
+    modules = {"gauc": gauc, "ranking_at_k": ranking_at_k}
+    for group_ids in (["u1", "u1", "u2", "u2"], [1.2, 1.7, 1.2, 1.7], [7, 7, 9, 9], [7.0, 7, np.int64(9), 9.0],
+                      np.array([3, 5, 5, 3])):
+        references = [{"labels": labels, "group_id": group} for labels, group in zip(LABELS, group_ids)]
+        for name, function in modules.items():
+            computed = load_metric(name).compute(predictions=probabilities, references=references, action_names=NAMES)
+            expected = function(probabilities, LABELS, group_ids, NAMES)
+            assert flatten_metrics(computed) == pytest.approx(flatten_metrics(expected), nan_ok=True), (name, group_ids)
+            assert computed["notes"] == expected["notes"]
+    assert math.isnan(gauc(probabilities, LABELS, [1.2, 1.7, 1.2, 1.7], NAMES)["gauc"]["like"])  # not 1.2 -> 1
+    for bad, shown in ((None, "None"), (math.nan, "nan"), ([1], r"\[1\]")):
+        references = [{"labels": labels, "group_id": group} for labels, group in zip(LABELS, [1, 1, 2, bad])]
+        for name in modules:
+            with pytest.raises(ValueError, match=rf"references\[3\]\['group_id'\] is {shown}; every example needs"):
+                load_metric(name).compute(predictions=probabilities, references=references, action_names=NAMES)
+    metric = load_metric("gauc")
+    for row, labels in zip(probabilities, LABELS):
+        metric.add(prediction=row, reference={"labels": labels, "group_id": "u1"})
+    assert metric.compute(action_names=NAMES)["gauc"] == gauc(probabilities, LABELS, ["u1"] * 4, NAMES)["gauc"]
+
+
 def test_compute_action_metrics_combines_every_part():
     probabilities, times = toy_predictions()
     oracle_probabilities, oracle_seconds = oracle_columns()

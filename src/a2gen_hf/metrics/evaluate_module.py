@@ -1,16 +1,19 @@
 """Shared base of the ``evaluate`` modules shipped in ``a2gen_hf/metrics/<name>/<name>.py``.
 
-A module file subclasses :class:`A2GenMetric` through this module (``evaluate_module.A2GenMetric``), never by
-importing the class into its namespace: evaluate 0.4 takes the first ``EvaluationModule`` subclass it finds there.
+A module file subclasses :class:`A2GenMetric` (or :class:`GroupedMetric`) through this module
+(``evaluate_module.A2GenMetric``), never by importing the class into its namespace: evaluate 0.4 takes the first
+``EvaluationModule`` subclass it finds there.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import datasets
 import evaluate
+import numpy as np
 
 CITATION = """\
 @article{li2026a2gen,
@@ -24,8 +27,9 @@ CITATION = """\
 ACTION_SCORES = datasets.Sequence(datasets.Value("float64"))
 ACTION_IDS = datasets.Sequence(datasets.Value("int64"))
 LABEL_COLUMNS = {"labels": ACTION_IDS, "label_times": ACTION_SCORES, "label_time_mask": ACTION_IDS}
-# The label sequence and the group (user or request) of an example, for GAUC and NDCG@K / Recall@K.
-GROUPED_LABELS = {"labels": ACTION_IDS, "group_id": datasets.Value("int64")}
+# The label sequence and the group (user or request) of an example, for GAUC and NDCG@K / Recall@K. The group id is
+# stored as text (group_id_text), so that string ids work and float ids are never cut to an integer.
+GROUPED_LABELS = {"labels": ACTION_IDS, "group_id": datasets.Value("string")}
 
 VOCABULARY_KWARGS = """
     action_names (`list[str]`): the model's action vocabulary (``config.action_names``); column ``i`` of a
@@ -36,6 +40,24 @@ TIME_KWARGS = """
     time_log_mean / time_log_std (`float`): the time statistics (``config.time_log_mean`` / ``time_log_std``), to
         report seconds.
 """
+
+
+def group_id_text(value: Any, where: str) -> str:
+    """
+    A group id as :class:`GroupedMetric` stores it, grouping as the functions do: a string as it is, an integer
+    (or a whole float: 7 and 7.0 are one group) as its digits, another float by its repr (1.2 and 1.7 stay two
+    groups). None, NaN and anything else are refused, naming ``where``.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and not math.isnan(value):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    raise ValueError(
+        f"{where}['group_id'] is {value!r}; every example needs a group id (the user or request it belongs to), a "
+        "string or an integer: drop the examples without one, or give each of them an id of its own."
+    )
 
 
 def columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list]:
@@ -57,3 +79,31 @@ class A2GenMetric(evaluate.Metric):
             inputs_description=self.inputs_description,
             features=self.features,
         )
+
+    def _reference(self, reference: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+        """One struct reference (a dict) as the module stores it; ``where`` names it in errors. As given here."""
+        return reference
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """``evaluate``'s add_batch (compute() adds its inputs through it), struct references prepared first."""
+        if isinstance(references, (list, tuple)):
+            references = [
+                self._reference(row, f"references[{index}]") if isinstance(row, Mapping) else row
+                for index, row in enumerate(references)
+            ]
+        return super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """``evaluate``'s add, a struct reference prepared first."""
+        if isinstance(reference, Mapping):
+            reference = self._reference(reference, "reference")
+        return super().add(prediction=prediction, reference=reference, **kwargs)
+
+
+class GroupedMetric(A2GenMetric):
+    """A module whose references are :data:`GROUPED_LABELS`: the group ids go in as :func:`group_id_text`."""
+
+    def _reference(self, reference: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+        if "group_id" not in reference:
+            return reference  # evaluate names the missing field
+        return {**reference, "group_id": group_id_text(reference["group_id"], where)}

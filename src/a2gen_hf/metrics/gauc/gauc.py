@@ -5,7 +5,7 @@ import datasets
 from a2gen_hf.metrics import evaluate_module, gauc
 
 
-class Gauc(evaluate_module.A2GenMetric):
+class Gauc(evaluate_module.GroupedMetric):
     description = (
         "Group AUC of P(action happens) per action type (all but start and the end action): the AUC inside every "
         "group (user or request), averaged with the group's number of examples as weight, over the groups that "
@@ -17,7 +17,7 @@ Args:
     predictions (`list[list[float]]`): per example, P(action happens) per action id (predict_actions'
         action_probabilities).
     references (`list[dict]`): per example, {"labels": the label sequence (start, a1, ..., end, padding),
-        "group_id": the user (or request) the example belongs to}.
+        "group_id": the user (or request) the example belongs to, a string or an integer (None / NaN refused)}.
 """
         + evaluate_module.VOCABULARY_KWARGS
         + """

@@ -5,7 +5,7 @@ import datasets
 from a2gen_hf.metrics import evaluate_module, ranking_at_k
 
 
-class RankingAtK(evaluate_module.A2GenMetric):
+class RankingAtK(evaluate_module.GroupedMetric):
     description = (
         "NDCG@K and Recall@K per action type (all but start and the end action): the examples of a group (user or "
         "request) are its candidates, ranked by P(action happens), relevant where the action happens; averaged "
@@ -16,7 +16,7 @@ class RankingAtK(evaluate_module.A2GenMetric):
 Args:
     predictions (`list[list[float]]`): per example, P(action happens) per action id.
     references (`list[dict]`): per example, {"labels": the label sequence (start, a1, ..., end, padding),
-        "group_id": the user (or request) the example belongs to}.
+        "group_id": the user (or request) the example belongs to, a string or an integer (None / NaN refused)}.
 """
         + evaluate_module.VOCABULARY_KWARGS
         + """
