@@ -261,3 +261,15 @@ def test_compare_refuses_an_empty_validation_split_before_training(tmp_path, cap
     assert "--validation-fraction above 0" in error and not trained
     assert main([*argv, "--recipe", "sparse_logs"]) == 2
     assert "the wide start (wide_warm_start: its regression's C), logreg, count-network" in capsys.readouterr().err
+
+
+def test_compare_runs_again_in_the_same_output(simulated_data_dir, tmp_path):
+    """compare owns its runs/NAME-seedN folders: a second compare replaces them (training itself refuses a folder that
+    holds an earlier run)."""
+    argv = compare_argv(simulated_data_dir, tmp_path / "compare")
+    argv[argv.index("--models") + 1] = "mmoe"
+    for _ in range(2):
+        assert main(argv) == 0
+    runs = (tmp_path / "compare" / "runs").iterdir()
+    assert sorted(path.name for path in runs if not path.name.startswith(".")) == ["mmoe-seed0"]  # not the locks
+    assert json.loads((tmp_path / "compare" / "results.json").read_text())["models"].keys() == {"mmoe"}

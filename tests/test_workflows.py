@@ -43,6 +43,8 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     results = json.loads((output / "demo_results.json").read_text())
     assert set(results) == {"a2gen-iag", "mmoe"}
     assert 0.0 <= results["a2gen-iag"]["auc"]["like"] <= 1.0
+    # The README's command runs again in the same folder: the demo replaces its own runs.
+    assert main(["demo", "--output", str(output), "--num-examples", "600", "--epochs", "1", "--quiet"]) == 0
 
 
 def test_compare_writes_the_tables_with_baselines_and_bootstrap(data_dir, tmp_path, capsys):

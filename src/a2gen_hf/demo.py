@@ -22,6 +22,7 @@ from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
 from .output_folders import write_json_atomically
 from .plotting import plot_timeline, ranked_action_probabilities
+from .training.checkpointing import remove_earlier_run
 from .training.data_setup import create_model, model_config_from_tokenizer
 from .training.loop import TrainingSettings, train
 
@@ -76,6 +77,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
         logger.info(f"{step}/5 Training {name} for up to {settings.num_epochs} epochs (best epoch on validation) ...")
         set_seed(settings.seed)
         model = create_model(name, tokenizer, dataset)
+        remove_earlier_run(output_dir / "runs" / name)  # the demo owns its runs/: a second demo replaces them
         trained = train(
             model,
             train_rows,

@@ -147,6 +147,20 @@ def _is_plain_name(name: str) -> bool:
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
+def remove_earlier_run(output_dir: str | os.PathLike) -> None:
+    """
+    Delete ``output_dir`` when it holds an earlier run (its :data:`RUN_FILES` or ``checkpoint-N`` folders), so that
+    a command that owns its run folders (``a2gen compare``'s and ``a2gen demo``'s ``runs/NAME``, both one process)
+    runs again in the same output; :func:`train` itself refuses such a folder. Any other folder is left as it is.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return
+    if any((folder / name).exists() for name in RUN_FILES) or any(map(_checkpoint_step, folder.iterdir())):
+        logger.info(f"Replacing the earlier run in {folder}.")
+        shutil.rmtree(folder)
+
+
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     """
     The newest complete ``checkpoint-N`` folder of ``output_dir``, or None. Half-written checkpoints are never

@@ -29,6 +29,7 @@ from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
 from ..output_folders import write_json_atomically, write_text_atomically
+from .checkpointing import remove_earlier_run
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
@@ -210,6 +211,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                 if (fit_residual, split_generator) != (settings.wide_residual_fit, training.select_generator_by_loss):
                     logger.info(f"{name}: no occurrence head on the counts alone, so no residual fit and no separate "
                                 "generator selection (A2Gen's); the rest of the settings apply")
+                remove_earlier_run(run_settings.output_dir)  # compare owns its runs/: a second compare replaces them
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 if settings.wide_residual:  # what training did not improve on validation goes back to the start
                     give_back_to_the_start(trained.model, tokenizer, dataset, ranking=fit_residual)
