@@ -25,6 +25,7 @@ from safetensors.torch import load_model
 
 from a2gen_hf.data.collator import A2GenDataCollator
 from a2gen_hf.metrics import action_targets
+from a2gen_hf.training.checkpointing import remove_earlier_run
 from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset
 from a2gen_hf.training.data_setup import create_model, load_data_dir
 from a2gen_hf.training.give_back import give_back_to_the_start
@@ -343,6 +344,7 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
     if ablation:
         collator = AblatedCollator(collator, ablation)
     settings = TrainingSettings(output_dir=str(folder / "run"), seed=seed, show_progress=False, **spec["training"])
+    remove_earlier_run(settings.output_dir)  # a run that stopped before its predictions were written trains again
     started = time.perf_counter()
     result = train(model, data["train"], collator, settings, eval_dataset=data["validation"])
     if spec.get("warm_start") and spec.get("residual"):  # as a2gen compare: what training did not improve goes back
