@@ -286,6 +286,25 @@ def test_grouped_modules_take_the_group_ids_the_functions_take():
     assert metric.compute(action_names=NAMES)["gauc"] == gauc(probabilities, LABELS, ["u1"] * 4, NAMES)["gauc"]
 
 
+def test_timed_modules_take_references_without_a_time_mask():
+    # Before: leaving label_time_mask out, as the functions allow (None), failed with a bare KeyError from datasets.
+    probabilities, times = toy_predictions()
+    oracle_probabilities, oracle_seconds = oracle_columns()
+    unmasked = [{"labels": a, "label_times": b} for a, b in zip(LABELS, LABEL_TIMES)]
+    computed = load_metric("timing_mae").compute(predictions=times, references=unmasked, action_names=NAMES)
+    expected = timing_mae(times, LABELS, LABEL_TIMES, None, NAMES)
+    assert flatten_metrics(computed) == pytest.approx(flatten_metrics(expected), nan_ok=True)
+    assert computed["timed_count"] == expected["timed_count"] == {"like": 2, "follow": 2, "leave": 4}
+    with_oracle = [dict(row, oracle_action_prob=p, oracle_expected_seconds=s)
+                   for row, p, s in zip(unmasked, oracle_probabilities, oracle_seconds)]
+    computed = load_metric("oracle_comparison").compute(predictions=probabilities, references=with_oracle, action_names=NAMES)
+    expected = oracle_comparison(probabilities, LABELS, LABEL_TIMES, None, oracle_probabilities, oracle_seconds, NAMES)
+    assert flatten_metrics(computed) == pytest.approx(flatten_metrics(expected), nan_ok=True)
+    some_masked = unmasked[:2] + [dict(row, label_time_mask=mask) for row, mask in zip(unmasked[2:], LABEL_TIME_MASK[2:])]
+    with pytest.raises(ValueError, match=r"references\[0\] has no label_time_mask but references\[2\] has one"):
+        load_metric("timing_mae").compute(predictions=times, references=some_masked, action_names=NAMES)
+
+
 def test_compute_action_metrics_combines_every_part():
     probabilities, times = toy_predictions()
     oracle_probabilities, oracle_seconds = oracle_columns()

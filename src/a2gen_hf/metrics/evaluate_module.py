@@ -1,6 +1,6 @@
 """Shared base of the ``evaluate`` modules shipped in ``a2gen_hf/metrics/<name>/<name>.py``.
 
-A module file subclasses :class:`A2GenMetric` (or :class:`GroupedMetric`) through this module
+A module file subclasses :class:`A2GenMetric` (or :class:`GroupedMetric`, :class:`TimedMetric`) through this module
 (``evaluate_module.A2GenMetric``), never by importing the class into its namespace: evaluate 0.4 takes the first
 ``EvaluationModule`` subclass it finds there.
 """
@@ -60,6 +60,23 @@ def group_id_text(value: Any, where: str) -> str:
     )
 
 
+def time_mask(masks: Sequence[Any]) -> Sequence[Any] | None:
+    """
+    The references' ``label_time_mask`` column (None where :class:`TimedMetric` found none): None when no reference
+    has one (every time known, as the functions take it), the column when all have one, refused when only some do.
+    """
+    missing = [index for index, mask in enumerate(masks) if mask is None]
+    if len(missing) == len(masks):
+        return None
+    if not missing:
+        return masks
+    given = next(index for index, mask in enumerate(masks) if mask is not None)
+    raise ValueError(
+        f"references[{missing[0]}] has no label_time_mask but references[{given}] has one; give it to every reference "
+        "or to none (then every time counts as known)."
+    )
+
+
 def columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list]:
     """evaluate hands struct inputs over as one dict per example: turn them into one list per field."""
     return {name: [row[name] for row in rows] for name in names}
@@ -107,3 +124,11 @@ class GroupedMetric(A2GenMetric):
         if "group_id" not in reference:
             return reference  # evaluate names the missing field
         return {**reference, "group_id": group_id_text(reference["group_id"], where)}
+
+
+class TimedMetric(A2GenMetric):
+    """A module whose references hold :data:`LABEL_COLUMNS`: ``label_time_mask`` may be left out, as the functions
+    allow (read back with :func:`time_mask`)."""
+
+    def _reference(self, reference: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+        return reference if "label_time_mask" in reference else {**reference, "label_time_mask": None}

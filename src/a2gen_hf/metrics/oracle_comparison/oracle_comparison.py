@@ -11,7 +11,7 @@ ORACLE_REFERENCES = {
 }
 
 
-class OracleComparison(evaluate_module.A2GenMetric):
+class OracleComparison(evaluate_module.TimedMetric):
     description = (
         "The simulator's oracle AUC and MAE per action and the model's share of the oracle's AUC above chance, "
         "(auc_model - 0.5) / (auc_oracle - 0.5)."
@@ -20,8 +20,9 @@ class OracleComparison(evaluate_module.A2GenMetric):
         """
 Args:
     predictions (`list[list[float]]`): per example, the model's P(action happens) per action id.
-    references (`list[dict]`): per example, {"labels", "label_times", "label_time_mask"} (the collator's) and the
-        simulator's "oracle_action_prob" / "oracle_expected_seconds" (one value per action name).
+    references (`list[dict]`): per example, {"labels", "label_times", "label_time_mask"} (the collator's;
+        "label_time_mask" may be left out of every reference: all times known) and the simulator's
+        "oracle_action_prob" / "oracle_expected_seconds" (one value per action name).
 """
         + evaluate_module.VOCABULARY_KWARGS
         + evaluate_module.TIME_KWARGS
@@ -47,7 +48,7 @@ Returns:
             predictions,
             columns["labels"],
             columns["label_times"],
-            columns["label_time_mask"],
+            evaluate_module.time_mask(columns["label_time_mask"]),
             columns["oracle_action_prob"],
             columns["oracle_expected_seconds"],
             action_names,

@@ -5,7 +5,7 @@ import datasets
 from a2gen_hf.metrics import evaluate_module, timing_mae
 
 
-class TimingMae(evaluate_module.A2GenMetric):
+class TimingMae(evaluate_module.TimedMetric):
     description = (
         "MAE of the predicted time of each action's first occurrence (all but start; the end action's is the watch "
         "time) on the examples where it happens with a known time, in normalised units and seconds, on all "
@@ -16,7 +16,8 @@ class TimingMae(evaluate_module.A2GenMetric):
 Args:
     predictions (`list[list[float]]`): per example, the expected normalised time per action id (predict_actions'
         expected_times).
-    references (`list[dict]`): per example, {"labels", "label_times", "label_time_mask"} as the collator builds.
+    references (`list[dict]`): per example, {"labels", "label_times", "label_time_mask"} as the collator builds
+        ("label_time_mask" may be left out of every reference: all times known).
 """
         + evaluate_module.VOCABULARY_KWARGS
         + evaluate_module.TIME_KWARGS
@@ -47,7 +48,7 @@ Returns:
             predictions,
             labels["labels"],
             labels["label_times"],
-            labels["label_time_mask"],
+            evaluate_module.time_mask(labels["label_time_mask"]),
             action_names,
             start_action,
             end_action,
