@@ -196,6 +196,10 @@ def test_ids_and_time_masks_are_whole_numbers_not_truncated():
     with pytest.raises(ValueError, match=r"next_actions\[0\] is 2.9; next_actions takes whole numbers"):
         next_action_accuracy([2.9, 4.0, 2.0, 3.0], LABELS)
     assert next_action_accuracy([2.0, 4.0, 2.0, 2.0], LABELS)["next_action_accuracy"] == 0.75
+    metric = load_metric("next_action_accuracy")
+    assert metric.compute(predictions=[2.0, 4, 2, 2], references=LABELS)["next_action_accuracy"] == 0.75
+    with pytest.raises(ValueError, match=r"next_actions\[0\] is 2.9; next_actions takes whole numbers"):
+        metric.compute(predictions=[2.9, 4, 2, 3], references=LABELS)  # the evaluate module too
     with pytest.raises(ValueError, match=r"sequences\[0, 1\] is 2.5"):
         backward_time_rate([[1, 2.5, 4]], [[0, 1, 2]])
     expected = timing_mae(times, LABELS, LABEL_TIMES, LABEL_TIME_MASK, NAMES)
