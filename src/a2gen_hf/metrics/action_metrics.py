@@ -456,9 +456,10 @@ def _check_group_ids_present(groups: np.ndarray) -> None:
         return
     if missing.any():
         position = int(np.argmax(missing))
+        value = groups[position : position + 1].tolist()[0]  # None or a plain float nan, as the caller wrote it
         raise ValueError(
-            f"group_ids[{position}] is {groups[position : position + 1].tolist()[0]!r}; every example needs a group id (the user or request it "
-            "belongs to): drop the examples without one, or give each of them an id of its own."
+            f"group_ids[{position}] is {value!r}; every example needs a group id (the user or request it belongs to): "
+            "drop the examples without one, or give each of them an id of its own."
         )
 
 
