@@ -47,8 +47,8 @@ def data_dir(simulated_data_dir, offline_caches_and_one_thread):
 
 
 def make_trainer(model, tokenizer, dataset, output_dir, embedding_learning_rate=None, **arguments):
-    args = a2gen_training_arguments(str(output_dir), per_device_train_batch_size=32, per_device_eval_batch_size=64,
-                                    **QUIET, **arguments)
+    args = a2gen_training_arguments(str(output_dir), **{"per_device_train_batch_size": 32,
+                                    "per_device_eval_batch_size": 64, **QUIET, **arguments})
     return A2GenTrainer(
         model=model,
         args=args,
@@ -96,6 +96,28 @@ def test_trainer_evaluates_baselines_and_eag(data_dir, tmp_path):
         metrics = make_trainer(model, tokenizer, dataset, tmp_path / name).evaluate()
         assert math.isfinite(metrics["eval_loss"]) and math.isfinite(metrics["eval_auc_like"]), name
         assert math.isfinite(metrics["eval_mean_mae"]), name
+
+
+def test_trainer_options_it_cannot_honour_are_refused_and_unconcatenated_batches_are_joined(data_dir, tmp_path):
+    """label_smoothing_factor (before: a RuntimeError of shapes inside the Trainer, or EAG's "needs labels"), a
+    checkpoint of `a2gen train` to resume from (before: a bare FileNotFoundError of trainer_state.json), and
+    eval_do_concat_batches=False (before: "use A2GenTrainer, not transformers.Trainer", with A2GenTrainer)."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    with pytest.raises(ValueError, match=r"label_smoothing_factor=0\.1: .*Set label_smoothing_factor=0"):
+        make_trainer(model, tokenizer, dataset, tmp_path / "smoothed", label_smoothing_factor=0.1)
+    concatenated = make_trainer(model, tokenizer, dataset, tmp_path / "joined", per_device_eval_batch_size=8)
+    per_batch = make_trainer(model, tokenizer, dataset, tmp_path / "batches", per_device_eval_batch_size=8,
+                             eval_do_concat_batches=False)
+    expected, metrics = concatenated.evaluate(), per_batch.evaluate()
+    for key in ("eval_mean_auc", "eval_gauc_like", "eval_mae_leave", "eval_next_action_accuracy"):
+        assert metrics[key] == pytest.approx(expected[key], nan_ok=True), key
+    checkpoint = tmp_path / "a2gen-run" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "a2gen_checkpoint.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"checkpoint-4 is a checkpoint of `a2gen train` .*a2gen train --resume"):
+        make_trainer(model, tokenizer, dataset, tmp_path / "resumed", max_steps=1).train(resume_from_checkpoint=str(checkpoint))
 
 
 def test_training_arguments_and_compute_metrics_errors(tmp_path):

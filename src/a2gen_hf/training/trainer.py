@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -32,6 +33,7 @@ from ..data.collator import A2GenDataCollator, collation_rows
 from ..host_memory import keep_freed_host_memory
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
+from .checkpointing import CHECKPOINT_MANIFEST
 from .loop import embedding_and_dense_groups
 from .optimization import (
     SparseAdamW,
@@ -69,6 +71,16 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
     return TrainingArguments(output_dir=output_dir, **kwargs)
 
 
+def _joined_batches(value: Any) -> Any:
+    """With ``eval_do_concat_batches=False`` the Trainer hands ``compute_metrics`` a list of per-batch tuples of
+    arrays: joined here into one tuple of arrays, as with the default concatenation. Anything else is returned."""
+    if isinstance(value, list) and value and all(isinstance(batch, (tuple, list)) for batch in value):
+        parts = {len(batch) for batch in value}
+        if len(parts) == 1 and all(isinstance(part, np.ndarray) for batch in value for part in batch):
+            return tuple(np.concatenate(columns) for columns in zip(*value))
+    return value
+
+
 def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, float]]:
     """
     ``compute_metrics`` for :class:`A2GenTrainer`: its predictions are ``(action_probabilities, expected_times,
@@ -80,13 +92,13 @@ def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, floa
     """
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
-        outputs = eval_prediction.predictions
+        outputs = _joined_batches(eval_prediction.predictions)
         if not isinstance(outputs, (tuple, list)) or len(outputs) not in (3, 4):
             raise ValueError(
                 "a2gen_compute_metrics expects the predictions of A2GenTrainer (probabilities, expected times, next "
                 "actions, user ids); use A2GenTrainer, not transformers.Trainer."
             )
-        label_ids = eval_prediction.label_ids
+        label_ids = _joined_batches(eval_prediction.label_ids)
         if not isinstance(label_ids, (tuple, list)) or len(label_ids) != len(LABEL_NAMES):
             raise ValueError(f"compute_metrics needs label_ids for {LABEL_NAMES}; use a2gen_training_arguments(...).")
         predictions = dict(zip(("action_probabilities", "expected_times", "next_actions"), outputs))
@@ -145,6 +157,12 @@ class A2GenTrainer(Trainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        if self.args.label_smoothing_factor:
+            raise ValueError(
+                f"label_smoothing_factor={self.args.label_smoothing_factor}: A2Gen, MMoE and PLE compute their own "
+                "loss (actions and times); the Trainer's label smoothing would replace it with a token loss over "
+                "outputs that are not token logits. Set label_smoothing_factor=0."
+            )
         self.embedding_learning_rate = embedding_learning_rate
         self.sparse_embeddings = sparse_embeddings
         self.weight_average: WeightAverage | None = None
@@ -227,6 +245,12 @@ class A2GenTrainer(Trainer):
             set_sparse_embeddings(self.model, own_setting)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        if os.path.isfile(os.path.join(resume_from_checkpoint, CHECKPOINT_MANIFEST)):
+            raise ValueError(
+                f"{resume_from_checkpoint} is a checkpoint of `a2gen train` (its own format, no trainer_state.json): "
+                "resume it with `a2gen train --resume`, or start a Trainer run from the run's OUTPUT/model with "
+                "from_pretrained."
+            )
         self._resumed_from = resume_from_checkpoint  # the average is restored from it when training begins
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
