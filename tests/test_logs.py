@@ -409,18 +409,46 @@ def test_an_empty_train_split_fails_without_leaving_a_half_written_dataset(tmp_p
     path = _write(tmp_path, GOOD + "1,101,5,pv,1511544090\n")
     output = tmp_path / "out"
     everything_validation = SplitRule(validation_start=0, test_start=2e9)
-    with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
+    with pytest.raises(ValueError, match=r"log\.csv: no training examples .*the split boundaries leave the training"):
         convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
     assert not output.exists() and sorted(path.name for path in tmp_path.iterdir()) == [".out.a2gen-lock", "log.csv"]
     # A failing re-prepare leaves the earlier dataset (and nothing else) as it was.
     convert_log(path, "taobao", output_dir=output, progress=False)
     before = {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()}
-    with pytest.raises(ValueError, match="The training split has no timed actions after the start"):
+    with pytest.raises(ValueError, match=r"log\.csv: no training examples .*the split boundaries leave the training"):
         convert_log(path, "taobao", output_dir=output, split_rule=everything_validation, progress=False)
     assert {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()} == before
 
 
 # ---------------------------------------------------------------------------------------------- safe output folders
+
+
+def test_a_time_split_stretched_by_outlying_times_is_refused_or_warned_about(tmp_path, caplog):
+    """A few rows at time 0 (a default for a missing time) under --time-window none stretch the span the split takes
+    fractions of: before, 12 of 9,269 examples were training (exit 0, absurd metrics), and a log whose rows all
+    share one time got "no timed actions after the start to fit the time statistics on"."""
+    import logging
+
+    no_window = dataclasses.replace(PRESETS["taobao"], time_window=None)
+    log = _taobao_log(tmp_path / "log.csv", users=60)
+    lines = log.read_text().splitlines()
+    outlying = [f"{1000 + user},7,1,pv,0" for user in range(2)]  # two sessions in 1970
+    (tmp_path / "zeros.csv").write_text("\n".join(lines + outlying) + "\n")
+    with pytest.raises(ValueError, match=r"zeros\.csv: the time split leaves training \d+ of \d+ examples .*"
+                                         r"from 1970-01-01 00:00:00 UTC .*--validation-start, --test-start"):
+        convert_log(tmp_path / "zeros.csv", no_window, output_dir=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    # Many more early sessions: a small training share is a warning, not an error.
+    early = [f"{2000 + user},7,1,pv,{1_400_000_000 + user}" for user in range(20)]
+    (tmp_path / "early.csv").write_text("\n".join(lines + early) + "\n")
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.data.logs"):
+        result = convert_log(tmp_path / "early.csv", no_window, output_dir=tmp_path / "early", progress=False)
+    assert "the time split leaves training 20 of" in caplog.text and result.summary["examples"]["train"] == 20
+    same = [line.rsplit(",", 1)[0] + ",1511544000" for line in lines]
+    (tmp_path / "same.csv").write_text("\n".join(same) + "\n")
+    with pytest.raises(ValueError, match=r"every session starts at the same second \(2017-11-24 17:20:00 UTC\)"):
+        convert_log(tmp_path / "same.csv", "taobao", output_dir=tmp_path / "same", progress=False,
+                    on_bad_rows="skip")  # fmt: skip
 
 
 def _taobao_log(path: Path, users: int = 30, seed: int = 0) -> Path:

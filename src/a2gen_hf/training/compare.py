@@ -263,8 +263,9 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
     if needing:
         raise ValueError(
             f"{data_dir}: the validation split is empty, but {', '.join(needing)} choose their settings on it: "
-            "prepare the log with a validation split (a2gen prepare --validation-fraction above 0, the default 1/7), "
-            "or leave them out."
+            "prepare the log with a validation split (a2gen prepare --validation-fraction above 0, the default 1/7; if "
+            "it was, the time split's boundaries left validation no session: see rules.validation_start / test_start "
+            "in a2gen_data.json, or set them with --validation-start / --test-start), or leave them out."
         )
 
 
