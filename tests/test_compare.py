@@ -273,3 +273,31 @@ def test_compare_runs_again_in_the_same_output(simulated_data_dir, tmp_path):
     runs = (tmp_path / "compare" / "runs").iterdir()
     assert sorted(path.name for path in runs if not path.name.startswith(".")) == ["mmoe-seed0"]  # not the locks
     assert json.loads((tmp_path / "compare" / "results.json").read_text())["models"].keys() == {"mmoe"}
+
+
+def test_an_action_never_in_the_training_split_gets_no_verdict(tmp_path, caplog):
+    """Buys only in the test period: before, a logistic regression constant for buy, A2Gen's buy AUC 0.38 averaged
+    in, and a "significant" verdict, with no note. Now a warning, `untrained_actions` and no verdict."""
+    import logging
+
+    rng = np.random.default_rng(0)
+    start = 1511544000
+    opens = rng.integers(0, 600_000, 60)  # each user's one session starts at its own time, before the test period
+    early = [f"{user},{int(rng.integers(1, 40))},1,{rng.choice(['pv', 'fav', 'cart'])},{start + opens[user] + event * 600}"
+             for user in range(60) for event in range(6)]  # fmt: skip
+    late = [f"{100 + user},{int(rng.integers(1, 40))},1,{rng.choice(['pv', 'buy'])},"
+            f"{start + 690_000 + int(rng.integers(0, 9_000))}" for user in range(30) for _event in range(3)]  # fmt: skip
+    (tmp_path / "log.csv").write_text("\n".join(early + late) + "\n")
+    data = tmp_path / "data"
+    assert main(["prepare", "--preset", "taobao", "--input", str(tmp_path / "log.csv"), "--output", str(data),
+                 "--quiet"]) == 0  # fmt: skip
+    argv = compare_argv(data, tmp_path / "compare")
+    argv[argv.index("--simple") + 1] = "logreg"
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.compare"):
+        assert main(argv) == 0
+    assert "buy never happen in the training split" in caplog.text
+    report = json.loads((tmp_path / "compare" / "results.json").read_text())
+    assert report["untrained_actions"] == ["buy"] and report["positives"]["buy"] > 0
+    markdown = (tmp_path / "compare" / "results.md").read_text()
+    assert "Never in the training split, so learned by no model (AUCs at chance, no verdicts): buy." in markdown
+    assert markdown.count("no verdict: never in the training split") == 2  # mmoe and logreg against A2Gen

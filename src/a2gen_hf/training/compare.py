@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -182,6 +183,10 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     check_moment_start(base_config, settings.moment_warm_start)
     check_validation_split(data_dir, dataset, settings, tokenizer)
+    untrained = actions_without_training_positives(dataset["train"], base_config)
+    if untrained:
+        logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
+                       "them, so their test AUCs are chance and their bootstrap rows get no verdict.")
     regression = None
     per_model: dict[str, dict[str, Any]] = {}
     for name in [*settings.models, *settings.simple_baselines]:
@@ -232,6 +237,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         per_model[name] = {"predictions": averaged, "metrics": seed_metrics}
 
     report = summarize(per_model, references, base_config, settings, metadata)
+    if untrained:
+        report["untrained_actions"] = untrained
     if regression is not None:  # what validation chose for the regression every wide path started from
         report["wide_start_regression"] = {"choices": regression.choices(), "notes": list(regression.notes_)}
     report["settings"] = {
@@ -250,6 +257,17 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
 
     plot_comparison(report, output_dir / "results.png")
     return report
+
+
+def actions_without_training_positives(train: Any, config: A2GenConfig) -> list[str]:
+    """The scored actions (not start, not end) that no example of ``train`` (a ``datasets.Dataset`` with
+    ``action_ids``) holds: nothing can learn them, e.g. a log whose buys all fall in its test period."""
+    ids = pc.list_flatten(train.data.column("action_ids")).to_numpy(zero_copy_only=False)
+    counts = np.bincount(ids.astype(np.int64), minlength=config.vocab_size)
+    return [
+        name for name in config.action_names
+        if name not in (config.start_action, config.end_action) and not counts[config.action_id(name)]
+    ]  # fmt: skip
 
 
 def check_validation_split(data_dir, dataset, settings: ComparisonSettings, tokenizer) -> None:
@@ -432,6 +450,8 @@ def format_markdown(report: dict[str, Any], sections: Sequence[str] = MARKDOWN_S
             f"Test examples: {report['num_test_examples']}; positives: "
             + ", ".join(f"{action} {count}" for action, count in report["positives"].items())
             + f"; networks: mean ± std over {report['seeds']} seeds.",
+            *([f"Never in the training split, so learned by no model (AUCs at chance, no verdicts): "
+               f"{', '.join(report['untrained_actions'])}."] if report.get("untrained_actions") else []),
             *_settings_lines(report.get("settings")),
         ],
         "metrics": lambda: [*_metric_lines(models, actions, mae_actions), *_next_action_lines(models)],
@@ -512,6 +532,10 @@ def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
             if math.isnan(row["difference"]):  # the test split holds one class of the action only
                 cells.append(f"n/a ({verdict(row, reference, name)}: {row.get('positives', '?')} of "
                              f"{row.get('examples', '?')} test examples positive)")
+                continue
+            if action in report.get("untrained_actions", ()):  # no model learned it: a difference, no verdict
+                cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] no verdict: never "
+                             "in the training split")
                 continue
             cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] "
                          f"{verdict(row, reference, name)}")
