@@ -85,6 +85,9 @@ def test_damaged_bootstrap_rows_and_other_encodings(tmp_path, capsys):
     path.write_text(json.dumps(nulls))
     assert main(["report", str(path), "--tables", "bootstrap"]) == 0
     assert "n/a (undefined: one class only" in capsys.readouterr().out
+    path.write_text(json.dumps(damaged(lambda r: r.update(untrained_actions="buy"))))
+    assert main(["report", str(path)]) == 2
+    assert "untrained_actions must be a list of action names, got str" in error_of(capsys, "report")
     path.write_bytes(b"\xff\xfe\x00{}")
     assert main(["report", str(path)]) == 2
     assert "is not UTF-8 text" in error_of(capsys, "report")

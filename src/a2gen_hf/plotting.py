@@ -363,6 +363,9 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
     for key in ("num_test_examples", "seeds"):
         if not _is_number(report[key]):
             raise ValueError(f"{source}: {key} must be a number, got {_type_name(report[key])}.")
+    untrained = report.get("untrained_actions", [])
+    if not isinstance(untrained, list) or not all(isinstance(action, str) for action in untrained):
+        raise ValueError(f"{source}: untrained_actions must be a list of action names, got {_type_name(untrained)}.")
     bootstrap = report.get("bootstrap")
     if bootstrap:
         if not isinstance(bootstrap, Mapping):
