@@ -211,6 +211,8 @@ def test_logistic_regression_needs_validation_to_choose_c(tokenizer):
     fallback = CountFeatureLogisticRegression(tokenizer, c_grid=(0.1, 1.0, 10.0)).fit(train, no_likes)
     assert fallback.chosen_c_ == {"like": 1.0}
     assert "like" in fallback.notes_[0] and "0 of 2" in fallback.notes_[0]
+    # An action the training rows never hold is named too (before: left out of the choices without a word).
+    assert "logreg[follow]: 0 of 60 training rows are positive, so nothing can be fitted" in " ".join(fallback.notes_)
 
 
 def noisy_share_rows(count, seed, item_offset=0):

@@ -614,9 +614,12 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         scaled = {scale: train_features if scale == 1.0 else train_features * weights[scale] for scale in scales}
         for action in range(1, self.vocab_size):
             labels = targets.occurs[:, action]
-            if labels.all() or not labels.any():
-                continue
             name = self.tokenizer.action_names[action - 1]
+            if labels.all() or not labels.any():
+                if name not in (self.tokenizer.start_action, self.tokenizer.end_action):  # those are always there
+                    self.notes_.append(f"logreg[{name}]: {int(labels.sum())} of {len(labels)} training rows are "
+                                       "positive, so nothing can be fitted; it scores a constant.")  # fmt: skip
+                continue
             candidates = [(scale, c) for scale in scales for c in self.c_grid]
             if len(candidates) > 1:
                 validation_labels = validation_occurs[:, action]
