@@ -264,6 +264,9 @@ def test_commands_check_their_arguments_first(tmp_path, capsys, command, flags, 
         (["--generic-actions", ",,,"], "--generic-actions ',,,' names 0 action(s)"),
         (["--generic-actions", "start,like,leave", "--generic-action-mapping", "start=start,start=like"],
          "gives the raw value 'start' twice"),
+        # before: TypeError '"delimiter" must be a 1-character string' from the csv module (--delimiter unescaped \t)
+        (["--generic-actions", "start,like,leave", "--generic-delimiter", ";;"],
+         "--generic-delimiter ';;' is not one character"),
     ],
 )
 def test_prepare_generic_actions_and_mapping(tmp_path, capsys, flags, message):
@@ -272,6 +275,19 @@ def test_prepare_generic_actions_and_mapping(tmp_path, capsys, flags, message):
     argv = ["prepare", "--preset", "generic", "--input", str(log), "--output", str(tmp_path / "out"), *flags]
     assert main(argv) == 2
     assert message in error_of(capsys, "prepare")
+
+
+def test_prepare_generic_delimiter_takes_an_escaped_tab(tmp_path):
+    log = tmp_path / "log.tsv"
+    rows = [f"{user}\t{item}\t{1511544000 + 600 * item + user}\t{action}" for user in range(8) for item, action in
+            enumerate(["start", "like", "leave"] * 2)]  # fmt: skip
+    log.write_text("user_id\titem_id\ttimestamp\taction\n" + "\n".join(rows) + "\n")
+    argv = ["prepare", "--preset", "generic", "--input", str(log), "--output", str(tmp_path / "out"), "--quiet",
+            "--generic-actions", "start,like,leave", "--generic-delimiter", "\\t", "--validation-fraction", "0",
+            "--test-fraction", "0"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "out" / "a2gen_data.json").read_text())
+    assert summary["rows_kept"] == len(rows) and summary["preset"]["delimiter"] == "\t"
 
 
 def test_a_config_file_that_is_not_utf8(tmp_path, capsys):

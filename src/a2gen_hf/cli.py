@@ -161,6 +161,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 def _generic_preset(args: argparse.Namespace):
     """The :class:`LogPreset` of ``--preset generic`` from the ``--generic-*`` options."""
     from .data.logs import LogPreset
+    from .data.presets import parse_delimiter
 
     if not args.actions:
         raise ValueError(
@@ -196,7 +197,7 @@ def _generic_preset(args: argparse.Namespace):
         item_column=args.item_column,
         time_column=args.time_column,
         time_unit=args.generic_time_unit,
-        delimiter=args.generic_delimiter,
+        delimiter=parse_delimiter(args.generic_delimiter, "--generic-delimiter"),
         quote_char='"',  # your own CSV, as CSV writers write it: a value holding the delimiter is quoted
         action_column=args.action_column,
         action_mapping=mapping,

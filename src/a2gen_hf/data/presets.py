@@ -177,14 +177,14 @@ def preset_named(preset: str | LogPreset) -> LogPreset:
     return PRESETS[preset]
 
 
-def parse_delimiter(text: str) -> str:
-    """A delimiter as given on the command line (``a2gen prepare --delimiter``): one character, ``\\t`` (or
-    ``tab``) for a tab. Errors name the value."""
+def parse_delimiter(text: str, flag: str = "--delimiter") -> str:
+    """A delimiter as given on the command line (``a2gen prepare --delimiter`` / ``--generic-delimiter``, named by
+    ``flag``): one character, ``\\t`` (or ``tab``) for a tab. Errors name the flag and the value."""
     named = {"\\t": "\t", "tab": "\t"}
     delimiter = named.get(text.lower(), text)
     if len(delimiter) != 1 or delimiter in "\r\n\"":
         raise ValueError(
-            f"--delimiter {text!r} is not one character (other than a quote or a line break); write e.g. ';' or \\t "
+            f"{flag} {text!r} is not one character (other than a quote or a line break); write e.g. ';' or \\t "
             "for a tab."
         )
     return delimiter
