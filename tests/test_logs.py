@@ -170,6 +170,26 @@ def test_jsonl_and_parquet_inputs_give_the_csv_examples(tmp_path, file_format):
         assert converted[split].to_dict() == expected[split].to_dict()
 
 
+@pytest.mark.parametrize("kind", [pa.timestamp("s"), pa.timestamp("ms"), pa.timestamp("us", tz="UTC")])
+def test_parquet_native_timestamps_are_read_as_unix_times(tmp_path, kind):
+    """Before: every row a bad number ("'2017-11-24 17:21:10.000' is not a number"), and --on-bad-rows skip left none."""
+    log = _taobao_log(tmp_path / "log.csv")
+    rows = [line.split(",") for line in log.read_text().splitlines()]
+    table = pa.table({name: [row[i] for row in rows] for i, name in enumerate(TAOBAO_COLUMNS)})
+    seconds = table["timestamp"].cast(pa.int64())
+    native = pa.array([int(value) * {"s": 1, "ms": 1000, "us": 1_000_000}[kind.unit] for value in seconds.to_pylist()],
+                      pa.int64()).cast(kind)  # fmt: skip
+    pq.write_table(table.set_column(4, "timestamp", native), tmp_path / "log.parquet")
+    expected = convert_log(log, "taobao", progress=False)
+    converted = convert_log(tmp_path / "log.parquet", "taobao", progress=False)
+    assert converted.summary["rows_kept"] == len(rows) and converted.summary["examples"] == expected.summary["examples"]
+    for split in expected.dataset:
+        assert converted.dataset[split].to_dict() == expected.dataset[split].to_dict()
+    tmall = dataclasses.replace(PRESETS["taobao"], time_unit="mmdd", year=2015)
+    with pytest.raises(LogFormatError, match=r"column 'timestamp' holds dates / timestamps .* reads 'mmdd' numbers"):
+        convert_log(tmp_path / "log.parquet", tmall, progress=False)
+
+
 def test_tmall_day_level_log(tmp_path):
     result = convert_log(FIXTURES / "tmall_user_log.csv", "tmall", progress=False)
     tokenizer = result.tokenizer

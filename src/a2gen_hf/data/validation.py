@@ -434,10 +434,48 @@ def _record_batches(path: Path, file_format: str, preset: LogPreset, needed: lis
         batches = _CsvBatches(path, preset, needed, block_size)
         return iter(batches), batches
     if file_format == "parquet":
-        iterator = _parquet_batches(path, needed, block_size)
-    else:
+        iterator = _native_times(_parquet_batches(path, needed, block_size), preset, path.name)
+    else:  # JSON has no time type (pyarrow would read ISO-8601 strings as one: they stay text, as in a CSV)
         iterator = _jsonl_batches(path, needed, block_size)
     return _number_rows(iterator), None
+
+
+# Seconds per tick of Arrow's timestamp units, and the preset time units a native time can be written in.
+_TIMESTAMP_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+_TICKS_PER_SECOND = {"s": 1.0, "ms": 1000.0}
+
+
+def _native_times(batches: Iterator[pa.RecordBatch], preset: LogPreset, source: str) -> Iterator[pa.RecordBatch]:
+    """
+    A time column that Parquet holds as a native timestamp or date, rewritten
+    as numbers in ``preset.time_unit`` (Unix seconds or milliseconds; a timestamp without a time zone is read as
+    UTC), so that its rows are read as the log's times (before: every row a bad number, its text not a number).
+    """
+    name = preset.time_column
+    for batch in batches:
+        if name not in batch.schema.names:
+            yield batch
+            continue
+        values = batch.column(name)
+        kind = values.type
+        if pa.types.is_timestamp(kind):
+            seconds_per_tick = _TIMESTAMP_SECONDS[kind.unit]
+        elif pa.types.is_date32(kind):
+            seconds_per_tick = 86400.0
+        elif pa.types.is_date64(kind):
+            seconds_per_tick = 1e-3
+        else:
+            yield batch
+            continue
+        if preset.time_unit not in _TICKS_PER_SECOND:
+            raise LogFormatError(
+                f"{source}: column {name!r} holds dates / timestamps ({kind}), but the preset reads "
+                f"{preset.time_unit!r} numbers; write the column as {preset.time_unit!r} numbers."
+            )
+        ticks = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64)  # NaN where null
+        nulls = values.is_null().to_numpy(zero_copy_only=False)
+        times = pa.array(ticks * (seconds_per_tick * _TICKS_PER_SECOND[preset.time_unit]), mask=nulls)
+        yield batch.set_column(batch.schema.get_field_index(name), name, times)
 
 
 def _parquet_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
