@@ -618,3 +618,14 @@ def test_ids_hash_as_a_log_reads_them_and_ids_that_are_no_scalar_are_refused(tok
                          ([1], "of type list"), (b"\xff", "not UTF-8")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             tokenizer.hash_item(raw)
+
+
+def test_check_same_ids_names_the_differences_and_a_fix_that_fits_them():
+    data, model = A2GenActionTokenizer(item_buckets=100), A2GenActionTokenizer(item_buckets=200)
+    data.check_same_ids(A2GenActionTokenizer(item_buckets=100, time_log_mean=2.0))  # time statistics may differ
+    with pytest.raises(ValueError, match=r"item_buckets: data 100, model 200\). Prepare the data again with the "
+                                         r"model's bucket counts \(--item-buckets 200\)"):
+        data.check_same_ids(model, ("data", "model"))
+    other_log = A2GenActionTokenizer(action_names=["start", "click", "leave"], item_buckets=200)
+    with pytest.raises(ValueError, match=r"action_names: .*Its actions or side-feature fields are another log's"):
+        other_log.check_same_ids(model, ("data", "model"))

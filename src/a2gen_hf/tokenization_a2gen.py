@@ -980,18 +980,23 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         values) to ``other``: they differ in an :data:`ID_FIELDS` setting or in their side-feature fields. ``names``
         name the two in the message, e.g. ``("the data folder's tokenizer", "the model's")``.
         """
-        mismatches = [
-            f"{field}: {names[0]} {getattr(self, field)!r}, {names[1]} {getattr(other, field)!r}"
-            for field in (*ID_FIELDS, "side_feature_fields")
-            if getattr(self, field) != getattr(other, field)
-        ]
-        if mismatches:
-            raise ValueError(
-                f"{names[0]} and {names[1]} hash ids differently, so the examples' ids would point at other embedding "
-                "rows (" + "; ".join(mismatches) + "). Prepare the data again with the model's settings "
-                "(a2gen prepare --item-buckets / --user-buckets / --side-feature-buckets as the model's config.json), "
-                "or use the data folder the model was trained on."
-            )
+        differing = [field for field in (*ID_FIELDS, "side_feature_fields") if getattr(self, field) != getattr(other, field)]
+        if not differing:
+            return
+        shown = "; ".join(f"{field}: {names[0]} {getattr(self, field)!r}, {names[1]} {getattr(other, field)!r}"
+                          for field in differing)  # fmt: skip
+        buckets = [field for field in differing if field.endswith("_buckets")]
+        advice = (
+            "Prepare the data again with the model's bucket counts ("
+            + ", ".join(f"--{field.replace('_', '-')} {getattr(other, field)}" for field in buckets) + ")"
+            if len(buckets) == len(differing)
+            else "Its actions or side-feature fields are another log's: prepare this log with the preset (actions, "
+            "side features) the model was trained on"
+        )
+        raise ValueError(
+            f"{names[0]} and {names[1]} hash ids differently, so the examples' ids would point at other embedding rows "
+            f"({shown}). {advice}, or use the data folder the model was trained on."
+        )
 
     def check_compatible(self, config: A2GenConfig) -> None:
         """Raise ``ValueError`` naming every setting in which this tokenizer and ``config`` disagree."""
