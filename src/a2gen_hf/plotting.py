@@ -311,7 +311,17 @@ def _check_table(table: Any, where: str, source: str) -> None:
         _check_cell(cell, f"{where}.{action}", source)
 
 
-# A model's single cells in results.json (its per-action tables are a2gen_hf.training.compare.SUMMARY_TABLES).
+# The per-action tables of a model in results.json (a2gen compare writes them, check_comparison_report checks them)
+# and its single cells.
+SUMMARY_TABLES = (
+    "auc", "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "oracle_auc", "auc_share_of_oracle"
+)
+# The recommender metrics (compute_action_metrics), summarised and tabled like the AUC: (key, column title).
+RANKING_TABLES = (
+    ("gauc", "GAUC"), ("logloss", "LogLoss"), ("calibration", "pred/obs"), ("ndcg_at_10", "NDCG@10"),
+    ("recall_at_10", "Recall@10"),
+)
+SUMMARY_TABLES += tuple(key for key, _ in RANKING_TABLES)
 MODEL_CELLS = ("mean_auc", "next_action_accuracy")
 
 
@@ -323,8 +333,6 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
     ``markdown``: also what the Markdown tables need (positives, counts, mean_auc, bootstrap rows, settings).
     Raises ValueError.
     """
-    from .training.compare import SUMMARY_TABLES  # what compare writes; imported here, as compare imports this module
-
     if not isinstance(report, Mapping):
         raise ValueError(f"{source} must hold the JSON object a2gen compare writes "
                          f'({{"models": {{...}}, ...}}), got {_type_name(report)}.')

@@ -30,6 +30,7 @@ from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
 from ..output_folders import write_json_atomically, write_text_atomically
+from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
 from .checkpointing import remove_earlier_run
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
 from .give_back import give_back_to_the_start
@@ -253,8 +254,6 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     }
     write_json_atomically(output_dir / "results.json", report)  # strict JSON: an undefined figure is null
     write_text_atomically(output_dir / "results.md", format_markdown(report))
-    from ..plotting import plot_comparison
-
     plot_comparison(report, output_dir / "results.png")
     return report
 
@@ -344,15 +343,6 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
     return report
 
 
-SUMMARY_TABLES = (
-    "auc", "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "oracle_auc", "auc_share_of_oracle"
-)
-# The recommender metrics (compute_action_metrics), summarised and tabled like the AUC: (key, column title).
-RANKING_TABLES = (
-    ("gauc", "GAUC"), ("logloss", "LogLoss"), ("calibration", "pred/obs"), ("ndcg_at_10", "NDCG@10"),
-    ("recall_at_10", "Recall@10"),
-)
-SUMMARY_TABLES += tuple(key for key, _ in RANKING_TABLES)
 
 
 def model_label(name: str) -> str:
@@ -547,8 +537,6 @@ def render_report(path: str | Path, sections: Sequence[str] = MARKDOWN_SECTIONS)
     """The Markdown tables of a saved ``results.json`` (`a2gen report`): :func:`format_markdown` of the file, whose
     structure is checked first (:func:`~a2gen_hf.plotting.check_comparison_report`: a damaged file gets one message
     naming it and the key that is wrong)."""
-    from ..plotting import check_comparison_report
-
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give the results.json that `a2gen compare` wrote in it.")
