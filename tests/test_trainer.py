@@ -120,6 +120,27 @@ def test_trainer_options_it_cannot_honour_are_refused_and_unconcatenated_batches
         make_trainer(model, tokenizer, dataset, tmp_path / "resumed", max_steps=1).train(resume_from_checkpoint=str(checkpoint))
 
 
+def test_training_args_bin_never_holds_the_hub_token(data_dir, tmp_path):
+    """The Trainer pickles its arguments into training_args.bin and trainer.push_to_hub uploads it: before, hub_token
+    went to the Hub in plain text. In memory (and in copies) the token stays, for pushing."""
+    import copy
+    import pickle
+
+    from transformers import TrainingArguments
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_trainer(model, tokenizer, dataset, tmp_path, hub_token="hf_do_not_leak", max_steps=1)
+    assert trainer.args.hub_token == "hf_do_not_leak" and copy.deepcopy(trainer.args).hub_token == "hf_do_not_leak"
+    assert b"hf_do_not_leak" not in pickle.dumps(trainer.args)
+    trainer.save_model(str(tmp_path / "saved"))
+    saved = (tmp_path / "saved" / "training_args.bin").read_bytes()
+    assert b"hf_do_not_leak" not in saved
+    restored = torch.load(tmp_path / "saved" / "training_args.bin", weights_only=False)
+    assert type(restored) is TrainingArguments and restored.hub_token is None
+    assert restored.learning_rate == trainer.args.learning_rate
+
+
 def test_training_arguments_and_compute_metrics_errors(tmp_path):
     args = a2gen_training_arguments(str(tmp_path), report_to="none")
     assert args.remove_unused_columns is False and args.label_names == LABEL_NAMES

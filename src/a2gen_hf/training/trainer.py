@@ -17,6 +17,9 @@ and keep a moving average of the weights (``weight_average_decay``), as the Acce
 
 from __future__ import annotations
 
+import copy
+import copyreg
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -69,6 +72,38 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
             )
     kwargs.update(remove_unused_columns=False, label_names=list(LABEL_NAMES))
     return TrainingArguments(output_dir=output_dir, **kwargs)
+
+
+@functools.cache
+def _token_free_pickles(arguments_class: type) -> type:
+    """
+    ``arguments_class`` (``TrainingArguments`` or a subclass) whose pickle leaves out every ``*_token`` value (the
+    Trainer writes its arguments to ``training_args.bin`` with ``torch.save`` and pushes that file to the Hub: before,
+    ``hub_token`` went with it in plain text). In memory the arguments keep the token for pushing; a pickle unpickles
+    as ``arguments_class`` with ``None`` there, as ``TrainingArguments.to_dict`` shows ``<HUB_TOKEN>``.
+    """
+    if getattr(arguments_class, "_token_free", False):
+        return arguments_class
+
+    def __reduce_ex__(self, protocol):
+        state = {name: None if name.endswith("_token") else value for name, value in vars(self).items()}
+        return copyreg._reconstructor, (arguments_class, object, None), state  # stdlib: unpickles anywhere
+
+    def __copy__(self):  # copies in memory keep the token (only pickles leave it out)
+        duplicate = object.__new__(type(self))
+        duplicate.__dict__.update(vars(self))
+        return duplicate
+
+    def __deepcopy__(self, memo):
+        duplicate = object.__new__(type(self))
+        memo[id(self)] = duplicate
+        duplicate.__dict__.update(copy.deepcopy(vars(self), memo))
+        return duplicate
+
+    return type(arguments_class.__name__, (arguments_class,), {
+        "__reduce_ex__": __reduce_ex__, "__copy__": __copy__, "__deepcopy__": __deepcopy__, "_token_free": True,
+        "__module__": arguments_class.__module__, "__qualname__": arguments_class.__qualname__,
+    })  # fmt: skip
 
 
 def _joined_batches(value: Any) -> Any:
@@ -157,6 +192,7 @@ class A2GenTrainer(Trainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.args.__class__ = _token_free_pickles(type(self.args))  # training_args.bin is pushed: no token in it
         if self.args.label_smoothing_factor:
             raise ValueError(
                 f"label_smoothing_factor={self.args.label_smoothing_factor}: A2Gen, MMoE and PLE compute their own "
