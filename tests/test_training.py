@@ -311,6 +311,20 @@ def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
     assert "holds an earlier run (training_log.json, best_model.safetensors)" in capsys.readouterr().err
 
 
+def test_training_never_writes_into_the_data_folder(data_dir, tmp_path):
+    """Before: each epoch's shuffle wrote a cache-*.arrow file of indices into DATA/train (a read-only data folder
+    failed with PermissionError; a glob of *.arrow then read index rows as examples)."""
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    before = sorted(str(path.relative_to(data)) for path in data.rglob("*"))
+    settings = TrainingSettings(output_dir=str(tmp_path / "run"), num_epochs=2, batch_size=32, show_progress=False,
+                                cpu=True)  # fmt: skip
+    train_from_data_dir(data, settings, "a2gen-iag", TINY)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    assert sorted(str(path.relative_to(data)) for path in data.rglob("*")) == before
+
+
 def test_dataloader_workers_give_the_same_run(data_dir, tmp_path, monkeypatch):
     """--dataloader-num-workers 2 reads and collates the batches in two processes: the same batches, so the same log
     (losses, validation, test metrics) and the same weights as in the training process; a negative count is refused."""

@@ -345,7 +345,8 @@ def _epoch_loader(dataset, collator, settings: TrainingSettings, epoch: int, acc
     any other (e.g. a list of rows already read into Python) by a seeded permutation. The loader has its own generator so that making it
     does not draw from the global RNG (dropout's)."""
     if isinstance(dataset, datasets.Dataset):
-        shuffled = collation_rows(dataset.shuffle(seed=settings.seed + epoch))
+        # In memory: the indices are never written beside the data (a read-only or shared data folder trains too).
+        shuffled = collation_rows(dataset.shuffle(seed=settings.seed + epoch, keep_in_memory=True))
     else:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed + epoch))
         shuffled = torch.utils.data.Subset(dataset, order.tolist())
