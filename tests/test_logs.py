@@ -303,6 +303,25 @@ def test_explicit_split_boundaries(tmp_path):
     assert max(result.dataset["validation"]["session_start"]) < nov[9] <= min(result.dataset["test"]["session_start"])
 
 
+def test_the_tokenizer_given_is_left_as_it_is(tmp_path):
+    """Before: convert_log refitted the caller's tokenizer in place (time statistics, data-sized buckets, side-feature
+    fields), even when the conversion then failed."""
+    from a2gen_hf import A2GenActionTokenizer
+
+    preset = PRESETS["taobao"]
+    given = A2GenActionTokenizer(action_names=list(preset.action_names), start_action=preset.start_action,
+                                 end_action=preset.end_action, item_buckets=1000, user_buckets=100)  # fmt: skip
+    before = given.get_vocab(), given.time_log_mean, given.time_log_std, given.side_feature_fields
+    result = convert_log(_taobao_log(tmp_path / "log.csv"), "taobao", tokenizer=given, progress=False)
+    assert result.tokenizer is not given and result.tokenizer.time_log_mean != given.time_log_mean
+    assert result.tokenizer.item_buckets == 1000 and result.tokenizer.side_feature_fields == ["category_id"]
+    with pytest.raises(ValueError, match="no training examples"):
+        convert_log(tmp_path / "log.csv", "taobao", tokenizer=given, min_history=10**6, progress=False,
+                    data_sized_buckets=("item_buckets",))  # fmt: skip
+    assert (given.get_vocab(), given.time_log_mean, given.time_log_std, given.side_feature_fields) == before
+    assert given.item_buckets == 1000
+
+
 def test_cli_prepare_writes_the_dataset_and_prints_a_summary(tmp_path, capsys):
     output = tmp_path / "prepared"
     code = cli.main(["prepare", "--preset", "tmall", "--input", str(FIXTURES / "tmall_user_log.csv"),

@@ -6,6 +6,7 @@ The rules (sessions, the t = 0 anchor, ties, the end action, history, splits) ar
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import multiprocessing
@@ -397,7 +398,8 @@ def convert_log(
         min_history: only sessions with at least this many earlier sessions of the user become examples.
         split_rule: the time boundaries of train / validation / test (default: the last two sevenths).
         tokenizer: a tokenizer with the preset's vocabulary and your bucket counts; one with bucket counts sized
-            from the data otherwise. Its time statistics are (re)fitted on the train split.
+            from the data otherwise. The result's tokenizer is a copy of it whose time statistics are (re)fitted on
+            the train split; the one given is left as it is.
         chunk_size: examples assembled per Arrow record batch.
         progress: show progress bars (``None``: only on a terminal).
         partition_rows: rows per partition, the unit of work and of memory (about 0.3 KB per row in a worker, plus
@@ -428,7 +430,8 @@ def convert_log(
         raise ValueError(f"partition_rows={partition_rows} and num_proc={num_proc} must be >= 1.")
     if data_sized_buckets is None:
         data_sized_buckets = tuple(BUCKET_FIELDS) if tokenizer is None else ()
-    tokenizer = tokenizer or A2GenActionTokenizer(
+    # A copy: the caller's tokenizer keeps its statistics and buckets, even when the conversion fails.
+    tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else A2GenActionTokenizer(
         action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action
     )
     if tokenizer.side_feature_fields is None:  # saved with the tokenizer: the pipeline hashes raw side features
