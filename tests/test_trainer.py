@@ -319,6 +319,10 @@ def test_plain_training_arguments_work_with_a2gen_trainer_and_the_plain_trainer_
     assert args.remove_unused_columns
     trainer = A2GenTrainer(model=model, args=args, train_dataset=dataset["train"], data_collator=collator)
     assert trainer.train().global_step == 2
+    # Streaming data too (before: the Trainer's column-removing wrapper of the collator raised the KeyError).
+    streamed = A2GenTrainer(model=model, args=args, train_dataset=dataset["train"].to_iterable_dataset(num_shards=2),
+                            eval_dataset=dataset["validation"].to_iterable_dataset(), data_collator=collator)  # fmt: skip
+    assert streamed.train().global_step == 2 and math.isfinite(streamed.evaluate()["eval_loss"])
     plain = Trainer(model=model, args=TrainingArguments(str(tmp_path / "b"), max_steps=1, **QUIET),
                     train_dataset=dataset["train"], data_collator=collator)  # fmt: skip
     with pytest.raises(KeyError, match=r"has no column\(s\) .*remove_unused_columns=False: use A2GenTrainer"):

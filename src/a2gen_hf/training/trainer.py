@@ -225,6 +225,14 @@ class A2GenTrainer(Trainer):
             return collation_rows(dataset)
         return super()._remove_unused_columns(dataset, description)
 
+    def _get_collator_with_removed_columns(self, data_collator: Callable, description: str | None = None) -> Callable:
+        """For a streaming dataset (``datasets.IterableDataset``) the Trainer removes the unused columns in a wrapper
+        of the collator instead of :meth:`_remove_unused_columns`: skipped for :class:`A2GenDataCollator` as well,
+        for the same reason (it reads raw example columns the forward does not name)."""
+        if isinstance(data_collator, A2GenDataCollator):
+            return data_collator
+        return super()._get_collator_with_removed_columns(data_collator, description)
+
     def _sparse_refusal(self) -> str | None:
         """Why this run cannot train the id tables with sparse gradients (None: it can)."""
         optim = str(getattr(self.args.optim, "value", self.args.optim))
