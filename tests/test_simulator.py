@@ -363,6 +363,14 @@ def test_simulate_and_save(tmp_path, cache_dir):
         ({"trigger_probabilities": {"like": 0.5}}, "give exactly one probability for each of"),
         ({"favorite_taste_range": (0.9, 0.2)}, "favorite_taste_range=(0.9, 0.2) must be a (low, high) pair"),
         ({"min_segment_seconds": 1}, "min_segment_seconds=1 must be >= 2"),
+        # before: accepted, then "An error occurred while generating the dataset" from inside datasets
+        ({"seed": -1}, "seed=-1 must be an integer >= 0"),
+        ({"num_examples": 10.5}, "num_examples=10.5 must be an integer"),
+        ({"examples_per_user": True}, "examples_per_user=True must be an integer"),
+        ({"popularity_exponent": float("nan")}, "popularity_exponent=nan must be a finite number"),
+        ({"window_days": float("inf")}, "window_days=inf must be a finite number"),
+        ({"leave_hazard_range": "ab"}, "leave_hazard_range=('a', 'b') must hold finite numbers"),
+        ({"item_buckets": 1}, "item_buckets=1 must be >= 2"),
     ],
 )
 def test_bad_config_values_are_named(overrides, message):

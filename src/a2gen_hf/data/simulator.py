@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,32 @@ ARROW_SCHEMA = FEATURES.arrow_schema
 
 class SimulatorConfigError(ValueError):
     """Raised when a :class:`SimulatorConfig` holds values the simulator cannot use."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _kind_problems(config: Any) -> list[str]:
+    """What in ``config`` is not of its field's kind: integers (a seed >= 0) where ``int`` is declared (before:
+    10.5 examples or a seed of -1 failed inside the generator as "An error occurred while generating the dataset"),
+    finite numbers where ``float`` is (NaN and inf passed every range check), pairs and mappings of finite numbers."""
+    problems = []
+    for item in fields(config):
+        value, kind = getattr(config, item.name), str(item.type)
+        if value is None and kind.endswith("| None"):
+            continue
+        if kind.startswith("int"):
+            if not (_is_number(value) and isinstance(value, (int, np.integer))) or (item.name == "seed" and value < 0):
+                problems.append(f"{item.name}={value!r} must be an integer" + (" >= 0." if item.name == "seed" else "."))
+        elif kind == "float":
+            if not (_is_number(value) and math.isfinite(value)):
+                problems.append(f"{item.name}={value!r} must be a finite number.")
+        elif kind.startswith(("tuple[float", "dict[str, float]")):
+            values = value.values() if isinstance(value, dict) else value
+            if not all(_is_number(number) and math.isfinite(number) for number in values):
+                problems.append(f"{item.name}={value!r} must hold finite numbers.")
+    return problems
 
 
 @dataclass
@@ -133,13 +159,18 @@ class SimulatorConfig:
         self.habitual_like_range = tuple(self.habitual_like_range)
         self.leave_hazard_range = tuple(self.leave_hazard_range)
         self.trigger_probabilities = dict(self.trigger_probabilities)
-        problems = []
+        problems = _kind_problems(self)
+        if problems:  # before any comparison below (a string or NaN there would fail or pass wrongly)
+            raise SimulatorConfigError("Invalid SimulatorConfig:\n  - " + "\n  - ".join(problems))
         for name in (
             "num_examples", "examples_per_user", "history_length", "num_items", "num_topics", "min_segments",
             "min_segment_seconds", "num_favorite_topics", "user_buckets", "item_buckets", "side_feature_buckets",
         ):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be a positive integer.")
+        for name in BUCKET_FIELDS:  # ids hash into rows 1 .. buckets - 1 (0 is padding)
+            if getattr(self, name) == 1:
+                problems.append(f"{name}=1 must be >= 2: row 0 is padding, ids hash into the rows after it.")
         for low, high in (("min_segments", "max_segments"), ("min_segment_seconds", "max_segment_seconds")):
             if getattr(self, high) < getattr(self, low):
                 problems.append(f"{high}={getattr(self, high)} must be >= {low}={getattr(self, low)}.")
