@@ -141,6 +141,28 @@ def test_training_args_bin_never_holds_the_hub_token(data_dir, tmp_path):
     assert restored.learning_rate == trainer.args.learning_rate
 
 
+def test_the_card_of_a_run_that_loads_its_best_checkpoint_shows_that_checkpoints_metrics(data_dir, tmp_path):
+    """load_best_model_at_end: the model pushed is the best checkpoint's, and so are the card's AUC and MAE (before:
+    the last evaluation's, of weights thrown away)."""
+    from huggingface_hub import ModelCard
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_trainer(model, tokenizer, dataset, tmp_path, max_steps=4, learning_rate=5e-2, eval_strategy="steps",
+                           eval_steps=1, save_strategy="steps", save_steps=1, load_best_model_at_end=True,
+                           metric_for_best_model="mean_auc")  # fmt: skip
+    trainer.processing_class = tokenizer
+    trainer.train()
+    evaluations = {entry["step"]: entry for entry in trainer.state.log_history if "eval_auc_like" in entry}
+    best = trainer.state.best_global_step
+    assert best in evaluations and len(evaluations) == 4
+    trainer.create_model_card(dataset="simulated")
+    card = ModelCard.load(tmp_path / "README.md")
+    values = {result.metric_name: result.metric_value for result in card.data.eval_results}
+    assert values["AUC (like)"] == pytest.approx(evaluations[best]["eval_auc_like"])  # (best is step 2 here)
+
+
 def test_training_arguments_and_compute_metrics_errors(tmp_path):
     args = a2gen_training_arguments(str(tmp_path), report_to="none")
     assert args.remove_unused_columns is False and args.label_names == LABEL_NAMES

@@ -479,13 +479,17 @@ def push_model_to_hub(
     )
 
 
-def eval_results_from_log_history(log_history: list[Mapping[str, Any]], config: A2GenConfig) -> dict[str, Any]:
+def eval_results_from_log_history(
+    log_history: list[Mapping[str, Any]], config: A2GenConfig, step: int | None = None
+) -> dict[str, Any]:
     """
     The card's ``{"auc": {action: value}, "mae": {action: value}}`` from a Trainer's ``state.log_history``: the last
-    evaluation's ``eval_auc_<action>`` / ``eval_mae_<action>`` (what :func:`a2gen_compute_metrics` logs); undefined
-    (NaN) values and counts are left out. Empty when no evaluation was logged.
+    evaluation's ``eval_auc_<action>`` / ``eval_mae_<action>`` (what :func:`a2gen_compute_metrics` logs), or with
+    ``step`` the last one logged at that step (the best checkpoint's, when the Trainer loaded it at the end);
+    undefined (NaN) values and counts are left out. Empty when no such evaluation was logged.
     """
-    for entry in reversed(log_history):
+    entries = log_history if step is None else [entry for entry in log_history if entry.get("step") == step]
+    for entry in reversed(entries):
         tables: dict[str, dict[str, float]] = {}
         for metric in CARD_METRIC_TABLES:
             for action in config.action_names:

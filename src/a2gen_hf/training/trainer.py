@@ -362,7 +362,7 @@ class A2GenTrainer(Trainer):
         Writes the A2Gen model card (:func:`~a2gen_hf.hub.build_model_card`) to ``args.output_dir/README.md``, as
         ``trainer.push_to_hub()`` pushes it: the model's tags and ``custom_code``, the data set (``dataset``, else
         the train set's own name unless it is a generic one such as "generator"), and the per-action AUC and MAE of
-        the last evaluation (counts never). ``language``, ``finetuned_from``, ``tasks`` and ``dataset_args`` are
+        the last evaluation, or of the best checkpoint's with ``load_best_model_at_end`` (counts never). ``language``, ``finetuned_from``, ``tasks`` and ``dataset_args`` are
         not used.
         """
         from ..hub import build_model_card, dataset_name_of, eval_results_from_log_history
@@ -372,7 +372,9 @@ class A2GenTrainer(Trainer):
         network = self.accelerator.unwrap_model(self.model)
         names = [dataset] if isinstance(dataset, str) else list(dataset or dataset_tags or [])
         dataset_name = (names[0] if names else None) or dataset_name_of(self.train_dataset)
-        eval_results = eval_results_from_log_history(self.state.log_history, network.config) or None
+        # With load_best_model_at_end the model pushed is the best checkpoint's: its evaluation, not the last one.
+        best_step = self.state.best_global_step if self.args.load_best_model_at_end else None
+        eval_results = eval_results_from_log_history(self.state.log_history, network.config, best_step) or None
         tokenizer = self.processing_class if hasattr(self.processing_class, "decode_timeline") else None
         card = build_model_card(
             network,
