@@ -452,7 +452,7 @@ def test_cli_push(hub_env, tmp_path, capfd):
     results_file.write_text(json.dumps({"auc": {"like": 0.7}}))
 
     code = cli_main(["push", str(checkpoint), "cli-push", "--private", "--dataset-name", "sim",
-                     "--eval-results", str(results_file), "--commit-message", "first push"])
+                     "--eval-results", str(results_file), "--commit-message", "first push", "--license", "other"])
     out, err = capfd.readouterr()
     assert code == 0, err
     repo_id = f"{hub_env.user}/cli-push"
@@ -462,6 +462,7 @@ def test_cli_push(hub_env, tmp_path, capfd):
     files = hub_env.files(repo_id)
     assert set(files) == PUSHED_FILES  # the tokenizer from tokenizer/; optimizer.pt stays local
     assert ModelCard(files["README.md"].decode()).data.eval_results[0].metric_value == 0.7
+    assert ModelCard(files["README.md"].decode()).data.license == "other"
     with pytest.raises(RepositoryNotFoundError):  # --private: anonymous readers do not see it
         HfApi(endpoint=hub_env.url, token=False).model_info(repo_id)
 
@@ -530,6 +531,24 @@ def test_model_push_to_hub_writes_the_a2gen_card(hub_env, tmp_path):
     assert "AUC (like)" in names and "Time MAE (leave)" in names
     assert not [name for name in names if "positives" in name or "count" in name]
     assert "An **A2Gen**" in card.text and "This model card has been automatically generated" not in card.text
+
+
+def test_push_to_a_new_branch_creates_it_from_main(hub_env):
+    """As transformers' push_to_hub: before, a revision that was no branch yet failed with a raw 404."""
+    from a2gen_hf.hub import push_checkpoint
+
+    config = tiny_config()
+    model = A2GenForActionGeneration(config).eval()
+    push_checkpoint(model, "branched", tokenizer=tiny_tokenizer(config))
+    model.push_to_hub("branched", tokenizer=tiny_tokenizer(config), revision="v2", commit_message="to v2")
+    repo_id = f"{hub_env.user}/branched"
+    assert set(hub_env.files(repo_id, revision="v2")) == PUSHED_FILES == set(hub_env.files(repo_id))
+    push_checkpoint(model, "branched", tokenizer=tiny_tokenizer(config), revision="v2", license="cc-by-nc-4.0")
+    assert card_of(hub_env, repo_id).data.license == "apache-2.0"  # main as it was
+    card = ModelCard(hub_env.files(repo_id, revision="v2")["README.md"].decode())
+    assert card.data.license == "cc-by-nc-4.0"  # before: apache-2.0 whatever the data's terms
+    with pytest.raises(HubPushError, match=r"license='cc by' must be a Hub license id"):
+        push_checkpoint(model, "branched", tokenizer=tiny_tokenizer(config), license="cc by")
 
 
 def baseline_model(kind: str):

@@ -232,6 +232,7 @@ def run_push(args: argparse.Namespace) -> int:
             private=args.private,
             commit_message=args.commit_message,
             dataset_name=args.dataset_name,
+            license=args.license,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen push: error: {error}", file=sys.stderr)

@@ -493,6 +493,8 @@ class PushArguments:
         "a card without metrics"
     )
     commit_message: str = option("message of the Hub commit", "Upload A2Gen checkpoint")
+    license: str = option("the model card's license (a Hub license id, e.g. apache-2.0, cc-by-nc-4.0 or other: say "
+                          "the training data's terms where they bind the model)", "apache-2.0")
 
 
 @dataclass

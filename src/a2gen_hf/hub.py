@@ -338,9 +338,13 @@ def _check_tokenizer_fits(model: A2GenPreTrainedModel, tokenizer: A2GenActionTok
         raise HubPushError(f"{error}\nNothing was pushed: push the tokenizer the model was trained with.") from None
 
 
-def _check_push_arguments(checkpoint_dir_or_model: Any, repo_id: Any, tokenizer: Any, eval_results: Any) -> None:
+def _check_push_arguments(
+    checkpoint_dir_or_model: Any, repo_id: Any, tokenizer: Any, eval_results: Any, license: Any = "apache-2.0"
+) -> None:
     """The arguments' kinds, before anything is loaded or sent (before: AttributeErrors and TypeErrors from inside)."""
     problems = []
+    if not isinstance(license, str) or not license.strip() or any(char.isspace() for char in license.strip()):
+        problems.append(f"license={license!r} must be a Hub license id such as 'apache-2.0', 'cc-by-nc-4.0' or 'other'")
     if not isinstance(repo_id, str) or not repo_id.strip():
         problems.append(f"repo_id={repo_id!r} must be a repository id, 'namespace/name' (or 'name')")
     if not isinstance(checkpoint_dir_or_model, (str, Path, A2GenPreTrainedModel)):
@@ -370,6 +374,7 @@ def push_checkpoint(
     revision: str | None = None,
     create_pr: bool = False,
     tags: list[str] | None = None,
+    license: str = "apache-2.0",
 ) -> CommitInfo:
     """
     Push an A2Gen model, its tokenizer, its source code and a model card to ``repo_id`` in one commit.
@@ -388,12 +393,14 @@ def push_checkpoint(
         dataset_name: the training data set, for the card.
         commit_description / revision / create_pr: as ``HfApi.upload_folder`` takes them.
         tags: more Hub tags for the card.
+        license: the card's license identifier (a Hub license id such as ``"apache-2.0"``, ``"cc-by-nc-4.0"`` or
+            ``"other"``): say the data's terms where they bind the model.
 
     Returns:
         The :class:`~huggingface_hub.CommitInfo` of the commit (``.oid`` is its commit id, ``.repo_url.repo_id``
         the full repo id).
     """
-    _check_push_arguments(checkpoint_dir_or_model, repo_id, tokenizer, eval_results)
+    _check_push_arguments(checkpoint_dir_or_model, repo_id, tokenizer, eval_results, license)
     if isinstance(checkpoint_dir_or_model, (str, Path)):
         model, saved_tokenizer = _load_checkpoint(Path(checkpoint_dir_or_model))
         tokenizer = tokenizer if tokenizer is not None else saved_tokenizer
@@ -414,8 +421,11 @@ def push_checkpoint(
 
     api = HfApi(token=token, library_name="a2gen_hf", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None and not create_pr:  # a new branch is made from main, as transformers' push_to_hub does
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
     card = build_model_card(
-        model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id, tags=tags
+        model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id, tags=tags,
+        license=license,
     )
     with tempfile.TemporaryDirectory(prefix="a2gen-push-") as staging:
         folder = Path(staging)
@@ -460,12 +470,14 @@ def push_model_to_hub(
     tokenizer: A2GenActionTokenizer | None = None,
     eval_results: Mapping[str, Any] | None = None,
     dataset_name: str | None = None,
+    license: str = "apache-2.0",
 ) -> CommitInfo:
     """
     What ``model.push_to_hub(repo_id, ...)`` does for the models of this package (A2Gen, MMoE, PLE): transformers'
     arguments, plus ``tokenizer`` (pushed along), ``eval_results`` (a metrics result such as ``a2gen evaluate
     --json``'s or the short ``{"auc": {"like": 0.71}}``; its per-action AUC and MAE go on the card, counts never)
-    and ``dataset_name``; the repo gets the A2Gen model card and the code, in one commit (:func:`push_checkpoint`).
+    and ``dataset_name`` (and ``license``, the card's); the repo gets the A2Gen model card and the code, in one commit
+    (:func:`push_checkpoint`).
 
     ``max_shard_size`` is not supported (the checkpoint is one ``model.safetensors``).
     """
@@ -475,7 +487,7 @@ def push_model_to_hub(
         model, repo_id, tokenizer=tokenizer, eval_results=_card_eval_results(eval_results), private=bool(private),
         token=token if isinstance(token, str) else None, commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
         dataset_name=dataset_name, commit_description=commit_description, revision=revision, create_pr=create_pr,
-        tags=tags,
+        tags=tags, license=license,
     )
 
 
