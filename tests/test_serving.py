@@ -396,6 +396,28 @@ def test_score_candidates_checks_its_inputs():
         A2GenRanker(model, chunk_size=2.5)
 
 
+def test_a_state_of_another_model_and_a_model_in_training_mode_are_refused():
+    """Before: another model's cached state was scored silently (probabilities off by up to 0.6 after a model swap),
+    and a model switched back to train() scored with dropout (two identical calls differed)."""
+    model, config = build("iag", hidden_dropout_prob=0.5)
+    other, _ = build("iag", hidden_dropout_prob=0.5)
+    ranker, other_ranker = A2GenRanker(model), A2GenRanker(other)
+    state = ranker.encode_user(**one_user(config))
+    item_ids, item_side_ids = candidates(config, 3)
+    with pytest.raises(ValueError, match="user_state was encoded by another model than this ranker's"):
+        other_ranker.score_candidates(state, item_ids, item_side_ids)
+    with pytest.raises(ValueError, match="user_state was encoded by another model"):
+        other_ranker.generate(state, item_ids, item_side_ids)
+    A2GenRanker(model).score_candidates(state, item_ids, item_side_ids)  # another ranker of the same model: fine
+    model.train()
+    with pytest.raises(ValueError, match=r"in training mode .*call model\.eval\(\)"):
+        ranker.score_candidates(state, item_ids, item_side_ids)
+    with pytest.raises(ValueError, match="in training mode"):
+        ranker.encode_user(**one_user(config))
+    model.eval()
+    assert ranker.score_candidates(state, item_ids, item_side_ids).action_probabilities.shape[0] == 3
+
+
 def test_long_histories_are_cut_to_the_most_recent_items_and_first_events():
     model, config = build("iag")  # max_history_items=6, max_events_per_item=4
     long_user = one_user(config, seed=2)

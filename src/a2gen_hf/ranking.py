@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -134,6 +134,9 @@ class UserState:
     values: torch.Tensor
     score_exponentials: torch.Tensor
     history: dict[str, torch.Tensor | None] | None = None
+    # Which model encoded it (its id()): a state is only scored by a ranker of that model (hot-swapped or A/B
+    # models would otherwise mix one model's user terms with another's candidates, silently).
+    model_id: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_history_items(self) -> int:
@@ -141,7 +144,7 @@ class UserState:
 
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
         """The tensors, in field order, that lead the arguments of :class:`A2GenRankingProgram`."""
-        return tuple(getattr(self, field.name) for field in fields(self) if field.name != "history")
+        return tuple(getattr(self, item.name) for item in fields(self) if item.name not in ("history", "model_id"))
 
 
 class A2GenRankingProgram(nn.Module):
@@ -317,6 +320,14 @@ class A2GenRanker:
     def device(self) -> torch.device:
         return self.model.device
 
+    def _check_eval_mode(self) -> None:
+        """Ranking needs the model in eval mode (dropout off): the ranker set it, and refuses it if switched back."""
+        if self.model.training:
+            raise ValueError(
+                "The ranker's model is in training mode (dropout on: scores would be random); call model.eval() "
+                "before ranking (A2GenRanker set eval mode, something switched the model back to train())."
+            )
+
     # ------------------------------------------------------------------------------------------------------------
     # The user
 
@@ -329,6 +340,7 @@ class A2GenRanker:
         `(1, N, F)`, ``user_side_ids`` `(1, S, L)`. Candidate inputs (``item_ids``) go to ``score_candidates``.
         Histories are oldest first; beyond ``max_history_items`` real items only the most recent are read.
         """
+        self._check_eval_mode()
         inputs = self._checked_user_inputs(user_inputs)
         encoder = self.model.a2gen
         history_item_ids, history_action_ids = inputs["history_item_ids"], inputs["history_action_ids"]
@@ -376,7 +388,7 @@ class A2GenRanker:
                 "history_item_ids": items,
                 "history_item_side_ids": side_ids,
             }
-        return UserState(*state, history)
+        return UserState(*state, history, model_id=id(self.model))
 
     def _workers(self) -> RankingWorkers | None:
         """The shared pool of ``workers`` threads; None (``workers=1``, or not on a CPU): the calling thread."""
@@ -509,6 +521,12 @@ class A2GenRanker:
     ) -> None:
         if not isinstance(user_state, UserState):
             raise TypeError(f"user_state must be the UserState from encode_user(), got {type(user_state).__name__}.")
+        if user_state.model_id is not None and user_state.model_id != id(self.model):
+            raise ValueError(
+                "user_state was encoded by another model than this ranker's (a cached state after a model swap, or "
+                "another model of an A/B pair): encode the user again with this ranker's encode_user()."
+            )
+        self._check_eval_mode()
         if not isinstance(item_ids, torch.Tensor):
             raise TypeError(
                 f"item_ids must be a 1-D integer tensor of hashed candidate ids, shape (C,); got "
@@ -675,7 +693,10 @@ class A2GenRanker:
         ``torch.export`` of the candidate side (:class:`A2GenRankingProgram`), with the number of candidates and of
         history items dynamic. Call the result as
         ``program.module()(*user_state.as_tuple(), item_ids, item_side_ids)`` -> (probabilities, expected times,
-        expected seconds). The example inputs need at least 2 history items and 2 candidates.
+        expected seconds). The example inputs need at least 2 history items and 2 candidates, and so do the program's
+        calls: ``torch.export`` specialises sizes 0 and 1, so a request with one candidate or a history of fewer than
+        two items fails inside the program (``Runtime assertion failed for expression u0 >= 2``, or a reduction over
+        an empty dimension); score those with :meth:`score_candidates`, which takes any size.
         """
         if isinstance(user_state, UserState) and user_state.history is not None:
             raise ValueError(
