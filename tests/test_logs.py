@@ -303,6 +303,25 @@ def test_explicit_split_boundaries(tmp_path):
     assert max(result.dataset["validation"]["session_start"]) < nov[9] <= min(result.dataset["test"]["session_start"])
 
 
+def _killed_from_outside(conversion, partition):
+    """What the OOM killer does to a worker process."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_from_outside_fails_the_conversion_instead_of_hanging(tmp_path, monkeypatch):
+    """Before (multiprocessing.Pool): the parent waited forever, idle, for the lost partition."""
+    from a2gen_hf.data import logs
+
+    monkeypatch.setattr(logs, "_write_examples", _killed_from_outside)
+    with pytest.raises(RuntimeError, match=r"A worker process died .*--partition-rows, --num-proc"):
+        convert_log(_taobao_log(tmp_path / "log.csv"), "taobao", output_dir=tmp_path / "out", partition_rows=40,
+                    num_proc=2, progress=False)  # fmt: skip
+    assert not (tmp_path / "out").exists() and not [path for path in tmp_path.iterdir() if "staging" in path.name]
+
+
 def test_the_tokenizer_given_is_left_as_it_is(tmp_path):
     """Before: convert_log refitted the caller's tokenizer in place (time statistics, data-sized buckets, side-feature
     fields), even when the conversion then failed."""

@@ -13,7 +13,9 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -358,8 +360,24 @@ def _partition_map(num_proc: int, progress: bool | None) -> Iterator[Callable[..
     if num_proc == 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield lambda function, indices, desc: bar(map(function, indices), len(indices), desc)
         return
-    with multiprocessing.get_context("fork").Pool(num_proc) as pool:
-        yield lambda function, indices, desc: bar(pool.imap(function, indices, chunksize=1), len(indices), desc)
+    # An executor, not multiprocessing.Pool: a worker killed from outside (the OOM killer) breaks the executor, which
+    # raises, where a Pool waits forever for the lost partition.
+    executor = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork"))
+
+    def run(function: Callable, indices: Sequence[int], desc: str) -> list:
+        try:
+            return bar(executor.map(function, indices), len(indices), desc)
+        except BrokenProcessPool:
+            raise RuntimeError(
+                f"A worker process died while converting the log ({desc}), killed from outside: most often the "
+                "system ran out of memory. Convert with smaller partitions or fewer workers (partition_rows / "
+                "num_proc; CLI: --partition-rows, --num-proc)."
+            ) from None
+
+    try:
+        yield run
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def convert_log(
