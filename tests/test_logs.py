@@ -322,6 +322,21 @@ def test_a_worker_killed_from_outside_fails_the_conversion_instead_of_hanging(tm
     assert not (tmp_path / "out").exists() and not [path for path in tmp_path.iterdir() if "staging" in path.name]
 
 
+def test_more_partitions_than_open_files_are_refused_up_front(tmp_path):
+    """Before: OSError "Too many open files" midway, from the partition writers."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        with pytest.raises(ValueError, match=r"partition_rows=1 makes \d+ partitions, .*limit of 256 open files"):
+            convert_log(_taobao_log(tmp_path / "log.csv", users=60), "taobao", output_dir=tmp_path / "out",
+                        partition_rows=1, num_proc=1, progress=False)  # fmt: skip
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_tokenizer_given_is_left_as_it_is(tmp_path):
     """Before: convert_log refitted the caller's tokenizer in place (time statistics, data-sized buckets, side-feature
     fields), even when the conversion then failed."""

@@ -345,6 +345,22 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
     return _PartitionExamples(examples, counts, LogTimeMoments.of_sessions(sessions, split_of_session == 0))
 
 
+def _check_open_files(num_partitions: int, partition_rows: int) -> None:
+    """The rows are split into one open file per partition at once: refuse, before any is opened, more partitions
+    than the process may hold files open (before: ``OSError: Too many open files`` midway)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows): nothing to check
+        return
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit != resource.RLIM_INFINITY and num_partitions + 64 > limit:  # 64: the files the process holds anyway
+        raise ValueError(
+            f"partition_rows={partition_rows:,} makes {num_partitions:,} partitions, each an open file while the log is "
+            f"read, above this process's limit of {limit:,} open files (ulimit -n): raise partition_rows (CLI: "
+            "--partition-rows) or the limit."
+        )
+
+
 @contextmanager
 def _partition_map(num_proc: int, progress: bool | None) -> Iterator[Callable[..., list]]:
     """``map(function, partitions, desc)`` over ``num_proc`` forked worker processes (in this process when 1).
@@ -464,6 +480,7 @@ def convert_log(
     num_partitions = max(1, math.ceil(estimate_rows(stream.path, stream.file_format) / partition_rows))
     num_proc = min(num_proc, num_partitions)
     num_partitions = math.ceil(num_partitions / num_proc) * num_proc  # equal shares for the workers
+    _check_open_files(num_partitions, partition_rows)
 
     output_dir = Path(output_dir) if output_dir is not None else None
     if output_dir is not None:
