@@ -259,6 +259,23 @@ def test_arrow_tables_collate_exactly_as_their_rows(tokenizer, drop_repeated_sta
     assert torch.equal(first["labels"], collator([shuffled[i] for i in range(16)])["labels"])
 
 
+def test_a_list_of_one_row_tables_collates_as_its_rows(tokenizer):
+    """What a stream with_format("arrow") yields, one table per example (before: "example 0 of the batch is
+    pyarrow.Table ..." with the whole table printed); pandas frames are refused naming the format."""
+    import datasets
+
+    rows = _random_rows(np.random.default_rng(0), 12, side_features=2)
+    stream = datasets.Dataset.from_list(rows).to_iterable_dataset().with_format("arrow")
+    tables = list(stream)
+    assert all(isinstance(table, pa.Table) and table.num_rows == 1 for table in tables)
+    collator = A2GenDataCollator(tokenizer, max_history_items=5, max_events_per_item=4, max_actions=4)
+    expected, got = collator(rows), collator(tables)
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
+    assert all(torch.equal(collator([t.to_batches()[0] for t in tables])[n], expected[n]) for n in expected)
+    with pytest.raises(TypeError, match=r"got pandas DataFrames \(a dataset with_format\('pandas'\)\)"):
+        collator([table.to_pandas() for table in tables])
+
+
 def test_arrow_tables_are_refused_as_their_rows_are(tokenizer):
     import pyarrow as pa
 

@@ -228,6 +228,23 @@ def _columns_from_arrow(table: pa.Table | pa.RecordBatch, side_features: int, it
     )
 
 
+def _joined_tables(features: Any) -> Any:
+    """A list of Arrow tables or record batches (what a stream ``with_format("arrow")`` yields: one per example) as
+    one table; a list of pandas DataFrames (``with_format("pandas")``) is refused, naming the format. Anything else
+    is returned as it is."""
+    if not isinstance(features, list) or not features:
+        return features
+    if all(isinstance(part, (pa.Table, pa.RecordBatch)) for part in features):
+        tables = [pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part for part in features]
+        return pa.concat_tables(tables, promote_options="default")
+    if type(features[0]).__name__ == "DataFrame":
+        raise TypeError(
+            "A2GenDataCollator got pandas DataFrames (a dataset with_format('pandas')): give it rows (the format "
+            "None), Arrow tables (with_format('arrow')) or a datasets.Dataset."
+        )
+    return features
+
+
 def _check_rows(features: Any) -> None:
     """A batch given as rows is a sequence of dicts (one per example); anything else is refused, naming it."""
     if isinstance(features, (Mapping, str, bytes)) or not isinstance(features, Sequence):
@@ -383,6 +400,7 @@ class A2GenDataCollator:
         ``datasets.Dataset``."""
         if isinstance(features, datasets.Dataset):  # its rows (a select's included) as one table
             features = features.with_format("arrow")[:]
+        features = _joined_tables(features)
         arrow = isinstance(features, (pa.Table, pa.RecordBatch))
         if not arrow:
             _check_rows(features)
