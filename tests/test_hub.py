@@ -709,3 +709,29 @@ def test_cli_train_init_from_a_hub_id(hub_env, simulated_data_dir, tmp_path, cap
     missing = run_client(TRAIN_FROM_HUB_SCRIPT, tmp_path, *base, "--output", str(tmp_path / "missing"), "--init-from",
                          f"{hub_env.user}/no-such-model", "--max-steps", "1", env=home)
     assert "EXIT 2" in missing.stdout and not (tmp_path / "missing" / "model").exists()
+
+
+def test_models_and_tokenizers_of_directly_imported_modules_save_their_auto_map(tmp_path):
+    """`from a2gen_hf.modeling_a2gen import ...` imports transformers from inside the package, which skipped the
+    registration: before, save_pretrained / push_to_hub wrote no auto_map and no code (the repo did not load without
+    the package) and push_to_hub used transformers' generic card."""
+    script = (
+        "import json, sys\n"
+        "from a2gen_hf.configuration_a2gen import A2GenConfig\n"
+        "from a2gen_hf.modeling_a2gen import A2GenForActionGeneration, A2GenPreTrainedModel\n"
+        "from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer\n"
+        "folder = sys.argv[1]\n"
+        "config = A2GenConfig(item_buckets=100, user_buckets=10)\n"
+        "A2GenForActionGeneration(config).save_pretrained(folder)\n"
+        "A2GenActionTokenizer.from_config(config).save_pretrained(folder)\n"
+        "print(json.dumps([json.load(open(f'{folder}/config.json')).get('auto_map'),\n"
+        "                  json.load(open(f'{folder}/tokenizer_config.json')).get('auto_map'),\n"
+        "                  A2GenPreTrainedModel.hub_pusher is not None]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "saved")], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    model_map, tokenizer_map, pusher = json.loads(done.stdout.strip().splitlines()[-1])
+    assert model_map["AutoModelForCausalLM"] == "modeling_a2gen.A2GenForActionGeneration"
+    assert tokenizer_map["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer" and pusher
+    assert (tmp_path / "saved" / "modeling_a2gen.py").exists()

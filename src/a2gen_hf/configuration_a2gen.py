@@ -67,6 +67,20 @@ TRANSFORMERS_KEYWORDS = frozenset(
 )  # fmt: skip
 
 
+def register_the_package() -> None:
+    """``a2gen_hf.register()`` (auto classes, the ``auto_map`` that ``save_pretrained`` writes, the A2Gen card of
+    ``push_to_hub``), also when a model or tokenizer module was imported directly (``from a2gen_hf.modeling_a2gen
+    import ...``), which imports transformers from inside the package and so skips the import hook. Nothing when
+    loaded as remote code (a copy under ``transformers_modules``, which never imports the package)."""
+    if not __name__.startswith("a2gen_hf."):
+        return
+    try:  # in a try block, which transformers' check of remote code's imports leaves out
+        from a2gen_hf import register
+    except ImportError:
+        return
+    register()
+
+
 class A2GenConfigError(ValueError):
     """Raised when an :class:`A2GenConfig` is built with values that cannot work together."""
 

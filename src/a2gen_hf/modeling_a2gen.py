@@ -27,7 +27,7 @@ from transformers.utils import ModelOutput
 
 from .attention_kernels import pooled_short_attention, shifted_exp, shifted_exp_
 from .attention_kernels import small_softmax as _small_softmax
-from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig, ActionSequenceConfig
+from .configuration_a2gen import CAM_GATE_INPUTS, A2GenConfig, ActionSequenceConfig, register_the_package
 from .features_a2gen import (  # noqa: F401  (re-exported: public names stay importable from here)
     A2GenOccurrenceHead,
     ExtraContextFeatures,
@@ -1550,6 +1550,7 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         # of from_pretrained) is checked here, before any layer is sized by it.
         if isinstance(config, ActionSequenceConfig):
             config._validate()
+        register_the_package()
         super().__init__(config, *inputs, **kwargs)
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizer
 from transformers.tokenization_utils_base import BatchEncoding
 from transformers.utils import PaddingStrategy
 
-from .configuration_a2gen import PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig
+from .configuration_a2gen import PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
 from .time_encoding import denormalize_times, fit_log_statistics, normalize_seconds
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
@@ -242,6 +242,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                     "set start_action / end_action instead of bos_token / eos_token (the pad token is always <pad>)."
                 )
             kwargs[key] = value
+        register_the_package()  # the auto_map save_pretrained writes, also when this module was imported directly
         super().__init__(
             action_names=self.action_names,
             start_action=start_action,
