@@ -362,8 +362,8 @@ class A2GenTrainer(Trainer):
         Writes the A2Gen model card (:func:`~a2gen_hf.hub.build_model_card`) to ``args.output_dir/README.md``, as
         ``trainer.push_to_hub()`` pushes it: the model's tags and ``custom_code``, the data set (``dataset``, else
         the train set's own name unless it is a generic one such as "generator"), and the per-action AUC and MAE of
-        the last evaluation, or of the best checkpoint's with ``load_best_model_at_end`` (counts never). ``language``, ``finetuned_from``, ``tasks`` and ``dataset_args`` are
-        not used.
+        the last evaluation, or of the best checkpoint's with ``load_best_model_at_end`` (counts never).
+        ``language``, ``finetuned_from``, ``tasks`` and ``dataset_args`` are not used.
         """
         from ..hub import build_model_card, dataset_name_of, eval_results_from_log_history
 
