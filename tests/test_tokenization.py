@@ -626,6 +626,10 @@ def test_check_same_ids_names_the_differences_and_a_fix_that_fits_them():
     with pytest.raises(ValueError, match=r"item_buckets: data 100, model 200\). Prepare the data again with the "
                                          r"model's bucket counts \(--item-buckets 200\)"):
         data.check_same_ids(model, ("data", "model"))
+    recorded = A2GenActionTokenizer(item_buckets=200, side_feature_fields=["category"])
+    recorded.check_same_ids(model)  # fields not recorded on one side (a from_config tokenizer): no difference
+    with pytest.raises(ValueError, match=r"side_feature_fields: .*\['category'\], .*\['topic'\]"):
+        recorded.check_same_ids(A2GenActionTokenizer(item_buckets=200, side_feature_fields=["topic"]))
     other_log = A2GenActionTokenizer(action_names=["start", "click", "leave"], item_buckets=200)
     with pytest.raises(ValueError, match=r"action_names: .*Its actions or side-feature fields are another log's"):
         other_log.check_same_ids(model, ("data", "model"))

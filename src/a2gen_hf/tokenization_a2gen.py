@@ -978,10 +978,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     def check_same_ids(self, other: A2GenActionTokenizer, names: tuple[str, str] = ("this", "the other")) -> None:
         """
         Raise ``ValueError`` when examples hashed by this tokenizer would mean other rows (ids, actions, side-feature
-        values) to ``other``: they differ in an :data:`ID_FIELDS` setting or in their side-feature fields. ``names``
+        values) to ``other``: they differ in an :data:`ID_FIELDS` setting or in their side-feature fields (where both
+        record them: a tokenizer built with ``from_config`` does not). ``names``
         name the two in the message, e.g. ``("the data folder's tokenizer", "the model's")``.
         """
-        differing = [field for field in (*ID_FIELDS, "side_feature_fields") if getattr(self, field) != getattr(other, field)]
+        differing = [field for field in ID_FIELDS if getattr(self, field) != getattr(other, field)]
+        fields_of = (self.side_feature_fields, other.side_feature_fields)
+        if None not in fields_of and list(fields_of[0]) != list(fields_of[1]):  # None: not recorded (from_config)
+            differing.append("side_feature_fields")
         if not differing:
             return
         shown = "; ".join(f"{field}: {names[0]} {getattr(self, field)!r}, {names[1]} {getattr(other, field)!r}"
