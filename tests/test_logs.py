@@ -1044,3 +1044,28 @@ def test_json_and_parquet_columns_that_cannot_be_ids_are_refused(tmp_path):
         convert_log(tmp_path / "twice.parquet", keyed, progress=False)
     with pytest.raises(ValueError, match=r"column\(s\) \['user_id'\] are given more than one role"):
         dataclasses.replace(keyed, item_column="user_id")
+
+
+def test_prepare_with_a_saved_tokenizer_keeps_it_for_training_on_with_init_from(tmp_path, capsys):
+    """docs/training.md's "fine-tuning on newer logs prepared with the same tokenizer": before, prepare had no way to
+    use a saved tokenizer and refitted the time statistics, so --init-from then refused the newer data folder."""
+    from a2gen_hf.cli import main
+    from a2gen_hf.training.data_setup import create_model, load_data_dir, model_to_train_from
+
+    older, newer = _taobao_log(tmp_path / "older.csv", seed=0), _taobao_log(tmp_path / "newer.csv", users=40, seed=1)
+    assert main(["prepare", "--preset", "taobao", "--input", str(older), "--output", str(tmp_path / "d1"), "--quiet"]) == 0
+    dataset, tokenizer, _ = load_data_dir(tmp_path / "d1")
+    model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=8, num_attention_heads=2, id_embedding_size=8)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    argv = ["prepare", "--preset", "taobao", "--input", str(newer), "--output", str(tmp_path / "d2"), "--quiet"]
+    assert main([*argv, "--tokenizer", str(tmp_path / "model")]) == 0
+    new_dataset, new_tokenizer, summary = load_data_dir(tmp_path / "d2")
+    assert summary["rules"]["time_statistics_fitted_on"].startswith("kept from the tokenizer given")
+    for name in ("time_log_mean", "time_log_std", "item_buckets", "user_buckets", "side_feature_buckets"):
+        assert getattr(new_tokenizer, name) == getattr(tokenizer, name), name
+    model_to_train_from(tmp_path / "model", "a2gen-iag", new_tokenizer, new_dataset, hidden_size=8,
+                        num_attention_heads=2, id_embedding_size=8)  # fmt: skip
+    assert main([*argv, "--output", str(tmp_path / "d3"), "--tokenizer", str(tmp_path / "model"), "--item-buckets",
+                 "64"]) == 2  # fmt: skip
+    assert "--tokenizer keeps the saved tokenizer's hash buckets; drop --item-buckets" in capsys.readouterr().err

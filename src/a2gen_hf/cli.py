@@ -118,12 +118,16 @@ def run_prepare(args: argparse.Namespace) -> int:
         return 2
     given = {name: getattr(args, name) for name in ("item_buckets", "user_buckets", "side_feature_buckets")}
     try:  # bucket counts and split fractions are checked here (e.g. --item-buckets 1)
-        tokenizer = A2GenActionTokenizer(
-            action_names=list(preset.action_names),
-            start_action=preset.start_action,
-            end_action=preset.end_action,
-            **{name: value for name, value in given.items() if value is not None},
-        )
+        if args.tokenizer is not None:
+            tokenizer = _saved_tokenizer(args.tokenizer, given)
+            given = {name: getattr(tokenizer, name) for name in given}  # none sized from the data
+        else:
+            tokenizer = A2GenActionTokenizer(
+                action_names=list(preset.action_names),
+                start_action=preset.start_action,
+                end_action=preset.end_action,
+                **{name: value for name, value in given.items() if value is not None},
+            )
         split_rule = SplitRule(
             validation_fraction=args.validation_fraction,
             test_fraction=args.test_fraction,
@@ -148,6 +152,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             partition_rows=args.partition_rows,
             num_proc=args.num_proc,
             data_sized_buckets=tuple(name for name, value in given.items() if value is None),
+            fit_time_statistics=args.tokenizer is None,
             progress=not args.quiet,
         )
     except (LogFormatError, FileNotFoundError, ValueError) as error:
@@ -156,6 +161,24 @@ def run_prepare(args: argparse.Namespace) -> int:
     print(format_summary(result.summary))
     print(f"written to {args.output}")
     return 0
+
+
+def _saved_tokenizer(folder: str, buckets: dict[str, int | None]):
+    """``prepare --tokenizer DIR``: the tokenizer saved in DIR (a model folder, or a data folder's ``tokenizer/``);
+    bucket flags beside it are refused (its buckets are the model's)."""
+    from .tokenization_a2gen import A2GenActionTokenizer
+
+    given = [f"--{name.replace('_', '-')}" for name, value in buckets.items() if value is not None]
+    if given:
+        raise ValueError(f"--tokenizer keeps the saved tokenizer's hash buckets; drop {', '.join(given)}.")
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValueError(f"--tokenizer {folder}: no such folder; give a2gen train's OUTPUT/model or a data folder's "
+                         "tokenizer/.")  # fmt: skip
+    try:
+        return A2GenActionTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--tokenizer {folder}: {error}") from None
 
 
 def _generic_preset(args: argparse.Namespace):

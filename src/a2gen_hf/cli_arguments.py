@@ -176,6 +176,11 @@ class PrepareArguments:
                                       "next power of two at or above 16 times the distinct items")
     user_buckets: int | None = option("hash buckets of user ids; default: sized from the data (distinct users)")
     side_feature_buckets: int | None = option("hash buckets of side-feature values; default: sized from the data")
+    tokenizer: str | None = option(
+        "prepare with this saved tokenizer (a model folder such as a2gen train's OUTPUT/model, or a data folder's "
+        "tokenizer/): its hash buckets, side-feature fields and time statistics are kept, so that the model trains on "
+        "the newer log with --init-from; default: a new tokenizer fitted on this log", metavar="DIR",
+    )
     partition_rows: int = option("rows per user partition: the unit of work and of memory", 1_000_000)
     num_proc: int | None = option("worker processes; default: min(2, CPUs); 1 = this process")
 

@@ -412,6 +412,7 @@ def convert_log(
     partition_rows: int = DEFAULT_PARTITION_ROWS,
     num_proc: int | None = None,
     data_sized_buckets: tuple[str, ...] | None = None,
+    fit_time_statistics: bool = True,
 ) -> ConversionResult:
     """Convert an interaction log into the A2Gen example schema of ``docs/design.md``.
 
@@ -445,6 +446,9 @@ def convert_log(
             ``"side_feature_buckets"``) to set from the data: :func:`~a2gen_hf.data.buckets.buckets_for` the
             distinct raw ids (recorded in the summary's ``"distinct"``). ``None``: all three when no ``tokenizer`` is
             given, none otherwise.
+        fit_time_statistics: fit the tokenizer's time statistics on the train split (default). ``False`` keeps those
+            of the ``tokenizer`` given (required then): newer logs prepared with a saved model's tokenizer, for
+            training that model on (``--init-from``), whose times it normalises as it was trained to.
 
     Returns:
         A :class:`ConversionResult`.
@@ -462,6 +466,8 @@ def convert_log(
     num_proc = num_proc if num_proc is not None else min(2, os.cpu_count() or 1)
     if partition_rows < 1 or num_proc < 1:
         raise ValueError(f"partition_rows={partition_rows} and num_proc={num_proc} must be >= 1.")
+    if not fit_time_statistics and tokenizer is None:
+        raise ValueError("fit_time_statistics=False keeps the time statistics of the tokenizer given: pass tokenizer=.")
     if data_sized_buckets is None:
         data_sized_buckets = tuple(BUCKET_FIELDS) if tokenizer is None else ()
     # A copy: the caller's tokenizer keeps its statistics and buckets, even when the conversion fails.
@@ -552,10 +558,13 @@ def convert_log(
             split: sum(partition.examples[index] for partition in written) for index, split in enumerate(SPLITS)
         }
         _check_time_split(input_path, examples, min_history, split_rule, (first_start, last_start))
-        reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
+        if fit_time_statistics:
+            reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
         write_dataset_dict_files(dataset_dir, num_partitions)
         summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
                            stream, cut, written, examples, tokenizer, distinct, data_sized_buckets)  # fmt: skip
+        if not fit_time_statistics:
+            summary["rules"]["time_statistics_fitted_on"] = "kept from the tokenizer given (not fitted on this log)"
         if output_dir is None:
             dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
         else:
