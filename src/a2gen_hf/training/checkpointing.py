@@ -147,6 +147,11 @@ def _is_plain_name(name: str) -> bool:
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
+def _earlier_run_files(folder: Path) -> list[str]:
+    """The :data:`RUN_FILES` an earlier run left in ``folder``."""
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
 def remove_earlier_run(output_dir: str | os.PathLike) -> None:
     """
     Delete ``output_dir`` when it holds an earlier run (its :data:`RUN_FILES` or ``checkpoint-N`` folders), so that
@@ -156,7 +161,7 @@ def remove_earlier_run(output_dir: str | os.PathLike) -> None:
     folder = Path(output_dir)
     if not folder.is_dir():
         return
-    if any((folder / name).exists() for name in RUN_FILES) or any(map(_checkpoint_step, folder.iterdir())):
+    if _earlier_run_files(folder) or any(_checkpoint_step(path) is not None for path in folder.iterdir()):
         logger.info(f"Replacing the earlier run in {folder}.")
         shutil.rmtree(folder)
 
@@ -459,7 +464,7 @@ def _resume(
                 f"{output_dir} already holds {existing.name} from an earlier run: pass --resume (resume=True) to "
                 "continue it, or choose an empty output folder."
             )
-        earlier = [name for name in RUN_FILES if (output_dir / name).exists()]
+        earlier = _earlier_run_files(output_dir)
         if earlier:  # a finished run without checkpoints: its model and best weights would be replaced or mixed
             raise ValueError(
                 f"{output_dir} holds an earlier run ({', '.join(earlier)}): a new run would replace its model and "
