@@ -367,3 +367,66 @@ def test_wide_share_scale_reaches_the_regression_from_the_command_line(simulated
                "--wide-share-scale", "10", "--output", str(tmp_path / "compare")]
     assert main(compare) == 2
     assert "switch on --wide-warm-start too" in capsys.readouterr().err
+
+
+class _ToyHead(torch.nn.Module):
+    """A fixed wide path plus a learned hidden layer on `(n, 2)` contexts: the interface fit_learned_paths fits."""
+
+    def __init__(self, vocab_size: int, wide_weight: torch.Tensor):
+        super().__init__()
+        self.wide = torch.nn.Linear(2, vocab_size)
+        with torch.no_grad():
+            self.wide.weight.copy_(wide_weight)
+            self.wide.bias.zero_()
+        self.wide.requires_grad_(False)
+        self.linear = None
+        self.hidden = torch.nn.Linear(2, 16)
+        self.output = torch.nn.Linear(16, vocab_size)
+
+    def forward(self, contexts: torch.Tensor) -> torch.Tensor:
+        return self.wide(contexts) + self.output(torch.relu(self.hidden(contexts)))
+
+
+def _toy_inputs(rng: np.random.Generator, users: int, per_user: int):
+    """Action 2 happens where x0 * x1 > 0.3 (only a network finds it), action 3 where x0 > 1 (the wide path has it)."""
+    from a2gen_hf.training.residual_fit import HeadInputs
+
+    contexts = rng.normal(size=(users * per_user, 2))
+    occurs = np.zeros((len(contexts), 5), dtype=bool)
+    occurs[:, 2] = contexts[:, 0] * contexts[:, 1] > 0.3
+    occurs[:, 3] = (contexts[:, 0] > 1.0) ^ (rng.random(len(contexts)) < 0.05)
+    return HeadInputs(torch.tensor(contexts, dtype=torch.float32), torch.tensor(occurs),
+                      torch.arange(users).repeat_interleave(per_user))
+
+
+def test_cross_fitting_keeps_what_holds_up_on_held_out_users_only():
+    """The fit adds to an action whose signal the fixed regression misses (kept) and only noise to one the regression
+    already ranks (not confirmed on held-out users, so given back); the halves never split a user."""
+    from types import SimpleNamespace
+
+    from a2gen_hf.training.residual_fit import cross_fitted_actions, fit_learned_paths, halves_by_user
+
+    vocabulary = SimpleNamespace(action_names=["start", "signal", "ranked", "end"], start_action="start",
+                                 end_action="end")
+    rng = np.random.default_rng(0)
+    train, validation = _toy_inputs(rng, 100, 20), _toy_inputs(rng, 60, 20)
+    first, second = halves_by_user(validation, seed=0)
+    assert len(first) + len(second) == 1200
+    assert not set(validation.users[first].tolist()) & set(validation.users[second].tolist())
+    wide = torch.zeros(5, 2)
+    wide[3, 0] = 4.0  # the regression ranks action 3 as well as anything can
+
+    torch.manual_seed(0)
+    head = _ToyHead(5, wide)
+    assert cross_fitted_actions(head, train, validation, vocabulary, weight_decays=(1e-4,), rounds=5) == {2}
+    result = fit_learned_paths(head, train, validation, vocabulary, weight_decays=(1e-4,), rounds=5, cross_fit=True)
+    assert result["regression_kept_for"] == ["ranked"] and result["fitted"] > result["start"]
+    assert head.output.weight[2].any() and not head.output.weight[3].any()
+
+
+def test_halves_by_example_without_users():
+    from a2gen_hf.training.residual_fit import HeadInputs, halves_by_user
+
+    inputs = HeadInputs(torch.zeros(7, 2), torch.zeros(7, 5, dtype=torch.bool))
+    first, second = halves_by_user(inputs, seed=1)
+    assert sorted([*first, *second]) == list(range(7)) and len(first) == 3

@@ -9,6 +9,8 @@ from sklearn.metrics import roc_auc_score
 from a2gen_hf.training.statistics import (
     UNDEFINED,
     bootstrap_aucs,
+    clearly_higher_auc,
+    delong_auc_difference,
     has_both_classes,
     mean_std,
     paired_bootstrap_auc_difference,
@@ -113,3 +115,37 @@ def test_a_split_with_one_class_has_an_undefined_row_not_an_error():
     assert row["positives"] == 0 and row["examples"] == 4
     assert all(math.isnan(row[key]) for key in ("difference", "low", "high", "p_value", "auc_a", "auc_b"))
     assert significance_label(row["low"], row["high"], "A2Gen-IAG", "MMoE") == UNDEFINED
+
+
+def test_delong_difference_is_the_auc_difference_and_its_error_the_bootstrap_spread(scored):
+    labels = scored["labels"]
+    tied = np.round(scored["partial"], 1)  # ties, counted one half
+    difference, error = delong_auc_difference(labels, tied, scored["random"])
+    assert difference == pytest.approx(roc_auc_score(labels, tied) - roc_auc_score(labels, scored["random"]))
+    _, resampled = bootstrap_aucs(labels, [tied, scored["random"]], num_resamples=2000, seed=1)
+    assert error == pytest.approx(np.std(resampled[:, 0] - resampled[:, 1]), rel=0.15)
+
+
+def test_delong_error_is_zero_for_alike_rankings_and_inf_with_one_positive(scored):
+    labels = scored["labels"]
+    assert delong_auc_difference(labels, scored["partial"], 2 * scored["partial"] + 1) == (0.0, 0.0)
+    one = np.zeros(50, dtype=bool)
+    one[40] = True
+    difference, error = delong_auc_difference(one, np.arange(50.0), -np.arange(50.0))
+    assert difference > 0 and error == math.inf
+
+
+def test_clearly_higher_asks_for_z_standard_errors(scored):
+    labels, better, worse = scored["labels"], scored["perfect"], scored["random"]
+    assert clearly_higher_auc(labels, better, worse, z=1.645)
+    assert not clearly_higher_auc(labels, worse, better, z=0.0)
+    rng = np.random.default_rng(0)
+    slightly = scored["partial"] + rng.normal(0, 0.1, labels.size)  # a little worse than partial, by noise
+    difference, error = delong_auc_difference(labels, scored["partial"], slightly)
+    assert 0 < difference < 1.645 * error  # higher, not clearly
+    assert clearly_higher_auc(labels, scored["partial"], slightly, z=0.0)
+    assert not clearly_higher_auc(labels, scored["partial"], slightly, z=1.645)
+    assert not clearly_higher_auc(labels, scored["partial"], scored["partial"], z=0.0)  # equal is not higher
+    for z in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="must be a finite number >= 0"):
+            clearly_higher_auc(labels, better, worse, z=z)

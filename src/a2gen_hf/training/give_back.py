@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import predict_dataloader
 from ..metrics.action_metrics import action_targets
-from .residual_fit import action_aucs, read_head_inputs, zero_learned_paths
+from .residual_fit import actions_not_clearly_raised, head_scores, read_head_inputs, zero_learned_paths
 from .simple_baselines import ActionTargets, set_median_times
 
 logger = logging.getLogger(__name__)
@@ -137,9 +137,10 @@ def _rounded(errors: dict) -> dict:
 def give_back_to_the_regression(model: nn.Module, tokenizer, validation, batch_size: int = 1024) -> list[str]:
     """
     After training a residual start: every ranked action whose validation AUC the network does not raise above the
-    regression's (the same head with its learned paths at zero) goes back to the regression alone, as in the fit.
-    Selection on the *mean* AUC may keep an evaluation that gained on one action and lost on another; on a small
-    validation split that is noise as often as not. Returns the names of the actions given back.
+    regression's (the same head with its learned paths at zero,
+    :func:`~a2gen_hf.training.residual_fit.actions_not_clearly_raised`) goes back to the regression alone, as in the
+    fit. Selection on the *mean* AUC may keep an evaluation that gained on one action and lost on another;
+    on a small validation split that is noise as often as not. Returns the names of the actions given back.
     """
     head = model.occurrence_head
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
@@ -147,10 +148,9 @@ def give_back_to_the_regression(model: nn.Module, tokenizer, validation, batch_s
     regression = copy.deepcopy(head).eval()
     zero_learned_paths(regression)
     was_training = head.training
-    network = action_aucs(head.eval(), inputs, model.config)
+    network = head_scores(head.eval(), inputs)
     head.train(was_training)
-    alone = action_aucs(regression, inputs, model.config)
-    given_back = [action for action, auc in network.items() if auc <= alone[action]]
+    given_back = actions_not_clearly_raised(network, head_scores(regression, inputs), inputs, model.config)
     zero_learned_paths(head, given_back)
     names = [model.config.action_names[action - 1] for action in given_back]
     logger.info(f"after training, the regression alone for {names or 'no action'} (validation AUC not raised)")

@@ -31,8 +31,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.collator import A2GenDataCollator, collation_rows
-from ..metrics import ranked_action_aucs
+from ..metrics import ranked_action_aucs, ranked_action_ids
 from ..targets import first_occurrence_targets
+from .statistics import clearly_higher_auc, has_both_classes
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ class HeadInputs:
 
     contexts: torch.Tensor
     occurs: torch.Tensor
+    # `(N,)` each example's user id (hash bucket), what cross-fitting cuts a split by; None: cut by example.
+    users: torch.Tensor | None = None
+
+    def subset(self, rows: np.ndarray) -> HeadInputs:
+        """The examples ``rows`` (indices) of these inputs."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        return HeadInputs(self.contexts[index], self.occurs[index], None if self.users is None else self.users[index])
 
 
 @torch.no_grad()
@@ -64,9 +72,10 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.eval()
-    occurs = []
+    occurs, users = [], []
     try:
         for batch in DataLoader(collation_rows(dataset), batch_size=batch_size, collate_fn=collator):
+            users.append(batch["user_ids"])
             batch = {key: value.to(device) for key, value in batch.items()}
             model(**batch)
             vocab_size = model.config.vocab_size
@@ -74,7 +83,7 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
     finally:
         hook.remove()
         model.train(was_training)
-    return HeadInputs(torch.cat(captured), torch.cat(occurs).bool())
+    return HeadInputs(torch.cat(captured), torch.cat(occurs).bool(), torch.cat(users))
 
 
 def _scored(vocabulary) -> torch.Tensor:
@@ -85,12 +94,33 @@ def _scored(vocabulary) -> torch.Tensor:
     return scored
 
 
+def head_scores(head: nn.Module, inputs: HeadInputs) -> np.ndarray:
+    """`(N, V)` logits of ``head`` on ``inputs``."""
+    with torch.no_grad():
+        return head(inputs.contexts.to(next(head.parameters()).device)).float().cpu().numpy()
+
+
 def action_aucs(head: nn.Module, inputs: HeadInputs, vocabulary) -> dict[int, float]:
     """``{action id: AUC}`` of ``head`` on ``inputs`` for the ranked actions with both classes (``vocabulary``: a
     config or a tokenizer)."""
-    with torch.no_grad():
-        scores = head(inputs.contexts.to(next(head.parameters()).device)).float().cpu().numpy()
-    return ranked_action_aucs(inputs.occurs.numpy(), scores, vocabulary)
+    return ranked_action_aucs(inputs.occurs.numpy(), head_scores(head, inputs), vocabulary)
+
+
+def actions_not_clearly_raised(
+    scores: np.ndarray, reference: np.ndarray, inputs: HeadInputs, vocabulary, keep_z: float = 0.0
+) -> list[int]:
+    """
+    The ranked actions (with both classes in ``inputs``) whose AUC under `(N, V)` ``scores`` is not above the one under
+    ``reference`` by more than ``keep_z`` standard errors of the paired difference
+    (:func:`~a2gen_hf.training.statistics.clearly_higher_auc`; 0: not above it at all): the actions a fit gives back.
+    """
+    occurs = inputs.occurs.numpy()
+    return [
+        action
+        for action in ranked_action_ids(vocabulary)
+        if has_both_classes(occurs[:, action])
+        and not clearly_higher_auc(occurs[:, action], scores[:, action], reference[:, action], keep_z)
+    ]
 
 
 def mean_validation_auc(head: nn.Module, inputs: HeadInputs, vocabulary) -> float:
@@ -154,15 +184,18 @@ def fit_residual_paths(
     rounds: int = 30,
     patience: int = 3,
     seed: int = 0,
+    keep_z: float = 0.0,
+    cross_fit: bool = False,
 ) -> dict[str, float | None]:
     """
     Fit the occurrence head's learned paths of a residual start (the regression in its frozen wide path, the learned
     paths at zero) to the train split, full batch, for each L2 strength of ``weight_decays``; keep the fit with the
     best validation mean AUC if it beats the start's, else leave the start as it is. In every fit, each action
-    whose validation AUC it does not raise goes back to the regression alone (its output rows at zero,
+    whose validation AUC it does not raise (by more than ``keep_z`` standard errors of the paired difference,
+    :func:`actions_not_clearly_raised`; 0: at all) goes back to the regression alone (its output rows at zero,
     :func:`zero_learned_paths`; a rare action's few positives are the first a network over-fits), and the fit is
-    scored so. The hidden layer
-    starts from its own initialisation (seeded with ``seed``), the linear and output paths at zero.
+    scored so; with ``cross_fit`` also each action whose gain does not hold up on validation examples that did not
+    choose the fit (:func:`cross_fitted_actions`). The hidden layer starts from its own initialisation (seeded with ``seed``), the linear and output paths at zero.
 
     Returns:
         ``{"start": validation mean AUC of the start, "fitted": of the kept fit or None, "weight_decay": its L2
@@ -180,7 +213,9 @@ def fit_residual_paths(
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     train = read_head_inputs(model, dataset["train"], collator, train=True)
     validation = read_head_inputs(model, dataset["validation"], collator, train=False)
-    return fit_learned_paths(head, train, validation, model.config, weight_decays, rounds, patience, seed)
+    return fit_learned_paths(
+        head, train, validation, model.config, weight_decays, rounds, patience, seed, keep_z, cross_fit
+    )
 
 
 def fit_learned_paths(
@@ -192,15 +227,44 @@ def fit_learned_paths(
     rounds: int = 30,
     patience: int = 3,
     seed: int = 0,
+    keep_z: float = 0.0,
+    cross_fit: bool = False,
 ) -> dict[str, float | list[str] | None]:
     """
     The fit of :func:`fit_residual_paths` on inputs already read: ``head`` is any module with a fixed ``wide`` path and
     learned ``hidden`` / ``output`` (and optional ``linear``) layers whose ``forward`` maps the inputs' contexts to
     `(N, V)` logits (A2Gen's occurrence head, or :class:`~a2gen_hf.training.simple_baselines.CountNetworkBaseline`'s);
-    ``vocabulary`` a config or tokenizer (its actions). Loads the kept fit into ``head``; returns what
-    :func:`fit_residual_paths` returns.
+    ``vocabulary`` a config or tokenizer (its actions). With ``cross_fit`` an action keeps the fit only where
+    :func:`cross_fitted_actions` confirms it. Loads the kept fit into ``head``; returns what :func:`fit_residual_paths`
+    returns.
     """
-    start_aucs = action_aucs(head, validation, vocabulary)
+    options = (weight_decays, rounds, patience, seed, keep_z)
+    given_back: set[int] = set()
+    if cross_fit:
+        confirmed = cross_fitted_actions(head, train, validation, vocabulary, *options)
+        given_back = set(ranked_action_ids(vocabulary)) - confirmed
+    start = mean_validation_auc(head, validation, vocabulary)
+    score, weight_decay, state, names = _best_fit(head, train, validation, vocabulary, *options, given_back)
+    if state is not None:
+        head.load_state_dict(state)
+    result = {
+        "start": start,
+        "fitted": score if state is not None else None,
+        "weight_decay": weight_decay,
+        "regression_kept_for": names,
+    }
+    logger.info(f"residual fit: {result}")
+    return result
+
+
+def _best_fit(
+    head: nn.Module, train: HeadInputs, validation: HeadInputs, vocabulary, weight_decays: tuple[float, ...],
+    rounds: int, patience: int, seed: int, keep_z: float, given_back: set[int],
+) -> tuple[float, float | None, dict[str, torch.Tensor] | None, list[str]]:
+    """The fit chosen on ``validation`` (``head`` itself unchanged): ``(validation mean AUC, L2 strength, weights,
+    names of the actions given back)``, the weights None where no fit beats the start; ``given_back`` actions are
+    given back whatever they score."""
+    start_scores = head_scores(head, validation)
     start = mean_validation_auc(head, validation, vocabulary)
     best = (start, None, None, [])
     for weight_decay in weight_decays:
@@ -215,11 +279,13 @@ def fit_learned_paths(
             score, state = _fit_one(candidate, train, validation, vocabulary, weight_decay, rounds, patience)
         if state is None:  # no validation AUC to score it by (no ranked action with both classes)
             continue
-        # Per action, the fit is kept only where it ranks better than the regression on validation; the candidate
-        # is scored as it would be kept.
+        # Per action, the fit is kept only where it ranks (clearly) better than the regression on validation; the
+        # candidate is scored as it would be kept.
         candidate.load_state_dict(state)
-        kept_back = [action for action, auc in action_aucs(candidate, validation, vocabulary).items()
-                     if auc <= start_aucs[action]]
+        not_raised = actions_not_clearly_raised(
+            head_scores(candidate, validation), start_scores, validation, vocabulary, keep_z
+        )
+        kept_back = sorted(set(not_raised) | given_back)
         zero_learned_paths(candidate, kept_back)
         score = mean_validation_auc(candidate, validation, vocabulary)
         names = [vocabulary.action_names[action - 1] for action in kept_back]
@@ -227,13 +293,51 @@ def fit_learned_paths(
                     f"; the regression kept for {names or 'no action'})")
         if score > best[0]:
             best = (score, weight_decay, copy.deepcopy(candidate.state_dict()), names)
-    if best[2] is not None:
-        head.load_state_dict(best[2])
-    result = {
-        "start": start,
-        "fitted": best[0] if best[2] is not None else None,
-        "weight_decay": best[1],
-        "regression_kept_for": best[3],
-    }
-    logger.info(f"residual fit: {result}")
-    return result
+    return best
+
+
+def halves_of(users: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of `(N,)` ``users`` cut in two by user: every user's examples in one half, half the users (drawn
+    with ``seed``) in the first."""
+    distinct = np.unique(users)
+    chosen = np.random.default_rng(seed).permutation(distinct)[: len(distinct) // 2]
+    first = np.isin(users, chosen)
+    return np.flatnonzero(first), np.flatnonzero(~first)
+
+
+def halves_by_user(inputs: HeadInputs, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The example indices of ``inputs`` cut in two by user (:func:`halves_of`), or by example where the inputs name
+    no users."""
+    return halves_of(np.arange(len(inputs.occurs)) if inputs.users is None else inputs.users.numpy(), seed)
+
+
+def cross_fitted_actions(
+    head: nn.Module, train: HeadInputs, validation: HeadInputs, vocabulary, weight_decays: tuple[float, ...] =
+    WEIGHT_DECAYS, rounds: int = 30, patience: int = 3, seed: int = 0, keep_z: float = 0.0,
+) -> set[int]:
+    """
+    The ranked actions whose fit holds up on validation examples that did not choose it. The fit chooses its L2
+    strength, its number of rounds and its actions on the split it is scored on, so on a few dozen validation
+    positives its gain over the regression is partly the luck of that choice. Here validation is cut in two by user
+    (:func:`halves_by_user`), the whole fit is chosen on each half and scored on the other against the start; an
+    action is confirmed where its mean AUC gain over the two held-out halves is above 0 (a half where no fit beat the
+    start counts 0; one without both classes of the action does not count).
+    """
+    halves = halves_by_user(validation, seed)
+    gains: dict[int, list[float]] = {}
+    for choose, held_out in (halves, halves[::-1]):
+        chosen = _best_fit(head, train, validation.subset(choose), vocabulary, weight_decays, rounds, patience, seed,
+                           keep_z, set())[2]
+        scored = validation.subset(held_out)
+        start = action_aucs(head, scored, vocabulary)
+        fitted = start
+        if chosen is not None:
+            candidate = copy.deepcopy(head).float().cpu().eval()
+            candidate.load_state_dict(chosen)
+            fitted = action_aucs(candidate, scored, vocabulary)
+        for action, auc in fitted.items():
+            gains.setdefault(action, []).append(auc - start[action])
+    confirmed = {action for action, values in gains.items() if np.mean(values) > 0}
+    names = {vocabulary.action_names[action - 1]: round(float(np.mean(values)), 4) for action, values in gains.items()}
+    logger.info(f"residual fit, cross-fitted on validation halves: held-out AUC gain per action {names}")
+    return confirmed

@@ -1,0 +1,116 @@
+"""
+Which keep rule for the residual fit: held-out validation AUC of the ``sparse_logs`` ranking under each
+``wide_fit_keep_z``, without reading any test split.
+
+The ``sparse_logs`` recipe fits what its network adds to the logistic regression on counts and keeps the fit, per
+action, only where it raises that action's validation AUC (``wide_fit_keep_z`` 0), or only where it raises it by more
+than z standard errors of the paired difference (DeLong). Validation chooses the fit, so validation cannot judge
+the rule: here the validation split is cut in two by user, the regression and the fit choose on one half (their C,
+share scale, L2 strength and kept actions) and the other half scores, both ways. With ``--fractions`` the training
+split is cut to a share of its users, as a stand-in for smaller logs (validation stays whole).
+
+Prints a table and writes ``--output`` (JSON): per training share, seed, direction and z, the scoring half's AUC per
+action and the actions the fit kept.
+
+    python benchmarks/residual_fit_keep_rule.py --data data/taobao --fractions 1,0.5,0.25,0.125 --seeds 3 \\
+        --keep-z 0,1.645 --output runs/keep_rule.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from datasets import DatasetDict
+
+from a2gen_hf.cli import _feature_overrides, parse_arguments
+from a2gen_hf.data.collator import A2GenDataCollator
+from a2gen_hf.data.folder import load_data_dir
+from a2gen_hf.output_folders import write_json_atomically
+from a2gen_hf.training.data_setup import create_model
+from a2gen_hf.training.residual_fit import action_aucs, fit_learned_paths, halves_of, read_head_inputs
+from a2gen_hf.training.simple_baselines import start_from_regression
+
+
+def users_share(split, fraction: float, seed: int = 0):
+    """``split`` cut to ``fraction`` of its users (drawn by ``seed``), every row of a user kept."""
+    if fraction >= 1:
+        return split
+    users = np.asarray(split["user"])
+    distinct = np.unique(users)
+    kept = set(np.random.default_rng(seed).permutation(distinct)[: max(1, round(fraction * len(distinct)))].tolist())
+    return split.select(np.flatnonzero([user in kept for user in users]).tolist())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="a data folder of `a2gen prepare`")
+    parser.add_argument("--fractions", default="1", help="shares of the training split's users, comma-separated")
+    parser.add_argument("--seeds", type=int, default=3, help="hidden-layer seeds of the fit")
+    parser.add_argument("--rules", default="0,1.645,cross",
+                        help="keep rules, comma-separated: a number is wide_fit_keep_z, `cross` the cross-fitted rule")
+    parser.add_argument("--recipe", default="sparse_logs")
+    parser.add_argument("--output", required=True, help="JSON file to write")
+    args = parser.parse_args()
+    recipe = parse_arguments(["compare", "--recipe", args.recipe, "--data", args.data, "--output", "unused"])
+    overrides = {key: value for key, value in _feature_overrides(recipe).items() if value is not None}
+    overrides.update({"max_history_items": recipe.max_history_items, "max_events_per_item": recipe.max_events_per_item})
+    dataset, tokenizer, _ = load_data_dir(args.data)
+    halves = [half.tolist() for half in halves_of(np.asarray(dataset["validation"]["user"]))]
+    rules = args.rules.split(",")
+    rows = []
+    for fraction in (float(value) for value in args.fractions.split(",")):
+        train = users_share(dataset["train"], fraction)
+        for direction, (choose, score) in enumerate((halves, halves[::-1])):
+            data = DatasetDict({"train": train, "validation": dataset["validation"].select(choose)})
+            regression = None
+            for seed in range(args.seeds):
+                started = time.time()
+                model = create_model("a2gen-iag", tokenizer, data, **overrides)
+                regression = start_from_regression(
+                    model, tokenizer, data, residual=True, regression=regression, frozen=True,
+                    share_scale=recipe.wide_share_scale,
+                )  # fmt: skip
+                model.eval()
+                collator = A2GenDataCollator.from_config(model.config, tokenizer)
+                inputs = {
+                    "train": read_head_inputs(model, train, collator, train=True),
+                    "choose": read_head_inputs(model, data["validation"], collator, train=False),
+                    "score": read_head_inputs(model, dataset["validation"].select(score), collator, train=False),
+                }
+                start_state = {key: value.clone() for key, value in model.occurrence_head.state_dict().items()}
+                for rule in rules:
+                    head = model.occurrence_head
+                    head.load_state_dict(start_state)
+                    fit = fit_learned_paths(head, inputs["train"], inputs["choose"], model.config, seed=seed,
+                                            keep_z=0.0 if rule == "cross" else float(rule), cross_fit=rule == "cross")
+                    aucs = action_aucs(head, inputs["score"], model.config)
+                    named = {model.config.action_names[action - 1]: auc for action, auc in aucs.items()}
+                    rows.append({
+                        "fraction": fraction, "train_examples": len(train), "direction": direction, "seed": seed,
+                        "rule": rule, "held_out_auc": named, "held_out_mean": float(np.mean(list(aucs.values()))),
+                        "kept_fit": fit["fitted"] is not None, "regression_kept_for": fit["regression_kept_for"],
+                    })  # fmt: skip
+                    print(f"share {fraction:g} ({len(train)} train) direction {direction} seed {seed} rule {rule}: "
+                          f"held-out mean {rows[-1]['held_out_mean']:.4f} {json.dumps(named)} regression for "
+                          f"{fit['regression_kept_for'] if fit['fitted'] is not None else 'all'} "
+                          f"({time.time() - started:.0f} s)", flush=True)
+    summary = {}
+    for fraction in sorted({row["fraction"] for row in rows}, reverse=True):
+        summary[str(fraction)] = {
+            rule: float(np.mean([row["held_out_mean"] for row in rows if row["fraction"] == fraction
+                                 and row["rule"] == rule]))
+            for rule in rules
+        }  # fmt: skip
+    print("held-out validation mean AUC (mean over seeds and both directions):")
+    for fraction, by_z in summary.items():
+        print(f"  training users share {fraction}: " + ", ".join(f"{rule}: {value:.4f}" for rule, value in by_z.items()))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
+
+
+if __name__ == "__main__":
+    main()

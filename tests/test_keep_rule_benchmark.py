@@ -1,0 +1,36 @@
+"""benchmarks/residual_fit_keep_rule.py: the held-out check of the residual fit's keep rules runs on a data folder and
+scores every rule on validation users that did not choose it."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark():
+    path = ROOT / "benchmarks" / "residual_fit_keep_rule.py"
+    spec = importlib.util.spec_from_file_location("residual_fit_keep_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_keep_rules_are_scored_on_the_other_half(simulated_data_dir, tmp_path, monkeypatch, capsys):
+    output = tmp_path / "keep.json"
+    monkeypatch.setattr(sys, "argv", [
+        "residual_fit_keep_rule.py", "--data", str(simulated_data_dir), "--fractions", "1,0.5", "--seeds", "1",
+        "--rules", "0,1.645,cross", "--output", str(output),
+    ])  # fmt: skip
+    _benchmark().main()
+    report = json.loads(output.read_text())
+    rows = report["rows"]
+    assert len(rows) == 2 * 2 * 3  # shares x directions x rules
+    assert {row["rule"] for row in rows} == {"0", "1.645", "cross"}
+    halves = {row["train_examples"] for row in rows}
+    assert len(halves) == 2  # the half share cuts the training split
+    for row in rows:
+        assert 0.0 <= row["held_out_mean"] <= 1.0 and row["held_out_auc"]
+    assert set(report["summary"]) == {"1.0", "0.5"}
+    assert "held-out validation mean AUC" in capsys.readouterr().out
