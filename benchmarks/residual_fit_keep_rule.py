@@ -106,8 +106,9 @@ def main() -> None:
             for rule in rules
         }  # fmt: skip
     print("held-out validation mean AUC (mean over seeds and both directions):")
-    for fraction, by_z in summary.items():
-        print(f"  training users share {fraction}: " + ", ".join(f"{rule}: {value:.4f}" for rule, value in by_z.items()))
+    for fraction, by_rule in summary.items():
+        means = ", ".join(f"{rule}: {value:.4f}" for rule, value in by_rule.items())
+        print(f"  training users share {fraction}: {means}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
 

@@ -42,8 +42,8 @@ WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
 
 @dataclass
 class HeadInputs:
-    """What the occurrence head reads over a split: the generation contexts `(N, C)` and P(action happens) targets
-    `(N, V)` (booleans)."""
+    """What the occurrence head reads over a split: the generation contexts `(N, C)`, the P(action happens) targets
+    `(N, V)` (booleans) and the examples' user ids `(N,)`."""
 
     contexts: torch.Tensor
     occurs: torch.Tensor
@@ -195,7 +195,10 @@ def fit_residual_paths(
     :func:`actions_not_clearly_raised`; 0: at all) goes back to the regression alone (its output rows at zero,
     :func:`zero_learned_paths`; a rare action's few positives are the first a network over-fits), and the fit is
     scored so; with ``cross_fit`` also each action whose gain does not hold up on validation examples that did not
-    choose the fit (:func:`cross_fitted_actions`). The hidden layer starts from its own initialisation (seeded with ``seed``), the linear and output paths at zero.
+    choose the fit (:func:`cross_fitted_actions`). The hidden layer starts from its own initialisation (seeded with
+    ``seed``), the linear and output paths at zero. (The ``sparse_logs`` recipe keeps ``keep_z=0`` without
+    ``cross_fit``: the stricter rules lost on the shared sample's held-out validation, docs/results.md (d),
+    "Stricter keep rules for the fit".)
 
     Returns:
         ``{"start": validation mean AUC of the start, "fitted": of the kept fit or None, "weight_decay": its L2
