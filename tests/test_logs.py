@@ -1069,3 +1069,49 @@ def test_prepare_with_a_saved_tokenizer_keeps_it_for_training_on_with_init_from(
     assert main([*argv, "--output", str(tmp_path / "d3"), "--tokenizer", str(tmp_path / "model"), "--item-buckets",
                  "64"]) == 2  # fmt: skip
     assert "--tokenizer keeps the saved tokenizer's hash buckets; drop --item-buckets" in capsys.readouterr().err
+
+
+def _long_sessions_log(tmp_path: Path) -> Path:
+    """Taobao rows: per user one item with 9 pv then a buy (buy at position 10 after the start), one item with a buy
+    at position 2, and one with 3 pv only; users 1..12, one day apart."""
+    lines = []
+    for user in range(1, 13):
+        start = 1511544000 + (user - 1) * 40000
+        lines += [f"{user},10{user},5,pv,{start + second}\n" for second in range(10)]
+        lines.append(f"{user},10{user},5,buy,{start + 10}\n")
+        lines += [f"{user},20{user},5,pv,{start + 100}\n", f"{user},20{user},5,buy,{start + 101}\n"]
+        lines += [f"{user},30{user},5,pv,{start + 200 + second}\n" for second in range(3)]
+    return _write(tmp_path, "".join(lines))
+
+
+def test_sessions_longer_than_the_labels_are_counted_and_max_actions_keeps_them(tmp_path, caplog, capsys):
+    """The labels keep the start and max_actions actions after it: the summary (and a warning) counts the longer
+    sessions and the positives only after the window, which the occurrence targets would miss; --max-actions keeps
+    them; a saved tokenizer's K cannot be changed."""
+    log = _long_sessions_log(tmp_path)
+    whole = SplitRule(validation_start=1e12, test_start=2e12)  # every session in train
+    with caplog.at_level("WARNING"):
+        result = convert_log(log, "taobao", output_dir=tmp_path / "k6", split_rule=whole, progress=False)
+    labels = result.summary["labels"]
+    # pv x10 + buy + leave: 11 actions after the start; the window holds positions 1..6.
+    assert labels["max_actions"] == 6 and labels["longest_session_actions"] == 11
+    assert labels["longer_examples"] == {"train": 12, "validation": 0, "test": 0}
+    assert labels["positives_after_the_labels"]["train"] == {"buy": 12, "leave": 12}
+    assert "--max-actions 11" in caplog.text and "buy=12" in format_summary(result.summary)
+
+    result = convert_log(log, "taobao", output_dir=tmp_path / "k11", split_rule=whole, max_actions=11, progress=False)
+    assert result.tokenizer.max_actions == 11
+    assert result.summary["labels"]["longer_examples"]["train"] == 0
+    assert "sessions longer" not in format_summary(result.summary)
+
+    flags = ["prepare", "--preset", "taobao", "--input", str(log), "--quiet", "--validation-start", "1e12",
+             "--test-start", "2e12"]  # fmt: skip
+    assert cli.main([*flags, "--output", str(tmp_path / "cli"), "--max-actions", "11"]) == 0
+    assert json.loads((tmp_path / "cli" / "tokenizer" / "tokenizer_config.json").read_text())["max_actions"] == 11
+    capsys.readouterr()
+    tokenizer = ["--tokenizer", str(tmp_path / "k6" / "tokenizer")]
+    assert cli.main([*flags, "--output", str(tmp_path / "t"), *tokenizer, "--max-actions", "11"]) == 2
+    assert "max_actions=11 differs from the tokenizer's 6" in capsys.readouterr().err
+    assert cli.main([*flags, "--output", str(tmp_path / "z"), "--max-actions", "0"]) == 2
+    with pytest.raises(ValueError, match="must be a whole number >= 1"):
+        convert_log(log, "taobao", max_actions=2.5, progress=False)

@@ -127,6 +127,7 @@ def run_prepare(args: argparse.Namespace) -> int:
                 start_action=preset.start_action,
                 end_action=preset.end_action,
                 **{name: value for name, value in given.items() if value is not None},
+                **({} if args.max_actions is None else {"max_actions": args.max_actions}),
             )
         split_rule = SplitRule(
             validation_fraction=args.validation_fraction,
@@ -153,6 +154,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             num_proc=args.num_proc,
             data_sized_buckets=tuple(name for name, value in given.items() if value is None),
             fit_time_statistics=args.tokenizer is None,
+            max_actions=args.max_actions,
             progress=not args.quiet,
         )
     except (LogFormatError, FileNotFoundError, ValueError) as error:

@@ -168,6 +168,11 @@ class PrepareArguments:
                                         "this gap", 3 * 86400)
     max_history_items: int = option("history items kept per example (the most recent)", 50)
     min_history: int = option("only sessions with this many earlier sessions of the user become examples", 0)
+    max_actions: int | None = option(
+        "K: the actions after the start that a model of this data generates and that its labels keep; later actions "
+        "of longer sessions are not labels (the summary counts them); default: 6, the paper's (with --tokenizer: "
+        "the saved tokenizer's)", metavar="K",
+    )
     validation_fraction: float = option("share of the time range that goes to validation", 1 / 7)
     test_fraction: float = option("share of the time range that goes to test (the last)", 1 / 7)
     validation_start: float | None = option("Unix seconds where validation starts; overrides --validation-fraction")

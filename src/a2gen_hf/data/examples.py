@@ -387,6 +387,45 @@ def write_examples(path: Path, batches: Iterable[pa.RecordBatch]) -> None:
             writer.write_batch(batch)
 
 
+@dataclass
+class LabelWindowCounts:
+    """What the labels' window (the start and ``max_actions`` actions after it) leaves out of some sessions:
+    ``longer`` sessions hold more events than that, ``longest`` actions follow the start in the longest of all
+    (0 without sessions), and ``lost[id - 1]`` counts the sessions whose action ``id`` happens only after the window
+    (a positive the occurrence targets do not see)."""
+
+    longer: int
+    longest: int
+    lost: np.ndarray
+
+    @staticmethod
+    def merge(first: LabelWindowCounts, second: LabelWindowCounts) -> LabelWindowCounts:
+        return LabelWindowCounts(
+            first.longer + second.longer, max(first.longest, second.longest), first.lost + second.lost
+        )
+
+
+def label_window_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int, max_actions: int) -> LabelWindowCounts:
+    """:class:`LabelWindowCounts` of the ``chosen`` sessions `(S,)` (bool) for labels of ``max_actions + 1`` events
+    (what :class:`~a2gen_hf.data.collator.A2GenDataCollator` keeps)."""
+    lengths = np.diff(sessions.event_offsets)
+    window = max_actions + 1
+    longest = int(lengths[chosen].max()) - 1 if chosen.any() else 0
+    longer = chosen & (lengths > window)
+    if not longer.any():
+        return LabelWindowCounts(0, longest, np.zeros(num_actions, np.int64))
+    in_longer = np.repeat(longer, lengths)
+    ids = sessions.event_action_ids[in_longer]
+    session = np.repeat(np.arange(len(lengths)), lengths)[in_longer]
+    position = (np.arange(len(in_longer)) - np.repeat(sessions.event_offsets[:-1], lengths))[in_longer]
+    key = session * (num_actions + 1) + ids
+    seen = np.unique(key[(position >= 1) & (position < window)])  # after the start, inside the labels
+    lost = np.setdiff1d(np.unique(key[position >= window]), seen)
+    return LabelWindowCounts(
+        int(longer.sum()), longest, np.bincount(lost % (num_actions + 1), minlength=num_actions + 1)[1:]
+    )
+
+
 def action_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int) -> np.ndarray:
     """How often each action (ids 1..num_actions, at index id - 1) occurs in the chosen sessions' sequences."""
     counts = np.diff(sessions.event_offsets)

@@ -36,11 +36,13 @@ from .buckets import data_sized_buckets as _sized_buckets
 from .examples import (
     SPLITS,
     ExampleBuilder,
+    LabelWindowCounts,
     LogTimeMoments,
     Sessions,
     SplitRule,
     action_counts,
     dense_ranks,
+    label_window_counts,
     load_sessions,
     save_sessions,
     sort_order,
@@ -278,6 +280,7 @@ class _PartitionExamples:
     examples: list[int]
     action_counts: list[np.ndarray]
     time_moments: LogTimeMoments
+    label_windows: list[LabelWindowCounts]
 
 
 def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
@@ -326,13 +329,17 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
     if not conversion.sessions_file(index).exists():  # a partition without rows
         for split in SPLITS:
             write_examples(conversion.examples_file(split, index), [])
-        return _PartitionExamples([0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments())
+        nothing = LabelWindowCounts(0, 0, np.zeros(num_actions, np.int64))
+        return _PartitionExamples(
+            [0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments(), [nothing] * len(SPLITS)
+        )
     sessions = load_sessions(conversion.sessions_file(index))
     shutil.rmtree(conversion.sessions_file(index))
     split_of_session = np.searchsorted(conversion.boundaries, sessions.start, side="right")
     builder = ExampleBuilder(sessions, conversion.tokenizer, conversion.max_history_items)
     chosen = builder.available >= conversion.min_history
-    examples, counts = [], []
+    examples, counts, windows = [], [], []
+    max_actions = conversion.tokenizer.max_actions
     for split_index, split in enumerate(SPLITS):
         in_split = (split_of_session == split_index) & chosen
         targets = builder.by_time[in_split[builder.by_time]]
@@ -342,7 +349,8 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
         write_examples(conversion.examples_file(split, index), map(builder.batch, chunks))
         examples.append(len(targets))
         counts.append(action_counts(sessions, in_split, num_actions))
-    return _PartitionExamples(examples, counts, LogTimeMoments.of_sessions(sessions, split_of_session == 0))
+        windows.append(label_window_counts(sessions, in_split, num_actions, max_actions))
+    return _PartitionExamples(examples, counts, LogTimeMoments.of_sessions(sessions, split_of_session == 0), windows)
 
 
 def _check_open_files(num_partitions: int, partition_rows: int) -> None:
@@ -413,6 +421,7 @@ def convert_log(
     num_proc: int | None = None,
     data_sized_buckets: tuple[str, ...] | None = None,
     fit_time_statistics: bool = True,
+    max_actions: int | None = None,
 ) -> ConversionResult:
     """Convert an interaction log into the A2Gen example schema of ``docs/design.md``.
 
@@ -449,6 +458,10 @@ def convert_log(
         fit_time_statistics: fit the tokenizer's time statistics on the train split (default). ``False`` keeps those
             of the ``tokenizer`` given (required then): newer logs prepared with a saved model's tokenizer, for
             training that model on (``--init-from``), whose times it normalises as it was trained to.
+        max_actions: the actions after the start that a model of this data generates and that its labels keep (the
+            tokenizer's ``max_actions``; K of the paper); ``None``: the ``tokenizer``'s, 6 for a new one. The
+            examples keep whole sessions; the summary's ``labels`` (and a warning) count the sessions longer than
+            that and the positives after it, which the occurrence targets then miss.
 
     Returns:
         A :class:`ConversionResult`.
@@ -468,11 +481,21 @@ def convert_log(
         raise ValueError(f"partition_rows={partition_rows} and num_proc={num_proc} must be >= 1.")
     if not fit_time_statistics and tokenizer is None:
         raise ValueError("fit_time_statistics=False keeps the time statistics of the tokenizer given: pass tokenizer=.")
+    if max_actions is not None and not (isinstance(max_actions, int) and not isinstance(max_actions, bool)
+                                        and max_actions >= 1):  # fmt: skip
+        raise ValueError(f"max_actions={max_actions!r} must be a whole number >= 1 (CLI: --max-actions).")
+    if max_actions is not None and tokenizer is not None and tokenizer.max_actions != max_actions:
+        raise ValueError(
+            f"max_actions={max_actions} differs from the tokenizer's {tokenizer.max_actions}: a saved model generates "
+            "its tokenizer's number of actions; drop max_actions (CLI: --max-actions) or prepare without the "
+            "tokenizer (--tokenizer)."
+        )
     if data_sized_buckets is None:
         data_sized_buckets = tuple(BUCKET_FIELDS) if tokenizer is None else ()
     # A copy: the caller's tokenizer keeps its statistics and buckets, even when the conversion fails.
     tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else A2GenActionTokenizer(
-        action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action
+        action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action,
+        **({} if max_actions is None else {"max_actions": max_actions}),
     )
     if tokenizer.side_feature_fields is None:  # saved with the tokenizer: the pipeline hashes raw side features
         tokenizer.side_feature_fields = list(preset.side_feature_columns)
@@ -565,6 +588,8 @@ def convert_log(
                            stream, cut, written, examples, tokenizer, distinct, data_sized_buckets)  # fmt: skip
         if not fit_time_statistics:
             summary["rules"]["time_statistics_fitted_on"] = "kept from the tokenizer given (not fitted on this log)"
+        if (window := label_window_text(summary)) is not None:
+            logger.warning(f"{stream.source}: {window}")
         if output_dir is None:
             dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
         else:
@@ -604,6 +629,7 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
             split: dict(zip(action_names, map(int, sum(partition.action_counts[index] for partition in written))))
             for index, split in enumerate(SPLITS)
         },
+        "labels": _label_window_record(written, tokenizer.max_actions, action_names),
         "time_log_mean": tokenizer.time_log_mean,
         "time_log_std": tokenizer.time_log_std,
         **bucket_record(
@@ -612,6 +638,42 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
             {name: name in data_sized_buckets for name in BUCKET_FIELDS},
         ),
     }
+
+
+def _label_window_record(written: list[_PartitionExamples], max_actions: int, action_names: list[str]) -> dict:
+    """The summary's ``labels``: the window the labels keep (``max_actions``), per split the examples whose sessions
+    are longer and the positives that fall after it, and the most actions after the start of any session."""
+    windows = [reduce(LabelWindowCounts.merge, [part.label_windows[index] for part in written]) for index in
+               range(len(SPLITS))]  # fmt: skip
+    return {
+        "max_actions": max_actions,
+        "longest_session_actions": max(window.longest for window in windows),
+        "longer_examples": {split: window.longer for split, window in zip(SPLITS, windows)},
+        "positives_after_the_labels": {
+            split: {name: int(count) for name, count in zip(action_names, window.lost) if count}
+            for split, window in zip(SPLITS, windows)
+        },
+    }
+
+
+def label_window_text(summary: dict[str, Any]) -> str | None:
+    """The summary line (and warning) on sessions longer than the labels keep, or None when every session fits."""
+    labels = summary.get("labels")
+    if not labels or not any(labels["longer_examples"].values()):
+        return None
+    longer = ", ".join(f"{split} {count}" for split, count in labels["longer_examples"].items())
+    lost = "; ".join(
+        f"{split} " + ", ".join(f"{name}={count}" for name, count in counts.items())
+        for split, counts in labels["positives_after_the_labels"].items() if counts
+    )  # fmt: skip
+    return (
+        f"sessions longer than the labels keep (the start and max_actions={labels['max_actions']} actions after it): "
+        f"{longer} examples; the longest has {labels['longest_session_actions']} actions after the start. Their later "
+        "actions are not labels: " + (f"positives that happen only after the window, counted as not happening: "
+                                      f"{lost}. " if lost else "no action's only occurrence is among them. ")
+        + f"To keep them, prepare again with --max-actions {labels['longest_session_actions']} (a model generates "
+        "and scores that many actions)."
+    )
 
 
 # A time split by fractions of the sessions' start-time span that leaves training less than this share of the
@@ -732,4 +794,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     if (tables := format_bucket_record(summary)) is not None:
         lines.append(tables)
+    if (window := label_window_text(summary)) is not None:
+        lines.append(window)
     return "\n".join(lines)
