@@ -1115,3 +1115,22 @@ def test_sessions_longer_than_the_labels_are_counted_and_max_actions_keeps_them(
     assert cli.main([*flags, "--output", str(tmp_path / "z"), "--max-actions", "0"]) == 2
     with pytest.raises(ValueError, match="must be a whole number >= 1"):
         convert_log(log, "taobao", max_actions=2.5, progress=False)
+
+
+def test_a_same_second_start_opens_and_a_same_second_end_closes_wherever_the_vocabulary_lists_them(tmp_path):
+    """Ties of one second: the start action first, the end action last, the others in vocabulary order (before, with
+    the start listed third a scroll came first and the logged start appeared mid-sequence; with the end listed
+    second a same-second like after it became a session of its own)."""
+    preset = dataclasses.replace(
+        PRESETS["taobao"], name="generic", columns=("user_id", "item_id", "behavior_type", "timestamp"),
+        action_names=("scroll", "close", "open", "like"), start_action="open", end_action="close",
+        action_mapping={name: name for name in ("scroll", "close", "open", "like")}, time_window=None,
+        side_feature_columns=(),
+    )  # fmt: skip
+    log = _write(tmp_path, "1,7,scroll,100\n1,7,open,100\n1,7,like,130\n1,7,close,130\n1,7,scroll,130\n")
+    result = convert_log(log, preset, progress=False, split_rule=SplitRule(validation_start=1e12, test_start=2e12))
+    assert result.summary["sessions"] == 1
+    (example,) = result.dataset["train"]
+    tokens = result.tokenizer.convert_ids_to_tokens(example["action_ids"])
+    assert tokens == ["open", "scroll", "scroll", "like", "close"]
+    assert example["action_seconds"] == [0.0, 0.0, 30.0, 30.0, 30.0]

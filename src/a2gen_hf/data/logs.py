@@ -142,14 +142,25 @@ def _sessions(
     )
 
 
+def _tie_order(actions: np.ndarray, preset: LogPreset) -> np.ndarray:
+    """`(N,)` the order of same-second events: the start action 0, the end action after every other, the rest by
+    their vocabulary ids."""
+    order = actions.astype(np.int64, copy=True)
+    order[actions == preset.action_id(preset.start_action)] = 0
+    order[actions == preset.action_id(preset.end_action)] = len(preset.action_names) + 1
+    return order
+
+
 def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_seconds: float) -> Sessions:
     """Cut an event log into (user, item) sessions and write each as start, ..., end action (see docs/data.md)."""
     codes, dictionaries = _encoded(log, preset)
     users, items = codes[preset.user_column], codes[preset.item_column]
     times, actions = log.numbers[preset.time_column], log.numbers["action_id"]
-    # Ties of (user, item, time) by vocabulary order, then by line.
+    # Ties of (user, item, time): the start action first, the end action last, the others in vocabulary order,
+    # then by line (so that a same-second start opens its session and a same-second end closes it, wherever the
+    # vocabulary lists them).
     (time_ranks,) = dense_ranks(times)
-    rows = sort_order([users, items, time_ranks, actions], log.lines)
+    rows = sort_order([users, items, time_ranks, _tie_order(actions, preset)], log.lines)
     duplicate = ~_group_starts(users[rows], items[rows], times[rows], actions[rows])
 
     def describe(row: int) -> str:
