@@ -576,3 +576,26 @@ def test_a_group_column_the_batches_lack_is_refused():
     assert "group_ids" not in predict_dataloader(model, batches, group_column=None)
     assert "gauc" not in evaluate_model(model, batches, group_column=None)
     assert "group_ids" not in predict_dataloader(model, batches, references=False, group_column="request_id")
+
+
+def test_nan_label_times_are_unknown_and_refused_where_the_mask_says_known():
+    """NaN reference times are unknown times (as in the data): without a mask they count as unknown, exactly as mask 0
+    would; with a mask of 1 at a NaN the references are refused, naming the place (before: that action's MAE was NaN
+    and the mean over actions silently left it out)."""
+    from a2gen_hf.metrics import compute_action_metrics
+
+    names = ["start", "like", "follow", "leave"]
+    labels = [[1, 2, 4, 0], [1, 4, 0, 0], [1, 2, 3, 4], [1, 3, 4, 0]]
+    times = [[0.0, 0.5, 1.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.2, 0.3, 0.9], [0.0, 0.1, 0.4, 0.0]]
+    mask = [[1 if action else 0 for action in row] for row in labels]
+    predictions = {"action_probabilities": np.full((4, 5), 0.5), "expected_times": np.zeros((4, 5))}
+    unknown = [row[:] for row in mask]
+    unknown[0][1] = 0
+    expected = compute_action_metrics(predictions, {"labels": labels, "label_times": times,
+                                                    "label_time_mask": unknown}, names)  # fmt: skip
+    times[0][1] = math.nan
+    without_mask = compute_action_metrics(predictions, {"labels": labels, "label_times": times}, names)
+    assert without_mask["mae"] == expected["mae"] and without_mask["timed_count"] == expected["timed_count"]
+    assert without_mask["timed_count"]["like"] == 1 and math.isfinite(without_mask["mean_mae"])
+    with pytest.raises(ValueError, match=r"label_times\[0, 1\] is NaN where label_time_mask\[0, 1\] is 1"):
+        compute_action_metrics(predictions, {"labels": labels, "label_times": times, "label_time_mask": mask}, names)

@@ -186,8 +186,29 @@ def action_targets(
             f"labels {tuple(labels.shape)}, label_times {tuple(times.shape)} and label_time_mask "
             f"{None if mask is None else tuple(mask.shape)} must have the same shape."
         )
+    times, mask = _unknown_times_as_nan(times, mask)
     occurs, first_times, known = first_occurrence_targets(labels, times, mask, vocab_size)
     return occurs.numpy(), first_times.numpy(), known.numpy()
+
+
+def _unknown_times_as_nan(times: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """NaN label times are unknown times, as in the data (``action_seconds``): without a ``label_time_mask`` they
+    become mask 0; with one, a NaN where the mask says known (1) is refused, naming the first place (before: that
+    action's MAE was NaN, its nonzero MAE and the mean over actions silently left it out)."""
+    missing = torch.isnan(times)
+    if not missing.any():
+        return times, mask
+    if mask is None:
+        mask = (~missing).to(times.dtype)
+    else:
+        clash = missing & (mask > 0)
+        if clash.any():
+            row, column = (int(index) for index in clash.nonzero()[0])
+            raise ValueError(
+                f"label_times[{row}, {column}] is NaN where label_time_mask[{row}, {column}] is 1 (known): mark an "
+                "unknown time with label_time_mask 0 (the collator does), or give its time."
+            )
+    return torch.nan_to_num(times, nan=0.0), mask
 
 
 def _auc(occurs: np.ndarray, scores: np.ndarray, label: str, notes: list[str]) -> float:
