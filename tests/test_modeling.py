@@ -1340,3 +1340,22 @@ def test_a_bfloat16_model_reads_float32_times_and_int32_labels(model_and_batch):
     output = half(**batch)  # float32 history and label times
     assert output.logits.dtype == torch.bfloat16 and torch.isfinite(output.loss)
     assert output.loss.item() == pytest.approx(loss.item(), rel=0.05)
+
+
+@pytest.mark.parametrize("chance", [1e-6, 1e-13, 1e-30, 0.0])
+def test_expected_time_is_the_slots_time_however_rare_the_action(chance):
+    """Every slot says the action would come at z = 2: its expected time is 2 whatever its probability (before, a
+    clamp of the weights' sum pulled it to 0.39 at 1e-13 and to 0 at 0), and a probability of exactly 0 gives the
+    slots' mean time."""
+    from a2gen_hf.modeling_a2gen import action_predictions_from_slots
+
+    config = tiny_config()
+    slots = config.max_actions
+    probabilities = torch.zeros(1, slots, config.vocab_size)
+    like = 2
+    probabilities[..., like] = chance
+    probabilities[..., 3] = 1.0 - chance  # another action fills the slots; nothing ends
+    times = torch.full((1, slots), 2.0)
+    prediction = action_predictions_from_slots(config, probabilities, times)
+    assert prediction.expected_times[0, like].item() == pytest.approx(2.0)
+    assert prediction.action_probabilities[0, like].item() == pytest.approx(1 - (1 - chance) ** slots, rel=0.05)  # float32

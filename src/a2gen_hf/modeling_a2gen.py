@@ -2138,7 +2138,11 @@ def action_predictions_from_slots(
     first_occurrence = occurs * survival[:, :-1]
     probabilities = 1.0 - survival[:, -1]
     per_action_times = slot_times if slot_times.dim() == 3 else slot_times.unsqueeze(-1)
-    expected_times = (first_occurrence * per_action_times).sum(1) / first_occurrence.sum(1).clamp_min(1e-12)
+    # E[t_a] = sum_k w_k t_k / sum_k w_k however small the weights (a clamp of the sum pulled a rare action's time
+    # towards 0); where every weight is 0 (P(a) underflows), the slots' times weigh alike.
+    total = first_occurrence.sum(1, keepdim=True)
+    weights = torch.where(total > 0, first_occurrence / torch.where(total > 0, total, 1.0), 1.0 / occurs.shape[1])
+    expected_times = (weights * per_action_times).sum(1)
     columns = torch.arange(probabilities.shape[-1], device=probabilities.device)
     is_start, is_pad = columns == config.start_action_id, columns == 0
     probabilities = torch.where(is_start, 1.0, torch.where(is_pad, 0.0, probabilities))
@@ -2325,7 +2329,8 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         They are read off the generator's per-slot class distributions p_k (IAG: the K slots of one pass; EAG: the
         steps of the greedy decode). With alive_k = prod_{j<k} (1 - p_j(end) - p_j(pad)) the chance that the
         sequence is still running at slot k and q_k(a) = alive_k p_k(a):
-        P(a) = 1 - prod_k (1 - q_k(a)) and E[t_a] = sum_k w_k t_k / sum_k w_k with w_k = q_k(a) prod_{j<k} (1 - q_j(a)).
+        P(a) = 1 - prod_k (1 - q_k(a)) and E[t_a] = sum_k w_k t_k / sum_k w_k with w_k = q_k(a) prod_{j<k} (1 - q_j(a))
+        (where every w_k is 0, the mean of the t_k).
         ``start`` has probability 1 at 0 s. With ``config.occurrence_head``, P(a) is instead the sigmoid of that
         head (the times still come from the slots). Accepts the forward's history inputs (labels are ignored).
         See :func:`action_predictions_from_slots`.
