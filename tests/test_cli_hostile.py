@@ -120,9 +120,11 @@ def test_plot_output_paths_and_atomic_write(tmp_path, capsys, monkeypatch):
     assert Path("afile").read_text() == "keep"
     assert main(["plot", "curves", "training_log.json", "--output", "ynoext"]) == 0
     assert capsys.readouterr().out == "written to ynoext.png\n" and Path("ynoext.png").is_file()
-    Path("adir").mkdir()
-    assert main(["plot", "curves", "training_log.json", "--output", "adir"]) == 0
-    assert capsys.readouterr().out == "written to adir.png\n" and Path("adir.png").is_file()
+    Path("adir").mkdir()  # refused, as every command's file to write (before: adir.png written beside it)
+    assert main(["plot", "curves", "training_log.json", "--output", "adir"]) == 2
+    assert "--output adir is a folder" in error_of(capsys, "plot curves") and not Path("adir.png").exists()
+    assert main(["plot", "curves", "training_log.json", "--output", "nodir/sub/x.png"]) == 2  # before: created
+    assert "the folder nodir/sub does not exist" in error_of(capsys, "plot curves") and not Path("nodir").exists()
     assert main(["plot", "curves", "training_log.json", "--output", "x.bogus"]) == 2
     assert "matplotlib writes no '.bogus' files" in error_of(capsys, "plot curves")
     assert sorted(path.name for path in tmp_path.iterdir() if ".tmp-" in path.name) == []  # no temporary left

@@ -742,6 +742,10 @@ def run_plot(args: argparse.Namespace) -> int:
         ranked_action_probabilities,
     )
 
+    problem = _output_file_error(args.output, "--output", "plot.png")  # as every command's file to write
+    if problem:
+        print(f"a2gen plot {args.plot_kind}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         output_path(args.output, "--output")  # before any model is loaded
         if args.plot_kind == "curves":
