@@ -1134,3 +1134,28 @@ def test_a_same_second_start_opens_and_a_same_second_end_closes_wherever_the_voc
     tokens = result.tokenizer.convert_ids_to_tokens(example["action_ids"])
     assert tokens == ["open", "scroll", "scroll", "like", "close"]
     assert example["action_seconds"] == [0.0, 0.0, 30.0, 30.0, 30.0]
+
+
+def test_a_log_whose_sessions_all_start_in_1970_is_warned_about(tmp_path, caplog):
+    """Tmall's mmdd dates read as Unix seconds (`--time-unit s`) put half a year into minutes: warned, naming the unit
+    (before: no word); a log of real Unix times is not."""
+    tmall = dataclasses.replace(PRESETS["tmall"], time_unit="s")
+    lines = "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n" + "".join(
+        f"{user},{user * 10 + day},1,2,3,{date},0\n" for user in range(1, 9) for day, date in enumerate((511, 829, 1111))
+    )
+    with caplog.at_level("WARNING"):
+        convert_log(_write(tmp_path, lines), tmall, progress=False)
+    assert "every session starts in 1970" in caplog.text and "read as 's'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        convert_log(_long_sessions_log(tmp_path), "taobao", progress=False)
+    assert "1970" not in caplog.text
+
+
+def test_a_generic_action_name_with_a_space_names_the_mapping_that_fixes_it(tmp_path, capsys):
+    log = _write(tmp_path, "user,item,action,time\n1,2,page view,100\n1,2,close,130\n")
+    flags = ["prepare", "--preset", "generic", "--input", str(log), "--output", str(tmp_path / "out"), "--quiet",
+             "--generic-user-column", "user", "--generic-item-column", "item", "--generic-action-column", "action",
+             "--generic-time-column", "time"]  # fmt: skip
+    assert cli.main([*flags, "--generic-actions", "page view,close"]) == 2
+    assert "--generic-action-mapping 'page view=page_view,...'" in capsys.readouterr().err

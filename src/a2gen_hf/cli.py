@@ -199,6 +199,14 @@ def _generic_preset(args: argparse.Namespace):
             f"--generic-actions {args.actions!r} names {len(actions)} action(s); give the action vocabulary in order, "
             "at least a start and an end action, comma-separated, e.g. --generic-actions click,cart,buy,leave."
         )
+    spaced = next((name for name in actions if any(character.isspace() for character in name)), None)
+    if spaced is not None:
+        word = "_".join(spaced.split())
+        raise ValueError(
+            f"--generic-actions: {spaced!r} holds a space; action names are single words. Name the action {word!r} "
+            f"and map the log's value to it: --generic-actions ...,{word},... --generic-action-mapping "
+            f"'{spaced}={word},...' (the mapping lists every raw value)."
+        )
     mapping = {name: name for name in actions}
     if args.action_mapping:
         pairs = [pair.split("=", 1) for pair in args.action_mapping.split(",") if pair.strip()]
@@ -634,6 +642,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from accelerate import PartialState
 
+    from .output_folders import strict_json
     from .training.loop import EVAL_RESULTS_FILE, MODEL_FOLDER, TrainingSettings, train_from_data_dir
 
     overrides = {
@@ -693,7 +702,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     if metrics is not None:
         summary = {key: metrics[key] for key in ("mean_auc", "mean_mae", "next_action_accuracy") if key in metrics}
-        print(f"test: {json.dumps(summary)} (all metrics in {args.output}/{EVAL_RESULTS_FILE})")
+        print(f"test: {json.dumps(strict_json(summary))} (all metrics in {args.output}/{EVAL_RESULTS_FILE})")
     if result.best_epoch is not None:
         print(f"best validation epoch: {result.best_epoch} (step {result.best_step})")
     if result.best_generator_step is not None:

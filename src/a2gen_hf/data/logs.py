@@ -582,6 +582,7 @@ def convert_log(
         stream.bad_rows.finish()
         first_start = min(partition.first_start for partition in cut)
         last_start = max(partition.last_start for partition in cut)
+        _warn_of_times_in_1970(stream.source, preset, last_start)
         conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
         distinct = _distinct_counts(cut, len(preset.side_feature_columns))
         fixed = {name: None if name in data_sized_buckets else getattr(tokenizer, name) for name in BUCKET_FIELDS}
@@ -697,6 +698,18 @@ def _utc(seconds: float) -> str:
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
         return f"{seconds:g} s"
+
+
+def _warn_of_times_in_1970(source: str, preset: LogPreset, last_start: float) -> None:
+    """Warn when every session of a log read as Unix seconds or milliseconds starts within 1970: the time column
+    likely holds another unit (a Tmall mmdd date read as seconds puts half a year into ten minutes)."""
+    if preset.time_unit in ("s", "ms") and last_start < 365 * 86400:
+        logger.warning(
+            f"{source}: every session starts in 1970 (the last at {_utc(last_start)}) with the time column "
+            f"{preset.time_column!r} read as {preset.time_unit!r}: if it holds dates (mmdd) or another unit, set "
+            "--time-unit (tmall's dates: leave it at the preset's mmdd); times counted from some start of your own "
+            "are fine."
+        )
 
 
 def _check_time_split(
