@@ -599,3 +599,30 @@ def test_nan_label_times_are_unknown_and_refused_where_the_mask_says_known():
     assert without_mask["timed_count"]["like"] == 1 and math.isfinite(without_mask["mean_mae"])
     with pytest.raises(ValueError, match=r"label_times\[0, 1\] is NaN where label_time_mask\[0, 1\] is 1"):
         compute_action_metrics(predictions, {"labels": labels, "label_times": times, "label_time_mask": mask}, names)
+
+
+def test_ndcg_and_recall_average_over_the_orders_of_tied_scores():
+    """Tied scores count as in a random order: sklearn's tie-averaged NDCG, the expected recall, and the same figures
+    whatever the rows' order (before: a relevant row first in a tie scored NDCG@10 1.0, last 0.0)."""
+    groups, happens, probabilities, labels = random_grouped_case(seed=2, ties=True)
+    result = ranking_at_k(probabilities, labels, groups, NAMES, top_k=(3, 10))
+    for k in (3, 10):
+        ndcg, recall = [], []
+        for group in np.unique(groups):
+            rows = groups == group
+            if not happens[rows].any():
+                continue
+            scores, relevant = probabilities[rows, 2], happens[rows].astype(float)
+            ndcg.append(ndcg_score(relevant[None], scores[None], k=k) if rows.sum() > 1 else 1.0)
+            above = scores[:, None] > scores[None, :]
+            tied = scores[:, None] == scores[None, :]
+            rank_low = above.sum(0)  # rows scored above each row
+            block = tied.sum(0)
+            in_top = np.clip((k - rank_low) / block, 0, 1)  # the chance each row lands in the top k
+            recall.append((relevant * in_top).sum() / relevant.sum())
+        assert result[f"ndcg_at_{k}"]["like"] == pytest.approx(np.mean(ndcg))
+        assert result[f"recall_at_{k}"]["like"] == pytest.approx(np.mean(recall))
+    reverse = np.arange(len(groups))[::-1]
+    flipped = ranking_at_k(probabilities[reverse], labels[reverse], groups[reverse], NAMES, top_k=(3, 10))
+    for key in ("ndcg_at_3", "recall_at_10"):
+        assert flipped[key]["like"] == pytest.approx(result[key]["like"])
