@@ -1159,3 +1159,16 @@ def test_a_generic_action_name_with_a_space_names_the_mapping_that_fixes_it(tmp_
              "--generic-time-column", "time"]  # fmt: skip
     assert cli.main([*flags, "--generic-actions", "page view,close"]) == 2
     assert "--generic-action-mapping 'page view=page_view,...'" in capsys.readouterr().err
+
+
+def test_training_times_that_never_vary_are_warned_about(caplog):
+    """A floored time_log_std (times that never vary) makes every other time normalise to thousands: warned."""
+    from a2gen_hf.time_encoding import MIN_TIME_LOG_STD, fit_log_statistics
+
+    with caplog.at_level("WARNING"):
+        mean, std = fit_log_statistics([5.0] * 20)
+    assert std == MIN_TIME_LOG_STD and "barely vary" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        fit_log_statistics([0.0, 5.0, 60.0])
+    assert "barely vary" not in caplog.text

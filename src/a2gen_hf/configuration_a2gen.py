@@ -622,7 +622,9 @@ class A2GenConfig(ActionSequenceConfig):
         if self.head_dim is not None and (isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int)
                                           or self.head_dim < 1):
             problems.append(f"head_dim={self.head_dim!r} must be a positive integer (or None: hidden_size // heads).")
-        if self.num_attention_heads < 1 or (self.head_dim is None and self.hidden_size % self.num_attention_heads):
+        if self.num_attention_heads < 1:
+            problems.append(f"num_attention_heads={self.num_attention_heads} must be a positive integer (e.g. 4).")
+        elif self.head_dim is None and self.hidden_size % self.num_attention_heads:
             problems.append(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
                 "change one so that hidden_size % num_attention_heads == 0 (e.g. 32 and 4)."

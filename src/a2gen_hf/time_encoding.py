@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def normalize_seconds(seconds, mean: float, std: float):
@@ -31,11 +34,29 @@ def denormalize_times(times, mean: float, std: float):
     return max(math.expm1(times * std + mean), 0.0)
 
 
+# The floor of a fitted time_log_std: times that (nearly) never vary would otherwise divide by 0.
+MIN_TIME_LOG_STD = 1e-3
+
+
+def floored_log_std(std: float) -> float:
+    """A fitted standard deviation of ``log1p(seconds)``, floored at :data:`MIN_TIME_LOG_STD`, with a warning when the
+    floor applies: every other time then normalises to thousands (5 s against 0 s: z = 1,792), far outside what
+    training saw, and bf16 resolves such inputs only every 8-64 units."""
+    if std < MIN_TIME_LOG_STD:
+        logger.warning(
+            f"The training times barely vary (std of log1p(seconds) {std:.2g}): time_log_std is floored at "
+            f"{MIN_TIME_LOG_STD:g}, so any other time normalises to thousands. Check the time column (one second "
+            "for every event of a session?) or give the tokenizer time statistics of your own."
+        )
+    return float(max(std, MIN_TIME_LOG_STD))
+
+
 def fit_log_statistics(seconds: Iterable[float]) -> tuple[float, float]:
-    """Mean and standard deviation of ``log1p(seconds)`` over finite, non-negative values (std floored at 1e-3)."""
+    """Mean and standard deviation of ``log1p(seconds)`` over finite, non-negative values (the std through
+    :func:`floored_log_std`)."""
     values = np.asarray(list(seconds), dtype=np.float64)
     values = values[np.isfinite(values) & (values >= 0)]
     if values.size == 0:
         raise ValueError("Cannot fit time statistics: no finite, non-negative times were given.")
     logs = np.log1p(values)
-    return float(logs.mean()), float(max(logs.std(), 1e-3))
+    return float(logs.mean()), floored_log_std(float(logs.std()))

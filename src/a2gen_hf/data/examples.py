@@ -16,6 +16,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
+from ..time_encoding import floored_log_std
 from ..tokenization_a2gen import A2GenActionTokenizer
 
 SPLITS = ("train", "validation", "test")
@@ -195,14 +196,15 @@ class LogTimeMoments:
         )
 
     def fit(self, tokenizer: A2GenActionTokenizer) -> None:
-        """Set the tokenizer's ``time_log_mean`` / ``time_log_std`` (the std floored at 1e-3, as when fitting)."""
+        """Set the tokenizer's ``time_log_mean`` / ``time_log_std`` (the std through
+        :func:`~a2gen_hf.time_encoding.floored_log_std`, as when fitting)."""
         if self.count == 0:
             raise ValueError(
                 "The training split has no timed actions after the start to fit the time statistics on; move the "
                 "split boundaries later (validation_fraction / test_fraction) or give a longer log."
             )
         tokenizer.time_log_mean = self.mean
-        tokenizer.time_log_std = max(math.sqrt(self.squares / self.count), 1e-3)
+        tokenizer.time_log_std = floored_log_std(math.sqrt(self.squares / self.count))
 
 
 def dense_ranks(*times: np.ndarray) -> list[np.ndarray]:
