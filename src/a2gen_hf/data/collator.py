@@ -15,7 +15,7 @@ import torch
 
 from ..configuration_a2gen import A2GenConfig
 from ..features_a2gen import popularity_keyed_by_raw_id
-from ..tokenization_a2gen import A2GenActionTokenizer
+from ..tokenization_a2gen import MAX_SECONDS, A2GenActionTokenizer
 
 REQUIRED_COLUMNS = (
     "user_id",
@@ -384,9 +384,12 @@ class A2GenDataCollator:
 
     def _normalized(self, seconds: np.ndarray, rows: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Raw seconds (V,) of examples ``rows`` (V,) -> normalised times (V,) and time mask (V,)."""
-        # NaN is an unknown time; inf or a negative number is a broken one and must not pass as "unknown".
+        # NaN is an unknown time; inf or a negative number is a broken one and must not pass as "unknown"; beyond
+        # MAX_SECONDS the tokenizer refuses a time too (a unit error: nanoseconds, or a Unix time where seconds since
+        # the session's start belong).
         self._raise_at(
-            seconds, np.isinf(seconds) | (seconds < 0), rows, column, "times must be finite seconds >= 0 (NaN = unknown)"
+            seconds, np.isinf(seconds) | (seconds < 0) | (seconds > MAX_SECONDS), rows, column,
+            f"times must be finite seconds from 0 to {MAX_SECONDS:g} (NaN = unknown)",
         )
         known = np.isfinite(seconds)
         times = np.where(known, self.tokenizer.normalize_seconds(np.where(known, seconds, 0.0)), 0.0)
@@ -486,6 +489,11 @@ class A2GenDataCollator:
         skip_start = self.tokenizer.start_action_id if self.drop_repeated_start else None
         label_ids, label_seconds, label_row, label_slot = self._sequences(
             columns.labels, columns.label_seconds, length, np.arange(batch_size), "action_ids", drop=skip_start
+        )
+        self._raise_at(
+            label_ids, (label_slot == 0) & (label_ids != self.tokenizer.start_action_id), label_row, "action_ids",
+            f"a target sequence begins with the start action {self.tokenizer.start_action!r} (id "
+            f"{self.tokenizer.start_action_id}) at 0 s, as prepare and the simulator write it",
         )
         times, known = self._normalized(label_seconds, label_row, "action_seconds")
         for name, values, dtype in (
