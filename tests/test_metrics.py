@@ -626,3 +626,15 @@ def test_ndcg_and_recall_average_over_the_orders_of_tied_scores():
     flipped = ranking_at_k(probabilities[reverse], labels[reverse], groups[reverse], NAMES, top_k=(3, 10))
     for key in ("ndcg_at_3", "recall_at_10"):
         assert flipped[key]["like"] == pytest.approx(result[key]["like"])
+
+
+def test_an_infinite_mae_in_seconds_gets_a_note():
+    """A finite normalised time too large for seconds gives an infinite MAE, which JSON writes as null: a note says
+    why (before: none, so it read as undefined)."""
+    from a2gen_hf.metrics import timing_mae
+
+    times = np.zeros((4, 5))
+    times[:, 4] = 1e4  # exp(1e4) seconds overflows
+    result = timing_mae(times, LABELS, LABEL_TIMES, None, NAMES)
+    assert math.isinf(result["mae_seconds"]["leave"]) and math.isfinite(result["mae"]["leave"])
+    assert any(note.startswith("mae_seconds[leave]: infinite") for note in result["notes"])

@@ -343,6 +343,9 @@ def timing_mae(
         result["timed_nonzero_count"][name] = int(nonzero[:, i].sum())
         if not known[:, i].any():
             notes.append(f"mae[{name}]: undefined (NaN), no example has it with a known time.")
+        elif math.isinf(result["mae_seconds"][name]):  # written to JSON as null: say why
+            notes.append(f"mae_seconds[{name}]: infinite, some predicted time is beyond what seconds can hold (a "
+                         f"normalised time of {np.abs(expected_times[known[:, i], i]).max():.3g}).")
     defined = [value for value in result["mae"].values() if not math.isnan(value)]
     result["mean_mae"] = float(np.mean(defined)) if defined else math.nan
     result["leave_mae"] = result["mae"][end_action]
