@@ -233,6 +233,14 @@ class A2GenGenerationMixin(GenerationMixin):
         returned = generation_config.num_return_sequences
         if isinstance(returned, bool) or not isinstance(returned, int) or returned < 1:
             raise ValueError(f"num_return_sequences={returned!r} must be a positive integer.")
+        penalty = generation_config.length_penalty
+        if num_beams > 1 and penalty is not None and not (
+            math.isfinite(penalty) and abs(penalty) * math.log(max(generation_config.max_length or 2, 2)) < 700
+        ):  # beam scores divide by length ** length_penalty, a Python float
+            raise ValueError(
+                f"length_penalty={penalty!r} overflows the beams' length ** length_penalty; give a finite value of "
+                "moderate size (1.0, the default, averages the log-probabilities over the length; 0 sums them)."
+            )
         mode = generation_config.get_generation_mode()
         if mode not in _SUPPORTED_MODES:
             raise ValueError(
