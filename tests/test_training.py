@@ -1230,3 +1230,14 @@ def test_resume_a_checkpoint_written_before_a_field_existed(data_dir, tmp_path, 
     assert "settings.patience_from_step: checkpoint '<absent>', now 5" in capsys.readouterr().err
     assert main([*base, "--max-steps", "3", "--resume"]) == 0
     assert json.loads((output / "training_log.json").read_text())["log_history"][-1]["step"] == 3
+
+
+def test_a_comparison_of_simple_baselines_only_says_no_network_trained(data_dir, tmp_path):
+    """Before: "networks: mean ± std over 1 seeds" and the networks' training settings, with no network trained."""
+    from a2gen_hf.training.compare import ComparisonSettings, run_comparison
+
+    settings = ComparisonSettings(models=[], seeds=1, simple_baselines=["propensity"], bootstrap_resamples=20)
+    run_comparison(data_dir, tmp_path / "out", settings)
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "simple baselines only (no network trained)" in table
+    assert "over 1 seeds" not in table and "Networks trained with" not in table

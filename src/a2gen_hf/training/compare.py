@@ -435,14 +435,17 @@ def format_markdown(report: dict[str, Any], sections: Sequence[str] = MARKDOWN_S
     models = report["models"]
     actions = list(report["positives"])
     mae_actions = list(next(iter(models.values())).get("mae", {}))
+    networks = any(parse_model_name(name)[0] in MODEL_CHOICES for name in models)
+    seeds = report["seeds"]
     parts = {
         "summary": lambda: [
             f"Test examples: {report['num_test_examples']}; positives: "
             + ", ".join(f"{action} {count}" for action, count in report["positives"].items())
-            + f"; networks: mean ± std over {report['seeds']} seeds.",
+            + (f"; networks: mean ± std over {seeds} seed{'s' if seeds != 1 else ''}." if networks
+               else "; simple baselines only (no network trained)."),
             *([f"Never in the training split, so learned by no model (AUCs at chance, no verdicts): "
                f"{', '.join(report['untrained_actions'])}."] if report.get("untrained_actions") else []),
-            *_settings_lines(report.get("settings")),
+            *(_settings_lines(report.get("settings")) if networks else []),
         ],
         "metrics": lambda: [*_metric_lines(models, actions, mae_actions), *_next_action_lines(models)],
         "ranking": lambda: ranking_markdown_lines(models, actions),
