@@ -460,24 +460,6 @@ def test_no_examples_give_nan_with_notes():
         assert any(note.startswith(key) for note in result["notes"]), key
 
 
-def test_ndcg_and_recall_equal_sklearn_per_group():
-    groups, happens, probabilities, labels = random_grouped_case(seed=1)
-    result = ranking_at_k(probabilities, labels, groups, NAMES, top_k=(3, 10))
-    for k in (3, 10):
-        ndcg, recall = [], []
-        for group in np.unique(groups):
-            rows = groups == group
-            if not happens[rows].any():
-                continue
-            scores = probabilities[rows, 2]
-            ndcg.append(ndcg_score(happens[rows][None].astype(float), scores[None], k=k) if rows.sum() > 1 else 1.0)
-            recall.append(happens[rows][np.argsort(-scores)[:k]].sum() / happens[rows].sum())
-        assert result[f"ndcg_at_{k}"]["like"] == pytest.approx(np.mean(ndcg))
-        assert result[f"recall_at_{k}"]["like"] == pytest.approx(np.mean(recall))
-    with pytest.raises(ValueError, match="cut-offs"):
-        ranking_at_k(probabilities, labels, groups, NAMES, top_k=(0,))
-
-
 def test_top_k_and_bins_are_positive_ints():
     # Before: top_k=[2.9] reported ndcg_at_2, [True] @1, ["5"] @5, 10 and [nan] raised TypeError / a bare
     # conversion error, and 2.0 bins a TypeError; without group ids a bad top_k passed unseen.
@@ -601,10 +583,12 @@ def test_nan_label_times_are_unknown_and_refused_where_the_mask_says_known():
         compute_action_metrics(predictions, {"labels": labels, "label_times": times, "label_time_mask": mask}, names)
 
 
-def test_ndcg_and_recall_average_over_the_orders_of_tied_scores():
-    """Tied scores count as in a random order: sklearn's tie-averaged NDCG, the expected recall, and the same figures
-    whatever the rows' order (before: a relevant row first in a tie scored NDCG@10 1.0, last 0.0)."""
-    groups, happens, probabilities, labels = random_grouped_case(seed=2, ties=True)
+@pytest.mark.parametrize("ties", [False, True])
+def test_ndcg_and_recall_equal_sklearn_per_group_and_average_over_tied_orders(ties):
+    """Per group as sklearn's NDCG and the recall; tied scores count as in a random order (sklearn's tie-averaged
+    NDCG, the expected recall), so the figures are the same whatever the rows' order (before: a relevant row first in
+    a tie scored NDCG@10 1.0, last 0.0)."""
+    groups, happens, probabilities, labels = random_grouped_case(seed=1 + ties, ties=ties)
     result = ranking_at_k(probabilities, labels, groups, NAMES, top_k=(3, 10))
     for k in (3, 10):
         ndcg, recall = [], []
@@ -626,6 +610,8 @@ def test_ndcg_and_recall_average_over_the_orders_of_tied_scores():
     flipped = ranking_at_k(probabilities[reverse], labels[reverse], groups[reverse], NAMES, top_k=(3, 10))
     for key in ("ndcg_at_3", "recall_at_10"):
         assert flipped[key]["like"] == pytest.approx(result[key]["like"])
+    with pytest.raises(ValueError, match="cut-offs"):
+        ranking_at_k(probabilities, labels, groups, NAMES, top_k=(0,))
 
 
 def test_an_infinite_mae_in_seconds_gets_a_note():
