@@ -1095,6 +1095,7 @@ def test_sessions_longer_than_the_labels_are_counted_and_max_actions_keeps_them(
     labels = result.summary["labels"]
     # pv x10 + buy + leave: 11 actions after the start; the window holds positions 1..6.
     assert labels["max_actions"] == 6 and labels["longest_session_actions"] == 11
+    assert labels["session_actions_p99"] == 11  # a third of the sessions have 11 actions after the start
     assert labels["longer_examples"] == {"train": 12, "validation": 0, "test": 0}
     assert labels["positives_after_the_labels"]["train"] == {"buy": 12, "leave": 12}
     assert "--max-actions 11" in caplog.text and "buy=12" in format_summary(result.summary)

@@ -392,19 +392,31 @@ def write_examples(path: Path, batches: Iterable[pa.RecordBatch]) -> None:
 @dataclass
 class LabelWindowCounts:
     """What the labels' window (the start and ``max_actions`` actions after it) leaves out of some sessions:
-    ``longer`` sessions hold more events than that, ``longest`` actions follow the start in the longest of all
-    (0 without sessions), and ``lost[id - 1]`` counts the sessions whose action ``id`` happens only after the window
-    (a positive the occurrence targets do not see)."""
+    ``longer`` sessions hold more events than that, ``lengths[n]`` sessions have n actions after the start, and
+    ``lost[id - 1]`` counts the sessions whose action ``id`` happens only after the window (a positive the occurrence
+    targets do not see)."""
 
     longer: int
-    longest: int
+    lengths: np.ndarray
     lost: np.ndarray
+
+    @property
+    def longest(self) -> int:
+        """The most actions after the start of any session (0 without sessions)."""
+        return int(np.flatnonzero(self.lengths)[-1]) if self.lengths.any() else 0
+
+    def share_within(self, share: float) -> int:
+        """The fewest actions after the start that ``share`` of the sessions fit in (0 without sessions)."""
+        total = int(self.lengths.sum())
+        return int(np.searchsorted(np.cumsum(self.lengths), share * total)) if total else 0
 
     @staticmethod
     def merge(first: LabelWindowCounts, second: LabelWindowCounts) -> LabelWindowCounts:
-        return LabelWindowCounts(
-            first.longer + second.longer, max(first.longest, second.longest), first.lost + second.lost
+        size = max(len(first.lengths), len(second.lengths))
+        lengths = np.pad(first.lengths, (0, size - len(first.lengths))) + np.pad(
+            second.lengths, (0, size - len(second.lengths))
         )
+        return LabelWindowCounts(first.longer + second.longer, lengths, first.lost + second.lost)
 
 
 def label_window_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int, max_actions: int) -> LabelWindowCounts:
@@ -412,10 +424,10 @@ def label_window_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int
     (what :class:`~a2gen_hf.data.collator.A2GenDataCollator` keeps)."""
     lengths = np.diff(sessions.event_offsets)
     window = max_actions + 1
-    longest = int(lengths[chosen].max()) - 1 if chosen.any() else 0
+    histogram = np.bincount(np.maximum(lengths[chosen] - 1, 0)).astype(np.int64)
     longer = chosen & (lengths > window)
     if not longer.any():
-        return LabelWindowCounts(0, longest, np.zeros(num_actions, np.int64))
+        return LabelWindowCounts(0, histogram, np.zeros(num_actions, np.int64))
     in_longer = np.repeat(longer, lengths)
     ids = sessions.event_action_ids[in_longer]
     session = np.repeat(np.arange(len(lengths)), lengths)[in_longer]
@@ -424,7 +436,7 @@ def label_window_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int
     seen = np.unique(key[(position >= 1) & (position < window)])  # after the start, inside the labels
     lost = np.setdiff1d(np.unique(key[position >= window]), seen)
     return LabelWindowCounts(
-        int(longer.sum()), longest, np.bincount(lost % (num_actions + 1), minlength=num_actions + 1)[1:]
+        int(longer.sum()), histogram, np.bincount(lost % (num_actions + 1), minlength=num_actions + 1)[1:]
     )
 
 

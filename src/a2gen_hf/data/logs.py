@@ -340,7 +340,7 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
     if not conversion.sessions_file(index).exists():  # a partition without rows
         for split in SPLITS:
             write_examples(conversion.examples_file(split, index), [])
-        nothing = LabelWindowCounts(0, 0, np.zeros(num_actions, np.int64))
+        nothing = LabelWindowCounts(0, np.zeros(0, np.int64), np.zeros(num_actions, np.int64))
         return _PartitionExamples(
             [0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments(), [nothing] * len(SPLITS)
         )
@@ -657,9 +657,11 @@ def _label_window_record(written: list[_PartitionExamples], max_actions: int, ac
     are longer and the positives that fall after it, and the most actions after the start of any session."""
     windows = [reduce(LabelWindowCounts.merge, [part.label_windows[index] for part in written]) for index in
                range(len(SPLITS))]  # fmt: skip
+    every = reduce(LabelWindowCounts.merge, windows)
     return {
         "max_actions": max_actions,
-        "longest_session_actions": max(window.longest for window in windows),
+        "longest_session_actions": every.longest,
+        "session_actions_p99": every.share_within(0.99),
         "longer_examples": {split: window.longer for split, window in zip(SPLITS, windows)},
         "positives_after_the_labels": {
             split: {name: int(count) for name, count in zip(action_names, window.lost) if count}
@@ -680,11 +682,13 @@ def label_window_text(summary: dict[str, Any]) -> str | None:
     )  # fmt: skip
     return (
         f"sessions longer than the labels keep (the start and max_actions={labels['max_actions']} actions after it): "
-        f"{longer} examples; the longest has {labels['longest_session_actions']} actions after the start. Their later "
-        "actions are not labels: " + (f"positives that happen only after the window, counted as not happening: "
-                                      f"{lost}. " if lost else "no action's only occurrence is among them. ")
+        f"{longer} examples; the longest has {labels['longest_session_actions']} actions after the start"
+        + (f", 99 % have at most {labels['session_actions_p99']}" if "session_actions_p99" in labels else "")
+        + ". Their later actions are not labels: "
+        + (f"positives that happen only after the window, counted as not happening: {lost}. " if lost
+           else "no action's only occurrence is among them. ")
         + f"To keep them, prepare again with --max-actions {labels['longest_session_actions']} (a model generates "
-        "and scores that many actions)."
+        "and scores that many actions; each one costs time and memory)."
     )
 
 
