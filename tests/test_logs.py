@@ -1099,6 +1099,17 @@ def test_sessions_longer_than_the_labels_are_counted_and_max_actions_keeps_them(
     assert labels["longer_examples"] == {"train": 12, "validation": 0, "test": 0}
     assert labels["positives_after_the_labels"]["train"] == {"buy": 12, "leave": 12}
     assert "--max-actions 11" in caplog.text and "buy=12" in format_summary(result.summary)
+    # Read with --drop-repeated-start the nine repeated pv go: click, buy, leave fits.
+    assert labels["without_repeated_starts"]["longer_examples"]["train"] == 0
+    assert labels["without_repeated_starts"]["longest_session_actions"] == 2  # buy, leave
+    assert "With --drop-repeated-start (targets without repeated start actions" in caplog.text
+    assert not labels["max_actions_fixed"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a saved model's tokenizer fixes K: the advice says so
+        fixed = convert_log(log, "taobao", split_rule=whole, tokenizer=result.tokenizer, fit_time_statistics=False,
+                            progress=False)  # fmt: skip
+    assert fixed.summary["labels"]["max_actions_fixed"] and "The saved tokenizer (--tokenizer) fixes K" in caplog.text
+    assert "--max-actions 11" not in caplog.text
 
     result = convert_log(log, "taobao", output_dir=tmp_path / "k11", split_rule=whole, max_actions=11, progress=False)
     assert result.tokenizer.max_actions == 11
@@ -1116,6 +1127,9 @@ def test_sessions_longer_than_the_labels_are_counted_and_max_actions_keeps_them(
     assert cli.main([*flags, "--output", str(tmp_path / "z"), "--max-actions", "0"]) == 2
     with pytest.raises(ValueError, match="must be a whole number >= 1"):
         convert_log(log, "taobao", max_actions=2.5, progress=False)
+    with pytest.raises(ValueError, match="at most 1024"):
+        convert_log(log, "taobao", max_actions=10**9, progress=False)
+    assert convert_log(log, "taobao", max_actions=np.int64(11), progress=False).tokenizer.max_actions == 11
 
 
 def test_a_same_second_start_opens_and_a_same_second_end_closes_wherever_the_vocabulary_lists_them(tmp_path):

@@ -50,6 +50,9 @@ LEGACY_DEFAULTS = {
     "cam_gate_input": "projected",
 }
 SLOT_READOUTS = ("sequence", "any_slot")
+# The most actions after the start a model generates (K): IAG holds one slot per action and EAG decodes one step per
+# action, so a K of millions allocates terabytes before the first step.
+MAX_ACTIONS_LIMIT = 1024
 # Fields that configs once had and no code reads: accepted and dropped (a FutureWarning when passed by hand; silently
 # from a config.json, which wrote every field), so that old configs and checkpoints still load.
 DEPRECATED_FIELDS = {
@@ -293,6 +296,11 @@ class ActionSequenceConfig(PretrainedConfig):
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be a positive integer.")
+        if self.max_actions > MAX_ACTIONS_LIMIT:
+            problems.append(
+                f"max_actions={self.max_actions} is beyond {MAX_ACTIONS_LIMIT}: a model holds one slot per action (IAG) "
+                "or decodes one step per action (EAG); sessions that long are not what A2Gen models."
+            )
         for name in (
             "num_item_side_features", "num_user_side_lists", "num_time_frequencies", "time_buckets",
             "rare_id_threshold",

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizer
 from transformers.tokenization_utils_base import BatchEncoding
 from transformers.utils import PaddingStrategy
 
-from .configuration_a2gen import PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
+from .configuration_a2gen import MAX_ACTIONS_LIMIT, PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
 from .time_encoding import denormalize_times, fit_log_statistics, normalize_seconds
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
@@ -330,8 +330,11 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 f"time_log_mean={self.time_log_mean} / time_log_std={self.time_log_std} are invalid: both must be "
                 "finite and the std > 0 (refit them with fit_time_statistics)."
             )
-        if self.max_actions < 1:
-            raise ValueError(f"max_actions={self.max_actions} must be a positive integer.")
+        if not 1 <= self.max_actions <= MAX_ACTIONS_LIMIT:
+            raise ValueError(
+                f"max_actions={self.max_actions} must be a positive integer of at most {MAX_ACTIONS_LIMIT} (K: the "
+                "actions a model generates after the start, one IAG slot each)."
+            )
         for field in ("user_buckets", "item_buckets", "side_feature_buckets"):
             if not 2 <= getattr(self, field) <= MAX_BUCKETS:
                 raise ValueError(

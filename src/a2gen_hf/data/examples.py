@@ -419,20 +419,29 @@ class LabelWindowCounts:
         return LabelWindowCounts(first.longer + second.longer, lengths, first.lost + second.lost)
 
 
-def label_window_counts(sessions: Sessions, chosen: np.ndarray, num_actions: int, max_actions: int) -> LabelWindowCounts:
+def label_window_counts(
+    sessions: Sessions, chosen: np.ndarray, num_actions: int, max_actions: int, drop: int | None = None
+) -> LabelWindowCounts:
     """:class:`LabelWindowCounts` of the ``chosen`` sessions `(S,)` (bool) for labels of ``max_actions + 1`` events
-    (what :class:`~a2gen_hf.data.collator.A2GenDataCollator` keeps)."""
+    (what :class:`~a2gen_hf.data.collator.A2GenDataCollator` keeps); with ``drop`` (an action id) that action's
+    repeats after the first event are left out first, as the collator's ``drop_repeated_start`` does."""
+    ids = sessions.event_action_ids
     lengths = np.diff(sessions.event_offsets)
+    session = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(len(ids)) - np.repeat(sessions.event_offsets[:-1], lengths)
+    if drop is not None:
+        kept = ~((ids == drop) & (position >= 1))
+        ids, session = ids[kept], session[kept]
+        lengths = np.bincount(session, minlength=len(lengths))
+        position = np.arange(len(ids)) - np.r_[0, np.cumsum(lengths)[:-1]][session]
     window = max_actions + 1
     histogram = np.bincount(np.maximum(lengths[chosen] - 1, 0)).astype(np.int64)
     longer = chosen & (lengths > window)
     if not longer.any():
         return LabelWindowCounts(0, histogram, np.zeros(num_actions, np.int64))
-    in_longer = np.repeat(longer, lengths)
-    ids = sessions.event_action_ids[in_longer]
-    session = np.repeat(np.arange(len(lengths)), lengths)[in_longer]
-    position = (np.arange(len(in_longer)) - np.repeat(sessions.event_offsets[:-1], lengths))[in_longer]
-    key = session * (num_actions + 1) + ids
+    in_longer = longer[session]
+    key = session[in_longer] * (num_actions + 1) + ids[in_longer]
+    position = position[in_longer]
     seen = np.unique(key[(position >= 1) & (position < window)])  # after the start, inside the labels
     lost = np.setdiff1d(np.unique(key[position >= window]), seen)
     return LabelWindowCounts(

@@ -10,6 +10,7 @@ import copy
 import logging
 import math
 import multiprocessing
+import numbers
 import os
 import shutil
 import tempfile
@@ -292,6 +293,8 @@ class _PartitionExamples:
     action_counts: list[np.ndarray]
     time_moments: LogTimeMoments
     label_windows: list[LabelWindowCounts]
+    # The same with the targets' repeated start actions left out (the collator's drop_repeated_start).
+    label_windows_without_repeats: list[LabelWindowCounts]
 
 
 def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
@@ -342,15 +345,16 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
             write_examples(conversion.examples_file(split, index), [])
         nothing = LabelWindowCounts(0, np.zeros(0, np.int64), np.zeros(num_actions, np.int64))
         return _PartitionExamples(
-            [0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments(), [nothing] * len(SPLITS)
+            [0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments(), [nothing] * len(SPLITS),
+            [nothing] * len(SPLITS),
         )
     sessions = load_sessions(conversion.sessions_file(index))
     shutil.rmtree(conversion.sessions_file(index))
     split_of_session = np.searchsorted(conversion.boundaries, sessions.start, side="right")
     builder = ExampleBuilder(sessions, conversion.tokenizer, conversion.max_history_items)
     chosen = builder.available >= conversion.min_history
-    examples, counts, windows = [], [], []
-    max_actions = conversion.tokenizer.max_actions
+    examples, counts, windows, windows_without_repeats = [], [], [], []
+    max_actions, start_id = conversion.tokenizer.max_actions, conversion.tokenizer.start_action_id
     for split_index, split in enumerate(SPLITS):
         in_split = (split_of_session == split_index) & chosen
         targets = builder.by_time[in_split[builder.by_time]]
@@ -361,7 +365,9 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
         examples.append(len(targets))
         counts.append(action_counts(sessions, in_split, num_actions))
         windows.append(label_window_counts(sessions, in_split, num_actions, max_actions))
-    return _PartitionExamples(examples, counts, LogTimeMoments.of_sessions(sessions, split_of_session == 0), windows)
+        windows_without_repeats.append(label_window_counts(sessions, in_split, num_actions, max_actions, start_id))
+    moments = LogTimeMoments.of_sessions(sessions, split_of_session == 0)
+    return _PartitionExamples(examples, counts, moments, windows, windows_without_repeats)
 
 
 def _check_open_files(num_partitions: int, partition_rows: int) -> None:
@@ -492,9 +498,10 @@ def convert_log(
         raise ValueError(f"partition_rows={partition_rows} and num_proc={num_proc} must be >= 1.")
     if not fit_time_statistics and tokenizer is None:
         raise ValueError("fit_time_statistics=False keeps the time statistics of the tokenizer given: pass tokenizer=.")
-    if max_actions is not None and not (isinstance(max_actions, int) and not isinstance(max_actions, bool)
-                                        and max_actions >= 1):  # fmt: skip
-        raise ValueError(f"max_actions={max_actions!r} must be a whole number >= 1 (CLI: --max-actions).")
+    if max_actions is not None:
+        if isinstance(max_actions, bool) or not isinstance(max_actions, numbers.Integral) or max_actions < 1:
+            raise ValueError(f"max_actions={max_actions!r} must be a whole number >= 1 (CLI: --max-actions).")
+        max_actions = int(max_actions)
     if max_actions is not None and tokenizer is not None and tokenizer.max_actions != max_actions:
         raise ValueError(
             f"max_actions={max_actions} differs from the tokenizer's {tokenizer.max_actions}: a saved model generates "
@@ -598,8 +605,9 @@ def convert_log(
         write_dataset_dict_files(dataset_dir, num_partitions)
         summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
                            stream, cut, written, examples, tokenizer, distinct, data_sized_buckets)  # fmt: skip
-        if not fit_time_statistics:
+        if not fit_time_statistics:  # a saved model's tokenizer: its statistics, and its K
             summary["rules"]["time_statistics_fitted_on"] = "kept from the tokenizer given (not fitted on this log)"
+            summary["labels"]["max_actions_fixed"] = True
         if (window := label_window_text(summary)) is not None:
             logger.warning(f"{stream.source}: {window}")
         if output_dir is None:
@@ -654,19 +662,31 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
 
 def _label_window_record(written: list[_PartitionExamples], max_actions: int, action_names: list[str]) -> dict:
     """The summary's ``labels``: the window the labels keep (``max_actions``), per split the examples whose sessions
-    are longer and the positives that fall after it, and the most actions after the start of any session."""
-    windows = [reduce(LabelWindowCounts.merge, [part.label_windows[index] for part in written]) for index in
-               range(len(SPLITS))]  # fmt: skip
-    every = reduce(LabelWindowCounts.merge, windows)
+    are longer and the positives that fall after it, the most actions after the start of any session and the fewest
+    that 99 % fit in; the same under ``"without_repeated_starts"`` for targets read with ``--drop-repeated-start``;
+    ``"max_actions_fixed"`` (set by :func:`convert_log`) when a saved model's tokenizer set K."""
+
+    def record(windows: list[LabelWindowCounts]) -> dict:
+        every = reduce(LabelWindowCounts.merge, windows)
+        return {
+            "longest_session_actions": every.longest,
+            "session_actions_p99": every.share_within(0.99),
+            "longer_examples": {split: window.longer for split, window in zip(SPLITS, windows)},
+            "positives_after_the_labels": {
+                split: {name: int(count) for name, count in zip(action_names, window.lost) if count}
+                for split, window in zip(SPLITS, windows)
+            },
+        }
+
+    def merged(field: str) -> list[LabelWindowCounts]:
+        return [reduce(LabelWindowCounts.merge, [getattr(part, field)[index] for part in written])
+                for index in range(len(SPLITS))]  # fmt: skip
+
     return {
         "max_actions": max_actions,
-        "longest_session_actions": every.longest,
-        "session_actions_p99": every.share_within(0.99),
-        "longer_examples": {split: window.longer for split, window in zip(SPLITS, windows)},
-        "positives_after_the_labels": {
-            split: {name: int(count) for name, count in zip(action_names, window.lost) if count}
-            for split, window in zip(SPLITS, windows)
-        },
+        "max_actions_fixed": False,
+        **record(merged("label_windows")),
+        "without_repeated_starts": record(merged("label_windows_without_repeats")),
     }
 
 
@@ -687,9 +707,24 @@ def label_window_text(summary: dict[str, Any]) -> str | None:
         + ". Their later actions are not labels: "
         + (f"positives that happen only after the window, counted as not happening: {lost}. " if lost
            else "no action's only occurrence is among them. ")
-        + f"To keep them, prepare again with --max-actions {labels['longest_session_actions']} (a model generates "
-        "and scores that many actions; each one costs time and memory)."
+        + _without_repeats_text(labels.get("without_repeated_starts"))
+        + ("The saved tokenizer (--tokenizer) fixes K: a model with a larger one needs a data folder prepared without "
+           "it, and training from scratch." if labels.get("max_actions_fixed") else
+           f"To keep them, prepare again with --max-actions {labels['longest_session_actions']} (a model generates "
+           "and scores that many actions; each one costs time and memory).")
     )
+
+
+def _without_repeats_text(record: dict[str, Any] | None) -> str:
+    """What the window leaves out of targets read with ``--drop-repeated-start`` (repeated starts left out)."""
+    if record is None:
+        return ""
+    longer = sum(record["longer_examples"].values())
+    if not longer:
+        return ("With --drop-repeated-start (targets without repeated start actions, as the paper_inputs recipe reads "
+                "them) every session fits. ")
+    return (f"With --drop-repeated-start {longer} examples are still longer (the longest has "
+            f"{record['longest_session_actions']} actions after the start). ")
 
 
 # A time split by fractions of the sessions' start-time span that leaves training less than this share of the
