@@ -399,10 +399,11 @@ def test_generate_names_missing_inputs():
         model.generate(**inputs)
 
 
-@pytest.mark.parametrize("penalty", [1e9, -1e9, float("inf"), float("nan")])
+@pytest.mark.parametrize("penalty", [1e9, -1e9, float("inf"), float("nan"), 10**400, 1000])
 def test_a_length_penalty_that_overflows_is_refused_by_name(penalty):
     """Beam scores divide by length ** length_penalty (a Python float): a huge penalty raised a bare OverflowError."""
     model, inputs = tiny_model("iag")
     with pytest.raises(ValueError, match=r"length_penalty=.* overflows"):
         model.generate(**inputs, num_beams=2, length_penalty=penalty, max_new_tokens=3)
     model.generate(**inputs, num_beams=2, length_penalty=2.0, max_new_tokens=3)  # moderate values run
+    model.generate(**inputs, num_beams=2, length_penalty=50, max_new_tokens=3)  # an int (before: int power overflow)

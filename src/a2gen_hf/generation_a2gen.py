@@ -90,6 +90,16 @@ def in_model_dtype(value: torch.Tensor | None, dtype: torch.dtype) -> torch.Tens
     return value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() else value
 
 
+def _moderate_length_penalty(penalty, max_actions: int) -> bool:
+    """Whether beam search can divide by ``length ** penalty`` (a Python float) for every length it reaches (at most
+    the start and ``max_actions`` actions, plus one)."""
+    try:
+        value = float(penalty)
+    except (OverflowError, TypeError, ValueError):
+        return False
+    return math.isfinite(value) and abs(value) * math.log(max_actions + 2) < 700
+
+
 def _refuse_blocked_rows(scores: torch.Tensor, live: torch.Tensor, position: int) -> None:
     """``ValueError`` when a row that must go on (``live``, `(R,)`) has no action left: every score `(R, V)` is -inf
     (or NaN) after the logits processors, so it could only be padded (greedy), fail to sample, or end empty."""
@@ -234,9 +244,7 @@ class A2GenGenerationMixin(GenerationMixin):
         if isinstance(returned, bool) or not isinstance(returned, int) or returned < 1:
             raise ValueError(f"num_return_sequences={returned!r} must be a positive integer.")
         penalty = generation_config.length_penalty
-        if num_beams > 1 and penalty is not None and not (
-            math.isfinite(penalty) and abs(penalty) * math.log(max(generation_config.max_length or 2, 2)) < 700
-        ):  # beam scores divide by length ** length_penalty, a Python float
+        if num_beams > 1 and penalty is not None and not _moderate_length_penalty(penalty, self.config.max_actions):
             raise ValueError(
                 f"length_penalty={penalty!r} overflows the beams' length ** length_penalty; give a finite value of "
                 "moderate size (1.0, the default, averages the log-probabilities over the length; 0 sums them)."
@@ -628,7 +636,7 @@ class A2GenGenerationMixin(GenerationMixin):
         num_beams = generation_config.num_beams
         returned = generation_config.num_return_sequences
         max_length = generation_config.max_length
-        length_penalty = generation_config.length_penalty
+        length_penalty = float(generation_config.length_penalty)  # an int power stays an exact, unbounded int
         early_stopping = generation_config.early_stopping
         pad = int(generation_config._pad_token_tensor)
         rows = context.shape[0]
