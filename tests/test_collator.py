@@ -218,8 +218,10 @@ def _random_rows(rng, count, side_features=2, max_items=8, max_events=7, max_lab
             "history_action_seconds": [
                 [float(v) if v < 50 else NAN for v in rng.integers(0, 60, n).astype(np.float32)] for n in events
             ],
-            "action_ids": [1, *(int(v) for v in rng.integers(1, 7, labels - 1))] if labels else [],  # start first
-            "action_seconds": [float(v) if v < 80 else NAN for v in rng.integers(0, 100, labels).astype(np.float32)],
+            "action_ids": [1, *(int(v) for v in rng.integers(1, 7, max(labels - 1, 0)))][:labels],  # start first
+            "action_seconds": [0.0, *(float(v) if v < 80 else NAN for v in rng.integers(0, 100, max(labels - 1, 0)))][
+                :labels
+            ],
             "session_start": 1511544070,
         })  # fmt: skip
     return rows
@@ -301,6 +303,8 @@ def test_targets_begin_with_the_start_and_times_stay_below_the_tokenizers_limit(
     row = example(2)
     with pytest.raises(ValueError, match="example 0 of the batch has action_ids value 2; a target sequence begins"):
         collator([example(2, actions=(2, 6), seconds=(0.0, 5.0))])
+    with pytest.raises(ValueError, match="has action_seconds value 5.0; the start action is at 0 s"):
+        collator([example(2, seconds=(5.0, NAN, 30.0))])
     far = example(2, seconds=(0.0, NAN, 2e12))
     with pytest.raises(ValueError, match=r"example 1 of the batch has action_seconds value 2000000000000.0; times must be finite seconds from 0 to 1e\+12"):
         collator([row, far])

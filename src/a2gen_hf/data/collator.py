@@ -490,10 +490,15 @@ class A2GenDataCollator:
         label_ids, label_seconds, label_row, label_slot = self._sequences(
             columns.labels, columns.label_seconds, length, np.arange(batch_size), "action_ids", drop=skip_start
         )
+        first = label_slot == 0
         self._raise_at(
-            label_ids, (label_slot == 0) & (label_ids != self.tokenizer.start_action_id), label_row, "action_ids",
+            label_ids, first & (label_ids != self.tokenizer.start_action_id), label_row, "action_ids",
             f"a target sequence begins with the start action {self.tokenizer.start_action!r} (id "
             f"{self.tokenizer.start_action_id}) at 0 s, as prepare and the simulator write it",
+        )
+        self._raise_at(
+            label_seconds, first & (label_seconds != 0) & ~np.isnan(label_seconds), label_row, "action_seconds",
+            "the start action is at 0 s: the other times count from it (seconds since the session's first event)",
         )
         times, known = self._normalized(label_seconds, label_row, "action_seconds")
         for name, values, dtype in (
