@@ -1,10 +1,11 @@
 """
-Which keep rule for the residual fit: held-out validation AUC of the ``sparse_logs`` ranking under each
-``wide_fit_keep_z``, without reading any test split.
+Which keep rule for the residual fit: held-out validation AUC of the ``sparse_logs`` ranking under each rule
+(``fit_residual_paths``' ``keep_z`` and ``cross_fit``), without reading any test split.
 
 The ``sparse_logs`` recipe fits what its network adds to the logistic regression on counts and keeps the fit, per
-action, only where it raises that action's validation AUC (``wide_fit_keep_z`` 0), or only where it raises it by more
-than z standard errors of the paired difference (DeLong). Validation chooses the fit, so validation cannot judge
+action, only where it raises that action's validation AUC (``keep_z`` 0, the recipe's rule), or only where it raises
+it by more than z standard errors of the paired difference (DeLong), or (``cross_fit``) only where the gain holds up
+on validation users that did not choose the fit. Validation chooses the fit, so validation cannot judge
 the rule: here the validation split is cut in two by user, the regression and the fit choose on one half (their C,
 share scale, L2 strength and kept actions) and the other half scores, both ways. With ``--fractions`` the training
 split is cut to a share of its users, as a stand-in for smaller logs (validation stays whole).
@@ -51,18 +52,35 @@ def main() -> None:
     parser.add_argument("--fractions", default="1", help="shares of the training split's users, comma-separated")
     parser.add_argument("--seeds", type=int, default=3, help="hidden-layer seeds of the fit")
     parser.add_argument("--rules", default="0,1.645,cross",
-                        help="keep rules, comma-separated: a number is wide_fit_keep_z, `cross` the cross-fitted rule")
+                        help="keep rules, comma-separated: a number z >= 0 is keep_z (0: the recipe's rule), `cross` the "
+                             "cross-fitted rule")
     parser.add_argument("--recipe", default="sparse_logs")
     parser.add_argument("--output", required=True, help="JSON file to write")
     args = parser.parse_args()
+    rules = args.rules.split(",")
+    for rule in rules:
+        try:
+            if rule != "cross" and not float(rule) >= 0:
+                raise ValueError
+        except ValueError:
+            parser.error(f"--rules: {rule!r} is neither a number >= 0 (keep_z) nor `cross`.")
+    try:
+        fractions = [float(value) for value in args.fractions.split(",")]
+    except ValueError:
+        parser.error(f"--fractions {args.fractions!r}: give shares in (0, 1], comma-separated, e.g. 1,0.5.")
+    if not all(0 < fraction <= 1 for fraction in fractions):
+        parser.error(f"--fractions {args.fractions!r}: every share must be in (0, 1].")
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds} must be >= 1.")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such folder (a data folder of `a2gen prepare`).")
     recipe = parse_arguments(["compare", "--recipe", args.recipe, "--data", args.data, "--output", "unused"])
     overrides = {key: value for key, value in _feature_overrides(recipe).items() if value is not None}
     overrides.update({"max_history_items": recipe.max_history_items, "max_events_per_item": recipe.max_events_per_item})
     dataset, tokenizer, _ = load_data_dir(args.data)
     halves = [half.tolist() for half in halves_of(np.asarray(dataset["validation"]["user"]))]
-    rules = args.rules.split(",")
     rows = []
-    for fraction in (float(value) for value in args.fractions.split(",")):
+    for fraction in fractions:
         train = users_share(dataset["train"], fraction)
         for direction, (choose, score) in enumerate((halves, halves[::-1])):
             data = DatasetDict({"train": train, "validation": dataset["validation"].select(choose)})

@@ -34,3 +34,19 @@ def test_keep_rules_are_scored_on_the_other_half(simulated_data_dir, tmp_path, m
         assert 0.0 <= row["held_out_mean"] <= 1.0 and row["held_out_auc"]
     assert set(report["summary"]) == {"1.0", "0.5"}
     assert "held-out validation mean AUC" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    module = _benchmark()
+    for flags, message in (
+        (["--data", str(tmp_path / "none")], "no such folder"),
+        (["--data", str(tmp_path), "--rules", "0,foo"], "'foo' is neither a number >= 0"),
+        (["--data", str(tmp_path), "--fractions", "0"], "every share must be in (0, 1]"),
+        (["--data", str(tmp_path), "--seeds", "0"], "--seeds 0 must be >= 1"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["residual_fit_keep_rule.py", *flags, "--output", str(tmp_path / "k.json")])
+        with pytest.raises(SystemExit):
+            module.main()
+        assert message in capsys.readouterr().err

@@ -430,3 +430,16 @@ def test_halves_by_example_without_users():
     inputs = HeadInputs(torch.zeros(7, 2), torch.zeros(7, 5, dtype=torch.bool))
     first, second = halves_by_user(inputs, seed=1)
     assert sorted([*first, *second]) == list(range(7)) and len(first) == 3
+
+
+def test_keep_z_is_checked_before_any_fit():
+    from types import SimpleNamespace
+
+    from a2gen_hf.training.residual_fit import fit_learned_paths
+
+    rng = np.random.default_rng(0)
+    inputs = _toy_inputs(rng, 4, 5)
+    vocabulary = SimpleNamespace(action_names=["start", "a", "b", "end"], start_action="start", end_action="end")
+    for keep_z in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="keep_z=.* must be a finite number >= 0"):
+            fit_learned_paths(_ToyHead(5, torch.zeros(5, 2)), inputs, inputs, vocabulary, keep_z=keep_z)

@@ -324,8 +324,9 @@ def timing_mae(
     if not np.isfinite(expected_times[known]).all():
         raise ValueError("expected_times holds NaN or inf where the action happens; every prediction must be finite.")
     timed, _ = _action_ids(action_names, start_action, end_action)
-    true_seconds = denormalize_times(true_times, time_log_mean, time_log_std)
-    predicted_seconds = denormalize_times(expected_times, time_log_mean, time_log_std)
+    with np.errstate(over="ignore"):  # a time beyond what seconds hold is inf, and noted below
+        true_seconds = denormalize_times(true_times, time_log_mean, time_log_std)
+        predicted_seconds = denormalize_times(expected_times, time_log_mean, time_log_std)
     nonzero = known & (true_seconds > zero_time_tolerance_seconds)
     result: dict[str, Any] = {key: {} for key in (
         "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "timed_count", "timed_nonzero_count"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -241,6 +242,8 @@ def fit_learned_paths(
     :func:`cross_fitted_actions` confirms it. Loads the kept fit into ``head``; returns what :func:`fit_residual_paths`
     returns.
     """
+    if not (math.isfinite(keep_z) and keep_z >= 0):
+        raise ValueError(f"keep_z={keep_z!r} must be a finite number >= 0 (standard errors; 0: any gain counts).")
     options = (weight_decays, rounds, patience, seed, keep_z)
     given_back: set[int] = set()
     if cross_fit:
@@ -327,6 +330,9 @@ def cross_fitted_actions(
     start counts 0; one without both classes of the action does not count).
     """
     halves = halves_by_user(validation, seed)
+    if not (len(halves[0]) and len(halves[1])):
+        logger.warning("residual fit, cross-fitted: validation holds one user, so no half can score the other's fit; "
+                       "every action goes back to the regression.")
     gains: dict[int, list[float]] = {}
     for choose, held_out in (halves, halves[::-1]):
         chosen = _best_fit(head, train, validation.subset(choose), vocabulary, weight_decays, rounds, patience, seed,
