@@ -125,6 +125,8 @@ def test_plot_output_paths_and_atomic_write(tmp_path, capsys, monkeypatch):
     assert "--output adir is a folder" in error_of(capsys, "plot curves") and not Path("adir.png").exists()
     assert main(["plot", "curves", "training_log.json", "--output", "nodir/sub/x.png"]) == 2  # before: created
     assert "the folder nodir/sub does not exist" in error_of(capsys, "plot curves") and not Path("nodir").exists()
+    assert main(["plot", "curves", "training_log.json", "--output", "adir/new.png/"]) == 2
+    assert "ends with a slash" in error_of(capsys, "plot curves") and not Path("adir/new.png").exists()
     assert main(["plot", "curves", "training_log.json", "--output", "x.bogus"]) == 2
     assert "matplotlib writes no '.bogus' files" in error_of(capsys, "plot curves")
     assert sorted(path.name for path in tmp_path.iterdir() if ".tmp-" in path.name) == []  # no temporary left

@@ -62,6 +62,8 @@ def _output_file_error(path: str, flag: str, example: str) -> str | None:
     target = Path(path)
     if target.is_dir():
         return f"{flag} {path} is a folder; give a file name, e.g. {target / example}."
+    if path.endswith(("/", os.sep)):  # Path() drops the slash: pl/new.png/ would become the file pl/new.png
+        return f"{flag} {path} ends with a slash, which names a folder; give a file name, e.g. {target / example}."
     ancestor = _first_existing(target.parent)
     if not ancestor.is_dir():
         return f"{flag} {path}: {ancestor} is a file, not a folder; choose another path."
