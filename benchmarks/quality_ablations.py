@@ -25,6 +25,7 @@ from safetensors.torch import load_model
 
 from a2gen_hf.data.collator import A2GenDataCollator
 from a2gen_hf.metrics import action_targets
+from a2gen_hf.output_folders import replacing_file
 from a2gen_hf.training.checkpointing import remove_earlier_run
 from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset
 from a2gen_hf.training.data_setup import create_model, load_data_dir
@@ -358,7 +359,7 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
             prediction = predict_dataset(result.model, data[split], collator)
             arrays[f"{split}_{readout}"] = prediction["action_probabilities"]
         result.model.config.slot_readout = "sequence"
-    np.savez_compressed(folder / "predictions.npz", **arrays)
+    _save_predictions(folder, arrays)
     summary = {
         "seconds": seconds, "global_step": result.global_step, "best_epoch": result.best_epoch,
         "best_step": result.best_step, "stopped_early": result.stopped_early, "loadavg": os.getloadavg(),
@@ -396,7 +397,7 @@ def run_baseline(name: str, data, tokenizer, output: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     baseline = SIMPLE_BASELINES[name](tokenizer).fit(data["train"], validation=data["validation"])
     arrays = {f"{split}_sequence": baseline.predict(data[split])["action_probabilities"] for split in ("validation", "test")}
-    np.savez_compressed(folder / "predictions.npz", **arrays)
+    _save_predictions(folder, arrays)
     (folder / "summary.json").write_text(json.dumps({"spec": {"model": name}}))
 
 
@@ -472,6 +473,13 @@ def markdown(report: dict, reference: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save_predictions(folder: Path, arrays: dict) -> None:
+    """``predictions.npz`` written atomically: its presence marks a finished run for a resume, so a run killed while
+    writing it must leave none (before: a half-written file, taken for done, broke every later report)."""
+    with replacing_file(folder / "predictions.npz") as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["run", "table"])
@@ -486,6 +494,12 @@ def main() -> None:
                         help="train on the users whose CRC-32 of the raw id is 0 modulo this (a smaller log; "
                              "validation and test unchanged)")
     args = parser.parse_args()
+    unknown = [name for name in filter(None, args.variants.split(",")) if name not in VARIANTS] + [
+        name for name in filter(None, args.baselines.split(",")) if name not in SIMPLE_BASELINES
+    ]
+    if unknown:  # before any training (before: a bare KeyError after the first variant had trained)
+        parser.error(f"unknown variant or baseline {unknown}; variants: {', '.join(VARIANTS)}; baselines: "
+                     f"{', '.join(SIMPLE_BASELINES)}.")
     show_evaluations()
     print(f"load {os.getloadavg()}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)

@@ -14,7 +14,7 @@ Prints a table and writes ``--output`` (JSON): per training share, seed, directi
 action and the actions the fit kept.
 
     python benchmarks/residual_fit_keep_rule.py --data data/taobao --fractions 1,0.5,0.25,0.125 --seeds 3 \\
-        --keep-z 0,1.645 --output runs/keep_rule.json
+        --rules 0,1.645,cross --output runs/keep_rule.json
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a data folder of `a2gen prepare`")
     parser.add_argument("--fractions", default="1", help="shares of the training split's users, comma-separated")
-    parser.add_argument("--seeds", type=int, default=3, help="hidden-layer seeds of the fit")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds of the fit's hidden layer (0, 1, ...)")
     parser.add_argument("--rules", default="0,1.645,cross",
                         help="keep rules, comma-separated: a number z >= 0 is keep_z (0: the recipe's rule), `cross` the "
                              "cross-fitted rule")
