@@ -162,6 +162,27 @@ def training_spec(model: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def saved_training_conflict(output: Path, args: argparse.Namespace) -> str | None:
+    """Why the runs saved under ``output`` cannot be resumed or reported with this command's training settings, or
+    None: the report states one set of settings, and a resume skips a finished run whatever it was trained with
+    (before: a report of runs trained with batch 256 said the command's batch 64)."""
+    wanted = {key: value for key, value in training_spec(REFERENCE, args)["training"].items()}
+    for path in sorted(output.glob("n*/*/seed*/summary.json")):
+        try:
+            saved = json.loads(path.read_text()).get("spec", {}).get("training")
+        except (OSError, ValueError):
+            continue
+        if not isinstance(saved, dict):
+            continue
+        keys = (set(saved) | set(wanted)) - {"eval_before_training"}  # --init-from's runs add it
+        differing = {key: (saved.get(key), wanted.get(key)) for key in sorted(keys) if saved.get(key) != wanted.get(key)}
+        if differing:
+            shown = ", ".join(f"{key} {old!r} (this command: {new!r})" for key, (old, new) in differing.items())
+            return (f"--output {output}: {path.parent} was trained with {shown}; give the same settings to resume or "
+                    "report these runs, or a new --output.")
+    return None
+
+
 def run_all(subsets: dict[int, DatasetDict], tokenizer, output: Path, models: list[str], seeds: list[int],
             args: argparse.Namespace) -> None:
     """Train (or skip, when saved) every model at every size and seed; the smallest sizes first."""
@@ -493,6 +514,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise ValueError("--init-from starts from an earlier run's weights: use --moment-warm-start off.")
         if args.init_from is not None and not args.init_from.is_dir():
             raise ValueError(f"--init-from {args.init_from}: no such folder (an earlier run's --output).")
+        if (conflict := saved_training_conflict(args.output, args)) is not None:
+            raise ValueError(conflict)
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)

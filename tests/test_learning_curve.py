@@ -160,3 +160,18 @@ def test_train_models_trains_only_those_and_reports_every_saved_run(data_dir, tm
     with pytest.raises(SystemExit):
         script.main([*base, "--train-models", "mmoe-fair"])
     assert "--train-models" in capsys.readouterr().err
+
+
+def test_saved_runs_trained_otherwise_are_not_resumed_or_reported_under_this_commands_settings(tmp_path):
+    """A resume skips finished runs, and the report states one set of training settings: runs trained with other
+    settings are refused, naming the setting (before: batch 256 runs reported as batch 64)."""
+    module = load_script()
+    args = module.build_parser().parse_args(["--data", "x", "--output", str(tmp_path), "--batch-size", "64"])
+    run = tmp_path / "n100" / "a2gen-iag" / "seed0"
+    run.mkdir(parents=True)
+    saved = module.training_spec(module.REFERENCE, args)["training"]
+    (run / "summary.json").write_text(json.dumps({"spec": {"training": {**saved, "eval_before_training": True}}}))
+    assert module.saved_training_conflict(tmp_path, args) is None  # the same settings (and --init-from's flag)
+    (run / "summary.json").write_text(json.dumps({"spec": {"training": {**saved, "batch_size": 256}}}))
+    conflict = module.saved_training_conflict(tmp_path, args)
+    assert "batch_size 256 (this command: 64)" in conflict and "a new --output" in conflict
