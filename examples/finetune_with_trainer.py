@@ -38,7 +38,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--embedding-learning-rate", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu", action="store_true", help="use the CPU even if a GPU is there")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not (Path(args.checkpoint) / "config.json").is_file():  # before: the Hub's "repo id" error
+        parser.error(f"--checkpoint {args.checkpoint}: no config.json there; give a folder written by save_pretrained, "
+                     "e.g. the model/ folder of `a2gen train --output`.")
+    if args.max_steps == 0 or (args.max_steps < 0 and args.epochs <= 0):  # before: an unchanged model saved as tuned
+        parser.error(f"--epochs {args.epochs} / --max-steps {args.max_steps} train nothing; give --epochs > 0 or "
+                     "--max-steps >= 1.")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:

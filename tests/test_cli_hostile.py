@@ -222,6 +222,14 @@ def test_a_data_folder_hashed_with_other_buckets_is_refused(tiny_checkpoint, tmp
     spec.loader.exec_module(example)
     with pytest.raises(ValueError, match=r"item_buckets: the tokenizer of .* the checkpoint's"):
         example.main(["--checkpoint", model, "--data", str(other), "--output", str(tmp_path / "out"), "--max-steps", "1"])
+    for flags, message in (
+        (["--checkpoint", str(tmp_path / "none")], "no config.json there"),
+        (["--checkpoint", model, "--epochs", "0"], "train nothing"),
+        (["--checkpoint", model, "--max-steps", "0"], "train nothing"),
+    ):
+        with pytest.raises(SystemExit):
+            example.main([*flags, "--data", str(other), "--output", str(tmp_path / "out2")])
+        assert message in capsys.readouterr().err
 
 
 # -- compare / demo / simulate / train / prepare: checked before anything is simulated or trained
