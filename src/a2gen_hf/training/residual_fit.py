@@ -126,7 +126,12 @@ def actions_not_clearly_raised(
 
 def mean_validation_auc(head: nn.Module, inputs: HeadInputs, vocabulary) -> float:
     """The mean AUC over the ranked actions with both classes of ``head`` on ``inputs`` (what selection reads)."""
-    aucs = action_aucs(head, inputs, vocabulary)
+    return _mean_auc(head_scores(head, inputs), inputs, vocabulary)
+
+
+def _mean_auc(scores: np.ndarray, inputs: HeadInputs, vocabulary) -> float:
+    """:func:`mean_validation_auc` of `(N, V)` ``scores`` already computed."""
+    aucs = ranked_action_aucs(inputs.occurs.numpy(), scores, vocabulary)
     return float(np.mean(list(aucs.values()))) if aucs else float("nan")
 
 
@@ -249,8 +254,7 @@ def fit_learned_paths(
     if cross_fit:
         confirmed = cross_fitted_actions(head, train, validation, vocabulary, *options)
         given_back = set(ranked_action_ids(vocabulary)) - confirmed
-    start = mean_validation_auc(head, validation, vocabulary)
-    score, weight_decay, state, names = _best_fit(head, train, validation, vocabulary, *options, given_back)
+    start, score, weight_decay, state, names = _best_fit(head, train, validation, vocabulary, *options, given_back)
     if state is not None:
         head.load_state_dict(state)
     result = {
@@ -266,12 +270,12 @@ def fit_learned_paths(
 def _best_fit(
     head: nn.Module, train: HeadInputs, validation: HeadInputs, vocabulary, weight_decays: tuple[float, ...],
     rounds: int, patience: int, seed: int, keep_z: float, given_back: set[int],
-) -> tuple[float, float | None, dict[str, torch.Tensor] | None, list[str]]:
-    """The fit chosen on ``validation`` (``head`` itself unchanged): ``(validation mean AUC, L2 strength, weights,
-    names of the actions given back)``, the weights None where no fit beats the start; ``given_back`` actions are
-    given back whatever they score."""
+) -> tuple[float, float, float | None, dict[str, torch.Tensor] | None, list[str]]:
+    """The fit chosen on ``validation`` (``head`` itself unchanged): ``(the start's validation mean AUC, the fit's,
+    L2 strength, weights, names of the actions given back)``, the weights None (and the fit's AUC the start's) where
+    no fit beats the start; ``given_back`` actions are given back whatever they score."""
     start_scores = head_scores(head, validation)
-    start = mean_validation_auc(head, validation, vocabulary)
+    start = _mean_auc(start_scores, validation, vocabulary)
     best = (start, None, None, [])
     for weight_decay in weight_decays:
         candidate = copy.deepcopy(head).float().cpu().eval()  # eval: no dropout, so the full-batch loss is exact
@@ -299,7 +303,7 @@ def _best_fit(
                     f"; the regression kept for {names or 'no action'})")
         if score > best[0]:
             best = (score, weight_decay, copy.deepcopy(candidate.state_dict()), names)
-    return best
+    return (start, *best)
 
 
 def halves_of(users: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -336,7 +340,7 @@ def cross_fitted_actions(
     gains: dict[int, list[float]] = {}
     for choose, held_out in (halves, halves[::-1]):
         chosen = _best_fit(head, train, validation.subset(choose), vocabulary, weight_decays, rounds, patience, seed,
-                           keep_z, set())[2]
+                           keep_z, set())[3]
         scored = validation.subset(held_out)
         start = action_aucs(head, scored, vocabulary)
         fitted = start
