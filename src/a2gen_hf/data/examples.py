@@ -425,20 +425,24 @@ def label_window_counts(
     """:class:`LabelWindowCounts` of the ``chosen`` sessions `(S,)` (bool) for labels of ``max_actions + 1`` events
     (what :class:`~a2gen_hf.data.collator.A2GenDataCollator` keeps); with ``drop`` (an action id) that action's
     repeats after the first event are left out first, as the collator's ``drop_repeated_start`` does."""
+    def events(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each event's session and position in it, for sessions of ``lengths`` events laid end to end."""
+        session = np.repeat(np.arange(len(lengths)), lengths)
+        return session, np.arange(len(ids)) - np.r_[0, np.cumsum(lengths)[:-1]][session]
+
     ids = sessions.event_action_ids
     lengths = np.diff(sessions.event_offsets)
-    session = np.repeat(np.arange(len(lengths)), lengths)
-    position = np.arange(len(ids)) - np.repeat(sessions.event_offsets[:-1], lengths)
     if drop is not None:
+        session, position = events(ids, lengths)
         kept = ~((ids == drop) & (position >= 1))
-        ids, session = ids[kept], session[kept]
-        lengths = np.bincount(session, minlength=len(lengths))
-        position = np.arange(len(ids)) - np.r_[0, np.cumsum(lengths)[:-1]][session]
+        ids = ids[kept]
+        lengths = np.bincount(session[kept], minlength=len(lengths))
     window = max_actions + 1
     histogram = np.bincount(np.maximum(lengths[chosen] - 1, 0)).astype(np.int64)
     longer = chosen & (lengths > window)
-    if not longer.any():
+    if not longer.any():  # the usual case: no event needs looking at
         return LabelWindowCounts(0, histogram, np.zeros(num_actions, np.int64))
+    session, position = events(ids, lengths)
     in_longer = longer[session]
     key = session[in_longer] * (num_actions + 1) + ids[in_longer]
     position = position[in_longer]
