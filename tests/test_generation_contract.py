@@ -407,3 +407,73 @@ def test_a_length_penalty_that_overflows_is_refused_by_name(penalty):
         model.generate(**inputs, num_beams=2, length_penalty=penalty, max_new_tokens=3)
     model.generate(**inputs, num_beams=2, length_penalty=2.0, max_new_tokens=3)  # moderate values run
     model.generate(**inputs, num_beams=2, length_penalty=50, max_new_tokens=3)  # an int (before: int power overflow)
+
+
+# --- times in time order (monotonic_times) ----------------------------------------------------------------------------
+
+
+def goes_backwards(sequences, times):
+    """Rows whose times go back somewhere among their actions (padding after the end does not count)."""
+    present = sequences != 0
+    return ((times[:, 1:] < times[:, :-1]) & present[:, 1:]).any(1)
+
+
+def running_max(sequences, times):
+    """Each present action's time raised to the latest time before it; padding stays 0.0."""
+    return torch.where(sequences != 0, torch.cummax(times, dim=1).values, 0.0)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("options", [{}, {"do_sample": True}, {"num_beams": 3}, {"do_sample": True, "num_beams": 2}])
+def test_generated_times_are_in_time_order_unless_raw_times_are_asked_for(generator, options):
+    model, inputs = tiny_model(generator)
+    torch.manual_seed(0)
+    raw = model.generate(**inputs, return_dict_in_generate=True, monotonic_times=False, **options)
+    torch.manual_seed(0)
+    ordered = model.generate(**inputs, return_dict_in_generate=True, **options)
+    assert goes_backwards(raw.sequences, raw.times).any()  # the untrained generator's raw times do go back
+    assert not goes_backwards(ordered.sequences, ordered.times).any()
+    assert (ordered.times[:, 1:][ordered.sequences[:, 1:] != 0] >= model.config.start_time).all()  # never before 0 s
+    if generator == "iag":  # IAG's slots do not read the fed times: the same actions, each time the running max
+        assert torch.equal(raw.sequences, ordered.sequences)
+        torch.testing.assert_close(ordered.times, running_max(raw.sequences, raw.times), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_eag_is_fed_the_ordered_times_it_records(use_cache):
+    """A teacher-forced forward on the generated actions and recorded times predicts, at every step, times whose
+    running max with the previous recorded time are the recorded ones: the decode fed exactly what it returned."""
+    model, inputs = tiny_model("eag")
+    generated = model.generate(**inputs, return_dict_in_generate=True, use_cache=use_cache, max_new_tokens=5)
+    sequences, times = generated.sequences, generated.times
+    live = (sequences[:, 1:] != 0).all(1)  # rows that ran every step (finished rows are fed the end action)
+    assert live.any()
+    rows = {name: value[live] if torch.is_tensor(value) else value for name, value in inputs.items()}
+    with torch.no_grad():
+        forward = model(**rows, action_ids=sequences[live, :-1], action_times=times[live, :-1])
+    predicted = torch.maximum(forward.times.float(), times[live, :-1])
+    torch.testing.assert_close(predicted, times[live, 1:], atol=1e-6, rtol=1e-5)
+
+
+def test_monotonic_times_is_a_saved_generation_option_and_checked(tmp_path):
+    model, inputs = tiny_model("eag")
+    assert model.generation_config.monotonic_times is True
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "generation_config.json").read_text())["monotonic_times"] is True
+    from transformers import GenerationConfig
+
+    raw = model.generate(**inputs, return_dict_in_generate=True, generation_config=GenerationConfig(monotonic_times=False))
+    assert goes_backwards(raw.sequences, raw.times).any()
+    del model.generation_config.monotonic_times  # a checkpoint saved before the option: the keyword still works
+    raw_again = model.generate(**inputs, return_dict_in_generate=True, monotonic_times=False)
+    assert torch.equal(raw.times, raw_again.times)
+    assert not goes_backwards(*(lambda out: (out.sequences, out.times))(
+        model.generate(**inputs, return_dict_in_generate=True))).any()  # and the default is still in order
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="monotonic_times=.*True.*False"):
+            model.generate(**inputs, monotonic_times=bad)
+    context = model.a2gen(**inputs).generation_context
+    ordered = model.generate_from_context(context, return_dict_in_generate=True)
+    raw_context = model.generate_from_context(context, return_dict_in_generate=True, monotonic_times=False)
+    assert not goes_backwards(ordered.sequences, ordered.times).any()
+    assert goes_backwards(raw_context.sequences, raw_context.times).any()

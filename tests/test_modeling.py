@@ -159,21 +159,25 @@ def teacher_forced(model, inputs, sequences, times):
 @pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
 @pytest.mark.parametrize("time_per_action", [False, True])
 def test_generate_matches_teacher_forced_forward(model_and_batch, mode, time_per_action):
-    """generate()'s times are the forward's (with time_per_action: the time the forward gives the chosen action)."""
+    """generate()'s raw times (monotonic_times=False) are the forward's (with time_per_action: the time the forward
+    gives the chosen action); its default times are the forward's raised to the previous action's time."""
     model, batch = model_and_batch
     if time_per_action:
         torch.manual_seed(0)
         model = A2GenForActionGeneration(tiny_config(model.config.generator_type, time_per_action=True)).eval()
     inputs = history_inputs(batch)
     options = {"greedy": {}, "sample": {"do_sample": True, "top_k": 0}, "beam": {"num_beams": 3}}[mode]
-    torch.manual_seed(1)
-    out = model.generate(**inputs, return_dict_in_generate=True, **options)
-    assert out.sequences.shape == out.times.shape
-    assert (out.sequences[:, 0] == model.config.start_action_id).all()
-    sequences, times = out.sequences, out.times
-    logits, predicted_times = teacher_forced(model, inputs, sequences.clamp_min(0), times)
-    mask = sequences[:, 1:] != 0  # generated positions, up to and including the end action
-    torch.testing.assert_close(predicted_times[mask], times[:, 1:][mask], atol=1e-5, rtol=1e-5)
+    for monotonic in (False, True):
+        torch.manual_seed(1)
+        out = model.generate(**inputs, return_dict_in_generate=True, monotonic_times=monotonic, **options)
+        assert out.sequences.shape == out.times.shape
+        assert (out.sequences[:, 0] == model.config.start_action_id).all()
+        sequences, times = out.sequences, out.times
+        logits, predicted_times = teacher_forced(model, inputs, sequences.clamp_min(0), times)
+        if monotonic:
+            predicted_times = torch.maximum(predicted_times, times[:, :-1])
+        mask = sequences[:, 1:] != 0  # generated positions, up to and including the end action
+        torch.testing.assert_close(predicted_times[mask], times[:, 1:][mask], atol=1e-5, rtol=1e-5)
     if mode == "greedy":
         # generate() never emits padding or the start action after position 0 (their scores are -inf), so compare
         # with those columns masked too.

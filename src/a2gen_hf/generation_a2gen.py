@@ -1,7 +1,8 @@
 """Timed action-sequence generation for A2Gen through the standard ``generate()`` API.
 
 A generated sequence opens with ``start`` at 0 s; each step picks the next action from the generator's class
-scores and records the time the generator predicted at that step. Everything that does not depend on the times is
+scores and records the time the generator predicted at that step (with ``monotonic_times``, the default, never
+earlier than the previous action's: :func:`ordered_times`). Everything that does not depend on the times is
 transformers' own machinery: the generation config and its defaults (``_prepare_generation_config``), the special
 tokens (``_prepare_special_tokens``), the logits processors and stopping criteria (``_get_logits_processor`` /
 ``_get_stopping_criteria``, so ``bad_words_ids``, ``min_new_tokens``, ``eos_token_id``, ``max_time``, ... act as on a
@@ -53,6 +54,9 @@ _SUPPORTED_MODES = (
     GenerationMode.BEAM_SEARCH,
     GenerationMode.BEAM_SAMPLE,
 )
+# A2Gen's own generation option: each generated action's time is at least the previous action's (see ordered_times).
+MONOTONIC_TIMES = "monotonic_times"
+
 # GenerationConfig fields that need machinery A2Gen's timed decode does not have: any value but the default is
 # refused (never accepted and ignored). Values listed in _HARMLESS_VALUES mean "off" and pass.
 _UNSUPPORTED_OPTIONS = {
@@ -140,6 +144,21 @@ def times_of_actions(times: torch.Tensor, actions: torch.LongTensor) -> torch.Te
     return times.gather(-1, actions.clamp_min(0).unsqueeze(-1)).squeeze(-1)
 
 
+def ordered_times(times: torch.Tensor, previous: torch.Tensor, monotonic: bool) -> torch.Tensor:
+    """
+    The time `(R,)` to record for each row's next action, given the time its generator predicted (``times`` `(R,)`)
+    and the time of the row's previous action (``previous`` `(R,)`): with ``monotonic`` the later of the two, so a
+    generated timeline never goes back in time; otherwise the prediction as it is.
+
+    The generator predicts each step's time on its own (the paper's time head; its time-order loss only discourages
+    a step earlier than the one before), so a raw timeline can say the user left before commenting. Normalised times
+    order as seconds do, so the clamp in normalised time is the clamp in seconds.
+    """
+    if not monotonic:
+        return times
+    return torch.maximum(times, previous.to(times.dtype))
+
+
 @dataclass
 class A2GenGenerateOutput(GenerateDecoderOnlyOutput):
     """
@@ -147,8 +166,8 @@ class A2GenGenerateOutput(GenerateDecoderOnlyOutput):
 
     Args:
         times (`torch.FloatTensor` of shape `(batch_size * num_return_sequences, sequence_length)`): the normalised
-            time of every action in ``sequences`` (``start`` at the normalised 0 s, padding 0.0), in float32; the
-            tokenizer's ``decode_timeline(sequences[i], times[i])`` turns a row into ``[(action, seconds), ...]``.
+            time of every action in ``sequences`` (``start`` at the normalised 0 s, padding 0.0), in float32, in
+            time order unless ``monotonic_times=False`` asked for the generator's raw times; the tokenizer's ``decode_timeline(sequences[i], times[i])`` turns a row into ``[(action, seconds), ...]``.
         attentions / hidden_states: with ``output_attentions`` / ``output_hidden_states``, one tuple per generated
             action holding what ``forward`` returns at that step: the encoder's tensors (see
             :class:`~a2gen_hf.A2GenModelOutput`; absent from ``generate_from_context``) followed by CAM_gen's
@@ -272,6 +291,19 @@ class A2GenGenerationMixin(GenerationMixin):
         pad = generation_config.pad_token_id
         if pad is not None and (not isinstance(pad, int) or not 0 <= pad < vocab):
             raise ValueError(f"pad_token_id={pad!r} must be an id in [0, {vocab}) (0 is the model's padding).")
+        monotonic = getattr(generation_config, MONOTONIC_TIMES, True)
+        if not isinstance(monotonic, bool):
+            raise ValueError(
+                f"{MONOTONIC_TIMES}={monotonic!r} must be True (the default: each generated action's time is at least "
+                "the previous action's) or False (the generator's raw times, which can go back in time)."
+            )
+
+    @staticmethod
+    def _take_monotonic_times(generation_config: GenerationConfig, model_kwargs: dict) -> None:
+        """``monotonic_times=...`` given to generate() lands in ``model_kwargs`` when the model's generation config
+        predates the option (a checkpoint saved without it): it is a generation option, moved onto the config."""
+        if MONOTONIC_TIMES in model_kwargs:
+            setattr(generation_config, MONOTONIC_TIMES, model_kwargs.pop(MONOTONIC_TIMES))
 
     def _prepare_timed_generation(
         self,
@@ -346,7 +378,10 @@ class A2GenGenerationMixin(GenerationMixin):
         ``suppress_tokens``, ``begin_suppress_tokens``, ``forced_eos_token_id``, ``exponential_decay_length_penalty``,
         ``renormalize_logits``, ``remove_invalid_values``, ``prefix_allowed_tokens_fn``, custom ``logits_processor``),
         ``stopping_criteria`` and ``max_time``, ``length_penalty`` / ``early_stopping`` (beams), ``streamer`` (not with
-        beams), ``output_scores`` / ``output_logits`` / ``output_attentions`` / ``output_hidden_states``. Any other
+        beams), ``output_scores`` / ``output_logits`` / ``output_attentions`` / ``output_hidden_states``. A2Gen's own
+        option ``monotonic_times`` (default True) records each action's time as at least the previous action's, so a
+        timeline never goes back in time (EAG is fed these times); ``monotonic_times=False`` gives the generator's raw
+        per-step times (what ``backward_time_rate`` measures). Any other
         option that would change the result (group beam search, constraints, assistants, stop strings, static
         caches, ...) raises ``ValueError``; it is never silently ignored.
 
@@ -374,6 +409,7 @@ class A2GenGenerationMixin(GenerationMixin):
                 "need a text decoder's prompt; use the history inputs and the generation options instead."
             )
         generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
+        self._take_monotonic_times(generation_config, model_kwargs)
         self._check_generation_config(generation_config)
         encoded = self._encode_for_generation(
             model_kwargs, bool(generation_config.output_attentions), bool(generation_config.output_hidden_states)
@@ -406,6 +442,7 @@ class A2GenGenerationMixin(GenerationMixin):
         ``attentions`` / ``hidden_states`` then hold only the generator's tensors.
         """
         generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
+        self._take_monotonic_times(generation_config, model_kwargs)
         for name in ("output_attentions", "output_hidden_states", "use_cache"):
             model_kwargs.pop(name, None)
         if model_kwargs:
@@ -535,6 +572,7 @@ class A2GenGenerationMixin(GenerationMixin):
         pad = generation_config._pad_token_tensor
         end_id = self.config.end_action_id
         unfinished = torch.ones(rows, dtype=torch.bool, device=context.device)
+        monotonic = getattr(generation_config, MONOTONIC_TIMES, True)
         keep = generation_config.return_dict_in_generate
         scores = () if keep and generation_config.output_scores else None
         raw_logits = () if keep and generation_config.output_logits else None
@@ -564,7 +602,8 @@ class A2GenGenerationMixin(GenerationMixin):
             # EAG is fed real actions only: a finished row repeats the end action, which keeps cached and uncached
             # decoding identical (padding is never a cached key).
             fed_next = torch.where(unfinished, next_tokens, end_id)
-            next_times = times_of_actions(step.times, fed_next)  # the chosen action's time
+            # The chosen action's time, in time order with the previous one unless monotonic_times=False.
+            next_times = ordered_times(times_of_actions(step.times, fed_next), fed_times[:, -1], monotonic)
             times = torch.cat([times, torch.where(unfinished, next_times.float(), 0.0)[:, None]], dim=1)
             fed_tokens = torch.cat([fed_tokens, fed_next[:, None]], dim=1)
             fed_times = torch.cat([fed_times, next_times[:, None]], dim=1)
@@ -644,6 +683,7 @@ class A2GenGenerationMixin(GenerationMixin):
         device = context.device
         cur_len = prompt_len = 1
         keep = generation_config.return_dict_in_generate
+        monotonic = getattr(generation_config, MONOTONIC_TIMES, True)
         beams_to_keep = max(2, 1 + generation_config._eos_token_tensor.shape[0]) * num_beams
         top_num_beam_mask = torch.zeros(beams_to_keep, dtype=torch.bool, device=device)
         top_num_beam_mask[:num_beams] = True
@@ -733,7 +773,9 @@ class A2GenGenerationMixin(GenerationMixin):
             # Each running beam extends the row `origin` of this step: it inherits that row's times and cache.
             origin = self._flatten_beam_dim(running_beam_indices[..., cur_len - prompt_len]).long()
             chosen = self._flatten_beam_dim(running_sequences[:, :, cur_len])
-            running_times = torch.cat([running_times[origin], times_of_actions(step.times[origin], chosen)[:, None]], dim=1)
+            inherited = running_times[origin]
+            chosen_times = ordered_times(times_of_actions(step.times[origin], chosen), inherited[:, -1], monotonic)
+            running_times = torch.cat([inherited, chosen_times[:, None]], dim=1)
             if cache is not None:
                 cache.reorder_cache(origin)
             cur_len += 1
@@ -763,6 +805,7 @@ class A2GenGenerationMixin(GenerationMixin):
         for position in range(generated):  # the time of a token is the one its beam predicted for it at that step
             source = beam_indices[:, position].long()
             predicted = times_of_actions(step_times[position][source.clamp_min(0)], sequences[:, position + 1])
+            predicted = ordered_times(predicted, times[:, position], monotonic)  # as the beam was fed it
             times[:, position + 1] = torch.where(source >= 0, predicted, 0.0)
         if not keep:
             return sequences

@@ -2180,6 +2180,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             self.generator = ImplicitActionGenerator(config, self.a2gen.context_size)
         self.occurrence_head = A2GenOccurrenceHead(config, self.a2gen.context_size) if config.occurrence_head else None
         self.generation_config.max_length = config.max_actions + 1
+        self.generation_config.monotonic_times = True  # generated timelines in time order (generation_a2gen)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:

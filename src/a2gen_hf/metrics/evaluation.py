@@ -42,7 +42,7 @@ def predict_batch(model, batch: Mapping[str, torch.Tensor], generate: bool = Fal
     Returns:
         ``action_probabilities`` and ``expected_times`` `(B, V)` float32 (``predict_actions``); with ``generate``,
         ``next_actions`` `(B,)`: the first generated action after start for models that generate (then also the
-        greedy ``sequences`` and their ``sequence_times`` `(B, L)`), :func:`predicted_next_actions` for the others.
+        greedy ``sequences`` and the generator's raw ``sequence_times`` `(B, L)`, ``monotonic_times=False``), :func:`predicted_next_actions` for the others.
     """
     prediction = model.predict_actions(**batch)
     outputs = {
@@ -52,7 +52,9 @@ def predict_batch(model, batch: Mapping[str, torch.Tensor], generate: bool = Fal
     if not generate:
         return outputs
     if model.can_generate():
-        generated = model.generate(**batch, return_dict_in_generate=True)
+        # The generator's raw times (generate() puts them in time order by default), so that backward_time_rate
+        # measures the model rather than the clamp.
+        generated = model.generate(**batch, return_dict_in_generate=True, monotonic_times=False)
         outputs.update(next_actions=generated.sequences[:, 1], sequences=generated.sequences,
                        sequence_times=generated.times)
     else:
