@@ -202,12 +202,18 @@ def test_from_config_and_converted_rows(tmp_path, monkeypatch):
 
 
 def _random_rows(rng, count, side_features=2, max_items=8, max_events=7, max_labels=9):
-    """Rows of every shape the collator cuts: histories longer than the cap, empty ones, repeated starts, NaN times."""
+    """Rows of every shape the collator cuts: histories longer than the cap, empty ones, repeated starts, NaN times;
+    targets as prepare writes them (start first, times in order, the end action only last)."""
     rows = []
     for index in range(count):
         items = int(rng.integers(0, max_items + 1))
         events = [int(rng.integers(1, max_events + 1)) for _ in range(items)]
-        labels = int(rng.integers(0, max_labels + 1))
+        labels = int(rng.integers(1, max_labels + 1))
+        label_ids = [1, *(int(v) for v in rng.integers(1, 6, labels - 1))]  # no end action in the middle
+        if labels > 1 and rng.random() < 0.5:
+            label_ids[-1] = 6  # the user left
+        label_seconds = [0.0, *np.sort(rng.integers(0, 100, labels - 1)).astype(float)]
+        label_seconds = [NAN if position and rng.random() < 0.2 else value for position, value in enumerate(label_seconds)]
         rows.append({
             "user": f"u{index}", "item": f"i{index % 5}", "user_id": int(rng.integers(0, 8)),
             "item_id": int(rng.integers(0, 16)),
@@ -218,10 +224,8 @@ def _random_rows(rng, count, side_features=2, max_items=8, max_events=7, max_lab
             "history_action_seconds": [
                 [float(v) if v < 50 else NAN for v in rng.integers(0, 60, n).astype(np.float32)] for n in events
             ],
-            "action_ids": [1, *(int(v) for v in rng.integers(1, 7, max(labels - 1, 0)))][:labels],  # start first
-            "action_seconds": [0.0, *(float(v) if v < 80 else NAN for v in rng.integers(0, 100, max(labels - 1, 0)))][
-                :labels
-            ],
+            "action_ids": label_ids,
+            "action_seconds": label_seconds,
             "session_start": 1511544070,
         })  # fmt: skip
     return rows
@@ -308,3 +312,25 @@ def test_targets_begin_with_the_start_and_times_stay_below_the_tokenizers_limit(
     far = example(2, seconds=(0.0, NAN, 2e12))
     with pytest.raises(ValueError, match=r"example 1 of the batch has action_seconds value 2000000000000.0; times must be finite seconds from 0 to 1e\+12"):
         collator([row, far])
+
+
+@pytest.mark.parametrize("route", ["rows", "arrow"])
+def test_targets_that_are_no_timeline_are_refused_naming_the_example(tokenizer, route):
+    """An empty target passed as all padding, an end action mid-target and times going back trained the model on
+    sequences no log holds; each is refused (also past the label window), ties and NaN times between stay."""
+    import pyarrow as pa
+
+    collator = A2GenDataCollator(tokenizer, max_actions=2)
+
+    def collate(*rows):
+        return collator(pa.Table.from_pylist(list(rows)) if route == "arrow" else list(rows))
+
+    good = example(2)
+    with pytest.raises(ValueError, match=r"example 1 of the batch has an empty target sequence \(action_ids=\[\]\)"):
+        collate(good, example(2, actions=(), seconds=()))
+    with pytest.raises(ValueError, match="example 0 of the batch has action_ids value 6; the end action 'leave' .* ends a target"):
+        collate(example(2, actions=(1, 6, 2), seconds=(0.0, 4.0, 9.0)), good)
+    with pytest.raises(ValueError, match="example 1 of the batch has action_seconds value 3.0; a target's known times never go back"):
+        collate(good, example(2, actions=(1, 2, 5, 4, 6), seconds=(0.0, 8.0, NAN, 9.0, 3.0)))  # beyond max_actions
+    ties = collate(good, example(2, actions=(1, 2, 5, 6), seconds=(0.0, 8.0, NAN, 8.0)))
+    assert ties["labels"].tolist()[1] == [1, 2, 5]

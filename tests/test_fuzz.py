@@ -362,9 +362,15 @@ def collator_rows(draw):
             "history_action_ids": [[action for action, _ in events] for events in items],
             "history_action_seconds": [[time for _, time in events] for events in items],
         }
-    target = draw(st.lists(st.tuples(actions, known_seconds), max_size=12))
-    if target:  # a target sequence begins with the start action at 0 s (prepare and the simulator write it so)
-        target[0] = (COLLATOR_TOKENIZER.start_action_id, 0.0)
+    # A target as prepare and the simulator write it: the start action at 0 s, then any actions (repeated starts
+    # included) with their known times in order, the end action only last.
+    start, end = COLLATOR_TOKENIZER.start_action_id, COLLATOR_TOKENIZER.end_action_id
+    drawn = draw(st.lists(st.tuples(actions, known_seconds), max_size=11))
+    known = iter(sorted(time for _, time in drawn if not math.isnan(time)))
+    target = [(start, 0.0)] + [
+        (start if action == end and position < len(drawn) - 1 else action, time if math.isnan(time) else next(known))
+        for position, (action, time) in enumerate(drawn)
+    ]
     return {
         "user_id": draw(st.integers(0, 49)),
         "item_id": draw(st.integers(0, 199)),
@@ -373,6 +379,14 @@ def collator_rows(draw):
         "action_ids": [action for action, _ in target],
         "action_seconds": [time for _, time in target],
     }
+
+
+_START, _END = COLLATOR_TOKENIZER.start_action_id, COLLATOR_TOKENIZER.end_action_id
+TARGET_BREAKS = {
+    "empty_target": ([], []),
+    "end_mid_target": ([_START, _END, 2], [0.0, 1.0, 2.0]),
+    "time_back_target": ([_START, 2, 3, _END], [0.0, 5.0, float("nan"), 1.0]),
+}
 
 
 def corrupt(row: dict, kind: str, value) -> dict:
@@ -390,6 +404,8 @@ def corrupt(row: dict, kind: str, value) -> dict:
         row["action_ids"], row["action_seconds"] = [1, *row["action_ids"]], [value, *row["action_seconds"]]
     elif kind == "label_lengths":
         row["action_seconds"] = row["action_seconds"] + [1.0]
+    elif kind in TARGET_BREAKS:  # a whole target that is no timeline
+        row["action_ids"], row["action_seconds"] = TARGET_BREAKS[kind]
     else:  # the most recent history item: bad id, bad event, or one time too many
         row["history_item_ids"].append(value if kind == "history_item_id" else 1)
         row["history_item_side_ids"].append([1] * SIDE_FEATURES)
@@ -408,7 +424,7 @@ corruptions = st.one_of(
         st.sampled_from(["action_second", "history_second"]),
         st.one_of(st.floats(max_value=-1e-300), st.sampled_from([float("inf"), -float("inf")])),
     ),
-    st.tuples(st.sampled_from(["label_lengths", "history_lengths", "item_side_width"]), st.none()),
+    st.tuples(st.sampled_from(["label_lengths", "history_lengths", "item_side_width", *TARGET_BREAKS]), st.none()),
 )
 
 

@@ -501,6 +501,7 @@ class A2GenDataCollator:
             "the start action is at 0 s: the other times count from it (seconds since the session's first event)",
         )
         times, known = self._normalized(label_seconds, label_row, "action_seconds")
+        self._check_target_order(columns.labels, columns.label_seconds)
         for name, values, dtype in (
             ("labels", label_ids, np.int64),
             ("label_times", times, np.float32),
@@ -512,6 +513,32 @@ class A2GenDataCollator:
         self._check_ids(batch)
         # Arrow's arrays reach numpy read-only; torch wants writable memory.
         return {name: torch.from_numpy(values if values.flags.writeable else values.copy()) for name, values in batch.items()}
+
+    def _check_target_order(self, ids: _Lists, seconds: _Lists) -> None:
+        """Every whole target (before the label window cuts it) is a timeline as the tokenizer encodes one: not
+        empty, the end action only last, its known times never going back (ties stay; NaN times are unknown and
+        skipped). A target that breaks one of these would train the model on a sequence no log holds."""
+        end_id = self.tokenizer.end_action_id
+        empty = ids.lengths == 0
+        if empty.any():
+            raise ValueError(
+                f"A2GenDataCollator: example {int(np.argmax(empty))} of the batch has an empty target sequence "
+                f"(action_ids=[]); a target holds at least the start action {self.tokenizer.start_action!r} at 0 s, "
+                f"then the actions in time order, ending with {self.tokenizer.end_action!r} if the user left."
+            )
+        sequence, slot = _positions(ids.lengths)
+        self._raise_at(
+            ids.values, (ids.values == end_id) & (slot != ids.lengths[sequence] - 1), sequence, "action_ids",
+            f"the end action {self.tokenizer.end_action!r} (id {end_id}) ends a target: nothing may follow it",
+        )
+        known = ~np.isnan(seconds.values)
+        owner, times = sequence[known], seconds.values[known]
+        backwards = (owner[1:] == owner[:-1]) & (times[1:] < times[:-1])
+        self._raise_at(
+            times[1:], backwards, owner[1:], "action_seconds",
+            "a target's known times never go back (it is the time-ordered sequence of the item's actions): sort "
+            "its actions by time",
+        )
 
     @staticmethod
     def _check_widths(lists: _Lists, width: int, column: str, owners: np.ndarray) -> None:
