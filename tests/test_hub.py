@@ -135,8 +135,10 @@ def api(hub) -> HfApi:
 
 @pytest.fixture
 def hub_env(hub, monkeypatch):
-    """This process's HfApi talks to the test server (pushes only: transformers' downloads need a subprocess)."""
+    """This process's HfApi talks to the test server (pushes, and a push's read of the repo's card; transformers'
+    downloads need a subprocess)."""
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setenv("HF_TOKEN", hub.token)
     return hub
@@ -549,6 +551,48 @@ def test_push_to_a_new_branch_creates_it_from_main(hub_env):
     assert card.data.license == "cc-by-nc-4.0"  # before: apache-2.0 whatever the data's terms
     with pytest.raises(HubPushError, match=r"license='cc by' must be a Hub license id"):
         push_checkpoint(model, "branched", tokenizer=tiny_tokenizer(config), license="cc by")
+
+
+def test_a_re_push_replaces_its_own_card_but_keeps_an_edited_one(hub_env, caplog):
+    """As transformers' push_to_hub keeps an existing card: a card a person edited or wrote survives a re-push (the
+    model files change), unless replace_card; the package's own unedited card follows the new checkpoint."""
+    from a2gen_hf.hub import card_is_generated
+
+    config = tiny_config()
+    model, tokenizer = A2GenForActionGeneration(config).eval(), tiny_tokenizer(config)
+    api = HfApi(endpoint=hub_env.url, token=hub_env.token)
+    repo_id = f"{hub_env.user}/re-pushed"
+    push_checkpoint(model, "re-pushed", tokenizer=tokenizer)
+    generated = hub_env.files(repo_id)["README.md"].decode()
+    assert card_is_generated(generated) and not card_is_generated(generated.replace("A2Gen", "A2-Gen", 1))
+    push_checkpoint(model, "re-pushed", tokenizer=tokenizer, license="other")  # unedited: replaced
+    assert card_of(hub_env, repo_id).data.license == "other"
+
+    edited = hub_env.files(repo_id)["README.md"].decode().replace("## Citation", "## Our A/B test\n\n+0.3 %.\n\n## Citation")
+    api.upload_file(path_or_fileobj=edited.encode(), path_in_repo="README.md", repo_id=repo_id)
+    with torch.no_grad():
+        weight_name, weight = next((name, value) for name, value in model.named_parameters() if "user_embeddings" in name)
+        weight.add_(1.0)  # a new checkpoint
+    with caplog.at_level("WARNING", logger="a2gen_hf.hub"):
+        push_checkpoint(model, "re-pushed", tokenizer=tokenizer, license="cc-by-nc-4.0")
+    files = hub_env.files(repo_id)
+    assert files["README.md"].decode() == edited  # kept
+    assert "edited or written by hand: it is kept" in caplog.text and "--replace-card" in caplog.text
+    from safetensors.torch import load as load_bytes
+
+    pushed = load_bytes(files["model.safetensors"])  # the new weights went up
+    assert torch.equal(pushed[weight_name], weight)
+    model.push_to_hub("re-pushed", tokenizer=tokenizer, replace_card=True)
+    replaced = hub_env.files(repo_id)["README.md"].decode()
+    assert card_is_generated(replaced) and "Our A/B test" not in replaced
+
+    api.create_repo("hand-written")
+    api.upload_file(path_or_fileobj=b"# Our model\n", path_in_repo="README.md", repo_id=f"{hub_env.user}/hand-written")
+    push_checkpoint(model, "hand-written", tokenizer=tokenizer)
+    files = hub_env.files(f"{hub_env.user}/hand-written")
+    assert files["README.md"] == b"# Our model\n" and set(files) == PUSHED_FILES
+    with pytest.raises(HubPushError, match=r"replace_card='yes' must be True or False"):
+        push_checkpoint(model, "hand-written", tokenizer=tokenizer, replace_card="yes")
 
 
 def baseline_model(kind: str):

@@ -268,6 +268,7 @@ def run_push(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             dataset_name=args.dataset_name,
             license=args.license,
+            replace_card=args.replace_card,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen push: error: {error}", file=sys.stderr)

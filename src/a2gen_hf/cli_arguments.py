@@ -505,6 +505,8 @@ class PushArguments:
     commit_message: str = option("message of the Hub commit", "Upload A2Gen checkpoint")
     license: str = option("the model card's license (a Hub license id, e.g. apache-2.0, cc-by-nc-4.0 or other: say "
                           "the training data's terms where they bind the model)", "apache-2.0")
+    replace_card: bool = option("replace a README.md already in the repo that was edited or written by hand; default: "
+                                "kept, with a warning (a2gen_hf's own unedited card is always replaced)", False)
 
 
 @dataclass

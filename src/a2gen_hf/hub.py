@@ -11,9 +11,11 @@ Every entry point writes the same card (:func:`build_model_card`): ``a2gen push`
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import numbers
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +36,12 @@ TAGS = ["recommendation", "a2gen", "action-generation"]
 DEFAULT_COMMIT_MESSAGE = "Upload A2Gen checkpoint"
 EVAL_TASK = "action-generation"
 METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
+# The last line of every card this package writes: the sha256 of the text above it. A re-push replaces the card only
+# where it still reads as written (its numbers then follow the new checkpoint); a card a person edited or wrote is
+# kept unless the push is told to replace it, as transformers' push_to_hub keeps an existing card.
+_CARD_MARK = "<!-- a2gen_hf model card; sha256 of the text above: {digest} -->"
+_CARD_MARK_PATTERN = re.compile(r"<!-- a2gen_hf model card; sha256 of the text above: ([0-9a-f]{64}) -->\r?\n?\Z")
+
 # The per-action tables of a metrics file (compute_action_metrics) that go on the model card.
 CARD_METRIC_TABLES = ("auc", "mae")
 # Builder names that datasets gives data made in memory or read from plain files: not the name of a data set.
@@ -311,7 +319,51 @@ Offline, after one download: set `HF_HUB_OFFLINE=1` and load the same repo id fr
 Li, Lin, Guo, Zhou, Liu et al., "Action-Aware Generative Sequence Modeling for Short Video Recommendation",
 arXiv 2604.25834, 2026.
 """
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
+    return _marked(ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}"))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _marked(card: ModelCard) -> ModelCard:
+    """``card`` with :data:`_CARD_MARK` as its last line (the digest of the text as ``card.save`` writes it)."""
+    text = str(card)
+    text = text if text.endswith("\n") else text + "\n"
+    return ModelCard(text + _CARD_MARK.format(digest=_sha256(text)) + "\n")
+
+
+def card_is_generated(text: str) -> bool:
+    """Whether a ``README.md``'s ``text`` is a card of this package as written (marked, and not edited since)."""
+    match = _CARD_MARK_PATTERN.search(text)
+    return match is not None and _sha256(text[: match.start()]) == match.group(1)
+
+
+def _card_in_repo(api: HfApi, repo_id: str, revision: str | None) -> str | None:
+    """The ``README.md`` of ``repo_id`` at ``revision`` (the default branch when None), or None where it has none."""
+    from huggingface_hub.utils import EntryNotFoundError, RevisionNotFoundError
+
+    with tempfile.TemporaryDirectory(prefix="a2gen-card-") as cache:  # read, not kept in the user's Hub cache
+        try:
+            path = api.hf_hub_download(repo_id, "README.md", revision=revision, cache_dir=cache)
+        except (EntryNotFoundError, RevisionNotFoundError):
+            return None
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+
+
+def _keeps_card(api: HfApi, repo_id: str, revision: str | None, replace_card: bool) -> bool:
+    """Whether the push leaves the repo's ``README.md`` as it is: one that a person edited or wrote, unless
+    ``replace_card``; the package's own unedited card is replaced (with the new checkpoint's numbers)."""
+    if replace_card:
+        return False
+    existing = _card_in_repo(api, repo_id, revision)
+    if existing is None or card_is_generated(existing):
+        return False
+    logger.warning(
+        "%s already has a README.md that was edited or written by hand: it is kept and the generated model card is "
+        "not pushed. Pass replace_card=True (a2gen push --replace-card) to replace it.", repo_id,
+    )
+    return True
 
 
 def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenActionTokenizer | None]:
@@ -339,7 +391,8 @@ def _check_tokenizer_fits(model: A2GenPreTrainedModel, tokenizer: A2GenActionTok
 
 
 def _check_push_arguments(
-    checkpoint_dir_or_model: Any, repo_id: Any, tokenizer: Any, eval_results: Any, license: Any = "apache-2.0"
+    checkpoint_dir_or_model: Any, repo_id: Any, tokenizer: Any, eval_results: Any, license: Any = "apache-2.0",
+    replace_card: Any = False,
 ) -> None:
     """The arguments' kinds, before anything is loaded or sent (before: AttributeErrors and TypeErrors from inside)."""
     problems = []
@@ -356,6 +409,8 @@ def _check_push_arguments(
     if eval_results is not None and not isinstance(eval_results, Mapping):
         problems.append(f"eval_results is a {type(eval_results).__name__}; give a dict such as "
                         "{'auc': {'like': 0.71}} (eval_results_from_metrics reads a metrics file)")  # fmt: skip
+    if not isinstance(replace_card, bool):
+        problems.append(f"replace_card={replace_card!r} must be True or False")
     if problems:
         raise HubPushError("push_checkpoint: " + "; ".join(problems) + ".")
 
@@ -375,6 +430,7 @@ def push_checkpoint(
     create_pr: bool = False,
     tags: list[str] | None = None,
     license: str = "apache-2.0",
+    replace_card: bool = False,
 ) -> CommitInfo:
     """
     Push an A2Gen model, its tokenizer, its source code and a model card to ``repo_id`` in one commit.
@@ -395,12 +451,15 @@ def push_checkpoint(
         tags: more Hub tags for the card.
         license: the card's license identifier (a Hub license id such as ``"apache-2.0"``, ``"cc-by-nc-4.0"`` or
             ``"other"``): say the data's terms where they bind the model.
+        replace_card: replace a ``README.md`` already in the repo that was edited or written by hand. By default
+            such a card is kept (with a warning) and only the files of the checkpoint change; a card this package
+            wrote and nobody edited is always replaced, so its numbers follow the new checkpoint.
 
     Returns:
         The :class:`~huggingface_hub.CommitInfo` of the commit (``.oid`` is its commit id, ``.repo_url.repo_id``
         the full repo id).
     """
-    _check_push_arguments(checkpoint_dir_or_model, repo_id, tokenizer, eval_results, license)
+    _check_push_arguments(checkpoint_dir_or_model, repo_id, tokenizer, eval_results, license, replace_card)
     if isinstance(checkpoint_dir_or_model, (str, Path)):
         model, saved_tokenizer = _load_checkpoint(Path(checkpoint_dir_or_model))
         tokenizer = tokenizer if tokenizer is not None else saved_tokenizer
@@ -427,6 +486,7 @@ def push_checkpoint(
         model, tokenizer, eval_results=eval_results, dataset_name=dataset_name, repo_id=repo_id, tags=tags,
         license=license,
     )
+    keep_card = _keeps_card(api, repo_id, revision, replace_card)
     with tempfile.TemporaryDirectory(prefix="a2gen-push-") as staging:
         folder = Path(staging)
         model.save_pretrained(folder)  # its auto_map lists the encoder under AutoModel too
@@ -435,7 +495,8 @@ def push_checkpoint(
             # transformers was imported first)
             A2GenActionTokenizer.register_for_auto_class()
             tokenizer.save_pretrained(folder)
-        card.save(folder / "README.md")
+        if not keep_card:
+            card.save(folder / "README.md")
         return api.upload_folder(
             repo_id=repo_id, folder_path=folder, commit_message=commit_message, commit_description=commit_description,
             revision=revision, create_pr=create_pr,
@@ -471,13 +532,15 @@ def push_model_to_hub(
     eval_results: Mapping[str, Any] | None = None,
     dataset_name: str | None = None,
     license: str = "apache-2.0",
+    replace_card: bool = False,
 ) -> CommitInfo:
     """
     What ``model.push_to_hub(repo_id, ...)`` does for the models of this package (A2Gen, MMoE, PLE): transformers'
     arguments, plus ``tokenizer`` (pushed along), ``eval_results`` (a metrics result such as ``a2gen evaluate
     --json``'s or the short ``{"auc": {"like": 0.71}}``; its per-action AUC and MAE go on the card, counts never)
     and ``dataset_name`` (and ``license``, the card's); the repo gets the A2Gen model card and the code, in one commit
-    (:func:`push_checkpoint`).
+    (:func:`push_checkpoint`; a card already in the repo that a person edited or wrote is kept unless
+    ``replace_card=True``).
 
     ``max_shard_size`` is not supported (the checkpoint is one ``model.safetensors``).
     """
@@ -487,7 +550,7 @@ def push_model_to_hub(
         model, repo_id, tokenizer=tokenizer, eval_results=_card_eval_results(eval_results), private=bool(private),
         token=token if isinstance(token, str) else None, commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
         dataset_name=dataset_name, commit_description=commit_description, revision=revision, create_pr=create_pr,
-        tags=tags, license=license,
+        tags=tags, license=license, replace_card=replace_card,
     )
 
 
