@@ -12,7 +12,6 @@ a command runs). Results go to ``benchmarks/results/cli_help.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -21,6 +20,10 @@ import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+if str(REPOSITORY / "benchmarks") not in sys.path:  # loaded from elsewhere: the flag checkers beside this script
+    sys.path.insert(0, str(REPOSITORY / "benchmarks"))
+from _arguments import positive_int  # noqa: E402
+
 HEAVY_MODULES = ("torch", "transformers", "datasets", "numpy")
 PROBE = (
     "import sys\nfrom a2gen_hf import cli\nparser = cli.build_parser()\n"
@@ -49,7 +52,7 @@ def time_help(command: list[str], runs: int, environment: dict[str, str]) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs per command (default: 5)")
+    parser.add_argument("--runs", type=positive_int, default=5, help="runs per command (default: 5)")
     parser.add_argument("--output", default=str(REPOSITORY / "benchmarks" / "results"), help="folder for the results")
     args = parser.parse_args()
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src"), "OMP_WAIT_POLICY": "PASSIVE"}
@@ -73,9 +76,11 @@ def main() -> None:
         "commands": rows,
     }
     print(f"load average before {load_before}, after {load_after}; heavy modules the parser imports: {heavy}")
+    from a2gen_hf.output_folders import write_json_atomically, write_text_atomically  # src/ is on the path (commands)
+
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "cli_help.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomically(output / "cli_help.json", result)
     lines = [
         f"Wall time of `--help`, {args.runs} fresh processes each (`python benchmarks/bench_cli_help.py`); "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before and {load_after[0]:.2f} after; heavy "
@@ -85,7 +90,7 @@ def main() -> None:
         "| --- | --- | --- |",
         *(f"| `{row['command']}` | {row['median_s']:.3f} | {row['max_s']:.3f} |" for row in rows),
     ]
-    (output / "cli_help.md").write_text("\n".join(lines) + "\n")
+    write_text_atomically(output / "cli_help.md", "\n".join(lines) + "\n")
     print(f"written to {output / 'cli_help.json'} and cli_help.md")
 
 

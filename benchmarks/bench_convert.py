@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +32,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _arguments import positive_int  # noqa: E402
 
 WINDOW = (1511539200, 1512316799)
 ROWS_PER_USER = 100
@@ -153,10 +158,10 @@ class TreeMemorySampler(threading.Thread):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--max-history-items", type=int, default=50)
-    parser.add_argument("--partition-rows", type=int, default=None, help="convert_log's partition_rows")
-    parser.add_argument("--num-proc", type=int, default=None, help="convert_log's num_proc")
+    parser.add_argument("--rows", type=positive_int, default=1_000_000, help="rows of the generated log (>= 1)")
+    parser.add_argument("--max-history-items", type=positive_int, default=50)
+    parser.add_argument("--partition-rows", type=positive_int, default=None, help="convert_log's partition_rows")
+    parser.add_argument("--num-proc", type=positive_int, default=None, help="convert_log's num_proc")
     parser.add_argument("--keep", action="store_true", help="keep the generated log and output (printed path)")
     args = parser.parse_args()
 

@@ -22,6 +22,25 @@ import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "src"))  # this checkout's a2gen_hf, for its atomic writes (the demos run apart)
+from a2gen_hf.output_folders import write_json_atomically, write_text_atomically  # noqa: E402
+
+
+def source_folder(text: str) -> Path:
+    """``--baseline``: an existing ``src/`` folder that holds an ``a2gen_hf`` package, resolved. Any other path would
+    leave the demo to import the installed package, i.e. silently time this checkout against itself."""
+    path = Path(text).expanduser().resolve()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder (give the src/ folder of another checkout)")
+    if not (path / "a2gen_hf" / "cli.py").is_file():
+        other = (path / "src" / "a2gen_hf" / "cli.py").is_file() and path / "src" != (REPOSITORY / "src").resolve()
+        hint = f"; did you mean {path / 'src'}?" if other else ""
+        raise argparse.ArgumentTypeError(
+            f"{text}: no a2gen_hf package in it (a2gen_hf/cli.py); give the src/ folder of another checkout{hint}"
+        )
+    if path == (REPOSITORY / "src").resolve():
+        raise argparse.ArgumentTypeError(f"{text} is this checkout's own src/: the baseline must be another checkout")
+    return path
 
 
 def folder_megabytes(path: Path) -> float:
@@ -61,13 +80,14 @@ def run_demo(source: Path, label: str, extra: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", help="src/ folder of another checkout to time first (e.g. the main branch)")
+    parser.add_argument("--baseline", type=source_folder,
+                        help="src/ folder of another checkout to time first (e.g. the main branch)")
     parser.add_argument("--output", default=str(REPOSITORY / "benchmarks" / "results"), help="folder for the results")
     parser.add_argument("demo_args", nargs="*", help="extra options for `a2gen demo` (after --)")
     args = parser.parse_args()
     runs = []
     if args.baseline:
-        runs.append(run_demo(Path(args.baseline).resolve(), "baseline", args.demo_args))
+        runs.append(run_demo(args.baseline, "baseline", args.demo_args))
     runs.append(run_demo(REPOSITORY / "src", "this checkout", args.demo_args))
     lines = [
         "# `a2gen demo`",
@@ -93,8 +113,8 @@ def main() -> None:
         print(f"--- {run['label']} printed:\n{run['printed']}")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "demo_bench.json").write_text(json.dumps(runs, indent=2) + "\n")
-    (output / "demo_bench.md").write_text(report)
+    write_json_atomically(output / "demo_bench.json", runs)
+    write_text_atomically(output / "demo_bench.md", report)
 
 
 if __name__ == "__main__":

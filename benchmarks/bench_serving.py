@@ -28,18 +28,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# OpenMP's wait policy and the allocator settings must be in the environment before the process starts: re-run with
-# them (bench_environment.py).
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the helpers beside this script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_environment  # noqa: E402
-
-bench_environment.enter()
-
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
-from a2gen_hf.modeling_a2gen import action_predictions_from_slots  # noqa: E402
-from a2gen_hf.ranking import A2GenRanker  # noqa: E402
+from _arguments import choice_list, positive_int  # noqa: E402
 
 HISTORY_ITEMS, EVENTS_PER_ITEM = 100, 6
 
@@ -47,15 +39,15 @@ HISTORY_ITEMS, EVENTS_PER_ITEM = 100, 6
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, help="folder for serving_bench.md / serving_bench.json")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when torch sees one, else cpu)")
+    parser.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="C = 100 / 1,000 only and fewer repeats")
-    parser.add_argument("--repeats", type=int, default=20, help="timed calls per cached row (naive rows use fewer)")
-    parser.add_argument("--chunk-size", type=int, default=1000, help="candidate block of the cached path")
+    parser.add_argument("--repeats", type=positive_int, default=20, help="timed calls per cached row (naive rows use fewer)")
+    parser.add_argument("--chunk-size", type=positive_int, default=1000, help="candidate block of the cached path")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to warm up)")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=1,
         help="also time A2GenRanker(compile=True, workers=N, chunk_size=C/N) at C = 1,000: N threads of one intra-op "
         "thread each (warms up for a minute or more)",
@@ -67,7 +59,8 @@ def parse_args() -> argparse.Namespace:
         help="rank with a model that has the propensity, count and popularity features and the occurrence head",
     )
     parser.add_argument("--no-training", action="store_true", help="skip the training rows")
-    parser.add_argument("--generators", default="iag,eag", help="comma-separated: iag, eag")
+    parser.add_argument("--generators", type=choice_list(("iag", "eag")), default="iag,eag",
+                        help="comma-separated: iag, eag")
     parser.add_argument("--keep-environment", action="store_true",
                         help="do not re-run with the settings of bench_environment.py (the caller's environment)")
     parser.add_argument("--wait-policy", choices=bench_environment.WAIT_POLICIES, default=None,
@@ -78,6 +71,22 @@ def parse_args() -> argparse.Namespace:
         help="only profile one ranking call (C = 1,000) by part, at 1 thread and at --threads, and exit",
     )
     return parser.parse_args()
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the re-run and the slow imports below
+    parse_args()
+
+# OpenMP's wait policy and the allocator settings must be in the environment before the process starts: re-run with
+# them (bench_environment.py).
+bench_environment.enter()
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
+from a2gen_hf.modeling_a2gen import action_predictions_from_slots  # noqa: E402
+from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
+from a2gen_hf.ranking import A2GenRanker  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -505,6 +514,8 @@ def training_rows(table: Table, args: argparse.Namespace, device: torch.device, 
 
 def main() -> None:
     args = parse_args()
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     with open("/proc/loadavg") as handle:
@@ -525,20 +536,20 @@ def main() -> None:
     settings["bf16_matmul_peak_gflops"] = matmul_peak(device, torch.bfloat16) / 1e9
     print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, bf16 {settings['bf16_matmul_peak_gflops']:.1f}", flush=True)
     if args.profile:
-        results = {generator_type: profile_ranking(args, device, generator_type) for generator_type in args.generators.split(",")}
+        results = {generator_type: profile_ranking(args, device, generator_type) for generator_type in args.generators}
         with open("/proc/loadavg") as handle:
             settings["load_average_after"] = handle.read().split()[:3]
         if args.output:
             args.output.mkdir(parents=True, exist_ok=True)
             body = "\n\n".join(markdown for markdown, _ in results.values())
-            write_atomically(args.output / "serving_profile.md", f"Settings: `{json.dumps(settings)}`\n\n{body}\n")
-            write_atomically(
+            write_text_atomically(args.output / "serving_profile.md", f"Settings: `{json.dumps(settings)}`\n\n{body}\n")
+            write_text_atomically(
                 args.output / "serving_profile.json",
                 json.dumps({"settings": settings, "parts": {name: parts for name, (_, parts) in results.items()}}, indent=1),
             )
         return
     table = Table(peak, device)
-    for generator_type in args.generators.split(","):
+    for generator_type in args.generators:
         ranking_rows(table, args, device, generator_type)
     if not args.no_training:
         training_rows(table, args, device)
@@ -548,15 +559,8 @@ def main() -> None:
     print("\n" + json.dumps(settings) + "\n\n" + markdown)
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
-        write_atomically(args.output / f"{args.name}.md", f"Settings: `{json.dumps(settings)}`\n\n{markdown}\n")
-        write_atomically(args.output / f"{args.name}.json", json.dumps({"settings": settings, "rows": table.rows}, indent=1))
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+        write_text_atomically(args.output / f"{args.name}.md", f"Settings: `{json.dumps(settings)}`\n\n{markdown}\n")
+        write_text_atomically(args.output / f"{args.name}.json", json.dumps({"settings": settings, "rows": table.rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,41 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the helpers beside this script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 # OpenMP's wait policy and the allocator settings must be in the environment before the process starts: re-run with
 # them (bench_environment.py).
 import bench_environment  # noqa: E402
+from _arguments import positive_int  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, without the checks that need torch (``--device``) or the model table (:func:`parse_args`)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="folder for the results")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="where the model steps: cpu (default), cuda or cuda:N")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--history-items", type=positive_int, default=100)
+    parser.add_argument("--events", type=positive_int, default=6, help="events per history item")
+    parser.add_argument("--repeats", type=positive_int, default=6, help="timed steps per row (after one warm-up step)")
+    parser.add_argument("--models", default="iag,eag,mmoe,ple", help="comma-separated: iag,eag,mmoe,ple")
+    parser.add_argument("--tables", default="data,1m", help="comma-separated: data (65,536 item rows), 1m")
+    parser.add_argument("--updates", default="dense,sparse", help="comma-separated: dense, sparse")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats: a smoke run, not figures")
+    parser.add_argument(
+        "--compile", action="store_true", help="add A2Gen rows with config.compile_training=True (compiling takes minutes)"
+    )
+    parser.add_argument("--name", help="file stem of the results (default training_bench_<device>_<threads>cores)")
+    parser.add_argument("--keep-environment", action="store_true",
+                        help="do not re-run with the settings of bench_environment.py (the caller's environment)")
+    parser.add_argument("--wait-policy", choices=bench_environment.WAIT_POLICIES, default=None,
+                        help=bench_environment.WAIT_POLICY_HELP)
+    return parser
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the re-run and the slow imports below
+    build_parser().parse_args()
 
 bench_environment.enter()
 
@@ -49,6 +81,7 @@ from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
 from a2gen_hf.data.collator import A2GenDataCollator, ArrowBatches  # noqa: E402
 from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
+from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
 
 MODELS: dict[str, Callable[..., torch.nn.Module]] = {
@@ -75,26 +108,7 @@ COMPILABLE = ("iag", "eag")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results", help="folder for the results")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--device", default="cpu", help="where the model steps: cpu (default), cuda or cuda:N")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--history-items", type=int, default=100)
-    parser.add_argument("--events", type=int, default=6, help="events per history item")
-    parser.add_argument("--repeats", type=int, default=6, help="timed steps per row (after one warm-up step)")
-    parser.add_argument("--models", default="iag,eag,mmoe,ple", help=f"comma-separated: {','.join(MODELS)}")
-    parser.add_argument("--tables", default="data,1m", help="comma-separated: data (65,536 item rows), 1m")
-    parser.add_argument("--updates", default="dense,sparse", help="comma-separated: dense, sparse")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 repeats: a smoke run, not figures")
-    parser.add_argument(
-        "--compile", action="store_true", help="add A2Gen rows with config.compile_training=True (compiling takes minutes)"
-    )
-    parser.add_argument("--name", help="file stem of the results (default training_bench_<device>_<threads>cores)")
-    parser.add_argument("--keep-environment", action="store_true",
-                        help="do not re-run with the settings of bench_environment.py (the caller's environment)")
-    parser.add_argument("--wait-policy", choices=bench_environment.WAIT_POLICIES, default=None,
-                        help=bench_environment.WAIT_POLICY_HELP)
+    parser = build_parser()
     args = parser.parse_args(argv)
     for option, allowed in (("models", MODELS), ("tables", TABLES), ("updates", UPDATES)):
         chosen = [value for value in getattr(args, option).split(",") if value]
@@ -397,10 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args.output.mkdir(parents=True, exist_ok=True)
     for suffix, content in ((".json", json.dumps(result, indent=1) + "\n"), (".md", text)):
-        path = args.output / f"{stem}{suffix}"
-        temporary = path.with_name(f".tmp-{path.name}")
-        temporary.write_text(content)
-        os.replace(temporary, path)
+        write_text_atomically(args.output / f"{stem}{suffix}", content)
     print(f"wrote {args.output / stem}.json and .md")
     return result
 

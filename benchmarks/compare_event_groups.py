@@ -14,26 +14,36 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
-import torch
-
-from a2gen_hf import modeling_a2gen
-from a2gen_hf.data import A2GenDataCollator
-from a2gen_hf.host_memory import keep_freed_host_memory
-from a2gen_hf.training.data_setup import create_model, load_data_dir
-from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _arguments import int_at_least, positive_int  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a data folder from `a2gen prepare` or `a2gen simulate`")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--batches", type=int, default=6, help="distinct batches, from the start of the train split")
-    parser.add_argument("--rounds", type=int, default=8, help="passes over the batches (the first is warm-up)")
-    parser.add_argument("--history-items", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--batches", type=positive_int, default=6,
+                        help="distinct batches, from the start of the train split")
+    parser.add_argument("--rounds", type=int_at_least(2), default=8,
+                        help="passes over the batches (the first is warm-up, so at least 2)")
+    parser.add_argument("--history-items", type=positive_int, default=50)
+    parser.add_argument("--threads", type=positive_int, default=1)
     return parser.parse_args()
 
+
+if __name__ == "__main__":  # a bad value is refused now, before the slow imports below (torch, transformers: seconds)
+    parse_args()
+
+import torch  # noqa: E402
+
+from a2gen_hf import modeling_a2gen  # noqa: E402
+from a2gen_hf.data import A2GenDataCollator  # noqa: E402
+from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
+from a2gen_hf.training.data_setup import create_model, load_data_dir  # noqa: E402
+from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
 
 # Level 1 splits no group when it may not leave one with fewer items than this.
 ONE_GROUP = sys.maxsize

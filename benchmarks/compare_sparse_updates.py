@@ -15,30 +15,43 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from accelerate.state import AcceleratorState, GradientState
-from torch.utils.data import DataLoader
-
-from a2gen_hf.data import A2GenDataCollator
-from a2gen_hf.metrics import ORACLE_COLUMNS, evaluate_model, flatten_metrics
-from a2gen_hf.training import TrainingSettings, create_model, load_data_dir, train
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _arguments import choice_list, non_negative_float, non_negative_int_list, positive_int  # noqa: E402
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(model_choices=None) -> argparse.Namespace:
+    """The command line; ``--models`` checked against ``model_choices`` when given (the training code's names)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="data folder written by `a2gen simulate` / `a2gen prepare`")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--models", default="mmoe,a2gen-iag")
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--embedding-lr", type=float, default=1e-4, help="learning rate of the embedding tables")
+    parser.add_argument("--models", type=str if model_choices is None else choice_list(model_choices),
+                        default="mmoe,a2gen-iag", help="comma-separated: a2gen-iag, a2gen-eag, mmoe, ple, ...")
+    parser.add_argument("--seeds", type=non_negative_int_list, default="0,1", help="comma-separated seeds >= 0")
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--embedding-lr", type=non_negative_float, default=1e-4,
+                        help="learning rate of the embedding tables")
     parser.add_argument("--name", default="training_sparse_vs_dense", help="file stem of the results")
     return parser.parse_args()
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the slow imports below (torch, transformers: seconds)
+    parse_args()
+
+import torch  # noqa: E402
+from accelerate.state import AcceleratorState, GradientState  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from a2gen_hf.data import A2GenDataCollator  # noqa: E402
+from a2gen_hf.metrics import ORACLE_COLUMNS, evaluate_model, flatten_metrics  # noqa: E402
+from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
+from a2gen_hf.training import MODEL_CHOICES, TrainingSettings, create_model, load_data_dir, train  # noqa: E402
 
 
 def one_run(data, model_name: str, seed: int, sparse: bool, args: argparse.Namespace, folder: str) -> dict:
@@ -73,7 +86,7 @@ def one_run(data, model_name: str, seed: int, sparse: bool, args: argparse.Names
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(MODEL_CHOICES)
     torch.set_num_threads(args.threads)
     data = load_data_dir(args.data)
     settings = {
@@ -89,8 +102,8 @@ def main() -> None:
     print(json.dumps(settings), flush=True)
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        for model_name in args.models.split(","):
-            for seed in (int(value) for value in args.seeds.split(",")):
+        for model_name in args.models:
+            for seed in args.seeds:
                 for sparse in (False, True):
                     folder = os.path.join(scratch, f"{model_name}-{seed}-{int(sparse)}")
                     runs.append(one_run(data, model_name, seed, sparse, args, folder))
@@ -110,15 +123,15 @@ def main() -> None:
             f"{run['best_epoch']} | {run['steps']} | {run['train_seconds']:.0f} |"
         )
     lines += ["", "| model | updates | mean AUC over seeds | spread (max - min) |", "| --- | --- | ---: | ---: |"]
-    for model_name in args.models.split(","):
+    for model_name in args.models:
         for updates in ("dense", "sparse"):
             values = [run["mean_auc"] for run in runs if run["model"] == model_name and run["updates"] == updates]
             lines.append(f"| {model_name} | {updates} | {statistics.mean(values):.4f} | {max(values) - min(values):.4f} |")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / f"{args.name}.json").write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
-    (args.output / f"{args.name}.md").write_text(text)
+    write_text_atomically(args.output / f"{args.name}.json", json.dumps({"settings": settings, "runs": runs}, indent=1))
+    write_text_atomically(args.output / f"{args.name}.md", text)
 
 
 if __name__ == "__main__":

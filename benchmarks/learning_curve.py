@@ -38,9 +38,97 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers, the ablation helpers
+from _arguments import (  # noqa: E402
+    json_object,
+    non_negative_float,
+    non_negative_int,
+    non_negative_int_list,
+    positive_int,
+    positive_int_list,
+)
+
+DEFAULT_MODELS = ("a2gen-iag", "a2gen-eag", "mmoe-fair", "logreg", "a2gen-iag:notime")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, type=Path,
+                        help="data folder from `a2gen simulate` (with the oracle columns), simulated at the largest size")
+    parser.add_argument("--output", required=True, type=Path,
+                        help="folder of the runs (n{size}/{model}/seed{k}/predictions.npz) and the report")
+    parser.add_argument("--sizes", type=positive_int_list, default="10000,30000,100000,300000,1000000",
+                        help="comma-separated training-set sizes n (each <= the train split); default %(default)s")
+    parser.add_argument("--seeds", type=non_negative_int_list, default="0",
+                        help="comma-separated seeds of the networks (>= 0); default %(default)s")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help="comma-separated networks (a2gen-iag, a2gen-eag, mmoe-fair, ..., with :notime / "
+                             ":noevents ablations) and simple baselines (logreg, ...); the oracle is always added; "
+                             "a2gen-iag is the bootstrap reference and must be among them; default %(default)s")
+    parser.add_argument("--train-models", default=None,
+                        help="comma-separated subset of --models to train (default: all of them); the others are "
+                             "reported from saved runs only, so two processes can share one --output")
+    parser.add_argument("--simulate-examples", type=positive_int, default=None,
+                        help="when --data does not exist, simulate this many examples into it first (~80 %% train)")
+    parser.add_argument("--simulator-seed", type=non_negative_int, default=0,
+                        help="seed of that simulation; default %(default)s")
+    parser.add_argument("--subset-seed", type=non_negative_int, default=0,
+                        help="seed of the one shuffle of train whose first n examples train at size n")
+    parser.add_argument("--max-validation-examples", type=positive_int, default=20000,
+                        help="select on the first this-many validation examples (the same for every size); "
+                             "default %(default)s")
+    parser.add_argument("--max-test-examples", type=positive_int, default=None,
+                        help="score on the first this-many test examples only (default: all); with "
+                             "--max-validation-examples, keeps a smaller simulation's (same seed) validation and test "
+                             "while train grows")
+    parser.add_argument("--max-epochs", type=positive_int, default=20,
+                        help="epoch cap; runs stop early on validation mean AUC first; default %(default)s")
+    parser.add_argument("--patience", type=positive_int, default=2,
+                        help="evaluations without improvement before stopping; default %(default)s")
+    parser.add_argument("--eval-every-steps", type=positive_int, default=500,
+                        help="also evaluate every K optimizer steps within an epoch (always after each epoch); "
+                             "default %(default)s")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="default %(default)s")
+    parser.add_argument("--dense-lr", type=non_negative_float, default=2e-3,
+                        help="dense learning rate (section (a)'s choice on the simulator); default %(default)s")
+    parser.add_argument("--embedding-lr", type=non_negative_float, default=5e-3,
+                        help="embedding learning rate; default %(default)s")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="evaluate, select and keep a moving average of the weights (TrainingSettings.ema_decay, "
+                             "e.g. 0.999); default: none")
+    parser.add_argument("--ema-every", type=positive_int, default=1,
+                        help="optimizer steps between updates of the average (with --ema-decay); default %(default)s")
+    parser.add_argument("--ema-warmup", action="store_true",
+                        help="keep less of the average early on (TrainingSettings.ema_warmup), for fresh weights")
+    parser.add_argument("--overrides", type=json_object, default={},
+                        help="JSON object of config overrides for every network, e.g. '{\"hidden_size\": 8}'")
+    parser.add_argument("--moment-warm-start", default="off", choices=("off", "trainable", "frozen"),
+                        help="start each A2Gen's (item, moment) table from who engaged where in the size's train "
+                             "subset, then train it or keep it fixed (needs the table in --overrides; "
+                             "docs/model.md); default %(default)s")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a second phase: start every network from the selected weights of the same size, model "
+                             "and seed in this earlier --output (run/best_model.safetensors) and train all of them, "
+                             "the moment table included (with --moment-warm-start off); default: fresh weights")
+    parser.add_argument("--in-sample-examples", type=non_negative_int, default=10000,
+                        help="also score each network's selected weights on this many of its own training examples "
+                             "(the generalisation gap; cached per run; 0: off); default %(default)s")
+    parser.add_argument("--bootstrap-resamples", type=positive_int, default=1000, help="default %(default)s")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads; default %(default)s")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; rebuild the report from saved runs")
+    return parser
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the slow imports below (torch, transformers: seconds)
+    build_parser().parse_args()
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from datasets import DatasetDict  # noqa: E402
+from quality_ablations import run_baseline, run_variant, show_evaluations, split_targets, table  # noqa: E402
 from safetensors.torch import load_model  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
@@ -55,38 +143,12 @@ from a2gen_hf.training.loop import BEST_MODEL_FILE, TrainingSettings  # noqa: E4
 from a2gen_hf.training.moment_factorization import check_moment_start  # noqa: E402
 from a2gen_hf.training.statistics import mean_std, significance_label  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the ablation script's run helpers
-from quality_ablations import run_baseline, run_variant, show_evaluations, split_targets, table  # noqa: E402
-
-DEFAULT_MODELS = ("a2gen-iag", "a2gen-eag", "mmoe-fair", "logreg", "a2gen-iag:notime")
 REFERENCE = "a2gen-iag"
 REPORT_NAME = "learning_curve"
 LABELS = {
     **NETWORK_LABELS, "mmoe-fair": "MMoE, fairly fed", "logreg": "logistic regression on counts",
     "a2gen-iag:notime": "A2Gen-IAG, times zeroed",
 }
-
-
-def parse_int_list(text: str, option: str) -> list[int]:
-    """``"10000,30000"`` -> ``[10000, 30000]``; raises naming ``option`` on anything but positive integers."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{option}={text!r}: give comma-separated integers, e.g. 10000,30000.") from None
-    if not values or any(value < (1 if option == "--sizes" else 0) for value in values):
-        raise ValueError(f"{option}={text!r}: give at least one value, sizes >= 1 and seeds >= 0.")
-    return sorted(set(values)) if option == "--sizes" else values
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """``--overrides``: a JSON object, or an error that quotes it."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error.msg}); e.g. '{{\"hidden_size\": 8}}'") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a JSON object of config fields, e.g. '{{\"hidden_size\": 8}}'")
-    return value
 
 
 def folder_name(model: str) -> str:
@@ -424,81 +486,13 @@ def write_outputs(report: dict[str, Any], output: Path) -> list[Path]:
     return paths
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--data", required=True, type=Path,
-                        help="data folder from `a2gen simulate` (with the oracle columns), simulated at the largest size")
-    parser.add_argument("--output", required=True, type=Path,
-                        help="folder of the runs (n{size}/{model}/seed{k}/predictions.npz) and the report")
-    parser.add_argument("--sizes", default="10000,30000,100000,300000,1000000",
-                        help="comma-separated training-set sizes n (each <= the train split); default %(default)s")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds of the networks; default %(default)s")
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                        help="comma-separated networks (a2gen-iag, a2gen-eag, mmoe-fair, ..., with :notime / "
-                             ":noevents ablations) and simple baselines (logreg, ...); the oracle is always added; "
-                             "a2gen-iag is the bootstrap reference and must be among them; default %(default)s")
-    parser.add_argument("--train-models", default=None,
-                        help="comma-separated subset of --models to train (default: all of them); the others are "
-                             "reported from saved runs only, so two processes can share one --output")
-    parser.add_argument("--simulate-examples", type=int, default=None,
-                        help="when --data does not exist, simulate this many examples into it first (~80 %% train)")
-    parser.add_argument("--simulator-seed", type=int, default=0, help="seed of that simulation; default %(default)s")
-    parser.add_argument("--subset-seed", type=int, default=0,
-                        help="seed of the one shuffle of train whose first n examples train at size n")
-    parser.add_argument("--max-validation-examples", type=int, default=20000,
-                        help="select on the first this-many validation examples (the same for every size); "
-                             "default %(default)s")
-    parser.add_argument("--max-test-examples", type=int, default=None,
-                        help="score on the first this-many test examples only (default: all); with "
-                             "--max-validation-examples, keeps a smaller simulation's (same seed) validation and test "
-                             "while train grows")
-    parser.add_argument("--max-epochs", type=int, default=20,
-                        help="epoch cap; runs stop early on validation mean AUC first; default %(default)s")
-    parser.add_argument("--patience", type=int, default=2,
-                        help="evaluations without improvement before stopping; default %(default)s")
-    parser.add_argument("--eval-every-steps", type=int, default=500,
-                        help="also evaluate every K optimizer steps within an epoch (always after each epoch); "
-                             "default %(default)s")
-    parser.add_argument("--batch-size", type=int, default=256, help="default %(default)s")
-    parser.add_argument("--dense-lr", type=float, default=2e-3,
-                        help="dense learning rate (section (a)'s choice on the simulator); default %(default)s")
-    parser.add_argument("--embedding-lr", type=float, default=5e-3, help="embedding learning rate; default %(default)s")
-    parser.add_argument("--ema-decay", type=float, default=None,
-                        help="evaluate, select and keep a moving average of the weights (TrainingSettings.ema_decay, "
-                             "e.g. 0.999); default: none")
-    parser.add_argument("--ema-every", type=int, default=1,
-                        help="optimizer steps between updates of the average (with --ema-decay); default %(default)s")
-    parser.add_argument("--ema-warmup", action="store_true",
-                        help="keep less of the average early on (TrainingSettings.ema_warmup), for fresh weights")
-    parser.add_argument("--overrides", type=json_object, default={},
-                        help="JSON object of config overrides for every network, e.g. '{\"hidden_size\": 8}'")
-    parser.add_argument("--moment-warm-start", default="off", choices=("off", "trainable", "frozen"),
-                        help="start each A2Gen's (item, moment) table from who engaged where in the size's train "
-                             "subset, then train it or keep it fixed (needs the table in --overrides; "
-                             "docs/model.md); default %(default)s")
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="a second phase: start every network from the selected weights of the same size, model "
-                             "and seed in this earlier --output (run/best_model.safetensors) and train all of them, "
-                             "the moment table included (with --moment-warm-start off); default: fresh weights")
-    parser.add_argument("--in-sample-examples", type=int, default=10000,
-                        help="also score each network's selected weights on this many of its own training examples "
-                             "(the generalisation gap; cached per run; 0: off); default %(default)s")
-    parser.add_argument("--bootstrap-resamples", type=int, default=1000, help="default %(default)s")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads; default %(default)s")
-    parser.add_argument("--report-only", action="store_true", help="train nothing; rebuild the report from saved runs")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
     show_evaluations()
     try:
-        sizes = parse_int_list(args.sizes, "--sizes")
-        seeds = parse_int_list(args.seeds, "--seeds")
+        sizes = sorted(set(args.sizes))
+        seeds = args.seeds
         models = [name for name in args.models.split(",") if name]
         for name in models:
             parse_model_name(name)

@@ -23,29 +23,63 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_score
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _arguments import (  # noqa: E402
+    checked,
+    non_negative_float_list,
+    non_negative_int_list,
+    positive_float,
+    positive_int,
+    positive_int_list,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_curve import parse_int_list  # noqa: E402
+# The comma-separated options, checked after parsing (before any data is read).
+LIST_OPTIONS = {"sizes": positive_int_list, "ranks": positive_int_list, "spreads": non_negative_int_list,
+                "leave_weights": non_negative_float_list}
+
+
+def parse_arguments(argv: list[str] | None = None):
+    """The arguments, every value checked, and the function that refuses one: on the command line (``argv`` None)
+    argparse's usage error, exit status 2; from Python (``main(argv)``) a ValueError naming the option."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a data folder written by `a2gen simulate`")
+    parser.add_argument("--sizes", default="100000",
+                        help="training sizes (first n of one fixed shuffle of train; each <= the train split)")
+    parser.add_argument("--ranks", default="16", help="ranks of the factorisation (the warm start uses 16)")
+    parser.add_argument("--spreads", default="0,1", help="moments either side an engagement also counts for (1)")
+    parser.add_argument("--leave-weights", default="0", help="weights of the leave as evidence against (0: none)")
+    parser.add_argument("--moments", type=positive_int, default=64, help="moment buckets (history_event_item_moments)")
+    parser.add_argument("--moment-seconds", type=positive_float, default=1.0, help="seconds per moment bucket")
+    parser.add_argument("--output", required=True, help="folder for layouts_probe.json / .md")
+    args = parser.parse_args(argv)
+
+    def refuse(message: str):
+        if argv is None:
+            parser.error(message)
+        raise ValueError(message)
+
+    try:
+        for name, check in LIST_OPTIONS.items():
+            setattr(args, name, checked(getattr(args, name), check, "--" + name.replace("_", "-")))
+    except ValueError as error:
+        refuse(str(error))
+    args.sizes = sorted(set(args.sizes))
+    return args, refuse
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the slow imports below (torch, transformers: seconds)
+    parse_arguments()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import cross_val_score  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.data.simulator import SimulatorConfig, build_catalog  # noqa: E402
 from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
 from a2gen_hf.training.moment_factorization import collect_sessions, engagement_layouts  # noqa: E402
-
-
-def parse_float_list(text: str, option: str) -> list[float]:
-    """``"0,0.5"`` -> ``[0.0, 0.5]``; raises naming ``option`` on anything but numbers >= 0."""
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{option}={text!r}: give comma-separated numbers, e.g. 0,0.5.") from None
-    if not values or any(value < 0 for value in values):
-        raise ValueError(f"{option}={text!r}: give at least one number >= 0.")
-    return values
 
 
 def simulator_catalog(folder: Path, metadata: dict):
@@ -68,18 +102,13 @@ def probe(vectors: dict[int, np.ndarray], cells: list[tuple[int, int]], topics: 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="a data folder written by `a2gen simulate`")
-    parser.add_argument("--sizes", default="100000", help="training sizes (first n of one fixed shuffle of train)")
-    parser.add_argument("--ranks", default="16", help="ranks of the factorisation (the warm start uses 16)")
-    parser.add_argument("--spreads", default="0,1", help="moments either side an engagement also counts for (1)")
-    parser.add_argument("--leave-weights", default="0", help="weights of the leave as evidence against (0: none)")
-    parser.add_argument("--moments", type=int, default=64, help="moment buckets (history_event_item_moments)")
-    parser.add_argument("--moment-seconds", type=float, default=1.0, help="seconds per moment bucket")
-    parser.add_argument("--output", required=True, help="folder for layouts_probe.json / .md")
-    args = parser.parse_args(argv)
+    args, refuse = parse_arguments(argv)
     folder = Path(args.data)
     dataset, tokenizer, metadata = load_data_dir(folder)
+    too_large = [size for size in args.sizes if size > len(dataset["train"])]
+    if too_large:  # before: the whole train split, reported under the size asked for
+        refuse(f"--sizes {too_large} exceed the {len(dataset['train'])} training examples of {folder}; give sizes "
+               "up to that.")
     catalog = simulator_catalog(folder, metadata)
     buckets = tokenizer.hash_items(catalog.names)
     cells, topics = [], []
@@ -91,16 +120,15 @@ def main(argv: list[str] | None = None) -> dict:
     topics = np.array(topics)
     order = np.random.default_rng(0).permutation(len(dataset["train"]))  # learning_curve's subsets (subset seed 0)
     rows = []
-    for size in parse_int_list(args.sizes, "--sizes"):
+    for size in args.sizes:
         train = dataset["train"].select(np.sort(order[:size]))
         started = time.perf_counter()
         sessions = collect_sessions(train, tokenizer, args.moments, args.moment_seconds)
         seconds = time.perf_counter() - started
         per_item = np.bincount(sessions.items, minlength=int(max(buckets)) + 1)
         sessions_per_cell = np.array([per_item[bucket] for _, bucket in cells])
-        for rank in parse_int_list(args.ranks, "--ranks"):
-            for spread, leave_weight in itertools.product(parse_int_list(args.spreads, "--spreads"),
-                                                          parse_float_list(args.leave_weights, "--leave-weights")):
+        for rank in args.ranks:
+            for spread, leave_weight in itertools.product(args.spreads, args.leave_weights):
                 keys, vectors, summary = engagement_layouts(
                     sessions, lambda items, moments: items * args.moments + moments, rank, args.moments, spread,
                     leave_weight,

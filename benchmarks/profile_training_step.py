@@ -26,6 +26,48 @@ import sys
 import time
 from pathlib import Path
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _arguments import fraction, int_at_least, json_object, positive_int  # noqa: E402
+
+MODEL_NAMES = ("iag", "eag", "mmoe", "ple")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "--generator", dest="model", choices=MODEL_NAMES, default="iag")
+    parser.add_argument("--updates", choices=["sparse", "dense"], default="sparse", help="embedding updates")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--items", type=positive_int, default=100, help="history items N")
+    parser.add_argument("--events", type=positive_int, default=6, help="events per history item E")
+    parser.add_argument("--fill", type=fraction, default=1.0, help="share of real history items and events, in (0, 1]")
+    parser.add_argument("--left-pad", action="store_true", help="padding items on the left instead of the right")
+    parser.add_argument("--item-buckets", type=int_at_least(2), default=1_000_000, help="item table rows (>= 2)")
+    parser.add_argument("--user-buckets", type=int_at_least(2), default=100_000, help="user table rows (>= 2)")
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--steps", type=positive_int, default=8, help="timed steps (after 2 warm-up steps)")
+    parser.add_argument("--rows", type=positive_int, default=25, help="operators in the table")
+    parser.add_argument("--shapes", action="store_true", help="split the table by the operators' input shapes")
+    parser.add_argument(
+        "--compare-pooling",
+        action="store_true",
+        help="also time steps with HSE pooling after CAM (encoder.pool_inside_attention=False), interleaved, and "
+        "print the ratio (A2Gen only)",
+    )
+    parser.add_argument("--compile", action="store_true", help="train with config.compile_training=True (A2Gen)")
+    parser.add_argument("--config", type=json_object, default="{}",
+                        help="extra A2GenConfig fields as JSON, e.g. '{\"hidden_size\": 64}'")
+    parser.add_argument("--output", type=Path, help="folder for profile_<name>.md / .json")
+    parser.add_argument("--keep-environment", action="store_true", help="do not re-run with OMP_WAIT_POLICY=PASSIVE")
+    args = parser.parse_args()
+    if args.model in ("mmoe", "ple") and (args.compile or args.compare_pooling):
+        parser.error("--compile and --compare-pooling apply to A2Gen (--model iag or eag)")
+    return args
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the re-run and the slow imports below
+    parse_args()
+
 # OpenMP spinning makes small ops 10-35x slower on a shared 2-core box (PERF_NOTES.md); set it before torch loads.
 if "OMP_WAIT_POLICY" not in os.environ and "--keep-environment" not in sys.argv:
     os.execve(sys.executable, [sys.executable, *sys.argv], {"OMP_WAIT_POLICY": "PASSIVE", **os.environ})
@@ -37,42 +79,12 @@ from a2gen_hf import A2GenConfig, A2GenForActionGeneration  # noqa: E402
 from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig  # noqa: E402
 from a2gen_hf.host_memory import keep_freed_host_memory  # noqa: E402
 from a2gen_hf.modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction  # noqa: E402
+from a2gen_hf.output_folders import write_text_atomically  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, configure_embedding_updates, create_optimizer  # noqa: E402
 
 MODELS = {"iag": A2GenForActionGeneration, "eag": A2GenForActionGeneration, "mmoe": MMoEForActionPrediction,
           "ple": PLEForActionPrediction}
 CONFIGS = {"iag": A2GenConfig, "eag": A2GenConfig, "mmoe": MMoEConfig, "ple": PLEConfig}
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "--generator", dest="model", choices=list(MODELS), default="iag")
-    parser.add_argument("--updates", choices=["sparse", "dense"], default="sparse", help="embedding updates")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--items", type=int, default=100, help="history items N")
-    parser.add_argument("--events", type=int, default=6, help="events per history item E")
-    parser.add_argument("--fill", type=float, default=1.0, help="share of real history items and events, in (0, 1]")
-    parser.add_argument("--left-pad", action="store_true", help="padding items on the left instead of the right")
-    parser.add_argument("--item-buckets", type=int, default=1_000_000)
-    parser.add_argument("--user-buckets", type=int, default=100_000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
-    parser.add_argument("--rows", type=int, default=25, help="operators in the table")
-    parser.add_argument("--shapes", action="store_true", help="split the table by the operators' input shapes")
-    parser.add_argument(
-        "--compare-pooling",
-        action="store_true",
-        help="also time steps with HSE pooling after CAM (encoder.pool_inside_attention=False), interleaved, and "
-        "print the ratio (A2Gen only)",
-    )
-    parser.add_argument("--compile", action="store_true", help="train with config.compile_training=True (A2Gen)")
-    parser.add_argument("--config", default="{}", help="extra A2GenConfig fields as JSON, e.g. '{\"hidden_size\": 64}'")
-    parser.add_argument("--output", type=Path, help="folder for profile_<name>.md / .json")
-    parser.add_argument("--keep-environment", action="store_true", help="do not re-run with OMP_WAIT_POLICY=PASSIVE")
-    args = parser.parse_args()
-    if args.model in ("mmoe", "ple") and (args.compile or args.compare_pooling):
-        parser.error("--compile and --compare-pooling apply to A2Gen (--model iag or eag)")
-    return args
 
 
 def training_batch(config: A2GenConfig, args: argparse.Namespace) -> dict[str, torch.Tensor]:
@@ -115,7 +127,7 @@ def main() -> None:
     )
     if args.model in ("iag", "eag"):
         fields["generator"] = args.model
-    fields.update(json.loads(args.config))
+    fields.update(args.config)
     if args.compile:
         fields["compile_training"] = True
     config = CONFIGS[args.model](**fields)
@@ -147,7 +159,7 @@ def main() -> None:
         "item_buckets": args.item_buckets,
         "user_buckets": args.user_buckets,
         "compile_training": bool(getattr(config, "compile_training", False)),
-        "config": json.loads(args.config),
+        "config": args.config,
     }
     warm_start = time.perf_counter()
     for _ in range(2):
@@ -194,9 +206,7 @@ def main() -> None:
                   "step_seconds": seconds, "warm_up_s": warm_up_seconds}
         for suffix, text in ((".json", json.dumps(record, indent=2)),
                              (".md", f"Settings: `{json.dumps(settings)}`\n\n{summary}\n\n```\n{table}\n```\n")):
-            temporary = args.output / f".{name}{suffix}.tmp"
-            temporary.write_text(text)
-            temporary.replace(args.output / f"{name}{suffix}")
+            write_text_atomically(args.output / f"{name}{suffix}", text)
 
 
 if __name__ == "__main__":

@@ -14,26 +14,51 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 import zlib
 from pathlib import Path
 
-import numpy as np
-import torch
-from datasets import DatasetDict
-from safetensors.torch import load_model
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _arguments import non_negative_int_list, positive_int  # noqa: E402
 
-from a2gen_hf.data.collator import A2GenDataCollator
-from a2gen_hf.metrics import action_targets
-from a2gen_hf.output_folders import replacing_file
-from a2gen_hf.training.checkpointing import remove_earlier_run
-from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset
-from a2gen_hf.training.data_setup import create_model, load_data_dir
-from a2gen_hf.training.give_back import give_back_to_the_start
-from a2gen_hf.training.loop import TrainingSettings, train
-from a2gen_hf.training.moment_factorization import apply_moment_start
-from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, start_from_regression
-from a2gen_hf.training.statistics import mean_std, paired_bootstrap_auc_difference, significance_label
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["run", "table"])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--variants", default="paper-b")
+    parser.add_argument("--seeds", type=non_negative_int_list, default="0", help="comma-separated seeds (>= 0)")
+    parser.add_argument("--baselines", default="", help="comma-separated simple baselines to add (e.g. logreg)")
+    parser.add_argument("--reference", default="paper-b", help="comma-separated: the variants to pair with")
+    parser.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples of the table")
+    parser.add_argument("--train-user-share", type=positive_int, default=1,
+                        help="train on the users whose CRC-32 of the raw id is 0 modulo this (a smaller log; "
+                             "validation and test unchanged)")
+    return parser
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the slow imports below (torch, transformers: seconds)
+    build_parser().parse_args()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from datasets import DatasetDict  # noqa: E402
+from safetensors.torch import load_model  # noqa: E402
+
+from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
+from a2gen_hf.metrics import action_targets  # noqa: E402
+from a2gen_hf.output_folders import replacing_file, write_text_atomically  # noqa: E402
+from a2gen_hf.training.checkpointing import remove_earlier_run  # noqa: E402
+from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset  # noqa: E402
+from a2gen_hf.training.data_setup import create_model, load_data_dir  # noqa: E402
+from a2gen_hf.training.give_back import give_back_to_the_start  # noqa: E402
+from a2gen_hf.training.loop import TrainingSettings, train  # noqa: E402
+from a2gen_hf.training.moment_factorization import apply_moment_start  # noqa: E402
+from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, start_from_regression  # noqa: E402
+from a2gen_hf.training.statistics import mean_std, paired_bootstrap_auc_difference, significance_label  # noqa: E402
 
 # Section (b) of docs/results.md: the documented paper-mode settings.
 # The embedding tables start at N(0, 0.02) (the default); the "init1" variants start every table at unit scale,
@@ -366,7 +391,7 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
         "threads": torch.get_num_threads(), "spec": spec,
         "evaluations": [entry for entry in result.log_history if "validation_loss" in entry],
     }
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomically(folder / "summary.json", json.dumps(summary, indent=2, default=str))
     print(f"{name} seed {seed}: {seconds:.0f} s, {result.global_step} steps, best epoch {result.best_epoch}, "
           f"load {os.getloadavg()[0]:.1f}")
 
@@ -398,7 +423,7 @@ def run_baseline(name: str, data, tokenizer, output: Path) -> None:
     baseline = SIMPLE_BASELINES[name](tokenizer).fit(data["train"], validation=data["validation"])
     arrays = {f"{split}_sequence": baseline.predict(data[split])["action_probabilities"] for split in ("validation", "test")}
     _save_predictions(folder, arrays)
-    (folder / "summary.json").write_text(json.dumps({"spec": {"model": name}}))
+    write_text_atomically(folder / "summary.json", json.dumps({"spec": {"model": name}}))
 
 
 def split_targets(data, tokenizer, split: str) -> tuple[np.ndarray, dict[str, int]]:
@@ -481,18 +506,7 @@ def _save_predictions(folder: Path, arrays: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "table"])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--variants", default="paper-b")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
-    parser.add_argument("--baselines", default="", help="comma-separated simple baselines to add (e.g. logreg)")
-    parser.add_argument("--reference", default="paper-b", help="comma-separated: the variants to pair with")
-    parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--train-user-share", type=int, default=1,
-                        help="train on the users whose CRC-32 of the raw id is 0 modulo this (a smaller log; "
-                             "validation and test unchanged)")
+    parser = build_parser()
     args = parser.parse_args()
     unknown = [name for name in filter(None, args.variants.split(",")) if name not in VARIANTS] + [
         name for name in filter(None, args.baselines.split(",")) if name not in SIMPLE_BASELINES
@@ -510,13 +524,13 @@ def main() -> None:
         for name in filter(None, args.baselines.split(",")):
             run_baseline(name, data, tokenizer, output)
         for name in filter(None, args.variants.split(",")):
-            for seed in map(int, args.seeds.split(",")):
+            for seed in args.seeds:
                 run_variant(name, VARIANTS[name], seed, data, tokenizer, output)
     else:
         report = table(data, tokenizer, output, args.reference.split(","), args.resamples)
-        (output / "ablations.json").write_text(json.dumps(report, indent=2, default=float))
+        write_text_atomically(output / "ablations.json", json.dumps(report, indent=2, default=float))
         text = "\n".join(markdown(report, reference) for reference in report["references"])
-        (output / "ablations.md").write_text(text)
+        write_text_atomically(output / "ablations.md", text)
         print(text)
 
 

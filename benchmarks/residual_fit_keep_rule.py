@@ -24,29 +24,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-from datasets import DatasetDict
 
-from a2gen_hf.cli import _feature_overrides, parse_arguments
-from a2gen_hf.data.collator import A2GenDataCollator
-from a2gen_hf.data.folder import load_data_dir
-from a2gen_hf.output_folders import write_json_atomically
-from a2gen_hf.training.data_setup import create_model
-from a2gen_hf.training.residual_fit import action_aucs, fit_learned_paths, halves_of, read_head_inputs
-from a2gen_hf.training.simple_baselines import start_from_regression
-
-
-def users_share(split, fraction: float, seed: int = 0):
-    """``split`` cut to ``fraction`` of its users (drawn by ``seed``), every row of a user kept."""
-    if fraction >= 1:
-        return split
-    users = np.asarray(split["user"])
-    distinct = np.unique(users)
-    kept = set(np.random.default_rng(seed).permutation(distinct)[: max(1, round(fraction * len(distinct)))].tolist())
-    return split.select(np.flatnonzero([user in kept for user in users]).tolist())
-
-
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, list[str], list[float]]:
+    """The command line, every value checked (argparse's usage error, exit status 2): the arguments, the keep rules
+    and the training shares."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a data folder of `a2gen prepare`")
     parser.add_argument("--fractions", default="1", help="shares of the training split's users, comma-separated")
@@ -74,6 +55,36 @@ def main() -> None:
         parser.error(f"--seeds {args.seeds} must be >= 1.")
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder (a data folder of `a2gen prepare`).")
+    return args, rules, fractions
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the slow imports below (torch, transformers: seconds)
+    parse_args()
+
+import numpy as np  # noqa: E402
+from datasets import DatasetDict  # noqa: E402
+
+from a2gen_hf.cli import _feature_overrides, parse_arguments  # noqa: E402
+from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
+from a2gen_hf.data.folder import load_data_dir  # noqa: E402
+from a2gen_hf.output_folders import write_json_atomically  # noqa: E402
+from a2gen_hf.training.data_setup import create_model  # noqa: E402
+from a2gen_hf.training.residual_fit import action_aucs, fit_learned_paths, halves_of, read_head_inputs  # noqa: E402
+from a2gen_hf.training.simple_baselines import start_from_regression  # noqa: E402
+
+
+def users_share(split, fraction: float, seed: int = 0):
+    """``split`` cut to ``fraction`` of its users (drawn by ``seed``), every row of a user kept."""
+    if fraction >= 1:
+        return split
+    users = np.asarray(split["user"])
+    distinct = np.unique(users)
+    kept = set(np.random.default_rng(seed).permutation(distinct)[: max(1, round(fraction * len(distinct)))].tolist())
+    return split.select(np.flatnonzero([user in kept for user in users]).tolist())
+
+
+def main() -> None:
+    args, rules, fractions = parse_args()
     recipe = parse_arguments(["compare", "--recipe", args.recipe, "--data", args.data, "--output", "unused"])
     overrides = {key: value for key, value in _feature_overrides(recipe).items() if value is not None}
     overrides.update({"max_history_items": recipe.max_history_items, "max_events_per_item": recipe.max_events_per_item})

@@ -40,8 +40,40 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before sklearn's OpenMP pool st
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _arguments import non_negative_int, positive_int, positive_int_list  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--simulator-examples", type=positive_int, default=1_250_000,
+                        help="num_examples of the simulation the curve used (it sets the split times only through "
+                             "the config; users are drawn by index); default %(default)s")
+    parser.add_argument("--simulator-seed", type=non_negative_int, default=0, help="default %(default)s")
+    parser.add_argument("--users", type=positive_int, default=18_800,
+                        help="train on examples of users [0, USERS) (~16 train examples each; 18,800 users give "
+                             "over 300,000); default %(default)s")
+    parser.add_argument("--test-users", type=positive_int, default=6_250,
+                        help="test on the test examples of users [0, TEST_USERS): 6,250 = the curve's --max-test-examples "
+                             "12366 rows; default %(default)s")
+    parser.add_argument("--sizes", type=positive_int_list, default="10000,30000,100000,300000",
+                        help="comma-separated training sizes (each <= the train pool); default %(default)s")
+    parser.add_argument("--subset-seed", type=non_negative_int, default=0, help="default %(default)s")
+    parser.add_argument("--timing-parts", action="store_true",
+                        help="also fit trees and a logistic regression on cumulative groups of the timing set's "
+                             "statistics at the largest size: which carry the ideal reader's lead")
+    parser.add_argument("--output", required=True, type=Path, help="folder of simulator_ceiling.json / .md")
+    return parser
+
+
+if __name__ == "__main__":  # a bad value is refused now, before the slow imports below (sklearn, the simulator)
+    build_parser().parse_args()
 
 import numpy as np  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
@@ -320,32 +352,9 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--simulator-examples", type=int, default=1_250_000,
-                        help="num_examples of the simulation the curve used (it sets the split times only through "
-                             "the config; users are drawn by index); default %(default)s")
-    parser.add_argument("--simulator-seed", type=int, default=0, help="default %(default)s")
-    parser.add_argument("--users", type=int, default=18_800,
-                        help="train on examples of users [0, USERS) (~16 train examples each; 18,800 users give "
-                             "over 300,000); default %(default)s")
-    parser.add_argument("--test-users", type=int, default=6_250,
-                        help="test on the test examples of users [0, TEST_USERS): 6,250 = the curve's --max-test-examples "
-                             "12366 rows; default %(default)s")
-    parser.add_argument("--sizes", default="10000,30000,100000,300000",
-                        help="comma-separated training sizes (each <= the train pool); default %(default)s")
-    parser.add_argument("--subset-seed", type=int, default=0, help="default %(default)s")
-    parser.add_argument("--timing-parts", action="store_true",
-                        help="also fit trees and a logistic regression on cumulative groups of the timing set's "
-                             "statistics at the largest size: which carry the ideal reader's lead")
-    parser.add_argument("--output", required=True, type=Path, help="folder of simulator_ceiling.json / .md")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        sizes = sorted({int(part) for part in args.sizes.split(",") if part.strip()})
-    except ValueError:
-        parser.error(f"--sizes={args.sizes!r}: give comma-separated integers, e.g. 10000,30000")
-    if not sizes or sizes[0] < 1 or args.users < 1 or args.test_users < 1:
-        parser.error("--sizes, --users and --test-users must be positive")
+    sizes = sorted(set(args.sizes))
     config = SimulatorConfig(num_examples=args.simulator_examples, seed=args.simulator_seed)
     if max(args.users, args.test_users) > config.num_users:
         parser.error(f"--users / --test-users exceed the simulation's {config.num_users} users "
