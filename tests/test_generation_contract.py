@@ -397,6 +397,11 @@ def test_generate_names_missing_inputs():
     inputs.pop("history_action_times")
     with pytest.raises(ValueError, match=r"Missing inputs \['history_action_times'\]: pass them to generate"):
         model.generate(**inputs)
+    with pytest.raises(ValueError, match=r"Missing inputs \['history_action_times'\]: pass them to predict_actions"):
+        model.predict_actions(**inputs)
+    full = history_inputs(make_batch(model.config))
+    with pytest.raises(ValueError, match=r"^predict_actions\(\) got unknown arguments \['num_beams'\]; it takes the history inputs \[.*\]\.$"):
+        model.predict_actions(**full, num_beams=3)
 
 
 @pytest.mark.parametrize("penalty", [1e9, -1e9, float("inf"), float("nan"), 10**400, 1000])
@@ -464,6 +469,16 @@ def test_monotonic_times_is_a_saved_generation_option_and_checked(tmp_path):
 
     raw = model.generate(**inputs, return_dict_in_generate=True, generation_config=GenerationConfig(monotonic_times=False))
     assert goes_backwards(raw.sequences, raw.times).any()
+    model.generation_config.monotonic_times = False  # a model's own setting survives save / load
+    model.save_pretrained(tmp_path / "raw")
+    reloaded = A2GenForActionGeneration.from_pretrained(tmp_path / "raw")
+    assert reloaded.generation_config.monotonic_times is False
+    assert goes_backwards(*(lambda out: (out.sequences, out.times))(
+        reloaded.generate(**inputs, return_dict_in_generate=True))).any()
+    saved = json.loads((tmp_path / "raw" / "generation_config.json").read_text())
+    del saved["monotonic_times"]  # a checkpoint saved before the option, as transformers marked it then
+    (tmp_path / "raw" / "generation_config.json").write_text(json.dumps({**saved, "_from_model_config": True}))
+    assert A2GenForActionGeneration.from_pretrained(tmp_path / "raw").generation_config.monotonic_times is True
     del model.generation_config.monotonic_times  # a checkpoint saved before the option: the keyword still works
     raw_again = model.generate(**inputs, return_dict_in_generate=True, monotonic_times=False)
     assert torch.equal(raw.times, raw_again.times)

@@ -176,6 +176,22 @@ def test_unknown_times_are_masked(tokenizer):
     assert_same_timeline(decoded, events)
 
 
+def test_decode_timeline_reads_low_precision_times_and_refuses_broken_ones(tokenizer):
+    """bf16 / fp16 tensors decode as float32 does (before: numpy's "unsupported ScalarType BFloat16"); a NaN or inf
+    time where the time is known is refused by position (before: ('like', nan)); a masked one stays None."""
+    encoding = tokenizer.encode_timeline([("start", 0.0), ("like", 2.0), ("leave", 5.0)], return_tensors="pt")
+    ids, times = encoding["action_ids"], encoding["action_times"]
+    for dtype in (torch.bfloat16, torch.float16):
+        expected = tokenizer.decode_timeline(ids, times.to(dtype).float())
+        assert tokenizer.decode_timeline(ids, times.to(dtype)) == expected
+    for bad in (float("nan"), float("inf")):
+        broken = times.clone()
+        broken[1] = bad
+        with pytest.raises(ValueError, match=rf"action_times\[1\] is {bad} for action id 2; a normalised time must be finite"):
+            tokenizer.decode_timeline(ids, broken)
+        assert tokenizer.decode_timeline(ids, broken, [1, 0, 1])[1] == ("like", None)
+
+
 def test_add_start_prepends_the_start_action(tokenizer):
     encoding = tokenizer.encode_timeline([("like", 2.0), ("leave", 5.0)], add_start=True)
     assert encoding["action_ids"] == [1, 2, 6]

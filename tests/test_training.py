@@ -199,6 +199,18 @@ def test_data_folder_and_config_errors(data_dir, tmp_path):
         model_config_from_tokenizer(tokenizer, dataset, hidden_size=10)
     with pytest.raises(ValueError, match="Unknown model 'bert'"):
         create_model("bert", tokenizer, dataset)
+    # What the model name fixes: an agreeing override passes, a contradicting one is refused (before: an IAG model
+    # trained under generator="eag", a bare TypeError for generator_type).
+    assert create_model("a2gen-eag", tokenizer, dataset["validation"], generator="eag", **TINY).config.generator_type == "eag"
+    for override, message in (
+        ({"generator": "eag"}, r"model_name='a2gen-iag' fixes generator_type='iag', but the overrides give "
+                               r"generator='eag': use model_name='a2gen-eag' instead"),
+        ({"generator_type": "eag"}, r"give generator_type='eag': use model_name='a2gen-eag'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            create_model("a2gen-iag", tokenizer, dataset, **override, **TINY)
+    with pytest.raises(ValueError, match=r"fixes history_input='items'.*use model_name='mmoe-fair' instead"):
+        create_model("mmoe", tokenizer, dataset, history_input="items_and_events", **TINY)
     with pytest.raises(TypeError, match=r"not dict; wrap a dict of splits as datasets.DatasetDict\(splits\)"):
         create_model("a2gen-iag", tokenizer, dict(dataset))
     with pytest.raises(FileNotFoundError, match="does not exist"):

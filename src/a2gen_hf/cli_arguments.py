@@ -455,7 +455,8 @@ class GenerateArguments:
     split: str = option("the split to read examples from", "test")
     num_examples: int = option("examples to print, from the split's first row", 5)
     num_beams: int = option("beams of the search (1 = greedy)", 1)
-    do_sample: bool = option("sample the actions and times instead of greedy / beam search", False)
+    do_sample: bool = option("sample the actions instead of greedy / beam search (each action's time is the time head's "
+                                "prediction, never sampled)", False)
     seed: int = option("seed of the sampling", 0)
 
 

@@ -207,7 +207,8 @@ class A2GenGenerationMixin(GenerationMixin):
     # Inputs
 
     def _encode_for_generation(
-        self, model_kwargs: dict, output_attentions: bool = False, output_hidden_states: bool = False
+        self, model_kwargs: dict, output_attentions: bool = False, output_hidden_states: bool = False,
+        method: str = "generate",
     ):
         """The encoder's output (its ``generation_context`` `(B, C)`) for the history inputs in ``model_kwargs``."""
         model_kwargs = dict(model_kwargs)
@@ -215,13 +216,14 @@ class A2GenGenerationMixin(GenerationMixin):
             model_kwargs.pop(name, None)
         unknown = set(model_kwargs) - set(_HISTORY_INPUTS)
         if unknown:
+            options = " plus generation options (max_new_tokens, do_sample, num_beams, ...)" if method == "generate" else ""
             raise ValueError(
-                f"generate() got unknown arguments {sorted(unknown)}; it takes the history inputs "
-                f"{list(_HISTORY_INPUTS)} plus generation options (max_new_tokens, do_sample, num_beams, ...)."
+                f"{method}() got unknown arguments {sorted(unknown)}; it takes the history inputs "
+                f"{list(_HISTORY_INPUTS)}{options}."
             )
         missing = [name for name in _HISTORY_INPUTS[:5] if model_kwargs.get(name) is None]
         if missing:  # the named error forward gives, not Python's about positional arguments
-            raise ValueError(f"Missing inputs {missing}: pass them to generate() (the collator builds them).")
+            raise ValueError(f"Missing inputs {missing}: pass them to {method}() (the collator builds them).")
         # Float inputs (times) follow the model's dtype, as token ids would through an embedding table.
         model_kwargs = {name: in_model_dtype(value, self.dtype) for name, value in model_kwargs.items()}
         return self.a2gen(

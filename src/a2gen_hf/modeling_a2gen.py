@@ -2181,7 +2181,19 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         self.occurrence_head = A2GenOccurrenceHead(config, self.a2gen.context_size) if config.occurrence_head else None
         self.generation_config.max_length = config.max_actions + 1
         self.generation_config.monotonic_times = True  # generated timelines in time order (generation_a2gen)
+        # A config transformers marks as made from the model config loads back without the keys it does not know:
+        # unmarked, generation_config.json keeps monotonic_times (and any option set on it) through from_pretrained.
+        self.generation_config._from_model_config = False
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``from_pretrained``; a checkpoint saved before ``monotonic_times`` existed gets its default (True)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if not hasattr(model.generation_config, "monotonic_times"):
+            model.generation_config.monotonic_times = True
+        return loaded
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.a2gen.get_input_embeddings()
@@ -2336,7 +2348,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         head (the times still come from the slots). Accepts the forward's history inputs (labels are ignored).
         See :func:`action_predictions_from_slots`.
         """
-        context = self._encode_for_generation(dict(inputs)).generation_context
+        context = self._encode_for_generation(dict(inputs), method="predict_actions").generation_context
         prediction = action_predictions_from_slots(self.config, *self.slot_distributions(context))
         if self.occurrence_head is not None:
             prediction.action_probabilities = occurrence_probabilities(self, context)

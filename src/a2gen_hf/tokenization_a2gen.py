@@ -856,6 +856,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 f"decode_timeline needs 1-D action_ids, action_times and time_mask of one length, got shapes "
                 f"{ids.shape}, {times.shape}, {None if mask is None else mask.shape}; use decode_timelines for a batch."
             )
+        broken = ~np.isfinite(times) & (ids != self.vocab[PAD_ACTION]) & (True if mask is None else mask.astype(bool))
+        if broken.any():
+            position = int(np.argmax(broken))
+            raise ValueError(
+                f"decode_timeline: action_times[{position}] is {times[position]} for action id {ids[position]}; a "
+                "normalised time must be finite (NaN or inf means the model or its inputs broke; mark an unknown "
+                "time with time_mask 0)."
+            )
         seconds = denormalize_times(times, self.time_log_mean, self.time_log_std)
         pad_id, start_id, end_id = self.vocab[PAD_ACTION], self.start_action_id, self.end_action_id
         timeline: list[tuple[str, float | None]] = []
@@ -893,7 +901,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     @staticmethod
     def _as_array(values: Any, dtype: type, name: str) -> np.ndarray:
         if isinstance(values, torch.Tensor):
-            values = values.detach().cpu().numpy()
+            values = values.detach().cpu()
+            # numpy has no bfloat16: floats go through float32 (exact for bf16 / fp16), integers as they are
+            values = (values.float() if values.is_floating_point() and values.dtype != torch.float64 else values).numpy()
         try:
             array = np.asarray(values, dtype=dtype)
             # Integer conversion would truncate 2.5 to 2 without a word.

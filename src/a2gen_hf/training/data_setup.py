@@ -158,6 +158,22 @@ def model_config_from_tokenizer(
     return config_class(**values)
 
 
+def _without_what_the_name_fixes(model_name: str, fixed: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` less the fields ``model_name`` fixes (``generator`` being ``generator_type``'s alias): one that
+    agrees is dropped, one that contradicts the name is refused (before: silently lost, or a bare TypeError)."""
+    kept = dict(overrides)
+    for field, value in fixed.items():
+        for name in (field, "generator") if field == "generator_type" else (field,):
+            if name in kept and kept.pop(name) != value:
+                others = [choice for choice, (_, _, other) in MODEL_CHOICES.items() if other.get(field) == overrides[name]]
+                instead = f"use model_name={others[0]!r} instead" if others else f"{field} is {value!r} for this model"
+                raise ValueError(
+                    f"model_name={model_name!r} fixes {field}={value!r}, but the overrides give {name}="
+                    f"{overrides[name]!r}: {instead}, or drop the override."
+                )
+    return kept
+
+
 def create_model(
     model_name: str,
     tokenizer: A2GenActionTokenizer,
@@ -173,6 +189,7 @@ def create_model(
     if model_name not in MODEL_CHOICES:
         raise ValueError(f"Unknown model {model_name!r}; choose one of {list(MODEL_CHOICES)}.")
     config_class, model_class, fixed = MODEL_CHOICES[model_name]
+    overrides = _without_what_the_name_fixes(model_name, fixed, overrides)
     config = model_config_from_tokenizer(tokenizer, dataset, config_class=config_class, **fixed, **overrides)
     model = model_class(config)
     train = dataset["train"] if isinstance(dataset, (DatasetDict, IterableDatasetDict)) else dataset
