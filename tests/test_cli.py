@@ -262,7 +262,7 @@ def test_config_file_gives_options_and_the_command_line_wins(tmp_path):
     ("content", "message"),
     [
         ("data: d\noutput: o\nbatch_sise: 512\n", "unknown key 'batch_sise' for `a2gen train`; allowed keys: "),
-        ("data: d\noutput: o\nmodel: transformer\n", "invalid choice: 'transformer'"),
+        ("data: d\noutput: o\nmodel: transformer\n", "model: 'transformer' is not a value of --model; allowed values: "),
         ("- a\n- b\n", "must hold a mapping of option names to values"),
         ("data: [unclosed\n", "line 2"),
         ("output: o\n", "--data required (on the command line or in --config)"),
@@ -278,6 +278,8 @@ def test_config_file_errors_name_the_file_and_the_key(tmp_path, capsys, content,
     assert message in err
     if "unknown key" in message:
         assert str(config) in err and "batch_size" in err and "embedding_lr" in err
+    if "is not a value of" in message:  # the file named (before: argparse's "invalid choice", the flag only)
+        assert str(config) in err and "a2gen-iag" in err
 
 
 def test_public_names_resolve_through_the_lazy_package():

@@ -213,6 +213,39 @@ def test_an_optional_number_a_recipe_sets_can_be_unset_by_none_or_null(tmp_path,
     assert "batch_size: null is not a value of --batch-size" in capsys.readouterr().err
 
 
+def test_a_config_file_value_is_checked_naming_the_file_and_key_and_keys_given_twice_are_refused(tmp_path, capsys):
+    """Before: argparse's "argument --batch-size: invalid int value: '64.7'" (no file, no key), and a key given twice
+    silently took the last value."""
+    from a2gen_hf.cli import main
+
+    base = ["train", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
+    for text, message in (
+        ("batch_size: 64.7\n", "batch_size: 64.7 is not a value of --batch-size (not a valid int)"),
+        ("patience: true\n", "patience: True is not a value of --patience"),
+        ("select_by: auc\n", "select_by: 'auc' is not a value of --select-by; allowed values: loss, mean_auc"),
+        ("batch_size: 64\nbatch_size: 32\n", "line 2, column 1: not valid YAML (key 'batch_size' is given twice "
+                                               "(first on line 1); keep one)"),
+    ):
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(text)
+        with pytest.raises(SystemExit) as exited:
+            main([*base, "--config", str(settings)])
+        assert exited.value.code == 2
+        error = capsys.readouterr().err
+        assert str(settings) in error and message in error, error
+
+
+def test_wide_path_with_the_occurrence_head_turned_off_is_refused(simulated_data_dir, tmp_path, capsys):
+    """A2Gen's wide path needs its occurrence head: before, --no-occurrence-head was overridden without a word."""
+    from a2gen_hf.cli import main
+
+    for extra in (["--count-features", "--wide-path", "--no-occurrence-head"], ["--recipe", "paper", "--count-features", "--wide-path"]):
+        argv = ["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "out"), *extra]
+        assert main(argv) == 2
+        assert "--wide-path needs A2Gen's occurrence head" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
 def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simulated_data_dir, tmp_path, caplog):
     """`a2gen train --model mmoe --recipe sparse_logs`: the recipe's A2Gen-only parts (the residual fit of the
     occurrence head, the generator selected apart) are not applied, with a warning that names them; the wide path
@@ -228,6 +261,9 @@ def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simul
     with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
         assert main(argv) == 0
     assert "mmoe is not A2Gen: trained without the residual fit (--wide-residual-fit)" in caplog.text
+    # the recipe's A2Gen-only model settings are named too (before: "the other settings apply", while they were dropped)
+    assert "mmoe is not A2Gen: these A2Gen settings do not apply to it and are not used: " in caplog.text
+    assert "occurrence_head=True" in caplog.text and "time_per_action=True" in caplog.text
     log = json.loads((output / "training_log.json").read_text())
     assert not log["settings"]["select_generator_by_loss"] and "best_generator_step" not in log
     assert (output / "model" / "config.json").exists()

@@ -107,6 +107,9 @@ def test_trainer_options_it_cannot_honour_are_refused_and_unconcatenated_batches
     model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
     with pytest.raises(ValueError, match=r"label_smoothing_factor=0\.1: .*Set label_smoothing_factor=0"):
         make_trainer(model, tokenizer, dataset, tmp_path / "smoothed", label_smoothing_factor=0.1)
+    for rate in (float("nan"), float("inf"), -1.0, True):  # before: trained to a NaN loss / moved the tables uphill
+        with pytest.raises(ValueError, match=rf"embedding_learning_rate={rate!r} must be a finite number >= 0"):
+            make_trainer(model, tokenizer, dataset, tmp_path / "rates", embedding_learning_rate=rate)
     concatenated = make_trainer(model, tokenizer, dataset, tmp_path / "joined", per_device_eval_batch_size=8)
     per_batch = make_trainer(model, tokenizer, dataset, tmp_path / "batches", per_device_eval_batch_size=8,
                              eval_do_concat_batches=False)

@@ -283,6 +283,23 @@ def test_resuming_names_the_checkpoints_it_skips_and_refuses_when_none_is_left(d
     assert sorted(path.name for path in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
 
+def test_a_resume_that_replans_a_decaying_schedule_says_so(data_dir, tmp_path, caplog):
+    """More steps on resume under a linear schedule moved the learning rate (x0.25 -> x0.625 here) without a word;
+    a constant schedule and a resume with the same length stay quiet."""
+    for schedule, warned in (("linear", True), ("constant", False)):
+        argv = ["train", "--data", str(data_dir), "--output", str(tmp_path / schedule), "--batch-size", "32",
+                "--checkpoint-every", "3", "--lr-schedule", schedule, *TINY_FLAGS]  # fmt: skip
+        assert main([*argv, "--max-steps", "4"]) == 0
+        shutil.rmtree(tmp_path / schedule / "model")
+        (tmp_path / schedule / "training_log.json").unlink(missing_ok=True)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
+            assert main([*argv, "--max-steps", "8", "--resume"]) == 0
+        assert ("Resumed at step 3 with 8 planned steps instead of the checkpoint's 4: the linear schedule" in caplog.text) == warned
+        if warned:
+            assert "now gives the learning rate x0.625 where the interrupted run was at x0.25" in caplog.text
+
+
 # ------------------------------------------------------------------------------------------------ a2gen train
 
 

@@ -462,11 +462,24 @@ def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _occurrence_head_error(args: argparse.Namespace, models: Sequence[str]) -> str | None:
+    """A2Gen's wide path is part of its occurrence head and switches it on; an occurrence head turned off outright
+    (--no-occurrence-head, or a --recipe / --config that sets it false) beside --wide-path is refused, not
+    overridden without a word."""
+    if args.wide_path and args.occurrence_head is False and any(name.startswith("a2gen") for name in models):
+        return (
+            "--wide-path needs A2Gen's occurrence head (the wide logit is part of it), but occurrence_head is off "
+            "(--no-occurrence-head, or a --recipe / --config that sets occurrence_head: false): drop one of the two, "
+            "or pass --occurrence-head."
+        )
+    return None
+
+
 def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
         "history_pooling": args.history_pooling,
         "history_count_features": args.count_features,
-        "occurrence_head": args.occurrence_head,
+        **({} if args.occurrence_head is None else {"occurrence_head": args.occurrence_head}),
         "occurrence_paths_input": args.occurrence_paths_input,
         "occurrence_linear_path": args.occurrence_linear_path,
         "target_popularity_features": args.popularity_features,
@@ -508,11 +521,16 @@ def run_compare(args: argparse.Namespace) -> int:
 
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     simple = [name.strip() for name in args.simple.split(",") if name.strip()]
-    problem = _output_folder_error(args.output)
+    problem = _output_folder_error(args.output) or _occurrence_head_error(args, models)
     if problem is None and args.seeds < 1:
         problem = f"--seeds {args.seeds} must be >= 1 (training seeds per network)."
     if problem is None and args.bootstrap_resamples < 1:
         problem = f"--bootstrap-resamples {args.bootstrap_resamples} must be >= 1."
+    if problem is None and args.epochs < 1:  # compare has no --max-steps: TrainingSettings' advice would name it
+        problem = f"--epochs {args.epochs} must be >= 1 (the most epochs each network trains; early stopping may end it sooner)."
+    repeated = sorted({name for name in models if models.count(name) > 1} | {name for name in simple if simple.count(name) > 1})
+    if problem is None and repeated:
+        problem = f"--models / --simple name {repeated} more than once; give each model once (--seeds repeats runs)."
     if problem is None and not models and not simple:
         problem = (f"--models {args.models!r} and --simple {args.simple!r} name no model to compare; give at least "
                    f"one, e.g. --models {','.join(MODEL_CHOICES)} or --simple {','.join(SIMPLE_BASELINES)}.")
@@ -660,7 +678,9 @@ def run_train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None
     }
     overrides.update(_feature_overrides(args))
-    problem = _output_folder_error(args.output)
+    if not args.progress:  # --no-progress: none at all (before: transformers' "Writing model shards" still showed)
+        hide_progress_bars()
+    problem = _output_folder_error(args.output) or _occurrence_head_error(args, [args.model])
     if problem:
         print(f"a2gen train: error: {problem}", file=sys.stderr)
         return 2
@@ -955,9 +975,11 @@ def _config_values(path: str, source: str) -> dict[str, Any]:
     """A flat YAML / JSON mapping of option names to values."""
     import yaml
 
+    from .recipes import load_yaml
+
     try:
         with open(path, encoding="utf-8") as file:
-            values = yaml.safe_load(file)
+            values = load_yaml(file.read())
     except OSError as error:
         raise ConfigError(f"{source} {path}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
@@ -1006,8 +1028,23 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
             arguments += [f"{flag}=none"]
         else:
             text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            _check_file_value(action, text, f"{source}: {key}: {value!r}")
             arguments += [f"{flag}={text}"]
     return arguments
+
+
+def _check_file_value(action: argparse.Action, text: str, where: str) -> None:
+    """A --config / --recipe value checked as its option checks it, so that the error names the file and the key
+    (argparse's own names only the flag, as if it came from the command line)."""
+    try:
+        converted = action.type(text) if callable(action.type) else text
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as error:
+        kind = getattr(action.type, "__name__", "value")
+        reason = str(error) if isinstance(error, argparse.ArgumentTypeError) else f"not a valid {kind}"
+        raise ConfigError(f"{where} is not a value of {action.option_strings[0]} ({reason}).") from None
+    if action.choices is not None and converted not in action.choices:
+        allowed = ", ".join(map(str, action.choices))
+        raise ConfigError(f"{where} is not a value of {action.option_strings[0]}; allowed values: {allowed}.")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -1054,6 +1091,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def hide_progress_bars() -> None:
+    """No progress bars from here on: ours, transformers' ("Writing model shards"), the Hub's and datasets'."""
+    os.environ["TQDM_DISABLE"] = "1"  # read where tqdm is first imported (tqdm >= 4.66): after that, the calls below
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # and the Hub's
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
 def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     """``a2gen_hf`` messages to stderr at INFO (WARNING with ``quiet``, DEBUG with ``verbose``), transformers' and
     datasets' verbosity to match, and no progress bars with ``quiet``."""
@@ -1065,8 +1116,7 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
         logger.addHandler(handler)
     logger.setLevel(level)
     if quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it when a bar is created (tqdm >= 4.66)
-        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+        hide_progress_bars()
     if quiet or verbose:
         os.environ["TRANSFORMERS_VERBOSITY"] = "error" if quiet else "info"
         os.environ["DATASETS_VERBOSITY"] = "error" if quiet else "info"

@@ -387,8 +387,8 @@ class FeatureArguments:
     popularity_keys: str = option("with --popularity-features, key the item counts by raw_ids (the data's raw "
                                   "'item' ids, as the regression) or by buckets (the hashed item ids: items sharing "
                                   "a bucket share counts)", "raw_ids", choices=POPULARITY_KEYS)
-    occurrence_head: bool = option("A2Gen ranks with a per-action occurrence head trained with binary "
-                                   "cross-entropy", False)
+    occurrence_head: bool | None = option("A2Gen ranks with a per-action occurrence head trained with binary "
+                                          "cross-entropy (default: off, on with --wide-path, which needs it)", None)
     occurrence_paths_input: str = option("what A2Gen's occurrence head reads besides the wide path: the whole "
                                          "generation context, the context without the count / popularity features "
                                          "(left to the wide path), or those features alone; not in the paper",

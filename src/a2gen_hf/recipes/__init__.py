@@ -36,6 +36,34 @@ RECIPE_NAMES = ("paper", "paper_inputs", "sparse_logs", "timed_video")
 _SCALARS = (str, int, float, bool, type(None))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last without a word)."""
+
+
+def _mapping_with_unique_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first_lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in first_lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {first_lines[key] + 1}); keep one",
+                    key_node.start_mark,
+                )
+            first_lines[key] = key_node.start_mark.line
+        except TypeError:  # an unhashable key: construct_mapping names it
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_unique_keys)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` of ``text``, refusing a key given twice (a ``yaml.YAMLError`` with its line and column)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def recipe_path(name: str) -> Path:
     """The YAML file of a shipped recipe; raises ``ValueError`` naming the shipped recipes."""
     if name not in RECIPE_NAMES:
@@ -61,7 +89,7 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
                 f"Recipe {name_or_path!r} is neither a shipped recipe {list(RECIPE_NAMES)} nor an existing YAML file."
             )
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

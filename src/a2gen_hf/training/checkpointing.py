@@ -87,6 +87,8 @@ class _Progress:
         self.lr_scale = 1.0
         self.stopped_early = False
         self.last_evaluated_step = -1
+        # The optimizer steps the run planned (what its learning-rate schedule decays over); None in older checkpoints.
+        self.total_steps: int | None = None
         self.log_history: list[dict[str, Any]] = []
         # Sum and count of the micro-batch losses since the last log entry (this process's).
         self.running_loss = 0.0

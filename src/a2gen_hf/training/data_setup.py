@@ -174,6 +174,18 @@ def _without_what_the_name_fixes(model_name: str, fixed: dict[str, Any], overrid
     return kept
 
 
+def settings_the_model_drops(model_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The ``overrides`` (set away from A2Gen's defaults) that ``model_name``'s config accepts and drops: A2Gen's own
+    fields (:data:`~a2gen_hf.configuration_a2gen.A2GEN_ONLY_FIELDS`) for MMoE and PLE, so one set of options serves
+    every network of a comparison; a single run says which of them it does not use."""
+    config_class = MODEL_CHOICES[model_name][0] if model_name in MODEL_CHOICES else A2GenConfig
+    dropped = config_class.ignored_fields - {"generator"}
+    return {
+        name: value for name, value in overrides.items()
+        if name in dropped and value is not None and value != A2GenConfig.field_default(name)
+    }  # fmt: skip
+
+
 def create_model(
     model_name: str,
     tokenizer: A2GenActionTokenizer,

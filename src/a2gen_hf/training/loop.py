@@ -69,7 +69,7 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     _save_checkpoint,
     latest_checkpoint,
 )
-from .data_setup import create_model, load_data_dir, model_to_train_from
+from .data_setup import create_model, load_data_dir, model_to_train_from, settings_the_model_drops
 from .optimization import SparseAdamW, clip_grad_norm_, set_sparse_embeddings, sparse_gradients_supported
 from .settings import (  # noqa: F401  (re-exported: their old home)
     LR_SCHEDULES,
@@ -717,6 +717,8 @@ class _TrainingRun:
             self.steps_per_epoch = math.ceil(len(loader) / self.accumulation)
             self.total_steps = settings.max_steps or self.steps_per_epoch * settings.num_epochs
         self.warmup_steps = settings.warmup_for(self.total_steps)
+        self._warn_about_a_replanned_schedule()
+        self.progress.total_steps = self.total_steps
         self.eval_every_steps = evaluation_interval(settings, eval_dataset, accelerator)
         if self.eval_every_steps != settings.eval_every_steps and accelerator.is_main_process:
             logger.info(
@@ -731,6 +733,24 @@ class _TrainingRun:
             disable=not (settings.show_progress and accelerator.is_local_main_process),
         )
         self.running_loss = torch.tensor(self.progress.running_loss, device=accelerator.device)
+
+    def _warn_about_a_replanned_schedule(self) -> None:
+        """A resumed run with another --epochs / --max-steps decays its learning rate over the new total: where that
+        moves the rate of the next step (linear, cosine, a warmup ratio), say so, with the two rates; the run then
+        matches neither the interrupted plan nor an uninterrupted run of the new length."""
+        planned, step, settings = self.progress.total_steps, self.progress.global_step, self.settings
+        if planned is None or planned == self.total_steps or step == 0 or not self.accelerator.is_main_process:
+            return
+        before = learning_rate_factor(settings.lr_schedule, step, planned, settings.warmup_for(planned))
+        after = learning_rate_factor(settings.lr_schedule, step, self.total_steps, self.warmup_steps)
+        if not math.isclose(before, after, rel_tol=1e-9, abs_tol=1e-12):
+            logger.warning(
+                f"Resumed at step {step} with {self.total_steps} planned steps instead of the checkpoint's {planned}: "
+                f"the {settings.lr_schedule} schedule (warmup {settings.warmup_for(planned)} -> {self.warmup_steps} "
+                f"steps) now gives the learning rate x{after:.4g} where the interrupted run was at x{before:.4g}. "
+                "The run matches neither plan; resume with the original --epochs / --max-steps to continue it "
+                "exactly, or train the longer run from the start."
+            )
 
     def _done(self) -> bool:
         return self.progress.global_step >= self.total_steps or self.progress.stopped_early
@@ -1040,13 +1060,17 @@ def _train_from_data_dir(
         model = model_to_train_from(init_from, model_name, tokenizer, dataset, **(model_overrides or {}))
     else:
         model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
+        unused = settings_the_model_drops(model_name, model_overrides or {})
+        if unused:  # accepted so that a recipe serves every network, but never silently
+            shown = ", ".join(f"{name}={value!r}" for name, value in sorted(unused.items()))
+            logger.warning(f"{model_name} is not A2Gen: these A2Gen settings do not apply to it and are not used: {shown}.")
         if getattr(model, "generator", None) is None and (wide_residual_fit or settings.select_generator_by_loss):
             # As a2gen compare does with a recipe over several networks: the residual fit and the generator's own
             # selection are A2Gen's (its occurrence head); MMoE and PLE get the rest. (An A2Gen built without the
             # occurrence head they need is refused by name below.)
             logger.warning(
                 f"{model_name} is not A2Gen: trained without the residual fit (--wide-residual-fit) and without "
-                "selecting a generator apart (--select-generator-by-loss, --freeze-ranking), both A2Gen's; the other settings apply."
+                "selecting a generator apart (--select-generator-by-loss, --freeze-ranking), both A2Gen's."
             )
             wide_residual_fit = False
             settings = replace(settings, select_generator_by_loss=False, freeze_ranking=False)

@@ -21,6 +21,8 @@ import copy
 import copyreg
 import functools
 import logging
+import math
+import numbers
 import os
 from collections.abc import Callable
 from typing import Any
@@ -198,6 +200,12 @@ class A2GenTrainer(Trainer):
                 f"label_smoothing_factor={self.args.label_smoothing_factor}: A2Gen, MMoE and PLE compute their own "
                 "loss (actions and times); the Trainer's label smoothing would replace it with a token loss over "
                 "outputs that are not token logits. Set label_smoothing_factor=0."
+            )
+        rate = embedding_learning_rate
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < math.inf):
+            raise ValueError(
+                f"embedding_learning_rate={rate!r} must be a finite number >= 0 (or None: the tables then train at "
+                "args.learning_rate); NaN or inf would only show as a NaN loss, a negative rate moves the tables uphill."
             )
         self.embedding_learning_rate = embedding_learning_rate
         self.sparse_embeddings = sparse_embeddings
