@@ -267,3 +267,16 @@ def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simul
     log = json.loads((output / "training_log.json").read_text())
     assert not log["settings"]["select_generator_by_loss"] and "best_generator_step" not in log
     assert (output / "model" / "config.json").exists()
+
+
+def test_load_yaml_stays_safe_and_refuses_keys_given_twice():
+    """The loader behind --config and recipes is yaml.SafeLoader plus the duplicate-key check: no object tags."""
+    import yaml
+
+    from a2gen_hf.recipes import load_yaml
+
+    assert load_yaml("a: 1\nb: {c: 2}\n") == {"a": 1, "b": {"c": 2}}
+    with pytest.raises(yaml.YAMLError, match="could not determine a constructor"):
+        load_yaml("a: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(yaml.YAMLError, match=r"key 'c' is given twice \(first on line 3\)"):
+        load_yaml("a: 1\nb:\n  c: 2\n  c: 3\n")

@@ -705,7 +705,10 @@ TOKEN_NAME = re.compile(r"^(hf_|access_|auth_|api_)?token$|^HF_TOKEN$", re.IGNOR
 OUTPUT_CALLS = {"print", "debug", "info", "warning", "warn", "error", "exception", "critical", "log", "write",
                 "write_text", "echo", "set_postfix", "set_description"}  # fmt: skip
 # (file, finding) -> why it is acceptable. Keep this list short and every entry justified.
-ALLOWED_FINDINGS: dict[tuple[str, str], str] = {}
+ALLOWED_FINDINGS: dict[tuple[str, str], str] = {
+    ("recipes/__init__.py", "yaml.load"): "Loader=_UniqueKeyLoader, a yaml.SafeLoader subclass that only adds a check "
+    "for keys given twice: no Python objects are built from tags",
+}
 
 
 def call_name(node: ast.Call) -> str:
