@@ -93,6 +93,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def decay(text: str) -> float:
+    """A moving average's decay, in (0, 1)."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a decay in (0, 1), e.g. 0.999, got {text}")
+    return value
+
+
 def comma_list(check: Callable[[str], T], example: str) -> Callable[[str], list[T]]:
     """A checker of comma-separated values, each checked by ``check``; ``example`` shows a valid value."""
 

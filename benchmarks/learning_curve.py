@@ -40,6 +40,7 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers, the ablation helpers
 from _arguments import (  # noqa: E402
+    decay,
     json_object,
     non_negative_float,
     non_negative_int,
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dense learning rate (section (a)'s choice on the simulator); default %(default)s")
     parser.add_argument("--embedding-lr", type=non_negative_float, default=5e-3,
                         help="embedding learning rate; default %(default)s")
-    parser.add_argument("--ema-decay", type=float, default=None,
+    parser.add_argument("--ema-decay", type=decay, default=None,
                         help="evaluate, select and keep a moving average of the weights (TrainingSettings.ema_decay, "
                              "e.g. 0.999); default: none")
     parser.add_argument("--ema-every", type=positive_int, default=1,

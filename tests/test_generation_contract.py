@@ -478,7 +478,11 @@ def test_monotonic_times_is_a_saved_generation_option_and_checked(tmp_path):
     saved = json.loads((tmp_path / "raw" / "generation_config.json").read_text())
     del saved["monotonic_times"]  # a checkpoint saved before the option, as transformers marked it then
     (tmp_path / "raw" / "generation_config.json").write_text(json.dumps({**saved, "_from_model_config": True}))
-    assert A2GenForActionGeneration.from_pretrained(tmp_path / "raw").generation_config.monotonic_times is True
+    old = A2GenForActionGeneration.from_pretrained(tmp_path / "raw")
+    assert old.generation_config.monotonic_times is True
+    old.generation_config.monotonic_times = False  # set on a model loaded from such a checkpoint, then saved again
+    old.save_pretrained(tmp_path / "resaved")
+    assert A2GenForActionGeneration.from_pretrained(tmp_path / "resaved").generation_config.monotonic_times is False
     del model.generation_config.monotonic_times  # a checkpoint saved before the option: the keyword still works
     raw_again = model.generate(**inputs, return_dict_in_generate=True, monotonic_times=False)
     assert torch.equal(raw.times, raw_again.times)
@@ -492,3 +496,16 @@ def test_monotonic_times_is_a_saved_generation_option_and_checked(tmp_path):
     raw_context = model.generate_from_context(context, return_dict_in_generate=True, monotonic_times=False)
     assert not goes_backwards(ordered.sequences, ordered.times).any()
     assert goes_backwards(raw_context.sequences, raw_context.times).any()
+
+
+def test_beams_record_the_start_time_they_were_fed_in_bfloat16():
+    """Beams fed the start time rounded to bf16 but recorded the exact float32 one, so a time clamped to the start
+    differed between greedy and beam outputs (0 s against about 0.005 s)."""
+    model, inputs = tiny_model("iag", time_log_mean=2.3, time_log_std=1.3)
+    model = model.to(torch.bfloat16)
+    greedy = model.generate(**inputs, return_dict_in_generate=True)
+    beams = model.generate(**inputs, return_dict_in_generate=True, num_beams=2)
+    fed = torch.tensor(model.config.start_time, dtype=torch.bfloat16).float()
+    assert fed != model.config.start_time  # the case this test is about
+    assert (greedy.times[:, 0] == fed).all() and (beams.times[:, 0] == fed).all()
+    assert not goes_backwards(beams.sequences, beams.times).any()

@@ -565,6 +565,7 @@ def test_a_re_push_replaces_its_own_card_but_keeps_an_edited_one(hub_env, caplog
     push_checkpoint(model, "re-pushed", tokenizer=tokenizer)
     generated = hub_env.files(repo_id)["README.md"].decode()
     assert card_is_generated(generated) and not card_is_generated(generated.replace("A2Gen", "A2-Gen", 1))
+    assert card_is_generated(generated.replace("\n", "\r\n"))  # as an editor or a Windows checkout may write it
     push_checkpoint(model, "re-pushed", tokenizer=tokenizer, license="other")  # unedited: replaced
     assert card_of(hub_env, repo_id).data.license == "other"
 

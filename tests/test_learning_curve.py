@@ -96,7 +96,7 @@ def test_learning_curve_refuses_sizes_beyond_the_train_split_and_bad_arguments(d
     assert "--event-moment-source table" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # checked before any data is read
         script.main([*arguments(data_dir, tmp_path), "--ema-decay", "1.5"])
-    assert "ema_decay=1.5 must be in (0, 1)" in capsys.readouterr().err
+    assert "argument --ema-decay: must be a decay in (0, 1), e.g. 0.999, got 1.5" in capsys.readouterr().err
 
 
 def test_learning_curve_warms_the_moment_table(data_dir, tmp_path):

@@ -211,6 +211,8 @@ def test_data_folder_and_config_errors(data_dir, tmp_path):
             create_model("a2gen-iag", tokenizer, dataset, **override, **TINY)
     with pytest.raises(ValueError, match=r"fixes history_input='items'.*use model_name='mmoe-fair' instead"):
         create_model("mmoe", tokenizer, dataset, history_input="items_and_events", **TINY)
+    with pytest.raises(ValueError, match=r"fixes history_input='items'.*use model_name='ple-fair' instead"):
+        create_model("ple", tokenizer, dataset, history_input="items_and_events", **TINY)  # its own family's
     with pytest.raises(TypeError, match=r"not dict; wrap a dict of splits as datasets.DatasetDict\(splits\)"):
         create_model("a2gen-iag", tokenizer, dict(dataset))
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -803,7 +803,7 @@ class A2GenGenerationMixin(GenerationMixin):
         sequences = sequences[:, : prompt_len + generated]
         beam_indices = beam_indices[:, :generated]
         times = torch.zeros(sequences.shape, dtype=torch.float, device=device)
-        times[:, 0] = self.config.start_time
+        times[:, 0] = self._start_rows(1, context)[1].float()[0, 0]  # the start time the beams were fed (model dtype)
         for position in range(generated):  # the time of a token is the one its beam predicted for it at that step
             source = beam_indices[:, position].long()
             predicted = times_of_actions(step_times[position][source.clamp_min(0)], sequences[:, position + 1])

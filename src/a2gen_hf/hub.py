@@ -335,8 +335,8 @@ def _marked(card: ModelCard) -> ModelCard:
 
 def card_is_generated(text: str) -> bool:
     """Whether a ``README.md``'s ``text`` is a card of this package as written (marked, and not edited since)."""
-    match = _CARD_MARK_PATTERN.search(text)
-    return match is not None and _sha256(text[: match.start()]) == match.group(1)
+    match = _CARD_MARK_PATTERN.search(text)  # line endings as written (an editor or a checkout may make them CRLF)
+    return match is not None and _sha256(text[: match.start()].replace("\r\n", "\n")) == match.group(1)
 
 
 def _card_in_repo(api: HfApi, repo_id: str, revision: str | None) -> str | None:

@@ -2188,11 +2188,13 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """``from_pretrained``; a checkpoint saved before ``monotonic_times`` existed gets its default (True)."""
+        """``from_pretrained``; a checkpoint saved before ``monotonic_times`` existed gets its default (True), and its
+        generation config loses the ``_from_model_config`` mark, so that a re-save keeps what is set on it."""
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         if not hasattr(model.generation_config, "monotonic_times"):
             model.generation_config.monotonic_times = True
+        model.generation_config._from_model_config = False
         return loaded
 
     def get_input_embeddings(self) -> nn.Embedding:

@@ -162,10 +162,12 @@ def _without_what_the_name_fixes(model_name: str, fixed: dict[str, Any], overrid
     """``overrides`` less the fields ``model_name`` fixes (``generator`` being ``generator_type``'s alias): one that
     agrees is dropped, one that contradicts the name is refused (before: silently lost, or a bare TypeError)."""
     kept = dict(overrides)
+    config_class, model_class, _ = MODEL_CHOICES[model_name]
     for field, value in fixed.items():
-        for name in (field, "generator") if field == "generator_type" else (field,):
+        for name in (field, *(alias for alias, target in config_class.aliases.items() if target == field)):
             if name in kept and kept.pop(name) != value:
-                others = [choice for choice, (_, _, other) in MODEL_CHOICES.items() if other.get(field) == overrides[name]]
+                others = [choice for choice, (_, other_class, other) in MODEL_CHOICES.items()
+                          if other_class is model_class and other.get(field) == overrides[name]]  # fmt: skip
                 instead = f"use model_name={others[0]!r} instead" if others else f"{field} is {value!r} for this model"
                 raise ValueError(
                     f"model_name={model_name!r} fixes {field}={value!r}, but the overrides give {name}="
