@@ -649,3 +649,47 @@ def test_check_same_ids_names_the_differences_and_a_fix_that_fits_them():
     other_log = A2GenActionTokenizer(action_names=["start", "click", "leave"], item_buckets=200)
     with pytest.raises(ValueError, match=r"action_names: .*Its actions or side-feature fields are another log's"):
         other_log.check_same_ids(model, ("data", "model"))
+
+
+def test_special_tokens_cannot_be_reassigned_to_other_actions(tokenizer):
+    """`tokenizer.pad_token = tokenizer.eos_token` (the text-model habit) made padding `leave` events and labels;
+    `unk_token=...` and extra special tokens grew the fixed vocabulary. Each is refused; the same value passes."""
+    for statement in ("tokenizer.pad_token = tokenizer.eos_token", "tokenizer.bos_token = 'like'",
+                      "tokenizer.pad_token_id = 3", "tokenizer.eos_token_id = 2"):
+        with pytest.raises(ValueError, match="cannot change"):
+            exec(statement, {"tokenizer": tokenizer})
+    with pytest.raises(ValueError, match=r"Cannot add \['<unk>'\]"):
+        tokenizer.unk_token = "<unk>"
+    with pytest.raises(ValueError, match=r"Cannot add \['dance'\]"):
+        tokenizer.extra_special_tokens = ["dance"]
+    tokenizer.pad_token, tokenizer.eos_token_id = "<pad>", tokenizer.end_action_id  # unchanged: fine
+    assert (tokenizer.pad_token_id, tokenizer.eos_token) == (0, "leave")
+    for keywords in ({"unk_token": "<unk>"}, {"extra_special_tokens": ["dance"]}, {"additional_special_tokens": ["x"]}):
+        with pytest.raises(ValueError, match="Cannot add"):
+            A2GenActionTokenizer(**keywords)
+    for keywords in ({"max_actions": 2.7}, {"user_buckets": "3"}, {"item_buckets": True}):
+        with pytest.raises(ValueError, match="must be a whole number"):
+            A2GenActionTokenizer(**keywords)
+    assert A2GenActionTokenizer(max_actions=3.0).max_actions == 3
+
+
+def test_usual_calls_refuse_what_they_would_get_wrong(tokenizer):
+    timeline = [("start", 0.0), ("like", 1.0), ("comment", 2.0), ("leave", 5.0)]
+    with pytest.raises(UnknownActionError, match="Unknown action 1 at event 0"):  # before: garbage via the text path
+        tokenizer([(1, 0.0), (2, 1.0)])
+    with pytest.raises(ValueError, match="Action id 2.7.* is not a whole number"):  # before: decoded as 'like'
+        tokenizer.decode(torch.tensor([1.0, 2.7, 6.0]))
+    assert tokenizer.decode(torch.tensor([1.0, 2.0, 6.0])) == "start like leave"
+    with pytest.raises(ValueError, match="a timeline has 3 action_ids but 2 action_times"):
+        tokenizer.pad([{"action_ids": [1, 2, 6], "action_times": [0.0, 1.0], "time_mask": [1, 1]},
+                       {"action_ids": [1, 6], "action_times": [0.0, 2.0], "time_mask": [1, 1]}])
+    tokenizer.truncation_side = "left"
+    with pytest.raises(ValueError, match="truncation_side='left' would cut a timeline's start action away"):
+        tokenizer(timeline, max_length=2)
+    tokenizer.truncation_side = "right"
+    assert A2GenActionTokenizer(model_max_length=3)(timeline, truncation=True)["action_ids"] == [1, 2, 5]
+    encoding = tokenizer([("start", 0.0), ("like", None), ("leave", 4.0)])
+    assert tokenizer.decode_timeline(encoding) == tokenizer.decode_timeline(
+        encoding["action_ids"], encoding["action_times"], encoding["time_mask"]
+    )
+    assert tokenizer.decode_timeline(encoding)[1] == ("like", None)

@@ -13,13 +13,13 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizer
-from transformers.tokenization_utils_base import BatchEncoding
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, BatchEncoding
 from transformers.utils import PaddingStrategy
 
 from .configuration_a2gen import MAX_ACTIONS_LIMIT, PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
@@ -52,6 +52,10 @@ MAX_BUCKETS = 2**63  # hashed ids are int64 tensors
 # Times beyond this are rejected: they are unit or anchoring mistakes, and their normalised values would overflow
 # back to inf seconds when decoded.
 MAX_SECONDS = 1e12
+
+# Special tokens other than bos / eos / pad: an A2Gen tokenizer has none of its own (they could only name actions).
+_OTHER_SPECIAL_TOKENS = ("unk_token", "sep_token", "cls_token", "mask_token")
+
 
 class UnknownActionError(ValueError):
     """Raised when an action name is not in the tokenizer's vocabulary."""
@@ -142,6 +146,14 @@ def _read_json(path: str) -> Any:
                          "again.") from None  # fmt: skip
 
 
+def _whole_number(name: str, value: Any) -> int:
+    """``value`` as an int where it is a whole number (3, 3.0, numpy ints); a ``ValueError`` naming ``name`` for
+    2.7, "3", True or None (before: 2.7 silently became 2)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
+        raise ValueError(f"{name}={value!r} must be a whole number.")
+    return int(value)
+
+
 def _is_seconds(value: Any) -> bool:
     """A real number (not a bool), or one held by a 0-d tensor or array: what a timeline's time may be."""
     if isinstance(value, torch.Tensor):
@@ -215,10 +227,10 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         self.end_action = end_action
         self.time_log_mean = float(time_log_mean)
         self.time_log_std = float(time_log_std)
-        self.max_actions = int(max_actions)
-        self.user_buckets = int(user_buckets)
-        self.item_buckets = int(item_buckets)
-        self.side_feature_buckets = int(side_feature_buckets)
+        self.max_actions = _whole_number("max_actions", max_actions)
+        self.user_buckets = _whole_number("user_buckets", user_buckets)
+        self.item_buckets = _whole_number("item_buckets", item_buckets)
+        self.side_feature_buckets = _whole_number("side_feature_buckets", side_feature_buckets)
         # The item side-feature field names, in the order of the ids' last dimension (saved with the tokenizer, so
         # the pipeline can hash raw side features of a checkpoint without being told the fields); None = unknown.
         if side_feature_fields is not None and (
@@ -242,6 +254,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                     "set start_action / end_action instead of bos_token / eos_token (the pad token is always <pad>)."
                 )
             kwargs[key] = value
+        for key in [*_OTHER_SPECIAL_TOKENS, "extra_special_tokens", "additional_special_tokens"]:
+            self._check_special_tokens(key, kwargs.get(key))
         register_the_package()  # the auto_map save_pretrained writes, also when this module was imported directly
         super().__init__(
             action_names=self.action_names,
@@ -256,6 +270,40 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             side_feature_fields=self.side_feature_fields,
             **kwargs,
         )
+        self.__dict__["_special_tokens_fixed"] = True  # from here on, __setattr__ checks the special tokens
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        """``tokenizer.pad_token = tokenizer.eos_token`` (the text-model habit) and the like are refused: padding
+        would become ``leave`` events and labels. The bos / eos / pad tokens are the start action, the end action and
+        ``<pad>``; other special tokens may only name tokens of the vocabulary (or None)."""
+        role = key.removesuffix("_ids").removesuffix("_id") if key.endswith(("_id", "_ids")) else key
+        if self.__dict__.get("_special_tokens_fixed") and (
+            role in self.SPECIAL_TOKENS_ATTRIBUTES or role == "extra_special_tokens"
+        ):
+            tokens = value
+            if key != role and value is not None:  # ids: the tokens they name (out-of-range ids refused there)
+                tokens = [self._convert_id_to_token(v) for v in value] if isinstance(value, (list, tuple)) else (
+                    self._convert_id_to_token(value))
+            self._check_special_tokens(role, tokens, f"tokenizer.{key} = {value!r}")
+        super().__setattr__(key, value)
+
+    def _check_special_tokens(self, role: str, tokens: Any, given: str | None = None) -> None:
+        """``tokens`` (one, a list, or None) fit the special-token ``role``: the fixed start / end / ``<pad>`` for
+        bos / eos / pad, tokens of the vocabulary for the others; a ``ValueError`` naming what was given otherwise."""
+        fixed = {"bos_token": self.start_action, "eos_token": self.end_action, "pad_token": PAD_ACTION}
+        given = given or f"{role}={tokens!r}"
+        if role in fixed:
+            if tokens is not None and str(tokens) != fixed[role]:
+                raise ValueError(
+                    f"{given}: this tokenizer's {role} is {fixed[role]!r} and cannot change (the actions' ids are shared "
+                    "with the model; a pad token of another action would turn padding into events and labels). Set "
+                    "start_action / end_action when building the tokenizer instead."
+                )
+            return
+        values = [] if tokens is None else list(tokens) if isinstance(tokens, (list, tuple)) else [tokens]
+        unknown = [str(token) for token in values if str(token) not in self.vocab]
+        if unknown:
+            raise self._fixed_vocabulary_error(unknown)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs) -> A2GenActionTokenizer:
@@ -408,10 +456,11 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         that a bad one is named."""
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
             return False
+        # an action given as an id (an int) is a timeline too, so that encoding names it (not a text pair)
         return all(
             isinstance(event, (tuple, list))
             and len(event) == 2
-            and isinstance(event[0], str)
+            and isinstance(event[0], (str, numbers.Integral))
             and not isinstance(event[1], (str, bytes))
             for event in value
         )
@@ -450,6 +499,13 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             )
         if truncation is False and max_length is not None:
             raise ValueError("Timelines are cut to max_length; leave truncation unset (or True) with max_length.")
+        if truncation and max_length is None and self.model_max_length < VERY_LARGE_INTEGER:
+            max_length = self.model_max_length  # as text: truncation=True cuts to model_max_length
+        if max_length is not None and self.truncation_side == "left":
+            raise ValueError(
+                "truncation_side='left' would cut a timeline's start action away: timelines keep their first "
+                "max_length events (the start opens them). Set truncation_side='right' (the default)."
+            )
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding={padding!r}: use False, True / 'longest' or 'max_length'.")
         to_max_length = padding == "max_length"
@@ -520,6 +576,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             raise self._unknown_action(token)
         return self.vocab[token]
 
+    def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
+        """As transformers' own, but an id that is not a whole number (2.7, from a float tensor) is refused rather
+        than truncated to another action."""
+        for index in ids if isinstance(ids, Iterable) and not isinstance(ids, (str, bytes)) else [ids]:
+            if not isinstance(index, numbers.Integral) and not float(index).is_integer():
+                raise ValueError(f"Action id {index!r} is not a whole number; ids are integers 0..{self.vocab_size - 1}.")
+        return super().convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
+
     def _convert_id_to_token(self, index: int) -> str:
         if not 0 <= index < len(self.ids_to_actions):
             raise ValueError(f"Action id {index} is out of range; this vocabulary has ids 0..{self.vocab_size - 1}.")
@@ -575,8 +639,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         return_attention_mask: bool | None = None,
     ) -> dict[str, Any]:
         """Pad ``action_ids`` (as the base class does) and, by the same amount, ``action_times`` (0.0) and
-        ``time_mask`` (0)."""
+        ``time_mask`` (0), which must have one value per action (a ``ValueError`` otherwise)."""
         length = len(encoded_inputs[self.model_input_names[0]])
+        for key in ("action_times", "time_mask"):
+            if key in encoded_inputs and len(encoded_inputs[key]) != length:
+                raise ValueError(
+                    f"pad(): a timeline has {length} action_ids but {len(encoded_inputs[key])} {key}; give one of "
+                    "each per action (encode_timeline makes them so)."
+                )
         encoded_inputs = super()._pad(
             encoded_inputs,
             max_length=max_length,
@@ -839,15 +909,26 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
 
     def decode_timeline(
         self,
-        action_ids: Sequence[int] | np.ndarray | torch.Tensor,
-        action_times: Sequence[float] | np.ndarray | torch.Tensor,
+        action_ids: Sequence[int] | np.ndarray | torch.Tensor | Mapping[str, Any],
+        action_times: Sequence[float] | np.ndarray | torch.Tensor | None = None,
         time_mask: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     ) -> list[tuple[str, float | None]]:
         """Turn ids (T,) and normalised times (T,) back into ``[(action, seconds), ...]``.
 
         Padding (id 0) is skipped wherever it sits; decoding stops after the first ``end_action``. Where
-        ``time_mask`` (T,) is 0 the time is reported as None. Accepts lists, numpy arrays or 1-D tensors.
+        ``time_mask`` (T,) is 0 the time is reported as None. Accepts lists, numpy arrays or 1-D tensors, or the
+        encoding :meth:`encode_timeline` returned (its ``action_ids``, ``action_times`` and ``time_mask``). Pass the
+        mask whenever the timeline has unknown times: they are stored as the normalised 0.0, which without the mask
+        decodes as a made-up time (``expm1(time_log_mean)`` seconds); generated timelines have none.
         """
+        if isinstance(action_ids, Mapping):
+            if action_times is not None or time_mask is not None:
+                raise TypeError("decode_timeline(encoding) reads the times and the mask from the encoding; pass nothing else.")
+            encoding = action_ids
+            action_ids, action_times, time_mask = (encoding["action_ids"], encoding["action_times"],
+                                                   encoding.get("time_mask"))  # fmt: skip
+        if action_times is None:
+            raise TypeError("decode_timeline needs action_times (or an encoding of encode_timeline).")
         ids = self._as_array(action_ids, np.int64, "action_ids")
         times = self._as_array(action_times, np.float64, "action_times")
         mask = None if time_mask is None else self._as_array(time_mask, np.int64, "time_mask")
