@@ -673,6 +673,14 @@ def test_special_tokens_cannot_be_reassigned_to_other_actions(tokenizer):
     assert A2GenActionTokenizer(max_actions=3.0).max_actions == 3
 
 
+def test_encode_histories_of_an_empty_batch_keeps_float_times(tokenizer):
+    """Before: BatchEncoding made the (0, 1, 1) times of an empty batch int64."""
+    for histories in ([], [[]]):
+        encoded = tokenizer.encode_histories(histories, return_tensors="pt")
+        assert encoded["history_action_times"].dtype == torch.float32
+        assert encoded["history_item_ids"].dtype == torch.int64 and encoded["history_item_ids"].shape[0] == len(histories)
+
+
 def test_usual_calls_refuse_what_they_would_get_wrong(tokenizer):
     timeline = [("start", 0.0), ("like", 1.0), ("comment", 2.0), ("leave", 5.0)]
     with pytest.raises(UnknownActionError, match="Unknown action 1 at event 0"):  # before: garbage via the text path

@@ -894,6 +894,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         }
         if return_tensors is None:
             encoding = {key: value.tolist() for key, value in encoding.items()}
+        elif return_tensors == "pt":  # the arrays' own dtypes (BatchEncoding made an empty batch's times int64)
+            encoding = {key: torch.from_numpy(value) for key, value in encoding.items()}
         return BatchEncoding(encoding, tensor_type=return_tensors)
 
     def encode_labels(self, timelines: Sequence[Sequence[Event]], return_tensors: str | None = None) -> BatchEncoding:
