@@ -347,7 +347,7 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table
+    from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table, user_groups
     from .output_folders import write_json_atomically
 
     problem = _output_file_error(args.json, "--json", "metrics.json") if args.json else None
@@ -367,7 +367,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
     from tqdm.auto import tqdm
 
-    result = evaluate_model(model, tqdm(loader, desc="evaluate", unit=" batches", leave=False), oracle=oracle)
+    result = evaluate_model(model, tqdm(loader, desc="evaluate", unit=" batches", leave=False), oracle=oracle,
+                            groups=user_groups(examples))
     print(format_metrics_table({Path(args.model).name or "model": result}))
     print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
     print(format_ranking_table({Path(args.model).name or "model": result}))

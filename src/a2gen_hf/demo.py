@@ -19,7 +19,7 @@ from transformers import set_seed
 
 from .data.collator import A2GenDataCollator, ArrowBatches, collation_rows
 from .data.simulator import SimulatorConfig, simulate
-from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table
+from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, user_groups
 from .output_folders import write_json_atomically
 from .plotting import plot_timeline, ranked_action_probabilities
 from .training.checkpointing import remove_earlier_run
@@ -93,7 +93,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
             eval_dataset=validation,
         )
         models[name] = trained.model
-        results[name] = evaluate_model(trained.model, test_loader, oracle=oracle)
+        results[name] = evaluate_model(trained.model, test_loader, oracle=oracle, groups=user_groups(dataset["test"]))
 
     logger.info("4/5 Test split, against the simulator's oracle (the best any model can do); MAE in seconds:")
     print(format_metrics_table(results))

@@ -106,6 +106,12 @@ def hash_to_keys(texts: Iterable[str]) -> np.ndarray:
     return (_digests(texts) >> np.uint64(1)).astype(np.int64)
 
 
+def raw_id_keys(raws: Iterable[Any]) -> np.ndarray:
+    """The 63-bit key (:func:`hash_to_keys`) of each raw id as the tokenizer spells it, int64 `(n,)`: tells ids apart
+    where hash buckets merge them (raw item ids for popularity counts; raw users for GAUC's groups)."""
+    return hash_to_keys(map(_id_text, raws))
+
+
 def _id_text(raw: Any) -> str:
     """The text an id is hashed by, as ``a2gen prepare`` reads a log's id column: a string as it is; an integer in
     decimal; a float that holds a whole number as that integer (``7.0`` -> ``"7"``: pandas turns an integer column
@@ -1057,7 +1063,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         input of a model whose popularity counts are keyed by raw item id (``popularity_keys="raw_ids"``), so that
         items sharing an embedding bucket do not share counts.
         """
-        return hash_to_keys(map(_id_text, raws))
+        return raw_id_keys(raws)
 
     def hash_side_features(self, field: str, raws: Iterable[Any]) -> np.ndarray:
         """:meth:`hash_side_feature` of each raw value of ``field``, as an int64 array of shape (n,)."""

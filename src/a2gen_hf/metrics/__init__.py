@@ -39,7 +39,7 @@ from .action_metrics import (
     reliability_table,
     timing_mae,
 )
-from .evaluation import evaluate_model, predict_batch, predict_dataloader
+from .evaluation import evaluate_model, predict_batch, predict_dataloader, user_groups
 from .modules import METRIC_NAMES, METRICS_DIR, load_metric, metric_path
 from .tables import format_metrics_table, format_ranking_table
 
@@ -69,6 +69,7 @@ __all__ = [
     "oracle_comparison",
     "predict_batch",
     "predict_dataloader",
+    "user_groups",
     "predicted_next_actions",
     "ranked_action_aucs",
     "ranked_action_ids",

@@ -79,6 +79,25 @@ def _concatenate(name: str, parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts)
 
 
+# The examples' column of raw user ids (what prepare and the simulator write): GAUC and NDCG@K group by it.
+USER_COLUMN = "user"
+
+
+def user_groups(examples: Any) -> np.ndarray | None:
+    """
+    The group of each example for GAUC and NDCG@K / Recall@K: a 63-bit key of its raw user id
+    (:func:`~a2gen_hf.tokenization_a2gen.raw_id_keys` of the ``user`` column), int64 `(n,)`, in the examples' order;
+    None where the examples have no ``user`` column. The collator's ``user_ids`` are hash buckets, which merge
+    users (about 6 % of them at prepare's default bucket counts) into one group.
+    """
+    from ..tokenization_a2gen import raw_id_keys
+
+    columns = getattr(examples, "column_names", None) or []
+    if USER_COLUMN not in columns:
+        return None
+    return raw_id_keys(examples.select_columns([USER_COLUMN])[:][USER_COLUMN])
+
+
 def _check_group_column(batch: Mapping[str, Any], group_column: str) -> None:
     """The group of each example (GAUC, NDCG@K / Recall@K) is a tensor of the batch, not silently left out."""
     if not torch.is_tensor(batch.get(group_column)):
@@ -150,6 +169,7 @@ def evaluate_model(
     oracle: Mapping[str, Any] | None = None,
     group_column: str | None = DEFAULT_GROUP_COLUMN,
     progress: bool = False,
+    groups: Any = None,
     **metric_options: Any,
 ) -> dict[str, Any]:
     """
@@ -160,7 +180,8 @@ def evaluate_model(
     The next action is the first generated one for A2Gen, :func:`predicted_next_actions` for the baselines; the
     backward-time rate is reported for models that generate. GAUC and NDCG@K / Recall@K group the examples by the
     batches' ``group_column`` tensor (the user by default; a column the batches lack is refused; None: neither is
-    reported). ``oracle`` (the simulator's ``oracle_action_prob`` /
+    reported); ``groups`` `(n,)` (e.g. :func:`user_groups` of the examples: their raw users, which the hashed
+    ``user_ids`` can merge) replaces that tensor, one group per example in the dataloader's order. ``oracle`` (the simulator's ``oracle_action_prob`` /
     ``oracle_expected_seconds`` columns, e.g. ``dataset.select_columns(list(ORACLE_COLUMNS))[:]``) must list the
     examples in the dataloader's order (do not shuffle it). ``metric_options`` go to ``compute_action_metrics``
     (``top_k``, ``calibration_bins``, ``zero_time_tolerance_seconds``); they are checked before predicting.
@@ -181,6 +202,14 @@ def evaluate_model(
             arrays[name] = _padded_rows(arrays[name], width)
     reference_names = (*LABEL_COLUMNS, "group_ids")
     reference_arrays = {name: arrays.pop(name) for name in reference_names if name in arrays}
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != len(reference_arrays["labels"]):
+            raise ValueError(
+                f"groups has {len(groups)} entries but the dataloader gave {len(reference_arrays['labels'])} examples; "
+                "pass one group per evaluated example, in order (user_groups(examples) of the same split)."
+            )
+        reference_arrays["group_ids"] = groups
     if oracle is not None:
         for name in ORACLE_COLUMNS:
             values = _as_array(oracle[name], name, np.float64, 2)

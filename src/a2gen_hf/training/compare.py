@@ -28,7 +28,7 @@ from transformers import set_seed
 
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
-from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader
+from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
 from ..output_folders import write_json_atomically, write_text_atomically
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
 from .checkpointing import remove_earlier_run
@@ -120,7 +120,8 @@ def predict_dataset(
 
 def test_references(dataset, collator, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """Labels, label times and masks of every example, padded to the collator's width, the user of each example
-    (``group_ids``: GAUC and NDCG@K / Recall@K group by it), plus oracle columns."""
+    (``group_ids``: GAUC and NDCG@K / Recall@K group by it; the raw user, :func:`user_groups`, where the examples
+    have it, else the hashed ``user_ids``), plus oracle columns."""
     parts: dict[str, list[np.ndarray]] = {}
     for batch in DataLoader(collation_rows(dataset), batch_size=batch_size, collate_fn=collator):
         for name in ("labels", "label_times", "label_time_mask"):
@@ -128,6 +129,9 @@ def test_references(dataset, collator, batch_size: int = 4096) -> dict[str, np.n
         if "user_ids" in batch:
             parts.setdefault("group_ids", []).append(batch["user_ids"].numpy())
     references = {name: np.concatenate(values) for name, values in parts.items()}
+    users = user_groups(dataset)
+    if users is not None:
+        references["group_ids"] = users
     for column in ORACLE_COLUMNS:
         if column in dataset.column_names:
             references[column] = np.asarray(dataset[column], dtype=np.float64)

@@ -40,7 +40,7 @@ from transformers import get_scheduler
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..features_a2gen import RunningStandardizer
 from ..host_memory import keep_freed_host_memory
-from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs, ranked_action_ids
+from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs, ranked_action_ids, user_groups
 from ..output_folders import (
     output_lock,
     recover,
@@ -1106,7 +1106,7 @@ def _train_from_data_dir(
             loader = _evaluation_loader(test, collator, settings, accelerator.device)
             oracle = test.select_columns(list(ORACLE_COLUMNS))[:] if set(ORACLE_COLUMNS) <= set(test.column_names) else None
             batches = tqdm(loader, desc="test", unit=" batches", leave=False, disable=not settings.show_progress)
-            metrics = evaluate_model(result.model, batches, oracle=oracle)
+            metrics = evaluate_model(result.model, batches, oracle=oracle, groups=user_groups(test))
             write_json_atomically(output_dir / EVAL_RESULTS_FILE, metrics)  # strict JSON: NaN -> null
         else:
             logger.warning(f"{data_dir} has no test split: {EVAL_RESULTS_FILE} is not written.")
