@@ -263,6 +263,15 @@ def test_compare_refuses_an_empty_validation_split_before_training(tmp_path, cap
     assert "the wide start (wide_warm_start: its regression's C), logreg, count-network" in capsys.readouterr().err
 
 
+def test_compare_refuses_an_empty_test_split_before_training(tmp_path, capsys, monkeypatch):
+    """Before: every network trained, then "The dataloader is empty: there is nothing to predict."."""
+    data = prepared_taobao_log(tmp_path, ["pv", "fav", "buy"], 30, 2, "--test-start", "1700000000")  # after the log
+    monkeypatch.setattr(compare, "train", lambda *args, **kwargs: pytest.fail("trained"))
+    assert main(compare_argv(data, tmp_path / "compare")) == 2
+    error = capsys.readouterr().err
+    assert "the test split is empty or missing (" in error and "--test-fraction above 0" in error
+
+
 def test_compare_runs_again_in_the_same_output(simulated_data_dir, tmp_path):
     """compare owns its runs/NAME-seedN folders: a second compare replaces them (training itself refuses a folder that
     holds an earlier run)."""
@@ -301,3 +310,5 @@ def test_an_action_never_in_the_training_split_gets_no_verdict(tmp_path, caplog)
     markdown = (tmp_path / "compare" / "results.md").read_text()
     assert "Never in the training split, so learned by no model (AUCs at chance, no verdicts): buy." in markdown
     assert markdown.count("no verdict: never in the training split") == 2  # mmoe and logreg against A2Gen
+    verdicts = [rows["buy"]["verdict"] for rows in report["bootstrap"].values()]  # results.json says the same
+    assert verdicts and all(v == "no verdict: never in the training split" for v in verdicts)

@@ -420,6 +420,17 @@ def test_recommender_metrics_toy():
     assert [row["count"] for row in calibrated["reliability"]["follow"]] == [0, 4]
 
 
+def test_a_probability_on_a_bin_edge_opens_its_bin():
+    """linspace's edge 0.30000000000000004 put p = 0.3 in [0.2, 0.3) and left [0.3, 0.4) empty."""
+    from a2gen_hf.metrics import reliability_table
+
+    probabilities = np.arange(11) / 10  # 0.0, 0.1, ..., 1.0: every edge once
+    table = reliability_table(np.zeros(11), probabilities, num_bins=10)
+    assert [row["count"] for row in table] == [1] * 9 + [2]  # the last bin is closed: 0.9 and 1.0
+    assert [row["low"] for row in table] == [b / 10 for b in range(10)]
+    assert table[3]["mean_predicted"] == pytest.approx(0.3) and table[7]["mean_predicted"] == pytest.approx(0.7)
+
+
 def random_grouped_case(seed=0, size=600, ties=False):
     rng = np.random.default_rng(seed)
     groups = rng.integers(0, 40, size)

@@ -612,8 +612,10 @@ def reliability_table(occurs: Any, probabilities: Any, num_bins: int = DEFAULT_C
     num_bins = _positive_int(num_bins, "num_bins")
     occurs = np.asarray(occurs, dtype=np.float64).reshape(-1)
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    edges = np.linspace(0.0, 1.0, num_bins + 1)
-    bins = np.clip(np.searchsorted(edges, probabilities, side="right") - 1, 0, num_bins - 1)
+    # Bin b holds [b / num_bins, (b + 1) / num_bins): floor(p * num_bins), so a p on an edge (0.3 of ten bins) opens
+    # its bin (linspace's 0.30000000000000004 put it in the bin below).
+    edges = np.arange(num_bins + 1) / num_bins
+    bins = np.clip(np.floor(probabilities * num_bins).astype(np.int64), 0, num_bins - 1)
     counts = np.bincount(bins, minlength=num_bins)
     predicted = np.bincount(bins, weights=probabilities, minlength=num_bins)
     observed = np.bincount(bins, weights=occurs, minlength=num_bins)

@@ -55,6 +55,9 @@ NETWORK_LABELS = {
     "mmoe-fair": "MMoE, fairly fed (history items + timed actions)",
     "ple-fair": "PLE, fairly fed (history items + timed actions)",
 }
+# The verdict of an action no model learned (never in the training split): its AUCs are chance.
+UNTRAINED_VERDICT = "no verdict: never in the training split"
+
 # The simple baselines' names in tables and verdicts (training/simple_baselines.py).
 BASELINE_LABELS = {
     "propensity": "user propensity (count rule)",
@@ -169,6 +172,12 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset, tokenizer, metadata = load_data_dir(data_dir)
+    if len(dataset.get("test") or []) == 0:  # before anything trains (before: "the dataloader is empty" after it)
+        sizes = ", ".join(f"{name} {len(rows)}" for name, rows in dataset.items())
+        raise ValueError(
+            f"{data_dir}: the test split is empty or missing ({sizes}); a comparison scores every model on it. Prepare "
+            "the log with a test split (a2gen prepare --test-fraction above 0; see rules.test_start in a2gen_data.json)."
+        )
     base_config = model_config_from_tokenizer(tokenizer, dataset, **(settings.model_overrides or {}))
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
     references = test_references(dataset["test"], collator)
@@ -244,6 +253,10 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     report = summarize(per_model, references, base_config, settings, metadata)
     if untrained:
         report["untrained_actions"] = untrained
+        for rows in report.get("bootstrap", {}).values():  # results.json says what results.md says
+            for action in untrained:
+                if action in rows and not math.isnan(rows[action]["difference"]):
+                    rows[action]["verdict"] = UNTRAINED_VERDICT
     if regression is not None:  # what validation chose for the regression every wide path started from
         report["wide_start_regression"] = {"choices": regression.choices(), "notes": list(regression.notes_)}
     report["settings"] = {
@@ -531,8 +544,7 @@ def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
                              f"{row.get('examples', '?')} test examples positive)")
                 continue
             if action in report.get("untrained_actions", ()):  # no model learned it: a difference, no verdict
-                cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] no verdict: never "
-                             "in the training split")
+                cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] {UNTRAINED_VERDICT}")
                 continue
             cells.append(f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}] "
                          f"{verdict(row, reference, name)}")
