@@ -155,6 +155,16 @@ def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, t
     assert "missing.json" in capsys.readouterr().err
 
 
+def test_a_report_without_a2gen_says_why_it_has_no_bootstrap():
+    from a2gen_hf.training.compare import format_markdown
+
+    saved = json.loads(SAVED_REPORT.read_text())
+    del saved["bootstrap"], saved["bootstrap_reference"]
+    saved["models"] = {name: value for name, value in saved["models"].items() if not name.startswith("a2gen")}
+    assert len(saved["models"]) >= 2
+    assert "No paired bootstrap: it compares every model with A2Gen" in format_markdown(saved)
+
+
 def test_report_says_when_none_of_the_asked_tables_is_there(tmp_path, capsys):
     saved = json.loads(SAVED_REPORT.read_text())
     del saved["bootstrap"], saved["bootstrap_reference"]

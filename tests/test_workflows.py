@@ -90,6 +90,9 @@ def test_train_then_evaluate_and_generate(data_dir, tmp_path, capsys):
                  "--num-beams", "2"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("predicted: start@0.0s") == 2 and printed.count("actual:    start@0.0s") == 2
+    assert "fewer than --num-examples" not in printed
+    assert main(["generate", "--model", str(run / "model"), "--data", str(data_dir), "--num-examples", "100000"]) == 0
+    assert "examples, fewer than --num-examples 100000: all of them are shown." in capsys.readouterr().out
 
 
 def test_evaluate_names_a_missing_checkpoint(data_dir, tmp_path, capsys):

@@ -411,6 +411,9 @@ def run_generate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen generate: error: {error}", file=sys.stderr)
         return 2
+    if len(examples) < args.num_examples:
+        print(f"note: the {args.split} split has {len(examples)} examples, fewer than --num-examples "
+              f"{args.num_examples}: all of them are shown.")
     batch = collator([examples[index] for index in range(len(examples))])
     torch.manual_seed(args.seed)
     generated = model.generate(

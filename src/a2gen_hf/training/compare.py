@@ -403,7 +403,7 @@ def ranking_markdown_lines(models: dict[str, Any], actions: list[str]) -> list[s
 def _cell(value: dict[str, float] | None, digits: int = 4) -> str:
     if not value or value.get("mean") is None or math.isnan(value["mean"]):
         return "n/a"
-    if value.get("std") in (None, 0.0) or math.isnan(value.get("std", float("nan"))):
+    if value.get("std") is None or math.isnan(value["std"]):  # one run: no spread (0.0 over seeds is shown)
         return f"{value['mean']:.{digits}f}"
     return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
 
@@ -525,7 +525,11 @@ def _oracle_lines(models: dict[str, Any], actions: list[str]) -> list[str]:
 
 def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
     if not report.get("bootstrap"):
-        return []
+        models = report.get("models", {})
+        if len(models) < 2 or any(name.startswith("a2gen") for name in models):
+            return []
+        return ["No paired bootstrap: it compares every model with A2Gen, and no A2Gen model was compared "
+                "(add a2gen-iag to --models)."]
     reference = report["bootstrap_reference"]
     lines = [
         f"Paired bootstrap of the AUC difference {_short_label(reference)} minus each model (95 % interval, "
