@@ -155,6 +155,17 @@ def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, t
     assert "missing.json" in capsys.readouterr().err
 
 
+def test_spreads_over_seeds_and_the_oracles_auc_are_printed_as_they_are():
+    """A spread of 0.0 over seeds is shown (it looked like one run); one run has none; the oracle's AUC, the same on
+    every seed, is its mean alone."""
+    from a2gen_hf.training.compare import _cell, _oracle_lines
+
+    assert _cell({"mean": 0.5, "std": 0.0}) == "0.5000 ± 0.0000"
+    assert _cell({"mean": 0.5, "std": float("nan")}) == _cell({"mean": 0.5}) == "0.5000"
+    lines = _oracle_lines({"mmoe": {"oracle_auc": {"like": {"mean": 0.71, "std": 0.0}}}}, ["like"])
+    assert lines[0] == "Oracle (simulator ground truth) AUC: like 0.7100"
+
+
 def test_a_report_without_a2gen_says_why_it_has_no_bootstrap():
     from a2gen_hf.training.compare import format_markdown
 

@@ -391,6 +391,10 @@ def test_evaluate_model_groups_by_the_raw_user_not_the_hash_bucket():
     assert by_user["gauc"] != pytest.approx(merged["gauc"], nan_ok=True)
     with pytest.raises(ValueError, match="groups has 5 entries but the dataloader gave 8 examples"):
         evaluate_model(model, batches, groups=keys[:5])
+    ints = datasets.Dataset.from_dict({"user": [1, 2, 1]}).with_format("torch")  # raw values, whatever the format
+    assert user_groups(ints).tolist()[0] == user_groups(ints).tolist()[2] != user_groups(ints).tolist()[1]
+    with pytest.raises(TypeError, match="a streamed IterableDataset cannot be aligned"):
+        user_groups(examples.to_iterable_dataset())
 
 
 def test_recommender_metrics_toy():

@@ -701,3 +701,31 @@ def test_usual_calls_refuse_what_they_would_get_wrong(tokenizer):
         encoding["action_ids"], encoding["action_times"], encoding["time_mask"]
     )
     assert tokenizer.decode_timeline(encoding)[1] == ("like", None)
+
+
+def test_the_special_token_and_id_checks_keep_the_usual_calls_working(tokenizer):
+    """From a review: a generator of ids, a batch of two-id sequences, the dict form of extra_special_tokens and
+    truncation="do_not_truncate" work as before; None for a fixed role and an unknown *_token are refused."""
+    assert tokenizer.convert_ids_to_tokens(i for i in [1, 2, 6]) == ["start", "like", "leave"]
+    assert tokenizer([[1, 6]])["action_ids"] == [[1, 6]] and tokenizer.convert_ids_to_tokens(2) == "like"
+    with pytest.raises(ValueError, match="tokenizer.pad_token = None: this tokenizer's pad_token is '<pad>'"):
+        tokenizer.pad_token = None
+    assert A2GenActionTokenizer(extra_special_tokens={}).vocab_size == tokenizer.vocab_size
+    with pytest.raises(ValueError, match=r"Cannot add \['dance'\]"):
+        A2GenActionTokenizer(image_token="dance")
+    with pytest.raises(ValueError, match=r"add_special_tokens\(eos_token='like'\): this tokenizer's eos_token is 'leave'"):
+        tokenizer.add_special_tokens({"eos_token": "like"})
+    timeline = [("start", 0.0), ("like", 1.0), ("comment", 2.0), ("leave", 5.0)]
+    short = A2GenActionTokenizer(model_max_length=3)
+    assert short(timeline, truncation="do_not_truncate")["action_ids"] == [1, 2, 5, 6]
+    assert short.encode(timeline, truncation=True) == short(timeline, truncation=True)["action_ids"] == [1, 2, 5]
+
+
+def test_a_folder_whose_config_names_an_unknown_special_token_is_refused_naming_it(tokenizer, tmp_path):
+    """Earlier versions let `tokenizer.unk_token = "<unk>"` be saved (an id beyond the vocabulary); loading such a
+    folder names it and the key to delete."""
+    tokenizer.save_pretrained(tmp_path)
+    config_file = tmp_path / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "unk_token": "<unk>"}))
+    with pytest.raises(ValueError, match=r"its tokenizer_config.json names a special token outside the vocabulary"):
+        A2GenActionTokenizer.from_pretrained(tmp_path)

@@ -71,6 +71,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
         [name for name in dataset["validation"].column_names if name not in ("user", "item", *ORACLE_COLUMNS)]
     )
     test_loader = DataLoader(collation_rows(dataset["test"]), batch_size=1024, collate_fn=collator)
+    test_users = user_groups(dataset["test"])  # GAUC's groups: the raw users
 
     results, models = {}, {}
     for step, name in enumerate(DEMO_MODELS, start=2):
@@ -93,7 +94,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
             eval_dataset=validation,
         )
         models[name] = trained.model
-        results[name] = evaluate_model(trained.model, test_loader, oracle=oracle, groups=user_groups(dataset["test"]))
+        results[name] = evaluate_model(trained.model, test_loader, oracle=oracle, groups=test_users)
 
     logger.info("4/5 Test split, against the simulator's oracle (the best any model can do); MAE in seconds:")
     print(format_metrics_table(results))

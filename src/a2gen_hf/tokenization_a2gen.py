@@ -53,10 +53,6 @@ MAX_BUCKETS = 2**63  # hashed ids are int64 tensors
 # back to inf seconds when decoded.
 MAX_SECONDS = 1e12
 
-# Special tokens other than bos / eos / pad: an A2Gen tokenizer has none of its own (they could only name actions).
-_OTHER_SPECIAL_TOKENS = ("unk_token", "sep_token", "cls_token", "mask_token")
-
-
 class UnknownActionError(ValueError):
     """Raised when an action name is not in the tokenizer's vocabulary."""
 
@@ -260,8 +256,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                     "set start_action / end_action instead of bos_token / eos_token (the pad token is always <pad>)."
                 )
             kwargs[key] = value
-        for key in [*_OTHER_SPECIAL_TOKENS, "extra_special_tokens", "additional_special_tokens"]:
-            self._check_special_tokens(key, kwargs.get(key))
+        for key in [key for key in kwargs if key.endswith("_token") or key.endswith("special_tokens")]:
+            self._check_special_tokens(key, kwargs[key])
         register_the_package()  # the auto_map save_pretrained writes, also when this module was imported directly
         super().__init__(
             action_names=self.action_names,
@@ -290,22 +286,26 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             if key != role and value is not None:  # ids: the tokens they name (out-of-range ids refused there)
                 tokens = [self._convert_id_to_token(v) for v in value] if isinstance(value, (list, tuple)) else (
                     self._convert_id_to_token(value))
-            self._check_special_tokens(role, tokens, f"tokenizer.{key} = {value!r}")
+            self._check_special_tokens(role, tokens, f"tokenizer.{key} = {value!r}", allow_none=False)
         super().__setattr__(key, value)
 
-    def _check_special_tokens(self, role: str, tokens: Any, given: str | None = None) -> None:
-        """``tokens`` (one, a list, or None) fit the special-token ``role``: the fixed start / end / ``<pad>`` for
-        bos / eos / pad, tokens of the vocabulary for the others; a ``ValueError`` naming what was given otherwise."""
+    def _check_special_tokens(self, role: str, tokens: Any, given: str | None = None, allow_none: bool = True) -> None:
+        """``tokens`` (one, a list or dict of them, or None) fit the special-token ``role``: the fixed start / end /
+        ``<pad>`` for bos / eos / pad (None only where ``allow_none``: a default being filled in), tokens of the
+        vocabulary for the others; a ``ValueError`` naming what was given otherwise. The one home of these rules
+        (the constructor, attribute assignment and ``add_special_tokens``)."""
         fixed = {"bos_token": self.start_action, "eos_token": self.end_action, "pad_token": PAD_ACTION}
         given = given or f"{role}={tokens!r}"
         if role in fixed:
-            if tokens is not None and str(tokens) != fixed[role]:
+            if (tokens is None and not allow_none) or (tokens is not None and str(tokens) != fixed[role]):
                 raise ValueError(
                     f"{given}: this tokenizer's {role} is {fixed[role]!r} and cannot change (the actions' ids are shared "
                     "with the model; a pad token of another action would turn padding into events and labels). Set "
                     "start_action / end_action when building the tokenizer instead."
                 )
             return
+        if isinstance(tokens, Mapping):  # extra_special_tokens as transformers also takes them: {name: token}
+            tokens = list(tokens.values())
         values = [] if tokens is None else list(tokens) if isinstance(tokens, (list, tuple)) else [tokens]
         unknown = [str(token) for token in values if str(token) not in self.vocab]
         if unknown:
@@ -320,6 +320,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             raise ValueError(
                 f"{str(pretrained_model_name_or_path)!r}: a tokenizer file (tokenizer_config.json) is not valid JSON "
                 f"(line {error.lineno}, column {error.colno}: {error.msg}); save the tokenizer again."
+            ) from None
+        except ValueError as error:
+            if not str(error).startswith("Cannot add "):
+                raise
+            raise ValueError(
+                f"{str(pretrained_model_name_or_path)!r}: its tokenizer_config.json names a special token outside the "
+                f"vocabulary ({error}) - saved by an earlier version, which allowed it. Delete that key from "
+                "tokenizer_config.json (an A2Gen tokenizer has no unk / sep / cls / mask tokens of its own)."
             ) from None
 
     @classmethod
@@ -442,17 +450,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
 
     def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens: bool = True) -> int:
         """Refuses tokens outside the vocabulary and a bos / eos / pad token other than start / end / ``<pad>``."""
-        roles = {"bos_token": self.start_action, "eos_token": self.end_action, "pad_token": PAD_ACTION}
         for key, value in dict(special_tokens_dict or {}).items():
-            values = list(value) if isinstance(value, (list, tuple)) else [value]
-            unknown = [str(token) for token in values if str(token) not in self.vocab]
-            if unknown:
-                raise self._fixed_vocabulary_error(unknown)
-            if key in roles and str(value) != roles[key]:
-                raise ValueError(
-                    f"{key}={str(value)!r}: this tokenizer's {key} is {roles[key]!r}; set start_action / end_action "
-                    "when building the tokenizer instead."
-                )
+            self._check_special_tokens(key, value, f"add_special_tokens({key}={value!r})")
         return super().add_special_tokens(special_tokens_dict, replace_extra_special_tokens)
 
     @staticmethod
@@ -462,14 +461,20 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         that a bad one is named."""
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
             return False
-        # an action given as an id (an int) is a timeline too, so that encoding names it (not a text pair)
-        return all(
+        # An action given as an id is a timeline too, so that encoding names it, where the events are tuples or a time
+        # is a float or None ([(1, 0.0)]); lists of two ints ([[1, 6]]) stay a batch of token ids, as in any tokenizer.
+        events = all(
             isinstance(event, (tuple, list))
             and len(event) == 2
             and isinstance(event[0], (str, numbers.Integral))
             and not isinstance(event[1], (str, bytes))
             for event in value
         )
+        named = events and all(isinstance(event[0], str) for event in value)
+        timed = events and any(
+            isinstance(event, tuple) or event[1] is None or isinstance(event[1], float) for event in value
+        )
+        return named or timed
 
     def __call__(self, text=None, *args, **kwargs) -> BatchEncoding:
         """
@@ -505,7 +510,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             )
         if truncation is False and max_length is not None:
             raise ValueError("Timelines are cut to max_length; leave truncation unset (or True) with max_length.")
-        if truncation and max_length is None and self.model_max_length < VERY_LARGE_INTEGER:
+        cuts = truncation not in (None, False, "do_not_truncate")
+        if cuts and max_length is None and self.model_max_length < VERY_LARGE_INTEGER:
             max_length = self.model_max_length  # as text: truncation=True cuts to model_max_length
         if max_length is not None and self.truncation_side == "left":
             raise ValueError(
@@ -541,7 +547,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     ) -> list[int]:
         """Action ids of text (names), pre-split names, ids or a timeline, as ``PreTrainedTokenizer.encode``."""
         if self._is_timeline(text):
-            return self(text, max_length=max_length, padding=padding, return_tensors=return_tensors)["action_ids"]
+            return self(text, max_length=max_length, padding=padding, truncation=truncation,
+                        return_tensors=return_tensors)["action_ids"]
         if isinstance(text, (list, tuple)) and text and all(isinstance(token, str) for token in text):
             kwargs.setdefault("is_split_into_words", True)  # a list of names is one pre-split sequence
         padding_strategy, truncation_strategy, max_length, kwargs_updated = self._get_padding_truncation_strategies(
@@ -585,7 +592,12 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
         """As transformers' own, but an id that is not a whole number (2.7, from a float tensor) is refused rather
         than truncated to another action."""
-        for index in ids if isinstance(ids, Iterable) and not isinstance(ids, (str, bytes)) else [ids]:
+        many = isinstance(ids, Iterable) and not isinstance(ids, (str, bytes)) and not (
+            isinstance(ids, (torch.Tensor, np.ndarray)) and ids.ndim == 0
+        )
+        if many:
+            ids = list(ids)  # a generator is read once: here, not by the check
+        for index in ids if many else [ids]:
             if not isinstance(index, numbers.Integral) and not float(index).is_integer():
                 raise ValueError(f"Action id {index!r} is not a whole number; ids are integers 0..{self.vocab_size - 1}.")
         return super().convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)

@@ -90,12 +90,20 @@ def user_groups(examples: Any) -> np.ndarray | None:
     None where the examples have no ``user`` column. The collator's ``user_ids`` are hash buckets, which merge
     users (about 6 % of them at prepare's default bucket counts) into one group.
     """
+    import datasets
+
     from ..tokenization_a2gen import raw_id_keys
 
+    if isinstance(examples, datasets.IterableDataset):
+        raise TypeError(
+            "user_groups needs the examples in order with a length (a datasets.Dataset split); a streamed "
+            "IterableDataset cannot be aligned with the evaluated batches: evaluate a map-style split."
+        )
     columns = getattr(examples, "column_names", None) or []
     if USER_COLUMN not in columns:
         return None
-    return raw_id_keys(examples.select_columns([USER_COLUMN])[:][USER_COLUMN])
+    users = examples.select_columns([USER_COLUMN]).with_format(None)[:][USER_COLUMN]  # raw values, not tensors
+    return raw_id_keys(users)
 
 
 def _check_group_column(batch: Mapping[str, Any], group_column: str) -> None:
@@ -193,6 +201,12 @@ def evaluate_model(
         metric_options.get("top_k", DEFAULT_TOP_K), metric_options.get("calibration_bins", DEFAULT_CALIBRATION_BINS)
     )
     config = model.config
+    size = len(dataloader.dataset) if hasattr(getattr(dataloader, "dataset", None), "__len__") else None
+    if groups is not None and size is not None and len(groups) != size:  # before predicting, where it is known
+        raise ValueError(
+            f"groups has {len(groups)} entries but the dataloader's data set has {size} examples; pass one group per "
+            "evaluated example, in order (user_groups(examples) of the same split)."
+        )
     arrays = predict_dataloader(
         model, dataloader, generate=True, group_column=group_column, progress=progress, description="evaluating"
     )
