@@ -253,7 +253,7 @@ def test_arrow_tables_collate_exactly_as_their_rows(tokenizer, drop_repeated_sta
     assert isinstance(wrapped, ArrowBatches) and collation_rows(rows) is rows
     for indices in ([0], list(range(10, 40)), list(range(64))):
         table = wrapped.__getitems__(indices)
-        assert "user" not in table.column_names and "session_start" not in table.column_names
+        assert "session_start" not in table.column_names and "user" in table.column_names  # user: for user_keys
         expected = collator([shuffled[i] for i in indices])
         got = collator(table)
         assert set(got) == set(expected)
@@ -334,3 +334,23 @@ def test_targets_that_are_no_timeline_are_refused_naming_the_example(tokenizer, 
         collate(good, example(2, actions=(1, 2, 5, 4, 6), seconds=(0.0, 8.0, NAN, 9.0, 3.0)))  # beyond max_actions
     ties = collate(good, example(2, actions=(1, 2, 5, 6), seconds=(0.0, 8.0, NAN, 8.0)))
     assert ties["labels"].tolist()[1] == [1, 2, 5]
+
+
+@pytest.mark.parametrize("route", ["rows", "arrow"])
+def test_user_keys_are_the_raw_users_keys_when_asked_for(tokenizer, route):
+    """Evaluation's groups: 63-bit keys of the raw users (users sharing a user_ids bucket stay apart); only with
+    user_keys=True, and only when every row has a user."""
+    import pyarrow as pa
+
+    from a2gen_hf.tokenization_a2gen import raw_id_keys
+
+    rows = [{**example(1), "user": user} for user in ("u1", "u2", "u1")]
+
+    def collate(collator, batch):
+        return collator(pa.Table.from_pylist(batch) if route == "arrow" else batch)
+
+    assert "user_keys" not in collate(A2GenDataCollator(tokenizer), rows)
+    keys = collate(A2GenDataCollator(tokenizer, user_keys=True), rows)["user_keys"]
+    assert keys.tolist() == raw_id_keys(["u1", "u2", "u1"]).tolist() and keys[0] != keys[1]
+    without = [{**row, "user": None} if index == 1 else row for index, row in enumerate(rows)]
+    assert "user_keys" not in collate(A2GenDataCollator(tokenizer, user_keys=True), without)

@@ -311,6 +311,7 @@ def test_trainer_reads_batches_as_arrow_tables_and_collates_them_as_rows(data_di
     """With A2GenDataCollator the Trainer's loaders read Arrow tables (ArrowBatches), the same batches as the rows
     in the same order; another collate function still gets the rows."""
     from a2gen_hf.data.collator import ArrowBatches
+    from a2gen_hf.tokenization_a2gen import raw_id_keys
 
     dataset, tokenizer, _ = load_data_dir(data_dir)
     model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
@@ -322,11 +323,16 @@ def test_trainer_reads_batches_as_arrow_tables_and_collates_them_as_rows(data_di
     for index, batch in enumerate(loader):
         rows = [validation[i] for i in range(64 * index, min(64 * (index + 1), len(validation)))]
         expected = collator(rows)
-        assert set(batch) == set(expected)
+        assert set(batch) == {*expected, "user_keys"}  # evaluation batches carry the raw users' keys as well
         assert all(torch.equal(batch[name].cpu(), expected[name]) for name in expected)
+        assert batch["user_keys"].tolist() == raw_id_keys(row["user"] for row in rows).tolist()
         if index == 2:
             break
     assert isinstance(trainer.get_train_dataloader().dataset, ArrowBatches)
+    assert "user_keys" not in next(iter(trainer.get_train_dataloader()))  # training batches: model inputs only
+    assert trainer.data_collator is collator and not collator.user_keys  # the switch is the evaluation loader's
+    groups = trainer.predict(validation).predictions[3]  # what compute_metrics groups GAUC / NDCG by: the raw users
+    assert groups.tolist() == raw_id_keys(validation["user"]).tolist()
     trainer.data_collator = lambda rows: collator(list(rows))
     assert not isinstance(trainer.get_eval_dataloader().dataset, ArrowBatches)
 

@@ -15,7 +15,7 @@ import torch
 
 from ..configuration_a2gen import A2GenConfig
 from ..features_a2gen import popularity_keyed_by_raw_id
-from ..tokenization_a2gen import MAX_SECONDS, A2GenActionTokenizer
+from ..tokenization_a2gen import MAX_SECONDS, A2GenActionTokenizer, raw_id_keys
 
 REQUIRED_COLUMNS = (
     "user_id",
@@ -27,8 +27,9 @@ REQUIRED_COLUMNS = (
     "action_seconds",
 )
 SIDE_FEATURE_COLUMNS = ("item_side_ids", "history_item_side_ids")
-# Every column the collator may read ("item": the raw item id, for popularity counts keyed by it).
-COLLATED_COLUMNS = (*REQUIRED_COLUMNS, *SIDE_FEATURE_COLUMNS, "item")
+# Every column the collator may read ("item": the raw item id, for popularity counts keyed by it; "user": the raw user
+# id, for evaluation's groups with ``user_keys``).
+COLLATED_COLUMNS = (*REQUIRED_COLUMNS, *SIDE_FEATURE_COLUMNS, "item", "user")
 
 
 def _positions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +58,7 @@ class _Columns:
     user_ids: np.ndarray
     item_ids: np.ndarray
     raw_items: list | None
+    raw_users: list | None
     item_side_ids: _Lists | None
     history_items: _Lists
     history_side_ids: _Lists | None
@@ -143,7 +145,9 @@ def _per_item_columns(side_features: int) -> tuple[str, ...]:
     return ("history_action_ids", "history_action_seconds", *(("history_item_side_ids",) if side_features else ()))
 
 
-def _columns_from_rows(features: Sequence[dict[str, Any]], side_features: int, item_keys: bool) -> _Columns:
+def _columns_from_rows(
+    features: Sequence[dict[str, Any]], side_features: int, item_keys: bool, user_keys: bool = False
+) -> _Columns:
     def column(name: str) -> list:
         return [row[name] for row in features]
 
@@ -158,6 +162,7 @@ def _columns_from_rows(features: Sequence[dict[str, Any]], side_features: int, i
         user_ids=_ints(column("user_id"), "user_id"),
         item_ids=_ints(column("item_id"), "item_id"),
         raw_items=column("item") if item_keys else None,
+        raw_users=[row.get("user") for row in features] if user_keys else None,
         item_side_ids=_lists_from_rows(column("item_side_ids"), "item_side_ids", "ids") if side_features else None,
         history_items=_lists_from_rows(item_lists, "history_item_ids", "ids"),
         history_side_ids=(
@@ -198,7 +203,9 @@ def _arrow_lists(array: pa.Array, column: str) -> tuple[pa.Array, np.ndarray]:
     return pc.list_flatten(array), lengths
 
 
-def _columns_from_arrow(table: pa.Table | pa.RecordBatch, side_features: int, item_keys: bool) -> _Columns:
+def _columns_from_arrow(
+    table: pa.Table | pa.RecordBatch, side_features: int, item_keys: bool, user_keys: bool = False
+) -> _Columns:
     def column(name: str) -> pa.Array:
         values = table.column(name)
         return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -218,6 +225,7 @@ def _columns_from_arrow(table: pa.Table | pa.RecordBatch, side_features: int, it
         user_ids=_arrow_values(column("user_id"), "user_id", "ids"),
         item_ids=_arrow_values(column("item_id"), "item_id", "ids"),
         raw_items=column("item").to_pylist() if item_keys else None,
+        raw_users=column("user").to_pylist() if user_keys and "user" in table.column_names else None,
         item_side_ids=lists("item_side_ids") if side_features else None,
         history_items=history_items,
         history_side_ids=per_item.get("history_item_side_ids"),
@@ -286,6 +294,9 @@ class A2GenDataCollator:
             (``A2GenConfig.target_drops_repeated_start``; off by default).
         item_keys: also key every row's raw ``item`` id (a column then required), for a model whose popularity counts
             are keyed by raw id (``popularity_keys="raw_ids"``; :meth:`from_config` reads it off the config).
+        user_keys: also give ``user_keys`` `(B,)`, 63-bit keys of the rows' raw ``user`` ids (when every row has
+            one), which evaluation groups GAUC and NDCG@K by (:class:`~a2gen_hf.A2GenTrainer` switches it on for its
+            evaluation batches and takes the tensor out before the model sees it). Not a model input.
     """
 
     def __init__(
@@ -297,6 +308,7 @@ class A2GenDataCollator:
         num_item_side_features: int | None = None,
         drop_repeated_start: bool = False,
         item_keys: bool = False,
+        user_keys: bool = False,
     ):
         for name, value in (
             ("max_history_items", max_history_items),
@@ -312,6 +324,7 @@ class A2GenDataCollator:
         self.num_item_side_features = num_item_side_features
         self.drop_repeated_start = drop_repeated_start
         self.item_keys = item_keys
+        self.user_keys = user_keys
 
     @classmethod
     def from_config(cls, config: A2GenConfig, tokenizer: A2GenActionTokenizer) -> A2GenDataCollator:
@@ -420,12 +433,12 @@ class A2GenDataCollator:
             missing = [name for name in self._required(side_features) if name not in features.column_names]
             if missing:
                 raise self._missing_error(missing, "the batch (an Arrow table)", side_features)
-            columns = _columns_from_arrow(features, side_features, self.item_keys)
+            columns = _columns_from_arrow(features, side_features, self.item_keys, self.user_keys)
         else:
             if side_features is None:  # the widest row's: a row with fewer side features is then refused
                 side_features = max(len(row.get("item_side_ids") or ()) for row in features)
             self._check_columns(features, side_features)
-            columns = _columns_from_rows(features, side_features, self.item_keys)
+            columns = _columns_from_rows(features, side_features, self.item_keys, self.user_keys)
         return self._collate(columns, side_features)
 
     def _collate(self, columns: _Columns, side_features: int) -> dict[str, torch.Tensor]:
@@ -441,6 +454,9 @@ class A2GenDataCollator:
                     "the model keys popularity counts by it: fill the column as the log spells the id."
                 )
             batch["item_keys"] = self.tokenizer.item_keys(raw_items)
+        raw_users = columns.raw_users
+        if self.user_keys and raw_users is not None and None not in raw_users:
+            batch["user_keys"] = raw_id_keys(raw_users)  # evaluation's groups: the raw users, which user_ids can merge
         if side_features:
             self._check_widths(columns.item_side_ids, side_features, "item_side_ids", np.arange(batch_size))
             batch["item_side_ids"] = columns.item_side_ids.values.reshape(batch_size, side_features)

@@ -17,6 +17,7 @@ and keep a moving average of the weights (``weight_average_decay``), as the Acce
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import copyreg
 import functools
@@ -233,6 +234,28 @@ class A2GenTrainer(Trainer):
             return collation_rows(dataset)
         return super()._remove_unused_columns(dataset, description)
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        """``Trainer.get_eval_dataloader`` whose batches also carry ``user_keys`` (the raw users: GAUC and NDCG@K
+        group by them; the hashed ``user_ids`` can merge users), where the collator is :class:`A2GenDataCollator`."""
+        with self._collating_user_keys():
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        """``Trainer.get_test_dataloader``, with ``user_keys`` as in :meth:`get_eval_dataloader`."""
+        with self._collating_user_keys():
+            return super().get_test_dataloader(test_dataset)
+
+    @contextlib.contextmanager
+    def _collating_user_keys(self):
+        collator = self.data_collator
+        if isinstance(collator, A2GenDataCollator) and not collator.user_keys:
+            self.data_collator = copy.copy(collator)
+            self.data_collator.user_keys = True
+        try:
+            yield
+        finally:
+            self.data_collator = collator
+
     def _get_collator_with_removed_columns(self, data_collator: Callable, description: str | None = None) -> Callable:
         """For a streaming dataset (``datasets.IterableDataset``) the Trainer removes the unused columns in a wrapper
         of the collator instead of :meth:`_remove_unused_columns`: skipped for :class:`A2GenDataCollator` as well,
@@ -339,6 +362,7 @@ class A2GenTrainer(Trainer):
         ignore_keys: list[str] | None = None,
     ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         inputs = self._prepare_inputs(inputs)
+        users = inputs.pop("user_keys", None)  # evaluation's groups (get_eval_dataloader), not a model input
         loss = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)[0]
         if prediction_loss_only:
             return loss, None, None
@@ -349,7 +373,9 @@ class A2GenTrainer(Trainer):
         outputs = predict_batch(network, inputs, generate=True)
         probabilities = outputs["action_probabilities"]
         predictions = (probabilities, outputs["expected_times"], outputs["next_actions"])
-        if inputs.get(DEFAULT_GROUP_COLUMN) is not None:
+        if users is not None:  # the raw users where the rows have them, else the hashed ids
+            predictions += (users,)
+        elif inputs.get(DEFAULT_GROUP_COLUMN) is not None:
             predictions += (inputs[DEFAULT_GROUP_COLUMN],)
         labels = tuple(inputs[name] for name in self.label_names)
         return loss, predictions, labels
