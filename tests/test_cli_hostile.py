@@ -350,3 +350,16 @@ def test_strict_json_is_the_one_writer_of_metrics_files(tmp_path):
     text = (tmp_path / "m.json").read_text()
     assert json_module.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict {name}")) == strict_json(value)
     assert [path.name for path in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_an_unknown_option_is_reported_by_its_command_with_the_closest_ones(capsys):
+    """Before: argparse's top-level "a2gen: error: unrecognized arguments: --no-progess"."""
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", "d", "--output", "o", "--no-progess"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("a2gen train: error: unrecognized arguments: --no-progess")
+    assert "did you mean --no-progress" in error and "see a2gen train --help" in error
+    with pytest.raises(SystemExit):
+        main(["compare", "--data", "d", "--output", "o", "--no-progress"])
+    assert "a2gen compare: error: unrecognized arguments: --no-progress" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import logging
 import os
 import sys
@@ -1051,11 +1052,27 @@ def _check_file_value(action: argparse.Action, text: str, where: str) -> None:
         raise ConfigError(f"{where} is not a value of {action.option_strings[0]}; allowed values: {allowed}.")
 
 
+def _parse_known(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, but an unknown option is reported by the command it was given to, with the
+    closest options it has (argparse's top-level parser said only "a2gen: error: unrecognized arguments")."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _subparser(parser, args.command) if getattr(args, "command", None) else parser
+        options = sorted({flag for action in command._actions for flag in action.option_strings})
+        hints = []
+        for flag in (item.split("=", 1)[0] for item in unknown if item.startswith("-")):
+            close = difflib.get_close_matches(flag, options, n=3)
+            hints.append(f"{flag}: did you mean {' / '.join(close)}?" if close else f"{flag}: no such option")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
+                      + f"; see a2gen {getattr(args, 'command', '') or ''} --help.")
+    return args
+
+
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line; options of ``--recipe`` then ``--config`` come first, so the command line wins."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = _parse_known(parser, argv)
     if getattr(args, "config", None) or getattr(args, "recipe", None):
         command = _subparser(parser, args.command)
         file_arguments = []
@@ -1075,7 +1092,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         except ConfigError as error:
             parser.exit(2, f"a2gen {args.command}: error: {error}\n")
         position = argv.index(args.command) + 1
-        args = parser.parse_args([*argv[:position], *file_arguments, *argv[position:]])
+        args = _parse_known(parser, [*argv[:position], *file_arguments, *argv[position:]])
     missing = [name for name in required_fields(*getattr(args, "option_groups", ())) if getattr(args, name) is None]
     if missing:
         flags = ", ".join("--" + name.replace("_", "-") for name in missing)
