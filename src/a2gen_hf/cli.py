@@ -532,8 +532,9 @@ def run_compare(args: argparse.Namespace) -> int:
     if problem is None and args.bootstrap_resamples < 1:
         problem = f"--bootstrap-resamples {args.bootstrap_resamples} must be >= 1."
     if problem is None and args.epochs < 1:  # compare has no --max-steps: TrainingSettings' advice would name it
-        problem = f"--epochs {args.epochs} must be >= 1 (the most epochs each network trains; early stopping may end it sooner)."
-    repeated = sorted({name for name in models if models.count(name) > 1} | {name for name in simple if simple.count(name) > 1})
+        problem = (f"--epochs {args.epochs} must be >= 1 (the most epochs each network trains; early stopping may end "
+                   "it sooner).")
+    repeated = sorted({name for names in (models, simple) for name in names if names.count(name) > 1})
     if problem is None and repeated:
         problem = f"--models / --simple name {repeated} more than once; give each model once (--seeds repeats runs)."
     if problem is None and not models and not simple:

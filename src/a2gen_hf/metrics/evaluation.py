@@ -42,7 +42,8 @@ def predict_batch(model, batch: Mapping[str, torch.Tensor], generate: bool = Fal
     Returns:
         ``action_probabilities`` and ``expected_times`` `(B, V)` float32 (``predict_actions``); with ``generate``,
         ``next_actions`` `(B,)`: the first generated action after start for models that generate (then also the
-        greedy ``sequences`` and the generator's raw ``sequence_times`` `(B, L)`, ``monotonic_times=False``), :func:`predicted_next_actions` for the others.
+        greedy ``sequences`` and the generator's raw ``sequence_times`` `(B, L)`, ``monotonic_times=False``),
+        :func:`predicted_next_actions` for the others.
     """
     prediction = model.predict_actions(**batch)
     outputs = {
@@ -104,6 +105,15 @@ def user_groups(examples: Any) -> np.ndarray | None:
         return None
     users = examples.select_columns([USER_COLUMN]).with_format(None)[:][USER_COLUMN]  # raw values, not tensors
     return raw_id_keys(users)
+
+
+def _check_groups_length(groups: Any, examples: int, source: str) -> None:
+    """``evaluate_model``'s ``groups`` hold one group per evaluated example (a ``ValueError`` naming both counts)."""
+    if len(groups) != examples:
+        raise ValueError(
+            f"groups has {len(groups)} entries but {source} {examples} examples; pass one group per evaluated example, "
+            "in order (user_groups(examples) of the same split)."
+        )
 
 
 def _check_group_column(batch: Mapping[str, Any], group_column: str) -> None:
@@ -189,9 +199,10 @@ def evaluate_model(
     backward-time rate is reported for models that generate. GAUC and NDCG@K / Recall@K group the examples by the
     batches' ``group_column`` tensor (the user by default; a column the batches lack is refused; None: neither is
     reported); ``groups`` `(n,)` (e.g. :func:`user_groups` of the examples: their raw users, which the hashed
-    ``user_ids`` can merge) replaces that tensor, one group per example in the dataloader's order. ``oracle`` (the simulator's ``oracle_action_prob`` /
-    ``oracle_expected_seconds`` columns, e.g. ``dataset.select_columns(list(ORACLE_COLUMNS))[:]``) must list the
-    examples in the dataloader's order (do not shuffle it). ``metric_options`` go to ``compute_action_metrics``
+    ``user_ids`` can merge) replaces that tensor, one group per example in the dataloader's order. ``oracle`` (the
+    simulator's ``oracle_action_prob`` / ``oracle_expected_seconds`` columns, e.g.
+    ``dataset.select_columns(list(ORACLE_COLUMNS))[:]``) must list the examples in the dataloader's order (do not
+    shuffle it). ``metric_options`` go to ``compute_action_metrics``
     (``top_k``, ``calibration_bins``, ``zero_time_tolerance_seconds``); they are checked before predicting.
     """
     unknown = sorted(set(metric_options) - set(METRIC_OPTIONS))
@@ -202,13 +213,11 @@ def evaluate_model(
     )
     config = model.config
     size = len(dataloader.dataset) if hasattr(getattr(dataloader, "dataset", None), "__len__") else None
-    if groups is not None and size is not None and len(groups) != size:  # before predicting, where it is known
-        raise ValueError(
-            f"groups has {len(groups)} entries but the dataloader's data set has {size} examples; pass one group per "
-            "evaluated example, in order (user_groups(examples) of the same split)."
-        )
-    arrays = predict_dataloader(
-        model, dataloader, generate=True, group_column=group_column, progress=progress, description="evaluating"
+    if groups is not None and size is not None:  # before predicting, where the number of examples is known
+        _check_groups_length(groups, size, "the dataloader's data set has")
+    arrays = predict_dataloader(  # given groups replace the batches' group tensor: it is not collected
+        model, dataloader, generate=True, group_column=None if groups is not None else group_column,
+        progress=progress, description="evaluating",
     )
     width = config.max_actions + 1
     for name in ("sequences", "sequence_times", *LABEL_COLUMNS):
@@ -218,11 +227,7 @@ def evaluate_model(
     reference_arrays = {name: arrays.pop(name) for name in reference_names if name in arrays}
     if groups is not None:
         groups = np.asarray(groups)
-        if len(groups) != len(reference_arrays["labels"]):
-            raise ValueError(
-                f"groups has {len(groups)} entries but the dataloader gave {len(reference_arrays['labels'])} examples; "
-                "pass one group per evaluated example, in order (user_groups(examples) of the same split)."
-            )
+        _check_groups_length(groups, len(reference_arrays["labels"]), "the dataloader gave")
         reference_arrays["group_ids"] = groups
     if oracle is not None:
         for name in ORACLE_COLUMNS:
