@@ -187,9 +187,15 @@ def test_decode_timeline_reads_low_precision_times_and_refuses_broken_ones(token
     for bad in (float("nan"), float("inf")):
         broken = times.clone()
         broken[1] = bad
-        with pytest.raises(ValueError, match=rf"action_times\[1\] is {bad} for action id 2; a normalised time must be finite"):
+        with pytest.raises(ValueError, match=rf"action_times\[1\] is {bad} for action id 2, .* a normalised time must be finite"):
             tokenizer.decode_timeline(ids, broken)
         assert tokenizer.decode_timeline(ids, broken, [1, 0, 1])[1] == ("like", None)
+    # A finite time past what float64 seconds hold decoded as ("like", inf) with numpy's overflow warning; -inf as 0 s.
+    for bad in (1e4, float("-inf")):
+        with pytest.raises(ValueError, match=r"action_times\[1\] is .* decode to finite seconds"):
+            tokenizer.decode_timeline(ids, torch.tensor([0.0, bad, 0.5]))
+    with np.errstate(over="ignore"):  # a Python float overflowed with OverflowError where arrays give inf
+        assert tokenizer.denormalize_times(1e4) == math.inf == tokenizer.denormalize_times(np.array([1e4]))[0]
 
 
 def test_add_start_prepends_the_start_action(tokenizer):
@@ -490,6 +496,17 @@ def test_encode_is_tokenize_then_convert(tokenizer):
     assert tokenizer.decode(tokenizer.encode(text)) == text
     assert tokenizer.encode(text, return_tensors="pt").tolist() == [ids]
     assert tokenizer.encode(PAPER_TIMELINE) == tokenizer.encode_timeline(PAPER_TIMELINE)["action_ids"]
+
+
+def test_one_timeline_with_tensors_is_a_batch_of_one_as_one_text_is(tokenizer):
+    """transformers gives one text with return_tensors a batch axis, (1, T); one timeline did not (before: (T,) from
+    tokenizer(timeline, return_tensors="pt") while tokenizer("start like", return_tensors="pt") gave (1, T))."""
+    text = tokenizer("start like comment leave", return_tensors="pt")["action_ids"]
+    one = tokenizer(PAPER_TIMELINE, return_tensors="pt")
+    assert text.shape[0] == 1 and {tuple(value.shape) for value in one.values()} == {(1, len(PAPER_TIMELINE))}
+    assert one["action_ids"][0].tolist() == tokenizer(PAPER_TIMELINE)["action_ids"]
+    assert tokenizer.encode(PAPER_TIMELINE, return_tensors="pt").shape == (1, len(PAPER_TIMELINE))
+    assert tokenizer.encode(PAPER_TIMELINE, return_tensors="np").shape == (1, len(PAPER_TIMELINE))
 
 
 def test_calling_the_tokenizer_on_timelines(tokenizer):

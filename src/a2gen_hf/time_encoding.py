@@ -31,7 +31,10 @@ def denormalize_times(times, mean: float, std: float):
         return torch.expm1(times * std + mean).clamp_min(0.0)
     if isinstance(times, np.ndarray):
         return np.maximum(np.expm1(times * std + mean), 0.0)
-    return max(math.expm1(times * std + mean), 0.0)
+    try:
+        return max(math.expm1(times * std + mean), 0.0)
+    except OverflowError:  # as numpy and torch give: inf seconds, not an error only for Python floats
+        return math.inf
 
 
 # The floor of a fitted time_log_std: times that (nearly) never vary would otherwise divide by 0.

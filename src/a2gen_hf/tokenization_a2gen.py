@@ -482,7 +482,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         list of timelines through :meth:`encode_timeline` / :meth:`encode_timelines`. Timelines take ``max_length``
         (keep the first events), ``padding`` (``True`` / ``"longest"`` or ``"max_length"``), ``add_start`` and
         ``return_tensors``, and return a :class:`~transformers.BatchEncoding` of ``action_ids``, ``action_times``
-        and ``time_mask``.
+        and ``time_mask``: lists, or with ``return_tensors`` tensors of shape (B, T), (1, T) for one timeline as for
+        one text.
         """
         single = self._is_timeline(text)
         if single or (isinstance(text, (list, tuple)) and text and all(self._is_timeline(item) for item in text)):
@@ -530,7 +531,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                                      padding_side=padding_side))  # fmt: skip
         if single:
             encoding = {key: value[0] for key, value in encoding.items()}
-        return BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=False)
+        # One timeline with tensors is a batch of one, (1, T), as one text is in transformers; lists stay (T,).
+        return BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=single)
 
     def encode(
         self,
@@ -957,15 +959,17 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 f"decode_timeline needs 1-D action_ids, action_times and time_mask of one length, got shapes "
                 f"{ids.shape}, {times.shape}, {None if mask is None else mask.shape}; use decode_timelines for a batch."
             )
-        broken = ~np.isfinite(times) & (ids != self.vocab[PAD_ACTION]) & (True if mask is None else mask.astype(bool))
+        with np.errstate(over="ignore"):
+            seconds = denormalize_times(times, self.time_log_mean, self.time_log_std)
+        broken = ~(np.isfinite(times) & np.isfinite(seconds)) & (ids != self.vocab[PAD_ACTION]) & (True if mask is None else mask.astype(bool))
         if broken.any():
             position = int(np.argmax(broken))
             raise ValueError(
-                f"decode_timeline: action_times[{position}] is {times[position]} for action id {ids[position]}; a "
-                "normalised time must be finite (NaN or inf means the model or its inputs broke; mark an unknown "
-                "time with time_mask 0)."
+                f"decode_timeline: action_times[{position}] is {times[position]} for action id {ids[position]}, "
+                f"{seconds[position]} seconds; a normalised time must be finite and decode to finite seconds (NaN, "
+                "inf or a time past float64's range means the model or its inputs broke; mark an unknown time with "
+                "time_mask 0)."
             )
-        seconds = denormalize_times(times, self.time_log_mean, self.time_log_std)
         pad_id, start_id, end_id = self.vocab[PAD_ACTION], self.start_action_id, self.end_action_id
         timeline: list[tuple[str, float | None]] = []
         for position, action_id in enumerate(ids.tolist()):
