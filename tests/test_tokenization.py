@@ -498,6 +498,16 @@ def test_encode_is_tokenize_then_convert(tokenizer):
     assert tokenizer.encode(PAPER_TIMELINE) == tokenizer.encode_timeline(PAPER_TIMELINE)["action_ids"]
 
 
+def test_a_timeline_with_times_as_text_is_refused_as_such(tokenizer):
+    """[("start", "0"), ("like", "2.0")] is a batch of text pairs to transformers: it failed with "Unknown action
+    '0'"; it is named as a timeline whose times are text. Text pairs of action names stay text pairs."""
+    for timeline in ([("start", "0"), ("like", "2.0")], [["start", "0.0"]], [("start", 0.0), ("like", " 2 ")]):
+        with pytest.raises(TypeError, match=r"Event \d \('(start|like)', '.*'\) has its time as text; .* float\(seconds\)"):
+            tokenizer(timeline)
+    pairs = tokenizer([("start like", "leave")])
+    assert pairs["action_ids"] == [tokenizer.encode("start like") + tokenizer.encode("leave")]
+
+
 def test_one_timeline_with_tensors_is_a_batch_of_one_as_one_text_is(tokenizer):
     """transformers gives one text with return_tensors a batch axis, (1, T); one timeline did not (before: (T,) from
     tokenizer(timeline, return_tensors="pt") while tokenizer("start like", return_tensors="pt") gave (1, T))."""

@@ -490,7 +490,32 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             if args:
                 raise TypeError("Timelines take no second sequence; pass options by keyword (max_length=...).")
             return self._call_timelines([text] if single else text, single, **kwargs)
+        self._refuse_text_times(text)
         return super().__call__(text, *args, **kwargs)
+
+    def _text_time(self, value: Any) -> bool:
+        """A text pair's second text that is a number and no action: a timeline's time read from a file as text."""
+        if not isinstance(value, str) or value.strip() in self.vocab:
+            return False
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+
+    def _refuse_text_times(self, text: Any) -> None:
+        """``[("like", "2.0"), ...]`` is a batch of text pairs to transformers; refuse it as the timeline it is meant
+        to be, whose times are text (before: "Unknown action '2.0'")."""
+        if not isinstance(text, (list, tuple)) or not text:
+            return
+        events = text if isinstance(text[0], (list, tuple)) and len(text[0]) == 2 and isinstance(text[0][0], str) else []
+        for position, event in enumerate(events):
+            if isinstance(event, (list, tuple)) and len(event) == 2 and self._text_time(event[1]):
+                raise TypeError(
+                    f"Event {position} ({event[0]!r}, {event[1]!r}) has its time as text; a timeline's times are "
+                    f"numbers of seconds or None: convert them, e.g. [(action, float(seconds)) for action, seconds "
+                    f"in events]."
+                )
 
     def _call_timelines(
         self,
