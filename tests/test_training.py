@@ -1056,6 +1056,12 @@ def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp
     )
     report = run_comparison(data_dir, tmp_path / "out", settings)
     assert report["settings"]["wide_warm_start"] and math.isfinite(report["models"]["mmoe-fair"]["mean_auc"]["mean"])
+    # Every seed's value beside mean and std (before: mean and std only), and `a2gen report` still reads the file.
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["models"]["mmoe-fair"]
+    assert saved["mean_auc"]["seeds"] == [pytest.approx(saved["mean_auc"]["mean"])]
+    assert all(len(cell["seeds"]) == 1 for cell in saved["auc"].values())
+    from a2gen_hf.training.compare import render_report
+    assert render_report(tmp_path / "out" / "results.json") == (tmp_path / "out" / "results.md").read_text()
     log = json.loads((tmp_path / "out" / "runs" / "mmoe-fair-seed0" / "training_log.json").read_text())
     evaluations = [entry for entry in log["log_history"] if "validation_loss" in entry]
     best = max(evaluations, key=lambda entry: entry["validation_mean_auc"])

@@ -303,9 +303,10 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
         )
 
 
-def _spread(values: list[float]) -> dict[str, float]:
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean and std over seeds, and each seed's value (in seed order) for readers who test their own way."""
     mean, std = mean_std(values)
-    return {"mean": mean, "std": std}
+    return {"mean": mean, "std": std, "seeds": [float(value) for value in values]}
 
 
 def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSettings, metadata) -> dict[str, Any]:
