@@ -172,3 +172,44 @@ def test_a_dict_written_by_hand_gets_today_s_defaults():
     for name in LEGACY_DEFAULTS:
         assert getattr(by_hand, name) == getattr(built, name) == getattr(AutoConfig.for_model("a2gen", hidden_size=64), name)
     assert A2GenConfig.from_dict({"hidden_size": 64, "transformers_version": "4.57.0"}).cam_gate_input == "projected"
+
+
+def test_from_pretrained_keywords_are_checked_as_the_constructor_checks_them(tmp_path):
+    """transformers sets from_dict / from_pretrained keywords after building, unchecked: `generator="eag"` (an alias)
+    was dropped (IAG came back), `hidden_size=-64` kept, a misspelt field dropped without a word."""
+    from transformers import AutoConfig
+
+    A2GenConfig(generator_type="iag").save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path, generator="eag").generator_type == "eag"
+    assert A2GenConfig.from_dict(A2GenConfig().to_dict(), generator="eag").generator_type == "eag"
+    assert A2GenConfig.from_pretrained(tmp_path, hidden_size=64).hidden_size == 64
+    with pytest.raises(A2GenConfigError, match="hidden_size=-64 must be a positive integer"):
+        A2GenConfig.from_pretrained(tmp_path, hidden_size=-64)
+    with pytest.raises(A2GenConfigError, match=r"unknown keyword argument\(s\) \['hiden_size'\].*Check the spelling"):
+        A2GenConfig.from_pretrained(tmp_path, hiden_size=64)
+    config, unused = A2GenConfig.from_pretrained(tmp_path, hiden_size=64, return_unused_kwargs=True)
+    assert unused == {"hiden_size": 64} and config.output_attentions is False  # a model's from_pretrained hands them on
+    assert AutoConfig.from_pretrained(tmp_path, output_attentions=True).output_attentions
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("time_loss_weight", float("nan"), "time_loss_weight=nan must be a finite number"),
+        ("action_loss_weight", float("inf"), "action_loss_weight=inf must be a finite number"),
+        ("time_log_mean", float("nan"), "time_log_mean=nan must be a finite number"),
+        ("time_log_std", float("inf"), "time_log_std=inf must be a finite number"),
+        ("initializer_range", -1.0, r"initializer_range=-1.0 must be >= 0 \(a standard deviation\)"),
+        ("action_embedding_init_std", float("nan"), "action_embedding_init_std=nan must be a finite number"),
+        ("pad_token_id", 3, r"pad_token_id=3: id 0 \('<pad>'\) is the padding"),
+        ("bos_token_id", 2, r"bos_token_id=2: sequences open with start_action 'start' \(id 1\)"),
+    ],
+)
+def test_numbers_that_break_the_maths_are_refused_by_field(field, value, message):
+    """NaN passed every `< 0` check (a NaN loss, NaN expected seconds); a negative init std failed in torch naming no
+    field; pad_token_id=3 made generate() fill finished sequences with an action."""
+    from a2gen_hf import MMoEConfig
+
+    for config_class in (A2GenConfig, MMoEConfig):
+        with pytest.raises(A2GenConfigError, match=message):
+            config_class(**{field: value})

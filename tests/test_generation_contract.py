@@ -509,3 +509,11 @@ def test_beams_record_the_start_time_they_were_fed_in_bfloat16():
     assert fed != model.config.start_time  # the case this test is about
     assert (greedy.times[:, 0] == fed).all() and (beams.times[:, 0] == fed).all()
     assert not goes_backwards(beams.sequences, beams.times).any()
+
+
+def test_a_pad_token_that_is_an_action_is_refused():
+    """pad_token_id=3 filled finished sequences with the action of id 3 (decoded as more actions)."""
+    model, inputs = tiny_model("iag")
+    with pytest.raises(ValueError, match=r"pad_token_id=3 \(the action '.*'\): finished sequences are filled with the padding id 0"):
+        model.generate(**inputs, pad_token_id=3, max_new_tokens=3)
+    assert len(model.generate(**inputs, pad_token_id=0, max_new_tokens=3)) == len(inputs["item_ids"])

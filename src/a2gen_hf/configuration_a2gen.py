@@ -224,7 +224,22 @@ class ActionSequenceConfig(PretrainedConfig):
         saved = "transformers_version" in config_dict
         legacy = {key: value for key, value in LEGACY_DEFAULTS.items() if key in names and saved}
         current = {key: value for key, value in config_dict.items() if key not in DEPRECATED_FIELDS}
-        return super().from_dict({**legacy, **current}, **kwargs)
+        # The package's own keyword arguments (``from_pretrained(path, generator="eag")``) go into the constructor, so
+        # that aliases apply and the fields are checked together; transformers would set them afterwards, unchecked,
+        # and drop an alias (before: ``generator="eag"`` gave IAG, ``hidden_size=-64`` was kept).
+        given = {cls.aliases.get(key, key): kwargs.pop(key) for key in list(kwargs) if key in names | set(cls.aliases)}
+        wanted = kwargs.pop("return_unused_kwargs", False)
+        config, unused = super().from_dict({**legacy, **current, **given}, return_unused_kwargs=True, **kwargs)
+        if wanted:  # e.g. a model's from_pretrained, which hands the rest to the model's constructor
+            return config, unused
+        unknown = sorted(key for key in unused if not key.startswith("_"))
+        if unknown:  # transformers drops them without a word; the constructor refuses them, and so does this
+            raise A2GenConfigError(
+                f"{cls.__name__}.from_dict / from_pretrained got unknown keyword argument(s) {unknown}; its fields are "
+                f"{sorted(names)}" + (f" (and the aliases {sorted(cls.aliases)})" if cls.aliases else "")
+                + ". Check the spelling."
+            )
+        return config
 
     # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
     @property
@@ -314,6 +329,23 @@ class ActionSequenceConfig(PretrainedConfig):
                 problems.append(f"{name}={getattr(self, name)} must be >= 0.")
         if not self.time_log_std > 0:
             problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
+        for name in sorted(self.field_names()):  # NaN passes every comparison above; inf overflows the maths
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{name}={value} must be a finite number.")
+        for name in ("initializer_range", "action_embedding_init_std"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0 (a standard deviation).")
+        if self.pad_token_id not in (None, 0):
+            problems.append(
+                f"pad_token_id={self.pad_token_id!r}: id 0 ({PAD_ACTION!r}) is the padding of every model of the package; "
+                "another id is an action, so padding would read as that action. Leave pad_token_id unset."
+            )
+        if self.bos_token_id is not None and self.start_action in names and self.bos_token_id != self.start_action_id:
+            problems.append(
+                f"bos_token_id={self.bos_token_id!r}: sequences open with start_action {self.start_action!r} (id "
+                f"{self.start_action_id}); leave bos_token_id unset."
+            )
         return problems
 
 

@@ -291,8 +291,12 @@ class A2GenGenerationMixin(GenerationMixin):
                 f"{self.config.start_action!r} (id {self.config.start_action_id}); leave bos_token_id unset."
             )
         pad = generation_config.pad_token_id
-        if pad is not None and (not isinstance(pad, int) or not 0 <= pad < vocab):
-            raise ValueError(f"pad_token_id={pad!r} must be an id in [0, {vocab}) (0 is the model's padding).")
+        if pad not in (None, 0) or isinstance(pad, bool):
+            named = f" (the action {self.config.id_to_action[pad]!r})" if isinstance(pad, int) and 0 < pad < vocab else ""
+            raise ValueError(
+                f"pad_token_id={pad!r}{named}: finished sequences are filled with the padding id 0 ('<pad>'), which "
+                "decoding skips; any other id is an action and would read as more actions. Leave pad_token_id unset."
+            )
         monotonic = getattr(generation_config, MONOTONIC_TIMES, True)
         if not isinstance(monotonic, bool):
             raise ValueError(
