@@ -18,6 +18,7 @@ Results equal ``predict_actions`` / ``generate`` on a batch that repeats the use
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -134,9 +135,10 @@ class UserState:
     values: torch.Tensor
     score_exponentials: torch.Tensor
     history: dict[str, torch.Tensor | None] | None = None
-    # Which model encoded it (its id()): a state is only scored by a ranker of that model (hot-swapped or A/B
-    # models would otherwise mix one model's user terms with another's candidates, silently).
-    model_id: int | None = field(default=None, repr=False, compare=False)
+    # Which model encoded it, and its weights then (:func:`weights_stamp`): a state is only scored by a ranker of
+    # that model with those weights (a hot swap, weights reloaded in place, or the other model of an A/B pair would
+    # otherwise mix one model's user terms with another's candidates, silently).
+    model_stamp: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_history_items(self) -> int:
@@ -144,7 +146,21 @@ class UserState:
 
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
         """The tensors, in field order, that lead the arguments of :class:`A2GenRankingProgram`."""
-        return tuple(getattr(self, item.name) for item in fields(self) if item.name not in ("history", "model_id"))
+        return tuple(getattr(self, item.name) for item in fields(self) if item.name not in ("history", "model_stamp"))
+
+
+def weights_stamp(model: nn.Module) -> tuple:
+    """What identifies ``model`` and the values of its weights: a weak reference to it (an ``id()`` is reused by a
+    model built where a freed one lay) and each parameter's and buffer's storage and in-place version, which
+    ``load_state_dict``, an optimizer step or any in-place change moves."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return weakref.ref(model), tuple((tensor.data_ptr(), _version(tensor)) for tensor in tensors)
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The tensor's in-place version counter; -1 for a tensor made under ``torch.inference_mode`` (which keeps none,
+    and can then only change through a new storage, which the stamp sees)."""
+    return -1 if tensor.is_inference() else tensor._version
 
 
 class A2GenRankingProgram(nn.Module):
@@ -388,7 +404,7 @@ class A2GenRanker:
                 "history_item_ids": items,
                 "history_item_side_ids": side_ids,
             }
-        return UserState(*state, history, model_id=id(self.model))
+        return UserState(*state, history, model_stamp=weights_stamp(self.model))
 
     def _workers(self) -> RankingWorkers | None:
         """The shared pool of ``workers`` threads; None (``workers=1``, or not on a CPU): the calling thread."""
@@ -521,11 +537,18 @@ class A2GenRanker:
     ) -> None:
         if not isinstance(user_state, UserState):
             raise TypeError(f"user_state must be the UserState from encode_user(), got {type(user_state).__name__}.")
-        if user_state.model_id is not None and user_state.model_id != id(self.model):
-            raise ValueError(
-                "user_state was encoded by another model than this ranker's (a cached state after a model swap, or "
-                "another model of an A/B pair): encode the user again with this ranker's encode_user()."
-            )
+        if user_state.model_stamp is not None:
+            model_ref, weights = user_state.model_stamp
+            if model_ref() is not self.model:
+                raise ValueError(
+                    "user_state was encoded by another model than this ranker's (a cached state after a model swap, or "
+                    "another model of an A/B pair): encode the user again with this ranker's encode_user()."
+                )
+            if weights != weights_stamp(self.model)[1]:
+                raise ValueError(
+                    "user_state was encoded before this ranker's model changed its weights (load_state_dict, a training "
+                    "step or another in-place change): encode the user again with encode_user()."
+                )
         self._check_eval_mode()
         if not isinstance(item_ids, torch.Tensor):
             raise TypeError(
