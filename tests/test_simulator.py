@@ -4,6 +4,8 @@ that history timing carries intent, and the DatasetDict / Parquet outputs."""
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import datasets
 import numpy as np
@@ -371,11 +373,46 @@ def test_simulate_and_save(tmp_path, cache_dir):
         ({"window_days": float("inf")}, "window_days=inf must be a finite number"),
         ({"leave_hazard_range": "ab"}, "leave_hazard_range=('a', 'b') must hold finite numbers"),
         ({"item_buckets": 1}, "item_buckets=1 must be >= 2"),
+        # before: accepted; every session then started at -9223372036854775808 (2**63 - 1) or after the year 5000
+        ({"start_timestamp": 2**63 - 1}, "start_timestamp=9223372036854775807 with window_days=28.0"),
+        ({"window_days": 1e9}, "they must lie from 0 (1970) to 100000000000 (the year 5000"),
+        ({"start_timestamp": 1000}, "puts sessions from -1727000 to"),
     ],
 )
 def test_bad_config_values_are_named(overrides, message):
     with pytest.raises(SimulatorConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         SimulatorConfig(**overrides)
+
+
+def test_a_catalogue_beyond_the_memory_is_refused_before_it_is_allocated():
+    """Before: 200 segments of 500 s asked numpy for a 37 GiB (items, seconds, segments) array, ending in datasets'
+    "An error occurred while generating the dataset"; the per-second tables are now (items, seconds) and checked."""
+    from a2gen_hf.data.simulator import _segments_at, check_catalog_fits
+
+    long_videos = SimulatorConfig(num_examples=20, min_segments=200, max_segments=200, min_segment_seconds=500,
+                                  max_segment_seconds=500)  # fmt: skip
+    with pytest.raises(SimulatorConfigError, match=r"num_items=2000, max_segments=200, max_segment_seconds=500\): the "
+                       r"catalogue's per-second tables need about 17.9 GiB .* more than the 8.0 GiB available"):
+        check_catalog_fits(long_videos, available=8 * 2**30)
+    check_catalog_fits(SMALL, available=8 * 2**30)
+    rng = np.random.default_rng(0)
+    ends = np.cumsum(rng.integers(0, 6, size=(30, 7)), axis=1)
+    ticks = np.arange(int(ends.max()) + 2)
+    assert np.array_equal(_segments_at(ends, ticks), (ticks[None, :, None] >= ends[:, None, :]).sum(axis=2))
+
+
+def test_parallel_workers_that_cannot_start_fail_instead_of_hanging(tmp_path):
+    """A script calling simulate_to_parquet(workers=2) without the __main__ guard: the spawned workers import it again
+    and die; multiprocessing.Pool restarted them forever (a probe stopped it after 90 s and 7,000 tracebacks)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from a2gen_hf.data.simulator import SimulatorConfig, simulate_to_parquet\n"
+        "config = SimulatorConfig(num_examples=40, examples_per_user=10, history_length=3, num_items=20)\n"
+        f"simulate_to_parquet(config, {str(tmp_path / 'out')!r}, shard_size=10, progress=False, workers=2)\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "must do so under `if __name__ == \"__main__\":`" in result.stderr
 
 
 def test_describe_example_shows_the_timeline():

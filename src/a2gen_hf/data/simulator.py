@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, data_sized_buckets, format_bucket_record
 from .examples import ORACLE_FEATURES, SIMULATED_FEATURES, SPLITS
 from .folder import load_parquet, replacing_data_folder, shard_path, write_data_summary  # noqa: F401  (load_parquet: old home)
+from .validation import LATEST_PLAUSIBLE_SECONDS
 
 # The actions a user can take between start and leave, in vocabulary order.
 ENGAGEMENT_ACTIONS = tuple(SHORT_VIDEO_ACTIONS[1:-1])
@@ -205,6 +208,14 @@ class SimulatorConfig:
             )
         if self.popularity_exponent < 0 or self.leave_taste_sensitivity < 0 or self.window_days <= 0:
             problems.append("popularity_exponent and leave_taste_sensitivity must be >= 0 and window_days > 0.")
+        first = self.start_timestamp - self.history_length * SECONDS_PER_DAY  # the warm-up sessions come before
+        last = self.start_timestamp + self.window_days * SECONDS_PER_DAY
+        if first < 0 or last > LATEST_PLAUSIBLE_SECONDS:
+            problems.append(
+                f"start_timestamp={self.start_timestamp} with window_days={self.window_days} and history_length="
+                f"{self.history_length} puts sessions from {first:.0f} to {last:.0f} Unix seconds; they must lie from "
+                f"0 (1970) to {LATEST_PLAUSIBLE_SECONDS:.0f} (the year 5000, the latest time a2gen prepare reads)."
+            )
         if problems:
             raise SimulatorConfigError("Invalid SimulatorConfig:\n  - " + "\n  - ".join(problems))
 
@@ -272,8 +283,54 @@ class VideoCatalog:
         return [f"topic_{self.main_topics[index]}", f"topic_{self.segment_topics[index, 0]}"]
 
 
+# Bytes the catalogue's per-second tables take per video and second of the longest video (int64 and float64 tables
+# of shape (num_items, longest video), with their temporaries): what build_catalog needs at its peak.
+CATALOG_BYTES_PER_TICK = 96
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable of /proc/meminfo), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_catalog_fits(config: SimulatorConfig, available: int | None = None) -> None:
+    """Refuse a catalogue whose per-second tables (``num_items`` x the longest possible video, ``max_segments`` x
+    ``max_segment_seconds`` seconds) need more memory than is available, before allocating them (before: a
+    MemoryError deep in datasets' generator, or minutes of swapping)."""
+    available = _available_memory() if available is None else available
+    needed = config.num_items * config.max_segments * config.max_segment_seconds * CATALOG_BYTES_PER_TICK
+    if available is not None and needed > available:
+        raise SimulatorConfigError(
+            f"SimulatorConfig(num_items={config.num_items}, max_segments={config.max_segments}, max_segment_seconds="
+            f"{config.max_segment_seconds}): the catalogue's per-second tables need about {needed / 2**30:.1f} GiB "
+            f"(num_items x max_segments x max_segment_seconds x {CATALOG_BYTES_PER_TICK} bytes), more than the "
+            f"{available / 2**30:.1f} GiB available. Lower num_items or the videos' length (max_segments, "
+            "max_segment_seconds)."
+        )
+
+
+def _segments_at(segment_ends: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """``(N, D)``: for each video (row of ``segment_ends`` `(N, S)`, non-decreasing) and second of ``ticks`` `(D,)`,
+    how many of its segments have ended by then: one sorted search over all rows at once (row ``r``'s keys shifted
+    by ``r`` x (the largest end + 1)), without the `(N, D, S)` comparison."""
+    rows, segments = segment_ends.shape
+    span = int(max(segment_ends.max(initial=0), ticks.max(initial=0))) + 1
+    shift = np.arange(rows, dtype=np.int64)[:, None] * span
+    ends = (segment_ends.astype(np.int64) + shift).ravel()
+    found = np.searchsorted(ends, (ticks[None, :].astype(np.int64) + shift).ravel(), side="right")
+    return found.reshape(rows, len(ticks)) - np.arange(rows, dtype=np.int64)[:, None] * segments
+
+
 def build_catalog(config: SimulatorConfig) -> VideoCatalog:
     """Draw the videos of ``config`` (deterministic for its seed)."""
+    check_catalog_fits(config)
     rng = _rng(config, 0)
     num_items, max_segments = config.num_items, config.max_segments
     num_segments = rng.integers(config.min_segments, config.max_segments + 1, size=num_items)
@@ -292,7 +349,7 @@ def build_catalog(config: SimulatorConfig) -> VideoCatalog:
     max_duration = int(durations.max())
     ticks = np.arange(max_duration)
     segment_ends = np.cumsum(segment_seconds, axis=1)
-    tick_segments = np.minimum((ticks[None, :, None] >= segment_ends[:, None, :]).sum(axis=2), max_segments - 1)
+    tick_segments = np.minimum(_segments_at(segment_ends, ticks), max_segments - 1)
     inside = ticks[None, :] < durations[:, None]
     tick_topics = np.where(inside, np.take_along_axis(segment_topics, tick_segments, axis=1), -1)
     tick_length = np.take_along_axis(segment_seconds, tick_segments, axis=1)
@@ -863,15 +920,27 @@ def _write_in_parallel(
         for split in SPLITS:
             (scratch / split).mkdir()
         tasks = [(config, user_range, str(scratch), shard_size, index) for index, user_range in enumerate(ranges)]
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-            counts = list(
-                tqdm(
-                    pool.imap(_write_range_task, tasks),
-                    total=len(tasks),
-                    desc=f"simulating users ({workers} workers)",
-                    disable=not progress,
+        # An executor, not multiprocessing.Pool: a worker that dies (killed from outside, or a script without the
+        # __main__ guard that spawned processes need) breaks the executor, which raises, where a Pool restarts
+        # workers forever.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as executor:
+            try:
+                counts = list(
+                    tqdm(
+                        executor.map(_write_range_task, tasks),
+                        total=len(tasks),
+                        desc=f"simulating users ({workers} workers)",
+                        disable=not progress,
+                    )
                 )
-            )
+            except BrokenProcessPool:
+                raise RuntimeError(
+                    f"A worker process of simulate_to_parquet(workers={workers}) died: a script that calls it with "
+                    "workers > 1 must do so under `if __name__ == \"__main__\":` (the workers are spawned and import "
+                    "the script again); otherwise the system most likely ran out of memory (fewer workers, a smaller "
+                    "shard_size)."
+                ) from None
         shards = dict.fromkeys(SPLITS, 0)
         for index, written in enumerate(counts):
             for split in SPLITS:
