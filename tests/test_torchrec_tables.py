@@ -85,6 +85,49 @@ def test_padding_rows_get_no_gradient():
     assert torch.count_nonzero(grad[0]) == 0 and torch.count_nonzero(grad[3]) == 4
 
 
+def test_no_ids_bf16_and_frozen_tables_behave_as_the_plain_tables(caplog):
+    """Before: a lookup of no ids (a new user's history of 0 items) raised torchrec's IndexError; a bf16 table gave
+    float32 rows (mat1 and mat2 must have the same dtype); a frozen table came back trainable."""
+    from a2gen_hf.torchrec_tables import TorchRecIdTable, torchrec_parameters, use_torchrec_tables
+    from a2gen_hf.training.optimization import set_sparse_embeddings
+
+    table = TorchRecIdTable("t", 10, 4)
+    assert table(torch.zeros(2, 0, dtype=torch.long)).shape == (2, 0, 4)
+    plain, swapped = tiny_model(seed=5).eval(), use_torchrec_tables(tiny_model(seed=5)).eval()
+    batch = {key: value[:, :0] if key.startswith("history_") else value for key, value in tiny_batch(2).items()}
+    with torch.no_grad():
+        torch.testing.assert_close(swapped(**batch).logits, plain(**batch).logits)
+        low, low_plain = swapped.to(torch.bfloat16), plain.to(torch.bfloat16)
+        assert low.a2gen.features.item_embeddings(torch.tensor([1, 2])).dtype == torch.bfloat16
+        torch.testing.assert_close(low(**tiny_batch(2)).logits, low_plain(**tiny_batch(2)).logits)
+    frozen = tiny_model(seed=6)
+    frozen.a2gen.features.user_embeddings.weight.requires_grad_(False)
+    use_torchrec_tables(frozen)
+    assert isinstance(frozen.a2gen.features.user_embeddings, torch.nn.Embedding)
+    assert not frozen.a2gen.features.user_embeddings.weight.requires_grad
+    assert isinstance(frozen.a2gen.features.item_embeddings, TorchRecIdTable) and torchrec_parameters(frozen)
+    # A Trainer's sparse updates do not reach TorchRec tables: said, not silent.
+    with caplog.at_level("WARNING"):
+        set_sparse_embeddings(frozen, True)
+    assert "updates the TorchRec tables as dense weights" in caplog.text
+
+
+def test_a_refused_fused_optimizer_leaves_the_model_as_it_was():
+    import torch.distributed as dist
+
+    from a2gen_hf.torchrec_tables import shard_model, torchrec_parameters
+
+    model = tiny_model(seed=7)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        with pytest.raises(ValueError, match="fused optimizer 'lamb' is not one of"):
+            shard_model(model, optimizer="lamb")
+        assert not torchrec_parameters(model)  # before: its tables were swapped, then the name refused
+    finally:
+        dist.destroy_process_group()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -81,14 +81,26 @@ class TorchRecIdTable(nn.Module):
         if prefix + "weight" in state_dict:
             state_dict[prefix + self._inner_key] = state_dict.pop(prefix + "weight")
 
+    @property
+    def _rows_dtype(self) -> torch.dtype | None:
+        """The dtype of the table's rows while it is not sharded (None once sharded: TorchRec owns them)."""
+        embeddings = getattr(self.collection, "embeddings", None)
+        return embeddings[self.table_name].weight.dtype if embeddings is not None else None
+
     def forward(self, ids: torch.LongTensor) -> torch.Tensor:
         from torchrec import KeyedJaggedTensor
 
         flat = ids.reshape(-1)
+        # No ids (a new user's history, no history items): TorchRec cannot look up nothing, so the padding row is read
+        # and dropped; every process still calls the collection, as a sharded table's collectives need.
+        looked_up = flat if flat.numel() else flat.new_zeros(1)
         features = KeyedJaggedTensor.from_lengths_sync(
-            keys=[_FEATURE], values=flat, lengths=torch.ones_like(flat, dtype=torch.int32)
+            keys=[_FEATURE], values=looked_up, lengths=torch.ones_like(looked_up, dtype=torch.int32)
         )
-        rows = self.collection(features)[_FEATURE].values()
+        rows = self.collection(features)[_FEATURE].values()[: flat.numel()]
+        dtype = self._rows_dtype  # fbgemm's lookups give float32 rows for a bf16 / fp16 table
+        if dtype is not None and rows.dtype != dtype:
+            rows = rows.to(dtype)
         rows = rows * (flat != 0).unsqueeze(-1).to(rows.dtype)
         return rows.reshape(*ids.shape, self.embedding_dim)
 
@@ -103,8 +115,10 @@ def _id_table_owners(model: nn.Module) -> list[nn.Module]:
 @torch.no_grad()
 def use_torchrec_tables(model: nn.Module) -> nn.Module:
     """
-    Swap every id table of `model` (A2Gen, MMoE or PLE) for a :class:`TorchRecIdTable` holding the same rows, in
-    place; returns `model`. Outputs are unchanged for the same weights.
+    Swap every trainable id table of `model` (A2Gen, MMoE or PLE) for a :class:`TorchRecIdTable` holding the same
+    rows, in place; returns `model`. Outputs are unchanged for the same weights. A frozen table (``requires_grad``
+    False: an id-free model's, or one frozen by hand) stays an ``nn.Embedding``: TorchRec's tables always train, and
+    there is nothing for its optimizer to update.
     """
     _require_torchrec()
     owners = _id_table_owners(model)
@@ -113,7 +127,7 @@ def use_torchrec_tables(model: nn.Module) -> nn.Module:
     for owner_index, owner in enumerate(owners):
         for name in TABLE_NAMES:
             table = getattr(owner, name, None)
-            if not isinstance(table, nn.Embedding):
+            if not isinstance(table, nn.Embedding) or not table.weight.requires_grad:
                 continue
             swapped = TorchRecIdTable(
                 f"{name}_{owner_index}", table.num_embeddings, table.embedding_dim, device=table.weight.device
@@ -176,9 +190,9 @@ def shard_model(
     device = torch.device(device)
     if optimizer == "adam" and device.type == "cpu":
         raise ValueError("TorchRec's fused Adam runs on GPUs only; on CPUs use sgd, adagrad or rowwise_adagrad.")
+    optimizer_class, optimizer_kwargs = _fused_optimizer(optimizer, learning_rate)  # refused before any swap
     if not torchrec_parameters(model):
         use_torchrec_tables(model)
-    optimizer_class, optimizer_kwargs = _fused_optimizer(optimizer, learning_rate)
     apply_optimizer_in_backward(optimizer_class, torchrec_parameters(model), optimizer_kwargs)
     tables = [module.table_name for module in model.modules() if isinstance(module, TorchRecIdTable)]
     constraints = {name: ParameterConstraints(sharding_types=[sharding_type]) for name in tables}

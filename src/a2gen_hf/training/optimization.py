@@ -37,6 +37,7 @@ from torch.autograd.graph import increment_version
 from torch.optim.adamw import adamw
 
 from ..modeling_a2gen import A2GenFeatureEmbeddings
+from ..torchrec_tables import torchrec_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,12 @@ def set_sparse_embeddings(model: nn.Module, enabled: bool) -> bool:
     previous = uses_sparse_embeddings(model)
     for table in id_tables(model):
         table.sparse = bool(enabled)
+    if enabled and torchrec_parameters(model):
+        logger.warning(
+            "%s holds TorchRec tables (use_torchrec_tables): sparse updates apply to nn.Embedding tables only, and "
+            "TorchRec's fused optimizer to a model sharded with shard_model, so this run's optimizer updates the "
+            "TorchRec tables as dense weights (as sparse_embeddings=False would).", type(model).__name__,
+        )
     return previous
 
 
