@@ -133,16 +133,20 @@ def test_embedding_tables_start_at_their_configured_scales_and_linear_maps_do_no
 def test_fields_changed_after_building_are_checked_by_validate_and_by_the_model(tmp_path):
     """A config is checked when built; ``config.validate()`` (the typed config's check) and every model built from
     it check a field changed since, and so does from_pretrained with a keyword override."""
-    from huggingface_hub.errors import StrictDataclassClassValidationError
-
     from a2gen_hf import A2GenForActionGeneration
 
     config = A2GenConfig(hidden_size=16, num_attention_heads=4)
     config.validate()
     A2GenForActionGeneration(config).save_pretrained(tmp_path)
     config.num_attention_heads = 5
-    with pytest.raises(StrictDataclassClassValidationError, match="not divisible by num_attention_heads=5"):
+    # The package's error type however the field was set (before: huggingface_hub's StrictDataclass errors, which
+    # are no ValueError, from validate() and from assigning a wrong type).
+    with pytest.raises(A2GenConfigError, match="not divisible by num_attention_heads=5"):
         config.validate()
+    with pytest.raises(A2GenConfigError, match="Field 'hidden_size' expected int, got str"):
+        config.hidden_size = "16"
+    with pytest.raises(A2GenConfigError, match="item_buckets=1 must be >= 2"):  # as the tokenizer refuses it
+        A2GenConfig(item_buckets=1)
     with pytest.raises(A2GenConfigError, match="hidden_size=16 is not divisible by num_attention_heads=5"):
         A2GenForActionGeneration(config)
     with pytest.raises(A2GenConfigError, match="hidden_size=30 is not divisible by num_attention_heads=4"):

@@ -102,7 +102,27 @@ def typed_config(cls):
             raise A2GenConfigError(f"Invalid {cls.__name__}: {error}") from None
 
     cls.__init__ = __init__
+    for name in ("validate", "__setattr__"):  # `config.validate()`, `config.hidden_size = "a"`: the same error type
+        setattr(cls, name, _config_errors(getattr(cls, name), cls.__name__))
     return cls
+
+
+def _config_errors(method, class_name: str):
+    """``method`` with ``@strict``'s errors raised as :class:`A2GenConfigError` (a ``ValueError``), so that one
+    ``except ValueError`` / ``except A2GenConfigError`` catches a bad field however it was set."""
+    if getattr(method, "_a2gen_config_errors", False):  # a subclass's decorator wraps its parent's wrapper once
+        return method
+
+    @wraps(method)
+    def checked(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StrictDataclassError as error:
+            cause = error.__cause__ if isinstance(error.__cause__, A2GenConfigError) else None
+            raise A2GenConfigError(str(cause) if cause else f"Invalid {class_name}: {error}") from None
+
+    checked._a2gen_config_errors = True
+    return checked
 
 
 @typed_config
@@ -182,6 +202,9 @@ class ActionSequenceConfig(PretrainedConfig):
         if layers != 1:
             raise A2GenConfigError(
                 f"num_hidden_layers={layers}: A2Gen has one cached layer (CAM_gen); it is not a setting."
+                if self.model_type == "a2gen" else
+                f"num_hidden_layers={layers}: {type(self).__name__} has no layer count setting; its depth is set by its "
+                "own fields (see its docstring)."
             )
         unknown = sorted(set(kwargs) - TRANSFORMERS_KEYWORDS)
         if unknown:
@@ -311,6 +334,9 @@ class ActionSequenceConfig(PretrainedConfig):
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be a positive integer.")
+        for name in ("user_buckets", "item_buckets", "side_feature_buckets"):
+            if getattr(self, name) == 1:  # as the tokenizer refuses it
+                problems.append(f"{name}=1 must be >= 2: row 0 is padding, ids hash into the rows after it.")
         if self.max_actions > MAX_ACTIONS_LIMIT:
             problems.append(
                 f"max_actions={self.max_actions} is beyond {MAX_ACTIONS_LIMIT}: a model holds one slot per action (IAG) "
