@@ -60,8 +60,10 @@ def test_first_occurrence_targets():
     mask = torch.tensor([[1, 0, 1, 1, 1, 0], [1, 1, 0, 0, 0, 0]])
     occurs, first_times, known = first_occurrence_targets(labels, times, mask, vocab_size=7)
     assert occurs.tolist() == [[False, False, True, True, False, False, True], [False] * 6 + [True]]
-    assert first_times[0, 2] == pytest.approx(0.1) and first_times[0, 6] == pytest.approx(0.4)
-    assert not known[0, 2]  # the first like's time is unknown; the later known one does not replace it
+    # The first like's time is unknown: the later known one does not replace it, and its stored value (0.1 here, NaN
+    # where nothing was known) is not passed on (0.0), so no loss or gradient reads it.
+    assert first_times[0, 2] == 0.0 and first_times[0, 6] == pytest.approx(0.4)
+    assert not known[0, 2]
     assert known[0, 3] and known[1, 6] and not known[1, 2]
     assert first_times[1, 2] == 0.0 and not occurs[:, 1].any()  # start is never a target
     with pytest.raises(ValueError, match="vocabulary has 7 ids"):

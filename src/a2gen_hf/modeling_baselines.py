@@ -331,11 +331,30 @@ def multitask_loss(
         .mean()
     )
     tasks = config.task_action_ids
+    known = time_known[:, tasks]
+    # An unknown label time (label_time_mask 0, which the input check lets be NaN) is 0.0 in first_times, so that
+    # neither the sum nor its gradient reads it; the mask then selects, as in A2Gen's time loss.
     errors = times[:, tasks].float() - first_times[:, tasks].float()
     errors = errors.abs() if config.time_loss == "l1" else errors**2
-    time_loss = (errors * time_known[:, tasks]).sum(1).mean()
+    time_loss = torch.where(known, errors, 0.0).sum(1).mean()
     loss = config.action_loss_weight * action_loss + config.time_loss_weight * time_loss
     return {"loss": loss, "action_loss": action_loss, "time_loss": time_loss}
+
+
+def _refuse_output_flags(config: MultiTaskBaselineConfig, **flags: bool | None) -> None:
+    """
+    Refuse ``output_hidden_states`` / ``output_attentions`` asked for by the forward's argument or, without one, by
+    the config (``MMoEConfig(output_hidden_states=True)``, ``from_pretrained(..., output_attentions=True)``): the
+    baselines have neither, and a flag silently ignored would leave ``hidden_states`` missing from the output.
+    """
+    for name, value in flags.items():
+        asked, source = (value, "forward") if value is not None else (getattr(config, name, False), "the config")
+        if asked:
+            raise ValueError(
+                f"{name}=True ({source}): {type(config).__name__.removesuffix('Config')} has no hidden states or "
+                "attentions to return (its experts and towers are feed-forward networks; the per-task expert "
+                "mixtures are in the output's task_representations). Leave it unset or False."
+            )
 
 
 class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
@@ -378,6 +397,8 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         label_times: torch.FloatTensor | None = None,
         label_time_mask: torch.LongTensor | None = None,
         return_dict: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> MultiTaskBaselineOutput | tuple:
         r"""
         Same batch as :class:`A2GenForActionGeneration` (the collator's); ``history_input="items"`` ignores
@@ -389,9 +410,15 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
             item_side_ids `(B, F)`, history_item_side_ids `(B, N, F)`, user_side_ids `(B, S, L)`: side features.
             item_keys `(B,)`: raw-id keys of the targets, required when the popularity counts are keyed by them.
             labels / label_times / label_time_mask `(B, T)`: the target sequence; the per-action targets are read
-                off it with :func:`first_occurrence_targets`.
+                off it with :func:`first_occurrence_targets`. Label times where ``label_time_mask`` is 0 are never
+                read (they may be NaN).
+            output_hidden_states / output_attentions: refused when true (here or in the config): the baselines
+                have no hidden-state sequence and no attention (``task_representations`` holds what the towers read).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _refuse_output_flags(
+            self.config, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
         missing = [name for name, value in (("user_ids", user_ids), ("item_ids", item_ids)) if value is None]
         if history_item_ids is None:
             missing.append("history_item_ids")
@@ -402,6 +429,11 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         # The kinds, shapes and id ranges A2Gen's forward checks, named the same way.
         check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items()
                                                        if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
+        if user_ids.shape[0] == 0:  # the shapes agree (checked above): every input has 0 rows
+            raise ValueError(
+                f"the batch holds no examples: user_ids has shape {tuple(user_ids.shape)} (batch size 0); pass at "
+                "least one example (a loss averaged over no examples would be NaN)."
+            )
         history_action_times, label_times = in_model_dtype(history_action_times, self.dtype), in_model_dtype(
             label_times, self.dtype
         )

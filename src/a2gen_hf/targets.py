@@ -24,7 +24,8 @@ def first_occurrence_targets(
 
     Returns:
         occurs `(B, V)` bool: the action happens in ``labels[:, 1:]``; first_times `(B, V)`: the label time of its
-        first occurrence (0.0 where it does not happen); time_known `(B, V)` bool: it happens and that time is known
+        first occurrence (0.0 where it does not happen or that time is unknown, so that a NaN stored there never
+        reaches a loss or its gradient); time_known `(B, V)` bool: it happens and that time is known
         (``label_time_mask``; all known when it is None).
     """
     actions = labels[:, 1:]
@@ -39,7 +40,7 @@ def first_occurrence_targets(
     one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
     occurs = one_hot.any(dim=1)
     first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum
-    first_times = torch.where(occurs, times.gather(1, first_position), torch.zeros_like(occurs, dtype=times.dtype))
     time_known = occurs & known.gather(1, first_position)
+    first_times = torch.where(time_known, times.gather(1, first_position), torch.zeros_like(occurs, dtype=times.dtype))
     return occurs, first_times, time_known
 

@@ -1,0 +1,84 @@
+"""MMoE / PLE read a batch as A2Gen does: unknown label times, empty batches and output flags."""
+
+import pytest
+import torch
+from conftest import make_batch
+from test_baselines import BASELINES, baseline_config
+
+IDS = [model_class.__name__ for _, model_class in BASELINES]
+
+
+def build(config_class, model_class, **overrides):
+    torch.manual_seed(0)
+    config = baseline_config(config_class, **overrides)
+    return model_class(config), make_batch(config)
+
+
+def loss_and_gradients(model, batch):
+    model.zero_grad()
+    out = model(**batch)
+    out.loss.backward()
+    return out, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("unknown", [float("nan"), float("inf")])
+@pytest.mark.parametrize("time_loss", ["mse", "l1"])
+@pytest.mark.parametrize(("config_class", "model_class"), BASELINES, ids=IDS)
+def test_unknown_label_times_are_never_read(config_class, model_class, time_loss, unknown):
+    # label_time_mask 0 says "unknown": the input check lets such a time be NaN, and A2Gen's loss never reads it.
+    model, batch = build(config_class, model_class, time_loss=time_loss)
+    model.train()
+    mask = torch.ones_like(batch["labels"])
+    mask[:, 1] = 0  # the first action of every example (the end action for the one-action row) has no known time
+    zeros = batch["label_times"].clone()
+    zeros[:, 1] = 0.0
+    poisoned = zeros.clone()
+    poisoned[:, 1] = unknown
+    torch.manual_seed(1)
+    expected, expected_gradients = loss_and_gradients(model, {**batch, "label_times": zeros, "label_time_mask": mask})
+    torch.manual_seed(1)
+    out, gradients = loss_and_gradients(model, {**batch, "label_times": poisoned, "label_time_mask": mask})
+    for part in ("loss", "action_loss", "time_loss"):
+        assert torch.isfinite(getattr(out, part)), part
+        torch.testing.assert_close(getattr(out, part), getattr(expected, part))
+    assert expected.time_loss > 0  # the other actions' known times still count
+    assert gradients.keys() == expected_gradients.keys()
+    for name, gradient in gradients.items():
+        assert torch.isfinite(gradient).all(), name  # not even the backward may read the unknown time
+        torch.testing.assert_close(gradient, expected_gradients[name], msg=name)
+
+
+@pytest.mark.parametrize(("config_class", "model_class"), BASELINES, ids=IDS)
+def test_an_empty_batch_is_refused_by_name(config_class, model_class):
+    model, batch = build(config_class, model_class)
+    empty = {name: value[:0] for name, value in batch.items()}
+    with pytest.raises(ValueError, match="the batch holds no examples: user_ids has shape \\(0,\\)"):
+        model(**empty)
+    with pytest.raises(ValueError, match="the batch holds no examples"):
+        model.predict_actions(**empty)
+    assert model(**{name: value[:1] for name, value in batch.items()}).loss.isfinite()  # one example is a batch
+
+
+@pytest.mark.parametrize("flag", ["output_hidden_states", "output_attentions"])
+@pytest.mark.parametrize(("config_class", "model_class"), BASELINES, ids=IDS)
+def test_output_flags_are_refused_never_ignored(config_class, model_class, flag, tmp_path):
+    model, batch = build(config_class, model_class)
+    model.eval()
+    name = model_class.__name__.removesuffix("ForActionPrediction")
+    with pytest.raises(ValueError, match=f"{flag}=True \\(forward\\): {name} has no hidden states or attentions"):
+        model(**batch, **{flag: True})
+    with pytest.raises(ValueError, match=flag):
+        model.predict_actions(**batch, **{flag: True})
+    reference = model(**batch)
+    for off in (False, None):  # the "off" values pass and change nothing
+        torch.testing.assert_close(model(**batch, **{flag: off}).logits, reference.logits)
+
+    # Asked for by the config: refused at forward the same way (before: silently ignored).
+    flagged, _ = build(config_class, model_class, **{flag: True})
+    with pytest.raises(ValueError, match=f"{flag}=True \\(the config\\)"):
+        flagged(**batch)
+    assert flagged(**batch, **{flag: False}).loss.isfinite()  # the argument overrides the config, as in transformers
+    model.save_pretrained(tmp_path)
+    loaded = model_class.from_pretrained(tmp_path, **{flag: True})
+    with pytest.raises(ValueError, match=f"{flag}=True \\(the config\\)"):
+        loaded(**batch)
