@@ -328,6 +328,37 @@ def test_missing_side_features_and_nan_times_give_clear_errors(model_and_batch):
         model(**bad_times)
 
 
+@pytest.mark.parametrize("time_loss", ["mse", "l1"])
+def test_an_unknown_label_time_reaches_neither_the_loss_nor_its_gradient(model_and_batch, time_loss):
+    """A NaN label time where label_time_mask is 0: the loss was finite but 61 of IAG's weights got a NaN gradient
+    (the mask selected the errors, and the backward of that selection is 0 * NaN); now equal to 0.0 in its place."""
+    model, batch = model_and_batch
+    model.config.time_loss = time_loss
+    mask = torch.ones_like(batch["labels"])
+    mask[:, 1] = 0
+    gradients = []
+    for unknown in (float("nan"), 0.0):
+        times = batch["label_times"].clone()
+        times[:, 1] = unknown
+        model.zero_grad()
+        out = model(**dict(batch, label_times=times, label_time_mask=mask))
+        out.loss.backward()
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert torch.isfinite(out.loss)
+    for name, gradient in gradients[0].items():
+        assert torch.equal(gradient, gradients[1][name]), name
+
+
+def test_a_model_built_from_another_model_s_config_is_refused_naming_both():
+    """Before: AttributeError: 'MMoEConfig' object has no attribute 'hidden_size'."""
+    from a2gen_hf import MMoEConfig, MMoEForActionPrediction
+
+    with pytest.raises(TypeError, match="A2GenForActionGeneration is built from a A2GenConfig, got a MMoEConfig"):
+        A2GenForActionGeneration(MMoEConfig())
+    with pytest.raises(TypeError, match="MMoEForActionPrediction is built from a MMoEConfig, got a A2GenConfig"):
+        MMoEForActionPrediction(A2GenConfig())
+
+
 def test_time_loss_l1_regresses_the_median_option():
     torch.manual_seed(0)
     model = A2GenForActionGeneration(tiny_config("iag")).eval()

@@ -358,7 +358,7 @@ def test_exported_program_with_an_occurrence_head_equals_eager():
         (dict(history_item_ids=torch.ones(1, 5, dtype=torch.bool)), TypeError, r"history_item_ids must be an integer"),
         (dict(user_ids=torch.tensor([10_000])), ValueError, r"user_ids must lie in \[0, user_buckets=50\), got values from 10000"),
         (dict(history_item_ids=torch.tensor([[1, 2, 3, 4, -1]])), ValueError, r"history_item_ids must lie in \[0, item_buckets=200\)"),
-        (dict(history_action_ids=torch.full((1, 5, 3), 99)), ValueError, r"history_action_ids must lie in \[0, vocab_size=7\)"),
+        (dict(history_action_ids=torch.full((1, 5, 3), 99)), ValueError, r"history_action_ids must lie in \[0, vocab_size=7\), got values from 99 to 99; encode actions with the tokenizer"),
         (dict(history_item_side_ids=torch.full((1, 5, 2), 30)), ValueError, r"history_item_side_ids must lie in \[0, side_feature_buckets=30\)"),
         (dict(user_side_ids=torch.full((1, 2, 3), 200)), ValueError, r"user_side_ids must lie in \[0, item_buckets=200\)"),
         (dict(history_action_ids=torch.ones(1, 4, 3, dtype=torch.long)), ValueError, r"history_action_ids must have shape \(1, N, E\) = \(1, 5, E\), got \(1, 4, 3\)"),

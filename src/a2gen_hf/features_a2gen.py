@@ -8,6 +8,12 @@
   A2Gen's occurrence logits and to MMoE's / PLE's binary logits, so that each network contains the logistic
   regression on counts; :func:`~a2gen_hf.training.simple_baselines.warm_start_wide_path` copies a fitted regression into it.
 
+Precision: the features are computed in float32 (float64 in a float64 model) and cast to the model's dtype only as
+they leave :class:`ExtraContextFeatures`, and the buffers that count examples or accumulate running statistics stay
+float32 when the model is cast to bfloat16 / float16 (:class:`KeepsBuffersExact`): those formats hold integers
+exactly only up to 256 (bfloat16) or 2048 (float16), so the counts would stop growing and the leave-one-out
+subtraction of one example would be lost in rounding.
+
 This module never imports a model module: the models import it.
 """
 
@@ -21,6 +27,36 @@ from torch import nn
 
 from .configuration_a2gen import A2GenConfig
 from .targets import first_occurrence_targets
+
+
+def exact_dtype() -> torch.dtype:
+    """The dtype counting buffers are created in: float32, or float64 where that is the default (``from_pretrained``
+    sets the default to the requested dtype while it builds the model, so ``dtype=torch.bfloat16`` gives float32)."""
+    return torch.promote_types(torch.get_default_dtype(), torch.float32)
+
+
+class KeepsBuffersExact(nn.Module):
+    """
+    A module whose buffers named in ``exact_buffers`` (counts, running statistics) stay float32 when the model is
+    cast to a 16-bit float: ``.to(torch.bfloat16)``, ``.half()`` and the like move them to the new device but keep
+    them float32, with their unrounded values; a float64 or float32 cast applies as to any buffer.
+    ``from_pretrained(..., dtype=torch.bfloat16)`` keeps them float32 too (transformers loads a tensor in the dtype
+    the freshly built model holds it in, and :func:`exact_dtype` creates them in float32).
+    """
+
+    exact_buffers: tuple[str, ...] = ()
+
+    def _apply(self, fn, recurse=True):
+        originals = {name: self._buffers.get(name) for name in self.exact_buffers}
+        result = super()._apply(fn, recurse)
+        for name, original in originals.items():
+            applied = self._buffers.get(name)
+            if (
+                original is not None and applied is not None and original.is_floating_point()
+                and applied.is_floating_point() and applied.dtype.itemsize < 4
+            ):  # fmt: skip
+                self._buffers[name] = original.to(device=applied.device, dtype=torch.float32)
+        return result
 
 
 def scale_pooled(pooled: torch.Tensor, count: torch.Tensor | float, mode: str) -> torch.Tensor:
@@ -61,7 +97,7 @@ def history_action_propensity(
     return (present * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
-class RunningStandardizer(nn.Module):
+class RunningStandardizer(KeepsBuffersExact):
     """
     Standardises features `(B, D)` with the mean and variance of every training example seen so far (saved with the
     model). Unlike batch normalisation it uses the same statistics in training and evaluation, so a batch of one
@@ -69,16 +105,20 @@ class RunningStandardizer(nn.Module):
     ``sklearn``'s ``StandardScaler`` (which the regression baseline uses, so that a warm-started wide path reads the
     regression's very features): divided by the standard deviation, or by 1 where the variance is below ``eps``
     (a constant column). ``frozen`` (set by training with ``freeze_ranking``; not saved) keeps the statistics as they
-    are in training mode too.
+    are in training mode too. The statistics stay float32 in a bfloat16 model (:class:`KeepsBuffersExact`); the
+    output is in the features' dtype promoted with theirs.
     """
+
+    exact_buffers = ("mean", "variance", "count")
 
     def __init__(self, size: int, eps: float = 1e-12):
         super().__init__()
         self.eps = eps
         self.frozen = False
-        self.register_buffer("mean", torch.zeros(size))
-        self.register_buffer("variance", torch.ones(size))
-        self.register_buffer("count", torch.zeros(()))
+        dtype = exact_dtype()
+        self.register_buffer("mean", torch.zeros(size, dtype=dtype))
+        self.register_buffer("variance", torch.ones(size, dtype=dtype))
+        self.register_buffer("count", torch.zeros((), dtype=dtype))
 
     @torch.no_grad()
     def _update(self, features: torch.Tensor) -> None:
@@ -187,7 +227,7 @@ def popularity_keyed_by_raw_id(config: A2GenConfig) -> bool:
     )
 
 
-class TargetPopularityFeatures(nn.Module):
+class TargetPopularityFeatures(KeepsBuffersExact):
     """
     The target item's popularity as the logistic-regression baseline reads it: per action, the logit of the item's
     and of its category's action rate on the training examples, smoothed hierarchically (m = ``SMOOTHING`` pseudo
@@ -203,10 +243,12 @@ class TargetPopularityFeatures(nn.Module):
     63-bit keys; a row per distinct train item, ``config.popularity_table_size`` rows, looked up by binary search
     in the sorted ``item_table_keys``; an item not counted reads zero counts, i.e. its category's rate, exactly as
     the regression baseline). While training, pass each example's own outcomes as ``exclude``: they are left out of
-    the counts (leave-one-out), so that no example reads its own label through them.
+    the counts (leave-one-out), so that no example reads its own label through them. The counts stay float32 in a
+    bfloat16 model (:class:`KeepsBuffersExact`), and the features are computed in float32.
     """
 
     SMOOTHING = 20.0
+    exact_buffers = ("item_counts", "item_totals", "category_counts", "category_totals")
 
     def __init__(self, config: A2GenConfig):
         super().__init__()
@@ -216,10 +258,11 @@ class TargetPopularityFeatures(nn.Module):
         rows = config.popularity_table_size if self.raw_ids else config.item_buckets
         if self.raw_ids:
             self.register_buffer("item_table_keys", torch.zeros(rows, dtype=torch.long))
-        self.register_buffer("item_counts", torch.zeros(rows, vocab_size))
-        self.register_buffer("item_totals", torch.zeros(rows))
-        self.register_buffer("category_counts", torch.zeros(config.side_feature_buckets, vocab_size))
-        self.register_buffer("category_totals", torch.zeros(config.side_feature_buckets))
+        dtype = exact_dtype()
+        self.register_buffer("item_counts", torch.zeros(rows, vocab_size, dtype=dtype))
+        self.register_buffer("item_totals", torch.zeros(rows, dtype=dtype))
+        self.register_buffer("category_counts", torch.zeros(config.side_feature_buckets, vocab_size, dtype=dtype))
+        self.register_buffer("category_totals", torch.zeros(config.side_feature_buckets, dtype=dtype))
         self.size = 2 * vocab_size + 2
         self.standardizer = RunningStandardizer(self.size)
 
@@ -236,14 +279,14 @@ class TargetPopularityFeatures(nn.Module):
         table's rows.
         """
         self.reset()
-        device = self.item_counts.device
-        occurs = occurs.float().to(device)
+        device, dtype = self.item_counts.device, self.item_counts.dtype
+        occurs = occurs.to(device=device, dtype=dtype)
         items, categories = item_ids.to(device), categories.to(device)
         if self.raw_ids:
             keys, items = torch.unique(items, sorted=True, return_inverse=True)
             self.item_table_keys = keys
-            self.item_counts = torch.zeros(len(keys), occurs.shape[1], device=device)
-            self.item_totals = torch.zeros(len(keys), device=device)
+            self.item_counts = torch.zeros(len(keys), occurs.shape[1], device=device, dtype=dtype)
+            self.item_totals = torch.zeros(len(keys), device=device, dtype=dtype)
             self.config.popularity_table_size = len(keys)
         for counts, totals, rows in (
             (self.item_counts, self.item_totals, items),
@@ -287,7 +330,7 @@ class TargetPopularityFeatures(nn.Module):
         examples = self.category_totals.sum()
         prior = self.category_counts.sum(0) / examples.clamp_min(1.0)
         if exclude is not None:
-            exclude = exclude.float()
+            exclude = exclude.to(item_counts.dtype)
             # clamp: the batch may hold examples that were not counted (e.g. fine-tuning on other data)
             item_counts = (item_counts - exclude).clamp_min(0.0)
             category_counts = (category_counts - exclude).clamp_min(0.0)
@@ -322,6 +365,8 @@ class ExtraContextFeatures(nn.Module):
     The inputs beyond the paper that the config switches on, concatenated `(B, size)`: the count rule's propensities
     (``history_propensity_features``, `V`), :class:`HistoryCountFeatures` and :class:`TargetPopularityFeatures`.
     A2Gen appends them to its generation context, MMoE and PLE to their towers' input, so both read the same.
+    They are computed in float32 (:class:`KeepsBuffersExact`) and come out in the model's dtype, the dtype of the
+    layers that read them (a bfloat16 model's context is bfloat16).
     """
 
     def __init__(self, config: A2GenConfig):
@@ -335,6 +380,10 @@ class ExtraContextFeatures(nn.Module):
             + (self.popularity_features.size if self.popularity_features is not None else 0)
         )
         assert self.size == extra_feature_size(config)
+        if self.size:
+            # Empty and not saved: it follows the model's casts (.to(dtype), from_pretrained(dtype=...)) and so
+            # tells the dtype the features leave in.
+            self.register_buffer("output_dtype_reference", torch.zeros(0), persistent=False)
 
     def forward(
         self,
@@ -366,7 +415,7 @@ class ExtraContextFeatures(nn.Module):
                     item_ids, target_categories(item_ids, item_side_ids), target_occurrences, item_keys
                 )
             )
-        return torch.cat(parts, dim=-1)
+        return torch.cat(parts, dim=-1).to(self.output_dtype_reference.dtype)
 
 
 class WidePath(nn.Module):

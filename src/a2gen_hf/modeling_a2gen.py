@@ -184,6 +184,16 @@ class A2GenTimeEncoding(nn.Module):
         return self.projection(self.basis(times))
 
 
+def is_time_known(time_mask: torch.Tensor) -> torch.BoolTensor:
+    """
+    How every path reads a time mask (``history_time_mask``, ``label_time_mask``): a boolean, nonzero = the time is
+    known. The padded and packed encoders, the item-moment features, EAG's decoder inputs and the loss all read it
+    here, so a mask of other values than 0 / 1 gives the same outputs whichever path runs (e.g. with
+    ``output_hidden_states``).
+    """
+    return time_mask != 0
+
+
 class A2GenEventEmbedding(nn.Module):
     """An event (action id, normalised time) -> concat(time embedding, action embedding); zero where absent."""
 
@@ -206,7 +216,7 @@ class A2GenEventEmbedding(nn.Module):
         time_embedding = self.time_encoding(times)
         if time_mask is not None:
             # An unknown time must not look like "0 s": its time embedding is zeroed, the action embedding stays.
-            time_embedding = time_embedding * time_mask.unsqueeze(-1).to(time_embedding.dtype)
+            time_embedding = time_embedding * is_time_known(time_mask).unsqueeze(-1).to(time_embedding.dtype)
         event = torch.cat([time_embedding, self.action_embeddings(action_ids)], dim=-1)
         return event * present.to(event.dtype)
 
@@ -232,7 +242,7 @@ class A2GenEventEmbedding(nn.Module):
         # the product as a column of ones: an addmm would first copy it into every column of the output.
         timed = action_ids != 0
         if time_mask is not None:
-            timed = timed & time_mask.bool()
+            timed = timed & is_time_known(time_mask)
         timed = timed.reshape(-1, 1).to(table.dtype)
         features = [self.time_encoding.basis(times).reshape(-1, projection.in_features) * timed, timed]
         maps = [time_weight @ projection.weight, (time_weight @ projection.bias).unsqueeze(1)]
@@ -386,7 +396,7 @@ class A2GenFeatureEmbeddings(nn.Module):
         (read by the ``"table"`` source only) and features `(..., Fi)`, the events' times, time mask and presence
         `(..., E)` -> `(..., E, event_size)`, zero where the event is absent or its time unknown.
         """
-        known = present.bool() if time_mask is None else present.bool() & time_mask.bool()
+        known = present.bool() if time_mask is None else present.bool() & is_time_known(time_mask)
         if isinstance(self.item_moments, ItemMomentDecoder):
             return self.item_moments(item_features, times, known)
         if item_ids is None:
@@ -447,7 +457,7 @@ class A2GenFeatureEmbeddings(nn.Module):
         features = self.item_features(item_ids, side_ids)
         if self.exposure_map is None:
             return features
-        known = event_mask.bool() if time_mask is None else event_mask.bool() & time_mask.bool()
+        known = event_mask.bool() if time_mask is None else event_mask.bool() & is_time_known(time_mask)
         last = self.item_moments.moments(action_times).masked_fill(~known, -1).amax(-1)
         buckets = torch.arange(self.item_moments.moments.count, device=last.device)
         watched = (buckets <= last.unsqueeze(-1)).to(features.dtype)
@@ -1549,6 +1559,12 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         # A config's fields are checked together when it is built; one changed since (config.x = ..., or a keyword
         # of from_pretrained) is checked here, before any layer is sized by it.
         if isinstance(config, ActionSequenceConfig):
+            if not isinstance(config, self.config_class):  # before: an AttributeError on the first missing field
+                raise TypeError(
+                    f"{type(self).__name__} is built from a {self.config_class.__name__}, got a {type(config).__name__} "
+                    f"(model_type {config.model_type!r}): build the model that config describes (AutoModel."
+                    "from_config(config) / AutoModel.from_pretrained(path) picks it)."
+                )
             config._validate()
         register_the_package()
         super().__init__(config, *inputs, **kwargs)
@@ -1645,7 +1661,8 @@ _HISTORY_ARGS_DOC = r"""
         history_item_ids (`torch.LongTensor` of shape `(B, N)`): hashed history item ids, 0 = padding item.
         history_action_ids (`torch.LongTensor` of shape `(B, N, E)`): action ids of each history item's events.
         history_action_times (`torch.FloatTensor` of shape `(B, N, E)`): their normalised times.
-        history_time_mask (`torch.LongTensor` of shape `(B, N, E)`, *optional*): 0 where an event's time is unknown.
+        history_time_mask (`torch.LongTensor` of shape `(B, N, E)`, *optional*): 0 where an event's time is unknown
+            (any other value: known).
         history_mask (`torch.LongTensor` of shape `(B, N)`, *optional*): 1 = real item; default `history_item_ids != 0`.
         item_side_ids (`(B, F)`), history_item_side_ids (`(B, N, F)`), user_side_ids (`(B, S, L)`), *optional*:
             hashed side features, required when the config declares them.
@@ -1970,7 +1987,7 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
         times = inputs.get(name)
         mask = inputs.get("label_time_mask") if name == "label_times" else None
         if times is not None and times.numel():
-            known = times if mask is None else times[mask.bool()]
+            known = times if mask is None else times[is_time_known(mask)]
             if not torch.isfinite(known).all():
                 raise ValueError(
                     f"{name} holds NaN or inf; encode unknown times as 0.0 with their time mask = 0 (the tokenizer "
@@ -2019,16 +2036,23 @@ _ID_TABLES = {
 def _check_id_ranges(config: A2GenConfig, **ids: torch.Tensor | None) -> None:
     """Ids must lie in their tables (hashed ids in [0, buckets)); torch's own IndexError names no input."""
     for name, values in ids.items():
-        if values is None or values.numel() == 0:
-            continue
-        field = _ID_TABLES[name]
-        size = getattr(config, field)
-        low, high = values.min().item(), values.max().item()
-        if low < 0 or high >= size:
-            raise ValueError(
-                f"{name} must lie in [0, {field}={size}), got values from {low} to {high}; hash raw ids with the "
-                "tokenizer that was saved with this model (its bucket counts match the config)."
-            )
+        if values is not None:
+            check_id_range(name, values, _ID_TABLES[name], getattr(config, _ID_TABLES[name]))
+
+
+def check_id_range(name: str, ids: torch.Tensor, table: str, size: int) -> None:
+    """``ids`` (any shape) must lie in ``[0, size)``, the rows of ``table`` (a config field): an error naming the input
+    and, for action ids, the vocabulary, for hashed ids the tokenizer's bucket counts."""
+    if not ids.numel():
+        return
+    low, high = ids.min().item(), ids.max().item()
+    if low < 0 or high >= size:
+        fix = (
+            "encode actions with the tokenizer saved with this model (its action names are the config's)"
+            if table == "vocab_size" else
+            "hash raw ids with the tokenizer that was saved with this model (its bucket counts match the config)"
+        )
+        raise ValueError(f"{name} must lie in [0, {table}={size}), got values from {low} to {high}; {fix}.")
 
 
 def action_sequence_loss(
@@ -2056,8 +2080,10 @@ def action_sequence_loss(
     logits, times = generated["logits"], generated["times"]
     positions = logits.shape[1]
     targets = labels[:, 1:]
-    target_times = label_times[:, 1:].to(times.dtype)
-    time_known = (targets > 0) if label_time_mask is None else label_time_mask[:, 1:].bool() & (targets > 0)
+    time_known = (targets > 0) if label_time_mask is None else is_time_known(label_time_mask[:, 1:]) & (targets > 0)
+    # An unknown label time (possibly NaN) is 0.0 before any difference: masking only the errors left the gradient
+    # 0 * NaN = NaN on every weight (the loss itself stayed finite).
+    target_times = torch.where(time_known, label_times[:, 1:], 0.0).to(times.dtype)
     if targets.shape[1] > positions:
         if (targets[:, positions:] > 0).any():
             raise ValueError(
@@ -2086,7 +2112,6 @@ def action_sequence_loss(
     def time_error(predicted: torch.Tensor) -> torch.Tensor:
         differences = times_of_actions(predicted, safe_targets) - target_times
         errors = differences.abs() if config.time_loss == "l1" else differences**2
-        # where(), not a product with the mask: an unknown (NaN) label time must not reach the sum.
         valid = time_known & counted
         errors = torch.where(valid, errors, torch.zeros_like(errors))
         if config.time_loss_reduction == "sum":
@@ -2162,7 +2187,8 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
     Args (forward):""" + _HISTORY_ARGS_DOC + r"""
         labels (`torch.LongTensor` of shape `(B, T)`, *optional*): the target sequence `start, a1, ..., end, pad...`.
         label_times (`torch.FloatTensor` of shape `(B, T)`): normalised times of the labels (required with labels).
-        label_time_mask (`torch.LongTensor` of shape `(B, T)`, *optional*): 1 where the label's time is known.
+        label_time_mask (`torch.LongTensor` of shape `(B, T)`, *optional*): 1 (any nonzero value) where the label's
+            time is known.
         action_ids / action_times (`(B, T')`, *optional*, EAG): the decoder input; defaults to the labels without
             their last position (teacher forcing). Ignored by IAG.
         encoder_outputs (:class:`A2GenModelOutput`, *optional*): reuse an encoder pass (history args not needed).
@@ -2288,7 +2314,8 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
                 if label_time_mask is not None:
                     action_time_mask = label_time_mask[:, :-1]
                     # Unknown label times (possibly NaN) are fed as 0.0 and flagged by the mask.
-                    action_times = torch.where(action_time_mask.bool(), action_times, torch.zeros_like(action_times))
+                    known = is_time_known(action_time_mask)
+                    action_times = torch.where(known, action_times, torch.zeros_like(action_times))
             if action_times is None:
                 raise ValueError("action_times is required with action_ids.")
             if use_cache and cache is None:

@@ -34,7 +34,12 @@ from transformers.utils import logging
 
 from .features_a2gen import occurrence_probabilities, popularity_keyed_by_raw_id
 from .generation_a2gen import A2GenBeamGenerateOutput, A2GenGenerateOutput
-from .modeling_a2gen import A2GenActionPrediction, A2GenForActionGeneration, action_predictions_from_slots
+from .modeling_a2gen import (
+    A2GenActionPrediction,
+    A2GenForActionGeneration,
+    action_predictions_from_slots,
+    check_id_range,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -775,10 +780,4 @@ def _check_ids(name: str, ids: torch.Tensor, table: str, size: int) -> None:
             f"{name} must be an integer tensor of hashed ids, got dtype {ids.dtype}; the embedding tables take "
             "torch.long (or torch.int32): convert it with .long()."
         )
-    if ids.numel():
-        low, high = ids.min().item(), ids.max().item()
-        if low < 0 or high >= size:
-            raise ValueError(
-                f"{name} must lie in [0, {table}={size}), got values from {low} to {high}; hash raw ids with the "
-                "tokenizer that was saved with this model (its bucket counts match the config)."
-            )
+    check_id_range(name, ids, table, size)

@@ -168,20 +168,28 @@ def weight_files(source: str, hub_kwargs: dict[str, Any], variant: str | None = 
 
 def _dtype_problems(model: torch.nn.Module, header: dict[str, tuple[Path, str]], saved_dtype: Any) -> list[str]:
     """Tensors whose header dtype is not the one the checkpoint's model has: the kind (float / integer) must match,
-    and every floating tensor must have the dtype recorded in ``config.json`` (all one dtype when none is)."""
+    and every floating tensor must have the dtype recorded in ``config.json`` (all one dtype when none is), except
+    the buffers a module keeps in float32 whatever the model's dtype (its ``exact_buffers``: the counts and running
+    statistics of a bfloat16 model), which may be float32."""
     state = model.state_dict()
     prefix = f"{model.base_model_prefix}." if getattr(model, "base_model", model) is model else ""
+    kept_float32 = {
+        f"{module_name}.{buffer}" if module_name else buffer
+        for module_name, module in model.named_modules()
+        for buffer in getattr(module, "exact_buffers", ())
+    }
     problems, floating = [], {}
     for name, (_, text) in header.items():
         dtype = _DTYPES.get(text)
-        target = state.get(name[len(prefix) :] if prefix and name.startswith(prefix) else name)
+        local = name[len(prefix) :] if prefix and name.startswith(prefix) else name
+        target = state.get(local)
         if target is None:
             continue
         if dtype is None or dtype.is_floating_point != target.is_floating_point() or (
             not target.is_floating_point() and dtype != target.dtype
         ):
             problems.append(f"{name} (file {text}, model {str(target.dtype).removeprefix('torch.')})")
-        elif dtype.is_floating_point:
+        elif dtype.is_floating_point and not (local in kept_float32 and dtype == torch.float32):
             floating.setdefault(dtype, []).append(name)
     expected = getattr(torch, saved_dtype, None) if isinstance(saved_dtype, str) else None
     if isinstance(expected, torch.dtype) and expected.is_floating_point:
