@@ -10,7 +10,11 @@ tokenizer hashes ids the same way (its time statistics are the checkpoint's).
     accelerate launch --multi_gpu --num_processes 8 examples/finetune_with_trainer.py --checkpoint ... --data ...
 
 Prints the validation metrics before and after fine-tuning (``eval_auc_like``, ``eval_mean_mae``, ...), then the
-test split's (``test_auc_like``, ...), and saves the fine-tuned model and tokenizer to ``OUTPUT/model``.
+test split's (``test_auc_like``, ...), and saves the fine-tuned model and tokenizer to ``OUTPUT/model``. The "before"
+metrics come from the Trainer's own evaluation at step 0 (``eval_on_start=True``), not from ``trainer.evaluate()``
+before ``trainer.train()``: under ``accelerate launch`` such a first evaluation prepares the model for evaluation
+alone, and ``train()`` then never wraps it for data parallelism (each process would train its own copy). Only the
+main process prints.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         per_device_eval_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         eval_strategy="epoch" if "validation" in dataset else "no",
+        eval_on_start="validation" in dataset,  # the "before" metrics: evaluated inside train(), after DDP wrapping
         save_strategy="no",
         logging_steps=10,
         report_to="none",
@@ -78,13 +83,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         compute_metrics=a2gen_compute_metrics(model.config),
         embedding_learning_rate=args.embedding_learning_rate,
     )
-    if "validation" in dataset:
-        print("validation before:", json.dumps(trainer.evaluate(), indent=None))
+    # No trainer.evaluate() before train(): see the docstring (eval_on_start evaluates the starting weights instead).
     trainer.train()
+    main_process = trainer.is_world_process_zero()  # every process evaluates its part; one prints
     if "validation" in dataset:
-        print("validation after:", json.dumps(trainer.evaluate(), indent=None))
+        start = next(entry for entry in trainer.state.log_history if "eval_loss" in entry)  # eval_on_start's, step 0
+        before = {key: value for key, value in start.items() if key.startswith("eval_")}
+        if main_process:
+            print("validation before:", json.dumps(before, indent=None))
+        after = trainer.evaluate()
+        if main_process:
+            print("validation after:", json.dumps(after, indent=None))
     metrics = trainer.evaluate(dataset["test"], metric_key_prefix="test") if "test" in dataset else {}
-    if metrics:
+    if metrics and main_process:
         print("test after:", json.dumps(metrics, indent=None))
     trainer.save_model(str(Path(args.output) / "model"))
     if trainer.is_world_process_zero():

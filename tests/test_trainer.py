@@ -1,6 +1,7 @@
 """transformers.Trainer with A2Gen and the baselines: training, predict_actions metrics, the fine-tuning example."""
 
 import importlib.util
+import json
 import math
 import os
 from pathlib import Path
@@ -179,7 +180,11 @@ def test_training_arguments_and_compute_metrics_errors(tmp_path):
         compute(plain_trainer_outputs)
 
 
-def test_finetune_example_loads_a_checkpoint_and_saves_the_result(data_dir, tmp_path):
+def test_finetune_example_loads_a_checkpoint_and_saves_the_result(data_dir, tmp_path, monkeypatch, capsys):
+    """The example fine-tunes and saves; its "before" metrics come from the evaluation at step 0 inside train()
+    (eval_on_start), never from evaluate() before train(): under accelerate launch that first evaluation prepares the
+    model for evaluation alone and train() then never wraps it in DDP (each process trained its own copy). Only the
+    main process prints."""
     dataset, tokenizer, _ = load_data_dir(data_dir)
     torch.manual_seed(0)
     checkpoint = tmp_path / "checkpoint"
@@ -188,12 +193,99 @@ def test_finetune_example_loads_a_checkpoint_and_saves_the_result(data_dir, tmp_
     spec = importlib.util.spec_from_file_location("finetune_with_trainer", REPO / "examples" / "finetune_with_trainer.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
+    calls = []
+
+    def recording(name):
+        method = getattr(A2GenTrainer, name)
+
+        def recorded(self, *args, **kwargs):
+            # the Trainer's own evaluations inside train() (eval_on_start, eval_strategy) are part of "train"
+            if not (calls and calls[-1] == "train" and self.is_in_train):
+                calls.append(name)
+            return method(self, *args, **kwargs)
+
+        return recorded
+
+    for name in ("train", "evaluate"):
+        monkeypatch.setattr(A2GenTrainer, name, recording(name))
 
     output = tmp_path / "finetuned"
     metrics = example.main(["--checkpoint", str(checkpoint), "--data", str(data_dir), "--output", str(output),
                             "--max-steps", "6", "--batch-size", "32", "--learning-rate", "5e-3", "--cpu"])
     assert "test_num_examples" not in metrics and math.isfinite(metrics["test_mean_auc"])  # no counts logged
     assert (output / "model" / "model.safetensors").exists() and (output / "model" / "vocab.json").exists()
+    assert calls[0] == "train", f"the example evaluates before train(): {calls}"
+    labels = ("validation before:", "validation after:", "test after:")
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(labels)]  # not the Trainer's
+    assert [line.split(":")[0] + ":" for line in printed] == list(labels)
+    before = json.loads(printed[0].split(":", 1)[1])
+    assert math.isfinite(before["eval_loss"]) and before["eval_loss"] != json.loads(printed[1].split(":", 1)[1])["eval_loss"]
+
+    monkeypatch.setattr(A2GenTrainer, "is_world_process_zero", lambda self: False)  # another process of a launch
+    example.main(["--checkpoint", str(checkpoint), "--data", str(data_dir), "--output", str(tmp_path / "other"),
+                  "--max-steps", "1", "--batch-size", "32", "--cpu"])
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith(labels)]
+
+
+# Models and options whose weights differ: each must give every trainable weight a gradient at every step.
+EVERY_WEIGHT_TRAINED = [
+    *[(name, {}) for name in ("a2gen-iag", "a2gen-eag", "mmoe", "ple", "mmoe-fair", "ple-fair")],
+    ("mmoe", {"use_id_embeddings": False}),
+    ("a2gen-iag", {"use_id_embeddings": False, "occurrence_head": True, "occurrence_paths_input": "extra_only",
+                   "occurrence_linear_path": False, "occurrence_hidden_size": 8, "history_count_features": True}),
+    ("a2gen-iag", {"wide_path": True, "history_count_features": True, "history_propensity_features": True,
+                   "target_popularity_features": True, "context_interactions": True, "time_per_action": True}),
+    ("a2gen-eag", {"history_event_item_moments": 8, "history_event_moment_source": "table", "target_item_moments": True,
+                   "history_item_exposure": True, "eag_position_embeddings": True, "eag_shared_event_embedding": False}),
+    ("a2gen-iag", {"slot_readout": "any_slot", "cam_gate_input": "projected", "iag_slot_activation": "relu"}),
+]
+
+
+def test_training_arguments_skip_ddps_search_for_unused_weights(data_dir, tmp_path):
+    """Every trainable weight of the package's models takes a gradient at every step (what an option leaves out is
+    frozen): DDP is told not to search for unused ones (the Trainer's default searched, and warned at every 2-process
+    run that it found none). A weight left without a gradient would stop DDP without the search: checked here."""
+    assert a2gen_training_arguments(str(tmp_path), report_to="none").ddp_find_unused_parameters is False
+    kept = a2gen_training_arguments(str(tmp_path), report_to="none", ddp_find_unused_parameters=True)
+    assert kept.ddp_find_unused_parameters is True
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    rows = [dataset["train"][index] for index in range(8)]
+    for name, options in EVERY_WEIGHT_TRAINED:
+        torch.manual_seed(0)
+        model = create_model(name, tokenizer, dataset, **TINY, **options)
+        model.train()
+        model(**A2GenDataCollator.from_config(model.config, tokenizer)(rows)).loss.backward()
+        unused = [weight for weight, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, f"{name} {options}: trainable weights without a gradient: {unused}"
+
+
+def test_the_loss_of_a_padded_last_evaluation_batch_counts_its_real_examples_only(data_dir, tmp_path, monkeypatch):
+    """Several processes, a split that does not divide evenly: the last batch of a process is padded with copies of
+    the split's first examples, and the Trainer keeps its mean loss as the loss of the real ones (gather_for_metrics
+    keeps `remainder` counts of the processes' losses). Process 1 of 2 with batches of 8 and 11 examples left for the
+    last step holds 3 real ones: its loss is theirs, not that of all 8 rows (upstream eval_loss counted the copies)."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_trainer(model, tokenizer, dataset, tmp_path, per_device_eval_batch_size=8)
+    batch = next(iter(trainer.get_eval_dataloader()))
+    model.eval()
+
+    def loss_of(rows):
+        with torch.no_grad():
+            return model(**{k: v[:rows] for k, v in batch.items() if k != "user_keys"}).loss.item()
+
+    def step_loss(position, prediction_loss_only=True):
+        monkeypatch.setattr(trainer, "_evaluation_position", lambda: position, raising=False)
+        inputs = {key: value.clone() for key, value in batch.items()}
+        return trainer.prediction_step(model, inputs, prediction_loss_only=prediction_loss_only)[0].item()
+
+    assert loss_of(3) != pytest.approx(loss_of(8), rel=1e-3)
+    assert step_loss((2, 1, True, 11)) == pytest.approx(loss_of(3), rel=1e-6)
+    assert step_loss((2, 1, True, 11), prediction_loss_only=False) == pytest.approx(loss_of(3), rel=1e-6)
+    assert step_loss((2, 0, True, 11)) == pytest.approx(loss_of(8), rel=1e-6)  # process 0: all real
+    assert step_loss((2, 1, False, 11)) == pytest.approx(loss_of(8), rel=1e-6)  # not the last batch
+    assert step_loss((1, 0, True, 3)) == pytest.approx(loss_of(8), rel=1e-6)  # one process: no padding
 
 
 def trainable(model):

@@ -1160,7 +1160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             register()
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT (128 + 2)
-        print(f"a2gen {_command_name(args)}: {interrupted_message(args)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under accelerate launch / torchrun: once, from the main process
+            print(f"a2gen {_command_name(args)}: {interrupted_message(args)}", file=sys.stderr)
         return 130
 
 
@@ -1169,12 +1170,35 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def interrupted_message(args: argparse.Namespace) -> str:
-    """What Ctrl-C leaves and how to go on: ``train`` resumes from its last checkpoint with --resume."""
+    """What Ctrl-C leaves and how to go on, from what ``train`` left in its output folder: a saved model without its
+    test metrics (stopped in the final test evaluation) is evaluated with ``a2gen evaluate``; otherwise the run
+    resumes from its last checkpoint with --resume, and without checkpoints runs again (with --resume where the
+    interrupted run left files that a new run into the folder refuses)."""
     if args.command != "train":
         return "interrupted"
+    output = Path(args.output)
+    if "a2gen_hf.training.loop" in sys.modules:  # training had started: it may have written into the folder
+        from .training.checkpointing import RUN_FILES
+        from .training.loop import EVAL_RESULTS_FILE, MODEL_FOLDER
+
+        model = output / MODEL_FOLDER
+        if (model / "config.json").is_file() and not (output / EVAL_RESULTS_FILE).exists():
+            if not (Path(args.data) / "test").is_dir():
+                return f"interrupted after training; the model was saved to {model} (the data has no test split)"
+            return (f"interrupted during the test evaluation, after training: the model was saved to {model}; "
+                    f"score it with `a2gen evaluate --model {model} --data {args.data} --json "
+                    f"{output / EVAL_RESULTS_FILE}` (training again is not needed)")
+        left = [name for name in RUN_FILES if (output / name).exists()]
+    else:
+        left = []
     if args.checkpoint_every:
         return (f"interrupted; resume with --resume (the same command with --resume continues from the last "
                 f"checkpoint in {args.output})")
+    if left:
+        return (f"interrupted; no checkpoint was written (--checkpoint-every 0), and {args.output} holds this run's "
+                f"{', '.join(left)}, which a new run refuses: run the command again with --resume (with no "
+                "checkpoint it starts from step 0) or into an empty folder (with --checkpoint-every N, a later run "
+                "can resume with --resume)")
     return ("interrupted; no checkpoint was written (--checkpoint-every 0): run the command again (with "
             "--checkpoint-every N, a later run can resume with --resume)")
 

@@ -710,6 +710,7 @@ class _TrainingRun:
             logger.info(f"Resumed from {checkpoint} (step {self.progress.global_step}).")
         self.tracking = _start_tracking(accelerator, settings)
         self.accumulation = settings.gradient_accumulation_steps
+        self.epoch_micro_batches: int | None = None  # this process's micro-batches in the current epoch (map-style)
         if self.streaming:
             self.total_steps, self.steps_per_epoch = settings.max_steps, None
         else:
@@ -787,6 +788,7 @@ class _TrainingRun:
         while not progress.stopped_early and (progress.global_step < self.total_steps or progress.step_in_epoch > 0):
             if progress.global_step < self.total_steps:
                 loader = _epoch_loader(self.train_dataset, self.collator, self.settings, progress.epoch, self.accelerator)
+                self.epoch_micro_batches = len(loader)
                 skip = progress.step_in_epoch * self.accumulation
                 batches = self.accelerator.skip_first_batches(loader, skip) if skip else loader
                 for batch_index, batch in enumerate(batches, start=skip):
@@ -815,6 +817,19 @@ class _TrainingRun:
             group["lr"] = base * factor
         return factor
 
+    def _accumulation_scale(self, batch_index: int) -> float:
+        """What micro-batch ``batch_index`` of the epoch multiplies its loss by before ``accelerator.backward``, which
+        divides every loss by ``gradient_accumulation_steps`` (N): 1, except in an epoch whose micro-batch count is not
+        a multiple of N, where the last optimizer step holds only the r < N left over and Accelerate still divides
+        by N (the step's gradient would shrink to r / N of one batch's): there N / r, so that the step averages the
+        r micro-batches it really holds, as the other steps average their N. Streaming input has no epoch end (every
+        step holds N); DeepSpeed scales the loss in its own engine."""
+        count, accumulation = self.epoch_micro_batches, self.accumulation
+        if accumulation == 1 or count is None or self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            return 1.0
+        short = count % accumulation
+        return accumulation / short if short and batch_index >= count - short else 1.0
+
     def step(self, batch: dict[str, torch.Tensor], batch_index: int) -> bool:
         """One micro-batch; True when it completed an optimizer step (then evaluated, logged, checkpointed as due)."""
         settings, progress, accelerator = self.settings, self.progress, self.accelerator
@@ -827,7 +842,8 @@ class _TrainingRun:
                     f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
                     f"{progress.epoch}; check that batch's inputs or lower the learning rate."
                 )
-            accelerator.backward(loss)
+            scale = self._accumulation_scale(batch_index)
+            accelerator.backward(loss if scale == 1 else loss * scale)
             grad_norm = None
             if accelerator.sync_gradients and (logging_step or settings.max_grad_norm is not None):
                 grad_norm = clip_grad_norm_(self.model.parameters(), settings.max_grad_norm or math.inf, accelerator)
@@ -853,7 +869,10 @@ class _TrainingRun:
         if logging_step:
             self._log_training(factor, grad_norm)
         if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
-            progress.running_loss = self.running_loss.item()
+            # The checkpoint (written by the main process) holds one running loss for every process: the mean of
+            # the processes' partial sums. Each resumed process adds its own losses to it, and the next log entry's
+            # mean over processes is then the uninterrupted run's (this process's own sum would stand in for all).
+            progress.running_loss = accelerator.reduce(self.running_loss, reduction="mean").item()
             _save_checkpoint(
                 accelerator, self.output_dir, progress.global_step, settings, self.model, self.optimizer, progress,
                 self.resume_key, self.weight_average,

@@ -63,7 +63,12 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
     ``TrainingArguments`` that work with the package's collator: ``remove_unused_columns=False`` (the collator
     reads the raw example columns, which the model's forward does not name) and
     ``label_names=["labels", "label_times", "label_time_mask"]`` (what ``compute_metrics`` receives as
-    ``label_ids``). Every other argument is passed on.
+    ``label_ids``), and ``ddp_find_unused_parameters=False`` unless given: every trainable weight of the package's
+    models (A2Gen, MMoE, PLE, with any of their options) takes a gradient at every step, so DDP need not search the
+    graph for unused ones (the Trainer's default, True for a ``PreTrainedModel``, searches and warns that it found
+    none, at every run); weights an option leaves out are frozen (``requires_grad=False``), which DDP skips. The
+    Accelerate loop of ``a2gen train`` runs DDP the same way. Pass ``ddp_find_unused_parameters=True`` for a model
+    of your own that leaves trainable weights unused. Every other argument is passed on.
 
     Raises:
         ValueError: ``kwargs`` sets either of the two to something else.
@@ -74,6 +79,7 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
                 f"{name}={kwargs[name]!r} does not work with A2GenDataCollator; leave it out (it is set to {required!r})."
             )
     kwargs.update(remove_unused_columns=False, label_names=list(LABEL_NAMES))
+    kwargs.setdefault("ddp_find_unused_parameters", False)
     return TrainingArguments(output_dir=output_dir, **kwargs)
 
 
@@ -364,6 +370,10 @@ class A2GenTrainer(Trainer):
         inputs = self._prepare_inputs(inputs)
         users = inputs.pop("user_keys", None)  # evaluation's groups (get_eval_dataloader), not a model input
         loss = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)[0]
+        real = self._real_rows_of_a_padded_batch(inputs)
+        if loss is not None and real:  # the loss of the examples, not of the copies that pad them (see the method)
+            part = {key: _first_rows(value, real) for key, value in inputs.items()}
+            loss = super().prediction_step(model, part, prediction_loss_only=True, ignore_keys=ignore_keys)[0]
         if prediction_loss_only:
             return loss, None, None
         missing = [name for name in self.label_names if inputs.get(name) is None]
@@ -379,6 +389,31 @@ class A2GenTrainer(Trainer):
             predictions += (inputs[DEFAULT_GROUP_COLUMN],)
         labels = tuple(inputs[name] for name in self.label_names)
         return loss, predictions, labels
+
+    def _evaluation_position(self) -> tuple[int, int, bool, int]:
+        """``(processes, this process's index, at the evaluation loader's last batch, examples in the last global
+        batch or -1 / 0)`` from Accelerate's state."""
+        accelerator = self.accelerator
+        state = accelerator.gradient_state
+        return accelerator.num_processes, accelerator.process_index, bool(state.end_of_dataloader), state.remainder
+
+    def _real_rows_of_a_padded_batch(self, inputs: dict[str, Any]) -> int | None:
+        """
+        Under several processes the last evaluation batch of a split that does not divide evenly is padded with
+        copies of the split's first examples (Accelerate's ``even_batches``), and the Trainer counts each batch's
+        mean loss ``eval_batch_size`` times, keeping the first ``remainder`` counts of the processes' last batches
+        (``gather_for_metrics``): the padding then drops out of the predictions but not out of the loss, whose mean
+        includes the copies. Returns how many leading rows of this process's last batch are real examples when
+        some, not all, are (its loss is then recomputed over those); None otherwise (one process, any other batch).
+        """
+        processes, index, last, remainder = self._evaluation_position()
+        labels = inputs.get("labels")
+        if processes < 2 or not last or remainder is None or remainder <= 0 or not torch.is_tensor(labels):
+            return None
+        size = labels.shape[0]
+        width = self.args.eval_batch_size  # the counts of each process's loss in the gathered losses
+        real = min(max(remainder - index * width, 0), size)
+        return real if 0 < real < size else None
 
     def create_model_card(
         self,
@@ -421,6 +456,11 @@ class A2GenTrainer(Trainer):
             tags=[tags] if isinstance(tags, str) else list(tags or []),
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+def _first_rows(value: Any, rows: int) -> Any:
+    """The first ``rows`` examples of a batch entry (a tensor with a batch dimension), else the entry as it is."""
+    return value[:rows] if torch.is_tensor(value) and value.dim() > 0 else value
 
 
 class _WeightAverageCallback(TrainerCallback):

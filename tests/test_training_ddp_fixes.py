@@ -1,0 +1,313 @@
+"""The training loop's gradient accumulation at an epoch's end, the running loss a checkpoint keeps for every process,
+what Ctrl-C says after training, and one 2-process launch: the fine-tuning example under DDP, the Trainer's eval_loss
+of a split that does not divide evenly, and the first log entry after a resume."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+
+from a2gen_hf import cli
+from a2gen_hf.cli import main
+from a2gen_hf.data import A2GenDataCollator
+from a2gen_hf.training import loop
+from a2gen_hf.training.data_setup import create_model, load_data_dir
+from a2gen_hf.training.loop import CHECKPOINT_MANIFEST, TrainingSettings, train
+from a2gen_hf.training.trainer import A2GenTrainer, a2gen_compute_metrics, a2gen_training_arguments
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {"hidden_size": 16, "id_embedding_size": 16, "hidden_dropout_prob": 0.0}
+TINY_FLAGS = ["--hidden-size", "16", "--id-embedding-size", "16", "--no-progress", "--cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_caches_and_one_thread(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("hf_home")
+    saved = {name: os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE")}
+    os.environ.update(HF_HOME=str(cache), HF_DATASETS_CACHE=str(cache / "datasets"), HF_HUB_OFFLINE="1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def tiny_run(data_dir, output, rows: int, **settings):
+    """train() of the tiny IAG (no dropout) on the first ``rows`` training examples; the result and its log."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    options = {"show_progress": False, "cpu": True, "log_every": 1, "select_best_epoch": False, **settings}
+    result = train(model, dataset["train"].select(range(rows)), collator,
+                   TrainingSettings(output_dir=str(output), **options))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return result
+
+
+def test_a_short_last_accumulation_averages_the_micro_batches_it_holds(simulated_data_dir, tmp_path):
+    """40 examples: batches of 16 give 16, 16, 8; micro-batches of 8 accumulated 2 at a time give (8, 8), (8, 8),
+    (8): the epoch's last step holds one micro-batch. Before, Accelerate still divided its loss by 2 and that step's
+    gradient was half the large batch's; now every step, the last included, equals the large batch's."""
+    large = tiny_run(simulated_data_dir, tmp_path / "large", 40, num_epochs=1, batch_size=16)
+    accumulated = tiny_run(simulated_data_dir, tmp_path / "accumulated", 40, num_epochs=1, batch_size=8,
+                           gradient_accumulation_steps=2)
+    norms = [[entry["grad_norm"] for entry in result.log_history if "grad_norm" in entry]
+             for result in (large, accumulated)]
+    assert len(norms[0]) == len(norms[1]) == 3
+    assert norms[1] == pytest.approx(norms[0], rel=1e-5)  # before: the third was half the large batch's
+    losses = [[entry["loss"] for entry in result.log_history if "loss" in entry] for result in (large, accumulated)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    reference = dict(large.model.named_parameters())
+    for name, value in accumulated.model.named_parameters():
+        if not name.endswith("key.bias"):  # no gradient: AdamW turns its rounding noise into +-lr (test_training.py)
+            torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_the_accumulation_scale_of_each_micro_batch():
+    run = loop._TrainingRun.__new__(loop._TrainingRun)
+    run.accelerator = Accelerator(cpu=True)
+    run.accumulation, run.epoch_micro_batches = 3, 8  # steps of (0, 1, 2), (3, 4, 5) and the short (6, 7)
+    assert [run._accumulation_scale(index) for index in range(8)] == [1, 1, 1, 1, 1, 1, 1.5, 1.5]
+    run.epoch_micro_batches = 9  # no short step
+    assert {run._accumulation_scale(index) for index in range(9)} == {1}
+    run.epoch_micro_batches = None  # streaming: no epoch end
+    assert run._accumulation_scale(7) == 1
+
+
+def test_a_checkpoint_keeps_the_running_loss_averaged_over_processes(simulated_data_dir, tmp_path, monkeypatch):
+    """The main process writes one running loss (the sum of the micro-batch losses since the last log entry) into
+    the checkpoint, and every resumed process restores it before the next entry averages over processes: it must be
+    the mean of the processes' sums, not the main process's own. One process stands in for two here: a second
+    process whose sums are this one's + 2 makes every mean over processes this process's value + 1."""
+    means = []
+
+    def reduce(self, tensor, reduction="sum", scale=1.0):
+        if reduction == "mean" and tensor.dim() == 0:
+            means.append(tensor.item())
+            return tensor + 1.0
+        return tensor.clone()
+
+    monkeypatch.setattr(Accelerator, "reduce", reduce)
+    losses = []
+    real_step = loop._TrainingRun.step
+
+    def step(self, batch, batch_index):
+        hook = self.model.register_forward_hook(lambda module, args, output: losses.append(output.loss.item()))
+        try:
+            return real_step(self, batch, batch_index)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(loop._TrainingRun, "step", step)
+    # Checkpoint at step 3, the next log entry at step 4: the checkpoint holds the sum of steps 1-3.
+    tiny_run(simulated_data_dir, tmp_path / "run", 64, max_steps=4, batch_size=16, checkpoint_every=3, log_every=4)
+    manifest = json.loads((tmp_path / "run" / "checkpoint-3" / CHECKPOINT_MANIFEST).read_text())
+    saved = manifest["progress"]["running_loss"]
+    own = sum(losses[:3])
+    assert manifest["progress"]["running_count"] == 3
+    assert saved == pytest.approx(own + 1.0, rel=1e-6)  # before: own, the main process's sum alone
+
+
+# ------------------------------------------------------------------------------------------------------ Ctrl-C
+
+
+def test_ctrl_c_in_the_test_evaluation_says_how_to_score_the_saved_model(simulated_data_dir, tmp_path, monkeypatch,
+                                                                         capsys):
+    """Interrupted while scoring the test split (the model already saved, no eval_results.json): the line names the
+    `a2gen evaluate` command that writes the metrics, and that command does (before: "run the command again", which
+    the folder's earlier-run files then refused)."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "evaluate_model", interrupted)
+    output = tmp_path / "run"
+    assert main(["train", "--data", str(simulated_data_dir), "--output", str(output), "--max-steps", "2",
+                 "--batch-size", "32", *TINY_FLAGS]) == 130
+    error = capsys.readouterr().err
+    assert (output / "model" / "config.json").is_file() and not (output / "eval_results.json").exists()
+    assert "no checkpoint was written" not in error and "interrupted during the test evaluation" in error
+    command = error[error.index("`a2gen evaluate") + 1 : error.rindex("`")].split()
+    assert command[:4] == ["a2gen", "evaluate", "--model", str(output / "model")]
+    monkeypatch.undo()
+    assert main(command[1:]) == 0
+    assert "mean_auc" in json.loads((output / "eval_results.json").read_text())
+    assert main(["train", "--data", str(simulated_data_dir), "--output", str(output), "--max-steps", "2",
+                 *TINY_FLAGS]) == 2  # a plain run again is still refused, as the line no longer suggests it
+
+
+def interrupted_args(output, data, checkpoint_every=0):
+    return argparse.Namespace(command="train", output=str(output), data=str(data), checkpoint_every=checkpoint_every)
+
+
+def test_ctrl_c_messages_follow_what_the_output_folder_holds(tmp_path):
+    data, output = tmp_path / "data", tmp_path / "run"
+    (data / "test").mkdir(parents=True)
+    # Nothing written yet: run again; with checkpoints: resume.
+    assert cli.interrupted_message(interrupted_args(output, data)).startswith(
+        "interrupted; no checkpoint was written (--checkpoint-every 0): run the command again")
+    assert cli.interrupted_message(interrupted_args(output, data, 5)).startswith("interrupted; resume with --resume")
+    # An evaluation kept its best weights, no checkpoint: a plain run into the folder is refused, --resume starts over.
+    output.mkdir()
+    (output / "best_model.safetensors").write_bytes(b"")
+    message = cli.interrupted_message(interrupted_args(output, data))
+    assert "best_model.safetensors" in message and "run the command again with --resume" in message
+    # The model saved, the test metrics not written.
+    (output / "model").mkdir()
+    (output / "model" / "config.json").write_text("{}")
+    for every in (0, 5):
+        message = cli.interrupted_message(interrupted_args(output, data, every))
+        assert f"a2gen evaluate --model {output / 'model'} --data {data} --json {output / 'eval_results.json'}" in message
+    (data / "test").rmdir()  # no test split: nothing more to do
+    assert "the data has no test split" in cli.interrupted_message(interrupted_args(output, data))
+    # A finished run (eval_results.json written), resumed and interrupted: resume again.
+    (output / "eval_results.json").write_text("{}")
+    assert cli.interrupted_message(interrupted_args(output, data, 5)).startswith("interrupted; resume with --resume")
+
+
+def test_ctrl_c_is_reported_by_the_main_process_only(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_train", interrupted)
+    argv = ["train", "--data", "d", "--output", "o", "--checkpoint-every", "5"]
+    monkeypatch.setenv("RANK", "1")  # another process of accelerate launch / torchrun
+    assert main(argv) == 130
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 130
+    assert capsys.readouterr().err.startswith("a2gen train: interrupted; resume with --resume")
+
+
+# ------------------------------------------------------------------------------------------ 2 processes (DDP)
+
+# Run by both processes of one `accelerate launch` (starting Python + torch is most of its ~25 s):
+# 1. examples/finetune_with_trainer.py, recording whether train() wrapped the model in DDP and the trained weights;
+# 2. A2GenTrainer.evaluate of the validation split (36 examples) in batches of 10 per process (the last padded);
+# 3. the Accelerate loop: a checkpoint at step 3, a log entry at step 4, and a run resumed from that checkpoint.
+DDP_PROBE = textwrap.dedent(
+    """
+    import hashlib, json, os, runpy, shutil, sys
+    import torch
+    from accelerate import Accelerator, PartialState
+    from a2gen_hf.data import A2GenDataCollator
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.loop import TrainingSettings, train
+    from a2gen_hf.training.trainer import A2GenTrainer, a2gen_compute_metrics, a2gen_training_arguments
+
+    example, data_dir, out = sys.argv[1:4]
+    rank = int(os.environ["RANK"])
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    tiny = {"hidden_size": 16, "id_embedding_size": 16}
+    result = {}
+    torch.manual_seed(0)
+    checkpoint = os.path.join(out, f"checkpoint{rank}")  # the same weights (seed 0), a folder per process
+    create_model("a2gen-iag", tokenizer, dataset, **tiny).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    real_train = A2GenTrainer.train
+
+    def train_and_record(self, *args, **kwargs):
+        output = real_train(self, *args, **kwargs)
+        result["wrapped"] = type(self.model_wrapped).__name__
+        weights = b"".join(p.detach().numpy().tobytes() for p in self.model.parameters())
+        result["weights"] = hashlib.sha256(weights).hexdigest()
+        return output
+
+    A2GenTrainer.train = train_and_record
+    sys.argv = [example, "--checkpoint", checkpoint, "--data", data_dir, "--output", os.path.join(out, "ft"),
+                "--max-steps", "2", "--batch-size", "16", "--learning-rate", "5e-3"]
+    runpy.run_path(example, run_name="__main__")
+    A2GenTrainer.train = real_train
+
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **tiny)
+    arguments = a2gen_training_arguments(os.path.join(out, "ev"), per_device_eval_batch_size=10, report_to="none",
+                                         disable_tqdm=True)
+    trainer = A2GenTrainer(model=model, args=arguments, eval_dataset=dataset["validation"],
+                           data_collator=A2GenDataCollator.from_config(model.config, tokenizer),
+                           compute_metrics=a2gen_compute_metrics(model.config))
+    result["eval_loss"] = trainer.evaluate()["eval_loss"]
+
+    settings = dict(max_steps=4, batch_size=8, checkpoint_every=3, log_every=4, keep_checkpoints=0,
+                    show_progress=False, select_best_epoch=False)
+
+    def run(folder, resume):
+        torch.manual_seed(0)
+        model = create_model("a2gen-iag", tokenizer, dataset, **tiny)
+        outcome = train(model, dataset["train"], A2GenDataCollator.from_config(model.config, tokenizer),
+                        TrainingSettings(output_dir=folder, resume=resume, **settings), accelerator=Accelerator())
+        return [entry for entry in outcome.log_history if "loss" in entry][-1]
+
+    result["uninterrupted"] = run(os.path.join(out, "reference"), False)
+    state = PartialState()
+    if state.is_main_process:
+        os.makedirs(os.path.join(out, "resumed"))
+        shutil.copytree(os.path.join(out, "reference", "checkpoint-3"), os.path.join(out, "resumed", "checkpoint-3"))
+    state.wait_for_everyone()
+    result["resumed"] = run(os.path.join(out, "resumed"), True)
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as file:
+        json.dump(result, file)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_with_ddp_count_each_example_once_and_resume_the_log(simulated_data_dir, tmp_path):
+    """Under `accelerate launch` with 2 processes: (1) the fine-tuning example trains with DDP (before, its
+    evaluate() before train() left the model unwrapped and each process trained its own copy) and prints once;
+    (2) the Trainer's eval_loss of 36 examples in batches of 10 per process is the one-process loss (before, the 4
+    copies that pad process 1's last batch counted in it); (3) the first log entry after a resume from a checkpoint
+    between two entries is the uninterrupted run's (before, every process restored the main process's partial sum)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(DDP_PROBE)
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(probe),
+        str(REPO / "examples" / "finetune_with_trainer.py"), str(simulated_data_dir), str(tmp_path),
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
+                   "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [rank["wrapped"] for rank in ranks] == ["DistributedDataParallel"] * 2
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # synchronised: one model, whichever process saves it
+    assert done.stdout.count("validation before:") == 1 and done.stdout.count("test after:") == 1
+    assert "find_unused_parameters=True" not in done.stderr  # a2gen_training_arguments: no search, no warning
+
+    dataset, tokenizer, _ = load_data_dir(simulated_data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=16, id_embedding_size=16)
+    arguments = a2gen_training_arguments(str(tmp_path / "one"), per_device_eval_batch_size=10, report_to="none",
+                                         disable_tqdm=True, use_cpu=True)
+    trainer = A2GenTrainer(model=model, args=arguments, eval_dataset=dataset["validation"],
+                           data_collator=A2GenDataCollator.from_config(model.config, tokenizer),
+                           compute_metrics=a2gen_compute_metrics(model.config))
+    assert len(dataset["validation"]) % 20 and len(dataset["validation"]) % 20 > 10  # process 1's last batch padded
+    one_process = trainer.evaluate()["eval_loss"]
+    for rank in ranks:
+        assert rank["eval_loss"] == pytest.approx(one_process, rel=1e-6)
+        assert rank["uninterrupted"]["step"] == rank["resumed"]["step"] == 4
+        assert rank["resumed"]["loss"] == pytest.approx(rank["uninterrupted"]["loss"], rel=1e-6)
