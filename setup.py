@@ -32,6 +32,7 @@ setup(
         "matplotlib>=3.7",
         "scikit-learn>=1.3",
         "threadpoolctl>=2.0",  # one BLAS thread per regression fit (simple_baselines.fit_each); scikit-learn needs it too
+        "xxhash>=3.0",  # content fingerprints of prepared data (data/folder.py); datasets needs it too
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "ruff>=0.6"],

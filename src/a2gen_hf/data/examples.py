@@ -7,10 +7,13 @@ straight into the Arrow files of a ``DatasetDict.save_to_disk`` folder.
 
 from __future__ import annotations
 
+import datetime
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -118,12 +121,33 @@ def load_sessions(folder: Path) -> Sessions:
     )
 
 
+def _unix_seconds(name: str, value: Any) -> float | None:
+    """A split boundary as Unix seconds: a number as it is, a date or time (``datetime``, ``pandas.Timestamp``,
+    ``numpy.datetime64``; without a time zone: UTC; a ``date``: its midnight UTC) converted; anything else refused
+    naming the forms read."""
+    if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, np.datetime64) and not np.isnat(value):
+        return float(value.astype("datetime64[us]").astype(np.int64)) / 1e6
+    if isinstance(value, datetime.datetime):  # pandas.Timestamp is one
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.timestamp()
+    if isinstance(value, datetime.date):
+        return float(datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC).timestamp())
+    raise ValueError(
+        f"{name}={value!r} ({type(value).__name__}) is no time: give Unix seconds (a number, e.g. 1512000000) or a "
+        "datetime / pandas.Timestamp (read as UTC without a time zone)."
+    )
+
+
 @dataclass(frozen=True)
 class SplitRule:
     """Time boundaries of the splits: ``session_start < validation_start`` is train, ``< test_start`` validation.
 
-    Explicit Unix seconds win; otherwise the last ``test_fraction`` of the sessions' start-time range is test and the
-    ``validation_fraction`` before it validation.
+    Explicit Unix seconds win (a ``datetime`` / ``pandas.Timestamp`` / ``numpy.datetime64`` is read as its Unix
+    seconds, one without a time zone as UTC; a ``date`` as its midnight UTC); otherwise the last ``test_fraction`` of
+    the sessions' start-time range is test and the ``validation_fraction`` before it validation.
     """
 
     validation_fraction: float = 1 / 7
@@ -139,7 +163,8 @@ class SplitRule:
                 "and sum to less than 1 (CLI: --validation-fraction, --test-fraction)."
             )
         for name in ("validation_start", "test_start"):
-            value = getattr(self, name)
+            value = _unix_seconds(name, getattr(self, name))
+            object.__setattr__(self, name, value)  # frozen: set once, as the Unix seconds
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name}={value} must be a finite Unix time in seconds, or None.")
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import xxhash  # a dependency of datasets, which fingerprints with it too
 from datasets import DatasetDict, load_dataset
-from datasets.fingerprint import generate_random_fingerprint
 
 from ..output_folders import output_lock, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
@@ -57,17 +57,30 @@ def shard_path(folder: Path, split: str, shard: int) -> Path:
     return folder / split / f"part-{shard:05d}.parquet"
 
 
-def write_dataset_dict_files(output_dir: Path, num_files: int) -> None:
+def data_file_digest(path: Path) -> str:
+    """The xxh3-64 digest (hex) of a data file's bytes, for :func:`write_dataset_dict_files`."""
+    digest = xxhash.xxh3_64()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(16 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_dataset_dict_files(output_dir: Path, num_files: int, file_digests: dict[str, list[str]]) -> None:
     """The JSON files of a ``DatasetDict.save_to_disk`` folder whose splits hold ``num_files`` data files each.
 
     The Arrow files themselves (``output_dir/<split>/data-*.arrow``, see :func:`data_file_name`) are written by
-    :func:`write_examples`; with these files, ``datasets.load_from_disk`` memory-maps them in order.
+    :func:`write_examples`; with these files, ``datasets.load_from_disk`` memory-maps them in order. Each split's
+    fingerprint (``datasets``' ``_fingerprint``, which the resume key of training reads) is derived from the digests
+    of its files (:func:`data_file_digest`, ``file_digests[split]`` in file order): the same examples give the same
+    fingerprint, so a data folder prepared again from the same log is the same data to ``a2gen train --resume``
+    (before: a random one each time, and the resume was refused).
     """
     (output_dir / DATASET_DICT_FILE).write_text(json.dumps({"splits": list(SPLITS)}))
     for split in SPLITS:
         state = {
             "_data_files": [{"filename": data_file_name(index, num_files)} for index in range(num_files)],
-            "_fingerprint": generate_random_fingerprint(),
+            "_fingerprint": xxhash.xxh3_64(json.dumps(file_digests[split]).encode()).hexdigest(),
             "_format_columns": None,
             "_format_kwargs": {},
             "_format_type": None,

@@ -49,7 +49,13 @@ from .examples import (
     sort_order,
     write_examples,
 )
-from .folder import check_replaceable, data_file_name, write_data_summary, write_dataset_dict_files
+from .folder import (
+    check_replaceable,
+    data_file_digest,
+    data_file_name,
+    write_data_summary,
+    write_dataset_dict_files,
+)
 from .partitions import PartitionWriter, estimate_rows, read_partition
 from .presets import PRESETS, TIME_UNITS, LogPreset, preset_named  # noqa: F401  (PRESETS, TIME_UNITS: old home)
 from .validation import BadRowCounter, LogFormatError, ValidatedBatches, ValidatedLog, finer_time_unit_hint
@@ -295,6 +301,7 @@ class _PartitionExamples:
     label_windows: list[LabelWindowCounts]
     # The same with the targets' repeated start actions left out (the collator's drop_repeated_start).
     label_windows_without_repeats: list[LabelWindowCounts]
+    digests: list[str]  # of its data file of each split (the splits' fingerprints are made of them)
 
 
 def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
@@ -346,7 +353,7 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
         nothing = LabelWindowCounts(0, np.zeros(0, np.int64), np.zeros(num_actions, np.int64))
         return _PartitionExamples(
             [0] * len(SPLITS), [np.zeros(num_actions, np.int64)] * len(SPLITS), LogTimeMoments(), [nothing] * len(SPLITS),
-            [nothing] * len(SPLITS),
+            [nothing] * len(SPLITS), [data_file_digest(conversion.examples_file(split, index)) for split in SPLITS],
         )
     sessions = load_sessions(conversion.sessions_file(index))
     shutil.rmtree(conversion.sessions_file(index))
@@ -367,7 +374,8 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
         windows.append(label_window_counts(sessions, in_split, num_actions, max_actions))
         windows_without_repeats.append(label_window_counts(sessions, in_split, num_actions, max_actions, start_id))
     moments = LogTimeMoments.of_sessions(sessions, split_of_session == 0)
-    return _PartitionExamples(examples, counts, moments, windows, windows_without_repeats)
+    digests = [data_file_digest(conversion.examples_file(split, index)) for split in SPLITS]
+    return _PartitionExamples(examples, counts, moments, windows, windows_without_repeats, digests)
 
 
 def _check_open_files(num_partitions: int, partition_rows: int) -> None:
@@ -517,6 +525,16 @@ def convert_log(
     )
     if tokenizer.side_feature_fields is None:  # saved with the tokenizer: the pipeline hashes raw side features
         tokenizer.side_feature_fields = list(preset.side_feature_columns)
+    elif list(tokenizer.side_feature_fields) != list(preset.side_feature_columns):
+        # Side ids are hashed per field name: another name, another number or order of fields would give the saved
+        # model's side embeddings ids that mean something else (or a width it was not built for), silently.
+        raise ValueError(
+            f"The tokenizer's side features {list(tokenizer.side_feature_fields)} differ from the side-feature "
+            f"columns {list(preset.side_feature_columns)} of preset {preset.name!r}: a model of that tokenizer reads "
+            "side ids hashed by those field names, in that order. Read the log with a preset whose "
+            "side_feature_columns are the tokenizer's (CLI: --generic-side-features), renaming the log's columns if "
+            "they have other names, or prepare without the tokenizer (--tokenizer)."
+        )
     if list(tokenizer.action_names) != list(preset.action_names):
         raise ValueError(
             f"The tokenizer's actions {tokenizer.action_names} differ from preset {preset.name!r}'s "
@@ -590,6 +608,7 @@ def convert_log(
         first_start = min(partition.first_start for partition in cut)
         last_start = max(partition.last_start for partition in cut)
         _warn_of_times_in_1970(stream.source, preset, last_start)
+        _check_explicit_boundaries(stream.source, preset, split_rule, (first_start, last_start))
         conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
         distinct = _distinct_counts(cut, len(preset.side_feature_columns))
         fixed = {name: None if name in data_sized_buckets else getattr(tokenizer, name) for name in BUCKET_FIELDS}
@@ -602,7 +621,8 @@ def convert_log(
         _check_time_split(input_path, examples, min_history, split_rule, (first_start, last_start))
         if fit_time_statistics:
             reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
-        write_dataset_dict_files(dataset_dir, num_partitions)
+        digests = {split: [partition.digests[index] for partition in written] for index, split in enumerate(SPLITS)}
+        write_dataset_dict_files(dataset_dir, num_partitions, digests)
         summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
                            stream, cut, written, examples, tokenizer, distinct, data_sized_buckets)  # fmt: skip
         if not fit_time_statistics:  # a saved model's tokenizer: its statistics, and its K
@@ -751,6 +771,37 @@ def _warn_of_times_in_1970(source: str, preset: LogPreset, last_start: float) ->
         )
 
 
+def _check_explicit_boundaries(
+    source: str, preset: LogPreset, split_rule: SplitRule, span: tuple[float, float]
+) -> None:
+    """Refuse a split boundary given in milliseconds (as a ``time_ms`` log counts) instead of Unix seconds: one that
+    lies after every session start and, read as milliseconds, within (a span's length of) the sessions' starts; it
+    put every session in train without a word (before). Warn of another boundary after every session start, which
+    leaves the later splits empty: meant when a log is prepared for training only (a far boundary, e.g. 1e12, is
+    how to ask for that), a mistake otherwise."""
+    first, last = span
+    margin = max(last - first, 86400.0)
+    after = [(name, value) for name in ("validation_start", "test_start")
+             if (value := getattr(split_rule, name)) is not None and value > last]  # fmt: skip
+
+    def where(name: str, value: float) -> str:
+        emptied = "the validation and test splits get" if name == "validation_start" else "the test split gets"
+        return (f"{name}={value:.17g} ({_utc(value)}) lies after every session start of the log (the first at "
+                f"{_utc(first)}, the last at {_utc(last)}), so {emptied} no example")  # fmt: skip
+
+    for name, value in after:
+        if first - margin <= value / 1000 <= last + margin:
+            raise ValueError(
+                f"{source}: {where(name, value)}. Boundaries are Unix seconds, whatever the log's time unit "
+                f"({preset.time_unit!r} here); read as milliseconds this one is {value / 1000:.17g} s = "
+                f"{_utc(value / 1000)}, among the log's times: give the boundaries in Unix seconds "
+                "(SplitRule(validation_start=, test_start=); CLI: --validation-start, --test-start) or as datetimes."
+            )
+    if after:
+        logger.warning(f"{source}: {where(*after[0])}; if that is not meant, give the boundaries in Unix seconds "
+                       "within the log's span (CLI: --validation-start, --test-start).")  # fmt: skip
+
+
 def _check_time_split(
     input_path: str | Path, examples: dict[str, int], min_history: int, split_rule: SplitRule, span: tuple[float, float]
 ) -> None:
@@ -779,9 +830,13 @@ def _check_time_split(
                 "the log's time column (CLI: --generic-time-column, --time-unit)"
             )
         else:
+            given = ", ".join(f"{name}={value:.17g} ({_utc(value)})" for name in ("validation_start", "test_start")
+                              if (value := getattr(split_rule, name)) is not None)  # fmt: skip
             cause = (
-                "the split boundaries leave the training split no session; move them later (CLI: "
-                "--validation-fraction, --test-fraction, --validation-start, --test-start)"
+                "the split boundaries leave the training split no session"
+                + (f" ({given}, and sessions start from {_utc(first)} to {_utc(last)}; boundaries are Unix seconds)"
+                   if given else "")
+                + "; move them later (CLI: --validation-fraction, --test-fraction, --validation-start, --test-start)"
             )
         raise ValueError(f"{name}: no training examples (examples {examples}): {cause}.")
     if split_rule.validation_start is not None or min_history or train >= SMALL_TRAINING_SHARE * total:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import os
 import re
 import warnings
 from collections import Counter
@@ -27,6 +29,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from ..tokenization_a2gen import _id_text  # the one spelling of an id (serving hashes ids by it too)
 from .compressed import format_suffix, open_log_bytes
 from .errors import LogFormatError
 
@@ -440,42 +443,46 @@ def _record_batches(path: Path, file_format: str, preset: LogPreset, needed: lis
     return _number_rows(iterator), None
 
 
-# Seconds per tick of Arrow's timestamp units, and the preset time units a native time can be written in.
-_TIMESTAMP_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-_TICKS_PER_SECOND = {"s": 1.0, "ms": 1000.0}
+# Ticks per second of Arrow's timestamp and duration units, and of the preset units a native time can be written in.
+_ARROW_TICKS_PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
+_TICKS_PER_SECOND = {"s": 1, "ms": 1000}
 
 
 def _native_times(batches: Iterator[pa.RecordBatch], preset: LogPreset, source: str) -> Iterator[pa.RecordBatch]:
     """
-    A time column that Parquet holds as a native timestamp or date, rewritten
-    as numbers in ``preset.time_unit`` (Unix seconds or milliseconds; a timestamp without a time zone is read as
-    UTC), so that its rows are read as the log's times (before: every row a bad number, its text not a number).
+    A time column that Parquet holds as a native timestamp or date, and a time or duration column held as a native
+    duration, rewritten as numbers in the preset's unit of that column (Unix seconds or milliseconds; a timestamp
+    without a time zone is read as UTC, a date as midnight UTC of its day, a duration in its own unit), so that its
+    rows are read as the log's times and durations (before: a timestamp's every row a bad number, a date an error, a
+    duration its raw ticks in the preset's unit: ``duration[us]`` milliseconds read as a thousand times longer).
     """
-    name = preset.time_column
     for batch in batches:
-        if name not in batch.schema.names:
-            yield batch
-            continue
-        values = batch.column(name)
-        kind = values.type
-        if pa.types.is_timestamp(kind):
-            seconds_per_tick = _TIMESTAMP_SECONDS[kind.unit]
-        elif pa.types.is_date32(kind):
-            seconds_per_tick = 86400.0
-        elif pa.types.is_date64(kind):
-            seconds_per_tick = 1e-3
-        else:
-            yield batch
-            continue
-        if preset.time_unit not in _TICKS_PER_SECOND:
-            raise LogFormatError(
-                f"{source}: column {name!r} holds dates / timestamps ({kind}), but the preset reads "
-                f"{preset.time_unit!r} numbers; write the column as {preset.time_unit!r} numbers."
-            )
-        ticks = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64)  # NaN where null
-        nulls = values.is_null().to_numpy(zero_copy_only=False)
-        times = pa.array(ticks * (seconds_per_tick * _TICKS_PER_SECOND[preset.time_unit]), mask=nulls)
-        yield batch.set_column(batch.schema.get_field_index(name), name, times)
+        for name, unit in preset.number_columns():
+            if name in batch.schema.names:
+                batch = _native_column(batch, name, unit, name == preset.time_column, source)
+        yield batch
+
+
+def _native_column(batch: pa.RecordBatch, name: str, unit: str, is_time: bool, source: str) -> pa.RecordBatch:
+    """``batch`` with its column ``name`` in ``unit`` numbers when it holds timestamps / dates (a time column) or
+    durations; as it is otherwise."""
+    values = batch.column(name)
+    kind = values.type
+    if is_time and (pa.types.is_date32(kind) or pa.types.is_date64(kind)):
+        values = pc.cast(values, pa.timestamp("ms"))  # midnight UTC of the day: read as a timestamp without zone
+    if not (is_time and pa.types.is_timestamp(values.type)) and not pa.types.is_duration(values.type):
+        return batch
+    if unit not in _TICKS_PER_SECOND:
+        raise LogFormatError(
+            f"{source}: column {name!r} holds dates / timestamps / durations ({kind}), but the preset reads {unit!r} "
+            f"numbers; write the column as {unit!r} numbers."
+        )
+    have, want = _ARROW_TICKS_PER_SECOND[values.type.unit], _TICKS_PER_SECOND[unit]
+    ticks = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64)  # NaN where null
+    nulls = values.is_null().to_numpy(zero_copy_only=False)
+    # By a whole factor, so that a whole number of the preset's unit stays exact (21902000 us -> 21902 ms).
+    converted = pa.array(ticks * (want // have) if want >= have else ticks / (have // want), mask=nulls)
+    return batch.set_column(batch.schema.get_field_index(name), name, converted)
 
 
 def _parquet_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
@@ -523,6 +530,22 @@ class ValidatedBatch:
         return len(self.lines)
 
 
+def _log_path(path: object) -> Path:
+    """``path`` as a :class:`Path`; anything but one file's path (a DataFrame, a ``datasets.Dataset``, a list of
+    files) is refused saying what is read and how to get such a file."""
+    if isinstance(path, (str, os.PathLike)):
+        return Path(path)
+    kind = f"{type(path).__module__}.{type(path).__qualname__}"
+    if isinstance(path, (list, tuple, set)):
+        how = "for several files, convert each on its own, or write their rows into one file first"
+    elif hasattr(path, "to_parquet"):  # a pandas DataFrame, a datasets.Dataset, a polars DataFrame
+        how = "for rows in memory, write them to a file first (e.g. `frame.to_parquet('log.parquet')`) and pass its path"
+    else:
+        how = "pass the path of the log file"
+    raise TypeError(f"The log must be the path (a str or os.PathLike) of one CSV, JSONL or Parquet file, not {kind}; "
+                    f"{how}.")  # fmt: skip
+
+
 class ValidatedBatches:
     """Streaming form of :func:`read_validated_log`: iterating yields one :class:`ValidatedBatch` per batch read.
 
@@ -541,9 +564,16 @@ class ValidatedBatches:
         block_size: int = 16 << 20,
         progress: bool | None = None,
     ):
-        path = Path(path)
+        path = _log_path(path)
         if on_bad_rows not in ON_BAD_ROWS:
             raise ValueError(f"on_bad_rows={on_bad_rows!r} is unknown; use one of {list(ON_BAD_ROWS)}.")
+        if path.is_dir():
+            raise LogFormatError(
+                f"Log file {str(path)!r} is a folder, not a file; a log is one CSV, JSONL or Parquet file. For a "
+                "folder of Parquet parts, write them into one file first, e.g. `pyarrow.parquet.write_table("
+                "pyarrow.parquet.read_table(folder), 'log.parquet')`; for several text files, concatenate them "
+                "(without their repeated headers)."
+            )
         if not path.is_file():
             raise FileNotFoundError(f"Log file {str(path)!r} does not exist.")
         if path.stat().st_size == 0:
@@ -716,13 +746,33 @@ def _apply_problems(
     return ~flagged
 
 
-def _as_strings(values: pa.Array, name: str, source: str) -> pa.Array:
-    """A column's values as strings (numbers as written: ``7.0`` -> ``"7"``); a column of lists, structs or other
-    values that are no string or number is refused naming it."""
+def _as_strings(values: pa.Array, name: str, source: str, role: str = "value") -> pa.Array:
+    """A column's values as strings; a column of lists, structs or other values that are no string or number is
+    refused naming it. ``role`` is ``"id"`` for user, item and side-feature columns, ``"flag"`` for 0/1 flag columns.
+
+    An id is spelled as the tokenizer spells it at serving (:func:`~a2gen_hf.tokenization_a2gen._id_text`, the one
+    rule): a float id of a whole number as that integer (``10000000005.0`` -> ``"10000000005"``, as pandas writes an
+    integer column with gaps; pyarrow's own text would be ``"1.0000000005e+10"``), another float as Python writes it,
+    NaN / inf as missing (null); a boolean id column is refused (``true`` / ``false`` would merge every user or item
+    into two). A boolean flag column reads as ``"0"`` / ``"1"``. Categorical (dictionary) columns read as their values.
+    """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
     if values.type == pa.string():
         return values
+    if pa.types.is_boolean(values.type):
+        if role == "flag":
+            return pc.cast(pc.cast(values, pa.int8()), pa.string())
+        if role == "id":
+            raise LogFormatError(
+                f"{source}: column {name!r} holds booleans (true / false), which are no ids: every row would share one "
+                "of two values, merging the users or items (the tokenizer refuses a bool id too); write the column as "
+                "string or integer ids."
+            )
+    if role == "id" and pa.types.is_floating(values.type):
+        return _float_id_texts(values)
     try:
         return pc.cast(values, pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as error:
@@ -730,6 +780,15 @@ def _as_strings(values: pa.Array, name: str, source: str) -> pa.Array:
             f"{source}: column {name!r} holds values of type {values.type}, which do not read as text ({error}); a "
             "log's columns hold strings or numbers: write that column as such."
         ) from None
+
+
+def _float_id_texts(values: pa.Array) -> pa.Array:
+    """Float ids as :func:`~a2gen_hf.tokenization_a2gen._id_text` spells them, asked once per distinct value of the
+    batch (a few microseconds each: only float id columns pay it, integer and string ones are cast by pyarrow); NaN
+    and inf, which are no id, become null (an empty value)."""
+    encoded = pc.dictionary_encode(values)
+    texts = [_id_text(value) if math.isfinite(value) else None for value in encoded.dictionary.to_pylist()]
+    return pc.take(pa.array(texts, type=pa.string()), encoded.indices)
 
 
 # JSON and Parquet numbers beyond 2**53 that are read as floats have lost their last digits: as ids they would merge.
@@ -763,8 +822,9 @@ def _validate_batch(
     problems: list[_Problem] = []
     rows = batch.num_rows
     raw, trimmed = {}, 0
+    roles = {**dict.fromkeys(preset.string_columns(), "id"), **dict.fromkeys(preset.flag_columns, "flag")}
     for name in preset.needed_columns():
-        raw[name], count = _trim_spaces(_as_strings(batch.column(name), name, source))
+        raw[name], count = _trim_spaces(_as_strings(batch.column(name), name, source, roles.get(name, "value")))
         trimmed += count
     empty = {name: _empty_mask(values) for name, values in raw.items()}
     all_empty = np.logical_and.reduce(list(empty.values())) if raw else np.zeros(rows, dtype=bool)
@@ -783,7 +843,9 @@ def _validate_batch(
             "its last digits (distinct ids would merge); write the ids as strings",
         ))  # fmt: skip
     for name in preset.side_feature_columns:
-        columns[name] = raw[name]  # empty side features are kept: they hash to padding (0), "unknown"
+        # Empty side features are kept: they hash to padding (0), "unknown"; so is a missing one (a null in Parquet
+        # or JSON lines, a key a JSON line lacks), read as the empty field of a CSV.
+        columns[name] = raw[name].fill_null("")
 
     if preset.action_column is not None:
         name = preset.action_column

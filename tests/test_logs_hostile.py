@@ -1,0 +1,293 @@
+"""Hostile inputs to log conversion from Python (probe 17): typed Parquet / JSON columns (nulls, dates, durations,
+float and boolean ids), a saved tokenizer whose side features differ, split boundaries in another unit, inputs that
+are no log file, and the determinism of a prepared folder."""
+
+import dataclasses
+import datetime
+import json
+import logging
+
+import datasets
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from a2gen_hf import cli
+from a2gen_hf.data import PRESETS, LogFormatError, SplitRule, convert_log
+
+TAOBAO = dataclasses.replace(PRESETS["taobao"], time_window=None)
+KEYED = dataclasses.replace(TAOBAO, columns=None)  # Parquet / JSONL: columns by name
+KUAIRAND = PRESETS["kuairand"]
+START = 1511544000
+
+
+def taobao_frame() -> pd.DataFrame:
+    """60 Taobao-format rows: 6 users, 10 clicks each an hour apart on items 1..5 of categories 1..2."""
+    rng = np.random.default_rng(0)
+    rows = [(user, int(rng.integers(1, 6)), int(rng.integers(1, 3)), "pv", START + user * 7 + k * 3600)
+            for user in range(1, 7) for k in range(10)]  # fmt: skip
+    return pd.DataFrame(rows, columns=list(TAOBAO.columns))
+
+
+def convert(path, preset=KEYED, **kwargs):
+    return convert_log(path, preset=preset, num_proc=1, progress=False, **kwargs)
+
+
+def write_csv(frame: pd.DataFrame, path) -> str:
+    frame.to_csv(path, header=False, index=False)
+    return path
+
+
+def write_parquet(frame_or_table, path) -> str:
+    table = (
+        frame_or_table
+        if isinstance(frame_or_table, pa.Table)
+        else pa.Table.from_pandas(frame_or_table, preserve_index=False)
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def rows(result) -> str:
+    """Every split's rows, as JSON text (so that NaN times, unknown ones, compare equal)."""
+    return json.dumps({split: result.dataset[split].to_dict() for split in result.dataset}, sort_keys=True)
+
+
+# -- C1: a null side feature is an empty one (0, "unknown"), as an empty CSV field
+
+
+def test_null_side_features_in_parquet_and_json_lines_read_as_an_empty_csv_field(tmp_path):
+    """Before: ``IndexError: index -9223372036854775808`` (a null's dictionary code cast to int64)."""
+    frame = taobao_frame()
+    missing = [0, 13, 27]
+    text = frame.astype({"category_id": str})
+    text.loc[missing, "category_id"] = ""
+    expected = convert(write_csv(text, tmp_path / "log.csv"), TAOBAO)
+    nullable = frame.astype({"category_id": "Int64"})
+    nullable.loc[missing, "category_id"] = pd.NA
+    floats = frame.astype({"category_id": float})
+    floats.loc[missing, "category_id"] = np.nan
+    records = frame.to_dict("records")
+    lines = []
+    for index, record in enumerate(records):
+        if index == missing[0]:
+            record = {key: value for key, value in record.items() if key != "category_id"}  # the key left out
+        elif index in missing:
+            record = {**record, "category_id": None}
+        lines.append(json.dumps(record) + "\n")
+    (tmp_path / "log.jsonl").write_text("".join(lines))
+    for path in (write_parquet(nullable, tmp_path / "int64.parquet"), write_parquet(floats, tmp_path / "nan.parquet"),
+                 tmp_path / "log.jsonl"):  # fmt: skip
+        result = convert(path)
+        assert rows(result) == rows(expected), path
+    side_ids = {(row["user"], row["session_start"]): row["item_side_ids"] for row in expected.dataset["train"]}
+    assert [0] in side_ids.values()  # the empty value: padding, "unknown"
+
+
+# -- C2: a Parquet date column is read as midnight UTC of its day
+
+
+@pytest.mark.parametrize("kind", [pa.date32(), pa.date64()])
+def test_parquet_date_time_column_is_read_as_midnight_utc(tmp_path, kind):
+    """Before: ``ArrowNotImplementedError: Unsupported cast from date32[day] to int64``."""
+    frame = taobao_frame()
+    frame["timestamp"] = START - START % 86400 + (frame.index % 10) * 86400  # a user's events one day apart
+    expected = convert(write_csv(frame, tmp_path / "log.csv"), TAOBAO)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    dates = pa.array([datetime.datetime.fromtimestamp(t, datetime.UTC).date() for t in frame["timestamp"]], kind)
+    result = convert(write_parquet(table.set_column(4, "timestamp", dates), tmp_path / "log.parquet"))
+    assert rows(result) == rows(expected)
+    assert result.dataset["train"][0]["session_start"] % 86400 == 0
+
+
+# -- S1: a Parquet duration column is read in its own unit
+
+
+def kuairand_frame() -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [1, 1, 2, 2], "video_id": [1, 2, 1, 3],
+                         "time_ms": [1650000000000, 1650100000000, 1650200000000, 1650900000000],
+                         "is_like": [0, 1, 0, 0], "is_follow": 0, "is_comment": 0, "is_forward": [1, 0, 0, 0],
+                         "play_time_ms": [21902, 5000, 7000, 9000]})  # fmt: skip
+
+
+def test_parquet_duration_columns_are_read_in_their_own_unit(tmp_path):
+    """Before: the ticks of ``duration[us]`` (pandas' timedelta) read as milliseconds, a 21.902 s view lasting
+    21,902 s; ``duration[s]`` a thousand times too short."""
+    for unit in ("s", "ms", "us", "ns"):
+        frame = kuairand_frame()
+        if unit == "s":  # whole seconds
+            frame["play_time_ms"] = [22000, 5000, 7000, 9000]
+        expected = convert(write_parquet(frame, tmp_path / "ms.parquet"), KUAIRAND)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        ticks = {"s": 1 / 1000, "ms": 1, "us": 1000, "ns": 1_000_000}[unit]  # per millisecond
+        durations = pa.array([round(value * ticks) for value in frame["play_time_ms"]], pa.int64())
+        durations = durations.cast(pa.duration(unit))
+        path = write_parquet(table.set_column(7, "play_time_ms", durations), tmp_path / f"{unit}.parquet")
+        result = convert(path, KUAIRAND)
+        assert rows(result) == rows(expected), unit
+        assert max(row["action_seconds"][-1] for row in result.dataset["train"]) == pytest.approx(
+            22.0 if unit == "s" else 21.902
+        )
+
+
+# -- S2: float ids are spelled as the tokenizer spells them at serving
+
+
+def test_float_ids_hash_as_the_csv_and_the_tokenizer_spell_them(tmp_path):
+    """pandas writes an integer id column with gaps as float64; pyarrow spelled 10000000005.0 "1.0000000005e+10"
+    (another bucket than the CSV's "10000000005" and serving's ``hash_items([10000000005])``). Non-whole floats
+    follow the tokenizer's ``_id_text`` too."""
+    frame = taobao_frame()
+    frame["item_id"] = frame["item_id"] + 10_000_000_000
+    expected = convert(write_csv(frame, tmp_path / "log.csv"), TAOBAO)
+    floats = frame.astype({"item_id": float})
+    parquet = convert(write_parquet(floats, tmp_path / "log.parquet"))
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(record) + "\n" for record in floats.to_dict("records")))
+    jsonl = convert(tmp_path / "log.jsonl")
+    assert rows(parquet) == rows(expected) and rows(jsonl) == rows(expected)
+    row = parquet.dataset["train"][0]
+    assert row["item"] == str(int(row["item"])) and len(row["item"]) == 11
+    assert parquet.tokenizer.hash_items([int(row["item"])])[0] == row["item_id"]
+    assert parquet.tokenizer.item_keys([int(row["item"])]) == parquet.tokenizer.item_keys([row["item"]])
+    # Side features that are no whole numbers: the text serving hashes them by (``hash_side_features``).
+    odd = frame.astype({"category_id": float})
+    odd["category_id"] = np.where(odd.index % 2, 3.5, 12345678901.5)
+    result = convert(write_parquet(odd, tmp_path / "odd.parquet"))
+    tokenizer = result.tokenizer
+    for example in result.dataset["train"]:
+        assert example["item_side_ids"][0] in set(tokenizer.hash_side_features("category_id", [3.5, 12345678901.5]))
+
+
+# -- S5 / C7: booleans
+
+
+def test_boolean_id_columns_are_refused(tmp_path):
+    """Before: a bool user_id read as "true" / "false": 6 users became 1 (the tokenizer and the collator refuse a
+    bool id)."""
+    frame = taobao_frame()
+    for column in ("user_id", "item_id", "category_id"):
+        typed = frame.astype({column: bool})
+        with pytest.raises(LogFormatError, match=rf"column '{column}' holds booleans .* no ids"):
+            convert(write_parquet(typed, tmp_path / f"{column}.parquet"))
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps({**record, "item_id": True}) + "\n"
+                                                for record in frame.to_dict("records")))  # fmt: skip
+    with pytest.raises(LogFormatError, match=r"column 'item_id' holds booleans"):
+        convert(tmp_path / "log.jsonl")
+
+
+def test_boolean_flag_columns_read_as_0_and_1(tmp_path):
+    """Before: a bool KuaiRand flag made every row a ``bad_flag`` (``must be 0 or 1, got 'true'``)."""
+    views = kuairand_frame()
+    expected = convert(write_parquet(views, tmp_path / "ints.parquet"), KUAIRAND)
+    flags = views.astype({name: bool for name in KUAIRAND.flag_columns})
+    result = convert(write_parquet(flags, tmp_path / "bools.parquet"), KUAIRAND)
+    assert rows(result) == rows(expected) and result.summary["rows_dropped"] == {}
+    assert sum(result.summary["action_frequencies"]["train"][name] for name in ("like", "forward")) >= 1
+
+
+# -- S3: a saved tokenizer's side features must be the preset's
+
+
+def test_a_saved_tokenizer_with_other_side_features_is_refused(tmp_path):
+    """Before: the log's ``cat`` column hashed as ``cat=...`` (other side ids than the model reads), or no / two side
+    ids per item, while the result's tokenizer still said ``['category_id']``."""
+    log = write_csv(taobao_frame(), tmp_path / "log.csv")
+    tokenizer = convert(log, TAOBAO).tokenizer
+    assert convert(log, TAOBAO, tokenizer=tokenizer).tokenizer.side_feature_fields == ["category_id"]
+    renamed = dataclasses.replace(TAOBAO, columns=("user_id", "item_id", "cat", "behavior_type", "timestamp"),
+                                  side_feature_columns=("cat",))  # fmt: skip
+    none = dataclasses.replace(TAOBAO, side_feature_columns=())
+    for preset, shown in ((renamed, r"\['cat'\]"), (none, r"\[\]")):
+        with pytest.raises(ValueError, match=rf"tokenizer's side features \['category_id'\] differ from the "
+                           rf"side-feature columns {shown}"):  # fmt: skip
+            convert(log, preset, tokenizer=tokenizer)
+    frame = taobao_frame()
+    frame["seller_id"] = 9
+    wide = dataclasses.replace(KEYED, side_feature_columns=("category_id", "seller_id"))
+    with pytest.raises(ValueError, match=r"\['category_id'\] differ .* \['category_id', 'seller_id'\]"):
+        convert(write_parquet(frame, tmp_path / "wide.parquet"), wide, tokenizer=tokenizer)
+
+
+# -- S4: split boundaries
+
+
+def kuairand_views(tmp_path):
+    rng = np.random.default_rng(0)
+    count = 60
+    views = pd.DataFrame({"user_id": rng.integers(1, 5, count), "video_id": rng.integers(1, 9, count),
+                          "time_ms": 1650000000000 + np.sort(rng.integers(0, 10**9, count)), "is_like": 0,
+                          "is_follow": 0, "is_comment": 0, "is_forward": 0, "play_time_ms": 5000})  # fmt: skip
+    return write_parquet(views, tmp_path / "views.parquet")
+
+
+def test_split_boundaries_in_milliseconds_are_refused_and_datetimes_read(tmp_path, caplog):
+    """Before: boundaries in the log's milliseconds put all 60 views in train without a word, and a
+    ``pd.Timestamp`` boundary raised a bare ``TypeError: must be real number``."""
+    log = kuairand_views(tmp_path)
+    with pytest.raises(ValueError, match=r"validation_start=1650700000000 .* lies after every session start of the "
+                       r"log \(the first at 2022-04-15 .*, the last at 2022-04-26 .*\).*read as milliseconds this one "
+                       r"is 1650700000 s = 2022-04-23"):  # fmt: skip
+        convert(log, KUAIRAND, split_rule=SplitRule(validation_start=1650700000000, test_start=1650850000000))
+    with pytest.raises(ValueError, match=r"test_start=1650850000000 .* the test split gets no example"):
+        convert(log, KUAIRAND, split_rule=SplitRule(validation_start=1650700000, test_start=1650850000000))
+    seconds = convert(log, KUAIRAND, split_rule=SplitRule(validation_start=1650700000, test_start=1650850000))
+    assert all(seconds.summary["examples"].values())
+    stamps = SplitRule(validation_start=pd.Timestamp(1650700000, unit="s"),
+                       test_start=datetime.datetime.fromtimestamp(1650850000, datetime.UTC))  # fmt: skip
+    assert (stamps.validation_start, stamps.test_start) == (1650700000, 1650850000)
+    assert rows(convert(log, KUAIRAND, split_rule=stamps)) == rows(seconds)
+    with pytest.raises(ValueError, match=r"validation_start='2022-04-23' \(str\) is no time"):
+        SplitRule(validation_start="2022-04-23")
+    with pytest.raises(ValueError, match=r"no training examples .*validation_start=19000 \(1970-01-01 05:16:40 UTC\), "
+                       r"test_start=19100 .* sessions start from 2022-04-15 .* to 2022-04-26 .*Unix seconds"):  # fmt: skip
+        convert(log, KUAIRAND, split_rule=SplitRule(validation_start=19000, test_start=19100))  # days, not seconds
+    with caplog.at_level(logging.WARNING):  # far in the future: every session in train, as asked, with a warning
+        whole = convert(log, KUAIRAND, split_rule=SplitRule(validation_start=1e12, test_start=2e12))
+    assert whole.summary["examples"] == {"train": 60, "validation": 0, "test": 0}
+    assert "validation_start=1000000000000 (" in caplog.text and "the validation and test splits get no" in caplog.text
+
+
+# -- C6: inputs that are no log file
+
+
+def test_inputs_that_are_no_log_file_are_refused_saying_what_is_read(tmp_path, capsys):
+    """Before: a DataFrame, a Dataset or a list gave ``TypeError: expected str, bytes or os.PathLike object``; a
+    folder ``Log file '...' does not exist``."""
+    frame = taobao_frame()
+    with pytest.raises(TypeError, match=r"path \(a str or os.PathLike\) of one CSV, JSONL or Parquet file, not "
+                       r"pandas.*DataFrame; .*to_parquet"):  # fmt: skip
+        convert(frame)
+    with pytest.raises(TypeError, match=r"not datasets.*Dataset; .*to_parquet"):
+        convert(datasets.Dataset.from_pandas(frame))
+    with pytest.raises(TypeError, match=r"not builtins.list; for several files"):
+        convert([write_csv(frame, tmp_path / "a.csv"), tmp_path / "a.csv"])
+    (tmp_path / "parts").mkdir()
+    write_parquet(frame, tmp_path / "parts" / "part-0.parquet")
+    with pytest.raises(LogFormatError, match=r"parts' is a folder, not a file; a log is one CSV"):
+        convert(tmp_path / "parts")
+    code = cli.main(["prepare", "--preset", "taobao", "--input", str(tmp_path / "parts"), "--output",
+                     str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert code == 2 and "is a folder, not a file" in capsys.readouterr().err
+
+
+# -- D1: the same log prepared twice is the same folder
+
+
+def test_the_same_log_prepared_twice_gives_byte_identical_folders_and_fingerprints(tmp_path):
+    """Before: each ``state.json`` got a random ``_fingerprint``, so the resume key of training (rows and
+    fingerprint) refused ``--resume`` on a data folder prepared again from the same log."""
+    frame = taobao_frame()
+    log = write_csv(frame, tmp_path / "log.csv")
+    first = convert(log, TAOBAO, output_dir=tmp_path / "one").dataset
+    second = convert(log, TAOBAO, output_dir=tmp_path / "two").dataset
+    files = sorted(path.relative_to(tmp_path / "one") for path in (tmp_path / "one").rglob("*") if path.is_file())
+    assert any(path.name == "state.json" for path in files)
+    for path in files:
+        assert (tmp_path / "one" / path).read_bytes() == (tmp_path / "two" / path).read_bytes(), path
+    assert first["train"]._fingerprint == second["train"]._fingerprint
+    assert first["train"]._fingerprint != first["validation"]._fingerprint
+    frame.loc[0, "item_id"] = 99  # other data: another fingerprint
+    other = convert(write_csv(frame, tmp_path / "other.csv"), TAOBAO, output_dir=tmp_path / "three").dataset
+    assert other["train"]._fingerprint != first["train"]._fingerprint
