@@ -172,6 +172,10 @@ def _train_and_save(rank: int, world_size: int, sharding_type: str, steps: int, 
     state = plain_state_dict(sharded)
     if rank == 0:
         torch.save({"state": state, "losses": losses}, out)
+        # Saving the sharded tables as they are is refused naming plain_state_dict (before: torch's "torch function
+        # 'storage', with args: (ShardedTensor(..." from inside safetensors).
+        with pytest.raises(ValueError, match=r"sharded over processes \(shard_model\): gather them first"):
+            model.save_pretrained(out + ".folder")
 
 
 def _reference(steps: int) -> dict[str, torch.Tensor]:

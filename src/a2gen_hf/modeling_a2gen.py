@@ -1590,6 +1590,14 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         ``PreTrainedModel.save_pretrained``; a generator model saved with its code also lists its encoder under
         ``AutoModel`` in ``auto_map``, so ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` loads it.
         """
+        if kwargs.get("state_dict") is None and any(
+            hasattr(value, "local_shards") for value in self.state_dict().values()
+        ):  # before: torch's "torch function 'storage', with args: (ShardedTensor(..." from deep inside safetensors
+            raise ValueError(
+                f"{type(self).__name__} holds TorchRec tables sharded over processes (shard_model): gather them first "
+                "and save the plain state, on every process: state = plain_state_dict(sharded); then on rank 0 "
+                "model.save_pretrained(path, state_dict=state) (a2gen_hf.torchrec_tables.plain_state_dict)."
+            )
         base_model = self.base_model
         if self._auto_class is not None and base_model is not self:
             module = type(base_model).__module__.rsplit(".", 1)[-1]
