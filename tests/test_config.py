@@ -217,3 +217,20 @@ def test_numbers_that_break_the_maths_are_refused_by_field(field, value, message
     for config_class in (A2GenConfig, MMoEConfig):
         with pytest.raises(A2GenConfigError, match=message):
             config_class(**{field: value})
+
+
+def test_a_config_of_another_model_type_is_refused_not_half_read(tmp_path):
+    """transformers only warns ("You are using a model of type a2gen to instantiate a model of type a2gen_mmoe"):
+    MMoEConfig.from_pretrained(an A2Gen folder) came back with model_type 'a2gen' and A2Gen's fields dropped;
+    A2GenConfig(model_type="a2gen_ple") kept the foreign type."""
+    from transformers import AutoConfig
+
+    from a2gen_hf import MMoEConfig
+
+    A2GenConfig(hidden_size=8, num_attention_heads=2).save_pretrained(tmp_path)
+    with pytest.raises(A2GenConfigError, match=r"model_type='a2gen': a MMoEConfig is 'a2gen_mmoe'.*AutoConfig"):
+        MMoEConfig.from_pretrained(tmp_path)
+    with pytest.raises(A2GenConfigError, match=r"model_type='a2gen_ple': a A2GenConfig is 'a2gen'"):
+        A2GenConfig(model_type="a2gen_ple")
+    assert type(AutoConfig.from_pretrained(tmp_path)) is A2GenConfig
+    assert A2GenConfig(**A2GenConfig().to_dict()).model_type == "a2gen"

@@ -198,6 +198,12 @@ class ActionSequenceConfig(PretrainedConfig):
             )
         for key in self.ignored_fields & kwargs.keys():
             kwargs.pop(key)
+        given_type = kwargs.pop("model_type", type(self).model_type)
+        if given_type != type(self).model_type:  # transformers only warns, and the other model's fields are dropped
+            raise A2GenConfigError(
+                f"model_type={given_type!r}: a {type(self).__name__} is {type(self).model_type!r}. A config saved for "
+                f"another model loads as its own class: AutoConfig.from_pretrained(path) (AutoModel picks the model)."
+            )
         layers = kwargs.pop("num_hidden_layers", 1)
         if layers != 1:
             raise A2GenConfigError(
