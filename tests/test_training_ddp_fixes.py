@@ -14,8 +14,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
+from conftest import make_batch, tiny_config
 
-from a2gen_hf import cli
+from a2gen_hf import A2GenForActionGeneration, cli
 from a2gen_hf.cli import main
 from a2gen_hf.data import A2GenDataCollator
 from a2gen_hf.training import loop
@@ -311,3 +312,73 @@ def test_two_processes_fine_tune_with_ddp_count_each_example_once_and_resume_the
         assert rank["eval_loss"] == pytest.approx(one_process, rel=1e-6)
         assert rank["uninterrupted"]["step"] == rank["resumed"]["step"] == 4
         assert rank["resumed"]["loss"] == pytest.approx(rank["uninterrupted"]["loss"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A batch whose histories are all empty under DDP without find_unused_parameters
+
+
+def _empty_history_batch(config, seed):
+    batch = make_batch(config, seed=seed)
+    if seed == 0:  # every example of the first step is a user's first session: nothing in its history
+        batch.update(history_item_ids=torch.zeros_like(batch["history_item_ids"]),
+                     history_action_ids=torch.zeros_like(batch["history_action_ids"]))  # fmt: skip
+    return batch
+
+
+def _ddp_steps(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from a2gen_hf.training.optimization import with_every_weight_in_the_graph
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(A2GenForActionGeneration(tiny_config("iag")).train())
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        for step in range(3):
+            loss = with_every_weight_in_the_graph(model(**_empty_history_batch(model.module.config, step + rank)).loss, model)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        if rank == 0:
+            Path(out).write_text("3 steps")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_batch_without_histories_keeps_every_weight_in_the_graph(tmp_path):
+    """Histories that are all empty skip the history encoder: 26 of IAG's weights took no gradient, and DDP without
+    find_unused_parameters (Accelerate's default, and a2gen_training_arguments') failed on the next step ("Expected
+    to have finished reduction in the prior iteration"). The loop and A2GenTrainer add 0 x one element of each weight
+    under several processes: same loss and gradients, every weight in the graph."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from a2gen_hf.training.optimization import with_every_weight_in_the_graph
+
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag")).train()
+    batch = _empty_history_batch(model.config, 0)
+    loss = model(**batch).loss
+    loss.backward()
+    left_out = {name for name, p in model.named_parameters() if p.grad is None}
+    assert left_out, "the premise: an empty-history batch leaves the history encoder without gradients"
+    plain = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    touched = with_every_weight_in_the_graph(model(**batch).loss, model)
+    assert touched.item() == loss.item()
+    touched.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    for name, p in model.named_parameters():
+        expected = plain.get(name, torch.zeros_like(p))
+        assert torch.equal(p.grad, expected), name
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "done.txt"
+    mp.start_processes(_ddp_steps, args=(port, str(out)), nprocs=2, start_method="spawn")
+    assert out.read_text() == "3 steps"

@@ -70,7 +70,13 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     latest_checkpoint,
 )
 from .data_setup import create_model, load_data_dir, model_to_train_from, settings_the_model_drops
-from .optimization import SparseAdamW, clip_grad_norm_, set_sparse_embeddings, sparse_gradients_supported
+from .optimization import (
+    SparseAdamW,
+    clip_grad_norm_,
+    set_sparse_embeddings,
+    sparse_gradients_supported,
+    with_every_weight_in_the_graph,
+)
 from .settings import (  # noqa: F401  (re-exported: their old home)
     LR_SCHEDULES,
     MIXED_PRECISIONS,
@@ -842,6 +848,8 @@ class _TrainingRun:
                     f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
                     f"{progress.epoch}; check that batch's inputs or lower the learning rate."
                 )
+            if accelerator.num_processes > 1:  # a weight this process's batch left out would stall DDP's reduction
+                loss = with_every_weight_in_the_graph(loss, self.model)
             scale = self._accumulation_scale(batch_index)
             accelerator.backward(loss if scale == 1 else loss * scale)
             grad_norm = None

@@ -81,6 +81,22 @@ def set_sparse_embeddings(model: nn.Module, enabled: bool) -> bool:
     return previous
 
 
+def with_every_weight_in_the_graph(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """
+    ``loss`` plus 0 times one element of every trainable weight but the id tables: the same value and gradients, and
+    every weight takes a (zero) gradient. DDP without ``find_unused_parameters`` (Accelerate's default, and what
+    the graph search would cost at every step) waits for a gradient of every weight: a process whose batch leaves a
+    weight out (histories that are all empty skip the history encoder: CAM's projections, the event embedding) would
+    stall the next step's reduction ("Expected to have finished reduction in the prior iteration"). The id tables
+    are read by every batch (user and target ids) and may give sparse gradients, so they are left as they are.
+    """
+    tables = {id(table.weight) for table in id_tables(model)}
+    touched = [p.reshape(-1)[:1] for p in model.parameters() if p.requires_grad and id(p) not in tables]
+    if not touched:
+        return loss
+    return loss + 0.0 * torch.cat([t.to(loss.dtype) for t in touched]).sum()
+
+
 def sparse_gradients_supported(accelerator: Any | None = None) -> tuple[bool, str]:
     """
     Whether sparse embedding gradients work in this run, and why not. One process: yes. DDP: only when the process

@@ -48,6 +48,7 @@ from .optimization import (
     set_sparse_embeddings,
     sparse_gradients_supported,
     uses_sparse_embeddings,
+    with_every_weight_in_the_graph,
 )
 from .weight_average import WeightAverage, check_average_settings
 
@@ -63,12 +64,14 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
     ``TrainingArguments`` that work with the package's collator: ``remove_unused_columns=False`` (the collator
     reads the raw example columns, which the model's forward does not name) and
     ``label_names=["labels", "label_times", "label_time_mask"]`` (what ``compute_metrics`` receives as
-    ``label_ids``), and ``ddp_find_unused_parameters=False`` unless given: every trainable weight of the package's
-    models (A2Gen, MMoE, PLE, with any of their options) takes a gradient at every step, so DDP need not search the
-    graph for unused ones (the Trainer's default, True for a ``PreTrainedModel``, searches and warns that it found
-    none, at every run); weights an option leaves out are frozen (``requires_grad=False``), which DDP skips. The
-    Accelerate loop of ``a2gen train`` runs DDP the same way. Pass ``ddp_find_unused_parameters=True`` for a model
-    of your own that leaves trainable weights unused. Every other argument is passed on.
+    ``label_ids``), and ``ddp_find_unused_parameters=False`` unless given: :class:`A2GenTrainer` keeps every
+    trainable weight of the package's models in the graph at every step under several processes (a batch whose
+    histories are all empty would otherwise leave the history encoder out:
+    :func:`~a2gen_hf.training.optimization.with_every_weight_in_the_graph`), so DDP need not search the graph for
+    unused ones (the Trainer's default, True for a ``PreTrainedModel``, searches and warns that it found none, at
+    every run); weights an option leaves out are frozen (``requires_grad=False``), which DDP skips. The Accelerate
+    loop of ``a2gen train`` runs DDP the same way. Pass ``ddp_find_unused_parameters=True`` for a model of your own,
+    or with a plain ``Trainer``. Every other argument is passed on.
 
     Raises:
         ValueError: ``kwargs`` sets either of the two to something else.
@@ -277,6 +280,17 @@ class A2GenTrainer(Trainer):
             return f"optim={optim!r} takes dense gradients (adamw_torch takes sparse ones)"
         supported, reason = sparse_gradients_supported(self.accelerator)
         return None if supported else reason
+
+    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any):
+        """The Trainer's loss; under several processes, training, with every weight in the graph
+        (:func:`~a2gen_hf.training.optimization.with_every_weight_in_the_graph`), so that DDP without
+        ``find_unused_parameters`` (this package's default) takes a batch whose histories are all empty."""
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if not (model.training and self.args.world_size > 1):
+            return result
+        if return_outputs:
+            return with_every_weight_in_the_graph(result[0], model), result[1]
+        return with_every_weight_in_the_graph(result, model)
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is not None:  # passed in `optimizers=`: the model's tables stay as they are
