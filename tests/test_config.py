@@ -194,6 +194,8 @@ def test_from_pretrained_keywords_are_checked_as_the_constructor_checks_them(tmp
     config, unused = A2GenConfig.from_pretrained(tmp_path, hiden_size=64, return_unused_kwargs=True)
     assert unused == {"hiden_size": 64} and config.output_attentions is False  # a model's from_pretrained hands them on
     assert AutoConfig.from_pretrained(tmp_path, output_attentions=True).output_attentions
+    for loading in ("code_revision", "resume_download", "use_auth_token"):  # transformers' own: passed over
+        assert AutoConfig.from_pretrained(tmp_path, **{loading: None}).generator_type == "iag"
 
 
 @pytest.mark.parametrize(
@@ -234,3 +236,16 @@ def test_a_config_of_another_model_type_is_refused_not_half_read(tmp_path):
         A2GenConfig(model_type="a2gen_ple")
     assert type(AutoConfig.from_pretrained(tmp_path)) is A2GenConfig
     assert A2GenConfig(**A2GenConfig().to_dict()).model_type == "a2gen"
+
+
+def test_a_vocabulary_changed_by_keywords_derives_bos_and_eos_again(tmp_path):
+    """from_pretrained(path, action_names=...) kept the saved bos / eos ids: a reordered vocabulary's bos was refused as
+    set by hand, and an action added before the end left eos naming another action (generation stopped there)."""
+    A2GenConfig().save_pretrained(tmp_path)
+    names = ["like", "start", "follow", "forward", "comment", "share", "leave"]
+    config = A2GenConfig.from_pretrained(tmp_path, action_names=names)
+    assert (config.bos_token_id, config.eos_token_id) == (config.start_action_id, config.end_action_id) == (2, 7)
+    kept = A2GenConfig.from_pretrained(tmp_path, action_names=names, eos_token_id=[6, 7])
+    assert kept.eos_token_id == [6, 7]
+    with pytest.raises(A2GenConfigError, match=r"eos_token_id=\[0, 6\]: the ids that end a sequence are action ids 1..6"):
+        A2GenConfig(eos_token_id=[0, 6])

@@ -70,6 +70,16 @@ TRANSFORMERS_KEYWORDS = frozenset(
 )  # fmt: skip
 
 
+# Keywords of transformers' loading that can reach from_dict unused (deprecated ones, or read by AutoConfig only):
+# passed over, as transformers does, not refused as misspelt fields.
+LOADING_KEYWORDS = frozenset(
+    {
+        "code_revision", "resume_download", "use_auth_token", "revision", "trust_remote_code", "local_files_only",
+        "cache_dir", "proxies", "subfolder", "token", "force_download", "user_agent", "gguf_file", "adapter_kwargs",
+    }
+)  # fmt: skip
+
+
 def register_the_package() -> None:
     """``a2gen_hf.register()`` (auto classes, the ``auto_map`` that ``save_pretrained`` writes, the A2Gen card of
     ``push_to_hub``), also when a model or tokenizer module was imported directly (``from a2gen_hf.modeling_a2gen
@@ -257,11 +267,14 @@ class ActionSequenceConfig(PretrainedConfig):
         # that aliases apply and the fields are checked together; transformers would set them afterwards, unchecked,
         # and drop an alias (before: ``generator="eag"`` gave IAG, ``hidden_size=-64`` was kept).
         given = {cls.aliases.get(key, key): kwargs.pop(key) for key in list(kwargs) if key in names | set(cls.aliases)}
+        if given.keys() & {"action_names", "start_action", "end_action"}:
+            derived = cls._derived_special_ids(current, given)
+            current = {key: value for key, value in current.items() if key not in derived}
         wanted = kwargs.pop("return_unused_kwargs", False)
         config, unused = super().from_dict({**legacy, **current, **given}, return_unused_kwargs=True, **kwargs)
         if wanted:  # e.g. a model's from_pretrained, which hands the rest to the model's constructor
             return config, unused
-        unknown = sorted(key for key in unused if not key.startswith("_"))
+        unknown = sorted(key for key in unused if not key.startswith("_") and key not in LOADING_KEYWORDS)
         if unknown:  # transformers drops them without a word; the constructor refuses them, and so does this
             raise A2GenConfigError(
                 f"{cls.__name__}.from_dict / from_pretrained got unknown keyword argument(s) {unknown}; its fields are "
@@ -269,6 +282,20 @@ class ActionSequenceConfig(PretrainedConfig):
                 + ". Check the spelling."
             )
         return config
+
+    @classmethod
+    def _derived_special_ids(cls, saved: dict, given: dict) -> set[str]:
+        """Which of the saved ``bos_token_id`` / ``eos_token_id`` were derived from the saved vocabulary (the start's
+        and end's ids) and not given again: when keywords change the vocabulary or its start / end action, from_dict
+        drops them so that they are derived again (before: the old ids stayed: a reordered vocabulary's bos was
+        refused as set by hand, and eos silently named another action). Ids set by hand stay."""
+        names = list(saved.get("action_names") or cls.field_default("action_names"))
+        derived = set()
+        for key, role in (("bos_token_id", "start_action"), ("eos_token_id", "end_action")):
+            action = saved.get(role, cls.field_default(role))
+            if key not in given and action in names and saved.get(key) == names.index(action) + 1:
+                derived.add(key)
+        return derived
 
     # Vocabulary helpers: ids are derived from ``action_names`` so they can never disagree with it.
     @property
@@ -372,6 +399,13 @@ class ActionSequenceConfig(PretrainedConfig):
             problems.append(
                 f"pad_token_id={self.pad_token_id!r}: id 0 ({PAD_ACTION!r}) is the padding of every model of the package; "
                 "another id is an action, so padding would read as that action. Leave pad_token_id unset."
+            )
+        eos = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+        eos = [token for token in eos if token is not None]
+        if any(isinstance(token, bool) or not isinstance(token, int) or not 1 <= token <= len(names) for token in eos):
+            problems.append(
+                f"eos_token_id={self.eos_token_id!r}: the ids that end a sequence are action ids 1..{len(names)} "
+                f"({names}); leave it unset for end_action {self.end_action!r}."
             )
         if self.bos_token_id is not None and self.start_action in names and self.bos_token_id != self.start_action_id:
             problems.append(
