@@ -1,6 +1,7 @@
 """Serving: cached candidate scoring equals predict_actions / generate; chunking, export, empty and bad inputs."""
 
 import gc
+import pickle
 
 import pytest
 import torch
@@ -415,6 +416,17 @@ def test_a_state_encoded_before_the_weights_changed_is_refused():
         ranker.score_candidates(state, item_ids, item_side_ids)
     fresh = ranker.score_candidates(ranker.encode_user(**one_user(config)), item_ids, item_side_ids)
     assert not torch.allclose(fresh.action_probabilities, before.action_probabilities)
+    state = ranker.encode_user(**one_user(config))
+    model.load_state_dict(other.state_dict(), assign=True)  # new tensors, listed again after the load
+    with pytest.raises(ValueError, match="encoded before this ranker's model changed its weights"):
+        ranker.score_candidates(state, item_ids, item_side_ids)
+    state = ranker.encode_user(**one_user(config))
+    with torch.no_grad():  # an optimizer step's in-place change
+        next(model.parameters()).add_(1e-3)
+    with pytest.raises(ValueError, match="encoded before this ranker's model changed its weights"):
+        ranker.score_candidates(state, item_ids, item_side_ids)
+    with pytest.raises(TypeError, match="cannot be pickled or saved: encode the user again"):
+        pickle.dumps(ranker.encode_user(**one_user(config)))
     # A model freed and another built in its place: the state's weak reference is dead, whatever id() says.
     state = A2GenRanker(other).encode_user(**one_user(config))
     del other

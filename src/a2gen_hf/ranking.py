@@ -149,6 +149,12 @@ class UserState:
     def num_history_items(self) -> int:
         return self.keys.shape[1]
 
+    def __getstate__(self):
+        raise TypeError(
+            "A UserState belongs to the model object that encoded it (it is refused once that model's weights change) "
+            "and cannot be pickled or saved: encode the user again with encode_user() in the process that scores."
+        )
+
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
         """The tensors, in field order, that lead the arguments of :class:`A2GenRankingProgram`."""
         return tuple(getattr(self, item.name) for item in fields(self) if item.name not in ("history", "model_stamp"))
@@ -156,10 +162,34 @@ class UserState:
 
 def weights_stamp(model: nn.Module) -> tuple:
     """What identifies ``model`` and the values of its weights: a weak reference to it (an ``id()`` is reused by a
-    model built where a freed one lay) and each parameter's and buffer's storage and in-place version, which
-    ``load_state_dict``, an optimizer step or any in-place change moves."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return weakref.ref(model), tuple((tensor.data_ptr(), _version(tensor)) for tensor in tensors)
+    model built where a freed one lay), how many times ``load_state_dict`` ran on it, and each parameter's and
+    buffer's storage and in-place version, which an optimizer step or any in-place change moves. The model's tensors
+    are listed once per model (and again after each ``load_state_dict``, whose ``assign=True`` replaces them), so a
+    stamp costs a few microseconds per tensor, not a walk of the module tree."""
+    watch = _WATCHES.get(model)
+    if watch is None:
+        watch = _WATCHES[model] = _WeightsWatch(model)
+    return weakref.ref(model), watch.stamp()
+
+
+class _WeightsWatch:
+    """A model's tensors, listed once, and the number of its ``load_state_dict`` calls (a post hook)."""
+
+    def __init__(self, model: nn.Module):
+        self.loads = 0
+        self.tensors = [*model.parameters(), *model.buffers()]
+        model.register_load_state_dict_post_hook(self.loaded)
+
+    def loaded(self, module: nn.Module, incompatible_keys: Any) -> None:
+        self.loads += 1
+        self.tensors = [*module.parameters(), *module.buffers()]
+
+    def stamp(self) -> tuple:
+        return self.loads, tuple((tensor.data_ptr(), _version(tensor)) for tensor in self.tensors)
+
+
+# One watch per model object, dropped with the model.
+_WATCHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _version(tensor: torch.Tensor) -> int:
