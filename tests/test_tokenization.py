@@ -295,8 +295,8 @@ def test_decode_stops_after_end_and_accepts_arrays(tokenizer):
     expected = [("start", 0.0), ("like", 2.0), ("leave", 5.0)]
     for as_input in (list, np.asarray, torch.tensor):
         assert_same_timeline(tokenizer.decode_timeline(as_input(ids), as_input(list(times))), expected)
-    with pytest.raises(ValueError, match="use decode_timelines for a batch"):
-        tokenizer.decode_timeline(torch.tensor([ids]), torch.tensor([list(times)]))
+    with pytest.raises(ValueError, match="use decode_timelines for a batch"):  # one row is a batch of one: read
+        tokenizer.decode_timeline(torch.tensor([ids, ids]), torch.tensor([list(times), list(times)]))
     with pytest.raises(ValueError, match="Action id 9 is out of range"):
         tokenizer.decode_timeline([1, 9], [0.0, 0.0])
 
@@ -504,8 +504,23 @@ def test_a_timeline_with_times_as_text_is_refused_as_such(tokenizer):
     for timeline in ([("start", "0"), ("like", "2.0")], [["start", "0.0"]], [("start", 0.0), ("like", " 2 ")]):
         with pytest.raises(TypeError, match=r"Event \d \('(start|like)', '.*'\) has its time as text; .* float\(seconds\)"):
             tokenizer(timeline)
+    with pytest.raises(TypeError, match=r"Timeline 1: event 1 \('leave', '3.0'\) has its time as text"):
+        tokenizer([[("start", 0.0), ("leave", 3.0)], [("start", 0.0), ("leave", "3.0")]])
     pairs = tokenizer([("start like", "leave")])
     assert pairs["action_ids"] == [tokenizer.encode("start like") + tokenizer.encode("leave")]
+
+
+def test_the_tensors_of_one_timeline_or_a_batch_decode_back(tokenizer):
+    """tokenizer(timeline, return_tensors="pt") is a batch of one, (1, T): decode_timeline takes it back (a review:
+    "needs 1-D"), and decode_timelines takes the encoding of a batch."""
+    one = tokenizer(PAPER_TIMELINE, return_tensors="pt")
+    assert_same_timeline(tokenizer.decode_timeline(one), PAPER_TIMELINE)
+    short = [("start", 0.0), ("leave", 3.0)]
+    batch = tokenizer([PAPER_TIMELINE, short], padding=True, return_tensors="pt")
+    decoded = tokenizer.decode_timelines(batch)
+    assert len(decoded) == 2
+    assert_same_timeline(decoded[0], PAPER_TIMELINE)
+    assert_same_timeline(decoded[1], short)
 
 
 def test_one_timeline_with_tensors_is_a_batch_of_one_as_one_text_is(tokenizer):

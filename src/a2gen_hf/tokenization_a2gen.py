@@ -504,18 +504,25 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         return True
 
     def _refuse_text_times(self, text: Any) -> None:
-        """``[("like", "2.0"), ...]`` is a batch of text pairs to transformers; refuse it as the timeline it is meant
-        to be, whose times are text (before: "Unknown action '2.0'")."""
+        """``[("like", "2.0"), ...]`` (or a list of such) is a batch of text pairs to transformers; refuse it as the
+        timeline it is meant to be, whose times are text (before: "Unknown action '2.0'")."""
         if not isinstance(text, (list, tuple)) or not text:
             return
-        events = text if isinstance(text[0], (list, tuple)) and len(text[0]) == 2 and isinstance(text[0][0], str) else []
-        for position, event in enumerate(events):
-            if isinstance(event, (list, tuple)) and len(event) == 2 and self._text_time(event[1]):
-                raise TypeError(
-                    f"Event {position} ({event[0]!r}, {event[1]!r}) has its time as text; a timeline's times are "
-                    f"numbers of seconds or None: convert them, e.g. [(action, float(seconds)) for action, seconds "
-                    f"in events]."
-                )
+
+        def events(value: Any) -> bool:
+            return (isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], (list, tuple))
+                    and len(value[0]) == 2 and isinstance(value[0][0], str))  # fmt: skip
+
+        timelines = [text] if events(text) else [item for item in text if events(item)]
+        for index, timeline in enumerate(timelines):
+            for position, event in enumerate(timeline):
+                if isinstance(event, (list, tuple)) and len(event) == 2 and self._text_time(event[1]):
+                    where = f"Timeline {index}: event" if timeline is not text else "Event"
+                    raise TypeError(
+                        f"{where} {position} ({event[0]!r}, {event[1]!r}) has its time as text; a timeline's times "
+                        f"are numbers of seconds or None: convert them, e.g. [(action, float(seconds)) for action, "
+                        f"seconds in events]."
+                    )
 
     def _call_timelines(
         self,
@@ -979,6 +986,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         ids = self._as_array(action_ids, np.int64, "action_ids")
         times = self._as_array(action_times, np.float64, "action_times")
         mask = None if time_mask is None else self._as_array(time_mask, np.int64, "time_mask")
+        if ids.ndim == 2 and len(ids) == 1 and times.shape == ids.shape:  # a batch of one: tokenizer(timeline, "pt")
+            ids, times, mask = ids[0], times[0], None if mask is None else mask.reshape(-1)
         if ids.ndim != 1 or times.shape != ids.shape or (mask is not None and mask.shape != ids.shape):
             raise ValueError(
                 f"decode_timeline needs 1-D action_ids, action_times and time_mask of one length, got shapes "
@@ -1012,10 +1021,19 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     def decode_timelines(
         self,
         batch_action_ids: Sequence[Sequence[int]] | np.ndarray | torch.Tensor,
-        batch_action_times: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
+        batch_action_times: Sequence[Sequence[float]] | np.ndarray | torch.Tensor | None = None,
         batch_time_mask: Sequence[Sequence[int]] | np.ndarray | torch.Tensor | None = None,
     ) -> list[list[tuple[str, float | None]]]:
-        """:meth:`decode_timeline` of each row of (B, T) ids, times and (optional) time mask."""
+        """:meth:`decode_timeline` of each row of (B, T) ids, times and (optional) time mask, or of an encoding of a
+        batch (``tokenizer([timelines], padding=True, return_tensors="pt")``)."""
+        if isinstance(batch_action_ids, Mapping):
+            if batch_action_times is not None or batch_time_mask is not None:
+                raise TypeError("decode_timelines(encoding) reads the times and the mask from the encoding; pass nothing else.")
+            encoding = batch_action_ids
+            batch_action_ids, batch_action_times = encoding["action_ids"], encoding["action_times"]
+            batch_time_mask = encoding.get("time_mask")
+        if batch_action_times is None:
+            raise TypeError("decode_timelines needs batch_action_times (or an encoding of a batch of timelines).")
         if batch_time_mask is None:
             batch_time_mask = [None] * len(batch_action_ids)
         if not len(batch_action_ids) == len(batch_action_times) == len(batch_time_mask):
