@@ -213,11 +213,11 @@ def test_a_saved_tokenizer_with_other_side_features_is_refused(tmp_path):
 # -- S4: split boundaries
 
 
-def kuairand_views(tmp_path):
+def kuairand_views(tmp_path, start_ms=1650000000000, span_ms=10**9):
     rng = np.random.default_rng(0)
     count = 60
     views = pd.DataFrame({"user_id": rng.integers(1, 5, count), "video_id": rng.integers(1, 9, count),
-                          "time_ms": 1650000000000 + np.sort(rng.integers(0, 10**9, count)), "is_like": 0,
+                          "time_ms": start_ms + np.sort(rng.integers(0, span_ms, count)), "is_like": 0,
                           "is_follow": 0, "is_comment": 0, "is_forward": 0, "play_time_ms": 5000})  # fmt: skip
     return write_parquet(views, tmp_path / "views.parquet")
 
@@ -247,6 +247,12 @@ def test_split_boundaries_in_milliseconds_are_refused_and_datetimes_read(tmp_pat
         whole = convert(log, KUAIRAND, split_rule=SplitRule(validation_start=1e12, test_start=2e12))
     assert whole.summary["examples"] == {"train": 60, "validation": 0, "test": 0}
     assert "validation_start=1000000000000 (" in caplog.text and "the validation and test splits get no" in caplog.text
+    # The far boundary the docs recommend, on a log from late 2001 over a year: 1e12 / 1000 (2001-09-09) lies just
+    # before the log, not among its times, so it is no millisecond mistake (a review: the first check refused it).
+    (tmp_path / "early").mkdir()
+    early = kuairand_views(tmp_path / "early", start_ms=1_001_000_000_000, span_ms=30_000_000_000)
+    assert convert(early, KUAIRAND, split_rule=SplitRule(validation_start=1e12, test_start=2e12)).summary[
+        "examples"]["train"] == 60  # fmt: skip
 
 
 # -- C6: inputs that are no log file

@@ -395,6 +395,8 @@ def test_a_catalogue_beyond_the_memory_is_refused_before_it_is_allocated():
                        r"catalogue's per-second tables need about 17.9 GiB .* more than the 8.0 GiB available"):
         check_catalog_fits(long_videos, available=8 * 2**30)
     check_catalog_fits(SMALL, available=8 * 2**30)
+    with pytest.raises(SimulatorConfigError, match=r"in each of 3 workers\), more than .* or the workers\."):
+        check_catalog_fits(long_videos, available=40 * 2**30, copies=3)
     rng = np.random.default_rng(0)
     ends = np.cumsum(rng.integers(0, 6, size=(30, 7)), axis=1)
     ticks = np.arange(int(ends.max()) + 2)

@@ -431,8 +431,9 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
                                                        if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
         if user_ids.shape[0] == 0:  # the shapes agree (checked above): every input has 0 rows
             raise ValueError(
-                f"the batch holds no examples: user_ids has shape {tuple(user_ids.shape)} (batch size 0); pass at "
-                "least one example (a loss averaged over no examples would be NaN)."
+                f"the batch holds no examples: user_ids has shape {tuple(user_ids.shape)} (batch size 0); "
+                f"{type(self).__name__} scores at least one example (skip empty batches; a loss averaged over none "
+                "would be NaN)."
             )
         history_action_times, label_times = in_model_dtype(history_action_times, self.dtype), in_model_dtype(
             label_times, self.dtype

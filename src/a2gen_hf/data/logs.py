@@ -775,12 +775,11 @@ def _check_explicit_boundaries(
     source: str, preset: LogPreset, split_rule: SplitRule, span: tuple[float, float]
 ) -> None:
     """Refuse a split boundary given in milliseconds (as a ``time_ms`` log counts) instead of Unix seconds: one that
-    lies after every session start and, read as milliseconds, within (a span's length of) the sessions' starts; it
-    put every session in train without a word (before). Warn of another boundary after every session start, which
-    leaves the later splits empty: meant when a log is prepared for training only (a far boundary, e.g. 1e12, is
-    how to ask for that), a mistake otherwise."""
+    lies after every session start and, read as milliseconds, among the sessions' starts (from the first to the
+    last: a boundary meant to split the log lies there); it put every session in train without a word (before). Warn
+    of another boundary after every session start, which leaves the later splits empty: meant when a log is
+    prepared for training only (a far boundary, e.g. 1e12, is how to ask for that), a mistake otherwise."""
     first, last = span
-    margin = max(last - first, 86400.0)
     after = [(name, value) for name in ("validation_start", "test_start")
              if (value := getattr(split_rule, name)) is not None and value > last]  # fmt: skip
 
@@ -790,7 +789,7 @@ def _check_explicit_boundaries(
                 f"{_utc(first)}, the last at {_utc(last)}), so {emptied} no example")  # fmt: skip
 
     for name, value in after:
-        if first - margin <= value / 1000 <= last + margin:
+        if first <= value / 1000 <= last:
             raise ValueError(
                 f"{source}: {where(name, value)}. Boundaries are Unix seconds, whatever the log's time unit "
                 f"({preset.time_unit!r} here); read as milliseconds this one is {value / 1000:.17g} s = "

@@ -300,19 +300,21 @@ def _available_memory() -> int | None:
     return None
 
 
-def check_catalog_fits(config: SimulatorConfig, available: int | None = None) -> None:
+def check_catalog_fits(config: SimulatorConfig, available: int | None = None, copies: int = 1) -> None:
     """Refuse a catalogue whose per-second tables (``num_items`` x the longest possible video, ``max_segments`` x
-    ``max_segment_seconds`` seconds) need more memory than is available, before allocating them (before: a
+    ``max_segment_seconds`` seconds), ``copies`` times (one per worker process), need more memory than is available
+    (the host's ``MemAvailable``: a container's own limit is not seen), before allocating them (before: a
     MemoryError deep in datasets' generator, or minutes of swapping)."""
     available = _available_memory() if available is None else available
-    needed = config.num_items * config.max_segments * config.max_segment_seconds * CATALOG_BYTES_PER_TICK
+    needed = copies * config.num_items * config.max_segments * config.max_segment_seconds * CATALOG_BYTES_PER_TICK
     if available is not None and needed > available:
         raise SimulatorConfigError(
             f"SimulatorConfig(num_items={config.num_items}, max_segments={config.max_segments}, max_segment_seconds="
             f"{config.max_segment_seconds}): the catalogue's per-second tables need about {needed / 2**30:.1f} GiB "
-            f"(num_items x max_segments x max_segment_seconds x {CATALOG_BYTES_PER_TICK} bytes), more than the "
-            f"{available / 2**30:.1f} GiB available. Lower num_items or the videos' length (max_segments, "
-            "max_segment_seconds)."
+            f"(num_items x max_segments x max_segment_seconds x {CATALOG_BYTES_PER_TICK} bytes"
+            + (f", in each of {copies} workers" if copies > 1 else "")
+            + f"), more than the {available / 2**30:.1f} GiB available. Lower num_items or the videos' length "
+            "(max_segments, max_segment_seconds)" + (" or the workers." if copies > 1 else ".")
         )
 
 
@@ -838,6 +840,8 @@ def simulate_to_parquet(
         for split in SPLITS:
             (staging / split).mkdir(parents=True, exist_ok=True)
         accumulator = _SummaryAccumulator(config)
+        if workers > 1:  # each worker builds its own catalogue
+            check_catalog_fits(config, copies=workers)
         if workers == 1:
             for split, table in _write_user_range(config, (0, config.num_users), staging, shard_size, progress):
                 accumulator.update(split, table)
