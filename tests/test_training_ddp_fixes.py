@@ -15,6 +15,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from conftest import make_batch, tiny_config
+from test_trainer import offline_caches_and_one_thread  # noqa: F401  (the module's offline caches, one thread)
 
 from a2gen_hf import A2GenForActionGeneration, cli
 from a2gen_hf.cli import main
@@ -28,22 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY = {"hidden_size": 16, "id_embedding_size": 16, "hidden_dropout_prob": 0.0}
 TINY_FLAGS = ["--hidden-size", "16", "--id-embedding-size", "16", "--no-progress", "--cpu"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_caches_and_one_thread(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("hf_home")
-    saved = {name: os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE")}
-    os.environ.update(HF_HOME=str(cache), HF_DATASETS_CACHE=str(cache / "datasets"), HF_HUB_OFFLINE="1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)

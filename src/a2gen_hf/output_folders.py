@@ -204,3 +204,15 @@ def strict_json(value: Any) -> Any:
 def write_json_atomically(path: str | os.PathLike, value: Any) -> None:
     """:func:`strict_json` of ``value`` as indented JSON, written by :func:`write_text_atomically`."""
     write_text_atomically(path, json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n")
+
+
+def file_digest(path: str | Path, new_digest: Any = None) -> str:
+    """The hex digest of a file's bytes, read in 16 MiB blocks: ``hashlib.sha256`` by default (checkpoint files), or
+    any hashlib-like constructor ``new_digest`` (``xxhash.xxh3_64`` for prepared data, where speed matters)."""
+    import hashlib
+
+    digest = (new_digest or hashlib.sha256)()
+    with open(path, "rb") as handle:
+        while block := handle.read(16 << 20):
+            digest.update(block)
+    return digest.hexdigest()

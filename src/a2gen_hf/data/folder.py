@@ -28,7 +28,7 @@ import pyarrow as pa
 import xxhash  # a dependency of datasets, which fingerprints with it too
 from datasets import DatasetDict, load_dataset
 
-from ..output_folders import output_lock, staging_folder, switch_in
+from ..output_folders import file_digest, output_lock, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .examples import EXAMPLE_FEATURES, SIMULATED_FEATURES, SPLITS
 
@@ -59,11 +59,7 @@ def shard_path(folder: Path, split: str, shard: int) -> Path:
 
 def data_file_digest(path: Path) -> str:
     """The xxh3-64 digest (hex) of a data file's bytes, for :func:`write_dataset_dict_files`."""
-    digest = xxhash.xxh3_64()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(16 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, xxhash.xxh3_64)
 
 
 def write_dataset_dict_files(output_dir: Path, num_files: int, file_digests: dict[str, list[str]]) -> None:

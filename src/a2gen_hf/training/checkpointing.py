@@ -11,7 +11,6 @@ nothing is unpickled. The weights of the best evaluation so far are kept beside 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -30,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from ..output_folders import write_text_atomically
+from ..output_folders import file_digest, write_text_atomically
 from .settings import TrainingSettings
 from .weight_average import WEIGHT_AVERAGE_FILE, WeightAverage, missing_average
 
@@ -104,14 +103,6 @@ class _Progress:
 def _checkpoint_step(path: Path) -> int | None:
     suffix = path.name[len(CHECKPOINT_PREFIX) :]
     return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _listed_size(entry: Any) -> int | None:
@@ -397,7 +388,7 @@ def _save_checkpoint(
     if accelerator.is_main_process:
         scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
         files = {
-            path.name: {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+            path.name: {"bytes": path.stat().st_size, "sha256": file_digest(path)}
             for path in sorted(temporary.iterdir())
             if path.is_file()
         }
@@ -431,7 +422,7 @@ def _verify_checkpoint(checkpoint: Path, manifest: dict[str, Any]) -> None:
         )
     for name, entry in manifest["files"].items():
         expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if not isinstance(expected, str) or _file_digest(checkpoint / name) != expected:
+        if not isinstance(expected, str) or file_digest(checkpoint / name) != expected:
             raise ValueError(
                 f"{checkpoint / name} does not match the SHA-256 recorded in {checkpoint / CHECKPOINT_MANIFEST}: the "
                 "file was changed or damaged after the checkpoint was written. Delete this checkpoint to resume from "
