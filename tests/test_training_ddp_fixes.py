@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -312,26 +313,37 @@ def _empty_history_batch(config, seed):
 
 
 def _ddp_steps(rank: int, port: int, out: str) -> None:
-    import torch.distributed as dist
+    """Three DDP steps, the first on a batch without histories. As in the TorchRec tests, the DDP model is released
+    while the process group lives (gc, barrier, then destroy): destroyed after the group, its reducer joined gloo's
+    threads while they waited for the GIL, and the process hung (one CI run)."""
+    import gc
 
-    from a2gen_hf.training.optimization import with_every_weight_in_the_graph
+    import torch.distributed as dist
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        torch.manual_seed(0)
-        model = torch.nn.parallel.DistributedDataParallel(A2GenForActionGeneration(tiny_config("iag")).train())
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-        for step in range(3):
-            loss = with_every_weight_in_the_graph(model(**_empty_history_batch(model.module.config, step + rank)).loss, model)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        if rank == 0:
-            Path(out).write_text("3 steps")
+        _ddp_train(rank, out)
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def _ddp_train(rank: int, out: str) -> None:
+    from a2gen_hf.training.optimization import with_every_weight_in_the_graph
+
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(A2GenForActionGeneration(tiny_config("iag")).train())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for step in range(3):
+        loss = with_every_weight_in_the_graph(model(**_empty_history_batch(model.module.config, step + rank)).loss, model)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    if rank == 0:
+        Path(out).write_text("3 steps")
 
 
 def test_a_batch_without_histories_keeps_every_weight_in_the_graph(tmp_path):
@@ -365,5 +377,11 @@ def test_a_batch_without_histories_keeps_every_weight_in_the_graph(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     out = tmp_path / "done.txt"
-    mp.start_processes(_ddp_steps, args=(port, str(out)), nprocs=2, start_method="spawn")
+    context = mp.start_processes(_ddp_steps, args=(port, str(out)), nprocs=2, start_method="spawn", join=False)
+    deadline = time.monotonic() + 240
+    while not context.join(timeout=5):  # a hung process fails the test instead of the whole run
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two DDP processes did not finish within 240 s")
     assert out.read_text() == "3 steps"
