@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import json
 import logging
+from decimal import Decimal
 
 import datasets
 import numpy as np
@@ -158,6 +159,15 @@ def test_float_ids_hash_as_the_csv_and_the_tokenizer_spell_them(tmp_path):
     tokenizer = result.tokenizer
     for example in result.dataset["train"]:
         assert example["item_side_ids"][0] in set(tokenizer.hash_side_features("category_id", [3.5, 12345678901.5]))
+    # The vectorised spelling (pyarrow for whole numbers below 2**53, _id_text for the rest) is _id_text's everywhere.
+    from a2gen_hf.data.validation import _float_id_texts
+    from a2gen_hf.tokenization_a2gen import _id_text
+
+    odd = [0.0, -0.0, 7.0, -5.0, 3.5, 1e15 + 1, 2.0**53, 2.0**53 + 2, 1 - 2.0**53, 1e-7, 0.1, 12345678901.5, 1e-05]
+    spelled = _float_id_texts(pa.array([*odd, float("nan"), float("inf"), None], pa.float64())).to_pylist()
+    assert spelled == [_id_text(value) for value in odd] + [None, None, None]
+    assert _float_id_texts(pa.array([0.1, 3.0, 16777216.0], pa.float32())).to_pylist() == [
+        _id_text(float(np.float32(0.1))), "3", "16777216"]  # fmt: skip
 
 
 # -- S5 / C7: booleans
@@ -167,10 +177,16 @@ def test_boolean_id_columns_are_refused(tmp_path):
     """Before: a bool user_id read as "true" / "false": 6 users became 1 (the tokenizer and the collator refuse a
     bool id)."""
     frame = taobao_frame()
-    for column in ("user_id", "item_id", "category_id"):
+    for column in ("user_id", "item_id"):
         typed = frame.astype({column: bool})
         with pytest.raises(LogFormatError, match=rf"column '{column}' holds booleans .* no ids"):
             convert(write_parquet(typed, tmp_path / f"{column}.parquet"))
+    # A boolean side feature is a two-valued category (is_promoted): read as "true" / "false", as before (a review:
+    # refusing it broke logs that prepared before); its rows are the CSV's with that text.
+    flagged = frame.assign(category_id=frame["category_id"] % 2 == 0)
+    as_text = flagged.assign(category_id=flagged["category_id"].map({True: "true", False: "false"}))
+    assert rows(convert(write_parquet(flagged, tmp_path / "side.parquet"))) == rows(
+        convert(write_parquet(as_text, tmp_path / "side_text.parquet")))  # fmt: skip
     (tmp_path / "log.jsonl").write_text("".join(json.dumps({**record, "item_id": True}) + "\n"
                                                 for record in frame.to_dict("records")))  # fmt: skip
     with pytest.raises(LogFormatError, match=r"column 'item_id' holds booleans"):
@@ -249,6 +265,14 @@ def test_split_boundaries_in_milliseconds_are_refused_and_datetimes_read(tmp_pat
     assert "validation_start=1000000000000 (" in caplog.text and "the validation and test splits get no" in caplog.text
     # The far boundary the docs recommend, on a log from late 2001 over a year: 1e12 / 1000 (2001-09-09) lies just
     # before the log, not among its times, so it is no millisecond mistake (a review: the first check refused it).
+    # A log whose times count from its own start (1970): a boundary after it is "everything in train", not ms.
+    (tmp_path / "relative").mkdir()
+    relative = kuairand_views(tmp_path / "relative", start_ms=0, span_ms=5 * 86_400_000)
+    assert convert(relative, KUAIRAND, split_rule=SplitRule(validation_start=2e6, test_start=3e6)).summary[
+        "examples"]["train"] == 60  # fmt: skip
+    assert SplitRule(validation_start=Decimal("1650700000")).validation_start == 1650700000.0
+    with pytest.raises(ValueError, match="validation_start=NaT is no time"):
+        SplitRule(validation_start=pd.NaT)
     (tmp_path / "early").mkdir()
     early = kuairand_views(tmp_path / "early", start_ms=1_001_000_000_000, span_ms=30_000_000_000)
     assert convert(early, KUAIRAND, split_rule=SplitRule(validation_start=1e12, test_start=2e12)).summary[

@@ -127,7 +127,11 @@ def _unix_seconds(name: str, value: Any) -> float | None:
     naming the forms read."""
     if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
         return value
-    if isinstance(value, np.datetime64) and not np.isnat(value):
+    if isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex):  # Decimal: as its float
+        return float(value)
+    if type(value).__name__ == "NaTType" or (isinstance(value, np.datetime64) and np.isnat(value)):  # pandas.NaT
+        raise ValueError(f"{name}=NaT is no time: give Unix seconds or a datetime, or None for the fraction split.")
+    if isinstance(value, np.datetime64):
         return float(value.astype("datetime64[us]").astype(np.int64)) / 1e6
     if isinstance(value, datetime.datetime):  # pandas.Timestamp is one
         if value.tzinfo is None:

@@ -532,8 +532,9 @@ def convert_log(
             f"The tokenizer's side features {list(tokenizer.side_feature_fields)} differ from the side-feature "
             f"columns {list(preset.side_feature_columns)} of preset {preset.name!r}: a model of that tokenizer reads "
             "side ids hashed by those field names, in that order. Read the log with a preset whose "
-            "side_feature_columns are the tokenizer's (CLI: --generic-side-features), renaming the log's columns if "
-            "they have other names, or prepare without the tokenizer (--tokenizer)."
+            "side_feature_columns are the tokenizer's (Python: dataclasses.replace(preset, side_feature_columns=(...)); "
+            "CLI: the generic preset's --generic-side-features), renaming the log's columns if they have other names; "
+            "or prepare the log without --tokenizer, for a model trained from scratch."
         )
     if list(tokenizer.action_names) != list(preset.action_names):
         raise ValueError(
@@ -789,12 +790,15 @@ def _check_explicit_boundaries(
                 f"{_utc(first)}, the last at {_utc(last)}), so {emptied} no example")  # fmt: skip
 
     for name, value in after:
-        if first <= value / 1000 <= last:
+        # A log whose times count from some start of its own (first session before 1973) is no millisecond case:
+        # any boundary after its last start may be meant as "everything in train" (warned below).
+        if first >= 1e8 and first <= value / 1000 <= last:
             raise ValueError(
                 f"{source}: {where(name, value)}. Boundaries are Unix seconds, whatever the log's time unit "
                 f"({preset.time_unit!r} here); read as milliseconds this one is {value / 1000:.17g} s = "
                 f"{_utc(value / 1000)}, among the log's times: give the boundaries in Unix seconds "
-                "(SplitRule(validation_start=, test_start=); CLI: --validation-start, --test-start) or as datetimes."
+                "(SplitRule(validation_start=, test_start=), in Python also as datetimes; CLI: --validation-start, "
+                "--test-start)."
             )
     if after:
         logger.warning(f"{source}: {where(*after[0])}; if that is not meant, give the boundaries in Unix seconds "

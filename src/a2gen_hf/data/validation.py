@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import re
 import warnings
@@ -748,13 +747,16 @@ def _apply_problems(
 
 def _as_strings(values: pa.Array, name: str, source: str, role: str = "value") -> pa.Array:
     """A column's values as strings; a column of lists, structs or other values that are no string or number is
-    refused naming it. ``role`` is ``"id"`` for user, item and side-feature columns, ``"flag"`` for 0/1 flag columns.
+    refused naming it. ``role`` is ``"id"`` for user and item columns, ``"side"`` for side-feature columns, ``"flag"``
+    for 0/1 flag columns.
 
     An id is spelled as the tokenizer spells it at serving (:func:`~a2gen_hf.tokenization_a2gen._id_text`, the one
     rule): a float id of a whole number as that integer (``10000000005.0`` -> ``"10000000005"``, as pandas writes an
     integer column with gaps; pyarrow's own text would be ``"1.0000000005e+10"``), another float as Python writes it,
-    NaN / inf as missing (null); a boolean id column is refused (``true`` / ``false`` would merge every user or item
-    into two). A boolean flag column reads as ``"0"`` / ``"1"``. Categorical (dictionary) columns read as their values.
+    NaN / inf as missing (null); a boolean user or item column is refused (``true`` / ``false`` would merge every user
+    or item into two), a boolean side feature (a two-valued category such as ``is_promoted``) reads as ``"true"`` /
+    ``"false"``, as before. A boolean flag column reads as ``"0"`` / ``"1"``. Categorical (dictionary) columns read as
+    their values.
     """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -771,7 +773,7 @@ def _as_strings(values: pa.Array, name: str, source: str, role: str = "value") -
                 "of two values, merging the users or items (the tokenizer refuses a bool id too); write the column as "
                 "string or integer ids."
             )
-    if role == "id" and pa.types.is_floating(values.type):
+    if role in ("id", "side") and pa.types.is_floating(values.type):
         return _float_id_texts(values)
     try:
         return pc.cast(values, pa.string())
@@ -783,12 +785,21 @@ def _as_strings(values: pa.Array, name: str, source: str, role: str = "value") -
 
 
 def _float_id_texts(values: pa.Array) -> pa.Array:
-    """Float ids as :func:`~a2gen_hf.tokenization_a2gen._id_text` spells them, asked once per distinct value of the
-    batch (a few microseconds each: only float id columns pay it, integer and string ones are cast by pyarrow); NaN
-    and inf, which are no id, become null (an empty value)."""
-    encoded = pc.dictionary_encode(values)
-    texts = [_id_text(value) if math.isfinite(value) else None for value in encoded.dictionary.to_pylist()]
-    return pc.take(pa.array(texts, type=pa.string()), encoded.indices)
+    """Float ids as :func:`~a2gen_hf.tokenization_a2gen._id_text` spells them; NaN and inf, which are no id, become
+    null (an empty value). A whole number below 2**53 (what pandas writes for an integer column with gaps) is that
+    integer, which pyarrow spells (float -> int64 -> text, as ``_id_text`` does: ``str(int(value))``); any other
+    value is asked of ``_id_text`` once per distinct value (a few microseconds each)."""
+    floats = pc.cast(values, pa.float64())
+    finite = pc.fill_null(pc.is_finite(floats), False)
+    whole = pc.and_(finite, pc.and_(pc.equal(pc.floor(floats), floats), pc.less(pc.abs(floats), _EXACT_FLOAT_LIMIT)))
+    integers = pc.cast(pc.cast(pc.if_else(whole, floats, 0.0), pa.int64()), pa.string())
+    texts = pc.if_else(whole, integers, pa.scalar(None, pa.string()))
+    rest = pc.and_(finite, pc.invert(whole))
+    if not pc.any(rest).as_py():
+        return texts
+    encoded = pc.dictionary_encode(pc.filter(floats, rest))
+    spelled = pa.array([_id_text(value) for value in encoded.dictionary.to_pylist()], type=pa.string())
+    return pc.replace_with_mask(texts, rest, pc.take(spelled, encoded.indices))
 
 
 # JSON and Parquet numbers beyond 2**53 that are read as floats have lost their last digits: as ids they would merge.
@@ -822,7 +833,8 @@ def _validate_batch(
     problems: list[_Problem] = []
     rows = batch.num_rows
     raw, trimmed = {}, 0
-    roles = {**dict.fromkeys(preset.string_columns(), "id"), **dict.fromkeys(preset.flag_columns, "flag")}
+    roles = {**dict.fromkeys(preset.string_columns(), "id"), **dict.fromkeys(preset.side_feature_columns, "side"),
+             **dict.fromkeys(preset.flag_columns, "flag")}  # fmt: skip
     for name in preset.needed_columns():
         raw[name], count = _trim_spaces(_as_strings(batch.column(name), name, source, roles.get(name, "value")))
         trimmed += count
