@@ -45,7 +45,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
 )
 from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, times_of_actions
 from .strict_loading import StrictLoadingMixin
-from .targets import IGNORE_INDEX, first_occurrence_targets  # noqa: F401
+from .targets import IGNORE_INDEX, first_occurrence_targets, is_time_known  # noqa: F401
 from .time_encoding import denormalize_times, normalize_seconds
 
 
@@ -182,16 +182,6 @@ class A2GenTimeEncoding(nn.Module):
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
         return self.projection(self.basis(times))
-
-
-def is_time_known(time_mask: torch.Tensor) -> torch.BoolTensor:
-    """
-    How every path reads a time mask (``history_time_mask``, ``label_time_mask``): a boolean, nonzero = the time is
-    known. The padded and packed encoders, the item-moment features, EAG's decoder inputs and the loss all read it
-    here, so a mask of other values than 0 / 1 gives the same outputs whichever path runs (e.g. with
-    ``output_hidden_states``).
-    """
-    return time_mask != 0
 
 
 class A2GenEventEmbedding(nn.Module):

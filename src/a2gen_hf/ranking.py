@@ -166,10 +166,15 @@ def weights_stamp(model: nn.Module) -> tuple:
     buffer's storage and in-place version, which an optimizer step or any in-place change moves. The model's tensors
     are listed once per model (and again after each ``load_state_dict``, whose ``assign=True`` replaces them), so a
     stamp costs a few microseconds per tensor, not a walk of the module tree."""
+    return weakref.ref(model), _watch(model).stamp()
+
+
+def _watch(model: nn.Module) -> _WeightsWatch:
+    """The model's :class:`_WeightsWatch`, made at its first stamp."""
     watch = _WATCHES.get(model)
     if watch is None:
         watch = _WATCHES[model] = _WeightsWatch(model)
-    return weakref.ref(model), watch.stamp()
+    return watch
 
 
 class _WeightsWatch:
@@ -579,7 +584,7 @@ class A2GenRanker:
                     "user_state was encoded by another model than this ranker's (a cached state after a model swap, or "
                     "another model of an A/B pair): encode the user again with this ranker's encode_user()."
                 )
-            if weights != weights_stamp(self.model)[1]:
+            if weights != _watch(self.model).stamp():
                 raise ValueError(
                     "user_state was encoded before this ranker's model changed its weights (load_state_dict, a training "
                     "step or another in-place change): encode the user again with encode_user()."

@@ -12,6 +12,16 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
+def is_time_known(time_mask: torch.Tensor) -> torch.BoolTensor:
+    """
+    How every path reads a time mask (``history_time_mask``, ``label_time_mask``): a boolean, nonzero = the time is
+    known. The padded and packed encoders, the item-moment features, EAG's decoder inputs, the losses and the
+    per-action targets all read it here, so a mask of other values than 0 / 1 gives the same outputs whichever path
+    runs (e.g. with ``output_hidden_states``).
+    """
+    return time_mask != 0
+
+
 def first_occurrence_targets(
     labels: torch.LongTensor,
     label_times: torch.Tensor,
@@ -30,7 +40,7 @@ def first_occurrence_targets(
     """
     actions = labels[:, 1:]
     times = label_times[:, 1:]
-    known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else label_time_mask[:, 1:].bool()
+    known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else is_time_known(label_time_mask[:, 1:])
     present = actions > 0
     if (actions >= vocab_size).any():
         raise ValueError(
