@@ -442,9 +442,8 @@ def _record_batches(path: Path, file_format: str, preset: LogPreset, needed: lis
     return _number_rows(iterator), None
 
 
-# Ticks per second of Arrow's timestamp and duration units, and of the preset units a native time can be written in.
+# Ticks per second of Arrow's timestamp and duration units (and of the preset units "s" and "ms").
 _ARROW_TICKS_PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
-_TICKS_PER_SECOND = {"s": 1, "ms": 1000}
 
 
 def _native_times(batches: Iterator[pa.RecordBatch], preset: LogPreset, source: str) -> Iterator[pa.RecordBatch]:
@@ -471,12 +470,12 @@ def _native_column(batch: pa.RecordBatch, name: str, unit: str, is_time: bool, s
         values = pc.cast(values, pa.timestamp("ms"))  # midnight UTC of the day: read as a timestamp without zone
     if not (is_time and pa.types.is_timestamp(values.type)) and not pa.types.is_duration(values.type):
         return batch
-    if unit not in _TICKS_PER_SECOND:
+    if unit not in ("s", "ms"):  # the preset units a native time can be written in
         raise LogFormatError(
             f"{source}: column {name!r} holds dates / timestamps / durations ({kind}), but the preset reads {unit!r} "
             f"numbers; write the column as {unit!r} numbers."
         )
-    have, want = _ARROW_TICKS_PER_SECOND[values.type.unit], _TICKS_PER_SECOND[unit]
+    have, want = _ARROW_TICKS_PER_SECOND[values.type.unit], _ARROW_TICKS_PER_SECOND[unit]
     ticks = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64)  # NaN where null
     nulls = values.is_null().to_numpy(zero_copy_only=False)
     # By a whole factor, so that a whole number of the preset's unit stays exact (21902000 us -> 21902 ms).
