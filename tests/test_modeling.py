@@ -1394,3 +1394,14 @@ def test_expected_time_is_the_slots_time_however_rare_the_action(chance):
     prediction = action_predictions_from_slots(config, probabilities, times)
     assert prediction.expected_times[0, like].item() == pytest.approx(2.0)
     assert prediction.action_probabilities[0, like].item() == pytest.approx(1 - (1 - chance) ** slots, rel=0.05)  # float32
+
+
+def test_an_empty_batch_scores_nothing_and_refuses_a_loss(model_and_batch):
+    """A batch of no examples: the outputs have 0 rows; with labels the loss (a mean over none) was NaN, now refused."""
+    model, batch = model_and_batch
+    empty = {name: value[:0] for name, value in batch.items()}
+    inputs = {name: value for name, value in empty.items() if not name.startswith("label")}
+    if model.config.generator_type == "iag":
+        assert model(**inputs).logits.shape[0] == 0
+    with pytest.raises(ValueError, match=r"the batch holds no examples: labels has shape \(0, "):
+        model(**empty)

@@ -1995,6 +1995,16 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
         _check_id_ranges(config, **{name: value for name, value in inputs.items() if name in _ID_TABLES})
 
 
+def check_batch_not_empty(model_name: str, name: str, value: torch.Tensor) -> None:
+    """Refuse a batch of no examples (`value`, named `name`, has 0 rows) where one is needed: a loss averaged over no
+    examples is NaN, and one NaN step ruins the weights."""
+    if value.shape[0] == 0:
+        raise ValueError(
+            f"the batch holds no examples: {name} has shape {tuple(value.shape)} (batch size 0); {model_name} needs at "
+            "least one example here (skip empty batches; a loss averaged over none would be NaN)."
+        )
+
+
 def _check_history_lengths(config: A2GenConfig, inputs: dict) -> None:
     """Real (unpadded) history items per example and events per item within the config's caps; padding beyond
     them is allowed."""
@@ -2269,6 +2279,8 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         labels = labels.long() if labels is not None else None  # int32 labels, as int32 ids, are accepted
         if labels is not None and label_times is None:
             raise ValueError("label_times is required with labels (the collator builds both).")
+        if labels is not None:
+            check_batch_not_empty(type(self).__name__, "labels", labels)
         if encoder_outputs is None:
             missing = [
                 name

@@ -29,6 +29,7 @@ from .modeling_a2gen import (
     A2GenEventEmbedding,
     A2GenFeatureEmbeddings,
     A2GenPreTrainedModel,
+    check_batch_not_empty,
     check_model_inputs,
 )
 from .targets import first_occurrence_targets
@@ -429,12 +430,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         # The kinds, shapes and id ranges A2Gen's forward checks, named the same way.
         check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items()
                                                        if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
-        if user_ids.shape[0] == 0:  # the shapes agree (checked above): every input has 0 rows
-            raise ValueError(
-                f"the batch holds no examples: user_ids has shape {tuple(user_ids.shape)} (batch size 0); "
-                f"{type(self).__name__} scores at least one example (skip empty batches; a loss averaged over none "
-                "would be NaN)."
-            )
+        check_batch_not_empty(type(self).__name__, "user_ids", user_ids)  # the shapes agree: every input has 0 rows
         history_action_times, label_times = in_model_dtype(history_action_times, self.dtype), in_model_dtype(
             label_times, self.dtype
         )
