@@ -332,10 +332,81 @@ class A2GenFeatureEmbeddings(nn.Module):
             tables.append(self.item_moments.table)
         return [table for table in tables if isinstance(table, nn.Embedding)]
 
-    def _ids(self, table: nn.Embedding, ids: torch.LongTensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _ids(
+        self,
+        table: nn.Embedding,
+        ids: torch.LongTensor,
+        rows: torch.Tensor | None = None,
+        looked_up: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The table's rows for `ids` (through the bucket -> row map `rows`), or `looked_up` (read already), with
+        dropout; zeros for an id-free model."""
         if not self.use_id_embeddings:
             return torch.zeros(*ids.shape, table.embedding_dim, device=ids.device, dtype=table.weight.dtype)
-        return self.dropout(table(ids if rows is None else rows[ids].long()))
+        return self.dropout(table(ids if rows is None else rows[ids].long()) if looked_up is None else looked_up)
+
+    @staticmethod
+    def looked_up(table: nn.Module, *ids: torch.LongTensor) -> list[torch.Tensor]:
+        """
+        One call of `table` for several id tensors `(...)` -> their rows `(..., width)` (no dropout). A table that
+        updates its own rows in its backward pass (TorchRec's fused optimizer, ``a2gen_hf.torchrec_tables``) updates
+        each row once per call: read in one call, a row read twice in a step (a target item that is also in its
+        user's history) gets one update from the sum of its gradients, as a plain optimizer gives it.
+        """
+        rows = table(torch.cat([each.reshape(-1) for each in ids]))
+        parts = rows.split([each.numel() for each in ids])
+        return [part.reshape(*each.shape, rows.shape[-1]) for part, each in zip(parts, ids)]
+
+    def updates_rows_in_backward(self) -> bool:
+        """Whether the item or side-feature table updates its own rows in its backward pass (swapped for TorchRec's,
+        ``a2gen_hf.torchrec_tables``): then :meth:`batch_features` reads each in one call. An ``nn.Embedding``'s
+        separate reads are summed by autograd before any optimizer sees them."""
+        return any(not isinstance(table, nn.Embedding | None) for table in (self.item_embeddings, self.side_feature_embeddings))
+
+    def batch_features(
+        self,
+        user_ids: torch.LongTensor,
+        user_side_ids: torch.LongTensor | None,
+        item_ids: torch.LongTensor,
+        item_side_ids: torch.LongTensor | None,
+        history_item_ids: torch.LongTensor,
+        history_item_side_ids: torch.LongTensor | None,
+        action_times: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        A batch's user `(B, user_feature_size)`, target item `(B, item_feature_size)` and history item
+        `(B, N, item_feature_size)` features: :meth:`user_features`, :meth:`target_item_features` and
+        :meth:`history_item_features`. Where a table updates itself in its backward pass
+        (:meth:`updates_rows_in_backward`), the item table (targets, history, user side lists) and the side-feature
+        table are each read in one call (:meth:`looked_up`); the values are the same either way. `action_times`,
+        `time_mask`, `event_mask` `(B, N, E)` are read with ``config.history_item_exposure`` only.
+        """
+        if not self.updates_rows_in_backward():
+            return (
+                self.user_features(user_ids, user_side_ids),
+                self.target_item_features(item_ids, item_side_ids),
+                self.history_item_features(history_item_ids, history_item_side_ids, action_times, time_mask, event_mask),
+            )
+        target_rows = history_rows = target_sides = history_sides = None
+        side_list_rows = []
+        if not isinstance(self.item_embeddings, nn.Embedding):
+            item_reads = [self.item_table_rows(item_ids), self.item_table_rows(history_item_ids)]
+            if self.user_side_mlp is not None and user_side_ids is not None:
+                item_reads.append(self.item_table_rows(user_side_ids))
+            target_rows, history_rows, *side_list_rows = self.looked_up(self.item_embeddings, *item_reads)
+        if not isinstance(self.side_feature_embeddings, nn.Embedding | None) and (
+            item_side_ids is not None and history_item_side_ids is not None
+        ):
+            target_sides, history_sides = self.looked_up(self.side_feature_embeddings, item_side_ids, history_item_side_ids)
+        return (
+            self.user_features(user_ids, user_side_ids, *side_list_rows),
+            self.target_item_features(item_ids, item_side_ids, (target_rows, target_sides)),
+            self.history_item_features(
+                history_item_ids, history_item_side_ids, action_times, time_mask, event_mask, (history_rows, history_sides)
+            ),
+        )
 
     def reset_rare_ids(self) -> None:
         """Every bucket reads its own row again."""
@@ -396,9 +467,16 @@ class A2GenFeatureEmbeddings(nn.Module):
             )
         return self.item_moments(self.item_table_rows(item_ids), times, known)
 
-    def item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
-        """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`."""
-        features = self._ids(self.item_embeddings, item_ids, self.item_rows)
+    def item_features(
+        self,
+        item_ids: torch.LongTensor,
+        side_ids: torch.LongTensor | None,
+        looked_up: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+    ) -> torch.Tensor:
+        """`item_ids` `(...)`, `side_ids` `(..., F)` -> `(..., item_feature_size)`; `looked_up`: their item and side
+        rows where :meth:`batch_features` read them already."""
+        item_rows, side_rows = looked_up
+        features = self._ids(self.item_embeddings, item_ids, self.item_rows, item_rows)
         if self.side_feature_embeddings is None:
             return features
         if side_ids is None:
@@ -406,7 +484,7 @@ class A2GenFeatureEmbeddings(nn.Module):
                 f"This model reads {self.num_item_side_features} item side features: pass `item_side_ids` and "
                 "`history_item_side_ids` (the collator builds them), or use a config with num_item_side_features=0."
             )
-        side = self.dropout(self.side_feature_embeddings(side_ids)).flatten(-2)
+        side = self.dropout(self.side_feature_embeddings(side_ids) if side_rows is None else side_rows).flatten(-2)
         return torch.cat([features, side], dim=-1)
 
     def _every_moment(self, item_ids: torch.LongTensor, item_features: torch.Tensor) -> torch.Tensor:
@@ -416,13 +494,18 @@ class A2GenFeatureEmbeddings(nn.Module):
             return self.item_moments.every_moment(item_features)
         return self.item_moments.every_moment(self.item_table_rows(item_ids))
 
-    def target_item_features(self, item_ids: torch.LongTensor, side_ids: torch.LongTensor | None) -> torch.Tensor:
+    def target_item_features(
+        self,
+        item_ids: torch.LongTensor,
+        side_ids: torch.LongTensor | None,
+        looked_up: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+    ) -> torch.Tensor:
         """
         The target (candidate) items' features `(..., item_feature_size)`: :meth:`item_features`, plus, with
         ``config.target_item_moments``, the item's moment profile (its (item, moment) vectors at every moment bucket,
-        averaged with learned weights per bucket) mapped to that width.
+        averaged with learned weights per bucket) mapped to that width. `looked_up` as :meth:`item_features`.
         """
-        features = self.item_features(item_ids, side_ids)
+        features = self.item_features(item_ids, side_ids, looked_up)
         if self.target_moment_map is None:
             return features
         vectors = self._every_moment(item_ids, features)
@@ -436,15 +519,17 @@ class A2GenFeatureEmbeddings(nn.Module):
         action_times: torch.Tensor,
         time_mask: torch.Tensor | None,
         event_mask: torch.Tensor,
+        looked_up: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
     ) -> torch.Tensor:
         """
         The history items' features `(..., item_feature_size)` from their ids `(...)`, side ids `(..., F)` and
         events' times, time mask and presence `(..., E)`: :meth:`item_features`, plus, with
         ``config.history_item_exposure``, the mean of the item's (item, moment) vectors over the moment buckets from
         the first to that of its latest event with a known time (what the user saw of it: on a video, from the start
-        to the leave), mapped to that width. An item without an event of known time gets nothing added.
+        to the leave), mapped to that width. An item without an event of known time gets nothing added. `looked_up`
+        as :meth:`item_features`.
         """
-        features = self.item_features(item_ids, side_ids)
+        features = self.item_features(item_ids, side_ids, looked_up)
         if self.exposure_map is None:
             return features
         known = event_mask.bool() if time_mask is None else event_mask.bool() & is_time_known(time_mask)
@@ -455,8 +540,14 @@ class A2GenFeatureEmbeddings(nn.Module):
         profile = torch.einsum("...md,...m->...d", vectors, watched) / watched.sum(-1, keepdim=True).clamp_min(1.0)
         return features + self.exposure_map(profile) * (last >= 0).unsqueeze(-1).to(features.dtype)
 
-    def user_features(self, user_ids: torch.LongTensor, user_side_ids: torch.LongTensor | None) -> torch.Tensor:
-        """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`."""
+    def user_features(
+        self,
+        user_ids: torch.LongTensor,
+        user_side_ids: torch.LongTensor | None,
+        side_list_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`user_ids` `(B,)`, `user_side_ids` `(B, S, L)` -> `(B, user_feature_size)`; `side_list_rows`
+        `(B, S, L, width)`: the side lists' item rows where :meth:`batch_features` read them already."""
         features = self._ids(self.user_embeddings, user_ids, self.user_rows)
         if self.user_side_mlp is None:
             return features
@@ -466,7 +557,9 @@ class A2GenFeatureEmbeddings(nn.Module):
                 "(batch, lists, length), or use a config with num_user_side_lists=0."
             )
         present = (user_side_ids != 0).unsqueeze(-1).to(self.item_embeddings.weight.dtype)
-        pooled = (self.item_embeddings(self.item_table_rows(user_side_ids)) * present).sum(-2) / present.sum(-2).clamp_min(1.0)
+        if side_list_rows is None:
+            side_list_rows = self.item_embeddings(self.item_table_rows(user_side_ids))
+        pooled = (side_list_rows * present).sum(-2) / present.sum(-2).clamp_min(1.0)
         return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
 
 
@@ -1847,11 +1940,10 @@ class A2GenModel(A2GenPreTrainedModel):
         history_mask = history_mask.bool()
         event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
 
-        user_features = self.features.user_features(user_ids, user_side_ids)
-        target_item_features = self.features.target_item_features(item_ids, item_side_ids)
-        history_item_features = self.features.history_item_features(
-            history_item_ids, history_item_side_ids, history_action_times, history_time_mask, event_mask
-        )
+        user_features, target_item_features, history_item_features = self.features.batch_features(
+            user_ids, user_side_ids, item_ids, item_side_ids,
+            history_item_ids, history_item_side_ids, history_action_times, history_time_mask, event_mask,
+        )  # fmt: skip
         if output_hidden_states or output_attentions or not self.pack_history_items:
             # The padded layout: every returned hidden state and attention is a tensor the computation used.
             event_embeddings = self.embed_events(

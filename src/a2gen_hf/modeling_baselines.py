@@ -140,10 +140,15 @@ class MultiTaskBaselineInputs(nn.Module):
         if history_item_ids.dim() != 2:
             raise ValueError(f"history_item_ids must be (batch, items), got shape {tuple(history_item_ids.shape)}.")
         history_mask = (history_item_ids != 0) if history_mask is None else history_mask.bool()
-        user_features = self.features.user_features(user_ids, user_side_ids)
-        target_item_features, history_items = self._item_features(
-            item_ids, history_item_ids, item_side_ids, history_item_side_ids
-        )
+        if self.features.updates_rows_in_backward():  # TorchRec's tables: each read once per step
+            user_features, target_item_features, history_items = self.features.batch_features(
+                user_ids, user_side_ids, item_ids, item_side_ids, history_item_ids, history_item_side_ids, None, None, None
+            )
+        else:
+            user_features = self.features.user_features(user_ids, user_side_ids)
+            target_item_features, history_items = self._item_features(
+                item_ids, history_item_ids, item_side_ids, history_item_side_ids
+            )
         if self.with_events:
             if history_action_ids is None or history_action_times is None:
                 raise ValueError(
