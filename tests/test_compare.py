@@ -12,6 +12,7 @@ from conftest import RecordingTracker, reset_accelerate_state
 
 from a2gen_hf.cli import main
 from a2gen_hf.training import compare
+from a2gen_hf.training.statistics import paired_bootstrap_auc_difference
 
 pytestmark = pytest.mark.slow
 
@@ -333,3 +334,37 @@ def test_an_action_never_in_the_training_split_gets_no_verdict(tmp_path, caplog)
     assert markdown.count("no verdict: never in the training split") == 2  # mmoe and logreg against A2Gen
     verdicts = [rows["buy"]["verdict"] for rows in report["bootstrap"].values()]  # results.json says the same
     assert verdicts and all(v == "no verdict: never in the training split" for v in verdicts)
+
+
+@pytest.mark.parametrize("unit", ["users", "examples"])
+def test_the_paired_bootstrap_resamples_users_unless_told_examples(unit):
+    """Examples of one user are not independent: compare resamples whole users (references' group_ids) by default;
+    results.json and the Markdown say which. Every user here holds 10 examples scored with a shared error."""
+    from a2gen_hf import A2GenConfig
+
+    config = A2GenConfig()
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(60), 10)
+    labels = np.zeros((users.size, 3), dtype=np.int64)
+    labels[:, 0] = config.action_id("start")
+    habit = rng.normal(size=60)[users]
+    for action in ("like", "follow", "forward", "comment"):  # one action per example (the last drawn)
+        labels[rng.random(users.size) < 1 / (1 + np.exp(1.5 - 1.5 * habit)), 1] = config.action_id(action)
+    scores = [habit[:, None] + rng.normal(size=(60, config.vocab_size))[users] + 0.3 * rng.random((users.size, 1))
+              for _ in range(2)]
+    per_model = {name: {"predictions": {"action_probabilities": score}, "metrics": [{"mean_auc": 0.5, "positives": {}}]}
+                 for name, score in zip(("a2gen-iag", "mmoe"), scores)}
+    references = {"labels": labels, "group_ids": users}
+    settings = compare.ComparisonSettings(bootstrap_resamples=200, bootstrap_unit=unit)
+    report = compare.summarize(per_model, references, config, settings, {})
+    assert report["bootstrap_unit"] == unit
+    assert f"resampling {unit}" in compare.format_markdown(report)
+    like = config.action_id("like")
+    expected = paired_bootstrap_auc_difference(
+        labels[:, 1] == like, scores[0][:, like], scores[1][:, like], num_resamples=200,
+        groups=users if unit == "users" else None,
+    )
+    assert report["bootstrap"]["mmoe"]["like"]["low"] == expected["low"]
+    assert report["bootstrap"]["mmoe"]["like"]["high"] == expected["high"]
+    with pytest.raises(ValueError, match="bootstrap_unit='clusters' is not one of users, examples"):
+        compare.ComparisonSettings(bootstrap_unit="clusters")

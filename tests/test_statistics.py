@@ -149,3 +149,41 @@ def test_clearly_higher_asks_for_z_standard_errors(scored):
     for z in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="must be a finite number >= 0"):
             clearly_higher_auc(labels, better, worse, z=z)
+
+
+def _clustered(seed: int, users: int = 80, per_user: int = 10):
+    """Users whose examples share the user's habits, and two scorers of equal expected AUC, each with its own error
+    per user: the examples of one user are not independent draws."""
+    rng = np.random.default_rng(seed)
+    user = np.repeat(np.arange(users), per_user)
+    habit = rng.normal(size=users)[user]
+    labels = rng.random(users * per_user) < 1 / (1 + np.exp(-(1.5 * habit - 1.5)))
+    a = habit + 0.8 * rng.normal(size=users)[user] + 0.3 * rng.normal(size=users * per_user)
+    b = habit + 0.8 * rng.normal(size=users)[user] + 0.3 * rng.normal(size=users * per_user)
+    return labels, a, b, user
+
+
+def test_resampling_users_keeps_the_false_alarm_rate_that_resampling_examples_exceeds():
+    """Equal AUCs, per-user errors: the example bootstrap called a difference in 14 % of 200 such cases (nominal 5 %),
+    the user bootstrap in 3 %. Here 60 cases, so that the test stays quick; the counts separate clearly."""
+    alarms = {"examples": 0, "users": 0}
+    for seed in range(60):
+        labels, a, b, user = _clustered(seed)
+        for unit, groups in (("examples", None), ("users", user)):
+            result = paired_bootstrap_auc_difference(labels, a, b, num_resamples=200, seed=seed, groups=groups)
+            alarms[unit] += not (result["low"] <= 0 <= result["high"])
+    assert alarms["users"] <= 6 < alarms["examples"], alarms
+
+
+def test_user_resamples_hold_whole_users_and_both_classes():
+    labels, a, b, user = _clustered(0, users=12, per_user=5)
+    full, resampled = bootstrap_aucs(labels, [a], num_resamples=300, seed=2, groups=[f"u{u}" for u in user])
+    assert np.isfinite(resampled).all() and full[0] == pytest.approx(roc_auc_score(labels, a))
+    # Every user positive but one, which holds the only negatives: resamples without it are drawn again.
+    labels = np.array([1, 1, 1, 0, 1, 1], dtype=bool)
+    _, resampled = bootstrap_aucs(labels, [np.arange(6.0)], num_resamples=200, seed=0, groups=[0, 1, 1, 1, 2, 2])
+    assert np.isfinite(resampled).all()
+    with pytest.raises(ValueError, match="groups has 5 entries for 6 labels"):
+        bootstrap_aucs(labels, [np.arange(6.0)], groups=[0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="groups holds NaN"):
+        bootstrap_aucs(labels, [np.arange(6.0)], groups=[0.0, 1.0, np.nan, 1.0, 2.0, 2.0])

@@ -560,6 +560,7 @@ def run_compare(args: argparse.Namespace) -> int:
             simple_baselines=simple,
             seeds=args.seeds,
             bootstrap_resamples=args.bootstrap_resamples,
+            bootstrap_unit=args.bootstrap_unit,
             wide_warm_start=args.wide_warm_start,
             wide_residual=args.wide_residual,
             wide_frozen=args.wide_frozen,

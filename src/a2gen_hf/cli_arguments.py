@@ -475,6 +475,8 @@ class CompareArguments:
     max_history_items: int | None = option("read at most this many recent history items; default: the data's")
     max_events_per_item: int | None = option("events read per history item; default: the data's most, capped")
     bootstrap_resamples: int = option("resamples of the paired bootstrap of AUC differences", 1000)
+    bootstrap_unit: str = option("what the paired bootstrap resamples: whole users (their examples are not independent) "
+                                 "or single examples", "users", choices=("users", "examples"))
 
 
 @dataclass

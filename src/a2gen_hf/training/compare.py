@@ -141,6 +141,9 @@ def test_references(dataset, collator, batch_size: int = 4096) -> dict[str, np.n
     return references
 
 
+BOOTSTRAP_UNITS = ("users", "examples")
+
+
 @dataclass
 class ComparisonSettings:
     """How ``a2gen compare`` trains and tests. ``training`` holds the loop's settings (its output_dir is replaced)."""
@@ -149,6 +152,8 @@ class ComparisonSettings:
     seeds: int = 3
     simple_baselines: Sequence[str] = ("propensity", "popularity", "logreg", "median-time")
     bootstrap_resamples: int = 1000
+    # What the paired bootstrap resamples: "users" (whole users: their examples are not independent) or "examples".
+    bootstrap_unit: str = "users"
     training: TrainingSettings | None = None
     model_overrides: dict[str, Any] | None = None
     # Start every network's wide path (model_overrides["wide_path"]) as the logistic regression on counts.
@@ -165,6 +170,10 @@ class ComparisonSettings:
     # Start each A2Gen's (item, moment) table from who engaged where in train, then train it ("trainable") or keep it
     # fixed ("frozen"); "off": as initialised (moment_factorization.apply_moment_start).
     moment_warm_start: str = "off"
+
+    def __post_init__(self) -> None:
+        if self.bootstrap_unit not in BOOTSTRAP_UNITS:
+            raise ValueError(f"bootstrap_unit={self.bootstrap_unit!r} is not one of {', '.join(BOOTSTRAP_UNITS)}.")
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
@@ -340,6 +349,8 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
     reference = next((name for name in per_model if name.startswith("a2gen")), None)
     if reference is not None:
         report["bootstrap_reference"] = reference
+        groups = references.get("group_ids") if settings.bootstrap_unit == "users" else None
+        report["bootstrap_unit"] = "examples" if groups is None else "users"
         for name, entry in per_model.items():
             if name == reference:
                 continue
@@ -352,6 +363,7 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
                         per_model[reference]["predictions"]["action_probabilities"][:, action_id],
                         entry["predictions"]["action_probabilities"][:, action_id],
                         num_resamples=settings.bootstrap_resamples,
+                        groups=groups,
                     )
                 else:  # e.g. no buy in a small log's test split
                     result = undefined_auc_difference(labels)
@@ -526,6 +538,10 @@ def _oracle_lines(models: dict[str, Any], actions: list[str]) -> list[str]:
     return lines
 
 
+# A report written before the unit was recorded resampled examples.
+_RESAMPLED = {"users": "resampling users", "examples": "resampling examples"}
+
+
 def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
     if not report.get("bootstrap"):
         models = report.get("models", {})
@@ -536,7 +552,7 @@ def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
     reference = report["bootstrap_reference"]
     lines = [
         f"Paired bootstrap of the AUC difference {_short_label(reference)} minus each model (95 % interval, "
-        "seed-averaged predictions):",
+        f"{_RESAMPLED.get(report.get('bootstrap_unit', 'examples'))}, seed-averaged predictions):",
         "",
         "| model | " + " | ".join(actions) + " |",
         "| --- " * (len(actions) + 1) + "|",

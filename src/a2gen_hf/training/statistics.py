@@ -2,9 +2,13 @@
 Statistics for honest model comparisons: mean and spread over seeds, and paired bootstrap tests of AUC differences.
 
 The bootstrap resamples examples, stratified by class (positives and negatives separately, with replacement, each
-class keeping its size, as pROC does by default), so that every resample has an AUC even for a rare action. Both
-models are scored on the same resamples (paired), which cancels the variation the two share. A difference is
-called significant when its 95 % percentile interval excludes 0.
+class keeping its size, as pROC does by default), so that every resample has an AUC even for a rare action; or,
+given each example's group (its user), whole groups: a user's examples share the user's habits, so they are not
+independent draws, and resampling them one by one gives intervals too narrow (a check on the Taobao sample's test
+split: 1.2-1.35 times narrower; with per-user model errors, an example bootstrap called equal AUCs different 12.7 %
+of the time at a nominal 5 %). Groups are stratified by whether they hold a positive (each stratum keeping its size),
+so every resample has one. Both models are scored on the same resamples (paired), which cancels the variation the two
+share. A difference is called significant when its 95 % percentile interval excludes 0.
 
 AUCs are computed from rank statistics with ties counted one half (equal to ``sklearn.metrics.roc_auc_score``), on
 weighted examples: a resample is a vector of per-example multiplicities, so all resamples are scored at once.
@@ -77,14 +81,34 @@ def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) ->
     return wins / (positives.sum(axis=1) * negatives.sum(axis=1))
 
 
+def _stratified_multiplicities(strata: list[np.ndarray], size: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """`(block, size)` counts: each of `block` resamples draws every stratum's size from that stratum (indices into
+    `size` units), with replacement."""
+    offsets = (np.arange(block) * size)[:, None]
+    drawn = np.concatenate([members[rng.integers(0, members.size, size=(block, members.size))] for members in strata], axis=1)
+    return np.bincount((drawn + offsets).ravel(), minlength=block * size).reshape(block, size)
+
+
+def _group_index(groups: Any, size: int) -> np.ndarray:
+    """Each example's group `(n,)` (any hashable ids: users) -> dense indices 0 .. G - 1."""
+    array = np.asarray(groups).reshape(-1)
+    if array.size != size:
+        raise ValueError(f"groups has {array.size} entries for {size} labels; pass one group (e.g. the user) per example.")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError("groups holds NaN or inf; give every example its group (e.g. its user id).")
+    return np.unique(array, return_inverse=True)[1].reshape(-1)
+
+
 def bootstrap_aucs(
-    labels: Any, scores: Sequence[Any], num_resamples: int = 1000, seed: int = 0
+    labels: Any, scores: Sequence[Any], num_resamples: int = 1000, seed: int = 0, groups: Any | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """
     AUCs of several scorers on the full sample and on the same stratified bootstrap resamples.
 
     Args:
-        labels: `(n,)` 0/1. scores: k score vectors `(n,)`.
+        labels: `(n,)` 0/1. scores: k score vectors `(n,)`. groups: `(n,)` each example's group (its user), or None.
+            With groups, whole groups are resampled (stratified by whether a group holds a positive); without,
+            examples (stratified by class).
 
     Returns:
         full `(k,)` and resampled `(num_resamples, k)` AUCs.
@@ -95,16 +119,31 @@ def bootstrap_aucs(
     scores = [_scores(values, f"scores[{index}]", labels.size) for index, values in enumerate(scores)]
     full = np.array([weighted_auc(labels, values, np.ones((1, labels.size)))[0] for values in scores])
     rng = np.random.default_rng(seed)
-    classes = [np.flatnonzero(labels), np.flatnonzero(~labels)]
+    if groups is None:
+        units, strata = None, [np.flatnonzero(labels), np.flatnonzero(~labels)]
+    else:
+        units = _group_index(groups, labels.size)
+        with_positive = np.bincount(units, weights=labels) > 0
+        strata = [members for members in (np.flatnonzero(with_positive), np.flatnonzero(~with_positive)) if members.size]
+        negatives_per_group = np.bincount(units, weights=~labels)
     resampled = np.empty((num_resamples, len(scores)))
     for start in range(0, num_resamples, _BLOCK):
         block = min(_BLOCK, num_resamples - start)
-        # Multiplicities: each resample draws every class's size from that class, with replacement.
-        offsets = (np.arange(block) * labels.size)[:, None]
-        drawn = np.concatenate(
-            [members[rng.integers(0, members.size, size=(block, members.size))] for members in classes], axis=1
-        )
-        weights = np.bincount((drawn + offsets).ravel(), minlength=block * labels.size).reshape(block, labels.size)
+        if units is None:
+            weights = _stratified_multiplicities(strata, labels.size, block, rng)
+        else:
+            counts = _stratified_multiplicities(strata, negatives_per_group.size, block, rng)
+            for _ in range(100):  # every group holds a positive: a resample of only all-positive groups is drawn again
+                empty = (counts @ negatives_per_group) == 0
+                if not empty.any():
+                    break
+                counts[empty] = _stratified_multiplicities(strata, negatives_per_group.size, int(empty.sum()), rng)
+            else:
+                raise ValueError(
+                    "Bootstrap over groups: resamples kept missing a negative example, since almost every group holds "
+                    "positives only; resample examples instead (groups=None)."
+                )
+            weights = counts[:, units]
         for index, values in enumerate(scores):
             resampled[start : start + block, index] = weighted_auc(labels, values, weights)
     return full, resampled
@@ -138,19 +177,20 @@ def undefined_auc_difference(labels: Any) -> dict[str, float]:
 
 
 def paired_bootstrap_auc_difference(
-    labels: Any, scores_a: Any, scores_b: Any, num_resamples: int = 1000, seed: int = 0
+    labels: Any, scores_a: Any, scores_b: Any, num_resamples: int = 1000, seed: int = 0, groups: Any | None = None
 ) -> dict[str, float]:
     """
     AUC(a) - AUC(b) on the same examples, with a 95 % paired, stratified bootstrap percentile interval.
 
     Args:
-        labels: `(n,)` 0/1, the action happens. scores_a / scores_b: `(n,)` the two models' scores.
+        labels: `(n,)` 0/1, the action happens. scores_a / scores_b: `(n,)` the two models' scores. groups: `(n,)`
+            each example's user (resample users, :func:`bootstrap_aucs`), or None (resample examples).
 
     Returns:
         ``{"difference", "low", "high", "p_value", "auc_a", "auc_b"}``; ``p_value`` is two-sided:
         ``2 * min(P*(d <= 0), P*(d >= 0))`` over the resampled differences (+1 smoothed, at most 1).
     """
-    full, resampled = bootstrap_aucs(labels, [scores_a, scores_b], num_resamples, seed)
+    full, resampled = bootstrap_aucs(labels, [scores_a, scores_b], num_resamples, seed, groups)
     summary = _difference_summary(full[0] - full[1], resampled[:, 0] - resampled[:, 1])
     return {**summary, "auc_a": float(full[0]), "auc_b": float(full[1])}
 
