@@ -274,7 +274,7 @@ def _flipped(row: dict[str, float], model: str) -> dict[str, Any]:
     low, high = -row["high"], -row["low"]
     return {
         "difference": -row["difference"], "low": low, "high": high, "p_value": row["p_value"],
-        "verdict": significance_label(low, high, "A2Gen-IAG", LABELS.get(model, model).split(",")[0]),
+        "verdict": significance_label(low, high, "A2Gen-IAG", LABELS.get(model, model)),
     }
 
 

@@ -175,3 +175,12 @@ def test_saved_runs_trained_otherwise_are_not_resumed_or_reported_under_this_com
     (run / "summary.json").write_text(json.dumps({"spec": {"training": {**saved, "batch_size": 256}}}))
     conflict = module.saved_training_conflict(tmp_path, args)
     assert "batch_size 256 (this command: 64)" in conflict and "a new --output" in conflict
+
+
+def test_a_verdict_against_the_timing_ablation_names_it():
+    """Before: the label "A2Gen-IAG, times zeroed" was cut at its comma, so an interval below 0 read "A2Gen-IAG better"
+    where the model without times was the better one (six verdicts of the stored 10k curve)."""
+    learning_curve = load_script()
+    row = {"difference": 0.035, "low": 0.016, "high": 0.054, "p_value": 0.001}  # the ablation minus A2Gen-IAG
+    assert learning_curve._flipped(row, "a2gen-iag:notime")["verdict"] == "A2Gen-IAG, times zeroed better"
+    assert learning_curve._flipped({**row, "low": -0.01}, "logreg")["verdict"] == "no significant difference"
