@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also score each network's selected weights on this many of its own training examples "
                              "(the generalisation gap; cached per run; 0: off); default %(default)s")
     parser.add_argument("--bootstrap-resamples", type=positive_int, default=1000, help="default %(default)s")
+    parser.add_argument("--bootstrap-unit", choices=["users", "examples"], default="users",
+                        help="what the paired bootstrap resamples: whole users or single examples; default %(default)s")
     parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads; default %(default)s")
     parser.add_argument("--report-only", action="store_true", help="train nothing; rebuild the report from saved runs")
     return parser
@@ -344,7 +346,7 @@ def build_report(subsets: dict[int, DatasetDict], tokenizer, output: Path, model
         folder = output / f"n{size}"
         if not folder.exists():
             continue
-        variants = table(data, tokenizer, folder, [REFERENCE], resamples)["variants"]
+        variants = table(data, tokenizer, folder, [REFERENCE], resamples, settings.get("bootstrap_unit", "users"))["variants"]
         for model in models:
             entry = variants.get(folder_name(model))
             if entry is None:
@@ -442,7 +444,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {size:,} | {curves[m]['label']} | {_format(point['train_mean_auc'])} | "
                          f"{_format(point['test_mean_auc'])} |")
     lines += [
-        "", f"Paired bootstrap ({settings['bootstrap_resamples']} resamples, stratified) of the test AUC difference "
+        "", f"Paired bootstrap ({settings['bootstrap_resamples']} resamples, stratified, resampling "
+        f"{settings.get('bootstrap_unit', 'examples')}) of the test AUC difference "
         "A2Gen-IAG minus each model, seed-averaged predictions, 95 % interval:", "",
         "| training examples | model | " + " | ".join(actions) + " |",
         "| --- " * (len(actions) + 2) + "|",
@@ -525,7 +528,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "moment_warm_start": args.moment_warm_start, "init_from": None if args.init_from is None else str(args.init_from),
         "max_validation_examples": args.max_validation_examples, "max_test_examples": args.max_test_examples,
         "training": training_spec(REFERENCE, args)["training"], "bootstrap_resamples": args.bootstrap_resamples,
-        "in_sample_examples": args.in_sample_examples, "threads": torch.get_num_threads(),
+        "bootstrap_unit": args.bootstrap_unit, "in_sample_examples": args.in_sample_examples, "threads": torch.get_num_threads(),
         "load_at_report": os.getloadavg(),
     }
     report = build_report(

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baselines", default="", help="comma-separated simple baselines to add (e.g. logreg)")
     parser.add_argument("--reference", default="paper-b", help="comma-separated: the variants to pair with")
     parser.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples of the table")
+    parser.add_argument("--bootstrap-unit", choices=["users", "examples"], default="users",
+                        help="what the paired bootstrap resamples: whole users (default) or single examples")
     parser.add_argument("--train-user-share", type=positive_int, default=1,
                         help="train on the users whose CRC-32 of the raw id is 0 modulo this (a smaller log; "
                              "validation and test unchanged)")
@@ -50,6 +52,7 @@ from safetensors.torch import load_model  # noqa: E402
 
 from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
 from a2gen_hf.metrics import action_targets  # noqa: E402
+from a2gen_hf.metrics.evaluation import user_groups  # noqa: E402
 from a2gen_hf.output_folders import replacing_file, write_text_atomically  # noqa: E402
 from a2gen_hf.training.checkpointing import remove_earlier_run  # noqa: E402
 from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset  # noqa: E402
@@ -447,12 +450,22 @@ def load_runs(output: Path) -> dict[str, list[dict[str, np.ndarray]]]:
     return {label: [seeds[seed] for seed in sorted(seeds)] for label, seeds in runs.items()}
 
 
-def table(data, tokenizer, output: Path, references: list[str], resamples: int) -> dict:
+def split_groups(data, tokenizer, split: str) -> np.ndarray:
+    """Each example's user (the raw ``user`` column's key; the hashed user ids where there is none)."""
+    groups = user_groups(data[split])
+    if groups is None:
+        collator = A2GenDataCollator(tokenizer, max_history_items=1)
+        groups = collator([data[split][index] for index in range(len(data[split]))])["user_ids"].numpy()
+    return groups
+
+
+def table(data, tokenizer, output: Path, references: list[str], resamples: int, bootstrap_unit: str = "users") -> dict:
     from sklearn.metrics import roc_auc_score
 
     runs = load_runs(output)
-    report = {"reference": references[0], "references": references, "variants": {}}
+    report = {"reference": references[0], "references": references, "variants": {}, "bootstrap_unit": bootstrap_unit}
     targets = {split: split_targets(data, tokenizer, split) for split in ("validation", "test")}
+    groups = split_groups(data, tokenizer, "test") if bootstrap_unit == "users" else None
     for label, seeds in runs.items():
         entry = {"seeds": len(seeds)}
         for split, (occurs, ranked) in targets.items():
@@ -468,7 +481,9 @@ def table(data, tokenizer, output: Path, references: list[str], resamples: int) 
             b = np.mean([seed["test"] for seed in runs[reference]], axis=0)
             rows = entry.setdefault("bootstrap", {}).setdefault(reference, {})
             for action, i in ranked.items():
-                result = paired_bootstrap_auc_difference(occurs[:, i], a[:, i], b[:, i], num_resamples=resamples)
+                result = paired_bootstrap_auc_difference(
+                    occurs[:, i], a[:, i], b[:, i], num_resamples=resamples, groups=groups
+                )
                 result["verdict"] = significance_label(result["low"], result["high"])
                 rows[action] = result
         report["variants"][label] = entry
@@ -527,7 +542,7 @@ def main() -> None:
             for seed in args.seeds:
                 run_variant(name, VARIANTS[name], seed, data, tokenizer, output)
     else:
-        report = table(data, tokenizer, output, args.reference.split(","), args.resamples)
+        report = table(data, tokenizer, output, args.reference.split(","), args.resamples, args.bootstrap_unit)
         write_text_atomically(output / "ablations.json", json.dumps(report, indent=2, default=float))
         text = "\n".join(markdown(report, reference) for reference in report["references"])
         write_text_atomically(output / "ablations.md", text)

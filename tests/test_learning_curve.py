@@ -73,6 +73,7 @@ def test_learning_curve_writes_every_model_and_size_and_resumes(data_dir, tmp_pa
         assert f"| {label} |" in table or f"| {label} " in table
     assert "| 200 |" in table and "| 400 |" in table and "oracle" in table and "Drop from zeroing" in table
     assert "Generalisation gap" in table
+    assert "resampling users" in table and saved["settings"]["bootstrap_unit"] == "users"
     assert (output / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(output.glob(".*tmp*"))  # atomic writes leave no temporary files
 
