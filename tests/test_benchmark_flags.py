@@ -54,6 +54,7 @@ CASES = [
     ("profile_training_step.py", ["--keep-environment", "--config", "[1]"], "--config", "must be a JSON object"),
     ("quality_ablations.py", ["run", "--data", "OUT/none", "--output", "OUT", "--train-user-share", "0"],
      "--train-user-share", "must be a positive integer, got 0"),
+    ("bootstrap_false_alarms.py", ["--cases", "0"], "--cases", "must be a positive integer, got 0"),
     ("residual_fit_keep_rule.py", ["--data", "OUT/none", "--output", "OUT/keep.json", "--seeds", "0"], "--seeds",
      "must be >= 1"),
     ("simulator_ceiling.py", ["--output", "OUT", "--sizes", "10,-5"], "--sizes",
