@@ -108,6 +108,7 @@ def test_report_renders_an_old_report_with_verdicts_named_after_the_models(capsy
     assert main(["report", str(SAVED_REPORT), "--tables", "bootstrap"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("Paired bootstrap of the AUC difference A2Gen-IAG minus each model")
+    assert "resampling examples" in table.splitlines()[0]  # written before users were resampled: it says so
     assert not re.search(r"\b[AB] better\b", table)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
     # MMoE: significantly better than A2Gen on collect and buy (intervals below 0), level on cart.
