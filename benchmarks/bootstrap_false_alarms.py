@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from pathlib import Path
 
-from _arguments import positive_int
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers
+from _arguments import positive_int  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,6 +32,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def case(rng, users: int, per_user: int):
+    """One comparison: labels, the two scorers' scores and each example's user, `(users * per_user,)` each."""
     import numpy as np
 
     user = np.repeat(np.arange(users), per_user)

@@ -1,6 +1,8 @@
 """Statistics: mean / std, weighted AUC, paired stratified bootstrap of AUC differences, verdicts named after models."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from a2gen_hf.training.statistics import (
     undefined_auc_difference,
     weighted_auc,
 )
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture
@@ -153,14 +157,11 @@ def test_clearly_higher_asks_for_z_standard_errors(scored):
 
 def _clustered(seed: int, users: int = 80, per_user: int = 10):
     """Users whose examples share the user's habits, and two scorers of equal expected AUC, each with its own error
-    per user: the examples of one user are not independent draws."""
-    rng = np.random.default_rng(seed)
-    user = np.repeat(np.arange(users), per_user)
-    habit = rng.normal(size=users)[user]
-    labels = rng.random(users * per_user) < 1 / (1 + np.exp(-(1.5 * habit - 1.5)))
-    a = habit + 0.8 * rng.normal(size=users)[user] + 0.3 * rng.normal(size=users * per_user)
-    b = habit + 0.8 * rng.normal(size=users)[user] + 0.3 * rng.normal(size=users * per_user)
-    return labels, a, b, user
+    per user (the simulation of benchmarks/bootstrap_false_alarms.py)."""
+    spec = importlib.util.spec_from_file_location("bootstrap_false_alarms", BENCHMARKS / "bootstrap_false_alarms.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.case(np.random.default_rng(seed), users, per_user)
 
 
 def test_resampling_users_keeps_the_false_alarm_rate_that_resampling_examples_exceeds():
