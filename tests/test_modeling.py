@@ -1405,3 +1405,12 @@ def test_an_empty_batch_scores_nothing_and_refuses_a_loss(model_and_batch):
         assert model(**inputs).logits.shape[0] == 0
     with pytest.raises(ValueError, match=r"the batch holds no examples: labels has shape \(0, "):
         model(**empty)
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "flash_attention_2"])
+def test_an_attention_implementation_other_than_eager_is_refused_naming_cam(tmp_path, implementation):
+    """Before: transformers' message asked the user to request support upstream; CAM is the package's own module."""
+    A2GenForActionGeneration(tiny_config("iag")).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=f"attn_implementation='{implementation}'.*computes its attention in its own"):
+        A2GenForActionGeneration.from_pretrained(tmp_path, attn_implementation=implementation)
+    assert A2GenForActionGeneration.from_pretrained(tmp_path, attn_implementation="eager").config._attn_implementation == "eager"

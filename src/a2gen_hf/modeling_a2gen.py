@@ -1652,6 +1652,18 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         register_the_package()
         super().__init__(config, *inputs, **kwargs)
 
+    def _check_and_adjust_attn_implementation(self, attn_implementation: str | None, *args, **kwargs) -> str:
+        """Refuse an attention implementation other than ``"eager"`` with a message about this model (transformers'
+        own asks the user to request support upstream): CAM is the package's module with its own kernels."""
+        if attn_implementation not in (None, "eager"):
+            raise ValueError(
+                f"attn_implementation={attn_implementation!r}: {type(self).__name__} computes its attention in its own "
+                "modules (CAM, with the package's kernels in a2gen_hf.attention_kernels), not through transformers' "
+                "attention functions, so 'sdpa' / flash / hub kernels do not apply. Leave attn_implementation unset "
+                "(or 'eager'); for speed see docs/performance.md (torch.compile, the ranker)."
+            )
+        return super()._check_and_adjust_attn_implementation(attn_implementation, *args, **kwargs)
+
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """``PreTrainedModel.push_to_hub`` with the A2Gen model card (tags, ``custom_code``, ``dataset_name=`` and
         ``eval_results=``, a ``tokenizer=`` to push along): see :func:`a2gen_hf.hub.push_model_to_hub`."""
