@@ -538,10 +538,6 @@ def _oracle_lines(models: dict[str, Any], actions: list[str]) -> list[str]:
     return lines
 
 
-# A report written before the unit was recorded resampled examples.
-_RESAMPLED = {"users": "resampling users", "examples": "resampling examples"}
-
-
 def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
     if not report.get("bootstrap"):
         models = report.get("models", {})
@@ -552,7 +548,7 @@ def _bootstrap_lines(report: dict[str, Any], actions: list[str]) -> list[str]:
     reference = report["bootstrap_reference"]
     lines = [
         f"Paired bootstrap of the AUC difference {_short_label(reference)} minus each model (95 % interval, "
-        f"{_RESAMPLED.get(report.get('bootstrap_unit', 'examples'))}, seed-averaged predictions):",
+        f"resampling {report.get('bootstrap_unit', 'examples')}, seed-averaged predictions):",  # examples: older reports
         "",
         "| model | " + " | ".join(actions) + " |",
         "| --- " * (len(actions) + 1) + "|",
