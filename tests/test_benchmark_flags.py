@@ -57,6 +57,7 @@ CASES = [
     ("bootstrap_false_alarms.py", ["--cases", "0"], "--cases", "must be a positive integer, got 0"),
     ("residual_fit_keep_rule.py", ["--data", "OUT/none", "--output", "OUT/keep.json", "--seeds", "0"], "--seeds",
      "must be >= 1"),
+    ("plot_stand_ins.py", ["nolabel.json", "--output", "OUT/x.png"], "report", "'nolabel.json' must be LABEL=PATH"),
     ("simulator_ceiling.py", ["--output", "OUT", "--sizes", "10,-5"], "--sizes",
      "each value must be a positive integer, got -5"),
 ]

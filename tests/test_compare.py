@@ -267,6 +267,9 @@ def test_a_log_with_nothing_to_rank_names_the_counts_and_flags_that_work(tmp_pat
     assert main([*argv, "--output", str(tmp_path / "compare"), *flags]) == 0
     report = json.loads((tmp_path / "compare" / "results.json").read_text())
     assert all(row["verdict"] == "undefined: one class only" for row in report["bootstrap"]["logreg"].values())
+    # What the figures may depend on beyond code and data is recorded (a regression's C once moved with the machine).
+    environment = report["environment"]
+    assert environment["packages"]["scikit-learn"] and environment["packages"]["torch"] and environment["torch_threads"] >= 1
 
 
 def test_compare_refuses_an_empty_validation_split_before_training(tmp_path, capsys, monkeypatch):

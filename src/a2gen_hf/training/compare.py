@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -278,10 +280,32 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         "moment_warm_start": settings.moment_warm_start,
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
+    report["environment"] = environment_record()
     write_json_atomically(output_dir / "results.json", report)  # strict JSON: an undefined figure is null
     write_text_atomically(output_dir / "results.md", format_markdown(report))
     plot_comparison(report, output_dir / "results.png")
     return report
+
+
+ENVIRONMENT_PACKAGES = ("a2gen-hf", "torch", "transformers", "numpy", "scipy", "scikit-learn", "datasets", "pyarrow")
+
+
+def environment_record() -> dict[str, Any]:
+    """What a report's figures may depend on beyond the code and the data: the Python and package versions (a
+    regression's choice of C moved the sample's figure between machines once), torch's thread count, the OpenMP
+    setting and the load average at the end."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ENVIRONMENT_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(), "packages": versions, "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_average": list(os.getloadavg()),
+    }
 
 
 def actions_without_training_positives(train: Any, config: A2GenConfig) -> list[str]:
