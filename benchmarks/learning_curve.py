@@ -346,7 +346,7 @@ def build_report(subsets: dict[int, DatasetDict], tokenizer, output: Path, model
         folder = output / f"n{size}"
         if not folder.exists():
             continue
-        variants = table(data, tokenizer, folder, [REFERENCE], resamples, settings.get("bootstrap_unit", "users"))["variants"]
+        variants = table(data, tokenizer, folder, [REFERENCE], resamples, settings["bootstrap_unit"])["variants"]
         for model in models:
             entry = variants.get(folder_name(model))
             if entry is None:

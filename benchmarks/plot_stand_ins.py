@@ -44,7 +44,10 @@ def main() -> None:
             raise SystemExit(f"{path}: no bootstrap rows against {args.baseline!r}")
         rows.append((label, report["bootstrap"][args.baseline], report.get("bootstrap_unit", "examples")))
     actions = list(rows[0][1])
-    figure, axes = plt.subplots(1, len(actions), figsize=(3.2 * len(actions) + 2.5, 0.32 * len(rows) + 1.4), sharey=True)
+    figure, axes = plt.subplots(
+        1, len(actions), figsize=(3.2 * len(actions) + 2.5, 0.32 * len(rows) + 1.4), sharey=True, squeeze=False
+    )
+    axes = axes[0]
     for axis, action in zip(axes, actions):
         for y, (_, cells, _) in enumerate(rows):
             cell = cells.get(action) or {}

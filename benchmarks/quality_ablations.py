@@ -52,10 +52,15 @@ from safetensors.torch import load_model  # noqa: E402
 
 from a2gen_hf.data.collator import A2GenDataCollator  # noqa: E402
 from a2gen_hf.metrics import action_targets  # noqa: E402
-from a2gen_hf.metrics.evaluation import user_groups  # noqa: E402
 from a2gen_hf.output_folders import replacing_file, write_text_atomically  # noqa: E402
 from a2gen_hf.training.checkpointing import remove_earlier_run  # noqa: E402
-from a2gen_hf.training.compare import AblatedCollator, parse_model_name, predict_dataset  # noqa: E402
+from a2gen_hf.training.compare import (  # noqa: E402
+    AblatedCollator,
+    bootstrap_groups,
+    parse_model_name,
+    predict_dataset,
+    test_references,
+)
 from a2gen_hf.training.data_setup import create_model, load_data_dir  # noqa: E402
 from a2gen_hf.training.give_back import give_back_to_the_start  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, train  # noqa: E402
@@ -450,22 +455,21 @@ def load_runs(output: Path) -> dict[str, list[dict[str, np.ndarray]]]:
     return {label: [seeds[seed] for seed in sorted(seeds)] for label, seeds in runs.items()}
 
 
-def split_groups(data, tokenizer, split: str) -> np.ndarray:
-    """Each example's user (the raw ``user`` column's key; the hashed user ids where there is none)."""
-    groups = user_groups(data[split])
-    if groups is None:
-        collator = A2GenDataCollator(tokenizer, max_history_items=1)
-        groups = collator([data[split][index] for index in range(len(data[split]))])["user_ids"].numpy()
-    return groups
+def split_groups(data, tokenizer, split: str, unit: str) -> np.ndarray | None:
+    """Each example's user as ``a2gen compare`` groups them (the raw ``user`` column, else the hashed user ids), or
+    None where the bootstrap resamples examples (asked for, or too few users: compare.bootstrap_groups)."""
+    references = test_references(data[split], A2GenDataCollator(tokenizer, max_history_items=1))
+    return bootstrap_groups(references, unit)
 
 
 def table(data, tokenizer, output: Path, references: list[str], resamples: int, bootstrap_unit: str = "users") -> dict:
     from sklearn.metrics import roc_auc_score
 
     runs = load_runs(output)
-    report = {"reference": references[0], "references": references, "variants": {}, "bootstrap_unit": bootstrap_unit}
     targets = {split: split_targets(data, tokenizer, split) for split in ("validation", "test")}
-    groups = split_groups(data, tokenizer, "test") if bootstrap_unit == "users" else None
+    groups = split_groups(data, tokenizer, "test", bootstrap_unit)
+    unit = "examples" if groups is None else "users"
+    report = {"reference": references[0], "references": references, "variants": {}, "bootstrap_unit": unit}
     for label, seeds in runs.items():
         entry = {"seeds": len(seeds)}
         for split, (occurs, ranked) in targets.items():
@@ -510,6 +514,8 @@ def markdown(report: dict, reference: str | None = None) -> str:
             )
             + " |"
         )
+    unit = report.get("bootstrap_unit", "examples")  # older reports resampled examples
+    lines += ["", f"Differences: 95 % paired bootstrap intervals of seed-averaged predictions, resampling {unit}."]
     return "\n".join(lines) + "\n"
 
 

@@ -166,7 +166,7 @@ def _clustered(seed: int, users: int = 80, per_user: int = 10):
 
 def test_resampling_users_keeps_the_false_alarm_rate_that_resampling_examples_exceeds():
     """Equal AUCs, per-user errors: the example bootstrap called a difference in 16.5 % of 200 such cases (nominal
-    5 %), the user bootstrap in 6 % (benchmarks/bootstrap_false_alarms.py). Here 60 cases, so that the test stays
+    5 %), the user bootstrap in 7 % (benchmarks/bootstrap_false_alarms.py). Here 60 cases, so that the test stays
     quick; the counts separate clearly."""
     alarms = {"examples": 0, "users": 0}
     for seed in range(60):
@@ -177,15 +177,44 @@ def test_resampling_users_keeps_the_false_alarm_rate_that_resampling_examples_ex
     assert alarms["users"] <= 6 < alarms["examples"], alarms
 
 
-def test_user_resamples_hold_whole_users_and_both_classes():
-    labels, a, b, user = _clustered(0, users=12, per_user=5)
-    full, resampled = bootstrap_aucs(labels, [a], num_resamples=300, seed=2, groups=[f"u{u}" for u in user])
-    assert np.isfinite(resampled).all() and full[0] == pytest.approx(roc_auc_score(labels, a))
-    # Every user positive but one, which holds the only negatives: resamples without it are drawn again.
-    labels = np.array([1, 1, 1, 0, 1, 1], dtype=bool)
-    _, resampled = bootstrap_aucs(labels, [np.arange(6.0)], num_resamples=200, seed=0, groups=[0, 1, 1, 1, 2, 2])
+def test_user_resamples_hold_whole_users_and_both_classes(monkeypatch):
+    """Every resample gives all of a user's examples one multiplicity, and holds both classes (users stratified by the
+    classes they hold: here every user holds a positive and only three hold negatives, so a bootstrap stratified by
+    positives alone would draw resamples without a negative)."""
+    from a2gen_hf.training import statistics
+
+    recorded = []
+    real = statistics.weighted_auc
+    monkeypatch.setattr(statistics, "weighted_auc", lambda *args: recorded.append((args[0], args[2])) or real(*args))
+    labels, a, _, user = _clustered(0, users=30, per_user=5)
+    bootstrap_aucs(labels, [a], num_resamples=300, seed=2, groups=[f"u{u}" for u in user])
+    rare = np.ones(60, dtype=bool)
+    rare[[0, 1, 2]] = False  # users 0 and 1 (two examples each) hold the only negatives
+    _, resampled = bootstrap_aucs(rare, [np.arange(60.0)], num_resamples=300, seed=0, groups=np.arange(60) // 2)
     assert np.isfinite(resampled).all()
-    with pytest.raises(ValueError, match="groups has 5 entries for 6 labels"):
-        bootstrap_aucs(labels, [np.arange(6.0)], groups=[0, 1, 1, 2, 2])
+    groups_of = {labels.size: user, rare.size: np.arange(60) // 2}
+    blocks = [(classes, weights) for classes, weights in recorded if weights.shape[0] > 1]
+    assert len(blocks) == 6  # 300 resamples in blocks of 128, for each call
+    for classes, weights in blocks:
+        groups = groups_of[classes.size]
+        for group in np.unique(groups):
+            members = weights[:, groups == group]
+            assert (members == members[:, :1]).all()  # a whole user, drawn k times
+        assert ((weights * classes).sum(1) > 0).all() and ((weights * ~classes).sum(1) > 0).all()
+
+
+def test_groups_are_checked_and_kept_apart_by_type():
+    labels = np.arange(60) % 3 == 0
+    scores = np.arange(60.0)
+    mixed = [index % 15 for index in range(30)] + [str(index % 15) for index in range(30)]  # 15 ints and 15 texts
+    bootstrap_aucs(labels, [scores], num_resamples=20, groups=mixed)  # 30 groups: 1 and "1" stay apart
+    with pytest.raises(ValueError, match="groups holds 15 distinct group"):
+        bootstrap_aucs(labels, [scores], num_resamples=20, groups=[index % 15 for index in range(60)])
+    with pytest.raises(ValueError, match="groups holds 1 distinct group.*--bootstrap-unit examples"):
+        paired_bootstrap_auc_difference(labels, scores, scores[::-1], groups=np.zeros(60))
+    with pytest.raises(ValueError, match="groups has 59 entries for 60 labels"):
+        bootstrap_aucs(labels, [scores], groups=list(range(59)))
+    with pytest.raises(ValueError, match=r"groups\[3\] is None"):
+        bootstrap_aucs(labels, [scores], groups=[0, 1, 2, None, *range(4, 60)])
     with pytest.raises(ValueError, match="groups holds NaN"):
-        bootstrap_aucs(labels, [np.arange(6.0)], groups=[0.0, 1.0, np.nan, 1.0, 2.0, 2.0])
+        bootstrap_aucs(labels, [scores], groups=np.r_[np.arange(59.0), np.nan])

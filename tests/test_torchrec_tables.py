@@ -81,6 +81,19 @@ def test_mmoe_with_user_side_lists_gives_the_same_outputs():
     torch.testing.assert_close(got.logits, expected.logits)
 
 
+def test_an_id_free_model_with_side_features_gives_the_same_outputs():
+    """Id-free: the id tables are frozen (kept plain), the side-feature table is swapped and read once per step."""
+    from a2gen_hf.torchrec_tables import TorchRecIdTable, use_torchrec_tables
+
+    plain = tiny_model(seed=8, use_id_embeddings=False).eval()
+    swapped = use_torchrec_tables(tiny_model(seed=8, use_id_embeddings=False)).eval()
+    features = swapped.a2gen.features
+    assert isinstance(features.side_feature_embeddings, TorchRecIdTable) and features.updates_rows_in_backward()
+    assert isinstance(features.item_embeddings, torch.nn.Embedding)
+    with torch.no_grad():
+        torch.testing.assert_close(swapped(**tiny_batch(3)).logits, plain(**tiny_batch(3)).logits)
+
+
 def test_checkpoints_stay_plain_both_ways(tmp_path):
     from a2gen_hf.torchrec_tables import use_torchrec_tables
 

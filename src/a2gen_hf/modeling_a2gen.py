@@ -392,10 +392,14 @@ class A2GenFeatureEmbeddings(nn.Module):
         target_rows = history_rows = target_sides = history_sides = None
         side_list_rows = []
         if not isinstance(self.item_embeddings, nn.Embedding):
-            item_reads = [self.item_table_rows(item_ids), self.item_table_rows(history_item_ids)]
+            # An id-free model reads the item table for the user side lists only.
+            item_reads = [self.item_table_rows(item_ids), self.item_table_rows(history_item_ids)] if self.use_id_embeddings else []
             if self.user_side_mlp is not None and user_side_ids is not None:
                 item_reads.append(self.item_table_rows(user_side_ids))
-            target_rows, history_rows, *side_list_rows = self.looked_up(self.item_embeddings, *item_reads)
+            rows = self.looked_up(self.item_embeddings, *item_reads) if item_reads else []
+            if self.use_id_embeddings:
+                target_rows, history_rows, *rows = rows
+            side_list_rows = rows
         if not isinstance(self.side_feature_embeddings, nn.Embedding | None) and (
             item_side_ids is not None and history_item_side_ids is not None
         ):

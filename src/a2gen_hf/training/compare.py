@@ -40,6 +40,7 @@ from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import (
+    MIN_GROUPS,
     has_both_classes,
     mean_std,
     paired_bootstrap_auc_difference,
@@ -336,6 +337,20 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
         )
 
 
+def bootstrap_groups(references: dict[str, np.ndarray], unit: str) -> np.ndarray | None:
+    """The test examples' users for a bootstrap over users, or None (resample examples): asked for, or, with a
+    warning, where the references have no users or too few to resample (``statistics.MIN_GROUPS``)."""
+    if unit != "users":
+        return None
+    groups = references.get("group_ids")
+    count = 0 if groups is None else len(np.unique(groups))
+    if count < MIN_GROUPS:
+        logger.warning(f"The test split holds {count} user(s), too few to resample users (at least {MIN_GROUPS}): the "
+                       "paired bootstrap resamples examples instead (results.json: bootstrap_unit 'examples').")
+        return None
+    return groups
+
+
 def _spread(values: list[float]) -> dict[str, Any]:
     """Mean and std over seeds, and each seed's value (in seed order) for readers who test their own way."""
     mean, std = mean_std(values)
@@ -373,7 +388,7 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
     reference = next((name for name in per_model if name.startswith("a2gen")), None)
     if reference is not None:
         report["bootstrap_reference"] = reference
-        groups = references.get("group_ids") if settings.bootstrap_unit == "users" else None
+        groups = bootstrap_groups(references, settings.bootstrap_unit)
         report["bootstrap_unit"] = "examples" if groups is None else "users"
         for name, entry in per_model.items():
             if name == reference:

@@ -6,9 +6,10 @@ class keeping its size, as pROC does by default), so that every resample has an 
 given each example's group (its user), whole groups: a user's examples share the user's habits, so they are not
 independent draws, and resampling them one by one gives intervals too narrow (on the Taobao sample's test split
 1.2-1.35 times narrower; with per-user model errors, an example bootstrap called equal AUCs different in 16.5 % of
-200 simulated cases at a nominal 5 %, the user bootstrap in 6 %: ``benchmarks/bootstrap_false_alarms.py``). Groups are stratified by whether they hold a positive (each stratum keeping its size),
-so every resample has one. Both models are scored on the same resamples (paired), which cancels the variation the two
-share. A difference is called significant when its 95 % percentile interval excludes 0.
+200 simulated cases at a nominal 5 %, the user bootstrap in 7 %: ``benchmarks/bootstrap_false_alarms.py``).
+Groups are stratified by the classes they hold (positives only, negatives only, both; each stratum keeping its
+size), so every resample holds both classes. Both models are scored on the same resamples (paired), which cancels
+the variation the two share. A difference is called significant when its 95 % percentile interval excludes 0.
 
 AUCs are computed from rank statistics with ties counted one half (equal to ``sklearn.metrics.roc_auc_score``), on
 weighted examples: a resample is a vector of per-example multiplicities, so all resamples are scored at once.
@@ -89,14 +90,35 @@ def _stratified_multiplicities(strata: list[np.ndarray], size: int, block: int, 
     return np.bincount((drawn + offsets).ravel(), minlength=block * size).reshape(block, size)
 
 
+# Fewer groups than this give a bootstrap of a handful of distinct resamples (one group: an interval of width 0).
+MIN_GROUPS = 20
+
+
 def _group_index(groups: Any, size: int) -> np.ndarray:
-    """Each example's group `(n,)` (any hashable ids: users) -> dense indices 0 .. G - 1."""
-    array = np.asarray(groups).reshape(-1)
+    """Each example's group `(n,)` (any hashable ids: users) -> dense indices 0 .. G - 1. Ids of different types stay
+    different groups (``1`` and ``"1"``); None and NaN are refused, as are fewer than :data:`MIN_GROUPS` groups."""
+    array = groups if isinstance(groups, np.ndarray) else np.asarray(list(groups), dtype=object)
+    array = array.reshape(-1)
     if array.size != size:
         raise ValueError(f"groups has {array.size} entries for {size} labels; pass one group (e.g. the user) per example.")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError("groups holds NaN or inf; give every example its group (e.g. its user id).")
-    return np.unique(array, return_inverse=True)[1].reshape(-1)
+    if array.dtype == object:
+        missing = [index for index, value in enumerate(array) if value is None or (isinstance(value, float) and math.isnan(value))]
+        if missing:
+            raise ValueError(f"groups[{missing[0]}] is {array[missing[0]]}: give every example its group (e.g. its user id).")
+        keys: dict[tuple[type, Any], int] = {}
+        index = np.fromiter((keys.setdefault((type(value), value), len(keys)) for value in array), np.int64, array.size)
+    else:
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError("groups holds NaN or inf; give every example its group (e.g. its user id).")
+        index = np.unique(array, return_inverse=True)[1].reshape(-1)
+    count = int(index.max()) + 1 if index.size else 0
+    if count < MIN_GROUPS:
+        raise ValueError(
+            f"groups holds {count} distinct group(s): a bootstrap over fewer than {MIN_GROUPS} users draws a handful of "
+            "distinct resamples (one user: an interval of width 0); resample examples instead (groups=None; "
+            "a2gen compare --bootstrap-unit examples)."
+        )
+    return index
 
 
 def bootstrap_aucs(
@@ -107,7 +129,8 @@ def bootstrap_aucs(
 
     Args:
         labels: `(n,)` 0/1. scores: k score vectors `(n,)`. groups: `(n,)` each example's group (its user), or None.
-            With groups, whole groups are resampled (stratified by whether a group holds a positive); without,
+            With groups, whole groups are resampled (stratified by the classes each holds; at least
+            :data:`MIN_GROUPS` groups); without,
             examples (stratified by class).
 
     Returns:
@@ -122,28 +145,20 @@ def bootstrap_aucs(
     if groups is None:
         units, strata = None, [np.flatnonzero(labels), np.flatnonzero(~labels)]
     else:
+        # Groups stratified by which classes they hold (positives only, negatives only, both), each stratum keeping its
+        # size: every resample then holds both classes, with no resample drawn again.
         units = _group_index(groups, labels.size)
-        with_positive = np.bincount(units, weights=labels) > 0
-        strata = [members for members in (np.flatnonzero(with_positive), np.flatnonzero(~with_positive)) if members.size]
-        negatives_per_group = np.bincount(units, weights=~labels)
+        has_positive = np.bincount(units, weights=labels) > 0
+        has_negative = np.bincount(units, weights=~labels) > 0
+        kinds = has_positive.astype(np.int64) * 2 + has_negative
+        strata = [members for kind in (1, 2, 3) if (members := np.flatnonzero(kinds == kind)).size]
     resampled = np.empty((num_resamples, len(scores)))
     for start in range(0, num_resamples, _BLOCK):
         block = min(_BLOCK, num_resamples - start)
         if units is None:
             weights = _stratified_multiplicities(strata, labels.size, block, rng)
-        else:
-            counts = _stratified_multiplicities(strata, negatives_per_group.size, block, rng)
-            for _ in range(100):  # every group holds a positive: a resample of only all-positive groups is drawn again
-                empty = (counts @ negatives_per_group) == 0
-                if not empty.any():
-                    break
-                counts[empty] = _stratified_multiplicities(strata, negatives_per_group.size, int(empty.sum()), rng)
-            else:
-                raise ValueError(
-                    "Bootstrap over groups: resamples kept missing a negative example, since almost every group holds "
-                    "positives only; resample examples instead (groups=None)."
-                )
-            weights = counts[:, units]
+        else:  # a group's multiplicity given to each of its examples
+            weights = _stratified_multiplicities(strata, kinds.size, block, rng)[:, units]
         for index, values in enumerate(scores):
             resampled[start : start + block, index] = weighted_auc(labels, values, weights)
     return full, resampled
