@@ -372,3 +372,13 @@ def test_the_paired_bootstrap_resamples_users_unless_told_examples(unit):
     assert report["bootstrap"]["mmoe"]["like"]["high"] == expected["high"]
     with pytest.raises(ValueError, match="bootstrap_unit='clusters' is not one of users, examples"):
         compare.ComparisonSettings(bootstrap_unit="clusters")
+
+
+def test_too_few_users_fall_back_to_resampling_examples_with_a_warning(caplog):
+    users = np.repeat(np.arange(25), 4)
+    assert compare.bootstrap_groups({"group_ids": users}, "users") is users
+    assert compare.bootstrap_groups({"group_ids": users}, "examples") is None
+    with caplog.at_level("WARNING"):
+        assert compare.bootstrap_groups({"group_ids": users[:40]}, "users") is None  # 10 users
+        assert compare.bootstrap_groups({}, "users") is None
+    assert caplog.text.count("too few to resample users") == 2 and "holds 10 user(s)" in caplog.text
