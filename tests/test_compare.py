@@ -10,6 +10,7 @@ import pytest
 from accelerate import Accelerator
 from conftest import RecordingTracker, reset_accelerate_state
 
+from a2gen_hf import A2GenConfig
 from a2gen_hf.cli import main
 from a2gen_hf.training import compare
 from a2gen_hf.training.statistics import paired_bootstrap_auc_difference
@@ -135,6 +136,15 @@ def test_report_of_a_fresh_comparison_is_its_results_md(simulated_data_dir, tmp_
     assert main(["report", str(output / "results.json"), "--tables", "metrics,bootstrap"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("| model | AUC like") and "Paired bootstrap" in printed and "GAUC" not in printed
+    # The test predictions are kept: the report's bootstrap rows come back from them without training.
+    saved, report = np.load(output / "test_predictions.npz"), json.loads((output / "results.json").read_text())
+    like = A2GenConfig().action_id("like")  # the simulator's vocabulary is the default one
+    happens = (saved["labels"][:, 1:] == like).any(1)
+    again = paired_bootstrap_auc_difference(
+        happens, saved["probabilities/a2gen-iag"][:, like], saved["probabilities/mmoe"][:, like], num_resamples=20,
+        groups=saved["group_ids"] if report["bootstrap_unit"] == "users" else None,
+    )
+    assert again["difference"] == pytest.approx(report["bootstrap"]["mmoe"]["like"]["difference"], abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -344,7 +354,6 @@ def test_an_action_never_in_the_training_split_gets_no_verdict(tmp_path, caplog)
 def test_the_paired_bootstrap_resamples_users_unless_told_examples(unit):
     """Examples of one user are not independent: compare resamples whole users (references' group_ids) by default;
     results.json and the Markdown say which. Every user here holds 10 examples scored with a shared error."""
-    from a2gen_hf import A2GenConfig
 
     config = A2GenConfig()
     rng = np.random.default_rng(0)

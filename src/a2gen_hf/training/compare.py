@@ -31,7 +31,7 @@ from transformers import set_seed
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
-from ..output_folders import write_json_atomically, write_text_atomically
+from ..output_folders import replacing_file, write_json_atomically, write_text_atomically
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
 from .checkpointing import remove_earlier_run
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
@@ -284,6 +284,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     report["environment"] = environment_record()
     write_json_atomically(output_dir / "results.json", report)  # strict JSON: an undefined figure is null
     write_text_atomically(output_dir / "results.md", format_markdown(report))
+    save_test_predictions(output_dir / PREDICTIONS_FILE, per_model, references)
     plot_comparison(report, output_dir / "results.png")
     return report
 
@@ -335,6 +336,23 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
             "it was, the time split's boundaries left validation no session: see rules.validation_start / test_start "
             "in a2gen_data.json, or set them with --validation-start / --test-start), or leave them out."
         )
+
+
+PREDICTIONS_FILE = "test_predictions.npz"
+
+
+def save_test_predictions(path: Path, per_model: dict[str, Any], references: dict[str, np.ndarray]) -> None:
+    """What the bootstrap read, so that a report can be analysed again without training: each model's seed-averaged
+    probabilities `(n, V)` (key ``probabilities/<model>``, ``:`` written ``+``), the labels `(n, T)` and each
+    example's user ``group_ids`` `(n,)`. Load with ``numpy.load``."""
+    arrays = {f"probabilities/{name.replace(':', '+')}": np.asarray(entry["predictions"]["action_probabilities"],
+                                                                      dtype=np.float32)
+              for name, entry in per_model.items()}  # fmt: skip
+    arrays["labels"] = np.asarray(references["labels"])
+    if references.get("group_ids") is not None:
+        arrays["group_ids"] = np.asarray(references["group_ids"])
+    with replacing_file(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def bootstrap_groups(references: dict[str, np.ndarray], unit: str) -> np.ndarray | None:
