@@ -5,6 +5,8 @@ factory), with :func:`make_batch` for a matching batch. They are plain functions
 are built before any fixture runs (``from conftest import tiny_config``).
 """
 
+import sys
+
 import datasets
 import pytest
 import torch
@@ -113,6 +115,21 @@ def make_batch(config, batch_size=4, items=5, events=3, seed=0):
 def history_inputs(batch):
     """The batch without its labels (what generate and the ranker read)."""
     return {key: value for key, value in batch.items() if not key.startswith("label")}
+
+
+def accelerate_two_processes() -> list[str]:
+    """The start of an `accelerate launch` of two CPU processes (DDP over gloo; the environment sets
+    ACCELERATE_USE_CPU=1), followed by the script (or -m module) and its arguments. Each launch gets a free port:
+    two launches at once on accelerate's default 29500 (pytest -n 2) failed with EADDRINUSE."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+    ]
 
 
 def reset_accelerate_state() -> None:

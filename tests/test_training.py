@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
+from conftest import accelerate_two_processes
 from safetensors.torch import load_file
 
 from a2gen_hf import A2GenConfigError, AutoModelForActionGeneration, MMoEConfig
@@ -794,8 +795,7 @@ def test_two_process_ddp_step_equals_one_process_step(data_dir, tmp_path):
     probe = tmp_path / "ddp_probe.py"
     probe.write_text(DDP_PROBE)
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(probe),
+        *accelerate_two_processes(), str(probe),
         str(REPO / "examples" / "train_accelerate.py"), str(data_dir), str(streaming),
         "--output", str(ddp), "--max-steps", "1", "--batch-size", "8", "--log-every", "1", *TINY_FLAGS,
     ]
@@ -842,8 +842,7 @@ def test_two_process_ddp_trains_the_sparse_logs_recipe(simulated_data_dir, tmp_p
     worker process of its own."""
     output = tmp_path / "ddp-sparse"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "a2gen_hf.cli", "train",
+        *accelerate_two_processes(), "-m", "a2gen_hf.cli", "train",
         "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--output", str(output), "--epochs", "2",
         "--batch-size", "8", "--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8",
         "--no-progress", "--dataloader-num-workers", "1",  # each process's shard read by a worker of its own
@@ -870,8 +869,7 @@ def test_two_process_ddp_keeps_the_same_weight_average_as_one_process(data_dir, 
              "--no-best-epoch", *TINY_FLAGS]
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "a2gen_hf.cli",
+        *accelerate_two_processes(), "-m", "a2gen_hf.cli",
         *flags, "--batch-size", "8", "--output", str(ddp),
     ]
     done = subprocess.run(command, env=cpu_ddp_env(), capture_output=True, text=True, timeout=240)

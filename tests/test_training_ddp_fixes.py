@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from conftest import make_batch, tiny_config
+from conftest import accelerate_two_processes, make_batch, tiny_config
 from test_trainer import offline_caches_and_one_thread  # noqa: F401  (the module's offline caches, one thread)
 
 from a2gen_hf import A2GenForActionGeneration, cli
@@ -270,8 +269,7 @@ def test_two_processes_fine_tune_with_ddp_count_each_example_once_and_resume_the
     probe = tmp_path / "probe.py"
     probe.write_text(DDP_PROBE)
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(probe),
+        *accelerate_two_processes(), str(probe),
         str(REPO / "examples" / "finetune_with_trainer.py"), str(simulated_data_dir), str(tmp_path),
     ]
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
