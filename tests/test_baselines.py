@@ -66,7 +66,7 @@ def test_first_occurrence_targets():
     assert not known[0, 2]
     assert known[0, 3] and known[1, 6] and not known[1, 2]
     assert first_times[1, 2] == 0.0 and not occurs[:, 1].any()  # start is never a target
-    with pytest.raises(ValueError, match="vocabulary has 7 ids"):
+    with pytest.raises(ValueError, match=r"label ids must be action ids in \[0, 7\)"):
         first_occurrence_targets(labels.clamp_max(7) + (labels == 6), times, mask, vocab_size=7)
 
 
@@ -230,6 +230,7 @@ def test_baseline_inputs_are_checked_as_a2gen_s_are(config_class, model_class):
         ({"user_ids": batch["user_ids"] + 10_000}, ValueError, r"user_ids must lie in \[0, user_buckets=\d+\)"),
         ({"item_ids": batch["item_ids"][:2]}, ValueError, r"item_ids has shape \(2,\): its B dimension is 2"),
         ({"user_ids": batch["user_ids"].float()}, TypeError, r"user_ids must hold integer ids"),
+        ({"labels": batch["labels"] - 5}, ValueError, r"labels hold -\d+ at position .*; label ids must be action ids"),
     )
     for change, error, message in cases:
         with pytest.raises(error, match=message):

@@ -517,3 +517,35 @@ def test_a_pad_token_that_is_an_action_is_refused():
     with pytest.raises(ValueError, match=r"pad_token_id=3 \(the action '.*'\): finished sequences are filled with the padding id 0"):
         model.generate(**inputs, pad_token_id=3, max_new_tokens=3)
     assert len(model.generate(**inputs, pad_token_id=0, max_new_tokens=3)) == len(inputs["item_ids"])
+
+
+def test_a_checkpoint_without_a_generation_length_generates_up_to_max_actions(tmp_path):
+    """A folder without generation_config.json (or one whose generation config has no length, as older transformers
+    wrote it) loaded transformers' global max_length=20, which generate() refused though the user passed nothing."""
+    model, inputs = tiny_model("iag")
+    expected = model.generate(**inputs)
+    model.save_pretrained(tmp_path / "none")
+    (tmp_path / "none" / "generation_config.json").unlink()
+    model.save_pretrained(tmp_path / "old")
+    saved = json.loads((tmp_path / "old" / "generation_config.json").read_text())
+    del saved["max_length"]
+    (tmp_path / "old" / "generation_config.json").write_text(json.dumps({**saved, "_from_model_config": True}))
+    for folder in ("none", "old"):
+        loaded = A2GenForActionGeneration.from_pretrained(tmp_path / folder).eval()
+        assert loaded.generation_config.max_length == model.config.max_actions + 1
+        assert torch.equal(loaded.generate(**inputs), expected)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_forced_eos_token_id_is_honoured_or_refused_by_name(generator):
+    """forced_eos_token_id=1 put a second start at the end, 0 ended with padding (the forced end did nothing), 99
+    failed inside torch naming no option."""
+    model, inputs = tiny_model(generator)
+    config = model.config
+    favour(model, **{"2": 40.0})  # the same action, never the end, at every step: the forced end shows
+    for options in ({}, {"num_beams": 2}):
+        sequences = model.generate(**inputs, max_new_tokens=3, forced_eos_token_id=config.end_action_id, **options)
+        assert (sequences[:, -1] == config.end_action_id).all() and (sequences[:, 1:-1] == 2).all()
+    for forced in (config.start_action_id, 0, config.vocab_size, [config.end_action_id, 99]):
+        with pytest.raises(ValueError, match=r"forced_eos_token_id=.*: the forced last action must be an action id"):
+            model.generate(**inputs, max_new_tokens=3, forced_eos_token_id=forced)

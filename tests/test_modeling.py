@@ -328,6 +328,23 @@ def test_missing_side_features_and_nan_times_give_clear_errors(model_and_batch):
         model(**bad_times)
 
 
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_labels_outside_the_vocabulary_are_refused_by_name(generator):
+    """An id beyond the vocabulary failed inside torch ("Target 10 is out of bounds"), and a negative id other than
+    -100 was trained as padding."""
+    config = tiny_config(generator)
+    model = A2GenForActionGeneration(config)
+    batch = make_batch(config)
+    ignored = batch["labels"].clone()
+    ignored[:, 2:] = -100
+    assert torch.isfinite(model(**{**batch, "labels": ignored}).loss)
+    for value in (config.vocab_size, -1):
+        labels = batch["labels"].clone()
+        labels[1, 1] = value
+        with pytest.raises(ValueError, match=rf"labels hold {value} at position \(1, 1\); label ids must be action ids"):
+            model(**{**batch, "labels": labels})
+
+
 @pytest.mark.parametrize("time_loss", ["mse", "l1"])
 def test_an_unknown_label_time_reaches_neither_the_loss_nor_its_gradient(model_and_batch, time_loss):
     """A NaN label time where label_time_mask is 0: the loss was finite but 61 of IAG's weights got a NaN gradient

@@ -1,5 +1,6 @@
 """Serving: cached candidate scoring equals predict_actions / generate; chunking, export, empty and bad inputs."""
 
+import copy
 import gc
 import pickle
 
@@ -136,17 +137,21 @@ def test_mean_pooling_and_sharp_attention_fallback(pooling, monkeypatch):
     assert_same_prediction(cached, naive_prediction(model, user, item_ids, item_side_ids))
 
 
-def test_empty_history_scores_like_the_model():
-    model, config = build("iag")
+@pytest.mark.parametrize("sparse_log_options", [False, True])
+def test_empty_history_scores_like_the_model(sparse_log_options):
+    """With the count features, a user without history (its padding dropped: 0 items) failed inside their recency
+    (``amin`` over an empty dimension); the model itself failed on a history of 0 columns."""
+    model, config = build("iag", **(SPARSE_LOG_OPTIONS if sparse_log_options else {}))
     user = one_user(config)
     user["history_mask"] = torch.zeros_like(user["history_item_ids"])
     item_ids, item_side_ids = candidates(config, 4)
     ranker = A2GenRanker(model)
     state = ranker.encode_user(**user)
     assert state.num_history_items == 0
-    assert_same_prediction(
-        ranker.score_candidates(state, item_ids, item_side_ids), naive_prediction(model, user, item_ids, item_side_ids)
-    )
+    expected = naive_prediction(model, user, item_ids, item_side_ids)
+    assert_same_prediction(ranker.score_candidates(state, item_ids, item_side_ids), expected)
+    no_columns = {name: value[:, :0] if name.startswith("history_") else value for name, value in user.items()}
+    assert_same_prediction(naive_prediction(model, no_columns, item_ids, item_side_ids), expected)
 
 
 @pytest.mark.parametrize("generator", ["iag", "eag"])
@@ -427,6 +432,21 @@ def test_a_state_encoded_before_the_weights_changed_is_refused():
         ranker.score_candidates(state, item_ids, item_side_ids)
     with pytest.raises(TypeError, match="cannot be pickled or saved: encode the user again"):
         pickle.dumps(ranker.encode_user(**one_user(config)))
+    # Copies in the process are states of the same model (before: copy.copy / copy.deepcopy refused them too).
+    state = ranker.encode_user(**one_user(config))
+    scores = ranker.score_candidates(state, item_ids, item_side_ids).action_probabilities
+    for copied in (copy.copy(state), copy.deepcopy(state)):
+        assert torch.equal(ranker.score_candidates(copied, item_ids, item_side_ids).action_probabilities, scores)
+    assert copy.deepcopy(state).keys.data_ptr() != state.keys.data_ptr()
+    # A ranker copies as a ranker of a copy of the model (before: "cannot pickle '_thread.lock' object").
+    copied_ranker = copy.deepcopy(ranker)
+    assert copied_ranker.model is not model and copied_ranker.chunk_size == ranker.chunk_size
+    fresh_copy = copied_ranker.score_candidates(copied_ranker.encode_user(**one_user(config)), item_ids, item_side_ids)
+    assert torch.equal(fresh_copy.action_probabilities, scores)
+    with pytest.raises(ValueError, match="user_state was encoded by another model than this ranker's"):
+        copied_ranker.score_candidates(state, item_ids, item_side_ids)
+    with pytest.raises(TypeError, match="An A2GenRanker holds compiled code.*cannot be pickled: save the model"):
+        pickle.dumps(ranker)
     # A model freed and another built in its place: the state's weak reference is dead, whatever id() says.
     state = A2GenRanker(other).encode_user(**one_user(config))
     del other

@@ -771,3 +771,30 @@ def test_a_folder_whose_config_names_an_unknown_special_token_is_refused_naming_
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "unk_token": "<unk>"}))
     with pytest.raises(ValueError, match=r"its tokenizer_config.json names a special token outside the vocabulary"):
         A2GenActionTokenizer.from_pretrained(tmp_path)
+
+
+def test_an_empty_timeline_in_a_batch_is_named(tokenizer):
+    """Before: the batch fell through to the text path ("Expected a pair of sequences, got 3 sequences", "Input must
+    be a string ...", "You should supply an encoding ...")."""
+    three = [("start", 0.0), ("like", 2.0), ("leave", 18.0)]
+    for batch, index in (([three, []], 1), ([three[:2], []], 1), ([[]], 0), ([three, three, ()], 2)):
+        with pytest.raises(ValueError, match=rf"Timeline {index}: The timeline is empty"):
+            tokenizer(batch, padding=True)
+    encoded = tokenizer([[("like", 2.0)], []], add_start=True, padding=True)  # with add_start it is a bare start
+    assert encoded["action_ids"][1] == [tokenizer.convert_tokens_to_ids("start"), 0]
+
+
+def test_numpy_times_are_float32_as_torch_times_are(tokenizer):
+    """return_tensors="np" gave float64 times (the model refuses them) where "pt" and encode_histories give float32."""
+    timeline = [("start", 0.0), ("like", 2.0), ("leave", 18.0)]
+    for encoded, key in (
+        (tokenizer(timeline, return_tensors="np"), "action_times"),
+        (tokenizer([timeline, timeline[:2]], return_tensors="np"), "action_times"),
+        (tokenizer.encode_timeline(timeline, return_tensors="np"), "action_times"),
+        (tokenizer.encode_timelines([timeline], return_tensors="np"), "action_times"),
+        (tokenizer.encode_labels([timeline], return_tensors="np"), "label_times"),
+        (tokenizer.pad({"action_ids": [[1, 2]], "action_times": [[0.0, 0.5]], "time_mask": [[1, 1]]},
+                       return_tensors="np"), "action_times"),
+    ):  # fmt: skip
+        assert encoded[key].dtype == np.float32, key
+        assert encoded["action_ids" if key == "action_times" else "labels"].dtype == np.int64

@@ -193,6 +193,8 @@ class HistoryCountFeatures(nn.Module):
 
         def recency(where: torch.Tensor) -> torch.Tensor:
             """1 / (1 + the smallest age where `where` `(B, N[, A])` holds), 0 where it never holds."""
+            if where.shape[1] == 0:  # no history items (a cold-start user, padding dropped): it never holds
+                return where.new_zeros(where.shape[:1] + where.shape[2:])
             ages = age if where.dim() == 2 else age.unsqueeze(-1)
             youngest = torch.where(where > 0, ages, torch.full_like(where, math.inf)).amin(1)
             return 1.0 / (1.0 + youngest)

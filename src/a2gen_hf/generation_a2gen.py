@@ -284,6 +284,15 @@ class A2GenGenerationMixin(GenerationMixin):
                     f"eos_token_id={eos!r}: every end id must be an action id in [1, {vocab}) "
                     f"({self.config.id_to_action[1:]})."
                 )
+        forced = generation_config.forced_eos_token_id
+        allowed = [token for token in range(1, vocab) if token != self.config.start_action_id]
+        for token in [] if forced is None else ([forced] if isinstance(forced, int) else list(forced)):
+            if isinstance(token, bool) or not isinstance(token, int) or token not in allowed:
+                raise ValueError(
+                    f"forced_eos_token_id={forced!r}: the forced last action must be an action id other than start "
+                    f"('{self.config.start_action}', which only opens a timeline) and '<pad>' (0): one of {allowed} "
+                    f"({[self.config.id_to_action[token] for token in allowed]})."
+                )
         bos = generation_config.bos_token_id
         if bos is not None and bos != self.config.start_action_id:
             raise ValueError(

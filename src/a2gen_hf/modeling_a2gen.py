@@ -45,7 +45,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
 )
 from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, times_of_actions
 from .strict_loading import StrictLoadingMixin
-from .targets import IGNORE_INDEX, first_occurrence_targets, is_time_known  # noqa: F401
+from .targets import IGNORE_INDEX, check_label_ids, first_occurrence_targets, is_time_known  # noqa: F401
 from .time_encoding import denormalize_times, normalize_seconds
 
 
@@ -2101,6 +2101,8 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                 )
     if config is not None:
         _check_id_ranges(config, **{name: value for name, value in inputs.items() if name in _ID_TABLES})
+        if inputs.get("labels") is not None:
+            check_label_ids(inputs["labels"], config.vocab_size)
 
 
 def check_batch_not_empty(model_name: str, name: str, value: torch.Tensor) -> None:
@@ -2330,12 +2332,16 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """``from_pretrained``; a checkpoint saved before ``monotonic_times`` existed gets its default (True), and its
-        generation config loses the ``_from_model_config`` mark, so that a re-save keeps what is set on it."""
+        """``from_pretrained``; a checkpoint saved before ``monotonic_times`` existed gets its default (True), one
+        saved without a length in its generation config (or without ``generation_config.json``) gets the model's
+        (``max_actions + 1``, not transformers' global 20, which ``generate()`` would refuse), and its generation
+        config loses the ``_from_model_config`` mark, so that a re-save keeps what is set on it."""
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         if not hasattr(model.generation_config, "monotonic_times"):
             model.generation_config.monotonic_times = True
+        if model.generation_config.max_length is None and model.generation_config.max_new_tokens is None:
+            model.generation_config.max_length = model.config.max_actions + 1
         model.generation_config._from_model_config = False
         return loaded
 

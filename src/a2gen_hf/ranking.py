@@ -17,12 +17,13 @@ Results equal ``predict_actions`` / ``generate`` on a batch that repeats the use
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -154,6 +155,17 @@ class UserState:
             "A UserState belongs to the model object that encoded it (it is refused once that model's weights change) "
             "and cannot be pickled or saved: encode the user again with encode_user() in the process that scores."
         )
+
+    def __copy__(self) -> UserState:
+        """A copy in this process (``copy.copy``): the same tensors, still tied to the model that encoded them."""
+        return replace(self, history=None if self.history is None else dict(self.history))
+
+    def __deepcopy__(self, memo: dict) -> UserState:
+        """A copy in this process with its own tensors (``copy.deepcopy``), still tied to the model that encoded them
+        (the stamp, a weak reference and counters, is shared, not copied)."""
+        tensors = {item.name: copy.deepcopy(getattr(self, item.name), memo)
+                   for item in fields(self) if item.name != "model_stamp"}  # fmt: skip
+        return replace(self, **tensors)
 
     def as_tuple(self) -> tuple[torch.Tensor, ...]:
         """The tensors, in field order, that lead the arguments of :class:`A2GenRankingProgram`."""
@@ -369,8 +381,19 @@ class A2GenRanker:
         self.user_program = A2GenUserProgram(model)
         self._user_run = torch.compile(self.user_program, dynamic=True, options=options) if compile else None
         self.workers = workers
+        self.compile = compile
         self._compiled_warm = threading.Event()  # compile=True with workers: the first block compiles alone
         self._compile_lock = threading.Lock()
+
+    def __getstate__(self):
+        raise TypeError(
+            "An A2GenRanker holds compiled code, locks and worker threads and cannot be pickled: save the model "
+            "(model.save_pretrained) and build a ranker from it in the other process."
+        )
+
+    def __deepcopy__(self, memo: dict) -> A2GenRanker:
+        """A ranker of a deep copy of the model, with the same options (its compiled code is built anew)."""
+        return type(self)(copy.deepcopy(self.model, memo), self.chunk_size, self.compile, self.dtype, self.workers)
 
     @property
     def device(self) -> torch.device:
@@ -757,9 +780,10 @@ class A2GenRanker:
         history items dynamic. Call the result as
         ``program.module()(*user_state.as_tuple(), item_ids, item_side_ids)`` -> (probabilities, expected times,
         expected seconds). The example inputs need at least 2 history items and 2 candidates, and so do the program's
-        calls: ``torch.export`` specialises sizes 0 and 1, so a request with one candidate or a history of fewer than
-        two items fails inside the program (``Runtime assertion failed for expression u0 >= 2``, or a reduction over
-        an empty dimension); score those with :meth:`score_candidates`, which takes any size.
+        calls: ``torch.export`` specialises sizes 0 and 1, so a request with one candidate or an empty history fails
+        inside the program (``Runtime assertion failed for expression u0 >= 2``, or a reduction over an empty
+        dimension), and a history of one item lies outside the exported range (it ran with torch 2.13, unpromised);
+        score those with :meth:`score_candidates`, which takes any size.
         """
         if isinstance(user_state, UserState) and user_state.history is not None:
             raise ValueError(

@@ -22,6 +22,21 @@ def is_time_known(time_mask: torch.Tensor) -> torch.BoolTensor:
     return time_mask != 0
 
 
+def check_label_ids(labels: torch.Tensor, vocab_size: int) -> None:
+    """``labels`` (any shape) hold action ids in ``[0, vocab_size)`` (0 = padding) or ``IGNORE_INDEX`` (-100): an id
+    beyond the vocabulary fails inside torch naming no input, and another negative value would be read as padding."""
+    if not labels.numel():
+        return
+    bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= vocab_size))
+    if bad.any():
+        position = [int(index) for index in bad.nonzero()[0]]
+        raise ValueError(
+            f"labels hold {int(labels[tuple(position)])} at position {tuple(position)}; label ids must be action ids "
+            f"in [0, {vocab_size}) (0 = padding) or {IGNORE_INDEX} (ignored): encode the labels with the tokenizer "
+            "saved with this model."
+        )
+
+
 def first_occurrence_targets(
     labels: torch.LongTensor,
     label_times: torch.Tensor,
@@ -42,11 +57,7 @@ def first_occurrence_targets(
     times = label_times[:, 1:]
     known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else is_time_known(label_time_mask[:, 1:])
     present = actions > 0
-    if (actions >= vocab_size).any():
-        raise ValueError(
-            f"labels hold action id {int(actions.max())} but the vocabulary has {vocab_size} ids (0 = padding); "
-            "encode the labels with the tokenizer saved with this model."
-        )
+    check_label_ids(actions, vocab_size)
     one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
     occurs = one_hot.any(dim=1)
     first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum

@@ -156,6 +156,15 @@ def _whole_number(name: str, value: Any) -> int:
     return int(value)
 
 
+def _float32_times(encoding: BatchEncoding) -> BatchEncoding:
+    """NumPy arrays built from Python floats are float64; times are float32 on every path (``"pt"`` builds float32,
+    and the model refuses float64 times), so ``return_tensors="np"`` gives float32 too."""
+    for key, value in encoding.items():
+        if isinstance(value, np.ndarray) and value.dtype == np.float64:
+            encoding[key] = value.astype(np.float32)
+    return encoding
+
+
 def _is_seconds(value: Any) -> bool:
     """A real number (not a bool), or one held by a 0-d tensor or array: what a timeline's time may be."""
     if isinstance(value, torch.Tensor):
@@ -486,7 +495,10 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         one text.
         """
         single = self._is_timeline(text)
-        if single or (isinstance(text, (list, tuple)) and text and all(self._is_timeline(item) for item in text)):
+        # An empty timeline in a batch of timelines (or a batch of empty ones) is encoded, so that encoding names it.
+        if single or (isinstance(text, (list, tuple)) and text and all(
+            self._is_timeline(item) or (isinstance(item, (list, tuple)) and not item) for item in text
+        )):
             if args:
                 raise TypeError("Timelines take no second sequence; pass options by keyword (max_length=...).")
             return self._call_timelines([text] if single else text, single, **kwargs)
@@ -564,7 +576,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         if single:
             encoding = {key: value[0] for key, value in encoding.items()}
         # One timeline with tensors is a batch of one, (1, T), as one text is in transformers; lists stay (T,).
-        return BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=single)
+        return _float32_times(BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=single))
 
     def encode(
         self,
@@ -680,6 +692,10 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 return_attention_mask=return_attention_mask,
             )
         return BatchEncoding(dict(encoding), tensor_type=return_tensors, prepend_batch_axis=prepend_batch_axis)
+
+    def pad(self, *args, **kwargs) -> BatchEncoding:
+        """transformers' ``pad``, with times in float32 for ``return_tensors="np"`` as for ``"pt"``."""
+        return _float32_times(super().pad(*args, **kwargs))
 
     def _pad(
         self,
@@ -959,7 +975,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         length = self.max_actions + 1
         encoding = self.encode_timelines(timelines, max_length=length, pad_to_max_length=True)
         names = {"action_ids": "labels", "action_times": "label_times", "time_mask": "label_time_mask"}
-        return BatchEncoding({names[key]: value for key, value in encoding.items()}, tensor_type=return_tensors)
+        return _float32_times(
+            BatchEncoding({names[key]: value for key, value in encoding.items()}, tensor_type=return_tensors)
+        )
 
     def decode_timeline(
         self,
