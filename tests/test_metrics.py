@@ -480,8 +480,9 @@ def test_group_ids_without_a_value_are_refused():
             {"action_probabilities": probabilities, "expected_times": np.zeros((4, 5))},
             {"labels": LABELS, "label_times": LABEL_TIMES, "group_ids": [1.5, math.nan, 1.5, 2.5]}, NAMES,
         )
-    with pytest.raises(ValueError, match=r"group_ids mix ids that do not compare \(\['bytes', 'str'\]\)"):
-        gauc(probabilities, LABELS, np.array(["a", b"a", "b", "b"], dtype=object), NAMES)
+    # Ids of different kinds are different groups (as the bootstrap over users reads them), not refused.
+    mixed = gauc(probabilities, LABELS, np.array(["a", b"a", "b", "b"], dtype=object), NAMES)
+    assert mixed["gauc"] == gauc(probabilities, LABELS, ["a", "c", "b", "b"], NAMES)["gauc"]
 
 
 def test_no_examples_give_nan_with_notes():

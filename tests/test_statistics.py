@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from a2gen_hf.training.statistics import (
@@ -203,6 +204,22 @@ def test_user_resamples_hold_whole_users_and_both_classes(monkeypatch):
         assert ((weights * classes).sum(1) > 0).all() and ((weights * ~classes).sum(1) > 0).all()
 
 
+def test_groups_read_the_same_however_they_are_passed():
+    """A tensor of user ids made every example its own group (0-d tensors hash by identity: a user bootstrap that was
+    an example bootstrap, and 5 users passed the 20-group minimum); a list and an array of the same ids were numbered
+    in different orders, so one seed drew different resamples."""
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 39, 200)
+    labels = rng.random(200) < 0.3
+    scores = rng.random(200) + labels
+    expected = bootstrap_aucs(labels, [scores], num_resamples=50, groups=users)
+    for passed in (users.tolist(), torch.from_numpy(users), [np.int64(user) for user in users], users.astype(object)):
+        full, resampled = bootstrap_aucs(labels, [scores], num_resamples=50, groups=passed)
+        assert full == expected[0] and np.array_equal(resampled, expected[1])
+    with pytest.raises(ValueError, match="groups holds 5 distinct group"):
+        bootstrap_aucs(labels, [scores], groups=torch.from_numpy(users % 5))
+
+
 def test_groups_are_checked_and_kept_apart_by_type():
     labels = np.arange(60) % 3 == 0
     scores = np.arange(60.0)
@@ -212,9 +229,9 @@ def test_groups_are_checked_and_kept_apart_by_type():
         bootstrap_aucs(labels, [scores], num_resamples=20, groups=[index % 15 for index in range(60)])
     with pytest.raises(ValueError, match="groups holds 1 distinct group.*--bootstrap-unit examples"):
         paired_bootstrap_auc_difference(labels, scores, scores[::-1], groups=np.zeros(60))
-    with pytest.raises(ValueError, match="groups has 59 entries for 60 labels"):
+    with pytest.raises(ValueError, match=r"groups has shape \(59,\); pass one group id .* per example, \(60,\)"):
         bootstrap_aucs(labels, [scores], groups=list(range(59)))
     with pytest.raises(ValueError, match=r"groups\[3\] is None"):
         bootstrap_aucs(labels, [scores], groups=[0, 1, 2, None, *range(4, 60)])
-    with pytest.raises(ValueError, match="groups holds NaN"):
+    with pytest.raises(ValueError, match=r"groups\[59\] is nan; every example needs a group id"):
         bootstrap_aucs(labels, [scores], groups=np.r_[np.arange(59.0), np.nan])

@@ -53,11 +53,11 @@ def first_occurrence_targets(
         reaches a loss or its gradient); time_known `(B, V)` bool: it happens and that time is known
         (``label_time_mask``; all known when it is None).
     """
+    check_label_ids(labels, vocab_size)  # before slicing, so that a bad id is named where the caller put it
     actions = labels[:, 1:]
     times = label_times[:, 1:]
     known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else is_time_known(label_time_mask[:, 1:])
     present = actions > 0
-    check_label_ids(actions, vocab_size)
     one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
     occurs = one_hot.any(dim=1)
     first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum

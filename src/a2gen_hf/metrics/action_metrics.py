@@ -38,6 +38,7 @@ scalar view that Trainer logs and trackers read.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -468,43 +469,65 @@ def _ranked_inputs(
     return probabilities, occurs, ranked
 
 
-def _check_group_ids_present(groups: np.ndarray) -> None:
-    """None or NaN is no group: refused, or all such examples would silently form (or break) one group."""
+def _missing_groups(groups: np.ndarray) -> np.ndarray:
+    """Where `groups` holds None or NaN (no group)."""
     if groups.dtype.kind in "fc":
-        missing = np.isnan(groups)
-    elif groups.dtype.kind == "O":  # np.unique compares these one by one in Python anyway
-        missing = np.fromiter(
+        return np.isnan(groups)
+    if groups.dtype.kind == "O":
+        return np.fromiter(
             (value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) for value in groups),
             dtype=bool, count=groups.size,
         )
-    else:
-        return
+    return np.zeros(groups.shape, dtype=bool)
+
+
+def _group_key(value: Any) -> tuple[str, Any]:
+    """What makes two ids one group: equal numbers (1, 1.0 and numpy's 1) are one, a number and its text ("1") are
+    not."""
+    if isinstance(value, str):
+        return "text", value
+    if isinstance(value, bytes):
+        return "bytes", value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return "number", value
+    return type(value).__name__, value
+
+
+def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndarray:
+    """
+    `(n,)` group ids (user or request ids: integers, strings, a tensor or array of them) -> `(n,)` dense group numbers
+    0 .. G - 1, the same for the same ids however they are passed (a list, an array, a tensor). Numbered in sorted
+    order where the ids are of one kind, else in order of first appearance; a number and its text (``1`` and
+    ``"1"``) are different groups. None and NaN are refused, naming the first such entry. The one reading of group
+    ids: GAUC, NDCG@K / Recall@K and the bootstrap over users (:mod:`a2gen_hf.training.statistics`).
+    """
+    if isinstance(group_ids, torch.Tensor):
+        group_ids = group_ids.detach().cpu().numpy()
+    if not isinstance(group_ids, np.ndarray) or group_ids.dtype == object:
+        values = group_ids.tolist() if isinstance(group_ids, np.ndarray) else list(group_ids)
+        kinds = {_group_key(value)[0] for value in values}
+        # One kind: numpy's own array (sorted, fast); mixed kinds: objects, so that 1 and "1" are not made one text.
+        one_kind = len(kinds) <= 1 and not _missing_groups(np.asarray(values, dtype=object)).any()
+        group_ids = np.asarray(values) if one_kind else np.asarray(values, dtype=object)
+    groups = group_ids
+    if groups.ndim != 1 or groups.shape[0] != size:
+        raise ValueError(
+            f"{name} has shape {groups.shape}; pass one group id (user or request) per example, ({size},)."
+        )
+    missing = _missing_groups(groups)
     if missing.any():
         position = int(np.argmax(missing))
         value = groups[position : position + 1].tolist()[0]  # None or a plain float nan, as the caller wrote it
         raise ValueError(
-            f"group_ids[{position}] is {value!r}; every example needs a group id (the user or request it belongs to): "
+            f"{name}[{position}] is {value!r}; every example needs a group id (the user or request it belongs to): "
             "drop the examples without one, or give each of them an id of its own."
         )
-
-
-def _group_index(group_ids: Any, size: int) -> np.ndarray:
-    """`(n,)` group ids (user ids, request ids: integers or strings) -> `(n,)` dense group numbers 0..G-1."""
-    if isinstance(group_ids, torch.Tensor):
-        group_ids = group_ids.detach().cpu().numpy()
-    groups = np.asarray(group_ids)
-    if groups.ndim != 1 or groups.shape[0] != size:
-        raise ValueError(
-            f"group_ids has shape {groups.shape}; pass one group id (user or request) per example, ({size},)."
-        )
-    _check_group_ids_present(groups)
-    try:
-        return np.unique(groups, return_inverse=True)[1].reshape(-1)
-    except TypeError:
-        kinds = sorted({type(value).__name__ for value in groups})
-        raise ValueError(
-            f"group_ids mix ids that do not compare ({kinds}); pass ids of one kind, e.g. all strings."
-        ) from None
+    if groups.dtype.kind == "f" and not np.isfinite(groups).all():
+        raise ValueError(f"{_first_bad(groups, ~np.isfinite(groups), name)}; a group id must be finite.")
+    if groups.dtype.kind != "O":
+        return np.unique(groups, return_inverse=True)[1].reshape(-1).astype(np.int64, copy=False)
+    numbers_of: dict[tuple[str, Any], int] = {}
+    return np.fromiter((numbers_of.setdefault(_group_key(value), len(numbers_of)) for value in groups), np.int64, size)
 
 
 def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -563,7 +586,7 @@ def gauc(
         ``gauc`` and ``gauc_groups`` (groups used) per action, ``mean_gauc`` over the defined ones, ``notes``.
     """
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
-    groups = _group_index(group_ids, occurs.shape[0])
+    groups = group_numbers(group_ids, occurs.shape[0])
     result: dict[str, Any] = {"gauc": {}, "gauc_groups": {}}
     notes: list[str] = []
     for action_id in ranked:
@@ -702,7 +725,7 @@ def ranking_at_k(
     """
     ks = _cut_offs(top_k)
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
-    groups = _group_index(group_ids, occurs.shape[0])
+    groups = group_numbers(group_ids, occurs.shape[0])
     size = groups.size
     num_groups = int(groups.max()) + 1 if size else 0
     result: dict[str, Any] = {f"{metric}_at_{k}": {} for k in ks for metric in ("ndcg", "recall")}

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics.action_metrics import group_numbers
+
 NO_DIFFERENCE = "no significant difference"
 # The verdict where an interval cannot be computed (the split holds one class of the action only).
 UNDEFINED = "undefined: one class only"
@@ -95,22 +97,10 @@ MIN_GROUPS = 20
 
 
 def _group_index(groups: Any, size: int) -> np.ndarray:
-    """Each example's group `(n,)` (any hashable ids: users) -> dense indices 0 .. G - 1. Ids of different types stay
-    different groups (``1`` and ``"1"``); None and NaN are refused, as are fewer than :data:`MIN_GROUPS` groups."""
-    array = groups if isinstance(groups, np.ndarray) else np.asarray(list(groups), dtype=object)
-    array = array.reshape(-1)
-    if array.size != size:
-        raise ValueError(f"groups has {array.size} entries for {size} labels; pass one group (e.g. the user) per example.")
-    if array.dtype == object:
-        missing = [index for index, value in enumerate(array) if value is None or (isinstance(value, float) and math.isnan(value))]
-        if missing:
-            raise ValueError(f"groups[{missing[0]}] is {array[missing[0]]}: give every example its group (e.g. its user id).")
-        keys: dict[tuple[type, Any], int] = {}
-        index = np.fromiter((keys.setdefault((type(value), value), len(keys)) for value in array), np.int64, array.size)
-    else:
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise ValueError("groups holds NaN or inf; give every example its group (e.g. its user id).")
-        index = np.unique(array, return_inverse=True)[1].reshape(-1)
+    """Each example's group `(n,)` (users: a list, an array or a tensor of ids) -> dense indices 0 .. G - 1, read as
+    every metric reads group ids (:func:`~a2gen_hf.metrics.action_metrics.group_numbers`: ``1`` and ``"1"`` are
+    different groups, None and NaN are refused); fewer than :data:`MIN_GROUPS` groups are refused."""
+    index = group_numbers(groups.reshape(-1) if isinstance(groups, np.ndarray) else groups, size, name="groups")
     count = int(index.max()) + 1 if index.size else 0
     if count < MIN_GROUPS:
         raise ValueError(
