@@ -124,9 +124,14 @@ def test_next_action_accuracy_and_rule():
     assert next_action_accuracy([2, 4, 2, 2], LABELS)["next_action_accuracy"] == 0.75
     probabilities, times = toy_predictions()
     # Candidates: P >= 0.5 (leave always). Follow (0.5) qualifies everywhere and is the earliest (0.0).
-    assert predicted_next_actions(probabilities, times, start_action_id=1).tolist() == [3, 3, 3, 3]
+    assert predicted_next_actions(probabilities, times, start_action_id=1, end_action_id=4).tolist() == [3, 3, 3, 3]
     probabilities[:, 3] = 0.1  # now like (rows 0, 2, at 0.4) or else leave (at 1.0)
-    assert predicted_next_actions(probabilities, times, start_action_id=1).tolist() == [2, 4, 2, 4]
+    assert predicted_next_actions(probabilities, times, start_action_id=1, end_action_id=4).tolist() == [2, 4, 2, 4]
+    # The end action qualifies whatever its probability (before: padding, id 0, came back where nothing else did).
+    unlikely = np.full_like(probabilities, 0.1)
+    assert predicted_next_actions(unlikely, times, start_action_id=1, end_action_id=4).tolist() == [4, 4, 4, 4]
+    with pytest.raises(ValueError, match=r"end_action_id=0 must be an action id in \[1, 5\)"):
+        predicted_next_actions(unlikely, times, start_action_id=1, end_action_id=0)
 
 
 def test_backward_time_rate():
@@ -206,7 +211,7 @@ def test_ids_and_time_masks_are_whole_numbers_not_truncated():
     as_bools = timing_mae(times, LABELS, LABEL_TIMES, np.array(LABEL_TIME_MASK, dtype=bool), NAMES)
     assert as_bools["mae"] == expected["mae"] and as_bools["timed_count"] == expected["timed_count"]
     for mask, bad in ((np.full((4, 4), 0.5), r"\[0, 0\] is 0.5"), ([[1, 1, 2, 0]] * 4, r"\[0, 2\] is 2.0"),
-                      ([[1, 1], [1, math.nan], [1], [1]], r"\[1, 1\] is nan")):
+                      ([[1, 1, 1, 0], [1, math.nan, 0, 0], [1, 1, 1, 1], [1, 0, 1, 0]], r"\[1, 1\] is nan")):
         with pytest.raises(ValueError, match=rf"label_time_mask{bad}; a time mask holds 1 \(time known\) or 0"):
             timing_mae(times, LABELS, LABEL_TIMES, mask, NAMES)
 
@@ -271,7 +276,7 @@ def test_grouped_modules_take_the_group_ids_the_functions_take():
     probabilities[:, 2] = [0.9, 0.1, 0.2, 0.8]
     modules = {"gauc": gauc, "ranking_at_k": ranking_at_k}
     for group_ids in (["u1", "u1", "u2", "u2"], [1.2, 1.7, 1.2, 1.7], [7, 7, 9, 9], [7.0, 7, np.int64(9), 9.0],
-                      np.array([3, 5, 5, 3])):
+                      np.array([3, 5, 5, 3]), [7, "7", 7, "7"]):  # a number and its text: two groups, as in gauc()
         references = [{"labels": labels, "group_id": group} for labels, group in zip(LABELS, group_ids)]
         for name, function in modules.items():
             computed = load_metric(name).compute(predictions=probabilities, references=references, action_names=NAMES)
@@ -284,6 +289,9 @@ def test_grouped_modules_take_the_group_ids_the_functions_take():
         for name in modules:
             with pytest.raises(ValueError, match=rf"references\[3\]\['group_id'\] is {shown}; every example needs"):
                 load_metric(name).compute(predictions=probabilities, references=references, action_names=NAMES)
+    with pytest.raises(ValueError, match=r"references\[0\] has no 'group_id' \(it has \['labels'\]\); every reference needs"):
+        load_metric("gauc").compute(predictions=probabilities, references=[{"labels": row} for row in LABELS],
+                                    action_names=NAMES)  # before: a bare KeyError('group_id') from datasets
     metric = load_metric("gauc")
     for row, labels in zip(probabilities, LABELS):
         metric.add(prediction=row, reference={"labels": labels, "group_id": "u1"})
@@ -668,3 +676,49 @@ def test_an_infinite_mae_in_seconds_gets_a_note():
     result = timing_mae(times, LABELS, LABEL_TIMES, None, NAMES)
     assert math.isinf(result["mae_seconds"]["leave"]) and math.isfinite(result["mae"]["leave"])
     assert any(note.startswith("mae_seconds[leave]: infinite") for note in result["notes"])
+
+
+def test_every_module_gives_nan_with_notes_for_no_examples():
+    """Given no examples (predictions=[], references=[]), the modules failed on the empty list's shape, where the
+    functions give NaN with notes (as the docs say)."""
+    for name in ("action_auc", "gauc", "timing_mae", "log_loss", "calibration", "ranking_at_k", "oracle_comparison"):
+        result = load_metric(name).compute(predictions=[], references=[], action_names=NAMES)
+        assert result["notes"] and all("undefined" in note for note in result["notes"]), name
+    for name in ("next_action_accuracy", "time_order"):
+        result = load_metric(name).compute(predictions=[], references=[])
+        assert math.isnan(next(value for key, value in result.items() if key.endswith(("accuracy", "rate")))), name
+
+
+def test_label_and_generated_times_are_checked_where_they_were_read_wrong():
+    probabilities, times = toy_predictions()
+    # A row of times shorter than its labels: the missing time was padded as a known 0 s (an MAE of 1.5 for leave).
+    with pytest.raises(ValueError, match=r"label_times\[0\] has 2 entries but labels\[0\] has 3"):
+        timing_mae(np.zeros((2, 5)), [[1, 2, 4], [1, 2, 3, 4]], [[0.0, 1.0], [0.0, 1.0, 2.0, 3.0]], None, NAMES)
+    with pytest.raises(ValueError, match=r"label_time_mask\[1\] has 3 entries but labels\[1\] has 4"):
+        timing_mae(np.zeros((2, 5)), [[1, 2, 4], [1, 2, 3, 4]], [[0, 1, 2], [0, 1, 2, 3]], [[1, 1, 1], [1, 1, 1]], NAMES)
+    # An infinite known label time: an infinite MAE, noted as if a prediction were too large.
+    with pytest.raises(ValueError, match=r"label_times\[0, 1\] is inf; a known label time must be finite"):
+        timing_mae(np.zeros((2, 5)), [[1, 2, 4], [1, 2, 4]], [[0, math.inf, 2], [0, 1, 2]], None, NAMES)
+    masked = timing_mae(np.zeros((2, 5)), [[1, 2, 4], [1, 2, 4]], [[0, math.inf, 2], [0, 1, 2]],
+                        [[1, 0, 1], [1, 1, 1]], NAMES)  # an unknown time may hold anything
+    assert masked["timed_count"]["like"] == 1
+    # NaN generated times compared false both ways and counted as in order.
+    with pytest.raises(ValueError, match=r"sequence_times\[0, 1\] is nan for an action"):
+        backward_time_rate([[1, 2, 4]], [[0.0, math.nan, 1.0]])
+    with pytest.raises(ValueError, match="sequence_times is missing: give the generated times with the sequences"):
+        compute_action_metrics({"action_probabilities": probabilities, "expected_times": times,
+                                "sequences": [[1, 2, 4]] * 4}, {"labels": LABELS, "label_times": LABEL_TIMES}, NAMES)
+
+
+def test_oracle_columns_are_checked_by_name():
+    probabilities, _ = toy_predictions()
+    oracle_probabilities, seconds = np.full((4, 4), 0.5), np.ones((4, 4))
+    with pytest.raises(ValueError, match="the oracle columns have 3 rows for 4 label rows"):  # before: numpy IndexError
+        oracle_comparison(probabilities, LABELS, LABEL_TIMES, None, oracle_probabilities[:3], seconds[:3], NAMES)
+    with pytest.raises(ValueError, match="oracle_action_prob has 4 rows and oracle_expected_seconds 3"):
+        oracle_comparison(probabilities, LABELS, LABEL_TIMES, None, oracle_probabilities, seconds[:3], NAMES)
+    for bad in (math.inf, -5.0):  # before: a finite 9e307 MAE; "is NaN (the action cannot happen)"
+        wrong = seconds.copy()
+        wrong[0, 1] = bad
+        with pytest.raises(ValueError, match=rf"oracle_expected_seconds\[0, 1\] is {bad}; an expected time is a finite"):
+            oracle_comparison(probabilities, LABELS, LABEL_TIMES, None, oracle_probabilities, wrong, NAMES)

@@ -58,6 +58,9 @@ def first_occurrence_targets(
     times = label_times[:, 1:]
     known = torch.ones_like(actions, dtype=torch.bool) if label_time_mask is None else is_time_known(label_time_mask[:, 1:])
     present = actions > 0
+    if actions.shape[1] == 0:  # labels of the start alone (or of no examples): nothing happens
+        nothing = torch.zeros(labels.shape[0], vocab_size, dtype=torch.bool, device=labels.device)
+        return nothing, torch.zeros(nothing.shape, dtype=times.dtype, device=labels.device), nothing.clone()
     one_hot = F.one_hot(actions.clamp_min(0), vocab_size).bool() & present.unsqueeze(-1)  # (B, T-1, V)
     occurs = one_hot.any(dim=1)
     first_position = one_hot.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum

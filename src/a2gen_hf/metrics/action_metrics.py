@@ -76,6 +76,8 @@ def _as_array(values: Any, name: str, dtype: type, ndim: int, pad_value: float |
         if pad_value is None or ndim != 2:
             raise ValueError(f"{name} must be a rectangular {ndim}-d array; its rows have different lengths.") from None
         array = _ragged_rows(values, name, pad_value, read_as)
+    if ndim == 2 and array.shape == (0,):  # no rows at all ([] from an evaluate module that was given none)
+        array = array.reshape(0, 0)
     if array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-d, got shape {array.shape}.")
     return _whole_numbers(array, name).astype(dtype, copy=False) if integral else array
@@ -92,6 +94,35 @@ def _ragged_rows(values: Any, name: str, pad_value: float, dtype: type | None) -
     array = np.full((len(rows), width), pad_value, dtype=flat.dtype)
     array[np.arange(width) < lengths[:, None]] = flat
     return array
+
+
+def _row_lengths(values: Any) -> list[int] | None:
+    """Each row's length of `(n, T)` rows as given (an array's or tensor's: T), or None where `values` has no rows."""
+    if values is None or isinstance(values, (str, bytes)):
+        return None
+    if isinstance(values, (np.ndarray, torch.Tensor)):
+        return [values.shape[1]] * values.shape[0] if values.ndim == 2 else None
+    try:
+        return [len(row) for row in values]
+    except TypeError:
+        return None
+
+
+def _check_rows_agree(first: tuple[str, Any], *others: tuple[str, Any]) -> None:
+    """Rows that belong together (labels and their times, sequences and theirs) have the same lengths: ragged rows are
+    padded, and a short row of times padded with 0.0 would read as a time known to be 0 s."""
+    name, values = first
+    lengths = _row_lengths(values)
+    for other_name, other_values in others:
+        other_lengths = _row_lengths(other_values)
+        if lengths is None or other_lengths is None or len(other_lengths) != len(lengths):
+            continue  # no rows to compare, or a count that the shape checks name
+        for row, (length, other_length) in enumerate(zip(lengths, other_lengths)):
+            if length != other_length:
+                raise ValueError(
+                    f"{other_name}[{row}] has {other_length} entries but {name}[{row}] has {length}; give one entry per "
+                    f"entry of {name} (an unknown time as NaN or with time mask 0)."
+                )
 
 
 def _first_bad(array: np.ndarray, bad: np.ndarray, name: str) -> str:
@@ -151,12 +182,16 @@ def ranked_action_aucs(occurs: np.ndarray, scores: np.ndarray, vocabulary) -> di
     }
 
 
-def _check_width(array: np.ndarray, name: str, action_names: Sequence[str]) -> None:
+def _check_width(array: np.ndarray, name: str, action_names: Sequence[str]) -> np.ndarray:
+    """`array` `(n, V)` with one column per action id; no rows at all (`(0, 0)`) read as `(0, V)`."""
+    if array.shape == (0, 0):
+        return array.reshape(0, len(action_names) + 1)
     if array.shape[1] != len(action_names) + 1:
         raise ValueError(
             f"{name} has {array.shape[1]} columns but there are {len(action_names) + 1} action ids (padding + "
             f"{list(action_names)}); pass one column per action id, as predict_actions returns them."
         )
+    return array
 
 
 @dataclass(frozen=True)
@@ -177,7 +212,12 @@ def action_targets(
         if labels.occurs.shape[1] != vocab_size:
             raise ValueError(f"The targets were read for {labels.occurs.shape[1]} action ids, not {vocab_size}.")
         return labels.occurs, labels.first_times, labels.known
+    _check_rows_agree(("labels", labels), ("label_times", label_times), ("label_time_mask", label_time_mask))
     labels = torch.as_tensor(_as_array(labels, "labels", np.int64, 2, pad_value=0))
+    if labels.shape == (0, 0):  # no rows at all ([]): no targets, whatever width the times were read with
+        labels = labels.reshape(0, 1)
+        label_times = None if label_times is None else np.zeros((0, 1))
+        label_time_mask = None if label_time_mask is None else np.zeros((0, 1))
     times = torch.zeros(labels.shape) if label_times is None else torch.as_tensor(
         _as_array(label_times, "label_times", np.float64, 2, pad_value=0.0)
     )
@@ -195,7 +235,15 @@ def action_targets(
 def _unknown_times_as_nan(times: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """NaN label times are unknown times, as in the data (``action_seconds``): without a ``label_time_mask`` they
     become mask 0; with one, a NaN where the mask says known (1) is refused, naming the first place (before: that
-    action's MAE was NaN, its nonzero MAE and the mean over actions silently left it out)."""
+    action's MAE was NaN, its nonzero MAE and the mean over actions silently left it out). A known time of +-inf is
+    refused too (before: an infinite MAE, noted as if a prediction were too large)."""
+    infinite = torch.isinf(times) & (True if mask is None else mask > 0)
+    if infinite.any():
+        row, column = (int(index) for index in infinite.nonzero()[0])
+        raise ValueError(
+            f"label_times[{row}, {column}] is {float(times[row, column])}; a known label time must be finite (an "
+            "unknown one is NaN or has label_time_mask 0)."
+        )
     missing = torch.isnan(times)
     if not missing.any():
         return times, mask
@@ -318,7 +366,7 @@ def timing_mae(
     """
     _check_time_statistics(time_log_mean, time_log_std)
     expected_times = _as_array(expected_times, "expected_times", np.float64, 2)
-    _check_width(expected_times, "expected_times", action_names)
+    expected_times = _check_width(expected_times, "expected_times", action_names)
     occurs, true_times, known = action_targets(labels, label_times, label_time_mask, len(action_names) + 1)
     if occurs.shape[0] != expected_times.shape[0]:
         raise ValueError(f"{expected_times.shape[0]} predictions for {occurs.shape[0]} label rows; pass one per row.")
@@ -360,6 +408,8 @@ def next_action_accuracy(next_actions: Any, labels: Any) -> dict[str, Any]:
     """Share of examples whose predicted first action after start, `(n,)` ids, is the true one (``labels[:, 1]``)."""
     predicted = _as_array(next_actions, "next_actions", np.int64, 1)
     labels = _as_array(labels, "labels", np.int64, 2, pad_value=0)
+    if labels.shape == (0, 0):  # no rows at all ([])
+        labels = labels.reshape(0, 2)
     if labels.shape[0] != predicted.shape[0] or labels.shape[1] < 2:
         raise ValueError(
             f"next_actions {predicted.shape} needs one entry per label row and labels {labels.shape} at least "
@@ -377,6 +427,10 @@ def backward_time_rate(sequences: Any, sequence_times: Any) -> dict[str, Any]:
     Share of generated sequences whose times go backwards: `sequences` `(n, L)` action ids (``start`` first, 0 =
     padding after the end action) and their `sequence_times` `(n, L)` (normalised or seconds: the order is the same).
     """
+    if sequence_times is None:
+        raise ValueError("sequence_times is missing: give the generated times with the sequences (generate(..., "
+                         "return_dict_in_generate=True) returns both as .sequences and .times).")
+    _check_rows_agree(("sequences", sequences), ("sequence_times", sequence_times))
     sequences = _as_array(sequences, "sequences", np.int64, 2, pad_value=0)
     times = _as_array(sequence_times, "sequence_times", np.float64, 2, pad_value=0.0)
     if sequences.shape != times.shape:
@@ -384,6 +438,9 @@ def backward_time_rate(sequences: Any, sequence_times: Any) -> dict[str, Any]:
     present = sequences != 0
     if (present[:, 1:] & ~present[:, :-1]).any():
         raise ValueError("sequences must be left-aligned: padding (0) only after the last action of a row.")
+    unordered = present & np.isnan(times)  # NaN compares false both ways: it would count as in order
+    if unordered.any():
+        raise ValueError(f"{_first_bad(times, unordered, 'sequence_times')} for an action; generated times are numbers.")
     backwards = ((times[:, 1:] < times[:, :-1]) & present[:, 1:]).any(axis=1)
     rate = float(backwards.mean()) if len(backwards) else math.nan
     notes = [] if len(backwards) else ["backward_time_rate: undefined (NaN), there are no sequences."]
@@ -415,15 +472,34 @@ def oracle_comparison(
     width = len(action_names)
     oracle_probabilities = _as_array(oracle_action_prob, "oracle_action_prob", np.float64, 2)
     oracle_seconds = _as_array(oracle_expected_seconds, "oracle_expected_seconds", np.float64, 2)
+    oracle_probabilities, oracle_seconds = (
+        array.reshape(0, width) if array.shape == (0, 0) else array for array in (oracle_probabilities, oracle_seconds)
+    )  # no rows at all ([])
     for name, array in (("oracle_action_prob", oracle_probabilities), ("oracle_expected_seconds", oracle_seconds)):
         if array.shape[1] != width:
             raise ValueError(f"{name} has {array.shape[1]} columns; it needs one per action of {list(action_names)}.")
     _check_probabilities(oracle_probabilities, "oracle_action_prob")
+    if oracle_probabilities.shape[0] != oracle_seconds.shape[0]:
+        raise ValueError(
+            f"oracle_action_prob has {oracle_probabilities.shape[0]} rows and oracle_expected_seconds "
+            f"{oracle_seconds.shape[0]}; give both one row per example."
+        )
+    impossible = ~np.isnan(oracle_seconds) & ~(np.isfinite(oracle_seconds) & (oracle_seconds >= 0))
+    if impossible.any():
+        raise ValueError(
+            f"{_first_bad(oracle_seconds, impossible, 'oracle_expected_seconds')}; an expected time is a finite "
+            "number of seconds >= 0, or NaN where the action cannot happen."
+        )
     # Shift to action-id columns (padding first) so that the model's helpers apply unchanged.
     padding = np.zeros((oracle_probabilities.shape[0], 1))
     oracle_ids = np.concatenate([padding, oracle_probabilities], axis=1)
     oracle_times = np.concatenate([padding, normalize_seconds(oracle_seconds, time_log_mean, time_log_std)], axis=1)
     occurs, _, known = action_targets(labels, label_times, label_time_mask, width + 1)
+    if occurs.shape[0] != oracle_ids.shape[0]:
+        raise ValueError(
+            f"the oracle columns have {oracle_ids.shape[0]} rows for {occurs.shape[0]} label rows; give one oracle row "
+            "per example, in the labels' order."
+        )
     timed, _ = _action_ids(action_names, start_action, end_action)
     undefined = [action_names[i - 1] for i in timed if np.isnan(oracle_times[:, i][known[:, i]]).any()]
     if undefined:
@@ -460,7 +536,7 @@ def _ranked_inputs(
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Checked `(n, V)` probabilities, `(n, V)` occurs and the ids of the ranked actions (all but start and end)."""
     probabilities = _as_array(probabilities, "probabilities", np.float64, 2)
-    _check_width(probabilities, "probabilities", action_names)
+    probabilities = _check_width(probabilities, "probabilities", action_names)
     _check_probabilities(probabilities, "probabilities")
     occurs, _, _ = action_targets(labels, None, None, len(action_names) + 1)
     if occurs.shape[0] != probabilities.shape[0]:
@@ -759,14 +835,21 @@ def ranking_at_k(
     return result
 
 
-def predicted_next_actions(probabilities: Any, expected_times: Any, start_action_id: int, threshold: float = 0.5):
+def predicted_next_actions(
+    probabilities: Any, expected_times: Any, start_action_id: int, threshold: float = 0.5, *, end_action_id: int
+):
     """
     First action after start for models that do not generate: among the actions with P(happens) >= `threshold`
-    (the end action always qualifies), the one with the earliest expected time; `(n, V)` -> `(n,)` ids.
+    and the end action (``end_action_id``, which always qualifies: a session ends), the one with the earliest
+    expected time; `(n, V)` -> `(n,)` ids, never padding or start.
     """
     probabilities = _as_array(probabilities, "probabilities", np.float64, 2)
     times = _as_array(expected_times, "expected_times", np.float64, 2)
+    for name, action_id in (("start_action_id", start_action_id), ("end_action_id", end_action_id)):
+        if isinstance(action_id, bool) or not isinstance(action_id, numbers.Integral) or not 0 < action_id < probabilities.shape[1]:
+            raise ValueError(f"{name}={action_id!r} must be an action id in [1, {probabilities.shape[1]}).")
     candidates = probabilities >= threshold
+    candidates[:, end_action_id] = True
     candidates[:, [0, start_action_id]] = False
     return np.where(candidates, times, np.inf).argmin(axis=1)
 

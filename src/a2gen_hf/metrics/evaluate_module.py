@@ -44,16 +44,18 @@ TIME_KWARGS = """
 
 def group_id_text(value: Any, where: str) -> str:
     """
-    A group id as :class:`GroupedMetric` stores it, grouping as the functions do: a string as it is, an integer
-    (or a whole float: 7 and 7.0 are one group) as its digits, another float by its repr (1.2 and 1.7 stay two
-    groups). None, NaN and anything else are refused, naming ``where``.
+    A group id as :class:`GroupedMetric` stores it (text), grouping as the functions do
+    (:func:`~a2gen_hf.metrics.action_metrics.group_numbers`): a string as itself, an integer (or a whole float: 7
+    and 7.0 are one group) as its digits, another float by its repr (1.2 and 1.7 stay two groups), each kind marked
+    so that a number and its text (7 and "7") stay two groups. None, NaN and anything else are refused, naming
+    ``where``.
     """
     if isinstance(value, str):
-        return value
+        return "text:" + value
     if isinstance(value, (int, np.integer, np.bool_)):
-        return str(int(value))
+        return f"number:{int(value)}"
     if isinstance(value, (float, np.floating)) and not math.isnan(value):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
+        return f"number:{int(value)}" if float(value).is_integer() else f"number:{float(value)!r}"
     raise ValueError(
         f"{where}['group_id'] is {value!r}; every example needs a group id (the user or request it belongs to), a "
         "string or an integer: drop the examples without one, or give each of them an id of its own."
@@ -122,7 +124,10 @@ class GroupedMetric(A2GenMetric):
 
     def _reference(self, reference: Mapping[str, Any], where: str) -> Mapping[str, Any]:
         if "group_id" not in reference:
-            return reference  # evaluate names the missing field
+            raise ValueError(
+                f"{where} has no 'group_id' (it has {sorted(reference)}); every reference needs the id of the user or "
+                "request its example belongs to, a string or an integer: {'labels': [...], 'group_id': 'user-7'}."
+            )
         return {**reference, "group_id": group_id_text(reference["group_id"], where)}
 
 

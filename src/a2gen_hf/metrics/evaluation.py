@@ -60,7 +60,8 @@ def predict_batch(model, batch: Mapping[str, torch.Tensor], generate: bool = Fal
                        sequence_times=generated.times)
     else:
         chosen = predicted_next_actions(
-            outputs["action_probabilities"].cpu(), outputs["expected_times"].cpu(), model.config.start_action_id
+            outputs["action_probabilities"].cpu(), outputs["expected_times"].cpu(), model.config.start_action_id,
+            end_action_id=model.config.end_action_id,
         )
         outputs["next_actions"] = torch.from_numpy(np.asarray(chosen, dtype=np.int64)).to(
             outputs["action_probabilities"].device

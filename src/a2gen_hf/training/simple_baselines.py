@@ -348,11 +348,11 @@ class SimpleBaseline:
         probabilities = self._probabilities(dataset)
         probabilities[:, 0] = 0.0
         times = np.tile(self.median_times_, (len(probabilities), 1))
-        start = self.tokenizer.convert_tokens_to_ids(self.tokenizer.start_action)
+        start, end = self.tokenizer.convert_tokens_to_ids([self.tokenizer.start_action, self.tokenizer.end_action])
         return {
             "action_probabilities": probabilities,
             "expected_times": times,
-            "next_actions": predicted_next_actions(probabilities, times, start),
+            "next_actions": predicted_next_actions(probabilities, times, start, end_action_id=end),
         }
 
     def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
