@@ -285,13 +285,14 @@ class A2GenGenerationMixin(GenerationMixin):
                     f"({self.config.id_to_action[1:]})."
                 )
         forced = generation_config.forced_eos_token_id
-        allowed = [token for token in range(1, vocab) if token != self.config.start_action_id]
-        for token in [] if forced is None else ([forced] if isinstance(forced, int) else list(forced)):
-            if isinstance(token, bool) or not isinstance(token, int) or token not in allowed:
+        allowed = [action_id for action_id in range(1, vocab) if action_id != self.config.start_action_id]
+        names = [self.config.id_to_action[action_id] for action_id in allowed]
+        for action_id in [] if forced is None else ([forced] if isinstance(forced, int) else list(forced)):
+            if isinstance(action_id, bool) or not isinstance(action_id, int) or action_id not in allowed:
                 raise ValueError(
                     f"forced_eos_token_id={forced!r}: the forced last action must be an action id other than start "
                     f"('{self.config.start_action}', which only opens a timeline) and '<pad>' (0): one of {allowed} "
-                    f"({[self.config.id_to_action[token] for token in allowed]})."
+                    f"({names})."
                 )
         bos = generation_config.bos_token_id
         if bos is not None and bos != self.config.start_action_id:
