@@ -176,6 +176,9 @@ class SplitRule:
         first, last = float(starts.min()), float(starts.max())
         span = last - first
         test_start = self.test_start if self.test_start is not None else last - self.test_fraction * span
+        if self.test_start is None and self.test_fraction == 0:
+            # Sessions at or after test_start are tested: with no test share, none may be (not those at the last start).
+            test_start = float(np.nextafter(last, math.inf))
         validation_start = (
             self.validation_start
             if self.validation_start is not None
