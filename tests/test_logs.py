@@ -470,7 +470,11 @@ def test_empty_splits_are_written_and_load_but_not_an_empty_training_split(tmp_p
     result = convert_log(_taobao_log(tmp_path / "log.csv"), "taobao", output_dir=tmp_path / "out", progress=False,
                          split_rule=SplitRule(validation_fraction=0.0, test_fraction=0.0))  # fmt: skip
     assert result.summary["examples"]["validation"] == 0 and result.summary["examples"]["train"] > 0
+    assert result.summary["examples"]["test"] == 0  # before: the sessions at the last start were tested
     assert datasets.load_from_disk(str(tmp_path / "out"))["validation"].num_rows == 0
+    only_validation = convert_log(_taobao_log(tmp_path / "log2.csv"), "taobao", progress=False,
+                                  split_rule=SplitRule(validation_fraction=0.3, test_fraction=0.0)).summary  # fmt: skip
+    assert only_validation["examples"]["test"] == 0 and only_validation["examples"]["validation"] > 0
     with pytest.raises(ValueError, match=r"tmall_user_log\.csv: no training examples .*min_history=100 keeps only"):
         convert_log(FIXTURES / "tmall_user_log.csv", "tmall", output_dir=tmp_path / "out2", min_history=100)
     assert not (tmp_path / "out2").exists()
@@ -671,6 +675,59 @@ def test_a_quoted_preset_refuses_an_unbalanced_quote_line_by_line(tmp_path):
     assert result.summary["rows_read"] == 50 and result.summary["rows_dropped"] == {"unbalanced_quote": 1}
     with pytest.raises(LogFormatError, match=r"log\.csv:21: the line has an unbalanced \""):
         convert_log(path, preset, progress=False)
+
+
+def test_a_stray_carriage_return_is_one_bad_line_and_shifts_no_line_number(tmp_path):
+    """pyarrow ends a row at a lone \\r, while the line checks counted only \\n: a stray \\r made one line two bad rows
+    and shifted every later line number; \\r\\r\\n line ends read each line as a row and an empty line."""
+    lines = _numbered_log(300)
+    lines[99] = "1,101,5,p\rv,1511544071"  # line 100
+    lines[199] = "1,102,5,zz,1511544072"  # line 200: a bad action
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = convert_log(path, "taobao", on_bad_rows="skip", progress=False)
+    assert result.summary["rows_read"] == 300
+    assert result.summary["rows_dropped"] == {"carriage_return": 1, "unknown_action": 1}
+    assert result.summary["first_dropped"]["unknown_action"].startswith("log.csv:200: ")
+    with pytest.raises(LogFormatError, match=r"log\.csv:100: a carriage return \(\\r\) at column 10 is not part of"):
+        convert_log(path, "taobao", progress=False)
+    doubled = _write(tmp_path, "\r\r\n".join(_numbered_log(20)) + "\r\r\n", "doubled.csv")
+    with pytest.raises(LogFormatError, match=r"doubled\.csv:1: a carriage return .* `tr -d '\\r'"):
+        convert_log(doubled, "taobao", progress=False)
+    assert _write(tmp_path, "\r\n".join(lines[:99]) + "\r\n", "crlf.csv").exists()  # \r\n stays a line end
+    assert convert_log(tmp_path / "crlf.csv", "taobao", progress=False).summary["rows_read"] == 99
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_carriage_return_line_ends_read_as_newlines(tmp_path, compressed):
+    """Logs whose lines end with \\r alone (classic Mac OS, Excel's "CSV (Macintosh)"): before, the line checks saw
+    one line (over 1 MiB: refused; one bad byte: the whole file one bad row), and a quoted preset failed with a
+    traceback from Python's csv module."""
+    import gzip
+
+    lines = _numbered_log(3000)
+    lines[149] = "1,102,5,zz,1511544072"  # line 150: a bad action
+    lines[2499] = "1,103,5,pv,\xff1511544073"  # line 2500: not UTF-8
+    data = ("\r".join(lines) + "\r").encode("utf-8", "surrogateescape").replace("\xff".encode(), b"\xff")
+    lf_data = data.replace(b"\r", b"\n")
+    name = "mac.csv.gz" if compressed else "mac.csv"
+    (tmp_path / name).write_bytes(gzip.compress(data) if compressed else data)
+    (tmp_path / "unix.csv").write_bytes(lf_data)
+    quoted = dataclasses.replace(PRESETS["taobao"], name="quoted", quote_char='"')
+    for preset in ("taobao", quoted):
+        mac = convert_log(tmp_path / name, preset, on_bad_rows="skip", progress=False).summary
+        unix = convert_log(tmp_path / "unix.csv", preset, on_bad_rows="skip", progress=False).summary
+        assert mac["rows_read"] == 3000 and mac["rows_dropped"] == {"unknown_action": 1, "not_utf8": 1}
+        assert mac["first_dropped"]["unknown_action"].startswith(f"{name}:150: ")
+        assert mac["first_dropped"]["not_utf8"].startswith(f"{name}:2500: ")
+        assert mac["examples"] == unix["examples"]
+
+
+def test_an_empty_compressed_log_is_named_empty(tmp_path):
+    import gzip
+
+    (tmp_path / "empty.csv.gz").write_bytes(gzip.compress(b""))
+    with pytest.raises(LogFormatError, match=r"empty\.csv\.gz: the file is empty once decompressed; it needs one row"):
+        convert_log(tmp_path / "empty.csv.gz", "taobao", progress=False)
 
 
 @pytest.mark.parametrize("neighbour", [None, "1,101,5,pv,not-a-time"])

@@ -78,8 +78,39 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
+class _CarriageReturnLines(io.RawIOBase):
+    """A log whose lines end with a carriage return alone (classic Mac OS, Excel's "CSV (Macintosh)"), read with
+    newlines instead: every reader then splits it at the same places, and numbers its lines as an editor does."""
+
+    def __init__(self, stream: io.BufferedReader):
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        count = len(data)
+        buffer[:count] = data.replace(b"\r", b"\n")
+        return count
+
+    def compressed_position(self) -> int:
+        inner = getattr(self.stream.raw, "compressed_position", None)
+        return inner() if inner is not None else self.stream.tell()
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+# Bytes read to tell a log's line ends: hundreds of rows.
+_LINE_END_SAMPLE = 1 << 16
+
+
 def open_log_bytes(path: Path) -> io.BufferedReader:
-    """The log's uncompressed bytes, buffered, for reading; the caller closes them.
+    """The log's uncompressed bytes, buffered, for reading; the caller closes them. A text log whose first
+    ``_LINE_END_SAMPLE`` bytes end their lines with a carriage return alone (no newline among them) is read with
+    newlines in their place.
 
     Raises:
         LogFormatError: a zip archive or a zstd file, which the standard library does not stream (the message says
@@ -89,9 +120,12 @@ def open_log_bytes(path: Path) -> io.BufferedReader:
     if kind in ("zip", "zstd"):
         unpack = "unzip it and pass the file inside" if kind == "zip" else f"decompress it first (zstd -d {path.name})"
         raise LogFormatError(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
-    if kind is None:
-        return open(path, "rb")  # noqa: SIM115  (the caller closes it)
-    return io.BufferedReader(_Decompressed(path, kind))
+    raw = open(path, "rb") if kind is None else _Decompressed(path, kind)  # noqa: SIM115  (the caller closes it)
+    stream = io.BufferedReader(raw, buffer_size=_LINE_END_SAMPLE)
+    head = stream.peek(_LINE_END_SAMPLE)[:_LINE_END_SAMPLE]
+    if b"\r" in head and b"\n" not in head:
+        return io.BufferedReader(_CarriageReturnLines(stream))
+    return stream
 
 
 def estimated_rows(path: Path, sample_bytes: int) -> int:

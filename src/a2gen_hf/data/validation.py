@@ -57,6 +57,7 @@ BAD_ROW_REASONS = {
     "not_utf8": "the line holds bytes that are not UTF-8",
     "line_too_long": f"the line is longer than {MAX_LINE_BYTES:,} bytes",
     "unbalanced_quote": "the line has an odd number of quote characters (quoted presets only)",
+    "carriage_return": "the line holds a carriage return (\\r) that is not part of its line end",
 }
 
 # Times later than this (Unix seconds, the year 5138) are no log's: a time column read in too coarse a unit.
@@ -157,7 +158,8 @@ def detect_format(path: Path, file_format: str | None) -> str:
 
 class CheckedLines(io.RawIOBase):
     """A text log as bytes for pyarrow, each physical line checked first: a line that is not UTF-8, is longer than
-    ``max_line_bytes`` or (with ``quote_char``) holds an odd number of quotes is handed on as an empty line and
+    ``max_line_bytes``, holds a carriage return other than its line end's (where pyarrow would end a row) or (with
+    ``quote_char``) holds an odd number of quotes is handed on as an empty line and
     recorded in ``rejected`` (line -> (reason, message)), so that it is counted (or raised) as one bad row with its
     own line number, and every other line keeps its number. Chunks without such a line pass through untouched
     (one UTF-8 decode and a newline scan per 16 MiB)."""
@@ -226,6 +228,9 @@ class CheckedLines(io.RawIOBase):
         ends = np.flatnonzero(codes == 10)
         starts = np.r_[0, ends[:-1] + 1]
         clean = int((ends - starts).max()) <= self.max_line_bytes
+        if clean:  # a carriage return only as the first half of a line's \r\n (the CSV reader ends a row at one)
+            returns = np.count_nonzero(codes == 13)
+            clean = not returns or returns == np.count_nonzero(codes[ends[ends > 0] - 1] == 13)
         if clean and self.quote is not None:
             clean = not np.any(codes == self.quote[0])
         if clean:
@@ -248,6 +253,12 @@ class CheckedLines(io.RawIOBase):
             except UnicodeDecodeError as error:
                 self._reject("not_utf8", f"byte {text[error.start : error.start + 1]!r} at column {error.start + 1} is "
                              "not UTF-8; re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")  # fmt: skip
+                continue
+            stray = text[:-1].find(b"\r") if text.endswith(b"\r") else text.find(b"\r")
+            if stray >= 0:
+                self._reject("carriage_return", f"a carriage return (\\r) at column {stray + 1} is not part of the "
+                             "line's end, and the CSV reader would end the row there; remove it (e.g. "
+                             "`tr -d '\\r' < log.csv > log_fixed.csv` where the line ends are \\r\\r\\n or \\n)")  # fmt: skip
                 continue
             if self.quote is not None and text.count(self.quote) % 2:
                 self._reject("unbalanced_quote", f"the line has an unbalanced {self.quote.decode()} (text "
@@ -339,10 +350,11 @@ class _CsvBatches:
         return lines
 
 
-def _check_text_encoding(path: Path) -> None:
+def _check_text_encoding(path: Path) -> bytes:
     """Refuse a text log that is not UTF-8 text at all, where every line would be a bad row: UTF-16 or UTF-32 (a
     byte order mark, or a NUL byte before or after every character), a Parquet file, other binary data (NUL bytes,
-    which no text log holds). The message says what the file is and what to do."""
+    which no text log holds). The message says what the file is and what to do. Returns its first (uncompressed)
+    bytes."""
     with open_log_bytes(path) as handle:
         head = handle.read(64)
     plain = path.name if format_suffix(path) == path.suffix.lower() else f"{path.stem} (decompressed)"
@@ -355,7 +367,7 @@ def _check_text_encoding(path: Path) -> None:
     elif b"\x00" in head:
         problem = f"holds NUL bytes (its first bytes {head[:8]!r}): it is binary data, not a text log"
     else:
-        return
+        return head
     raise LogFormatError(f"{path.name}: the file {problem}.")
 
 
@@ -581,8 +593,11 @@ class ValidatedBatches:
         self.path = path
         self.preset = preset
         self.file_format = detect_format(path, file_format)
-        if self.file_format != "parquet":
-            _check_text_encoding(path)  # so is a zip archive or a zstd file, saying how to unpack it
+        if self.file_format != "parquet" and not _check_text_encoding(path):  # so is a zip or zstd file, saying how
+            raise LogFormatError(  # to unpack it; a compressed file of no bytes is empty too
+                f"{path.name}: the file is empty once decompressed; it needs one row per event "
+                f"({preset.describe_row()})."
+            )
         self.block_size = block_size
         self.progress = progress
         self.source = path.name
