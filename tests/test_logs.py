@@ -1244,3 +1244,12 @@ def test_training_times_that_never_vary_are_warned_about(caplog):
     with caplog.at_level("WARNING"):
         fit_log_statistics([0.0, 5.0, 60.0])
     assert "barely vary" not in caplog.text
+
+
+def test_a_missing_column_message_shows_a_long_header_cut(tmp_path):
+    """A damaged or unreadable line 1 (here 3,000 names) was printed whole in the message (75 KB for a probe's)."""
+    names = [f"column{index}" for index in range(3000)]
+    path = _write(tmp_path, ",".join(names) + "\n" + ",".join("1" * 3000) + "\n")
+    with pytest.raises(LogFormatError, match=r"its header has \['column0', .*'column19'\] and 2,980 more\. Rename") as error:
+        convert_log(path, dataclasses.replace(PRESETS["taobao"], name="headed", columns=None), progress=False)
+    assert len(str(error.value)) < 1000

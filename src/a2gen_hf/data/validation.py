@@ -425,11 +425,18 @@ def _names_the_columns(fields: list[str], preset: LogPreset) -> bool:
     return [part.strip().strip('"').lower() for part in fields] == [name.lower() for name in preset.columns]
 
 
+def _shown_names(names: list[str], most: int = 20, width: int = 60) -> str:
+    """Column names for a message: at most `most` of them, each cut to `width` characters (a damaged line 1 can be a
+    megabyte long)."""
+    shown = [name if len(name) <= width else f"{name[:width]}... ({len(name):,} characters)" for name in names[:most]]
+    return f"{shown}" + (f" and {len(names) - most:,} more" if len(names) > most else "")
+
+
 def _check_columns(path: Path, needed: list[str], found: list[str], header: bool, delimiter: str = ",") -> None:
     repeated = sorted({name for name in needed if found.count(name) > 1})
     if repeated:
         raise LogFormatError(
-            f"{path.name}: column(s) {repeated} appear more than once among its columns {found}; which one holds the "
+            f"{path.name}: column(s) {repeated} appear more than once among its columns {_shown_names(found)}; which one holds the "
             "values cannot be told. Give every column its own name."
         )
     missing = [name for name in needed if name not in found]
@@ -437,7 +444,7 @@ def _check_columns(path: Path, needed: list[str], found: list[str], header: bool
         where = "its header has" if header else "the preset names"
         hint = delimiter_hint(found[0], delimiter) if header and len(found) == 1 else ""  # another delimiter?
         raise LogFormatError(
-            f"{path.name}: missing column(s) {missing}; {where} {found}{hint}. Rename the columns or choose the preset "
+            f"{path.name}: missing column(s) {missing}; {where} {_shown_names(found)}{hint}. Rename the columns or choose the preset "
             "that matches this file."
         )
 
