@@ -106,7 +106,7 @@ def test_report_renders_an_old_report_with_verdicts_named_after_the_models(capsy
     saved = json.loads(SAVED_REPORT.read_text())
     old_wording = {row["verdict"] for rows in saved["bootstrap"].values() for row in rows.values()}
     assert {"A better", "B better"} <= old_wording  # written before verdicts were named after the models
-    assert main(["report", str(SAVED_REPORT), "--tables", "bootstrap"]) == 0
+    assert main(["report", str(SAVED_REPORT), "--tables", "bootstrap,"]) == 0  # empty entries skipped, as in --models
     table = capsys.readouterr().out
     assert table.startswith("Paired bootstrap of the AUC difference A2Gen-IAG minus each model")
     assert "resampling examples" in table.splitlines()[0]  # written before users were resampled: it says so
@@ -153,6 +153,7 @@ def test_report_of_a_fresh_comparison_is_its_results_md(simulated_data_dir, tmp_
         ('{"models": {}', "all", "line 1, column 14: not valid JSON"),
         ('{"auc": {"like": 0.7}}', "all", "is not a results.json of `a2gen compare`: it lacks ['models', "),
         (None, "metrics,tabels", "Unknown report sections ['tabels']; choose from ['summary', 'metrics', "),
+        (None, " , ", "--tables ' , ' names no section; give some of summary, metrics"),
     ],
 )
 def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, tables, message):
@@ -391,3 +392,25 @@ def test_too_few_users_fall_back_to_resampling_examples_with_a_warning(caplog):
         assert compare.bootstrap_groups({"group_ids": users[:40]}, "users") is None  # 10 users
         assert compare.bootstrap_groups({}, "users") is None
     assert caplog.text.count("too few to resample users") == 2 and "holds 10 user(s)" in caplog.text
+
+
+def test_a2gen_alone_has_no_bootstrap_and_no_warning_about_it(caplog):
+    """With A2Gen as the only model there is nothing to compare: before, too few test users still warned that the
+    bootstrap would resample examples, and results.json recorded a unit for a bootstrap that never ran."""
+    config = A2GenConfig()
+    labels = np.zeros((40, 3), dtype=np.int64)
+    labels[:, 0], labels[::2, 1] = config.action_id("start"), config.action_id("like")
+    per_model = {"a2gen-iag": {"predictions": {"action_probabilities": np.random.default_rng(0).random((40, 7))},
+                               "metrics": [{"mean_auc": 0.5, "positives": {}}]}}
+    with caplog.at_level("WARNING"):
+        report = compare.summarize(per_model, {"labels": labels, "group_ids": np.arange(40) % 10}, config,
+                                   compare.ComparisonSettings(bootstrap_resamples=20), {})
+    assert "bootstrap_unit" not in report and not report["bootstrap"] and "too few" not in caplog.text
+    assert "bootstrap" not in compare.format_markdown(report).lower()
+
+
+def test_every_simple_baseline_has_a_readable_label():
+    from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES
+
+    for name in SIMPLE_BASELINES:  # before: logreg-shares and count-network-shares showed their raw names
+        assert compare.model_label(name) in compare.BASELINE_LABELS.values(), name

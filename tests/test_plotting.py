@@ -157,6 +157,19 @@ def test_comparison_bars_with_and_without_mae(tmp_path):
     assert with_mae.shape[1] > 1.4 * without_mae.shape[1]  # the MAE panel sits beside the AUC panel
     with pytest.raises(ValueError, match='non-empty "models"'):
         plot_comparison({"models": {}}, tmp_path / "x.png")
+    # An action with no value for any model (no buy in a small test split): its group, "n/a" marks only, stays inside
+    # the axes (before: the x-limits followed the drawn bars, and the last group fell off the chart).
+    undefined = {"mean": None, "std": None}
+    no_last = {"models": {name: {"auc": {**summary["auc"], "zz": undefined}} for name, summary in RESULTS["models"].items()}}
+    plot_comparison(no_last, tmp_path / "no_last.png")  # draws
+    from a2gen_hf.plotting import _grouped_bars
+
+    figure, axis = matplotlib.pyplot.subplots()
+    _grouped_bars(axis, no_last["models"], "auc", baseline=0.5)
+    low, high = axis.get_xlim()
+    matplotlib.pyplot.close(figure)
+    marks = [text.get_position()[0] for text in axis.texts if text.get_text() == "n/a"]
+    assert marks and all(low < mark < high for mark in marks) and high >= len(axis.get_xticks()) - 0.5
     with pytest.raises(ValueError, match='has an "auc" table'):
         plot_comparison({"models": {"m": {"mae": {}}}}, tmp_path / "x.png")
 

@@ -519,7 +519,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .training.compare import ComparisonSettings, format_markdown, parse_model_name, run_comparison
+    from .training.compare import ABLATIONS, ComparisonSettings, format_markdown, parse_model_name, run_comparison
     from .training.data_setup import MODEL_CHOICES
     from .training.loop import TrainingSettings
     from .training.simple_baselines import SIMPLE_BASELINES
@@ -534,23 +534,35 @@ def run_compare(args: argparse.Namespace) -> int:
     if problem is None and args.epochs < 1:  # compare has no --max-steps: TrainingSettings' advice would name it
         problem = (f"--epochs {args.epochs} must be >= 1 (the most epochs each network trains; early stopping may end "
                    "it sooner).")
-    repeated = sorted({name for names in (models, simple) for name in names if names.count(name) > 1})
-    if problem is None and repeated:
-        problem = f"--models / --simple name {repeated} more than once; give each model once (--seeds repeats runs)."
     if problem is None and not models and not simple:
         problem = (f"--models {args.models!r} and --simple {args.simple!r} name no model to compare; give at least "
                    f"one, e.g. --models {','.join(MODEL_CHOICES)} or --simple {','.join(SIMPLE_BASELINES)}.")
     try:  # names checked before anything trains
         for name in models:
-            if parse_model_name(name)[0] not in MODEL_CHOICES:
+            network = name.partition(":")[0]
+            if network in SIMPLE_BASELINES:
                 raise ValueError(f"--models {name!r} is a simple baseline; give it with --simple. Networks: "
                                  f"{', '.join(MODEL_CHOICES)}.")
+            if network not in MODEL_CHOICES:
+                raise ValueError(f"--models {name!r} is not a network; choose from {', '.join(MODEL_CHOICES)}, "
+                                 f"optionally with an ablation ({', '.join(f':{name}' for name in ABLATIONS)}); "
+                                 "simple baselines go in --simple.")
+            try:
+                parse_model_name(name)
+            except ValueError as error:
+                raise ValueError(f"--models {name!r}: {error}") from None
         for name in simple:
             if name not in SIMPLE_BASELINES:
                 raise ValueError(f"--simple {name!r} is not a simple baseline; choose from "
                                  f"{', '.join(SIMPLE_BASELINES)} (networks go in --models).")
     except ValueError as error:
         problem = problem or str(error)
+    if problem is None:  # a model named twice (as the model it names) would be trained twice, compared with itself
+        keys = [parse_model_name(name) for name in models] + simple
+        repeated = sorted({name for name, key in zip(models + simple, keys) if keys.count(key) > 1})
+        if repeated:
+            problem = (f"--models / --simple name {repeated} more than once; give each model once (--seeds repeats "
+                       "runs).")
     if problem:
         print(f"a2gen compare: error: {problem}", file=sys.stderr)
         return 2
@@ -598,9 +610,12 @@ def run_report(args: argparse.Namespace) -> int:
     from .output_folders import write_text_atomically
     from .training.compare import MARKDOWN_SECTIONS, render_report
 
-    sections = MARKDOWN_SECTIONS if args.tables == "all" else [name.strip() for name in args.tables.split(",")]
-    problem = None
-    if args.output:
+    sections = MARKDOWN_SECTIONS if args.tables == "all" else [
+        name.strip() for name in args.tables.split(",") if name.strip()  # empty entries skipped, as in --models
+    ]
+    problem = None if sections else (f"--tables {args.tables!r} names no section; give some of "
+                                     f"{', '.join(MARKDOWN_SECTIONS)} (comma-separated) or all.")
+    if problem is None and args.output:
         if _same_file(args.output, args.results):
             problem = (f"--output {args.output} is the results file being read ({args.results}); writing the Markdown "
                        "there would replace it. Give another file, e.g. --output results.md.")

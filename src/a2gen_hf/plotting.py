@@ -491,6 +491,8 @@ def _grouped_bars(axis: plt.Axes, models: Mapping[str, Any], table: str, baselin
             axis.text(positions[position] + (index - (len(models) - 1) / 2) * width, baseline, "n/a", ha="center",
                       va="bottom", fontsize=8, rotation=90)
     axis.set_xticks(positions, actions)
+    if len(actions):  # every group inside the axes, also one of bars without a value (only "n/a" marks there)
+        axis.set_xlim(-0.5, len(actions) - 0.5)
     axis.grid(axis="y", alpha=0.3)
     return actions
 

@@ -67,6 +67,8 @@ BASELINE_LABELS = {
     "popularity": "item / category popularity",
     "logreg": "logistic regression on counts",
     "count-network": "regression + network on counts",
+    "logreg-shares": "logistic regression on counts, share-scaled",
+    "count-network-shares": "regression + network on counts, share-scaled",
     "median-time": "constant median time",
 }
 
@@ -102,7 +104,9 @@ class AblatedCollator:
 
 def parse_model_name(name: str) -> tuple[str, str | None]:
     """``"a2gen-iag:notime"`` -> ``("a2gen-iag", "notime")``; raises with the allowed names."""
-    network, _, ablation = name.partition(":")
+    network, colon, ablation = name.partition(":")
+    if colon and not ablation:
+        raise ValueError(f"{name!r} ends with ':' and names no ablation; use one of {sorted(ABLATIONS)}, or drop the ':'.")
     if network not in MODEL_CHOICES and network not in SIMPLE_BASELINES:
         raise ValueError(
             f"Unknown model {name!r}; networks: {sorted(MODEL_CHOICES)}, simple baselines: {sorted(SIMPLE_BASELINES)}, "
@@ -404,7 +408,7 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
         report["models"][name] = summary
 
     reference = next((name for name in per_model if name.startswith("a2gen")), None)
-    if reference is not None:
+    if reference is not None and len(per_model) > 1:  # A2Gen alone: nothing to compare, no bootstrap (nor its unit)
         report["bootstrap_reference"] = reference
         groups = bootstrap_groups(references, settings.bootstrap_unit)
         report["bootstrap_unit"] = "examples" if groups is None else "users"
