@@ -82,6 +82,8 @@ def train_and_save(args: argparse.Namespace, device: torch.device) -> None:
     train, share = dataset["train"], args.batch_size // world_size
     losses, step = [], 0
     for epoch in range(args.epochs):
+        if step == args.max_steps:  # --max-steps ends the run, not only the epoch it falls in
+            break
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
         for start in range(0, len(order) - args.batch_size + 1, args.batch_size):  # full global batches only
             rows = order[start + rank * share : start + (rank + 1) * share]

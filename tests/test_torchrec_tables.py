@@ -301,7 +301,7 @@ def test_sharded_example_trains_and_saves_a_plain_checkpoint(tmp_path, simulated
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
         str(script), "--data", str(simulated_data_dir), "--output", str(tmp_path), "--batch-size", "32",
-        "--max-steps", "3",
+        "--max-steps", "3", "--epochs", "2",  # the steps end the run, not only their epoch
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

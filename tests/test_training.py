@@ -303,6 +303,26 @@ def test_a_resume_that_replans_a_decaying_schedule_says_so(data_dir, tmp_path, c
             assert "now gives the learning rate x0.625 where the interrupted run was at x0.25" in caplog.text
 
 
+def test_a_finished_run_resumed_with_more_steps_logs_as_an_uninterrupted_one(data_dir, tmp_path):
+    """A checkpoint at the planned last step held that step's closing log entry and a zeroed running loss: resumed
+    with more steps, the log gained an entry there and the next entry covered only the later steps. Resumed as it
+    is (nothing left to train), the run still writes that entry."""
+    def losses(name, steps, resume=False):
+        argv = ["train", "--data", str(data_dir), "--output", str(tmp_path / name), "--batch-size", "32",
+                "--checkpoint-every", "5", "--log-every", "4", "--lr-schedule", "constant", "--max-steps", str(steps),
+                *TINY_FLAGS, *(["--resume"] if resume else [])]  # fmt: skip
+        assert main(argv) == 0
+        log = json.loads((tmp_path / name / "training_log.json").read_text())["log_history"]
+        return [entry for entry in log if "loss" in entry]
+
+    uninterrupted = losses("whole", 8)
+    finished = losses("extended", 5)
+    assert [entry["step"] for entry in finished] == [4, 5] and "grad_norm" in finished[-1]
+    assert losses("extended", 8, resume=True) == uninterrupted  # before: entries at 4, 5, 8 (8 over steps 6-8)
+    assert losses("again", 5) == finished
+    assert losses("again", 5, resume=True) == finished  # the closing entry written by the resumed run
+
+
 # ------------------------------------------------------------------------------------------------ a2gen train
 
 
@@ -1002,7 +1022,7 @@ def test_cli_train_and_compare_warm_the_moment_table(data_dir, tmp_path, capsys)
         run_comparison(data_dir, tmp_path / "bad3", ComparisonSettings(models=["a2gen-iag"], moment_warm_start="yes"))
 
 
-def test_cli_train_init_from_trains_every_weight_of_a_saved_model(data_dir, tmp_path, capsys, caplog):
+def test_cli_train_init_from_trains_every_weight_of_a_saved_model(data_dir, tmp_path, capsys, caplog, monkeypatch):
     """A second phase: the model a frozen-table run saved is evaluated first (its selected validation AUC) and then
     every weight trains, the table included; options that would build another model are refused by name."""
     table = ["--event-item-moments", "16", "--event-moment-source", "table"]
@@ -1036,6 +1056,15 @@ def test_cli_train_init_from_trains_every_weight_of_a_saved_model(data_dir, tmp_
     assert main([*nowhere, "--output", str(tmp_path / "refused")]) == 2
     assert "no such folder; give a folder written by save_pretrained" in capsys.readouterr().err
     assert not (tmp_path / "refused" / "model").exists()
+    # A missing relative folder also reads as a Hub id ("runs/model"): before, only transformers' "couldn't connect
+    # to 'https://huggingface.co'" came back, without a word about the folder.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    assert main([*base, "--init-from", "runs/nosuchmodel", "--max-steps", "1", "--output", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert f"runs/nosuchmodel: no such folder ({tmp_path / 'runs' / 'nosuchmodel'}), and as a Hub model id it could not" in err
     with pytest.raises(ValueError, match="gives every weight: drop the warm starts"):
         train_from_data_dir(data_dir, TrainingSettings(output_dir=str(tmp_path / "api"), max_steps=1),
                             model_overrides=dict(history_event_item_moments=16, history_event_moment_source="table",

@@ -73,7 +73,7 @@ def test_compare_writes_the_tables_with_baselines_and_bootstrap(data_dir, tmp_pa
 
 def test_compare_rejects_unknown_models(data_dir, tmp_path, capsys):
     assert main(["compare", "--data", str(data_dir), "--output", str(tmp_path), "--models", "gpt"]) == 2
-    assert "Unknown model 'gpt'" in capsys.readouterr().err
+    assert "--models 'gpt' is not a network; choose from a2gen-iag" in capsys.readouterr().err
 
 
 def test_train_then_evaluate_and_generate(data_dir, tmp_path, capsys):

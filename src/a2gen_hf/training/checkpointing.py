@@ -92,6 +92,10 @@ class _Progress:
         # Sum and count of the micro-batch losses since the last log entry (this process's).
         self.running_loss = 0.0
         self.running_count = 0
+        # A checkpoint at the run's planned last step, off the --log-every schedule, is written before that step's
+        # closing log entry (so that a run resumed with more steps logs as an uninterrupted one): the entry's learning-
+        # rate factor and gradient norm, for a resumed run that has nothing left to train to write it.
+        self.closing_entry: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -479,8 +483,8 @@ def _resume(
         shown = "; ".join(different[:10]) + (f"; and {len(different) - 10} more" if len(different) > 10 else "")
         raise ValueError(
             f"{existing} was written by a run with other settings, model or data ({shown}). Resume with the same "
-            "ones (only --epochs / --max-steps and logging, checkpointing and evaluation options may change), or "
-            "start a new output folder."
+            "ones (only --epochs / --max-steps, --log-every, --checkpoint-every, --keep-checkpoints, --eval-batch-size, "
+            "--report-to, --dataloader-num-workers and the progress display may change), or start a new output folder."
         )
     rng_file = existing / _rng_file(accelerator.process_index)
     if _rng_file(accelerator.process_index) not in manifest["files"]:

@@ -246,7 +246,16 @@ def model_to_train_from(
         )
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, CONFIG_NAME)):
         raise missing_config_error(path)
-    saved_type = config_class.get_config_dict(str(path))[0].get("model_type")
+    try:
+        saved_type = config_class.get_config_dict(str(path))[0].get("model_type")
+    except OSError as error:  # not a folder here, and the Hub did not answer for the id (offline, or no such model)
+        if os.path.isdir(path):
+            raise
+        raise FileNotFoundError(
+            f"{path}: no such folder ({os.path.abspath(path)}), and as a Hub model id it could not be loaded "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else error!r}); give a folder written "
+            "by save_pretrained (a2gen train's OUTPUT/model) or a Hub model id (namespace/name) that can be reached."
+        ) from None
     if saved_type != config_class.model_type:
         kinds = [name for name, (kind, _, _) in MODEL_CHOICES.items() if kind.model_type == saved_type]
         raise ValueError(

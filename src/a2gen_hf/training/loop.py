@@ -202,9 +202,13 @@ def make_accelerator(settings: TrainingSettings) -> Accelerator:
     trackers = tracker_names(settings.report_to)
     missing = [name for name in trackers if name != "all" and not _tracker_available(name)]
     if missing:
+        how = "; ".join(
+            "tensorboard: pip install 'a2gen_hf[tracking]'" if name == "tensorboard" else f"{name}: pip install {name}"
+            for name in missing
+        )
         raise ValueError(
-            f"report_to={settings.report_to!r}: {missing} is not installed; install it (tensorboard: pip install "
-            "'a2gen_hf[tracking]') or choose another tracker, or 'none'."
+            f"report_to={settings.report_to!r}: {missing} is not installed; install it ({how}) or choose another "
+            "tracker, or 'none'."
         )
     _forget_a_single_process_state()
     try:
@@ -771,6 +775,7 @@ class _TrainingRun:
     def train_on_stream(self) -> None:
         """A streaming input: this process's shard, replayed past what a resumed run consumed, until ``max_steps``."""
         progress = self.progress
+        self.write_closing_entry()
         self.evaluate_starting_weights()
         self.model.train()
         if progress.global_step < self.total_steps:
@@ -789,6 +794,7 @@ class _TrainingRun:
         A checkpoint taken at an epoch's last step precedes that epoch's validation: a run resumed from it validates.
         """
         progress = self.progress
+        self.write_closing_entry()
         self.evaluate_starting_weights()
         self.model.train()
         while not progress.stopped_early and (progress.global_step < self.total_steps or progress.step_in_epoch > 0):
@@ -874,18 +880,35 @@ class _TrainingRun:
             and not (last_of_epoch and settings.eval_at_epoch_end)  # the end of the epoch evaluates anyway
         ):
             self.evaluate()
-        if logging_step:
+        checkpoint = bool(settings.checkpoint_every) and progress.global_step % settings.checkpoint_every == 0
+        # The planned last step's entry, off the --log-every schedule, closes this run's log; a checkpoint there is
+        # written before it, so that a run resumed with more steps (--epochs / --max-steps raised) sums on as an
+        # uninterrupted one (whose next entry covers these steps too), and one resumed as it is writes the entry.
+        closing = logging_step and progress.global_step % settings.log_every != 0
+        if logging_step and not (closing and checkpoint):
             self._log_training(factor, grad_norm)
-        if settings.checkpoint_every and progress.global_step % settings.checkpoint_every == 0:
+        if checkpoint:
             # The checkpoint (written by the main process) holds one running loss for every process: the mean of
             # the processes' partial sums. Each resumed process adds its own losses to it, and the next log entry's
             # mean over processes is then the uninterrupted run's (this process's own sum would stand in for all).
             progress.running_loss = accelerator.reduce(self.running_loss, reduction="mean").item()
+            progress.closing_entry = {"factor": factor, "grad_norm": None if grad_norm is None else float(grad_norm)}
             _save_checkpoint(
                 accelerator, self.output_dir, progress.global_step, settings, self.model, self.optimizer, progress,
                 self.resume_key, self.weight_average,
             )  # fmt: skip
+            progress.closing_entry = None
+            if closing:
+                self._log_training(factor, grad_norm)
         return True
+
+    def write_closing_entry(self) -> None:
+        """A run resumed from a checkpoint at its planned last step (nothing left to train) writes that step's log
+        entry, which the checkpoint was saved before (:meth:`step`)."""
+        progress = self.progress
+        if progress.closing_entry is not None and progress.running_count and progress.global_step >= self.total_steps:
+            self._log_training(progress.closing_entry["factor"], progress.closing_entry["grad_norm"])
+        progress.closing_entry = None
 
     def _log_training(self, factor: float, grad_norm) -> None:
         """Append the mean loss since the last entry (over every process), the learning-rate factor and the norm."""
