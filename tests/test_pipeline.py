@@ -139,7 +139,11 @@ def test_empty_history_and_unknown_times():
     pipe = make_pipe(tiny_model())
     cold = pipe({**REQUEST, "history": []})
     untimed = pipe({**REQUEST, "history": [{"item": "v7", "events": [("start", None), ("like", None)]}]})
-    for results in (cold, untimed):
+    # A later click on a history item, as logs hold (and the collator keeps): before, refused by the tokenizer.
+    clicked_again = pipe({**REQUEST, "history": [{"item": "v7", "events": [("start", 0.0), ("start", 40.0)]}]})
+    assert clicked_again[0]["action_probabilities"] != pipe({**REQUEST, "history": [
+        {"item": "v7", "events": [("start", 0.0)]}]})[0]["action_probabilities"]  # fmt: skip
+    for results in (cold, untimed, clicked_again):
         assert len(results) == 2
         for result in results:
             assert all(0.0 <= value <= 1.0 for value in result["action_probabilities"].values())

@@ -263,7 +263,7 @@ class ActionGenerationPipeline(Pipeline):
             raise ActionRequestError(f'{where} must be a dict {{"item": ..., "events": [...]}}, got {entry!r}.')
         _check_keys(entry, HISTORY_ITEM_KEYS, ("item", "events"), where)
         try:
-            action_ids = self.tokenizer.encode_timeline(entry["events"])["action_ids"]
+            action_ids = self.tokenizer.encode_timeline(entry["events"], repeated_start=True)["action_ids"]
         except (TimelineError, ValueError) as error:
             raise ActionRequestError(f"{where} (item {entry['item']!r}): {error}") from None
         # encode_timeline validated every time; the collator normalises the raw seconds (the one time encoding).

@@ -760,8 +760,11 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             )
         return value
 
-    def _validate_timeline(self, events: Sequence[Event], add_start: bool) -> tuple[list[int], list[float | None]]:
-        """Action ids and seconds of ``events``; raises :class:`TimelineError` naming the first bad event."""
+    def _validate_timeline(
+        self, events: Sequence[Event], add_start: bool, repeated_start: bool = False
+    ) -> tuple[list[int], list[float | None]]:
+        """Action ids and seconds of ``events``; raises :class:`TimelineError` naming the first bad event. With
+        ``repeated_start`` a later start action (another click on the item, as a log holds them) is an event."""
         if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
             raise TimelineError(f"A timeline is a list of (action, seconds) pairs, got {type(events).__name__}.")
         action_ids: list[int] = []
@@ -782,7 +785,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                     f"Event {position} ({action!r}) comes after the end action {self.end_action!r}; "
                     f"{self.end_action!r} must be the last event of a timeline."
                 )
-            if action_id == self.start_action_id:
+            if action_id == self.start_action_id and (position > 0 or add_start) and repeated_start:
+                pass  # a later click on the item: an event like any other
+            elif action_id == self.start_action_id:
                 if position > 0 or add_start:
                     raise TimelineError(
                         f"Event {position} is the start action {self.start_action!r}, which may only open a timeline"
@@ -823,6 +828,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         pad_to_max_length: bool = False,
         add_start: bool = False,
         return_tensors: str | None = None,
+        repeated_start: bool = False,
     ) -> dict[str, Any]:
         """Encode one timeline of ``(action, seconds)`` events.
 
@@ -836,6 +842,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             pad_to_max_length: pad to ``max_length`` with id 0, time 0.0 and time mask 0.
             add_start: prepend ``(start_action, 0.0)``; the events must then not contain the start action.
             return_tensors: ``"pt"`` for torch tensors instead of lists.
+            repeated_start: accept later start actions (another click on the item at a later time, as a log holds
+                them and the data collator keeps them in histories); otherwise the start may only open the timeline.
 
         Returns:
             `dict` with ``action_ids`` (T,) long, ``action_times`` (T,) float (normalised; 0.0 where unknown) and
@@ -849,7 +857,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             raise ValueError(f"max_length={max_length!r} must be a positive integer or None.")
         if pad_to_max_length and max_length is None:
             raise ValueError("pad_to_max_length=True needs max_length; give the length to pad to.")
-        action_ids, seconds = self._validate_timeline(events, add_start)
+        action_ids, seconds = self._validate_timeline(events, add_start, repeated_start)
         if max_length is not None:
             action_ids, seconds = action_ids[:max_length], seconds[:max_length]
         encoding = {
@@ -907,7 +915,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         """Encode the histories of a batch into the history inputs of ``A2GenModel.forward``, named as it names them.
 
         A history is a list of ``(raw item id, timeline)`` pairs, oldest first; the item id is hashed with
-        :meth:`hash_item` and the timeline encoded with :meth:`encode_timeline`. As the data collator does, the most
+        :meth:`hash_item` and the timeline encoded with :meth:`encode_timeline` (later clicks on an item, start
+        actions after the first event, are events: ``repeated_start=True``). As the data collator does, the most
         recent ``max_history_items`` items are kept, each with its first ``max_events_per_item`` events, and the
         batch is right-padded with zeros to N items and E events (the longest kept, at least 1).
 
@@ -935,7 +944,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                     raise ValueError(f"History {row}, item {index}: expected an (item, timeline) pair, got {entry!r}.")
                 try:
                     row_items.append(self.hash_item(entry[0]))
-                    row_timelines.append(self.encode_timeline(entry[1], max_length=max_events_per_item))
+                    # Histories keep later clicks on an item, as the data collator does.
+                    row_timelines.append(self.encode_timeline(entry[1], max_length=max_events_per_item,
+                                                              repeated_start=True))
                 except ValueError as error:
                     raise type(error)(f"History {row}, item {index}: {error}") from None
             items.append(row_items)

@@ -145,6 +145,12 @@ def _per_item_columns(side_features: int) -> tuple[str, ...]:
     return ("history_action_ids", "history_action_seconds", *(("history_item_side_ids",) if side_features else ()))
 
 
+def _length(values: Any) -> int:
+    """The number of values of an optional list column of a row (None or missing: 0), for lists, arrays and tensors
+    alike (``values or ()`` asks an array for its truth value, and a numpy ``[0]`` reads as no values)."""
+    return 0 if values is None else len(values)
+
+
 def _columns_from_rows(
     features: Sequence[dict[str, Any]], side_features: int, item_keys: bool, user_keys: bool = False
 ) -> _Columns:
@@ -436,7 +442,7 @@ class A2GenDataCollator:
             columns = _columns_from_arrow(features, side_features, self.item_keys, self.user_keys)
         else:
             if side_features is None:  # the widest row's: a row with fewer side features is then refused
-                side_features = max(len(row.get("item_side_ids") or ()) for row in features)
+                side_features = max(_length(row.get("item_side_ids")) for row in features)
             self._check_columns(features, side_features)
             columns = _columns_from_rows(features, side_features, self.item_keys, self.user_keys)
         return self._collate(columns, side_features)
