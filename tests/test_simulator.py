@@ -269,6 +269,28 @@ def test_parquet_round_trip(tmp_path, cache_dir):
         assert reloaded.time_log_mean == pytest.approx(result.tokenizer.time_log_mean)
 
 
+def test_a_parquet_folder_missing_a_shard_or_split_is_refused(tmp_path, cache_dir):
+    """A deleted shard or split loaded silently with fewer examples (the save_to_disk layout refuses it); a
+    truncated shard raised datasets' bare DatasetGenerationError."""
+    import shutil
+
+    from a2gen_hf.data.folder import load_data_dir
+
+    simulate_to_parquet(SMALL, tmp_path / "whole", shard_size=100, progress=False)
+    for name, damage, message in (
+        ("shard", lambda folder: (folder / "train" / "part-00001.parquet").unlink(), r"the 'train' split holds \d+ "
+         r"examples, but a2gen_data.json records \d+: its files are missing or damaged"),
+        ("split", lambda folder: shutil.rmtree(folder / "test"), "the 'test' split is missing, but a2gen_data.json records"),
+        ("truncated", lambda folder: (folder / "train" / "part-00000.parquet").write_bytes(b"PAR1 cut"),
+         r"a Parquet shard cannot be read \(.*\); the shards are .*part-00000.parquet"),
+    ):  # fmt: skip
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "whole", folder)
+        damage(folder)
+        with pytest.raises(ValueError, match=message):
+            load_data_dir(folder, cache_dir=str(tmp_path / f"cache-{name}"))
+
+
 def test_parquet_in_parallel_writes_the_same_rows(tmp_path):
     serial = simulate_to_parquet(SMALL, tmp_path / "serial", shard_size=100, progress=False)
     parallel = simulate_to_parquet(SMALL, tmp_path / "parallel", shard_size=100, progress=False, workers=2)

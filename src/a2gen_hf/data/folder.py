@@ -108,7 +108,14 @@ def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> Datase
             f"No Parquet shards under {output_dir}: expected {shard_path(output_dir, 'train', 0)} etc., as written "
             "by simulate_to_parquet or SimulationResult.write_parquet."
         )
-    dataset = load_dataset("parquet", data_files=data_files, features=SIMULATED_FEATURES, cache_dir=cache_dir)
+    try:
+        dataset = load_dataset("parquet", data_files=data_files, features=SIMULATED_FEATURES, cache_dir=cache_dir)
+    except datasets.exceptions.DatasetGenerationError as error:  # a shard that is no Parquet file (truncated, ...)
+        cause = error.__cause__ or error
+        raise ValueError(
+            f"{output_dir}: a Parquet shard cannot be read ({type(cause).__name__}: {cause}); the shards are "
+            f"{', '.join(path for paths in data_files.values() for path in paths)}. Write the data folder again."
+        ) from None
     # A split the writers left without rows (e.g. --validation-fraction 0) has a folder but no shard: it is read as an
     # empty split, as the save_to_disk layout reads it, not dropped.
     for split in SPLITS:
@@ -174,6 +181,24 @@ def _loads(split_folder: Path) -> bool:
     return True
 
 
+def _check_example_counts(folder: Path, dataset: DatasetDict, metadata: dict[str, Any]) -> None:
+    """Every split holds the examples ``a2gen_data.json`` counted when the folder was written: a Parquet shard or
+    split deleted since would otherwise just leave fewer examples (the save_to_disk layout refuses such damage)."""
+    counts = metadata.get("examples")
+    if not isinstance(counts, dict):
+        return  # written before the summary counted them
+    for split, expected in counts.items():
+        if not isinstance(expected, int) or isinstance(expected, bool):
+            continue
+        found = len(dataset[split]) if split in dataset else None
+        if found != expected and not (found is None and expected == 0):
+            held = "is missing" if found is None else f"holds {found:,} examples"
+            raise ValueError(
+                f"{folder}: the {split!r} split {held}, but {DATA_SUMMARY_FILE} records {expected:,}: its files are "
+                "missing or damaged. Write the data folder again (a2gen prepare / a2gen simulate)."
+            )
+
+
 def load_data_dir(
     path: str | os.PathLike, cache_dir: str | None = None
 ) -> tuple[DatasetDict, A2GenActionTokenizer, dict[str, Any]]:
@@ -220,6 +245,7 @@ def load_data_dir(
     if not isinstance(dataset, DatasetDict) or "train" not in dataset:
         found = list(dataset) if isinstance(dataset, DatasetDict) else "a single Dataset"
         raise ValueError(f"{folder} must hold a DatasetDict with a 'train' split; found {found}.")
+    _check_example_counts(folder, dataset, metadata)
     tokenizer = A2GenActionTokenizer.from_pretrained(str(folder / TOKENIZER_FOLDER))
     if "distinct" not in metadata:
         logger.info(
