@@ -2,6 +2,7 @@
 
 import inspect
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,21 @@ def test_values_that_are_no_id_or_time_are_refused_on_both_routes(tokenizer, col
         table = pa.Table.from_pylist([{**example(2), "user_id": 3.7}])
         with pytest.raises(ValueError, match=r"column 'user_id' \(double\) does not hold integer ids"):
             collator(table)
+
+
+@pytest.mark.parametrize(("column", "values", "shown"), [
+    ("user_id", [True, False], "bool values (the first: True)"),
+    ("item_id", ["46571", "12"], "string values (the first: '46571')"),
+    ("history_item_ids", [["3", "4"], ["5", "6"]], "string values (the first: '3')"),
+])  # fmt: skip
+def test_the_arrow_route_refuses_text_and_bool_ids_as_the_rows_route_does(tokenizer, column, values, shown):
+    """Arrow cast "547" to 547 and True to 1: a data folder with text id columns trained without a word."""
+    collator = A2GenDataCollator(tokenizer)
+    rows = [{**example(2), column: value} for value in values]
+    with pytest.raises(ValueError, match=rf"column '{column}' holds "):
+        collator(rows)
+    with pytest.raises(ValueError, match=rf"column '{column}' holds {re.escape(shown)}, not integer ids"):
+        collator(pa.Table.from_pylist(rows))
 
 
 def test_a_batch_that_is_no_list_of_rows_and_rows_of_other_widths_are_refused(tokenizer):
@@ -354,3 +370,18 @@ def test_user_keys_are_the_raw_users_keys_when_asked_for(tokenizer, route):
     assert keys.tolist() == raw_id_keys(["u1", "u2", "u1"]).tolist() and keys[0] != keys[1]
     without = [{**row, "user": None} if index == 1 else row for index, row in enumerate(rows)]
     assert "user_keys" not in collate(A2GenDataCollator(tokenizer, user_keys=True), without)
+
+
+def test_the_padding_id_inside_an_event_list_is_refused(tokenizer):
+    """A 0 inside a target's or a history item's events became a padded slot with a known time (label_time_mask 1);
+    the tokenizer refuses '<pad>' as an action."""
+    collator = A2GenDataCollator(tokenizer)
+    row = example(2)
+    target = {**row, "action_ids": [row["action_ids"][0], 0, *row["action_ids"][1:]],
+              "action_seconds": [0.0, 0.5, *row["action_seconds"][1:]]}  # fmt: skip
+    history = {**row, "history_action_ids": [[*row["history_action_ids"][0], 0], *row["history_action_ids"][1:]],
+               "history_action_seconds": [[*row["history_action_seconds"][0], None], *row["history_action_seconds"][1:]]}
+    for column, bad in (("action_ids", target), ("history_action_ids", history)):
+        for batch in ([row, bad], pa.Table.from_pylist([row, bad])):
+            with pytest.raises(ValueError, match=rf"example 1 of the batch has {column} value 0; an event is an action"):
+                collator(batch)

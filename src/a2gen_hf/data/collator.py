@@ -145,6 +145,13 @@ def _per_item_columns(side_features: int) -> tuple[str, ...]:
     return ("history_action_ids", "history_action_seconds", *(("history_item_side_ids",) if side_features else ()))
 
 
+# An event list (a history item's, a target's) holds actions: 0, the padding id, would be a padded slot with a time.
+_NO_PADDING_EVENT = (
+    "an event is an action id from 1 (0 is the padding id, which the collator adds and a list of events does not "
+    "hold), as the tokenizer encodes one"
+)
+
+
 def _length(values: Any) -> int:
     """The number of values of an optional list column of a row (None or missing: 0), for lists, arrays and tensors
     alike (``values or ()`` asks an array for its truth value, and a numpy ``[0]`` reads as no values)."""
@@ -194,6 +201,12 @@ def _arrow_values(array: pa.Array, column: str, kind: str) -> np.ndarray:
         if array.null_count:
             raise ValueError(
                 f"A2GenDataCollator: column {column!r} holds a null id (value {_first_null(array)} of the batch's)."
+            )
+        if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type)):
+            # Arrow casts "547" to 547 and True to 1, which the rows route refuses: ids are numbers on both routes.
+            raise ValueError(
+                f"A2GenDataCollator: column {column!r} holds {array.type} values (the first: {array[0].as_py()!r}), "
+                "not integer ids; ids are integers (the tokenizer's hash_* methods make them)."
             )
         return np.asarray(pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
@@ -496,6 +509,7 @@ class A2GenDataCollator:
         kept_item_index = np.cumsum(keep_item) - 1  # each kept item's position among the kept
         num_events = max(int(event_slot.max()) + 1 if event_slot.size else 0, 1)
         where = (item_row[kept_item_index[event_item]], item_slot[kept_item_index[event_item]], event_slot)
+        self._raise_at(event_ids, event_ids == 0, where[0], "history_action_ids", _NO_PADDING_EVENT)
         times, known = self._normalized(event_seconds, where[0], "history_action_seconds")
         for name, values, dtype in (
             ("history_action_ids", event_ids, np.int64),
@@ -512,6 +526,7 @@ class A2GenDataCollator:
         label_ids, label_seconds, label_row, label_slot = self._sequences(
             columns.labels, columns.label_seconds, length, np.arange(batch_size), "action_ids", drop=skip_start
         )
+        self._raise_at(label_ids, label_ids == 0, label_row, "action_ids", _NO_PADDING_EVENT)
         first = label_slot == 0
         self._raise_at(
             label_ids, first & (label_ids != self.tokenizer.start_action_id), label_row, "action_ids",
