@@ -385,3 +385,11 @@ def test_the_padding_id_inside_an_event_list_is_refused(tokenizer):
         for batch in ([row, bad], pa.Table.from_pylist([row, bad])):
             with pytest.raises(ValueError, match=rf"example 1 of the batch has {column} value 0; an event is an action"):
                 collator(batch)
+
+
+def test_caps_must_be_whole_numbers(tokenizer):
+    """max_history_items=2.5 passed the check and failed later inside numpy indexing (IndexError)."""
+    for value in (2.5, 0, True, "3"):
+        with pytest.raises(ValueError, match=r"max_history_items=.* must be a whole number >= 1"):
+            A2GenDataCollator(tokenizer, max_history_items=value)
+    assert A2GenDataCollator(tokenizer, max_history_items=np.int64(3)).max_history_items == 3

@@ -291,6 +291,16 @@ def test_a_parquet_folder_missing_a_shard_or_split_is_refused(tmp_path, cache_di
             load_data_dir(folder, cache_dir=str(tmp_path / f"cache-{name}"))
 
 
+def test_a_damaged_json_file_of_a_saved_folder_is_named(tmp_path, cache_dir):
+    """Broken JSON in dataset_dict.json or a split's state.json surfaced as a bare JSONDecodeError."""
+    from a2gen_hf.data.folder import load_data_dir
+
+    simulate(SMALL, progress=False, cache_dir=cache_dir).save(tmp_path / "data")
+    (tmp_path / "data" / "train" / "state.json").write_text('{"_data_files": [')
+    with pytest.raises(ValueError, match=r"a JSON file of the saved dataset .* is damaged \(line 1, column"):
+        load_data_dir(tmp_path / "data")
+
+
 def test_parquet_in_parallel_writes_the_same_rows(tmp_path):
     serial = simulate_to_parquet(SMALL, tmp_path / "serial", shard_size=100, progress=False)
     parallel = simulate_to_parquet(SMALL, tmp_path / "parallel", shard_size=100, progress=False, workers=2)
@@ -386,7 +396,7 @@ def test_simulate_and_save(tmp_path, cache_dir):
         ({"validation_fraction": 0.5, "test_fraction": 0.5}, "must be < 1"),
         ({"trigger_probabilities": {"like": 0.5}}, "give exactly one probability for each of"),
         ({"favorite_taste_range": (0.9, 0.2)}, "favorite_taste_range=(0.9, 0.2) must be a (low, high) pair"),
-        ({"min_segment_seconds": 1}, "min_segment_seconds=1 must be >= 2"),
+        ({"min_segment_seconds": 2}, "min_segment_seconds=2 must be >= 3: the first second of a video is kept"),
         # before: accepted, then "An error occurred while generating the dataset" from inside datasets
         ({"seed": -1}, "seed=-1 must be an integer >= 0"),
         ({"num_examples": 10.5}, "num_examples=10.5 must be an integer"),

@@ -334,8 +334,8 @@ class A2GenDataCollator:
             ("max_events_per_item", max_events_per_item),
             ("max_actions", max_actions),
         ):
-            if value < 1:
-                raise ValueError(f"{name}={value} must be >= 1.")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a whole number >= 1.")
         self.tokenizer = tokenizer
         self.max_history_items = max_history_items
         self.max_events_per_item = max_events_per_item

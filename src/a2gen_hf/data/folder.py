@@ -164,6 +164,12 @@ def _load_saved_splits(folder: Path) -> DatasetDict:
     error naming the split and saying how to get a whole folder again."""
     try:
         return datasets.load_from_disk(str(folder))
+    except json.JSONDecodeError as error:  # dataset_dict.json, a split's state.json or dataset_info.json
+        raise ValueError(
+            f"{folder}: a JSON file of the saved dataset (dataset_dict.json, or a split's state.json / "
+            f"dataset_info.json) is damaged (line {error.lineno}, column {error.colno}: {error.msg}); write the data "
+            "folder again (a2gen prepare / a2gen simulate)."
+        ) from None
     except (FileNotFoundError, pa.ArrowInvalid, pa.ArrowIOError) as error:
         listed = json.loads((folder / DATASET_DICT_FILE).read_text(encoding="utf-8")).get("splits", [])
         broken = [split for split in listed if not _loads(folder / split)] or listed

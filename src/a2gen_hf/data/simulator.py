@@ -177,10 +177,11 @@ class SimulatorConfig:
         for low, high in (("min_segments", "max_segments"), ("min_segment_seconds", "max_segment_seconds")):
             if getattr(self, high) < getattr(self, low):
                 problems.append(f"{high}={getattr(self, high)} must be >= {low}={getattr(self, low)}.")
-        if self.min_segment_seconds < 2:
+        if self.min_segment_seconds < 3:
             problems.append(
-                f"min_segment_seconds={self.min_segment_seconds} must be >= 2: the first second of a video is kept "
-                "for reflex likes, so the first segment needs a second one for reactions to its topic."
+                f"min_segment_seconds={self.min_segment_seconds} must be >= 3: the first second of a video is kept "
+                "for reflex likes, and quick reactors react in the first half of a segment (its first ceil(s / 2) "
+                "seconds), so a first segment of 2 seconds would leave them no second to react to its topic."
             )
         if self.num_favorite_topics > self.num_topics:
             problems.append(f"num_favorite_topics={self.num_favorite_topics} must be <= num_topics={self.num_topics}.")
