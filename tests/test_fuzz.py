@@ -340,7 +340,7 @@ known_seconds = st.one_of(st.floats(0, 1e12), st.just(1e12), st.just(float("nan"
 def collator_rows(draw):
     """A row of the on-disk schema (docs/design.md) with empty, short or very long lists and any valid values."""
     vocab, sides = COLLATOR_TOKENIZER.vocab_size, COLLATOR_TOKENIZER.side_feature_buckets
-    actions = st.integers(0, vocab - 1)
+    actions = st.integers(1, vocab - 1)  # events are actions; 0, the padding id, is the collator's to add
     if draw(st.integers(0, 9)) == 0:  # a very long history, built from a seed to stay fast
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         count = int(rng.integers(100, 1000))
@@ -419,7 +419,7 @@ def corrupt(row: dict, kind: str, value) -> dict:
 bad_ids = st.sampled_from([-1, -(2**63), 10**6, 2**63 - 1])
 corruptions = st.one_of(
     st.tuples(st.sampled_from(["user_id", "item_id", "item_side_ids", "history_item_id"]), bad_ids),
-    st.tuples(st.sampled_from(["action_id", "history_action_id"]), st.sampled_from([-1, 7, 2**40])),
+    st.tuples(st.sampled_from(["action_id", "history_action_id"]), st.sampled_from([-1, 0, 7, 2**40])),
     st.tuples(
         st.sampled_from(["action_second", "history_second"]),
         st.one_of(st.floats(max_value=-1e-300), st.sampled_from([float("inf"), -float("inf")])),
