@@ -443,3 +443,28 @@ def test_keep_z_is_checked_before_any_fit():
     for keep_z in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="keep_z=.* must be a finite number >= 0"):
             fit_learned_paths(_ToyHead(5, torch.zeros(5, 2)), inputs, inputs, vocabulary, keep_z=keep_z)
+
+
+def test_an_action_validation_cannot_judge_goes_back_and_no_fit_lists_every_action():
+    """An action without positives in validation kept its fit unchecked (the plain rule skipped actions with one
+    class; cross-fitting gave it back); when no fit beats the start, regression_kept_for said [] though the regression
+    is kept for every action."""
+    from types import SimpleNamespace
+
+    from a2gen_hf.training.residual_fit import fit_learned_paths
+
+    vocabulary = SimpleNamespace(action_names=["start", "signal", "ranked", "end"], start_action="start",
+                                 end_action="end")
+    rng = np.random.default_rng(0)
+    train, validation = _toy_inputs(rng, 100, 20), _toy_inputs(rng, 60, 20)
+    validation.occurs[:, 3] = False  # no "ranked" in validation: nothing there to judge its fit by
+    wide = torch.zeros(5, 2)
+    wide[3, 0] = 4.0
+    torch.manual_seed(0)
+    head = _ToyHead(5, wide)
+    result = fit_learned_paths(head, train, validation, vocabulary, weight_decays=(1e-4,), rounds=5)
+    assert "ranked" in result["regression_kept_for"] and not head.output.weight[3].any()
+    assert head.output.weight[2].any()  # the judged action keeps its fit
+    torch.manual_seed(0)
+    nothing = fit_learned_paths(_ToyHead(5, wide), train, validation, vocabulary, weight_decays=())
+    assert nothing["fitted"] is None and nothing["regression_kept_for"] == ["signal", "ranked"]

@@ -111,16 +111,17 @@ def actions_not_clearly_raised(
     scores: np.ndarray, reference: np.ndarray, inputs: HeadInputs, vocabulary, keep_z: float = 0.0
 ) -> list[int]:
     """
-    The ranked actions (with both classes in ``inputs``) whose AUC under `(N, V)` ``scores`` is not above the one under
-    ``reference`` by more than ``keep_z`` standard errors of the paired difference
-    (:func:`~a2gen_hf.training.statistics.clearly_higher_auc`; 0: not above it at all): the actions a fit gives back.
+    The ranked actions whose AUC under `(N, V)` ``scores`` is not above the one under ``reference`` by more than
+    ``keep_z`` standard errors of the paired difference (:func:`~a2gen_hf.training.statistics.clearly_higher_auc`;
+    0: not above it at all), and those without both classes in ``inputs`` (no AUC there to raise; before, their fit
+    was kept unchecked): the actions a fit gives back.
     """
     occurs = inputs.occurs.numpy()
     return [
         action
         for action in ranked_action_ids(vocabulary)
-        if has_both_classes(occurs[:, action])
-        and not clearly_higher_auc(occurs[:, action], scores[:, action], reference[:, action], keep_z)
+        if not has_both_classes(occurs[:, action])
+        or not clearly_higher_auc(occurs[:, action], scores[:, action], reference[:, action], keep_z)
     ]
 
 
@@ -276,7 +277,8 @@ def _best_fit(
     no fit beats the start; ``given_back`` actions are given back whatever they score."""
     start_scores = head_scores(head, validation)
     start = _mean_auc(start_scores, validation, vocabulary)
-    best = (start, None, None, [])
+    # No fit beats the start (or none can be scored): the regression is kept for every ranked action.
+    best = (start, None, None, [vocabulary.action_names[action - 1] for action in ranked_action_ids(vocabulary)])
     for weight_decay in weight_decays:
         candidate = copy.deepcopy(head).float().cpu().eval()  # eval: no dropout, so the full-batch loss is exact
         torch.manual_seed(seed)
