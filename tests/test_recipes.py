@@ -280,3 +280,31 @@ def test_load_yaml_stays_safe_and_refuses_keys_given_twice():
         load_yaml("a: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(yaml.YAMLError, match=r"key 'c' is given twice \(first on line 3\)"):
         load_yaml("a: 1\nb:\n  c: 2\n  c: 3\n")
+
+
+def test_config_files_read_as_their_flags_say(tmp_path, capsys):
+    """Found by a probe: merge keys (<<: *defaults) were refused; `mixed_precision: no` (YAML's false) was refused
+    listing "no" among the allowed values; prepare's --generic-* options needed their internal names (`actions`, not
+    `generic_actions`); a nested mapping became its repr as a value; `quiet: true` was an unknown key."""
+    from a2gen_hf.cli import parse_arguments
+
+    def parsed(text, *command):
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(text)
+        return parse_arguments([*(command or ("train", "--data", "d", "--output", "o")), "--config", str(settings)])
+
+    merged = parsed("<<: &defaults {batch_size: 64, epochs: 3}\nepochs: 2\n")  # a merged key given again overrides
+    assert (merged.batch_size, merged.epochs) == (64, 2)
+    words = parsed("mixed_precision: no\nmoment_warm_start: off\nquiet: true\n")
+    assert (words.mixed_precision, words.moment_warm_start, words.quiet) == ("no", "off", True)
+    generic = parsed("generic_actions: click,buy\ngeneric_user_column: uid\n", "prepare", "--input", "x.csv",
+                     "--output", "o", "--preset", "generic")  # fmt: skip
+    assert (generic.actions, generic.user_column) == ("click,buy", "uid")
+    assert parsed("actions: click,buy\n", "prepare", "--input", "x.csv", "--output", "o", "--preset", "generic").actions == "click,buy"
+    for text, message in (
+        ("output: {dir: runs, name: x}\n", "output holds a mapping; a --config file is a flat mapping"),
+        ("lr_schedule: yes\n", "lr_schedule: True (YAML reads unquoted yes / no / on / off as true / false) is not a"),
+    ):
+        with pytest.raises(SystemExit):
+            parsed(text)
+        assert message in capsys.readouterr().err

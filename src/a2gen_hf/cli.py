@@ -1024,20 +1024,25 @@ class ConfigError(ValueError):
 
 def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], source: str) -> list[str]:
     """``{"batch_size": 512, "cpu": true}`` -> ``["--batch-size", "512", "--cpu"]``, checked against the options of
-    ``command`` (the keys are the options' names with underscores)."""
-    options = {
-        action.dest: action
-        for action in command._actions
-        if action.option_strings and action.dest not in ("help", "config", "recipe", "quiet", "verbose")
-    }
+    ``command`` (the keys are the options' flags with underscores, ``generic_actions`` for ``--generic-actions``; the
+    option's internal name, where it differs, is read too)."""
+    actions = [action for action in command._actions
+               if action.option_strings and action.dest not in ("help", "config", "recipe")]  # fmt: skip
+    options = {_file_key(action): action for action in actions}
+    aliases = {action.dest: action for action in actions if action.dest not in options}
     arguments = []
     for key, value in values.items():
-        if key not in options:
+        if key not in options and key not in aliases:
             raise ConfigError(
                 f"{source}: unknown key {key!r} for `a2gen {command.prog.split()[-1]}`; allowed keys: "
                 f"{', '.join(sorted(options))}."
             )
-        action, flag = options[key], options[key].option_strings[0]
+        action = options.get(key) or aliases[key]
+        flag = action.option_strings[0]
+        if isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} holds a mapping; a --config file is a flat mapping of option: value.")
+        if isinstance(value, bool) and action.choices is not None:
+            value = _choice_for_a_yaml_bool(action, value, f"{source}: {key}")
         if isinstance(action, argparse.BooleanOptionalAction):
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: {key} is a switch; give true or false, not {value!r}.")
@@ -1053,6 +1058,28 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
             _check_file_value(action, text, f"{source}: {key}: {value!r}")
             arguments += [f"{flag}={text}"]
     return arguments
+
+
+def _file_key(action: argparse.Action) -> str:
+    """The --config key of an option: its long flag with underscores (``--generic-actions`` -> ``generic_actions``)."""
+    flag = next((flag for flag in action.option_strings if flag.startswith("--")), action.option_strings[0])
+    return flag.lstrip("-").replace("-", "_")
+
+
+# YAML 1.1 reads these unquoted words as booleans; an option whose values include them gets the word back.
+_YAML_BOOL_WORDS = {False: ("no", "off", "false", "n"), True: ("yes", "on", "true", "y")}
+
+
+def _choice_for_a_yaml_bool(action: argparse.Action, value: bool, where: str) -> Any:
+    """A YAML boolean given to an option that takes words (``mixed_precision: no``, ``moment_warm_start: off``): the
+    word among the option's choices that YAML read as ``value``; refused where the option has none."""
+    for word in _YAML_BOOL_WORDS[value]:
+        if action.choices is not None and word in action.choices:
+            return word
+    raise ConfigError(
+        f"{where}: {value!r} (YAML reads unquoted yes / no / on / off as true / false) is not a value of "
+        f"{action.option_strings[0]}; allowed values: {', '.join(map(str, action.choices))}."
+    )
 
 
 def _check_file_value(action: argparse.Action, text: str, where: str) -> None:

@@ -43,6 +43,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _mapping_with_unique_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     first_lines: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged keys may be given again, to override
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             if key in first_lines:
@@ -60,7 +62,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` of ``text``, refusing a key given twice (a ``yaml.YAMLError`` with its line and column)."""
+    """``yaml.safe_load`` of ``text``, refusing a key given twice in one mapping (a ``yaml.YAMLError`` with its line
+    and column); merge keys (``<<: *defaults``) work as in ``safe_load``, a merged key given again overrides it."""
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
