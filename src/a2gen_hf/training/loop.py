@@ -1098,6 +1098,13 @@ def _train_from_data_dir(
     from .simple_baselines import check_wide_start, start_from_regression
 
     check_wide_start(wide_warm_start, wide_residual, wide_frozen, wide_residual_fit, wide_share_scale)
+    # How the model was started, beside the training settings in training_log.json (the run's record).
+    recorded: dict[str, Any] = {
+        "model": model_name, "init_from": None if init_from is None else str(init_from),
+        "wide_warm_start": wide_warm_start, "wide_residual": wide_residual, "wide_frozen": wide_frozen,
+        "wide_residual_fit": wide_residual_fit, "wide_share_scale": wide_share_scale,
+        "moment_warm_start": moment_warm_start,
+    }  # fmt: skip
     dataset, tokenizer, _ = load_data_dir(data_dir)
     set_seed(settings.seed)
     if init_from is not None:
@@ -1125,24 +1132,29 @@ def _train_from_data_dir(
             wide_residual_fit = False
             settings = replace(settings, select_generator_by_loss=False, freeze_ranking=False)
         if wide_warm_start:
-            start_from_regression(
+            regression = start_from_regression(
                 model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen, fit_residual=wide_residual_fit,
                 seed=settings.seed, share_scale=wide_share_scale,
             )
+            recorded["regression_choices"] = regression.choices()
+            recorded["residual_fit"] = regression.residual_fit_
         check_moment_start(model.config, moment_warm_start)
         apply_moment_start(model, tokenizer, dataset, moment_warm_start)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     result = train(
         model, dataset["train"], collator, settings, eval_dataset=dataset.get("validation"), accelerator=accelerator
     )
+    additions: dict[str, Any] = {"start": recorded}
     if wide_residual:  # what training did not improve on validation goes back to the start
         from .give_back import give_back_to_the_start
 
-        given_back = give_back_to_the_start(result.model, tokenizer, dataset, ranking=wide_residual_fit)
-        if accelerator.is_main_process:  # the run's log says what the saved model holds
-            log_path = Path(settings.output_dir) / TRAINING_LOG_FILE
-            log = json.loads(log_path.read_text())
-            write_text_atomically(log_path, json.dumps({**log, "given_back_to_the_start": given_back}, indent=2))
+        additions["given_back_to_the_start"] = give_back_to_the_start(
+            result.model, tokenizer, dataset, ranking=wide_residual_fit
+        )
+    if accelerator.is_main_process:  # the run's log says how the saved model was started and what it holds
+        log_path = Path(settings.output_dir) / TRAINING_LOG_FILE
+        log = json.loads(log_path.read_text())
+        write_text_atomically(log_path, json.dumps({**log, **additions}, indent=2))
     output_dir = Path(settings.output_dir)
     metrics = None
     if accelerator.is_main_process:

@@ -904,7 +904,9 @@ def start_from_regression(
     :func:`warm_start_wide_path` from the logistic regression on counts, fitted here on ``dataset["train"]`` (its C
     chosen on ``dataset["validation"]`` when there is one; with ``share_scale`` k > 1 each action may also shrink the
     user propensities k times less, chosen on validation too, :class:`CountFeatureLogisticRegression`) unless a
-    fitted ``regression`` is given. Returns the regression, so that several models (seeds) can start from one fit.
+    fitted ``regression`` is given. Returns the regression, so that several models (seeds) can start from one fit;
+    its ``residual_fit_`` holds what ``fit_residual`` did for this model (:func:`fit_residual_paths`' result; None
+    without it).
 
     ``frozen`` (with ``residual``): the wide path's weights stop taking gradients (``requires_grad=False``), so
     training keeps the regression's coefficients and learns only what to add to them. The regression is fitted to
@@ -931,10 +933,11 @@ def start_from_regression(
     warm_start_wide_path(model, regression, residual=residual, frozen=frozen)
     if residual:
         start_times_at_the_median(model, ActionTargets.from_dataset(dataset["train"], tokenizer))
+    regression.residual_fit_ = None  # what the fit of the model last started from this regression did
     if fit_residual:
         from .residual_fit import fit_residual_paths
 
-        fit_residual_paths(model, tokenizer, dataset, seed=seed)
+        regression.residual_fit_ = fit_residual_paths(model, tokenizer, dataset, seed=seed)
     return regression
 
 
