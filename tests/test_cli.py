@@ -101,7 +101,7 @@ def test_simulate_bucket_flags_reach_the_tokenizer_and_the_ids(tmp_path, dataset
 
 def test_simulate_rejects_a_bucket_count_below_one(tmp_path, capsys):
     assert cli.main(["simulate", "--output", str(tmp_path / "sim"), "--item-buckets", "0"]) == 2
-    assert "item_buckets=0 must be a positive integer" in capsys.readouterr().err
+    assert "--item-buckets 0 must be a positive integer" in capsys.readouterr().err  # the flag, as typed
 
 
 def test_the_parser_imports_no_heavy_module():

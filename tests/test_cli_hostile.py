@@ -254,12 +254,15 @@ def test_a_data_folder_hashed_with_other_buckets_is_refused(tiny_checkpoint, tmp
         ("compare", ["--models", "", "--simple", "logreg,logreg"], "name ['logreg'] more than once"),
         ("compare", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
         ("demo", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
+        ("bench", ["--quick", "--output", "AFILE"], "exists and is a file; choose a folder name"),  # before: minutes
+        ("bench", ["--convert", "--convert-rows", "0"], "--convert-rows 0 must be >= 1"),  # of timing, then refused
         ("demo", ["--num-examples", "0"], "--num-examples 0: the demo needs at least 100 sessions"),
         ("demo", ["--epochs", "0"], "--epochs 0 must be >= 1"),
         ("demo", ["--batch-size", "0"], "--batch-size 0 must be >= 1"),
         ("demo", ["--seed", "-1"], "--seed -1 is not a seed"),
         ("demo", ["--seed", str(2**32)], "below 4,294,967,296"),
         ("simulate", ["--seed", "-1"], "--seed -1 is not a seed"),
+        ("simulate", ["--num-examples", "0"], "--num-examples 0 must be a positive integer"),  # before: num_examples=0
         ("simulate", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
         ("train", ["--output", "AFILE"], "exists and is a file; choose a folder name"),
     ],
@@ -272,6 +275,7 @@ def test_commands_check_their_arguments_first(tmp_path, capsys, command, flags, 
         "demo": ["--output", str(tmp_path / "out")],
         "simulate": ["--output", str(tmp_path / "out")],
         "train": ["--data", str(tmp_path / "no-data"), "--output", str(tmp_path / "out")],
+        "bench": [],
     }[command]
     flags = [str(afile) if flag == "AFILE" else flag for flag in flags]
     assert main([command, *required, *flags, "--quiet"]) == 2

@@ -92,7 +92,16 @@ def test_train_then_evaluate_and_generate(data_dir, tmp_path, capsys):
     assert printed.count("predicted: start@0.0s") == 2 and printed.count("actual:    start@0.0s") == 2
     assert "fewer than --num-examples" not in printed
     assert main(["generate", "--model", str(run / "model"), "--data", str(data_dir), "--num-examples", "100000"]) == 0
-    assert "examples, fewer than --num-examples 100000: all of them are shown." in capsys.readouterr().out
+    captured = capsys.readouterr()  # a message, so on stderr (before: stdout, also with --quiet)
+    assert "examples, fewer than --num-examples 100000: all of them are shown." in captured.err
+    assert "fewer than" not in captured.out
+    assert main(["generate", "--model", str(run / "model"), "--data", str(data_dir), "--num-examples", "100000",
+                 "--quiet"]) == 0
+    assert "fewer than" not in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(run / "model"), "--data", str(data_dir), "--json", ""]) == 2
+    assert "--json '' names no file" in capsys.readouterr().err  # before: exit 0, nothing written
+    assert main(["evaluate", "--model", str(run / "model"), "--data", str(json_path)]) == 2
+    assert f"Data folder {json_path} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_evaluate_names_a_missing_checkpoint(data_dir, tmp_path, capsys):

@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -314,7 +315,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             result.save(args.output)
             summary = result.summary
     except (OSError, ValueError) as error:  # SimulatorConfigError is a ValueError
-        print(f"a2gen simulate: error: {error}", file=sys.stderr)
+        problems = str(error).replace("Invalid SimulatorConfig:\n  - ", "").replace("\n  - ", "; ")  # one line
+        print(f"a2gen simulate: error: {_with_flags(problems, vars(args))}", file=sys.stderr)
         return 2
     print(format_simulation_summary(summary))
     print(f"written to {args.output}")
@@ -351,7 +353,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, format_ranking_table, user_groups
     from .output_folders import write_json_atomically
 
-    problem = _output_file_error(args.json, "--json", "metrics.json") if args.json else None
+    problem = _output_file_error(args.json, "--json", "metrics.json") if args.json is not None else None
+    if args.json is not None and not args.json.strip():
+        problem = "--json '' names no file; give a file name (e.g. --json metrics.json) or leave --json out."
     if problem is None and args.batch_size < 1:
         problem = f"--batch-size {args.batch_size} must be >= 1 (examples per batch)."
     if problem:
@@ -412,9 +416,9 @@ def run_generate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen generate: error: {error}", file=sys.stderr)
         return 2
-    if len(examples) < args.num_examples:
+    if len(examples) < args.num_examples and not args.quiet:  # a message, not a result: stderr
         print(f"note: the {args.split} split has {len(examples)} examples, fewer than --num-examples "
-              f"{args.num_examples}: all of them are shown.")
+              f"{args.num_examples}: all of them are shown.", file=sys.stderr)
     batch = collator([examples[index] for index in range(len(examples))])
     torch.manual_seed(args.seed)
     generated = model.generate(
@@ -779,9 +783,10 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
         "comparison", help="AUC (and timing MAE) per action and model, mean ± std", formatter_class=HelpFormatter
     )
     comparison.add_argument("results", help="results.json written by a2gen compare")
+    default_titles = {timeline: "one naming the example", curves: "'Training curves'", comparison: "none"}
     for kind in (timeline, curves, comparison):
         kind.add_argument("--output", required=True, help="the PNG to write")
-        kind.add_argument("--title", help="a title for the picture; default: one naming the input")
+        kind.add_argument("--title", help=f"a title for the picture; default: {default_titles[kind]}")
         kind.add_argument("--quiet", action="store_true", help="print only results and errors")
         kind.add_argument("--verbose", action="store_true", help="also print debugging messages")
     parser.set_defaults(func=run_plot)
@@ -843,8 +848,15 @@ BENCHMARKS_FOLDER = Path(__file__).resolve().parents[2] / "benchmarks"
 def run_bench(args: argparse.Namespace) -> int:
     import subprocess
 
+    problem = None
     if args.convert_rows is not None and not args.convert:
-        print("a2gen bench: error: --convert-rows needs --convert.", file=sys.stderr)
+        problem = "--convert-rows needs --convert."
+    elif args.convert_rows is not None and args.convert_rows < 1:
+        problem = f"--convert-rows {args.convert_rows} must be >= 1 (rows of the log to convert)."
+    elif args.output:
+        problem = _output_folder_error(args.output)  # checked before minutes of timing, not after
+    if problem:
+        print(f"a2gen bench: error: {problem}", file=sys.stderr)
         return 2
     serving = ["--output", args.output] if args.output else []
     serving += [flag for flag, wanted in (("--quick", args.quick), ("--compile", args.compile)) if wanted]
@@ -1058,6 +1070,15 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
             _check_file_value(action, text, f"{source}: {key}: {value!r}")
             arguments += [f"{flag}={text}"]
     return arguments
+
+
+def _with_flags(message: str, arguments: dict[str, Any]) -> str:
+    """A message of the Python API (``num_examples=0 must be ...``) as the command line says it (``--num-examples 0
+    must be ...``), for the fields that are options of the command."""
+    return re.sub(
+        r"\b([a-z][a-z0-9_]*)=", lambda match: f"--{match[1].replace('_', '-')} " if match[1] in arguments
+        else match[0], message,
+    )
 
 
 def _file_key(action: argparse.Action) -> str:

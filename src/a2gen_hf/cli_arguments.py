@@ -444,8 +444,8 @@ class EvaluateArguments:
     data: str = option("data folder from a2gen prepare / a2gen simulate", required=True)
     split: str = option("the split to score", "test")
     batch_size: int = option("examples per batch", 1024)
-    json: str | None = option('also write the metrics ({"auc": {action: value}, "mae": {action: seconds}, ...}) to '
-                              "this file; default: print only")
+    json: str | None = option('also write the metrics ({"auc": {action: value}, "mae": {action: normalised}, '
+                              '"mae_seconds": {action: seconds}, ...}) to this file; default: print only')
 
 
 @dataclass

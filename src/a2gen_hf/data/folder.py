@@ -223,6 +223,8 @@ def load_data_dir(
     folder = Path(path)
     layout_help = LAYOUT_HELP
     if not folder.is_dir():
+        if folder.exists():
+            raise FileNotFoundError(f"Data folder {folder} is a file, not a folder; {layout_help}.")
         raise FileNotFoundError(f"Data folder {folder} does not exist; {layout_help}.")
     for required in (TOKENIZER_FOLDER, DATA_SUMMARY_FILE):
         if not (folder / required).exists():
