@@ -474,7 +474,7 @@ def test_cli_simulate_writes_and_summarises(tmp_path, cache_dir, capsys):
 
 def test_cli_simulate_reports_bad_values(tmp_path, capsys):
     assert main(["simulate", "--output", str(tmp_path), "--test-fraction", "1.5"]) == 2
-    assert "test_fraction=1.5 must be in [0, 1]" in capsys.readouterr().err
+    assert "--test-fraction 1.5 must be in [0, 1]; " in capsys.readouterr().err  # the flag, one line
     assert main(["simulate", "--output", str(tmp_path / "sim"), "--workers", "2"]) == 2
     assert "--workers 2 needs --parquet" in capsys.readouterr().err
 

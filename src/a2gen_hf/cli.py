@@ -315,7 +315,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             result.save(args.output)
             summary = result.summary
     except (OSError, ValueError) as error:  # SimulatorConfigError is a ValueError
-        problems = str(error).replace("Invalid SimulatorConfig:\n  - ", "").replace("\n  - ", "; ")  # one line
+        problems = str(error).replace("Invalid SimulatorConfig:\n  - ", "").replace(".\n  - ", "; ")  # one line
         print(f"a2gen simulate: error: {_with_flags(problems, vars(args))}", file=sys.stderr)
         return 2
     print(format_simulation_summary(summary))
