@@ -481,7 +481,8 @@ def test_cli_push_takes_the_eval_results_of_a2gen_train(hub_env, tmp_path, capfd
                      "--eval-results", str(results_file)])
     out, err = capfd.readouterr()
     assert code == 0, err
-    assert f"a2gen push: note: {results_file}: auc[comment] is undefined (null) and is left off the model card" in out
+    assert f"a2gen push: note: {results_file}: auc[comment] is undefined (null) and is left off the model card" in err
+    assert "note:" not in out  # messages on stderr, results on stdout
     card = ModelCard(hub_env.files(f"{hub_env.user}/cli-push-metrics")["README.md"].decode())
     assert {result.metric_name for result in card.data.eval_results} == {
         "AUC (like)", "AUC (follow)", "AUC (forward)",
@@ -495,16 +496,16 @@ def test_cli_push_reports_bad_input(hub_env, tmp_path, capfd):
     tiny_tokenizer(tiny_config()).save_pretrained(checkpoint)
     bad_results = tmp_path / "results.json"
     bad_results.write_text('{"auc": {"like": 0.7,}}')
-    assert cli_main(["push", str(checkpoint), "cli-bad", "--eval-results", str(bad_results)]) == 2
+    assert cli_main(["push", str(checkpoint), "cli-bad", "--eval-results", str(bad_results), "--dataset-name", "sim"]) == 2
     assert f"a2gen push: error: {bad_results}, line 1, column 22" in capfd.readouterr().err
     assert cli_main(["push", str(tmp_path / "missing"), "cli-bad"]) == 2
     assert f"The checkpoint folder {tmp_path / 'missing'} does not exist." in capfd.readouterr().err
     bad_results.write_text('{"loss": 0.3}')
-    assert cli_main(["push", str(checkpoint), "cli-bad", "--eval-results", str(bad_results)]) == 2
+    assert cli_main(["push", str(checkpoint), "cli-bad", "--eval-results", str(bad_results), "--dataset-name", "sim"]) == 2
     assert f"a2gen push: error: {bad_results}: The metrics have no auc or mae entry" in capfd.readouterr().err
     bad_results.write_text('{"auc": {"like": 0.7}}')
     assert cli_main(["push", str(checkpoint), "cli-bad-no-dataset", "--eval-results", str(bad_results)]) == 2
-    assert "eval_results were given without dataset_name" in capfd.readouterr().err
+    assert "--eval-results needs --dataset-name, the data set" in capfd.readouterr().err  # by flag, before reading
     with pytest.raises(RepositoryNotFoundError):  # refused before the repo was created
         HfApi(endpoint=hub_env.url, token=hub_env.token).model_info(f"{hub_env.user}/cli-bad-no-dataset")
 

@@ -248,6 +248,10 @@ def run_push(args: argparse.Namespace) -> int:
     from .hub import HUB_ERRORS, eval_results_from_metrics, hub_error_message, push_checkpoint
 
     eval_results = None
+    if args.eval_results and args.dataset_name is None:  # checked before the file is read and its notes printed
+        print("a2gen push: error: --eval-results needs --dataset-name, the data set the metrics were measured on "
+              "(the model card's model-index names it).", file=sys.stderr)
+        return 2
     if args.eval_results:
         try:
             with open(args.eval_results, encoding="utf-8") as file:
@@ -259,8 +263,8 @@ def run_push(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"a2gen push: error: {args.eval_results}: {error}", file=sys.stderr)
             return 2
-        for note in notes:
-            print(f"a2gen push: note: {args.eval_results}: {note}")
+        for note in notes if not args.quiet else ():  # messages, not results: stderr
+            print(f"a2gen push: note: {args.eval_results}: {note}", file=sys.stderr)
     try:
         commit = push_checkpoint(
             args.checkpoint,
