@@ -785,10 +785,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                     f"Event {position} ({action!r}) comes after the end action {self.end_action!r}; "
                     f"{self.end_action!r} must be the last event of a timeline."
                 )
-            if action_id == self.start_action_id and (position > 0 or add_start) and repeated_start:
-                pass  # a later click on the item: an event like any other
-            elif action_id == self.start_action_id:
-                if position > 0 or add_start:
+            opening = position == 0 and not add_start
+            if action_id == self.start_action_id and (opening or not repeated_start):  # else a later click: an event
+                if not opening:
                     raise TimelineError(
                         f"Event {position} is the start action {self.start_action!r}, which may only open a timeline"
                         + (" (add_start=True already prepends it; drop it from the events)." if add_start else ".")
@@ -798,7 +797,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                         f"The start action {self.start_action!r} is at {value} s; every timeline starts at 0 s "
                         "(measure the other times from the start of the item)."
                     )
-            elif position == 0 and not add_start:
+            elif opening and action_id != self.start_action_id:
                 raise TimelineError(
                     f"The timeline begins with {action!r}, not with the start action {self.start_action!r}; prepend "
                     f"({self.start_action!r}, 0.0) or pass add_start=True."

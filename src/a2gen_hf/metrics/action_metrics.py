@@ -583,8 +583,8 @@ def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndar
         values = group_ids.tolist() if isinstance(group_ids, np.ndarray) else list(group_ids)
         kinds = {_group_key(value)[0] for value in values}
         # One kind: numpy's own array (sorted, fast); mixed kinds: objects, so that 1 and "1" are not made one text.
-        one_kind = len(kinds) <= 1 and not _missing_groups(np.asarray(values, dtype=object)).any()
-        group_ids = np.asarray(values) if one_kind else np.asarray(values, dtype=object)
+        # (None is a kind of its own, and NaN a number: the check below refuses both.)
+        group_ids = np.asarray(values) if len(kinds) <= 1 else np.asarray(values, dtype=object)
     groups = group_ids
     if groups.ndim != 1 or groups.shape[0] != size:
         raise ValueError(
