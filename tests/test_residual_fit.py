@@ -309,6 +309,24 @@ def test_train_split_inputs_leave_each_examples_own_outcome_out(simulated_data_d
     assert not model.training
 
 
+def test_reading_the_train_split_changes_no_statistics_and_no_result_by_batch_size(simulated_data_dir):
+    """Reading the head's inputs in training mode leaves the running feature statistics as they were (before, every
+    batch updated them: the saved model's standardisers counted the train split twice, and each batch was
+    standardised with different statistics, so the contexts depended on the batch size)."""
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    model = _residual_start(data, tokenizer).eval()
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    rows = data["train"].select(range(64))
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    whole = read_head_inputs(model, rows, collator, train=True, batch_size=64)
+    in_eights = read_head_inputs(model, rows, collator, train=True, batch_size=8)
+    assert any(name.endswith("standardizer.count") for name in before)
+    for name, buffer in model.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+    torch.testing.assert_close(whole.contexts, in_eights.contexts)
+    assert not any(getattr(module, "frozen", False) for module in model.modules())  # thawed again
+
+
 def test_refusals_name_what_is_missing(simulated_data_dir):
     data, tokenizer, _ = load_data_dir(simulated_data_dir)
     with pytest.raises(ValueError, match="wide_residual_fit fits what to add to the frozen regression"):

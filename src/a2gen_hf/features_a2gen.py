@@ -20,6 +20,7 @@ This module never imports a model module: the models import it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +139,24 @@ class RunningStandardizer(KeepsBuffersExact):
             self._update(features.detach().float())
         scale = torch.where(self.variance > self.eps, self.variance.sqrt(), torch.ones_like(self.variance))
         return (features - self.mean) / scale
+
+
+def freeze_statistics(model: nn.Module, prefixes: tuple[str, ...] = ("",)) -> Callable[[], None]:
+    """Set ``frozen`` on every :class:`RunningStandardizer` of ``model`` whose name starts with one of ``prefixes``
+    (with its trailing dot; ``("",)``: all of them), so that a forward pass in training mode leaves their statistics
+    as they are. Returns what undoes it (only the ones it froze update again)."""
+    standardizers = [
+        module for name, module in model.named_modules()
+        if isinstance(module, RunningStandardizer) and not module.frozen and f"{name}.".startswith(prefixes)
+    ]  # fmt: skip
+    for module in standardizers:
+        module.frozen = True
+
+    def undo() -> None:
+        for module in standardizers:
+            module.frozen = False
+
+    return undo
 
 
 class HistoryCountFeatures(nn.Module):

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..data.collator import A2GenDataCollator, collation_rows
-from ..features_a2gen import RunningStandardizer
+from ..features_a2gen import freeze_statistics
 from ..host_memory import keep_freed_host_memory
 from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs, ranked_action_ids, user_groups
 from ..output_folders import (
@@ -395,20 +395,14 @@ def freeze_ranking_state(model: nn.Module) -> Callable[[], None]:
         parameter for name, parameter in model.named_parameters()
         if name.startswith(RANKING_PREFIXES) and parameter.requires_grad
     ]  # fmt: skip
-    standardizers = [
-        module for name, module in model.named_modules()
-        if f"{name}.".startswith(RANKING_PREFIXES) and isinstance(module, RunningStandardizer) and not module.frozen
-    ]  # fmt: skip
     for parameter in parameters:
         parameter.requires_grad_(False)
-    for module in standardizers:
-        module.frozen = True
+    thaw = freeze_statistics(model, RANKING_PREFIXES)
 
     def undo() -> None:
         for parameter in parameters:
             parameter.requires_grad_(True)
-        for module in standardizers:
-            module.frozen = False
+        thaw()
 
     return undo
 

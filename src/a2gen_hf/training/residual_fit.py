@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.collator import A2GenDataCollator, collation_rows
+from ..features_a2gen import freeze_statistics
 from ..metrics import ranked_action_aucs, ranked_action_ids
 from ..targets import first_occurrence_targets
 from .statistics import clearly_higher_auc, has_both_classes
@@ -62,7 +63,8 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
     """
     :class:`HeadInputs` of ``dataset``: one forward pass of ``model`` with a hook on its occurrence head. With
     ``train`` the model runs in training mode (so that the popularity features leave every example's own outcome
-    out, as while training) with its dropout layers off.
+    out, as while training) with its dropout layers off and its running feature statistics frozen (a read changes
+    nothing in the model, and every batch is standardised with the same statistics).
     """
     head = model.occurrence_head
     captured: list[torch.Tensor] = []
@@ -73,6 +75,7 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.eval()
+    thaw = freeze_statistics(model)
     occurs, users = [], []
     try:
         for batch in DataLoader(collation_rows(dataset), batch_size=batch_size, collate_fn=collator):
@@ -83,6 +86,7 @@ def read_head_inputs(model: nn.Module, dataset, collator: A2GenDataCollator, tra
             occurs.append(first_occurrence_targets(batch["labels"], batch["label_times"], None, vocab_size)[0].cpu())
     finally:
         hook.remove()
+        thaw()
         model.train(was_training)
     return HeadInputs(torch.cat(captured), torch.cat(occurs).bool(), torch.cat(users))
 
