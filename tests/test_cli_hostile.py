@@ -96,6 +96,26 @@ def test_damaged_bootstrap_rows_and_other_encodings(tmp_path, capsys):
         assert "is not UTF-8 text" in error_of(capsys, f"plot {kind}")
 
 
+def test_infinity_in_a_report_is_refused_at_its_line_and_column(tmp_path, capsys):
+    """Python's json reads Infinity, which no command writes: a hand-edited report holding one is refused where it
+    stands, not rendered as a figure. NaN (what earlier versions wrote for undefined) is read; the words inside a
+    string are text."""
+    report = damaged(lambda r: r.update(note="NaN or -Infinity in a string is text"))
+    text = json.dumps(report, indent=2)
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    assert main(["report", str(path)]) == 0
+    capsys.readouterr()
+    edited = text.replace('"mean": ', '"mean": -Infinity, "was": ', 1)
+    line = edited[:edited.index("-Infinity, ")].count("\n") + 1
+    path.write_text(edited)
+    for command in (["report", str(path)], ["plot", "comparison", str(path), "--output", str(tmp_path / "r.png")]):
+        assert main(command) == 2
+        err = error_of(capsys, " ".join(command[:2]) if command[0] == "plot" else "report")
+        assert f"{path}, line {line}, column " in err and "-Infinity is not a figure any command writes" in err
+    assert not (tmp_path / "r.png").exists()
+
+
 def test_damaged_training_log_names_the_entry(tmp_path, capsys):
     log = copy.deepcopy(LOOP_LOG)
     log["log_history"][1]["validation_loss"] = None

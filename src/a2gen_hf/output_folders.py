@@ -201,6 +201,53 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+_INFINITIES = ("-Infinity", "Infinity")
+
+
+def _first_infinity(text: str) -> int:
+    """Offset in JSON ``text`` of the first ``Infinity`` / ``-Infinity`` outside a string (-1: none)."""
+    inside, escaped = False, False
+    for offset, character in enumerate(text):
+        if inside:
+            escaped, inside = (False, True) if escaped else (character == "\\", character != '"')
+        elif character == '"':
+            inside = True
+        elif text.startswith(_INFINITIES, offset):
+            return offset
+    return -1
+
+
+def read_json_file(path: str | os.PathLike, what: str) -> Any:
+    """
+    The value of the JSON file ``path``; every fault is a ``ValueError`` naming the file and, for its text, the line
+    and column: a folder, bytes that are not UTF-8, text that is not JSON, and ``Infinity`` / ``-Infinity``, which
+    Python's ``json`` reads but no command writes (a hand edit: an infinite figure would render as a result). ``NaN``
+    is read, as NaN: reports of earlier versions wrote it where :func:`write_json_atomically` now writes ``null``
+    (undefined, e.g. the spread of one seed). ``what`` names the file's kind in the hints (e.g. "the results.json
+    that `a2gen compare` wrote").
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give {what} in it.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; give {what}.")
+    try:
+        text = path.read_text(encoding="utf-8")
+        infinities: list[str] = []
+        value = json.loads(text, parse_constant=lambda name: infinities.append(name) if name != "NaN" else math.nan)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); give {what}.") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
+    if infinities:
+        offset = _first_infinity(text)
+        line = text.count("\n", 0, offset) + 1
+        column = offset - text.rfind("\n", 0, offset)
+        raise ValueError(f"{path}, line {line}, column {column}: {infinities[0]} is not a figure any command writes; "
+                         "give a finite number, or null where a value is undefined.")
+    return value
+
+
 def write_json_atomically(path: str | os.PathLike, value: Any) -> None:
     """:func:`strict_json` of ``value`` as indented JSON, written by :func:`write_text_atomically`."""
     write_text_atomically(path, json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n")

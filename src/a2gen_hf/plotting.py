@@ -5,7 +5,6 @@ Every function writes a PNG with matplotlib's Agg backend (no display needed) an
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -20,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
-from .output_folders import replacing_file  # noqa: E402
+from .output_folders import read_json_file, replacing_file  # noqa: E402
 
 Timeline = Sequence[tuple[str, float | None]]
 PathLike = str | os.PathLike
@@ -263,18 +262,7 @@ def plot_timeline(
 
 def _load_json(source: Any, what: str) -> Any:
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_dir():
-            raise ValueError(f"{what}: {path} is a folder; give the JSON file in it.")
-        if not path.is_file():
-            raise FileNotFoundError(f"{what}: {path} does not exist.")
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: {error.msg}") from None
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{what}: {path} is not UTF-8 text (byte {error.start}: {error.reason}); give the JSON "
-                             "file the command wrote.") from None
+        return read_json_file(source, f"the JSON file of the {what}")
     return source
 
 

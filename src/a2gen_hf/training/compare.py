@@ -11,7 +11,6 @@ without events.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from transformers import set_seed
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
-from ..output_folders import replacing_file, write_json_atomically, write_text_atomically
+from ..output_folders import read_json_file, replacing_file, write_json_atomically, write_text_atomically
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
 from .checkpointing import remove_earlier_run
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
@@ -636,15 +635,6 @@ def render_report(path: str | Path, sections: Sequence[str] = MARKDOWN_SECTIONS)
     """The Markdown tables of a saved ``results.json`` (`a2gen report`): :func:`format_markdown` of the file, whose
     structure is checked first (:func:`~a2gen_hf.plotting.check_comparison_report`: a damaged file gets one message
     naming it and the key that is wrong)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give the results.json that `a2gen compare` wrote in it.")
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); give the results.json that "
-                         "`a2gen compare` wrote.") from None
+    report = read_json_file(path, "the results.json that `a2gen compare` wrote")
     check_comparison_report(report, str(path), markdown=True)
     return format_markdown(report, sections)
