@@ -58,6 +58,9 @@ CASES = [
     ("residual_fit_keep_rule.py", ["--data", "OUT/none", "--output", "OUT/keep.json", "--seeds", "0"], "--seeds",
      "must be >= 1"),
     ("plot_stand_ins.py", ["nolabel.json", "--output", "OUT/x.png"], "report", "'nolabel.json' must be LABEL=PATH"),
+    ("stand_in_logs.py", ["--input", "OUT/none.csv", "--output", "OUT/logs", "--cold-start-rows", "0"],
+     "--cold-start-rows", "must be a positive integer, got 0"),
+    ("stand_in_logs.py", ["--input", "OUT/none.csv", "--output", "OUT/logs"], "--input", "OUT/none.csv is not a file"),
     ("simulator_ceiling.py", ["--output", "OUT", "--sizes", "10,-5"], "--sizes",
      "each value must be a positive integer, got -5"),
 ]
@@ -200,3 +203,16 @@ def test_bench_cli_help_writes_its_results_atomically(tmp_path):
     import json
 
     assert json.loads((tmp_path / "cli_help.json").read_text())["runs_per_command"] == 1
+
+
+def test_stand_in_logs_cut_as_awk_and_pair_the_cold_start_users(monkeypatch):
+    """The stand-in cutter reads fields as awk does (a short or damaged row is kept where awk put it, for prepare to
+    report) and gives every pair of one user's consecutive rows a new user id."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # its own import of _arguments
+    stand_ins = _load("stand_in_logs")
+    assert stand_ins.field(["9", "1", "12x"], 2) == 12.0 and stand_ins.field(["9", "1"], 4) == 0.0
+    assert stand_ins.SLICES["days_first"](["100370", "1968385", "1875258", "pv"])  # awk: a missing $5 is 0
+    rows = [["7", "a", "c", "pv", "1"], ["7", "b", "c", "pv", "2"], ["7", "c", "c", "buy", "3"], ["5", "d", "c", "pv", "4"]]
+    assert stand_ins.cold_start_rows(rows) == [
+        ["1", "a", "c", "pv", "1"], ["1", "b", "c", "pv", "2"], ["2", "c", "c", "buy", "3"], ["3", "d", "c", "pv", "4"],
+    ]
