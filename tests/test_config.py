@@ -249,3 +249,13 @@ def test_a_vocabulary_changed_by_keywords_derives_bos_and_eos_again(tmp_path):
     assert kept.eos_token_id == [6, 7]
     with pytest.raises(A2GenConfigError, match=r"eos_token_id=\[0, 6\]: the ids that end a sequence are action ids 1..6"):
         A2GenConfig(eos_token_id=[0, 6])
+
+
+def test_an_id_free_model_must_see_something_of_the_target_item():
+    """Without id embeddings, item side features or the items' counts every candidate would get the same score (a
+    probe's paper_inputs run on a log without side columns ranked at chance, silently): refused, naming the fixes."""
+    with pytest.raises(A2GenConfigError, match=r"would see nothing of the target item.*--no-id-free.*--generic-side-features"):
+        A2GenConfig(use_id_embeddings=False, num_item_side_features=0)
+    A2GenConfig(use_id_embeddings=False, num_item_side_features=1)
+    A2GenConfig(use_id_embeddings=False, num_item_side_features=0, target_popularity_features=True)
+    A2GenConfig(use_id_embeddings=True, num_item_side_features=0)

@@ -694,6 +694,14 @@ class A2GenConfig(ActionSequenceConfig):
                 f"history_event_item_moments={self.history_event_item_moments!r} must be an integer >= 0 "
                 "(0: the paper's events; e.g. 64: a vector per item and second of its first minute)."
             )
+        if not self.use_id_embeddings and not self.num_item_side_features and not self.target_popularity_features:
+            problems.append(
+                "use_id_embeddings=False with num_item_side_features=0 and target_popularity_features=False: the "
+                "model would see nothing of the target item, and every candidate would get the same score; embed "
+                "the ids (use_id_embeddings=True; CLI --no-id-free), give the log's item side features when "
+                "preparing it (e.g. `a2gen prepare --generic-side-features COLUMN`), or read the items' counts "
+                "(target_popularity_features=True)."
+            )
         if self.history_event_moment_source not in MOMENT_SOURCES:
             problems.append(
                 f"history_event_moment_source={self.history_event_moment_source!r} is unknown; use one of "
