@@ -227,7 +227,8 @@ def test_shell_commands_of_the_docs_are_valid_a2gen_command_lines(capsys):
 def test_when_a2gen_hf_registers_its_task_and_classes_is_as_the_quickstart_says():
     """A fresh interpreter: `import a2gen_hf` before transformers registers the pipeline task and the auto classes as
     soon as transformers is imported (an import hook), and loads neither torch nor transformers by itself; importing
-    it after transformers registers at once (every other test)."""
+    it after transformers registers at once (every other test), and importing one of its modules first registers
+    once that module has finished."""
     import os
     import subprocess
     import sys
@@ -241,6 +242,10 @@ def test_when_a2gen_hf_registers_its_task_and_classes_is_as_the_quickstart_says(
     cases = {
         "import sys\nimport a2gen_hf\nprint('torch' in sys.modules, 'transformers' in sys.modules)\n" + probe
         + "probe()\n": "False False\nTrue True",
+        # a submodule first (hub.md's style): its own import of transformers registers once it has finished (before,
+        # nothing registered, and the auto classes asked for trust_remote_code)
+        "from a2gen_hf.modeling_a2gen import A2GenForActionGeneration\n" + probe + "probe()\n": "True True",
+        "from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer\n" + probe + "probe()\n": "True True",
     }
     for code, expected in cases.items():
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
