@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
+from transformers.tokenization_utils_base import TruncationStrategy
 
 from a2gen_hf import (
     ECOMMERCE_ACTIONS,
@@ -820,3 +821,105 @@ def test_histories_keep_later_clicks_as_the_collator_does():
     with pytest.raises(TimelineError, match="Event 1 is the start action 'click', which may only open a timeline"):
         tokenizer.encode_timeline(events)
     assert tokenizer.encode_timeline(events, repeated_start=True)["action_ids"] == [1, 1, 3, 5]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformers' __call__ options on timelines
+
+
+TWO_TIMELINES = [PAPER_TIMELINE, [("start", 0.0), ("leave", 3.0)]]
+
+
+@pytest.mark.parametrize("truncation", [False, "do_not_truncate", TruncationStrategy.DO_NOT_TRUNCATE])
+def test_do_not_truncate_in_any_spelling_is_refused_with_max_length(tokenizer, truncation):
+    """Before: truncation=False with max_length was refused while "do_not_truncate" and its enum (transformers' same
+    meaning) cut the timeline to max_length without a word."""
+    with pytest.raises(ValueError, match=r"truncation=.* with max_length=3: timelines are cut to max_length"):
+        tokenizer(PAPER_TIMELINE, max_length=3, truncation=truncation)
+    assert tokenizer(PAPER_TIMELINE, truncation=truncation)["action_ids"] == [1, 2, 5, 3, 6]
+
+
+def test_longest_first_cuts_as_true_and_pair_strategies_are_refused(tokenizer):
+    cut = tokenizer(PAPER_TIMELINE, max_length=3, truncation=True)
+    for truncation in ("longest_first", TruncationStrategy.LONGEST_FIRST):
+        assert dict(tokenizer(PAPER_TIMELINE, max_length=3, truncation=truncation)) == dict(cut)
+    for truncation in ("only_first", TruncationStrategy.ONLY_SECOND, "sideways"):  # before: cut as True
+        with pytest.raises(ValueError, match=r"truncation=.*: timelines take None, True / 'longest_first' .* or "
+                                             r"False / 'do_not_truncate'"):  # fmt: skip
+            tokenizer(PAPER_TIMELINE, max_length=3, truncation=truncation)
+
+
+def test_transformers_call_options_pass_at_their_no_op_values(tokenizer):
+    """Generic code (collators, pipelines) passes transformers' __call__ keywords at their defaults; before, any of
+    them was a TypeError ("Encoding timelines takes max_length, ...")."""
+    plain = dict(tokenizer(TWO_TIMELINES, padding=True))
+    defaults = {"add_special_tokens": True, "return_attention_mask": None, "pad_to_multiple_of": None,
+                "verbose": True, "return_token_type_ids": None, "stride": 0, "return_overflowing_tokens": False,
+                "return_special_tokens_mask": False, "return_offsets_mapping": False, "return_length": False,
+                "is_split_into_words": False}  # fmt: skip
+    assert dict(tokenizer(TWO_TIMELINES, padding=True, **defaults)) == plain
+    off = {"return_attention_mask": False, "verbose": False, "return_token_type_ids": False}
+    assert dict(tokenizer(TWO_TIMELINES, padding=True, **off)) == plain
+    # add_special_tokens=False is add_start=False: a timeline holds its start; add_start=True contradicts it.
+    assert dict(tokenizer(PAPER_TIMELINE, add_special_tokens=False)) == dict(tokenizer(PAPER_TIMELINE))
+    with pytest.raises(ValueError, match="add_special_tokens=False with add_start=True"):
+        tokenizer([("like", 2.0)], add_start=True, add_special_tokens=False)
+    assert tokenizer.encode(PAPER_TIMELINE, add_special_tokens=False) == [1, 2, 5, 3, 6]
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("stride", 2), ("is_split_into_words", True), ("return_token_type_ids", True),
+     ("return_overflowing_tokens", True), ("return_special_tokens_mask", True), ("return_offsets_mapping", True)],
+)  # fmt: skip
+def test_transformers_call_options_timelines_cannot_honour_are_refused_by_name(tokenizer, name, value):
+    with pytest.raises(ValueError, match=rf"{name}={value!r} is not supported for timelines: .*; pass "):
+        tokenizer(TWO_TIMELINES, padding=True, **{name: value})
+    with pytest.raises(ValueError, match=rf"{name}={value!r} is not supported for timelines"):  # before: ignored
+        tokenizer.encode(PAPER_TIMELINE, **{name: value})
+
+
+def test_return_attention_mask_and_return_length_are_honoured(tokenizer):
+    padded = tokenizer(TWO_TIMELINES, padding=True, return_attention_mask=True, return_length=True)
+    assert padded["attention_mask"] == [[1] * 5, [1, 1, 0, 0, 0]] and padded["length"] == [5, 2]
+    assert padded["action_ids"] == tokenizer(TWO_TIMELINES, padding=True)["action_ids"]
+    left = tokenizer(TWO_TIMELINES, padding=True, padding_side="left", return_attention_mask=True)
+    assert left["attention_mask"][1] == [0, 0, 0, 1, 1] and left["action_ids"][1] == [0, 0, 0, 1, 6]
+    assert tokenizer(TWO_TIMELINES, return_attention_mask=True)["attention_mask"] == [[1] * 5, [1, 1]]
+    assert "attention_mask" not in tokenizer(TWO_TIMELINES, padding=True, return_attention_mask=False)
+    one = tokenizer(PAPER_TIMELINE, return_attention_mask=True, return_length=True, return_tensors="pt")
+    assert one["attention_mask"].tolist() == [[1] * 5] and one["length"].tolist() == [5]
+    assert tokenizer(PAPER_TIMELINE, return_length=True)["length"] == 5
+    with pytest.raises(ValueError, match="return_attention_mask='yes' must be True or False"):
+        tokenizer(PAPER_TIMELINE, return_attention_mask="yes")
+
+
+def test_pad_to_multiple_of_is_honoured_where_timelines_are_padded(tokenizer):
+    padded = tokenizer(TWO_TIMELINES, padding=True, pad_to_multiple_of=4)
+    assert padded["action_ids"] == [[1, 2, 5, 3, 6, 0, 0, 0], [1, 6, 0, 0, 0, 0, 0, 0]]
+    assert dict(padded) == dict(tokenizer.pad(tokenizer(TWO_TIMELINES), pad_to_multiple_of=4))
+    assert padded["time_mask"][1] == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert tokenizer(TWO_TIMELINES, pad_to_multiple_of=4, return_tensors="pt")["action_times"].shape == (2, 8)
+    assert tokenizer(PAPER_TIMELINE, pad_to_multiple_of=4)["action_ids"] == [1, 2, 5, 3, 6]  # no padding asked
+    with pytest.raises(ValueError, match="max_length=3 cuts the timelines and pad_to_multiple_of=4 would pad them"):
+        tokenizer(TWO_TIMELINES, padding="max_length", max_length=3, pad_to_multiple_of=4)
+    with pytest.raises(ValueError, match="pad_to_multiple_of=0 must be a positive integer or None"):
+        tokenizer(TWO_TIMELINES, padding=True, pad_to_multiple_of=0)
+
+
+def test_an_empty_batch_is_empty(tokenizer):
+    """Before: tokenizer([]) failed in pad() with "You should supply an encoding ..."."""
+    assert dict(tokenizer([])) == {"action_ids": [], "action_times": [], "time_mask": []}
+    assert dict(tokenizer([], padding=True, return_attention_mask=True))["attention_mask"] == []
+    for return_tensors in ("pt", "np"):
+        encoded = tokenizer([], padding=True, return_tensors=return_tensors, return_length=True)
+        assert {key: tuple(value.shape) for key, value in encoded.items()} == {
+            "action_ids": (0, 0), "action_times": (0, 0), "time_mask": (0, 0), "length": (0,)}  # fmt: skip
+        assert str(encoded["action_times"].dtype).endswith("float32")
+        assert str(encoded["action_ids"].dtype).endswith("int64")
+
+
+def test_convert_tokens_to_ids_of_none_is_none(tokenizer):
+    """Before: TypeError: 'NoneType' object is not iterable; a token that is not set has no id (unk_token_id)."""
+    assert tokenizer.convert_tokens_to_ids(None) is None and tokenizer.unk_token_id is None
+    assert tokenizer.convert_tokens_to_ids("like") == 2 and tokenizer.convert_tokens_to_ids(["start"]) == [1]

@@ -53,6 +53,18 @@ MAX_BUCKETS = 2**63  # hashed ids are int64 tensors
 # back to inf seconds when decoded.
 MAX_SECONDS = 1e12
 
+# transformers' __call__ options that timelines take only at their no-op values (generic code, collators and
+# pipelines, passes them), with what another value would ask for that a timeline has not.
+TIMELINE_NO_OP_OPTIONS = {
+    "stride": ((0,), "timelines are cut at max_length, not split into overlapping windows"),
+    "is_split_into_words": ((False,), "a timeline is already a list of (action, seconds) events"),
+    "return_token_type_ids": ((None, False), "timelines have no token types (there are no pairs)"),
+    "return_overflowing_tokens": ((False,), "the events past max_length are dropped, not returned"),
+    "return_special_tokens_mask": ((False,), "the start and end actions are events of the timeline, not added tokens"),
+    "return_offsets_mapping": ((False,), "timelines are no text: there are no characters to map"),
+}
+
+
 class UnknownActionError(ValueError):
     """Raised when an action name is not in the tokenizer's vocabulary."""
 
@@ -163,6 +175,33 @@ def _float32_times(encoding: BatchEncoding) -> BatchEncoding:
         if isinstance(value, np.ndarray) and value.dtype == np.float64:
             encoding[key] = value.astype(np.float32)
     return encoding
+
+
+def _timeline_truncation(truncation: Any) -> bool | None:
+    """``truncation`` of a timeline call as None (unset), True (keep the first ``max_length`` events) or False (cut
+    nothing): transformers' strategy names and ``TruncationStrategy`` members (strings) mean what the bools mean
+    (before: ``"do_not_truncate"`` with ``max_length`` cut the timeline where ``False`` was refused)."""
+    if truncation is None or isinstance(truncation, bool):
+        return truncation
+    if isinstance(truncation, str) and truncation in ("longest_first", "do_not_truncate"):
+        return truncation == "longest_first"
+    raise ValueError(
+        f"truncation={truncation!r}: timelines take None, True / 'longest_first' (keep the first max_length events) "
+        "or False / 'do_not_truncate'; 'only_first' / 'only_second' cut one text of a pair, and timelines have none."
+    )
+
+
+def _same_option(value: Any, option: Any) -> bool:
+    """``value`` is the option value ``option``: the same bool or None (``0`` is no ``False``), or an equal integer."""
+    if option is None or isinstance(option, bool):
+        return value is option or (isinstance(value, np.bool_) and bool(value) is option)
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and value == option
+
+
+def _check_flag(name: str, value: Any, allow_none: bool = False) -> None:
+    """A ``ValueError`` naming ``name`` unless ``value`` is a bool (or None where ``allow_none``)."""
+    if not (isinstance(value, bool) or (allow_none and value is None)):
+        raise ValueError(f"{name}={value!r} must be True or False{' (or None)' if allow_none else ''}.")
 
 
 def _is_seconds(value: Any) -> bool:
@@ -489,14 +528,21 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         """
         Text (action names separated by whitespace) as in any tokenizer; a timeline ``[(action, seconds), ...]`` or a
         list of timelines through :meth:`encode_timeline` / :meth:`encode_timelines`. Timelines take ``max_length``
-        (keep the first events), ``padding`` (``True`` / ``"longest"`` or ``"max_length"``), ``add_start`` and
-        ``return_tensors``, and return a :class:`~transformers.BatchEncoding` of ``action_ids``, ``action_times``
-        and ``time_mask``: lists, or with ``return_tensors`` tensors of shape (B, T), (1, T) for one timeline as for
-        one text.
+        (keep the first events), ``truncation`` (None, True / ``"longest_first"``; False / ``"do_not_truncate"``
+        only without ``max_length``), ``padding`` (``True`` / ``"longest"`` or ``"max_length"``),
+        ``pad_to_multiple_of``, ``padding_side``, ``add_start``, ``return_attention_mask`` (True adds
+        ``attention_mask``, 1 per event and 0 per padding), ``return_length`` (``length``: the events kept per
+        timeline) and ``return_tensors``, and return a :class:`~transformers.BatchEncoding` of ``action_ids``,
+        ``action_times`` and ``time_mask``: lists, or with ``return_tensors`` tensors of shape (B, T), (1, T) for
+        one timeline as for one text; a batch of timelines of different lengths is padded to the longest for
+        tensors, as :meth:`encode_timelines` pads it. ``add_special_tokens`` adds nothing (a timeline holds its start;
+        ``add_start`` prepends one) and transformers' other options are taken at their no-op values
+        (:data:`TIMELINE_NO_OP_OPTIONS`). An empty list is an empty batch: empty lists, or (0, 0) tensors.
         """
         single = self._is_timeline(text)
-        # An empty timeline in a batch of timelines (or a batch of empty ones) is encoded, so that encoding names it.
-        if single or (isinstance(text, (list, tuple)) and text and all(
+        # An empty timeline in a batch of timelines (or a batch of empty ones) is encoded, so that encoding names it;
+        # an empty list is an empty batch (before: transformers' text path failed in pad()).
+        if single or (isinstance(text, (list, tuple)) and all(
             self._is_timeline(item) or (isinstance(item, (list, tuple)) and not item) for item in text
         )):
             if args:
@@ -544,18 +590,52 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         padding: bool | str = False,
         add_start: bool = False,
         return_tensors: str | None = None,
-        truncation: bool | None = None,
+        truncation: bool | str | None = None,
         padding_side: str | None = None,
-        **unknown,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_length: bool = False,
+        add_special_tokens: bool = True,
+        verbose: bool = True,
+        **options,
     ) -> BatchEncoding:
-        if unknown:
-            raise TypeError(
-                f"Encoding timelines takes max_length, padding, padding_side, add_start, truncation and "
-                f"return_tensors; got {sorted(unknown)}."
+        self._check_call_options(options, add_special_tokens, add_start, verbose)
+        _check_flag("return_attention_mask", return_attention_mask, allow_none=True)
+        _check_flag("return_length", return_length)
+        max_length = self._timeline_max_length(truncation, max_length)
+        if padding not in (False, True, "longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding={padding!r}: use False, True / 'longest' or 'max_length'.")
+        to_max_length = padding == "max_length"
+        if to_max_length and max_length is None:
+            raise ValueError("padding='max_length' needs max_length; give the length to pad to.")
+        # Tensors of a batch are padded to its longest timeline even without padding (encode_timelines does so).
+        pads = to_max_length or padding in (True, "longest") or bool(return_tensors and not single)
+        self._check_pad_to_multiple_of(pad_to_multiple_of, max_length if pads else None)
+        if not timelines:
+            return self._empty_batch(return_tensors, bool(return_attention_mask), return_length)
+        encoding = self.encode_timelines(timelines, max_length, add_start=add_start)
+        lengths = [len(ids) for ids in encoding["action_ids"]]
+        if pads or return_attention_mask:
+            encoding = dict(self.pad(encoding, padding=("max_length" if to_max_length else "longest") if pads else False,
+                                     max_length=max_length if to_max_length else None,
+                                     pad_to_multiple_of=pad_to_multiple_of,
+                                     return_attention_mask=bool(return_attention_mask),
+                                     padding_side=padding_side))  # fmt: skip
+        if return_length:
+            encoding["length"] = lengths
+        if single:
+            encoding = {key: value[0] for key, value in encoding.items()}
+        # One timeline with tensors is a batch of one, (1, T), as one text is in transformers; lists stay (T,).
+        return _float32_times(BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=single))
+
+    def _timeline_max_length(self, truncation: Any, max_length: int | None) -> int | None:
+        """The number of first events a timeline call keeps (None: all), from ``truncation`` and ``max_length``."""
+        cuts = _timeline_truncation(truncation)
+        if cuts is False and max_length is not None:
+            raise ValueError(
+                f"truncation={truncation!r} with max_length={max_length!r}: timelines are cut to max_length; "
+                "leave truncation unset (or True) with max_length."
             )
-        if truncation is False and max_length is not None:
-            raise ValueError("Timelines are cut to max_length; leave truncation unset (or True) with max_length.")
-        cuts = truncation not in (None, False, "do_not_truncate")
         if cuts and max_length is None and self.model_max_length < VERY_LARGE_INTEGER:
             max_length = self.model_max_length  # as text: truncation=True cuts to model_max_length
         if max_length is not None and self.truncation_side == "left":
@@ -563,20 +643,61 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 "truncation_side='left' would cut a timeline's start action away: timelines keep their first "
                 "max_length events (the start opens them). Set truncation_side='right' (the default)."
             )
-        if padding not in (False, True, "longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding={padding!r}: use False, True / 'longest' or 'max_length'.")
-        to_max_length = padding == "max_length"
-        if to_max_length and max_length is None:
-            raise ValueError("padding='max_length' needs max_length; give the length to pad to.")
-        encoding = self.encode_timelines(timelines, max_length, add_start=add_start)
-        if to_max_length or padding in (True, "longest") or (return_tensors and not single):
-            encoding = dict(self.pad(encoding, padding="max_length" if to_max_length else "longest",
-                                     max_length=max_length if to_max_length else None, return_attention_mask=False,
-                                     padding_side=padding_side))  # fmt: skip
-        if single:
-            encoding = {key: value[0] for key, value in encoding.items()}
-        # One timeline with tensors is a batch of one, (1, T), as one text is in transformers; lists stay (T,).
-        return _float32_times(BatchEncoding(encoding, tensor_type=return_tensors, prepend_batch_axis=single))
+        return max_length
+
+    @staticmethod
+    def _check_call_options(options: dict[str, Any], add_special_tokens: Any, add_start: bool, verbose: Any) -> None:
+        """transformers' other ``__call__`` options at their no-op values pass; another value, or an option no
+        tokenizer call has, is refused naming it (generic code passes them; none may change the encoding silently)."""
+        unknown = sorted(set(options) - set(TIMELINE_NO_OP_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"Encoding timelines takes max_length, truncation, padding, pad_to_multiple_of, padding_side, "
+                f"add_start, return_attention_mask, return_length and return_tensors (and transformers' "
+                f"add_special_tokens, verbose, {', '.join(TIMELINE_NO_OP_OPTIONS)} at their defaults); got {unknown}."
+            )
+        for name, value in options.items():
+            allowed, reason = TIMELINE_NO_OP_OPTIONS[name]
+            if not any(_same_option(value, option) for option in allowed):
+                shown = " or ".join(repr(option) for option in allowed)
+                raise ValueError(f"{name}={value!r} is not supported for timelines: {reason}; pass {shown} or leave "
+                                 "it out.")  # fmt: skip
+        _check_flag("add_special_tokens", add_special_tokens)
+        _check_flag("verbose", verbose)
+        if not add_special_tokens and add_start:
+            raise ValueError(
+                "add_special_tokens=False with add_start=True: add_start prepends the start action (the bos token), "
+                "the one token a timeline call adds; pass add_start=False or leave add_special_tokens out."
+            )
+
+    @staticmethod
+    def _check_pad_to_multiple_of(multiple: Any, max_length: int | None) -> None:
+        """``pad_to_multiple_of`` is None or a positive integer; where the timelines are both cut to ``max_length``
+        and padded, ``max_length`` must be a multiple of it (as transformers requires of truncation and padding)."""
+        if multiple is None:
+            return
+        if isinstance(multiple, bool) or not isinstance(multiple, numbers.Integral) or multiple < 1:
+            raise ValueError(f"pad_to_multiple_of={multiple!r} must be a positive integer or None.")
+        if max_length is not None and max_length % multiple:
+            raise ValueError(
+                f"max_length={max_length} cuts the timelines and pad_to_multiple_of={multiple} would pad them past "
+                "it; give a max_length that is a multiple of pad_to_multiple_of."
+            )
+
+    def _empty_batch(self, return_tensors: str | None, attention_mask: bool, length: bool) -> BatchEncoding:
+        """``tokenizer([])``: a batch of no timelines, as transformers' fast tokenizers return one: empty lists, or
+        tensors of shape (0, 0) with the usual dtypes (int64 ids and masks, float32 times; ``length`` (0,))."""
+        keys = [*self.model_input_names, *(["attention_mask"] if attention_mask else [])]
+        arrays = {key: np.zeros((0, 0), dtype=np.float32 if key == "action_times" else np.int64) for key in keys}
+        if length:
+            arrays["length"] = np.zeros((0,), dtype=np.int64)
+        if return_tensors is None:
+            encoding = {key: [] for key in arrays}
+        elif return_tensors == "pt":
+            encoding = {key: torch.from_numpy(value) for key, value in arrays.items()}
+        else:
+            encoding = arrays
+        return BatchEncoding(encoding, tensor_type=return_tensors)
 
     def encode(
         self,
@@ -592,9 +713,10 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         **kwargs,
     ) -> list[int]:
         """Action ids of text (names), pre-split names, ids or a timeline, as ``PreTrainedTokenizer.encode``."""
-        if self._is_timeline(text):
-            return self(text, max_length=max_length, padding=padding, truncation=truncation,
-                        return_tensors=return_tensors)["action_ids"]
+        if self._is_timeline(text):  # the options go through, so that one a timeline cannot take is refused
+            return self(text, add_special_tokens=add_special_tokens, max_length=max_length, padding=padding,
+                        truncation=truncation, stride=stride, padding_side=padding_side,
+                        return_tensors=return_tensors, **kwargs)["action_ids"]  # fmt: skip
         if isinstance(text, (list, tuple)) and text and all(isinstance(token, str) for token in text):
             kwargs.setdefault("is_split_into_words", True)  # a list of names is one pre-split sequence
         padding_strategy, truncation_strategy, max_length, kwargs_updated = self._get_padding_truncation_strategies(
@@ -629,6 +751,13 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             if token not in self.vocab:
                 raise self._unknown_action(token, f" in {text!r}")
         return tokens
+
+    def convert_tokens_to_ids(self, tokens: str | Iterable[str] | None) -> int | list[int] | None:
+        """As transformers' own; None (a special token that is not set) gives None, as transformers 4 gave and as
+        ``unk_token_id`` is None here (before: ``TypeError: 'NoneType' object is not iterable``)."""
+        if tokens is None:
+            return None
+        return super().convert_tokens_to_ids(tokens)
 
     def _convert_token_to_id(self, token: str) -> int:
         if token not in self.vocab:
