@@ -58,7 +58,14 @@ from .folder import (
 )
 from .partitions import PartitionWriter, estimate_rows, read_partition
 from .presets import PRESETS, TIME_UNITS, LogPreset, preset_named  # noqa: F401  (PRESETS, TIME_UNITS: old home)
-from .validation import BadRowCounter, LogFormatError, ValidatedBatches, ValidatedLog, finer_time_unit_hint
+from .validation import (
+    BAD_ROW_REASONS,
+    BadRowCounter,
+    LogFormatError,
+    ValidatedBatches,
+    ValidatedLog,
+    finer_time_unit_hint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +296,7 @@ class _PartitionSessions:
     users: int = 0
     items: pa.Array | None = None
     side_values: tuple[pa.Array, ...] = ()
+    longest_seconds: float = 0.0  # the longest session's time from its start to its end
 
 
 @dataclass
@@ -324,6 +332,7 @@ def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
         len(sessions.users),
         sessions.items,
         tuple(sessions.side_values),
+        float((sessions.end - sessions.start).max()),
     )
 
 
@@ -601,6 +610,7 @@ def convert_log(
             )
             raise LogFormatError(
                 f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).{hint}"
+                + _why_no_rows_text(stream.bad_rows)
             )
         partitions = range(num_partitions)
         cut = partition_map(partial(_cut_sessions, conversion), partitions, "sessions")
@@ -670,7 +680,8 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
             split: dict(zip(action_names, map(int, sum(partition.action_counts[index] for partition in written))))
             for index, split in enumerate(SPLITS)
         },
-        "labels": _label_window_record(written, tokenizer.max_actions, action_names),
+        "labels": {**_label_window_record(written, tokenizer.max_actions, action_names),
+                   "longest_session_seconds": max(partition.longest_seconds for partition in cut)},
         "time_log_mean": tokenizer.time_log_mean,
         "time_log_std": tokenizer.time_log_std,
         **bucket_record(
@@ -733,7 +744,33 @@ def label_window_text(summary: dict[str, Any]) -> str | None:
            "it, and training from scratch." if labels.get("max_actions_fixed") else
            f"To keep them, prepare again with --max-actions {labels['longest_session_actions']} (a model generates "
            "and scores that many actions; each one costs time and memory).")
+        + _session_gap_text(summary)
     )
+
+
+def _session_gap_text(summary: dict[str, Any]) -> str:
+    """For an event log: how long the longest session lasts and that a shorter session gap cuts long ones (a
+    session runs on while a (user, item) pair's events are at most the gap apart: 3 days by default, Taobao's)."""
+    gap = summary.get("rules", {}).get("session_gap_seconds")
+    if gap is None or summary.get("preset", {}).get("action_column") is None:  # a view log: a session per row
+        return ""
+    longest = summary["labels"].get("longest_session_seconds")
+    lasts = f" (the longest lasts {_span_text(longest)} from its first to its last event)" if longest is not None else ""
+    return (
+        f" Sessions are cut where a (user, item) pair's events are more than session_gap_seconds={gap:g} "
+        f"({_span_text(gap)}) apart{lasts}: if this log's sessions are shorter visits than that, prepare again with a "
+        "shorter gap, e.g. --session-gap-seconds 1800 for 30 minutes (Python: convert_log(session_gap_seconds=1800)), "
+        "which cuts long sessions into several instead of raising K."
+    )
+
+
+def _span_text(seconds: float) -> str:
+    """``seconds`` in the largest unit that keeps it at least 1: ``45 s``, ``30 min``, ``2.5 h``, ``3 days``."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            value = f"{seconds / size:.3g}"
+            return f"{value} {'day' if value == '1' else unit}"
+    return f"{seconds:.3g} s"
 
 
 def _without_repeats_text(record: dict[str, Any] | None) -> str:
@@ -889,6 +926,21 @@ def _dropped_text(bad_rows: BadRowCounter) -> str:
     if not bad_rows.counts:
         return "none dropped"
     return ", ".join(f"{count} {reason}" for reason, count in sorted(bad_rows.counts.items()))
+
+
+def _why_no_rows_text(bad_rows: BadRowCounter) -> str:
+    """`` Why: ...`` for a log that lost every row: each reason in words, then the first message of the most common
+    reason, which names its column and what that column must hold (left out for the reasons whose way out the
+    message already gives: outside_window, implausible_time)."""
+    if not bad_rows.counts:
+        return ""
+    reasons = sorted(bad_rows.counts.items(), key=lambda pair: (-pair[1], pair[0]))
+    why = " Why: " + "; ".join(f"{count} {reason}: {BAD_ROW_REASONS[reason]}" for reason, count in reasons) + "."
+    common = reasons[0][0]
+    if common in ("outside_window", "implausible_time"):
+        return why
+    first = "The first row" if len(reasons) == 1 else f"The first {common} row"
+    return f"{why} {first}: {bad_rows.first_messages[common]}."
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -85,11 +85,14 @@ class BadRowCounter:
     first_messages: dict[str, str] = field(default_factory=dict)
     first_lines: dict[str, int] = field(default_factory=dict)
 
-    def add(self, reason: str, count: int, first_message: str, line: int) -> None:
+    def add(self, reason: str, count: int, first_message: str, line: int, skip_advice: bool = True) -> None:
+        """Count ``count`` rows dropped for ``reason``; in ``"error"`` mode raise with ``first_message``, ending with
+        the advice to skip such rows unless ``skip_advice`` is False (where skipping would drop every row, e.g. a
+        time column of date text: the message then says how to fix the column)."""
         if count == 0:
             return
         if self.mode == "error":
-            raise LogFormatError(f"{first_message}. {_SKIP_HINT}")
+            raise LogFormatError(f"{first_message}. {_SKIP_HINT}" if skip_advice else f"{first_message}.")
         self.counts[reason] += int(count)
         self.first_messages.setdefault(reason, first_message)
         self.first_lines.setdefault(reason, int(line))
@@ -116,11 +119,17 @@ class BadRowCounter:
             )
 
 
+def _always(row: int) -> bool:
+    return True
+
+
 @dataclass
 class _Problem:
     reason: str
     mask: np.ndarray  # (rows,) bool
     describe: Callable[[int], str]  # row index -> message without location
+    # row index -> whether the "error" message may advise skipping such rows (not for date text in a time column)
+    skip_advice: Callable[[int], bool] = _always
 
 
 @dataclass
@@ -755,7 +764,7 @@ def _apply_problems(
     if bad_rows.mode == "error" and flagged.any():
         first = int(np.argmax(flagged))
         problem = next(problem for problem in problems if problem.mask[first])
-        bad_rows.add(problem.reason, 1, message(problem, first), lines[first])
+        bad_rows.add(problem.reason, 1, message(problem, first), lines[first], problem.skip_advice(first))
     counted = np.zeros(flagged.shape, dtype=bool)
     for problem in problems:
         new = problem.mask & ~counted
@@ -935,6 +944,58 @@ def finer_time_unit_hint(preset: LogPreset) -> str:
     return f"if the column holds Unix milliseconds, read it so (time_unit={finer!r}; CLI: --time-unit {finer})"
 
 
+# Date or clock text, e.g. 2022-04-17T03:18:31Z, 17/04/2022, 03:18:31, 17.04.2022, 0 days 00:00:21, Apr 17 2022.
+_DATE_TEXT = re.compile(
+    r"[-/:T]|\d\.\d+\.\d|\bdays?\b|(?i:\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b)"
+)
+
+
+def looks_like_a_date(text: str) -> bool:
+    """Whether ``text`` (a value that is no number) is a date, a time of day or a duration written as text: digits
+    with ``-``, ``/``, ``:`` or ``T`` (ISO-8601), dots between three numbers, ``days`` or a month's name."""
+    return any(character.isdigit() for character in text) and _DATE_TEXT.search(text) is not None
+
+
+def number_text_hint(text: str, name: str, preset: LogPreset) -> str:
+    """`` ; times must be numbers ...`` for the value ``text`` (no number) of the time or duration column ``name`` of
+    ``preset``; for date or clock text (:func:`looks_like_a_date`) also that such text is not parsed and how to
+    convert the column (skipping would drop every row written so)."""
+    is_time = name == preset.time_column
+    must = f"; {_time_unit_text(preset) if is_time else _duration_unit_text(preset)}"
+    if not looks_like_a_date(text):
+        return must
+    if is_time and preset.time_unit == "mmdd":
+        how = f"e.g. in pandas `frame[{name!r}] = pd.to_datetime(frame[{name!r}]).dt.strftime('%m%d')`"
+    elif is_time:
+        scale = " * 1000" if preset.time_unit == "ms" else ""
+        how = (f"e.g. in pandas `frame[{name!r}] = pd.to_datetime(frame[{name!r}], utc=True).map(pd.Timestamp."
+               f"timestamp){scale}`, or for one value `date -u -d {text!r} +%s`")
+    else:
+        scale = " * 1000" if preset.duration_unit == "ms" else ""
+        how = f"e.g. in pandas `frame[{name!r}] = pd.to_timedelta(frame[{name!r}]).dt.total_seconds(){scale}`"
+    kind = "date / time" if is_time else "duration"
+    return (f"{must}. {kind.capitalize()} text is not parsed: convert the column to numbers and write the log "
+            f"again, {how} (on_bad_rows='skip' would drop every row whose {kind} is text, not read it)")
+
+
+def _time_unit_text(preset: LogPreset) -> str:
+    """What the time column of ``preset`` holds, and the option that reads the other unit."""
+    if preset.time_unit == "mmdd":
+        return f"preset {preset.name!r} reads times as mmdd numbers, a day of {preset.year} (1111: 11 November)"
+    other = "ms" if preset.time_unit == "s" else "s"
+    named = {"s": "Unix seconds", "ms": "Unix milliseconds"}
+    return (f"times must be numbers: {named[preset.time_unit]} as preset {preset.name!r} reads them, or "
+            f"{named[other]} read with time_unit={other!r} (CLI: --time-unit {other})")
+
+
+def _duration_unit_text(preset: LogPreset) -> str:
+    """What the duration column of ``preset`` holds, and how to read the other unit."""
+    other = "ms" if preset.duration_unit == "s" else "s"
+    return (f"durations must be numbers: {'seconds' if preset.duration_unit == 's' else 'milliseconds'} as preset "
+            f"{preset.name!r} reads them (duration_unit={preset.duration_unit!r}; for the other unit "
+            f"`dataclasses.replace(preset, duration_unit={other!r})`)")
+
+
 def _implausible_times(seconds: np.ndarray, preset: LogPreset, shown: Callable[[int], str]) -> _Problem:
     """Times after :data:`LATEST_PLAUSIBLE_SECONDS` once read in ``preset.time_unit``: the column holds a finer unit."""
     name, unit = preset.time_column, preset.time_unit
@@ -981,7 +1042,8 @@ def _parse_numbers(
     problems = [
         _Problem("empty_value", empty, lambda i: f"column {name!r} is empty"),
         _Problem("bad_number", non_numeric & ~empty, lambda i: f"column {name!r} is not a number: {shown(i)}"
-                 + quoting_hint(values[i].as_py(), preset.quote_char)),
+                 + quoting_hint(values[i].as_py(), preset.quote_char) + number_text_hint(values[i].as_py(), name, preset),
+                 skip_advice=lambda i: not looks_like_a_date(values[i].as_py())),
         _Problem("negative_number", negative, lambda i: f"column {name!r} is negative: {shown(i)}"),
     ]
     if unit == "s":

@@ -1,0 +1,100 @@
+"""What the log reader says when a log's times or durations are text, when no row is left, and when sessions are
+longer than the labels keep because the session gap is long."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from a2gen_hf import cli
+from a2gen_hf.data import LogFormatError, SplitRule, convert_log, format_summary
+
+SHOP = ["generic", "--generic-actions", "view,order,exit", "--generic-user-column", "uid", "--generic-item-column",
+        "sku", "--generic-time-column", "ts", "--generic-action-column", "kind"]  # fmt: skip
+
+
+def _iso_log(path: Path, rows: int = 12) -> Path:
+    """A JSON-lines shop log whose times are ISO-8601 text, as many exports write them."""
+    lines = [json.dumps({"uid": f"u{row % 3}", "sku": f"s{row % 4}", "kind": "view",
+                         "ts": f"2022-04-17T03:{row:02d}:31.033319Z"}) for row in range(rows)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _prepare(tmp_path: Path, log: Path, *extra: str) -> int:
+    return cli.main(["prepare", "--preset", *SHOP, "--input", str(log), "--output", str(tmp_path / "out"), "--quiet",
+                     *extra])  # fmt: skip
+
+
+def test_iso_times_say_times_are_numbers_and_how_to_convert_without_advising_skip(tmp_path, capsys):
+    """Before: "column 'ts' is not a number ... or pass on_bad_rows='skip'", and skipping left no row."""
+    assert _prepare(tmp_path, _iso_log(tmp_path / "shop.jsonl")) == 2
+    error = capsys.readouterr().err
+    assert "shop.jsonl:1: column 'ts' is not a number: '2022-04-17T03:00:31.033319Z'" in error
+    assert "times must be numbers: Unix seconds" in error and "--time-unit ms" in error and "time_unit='ms'" in error
+    assert "text is not parsed" in error and "pd.to_datetime" in error and "+%s" in error
+    assert "--on-bad-rows skip" not in error and "pass on_bad_rows='skip'" not in error
+
+
+def test_no_valid_rows_left_says_why_in_words_and_gives_the_column_hint(tmp_path, capsys):
+    """Before: only "no valid rows are left (12 bad_number)"."""
+    assert _prepare(tmp_path, _iso_log(tmp_path / "shop.jsonl"), "--on-bad-rows", "skip") == 2
+    error = capsys.readouterr().err
+    assert "no valid rows are left (12 bad_number)." in error
+    assert "Why: 12 bad_number: a time or duration is not a number." in error
+    assert "The first row: shop.jsonl:1: column 'ts' is not a number" in error and "times must be numbers" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stray_word_in_the_time_column_still_advises_skipping_and_names_the_unit(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("1,100,5,pv,1511544070\n1,101,5,pv,soon\n")
+    with pytest.raises(LogFormatError, match=r"log\.csv:2: column 'timestamp' is not a number: 'soon'; times must be "
+                       r"numbers: Unix seconds as preset 'taobao' reads them") as error:  # fmt: skip
+        convert_log(log, "taobao", progress=False)
+    assert "on_bad_rows='skip'" in str(error.value) and "not parsed" not in str(error.value)
+
+
+def test_clock_text_durations_say_durations_are_numbers_without_advising_skip(tmp_path):
+    """A KuaiRand-style view log whose play time is clock text (as pandas writes a timedelta): before, the advice
+    was to skip, which drops every row."""
+    header = "user_id,video_id,time_ms,is_like,is_follow,is_comment,is_forward,play_time_ms\n"
+    log = tmp_path / "views.csv"
+    log.write_text(header + "1,10,1650000000000,0,0,0,0,0 days 00:00:21.902000\n")
+    with pytest.raises(LogFormatError) as error:
+        convert_log(log, "kuairand", progress=False)
+    message = str(error.value)
+    assert "views.csv:2: column 'play_time_ms' is not a number: '0 days 00:00:21.902000'" in message
+    assert "durations must be numbers: milliseconds" in message and "duration_unit='s'" in message
+    assert "pd.to_timedelta" in message and "on_bad_rows='skip' (CLI" not in message
+
+
+def test_mmdd_dates_written_as_text_name_the_mmdd_form(tmp_path):
+    log = tmp_path / "user_log.csv"
+    log.write_text("user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n1,2,3,4,5,2015-11-11,0\n")
+    with pytest.raises(LogFormatError, match=r"reads times as mmdd numbers, a day of 2015 .*strftime\('%m%d'\)"):
+        convert_log(log, "tmall", progress=False)
+
+
+def _long_visits_log(tmp_path: Path) -> Path:
+    """Taobao rows: per user one item viewed 8 times, an hour apart (one session under the default 3-day gap)."""
+    rows = [f"{user},10{user},5,pv,{1511544000 + user * 100 + hour * 3600}\n" for user in range(1, 7)
+            for hour in range(8)]  # fmt: skip
+    path = tmp_path / "log.csv"
+    path.write_text("".join(rows))
+    return path
+
+
+def test_the_long_session_warning_names_the_session_gap_and_the_longest_span(tmp_path, caplog):
+    """Before: the warning only said --max-actions."""
+    whole = SplitRule(validation_start=1e12, test_start=2e12)  # every session in train
+    with caplog.at_level("WARNING"):
+        result = convert_log(_long_visits_log(tmp_path), "taobao", split_rule=whole, progress=False)
+    for shown in (caplog.text, format_summary(result.summary)):
+        assert "--max-actions 8" in shown and "session_gap_seconds=259200 (3 days)" in shown
+        assert "--session-gap-seconds 1800" in shown and "convert_log(session_gap_seconds=1800)" in shown
+        assert "the longest lasts 7 h from its first to its last event" in shown
+    assert result.summary["labels"]["longest_session_seconds"] == 7 * 3600
+    short = convert_log(_long_visits_log(tmp_path), "taobao", split_rule=whole, session_gap_seconds=1800,
+                        progress=False)  # fmt: skip
+    assert short.summary["labels"]["longer_examples"]["train"] == 0
