@@ -259,3 +259,16 @@ def test_an_id_free_model_must_see_something_of_the_target_item():
     A2GenConfig(use_id_embeddings=False, num_item_side_features=1)
     A2GenConfig(use_id_embeddings=False, num_item_side_features=0, target_popularity_features=True)
     A2GenConfig(use_id_embeddings=True, num_item_side_features=0)
+
+
+def test_an_attribute_that_is_no_field_is_refused_when_saving_not_after(tmp_path):
+    """`config.experiment = ...` then save_pretrained wrote a config.json that from_pretrained refused; the save
+    refuses it by name and writes nothing, and the config saves again once it is deleted."""
+    config = A2GenConfig()
+    config.experiment = "run-42"
+    with pytest.raises(A2GenConfigError, match=r"attribute\(s\) \['experiment'\] that are none of its fields.*del config\.experiment"):
+        config.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved" / "config.json").exists()
+    del config.experiment
+    config.save_pretrained(tmp_path / "saved")
+    assert A2GenConfig.from_pretrained(tmp_path / "saved").to_dict() == config.to_dict()

@@ -283,6 +283,27 @@ class ActionSequenceConfig(PretrainedConfig):
             )
         return config
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
+        """As :meth:`PretrainedConfig.save_pretrained`, after checking that :meth:`from_pretrained` would read the file
+        back: an attribute set on the config that is none of its fields (``config.experiment = "run-42"``) is refused
+        here by name, as loading would refuse it (before: the folder was written and could not be loaded)."""
+        self.check_saved_keys()
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    def check_saved_keys(self) -> None:
+        """Refuse attributes that :meth:`to_dict` would write and :meth:`from_dict` refuse (no field, no
+        transformers key): an :class:`A2GenConfigError` naming them and how to keep such metadata."""
+        known = {item.name for item in fields(type(self))} | TRANSFORMERS_KEYWORDS | LOADING_KEYWORDS
+        known |= {"model_type", "num_hidden_layers", "transformers_version", *self.ignored_fields, *DEPRECATED_FIELDS}
+        unknown = sorted(key for key in self.to_dict() if not key.startswith("_") and key not in known)
+        if unknown:
+            raise A2GenConfigError(
+                f"{type(self).__name__} has attribute(s) {unknown} that are none of its fields: saved, its config.json "
+                f"could not be loaded again (from_pretrained refuses unknown keys, which catches misspelt fields). "
+                f"Delete them before saving (del config.{unknown[0]}) and keep run metadata elsewhere: the model "
+                "card, or the training arguments saved beside the model."
+            )
+
     @classmethod
     def _derived_special_ids(cls, saved: dict, given: dict) -> set[str]:
         """Which of the saved ``bos_token_id`` / ``eos_token_id`` were derived from the saved vocabulary (the start's
