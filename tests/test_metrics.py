@@ -722,3 +722,23 @@ def test_oracle_columns_are_checked_by_name():
         wrong[0, 1] = bad
         with pytest.raises(ValueError, match=rf"oracle_expected_seconds\[0, 1\] is {bad}; an expected time is a finite"):
             oracle_comparison(probabilities, LABELS, LABEL_TIMES, None, oracle_probabilities, wrong, NAMES)
+
+
+def test_the_metrics_table_names_the_logs_own_end_action():
+    """The end action's time row is named as the log names its end action (a shop log's `exit`), not "leave (watch
+    time)" whatever the log; the oracle column reads that action's time."""
+    from a2gen_hf.metrics import format_metrics_table
+
+    probabilities, times = toy_predictions()
+    oracle_probabilities, oracle_seconds = oracle_columns()
+    names = ["start", "like", "follow", "exit"]
+    result = compute_action_metrics(
+        {"action_probabilities": probabilities, "expected_times": times},
+        {"labels": LABELS, "label_times": LABEL_TIMES, "label_time_mask": LABEL_TIME_MASK,
+         "oracle_action_prob": oracle_probabilities, "oracle_expected_seconds": oracle_seconds},
+        names, end_action="exit",
+    )
+    rows = format_metrics_table({"model": result}).splitlines()
+    end_row = next(row for row in rows if row.startswith("exit (end of the session)"))
+    assert f"{result['leave_mae_seconds']:.2f}" in end_row and f"{result['oracle_mae_seconds']['exit']:.2f}" in end_row
+    assert not any("leave" in row or "watch time" in row for row in rows)

@@ -20,6 +20,14 @@ def _aligned(rows: list[list[str]]) -> str:
     )
 
 
+def end_action_of(metrics: Mapping[str, Any]) -> str:
+    """The end action's name in a result of :func:`compute_action_metrics`: the one action timed (``mae_seconds``)
+    but not ranked (``auc``; start is neither), whatever the log calls it (``leave``, ``exit``, ...); ``leave_mae``
+    is its time's MAE. ``"end"`` where the result does not tell."""
+    timed_only = [name for name in metrics.get("mae_seconds", {}) if name not in metrics.get("auc", {})]
+    return timed_only[0] if len(timed_only) == 1 else "end"
+
+
 def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """
     A plain-text table of AUC, positives and timing MAE (seconds) per action for one or more models (results of
@@ -40,10 +48,11 @@ def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         cells += [number(first["oracle_mae_seconds"].get(action), 2)] if with_oracle else []
         rows.append(cells)
     blank = [""] * (len(results) + with_oracle)
+    end = end_action_of(first)
     rows.append(
-        ["leave (watch time)", ""] + blank
+        [f"{end} (end of the session)", ""] + blank
         + [number(metrics.get("leave_mae_seconds"), 2) for metrics in results.values()]
-        + ([number(first["oracle_mae_seconds"].get("leave"), 2)] if with_oracle else [])
+        + ([number(first["oracle_mae_seconds"].get(end), 2)] if with_oracle else [])
     )
     rows.append(
         ["mean AUC", ""] + [number(metrics["mean_auc"], 4) for metrics in results.values()]
