@@ -401,3 +401,14 @@ def test_pipeline_from_a_hub_model_id_alone_with_and_without_remote_code(tmp_pat
         for got, want in zip(run["results"], expected):
             assert got["score"] == pytest.approx(want["score"], abs=1e-6)
             assert got["action_probabilities"] == pytest.approx(want["action_probabilities"], abs=1e-6)
+
+
+def test_no_requests_a_tuple_and_an_iterator_of_requests():
+    """[] is no requests (before: transformers' IndexError), a tuple a batch as a list is (before: refused as "a
+    request ... got tuple"), and an iterator is streamed as transformers streams a generator (before: refused)."""
+    pipe = make_pipe(tiny_model())
+    assert pipe([]) == [] and pipe(()) == []
+    expected = pipe([REQUEST, REQUEST])
+    assert pipe((REQUEST, REQUEST)) == expected
+    assert list(pipe(iter([REQUEST, REQUEST]))) == expected
+    assert list(pipe(request for request in [REQUEST, REQUEST])) == expected

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from types import GeneratorType
 from typing import Any
 
 import torch
@@ -156,14 +157,22 @@ class ActionGenerationPipeline(Pipeline):
         self.collator = A2GenDataCollator.from_config(config, tokenizer)
         self.ranker = A2GenRanker(self.model)
 
-    def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]], **kwargs) -> list[dict[str, Any]] | list:
-        """Rank the candidates of one request (a dict) or of each request of a list; see the class docstring."""
+    def __call__(self, inputs: dict[str, Any] | Iterable[dict[str, Any]], **kwargs) -> list[dict[str, Any]] | list:
+        """Rank the candidates of one request (a dict) or of each request of a list or tuple (a list of results; an
+        empty one for no requests); a generator or another iterator of requests is streamed, as transformers
+        streams a generator: the results come as an iterator. See the class docstring."""
         batch_size = kwargs.get("batch_size", self._batch_size)
         if batch_size not in (None, 1):
             raise ValueError(
                 f"batch_size={batch_size} is not supported: each request is already scored as one batch of its "
                 "candidates; leave batch_size unset."
             )
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        if isinstance(inputs, list) and not inputs:
+            return []  # before: transformers' own IndexError (it reads inputs[0])
+        if isinstance(inputs, Iterator) and not isinstance(inputs, GeneratorType):
+            inputs = (request for request in inputs)  # transformers streams generators only
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(
