@@ -1253,3 +1253,22 @@ def test_a_missing_column_message_shows_a_long_header_cut(tmp_path):
     with pytest.raises(LogFormatError, match=r"its header has \['column0', .*'column19'\] and 2,980 more\. Rename") as error:
         convert_log(path, dataclasses.replace(PRESETS["taobao"], name="headed", columns=None), progress=False)
     assert len(str(error.value)) < 1000
+
+
+def test_a_side_value_logged_after_a_sessions_first_event_is_kept(tmp_path):
+    """A session whose first event has no category takes the first one logged on a later event of it (before: read
+    as unknown, 0, though the log holds it); a session without any stays unknown."""
+    day = 1511568000  # 25 Nov 2017, inside the taobao preset's window
+    log = _write(tmp_path, "".join(
+        f"{user},{item},{category},{action},{day + seconds}\n" for user, item, category, action, seconds in [
+            (1, 100, "", "pv", 0), (1, 100, "", "fav", 5), (1, 100, 7, "cart", 10), (1, 100, 8, "buy", 20),
+            (1, 200, "", "pv", 100), (2, 300, 9, "pv", 0), (2, 300, "", "cart", 30),
+        ]
+    ))
+    result = convert_log(log, "taobao", progress=False, split_rule=SplitRule(validation_start=day + 10**6,
+                                                                             test_start=day + 2 * 10**6))
+    tokenizer = result.tokenizer
+    side = {(row["user"], row["item"]): row["item_side_ids"][0] for row in result.dataset["train"]}
+    assert side["1", "100"] == tokenizer.hash_side_feature("category_id", "7")
+    assert side["1", "200"] == 0
+    assert side["2", "300"] == tokenizer.hash_side_feature("category_id", "9")

@@ -124,6 +124,18 @@ def _encoded(log: ValidatedLog, preset: LogPreset) -> tuple[dict[str, np.ndarray
     return codes, dictionaries
 
 
+def _first_known_codes(codes: np.ndarray, dictionary: pa.Array, first_rows: np.ndarray) -> np.ndarray:
+    """`(S,)` each session's code of a side-feature column: its first row's, or, where that value is empty, the first
+    non-empty one among its rows (session ``s`` holds ``codes[first_rows[s]:first_rows[s + 1]]``), so that a value
+    logged on a later event is kept rather than read as unknown."""
+    if not len(first_rows):
+        return codes[first_rows]
+    empty = np.array([value is None or value == "" for value in dictionary.to_pylist()], dtype=bool)
+    positions = np.where(empty[codes], len(codes), np.arange(len(codes)))
+    first_known = np.minimum.reduceat(positions, first_rows)
+    return codes[np.where(first_known < len(codes), first_known, first_rows)]
+
+
 def _sessions(
     log: ValidatedLog,
     preset: LogPreset,
@@ -144,7 +156,10 @@ def _sessions(
         side_values=[dictionaries[name] for name in preset.side_feature_columns],
         user_codes=codes[preset.user_column][rows[first_rows]],
         item_codes=codes[preset.item_column][rows[first_rows]],
-        side_codes=np.stack([codes[name][rows[first_rows]] for name in preset.side_feature_columns], axis=1)
+        side_codes=np.stack(
+            [_first_known_codes(codes[name][rows], dictionaries[name], first_rows) for name in preset.side_feature_columns],
+            axis=1,
+        )
         if preset.side_feature_columns
         else np.zeros((len(first_rows), 0), dtype=np.int64),
         start=start,
