@@ -152,6 +152,20 @@ def test_a_baseline_checkpoint_loads_as_its_class(tmp_path):
     assert type(load_checkpoint(tmp_path)[0]) is MMoEForActionPrediction
 
 
+def test_weights_that_do_not_fit_name_the_keywords_that_changed_the_shapes(saved_checkpoint):
+    """from_pretrained(folder, hidden_size=...) builds a model the saved weights do not fit: the error says the
+    keyword changed the shapes (before: that the checkpoint was saved from another model or damaged); a keyword
+    equal to the saved value is no cause."""
+    folder, model = saved_checkpoint
+    wider = model.config.hidden_size * 2
+    with pytest.raises(CheckpointError, match=rf"keyword argument\(s\) hidden_size={wider} given to from_pretrained "
+                                              "changed the model's shapes") as raised:
+        A2GenForActionGeneration.from_pretrained(folder, hidden_size=wider)
+    assert "damaged" not in str(raised.value)
+    same = A2GenForActionGeneration.from_pretrained(folder, hidden_size=model.config.hidden_size)
+    assert same.config.hidden_size == model.config.hidden_size
+
+
 @pytest.mark.parametrize("kept_bytes", [0, 5, 100, "half", "all but one"])
 def test_truncated_weights_name_the_file(checkpoint, kept_bytes):
     weights = checkpoint / "model.safetensors"

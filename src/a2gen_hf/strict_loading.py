@@ -277,7 +277,30 @@ class StrictLoadingMixin:
             raise CheckpointError(
                 f"{where} does not fit {config_name} ({cls.__name__}):\n  - "
                 + "\n  - ".join(problems)
-                + "\nThe weights were saved from another model or damaged; save both from the same model "
-                "(from_pretrained(..., strict=False) loads them anyway)."
+                + "\n" + _cause_text(_config_overrides(cls, kwargs, saved_config))
             )
         return (model, info) if wants_info else model
+
+
+def _config_overrides(cls, kwargs: dict, saved_config: dict) -> dict:
+    """The keyword arguments of a ``from_pretrained`` call that set a config field to a value other than the saved
+    one (``hidden_size=32``), or a ``config=`` object given instead of the saved file."""
+    if isinstance(kwargs.get("config"), PretrainedConfig):
+        return {"config": type(kwargs["config"]).__name__}
+    field_names = getattr(cls.config_class, "field_names", lambda: set())()
+    aliases = getattr(cls.config_class, "aliases", {})
+    return {
+        key: value for key, value in kwargs.items()
+        if aliases.get(key, key) in field_names and saved_config.get(aliases.get(key, key), object()) != value
+    }  # fmt: skip
+
+
+def _cause_text(overrides: dict) -> str:
+    """The last line of a weights-do-not-fit error: the keywords that changed the config, or a damaged save."""
+    if overrides:
+        given = ", ".join(f"{key}={value!r}" for key, value in overrides.items())
+        return (f"The keyword argument(s) {given} given to from_pretrained changed the model's shapes from the saved "
+                "config's: leave them out to load the checkpoint as saved (a model of another size starts from its "
+                "own weights, not these).")
+    return ("The weights were saved from another model or damaged; save both from the same model "
+            "(from_pretrained(..., strict=False) loads them anyway).")
