@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import build_tiny_model
@@ -248,8 +249,12 @@ def test_configuration_errors():
         make_pipe(model)(REQUEST, rank_by="like", top_k=0)
     with pytest.raises(ValueError, match=r"rank_by names unknown action\(s\) \['dislike'\]"):
         make_pipe(model)(REQUEST, rank_by="dislike")
-    with pytest.raises(ValueError, match="rank_by weight of 'like' must be a finite number"):
+    with pytest.raises(ValueError, match="rank_by weight of 'like' must be finite, got nan"):
         make_pipe(model)(REQUEST, rank_by={"like": float("nan")})
+    with pytest.raises(TypeError, match="rank_by weight of 'like' must be a number, got str '1'"):
+        make_pipe(model)(REQUEST, rank_by={"like": "1"})
+    with pytest.raises(ValueError, match=r"rank_by names the start action 'start'.*\['like', 'follow'"):
+        make_pipe(model)(REQUEST, rank_by="start")
     other = A2GenActionTokenizer.from_config(model.config)
     other.time_log_mean = 0.0
     with pytest.raises(ValueError, match="time_log_mean"):
@@ -412,3 +417,11 @@ def test_no_requests_a_tuple_and_an_iterator_of_requests():
     assert pipe((REQUEST, REQUEST)) == expected
     assert list(pipe(iter([REQUEST, REQUEST]))) == expected
     assert list(pipe(request for request in [REQUEST, REQUEST])) == expected
+
+
+def test_rank_by_takes_numpy_weights_as_numbers():
+    """Weights read from numpy or pandas (np.float32, np.int64) rank as the same Python numbers do (before: refused
+    as "must be a finite number, got np.float32(1.0)")."""
+    pipe = make_pipe(tiny_model())
+    expected = pipe(REQUEST, rank_by={"like": 1.0, "follow": 2})
+    assert pipe(REQUEST, rank_by={"like": np.float32(1.0), "follow": np.int64(2)}) == expected

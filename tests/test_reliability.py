@@ -1003,3 +1003,27 @@ def test_same_seed_gives_the_same_sequences(generator):
     assert not torch.equal(sampled.sequences, generate(0, 8).sequences)
     assert not torch.equal(greedy.times, generate(1, None).times)
 
+
+
+def test_seconds_passed_as_normalised_history_times_are_refused_by_the_model_and_the_ranker():
+    """1800.0 (half an hour in seconds) where normalised times belong gave inf expected seconds, and 1e20 NaN scores,
+    silently; the model's input check and the ranker refuse times above what MAX_SECONDS normalises to, naming the
+    position; masked slots are not read."""
+    from a2gen_hf import A2GenRanker
+
+    model = tiny_model().eval()
+    batch = collate(model, rows(2))
+    masked = dict(batch)
+    masked["history_action_times"] = batch["history_action_times"].clone()
+    masked["history_action_times"][batch["history_time_mask"] == 0] = 1e20  # padding is never read
+    model.predict_actions(**{k: v for k, v in masked.items() if not k.startswith("label")})
+    broken = dict(batch)
+    broken["history_action_times"] = batch["history_action_times"].clone()
+    broken["history_action_times"][1, 0, 0] = 1800.0
+    with pytest.raises(ValueError, match=r"history_action_times\[1, 0, 0\] = 1800 is above .* not seconds"):
+        model(**broken)
+    user = {name: broken[name][1:] for name in ("user_ids", "history_item_ids", "history_action_ids",
+                                                 "history_action_times", "history_time_mask", "history_mask",
+                                                 "history_item_side_ids") if name in broken}
+    with pytest.raises(ValueError, match=r"history_action_times\[0, 0, 0\] = 1800 is above"):
+        A2GenRanker(model).encode_user(**user)

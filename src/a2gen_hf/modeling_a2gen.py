@@ -46,7 +46,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
 from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, times_of_actions
 from .strict_loading import StrictLoadingMixin
 from .targets import IGNORE_INDEX, check_label_ids, first_occurrence_targets, is_time_known  # noqa: F401
-from .time_encoding import denormalize_times, normalize_seconds
+from .time_encoding import check_normalised_times, denormalize_times, normalize_seconds
 
 
 @dataclass
@@ -2041,7 +2041,8 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
     other float dtypes are cast to the model's by :func:`in_model_dtype`),
     shapes agree with each other and with the config (``ValueError``), histories hold at most
     ``max_history_items`` items of at most ``max_events_per_item`` events (``ValueError``: the collator keeps the
-    most recent items), times are finite and ids lie in their tables (``ValueError``). Each error names the
+    most recent items), times are finite, history times no higher than :data:`~a2gen_hf.time_encoding.MAX_SECONDS`
+    normalises to (seconds given as times), and ids lie in their tables (``ValueError``). Each error names the
     argument, what was expected and what was given. Without a ``config`` only kinds, shapes and times are checked.
     """
     shapes = {**INPUT_SHAPES, **LABEL_SHAPES}
@@ -2099,6 +2100,11 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                     f"{name} holds NaN or inf; encode unknown times as 0.0 with their time mask = 0 (the tokenizer "
                     "and collator do this)."
                 )
+    history_times = inputs.get("history_action_times")
+    if config is not None and history_times is not None and history_times.numel():
+        time_mask = inputs.get("history_time_mask")
+        check_normalised_times("history_action_times", history_times, None if time_mask is None else time_mask != 0,
+                               config.time_log_mean, config.time_log_std)  # fmt: skip
     if config is not None:
         _check_id_ranges(config, **{name: value for name, value in inputs.items() if name in _ID_TABLES})
         if inputs.get("labels") is not None:

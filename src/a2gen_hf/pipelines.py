@@ -10,6 +10,7 @@ is encoded once, not once per candidate.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import GeneratorType
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -225,10 +227,18 @@ class ActionGenerationPipeline(Pipeline):
         unknown = sorted(str(name) for name in weights if name not in config.action_names)
         if unknown:
             raise ValueError(f"rank_by names unknown action(s) {unknown}; the actions are {config.action_names}.")
+        if config.start_action in weights:  # it opens every timeline: P = 1 for every candidate, no order
+            ranked = [name for name in config.action_names if name != config.start_action]
+            raise ValueError(
+                f"rank_by names the start action {config.start_action!r}, which every candidate's timeline opens "
+                f"with (probability 1: no ranking); rank by the actions after it: {ranked}."
+            )
         vector = torch.zeros(config.vocab_size)
         for name, weight in weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise ValueError(f"rank_by weight of {name!r} must be a finite number, got {weight!r}.")
+            if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
+                raise TypeError(f"rank_by weight of {name!r} must be a number, got {type(weight).__name__} {weight!r}.")
+            if not math.isfinite(weight):
+                raise ValueError(f"rank_by weight of {name!r} must be finite, got {weight!r}.")
             vector[config.action_id(name)] = float(weight)
         return vector
 

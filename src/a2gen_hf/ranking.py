@@ -41,6 +41,7 @@ from .modeling_a2gen import (
     action_predictions_from_slots,
     check_id_range,
 )
+from .time_encoding import check_normalised_times
 
 logger = logging.get_logger(__name__)
 
@@ -558,6 +559,9 @@ class A2GenRanker:
                 "history_action_times holds NaN or inf; encode unknown times as 0.0 with history_time_mask = 0 "
                 "(the tokenizer and collator do this)."
             )
+        time_mask = inputs.get("history_time_mask")
+        check_normalised_times("history_action_times", times, None if time_mask is None else time_mask != 0,
+                               config.time_log_mean, config.time_log_std)  # fmt: skip
         parameter = next(self.model.parameters())
         inputs["history_action_times"] = times.to(parameter.dtype)
         # The collator keeps the first max_events_per_item events of each item; so does the ranker.

@@ -15,6 +15,10 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+# Times beyond this are rejected: they are unit or anchoring mistakes, and their normalised values would overflow
+# back to inf seconds when decoded.
+MAX_SECONDS = 1e12
+
 
 def normalize_seconds(seconds, mean: float, std: float):
     """Seconds (float, numpy array or tensor, >= 0) -> normalised times of the same type."""
@@ -63,3 +67,21 @@ def fit_log_statistics(seconds: Iterable[float]) -> tuple[float, float]:
         raise ValueError("Cannot fit time statistics: no finite, non-negative times were given.")
     logs = np.log1p(values)
     return float(logs.mean()), floored_log_std(float(logs.std()))
+
+
+def check_normalised_times(name: str, times: torch.Tensor, known: torch.Tensor | None, mean: float, std: float) -> None:
+    """Refuse ``times`` (where ``known``, a bool tensor of their shape; None: all) above the normalised time of
+    :data:`MAX_SECONDS` under (``mean``, ``std``): raw seconds passed where normalised times belong (1800.0 for half an
+    hour) gave inf expected seconds and, larger, NaN scores, silently. ``name`` names the input in the error."""
+    highest = normalize_seconds(MAX_SECONDS, mean, std)
+    above = times > highest + 1e-3 * abs(highest)
+    if known is not None:
+        above = above & known
+    if above.any():
+        position = [int(index) for index in above.nonzero()[0].tolist()]
+        raise ValueError(
+            f"{name}{position} = {times[tuple(position)].item():g} is above {highest:.4g}, the normalised time of "
+            f"{MAX_SECONDS:g} seconds (time_log_mean={mean:g}, time_log_std={std:g}): pass normalised times, as the "
+            "tokenizer's encode_timeline and the collator give them (a2gen_hf.time_encoding.normalize_seconds), not "
+            "seconds."
+        )

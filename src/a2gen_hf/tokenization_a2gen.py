@@ -23,7 +23,7 @@ from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, BatchEncodi
 from transformers.utils import PaddingStrategy
 
 from .configuration_a2gen import MAX_ACTIONS_LIMIT, PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
-from .time_encoding import denormalize_times, fit_log_statistics, normalize_seconds
+from .time_encoding import MAX_SECONDS, denormalize_times, fit_log_statistics, normalize_seconds  # noqa: F401  (MAX_SECONDS: its old home)
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
 
@@ -48,10 +48,6 @@ ID_FIELDS = ("action_names", "start_action", "end_action", "user_buckets", "item
 Event = tuple[str, float | None]
 MAX_BUCKETS = 2**63  # hashed ids are int64 tensors
 
-
-# Times beyond this are rejected: they are unit or anchoring mistakes, and their normalised values would overflow
-# back to inf seconds when decoded.
-MAX_SECONDS = 1e12
 
 # transformers' __call__ options that timelines take only at their no-op values (generic code, collators and
 # pipelines, passes them), with what another value would ask for that a timeline has not.

@@ -15,7 +15,8 @@ import torch
 
 from ..configuration_a2gen import A2GenConfig
 from ..features_a2gen import popularity_keyed_by_raw_id
-from ..tokenization_a2gen import MAX_SECONDS, A2GenActionTokenizer, raw_id_keys
+from ..time_encoding import MAX_SECONDS
+from ..tokenization_a2gen import A2GenActionTokenizer, raw_id_keys
 
 REQUIRED_COLUMNS = (
     "user_id",
