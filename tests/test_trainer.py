@@ -66,7 +66,7 @@ def test_trainer_trains_a2gen_and_reports_action_metrics(data_dir, tmp_path):
     torch.manual_seed(0)
     model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
     trainer = make_trainer(model, tokenizer, dataset, tmp_path, embedding_learning_rate=1e-3, max_steps=12,
-                           learning_rate=5e-3, lr_scheduler_type="constant")
+                           learning_rate=5e-3, lr_scheduler_type="constant", logging_steps=4)
     assert trainer.model_accepts_loss_kwargs is False
     forwarded_keys = set()
     hook = model.register_forward_pre_hook(lambda _, args, kwargs: forwarded_keys.update(kwargs), with_kwargs=True)
@@ -88,6 +88,9 @@ def test_trainer_trains_a2gen_and_reports_action_metrics(data_dir, tmp_path):
     # The embedding tables kept their own learning rate.
     rates = sorted(group["lr"] for group in trainer.optimizer.param_groups)
     assert rates == [1e-3, 5e-3]
+    # The logged learning_rate is the dense weights' (args.learning_rate), not the first group's (the tables').
+    logged = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+    assert logged and all(rate == pytest.approx(5e-3) for rate in logged)
 
 
 def test_trainer_evaluates_baselines_and_eag(data_dir, tmp_path):

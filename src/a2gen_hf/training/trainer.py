@@ -218,6 +218,7 @@ class A2GenTrainer(Trainer):
                 "args.learning_rate); NaN or inf would only show as a NaN loss, a negative rate moves the tables uphill."
             )
         self.embedding_learning_rate = embedding_learning_rate
+        self._dense_group: int | None = None  # the optimizer group of the dense weights, where it is not the first
         self.sparse_embeddings = sparse_embeddings
         self.weight_average: WeightAverage | None = None
         self._weight_average_settings = None
@@ -322,10 +323,20 @@ class A2GenTrainer(Trainer):
             groups = embedding_and_dense_groups(
                 network, self.args.learning_rate, self.embedding_learning_rate, weight_decay=self.args.weight_decay
             )
+            self._dense_group = len(groups) - 1
         if sparse:
             optimizer_class = SparseAdamW  # AdamW (fused or not, as `optim` says) that also takes sparse gradients
         self.optimizer = optimizer_class(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _get_learning_rate(self) -> float:
+        """The rate logged as ``learning_rate``: transformers logs the first parameter group's, which with
+        ``embedding_learning_rate`` is the embedding tables' group; the logged rate is the dense weights'
+        (``args.learning_rate`` and its schedule), as ``TrainingArguments`` names it (before: the tables' rate)."""
+        if self._dense_group is None or self.optimizer is None:
+            return super()._get_learning_rate()
+        rate = self.optimizer.param_groups[self._dense_group]["lr"]
+        return rate.item() if torch.is_tensor(rate) else float(rate)
 
     def train(self, *args: Any, **kwargs: Any):
         """
