@@ -393,3 +393,17 @@ def test_an_unknown_option_is_reported_by_its_command_with_the_closest_ones(caps
     with pytest.raises(SystemExit):
         main(["compare", "--data", "d", "--output", "o", "--no-progress"])
     assert "a2gen compare: error: unrecognized arguments: --no-progress" in capsys.readouterr().err
+
+
+def test_training_settings_errors_name_the_flags(simulated_data_dir, tmp_path, capsys):
+    """`a2gen train --epochs 0` said "num_epochs=0", a Python field the command line has no option of; errors of
+    the training settings name the flag given (train and compare alike)."""
+    base = ["--data", str(simulated_data_dir), "--cpu"]
+    for flag, value, shown in (("--epochs", "0", "--epochs 0"), ("--batch-size", "0", "--batch-size 0"),
+                               ("--dense-lr", "-1", "--dense-lr -1.0")):
+        assert main(["train", *base, "--output", str(tmp_path / "run"), flag, value]) == 2
+        error = error_of(capsys, "train")
+        assert shown in error and "num_epochs=" not in error and "batch_size=" not in error, error
+    assert main(["compare", "--data", str(simulated_data_dir), "--output", str(tmp_path / "cmp"), "--epochs", "0",
+                 "--models", "a2gen-iag"]) == 2
+    assert "--epochs 0 must be >= 1" in error_of(capsys, "compare")

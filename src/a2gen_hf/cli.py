@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -439,40 +439,35 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# TrainingSettings fields set from options, as {field: the option's dest}: each builds its settings from these, and
+# errors that name a field are said with its flag (``num_epochs=0`` -> ``--epochs 0``).
+OPTIMIZATION_FIELDS = {
+    "dense_learning_rate": "dense_lr", "embedding_learning_rate": "embedding_lr", "weight_decay": "weight_decay",
+    "embedding_weight_decay": "embedding_weight_decay", "max_grad_norm": "max_grad_norm",
+    "lr_schedule": "lr_schedule", "warmup_steps": "warmup_steps", "warmup_ratio": "warmup_ratio",
+    "ema_decay": "ema_decay", "ema_every_steps": "ema_every", "ema_warmup": "ema_warmup", "report_to": "report_to",
+    "log_every": "log_every",
+}
+SELECTION_FIELDS = {
+    "selection_metric": "select_by", "early_stopping_patience": "patience", "early_stopping_min_steps": "min_steps",
+    "patience_from_step": "patience_from_step", "selection_min_delta": "min_delta", "eval_every_steps": "eval_every",
+    "scale_eval_every": "scale_eval_every", "eval_at_epoch_end": "eval_at_epoch_end",
+    "eval_before_training": "eval_before_training", "select_generator_by_loss": "select_generator_by_loss",
+    "freeze_ranking": "freeze_ranking",
+}
+TRAINING_FIELD_FLAGS = {
+    **OPTIMIZATION_FIELDS, **SELECTION_FIELDS, "num_epochs": "epochs", "select_best_epoch": "best_epoch",
+}
+
+
 def _optimization_settings(args: argparse.Namespace) -> dict[str, object]:
     """The TrainingSettings of :class:`OptimizationArguments` and :class:`TrackingArguments` (learning rates,
     schedule, warmup; trackers and log interval)."""
-    return {
-        "dense_learning_rate": args.dense_lr,
-        "embedding_learning_rate": args.embedding_lr,
-        "weight_decay": args.weight_decay,
-        "embedding_weight_decay": args.embedding_weight_decay,
-        "max_grad_norm": args.max_grad_norm,
-        "lr_schedule": args.lr_schedule,
-        "warmup_steps": args.warmup_steps,
-        "warmup_ratio": args.warmup_ratio,
-        "ema_decay": args.ema_decay,
-        "ema_every_steps": args.ema_every,
-        "ema_warmup": args.ema_warmup,
-        "report_to": args.report_to,
-        "log_every": args.log_every,
-    }
+    return {field: getattr(args, dest) for field, dest in OPTIMIZATION_FIELDS.items()}
 
 
 def _selection_settings(args: argparse.Namespace) -> dict[str, object]:
-    return {
-        "selection_metric": args.select_by,
-        "early_stopping_patience": args.patience,
-        "early_stopping_min_steps": args.min_steps,
-        "patience_from_step": args.patience_from_step,
-        "selection_min_delta": args.min_delta,
-        "eval_every_steps": args.eval_every,
-        "scale_eval_every": args.scale_eval_every,
-        "eval_at_epoch_end": args.eval_at_epoch_end,
-        "eval_before_training": args.eval_before_training,
-        "select_generator_by_loss": args.select_generator_by_loss,
-        "freeze_ranking": args.freeze_ranking,
-    }
+    return {field: getattr(args, dest) for field, dest in SELECTION_FIELDS.items()}
 
 
 def _occurrence_head_error(args: argparse.Namespace, models: Sequence[str]) -> str | None:
@@ -607,7 +602,7 @@ def run_compare(args: argparse.Namespace) -> int:
         )
         report = run_comparison(args.data, args.output, settings)
     except (FileNotFoundError, ValueError) as error:
-        print(f"a2gen compare: error: {error}", file=sys.stderr)
+        print(f"a2gen compare: error: {_with_flags(str(error), vars(args), TRAINING_FIELD_FLAGS)}", file=sys.stderr)
         return 2
     print(format_markdown(report))
     print(f"written to {args.output}/results.md, results.json and results.png")
@@ -749,7 +744,7 @@ def run_train(args: argparse.Namespace) -> int:
             args.data, settings, args.model, overrides, **starts, init_from=args.init_from
         )
     except (OSError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
-        print(f"a2gen train: error: {error}", file=sys.stderr)
+        print(f"a2gen train: error: {_with_flags(str(error), vars(args), TRAINING_FIELD_FLAGS)}", file=sys.stderr)
         return 2
     if not PartialState().is_main_process:
         return 0
@@ -1076,13 +1071,17 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
     return arguments
 
 
-def _with_flags(message: str, arguments: dict[str, Any]) -> str:
+def _with_flags(message: str, arguments: dict[str, Any], fields: Mapping[str, str] | None = None) -> str:
     """A message of the Python API (``num_examples=0 must be ...``) as the command line says it (``--num-examples 0
-    must be ...``), for the fields that are options of the command."""
-    return re.sub(
-        r"\b([a-z][a-z0-9_]*)=", lambda match: f"--{match[1].replace('_', '-')} " if match[1] in arguments
-        else match[0], message,
-    )
+    must be ...``), for the fields that are options of the command: by name, or through ``fields`` ({field: the
+    option's dest}, e.g. ``num_epochs`` -> ``epochs``: ``--epochs 0``)."""
+    fields = fields or {}
+
+    def flag(match: re.Match) -> str:
+        dest = fields.get(match[1], match[1])
+        return f"--{dest.replace('_', '-')} " if dest in arguments else match[0]
+
+    return re.sub(r"\b([a-z][a-z0-9_]*)=", flag, message)
 
 
 def _file_key(action: argparse.Action) -> str:
