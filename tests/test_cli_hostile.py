@@ -407,3 +407,15 @@ def test_training_settings_errors_name_the_flags(simulated_data_dir, tmp_path, c
     assert main(["compare", "--data", str(simulated_data_dir), "--output", str(tmp_path / "cmp"), "--epochs", "0",
                  "--models", "a2gen-iag"]) == 2
     assert "--epochs 0 must be >= 1" in error_of(capsys, "compare")
+
+
+def test_a_run_into_its_own_data_folder_is_refused(simulated_data_dir, capsys):
+    """--output equal to --data wrote the model, checkpoints and logs among the data's splits; refused before any
+    work, naming both flags (train and compare)."""
+    before = sorted(path.name for path in simulated_data_dir.iterdir())
+    assert main(["train", "--data", str(simulated_data_dir), "--output", str(simulated_data_dir), "--cpu"]) == 2
+    assert "is the data folder (--data" in error_of(capsys, "train")
+    assert main(["compare", "--data", str(simulated_data_dir), "--output", f"{simulated_data_dir}/", "--models",
+                 "a2gen-iag"]) == 2
+    assert "is the data folder (--data" in error_of(capsys, "compare")
+    assert sorted(path.name for path in simulated_data_dir.iterdir()) == before

@@ -58,6 +58,14 @@ def _output_folder_error(path: str, flag: str = "--output") -> str | None:
     return None
 
 
+def _output_is_data_error(output: str, data: str) -> str | None:
+    """Why a run may not write into its own data folder (checked before any work), or None."""
+    if Path(output).resolve() == Path(data).resolve():
+        return (f"--output {output} is the data folder (--data {data}): the run's model, checkpoints and logs would be "
+                "written among the data's splits; choose another folder, e.g. runs/NAME.")
+    return None
+
+
 def _output_file_error(path: str, flag: str, example: str) -> str | None:
     """Why ``path`` cannot be the file a command writes (checked before any work), or None: it is a folder, its
     folder does not exist, or a file stands where a folder should."""
@@ -529,7 +537,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     simple = [name.strip() for name in args.simple.split(",") if name.strip()]
-    problem = _output_folder_error(args.output) or _occurrence_head_error(args, models)
+    problem = (_output_folder_error(args.output) or _output_is_data_error(args.output, args.data)
+               or _occurrence_head_error(args, models))
     if problem is None and args.seeds < 1:
         problem = f"--seeds {args.seeds} must be >= 1 (training seeds per network)."
     if problem is None and args.bootstrap_resamples < 1:
@@ -705,7 +714,8 @@ def run_train(args: argparse.Namespace) -> int:
     overrides.update(_feature_overrides(args))
     if not args.progress:  # --no-progress: none at all (before: transformers' "Writing model shards" still showed)
         hide_progress_bars()
-    problem = _output_folder_error(args.output) or _occurrence_head_error(args, [args.model])
+    problem = (_output_folder_error(args.output) or _output_is_data_error(args.output, args.data)
+               or _occurrence_head_error(args, [args.model]))
     if problem:
         print(f"a2gen train: error: {problem}", file=sys.stderr)
         return 2
