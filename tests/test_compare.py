@@ -76,14 +76,14 @@ def test_compare_names_a_missing_or_unknown_tracker_in_one_line(simulated_data_d
 
     assert main(compare_argv(simulated_data_dir, tmp_path / "a", "--report-to", "tensorbored")) == 2
     err = capsys.readouterr().err
-    assert "a2gen compare: error: report_to='tensorbored': unknown ['tensorbored']; use 'none', 'all' or of [" in err
+    assert "a2gen compare: error: --report-to 'tensorbored': unknown ['tensorbored']; use 'none', 'all' or of [" in err
     assert "Traceback" not in err
     if is_aim_available():
         pytest.skip("aim is installed here")
     assert main(compare_argv(simulated_data_dir, tmp_path / "b", "--report-to", "aim")) == 2
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if "a2gen compare: error:" in line)  # tqdm may print before it
-    assert line.endswith("report_to='aim': ['aim'] is not installed; install it (aim: pip install aim) or choose "
+    assert line.endswith("--report-to 'aim': ['aim'] is not installed; install it (aim: pip install aim) or choose "
                          "another tracker, or 'none'.")  # before: tensorboard's install line
     assert "Traceback" not in err
 

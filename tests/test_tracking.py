@@ -97,4 +97,4 @@ def test_cli_train_reports_to_a_missing_tracker_with_one_line(simulated_data_dir
     status = main(["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "run"), "--max-steps", "1",
                    "--report-to", "aim", "--warmup-steps", "2", "--cpu", "--no-progress"])
     assert status == 2
-    assert "a2gen train: error: report_to='aim': ['aim'] is not installed" in capsys.readouterr().err
+    assert "a2gen train: error: --report-to 'aim': ['aim'] is not installed" in capsys.readouterr().err
