@@ -407,6 +407,10 @@ def test_training_settings_errors_name_the_flags(simulated_data_dir, tmp_path, c
     assert main(["compare", "--data", str(simulated_data_dir), "--output", str(tmp_path / "cmp"), "--epochs", "0",
                  "--models", "a2gen-iag"]) == 2
     assert "--epochs 0 must be >= 1" in error_of(capsys, "compare")
+    # a switch is named in its --name / --no-name form, not as "--name False" (which the command line refuses)
+    assert main(["train", *base, "--output", str(tmp_path / "run"), "--no-eval-at-epoch-end"]) == 2
+    error = error_of(capsys, "train")
+    assert "--no-eval-at-epoch-end evaluates" in error and "keep --eval-at-epoch-end." in error and "False" not in error
 
 
 def test_a_run_into_its_own_data_folder_is_refused(simulated_data_dir, capsys):

@@ -272,3 +272,12 @@ def test_an_attribute_that_is_no_field_is_refused_when_saving_not_after(tmp_path
     del config.experiment
     config.save_pretrained(tmp_path / "saved")
     assert A2GenConfig.from_pretrained(tmp_path / "saved").to_dict() == config.to_dict()
+
+
+def test_transformers_own_config_keys_still_save_and_load(tmp_path):
+    """transformers' Pipeline.save_pretrained sets config.custom_pipelines for a registered task; the save-time check
+    of non-field attributes lets transformers' keys through, and the file loads again."""
+    config = A2GenConfig()
+    config.custom_pipelines = {"action-generation": {"impl": "pipelines.ActionGenerationPipeline"}}
+    config.save_pretrained(tmp_path)
+    assert A2GenConfig.from_pretrained(tmp_path).custom_pipelines == config.custom_pipelines

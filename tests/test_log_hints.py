@@ -98,3 +98,12 @@ def test_the_long_session_warning_names_the_session_gap_and_the_longest_span(tmp
     short = convert_log(_long_visits_log(tmp_path), "taobao", split_rule=whole, session_gap_seconds=1800,
                         progress=False)  # fmt: skip
     assert short.summary["labels"]["longer_examples"]["train"] == 0
+
+
+def test_spans_are_named_in_their_own_unit():
+    """A minute or an hour was called "1 day" in the long-session hint (the singular of days stood for every unit)."""
+    from a2gen_hf.data.logs import _span_text
+
+    assert [_span_text(s) for s in (45, 60, 90, 3600, 86400, 172800)] == [
+        "45 s", "1 min", "1.5 min", "1 h", "1 day", "2 days",
+    ]

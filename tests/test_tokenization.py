@@ -840,13 +840,17 @@ def test_do_not_truncate_in_any_spelling_is_refused_with_max_length(tokenizer, t
 
 
 def test_longest_first_cuts_as_true_and_pair_strategies_are_refused(tokenizer):
+    """The strategies that cut one sequence (longest_first, only_first, as transformers cuts a single text) cut as
+    True; only_second, which names a second sequence a timeline does not have, and unknown words are refused."""
     cut = tokenizer(PAPER_TIMELINE, max_length=3, truncation=True)
-    for truncation in ("longest_first", TruncationStrategy.LONGEST_FIRST):
+    for truncation in ("longest_first", TruncationStrategy.LONGEST_FIRST, "only_first", TruncationStrategy.ONLY_FIRST):
         assert dict(tokenizer(PAPER_TIMELINE, max_length=3, truncation=truncation)) == dict(cut)
-    for truncation in ("only_first", TruncationStrategy.ONLY_SECOND, "sideways"):  # before: cut as True
+    for truncation in (TruncationStrategy.ONLY_SECOND, "only_second", "sideways"):  # before: cut as True
         with pytest.raises(ValueError, match=r"truncation=.*: timelines take None, True / 'longest_first' .* or "
                                              r"False / 'do_not_truncate'"):  # fmt: skip
             tokenizer(PAPER_TIMELINE, max_length=3, truncation=truncation)
+    assert dict(tokenizer(PAPER_TIMELINE, padding=True, add_special_tokens=np.bool_(True))) == dict(
+        tokenizer(PAPER_TIMELINE, padding=True))  # a numpy bool is a bool
 
 
 def test_transformers_call_options_pass_at_their_no_op_values(tokenizer):

@@ -1084,14 +1084,20 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
 def _with_flags(message: str, arguments: dict[str, Any], fields: Mapping[str, str] | None = None) -> str:
     """A message of the Python API (``num_examples=0 must be ...``) as the command line says it (``--num-examples 0
     must be ...``), for the fields that are options of the command: by name, or through ``fields`` ({field: the
-    option's dest}, e.g. ``num_epochs`` -> ``epochs``: ``--epochs 0``)."""
+    option's dest}, e.g. ``num_epochs`` -> ``epochs``: ``--epochs 0``); a switch's True / False is its ``--name`` /
+    ``--no-name`` form."""
     fields = fields or {}
 
     def flag(match: re.Match) -> str:
         dest = fields.get(match[1], match[1])
-        return f"--{dest.replace('_', '-')} " if dest in arguments else match[0]
+        if dest not in arguments:
+            return match[0]
+        name = dest.replace("_", "-")
+        if match[2] is not None:  # a switch: --name / --no-name, no value
+            return f"--{name}" if match[2] == "True" else f"--no-{name}"
+        return f"--{name} "
 
-    return re.sub(r"\b([a-z][a-z0-9_]*)=", flag, message)
+    return re.sub(r"\b([a-z][a-z0-9_]*)=(?:(True|False)\b)?", flag, message)
 
 
 def _file_key(action: argparse.Action) -> str:

@@ -65,6 +65,7 @@ TRANSFORMERS_KEYWORDS = frozenset(
         "model_type", "auto_map", "name_or_path", "_name_or_path", "_commit_hash", "torch_dtype", "num_labels",
         "attn_implementation", "experts_implementation", "output_attentions", "per_layer_config",
         "_attn_implementation_internal", "_experts_implementation_internal",
+        "custom_pipelines",  # set by transformers' Pipeline.save_pretrained for a registered task
         *GenerationConfig._get_default_generation_params(),
     }
 )  # fmt: skip

@@ -179,11 +179,13 @@ def _timeline_truncation(truncation: Any) -> bool | None:
     (before: ``"do_not_truncate"`` with ``max_length`` cut the timeline where ``False`` was refused)."""
     if truncation is None or isinstance(truncation, bool):
         return truncation
-    if isinstance(truncation, str) and truncation in ("longest_first", "do_not_truncate"):
-        return truncation == "longest_first"
+    # "only_first" cuts the first (here: the only) sequence, as transformers does for a single text.
+    if isinstance(truncation, str) and truncation in ("longest_first", "only_first", "do_not_truncate"):
+        return truncation != "do_not_truncate"
     raise ValueError(
-        f"truncation={truncation!r}: timelines take None, True / 'longest_first' (keep the first max_length events) "
-        "or False / 'do_not_truncate'; 'only_first' / 'only_second' cut one text of a pair, and timelines have none."
+        f"truncation={truncation!r}: timelines take None, True / 'longest_first' / 'only_first' (keep the first "
+        "max_length events) or False / 'do_not_truncate'; 'only_second' cuts the second text of a pair, and a "
+        "timeline is one sequence."
     )
 
 
@@ -196,7 +198,7 @@ def _same_option(value: Any, option: Any) -> bool:
 
 def _check_flag(name: str, value: Any, allow_none: bool = False) -> None:
     """A ``ValueError`` naming ``name`` unless ``value`` is a bool (or None where ``allow_none``)."""
-    if not (isinstance(value, bool) or (allow_none and value is None)):
+    if not (isinstance(value, (bool, np.bool_)) or (allow_none and value is None)):
         raise ValueError(f"{name}={value!r} must be True or False{' (or None)' if allow_none else ''}.")
 
 

@@ -784,7 +784,7 @@ def _span_text(seconds: float) -> str:
     for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             value = f"{seconds / size:.3g}"
-            return f"{value} {'day' if value == '1' else unit}"
+            return f"{value} {'day' if unit == 'days' and value == '1' else unit}"
     return f"{seconds:.3g} s"
 
 
