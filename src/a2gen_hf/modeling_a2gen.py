@@ -2102,9 +2102,8 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                 )
     history_times = inputs.get("history_action_times")
     if config is not None and history_times is not None and history_times.numel():
-        time_mask = inputs.get("history_time_mask")
-        check_normalised_times("history_action_times", history_times, None if time_mask is None else time_mask != 0,
-                               config.time_log_mean, config.time_log_std)  # fmt: skip
+        check_normalised_times("history_action_times", history_times, inputs.get("history_time_mask"), config.time_log_mean,
+                               config.time_log_std)  # fmt: skip
     if config is not None:
         _check_id_ranges(config, **{name: value for name, value in inputs.items() if name in _ID_TABLES})
         if inputs.get("labels") is not None:

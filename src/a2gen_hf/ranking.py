@@ -559,9 +559,8 @@ class A2GenRanker:
                 "history_action_times holds NaN or inf; encode unknown times as 0.0 with history_time_mask = 0 "
                 "(the tokenizer and collator do this)."
             )
-        time_mask = inputs.get("history_time_mask")
-        check_normalised_times("history_action_times", times, None if time_mask is None else time_mask != 0,
-                               config.time_log_mean, config.time_log_std)  # fmt: skip
+        check_normalised_times("history_action_times", times, inputs.get("history_time_mask"), config.time_log_mean,
+                               config.time_log_std)  # fmt: skip
         parameter = next(self.model.parameters())
         inputs["history_action_times"] = times.to(parameter.dtype)
         # The collator keeps the first max_events_per_item events of each item; so does the ranker.

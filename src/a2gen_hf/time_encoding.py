@@ -69,14 +69,14 @@ def fit_log_statistics(seconds: Iterable[float]) -> tuple[float, float]:
     return float(logs.mean()), floored_log_std(float(logs.std()))
 
 
-def check_normalised_times(name: str, times: torch.Tensor, known: torch.Tensor | None, mean: float, std: float) -> None:
-    """Refuse ``times`` (where ``known``, a bool tensor of their shape; None: all) above the normalised time of
+def check_normalised_times(name: str, times: torch.Tensor, time_mask: torch.Tensor | None, mean: float, std: float) -> None:
+    """Refuse ``times`` (where ``time_mask``, of their shape, is nonzero; None: all) above the normalised time of
     :data:`MAX_SECONDS` under (``mean``, ``std``): raw seconds passed where normalised times belong (1800.0 for half an
     hour) gave inf expected seconds and, larger, NaN scores, silently. ``name`` names the input in the error."""
     highest = normalize_seconds(MAX_SECONDS, mean, std)
     above = times > highest + 1e-3 * abs(highest)
-    if known is not None:
-        above = above & known
+    if time_mask is not None:
+        above = above & (time_mask != 0)
     if above.any():
         position = [int(index) for index in above.nonzero()[0].tolist()]
         raise ValueError(
