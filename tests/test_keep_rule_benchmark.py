@@ -9,9 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _benchmark():
-    path = ROOT / "benchmarks" / "residual_fit_keep_rule.py"
-    spec = importlib.util.spec_from_file_location("residual_fit_keep_rule", path)
+def _benchmark(name: str = "residual_fit_keep_rule"):
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -50,3 +50,21 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, monkeypatch, capsys
         with pytest.raises(SystemExit):
             module.main()
         assert message in capsys.readouterr().err
+
+
+def test_bagging_scores_one_fit_and_the_mean_of_several_on_the_other_half(simulated_data_dir, tmp_path, monkeypatch,
+                                                                          capsys):
+    output = tmp_path / "bagging.json"
+    monkeypatch.setattr(sys, "argv", [
+        "residual_fit_bagging.py", "--data", str(simulated_data_dir), "--fractions", "1", "--bags", "2",
+        "--output", str(output),
+    ])  # fmt: skip
+    _benchmark("residual_fit_bagging").main()
+    report = json.loads(output.read_text())
+    rows = report["rows"]
+    rules = ["single (seed 0)", "mean of 2 fits", "mean of 2 fits, kept per action", "single, mean over 2 seeds"]
+    assert [row["rule"] for row in rows] == rules * 2  # both directions
+    for row in rows:
+        assert 0.0 <= row["held_out_mean"] <= 1.0 and row["held_out_auc"]
+    assert set(report["summary"]["1.0"]) == set(rules)
+    assert "held-out validation mean AUC" in capsys.readouterr().out
