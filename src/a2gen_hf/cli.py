@@ -233,6 +233,13 @@ def _generic_preset(args: argparse.Namespace):
                     f"{mapping[raw.strip()]} and {raw.strip()}={action.strip()}); map each raw value to one action."
                 )
             mapping[raw.strip()] = action.strip()
+    duration_column = args.duration_column or None  # '' (e.g. from a --config): none
+    if duration_column is None and args.generic_duration_unit is not None:
+        raise ValueError(
+            f"--generic-duration-unit {args.generic_duration_unit} gives the unit of the duration column, but no "
+            "--generic-duration-column names one; add --generic-duration-column NAME (e.g. watch_ms) or drop "
+            "--generic-duration-unit."
+        )
     return LogPreset(
         name="generic",
         action_names=actions,
@@ -246,6 +253,8 @@ def _generic_preset(args: argparse.Namespace):
         quote_char='"',  # your own CSV, as CSV writers write it: a value holding the delimiter is quoted
         action_column=args.action_column,
         action_mapping=mapping,
+        duration_column=duration_column,
+        duration_unit=args.generic_duration_unit or "ms",
         side_feature_columns=tuple(name.strip() for name in args.side_feature_columns.split(",") if name.strip()),
     )
 

@@ -192,7 +192,7 @@ class PrepareArguments:
 
 @dataclass
 class GenericLogArguments:
-    """``--preset generic``: an event log with a header, one event per row."""
+    """``--preset generic``: an event log with a header, one event per row (optionally with a duration column)."""
 
     actions: str | None = option(
         "generic: the action vocabulary, comma-separated, e.g. click,cart,buy,leave (required with --preset generic)",
@@ -210,6 +210,16 @@ class GenericLogArguments:
     action_column: str = option("generic: column of the action", "action", flag="--generic-action-column")
     generic_time_unit: str = option("generic: unit of the time column (--time-unit, if given, wins)", "s",
                                     choices=("s", "ms"), flag="--generic-time-unit")
+    duration_column: str | None = option(
+        "generic: column of each view's duration (e.g. watch_ms, logged on the play rows; other rows may leave it "
+        "empty; a duration runs from its row's time): a session without a logged end action ends where the last of "
+        "its logged durations ends, or at its last event if that is later or none is logged; a logged end action keeps its time; default: none (the "
+        "end action at the last event)", flag="--generic-duration-column", metavar="NAME",
+    )
+    generic_duration_unit: str | None = option(
+        "generic: unit of --generic-duration-column: s (seconds) or ms (milliseconds); default: ms",
+        choices=("s", "ms"), flag="--generic-duration-unit",
+    )
     side_feature_columns: str = option("generic: item side-feature columns, comma-separated ('' for none)", "",
                                        flag="--generic-side-features")
     generic_delimiter: str = option("generic: CSV delimiter (--delimiter, if given, wins)", ",",

@@ -56,7 +56,8 @@ class Sessions:
     """All sessions of a log; S sessions, F side-feature fields, V events in total.
 
     ``user_codes`` / ``item_codes`` (S,) index ``users`` / ``items`` (the raw ids); ``side_codes`` (S, F) index
-    ``side_values[f]``; ``start`` / ``end`` (S,) are Unix seconds of the first and last event; the events of session
+    ``side_values[f]``; ``start`` / ``end`` (S,) are Unix seconds of the start action and of the end action (the last
+    event's time, or the start plus the logged duration: view logs, event logs with a duration column); the events of session
     ``s`` are ``event_action_ids[event_offsets[s]:event_offsets[s + 1]]`` with ``event_seconds`` (float32, seconds
     since ``start[s]``, NaN = unknown), start action first and end action last. ``first_lines`` (S,) is the log line
     of each session's first event: it orders sessions that tie on everything else, whatever the partitioning.

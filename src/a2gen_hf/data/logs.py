@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial, reduce
 from pathlib import Path
@@ -180,8 +180,52 @@ def _tie_order(actions: np.ndarray, preset: LogPreset) -> np.ndarray:
     return order
 
 
+# How each session of an event log with a duration column got its end (the summary's "event_durations" counts).
+END_RULES = {
+    "end_from_duration": "no logged end action: the end action where the last logged duration ends (the latest of "
+                         "its rows' time plus duration)",
+    "end_at_last_event_duration_shorter": "every logged duration ends before the session's last event: the end action "
+                                          "at that event (an end cannot precede the session's events)",
+    "end_at_last_event_no_duration": "no row of the session logs a duration: the end action at its last event",
+    "end_logged": "a logged end action: at its own time (the duration is not read)",
+}
+
+
+def _session_ends(
+    times: np.ndarray, durations: np.ndarray | None, first: np.ndarray, last: np.ndarray, logged_end: np.ndarray
+) -> tuple[np.ndarray, dict[str, int]]:
+    """`(S,)` each session's end (Unix seconds) and, with ``durations``, how many sessions got it by each rule of
+    :data:`END_RULES` (the sessions' rows are ``first[s]..last[s]`` of the sorted ``times`` / ``durations``, seconds,
+    NaN = unknown): the time of the logged end action (``logged_end``), else the latest moment a known duration ends
+    (each row's time plus its duration: a duration runs from the row that logs it, so a replay later in the session
+    counts from the replay), else (no known duration, or every one ends before the last event) the last event's
+    time."""
+    end = times[last]
+    if durations is None:
+        return end, {}
+    ends_of_rows = np.where(np.isnan(durations), -np.inf, times + durations)
+    watched = np.maximum.reduceat(ends_of_rows, first) if len(first) else np.empty(0)  # -inf: no row logs one
+    known = np.isfinite(watched)
+    from_duration = ~logged_end & known & (watched >= end)
+    counts = {
+        "end_from_duration": from_duration,
+        "end_at_last_event_duration_shorter": ~logged_end & known & (watched < end),
+        "end_at_last_event_no_duration": ~logged_end & ~known,
+        "end_logged": logged_end,
+    }
+    return np.where(from_duration, watched, end), {rule: int(mask.sum()) for rule, mask in counts.items()}
+
+
 def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_seconds: float) -> Sessions:
     """Cut an event log into (user, item) sessions and write each as start, ..., end action (see docs/data.md)."""
+    return _event_sessions(log, preset, session_gap_seconds)[0]
+
+
+def _event_sessions(
+    log: ValidatedLog, preset: LogPreset, session_gap_seconds: float
+) -> tuple[Sessions, dict[str, int]]:
+    """:func:`sessions_from_events` and, for a preset with a duration column, how many sessions got their end by
+    each rule of :data:`END_RULES` (empty without one)."""
     codes, dictionaries = _encoded(log, preset)
     users, items = codes[preset.user_column], codes[preset.item_column]
     times, actions = log.numbers[preset.time_column], log.numbers["action_id"]
@@ -196,8 +240,10 @@ def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_secon
         action = preset.action_names[actions[row] - 1]
         return f"user {dictionaries[preset.user_column][users[row]]}, item {dictionaries[preset.item_column][items[row]]}, {action} at {_seconds_text(times[row])}"
 
+    # A duplicate is dropped (a bad row) whatever its duration: its duration is not read, as nothing of a bad row is.
     rows = _drop_duplicates(log, rows, duplicate, describe)
     users, items, times, actions = users[rows], items[rows], times[rows], actions[rows]
+    durations = log.numbers[preset.duration_column][rows] if preset.duration_column is not None else None
 
     end_id, start_id = preset.action_id(preset.end_action), preset.action_id(preset.start_action)
     new_session = _group_starts(users, items)
@@ -211,7 +257,8 @@ def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_secon
     offsets = np.zeros(len(first) + 1, dtype=np.int64)
     np.cumsum(last - first + 1 + add_start + add_end, out=offsets[1:])
 
-    start, end = times[first], times[last]
+    start = times[first]
+    end, end_counts = _session_ends(times, durations, first, last, ~add_end)
     action_ids = np.empty(offsets[-1], dtype=np.int64)
     seconds = np.empty(offsets[-1], dtype=np.float64)
     positions = offsets[session_of_row] + add_start[session_of_row] + (np.arange(len(rows)) - first[session_of_row])
@@ -219,9 +266,10 @@ def sessions_from_events(log: ValidatedLog, preset: LogPreset, session_gap_secon
     seconds[positions] = times - start[session_of_row]
     action_ids[offsets[:-1][add_start]] = start_id  # the anchor: start at the first event's moment
     seconds[offsets[:-1][add_start]] = 0.0
-    action_ids[offsets[1:][add_end] - 1] = end_id  # no logged leave: leave at the last event
+    action_ids[offsets[1:][add_end] - 1] = end_id  # no logged leave: leave at the session's end (_session_ends)
     seconds[offsets[1:][add_end] - 1] = (end - start)[add_end]
-    return _sessions(log, preset, codes, dictionaries, rows, first, start, end, offsets, action_ids, seconds)
+    sessions = _sessions(log, preset, codes, dictionaries, rows, first, start, end, offsets, action_ids, seconds)
+    return sessions, end_counts
 
 
 def sessions_from_views(log: ValidatedLog, preset: LogPreset) -> Sessions:
@@ -312,6 +360,7 @@ class _PartitionSessions:
     items: pa.Array | None = None
     side_values: tuple[pa.Array, ...] = ()
     longest_seconds: float = 0.0  # the longest session's time from its start to its end
+    end_counts: dict[str, int] = field(default_factory=dict)  # event logs with a duration column: END_RULES counts
 
 
 @dataclass
@@ -334,10 +383,11 @@ def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
     conversion.rows_file(index).unlink()
     if log.lines.size == 0:  # the session code assumes at least one row
         return _PartitionSessions(0, math.inf, -math.inf, log.bad_rows)
+    end_counts: dict[str, int] = {}
     if preset.is_view_log:
         sessions = sessions_from_views(log, preset)
     else:
-        sessions = sessions_from_events(log, preset, conversion.session_gap_seconds)
+        sessions, end_counts = _event_sessions(log, preset, conversion.session_gap_seconds)
     save_sessions(sessions, conversion.sessions_file(index))
     return _PartitionSessions(
         len(sessions),
@@ -348,6 +398,7 @@ def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
         sessions.items,
         tuple(sessions.side_values),
         float((sessions.end - sessions.start).max()),
+        end_counts,
     )
 
 
@@ -656,6 +707,8 @@ def convert_log(
             summary["labels"]["max_actions_fixed"] = True
         if (window := label_window_text(summary)) is not None:
             logger.warning(f"{stream.source}: {window}")
+        if summary.get("event_durations", {}).get("end_at_last_event_duration_shorter"):
+            logger.warning(f"{stream.source}: {event_durations_text(summary)}")
         if output_dir is None:
             dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
         else:
@@ -689,6 +742,7 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
         "rows_dropped": dict(sorted(stream.bad_rows.counts.items())),
         "first_dropped": dict(sorted(stream.bad_rows.first_messages.items())),
         "sessions": sum(partition.count for partition in cut),
+        **_event_durations_record(preset, cut),
         "partitions": conversion.num_partitions,
         "examples": examples,
         "action_frequencies": {
@@ -705,6 +759,38 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
             {name: name in data_sized_buckets for name in BUCKET_FIELDS},
         ),
     }
+
+
+def _event_durations_record(preset: LogPreset, cut: list[_PartitionSessions]) -> dict[str, Any]:
+    """The summary's ``event_durations`` of an event log with a duration column: the column, its unit and how many
+    sessions got their end by each rule of :data:`END_RULES`; nothing for other logs."""
+    if preset.duration_column is None or preset.is_view_log:
+        return {}
+    counts = {rule: sum(partition.end_counts.get(rule, 0) for partition in cut) for rule in END_RULES}
+    return {"event_durations": {"column": preset.duration_column, "unit": preset.duration_unit, **counts}}
+
+
+def event_durations_text(summary: dict[str, Any]) -> str | None:
+    """The summary line on where an event log's sessions end given its duration column (and, when some durations end
+    before their session's last event, the warning that says so), or None for other logs."""
+    record = summary.get("event_durations")
+    if not record:
+        return None
+    column, unit = record["column"], record["unit"]
+    unit_name = {"s": "seconds", "ms": "milliseconds"}[unit]
+    text = (
+        f"session ends by the duration column {column!r} ({unit_name}): {record['end_from_duration']} where the "
+        f"logged duration ends, {record['end_at_last_event_no_duration']} at the last event (no duration logged), "
+        f"{record['end_logged']} at a logged end action (its own time; the duration is not read)"
+    )
+    shorter = record["end_at_last_event_duration_shorter"]
+    if not shorter:
+        return text
+    return (
+        f"{text}; {shorter} at the last event, as their durations end before it (an end cannot precede the "
+        f"session's events): if that is more than a few, check that {column!r} holds each view's duration in "
+        f"{unit_name} (duration_unit={unit!r}; CLI: --generic-duration-unit)"
+    )
 
 
 def _label_window_record(written: list[_PartitionExamples], max_actions: int, action_names: list[str]) -> dict:
@@ -770,7 +856,9 @@ def _session_gap_text(summary: dict[str, Any]) -> str:
     if gap is None or summary.get("preset", {}).get("action_column") is None:  # a view log: a session per row
         return ""
     longest = summary["labels"].get("longest_session_seconds")
-    lasts = f" (the longest lasts {_span_text(longest)} from its first to its last event)" if longest is not None else ""
+    span = ("from its first event to its end action, its logged duration included" if "event_durations" in summary
+            else "from its first to its last event")
+    lasts = f" (the longest lasts {_span_text(longest)} {span})" if longest is not None else ""
     return (
         f" Sessions are cut where a (user, item) pair's events are more than session_gap_seconds={gap:g} "
         f"({_span_text(gap)}) apart{lasts}: if this log's sessions are shorter visits than that, prepare again with a "
@@ -982,6 +1070,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     if (tables := format_bucket_record(summary)) is not None:
         lines.append(tables)
+    if (durations := event_durations_text(summary)) is not None:
+        lines.append(durations)
     if (window := label_window_text(summary)) is not None:
         lines.append(window)
     return "\n".join(lines)

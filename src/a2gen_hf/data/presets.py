@@ -19,8 +19,12 @@ class LogPreset:
     """How to read one kind of log.
 
     Two layouts exist. *Event logs* (``action_column`` set) hold one event per row; sessions are cut per (user, item)
-    by the gap rule. *View logs* (``flag_columns`` and ``duration_column`` set) hold one whole session per row: the
-    start action at the row's time, the flagged actions with unknown times, the end action after ``duration``.
+    by the gap rule. An event log may also name a ``duration_column`` (e.g. a short-video log's watch time, logged on
+    its ``play`` rows and left empty on the others): each row's duration runs from that row's time, and a session
+    without a logged end action ends where the last of its logged durations ends (at its last event if that is
+    later, or if no row logs one); a logged end action keeps its own time. *View logs* (``duration_column`` without ``action_column``, with 0/1
+    ``flag_columns``) hold one whole session per row: the start action at the row's time, the flagged actions with
+    unknown times, the end action after ``duration``.
 
     Args:
         name: the preset's name.
@@ -32,8 +36,11 @@ class LogPreset:
         year: the year of ``"mmdd"`` times.
         time_window: ``(first, last)`` Unix seconds; rows outside are bad rows (``outside_window``).
         action_column / action_mapping: event logs: the action column and its raw values -> action names.
-        flag_columns: view logs: 0/1 columns -> action names, listed in the order the actions take in a sequence.
-        duration_column / duration_unit: view logs: time from the start to the end action (``"s"`` or ``"ms"``).
+        flag_columns: view logs: 0/1 columns -> action names, listed in the order the actions take in a sequence
+            (refused with ``action_column``: an event log's actions are its rows).
+        duration_column / duration_unit: time from the start to the end action (``"s"`` or ``"ms"``). View logs:
+            required, a value on every row. Event logs: optional, and a cell may be empty (unknown); a negative or
+            non-numeric value is a bad row either way. See docs/data.md ("Durations of event logs").
         side_feature_columns: item side features (category, seller, ...), hashed per field; empty = unknown.
         quote_char: CSV quoting (e.g. ``'"'``), for logs that quote values; ``None`` (the shipped presets, whose
             logs never quote): no quoting, so a stray quote is part of its value and can never join lines. Quoted
@@ -62,8 +69,18 @@ class LogPreset:
 
     def __post_init__(self):
         problems = []
-        if (self.action_column is None) == (self.duration_column is None):
-            problems.append("set either action_column (event logs) or duration_column (view logs), not both")
+        if self.action_column is None and self.duration_column is None:
+            problems.append(
+                "flag_columns make a view log (one session per row), which needs duration_column, the time from its "
+                "start to its end action; an event log sets action_column instead" if self.flag_columns else
+                "set action_column (an event log: one event per row, optionally with a duration_column) or "
+                "duration_column (a view log: one session per row)"
+            )
+        if self.action_column is not None and self.flag_columns:
+            problems.append(
+                f"flag_columns {list(self.flag_columns)} belong to view logs (one session per row, no action_column); "
+                f"an event log's actions are its rows' {self.action_column!r} values: map them with action_mapping"
+            )
         for action in {*self.action_mapping.values(), *self.flag_columns.values(), self.start_action, self.end_action}:
             if action not in self.action_names:
                 problems.append(f"action {action!r} is not in action_names {list(self.action_names)}")
@@ -93,7 +110,14 @@ class LogPreset:
 
     @property
     def is_view_log(self) -> bool:
-        return self.duration_column is not None
+        """One whole session per row (``duration_column`` without ``action_column``); an event log, with or without
+        a duration column, is not one."""
+        return self.action_column is None and self.duration_column is not None
+
+    def empty_means_unknown(self, name: str) -> bool:
+        """Whether an empty value of the number column ``name`` is read as unknown (NaN) rather than a bad row: an
+        event log's duration, which only some of its rows log (a view log needs its duration on every row)."""
+        return name == self.duration_column and not self.is_view_log
 
     def action_id(self, name: str) -> int:
         return self.action_names.index(name) + 1

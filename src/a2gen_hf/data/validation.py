@@ -993,7 +993,8 @@ def _duration_unit_text(preset: LogPreset) -> str:
     other = "ms" if preset.duration_unit == "s" else "s"
     return (f"durations must be numbers: {'seconds' if preset.duration_unit == 's' else 'milliseconds'} as preset "
             f"{preset.name!r} reads them (duration_unit={preset.duration_unit!r}; for the other unit "
-            f"`dataclasses.replace(preset, duration_unit={other!r})`)")
+            f"`dataclasses.replace(preset, duration_unit={other!r})`"
+            + (f", on the command line --generic-duration-unit {other}" if preset.name == "generic" else "") + ")")
 
 
 def _implausible_times(seconds: np.ndarray, preset: LogPreset, shown: Callable[[int], str]) -> _Problem:
@@ -1025,7 +1026,8 @@ def _to_numpy(values: pa.Array, dtype) -> np.ndarray:
 def _parse_numbers(
     values: pa.Array, empty: np.ndarray, name: str, unit: str, preset: LogPreset
 ) -> tuple[np.ndarray, list[_Problem]]:
-    """Parse a time / duration column in ``unit`` into seconds (float64, NaN where invalid) and the problems found."""
+    """Parse a time / duration column in ``unit`` into seconds (float64, NaN where invalid or, for an event log's
+    duration, empty: unknown) and the problems found."""
     year = preset.year
     filled = pc.if_else(pa.array(empty), "0", values)
     is_number = np.asarray(pc.match_substring_regex(filled, _NUMBER_PATTERN).to_numpy(zero_copy_only=False))
@@ -1040,7 +1042,8 @@ def _parse_numbers(
         return repr(values[i].as_py())
 
     problems = [
-        _Problem("empty_value", empty, lambda i: f"column {name!r} is empty"),
+        # An event log's duration may be empty (unknown: logged on some of its rows only); no other number may.
+        _Problem("empty_value", empty & (not preset.empty_means_unknown(name)), lambda i: f"column {name!r} is empty"),
         _Problem("bad_number", non_numeric & ~empty, lambda i: f"column {name!r} is not a number: {shown(i)}"
                  + quoting_hint(values[i].as_py(), preset.quote_char) + number_text_hint(values[i].as_py(), name, preset),
                  skip_advice=lambda i: not looks_like_a_date(values[i].as_py())),
