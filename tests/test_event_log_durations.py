@@ -198,6 +198,9 @@ def test_a_duration_does_not_change_where_sessions_are_cut(tmp_path):
         ("soon", "bad_number", r"log.csv:3: column 'watch_ms' is not a number: 'soon'; durations must be numbers"),
         ("inf", "bad_number", r"log.csv:3: column 'watch_ms' is not a number: 'inf'"),
         ("1e999", "bad_number", r"log.csv:3: column 'watch_ms' is not a number: '1e999'"),
+        # Finite, but beyond any view and the model's time range: refused here, not at training's first batch.
+        ("1e18", "implausible_duration", r"log.csv:3: column 'watch_ms' value '1e18' read as 'ms' \(preset "
+         r"'video_events'\) is a duration of 1e\+15 s, more than 1e\+11 s .*duration_unit='ms'"),
     ],
 )
 def test_a_negative_or_non_numeric_duration_is_a_bad_row(tmp_path, value, reason, message):
@@ -212,6 +215,14 @@ def test_a_negative_or_non_numeric_duration_is_a_bad_row(tmp_path, value, reason
         ("u1", "v1", 0): [("play", 0.0), ("leave", 2.0)],
         ("u1", "v2", 1): [("play", 0.0), ("like", 0.0), ("leave", 0.0)],  # its play row dropped, never read
     }
+
+
+def test_a_view_log_refuses_an_implausible_duration_too(tmp_path):
+    path = tmp_path / "views.csv"
+    header = "user_id,video_id,time_ms,is_like,is_follow,is_forward,is_comment,play_time_ms"
+    path.write_text(f"{header}\nu1,v1,{T0},1,0,0,0,12000\nu1,v2,{T0 + 5000},0,0,0,0,2e14\n")
+    with pytest.raises(LogFormatError, match=r"views.csv:3: column 'play_time_ms' value '2e14' read as 'ms'"):
+        _convert(path, PRESETS["kuairand"])
 
 
 def test_a_duplicate_event_is_dropped_whatever_its_duration(tmp_path):

@@ -51,6 +51,7 @@ BAD_ROW_REASONS = {
     "bad_date": "a day-level date is not a valid mmdd date",
     "bad_flag": "a 0/1 flag column holds another value",
     "implausible_time": "the time, read in the preset's unit, lies after the year 5000 (milliseconds read as seconds)",
+    "implausible_duration": "the duration, read in the preset's unit, is longer than 1e11 s (some 3,000 years)",
     "outside_window": "the timestamp lies outside the preset's time window",
     "imprecise_id": "a user or item id is a number beyond 2**53 that JSON / Parquet hold as a float (digits lost)",
     "duplicate_event": "the same (user, item, action, time) event appears twice in a session",
@@ -919,6 +920,10 @@ def _validate_batch(
         columns[name] = seconds
         problems.extend(number_problems)
     problems.append(_implausible_times(columns[preset.time_column], preset, lambda i: value(preset.time_column, i)))
+    if preset.duration_column is not None:
+        problems.append(
+            _implausible_durations(columns[preset.duration_column], preset, lambda i: value(preset.duration_column, i))
+        )
     if preset.time_window is not None:
         low, high = preset.time_window
         name = preset.time_column
@@ -1005,6 +1010,20 @@ def _implausible_times(seconds: np.ndarray, preset: LogPreset, shown: Callable[[
         ~np.isnan(seconds) & (seconds > LATEST_PLAUSIBLE_SECONDS),
         lambda i: f"column {name!r} value {shown(i)!r} read as {unit!r} (preset {preset.name!r}) lies after the "
         f"year 5000: {finer_time_unit_hint(preset)}",
+    )
+
+
+def _implausible_durations(seconds: np.ndarray, preset: LogPreset, shown: Callable[[int], str]) -> _Problem:
+    """Durations longer than :data:`LATEST_PLAUSIBLE_SECONDS` once read in ``preset.duration_unit``: no view lasts
+    that long, and the model encodes times up to 1e12 s only (``time_encoding.MAX_SECONDS``), so such a row would
+    otherwise stop training later, far from its line."""
+    name, unit = preset.duration_column, preset.duration_unit
+    return _Problem(
+        "implausible_duration",
+        ~np.isnan(seconds) & (seconds > LATEST_PLAUSIBLE_SECONDS),
+        lambda i: f"column {name!r} value {shown(i)!r} read as {unit!r} (preset {preset.name!r}) is a duration of "
+        f"{seconds[i]:.3g} s, more than {LATEST_PLAUSIBLE_SECONDS:.0e} s (some 3,000 years): check the column and "
+        f"its unit; {_duration_unit_text(preset)}",
     )
 
 
