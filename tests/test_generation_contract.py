@@ -102,6 +102,37 @@ def test_bad_words_and_min_new_tokens_act_as_on_a_text_model(generator):
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
+def test_min_new_tokens_takes_precedence_over_min_length_with_transformers_warning(generator, caplog):
+    """As transformers' _prepare_generated_length: min_new_tokens wins (before, both acted and min_length=5 forced
+    four actions), and both limits set in one call are warned of; so is max_length beside a saved max_new_tokens."""
+    model, inputs = tiny_model(generator)
+    end = model.config.end_action_id
+    favour(model, **{str(end): 100.0})
+    with caplog.at_level("WARNING", logger="a2gen_hf.generation_a2gen"):
+        sequences = model.generate(**inputs, min_new_tokens=1, min_length=5)
+    assert (sequences[:, 2] == end).all() and sequences.shape[1] == 3  # one action, then the end
+    assert "`min_new_tokens` will take precedence" in caplog.text
+    caplog.clear()
+    assert model.generate(**inputs, min_new_tokens=1, min_length=7).shape[1] == 3  # not refused as impossible
+    model.generation_config.max_new_tokens = 2
+    with caplog.at_level("WARNING", logger="a2gen_hf.generation_a2gen"):
+        assert model.generate(**inputs, max_length=6, min_new_tokens=2).shape[1] == 3
+    assert "`max_new_tokens` will take precedence" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="a2gen_hf.generation_a2gen"):
+        model.generate(**inputs, min_new_tokens=1)  # one limit of each kind: nothing to warn of
+    assert "take precedence" not in caplog.text
+
+
+def test_generate_takes_a_tokenizer_as_transformers_generate_does():
+    from a2gen_hf import A2GenActionTokenizer
+
+    model, inputs = tiny_model("iag")
+    tokenizer = A2GenActionTokenizer.from_config(model.config)
+    torch.testing.assert_close(model.generate(**inputs, tokenizer=tokenizer), model.generate(**inputs))
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
 def test_generation_config_eos_token_id_is_honoured(generator):
     model, inputs = tiny_model(generator)
     favour(model, **{"3": 40.0})
@@ -131,6 +162,13 @@ def test_generation_config_eos_token_id_is_honoured(generator):
         ({"eos_token_id": 99}, "eos_token_id"),
         ({"min_new_tokens": 9}, "min_new_tokens"),
         ({"assistant_model": "x"}, "assistant_model"),
+        # An assistant's stopping criterion read row 0's score for every row (or crashed without output_scores).
+        ({"is_assistant": True, "return_dict_in_generate": True, "output_scores": True}, "is_assistant"),
+        ({"is_assistant": True}, "is_assistant"),
+        # A float budget passed greedy search and failed inside torch with beams; refused for every strategy.
+        ({"max_new_tokens": 2.0}, "max_new_tokens=2.0 must be a whole number"),
+        ({"max_new_tokens": 2.0, "num_beams": 2}, "max_new_tokens=2.0 must be a whole number"),
+        ({"min_new_tokens": 1.5}, "min_new_tokens=1.5 must be a whole number"),
     ],
 )
 def test_unsupported_options_are_refused_not_ignored(options, name):

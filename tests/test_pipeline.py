@@ -342,6 +342,26 @@ def test_generation_options_reach_generate():
         pipe(REQUEST, timelines=False, generate_kwargs={"do_sample": True})
 
 
+def test_generate_kwargs_cannot_take_the_times_away_and_a_generation_config_is_not_mixed(monkeypatch):
+    """From a probe: return_dict_in_generate=False in generate_kwargs crashed ('Tensor' object has no attribute
+    'sequences'); a generation_config made transformers warn of mixing it with the pipeline's own keyword."""
+    from transformers import GenerationConfig
+
+    pipe = make_pipe(tiny_model())
+    with pytest.raises(ValueError, match="return_dict_in_generate=False: the pipeline reads the generated times"):
+        pipe(REQUEST, generate_kwargs={"return_dict_in_generate": False})
+    calls, generate = [], pipe.ranker.generate
+    monkeypatch.setattr(pipe.ranker, "generate", lambda *args, **kwargs: calls.append(kwargs) or generate(*args, **kwargs))
+    config = GenerationConfig(max_new_tokens=2)
+    results = pipe(REQUEST, generation_config=config)
+    assert all(len(result["timeline"]) <= 3 for result in results)  # honoured: at most start + 2 actions
+    assert not config.return_dict_in_generate  # the user's config is not changed
+    # No generation keyword beside the config (transformers warns of "generation_config together with
+    # generation-related arguments"): the pipeline's own return_dict_in_generate goes on a copy of the config.
+    assert "return_dict_in_generate" not in calls[0] and calls[0]["generation_config"].return_dict_in_generate
+    assert pipe(REQUEST, generate_kwargs={"return_dict_in_generate": True}) == pipe(REQUEST)
+
+
 def test_side_feature_fields_come_from_the_saved_tokenizer(tmp_path):
     model = tiny_model()
     tokenizer = A2GenActionTokenizer.from_config(model.config, side_feature_fields=FIELDS)

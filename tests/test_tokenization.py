@@ -751,6 +751,8 @@ def test_the_special_token_and_id_checks_keep_the_usual_calls_working(tokenizer)
     truncation="do_not_truncate" work as before; None for a fixed role and an unknown *_token are refused."""
     assert tokenizer.convert_ids_to_tokens(i for i in [1, 2, 6]) == ["start", "like", "leave"]
     assert tokenizer([[1, 6]])["action_ids"] == [[1, 6]] and tokenizer.convert_ids_to_tokens(2) == "like"
+    # One id as a 0-d tensor or numpy scalar (decode took it; this raised "iteration over a 0-d tensor").
+    assert tokenizer.convert_ids_to_tokens(torch.tensor(2)) == tokenizer.convert_ids_to_tokens(np.int64(2)) == "like"
     with pytest.raises(ValueError, match="tokenizer.pad_token = None: this tokenizer's pad_token is '<pad>'"):
         tokenizer.pad_token = None
     assert A2GenActionTokenizer(extra_special_tokens={}).vocab_size == tokenizer.vocab_size

@@ -16,7 +16,9 @@ position 0; the end action (``leave``) always ends a sequence, in addition to ``
 
 from __future__ import annotations
 
+import logging
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +35,8 @@ from transformers.generation import (
 from transformers.generation.configuration_utils import GenerationMode
 
 from .attention_kernels import small_softmax
+
+logger = logging.getLogger(__name__)
 
 _LABEL_INPUTS = ("labels", "label_times", "label_time_mask")
 _HISTORY_INPUTS = (
@@ -71,6 +75,7 @@ _UNSUPPORTED_OPTIONS = {
     "encoder_no_repeat_ngram_size": "the encoder reads histories, not token ids",
     "prompt_lookup_num_tokens": "assisted decoding is not implemented for timed sequences",
     "assistant_early_exit": "assisted decoding is not implemented for timed sequences",
+    "is_assistant": "assisted decoding is not implemented for timed sequences",
     "use_mtp": "multi-token prediction is not implemented",
     "speculation_type": "speculative decoding is not implemented",
     "token_healing": "it rewrites text prompts",
@@ -86,6 +91,12 @@ _UNSUPPORTED_OPTIONS = {
 _HARMLESS_VALUES = {
     ("num_beam_groups", 1), ("diversity_penalty", 0.0), ("cache_implementation", "dynamic"), ("guidance_scale", 1.0),
 }
+
+
+def _explicit_lengths(kwargs: dict) -> frozenset[str]:
+    """Which of ``max_length`` / ``min_length`` a generate() call passed itself (not None), as transformers tells a
+    length the call set from one its generation config holds."""
+    return frozenset(name for name in ("max_length", "min_length") if kwargs.get(name) is not None)
 
 
 def in_model_dtype(value: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -238,6 +249,10 @@ class A2GenGenerationMixin(GenerationMixin):
 
     def _new_token_budget(self, generation_config: GenerationConfig) -> int:
         """Actions to generate after ``start``: ``max_new_tokens``, else ``max_length - 1``, within config.max_actions."""
+        for name in ("max_new_tokens", "max_length", "min_new_tokens", "min_length"):
+            value = getattr(generation_config, name, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"{name}={value!r} must be a whole number of actions (an int) or None.")
         requested = generation_config.max_new_tokens
         if requested is None:
             requested = (generation_config.max_length or self.config.max_actions + 1) - 1
@@ -328,13 +343,29 @@ class A2GenGenerationMixin(GenerationMixin):
         logits_processor: LogitsProcessorList | None,
         stopping_criteria: StoppingCriteriaList | None,
         prefix_allowed_tokens_fn: Callable | None,
+        explicit_lengths: frozenset[str] = frozenset(),
     ) -> tuple[LogitsProcessorList, StoppingCriteriaList]:
-        """Length limits, special tokens, processors and stopping criteria, all through transformers' own helpers."""
+        """Length limits, special tokens, processors and stopping criteria, all through transformers' own helpers.
+        ``explicit_lengths``: which of ``max_length`` / ``min_length`` the call itself passed (a ``max_new_tokens`` /
+        ``min_new_tokens`` beside them takes precedence, with transformers' warning)."""
         self._check_generation_config(generation_config)
         budget = self._new_token_budget(generation_config)
+        if generation_config.max_new_tokens is not None and "max_length" in explicit_lengths:
+            logger.warning(
+                f"Both `max_new_tokens` (={generation_config.max_new_tokens}) and `max_length`(="
+                f"{generation_config.max_length}) seem to have been set. `max_new_tokens` will take precedence."
+            )  # transformers' words (GenerationMixin._prepare_generated_length)
         generation_config.max_new_tokens = budget
         generation_config.max_length = 1 + budget  # the prompt is the start action
         min_new = generation_config.min_new_tokens
+        if min_new is not None:
+            # As transformers: min_new_tokens wins over min_length (both would otherwise act, the longer winning).
+            if "min_length" in explicit_lengths:
+                logger.warning(
+                    f"Both `min_new_tokens` (={min_new}) and `min_length`(={generation_config.min_length}) seem to "
+                    "have been set. `min_new_tokens` will take precedence."
+                )
+            generation_config.min_length = 1 + min_new
         if (min_new is not None and min_new > budget) or (generation_config.min_length or 0) > 1 + budget:
             raise ValueError(
                 f"min_new_tokens={min_new} / min_length={generation_config.min_length} cannot be met with at most "
@@ -424,6 +455,8 @@ class A2GenGenerationMixin(GenerationMixin):
                 f"A2Gen's generate() does not support {given}: assisted, synced, negative-prompt and custom decoding "
                 "need a text decoder's prompt; use the history inputs and the generation options instead."
             )
+        kwargs.pop("tokenizer", None)  # as transformers' generate(): only its stop_strings read it, refused here
+        explicit_lengths = _explicit_lengths(kwargs)
         generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
         self._take_monotonic_times(generation_config, model_kwargs)
         self._check_generation_config(generation_config)
@@ -438,6 +471,7 @@ class A2GenGenerationMixin(GenerationMixin):
             prefix_allowed_tokens_fn,
             streamer,
             encoder_outputs=encoded,
+            explicit_lengths=explicit_lengths,
         )
 
     @torch.no_grad()
@@ -457,6 +491,8 @@ class A2GenGenerationMixin(GenerationMixin):
         once per user for many candidates. Takes the same generation options and returns the same outputs;
         ``attentions`` / ``hidden_states`` then hold only the generator's tensors.
         """
+        kwargs.pop("tokenizer", None)  # as generate()
+        explicit_lengths = _explicit_lengths(kwargs)
         generation_config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
         self._take_monotonic_times(generation_config, model_kwargs)
         for name in ("output_attentions", "output_hidden_states", "use_cache"):
@@ -468,7 +504,8 @@ class A2GenGenerationMixin(GenerationMixin):
             )
         context = self._checked_context(context, "generate_from_context")
         return self._generate_timed(
-            context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer
+            context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer,
+            explicit_lengths=explicit_lengths,
         )
 
     def _checked_context(self, context: torch.Tensor, method: str) -> torch.Tensor:
@@ -494,9 +531,10 @@ class A2GenGenerationMixin(GenerationMixin):
         prefix_allowed_tokens_fn,
         streamer,
         encoder_outputs=None,
+        explicit_lengths: frozenset[str] = frozenset(),
     ):
         processors, stopping = self._prepare_timed_generation(
-            context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn
+            context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, explicit_lengths
         )
         beams = generation_config.num_beams > 1
         if beams and streamer is not None:

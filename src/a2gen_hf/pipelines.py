@@ -9,6 +9,7 @@ is encoded once, not once per candidate.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import os
@@ -40,6 +41,25 @@ GENERATION_OPTIONS = (
 )
 HISTORY_ITEM_KEYS = ("item", "events", "side_features")
 CANDIDATE_KEYS = ("item", "side_features")
+
+
+def _with_times(generate_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``generate_kwargs`` asking generate() for the times the timelines show (``return_dict_in_generate=True``): set
+    on a copy of a ``generation_config`` given there (a keyword beside it would make transformers warn of mixing the
+    two), else as a keyword. An explicit ``return_dict_in_generate=False``, ids without times, is refused."""
+    kwargs = dict(generate_kwargs)
+    if kwargs.get("return_dict_in_generate", True) is not True:
+        raise ValueError(
+            f"return_dict_in_generate={kwargs['return_dict_in_generate']!r}: the pipeline reads the generated times, "
+            "which only generate()'s dict output holds; leave return_dict_in_generate out (the pipeline sets it)."
+        )
+    if kwargs.get("generation_config") is not None:
+        kwargs.pop("return_dict_in_generate", None)
+        kwargs["generation_config"] = copy.deepcopy(kwargs["generation_config"])
+        kwargs["generation_config"].return_dict_in_generate = True
+    else:
+        kwargs["return_dict_in_generate"] = True
+    return kwargs
 
 
 class ActionRequestError(ValueError):
@@ -392,11 +412,7 @@ class ActionGenerationPipeline(Pipeline):
         }
         if timelines:
             generated = self.ranker.generate(
-                state,
-                selected_ids,
-                selected_side_ids,
-                item_keys=selected_keys,
-                **{"return_dict_in_generate": True, **(generate_kwargs or {})},
+                state, selected_ids, selected_side_ids, item_keys=selected_keys, **_with_times(generate_kwargs or {})
             )
             decoded = self.tokenizer.decode_timelines(generated.sequences, generated.times)
             copies = len(decoded) // len(order)

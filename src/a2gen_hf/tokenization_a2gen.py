@@ -773,6 +773,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         for index in ids if many else [ids]:
             if not isinstance(index, numbers.Integral) and not float(index).is_integer():
                 raise ValueError(f"Action id {index!r} is not a whole number; ids are integers 0..{self.vocab_size - 1}.")
+        if not many and not isinstance(ids, int):
+            ids = int(ids)  # a 0-d tensor or numpy scalar: one id, as transformers' own call takes an int
         return super().convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
 
     def _convert_id_to_token(self, index: int) -> str:
