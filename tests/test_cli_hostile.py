@@ -114,6 +114,14 @@ def test_infinity_in_a_report_is_refused_at_its_line_and_column(tmp_path, capsys
         err = error_of(capsys, " ".join(command[:2]) if command[0] == "plot" else "report")
         assert f"{path}, line {line}, column " in err and "-Infinity is not a figure any command writes" in err
     assert not (tmp_path / "r.png").exists()
+    # A number beyond a float: Python's json reads 1e400 as inf without a word (before: rendered as "inf ± 0.0019").
+    edited = text.replace('"mean": ', '"mean": 1e400, "was": ', 1)
+    path.write_text(edited)
+    for command in (["report", str(path)], ["plot", "comparison", str(path), "--output", str(tmp_path / "r.png")]):
+        assert main(command) == 2
+        err = error_of(capsys, " ".join(command[:2]) if command[0] == "plot" else "report")
+        assert f"{path}, line {line}, column " in err and "1e400 is not a figure any command writes" in err
+    assert not (tmp_path / "r.png").exists()
 
 
 def test_damaged_training_log_names_the_entry(tmp_path, capsys):

@@ -276,7 +276,8 @@ def test_grouped_modules_take_the_group_ids_the_functions_take():
     probabilities[:, 2] = [0.9, 0.1, 0.2, 0.8]
     modules = {"gauc": gauc, "ranking_at_k": ranking_at_k}
     for group_ids in (["u1", "u1", "u2", "u2"], [1.2, 1.7, 1.2, 1.7], [7, 7, 9, 9], [7.0, 7, np.int64(9), 9.0],
-                      np.array([3, 5, 5, 3]), [7, "7", 7, "7"]):  # a number and its text: two groups, as in gauc()
+                      np.array([3, 5, 5, 3]), [7, "7", 7, "7"],  # a number and its text: two groups, as in gauc()
+                      [True, True, 1, 1]):  # a bool and the int 1: two groups (the modules merged them)
         references = [{"labels": labels, "group_id": group} for labels, group in zip(LABELS, group_ids)]
         for name, function in modules.items():
             computed = load_metric(name).compute(predictions=probabilities, references=references, action_names=NAMES)
@@ -315,6 +316,21 @@ def test_timed_modules_take_references_without_a_time_mask():
     some_masked = unmasked[:2] + [dict(row, label_time_mask=mask) for row, mask in zip(unmasked[2:], LABEL_TIME_MASK[2:])]
     with pytest.raises(ValueError, match=r"references\[0\] has no label_time_mask but references\[2\] has one"):
         load_metric("timing_mae").compute(predictions=times, references=some_masked, action_names=NAMES)
+
+
+def test_bfloat16_tensors_are_read_as_float32():
+    """The docs promise tensors; a bfloat16 one (a bf16 model's output) raised numpy's "unsupported ScalarType"."""
+    probabilities, times = toy_predictions()
+    as_bf16 = torch.tensor(probabilities).bfloat16()
+    expected = compute_action_metrics(
+        {"action_probabilities": as_bf16.float().numpy(), "expected_times": times},
+        {"labels": LABELS, "label_times": LABEL_TIMES}, NAMES,
+    )
+    computed = compute_action_metrics(
+        {"action_probabilities": as_bf16, "expected_times": torch.tensor(times).bfloat16()},
+        {"labels": LABELS, "label_times": LABEL_TIMES}, NAMES,
+    )
+    assert computed["auc"] == expected["auc"]
 
 
 def test_compute_action_metrics_combines_every_part():

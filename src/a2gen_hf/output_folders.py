@@ -204,15 +204,16 @@ def strict_json(value: Any) -> Any:
 _INFINITIES = ("-Infinity", "Infinity")
 
 
-def _first_infinity(text: str) -> int:
-    """Offset in JSON ``text`` of the first ``Infinity`` / ``-Infinity`` outside a string (-1: none)."""
+def _first_token(text: str, tokens: tuple[str, ...]) -> int:
+    """Offset in JSON ``text`` of the first of ``tokens`` (e.g. ``Infinity``, or a number's literal) outside a string
+    and not inside a longer number (-1: none)."""
     inside, escaped = False, False
     for offset, character in enumerate(text):
         if inside:
             escaped, inside = (False, True) if escaped else (character == "\\", character != '"')
         elif character == '"':
             inside = True
-        elif text.startswith(_INFINITIES, offset):
+        elif text.startswith(tokens, offset) and (offset == 0 or text[offset - 1] not in "0123456789.+-eE"):
             return offset
     return -1
 
@@ -220,8 +221,9 @@ def _first_infinity(text: str) -> int:
 def read_json_file(path: str | os.PathLike, what: str) -> Any:
     """
     The value of the JSON file ``path``; every fault is a ``ValueError`` naming the file and, for its text, the line
-    and column: a folder, bytes that are not UTF-8, text that is not JSON, and ``Infinity`` / ``-Infinity``, which
-    Python's ``json`` reads but no command writes (a hand edit: an infinite figure would render as a result). ``NaN``
+    and column: a folder, bytes that are not UTF-8, text that is not JSON, and ``Infinity`` / ``-Infinity`` or a
+    number beyond a float (``1e400``), which Python's ``json`` reads as infinite but no command writes (a hand edit:
+    an infinite figure would render as a result). ``NaN``
     is read, as NaN: reports of earlier versions wrote it where :func:`write_json_atomically` now writes ``null``
     (undefined, e.g. the spread of one seed). ``what`` names the file's kind in the hints (e.g. "the results.json
     that `a2gen compare` wrote").
@@ -231,20 +233,32 @@ def read_json_file(path: str | os.PathLike, what: str) -> Any:
         raise ValueError(f"{path} is a folder; give {what} in it.")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; give {what}.")
+    infinities: list[str] = []
+
+    def finite_float(literal: str) -> float:
+        number = float(literal)
+        if math.isinf(number):  # 1e400: beyond a float, read by Python's json as inf without a word
+            infinities.append(literal)
+        return number
+
     try:
         text = path.read_text(encoding="utf-8")
-        infinities: list[str] = []
-        value = json.loads(text, parse_constant=lambda name: infinities.append(name) if name != "NaN" else math.nan)
+        value = json.loads(
+            text,
+            parse_constant=lambda name: infinities.append(name) if name != "NaN" else math.nan,
+            parse_float=finite_float,
+        )
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); give {what}.") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
     if infinities:
-        offset = _first_infinity(text)
+        offset = _first_token(text, tuple(dict.fromkeys([*_INFINITIES, *infinities])))
         line = text.count("\n", 0, offset) + 1
         column = offset - text.rfind("\n", 0, offset)
-        raise ValueError(f"{path}, line {line}, column {column}: {infinities[0]} is not a figure any command writes; "
-                         "give a finite number, or null where a value is undefined.")
+        shown = text[offset:].split(",")[0].split("}")[0].split("]")[0].strip()
+        raise ValueError(f"{path}, line {line}, column {column}: {shown} is not a figure any command writes (an "
+                         "infinite number); give a finite number, or null where a value is undefined.")
     return value
 
 

@@ -67,7 +67,10 @@ def _as_array(values: Any, name: str, dtype: type, ndim: int, pad_value: float |
     """`values` (array, tensor or nested lists; ragged rows padded with `pad_value` when given) -> numpy array of
     `dtype`. An integer `dtype` (ids) takes whole numbers only: 1.0 is fine, 2.7 is refused, never truncated."""
     if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
+        values = values.detach().cpu()
+        if values.dtype == torch.bfloat16:  # numpy has no bfloat16: read it as float32 (exactly)
+            values = values.float()
+        values = values.numpy()
     integral = np.issubdtype(dtype, np.integer)
     read_as = None if integral else dtype  # ids are read as given and checked before the cast
     try:

@@ -52,7 +52,9 @@ def group_id_text(value: Any, where: str) -> str:
     """
     if isinstance(value, str):
         return "text:" + value
-    if isinstance(value, (int, np.integer, np.bool_)):
+    if isinstance(value, (bool, np.bool_)):  # its own kind, as the functions group it: True and 1 are two groups
+        return f"bool:{bool(value)}"
+    if isinstance(value, (int, np.integer)):
         return f"number:{int(value)}"
     if isinstance(value, (float, np.floating)) and not math.isnan(value):
         return f"number:{int(value)}" if float(value).is_integer() else f"number:{float(value)!r}"

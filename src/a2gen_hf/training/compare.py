@@ -44,6 +44,7 @@ from .statistics import (
     mean_std,
     paired_bootstrap_auc_difference,
     significance_label,
+    too_few_class_groups,
     undefined_auc_difference,
 )
 
@@ -453,8 +454,12 @@ def _short_label(name: str) -> str:
 
 def verdict(row: dict[str, float], reference: str, name: str) -> str:
     """The verdict of one bootstrap row (its 95 % interval ``low``, ``high`` of reference minus ``name``), named
-    after the models: ``"A2Gen-IAG better"``, ``"MMoE fairly fed better"``, "no significant difference", or
-    "undefined: one class only" for the NaN row of an action the test split holds one class of."""
+    after the models: ``"A2Gen-IAG better"``, ``"MMoE fairly fed better"``, "no significant difference",
+    "undefined: one class only" for the NaN row of an action the test split holds one class of, or "no verdict: ..."
+    for a row over users where too few users hold the action's positives or negatives
+    (:func:`~a2gen_hf.training.statistics.too_few_class_groups`; its interval is kept, to read as too narrow)."""
+    if not math.isnan(row["low"]) and (few := too_few_class_groups(row)) is not None:
+        return few
     return significance_label(row["low"], row["high"], _short_label(reference), _short_label(name))
 
 

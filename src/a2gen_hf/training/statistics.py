@@ -28,8 +28,12 @@ from ..metrics.action_metrics import group_numbers
 NO_DIFFERENCE = "no significant difference"
 # The verdict where an interval cannot be computed (the split holds one class of the action only).
 UNDEFINED = "undefined: one class only"
-# Resamples scored per block: bounds the memory of the (block, n) multiplicity matrices.
+# Resamples scored per block, at most: bounds the memory of the (block, n) multiplicity matrices ...
 _BLOCK = 128
+# ... and at most this many entries per matrix (fewer resamples per block for large n: weighted_auc holds several
+# such float64 matrices at once, which at 128 resamples of a million examples came to some 9 GB). Up to 65,536
+# examples the blocks stay 128 resamples, so the resamples drawn (and every interval) are as before.
+_BLOCK_ENTRIES = 1 << 23
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -94,6 +98,12 @@ def _stratified_multiplicities(strata: list[np.ndarray], size: int, block: int, 
 
 # Fewer groups than this give a bootstrap of a handful of distinct resamples (one group: an interval of width 0).
 MIN_GROUPS = 20
+# Fewer users than this holding an action's positives (or its negatives) give a user-bootstrap interval far too
+# narrow: what varies from user to user cannot be resampled from a few users. Coverage of the true difference by the
+# 95 % interval, simulated (60 users of 20 examples, the positives held by k of them, 150-200 cases each;
+# benchmarks/bootstrap_few_positive_users.py): k = 1: 21 %, 2: 67 %, 4: 87 %, 6: 90 %, 8: 87 %, 10: 92 %, 12: 92 %,
+# 16: 93 %, 24: 91 %, as with many users holding both classes (92-95 %). Such a row keeps its interval, no verdict.
+MIN_CLASS_GROUPS = 10
 
 
 def _group_index(groups: Any, size: int) -> np.ndarray:
@@ -109,6 +119,25 @@ def _group_index(groups: Any, size: int) -> np.ndarray:
             "a2gen compare --bootstrap-unit examples)."
         )
     return index
+
+
+def class_group_counts(labels: Any, groups: Any) -> dict[str, int]:
+    """``{"positive_users": .., "negative_users": ..}``: how many groups (users) of `(n,)` ``groups`` hold a positive
+    and how many a negative of 0/1 `(n,)` ``labels`` (a user can count on both sides)."""
+    array = np.asarray(labels).reshape(-1).astype(bool)
+    units = group_numbers(groups.reshape(-1) if isinstance(groups, np.ndarray) else groups, array.size, name="groups")
+    return {"positive_users": int(np.unique(units[array]).size), "negative_users": int(np.unique(units[~array]).size)}
+
+
+def too_few_class_groups(row: dict[str, Any]) -> str | None:
+    """Why a bootstrap row over users gets no verdict (its ``positive_users`` / ``negative_users`` below
+    :data:`MIN_CLASS_GROUPS`), or None (enough users, or a row resampling examples, which has no such counts)."""
+    short = [f"{row[key]} user(s) hold its {side}" for key, side in (("positive_users", "positives"),
+             ("negative_users", "negatives")) if row.get(key) is not None and row[key] < MIN_CLASS_GROUPS]  # fmt: skip
+    if not short:
+        return None
+    return (f"no verdict: {' and '.join(short)}, fewer than {MIN_CLASS_GROUPS}, so the interval over users is too "
+            "narrow to call")
 
 
 def bootstrap_aucs(
@@ -143,8 +172,9 @@ def bootstrap_aucs(
         kinds = has_positive.astype(np.int64) * 2 + has_negative
         strata = [members for kind in (1, 2, 3) if (members := np.flatnonzero(kinds == kind)).size]
     resampled = np.empty((num_resamples, len(scores)))
-    for start in range(0, num_resamples, _BLOCK):
-        block = min(_BLOCK, num_resamples - start)
+    per_block = max(1, min(_BLOCK, _BLOCK_ENTRIES // labels.size))
+    for start in range(0, num_resamples, per_block):
+        block = min(per_block, num_resamples - start)
         if units is None:
             weights = _stratified_multiplicities(strata, labels.size, block, rng)
         else:  # a group's multiplicity given to each of its examples
@@ -154,13 +184,41 @@ def bootstrap_aucs(
     return full, resampled
 
 
+def percentile_p_value(resampled: np.ndarray) -> float:
+    """
+    The two-sided p-value of 0 under the percentile interval of `(R,)` resampled differences: ``2 * min(t, 1 - t)``
+    where ``t`` is the quantile level at which ``np.percentile`` (linear interpolation) reaches 0, the level within
+    the levels where it equals 0 closest to one half (all resamples 0: p = 1), 0 where every resample lies on one side
+    of 0. So the (1 - a) percentile interval excludes 0 exactly when p < a: the 95 % interval's verdict and
+    ``p < 0.05`` never disagree (the former +1-smoothed share of resamples beyond 0 did, at the margin: an interval
+    excluding 0 with p = 0.052).
+    """
+    values = np.sort(np.asarray(resampled, dtype=np.float64).reshape(-1))
+    count = values.size
+    if values[0] > 0 or values[-1] < 0:
+        return 0.0
+    if count == 1:  # the one resample is 0
+        return 1.0
+    levels = np.arange(count) / (count - 1)
+
+    def crossing(index: int) -> float:
+        """The level between sorted positions ``index`` and ``index + 1`` at which the interpolation reaches 0."""
+        below, above = values[index], values[index + 1]
+        return float((index + (0.0 - below) / (above - below)) / (count - 1))
+
+    first = int(np.searchsorted(values, 0.0, side="left"))  # the first value >= 0
+    last = int(np.searchsorted(values, 0.0, side="right")) - 1  # the last value <= 0
+    lowest = levels[first] if values[first] == 0 or first == 0 else crossing(first - 1)
+    highest = levels[last] if values[last] == 0 or last == count - 1 else crossing(last)
+    level = min(max(0.5, lowest), highest)
+    return float(min(1.0, 2 * min(level, 1.0 - level)))
+
+
 def _difference_summary(full: float, resampled: np.ndarray) -> dict[str, float]:
-    """Point difference, 95 % percentile interval and two-sided bootstrap p-value of resampled differences."""
+    """Point difference, 95 % percentile interval and two-sided bootstrap p-value (:func:`percentile_p_value`) of
+    resampled differences."""
     low, high = np.percentile(resampled, [2.5, 97.5])
-    count = resampled.size
-    # Share of resamples on either side of 0 (with the +1 correction, so that p > 0), doubled.
-    tail = min((np.sum(resampled <= 0) + 1) / (count + 1), (np.sum(resampled >= 0) + 1) / (count + 1))
-    return {"difference": float(full), "low": float(low), "high": float(high), "p_value": float(min(1.0, 2 * tail))}
+    return {"difference": float(full), "low": float(low), "high": float(high), "p_value": percentile_p_value(resampled)}
 
 
 def has_both_classes(labels: Any) -> bool:
@@ -192,12 +250,15 @@ def paired_bootstrap_auc_difference(
             each example's user (resample users, :func:`bootstrap_aucs`), or None (resample examples).
 
     Returns:
-        ``{"difference", "low", "high", "p_value", "auc_a", "auc_b"}``; ``p_value`` is two-sided:
-        ``2 * min(P*(d <= 0), P*(d >= 0))`` over the resampled differences (+1 smoothed, at most 1).
+        ``{"difference", "low", "high", "p_value", "auc_a", "auc_b"}``, with groups also ``"positive_users"`` and
+        ``"negative_users"`` (:func:`class_group_counts`: below :data:`MIN_CLASS_GROUPS` the interval is too narrow
+        to call, :func:`too_few_class_groups`); ``p_value`` is two-sided, the level at which the percentile interval
+        reaches 0 (:func:`percentile_p_value`: the 95 % interval excludes 0 exactly when it is below 0.05).
     """
     full, resampled = bootstrap_aucs(labels, [scores_a, scores_b], num_resamples, seed, groups)
     summary = _difference_summary(full[0] - full[1], resampled[:, 0] - resampled[:, 1])
-    return {**summary, "auc_a": float(full[0]), "auc_b": float(full[1])}
+    counts = class_group_counts(labels, groups) if groups is not None else {}
+    return {**summary, "auc_a": float(full[0]), "auc_b": float(full[1]), **counts}
 
 
 def _midranks(values: np.ndarray) -> np.ndarray:
