@@ -255,6 +255,18 @@ def test_truncated_config_names_line_and_column(checkpoint):
         load_checkpoint(checkpoint)
 
 
+def test_truncated_generation_config_is_refused_not_replaced_by_defaults(checkpoint):
+    """From a probe: transformers read a truncated generation_config.json as none saved, and generate() silently ran
+    with the defaults (monotonic_times, max_length and do_sample all changed)."""
+    assert (checkpoint / "generation_config.json").is_file()
+    generation = checkpoint / "generation_config.json"
+    generation.write_text(generation.read_text()[:20])
+    with pytest.raises(CheckpointError, match=r"generation_config\.json: not valid JSON \(line \d+, column \d+.*generation config"):
+        load_checkpoint(checkpoint)
+    with pytest.raises(CheckpointError, match=r"generation_config\.json: not valid JSON"):
+        A2GenForActionGeneration.from_pretrained(checkpoint)
+
+
 def test_invalid_config_values_are_named(checkpoint):
     config = checkpoint / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "start_action": "click"}))
@@ -862,6 +874,33 @@ def test_training_checkpoints_hold_no_pickle(tmp_path, fresh_accelerate_state):
     manifest = json.loads((checkpoint / "a2gen_checkpoint.json").read_text())
     assert manifest["progress"]["global_step"] == 2 and set(manifest["resume_key"]) == {"settings", "model", "data"}
     assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+
+
+def test_a_kill_while_saving_the_best_weights_leaves_nothing_a_run_does_not_remove(tmp_path, fresh_accelerate_state,
+                                                                                    monkeypatch):
+    """From a probe: safetensors writes through a .tmpXXXXXX file of its own beside its target; a kill during a best
+    save left a model-sized file in the output folder that no run removed. It now goes into a staging folder, which
+    the next run removes when it starts (with a .tmp-best file of earlier versions)."""
+    from accelerate import Accelerator
+
+    from a2gen_hf.training import checkpointing
+
+    model = tiny_model()
+
+    def killed_save(module, filename, metadata=None):
+        Path(filename).with_name(".tmpAbC123").write_bytes(b"x" * 64)  # what safetensors writes first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpointing, "save_model", killed_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointing._save_best(Accelerator(cpu=True), model, tmp_path, 0, 2, 0.5)
+    assert [path.name for path in tmp_path.iterdir()] == [".tmp-best-weights"]  # the leftover is inside it
+    (tmp_path / ".tmp-best_model.safetensors").write_bytes(b"y")  # an earlier version's half-renamed file
+    monkeypatch.undo()
+    checkpointed_run(tmp_path)
+    assert not (tmp_path / ".tmp-best-weights").exists() and not (tmp_path / ".tmp-best_model.safetensors").exists()
+    checkpointing._save_best(Accelerator(cpu=True), model, tmp_path, 0, 2, 0.5)  # a save that completes
+    assert (tmp_path / "best_model.safetensors").is_file() and not (tmp_path / ".tmp-best-weights").exists()
 
 
 def test_planted_pickles_in_a_checkpoint_are_never_loaded(tmp_path, fresh_accelerate_state):

@@ -620,6 +620,12 @@ def test_a_folder_without_tokenizer_files_is_refused_not_filled_with_defaults(tm
         with pytest.raises(OSError, match=r"holds no tokenizer files .*A2GenActionTokenizer\.from_config"):
             load(tmp_path)
     A2GenActionTokenizer.from_config(config).save_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").rename(tmp_path / "kept.json")  # a partial copy: vocab.json alone
+    for load in (AutoTokenizer.from_pretrained, A2GenActionTokenizer.from_pretrained):
+        # Before: "Unknown action 'start' (start_action)", the defaults read against the saved actions.
+        with pytest.raises(OSError, match=r"holds vocab\.json but no tokenizer_config\.json, which holds"):
+            load(tmp_path)
+    (tmp_path / "kept.json").rename(tmp_path / "tokenizer_config.json")
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     loaded.check_compatible(config)
     assert loaded.get_vocab() == {"<pad>": 0, "start": 1, "click": 2, "buy": 3, "leave": 4}

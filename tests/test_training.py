@@ -303,6 +303,27 @@ def test_a_resume_that_replans_a_decaying_schedule_says_so(data_dir, tmp_path, c
             assert "now gives the learning rate x0.625 where the interrupted run was at x0.25" in caplog.text
 
 
+def test_a_resume_killed_in_its_test_evaluation_leaves_no_earlier_metrics_beside_the_new_model(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    """From a probe: a finished run resumed with more --max-steps and killed during its test evaluation left the
+    first run's eval_results.json beside the new model (which `a2gen push --eval-results` would put on its card)."""
+    from a2gen_hf.training import loop
+
+    argv = ["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--batch-size", "32",
+            "--checkpoint-every", "3", *TINY_FLAGS]  # fmt: skip
+    assert main([*argv, "--max-steps", "3"]) == 0
+    assert (tmp_path / "run" / "eval_results.json").is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "evaluate_model", killed)
+    assert main([*argv, "--max-steps", "6", "--resume"]) == 130
+    assert not (tmp_path / "run" / "eval_results.json").exists()  # before: the 3-step run's metrics
+    assert "interrupted during the test evaluation, after training" in capsys.readouterr().err
+
+
 def test_a_finished_run_resumed_with_more_steps_logs_as_an_uninterrupted_one(data_dir, tmp_path):
     """A checkpoint at the planned last step held that step's closing log entry and a zeroed running loss: resumed
     with more steps, the log gained an entry there and the next entry covered only the later steps. Resumed as it

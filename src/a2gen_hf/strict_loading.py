@@ -26,6 +26,7 @@ SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PICKLED_WEIGHTS_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 CONFIG_NAME = "config.json"
+GENERATION_CONFIG_NAME = "generation_config.json"
 MAX_KEYS_SHOWN = 10
 # from_pretrained keywords that say where files come from (passed on when this module resolves a file itself).
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
@@ -228,7 +229,9 @@ def non_finite_tensors(model: torch.nn.Module) -> list[str]:
 class StrictLoadingMixin:
     """``from_pretrained`` that refuses anything but the exact saved weights (``strict=False``: transformers' own).
 
-    Refused, each with a :class:`CheckpointError` naming the file: a ``config.json`` of another ``model_type``;
+    Refused, each with a :class:`CheckpointError` naming the file: a ``config.json`` of another ``model_type``; a
+    ``generation_config.json`` that is not a JSON object (transformers would fall back to default generation options
+    without a word);
     pickled weights only; shard names that leave the folder; a truncated or corrupt safetensors file; missing,
     unexpected (except a head's tensors when loading the base model from a head checkpoint) or mismatched tensors;
     a tensor whose header dtype is not the model's; NaN or inf weights.
@@ -251,6 +254,9 @@ class StrictLoadingMixin:
                 f"{expected_type!r}; the folder holds another kind of model. Load it with its own class (or "
                 "a2gen_hf.checkpoints.load_checkpoint, which picks the class from config.json)."
             )
+        generation_file = _resolve(source, GENERATION_CONFIG_NAME, hub_kwargs)
+        if generation_file is not None:  # transformers would read a damaged one as "none saved": default generation
+            _read_json(generation_file, "generation config")
         files, where = weight_files(source, hub_kwargs, kwargs.get("variant"))
         header = check_weight_files(files)
         wants_info = kwargs.pop("output_loading_info", False)

@@ -390,7 +390,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 "(tokenizer.save_pretrained(path))."
             )
         config_file = resolved_vocab_files.get("tokenizer_config_file")
-        if config_file is not None and not isinstance(_read_json(config_file), dict):
+        if config_file is None:  # vocab.json alone (a partial copy): the rest would be defaults, silently
+            raise OSError(
+                f"{str(pretrained_model_name_or_path)!r} holds vocab.json but no tokenizer_config.json, which holds the "
+                "tokenizer's start and end actions, time statistics and bucket counts (without it they would be "
+                "defaults that mean other things than the model's): copy tokenizer_config.json too, or build the "
+                "tokenizer from the model's config, A2GenActionTokenizer.from_config(AutoConfig.from_pretrained(path))."
+            )
+        if not isinstance(_read_json(config_file), dict):
             raise ValueError(f"{config_file} is not a JSON object of the tokenizer's settings; save the tokenizer again.")
         return super()._from_pretrained(
             resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs, **kwargs

@@ -520,6 +520,20 @@ def _load_weight_average(weight_average: WeightAverage, checkpoint: Path, manife
     weight_average.load(checkpoint)
 
 
+# The folder a best-weights file is written in before it is renamed into the output folder: safetensors writes through
+# a temporary file of its own (``.tmpXXXXXX``) beside its target, which a kill would leave behind, model-sized, under a
+# name nothing knows; inside this folder it goes with the folder (:func:`remove_interrupted_best_saves`).
+_BEST_STAGING = ".tmp-best-weights"
+
+
+def remove_interrupted_best_saves(output_dir: Path) -> None:
+    """Remove what a run killed while saving its best weights left (the staging folder and, from earlier versions, a
+    ``.tmp-<best file>``); called by the main process when a run starts, under the output folder's lock."""
+    shutil.rmtree(output_dir / _BEST_STAGING, ignore_errors=True)
+    for name in (BEST_MODEL_FILE, BEST_GENERATOR_FILE):
+        (output_dir / f".tmp-{name}").unlink(missing_ok=True)
+
+
 def _save_best(
     accelerator: Accelerator,
     model: nn.Module,
@@ -530,10 +544,13 @@ def _save_best(
     file_name: str = BEST_MODEL_FILE,
 ) -> None:
     if accelerator.is_main_process:
-        temporary = output_dir / f".tmp-{file_name}"
+        staging = output_dir / _BEST_STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
         metadata = {"epoch": str(epoch), "step": str(step), "score": repr(score)}
-        save_model(accelerator.unwrap_model(model), str(temporary), metadata=metadata)
-        os.replace(temporary, output_dir / file_name)
+        save_model(accelerator.unwrap_model(model), str(staging / file_name), metadata=metadata)
+        os.replace(staging / file_name, output_dir / file_name)
+        shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 

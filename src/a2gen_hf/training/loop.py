@@ -68,6 +68,7 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     _save_best,
     _save_checkpoint,
     latest_checkpoint,
+    remove_interrupted_best_saves,
 )
 from .data_setup import create_model, load_data_dir, model_to_train_from, settings_the_model_drops
 from .optimization import (
@@ -588,6 +589,7 @@ def _train(
     _check_run(train_dataset, settings, eval_dataset)
     if accelerator.is_main_process:
         Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
+        remove_interrupted_best_saves(Path(settings.output_dir))  # we hold the folder's lock
     accelerator.wait_for_everyone()
     run = _TrainingRun(model, train_dataset, collator, settings, eval_dataset, accelerator)
     try:
@@ -1156,6 +1158,10 @@ def _train_from_data_dir(
         staging = staging_folder(output_dir / MODEL_FOLDER)  # the model appears complete or not at all
         result.model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
+        # An earlier model's test metrics (a finished run resumed with more steps) go before the new model comes in:
+        # a run killed between the two then leaves a model without metrics, which `a2gen train`'s interruption
+        # message and a second --resume both handle, never a model beside another model's metrics.
+        (output_dir / EVAL_RESULTS_FILE).unlink(missing_ok=True)
         switch_in(staging, output_dir / MODEL_FOLDER)
         if "test" in dataset and len(dataset["test"]):
             test = dataset["test"]
