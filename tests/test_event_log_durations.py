@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -334,3 +335,71 @@ def test_prepare_generic_duration_errors_name_the_flag_or_the_column(tmp_path, c
     err = capsys.readouterr().err
     assert "events.csv:6: column 'watch_ms' is not a number: '12s'" in err
     assert "on the command line --generic-duration-unit s" in err  # the flag, not only the Python spelling
+
+
+def _ms_pairs(seed: int, count: int, kind: str) -> list[tuple[int, int]]:
+    """``count`` (t, d) millisecond pairs for which t / 1000 + d / 1000 falls below (``"lt"``) or above (``"gt"``)
+    (t + d) / 1000 as floats: the sums that missed the next session's start by a rounding step."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    while len(pairs) < count:
+        t, d = int(rng.integers(1_600_000_000_000, 1_700_000_000_000)), int(rng.integers(1000, 60000))
+        if (t / 1000 + d / 1000 < (t + d) / 1000) if kind == "lt" else (t / 1000 + d / 1000 > (t + d) / 1000):
+            pairs.append((t, d))
+    return pairs
+
+
+def test_a_millisecond_end_is_the_number_the_next_start_was_read_as(tmp_path):
+    """From a probe: times and durations are each divided by 1000 when read, and their sum missed (t + d) / 1000 by a
+    rounding step in about a quarter of rows: a like logged exactly when the watch ended counted as "the duration ends
+    before the last event" (with a warning to check the unit), and a video started the millisecond the previous one
+    ended was in its history for some users and not for others."""
+    pairs = _ms_pairs(1, 6, "lt") + _ms_pairs(2, 6, "gt")
+    path = tmp_path / "autoplay.csv"
+    lines = ["user,video,ts_ms,event,watch_ms"]
+    for n, (t, d) in enumerate(pairs):
+        lines += [f"u{n},a,{t},play,{d}", f"u{n},a,{t + d},like,", f"u{n},b,{t + d},play,5000"]
+    path.write_text("\n".join(lines) + "\n")
+    result = _convert(path)
+    counts = result.summary["event_durations"]
+    assert counts["end_from_duration"] == 24 and counts["end_at_last_event_duration_shorter"] == 0
+    a = result.tokenizer.hash_item("a")
+    rows = [row for split in result.dataset.values() for row in split if row["item"] == "b"]
+    assert len(rows) == 12 and not any(a in row["history_item_ids"] for row in rows)  # a ends as b starts: not yet
+
+
+def test_a_jsonl_log_whose_first_block_has_no_or_whole_durations(tmp_path, monkeypatch):
+    """From a probe: pyarrow fixes a JSON column's type from the first block (16 MiB), so a duration null or absent
+    there and a number later ("changed from null to number"), or whole there and fractional later, was refused. The
+    number columns are read as float64 unless the first block holds them as text."""
+    import json as json_module
+
+    from a2gen_hf.data import validation
+
+    reader = validation._jsonl_batches
+    monkeypatch.setattr(validation, "_jsonl_batches", lambda path, needed, block_size, numbers=(): reader(
+        path, needed, 256, numbers))  # blocks of 256 bytes: the first holds no duration
+    for name, late in (("null", {"watch_ms": None}), ("absent", {}), ("whole", {"watch_ms": 4000})):
+        rows = [{"user": f"u{n}", "video": "v1", "ts_ms": T0 + 1000 * n, "event": "like", **late} for n in range(8)]
+        rows += [{"user": "u9", "video": "v2", "ts_ms": T0, "event": "play", "watch_ms": 12000.5}]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(json_module.dumps(row) for row in rows) + "\n")
+        sessions = _sessions(_convert(path))
+        (start, _), (end, seconds) = sessions[("u9", "v2", 0)]
+        assert (start, end) == ("play", "leave") and seconds == pytest.approx(12.0005, abs=1e-6), name  # float32
+    text = tmp_path / "text.jsonl"  # durations written as text stay text, parsed as a CSV's are
+    text.write_text("\n".join(json_module.dumps({"user": "u1", "video": "v1", "ts_ms": T0, "event": "play",
+                                                 "watch_ms": "12000"}) for _ in range(1)) + "\n")
+    assert _sessions(_convert(text))[("u1", "v1", 0)] == [("play", 0.0), ("leave", 12.0)]
+
+
+@pytest.mark.parametrize("placeholder", ["NA", "NULL", "\\N", "n/a", "nan"])
+def test_a_placeholder_for_an_unknown_duration_gets_no_advice_to_skip_its_rows(tmp_path, placeholder):
+    """From a probe: "watch=NA" on the like rows got "durations must be numbers ... or pass on_bad_rows='skip'", which
+    drops every like. It now says that unknown is an empty cell and how to write it so, without the skip advice."""
+    path = _log(tmp_path, [("u1", "v1", 0, "play", "12000"), ("u1", "v1", 3, "like", placeholder)])
+    with pytest.raises(LogFormatError) as raised:
+        _convert(path)
+    message = str(raised.value)
+    assert "An unknown duration is an empty cell (in JSON lines null or no key)" in message
+    assert "errors='coerce'" in message and "pass on_bad_rows='skip'" not in message

@@ -192,7 +192,8 @@ END_RULES = {
 
 
 def _session_ends(
-    times: np.ndarray, durations: np.ndarray | None, first: np.ndarray, last: np.ndarray, logged_end: np.ndarray
+    times: np.ndarray, durations: np.ndarray | None, first: np.ndarray, last: np.ndarray, logged_end: np.ndarray,
+    decimals: int | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """`(S,)` each session's end (Unix seconds) and, with ``durations``, how many sessions got it by each rule of
     :data:`END_RULES` (the sessions' rows are ``first[s]..last[s]`` of the sorted ``times`` / ``durations``, seconds,
@@ -203,7 +204,15 @@ def _session_ends(
     end = times[last]
     if durations is None:
         return end, {}
-    ends_of_rows = np.where(np.isnan(durations), -np.inf, times + durations)
+    ends_of_rows = times + durations
+    if decimals is not None:
+        # Both were divided by 1000 when read (ms): t/1000 + d/1000 misses (t + d)/1000 by a rounding step as often as
+        # not, which would put a session that ends the millisecond the next begins in its history or not by chance.
+        # Snapped to the millisecond it is the very number the other's start was read as; a sum a real fraction of a
+        # millisecond off the grid (12000.5 ms) is no rounding step (those are below 1e-6 s) and stays as it is.
+        snapped = np.round(ends_of_rows, decimals)
+        ends_of_rows = np.where(np.abs(ends_of_rows - snapped) < 1e-6, snapped, ends_of_rows)
+    ends_of_rows = np.where(np.isnan(durations), -np.inf, ends_of_rows)
     watched = np.maximum.reduceat(ends_of_rows, first) if len(first) else np.empty(0)  # -inf: no row logs one
     known = np.isfinite(watched)
     from_duration = ~logged_end & known & (watched >= end)
@@ -258,7 +267,8 @@ def _event_sessions(
     np.cumsum(last - first + 1 + add_start + add_end, out=offsets[1:])
 
     start = times[first]
-    end, end_counts = _session_ends(times, durations, first, last, ~add_end)
+    decimals = 3 if "ms" in (preset.time_unit, preset.duration_unit) else None  # see _session_ends
+    end, end_counts = _session_ends(times, durations, first, last, ~add_end, decimals)
     action_ids = np.empty(offsets[-1], dtype=np.int64)
     seconds = np.empty(offsets[-1], dtype=np.float64)
     positions = offsets[session_of_row] + add_start[session_of_row] + (np.arange(len(rows)) - first[session_of_row])

@@ -467,7 +467,8 @@ def _record_batches(path: Path, file_format: str, preset: LogPreset, needed: lis
     if file_format == "parquet":
         iterator = _native_times(_parquet_batches(path, needed, block_size), preset, path.name)
     else:  # JSON has no time type (pyarrow would read ISO-8601 strings as one: they stay text, as in a CSV)
-        iterator = _jsonl_batches(path, needed, block_size)
+        numbers = [name for name, _ in preset.number_columns()]
+        iterator = _jsonl_batches(path, needed, block_size, numbers)
     return _number_rows(iterator), None
 
 
@@ -523,10 +524,30 @@ def _parquet_batches(path: Path, needed: list[str], block_size: int) -> Iterator
         ) from None
 
 
-def _jsonl_batches(path: Path, needed: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
+def _jsonl_number_schema(path: Path, numbers: list[str], block_size: int) -> pa.Schema | None:
+    """The explicit types of a JSON lines log's number columns (time, duration): float64 for each that the first
+    block does not hold as text. pyarrow fixes a column's type from the first block (16 MiB) and refuses a later
+    block whose values differ: a duration that is null or absent there and a number later ("changed from null to
+    number"), or whole there and fractional later ("Failed to convert JSON to int64"); read as float64 throughout
+    (whole numbers to 2**53 exactly), nulls and absent keys are unknown. A column written as text stays inferred (its
+    numbers are parsed later, as a CSV's are)."""
+    try:
+        with open_log_bytes(path) as stream:
+            first = pa_json.open_json(
+                stream, read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False)
+            ).schema
+    except (pa.ArrowException, OSError, EOFError, LogFormatError):
+        return None  # the reading proper reports it
+    typed = [name for name in numbers if name not in first.names or not pa.types.is_string(first.field(name).type)]
+    return pa.schema([(name, pa.float64()) for name in typed]) if typed else None
+
+
+def _jsonl_batches(path: Path, needed: list[str], block_size: int, numbers: list[str] = ()) -> Iterator[pa.RecordBatch]:
+    schema = _jsonl_number_schema(path, list(numbers), block_size) if numbers else None
     try:
         reader = pa_json.open_json(
-            open_log_bytes(path), read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False)
+            open_log_bytes(path), read_options=pa_json.ReadOptions(block_size=block_size, use_threads=False),
+            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
         )
         _check_columns(path, needed, reader.schema.names, header=True)
         for batch in reader:
@@ -961,12 +982,29 @@ def looks_like_a_date(text: str) -> bool:
     return any(character.isdigit() for character in text) and _DATE_TEXT.search(text) is not None
 
 
+# Texts that logs write for "no value": in a column where an empty cell means unknown (an event log's duration) they
+# are a way of writing that, which skipping their rows would throw away with the rows' events.
+_UNKNOWN_TEXTS = frozenset({"na", "n/a", "nan", "null", "none", "nil", "\\n", "-", "?", "unknown"})
+
+
+def means_unknown(text: object, name: str, preset: LogPreset) -> bool:
+    """Whether ``text``, a value of the number column ``name``, is a placeholder for an unknown value
+    (:data:`_UNKNOWN_TEXTS`) in a column where unknown is allowed (:meth:`LogPreset.empty_means_unknown`)."""
+    return preset.empty_means_unknown(name) and isinstance(text, str) and text.strip().lower() in _UNKNOWN_TEXTS
+
+
 def number_text_hint(text: str, name: str, preset: LogPreset) -> str:
     """`` ; times must be numbers ...`` for the value ``text`` (no number) of the time or duration column ``name`` of
     ``preset``; for date or clock text (:func:`looks_like_a_date`) also that such text is not parsed and how to
-    convert the column (skipping would drop every row written so)."""
+    convert the column (skipping would drop every row written so); for a placeholder of an unknown duration
+    (:func:`means_unknown`) that unknown is an empty cell, and how to write it so."""
     is_time = name == preset.time_column
     must = f"; {_time_unit_text(preset) if is_time else _duration_unit_text(preset)}"
+    if means_unknown(text, name, preset):
+        return (f"{must}. An unknown duration is an empty cell (in JSON lines null or no key), not {text!r}: write "
+                f"the column again with those cells empty, e.g. in pandas `frame[{name!r}] = pd.to_numeric("
+                f"frame[{name!r}], errors='coerce')` before `frame.to_csv(...)` (on_bad_rows='skip' would drop every "
+                f"row written so, its event with it, not read the duration as unknown)")
     if not looks_like_a_date(text):
         return must
     if is_time and preset.time_unit == "mmdd":
@@ -1065,7 +1103,8 @@ def _parse_numbers(
         _Problem("empty_value", empty & (not preset.empty_means_unknown(name)), lambda i: f"column {name!r} is empty"),
         _Problem("bad_number", non_numeric & ~empty, lambda i: f"column {name!r} is not a number: {shown(i)}"
                  + quoting_hint(values[i].as_py(), preset.quote_char) + number_text_hint(values[i].as_py(), name, preset),
-                 skip_advice=lambda i: not looks_like_a_date(values[i].as_py())),
+                 skip_advice=lambda i: not (looks_like_a_date(values[i].as_py())
+                                            or means_unknown(values[i].as_py(), name, preset))),
         _Problem("negative_number", negative, lambda i: f"column {name!r} is negative: {shown(i)}"),
     ]
     if unit == "s":
