@@ -60,7 +60,7 @@ if __name__ == "__main__":  # a bad value is refused now, before the slow import
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from residual_fit_keep_rule import users_share  # noqa: E402
+from residual_fit_keep_rule import held_out_summary, users_share  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.metrics import ranked_action_aucs  # noqa: E402
@@ -152,19 +152,7 @@ def main() -> None:
                     f"{rows[-1]['held_out_mean']:.4f} {json.dumps(aucs)} ({time.time() - started:.0f} s)",
                     flush=True,
                 )
-    rules = list(dict.fromkeys(row["rule"] for row in rows))
-    summary = {
-        str(fraction): {rule: float(np.mean([row["held_out_mean"] for row in rows
-                                             if row["fraction"] == fraction and row["rule"] == rule]))
-                        for rule in rules}
-        for fraction in args.fractions
-    }  # fmt: skip
-    print("held-out validation mean AUC (mean over both directions):")
-    for fraction, by_rule in summary.items():
-        print(
-            f"  training users share {fraction}: "
-            + ", ".join(f"{rule}: {value:.4f}" for rule, value in by_rule.items())
-        )
+    summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "bags": args.bags, "rows": rows, "summary": summary})
 
 

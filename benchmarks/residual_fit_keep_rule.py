@@ -83,6 +83,26 @@ def users_share(split, fraction: float, seed: int = 0):
     return split.select(np.flatnonzero([user in kept for user in users]).tolist())
 
 
+def held_out_summary(rows: list[dict], over: str = "both directions") -> dict[str, dict[str, float]]:
+    """``{training share: {rule: mean held-out mean AUC}}`` of the held-out ``rows`` (each with ``fraction``,
+    ``rule`` and ``held_out_mean``; shares and rules in the order they first appear), printed as the summary lines
+    of the held-out benchmarks (this one, ``share_scale_keep_rule.py``, ``residual_fit_bagging.py``)."""
+    rules = list(dict.fromkeys(row["rule"] for row in rows))
+    summary = {
+        str(fraction): {
+            rule: float(np.mean([row["held_out_mean"] for row in rows if row["fraction"] == fraction
+                                 and row["rule"] == rule]))
+            for rule in rules
+        }
+        for fraction in dict.fromkeys(row["fraction"] for row in rows)
+    }  # fmt: skip
+    print(f"held-out validation mean AUC (mean over {over}):")
+    for fraction, by_rule in summary.items():
+        means = ", ".join(f"{rule}: {value:.4f}" for rule, value in by_rule.items())
+        print(f"  training users share {fraction}: {means}")
+    return summary
+
+
 def main() -> None:
     args, rules, fractions = parse_args()
     recipe = parse_arguments(["compare", "--recipe", args.recipe, "--data", args.data, "--output", "unused"])
@@ -127,17 +147,7 @@ def main() -> None:
                           f"held-out mean {rows[-1]['held_out_mean']:.4f} {json.dumps(named)} regression for "
                           f"{fit['regression_kept_for'] if fit['fitted'] is not None else 'all'} "
                           f"({time.time() - started:.0f} s)", flush=True)
-    summary = {}
-    for fraction in sorted({row["fraction"] for row in rows}, reverse=True):
-        summary[str(fraction)] = {
-            rule: float(np.mean([row["held_out_mean"] for row in rows if row["fraction"] == fraction
-                                 and row["rule"] == rule]))
-            for rule in rules
-        }  # fmt: skip
-    print("held-out validation mean AUC (mean over seeds and both directions):")
-    for fraction, by_rule in summary.items():
-        means = ", ".join(f"{rule}: {value:.4f}" for rule, value in by_rule.items())
-        print(f"  training users share {fraction}: {means}")
+    summary = held_out_summary(rows, over="seeds and both directions")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
 
