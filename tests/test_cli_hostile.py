@@ -106,22 +106,17 @@ def test_infinity_in_a_report_is_refused_at_its_line_and_column(tmp_path, capsys
     path.write_text(text)
     assert main(["report", str(path)]) == 0
     capsys.readouterr()
-    edited = text.replace('"mean": ', '"mean": -Infinity, "was": ', 1)
-    line = edited[:edited.index("-Infinity, ")].count("\n") + 1
-    path.write_text(edited)
-    for command in (["report", str(path)], ["plot", "comparison", str(path), "--output", str(tmp_path / "r.png")]):
-        assert main(command) == 2
-        err = error_of(capsys, " ".join(command[:2]) if command[0] == "plot" else "report")
-        assert f"{path}, line {line}, column " in err and "-Infinity is not a figure any command writes" in err
-    assert not (tmp_path / "r.png").exists()
-    # A number beyond a float: Python's json reads 1e400 as inf without a word (before: rendered as "inf ± 0.0019").
-    edited = text.replace('"mean": ', '"mean": 1e400, "was": ', 1)
-    path.write_text(edited)
-    for command in (["report", str(path)], ["plot", "comparison", str(path), "--output", str(tmp_path / "r.png")]):
-        assert main(command) == 2
-        err = error_of(capsys, " ".join(command[:2]) if command[0] == "plot" else "report")
-        assert f"{path}, line {line}, column " in err and "1e400 is not a figure any command writes" in err
-    assert not (tmp_path / "r.png").exists()
+    # -Infinity, and a number beyond a float, which Python's json reads as inf without a word (before: rendered as
+    # "inf ± 0.0019").
+    for token in ("-Infinity", "1e400"):
+        edited = text.replace('"mean": ', f'"mean": {token}, "was": ', 1)
+        line = edited[:edited.index(f"{token}, ")].count("\n") + 1
+        path.write_text(edited)
+        for command in (["report", str(path)], ["plot", "comparison", str(path), "--output", str(tmp_path / "r.png")]):
+            assert main(command) == 2
+            err = error_of(capsys, " ".join(command[:2]) if command[0] == "plot" else "report")
+            assert f"{path}, line {line}, column " in err and f"{token} is not a figure any command writes" in err
+        assert not (tmp_path / "r.png").exists()
 
 
 def test_damaged_training_log_names_the_entry(tmp_path, capsys):
