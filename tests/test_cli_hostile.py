@@ -416,6 +416,34 @@ def test_training_settings_errors_name_the_flags(simulated_data_dir, tmp_path, c
     assert "--no-eval-at-epoch-end evaluates" in error and "keep --eval-at-epoch-end." in error and "False" not in error
 
 
+def test_model_prepare_and_seed_errors_name_the_flags_too(simulated_data_dir, tmp_path, capsys):
+    """From a probe of the docs (cli.md: "a value a setting refuses is named by its flag"): the config's and the
+    start regression's checks said embedding_dropout_prob=2.0, history_event_moment_seconds=0.0, share_scale=0.0;
+    prepare's said max_actions=0, partition_rows=0, item_buckets=1, validation_start=...; `train --seed -1` got
+    numpy's "Seed must be between 0 and 2**32 - 1" after the imports."""
+    base = ["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "run"), "--cpu", "--max-steps", "1"]
+    for flags, shown in ((["--embedding-dropout", "2"], "--embedding-dropout 2.0 must be in [0, 1)"),
+                         (["--event-moment-seconds", "0"], "--event-moment-seconds 0.0 must be > 0"),
+                         (["--seed", "-1"], "--seed -1 is not a seed: give an integer >= 0 and below 4,294,967,296"),
+                         (["--wide-share-scale", "0", "--wide-path", "--wide-warm-start"],
+                          "--wide-share-scale 0.0 must be a finite number >= 1")):  # fmt: skip
+        assert main([*base, *flags]) == 2
+        err = capsys.readouterr().err  # a config's problems come as a list under its first line
+        assert "a2gen train: error: " in err and shown in err and "Traceback" not in err, err
+    log = tmp_path / "log.csv"
+    log.write_text("".join(f"{user},{item},{item % 7},pv,{1511600000 + 60 * item}\n" for user in range(30)
+                           for item in range(5)))  # fmt: skip
+    prepare = ["prepare", "--preset", "taobao", "--input", str(log), "--output", str(tmp_path / "data"), "--quiet"]
+    for flags, shown in ((["--max-actions", "0"], "--max-actions 0 must be a positive integer"),
+                         (["--partition-rows", "0"], "--partition-rows 0 and --num-proc"),
+                         (["--item-buckets", "1"], "--item-buckets 1 must be >= 2"),
+                         (["--min-history", "-1"], "--min-history -1 >= 0"),
+                         (["--validation-start", "1512200000", "--test-start", "1512100000"],
+                          "--validation-start 1512200000.0 must not be after --test-start 1512100000.0")):
+        assert main([*prepare, *flags]) == 2
+        assert shown in error_of(capsys, "prepare")
+
+
 def test_a_run_into_its_own_data_folder_is_refused(simulated_data_dir, capsys):
     """--output equal to --data wrote the model, checkpoints and logs among the data's splits; refused before any
     work, naming both flags (train and compare)."""

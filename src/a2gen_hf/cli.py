@@ -147,8 +147,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             validation_start=args.validation_start,
             test_start=args.test_start,
         )
-    except ValueError as error:
-        print(f"a2gen prepare: error: {error}", file=sys.stderr)
+    except ValueError as error:  # bucket counts, --max-actions, the split: named by their flags
+        print(f"a2gen prepare: error: {_with_flags(str(error), vars(args))}", file=sys.stderr)
         return 2
     try:
         result = convert_log(
@@ -169,8 +169,11 @@ def run_prepare(args: argparse.Namespace) -> int:
             max_actions=args.max_actions,
             progress=not args.quiet,
         )
-    except (LogFormatError, FileNotFoundError, ValueError) as error:
+    except (LogFormatError, FileNotFoundError) as error:  # about the log: its messages say what to run
         print(f"a2gen prepare: error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # a setting (partition_rows=0 ...): named by its flag
+        print(f"a2gen prepare: error: {_with_flags(str(error), vars(args))}", file=sys.stderr)
         return 2
     print(format_summary(result.summary))
     print(f"written to {args.output}")
@@ -472,9 +475,6 @@ SELECTION_FIELDS = {
     "eval_before_training": "eval_before_training", "select_generator_by_loss": "select_generator_by_loss",
     "freeze_ranking": "freeze_ranking",
 }
-TRAINING_FIELD_FLAGS = {
-    **OPTIMIZATION_FIELDS, **SELECTION_FIELDS, "num_epochs": "epochs", "select_best_epoch": "best_epoch",
-}
 
 
 def _optimization_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -500,41 +500,53 @@ def _occurrence_head_error(args: argparse.Namespace, models: Sequence[str]) -> s
     return None
 
 
+# The config fields train / compare set from an option of another name ({field: the option's dest}): the one list
+# of them, which also turns a config's message about such a field into one about the flag (`_with_flags`).
+FEATURE_FIELD_FLAGS = {
+    "history_count_features": "count_features",
+    "target_popularity_features": "popularity_features",
+    "target_drops_repeated_start": "drop_repeated_start",
+    "history_propensity_features": "history_propensity",
+    "embedding_dropout_prob": "embedding_dropout",
+    "history_event_cross_layers": "event_cross_layers",
+    "history_event_item_moments": "event_item_moments",
+    "history_event_moment_seconds": "event_moment_seconds",
+    "history_event_moment_source": "event_moment_source",
+    "history_event_moment_topics": "event_moment_topics",
+    "history_event_moment_smoothing": "event_moment_smoothing",
+}
+# ... and those set only when given.
+_GIVEN_FEATURE_FIELD_FLAGS = {
+    "num_attention_heads": "num_attention_heads", "head_dim": "head_dim",
+    "occurrence_hidden_size": "occurrence_hidden_size", "initializer_range": "embedding_init_std",
+    "action_embedding_init_std": "action_init_std",
+}
+# ... and those of the option's own name.
+_SAME_NAME_FEATURES = (
+    "history_pooling", "occurrence_paths_input", "occurrence_linear_path", "popularity_keys", "rare_id_threshold",
+    "wide_path", "slot_readout", "time_loss", "time_per_action", "time_buckets", "target_item_moments",
+    "history_item_exposure", "context_interactions",
+)
+
+# Every train / compare setting of another name than its option: their errors name the flag (`_with_flags`).
+TRAINING_FIELD_FLAGS = {
+    **OPTIMIZATION_FIELDS, **SELECTION_FIELDS, **FEATURE_FIELD_FLAGS, **_GIVEN_FEATURE_FIELD_FLAGS,
+    "num_epochs": "epochs", "select_best_epoch": "best_epoch",
+    "share_scale": "wide_share_scale",  # the start regression's check (simple_baselines.check_share_scale)
+}
+
+
 def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
-        "history_pooling": args.history_pooling,
-        "history_count_features": args.count_features,
+        **{name: getattr(args, name) for name in _SAME_NAME_FEATURES},
+        **{field: getattr(args, dest) for field, dest in FEATURE_FIELD_FLAGS.items()},
         **({} if args.occurrence_head is None else {"occurrence_head": args.occurrence_head}),
-        "occurrence_paths_input": args.occurrence_paths_input,
-        "occurrence_linear_path": args.occurrence_linear_path,
-        "target_popularity_features": args.popularity_features,
-        "popularity_keys": args.popularity_keys,
-        "rare_id_threshold": args.rare_id_threshold,
-        "wide_path": args.wide_path,
-        "slot_readout": args.slot_readout,
-        "target_drops_repeated_start": args.drop_repeated_start,
         "use_id_embeddings": not args.id_free,
-        "history_propensity_features": args.history_propensity,
-        "embedding_dropout_prob": args.embedding_dropout,
-        "time_loss": args.time_loss,
-        "time_per_action": args.time_per_action,
-        "time_buckets": args.time_buckets,
-        "history_event_cross_layers": args.event_cross_layers,
-        "history_event_item_moments": args.event_item_moments,
-        "history_event_moment_seconds": args.event_moment_seconds,
-        "history_event_moment_source": args.event_moment_source,
-        "target_item_moments": args.target_item_moments,
-        "history_item_exposure": args.history_item_exposure,
-        "history_event_moment_topics": args.event_moment_topics,
-        "history_event_moment_smoothing": args.event_moment_smoothing,
-        "context_interactions": args.context_interactions,
         **{
-            name: getattr(args, name)
-            for name in ("num_attention_heads", "head_dim", "occurrence_hidden_size")
-            if getattr(args, name) is not None
+            field: getattr(args, dest)
+            for field, dest in _GIVEN_FEATURE_FIELD_FLAGS.items()
+            if getattr(args, dest) is not None
         },
-        **({} if args.embedding_init_std is None else {"initializer_range": args.embedding_init_std}),
-        **({} if args.action_init_std is None else {"action_embedding_init_std": args.action_init_std}),
     }
 
 
@@ -724,7 +736,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.progress:  # --no-progress: none at all (before: transformers' "Writing model shards" still showed)
         hide_progress_bars()
     problem = (_output_folder_error(args.output) or _output_is_data_error(args.output, args.data)
-               or _occurrence_head_error(args, [args.model]))
+               or _occurrence_head_error(args, [args.model])
+               or _seed_error(args.seed, high=2**32))  # transformers' set_seed seeds numpy's global generator
     if problem:
         print(f"a2gen train: error: {problem}", file=sys.stderr)
         return 2

@@ -406,8 +406,8 @@ class FeatureArguments:
     occurrence_linear_path: bool = option("A2Gen's occurrence head has a learned linear path besides its hidden layer "
                                           "(--no-occurrence-linear-path: the hidden layer alone, for a frozen wide "
                                           "path over the same features); not in the paper", True)
-    occurrence_hidden_size: int | None = option("width of A2Gen's occurrence head's hidden layer; default: "
-                                                "--hidden-size; not in the paper")
+    occurrence_hidden_size: int | None = option("width of A2Gen's occurrence head's hidden layer; default: the "
+                                                "model's hidden size; not in the paper")
     rare_id_threshold: int = option("users / target items with fewer training examples share embedding rows "
                                     "(0 = off)", 0)
     wide_path: bool = option("add a linear logit per action over the count / popularity features (needs them; for "
