@@ -9,7 +9,8 @@ independent draws, and resampling them one by one gives intervals too narrow (on
 200 simulated cases at a nominal 5 %, the user bootstrap in 7 %: ``benchmarks/bootstrap_false_alarms.py``).
 Groups are stratified by the classes they hold (positives only, negatives only, both; each stratum keeping its
 size), so every resample holds both classes. Both models are scored on the same resamples (paired), which cancels
-the variation the two share. A difference is called significant when its 95 % percentile interval excludes 0.
+the variation the two share. A difference is called significant when its 95 % percentile interval excludes 0 (over
+users, only where at least :data:`MIN_CLASS_GROUPS` users hold each class: :func:`too_few_class_groups`).
 
 AUCs are computed from rank statistics with ties counted one half (equal to ``sklearn.metrics.roc_auc_score``), on
 weighted examples: a resample is a vector of per-example multiplicities, so all resamples are scored at once.
@@ -100,7 +101,7 @@ def _stratified_multiplicities(strata: list[np.ndarray], size: int, block: int, 
 MIN_GROUPS = 20
 # Fewer users than this holding an action's positives (or its negatives) give a user-bootstrap interval far too
 # narrow: what varies from user to user cannot be resampled from a few users. Coverage of the true difference by the
-# 95 % interval, simulated (60 users of 20 examples, the positives held by k of them, 150-200 cases each;
+# 95 % interval, simulated (60 users of 20 examples, the positives held by k of them;
 # benchmarks/bootstrap_few_positive_users.py, 150 cases each, so +/- 2-4 points): k = 1: 19 %, 2: 64 %, 4: 85 %,
 # 6: 91 %, 8: 87 %, 10: 91 %, 12: 91 %, 16: 96 %, 24: 94 %; with many users holding both classes 92-95 %. Most of the
 # loss is below 10 (catastrophic at 1-2). Such a row keeps its interval, but no verdict.
