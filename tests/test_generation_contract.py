@@ -124,6 +124,25 @@ def test_min_new_tokens_takes_precedence_over_min_length_with_transformers_warni
     assert "take precedence" not in caplog.text
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_beam_search_refuses_to_return_placeholders_for_timelines_that_do_not_exist(generator):
+    """From a probe: asked for more sequences than an example has timelines to finish, beam search returned
+    transformers' placeholders, scored -1e9: [start] alone (five actions, max_actions=1, six asked) or copies (two
+    actions; or no_repeat_ngram_size=1 over [like, leave]). Refused, naming how many exist; as many as exist pass."""
+    for overrides, options, exist in (
+        ({"max_actions": 1}, {"num_beams": 6, "num_return_sequences": 6}, 5),
+        ({"action_names": ["start", "leave"]}, {"num_beams": 3, "num_return_sequences": 2}, 1),
+        ({"action_names": ["start", "like", "leave"], "max_actions": 3},
+         {"num_beams": 3, "num_return_sequences": 3, "no_repeat_ngram_size": 1}, 2),
+    ):
+        model, inputs = tiny_model(generator, **overrides)
+        with pytest.raises(ValueError, match=rf"Beam search finds {exist} distinct timeline\(s\) for example 0"):
+            model.generate(**inputs, **options)
+        options = {**options, "num_return_sequences": exist, "num_beams": max(exist, 2)}
+        out = model.generate(**inputs, **options, return_dict_in_generate=True, output_scores=True)
+        assert (out.sequences_scores > -1e8).all()  # every one a real timeline
+
+
 def test_generate_takes_a_tokenizer_as_transformers_generate_does():
     from a2gen_hf import A2GenActionTokenizer
 

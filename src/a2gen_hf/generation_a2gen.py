@@ -144,6 +144,29 @@ def _refuse_blocked_examples(
     _refuse_blocked_rows(open_scores, finished.sum(-1) < returned, position)
 
 
+def _refuse_placeholder_sequences(sequences: torch.LongTensor, prompt_len: int) -> None:
+    """
+    ``ValueError`` when beam search would return, for some example, fewer distinct finished sequences than asked:
+    ``sequences`` `(B, returned, L)` holds, where an example has fewer timelines to finish than ``returned`` (e.g.
+    ``max_actions=1`` and six beams over five actions, or two actions only), transformers' placeholders, scored -1e9
+    (or that divided by a length penalty): a sequence with no generated action (``[start]``), or a copy of another
+    returned sequence. Beam search never returns either otherwise: every real sequence generates at least one action
+    (padding and the start are never generated) and its beams' paths are distinct.
+    """
+    batch_size, returned = sequences.shape[:2]
+    for example in range(batch_size):
+        rows = sequences[example]
+        empty = rows[:, prompt_len] == 0 if rows.shape[1] > prompt_len else torch.ones(returned, dtype=torch.bool)
+        distinct = len({tuple(row.tolist()) for row in rows[~empty]})
+        if empty.any() or distinct < returned:
+            raise ValueError(
+                f"Beam search finds {distinct} distinct timeline(s) for example {example}, but num_return_sequences="
+                f"{returned}: there are no more to finish within the actions allowed (max_new_tokens, the blocked "
+                "or suppressed actions, no_repeat_ngram_size, ...), and the rest would be placeholders ([start] alone "
+                f"or copies, scored -1e9). Ask for at most {distinct} sequence(s), or allow more actions."
+            )
+
+
 def times_of_actions(times: torch.Tensor, actions: torch.LongTensor) -> torch.Tensor:
     """
     The time of each position's action: ``times`` `(...)` (the paper's heads: one time per position, whatever its
@@ -848,6 +871,7 @@ class A2GenGenerationMixin(GenerationMixin):
                 is_early_stop_heuristic_unsatisfied, is_sent_finished, next_token_hits_stopping_criteria, early_stopping
             )
 
+        _refuse_placeholder_sequences(sequences[:, :returned, :], prompt_len)
         sequences = self._flatten_beam_dim(sequences[:, :returned, :])
         beam_scores = self._flatten_beam_dim(beam_scores[:, :returned])
         beam_indices = self._flatten_beam_dim(beam_indices[:, :returned, :])
