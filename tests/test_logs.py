@@ -1180,7 +1180,7 @@ def test_sessions_longer_than_the_labels_are_counted_and_max_actions_keeps_them(
     capsys.readouterr()
     tokenizer = ["--tokenizer", str(tmp_path / "k6" / "tokenizer")]
     assert cli.main([*flags, "--output", str(tmp_path / "t"), *tokenizer, "--max-actions", "11"]) == 2
-    assert "max_actions=11 differs from the tokenizer's 6" in capsys.readouterr().err
+    assert "--max-actions 11 differs from the tokenizer's 6" in capsys.readouterr().err
     assert cli.main([*flags, "--output", str(tmp_path / "z"), "--max-actions", "0"]) == 2
     with pytest.raises(ValueError, match="must be a whole number >= 1"):
         convert_log(log, "taobao", max_actions=2.5, progress=False)

@@ -428,8 +428,8 @@ def test_cli_push_fails_in_one_line_with_status_2(checkpoint, damage, capsys):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--item-buckets", "1"], "item_buckets=1 must be >= 2"),
-        (["--session-gap-seconds", "nan"], "session_gap_seconds=nan must be a finite number"),
+        (["--item-buckets", "1"], "--item-buckets 1 must be >= 2"),
+        (["--session-gap-seconds", "nan"], "--session-gap-seconds nan must be a finite number of seconds >= 0, e.g."),
         (["--output", "{log}"], "is the input log"),
         (["--output", "{log}/inside"], "is the input log"),
         (["--output", "{folder}"], "lies inside the output folder"),

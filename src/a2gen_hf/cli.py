@@ -1119,7 +1119,10 @@ def _with_flags(message: str, arguments: dict[str, Any], fields: Mapping[str, st
             return f"--{name}" if match[2] == "True" else f"--no-{name}"
         return f"--{name} "
 
-    return re.sub(r"\b([a-z][a-z0-9_]*)=(?:(True|False)\b)?", flag, message)
+    flagged = re.sub(r"\b([a-z][a-z0-9_]*)=(?:(True|False)\b)?", flag, message)
+    # The Python API's "(CLI: --name)" after a value now named by that flag says it twice: dropped.
+    return re.sub(r" \(CLI: (--[a-z0-9-]+)\)", lambda match: "" if match[1] in flagged[: match.start()] else match[0],
+                  flagged)
 
 
 def _file_key(action: argparse.Action) -> str:
