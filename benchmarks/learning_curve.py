@@ -144,7 +144,7 @@ from a2gen_hf.training.compare import NETWORK_LABELS, AblatedCollator, parse_mod
 from a2gen_hf.training.data_setup import MODEL_CHOICES, create_model, load_data_dir  # noqa: E402
 from a2gen_hf.training.loop import BEST_MODEL_FILE, TrainingSettings  # noqa: E402
 from a2gen_hf.training.moment_factorization import check_moment_start  # noqa: E402
-from a2gen_hf.training.statistics import mean_std, significance_label  # noqa: E402
+from a2gen_hf.training.statistics import mean_std, significance_label, too_few_class_groups  # noqa: E402
 
 REFERENCE = "a2gen-iag"
 REPORT_NAME = "learning_curve"
@@ -274,10 +274,15 @@ def run_all(subsets: dict[int, DatasetDict], tokenizer, output: Path, models: li
 def _flipped(row: dict[str, float], model: str) -> dict[str, Any]:
     """quality_ablations.table's bootstrap row (model minus A2Gen-IAG) turned into A2Gen-IAG minus model."""
     low, high = -row["high"], -row["low"]
-    return {
+    flipped = {
         "difference": -row["difference"], "low": low, "high": high, "p_value": row["p_value"],
-        "verdict": significance_label(low, high, "A2Gen-IAG", LABELS.get(model, model)),
+        **{key: row[key] for key in ("positive_users", "negative_users") if key in row},
     }
+    # no verdict where too few users hold a class (statistics.MIN_CLASS_GROUPS), as in `a2gen compare`
+    flipped["verdict"] = too_few_class_groups(flipped) or significance_label(
+        low, high, "A2Gen-IAG", LABELS.get(model, model)
+    )
+    return flipped
 
 
 def oracle_aucs(test, occurs: np.ndarray, ranked: dict[str, int]) -> dict[str, float]:
@@ -520,7 +525,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"load {os.getloadavg()}, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}", flush=True)
     dataset, tokenizer, _ = load_or_simulate(args.data, args.simulate_examples, args.simulator_seed)
-    subsets = nested_subsets(dataset, sizes, args.subset_seed, args.max_validation_examples, args.max_test_examples)
+    try:
+        subsets = nested_subsets(dataset, sizes, args.subset_seed, args.max_validation_examples, args.max_test_examples)
+    except ValueError as error:  # --sizes beyond the data's training split: a usage error, not a traceback
+        raise SystemExit(f"learning_curve.py: error: {error}") from None
     if not args.report_only:
         run_all(subsets, tokenizer, args.output, train_models, seeds, args)
     settings = {

@@ -9,9 +9,7 @@ log, one panel per action, the point and its 95 % paired bootstrap interval (fil
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from pathlib import Path
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,16 +32,29 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from a2gen_hf.output_folders import replacing_file
+    from a2gen_hf.output_folders import read_json_file, replacing_file
+    from a2gen_hf.training.compare import model_label
+    from a2gen_hf.training.statistics import too_few_class_groups
 
-    rows = []
+    rows, references = [], set()
     for entry in args.reports:
         label, _, path = entry.partition("=")
-        report = json.loads(Path(path).read_text())
+        try:
+            report = read_json_file(path, "the results.json that `a2gen compare` wrote")
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"plot_stand_ins.py: error: {error}") from None
         if args.baseline not in report.get("bootstrap", {}):
             raise SystemExit(f"{path}: no bootstrap rows against {args.baseline!r}")
-        rows.append((label, report["bootstrap"][args.baseline], report.get("bootstrap_unit", "examples")))
+        untrained = set(report.get("untrained_actions", ()))
+        cells = {
+            action: {**cell, "called": action not in untrained and too_few_class_groups(cell) is None}
+            for action, cell in report["bootstrap"][args.baseline].items()
+        }  # a row with no verdict (too few users, an action no model learned) is drawn as not significant
+        rows.append((label, cells, report.get("bootstrap_unit", "examples")))
+        references.add(report.get("bootstrap_reference", "a2gen-iag"))
     actions = list(rows[0][1])
+    # The model every report compared with the baseline (its bootstrap_reference), named as the reports name it.
+    reference = model_label(next(iter(references))).split(" (")[0] if len(references) == 1 else "A2Gen (each report's)"
     figure, axes = plt.subplots(
         1, len(actions), figsize=(3.2 * len(actions) + 2.5, 0.32 * len(rows) + 1.4), sharey=True, squeeze=False
     )
@@ -54,12 +65,13 @@ def main() -> None:
             difference, low, high = (cell.get(key) for key in ("difference", "low", "high"))
             if difference is None or math.isnan(difference):
                 continue
-            color = "tab:green" if low > 0 else ("tab:red" if high < 0 else "tab:gray")
+            above, below = cell["called"] and low > 0, cell["called"] and high < 0
+            color = "tab:green" if above else ("tab:red" if below else "tab:gray")
             axis.plot([low, high], [y, y], color=color, linewidth=2)
-            axis.plot([difference], [y], "o", color=color, markerfacecolor=color if low > 0 or high < 0 else "white")
+            axis.plot([difference], [y], "o", color=color, markerfacecolor=color if above or below else "white")
         axis.axvline(0, color="black", linewidth=0.8)
         axis.set_title(action)
-        axis.set_xlabel(f"A2Gen-IAG minus {args.baseline} (AUC)")
+        axis.set_xlabel(f"{reference} minus {args.baseline} (AUC)")
     axes[0].set_yticks(range(len(rows)), [label for label, _, _ in rows])
     axes[0].invert_yaxis()
     units = sorted({unit for _, _, unit in rows})

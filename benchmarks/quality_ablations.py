@@ -66,7 +66,12 @@ from a2gen_hf.training.give_back import give_back_to_the_start  # noqa: E402
 from a2gen_hf.training.loop import TrainingSettings, train  # noqa: E402
 from a2gen_hf.training.moment_factorization import apply_moment_start  # noqa: E402
 from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES, start_from_regression  # noqa: E402
-from a2gen_hf.training.statistics import mean_std, paired_bootstrap_auc_difference, significance_label  # noqa: E402
+from a2gen_hf.training.statistics import (  # noqa: E402
+    mean_std,
+    paired_bootstrap_auc_difference,
+    significance_label,
+    too_few_class_groups,
+)
 
 # Section (b) of docs/results.md: the documented paper-mode settings.
 # The embedding tables start at N(0, 0.02) (the default); the "init1" variants start every table at unit scale,
@@ -488,7 +493,10 @@ def table(data, tokenizer, output: Path, references: list[str], resamples: int, 
                 result = paired_bootstrap_auc_difference(
                     occurs[:, i], a[:, i], b[:, i], num_resamples=resamples, groups=groups
                 )
-                result["verdict"] = significance_label(result["low"], result["high"])
+                # Named after the two runs ("paper-b better"), and none where too few users hold a class.
+                result["verdict"] = too_few_class_groups(result) or significance_label(
+                    result["low"], result["high"], label, reference
+                )
                 rows[action] = result
         report["variants"][label] = entry
     return report

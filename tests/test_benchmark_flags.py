@@ -226,3 +226,36 @@ def test_stand_in_logs_cut_as_awk_and_pair_the_cold_start_users(monkeypatch):
     assert stand_ins.cold_start_rows(rows) == [
         ["1", "a", "c", "pv", "1"], ["1", "b", "c", "pv", "2"], ["2", "c", "c", "buy", "3"], ["3", "d", "c", "pv", "4"],
     ]
+
+
+def test_plot_stand_ins_draws_rows_without_a_verdict_as_not_significant_and_names_the_reference(tmp_path, monkeypatch):
+    """From a probe: a row with "no verdict" (6 users hold the positives) was drawn filled, as significant, and every
+    panel read "A2Gen-IAG minus ..." whatever model the reports compared; a missing report was a traceback."""
+    import json
+    import sys
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = _load("plot_stand_ins")
+    row = {"difference": 0.27, "low": 0.03, "high": 0.52, "p_value": 0.01}
+    report = {"bootstrap_reference": "a2gen-eag", "bootstrap_unit": "users", "bootstrap": {"logreg": {
+        "like": {**row, "positive_users": 40, "negative_users": 50},
+        "follow": {**row, "positive_users": 6, "negative_users": 50}}}}  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(report))
+    drawn = []
+    import matplotlib.axes
+
+    original = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, *a, **k: drawn.append(k) or original(self, *a, **k))
+    labels = []
+    original_xlabel = matplotlib.axes.Axes.set_xlabel
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel",
+                        lambda self, text, *a, **k: labels.append(text) or original_xlabel(self, text, *a, **k))
+    monkeypatch.setattr(sys, "argv", ["plot_stand_ins.py", "--output", str(tmp_path / "p.png"), f"log={path}"])
+    module.main()
+    points = [kwargs for kwargs in drawn if "markerfacecolor" in kwargs]
+    assert [point["markerfacecolor"] for point in points] == ["tab:green", "white"]  # like called, follow not
+    assert labels == ["A2Gen-EAG minus logreg (AUC)"] * 2
+    monkeypatch.setattr(sys, "argv", ["plot_stand_ins.py", "--output", str(tmp_path / "q.png"), f"x={tmp_path}/no.json"])
+    with pytest.raises(SystemExit, match="no.json does not exist"):
+        module.main()

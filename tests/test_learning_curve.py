@@ -185,3 +185,6 @@ def test_a_verdict_against_the_timing_ablation_names_it():
     row = {"difference": 0.035, "low": 0.016, "high": 0.054, "p_value": 0.001}  # the ablation minus A2Gen-IAG
     assert learning_curve._flipped(row, "a2gen-iag:notime")["verdict"] == "A2Gen-IAG, times zeroed better"
     assert learning_curve._flipped({**row, "low": -0.01}, "logreg")["verdict"] == "no significant difference"
+    # From a probe: a row over users whose positives 6 users hold got "A2Gen-IAG better"; `a2gen compare` gives none.
+    few = learning_curve._flipped({**row, "positive_users": 6, "negative_users": 40}, "logreg")
+    assert few["verdict"].startswith("no verdict: 6 user(s) hold its positives") and few["positive_users"] == 6

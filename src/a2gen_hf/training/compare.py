@@ -192,7 +192,8 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
         sizes = ", ".join(f"{name} {len(rows)}" for name, rows in dataset.items())
         raise ValueError(
             f"{data_dir}: the test split is empty or missing ({sizes}); a comparison scores every model on it. Prepare "
-            "the log with a test split (a2gen prepare --test-fraction above 0; see rules.test_start in a2gen_data.json)."
+            "the log with a test split (a2gen prepare --test-fraction above 0; see rules.test_start in a2gen_data.json), "
+            "or simulate one (a2gen simulate --test-fraction above 0)."
         )
     base_config = model_config_from_tokenizer(tokenizer, dataset, **(settings.model_overrides or {}))
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
@@ -338,7 +339,8 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
             f"{data_dir}: the validation split is empty, but {', '.join(needing)} choose their settings on it: "
             "prepare the log with a validation split (a2gen prepare --validation-fraction above 0, the default 1/7; if "
             "it was, the time split's boundaries left validation no session: see rules.validation_start / test_start "
-            "in a2gen_data.json, or set them with --validation-start / --test-start), or leave them out."
+            "in a2gen_data.json, or set them with --validation-start / --test-start; a simulated folder: a2gen simulate "
+            "--validation-fraction above 0), or leave them out."
         )
 
 
