@@ -442,6 +442,16 @@ def test_model_prepare_and_seed_errors_name_the_flags_too(simulated_data_dir, tm
                           "--validation-start 1512200000.0 must not be after --test-start 1512100000.0")):
         assert main([*prepare, *flags]) == 2
         assert shown in error_of(capsys, "prepare")
+    # the Python API's "(CLI: --flag)" is dropped where the message starts with that flag, kept where it glosses a field
+    assert main([*prepare, "--session-gap-seconds", "nan"]) == 2
+    error = error_of(capsys, "prepare")
+    assert "--session-gap-seconds nan must be a finite number" in error and "(CLI: --session-gap-seconds)" not in error
+    assert main(prepare) == 0
+    capsys.readouterr()
+    again = [*prepare[:-3], "--output", str(tmp_path / "again"), "--quiet"]
+    assert main([*again, "--tokenizer", str(tmp_path / "data" / "tokenizer"), "--max-actions", "11"]) == 2
+    error = error_of(capsys, "prepare")
+    assert "--max-actions 11 differs from the tokenizer's 6" in error and "drop max_actions (CLI: --max-actions)" in error
 
 
 def test_a_run_into_its_own_data_folder_is_refused(simulated_data_dir, capsys):

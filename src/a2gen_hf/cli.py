@@ -1120,9 +1120,14 @@ def _with_flags(message: str, arguments: dict[str, Any], fields: Mapping[str, st
         return f"--{name} "
 
     flagged = re.sub(r"\b([a-z][a-z0-9_]*)=(?:(True|False)\b)?", flag, message)
-    # The Python API's "(CLI: --name)" after a value now named by that flag says it twice: dropped.
-    return re.sub(r" \(CLI: (--[a-z0-9-]+)\)", lambda match: "" if match[1] in flagged[: match.start()] else match[0],
-                  flagged)
+
+    def repeated(match: re.Match) -> str:
+        """The Python API's "(CLI: --name)" where the message already names that flag: dropped, unless it glosses a
+        field name just before it ("drop max_actions (CLI: --max-actions)")."""
+        before = flagged[: match.start()]
+        return "" if match[1] in before and not re.search(r"[a-z0-9]_[a-z0-9_]*$", before) else match[0]
+
+    return re.sub(r" \(CLI: (--[a-z0-9-]+)\)", repeated, flagged)
 
 
 def _file_key(action: argparse.Action) -> str:
