@@ -442,6 +442,10 @@ def test_model_prepare_and_seed_errors_name_the_flags_too(simulated_data_dir, tm
                           "--validation-start 1512200000.0 must not be after --test-start 1512100000.0")):
         assert main([*prepare, *flags]) == 2
         assert shown in error_of(capsys, "prepare")
+    # --generic-* options beside another preset were read by no one (a probe: --generic-duration-column with taobao)
+    assert main([*prepare, "--generic-duration-column", "watch_ms", "--generic-time-unit", "ms"]) == 2
+    error = error_of(capsys, "prepare")
+    assert "--generic-time-unit, --generic-duration-column describe a log read with --preset generic" in error
     # the Python API's "(CLI: --flag)" is dropped where the message starts with that flag, kept where it glosses a field
     assert main([*prepare, "--session-gap-seconds", "nan"]) == 2
     error = error_of(capsys, "prepare")

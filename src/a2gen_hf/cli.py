@@ -112,6 +112,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         problem = _output_folder_error(args.output)
     except ValueError as error:
         problem = str(error)
+    if not problem and args.preset != "generic":
+        problem = _generic_options_error(args)
     if problem:
         print(f"a2gen prepare: error: {problem}", file=sys.stderr)
         return 2
@@ -178,6 +180,17 @@ def run_prepare(args: argparse.Namespace) -> int:
     print(format_summary(result.summary))
     print(f"written to {args.output}")
     return 0
+
+
+def _generic_options_error(args: argparse.Namespace) -> str | None:
+    """``--generic-*`` options given beside another preset, which reads its own columns and actions: refused (they
+    were read by no one, e.g. a --generic-duration-column beside --preset taobao), or None."""
+    given = [field.metadata["flag"] for field in dataclasses.fields(GenericLogArguments)
+             if getattr(args, field.name) != field.default]  # fmt: skip
+    if not given:
+        return None
+    return (f"{', '.join(given)} describe a log read with --preset generic, but --preset {args.preset} reads its own "
+            f"columns, actions and units: drop {'them' if len(given) > 1 else 'it'}, or pass --preset generic.")
 
 
 def _saved_tokenizer(folder: str, buckets: dict[str, int | None]):

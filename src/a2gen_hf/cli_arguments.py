@@ -213,8 +213,9 @@ class GenericLogArguments:
     duration_column: str | None = option(
         "generic: column of each view's duration (e.g. watch_ms, logged on the play rows; other rows may leave it "
         "empty; a duration runs from its row's time): a session without a logged end action ends where the last of "
-        "its logged durations ends, or at its last event if that is later or none is logged; a logged end action keeps its time; default: none (the "
-        "end action at the last event)", flag="--generic-duration-column", metavar="NAME",
+        "its logged durations ends, or at its last event if that is later or none is logged; a logged end action "
+        "keeps its time; default: none (the end action at the last event)",
+        flag="--generic-duration-column", metavar="NAME",
     )
     generic_duration_unit: str | None = option(
         "generic: unit of --generic-duration-column: s (seconds) or ms (milliseconds); default: ms",
