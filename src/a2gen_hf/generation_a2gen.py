@@ -153,18 +153,23 @@ def _refuse_placeholder_sequences(sequences: torch.LongTensor, prompt_len: int) 
     returned sequence. Beam search never returns either otherwise: every real sequence generates at least one action
     (padding and the start are never generated) and its beams' paths are distinct.
     """
-    batch_size, returned = sequences.shape[:2]
-    for example in range(batch_size):
-        rows = sequences[example]
-        empty = rows[:, prompt_len] == 0 if rows.shape[1] > prompt_len else torch.ones(returned, dtype=torch.bool)
-        distinct = len({tuple(row.tolist()) for row in rows[~empty]})
-        if empty.any() or distinct < returned:
-            raise ValueError(
-                f"Beam search finds {distinct} distinct timeline(s) for example {example}, but num_return_sequences="
-                f"{returned}: there are no more to finish within the actions allowed (max_new_tokens, the blocked "
-                "or suppressed actions, no_repeat_ngram_size, ...), and the rest would be placeholders ([start] alone "
-                f"or copies, scored -1e9). Ask for at most {distinct} sequence(s), or allow more actions."
-            )
+    returned = sequences.shape[1]
+    if sequences.shape[2] > prompt_len:
+        empty = sequences[:, :, prompt_len] == 0  # (B, returned)
+    else:
+        empty = torch.ones(sequences.shape[:2], dtype=torch.bool, device=sequences.device)
+    # (B, returned, returned): row j repeats an earlier row i < j of its example (one pass, no loop per example)
+    same = (sequences[:, :, None, :] == sequences[:, None, :, :]).all(-1).tril(diagonal=-1)
+    placeholder = empty | same.any(-1)
+    if placeholder.any():
+        example = int(placeholder.any(-1).nonzero()[0])
+        distinct = int((~placeholder[example]).sum())
+        raise ValueError(
+            f"Beam search finds {distinct} distinct timeline(s) for example {example}, but num_return_sequences="
+            f"{returned}: there are no more to finish within the actions allowed (max_new_tokens, the blocked "
+            "or suppressed actions, no_repeat_ngram_size, ...), and the rest would be placeholders ([start] alone "
+            f"or copies, scored -1e9). Ask for at most {distinct} sequence(s), or allow more actions."
+        )
 
 
 def times_of_actions(times: torch.Tensor, actions: torch.LongTensor) -> torch.Tensor:
