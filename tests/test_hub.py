@@ -469,6 +469,27 @@ def test_cli_push(hub_env, tmp_path, capfd):
         HfApi(endpoint=hub_env.url, token=False).model_info(repo_id)
 
 
+def test_cli_push_to_a_branch_and_as_a_pull_request(hub_env, tmp_path, capfd):
+    config = tiny_config()
+    checkpoint = tmp_path / "checkpoint"
+    A2GenForActionGeneration(config).save_pretrained(checkpoint)
+    tiny_tokenizer(config).save_pretrained(checkpoint)
+    assert cli_main(["push", str(checkpoint), "cli-branch"]) == 0
+    capfd.readouterr()
+    A2GenForActionGeneration(config).save_pretrained(checkpoint)  # new weights: the branch gets a commit of its own
+    code = cli_main(["push", str(checkpoint), "cli-branch", "--revision", "v2", "--commit-message", "to v2"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    repo_id = f"{hub_env.user}/cli-branch"
+    api = HfApi(endpoint=hub_env.url, token=hub_env.token)
+    assert api.list_repo_commits(repo_id, revision="v2")[0].title == "to v2"
+    assert api.list_repo_commits(repo_id)[0].title != "to v2"  # main untouched
+    assert " on v2 as commit " in out and set(hub_env.files(repo_id, revision="v2")) == PUSHED_FILES
+    # --create-pr reaches the Hub: the test server refuses pull requests, so the request must have carried it
+    assert cli_main(["push", str(checkpoint), "cli-branch", "--create-pr"]) == 2
+    assert "does not support pull requests" in capfd.readouterr().err
+
+
 def test_cli_push_takes_the_eval_results_of_a2gen_train(hub_env, tmp_path, capfd):
     config = tiny_config()
     checkpoint = tmp_path / "checkpoint"

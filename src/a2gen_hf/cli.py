@@ -308,6 +308,8 @@ def run_push(args: argparse.Namespace) -> int:
             dataset_name=args.dataset_name,
             license=args.license,
             replace_card=args.replace_card,
+            revision=args.revision,
+            create_pr=args.create_pr,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen push: error: {error}", file=sys.stderr)
@@ -315,7 +317,8 @@ def run_push(args: argparse.Namespace) -> int:
     except HUB_ERRORS as error:  # offline, unreachable, 401, ...: one line
         print(f"a2gen push: error: {hub_error_message(error)}", file=sys.stderr)
         return 2
-    print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id} as commit {commit.oid}")
+    where = f" ({commit.pr_url})" if commit.pr_url else (f" on {args.revision}" if args.revision else "")
+    print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id}{where} as commit {commit.oid}")
     return 0
 
 

@@ -521,6 +521,9 @@ class PushArguments:
                           "the training data's terms where they bind the model)", "apache-2.0")
     replace_card: bool = option("replace a README.md already in the repo that was edited or written by hand; default: "
                                 "kept, with a warning (a2gen_hf's own unedited card is always replaced)", False)
+    revision: str | None = option("push to this branch, made from main where it does not exist yet (as transformers' "
+                                  "push_to_hub); default: main")
+    create_pr: bool = option("open a pull request with the commit instead of committing to the branch", False)
 
 
 @dataclass
