@@ -95,6 +95,24 @@ def test_padding_labels_does_not_change_loss(model_and_batch):
     assert torch.isfinite(reference.loss)
 
 
+def test_labels_padded_past_max_actions_give_the_same_loss(model_and_batch):
+    """Both generators take labels padded past the max_actions + 1 steps the model reads (before: EAG refused them,
+    IAG took them); real actions there are still refused."""
+    model, batch = model_and_batch
+    width = model.config.max_actions + 6
+    pad = width - batch["labels"].shape[1]
+    assert pad > 0
+    padded = dict(
+        batch,
+        labels=torch.nn.functional.pad(batch["labels"], (0, pad), value=0),
+        label_times=torch.nn.functional.pad(batch["label_times"], (0, pad), value=0.0),
+    )
+    torch.testing.assert_close(model(**padded).loss, model(**batch).loss, atol=1e-6, rtol=1e-6)
+    padded["labels"][0, -1] = 1
+    with pytest.raises(ValueError, match="max_actions"):
+        model(**padded)
+
+
 def test_eag_is_causal():
     torch.manual_seed(0)
     config = tiny_config("eag")

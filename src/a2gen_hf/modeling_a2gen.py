@@ -2438,10 +2438,16 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             if action_ids is None:
                 if labels is None:
                     raise ValueError("EAG needs action_ids / action_times (the sequence so far) or labels.")
-                action_ids = labels[:, :-1].clamp_min(0)
-                action_times = label_times[:, :-1]
+                # Labels padded past what EAG reads (max_actions + 1 steps) feed only the steps it reads, as IAG's
+                # loss takes them; real actions there still reach EAG's length check.
+                steps = labels.shape[1] - 1
+                readable = self.config.max_actions + 1
+                if steps > readable and not (labels[:, readable + 1:] > 0).any():
+                    steps = readable
+                action_ids = labels[:, :steps].clamp_min(0)
+                action_times = label_times[:, :steps]
                 if label_time_mask is not None:
-                    action_time_mask = label_time_mask[:, :-1]
+                    action_time_mask = label_time_mask[:, :steps]
                     # Unknown label times (possibly NaN) are fed as 0.0 and flagged by the mask.
                     known = is_time_known(action_time_mask)
                     action_times = torch.where(known, action_times, torch.zeros_like(action_times))
