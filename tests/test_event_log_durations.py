@@ -90,7 +90,7 @@ def test_the_end_action_lies_at_the_start_plus_the_duration_of_the_start_row(tmp
     assert result.summary["labels"]["longest_session_seconds"] == 12.0
     assert result.summary["event_durations"] == {
         "column": "watch_ms", "unit": "ms", "end_from_duration": 1, "end_at_last_event_duration_shorter": 0,
-        "end_at_last_event_no_duration": 0, "end_logged": 0,
+        "end_at_last_event_no_duration": 0, "end_logged": 0, "end_from_duration_over_a_day_after_last_event": 0,
     }
 
 
@@ -153,6 +153,25 @@ def test_a_duration_that_ends_before_the_last_event_ends_the_session_at_that_eve
     assert "1 at the last event, as their durations end before it (an end cannot precede the session's events)" in shown
     assert "--generic-duration-unit" in shown
     assert "as their durations end before it" in caplog.text  # also warned of
+
+
+def test_durations_in_milliseconds_read_as_seconds_are_warned_of(tmp_path, caplog):
+    """A 90 s watch logged in milliseconds and read as seconds ends 25 hours after its last event: the summary counts
+    such sessions and says which option to check (before: nothing hinted at the unit)."""
+    rows = [("u1", "v1", 0, "play", "90000"), ("u1", "v1", 5, "like", ""), ("u1", "v2", 10, "play", "30")]
+    as_seconds = dataclasses.replace(VIDEO_EVENTS, duration_unit="s")
+    result = _convert(_log(tmp_path, rows), as_seconds)
+    assert _sessions(result)[("u1", "v1", 0)][-1] == ("leave", 90000.0)  # read as told, only warned of
+    counts = result.summary["event_durations"]
+    assert (counts["end_from_duration"], counts["end_from_duration_over_a_day_after_last_event"]) == (2, 1)
+    shown = format_summary(result.summary)
+    assert "1 of the sessions that end where a duration ends do so more than a day after their last event" in shown
+    assert "duration_unit='s'; CLI: --generic-duration-unit" in shown and "1000 times too long" in shown
+    assert "more than a day after their last event" in caplog.text
+    caplog.clear()
+    read_right = _convert(_log(tmp_path, rows, name="right.csv"))  # milliseconds: 90 s, nothing to warn of
+    assert read_right.summary["event_durations"]["end_from_duration_over_a_day_after_last_event"] == 0
+    assert "more than a day" not in format_summary(read_right.summary) and "more than a day" not in caplog.text
 
 
 def test_a_logged_end_action_keeps_its_own_time(tmp_path):
@@ -294,7 +313,7 @@ def test_prepare_generic_reads_the_duration_column(tmp_path, capsys):
     assert summary["preset"]["duration_column"] == "watch_ms" and summary["preset"]["action_column"] == "event"
     assert summary["event_durations"] == {
         "column": "watch_ms", "unit": "ms", "end_from_duration": 1, "end_at_last_event_duration_shorter": 1,
-        "end_at_last_event_no_duration": 1, "end_logged": 1,
+        "end_at_last_event_no_duration": 1, "end_logged": 1, "end_from_duration_over_a_day_after_last_event": 0,
     }
     tokenizer = A2GenActionTokenizer.from_pretrained(output / "tokenizer")
     rows = datasets.load_from_disk(str(output))["train"]

@@ -189,6 +189,10 @@ END_RULES = {
     "end_at_last_event_no_duration": "no row of the session logs a duration: the end action at its last event",
     "end_logged": "a logged end action: at its own time (the duration is not read)",
 }
+# Not a rule but a check of the unit: sessions of "end_from_duration" whose end lies more than a day after their last
+# event (a 90 s watch logged in milliseconds and read as seconds lasts 25 hours).
+LONG_DURATION_COUNT = "end_from_duration_over_a_day_after_last_event"
+LONG_DURATION_SECONDS = 86_400.0
 
 
 def _session_ends(
@@ -218,6 +222,7 @@ def _session_ends(
     from_duration = ~logged_end & known & (watched >= end)
     counts = {
         "end_from_duration": from_duration,
+        LONG_DURATION_COUNT: from_duration & (watched - end > LONG_DURATION_SECONDS),
         "end_at_last_event_duration_shorter": ~logged_end & known & (watched < end),
         "end_at_last_event_no_duration": ~logged_end & ~known,
         "end_logged": logged_end,
@@ -717,7 +722,7 @@ def convert_log(
             summary["labels"]["max_actions_fixed"] = True
         if (window := label_window_text(summary)) is not None:
             logger.warning(f"{stream.source}: {window}")
-        if summary.get("event_durations", {}).get("end_at_last_event_duration_shorter"):
+        if event_durations_need_a_look(summary):
             logger.warning(f"{stream.source}: {event_durations_text(summary)}")
         if output_dir is None:
             dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
@@ -776,7 +781,9 @@ def _event_durations_record(preset: LogPreset, cut: list[_PartitionSessions]) ->
     sessions got their end by each rule of :data:`END_RULES`; nothing for other logs."""
     if preset.duration_column is None or preset.is_view_log:
         return {}
-    counts = {rule: sum(partition.end_counts.get(rule, 0) for partition in cut) for rule in END_RULES}
+    counts = {
+        rule: sum(partition.end_counts.get(rule, 0) for partition in cut) for rule in (*END_RULES, LONG_DURATION_COUNT)
+    }
     return {"event_durations": {"column": preset.duration_column, "unit": preset.duration_unit, **counts}}
 
 
@@ -793,14 +800,26 @@ def event_durations_text(summary: dict[str, Any]) -> str | None:
         f"logged duration ends, {record['end_at_last_event_no_duration']} at the last event (no duration logged), "
         f"{record['end_logged']} at a logged end action (its own time; the duration is not read)"
     )
-    shorter = record["end_at_last_event_duration_shorter"]
-    if not shorter:
-        return text
-    return (
-        f"{text}; {shorter} at the last event, as their durations end before it (an end cannot precede the "
-        f"session's events): if that is more than a few, check that {column!r} holds each view's duration in "
-        f"{unit_name} (duration_unit={unit!r}; CLI: --generic-duration-unit)"
-    )
+    check = f"check that {column!r} holds each view's duration in {unit_name} (duration_unit={unit!r}; CLI: " \
+            "--generic-duration-unit)"
+    if shorter := record["end_at_last_event_duration_shorter"]:
+        text = (
+            f"{text}; {shorter} at the last event, as their durations end before it (an end cannot precede the "
+            f"session's events): if that is more than a few, {check}"
+        )
+    if long := record.get(LONG_DURATION_COUNT, 0):
+        text = (
+            f"{text}; {long} of the sessions that end where a duration ends do so more than a day after their last "
+            f"event: if that is more than a few, {check}"
+            + (" (a duration in milliseconds read as seconds lasts 1000 times too long)" if unit == "s" else "")
+        )
+    return text
+
+
+def event_durations_need_a_look(summary: dict[str, Any]) -> bool:
+    """Whether :func:`event_durations_text` holds a warning on the duration column's unit."""
+    record = summary.get("event_durations") or {}
+    return bool(record.get("end_at_last_event_duration_shorter") or record.get(LONG_DURATION_COUNT))
 
 
 def _label_window_record(written: list[_PartitionExamples], max_actions: int, action_names: list[str]) -> dict:
