@@ -144,6 +144,38 @@ def test_tokenizer_in_a_subfolder_and_sharded_weights_load(tmp_path):
         load_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("first_sharded", [False, True])
+def test_a_save_over_the_other_kind_of_save_leaves_one_set_of_weights(tmp_path, first_sharded):
+    """A sharded save into a folder holding model.safetensors (or the other way round): before, both sets stayed and
+    from_pretrained read the single file, the older weights, without a word."""
+    older, newer = tiny_model("iag", seed=0), tiny_model("iag", seed=1)
+    older.save_pretrained(tmp_path, **({"max_shard_size": "20KB"} if first_sharded else {}))
+    newer.save_pretrained(tmp_path, **({} if first_sharded else {"max_shard_size": "20KB"}))
+    names = {path.name for path in tmp_path.glob("model*")}
+    assert ("model.safetensors" in names) == first_sharded and ("model.safetensors.index.json" in names) != first_sharded
+    loaded = A2GenForActionGeneration.from_pretrained(tmp_path)
+    assert all(torch.equal(value, newer.state_dict()[name]) for name, value in loaded.state_dict().items())
+
+
+def test_a_folder_holding_two_sets_of_weights_is_refused(tmp_path):
+    tiny_model("iag").save_pretrained(tmp_path, max_shard_size="20KB")
+    save_file(tiny_model("iag", seed=1).state_dict(), tmp_path / "model.safetensors")  # another tool's save
+    with pytest.raises(CheckpointError, match="holds two sets of weights, model.safetensors and model.safetensors"):
+        A2GenForActionGeneration.from_pretrained(tmp_path)
+
+
+def test_from_pretrained_of_a_state_dict_in_memory(tmp_path):
+    """transformers' from_pretrained(None, config=, state_dict=): before, "None" was looked up as a Hub repo."""
+    model = tiny_model("eag")
+    loaded = A2GenForActionGeneration.from_pretrained(None, config=model.config, state_dict=model.state_dict())
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in loaded.state_dict().items())
+    partial = {name: value for name, value in model.state_dict().items() if "heads" not in name}
+    with pytest.raises(CheckpointError, match=r"state_dict given does not fit [^\n]*\n  - missing tensors"):
+        A2GenForActionGeneration.from_pretrained(None, config=model.config, state_dict=partial)
+    with pytest.raises(CheckpointError, match=r"needs both config= .* and state_dict="):
+        A2GenForActionGeneration.from_pretrained(None, config=model.config)
+
+
 def test_a_baseline_checkpoint_loads_as_its_class(tmp_path):
     config = MMoEConfig(**{**TINY, "hidden_size": 8})
     model = MMoEForActionPrediction(config)

@@ -138,12 +138,45 @@ def check_weight_files(files: list[Path]) -> dict[str, tuple[Path, str]]:
     return dtypes
 
 
+def _weight_names(variant: str | None) -> tuple[str, str]:
+    """The single-file and the index name of safetensors weights of ``variant``."""
+    suffix = f".{variant}" if variant else ""
+    return (
+        SAFE_WEIGHTS_NAME.replace(".safetensors", f"{suffix}.safetensors"),
+        SAFE_WEIGHTS_INDEX_NAME.replace(".safetensors", f"{suffix}.safetensors"),
+    )
+
+
+def remove_stale_weight_set(folder: Path, variant: str | None = None) -> None:
+    """After a save into ``folder``: where it holds both a single weight file and an index, remove the set the save
+    did not write. A single-file save has removed the old shards (transformers does), so its index names missing
+    shards; a sharded save has all its shards, and the single file is the older one."""
+    single_name, index_name = _weight_names(variant)
+    single, index = folder / single_name, folder / index_name
+    if not (single.is_file() and index.is_file()):
+        return
+    try:
+        sharded_save = all((folder / name).is_file() for name in shard_names(index))
+    except CheckpointError:  # an unreadable index: no save of ours wrote it
+        sharded_save = False
+    if sharded_save:
+        single.unlink()
+    else:
+        index.unlink()
+
+
 def weight_files(source: str, hub_kwargs: dict[str, Any], variant: str | None = None) -> tuple[list[Path], Path]:
     """The safetensors files of a checkpoint (one, or the shards of its index) and the file to name in errors."""
-    suffix = f".{variant}" if variant else ""
-    single_name = SAFE_WEIGHTS_NAME.replace(".safetensors", f"{suffix}.safetensors")
-    index_name = SAFE_WEIGHTS_INDEX_NAME.replace(".safetensors", f"{suffix}.safetensors")
+    single_name, index_name = _weight_names(variant)
     single = _resolve(source, single_name, hub_kwargs)
+    folder = Path(source) / hub_kwargs.get("subfolder", "")
+    if single is not None and folder.is_dir() and (folder / index_name).is_file():
+        # transformers would load the single file and never look at the shards: possibly an older save's weights.
+        raise CheckpointError(
+            f"{folder} holds two sets of weights, {single_name} and {index_name} with its shards (a sharded save "
+            "into a folder that held a single-file save, or the other way round, by another tool); which is the "
+            "model is unknown. Save the model again into an empty folder, or delete the set that is not wanted."
+        )
     if single is not None:
         return [single], single
     index = _resolve(source, index_name, hub_kwargs)
@@ -241,6 +274,8 @@ class StrictLoadingMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
         if not strict:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if pretrained_model_name_or_path is None:
+            return cls._from_state_dict(*model_args, **kwargs)
         source = str(pretrained_model_name_or_path)
         hub_kwargs = {name: kwargs[name] for name in _HUB_KWARGS if kwargs.get(name) is not None}
         config_file = _resolve(source, CONFIG_NAME, hub_kwargs)
@@ -284,6 +319,42 @@ class StrictLoadingMixin:
                 f"{where} does not fit {config_name} ({cls.__name__}):\n  - "
                 + "\n  - ".join(problems)
                 + "\n" + _cause_text(_config_overrides(cls, kwargs, saved_config))
+            )
+        return (model, info) if wants_info else model
+
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, then the other set of weights an earlier save left in the folder is
+        removed (transformers removes old shards only: a sharded save beside an earlier ``model.safetensors`` left
+        both, and loading read the old file)."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            remove_stale_weight_set(Path(save_directory), kwargs.get("variant"))
+        return result
+
+    @classmethod
+    def _from_state_dict(cls, *model_args, **kwargs):
+        """transformers' in-memory loading, ``from_pretrained(None, config=config, state_dict=tensors)``, with the
+        strict checks on the tensors given (before: the name None was looked up as a Hub repo "None")."""
+        if not isinstance(kwargs.get("config"), PretrainedConfig) or kwargs.get("state_dict") is None:
+            raise CheckpointError(
+                f"{cls.__name__}.from_pretrained(None, ...) loads tensors held in memory and needs both config= (an "
+                f"{cls.config_class.__name__}) and state_dict= (the tensors); pass a folder or a Hub repo id to load a "
+                "saved checkpoint."
+            )
+        wants_info = kwargs.pop("output_loading_info", False)
+        ignore_mismatched = kwargs.get("ignore_mismatched_sizes", False)
+        kwargs["ignore_mismatched_sizes"] = True
+        model, info = super().from_pretrained(None, *model_args, output_loading_info=True, **kwargs)
+        problems = loading_problems(model, info, ignore_mismatched, False)
+        non_finite = non_finite_tensors(model)
+        if non_finite:
+            problems.append(f"tensors holding NaN or inf: {shown_keys(non_finite)}")
+        if problems:
+            raise CheckpointError(
+                f"The state_dict given does not fit the config given ({cls.__name__}):\n  - " + "\n  - ".join(problems)
+                + "\nPass the state_dict of a model built from this config (from_pretrained(None, ..., strict=False) "
+                "loads it anyway)."
             )
         return (model, info) if wants_info else model
 
