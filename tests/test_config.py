@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from a2gen_hf import A2GenConfig, A2GenConfigError
+from a2gen_hf import A2GenConfig, A2GenConfigError, A2GenForActionGeneration
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_checkpoints"
 
@@ -162,6 +162,26 @@ def test_an_alias_and_its_field_must_agree():
     assert A2GenConfig(generator="eag", generator_type="eag").generator_type == "eag"
     with pytest.raises(A2GenConfigError, match="generator='iag' and generator_type='eag' disagree"):
         A2GenConfig(generator="iag", generator_type="eag")
+    # generator_type given at its default: before, the alias won silently
+    with pytest.raises(A2GenConfigError, match="generator='eag' and generator_type='iag' disagree"):
+        A2GenConfig(generator="eag", generator_type="iag")
+    with pytest.raises(A2GenConfigError, match="generator='eag' and generator_type='iag' disagree"):
+        A2GenConfig.from_dict(A2GenConfig().to_dict(), generator="eag", generator_type="iag")
+
+
+def test_an_alias_set_after_construction_sets_its_field(tmp_path):
+    """Before: `config.generator = "eag"` left generator_type "iag" and an attribute that transformers read as a
+    sub-config, so building the model failed with "'str' object has no attribute 'to_dict'"."""
+    config = A2GenConfig(hidden_size=8, num_attention_heads=2, item_buckets=50, user_buckets=10)
+    config.generator = "eag"
+    assert config.generator_type == "eag" and "generator" not in config.__dict__
+    assert type(A2GenForActionGeneration(config).generator).__name__ == "ExplicitActionGenerator"
+    config.update({"generator": "iag"})
+    assert config.generator_type == "iag"
+    config.save_pretrained(tmp_path)  # no stray attribute to refuse
+    with pytest.raises(A2GenConfigError, match="generator='zzz' is unknown"):
+        config.generator = "zzz"
+        A2GenForActionGeneration(config)
 
 
 def test_a_dict_written_by_hand_gets_today_s_defaults():
@@ -249,6 +269,20 @@ def test_a_vocabulary_changed_by_keywords_derives_bos_and_eos_again(tmp_path):
     assert kept.eos_token_id == [6, 7]
     with pytest.raises(A2GenConfigError, match=r"eos_token_id=\[0, 6\]: the ids that end a sequence are action ids 1..6"):
         A2GenConfig(eos_token_id=[0, 6])
+
+
+def test_a_vocabulary_changed_by_assignment_derives_bos_and_eos_again():
+    """Before: the ids derived at construction stayed, and the model refused them with "leave it unset"."""
+    config = A2GenConfig(hidden_size=8, num_attention_heads=2, item_buckets=50, user_buckets=10)
+    config.action_names = ["start", "like", "leave"]
+    assert (config.bos_token_id, config.eos_token_id) == (1, 3)
+    A2GenForActionGeneration(config)
+    config.action_names = ["like", "start", "leave", "buy"]
+    config.end_action = "buy"
+    assert (config.bos_token_id, config.eos_token_id) == (2, 4)
+    config.eos_token_id = [3, 4]  # set by hand: kept
+    config.action_names = ["like", "start", "leave", "buy", "share"]
+    assert (config.bos_token_id, config.eos_token_id) == (2, [3, 4])
 
 
 def test_an_id_free_model_must_see_something_of_the_target_item():

@@ -107,6 +107,7 @@ def typed_config(cls):
 
     @wraps(checked_init)
     def __init__(self, *args, **kwargs) -> None:
+        check_alias_conflicts(cls, kwargs)
         try:
             checked_init(self, *args, **kwargs)
         except StrictDataclassError as error:
@@ -116,6 +117,17 @@ def typed_config(cls):
     for name in ("validate", "__setattr__"):  # `config.validate()`, `config.hidden_size = "a"`: the same error type
         setattr(cls, name, _config_errors(getattr(cls, name), cls.__name__))
     return cls
+
+
+def check_alias_conflicts(cls, kwargs: dict) -> None:
+    """Refuse keyword arguments that give a field and one of its aliases different values (``generator="eag",
+    generator_type="iag"``: before, the alias won whenever the field's value was its default)."""
+    for alias, name in getattr(cls, "aliases", {}).items():
+        if alias in kwargs and name in kwargs and kwargs[alias] != kwargs[name]:
+            raise A2GenConfigError(
+                f"{alias}={kwargs[alias]!r} and {name}={kwargs[name]!r} disagree: {alias} is another name of {name}; "
+                "pass one."
+            )
 
 
 def _config_errors(method, class_name: str):
@@ -151,6 +163,8 @@ class ActionSequenceConfig(PretrainedConfig):
     ignored_fields: ClassVar[frozenset[str]] = frozenset()
     # Keyword aliases: name -> field.
     aliases: ClassVar[dict[str, str]] = {}
+    VOCABULARY_FIELDS: ClassVar[tuple[str, ...]] = ("action_names", "start_action", "end_action")
+    SPECIAL_ID_FIELDS: ClassVar[tuple[str, ...]] = (*VOCABULARY_FIELDS, "bos_token_id", "eos_token_id")
 
     action_names: list[str] | tuple[str, ...] = field(default_factory=lambda: list(SHORT_VIDEO_ACTIONS))
     start_action: str = "start"
@@ -238,6 +252,26 @@ class ActionSequenceConfig(PretrainedConfig):
             self.eos_token_id = self.end_action_id
         super().__post_init__(**kwargs)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignment as the constructor takes keywords: an alias sets its field (``config.generator = "eag"`` sets
+        ``generator_type``; before, it left an attribute ``generator`` that transformers took for a sub-config, and
+        building the model failed deep inside transformers), and a new vocabulary or start / end action derives
+        ``bos_token_id`` / ``eos_token_id`` again where they held the old start's / end's ids (ids set by hand stay;
+        before, the old ids were kept and the model refused them)."""
+        if name in self.aliases:
+            setattr(self, self.aliases[name], value)
+            return
+        if name not in self.VOCABULARY_FIELDS or "eos_token_id" not in self.__dict__:  # constructing: not yet
+            super().__setattr__(name, value)
+            return
+        derived = self._derived_special_ids({key: getattr(self, key) for key in self.SPECIAL_ID_FIELDS}, {})
+        super().__setattr__(name, value)
+        names = list(self.action_names)
+        for key, role in (("bos_token_id", "start_action"), ("eos_token_id", "end_action")):
+            if key in derived:
+                action = getattr(self, role)
+                setattr(self, key, names.index(action) + 1 if action in names else None)
+
     @classmethod
     def field_names(cls) -> set[str]:
         """The config's own fields (this package's, not transformers' common ones)."""
@@ -267,6 +301,7 @@ class ActionSequenceConfig(PretrainedConfig):
         # The package's own keyword arguments (``from_pretrained(path, generator="eag")``) go into the constructor, so
         # that aliases apply and the fields are checked together; transformers would set them afterwards, unchecked,
         # and drop an alias (before: ``generator="eag"`` gave IAG, ``hidden_size=-64`` was kept).
+        check_alias_conflicts(cls, kwargs)
         given = {cls.aliases.get(key, key): kwargs.pop(key) for key in list(kwargs) if key in names | set(cls.aliases)}
         if given.keys() & {"action_names", "start_action", "end_action"}:
             derived = cls._derived_special_ids(current, given)
