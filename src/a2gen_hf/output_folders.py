@@ -5,7 +5,9 @@ a killed run left behind removed by the next run on the same folder.
 
 1. takes the lock of its output folder (:func:`output_lock`, an ``flock`` on the hidden sibling file
    ``.<name>.a2gen-lock``; the operating system releases it when the process dies, so a killed run never leaves a
-   stale lock). A second writer gets :class:`OutputBusyError` at once instead of mixing its files with the first's.
+   stale lock). A forked child closes its copy of the lock's descriptor at once (:func:`_close_locks_in_child`), so
+   that a worker that outlives its killed parent cannot keep the lock. A second writer gets
+   :class:`OutputBusyError` at once instead of mixing its files with the first's.
 2. under the lock, removes the staging folders of killed runs and, if a run died in the middle of a switch, puts
    the previous folder back (:func:`recover`);
 3. writes into a staging sibling ``.<name>.a2gen-staging-<pid>-<random>`` (:func:`staging_folder`);
@@ -75,6 +77,7 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     path = lock_file(target)
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    pid = os.getpid()
     try:
         if fcntl is not None:
             try:
@@ -92,7 +95,24 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
         yield target
     finally:
         _held.pop(target, None)
-        os.close(descriptor)  # releases the flock
+        if os.getpid() == pid:  # a forked child that unwinds this block closed its copy already (at the fork)
+            os.close(descriptor)  # releases the flock
+
+
+def _close_locks_in_child() -> None:
+    """In a forked child: close the inherited descriptors of the locks its parent holds. An ``flock`` belongs to
+    the open file description, which a fork shares: a child holding a copy (a prepare worker) would keep the lock
+    after its parent died, and every later run on the folder would be refused."""
+    for descriptor, _depth in _held.values():
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 def _siblings(target: Path, mark: str) -> list[Path]:

@@ -7,13 +7,18 @@ The rules (sessions, the t = 0 anchor, ties, the end action, history, splits) ar
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
 import math
 import multiprocessing
 import numbers
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -72,6 +77,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SESSION_GAP_SECONDS = 3 * 86400
 DEFAULT_MAX_HISTORY_ITEMS = 50
 DEFAULT_PARTITION_ROWS = 1_000_000
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 @dataclass
 class ConversionResult:
     """What :func:`convert_log` produced: the examples, the tokenizer fitted on the train split, the summary."""
@@ -484,6 +490,34 @@ def _check_open_files(num_partitions: int, partition_rows: int) -> None:
         )
 
 
+def _parent_death_signal() -> bool:
+    """Linux: have the kernel send this process SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``); False
+    where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):
+        return False
+    return prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+
+
+def _watch_parent(parent: int) -> None:
+    """A worker's watchdog thread where no death signal is available: exit once the parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: the worker ends when its parent dies (SIGKILL, SIGTERM, the OOM killer), instead of
+    waiting forever on its call queue (an orphan holding memory and, before, the output's lock)."""
+    if not _parent_death_signal():
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was set up
+        os._exit(1)
+
+
 @contextmanager
 def _partition_map(num_proc: int, progress: bool | None) -> Iterator[Callable[..., list]]:
     """``map(function, partitions, desc)`` over ``num_proc`` forked worker processes (in this process when 1).
@@ -501,7 +535,11 @@ def _partition_map(num_proc: int, progress: bool | None) -> Iterator[Callable[..
         return
     # An executor, not multiprocessing.Pool: a worker killed from outside (the OOM killer) breaks the executor, which
     # raises, where a Pool waits forever for the lost partition.
-    executor = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork"))
+    # The workers close their copy of the output lock at the fork (output_folders) and end with their parent.
+    executor = ProcessPoolExecutor(
+        num_proc, mp_context=multiprocessing.get_context("fork"), initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
 
     def run(function: Callable, indices: Sequence[int], desc: str) -> list:
         try:
