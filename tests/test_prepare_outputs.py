@@ -107,3 +107,34 @@ def test_a_killed_prepare_leaves_no_workers_and_no_lock(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+# -- 2: a symlinked --output is written through, where it points; the link stays
+
+
+def test_a_symlinked_output_is_written_through_and_stays_a_link(tmp_path, capsys):
+    log = taobao_log(tmp_path / "log.csv", users=20, events=4)
+    (tmp_path / "big" / "taobao").mkdir(parents=True)
+    link = tmp_path / "data_link"
+    link.symlink_to(Path("big") / "taobao")
+    for _ in range(2):  # a new folder, then a replaced one
+        assert prepare(log, link) == 0, capsys.readouterr().err
+        assert link.is_symlink() and os.readlink(link) == str(Path("big") / "taobao")
+        assert (tmp_path / "big" / "taobao" / "dataset_dict.json").is_file()
+        leftovers = [path.name for folder in (tmp_path, tmp_path / "big") for path in folder.iterdir()
+                     if ".a2gen-staging-" in path.name or ".a2gen-previous-" in path.name]  # fmt: skip
+        assert not leftovers
+
+
+def test_recover_removes_a_staging_entry_that_is_a_link_but_not_where_it_points(tmp_path):
+    from a2gen_hf.output_folders import output_lock
+
+    kept = tmp_path / "elsewhere"
+    kept.mkdir()
+    (kept / "file.txt").write_text("mine")
+    staging = tmp_path / ".out.a2gen-staging-1-abcd"
+    staging.symlink_to(kept)
+    with output_lock(tmp_path / "out"):
+        pass
+    assert not staging.is_symlink() and not staging.exists()
+    assert (kept / "file.txt").read_text() == "mine"

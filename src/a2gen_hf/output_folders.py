@@ -51,7 +51,19 @@ class OutputBusyError(ValueError):
 
 
 def _absolute(path: str | os.PathLike) -> Path:
-    return Path(os.path.abspath(path))
+    """The real path of an output folder: a symbolic link (``data -> /big/disk/data``) is written through, where it
+    points (its lock, staging and switch beside the real folder), and stays as it is. Before, the switch swapped the
+    link itself out for a folder."""
+    return Path(os.path.realpath(path))
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder this module made, or a symbolic link standing in its place (only the link, not where it
+    points): ``rmtree`` refuses a link, and its ``ignore_errors`` left it there for good."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def lock_file(target: str | os.PathLike) -> Path:
@@ -128,14 +140,14 @@ def recover(target: str | os.PathLike) -> list[str]:
     target = _absolute(target)
     done = []
     for staging in _siblings(target, STAGING_MARK):
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging)
         done.append(f"removed {staging.name}, left by a run that was killed")
     for previous in _siblings(target, PREVIOUS_MARK):
         if not target.exists():
             os.rename(previous, target)
             done.append(f"restored {target.name} from {previous.name} (a run was killed while switching it)")
         else:
-            shutil.rmtree(previous, ignore_errors=True)
+            _remove(previous)
             done.append(f"removed {previous.name}, the previous {target.name} of a run killed after its switch")
     return done
 

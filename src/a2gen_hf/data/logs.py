@@ -1063,7 +1063,7 @@ WORK_FOLDER = "_a2gen_partitions"
 def check_output_dir(input_path: Path, output_dir: Path) -> None:
     """Refuse an output folder that is the input, lies inside it or around it, is a file, or holds files that a
     prepare did not write (the new dataset replaces the whole folder)."""
-    source, target = Path(os.path.abspath(input_path)), Path(os.path.abspath(output_dir))
+    source, target = Path(os.path.realpath(input_path)), Path(os.path.realpath(output_dir))  # links: where they point
     if target == source or source in target.parents:
         raise ValueError(f"The output folder {output_dir} is the input log {input_path} or lies inside it; choose "
                          "an output folder elsewhere.")  # fmt: skip
