@@ -138,3 +138,53 @@ def test_recover_removes_a_staging_entry_that_is_a_link_but_not_where_it_points(
         pass
     assert not staging.is_symlink() and not staging.exists()
     assert (kept / "file.txt").read_text() == "mine"
+
+
+# -- 3: an output that is the current folder, or holds it, is refused before any work
+
+
+@pytest.mark.parametrize("output, message", [
+    (".", "The output folder '.' names the current folder"),
+    ("", "The output folder '' names the current folder"),
+    ("..", "holds the current folder"),
+    ("{here}", "is the current folder"),
+])  # fmt: skip
+def test_an_output_that_is_the_current_folder_or_holds_it_is_refused(tmp_path, capsys, monkeypatch, output, message):
+    log = taobao_log(tmp_path / "log.csv", users=10, events=3)
+    here = tmp_path / "work" / "here"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    assert prepare(log, output.format(here=here)) == 2
+    err = error_of(capsys)
+    assert message in err and "delete the folder you run in" in err and "--output" in err
+    assert Path.cwd() == here and here.is_dir() and not list(here.iterdir())
+
+
+# -- 5: a parent folder that refuses the lock file or the staging folder (root ignores chmod: a patched os.open)
+
+
+@pytest.mark.parametrize("refused", ["lock", "staging"])
+def test_an_output_whose_parent_is_not_writable_exits_2_saying_why(tmp_path, capsys, monkeypatch, refused):
+    from a2gen_hf import output_folders
+
+    log = taobao_log(tmp_path / "log.csv", users=10, events=3)
+    (tmp_path / "ro_parent" / "mine").mkdir(parents=True)
+    real_open, real_mkdir = os.open, Path.mkdir
+
+    def refusing_open(path, *args, **kwargs):
+        if refused == "lock" and str(path).endswith(output_folders.LOCK_SUFFIX):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    def refusing_mkdir(self, *args, **kwargs):
+        if refused == "staging" and output_folders.STAGING_MARK in self.name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    monkeypatch.setattr(Path, "mkdir", refusing_mkdir)
+    assert prepare(log, tmp_path / "ro_parent" / "mine") == 2
+    err = error_of(capsys)
+    assert f"{tmp_path / 'ro_parent'} is not writable (Permission denied)" in err
+    assert "a lock file (.mine.a2gen-lock) and a staging folder beside the output folder mine" in err
+    assert f"e.g. {tmp_path / 'ro_parent' / 'mine' / 'data'}" in err

@@ -108,7 +108,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .tokenization_a2gen import A2GenActionTokenizer
 
     try:  # the output is not the input log, around it or inside it, nor a folder of other files
-        check_output_dir(Path(args.input), Path(args.output))
+        check_output_dir(Path(args.input), args.output)  # the text given: --output '' is named as such
         problem = _output_folder_error(args.output)
     except ValueError as error:
         problem = str(error)

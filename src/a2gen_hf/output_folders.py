@@ -50,6 +50,23 @@ class OutputBusyError(ValueError):
     """Another process is writing the same output folder."""
 
 
+class OutputNotWritableError(ValueError):
+    """The folder that holds the output folder is not writable (the lock and the staging folder go there)."""
+
+
+def _not_writable(target: Path, error: OSError) -> OutputNotWritableError:
+    """The message for an output whose parent folder refuses the lock file or the staging folder."""
+    mine = target.is_dir() and os.access(target, os.W_OK)
+    example = f"e.g. {target / 'data'}, inside the output folder you gave, which is yours" if mine else (
+        "e.g. a folder under your home")
+    return OutputNotWritableError(
+        f"{target.parent} is not writable ({error.strerror or error}): the run writes a lock file "
+        f"(.{target.name}{LOCK_SUFFIX}) and a staging folder beside the output folder {target.name}, in "
+        f"{target.parent}, and switches the new folder in there. Give an output folder inside a folder you can "
+        f"write, {example}."
+    )
+
+
 def _absolute(path: str | os.PathLike) -> Path:
     """The real path of an output folder: a symbolic link (``data -> /big/disk/data``) is written through, where it
     points (its lock, staging and switch beside the real folder), and stays as it is. Before, the switch swapped the
@@ -77,6 +94,7 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         OutputBusyError: another process holds it; the message names that process.
+        OutputNotWritableError: the folder that holds ``target`` is not writable.
     """
     target = _absolute(target)
     if target in _held:
@@ -86,9 +104,12 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
         finally:
             _held[target][1] -= 1
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     path = lock_file(target)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError as error:
+        raise _not_writable(target, error) from None
     pid = os.getpid()
     try:
         if fcntl is not None:
@@ -156,7 +177,10 @@ def staging_folder(target: str | os.PathLike) -> Path:
     """A new, empty sibling of ``target`` to build the new version in (on the same file system, for the rename)."""
     target = _absolute(target)
     staging = target.parent / f".{target.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+    except PermissionError as error:
+        raise _not_writable(target, error) from None
     return staging
 
 
