@@ -1449,3 +1449,47 @@ def test_an_attention_implementation_other_than_eager_is_refused_naming_cam(tmp_
     with pytest.raises(ValueError, match=f"attn_implementation='{implementation}'.*computes its attention in its own"):
         A2GenForActionGeneration.from_pretrained(tmp_path, attn_implementation=implementation)
     assert A2GenForActionGeneration.from_pretrained(tmp_path, attn_implementation="eager").config._attn_implementation == "eager"
+
+
+def test_a_refused_attention_implementation_leaves_the_caller_s_config_as_it_was():
+    """Before: from_config(cfg, attn_implementation="sdpa") was refused after transformers had written the setting
+    into cfg, so every later model built from cfg failed with the same error."""
+    from a2gen_hf import AutoModelForActionGeneration
+
+    config = tiny_config("iag")
+    for build in (AutoModelForActionGeneration.from_config, A2GenForActionGeneration._from_config):
+        with pytest.raises(ValueError, match="attn_implementation='sdpa'.*computes its attention in its own"):
+            build(config, attn_implementation="sdpa")
+        assert config._attn_implementation != "sdpa"
+        A2GenForActionGeneration(config)
+
+
+def test_gradient_checkpointing_is_refused_with_the_reason_and_what_to_do():
+    model = A2GenForActionGeneration(tiny_config("iag"))
+    with pytest.raises(ValueError, match=r"does not support gradient checkpointing: its layers .* lower the batch size"):
+        model.gradient_checkpointing_enable()
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_labels_must_open_with_the_start_action(generator):
+    """Before: labels written the text-model way (no start) were taken, and their first action left the loss."""
+    config = tiny_config(generator)
+    model = A2GenForActionGeneration(config).eval()
+    batch = make_batch(config)
+    shifted = dict(batch, labels=torch.cat([batch["labels"][:, 1:], batch["labels"][:, :1] * 0], dim=1))
+    with pytest.raises(ValueError, match=r"labels\[\d+\] opens with \d+, not the start action 'start' \(id 1\)"):
+        model(**shifted)
+    ignored_start = dict(batch, labels=batch["labels"].clone())
+    ignored_start["labels"][:, 0] = -100  # the anchor, EAG's first input: not to be masked
+    with pytest.raises(ValueError, match=r"opens with -100, not the start action"):
+        model(**ignored_start)
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_predict_actions_refuses_output_options_it_has_no_place_for(model_and_batch):
+    model, batch = model_and_batch
+    inputs = {name: value for name, value in batch.items() if not name.startswith("label")}
+    for option in ("output_attentions", "output_hidden_states", "use_cache"):
+        with pytest.raises(ValueError, match=rf"predict_actions\(\) got \['{option}'\]"):
+            model.predict_actions(**inputs, **{option: True})
+    assert model.predict_actions(**inputs, output_attentions=False).action_probabilities.shape[0] == len(batch["user_ids"])

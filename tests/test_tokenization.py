@@ -935,3 +935,23 @@ def test_convert_tokens_to_ids_of_none_is_none(tokenizer):
     """Before: TypeError: 'NoneType' object is not iterable; a token that is not set has no id (unk_token_id)."""
     assert tokenizer.convert_tokens_to_ids(None) is None and tokenizer.unk_token_id is None
     assert tokenizer.convert_tokens_to_ids("like") == 2 and tokenizer.convert_tokens_to_ids(["start"]) == [1]
+
+
+def test_text_target_timelines_encode_as_labels(tokenizer):
+    """tokenizer(text_target=...), the transformers way to ask for labels: before, a timeline there failed with
+    "Expected a pair of sequences, got 2 sequences"."""
+    timeline = [("start", 0.0), ("like", 2.0), ("leave", 18.0)]
+    expected = tokenizer.encode_labels([timeline], return_tensors="pt")
+    alone = tokenizer(text_target=timeline, return_tensors="pt")
+    assert set(alone) == {"labels", "label_times", "label_time_mask"}
+    assert all(torch.equal(alone[key], expected[key]) for key in expected)
+    both = tokenizer([timeline, timeline[:2]], text_target=[timeline, timeline], return_tensors="pt", padding=True)
+    assert both["action_ids"].shape == (2, 3) and both["labels"].shape == (2, tokenizer.max_actions + 1)
+    with pytest.raises(TypeError, match=r"take only return_tensors, got \['padding'\]"):
+        tokenizer(text_target=timeline, padding=True)
+
+
+def test_loading_from_the_vocab_file_of_a_tokenizer_folder_names_the_folder(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(OSError, match=r"is a file of a tokenizer folder; pass the folder"):
+        A2GenActionTokenizer.from_pretrained(str(tmp_path / "vocab.json"))

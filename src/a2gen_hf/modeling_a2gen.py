@@ -45,7 +45,13 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
 )
 from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, times_of_actions
 from .strict_loading import StrictLoadingMixin
-from .targets import IGNORE_INDEX, check_label_ids, first_occurrence_targets, is_time_known  # noqa: F401
+from .targets import (  # noqa: F401
+    IGNORE_INDEX,
+    check_label_ids,
+    check_labels_open_with_start,
+    first_occurrence_targets,
+    is_time_known,
+)
 from .time_encoding import check_normalised_times, denormalize_times, normalize_seconds
 
 
@@ -1656,17 +1662,39 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         register_the_package()
         super().__init__(config, *inputs, **kwargs)
 
-    def _check_and_adjust_attn_implementation(self, attn_implementation: str | None, *args, **kwargs) -> str:
+    @classmethod
+    def _refuse_attn_implementation(cls, attn_implementation: str | None) -> None:
         """Refuse an attention implementation other than ``"eager"`` with a message about this model (transformers'
         own asks the user to request support upstream): CAM is the package's module with its own kernels."""
         if attn_implementation not in (None, "eager"):
             raise ValueError(
-                f"attn_implementation={attn_implementation!r}: {type(self).__name__} computes its attention in its own "
+                f"attn_implementation={attn_implementation!r}: {cls.__name__} computes its attention in its own "
                 "modules (CAM, with the package's kernels in a2gen_hf.attention_kernels), not through transformers' "
                 "attention functions, so 'sdpa' / flash / hub kernels do not apply. Leave attn_implementation unset "
                 "(or 'eager'); for speed see docs/performance.md (torch.compile, the ranker)."
             )
+
+    def _check_and_adjust_attn_implementation(self, attn_implementation: str | None, *args, **kwargs) -> str:
+        self._refuse_attn_implementation(attn_implementation)
         return super()._check_and_adjust_attn_implementation(attn_implementation, *args, **kwargs)
+
+    @classmethod
+    def _from_config(cls, config, **kwargs):
+        """``PreTrainedModel._from_config``, refusing an ``attn_implementation`` before transformers writes it into
+        the caller's config (before: the refused setting stayed there, and every later model built from that config
+        failed with the same error)."""
+        cls._refuse_attn_implementation(kwargs.get("attn_implementation"))
+        return super()._from_config(config, **kwargs)
+
+    def gradient_checkpointing_enable(self, *args, **kwargs):
+        """Refused with the reason (transformers' own says only "does not support activation checkpointing")."""
+        raise ValueError(
+            f"{type(self).__name__} does not support gradient checkpointing: its layers (CAM, HSE, the generator) are "
+            "the package's own modules, not transformers' layers that checkpointing wraps. Drop "
+            "gradient_checkpointing=True from TrainingArguments; to use less memory, lower the batch size (with "
+            "gradient_accumulation_steps to keep the step's size), max_history_items or the id tables' sizes "
+            "(item_buckets, user_buckets), or train the tables sparsely (sparse_embeddings, docs/training.md)."
+        )
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """``PreTrainedModel.push_to_hub`` with the A2Gen model card (tags, ``custom_code``, ``dataset_name=`` and
@@ -2108,6 +2136,7 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
         _check_id_ranges(config, **{name: value for name, value in inputs.items() if name in _ID_TABLES})
         if inputs.get("labels") is not None:
             check_label_ids(inputs["labels"], config.vocab_size)
+            check_labels_open_with_start(inputs["labels"], config.start_action_id, config.start_action)
 
 
 def check_batch_not_empty(model_name: str, name: str, value: torch.Tensor) -> None:
@@ -2512,6 +2541,13 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         head (the times still come from the slots). Accepts the forward's history inputs (labels are ignored).
         See :func:`action_predictions_from_slots`.
         """
+        asked = sorted(name for name in ("output_attentions", "output_hidden_states", "use_cache") if inputs.get(name))
+        if asked:  # before: accepted and dropped
+            raise ValueError(
+                f"predict_actions() got {asked}: its output (A2GenActionPrediction) holds only the per-action "
+                "probabilities and times, and it decodes with its own cache. For attentions or hidden states call the "
+                "model itself (model(..., output_attentions=True, output_hidden_states=True)) or model.a2gen(...)."
+            )
         context = self._encode_for_generation(dict(inputs), method="predict_actions").generation_context
         prediction = action_predictions_from_slots(self.config, *self.slot_distributions(context))
         if self.occurrence_head is not None:

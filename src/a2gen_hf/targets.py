@@ -37,6 +37,23 @@ def check_label_ids(labels: torch.Tensor, vocab_size: int) -> None:
         )
 
 
+def check_labels_open_with_start(labels: torch.Tensor, start_id: int, start_name: str) -> None:
+    """Every label row `(B, T)` that holds an action opens with the start action: position 0 is the anchor the times
+    count from and no target (EAG's first input), so a row written the text-model way, the actions without a start,
+    would lose its first action from the loss without a word."""
+    if labels.dim() != 2 or not labels.numel():
+        return
+    has_action = (labels[:, 1:] > 0).any(dim=1)
+    bad = has_action & (labels[:, 0] != start_id)
+    if bad.any():
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"labels[{row}] opens with {int(labels[row, 0])}, not the start action {start_name!r} (id {start_id}): "
+            "label sequences are start, a1, ..., end, padding, and position 0 is no target (the actions without a "
+            "start would lose their first one). Encode them with tokenizer.encode_labels(...) or the collator."
+        )
+
+
 def first_occurrence_targets(
     labels: torch.LongTensor,
     label_times: torch.Tensor,

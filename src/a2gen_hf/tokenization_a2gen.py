@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -390,6 +391,13 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 "(tokenizer.save_pretrained(path))."
             )
         config_file = resolved_vocab_files.get("tokenizer_config_file")
+        given = Path(str(pretrained_model_name_or_path))
+        if config_file is None and given.is_file() and (given.parent / "tokenizer_config.json").is_file():
+            raise OSError(  # the transformers 4 single-file habit: the folder holds the whole tokenizer
+                f"{str(pretrained_model_name_or_path)!r} is a file of a tokenizer folder; pass the folder, "
+                f"A2GenActionTokenizer.from_pretrained({str(given.parent)!r}): its tokenizer_config.json holds the "
+                "start and end actions, time statistics and bucket counts that vocab.json alone lacks."
+            )
         if config_file is None:  # vocab.json alone (a partial copy): the rest would be defaults, silently
             raise OSError(
                 f"{str(pretrained_model_name_or_path)!r} holds vocab.json but no tokenizer_config.json, which holds the "
@@ -543,7 +551,31 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         tensors, as :meth:`encode_timelines` pads it. ``add_special_tokens`` adds nothing (a timeline holds its start;
         ``add_start`` prepends one) and transformers' other options are taken at their no-op values
         (:data:`TIMELINE_NO_OP_OPTIONS`). An empty list is an empty batch: empty lists, or (0, 0) tensors.
+
+        ``text_target=`` target timeline(s) adds ``labels`` / ``label_times`` / ``label_time_mask`` as
+        :meth:`encode_labels` builds them (the first ``max_actions + 1`` events, padded to that many); the other
+        options apply to ``text``, and without ``text`` only ``return_tensors`` is taken.
         """
+        target = kwargs.get("text_target")
+        if self._is_timeline(target) or (isinstance(target, (list, tuple)) and target and all(
+            self._is_timeline(item) for item in target
+        )):
+            kwargs.pop("text_target")
+            labels = self.encode_labels(
+                [target] if self._is_timeline(target) else target, return_tensors=kwargs.get("return_tensors")
+            )
+            if text is None:
+                options = sorted(set(kwargs) - {"return_tensors"})
+                if options or args:
+                    raise TypeError(
+                        f"text_target= timelines alone are encoded as encode_labels encodes them and take only "
+                        f"return_tensors, got {options or list(args)}; pass the inputs' timelines as text to apply "
+                        "options to them."
+                    )
+                return labels
+            encoding = self(text, *args, **kwargs)
+            encoding.update(labels)
+            return encoding
         single = self._is_timeline(text)
         # An empty timeline in a batch of timelines (or a batch of empty ones) is encoded, so that encoding names it;
         # an empty list is an empty batch (before: transformers' text path failed in pad()).
