@@ -323,3 +323,25 @@ def test_the_same_log_prepared_twice_gives_byte_identical_folders_and_fingerprin
     frame.loc[0, "item_id"] = 99  # other data: another fingerprint
     other = convert(write_csv(frame, tmp_path / "other.csv"), TAOBAO, output_dir=tmp_path / "three").dataset
     assert other["train"]._fingerprint != first["train"]._fingerprint
+
+
+# -- probe 22: a header line the CSV reader cannot take is refused at line 1, naming the column and the byte
+
+GENERIC_FLAGS = ["--preset", "generic", "--generic-actions", "pv,buy,leave", "--time-window", "none", "--quiet"]
+
+
+@pytest.mark.parametrize("header, column, shown", [
+    (b"user_id,item_id,cat\xe9gorie,action,timestamp", 20, r"byte b'\xe9' is not UTF-8; re-encode the file"),
+    (b'user_id,item_id,cat"x,action,timestamp', 20, 'an unbalanced " (a quoted name must end on the line)'),
+    (b"user_id,item_id,c\rat,action,timestamp", 18, r"a carriage return (\r) is not part of the line's end"),
+])  # fmt: skip
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_a_header_line_with_an_odd_byte_is_refused_at_line_1_in_every_mode(tmp_path, capsys, header, column, shown,
+                                                                           mode):  # fmt: skip
+    log = tmp_path / "h.csv"
+    log.write_bytes(header + b"\n" + b"".join(b"%d,%d,7,pv,%d\n" % (u, u, START + u) for u in range(20)))
+    flags = [*GENERIC_FLAGS, "--on-bad-rows", mode, "--input", str(log), "--output", str(tmp_path / "out")]
+    assert cli.main(["prepare", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"h.csv:1: the header line, column {column} (in the column name " in err and shown in err

@@ -286,6 +286,7 @@ class _CsvBatches:
         self.invalid_rows: list[tuple[int, int, int, str]] = []  # (line, expected, actual, text)
         first_fields = _split_line(_first_line(path), preset)
         if preset.columns is None:
+            _check_header_line(path, preset)
             names = first_fields
             first_line = 2
         else:
@@ -397,19 +398,61 @@ def _wide_encoding(head: bytes) -> str | None:
     return None
 
 
-def _first_line(path: Path) -> str:
-    """Line 1 of a text log (at most one line's bytes; a longer one is no header), without a UTF-8 byte order mark
-    (pyarrow skips it in the data too)."""
+def _first_line_bytes(path: Path) -> bytes:
+    """Line 1 of a text log as bytes (at most one line's bytes; a longer one is no header), without a UTF-8 byte
+    order mark (pyarrow skips it in the data too) and its line end (``\n``, ``\r\n``)."""
     with open_log_bytes(path) as handle:
         line = handle.readline(MAX_LINE_BYTES)
-    return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    line = line.removeprefix(b"\xef\xbb\xbf").removesuffix(b"\n")
+    return line.removesuffix(b"\r")
+
+
+def _first_line(path: Path) -> str:
+    """:func:`_first_line_bytes` as text (a byte that is not UTF-8 replaced)."""
+    return _first_line_bytes(path).decode("utf-8", errors="replace")
+
+
+def _header_name_at(line: bytes, offset: int, delimiter: str) -> str:
+    """The column name of the header ``line`` that holds byte ``offset``, for a message."""
+    index = line[:offset].count(delimiter.encode())
+    return line.split(delimiter.encode())[index].decode("utf-8", errors="replace")
+
+
+def _check_header_line(path: Path, preset: LogPreset) -> None:
+    """Refuse a header (line 1 of a file read with one) that the CSV reader cannot take: a byte that is not UTF-8
+    (cp1252 from Excel), a carriage return inside it, an unbalanced quote (a quoted preset). Line 1 is no row that
+    ``on_bad_rows`` could skip: before, it was handed on empty and pyarrow failed with a traceback."""
+    line = _first_line_bytes(path)
+    problem = None
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = error.start
+        problem = (f"byte {line[offset : offset + 1]!r} is not UTF-8; re-encode the file as UTF-8 (e.g. `iconv -f "
+                   f"cp1252 -t utf-8 {path.name} > utf8_{path.name}`) or rename the column")  # fmt: skip
+    if problem is None and (offset := line.find(b"\r")) >= 0:
+        problem = (f"a carriage return (\\r) is not part of the line's end, and the CSV reader would end the header "
+                   f"there; remove it (e.g. `sed '1s/\\r//g' {path.name} > fixed_{path.name}`)")  # fmt: skip
+    quote = preset.quote_char.encode() if preset.quote_char else None
+    if problem is None and quote is not None and line.count(quote) % 2:
+        offset = line.rfind(quote)
+        problem = (f"an unbalanced {preset.quote_char} (a quoted name must end on the line); remove it, or read "
+                   "quotes as part of names and values (quote_char=None; CLI: --quote-char none)")  # fmt: skip
+    if problem is not None:
+        name = _header_name_at(line, offset, preset.delimiter)
+        raise LogFormatError(f"{path.name}:1: the header line, column {offset + 1} (in the column name {name!r}): "
+                             f"{problem}.")  # fmt: skip
 
 
 def _split_line(line: str, preset: LogPreset) -> list[str]:
-    """The fields of one line, split at the preset's delimiter (and, for a quoted preset, unquoted)."""
+    """The fields of one line, split at the preset's delimiter (and, for a quoted preset, unquoted; a line the
+    ``csv`` module refuses, e.g. one holding a ``\r``, split at every delimiter: its checks report it)."""
     if preset.quote_char is None:
         return line.split(preset.delimiter)
-    return next(csv.reader([line], delimiter=preset.delimiter, quotechar=preset.quote_char), [""])
+    try:
+        return next(csv.reader([line], delimiter=preset.delimiter, quotechar=preset.quote_char), [""])
+    except csv.Error:
+        return line.split(preset.delimiter)
 
 
 _OTHER_HEADER_HINT = (
