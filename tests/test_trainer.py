@@ -127,6 +127,42 @@ def test_trainer_options_it_cannot_honour_are_refused_and_unconcatenated_batches
         make_trainer(model, tokenizer, dataset, tmp_path / "resumed", max_steps=1).train(resume_from_checkpoint=str(checkpoint))
 
 
+def test_resuming_from_a_checkpoint_of_another_model_or_config_is_refused(data_dir, tmp_path):
+    """Before: Trainer loaded with strict=False and only warned, so an MMoE "resumed" from an A2Gen checkpoint trained
+    its random weights, and another history_pooling read the weights under another meaning without a word."""
+    from a2gen_hf.strict_loading import CheckpointError
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    make_trainer(create_model("a2gen-iag", tokenizer, dataset, **TINY), tokenizer, dataset, tmp_path / "run",
+                 max_steps=2, save_strategy="steps", save_steps=2, save_only_model=True).train()
+    checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    with pytest.raises(CheckpointError, match=r"checkpoint of a 'a2gen' model, not of this 'a2gen_mmoe' model"):
+        make_trainer(create_model("mmoe", tokenizer, dataset), tokenizer, dataset, tmp_path / "mmoe",
+                     max_steps=3).train(resume_from_checkpoint=checkpoint)
+    other = create_model("a2gen-iag", tokenizer, dataset, **{**TINY, "history_pooling": "mean"})
+    with pytest.raises(CheckpointError, match=r"another config \(history_pooling: checkpoint '\w+', model 'mean'"):
+        make_trainer(other, tokenizer, dataset, tmp_path / "mean", max_steps=3).train(resume_from_checkpoint=checkpoint)
+    same = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    resumed = make_trainer(same, tokenizer, dataset, tmp_path / "same", max_steps=3).train(resume_from_checkpoint=checkpoint)
+    assert resumed.global_step == 3
+
+
+def test_batch_eval_metrics_gives_the_metrics_of_the_whole_split(data_dir, tmp_path):
+    """Before: A2GenTrainer(batch_eval_metrics=True) failed at once, transformers blaming "your compute_metrics"."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    whole = make_trainer(model, tokenizer, dataset, tmp_path / "whole", per_device_eval_batch_size=16).evaluate()
+    batched = make_trainer(model, tokenizer, dataset, tmp_path / "batched", per_device_eval_batch_size=16,
+                           batch_eval_metrics=True).evaluate()
+    for key in ("eval_mean_auc", "eval_gauc_like", "eval_mae_leave", "eval_next_action_accuracy"):
+        assert batched[key] == pytest.approx(whole[key], nan_ok=True), key
+    again = make_trainer(model, tokenizer, dataset, tmp_path / "again", per_device_eval_batch_size=16,
+                         batch_eval_metrics=True)
+    assert again.evaluate()["eval_mean_auc"] == pytest.approx(again.evaluate()["eval_mean_auc"])  # nothing carried over
+
+
 def test_training_args_bin_never_holds_the_hub_token(data_dir, tmp_path):
     """The Trainer pickles its arguments into training_args.bin and trainer.push_to_hub uploads it: before, hub_token
     went to the Hub in plain text. In memory (and in copies) the token stays, for pushing."""

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import copyreg
 import functools
+import json
 import logging
 import math
 import numbers
@@ -30,9 +31,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
 
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
@@ -128,6 +130,16 @@ def _joined_batches(value: Any) -> Any:
     return value
 
 
+def _on_host(value: Any) -> Any:
+    """Tensors (in tuples / lists) as numpy arrays (bfloat16 as float32), for keeping a batch past its step."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_on_host(part) for part in value)
+    if torch.is_tensor(value):
+        value = value.detach().cpu()
+        return (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+    return value
+
+
 def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, float]]:
     """
     ``compute_metrics`` for :class:`A2GenTrainer`: its predictions are ``(action_probabilities, expected_times,
@@ -136,9 +148,25 @@ def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, floa
     :func:`~a2gen_hf.metrics.compute_action_metrics`, e.g. ``auc_like``, ``mean_auc``, ``mae_leave``,
     ``gauc_like``, ``logloss_like``, ``ndcg_at_10_like``, ``next_action_accuracy`` (the Trainer prefixes
     ``eval_``); counts stay out of it.
-    """
 
-    def compute_metrics(eval_prediction) -> dict[str, float]:
+    With ``batch_eval_metrics=True`` the Trainer calls it once per batch (``compute_result=False``) and at the last
+    batch (``compute_result=True``): the batches are kept on the host and the metrics (AUC, GAUC and the ranking
+    metrics need the whole split) computed at the last one.
+    """
+    pending: list[tuple[Any, Any]] = []
+
+    def compute_metrics(eval_prediction, compute_result: bool = True) -> dict[str, float]:
+        # batch_eval_metrics: the split's batches are gathered on the host (tensors there; numpy arrays otherwise)
+        batch = (_on_host(eval_prediction.predictions), _on_host(eval_prediction.label_ids))
+        if not compute_result:
+            pending.append(batch)
+            return {}
+        if pending:
+            batches = [*pending, batch]
+            pending.clear()
+            eval_prediction = EvalPrediction(predictions=[part for part, _ in batches], label_ids=[part for _, part in batches])
+        else:
+            eval_prediction = EvalPrediction(predictions=batch[0], label_ids=batch[1])
         outputs = _joined_batches(eval_prediction.predictions)
         if not isinstance(outputs, (tuple, list)) or len(outputs) not in (3, 4):
             raise ValueError(
@@ -160,6 +188,61 @@ def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, floa
         )
 
     return compute_metrics
+
+
+# Config entries that say nothing of the weights' meaning (configs without field_names(): all but these are compared).
+_CONFIG_BOOKKEEPING = frozenset({"transformers_version", "architectures", "dtype", "torch_dtype", "auto_map", "_name_or_path"})
+
+
+def check_checkpoint_fits(folder: str, model: nn.Module) -> None:
+    """Refuse to resume ``model`` from the Trainer checkpoint ``folder`` when the checkpoint's ``config.json``
+    describes another model (its type or any of its fields), or its weights hold other tensors than the model's:
+    ``Trainer`` loads with ``strict=False`` and only warns, so training would go on from random weights (another
+    model) or from weights read under another meaning (another ``history_pooling``)."""
+    from ..strict_loading import CheckpointError, weight_files
+
+    config = getattr(model, "config", None)
+    config_file = os.path.join(folder, "config.json")
+    if config is not None and os.path.isfile(config_file):
+        with open(config_file, encoding="utf-8") as file:
+            saved = json.load(file)
+        current = config.to_dict()
+        if saved.get("model_type") != current.get("model_type"):
+            raise CheckpointError(
+                f"{folder} is a checkpoint of a {saved.get('model_type')!r} model, not of this "
+                f"{current.get('model_type')!r} model ({type(model).__name__}): resume the run that wrote it with its "
+                "own model, or start a new run (its weights load with from_pretrained(checkpoint))."
+            )
+        # The package's own fields (transformers' common ones carry nothing of the weights' meaning), as JSON has them.
+        own = config.field_names() if hasattr(config, "field_names") else current.keys() - _CONFIG_BOOKKEEPING
+        current = json.loads(json.dumps({key: current.get(key) for key in own & saved.keys()}))
+        differ = sorted(key for key in current if saved[key] != current[key])
+        if differ:
+            shown = ", ".join(f"{key}: checkpoint {saved.get(key)!r}, model {current.get(key)!r}" for key in differ[:8])
+            raise CheckpointError(
+                f"{folder} was written by a model of another config ({shown}"
+                + (f", and {len(differ) - 8} more" if len(differ) > 8 else "")
+                + "): resuming reads its weights and optimizer state as this model's. Build the model from the "
+                "checkpoint's config (from_pretrained(checkpoint)) to resume it, or start a new run (without "
+                "resume_from_checkpoint) to train this config."
+            )
+    try:
+        files, _ = weight_files(folder, {})
+    except CheckpointError:
+        return  # no safetensors weights (e.g. a pickled or FSDP checkpoint): transformers' own loading and messages
+    saved_keys: set[str] = set()
+    for path in files:
+        with safe_open(str(path), framework="pt") as weights:
+            saved_keys.update(weights.keys())
+    model_keys = set(model.state_dict())
+    missing, unexpected = sorted(model_keys - saved_keys), sorted(saved_keys - model_keys)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{folder} holds other tensors than {type(model).__name__}: missing {missing[:5]}"
+            + (f" (+{len(missing) - 5})" if len(missing) > 5 else "") + f", unexpected {unexpected[:5]}"
+            + (f" (+{len(unexpected) - 5})" if len(unexpected) > 5 else "")
+            + "; resuming would train random weights where tensors are missing. Resume it with the model that wrote it."
+        )
 
 
 class A2GenTrainer(Trainer):
@@ -357,6 +440,7 @@ class A2GenTrainer(Trainer):
                 "resume it with `a2gen train --resume`, or start a Trainer run from the run's OUTPUT/model with "
                 "from_pretrained."
             )
+        check_checkpoint_fits(resume_from_checkpoint, model if model is not None else self.model)
         self._resumed_from = resume_from_checkpoint  # the average is restored from it when training begins
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
