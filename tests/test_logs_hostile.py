@@ -345,3 +345,27 @@ def test_a_header_line_with_an_odd_byte_is_refused_at_line_1_in_every_mode(tmp_p
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"h.csv:1: the header line, column {column} (in the column name " in err and shown in err
+
+
+# -- probe 22: a JSON-lines error names the file's line, not pyarrow's row within its block
+
+
+@pytest.mark.parametrize("block_size", [16 << 20, 8192])
+@pytest.mark.parametrize("damage, line, shown", [
+    (lambda lines: lines.__setitem__(450, lines[450][:-3]), 451, "JSON parse error"),
+    (lambda lines: lines.__setitem__(300, lines[300].replace('"user_id": 299,', '"user_id": "u299",')), 301,
+     "Column(/user_id) changed from number to string"),
+])  # fmt: skip
+def test_json_lines_errors_name_the_files_line(tmp_path, block_size, damage, line, shown):
+    from a2gen_hf.data.validation import read_validated_log
+
+    lines = [json.dumps({"user_id": k, "item_id": k % 7, "category_id": 1, "behavior_type": "pv", "timestamp": START + k})
+             for k in range(500)]  # fmt: skip
+    lines.insert(10, "")  # a blank line is a line of the file too
+    damage(lines)
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LogFormatError) as raised:
+        read_validated_log(path, KEYED, block_size=block_size, progress=False)
+    assert str(raised.value).startswith(f"log.jsonl:{line}: not valid JSON lines (") and shown in str(raised.value)
+    assert " in row " not in str(raised.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import warnings
@@ -596,10 +597,47 @@ def _jsonl_batches(path: Path, needed: list[str], block_size: int, numbers: list
         for batch in reader:
             yield batch.select(needed)
     except pa.ArrowInvalid as error:
+        line = _jsonl_error_line(path, str(error))
+        text = re.sub(r" in row -?\d+", "", str(error)) if line is not None else str(error)
         raise LogFormatError(
-            f"{path.name}: not valid JSON lines ({error}). Write one JSON object per line, with the same type for a "
-            "key on every line."
+            f"{path.name}{'' if line is None else f':{line}'}: not valid JSON lines ({text}). Write one JSON object "
+            "per line, with the same type for a key on every line."
         ) from None
+
+
+# pyarrow's names of JSON kinds (its "changed from number to string") -> Python's types of json.loads' values.
+_JSON_KINDS = {"number": (int, float), "string": (str,), "boolean": (bool,), "null": (type(None),), "object": (dict,),
+               "array": (list,)}  # fmt: skip
+
+
+def _json_kind_is(value: object, kind: str) -> bool:
+    if isinstance(value, bool) and kind == "number":  # a bool is an int to Python, not to JSON
+        return False
+    return isinstance(value, _JSON_KINDS.get(kind, ()))
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _jsonl_error_line(path: Path, message: str) -> int | None:
+    """The file's line (from 1) that pyarrow's JSON error is about: its "in row N" counts from the start of its
+    current block (16 MiB), from 0. Found by reading the lines again (only on this error): the first that is not a
+    JSON object, or, for "Column(/key) changed from A to B", the first whose key holds a B. None: not found."""
+    change = re.search(r"Column\(/([^)/]*)\) changed from \w+ to (\w+)", message)
+    with open_log_bytes(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw, parse_constant=_refuse_constant)
+            except ValueError:  # UnicodeDecodeError too
+                return number
+            if not isinstance(value, dict):
+                return number
+            if change is not None and change[1] in value and _json_kind_is(value[change[1]], change[2]):
+                return number
+    return None
 
 
 def _number_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
