@@ -344,6 +344,20 @@ def test_a_finished_run_resumed_with_more_steps_logs_as_an_uninterrupted_one(dat
     assert losses("again", 5, resume=True) == finished  # the closing entry written by the resumed run
 
 
+def test_a_resume_with_fewer_steps_than_the_checkpoint_is_refused(data_dir, tmp_path, capsys):
+    """Before: --max-steps 3 on a 5-step checkpoint evaluated and saved again, said "trained 5 steps" and logged
+    max_steps 3 beside a log that ran to step 5."""
+    argv = ["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--batch-size", "32",
+            "--checkpoint-every", "5", "--max-steps", "5", *TINY_FLAGS]  # fmt: skip
+    assert main(argv) == 0
+    log = (tmp_path / "run" / "training_log.json").read_bytes()
+    capsys.readouterr()
+    assert main([*argv[:-len(TINY_FLAGS) - 2], "--max-steps", "3", *TINY_FLAGS, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-5 is at step 5, beyond the 3 steps this run is set to (--max-steps 3)" in err, err
+    assert (tmp_path / "run" / "training_log.json").read_bytes() == log  # the finished run's files stay as they were
+
+
 # ------------------------------------------------------------------------------------------------ a2gen train
 
 

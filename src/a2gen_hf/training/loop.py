@@ -723,6 +723,17 @@ class _TrainingRun:
             loader = _epoch_loader(train_dataset, collator, settings, 0, accelerator)
             self.steps_per_epoch = math.ceil(len(loader) / self.accumulation)
             self.total_steps = settings.max_steps or self.steps_per_epoch * settings.num_epochs
+        if checkpoint is not None and self.total_steps is not None and self.progress.global_step > self.total_steps:
+            # before: the run evaluated and saved again, said "trained 60 steps", and logged max_steps 20
+            planned = (
+                f"max_steps={settings.max_steps}" if settings.max_steps
+                else f"num_epochs={settings.num_epochs} of {self.steps_per_epoch} steps"
+            )
+            raise ValueError(
+                f"{checkpoint} is at step {self.progress.global_step}, beyond the {self.total_steps} steps this run is "
+                f"set to ({planned}): a resumed run can only train longer. Raise it to train on, or start a new run "
+                "in another output folder."
+            )
         self.warmup_steps = settings.warmup_for(self.total_steps)
         self._warn_about_a_replanned_schedule()
         self.progress.total_steps = self.total_steps
