@@ -369,3 +369,18 @@ def test_json_lines_errors_name_the_files_line(tmp_path, block_size, damage, lin
         read_validated_log(path, KEYED, block_size=block_size, progress=False)
     assert str(raised.value).startswith(f"log.jsonl:{line}: not valid JSON lines (") and shown in str(raised.value)
     assert " in row " not in str(raised.value)
+
+
+# -- probe 22: rows joined by lone \r after the first 64 KiB are refused as such, in every mode
+
+
+@pytest.mark.parametrize("mode", ["error", "skip", "warn"])
+def test_rows_joined_by_lone_carriage_returns_are_refused_as_rows_in_every_mode(tmp_path, mode):
+    rows = [f"{user},{100 + user % 9},1,pv,{START + 3600 * 24 + user}" for user in range(1, 2601)]
+    path = tmp_path / "mixed.csv"  # 2,500 lines ending in \n (well over 64 KiB), then 100 rows ending in \r alone
+    path.write_bytes(("\n".join(rows[:2500]) + "\n").encode() + ("\r".join(rows[2500:]) + "\r").encode())
+    with pytest.raises(LogFormatError) as raised:
+        convert(path, TAOBAO, on_bad_rows=mode)
+    message = str(raised.value)
+    assert message.startswith("mixed.csv:2501: the line holds 100 rows separated by carriage returns (\\r) alone")
+    assert "tr '\\r' '\\n'" in message and "tr -d" not in message and "on_bad_rows" not in message

@@ -176,8 +176,11 @@ class CheckedLines(io.RawIOBase):
     (one UTF-8 decode and a newline scan per 16 MiB)."""
 
     def __init__(self, path: Path, max_line_bytes: int = MAX_LINE_BYTES, quote_char: str | None = None,
-                 chunk_bytes: int = 16 << 20):  # fmt: skip
+                 chunk_bytes: int = 16 << 20, delimiter: str = ",", width: int | None = None):  # fmt: skip
         self.path = path
+        self.delimiter = delimiter.encode()
+        self.width = width  # columns of a row, where known: tells a line of rows joined by a lone \r
+        self.joined: str | None = None  # the message on the first line that holds several rows joined by \r
         self.max_line_bytes = max_line_bytes
         self.quote = quote_char.encode() if quote_char else None
         self.chunk_bytes = chunk_bytes
@@ -208,6 +211,14 @@ class CheckedLines(io.RawIOBase):
         self.rejected[self.line] = (reason, f"{self.path.name}:{self.line}: {message}")
         self.output += b"\n"
         self.line += 1
+
+    def _joined_rows(self, text: bytes) -> int:
+        """How many rows ``text`` holds when its carriage returns separate complete rows (each piece as many
+        columns as a row has); 0 when they do not (a stray \\r inside one row)."""
+        pieces = text.removesuffix(b"\r").split(b"\r")
+        if self.width is None or self.width < 2 or len(pieces) < 2:
+            return 0
+        return len(pieces) if all(piece.count(self.delimiter) == self.width - 1 for piece in pieces) else 0
 
     def _fill(self) -> None:
         data = self.handle.read(self.chunk_bytes)
@@ -266,6 +277,13 @@ class CheckedLines(io.RawIOBase):
                              "not UTF-8; re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")  # fmt: skip
                 continue
             stray = text[:-1].find(b"\r") if text.endswith(b"\r") else text.find(b"\r")
+            if stray >= 0 and self.joined is None and (rows := self._joined_rows(text)):
+                self.joined = (
+                    f"{self.path.name}:{self.line}: the line holds {rows:,} rows separated by carriage returns (\\r) "
+                    "alone (the line ends of classic Mac OS and Excel's \"CSV (Macintosh)\", e.g. appended to a file "
+                    "with \\n line ends); skipping the line would drop them all. Convert the \\r to newlines first, "
+                    "e.g. `sed 's/\\r$//' log.csv | tr '\\r' '\\n' > log_fixed.csv`"
+                )
             if stray >= 0:
                 self._reject("carriage_return", f"a carriage return (\\r) at column {stray + 1} is not part of the "
                              "line's end, and the CSV reader would end the row there; remove it (e.g. "
@@ -305,7 +323,7 @@ class _CsvBatches:
         self.delimiter = preset.delimiter
         self.quote_char = preset.quote_char
         self.next_line = first_line
-        self.lines = CheckedLines(path, quote_char=preset.quote_char)
+        self.lines = CheckedLines(path, quote_char=preset.quote_char, delimiter=preset.delimiter, width=len(names))
         with self._parse_errors():  # opening already parses the first block
             self.reader = pa_csv.open_csv(
                 self.lines,
@@ -734,6 +752,7 @@ class ValidatedBatches:
         reported_invalid = 0
         with tqdm(desc=f"reading {path.name}", unit=" rows", disable=self.progress is False or None) as bar:
             for batch, lines in batches:
+                _refuse_joined_rows(csv_source)
                 self.rows_read += batch.num_rows
                 bar.update(batch.num_rows)
                 columns, problems, trimmed = _validate_batch(batch, preset, path.name)
@@ -756,11 +775,19 @@ class ValidatedBatches:
                     numbers={name: values[keep] for name, values in columns.items() if name not in string_names},
                     lines=lines[keep],
                 )
+            _refuse_joined_rows(csv_source)
             if csv_source is not None:
                 _report_invalid_rows(csv_source, reported_invalid, bad_rows, None)
                 self.rows_read += len(csv_source.invalid_rows)
         if self.rows_read == 0:
             raise LogFormatError(f"{path.name}: the file has no rows ({preset.describe_row()}).")
+
+
+def _refuse_joined_rows(csv_source: _CsvBatches | None) -> None:
+    """A line holding many rows joined by lone carriage returns raises in every ``on_bad_rows`` mode: as one bad
+    row it would drop them all (and \\r removed, they would be one row)."""
+    if csv_source is not None and csv_source.lines.joined is not None:
+        raise LogFormatError(f"{csv_source.lines.joined}.")
 
 
 def read_validated_log(
