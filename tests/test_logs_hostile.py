@@ -384,3 +384,25 @@ def test_rows_joined_by_lone_carriage_returns_are_refused_as_rows_in_every_mode(
     message = str(raised.value)
     assert message.startswith("mixed.csv:2501: the line holds 100 rows separated by carriage returns (\\r) alone")
     assert "tr '\\r' '\\n'" in message and "tr -d" not in message and "on_bad_rows" not in message
+
+
+# -- probe 22: CSV flags as pandas writes them (0.0 / 1.0 for a column with a gap, True / False) read as 0 / 1
+
+
+def test_csv_flags_written_as_floats_or_booleans_read_as_0_and_1(tmp_path):
+    views = kuairand_frame()
+    views.to_csv(tmp_path / "ints.csv", index=False)
+    expected = convert(tmp_path / "ints.csv", KUAIRAND)
+    floats = views.astype({name: float for name in KUAIRAND.flag_columns})
+    floats.to_csv(tmp_path / "floats.csv", index=False)  # 1.0 / 0.0
+    booleans = views.astype({name: bool for name in KUAIRAND.flag_columns})
+    booleans.to_csv(tmp_path / "bools.csv", index=False)  # True / False
+    text = (tmp_path / "bools.csv").read_text()
+    (tmp_path / "cases.csv").write_text(text.replace("True", "TRUE").replace("False", "false"))
+    for name in ("floats", "bools", "cases"):
+        result = convert(tmp_path / f"{name}.csv", KUAIRAND)
+        assert rows(result) == rows(expected) and result.summary["rows_dropped"] == {}, name
+    (tmp_path / "yes.csv").write_text(text.replace("True", "yes", 1))
+    with pytest.raises(LogFormatError, match=r"must be 0 or 1 \(read too: 0.0 / 1.0 and false / true in any case\), "
+                                             r"got 'yes'"):  # fmt: skip
+        convert(tmp_path / "yes.csv", KUAIRAND)

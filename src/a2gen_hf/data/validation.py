@@ -62,6 +62,10 @@ BAD_ROW_REASONS = {
     "carriage_return": "the line holds a carriage return (\\r) that is not part of its line end",
 }
 
+# The values a 0/1 flag column may hold, lower-cased: false, true alternately (pandas writes a flag column with a gap
+# as 0.0 / 1.0, and a bool column as False / True; a Parquet bool reads as 0 / 1).
+FLAG_VALUES = ("0", "1", "0.0", "1.0", "false", "true")
+
 # Times later than this (Unix seconds, the year 5138) are no log's: a time column read in too coarse a unit.
 LATEST_PLAUSIBLE_SECONDS = 1e11
 _FINER_UNIT = {"s": "ms", "ms": None, "mmdd": None}
@@ -1037,11 +1041,11 @@ def _validate_batch(
         )
 
     for name in preset.flag_columns:
-        position = _index_in(raw[name], ["0", "1"])
-        columns[name] = position == 1
+        position = _index_in(pc.utf8_lower(raw[name]), list(FLAG_VALUES))
+        columns[name] = position % 2 == 1
         problems.append(
-            _Problem("bad_flag", position < 0, lambda i, n=name: f"column {n!r} must be 0 or 1, got {value(n, i)!r}"
-                     + quoting_hint(value(n, i), preset.quote_char))
+            _Problem("bad_flag", position < 0, lambda i, n=name: f"column {n!r} must be 0 or 1 (read too: 0.0 / 1.0 "
+                     f"and false / true in any case), got {value(n, i)!r}" + quoting_hint(value(n, i), preset.quote_char))
         )
 
     for name, unit in preset.number_columns():
