@@ -3,6 +3,8 @@ of a saved report (`a2gen report`)."""
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ def fresh_accelerate_state():
 
 def compare_argv(data_dir, output, *extra):
     return ["compare", "--data", str(data_dir), "--output", str(output), "--models", "a2gen-iag,mmoe",
-            "--simple", "", "--seeds", "1", "--epochs", "1", "--batch-size", "64", "--bootstrap-resamples", "20",
+            "--simple", "", "--seeds", "1", "--epochs", "1", "--batch-size", "64", "--bootstrap-resamples", "40",
             "--quiet", *extra]
 
 
@@ -269,7 +271,7 @@ def test_a_log_with_nothing_to_rank_names_the_counts_and_flags_that_work(tmp_pat
     positive of any ranked action) and the flags it names then run the comparison to its report."""
     data = prepared_taobao_log(tmp_path, ["pv"], users=30, seed=1)
     argv = ["compare", "--recipe", "sparse_logs", "--data", str(data), "--models", "a2gen-iag", "--simple", "logreg",
-            "--seeds", "1", "--epochs", "1", "--bootstrap-resamples", "20", "--quiet"]
+            "--seeds", "1", "--epochs", "1", "--bootstrap-resamples", "40", "--quiet"]
     assert main([*argv, "--output", str(tmp_path / "refused")]) == 2
     error = capsys.readouterr().err
     assert "positives per action: {'collect': 0, 'cart': 0, 'buy': 0}" in error
@@ -319,6 +321,32 @@ def test_compare_runs_again_in_the_same_output(simulated_data_dir, tmp_path):
     runs = (tmp_path / "compare" / "runs").iterdir()
     assert sorted(path.name for path in runs if not path.name.startswith(".")) == ["mmoe-seed0"]  # not the locks
     assert json.loads((tmp_path / "compare" / "results.json").read_text())["models"].keys() == {"mmoe"}
+
+
+def test_a_second_compare_leaves_only_its_own_runs_and_a_concurrent_one_is_refused(simulated_data_dir, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """Before: the runs of an earlier compare that this one did not train stayed beside its results.json, and two
+    compares into one output at once both ran, leaving a folder that held parts of each."""
+    argv = compare_argv(simulated_data_dir, tmp_path / "compare")
+    argv[argv.index("--models") + 1] = "mmoe"
+    assert main([*argv, "--seeds", "2"]) == 0
+    assert main(argv) == 0
+    runs = (tmp_path / "compare" / "runs").iterdir()
+    assert sorted(path.name for path in runs if not path.name.startswith(".")) == ["mmoe-seed0"]  # seed 1 removed
+    (tmp_path / "compare" / "runs" / "notes").mkdir()  # a folder of the user's, no run: kept
+    assert main(argv) == 0 and (tmp_path / "compare" / "runs" / "notes").is_dir()
+    capsys.readouterr()
+    monkeypatch.setattr(compare, "train", lambda *args, **kwargs: pytest.fail("trained"))
+    code = (f"from a2gen_hf.output_folders import output_lock; import time\n"
+            f"with output_lock({str(tmp_path / 'compare')!r}):\n    print('held', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        assert main(argv) == 2
+        assert "is being written by another" in capsys.readouterr().err
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_an_action_never_in_the_training_split_gets_no_verdict(tmp_path, caplog):
@@ -384,6 +412,17 @@ def test_the_paired_bootstrap_resamples_users_unless_told_examples(unit):
         compare.ComparisonSettings(bootstrap_unit="clusters")
 
 
+def test_too_few_bootstrap_resamples_are_refused(simulated_data_dir, tmp_path, capsys):
+    """Before: 1 or 3 resamples gave intervals of the extreme resamples and verdicts off them ("[-0.0896, -0.0896]
+    user propensity better" for a difference of +0.0123)."""
+    for resamples in (1, 3, 39):
+        with pytest.raises(ValueError, match=rf"bootstrap_resamples={resamples}: a 95 % percentile interval needs at least 40"):
+            compare.ComparisonSettings(bootstrap_resamples=resamples)
+    compare.ComparisonSettings(bootstrap_resamples=40)
+    assert main(compare_argv(simulated_data_dir, tmp_path / "compare", "--bootstrap-resamples", "3")) == 2
+    assert "needs at least 40 resamples" in capsys.readouterr().err
+
+
 def test_too_few_users_fall_back_to_resampling_examples_with_a_warning(caplog):
     users = np.repeat(np.arange(25), 4)
     assert compare.bootstrap_groups({"group_ids": users}, "users") is users
@@ -404,7 +443,7 @@ def test_a2gen_alone_has_no_bootstrap_and_no_warning_about_it(caplog):
                                "metrics": [{"mean_auc": 0.5, "positives": {}}]}}
     with caplog.at_level("WARNING"):
         report = compare.summarize(per_model, {"labels": labels, "group_ids": np.arange(40) % 10}, config,
-                                   compare.ComparisonSettings(bootstrap_resamples=20), {})
+                                   compare.ComparisonSettings(bootstrap_resamples=40), {})
     assert "bootstrap_unit" not in report and not report["bootstrap"] and "too few" not in caplog.text
     assert "bootstrap" not in compare.format_markdown(report).lower()
 

@@ -1044,7 +1044,7 @@ def test_cli_train_and_compare_warm_the_moment_table(data_dir, tmp_path, capsys)
                  "frozen", *TINY_FLAGS]) == 2
     assert "--event-moment-source table" in capsys.readouterr().err
     settings = ComparisonSettings(
-        models=["a2gen-iag", "mmoe"], seeds=1, simple_baselines=[], bootstrap_resamples=20,
+        models=["a2gen-iag", "mmoe"], seeds=1, simple_baselines=[], bootstrap_resamples=40,
         moment_warm_start="trainable",
         model_overrides=dict(history_event_item_moments=16, history_event_moment_source="table", **TINY),
         training=TrainingSettings(output_dir=str(tmp_path / "runs"), max_steps=1, show_progress=False),
@@ -1111,7 +1111,7 @@ def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp
 
     overrides = dict(history_count_features=True, target_popularity_features=True, wide_path=True, **TINY)
     settings = ComparisonSettings(
-        models=["mmoe-fair"], seeds=1, simple_baselines=[], bootstrap_resamples=20, wide_warm_start=True,
+        models=["mmoe-fair"], seeds=1, simple_baselines=[], bootstrap_resamples=40, wide_warm_start=True,
         wide_share_scale=10.0, model_overrides=overrides,
         training=TrainingSettings(output_dir=str(tmp_path / "runs"), num_epochs=3, early_stopping_patience=1,
                                   selection_metric="mean_auc", show_progress=False),
@@ -1335,7 +1335,7 @@ def test_a_comparison_of_simple_baselines_only_says_no_network_trained(data_dir,
     """Before: "networks: mean ± std over 1 seeds" and the networks' training settings, with no network trained."""
     from a2gen_hf.training.compare import ComparisonSettings, run_comparison
 
-    settings = ComparisonSettings(models=[], seeds=1, simple_baselines=["propensity"], bootstrap_resamples=20)
+    settings = ComparisonSettings(models=[], seeds=1, simple_baselines=["propensity"], bootstrap_resamples=40)
     run_comparison(data_dir, tmp_path / "out", settings)
     table = (tmp_path / "out" / "results.md").read_text()
     assert "simple baselines only (no network trained)" in table

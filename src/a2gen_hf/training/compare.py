@@ -30,7 +30,13 @@ from transformers import set_seed
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
-from ..output_folders import read_json_file, replacing_file, write_json_atomically, write_text_atomically
+from ..output_folders import (
+    output_lock,
+    read_json_file,
+    replacing_file,
+    write_json_atomically,
+    write_text_atomically,
+)
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
 from .checkpointing import remove_earlier_run
 from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
@@ -40,6 +46,7 @@ from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import (
     MIN_GROUPS,
+    MIN_RESAMPLES,
     has_both_classes,
     mean_std,
     paired_bootstrap_auc_difference,
@@ -179,13 +186,43 @@ class ComparisonSettings:
     moment_warm_start: str = "off"
 
     def __post_init__(self) -> None:
+        if self.bootstrap_resamples < MIN_RESAMPLES:  # before: 1 or 3 resamples gave confident, wrong verdicts
+            raise ValueError(
+                f"bootstrap_resamples={self.bootstrap_resamples}: a 95 % percentile interval needs at least "
+                f"{MIN_RESAMPLES} resamples (with fewer, its 2.5 % and 97.5 % points are the extreme resamples and the "
+                "verdicts read off it mean nothing); the default is 1000."
+            )
         if self.bootstrap_unit not in BOOTSTRAP_UNITS:
             raise ValueError(f"bootstrap_unit={self.bootstrap_unit!r} is not one of {', '.join(BOOTSTRAP_UNITS)}.")
 
 
 def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: ComparisonSettings) -> dict[str, Any]:
-    """Train and test every model, write ``results.json``, ``results.md`` and ``results.png`` to ``output_dir``."""
-    output_dir = Path(output_dir)
+    """Train and test every model, write ``results.json``, ``results.md`` and ``results.png`` to ``output_dir``.
+
+    The output folder is held for the whole comparison (a second one into it at the same time is refused with
+    ``OutputBusyError``), and the run folders of an earlier comparison that this one does not train again are removed
+    once its results are written, so that ``runs/`` holds exactly the runs ``results.json`` describes.
+    """
+    with output_lock(output_dir):
+        return _run_comparison(data_dir, Path(output_dir), settings)
+
+
+def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> None:
+    """Delete the run folders of ``runs_dir`` that this comparison did not train (an earlier one's), naming them."""
+    if not runs_dir.is_dir():
+        return
+    stale = sorted(path for path in runs_dir.iterdir() if path.is_dir() and path.name not in trained)
+    removed = []
+    for path in stale:
+        remove_earlier_run(path)
+        if not path.exists():
+            removed.append(path.name)
+    if removed:
+        logger.info(f"Removed the runs of an earlier comparison in {runs_dir} that this one did not train: "
+                    f"{', '.join(removed)}.")
+
+
+def _run_comparison(data_dir: str | Path, output_dir: Path, settings: ComparisonSettings) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset, tokenizer, metadata = load_data_dir(data_dir)
     if len(dataset.get("test") or []) == 0:  # before anything trains (before: "the dataloader is empty" after it)
@@ -220,6 +257,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                        "them, so their test AUCs are chance and their bootstrap rows get no verdict.")
     regression = None
     per_model: dict[str, dict[str, Any]] = {}
+    trained_runs: set[str] = set()
     for name in [*settings.models, *settings.simple_baselines]:
         network, ablation = parse_model_name(name)
         seed_predictions, seed_metrics = [], []
@@ -248,6 +286,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
                     logger.info(f"{name}: no occurrence head on the counts alone, so no residual fit and no separate "
                                 "generator selection (A2Gen's); the rest of the settings apply")
                 remove_earlier_run(run_settings.output_dir)  # compare owns its runs/: a second compare replaces them
+                trained_runs.add(Path(run_settings.output_dir).name)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 if settings.wide_residual:  # what training did not improve on validation goes back to the start
                     give_back_to_the_start(trained.model, tokenizer, dataset, ranking=fit_residual)
@@ -291,6 +330,7 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     write_text_atomically(output_dir / "results.md", format_markdown(report))
     save_test_predictions(output_dir / PREDICTIONS_FILE, per_model, references)
     plot_comparison(report, output_dir / "results.png")
+    _remove_runs_of_an_earlier_comparison(output_dir / "runs", trained_runs)
     return report
 
 

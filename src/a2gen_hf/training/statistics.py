@@ -106,6 +106,9 @@ MIN_GROUPS = 20
 # 6: 91 %, 8: 87 %, 10: 91 %, 12: 91 %, 16: 96 %, 24: 94 %; with many users holding both classes 92-95 %. Most of the
 # loss is below 10 (catastrophic at 1-2). Such a row keeps its interval, but no verdict.
 MIN_CLASS_GROUPS = 10
+# A 95 % percentile interval from fewer resamples than this has the extreme resamples for its 2.5 % and 97.5 % points
+# (1 / 0.025 = 40); a comparison refuses fewer.
+MIN_RESAMPLES = 40
 
 
 def _group_index(groups: Any, size: int) -> np.ndarray:
