@@ -1044,8 +1044,8 @@ def _validate_batch(
         position = _index_in(pc.utf8_lower(raw[name]), list(FLAG_VALUES))
         columns[name] = position % 2 == 1
         problems.append(
-            _Problem("bad_flag", position < 0, lambda i, n=name: f"column {n!r} must be 0 or 1 (read too: 0.0 / 1.0 "
-                     f"and false / true in any case), got {value(n, i)!r}" + quoting_hint(value(n, i), preset.quote_char))
+            _Problem("bad_flag", position < 0, lambda i, n=name: f"column {n!r} must be 0 or 1, got {value(n, i)!r} "
+                     "(read too: 0.0 / 1.0 and false / true in any case)" + quoting_hint(value(n, i), preset.quote_char))
         )
 
     for name, unit in preset.number_columns():
