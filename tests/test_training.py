@@ -344,6 +344,24 @@ def test_a_finished_run_resumed_with_more_steps_logs_as_an_uninterrupted_one(dat
     assert losses("again", 5, resume=True) == finished  # the closing entry written by the resumed run
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--no-eval-at-epoch-end"], "--no-eval-at-epoch-end evaluates at the step evaluations only, but --eval-every "
+         "None (no step evaluations): set --eval-every 100 (or another step count) or --eval-at-epoch-end."),
+        (["--scale-eval-every"], "set --eval-every 100 (or another step count) or --no-scale-eval-every."),
+        (["--select-generator-by-loss", "--no-best-epoch"], "set --select-by mean_auc and --best-epoch."),
+    ],
+)
+def test_train_setting_errors_name_flags_once(data_dir, tmp_path, capsys, flags, message):
+    """Before: bare field names ("set eval_every_steps (e.g. 100)") and flags twice ("--best-epoch (--best-epoch)")."""
+    argv = ["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--max-steps", "1", *flags]
+    assert main([*argv, *TINY_FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "eval_every_steps" not in err and "(--" not in err
+
+
 def test_a_resume_with_fewer_steps_than_the_checkpoint_is_refused(data_dir, tmp_path, capsys):
     """Before: --max-steps 3 on a 5-step checkpoint evaluated and saved again, said "trained 5 steps" and logged
     max_steps 3 beside a log that ran to step 5."""
@@ -506,7 +524,7 @@ def test_evaluations_spaced_by_steps_only(data_dir, tmp_path):
     total = 3 * steps_per_epoch
     assert steps == [*range(4, total, 4), total] and total % 4 != 0
     assert log["settings"]["eval_at_epoch_end"] is False
-    with pytest.raises(ValueError, match="eval_at_epoch_end=False evaluates every eval_every_steps steps only"):
+    with pytest.raises(ValueError, match="eval_at_epoch_end=False evaluates at the step evaluations only, but eval_every_steps=None"):
         TrainingSettings(output_dir=str(tmp_path), eval_at_epoch_end=False)
 
 
@@ -532,7 +550,7 @@ def test_scale_eval_every_spaces_evaluations_by_the_validation_split(data_dir, t
     assert evaluation_interval(settings, range(validation), two) == max(2, math.ceil(validation / 32))
     assert evaluation_interval(settings, range(20), one) == 2  # a small split: K itself
     assert evaluation_interval(replace(settings, scale_eval_every=False), range(validation), one) == 2
-    with pytest.raises(ValueError, match="scale_eval_every spaces the evaluations of eval_every_steps"):
+    with pytest.raises(ValueError, match="scale_eval_every=True spaces the step evaluations out .* eval_every_steps=None"):
         TrainingSettings(output_dir=str(tmp_path), scale_eval_every=True)
 
 
@@ -1221,7 +1239,7 @@ def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from
             assert torch.equal(saved[name], generator[name]), name
     refused = [*argv, "--occurrence-paths-input", "context", "--output", str(tmp_path / "refused")]
     assert main(refused) == 2 and not (tmp_path / "refused" / "model").exists()
-    with pytest.raises(ValueError, match="select_generator_by_loss keeps the ranking"):
+    with pytest.raises(ValueError, match="select_generator_by_loss=True keeps the ranking"):
         TrainingSettings(output_dir=str(tmp_path), select_generator_by_loss=True)
 
 
@@ -1283,7 +1301,7 @@ def test_freeze_ranking_trains_the_generator_alone_and_selects_it_by_its_loss(si
               eval_dataset=data["validation"], accelerator=Accelerator(cpu=True))
     assert {name for name, parameter in result.model.named_parameters() if parameter.requires_grad} == trainable
     assert not any(getattr(module, "frozen", False) for module in result.model.modules())
-    with pytest.raises(ValueError, match="freeze_ranking trains the generator alone"):
+    with pytest.raises(ValueError, match="freeze_ranking=True trains the generator alone"):
         TrainingSettings(output_dir=str(tmp_path), selection_metric="mean_auc", freeze_ranking=True)
 
 

@@ -80,8 +80,8 @@ def missing_config_error(source: str | Path) -> CheckpointError:
     )  # fmt: skip
     return CheckpointError(
         f"{source} has no config.json ({Path(source) / CONFIG_NAME} does not exist); a model folder needs the "
-        "config.json written by model.save_pretrained(folder), or pass config=... (transformers would otherwise "
-        f"build a default config silently).{hint}"
+        "config.json written by model.save_pretrained(folder) (in Python, from_pretrained can also be given a config "
+        f"object; transformers would otherwise build a default config silently).{hint}"
     )
 
 

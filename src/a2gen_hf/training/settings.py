@@ -161,13 +161,14 @@ class TrainingSettings:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1 (or None: off).")
         if self.scale_eval_every and self.eval_every_steps is None:
             raise ValueError(
-                "scale_eval_every spaces the evaluations of eval_every_steps, but eval_every_steps is None: set it "
-                "(e.g. 100; CLI: --eval-every 100) or drop scale_eval_every (--no-scale-eval-every)."
+                "scale_eval_every=True spaces the step evaluations out by the validation split's size, but "
+                "eval_every_steps=None (no step evaluations): set eval_every_steps=100 (or another step count) or "
+                "scale_eval_every=False."
             )
         if not self.eval_at_epoch_end and self.eval_every_steps is None:
             raise ValueError(
-                "eval_at_epoch_end=False evaluates every eval_every_steps steps only, but eval_every_steps is None: "
-                "set eval_every_steps (e.g. 100) or keep eval_at_epoch_end=True."
+                "eval_at_epoch_end=False evaluates at the step evaluations only, but eval_every_steps=None (no step "
+                "evaluations): set eval_every_steps=100 (or another step count) or eval_at_epoch_end=True."
             )
         if self.early_stopping_min_steps < 0:
             raise ValueError(f"early_stopping_min_steps={self.early_stopping_min_steps} must be >= 0 (0: no minimum).")
@@ -177,14 +178,13 @@ class TrainingSettings:
             raise ValueError(f"selection_min_delta={self.selection_min_delta} must be >= 0 (0: any improvement counts).")
         if self.select_generator_by_loss and not (self.selection_metric == "mean_auc" and self.select_best_epoch):
             raise ValueError(
-                "select_generator_by_loss keeps the ranking from the best mean-AUC evaluation and the generator from "
-                "the lowest-loss one: set selection_metric='mean_auc' (--select-by mean_auc) and keep "
-                "select_best_epoch=True (--best-epoch)."
+                "select_generator_by_loss=True keeps the ranking from the best mean-AUC evaluation and the generator "
+                "from the lowest-loss one: set selection_metric=mean_auc and select_best_epoch=True."
             )
         if self.freeze_ranking and not self.select_generator_by_loss:
             raise ValueError(
-                "freeze_ranking trains the generator alone and selects it by its own loss: switch on "
-                "select_generator_by_loss too (--select-generator-by-loss, with --select-by mean_auc)."
+                "freeze_ranking=True trains the generator alone and selects it by its own loss: set "
+                "select_generator_by_loss=True too (with selection_metric=mean_auc)."
             )
         if not 0.0 < self.plateau_factor < 1.0:
             raise ValueError(f"plateau_factor={self.plateau_factor} must be in (0, 1): the learning rates shrink.")
