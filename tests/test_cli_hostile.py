@@ -468,3 +468,15 @@ def test_a_run_into_its_own_data_folder_is_refused(simulated_data_dir, capsys):
                  "a2gen-iag"]) == 2
     assert "is the data folder (--data" in error_of(capsys, "compare")
     assert sorted(path.name for path in simulated_data_dir.iterdir()) == before
+
+
+def test_with_flags_leaves_the_python_hints_inside_calls_as_they_are():
+    """Probe 22: ``dataclasses.replace(preset, side_feature_columns=(...))`` became ``replace(preset,
+    --side-feature-columns (...))``."""
+    arguments = {"side_feature_columns": "cat", "test_fraction": 0.0, "max_actions": 6}
+    message = ("side_feature_columns=('a',) differ (Python: dataclasses.replace(preset, side_feature_columns=(...)); "
+               "SplitRule(test_fraction=0)); max_actions=7 is refused")  # fmt: skip
+    assert cli._with_flags(message, arguments) == (
+        "--side-feature-columns ('a',) differ (Python: dataclasses.replace(preset, side_feature_columns=(...)); "
+        "SplitRule(test_fraction=0)); --max-actions 7 is refused"
+    )

@@ -1128,7 +1128,7 @@ def _with_flags(message: str, arguments: dict[str, Any], fields: Mapping[str, st
 
     def flag(match: re.Match) -> str:
         dest = fields.get(match[1], match[1])
-        if dest not in arguments:
+        if dest not in arguments or _inside_a_call(message, match.start()):
             return match[0]
         name = dest.replace("_", "-")
         if match[2] is not None:  # a switch: --name / --no-name, no value
@@ -1144,6 +1144,20 @@ def _with_flags(message: str, arguments: dict[str, Any], fields: Mapping[str, st
         return "" if match[1] in before and not re.search(r"[a-z0-9]_[a-z0-9_]*$", before) else match[0]
 
     return re.sub(r" \(CLI: (--[a-z0-9-]+)\)", repeated, flagged)
+
+
+def _inside_a_call(message: str, position: int) -> bool:
+    """Whether ``position`` of ``message`` lies inside the parentheses of a Python call (``replace(preset,
+    side_feature_columns=...)``, ``SplitRule(test_fraction=0)``): a Python hint, whose ``name=`` stays as it is."""
+    depth = 0
+    for index in range(position - 1, -1, -1):
+        if message[index] == ")":
+            depth += 1
+        elif message[index] == "(":
+            if depth == 0:
+                return index > 0 and (message[index - 1].isalnum() or message[index - 1] in "_.")
+            depth -= 1
+    return False
 
 
 def _file_key(action: argparse.Action) -> str:
