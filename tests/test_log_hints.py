@@ -107,3 +107,27 @@ def test_spans_are_named_in_their_own_unit():
     assert [_span_text(s) for s in (45, 60, 90, 3600, 86400, 172800)] == [
         "45 s", "1 min", "1.5 min", "1 h", "1 day", "2 days",
     ]
+
+
+def test_advice_on_sessions_longer_than_any_model_keeps_stays_within_max_actions(tmp_path, caplog):
+    """Probe 22: "prepare again with --max-actions 3000", which the CLI then refused (at most 1024)."""
+    rows = [f"1,777,5,pv,{1511600000 + k * 50}\n" for k in range(1100)]  # one item viewed 1,100 times
+    rows += [f"{user},10{user},5,pv,{1511544000 + user * 100}\n" for user in range(2, 8)]
+    (tmp_path / "log.csv").write_text("".join(rows))
+    whole = SplitRule(validation_start=1e12, test_start=2e12)
+    with caplog.at_level("WARNING"):
+        convert_log(tmp_path / "log.csv", "taobao", split_rule=whole, progress=False)
+    assert "--max-actions 1100" not in caplog.text and "No model generates 1,100 actions" in caplog.text
+    assert caplog.text.index("--session-gap-seconds 1800") < caplog.text.index("--max-actions 1024 keeps the first")
+
+
+def test_a_log_whose_sessions_start_at_one_second_is_told_how_to_keep_it_all_in_train(tmp_path, capsys):
+    """Probe 22: the advice named --generic-time-column beside --preset taobao, which the CLI refuses."""
+    (tmp_path / "one.csv").write_text("1,2268318,2520377,pv,1511544070\n")
+    flags = ["prepare", "--preset", "taobao", "--input", str(tmp_path / "one.csv"), "--quiet"]
+    assert cli.main([*flags, "--output", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "every session starts at the same second" in err and "--generic-time-column" not in err
+    assert "(CLI: --time-unit)" in err and "(CLI: --validation-fraction 0 --test-fraction 0)" in err
+    assert "SplitRule(validation_fraction=0, test_fraction=0)" in err  # the Python hint is not turned into flags
+    assert cli.main([*flags, "--output", str(tmp_path / "b"), "--validation-fraction", "0", "--test-fraction", "0"]) == 0

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from ..configuration_a2gen import MAX_ACTIONS_LIMIT
 from ..output_folders import output_lock, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, format_bucket_record
@@ -748,7 +749,7 @@ def convert_log(
         examples = {
             split: sum(partition.examples[index] for partition in written) for index, split in enumerate(SPLITS)
         }
-        _check_time_split(input_path, examples, min_history, split_rule, (first_start, last_start))
+        _check_time_split(input_path, examples, min_history, split_rule, (first_start, last_start), preset)
         if fit_time_statistics:
             reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
         digests = {split: [partition.digests[index] for partition in written] for index, split in enumerate(SPLITS)}
@@ -908,12 +909,25 @@ def label_window_text(summary: dict[str, Any]) -> str | None:
         + (f"positives that happen only after the window, counted as not happening: {lost}. " if lost
            else "no action's only occurrence is among them. ")
         + _without_repeats_text(labels.get("without_repeated_starts"))
-        + ("The saved tokenizer (--tokenizer) fixes K: a model with a larger one needs a data folder prepared without "
-           "it, and training from scratch." if labels.get("max_actions_fixed") else
-           f"To keep them, prepare again with --max-actions {labels['longest_session_actions']} (a model generates "
-           "and scores that many actions; each one costs time and memory).")
-        + _session_gap_text(summary)
+        + _keep_them_text(labels, _session_gap_text(summary))
     )
+
+
+def _keep_them_text(labels: dict[str, Any], gap_text: str) -> str:
+    """How to keep the later actions: a larger --max-actions (at most :data:`MAX_ACTIONS_LIMIT`, which a longer
+    session cannot fit: then the shorter session gap of ``gap_text`` comes first), or, with a saved tokenizer, what
+    that costs."""
+    if labels.get("max_actions_fixed"):
+        return ("The saved tokenizer (--tokenizer) fixes K: a model with a larger one needs a data folder prepared "
+                "without it, and training from scratch." + gap_text)  # fmt: skip
+    longest = labels["longest_session_actions"]
+    if longest <= MAX_ACTIONS_LIMIT:
+        return (f"To keep them, prepare again with --max-actions {longest} (a model generates and scores that many "
+                "actions; each one costs time and memory)." + gap_text)  # fmt: skip
+    return (gap_text.lstrip() + (" " if gap_text else "")
+            + f"No model generates {longest:,} actions: --max-actions is at most {MAX_ACTIONS_LIMIT:,} (--max-actions "
+            f"{MAX_ACTIONS_LIMIT} keeps the first {MAX_ACTIONS_LIMIT:,} actions of each session, at a cost in time and "
+            "memory per action)" + ("; sessions this long are best cut as said above." if gap_text else "."))
 
 
 def _session_gap_text(summary: dict[str, Any]) -> str:
@@ -1013,7 +1027,8 @@ def _check_explicit_boundaries(
 
 
 def _check_time_split(
-    input_path: str | Path, examples: dict[str, int], min_history: int, split_rule: SplitRule, span: tuple[float, float]
+    input_path: str | Path, examples: dict[str, int], min_history: int, split_rule: SplitRule, span: tuple[float, float],
+    preset: LogPreset | None = None,
 ) -> None:
     """
     Refuse a conversion whose training split holds no example (nothing could be trained on it), or, when the split
@@ -1035,9 +1050,12 @@ def _check_time_split(
                 "it (CLI: --min-history)"
             )
         elif first == last:
+            flags = "--generic-time-column, --time-unit" if preset is None or preset.name == "generic" else "--time-unit"
             cause = (
                 f"every session starts at the same second ({_utc(first)}), so no time split can separate them; check "
-                "the log's time column (CLI: --generic-time-column, --time-unit)"
+                f"the log's time column (CLI: {flags}), or, to put every example in train (no validation or test), "
+                "prepare with SplitRule(validation_fraction=0, test_fraction=0) (CLI: --validation-fraction 0 "
+                "--test-fraction 0)"
             )
         else:
             given = ", ".join(f"{name}={value:.17g} ({_utc(value)})" for name in ("validation_start", "test_start")
