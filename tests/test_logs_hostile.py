@@ -6,6 +6,8 @@ import dataclasses
 import datetime
 import json
 import logging
+import os
+import zipfile
 from decimal import Decimal
 
 import datasets
@@ -406,3 +408,33 @@ def test_csv_flags_written_as_floats_or_booleans_read_as_0_and_1(tmp_path):
     with pytest.raises(LogFormatError, match=r"must be 0 or 1, got 'yes' \(read too: 0.0 / 1.0 and false / true in "
                                              r"any case\)"):  # fmt: skip
         convert(tmp_path / "yes.csv", KUAIRAND)
+
+
+# -- probe 22: a pipe for --input is named as such; a zip / zstd file is told how to unpack by its content
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_pipe_as_the_log_is_refused_saying_prepare_reads_it_more_than_once(tmp_path, capsys):
+    """Before: "Log file '/dev/stdin' does not exist." (a pipe exists; it can be read only once)."""
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(LogFormatError, match=r"pipe.csv' is a pipe, not a regular file, and prepare reads the log "
+                                             r"more than once .* Write it to a file first"):  # fmt: skip
+        convert(tmp_path / "pipe.csv", TAOBAO)
+    code = cli.main(["prepare", "--preset", "taobao", "--input", str(tmp_path / "pipe.csv"), "--output",
+                     str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert code == 2 and "is a pipe, not a regular file" in capsys.readouterr().err
+
+
+def test_a_zip_or_zstd_file_is_told_how_to_unpack_whatever_its_extension(tmp_path):
+    """Before: 'cannot tell the format from the extension '.zst'; name the file *.csv ...'; renaming it led to the
+    real message."""
+    (tmp_path / "log.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
+    with zipfile.ZipFile(tmp_path / "log.zip", "w") as archive:
+        archive.writestr("log.csv", "1,2,3,pv,1511544070\n")
+    with pytest.raises(LogFormatError, match=r"log.csv.zst: the file is a zstd file; decompress it first \(zstd -d "):
+        convert(tmp_path / "log.csv.zst", TAOBAO)
+    with pytest.raises(LogFormatError, match=r"log.zip: the file is a zip archive; unzip it"):
+        convert(tmp_path / "log.zip", TAOBAO)
+    (tmp_path / "log.xyz").write_text("1,2,3,pv,1511544070\n")
+    with pytest.raises(LogFormatError, match=r"cannot tell the format from the extension '.xyz'"):
+        convert(tmp_path / "log.xyz", TAOBAO)

@@ -107,6 +107,16 @@ class _CarriageReturnLines(io.RawIOBase):
 _LINE_END_SAMPLE = 1 << 16
 
 
+def check_not_an_archive(path: Path) -> str | None:
+    """Refuse a zip archive or a zstd file (told by its first bytes, whatever its name), which the standard library
+    does not stream, saying how to unpack it; else return :func:`compression_of`."""
+    kind = compression_of(path)
+    if kind in ("zip", "zstd"):
+        unpack = "unzip it and pass the file inside" if kind == "zip" else f"decompress it first (zstd -d {path.name})"
+        raise LogFormatError(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
+    return kind
+
+
 def open_log_bytes(path: Path) -> io.BufferedReader:
     """The log's uncompressed bytes, buffered, for reading; the caller closes them. A text log whose first
     ``_LINE_END_SAMPLE`` bytes end their lines with a carriage return alone (no newline among them) is read with
@@ -116,10 +126,7 @@ def open_log_bytes(path: Path) -> io.BufferedReader:
         LogFormatError: a zip archive or a zstd file, which the standard library does not stream (the message says
             how to unpack it); reading then raises it for compressed data that is truncated or corrupt.
     """
-    kind = compression_of(path)
-    if kind in ("zip", "zstd"):
-        unpack = "unzip it and pass the file inside" if kind == "zip" else f"decompress it first (zstd -d {path.name})"
-        raise LogFormatError(f"{path.name}: the file is a {kind} {'archive' if kind == 'zip' else 'file'}; {unpack}.")
+    kind = check_not_an_archive(path)
     raw = open(path, "rb") if kind is None else _Decompressed(path, kind)  # noqa: SIM115  (the caller closes it)
     stream = io.BufferedReader(raw, buffer_size=_LINE_END_SAMPLE)
     head = stream.peek(_LINE_END_SAMPLE)[:_LINE_END_SAMPLE]

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import stat
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..tokenization_a2gen import _id_text  # the one spelling of an id (serving hashes ids by it too)
-from .compressed import format_suffix, open_log_bytes
+from .compressed import check_not_an_archive, format_suffix, open_log_bytes
 from .errors import LogFormatError
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ def detect_format(path: Path, file_format: str | None) -> str:
         return file_format
     suffix = format_suffix(path)  # log.csv.gz: CSV (compressed logs read as the plain ones, compressed.py)
     if suffix not in _FORMATS:
+        check_not_an_archive(path)  # log.csv.zst, log.zip: how to unpack it, rather than how to name it
         raise LogFormatError(
             f"{path}: cannot tell the format from the extension {suffix!r}; name the file *.csv, *.jsonl or "
             "*.parquet, or pass file_format='csv' | 'jsonl' | 'parquet' (CLI: --format)."
@@ -697,6 +699,19 @@ def _log_path(path: object) -> Path:
                     f"{how}.")  # fmt: skip
 
 
+def _not_a_regular_file(path: Path) -> str:
+    """The message for a log that exists but is no regular file: a pipe (``/dev/stdin``, ``<(zcat ...)``, a FIFO),
+    a terminal or another device, a socket. Before: "does not exist"."""
+    mode = path.stat().st_mode
+    kind = ("a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a terminal or another device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file")  # fmt: skip
+    return (
+        f"Log file {str(path)!r} is {kind}, not a regular file, and prepare reads the log more than once (its size, "
+        "its encoding and line ends, then its rows). Write it to a file first (e.g. `zcat log.csv.gz > log.csv`), or "
+        "pass the compressed file itself: a .gz, .bz2 or .xz log is read as it is."
+    )
+
+
 class ValidatedBatches:
     """Streaming form of :func:`read_validated_log`: iterating yields one :class:`ValidatedBatch` per batch read.
 
@@ -725,6 +740,8 @@ class ValidatedBatches:
                 "pyarrow.parquet.read_table(folder), 'log.parquet')`; for several text files, concatenate them "
                 "(without their repeated headers)."
             )
+        if path.exists() and not path.is_file():
+            raise LogFormatError(_not_a_regular_file(path))
         if not path.is_file():
             raise FileNotFoundError(f"Log file {str(path)!r} does not exist.")
         if path.stat().st_size == 0:
