@@ -438,3 +438,18 @@ def test_a_zip_or_zstd_file_is_told_how_to_unpack_whatever_its_extension(tmp_pat
     (tmp_path / "log.xyz").write_text("1,2,3,pv,1511544070\n")
     with pytest.raises(LogFormatError, match=r"cannot tell the format from the extension '.xyz'"):
         convert(tmp_path / "log.xyz", TAOBAO)
+
+
+def test_header_names_are_read_without_the_spaces_around_them(tmp_path, capsys):
+    """Probe 22: ``user_id, item_id, ...`` (a space after each comma) was refused as missing columns, while values
+    written so are read."""
+    rows = [f"{user}, {user % 5}, 7, pv, {START + user * 60}" for user in range(1, 40)]
+    spaced, plain = tmp_path / "spaced.csv", tmp_path / "plain.csv"
+    spaced.write_text("user_id, item_id, cat, action, timestamp\n" + "\n".join(rows) + "\n")
+    plain.write_text("user_id,item_id,cat,action,timestamp\n" + "\n".join(row.replace(" ", "") for row in rows) + "\n")
+    for name in ("spaced", "plain"):
+        flags = [*GENERIC_FLAGS, "--generic-side-features", "cat", "--input", str(tmp_path / f"{name}.csv"),
+                 "--output", str(tmp_path / f"out_{name}")]  # fmt: skip
+        assert cli.main(["prepare", *flags]) == 0, capsys.readouterr().err
+    read = [datasets.load_from_disk(str(tmp_path / f"out_{name}"))["train"].to_dict() for name in ("spaced", "plain")]
+    assert read[0] == read[1] and read[0]["user_id"]

@@ -312,7 +312,9 @@ class _CsvBatches:
         first_fields = _split_line(_first_line(path), preset)
         if preset.columns is None:
             _check_header_line(path, preset)
-            names = first_fields
+            # Without the spaces or tabs around them, as values are read ("user_id, item_id, ...", as some writers
+            # put a space after each comma); pyarrow gets these names, the header line is skipped.
+            names = [name.strip(" \t") for name in first_fields]
             first_line = 2
         else:
             names = list(preset.columns)
@@ -336,8 +338,8 @@ class _CsvBatches:
                 read_options=pa_csv.ReadOptions(
                     use_threads=False,  # row numbers reach the invalid-row handler only in single-threaded parsing
                     block_size=block_size,
-                    column_names=None if preset.columns is None else names,
-                    skip_rows=int(self.header_skipped),
+                    column_names=names,
+                    skip_rows=first_line - 1,  # the header line
                 ),
                 parse_options=pa_csv.ParseOptions(
                     delimiter=preset.delimiter,
