@@ -480,3 +480,18 @@ def test_with_flags_leaves_the_python_hints_inside_calls_as_they_are():
         "--side-feature-columns ('a',) differ (Python: dataclasses.replace(preset, side_feature_columns=(...)); "
         "SplitRule(test_fraction=0)); --max-actions 7 is refused"
     )
+
+
+def test_validation_start_alone_names_where_the_test_start_came_from(tmp_path, capsys):
+    """Probe 22: "--validation-start X must not be after --test-start Y", a --test-start never given (Y came from
+    --test-fraction)."""
+    log = tmp_path / "log.csv"
+    log.write_text("".join(f"{user},{user},1,pv,{1511600000 + user * 3600}\n" for user in range(1, 30)))
+    flags = ["prepare", "--preset", "taobao", "--input", str(log), "--output", str(tmp_path / "out"), "--quiet",
+             "--validation-start", "1511699000"]  # fmt: skip
+    assert main(flags) == 2
+    err = error_of(capsys, "prepare")
+    assert "--validation-start 1511699000 must not be after the test split's start, " in err
+    assert "which was not given but comes from --test-fraction 0.142857" in err
+    assert "Give --test-start SECONDS as well" in err and "or --test-fraction 0, which puts no session in test" in err
+    assert main([*flags, "--test-fraction", "0"]) == 0

@@ -185,6 +185,14 @@ class SplitRule:
             if self.validation_start is not None
             else test_start - self.validation_fraction * span
         )
+        if validation_start > test_start and self.test_start is None:
+            # Only validation_start given: the test start it comes after is derived, which the user never set.
+            raise ValueError(
+                f"validation_start={validation_start:.17g} must not be after the test split's start, "
+                f"{test_start:.17g}, which was not given but comes from test_fraction={self.test_fraction:.6g} (that "
+                f"share of the span of session starts, {first:.17g} to {last:.17g}, is test). Give test_start=SECONDS "
+                "as well, after the validation start, or test_fraction=0, which puts no session in test."
+            )
         if validation_start > test_start:
             raise ValueError(f"validation_start={validation_start} must not be after test_start={test_start}.")
         return validation_start, test_start
