@@ -379,6 +379,16 @@ def test_a_resume_with_fewer_steps_than_the_checkpoint_is_refused(data_dir, tmp_
 # ------------------------------------------------------------------------------------------------ a2gen train
 
 
+def test_cli_train_without_best_epoch_says_the_last_weights_are_saved(data_dir, tmp_path, capsys):
+    """Before: "best validation epoch: 0 (step N)" was printed beside the last weights it saved."""
+    argv = ["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--epochs", "2", "--batch-size",
+            "64", "--no-best-epoch", *TINY_FLAGS]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "best validation epoch" not in printed
+    assert "model saved to" in printed and "(the last weights, --no-best-epoch; the best validation evaluation, step" in printed
+
+
 def test_cli_train_saves_model_log_and_test_metrics(data_dir, tmp_path, capsys):
     output = tmp_path / "run"
     argv = ["train", "--data", str(data_dir), "--output", str(output), "--epochs", "2", "--batch-size", "64",

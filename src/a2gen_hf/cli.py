@@ -799,11 +799,15 @@ def run_train(args: argparse.Namespace) -> int:
     if metrics is not None:
         summary = {key: metrics[key] for key in ("mean_auc", "mean_mae", "next_action_accuracy") if key in metrics}
         print(f"test: {json.dumps(strict_json(summary))} (all metrics in {args.output}/{EVAL_RESULTS_FILE})")
-    if result.best_epoch is not None:
+    kept_best = settings.select_best_epoch and result.best_epoch is not None
+    if kept_best:
         print(f"best validation epoch: {result.best_epoch} (step {result.best_step})")
     if result.best_generator_step is not None:
         print(f"generator (times, generate()) from the lowest validation generator loss: step {result.best_generator_step}")
-    print(f"trained {result.global_step} steps; model saved to {args.output}/{MODEL_FOLDER}")
+    which = "" if kept_best or result.best_epoch is None else (
+        f" (the last weights, --no-best-epoch; the best validation evaluation, step {result.best_step}, is not kept)"
+    )  # before: "best validation epoch: 0 (step 100)" beside the step-300 weights it saved
+    print(f"trained {result.global_step} steps; model saved to {args.output}/{MODEL_FOLDER}{which}")
     return 0
 
 
