@@ -1106,7 +1106,7 @@ def _check_not_around_the_current_folder(output_dir: str | Path) -> None:
         f"is the current folder {here}" if target == here else f"holds the current folder {here}")
     raise ValueError(
         f"The output folder {str(output_dir)!r} {what}: prepare replaces its output folder as a whole, which would "
-        "delete the folder you run in. Give a new folder inside it instead, e.g. data/taobao."
+        "delete the folder you run in. Give a new folder inside it instead, e.g. data/taobao (CLI: --output)."
     )
 
 
