@@ -224,6 +224,35 @@ def test_an_empty_split_is_named_and_evaluate_writes_strict_json(tiny_checkpoint
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_evaluate_piped_into_head_writes_its_json_and_exits_quietly(tiny_checkpoint, tmp_path):
+    """Before: `a2gen evaluate --json F | head -1` printed the tables first, died of BrokenPipeError with a traceback,
+    and F was never written (generate died the same way)."""
+    import os
+    import subprocess
+    import sys
+
+    model, data, output = str(tiny_checkpoint / "model"), str(tiny_checkpoint / "data"), tmp_path / "piped.json"
+    for argv in (["evaluate", "--json", str(output)], ["generate", "--num-examples", "30"]):
+        command = [sys.executable, "-m", "a2gen_hf.cli", *argv, "--model", model, "--data", data, "--quiet"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={
+            **os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})  # each print reaches the pipe at once
+        process.stdout.readline()
+        process.stdout.close()  # as `| head -1` does
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=120) in (0, 141) and "Traceback" not in err, err
+    assert strict_json(output.read_text())["auc"]
+
+
+def test_evaluate_refuses_a_json_inside_the_model_or_data_folder(tiny_checkpoint, capsys):
+    """Before: --json MODEL/config.json was written over the model's config, which then no longer loaded."""
+    model, data = str(tiny_checkpoint / "model"), str(tiny_checkpoint / "data")
+    before = (tiny_checkpoint / "model" / "config.json").read_bytes()
+    for target, flag in ((f"{model}/config.json", "--model"), (f"{data}/test/new.json", "--data")):
+        assert main(["evaluate", "--model", model, "--data", data, "--json", target, "--quiet"]) == 2
+        assert f"--json {target} lies in the {flag} folder" in error_of(capsys, "evaluate")
+    assert (tiny_checkpoint / "model" / "config.json").read_bytes() == before
+
+
 def test_a_data_folder_hashed_with_other_buckets_is_refused(tiny_checkpoint, tmp_path, capsys):
     """Before: evaluated and fine-tuned without a word, every id pointing at another embedding row."""
     import shutil

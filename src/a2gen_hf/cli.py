@@ -82,6 +82,17 @@ def _output_file_error(path: str, flag: str, example: str) -> str | None:
     return None
 
 
+def _inside_an_input_error(path: str, flag: str, inputs: dict[str, str]) -> str | None:
+    """Why the output file ``path`` must not be written (it lies in the folder of an input the command reads, e.g.
+    ``--json MODEL/config.json``, which would destroy that input), or None."""
+    target = Path(path).resolve()
+    for input_flag, folder in inputs.items():
+        if folder and Path(folder).is_dir() and Path(folder).resolve() in target.parents:
+            return (f"{flag} {path} lies in the {input_flag} folder {folder}, which the command reads (it could "
+                    f"overwrite one of its files); write it somewhere else, e.g. {flag} {Path(path).name}.")
+    return None
+
+
 def _same_file(first: str, second: str) -> bool:
     """Whether two paths name one file (symbolic links and ``..`` resolved; hard links where both exist)."""
     try:
@@ -396,6 +407,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     problem = _output_file_error(args.json, "--json", "metrics.json") if args.json is not None else None
     if args.json is not None and not args.json.strip():
         problem = "--json '' names no file; give a file name (e.g. --json metrics.json) or leave --json out."
+    if problem is None and args.json is not None:
+        problem = _inside_an_input_error(args.json, "--json", {"--model": args.model, "--data": args.data})
     if problem is None and args.batch_size < 1:
         problem = f"--batch-size {args.batch_size} must be >= 1 (examples per batch)."
     if problem:
@@ -414,15 +427,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_model(model, tqdm(loader, desc="evaluate", unit=" batches", leave=False), oracle=oracle,
                             groups=user_groups(examples))
-    print(format_metrics_table({Path(args.model).name or "model": result}))
-    print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
-    print(format_ranking_table({Path(args.model).name or "model": result}))
+    # The file first: a reader of stdout that stops early (| head) must not lose it (before: BrokenPipeError, no file).
     if args.json:  # strict JSON (NaN -> null), written beside the target and renamed over it
         try:
             write_json_atomically(args.json, result)
         except OSError as error:
             print(f"a2gen evaluate: error: cannot write --json {args.json}: {error.strerror or error}", file=sys.stderr)
             return 2
+    print(format_metrics_table({Path(args.model).name or "model": result}))
+    print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
+    print(format_ranking_table({Path(args.model).name or "model": result}))
+    if args.json:
         print(f"written to {args.json}")
     return 0
 
@@ -1310,6 +1325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":  # under accelerate launch / torchrun: once, from the main process
             print(f"a2gen {_command_name(args)}: {interrupted_message(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (| head): quiet, the shell's status for SIGPIPE (128 + 13)
+        # Python would report the error again when it flushes stdout at exit: point stdout at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def _command_name(args: argparse.Namespace) -> str:
