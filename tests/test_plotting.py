@@ -148,6 +148,50 @@ def test_training_curves_errors(tmp_path):
         training_curves(tmp_path / "missing.json")
 
 
+def test_training_curves_read_infinity_and_leave_out_the_points_that_are_not_finite(tmp_path, caplog, capsys):
+    """transformers writes trainer_state.json with plain json.dumps: an overflowing run holds "grad_norm": Infinity
+    and "loss": Infinity (the package's training_log.json too). Such a log is read and plotted from its finite
+    points, with a warning counting the others (before: refused as "not a figure any command writes"); a
+    results.json holding Infinity is still refused."""
+    state = {"log_history": [
+        {"step": 1, "loss": 9.1, "grad_norm": math.inf},
+        {"step": 2, "loss": math.inf, "grad_norm": math.inf},
+        {"step": 3, "loss": math.nan},
+        {"step": 4, "loss": 7.5, "grad_norm": -math.inf},
+        {"step": 4, "eval_loss": 8.0},
+        {"step": 4, "train_loss": math.inf},  # the closing summary: no point of the curve
+    ]}
+    path = tmp_path / "trainer_state.json"
+    path.write_text(json.dumps(state, indent=2))  # Infinity, -Infinity and NaN, as Trainer writes them
+    assert "Infinity" in path.read_text()
+    with caplog.at_level("WARNING", logger="a2gen_hf"):
+        curves = training_curves(path)
+    assert curves == {"training loss": ([1.0, 4.0], [9.1, 7.5]), "validation loss": ([4.0], [8.0])}
+    assert f"{path}: 2 of 4 training loss points are not finite (Infinity, NaN); the training loss curve is drawn " \
+           "from its 2 finite points" in caplog.text
+    assert main(["plot", "curves", str(path), "--output", str(tmp_path / "c.png")]) == 0
+    assert "2 of 4 training loss points are not finite" in capsys.readouterr().err
+    assert read_png(tmp_path / "c.png").shape[1] > 300
+    # A curve without a finite point is not drawn; a log without any finite loss, or with a step that is not finite,
+    # is refused.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="a2gen_hf"):
+        assert list(training_curves({"log_history": [{"step": 1, "loss": 2.0}, {"step": 1, "eval_loss": math.inf}]})) \
+            == ["training loss"]
+    assert "1 of 1 validation loss points is not finite (Infinity); the validation loss curve is not drawn" in caplog.text
+    path.write_text(json.dumps({"log_history": [{"step": 1, "loss": math.inf}, {"step": 2, "loss": -math.inf}]}))
+    with pytest.raises(ValueError, match=r"no loss in the log is finite \(2 of 2 training loss points are not finite "
+                                         r"\(Infinity, -Infinity\)\).*lower learning rate"):
+        training_curves(path)
+    path.write_text('{"log_history": [{"step": Infinity, "loss": 1.0}]}')
+    with pytest.raises(ValueError, match=r"log_history\[0\].step is Infinity; a step must be a finite number"):
+        training_curves(path)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(RESULTS).replace('"mean": 0.72', '"mean": Infinity', 1))
+    with pytest.raises(ValueError, match="Infinity is not a figure any command writes"):
+        plot_comparison(results, tmp_path / "r.png")
+
+
 def test_comparison_bars_with_and_without_mae(tmp_path):
     results_file = tmp_path / "results.json"
     results_file.write_text(json.dumps(RESULTS))

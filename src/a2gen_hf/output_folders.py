@@ -274,7 +274,7 @@ def _first_token(text: str, tokens: tuple[str, ...]) -> int:
     return -1
 
 
-def read_json_file(path: str | os.PathLike, what: str) -> Any:
+def read_json_file(path: str | os.PathLike, what: str, infinity: bool = False) -> Any:
     """
     The value of the JSON file ``path``; every fault is a ``ValueError`` naming the file and, for its text, the line
     and column: a folder, bytes that are not UTF-8, text that is not JSON, and ``Infinity`` / ``-Infinity`` or a
@@ -283,6 +283,11 @@ def read_json_file(path: str | os.PathLike, what: str) -> Any:
     is read, as NaN: reports of earlier versions wrote it where :func:`write_json_atomically` now writes ``null``
     (undefined, e.g. the spread of one seed). ``what`` names the file's kind in the hints (e.g. "the results.json
     that `a2gen compare` wrote").
+
+    ``infinity``: read ``Infinity`` / ``-Infinity`` (and ``1e400``) as ``inf`` / ``-inf`` instead, for files that
+    other writers fill with plain ``json.dumps``, where an infinite value is a fact of the run: a Trainer
+    ``trainer_state.json`` holds ``"grad_norm": Infinity`` when the gradient overflows, ``"loss": Infinity`` when
+    the loss does. The reader decides what an infinite value means there.
     """
     path = Path(path)
     if path.is_dir():
@@ -301,8 +306,9 @@ def read_json_file(path: str | os.PathLike, what: str) -> Any:
         text = path.read_text(encoding="utf-8")
         value = json.loads(
             text,
-            parse_constant=lambda name: infinities.append(name) if name != "NaN" else math.nan,
-            parse_float=finite_float,
+            parse_constant=float if infinity else (  # float("-Infinity") is -inf, float("NaN") NaN
+                lambda name: infinities.append(name) if name != "NaN" else math.nan),
+            parse_float=float if infinity else finite_float,
         )
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); give {what}.") from None

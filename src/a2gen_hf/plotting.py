@@ -5,6 +5,7 @@ Every function writes a PNG with matplotlib's Agg backend (no display needed) an
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
@@ -20,6 +21,8 @@ import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 from .output_folders import read_json_file, replacing_file  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 Timeline = Sequence[tuple[str, float | None]]
 PathLike = str | os.PathLike
@@ -260,9 +263,11 @@ def plot_timeline(
     return _save(figure, path)
 
 
-def _load_json(source: Any, what: str) -> Any:
+def _load_json(source: Any, what: str, infinity: bool = False) -> Any:
+    """The content of ``source``: a path read by :func:`read_json_file` (``infinity``: ``Infinity`` read as inf, for
+    training logs), or the object itself."""
     if isinstance(source, (str, os.PathLike)):
-        return read_json_file(source, f"the JSON file of the {what}")
+        return read_json_file(source, f"the JSON file of the {what}", infinity=infinity)
     return source
 
 
@@ -404,8 +409,12 @@ def training_curves(log: Any) -> dict[str, tuple[list[float], list[float]]]:
     of, a Trainer ``trainer_state.json`` or the Accelerate loop's ``training_log.json`` (both hold ``log_history``),
     or the ``log_history`` list itself. Trainer names the validation loss ``eval_loss``, the loop
     ``validation_loss``; Trainer's closing summary (``train_loss``) is not a point of the curve.
+
+    Both writers use plain ``json.dumps``, so a run whose loss or gradient overflowed holds ``Infinity`` (``NaN``):
+    such a log is read, a loss that is not finite is left out of its curve, and a warning says how many points were
+    (a curve without a finite point is not drawn). Only when no loss at all is finite is the log refused.
     """
-    content = _load_json(log, "training log")
+    content = _load_json(log, "training log", infinity=True)  # Infinity: a fact of a diverging run, not a hand edit
     source = _source_name(log, "training log")
     history = content.get("log_history") if isinstance(content, Mapping) else content
     if not isinstance(history, list):
@@ -414,6 +423,7 @@ def training_curves(log: Any) -> dict[str, tuple[list[float], list[float]]]:
             f"log_history list; got {_type_name(content)} without a log_history list."
         )
     curves: dict[str, tuple[list[float], list[float]]] = {}
+    left_out: dict[str, list[float]] = {}  # per curve, the values that are not finite
     for position, entry in enumerate(history):
         if not isinstance(entry, Mapping) or "step" not in entry:
             raise ValueError(f"{source}: log_history[{position}] is {entry!r}; each entry needs a 'step'.")
@@ -421,17 +431,56 @@ def training_curves(log: Any) -> dict[str, tuple[list[float], list[float]]]:
             if key in entry and not _is_number(entry[key]):
                 raise ValueError(f"{source}: log_history[{position}].{key} must be a number, got "
                                  f"{_type_name(entry[key])}.")
+        if not math.isfinite(entry["step"]):
+            raise ValueError(f"{source}: log_history[{position}].step is {_json_literal(entry['step'])}; a step must "
+                             "be a finite number (the optimisation step the entry was logged at).")
         for key, name in (("loss", "training loss"), ("eval_loss", "validation loss"), ("validation_loss", "validation loss")):
             if key in entry:
                 steps, values = curves.setdefault(name, ([], []))
-                steps.append(float(entry["step"]))
-                values.append(float(entry[key]))
+                if math.isfinite(entry[key]):
+                    steps.append(float(entry["step"]))
+                    values.append(float(entry[key]))
+                else:
+                    left_out.setdefault(name, []).append(float(entry[key]))
     if not curves:
         raise ValueError(
             "The training log has no 'loss', 'eval_loss' or 'validation_loss' entries to plot; was logging enabled "
             "(logging_steps / log_every)?"
         )
-    return curves
+    if not any(steps for steps, _ in curves.values()):
+        raise ValueError(
+            f"{source}: no loss in the log is finite ({_left_out_counts(curves, left_out)}): the run diverged or "
+            "overflowed from its first logged step, so there is no curve to plot. Train again with a lower learning "
+            "rate (or, with fp16, a working loss scale)."
+        )
+    if left_out:
+        logger.warning(
+            f"{source}: {_left_out_counts(curves, left_out)}; "
+            + "; ".join(f"the {name} curve is drawn from its {_points(len(curves[name][0]), 'finite ')}" if curves[name][0] else
+                        f"the {name} curve is not drawn" for name in left_out)
+            + " (the loss overflowed there: the run diverged, or fp16 training was still finding its loss scale)."
+        )
+    return {name: curve for name, curve in curves.items() if curve[0]}
+
+
+def _points(count: int, kind: str = "") -> str:
+    return f"{count} {kind}point{'s' if count != 1 else ''}"
+
+
+def _json_literal(value: float) -> str:
+    """How ``json.dumps`` writes a number that is not finite (``Infinity``, ``-Infinity``, ``NaN``), else repr."""
+    return "NaN" if math.isnan(value) else "Infinity" if value == math.inf else "-Infinity" if value == -math.inf else (
+        repr(value))
+
+
+def _left_out_counts(curves: Mapping[str, tuple[list[float], list[float]]], left_out: Mapping[str, list[float]]) -> str:
+    """E.g. "2 of 5 training loss points are not finite (Infinity, NaN)"."""
+    return "; ".join(
+        f"{len(values)} of {len(values) + len(curves[name][0])} {name} points "
+        f"{'is' if len(values) == 1 else 'are'} not finite "
+        f"({', '.join(dict.fromkeys(_json_literal(value) for value in values))})"
+        for name, values in left_out.items()
+    )
 
 
 def plot_training_curves(log: Any, path: PathLike = "training_curves.png", title: str | None = None) -> Path:
