@@ -427,12 +427,51 @@ def test_a_catalogue_beyond_the_memory_is_refused_before_it_is_allocated():
                        r"catalogue's per-second tables need about 17.9 GiB .* more than the 8.0 GiB available"):
         check_catalog_fits(long_videos, available=8 * 2**30)
     check_catalog_fits(SMALL, available=8 * 2**30)
-    with pytest.raises(SimulatorConfigError, match=r"in each of 3 workers\), more than .* or the workers\."):
+    with pytest.raises(SimulatorConfigError, match=r"in each of 3 workers\), more than .* or the workers \(CLI: --workers\)"):
         check_catalog_fits(long_videos, available=40 * 2**30, copies=3)
     rng = np.random.default_rng(0)
     ends = np.cumsum(rng.integers(0, 6, size=(30, 7)), axis=1)
     ticks = np.arange(int(ends.max()) + 2)
     assert np.array_equal(_segments_at(ends, ticks), (ticks[None, :, None] >= ends[:, None, :]).sum(axis=2))
+
+
+def test_simulate_checks_the_catalogue_before_datasets_wraps_the_error(tmp_path, monkeypatch, capsys):
+    """Before: without --parquet the check ran inside the generator, and datasets' DatasetGenerationError escaped the
+    CLI with two tracebacks and status 1 (with --parquet: one line, status 2)."""
+    from a2gen_hf.data import simulator
+
+    monkeypatch.setattr(simulator, "_available_memory", lambda: 1000)
+    with pytest.raises(SimulatorConfigError, match="per-second tables need about"):
+        simulator.simulate(SMALL, progress=False, cache_dir=str(tmp_path / "cache"))
+    assert main(["simulate", "--output", str(tmp_path / "sim"), "--num-examples", "200", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("a2gen simulate: error: SimulatorConfig(num_items=") and "Lower num_items (CLI: --num-items)" in err
+    assert main(["simulate", "--output", str(tmp_path / "sim"), "--num-examples", "200", "--num-topics", "1"]) == 2
+    assert "--num-topics 1 must be >= num_favorite_topics=2" in capsys.readouterr().err  # the flag there is
+
+
+def test_simulate_keys_its_cache_by_the_simulator_s_code_and_the_cli_leaves_no_cache(tmp_path, monkeypatch):
+    """Before: datasets keyed the generated rows by the config alone, so after a change of the simulator the same
+    config gave the old code's rows from the cache; `a2gen simulate` left a full copy in ~/.cache."""
+    from a2gen_hf.data import simulator
+
+    cache = str(tmp_path / "cache")
+    first = simulator.simulate(SMALL, progress=False, cache_dir=cache).dataset["train"]["action_ids"][:3]
+    original = simulator.iter_examples
+
+    def changed(config, progress=True):  # the simulator after a code change: every target session start, leave
+        for split, row in original(config, progress=progress):
+            yield split, {**row, "action_ids": [1, 6], "action_seconds": [0.0, 1.0]}
+
+    monkeypatch.setattr(simulator, "iter_examples", changed)
+    monkeypatch.setattr(simulator, "_SIMULATOR_CODE_DIGEST", "another version of the code")
+    again = simulator.simulate(SMALL, progress=False, cache_dir=cache).dataset["train"]["action_ids"][:3]
+    assert again == [[1, 6]] * 3 != first
+    monkeypatch.undo()
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    assert main(["simulate", "--output", str(tmp_path / "out" / "sim"), "--num-examples", "200", "--quiet"]) == 0
+    assert not (tmp_path / "hf-cache").exists()
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [".sim.a2gen-lock", "sim"]
 
 
 def test_parallel_workers_that_cannot_start_fail_instead_of_hanging(tmp_path):

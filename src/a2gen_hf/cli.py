@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -362,9 +363,14 @@ def run_simulate(args: argparse.Namespace) -> int:
                 config, args.output, shard_size=args.shard_size, progress=not args.quiet, workers=args.workers
             )
         else:
-            result = simulate(config, progress=not args.quiet)
-            result.save(args.output)
-            summary = result.summary
+            # datasets' cache of the generated rows, beside the output and removed once it is saved (before: a full
+            # copy of every simulated data set stayed in ~/.cache/huggingface/datasets)
+            parent = Path(os.path.abspath(args.output)).parent
+            parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".a2gen-simulate-cache-", dir=parent) as cache:
+                result = simulate(config, progress=not args.quiet, cache_dir=cache)
+                result.save(args.output)
+                summary = result.summary
     except (OSError, ValueError) as error:  # SimulatorConfigError is a ValueError
         problems = str(error).replace("Invalid SimulatorConfig:\n  - ", "").replace(".\n  - ", "; ")  # one line
         print(f"a2gen simulate: error: {_with_flags(problems, vars(args))}", file=sys.stderr)

@@ -18,6 +18,7 @@ summing over ticks: no Monte-Carlo is needed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..configuration_a2gen import SHORT_VIDEO_ACTIONS
 from ..tokenization_a2gen import A2GenActionTokenizer
+from ..version import __version__
 from .buckets import BUCKET_FIELDS, bucket_record, data_sized_buckets, format_bucket_record
 from .examples import ORACLE_FEATURES, SIMULATED_FEATURES, SPLITS
 from .folder import load_parquet, replacing_data_folder, shard_path, write_data_summary  # noqa: F401  (load_parquet: old home)
@@ -184,7 +186,10 @@ class SimulatorConfig:
                 "seconds), so a first segment of 2 seconds would leave them no second to react to its topic."
             )
         if self.num_favorite_topics > self.num_topics:
-            problems.append(f"num_favorite_topics={self.num_favorite_topics} must be <= num_topics={self.num_topics}.")
+            problems.append(  # said from num_topics, which the command line sets (num_favorite_topics: Python only)
+                f"num_topics={self.num_topics} must be >= num_favorite_topics={self.num_favorite_topics}: each user's "
+                "favourite topics are drawn from the topics."
+            )
         for name in (
             "main_topic_prob", "quick_reactor_fraction", "habitual_liker_fraction", "max_leave_hazard",
             "validation_fraction", "test_fraction",
@@ -314,8 +319,9 @@ def check_catalog_fits(config: SimulatorConfig, available: int | None = None, co
             f"{config.max_segment_seconds}): the catalogue's per-second tables need about {needed / 2**30:.1f} GiB "
             f"(num_items x max_segments x max_segment_seconds x {CATALOG_BYTES_PER_TICK} bytes"
             + (f", in each of {copies} workers" if copies > 1 else "")
-            + f"), more than the {available / 2**30:.1f} GiB available. Lower num_items or the videos' length "
-            "(max_segments, max_segment_seconds)" + (" or the workers." if copies > 1 else ".")
+            + f"), more than the {available / 2**30:.1f} GiB available. Lower num_items (CLI: --num-items)"
+            + (" or the workers (CLI: --workers)" if copies > 1 else "")
+            + ", or in Python the videos' length (max_segments, max_segment_seconds)."
         )
 
 
@@ -790,7 +796,11 @@ class SimulationResult:
         return written
 
 
-def _tagged_rows(config: SimulatorConfig, progress: bool) -> Iterator[dict[str, Any]]:
+_SIMULATOR_CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes() + __version__.encode()).hexdigest()
+
+
+def _tagged_rows(config: SimulatorConfig, progress: bool, code: str = "") -> Iterator[dict[str, Any]]:
+    """Every example of ``config`` with its split; ``code`` (the simulator's source digest) only keys the cache."""
     for split, row in iter_examples(config, progress=progress):
         yield {**row, "split": split}
 
@@ -802,10 +812,12 @@ def simulate(config: SimulatorConfig | None = None, progress: bool = True, cache
     the tokenizer's time statistics on the train split and summarise the run; ``progress`` shows a bar over users.
     """
     config = config or SimulatorConfig()
+    check_catalog_fits(config)  # here, not inside the generator, where datasets would wrap the error in its own
     tagged_features = Features({**FEATURES, "split": Value("string")})
-    tagged = Dataset.from_generator(
-        _tagged_rows, features=tagged_features, gen_kwargs={"config": config, "progress": progress}, cache_dir=cache_dir
-    )
+    # The simulator's own code is part of the cache key: datasets hashes the generator by reference and its keyword
+    # arguments, so after a change of this module the same config returned the old code's rows from the cache.
+    gen_kwargs = {"config": config, "progress": progress, "code": _SIMULATOR_CODE_DIGEST}
+    tagged = Dataset.from_generator(_tagged_rows, features=tagged_features, gen_kwargs=gen_kwargs, cache_dir=cache_dir)
     splits = tagged.data.column("split").to_numpy(zero_copy_only=False)
     rows = tagged.remove_columns("split")
     dataset = DatasetDict({split: rows.select(np.flatnonzero(splits == split)) for split in SPLITS})
