@@ -41,6 +41,7 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     assert (output / "checkpoint" / "model.safetensors").stat().st_size < 6_000_000  # 32,768 x 32 floats of items
     assert (output / "checkpoint" / "tokenizer_config.json").exists()
     assert (output / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(output.glob(".a2gen-simulate-cache-*"))  # datasets' cache of the rows: removed once saved
     results = json.loads((output / "demo_results.json").read_text())
     assert set(results) == {"a2gen-iag", "mmoe"}
     assert 0.0 <= results["a2gen-iag"]["auc"]["like"] <= 1.0

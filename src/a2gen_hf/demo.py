@@ -8,6 +8,7 @@ A2Gen checkpoint with ``save_pretrained`` and draw a predicted-vs-actual timelin
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, user_
 from .output_folders import write_json_atomically
 from .plotting import plot_timeline, ranked_action_probabilities
 from .training.checkpointing import remove_earlier_run
-from .training.data_setup import create_model, model_config_from_tokenizer
+from .training.data_setup import create_model, load_data_dir, model_config_from_tokenizer
 from .training.loop import TrainingSettings, train
 
 DEMO_MODELS = ("a2gen-iag", "mmoe")
@@ -58,9 +59,11 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     logger.info(f"1/5 Simulating {settings.num_examples} short-video sessions (seed {settings.seed}) ...")
     # The bucket counts (embedding rows) follow the simulated catalogue and users (a2gen_hf.data.buckets).
     simulator_config = SimulatorConfig(num_examples=settings.num_examples, seed=settings.seed)
-    simulation = simulate(simulator_config, progress=logger.isEnabledFor(logging.INFO))
-    simulation.save(output_dir / "data")
-    dataset, tokenizer = simulation.dataset, simulation.tokenizer
+    # datasets' cache of the generated rows lives in a temporary folder, removed once the data is saved; the demo
+    # then reads the saved folder (before: a copy of every demo's data stayed in ~/.cache/huggingface/datasets)
+    with tempfile.TemporaryDirectory(prefix=".a2gen-simulate-cache-", dir=output_dir) as cache:
+        simulate(simulator_config, progress=logger.isEnabledFor(logging.INFO), cache_dir=cache).save(output_dir / "data")
+    dataset, tokenizer, _ = load_data_dir(output_dir / "data")
     base_config = model_config_from_tokenizer(tokenizer, dataset)
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
     oracle = dataset["test"].select_columns(list(ORACLE_COLUMNS))[:]
