@@ -218,6 +218,51 @@ def test_comparison_bars_with_and_without_mae(tmp_path):
         plot_comparison({"models": {"m": {"mae": {}}}}, tmp_path / "x.png")
 
 
+def test_impossible_figures_of_a_results_json_are_refused_naming_the_file_and_the_key(tmp_path, capsys):
+    """A hand-edited results.json: a negative std (before: matplotlib's "'yerr' must not contain negative values"),
+    a rate outside [0, 1] (before: an AUC of 1e308 printed as a 300-digit number), a negative MAE, an AUC difference
+    outside [-1, 1] and a bootstrap_reference that names no model (before: "PLE minus each model") are refused by
+    a2gen report and a2gen plot comparison, naming the file and the key. An MAE or a log loss above 1 is fine."""
+    row = {"difference": 0.04, "low": -0.01, "high": 0.09}
+    report = {
+        "models": {name: {**summary, "mean_auc": {"mean": 0.7, "std": 0.01}} for name, summary in RESULTS["models"].items()},
+        "positives": {"like": 5, "follow": 3}, "num_test_examples": 40, "seeds": 2,
+        "bootstrap": {"mmoe": {"like": row, "follow": row}}, "bootstrap_reference": "a2gen-iag",
+    }
+    report["models"]["mmoe"]["logloss"] = {"like": {"mean": 2.5, "std": 0.1}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(report))
+    assert main(["report", str(path)]) == 0
+    assert main(["plot", "comparison", str(path), "--output", str(tmp_path / "r.png")]) == 0
+    capsys.readouterr()
+
+    def refused(edit, message, plot=True):
+        damaged = json.loads(json.dumps(report))
+        edit(damaged)
+        path.write_text(json.dumps(damaged))
+        for command, kind in ((["report", str(path)], "report"),
+                              (["plot", "comparison", str(path), "--output", str(tmp_path / "x.png")], "plot comparison")):
+            if kind == "report" or plot:
+                assert main(command) == 2
+                assert f"a2gen {kind}: error: {path}: {message}" in capsys.readouterr().err
+        assert not (tmp_path / "x.png").exists()
+
+    mmoe = lambda r: r["models"]["mmoe"]  # noqa: E731
+    refused(lambda r: mmoe(r)["auc"]["like"].update(std=-1), "models.mmoe.auc.like.std is -1; a standard deviation is "
+            "never negative: give the figure a2gen compare wrote")
+    refused(lambda r: mmoe(r)["auc"]["like"].update(mean=1e308), "models.mmoe.auc.like.mean is 1e+308; an AUC lies "
+            "in [0, 1]")
+    refused(lambda r: mmoe(r)["mean_auc"].update(mean=-0.2), "models.mmoe.mean_auc.mean is -0.2; a mean AUC lies in")
+    refused(lambda r: mmoe(r).update(next_action_accuracy={"mean": 1.5, "std": 0.0}),
+            "models.mmoe.next_action_accuracy.mean is 1.5; an accuracy lies in [0, 1]")
+    refused(lambda r: mmoe(r)["mae"]["like"].update(mean=-0.5), "models.mmoe.mae.like.mean is -0.5; an MAE is never "
+            "negative")
+    refused(lambda r: r["bootstrap"]["mmoe"]["like"].update(high=3.0), "bootstrap.mmoe.like.high is 3.0; a difference "
+            "of two AUCs lies in [-1, 1]", plot=False)
+    refused(lambda r: r.update(bootstrap_reference="ple"), "bootstrap_reference 'ple' is no model of models; it must "
+            "be the one the bootstrap rows compare with, one of 'a2gen-iag', 'mmoe'.", plot=False)
+
+
 def test_cli_plot_curves_and_comparison(tmp_path, capsys):
     log_file, results_file = tmp_path / "trainer_state.json", tmp_path / "results.json"
     log_file.write_text(json.dumps(TRAINER_STATE))

@@ -287,21 +287,46 @@ def _is_number(value: Any) -> bool:
 CELL = '{"mean": number, "std": number}'
 
 
-def _check_cell(cell: Any, where: str, source: str) -> None:
-    """A ``{"mean": .., "std": ..}`` summary cell; each number may be null (or NaN): not measured."""
+# What a figure of a results.json is, for the tables and cells whose values have bounds: rates, which lie in [0, 1],
+# and errors, ratios and losses, which are never negative (but may exceed 1). auc_share_of_oracle has no bounds (a
+# model below chance has a negative share, one above the oracle on a finite split a share above 1).
+RATE_FIGURES = {
+    "auc": "an AUC", "oracle_auc": "an AUC", "gauc": "a GAUC", "ndcg_at_10": "an NDCG", "recall_at_10": "a recall",
+    "mean_auc": "a mean AUC", "next_action_accuracy": "an accuracy",
+}
+NONNEGATIVE_FIGURES = {
+    "mae": "an MAE", "mae_seconds": "an MAE", "mae_nonzero": "an MAE", "mae_seconds_nonzero": "an MAE",
+    "logloss": "a log loss", "calibration": "a ratio of predicted to observed positives",
+}
+RESTORE = "give the figure a2gen compare wrote (compare again if it is lost), or null where it is not measured"
+
+
+def _check_cell(cell: Any, where: str, source: str, kind: str | None = None) -> None:
+    """A ``{"mean": .., "std": ..}`` summary cell; each number may be null (or NaN): not measured. A std is never
+    negative; ``kind`` (a key of :data:`RATE_FIGURES` / :data:`NONNEGATIVE_FIGURES`) bounds the mean too."""
     if not isinstance(cell, Mapping):
         raise ValueError(f"{source}: {where} must be a mapping {CELL}, got {_type_name(cell)}.")
     for key in ("mean", "std"):
         value = cell.get(key)
         if value is not None and not _is_number(value):
             raise ValueError(f"{source}: {where}.{key} must be a number or null, got {_type_name(value)}.")
+    mean, std = cell.get("mean"), cell.get("std")
+    if std is not None and std < 0:  # NaN compares False: undefined, allowed
+        raise ValueError(f"{source}: {where}.std is {std!r}; a standard deviation is never negative: {RESTORE}.")
+    if mean is None or math.isnan(mean):
+        return
+    if kind in RATE_FIGURES and not 0.0 <= mean <= 1.0:
+        raise ValueError(f"{source}: {where}.mean is {mean!r}; {RATE_FIGURES[kind]} lies in [0, 1]: {RESTORE}.")
+    if kind in NONNEGATIVE_FIGURES and mean < 0:
+        raise ValueError(f"{source}: {where}.mean is {mean!r}; {NONNEGATIVE_FIGURES[kind]} is never negative: "
+                         f"{RESTORE}.")
 
 
-def _check_table(table: Any, where: str, source: str) -> None:
+def _check_table(table: Any, where: str, source: str, kind: str | None = None) -> None:
     if not isinstance(table, Mapping):
         raise ValueError(f"{source}: {where} must be a mapping of action -> {CELL}, got {_type_name(table)}.")
     for action, cell in table.items():
-        _check_cell(cell, f"{where}.{action}", source)
+        _check_cell(cell, f"{where}.{action}", source, kind)
 
 
 # The per-action tables of a model in results.json (a2gen compare writes them, check_comparison_report checks them)
@@ -345,10 +370,10 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
             raise ValueError(f"{source}: {where} must be a mapping of table name -> table, got {_type_name(summary)}.")
         for table in SUMMARY_TABLES:
             if table in summary:
-                _check_table(summary[table], f"{where}.{table}", source)
+                _check_table(summary[table], f"{where}.{table}", source, table)
         for cell in MODEL_CELLS:
             if cell in summary:
-                _check_cell(summary[cell], f"{where}.{cell}", source)
+                _check_cell(summary[cell], f"{where}.{cell}", source, cell)
         if "label" in summary and not isinstance(summary["label"], str):
             raise ValueError(f"{source}: {where}.label must be a string, got {_type_name(summary['label'])}.")
         if markdown and "mean_auc" not in summary:
@@ -372,9 +397,13 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
         if not isinstance(bootstrap, Mapping):
             raise ValueError(f"{source}: bootstrap must be a mapping of model name -> {{action: row}}, got "
                              f"{_type_name(bootstrap)}.")
-        if not isinstance(report.get("bootstrap_reference"), str):
+        reference = report.get("bootstrap_reference")
+        if not isinstance(reference, str):
             raise ValueError(f"{source}: bootstrap_reference must name the model the bootstrap rows compare with, "
-                             f"got {_type_name(report.get('bootstrap_reference'))}.")
+                             f"got {_type_name(reference)}.")
+        if reference not in models:
+            raise ValueError(f"{source}: bootstrap_reference {reference!r} is no model of models; it must be the one "
+                             f"the bootstrap rows compare with, one of {', '.join(map(repr, models))}.")
         for name, rows in bootstrap.items():
             if not isinstance(rows, Mapping):
                 raise ValueError(f"{source}: bootstrap.{name} must be a mapping of action -> row, got "
@@ -391,6 +420,10 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
                     if row[key] is not None and not _is_number(row[key]):
                         raise ValueError(f"{source}: {where}.{key} must be a number or null, got "
                                          f"{_type_name(row[key])}.")
+                for key in ("difference", "low", "high"):  # of two AUCs: in [-1, 1]
+                    if _is_number(row[key]) and not -1.0 <= row[key] <= 1.0:
+                        raise ValueError(f"{source}: {where}.{key} is {row[key]!r}; a difference of two AUCs lies in "
+                                         f"[-1, 1]: {RESTORE}.")
                 low, high = row["low"], row["high"]
                 if _is_number(low) and _is_number(high) and low > high:
                     raise ValueError(f"{source}: {where} has low {low} above high {high}; the interval is reversed.")
