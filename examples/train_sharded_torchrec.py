@@ -21,6 +21,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,11 +44,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--table-learning-rate", type=float, default=0.01)
     parser.add_argument("--dense-learning-rate", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=256, help="global batch (split over the processes)")
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="global batch (split over the processes), at most the training split's rows")
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (-1: every epoch)")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per process)")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # A run that trains nothing is refused before any work (before: it saved the initial, random weights as
+    # OUTPUT/model, which loads and evaluates like a trained checkpoint, and exited 0).
+    if args.epochs < 1:
+        parser.error(f"--epochs {args.epochs} trains nothing; give 1 or more.")
+    if args.max_steps == 0 or args.max_steps < -1:
+        parser.error(f"--max-steps {args.max_steps} trains nothing; give 1 or more, or -1 (the default) for every "
+                     "step of --epochs.")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size} must be 1 or more (the global batch).")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -71,9 +83,22 @@ def train_and_save(args: argparse.Namespace, device: torch.device) -> None:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+
+    def refuse(message: str) -> None:  # every process stops; one says why
+        if rank == 0:
+            print(f"train_sharded_torchrec.py: error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
     if args.batch_size % world_size:
-        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the {world_size} processes.")
+        refuse(f"--batch-size {args.batch_size} must be a multiple of the {world_size} processes.")
     dataset, tokenizer, _ = load_data_dir(args.data)
+    train_rows = len(dataset["train"])
+    if args.batch_size > train_rows:  # only full global batches are trained (before: none, and the initial weights saved)
+        largest = train_rows - train_rows % world_size
+        fix = (f"give --batch-size {largest:,} or less (a multiple of the {world_size} processes)" if largest else
+               f"the split has fewer rows than the {world_size} processes: use more data or fewer processes")
+        refuse(f"--batch-size {args.batch_size:,} is larger than the {train_rows:,} rows of the training split of "
+               f"{args.data}: not one full global batch, nothing would be trained; {fix}.")
     set_seed(args.seed)  # the same initial weights on every process
     model = create_model(args.model, tokenizer, dataset)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
@@ -106,7 +131,7 @@ def train_and_save(args: argparse.Namespace, device: torch.device) -> None:
         model.save_pretrained(output / "model", state_dict=state)
         tokenizer.save_pretrained(output / "model")
         (output / "losses.json").write_text(json.dumps({"losses": losses, "processes": world_size}))
-        print(f"saved {output / 'model'} after {step} steps (last loss {losses[-1]:.4f})" if losses else "no full batch")
+        print(f"saved {output / 'model'} after {step} steps (last loss {losses[-1]:.4f})")
 
 
 if __name__ == "__main__":

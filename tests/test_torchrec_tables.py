@@ -311,3 +311,47 @@ def test_sharded_example_trains_and_saves_a_plain_checkpoint(tmp_path, simulated
     import json
 
     assert len(json.loads((tmp_path / "losses.json").read_text())["losses"]) == 3
+
+
+def _sharded_example():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "examples" / "train_sharded_torchrec.py"
+    spec = importlib.util.spec_from_file_location("train_sharded_torchrec", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--epochs", "0"], "--epochs 0 trains nothing; give 1 or more."),
+    (["--max-steps", "0"], "--max-steps 0 trains nothing; give 1 or more, or -1 (the default)"),
+    (["--max-steps", "-3"], "--max-steps -3 trains nothing"),
+    (["--batch-size", "0"], "--batch-size 0 must be 1 or more"),
+])
+def test_sharded_example_refuses_a_run_that_trains_nothing(tmp_path, capsys, flags, message):
+    """Before: --epochs 0, --max-steps 0, or a --batch-size above the training split trained nothing, saved the
+    initial random weights as OUTPUT/model (loading and evaluating like a trained checkpoint) and exited 0."""
+    example = _sharded_example()
+    with pytest.raises(SystemExit) as stop:
+        example.main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), *flags])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_sharded_example_refuses_a_batch_larger_than_the_training_split(tmp_path, capsys, monkeypatch,
+                                                                       simulated_data_dir):
+    from datasets import load_from_disk
+
+    rows = len(load_from_disk(str(simulated_data_dir))["train"])
+    for name, value in dict(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())).items():
+        monkeypatch.setenv(name, value)  # one process, in this one: the check comes before any sharding
+    with pytest.raises(SystemExit) as stop:
+        _sharded_example().main(["--data", str(simulated_data_dir), "--output", str(tmp_path / "out"),
+                                 "--batch-size", str(rows + 1)])
+    assert stop.value.code == 2
+    assert (f"train_sharded_torchrec.py: error: --batch-size {rows + 1:,} is larger than the {rows:,} rows of the "
+            f"training split of {simulated_data_dir}: not one full global batch, nothing would be trained; give "
+            f"--batch-size {rows:,} or less") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
