@@ -154,11 +154,13 @@ def test_report_of_a_fresh_comparison_is_its_results_md(simulated_data_dir, tmp_
     [
         ('{"models": {}', "all", "line 1, column 14: not valid JSON"),
         ('{"auc": {"like": 0.7}}', "all", "is not a results.json of `a2gen compare`: it lacks ['models', "),
-        (None, "metrics,tabels", "Unknown report sections ['tabels']; choose from ['summary', 'metrics', "),
+        (None, "metrics,tabels", "--tables 'metrics,tabels': unknown section(s) tabels; give some of summary, metrics"),
+        (None, "ALL,", "--tables 'ALL,': unknown section(s) all; give some of"),
         (None, " , ", "--tables ' , ' names no section; give some of summary, metrics"),
     ],
 )
 def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, tables, message):
+    """(--tables: before, "Unknown report sections ['ALL']" named neither the flag nor the accepted "all".)"""
     path = tmp_path / "results.json"
     path.write_text(SAVED_REPORT.read_text() if content is None else content)
     assert main(["report", str(path), "--tables", tables]) == 2
@@ -168,6 +170,13 @@ def test_report_errors_name_the_file_or_the_section(tmp_path, capsys, content, t
         assert str(path) in err
     assert main(["report", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_report_tables_are_read_whatever_their_case(capsys):
+    assert main(["report", str(SAVED_REPORT), "--tables", "ALL"]) == 0
+    everything = capsys.readouterr().out
+    assert main(["report", str(SAVED_REPORT), "--tables", "all"]) == 0 and capsys.readouterr().out == everything
+    assert main(["report", str(SAVED_REPORT), "--tables", "Metrics"]) == 0 and capsys.readouterr().out
 
 
 def test_spreads_over_seeds_and_the_oracles_auc_are_printed_as_they_are():

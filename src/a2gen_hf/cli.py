@@ -680,11 +680,13 @@ def run_report(args: argparse.Namespace) -> int:
     from .output_folders import write_text_atomically
     from .training.compare import MARKDOWN_SECTIONS, render_report
 
-    sections = MARKDOWN_SECTIONS if args.tables == "all" else [
-        name.strip() for name in args.tables.split(",") if name.strip()  # empty entries skipped, as in --models
+    sections = MARKDOWN_SECTIONS if args.tables.strip().lower() == "all" else [
+        name.strip().lower() for name in args.tables.split(",") if name.strip()  # empty entries skipped, as in --models
     ]
-    problem = None if sections else (f"--tables {args.tables!r} names no section; give some of "
-                                     f"{', '.join(MARKDOWN_SECTIONS)} (comma-separated) or all.")
+    unknown = [name for name in sections if name not in MARKDOWN_SECTIONS]
+    choices = f"give some of {', '.join(MARKDOWN_SECTIONS)} (comma-separated) or all."
+    problem = (f"--tables {args.tables!r} names no section; {choices}" if not sections else
+               f"--tables {args.tables!r}: unknown section(s) {', '.join(unknown)}; {choices}" if unknown else None)
     if problem is None and args.output:
         if _same_file(args.output, args.results):
             problem = (f"--output {args.output} is the results file being read ({args.results}); writing the Markdown "
