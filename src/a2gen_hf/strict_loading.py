@@ -322,7 +322,6 @@ class StrictLoadingMixin:
             )
         return (model, info) if wants_info else model
 
-
     def save_pretrained(self, save_directory, *args, **kwargs):
         """``PreTrainedModel.save_pretrained``, then the other set of weights an earlier save left in the folder is
         removed (transformers removes old shards only: a sharded save beside an earlier ``model.safetensors`` left
