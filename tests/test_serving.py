@@ -645,3 +645,27 @@ def test_heads_wider_than_their_share_of_the_width_score_like_the_model(generato
         ranker.score_candidates(ranker.encode_user(**user), item_ids, item_side_ids),
         naive_prediction(model, user, item_ids, item_side_ids),
     )
+
+
+def test_events_wider_than_the_cap_keep_each_item_s_real_events_whatever_their_padding_side():
+    """Before: the ranker kept the first max_events_per_item positions, so an item whose 3 events were padded on the
+    left (5 columns, a cap of 3) lost 2 of them to padding, and its scores moved from predict_actions' by 0.02."""
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag", max_events_per_item=3, num_user_side_lists=0,
+                                                 num_item_side_features=0)).eval()
+    ranker = A2GenRanker(model)
+    items = torch.tensor([7, 3, 9])
+    user = {"user_ids": torch.tensor([4]), "history_item_ids": torch.tensor([[11, 12]]),
+            "history_action_ids": torch.tensor([[[1, 2, 5, 0, 0], [0, 0, 1, 2, 5]]]),
+            "history_action_times": torch.tensor([[[0.0, -0.2, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.3, 0.5]]]),
+            "history_time_mask": torch.tensor([[[1, 1, 1, 0, 0], [0, 0, 1, 1, 1]]])}
+    right = dict(user, history_action_ids=user["history_action_ids"][..., :3].clone(),
+                 history_action_times=user["history_action_times"][..., :3].clone(),
+                 history_time_mask=user["history_time_mask"][..., :3].clone())
+    right["history_action_ids"][0, 1] = torch.tensor([1, 2, 5])  # item 12's events moved to the front
+    right["history_action_times"][0, 1] = torch.tensor([0.0, 0.3, 0.5])
+    right["history_time_mask"][0, 1] = 1
+    with torch.no_grad():
+        expected = model.predict_actions(**{k: v.expand(3, *v.shape[1:]) for k, v in right.items()}, item_ids=items)
+    scored = ranker.score_candidates(ranker.encode_user(**user), items)
+    torch.testing.assert_close(scored.action_probabilities, expected.action_probabilities, atol=1e-5, rtol=0)

@@ -566,14 +566,18 @@ class A2GenRanker:
         # The collator keeps the first max_events_per_item events of each item; so does the ranker.
         limit = config.max_events_per_item
         if events > limit:
-            if (actions[..., limit:] != 0).any():
+            real = actions != 0
+            if (real.sum(-1) > limit).any():
                 logger.warning_once(
                     f"A2GenRanker: history items with more than max_events_per_item={limit} events are cut to their "
                     "first events (as the collator cuts them)."
                 )
+            # Each item's real events first, in their order (before: the first `limit` positions were kept, so an item
+            # whose events were padded on the left lost real events to padding, and its scores moved)
+            order = torch.argsort((~real).to(torch.int8), dim=-1, stable=True)[..., :limit]
             for name in ("history_action_ids", "history_action_times", "history_time_mask"):
                 if name in inputs:
-                    inputs[name] = inputs[name][..., :limit]
+                    inputs[name] = torch.gather(inputs[name], -1, order.to(inputs[name].device))
         return {name: value.to(parameter.device) for name, value in inputs.items()}
 
     def extra_features(
