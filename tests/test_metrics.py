@@ -421,6 +421,36 @@ def test_evaluate_model_groups_by_the_raw_user_not_the_hash_bucket():
         user_groups(examples.to_iterable_dataset())
 
 
+def test_evaluate_model_refuses_a_shuffled_dataloader_with_groups_and_takes_user_keys():
+    """Before: groups given beside DataLoader(shuffle=True) were paired with the wrong examples (a GAUC of 0.264 read
+    as 0.323), and the user_keys of A2GenDataCollator(user_keys=True) reached predict_actions, which refused them."""
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = A2GenForActionGeneration(config).eval()
+    batch = make_batch(config, seed=0)
+    rows = [{name: value[index] for name, value in batch.items()} for index in range(len(batch["user_ids"]))]
+
+    def collate(items):
+        return {name: torch.stack([item[name] for item in items]) for name in items[0]}
+
+    groups = np.arange(len(rows)) % 3
+    with pytest.raises(ValueError, match=r"the dataloader shuffles them \(shuffle=True\)"):
+        evaluate_model(model, DataLoader(rows, batch_size=4, shuffle=True, collate_fn=collate), groups=groups)
+    in_order = evaluate_model(model, DataLoader(rows, batch_size=4, collate_fn=collate), groups=groups)
+
+    def with_keys(items):
+        return {**collate(items), "user_keys": torch.tensor([int(item["index"]) % 3 for item in items])}
+
+    keyed = [{**row, "index": torch.tensor(index)} for index, row in enumerate(rows)]
+    by_keys = evaluate_model(
+        model, DataLoader(keyed, batch_size=4, collate_fn=lambda items: {
+            key: value for key, value in with_keys(items).items() if key != "index"}), group_column="user_keys",
+    )
+    assert by_keys["gauc"] == pytest.approx(in_order["gauc"], nan_ok=True)
+
+
 def test_recommender_metrics_toy():
     probabilities, times = toy_predictions()
     # like happens in rows 0 and 2: user 7 has rows 0 (0.9, yes) and 1 (0.1, no), user 9 rows 2 (0.8, yes), 3 (0.2).

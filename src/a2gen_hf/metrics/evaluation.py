@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import RandomSampler
 from tqdm.auto import tqdm
 
 from .action_metrics import (
@@ -163,6 +164,9 @@ def predict_dataloader(
             if references and group_column is not None:
                 _check_group_column(batch, group_column)
             batch = {key: value.to(model.device) for key, value in batch.items() if torch.is_tensor(value)}
+            # the raw users of A2GenDataCollator(user_keys=True): evaluation's groups, not a model input (before:
+            # predict_actions refused them)
+            user_keys = batch.pop("user_keys", None)
             if references and ("labels" not in batch or "label_times" not in batch):
                 raise ValueError(
                     "Evaluation needs batches with labels and label_times: build them with A2GenDataCollator from "
@@ -172,7 +176,7 @@ def predict_dataloader(
             if references:
                 outputs.update({name: batch[name] for name in LABEL_COLUMNS if name in batch})
                 if group_column is not None:
-                    outputs["group_ids"] = batch[group_column]
+                    outputs["group_ids"] = user_keys if group_column == "user_keys" else batch[group_column]
             for name, values in outputs.items():
                 collected.setdefault(name, []).append(values.detach().cpu().numpy())
     finally:
@@ -212,6 +216,12 @@ def evaluate_model(
     _metric_options(
         metric_options.get("top_k", DEFAULT_TOP_K), metric_options.get("calibration_bins", DEFAULT_CALIBRATION_BINS)
     )
+    if (groups is not None or oracle is not None) and isinstance(getattr(dataloader, "sampler", None), RandomSampler):
+        # before: the given groups / oracle rows were paired with shuffled examples (a GAUC of 0.264 read as 0.323)
+        raise ValueError(
+            "groups / oracle list the examples in the data set's order, but the dataloader shuffles them "
+            "(shuffle=True): evaluate with a DataLoader(..., shuffle=False)."
+        )
     config = model.config
     size = len(dataloader.dataset) if hasattr(getattr(dataloader, "dataset", None), "__len__") else None
     if groups is not None and size is not None:  # before predicting, where the number of examples is known
