@@ -788,3 +788,22 @@ def test_the_metrics_table_names_the_logs_own_end_action():
     end_row = next(row for row in rows if row.startswith("exit (end of the session)"))
     assert f"{result['leave_mae_seconds']:.2f}" in end_row and f"{result['oracle_mae_seconds']['exit']:.2f}" in end_row
     assert not any("leave" in row or "watch time" in row for row in rows)
+
+
+def test_the_zero_time_tolerance_and_start_equal_to_end_are_checked():
+    """Before: a NaN tolerance made every mae_nonzero NaN with counts of 0 (a string failed in numpy, after the whole
+    prediction loop of evaluate_model); start_action == end_action failed with a bare KeyError."""
+    probabilities, times = toy_predictions()
+    predictions = {"action_probabilities": probabilities, "expected_times": times}
+    references = {"labels": np.array(LABELS), "label_times": np.array(LABEL_TIMES),
+                  "label_time_mask": np.array(LABEL_TIME_MASK)}
+    for tolerance in (float("nan"), -1.0, "1", True):
+        with pytest.raises(ValueError, match=r"zero_time_tolerance_seconds=.* must be a finite number of seconds >= 0"):
+            compute_action_metrics(predictions, references, NAMES, zero_time_tolerance_seconds=tolerance)
+    assert compute_action_metrics(predictions, references, NAMES, zero_time_tolerance_seconds=0)["auc"]
+    torch.manual_seed(0)
+    config = tiny_config()
+    with pytest.raises(ValueError, match=r"zero_time_tolerance_seconds=nan must be"):
+        evaluate_model(A2GenForActionGeneration(config).eval(), [make_batch(config)], zero_time_tolerance_seconds=math.nan)
+    with pytest.raises(ValueError, match="start_action and end_action are both 'leave'"):
+        compute_action_metrics(predictions, references, NAMES, start_action="leave")

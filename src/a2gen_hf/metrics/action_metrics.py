@@ -163,6 +163,9 @@ def _action_ids(action_names: Sequence[str], start_action: str, end_action: str)
     for role, name in (("start_action", start_action), ("end_action", end_action)):
         if name not in action_names:
             raise ValueError(f"{role}={name!r} is not in action_names={list(action_names)}.")
+    if start_action == end_action:  # before: a bare KeyError further on
+        raise ValueError(f"start_action and end_action are both {start_action!r}; they must be two different actions "
+                         "(the model config's start_action and end_action).")
     timed = [index + 1 for index, name in enumerate(action_names) if name != start_action]
     ranked = [action_id for action_id in timed if action_names[action_id - 1] != end_action]
     return timed, ranked
@@ -308,8 +311,19 @@ def _cut_offs(top_k: Any) -> list[int]:
     return sorted({int(value) for value in values})
 
 
-def _metric_options(top_k: Any, calibration_bins: Any) -> tuple[list[int], int]:
-    """The checked options of :func:`compute_action_metrics`: the cut-offs and the number of calibration bins."""
+def _metric_options(
+    top_k: Any, calibration_bins: Any, zero_time_tolerance_seconds: Any = 1e-3
+) -> tuple[list[int], int]:
+    """The checked options of :func:`compute_action_metrics`: the cut-offs and the number of calibration bins (and
+    the zero-time tolerance, checked: a NaN made every ``mae_nonzero`` NaN with counts of 0, a string failed in numpy)."""
+    tolerance = zero_time_tolerance_seconds
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not math.isfinite(tolerance) or (
+        tolerance < 0
+    ):
+        raise ValueError(
+            f"zero_time_tolerance_seconds={tolerance!r} must be a finite number of seconds >= 0 (occurrences at or "
+            "below it count as 'at 0 s'; default 1e-3)."
+        )
     return _cut_offs(top_k), _positive_int(calibration_bins, "calibration_bins")
 
 
@@ -368,6 +382,7 @@ def timing_mae(
             `(n, T)`. time_log_mean / time_log_std: the time statistics (the model config's) to convert to seconds.
     """
     _check_time_statistics(time_log_mean, time_log_std)
+    _metric_options(DEFAULT_TOP_K, DEFAULT_CALIBRATION_BINS, zero_time_tolerance_seconds)
     expected_times = _as_array(expected_times, "expected_times", np.float64, 2)
     expected_times = _check_width(expected_times, "expected_times", action_names)
     occurs, true_times, known = action_targets(labels, label_times, label_time_mask, len(action_names) + 1)
@@ -885,7 +900,7 @@ def compute_action_metrics(
         top_k: the cut-offs K of NDCG@K / Recall@K, one positive int or a sequence of them (checked even without
             group ids). calibration_bins: bins of the reliability tables, a positive int.
     """
-    top_k, calibration_bins = _metric_options(top_k, calibration_bins)
+    top_k, calibration_bins = _metric_options(top_k, calibration_bins, zero_time_tolerance_seconds)
     for name in ("action_probabilities", "expected_times"):
         if predictions.get(name) is None:
             raise ValueError(f"predictions need {name!r} (predict_actions returns it).")

@@ -214,7 +214,8 @@ def evaluate_model(
     if unknown:
         raise ValueError(f"Unknown metric options {unknown}; evaluate_model passes on only {list(METRIC_OPTIONS)}.")
     _metric_options(
-        metric_options.get("top_k", DEFAULT_TOP_K), metric_options.get("calibration_bins", DEFAULT_CALIBRATION_BINS)
+        metric_options.get("top_k", DEFAULT_TOP_K), metric_options.get("calibration_bins", DEFAULT_CALIBRATION_BINS),
+        metric_options.get("zero_time_tolerance_seconds", 1e-3),
     )
     if (groups is not None or oracle is not None) and isinstance(getattr(dataloader, "sampler", None), RandomSampler):
         # before: the given groups / oracle rows were paired with shuffled examples (a GAUC of 0.264 read as 0.323)
