@@ -494,6 +494,12 @@ def test_describe_example_shows_the_timeline():
     assert "timeline: start 0.00 s" in text and "oracle: P(like)=" in text
     with pytest.raises(ValueError, match="out of range"):
         describe_example(SMALL, user_index=SMALL.num_users)
+    # before: history_items beyond the earlier sessions wrapped round to a later session, shown as history
+    earlier = SMALL.history_length + 2
+    assert text.count("history[-") == 2 and describe_example(SMALL, 1, 2, history_items=earlier).count("history[-") == earlier
+    for wrong in (earlier + 1, -1, 2.0):
+        with pytest.raises(ValueError, match=rf"has {earlier} earlier sessions; give 0 to {earlier}"):
+            describe_example(SMALL, user_index=1, target=2, history_items=wrong)
 
 
 def test_cli_simulate_writes_and_summarises(tmp_path, cache_dir, capsys):

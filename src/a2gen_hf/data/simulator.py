@@ -981,6 +981,13 @@ def describe_example(config: SimulatorConfig, user_index: int = 0, target: int =
             f"user_index={user_index} / target={target} are out of range: this config has {config.num_users} users "
             f"and {config.examples_per_user} targets per user."
         )
+    available = config.history_length + target  # the user's sessions before this target
+    if isinstance(history_items, bool) or not isinstance(history_items, int) or not 0 <= history_items <= available:
+        # before: a negative session index wrapped round, showing a later session as history, or an IndexError
+        raise ValueError(
+            f"history_items={history_items!r}: target {target} of user {user_index} has {available} earlier sessions; "
+            f"give 0 to {available}."
+        )
     catalog = build_catalog(config)
     user = simulate_user(config, catalog, user_index)
     profile = user.profile
