@@ -137,6 +137,7 @@ def test_missing_columns_and_inconsistent_rows_raise(tokenizer):
     ("item_id", True, r"column 'item_id' holds True \(bool\), not an integer id"),
     ("user_id", 2**70, r"column 'user_id' holds 1180591620717411303424 \(object\), not an integer id"),
     ("history_item_ids", [10.9, 11.2], r"column 'history_item_ids' holds 10\.9 \(float64\)"),
+    ("history_item_ids", [True, 5], r"column 'history_item_ids' holds True \(int64\), not an integer id"),  # was [1, 5]
     ("history_item_ids", "12", r"list 0 of column 'history_item_ids' in the batch is '12', not a list"),
     ("action_seconds", [0.0, {}, 30.0], r"column 'action_seconds' holds \{\}, not a time in seconds"),
 ])  # fmt: skip

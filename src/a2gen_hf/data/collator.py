@@ -82,13 +82,15 @@ def _ints(values, column: str) -> np.ndarray:
     if array.size == 0:
         return np.zeros(0, dtype=np.int64)
     kind = array.dtype.kind if array.ndim == 1 else "O"  # a list where one id belongs
+    if kind == "i" and isinstance(values, list) and bool in map(type, values):  # [True, 5] became [1, 5]
+        kind = "O"
     exact = (
         (kind == "i")
         or (kind == "u" and int(array.max()) <= _INT64_MAX)
         or (kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2.0**63))))
     )
     if not exact:
-        shown = next((value for value in array.ravel().tolist()
+        shown = next((value for value in (values if isinstance(values, list) else array.ravel().tolist())
                       if isinstance(value, (bool, str, bytes, float)) or value is None
                       or (isinstance(value, int) and value > _INT64_MAX)), array.ravel()[0])  # fmt: skip
         raise ValueError(
