@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -153,6 +154,31 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"{text!r} must be a JSON object of config fields, e.g. '{{\"hidden_size\": 8}}'")
     return value
+
+
+def output_file(text: str) -> str:
+    """A file the script writes when its work is done: not a folder, and its folder is made now if missing (before: a
+    missing folder failed after all the work, naming a hidden temporary file, and the results were lost)."""
+    path = Path(text)
+    if not text.strip() or path.is_dir() or text.endswith(("/", "\\")):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder or no name; give a file name, e.g. runs/results.json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: cannot make its folder {path.parent} ({error.strerror})") from None
+    return text
+
+
+def output_folder(text: str) -> str:
+    """A folder the script writes into: made now if missing; a file there is refused."""
+    path = Path(text)
+    if not text.strip() or (path.exists() and not path.is_dir()):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file or no name; give a folder, e.g. runs/ablations")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: cannot make the folder ({error.strerror})") from None
+    return text
 
 
 def checked(text: str, check: Callable[[str], T], option: str) -> T:

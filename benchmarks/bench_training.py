@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n" + text)
     stem = args.name or (
         f"training_bench_cpu_{args.threads}cores" if args.device.type == "cpu" else f"training_bench_{args.device.type}"
-    )
+    ) + ("_quick" if args.quick and not args.name else "")  # a smoke run never replaces the committed figures
     args.output.mkdir(parents=True, exist_ok=True)
     for suffix, content in ((".json", json.dumps(result, indent=1) + "\n"), (".md", text)):
         write_text_atomically(args.output / f"{stem}{suffix}", content)

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers
+from _arguments import output_file  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", help="LABEL=PATH of an a2gen compare results.json, in drawing order")
     parser.add_argument("--baseline", default="logreg", help="the model A2Gen is compared with; default %(default)s")
-    parser.add_argument("--output", required=True, help="the PNG to write")
+    parser.add_argument("--output", type=output_file, required=True, help="the PNG to write")
     parser.add_argument("--title", default=None)
     args = parser.parse_args()
     for entry in args.reports:

@@ -5,7 +5,8 @@ train, selects on validation, and saves its test predictions, so that the table 
 bootstrap. ``run`` trains variants; ``table`` prints and writes the comparison (JSON + Markdown).
 
     python benchmarks/quality_ablations.py run --data data/taobao --output runs/ablations --variants paper-b,es-auc
-    python benchmarks/quality_ablations.py table --output runs/ablations --reference paper-b
+    python benchmarks/quality_ablations.py table --data data/taobao --output runs/ablations --reference paper-b \\
+        [--variants paper-b,es-auc] [--seeds 0,1]   # default: every run and seed in the folder
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from pathlib import Path
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded from elsewhere: the flag checkers beside it
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _arguments import non_negative_int_list, positive_int  # noqa: E402
+from _arguments import non_negative_int_list, output_folder, positive_int  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["run", "table"])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--variants", default="paper-b")
-    parser.add_argument("--seeds", type=non_negative_int_list, default="0", help="comma-separated seeds (>= 0)")
+    parser.add_argument("--output", type=output_folder, required=True, help="the folder of the runs and tables")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated; run: default paper-b; table: the runs to table (default: all)")
+    parser.add_argument("--seeds", type=non_negative_int_list, default=None,
+                        help="comma-separated seeds (>= 0); run: default 0; table: the seeds to table (default: all)")
     parser.add_argument("--baselines", default="", help="comma-separated simple baselines to add (e.g. logreg)")
     parser.add_argument("--reference", default="paper-b", help="comma-separated: the variants to pair with")
     parser.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples of the table")
@@ -449,7 +452,9 @@ def split_targets(data, tokenizer, split: str) -> tuple[np.ndarray, dict[str, in
     return occurs, ranked
 
 
-def load_runs(output: Path) -> dict[str, list[dict[str, np.ndarray]]]:
+def load_runs(output: Path, seeds: list[int] | None = None) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The runs' predictions by label, one entry per seed; ``seeds``: only those (a run without any of them, a
+    simple baseline's one fit, keeps what it has)."""
     runs = {}
     for folder in sorted(output.glob("*/seed*/predictions.npz")):
         with np.load(folder) as arrays:
@@ -457,7 +462,11 @@ def load_runs(output: Path) -> dict[str, list[dict[str, np.ndarray]]]:
                 split, _, readout = key.partition("_")
                 label = folder.parent.parent.name + ("" if readout == "sequence" else f"+{readout}")
                 runs.setdefault(label, {}).setdefault(folder.parent.name, {})[split] = arrays[key]
-    return {label: [seeds[seed] for seed in sorted(seeds)] for label, seeds in runs.items()}
+    wanted = None if seeds is None else {f"seed{seed}" for seed in seeds}
+    return {
+        label: [found[seed] for seed in sorted(found) if wanted is None or seed in wanted or not wanted & found.keys()]
+        for label, found in runs.items()
+    }
 
 
 def split_groups(data, tokenizer, split: str, unit: str) -> np.ndarray | None:
@@ -467,10 +476,22 @@ def split_groups(data, tokenizer, split: str, unit: str) -> np.ndarray | None:
     return bootstrap_groups(references, unit)
 
 
-def table(data, tokenizer, output: Path, references: list[str], resamples: int, bootstrap_unit: str = "users") -> dict:
+def table(data, tokenizer, output: Path, references: list[str], resamples: int, bootstrap_unit: str = "users",
+          variants: list[str] | None = None, seeds: list[int] | None = None, baselines: list[str] = ()) -> dict:
+    """The table of the runs in ``output``: all of them, or the ``variants`` (with their ``+readout`` rows), the
+    references and the simple ``baselines`` asked for, and only the ``seeds`` asked for (before: both were ignored)."""
     from sklearn.metrics import roc_auc_score
 
-    runs = load_runs(output)
+    runs = load_runs(output, seeds)
+    if not runs:
+        raise SystemExit(f"{output} holds no runs (*/seed*/predictions.npz); run them first: quality_ablations.py run")
+    missing = [name for name in references if name not in runs]
+    if missing:  # before: empty difference columns and exit 0
+        raise SystemExit(f"--reference {','.join(references)}: no runs named {missing} in {output}; its runs: "
+                         f"{', '.join(sorted(runs))}")
+    if variants is not None:
+        kept = set(variants) | set(references) | set(baselines)
+        runs = {label: seeds for label, seeds in runs.items() if label.split("+")[0] in kept}
     targets = {split: split_targets(data, tokenizer, split) for split in ("validation", "test")}
     groups = split_groups(data, tokenizer, "test", bootstrap_unit)
     unit = "examples" if groups is None else "users"
@@ -537,7 +558,8 @@ def _save_predictions(folder: Path, arrays: dict) -> None:
 def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
-    unknown = [name for name in filter(None, args.variants.split(",")) if name not in VARIANTS] + [
+    variants = None if args.variants is None else list(filter(None, args.variants.split(",")))
+    unknown = [name for name in (variants or []) if name not in VARIANTS] + [
         name for name in filter(None, args.baselines.split(",")) if name not in SIMPLE_BASELINES
     ]
     if unknown:  # before any training (before: a bare KeyError after the first variant had trained)
@@ -552,11 +574,12 @@ def main() -> None:
     if args.command == "run":
         for name in filter(None, args.baselines.split(",")):
             run_baseline(name, data, tokenizer, output)
-        for name in filter(None, args.variants.split(",")):
-            for seed in args.seeds:
+        for name in variants if variants is not None else ["paper-b"]:
+            for seed in args.seeds if args.seeds is not None else [0]:
                 run_variant(name, VARIANTS[name], seed, data, tokenizer, output)
     else:
-        report = table(data, tokenizer, output, args.reference.split(","), args.resamples, args.bootstrap_unit)
+        report = table(data, tokenizer, output, args.reference.split(","), args.resamples, args.bootstrap_unit,
+                       variants, args.seeds, list(filter(None, args.baselines.split(","))))
         write_text_atomically(output / "ablations.json", json.dumps(report, indent=2, default=float))
         text = "\n".join(markdown(report, reference) for reference in report["references"])
         write_text_atomically(output / "ablations.md", text)

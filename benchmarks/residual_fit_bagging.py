@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers
-from _arguments import fraction_list  # noqa: E402
+from _arguments import fraction_list, output_file  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
         "--fractions", type=fraction_list, default=[1.0], help="shares of the training split's users, comma-separated"
     )
     parser.add_argument("--bags", type=int, default=5, help="fits averaged (each its own seed), at least 2")
-    parser.add_argument("--output", required=True, help="JSON file to write")
+    parser.add_argument("--output", type=output_file, required=True, help="JSON file to write")
     args = parser.parse_args()
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder (a data folder of `a2gen prepare`).")

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers
-from _arguments import fraction_list, non_negative_float_list  # noqa: E402
+from _arguments import fraction_list, non_negative_float_list, output_file  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
                         help="shares of the training split's users, comma-separated")
     parser.add_argument("--rules", type=non_negative_float_list, default=[0.0, 1.0, 1.645],
                         help="z values, comma-separated (0: the present rule, any validation gain)")
-    parser.add_argument("--output", required=True, help="JSON file to write")
+    parser.add_argument("--output", type=output_file, required=True, help="JSON file to write")
     args = parser.parse_args()
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder (a data folder of `a2gen prepare`).")

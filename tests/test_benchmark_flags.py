@@ -259,3 +259,22 @@ def test_plot_stand_ins_draws_rows_without_a_verdict_as_not_significant_and_name
     monkeypatch.setattr(sys, "argv", ["plot_stand_ins.py", "--output", str(tmp_path / "q.png"), f"x={tmp_path}/no.json"])
     with pytest.raises(SystemExit, match="no.json does not exist"):
         module.main()
+
+
+def test_output_paths_of_the_benchmarks_are_made_before_the_work(tmp_path):
+    """Before: a missing folder of --output failed after all the work, naming a hidden temporary file."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import argparse
+
+    from _arguments import output_file, output_folder
+
+    assert output_file(str(tmp_path / "new" / "deeper" / "results.json")) and (tmp_path / "new" / "deeper").is_dir()
+    assert output_folder(str(tmp_path / "runs" / "ablations")) and (tmp_path / "runs" / "ablations").is_dir()
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder or no name"):
+        output_file(str(tmp_path))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(argparse.ArgumentTypeError, match="is a file or no name"):
+        output_folder(str(tmp_path / "file"))
