@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,7 @@ def folder_megabytes(path: Path) -> float:
 
 
 def run_demo(source: Path, label: str, extra: list[str]) -> dict:
-    output = Path(tempfile.mkdtemp(prefix=f"demo_{label}_"))
+    output = Path(tempfile.mkdtemp(prefix=f"demo_{label.replace(' ', '_')}_"))
     environment = {**os.environ, "PYTHONPATH": str(source), "OMP_WAIT_POLICY": "PASSIVE"}
     load_before = os.getloadavg()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -59,8 +60,17 @@ def run_demo(source: Path, label: str, extra: list[str]) -> dict:
     )
     wall = time.perf_counter() - started
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if completed.returncode != 0:
-        raise SystemExit(f"{label}: the demo failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    try:
+        if completed.returncode != 0:
+            raise SystemExit(f"{label}: the demo failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+        return _run_record(output, label, source, wall, usage_before, usage_after, load_before, completed.stdout)
+    finally:  # before: every run left its demo folder (data, checkpoint) in the temporary folder
+        shutil.rmtree(output, ignore_errors=True)
+
+
+def _run_record(output: Path, label: str, source: Path, wall: float, usage_before, usage_after, load_before,
+                printed: str) -> dict:
+    """One run's figures, read from its demo folder ``output``."""
     results = json.loads((output / "demo_results.json").read_text())
     mean_auc = {model: metrics.get("mean_auc") for model, metrics in results.items() if isinstance(metrics, dict)}
     return {
@@ -74,7 +84,7 @@ def run_demo(source: Path, label: str, extra: list[str]) -> dict:
         "load_after": [round(value, 2) for value in os.getloadavg()],
         "mean_auc": mean_auc,
         "checkpoint_mb": round(folder_megabytes(output / "checkpoint"), 2),
-        "printed": completed.stdout,
+        "printed": printed,
     }
 
 

@@ -22,6 +22,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -70,7 +71,10 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="only profile one ranking call (C = 1,000) by part, at 1 thread and at --threads, and exit",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):  # before torch is imported
+        parser.error(f"argument --device: {args.device!r}: the benchmark runs on cpu, cuda or cuda:N")
+    return args
 
 
 if __name__ == "__main__":  # a bad value is refused now, before the re-run and the slow imports below
@@ -480,9 +484,9 @@ def profile_ranking(args: argparse.Namespace, device: torch.device, generator_ty
 
 
 def training_rows(table: Table, args: argparse.Namespace, device: torch.device, batch_size: int = 256) -> None:
-    models = {
-        "A2Gen IAG": lambda: A2GenForActionGeneration(A2GenConfig(generator="iag")),
-        "A2Gen EAG": lambda: A2GenForActionGeneration(A2GenConfig(generator="eag")),
+    models = {  # the A2Gen generators asked for (--generators; before: both were always timed)
+        f"A2Gen {generator.upper()}": lambda generator=generator: A2GenForActionGeneration(A2GenConfig(generator=generator))
+        for generator in args.generators
     }
     if importlib.util.find_spec("a2gen_hf.modeling_baselines") is not None:
         from a2gen_hf.configuration_baselines import MMoEConfig, PLEConfig
@@ -515,9 +519,13 @@ def training_rows(table: Table, args: argparse.Namespace, device: torch.device, 
 def main() -> None:
     args = parse_args()
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(args.device)  # its form was checked with the arguments
+    if device.type == "cuda" and not torch.cuda.is_available():  # before: a raw traceback (bench_training refused it)
+        print(f"bench_serving.py: error: --device {args.device}: no CUDA device is visible to torch {torch.__version__}; "
+              "use --device cpu", file=sys.stderr)
+        raise SystemExit(2)
     args.threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     with open("/proc/loadavg") as handle:
         load = handle.read().split()[:3]
     settings = {
@@ -542,9 +550,10 @@ def main() -> None:
         if args.output:
             args.output.mkdir(parents=True, exist_ok=True)
             body = "\n\n".join(markdown for markdown, _ in results.values())
-            write_text_atomically(args.output / "serving_profile.md", f"Settings: `{json.dumps(settings)}`\n\n{body}\n")
+            stem = "serving_profile" if args.name == "serving_bench" else args.name  # before: --name was ignored
+            write_text_atomically(args.output / f"{stem}.md", f"Settings: `{json.dumps(settings)}`\n\n{body}\n")
             write_text_atomically(
-                args.output / "serving_profile.json",
+                args.output / f"{stem}.json",
                 json.dumps({"settings": settings, "parts": {name: parts for name, (_, parts) in results.items()}}, indent=1),
             )
         return

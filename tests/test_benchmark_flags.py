@@ -39,6 +39,8 @@ CASES = [
     ("bench_serving.py", ["--wait-policy=spin", "--output", "OUT"], "--wait-policy", "invalid choice: 'spin'"),
     ("bench_serving.py", ["--threads", "0", "--output", "OUT"], "--threads", "must be a positive integer, got 0"),
     ("bench_serving.py", ["--keep-environment", "--generators", "iag,foo"], "--generators", "(unknown: foo)"),
+    ("bench_serving.py", ["--keep-environment", "--device", "tpu", "--output", "OUT"], "--device",
+     "the benchmark runs on cpu, cuda or cuda:N"),  # before: a raw traceback, exit 1
     ("bench_training.py", ["--repeats", "0", "--output", "OUT"], "--repeats", "must be a positive integer, got 0"),
     ("bench_training.py", ["--keep-environment", "--batch-size", "-3"], "--batch-size", "got -3"),
     ("compare_event_groups.py", ["--data", "OUT/none", "--rounds", "1"], "--rounds", "must be an integer >= 2, got 1"),
