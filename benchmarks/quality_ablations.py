@@ -483,12 +483,6 @@ def table(data, tokenizer, output: Path, references: list[str], resamples: int, 
     from sklearn.metrics import roc_auc_score
 
     runs = load_runs(output, seeds)
-    if not runs:
-        raise SystemExit(f"{output} holds no runs (*/seed*/predictions.npz); run them first: quality_ablations.py run")
-    missing = [name for name in references if name not in runs]
-    if missing:  # before: empty difference columns and exit 0
-        raise SystemExit(f"--reference {','.join(references)}: no runs named {missing} in {output}; its runs: "
-                         f"{', '.join(sorted(runs))}")
     if variants is not None:
         kept = set(variants) | set(references) | set(baselines)
         runs = {label: seeds for label, seeds in runs.items() if label.split("+")[0] in kept}
@@ -578,6 +572,14 @@ def main() -> None:
             for seed in args.seeds if args.seeds is not None else [0]:
                 run_variant(name, VARIANTS[name], seed, data, tokenizer, output)
     else:
+        runs = load_runs(output, args.seeds)
+        if not runs:  # before: an empty ablations.json, then "generator raised StopIteration"
+            parser.error(f"--output {output} holds no runs (*/seed*/predictions.npz); run them first: "
+                         "quality_ablations.py run")
+        missing = [name for name in args.reference.split(",") if name not in runs]
+        if missing:  # before: empty difference columns and exit 0
+            parser.error(f"--reference {args.reference}: no runs named {missing} in {output}; its runs: "
+                         f"{', '.join(sorted(runs))}")
         report = table(data, tokenizer, output, args.reference.split(","), args.resamples, args.bootstrap_unit,
                        variants, args.seeds, list(filter(None, args.baselines.split(","))))
         write_text_atomically(output / "ablations.json", json.dumps(report, indent=2, default=float))
