@@ -42,6 +42,20 @@ def compression_of(path: Path) -> str | None:
     return kind
 
 
+_DECOMPRESSORS = {"gzip": "zcat", "bz2": "bzcat", "xz": "xzcat"}
+
+
+def text_command(path: Path, command: str, prefix: str) -> str:
+    """A shell command that runs the text filter ``command`` over the log at ``path`` into a new file named with
+    ``prefix``: ``iconv ... log.csv > utf8_log.csv``, or for a compressed log ``zcat log.csv.gz | iconv ... >
+    utf8_log.csv`` (the filter reads text, not the compressed bytes)."""
+    kind = compression_of(path) if path.is_file() else None
+    if kind in _DECOMPRESSORS:
+        plain = path.stem if path.suffix.lower() in COMPRESSION_SUFFIXES else path.name
+        return f"{_DECOMPRESSORS[kind]} {path.name} | {command} > {prefix}{plain}"
+    return f"{command} {path.name} > {prefix}{path.name}"
+
+
 def format_suffix(path: Path) -> str:
     """The extension that names the log's format: ``log.csv.gz`` -> ``".csv"``."""
     if path.suffix.lower() in COMPRESSION_SUFFIXES:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..tokenization_a2gen import _id_text  # the one spelling of an id (serving hashes ids by it too)
-from .compressed import check_not_an_archive, format_suffix, open_log_bytes
+from .compressed import check_not_an_archive, format_suffix, open_log_bytes, text_command
 from .errors import LogFormatError
 
 if TYPE_CHECKING:
@@ -455,11 +455,12 @@ def _check_header_line(path: Path, preset: LogPreset) -> None:
         line.decode("utf-8")
     except UnicodeDecodeError as error:
         offset = error.start
-        problem = (f"byte {line[offset : offset + 1]!r} is not UTF-8; re-encode the file as UTF-8 (e.g. `iconv -f "
-                   f"cp1252 -t utf-8 {path.name} > utf8_{path.name}`) or rename the column")  # fmt: skip
+        problem = (f"byte {line[offset : offset + 1]!r} is not UTF-8; re-encode the file as UTF-8 (e.g. "
+                   f"`{text_command(path, 'iconv -f cp1252 -t utf-8', 'utf8_')}`) or rename the column")  # fmt: skip
     if problem is None and (offset := line.find(b"\r")) >= 0:
+        fix = text_command(path, "sed '1s/\\r//g'", "fixed_")
         problem = (f"a carriage return (\\r) is not part of the line's end, and the CSV reader would end the header "
-                   f"there; remove it (e.g. `sed '1s/\\r//g' {path.name} > fixed_{path.name}`)")  # fmt: skip
+                   f"there; remove it (e.g. `{fix}`)")  # fmt: skip
     quote = preset.quote_char.encode() if preset.quote_char else None
     if problem is None and quote is not None and line.count(quote) % 2:
         offset = line.rfind(quote)
