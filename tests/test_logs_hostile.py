@@ -349,6 +349,17 @@ def test_a_header_line_with_an_odd_byte_is_refused_at_line_1_in_every_mode(tmp_p
     assert f"h.csv:1: the header line, column {column} (in the column name " in err and shown in err
 
 
+def test_the_header_fix_commands_read_a_compressed_log_as_text(tmp_path, capsys):
+    """Before: for log.csv.gz the advice was `iconv ... h.csv.gz > utf8_h.csv.gz`, which re-encodes compressed bytes."""
+    import gzip
+
+    log = tmp_path / "h.csv.gz"
+    log.write_bytes(gzip.compress(b"user_id,item_id,cat\xe9gorie,action,timestamp\n1,1,7,pv,%d\n" % START))
+    flags = [*GENERIC_FLAGS, "--input", str(log), "--output", str(tmp_path / "out")]
+    assert cli.main(["prepare", *flags]) == 2
+    assert "`zcat h.csv.gz | iconv -f cp1252 -t utf-8 > utf8_h.csv`" in capsys.readouterr().err
+
+
 # -- probe 22: a JSON-lines error names the file's line, not pyarrow's row within its block
 
 
