@@ -63,14 +63,17 @@ DEFAULT_CALIBRATION_BINS = 10
 # Probabilities are clipped to [eps, 1 - eps] in the log loss, as sklearn does for float64.
 _LOGLOSS_EPS = float(np.finfo(np.float64).eps)
 
+def tensor_as_numpy(values: torch.Tensor) -> np.ndarray:
+    """A tensor on any device as a numpy array; bfloat16, which numpy has not, as float32 (exactly)."""
+    values = values.detach().cpu()
+    return (values.float() if values.dtype == torch.bfloat16 else values).numpy()
+
+
 def _as_array(values: Any, name: str, dtype: type, ndim: int, pad_value: float | None = None) -> np.ndarray:
     """`values` (array, tensor or nested lists; ragged rows padded with `pad_value` when given) -> numpy array of
     `dtype`. An integer `dtype` (ids) takes whole numbers only: 1.0 is fine, 2.7 is refused, never truncated."""
     if isinstance(values, torch.Tensor):
-        values = values.detach().cpu()
-        if values.dtype == torch.bfloat16:  # numpy has no bfloat16: read it as float32 (exactly)
-            values = values.float()
-        values = values.numpy()
+        values = tensor_as_numpy(values)
     integral = np.issubdtype(dtype, np.integer)
     read_as = None if integral else dtype  # ids are read as given and checked before the cast
     try:

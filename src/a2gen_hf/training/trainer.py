@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
@@ -40,6 +39,7 @@ from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..host_memory import keep_freed_host_memory
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
+from ..metrics.action_metrics import tensor_as_numpy
 from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
 from .checkpointing import CHECKPOINT_MANIFEST
 from .loop import embedding_and_dense_groups
@@ -134,10 +134,7 @@ def _on_host(value: Any) -> Any:
     """Tensors (in tuples / lists) as numpy arrays (bfloat16 as float32), for keeping a batch past its step."""
     if isinstance(value, (tuple, list)):
         return type(value)(_on_host(part) for part in value)
-    if torch.is_tensor(value):
-        value = value.detach().cpu()
-        return (value.float() if value.dtype == torch.bfloat16 else value).numpy()
-    return value
+    return tensor_as_numpy(value) if torch.is_tensor(value) else value
 
 
 def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, float]]:
@@ -199,7 +196,7 @@ def check_checkpoint_fits(folder: str, model: nn.Module) -> None:
     describes another model (its type or any of its fields), or its weights hold other tensors than the model's:
     ``Trainer`` loads with ``strict=False`` and only warns, so training would go on from random weights (another
     model) or from weights read under another meaning (another ``history_pooling``)."""
-    from ..strict_loading import CheckpointError, weight_files
+    from ..strict_loading import CheckpointError, check_weight_files, weight_files
 
     config = getattr(model, "config", None)
     config_file = os.path.join(folder, "config.json")
@@ -230,10 +227,7 @@ def check_checkpoint_fits(folder: str, model: nn.Module) -> None:
         files, _ = weight_files(folder, {})
     except CheckpointError:
         return  # no safetensors weights (e.g. a pickled or FSDP checkpoint): transformers' own loading and messages
-    saved_keys: set[str] = set()
-    for path in files:
-        with safe_open(str(path), framework="pt") as weights:
-            saved_keys.update(weights.keys())
+    saved_keys = set(check_weight_files(files))  # the files' headers (a truncated file is named here)
     state = model.state_dict()
     saved_storage = {state[key].data_ptr() for key in saved_keys & state.keys()}
     # a tensor tied to a saved one (same storage) is left out of the file by transformers: not missing
