@@ -51,7 +51,11 @@ _HISTORY_INPUTS = (
     "history_item_side_ids",
     "user_side_ids",
     "item_keys",
+    "history_item_ages",
 )
+# Inputs in seconds, read as given (the features cast them to float32): not cast to a bfloat16 / float16 model's
+# dtype, whose 8 / 11 bit mantissa would round a day's seconds by minutes.
+_SECONDS_INPUTS = ("history_item_ages",)
 _SUPPORTED_MODES = (
     GenerationMode.GREEDY_SEARCH,
     GenerationMode.SAMPLE,
@@ -263,8 +267,12 @@ class A2GenGenerationMixin(GenerationMixin):
         missing = [name for name in _HISTORY_INPUTS[:5] if model_kwargs.get(name) is None]
         if missing:  # the named error forward gives, not Python's about positional arguments
             raise ValueError(f"Missing inputs {missing}: pass them to {method}() (the collator builds them).")
-        # Float inputs (times) follow the model's dtype, as token ids would through an embedding table.
-        model_kwargs = {name: in_model_dtype(value, self.dtype) for name, value in model_kwargs.items()}
+        # Float inputs (times) follow the model's dtype, as token ids would through an embedding table; seconds
+        # (history_item_ages) reach the model as given, as its forward reads them.
+        model_kwargs = {
+            name: value if name in _SECONDS_INPUTS else in_model_dtype(value, self.dtype)
+            for name, value in model_kwargs.items()
+        }
         return self.a2gen(
             **model_kwargs,
             output_attentions=output_attentions,
@@ -441,7 +449,8 @@ class A2GenGenerationMixin(GenerationMixin):
     ) -> A2GenGenerateOutput | A2GenBeamGenerateOutput | torch.LongTensor:
         """
         Generate timed action sequences for the (user, target item) examples given as keyword inputs (the forward's
-        history inputs, e.g. a collator batch; labels are ignored).
+        history inputs, e.g. a collator batch; labels are ignored; ``history_item_ages`` `(B, N)` seconds for a model
+        with ``history_time_features``, read as given, never cast to a low-precision model's dtype).
 
         Decoding strategies: greedy search, multinomial sampling (``do_sample=True``), beam search (``num_beams > 1``)
         and beam sampling (both). Honoured as transformers' ``generate`` honours them: ``max_new_tokens`` /
