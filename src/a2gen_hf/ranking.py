@@ -54,8 +54,19 @@ USER_INPUT_NAMES = (
     "history_mask",
     "history_item_side_ids",
     "user_side_ids",
+    "history_item_ages",
 )
 REQUIRED_USER_INPUTS = USER_INPUT_NAMES[:4]
+# What a user's history lacks when its model reads the history sessions' times (history_time_features) and no
+# history_item_ages came: how to give them, from each of the ways in.
+MISSING_AGES = (
+    "This model reads the history sessions' times (history_time_features=True): pass history_item_ages (1, N), the "
+    "seconds from each history item's session start to the request's (target's) session start, laid out as "
+    "history_item_ids (0 at padding). tokenizer.encode_histories(...) gives it from (item, timeline, session_start) "
+    "triples and now=<request time, Unix seconds>; A2GenDataCollator from the rows' session_start and "
+    "history_session_starts; an \"action-generation\" request from each history entry's \"session_start\" and the "
+    "request's \"time\"."
+)
 DEFAULT_CHUNK_SIZE = 1000
 
 
@@ -133,7 +144,8 @@ class UserState:
             ``A = queries @ keys^T / sqrt(head_size)``, the per-user factor of every candidate's attention.
         history (`dict`, *optional*): for a model with the count / propensity / popularity features, the user's
             real history items: ``history_action_ids`` `(1, n, E)`, ``history_mask`` `(1, n)`, ``history_item_ids``
-            `(1, n)` and ``history_item_side_ids`` `(1, n, F)` or None; the features depend on the candidate.
+            `(1, n)`, ``history_item_side_ids`` `(1, n, F)` or None and, for a model with ``history_time_features``,
+            ``history_item_ages`` `(1, n)` float32 seconds; the features depend on the candidate.
     """
 
     user_features: torch.Tensor
@@ -417,7 +429,9 @@ class A2GenRanker:
         Runs the candidate-independent part once. Takes one user's inputs named as in ``forward``, with batch size
         1: ``user_ids`` `(1,)`, ``history_item_ids`` `(1, N)`, ``history_action_ids`` / ``history_action_times``
         `(1, N, E)` and, where used, ``history_time_mask``, ``history_mask``, ``history_item_side_ids``
-        `(1, N, F)`, ``user_side_ids`` `(1, S, L)`. Candidate inputs (``item_ids``) go to ``score_candidates``.
+        `(1, N, F)`, ``user_side_ids`` `(1, S, L)`, ``history_item_ages`` `(1, N)` (seconds from each history item's
+        session start to the request's; required by a model with ``history_time_features``, ignored by others, as
+        ``forward`` ignores it). Candidate inputs (``item_ids``) go to ``score_candidates``.
         Histories are oldest first; beyond ``max_history_items`` real items only the most recent are read.
         """
         self._check_eval_mode()
@@ -436,6 +450,13 @@ class A2GenRanker:
         times = inputs["history_action_times"][:, real]
         side_ids = side_ids[:, real] if side_ids is not None else None
         time_mask = time_mask[:, real] if time_mask is not None else None
+        ages = inputs.get("history_item_ages")
+        ages = ages[:, real] if ages is not None else None
+        if ages is not None and not (torch.isfinite(ages) & (ages >= 0)).all():
+            raise ValueError(
+                "history_item_ages holds a negative, NaN or infinite age for a real history item; each age is the "
+                "seconds from that item's session start to the request's (>= 0: the history came before)."
+            )
 
         run = self.user_program
         if self._user_run is not None and items.shape[1] >= 2:
@@ -468,6 +489,8 @@ class A2GenRanker:
                 "history_item_ids": items,
                 "history_item_side_ids": side_ids,
             }
+            if ages is not None:
+                history["history_item_ages"] = ages
         return UserState(*state, history, model_stamp=weights_stamp(self.model))
 
     def _workers(self) -> RankingWorkers | None:
@@ -505,6 +528,10 @@ class A2GenRanker:
             inputs.pop("history_item_side_ids", None)
         if not config.num_user_side_lists:
             inputs.pop("user_side_ids", None)
+        if not getattr(config, "history_time_features", False):
+            inputs.pop("history_item_ages", None)
+        elif "history_item_ages" not in inputs:
+            raise ValueError(MISSING_AGES)
         for name, value in inputs.items():
             if not isinstance(value, torch.Tensor):
                 raise TypeError(
@@ -530,6 +557,7 @@ class A2GenRanker:
             "history_time_mask": (1, items, events),
             "history_mask": (1, items),
             "history_item_side_ids": (1, items, side_fields),
+            "history_item_ages": (1, items),
         }
         for name, shape in expected.items():
             if name in inputs and tuple(inputs[name].shape) != shape:
@@ -551,6 +579,12 @@ class A2GenRanker:
         for name in ("history_mask", "history_time_mask"):
             if name in inputs and inputs[name].is_floating_point():
                 raise TypeError(f"{name} must be an integer or bool tensor (1 = real), got {inputs[name].dtype}.")
+        if "history_item_ages" in inputs:
+            ages = inputs["history_item_ages"]
+            if ages.is_complex() or ages.dtype == torch.bool:
+                raise TypeError(f"history_item_ages must hold seconds (a float or integer tensor), got {ages.dtype}.")
+            # float32 seconds, as the collator gives them and the time features read them (whatever the model's dtype)
+            inputs["history_item_ages"] = ages.to(torch.float32)
         times = inputs["history_action_times"]
         if not times.is_floating_point():
             raise TypeError(f"history_action_times must be a float tensor of normalised times, got {times.dtype}.")
