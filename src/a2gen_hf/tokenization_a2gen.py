@@ -174,6 +174,63 @@ def _float32_times(encoding: BatchEncoding) -> BatchEncoding:
     return encoding
 
 
+_ENTRY_FORMS = {2: "(item, timeline) pair", 3: "(item, timeline, session_start) triple"}
+
+
+def _unix_seconds(value: Any, what: str) -> float:
+    """A finite real number of seconds (an int, a float, a NumPy or 0-d torch number; not a bool or a string)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{what} must be a number of Unix seconds, got {type(value).__name__} {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number of Unix seconds, got {value!r}.")
+    return value
+
+
+def _request_times(now: Any, batch: int) -> list[float]:
+    """``encode_histories``'s ``now``: one number for the batch, or one per example -> one float per example."""
+    if isinstance(now, (str, bytes)):
+        raise ValueError(f"now must be Unix seconds (a number, or one per example), got {now!r}.")
+    if isinstance(now, np.ndarray) or (isinstance(now, torch.Tensor) and now.dim() > 0):
+        now = now.tolist()
+    if isinstance(now, Sequence):
+        if len(now) != batch:
+            raise ValueError(
+                f"now holds {len(now)} times for {batch} histories; give one request time (Unix seconds) per example, "
+                "or one number for all."
+            )
+        return [_unix_seconds(value, f"now[{row}]") for row, value in enumerate(now)]
+    return [_unix_seconds(now, "now")] * batch
+
+
+def _check_request_time_given(width: int, request_times: list[float] | None, row: int, index: int) -> None:
+    """Triples need ``now`` (their ages count to it); pairs refuse it (they carry no session start to age)."""
+    if width == 3 and request_times is None:
+        raise ValueError(
+            f"History {row}, item {index}: an (item, timeline, session_start) triple, but no now=...: pass the "
+            "request's time (Unix seconds of the session the targets are shown in) so that the history items' ages "
+            "(now - session_start) can be given, or give (item, timeline) pairs."
+        )
+    if width == 2 and request_times is not None:
+        raise ValueError(
+            f"History {row}, item {index}: an (item, timeline) pair, but now=... was given: the ages need each history "
+            "item's session start; give (item, timeline, session_start) triples, or leave now out."
+        )
+
+
+def _history_item_age(session_start: Any, now: float, row: int, index: int) -> float:
+    """Seconds from a history item's session start to the request (``now``), refused when it starts after it."""
+    start = _unix_seconds(session_start, f"History {row}, item {index}: session_start")
+    if start > now:
+        raise ValueError(
+            f"History {row}, item {index}: session_start={session_start!r} is after now={now!r}; a history session "
+            "starts no later than the request (both Unix seconds)."
+        )
+    return now - start
+
+
 def _timeline_truncation(truncation: Any) -> bool | None:
     """``truncation`` of a timeline call as None (unset), True (keep the first ``max_length`` events) or False (cut
     nothing): transformers' strategy names and ``TruncationStrategy`` members (strings) mean what the bools mean
@@ -1074,10 +1131,12 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
 
     def encode_histories(
         self,
-        histories: Sequence[Sequence[tuple[Any, Sequence[Event]]]],
+        histories: Sequence[Sequence[tuple[Any, Sequence[Event]] | tuple[Any, Sequence[Event], float]]],
         max_history_items: int | None = None,
         max_events_per_item: int | None = None,
         return_tensors: str | None = None,
+        *,
+        now: float | Sequence[float] | None = None,
     ) -> BatchEncoding:
         """Encode the histories of a batch into the history inputs of ``A2GenModel.forward``, named as it names them.
 
@@ -1087,28 +1146,69 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         recent ``max_history_items`` items are kept, each with its first ``max_events_per_item`` events, and the
         batch is right-padded with zeros to N items and E events (the longest kept, at least 1).
 
+        For a model that reads the history sessions' times (``history_time_features``), give each item as an
+        ``(raw item id, timeline, session_start)`` triple, ``session_start`` the Unix seconds at which that item's
+        session started, and ``now``, the Unix seconds of the request (the start of the session the targets are
+        shown in): ``history_item_ages`` = ``now - session_start`` is then returned too, as the collator makes it
+        from the examples' ``history_session_starts`` and ``session_start`` (which are whole seconds).
+
+        Args:
+            histories: one history per example, a list of pairs, or of triples with ``now``; one call takes either
+                pairs only or triples only.
+            max_history_items / max_events_per_item (`int`, *optional*): the caps (the model config's).
+            return_tensors (`str`, *optional*): ``"pt"`` for torch tensors, ``"np"`` for arrays, None for lists.
+            now (`float` or `Sequence[float]`, *optional*, keyword-only): with triples, the request's time in Unix
+                seconds: one number for every example, or one per example. No history session may start after it.
+
         Returns:
             :class:`~transformers.BatchEncoding` with ``history_item_ids`` (B, N), ``history_mask`` (B, N),
             ``history_action_ids`` (B, N, E), ``history_action_times`` (B, N, E, normalised; 0.0 where unknown) and
-            ``history_time_mask`` (B, N, E). With ``user_ids`` / ``item_ids`` (:meth:`hash_users`, :meth:`hash_items`)
+            ``history_time_mask`` (B, N, E); with triples also ``history_item_ages`` (B, N, float32 seconds; 0.0 at
+            padding). With ``user_ids`` / ``item_ids`` (:meth:`hash_users`, :meth:`hash_items`)
             (and ``item_keys``, :meth:`item_keys`, for a model whose popularity counts are keyed by raw item id)
             these are the inputs of a model without side features:
             ``model.predict_actions(user_ids=..., item_ids=..., **tokenizer.encode_histories(..., return_tensors="pt"))``.
+
+        Raises:
+            ValueError: naming the history row and item, for a malformed entry or timeline, a call that mixes pairs
+                and triples, triples without ``now`` (or ``now`` with pairs), a session start or ``now`` that is not
+                a finite number, or a session start after ``now``.
+
+        Example:
+            >>> encoded = tokenizer.encode_histories(
+            ...     [[("v7", [("start", 0.0), ("like", 2.0)], 1_700_000_000), ("v8", [("start", 0.0)], 1_700_050_000)]],
+            ...     now=1_700_086_400, return_tensors="pt")
+            >>> encoded["history_item_ages"]
+            tensor([[86400., 36400.]])
         """
         for name, value in (("max_history_items", max_history_items), ("max_events_per_item", max_events_per_item)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} must be a positive integer or None.")
         if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
             raise ValueError("histories must be a list (one per example) of lists of (item, timeline) pairs.")
-        items, encoded = [], []
+        request_times = None if now is None else _request_times(now, len(histories))
+        items, encoded, starts = [], [], []
+        width = None  # 2 (pairs) or 3 (triples), fixed by the call's first history item
         for row, history in enumerate(histories):
             if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
                 raise ValueError(f"History {row} must be a list of (item, timeline) pairs, got {history!r}.")
             kept = list(history)[-max_history_items:] if max_history_items else list(history)
-            row_items, row_timelines = [], []
+            row_items, row_timelines, row_starts = [], [], []
             for index, entry in enumerate(kept):
-                if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-                    raise ValueError(f"History {row}, item {index}: expected an (item, timeline) pair, got {entry!r}.")
+                if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
+                    raise ValueError(
+                        f"History {row}, item {index}: expected an (item, timeline) pair or an (item, timeline, "
+                        f"session_start) triple, got {entry!r}."
+                    )
+                if width is None:
+                    width = len(entry)
+                    _check_request_time_given(width, request_times, row, index)
+                elif len(entry) != width:
+                    raise ValueError(
+                        f"History {row}, item {index}: an {_ENTRY_FORMS[len(entry)]} where the call's earlier items are "
+                        f"{_ENTRY_FORMS[width]}s; give every history item of the call as (item, timeline, "
+                        "session_start) triples (with now=...), or every one as (item, timeline) pairs."
+                    )
                 try:
                     row_items.append(self.hash_item(entry[0]))
                     # Histories keep later clicks on an item, as the data collator does.
@@ -1116,16 +1216,21 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                                                               repeated_start=True))
                 except ValueError as error:
                     raise type(error)(f"History {row}, item {index}: {error}") from None
+                if width == 3:
+                    row_starts.append(_history_item_age(entry[2], request_times[row], row, index))
             items.append(row_items)
             encoded.append(row_timelines)
+            starts.append(row_starts)
         batch, length = len(histories), max([len(row) for row in items] + [1])
         events = max([len(timeline["action_ids"]) for row in encoded for timeline in row] + [1])
         item_ids = np.zeros((batch, length), dtype=np.int64)
         action_ids = np.zeros((batch, length, events), dtype=np.int64)
         times = np.zeros((batch, length, events), dtype=np.float32)
         time_mask = np.zeros((batch, length, events), dtype=np.int64)
+        ages = np.zeros((batch, length), dtype=np.float32)
         for row, (row_items, row_timelines) in enumerate(zip(items, encoded)):
             item_ids[row, : len(row_items)] = row_items
+            ages[row, : len(starts[row])] = starts[row]  # float64 differences of Unix seconds, then float32
             for index, timeline in enumerate(row_timelines):
                 count = len(timeline["action_ids"])
                 action_ids[row, index, :count] = timeline["action_ids"]
@@ -1138,6 +1243,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             "history_action_times": times,
             "history_time_mask": time_mask,
         }
+        if request_times is not None:  # triples (or no history item at all): the ages too
+            encoding["history_item_ages"] = ages
         if return_tensors is None:
             encoding = {key: value.tolist() for key, value in encoding.items()}
         elif return_tensors == "pt":  # the arrays' own dtypes (BatchEncoding made an empty batch's times int64)
