@@ -541,6 +541,7 @@ def _occurrence_head_error(args: argparse.Namespace, models: Sequence[str]) -> s
 # of them, which also turns a config's message about such a field into one about the flag (`_with_flags`).
 FEATURE_FIELD_FLAGS = {
     "history_count_features": "count_features",
+    "history_time_features": "time_features",
     "target_popularity_features": "popularity_features",
     "target_drops_repeated_start": "drop_repeated_start",
     "history_propensity_features": "history_propensity",

@@ -393,6 +393,10 @@ class FeatureArguments:
                                   "(the sum over the square root of the count)", "sum", choices=HISTORY_POOLINGS)
     count_features: bool = option("give the networks the logistic regression's history count features "
                                   "(standardised)", False)
+    time_features: bool = option("with --count-features, also read when the history sessions happened (per "
+                                 "action, history items decayed by their age; items within the last hour / day; "
+                                 "minutes since the last session); the data needs history_session_starts "
+                                 "(a2gen prepare writes it)", False)
     popularity_features: bool = option("give the networks the target item's and category's train action rates "
                                        "(leave-one-out)", False)
     popularity_keys: str = option("with --popularity-features, key the item counts by raw_ids (the data's raw "

@@ -189,6 +189,7 @@ class ActionSequenceConfig(PretrainedConfig):
     num_user_side_lists: int = 0
     history_propensity_features: bool = False
     history_count_features: bool = False
+    history_time_features: bool = False
     target_popularity_features: bool = False
     popularity_keys: str = "buckets"
     popularity_table_size: int = 0
@@ -411,6 +412,11 @@ class ActionSequenceConfig(PretrainedConfig):
                 "wide_path=True reads the count / popularity features: set history_count_features and / or "
                 "target_popularity_features too (--count-features, --popularity-features)."
             )
+        if self.history_time_features and not self.history_count_features:
+            problems.append(
+                "history_time_features=True adds the history sessions' times to the count features: set "
+                "history_count_features too (--count-features)."
+            )
         if self.popularity_keys not in POPULARITY_KEYS:
             problems.append(
                 f"popularity_keys={self.popularity_keys!r} is unknown; use one of {list(POPULARITY_KEYS)}."
@@ -590,6 +596,12 @@ class A2GenConfig(ActionSequenceConfig):
             same over the 5 most recent and over the target's category, recency of its last occurrence; history
             length, shares and recency of the target item and category), standardised with running statistics of
             the training examples. Off in the paper.
+        history_time_features (`bool`): with ``history_count_features``, also read *when* the history sessions
+            happened: per action, the history items with it decayed by their age (an hour, a day), the minutes since
+            the most recent history session, and the history items (all, of the target's category, the target item
+            itself) within the last hour / day (:class:`~a2gen_hf.features_a2gen.HistoryCountFeatures`). Reads the
+            ``history_item_ages`` input, which the collator makes from the examples' ``history_session_starts``.
+            Off in the paper.
         target_popularity_features (`bool`): also give the generator (and the baselines' towers) the target item's and
             its category's smoothed action rates on the training examples and their example counts, as the
             logistic-regression baseline reads them (left out for each training example's own outcome), fitted by

@@ -159,6 +159,23 @@ def freeze_statistics(model: nn.Module, prefixes: tuple[str, ...] = ("",)) -> Ca
     return undo
 
 
+# The history sessions' times (``history_time_features``): what "recent" means, in seconds (an hour, a day), and the
+# age read for the most recent session of a user without history (or whose history is older).
+HISTORY_TIME_SCALES = (3600.0, 86400.0)
+NO_RECENT_SESSION_SECONDS = 30 * 86400.0
+
+
+def history_time_feature_size(vocab_size: int) -> int:
+    """The number of time features :class:`HistoryCountFeatures` adds with ``history_time_features``."""
+    return len(HISTORY_TIME_SCALES) * (vocab_size - 1) + 1 + 2 * len(HISTORY_TIME_SCALES) + 1
+
+
+def history_count_feature_size(config: A2GenConfig) -> int:
+    """The width of :class:`HistoryCountFeatures` for ``config``."""
+    size = 4 * (config.vocab_size - 1) + 5
+    return size + (history_time_feature_size(config.vocab_size) if config.history_time_features else 0)
+
+
 class HistoryCountFeatures(nn.Module):
     """
     The history's count features, as the logistic-regression baseline reads them (``training/simple_baselines.py``),
@@ -170,6 +187,13 @@ class HistoryCountFeatures(nn.Module):
     - once: log1p(history length); shares of items that are the target item / in its category; 1 / (1 + age of the
       most recent same-category and same-item history item).
 
+    With ``history_time_features``, also the history sessions' times (``history_item_ages``: seconds from each
+    history item's session start to the target's; :data:`HISTORY_TIME_SCALES` s = an hour and a day): per action,
+    log1p of the sum over the items with it of exp(-age / scale), one block per scale; once: log1p of the minutes
+    since the most recent history session (at most :data:`NO_RECENT_SESSION_SECONDS`, also without history), and
+    per scale log1p of the number of history items younger than it and of those in the target's category; log1p of
+    the number of times the target item itself was seen within the last scale (a day).
+
     Ages count real items from the most recent (age 0), so left and right padding give the same features. The history
     may have batch size 1 for B targets (one user, B candidates): what depends on the history alone is then computed
     once and broadcast.
@@ -180,7 +204,8 @@ class HistoryCountFeatures(nn.Module):
     def __init__(self, config: A2GenConfig):
         super().__init__()
         self.vocab_size = config.vocab_size
-        self.size = 4 * (config.vocab_size - 1) + 5
+        self.time_features = config.history_time_features
+        self.size = history_count_feature_size(config)
         self.standardizer = RunningStandardizer(self.size)
 
     def forward(
@@ -191,9 +216,10 @@ class HistoryCountFeatures(nn.Module):
         item_ids: torch.LongTensor,
         history_item_side_ids: torch.LongTensor | None = None,
         item_side_ids: torch.LongTensor | None = None,
+        history_item_ages: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`(b, N, E)` ids, `(b, N)` mask and ids with b = B or 1, `(B,)` target ids (side ids `(b, N, F)` / `(B, F)`)
-        -> `(B, size)`."""
+        """`(b, N, E)` ids, `(b, N)` mask and ids with b = B or 1, `(B,)` target ids (side ids `(b, N, F)` / `(B, F)`,
+        ages `(b, N)` seconds, required with ``history_time_features``) -> `(B, size)`."""
         mask = history_mask.float()
         real = mask.unsqueeze(-1)
         present = F.one_hot(history_action_ids, self.vocab_size).amax(dim=2)[..., 1:].float() * real  # (b, N, A)
@@ -230,8 +256,45 @@ class HistoryCountFeatures(nn.Module):
             recency(same_category).unsqueeze(-1),
             recency(same_item).unsqueeze(-1),
         ]
+        if self.time_features:
+            parts += self._time_parts(history_item_ages, mask, present, same_category, same_item)
         batch = item_ids.shape[0]
         return self.standardizer(torch.cat([part.expand(batch, -1) for part in parts], dim=-1))
+
+
+    @staticmethod
+    def _time_parts(
+        ages: torch.Tensor | None, mask: torch.Tensor, present: torch.Tensor, same_category: torch.Tensor,
+        same_item: torch.Tensor,
+    ) -> list[torch.Tensor]:
+        """The time features of the class docstring: ages `(b, N)`, mask `(b, N)`, present `(b, N, A)`, same
+        category / item `(b or B, N)` -> `(b or B, k)` parts."""
+        if ages is None:
+            raise ValueError(
+                "This model reads the history sessions' times (history_time_features=True) but got no "
+                "history_item_ages: collate data prepared with this version (its examples hold "
+                "history_session_starts; an older data folder: run a2gen prepare again), or pass "
+                "history_item_ages (seconds from each history item's session start to the target's)."
+            )
+        if ages.shape != mask.shape:
+            raise ValueError(
+                f"history_item_ages has shape {tuple(ages.shape)}, history_mask {tuple(mask.shape)}: one age per "
+                "history item."
+            )
+        ages = ages.to(mask.dtype).clamp_min(0.0)
+        parts = []
+        for scale in HISTORY_TIME_SCALES:
+            weights = torch.exp(-ages / scale) * mask
+            parts.append(torch.log1p((weights.unsqueeze(1) @ present).squeeze(1)))
+        youngest = torch.where(mask > 0, ages, torch.full_like(ages, math.inf))
+        youngest = youngest.amin(1, keepdim=True) if ages.shape[1] else mask.new_full((mask.shape[0], 1), math.inf)
+        parts.append(torch.log1p(youngest.clamp_max(NO_RECENT_SESSION_SECONDS) / 60.0))
+        for scale in HISTORY_TIME_SCALES:
+            within = (ages < scale).to(mask.dtype) * mask
+            parts.append(torch.log1p(within.sum(1, keepdim=True)))
+            parts.append(torch.log1p((within * same_category).sum(1, keepdim=True)))
+        parts.append(torch.log1p((within * same_item).sum(1, keepdim=True)))  # the last scale's window
+        return parts
 
 
 def target_categories(item_ids: torch.LongTensor, item_side_ids: torch.LongTensor | None) -> torch.LongTensor:
@@ -376,7 +439,7 @@ def extra_feature_size(config: A2GenConfig) -> int:
     vocab_size = config.vocab_size
     return (
         (vocab_size if config.history_propensity_features else 0)
-        + (4 * (vocab_size - 1) + 5 if config.history_count_features else 0)
+        + (history_count_feature_size(config) if config.history_count_features else 0)
         + (2 * vocab_size + 2 if config.target_popularity_features else 0)
     )
 
@@ -416,10 +479,12 @@ class ExtraContextFeatures(nn.Module):
         item_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
         item_keys: torch.LongTensor | None = None,
+        history_item_ages: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The history inputs as in ``forward`` of the models (padding items' events are ignored) -> `(B, size)`; the
         history may have batch size b = 1 for B targets (one user's candidates). ``item_keys`` `(B,)`: the targets'
-        raw-id keys, read by popularity counts keyed by raw id."""
+        raw-id keys, read by popularity counts keyed by raw id; ``history_item_ages`` `(b, N)`: seconds from each
+        history item's session start to the target's, read by the time features (``history_time_features``)."""
         parts = []
         if self.propensity_size:
             propensity = history_action_propensity(history_action_ids, history_mask, self.propensity_size)
@@ -427,7 +492,8 @@ class ExtraContextFeatures(nn.Module):
         if self.count_features is not None:
             parts.append(
                 self.count_features(
-                    history_action_ids, history_mask, history_item_ids, item_ids, history_item_side_ids, item_side_ids
+                    history_action_ids, history_mask, history_item_ids, item_ids, history_item_side_ids, item_side_ids,
+                    history_item_ages,
                 )
             )
         if self.popularity_features is not None:

@@ -1807,6 +1807,9 @@ _HISTORY_ARGS_DOC = r"""
         item_keys (`torch.LongTensor` of shape `(B,)`, *optional*): 63-bit keys of the targets' raw item ids
             (`tokenizer.item_keys`); required when the popularity counts are keyed by raw id
             (`popularity_keys="raw_ids"`), ignored otherwise.
+        history_item_ages (`torch.FloatTensor` of shape `(B, N)`, *optional*): seconds from each history item's
+            session start to the target's (the collator makes them from the examples' `history_session_starts`);
+            required with `history_time_features`, ignored otherwise.
 """
 
 
@@ -1967,6 +1970,7 @@ class A2GenModel(A2GenPreTrainedModel):
         user_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
         item_keys: torch.LongTensor | None = None,
+        history_item_ages: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -2010,7 +2014,9 @@ class A2GenModel(A2GenPreTrainedModel):
         history_representation = encoded["history_representation"]
         history = (history_action_ids, history_mask, history_item_ids, item_ids, history_item_side_ids, item_side_ids)
         extra_features = (
-            self.extra_features(*history, target_occurrences, item_keys) if self.extra_features.size else None
+            self.extra_features(*history, target_occurrences, item_keys, history_item_ages)
+            if self.extra_features.size
+            else None
         )
         generation_context = self.generation_context(
             user_features, history_representation, target_item_features, extra_features
@@ -2051,6 +2057,7 @@ INPUT_SHAPES = {
     "user_side_ids": ("ids", "BSL"),
     "target_occurrences": ("mask", "BV"),
     "item_keys": ("keys", "B"),
+    "history_item_ages": ("seconds", "BN"),
 }
 LABEL_SHAPES = {
     "labels": ("ids", "BT"),
@@ -2096,6 +2103,8 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                 f"{name} must be a floating tensor of the model's dtype ({dtype}), got {value.dtype}; convert it with "
                 f".to({dtype})."
             )
+        if kind == "seconds" and (value.is_complex() or value.dtype == torch.bool):
+            raise TypeError(f"{name} must hold seconds (a float or integer tensor), got dtype {value.dtype}.")
         if kind == "mask" and value.is_complex():
             raise TypeError(f"{name} must be a 0/1 mask (bool or integer), got dtype {value.dtype}.")
         if value.dim() != len(letters):
@@ -2128,6 +2137,15 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                     f"{name} holds NaN or inf; encode unknown times as 0.0 with their time mask = 0 (the tokenizer "
                     "and collator do this)."
                 )
+    ages = inputs.get("history_item_ages")
+    if ages is not None and ages.numel():
+        mask = inputs.get("history_mask")
+        real = ages if mask is None else ages[mask.bool()]
+        if not (torch.isfinite(real) & (real >= 0)).all():
+            raise ValueError(
+                "history_item_ages holds a negative, NaN or infinite age; each real history item's age is the seconds "
+                "from its session's start to the target's (>= 0: a history session starts before its target)."
+            )
     history_times = inputs.get("history_action_times")
     if config is not None and history_times is not None and history_times.numel():
         check_normalised_times("history_action_times", history_times, inputs.get("history_time_mask"), config.time_log_mean,
@@ -2398,6 +2416,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
         item_keys: torch.LongTensor | None = None,
+        history_item_ages: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         label_times: torch.FloatTensor | None = None,
         label_time_mask: torch.LongTensor | None = None,
@@ -2456,6 +2475,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
                 user_side_ids=user_side_ids,
                 target_occurrences=own_outcomes_while_training(self, labels, label_times),
                 item_keys=item_keys,
+                history_item_ages=history_item_ages,
                 output_hidden_states=output_hidden_states,
                 output_attentions=output_attentions,
                 return_dict=True,

@@ -134,6 +134,7 @@ class MultiTaskBaselineInputs(nn.Module):
         user_side_ids: torch.LongTensor | None = None,
         target_occurrences: torch.Tensor | None = None,
         item_keys: torch.LongTensor | None = None,
+        history_item_ages: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Returns `(B, output_size)`; padding history items (and padding events) never change it. `target_occurrences`
         `(B, V)`: the examples' own outcomes while training, left out of the popularity features."""
@@ -178,6 +179,7 @@ class MultiTaskBaselineInputs(nn.Module):
                     item_side_ids,
                     target_occurrences,
                     item_keys,
+                    history_item_ages,
                 )
             )
         return torch.cat(parts, dim=-1)
@@ -399,6 +401,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         history_item_side_ids: torch.LongTensor | None = None,
         user_side_ids: torch.LongTensor | None = None,
         item_keys: torch.LongTensor | None = None,
+        history_item_ages: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         label_times: torch.FloatTensor | None = None,
         label_time_mask: torch.LongTensor | None = None,
@@ -415,6 +418,8 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
             history_action_ids / history_action_times / history_time_mask `(B, N, E)`: the history items' events.
             item_side_ids `(B, F)`, history_item_side_ids `(B, N, F)`, user_side_ids `(B, S, L)`: side features.
             item_keys `(B,)`: raw-id keys of the targets, required when the popularity counts are keyed by them.
+            history_item_ages `(B, N)`: seconds from each history item's session start to the target's, required
+                with ``history_time_features``.
             labels / label_times / label_time_mask `(B, T)`: the target sequence; the per-action targets are read
                 off it with :func:`first_occurrence_targets`. Label times where ``label_time_mask`` is 0 are never
                 read (they may be NaN).
@@ -453,6 +458,7 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
             user_side_ids=user_side_ids,
             target_occurrences=own_outcomes_while_training(self, labels, label_times),
             item_keys=item_keys,
+            history_item_ages=history_item_ages,
         )
         task_representations = self.experts(features)
         logits, times = self.heads(task_representations)

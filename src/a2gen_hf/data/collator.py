@@ -28,9 +28,11 @@ REQUIRED_COLUMNS = (
     "action_seconds",
 )
 SIDE_FEATURE_COLUMNS = ("item_side_ids", "history_item_side_ids")
+# The history sessions' times: when both are there, the collator gives ``history_item_ages``.
+SESSION_TIME_COLUMNS = ("session_start", "history_session_starts")
 # Every column the collator may read ("item": the raw item id, for popularity counts keyed by it; "user": the raw user
 # id, for evaluation's groups with ``user_keys``).
-COLLATED_COLUMNS = (*REQUIRED_COLUMNS, *SIDE_FEATURE_COLUMNS, "item", "user")
+COLLATED_COLUMNS = (*REQUIRED_COLUMNS, *SIDE_FEATURE_COLUMNS, *SESSION_TIME_COLUMNS, "item", "user")
 
 
 def _positions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +56,7 @@ class _Columns:
     ``history_items`` holds each example's item ids (B lists), ``history_side_ids`` each item's side ids (I lists),
     ``history_event_ids`` / ``history_event_seconds`` each item's events (I lists); ``labels`` /
     ``label_seconds`` each example's target sequence (B lists). Times are float64 seconds, NaN where unknown.
+    ``session_starts`` (B,) / ``history_session_starts`` (B lists): Unix seconds, when the batch holds both.
     """
 
     user_ids: np.ndarray
@@ -67,6 +70,8 @@ class _Columns:
     history_event_seconds: _Lists
     labels: _Lists
     label_seconds: _Lists
+    session_starts: np.ndarray | None = None
+    history_session_starts: _Lists | None = None
 
 
 _INT64_MAX = np.iinfo(np.int64).max
@@ -188,7 +193,29 @@ def _columns_from_rows(
         history_event_seconds=_lists_from_rows(per_item["history_action_seconds"], "history_action_seconds", "seconds"),
         labels=_lists_from_rows(column("action_ids"), "action_ids", "ids"),
         label_seconds=_lists_from_rows(column("action_seconds"), "action_seconds", "seconds"),
+        **_session_times_from_rows(features),
     )
+
+
+def _session_times_from_rows(features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The rows' session times (:data:`SESSION_TIME_COLUMNS`) when every row has both, none when no row has either;
+    rows that have them only in part are refused, naming the first that lacks one (its times would be lost)."""
+    has = [all(row.get(name) is not None for name in SESSION_TIME_COLUMNS) for row in features]
+    if not any(has) and not any(row.get(name) is not None for row in features for name in SESSION_TIME_COLUMNS):
+        return {}
+    if not all(has):
+        bad = has.index(False)
+        lacking = [name for name in SESSION_TIME_COLUMNS if features[bad].get(name) is None]
+        raise ValueError(
+            f"A2GenDataCollator: example {bad} of the batch has no {lacking} but other examples hold the history "
+            f"sessions' times {list(SESSION_TIME_COLUMNS)}: give every example both (Unix seconds), or none."
+        )
+    return {
+        "session_starts": _ints([row["session_start"] for row in features], "session_start"),
+        "history_session_starts": _lists_from_rows(
+            [row["history_session_starts"] for row in features], "history_session_starts", "ids"
+        ),
+    }
 
 
 def _first_null(array: pa.Array) -> int:
@@ -255,6 +282,14 @@ def _columns_from_arrow(
         history_event_seconds=per_item["history_action_seconds"],
         labels=lists("action_ids"),
         label_seconds=lists("action_seconds", "seconds"),
+        **(
+            {
+                "session_starts": _arrow_values(column("session_start"), "session_start", "ids"),
+                "history_session_starts": lists("history_session_starts"),
+            }
+            if all(name in table.column_names for name in SESSION_TIME_COLUMNS)
+            else {}
+        ),
     )
 
 
@@ -304,7 +339,10 @@ class A2GenDataCollator:
     ``history_item_side_ids`` (B, N, F) long, ``history_mask`` (B, N) long, ``history_action_ids`` (B, N, E) long,
     ``history_action_times`` (B, N, E) float, ``history_time_mask`` (B, N, E) long, ``labels`` (B, T) long,
     ``label_times`` (B, T) float, ``label_time_mask`` (B, T) long; with ``item_keys=True`` also ``item_keys`` (B,) long,
-    the 63-bit keys of the rows' raw ``item`` ids (:meth:`A2GenActionTokenizer.item_keys`).
+    the 63-bit keys of the rows' raw ``item`` ids (:meth:`A2GenActionTokenizer.item_keys`); when the rows hold
+    ``session_start`` and ``history_session_starts`` (:data:`SESSION_TIME_COLUMNS`; ``a2gen prepare`` and the simulator
+    write both; older data folders lack the second) also ``history_item_ages`` (B, N) float, the seconds from each kept history item's session start to the
+    example's (0 at padding), which time-aware features read (``A2GenConfig.history_time_features``).
 
     Args:
         tokenizer: the fitted :class:`A2GenActionTokenizer` saved with the data (its time statistics are used).
@@ -503,6 +541,8 @@ class A2GenDataCollator:
             side_ids[item_row, item_slot] = sides.values.reshape(-1, side_features)[keep_item]
             batch["history_item_side_ids"] = side_ids
         batch["history_mask"] = history_mask
+        if columns.history_session_starts is not None:
+            batch["history_item_ages"] = self._history_ages(columns, owners, keep_item, item_row, item_slot, num_items)
 
         # Events of each kept history item: its first max_events_per_item.
         event_ids, event_seconds, event_item, event_slot = self._sequences(
@@ -553,6 +593,24 @@ class A2GenDataCollator:
         self._check_ids(batch)
         # Arrow's arrays reach numpy read-only; torch wants writable memory.
         return {name: torch.from_numpy(values if values.flags.writeable else values.copy()) for name, values in batch.items()}
+
+    def _history_ages(
+        self, columns: _Columns, owners: np.ndarray, keep_item: np.ndarray, item_row: np.ndarray,
+        item_slot: np.ndarray, num_items: int,
+    ) -> np.ndarray:
+        """`(B, N)` float32 seconds from each kept history item's session start to its example's session start (0 at
+        padding); a history session that starts after its example's is refused (the history is what came before)."""
+        starts = columns.history_session_starts
+        _check_items_per_example("history_session_starts", starts.lengths, columns.history_items.lengths)
+        ages = columns.session_starts[owners] - starts.values  # int64 seconds, one per history item
+        self._raise_at(
+            starts.values, ages < 0, owners, "history_session_starts",
+            "a history session starts no later than its example's session_start (Unix seconds, as prepare writes "
+            "them)",
+        )
+        grid = np.zeros((len(columns.user_ids), num_items), dtype=np.float32)
+        grid[item_row, item_slot] = ages[keep_item]
+        return grid
 
     def _check_target_order(self, ids: _Lists, seconds: _Lists) -> None:
         """Every whole target (before the label window cuts it) is a timeline as the tokenizer encodes one: not

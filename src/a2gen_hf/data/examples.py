@@ -38,6 +38,9 @@ EXAMPLE_SCHEMA = pa.schema(
         ("action_ids", pa.list_(pa.int64())),
         ("action_seconds", pa.list_(pa.float32())),
         ("session_start", pa.int64()),
+        # When each history item's session started (Unix seconds, floored as session_start): what time-aware
+        # features read (A2GenConfig.history_time_features); the collator turns them into ages.
+        ("history_session_starts", pa.list_(pa.int64())),
     ]
 )
 EXAMPLE_FEATURES = datasets.Features.from_arrow_schema(EXAMPLE_SCHEMA)
@@ -419,6 +422,9 @@ class ExampleBuilder:
             "action_ids": action_ids,
             "action_seconds": action_seconds,
             "session_start": pa.array(np.floor(sessions.start[targets]).astype(np.int64)),
+            "history_session_starts": _list_array(
+                history_offsets, pa.array(np.floor(sessions.start[self.order[history]]).astype(np.int64))
+            ),
         }
         return pa.RecordBatch.from_arrays(list(columns.values()), schema=EXAMPLE_SCHEMA)
 

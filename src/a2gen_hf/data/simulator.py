@@ -601,6 +601,7 @@ def _user_rows(
             "action_ids": action_ids[session],
             "action_seconds": action_seconds[session],
             "session_start": session_start,
+            "history_session_starts": [int(start) for start in user.session_starts[history]],
             "oracle_action_prob": user.oracle_probs[target].tolist(),
             "oracle_expected_seconds": user.oracle_seconds[target].tolist(),
         }

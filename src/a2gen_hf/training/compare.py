@@ -76,6 +76,8 @@ BASELINE_LABELS = {
     "count-network": "regression + network on counts",
     "logreg-shares": "logistic regression on counts, share-scaled",
     "count-network-shares": "regression + network on counts, share-scaled",
+    "logreg-times": "logistic regression on counts and history times",
+    "logreg-shares-times": "logistic regression on counts and history times, share-scaled",
     "median-time": "constant median time",
 }
 
@@ -83,6 +85,8 @@ BASELINE_LABELS = {
 def _zero_history_times(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     batch["history_action_times"] = torch.zeros_like(batch["history_action_times"])
     batch["history_time_mask"] = torch.zeros_like(batch["history_time_mask"])
+    if "history_item_ages" in batch:  # when the history sessions happened: every one "now"
+        batch["history_item_ages"] = torch.zeros_like(batch["history_item_ages"])
     return batch
 
 

@@ -56,6 +56,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ..data.collator import SESSION_TIME_COLUMNS
+from ..features_a2gen import HISTORY_TIME_SCALES, NO_RECENT_SESSION_SECONDS, history_count_feature_size
 from ..metrics import predicted_next_actions
 from ..tokenization_a2gen import A2GenActionTokenizer
 
@@ -154,6 +156,8 @@ class HistoryCounts:
             without side features).
         target_item: `(n,)` arrow array of the target items' raw ids (``item``; the hashed ``item_id`` without it).
         target_category: `(n,)` side feature 0 of the target item (0 without side features).
+        age_seconds: `(H,)` seconds from the kept item's session start to its example's (``session_start`` minus
+            ``history_session_starts``); None when the split has no ``history_session_starts`` column.
     """
 
     history_length: np.ndarray
@@ -165,6 +169,7 @@ class HistoryCounts:
     same_category: np.ndarray
     target_item: pa.Array
     target_category: np.ndarray
+    age_seconds: np.ndarray | None = None
 
     @property
     def num_examples(self) -> int:
@@ -174,7 +179,7 @@ class HistoryCounts:
     def from_dataset(cls, dataset: Dataset, vocab_size: int, window: int) -> HistoryCounts:
         if window < 1:
             raise ValueError(f"window={window} must be >= 1 (the number of most recent history items read).")
-        table = _read_columns(dataset, HISTORY_COLUMNS, optional=("item",) + CATEGORY_COLUMNS)
+        table = _read_columns(dataset, HISTORY_COLUMNS, optional=("item",) + CATEGORY_COLUMNS + SESSION_TIME_COLUMNS)
         history_length, history_items = _list_parts(table.column("history_item_ids"), "history_item_ids")
         num_items = int(history_length.sum())
         owner_all = np.repeat(np.arange(len(history_length)), history_length)
@@ -211,6 +216,23 @@ class HistoryCounts:
             target_category = np.zeros(len(history_length), dtype=np.int64)
             same_category = np.ones(int(kept.sum()), dtype=bool)
         raw_items = table.column("item" if "item" in table.column_names else "item_id").combine_chunks()
+        age_seconds = None
+        if all(name in table.column_names for name in SESSION_TIME_COLUMNS):
+            start_lists, starts = _list_parts(table.column("history_session_starts"), "history_session_starts")
+            if not np.array_equal(start_lists, history_length):
+                row = int(np.flatnonzero(start_lists != history_length)[0])
+                raise ValueError(
+                    f"Row {row} has {history_length[row]} history_item_ids but {start_lists[row]} "
+                    "history_session_starts; every history item needs its session's start."
+                )
+            session_start = table.column("session_start").to_numpy().astype(np.float64)
+            age_seconds = (session_start[owner_all] - starts.to_numpy().astype(np.float64))[kept]
+            if (age_seconds < 0).any():
+                row = int(owner_all[kept][np.argmax(age_seconds < 0)])
+                raise ValueError(
+                    f"Row {row} has a history session that starts after its session_start; a history is what came "
+                    "before the example (history_session_starts <= session_start, Unix seconds)."
+                )
         return cls(
             history_length=history_length,
             kept_length=np.minimum(history_length, window),
@@ -221,6 +243,7 @@ class HistoryCounts:
             same_category=same_category,
             target_item=raw_items,
             target_category=target_category,
+            age_seconds=age_seconds,
         )
 
     def per_example_sum(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
@@ -240,6 +263,26 @@ class HistoryCounts:
         counts = self.per_example_sum(self.item_actions.astype(np.float64), recent)
         lengths = self.kept_length if max_age is None else np.minimum(self.kept_length, max_age)
         return counts / np.maximum(lengths, 1)[:, None]
+
+    def time_features(self) -> np.ndarray:
+        """`(n, k)` the history sessions' time features, column for column as
+        :class:`~a2gen_hf.features_a2gen.HistoryCountFeatures` computes them with ``history_time_features``."""
+        if self.age_seconds is None:
+            raise ValueError(
+                "The time features read the history sessions' starts, but the data has no history_session_starts "
+                "column (a data folder written before the column existed): run a2gen prepare again."
+            )
+        ages = self.age_seconds
+        present = self.item_actions[:, 1:].astype(np.float64)
+        columns = [np.log1p(self.per_example_sum(present * np.exp(-ages / scale)[:, None])) for scale in HISTORY_TIME_SCALES]
+        youngest = np.full(self.num_examples, np.inf)
+        np.minimum.at(youngest, self.owner, ages)
+        once = [np.log1p(np.minimum(youngest, NO_RECENT_SESSION_SECONDS) / 60.0)]
+        for scale in HISTORY_TIME_SCALES:
+            within = (ages < scale).astype(np.float64)
+            once += [np.log1p(self.per_example_sum(within)), np.log1p(self.per_example_sum(within, self.same_category))]
+        once.append(np.log1p(self.per_example_sum(within, self.same_item)))  # the last scale's window
+        return np.concatenate([*columns, np.stack(once, axis=1)], axis=1)
 
     def most_recent_age(self, where: np.ndarray) -> np.ndarray:
         """`(n,)` age of the most recent kept item where `where` `(H,)` holds; inf when there is none."""
@@ -518,11 +561,16 @@ class CountFeatureLogisticRegression(SimpleBaseline):
     scale listed, then the smallest C); ``coefficients`` gives the fitted coefficients on the standardised features
     either way.
 
+    With ``time_features`` it also reads when the history sessions happened (the ``history_session_starts``
+    column), the columns :class:`~a2gen_hf.features_a2gen.HistoryCountFeatures` adds with ``history_time_features``
+    (:meth:`HistoryCounts.time_features`), after the others.
+
     Args:
         window / recent_window: history items read for the propensities.
         smoothing: the popularity smoothing (pseudo examples).
         c_grid: the inverse regularisation strengths tried.
         share_scales: the share scales tried (each >= 1); ``(1.0,)``, the default, is the plain regression.
+        time_features: also read the history sessions' times (off by default: the regression on counts).
     """
 
     def __init__(
@@ -533,6 +581,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         smoothing: float = 20.0,
         c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0),
         share_scales: tuple[float, ...] = (1.0,),
+        time_features: bool = False,
     ):
         super().__init__(tokenizer)
         if not c_grid or min(c_grid) <= 0:
@@ -545,6 +594,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         self.recent_window = recent_window
         self.c_grid = tuple(c_grid)
         self.share_scales = tuple(float(scale) for scale in share_scales)
+        self.time_features = bool(time_features)
         self.popularity = PopularityBaseline(tokenizer, smoothing=smoothing)
         self.scaler_: StandardScaler | None = None
         self.models_: dict[int, LogisticRegression] = {}
@@ -588,6 +638,8 @@ class CountFeatureLogisticRegression(SimpleBaseline):
                 axis=1,
             ),
         ]
+        if self.time_features:
+            columns.append(history.time_features())
         return np.concatenate(columns, axis=1)
 
     def _fit(self, train: Dataset, targets: ActionTargets, validation: Dataset | None) -> None:
@@ -753,6 +805,22 @@ class ShareScaledLogisticRegression(CountFeatureLogisticRegression):
         super().__init__(tokenizer, share_scales=share_scales, **options)
 
 
+class TimedLogisticRegression(CountFeatureLogisticRegression):
+    """:class:`CountFeatureLogisticRegression` that also reads the history sessions' times (``time_features``): the
+    regression a time-aware model is measured against, fed what it reads."""
+
+    def __init__(self, tokenizer: A2GenActionTokenizer, time_features: bool = True, **options):
+        super().__init__(tokenizer, time_features=time_features, **options)
+
+
+class TimedShareScaledLogisticRegression(ShareScaledLogisticRegression):
+    """:class:`ShareScaledLogisticRegression` with the history sessions' times: the regression the ``sparse_logs``
+    recipe starts A2Gen from (``time_features``), without A2Gen."""
+
+    def __init__(self, tokenizer: A2GenActionTokenizer, time_features: bool = True, **options):
+        super().__init__(tokenizer, time_features=time_features, **options)
+
+
 class ShareScaledCountNetworkBaseline(CountNetworkBaseline):
     """:class:`CountNetworkBaseline` on :class:`ShareScaledLogisticRegression`: A2Gen's ranking under the
     ``sparse_logs`` recipe, without A2Gen."""
@@ -766,6 +834,8 @@ SIMPLE_BASELINES: dict[str, type[SimpleBaseline]] = {
     "popularity": PopularityBaseline,
     "logreg": CountFeatureLogisticRegression,
     "logreg-shares": ShareScaledLogisticRegression,
+    "logreg-times": TimedLogisticRegression,
+    "logreg-shares-times": TimedShareScaledLogisticRegression,
     "count-network": CountNetworkBaseline,
     "count-network-shares": ShareScaledCountNetworkBaseline,
     "median-time": ConstantMedianTime,
@@ -777,7 +847,7 @@ def _wide_feature_columns(regression: CountFeatureLogisticRegression, config) ->
     :meth:`CountFeatureLogisticRegression.features` and :class:`~a2gen_hf.features_a2gen.ExtraContextFeatures`)."""
     actions = regression.vocab_size - 1
     vocab = config.vocab_size
-    popularity = 4 * actions + 5  # the popularity block follows the count block
+    popularity = history_count_feature_size(config)  # the popularity block follows the count block
     pairs = []
     for block in range(4):  # shares, recent shares, same-category shares, recency: one column per action each
         pairs += [(block * actions + a, block * actions + a) for a in range(actions)]
@@ -787,6 +857,8 @@ def _wide_feature_columns(regression: CountFeatureLogisticRegression, config) ->
     pairs += [(4 * actions + a, popularity + 1 + a) for a in range(actions)]  # item rate logits (model: all ids)
     pairs += [(5 * actions + a, popularity + vocab + 1 + a) for a in range(actions)]  # category rate logits
     pairs += [(once + 1, popularity + 2 * vocab), (once + 2, popularity + 2 * vocab + 1)]  # log1p example counts
+    if regression.time_features:  # the time features follow both blocks in the regression, the counts in the model
+        pairs += [(once + 6 + k, 4 * actions + 5 + k) for k in range(popularity - (4 * actions + 5))]
     return pairs
 
 
@@ -832,6 +904,12 @@ def warm_start_wide_path(
         raise ValueError(
             f"The regression has {regression.vocab_size} action ids and the model {config.vocab_size}: fit it with the "
             "data folder's tokenizer."
+        )
+    if regression.time_features != config.history_time_features:
+        raise ValueError(
+            f"The regression was fitted with time_features={regression.time_features} but the model has "
+            f"history_time_features={config.history_time_features}: fit it with time_features="
+            f"{config.history_time_features}, or pass none to start_from_regression (it fits the matching one)."
         )
     pairs = _wide_feature_columns(regression, config)
     count_size = extras.count_features.size
@@ -921,9 +999,9 @@ def start_from_regression(
     check_wide_start(True, residual, frozen, fit_residual, share_scale)
     scales = share_scales_for(share_scale)
     if regression is None:
-        regression = CountFeatureLogisticRegression(tokenizer, share_scales=scales).fit(
-            dataset["train"], validation=dataset.get("validation")
-        )
+        regression = CountFeatureLogisticRegression(
+            tokenizer, share_scales=scales, time_features=model.config.history_time_features
+        ).fit(dataset["train"], validation=dataset.get("validation"))
         logger.info(f"wide start: the logistic regression on counts, per action {regression.choices()}")
     elif regression.share_scales != scales:
         raise ValueError(
