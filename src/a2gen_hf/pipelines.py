@@ -30,16 +30,17 @@ from .data.collator import A2GenDataCollator
 from .features_a2gen import popularity_keyed_by_raw_id
 from .modeling_a2gen import A2GenForActionGeneration
 from .ranking import USER_INPUT_NAMES, A2GenRanker, is_action_generation_model
-from .tokenization_a2gen import A2GenActionTokenizer, TimelineError
+from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, _unix_seconds
 
 TASK = "action-generation"
-REQUEST_KEYS = ("user", "history", "candidates")
+REQUEST_KEYS = ("user", "history", "candidates", "time")
+REQUIRED_REQUEST_KEYS = ("user", "history", "candidates")
 # Generation options the pipeline passes on to generate() (anything else goes in generate_kwargs={...}).
 GENERATION_OPTIONS = (
     "max_new_tokens", "do_sample", "num_beams", "num_return_sequences", "temperature", "top_p", "use_cache",
     "generation_config",
 )
-HISTORY_ITEM_KEYS = ("item", "events", "side_features")
+HISTORY_ITEM_KEYS = ("item", "events", "side_features", "session_start")
 CANDIDATE_KEYS = ("item", "side_features")
 
 
@@ -95,16 +96,27 @@ class ActionGenerationPipeline(Pipeline):
             "user": "u1",                                    # raw user id
             "history": [                                     # oldest first, most recent last (may be empty)
                 {"item": "v7", "events": [("start", 0.0), ("like", 2.0), ("leave", 18.0)],
-                 "side_features": {"category": "topic_3"}},  # optional
+                 "side_features": {"category": "topic_3"},   # optional
+                 "session_start": 1700000000},               # optional: when its session started, Unix seconds
                 ...
             ],
             "candidates": ["v42", {"item": "v43", "side_features": {"category": "topic_1"}}],
+            "time": 1700086400,                              # optional: the request's time, Unix seconds
         }
 
     Raw ids are hashed with the tokenizer; each history item's events are a timeline as
     :meth:`A2GenActionTokenizer.encode_timeline` takes it (start action first at 0 s, times in seconds since the
     item started, None = unknown). The collator keeps the model's caps: the last ``max_history_items`` history items,
     the first ``max_events_per_item`` events of each.
+
+    Session times: a model that reads when the history sessions happened (``history_time_features``) needs each
+    history entry's ``"session_start"`` (Unix seconds at which that item's session started) and the request's
+    ``"time"`` (Unix seconds of the session the candidates are shown in; no history session starts after it): the
+    model reads each history item's age, ``time - session_start``, as the collator makes it from the examples'
+    ``history_session_starts`` and ``session_start`` (whole seconds: fractions are floored, as prepared data holds
+    them). Such a request without them is refused, saying what to add (a request with an empty history needs
+    neither). Other models do not read them: they are optional there, checked when given (finite numbers, no session
+    after the request's time), and otherwise ignored.
 
     Item side features are given by field name. The field names (and their order) come from the checkpoint's
     tokenizer (``tokenizer.side_feature_fields``, saved by ``a2gen prepare`` / ``a2gen simulate``); for a tokenizer
@@ -295,8 +307,11 @@ class ActionGenerationPipeline(Pipeline):
             for field in fields
         ]
 
-    def _history_row(self, index: int, entry: Any, fields: list[str] | None) -> tuple[int, list[int], list, list]:
-        """Item id, side ids, action ids and seconds (NaN = unknown) of history entry ``index``."""
+    def _history_row(
+        self, index: int, entry: Any, fields: list[str] | None
+    ) -> tuple[int, list[int], list, list, float | None]:
+        """Item id, side ids, action ids, seconds (NaN = unknown) and session start (Unix seconds, None when not given)
+        of history entry ``index``."""
         where = f"history[{index}]"
         if not isinstance(entry, Mapping):
             raise ActionRequestError(f'{where} must be a dict {{"item": ..., "events": [...]}}, got {entry!r}.')
@@ -308,7 +323,38 @@ class ActionGenerationPipeline(Pipeline):
         # encode_timeline validated every time; the collator normalises the raw seconds (the one time encoding).
         seconds = [math.nan if value is None else float(value) for _, value in entry["events"]]
         item_id = self._hash_item(entry["item"], where)
-        return item_id, self._side_ids(entry.get("side_features"), fields, where), action_ids, seconds
+        session_start = entry.get("session_start")
+        if session_start is not None:
+            session_start = _request_seconds(session_start, f"{where}.session_start")
+        return item_id, self._side_ids(entry.get("side_features"), fields, where), action_ids, seconds, session_start
+
+    def _session_times(self, request: Mapping[str, Any], history_rows: list[tuple]) -> dict[str, Any]:
+        """The example row's ``session_start`` and ``history_session_starts`` (whole Unix seconds, floored) for a model
+        that reads the history sessions' times; nothing for other models (after checking what the request gives)."""
+        time = request.get("time")
+        time = None if time is None else _request_seconds(time, "time")
+        starts = [row[4] for row in history_rows]
+        for index, start in enumerate(starts):
+            if start is not None and time is not None and start > time:
+                raise ActionRequestError(
+                    f"history[{index}].session_start={start!r} is after the request's time={time!r}; a history "
+                    "session starts no later than the request (both Unix seconds)."
+                )
+        if not getattr(self.model.config, "history_time_features", False):
+            return {}
+        if not history_rows:  # nothing to age: the model reads no history item's time
+            return {"session_start": 0 if time is None else math.floor(time), "history_session_starts": []}
+        lacking = [f"history[{index}]" for index, start in enumerate(starts) if start is None]
+        if lacking or time is None:
+            missing = ([f'"session_start" in {", ".join(lacking)}'] if lacking else []) + (
+                ['"time" in the request'] if time is None else []
+            )
+            raise ActionRequestError(
+                f"This model reads when the history sessions happened (history_time_features=True): add "
+                f"{' and '.join(missing)}. Give every history entry its session's start (\"session_start\": Unix "
+                "seconds) and the request its time (\"time\": Unix seconds of the session the candidates are shown in)."
+            )
+        return {"session_start": math.floor(time), "history_session_starts": [math.floor(start) for start in starts]}
 
     def _hash_item(self, raw: Any, where: str) -> int:
         if raw is None or isinstance(raw, (Mapping, list, tuple)):
@@ -329,7 +375,7 @@ class ActionGenerationPipeline(Pipeline):
                 f'A request is a dict {{"user": ..., "history": [...], "candidates": [...]}}, got '
                 f"{type(request).__name__}."
             )
-        _check_keys(request, REQUEST_KEYS, REQUEST_KEYS, "the request")
+        _check_keys(request, REQUEST_KEYS, REQUIRED_REQUEST_KEYS, "the request")
         user = request["user"]
         if user is None or isinstance(user, (Mapping, list, tuple)):
             raise ActionRequestError(f"user must be a raw user id (string or number), got {user!r}.")
@@ -366,6 +412,7 @@ class ActionGenerationPipeline(Pipeline):
             "item_side_ids": item_side_ids[0],
             "action_ids": [self.tokenizer.start_action_id],
             "action_seconds": [0.0],
+            **self._session_times(request, history_rows),
         }
         batch = self.collator([row])
         user_inputs = {name: value for name, value in batch.items() if name in USER_INPUT_NAMES}
@@ -458,6 +505,15 @@ def _hashed(hash_one: Callable[[Any], int], raw: Any, where: str) -> int:
         return hash_one(raw)
     except ValueError as error:
         raise ActionRequestError(f"{where}: {error}") from None
+
+
+def _request_seconds(value: Any, where: str) -> float:
+    """A request's Unix seconds (``time``, a history entry's ``session_start``): a finite number, else an error
+    naming ``where``."""
+    try:
+        return _unix_seconds(value, where)
+    except ValueError as error:
+        raise ActionRequestError(str(error)) from None
 
 
 def _field_names(side_feature_fields: Sequence[str]) -> list[str]:
