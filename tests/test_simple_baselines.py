@@ -21,6 +21,8 @@ from a2gen_hf.training.simple_baselines import (
     PopularityBaseline,
     ShareScaledCountNetworkBaseline,
     ShareScaledLogisticRegression,
+    TimedLogisticRegression,
+    TimedShareScaledLogisticRegression,
     UserPropensityBaseline,
     share_scales_for,
 )
@@ -34,8 +36,10 @@ def tokenizer():
     return A2GenActionTokenizer(action_names=ACTIONS, start_action="start", end_action="leave")
 
 
-def example(history=(), item="i0", category=7, actions=(START, LEAVE), seconds=None, history_categories=None):
-    """One row of the on-disk schema; `history` lists every history item's action ids (start first)."""
+def example(history=(), item="i0", category=7, actions=(START, LEAVE), seconds=None, history_categories=None,
+            history_starts=None):
+    """One row of the on-disk schema; `history` lists every history item's action ids (start first); the history
+    sessions' starts (Unix seconds) only when `history_starts` is given (else the column is null: older data)."""
     history = [list(events) for events in history]
     seconds = [0.0] + [float(i) for i in range(1, len(actions))] if seconds is None else seconds
     history_categories = history_categories or [category] * len(history)
@@ -51,7 +55,8 @@ def example(history=(), item="i0", category=7, actions=(START, LEAVE), seconds=N
         "history_action_seconds": [[float(i) for i in range(len(events))] for events in history],
         "action_ids": list(actions),
         "action_seconds": list(seconds),
-        "session_start": 0,
+        "session_start": 10**6,
+        **({} if history_starts is None else {"history_session_starts": list(history_starts)}),
     }
 
 
@@ -81,6 +86,8 @@ def test_registry_names_every_baseline():
         "popularity": PopularityBaseline,
         "logreg": CountFeatureLogisticRegression,
         "logreg-shares": ShareScaledLogisticRegression,
+        "logreg-times": TimedLogisticRegression,
+        "logreg-shares-times": TimedShareScaledLogisticRegression,
         "count-network": CountNetworkBaseline,
         "count-network-shares": ShareScaledCountNetworkBaseline,
         "median-time": ConstantMedianTime,
@@ -180,7 +187,8 @@ def separable_rows(count: int, seed: int, item_offset: int = 0):
         share = rng.uniform(0.6, 1.0) if liked else rng.uniform(0.0, 0.4)
         history = [[START, LIKE, LEAVE] if rng.random() < share else [START, LEAVE] for _ in range(10)]
         actions = (START, LIKE, LEAVE) if liked else (START, LEAVE)
-        rows.append(example(history, item=f"i{item_offset + index}", actions=actions))
+        starts = np.sort(10**6 - rng.integers(0, 10 * 86400, size=len(history))).tolist()
+        rows.append(example(history, item=f"i{item_offset + index}", actions=actions, history_starts=starts))
     return dataset(rows)
 
 

@@ -197,14 +197,25 @@ def _columns_from_rows(
     )
 
 
+def has_session_times(table: pa.Table | pa.RecordBatch) -> bool:
+    """Whether an Arrow batch holds the history sessions' times: both :data:`SESSION_TIME_COLUMNS`, the history's
+    starts not all null (a table built with the examples' schema from rows without them has a null column)."""
+    if not all(name in table.column_names for name in SESSION_TIME_COLUMNS):
+        return False
+    starts = table.column("history_session_starts")
+    return starts.null_count < len(starts)
+
+
 def _session_times_from_rows(features: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The rows' session times (:data:`SESSION_TIME_COLUMNS`) when every row has both, none when no row has either;
-    rows that have them only in part are refused, naming the first that lacks one (its times would be lost)."""
-    has = [all(row.get(name) is not None for name in SESSION_TIME_COLUMNS) for row in features]
-    if not any(has) and not any(row.get(name) is not None for row in features for name in SESSION_TIME_COLUMNS):
+    """The rows' session times (:data:`SESSION_TIME_COLUMNS`) when the rows hold ``history_session_starts`` (none
+    when no row does: data written before the column existed); rows that hold the history's starts only in part, or
+    without their own ``session_start``, are refused, naming the first such row (its times would be lost)."""
+    has = [row.get("history_session_starts") is not None for row in features]
+    if not any(has):
         return {}
-    if not all(has):
-        bad = has.index(False)
+    bad = next((index for index, row in enumerate(features)
+                if row.get("history_session_starts") is None or row.get("session_start") is None), None)  # fmt: skip
+    if bad is not None:
         lacking = [name for name in SESSION_TIME_COLUMNS if features[bad].get(name) is None]
         raise ValueError(
             f"A2GenDataCollator: example {bad} of the batch has no {lacking} but other examples hold the history "
@@ -287,7 +298,7 @@ def _columns_from_arrow(
                 "session_starts": _arrow_values(column("session_start"), "session_start", "ids"),
                 "history_session_starts": lists("history_session_starts"),
             }
-            if all(name in table.column_names for name in SESSION_TIME_COLUMNS)
+            if has_session_times(table)
             else {}
         ),
     )

@@ -94,6 +94,22 @@ def write_data_summary(folder: Path, tokenizer: A2GenActionTokenizer, summary: d
     (folder / DATA_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def _parquet_features(data_files: dict[str, list[str]]) -> datasets.Features:
+    """The features of the shards: :data:`SIMULATED_FEATURES`, without ``history_session_starts`` where the first
+    shard lacks it (shards written before the column existed read as before; only time features refuse them)."""
+    import pyarrow.parquet as pq
+
+    first = next(path for paths in data_files.values() for path in paths)
+    try:
+        names = pq.read_schema(first).names
+    except Exception:  # noqa: BLE001 - not a Parquet file: load_dataset's error below names every shard
+        return SIMULATED_FEATURES
+    if "history_session_starts" in names:
+        return SIMULATED_FEATURES
+    return datasets.Features({name: value for name, value in SIMULATED_FEATURES.items()
+                              if name != "history_session_starts"})  # fmt: skip
+
+
 def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> DatasetDict:
     """Read the Parquet shards written by :func:`~a2gen_hf.data.simulator.simulate_to_parquet` or
     :meth:`~a2gen_hf.data.simulator.SimulationResult.write_parquet` (with the oracle columns)."""
@@ -108,8 +124,9 @@ def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> Datase
             f"No Parquet shards under {output_dir}: expected {shard_path(output_dir, 'train', 0)} etc., as written "
             "by simulate_to_parquet or SimulationResult.write_parquet."
         )
+    features = _parquet_features(data_files)
     try:
-        dataset = load_dataset("parquet", data_files=data_files, features=SIMULATED_FEATURES, cache_dir=cache_dir)
+        dataset = load_dataset("parquet", data_files=data_files, features=features, cache_dir=cache_dir)
     except datasets.exceptions.DatasetGenerationError as error:  # a shard that is no Parquet file (truncated, ...)
         cause = error.__cause__ or error
         raise ValueError(
@@ -120,7 +137,7 @@ def load_parquet(output_dir: str | Path, cache_dir: str | None = None) -> Datase
     # empty split, as the save_to_disk layout reads it, not dropped.
     for split in SPLITS:
         if split not in dataset and (output_dir / split).is_dir():
-            dataset[split] = datasets.Dataset.from_dict({name: [] for name in SIMULATED_FEATURES}, features=SIMULATED_FEATURES)
+            dataset[split] = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
     return DatasetDict({split: dataset[split] for split in SPLITS if split in dataset})
 
 

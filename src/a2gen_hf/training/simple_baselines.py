@@ -56,7 +56,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..data.collator import SESSION_TIME_COLUMNS
+from ..data.collator import SESSION_TIME_COLUMNS, has_session_times
 from ..features_a2gen import HISTORY_TIME_SCALES, NO_RECENT_SESSION_SECONDS, history_count_feature_size
 from ..metrics import predicted_next_actions
 from ..tokenization_a2gen import A2GenActionTokenizer
@@ -217,7 +217,7 @@ class HistoryCounts:
             same_category = np.ones(int(kept.sum()), dtype=bool)
         raw_items = table.column("item" if "item" in table.column_names else "item_id").combine_chunks()
         age_seconds = None
-        if all(name in table.column_names for name in SESSION_TIME_COLUMNS):
+        if has_session_times(table):
             start_lists, starts = _list_parts(table.column("history_session_starts"), "history_session_starts")
             if not np.array_equal(start_lists, history_length):
                 row = int(np.flatnonzero(start_lists != history_length)[0])

@@ -1,0 +1,268 @@
+"""When the history sessions happened: prepare's ``history_session_starts``, the collator's ``history_item_ages``, the
+time features of the count features (``history_time_features``) and of the regression (``time_features``), and the
+wide start that maps one onto the other."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from a2gen_hf import A2GenConfig
+from a2gen_hf.data import A2GenDataCollator, convert_log
+from a2gen_hf.data.examples import EXAMPLE_SCHEMA
+from a2gen_hf.features_a2gen import HISTORY_TIME_SCALES, NO_RECENT_SESSION_SECONDS, history_time_feature_size
+from a2gen_hf.modeling_a2gen import check_model_inputs
+from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer
+from a2gen_hf.training.compare import ABLATIONS
+from a2gen_hf.training.data_setup import create_model, load_data_dir
+from a2gen_hf.training.simple_baselines import (
+    CountFeatureLogisticRegression,
+    HistoryCounts,
+    TimedLogisticRegression,
+    start_from_regression,
+    warm_start_wide_path,
+)
+
+ACTIONS = ["start", "like", "follow", "leave"]
+START, LIKE, FOLLOW, LEAVE = 1, 2, 3, 4
+NOW = 2_000_000_000
+SPARSE = dict(
+    hidden_size=16, id_embedding_size=16, history_count_features=True, history_time_features=True,
+    target_popularity_features=True, occurrence_head=True, wide_path=True, occurrence_paths_input="extra_only",
+    use_id_embeddings=False, max_history_items=8, max_events_per_item=4,
+)
+
+
+@pytest.fixture
+def tokenizer():
+    return A2GenActionTokenizer(action_names=ACTIONS, start_action="start", end_action="leave", item_buckets=4096,
+                                user_buckets=512)  # fmt: skip
+
+
+def _row(user: int, item: int, history_ages, liked: bool, category: int = 3) -> dict:
+    """A row whose history items started `history_ages` seconds (oldest first) before its own session."""
+    history_ages = list(history_ages)
+    return {
+        "user": f"u{user}", "item": f"i{item}", "user_id": 1 + user % 500, "item_id": 1 + item % 4000,
+        "item_side_ids": [category],
+        "history_item_ids": [1 + (item + k + 1) % 4000 for k in range(len(history_ages))],
+        "history_item_side_ids": [[category]] * len(history_ages),
+        "history_action_ids": [[START, LEAVE]] * len(history_ages),
+        "history_action_seconds": [[0.0, 5.0]] * len(history_ages),
+        "action_ids": [START, LIKE, LEAVE] if liked else [START, LEAVE],
+        "action_seconds": [0.0, 3.0, 9.0] if liked else [0.0, 9.0],
+        "session_start": NOW,
+        "history_session_starts": [NOW - age for age in history_ages],
+    }
+
+
+def _recency_rows(count: int, seed: int) -> list[dict]:
+    """Rows whose like happens when the user's last session was within the hour: only the times tell."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        recent = bool(rng.random() < 0.5)
+        last = int(rng.integers(60, 3000)) if recent else int(rng.integers(7200, 5 * 86400))
+        older = sorted((last + rng.integers(3600, 20 * 86400, size=int(rng.integers(0, 4)))).tolist(), reverse=True)
+        liked = bool(rng.random() < (0.8 if recent else 0.15))
+        rows.append(_row(index, int(rng.integers(0, 40)), [*older, last], liked))  # items seen in every split
+    return rows
+
+
+def _splits(rows_by_split: dict) -> DatasetDict:
+    return DatasetDict({name: Dataset(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA))
+                        for name, rows in rows_by_split.items()})  # fmt: skip
+
+
+@pytest.fixture
+def recency_data():
+    return _splits({"train": _recency_rows(300, 0), "validation": _recency_rows(150, 1), "test": _recency_rows(150, 2)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# prepare and the simulator write the history sessions' starts
+
+
+def test_prepare_writes_each_history_sessions_start(tmp_path):
+    log = tmp_path / "log.csv"
+    rows = []  # user, item, category, behavior, timestamp
+    for user in range(1, 4):
+        for k in range(6):
+            rows.append(f"{user},{100 + k},7,pv,{1_511_600_000 + user * 10 + k * 5000}")
+    log.write_text("\n".join(rows) + "\n")
+    convert_log(log, "taobao", tmp_path / "data", progress=False)
+    data, _, _ = load_data_dir(tmp_path / "data")
+    seen = 0
+    for split in data.values():
+        for row in split:
+            starts = row["history_session_starts"]
+            assert len(starts) == len(row["history_item_ids"])
+            assert starts == sorted(starts) and all(start < row["session_start"] for start in starts)
+            user = int(row["user"])
+            # Each history item is one of the user's earlier (user, item) sessions: its start is its first event.
+            assert starts == [1_511_600_000 + user * 10 + k * 5000 for k in range(len(starts))]
+            seen += len(starts)
+    assert seen > 0
+
+
+def test_simulated_examples_hold_the_history_sessions_starts(simulated_data_dir):
+    data, _, _ = load_data_dir(simulated_data_dir)
+    row = data["train"][0]
+    starts = row["history_session_starts"]
+    assert len(starts) == len(row["history_item_ids"]) > 0
+    assert starts == sorted(starts) and starts[-1] <= row["session_start"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the collator
+
+
+def test_collator_gives_the_kept_items_ages_alike_from_rows_and_arrow(tokenizer):
+    rows = [_row(0, 1, [9000, 500, 60], True), _row(1, 2, [], False), _row(2, 3, [7, 3, 2, 1], False)]
+    collator = A2GenDataCollator(tokenizer, max_history_items=3)
+    batch = collator(rows)
+    expected = torch.tensor([[9000.0, 500.0, 60.0], [0.0, 0.0, 0.0], [3.0, 2.0, 1.0]])  # the last 3 kept
+    assert torch.equal(batch["history_item_ages"], expected)
+    assert batch["history_item_ages"].dtype == torch.float32
+    from_arrow = collator(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA))
+    assert torch.equal(from_arrow["history_item_ages"], expected)
+
+
+def test_collator_without_the_column_gives_no_ages_and_refuses_partial_or_broken_times(tokenizer):
+    collator = A2GenDataCollator(tokenizer)
+    older = [{k: v for k, v in _row(0, 1, [60], True).items() if k != "history_session_starts"}]
+    assert "history_item_ages" not in collator(older)
+    assert "history_item_ages" not in collator(pa.Table.from_pylist(older, schema=EXAMPLE_SCHEMA))  # a null column
+    with pytest.raises(ValueError, match=r"example 1 of the batch has no \['history_session_starts'\]"):
+        collator([_row(0, 1, [60], True), older[0]])
+    with pytest.raises(ValueError, match="example 0 .* history_session_starts value 2000000100"):
+        collator([_row(0, 1, [-100], True)])  # a history session after its example's
+    broken = _row(0, 1, [60, 30], True)
+    broken["history_session_starts"] = broken["history_session_starts"][:1]
+    with pytest.raises(ValueError, match="1 lists in 'history_session_starts' but 2 history items"):
+        collator([broken])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the features: the model's and the regression's are the same numbers
+
+
+def test_model_time_features_equal_the_regressions(tokenizer, recency_data):
+    """The wide start maps the regression's time columns onto the model's: the starting model ranks exactly as the
+    fitted regression with time features, which reads them with numpy."""
+    model = create_model("a2gen-iag", tokenizer, recency_data, **SPARSE)
+    regression = start_from_regression(model, tokenizer, recency_data, residual=True, frozen=True)
+    assert regression.time_features
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)(recency_data["test"])
+    model.eval()
+    with torch.no_grad():
+        probabilities = model.predict_actions(
+            **{name: value for name, value in batch.items() if not name.startswith("label")}
+        ).action_probabilities.numpy()
+    expected = regression.predict(recency_data["test"])["action_probabilities"]
+    np.testing.assert_allclose(probabilities[:, LIKE], expected[:, LIKE], atol=1e-4)  # float32 against float64
+
+
+def test_time_features_by_hand(tokenizer):
+    rows = [_row(0, 1, [2 * 86400, 1800, 600], True), _row(1, 2, [], False)]
+    history = HistoryCounts.from_dataset(Dataset(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA)), 5, 50)
+    features = history.time_features()
+    assert features.shape == (2, history_time_feature_size(5))
+    hour, day = HISTORY_TIME_SCALES
+    ages = np.array([2 * 86400, 1800, 600.0])
+    # Per action (4 actions: start, like, follow, leave), every item has start and leave.
+    np.testing.assert_allclose(features[0, 0], np.log1p(np.exp(-ages / hour).sum()))
+    np.testing.assert_allclose(features[0, 4 + 3], np.log1p(np.exp(-ages / day).sum()))
+    assert features[0, 1] == features[0, 2] == 0.0  # like / follow: in no history item
+    once = features[0, 8:]
+    np.testing.assert_allclose(once, np.log1p([10.0, 2, 2, 2, 2, 0]))  # 10 minutes; 2 within the hour and day
+    np.testing.assert_allclose(features[1, 8:], np.log1p([NO_RECENT_SESSION_SECONDS / 60, 0, 0, 0, 0, 0]))
+
+
+def test_time_features_carry_what_counts_miss(tokenizer, recency_data):
+    """A label that only the times tell: the regression with them ranks well, the one on counts cannot."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.array([LIKE in row for row in recency_data["test"]["action_ids"]])
+    scores = {}
+    for name, regression in (("counts", CountFeatureLogisticRegression(tokenizer)),
+                             ("times", TimedLogisticRegression(tokenizer))):  # fmt: skip
+        fitted = regression.fit(recency_data["train"], recency_data["validation"])
+        scores[name] = roc_auc_score(labels, fitted.predict(recency_data["test"])["action_probabilities"][:, LIKE])
+    assert scores["times"] > 0.75 and scores["counts"] < 0.65
+
+
+def test_the_model_reads_the_ages(tokenizer, recency_data):
+    model = create_model("a2gen-iag", tokenizer, recency_data, **SPARSE)
+    start_from_regression(model, tokenizer, recency_data, residual=True, frozen=True)
+    model.eval()
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)(recency_data["test"].select(range(8)))
+    inputs = {name: value for name, value in batch.items() if not name.startswith("label")}
+    with torch.no_grad():
+        recent = model.predict_actions(**inputs).action_probabilities
+        older = model.predict_actions(**{**inputs, "history_item_ages": inputs["history_item_ages"] + 86400.0})
+    assert not torch.allclose(recent[:, LIKE], older.action_probabilities[:, LIKE])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# refusals
+
+
+def test_refusals_name_the_input_and_the_fix(tokenizer, recency_data):
+    with pytest.raises(ValueError, match="history_time_features=True .* set history_count_features too"):
+        A2GenConfig(action_names=ACTIONS, start_action="start", end_action="leave", history_time_features=True)
+    model = create_model("a2gen-iag", tokenizer, recency_data, **SPARSE)
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)(recency_data["test"].select(range(4)))
+    inputs = {name: value for name, value in batch.items() if not name.startswith("label")}
+    with pytest.raises(ValueError, match="got no history_item_ages: .* run a2gen prepare again"):
+        model.predict_actions(**{name: value for name, value in inputs.items() if name != "history_item_ages"})
+    ages = inputs["history_item_ages"].clone()
+    ages[0, 0] = -1.0
+    with pytest.raises(ValueError, match="history_item_ages holds a negative"):
+        check_model_inputs(model.config, model.dtype, history_item_ages=ages, history_mask=inputs["history_mask"])
+    with pytest.raises(TypeError, match="history_item_ages must hold seconds"):
+        check_model_inputs(None, None, history_item_ages=ages > 0)
+    counts_only = CountFeatureLogisticRegression(tokenizer).fit(recency_data["train"], recency_data["validation"])
+    with pytest.raises(ValueError, match="fitted with time_features=False but the model has history_time_features=True"):
+        warm_start_wide_path(model, counts_only)
+    older = recency_data["train"].remove_columns("history_session_starts")
+    with pytest.raises(ValueError, match="no history_session_starts column .* run a2gen prepare again"):
+        TimedLogisticRegression(tokenizer).fit(older, recency_data["validation"])
+
+
+def test_notime_ablation_puts_every_history_session_now(tokenizer):
+    batch = A2GenDataCollator(tokenizer)([_row(0, 1, [600, 60], True)])
+    ablated = ABLATIONS["notime"](dict(batch))
+    assert not ablated["history_item_ages"].any() and batch["history_item_ages"].any()
+
+
+def test_the_flag_and_the_recipe_switch_it_on(tmp_path):
+    from a2gen_hf.cli import parse_arguments
+
+    args = parse_arguments(["compare", "--recipe", "sparse_logs", "--data", str(tmp_path), "--output", "out"])
+    assert args.time_features is True and args.count_features is True
+    args = parse_arguments(["compare", "--recipe", "sparse_logs", "--no-time-features", "--data", str(tmp_path),
+                            "--output", "out"])  # fmt: skip
+    assert args.time_features is False
+    assert Path(__file__).parent.joinpath("..", "src", "a2gen_hf", "recipes", "sparse_logs.yaml").read_text().count(
+        "time_features: true"
+    ) == 1
+
+
+def test_parquet_shards_written_before_the_column_still_load(tmp_path):
+    import pyarrow.parquet as pq
+
+    from a2gen_hf.data.folder import load_parquet
+    from a2gen_hf.data.simulator import SimulatorConfig, simulate_to_parquet
+
+    config = SimulatorConfig(num_examples=60, history_length=3, num_items=50, item_buckets=1024, user_buckets=256,
+                             side_feature_buckets=64)  # fmt: skip
+    simulate_to_parquet(config, tmp_path / "sim", shard_size=100, progress=False)
+    assert "history_session_starts" in load_parquet(tmp_path / "sim", cache_dir=str(tmp_path / "c1"))["train"].column_names
+    for shard in (tmp_path / "sim").glob("*/*.parquet"):
+        pq.write_table(pq.read_table(shard).drop_columns(["history_session_starts"]), shard)
+    older = load_parquet(tmp_path / "sim", cache_dir=str(tmp_path / "c2"))
+    assert "history_session_starts" not in older["train"].column_names and len(older["train"]) > 0
