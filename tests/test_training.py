@@ -1324,8 +1324,8 @@ def test_select_generator_by_loss_survives_a_resume(simulated_data_dir, tmp_path
             "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--batch-size", "8",
             "--eval-every", "2", "--no-scale-eval-every", "--checkpoint-every", "2", "--dense-lr", "0.05",
             "--no-time-per-action", "--no-freeze-ranking", "--occurrence-linear-path", "--occurrence-hidden-size",
-            "8", "--cpu"]  # the paper's time heads, the ranking trained as the recipe of 2026-12-05 had it: a trajectory whose
-    # generator's best comes by step 6
+            "8", "--no-time-features", "--cpu"]  # the paper's time heads, the ranking trained as the recipe of
+    # 2026-12-05 had it (without the history sessions' times): a trajectory whose generator's best comes by step 6
     assert main([*base, "--output", str(tmp_path / "whole"), "--max-steps", "8"]) == 0
     assert main([*base, "--output", str(tmp_path / "resumed"), "--max-steps", "6"]) == 0
     assert main([*base, "--output", str(tmp_path / "resumed"), "--max-steps", "8", "--resume"]) == 0
