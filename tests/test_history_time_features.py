@@ -140,6 +140,9 @@ def test_collator_without_the_column_gives_no_ages_and_refuses_partial_or_broken
         collator([_row(0, 1, [60], True), older[0]])
     with pytest.raises(ValueError, match="example 0 .* history_session_starts value 2000000100"):
         collator([_row(0, 1, [-100], True)])  # a history session after its example's
+    without_start = pa.Table.from_pylist([_row(0, 1, [60], True)]).drop_columns(["session_start"])
+    with pytest.raises(ValueError, match="holds history_session_starts but no session_start column"):
+        collator(without_start)
     broken = _row(0, 1, [60, 30], True)
     broken["history_session_starts"] = broken["history_session_starts"][:1]
     with pytest.raises(ValueError, match="1 lists in 'history_session_starts' but 2 history items"):

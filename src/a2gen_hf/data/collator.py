@@ -200,10 +200,17 @@ def _columns_from_rows(
 def has_session_times(table: pa.Table | pa.RecordBatch) -> bool:
     """Whether an Arrow batch holds the history sessions' times: both :data:`SESSION_TIME_COLUMNS`, the history's
     starts not all null (a table built with the examples' schema from rows without them has a null column)."""
-    if not all(name in table.column_names for name in SESSION_TIME_COLUMNS):
+    if "history_session_starts" not in table.column_names:
         return False
     starts = table.column("history_session_starts")
-    return starts.null_count < len(starts)
+    if starts.null_count == len(starts):
+        return False
+    if "session_start" not in table.column_names:
+        raise ValueError(
+            "The batch holds history_session_starts but no session_start column: the history items' ages count "
+            "from each example's session_start (Unix seconds); keep that column."
+        )
+    return True
 
 
 def _session_times_from_rows(features: Sequence[dict[str, Any]]) -> dict[str, Any]:
