@@ -122,7 +122,8 @@ def test_simulated_examples_hold_the_history_sessions_starts(simulated_data_dir)
 
 def test_collator_gives_the_kept_items_ages_alike_from_rows_and_arrow(tokenizer):
     rows = [_row(0, 1, [9000, 500, 60], True), _row(1, 2, [], False), _row(2, 3, [7, 3, 2, 1], False)]
-    collator = A2GenDataCollator(tokenizer, max_history_items=3)
+    assert "history_item_ages" not in A2GenDataCollator(tokenizer)(rows)  # only when asked for: columns not read
+    collator = A2GenDataCollator(tokenizer, max_history_items=3, history_ages=True)
     batch = collator(rows)
     expected = torch.tensor([[9000.0, 500.0, 60.0], [0.0, 0.0, 0.0], [3.0, 2.0, 1.0]])  # the last 3 kept
     assert torch.equal(batch["history_item_ages"], expected)
@@ -131,22 +132,28 @@ def test_collator_gives_the_kept_items_ages_alike_from_rows_and_arrow(tokenizer)
     assert torch.equal(from_arrow["history_item_ages"], expected)
 
 
-def test_collator_without_the_column_gives_no_ages_and_refuses_partial_or_broken_times(tokenizer):
-    collator = A2GenDataCollator(tokenizer)
+def test_collator_asked_for_ages_refuses_missing_partial_or_broken_times(tokenizer):
+    collator = A2GenDataCollator(tokenizer, history_ages=True)
     older = [{k: v for k, v in _row(0, 1, [60], True).items() if k != "history_session_starts"}]
-    assert "history_item_ages" not in collator(older)
-    assert "history_item_ages" not in collator(pa.Table.from_pylist(older, schema=EXAMPLE_SCHEMA))  # a null column
+    assert "history_item_ages" not in A2GenDataCollator(tokenizer)(older)  # a model without time features
+    with pytest.raises(KeyError, match="'history_session_starts' because the model reads .* run a2gen prepare"):
+        collator(older)
+    with pytest.raises(ValueError, match="list 0 of column 'history_session_starts' in the batch is null"):
+        collator(pa.Table.from_pylist(older, schema=EXAMPLE_SCHEMA))  # a null column
     with pytest.raises(ValueError, match=r"example 1 of the batch has no \['history_session_starts'\]"):
-        collator([_row(0, 1, [60], True), older[0]])
+        collator([_row(0, 1, [60], True), {**older[0], "history_session_starts": None}])
     with pytest.raises(ValueError, match="example 0 .* history_session_starts value 2000000100"):
         collator([_row(0, 1, [-100], True)])  # a history session after its example's
+    with pytest.raises(ValueError, match="holds 1999999939.5 .*not whole Unix seconds"):
+        collator([{**_row(0, 1, [60], True), "history_session_starts": [NOW - 60.5]}])
     without_start = pa.Table.from_pylist([_row(0, 1, [60], True)]).drop_columns(["session_start"])
-    with pytest.raises(ValueError, match="holds history_session_starts but no session_start column"):
+    with pytest.raises(KeyError, match="no column.*session_start"):
         collator(without_start)
     broken = _row(0, 1, [60, 30], True)
     broken["history_session_starts"] = broken["history_session_starts"][:1]
     with pytest.raises(ValueError, match="1 lists in 'history_session_starts' but 2 history items"):
         collator([broken])
+    assert A2GenDataCollator(tokenizer)([broken, _row(0, 1, [-100], True)])  # not read without history_ages
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -171,7 +178,7 @@ def test_model_time_features_equal_the_regressions(tokenizer, recency_data):
 
 def test_time_features_by_hand(tokenizer):
     rows = [_row(0, 1, [2 * 86400, 1800, 600], True), _row(1, 2, [], False)]
-    history = HistoryCounts.from_dataset(Dataset(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA)), 5, 50)
+    history = HistoryCounts.from_dataset(Dataset(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA)), 5, 50, times=True)
     features = history.time_features()
     assert features.shape == (2, history_time_feature_size(5))
     hour, day = HISTORY_TIME_SCALES
@@ -228,16 +235,30 @@ def test_refusals_name_the_input_and_the_fix(tokenizer, recency_data):
         check_model_inputs(model.config, model.dtype, history_item_ages=ages, history_mask=inputs["history_mask"])
     with pytest.raises(TypeError, match="history_item_ages must hold seconds"):
         check_model_inputs(None, None, history_item_ages=ages > 0)
+    for coarse in (torch.bfloat16, torch.float16):  # 3599 s would read as 3600 s; float16 overflows past 18 hours
+        with pytest.raises(TypeError, match="too coarse for seconds: pass float32"):
+            model.predict_actions(**{**inputs, "history_item_ages": inputs["history_item_ages"].to(coarse)})
     counts_only = CountFeatureLogisticRegression(tokenizer).fit(recency_data["train"], recency_data["validation"])
     with pytest.raises(ValueError, match="fitted with time_features=False but the model has history_time_features=True"):
         warm_start_wide_path(model, counts_only)
     older = recency_data["train"].remove_columns("history_session_starts")
-    with pytest.raises(ValueError, match="no history_session_starts column .* run a2gen prepare again"):
+    with pytest.raises(ValueError, match=r"no column\(s\) \['history_session_starts'\].* run a2gen prepare"):
         TimedLogisticRegression(tokenizer).fit(older, recency_data["validation"])
+    # The regression on counts alone reads no times: broken ones do not stop it.
+    broken = [{**row, "history_session_starts": [NOW + 5] * len(row["history_item_ids"])} for row in _recency_rows(40, 3)]
+    CountFeatureLogisticRegression(tokenizer, c_grid=(1.0,)).fit(_splits({"train": broken})["train"])
+    for bad, message in ((None, "holds a null"), (NOW + 0.5, r"holds 2000000000.5 \(value 3\), not whole Unix seconds")):
+        rows = _recency_rows(40, 4)
+        rows[3] = {**rows[3], "session_start": bad}
+        with pytest.raises(ValueError, match=f"Column 'session_start' {message}"):
+            TimedLogisticRegression(tokenizer, c_grid=(1.0,)).fit(
+                Dataset(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA.set(
+                    EXAMPLE_SCHEMA.get_field_index("session_start"), pa.field("session_start", pa.float64()))))
+            )
 
 
 def test_notime_ablation_puts_every_history_session_now(tokenizer):
-    batch = A2GenDataCollator(tokenizer)([_row(0, 1, [600, 60], True)])
+    batch = A2GenDataCollator(tokenizer, history_ages=True)([_row(0, 1, [600, 60], True)])
     ablated = ABLATIONS["notime"](dict(batch))
     assert not ablated["history_item_ages"].any() and batch["history_item_ages"].any()
 
@@ -269,3 +290,42 @@ def test_parquet_shards_written_before_the_column_still_load(tmp_path):
         pq.write_table(pq.read_table(shard).drop_columns(["history_session_starts"]), shard)
     older = load_parquet(tmp_path / "sim", cache_dir=str(tmp_path / "c2"))
     assert "history_session_starts" not in older["train"].column_names and len(older["train"]) > 0
+    simulate_to_parquet(config, tmp_path / "sim2", shard_size=100, progress=False)  # one shard lacks it
+    shard = sorted((tmp_path / "sim2").glob("train/*.parquet"))[-1]
+    pq.write_table(pq.read_table(shard).drop_columns(["history_session_starts"]), shard)
+    with pytest.raises(ValueError, match="1 of the .* Parquet shards lack the history_session_starts column"):
+        load_parquet(tmp_path / "sim2", cache_dir=str(tmp_path / "c3"))
+
+
+def _older_folder(simulated_data_dir, tmp_path) -> Path:
+    """A copy of the simulated data folder without history_session_starts (as written before the column existed)."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    older = tmp_path / "older"
+    shutil.copytree(simulated_data_dir, older)
+    for split in ("train", "validation", "test"):
+        dataset = load_from_disk(str(simulated_data_dir / split)).remove_columns("history_session_starts")
+        shutil.rmtree(older / split)
+        dataset.save_to_disk(str(older / split))
+    return older
+
+
+def test_commands_refuse_old_data_for_the_time_features_before_any_work(simulated_data_dir, tmp_path, capsys):
+    from a2gen_hf.cli import main
+
+    older = _older_folder(simulated_data_dir, tmp_path)
+    assert "history_session_starts" not in load_data_dir(older)[0]["train"].column_names
+    tiny = ["--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--cpu"]
+    code = main(["train", "--data", str(older), "--output", str(tmp_path / "run"), "--count-features", "--time-features",
+                 "--max-steps", "2", *tiny])  # fmt: skip
+    assert code == 2 and "the training split has no column(s) ['history_session_starts']" in capsys.readouterr().err
+    code = main(["compare", "--data", str(older), "--output", str(tmp_path / "cmp"), "--models", "a2gen-iag",
+                 "--simple", "popularity,logreg-times", "--seeds", "1", "--epochs", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "read by logreg-times, has no column(s) ['history_session_starts']" in err
+    assert not (tmp_path / "cmp" / "runs").exists()  # refused before anything trained
+    # Everything that does not read the times works on the older folder as before.
+    assert main(["train", "--data", str(older), "--output", str(tmp_path / "run2"), "--count-features",
+                 "--max-steps", "2", *tiny]) == 0  # fmt: skip

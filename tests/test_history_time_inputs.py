@@ -204,11 +204,14 @@ def test_encode_histories_gives_ages_laid_out_as_the_items(tokenizer):
         encoded["history_item_ages"], torch.tensor([[DAY, 60.0], [10.0, 0.0], [0.0, 0.0]])
     )  # the most recent items, right-padded with 0 like history_item_ids
     assert encoded["history_mask"].tolist() == [[1, 1], [1, 0], [0, 0]]
-    # One request time per example; Unix seconds far beyond float32's exact range still give exact ages.
+    # One request time per example; Unix seconds far beyond float32's exact range still give exact ages, in whole
+    # seconds as the collator makes them from prepared data (both times floored).
     per_example = tokenizer.encode_histories(
         [[("v1", TIMELINE, NOW - 5.5)], [("v1", TIMELINE, NOW)]], now=[NOW, NOW + 7.25]
     )
-    assert per_example["history_item_ages"] == [[5.5], [7.25]]
+    assert per_example["history_item_ages"] == [[6.0], [7.0]]
+    with pytest.raises(ValueError, match="beyond 1e\\+11 s .* not milliseconds"):
+        tokenizer.encode_histories([[("v1", TIMELINE, NOW - 5)]], now=NOW * 1000)
     # Without triples: the inputs as before, no ages.
     assert "history_item_ages" not in tokenizer.encode_histories([[("v1", TIMELINE)]], return_tensors="pt")
     with pytest.raises(TypeError):  # now is keyword-only
@@ -232,7 +235,7 @@ def test_encode_histories_ages_equal_the_collators(tokenizer):
         "session_start": NOW,
         "history_session_starts": starts,
     }
-    collator = A2GenDataCollator(tokenizer, max_history_items=2, max_events_per_item=4, max_actions=5)
+    collator = A2GenDataCollator(tokenizer, max_history_items=2, max_events_per_item=4, max_actions=5, history_ages=True)
     batch = collator([row])
     for name in ("history_item_ids", "history_mask", "history_item_ages"):
         torch.testing.assert_close(encoded[name], batch[name], check_dtype=False)
@@ -358,6 +361,7 @@ def test_pipeline_refuses_a_time_aware_request_without_times():
         (timed_request(starts=(NOW + 5, NOW)), r"history\[0\].session_start=.* is after the request's time"),
         (timed_request(time="now"), "time must be a number of Unix seconds"),
         (timed_request(starts=(float("nan"), NOW)), r"history\[0\].session_start must be a finite number"),
+        (timed_request(time=1e20), r"time=1e\+20 is beyond 1e\+11 s .* not milliseconds"),
     ],
 )
 @pytest.mark.parametrize("time_features", [True, False])

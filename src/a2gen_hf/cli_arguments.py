@@ -394,7 +394,8 @@ class FeatureArguments:
     count_features: bool = option("give the networks the logistic regression's history count features "
                                   "(standardised)", False)
     time_features: bool = option("with --count-features, also read when the history sessions happened (per "
-                                 "action, history items decayed by their age; items within the last hour / day; "
+                                 "action, history items decayed by their age; items within the last hour / day, the "
+                                 "target item within the last day; "
                                  "minutes since the last session); the data needs history_session_starts "
                                  "(a2gen prepare writes it)", False)
     popularity_features: bool = option("give the networks the target item's and category's train action rates "

@@ -598,8 +598,9 @@ class A2GenConfig(ActionSequenceConfig):
             the training examples. Off in the paper.
         history_time_features (`bool`): with ``history_count_features``, also read *when* the history sessions
             happened: per action, the history items with it decayed by their age (an hour, a day), the minutes since
-            the most recent history session, and the history items (all, of the target's category, the target item
-            itself) within the last hour / day (:class:`~a2gen_hf.features_a2gen.HistoryCountFeatures`). Reads the
+            the most recent history session, the history items (all, and those of the target's category) within the
+            last hour / day, and the target item itself within the last day
+            (:class:`~a2gen_hf.features_a2gen.HistoryCountFeatures`). Reads the
             ``history_item_ages`` input, which the collator makes from the examples' ``history_session_starts``.
             Off in the paper.
         target_popularity_features (`bool`): also give the generator (and the baselines' towers) the target item's and

@@ -2069,6 +2069,17 @@ LABEL_SHAPES = {
 _MAKE_THEM = "A2GenDataCollator builds every input with the right kind and shape"
 
 
+def check_seconds_dtype(name: str, value: torch.Tensor) -> None:
+    """Refuse a tensor of seconds (``history_item_ages``) that cannot hold them: complex, bool, or a 16-bit float
+    (bfloat16 rounds 3599 s to 3600 s, float16 overflows past 65,504 s, some 18 hours)."""
+    if value.is_complex() or value.dtype == torch.bool or (value.is_floating_point() and value.dtype.itemsize < 4):
+        raise TypeError(
+            f"{name} must hold seconds as float32, float64 or integers, got dtype {value.dtype}"
+            + (" (too coarse for seconds: pass float32, whatever the model's dtype)" if value.is_floating_point() else "")
+            + "."
+        )
+
+
 def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **inputs) -> None:
     """
     Check the model's inputs before any is used (:data:`INPUT_SHAPES` / :data:`LABEL_SHAPES`): each is a tensor
@@ -2103,8 +2114,8 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                 f"{name} must be a floating tensor of the model's dtype ({dtype}), got {value.dtype}; convert it with "
                 f".to({dtype})."
             )
-        if kind == "seconds" and (value.is_complex() or value.dtype == torch.bool):
-            raise TypeError(f"{name} must hold seconds (a float or integer tensor), got dtype {value.dtype}.")
+        if kind == "seconds":
+            check_seconds_dtype(name, value)
         if kind == "mask" and value.is_complex():
             raise TypeError(f"{name} must be a 0/1 mask (bool or integer), got dtype {value.dtype}.")
         if value.dim() != len(letters):

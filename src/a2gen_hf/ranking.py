@@ -40,6 +40,7 @@ from .modeling_a2gen import (
     A2GenForActionGeneration,
     action_predictions_from_slots,
     check_id_range,
+    check_seconds_dtype,
 )
 from .time_encoding import check_normalised_times
 
@@ -581,8 +582,7 @@ class A2GenRanker:
                 raise TypeError(f"{name} must be an integer or bool tensor (1 = real), got {inputs[name].dtype}.")
         if "history_item_ages" in inputs:
             ages = inputs["history_item_ages"]
-            if ages.is_complex() or ages.dtype == torch.bool:
-                raise TypeError(f"history_item_ages must hold seconds (a float or integer tensor), got {ages.dtype}.")
+            check_seconds_dtype("history_item_ages", ages)
             # float32 seconds, as the collator gives them and the time features read them (whatever the model's dtype)
             inputs["history_item_ages"] = ages.to(torch.float32)
         times = inputs["history_action_times"]

@@ -177,6 +177,10 @@ def _float32_times(encoding: BatchEncoding) -> BatchEncoding:
 _ENTRY_FORMS = {2: "(item, timeline) pair", 3: "(item, timeline, session_start) triple"}
 
 
+# The largest Unix time taken as seconds: a time in milliseconds (1.7e12 in 2024) or microseconds is refused.
+MAX_UNIX_SECONDS = 1e11
+
+
 def _unix_seconds(value: Any, what: str) -> float:
     """A finite real number of seconds (an int, a float, a NumPy or 0-d torch number; not a bool or a string)."""
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool:
@@ -186,6 +190,11 @@ def _unix_seconds(value: Any, what: str) -> float:
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{what} must be a finite number of Unix seconds, got {value!r}.")
+    if abs(value) > MAX_UNIX_SECONDS:
+        raise ValueError(
+            f"{what}={value:g} is beyond {MAX_UNIX_SECONDS:g} s (the year 5138): give Unix seconds, not milliseconds "
+            "or microseconds (divide by 1000 or 1e6)."
+        )
     return value
 
 
@@ -221,14 +230,15 @@ def _check_request_time_given(width: int, request_times: list[float] | None, row
 
 
 def _history_item_age(session_start: Any, now: float, row: int, index: int) -> float:
-    """Seconds from a history item's session start to the request (``now``), refused when it starts after it."""
+    """Whole seconds from a history item's session start to the request (``now``), both floored as prepare floors
+    them (so that the ages are the collator's), refused when it starts after it."""
     start = _unix_seconds(session_start, f"History {row}, item {index}: session_start")
     if start > now:
         raise ValueError(
             f"History {row}, item {index}: session_start={session_start!r} is after now={now!r}; a history session "
             "starts no later than the request (both Unix seconds)."
         )
-    return now - start
+    return float(math.floor(now) - math.floor(start))
 
 
 def _timeline_truncation(truncation: Any) -> bool | None:

@@ -77,9 +77,16 @@ class _Columns:
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def _ints(values, column: str) -> np.ndarray:
-    """Integer ids -> int64 (V,), as the Arrow route casts them: whole-number floats (``7.0``) are read as integers;
-    anything else (``3.7``, None, a string, a bool, an integer beyond int64) is refused naming the column."""
+# What a column of whole numbers holds, as its errors say: ids, or Unix seconds.
+_IDS = "an integer id; ids are integers (the tokenizer's hash_* methods make them)"
+_IDS_PLURAL = "integer ids; ids are integers (the tokenizer's hash_* methods make them)"
+_UNIX_SECONDS = "whole Unix seconds; the session times are integers (as a2gen prepare writes them)"
+
+
+def _ints(values, column: str, what: str = _IDS) -> np.ndarray:
+    """Integer ids (or Unix seconds, ``what``) -> int64 (V,), as the Arrow route casts them: whole-number floats
+    (``7.0``) are read as integers; anything else (``3.7``, None, a string, a bool, an integer beyond int64) is
+    refused naming the column."""
     try:
         array = np.asarray(values if isinstance(values, (list, np.ndarray)) else list(values))
     except (TypeError, ValueError):  # lists of different lengths where single ids belong
@@ -99,8 +106,7 @@ def _ints(values, column: str) -> np.ndarray:
                       if isinstance(value, (bool, str, bytes, float)) or value is None
                       or (isinstance(value, int) and value > _INT64_MAX)), array.ravel()[0])  # fmt: skip
         raise ValueError(
-            f"A2GenDataCollator: column {column!r} holds {shown!r} ({array.dtype}), not an integer id; ids are "
-            "integers (the tokenizer's hash_* methods make them)."
+            f"A2GenDataCollator: column {column!r} holds {shown!r} ({array.dtype}), not {what}."
         )
     return array.astype(np.int64).reshape(-1)
 
@@ -119,11 +125,12 @@ def _lengths(lists: list, column: str) -> np.ndarray:
 
 
 def _lists_from_rows(lists: list, column: str, kind: str) -> _Lists:
-    """Python lists -> :class:`_Lists`; ``kind`` "ids" (int64) or "seconds" (float64, None -> NaN)."""
+    """Python lists -> :class:`_Lists`; ``kind`` "ids" (int64), "unix_seconds" (int64) or "seconds" (float64,
+    None -> NaN)."""
     lengths = _lengths(lists, column)
     flat = chain.from_iterable(lists)
-    if kind == "ids":
-        return _Lists(_ints(list(flat), column), lengths)
+    if kind in ("ids", "unix_seconds"):
+        return _Lists(_ints(list(flat), column, _IDS if kind == "ids" else _UNIX_SECONDS), lengths)
     # np.array (not fromiter) so that None, how some readers spell a missing time, becomes NaN.
     values = list(flat)
     try:
@@ -167,7 +174,8 @@ def _length(values: Any) -> int:
 
 
 def _columns_from_rows(
-    features: Sequence[dict[str, Any]], side_features: int, item_keys: bool, user_keys: bool = False
+    features: Sequence[dict[str, Any]], side_features: int, item_keys: bool, user_keys: bool = False,
+    history_ages: bool = False,
 ) -> _Columns:
     def column(name: str) -> list:
         return [row[name] for row in features]
@@ -193,45 +201,38 @@ def _columns_from_rows(
         history_event_seconds=_lists_from_rows(per_item["history_action_seconds"], "history_action_seconds", "seconds"),
         labels=_lists_from_rows(column("action_ids"), "action_ids", "ids"),
         label_seconds=_lists_from_rows(column("action_seconds"), "action_seconds", "seconds"),
-        **_session_times_from_rows(features),
+        **(_session_times_from_rows(features) if history_ages else {}),
     )
 
 
-def has_session_times(table: pa.Table | pa.RecordBatch) -> bool:
-    """Whether an Arrow batch holds the history sessions' times: both :data:`SESSION_TIME_COLUMNS`, the history's
-    starts not all null (a table built with the examples' schema from rows without them has a null column)."""
-    if "history_session_starts" not in table.column_names:
-        return False
-    starts = table.column("history_session_starts")
-    if starts.null_count == len(starts):
-        return False
-    if "session_start" not in table.column_names:
+def check_session_time_columns(names: Sequence[str], where: str) -> None:
+    """Refuse data without both :data:`SESSION_TIME_COLUMNS` (``names``: its columns) where the history sessions'
+    times are read, saying that data written before ``history_session_starts`` existed must be prepared again."""
+    missing = [name for name in SESSION_TIME_COLUMNS if name not in names]
+    if missing:
         raise ValueError(
-            "The batch holds history_session_starts but no session_start column: the history items' ages count "
-            "from each example's session_start (Unix seconds); keep that column."
+            f"{where} has no column(s) {missing}, which the history sessions' times are read from "
+            "(history_time_features, the regression's time_features): data written before history_session_starts "
+            "existed lacks it; run a2gen prepare (or a2gen simulate) again, or leave the time features out "
+            "(--no-time-features; the simple baselines without -times)."
         )
-    return True
 
 
 def _session_times_from_rows(features: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The rows' session times (:data:`SESSION_TIME_COLUMNS`) when the rows hold ``history_session_starts`` (none
-    when no row does: data written before the column existed); rows that hold the history's starts only in part, or
-    without their own ``session_start``, are refused, naming the first such row (its times would be lost)."""
-    has = [row.get("history_session_starts") is not None for row in features]
-    if not any(has):
-        return {}
+    """The rows' session times (:data:`SESSION_TIME_COLUMNS`); a row without them (or None) is refused, naming it."""
     bad = next((index for index, row in enumerate(features)
-                if row.get("history_session_starts") is None or row.get("session_start") is None), None)  # fmt: skip
+                if any(row.get(name) is None for name in SESSION_TIME_COLUMNS)), None)  # fmt: skip
     if bad is not None:
         lacking = [name for name in SESSION_TIME_COLUMNS if features[bad].get(name) is None]
         raise ValueError(
-            f"A2GenDataCollator: example {bad} of the batch has no {lacking} but other examples hold the history "
-            f"sessions' times {list(SESSION_TIME_COLUMNS)}: give every example both (Unix seconds), or none."
+            f"A2GenDataCollator: example {bad} of the batch has no {lacking}; this collator gives the history items' "
+            "ages (history_ages=True, a model with history_time_features): every example needs session_start and "
+            "history_session_starts (Unix seconds), as a2gen prepare writes them."
         )
     return {
-        "session_starts": _ints([row["session_start"] for row in features], "session_start"),
+        "session_starts": _ints([row["session_start"] for row in features], "session_start", _UNIX_SECONDS),
         "history_session_starts": _lists_from_rows(
-            [row["history_session_starts"] for row in features], "history_session_starts", "ids"
+            [row["history_session_starts"] for row in features], "history_session_starts", "unix_seconds"
         ),
     }
 
@@ -246,19 +247,20 @@ def _arrow_values(array: pa.Array, column: str, kind: str) -> np.ndarray:
     try:
         if kind == "seconds":
             return np.asarray(pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False))
+        noun = "Unix seconds" if kind == "unix_seconds" else "id"
         if array.null_count:
             raise ValueError(
-                f"A2GenDataCollator: column {column!r} holds a null id (value {_first_null(array)} of the batch's)."
+                f"A2GenDataCollator: column {column!r} holds a null {noun} (value {_first_null(array)} of the batch's)."
             )
         if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type)):
             # Arrow casts "547" to 547 and True to 1, which the rows route refuses: ids are numbers on both routes.
             raise ValueError(
                 f"A2GenDataCollator: column {column!r} holds {array.type} values (the first: {array[0].as_py()!r}), "
-                "not integer ids; ids are integers (the tokenizer's hash_* methods make them)."
+                f"not {_UNIX_SECONDS if kind == 'unix_seconds' else _IDS_PLURAL}."
             )
         return np.asarray(pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        wanted = "times in seconds (numbers)" if kind == "seconds" else "integer ids"
+        wanted = {"seconds": "times in seconds (numbers)", "unix_seconds": "whole Unix seconds"}.get(kind, "integer ids")
         raise ValueError(f"A2GenDataCollator: column {column!r} ({array.type}) does not hold {wanted}: {error}.") from None
 
 
@@ -271,7 +273,8 @@ def _arrow_lists(array: pa.Array, column: str) -> tuple[pa.Array, np.ndarray]:
 
 
 def _columns_from_arrow(
-    table: pa.Table | pa.RecordBatch, side_features: int, item_keys: bool, user_keys: bool = False
+    table: pa.Table | pa.RecordBatch, side_features: int, item_keys: bool, user_keys: bool = False,
+    history_ages: bool = False,
 ) -> _Columns:
     def column(name: str) -> pa.Array:
         values = table.column(name)
@@ -302,10 +305,10 @@ def _columns_from_arrow(
         label_seconds=lists("action_seconds", "seconds"),
         **(
             {
-                "session_starts": _arrow_values(column("session_start"), "session_start", "ids"),
-                "history_session_starts": lists("history_session_starts"),
+                "session_starts": _arrow_values(column("session_start"), "session_start", "unix_seconds"),
+                "history_session_starts": lists("history_session_starts", "unix_seconds"),
             }
-            if has_session_times(table)
+            if history_ages
             else {}
         ),
     )
@@ -357,10 +360,9 @@ class A2GenDataCollator:
     ``history_item_side_ids`` (B, N, F) long, ``history_mask`` (B, N) long, ``history_action_ids`` (B, N, E) long,
     ``history_action_times`` (B, N, E) float, ``history_time_mask`` (B, N, E) long, ``labels`` (B, T) long,
     ``label_times`` (B, T) float, ``label_time_mask`` (B, T) long; with ``item_keys=True`` also ``item_keys`` (B,) long,
-    the 63-bit keys of the rows' raw ``item`` ids (:meth:`A2GenActionTokenizer.item_keys`); when the rows hold
-    ``session_start`` and ``history_session_starts`` (:data:`SESSION_TIME_COLUMNS`; ``a2gen prepare`` and the simulator
-    write both; older data folders lack the second) also ``history_item_ages`` (B, N) float, the seconds from each kept history item's session start to the
-    example's (0 at padding), which time-aware features read (``A2GenConfig.history_time_features``).
+    the 63-bit keys of the rows' raw ``item`` ids (:meth:`A2GenActionTokenizer.item_keys`); with ``history_ages=True``
+    also ``history_item_ages`` (B, N) float, the seconds from each kept history item's session start to the example's
+    (0 at padding), which time-aware features read (``A2GenConfig.history_time_features``).
 
     Args:
         tokenizer: the fitted :class:`A2GenActionTokenizer` saved with the data (its time statistics are used).
@@ -372,6 +374,10 @@ class A2GenDataCollator:
             (``A2GenConfig.target_drops_repeated_start``; off by default).
         item_keys: also key every row's raw ``item`` id (a column then required), for a model whose popularity counts
             are keyed by raw id (``popularity_keys="raw_ids"``; :meth:`from_config` reads it off the config).
+        history_ages: also give ``history_item_ages`` from the rows' ``session_start`` and ``history_session_starts``
+            (:data:`SESSION_TIME_COLUMNS`, then required: ``a2gen prepare`` and the simulator write both; data folders
+            written before the second existed lack it), for a model with ``history_time_features``
+            (:meth:`from_config` reads it off the config). Off, those columns are not read.
         user_keys: also give ``user_keys`` `(B,)`, 63-bit keys of the rows' raw ``user`` ids (when every row has
             one), which evaluation groups GAUC and NDCG@K by (:class:`~a2gen_hf.A2GenTrainer` switches it on for its
             evaluation batches and takes the tensor out before the model sees it). Not a model input.
@@ -387,6 +393,7 @@ class A2GenDataCollator:
         drop_repeated_start: bool = False,
         item_keys: bool = False,
         user_keys: bool = False,
+        history_ages: bool = False,
     ):
         for name, value in (
             ("max_history_items", max_history_items),
@@ -403,6 +410,7 @@ class A2GenDataCollator:
         self.drop_repeated_start = drop_repeated_start
         self.item_keys = item_keys
         self.user_keys = user_keys
+        self.history_ages = history_ages
 
     @classmethod
     def from_config(cls, config: A2GenConfig, tokenizer: A2GenActionTokenizer) -> A2GenDataCollator:
@@ -415,16 +423,26 @@ class A2GenDataCollator:
             num_item_side_features=config.num_item_side_features,
             drop_repeated_start=getattr(config, "target_drops_repeated_start", False),
             item_keys=popularity_keyed_by_raw_id(config),
+            history_ages=bool(getattr(config, "history_time_features", False)),
         )
 
     def _required(self, side_features: int) -> tuple[str, ...]:
-        return REQUIRED_COLUMNS + (SIDE_FEATURE_COLUMNS if side_features else ()) + (("item",) if self.item_keys else ())
+        return (
+            REQUIRED_COLUMNS + (SIDE_FEATURE_COLUMNS if side_features else ()) + (("item",) if self.item_keys else ())
+            + (SESSION_TIME_COLUMNS if self.history_ages else ())
+        )
 
     def _missing_error(self, missing: list[str], where: str, side_features: int) -> KeyError:
         why = (
             "; 'item' (the raw item id) because the model's popularity counts are keyed by raw id: keep the "
             "column (remove_unused_columns=False) or train with popularity_keys='buckets'"
             if "item" in missing
+            else ""
+        ) + (
+            "; 'history_session_starts' because the model reads the history sessions' times "
+            "(history_time_features): data written before the column existed lacks it, run a2gen prepare (or a2gen "
+            "simulate) again"
+            if "history_session_starts" in missing
             else ""
         )
         return KeyError(
@@ -511,12 +529,12 @@ class A2GenDataCollator:
             missing = [name for name in self._required(side_features) if name not in features.column_names]
             if missing:
                 raise self._missing_error(missing, "the batch (an Arrow table)", side_features)
-            columns = _columns_from_arrow(features, side_features, self.item_keys, self.user_keys)
+            columns = _columns_from_arrow(features, side_features, self.item_keys, self.user_keys, self.history_ages)
         else:
             if side_features is None:  # the widest row's: a row with fewer side features is then refused
                 side_features = max(_length(row.get("item_side_ids")) for row in features)
             self._check_columns(features, side_features)
-            columns = _columns_from_rows(features, side_features, self.item_keys, self.user_keys)
+            columns = _columns_from_rows(features, side_features, self.item_keys, self.user_keys, self.history_ages)
         return self._collate(columns, side_features)
 
     def _collate(self, columns: _Columns, side_features: int) -> dict[str, torch.Tensor]:

@@ -95,17 +95,28 @@ def write_data_summary(folder: Path, tokenizer: A2GenActionTokenizer, summary: d
 
 
 def _parquet_features(data_files: dict[str, list[str]]) -> datasets.Features:
-    """The features of the shards: :data:`SIMULATED_FEATURES`, without ``history_session_starts`` where the first
-    shard lacks it (shards written before the column existed read as before; only time features refuse them)."""
+    """The features of the shards: :data:`SIMULATED_FEATURES`, without ``history_session_starts`` where no shard
+    holds it (shards written before the column existed read as before; only time features refuse them). Shards that
+    hold it in part are refused, naming those without it (their rows would have no times beside rows with them)."""
     import pyarrow.parquet as pq
 
-    first = next(path for paths in data_files.values() for path in paths)
-    try:
-        names = pq.read_schema(first).names
-    except Exception:  # noqa: BLE001 - not a Parquet file: load_dataset's error below names every shard
+    paths = [path for paths in data_files.values() for path in paths]
+    lacking = []
+    for path in paths:
+        try:
+            names = pq.read_schema(path).names
+        except Exception:  # noqa: BLE001 - not a Parquet file: load_dataset's error below names every shard
+            return SIMULATED_FEATURES
+        if "history_session_starts" not in names:
+            lacking.append(path)
+    if not lacking:
         return SIMULATED_FEATURES
-    if "history_session_starts" in names:
-        return SIMULATED_FEATURES
+    if len(lacking) < len(paths):
+        raise ValueError(
+            f"{len(lacking)} of the {len(paths)} Parquet shards lack the history_session_starts column (written before "
+            f"it existed): {', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}. Write the whole folder again "
+            "with this version (a2gen simulate), so that every row has the history sessions' times."
+        )
     return datasets.Features({name: value for name, value in SIMULATED_FEATURES.items()
                               if name != "history_session_starts"})  # fmt: skip
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from ..configuration_a2gen import A2GenConfig
-from ..data.collator import A2GenDataCollator, collation_rows
+from ..data.collator import A2GenDataCollator, check_session_time_columns, collation_rows
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
 from ..output_folders import (
     output_lock,
@@ -255,6 +255,10 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
     check_moment_start(base_config, settings.moment_warm_start)
     check_validation_split(data_dir, dataset, settings, tokenizer)
+    timed = [name for name in settings.simple_baselines if getattr(SIMPLE_BASELINES.get(name), "reads_times", False)]
+    if (base_config.history_time_features and settings.models) or timed:  # before anything trains
+        readers = (["the networks (--time-features)"] if base_config.history_time_features and settings.models else [])
+        check_session_time_columns(dataset["train"].column_names, f"{data_dir}, read by {' and '.join(readers + timed)},")
     untrained = actions_without_training_positives(dataset["train"], base_config)
     if untrained:
         logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "

@@ -587,6 +587,12 @@ def _train(
     set_seed(settings.seed)
     eval_dataset = _usable_eval_dataset(eval_dataset, settings)
     _check_run(train_dataset, settings, eval_dataset)
+    if getattr(model.config, "history_time_features", False):  # before any step: not at the first batch
+        from ..data.collator import check_session_time_columns
+
+        for name, split in (("the training split", train_dataset), ("the validation split", eval_dataset)):
+            if split is not None and getattr(split, "column_names", None) is not None:
+                check_session_time_columns(split.column_names, name)
     if accelerator.is_main_process:
         Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
         remove_interrupted_best_saves(Path(settings.output_dir))  # we hold the folder's lock

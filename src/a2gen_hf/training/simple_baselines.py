@@ -56,7 +56,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..data.collator import SESSION_TIME_COLUMNS, has_session_times
+from ..data.collator import SESSION_TIME_COLUMNS, check_session_time_columns
 from ..features_a2gen import HISTORY_TIME_SCALES, NO_RECENT_SESSION_SECONDS, history_count_feature_size
 from ..metrics import predicted_next_actions
 from ..tokenization_a2gen import A2GenActionTokenizer
@@ -176,10 +176,16 @@ class HistoryCounts:
         return len(self.history_length)
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset, vocab_size: int, window: int) -> HistoryCounts:
+    def from_dataset(cls, dataset: Dataset, vocab_size: int, window: int, times: bool = False) -> HistoryCounts:
+        """The counts of ``dataset``'s rows; with ``times`` also the kept items' ages (``age_seconds``), read from
+        :data:`~a2gen_hf.data.collator.SESSION_TIME_COLUMNS` (then required)."""
         if window < 1:
             raise ValueError(f"window={window} must be >= 1 (the number of most recent history items read).")
-        table = _read_columns(dataset, HISTORY_COLUMNS, optional=("item",) + CATEGORY_COLUMNS + SESSION_TIME_COLUMNS)
+        if times:
+            check_session_time_columns(dataset.column_names, "The data")
+        table = _read_columns(
+            dataset, HISTORY_COLUMNS + (SESSION_TIME_COLUMNS if times else ()), optional=("item",) + CATEGORY_COLUMNS
+        )
         history_length, history_items = _list_parts(table.column("history_item_ids"), "history_item_ids")
         num_items = int(history_length.sum())
         owner_all = np.repeat(np.arange(len(history_length)), history_length)
@@ -216,23 +222,7 @@ class HistoryCounts:
             target_category = np.zeros(len(history_length), dtype=np.int64)
             same_category = np.ones(int(kept.sum()), dtype=bool)
         raw_items = table.column("item" if "item" in table.column_names else "item_id").combine_chunks()
-        age_seconds = None
-        if has_session_times(table):
-            start_lists, starts = _list_parts(table.column("history_session_starts"), "history_session_starts")
-            if not np.array_equal(start_lists, history_length):
-                row = int(np.flatnonzero(start_lists != history_length)[0])
-                raise ValueError(
-                    f"Row {row} has {history_length[row]} history_item_ids but {start_lists[row]} "
-                    "history_session_starts; every history item needs its session's start."
-                )
-            session_start = table.column("session_start").to_numpy().astype(np.float64)
-            age_seconds = (session_start[owner_all] - starts.to_numpy().astype(np.float64))[kept]
-            if (age_seconds < 0).any():
-                row = int(owner_all[kept][np.argmax(age_seconds < 0)])
-                raise ValueError(
-                    f"Row {row} has a history session that starts after its session_start; a history is what came "
-                    "before the example (history_session_starts <= session_start, Unix seconds)."
-                )
+        age_seconds = _history_ages(table, history_length, owner_all, kept) if times else None
         return cls(
             history_length=history_length,
             kept_length=np.minimum(history_length, window),
@@ -268,10 +258,7 @@ class HistoryCounts:
         """`(n, k)` the history sessions' time features, column for column as
         :class:`~a2gen_hf.features_a2gen.HistoryCountFeatures` computes them with ``history_time_features``."""
         if self.age_seconds is None:
-            raise ValueError(
-                "The time features read the history sessions' starts, but the data has no history_session_starts "
-                "column (a data folder written before the column existed): run a2gen prepare again."
-            )
+            raise ValueError("These counts were read without the times: HistoryCounts.from_dataset(..., times=True).")
         ages = self.age_seconds
         present = self.item_actions[:, 1:].astype(np.float64)
         columns = [np.log1p(self.per_example_sum(present * np.exp(-ages / scale)[:, None])) for scale in HISTORY_TIME_SCALES]
@@ -289,6 +276,45 @@ class HistoryCounts:
         ages = np.full(self.num_examples, np.inf)
         np.minimum.at(ages, self.owner[where], self.age[where].astype(np.float64))
         return ages
+
+
+def _whole_seconds(array: pa.Array | pa.ChunkedArray, column: str) -> np.ndarray:
+    """A column of Unix seconds -> float64 (V,); a null, a fraction or a non-number is refused, naming the row."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.null_count:
+        raise ValueError(f"Column {column!r} holds a null in value {int(np.argmax(array.is_null().to_numpy(zero_copy_only=False)))}; "
+                         "the session times are whole Unix seconds, as a2gen prepare writes them.")  # fmt: skip
+    if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
+        raise ValueError(f"Column {column!r} holds {array.type} values, not whole Unix seconds.")
+    values = array.to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = ~np.isfinite(values) | (values != np.floor(values))
+    if bad.any():
+        raise ValueError(
+            f"Column {column!r} holds {float(values[np.argmax(bad)])!r} (value {int(np.argmax(bad))}), not whole Unix seconds "
+            "(as a2gen prepare writes them: floored)."
+        )
+    return values
+
+
+def _history_ages(table: pa.Table, history_length: np.ndarray, owner_all: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """`(H,)` seconds from each kept history item's session start to its example's (the collator's
+    ``history_item_ages``); lists of another length, nulls, fractions and a start after the example's are refused."""
+    start_lists, starts = _list_parts(table.column("history_session_starts"), "history_session_starts")
+    if not np.array_equal(start_lists, history_length):
+        row = int(np.flatnonzero(start_lists != history_length)[0])
+        raise ValueError(
+            f"Row {row} has {history_length[row]} history_item_ids but {start_lists[row]} history_session_starts; "
+            "every history item needs its session's start."
+        )
+    session_start = _whole_seconds(table.column("session_start"), "session_start")
+    ages = session_start[owner_all] - _whole_seconds(starts, "history_session_starts")
+    if (ages < 0).any():
+        raise ValueError(
+            f"Row {int(owner_all[np.argmax(ages < 0)])} has a history session that starts after its session_start; a "
+            "history is what came before the example (history_session_starts <= session_start, Unix seconds)."
+        )
+    return ages[kept]
 
 
 @dataclass
@@ -609,7 +635,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
 
     def features(self, dataset: Dataset, exclude: np.ndarray | None = None) -> np.ndarray:
         """`(n, D)` the count features of every row (`exclude`: the rows' own outcomes when they are train rows)."""
-        history = HistoryCounts.from_dataset(dataset, self.vocab_size, self.window)
+        history = HistoryCounts.from_dataset(dataset, self.vocab_size, self.window, times=self.time_features)
         rates = self.popularity.rates(history, exclude)
         actions = slice(1, self.vocab_size)
         same_category_counts = history.per_example_sum(history.item_actions.astype(np.float64), history.same_category)
@@ -809,6 +835,8 @@ class TimedLogisticRegression(CountFeatureLogisticRegression):
     """:class:`CountFeatureLogisticRegression` that also reads the history sessions' times (``time_features``): the
     regression a time-aware model is measured against, fed what it reads."""
 
+    reads_times = True  # needs the data's history_session_starts (a comparison checks before anything trains)
+
     def __init__(self, tokenizer: A2GenActionTokenizer, time_features: bool = True, **options):
         super().__init__(tokenizer, time_features=time_features, **options)
 
@@ -816,6 +844,8 @@ class TimedLogisticRegression(CountFeatureLogisticRegression):
 class TimedShareScaledLogisticRegression(ShareScaledLogisticRegression):
     """:class:`ShareScaledLogisticRegression` with the history sessions' times: the regression the ``sparse_logs``
     recipe starts A2Gen from (``time_features``), without A2Gen."""
+
+    reads_times = True
 
     def __init__(self, tokenizer: A2GenActionTokenizer, time_features: bool = True, **options):
         super().__init__(tokenizer, time_features=time_features, **options)
