@@ -193,13 +193,7 @@ class HistoryCounts:
         age_all = history_length[owner_all] - 1 - position
         kept = age_all < window
 
-        event_lists, item_events = _list_parts(table.column("history_action_ids"), "history_action_ids")
-        if not np.array_equal(event_lists, history_length):
-            row = int(np.flatnonzero(event_lists != history_length)[0])
-            raise ValueError(
-                f"Row {row} has {history_length[row]} history_item_ids but {event_lists[row]} lists of "
-                "history_action_ids; every history item needs its list of events."
-            )
+        item_events = _per_item_values(table, "history_action_ids", history_length, "its list of events")
         event_counts, events = _list_parts(item_events, "history_action_ids")
         event_ids = _checked_action_ids(events, "history_action_ids", vocab_size)
         item_actions = np.zeros((num_items, vocab_size), dtype=bool)
@@ -278,6 +272,19 @@ class HistoryCounts:
         return ages
 
 
+def _per_item_values(table: pa.Table, column: str, history_length: np.ndarray, what: str) -> pa.Array:
+    """The values of a list column with one entry per history item (laid end to end), refused, naming the row,
+    where a row's list is not as long as its ``history_item_ids``."""
+    lengths, values = _list_parts(table.column(column), column)
+    if not np.array_equal(lengths, history_length):
+        row = int(np.flatnonzero(lengths != history_length)[0])
+        raise ValueError(
+            f"Row {row} has {history_length[row]} history_item_ids but {lengths[row]} entries in {column}; every "
+            f"history item needs {what}."
+        )
+    return values
+
+
 def _whole_seconds(array: pa.Array | pa.ChunkedArray, column: str) -> np.ndarray:
     """A column of Unix seconds -> float64 (V,); a null, a fraction or a non-number is refused, naming the row."""
     if isinstance(array, pa.ChunkedArray):
@@ -300,13 +307,7 @@ def _whole_seconds(array: pa.Array | pa.ChunkedArray, column: str) -> np.ndarray
 def _history_ages(table: pa.Table, history_length: np.ndarray, owner_all: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """`(H,)` seconds from each kept history item's session start to its example's (the collator's
     ``history_item_ages``); lists of another length, nulls, fractions and a start after the example's are refused."""
-    start_lists, starts = _list_parts(table.column("history_session_starts"), "history_session_starts")
-    if not np.array_equal(start_lists, history_length):
-        row = int(np.flatnonzero(start_lists != history_length)[0])
-        raise ValueError(
-            f"Row {row} has {history_length[row]} history_item_ids but {start_lists[row]} history_session_starts; "
-            "every history item needs its session's start."
-        )
+    starts = _per_item_values(table, "history_session_starts", history_length, "its session's start")
     session_start = _whole_seconds(table.column("session_start"), "session_start")
     ages = session_start[owner_all] - _whole_seconds(starts, "history_session_starts")
     if (ages < 0).any():
