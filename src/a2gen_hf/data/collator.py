@@ -28,7 +28,7 @@ REQUIRED_COLUMNS = (
     "action_seconds",
 )
 SIDE_FEATURE_COLUMNS = ("item_side_ids", "history_item_side_ids")
-# The history sessions' times: when both are there, the collator gives ``history_item_ages``.
+# The history sessions' times, read with ``history_ages=True`` (the collator then gives ``history_item_ages``).
 SESSION_TIME_COLUMNS = ("session_start", "history_session_starts")
 # Every column the collator may read ("item": the raw item id, for popularity counts keyed by it; "user": the raw user
 # id, for evaluation's groups with ``user_keys``).
@@ -56,7 +56,7 @@ class _Columns:
     ``history_items`` holds each example's item ids (B lists), ``history_side_ids`` each item's side ids (I lists),
     ``history_event_ids`` / ``history_event_seconds`` each item's events (I lists); ``labels`` /
     ``label_seconds`` each example's target sequence (B lists). Times are float64 seconds, NaN where unknown.
-    ``session_starts`` (B,) / ``history_session_starts`` (B lists): Unix seconds, when the batch holds both.
+    ``session_starts`` (B,) / ``history_session_starts`` (B lists): Unix seconds, read with ``history_ages``.
     """
 
     user_ids: np.ndarray
