@@ -2080,6 +2080,16 @@ def check_seconds_dtype(name: str, value: torch.Tensor) -> None:
         )
 
 
+def check_history_ages(ages: torch.Tensor) -> None:
+    """Refuse real history items' ages (seconds from each one's session start to the target's) that are negative,
+    NaN or infinite."""
+    if not (torch.isfinite(ages) & (ages >= 0)).all():
+        raise ValueError(
+            "history_item_ages holds a negative, NaN or infinite age for a real history item; each age is the seconds "
+            "from that item's session start to the target's (>= 0: a history session starts before its target)."
+        )
+
+
 def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **inputs) -> None:
     """
     Check the model's inputs before any is used (:data:`INPUT_SHAPES` / :data:`LABEL_SHAPES`): each is a tensor
@@ -2151,12 +2161,7 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
     ages = inputs.get("history_item_ages")
     if ages is not None and ages.numel():
         mask = inputs.get("history_mask")
-        real = ages if mask is None else ages[mask.bool()]
-        if not (torch.isfinite(real) & (real >= 0)).all():
-            raise ValueError(
-                "history_item_ages holds a negative, NaN or infinite age; each real history item's age is the seconds "
-                "from its session's start to the target's (>= 0: a history session starts before its target)."
-            )
+        check_history_ages(ages if mask is None else ages[mask.bool()])
     history_times = inputs.get("history_action_times")
     if config is not None and history_times is not None and history_times.numel():
         check_normalised_times("history_action_times", history_times, inputs.get("history_time_mask"), config.time_log_mean,

@@ -39,6 +39,7 @@ from .modeling_a2gen import (
     A2GenActionPrediction,
     A2GenForActionGeneration,
     action_predictions_from_slots,
+    check_history_ages,
     check_id_range,
     check_seconds_dtype,
 )
@@ -453,11 +454,8 @@ class A2GenRanker:
         time_mask = time_mask[:, real] if time_mask is not None else None
         ages = inputs.get("history_item_ages")
         ages = ages[:, real] if ages is not None else None
-        if ages is not None and not (torch.isfinite(ages) & (ages >= 0)).all():
-            raise ValueError(
-                "history_item_ages holds a negative, NaN or infinite age for a real history item; each age is the "
-                "seconds from that item's session start to the request's (>= 0: the history came before)."
-            )
+        if ages is not None:
+            check_history_ages(ages)
 
         run = self.user_program
         if self._user_run is not None and items.shape[1] >= 2:
