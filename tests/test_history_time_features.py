@@ -13,7 +13,7 @@ from datasets import Dataset, DatasetDict
 from a2gen_hf import A2GenConfig
 from a2gen_hf.data import A2GenDataCollator, convert_log
 from a2gen_hf.data.examples import EXAMPLE_SCHEMA
-from a2gen_hf.features_a2gen import HISTORY_TIME_SCALES, NO_RECENT_SESSION_SECONDS, history_time_feature_size
+from a2gen_hf.features_a2gen import HISTORY_DECAY_SCALES, NO_RECENT_SESSION_SECONDS, history_time_feature_size
 from a2gen_hf.modeling_a2gen import check_model_inputs
 from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer
 from a2gen_hf.training.compare import ABLATIONS
@@ -181,15 +181,17 @@ def test_time_features_by_hand(tokenizer):
     history = HistoryCounts.from_dataset(Dataset(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA)), 5, 50, times=True)
     features = history.time_features()
     assert features.shape == (2, history_time_feature_size(5))
-    hour, day = HISTORY_TIME_SCALES
+    ten_minutes, hour, day, week = HISTORY_DECAY_SCALES
     ages = np.array([2 * 86400, 1800, 600.0])
     # Per action (4 actions: start, like, follow, leave), every item has start and leave.
-    np.testing.assert_allclose(features[0, 0], np.log1p(np.exp(-ages / hour).sum()))
-    np.testing.assert_allclose(features[0, 4 + 3], np.log1p(np.exp(-ages / day).sum()))
+    np.testing.assert_allclose(features[0, 0], np.log1p(np.exp(-ages / ten_minutes).sum()))
+    np.testing.assert_allclose(features[0, 4], np.log1p(np.exp(-ages / hour).sum()))
+    np.testing.assert_allclose(features[0, 8 + 3], np.log1p(np.exp(-ages / day).sum()))
+    np.testing.assert_allclose(features[0, 12 + 3], np.log1p(np.exp(-ages / week).sum()))
     assert features[0, 1] == features[0, 2] == 0.0  # like / follow: in no history item
-    once = features[0, 8:]
+    once = features[0, 16:]
     np.testing.assert_allclose(once, np.log1p([10.0, 2, 2, 2, 2, 0]))  # 10 minutes; 2 within the hour and day
-    np.testing.assert_allclose(features[1, 8:], np.log1p([NO_RECENT_SESSION_SECONDS / 60, 0, 0, 0, 0, 0]))
+    np.testing.assert_allclose(features[1, 16:], np.log1p([NO_RECENT_SESSION_SECONDS / 60, 0, 0, 0, 0, 0]))
 
 
 def test_time_features_carry_what_counts_miss(tokenizer, recency_data):

@@ -597,7 +597,7 @@ class A2GenConfig(ActionSequenceConfig):
             length, shares and recency of the target item and category), standardised with running statistics of
             the training examples. Off in the paper.
         history_time_features (`bool`): with ``history_count_features``, also read *when* the history sessions
-            happened: per action, the history items with it decayed by their age (an hour, a day), the minutes since
+            happened: per action, the history items with it decayed by their age (ten minutes, an hour, a day, a week), the minutes since
             the most recent history session, the history items (all, and those of the target's category) within the
             last hour / day, and the target item itself within the last day
             (:class:`~a2gen_hf.features_a2gen.HistoryCountFeatures`). Reads the

@@ -159,15 +159,17 @@ def freeze_statistics(model: nn.Module, prefixes: tuple[str, ...] = ("",)) -> Ca
     return undo
 
 
-# The history sessions' times (``history_time_features``): what "recent" means, in seconds (an hour, a day), and the
-# age read for the most recent session of a user without history (or whose history is older).
+# The history sessions' times (``history_time_features``), in seconds: the decays of the per-action counts (ten
+# minutes, an hour, a day, a week), the windows of the item counts (an hour, a day), and the age read for the most
+# recent session of a user without history (or whose history is older).
+HISTORY_DECAY_SCALES = (600.0, 3600.0, 86400.0, 7 * 86400.0)
 HISTORY_TIME_SCALES = (3600.0, 86400.0)
 NO_RECENT_SESSION_SECONDS = 30 * 86400.0
 
 
 def history_time_feature_size(vocab_size: int) -> int:
     """The number of time features :class:`HistoryCountFeatures` adds with ``history_time_features``."""
-    return len(HISTORY_TIME_SCALES) * (vocab_size - 1) + 1 + 2 * len(HISTORY_TIME_SCALES) + 1
+    return len(HISTORY_DECAY_SCALES) * (vocab_size - 1) + 1 + 2 * len(HISTORY_TIME_SCALES) + 1
 
 
 def history_count_feature_size(config: A2GenConfig) -> int:
@@ -188,11 +190,12 @@ class HistoryCountFeatures(nn.Module):
       most recent same-category and same-item history item).
 
     With ``history_time_features``, also the history sessions' times (``history_item_ages``: seconds from each
-    history item's session start to the target's; :data:`HISTORY_TIME_SCALES` s = an hour and a day): per action,
-    log1p of the sum over the items with it of exp(-age / scale), one block per scale; once: log1p of the minutes
-    since the most recent history session (at most :data:`NO_RECENT_SESSION_SECONDS`, also without history), and
-    per scale log1p of the number of history items younger than it and of those in the target's category; log1p of
-    the number of times the target item itself was seen within the last scale (a day).
+    history item's session start to the target's): per action, log1p of the sum over the items with it of
+    exp(-age / scale), one block per scale of :data:`HISTORY_DECAY_SCALES` (ten minutes, an hour, a day, a week);
+    once: log1p of the minutes since the most recent history session (at most :data:`NO_RECENT_SESSION_SECONDS`,
+    also without history), and per window of :data:`HISTORY_TIME_SCALES` (an hour, a day) log1p of the number of
+    history items younger than it and of those in the target's category; log1p of the number of times the target
+    item itself was seen within the last window (a day).
 
     Ages count real items from the most recent (age 0), so left and right padding give the same features. The history
     may have batch size 1 for B targets (one user, B candidates): what depends on the history alone is then computed
@@ -283,7 +286,7 @@ class HistoryCountFeatures(nn.Module):
             )
         ages = ages.to(mask.dtype).clamp_min(0.0)
         parts = []
-        for scale in HISTORY_TIME_SCALES:
+        for scale in HISTORY_DECAY_SCALES:
             weights = torch.exp(-ages / scale) * mask
             parts.append(torch.log1p((weights.unsqueeze(1) @ present).squeeze(1)))
         youngest = torch.where(mask > 0, ages, torch.full_like(ages, math.inf))

@@ -57,7 +57,12 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..data.collator import SESSION_TIME_COLUMNS, check_session_time_columns
-from ..features_a2gen import HISTORY_TIME_SCALES, NO_RECENT_SESSION_SECONDS, history_count_feature_size
+from ..features_a2gen import (
+    HISTORY_DECAY_SCALES,
+    HISTORY_TIME_SCALES,
+    NO_RECENT_SESSION_SECONDS,
+    history_count_feature_size,
+)
 from ..metrics import predicted_next_actions
 from ..tokenization_a2gen import A2GenActionTokenizer
 
@@ -255,7 +260,7 @@ class HistoryCounts:
             raise ValueError("These counts were read without the times: HistoryCounts.from_dataset(..., times=True).")
         ages = self.age_seconds
         present = self.item_actions[:, 1:].astype(np.float64)
-        columns = [np.log1p(self.per_example_sum(present * np.exp(-ages / scale)[:, None])) for scale in HISTORY_TIME_SCALES]
+        columns = [np.log1p(self.per_example_sum(present * np.exp(-ages / scale)[:, None])) for scale in HISTORY_DECAY_SCALES]
         youngest = np.full(self.num_examples, np.inf)
         np.minimum.at(youngest, self.owner, ages)
         once = [np.log1p(np.minimum(youngest, NO_RECENT_SESSION_SECONDS) / 60.0)]
