@@ -48,12 +48,11 @@ if __name__ == "__main__":  # a bad value is refused now, before the slow import
     parse_args()
 
 import numpy as np  # noqa: E402
-from residual_fit_keep_rule import held_out_summary, users_share  # noqa: E402
+from residual_fit_keep_rule import held_out_splits, held_out_summary  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.metrics import ranked_action_aucs, ranked_action_ids  # noqa: E402
 from a2gen_hf.output_folders import write_json_atomically  # noqa: E402
-from a2gen_hf.training.residual_fit import halves_of  # noqa: E402
 from a2gen_hf.training.simple_baselines import (  # noqa: E402
     ActionTargets,
     ShareScaledLogisticRegression,
@@ -70,25 +69,21 @@ def main() -> None:
         sys.exit(f"--data {args.data} has no history_session_starts column: prepare it again with this version.")
     actions = ranked_action_ids(tokenizer)
     names = {action: tokenizer.action_names[action - 1] for action in actions}
-    halves = [half.tolist() for half in halves_of(np.asarray(dataset["validation"]["user"]))]
     rows = []
-    for fraction in args.fractions:
-        train = users_share(dataset["train"], fraction)
-        for direction, (choose, score) in enumerate((halves, halves[::-1])):
-            choosing, scoring = dataset["validation"].select(choose), dataset["validation"].select(score)
-            occurs = ActionTargets.from_dataset(scoring, tokenizer).occurs
-            for rule, variant in VARIANTS.items():
-                started = time.time()
-                fitted = variant(tokenizer).fit(train, choosing)
-                aucs = ranked_action_aucs(occurs, fitted.predict(scoring)["action_probabilities"], tokenizer)
-                rows.append({
-                    "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
-                    "held_out_auc": {names[a]: auc for a, auc in aucs.items()},
-                    "held_out_mean": float(np.mean(list(aucs.values()))),
-                })  # fmt: skip
-                print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
-                      f"{rows[-1]['held_out_mean']:.4f} {json.dumps(rows[-1]['held_out_auc'])} "
-                      f"({time.time() - started:.0f} s)", flush=True)  # fmt: skip
+    for fraction, train, direction, choosing, scoring in held_out_splits(dataset, args.fractions):
+        occurs = ActionTargets.from_dataset(scoring, tokenizer).occurs
+        for rule, variant in VARIANTS.items():
+            started = time.time()
+            fitted = variant(tokenizer).fit(train, choosing)
+            aucs = ranked_action_aucs(occurs, fitted.predict(scoring)["action_probabilities"], tokenizer)
+            rows.append({
+                "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
+                "held_out_auc": {names[a]: auc for a, auc in aucs.items()},
+                "held_out_mean": float(np.mean(list(aucs.values()))),
+            })  # fmt: skip
+            print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
+                  f"{rows[-1]['held_out_mean']:.4f} {json.dumps(rows[-1]['held_out_auc'])} "
+                  f"({time.time() - started:.0f} s)", flush=True)  # fmt: skip
     summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
 

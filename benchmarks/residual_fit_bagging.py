@@ -60,7 +60,7 @@ if __name__ == "__main__":  # a bad value is refused now, before the slow import
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from residual_fit_keep_rule import held_out_summary, users_share  # noqa: E402
+from residual_fit_keep_rule import held_out_splits, held_out_summary  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.metrics import ranked_action_aucs  # noqa: E402
@@ -69,7 +69,6 @@ from a2gen_hf.training.residual_fit import (  # noqa: E402
     HeadInputs,
     actions_not_clearly_raised,
     fit_learned_paths,
-    halves_of,
     head_scores,
 )
 from a2gen_hf.training.simple_baselines import (  # noqa: E402
@@ -116,42 +115,38 @@ def main() -> None:
     args = parse_args()
     dataset, tokenizer, _ = load_data_dir(args.data)
     names = tokenizer.action_names
-    halves = [half.tolist() for half in halves_of(np.asarray(dataset["validation"]["user"]))]
     rows = []
-    for fraction in args.fractions:
-        train = users_share(dataset["train"], fraction)
-        for direction, (choose, score) in enumerate((halves, halves[::-1])):
-            started = time.time()
-            choosing, scoring = dataset["validation"].select(choose), dataset["validation"].select(score)
-            network = ShareScaledCountNetworkBaseline(tokenizer)
-            network.fit(train, choosing)
-            logits, choosing_inputs = fitted_logits(network, train, choosing, scoring, range(args.bags))
-            occurs = ActionTargets.from_dataset(scoring, tokenizer).occurs
+    for fraction, train, direction, choosing, scoring in held_out_splits(dataset, args.fractions):
+        started = time.time()
+        network = ShareScaledCountNetworkBaseline(tokenizer)
+        network.fit(train, choosing)
+        logits, choosing_inputs = fitted_logits(network, train, choosing, scoring, range(args.bags))
+        occurs = ActionTargets.from_dataset(scoring, tokenizer).occurs
 
-            def held_out(scores: np.ndarray, occurs=occurs) -> dict[str, float]:
-                return {names[a - 1]: auc for a, auc in ranked_action_aucs(occurs, scores, tokenizer).items()}
+        def held_out(scores: np.ndarray, occurs=occurs) -> dict[str, float]:
+            return {names[a - 1]: auc for a, auc in ranked_action_aucs(occurs, scores, tokenizer).items()}
 
-            singles = [held_out(scores) for scores in logits["scoring"]]
-            mean = {name: np.mean(logits[name], axis=0) for name in ("choosing", "scoring")}
-            results = {
-                "single (seed 0)": singles[0],
-                f"mean of {args.bags} fits": held_out(mean["scoring"]),
-                f"mean of {args.bags} fits, kept per action": held_out(
-                    kept_per_action(mean, logits["start"], choosing_inputs, tokenizer)
-                ),
-                f"single, mean over {args.bags} seeds": {name: float(np.mean([s[name] for s in singles]))
-                                                         for name in singles[0]},
-            }  # fmt: skip
-            for rule, aucs in results.items():
-                rows.append({
-                    "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
-                    "held_out_auc": aucs, "held_out_mean": float(np.mean(list(aucs.values()))),
-                })  # fmt: skip
-                print(
-                    f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
-                    f"{rows[-1]['held_out_mean']:.4f} {json.dumps(aucs)} ({time.time() - started:.0f} s)",
-                    flush=True,
-                )
+        singles = [held_out(scores) for scores in logits["scoring"]]
+        mean = {name: np.mean(logits[name], axis=0) for name in ("choosing", "scoring")}
+        results = {
+            "single (seed 0)": singles[0],
+            f"mean of {args.bags} fits": held_out(mean["scoring"]),
+            f"mean of {args.bags} fits, kept per action": held_out(
+                kept_per_action(mean, logits["start"], choosing_inputs, tokenizer)
+            ),
+            f"single, mean over {args.bags} seeds": {name: float(np.mean([s[name] for s in singles]))
+                                                     for name in singles[0]},
+        }  # fmt: skip
+        for rule, aucs in results.items():
+            rows.append({
+                "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
+                "held_out_auc": aucs, "held_out_mean": float(np.mean(list(aucs.values()))),
+            })  # fmt: skip
+            print(
+                f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
+                f"{rows[-1]['held_out_mean']:.4f} {json.dumps(aucs)} ({time.time() - started:.0f} s)",
+                flush=True,
+            )
     summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "bags": args.bags, "rows": rows, "summary": summary})
 

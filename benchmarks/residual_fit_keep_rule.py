@@ -83,6 +83,17 @@ def users_share(split, fraction: float, seed: int = 0):
     return split.select(np.flatnonzero([user in kept for user in users]).tolist())
 
 
+def held_out_splits(dataset, fractions):
+    """For every training share and direction: ``(fraction, train, direction, choosing, scoring)``, the training split
+    cut to ``fraction`` of its users (:func:`users_share`) and the validation split's two user halves, one choosing
+    and the other scoring, both ways (the protocol of the held-out benchmarks)."""
+    halves = [half.tolist() for half in halves_of(np.asarray(dataset["validation"]["user"]))]
+    for fraction in fractions:
+        train = users_share(dataset["train"], fraction)
+        for direction, (choose, score) in enumerate((halves, halves[::-1])):
+            yield fraction, train, direction, dataset["validation"].select(choose), dataset["validation"].select(score)
+
+
 def held_out_summary(rows: list[dict], over: str = "both directions") -> dict[str, dict[str, float]]:
     """``{training share: {rule: mean held-out mean AUC}}`` of the held-out ``rows`` (each with ``fraction``,
     ``rule`` and ``held_out_mean``; shares and rules in the order they first appear), printed as the summary lines
@@ -109,44 +120,41 @@ def main() -> None:
     overrides = {key: value for key, value in _feature_overrides(recipe).items() if value is not None}
     overrides.update({"max_history_items": recipe.max_history_items, "max_events_per_item": recipe.max_events_per_item})
     dataset, tokenizer, _ = load_data_dir(args.data)
-    halves = [half.tolist() for half in halves_of(np.asarray(dataset["validation"]["user"]))]
     rows = []
-    for fraction in fractions:
-        train = users_share(dataset["train"], fraction)
-        for direction, (choose, score) in enumerate((halves, halves[::-1])):
-            data = DatasetDict({"train": train, "validation": dataset["validation"].select(choose)})
-            regression = None
-            for seed in range(args.seeds):
-                started = time.time()
-                model = create_model("a2gen-iag", tokenizer, data, **overrides)
-                regression = start_from_regression(
-                    model, tokenizer, data, residual=True, regression=regression, frozen=True,
-                    share_scale=recipe.wide_share_scale,
-                )  # fmt: skip
-                model.eval()
-                collator = A2GenDataCollator.from_config(model.config, tokenizer)
-                inputs = {
-                    "train": read_head_inputs(model, train, collator, train=True),
-                    "choose": read_head_inputs(model, data["validation"], collator, train=False),
-                    "score": read_head_inputs(model, dataset["validation"].select(score), collator, train=False),
-                }
-                start_state = {key: value.clone() for key, value in model.occurrence_head.state_dict().items()}
-                for rule in rules:
-                    head = model.occurrence_head
-                    head.load_state_dict(start_state)
-                    fit = fit_learned_paths(head, inputs["train"], inputs["choose"], model.config, seed=seed,
-                                            keep_z=0.0 if rule == "cross" else float(rule), cross_fit=rule == "cross")
-                    aucs = action_aucs(head, inputs["score"], model.config)
-                    named = {model.config.action_names[action - 1]: auc for action, auc in aucs.items()}
-                    rows.append({
-                        "fraction": fraction, "train_examples": len(train), "direction": direction, "seed": seed,
-                        "rule": rule, "held_out_auc": named, "held_out_mean": float(np.mean(list(aucs.values()))),
-                        "kept_fit": fit["fitted"] is not None, "regression_kept_for": fit["regression_kept_for"],
-                    })  # fmt: skip
-                    print(f"share {fraction:g} ({len(train)} train) direction {direction} seed {seed} rule {rule}: "
-                          f"held-out mean {rows[-1]['held_out_mean']:.4f} {json.dumps(named)} regression for "
-                          f"{fit['regression_kept_for'] if fit['fitted'] is not None else 'all'} "
-                          f"({time.time() - started:.0f} s)", flush=True)
+    for fraction, train, direction, choosing, scoring in held_out_splits(dataset, fractions):
+        data = DatasetDict({"train": train, "validation": choosing})
+        regression = None
+        for seed in range(args.seeds):
+            started = time.time()
+            model = create_model("a2gen-iag", tokenizer, data, **overrides)
+            regression = start_from_regression(
+                model, tokenizer, data, residual=True, regression=regression, frozen=True,
+                share_scale=recipe.wide_share_scale,
+            )  # fmt: skip
+            model.eval()
+            collator = A2GenDataCollator.from_config(model.config, tokenizer)
+            inputs = {
+                "train": read_head_inputs(model, train, collator, train=True),
+                "choose": read_head_inputs(model, data["validation"], collator, train=False),
+                "score": read_head_inputs(model, scoring, collator, train=False),
+            }
+            start_state = {key: value.clone() for key, value in model.occurrence_head.state_dict().items()}
+            for rule in rules:
+                head = model.occurrence_head
+                head.load_state_dict(start_state)
+                fit = fit_learned_paths(head, inputs["train"], inputs["choose"], model.config, seed=seed,
+                                        keep_z=0.0 if rule == "cross" else float(rule), cross_fit=rule == "cross")
+                aucs = action_aucs(head, inputs["score"], model.config)
+                named = {model.config.action_names[action - 1]: auc for action, auc in aucs.items()}
+                rows.append({
+                    "fraction": fraction, "train_examples": len(train), "direction": direction, "seed": seed,
+                    "rule": rule, "held_out_auc": named, "held_out_mean": float(np.mean(list(aucs.values()))),
+                    "kept_fit": fit["fitted"] is not None, "regression_kept_for": fit["regression_kept_for"],
+                })  # fmt: skip
+                print(f"share {fraction:g} ({len(train)} train) direction {direction} seed {seed} rule {rule}: "
+                      f"held-out mean {rows[-1]['held_out_mean']:.4f} {json.dumps(named)} regression for "
+                      f"{fit['regression_kept_for'] if fit['fitted'] is not None else 'all'} "
+                      f"({time.time() - started:.0f} s)", flush=True)
     summary = held_out_summary(rows, over="seeds and both directions")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})

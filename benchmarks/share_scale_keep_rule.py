@@ -53,12 +53,11 @@ if __name__ == "__main__":  # a bad value is refused now, before the slow import
 
 import numpy as np  # noqa: E402
 from datasets import DatasetDict  # noqa: E402
-from residual_fit_keep_rule import held_out_summary, users_share  # noqa: E402
+from residual_fit_keep_rule import held_out_splits, held_out_summary  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.metrics import ranked_action_aucs, ranked_action_ids  # noqa: E402
 from a2gen_hf.output_folders import write_json_atomically  # noqa: E402
-from a2gen_hf.training.residual_fit import halves_of  # noqa: E402
 from a2gen_hf.training.simple_baselines import (  # noqa: E402
     ActionTargets,
     CountFeatureLogisticRegression,
@@ -86,38 +85,34 @@ def main() -> None:
     dataset, tokenizer, _ = load_data_dir(args.data)
     actions = ranked_action_ids(tokenizer)
     names = {action: tokenizer.action_names[action - 1] for action in actions}
-    halves = [half.tolist() for half in halves_of(np.asarray(dataset["validation"]["user"]))]
     rows = []
-    for fraction in args.fractions:
-        train = users_share(dataset["train"], fraction)
-        for direction, (choose, score) in enumerate((halves, halves[::-1])):
-            started = time.time()
-            choosing, scoring = dataset["validation"].select(choose), dataset["validation"].select(score)
-            data = DatasetDict({"train": train, "validation": choosing})
-            plain = CountFeatureLogisticRegression(tokenizer).fit(data["train"], data["validation"])
-            shares = ShareScaledLogisticRegression(tokenizer).fit(data["train"], data["validation"])
-            occurs_choose = ActionTargets.from_dataset(choosing, tokenizer).occurs
-            occurs_score = ActionTargets.from_dataset(scoring, tokenizer).occurs
-            plain_choose, shares_choose = (model.predict(choosing)["action_probabilities"] for model in (plain, shares))
-            plain_score, shares_score = (model.predict(scoring)["action_probabilities"] for model in (plain, shares))
-            present = ranked_action_aucs(occurs_score, shares_score, tokenizer)  # the present rule: the joint choice
-            results = {"present": (present, [a for a in actions if shares.choices().get(names[a], {}).get("share_scale", 1.0) != 1.0])}
-            results["plain"] = (ranked_action_aucs(occurs_score, plain_score, tokenizer), [])
-            for z in args.rules:
-                if z == 0:
-                    continue  # the present rule (a z of 0 on the two fits' own choices is not the joint choice)
-                scores, shared = rule_scores(plain_choose, shares_choose, plain_score, shares_score, occurs_choose,
-                                             actions, z)  # fmt: skip
-                results[f"z={z:g}"] = (ranked_action_aucs(occurs_score, scores, tokenizer), shared)
-            for rule, (aucs, shared) in results.items():
-                rows.append({
-                    "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
-                    "held_out_auc": {names[a]: auc for a, auc in aucs.items()},
-                    "held_out_mean": float(np.mean(list(aucs.values()))), "share_scaled": [names[a] for a in shared],
-                })  # fmt: skip
-                print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
-                      f"{rows[-1]['held_out_mean']:.4f} {json.dumps(rows[-1]['held_out_auc'])} share-scaled "
-                      f"{rows[-1]['share_scaled']} ({time.time() - started:.0f} s)", flush=True)
+    for fraction, train, direction, choosing, scoring in held_out_splits(dataset, args.fractions):
+        started = time.time()
+        data = DatasetDict({"train": train, "validation": choosing})
+        plain = CountFeatureLogisticRegression(tokenizer).fit(data["train"], data["validation"])
+        shares = ShareScaledLogisticRegression(tokenizer).fit(data["train"], data["validation"])
+        occurs_choose = ActionTargets.from_dataset(choosing, tokenizer).occurs
+        occurs_score = ActionTargets.from_dataset(scoring, tokenizer).occurs
+        plain_choose, shares_choose = (model.predict(choosing)["action_probabilities"] for model in (plain, shares))
+        plain_score, shares_score = (model.predict(scoring)["action_probabilities"] for model in (plain, shares))
+        present = ranked_action_aucs(occurs_score, shares_score, tokenizer)  # the present rule: the joint choice
+        results = {"present": (present, [a for a in actions if shares.choices().get(names[a], {}).get("share_scale", 1.0) != 1.0])}
+        results["plain"] = (ranked_action_aucs(occurs_score, plain_score, tokenizer), [])
+        for z in args.rules:
+            if z == 0:
+                continue  # the present rule (a z of 0 on the two fits' own choices is not the joint choice)
+            scores, shared = rule_scores(plain_choose, shares_choose, plain_score, shares_score, occurs_choose,
+                                         actions, z)  # fmt: skip
+            results[f"z={z:g}"] = (ranked_action_aucs(occurs_score, scores, tokenizer), shared)
+        for rule, (aucs, shared) in results.items():
+            rows.append({
+                "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
+                "held_out_auc": {names[a]: auc for a, auc in aucs.items()},
+                "held_out_mean": float(np.mean(list(aucs.values()))), "share_scaled": [names[a] for a in shared],
+            })  # fmt: skip
+            print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
+                  f"{rows[-1]['held_out_mean']:.4f} {json.dumps(rows[-1]['held_out_auc'])} share-scaled "
+                  f"{rows[-1]['share_scaled']} ({time.time() - started:.0f} s)", flush=True)
     summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
 
