@@ -144,6 +144,11 @@ def test_collator_asked_for_ages_refuses_missing_partial_or_broken_times(tokeniz
         collator([_row(0, 1, [60], True), {**older[0], "history_session_starts": None}])
     with pytest.raises(ValueError, match="example 0 .* history_session_starts value 2000000100"):
         collator([_row(0, 1, [-100], True)])  # a history session after its example's
+    in_milliseconds = {**_row(0, 1, [60], True), "session_start": NOW * 1000, "history_session_starts": [NOW * 1000]}
+    with pytest.raises(ValueError, match="example 0 .* session_start value 2000000000000; .*not milliseconds"):
+        collator([in_milliseconds])  # read as seconds: ages 1000 times too long (as the request paths refuse it)
+    with pytest.raises(ValueError, match="history_session_starts value 2000000000000; .*not milliseconds"):
+        collator(pa.Table.from_pylist([{**in_milliseconds, "session_start": NOW}], schema=EXAMPLE_SCHEMA))
     with pytest.raises(ValueError, match="holds 1999999939.5 .*not whole Unix seconds"):
         collator([{**_row(0, 1, [60], True), "history_session_starts": [NOW - 60.5]}])
     without_start = pa.Table.from_pylist([_row(0, 1, [60], True)]).drop_columns(["session_start"])
@@ -232,8 +237,16 @@ def test_refusals_name_the_input_and_the_fix(tokenizer, recency_data):
     with pytest.raises(ValueError, match="got no history_item_ages: .* run a2gen prepare again"):
         model.predict_actions(**{name: value for name, value in inputs.items() if name != "history_item_ages"})
     ages = inputs["history_item_ages"].clone()
-    ages[0, 0] = -1.0
-    with pytest.raises(ValueError, match="history_item_ages holds a negative"):
+    padding = (inputs["history_mask"] == 0).nonzero()
+    if len(padding):  # an age at a padding slot is no item's: not read, not refused
+        ages[tuple(padding[0])] = -1.0
+        check_model_inputs(model.config, model.dtype, history_item_ages=ages, history_mask=inputs["history_mask"])
+    row, slot = (int(index) for index in inputs["history_mask"].nonzero()[-1])
+    ages[row, slot] = -1.0
+    with pytest.raises(ValueError, match=rf"holds a negative age \(-1.0\) at example {row}, history slot {slot}"):
+        check_model_inputs(model.config, model.dtype, history_item_ages=ages, history_mask=inputs["history_mask"])
+    ages[row, slot] = float("nan")
+    with pytest.raises(ValueError, match=rf"holds a NaN age \(nan\) at example {row}, history slot {slot}"):
         check_model_inputs(model.config, model.dtype, history_item_ages=ages, history_mask=inputs["history_mask"])
     with pytest.raises(TypeError, match="history_item_ages must hold seconds"):
         check_model_inputs(None, None, history_item_ages=ages > 0)
@@ -328,6 +341,11 @@ def test_commands_refuse_old_data_for_the_time_features_before_any_work(simulate
     err = capsys.readouterr().err
     assert code == 2 and "read by logreg-times, has no column(s) ['history_session_starts']" in err
     assert not (tmp_path / "cmp" / "runs").exists()  # refused before anything trained
+    # The networks reading the times: refused as clearly (before: the test split was collated first, a KeyError)
+    code = main(["compare", "--data", str(older), "--output", str(tmp_path / "cmp2"), "--models", "a2gen-iag",
+                 "--count-features", "--time-features", "--simple", "", "--seeds", "1", "--epochs", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "read by the networks (--time-features), has no column(s) ['history_session_starts']" in err
     # Everything that does not read the times works on the older folder as before.
     assert main(["train", "--data", str(older), "--output", str(tmp_path / "run2"), "--count-features",
                  "--max-steps", "2", *tiny]) == 0  # fmt: skip

@@ -2080,13 +2080,22 @@ def check_seconds_dtype(name: str, value: torch.Tensor) -> None:
         )
 
 
-def check_history_ages(ages: torch.Tensor) -> None:
+def check_history_ages(ages: torch.Tensor, mask: torch.Tensor | None = None) -> None:
     """Refuse real history items' ages (seconds from each one's session start to the target's) that are negative,
-    NaN or infinite."""
-    if not (torch.isfinite(ages) & (ages >= 0)).all():
+    NaN or infinite; ``ages`` `(B, N)`, ``mask`` `(B, N)` (1 = a real item; without it every age is checked). The
+    error names the first such age: its example, its history slot and its value."""
+    bad = ~(torch.isfinite(ages) & (ages >= 0))
+    if mask is not None:
+        bad &= mask.bool()
+    if bad.any():
+        where = tuple(int(index) for index in bad.nonzero()[0])
+        value = float(ages[where])
+        kind = "NaN" if math.isnan(value) else "infinite" if math.isinf(value) else "negative"
+        place = f"example {where[0]}, history slot {where[1]}" if len(where) == 2 else f"position {where}"
         raise ValueError(
-            "history_item_ages holds a negative, NaN or infinite age for a real history item; each age is the seconds "
-            "from that item's session start to the target's (>= 0: a history session starts before its target)."
+            f"history_item_ages holds a {kind} age ({value!r}) at {place}, a real history item; each age is the "
+            "seconds from that item's session start to the target's (>= 0: a history session starts before its "
+            "target)."
         )
 
 
@@ -2161,7 +2170,7 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
     ages = inputs.get("history_item_ages")
     if ages is not None and ages.numel():
         mask = inputs.get("history_mask")
-        check_history_ages(ages if mask is None else ages[mask.bool()])
+        check_history_ages(ages, mask if mask is not None and mask.shape == ages.shape else None)
     history_times = inputs.get("history_action_times")
     if config is not None and history_times is not None and history_times.numel():
         check_normalised_times("history_action_times", history_times, inputs.get("history_time_mask"), config.time_log_mean,

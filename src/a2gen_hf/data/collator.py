@@ -16,7 +16,7 @@ import torch
 from ..configuration_a2gen import A2GenConfig
 from ..features_a2gen import popularity_keyed_by_raw_id
 from ..time_encoding import MAX_SECONDS
-from ..tokenization_a2gen import A2GenActionTokenizer, raw_id_keys
+from ..tokenization_a2gen import MAX_UNIX_SECONDS, A2GenActionTokenizer, raw_id_keys
 
 REQUIRED_COLUMNS = (
     "user_id",
@@ -638,6 +638,15 @@ class A2GenDataCollator:
         padding); a history session that starts after its example's is refused (the history is what came before)."""
         starts = columns.history_session_starts
         _check_items_per_example("history_session_starts", starts.lengths, columns.history_items.lengths)
+        for values, rows, column in (
+            (columns.session_starts, np.arange(len(columns.session_starts)), "session_start"),
+            (starts.values, owners, "history_session_starts"),
+        ):  # as the request paths refuse them (tokenization_a2gen.MAX_UNIX_SECONDS); also keeps the ages in int64
+            self._raise_at(
+                values, np.abs(values) > MAX_UNIX_SECONDS, rows, column,
+                f"a Unix time beyond {MAX_UNIX_SECONDS:g} s (the year 5138) is no time in seconds: give Unix seconds, "
+                "not milliseconds or microseconds (divide by 1000 or 1e6)",
+            )
         ages = columns.session_starts[owners] - starts.values  # int64 seconds, one per history item
         self._raise_at(
             starts.values, ages < 0, owners, "history_session_starts",

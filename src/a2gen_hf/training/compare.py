@@ -238,7 +238,6 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         )
     base_config = model_config_from_tokenizer(tokenizer, dataset, **(settings.model_overrides or {}))
     collator = A2GenDataCollator.from_config(base_config, tokenizer)
-    references = test_references(dataset["test"], collator)
     vocabulary = dict(
         action_names=base_config.action_names,
         start_action=base_config.start_action,
@@ -259,6 +258,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
     if (base_config.history_time_features and settings.models) or timed:  # before anything trains
         readers = (["the networks (--time-features)"] if base_config.history_time_features and settings.models else [])
         check_session_time_columns(dataset["train"].column_names, f"{data_dir}, read by {' and '.join(readers + timed)},")
+    references = test_references(dataset["test"], collator)  # collates the test split: after the column checks
     untrained = actions_without_training_positives(dataset["train"], base_config)
     if untrained:
         logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
