@@ -349,3 +349,50 @@ def test_commands_refuse_old_data_for_the_time_features_before_any_work(simulate
     # Everything that does not read the times works on the older folder as before.
     assert main(["train", "--data", str(older), "--output", str(tmp_path / "run2"), "--count-features",
                  "--max-steps", "2", *tiny]) == 0  # fmt: skip
+
+
+def test_coarse_session_times_are_named_with_the_features_they_mute():
+    from datasets import Dataset
+
+    from a2gen_hf.data.collator import coarse_session_times_note, session_time_resolution
+
+    days = Dataset.from_dict({"session_start": [86400 * 17_500, 86400 * 17_503, 86400 * 17_510]})
+    assert session_time_resolution(days) == 86400
+    note = coarse_session_times_note(days, "D")
+    assert note.startswith("D: every session start is a whole multiple of 1 day")
+    assert "the decays over 10 minutes and 1 hour and the counts within the last 1 hour and 1 day" in note
+    assert "floored to 1 day" in note
+    seconds = Dataset.from_dict({"session_start": [1_512_000_000, 1_512_000_017, 1_512_086_400]})
+    assert session_time_resolution(seconds) == 1 and coarse_session_times_note(seconds, "D") is None
+    # the rows of a selection, not its whole table: the two whole-day rows alone are coarse
+    assert session_time_resolution(seconds.select([2])) == 1_512_086_400 // 1 and session_time_resolution(
+        Dataset.from_dict({"session_start": [7200, 10800]})) == 3600  # fmt: skip
+    hours = coarse_session_times_note(Dataset.from_dict({"session_start": [7200, 10800]}), "D")
+    assert "within the last 1 hour" in hours and "decays" not in hours  # an hour / 10 > 10 minutes: still read
+    assert session_time_resolution(Dataset.from_dict({"session_start": []})) == 0
+
+
+def test_training_on_dates_without_a_time_of_day_warns(simulated_data_dir, tmp_path, capsys):
+    import shutil
+
+    from datasets import load_from_disk
+
+    from a2gen_hf.cli import main
+
+    daily = tmp_path / "daily"
+    shutil.copytree(simulated_data_dir, daily)
+    for split in ("train", "validation", "test"):
+        floored = load_from_disk(str(simulated_data_dir / split)).map(lambda row: {
+            "session_start": row["session_start"] // 86400 * 86400,
+            "history_session_starts": [start // 86400 * 86400 for start in row["history_session_starts"]],
+        })  # fmt: skip
+        shutil.rmtree(daily / split)
+        floored.save_to_disk(str(daily / split))
+    tiny = ["--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--cpu"]
+    code = main(["train", "--data", str(daily), "--output", str(tmp_path / "run"), "--count-features",
+                 "--time-features", "--max-steps", "2", *tiny])  # fmt: skip
+    assert code == 0
+    assert "The training split: every session start is a whole multiple of 1 day" in capsys.readouterr().err
+    code = main(["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "run2"), "--count-features",
+                 "--time-features", "--max-steps", "2", *tiny])  # fmt: skip
+    assert code == 0 and "whole multiple of" not in capsys.readouterr().err

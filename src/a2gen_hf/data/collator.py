@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import torch
 
 from ..configuration_a2gen import A2GenConfig
-from ..features_a2gen import popularity_keyed_by_raw_id
+from ..features_a2gen import HISTORY_DECAY_SCALES, HISTORY_TIME_SCALES, popularity_keyed_by_raw_id
 from ..time_encoding import MAX_SECONDS
 from ..tokenization_a2gen import MAX_UNIX_SECONDS, A2GenActionTokenizer, raw_id_keys
 
@@ -216,6 +216,49 @@ def check_session_time_columns(names: Sequence[str], where: str) -> None:
             "existed lacks it; run a2gen prepare (or a2gen simulate) again, or leave the time features out "
             "(--no-time-features; the simple baselines without -times)."
         )
+
+
+def session_time_resolution(split) -> int:
+    """The largest number of seconds every ``session_start`` of ``split`` (a ``datasets.Dataset`` or any table with
+    the column) is a whole multiple of: 1 for a log of seconds, 86,400 for dates without a time of day; 0 when the
+    column is missing, empty or all 0."""
+    if "session_start" not in split.column_names or len(split) == 0:
+        return 0
+    if isinstance(split, datasets.Dataset):  # its rows (a selection or shuffle included), not its whole table
+        split = split.with_format("arrow", columns=["session_start"])[:]
+    starts = pc.cast(split.column("session_start"), pa.int64()).to_numpy(zero_copy_only=False)
+    return int(np.gcd.reduce(np.abs(starts)))
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return f"{seconds:g} s"
+
+
+def coarse_session_times_note(split, where: str) -> str | None:
+    """A warning when the session times of ``split`` are coarser than the shortest spans the time features read
+    (:data:`~a2gen_hf.features_a2gen.HISTORY_DECAY_SCALES`, :data:`~a2gen_hf.features_a2gen.HISTORY_TIME_SCALES`):
+    those features then read little or nothing (dates without a time of day: the ten-minute and hour decays, the
+    hour and day windows), and serving must floor the times the same way. None when the times are fine enough."""
+    resolution = session_time_resolution(split)
+    # Ages are whole multiples of the resolution: a decay over a tenth of it or less is exp(-10) or less past age 0,
+    # and a window no longer than it holds the sessions of the target's own slot only.
+    decays = [_span(scale) for scale in HISTORY_DECAY_SCALES if 10 * scale <= resolution]
+    windows = [_span(scale) for scale in HISTORY_TIME_SCALES if scale <= resolution]
+    if not decays and not windows:
+        return None
+    parts = ([f"the decays over {' and '.join(decays)}"] if decays else []) + (
+        [f"the counts within the last {' and '.join(windows)} (the target item's too)"] if windows else []
+    )
+    return (
+        f"{where}: every session start is a whole multiple of {_span(resolution)} (a log of dates without a time of "
+        f"day, or rounded times), so some time features read little or nothing: {' and '.join(parts)}; the others "
+        f"are read as usual. Serve such a model with request and history times floored "
+        f"to {_span(resolution)} as prepare floored them (docs/serving.md), or prepare a log with finer times."
+    )
 
 
 def _session_times_from_rows(features: Sequence[dict[str, Any]]) -> dict[str, Any]:

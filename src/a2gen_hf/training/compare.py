@@ -28,7 +28,12 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from ..configuration_a2gen import A2GenConfig
-from ..data.collator import A2GenDataCollator, check_session_time_columns, collation_rows
+from ..data.collator import (
+    A2GenDataCollator,
+    check_session_time_columns,
+    coarse_session_times_note,
+    collation_rows,
+)
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
 from ..output_folders import (
     output_lock,
@@ -258,6 +263,9 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
     if (base_config.history_time_features and settings.models) or timed:  # before anything trains
         readers = (["the networks (--time-features)"] if base_config.history_time_features and settings.models else [])
         check_session_time_columns(dataset["train"].column_names, f"{data_dir}, read by {' and '.join(readers + timed)},")
+        note = coarse_session_times_note(dataset["train"], f"{data_dir}, read by {' and '.join(readers + timed)}")
+        if note:
+            logger.warning(note)
     references = test_references(dataset["test"], collator)  # collates the test split: after the column checks
     untrained = actions_without_training_positives(dataset["train"], base_config)
     if untrained:

@@ -588,11 +588,15 @@ def _train(
     eval_dataset = _usable_eval_dataset(eval_dataset, settings)
     _check_run(train_dataset, settings, eval_dataset)
     if getattr(model.config, "history_time_features", False):  # before any step: not at the first batch
-        from ..data.collator import check_session_time_columns
+        from ..data.collator import check_session_time_columns, coarse_session_times_note
 
         for name, split in (("the training split", train_dataset), ("the validation split", eval_dataset)):
             if split is not None and getattr(split, "column_names", None) is not None:
                 check_session_time_columns(split.column_names, name)
+        note = coarse_session_times_note(train_dataset, "The training split") if hasattr(
+            train_dataset, "column_names") else None  # fmt: skip
+        if note and accelerator.is_main_process:
+            logger.warning(note)
     if accelerator.is_main_process:
         Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
         remove_interrupted_best_saves(Path(settings.output_dir))  # we hold the folder's lock
