@@ -4,12 +4,13 @@ times. Each path gives the model the same ages as a batch that carries them, and
 refused by name."""
 
 import copy
+import datetime
 
 import numpy as np
 import pytest
 import torch
 from conftest import build_tiny_model, history_inputs, make_batch
-from test_pipeline import REQUEST, make_pipe
+from test_pipeline import REQUEST, history_item, make_pipe
 from test_pipeline import tiny_model as pipeline_model
 from test_serving import assert_same_prediction, candidates, naive_prediction, one_user
 
@@ -255,7 +256,14 @@ def test_encode_histories_ages_equal_the_collators(tokenizer):
         ([[("v1", TIMELINE, "yesterday")]], NOW, "History 0, item 0: session_start must be a number"),
         ([[("v1", TIMELINE, True)]], NOW, "History 0, item 0: session_start must be a number"),
         ([[("v1", TIMELINE, NOW - 5)]], float("nan"), "now must be a finite number"),
-        ([[("v1", TIMELINE, NOW - 5)]], "now", "now must be Unix seconds"),
+        ([[("v1", TIMELINE, NOW - 5)]], "now", "now must be a number of Unix seconds or a timezone-aware datetime, got str 'now'; convert a date"),
+        ([[("v1", TIMELINE, NOW - 5)]], "2023-11-16T00:00:00Z", r"now must .*got str .*int\(datetime\.fromisoformat\(text\)\.timestamp\(\)\)"),
+        ([[("v1", TIMELINE, NOW - 5)]], datetime.datetime(2023, 11, 16), r"now must .*naive datetime .*value\.replace\(tzinfo=datetime\.timezone\.utc\)"),
+        ([[("v1", TIMELINE, NOW - 5)]], np.datetime64("2023-11-16T00:00:00"), r"now must .*datetime64 .*int\(np\.datetime64\(value, 's'\)\.astype\(int\)\)"),
+        ([[("v1", TIMELINE, NOW - 5)]], np.array(["2023-11-16"], dtype="datetime64[ns]"), r"now must .*datetime64 array.*astype\('datetime64\[s\]'\)"),
+        ([[("v1", TIMELINE, NOW - 5)]], datetime.date(2023, 11, 16), "now must .*a date has no time of day"),
+        ([[("v1", TIMELINE, datetime.datetime(2023, 11, 15))]], NOW, "History 0, item 0: session_start must .*naive datetime"),
+        ([[("v1", TIMELINE, "2023-11-15")]], NOW, r"History 0, item 0: session_start must .*fromisoformat"),
         ([[("v1", TIMELINE, NOW - 5)]], [NOW, NOW], "now holds 2 times for 1 histories"),
         ([[("v1", TIMELINE, NOW - 5, "extra")]], NOW, "expected an \\(item, timeline\\) pair or an"),
     ],
@@ -263,6 +271,27 @@ def test_encode_histories_ages_equal_the_collators(tokenizer):
 def test_encode_histories_refuses_bad_session_times(tokenizer, histories, now, error):
     with pytest.raises(ValueError, match=error):
         tokenizer.encode_histories(histories, now=now)
+
+
+def utc(seconds, hours=0):
+    """Unix ``seconds`` as a timezone-aware datetime, in the zone ``hours`` east of UTC."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone(datetime.timedelta(hours=hours)))
+
+
+def test_encode_histories_takes_timezone_aware_datetimes(tokenizer):
+    """A timezone-aware datetime names one instant: it is read as its Unix seconds (fractions floored like numbers),
+    whatever its zone."""
+    starts = [NOW - DAY + 0.4, NOW - 60]
+    numbers = tokenizer.encode_histories([[("v1", TIMELINE, starts[0]), ("v2", TIMELINE, starts[1])]], now=NOW + 0.9)
+    dated = tokenizer.encode_histories(
+        [[("v1", TIMELINE, utc(starts[0], hours=8)), ("v2", TIMELINE, utc(starts[1], hours=-5))]], now=utc(NOW + 0.9)
+    )
+    assert numbers["history_item_ages"] == [[DAY, 60.0]]
+    assert dated["history_item_ages"] == numbers["history_item_ages"]
+    per_example = tokenizer.encode_histories([[("v1", TIMELINE, NOW - 5)]] * 2, now=[utc(NOW), NOW + 5])
+    assert per_example["history_item_ages"] == [[5.0], [10.0]]
+    with pytest.raises(ValueError, match="session_start=.* is after now="):  # still checked as numbers
+        tokenizer.encode_histories([[("v1", TIMELINE, utc(NOW + 3600, hours=2))]], now=utc(NOW))
 
 
 def test_encode_histories_feeds_a_time_aware_model(tokenizer):
@@ -360,6 +389,10 @@ def test_pipeline_refuses_a_time_aware_request_without_times():
     [
         (timed_request(starts=(NOW + 5, NOW)), r"history\[0\].session_start=.* is after the request's time"),
         (timed_request(time="now"), "time must be a number of Unix seconds"),
+        (timed_request(time="2023-11-16T00:00:00Z"), r"time must be .*got str .*datetime\.fromisoformat\(text\)"),
+        (timed_request(time=datetime.datetime(2023, 11, 16)), r"time must .*naive datetime .*tzinfo=datetime\.timezone"),
+        (timed_request(time=np.datetime64("2023-11-16")), r"time must .*datetime64.*np\.datetime64\(value, 's'\)"),
+        (timed_request(starts=(datetime.datetime(2023, 11, 14), NOW)), r"history\[0\]\.session_start must .*naive"),
         (timed_request(starts=(float("nan"), NOW)), r"history\[0\].session_start must be a finite number"),
         (timed_request(time=1e20), r"time=1e\+20 is beyond 1e\+11 s .* not milliseconds"),
     ],
@@ -369,6 +402,58 @@ def test_pipeline_refuses_bad_request_times(request_, error, time_features):
     options = TIME_FEATURES if time_features else {}
     with pytest.raises(ActionRequestError, match=error):
         make_pipe(pipeline_model("iag", **options))(request_)
+
+
+@pytest.mark.parametrize("time_features", [True, False])
+def test_pipeline_takes_timezone_aware_request_times(time_features):
+    pipe = make_pipe(pipeline_model("iag", **(TIME_FEATURES if time_features else {})))
+    numbers = timed_request(time=NOW + 0.9, starts=(NOW - 2 * DAY + 0.4, NOW - 600))
+    dated = timed_request(time=utc(NOW + 0.9, hours=8), starts=(utc(NOW - 2 * DAY + 0.4), utc(NOW - 600, hours=-3)))
+    assert pipe(dated) == pipe(numbers)
+    if time_features:  # the datetimes are read: other instants, other scores
+        older = timed_request(time=utc(NOW), starts=(utc(NOW - 20 * DAY), utc(NOW - 9 * DAY)))
+        assert pipe(older)[0]["action_probabilities"] != pipe(dated)[0]["action_probabilities"]
+
+
+def history_with_starts(starts, time=NOW):
+    """A request whose history has one entry per start (None: the entry gives no ``session_start``)."""
+    request = copy.deepcopy(REQUEST)
+    request["time"] = time
+    request["history"] = [history_item(f"v{index}") for index in range(len(starts))]
+    for entry, start in zip(request["history"], starts):
+        if start is not None:
+            entry["session_start"] = start
+    return request
+
+
+@pytest.mark.parametrize("time_features", [True, False])
+def test_pipeline_refuses_a_history_listed_newest_first(time_features):
+    """Session starts going back on more than 3/4 of the steps (4 or more starts) show a history listed newest first
+    (the collator would keep its oldest items, the model read it reversed); it is refused, saying to reverse it."""
+    pipe = make_pipe(pipeline_model("iag", **(TIME_FEATURES if time_features else {})))
+    newest_first = [NOW - DAY, NOW - 2 * DAY, NOW - 3 * DAY, NOW - 4 * DAY]
+    with pytest.raises(ActionRequestError, match=r"listed newest first: .* back in time on 3 of 3 steps .*reverse it"):
+        pipe(history_with_starts(newest_first))
+    assert len(pipe(history_with_starts(newest_first[::-1]))) == 2  # oldest first, as documented
+    # Entries without a start are skipped; 4 of 5 steps back is more than 3/4.
+    with pytest.raises(ActionRequestError, match="on 4 of 5 steps"):
+        pipe(history_with_starts([NOW - DAY, None, NOW - 2 * DAY, NOW - 3 * DAY, NOW - 4 * DAY, NOW - 5 * DAY, NOW - 60]))
+
+
+@pytest.mark.parametrize(
+    "starts",
+    [
+        [NOW - 3 * DAY, NOW - 2 * DAY, NOW - DAY, NOW - DAY],  # ties are not steps back
+        [NOW - 3 * DAY, NOW - 4 * DAY, NOW - DAY, NOW - 2 * DAY, NOW - 60],  # half the steps back, as prepared data has
+        [NOW - DAY, NOW - 2 * DAY, NOW - 3 * DAY, NOW - 4 * DAY, NOW - 60],  # exactly 3/4: not more
+        [NOW - DAY, NOW - 2 * DAY, NOW - 3 * DAY],  # too few starts to tell
+        [NOW - DAY, None, NOW - 2 * DAY, None, NOW - 3 * DAY],  # 3 starts given
+    ],
+)
+def test_pipeline_takes_a_history_whose_starts_go_back_on_few_steps(starts):
+    """Prepared histories are ordered by end time: their starts go back on some steps; only most steps refuse."""
+    pipe = make_pipe(pipeline_model("iag"))
+    assert len(pipe(history_with_starts(starts))) == 2
 
 
 def test_pipeline_of_a_model_without_time_features_ignores_request_times():

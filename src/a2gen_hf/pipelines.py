@@ -116,7 +116,9 @@ class ActionGenerationPipeline(Pipeline):
     ``history_session_starts`` and ``session_start`` (whole seconds: fractions are floored, as prepared data holds
     them). Such a request without them is refused, saying what to add (a request with an empty history needs
     neither). Other models do not read them: they are optional there, checked when given (finite numbers, no session
-    after the request's time), and otherwise ignored.
+    after the request's time), and otherwise ignored. Either time may be a timezone-aware ``datetime.datetime`` too;
+    a naive datetime, a ``numpy.datetime64`` or a date text is refused, saying how to convert it. A history whose
+    session starts go back in time on more than 3/4 of its steps (4 starts or more) is refused as listed newest first.
 
     Item side features are given by field name. The field names (and their order) come from the checkpoint's
     tokenizer (``tokenizer.side_feature_fields``, saved by ``a2gen prepare`` / ``a2gen simulate``); for a tokenizer
@@ -340,6 +342,7 @@ class ActionGenerationPipeline(Pipeline):
                     f"history[{index}].session_start={start!r} is after the request's time={time!r}; a history "
                     "session starts no later than the request (both Unix seconds)."
                 )
+        _check_oldest_first(starts)
         if not getattr(self.model.config, "history_time_features", False):
             return {}
         if not history_rows:  # nothing to age: the model reads no history item's time
@@ -505,6 +508,32 @@ def _hashed(hash_one: Callable[[Any], int], raw: Any, where: str) -> int:
         return hash_one(raw)
     except ValueError as error:
         raise ActionRequestError(f"{where}: {error}") from None
+
+
+# A history whose session starts go back on more than this share of its adjacent steps (with at least
+# MIN_STARTS_FOR_ORDER_CHECK starts given) is taken to be listed newest first, and refused. Prepared histories are
+# ordered by end time, so some starts go back (on real data up to half of an example's steps); this is well above.
+NEWEST_FIRST_SHARE = 0.75
+MIN_STARTS_FOR_ORDER_CHECK = 4
+
+
+def _check_oldest_first(starts: list[float | None]) -> None:
+    """Refuses a request history that its session starts show to be listed newest first: the model and the
+    collator (which keeps the last ``max_history_items``) read it oldest first, and a reversed one scores silently
+    wrong. Entries without a session start are skipped."""
+    given = [(index, start) for index, start in enumerate(starts) if start is not None]
+    if len(given) < MIN_STARTS_FOR_ORDER_CHECK:
+        return
+    steps = len(given) - 1
+    back = sum(later < earlier for (_, earlier), (_, later) in zip(given, given[1:]))
+    if back > NEWEST_FIRST_SHARE * steps:
+        (first, first_start), (last, last_start) = given[0], given[-1]
+        raise ActionRequestError(
+            f"The history looks listed newest first: its session starts go back in time on {back} of {steps} steps "
+            f"(history[{first}].session_start={first_start!r}, history[{last}].session_start={last_start!r}). List "
+            "the history oldest first, most recent last: reverse it (history[::-1]). A history is refused when its "
+            f"starts go back on more than {NEWEST_FIRST_SHARE:.0%} of the steps between entries that give one."
+        )
 
 
 def _request_seconds(value: Any, where: str) -> float:

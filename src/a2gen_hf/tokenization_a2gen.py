@@ -8,6 +8,7 @@ back, and hashes raw user / item / side-feature ids into embedding buckets. Its 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -182,11 +183,18 @@ MAX_UNIX_SECONDS = 1e11
 
 
 def _unix_seconds(value: Any, what: str) -> float:
-    """A finite real number of seconds (an int, a float, a NumPy or 0-d torch number; not a bool or a string)."""
+    """A finite real number of seconds (an int, a float, a NumPy or 0-d torch number; not a bool or a string), or a
+    timezone-aware ``datetime.datetime`` (its ``timestamp()``; a naive one, a ``numpy.datetime64`` or a date text is
+    refused, saying how to convert it: each could be in any time zone)."""
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool:
         value = value.item()
+    if isinstance(value, datetime.datetime) and _is_timezone_aware(value):
+        value = value.timestamp()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{what} must be a number of Unix seconds, got {type(value).__name__} {value!r}.")
+        raise ValueError(
+            f"{what} must be a number of Unix seconds or a timezone-aware datetime, got {type(value).__name__} "
+            f"{value!r}{_to_seconds_hint(value)}."
+        )
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{what} must be a finite number of Unix seconds, got {value!r}.")
@@ -198,13 +206,51 @@ def _unix_seconds(value: Any, what: str) -> float:
     return value
 
 
+def _is_timezone_aware(value: datetime.datetime) -> bool:
+    """Whether ``value`` names one instant (it has a UTC offset); False for a naive datetime and pandas' NaT."""
+    try:
+        return value.utcoffset() is not None
+    except ValueError:  # pandas.NaT: "NaTType does not support utcoffset"
+        return False
+
+
+def _to_seconds_hint(value: Any) -> str:
+    """How to turn ``value`` (a date text, a naive datetime, a ``numpy.datetime64``) into Unix seconds; "" for other
+    values."""
+    if isinstance(value, (str, bytes)):
+        return (
+            "; convert a date text first, e.g. int(datetime.fromisoformat(text).timestamp()) for a text with its UTC "
+            "offset ('2017-11-30T00:00:00Z', '...+08:00')"
+        )
+    if isinstance(value, datetime.datetime) and value != value:  # pandas.NaT
+        return ": a missing time; give the time in Unix seconds"
+    if isinstance(value, datetime.datetime):
+        return (
+            ", a naive datetime (no time zone, so its instant is unknown): attach its zone, e.g. "
+            "value.replace(tzinfo=datetime.timezone.utc) where it is UTC, or give Unix seconds"
+        )
+    if isinstance(value, datetime.date):
+        return ": a date has no time of day"
+    if isinstance(value, np.datetime64):
+        return (
+            ", which carries no time zone: give Unix seconds, e.g. int(np.datetime64(value, 's').astype(int)) where "
+            "it is UTC"
+        )
+    if isinstance(value, np.ndarray) and value.dtype.kind == "M":
+        return (
+            ", which carries no time zone: give Unix seconds, e.g. values.astype('datetime64[s]').astype(int) where "
+            "they are UTC"
+        )
+    return ""
+
+
 def _request_times(now: Any, batch: int) -> list[float]:
     """``encode_histories``'s ``now``: one number for the batch, or one per example -> one float per example."""
-    if isinstance(now, (str, bytes)):
-        raise ValueError(f"now must be Unix seconds (a number, or one per example), got {now!r}.")
+    if isinstance(now, np.ndarray) and now.dtype.kind == "M":  # tolist() would give naive datetimes or nanoseconds
+        raise ValueError(f"now must be Unix seconds, got a datetime64 array{_to_seconds_hint(now)}.")
     if isinstance(now, np.ndarray) or (isinstance(now, torch.Tensor) and now.dim() > 0):
         now = now.tolist()
-    if isinstance(now, Sequence):
+    if isinstance(now, Sequence) and not isinstance(now, (str, bytes)):  # a text is refused as one time, with a hint
         if len(now) != batch:
             raise ValueError(
                 f"now holds {len(now)} times for {batch} histories; give one request time (Unix seconds) per example, "
@@ -1160,7 +1206,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         ``(raw item id, timeline, session_start)`` triple, ``session_start`` the Unix seconds at which that item's
         session started, and ``now``, the Unix seconds of the request (the start of the session the targets are
         shown in): ``history_item_ages`` = ``now - session_start`` is then returned too, as the collator makes it
-        from the examples' ``history_session_starts`` and ``session_start`` (which are whole seconds).
+        from the examples' ``history_session_starts`` and ``session_start`` (which are whole seconds). Either time
+        may also be a timezone-aware ``datetime.datetime``; a naive one, a ``numpy.datetime64`` or a date text is
+        refused, saying how to convert it.
 
         Args:
             histories: one history per example, a list of pairs, or of triples with ``now``; one call takes either
