@@ -245,7 +245,6 @@ GOOD = "1,100,5,pv,1511544070\n"
         (GOOD + "1,101,5,look,1511544071\n", r"log.csv:2: column 'behavior_type' has unknown action 'look'; allowed "
          r"values: \['pv', 'fav', 'cart', 'buy'\]"),
         (GOOD + "1,101,5,pv,soon\n", r"log.csv:2: column 'timestamp' is not a number: 'soon'"),
-        (GOOD + "1,101,5,pv,-1511544071\n", r"log.csv:2: column 'timestamp' is negative: '-1511544071'"),
         (GOOD + "1,101,5,pv,\n", r"log.csv:2: column 'timestamp' is empty"),
         (GOOD + ",101,5,pv,1511544071\n", r"log.csv:2: column 'user_id' is empty"),
         (GOOD + "1,101,5,pv\n" + GOOD, r"log.csv:2: truncated row: 4 of 5 columns, column 'timestamp' is missing"),
@@ -261,6 +260,26 @@ def test_bad_row_messages_name_file_line_column_and_value(tmp_path, text, messag
     with pytest.raises(LogFormatError, match=message) as error:
         convert_log(path, "taobao", progress=False)
     assert "on_bad_rows='skip'" in str(error.value)
+
+
+@pytest.mark.parametrize("unit, named", [("s", "Unix seconds"), ("ms", "Unix milliseconds")])
+def test_a_time_before_1970_is_told_how_to_shift_the_column_not_to_skip_rows(tmp_path, unit, named):
+    """From a probe: a log shifted to 1960 (negative Unix times) was refused as a generic negative number, with the
+    advice to skip such rows (every row of the log). Now the message says that times before 1970 are not read and how
+    to shift the column; skipping still counts the row under negative_number."""
+    preset = dataclasses.replace(PRESETS["taobao"], time_unit=unit, time_window=None)
+    path = _write(tmp_path, GOOD + "1,101,5,pv,-315355130\n")
+    with pytest.raises(LogFormatError) as error:
+        convert_log(path, preset, progress=False)
+    message = str(error.value)
+    assert message.startswith("log.csv:2: column 'timestamp' is negative: '-315355130'; times before 1970 "
+                              f"(negative {named}) are not read. Shift the column by a constant")
+    assert "`frame['timestamp'] -= frame['timestamp'].min()`" in message
+    assert "--on-bad-rows skip" not in message and "would drop every row before 1970" in message
+    from a2gen_hf.data.validation import read_validated_log
+
+    skipped = read_validated_log(path, preset, on_bad_rows="skip", progress=False)
+    assert skipped.bad_rows.counts == {"negative_number": 1} and skipped.lines.tolist() == [1]
 
 
 def test_skip_mode_counts_reasons_and_keeps_line_numbers_after_bad_rows(tmp_path):
@@ -1218,10 +1237,53 @@ def test_a_log_whose_sessions_all_start_in_1970_is_warned_about(tmp_path, caplog
     with caplog.at_level("WARNING"):
         convert_log(_write(tmp_path, lines), tmall, progress=False)
     assert "every session starts in 1970" in caplog.text and "read as 's'" in caplog.text
+    assert "these look like Unix seconds" not in caplog.text  # mmdd dates are no seconds
     caplog.clear()
     with caplog.at_level("WARNING"):
         convert_log(_long_sessions_log(tmp_path), "taobao", progress=False)
     assert "1970" not in caplog.text
+
+
+def test_unix_seconds_read_as_milliseconds_are_told_to_pass_time_unit_s(tmp_path, caplog):
+    """From a probe: a log of Unix seconds read with --time-unit ms got only the 1970 warning, which ends "times
+    counted from some start of your own are fine" (sessions merged, every age 1000x too short). Read as seconds its
+    session starts lie in 2017: the warning now says they look like Unix seconds and names --time-unit s. A clock of
+    the log's own in milliseconds (starts in 1970 read as seconds too) keeps the old warning."""
+    seconds_ms = dataclasses.replace(PRESETS["taobao"], time_unit="ms", time_window=None)
+    lines = "".join(f"{user},{user * 10},5,pv,{1511544070 + user * 4 * DAY + k * 60}\n"
+                    for user in range(1, 9) for k in range(3))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        convert_log(_write(tmp_path, lines), seconds_ms, progress=False)
+    assert "every session starts in 1970 (the first at 1970-01-18 " in caplog.text
+    assert ("read as Unix seconds they start from 2017-11-28 17:21:10 UTC to 2017-12-26 17:21:10 UTC: these look like "
+            "Unix seconds: pass --time-unit s") in caplog.text
+    assert "start of your own are fine" not in caplog.text
+    caplog.clear()
+    own_clock = "".join(f"{user},{user * 10},5,pv,{user * 4 * DAY * 1000 + k * 60_000}\n"
+                        for user in range(1, 9) for k in range(3))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        convert_log(_write(tmp_path, own_clock, "own.csv"), seconds_ms, progress=False)
+    assert "every session starts in 1970" in caplog.text and "start of your own are fine" in caplog.text
+    assert "these look like Unix seconds" not in caplog.text
+
+
+@pytest.mark.parametrize("unit, scale, named, factor", [
+    ("ms", 10**6, "microseconds", "1,000"), ("s", 10**6, "microseconds", "1,000,000"),
+    ("s", 10**9, "nanoseconds", "1,000,000,000"),
+])  # fmt: skip
+def test_microseconds_or_nanoseconds_read_as_s_or_ms_are_named_with_the_division(tmp_path, unit, scale, named, factor):
+    """Times after the year 5000 in the preset's unit that read as Unix microseconds or nanoseconds (pandas'
+    datetime64 written as integers) lie in 2017: the message names that unit and how to divide the column (before:
+    "convert the column to Unix seconds or milliseconds", or "read it as ms", which is refused as well)."""
+    preset = dataclasses.replace(PRESETS["taobao"], time_unit=unit, time_window=None)
+    path = _write(tmp_path, f"1,100,5,pv,{1511544070 * scale}\n")
+    with pytest.raises(LogFormatError) as error:
+        convert_log(path, preset, progress=False)
+    assert (f"lies after the year 5000: read as Unix {named} it is 2017-11-24 17:21:10 UTC: these look like Unix "
+            f"{named}; divide the column by {factor} to Unix") in str(error.value)
+    plain = _write(tmp_path, f"1,100,5,pv,{10**17}\n", "plain.csv")  # the year 3e9 in any unit: no unit named
+    with pytest.raises(LogFormatError, match="lies after the year 5000: (convert the column|if the column holds)"):
+        convert_log(plain, preset, progress=False)
 
 
 def test_a_generic_action_name_with_a_space_names_the_mapping_that_fixes_it(tmp_path, capsys):

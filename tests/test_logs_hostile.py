@@ -382,6 +382,35 @@ def test_json_lines_errors_name_the_files_line(tmp_path, block_size, damage, lin
         read_validated_log(path, KEYED, block_size=block_size, progress=False)
     assert str(raised.value).startswith(f"log.jsonl:{line}: not valid JSON lines (") and shown in str(raised.value)
     assert " in row " not in str(raised.value)
+    if "user_id" in shown:  # no time or duration key: no number advice
+        assert "Key 'user_id'" not in str(raised.value) and "must be numbers" not in str(raised.value)
+
+
+@pytest.mark.parametrize("late, shown, advice", [
+    ('"2017-11-30T00:00:00Z"', '"2017-11-30T00:00:00Z"', "Date / time text is not parsed: convert the column to "
+     "numbers and write the log again, e.g. in pandas `frame['timestamp'] = pd.to_datetime(frame['timestamp'], "
+     "utc=True).map(pd.Timestamp.timestamp)`, or for one value `date -u -d '2017-11-30T00:00:00Z' +%s`."),
+    ("true", "true", "times must be numbers: Unix seconds as preset 'taobao' reads them"),
+])  # fmt: skip
+def test_a_json_lines_time_key_that_turns_into_text_gets_the_time_columns_advice(tmp_path, late, shown, advice):
+    """From a probe: a JSON lines log whose time key holds numbers in the first block and ISO text (or a bool) later
+    got only the generic "not valid JSON lines (... changed from number to string)" error, without the date advice a
+    CSV's date text gets. It now names the key as the time column, its value, and how to convert the column (not
+    the skip advice: skipping does not apply to a file that pyarrow refuses)."""
+    from a2gen_hf.data.validation import read_validated_log
+
+    lines = [json.dumps({"user_id": k, "item_id": k % 7, "category_id": 1, "behavior_type": "pv", "timestamp": START + k})
+             for k in range(500)]  # fmt: skip
+    lines[400] = lines[400].replace(f'"timestamp": {START + 400}', f'"timestamp": {late}')
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LogFormatError) as raised:
+        read_validated_log(path, KEYED, block_size=8192, progress=False)
+    message = str(raised.value)
+    assert message.startswith("log.jsonl:401: not valid JSON lines (JSON parse error: Column(/timestamp) changed from "
+                              "number to ")
+    assert f"Key 'timestamp' (the time column) holds {shown} here; " in message and advice in message
+    assert "on_bad_rows" not in message
 
 
 # -- probe 22: rows joined by lone \r after the first 64 KiB are refused as such, in every mode

@@ -24,7 +24,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from functools import partial, reduce
 from pathlib import Path
 from typing import Any
@@ -66,12 +65,14 @@ from .partitions import PartitionWriter, estimate_rows, read_partition
 from .presets import PRESETS, TIME_UNITS, LogPreset, preset_named  # noqa: F401  (PRESETS, TIME_UNITS: old home)
 from .validation import (
     BAD_ROW_REASONS,
+    PLAUSIBLE_UNIX_SECONDS,
     BadRowCounter,
     LogFormatError,
     ValidatedBatches,
     ValidatedLog,
     finer_time_unit_hint,
 )
+from .validation import utc_text as _utc
 
 logger = logging.getLogger(__name__)
 
@@ -738,7 +739,7 @@ def convert_log(
         stream.bad_rows.finish()
         first_start = min(partition.first_start for partition in cut)
         last_start = max(partition.last_start for partition in cut)
-        _warn_of_times_in_1970(stream.source, preset, last_start)
+        _warn_of_times_in_1970(stream.source, preset, (first_start, last_start))
         _check_explicit_boundaries(stream.source, preset, split_rule, (first_start, last_start))
         conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
         distinct = _distinct_counts(cut, len(preset.side_feature_columns))
@@ -974,23 +975,31 @@ def _without_repeats_text(record: dict[str, Any] | None) -> str:
 TINY_TRAINING_SHARE, SMALL_TRAINING_SHARE = 0.01, 0.1
 
 
-def _utc(seconds: float) -> str:
-    try:
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (OverflowError, OSError, ValueError):
-        return f"{seconds:g} s"
+def _warn_of_times_in_1970(source: str, preset: LogPreset, span: tuple[float, float]) -> None:
+    """Warn when every session of a log read as Unix seconds or milliseconds starts within 1970 (``span``: the first
+    and last session start, in seconds): the time column likely holds another unit (a Tmall mmdd date read as seconds
+    puts half a year into ten minutes; Unix seconds read as milliseconds, :func:`_seconds_read_as_ms_text`)."""
+    first, last = span
+    if preset.time_unit not in ("s", "ms") or last >= 365 * 86400:
+        return
+    where = f"{source}: every session starts in 1970 (the first at {_utc(first)}, the last at {_utc(last)}) with the "
+    read = f"time column {preset.time_column!r} read as {preset.time_unit!r}"
+    logger.warning(where + read + (_seconds_read_as_ms_text(preset, span) or (
+        ": if it holds dates (mmdd) or another unit, set --time-unit (tmall's dates: leave it at the preset's mmdd); "
+        "times counted from some start of your own are fine.")))
 
 
-def _warn_of_times_in_1970(source: str, preset: LogPreset, last_start: float) -> None:
-    """Warn when every session of a log read as Unix seconds or milliseconds starts within 1970: the time column
-    likely holds another unit (a Tmall mmdd date read as seconds puts half a year into ten minutes)."""
-    if preset.time_unit in ("s", "ms") and last_start < 365 * 86400:
-        logger.warning(
-            f"{source}: every session starts in 1970 (the last at {_utc(last_start)}) with the time column "
-            f"{preset.time_column!r} read as {preset.time_unit!r}: if it holds dates (mmdd) or another unit, set "
-            "--time-unit (tmall's dates: leave it at the preset's mmdd); times counted from some start of your own "
-            "are fine."
-        )
+def _seconds_read_as_ms_text(preset: LogPreset, span: tuple[float, float]) -> str | None:
+    """``; read as Unix seconds ...: these look like Unix seconds`` where the time column is read as milliseconds and
+    the session starts (``span``, in seconds), read as Unix seconds, lie in :data:`PLAUSIBLE_UNIX_SECONDS`; else
+    None."""
+    first, last = span[0] * 1000, span[1] * 1000
+    low, high = PLAUSIBLE_UNIX_SECONDS
+    if preset.time_unit != "ms" or not low <= first <= last < high:
+        return None
+    return (f"; read as Unix seconds they start from {_utc(first)} to {_utc(last)}: these look like Unix seconds: "
+            "pass --time-unit s (time_unit='s'). Read as milliseconds every gap and age is 1000 times too short "
+            "(sessions may merge).")
 
 
 def _check_explicit_boundaries(

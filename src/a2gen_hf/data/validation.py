@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,9 @@ FLAG_VALUES = ("0", "1", "0.0", "1.0", "false", "true")
 
 # Times later than this (Unix seconds, the year 5138) are no log's: a time column read in too coarse a unit.
 LATEST_PLAUSIBLE_SECONDS = 1e11
+# Times that, read as Unix seconds, lie in 2000..2100 (UTC): a log's, not a clock of its own; a column whose values
+# fall here once read in another unit holds that unit.
+PLAUSIBLE_UNIX_SECONDS = (946_684_800, 4_102_444_800)
 _FINER_UNIT = {"s": "ms", "ms": None, "mmdd": None}
 _SKIP_HINT = "Fix or remove the row, or pass on_bad_rows='skip' (CLI: --on-bad-rows skip) to drop and count such rows."
 # The one grammar of a number in a log: decimal digits with an optional fraction and exponent, e.g. 1511544070,
@@ -539,7 +543,7 @@ def _record_batches(path: Path, file_format: str, preset: LogPreset, needed: lis
         iterator = _native_times(_parquet_batches(path, needed, block_size), preset, path.name)
     else:  # JSON has no time type (pyarrow would read ISO-8601 strings as one: they stay text, as in a CSV)
         numbers = [name for name, _ in preset.number_columns()]
-        iterator = _jsonl_batches(path, needed, block_size, numbers)
+        iterator = _with_number_key_advice(_jsonl_batches(path, needed, block_size, numbers), preset)
     return _number_rows(iterator), None
 
 
@@ -624,12 +628,45 @@ def _jsonl_batches(path: Path, needed: list[str], block_size: int, numbers: list
         for batch in reader:
             yield batch.select(needed)
     except pa.ArrowInvalid as error:
-        line = _jsonl_error_line(path, str(error))
+        line, key, value = _jsonl_error_at(path, str(error))
         text = re.sub(r" in row -?\d+", "", str(error)) if line is not None else str(error)
-        raise LogFormatError(
+        raise _JsonKeyChangeError(
             f"{path.name}{'' if line is None else f':{line}'}: not valid JSON lines ({text}). Write one JSON object "
-            "per line, with the same type for a key on every line."
+            "per line, with the same type for a key on every line.", key, value,
         ) from None
+
+
+class _JsonKeyChangeError(LogFormatError):
+    """Not valid JSON lines; ``key`` and ``value``: the key whose type changed and its value on the line named (None
+    where the error is another, or the line was not found)."""
+
+    def __init__(self, message: str, key: str | None, value: object):
+        super().__init__(message)
+        self.key, self.value = key, value
+
+
+def _with_number_key_advice(batches: Iterator[pa.RecordBatch], preset: LogPreset) -> Iterator[pa.RecordBatch]:
+    """``batches`` of a JSON lines log, whose error for a time or duration key that turns from numbers into text
+    (or another kind) says what the column must hold, and for date text how to convert it, as a CSV's would."""
+    try:
+        yield from batches
+    except _JsonKeyChangeError as error:
+        advice = _number_key_advice(error.key, error.value, preset)
+        if not advice:
+            raise
+        raise LogFormatError(f"{error}{advice}") from None
+
+
+def _number_key_advice(key: str | None, value: object, preset: LogPreset) -> str:
+    """`` Key 'timestamp' (the time column) holds ...; times must be numbers ...`` for the ``value`` of a time or
+    duration ``key`` that is no number; "" for another key or value."""
+    numbers = dict(preset.number_columns())
+    if key not in numbers or value is None or _json_kind_is(value, "number"):
+        return ""
+    role = "time" if key == preset.time_column else "duration"
+    text = value if isinstance(value, str) else json.dumps(value)
+    return (f" Key {key!r} (the {role} column) holds {json.dumps(value)} here"
+            f"{number_text_hint(text, key, preset, skip_note=False)}.")
 
 
 # pyarrow's names of JSON kinds (its "changed from number to string") -> Python's types of json.loads' values.
@@ -647,10 +684,11 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _jsonl_error_line(path: Path, message: str) -> int | None:
-    """The file's line (from 1) that pyarrow's JSON error is about: its "in row N" counts from the start of its
-    current block (16 MiB), from 0. Found by reading the lines again (only on this error): the first that is not a
-    JSON object, or, for "Column(/key) changed from A to B", the first whose key holds a B. None: not found."""
+def _jsonl_error_at(path: Path, message: str) -> tuple[int | None, str | None, object]:
+    """The file's line (from 1) that pyarrow's JSON error is about, and for a key whose type changed the key and its
+    value there (else None, None): pyarrow's "in row N" counts from the start of its current block (16 MiB), from 0.
+    Found by reading the lines again (only on this error): the first that is not a JSON object, or, for
+    "Column(/key) changed from A to B", the first whose key holds a B. Line None: not found."""
     change = re.search(r"Column\(/([^)/]*)\) changed from \w+ to (\w+)", message)
     with open_log_bytes(path) as handle:
         for number, raw in enumerate(handle, 1):
@@ -659,12 +697,12 @@ def _jsonl_error_line(path: Path, message: str) -> int | None:
             try:
                 value = json.loads(raw, parse_constant=_refuse_constant)
             except ValueError:  # UnicodeDecodeError too
-                return number
+                return number, None, None
             if not isinstance(value, dict):
-                return number
+                return number, None, None
             if change is not None and change[1] in value and _json_kind_is(value[change[1]], change[2]):
-                return number
-    return None
+                return number, change[1], value[change[1]]
+    return None, None, None
 
 
 def _number_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
@@ -1125,18 +1163,20 @@ def means_unknown(text: object, name: str, preset: LogPreset) -> bool:
     return preset.empty_means_unknown(name) and isinstance(text, str) and text.strip().lower() in _UNKNOWN_TEXTS
 
 
-def number_text_hint(text: str, name: str, preset: LogPreset) -> str:
+def number_text_hint(text: str, name: str, preset: LogPreset, skip_note: bool = True) -> str:
     """`` ; times must be numbers ...`` for the value ``text`` (no number) of the time or duration column ``name`` of
     ``preset``; for date or clock text (:func:`looks_like_a_date`) also that such text is not parsed and how to
     convert the column (skipping would drop every row written so); for a placeholder of an unknown duration
-    (:func:`means_unknown`) that unknown is an empty cell, and how to write it so."""
+    (:func:`means_unknown`) that unknown is an empty cell, and how to write it so. ``skip_note``: end those two with
+    what on_bad_rows='skip' would do (not where the value is no bad row, e.g. in a JSON lines error)."""
     is_time = name == preset.time_column
     must = f"; {_time_unit_text(preset) if is_time else _duration_unit_text(preset)}"
     if means_unknown(text, name, preset):
         return (f"{must}. An unknown duration is an empty cell (in JSON lines null or no key), not {text!r}: write "
                 f"the column again with those cells empty, e.g. in pandas `frame[{name!r}] = pd.to_numeric("
-                f"frame[{name!r}], errors='coerce')` before `frame.to_csv(...)` (on_bad_rows='skip' would drop every "
-                f"row written so, its event with it, not read the duration as unknown)")
+                f"frame[{name!r}], errors='coerce')` before `frame.to_csv(...)`"
+                + (" (on_bad_rows='skip' would drop every row written so, its event with it, not read the duration as "
+                   "unknown)" if skip_note else ""))
     if not looks_like_a_date(text):
         return must
     if is_time and preset.time_unit == "mmdd":
@@ -1150,7 +1190,8 @@ def number_text_hint(text: str, name: str, preset: LogPreset) -> str:
         how = f"e.g. in pandas `frame[{name!r}] = pd.to_timedelta(frame[{name!r}]).dt.total_seconds(){scale}`"
     kind = "date / time" if is_time else "duration"
     return (f"{must}. {kind.capitalize()} text is not parsed: convert the column to numbers and write the log "
-            f"again, {how} (on_bad_rows='skip' would drop every row whose {kind} is text, not read it)")
+            f"again, {how}"
+            + (f" (on_bad_rows='skip' would drop every row whose {kind} is text, not read it)" if skip_note else ""))
 
 
 def _time_unit_text(preset: LogPreset) -> str:
@@ -1179,8 +1220,37 @@ def _implausible_times(seconds: np.ndarray, preset: LogPreset, shown: Callable[[
         "implausible_time",
         ~np.isnan(seconds) & (seconds > LATEST_PLAUSIBLE_SECONDS),
         lambda i: f"column {name!r} value {shown(i)!r} read as {unit!r} (preset {preset.name!r}) lies after the "
-        f"year 5000: {finer_time_unit_hint(preset)}",
+        f"year 5000: {_implausible_time_hint(seconds[i], preset)}",
     )
+
+
+# Units finer than milliseconds that a time column may hold (pandas' datetime64 as integers: nanoseconds).
+_FINEST_UNITS = {"us": ("microseconds", 1_000_000), "ns": ("nanoseconds", 1_000_000_000)}
+
+
+def _implausible_time_hint(seconds: float, preset: LogPreset) -> str:
+    """How to read a time of ``seconds`` (read in ``preset.time_unit``) that lies after the year 5000: where its
+    value read as Unix microseconds or nanoseconds lies in :data:`PLAUSIBLE_UNIX_SECONDS`, that it looks so and how to
+    divide the column; else :func:`finer_time_unit_hint`."""
+    ticks = _ARROW_TICKS_PER_SECOND.get(preset.time_unit)
+    low, high = PLAUSIBLE_UNIX_SECONDS
+    for named, unit_ticks in _FINEST_UNITS.values() if ticks else ():
+        unix = seconds * ticks / unit_ticks
+        if low <= unix < high:
+            factor, name = unit_ticks // ticks, preset.time_column
+            target = "seconds" if preset.time_unit == "s" else "milliseconds"
+            return (f"read as Unix {named} it is {utc_text(unix)}: these look like Unix {named}; divide the column "
+                    f"by {factor:,} to Unix {target} and write the log again, e.g. in pandas "
+                    f"`frame[{name!r}] //= {factor}`")
+    return finer_time_unit_hint(preset)
+
+
+def utc_text(seconds: float) -> str:
+    """Unix ``seconds`` as a UTC date and time, e.g. ``2017-11-25 00:00:00 UTC`` (``1e+20 s`` where out of range)."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:g} s"
 
 
 def _implausible_durations(seconds: np.ndarray, preset: LogPreset, shown: Callable[[int], str]) -> _Problem:
@@ -1195,6 +1265,28 @@ def _implausible_durations(seconds: np.ndarray, preset: LogPreset, shown: Callab
         f"{seconds[i]:.3g} s, more than {LATEST_PLAUSIBLE_SECONDS:.0e} s (some 3,000 years): check the column and "
         f"its unit; {_duration_unit_text(preset)}",
     )
+
+
+def _negative_problem(negative: np.ndarray, name: str, preset: LogPreset, shown: Callable[[int], str]) -> _Problem:
+    """Negative values of the number column ``name``; for the time column in Unix seconds or milliseconds, a time
+    before 1970, told how to shift the column and without the advice to skip (that would drop every such row)."""
+    if name != preset.time_column or preset.time_unit not in ("s", "ms"):
+        return _Problem("negative_number", negative, lambda i: f"column {name!r} is negative: {shown(i)}")
+    return _Problem(
+        "negative_number", negative, lambda i: f"column {name!r} is negative: {shown(i)}{negative_time_hint(preset)}",
+        skip_advice=lambda i: False,
+    )
+
+
+def negative_time_hint(preset: LogPreset) -> str:
+    """``: times before 1970 ... are not read`` and how to shift the time column of ``preset`` to read them."""
+    name = preset.time_column
+    named = "Unix seconds" if preset.time_unit == "s" else "Unix milliseconds"
+    return (f"; times before 1970 (negative {named}) are not read. Shift the column by a constant so that every time "
+            f"is 0 or later and write the log again, e.g. in pandas `frame[{name!r}] -= frame[{name!r}].min()`: "
+            "sessions, ages and splits depend only on differences of times, so times counted from a start of your "
+            "own are fine (shift --validation-start / --test-start, if given, by the same constant). "
+            "on_bad_rows='skip' would drop every row before 1970, not read it")
 
 
 def _index_in(values: pa.Array, allowed: list[str]) -> np.ndarray:
@@ -1237,7 +1329,7 @@ def _parse_numbers(
                  + quoting_hint(values[i].as_py(), preset.quote_char) + number_text_hint(values[i].as_py(), name, preset),
                  skip_advice=lambda i: not (looks_like_a_date(values[i].as_py())
                                             or means_unknown(values[i].as_py(), name, preset))),
-        _Problem("negative_number", negative, lambda i: f"column {name!r} is negative: {shown(i)}"),
+        _negative_problem(negative, name, preset, shown),
     ]
     if unit == "s":
         return numbers, problems
