@@ -514,6 +514,28 @@ def test_an_empty_train_split_fails_without_leaving_a_half_written_dataset(tmp_p
     assert {item.relative_to(output): item.read_bytes() for item in output.rglob("*") if item.is_file()} == before
 
 
+def test_a_time_split_that_leaves_validation_empty_is_warned_about(tmp_path, caplog):
+    """A few rows far after the rest stretch the span: validation gets no session (before: prepare said nothing and
+    train refused later in terms of the Python API)."""
+    import logging
+    import re
+
+    no_window = dataclasses.replace(PRESETS["taobao"], time_window=None)
+    lines = _taobao_log(tmp_path / "log.csv", users=60).read_text().splitlines()
+    late = [f"{3000 + user},7,1,pv,{1_600_000_000 + user}" for user in range(3)]  # three sessions in 2020
+    (tmp_path / "late.csv").write_text("\n".join(lines + late) + "\n")
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.data.logs"):
+        result = convert_log(tmp_path / "late.csv", no_window, output_dir=tmp_path / "out", progress=False)
+    assert result.summary["examples"]["validation"] == 0 and result.summary["examples"]["test"] == 3
+    assert re.search(r"late\.csv: the time split leaves validation no example .*sessions start from 2017-.* to "
+                     r"2020-.*--validation-start", caplog.text)  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.data.logs"):  # asked for no validation: nothing to say
+        convert_log(tmp_path / "late.csv", no_window, output_dir=tmp_path / "none", progress=False,
+                    split_rule=SplitRule(validation_fraction=0))  # fmt: skip
+    assert "leaves validation" not in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------- safe output folders
 
 

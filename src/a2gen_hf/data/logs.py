@@ -1076,12 +1076,34 @@ def _check_time_split(
                 + "; move them later (CLI: --validation-fraction, --test-fraction, --validation-start, --test-start)"
             )
         raise ValueError(f"{name}: no training examples (examples {examples}): {cause}.")
+    _warn_of_empty_held_out_splits(name, examples, split_rule, stretched)
     if split_rule.validation_start is not None or min_history or train >= SMALL_TRAINING_SHARE * total:
         return
     message = f"{name}: the time split leaves training {train:,} of {total:,} examples ({examples}): {stretched}."
     if train < TINY_TRAINING_SHARE * total:
         raise ValueError(message)
     logger.warning(message)
+
+
+def _warn_of_empty_held_out_splits(name: str, examples: dict[str, int], split_rule: SplitRule, stretched: str) -> None:
+    """Warn when the rule asks for a validation or test split (a fraction above 0 or a start) and it got no example:
+    early stopping, the recipes' choices on validation and every comparison need them (``a2gen compare`` refuses)."""
+    asked = {
+        "validation": split_rule.validation_fraction > 0 or split_rule.validation_start is not None,
+        "test": split_rule.test_fraction > 0 or split_rule.test_start is not None,
+    }
+    empty = [split for split, wanted in asked.items() if wanted and not examples.get(split)]
+    if not empty:
+        return
+    cause = (
+        "the boundaries you set leave them no session (CLI: --validation-start, --test-start, in Unix seconds)"
+        if split_rule.validation_start is not None or split_rule.test_start is not None else stretched
+    )
+    logger.warning(
+        f"{name}: the time split leaves {' and '.join(empty)} no example (examples {examples}), although the rule "
+        f"asks for {'them' if len(empty) > 1 else 'it'}: {cause}. Training without validation cannot stop early or "
+        "choose the recipes' settings, and a comparison needs both."
+    )
 
 
 WORK_FOLDER = "_a2gen_partitions"
