@@ -68,3 +68,49 @@ def test_bagging_scores_one_fit_and_the_mean_of_several_on_the_other_half(simula
         assert 0.0 <= row["held_out_mean"] <= 1.0 and row["held_out_auc"]
     assert set(report["summary"]["1.0"]) == set(rules)
     assert "held-out validation mean AUC" in capsys.readouterr().out
+
+
+def test_further_levers_score_every_lever_against_the_recipe_on_the_other_half(simulated_data_dir, tmp_path,
+                                                                               monkeypatch, capsys):
+    output = tmp_path / "levers.json"
+    monkeypatch.setattr(sys, "argv", [
+        "further_levers.py", "--data", str(simulated_data_dir), "--fractions", "1", "--output", str(output),
+    ])  # fmt: skip
+    module = _benchmark("further_levers")
+    module.main()
+    rows = json.loads(output.read_text())["rows"]
+    assert [row["rule"] for row in rows] == ["recipe", *module.LEVERS] * 2  # both directions
+    for row in rows:
+        assert 0.0 <= row["held_out_mean"] <= 1.0 and row["held_out_auc"]
+    assert "held-out validation mean AUC" in capsys.readouterr().out
+
+
+def test_counters_read_only_sessions_that_ended_before_the_target_started():
+    import datasets
+    import numpy as np
+
+    from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer
+
+    tokenizer = A2GenActionTokenizer(action_names=["click", "cart", "buy", "leave"], start_action="click",
+                                     end_action="leave")
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in ("click", "cart", "buy", "leave")}
+
+    def session(item, category, start, actions, seconds):
+        return {"item": item, "item_side_ids": [category], "session_start": start, "action_ids": actions,
+                "action_seconds": seconds}
+
+    rows = [
+        session("a", 1, 1_000, [ids["click"], ids["cart"], ids["leave"]], [0.0, 5.0, 10.0]),  # ends 1,010
+        session("a", 1, 1_005, [ids["click"], ids["buy"], ids["leave"]], [0.0, 50.0, 100.0]),  # ends 1,105
+        session("b", 1, 1_020, [ids["click"], ids["leave"]], [0.0, 1.0]),  # ends 1,021
+        session("a", 1, 1_100, [ids["click"], ids["leave"]], [0.0, 1.0]),  # the target: starts 1,100
+    ]
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:3]),
+                                   "test": datasets.Dataset.from_list(rows[3:])})
+    features = _benchmark("further_levers").Counters(splits, tokenizer).features(splits["test"])
+    actions = len(tokenizer.action_names)
+    sessions, cart, buy = (np.expm1(features[0, k]) for k in (0, ids["cart"], ids["buy"]))
+    # item "a", within a day: the first session only (the second had not ended at 1,100; "b" is another item)
+    assert np.allclose([sessions, cart, buy], [1.0, 1.0, 0.0])
+    category_sessions = np.expm1(features[0, 3 * (1 + 2 * actions)])  # category 1, within a day: "a" and "b"
+    assert np.isclose(category_sessions, 2.0)
