@@ -117,7 +117,7 @@ def test_train_with_the_sparse_logs_recipe_starts_as_the_regression(simulated_da
     # How the model was started is recorded too (before: only logged): the options and what the fit kept.
     start = log["start"]
     assert start["wide_warm_start"] and start["wide_residual"] and start["wide_residual_fit"] and start["model"]
-    assert set(start["residual_fit"]) == {"start", "fitted", "weight_decay", "regression_kept_for"}
+    assert set(start["residual_fit"]) == {"start", "fitted", "weight_decay", "regression_kept_for", "one_class_in_training"}
     assert set(start["regression_choices"]) and all("C" in choice for choice in start["regression_choices"].values())
     assert (output / "model" / "config.json").exists() and (output / "eval_results.json").exists()
     config = json.loads((output / "model" / "config.json").read_text())

@@ -11,7 +11,7 @@ from a2gen_hf.metrics import predict_dataloader, timing_mae
 from a2gen_hf.training.data_setup import create_model, load_data_dir
 from a2gen_hf.training.loop import TrainingSettings, validation_mean_auc
 from a2gen_hf.training.residual_fit import fit_residual_paths, read_head_inputs
-from a2gen_hf.training.simple_baselines import check_wide_start, start_from_regression
+from a2gen_hf.training.simple_baselines import ActionTargets, check_wide_start, start_from_regression
 
 SPARSE = dict(
     hidden_size=16, id_embedding_size=16, history_count_features=True, target_popularity_features=True,
@@ -486,3 +486,56 @@ def test_an_action_validation_cannot_judge_goes_back_and_no_fit_lists_every_acti
     torch.manual_seed(0)
     nothing = fit_learned_paths(_ToyHead(5, wide), train, validation, vocabulary, weight_decays=())
     assert nothing["fitted"] is None and nothing["regression_kept_for"] == ["signal", "ranked"]
+
+
+def test_an_action_without_both_classes_in_training_goes_back_to_the_regression():
+    """An action that never happens in the train split has nothing to learn: the fit gives it back to the regression
+    whatever its validation AUC does, and says why (before: a fit trained on all-negative labels was kept because it
+    raised the AUC over a few validation positives)."""
+    from types import SimpleNamespace
+
+    from a2gen_hf.training.residual_fit import fit_learned_paths
+
+    vocabulary = SimpleNamespace(action_names=["start", "signal", "ranked", "end"], start_action="start",
+                                 end_action="end")
+    rng = np.random.default_rng(0)
+    train, validation = _toy_inputs(rng, 100, 20), _toy_inputs(rng, 60, 20)
+    train.occurs[:, 3] = False  # "ranked" never happens in training; validation still holds it
+    torch.manual_seed(0)
+    head = _ToyHead(5, torch.zeros(5, 2))
+    result = fit_learned_paths(head, train, validation, vocabulary, weight_decays=(1e-4,), rounds=5)
+    assert result["one_class_in_training"] == ["ranked"] and "ranked" in result["regression_kept_for"]
+    assert not head.output.weight[3].any() and not head.output.bias[3].any()
+    assert head.output.weight[2].any()  # the action with both classes keeps its fit
+    train.occurs[:, 3] = True  # in every training example: nothing to learn either
+    torch.manual_seed(0)
+    always = fit_learned_paths(_ToyHead(5, torch.zeros(5, 2)), train, validation, vocabulary, weight_decays=(1e-4,),
+                               rounds=5)
+    assert always["one_class_in_training"] == ["ranked"] and "ranked" in always["regression_kept_for"]
+
+
+def test_a_time_row_without_validation_times_goes_back_to_the_median(simulated_data_dir):
+    """With ``time_per_action`` an action whose time validation cannot judge (no validation time at all) goes back to
+    its train median: trained times are kept only on evidence (before: "nothing to judge by" kept them, so a time
+    row trained on no example of the action survived). The same row with validation times clearly better is kept."""
+    from a2gen_hf.training.give_back import give_back_the_median_times
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    names = tokenizer.action_names
+    better = names[3]
+    action = names.index(better) + 1
+    slower = _slower_train(data)
+    slow_median = float(ActionTargets.from_dataset(slower["train"], tokenizer).median_times()[action])
+
+    def without_action(row):
+        kept = [(a, t) for a, t in zip(row["action_ids"], row["action_seconds"]) if a != action]
+        return {"action_ids": [a for a, _ in kept], "action_seconds": [t for _, t in kept]}
+
+    unjudged = {"train": slower["train"], "validation": data["validation"].map(without_action)}
+    for judged, kept in ((slower, True), (unjudged, False)):
+        model = _residual_start(data, tokenizer, time_per_action=True)  # its rows: the real medians, "trained"
+        head = model.generator.heads.time
+        trained = head.bias[action].item()
+        given_back = give_back_the_median_times(model, tokenizer, judged)
+        assert (better not in given_back) == kept
+        assert head.bias[action].item() == pytest.approx(trained if kept else slow_median)

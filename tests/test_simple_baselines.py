@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from datasets import Dataset
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from a2gen_hf import A2GenActionTokenizer
@@ -142,7 +143,7 @@ def test_popularity_of_an_item_only_in_test_is_the_prior_without_side_features(t
     train = dataset(rows).remove_columns(["item_side_ids", "history_item_side_ids"])
     test = dataset([example(item="i5")]).remove_columns(["item_side_ids", "history_item_side_ids"])
     predicted = PopularityBaseline(tokenizer).fit(train).predict(test)["action_probabilities"]
-    np.testing.assert_allclose(predicted[0], [0.0, 0.0, 0.5, 0.0, 1.0])
+    np.testing.assert_allclose(predicted[0], [0.0, 0.0, 0.5, 0.5 / 3, 1.0])  # follow, never on train: smoothed
 
 
 def test_targets_agree_with_the_metric_code(tokenizer):
@@ -175,7 +176,9 @@ def test_median_time_baseline(tokenizer):
     overall, leave = math.log1p(20.0), (math.log1p(20.0) + math.log1p(40.0)) / 2
     expected_times = [0.0, overall, math.log1p(10.0), overall, leave]
     np.testing.assert_allclose(predictions["expected_times"], [expected_times] * 2)
-    np.testing.assert_allclose(predictions["action_probabilities"], [[0.0, 0.0, 1.0, 0.0, 1.0]] * 2)
+    # The ranked actions have one class on these 4 rows: each gets its smoothed rate, (positives + 0.5) / 5; start and
+    # end (not ranked; a session always ends) their plain rates.
+    np.testing.assert_allclose(predictions["action_probabilities"], [[0.0, 0.0, 0.9, 0.1, 1.0]] * 2)
 
 
 def separable_rows(count: int, seed: int, item_offset: int = 0):
@@ -199,8 +202,8 @@ def test_logistic_regression_beats_random_on_separable_data(tokenizer):
     labels = ActionTargets.from_dataset(test, tokenizer).occurs[:, LIKE]
     assert roc_auc_score(labels, probabilities[:, LIKE]) > 0.95
     assert model.chosen_c_["like"] in model.c_grid
-    # follow never happens on train: its probability is its train rate, 0.
-    np.testing.assert_array_equal(probabilities[:, FOLLOW], 0.0)
+    # follow never happens on train: its probability is its smoothed train rate (0 + 0.5) / (200 + 1), not 0.
+    np.testing.assert_allclose(probabilities[:, FOLLOW], 0.5 / 201)
 
 
 def test_logistic_regression_needs_validation_to_choose_c(tokenizer):
@@ -223,6 +226,61 @@ def test_logistic_regression_needs_validation_to_choose_c(tokenizer):
     assert "logreg[follow]: 0 of 60 training rows are positive, so nothing can be fitted" in " ".join(fallback.notes_)
 
 
+def _with_follow_everywhere(rows: Dataset) -> Dataset:
+    """The rows with a follow just before the end of every target (follow then happens in every row)."""
+    return rows.map(lambda row: {"action_ids": row["action_ids"][:-1] + [FOLLOW, LEAVE],
+                                 "action_seconds": row["action_seconds"][:-1] + [row["action_seconds"][-1]] * 2})
+
+
+@pytest.mark.parametrize("name", ["median-time", "popularity", "logreg", "logreg-shares-times", "count-network"])
+def test_an_action_with_one_class_on_train_gets_its_smoothed_rate(tokenizer, name):
+    """An action that never happens on train, or happens in every train row, has nothing to fit: every baseline that
+    learns from the train labels predicts its smoothed rate (positives + 0.5) / (n + 1) for every row (before: the
+    regression predicted exactly 0, a certainty no log holds); the count rule, which reads the history, keeps its
+    shares."""
+    train, validation, test = separable_rows(60, 0), separable_rows(40, 1, 1000), separable_rows(30, 2, 2000)
+    never = SIMPLE_BASELINES[name](tokenizer).fit(train, validation)
+    np.testing.assert_allclose(never.predict(test)["action_probabilities"][:, FOLLOW], 0.5 / 61)
+    assert "logreg" not in name or "logreg[follow]: 0 of 60 training rows" in " ".join(never.notes_)
+    always = SIMPLE_BASELINES[name](tokenizer).fit(_with_follow_everywhere(train), validation)
+    np.testing.assert_allclose(always.predict(test)["action_probabilities"][:, FOLLOW], 60.5 / 61)
+    np.testing.assert_allclose(always.base_rates_[FOLLOW], 1.0)  # the exact rate stays (the popularity prior)
+
+
+def test_the_count_rule_keeps_its_shares_for_an_action_with_one_class_on_train(tokenizer):
+    train = dataset([example(item="i1", actions=(START, LIKE, LEAVE)), example(item="i2")])  # follow never
+    test = dataset([example([[START, FOLLOW, LEAVE], [START, LEAVE]])])
+    predicted = UserPropensityBaseline(tokenizer).fit(train).predict(test)["action_probabilities"]
+    assert predicted[0, FOLLOW] == 0.5  # its history share, not the smoothed rate 0.5 / 3
+
+
+def _few_likes(tokenizer, count: int) -> Dataset:
+    """Validation rows of which exactly ``count`` hold a like (and 40 - count do not)."""
+    rows = separable_rows(200, 1, 1000)
+    liked = ActionTargets.from_dataset(rows, tokenizer).occurs[:, LIKE]
+    return rows.select(np.flatnonzero(liked)[:count].tolist() + np.flatnonzero(~liked)[: 40 - count].tolist())
+
+
+def test_a_c_chosen_on_few_validation_positives_is_noted_and_still_chosen(tokenizer):
+    """Where the validation AUC that chooses C rests on fewer than 5 positives the regression says so in notes_
+    (before: only at 0 positives), and the choice is the one the AUC makes, as without the note."""
+    from sklearn.linear_model import LogisticRegression
+
+    train = separable_rows(60, 0)
+    few = CountFeatureLogisticRegression(tokenizer, c_grid=(0.001, 1.0)).fit(train, _few_likes(tokenizer, 3))
+    note = " ".join(few.notes_)
+    assert "logreg[like]: C=" in note and "over 3 positive row(s) of 40, fewer than 5" in note
+    features = few.scaler_.transform(few.features(_few_likes(tokenizer, 3)))
+    train_features = few.scaler_.transform(few.features(train, ActionTargets.from_dataset(train, tokenizer).occurs))
+    labels = ActionTargets.from_dataset(train, tokenizer).occurs[:, LIKE]
+    validation_labels = ActionTargets.from_dataset(_few_likes(tokenizer, 3), tokenizer).occurs[:, LIKE]
+    aucs = {c: roc_auc_score(validation_labels, LogisticRegression(C=c, max_iter=2000).fit(train_features, labels)
+                             .decision_function(features)) for c in (0.001, 1.0)}
+    assert few.chosen_c_["like"] == max(aucs, key=aucs.get)  # the first of equal AUCs, as max keeps it
+    enough = CountFeatureLogisticRegression(tokenizer, c_grid=(0.001, 1.0)).fit(train, _few_likes(tokenizer, 5))
+    assert not any("logreg[like]" in note for note in enough.notes_)
+
+
 def noisy_share_rows(count, seed, item_offset=0):
     """Rows whose like depends on the user's like share (weakly) and on nothing else; few rows, so a strong L2
     penalty matters."""
@@ -240,7 +298,6 @@ def test_share_scaled_regression_chooses_the_scale_per_action_on_validation(toke
     """share_scales: each action's (scale, C) is the pair with the best validation AUC among every pair, the plain
     regression's included (so never below it on validation), and a scale multiplies the user propensities' columns
     only; probabilities and coefficients() agree with the chosen fit."""
-    from scipy.special import expit
     from sklearn.linear_model import LogisticRegression
 
     train, validation = noisy_share_rows(80, 0), noisy_share_rows(200, 1, 1000)
@@ -433,6 +490,55 @@ def test_residual_warm_start_starts_a2gen_as_the_regression(simulated_data_dir):
     expected = regression.predict(rows)["action_probabilities"]
     actions = [tokenizer.convert_tokens_to_ids(name) for name in tokenizer.action_names[1:-1]]
     np.testing.assert_allclose(probabilities[:, actions], expected[:, actions], atol=2e-2)
+
+
+def _one_class_train(split: Dataset, never: int, always: int) -> Dataset:
+    """The train split with action ``never`` taken out of every target and ``always`` put into every one (before the
+    end, at the end's time)."""
+
+    def change(row):
+        kept = [(action, second) for action, second in zip(row["action_ids"], row["action_seconds"])
+                if action not in (never, always)]
+        ids, seconds = [action for action, _ in kept], [second for _, second in kept]
+        return {"action_ids": ids[:-1] + [always, ids[-1]], "action_seconds": seconds[:-1] + [seconds[-1]] * 2}
+
+    return split.map(change)
+
+
+def test_a_started_model_predicts_the_smoothed_rate_of_an_action_with_one_class_on_train(simulated_data_dir):
+    """The sparse_logs start (residual, frozen): an action that never happens on train gets P = its smoothed train
+    rate 0.5 / (n + 1) on every example, and one that happens in every train row about 1 (before: the wide bias of an
+    action the regression could not fit stayed 0, P = 0.5 for every example, however often it happened)."""
+    import torch
+
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.simple_baselines import start_from_regression
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    ranked = [tokenizer.convert_tokens_to_ids(name) for name in tokenizer.action_names[1:-1]]
+    never, always = ranked[0], ranked[1]
+    changed = {"train": _one_class_train(data["train"], never, always), "validation": data["validation"]}
+    n = len(changed["train"])
+    torch.manual_seed(0)
+    model = create_model(
+        "a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16, history_count_features=True,
+        target_popularity_features=True, occurrence_head=True, wide_path=True, occurrence_paths_input="extra_only",
+        use_id_embeddings=False,
+    )
+    regression = start_from_regression(model, tokenizer, changed, residual=True, frozen=True)
+    assert never not in regression.models_ and always not in regression.models_
+    rows = data["validation"]
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)([rows[index] for index in range(len(rows))])
+    for name in ("labels", "label_times", "label_time_mask"):
+        batch.pop(name)
+    with torch.no_grad():
+        probabilities = model.eval().predict_actions(**batch).action_probabilities.double().numpy()
+    np.testing.assert_allclose(probabilities[:, never], 0.5 / (n + 1), rtol=1e-3)
+    np.testing.assert_allclose(probabilities[:, always], (n + 0.5) / (n + 1), rtol=1e-6)
+    assert expit(model.occurrence_head.wide.linear.bias[never].item()) == pytest.approx(0.5 / (n + 1), rel=1e-4)
+    # The regression alone predicts the same constants.
+    expected = regression.predict(rows)["action_probabilities"]
+    np.testing.assert_allclose(expected[:, [never, always]], probabilities[:, [never, always]], rtol=1e-3)
 
 
 def test_frozen_residual_start_keeps_the_regression_while_the_network_learns(simulated_data_dir, tmp_path):

@@ -11,7 +11,8 @@ had reached by then. On a small log both are noise as often as not (docs/results
 part of the model the start could give, the start is given back where it is at least as good on validation:
 
 - :func:`give_back_the_median_times`: the times, unless the trained ones' validation MAE is below the median's by
-  more than the validation examples' noise (per action with ``config.time_per_action``; :func:`clearly_lower`);
+  more than the validation examples' noise (per action with ``config.time_per_action``, where an action without
+  validation times goes back too: trained times are kept only on evidence; :func:`clearly_lower`);
 - :func:`give_back_to_the_regression`: each ranked action whose validation AUC the network does not raise above the
   regression's (with the fitted residual only: the plain residual start trains the wide path too).
 
@@ -66,7 +67,9 @@ def clearly_lower(trained: list[np.ndarray], median: list[np.ndarray], z: float 
     the paired differences ``d = |trained error| - |median error|`` over the same examples, the mean over actions of
     their means (the difference of the MAEs the reports average) plus ``z`` standard errors (``sqrt(sum_a var(d_a) /
     n_a) / A``, actions taken as independent) is below 0. Actions with no example are left out; with none at all there
-    is nothing to judge by and the trained times are kept. An action with one example takes the mean variance of the
+    is nothing to judge by and this returns True (the paper's one time head, judged over every action at once, then
+    keeps its trained times; one action's time row without examples goes back instead,
+    :func:`give_back_the_median_times`). An action with one example takes the mean variance of the
     others; one example alone (no variance to estimate) is never clear. On the small logs the recipe is for, a buy
     time judged on 21-37 validation examples was kept by a lower MAE that test then reversed on three logs of five
     (docs/results.md (d)).
@@ -90,9 +93,10 @@ def give_back_the_median_times(model: nn.Module, tokenizer, dataset, batch_size:
     median of ``dataset["train"]`` (:func:`~a2gen_hf.training.simple_baselines.set_median_times`) unless the trained
     layer's validation time MAE (:func:`~a2gen_hf.metrics.timing_mae` on ``dataset["validation"]``) is clearly below
     the median's (:func:`clearly_lower`: by more than the noise of the validation examples): with the paper's one
-    time per position, for every action at once by the mean over actions; with ``config.time_per_action``, per action
-    (that action's row). Returns the names of the actions whose times went back; none when the model has no time heads
-    (MMoE, PLE: their times are their own) or where validation has no known time to judge by.
+    time per position, for every action at once by the mean over actions (kept where validation has no known time at
+    all); with ``config.time_per_action``, per action (that action's row; an action without a known validation time
+    goes back, as nothing shows its trained times better, :func:`_trained_row_kept`). Returns the names of the actions
+    whose times went back; none when the model has no time heads (MMoE, PLE: their times are their own).
     """
     generator = getattr(model, "generator", None)  # MMoE and PLE have none
     if generator is None:
@@ -115,7 +119,7 @@ def give_back_the_median_times(model: nn.Module, tokenizer, dataset, batch_size:
         else:
             given_back = []
             for name in trained:
-                if not clearly_lower([trained[name]], [constant[name]]):
+                if not _trained_row_kept(trained[name], constant[name]):
                     given_back.append(name)
                     continue
                 row = model.config.action_names.index(name) + 1
@@ -126,6 +130,13 @@ def give_back_the_median_times(model: nn.Module, tokenizer, dataset, batch_size:
         f"{_rounded(trained)}, the median's {_rounded(constant)})"
     )
     return given_back
+
+
+def _trained_row_kept(trained: np.ndarray, median: np.ndarray) -> bool:
+    """Whether one action's trained time row is kept (``config.time_per_action``): only on evidence, its validation
+    errors `(m,)` clearly below the median's (:func:`clearly_lower`); without a validation time (m = 0) it goes back,
+    even where the train split held none of its times either."""
+    return len(trained) > 0 and clearly_lower([trained], [median])
 
 
 def _rounded(errors: dict) -> dict:

@@ -9,8 +9,8 @@ first hundred or so steps move every weight by about the learning rate whatever 
 below the start, and by the time it would recover, a small training split has been read many times over
 (docs/results.md (d), "Small logs"). :func:`fit_residual_paths` fits those paths the way the regression itself is
 fitted: full batch, L-BFGS, an L2 penalty whose strength is chosen on the validation split (and the zero residual,
-the start, competes), the regression's logits held fixed; each action whose validation AUC the fit does not raise
-goes back to the regression alone. Training then goes on from there, selection on validation keeps whichever is
+the start, competes), the regression's logits held fixed; each action whose validation AUC the fit does not raise,
+and each the train split holds one class of (nothing to learn), goes back to the regression alone. Training then goes on from there, selection on validation keeps whichever is
 better, and :func:`~a2gen_hf.training.give_back.give_back_to_the_regression` applies the same per-action rule to
 the kept weights.
 
@@ -129,6 +129,14 @@ def actions_not_clearly_raised(
     ]
 
 
+def actions_without_training_contrast(train: HeadInputs, vocabulary) -> list[int]:
+    """The ranked actions without both classes in the ``train`` inputs (they happen in no training example, or in
+    every one): a fit has nothing to learn for them (trained on labels of one class, what it adds is noise that a
+    rise of validation AUC over a few positives could still keep), so they stay with the regression."""
+    occurs = train.occurs.numpy()
+    return [action for action in ranked_action_ids(vocabulary) if not has_both_classes(occurs[:, action])]
+
+
 def mean_validation_auc(head: nn.Module, inputs: HeadInputs, vocabulary) -> float:
     """The mean AUC over the ranked actions with both classes of ``head`` on ``inputs`` (what selection reads)."""
     return _mean_auc(head_scores(head, inputs), inputs, vocabulary)
@@ -211,9 +219,13 @@ def fit_residual_paths(
     ``cross_fit``: the stricter rules lost on the shared sample's held-out validation, docs/results.md (d),
     "Stricter keep rules for the fit".)
 
+    Each action without both classes in the train split (:func:`actions_without_training_contrast`) goes back to the
+    regression whatever validation says: there is nothing to learn for it.
+
     Returns:
         ``{"start": validation mean AUC of the start, "fitted": of the kept fit or None, "weight_decay": its L2
-        strength or None, "regression_kept_for": the actions given back to the regression}`` (also logged).
+        strength or None, "regression_kept_for": the actions given back to the regression, "one_class_in_training":
+        those of them given back because the train split holds one class of them}`` (also logged).
 
     Raises:
         ValueError: the model has no occurrence head with a wide path, or ``dataset`` has no validation split.
@@ -255,10 +267,11 @@ def fit_learned_paths(
     if not (math.isfinite(keep_z) and keep_z >= 0):
         raise ValueError(f"keep_z={keep_z!r} must be a finite number >= 0 (standard errors; 0: any gain counts).")
     options = (weight_decays, rounds, patience, seed, keep_z)
-    given_back: set[int] = set()
+    one_class = actions_without_training_contrast(train, vocabulary)
+    given_back: set[int] = set(one_class)
     if cross_fit:
         confirmed = cross_fitted_actions(head, train, validation, vocabulary, *options)
-        given_back = set(ranked_action_ids(vocabulary)) - confirmed
+        given_back |= set(ranked_action_ids(vocabulary)) - confirmed
     start, score, weight_decay, state, names = _best_fit(head, train, validation, vocabulary, *options, given_back)
     if state is not None:
         head.load_state_dict(state)
@@ -267,8 +280,14 @@ def fit_learned_paths(
         "fitted": score if state is not None else None,
         "weight_decay": weight_decay,
         "regression_kept_for": names,
+        "one_class_in_training": [vocabulary.action_names[action - 1] for action in one_class],
     }
     logger.info(f"residual fit: {result}")
+    if one_class:
+        logger.warning(
+            f"residual fit: {result['one_class_in_training']} happen in no training example or in every one, so "
+            "nothing can be learnt for them: they stay with the regression (its smoothed train rate)."
+        )
     return result
 
 

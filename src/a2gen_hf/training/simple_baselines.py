@@ -63,7 +63,7 @@ from ..features_a2gen import (
     NO_RECENT_SESSION_SECONDS,
     history_count_feature_size,
 )
-from ..metrics import predicted_next_actions
+from ..metrics import predicted_next_actions, ranked_action_ids
 from ..tokenization_a2gen import A2GenActionTokenizer
 
 logger = logging.getLogger(__name__)
@@ -383,21 +383,57 @@ class ActionTargets:
         return medians
 
 
+def smoothed_rates(occurs: np.ndarray) -> np.ndarray:
+    """
+    `(V,)` every action's train rate smoothed by half a pseudo positive and half a pseudo negative, (positives + 0.5)
+    / (n + 1), of `(n, V)` boolean ``occurs``: the probability given to a ranked action that happens in no training
+    row or in every one, where nothing can be fitted and its plain rate, exactly 0 or 1, would claim a certainty no
+    log holds (logit about -9.2 for 0 of 5,000 rows, +9.2 for 5,000 of 5,000).
+    """
+    return (occurs.sum(axis=0) + 0.5) / (len(occurs) + 1.0)
+
+
+def one_class_actions(occurs: np.ndarray, vocabulary) -> np.ndarray:
+    """`(V,)` True for the ranked actions of ``vocabulary`` (a tokenizer or config; all but padding, start and end)
+    that happen in no row of `(n, V)` boolean ``occurs`` or in every one. Start and end are left out: the end action
+    happens in every target by construction (a session ends), and neither is ranked."""
+    one_class = np.zeros(occurs.shape[1], dtype=bool)
+    ranked = ranked_action_ids(vocabulary)
+    one_class[ranked] = ~occurs[:, ranked].any(axis=0) | occurs[:, ranked].all(axis=0)
+    return one_class
+
+
+def constant_rates(occurs: np.ndarray, vocabulary) -> np.ndarray:
+    """`(V,)` the constant probability of every action of `(n, V)` boolean ``occurs`` (the train targets): its train
+    rate, :func:`smoothed_rates` for a ranked action with one class there (:func:`one_class_actions`)."""
+    return np.where(one_class_actions(occurs, vocabulary), smoothed_rates(occurs), occurs.mean(axis=0))
+
+
 class SimpleBaseline:
     """
     Common interface: ``fit(train, validation=None)`` then ``predict(dataset)``.
 
-    ``fit`` learns the train rate of every action (``base_rates_`` `(V,)`) and its median first-occurrence time
-    (``median_times_`` `(V,)`, the time prediction of every baseline here), then whatever the subclass needs.
+    ``fit`` learns the train rate of every action (``base_rates_`` `(V,)`, exact: the popularity rates' prior) and
+    its median first-occurrence time (``median_times_`` `(V,)`, the time prediction of every baseline here), then
+    whatever the subclass needs. A ranked action with one class on train (it happens in no training row, or in every
+    one) has nothing to learn from: a baseline that learns from the train labels (``learns_from_labels``, all but the
+    count rule) predicts it as the constant ``constant_rates_`` `(V,)` holds for it, :func:`smoothed_rates`, never
+    exactly 0 or 1.
 
     Args:
         tokenizer: the fitted tokenizer saved with the data (its action vocabulary and time statistics are used).
     """
 
+    # Whether the probabilities come from the train labels (so that an action with one class there gets the constant
+    # ``constant_rates_``); the count rule reads each example's history only.
+    learns_from_labels = True
+
     def __init__(self, tokenizer: A2GenActionTokenizer):
         self.tokenizer = tokenizer
         self.vocab_size = len(tokenizer.action_names) + 1
         self.base_rates_: np.ndarray | None = None
+        self.constant_rates_: np.ndarray | None = None
+        self.one_class_: np.ndarray | None = None
         self.median_times_: np.ndarray | None = None
 
     @property
@@ -410,6 +446,8 @@ class SimpleBaseline:
         if len(targets.occurs) == 0:
             raise ValueError("The train split is empty; the simple baselines need training examples.")
         self.base_rates_ = targets.occurs.mean(axis=0)
+        self.constant_rates_ = constant_rates(targets.occurs, self.tokenizer)
+        self.one_class_ = one_class_actions(targets.occurs, self.tokenizer)
         self.median_times_ = targets.median_times()
         self._fit(train, targets, validation)
         return self
@@ -421,6 +459,8 @@ class SimpleBaseline:
         if self.base_rates_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call .fit(train_split) first.")
         probabilities = self._probabilities(dataset)
+        if self.learns_from_labels:  # nothing learnt for these: the smoothed constant, not exactly 0 or 1
+            probabilities[:, self.one_class_] = self.constant_rates_[self.one_class_]
         probabilities[:, 0] = 0.0
         times = np.tile(self.median_times_, (len(probabilities), 1))
         start, end = self.tokenizer.convert_tokens_to_ids([self.tokenizer.start_action, self.tokenizer.end_action])
@@ -438,10 +478,11 @@ class SimpleBaseline:
 
 
 class ConstantMedianTime(SimpleBaseline):
-    """The train rate of every action as its probability (AUC 0.5) and the train median time (the MAE reference)."""
+    """The train rate of every action as its probability (AUC 0.5; smoothed where it has one class on train,
+    ``constant_rates_``) and the train median time (the MAE reference)."""
 
     def _probabilities(self, dataset: Dataset) -> np.ndarray:
-        return np.tile(self.base_rates_, (len(dataset), 1))
+        return np.tile(self.constant_rates_, (len(dataset), 1))
 
 
 class UserPropensityBaseline(SimpleBaseline):
@@ -449,12 +490,15 @@ class UserPropensityBaseline(SimpleBaseline):
     The count rule: P(action) = share of the example's last `window` history items whose events include it.
 
     With ``prior_strength = s > 0`` the share is shrunk towards the action's train rate p:
-    ``(count + s * p) / (kept items + s)``. An example without history gets p.
+    ``(count + s * p) / (kept items + s)``. An example without history gets p. It reads no train label beyond p, so an
+    action with one class on train keeps its shares (``learns_from_labels`` False).
 
     Args:
         window: the number of most recent history items read.
         prior_strength: s, in pseudo history items (0 = the plain share).
     """
+
+    learns_from_labels = False
 
     def __init__(self, tokenizer: A2GenActionTokenizer, window: int = 50, prior_strength: float = 0.0):
         super().__init__(tokenizer)
@@ -569,6 +613,11 @@ def fit_each(fit: Callable[[Hashable], Any], keys: Sequence[Hashable]) -> dict[H
             return dict(zip(keys, pool.map(fit, keys)))
 
 
+# Below this many validation positives (or negatives) of an action, the regression's choice of C (and share scale) on
+# validation is noted in ``notes_`` (it is still made: the recipe's results were measured with it).
+FEW_VALIDATION_POSITIVES = 5
+
+
 class CountFeatureLogisticRegression(SimpleBaseline):
     """
     One ``sklearn`` logistic regression per action on standardised count features of the example:
@@ -582,8 +631,10 @@ class CountFeatureLogisticRegression(SimpleBaseline):
 
     The models are trained on train; each action's C is the one of `c_grid` with the best validation AUC (so
     ``fit`` needs a validation split unless `c_grid` holds a single value), in ``chosen_c_``. Where the validation
-    split has a single class for an action, the middle C of `c_grid` is used and ``notes_`` says so. An action
-    that always or never happens on train gets its train rate.
+    split has a single class for an action, the middle C of `c_grid` is used and ``notes_`` says so; where it holds
+    fewer than :data:`FEW_VALIDATION_POSITIVES` positives, C is chosen as usual and ``notes_`` says on how few. An
+    action that always or never happens on train gets its smoothed train rate (``constant_rates_``,
+    :func:`smoothed_rates`), never exactly 0 or 1.
 
     With a share scale k > 1 in ``share_scales`` each action's fit may also shrink the user propensities (the first
     block: the share of the last `window` history items with each action) k times less than the other features:
@@ -728,9 +779,26 @@ class CountFeatureLogisticRegression(SimpleBaseline):
                         validation_labels, fits[key].predict_proba(validation_features * weights[key[0]])[:, 1]
                     ),
                 )
+                self._note_few_positives(name, validation_labels, chosen)
             self.models_[action] = fits[chosen]
             self.column_weights_[action] = weights[chosen[0]]
             self.chosen_share_scale_[name], self.chosen_c_[name] = chosen
+
+    def _note_few_positives(self, name: str, validation_labels: np.ndarray, chosen: tuple[float, float]) -> None:
+        """A note in ``notes_`` where the validation AUC that chose ``chosen`` (share scale, C) for action ``name``
+        rested on fewer than :data:`FEW_VALIDATION_POSITIVES` positives (or negatives): the choice stands, but on so
+        few examples it is mostly chance."""
+        positives = int(validation_labels.sum())
+        fewer = min(positives, len(validation_labels) - positives)
+        if fewer >= FEW_VALIDATION_POSITIVES:
+            return
+        what = "positive" if fewer == positives else "negative"
+        choice = f"C={chosen[1]}" + (f" and share scale {chosen[0]}" if len(self.share_scales) > 1 else "")
+        self.notes_.append(
+            f"logreg[{name}]: {choice} chosen by a validation AUC over {fewer} {what} row(s) of "
+            f"{len(validation_labels)}, fewer than {FEW_VALIDATION_POSITIVES}: on so few the choice is mostly chance "
+            "(a longer validation split, a2gen prepare --validation-fraction, gives it more)."
+        )
 
     def choices(self) -> dict[str, dict[str, float]]:
         """What validation chose per fitted action: ``{action: {"C": ..., "share_scale": ...}}``."""
@@ -751,10 +819,22 @@ class CountFeatureLogisticRegression(SimpleBaseline):
 
     def _probabilities(self, dataset: Dataset) -> np.ndarray:
         features = self.scaler_.transform(self.features(dataset))
-        probabilities = np.tile(self.base_rates_, (len(features), 1))
+        probabilities = np.tile(self.constant_rates_, (len(features), 1))
         for action, model in self.models_.items():
             probabilities[:, action] = model.predict_proba(features * self.column_weights_[action])[:, 1]
         return probabilities
+
+
+def regression_intercepts(regression: CountFeatureLogisticRegression) -> np.ndarray:
+    """`(V,)` the wide logit's intercept of every action of a fitted regression: its fitted intercept, or for an
+    action it could not fit (one class on train) the logit of its constant rate (``constant_rates_``: smoothed for a
+    ranked action), so that a wide path started from it predicts that rate (not the 0.5 of a zero logit). Padding,
+    start and end, never ranked, take their plain rate clipped to [1e-6, 1 - 1e-6] (A2Gen's wide path holds them at
+    0 anyway)."""
+    intercepts = logit(np.clip(regression.constant_rates_, 1e-6, 1 - 1e-6))
+    for action in regression.models_:
+        intercepts[action] = regression.coefficients(action)[1]
+    return intercepts
 
 
 class _CountNetworkHead(torch.nn.Module):
@@ -768,11 +848,9 @@ class _CountNetworkHead(torch.nn.Module):
         self.wide = torch.nn.Linear(features, width)
         with torch.no_grad():
             self.wide.weight.zero_()
-            self.wide.bias.copy_(torch.from_numpy(logit(np.clip(regression.base_rates_, 1e-6, 1 - 1e-6))))
+            self.wide.bias.copy_(torch.from_numpy(regression_intercepts(regression)))
             for action in regression.models_:
-                coefficients, intercept = regression.coefficients(action)
-                self.wide.weight[action] = torch.from_numpy(coefficients)
-                self.wide.bias[action] = intercept
+                self.wide.weight[action] = torch.from_numpy(regression.coefficients(action)[0])
         self.wide.requires_grad_(False)
         self.linear = None
         self.hidden = torch.nn.Linear(features, hidden_size)
@@ -905,7 +983,9 @@ def warm_start_wide_path(
     """
     Start a model's wide path (``config.wide_path``) as the fitted logistic regression on counts: the wide weights
     take its coefficients and the bias its intercepts, on the columns that hold the same quantity (the others 0),
-    and the feature standardisers its means and variances. The standardisers have seen no example yet, so the
+    and the feature standardisers its means and variances. An action the regression could not fit (it happens in no
+    training row, or in every one) gets weights 0 and the logit of its smoothed train rate as bias
+    (:func:`regression_intercepts`): the regression's own constant, not P = 0.5. The standardisers have seen no example yet, so the
     first training batch replaces those statistics with its own and later batches refine them, as without a warm
     start; the wide logit thus starts as the regression's up to the difference between the train split's and
     the batches' statistics and the model's history window (``max_history_items``, which the regression does not
@@ -961,12 +1041,11 @@ def warm_start_wide_path(
             standardizer.count.fill_(float(np.max(regression.scaler_.n_samples_seen_)))
     weight = wide.linear.weight
     weight.zero_()
-    wide.linear.bias.zero_()
+    wide.linear.bias.copy_(torch.as_tensor(regression_intercepts(regression), dtype=wide.linear.bias.dtype))
     for action in regression.models_:
-        coefficients, intercept = regression.coefficients(action)
+        coefficients = regression.coefficients(action)[0]
         for source, target in pairs:
             weight[action, target] = float(coefficients[source])
-        wide.linear.bias[action] = intercept
     head = getattr(model, "occurrence_head", None)
     if residual and head is not None:
         from .residual_fit import zero_learned_paths
