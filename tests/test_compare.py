@@ -275,10 +275,38 @@ def test_compare_reports_an_action_absent_from_the_test_split_as_undefined(tmp_p
     assert f"n/a (undefined: one class only: 0 of {report['num_test_examples']} test examples positive)" in table
 
 
-def test_a_log_with_nothing_to_rank_names_the_counts_and_flags_that_work(tmp_path, capsys):
-    """A click-only log under the sparse_logs recipe: validation cannot select by AUC; the error says why (no
-    positive of any ranked action) and the flags it names then run the comparison to its report."""
+def test_a_log_without_any_ranked_action_in_training_is_refused_before_anything_is_fitted(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A click-only log under the sparse_logs recipe: before, the regressions, the residual fit and the start of
+    training ran, and the loop refused on validation, leaving an empty run folder. Now one error first, saying what
+    is wrong and what log works."""
     data = prepared_taobao_log(tmp_path, ["pv"], users=30, seed=1)
+    for name in ("train", "start_from_regression", "create_model"):
+        monkeypatch.setattr(compare, name, lambda *args, **kwargs: pytest.fail("fitted before refusing"))
+    output = tmp_path / "refused"
+    argv = ["compare", "--recipe", "sparse_logs", "--data", str(data), "--models", "a2gen-iag", "--simple", "logreg",
+            "--seeds", "1", "--epochs", "1", "--bootstrap-resamples", "40", "--quiet", "--output", str(output)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "none of the ranked actions (collect, cart, buy) happens in the training split" in error
+    assert "Use a log where they happen before the validation period" in error
+    assert not (output / "runs").exists() and not (output / "results.json").exists()
+
+
+def test_a_validation_split_with_nothing_to_rank_names_the_counts_and_flags_that_work(tmp_path, capsys):
+    """Favourites only early in the log: training has them, validation none of any ranked action, so validation
+    cannot select by AUC; the error says why and the flags it names then run the comparison to its report."""
+    rng = np.random.default_rng(1)
+    start, lines = 1511544000, []
+    for user in range(40):
+        opens = int(rng.integers(0, 700_000))
+        behaviours = ["pv", "fav"] if opens < 350_000 else ["pv"]
+        lines += [f"{user},{int(rng.integers(1, 40))},1,{rng.choice(behaviours)},{start + opens + event * 600}"
+                  for event in range(6)]
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    assert main(["prepare", "--preset", "taobao", "--input", str(tmp_path / "log.csv"), "--output", str(data),
+                 "--quiet"]) == 0  # fmt: skip
     argv = ["compare", "--recipe", "sparse_logs", "--data", str(data), "--models", "a2gen-iag", "--simple", "logreg",
             "--seeds", "1", "--epochs", "1", "--bootstrap-resamples", "40", "--quiet"]
     assert main([*argv, "--output", str(tmp_path / "refused")]) == 2
@@ -440,6 +468,77 @@ def test_too_few_users_fall_back_to_resampling_examples_with_a_warning(caplog):
         assert compare.bootstrap_groups({"group_ids": users[:40]}, "users") is None  # 10 users
         assert compare.bootstrap_groups({}, "users") is None
     assert caplog.text.count("too few to resample users") == 2 and "holds 10 user(s)" in caplog.text
+
+
+def _users_comparison(num_users: int, unit: str, seed: int = 0) -> dict:
+    """summarize of A2Gen, which ranks like perfectly, against MMoE, which scores at random, on 200 test examples of
+    ``num_users`` users (like in about a third of each user's examples; follow nowhere)."""
+    config = A2GenConfig()
+    rng = np.random.default_rng(seed)
+    users = np.arange(200) % num_users
+    labels = np.zeros((200, 3), dtype=np.int64)
+    labels[:, 0] = config.action_id("start")
+    likes = rng.random(200) < 0.35
+    labels[likes, 1] = config.action_id("like")
+    a2gen = rng.random((200, config.vocab_size))
+    a2gen[:, config.action_id("like")] += 2 * likes
+    metrics = [{"mean_auc": 0.5, "positives": {"like": int(likes.sum()), "follow": 0}}]
+    per_model = {name: {"predictions": {"action_probabilities": scores}, "metrics": metrics}
+                 for name, scores in (("a2gen-iag", a2gen), ("mmoe", rng.random((200, config.vocab_size))))}
+    settings = compare.ComparisonSettings(bootstrap_resamples=200, bootstrap_unit=unit)
+    return compare.summarize(per_model, {"labels": labels, "group_ids": users}, config, settings, {})
+
+
+@pytest.mark.parametrize("unit", ["users", "examples"])
+def test_a_comparison_on_a_handful_of_users_gets_no_verdict_whatever_it_resamples(unit, caplog):
+    """From a probe: with 1 or 5 test users the bootstrap fell back to resampling examples, whose rows carried no user
+    counts, so "logistic regression on counts better" was called from one user. Now every row counts the users on
+    each side whenever the examples have users, and below MIN_CLASS_GROUPS gives no verdict, saying why."""
+    with caplog.at_level("WARNING"):
+        report = _users_comparison(5, unit)
+    assert report["bootstrap_unit"] == "examples"
+    if unit == "users":
+        assert "holds 5 user(s), too few to resample users" in caplog.text and "gets no verdict" in caplog.text
+    like = report["bootstrap"]["mmoe"]["like"]
+    assert like["low"] > 0  # the interval alone would call A2Gen better
+    assert (like["positive_users"], like["negative_users"]) == (5, 5)
+    assert like["verdict"] == ("no verdict: 5 user(s) hold its positives and 5 user(s) hold its negatives, fewer than "
+                               "10, so the interval is too narrow to call")
+    assert like["verdict"] in compare.format_markdown(report)
+    assert report["bootstrap"]["mmoe"]["follow"]["verdict"] == "undefined: one class only"
+    many = _users_comparison(60, "examples")["bootstrap"]["mmoe"]["like"]  # enough users: counted, and a verdict
+    assert many["positive_users"] >= 10 and many["verdict"] == "A2Gen-IAG better"
+
+
+def test_a_gauc_over_a_few_users_reads_n_a_with_its_users_and_figure():
+    """From a probe: "GAUC buy 0.0000", one user's single-positive AUC, printed as a plain figure. results.json keeps
+    each GAUC's users (gauc_groups, added beside gauc), the table's header names them, and below MIN_GAUC_GROUPS the
+    cell reads n/a with the users and the figure, and a note says why. A report written before keeps its figures."""
+    config = A2GenConfig()
+    labels = np.zeros((40, 3), dtype=np.int64)
+    labels[:, 0], labels[::2, 1] = config.action_id("start"), config.action_id("like")
+    metrics = {"mean_auc": 0.5, "positives": {}, "gauc": {"like": 0.0, "follow": 0.61},
+               "gauc_groups": {"like": 1, "follow": 37}}
+    per_model = {name: {"predictions": {"action_probabilities": np.random.default_rng(0).random((40, 7))},
+                        "metrics": [metrics]} for name in ("a2gen-iag", "mmoe")}
+    report = compare.summarize(per_model, {"labels": labels, "group_ids": np.arange(40) % 25}, config,
+                               compare.ComparisonSettings(bootstrap_resamples=40), {})
+    assert report["models"]["mmoe"]["gauc_groups"] == {"like": 1, "follow": 37}
+    assert report["models"]["mmoe"]["gauc"]["like"]["mean"] == 0.0  # the figure itself is kept, under its old name
+    lines = compare.ranking_markdown_lines(report["models"], ["like", "follow"])
+    table = "\n".join(lines)
+    assert "| model | GAUC like (1 user) | GAUC follow (37 users) |" in table
+    assert "| A2Gen-IAG | n/a (1 user: 0.0000) | 0.6100 |" in table
+    assert "over fewer than 10 such users it reads n/a" in table
+    old = {name: {key: value for key, value in summary.items() if key != "gauc_groups"}
+           for name, summary in report["models"].items()}
+    old_table = "\n".join(compare.ranking_markdown_lines(old, ["like", "follow"]))
+    assert "| model | GAUC like | GAUC follow |" in old_table and "| A2Gen-IAG | 0.0000 | 0.6100 |" in old_table
+    assert "reads n/a" not in old_table
+    from a2gen_hf.plotting import check_comparison_report
+
+    with pytest.raises(ValueError, match=r"models.mmoe.gauc_groups.like is -1; a count is a whole number >= 0"):
+        check_comparison_report({"models": {"mmoe": {**report["models"]["mmoe"], "gauc_groups": {"like": -1}}}})
 
 
 def test_a2gen_alone_has_no_bootstrap_and_no_warning_about_it(caplog):

@@ -1,6 +1,7 @@
 """Metrics on hand-computed toy cases; the evaluate modules load offline by path and agree with the functions."""
 
 import math
+import re
 import socket
 import sys
 
@@ -16,6 +17,7 @@ from a2gen_hf import A2GenForActionGeneration, MMoEConfig, MMoEForActionPredicti
 from a2gen_hf.metrics import (
     COUNT_KEYS,
     METRIC_NAMES,
+    MIN_GAUC_GROUPS,
     action_auc,
     backward_time_rate,
     calibration,
@@ -24,6 +26,7 @@ from a2gen_hf.metrics import (
     flatten_metrics,
     format_ranking_table,
     gauc,
+    gauc_cell,
     load_metric,
     log_loss,
     metric_path,
@@ -600,6 +603,34 @@ def test_log_loss_equals_sklearn():
     expected = sklearn_log_loss(happens, np.clip(probabilities[:, 2], 1e-12, 1 - 1e-12))
     assert log_loss(probabilities, labels, NAMES)["logloss"]["like"] == pytest.approx(expected, rel=1e-3)
     assert math.isfinite(log_loss(probabilities, labels, NAMES)["mean_logloss"])
+
+
+def test_the_ranking_table_names_the_users_of_each_gauc_and_reads_n_a_below_the_minimum():
+    """From a probe: a GAUC over one user with one positive was printed as a plain "0.0000". The table now has the
+    users each GAUC averages over beside it, and below MIN_GAUC_GROUPS the GAUC reads n/a with its figure."""
+    probabilities, _ = toy_predictions()
+    actions = {"auc": dict.fromkeys(("like", "follow"), 0.5)}  # the table's rows: the actions of the AUC
+    few = {**actions, **gauc(probabilities, LABELS, GROUPS, NAMES)}  # like: 2 users with both classes; follow: none
+    table = format_ranking_table({"m": few})
+    header, like, follow = table.splitlines()[:3]
+
+    def cells(line):  # the table's columns stand two spaces or more apart
+        return re.split(r"\s{2,}", line.strip())
+
+    assert cells(header) == ["action", "GAUC", "GAUC users"]
+    assert cells(like) == ["like", "n/a (2 users: 1.0000)", "2"]
+    assert cells(follow) == ["follow", "n/a", "0"]
+    assert f"over fewer than {MIN_GAUC_GROUPS} such users it reads n/a" in table
+    users = np.repeat(np.arange(MIN_GAUC_GROUPS), 2)  # every user one like and one not, ranked right
+    labels = [[1, 2, 4] if row % 2 == 0 else [1, 4, 0] for row in range(users.size)]
+    scores = np.zeros((users.size, 5))
+    scores[:, 2] = np.where(np.arange(users.size) % 2 == 0, 0.9, 0.1)
+    enough = format_ranking_table({"a": {**actions, **gauc(scores, labels, users, NAMES)}, "b": few})
+    header, like = enough.splitlines()[:2]
+    assert cells(header) == ["action", "GAUC a", "GAUC b", "GAUC users a", "GAUC users b"]
+    assert cells(like) == ["like", "1.0000", "n/a (2 users: 1.0000)", str(MIN_GAUC_GROUPS), "2"]
+    assert "reads n/a" not in format_ranking_table({"a": {**actions, **gauc(scores, labels, users, NAMES)}})
+    assert gauc_cell("0.4092", None) == "0.4092" and gauc_cell("0.0000", 1) == "n/a (1 user: 0.0000)"
 
 
 def test_flatten_keeps_counts_and_tables_out():

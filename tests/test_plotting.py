@@ -12,6 +12,8 @@ from a2gen_hf.cli import main
 from a2gen_hf.plotting import (
     END_COLOR,
     PALETTE,
+    UNTRAINED_HATCH,
+    comparison_figure,
     plot_comparison,
     plot_timeline,
     plot_training_curves,
@@ -216,6 +218,29 @@ def test_comparison_bars_with_and_without_mae(tmp_path):
     assert marks and all(low < mark < high for mark in marks) and high >= len(axis.get_xticks()) - 0.5
     with pytest.raises(ValueError, match='has an "auc" table'):
         plot_comparison({"models": {"m": {"mae": {}}}}, tmp_path / "x.png")
+
+
+def test_an_action_never_in_training_is_hatched_and_noted_in_the_comparison_plot(tmp_path):
+    """From a probe: results.json listed buy in untrained_actions, and the plot drew A2Gen's buy bar well above the
+    others with no mark. Now its bars are hatched, its name is noted "never in training", and the legend says so."""
+
+    def marks(figure):
+        axis = figure.axes[0]
+        hatched = [bar for bar in axis.patches if bar.get_hatch() == UNTRAINED_HATCH]
+        notes = [label.get_text() for label in axis.get_xticklabels() if "never in training" in label.get_text()]
+        legend = [text.get_text() for text in axis.get_legend().get_texts()]
+        return hatched, notes, legend
+
+    hatched, notes, legend = marks(comparison_figure({**RESULTS, "untrained_actions": ["follow"]}))
+    follow = 1  # the second group of bars
+    assert len(hatched) == 2 and all(abs(bar.get_x() + bar.get_width() / 2 - follow) < 0.5 for bar in hatched)
+    assert notes == ["follow\n(never in training)"]
+    assert "hatched: never in training" in legend
+    hatched, notes, legend = marks(comparison_figure(RESULTS))
+    assert not hatched and not notes and not any("never in training" in text for text in legend)
+    written = tmp_path / "results.json"
+    written.write_text(json.dumps({**RESULTS, "untrained_actions": ["follow"]}, allow_nan=True))
+    assert read_png(plot_comparison(written, tmp_path / "untrained.png")).shape[1] > 300
 
 
 def test_impossible_figures_of_a_results_json_are_refused_naming_the_file_and_the_key(tmp_path, capsys):

@@ -16,6 +16,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
@@ -329,6 +330,15 @@ def _check_table(table: Any, where: str, source: str, kind: str | None = None) -
         _check_cell(cell, f"{where}.{action}", source, kind)
 
 
+def _check_counts(table: Any, where: str, source: str) -> None:
+    """A ``{action: count}`` table (e.g. the users each GAUC averages over): whole numbers, never negative."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{source}: {where} must be a mapping of action -> count, got {_type_name(table)}.")
+    for action, count in table.items():
+        if not (_is_number(count) and float(count).is_integer() and count >= 0):
+            raise ValueError(f"{source}: {where}.{action} is {count!r}; a count is a whole number >= 0: {RESTORE}.")
+
+
 # The per-action tables of a model in results.json (a2gen compare writes them, check_comparison_report checks them)
 # and its single cells.
 SUMMARY_TABLES = (
@@ -374,6 +384,8 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
         for cell in MODEL_CELLS:
             if cell in summary:
                 _check_cell(summary[cell], f"{where}.{cell}", source, cell)
+        if "gauc_groups" in summary:
+            _check_counts(summary["gauc_groups"], f"{where}.gauc_groups", source)
         if "label" in summary and not isinstance(summary["label"], str):
             raise ValueError(f"{source}: {where}.label must be a string, got {_type_name(summary['label'])}.")
         if markdown and "mean_auc" not in summary:
@@ -539,7 +551,17 @@ def _summary_value(cell: Any) -> tuple[float, float]:
     return (math.nan if mean is None else float(mean)), (0.0 if std is None or math.isnan(std) else float(std))
 
 
-def _grouped_bars(axis: plt.Axes, models: Mapping[str, Any], table: str, baseline: float) -> list[str]:
+# How the comparison plot marks an action that never happens in the training split (results.json's
+# untrained_actions): its bars hatched, and this note under its name and in the legend.
+UNTRAINED_HATCH = "//"
+UNTRAINED_NOTE = "never in training"
+
+
+def _grouped_bars(
+    axis: plt.Axes, models: Mapping[str, Any], table: str, baseline: float, untrained: Sequence[str] = ()
+) -> list[str]:
+    """Bars of ``table`` per action (groups) and model; the bars of the ``untrained`` actions hatched, and
+    :data:`UNTRAINED_NOTE` under their names."""
     actions = list(dict.fromkeys(action for summary in models.values() for action in summary.get(table, {})))
     width = 0.8 / max(len(models), 1)
     positions = np.arange(len(actions))
@@ -547,7 +569,7 @@ def _grouped_bars(axis: plt.Axes, models: Mapping[str, Any], table: str, baselin
         values = [_summary_value(summary.get(table, {}).get(action)) for action in actions]
         means = np.array([mean for mean, _ in values])
         stds = np.array([std for _, std in values])
-        axis.bar(
+        bars = axis.bar(
             positions + (index - (len(models) - 1) / 2) * width,
             means - baseline,
             width,
@@ -557,14 +579,25 @@ def _grouped_bars(axis: plt.Axes, models: Mapping[str, Any], table: str, baselin
             label=summary.get("label", name),
             color=PALETTE[index % len(PALETTE)],
         )
+        for bar, action in zip(bars.patches, actions):
+            if action in untrained:
+                bar.set_hatch(UNTRAINED_HATCH)
+                bar.set_edgecolor("black")
         for position in np.flatnonzero(np.isnan(means)):
             axis.text(positions[position] + (index - (len(models) - 1) / 2) * width, baseline, "n/a", ha="center",
                       va="bottom", fontsize=8, rotation=90)
-    axis.set_xticks(positions, actions)
+    axis.set_xticks(positions, [f"{action}\n({UNTRAINED_NOTE})" if action in untrained else action for action in actions])
     if len(actions):  # every group inside the axes, also one of bars without a value (only "n/a" marks there)
         axis.set_xlim(-0.5, len(actions) - 0.5)
     axis.grid(axis="y", alpha=0.3)
     return actions
+
+
+def _untrained_legend_handle() -> matplotlib.patches.Patch:
+    """The legend's entry for the hatched bars of an action no model learned (its AUC at chance, or what a model made
+    of all-negative labels)."""
+    return matplotlib.patches.Patch(facecolor="white", edgecolor="black", hatch=UNTRAINED_HATCH,
+                                    label=f"hatched: {UNTRAINED_NOTE}")
 
 
 def plot_comparison(results: Any, path: PathLike = "results.png", title: str | None = None) -> Path:
@@ -574,17 +607,27 @@ def plot_comparison(results: Any, path: PathLike = "results.png", title: str | N
     black marks when the report has it; and, when the report has ``mae``, timing MAE per action beside it.
 
     Format: ``{"models": {name: {"label": "...", "auc": {action: {"mean": .., "std": ..}}, "mae": {...},
-    "oracle_auc": {...}}}}``; ``label``, ``mae`` and ``oracle_auc`` are optional, a missing or NaN mean draws no bar.
+    "oracle_auc": {...}}}, "untrained_actions": [...]}``; ``label``, ``mae``, ``oracle_auc`` and
+    ``untrained_actions`` are optional, a missing or NaN mean draws no bar. The bars of an untrained action (never in
+    the training split, so learned by no model) are hatched and noted "never in training".
     """
+    return _save(comparison_figure(results, title), path)
+
+
+def comparison_figure(results: Any, title: str | None = None) -> plt.Figure:
+    """The figure that :func:`plot_comparison` saves (same arguments); for notebooks, or to add to it. The actions
+    of the report's ``untrained_actions`` (never in the training split) have hatched bars, noted "never in
+    training" under their names and in the legend."""
     report = _load_json(results, "comparison results")
     check_comparison_report(report, _source_name(results, "comparison results"))
     models = report["models"]
     if not any(summary.get("auc") for summary in models.values()):
         raise ValueError('No model of the comparison results has an "auc" table {action: {"mean": .., "std": ..}}.')
+    untrained = report.get("untrained_actions", [])
     has_mae = any(summary.get("mae") for summary in models.values())
     figure, axes = plt.subplots(1, 2 if has_mae else 1, figsize=(13 if has_mae else 7.5, 4.5), squeeze=False)
     auc_axis = axes[0, 0]
-    actions = _grouped_bars(auc_axis, models, "auc", baseline=0.5)
+    actions = _grouped_bars(auc_axis, models, "auc", baseline=0.5, untrained=untrained)
     oracle = next((summary["oracle_auc"] for summary in models.values() if summary.get("oracle_auc")), None)
     if oracle:
         for position, action in enumerate(actions):
@@ -594,16 +637,21 @@ def plot_comparison(results: Any, path: PathLike = "results.png", title: str | N
     auc_axis.axhline(0.5, color="gray", lw=0.8)
     auc_axis.set_ylabel("AUC (bars from chance, 0.5)")
     auc_axis.set_title("Action AUC, mean ± std over seeds")
-    auc_axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(models) + 1, 4))
+    handles, _ = auc_axis.get_legend_handles_labels()
+    noted = any(action in untrained for action in actions)  # its tick label takes a second line: the legend lower
+    if noted:
+        handles.append(_untrained_legend_handle())
+    auc_axis.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17 if noted else -0.1),
+                    ncol=min(len(handles), 3))
     if has_mae:
         mae_axis = axes[0, 1]
-        _grouped_bars(mae_axis, models, "mae", baseline=0.0)
+        _grouped_bars(mae_axis, models, "mae", baseline=0.0, untrained=untrained)
         mae_axis.set_ylabel("MAE (normalised time)")
         mae_axis.set_title("Timing MAE, mean ± std over seeds (lower is better)")
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
 def plot_learning_curve(report: Any, path: PathLike = "learning_curve.png", title: str | None = None) -> Path:

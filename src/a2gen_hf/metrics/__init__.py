@@ -20,6 +20,7 @@ from .action_metrics import (
     DEFAULT_CALIBRATION_BINS,
     DEFAULT_TOP_K,
     DETAIL_KEYS,
+    MIN_GAUC_GROUPS,
     ORACLE_COLUMNS,
     action_auc,
     action_targets,
@@ -41,7 +42,7 @@ from .action_metrics import (
 )
 from .evaluation import evaluate_model, predict_batch, predict_dataloader, user_groups
 from .modules import METRIC_NAMES, METRICS_DIR, load_metric, metric_path
-from .tables import format_metrics_table, format_ranking_table
+from .tables import format_metrics_table, format_ranking_table, gauc_cell
 
 __all__ = [
     "COUNT_KEYS",
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_TOP_K",
     "METRICS_DIR",
     "METRIC_NAMES",
+    "MIN_GAUC_GROUPS",
     "ORACLE_COLUMNS",
     "action_auc",
     "action_targets",
@@ -61,6 +63,7 @@ __all__ = [
     "format_metrics_table",
     "format_ranking_table",
     "gauc",
+    "gauc_cell",
     "group_aucs",
     "load_metric",
     "log_loss",

@@ -21,7 +21,8 @@ Result format of :func:`compute_action_metrics` (a ``dict``; actions by name):
   mean prediction and observed rate), per action;
 - with group ids (``references["group_ids"]``: the user, or the request, of each example):
   ``gauc`` (per-group AUC, weighted by the group's number of examples, groups with one class skipped;
-  ``gauc_groups`` counts the groups used; ``mean_gauc``) and ``ndcg_at_K`` / ``recall_at_K`` over each group's
+  ``gauc_groups`` counts the groups used: the tables print a GAUC over fewer than :data:`MIN_GAUC_GROUPS` as n/a,
+  its figure in brackets; ``mean_gauc``) and ``ndcg_at_K`` / ``recall_at_K`` over each group's
   examples as its candidates (groups without a positive skipped; ``ranking_groups``);
 - ``next_action_accuracy`` (with ``next_actions``): predicted first action after ``start`` vs. the true one;
 - ``backward_time_rate`` (with generated ``sequences`` / ``sequence_times``): share of sequences whose times go
@@ -59,6 +60,11 @@ COUNT_KEYS = (
 # Entries kept out of the scalar view too: the reliability tables, and the two rates whose ratio is `calibration`.
 DETAIL_KEYS = ("reliability", "predicted_rate", "observed_rate")
 DEFAULT_TOP_K = (10,)
+# A GAUC averaged over fewer groups (users holding both classes of the action) than this is a few users' own AUCs,
+# each from a handful of examples (one user with one positive: 0, 1 or anything between, by that one example), not a
+# group average to compare models by: the tables (metrics.tables.gauc_cell) print it n/a with its figure in brackets
+# and the number of users. The same bound as the bootstrap's users per class (training.statistics.MIN_CLASS_GROUPS).
+MIN_GAUC_GROUPS = 10
 DEFAULT_CALIBRATION_BINS = 10
 # Probabilities are clipped to [eps, 1 - eps] in the log loss, as sklearn does for float64.
 _LOGLOSS_EPS = float(np.finfo(np.float64).eps)

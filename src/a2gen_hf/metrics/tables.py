@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .action_metrics import MIN_GAUC_GROUPS
+
 
 def _number(value: Any, digits: int) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
@@ -63,16 +65,58 @@ def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
 
 # (result key, column title, digits) of the ranking table; NDCG / Recall columns are added per K found.
 RANKING_COLUMNS = (("gauc", "GAUC", 4), ("logloss", "LogLoss", 4), ("calibration", "pred/obs", 3), ("ece", "ECE", 4))
+# The ranking table's column of the users each GAUC averages over (gauc_groups), after the GAUC columns.
+GAUC_USERS_COLUMN = ("gauc_groups", "GAUC users", 0)
+# Under a table with a GAUC over too few users.
+GAUC_NOTE = (
+    f"GAUC averages the AUC inside each user who holds both classes of the action (the users counted beside it); "
+    f"over fewer than "
+    f"{MIN_GAUC_GROUPS} such users it reads n/a, with the users and its figure in brackets: a few users' own AUCs "
+    "are no average to compare models by."
+)
+
+
+def users_text(count: int) -> str:
+    """``1`` -> "1 user", ``3`` -> "3 users"."""
+    return f"{count} user{'s' if count != 1 else ''}"
+
+
+def gauc_cell(text: str, groups: Any) -> str:
+    """A GAUC as the tables print it: ``text`` (its figure as printed, e.g. "0.4092" or "0.4092 ± 0.0100") where it
+    averages over at least :data:`~a2gen_hf.metrics.action_metrics.MIN_GAUC_GROUPS` users (``groups``: its
+    ``gauc_groups``; None where not known, e.g. a report written before they were kept), else "n/a (1 user:
+    0.0000)"; an undefined GAUC ("n/a") stays "n/a"."""
+    if groups is None or groups >= MIN_GAUC_GROUPS or text.startswith("n/a"):
+        return text
+    return f"n/a ({users_text(int(groups))}: {text})"
+
+
+def too_few_gauc_groups(groups: Any) -> bool:
+    """Whether a GAUC over ``groups`` users (None: not known) prints as n/a with its figure (:func:`gauc_cell`)."""
+    return groups is not None and 0 < groups < MIN_GAUC_GROUPS
+
+
+def _ranking_cell(metrics: Mapping[str, Any], key: str, action: str, digits: int) -> str:
+    value = metrics.get(key, {}).get(action)
+    if key == GAUC_USERS_COLUMN[0]:
+        return "n/a" if value is None else str(value)
+    text = _number(value, digits)
+    return gauc_cell(text, metrics.get("gauc_groups", {}).get(action)) if key == "gauc" else text
 
 
 def format_ranking_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """
     A plain-text table of the recommender metrics per action for one or more models (results of
     :func:`compute_action_metrics` by model name): GAUC, LogLoss, calibration (mean predicted over observed rate),
-    ECE and NDCG@K / Recall@K; a metric that no result has (GAUC without group ids) is left out.
+    ECE and NDCG@K / Recall@K; a metric that no result has (GAUC without group ids) is left out. Beside the GAUC,
+    the users it averages over (GAUC users); a GAUC over fewer than
+    :data:`~a2gen_hf.metrics.action_metrics.MIN_GAUC_GROUPS` reads n/a with its figure in brackets
+    (:func:`gauc_cell`), and a note under the table says why.
     """
     first = next(iter(results.values()))
     keys = [(key, title, digits) for key, title, digits in RANKING_COLUMNS if key in first]
+    if "gauc" in first and GAUC_USERS_COLUMN[0] in first:
+        keys.insert(1, GAUC_USERS_COLUMN)
     for key in first:
         for metric, title in (("ndcg_at_", "NDCG@"), ("recall_at_", "Recall@")):
             if key.startswith(metric) and key[len(metric):].isdigit():
@@ -80,8 +124,10 @@ def format_ranking_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     single = len(results) == 1
     header = ["action"] + [title if single else f"{title} {name}" for _, title, _ in keys for name in results]
     rows = [
-        [action] + [_number(metrics.get(key, {}).get(action), digits) for key, _, digits in keys
+        [action] + [_ranking_cell(metrics, key, action, digits) for key, _, digits in keys
                     for metrics in results.values()]
         for action in first["auc"]
     ]
-    return _aligned([header, *rows])
+    thin = any(too_few_gauc_groups(metrics.get("gauc_groups", {}).get(action))
+               for metrics in results.values() for action in first["auc"] if "gauc" in metrics)
+    return _aligned([header, *rows]) + (f"\n{GAUC_NOTE}" if thin else "")

@@ -35,6 +35,7 @@ from ..data.collator import (
     collation_rows,
 )
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
+from ..metrics.tables import GAUC_NOTE, gauc_cell, too_few_gauc_groups, users_text
 from ..output_folders import (
     output_lock,
     read_json_file,
@@ -50,8 +51,10 @@ from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
 from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
 from .statistics import (
+    MIN_CLASS_GROUPS,
     MIN_GROUPS,
     MIN_RESAMPLES,
+    class_group_counts,
     has_both_classes,
     mean_std,
     paired_bootstrap_auc_difference,
@@ -268,6 +271,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
             logger.warning(note)
     references = test_references(dataset["test"], collator)  # collates the test split: after the column checks
     untrained = actions_without_training_positives(dataset["train"], base_config)
+    check_something_to_learn(data_dir, untrained, base_config, len(dataset["train"]))
     if untrained:
         logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
                        "them, so their test AUCs are chance and their bootstrap rows get no verdict.")
@@ -382,6 +386,22 @@ def actions_without_training_positives(train: Any, config: A2GenConfig) -> list[
     ]  # fmt: skip
 
 
+def check_something_to_learn(data_dir, untrained: list[str], config: A2GenConfig, train_examples: int) -> None:
+    """Before anything is fitted: refuse a log whose training split holds no ranked action at all (a log of clicks
+    only). Before, the regressions, the residual fit and the start of training ran first, and the loop refused on
+    validation, leaving an empty run folder."""
+    ranked = [name for name in config.action_names if name not in (config.start_action, config.end_action)]
+    if not ranked or set(untrained) != set(ranked):
+        return
+    raise ValueError(
+        f"{data_dir}: none of the ranked actions ({', '.join(ranked)}) happens in the training split "
+        f"({train_examples} examples), so no model can learn any of them and a comparison has nothing to rank. Use a "
+        f"log where they happen before the validation period (rules.validation_start in a2gen_data.json): a longer "
+        f"log, or one whose action column maps its events to them (the preset's action_mapping); {config.start_action} "
+        f"and {config.end_action} are in every session and are not ranked."
+    )
+
+
 def check_validation_split(data_dir, dataset, settings: ComparisonSettings, tokenizer) -> None:
     """Before anything trains: refuse an empty (or missing) validation split where the wide start or a simple
     baseline chooses its settings on it, naming them."""
@@ -426,7 +446,9 @@ def bootstrap_groups(references: dict[str, np.ndarray], unit: str) -> np.ndarray
     count = 0 if groups is None else len(np.unique(groups))
     if count < MIN_GROUPS:
         logger.warning(f"The test split holds {count} user(s), too few to resample users (at least {MIN_GROUPS}): the "
-                       "paired bootstrap resamples examples instead (results.json: bootstrap_unit 'examples').")
+                       "paired bootstrap resamples examples instead (results.json: bootstrap_unit 'examples'), and a row "
+                       f"where fewer than {MIN_CLASS_GROUPS} users hold the action's positives or negatives gets no "
+                       "verdict.")
         return None
     return groups
 
@@ -460,6 +482,9 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
             if values:
                 summary[table] = {action: _spread([value[action] for value in values]) for action in values[0]}
         summary["mean_auc"] = _spread([metrics["mean_auc"] for metrics in entry["metrics"]])
+        gauc_groups = [metrics["gauc_groups"] for metrics in entry["metrics"] if "gauc_groups" in metrics]
+        if gauc_groups:  # the users each GAUC averages over: the test split's, the same on every seed
+            summary["gauc_groups"] = dict(gauc_groups[0])
         if all("next_action_accuracy" in metrics for metrics in entry["metrics"]):
             summary["next_action_accuracy"] = _spread([metrics["next_action_accuracy"] for metrics in entry["metrics"]])
         summary["label"] = model_label(name)
@@ -475,23 +500,33 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
                 continue
             rows = {}
             for action, action_id in zip(scored_actions, action_ids):
-                labels = occurs[:, action_id]
-                if has_both_classes(labels):
-                    result = paired_bootstrap_auc_difference(
-                        labels,
-                        per_model[reference]["predictions"]["action_probabilities"][:, action_id],
-                        entry["predictions"]["action_probabilities"][:, action_id],
-                        num_resamples=settings.bootstrap_resamples,
-                        groups=groups,
-                    )
-                else:  # e.g. no buy in a small log's test split
-                    result = undefined_auc_difference(labels)
+                result = bootstrap_row(
+                    occurs[:, action_id],
+                    per_model[reference]["predictions"]["action_probabilities"][:, action_id],
+                    entry["predictions"]["action_probabilities"][:, action_id],
+                    settings.bootstrap_resamples, groups, references.get("group_ids"),
+                )
                 result["verdict"] = verdict(result, reference, name)
                 rows[action] = result
             report["bootstrap"][name] = rows
     return report
 
 
+def bootstrap_row(
+    labels: np.ndarray, reference_scores: np.ndarray, scores: np.ndarray, resamples: int, groups: np.ndarray | None,
+    users: np.ndarray | None,
+) -> dict[str, Any]:
+    """One action's paired bootstrap row (reference minus model), resampling ``groups`` (None: examples). Where the
+    test examples' ``users`` are known, the row counts the users holding the action's positives and negatives
+    whatever was resampled (``positive_users`` / ``negative_users``): a comparison on a few users gets no verdict,
+    also when too few users made it resample examples (before: "logistic regression on counts better" from 1 user).
+    An action with one class in the test split gets the undefined row."""
+    if not has_both_classes(labels):  # e.g. no buy in a small log's test split
+        return undefined_auc_difference(labels)
+    row = paired_bootstrap_auc_difference(labels, reference_scores, scores, num_resamples=resamples, groups=groups)
+    if users is not None:
+        row.update(class_group_counts(labels, users))
+    return row
 
 
 def model_label(name: str) -> str:
@@ -514,7 +549,7 @@ def verdict(row: dict[str, float], reference: str, name: str) -> str:
     """The verdict of one bootstrap row (its 95 % interval ``low``, ``high`` of reference minus ``name``), named
     after the models: ``"A2Gen-IAG better"``, ``"MMoE fairly fed better"``, "no significant difference",
     "undefined: one class only" for the NaN row of an action the test split holds one class of, or "no verdict: ..."
-    for a row over users where too few users hold the action's positives or negatives
+    for a row where too few users hold the action's positives or negatives, whatever was resampled
     (:func:`~a2gen_hf.training.statistics.too_few_class_groups`; its interval is kept, to read as too narrow)."""
     if not math.isnan(row["low"]) and (few := too_few_class_groups(row)) is not None:
         return few
@@ -523,17 +558,32 @@ def verdict(row: dict[str, float], reference: str, name: str) -> str:
 
 def ranking_markdown_lines(models: dict[str, Any], actions: list[str]) -> list[str]:
     """One Markdown table per recommender metric of :data:`RANKING_TABLES` that the models have (mean ± std over
-    seeds), rows = models, columns = actions."""
+    seeds), rows = models, columns = actions. The GAUC's headers name the users it averages over (``gauc_groups``,
+    where the report has them), and a GAUC over too few reads n/a with its figure (:func:`~a2gen_hf.metrics.gauc_cell`),
+    with a note under the table."""
     lines: list[str] = []
     for key, title in RANKING_TABLES:
         if not any(key in summary for summary in models.values()):
             continue
-        lines += ["", "| model | " + " | ".join(f"{title} {a}" for a in actions) + " |"]
-        lines += ["| --- " * (len(actions) + 1) + "|"]
+        users = _gauc_users(models) if key == "gauc" else {}
+        titles = [f"{title} {a}" + (f" ({users_text(users[a])})" if a in users else "") for a in actions]
+        lines += ["", "| model | " + " | ".join(titles) + " |", "| --- " * (len(actions) + 1) + "|"]
         for name, summary in models.items():
-            values = summary.get(key, {})
-            lines.append(f"| {model_label(name)} | " + " | ".join(_cell(values.get(a)) for a in actions) + " |")
+            lines.append(f"| {model_label(name)} | " + " | ".join(_ranking_cell(summary, key, a) for a in actions) + " |")
+        if any(too_few_gauc_groups(count) for count in users.values()):
+            lines += ["", GAUC_NOTE]
     return lines
+
+
+def _gauc_users(models: dict[str, Any]) -> dict[str, int]:
+    """The users each action's GAUC averages over (the first model's ``gauc_groups``: all score the same test
+    examples); empty for a report written before they were kept."""
+    return next((dict(summary["gauc_groups"]) for summary in models.values() if summary.get("gauc_groups")), {})
+
+
+def _ranking_cell(summary: dict[str, Any], key: str, action: str) -> str:
+    text = _cell(summary.get(key, {}).get(action))
+    return gauc_cell(text, summary.get("gauc_groups", {}).get(action)) if key == "gauc" else text
 
 
 def _cell(value: dict[str, float] | None, digits: int = 4) -> str:

@@ -9,8 +9,9 @@ independent draws, and resampling them one by one gives intervals too narrow (on
 200 simulated cases at a nominal 5 %, the user bootstrap in 7 %: ``benchmarks/bootstrap_false_alarms.py``).
 Groups are stratified by the classes they hold (positives only, negatives only, both; each stratum keeping its
 size), so every resample holds both classes. Both models are scored on the same resamples (paired), which cancels
-the variation the two share. A difference is called significant when its 95 % percentile interval excludes 0 (over
-users, only where at least :data:`MIN_CLASS_GROUPS` users hold each class: :func:`too_few_class_groups`).
+the variation the two share. A difference is called significant when its 95 % percentile interval excludes 0 (where
+the users are known, only where at least :data:`MIN_CLASS_GROUPS` users hold each class, whatever was resampled:
+:func:`too_few_class_groups`).
 
 AUCs are computed from rank statistics with ties counted one half (equal to ``sklearn.metrics.roc_auc_score``), on
 weighted examples: a resample is a vector of per-example multiplicities, so all resamples are scored at once.
@@ -135,14 +136,16 @@ def class_group_counts(labels: Any, groups: Any) -> dict[str, int]:
 
 
 def too_few_class_groups(row: dict[str, Any]) -> str | None:
-    """Why a bootstrap row over users gets no verdict (its ``positive_users`` / ``negative_users`` below
-    :data:`MIN_CLASS_GROUPS`), or None (enough users, or a row resampling examples, which has no such counts)."""
+    """Why a bootstrap row gets no verdict (its ``positive_users`` / ``negative_users`` below
+    :data:`MIN_CLASS_GROUPS`), or None (enough users, or a row without such counts: examples without user ids, or a
+    report written before rows resampling examples counted them). The rule holds whatever was resampled: what varies
+    from user to user cannot be measured on a few users, and resampling their examples one by one is worse still."""
     short = [f"{row[key]} user(s) hold its {side}" for key, side in (("positive_users", "positives"),
              ("negative_users", "negatives")) if row.get(key) is not None and row[key] < MIN_CLASS_GROUPS]  # fmt: skip
     if not short:
         return None
-    return (f"no verdict: {' and '.join(short)}, fewer than {MIN_CLASS_GROUPS}, so the interval over users is too "
-            "narrow to call")
+    return (f"no verdict: {' and '.join(short)}, fewer than {MIN_CLASS_GROUPS}, so the interval is too narrow to "
+            "call")
 
 
 def bootstrap_aucs(
