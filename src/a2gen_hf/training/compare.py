@@ -405,19 +405,24 @@ def check_something_to_learn(data_dir, untrained: list[str], config: A2GenConfig
 def check_validation_split(data_dir, dataset, settings: ComparisonSettings, tokenizer) -> None:
     """Before anything trains: refuse an empty (or missing) validation split where the wide start or a simple
     baseline chooses its settings on it, naming them."""
-    if len(dataset.get("validation") or []) > 0:
-        return
     needing = [name for name in settings.simple_baselines if SIMPLE_BASELINES[name](tokenizer).needs_validation]
     if settings.wide_warm_start:
         needing.insert(0, "the wide start (wide_warm_start: its regression's C)")
-    if needing:
-        raise ValueError(
-            f"{data_dir}: the validation split is empty, but {', '.join(needing)} choose their settings on it: "
-            "prepare the log with a validation split (a2gen prepare --validation-fraction above 0, the default 1/7; if "
-            "it was, the time split's boundaries left validation no session: see rules.validation_start / test_start "
-            "in a2gen_data.json, or set them with --validation-start / --test-start; a simulated folder: a2gen simulate "
-            "--validation-fraction above 0), or leave them out."
-        )
+    refuse_without_validation(data_dir, dataset, needing)
+
+
+def refuse_without_validation(data_dir, dataset, needing: list[str]) -> None:
+    """Refuse an empty (or missing) validation split of ``dataset`` where what ``needing`` names chooses its
+    settings on it (``a2gen compare``, and ``a2gen train`` with the wide start), saying how to get one."""
+    if len(dataset.get("validation") or []) > 0 or not needing:
+        return
+    raise ValueError(
+        f"{data_dir}: the validation split is empty, but {', '.join(needing)} choose their settings on it: "
+        "prepare the log with a validation split (a2gen prepare --validation-fraction above 0, the default 1/7; if "
+        "it was, the time split's boundaries left validation no session: see rules.validation_start / test_start "
+        "in a2gen_data.json, or set them with --validation-start / --test-start; a simulated folder: a2gen simulate "
+        "--validation-fraction above 0), or leave them out."
+    )
 
 
 PREDICTIONS_FILE = "test_predictions.npz"

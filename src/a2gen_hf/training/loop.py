@@ -1097,6 +1097,25 @@ def train_from_data_dir(
         )
 
 
+def _check_training_data(data_dir, dataset, config, wide_warm_start: bool) -> None:
+    """Before anything is fitted, as ``a2gen compare`` does: refuse a training split without any ranked action (a
+    log of clicks only) and a wide start without a validation split to choose its regression's C on; warn of the
+    actions that never happen in training (nothing can learn them: their test AUCs are chance)."""
+    from .compare import actions_without_training_positives, check_something_to_learn, refuse_without_validation
+
+    train = dataset.get("train")
+    if train is None or len(train) == 0:
+        return  # refused with the training split's own message by train()
+    untrained = actions_without_training_positives(train, config)
+    check_something_to_learn(data_dir, untrained, config, len(train))
+    if untrained:
+        logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
+                       "them, so their test AUCs are chance.")  # fmt: skip
+    if wide_warm_start:
+        refuse_without_validation(data_dir, dataset, ["the wide start (--wide-warm-start, on in the sparse_logs "
+                                                      "recipe; --no-wide-warm-start leaves it out: its regression's C)"])
+
+
 def _train_from_data_dir(
     data_dir,
     settings,
@@ -1132,8 +1151,10 @@ def _train_from_data_dir(
                 "model applied them."
             )
         model = model_to_train_from(init_from, model_name, tokenizer, dataset, **(model_overrides or {}))
+        _check_training_data(data_dir, dataset, model.config, wide_warm_start=False)
     else:
         model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
+        _check_training_data(data_dir, dataset, model.config, wide_warm_start)  # before anything is fitted
         unused = settings_the_model_drops(model_name, model_overrides or {})
         if unused:  # accepted so that a recipe serves every network, but never silently
             shown = ", ".join(f"{name}={value!r}" for name, value in sorted(unused.items()))
@@ -1153,7 +1174,10 @@ def _train_from_data_dir(
                 model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen, fit_residual=wide_residual_fit,
                 seed=settings.seed, share_scale=wide_share_scale,
             )
+            for note in regression.notes_:  # what the regression could not fit, or chose on very few examples
+                logger.warning(f"wide start: {note}")
             recorded["regression_choices"] = regression.choices()
+            recorded["regression_notes"] = list(regression.notes_)
             recorded["residual_fit"] = regression.residual_fit_
         check_moment_start(model.config, moment_warm_start)
         apply_moment_start(model, tokenizer, dataset, moment_warm_start)

@@ -1,0 +1,66 @@
+"""`a2gen train` checks its data before anything is fitted, as `a2gen compare` does: a training split without any
+ranked action and a wide start without validation are refused; an action never in training is warned about."""
+
+import shutil
+
+from datasets import load_from_disk
+
+from a2gen_hf.cli import main
+from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer
+
+TINY = ["--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--cpu"]
+
+
+def _copy(source, target, train=None, validation=None):
+    """A copy of the data folder ``source`` with its train / validation splits changed by the given functions."""
+    shutil.copytree(source, target)
+    for split, change in (("train", train), ("validation", validation)):
+        if change is not None:
+            changed = change(load_from_disk(str(source / split)))
+            shutil.rmtree(target / split)
+            changed.save_to_disk(str(target / split))
+    return target
+
+
+def _without(names, tokenizer):
+    """A map that drops the actions ``names`` from every target (the history is left as it is)."""
+    ids = set(tokenizer.convert_tokens_to_ids(list(names)))
+
+    def drop(row):
+        kept = [index for index, action in enumerate(row["action_ids"]) if action not in ids]
+        return {"action_ids": [row["action_ids"][i] for i in kept],
+                "action_seconds": [row["action_seconds"][i] for i in kept]}  # fmt: skip
+
+    return lambda split: split.map(drop)
+
+
+def test_train_refuses_a_log_without_any_ranked_action_in_training(simulated_data_dir, tmp_path, capsys):
+    tokenizer = A2GenActionTokenizer.from_pretrained(str(simulated_data_dir / "tokenizer"))
+    ranked = [name for name in tokenizer.action_names if name not in (tokenizer.start_action, tokenizer.end_action)]
+    data = _copy(simulated_data_dir, tmp_path / "clicks", train=_without(ranked, tokenizer))
+    code = main(["train", "--recipe", "sparse_logs", "--data", str(data), "--output", str(tmp_path / "run"),
+                 "--max-steps", "2", *TINY])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "none of the ranked actions" in err and "happens in the training split" in err
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_train_warns_of_an_action_never_in_training(simulated_data_dir, tmp_path, capsys):
+    tokenizer = A2GenActionTokenizer.from_pretrained(str(simulated_data_dir / "tokenizer"))
+    ranked = [name for name in tokenizer.action_names if name not in (tokenizer.start_action, tokenizer.end_action)]
+    data = _copy(simulated_data_dir, tmp_path / "nofirst", train=_without(ranked[:1], tokenizer))
+    code = main(["train", "--recipe", "sparse_logs", "--data", str(data), "--output", str(tmp_path / "run"),
+                 "--max-steps", "2", *TINY])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0 and f"{ranked[0]} never happen in the training split" in err
+
+
+def test_train_with_the_wide_start_refuses_an_empty_validation_split(tmp_path, capsys):
+    from test_compare import prepared_taobao_log
+
+    data = prepared_taobao_log(tmp_path, ["pv", "fav", "buy"], 30, 2, "--validation-fraction", "0")
+    argv = ["train", "--data", str(data), "--output", str(tmp_path / "run"), "--max-steps", "2", *TINY]
+    code = main([*argv, "--recipe", "sparse_logs"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the validation split is empty, but the wide start" in err and "--no-wide-warm-start" in err
+    assert not (tmp_path / "run" / "model").exists()
