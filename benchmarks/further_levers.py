@@ -27,7 +27,6 @@ averaged over both directions, is above the recipe's regression by at least 0.00
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ if __name__ == "__main__":  # a bad value is refused now, before the slow import
     parse_args()
 
 import numpy as np  # noqa: E402
-from residual_fit_keep_rule import held_out_splits, held_out_summary  # noqa: E402
+from residual_fit_keep_rule import held_out_row, held_out_splits, held_out_summary  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
@@ -215,14 +214,8 @@ def main() -> None:
                 chosen = per_action_times if rule == "per-action-times" else boosted_trees
                 probabilities = chosen(tokenizer, train, choosing, scoring, actions)
             aucs = ranked_action_aucs(occurs, probabilities, tokenizer)
-            rows.append({
-                "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
-                "held_out_auc": {names[a]: auc for a, auc in aucs.items()},
-                "held_out_mean": float(np.mean(list(aucs.values()))),
-            })  # fmt: skip
-            print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
-                  f"{rows[-1]['held_out_mean']:.4f} {json.dumps(rows[-1]['held_out_auc'])} "
-                  f"({time.time() - started:.0f} s)", flush=True)  # fmt: skip
+            rows.append(held_out_row(fraction, train, direction, rule, {names[a]: auc for a, auc in aucs.items()},
+                                     started))
     summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
 

@@ -23,7 +23,6 @@ throwaway held-out probe of further time features): the decays over ten minutes 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,8 +46,7 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":  # a bad value is refused now, before the slow imports below
     parse_args()
 
-import numpy as np  # noqa: E402
-from residual_fit_keep_rule import held_out_splits, held_out_summary  # noqa: E402
+from residual_fit_keep_rule import held_out_row, held_out_splits, held_out_summary  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.metrics import ranked_action_aucs, ranked_action_ids  # noqa: E402
@@ -76,14 +74,8 @@ def main() -> None:
             started = time.time()
             fitted = variant(tokenizer).fit(train, choosing)
             aucs = ranked_action_aucs(occurs, fitted.predict(scoring)["action_probabilities"], tokenizer)
-            rows.append({
-                "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
-                "held_out_auc": {names[a]: auc for a, auc in aucs.items()},
-                "held_out_mean": float(np.mean(list(aucs.values()))),
-            })  # fmt: skip
-            print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
-                  f"{rows[-1]['held_out_mean']:.4f} {json.dumps(rows[-1]['held_out_auc'])} "
-                  f"({time.time() - started:.0f} s)", flush=True)  # fmt: skip
+            rows.append(held_out_row(fraction, train, direction, rule, {names[a]: auc for a, auc in aucs.items()},
+                                     started))
     summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
 

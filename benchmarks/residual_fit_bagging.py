@@ -30,7 +30,6 @@ K-fit mean, then each action kept only where that mean raises the choosing half'
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -60,7 +59,7 @@ if __name__ == "__main__":  # a bad value is refused now, before the slow import
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from residual_fit_keep_rule import held_out_splits, held_out_summary  # noqa: E402
+from residual_fit_keep_rule import held_out_row, held_out_splits, held_out_summary  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.metrics import ranked_action_aucs  # noqa: E402
@@ -138,15 +137,7 @@ def main() -> None:
                                                      for name in singles[0]},
         }  # fmt: skip
         for rule, aucs in results.items():
-            rows.append({
-                "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
-                "held_out_auc": aucs, "held_out_mean": float(np.mean(list(aucs.values()))),
-            })  # fmt: skip
-            print(
-                f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
-                f"{rows[-1]['held_out_mean']:.4f} {json.dumps(aucs)} ({time.time() - started:.0f} s)",
-                flush=True,
-            )
+            rows.append(held_out_row(fraction, train, direction, rule, aucs, started))
     summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "bags": args.bags, "rows": rows, "summary": summary})
 

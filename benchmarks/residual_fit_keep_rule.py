@@ -94,6 +94,18 @@ def held_out_splits(dataset, fractions):
             yield fraction, train, direction, dataset["validation"].select(choose), dataset["validation"].select(score)
 
 
+def held_out_row(fraction, train, direction: int, rule: str, aucs: dict[str, float], started: float, **more) -> dict:
+    """One held-out row (the training ``fraction`` and split ``train``, the ``direction``, the ``rule`` scored and its
+    ``aucs`` per action name on the scoring half, whatever else ``more`` records), printed as it comes: the row
+    format of the held-out benchmarks, summarised by :func:`held_out_summary`."""
+    row = {"fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule, **more,
+           "held_out_auc": aucs, "held_out_mean": float(np.mean(list(aucs.values())))}  # fmt: skip
+    extra = "".join(f" {key.replace('_', ' ')} {value}" for key, value in more.items())
+    print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
+          f"{row['held_out_mean']:.4f} {json.dumps(aucs)}{extra} ({time.time() - started:.0f} s)", flush=True)
+    return row
+
+
 def held_out_summary(rows: list[dict], over: str = "both directions") -> dict[str, dict[str, float]]:
     """``{training share: {rule: mean held-out mean AUC}}`` of the held-out ``rows`` (each with ``fraction``,
     ``rule`` and ``held_out_mean``; shares and rules in the order they first appear), printed as the summary lines
@@ -146,15 +158,10 @@ def main() -> None:
                                         keep_z=0.0 if rule == "cross" else float(rule), cross_fit=rule == "cross")
                 aucs = action_aucs(head, inputs["score"], model.config)
                 named = {model.config.action_names[action - 1]: auc for action, auc in aucs.items()}
-                rows.append({
-                    "fraction": fraction, "train_examples": len(train), "direction": direction, "seed": seed,
-                    "rule": rule, "held_out_auc": named, "held_out_mean": float(np.mean(list(aucs.values()))),
-                    "kept_fit": fit["fitted"] is not None, "regression_kept_for": fit["regression_kept_for"],
-                })  # fmt: skip
-                print(f"share {fraction:g} ({len(train)} train) direction {direction} seed {seed} rule {rule}: "
-                      f"held-out mean {rows[-1]['held_out_mean']:.4f} {json.dumps(named)} regression for "
-                      f"{fit['regression_kept_for'] if fit['fitted'] is not None else 'all'} "
-                      f"({time.time() - started:.0f} s)", flush=True)
+                rows.append(held_out_row(
+                    fraction, train, direction, rule, named, started, seed=seed, kept_fit=fit["fitted"] is not None,
+                    regression_kept_for=fit["regression_kept_for"],
+                ))  # fmt: skip
     summary = held_out_summary(rows, over="seeds and both directions")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})

@@ -25,7 +25,6 @@ action and the share scale each action took.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -51,9 +50,8 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":  # a bad value is refused now, before the slow imports below
     parse_args()
 
-import numpy as np  # noqa: E402
 from datasets import DatasetDict  # noqa: E402
-from residual_fit_keep_rule import held_out_splits, held_out_summary  # noqa: E402
+from residual_fit_keep_rule import held_out_row, held_out_splits, held_out_summary  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
 from a2gen_hf.metrics import ranked_action_aucs, ranked_action_ids  # noqa: E402
@@ -105,14 +103,9 @@ def main() -> None:
                                          actions, z)  # fmt: skip
             results[f"z={z:g}"] = (ranked_action_aucs(occurs_score, scores, tokenizer), shared)
         for rule, (aucs, shared) in results.items():
-            rows.append({
-                "fraction": fraction, "train_examples": len(train), "direction": direction, "rule": rule,
-                "held_out_auc": {names[a]: auc for a, auc in aucs.items()},
-                "held_out_mean": float(np.mean(list(aucs.values()))), "share_scaled": [names[a] for a in shared],
-            })  # fmt: skip
-            print(f"share {fraction:g} ({len(train)} train) direction {direction} {rule}: held-out mean "
-                  f"{rows[-1]['held_out_mean']:.4f} {json.dumps(rows[-1]['held_out_auc'])} share-scaled "
-                  f"{rows[-1]['share_scaled']} ({time.time() - started:.0f} s)", flush=True)
+            named = {names[a]: auc for a, auc in aucs.items()}
+            rows.append(held_out_row(fraction, train, direction, rule, named, started,
+                                     share_scaled=[names[a] for a in shared]))  # fmt: skip
     summary = held_out_summary(rows)
     write_json_atomically(args.output, {"data": args.data, "rows": rows, "summary": summary})
 

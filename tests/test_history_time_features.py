@@ -385,7 +385,7 @@ def test_training_on_dates_without_a_time_of_day_warns(simulated_data_dir, tmp_p
         floored = load_from_disk(str(simulated_data_dir / split)).map(lambda row: {
             "session_start": row["session_start"] // 86400 * 86400,
             "history_session_starts": [start // 86400 * 86400 for start in row["history_session_starts"]],
-        })  # fmt: skip
+        }, keep_in_memory=True)  # fmt: skip  (no cache file beside the shared folder's arrow files)
         shutil.rmtree(daily / split)
         floored.save_to_disk(str(daily / split))
     tiny = ["--hidden-size", "8", "--num-attention-heads", "2", "--id-embedding-size", "8", "--no-progress", "--cpu"]

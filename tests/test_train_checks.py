@@ -31,7 +31,7 @@ def _without(names, tokenizer):
         return {"action_ids": [row["action_ids"][i] for i in kept],
                 "action_seconds": [row["action_seconds"][i] for i in kept]}  # fmt: skip
 
-    return lambda split: split.map(drop)
+    return lambda split: split.map(drop, keep_in_memory=True)  # no cache file beside the shared folder's
 
 
 def test_train_refuses_a_log_without_any_ranked_action_in_training(simulated_data_dir, tmp_path, capsys):

@@ -650,11 +650,8 @@ def _with_number_key_advice(batches: Iterator[pa.RecordBatch], preset: LogPreset
     (or another kind) says what the column must hold, and for date text how to convert it, as a CSV's would."""
     try:
         yield from batches
-    except _JsonKeyChangeError as error:
-        advice = _number_key_advice(error.key, error.value, preset)
-        if not advice:
-            raise
-        raise LogFormatError(f"{error}{advice}") from None
+    except _JsonKeyChangeError as error:  # raised as the documented LogFormatError, with the advice if any
+        raise LogFormatError(f"{error}{_number_key_advice(error.key, error.value, preset)}") from None
 
 
 def _number_key_advice(key: str | None, value: object, preset: LogPreset) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -45,7 +44,15 @@ from ..output_folders import (
 )
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
 from .checkpointing import remove_earlier_run
-from .data_setup import MODEL_CHOICES, create_model, load_data_dir, model_config_from_tokenizer
+from .data_setup import (  # noqa: F401  (actions_without_training_positives: its old home was here)
+    MODEL_CHOICES,
+    actions_without_training_positives,
+    check_something_to_learn,
+    create_model,
+    load_data_dir,
+    model_config_from_tokenizer,
+    refuse_without_validation,
+)
 from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
@@ -375,33 +382,6 @@ def environment_record() -> dict[str, Any]:
     }
 
 
-def actions_without_training_positives(train: Any, config: A2GenConfig) -> list[str]:
-    """The scored actions (not start, not end) that no example of ``train`` (a ``datasets.Dataset`` with
-    ``action_ids``) holds: nothing can learn them, e.g. a log whose buys all fall in its test period."""
-    ids = pc.list_flatten(train.data.column("action_ids")).to_numpy(zero_copy_only=False)
-    counts = np.bincount(ids.astype(np.int64), minlength=config.vocab_size)
-    return [
-        name for name in config.action_names
-        if name not in (config.start_action, config.end_action) and not counts[config.action_id(name)]
-    ]  # fmt: skip
-
-
-def check_something_to_learn(data_dir, untrained: list[str], config: A2GenConfig, train_examples: int) -> None:
-    """Before anything is fitted: refuse a log whose training split holds no ranked action at all (a log of clicks
-    only). Before, the regressions, the residual fit and the start of training ran first, and the loop refused on
-    validation, leaving an empty run folder."""
-    ranked = [name for name in config.action_names if name not in (config.start_action, config.end_action)]
-    if not ranked or set(untrained) != set(ranked):
-        return
-    raise ValueError(
-        f"{data_dir}: none of the ranked actions ({', '.join(ranked)}) happens in the training split "
-        f"({train_examples} examples), so no model can learn any of them and a comparison has nothing to rank. Use a "
-        f"log where they happen before the validation period (rules.validation_start in a2gen_data.json): a longer "
-        f"log, or one whose action column maps its events to them (the preset's action_mapping); {config.start_action} "
-        f"and {config.end_action} are in every session and are not ranked."
-    )
-
-
 def check_validation_split(data_dir, dataset, settings: ComparisonSettings, tokenizer) -> None:
     """Before anything trains: refuse an empty (or missing) validation split where the wide start or a simple
     baseline chooses its settings on it, naming them."""
@@ -409,20 +389,6 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
     if settings.wide_warm_start:
         needing.insert(0, "the wide start (wide_warm_start: its regression's C)")
     refuse_without_validation(data_dir, dataset, needing)
-
-
-def refuse_without_validation(data_dir, dataset, needing: list[str]) -> None:
-    """Refuse an empty (or missing) validation split of ``dataset`` where what ``needing`` names chooses its
-    settings on it (``a2gen compare``, and ``a2gen train`` with the wide start), saying how to get one."""
-    if len(dataset.get("validation") or []) > 0 or not needing:
-        return
-    raise ValueError(
-        f"{data_dir}: the validation split is empty, but {', '.join(needing)} choose their settings on it: "
-        "prepare the log with a validation split (a2gen prepare --validation-fraction above 0, the default 1/7; if "
-        "it was, the time split's boundaries left validation no session: see rules.validation_start / test_start "
-        "in a2gen_data.json, or set them with --validation-start / --test-start; a simulated folder: a2gen simulate "
-        "--validation-fraction above 0), or leave them out."
-    )
 
 
 PREDICTIONS_FILE = "test_predictions.npz"

@@ -70,7 +70,15 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     latest_checkpoint,
     remove_interrupted_best_saves,
 )
-from .data_setup import create_model, load_data_dir, model_to_train_from, settings_the_model_drops
+from .data_setup import (
+    actions_without_training_positives,
+    check_something_to_learn,
+    create_model,
+    load_data_dir,
+    model_to_train_from,
+    refuse_without_validation,
+    settings_the_model_drops,
+)
 from .optimization import (
     SparseAdamW,
     clip_grad_norm_,
@@ -1101,8 +1109,6 @@ def _check_training_data(data_dir, dataset, config, wide_warm_start: bool) -> No
     """Before anything is fitted, as ``a2gen compare`` does: refuse a training split without any ranked action (a
     log of clicks only) and a wide start without a validation split to choose its regression's C on; warn of the
     actions that never happen in training (nothing can learn them: their test AUCs are chance)."""
-    from .compare import actions_without_training_positives, check_something_to_learn, refuse_without_validation
-
     train = dataset.get("train")
     if train is None or len(train) == 0:
         return  # refused with the training split's own message by train()
