@@ -489,6 +489,17 @@ def test_propensity_features_and_id_free_mode(generator):
     model.train()
     model(**batch).loss.backward()
     assert [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    # ... and stay frozen through save / from_pretrained (loading made every parameter trainable again: a
+    # DistributedDataParallel fine-tune of a saved id-free model stopped at its second step)
+    import tempfile
+
+    from transformers import AutoModel
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        for loaded in (A2GenForActionGeneration.from_pretrained(folder).a2gen, AutoModel.from_pretrained(folder)):
+            tables = loaded.features.item_embeddings.weight, loaded.features.user_embeddings.weight
+            assert [table.requires_grad for table in tables] == [False, False]
 
 
 def test_cam_built_on_its_own_is_initialised():

@@ -1735,9 +1735,11 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
 
     @staticmethod
     def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args, **kwargs):
-        """transformers' loading, with an error that names a truncated or corrupt weight file."""
+        """transformers' loading, with an error that names a truncated or corrupt weight file; an id-free model's
+        unread id tables stay frozen (loading gives every parameter ``requires_grad=True`` again, and a
+        DistributedDataParallel fine-tune then stopped at its second step waiting for their gradients)."""
         try:
-            return PreTrainedModel._load_pretrained_model(
+            loaded = PreTrainedModel._load_pretrained_model(
                 model, state_dict, checkpoint_files, load_config, *args, **kwargs
             )
         except SafetensorError as error:
@@ -1746,6 +1748,10 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 f"{damaged or 'A weight file'}: cannot be read as safetensors ({error}); the file is truncated or "
                 "corrupt (an interrupted download or copy?). Download or save it again."
             ) from error
+        for module in model.modules():
+            if isinstance(module, A2GenFeatureEmbeddings):
+                module.freeze_unread_tables()
+        return loaded
 
     def _init_weights(self, module: nn.Module) -> None:
         """
