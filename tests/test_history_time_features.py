@@ -349,6 +349,24 @@ def test_commands_refuse_old_data_for_the_time_features_before_any_work(simulate
     # Everything that does not read the times works on the older folder as before.
     assert main(["train", "--data", str(older), "--output", str(tmp_path / "run2"), "--count-features",
                  "--max-steps", "2", *tiny]) == 0  # fmt: skip
+    # A saved model that reads them: evaluate and the Trainer say to prepare again, not to leave the features out
+    assert main(["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "timed"), "--count-features",
+                 "--time-features", "--max-steps", "2", *tiny]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "timed" / "model"), "--data", str(older)]) == 2
+    err = capsys.readouterr().err
+    assert "run a2gen prepare (or a2gen simulate) again (the model was trained to read them)" in err
+    assert "--no-time-features" not in err
+    from a2gen_hf import AutoModelForActionGeneration
+    from a2gen_hf.training import A2GenTrainer, a2gen_training_arguments
+
+    model = AutoModelForActionGeneration.from_pretrained(str(tmp_path / "timed" / "model"))
+    old_splits = load_data_dir(older)[0]
+    with pytest.raises(ValueError, match=r"the eval dataset has no column\(s\) \['history_session_starts'\]"):
+        A2GenTrainer(model=model, args=a2gen_training_arguments(str(tmp_path / "trainer"), use_cpu=True,
+                                                                report_to="none"),
+                     train_dataset=load_data_dir(simulated_data_dir)[0]["train"],
+                     eval_dataset=old_splits["validation"])  # fmt: skip
 
 
 def test_coarse_session_times_are_named_with_the_features_they_mute():

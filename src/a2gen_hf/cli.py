@@ -402,7 +402,8 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
         sizes = ", ".join(f"{name} {len(rows)}" for name, rows in dataset.items())
         raise ValueError(f"split {split!r} of {data_dir} has no rows ({sizes}); choose a split with rows with --split.")
     if getattr(model.config, "history_time_features", False):
-        check_session_time_columns(dataset[split].column_names, f"split {split!r} of {data_dir}")
+        check_session_time_columns(dataset[split].column_names, f"split {split!r} of {data_dir}",
+                                   otherwise=" (the model was trained to read them)")
     examples = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     return examples, collator, DataLoader(collation_rows(examples), batch_size=batch_size, collate_fn=collator)

@@ -275,9 +275,10 @@ class HistoryCountFeatures(nn.Module):
         if ages is None:
             raise ValueError(
                 "This model reads the history sessions' times (history_time_features=True) but got no "
-                "history_item_ages: collate data prepared with this version (its examples hold "
-                "history_session_starts; an older data folder: run a2gen prepare again), or pass "
-                "history_item_ages (seconds from each history item's session start to the target's)."
+                "history_item_ages: collate with A2GenDataCollator.from_config(model.config, tokenizer) (or "
+                "history_ages=True), which makes them from the examples' history_session_starts (data prepared with "
+                "this version; an older data folder: run a2gen prepare again), or pass history_item_ages (seconds "
+                "from each history item's session start to the target's; serving: encode_histories(..., now=...))."
             )
         if ages.shape != mask.shape:
             raise ValueError(

@@ -205,16 +205,20 @@ def _columns_from_rows(
     )
 
 
-def check_session_time_columns(names: Sequence[str], where: str) -> None:
+# What else a command that is still to build its models can do about data without the session times.
+LEAVE_THE_TIMES_OUT = ", or leave the time features out (--no-time-features; the simple baselines without -times)"
+
+
+def check_session_time_columns(names: Sequence[str], where: str, otherwise: str = LEAVE_THE_TIMES_OUT) -> None:
     """Refuse data without both :data:`SESSION_TIME_COLUMNS` (``names``: its columns) where the history sessions'
-    times are read, saying that data written before ``history_session_starts`` existed must be prepared again."""
+    times are read, saying that data written before ``history_session_starts`` existed must be prepared again, and
+    ``otherwise`` what else helps ("" where a saved model reads them: it cannot leave its features out)."""
     missing = [name for name in SESSION_TIME_COLUMNS if name not in names]
     if missing:
         raise ValueError(
             f"{where} has no column(s) {missing}, which the history sessions' times are read from "
             "(history_time_features, the regression's time_features): data written before history_session_starts "
-            "existed lacks it; run a2gen prepare (or a2gen simulate) again, or leave the time features out "
-            "(--no-time-features; the simple baselines without -times)."
+            f"existed lacks it; run a2gen prepare (or a2gen simulate) again{otherwise}."
         )
 
 

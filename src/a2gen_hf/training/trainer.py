@@ -36,7 +36,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
 
 from ..configuration_a2gen import A2GenConfig
-from ..data.collator import A2GenDataCollator, collation_rows
+from ..data.collator import A2GenDataCollator, check_session_time_columns, collation_rows
 from ..host_memory import keep_freed_host_memory
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.action_metrics import tensor_as_numpy
@@ -285,6 +285,7 @@ class A2GenTrainer(Trainer):
     ):
         super().__init__(*args, **kwargs)
         self.args.__class__ = _token_free_pickles(type(self.args))  # training_args.bin is pushed: no token in it
+        self._check_session_times()
         if self.args.label_smoothing_factor:
             raise ValueError(
                 f"label_smoothing_factor={self.args.label_smoothing_factor}: A2Gen, MMoE and PLE compute their own "
@@ -312,6 +313,19 @@ class A2GenTrainer(Trainer):
                 )
             self._weight_average_settings = (weight_average_decay, weight_average_every, weight_average_warmup)
             self.add_callback(_WeightAverageCallback(self))
+
+    def _check_session_times(self) -> None:
+        """Before any step: a model that reads the history sessions' times refuses a train or eval dataset without
+        their columns (data prepared before ``history_session_starts`` existed), naming the split, as ``a2gen train``
+        does (before: the collator's KeyError at the first batch)."""
+        if not getattr(getattr(self.model, "config", None), "history_time_features", False):
+            return
+        splits = [("the train dataset", self.train_dataset)]
+        evals = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"": self.eval_dataset}
+        splits += [(f"the eval dataset{f' {name!r}' if name else ''}", split) for name, split in evals.items()]
+        for where, split in splits:
+            if getattr(split, "column_names", None) is not None:
+                check_session_time_columns(split.column_names, where, otherwise=" (the model was trained to read them)")
 
     def _remove_unused_columns(self, dataset, description: str | None = None):
         """For :class:`A2GenDataCollator`, the batches as Arrow tables of the columns it reads
