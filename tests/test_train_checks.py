@@ -64,3 +64,24 @@ def test_train_with_the_wide_start_refuses_an_empty_validation_split(tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and "the validation split is empty, but the wide start" in err and "--no-wide-warm-start" in err
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_only_the_main_process_prints_the_packages_messages(caplog):
+    """With several processes each fits the same start and would print each line once per process."""
+    import logging
+    from types import SimpleNamespace
+
+    from a2gen_hf.training.loop import _messages_of_the_main_process
+
+    logger = logging.getLogger("a2gen_hf.training.simple_baselines")
+    with caplog.at_level(logging.INFO):
+        for main_process in (True, False):
+            with _messages_of_the_main_process(SimpleNamespace(is_main_process=main_process)):
+                logger.info(f"wide start (main {main_process})")
+                logger.warning(f"a note (main {main_process})")
+                logger.error(f"an error (main {main_process})")
+        logger.info("after the run")
+    assert [record.getMessage() for record in caplog.records] == [
+        "wide start (main True)", "a note (main True)", "an error (main True)", "an error (main False)",
+        "after the run",
+    ]

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from functools import lru_cache
 from itertools import islice
@@ -554,6 +554,21 @@ def train(
     accelerator = accelerator or make_accelerator(settings)
     with _output_lock(accelerator, settings.output_dir):
         return _train(model, train_dataset, collator, settings, eval_dataset, accelerator)
+
+
+@contextmanager
+def _messages_of_the_main_process(accelerator: Accelerator):
+    """The package's information messages and warnings from the main process only: with several processes each
+    fits the same start (the regression, the residual fit, the give-back after training) and would print every line
+    once per process. Errors still come from every process."""
+    package = logging.getLogger("a2gen_hf")
+    level = package.level
+    if not accelerator.is_main_process:
+        package.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        package.setLevel(level)
 
 
 def _output_lock(accelerator: Accelerator, output_dir: str | os.PathLike):
@@ -1098,7 +1113,7 @@ def train_from_data_dir(
         ``(result, metrics)``; ``metrics`` is None without a ``test`` split and on the other processes.
     """
     accelerator = accelerator or make_accelerator(settings)
-    with _output_lock(accelerator, settings.output_dir):
+    with _output_lock(accelerator, settings.output_dir), _messages_of_the_main_process(accelerator):
         return _train_from_data_dir(
             data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual, wide_frozen,
             wide_residual_fit, moment_warm_start, init_from, wide_share_scale,
