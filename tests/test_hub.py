@@ -271,6 +271,21 @@ def test_model_card_without_results_says_so():
     assert "No evaluation results" in card.text and "not recorded" in card.text
 
 
+def test_model_card_names_the_input_options_and_what_a_request_needs():
+    """A checkpoint of the sparse-log options says what it reads and what every request must carry (before: the
+    card spoke of ids and timed histories only, and of untrained id embeddings for an id-free model)."""
+    plain = build_model_card(A2GenForActionGeneration(tiny_config())).text
+    assert "| history times |" not in plain and "map to untrained embeddings" in plain
+    config = tiny_config(use_id_embeddings=False, history_count_features=True, history_time_features=True,
+                         target_popularity_features=True, wide_path=True)
+    text = build_model_card(A2GenForActionGeneration(config)).text
+    for needle in ("| user / item ids | not read (id-free)", "| count features |", "| history times |",
+                   "every request needs its time and each history item's session start", "| popularity features |",
+                   "| wide path |", "encode_histories(..., now=...)", "User and item ids are not read (id-free)"):
+        assert needle in text, needle
+    assert "map to untrained embeddings" not in text
+
+
 @pytest.mark.parametrize(
     ("eval_results", "dataset_name", "message"),
     [

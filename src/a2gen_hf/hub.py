@@ -270,12 +270,12 @@ model = AutoModel.from_pretrained("{load_id}", trust_remote_code=True)  # {type(
 | actions {"generated" if generates else "predicted"} | up to {config.max_actions} after `{config.start_action}` |
 | parameters | {num_parameters:,} |
 | time encoding | {time_statistics} |
-
+{_input_rows(config)}
 ## Intended use
 
 Ranking candidate items by the probability of each action (multi-task recommendation) and predicting when the
-actions happen, for research on generative action modelling and as a reference implementation. Inputs are hashed
-user / item ids and the user's history of timed actions, prepared with the tokenizer of this repo.
+actions happen, for research on generative action modelling and as a reference implementation. Inputs are
+{_inputs_text(config)}, prepared with the tokenizer of this repo.
 
 ## How to use
 
@@ -307,8 +307,7 @@ Offline, after one download: set `HF_HUB_OFFLINE=1` and load the same repo id fr
 ## Limitations
 
 - The action vocabulary is fixed by this checkpoint; other actions cannot be predicted without retraining.
-- User, item and side-feature ids are hashed into buckets: different raw ids can share a bucket, and ids never seen
-  in training map to untrained embeddings, so cold-start users and items get little personalisation.
+- {_id_limitation(config)}
 - Results hold for data like the training data. Checkpoints trained on simulated data or on sample logs show that
   the pipeline works; they are not models of real users.
 - Times are predicted on the tokenizer's normalised scale; converting back to seconds assumes the fitted statistics
@@ -320,6 +319,44 @@ Li, Lin, Guo, Zhou, Liu et al., "Action-Aware Generative Sequence Modeling for S
 arXiv 2604.25834, 2026.
 """
     return _marked(ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}"))
+
+
+def _input_rows(config) -> str:
+    """The card's table rows for the input options a checkpoint was built with (none for the paper's inputs)."""
+    rows = []
+    if not getattr(config, "use_id_embeddings", True):
+        rows.append("| user / item ids | not read (id-free): the model reads the items' side features and the history |")
+    if getattr(config, "history_count_features", False):
+        rows.append("| count features | the history's per-action shares, recency and category overlap |")
+    if getattr(config, "history_time_features", False):
+        rows.append("| history times | when each history session happened (`history_item_ages`): every request needs "
+                    "its time and each history item's session start, in Unix seconds |")  # fmt: skip
+    if getattr(config, "target_popularity_features", False):
+        rows.append("| popularity features | the target item's and its category's training rates |")
+    if getattr(config, "wide_path", False):
+        rows.append("| wide path | a linear logit per action over the count and popularity features |")
+    return "".join(f"{row}\n" for row in rows)
+
+
+def _inputs_text(config) -> str:
+    """What a request to this checkpoint holds, in words."""
+    ids = ("hashed item side features (no user or item ids)" if not getattr(config, "use_id_embeddings", True)
+           else "hashed user / item ids")  # fmt: skip
+    times = (" with each history session's start and the request's time (Unix seconds: `encode_histories(..., now=...)`"
+             ", or the pipeline's `time` and `session_start`)" if getattr(config, "history_time_features", False)
+             else "")  # fmt: skip
+    return f"{ids} and the user's history of timed actions{times}"
+
+
+def _id_limitation(config) -> str:
+    """The card's limitation about ids: hashed ids for a model that embeds them, none read for an id-free one."""
+    if not getattr(config, "use_id_embeddings", True):
+        rates = ", and by their training rates" if getattr(config, "target_popularity_features", False) else ""
+        return ("User and item ids are not read (id-free): items are told apart by their side features, which are "
+                f"hashed into buckets (different raw values can share one){rates}.")  # fmt: skip
+    return ("User, item and side-feature ids are hashed into buckets: different raw ids can share a bucket, and ids "
+            "never seen\n  in training map to untrained embeddings, so cold-start users and items get little "
+            "personalisation.")  # fmt: skip
 
 
 def _sha256(text: str) -> str:
