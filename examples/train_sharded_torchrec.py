@@ -30,6 +30,7 @@ import torch.distributed as dist
 from transformers import set_seed
 
 from a2gen_hf.data import A2GenDataCollator
+from a2gen_hf.data.collator import check_session_time_columns
 from a2gen_hf.torchrec_tables import FUSED_OPTIMIZERS, SHARDING_TYPES, dense_parameters, plain_state_dict, shard_model
 from a2gen_hf.training.data_setup import MODEL_CHOICES, create_model, load_data_dir
 
@@ -49,6 +50,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (-1: every epoch)")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per process)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-config", type=_config_fields, default={}, metavar="JSON",
+                        help="model config fields as a JSON object, e.g. the count and time features of the sparse_logs "
+                             "recipe: '{\"history_count_features\": true, \"history_time_features\": true}' (its "
+                             "warm start and residual fit are a2gen train's; docs/torchrec.md)")
     args = parser.parse_args(argv)
     # A run that trains nothing is refused before any work (before: it saved the initial, random weights as
     # OUTPUT/model, which loads and evaluates like a trained checkpoint, and exited 0).
@@ -60,6 +65,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.batch_size < 1:
         parser.error(f"--batch-size {args.batch_size} must be 1 or more (the global batch).")
     return args
+
+
+def _config_fields(text: str) -> dict:
+    """``--model-config``: a JSON object of model config fields (checked by the config when the model is built)."""
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error.msg})") from None
+    if not isinstance(fields, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a JSON object of config fields, e.g. '{{\"hidden_size\": 64}}'")
+    return fields
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -100,7 +116,15 @@ def train_and_save(args: argparse.Namespace, device: torch.device) -> None:
         refuse(f"--batch-size {args.batch_size:,} is larger than the {train_rows:,} rows of the training split of "
                f"{args.data}: not one full global batch, nothing would be trained; {fix}.")
     set_seed(args.seed)  # the same initial weights on every process
-    model = create_model(args.model, tokenizer, dataset)
+    try:
+        model = create_model(args.model, tokenizer, dataset, **args.model_config)
+    except ValueError as error:  # an unknown field, one the data decides, or a config that does not hold together
+        refuse(f"--model-config: {error}")
+    if getattr(model.config, "history_time_features", False):
+        try:
+            check_session_time_columns(dataset["train"].column_names, f"the training split of {args.data}")
+        except ValueError as error:
+            refuse(str(error))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     sharded = shard_model(model, args.sharding, args.table_optimizer, args.table_learning_rate, device)
     optimizer = torch.optim.AdamW(dense_parameters(model), lr=args.dense_learning_rate)

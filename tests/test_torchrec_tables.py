@@ -292,7 +292,9 @@ def test_a_row_read_twice_in_a_step_gets_one_fused_update():
 
 
 @pytest.mark.slow
-def test_sharded_example_trains_and_saves_a_plain_checkpoint(tmp_path, simulated_data_dir):
+@pytest.mark.parametrize("model_config", [{}, {"history_count_features": True, "history_time_features": True}])
+def test_sharded_example_trains_and_saves_a_plain_checkpoint(tmp_path, simulated_data_dir, model_config):
+    import json
     import subprocess
     import sys
     from pathlib import Path
@@ -302,14 +304,14 @@ def test_sharded_example_trains_and_saves_a_plain_checkpoint(tmp_path, simulated
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
         str(script), "--data", str(simulated_data_dir), "--output", str(tmp_path), "--batch-size", "32",
         "--max-steps", "3", "--epochs", "2",  # the steps end the run, not only their epoch
+        "--model-config", json.dumps(model_config),  # the time features: the collator gives their ages
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     model = A2GenForActionGeneration.from_pretrained(tmp_path / "model")  # plain: no TorchRec in the layout
+    assert all(getattr(model.config, name) == value for name, value in model_config.items())
     assert type(model.a2gen.features.item_embeddings) is torch.nn.Embedding
     assert torch.isfinite(model.a2gen.features.item_embeddings.weight).all()
-    import json
-
     assert len(json.loads((tmp_path / "losses.json").read_text())["losses"]) == 3
 
 
@@ -329,6 +331,8 @@ def _sharded_example():
     (["--max-steps", "0"], "--max-steps 0 trains nothing; give 1 or more, or -1 (the default)"),
     (["--max-steps", "-3"], "--max-steps -3 trains nothing"),
     (["--batch-size", "0"], "--batch-size 0 must be 1 or more"),
+    (["--model-config", "[1]"], "must be a JSON object of config fields"),
+    (["--model-config", "{oops"], "is not JSON"),
 ])
 def test_sharded_example_refuses_a_run_that_trains_nothing(tmp_path, capsys, flags, message):
     """Before: --epochs 0, --max-steps 0, or a --batch-size above the training split trained nothing, saved the
@@ -355,3 +359,15 @@ def test_sharded_example_refuses_a_batch_larger_than_the_training_split(tmp_path
             f"training split of {simulated_data_dir}: not one full global batch, nothing would be trained; give "
             f"--batch-size {rows:,} or less") in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_sharded_example_refuses_a_model_config_the_model_cannot_take(tmp_path, capsys, monkeypatch,
+                                                                      simulated_data_dir):
+    for name, value in dict(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())).items():
+        monkeypatch.setenv(name, value)  # one process, in this one: the check comes before any sharding
+    with pytest.raises(SystemExit) as stop:
+        _sharded_example().main(["--data", str(simulated_data_dir), "--output", str(tmp_path / "out"),
+                                 "--batch-size", "8", "--model-config", '{"hiden_size": 8}'])
+    assert stop.value.code == 2
+    assert "train_sharded_torchrec.py: error: --model-config: " in (err := capsys.readouterr().err)
+    assert "hiden_size" in err and not (tmp_path / "out").exists()
