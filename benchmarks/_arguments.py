@@ -156,6 +156,14 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def data_folder(text: str) -> str:
+    """A data folder of ``a2gen prepare`` / ``a2gen simulate`` (an existing folder; what it holds is checked when it
+    is loaded)."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder (a data folder of `a2gen prepare`)")
+    return text
+
+
 def output_file(text: str) -> str:
     """A file the script writes when its work is done: not a folder, and its folder is made now if missing (before: a
     missing folder failed after all the work, naming a hidden temporary file, and the results were lost)."""

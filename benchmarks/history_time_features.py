@@ -28,18 +28,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers
-from _arguments import fraction_list, output_file  # noqa: E402
+from _arguments import data_folder, fraction_list, output_file  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="a data folder of `a2gen prepare` (with history_session_starts)")
+    parser.add_argument("--data", type=data_folder, required=True, help="a data folder of `a2gen prepare` (with history_session_starts)")
     parser.add_argument("--fractions", type=fraction_list, default=[1.0],
                         help="shares of the training split's users, comma-separated")
     parser.add_argument("--output", type=output_file, required=True, help="JSON file to write")
     args = parser.parse_args()
-    if not Path(args.data).is_dir():
-        parser.error(f"--data {args.data}: no such folder (a data folder of `a2gen prepare`).")
     return args
 
 

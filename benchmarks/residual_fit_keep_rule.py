@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers
+from _arguments import data_folder  # noqa: E402
 
 
 def parse_args() -> tuple[argparse.Namespace, list[str], list[float]]:
     """The command line, every value checked (argparse's usage error, exit status 2): the arguments, the keep rules
     and the training shares."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="a data folder of `a2gen prepare`")
+    parser.add_argument("--data", type=data_folder, required=True, help="a data folder of `a2gen prepare`")
     parser.add_argument("--fractions", default="1", help="shares of the training split's users, comma-separated")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds of the fit's hidden layer (0, 1, ...)")
     parser.add_argument("--rules", default="0,1.645,cross",
@@ -53,8 +57,6 @@ def parse_args() -> tuple[argparse.Namespace, list[str], list[float]]:
         parser.error(f"--fractions {args.fractions!r}: every share must be in (0, 1].")
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds} must be >= 1.")
-    if not Path(args.data).is_dir():
-        parser.error(f"--data {args.data}: no such folder (a data folder of `a2gen prepare`).")
     return args, rules, fractions
 
 
