@@ -33,12 +33,12 @@ from _arguments import data_folder, fraction_list, output_file  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=data_folder, required=True, help="a data folder of `a2gen prepare` (with history_session_starts)")
+    parser.add_argument("--data", type=data_folder, required=True,
+                        help="a data folder of `a2gen prepare` (with history_session_starts)")
     parser.add_argument("--fractions", type=fraction_list, default=[1.0],
                         help="shares of the training split's users, comma-separated")
     parser.add_argument("--output", type=output_file, required=True, help="JSON file to write")
-    args = parser.parse_args()
-    return args
+    return parser.parse_args()
 
 
 if __name__ == "__main__":  # a bad value is refused now, before the slow imports below

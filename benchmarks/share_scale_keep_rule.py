@@ -41,8 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rules", type=non_negative_float_list, default=[0.0, 1.0, 1.645],
                         help="z values, comma-separated (0: the present rule, any validation gain)")
     parser.add_argument("--output", type=output_file, required=True, help="JSON file to write")
-    args = parser.parse_args()
-    return args
+    return parser.parse_args()
 
 
 if __name__ == "__main__":  # a bad value is refused now, before the slow imports below
