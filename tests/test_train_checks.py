@@ -85,3 +85,18 @@ def test_only_the_main_process_prints_the_packages_messages(caplog):
         "wide start (main True)", "a note (main True)", "an error (main True)", "an error (main False)",
         "after the run",
     ]
+
+
+def test_evaluate_names_data_whose_times_are_on_another_scale_than_the_models():
+    """A log prepared with the wrong --time-unit (seconds read as milliseconds: the probe's model 3.04, data 1.16)
+    gave timing errors 1000 times too small without a word."""
+    from types import SimpleNamespace
+
+    from a2gen_hf.cli import time_scale_note
+
+    model = SimpleNamespace(time_log_mean=3.04)
+    note = time_scale_note(SimpleNamespace(time_log_mean=1.16), model, "data/x")
+    assert note.startswith("data/x: its event times are on another scale than the model's (mean log1p seconds 1.16 "
+                           "against 3.04 in training, typical times 0.153 times shorter)")
+    assert "a2gen prepare --time-unit" in note
+    assert time_scale_note(SimpleNamespace(time_log_mean=3.5), model, "data/x") is None  # another log, close enough

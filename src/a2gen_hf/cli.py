@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import re
 import sys
@@ -388,6 +389,27 @@ def _load_model_and_tokenizer(model_dir: str):
     return model.eval(), tokenizer
 
 
+# How far apart (in log1p seconds) the data's and the model's mean event times may be before evaluate says so: 1.5 is
+# a factor of about 4.5 in typical times; a unit read wrongly (seconds as milliseconds) moves it by more.
+TIME_SCALE_SHIFT = 1.5
+
+
+def time_scale_note(data_tokenizer, model_tokenizer, data_dir) -> str | None:
+    """A warning when the data's fitted time statistics are far from the model's (``time_log_mean`` more than
+    :data:`TIME_SCALE_SHIFT` apart): the model then reads times on another scale than it was trained on, as when a log
+    is prepared with the wrong ``--time-unit`` (its times 1000 times off), and its timing errors are not comparable."""
+    shift = data_tokenizer.time_log_mean - model_tokenizer.time_log_mean
+    if abs(shift) <= TIME_SCALE_SHIFT:
+        return None
+    return (
+        f"{data_dir}: its event times are on another scale than the model's (mean log1p seconds "
+        f"{data_tokenizer.time_log_mean:.2f} against {model_tokenizer.time_log_mean:.2f} in training, typical times "
+        f"{math.exp(shift):.3g} times {'longer' if shift > 0 else 'shorter'}). Fine for a log that differs; if both "
+        "are the same kind of log, check the time unit it was prepared with (a2gen prepare --time-unit; "
+        "a2gen_data.json)."
+    )
+
+
 def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, limit: int | None = None):
     from torch.utils.data import DataLoader
 
@@ -396,6 +418,9 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
 
     dataset, data_tokenizer, _ = load_data_dir(data_dir)
     data_tokenizer.check_same_ids(tokenizer, (f"the tokenizer of {data_dir}", "the model's"))
+    note = time_scale_note(data_tokenizer, tokenizer, data_dir)
+    if note:
+        logging.getLogger("a2gen_hf").warning(note)
     if split not in dataset:
         raise ValueError(f"split {split!r} is not in {data_dir}; it has {sorted(dataset)}.")
     if len(dataset[split]) == 0:
