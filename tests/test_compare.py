@@ -335,6 +335,7 @@ def test_compare_refuses_an_empty_validation_split_before_training(tmp_path, cap
     error = capsys.readouterr().err
     assert "the validation split is empty, but logreg, count-network choose their settings on it" in error
     assert "--validation-fraction above 0" in error and not trained
+    assert not (tmp_path / "compare").exists()  # refused: no empty output folder left behind
     assert main([*argv, "--recipe", "sparse_logs"]) == 2
     assert "the wide start (wide_warm_start: its regression's C), logreg, count-network" in capsys.readouterr().err
 

@@ -222,8 +222,15 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     ``OutputBusyError``), and the run folders of an earlier comparison that this one does not train again are removed
     once its results are written, so that ``runs/`` holds exactly the runs ``results.json`` describes.
     """
+    output_dir = Path(output_dir)
+    existed = output_dir.exists()
     with output_lock(output_dir):
-        return _run_comparison(data_dir, Path(output_dir), settings)
+        try:
+            return _run_comparison(data_dir, output_dir, settings)
+        except BaseException:
+            if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):
+                output_dir.rmdir()  # a refused comparison leaves no empty folder of its own behind
+            raise
 
 
 def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> None:
