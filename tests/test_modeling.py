@@ -710,6 +710,12 @@ def test_target_popularity_is_the_smoothed_rate_left_one_out():
     category_without = (0 + m * prior) / (1 + m)
     item_without = (0 + m * category_without) / (1 + m)
     torch.testing.assert_close(left_out[buy], torch.logit(torch.tensor(item_without)), atol=1e-5, rtol=0)
+    # One category for all (no side features): its rate is left alone, the same for every training row (left out,
+    # it told each row's label apart on train alone: a bought row read a lower rate than every other one).
+    popularity.fit(torch.tensor([3, 3, 4, 5]), torch.tensor([0, 0, 0, 0]), occurs)
+    rows = popularity(torch.tensor([3, 3, 4, 5]), torch.tensor([0, 0, 0, 0]), exclude=occurs)
+    assert torch.equal(rows[:, config.vocab_size + buy], rows[:1, config.vocab_size + buy].expand(4))
+    assert rows[0, buy] < rows[1, buy]  # the item's rate is still left out of
 
 
 def test_popularity_keyed_by_raw_id_tells_apart_items_that_share_a_bucket(tmp_path):

@@ -331,7 +331,9 @@ class TargetPopularityFeatures(KeepsBuffersExact):
     63-bit keys; a row per distinct train item, ``config.popularity_table_size`` rows, looked up by binary search
     in the sorted ``item_table_keys``; an item not counted reads zero counts, i.e. its category's rate, exactly as
     the regression baseline). While training, pass each example's own outcomes as ``exclude``: they are left out of
-    the counts (leave-one-out), so that no example reads its own label through them. The counts stay float32 in a
+    the counts (leave-one-out), so that no example reads its own label through them; out of the category's only
+    where train holds several categories (with one, its rate is the same for every example, and leaving each row out
+    would make it a perfect reversed label on train: :class:`~a2gen_hf.training.simple_baselines.PopularityBaseline`). The counts stay float32 in a
     bfloat16 model (:class:`KeepsBuffersExact`), and the features are computed in float32.
     """
 
@@ -421,8 +423,11 @@ class TargetPopularityFeatures(KeepsBuffersExact):
             exclude = exclude.to(item_counts.dtype)
             # clamp: the batch may hold examples that were not counted (e.g. fine-tuning on other data)
             item_counts = (item_counts - exclude).clamp_min(0.0)
-            category_counts = (category_counts - exclude).clamp_min(0.0)
-            item_totals, category_totals = (item_totals - 1).clamp_min(0.0), (category_totals - 1).clamp_min(0.0)
+            item_totals = (item_totals - 1).clamp_min(0.0)
+            # Left out of the category's counts only where train has several categories (see the class docstring).
+            several = ((self.category_totals > 0).sum() > 1).to(exclude.dtype)  # a tensor: no host sync
+            category_counts = (category_counts - several * exclude).clamp_min(0.0)
+            category_totals = (category_totals - several).clamp_min(0.0)
         smoothing = self.SMOOTHING
         category_rate = (category_counts + smoothing * prior) / (category_totals + smoothing).unsqueeze(-1)
         item_rate = (item_counts + smoothing * category_rate) / (item_totals + smoothing).unsqueeze(-1)

@@ -543,7 +543,11 @@ class PopularityBaseline(SimpleBaseline):
         item rate     = (item count + m * category rate) / (item examples + m)
 
     Items are keyed by their raw id (``item``), categories by item side feature 0; an item or category absent
-    from train gets the rate one level up.
+    from train gets the rate one level up. The train rows' own outcomes are left out of their item's rate (and of
+    their category's and the train rate, where train holds more than one category): with a single category (a log
+    without item side features) its rate is the same for every example, and leaving each row out of it would make
+    it a perfect reversed label on train alone (a positive row reads a slightly lower rate than every negative one),
+    which the regression standardised and fitted on, to probabilities 100 times too low elsewhere.
 
     Args:
         smoothing: m, in pseudo examples.
@@ -571,10 +575,11 @@ class PopularityBaseline(SimpleBaseline):
         category_counts, category_totals = self.category_rates_.lookup(pa.array(history.target_category))
         prior = self.base_rates_
         if exclude is not None:
-            item_counts, category_counts = item_counts - exclude, category_counts - exclude
-            item_totals, category_totals = item_totals - 1, category_totals - 1
-            size = self.train_size_
-            prior = (self.base_rates_ * size - exclude) / max(size - 1, 1)
+            item_counts, item_totals = item_counts - exclude, item_totals - 1
+            if len(self.category_rates_.keys) > 1:  # one category (no side features): see the class docstring
+                category_counts, category_totals = category_counts - exclude, category_totals - 1
+                size = self.train_size_
+                prior = (self.base_rates_ * size - exclude) / max(size - 1, 1)
         m = self.smoothing
         category = (category_counts + m * prior) / (category_totals + m)[:, None]
         item = (item_counts + m * category) / (item_totals + m)[:, None]
