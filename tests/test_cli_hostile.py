@@ -341,6 +341,8 @@ def test_commands_check_their_arguments_first(tmp_path, capsys, command, flags, 
         (["--generic-actions", ",,,"], "--generic-actions ',,,' names 0 action(s)"),
         (["--generic-actions", "start,like,leave", "--generic-action-mapping", "start=start,start=like"],
          "gives the raw value 'start' twice"),
+        (["--generic-actions", "start,like,leave", "--generic-action-mapping", "open=start,thumb, up=like"],
+         "a raw value that holds a comma cannot be mapped here: rewrite that value in the log first"),
         # before: TypeError '"delimiter" must be a 1-character string' from the csv module (--delimiter unescaped \t)
         (["--generic-actions", "start,like,leave", "--generic-delimiter", ";;"],
          "--generic-delimiter ';;' is not one character"),

@@ -1356,3 +1356,17 @@ def test_a_side_value_logged_after_a_sessions_first_event_is_kept(tmp_path):
     assert side["1", "100"] == tokenizer.hash_side_feature("category_id", "7")
     assert side["1", "200"] == 0
     assert side["2", "300"] == tokenizer.hash_side_feature("category_id", "9")
+
+
+def test_the_long_session_advice_suggests_a_gap_below_the_one_in_use():
+    """Before: '--session-gap-seconds 1800 for 30 minutes' to a log prepared with that very gap."""
+    from a2gen_hf.data.logs import _session_gap_text
+
+    def advice(gap):
+        summary = {"rules": {"session_gap_seconds": gap}, "preset": {"action_column": "behavior"},
+                   "labels": {"longest_session_seconds": 4000.0}}  # fmt: skip
+        return _session_gap_text(summary)
+
+    assert "e.g. --session-gap-seconds 1800 for 30 min " in advice(259200)
+    assert "e.g. --session-gap-seconds 450 for 7.5 min " in advice(1800)
+    assert "--session-gap-seconds 1800 " not in advice(1800)

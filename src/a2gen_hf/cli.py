@@ -253,7 +253,12 @@ def _generic_preset(args: argparse.Namespace):
         pairs = [pair.split("=", 1) for pair in args.action_mapping.split(",") if pair.strip()]
         bad = [pair[0] for pair in pairs if len(pair) != 2]
         if bad:
-            raise ValueError(f"--generic-action-mapping: {bad[0]!r} is not raw=action; write e.g. pv=click,fav=collect.")
+            raise ValueError(
+                f"--generic-action-mapping: {bad[0]!r} is not raw=action; write e.g. pv=click,fav=collect. Commas "
+                "separate the pairs, so a raw value that holds a comma cannot be mapped here: rewrite that value in "
+                "the log first, or prepare from Python with a LogPreset whose action_mapping is a dict "
+                "(docs/data.md)."
+            )
         mapping = {}
         for raw, action in pairs:
             if raw.strip() in mapping:

@@ -941,11 +941,12 @@ def _session_gap_text(summary: dict[str, Any]) -> str:
     span = ("from its first event to its end action, its logged duration included" if "event_durations" in summary
             else "from its first to its last event")
     lasts = f" (the longest lasts {_span_text(longest)} {span})" if longest is not None else ""
+    shorter = 1800 if gap > 1800 else max(1, gap // 4)  # a gap below the one in use (30 min, or a quarter of it)
     return (
         f" Sessions are cut where a (user, item) pair's events are more than session_gap_seconds={gap:g} "
         f"({_span_text(gap)}) apart{lasts}: if this log's sessions are shorter visits than that, prepare again with a "
-        "shorter gap, e.g. --session-gap-seconds 1800 for 30 minutes (Python: convert_log(session_gap_seconds=1800)), "
-        "which cuts long sessions into several instead of raising K."
+        f"shorter gap, e.g. --session-gap-seconds {shorter:g} for {_span_text(shorter)} (Python: "
+        f"convert_log(session_gap_seconds={shorter:g})), which cuts long sessions into several instead of raising K."
     )
 
 
