@@ -10,8 +10,8 @@ below the start, and by the time it would recover, a small training split has be
 (docs/results.md (d), "Small logs"). :func:`fit_residual_paths` fits those paths the way the regression itself is
 fitted: full batch, L-BFGS, an L2 penalty whose strength is chosen on the validation split (and the zero residual,
 the start, competes), the regression's logits held fixed; each action whose validation AUC the fit does not raise,
-and each the train split holds one class of (nothing to learn), goes back to the regression alone. Training then goes on from there, selection on validation keeps whichever is
-better, and :func:`~a2gen_hf.training.give_back.give_back_to_the_regression` applies the same per-action rule to
+and each the train split holds one class of (nothing to learn), goes back to the regression alone. Training then
+goes on from there, selection on validation keeps whichever is better, and :func:`~a2gen_hf.training.give_back.give_back_to_the_regression` applies the same per-action rule to
 the kept weights.
 
 The head is :class:`~a2gen_hf.features_a2gen.A2GenOccurrenceHead` itself: its inputs (the generation context) are
