@@ -320,3 +320,32 @@ def test_cli_plot_timeline(tmp_path, capsys, monkeypatch):
     assert count_pixels(read_png(output), END_COLOR) > 0  # the actual timeline ends with leave
     assert main([*arguments, "--index", "100000"]) == 2
     assert "--index 100000 is out of range" in capsys.readouterr().err
+
+
+def test_names_the_font_cannot_draw_are_said_once_and_long_names_are_slanted(tmp_path, caplog):
+    """From a probe: a CJK action name was drawn as empty boxes, with one matplotlib warning per character on stderr,
+    and long names overlapped under their groups."""
+    import warnings
+
+    from a2gen_hf.plotting import LONG_TICK_LABEL, undrawable_names
+
+    missing = "收藏" if undrawable_names(["收藏"]) else None  # a machine with a CJK font draws it: nothing to say
+    long_name = "add_to_cart_quickly"
+    assert len(long_name) > LONG_TICK_LABEL
+    renamed = {name: {**summary, "auc": {("收藏" if action == "like" else long_name): value
+                                         for action, value in summary["auc"].items()}}
+               for name, summary in RESULTS["models"].items()}  # fmt: skip
+    report = tmp_path / "results.json"
+    report.write_text(json.dumps({"models": renamed}, allow_nan=True))
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING", logger="a2gen_hf.plotting"):
+        warnings.simplefilter("always")
+        plot_comparison(report, tmp_path / "names.png")
+    assert not [w for w in caught if "missing from font" in str(w.message)]  # matplotlib's per-glyph warnings
+    said = [record.getMessage() for record in caplog.records if "no glyph" in record.getMessage()]
+    if missing:  # said once, naming the action, whatever the number of its characters
+        assert len(said) == 1 and said[0].startswith(f"The action name(s) ['{missing}'] hold characters the plots' font")
+    else:
+        assert said == []
+    figure = comparison_figure({"models": renamed})
+    assert {label.get_rotation() for label in figure.axes[0].get_xticklabels()} == {25.0}
+    assert {label.get_rotation() for label in comparison_figure(RESULTS).axes[0].get_xticklabels()} == {0.0}

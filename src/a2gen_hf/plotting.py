@@ -9,7 +9,9 @@ import logging
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +68,45 @@ def _save(figure: plt.Figure, path: PathLike) -> Path:
     try:
         path = output_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with replacing_file(path) as temporary:
+        with replacing_file(path) as temporary, _without_glyph_warnings():
             figure.savefig(temporary, dpi=150, bbox_inches="tight", format=path.suffix[1:].lower())
     finally:
         plt.close(figure)
     return path
+
+
+@contextmanager
+def _without_glyph_warnings():
+    """Drawing without matplotlib's warning per character its font lacks: :func:`warn_of_undrawable_names` says it
+    once, naming the actions."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        yield
+
+
+def undrawable_names(names: Sequence[str]) -> list[str]:
+    """The ``names`` holding a character the plots' font (matplotlib's default family) has no glyph for: they would
+    be drawn with empty boxes (e.g. CJK action names with only DejaVu Sans installed)."""
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+
+    font = get_font(findfont(FontProperties()))
+    return [name for name in names if any(not char.isspace() and font.get_char_index(ord(char)) == 0 for char in name)]
+
+
+def warn_of_undrawable_names(names: Sequence[str]) -> None:
+    """One warning naming the action names the plots' font cannot draw, and how to get a font that can."""
+    missing = undrawable_names(names)
+    if missing:
+        family = matplotlib.rcParams["font.family"]
+        logger.warning(
+            f"The action name(s) {missing} hold characters the plots' font ({family}) has no glyph for: they are "
+            "drawn as empty boxes. Install a font that has them (e.g. Noto Sans CJK) and name it in "
+            "matplotlib.rcParams['font.sans-serif'] (or a matplotlibrc) before plotting."
+        )
+
+
+# Tick labels longer than this are drawn slanted, so that the names of neighbouring groups do not overlap.
+LONG_TICK_LABEL = 10
 
 
 def _check_timeline(timeline: Any, name: str) -> list[tuple[str, float | None]]:
@@ -261,6 +297,8 @@ def plot_timeline(
         `Path` of the PNG.
     """
     figure = timeline_figure(predicted, actual, title, start_action, end_action, probabilities)
+    names = [str(action) for timeline in (predicted, actual or []) for action, _ in timeline]
+    warn_of_undrawable_names(list(dict.fromkeys([*names, *(probabilities or {})])))
     return _save(figure, path)
 
 
@@ -539,7 +577,8 @@ def plot_training_curves(log: Any, path: PathLike = "training_curves.png", title
     axis.grid(alpha=0.3)
     axis.legend()
     axis.set_title(title or "Training curves")
-    figure.tight_layout()
+    with _without_glyph_warnings():
+        figure.tight_layout()
     return _save(figure, path)
 
 
@@ -587,6 +626,10 @@ def _grouped_bars(
             axis.text(positions[position] + (index - (len(models) - 1) / 2) * width, baseline, "n/a", ha="center",
                       va="bottom", fontsize=8, rotation=90)
     axis.set_xticks(positions, [f"{action}\n({UNTRAINED_NOTE})" if action in untrained else action for action in actions])
+    if any(len(action) > LONG_TICK_LABEL for action in actions):
+        axis.tick_params(axis="x", labelrotation=25)
+        for label in axis.get_xticklabels():
+            label.set_horizontalalignment("right")
     if len(actions):  # every group inside the axes, also one of bars without a value (only "n/a" marks there)
         axis.set_xlim(-0.5, len(actions) - 0.5)
     axis.grid(axis="y", alpha=0.3)
@@ -628,6 +671,7 @@ def comparison_figure(results: Any, title: str | None = None) -> plt.Figure:
     figure, axes = plt.subplots(1, 2 if has_mae else 1, figsize=(13 if has_mae else 7.5, 4.5), squeeze=False)
     auc_axis = axes[0, 0]
     actions = _grouped_bars(auc_axis, models, "auc", baseline=0.5, untrained=untrained)
+    warn_of_undrawable_names(actions)
     oracle = next((summary["oracle_auc"] for summary in models.values() if summary.get("oracle_auc")), None)
     if oracle:
         for position, action in enumerate(actions):
@@ -650,7 +694,8 @@ def comparison_figure(results: Any, title: str | None = None) -> plt.Figure:
         mae_axis.set_title("Timing MAE, mean ± std over seeds (lower is better)")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
+    with _without_glyph_warnings():
+        figure.tight_layout()
     return figure
 
 
@@ -687,5 +732,6 @@ def plot_learning_curve(report: Any, path: PathLike = "learning_curve.png", titl
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     axis.set_title(title or "Learning curves: mean AUC over the ranked actions")
-    figure.tight_layout()
+    with _without_glyph_warnings():
+        figure.tight_layout()
     return _save(figure, path)
