@@ -838,3 +838,13 @@ def test_the_zero_time_tolerance_and_start_equal_to_end_are_checked():
         evaluate_model(A2GenForActionGeneration(config).eval(), [make_batch(config)], zero_time_tolerance_seconds=math.nan)
     with pytest.raises(ValueError, match="start_action and end_action are both 'leave'"):
         compute_action_metrics(predictions, references, NAMES, start_action="leave")
+
+
+def test_text_tables_keep_their_columns_with_wide_action_names():
+    """From a probe: `a2gen evaluate`'s columns went out of line after a CJK action name (two columns on screen)."""
+    from a2gen_hf.metrics.tables import _aligned, display_width
+
+    assert display_width("收藏") == 4 and display_width("like") == 4 and display_width("e\u0301") == 1
+    lines = _aligned([["action", "AUC"], ["收藏", "0.5000"], ["like_❤", "0.7000"], ["e\u0301x", "0.1"]]).splitlines()
+    assert len({display_width(line) for line in lines}) == 1  # every row ends in the same screen column
+    assert lines[1].startswith("收藏  ") and lines[1].endswith("0.5000")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,13 +14,23 @@ def _number(value: Any, digits: int) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def display_width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: wide (East Asian) characters two, combining marks none."""
+    return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+               for char in text)  # fmt: skip
+
+
 def _aligned(rows: list[list[str]]) -> str:
-    """Rows of cells -> text columns; the first column left-aligned, the others right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
-        for row in rows
-    )
+    """Rows of cells -> text columns; the first column left-aligned, the others right-aligned (by the columns each
+    cell takes on screen, so that wide action names such as CJK ones keep the columns straight)."""
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def padded(cell: str, width: int, left: bool) -> str:
+        fill = " " * (width - display_width(cell))
+        return cell + fill if left else fill + cell
+
+    return "\n".join("  ".join(padded(cell, width, i == 0) for i, (cell, width) in enumerate(zip(row, widths)))
+                     for row in rows)  # fmt: skip
 
 
 def end_action_of(metrics: Mapping[str, Any]) -> str:
