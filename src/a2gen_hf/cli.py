@@ -418,7 +418,7 @@ def time_scale_note(data_tokenizer, model_tokenizer, data_dir) -> str | None:
 def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, limit: int | None = None):
     from torch.utils.data import DataLoader
 
-    from .data.collator import A2GenDataCollator, check_session_time_columns, collation_rows
+    from .data.collator import A_SAVED_MODEL_READS_THEM, A2GenDataCollator, check_session_time_columns, collation_rows
     from .training.data_setup import load_data_dir
 
     dataset, data_tokenizer, _ = load_data_dir(data_dir)
@@ -433,7 +433,7 @@ def _split_loader(model, tokenizer, data_dir: str, split: str, batch_size: int, 
         raise ValueError(f"split {split!r} of {data_dir} has no rows ({sizes}); choose a split with rows with --split.")
     if getattr(model.config, "history_time_features", False):
         check_session_time_columns(dataset[split].column_names, f"split {split!r} of {data_dir}",
-                                   otherwise=" (the model was trained to read them)")
+                                   otherwise=A_SAVED_MODEL_READS_THEM)
     examples = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     return examples, collator, DataLoader(collation_rows(examples), batch_size=batch_size, collate_fn=collator)

@@ -207,6 +207,8 @@ def _columns_from_rows(
 
 # What else a command that is still to build its models can do about data without the session times.
 LEAVE_THE_TIMES_OUT = ", or leave the time features out (--no-time-features; the simple baselines without -times)"
+# ... and what a saved model that reads them can do: nothing but be given data that holds them.
+A_SAVED_MODEL_READS_THEM = " (the model was trained to read them)"
 
 
 def check_session_time_columns(names: Sequence[str], where: str, otherwise: str = LEAVE_THE_TIMES_OUT) -> None:

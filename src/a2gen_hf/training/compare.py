@@ -47,11 +47,11 @@ from .checkpointing import remove_earlier_run
 from .data_setup import (  # noqa: F401  (actions_without_training_positives: its old home was here)
     MODEL_CHOICES,
     actions_without_training_positives,
-    check_something_to_learn,
     create_model,
     load_data_dir,
     model_config_from_tokenizer,
     refuse_without_validation,
+    untrained_actions,
 )
 from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
@@ -284,11 +284,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         if note:
             logger.warning(note)
     references = test_references(dataset["test"], collator)  # collates the test split: after the column checks
-    untrained = actions_without_training_positives(dataset["train"], base_config)
-    check_something_to_learn(data_dir, untrained, base_config, len(dataset["train"]))
-    if untrained:
-        logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
-                       "them, so their test AUCs are chance and their bootstrap rows get no verdict.")
+    untrained = untrained_actions(data_dir, dataset["train"], base_config, " and their bootstrap rows get no verdict")
     regression = None
     per_model: dict[str, dict[str, Any]] = {}
     trained_runs: set[str] = set()

@@ -8,6 +8,7 @@ re-exported here for old imports.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -28,6 +29,8 @@ from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
 from ..strict_loading import CONFIG_NAME, missing_config_error
 from ..tokenization_a2gen import A2GenActionTokenizer
+
+logger = logging.getLogger(__name__)
 
 # The models `a2gen train --model` (and `a2gen compare`) can build: config class, model class, fixed config values.
 MODEL_CHOICES: dict[str, tuple[type[A2GenConfig], type[PreTrainedModel], dict[str, Any]]] = {
@@ -389,20 +392,26 @@ def actions_without_training_positives(train: Any, config: A2GenConfig) -> list[
     ]  # fmt: skip
 
 
-def check_something_to_learn(data_dir, untrained: list[str], config: A2GenConfig, train_examples: int) -> None:
-    """Before anything is fitted: refuse a log whose training split holds no ranked action at all (a log of clicks
-    only). Before, the regressions, the residual fit and the start of training ran first, and the loop refused on
-    validation, leaving an empty run folder."""
+def untrained_actions(data_dir, train: Any, config: A2GenConfig, consequence: str = "") -> list[str]:
+    """Before anything is fitted (``a2gen train`` and ``a2gen compare``): the ranked actions that never happen in
+    ``train`` (:func:`actions_without_training_positives`), warned of (``consequence``: what else that means to the
+    caller); a log whose training split holds no ranked action at all (a log of clicks only) is refused. Before, the
+    regressions, the residual fit and the start of training ran first, and the loop refused on validation, leaving an
+    empty run folder."""
+    untrained = actions_without_training_positives(train, config)
     ranked = [name for name in config.action_names if name not in (config.start_action, config.end_action)]
-    if not ranked or set(untrained) != set(ranked):
-        return
-    raise ValueError(
-        f"{data_dir}: none of the ranked actions ({', '.join(ranked)}) happens in the training split "
-        f"({train_examples} examples), so no model can learn any of them and a comparison has nothing to rank. Use a "
-        f"log where they happen before the validation period (rules.validation_start in a2gen_data.json): a longer "
-        f"log, or one whose action column maps its events to them (the preset's action_mapping); {config.start_action} "
-        f"and {config.end_action} are in every session and are not ranked."
-    )
+    if ranked and set(untrained) == set(ranked):
+        raise ValueError(
+            f"{data_dir}: none of the ranked actions ({', '.join(ranked)}) happens in the training split "
+            f"({len(train)} examples), so no model can learn any of them and a comparison has nothing to rank. Use a "
+            f"log where they happen before the validation period (rules.validation_start in a2gen_data.json): a "
+            f"longer log, or one whose action column maps its events to them (the preset's action_mapping); "
+            f"{config.start_action} and {config.end_action} are in every session and are not ranked."
+        )
+    if untrained:
+        logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
+                       f"them, so their test AUCs are chance{consequence}.")  # fmt: skip
+    return untrained
 
 
 def refuse_without_validation(data_dir, dataset, needing: list[str]) -> None:

@@ -71,13 +71,12 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     remove_interrupted_best_saves,
 )
 from .data_setup import (
-    actions_without_training_positives,
-    check_something_to_learn,
     create_model,
     load_data_dir,
     model_to_train_from,
     refuse_without_validation,
     settings_the_model_drops,
+    untrained_actions,
 )
 from .optimization import (
     SparseAdamW,
@@ -1127,11 +1126,7 @@ def _check_training_data(data_dir, dataset, config, wide_warm_start: bool) -> No
     train = dataset.get("train")
     if train is None or len(train) == 0:
         return  # refused with the training split's own message by train()
-    untrained = actions_without_training_positives(train, config)
-    check_something_to_learn(data_dir, untrained, config, len(train))
-    if untrained:
-        logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
-                       "them, so their test AUCs are chance.")  # fmt: skip
+    untrained_actions(data_dir, train, config)
     if wide_warm_start:
         refuse_without_validation(data_dir, dataset, ["the wide start (--wide-warm-start, on in the sparse_logs "
                                                       "recipe; --no-wide-warm-start leaves it out: its regression's C)"])

@@ -36,7 +36,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
 
 from ..configuration_a2gen import A2GenConfig
-from ..data.collator import A2GenDataCollator, check_session_time_columns, collation_rows
+from ..data.collator import A_SAVED_MODEL_READS_THEM, A2GenDataCollator, check_session_time_columns, collation_rows
 from ..host_memory import keep_freed_host_memory
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.action_metrics import tensor_as_numpy
@@ -325,7 +325,7 @@ class A2GenTrainer(Trainer):
         splits += [(f"the eval dataset{f' {name!r}' if name else ''}", split) for name, split in evals.items()]
         for where, split in splits:
             if getattr(split, "column_names", None) is not None:
-                check_session_time_columns(split.column_names, where, otherwise=" (the model was trained to read them)")
+                check_session_time_columns(split.column_names, where, otherwise=A_SAVED_MODEL_READS_THEM)
 
     def _remove_unused_columns(self, dataset, description: str | None = None):
         """For :class:`A2GenDataCollator`, the batches as Arrow tables of the columns it reads
