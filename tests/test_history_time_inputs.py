@@ -264,6 +264,7 @@ def test_encode_histories_ages_equal_the_collators(tokenizer):
         ([[("v1", TIMELINE, NOW - 5)]], datetime.date(2023, 11, 16), "now must .*a date has no time of day"),
         ([[("v1", TIMELINE, datetime.datetime(2023, 11, 15))]], NOW, "History 0, item 0: session_start must .*naive datetime"),
         ([[("v1", TIMELINE, "2023-11-15")]], NOW, r"History 0, item 0: session_start must .*fromisoformat"),
+        ([[("v1", TIMELINE, NOW - 5)]], datetime.datetime(6000, 1, 1, tzinfo=datetime.UTC), r"now=6000-01-01T00:00:00\+00:00 lies after the year 5138.*check the date"),
         ([[("v1", TIMELINE, NOW - 5)]], [NOW, NOW], "now holds 2 times for 1 histories"),
         ([[("v1", TIMELINE, NOW - 5, "extra")]], NOW, "expected an \\(item, timeline\\) pair or an"),
     ],

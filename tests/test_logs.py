@@ -529,11 +529,14 @@ def test_a_time_split_that_leaves_validation_empty_is_warned_about(tmp_path, cap
     assert result.summary["examples"]["validation"] == 0 and result.summary["examples"]["test"] == 3
     assert re.search(r"late\.csv: the time split leaves validation no example .*sessions start from 2017-.* to "
                      r"2020-.*--validation-start", caplog.text)  # fmt: skip
+    recorded = json.loads((tmp_path / "out" / "a2gen_data.json").read_text())["warnings"]  # for a later reader too
+    assert any(warning.startswith("late.csv: the time split leaves validation no example") for warning in recorded)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="a2gen_hf.data.logs"):  # asked for no validation: nothing to say
         convert_log(tmp_path / "late.csv", no_window, output_dir=tmp_path / "none", progress=False,
                     split_rule=SplitRule(validation_fraction=0))  # fmt: skip
     assert "leaves validation" not in caplog.text
+    assert json.loads((tmp_path / "none" / "a2gen_data.json").read_text())["warnings"] == []
 
 
 # ---------------------------------------------------------------------------------------------- safe output folders

@@ -189,6 +189,8 @@ def _unix_seconds(value: Any, what: str) -> float:
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool:
         value = value.item()
     if isinstance(value, datetime.datetime) and _is_timezone_aware(value):
+        if value.timestamp() > MAX_UNIX_SECONDS:
+            raise ValueError(f"{what}={value.isoformat()} lies after the year 5138, beyond any log's time: check the date.")
         value = value.timestamp()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(

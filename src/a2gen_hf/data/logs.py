@@ -682,6 +682,7 @@ def convert_log(
     if output_dir is not None:
         check_output_dir(stream.path, output_dir)
     with ExitStack() as stack:
+        warned = stack.enter_context(_recorded_warnings())
         if output_dir is not None:
             # One writer per folder; built beside it and switched in whole; a killed run's leftovers removed first.
             stack.enter_context(output_lock(output_dir))
@@ -764,6 +765,7 @@ def convert_log(
             logger.warning(f"{stream.source}: {window}")
         if event_durations_need_a_look(summary):
             logger.warning(f"{stream.source}: {event_durations_text(summary)}")
+        summary["warnings"] = list(warned)
         if output_dir is None:
             dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
         else:
@@ -772,6 +774,30 @@ def convert_log(
             switch_in(dataset_dir, output_dir)
             dataset = datasets.load_from_disk(str(output_dir))
     return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
+
+
+class _WarningRecorder(logging.Handler):
+    """Keeps the text of each warning the package logs while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _recorded_warnings() -> Iterator[list[str]]:
+    """The warnings this process logs through the ``a2gen_hf`` loggers within the block (a list that fills as they
+    come), for the summary: a reader of ``a2gen_data.json`` sees what prepare warned of."""
+    recorder = _WarningRecorder()
+    package = logging.getLogger("a2gen_hf")
+    package.addHandler(recorder)
+    try:
+        yield recorder.messages
+    finally:
+        package.removeHandler(recorder)
 
 
 def _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion, stream, cut,
