@@ -217,6 +217,7 @@ DDP_PROBE = textwrap.dedent(
     def train_and_record(self, *args, **kwargs):
         output = real_train(self, *args, **kwargs)
         result["wrapped"] = type(self.model_wrapped).__name__
+        result["training_loss"] = output.training_loss
         weights = b"".join(p.detach().numpy().tobytes() for p in self.model.parameters())
         result["weights"] = hashlib.sha256(weights).hexdigest()
         return output
@@ -264,7 +265,8 @@ def test_two_processes_fine_tune_with_ddp_count_each_example_once_and_resume_the
     """Under `accelerate launch` with 2 processes: (1) the fine-tuning example trains with DDP (before, its
     evaluate() before train() left the model unwrapped and each process trained its own copy) and prints once;
     (2) the Trainer's eval_loss of 36 examples in batches of 10 per process is the one-process loss (before, the 4
-    copies that pad process 1's last batch counted in it); (3) the first log entry after a resume from a checkpoint
+    copies that pad process 1's last batch counted in it), and its training_loss is the processes' mean, one figure (before,
+each process's own); (3) the first log entry after a resume from a checkpoint
     between two entries is the uninterrupted run's (before, every process restored the main process's partial sum)."""
     probe = tmp_path / "probe.py"
     probe.write_text(DDP_PROBE)
@@ -279,6 +281,8 @@ def test_two_processes_fine_tune_with_ddp_count_each_example_once_and_resume_the
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [rank["wrapped"] for rank in ranks] == ["DistributedDataParallel"] * 2
     assert ranks[0]["weights"] == ranks[1]["weights"]  # synchronised: one model, whichever process saves it
+    # 2 steps, no logging step between: the Trainer's whole training_loss was each process's own before
+    assert ranks[0]["training_loss"] == pytest.approx(ranks[1]["training_loss"], rel=1e-6)
     assert done.stdout.count("validation before:") == 1 and done.stdout.count("test after:") == 1
     assert "find_unused_parameters=True" not in done.stderr  # a2gen_training_arguments: no search, no warning
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
 
 from ..configuration_a2gen import A2GenConfig
@@ -375,6 +376,16 @@ class A2GenTrainer(Trainer):
             return f"optim={optim!r} takes dense gradients (adamw_torch takes sparse ones)"
         supported, reason = sparse_gradients_supported(self.accelerator)
         return None if supported else reason
+
+    def _finalize_training(self, *args: Any, **kwargs: Any):
+        """The Trainer's end of training, with ``training_loss`` (``train_loss``) averaged over the processes: the
+        Trainer gathers the loss at each logging step but adds what was summed since the last one as each process's
+        own, so under DDP every process reported a different figure (all of it, in a run shorter than
+        ``logging_steps``)."""
+        running = getattr(self, "_tr_loss", None)
+        if self.args.world_size > 1 and isinstance(running, torch.Tensor):
+            self._tr_loss = nested_gather(running, self.args.parallel_mode).mean()
+        return super()._finalize_training(*args, **kwargs)
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any):
         """The Trainer's loss; under several processes, training, with every weight in the graph
