@@ -271,6 +271,25 @@ def test_contexts_of_the_wrong_size_or_kind_are_refused_and_float64_is_cast(gene
                 method(wrong)
     assert torch.equal(model.generate_from_context(context.double()), model.generate_from_context(context))
     torch.testing.assert_close(model.slot_distributions(context.double()), model.slot_distributions(context))
+    broken = context.clone()
+    broken[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"context row 1 holds NaN or inf; .*float16 overflow"):  # before: blamed
+        model.generate_from_context(broken)  # on the logits processors
+
+
+def test_nan_scores_are_told_apart_from_blocked_actions():
+    """Scores that are NaN (from the model or a processor) are not said to be blocked by suppress_tokens & co."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class NaNScores(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            return torch.full_like(scores, float("nan"))
+
+    model = build_tiny_model("iag")
+    inputs = history_inputs(make_batch(model.config))
+    with pytest.raises(ValueError, match=r"position 1 of row 0: its scores are NaN, from the model's logits .*or from a "
+                                         r"logits processor of your own"):
+        model.generate(**inputs, logits_processor=LogitsProcessorList([NaNScores()]))
 
 
 def test_streamer_and_custom_logits_processor():

@@ -371,7 +371,7 @@ def test_exported_program_with_an_occurrence_head_equals_eager():
         (dict(history_action_times=torch.zeros(1, 5, 2)), ValueError, r"history_action_times must have shape \(1, 5, 3\), got \(1, 5, 2\)"),
         (dict(history_action_times=torch.zeros(1, 5, 3, dtype=torch.long)), TypeError, r"history_action_times must be a float tensor"),
         (dict(history_action_times=torch.full((1, 5, 3), float("nan"))), ValueError, r"history_action_times holds NaN"),
-        (dict(history_mask=torch.ones(1, 5)), TypeError, r"history_mask must be an integer or bool tensor"),
+        (dict(history_mask=torch.ones(1, 5, dtype=torch.complex64)), TypeError, r"history_mask must be a 0/1 mask \(bool or integer\), got dtype torch.complex64"),
         (dict(history_item_side_ids=torch.ones(1, 5, 3, dtype=torch.long)), ValueError, r"history_item_side_ids must have shape \(1, 5, 2\)"),
         (dict(user_side_ids=torch.ones(1, 3, 3, dtype=torch.long)), ValueError, r"user_side_ids of shape \(1, 2, L\), got \(1, 3, 3\)"),
     ],
@@ -380,6 +380,40 @@ def test_encode_user_checks_its_inputs(change, error, message):
     model, config = build("iag")
     with pytest.raises(error, match=message):
         A2GenRanker(model).encode_user(**{**one_user(config), **change})
+
+
+def test_float_masks_are_read_as_the_model_reads_them():
+    """A 0/1 float history or time mask, which forward and predict_actions take, scores as the bool one (before: the
+    ranker alone refused it)."""
+    model, config = build("iag")
+    user = one_user(config)
+    mask, time_mask = user["history_item_ids"] != 0, torch.rand(user["history_action_times"].shape) > 0.3
+    item_ids, item_side_ids = candidates(config, 6)
+    ranker = A2GenRanker(model)
+    as_bool = ranker.score_candidates(ranker.encode_user(**user, history_mask=mask, history_time_mask=time_mask),
+                                      item_ids, item_side_ids)
+    as_float = ranker.score_candidates(
+        ranker.encode_user(**user, history_mask=mask.float(), history_time_mask=time_mask.float()), item_ids,
+        item_side_ids,
+    )
+    torch.testing.assert_close(as_float.action_probabilities, as_bool.action_probabilities, rtol=0, atol=0)
+    torch.testing.assert_close(as_float.expected_times, as_bool.expected_times, rtol=0, atol=0)
+
+
+def test_generate_returns_times_with_a_generation_config_too():
+    """return_dict_in_generate defaults to True with a generation_config as well (before: bare ids, no times)."""
+    from transformers import GenerationConfig
+
+    model, config = build("eag")
+    ranker = A2GenRanker(model)
+    state = ranker.encode_user(**one_user(config))
+    item_ids, item_side_ids = candidates(config, 3)
+    for generation_config in (GenerationConfig(max_new_tokens=2), model.generation_config):
+        output = ranker.generate(state, item_ids, item_side_ids, generation_config=generation_config)
+        assert output.times.shape == output.sequences.shape
+    bare = ranker.generate(state, item_ids, item_side_ids, generation_config=GenerationConfig(max_new_tokens=2),
+                           return_dict_in_generate=False)
+    assert isinstance(bare, torch.Tensor) and bare.dtype == torch.long
 
 
 def test_score_candidates_checks_its_inputs():

@@ -949,6 +949,10 @@ def test_text_target_timelines_encode_as_labels(tokenizer):
     assert both["action_ids"].shape == (2, 3) and both["labels"].shape == (2, tokenizer.max_actions + 1)
     with pytest.raises(TypeError, match=r"take only return_tensors, got \['padding'\]"):
         tokenizer(text_target=timeline, padding=True)
+    one = tokenizer(timeline, text_target=timeline)  # one timeline: flat lists, the inputs' and the labels' alike
+    assert one["labels"] == expected["labels"][0].tolist() and one["action_ids"] == [tokenizer.convert_tokens_to_ids(
+        name) for name, _ in timeline]  # fmt: skip
+    assert tokenizer(text_target=timeline)["label_times"] == pytest.approx(expected["label_times"][0].tolist())
 
 
 def test_loading_from_the_vocab_file_of_a_tokenizer_folder_names_the_folder(tokenizer, tmp_path):

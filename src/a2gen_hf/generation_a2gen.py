@@ -121,13 +121,19 @@ def _moderate_length_penalty(penalty, max_actions: int) -> bool:
 
 def _refuse_blocked_rows(scores: torch.Tensor, live: torch.Tensor, position: int) -> None:
     """``ValueError`` when a row that must go on (``live``, `(R,)`) has no action left: every score `(R, V)` is -inf
-    (or NaN) after the logits processors, so it could only be padded (greedy), fail to sample, or end empty."""
+    (or NaN, said apart) after the logits processors, so it could only be padded (greedy), fail to sample, or end empty."""
     blocked = live & ~torch.isfinite(scores).any(-1)
     if blocked.any():
         row = int(blocked.nonzero()[0])
+        if torch.isnan(scores[row]).any():
+            raise ValueError(
+                f"No action can follow at position {position} of row {row}: its scores are NaN, from the model's logits "
+                "(weights or inputs that hold NaN or inf, or a float16 overflow: run in float32 or bfloat16) or from a "
+                "logits processor of your own."
+            )
         raise ValueError(
             f"No action can follow at position {position} of row {row}: after the logits processors every action "
-            "scores -inf or NaN (suppress_tokens, begin_suppress_tokens, bad_words_ids or a processor of your own block "
+            "scores -inf (suppress_tokens, begin_suppress_tokens, bad_words_ids or a processor of your own block "
             "them all, padding and the start action never being generated). Leave at least one action allowed, e.g. "
             "the end action."
         )
@@ -540,6 +546,13 @@ class A2GenGenerationMixin(GenerationMixin):
                 "generation options (max_new_tokens, do_sample, num_beams, ...)."
             )
         context = self._checked_context(context, "generate_from_context")
+        if not torch.isfinite(context).all():  # here, not in _checked_context: ranking compiles and exports that
+            row = int((~torch.isfinite(context)).any(-1).nonzero()[0])
+            raise ValueError(
+                f"generate_from_context(): context row {row} holds NaN or inf; a generation context of finite inputs "
+                "and weights is finite (a float16 overflow of the encoder can give inf: compute it in float32 or "
+                "bfloat16)."
+            )
         return self._generate_timed(
             context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer,
             explicit_lengths=explicit_lengths,

@@ -137,8 +137,10 @@ class A2GenActionPrediction(ModelOutput):
         action_probabilities (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): P(the action happens).
         expected_times (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): expected normalised time of the
             action's first occurrence, given that it happens.
-        expected_seconds (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): the same in seconds; the column
-            of the end action is the predicted watch (leave) time.
+        expected_seconds (`torch.FloatTensor` of shape `(batch_size, vocab_size)`): the same converted to seconds,
+            i.e. expm1 of the expected log1p-seconds: a geometric-type mean, at or below the mean in seconds where the
+            slots put the action at different times (times are learned in log-seconds); the column of the end action
+            is the predicted watch (leave) time.
     """
 
     action_probabilities: torch.FloatTensor | None = None
@@ -2099,7 +2101,8 @@ def check_history_ages(ages: torch.Tensor, mask: torch.Tensor | None = None) -> 
         kind = "NaN" if math.isnan(value) else "infinite" if math.isinf(value) else "negative"
         place = f"example {where[0]}, history slot {where[1]}" if len(where) == 2 else f"position {where}"
         raise ValueError(
-            f"history_item_ages holds a {kind} age ({value!r}) at {place}, a real history item; each age is the "
+            f"history_item_ages holds {'an' if kind == 'infinite' else 'a'} {kind} age ({value!r}) at {place}, a real "
+            "history item; each age is the "
             "seconds from that item's session start to the target's (>= 0: a history session starts before its "
             "target)."
         )

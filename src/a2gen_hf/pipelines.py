@@ -131,7 +131,8 @@ class ActionGenerationPipeline(Pipeline):
         {"item": "v42",
          "score": 0.31,                                              # with rank_by only
          "action_probabilities": {"like": 0.31, ..., "leave": 0.62},  # P(action happens); the start action is left out
-         "expected_seconds": {"like": 4.2, ..., "leave": 17.5},      # E[time of its first occurrence | it happens]
+         "expected_seconds": {"like": 4.2, ..., "leave": 17.5},      # time of its first occurrence | it happens
+                                                                     # (expected log-seconds, in seconds)
          "timeline": [("start", 0.0), ("like", 2.1), ("leave", 16.9)]}  # generate(), decoded
 
     The end action's probability is P(the sequence ends within the model's ``max_actions`` slots), not 1: every

@@ -576,8 +576,8 @@ class A2GenRanker:
             if name in inputs:
                 _check_ids(name, inputs[name], *_TABLES[name](config))
         for name in ("history_mask", "history_time_mask"):
-            if name in inputs and inputs[name].is_floating_point():
-                raise TypeError(f"{name} must be an integer or bool tensor (1 = real), got {inputs[name].dtype}.")
+            if name in inputs and inputs[name].is_complex():  # as the model's own check: float 0/1 masks are read
+                raise TypeError(f"{name} must be a 0/1 mask (bool or integer), got dtype {inputs[name].dtype}.")
         if "history_item_ages" in inputs:
             ages = inputs["history_item_ages"]
             check_seconds_dtype("history_item_ages", ages)
@@ -798,14 +798,14 @@ class A2GenRanker:
         Timed action sequences for C candidates of one user, as ``model.generate`` gives them on the batch that
         repeats the user's history C times: the same options (``max_new_tokens``, ``do_sample``, ``num_beams``,
         ``num_return_sequences``, ``use_cache``, ...; the model's generation config by default, which is greedy) and
-        outputs, except that ``return_dict_in_generate`` defaults to True here. Returns sequences
+        outputs, except that ``return_dict_in_generate`` defaults to True here, with a ``generation_config`` too
+        (pass ``return_dict_in_generate=False`` for the bare sequences). Returns sequences
         `(C * num_return_sequences, 1 + steps)` and their normalised times.
         """
         context = self.generation_context(user_state, item_ids, item_side_ids, item_keys)
         if context.shape[0] == 0:
             raise ValueError("generate() needs at least one candidate in item_ids.")
-        if generation_config is None:
-            kwargs.setdefault("return_dict_in_generate", True)
+        kwargs.setdefault("return_dict_in_generate", True)  # a keyword wins over the config's default False
         return self.model.generate_from_context(context, generation_config, **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -818,7 +818,9 @@ class A2GenRanker:
         ``torch.export`` of the candidate side (:class:`A2GenRankingProgram`), with the number of candidates and of
         history items dynamic. Call the result as
         ``program.module()(*user_state.as_tuple(), item_ids, item_side_ids)`` -> (probabilities, expected times,
-        expected seconds). The example inputs need at least 2 history items and 2 candidates, and so do the program's
+        expected seconds), under ``torch.inference_mode()`` or ``torch.no_grad()``: the program holds the model's
+        weights, so a call outside them records a backward graph (several times slower, and ``.numpy()`` of its
+        outputs fails). The example inputs need at least 2 history items and 2 candidates, and so do the program's
         calls: ``torch.export`` specialises sizes 0 and 1, so a request with one candidate or an empty history fails
         inside the program (``Runtime assertion failed for expression u0 >= 2``, or a reduction over an empty
         dimension), and a history of one item lies outside the exported range (it ran with torch 2.13, unpromised);

@@ -186,6 +186,7 @@ def _unix_seconds(value: Any, what: str) -> float:
     """A finite real number of seconds (an int, a float, a NumPy or 0-d torch number; not a bool or a string), or a
     timezone-aware ``datetime.datetime`` (its ``timestamp()``; a naive one, a ``numpy.datetime64`` or a date text is
     refused, saying how to convert it: each could be in any time zone)."""
+    _refuse_coarse_seconds(value, what)
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool:
         value = value.item()
     if isinstance(value, datetime.datetime) and _is_timezone_aware(value):
@@ -206,6 +207,27 @@ def _unix_seconds(value: Any, what: str) -> float:
             "or microseconds (divide by 1000 or 1e6)."
         )
     return value
+
+
+def _refuse_coarse_seconds(value: Any, what: str) -> None:
+    """Refuse Unix seconds held by a float narrower than 64 bits (a float32 NumPy number or 0-d tensor, as
+    ``torch.tensor(1.7e9)`` makes) whose value it no longer holds to the second: a float32 keeps today's Unix times
+    only to 128 s, so a session 30 s old read as 0 s, silently."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
+        dtype, number = value.dtype, float(value)
+    elif isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        dtype, number = torch.float16 if value.dtype == np.float16 else torch.float32, float(value)
+    else:
+        return
+    if dtype.itemsize >= 8 or not math.isfinite(number) or number == 0:
+        return
+    step = torch.finfo(dtype).eps * 2.0 ** math.floor(math.log2(abs(number)))  # the gap between neighbouring values
+    if step > 1:
+        raise ValueError(
+            f"{what}={number:.0f} is a {str(dtype).removeprefix('torch.')} number, which holds a Unix time of this "
+            f"size only to {step:g} s: give it as an int or a float64 (int(value), or torch.tensor(..., "
+            "dtype=torch.float64); torch.tensor(1.7e9) makes a float32)."
+        )
 
 
 def _is_timezone_aware(value: datetime.datetime) -> bool:
@@ -251,7 +273,7 @@ def _request_times(now: Any, batch: int) -> list[float]:
     if isinstance(now, np.ndarray) and now.dtype.kind == "M":  # tolist() would give naive datetimes or nanoseconds
         raise ValueError(f"now must be Unix seconds, got a datetime64 array{_to_seconds_hint(now)}.")
     if isinstance(now, np.ndarray) or (isinstance(now, torch.Tensor) and now.dim() > 0):
-        now = now.tolist()
+        now = list(now)  # its numbers keep their dtype: a float32 one is refused as such
     if isinstance(now, Sequence) and not isinstance(now, (str, bytes)):  # a text is refused as one time, with a hint
         if len(now) != batch:
             raise ValueError(
@@ -668,8 +690,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         (:data:`TIMELINE_NO_OP_OPTIONS`). An empty list is an empty batch: empty lists, or (0, 0) tensors.
 
         ``text_target=`` target timeline(s) adds ``labels`` / ``label_times`` / ``label_time_mask`` as
-        :meth:`encode_labels` builds them (the first ``max_actions + 1`` events, padded to that many); the other
-        options apply to ``text``, and without ``text`` only ``return_tensors`` is taken.
+        :meth:`encode_labels` builds them (the first ``max_actions + 1`` events, padded to that many; flat lists for
+        one timeline without ``return_tensors``, as ``text``'s); the other options apply to ``text``, and without
+        ``text`` only ``return_tensors`` is taken.
         """
         target = kwargs.get("text_target")
         if self._is_timeline(target) or (isinstance(target, (list, tuple)) and target and all(
@@ -679,6 +702,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             labels = self.encode_labels(
                 [target] if self._is_timeline(target) else target, return_tensors=kwargs.get("return_tensors")
             )
+            if self._is_timeline(target) and kwargs.get("return_tensors") is None:  # one timeline, one text: flat lists
+                labels = BatchEncoding({name: rows[0] for name, rows in labels.items()})
             if text is None:
                 options = sorted(set(kwargs) - {"return_tensors"})
                 if options or args:
