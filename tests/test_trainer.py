@@ -209,6 +209,10 @@ def test_the_card_of_a_run_that_loads_its_best_checkpoint_shows_that_checkpoints
 def test_training_arguments_and_compute_metrics_errors(tmp_path):
     args = a2gen_training_arguments(str(tmp_path), report_to="none")
     assert args.remove_unused_columns is False and args.label_names == LABEL_NAMES
+    # no pinned memory without an accelerator (torch warned at every evaluation); a choice of one's own stands
+    assert args.dataloader_pin_memory is torch.accelerator.is_available()
+    assert a2gen_training_arguments(str(tmp_path), use_cpu=True).dataloader_pin_memory is False
+    assert a2gen_training_arguments(str(tmp_path), dataloader_pin_memory=True).dataloader_pin_memory is True
     with pytest.raises(ValueError, match="remove_unused_columns=True does not work"):
         a2gen_training_arguments(str(tmp_path), remove_unused_columns=True)
     with pytest.raises(ValueError, match="label_names"):

@@ -74,7 +74,8 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
     unused ones (the Trainer's default, True for a ``PreTrainedModel``, searches and warns that it found none, at
     every run); weights an option leaves out are frozen (``requires_grad=False``), which DDP skips. The Accelerate
     loop of ``a2gen train`` runs DDP the same way. Pass ``ddp_find_unused_parameters=True`` for a model of your own,
-    or with a plain ``Trainer``. Every other argument is passed on.
+    or with a plain ``Trainer``. ``dataloader_pin_memory`` defaults to whether an accelerator is used (torch warns of
+    pinned memory without one, at every evaluation). Every other argument is passed on.
 
     Raises:
         ValueError: ``kwargs`` sets either of the two to something else.
@@ -86,6 +87,8 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
             )
     kwargs.update(remove_unused_columns=False, label_names=list(LABEL_NAMES))
     kwargs.setdefault("ddp_find_unused_parameters", False)
+    # Pinned memory only where an accelerator reads it: on a CPU torch warns at every evaluation's DataLoader.
+    kwargs.setdefault("dataloader_pin_memory", torch.accelerator.is_available() and not kwargs.get("use_cpu", False))
     return TrainingArguments(output_dir=output_dir, **kwargs)
 
 
