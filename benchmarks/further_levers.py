@@ -1,6 +1,6 @@
 """
-Four more levers for the ``sparse_logs`` recipe's starting regression, judged on held-out validation without
-reading any test split (twenty-fourth session; none adopted):
+Five more levers for the ``sparse_logs`` recipe's starting regression, judged on held-out validation without
+reading any test split (twenty-fourth and twenty-fifth sessions; none adopted):
 
 - ``same-item``: per action, what the user did on the target item itself before (log1p of the earlier sessions on
   it with the action, their share of the sessions on it, 1 / (1 + position of the most recent one));
@@ -11,6 +11,11 @@ reading any test split (twenty-fourth session; none adopted):
   higher AUC on the choosing half (each with its own C and share scale chosen there);
 - ``boosted-trees``: ``sklearn``'s histogram gradient boosting on the regression's features (counts and times),
   per action, learning rate and leaves chosen on the choosing half: a stronger fairly fed baseline?
+- ``pooled-actions`` (twenty-fifth session; its rule, the same, written at 15:53 UTC before its first run): one
+  joint logistic regression over the ranked actions, each action's coefficients a shared vector plus its own
+  (:func:`pooled_fit`), so that an action with few positives borrows from the others (buy from cart); per action the
+  choosing half picks among the recipe's own fit and the pooled fits (C in 0.001..1, the shared part's penalty 1 or 9
+  times weaker).
 
 Each is scored against the recipe's regression (``logreg-shares-times``) by the protocol of the held-out benchmarks
 (``residual_fit_keep_rule.held_out_splits``): the validation split is cut in two by user, both choose on one half
@@ -34,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself: the flag checkers
 from _arguments import choice_list, data_folder, fraction_list, output_file  # noqa: E402
 
-LEVERS = ("same-item", "counters", "per-action-times", "boosted-trees")
+LEVERS = ("same-item", "counters", "per-action-times", "boosted-trees", "pooled-actions")
 DAY = 86400
 COUNTER_WINDOWS = (DAY, 7 * DAY, None)  # None: every earlier session
 
@@ -57,6 +62,7 @@ if __name__ == "__main__":  # a bad value is refused now, before the slow import
 import numpy as np  # noqa: E402
 from residual_fit_keep_rule import held_out_row, held_out_splits, held_out_summary  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from a2gen_hf.data.folder import load_data_dir  # noqa: E402
@@ -187,6 +193,65 @@ def boosted_trees(tokenizer, train, choosing, scoring, actions) -> np.ndarray:
     return probabilities
 
 
+POOLED_C_GRID = (0.001, 0.01, 0.1, 1.0)
+POOLED_SHARED_SCALES = (1.0, 3.0)
+INTERCEPT_SCALE = 10.0  # the intercept columns' value: their penalty 100 times weaker, nearly none
+
+
+def pooled_fit(features: np.ndarray, labels: np.ndarray, c: float, shared_scale: float) -> list[tuple[np.ndarray, float]]:
+    """One L2-penalised logistic regression over `A` actions at once: `features` `(n, D)` standardised, `labels`
+    `(n, A)`. The rows are stacked per action, and action `a`'s logit is `x @ (shared_scale * w + w_a) + b_a`, so each
+    action's coefficients shrink towards a vector shared by all (the shared part's penalty `shared_scale`² times
+    weaker). Returns per action its `(D,)` coefficients and intercept."""
+    n, d = features.shape
+    actions = labels.shape[1]
+    blocks = []
+    for index in range(actions):
+        own = np.zeros((n, actions * d))
+        own[:, index * d:(index + 1) * d] = features
+        intercepts = np.zeros((n, actions))
+        intercepts[:, index] = INTERCEPT_SCALE
+        blocks.append(np.hstack([shared_scale * features, own, intercepts]))
+    model = LogisticRegression(C=c, max_iter=2000, fit_intercept=False).fit(np.vstack(blocks), labels.T.reshape(-1))
+    weights = model.coef_[0]
+    return [
+        (shared_scale * weights[:d] + weights[d + index * d:d + (index + 1) * d],
+         float(INTERCEPT_SCALE * weights[d + actions * d + index]))
+        for index in range(actions)
+    ]  # fmt: skip
+
+
+def pooled_actions(tokenizer, train, choosing, scoring, actions) -> np.ndarray:
+    """The recipe's regression's probabilities on `scoring`, with those of a :func:`pooled_fit` for each action where
+    one has a higher AUC on `choosing` than the recipe's own fit (ties keep the recipe)."""
+    regression = TimedShareScaledLogisticRegression(tokenizer).fit(train, choosing)
+    probabilities = regression.predict(scoring)["action_probabilities"]
+    own = regression.predict(choosing)["action_probabilities"]
+    train_occurs = ActionTargets.from_dataset(train, tokenizer).occurs
+    choosing_occurs = ActionTargets.from_dataset(choosing, tokenizer).occurs
+    fitted = [action for action in actions if action in regression.models_]
+    standardised = {
+        "train": regression.scaler_.transform(regression.features(train, exclude=train_occurs)),
+        "choosing": regression.scaler_.transform(regression.features(choosing)),
+        "scoring": regression.scaler_.transform(regression.features(scoring)),
+    }
+    judged = [action for action in fitted if len(np.unique(choosing_occurs[:, action])) == 2]
+    best = {action: (roc_auc_score(choosing_occurs[:, action], own[:, action]), None) for action in judged}
+    for shared_scale in POOLED_SHARED_SCALES:
+        for c in POOLED_C_GRID:
+            fits = pooled_fit(standardised["train"], train_occurs[:, fitted], c, shared_scale)
+            for action, (coefficients, intercept) in zip(fitted, fits):
+                if action not in best:
+                    continue
+                auc = roc_auc_score(choosing_occurs[:, action], standardised["choosing"] @ coefficients + intercept)
+                if auc > best[action][0]:
+                    best[action] = (auc, (coefficients, intercept))
+    for action, (_, fit) in best.items():
+        if fit is not None:
+            probabilities[:, action] = 1.0 / (1.0 + np.exp(-(standardised["scoring"] @ fit[0] + fit[1])))
+    return probabilities
+
+
 def main() -> None:
     args = parse_args()
     dataset, tokenizer, _ = load_data_dir(args.data)
@@ -209,7 +274,8 @@ def main() -> None:
                 fitted = (regressions.get(rule) or TimedShareScaledLogisticRegression)(tokenizer).fit(train, choosing)
                 probabilities = fitted.predict(scoring)["action_probabilities"]
             else:
-                chosen = per_action_times if rule == "per-action-times" else boosted_trees
+                chosen = {"per-action-times": per_action_times, "boosted-trees": boosted_trees,
+                          "pooled-actions": pooled_actions}[rule]
                 probabilities = chosen(tokenizer, train, choosing, scoring, actions)
             aucs = ranked_action_aucs(occurs, probabilities, tokenizer)
             rows.append(held_out_row(fraction, train, direction, rule, {names[a]: auc for a, auc in aucs.items()},

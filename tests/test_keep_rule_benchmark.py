@@ -85,6 +85,29 @@ def test_further_levers_score_every_lever_against_the_recipe_on_the_other_half(s
     assert "held-out validation mean AUC" in capsys.readouterr().out
 
 
+def test_a_pooled_fit_gives_each_action_the_stacked_models_logits():
+    """pooled_fit folds the shared and the action's own coefficients (and its intercept column) into one linear
+    function per action: the very logits of the stacked regression on that action's rows."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    module = _benchmark("further_levers")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 4))
+    labels = np.stack([features[:, 0] + rng.normal(size=300) > 0, features[:, 0] - features[:, 1] > 0.5], axis=1)
+    fits = module.pooled_fit(features, labels.astype(float), c=0.1, shared_scale=3.0)
+    own = np.zeros((300, 8))
+    own[:, 4:] = features  # the second action's rows
+    intercepts = np.tile([0.0, module.INTERCEPT_SCALE], (300, 1))
+    rows = np.hstack([3.0 * features, own, intercepts])
+    stacked = np.vstack([np.hstack([3.0 * features, np.hstack([features, np.zeros((300, 4))]),
+                                    np.tile([module.INTERCEPT_SCALE, 0.0], (300, 1))]), rows])
+    reference = LogisticRegression(C=0.1, max_iter=2000, fit_intercept=False).fit(stacked, labels.T.reshape(-1))
+    coefficients, intercept = fits[1]
+    np.testing.assert_allclose(features @ coefficients + intercept, reference.decision_function(rows), atol=1e-6)
+    assert not np.allclose(fits[0][0], fits[1][0])  # each action keeps its own part
+
+
 def test_counters_read_only_sessions_that_ended_before_the_target_started():
     import datasets
     import numpy as np
