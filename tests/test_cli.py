@@ -210,6 +210,20 @@ def test_the_option_defaults_agree_with_the_library_settings():
     )
 
 
+def test_compare_help_lists_every_simple_baseline_unbroken(capsys):
+    """Found by a probe: `a2gen compare --help` named none of --simple's choices (logreg-times, ... were only found in
+    an error); the names are listed, each on one line (argparse broke them at their hyphens)."""
+    from a2gen_hf.cli import build_parser
+    from a2gen_hf.cli_arguments import SIMPLE_BASELINE_NAMES
+    from a2gen_hf.training.simple_baselines import SIMPLE_BASELINES
+
+    assert SIMPLE_BASELINE_NAMES == tuple(SIMPLE_BASELINES)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare", "--help"])
+    words = capsys.readouterr().out.replace(",", " ").split()
+    assert set(SIMPLE_BASELINE_NAMES) <= set(words)
+
+
 def test_train_and_compare_share_the_optimization_and_tracking_options():
     """One definition of the learning-rate, warmup and tracking options (OptimizationArguments, TrackingArguments)
     gives both commands the same flags, help and defaults."""

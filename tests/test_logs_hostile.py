@@ -493,3 +493,27 @@ def test_header_names_are_read_without_the_spaces_around_them(tmp_path, capsys):
         assert cli.main(["prepare", *flags]) == 0, capsys.readouterr().err
     read = [datasets.load_from_disk(str(tmp_path / f"out_{name}"))["train"].to_dict() for name in ("spaced", "plain")]
     assert read[0] == read[1] and read[0]["user_id"]
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("1\t10\t5\tpv\t1511544071\n2\t11\t5\tpv\t1511544072\n", "--delimiter '\\t'"),
+        ("1,10,5,PV,1511544071\n2,11,5,PV,1511544072\n", "'PV' is 'pv' in another case"),
+    ],
+    ids=["tab-separated", "action-in-another-case"],
+)
+def test_a_file_wide_cause_is_not_followed_by_the_advice_to_skip_rows(tmp_path, text, cause):
+    """Found by a probe: the delimiter and letter-case errors named the cause, then advised --on-bad-rows skip, which
+    would drop every row (every 'PV' row). The advice is left out where the message has found a file-wide cause, and
+    kept for a row that is wrong on its own."""
+    log = tmp_path / "log.csv"
+    log.write_text(text)
+    with pytest.raises(LogFormatError) as caught:
+        convert(log, preset=TAOBAO)
+    assert cause in str(caught.value) and "on-bad-rows skip" not in str(caught.value)
+    single = tmp_path / "single.csv"
+    for bad_row, problem in (("2,11,5,PX,1511544072", "unknown action 'PX'"), ("2,11,5", "truncated row")):
+        single.write_text(f"1,10,5,pv,1511544071\n{bad_row}\n")
+        with pytest.raises(LogFormatError, match=rf"{problem}.*--on-bad-rows skip"):
+            convert(single, preset=TAOBAO)

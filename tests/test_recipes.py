@@ -313,3 +313,27 @@ def test_config_files_read_as_their_flags_say(tmp_path, capsys):
         with pytest.raises(SystemExit):
             parsed(text)
         assert message in capsys.readouterr().err
+
+
+def test_an_anchor_under_an_x_key_is_shared_by_merge_keys_and_other_unknown_keys_are_still_refused(tmp_path, capsys):
+    """Found by a probe: cli.md promised `<<: *defaults`, but the top-level key that carries the anchor was refused
+    as unknown. Keys that start with `x-` (docker-compose's extension fields) are now ignored."""
+    from a2gen_hf.cli import parse_arguments
+
+    def parsed(text):
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(text)
+        return parse_arguments(["train", "--data", "d", "--output", "o", "--config", str(settings)])
+
+    merged = parsed("x-defaults: &d {max_steps: 1, epochs: 3}\n<<: *d\nepochs: 2\n")
+    assert (merged.max_steps, merged.epochs) == (1, 2)
+    assert parsed("x-defaults: &d {max_steps: 1}\n<<: *d\n").max_steps == 1
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("x-base: &b {dense_lr: 0.001}\n<<: *b\n")
+    assert load_recipe(str(recipe)) == {"dense_lr": 0.001}
+    for text in ("defaults: &d {max_steps: 1}\n<<: *d\n", "x_defaults: 1\n"):
+        with pytest.raises(SystemExit):
+            parsed(text)
+        error = capsys.readouterr().err
+        key = text.split(":")[0]
+        assert f"unknown key {key!r} for `a2gen train`; allowed keys: " in error

@@ -554,3 +554,20 @@ def test_simulate_sizes_the_tables_from_the_catalogue_and_records_the_counts(cac
     # Hashing is stable: the same raw id has the same bucket whatever the table size, and unseen ids still hash.
     assert tokenizer.hash_item("video_999999") < tokenizer.item_buckets
     assert result.dataset["train"][0]["item_id"] == tokenizer.hash_item(result.dataset["train"][0]["item"])
+
+
+def test_progress_false_hides_the_bars_of_datasets_too(tmp_path, cache_dir, capfd):
+    """Found by a probe: `simulate(config, progress=False).save(...)` (quickstart §1) still drew datasets' bars
+    ("Generating train split", "Saving the dataset"). They are off for the duration, and back on after."""
+    was = datasets.is_progress_bar_enabled()
+    datasets.enable_progress_bars()
+    try:
+        simulate(SMALL, progress=False, cache_dir=cache_dir).save(tmp_path / "quiet")
+        assert datasets.is_progress_bar_enabled()
+        quiet = capfd.readouterr().err
+        simulate(SMALL, progress=True, cache_dir=str(tmp_path / "other-cache")).save(tmp_path / "shown")
+        shown = capfd.readouterr().err
+    finally:
+        (datasets.enable_progress_bars if was else datasets.disable_progress_bars)()
+    assert "Generating" not in quiet and "Saving the dataset" not in quiet
+    assert "Generating" in shown and "Saving the dataset" in shown  # the check sees the bars when they are drawn

@@ -20,6 +20,8 @@ from typing import Any
 # Names the parser offers before any heavy module is imported; tests/test_cli.py checks them against the library.
 PRESET_NAMES = ("generic", "kuairand", "taobao", "tmall")
 MODEL_NAMES = ("a2gen-iag", "a2gen-eag", "mmoe", "ple", "mmoe-fair", "ple-fair")
+SIMPLE_BASELINE_NAMES = ("propensity", "popularity", "logreg", "logreg-shares", "logreg-times", "logreg-shares-times",
+                         "count-network", "count-network-shares", "median-time")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 HISTORY_POOLINGS = ("sum", "mean", "sqrt")
@@ -117,6 +119,12 @@ class HelpFormatter(argparse.HelpFormatter):
         ):
             return text
         return text + " (default: %(default)s)"
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """argparse's wrapping without breaks at hyphens, which would cut names such as ``logreg-shares-times``."""
+        import textwrap
+
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
 
 
 @dataclass
@@ -482,7 +490,8 @@ class CompareArguments:
     output: str = option("folder for results.md, results.json, results.png and the runs", required=True)
     models: str = option("comma-separated networks (and ablations a2gen-iag:notime, a2gen-iag:noevents)",
                          "a2gen-iag,a2gen-eag,mmoe,ple")
-    simple: str = option("comma-separated simple baselines ('' for none)", "propensity,popularity,logreg,median-time")
+    simple: str = option(f"comma-separated simple baselines ('' for none), of: {', '.join(SIMPLE_BASELINE_NAMES)}",
+                         "propensity,popularity,logreg,median-time")
     seeds: int = option("training seeds per network", 3)
     epochs: int = option("passes over the train split (best epoch on validation)", 3)
     batch_size: int = option("examples per step", 256)

@@ -23,10 +23,12 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -769,6 +771,7 @@ class SimulationResult:
     dataset: DatasetDict
     tokenizer: A2GenActionTokenizer
     summary: dict[str, Any]
+    progress: bool = field(default=True, repr=False)  # simulate's: also shows datasets' bar over the rows saved
 
     def save(self, output_dir: str | Path) -> Path:
         """Write the layout of the log converters: ``save_to_disk`` files, ``tokenizer/`` and ``a2gen_data.json``.
@@ -777,7 +780,8 @@ class SimulationResult:
         with replacing_data_folder(output_dir, "a2gen simulate") as staging:
             # An empty split gets one (empty) shard: datasets writes none for it otherwise, and cannot load that.
             empty = {split: 1 for split, rows in self.dataset.items() if not len(rows)}
-            self.dataset.save_to_disk(str(staging), num_shards=empty)
+            with datasets_progress_bars(self.progress):
+                self.dataset.save_to_disk(str(staging), num_shards=empty)
             write_data_summary(staging, self.tokenizer, self.summary)
         return Path(output_dir)
 
@@ -797,6 +801,20 @@ class SimulationResult:
         return written
 
 
+@contextmanager
+def datasets_progress_bars(shown: bool) -> Iterator[None]:
+    """datasets' own progress bars ("Generating train split", "Saving the dataset") off for the duration unless
+    ``shown``; the state they were in is restored after."""
+    if shown or not datasets.is_progress_bar_enabled():
+        yield
+        return
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
+
+
 _SIMULATOR_CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes() + __version__.encode()).hexdigest()
 
 
@@ -810,7 +828,8 @@ def simulate(config: SimulatorConfig | None = None, progress: bool = True, cache
     """
     Simulate ``config`` (default :class:`SimulatorConfig`) into a ``DatasetDict`` built with
     ``Dataset.from_generator`` (rows go to Arrow files in ``cache_dir`` or the datasets cache, not to memory), fit
-    the tokenizer's time statistics on the train split and summarise the run; ``progress`` shows a bar over users.
+    the tokenizer's time statistics on the train split and summarise the run; ``progress`` shows a bar over users,
+    and ``progress=False`` also hides datasets' own bars, here and in :meth:`SimulationResult.save`.
     """
     config = config or SimulatorConfig()
     check_catalog_fits(config)  # here, not inside the generator, where datasets would wrap the error in its own
@@ -818,7 +837,9 @@ def simulate(config: SimulatorConfig | None = None, progress: bool = True, cache
     # The simulator's own code is part of the cache key: datasets hashes the generator by reference and its keyword
     # arguments, so after a change of this module the same config returned the old code's rows from the cache.
     gen_kwargs = {"config": config, "progress": progress, "code": _SIMULATOR_CODE_DIGEST}
-    tagged = Dataset.from_generator(_tagged_rows, features=tagged_features, gen_kwargs=gen_kwargs, cache_dir=cache_dir)
+    with datasets_progress_bars(progress):
+        tagged = Dataset.from_generator(_tagged_rows, features=tagged_features, gen_kwargs=gen_kwargs,
+                                        cache_dir=cache_dir)
     splits = tagged.data.column("split").to_numpy(zero_copy_only=False)
     rows = tagged.remove_columns("split")
     dataset = DatasetDict({split: rows.select(np.flatnonzero(splits == split)) for split in SPLITS})
@@ -827,7 +848,7 @@ def simulate(config: SimulatorConfig | None = None, progress: bool = True, cache
         for table in split_rows.with_format("arrow").iter(batch_size=10_000):
             accumulator.update(split, table)
     tokenizer = build_tokenizer(config)
-    return SimulationResult(dataset, tokenizer, accumulator.summary(tokenizer))
+    return SimulationResult(dataset, tokenizer, accumulator.summary(tokenizer), progress=progress)
 
 
 def simulate_to_parquet(

@@ -925,12 +925,12 @@ def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter
     pending = [row for row in source.invalid_rows[done:] if before is None or row[0] < before]
     for line, expected, actual, text in pending:
         if actual < expected:
+            hint = delimiter_hint(text, source.delimiter, expected)
             message = (
                 f"{source.path.name}:{line}: truncated row: {actual} of {expected} columns, column "
-                f"{source.names[actual]!r} is missing (text {text!r})"
-                + delimiter_hint(text, source.delimiter, expected)
+                f"{source.names[actual]!r} is missing (text {text!r}){hint}"
             )
-            bad_rows.add("truncated_row", 1, message, line)
+            bad_rows.add("truncated_row", 1, message, line, skip_advice=not hint)  # skipping would drop every row
         else:
             message = (
                 f"{source.path.name}:{line}: {actual} columns where {expected} are expected (text {text!r})"
@@ -1092,6 +1092,8 @@ def _validate_batch(
                 lambda i, n=name: f"column {n!r} has unknown action {value(n, i)!r}; allowed values: {raw_values}"
                 + quoting_hint(value(n, i), preset.quote_char)
                 + _case_hint(value(n, i), raw_values),
+                # an action in another case: the column is fixed as a whole, skipping would drop every such row
+                skip_advice=lambda i, n=name: not _case_hint(value(n, i), raw_values),
             )
         )
 

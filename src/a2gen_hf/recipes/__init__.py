@@ -4,7 +4,8 @@ A recipe is a flat YAML mapping from the option names of ``a2gen train`` / ``a2g
 ``dest``, i.e. the flag without ``--`` and with ``_`` for ``-``: ``dense_lr``, ``count_features``) to values.
 ``a2gen train --recipe NAME`` and ``--config FILE`` read one; flags given on the command line override it. Which
 keys a command accepts is checked where the command is built (``cli.py``), so that its error names the file, the key
-and the allowed keys.
+and the allowed keys. Top-level keys that start with ``x-`` are ignored (:func:`load_yaml`): they hold YAML anchors
+for merge keys.
 
 - ``paper`` (:file:`paper.yaml`): the paper's model and learning rates; early stopping on validation.
 - ``paper_inputs`` (:file:`paper_inputs.yaml`): the paper's inputs (the timed history and the items' side
@@ -61,10 +62,21 @@ def _mapping_with_unique_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_unique_keys)
 
 
+EXTENSION_PREFIX = "x-"
+
+
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` of ``text``, refusing a key given twice in one mapping (a ``yaml.YAMLError`` with its line
-    and column); merge keys (``<<: *defaults``) work as in ``safe_load``, a merged key given again overrides it."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+    and column); merge keys (``<<: *defaults``) work as in ``safe_load``, a merged key given again overrides it.
+
+    Top-level keys that start with ``x-`` (docker-compose's extension fields) are left out of the result: they hold
+    the anchors that merge keys refer to (``x-defaults: &defaults {max_steps: 1}`` then ``<<: *defaults``), and are
+    no option of any command."""
+    content = yaml.load(text, Loader=_UniqueKeyLoader)
+    if isinstance(content, dict):
+        content = {key: value for key, value in content.items()
+                   if not (isinstance(key, str) and key.startswith(EXTENSION_PREFIX))}  # fmt: skip
+    return content
 
 
 def recipe_path(name: str) -> Path:
