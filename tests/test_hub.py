@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -503,6 +504,32 @@ def test_cli_push_to_a_branch_and_as_a_pull_request(hub_env, tmp_path, capfd):
     # --create-pr reaches the Hub: the test server refuses pull requests, so the request must have carried it
     assert cli_main(["push", str(checkpoint), "cli-branch", "--create-pr"]) == 2
     assert "does not support pull requests" in capfd.readouterr().err
+
+
+def test_cli_push_of_nothing_new_as_a_pull_request_says_so(hub_env, tmp_path, capfd, monkeypatch):
+    """From a probe: the same folder pushed again with --create-pr printed "pushed ... as commit <main's commit>",
+    although huggingface_hub skipped the empty commit and opened no pull request. The push also removes the work
+    folders of pushes killed by a signal (a model-sized copy each, under the system's temporary folder)."""
+    config = tiny_config()
+    checkpoint = tmp_path / "checkpoint"
+    A2GenForActionGeneration(config).save_pretrained(checkpoint)
+    tiny_tokenizer(config).save_pretrained(checkpoint)
+    assert cli_main(["push", str(checkpoint), "cli-unchanged"]) == 0
+    head = HfApi(endpoint=hub_env.url, token=hub_env.token).list_repo_commits(f"{hub_env.user}/cli-unchanged")[0]
+    capfd.readouterr()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (temporary / f"a2gen-push-{dead.pid}_killed").mkdir()
+    assert cli_main(["push", str(checkpoint), "cli-unchanged", "--create-pr"]) == 0
+    out, err = capfd.readouterr()
+    expected = (f"nothing changed: {hub_env.user}/cli-unchanged already holds these files (commit {head.commit_id}), "
+                "so no commit and no pull request were made")
+    assert expected in out, out + err
+    assert "pushed" not in out
+    assert list(temporary.iterdir()) == []  # the killed push's folder, and this push's own
 
 
 def test_cli_push_takes_the_eval_results_of_a2gen_train(hub_env, tmp_path, capfd):

@@ -337,3 +337,4 @@ def test_an_anchor_under_an_x_key_is_shared_by_merge_keys_and_other_unknown_keys
         error = capsys.readouterr().err
         key = text.split(":")[0]
         assert f"unknown key {key!r} for `a2gen train`; allowed keys: " in error
+        assert f"starts with x-: x-{key}." in error  # the way to keep such a key

@@ -1108,9 +1108,9 @@ def test_cli_train_init_from_trains_every_weight_of_a_saved_model(data_dir, tmp_
     assert not torch.equal(before, after)  # frozen in the first run, trained in the second
     capsys.readouterr()
     refusals = {
-        "hidden_size: 16 in the saved model, 32 here": ["--hidden-size", "32"],
-        "holds a 'a2gen' model, not 'mmoe'": ["--model", "mmoe"],
-        "history_event_item_moments: 16 in the saved model, 8 here": ["--event-item-moments", "8"],
+        "hidden_size (--hidden-size): 16 in the saved model, 32 here": ["--hidden-size", "32"],
+        "holds a 'a2gen' model, not 'mmoe'": ["--model", "mmoe"],  # each field named with its flag (a probe, s25)
+        "history_event_item_moments (--event-item-moments): 16 in the saved model, 8 here": ["--event-item-moments", "8"],
     }
     for message, flags in refusals.items():
         assert main([*second, "--output", str(tmp_path / "refused"), *flags]) == 2

@@ -11,8 +11,10 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,10 +63,33 @@ def _output_folder_error(path: str, flag: str = "--output") -> str | None:
 
 
 def _output_is_data_error(output: str, data: str) -> str | None:
-    """Why a run may not write into its own data folder (checked before any work), or None."""
-    if Path(output).resolve() == Path(data).resolve():
+    """Why a run may not write into its own data folder, inside it, or around it (checked before any work), or
+    None."""
+    output_path, data_path = Path(output).resolve(), Path(data).resolve()
+    if output_path == data_path:
         return (f"--output {output} is the data folder (--data {data}): the run's model, checkpoints and logs would be "
                 "written among the data's splits; choose another folder, e.g. runs/NAME.")
+    if data_path in output_path.parents:
+        return (f"--output {output} lies inside the data folder (--data {data}): the run's model, checkpoints, logs "
+                "and lock file would be written among the data's files (and a2gen prepare would then refuse the "
+                "folder); choose a folder outside it, e.g. runs/NAME.")
+    if output_path in data_path.parents:
+        return (f"--data {data} lies inside the output folder (--output {output}), which the run fills with its "
+                "model, checkpoints and logs (a2gen compare replaces its runs); keep them apart: choose an output "
+                "folder outside the data, e.g. runs/NAME, or move the data out.")
+    return None
+
+
+def _utf8_path_error(path: str, flag: str = "--output") -> str | None:
+    """Why a model cannot be saved under ``path`` (checked before any work), or None: safetensors, which writes the
+    weights, takes only paths that are valid UTF-8 (before, a run trained, then failed at its first save)."""
+    absolute = os.path.abspath(path)
+    try:
+        absolute.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, which Python keeps as surrogates
+        shown = os.fsencode(absolute).decode("utf-8", "backslashreplace")
+        return (f"{flag} {shown} is not a valid UTF-8 path, and the weights are written by safetensors, which takes "
+                "only UTF-8 paths; choose a folder whose path is UTF-8 (rename the folder, or give another name).")
     return None
 
 
@@ -330,11 +355,16 @@ def run_push(args: argparse.Namespace) -> int:
             create_pr=args.create_pr,
         )
     except (FileNotFoundError, ValueError) as error:
-        print(f"a2gen push: error: {error}", file=sys.stderr)
+        hint = _run_folder_hint(args.checkpoint, "a2gen push") if isinstance(error, ValueError) else None
+        print(f"a2gen push: error: {error}{' ' + hint if hint else ''}", file=sys.stderr)
         return 2
     except HUB_ERRORS as error:  # offline, unreachable, 401, ...: one line
         print(f"a2gen push: error: {hub_error_message(error)}", file=sys.stderr)
         return 2
+    if args.create_pr and not commit.pr_url:  # huggingface_hub skipped the commit: no file differs from the Hub's
+        print(f"nothing changed: {commit.repo_url.repo_id} already holds these files (commit {commit.oid}), so no "
+              "commit and no pull request were made")
+        return 0
     where = f" ({commit.pr_url})" if commit.pr_url else (f" on {args.revision}" if args.revision else "")
     print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id}{where} as commit {commit.oid}")
     return 0
@@ -390,8 +420,23 @@ def _load_model_and_tokenizer(model_dir: str):
     """The checkpoint and its tokenizer, strictly (see a2gen_hf.checkpoints); evaluation mode."""
     from .checkpoints import load_checkpoint
 
-    model, tokenizer = load_checkpoint(model_dir)
+    try:
+        model, tokenizer = load_checkpoint(model_dir)
+    except (FileNotFoundError, ValueError) as error:
+        hint = _run_folder_hint(model_dir, "--model")
+        if hint is None:
+            raise
+        raise ValueError(f"{error} {hint}") from None
     return model.eval(), tokenizer
+
+
+def _run_folder_hint(folder: str, flag: str) -> str | None:
+    """For a model folder that is an ``a2gen train`` output folder (no config.json, but ``model/config.json`` in
+    it): the folder meant, or None."""
+    path = Path(folder)
+    if (path / "config.json").exists() or not (path / "model" / "config.json").is_file():
+        return None
+    return f"Did you mean {flag} {path / 'model'}? (a2gen train saves its model in OUTPUT/model.)"
 
 
 # How far apart (in log1p seconds) the data's and the model's mean event times may be before evaluate says so: 1.5 is
@@ -622,6 +667,7 @@ def _feature_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from .output_folders import OutputWriteError
     from .training.compare import ABLATIONS, ComparisonSettings, format_markdown, parse_model_name, run_comparison
     from .training.data_setup import MODEL_CHOICES
     from .training.loop import TrainingSettings
@@ -630,7 +676,7 @@ def run_compare(args: argparse.Namespace) -> int:
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     simple = [name.strip() for name in args.simple.split(",") if name.strip()]
     problem = (_output_folder_error(args.output) or _output_is_data_error(args.output, args.data)
-               or _occurrence_head_error(args, models))
+               or _utf8_path_error(args.output) or _occurrence_head_error(args, models))
     if problem is None and args.seeds < 1:
         problem = f"--seeds {args.seeds} must be >= 1 (training seeds per network)."
     if problem is None and args.bootstrap_resamples < 1:
@@ -702,6 +748,9 @@ def run_compare(args: argparse.Namespace) -> int:
             },
         )
         report = run_comparison(args.data, args.output, settings)
+    except OutputWriteError as error:  # a full disk: compare trains its runs again (it has no --resume)
+        print(f"a2gen compare: error: {error.problem} Then run the same command again.", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError) as error:
         print(f"a2gen compare: error: {_with_flags(str(error), vars(args), TRAINING_FIELD_FLAGS)}", file=sys.stderr)
         return 2
@@ -749,7 +798,7 @@ DEMO_MIN_EXAMPLES = 100
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    problem = _output_folder_error(args.output)
+    problem = _output_folder_error(args.output) or _utf8_path_error(args.output)
     if problem is None and args.num_examples < DEMO_MIN_EXAMPLES:
         problem = (f"--num-examples {args.num_examples}: the demo needs at least {DEMO_MIN_EXAMPLES} sessions "
                    "(its validation and test splits take 10 % each); e.g. --num-examples 12000.")
@@ -763,6 +812,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         print(f"a2gen demo: error: {problem}", file=sys.stderr)
         return 2
     from .demo import DemoSettings, run_demo
+    from .output_folders import OutputWriteError
 
     try:
         run_demo(
@@ -774,6 +824,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
                 seed=args.seed,
             )
         )
+    except OutputWriteError as error:  # a full disk: the demo trains its runs again (it has no --resume)
+        print(f"a2gen demo: error: {error.problem} Then run the same command again.", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as error:
         print(f"a2gen demo: error: {error}", file=sys.stderr)
         return 2
@@ -809,6 +862,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.progress:  # --no-progress: none at all (before: transformers' "Writing model shards" still showed)
         hide_progress_bars()
     problem = (_output_folder_error(args.output) or _output_is_data_error(args.output, args.data)
+               or _utf8_path_error(args.output) or _training_length_error(args)
                or _occurrence_head_error(args, [args.model])
                or _seed_error(args.seed, high=2**32))  # transformers' set_seed seeds numpy's global generator
     if problem:
@@ -849,7 +903,9 @@ def run_train(args: argparse.Namespace) -> int:
             args.data, settings, args.model, overrides, **starts, init_from=args.init_from
         )
     except (OSError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
-        print(f"a2gen train: error: {_with_flags(str(error), vars(args), TRAINING_FIELD_FLAGS)}", file=sys.stderr)
+        message = _with_flags(_saved_config_fields_with_flags(str(error), args), vars(args), TRAINING_FIELD_FLAGS)
+        hint = _run_folder_hint(args.init_from, "--init-from") if args.init_from and "config.json" in message else None
+        print(f"a2gen train: error: {message}{' ' + hint if hint else ''}", file=sys.stderr)
         return 2
     if not PartialState().is_main_process:
         return 0
@@ -866,6 +922,37 @@ def run_train(args: argparse.Namespace) -> int:
     )  # before: "best validation epoch: 0 (step 100)" beside the step-300 weights it saved
     print(f"trained {result.global_step} steps; model saved to {args.output}/{MODEL_FOLDER}{which}")
     return 0
+
+
+def _training_length_error(args: argparse.Namespace) -> str | None:
+    """``--epochs`` / ``--max-steps`` that train no step, said with the flags (TrainingSettings' own message names
+    its fields, num_epochs and max_steps), or None."""
+    if args.max_steps is not None and args.max_steps < 1:
+        return f"--max-steps {args.max_steps} must be >= 1 (or leave it out: --epochs sets the run's length)."
+    if args.max_steps is None and args.epochs < 1:
+        return f"--epochs {args.epochs} must be >= 1, or give --max-steps N (train for N optimizer steps)."
+    return None
+
+
+# A config field whose option sets its opposite: named with that option.
+_OPPOSITE_FIELD_FLAGS = {"use_id_embeddings": "id_free"}
+
+
+def _saved_config_fields_with_flags(message: str, args: argparse.Namespace) -> str:
+    """``--init-from``'s refusal lists the config fields in which the saved model differs from this run
+    (``field: <saved> in the saved model, <built> here``, data_setup.model_to_train_from): each with its flag where
+    the command has one (``target_drops_repeated_start (--drop-repeated-start): ...``)."""
+    flags = {field.name: field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+             for group in getattr(args, "option_groups", ()) for field in dataclasses.fields(group)}  # fmt: skip
+
+    def named(match: re.Match) -> str:
+        field = match[1]
+        if field in _OPPOSITE_FIELD_FLAGS and _OPPOSITE_FIELD_FLAGS[field] in flags:
+            return f"{field} (off with {flags[_OPPOSITE_FIELD_FLAGS[field]]}): "
+        flag = flags.get(TRAINING_FIELD_FLAGS.get(field, field))
+        return f"{field} ({flag}): " if flag else match[0]
+
+    return re.sub(r"\b([a-z][a-z0-9_]*): (?=[^;]* in the saved model, )", named, message)
 
 
 def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
@@ -1155,7 +1242,8 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
         if key not in options and key not in aliases:
             raise ConfigError(
                 f"{source}: unknown key {key!r} for `a2gen {command.prog.split()[-1]}`; allowed keys: "
-                f"{', '.join(sorted(options))}."
+                f"{', '.join(sorted(options))}. (A key that only holds a YAML anchor for merge keys starts with x-: "
+                f"x-{key}.)"
             )
         action = options.get(key) or aliases[key]
         flag = action.option_strings[0]
@@ -1352,9 +1440,34 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
 UNREGISTERED_COMMANDS = ("bench", "report")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt (:func:`_stop_on_sigterm`)."""
+
+
+def _stop_on_sigterm():
+    """While a command runs, SIGTERM (``timeout``, Slurm's ``scancel``, a preempted pod, the launcher of ``accelerate
+    launch``) stops it as Ctrl-C does: cleanups run and the line on how to go on is printed. A forked child of this
+    process (a data loader's or prepare's worker) ends at once, as without the handler. Returns a function that
+    puts back the handler it replaced (nothing to put back off the main thread, where none can be installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    pid = os.getpid()
+
+    def stop(signum, frame):
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)  # --help exits here, before anything heavy is imported
     configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
+    restore_sigterm = _stop_on_sigterm()
     try:
         if args.command not in UNREGISTERED_COMMANDS:
             # The auto classes and the tokenizer's auto_map (which save_pretrained writes, with its code), as when
@@ -1363,15 +1476,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             register()
         return args.func(args)
-    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT (128 + 2)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: one line, and the shell's status for the signal
         if os.environ.get("RANK", "0") == "0":  # under accelerate launch / torchrun: once, from the main process
             print(f"a2gen {_command_name(args)}: {interrupted_message(args)}", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)  # 143 or 130
     except BrokenPipeError:  # stdout closed early (| head): quiet, the shell's status for SIGPIPE (128 + 13)
         # Python would report the error again when it flushes stdout at exit: point stdout at /dev/null first.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    finally:
+        restore_sigterm()
 
 
 def _command_name(args: argparse.Namespace) -> str:
@@ -1379,19 +1494,20 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def interrupted_message(args: argparse.Namespace) -> str:
-    """What Ctrl-C leaves and how to go on, from what ``train`` left in its output folder: a saved model without its
-    test metrics (stopped in the final test evaluation) is evaluated with ``a2gen evaluate``; otherwise the run
-    resumes from its last checkpoint with --resume, and without checkpoints runs again (with --resume where the
-    interrupted run left files that a new run into the folder refuses)."""
+    """What Ctrl-C (or SIGTERM) leaves and how to go on, from what this ``train`` did and left in its output folder:
+    a model this process saved without its test metrics (stopped in the final test evaluation) is evaluated with
+    ``a2gen evaluate``; otherwise the run resumes from its last checkpoint with --resume (a model an earlier run left,
+    say before a resume with more steps, is not this run's), and without checkpoints runs again (with --resume where
+    the interrupted run left files that a new run into the folder refuses)."""
     if args.command != "train":
         return "interrupted"
     output = Path(args.output)
     if "a2gen_hf.training.loop" in sys.modules:  # training had started: it may have written into the folder
         from .training.checkpointing import RUN_FILES
-        from .training.loop import EVAL_RESULTS_FILE, MODEL_FOLDER
+        from .training.loop import EVAL_RESULTS_FILE, MODEL_FOLDER, saved_by_this_process
 
         model = output / MODEL_FOLDER
-        if (model / "config.json").is_file() and not (output / EVAL_RESULTS_FILE).exists():
+        if saved_by_this_process(model) and not (output / EVAL_RESULTS_FILE).exists():
             if not (Path(args.data) / "test").is_dir():
                 return f"interrupted after training; the model was saved to {model} (the data has no test split)"
             return (f"interrupted during the test evaluation, after training: the model was saved to {model}; "

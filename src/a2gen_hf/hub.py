@@ -15,6 +15,7 @@ import hashlib
 import logging
 import math
 import numbers
+import os
 import re
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardD
 from .checkpoints import load_model, saved_tokenizer_folder
 from .configuration_a2gen import A2GenConfig
 from .modeling_a2gen import A2GenPreTrainedModel
+from .output_folders import remove_dead_work_folders
 from .strict_loading import non_finite_tensors, shown_keys
 from .tokenization_a2gen import A2GenActionTokenizer
 from .version import __version__
@@ -34,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 TAGS = ["recommendation", "a2gen", "action-generation"]
 DEFAULT_COMMIT_MESSAGE = "Upload A2Gen checkpoint"
+# The folder a push writes the files to upload in, under the system's temporary folder: ``a2gen-push-<pid>_*``, so
+# that the next push removes those of pushes killed by a signal (a model-sized copy each).
+PUSH_FOLDER_PREFIX = "a2gen-push-"
 EVAL_TASK = "action-generation"
 METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
 # The last line of every card this package writes: the sha256 of the text above it. A re-push replaces the card only
@@ -524,7 +529,8 @@ def push_checkpoint(
         license=license,
     )
     keep_card = _keeps_card(api, repo_id, revision, replace_card)
-    with tempfile.TemporaryDirectory(prefix="a2gen-push-") as staging:
+    remove_dead_work_folders(tempfile.gettempdir(), PUSH_FOLDER_PREFIX)
+    with tempfile.TemporaryDirectory(prefix=f"{PUSH_FOLDER_PREFIX}{os.getpid()}_") as staging:
         folder = Path(staging)
         model.save_pretrained(folder)  # its auto_map lists the encoder under AutoModel too
         if tokenizer is not None:

@@ -21,12 +21,14 @@ the output after the switch (which callers check holds only what their command w
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import math
 import os
+import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,20 @@ class OutputBusyError(ValueError):
 
 class OutputNotWritableError(ValueError):
     """The folder that holds the output folder is not writable (the lock and the staging folder go there)."""
+
+
+class OutputWriteError(OSError):
+    """Writing into the output folder failed part way (a full disk, an I/O error); the message is one line naming the
+    folder, what was written and what to do. ``problem`` is the message without how to go on (``a2gen compare``,
+    which trains its runs again, says its own)."""
+
+    problem = ""
+
+
+# The errors of a folder that may not be written: no permission, or a file system mounted read-only.
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+# ... and of a full disk or quota: what the user frees, not a fault of the run.
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def _not_writable(target: Path, error: OSError) -> OutputNotWritableError:
@@ -108,7 +124,9 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except PermissionError as error:
+    except OSError as error:
+        if error.errno not in _NOT_WRITABLE:
+            raise
         raise _not_writable(target, error) from None
     pid = os.getpid()
     try:
@@ -179,7 +197,9 @@ def staging_folder(target: str | os.PathLike) -> Path:
     staging = target.parent / f".{target.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     try:
         staging.mkdir(parents=True)
-    except PermissionError as error:
+    except OSError as error:
+        if error.errno not in _NOT_WRITABLE:
+            raise
         raise _not_writable(target, error) from None
     return staging
 
@@ -220,6 +240,65 @@ def switch_in(staging: Path, target: str | os.PathLike) -> None:
     else:
         os.rename(staging, target)
     _fsync_folder(target.parent)
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """Why a write failed, in words, or None when ``error`` is no write failure: an ``OSError``, or safetensors'
+    ``SafetensorError``, which carries the operating system's error only in its text ("Error while serializing: I/O
+    error: No space left on device (os error 28)")."""
+    if isinstance(error, OSError):
+        return NO_SPACE_LEFT if error.errno in _NO_SPACE else error.strerror or str(error)
+    from safetensors import SafetensorError
+
+    if not isinstance(error, SafetensorError):
+        return None
+    code = re.search(r"\(os error (\d+)\)", str(error))
+    return NO_SPACE_LEFT if code and int(code[1]) in _NO_SPACE else str(error).strip().split("\n")[0]
+
+
+NO_SPACE_LEFT = "no space left on the device"
+
+
+@contextmanager
+def write_failures_named(
+    what: str, folder: str | os.PathLike, then: str | Callable[[], str], partial: Path | None = None
+) -> Iterator[None]:
+    """A write in the block that fails (a full disk, an I/O error) raises :class:`OutputWriteError`, one line:
+    ``cannot write WHAT in FOLDER: why.``, for a full disk what to free, and ``then`` (how to go on, a sentence, or a
+    function that says it once the write failed).
+    ``partial``, the staging folder the block writes into, is removed first: a failed save leaves no half-written
+    copy behind."""
+    try:
+        yield
+    except Exception as error:
+        reason = _write_failure(error)
+        if reason is None:
+            raise
+        if partial is not None:
+            _remove(partial)
+        room = " Free space there, or choose an output folder on a disk with room." if reason == NO_SPACE_LEFT else ""
+        problem = f"cannot write {what} in {folder}: {reason}.{room}"
+        failure = OutputWriteError(f"{problem} {then() if callable(then) else then}")
+        failure.problem = problem
+        raise failure from error
+
+
+def remove_dead_work_folders(folder: str | os.PathLike, prefix: str) -> list[Path]:
+    """Remove the work folders ``<prefix><pid>_*`` in ``folder`` whose process is gone (a process killed by a signal
+    never runs its cleanup); those of live processes, this one's included, stay. Returns the removed ones."""
+    removed = []
+    for path in Path(folder).glob(f"{prefix}*_*"):
+        pid = path.name[len(prefix) :].split("_", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or not path.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # that process is gone: nobody uses the folder any more
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except OSError:  # alive, under another user
+            continue
+    return removed
 
 
 @contextmanager

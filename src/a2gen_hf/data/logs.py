@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from ..configuration_a2gen import MAX_ACTIONS_LIMIT
-from ..output_folders import output_lock, staging_folder, switch_in
+from ..output_folders import output_lock, remove_dead_work_folders, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, format_bucket_record
 from .buckets import data_sized_buckets as _sized_buckets
@@ -692,7 +692,7 @@ def convert_log(
             work = dataset_dir / WORK_FOLDER
             work.mkdir()
         else:
-            _remove_dead_work_folders(Path(tempfile.gettempdir()))
+            remove_dead_work_folders(tempfile.gettempdir(), f"{WORK_FOLDER}_")  # of conversions killed by a signal
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER}_{os.getpid()}_")))
             dataset_dir = work / "dataset"
         partition_map = stack.enter_context(_partition_map(num_proc, progress))
@@ -1166,20 +1166,6 @@ def _check_not_around_the_current_folder(output_dir: str | Path) -> None:
         f"The output folder {str(output_dir)!r} {what}: prepare replaces its output folder as a whole, which would "
         "delete the folder you run in. Give a new folder inside it instead, e.g. data/taobao (CLI: --output)."
     )
-
-
-def _remove_dead_work_folders(folder: Path) -> None:
-    """Remove work folders (``_a2gen_partitions_<pid>_*``) that in-memory conversions killed by a signal left."""
-    for path in folder.glob(f"{WORK_FOLDER}_*_*"):
-        pid = path.name[len(WORK_FOLDER) + 1 :].split("_", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:  # that process is gone: nobody uses the folder any more
-            shutil.rmtree(path, ignore_errors=True)
-        except OSError:
-            continue
 
 
 def _preset_record(preset: LogPreset) -> dict[str, Any]:

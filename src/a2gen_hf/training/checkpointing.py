@@ -29,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from ..output_folders import file_digest, write_text_atomically
+from ..output_folders import file_digest, write_failures_named, write_text_atomically
 from .settings import TrainingSettings
 from .weight_average import WEIGHT_AVERAGE_FILE, WeightAverage, missing_average
 
@@ -379,34 +379,37 @@ def _save_checkpoint(
         for stale in (temporary, final):
             if stale.exists():
                 shutil.rmtree(stale)
-        temporary.mkdir()
+        with _writing(final, temporary, _ROOM_FOR_ONE_MORE):
+            temporary.mkdir()
     accelerator.wait_for_everyone()
-    _save_rng_states(temporary / _rng_file(accelerator.process_index))
-    if accelerator.is_main_process:
-        save_model(module, str(temporary / CHECKPOINT_MODEL_FILE))
-        tensors, described = _optimizer_tensors(optimizer)
-        save_file(tensors, str(temporary / CHECKPOINT_OPTIMIZER_FILE))
-        if weight_average is not None:
-            weight_average.save(temporary)
+    with _writing(final, temporary, _ROOM_FOR_ONE_MORE):
+        _save_rng_states(temporary / _rng_file(accelerator.process_index))
+        if accelerator.is_main_process:
+            save_model(module, str(temporary / CHECKPOINT_MODEL_FILE))
+            tensors, described = _optimizer_tensors(optimizer)
+            save_file(tensors, str(temporary / CHECKPOINT_OPTIMIZER_FILE))
+            if weight_average is not None:
+                weight_average.save(temporary)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
-        files = {
-            path.name: {"bytes": path.stat().st_size, "sha256": file_digest(path)}
-            for path in sorted(temporary.iterdir())
-            if path.is_file()
-        }
-        manifest = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "progress": progress.state_dict(),
-            "optimizer": described,
-            "scaler": scaler,
-            "resume_key": resume_key if resume_key is not None else _resume_key(settings, accelerator),
-            "files": files,
-        }
-        write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
-        os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
+        with _writing(final, temporary, _ROOM_FOR_ONE_MORE):
+            scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+            files = {
+                path.name: {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+                for path in sorted(temporary.iterdir())
+                if path.is_file()
+            }
+            manifest = {
+                "format": CHECKPOINT_FORMAT,
+                "step": step,
+                "progress": progress.state_dict(),
+                "optimizer": described,
+                "scaler": scaler,
+                "resume_key": resume_key if resume_key is not None else _resume_key(settings, accelerator),
+                "files": files,
+            }
+            write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
+            os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
         if settings.keep_checkpoints:
             older = sorted(
                 (path for path in output_dir.iterdir() if _checkpoint_step(path) is not None and _read_manifest(path)),
@@ -415,6 +418,29 @@ def _save_checkpoint(
             for stale in older[: -settings.keep_checkpoints]:
                 shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+# What a full disk while checkpointing asks for (a run keeps its newest checkpoints and writes the next beside them).
+_ROOM_FOR_ONE_MORE = ("While the newest checkpoint is written the folder holds one more than keep_checkpoints (CLI: "
+                      "--keep-checkpoints) keeps.")
+
+
+def _writing(target: Path, staging: Path, note: str = ""):
+    """A failed write of ``target`` (a checkpoint, the best weights) through ``staging``: one line naming the folder
+    and, for a full disk, the space (:func:`~a2gen_hf.output_folders.write_failures_named`), with ``note`` and how to
+    go on; ``staging`` is removed."""
+    return write_failures_named(
+        target.name, target.parent, lambda: " ".join(filter(None, [note, resume_advice(target.parent)])), staging
+    )
+
+
+def resume_advice(output_dir: Path) -> str:
+    """How to go on after a run into ``output_dir`` stopped (a full disk, say): the same command with --resume,
+    from the newest complete checkpoint, or from step 0 where there is none (a plain run is refused: the folder
+    holds the run's files)."""
+    latest = latest_checkpoint(output_dir)
+    where = f"continues from {latest.name}" if latest is not None else "starts from step 0 (no checkpoint is complete)"
+    return f"Then run the same command with resume=True (CLI: --resume): it {where}."
 
 
 def _verify_checkpoint(checkpoint: Path, manifest: dict[str, Any]) -> None:
@@ -458,14 +484,16 @@ def _resume(
     if not settings.resume:
         if existing is not None:
             raise ValueError(
-                f"{output_dir} already holds {existing.name} from an earlier run: pass --resume (resume=True) to "
-                "continue it, or choose an empty output folder."
+                f"{output_dir} already holds {existing.name} from an earlier run: pass resume=True (CLI: --resume) "
+                "to continue it, or choose an empty output folder."
             )
         earlier = _earlier_run_files(output_dir)
         if earlier:  # a finished run without checkpoints: its model and best weights would be replaced or mixed
             raise ValueError(
                 f"{output_dir} holds an earlier run ({', '.join(earlier)}): a new run would replace its model and "
-                "leave its files beside the new ones. Choose an empty output folder, or move the earlier run away."
+                "leave its files beside the new ones. Choose an empty output folder, move the earlier run away, or, "
+                "to train that run again (say, it stopped before its model was saved), pass resume=True (CLI: "
+                "--resume): with no checkpoint it starts from step 0 and replaces those files."
             )
         return None
     if existing is None:
@@ -526,6 +554,15 @@ def _load_weight_average(weight_average: WeightAverage, checkpoint: Path, manife
 _BEST_STAGING = ".tmp-best-weights"
 
 
+def remove_interrupted_checkpoints(output_dir: Path) -> None:
+    """Remove the ``.tmp-checkpoint-N`` folders of runs killed (or stopped by a full disk) while checkpointing: a save
+    replaces only its own step's, and a resumed run that never saves step N again kept that one, checkpoint-sized, for
+    good. Called by the main process when a run starts, under the output folder's lock."""
+    for path in output_dir.glob(f".tmp-{CHECKPOINT_PREFIX}*"):
+        if path.is_dir() and _checkpoint_step(path.with_name(path.name.removeprefix(".tmp-"))) is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_interrupted_best_saves(output_dir: Path) -> None:
     """Remove what a run killed while saving its best weights left (the staging folder and, from earlier versions, a
     ``.tmp-<best file>``); called by the main process when a run starts, under the output folder's lock."""
@@ -548,8 +585,9 @@ def _save_best(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         metadata = {"epoch": str(epoch), "step": str(step), "score": repr(score)}
-        save_model(accelerator.unwrap_model(model), str(staging / file_name), metadata=metadata)
-        os.replace(staging / file_name, output_dir / file_name)
+        with _writing(output_dir / file_name, staging):
+            save_model(accelerator.unwrap_model(model), str(staging / file_name), metadata=metadata)
+            os.replace(staging / file_name, output_dir / file_name)
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
 

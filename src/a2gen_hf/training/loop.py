@@ -46,6 +46,7 @@ from ..output_folders import (
     recover,
     staging_folder,
     switch_in,
+    write_failures_named,
     write_json_atomically,
     write_text_atomically,
 )
@@ -69,6 +70,8 @@ from .checkpointing import (  # noqa: F401  (re-exported: their old home)
     _save_checkpoint,
     latest_checkpoint,
     remove_interrupted_best_saves,
+    remove_interrupted_checkpoints,
+    resume_advice,
 )
 from .data_setup import (
     create_model,
@@ -103,6 +106,16 @@ OPTIMIZER_FUSED = True
 logger = logging.getLogger(__name__)
 MODEL_FOLDER = "model"
 EVAL_RESULTS_FILE = "eval_results.json"
+# The model folders the last run into each output folder saved in this process (:func:`train_from_data_dir`):
+# `a2gen train`'s Ctrl-C line tells a model this run saved (then stopped in its test evaluation) from one an earlier
+# run left (this run stopped in training).
+_MODELS_SAVED_HERE: set[str] = set()
+
+
+def saved_by_this_process(model_folder: str | os.PathLike) -> bool:
+    """Whether the latest :func:`train_from_data_dir` into ``OUTPUT`` (``model_folder`` is its ``OUTPUT/model``) saved
+    that model in this process."""
+    return os.path.realpath(model_folder) in _MODELS_SAVED_HERE
 
 
 
@@ -622,6 +635,7 @@ def _train(
     if accelerator.is_main_process:
         Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
         remove_interrupted_best_saves(Path(settings.output_dir))  # we hold the folder's lock
+        remove_interrupted_checkpoints(Path(settings.output_dir))
     accelerator.wait_for_everyone()
     run = _TrainingRun(model, train_dataset, collator, settings, eval_dataset, accelerator)
     try:
@@ -1112,6 +1126,7 @@ def train_from_data_dir(
         ``(result, metrics)``; ``metrics`` is None without a ``test`` split and on the other processes.
     """
     accelerator = accelerator or make_accelerator(settings)
+    _MODELS_SAVED_HERE.discard(os.path.realpath(Path(settings.output_dir) / MODEL_FOLDER))  # not this run's (yet)
     with _output_lock(accelerator, settings.output_dir), _messages_of_the_main_process(accelerator):
         return _train_from_data_dir(
             data_dir, settings, model_name, model_overrides, accelerator, wide_warm_start, wide_residual, wide_frozen,
@@ -1217,13 +1232,15 @@ def _train_from_data_dir(
     if accelerator.is_main_process:
         recover(output_dir / MODEL_FOLDER)  # a killed run's half-saved model (we hold the output folder's lock)
         staging = staging_folder(output_dir / MODEL_FOLDER)  # the model appears complete or not at all
-        result.model.save_pretrained(str(staging))
-        tokenizer.save_pretrained(str(staging))
+        with write_failures_named(MODEL_FOLDER, output_dir, lambda: resume_advice(output_dir), partial=staging):
+            result.model.save_pretrained(str(staging))
+            tokenizer.save_pretrained(str(staging))
         # An earlier model's test metrics (a finished run resumed with more steps) go before the new model comes in:
         # a run killed between the two then leaves a model without metrics, which `a2gen train`'s interruption
         # message and a second --resume both handle, never a model beside another model's metrics.
         (output_dir / EVAL_RESULTS_FILE).unlink(missing_ok=True)
         switch_in(staging, output_dir / MODEL_FOLDER)
+        _MODELS_SAVED_HERE.add(os.path.realpath(output_dir / MODEL_FOLDER))
         if "test" in dataset and len(dataset["test"]):
             test = dataset["test"]
             loader = _evaluation_loader(test, collator, settings, accelerator.device)
