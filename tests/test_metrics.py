@@ -280,7 +280,8 @@ def test_grouped_modules_take_the_group_ids_the_functions_take():
     modules = {"gauc": gauc, "ranking_at_k": ranking_at_k}
     for group_ids in (["u1", "u1", "u2", "u2"], [1.2, 1.7, 1.2, 1.7], [7, 7, 9, 9], [7.0, 7, np.int64(9), 9.0],
                       np.array([3, 5, 5, 3]), [7, "7", 7, "7"],  # a number and its text: two groups, as in gauc()
-                      [True, True, 1, 1]):  # a bool and the int 1: two groups (the modules merged them)
+                      [True, True, 1, 1],  # a bool and the int 1: two groups (the modules merged them)
+                      [2**62, 2**62, 2**62 + 1, 0.5]):  # float64 merged the two integers beyond 2**53 in gauc()
         references = [{"labels": labels, "group_id": group} for labels, group in zip(LABELS, group_ids)]
         for name, function in modules.items():
             computed = load_metric(name).compute(predictions=probabilities, references=references, action_names=NAMES)
@@ -848,3 +849,31 @@ def test_text_tables_keep_their_columns_with_wide_action_names():
     lines = _aligned([["action", "AUC"], ["收藏", "0.5000"], ["like_❤", "0.7000"], ["e\u0301x", "0.1"]]).splitlines()
     assert len({display_width(line) for line in lines}) == 1  # every row ends in the same screen column
     assert lines[1].startswith("收藏  ") and lines[1].endswith("0.5000")
+
+
+def test_label_rows_without_the_start_action_are_refused():
+    """From a probe: rows written the text-model way (actions without the start) lost their first action from every
+    metric without a word (like counted once instead of twice here)."""
+    probabilities, times = toy_predictions()
+    without_start = [row[1:] + [0] for row in LABELS]
+    with pytest.raises(ValueError, match=r"labels\[0\] opens with 2, not the start action 'start' \(id 1\)"):
+        action_auc(probabilities, without_start, NAMES)
+    references = {"labels": np.array(without_start), "label_times": np.array(LABEL_TIMES)}
+    with pytest.raises(ValueError, match=r"not the start action 'start'.*tokenizer\.encode_labels"):
+        compute_action_metrics({"action_probabilities": probabilities, "expected_times": times}, references, NAMES)
+    assert action_auc(probabilities, LABELS, NAMES)["positives"]["like"] == 2  # the start given: read as before
+
+
+def test_a_label_time_beyond_seconds_is_named_as_such():
+    """From a probe: an infinite MAE in seconds from a label time blamed the predicted time, and NaN had no note."""
+    _, times = toy_predictions()
+    huge = np.array(LABEL_TIMES)
+    huge[0, 1] = 1e6  # a normalised label time no seconds can hold
+    result = timing_mae(times, LABELS, huge, LABEL_TIME_MASK, NAMES)
+    assert any(note.startswith("mae_seconds[like]: infinite, some true (label) time is beyond what seconds can hold")
+               for note in result["notes"])  # fmt: skip
+    both = np.array(times, dtype=float)
+    both[0, 2] = 1e6
+    result = timing_mae(both, LABELS, huge, LABEL_TIME_MASK, NAMES)
+    assert "mae_seconds[like]: NaN, some predicted time is beyond what seconds can hold (a normalised time of 1e+06) " \
+           "and some true (label) time is beyond" in " ".join(result["notes"])

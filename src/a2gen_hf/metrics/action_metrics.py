@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ..targets import first_occurrence_targets
+from ..targets import check_labels_open_with_start, first_occurrence_targets
 from ..time_encoding import denormalize_times, normalize_seconds
 
 ORACLE_COLUMNS = ("oracle_action_prob", "oracle_expected_seconds")
@@ -197,6 +197,13 @@ def ranked_action_aucs(occurs: np.ndarray, scores: np.ndarray, vocabulary) -> di
     }
 
 
+def _start(action_names: Sequence[str], start_action: str, end_action: str) -> tuple[int, str]:
+    """The start action's (id, name) (``action_names[i]`` is id ``i + 1``), once :func:`_action_ids` has checked the
+    vocabulary (before the labels are read: its errors name the vocabulary)."""
+    _action_ids(action_names, start_action, end_action)
+    return list(action_names).index(start_action) + 1, start_action
+
+
 def _check_width(array: np.ndarray, name: str, action_names: Sequence[str]) -> np.ndarray:
     """`array` `(n, V)` with one column per action id; no rows at all (`(0, 0)`) read as `(0, V)`."""
     if array.shape == (0, 0):
@@ -220,9 +227,12 @@ class _ReadTargets:
 
 
 def action_targets(
-    labels: Any, label_times: Any | None, label_time_mask: Any | None, vocab_size: int
+    labels: Any, label_times: Any | None, label_time_mask: Any | None, vocab_size: int,
+    start: tuple[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """numpy view of :func:`first_occurrence_targets`: occurs `(n, V)`, first times `(n, V)`, time known `(n, V)`."""
+    """numpy view of :func:`first_occurrence_targets`: occurs `(n, V)`, first times `(n, V)`, time known `(n, V)`.
+    With ``start``, the start action's (id, name), a label row with an action that does not open with it is refused
+    (its first action, at position 0, would be read as the start and lost from every metric)."""
     if isinstance(labels, _ReadTargets):
         if labels.occurs.shape[1] != vocab_size:
             raise ValueError(f"The targets were read for {labels.occurs.shape[1]} action ids, not {vocab_size}.")
@@ -242,6 +252,8 @@ def action_targets(
             f"labels {tuple(labels.shape)}, label_times {tuple(times.shape)} and label_time_mask "
             f"{None if mask is None else tuple(mask.shape)} must have the same shape."
         )
+    if start is not None:
+        check_labels_open_with_start(labels, *start)
     times, mask = _unknown_times_as_nan(times, mask)
     occurs, first_times, known = first_occurrence_targets(labels, times, mask, vocab_size)
     return occurs.numpy(), first_times.numpy(), known.numpy()
@@ -394,7 +406,8 @@ def timing_mae(
     _metric_options(DEFAULT_TOP_K, DEFAULT_CALIBRATION_BINS, zero_time_tolerance_seconds)
     expected_times = _as_array(expected_times, "expected_times", np.float64, 2)
     expected_times = _check_width(expected_times, "expected_times", action_names)
-    occurs, true_times, known = action_targets(labels, label_times, label_time_mask, len(action_names) + 1)
+    occurs, true_times, known = action_targets(labels, label_times, label_time_mask, len(action_names) + 1,
+                                               _start(action_names, start_action, end_action))
     if occurs.shape[0] != expected_times.shape[0]:
         raise ValueError(f"{expected_times.shape[0]} predictions for {occurs.shape[0]} label rows; pass one per row.")
     if not np.isfinite(expected_times[known]).all():
@@ -420,9 +433,17 @@ def timing_mae(
         result["timed_nonzero_count"][name] = int(nonzero[:, i].sum())
         if not known[:, i].any():
             notes.append(f"mae[{name}]: undefined (NaN), no example has it with a known time.")
-        elif math.isinf(result["mae_seconds"][name]):  # written to JSON as null: say why
-            notes.append(f"mae_seconds[{name}]: infinite, some predicted time is beyond what seconds can hold (a "
-                         f"normalised time of {np.abs(expected_times[known[:, i], i]).max():.3g}).")
+        elif not math.isfinite(result["mae_seconds"][name]):  # written to JSON as null: say why
+            held = known[:, i]
+            sides = (("some predicted", predicted_seconds[held, i], expected_times[held, i]),
+                     ("some true (label)", true_seconds[held, i], true_times[held, i]))  # fmt: skip
+            beyond = [
+                f"{side} time is beyond what seconds can hold (a normalised time of {np.abs(normalised).max():.3g})"
+                for side, seconds, normalised in sides
+                if np.isinf(seconds).any()
+            ]
+            kind = "infinite" if math.isinf(result["mae_seconds"][name]) else "NaN"
+            notes.append(f"mae_seconds[{name}]: {kind}, {' and '.join(beyond)}.")
     defined = [value for value in result["mae"].values() if not math.isnan(value)]
     result["mean_mae"] = float(np.mean(defined)) if defined else math.nan
     result["leave_mae"] = result["mae"][end_action]
@@ -521,7 +542,8 @@ def oracle_comparison(
     padding = np.zeros((oracle_probabilities.shape[0], 1))
     oracle_ids = np.concatenate([padding, oracle_probabilities], axis=1)
     oracle_times = np.concatenate([padding, normalize_seconds(oracle_seconds, time_log_mean, time_log_std)], axis=1)
-    occurs, _, known = action_targets(labels, label_times, label_time_mask, width + 1)
+    occurs, _, known = action_targets(labels, label_times, label_time_mask, width + 1,
+                                      _start(action_names, start_action, end_action))
     if occurs.shape[0] != oracle_ids.shape[0]:
         raise ValueError(
             f"the oracle columns have {oracle_ids.shape[0]} rows for {occurs.shape[0]} label rows; give one oracle row "
@@ -565,7 +587,7 @@ def _ranked_inputs(
     probabilities = _as_array(probabilities, "probabilities", np.float64, 2)
     probabilities = _check_width(probabilities, "probabilities", action_names)
     _check_probabilities(probabilities, "probabilities")
-    occurs, _, _ = action_targets(labels, None, None, len(action_names) + 1)
+    occurs, _, _ = action_targets(labels, None, None, len(action_names) + 1, _start(action_names, start_action, end_action))
     if occurs.shape[0] != probabilities.shape[0]:
         raise ValueError(f"{probabilities.shape[0]} predictions for {occurs.shape[0]} label rows; pass one per row.")
     _, ranked = _action_ids(action_names, start_action, end_action)
@@ -596,6 +618,15 @@ def _group_key(value: Any) -> tuple[str, Any]:
     return type(value).__name__, value
 
 
+def _floats_merge_integers(values: list) -> bool:
+    """Whether numbers ``values`` mix floats with integers that float64 cannot hold exactly (beyond 2**53), which
+    ``np.asarray`` would turn into one float array."""
+    if not any(isinstance(value, (float, np.floating)) for value in values):
+        return False
+    return any(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and abs(int(value)) > 2**53
+               for value in values)  # fmt: skip
+
+
 def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndarray:
     """
     `(n,)` group ids (user or request ids: integers, strings, a tensor or array of them) -> `(n,)` dense group numbers
@@ -611,7 +642,9 @@ def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndar
         kinds = {_group_key(value)[0] for value in values}
         # One kind: numpy's own array (sorted, fast); mixed kinds: objects, so that 1 and "1" are not made one text.
         # (None is a kind of its own, and NaN a number: the check below refuses both.)
-        group_ids = np.asarray(values) if len(kinds) <= 1 else np.asarray(values, dtype=object)
+        # So do integers beyond 2**53 beside floats, which float64 would merge (2**62 and 2**62 + 1).
+        one_array = len(kinds) <= 1 and not _floats_merge_integers(values)
+        group_ids = np.asarray(values) if one_array else np.asarray(values, dtype=object)
     groups = group_ids
     if groups.ndim != 1 or groups.shape[0] != size:
         raise ValueError(
@@ -920,7 +953,8 @@ def compute_action_metrics(
     raw_labels, label_times, label_time_mask = (
         references.get(key) for key in ("labels", "label_times", "label_time_mask")
     )
-    labels = _ReadTargets(*action_targets(raw_labels, label_times, label_time_mask, len(action_names) + 1))
+    labels = _ReadTargets(*action_targets(raw_labels, label_times, label_time_mask, len(action_names) + 1,
+                                          _start(action_names, start_action, end_action)))
     parts = [
         action_auc(predictions["action_probabilities"], labels, **vocabulary),
         timing_mae(
