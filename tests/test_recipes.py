@@ -272,6 +272,24 @@ def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simul
     log = json.loads((output / "training_log.json").read_text())
     assert not log["settings"]["select_generator_by_loss"] and "best_generator_step" not in log
     assert (output / "model" / "config.json").exists()
+    # A second phase with the same --model and --recipe (before: refused, advising flags the recipe does not set)
+    second = ["train", "--model", "mmoe", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--output",
+              str(tmp_path / "second"), "--init-from", str(output / "model"), "--max-steps", "2", "--no-progress"]
+    assert main(second) == 0 and (tmp_path / "second" / "model" / "config.json").exists()
+
+
+def test_train_mmoe_with_the_timed_video_recipe_skips_the_moment_warm_start(simulated_data_dir, tmp_path, caplog):
+    """Before: refused, advising --event-item-moments and --event-moment-source, which the recipe sets (the table
+    they build is A2Gen's, and a2gen compare skipped it for MMoE already)."""
+    import logging
+
+    from a2gen_hf.cli import main
+
+    argv = ["train", "--model", "mmoe", "--recipe", "timed_video", "--data", str(simulated_data_dir), "--output",
+            str(tmp_path / "mmoe"), "--max-steps", "2", "--no-progress"]
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
+        assert main(argv) == 0
+    assert "mmoe is not A2Gen: trained without the moment warm start (--moment-warm-start frozen)" in caplog.text
 
 
 def test_load_yaml_stays_safe_and_refuses_keys_given_twice():

@@ -1368,3 +1368,18 @@ def test_a_comparison_of_simple_baselines_only_says_no_network_trained(data_dir,
     table = (tmp_path / "out" / "results.md").read_text()
     assert "simple baselines only (no network trained)" in table
     assert "over 1 seeds" not in table and "Networks trained with" not in table
+
+
+def test_a_warmup_as_long_as_the_run_is_warned_about(simulated_data_dir, tmp_path, caplog):
+    """From a probe: --warmup-steps 100 in a 2-step run trained every step at a few % of the rate, without a word."""
+    import logging
+
+    base = ["train", "--data", str(simulated_data_dir), "--hidden-size", "8", "--id-embedding-size", "8",
+            "--no-progress", "--max-steps", "2", "--cpu"]
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
+        assert main([*base, "--output", str(tmp_path / "long"), "--warmup-steps", "100"]) == 0
+    assert "warmup_steps=100 (--warmup-steps) is not shorter than the run's 2 steps" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
+        assert main([*base, "--output", str(tmp_path / "short"), "--warmup-steps", "1"]) == 0
+    assert "--warmup-steps" not in caplog.text

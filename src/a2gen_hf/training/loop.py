@@ -781,6 +781,12 @@ class _TrainingRun:
                 "in another output folder."
             )
         self.warmup_steps = settings.warmup_for(self.total_steps)
+        if self.warmup_steps >= self.total_steps and settings.warmup_steps and accelerator.is_main_process:
+            logger.warning(
+                f"warmup_steps={settings.warmup_steps} (--warmup-steps) is not shorter than the run's "
+                f"{self.total_steps} steps: every step trains below the full learning rate and the schedule's decay "
+                "never starts; lower it, or give --warmup-ratio (a share of the run) instead."
+            )
         self._warn_about_a_replanned_schedule()
         self.progress.total_steps = self.total_steps
         self.eval_every_steps = evaluation_interval(settings, eval_dataset, accelerator)
@@ -1190,16 +1196,18 @@ def _train_from_data_dir(
         if unused:  # accepted so that a recipe serves every network, but never silently
             shown = ", ".join(f"{name}={value!r}" for name, value in sorted(unused.items()))
             logger.warning(f"{model_name} is not A2Gen: these A2Gen settings do not apply to it and are not used: {shown}.")
-        if getattr(model, "generator", None) is None and (wide_residual_fit or settings.select_generator_by_loss):
-            # As a2gen compare does with a recipe over several networks: the residual fit and the generator's own
-            # selection are A2Gen's (its occurrence head); MMoE and PLE get the rest. (An A2Gen built without the
-            # occurrence head they need is refused by name below.)
-            logger.warning(
-                f"{model_name} is not A2Gen: trained without the residual fit (--wide-residual-fit) and without "
-                "selecting a generator apart (--select-generator-by-loss, --freeze-ranking), both A2Gen's."
-            )
-            wide_residual_fit = False
-            settings = replace(settings, select_generator_by_loss=False, freeze_ranking=False)
+    a2gen = getattr(model, "generator", None) is not None
+    if not a2gen and (wide_residual_fit or settings.select_generator_by_loss or settings.freeze_ranking):
+        # As a2gen compare does with a recipe over several networks: the residual fit and the generator's own
+        # selection are A2Gen's (its occurrence head); MMoE and PLE get the rest, in a first run and in a second
+        # (--init-from) alike. (An A2Gen built without the occurrence head they need is refused by name below.)
+        logger.warning(
+            f"{model_name} is not A2Gen: trained without the residual fit (--wide-residual-fit) and without "
+            "selecting a generator apart (--select-generator-by-loss, --freeze-ranking), both A2Gen's."
+        )
+        wide_residual_fit = False
+        settings = replace(settings, select_generator_by_loss=False, freeze_ranking=False)
+    if init_from is None:
         if wide_warm_start:
             regression = start_from_regression(
                 model, tokenizer, dataset, residual=wide_residual, frozen=wide_frozen, fit_residual=wide_residual_fit,
@@ -1210,7 +1218,11 @@ def _train_from_data_dir(
             recorded["regression_choices"] = regression.choices()
             recorded["regression_notes"] = list(regression.notes_)
             recorded["residual_fit"] = regression.residual_fit_
-        check_moment_start(model.config, moment_warm_start)
+        if a2gen:
+            check_moment_start(model.config, moment_warm_start)
+        elif moment_warm_start != "off":  # the (item, moment) table is A2Gen's, as in a2gen compare
+            logger.warning(f"{model_name} is not A2Gen: trained without the moment warm start (--moment-warm-start "
+                           f"{moment_warm_start}), A2Gen's.")
         apply_moment_start(model, tokenizer, dataset, moment_warm_start)
     collator = A2GenDataCollator.from_config(model.config, tokenizer)
     result = train(
