@@ -646,6 +646,14 @@ def test_selection_settings_errors(data_dir, tmp_path):
         TrainingSettings(output_dir=str(tmp_path), selection_metric="auc")
     with pytest.raises(ValueError, match="early_stopping_patience=0 must be >= 1"):
         TrainingSettings(output_dir=str(tmp_path), early_stopping_patience=0)
+    # counts and steps are whole numbers (before: checkpoint_every=1.5 fired every third step, and 1.5 accumulation
+    # steps were reported as a mixed-precision error)
+    for name, value, allowed in (("checkpoint_every", 1.5, "a whole number"),
+                                 ("gradient_accumulation_steps", 1.5, "a whole number"),
+                                 ("early_stopping_patience", True, "a whole number or None")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"{name}={value!r} must be {allowed}\."):
+            TrainingSettings(output_dir=str(tmp_path), **{name: value})
+    assert TrainingSettings(output_dir=str(tmp_path), max_steps=torch.tensor(3).item()).max_steps == 3  # a plain int
     with pytest.raises(ValueError, match=r"early_stopping_min_steps=-1 must be >= 0 \(0: no minimum\)"):
         TrainingSettings(output_dir=str(tmp_path), early_stopping_min_steps=-1)
     with pytest.raises(ValueError, match=r"selection_min_delta=-0.1 must be >= 0"):

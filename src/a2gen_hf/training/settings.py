@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from torch import nn
@@ -150,6 +150,7 @@ class TrainingSettings:
     sparse_embeddings: bool = True
 
     def __post_init__(self):
+        self._check_whole_numbers()
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision={self.mixed_precision!r}; use one of {list(MIXED_PRECISIONS)}.")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -235,6 +236,20 @@ class TrainingSettings:
             raise ValueError(
                 f"report_to={self.report_to!r}: unknown {unknown}; use 'none', 'all' or of {list(TRACKERS)}."
             )
+
+    def _check_whole_numbers(self) -> None:
+        """Refuse a count, a step or a size that is not a whole number (1.5 checkpoint steps fired every third step,
+        1.5 accumulation steps gave Accelerate's error as a mixed-precision one); None where the field allows it."""
+        for item in fields(self):
+            if item.type not in ("int", "int | None"):
+                continue
+            value = getattr(self, item.name)
+            if value is None and item.type == "int | None":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                flag = f" (CLI: --{_FLAGS[item.name]})" if item.name in _FLAGS else ""
+                allowed = "a whole number" + (" or None" if item.type == "int | None" else "")
+                raise ValueError(f"{item.name}={value!r}{flag} must be {allowed}.")
 
     def warmup_for(self, total_steps: int) -> int:
         """Warmup steps of a run of ``total_steps``: ``warmup_steps``, else ``ceil(warmup_ratio * total_steps)``."""
