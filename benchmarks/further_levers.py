@@ -11,7 +11,7 @@ reading any test split (twenty-fourth and twenty-fifth sessions; none adopted):
   higher AUC on the choosing half (each with its own C and share scale chosen there);
 - ``boosted-trees``: ``sklearn``'s histogram gradient boosting on the regression's features (counts and times),
   per action, learning rate and leaves chosen on the choosing half: a stronger fairly fed baseline?
-- ``pooled-actions`` (twenty-fifth session; its rule, the same, written at 15:53 UTC before its first run): one
+- ``pooled-actions`` (twenty-fifth session; its rule, the same, written at 15:43 UTC before its first run): one
   joint logistic regression over the ranked actions, each action's coefficients a shared vector plus its own
   (:func:`pooled_fit`), so that an action with few positives borrows from the others (buy from cart); per action the
   choosing half picks among the recipe's own fit and the pooled fits (C in 0.001..1, the shared part's penalty 1 or 9
