@@ -98,3 +98,15 @@ def test_cli_train_reports_to_a_missing_tracker_with_one_line(simulated_data_dir
                    "--report-to", "aim", "--warmup-steps", "2", "--cpu", "--no-progress"])
     assert status == 2
     assert "a2gen train: error: --report-to 'aim': ['aim'] is not installed" in capsys.readouterr().err
+
+
+def test_report_to_all_without_any_tracker_says_nothing_is_tracked(tmp_path, monkeypatch, caplog):
+    """From a probe: --report-to all with no tracker installed trained without tracking and without a word."""
+    import logging
+
+    from a2gen_hf.training import loop
+
+    monkeypatch.setattr(loop, "_tracker_available", lambda name: False)
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.loop"):
+        loop.make_accelerator(TrainingSettings(output_dir=str(tmp_path), report_to="all", cpu=True))
+    assert "none is installed: nothing is tracked" in caplog.text

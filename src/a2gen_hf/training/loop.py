@@ -231,6 +231,11 @@ def make_accelerator(settings: TrainingSettings) -> Accelerator:
             f"report_to={settings.report_to!r}: {missing} is not installed; install it ({how}) or choose another "
             "tracker, or 'none'."
         )
+    if "all" in trackers and not any(_tracker_available(name) for name in TRACKERS):
+        logger.warning(
+            "report_to='all' (--report-to all) tracks with every installed tracker, and none is installed: nothing is "
+            "tracked. Install one (tensorboard: pip install 'a2gen_hf[tracking]') or pass --report-to none."
+        )
     _forget_a_single_process_state()
     try:
         accelerator = Accelerator(
