@@ -919,6 +919,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"generator (times, generate()) from the lowest validation generator loss: step {result.best_generator_step}")
     which = "" if kept_best or result.best_epoch is None else (
         f" (the last weights, --no-best-epoch; the best validation evaluation, step {result.best_step}, is not kept)"
+        if result.best_step != result.global_step else " (the last weights, --no-best-epoch: the best validation "
+        "evaluation's too)"
     )  # before: "best validation epoch: 0 (step 100)" beside the step-300 weights it saved
     print(f"trained {result.global_step} steps; model saved to {args.output}/{MODEL_FOLDER}{which}")
     return 0
