@@ -306,6 +306,22 @@ def test_init_from_differences_name_the_flags(simulated_data_dir, tmp_path, caps
     assert f"Did you mean --init-from {first / 'model'}?" in error_of(capsys)
 
 
+
+def test_resume_differences_name_the_flags(simulated_data_dir, tmp_path, capsys):
+    """From a probe: a refused --resume listed `settings.dense_learning_rate: checkpoint ..., now ...`, not the flag."""
+    args = cli.parse_arguments(["train", "--data", "d", "--output", "o"])
+    message = "differs: settings.dense_learning_rate: checkpoint 0.0005, now 0.001; settings.seed: checkpoint 0, now 2"
+    assert cli._saved_config_fields_with_flags(message, args) == (
+        "differs: settings.dense_learning_rate (--dense-lr): checkpoint 0.0005, now 0.001; settings.seed (--seed): "
+        "checkpoint 0, now 2")
+    base = ["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "run"), "--checkpoint-every", "1",
+            *TINY_FLAGS]
+    assert main([*base, "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--max-steps", "2", "--resume", "--dense-lr", "0.001"]) == 2
+    assert "settings.dense_learning_rate (--dense-lr): checkpoint" in error_of(capsys)
+
+
 @pytest.mark.parametrize("command", ["evaluate", "generate"])
 def test_a_run_folder_given_as_the_model_names_its_model_folder(tmp_path, capsys, command):
     run = tmp_path / "run"

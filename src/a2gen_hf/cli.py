@@ -942,19 +942,21 @@ _OPPOSITE_FIELD_FLAGS = {"use_id_embeddings": "id_free"}
 
 def _saved_config_fields_with_flags(message: str, args: argparse.Namespace) -> str:
     """``--init-from``'s refusal lists the config fields in which the saved model differs from this run
-    (``field: <saved> in the saved model, <built> here``, data_setup.model_to_train_from): each with its flag where
-    the command has one (``target_drops_repeated_start (--drop-repeated-start): ...``)."""
+    (``field: <saved> in the saved model, <built> here``, data_setup.model_to_train_from), and ``--resume``'s the
+    settings and config fields in which the checkpoint does (``settings.field: checkpoint <old>, now <new>``): each
+    with its flag where the command has one (``target_drops_repeated_start (--drop-repeated-start): ...``)."""
     flags = {field.name: field.metadata.get("flag") or "--" + field.name.replace("_", "-")
              for group in getattr(args, "option_groups", ()) for field in dataclasses.fields(group)}  # fmt: skip
 
     def named(match: re.Match) -> str:
-        field = match[1]
+        field, shown = match[2], match[1] + match[2]
         if field in _OPPOSITE_FIELD_FLAGS and _OPPOSITE_FIELD_FLAGS[field] in flags:
-            return f"{field} (off with {flags[_OPPOSITE_FIELD_FLAGS[field]]}): "
+            return f"{shown} (off with {flags[_OPPOSITE_FIELD_FLAGS[field]]}): "
         flag = flags.get(TRAINING_FIELD_FLAGS.get(field, field))
-        return f"{field} ({flag}): " if flag else match[0]
+        return f"{shown} ({flag}): " if flag else match[0]
 
-    return re.sub(r"\b([a-z][a-z0-9_]*): (?=[^;]* in the saved model, )", named, message)
+    saved_or_checkpoint = r"(?=[^;]* in the saved model, |checkpoint [^;]*, now )"
+    return re.sub(rf"(?<![\w.])((?:settings\.|config\.)?)([a-z][a-z0-9_]*): {saved_or_checkpoint}", named, message)
 
 
 def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
