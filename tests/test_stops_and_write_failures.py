@@ -310,10 +310,12 @@ def test_init_from_differences_name_the_flags(simulated_data_dir, tmp_path, caps
 def test_resume_differences_name_the_flags(simulated_data_dir, tmp_path, capsys):
     """From a probe: a refused --resume listed `settings.dense_learning_rate: checkpoint ..., now ...`, not the flag."""
     args = cli.parse_arguments(["train", "--data", "d", "--output", "o"])
-    message = "differs: settings.dense_learning_rate: checkpoint 0.0005, now 0.001; settings.seed: checkpoint 0, now 2"
+    message = ("differs: settings.dense_learning_rate: checkpoint 0.0005, now 0.001; settings.seed: checkpoint 0, now 2; "
+               "model.config.hidden_size: checkpoint 16, now 32; data.fingerprint: checkpoint 'a', now 'b'")
     assert cli._saved_config_fields_with_flags(message, args) == (
         "differs: settings.dense_learning_rate (--dense-lr): checkpoint 0.0005, now 0.001; settings.seed (--seed): "
-        "checkpoint 0, now 2")
+        "checkpoint 0, now 2; model.config.hidden_size (--hidden-size): checkpoint 16, now 32; data.fingerprint: "
+        "checkpoint 'a', now 'b'")
     base = ["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "run"), "--checkpoint-every", "1",
             *TINY_FLAGS]
     assert main([*base, "--max-steps", "1"]) == 0

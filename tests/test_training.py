@@ -1367,7 +1367,7 @@ def test_resume_a_checkpoint_written_before_a_field_existed(data_dir, tmp_path, 
     del manifest["resume_key"]["model"]["config"]["occurrence_linear_path"]
     manifest_path.write_text(json.dumps(manifest))
     assert main([*base, "--max-steps", "3", "--patience-from-step", "5", "--resume"]) == 2
-    assert "settings.patience_from_step: checkpoint '<absent>', now 5" in capsys.readouterr().err
+    assert "settings.patience_from_step (--patience-from-step): checkpoint '<absent>', now 5" in capsys.readouterr().err
     assert main([*base, "--max-steps", "3", "--resume"]) == 0
     assert json.loads((output / "training_log.json").read_text())["log_history"][-1]["step"] == 3
 

@@ -143,7 +143,7 @@ def test_a_resumed_run_keeps_the_average_and_its_settings(simulated_data_dir, tm
 
     other = [value if value != "0.8" else "0.9" for value in common]
     assert main(["train", *other, "--output", str(resumed), "--max-steps", "8", "--resume"]) == 2
-    assert "settings.ema_decay: checkpoint 0.8, now 0.9" in capsys.readouterr().err
+    assert "settings.ema_decay (--ema-decay): checkpoint 0.8, now 0.9" in capsys.readouterr().err
     # A checkpoint whose manifest lists no average (as one written without --ema-decay would) is refused by name.
     manifest_path = latest_checkpoint(resumed) / CHECKPOINT_MANIFEST
     manifest = json.loads(manifest_path.read_text())

@@ -956,7 +956,7 @@ def _saved_config_fields_with_flags(message: str, args: argparse.Namespace) -> s
         return f"{shown} ({flag}): " if flag else match[0]
 
     saved_or_checkpoint = r"(?=[^;]* in the saved model, |checkpoint [^;]*, now )"
-    return re.sub(rf"(?<![\w.])((?:settings\.|config\.)?)([a-z][a-z0-9_]*): {saved_or_checkpoint}", named, message)
+    return re.sub(rf"(?<![\w.])((?:settings\.|model\.config\.)?)([a-z][a-z0-9_]*): {saved_or_checkpoint}", named, message)
 
 
 def add_plot_command(subparsers: argparse._SubParsersAction) -> None:
