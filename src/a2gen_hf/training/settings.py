@@ -212,9 +212,12 @@ class TrainingSettings:
         if self.ema_every_steps < 1:
             raise ValueError(f"ema_every_steps={self.ema_every_steps} must be >= 1 (optimizer steps between updates).")
         if (self.ema_every_steps != 1 or self.ema_warmup) and self.ema_decay is None:
+            given = [(f"ema_every_steps={self.ema_every_steps}", "ema_every_steps at 1")] * (self.ema_every_steps != 1)
+            given += [("ema_warmup=True", "ema_warmup False")] * bool(self.ema_warmup)  # only what was set
             raise ValueError(
-                f"ema_every_steps={self.ema_every_steps} and ema_warmup={self.ema_warmup} shape the weights' average, "
-                "but ema_decay is None (no average): set ema_decay too (e.g. 0.999), or leave them at 1 and False."
+                f"{' and '.join(setting for setting, _ in given)} shape{'s' * (len(given) == 1)} the weights' average, "
+                "but ema_decay is None (no average): set ema_decay too (e.g. 0.999), or leave "
+                f"{' and '.join(default for _, default in given)}."
             )
         for name in ("checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
