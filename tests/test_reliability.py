@@ -750,7 +750,8 @@ def test_nan_loss_stops_training_naming_the_step_and_batch(tmp_path, fresh_accel
         return output
 
     model.forward = nan_on_third_call
-    with pytest.raises(FloatingPointError, match=r"Loss is nan at step 2, (micro-)?batch 2 of epoch 0"):
+    with pytest.raises(FloatingPointError, match=r"Loss is nan at step 2, (micro-)?batch 2 of epoch 0; .*CLI: --dense-lr "
+                                                 r"/ --embedding-lr; max_grad_norm, --max-grad-norm"):
         run_training(tmp_path, model=model)
 
 

@@ -916,7 +916,9 @@ class _TrainingRun:
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"Loss is {loss.item()} at step {progress.global_step}, micro-batch {batch_index} of epoch "
-                    f"{progress.epoch}; check that batch's inputs or lower the learning rate."
+                    f"{progress.epoch}; check that batch's inputs or lower the learning rates (dense_learning_rate / "
+                    "embedding_learning_rate, CLI: --dense-lr / --embedding-lr; max_grad_norm, --max-grad-norm, clips "
+                    "the steps)."
                 )
             if accelerator.num_processes > 1:  # a weight this process's batch left out would stall DDP's reduction
                 loss = with_every_weight_in_the_graph(loss, self.model)
