@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -64,6 +65,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      "step of --epochs.")
     if args.batch_size < 1:
         parser.error(f"--batch-size {args.batch_size} must be 1 or more (the global batch).")
+    for flag, rate in (("--table-learning-rate", args.table_learning_rate), ("--dense-learning-rate",
+                                                                            args.dense_learning_rate)):
+        if not (math.isfinite(rate) and rate > 0):
+            parser.error(f"{flag} {rate} must be a finite number > 0, e.g. 0.01.")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device} is no device; give cpu (gloo) or cuda (nccl, one GPU per process).")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA GPU here; use --device cpu (gloo).")
+    if args.table_optimizer == "adam" and device.type == "cpu":  # before: refused after loading data and the model
+        parser.error("--table-optimizer adam: TorchRec's fused Adam runs on GPUs only; on CPUs use sgd, adagrad or "
+                     "rowwise_adagrad.")
+    if Path(args.output).exists() and not Path(args.output).is_dir():  # before: found after training, at the save
+        parser.error(f"--output {args.output} is a file; give a folder (the model goes to OUTPUT/model).")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such folder; give a data folder of `a2gen simulate` / `a2gen prepare`.")
+    if "RANK" not in os.environ:
+        parser.error("run it under torchrun (it starts the processes and their group), e.g. torchrun "
+                     "--nproc_per_node 2 examples/train_sharded_torchrec.py --data ... --output ...")
     return args
 
 
@@ -107,7 +128,10 @@ def train_and_save(args: argparse.Namespace, device: torch.device) -> None:
 
     if args.batch_size % world_size:
         refuse(f"--batch-size {args.batch_size} must be a multiple of the {world_size} processes.")
-    dataset, tokenizer, _ = load_data_dir(args.data)
+    try:
+        dataset, tokenizer, _ = load_data_dir(args.data)
+    except (OSError, ValueError) as error:  # not a data folder, or a damaged one: one line, not a traceback
+        refuse(f"--data {args.data}: {error}")
     train_rows = len(dataset["train"])
     if args.batch_size > train_rows:  # only full global batches are trained (before: none, and the initial weights saved)
         largest = train_rows - train_rows % world_size

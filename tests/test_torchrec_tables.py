@@ -344,6 +344,29 @@ def test_sharded_example_refuses_a_run_that_trains_nothing(tmp_path, capsys, fla
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--table-learning-rate", "-1"], "--table-learning-rate -1.0 must be a finite number > 0"),
+    (["--dense-learning-rate", "nan"], "--dense-learning-rate nan must be a finite number > 0"),
+    (["--table-optimizer", "adam"], "--table-optimizer adam: TorchRec's fused Adam runs on GPUs only"),
+    (["--device", "gpu0"], "--device gpu0 is no device; give cpu (gloo) or cuda"),
+    (["--output", "FILE"], "is a file; give a folder (the model goes to OUTPUT/model)"),
+    (["--data", "MISSING"], "no such folder; give a data folder of `a2gen simulate` / `a2gen prepare`"),
+    ([], "run it under torchrun"),
+])
+def test_sharded_example_refuses_bad_options_before_any_work(tmp_path, capsys, monkeypatch, simulated_data_dir, flags,
+                                                            message):
+    """From a probe: these gave raw tracebacks (torch's, fbgemm's, init_process_group's), some only after loading the
+    data and building the model, or (an --output that is a file) after the whole run."""
+    monkeypatch.delenv("RANK", raising=False)
+    (tmp_path / "file").write_text("")
+    chosen = {"FILE": str(tmp_path / "file"), "MISSING": str(tmp_path / "missing")}
+    arguments = ["--data", str(simulated_data_dir), "--output", str(tmp_path / "out")]
+    arguments += [chosen.get(flag, flag) for flag in flags]
+    with pytest.raises(SystemExit) as stop:
+        _sharded_example().main(arguments)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_sharded_example_refuses_a_batch_larger_than_the_training_split(tmp_path, capsys, monkeypatch,
                                                                        simulated_data_dir):
     from datasets import load_from_disk
