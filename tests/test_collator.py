@@ -13,7 +13,7 @@ import torch
 from a2gen_hf import A2GenConfig
 from a2gen_hf.data import A2GenDataCollator, convert_log
 from a2gen_hf.modeling_a2gen import A2GenForActionGeneration
-from a2gen_hf.tokenization_a2gen import A2GenActionTokenizer
+from a2gen_hf.tokenization_a2gen import CONFIG_FIELDS, A2GenActionTokenizer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NAN = float("nan")
@@ -170,6 +170,45 @@ def test_the_arrow_route_refuses_text_and_bool_ids_as_the_rows_route_does(tokeni
         collator(pa.Table.from_pylist(rows))
 
 
+@pytest.mark.parametrize(("column", "value", "shown"), [
+    ("history_action_seconds", [["0"], ["0", "1"]], "'0'"),  # numpy parsed "1e3" as 1000 s and "nan" as unknown
+    ("history_action_seconds", [[False], [False, True]], "False"),  # True was 1 s
+    ("action_seconds", ["0", " 1e3 ", "30"], "'0'"),
+])  # fmt: skip
+def test_text_and_bools_are_no_times_on_either_route(tokenizer, column, value, shown):
+    collator = A2GenDataCollator(tokenizer)
+    row = {**example(2), column: value}
+    with pytest.raises(ValueError, match=rf"column '{column}' holds {re.escape(shown)}, not a time in seconds"):
+        collator([row])
+    with pytest.raises(ValueError, match=rf"column '{column}' holds (string|bool) values .*not times in seconds"):
+        collator(pa.Table.from_pylist([row]))
+
+
+@pytest.mark.parametrize("value", [{11, 10}, {10: "a", 11: "b"}])
+def test_a_set_or_a_mapping_is_no_history_list(tokenizer, value):
+    """A set collated in its own iteration order (history order decides which items are kept), a dict as its keys."""
+    with pytest.raises(ValueError, match=r"list 0 of column 'history_item_ids' .* not a list \(a set or mapping has no order"):
+        A2GenDataCollator(tokenizer)([{**example(2), "history_item_ids": value}])
+
+
+@pytest.mark.parametrize(("column", "value", "shown"), [
+    ("user_id", [3], "[3]"), ("user_id", np.array([3]), "array([3])"), ("history_item_ids", [[10], [11]], "[10]"),
+])  # fmt: skip
+def test_a_list_where_one_id_belongs_is_named_as_such(tokenizer, column, value, shown):
+    """The message showed the id inside (\"holds 3 (int64), not an integer id\")."""
+    with pytest.raises(ValueError, match=rf"column '{column}' holds {re.escape(shown)}, a list where a single value"):
+        A2GenDataCollator(tokenizer)([{**example(2), column: value}])
+
+
+def test_from_config_refuses_a_tokenizer_of_another_config():
+    """It normalised every time with the other tokenizer's statistics, without a word."""
+    config = A2GenConfig(time_log_mean=2.0, time_log_std=1.5)
+    other = A2GenActionTokenizer.from_config(A2GenConfig(time_log_mean=5.0, time_log_std=0.5))
+    with pytest.raises(ValueError, match=r"does not match the model config:\n  - time_log_mean: tokenizer has 5\.0"):
+        A2GenDataCollator.from_config(config, other)
+    assert A2GenDataCollator.from_config(config, A2GenActionTokenizer.from_config(config)).max_actions == config.max_actions
+
+
 def test_a_batch_that_is_no_list_of_rows_and_rows_of_other_widths_are_refused(tokenizer):
     collator = A2GenDataCollator(tokenizer)
     with pytest.raises(TypeError, match=r"takes a list of examples .* got dict; .*pa\.table\(columns\)"):
@@ -194,9 +233,10 @@ def test_item_keys_are_the_raw_item_ids_keys(tokenizer):
         collator([{**example(1), "item": "v7"}, example(1, extra=False)])
     with pytest.raises(ValueError, match="example 1 of the batch has no raw 'item' id"):
         collator([{**example(1), "item": "v7"}, {**example(1), "item": None}])
-    config = A2GenConfig(target_popularity_features=True, popularity_keys="raw_ids")
+    config = A2GenConfig(target_popularity_features=True, popularity_keys="raw_ids", time_log_mean=1.0, time_log_std=2.0)
     assert A2GenDataCollator.from_config(config, tokenizer).item_keys
-    assert not A2GenDataCollator.from_config(A2GenConfig(popularity_keys="raw_ids"), tokenizer).item_keys
+    config = A2GenConfig(popularity_keys="raw_ids", time_log_mean=1.0, time_log_std=2.0)
+    assert not A2GenDataCollator.from_config(config, tokenizer).item_keys
 
 
 def _without(row, column):
@@ -207,7 +247,8 @@ def test_from_config_and_converted_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
     result = convert_log(FIXTURES / "kuairand_log.csv", "kuairand", progress=False)
-    config = A2GenConfig(max_history_items=3, max_events_per_item=4, max_actions=5)
+    config = A2GenConfig(max_history_items=3, max_events_per_item=4,
+                         **{field: getattr(result.tokenizer, field) for field in CONFIG_FIELDS})
     collator = A2GenDataCollator.from_config(config, result.tokenizer)
     batch = collator(result.dataset["train"].to_list())
     assert "item_side_ids" not in batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -102,7 +103,14 @@ def _ints(values, column: str, what: str = _IDS) -> np.ndarray:
         or (kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2.0**63))))
     )
     if not exact:
-        shown = next((value for value in (values if isinstance(values, list) else array.ravel().tolist())
+        listed = values if isinstance(values, list) else array.ravel().tolist()
+        nested = next((value for value in listed if isinstance(value, (list, tuple, np.ndarray, torch.Tensor))), None)
+        if nested is not None or array.ndim != 1:
+            raise ValueError(
+                f"A2GenDataCollator: column {column!r} holds {nested if nested is not None else values!r}, a list "
+                f"where a single value belongs: each entry is {what}."
+            )
+        shown = next((value for value in listed
                       if isinstance(value, (bool, str, bytes, float)) or value is None
                       or (isinstance(value, int) and value > _INT64_MAX)), array.ravel()[0])  # fmt: skip
         raise ValueError(
@@ -111,16 +119,24 @@ def _ints(values, column: str, what: str = _IDS) -> np.ndarray:
     return array.astype(np.int64).reshape(-1)
 
 
+_NOT_LISTS = (str, bytes, AbstractSet, Mapping)  # what has a length but is no list of a history's values
+
+
 def _lengths(lists: list, column: str) -> np.ndarray:
-    """Each list's length; a value that is no list (None, a string) is refused, naming its place and the column."""
+    """Each list's length; a value that is no list (None, a string, a set, a dict) is refused, naming its place and
+    the column."""
     try:
-        if {str, bytes} & set(map(type, lists)):  # a string has a length, but is no list (one C-level pass)
+        # A string has a length but is no list; a set has no order of its own; a dict would give its keys.
+        if any(issubclass(kind, _NOT_LISTS) for kind in set(map(type, lists))):  # one C-level pass, then the types
             raise TypeError
         return np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     except TypeError:
-        bad = next(index for index, value in enumerate(lists) if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"))
+        bad = next(index for index, value in enumerate(lists) if isinstance(value, _NOT_LISTS)
+                   or not hasattr(value, "__len__"))  # fmt: skip
         raise ValueError(
-            f"A2GenDataCollator: list {bad} of column {column!r} in the batch is {lists[bad]!r}, not a list."
+            f"A2GenDataCollator: list {bad} of column {column!r} in the batch is {lists[bad]!r}, not a list"
+            + (" (a set or mapping has no order of its own: pass a list in the history's order)."
+               if isinstance(lists[bad], (AbstractSet, Mapping)) else ".")
         ) from None
 
 
@@ -134,9 +150,13 @@ def _lists_from_rows(lists: list, column: str, kind: str) -> _Lists:
     # np.array (not fromiter) so that None, how some readers spell a missing time, becomes NaN.
     values = list(flat)
     try:
+        # numpy would parse "1e3" and read True as 1 s: a time is a number (ids are refused the same way)
+        if any(issubclass(kind, (str, bytes, bool, np.bool_)) for kind in set(map(type, values))):
+            raise TypeError
         seconds = np.array(values, dtype=np.float64)
     except (TypeError, ValueError):
-        shown = next((value for value in values if not isinstance(value, (int, float)) and value is not None), None)
+        shown = next((value for value in values if isinstance(value, (str, bytes, bool, np.bool_))
+                      or (not isinstance(value, (int, float, np.number)) and value is not None)), None)  # fmt: skip
         raise ValueError(
             f"A2GenDataCollator: column {column!r} holds {shown!r}, not a time in seconds (a number, or None / NaN "
             "when unknown)."
@@ -294,14 +314,20 @@ def _arrow_values(array: pa.Array, column: str, kind: str) -> np.ndarray:
     """Arrow values -> int64 ids (a null refused) or float64 seconds (a null is NaN, an unknown time); values that
     do not cast (``3.7`` or ``"u5"`` as an id, an id beyond int64, a list) are refused naming the column."""
     try:
+        numeric = pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type)
         if kind == "seconds":
+            if not numeric:  # Arrow casts "1e3" to 1000.0 and True to 1.0, which the rows route refuses
+                raise ValueError(
+                    f"A2GenDataCollator: column {column!r} holds {array.type} values (the first: {array[0].as_py()!r}), "
+                    "not times in seconds (numbers, or null when unknown)."
+                )
             return np.asarray(pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False))
         noun = "Unix seconds" if kind == "unix_seconds" else "id"
         if array.null_count:
             raise ValueError(
                 f"A2GenDataCollator: column {column!r} holds a null {noun} (value {_first_null(array)} of the batch's)."
             )
-        if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type)):
+        if not numeric:
             # Arrow casts "547" to 547 and True to 1, which the rows route refuses: ids are numbers on both routes.
             raise ValueError(
                 f"A2GenDataCollator: column {column!r} holds {array.type} values (the first: {array[0].as_py()!r}), "
@@ -463,7 +489,10 @@ class A2GenDataCollator:
 
     @classmethod
     def from_config(cls, config: A2GenConfig, tokenizer: A2GenActionTokenizer) -> A2GenDataCollator:
-        """A collator with ``config``'s caps and number of item side features."""
+        """A collator with ``config``'s caps and number of item side features; ``tokenizer`` must agree with
+        ``config`` (:meth:`~a2gen_hf.A2GenActionTokenizer.check_compatible`: the same actions, time statistics and
+        buckets), or the times and ids it writes would mean something else to the model."""
+        tokenizer.check_compatible(config)
         return cls(
             tokenizer,
             max_history_items=config.max_history_items,
