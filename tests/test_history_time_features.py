@@ -414,3 +414,38 @@ def test_training_on_dates_without_a_time_of_day_warns(simulated_data_dir, tmp_p
     code = main(["train", "--data", str(simulated_data_dir), "--output", str(tmp_path / "run2"), "--count-features",
                  "--time-features", "--max-steps", "2", *tiny])  # fmt: skip
     assert code == 0 and "whole multiple of" not in capsys.readouterr().err
+
+
+def test_every_wide_column_the_model_computes_is_the_regressions(simulated_data_dir):
+    """The count features are computed twice, in torch for the model (``HistoryCountFeatures``, the popularity
+    features) and in numpy for the regression (``CountFeatureLogisticRegression.features``); the wide start copies
+    the regression's coefficients onto the model's columns by ``_wide_feature_columns``. Every mapped column must
+    then hold the same standardised value on both sides, for every action (not only the end-to-end probability of
+    one): a drift in any column would silently misplace a coefficient."""
+    from a2gen_hf.training.simple_baselines import _wide_feature_columns
+
+    data, tokenizer, _ = load_data_dir(simulated_data_dir)
+    window = max(len(items) for split in data.values() for items in split["history_item_ids"])
+    events = max(len(item) for split in data.values() for items in split["history_action_ids"] for item in items)
+    caps = {"max_history_items": window, "max_events_per_item": events}  # the regression reads every event
+    model = create_model("a2gen-iag", tokenizer, data, **{**SPARSE, **caps})
+    regression = start_from_regression(model, tokenizer, data, residual=True, frozen=True)
+    extras = next(module for module in model.modules() if type(module).__name__ == "ExtraContextFeatures")
+    captured = []
+    handle = extras.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    test = data["test"]
+    batch = A2GenDataCollator.from_config(model.config, tokenizer)(test.to_list())
+    model.eval()
+    with torch.no_grad():
+        model.predict_actions(**{name: value for name, value in batch.items() if not name.startswith("label")})
+    handle.remove()
+    features = torch.cat(captured).double().numpy()
+    expected = regression.scaler_.transform(regression.features(test))
+    pairs = _wide_feature_columns(regression, model.config)
+    assert len(pairs) == expected.shape[1]  # every regression column has its model column
+    varying = 0
+    for source, target in pairs:
+        np.testing.assert_allclose(features[:, target], expected[:, source], rtol=1e-4, atol=1e-3,
+                                   err_msg=f"regression column {source} against model column {target}")  # fmt: skip
+        varying += bool(np.ptp(expected[:, source]) > 0)
+    assert varying >= len(pairs) // 2  # the check is not carried by constant columns

@@ -98,21 +98,28 @@ def history_action_propensity(
     return (present * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+# A feature column whose variance is at most this is read as constant: centred and divided by 1, by the model's
+# standardisers and by the regression's scaler alike (sklearn's own rule is relative to the column's mean and
+# would divide a near-constant column by a tiny standard deviation, which the model would not: the wide start
+# copies the scaler's statistics onto the model's columns and must read them the same way).
+CONSTANT_VARIANCE = 1e-12
+
+
 class RunningStandardizer(KeepsBuffersExact):
     """
     Standardises features `(B, D)` with the mean and variance of every training example seen so far (saved with the
     model). Unlike batch normalisation it uses the same statistics in training and evaluation, so a batch of one
     and a left- or right-padded batch give the same output; the statistics are frozen outside training. As
     ``sklearn``'s ``StandardScaler`` (which the regression baseline uses, so that a warm-started wide path reads the
-    regression's very features): divided by the standard deviation, or by 1 where the variance is below ``eps``
-    (a constant column). ``frozen`` (set by training with ``freeze_ranking``; not saved) keeps the statistics as they
+    regression's very features): divided by the standard deviation, or by 1 where the variance is at most ``eps``
+    (a constant column; :data:`CONSTANT_VARIANCE`, the regression's rule too). ``frozen`` (set by training with ``freeze_ranking``; not saved) keeps the statistics as they
     are in training mode too. The statistics stay float32 in a bfloat16 model (:class:`KeepsBuffersExact`); the
     output is in the features' dtype promoted with theirs.
     """
 
     exact_buffers = ("mean", "variance", "count")
 
-    def __init__(self, size: int, eps: float = 1e-12):
+    def __init__(self, size: int, eps: float = CONSTANT_VARIANCE):
         super().__init__()
         self.eps = eps
         self.frozen = False

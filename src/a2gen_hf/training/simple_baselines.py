@@ -58,6 +58,7 @@ from threadpoolctl import threadpool_limits
 
 from ..data.collator import SESSION_TIME_COLUMNS, check_session_time_columns
 from ..features_a2gen import (
+    CONSTANT_VARIANCE,
     HISTORY_DECAY_SCALES,
     HISTORY_TIME_SCALES,
     NO_RECENT_SESSION_SECONDS,
@@ -745,6 +746,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
             validation_occurs = ActionTargets.from_dataset(validation, self.tokenizer).occurs
         self.models_, self.column_weights_, self.chosen_c_, self.chosen_share_scale_, self.notes_ = {}, {}, {}, {}, []
         self.scaler_ = scaler = StandardScaler().fit(train_features)
+        scaler.scale_ = np.where(scaler.var_ > CONSTANT_VARIANCE, scaler.scale_, 1.0)  # as the model's standardisers
         train_features = scaler.transform(train_features)
         if validation is not None:
             validation_features = scaler.transform(validation_features)
