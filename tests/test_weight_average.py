@@ -74,6 +74,26 @@ def test_applied_puts_the_average_in_and_the_weights_back_even_after_an_error():
     torch.testing.assert_close(model[0].weight, trained, rtol=0, atol=0)
 
 
+def test_a_failed_save_keeps_the_file_before_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    """The save wrote a fixed '.partial' name and left it behind when the write failed (a full disk)."""
+    import a2gen_hf.training.weight_average as weight_average
+
+    average = WeightAverage(nn.Linear(3, 2), 0.9)
+    saved = average.save(tmp_path)
+    before = saved.read_bytes()
+
+    def half_written(tensors, filename):
+        with open(filename, "wb") as handle:
+            handle.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weight_average, "save_file", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        average.save(tmp_path)
+    assert saved.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == [WEIGHT_AVERAGE_FILE]
+
+
 def test_load_state_dict_refuses_another_models_average():
     model = _model()
     average = WeightAverage(model, 0.9)

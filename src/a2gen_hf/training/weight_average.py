@@ -22,6 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..output_folders import replacing_file
+
 # The average's file in a checkpoint folder.
 WEIGHT_AVERAGE_FILE = "weight_average.safetensors"
 
@@ -123,9 +125,8 @@ class WeightAverage:
         """Write :meth:`state_dict` to ``folder``/:data:`WEIGHT_AVERAGE_FILE` (safetensors; written under a temporary
         name and renamed, so that a reader never sees half a file). Returns the file's path."""
         path = Path(folder) / WEIGHT_AVERAGE_FILE
-        temporary = path.with_name(f".{path.name}.partial")
-        save_file(self.state_dict(), str(temporary))
-        os.replace(temporary, path)
+        with replacing_file(path) as temporary:  # removed if the write fails (a full disk leaves no half file)
+            save_file(self.state_dict(), str(temporary))
         return path
 
     def load(self, folder: str | os.PathLike) -> None:
