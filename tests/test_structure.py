@@ -172,3 +172,24 @@ def test_the_data_folder_names_live_in_data_folder():
             if isinstance(node, ast.Constant) and node.value in FOLDER_NAMES:
                 spelled.append(f"{module}:{node.lineno} {node.value!r}")
     assert not spelled, "data-folder names spelled outside data/folder.py: " + ", ".join(spelled)
+
+
+def test_loading_a_model_does_not_bring_the_log_reader_the_simulator_or_training():
+    """The static graph above does not see what runs at import: the package registers its pipeline when a model is
+    built, and the pipeline imports the collator. ``a2gen_hf.data`` loaded every module of the data package with it
+    (the log reader, the simulator, scikit-learn) for a model that only serves."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, a2gen_hf.modeling_a2gen\n"
+        "from a2gen_hf import A2GenConfig, A2GenForActionGeneration\n"
+        "A2GenForActionGeneration(A2GenConfig(hidden_size=8, num_attention_heads=2, id_embedding_size=8, "
+        "action_embedding_size=8, time_embedding_size=8, user_buckets=10, item_buckets=10, side_feature_buckets=10))\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split())
+    assert "a2gen_hf.data.collator" in loaded  # the pipeline's, so the check below has run what it should
+    unwanted = {"a2gen_hf.data.logs", "a2gen_hf.data.simulator", "a2gen_hf.data.validation", "a2gen_hf.cli",
+                "a2gen_hf.training", "sklearn"}  # fmt: skip
+    assert not unwanted & loaded, sorted(unwanted & loaded)
