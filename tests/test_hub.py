@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers.utils.hub
 from hub_server import DEFAULT_GITATTRIBUTES, HubServer, git_object_id
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, hf_hub_download
 from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
@@ -142,6 +143,8 @@ def hub_env(hub, monkeypatch):
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setenv("HF_TOKEN", hub.token)
+    # transformers keeps one HfApi, made with the endpoint of its first use: an earlier test's would reach the real Hub
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
     return hub
 
 
