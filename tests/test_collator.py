@@ -398,7 +398,8 @@ def test_targets_that_are_no_timeline_are_refused_naming_the_example(tokenizer, 
 @pytest.mark.parametrize("route", ["rows", "arrow"])
 def test_user_keys_are_the_raw_users_keys_when_asked_for(tokenizer, route):
     """Evaluation's groups: 63-bit keys of the raw users (users sharing a user_ids bucket stay apart); only with
-    user_keys=True, and only when every row has a user."""
+    user_keys=True. Rows without a user column get none; a row whose user is None among rows with one is refused,
+    naming it (before: that batch alone got no user_keys, so evaluation grouped it by the hashed user_ids)."""
     import pyarrow as pa
 
     from a2gen_hf.tokenization_a2gen import raw_id_keys
@@ -412,7 +413,10 @@ def test_user_keys_are_the_raw_users_keys_when_asked_for(tokenizer, route):
     keys = collate(A2GenDataCollator(tokenizer, user_keys=True), rows)["user_keys"]
     assert keys.tolist() == raw_id_keys(["u1", "u2", "u1"]).tolist() and keys[0] != keys[1]
     without = [{**row, "user": None} if index == 1 else row for index, row in enumerate(rows)]
-    assert "user_keys" not in collate(A2GenDataCollator(tokenizer, user_keys=True), without)
+    with pytest.raises(ValueError, match=r"in this batch: example 1 has no raw 'user' id \(None\).*remove_columns"):
+        collate(A2GenDataCollator(tokenizer, user_keys=True), without)
+    no_column = [{key: value for key, value in row.items() if key != "user"} for row in rows]
+    assert "user_keys" not in collate(A2GenDataCollator(tokenizer, user_keys=True), no_column)
 
 
 def test_the_padding_id_inside_an_event_list_is_refused(tokenizer):

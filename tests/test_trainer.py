@@ -493,3 +493,98 @@ def test_plain_training_arguments_work_with_a2gen_trainer_and_the_plain_trainer_
                     train_dataset=dataset["train"], data_collator=collator)  # fmt: skip
     with pytest.raises(KeyError, match=r"has no column\(s\) .*remove_unused_columns=False: use A2GenTrainer"):
         plain.train()
+
+
+def without_label_time_mask(collator):
+    """A hand-built collate function as docs/training.md's plain Trainer invites: labels and label_times only."""
+    return lambda rows: {key: value for key, value in collator(list(rows)).items() if key != "label_time_mask"}
+
+
+def test_an_evaluation_batch_without_label_time_mask_is_refused_in_every_evaluation_path(data_dir, tmp_path):
+    """The Trainer computes the loss only when every one of label_names is in the batch: without label_time_mask
+    A2GenTrainer's loss-only evaluation reported no eval_loss, silently (only its metrics path refused it)."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    split = dataset["validation"].select(range(16))
+    collate = without_label_time_mask(A2GenDataCollator.from_config(model.config, tokenizer))
+    refusal = r"The evaluation batch has no \['label_time_mask'\] .*eval_loss.*A2GenDataCollator"
+    for loss_only, metrics in ((True, None), (False, None), (False, a2gen_compute_metrics(model.config))):
+        args = a2gen_training_arguments(str(tmp_path), per_device_eval_batch_size=8, prediction_loss_only=loss_only,
+                                        **QUIET)  # fmt: skip
+        trainer = A2GenTrainer(model=model, args=args, eval_dataset=split, data_collator=collate,
+                               compute_metrics=metrics)  # fmt: skip
+        with pytest.raises(ValueError, match=refusal):
+            trainer.evaluate()
+        with pytest.raises(ValueError, match=refusal):
+            trainer.predict(split)
+    # With the mask (A2GenDataCollator) the loss-only evaluation reports eval_loss.
+    trainer.data_collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    trainer.args.prediction_loss_only = True
+    assert math.isfinite(trainer.evaluate()["eval_loss"])
+
+
+def test_the_plain_trainer_needs_every_label_column_or_label_names_without_the_mask(data_dir, tmp_path):
+    """What docs/training.md says of the plain Trainer: it takes every forward argument named *label* as a label and
+    computes eval_loss only when all of them are in the batch; label_names=["labels", "label_times"] evaluates
+    batches without label_time_mask."""
+    from transformers import Trainer, TrainingArguments
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    split = dataset["validation"].select(range(16))
+    collate = without_label_time_mask(A2GenDataCollator.from_config(model.config, tokenizer))
+    plain = {"remove_unused_columns": False, "per_device_eval_batch_size": 8, **QUIET}
+    silent = Trainer(model=model, args=TrainingArguments(str(tmp_path / "a"), **plain), data_collator=collate)
+    assert silent.label_names == LABEL_NAMES and "eval_loss" not in silent.evaluate(split)  # upstream behaviour
+    told = Trainer(model=model, args=TrainingArguments(str(tmp_path / "b"), label_names=["labels", "label_times"],
+                                                       **plain), data_collator=collate)  # fmt: skip
+    assert math.isfinite(told.evaluate(split)["eval_loss"])
+
+
+def test_an_evaluation_groups_every_example_by_one_rule(data_dir, tmp_path):
+    """GAUC / NDCG@K groups: A2GenTrainer took the raw users (user_keys) for batches whose rows all had a user and
+    the hashed user_ids for the others, silently, so a user whose rows spanned two such batches made two groups. Now
+    a split whose user column misses some users is refused naming the example (at construction, evaluate and
+    predict, streamed splits by the collator), a user split across two batches stays one group, and a batch that
+    would group by the other column is refused."""
+    from a2gen_hf.tokenization_a2gen import raw_id_keys
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    split = dataset["validation"].select(range(8))
+    users = ["u0", "u1", "u2", "uA", "uA", "u5", "u6", "u7"]  # uA: the last row of batch 0, the first of batch 1
+    split = split.remove_columns("user").add_column("user", users)
+    trainer = make_trainer(model, tokenizer, {"train": dataset["train"], "validation": split}, tmp_path,
+                           per_device_eval_batch_size=4)  # fmt: skip
+    groups = trainer.predict(split).predictions[3]
+    assert groups.tolist() == raw_id_keys(users).tolist() and groups[3] == groups[4]  # one group for uA
+    assert "eval_gauc_like" in trainer.evaluate()
+
+    partial = split.remove_columns("user").add_column("user", [*users[:5], None, *users[6:]])
+    refusal = r"example 5 has no raw 'user' id \(None\).*remove_columns\('user'\)"
+    with pytest.raises(ValueError, match="the eval dataset: " + refusal):
+        make_trainer(model, tokenizer, {"train": dataset["train"], "validation": partial}, tmp_path)
+    with pytest.raises(ValueError, match="the eval dataset: " + refusal):
+        trainer.evaluate(partial)
+    with pytest.raises(ValueError, match="the test dataset: " + refusal):
+        trainer.predict(partial)
+    with pytest.raises(ValueError, match=r"in this batch: example 1 has no raw 'user' id"):  # row 5: batch 1, row 1
+        trainer.evaluate(partial.to_iterable_dataset())
+    # Without a user column the whole split groups by the hashed user_ids.
+    hashed = trainer.predict(split.remove_columns("user")).predictions[3]
+    assert hashed.tolist() == split["user_id"]
+
+    # A collate function whose batches switch columns mid-evaluation is refused, not grouped two ways.
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    collator.user_keys = True
+    seen = []
+
+    def first_batch_keyed(rows):
+        seen.append(1)
+        batch = collator(list(rows))
+        return batch if len(seen) == 1 else {key: value for key, value in batch.items() if key != "user_keys"}
+
+    trainer.data_collator = first_batch_keyed
+    with pytest.raises(ValueError, match=r"would group its examples by 'user_ids', but the evaluation's first batch "
+                                         r"grouped them by 'user_keys'"):  # fmt: skip
+        trainer.evaluate(split)

@@ -119,6 +119,28 @@ def _ints(values, column: str, what: str = _IDS) -> np.ndarray:
     return array.astype(np.int64).reshape(-1)
 
 
+# The examples' column of raw user ids (what prepare and the simulator write): GAUC and NDCG@K group by it.
+USER_COLUMN = "user"
+
+
+def missing_user_error(where: str, index: int) -> ValueError:
+    """The one refusal of an example without a raw ``user`` among examples with one (the collator with
+    ``user_keys=True``, :func:`user_groups`, :class:`~a2gen_hf.A2GenTrainer`'s evaluation splits): grouping that
+    example by its hashed ``user_ids`` while the others group by their raw users would split a user into two groups
+    (before: A2GenTrainer did so batch by batch, silently)."""
+    return ValueError(
+        f"{where}: example {index} has no raw {USER_COLUMN!r} id (None) while the examples have a {USER_COLUMN!r} "
+        "column. GAUC and NDCG@K group the examples of an evaluation by one rule: their raw users, or (without a "
+        f"{USER_COLUMN!r} column) the hashed user_ids. Fill that example's user, or drop the column "
+        f"(dataset.remove_columns({USER_COLUMN!r})) to group every example by its user_ids."
+    )
+
+
+def first_missing_user(users: Any) -> int | None:
+    """The position of the first ``None`` in ``users`` (raw user ids), None where every one is given."""
+    return next((index for index, user in enumerate(users) if user is None), None)
+
+
 _NOT_LISTS = (str, bytes, AbstractSet, Mapping)  # what has a length but is no list of a history's values
 
 
@@ -211,7 +233,8 @@ def _columns_from_rows(
         user_ids=_ints(column("user_id"), "user_id"),
         item_ids=_ints(column("item_id"), "item_id"),
         raw_items=column("item") if item_keys else None,
-        raw_users=[row.get("user") for row in features] if user_keys else None,
+        # no row with a "user" key: no user column (the hashed user_ids group the examples)
+        raw_users=[row.get("user") for row in features] if user_keys and any("user" in row for row in features) else None,
         item_side_ids=_lists_from_rows(column("item_side_ids"), "item_side_ids", "ids") if side_features else None,
         history_items=_lists_from_rows(item_lists, "history_item_ids", "ids"),
         history_side_ids=(
@@ -453,9 +476,11 @@ class A2GenDataCollator:
             (:data:`SESSION_TIME_COLUMNS`, then required: ``a2gen prepare`` and the simulator write both; data folders
             written before the second existed lack it), for a model with ``history_time_features``
             (:meth:`from_config` reads it off the config). Off, those columns are not read.
-        user_keys: also give ``user_keys`` `(B,)`, 63-bit keys of the rows' raw ``user`` ids (when every row has
-            one), which evaluation groups GAUC and NDCG@K by (:class:`~a2gen_hf.A2GenTrainer` switches it on for its
-            evaluation batches and takes the tensor out before the model sees it). Not a model input.
+        user_keys: also give ``user_keys`` `(B,)`, 63-bit keys of the rows' raw ``user`` ids, which evaluation
+            groups GAUC and NDCG@K by (:class:`~a2gen_hf.A2GenTrainer` switches it on for its evaluation batches and
+            takes the tensor out before the model sees it). Not a model input. Rows without a ``user`` column get
+            none (the hashed ``user_ids`` then group them); a row whose ``user`` is None among rows with the column
+            is refused, naming it (before: that batch alone fell back to ``user_ids``, splitting its users' groups).
     """
 
     def __init__(
@@ -629,7 +654,10 @@ class A2GenDataCollator:
                 )
             batch["item_keys"] = self.tokenizer.item_keys(raw_items)
         raw_users = columns.raw_users
-        if self.user_keys and raw_users is not None and None not in raw_users:
+        if self.user_keys and raw_users is not None:
+            missing = first_missing_user(raw_users)
+            if missing is not None:  # before: no user_keys for this batch, so evaluation grouped it by user_ids
+                raise missing_user_error("A2GenDataCollator(user_keys=True), in this batch", missing)
             batch["user_keys"] = raw_id_keys(raw_users)  # evaluation's groups: the raw users, which user_ids can merge
         if side_features:
             self._check_widths(columns.item_side_ids, side_features, "item_side_ids", np.arange(batch_size))

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import RandomSampler
 from tqdm.auto import tqdm
 
+from ..data.collator import USER_COLUMN, first_missing_user, missing_user_error
 from .action_metrics import (
     DEFAULT_CALIBRATION_BINS,
     DEFAULT_TOP_K,
@@ -82,8 +83,23 @@ def _concatenate(name: str, parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-# The examples' column of raw user ids (what prepare and the simulator write): GAUC and NDCG@K group by it.
-USER_COLUMN = "user"
+# The batch tensor of the raw users' 63-bit keys (A2GenDataCollator(user_keys=True)): groups, never a model input.
+USER_KEYS_COLUMN = "user_keys"
+
+
+def check_user_column(examples: Any, where: str) -> None:
+    """Refuses (:func:`missing_user_error`, naming the example's row) a ``datasets.Dataset`` whose ``user`` column
+    misses some users; a split without the column, or another kind of data set, passes (its batches are checked
+    as they are collated)."""
+    import datasets
+
+    if not isinstance(examples, datasets.Dataset) or USER_COLUMN not in (examples.column_names or []):
+        return
+    if examples.data.column(USER_COLUMN).null_count == 0:  # the table under any selection: no None anywhere
+        return
+    index = first_missing_user(examples.select_columns([USER_COLUMN]).with_format(None)[:][USER_COLUMN])
+    if index is not None:
+        raise missing_user_error(where, index)
 
 
 def user_groups(examples: Any) -> np.ndarray | None:
@@ -91,7 +107,8 @@ def user_groups(examples: Any) -> np.ndarray | None:
     The group of each example for GAUC and NDCG@K / Recall@K: a 63-bit key of its raw user id
     (:func:`~a2gen_hf.tokenization_a2gen.raw_id_keys` of the ``user`` column), int64 `(n,)`, in the examples' order;
     None where the examples have no ``user`` column. The collator's ``user_ids`` are hash buckets, which merge
-    users (about 6 % of them at prepare's default bucket counts) into one group.
+    users (about 6 % of them at prepare's default bucket counts) into one group. An example whose ``user`` is None
+    is refused, naming it (:func:`missing_user_error`).
     """
     import datasets
 
@@ -106,6 +123,9 @@ def user_groups(examples: Any) -> np.ndarray | None:
     if USER_COLUMN not in columns:
         return None
     users = examples.select_columns([USER_COLUMN]).with_format(None)[:][USER_COLUMN]  # raw values, not tensors
+    missing = first_missing_user(users)
+    if missing is not None:
+        raise missing_user_error("user_groups", missing)
     return raw_id_keys(users)
 
 
@@ -118,15 +138,42 @@ def _check_groups_length(groups: Any, examples: int, source: str) -> None:
         )
 
 
-def _check_group_column(batch: Mapping[str, Any], group_column: str) -> None:
-    """The group of each example (GAUC, NDCG@K / Recall@K) is a tensor of the batch, not silently left out."""
-    if not torch.is_tensor(batch.get(group_column)):
+def batch_groups(batch: Mapping[str, Any], group_column: str | None = DEFAULT_GROUP_COLUMN) -> torch.Tensor | None:
+    """
+    The group of each example of one collated batch, for GAUC and NDCG@K / Recall@K: the batch's ``group_column``
+    tensor, one value per example (``user_ids``, the hashed users, by default; ``user_keys``, the raw users'
+    keys of ``A2GenDataCollator(user_keys=True)``); None with ``group_column=None``. The one home of this rule for
+    :func:`predict_dataloader` and :class:`~a2gen_hf.A2GenTrainer` (which picks the column once per evaluation,
+    :func:`evaluation_group_column`).
+
+    Raises:
+        ValueError: the batch has no such tensor (naming its keys).
+    """
+    if group_column is None:
+        return None
+    groups = batch.get(group_column)
+    if not torch.is_tensor(groups):
         found = "is not a tensor" if group_column in batch else "is missing"
+        raw = (
+            f" ({USER_KEYS_COLUMN!r}: A2GenDataCollator(user_keys=True) adds them where the examples have a "
+            f"{USER_COLUMN!r} column)" if group_column == USER_KEYS_COLUMN else ""
+        )
         raise ValueError(
-            f"group_column={group_column!r} {found} in the batch (its keys: {sorted(batch)}); pass the name of the "
-            f"collated tensor that holds each example's group (the user: {DEFAULT_GROUP_COLUMN!r}), or "
+            f"group_column={group_column!r} {found} in the batch (its keys: {sorted(batch)}){raw}; pass the name of "
+            f"the collated tensor that holds each example's group (the user: {DEFAULT_GROUP_COLUMN!r}), or "
             "group_column=None to report no GAUC / NDCG@K / Recall@K."
         )
+    return groups
+
+
+def evaluation_group_column(batch: Mapping[str, Any]) -> str | None:
+    """The column an evaluation that names none groups by (:class:`~a2gen_hf.A2GenTrainer`): the raw users'
+    ``user_keys`` where the batch carries them, else the hashed ``user_ids``, else None (no groups). Decided on an
+    evaluation's first batch and then held for all of it, so that a user is never split between the two."""
+    for column in (USER_KEYS_COLUMN, DEFAULT_GROUP_COLUMN):
+        if torch.is_tensor(batch.get(column)):
+            return column
+    return None
 
 
 def predict_dataloader(
@@ -161,12 +208,11 @@ def predict_dataloader(
     model.eval()
     try:
         for batch in tqdm(dataloader, desc=description, disable=not progress, leave=False):
-            if references and group_column is not None:
-                _check_group_column(batch, group_column)
+            groups = batch_groups(batch, group_column) if references else None
             batch = {key: value.to(model.device) for key, value in batch.items() if torch.is_tensor(value)}
             # the raw users of A2GenDataCollator(user_keys=True): evaluation's groups, not a model input (before:
             # predict_actions refused them)
-            user_keys = batch.pop("user_keys", None)
+            batch.pop(USER_KEYS_COLUMN, None)
             if references and ("labels" not in batch or "label_times" not in batch):
                 raise ValueError(
                     "Evaluation needs batches with labels and label_times: build them with A2GenDataCollator from "
@@ -175,8 +221,8 @@ def predict_dataloader(
             outputs = predict_batch(model, batch, generate=generate)
             if references:
                 outputs.update({name: batch[name] for name in LABEL_COLUMNS if name in batch})
-                if group_column is not None:
-                    outputs["group_ids"] = user_keys if group_column == "user_keys" else batch[group_column]
+                if groups is not None:
+                    outputs["group_ids"] = groups
             for name, values in outputs.items():
                 collected.setdefault(name, []).append(values.detach().cpu().numpy())
     finally:

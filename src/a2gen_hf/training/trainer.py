@@ -41,7 +41,7 @@ from ..data.collator import A_SAVED_MODEL_READS_THEM, A2GenDataCollator, check_s
 from ..host_memory import keep_freed_host_memory
 from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.action_metrics import tensor_as_numpy
-from ..metrics.evaluation import DEFAULT_GROUP_COLUMN
+from ..metrics.evaluation import USER_KEYS_COLUMN, batch_groups, check_user_column, evaluation_group_column
 from .checkpointing import CHECKPOINT_MANIFEST
 from .loop import embedding_and_dense_groups
 from .optimization import (
@@ -308,6 +308,8 @@ class A2GenTrainer(Trainer):
         self.weight_average: WeightAverage | None = None
         self._weight_average_settings = None
         self._resumed_from: str | None = None
+        self._group_column: Any = _PER_BATCH  # the column this evaluation groups its examples by
+        self._check_eval_users(self.eval_dataset)
         if weight_average_decay is not None:
             check_average_settings(weight_average_decay, weight_average_every)  # now, not when training begins
             if self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -344,14 +346,31 @@ class A2GenTrainer(Trainer):
 
     def get_eval_dataloader(self, eval_dataset=None):
         """``Trainer.get_eval_dataloader`` whose batches also carry ``user_keys`` (the raw users: GAUC and NDCG@K
-        group by them; the hashed ``user_ids`` can merge users), where the collator is :class:`A2GenDataCollator`."""
+        group by them; the hashed ``user_ids`` can merge users), where the collator is :class:`A2GenDataCollator`.
+        A split whose ``user`` column misses some users is refused, naming the example (:meth:`_check_eval_users`)."""
+        split = self.eval_dataset if eval_dataset is None else eval_dataset
+        if isinstance(split, str) and isinstance(self.eval_dataset, dict):
+            split = self.eval_dataset.get(split)
+        self._check_eval_users(split)
         with self._collating_user_keys():
             return super().get_eval_dataloader(eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
         """``Trainer.get_test_dataloader``, with ``user_keys`` as in :meth:`get_eval_dataloader`."""
+        self._check_eval_users(test_dataset, "the test dataset")
         with self._collating_user_keys():
             return super().get_test_dataloader(test_dataset)
+
+    def _check_eval_users(self, splits: Any, where: str = "the eval dataset") -> None:
+        """With :class:`A2GenDataCollator`, whose evaluation batches carry the raw users (``user_keys``), a split
+        (``datasets.Dataset``) whose ``user`` column is None for some examples is refused before any step, naming
+        the first (:func:`~a2gen_hf.metrics.evaluation.missing_user_error`): GAUC and NDCG@K group a whole
+        evaluation by one rule. Streamed splits are checked batch by batch by the collator."""
+        if not isinstance(self.data_collator, A2GenDataCollator):
+            return
+        named = splits.items() if isinstance(splits, dict) else [("", splits)]
+        for name, split in named:
+            check_user_column(split, f"{where}{f' {name!r}' if name else ''}")
 
     @contextlib.contextmanager
     def _collating_user_keys(self):
@@ -502,7 +521,19 @@ class A2GenTrainer(Trainer):
         ignore_keys: list[str] | None = None,
     ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         inputs = self._prepare_inputs(inputs)
-        users = inputs.pop("user_keys", None)  # evaluation's groups (get_eval_dataloader), not a model input
+        # Every evaluation path (loss only or not): the Trainer computes the loss only when every one of label_names
+        # is in the batch, so a batch without label_time_mask gave no eval_loss, silently (before).
+        missing = [name for name in self.label_names if inputs.get(name) is None]
+        if missing:
+            raise ValueError(
+                f"The evaluation batch has no {missing} (its keys: {sorted(inputs)}): the Trainer computes eval_loss "
+                f"only when every one of label_names {list(self.label_names)} is in the batch, and would report "
+                "none. Collate with A2GenDataCollator, which builds labels, label_times and label_time_mask (1 where "
+                "label_times holds a known time, 0 at padding and unknown times) from the examples' action_ids / "
+                "action_seconds, or add the missing tensors in your own collator."
+            )
+        groups = self._evaluation_groups(inputs)
+        inputs.pop(USER_KEYS_COLUMN, None)  # evaluation's groups (get_eval_dataloader), not a model input
         loss = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)[0]
         real = self._real_rows_of_a_padded_batch(inputs)
         if loss is not None and real:  # the loss of the examples, not of the copies that pad them (see the method)
@@ -510,19 +541,45 @@ class A2GenTrainer(Trainer):
             loss = super().prediction_step(model, part, prediction_loss_only=True, ignore_keys=ignore_keys)[0]
         if prediction_loss_only:
             return loss, None, None
-        missing = [name for name in self.label_names if inputs.get(name) is None]
-        if missing:
-            raise ValueError(f"The evaluation batch has no {missing}; A2GenDataCollator builds them from the labels.")
         network = self.accelerator.unwrap_model(model)
         outputs = predict_batch(network, inputs, generate=True)
         probabilities = outputs["action_probabilities"]
         predictions = (probabilities, outputs["expected_times"], outputs["next_actions"])
-        if users is not None:  # the raw users where the rows have them, else the hashed ids
-            predictions += (users,)
-        elif inputs.get(DEFAULT_GROUP_COLUMN) is not None:
-            predictions += (inputs[DEFAULT_GROUP_COLUMN],)
+        if groups is not None:  # one column for the whole evaluation: the raw users, else the hashed ids
+            predictions += (groups,)
         labels = tuple(inputs[name] for name in self.label_names)
         return loss, predictions, labels
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        """``Trainer.evaluation_loop``; the column the examples group by is chosen anew for each evaluation
+        (:meth:`_evaluation_groups`)."""
+        self._group_column = _UNDECIDED
+        try:
+            return super().evaluation_loop(*args, **kwargs)
+        finally:
+            self._group_column = _PER_BATCH
+
+    def _evaluation_groups(self, inputs: dict[str, Any]) -> torch.Tensor | None:
+        """
+        The group of each example of this evaluation batch (GAUC, NDCG@K / Recall@K), by one column for the whole
+        evaluation (:func:`~a2gen_hf.metrics.evaluation.evaluation_group_column` of its first batch): the raw users'
+        ``user_keys`` where the split has a ``user`` column, else the hashed ``user_ids``. A batch that would group
+        by the other column is refused (before: each batch took ``user_keys`` where all its rows had a user, else
+        ``user_ids``, silently, so a user's rows in two batches made two groups).
+        """
+        found = evaluation_group_column(inputs)
+        if self._group_column is _PER_BATCH:  # a prediction_step called outside an evaluation: this batch's own
+            return batch_groups(inputs, found)
+        if self._group_column is _UNDECIDED:
+            self._group_column = found
+        elif found != self._group_column:
+            raise ValueError(
+                f"This evaluation batch would group its examples by {found!r}, but the evaluation's first batch "
+                f"grouped them by {self._group_column!r}; GAUC and NDCG@K group every example of an evaluation by "
+                f"one rule ({USER_KEYS_COLUMN!r}: the raw users of a 'user' column; 'user_ids': the hashed ones), "
+                "or a user would be split into two groups. Give every example a 'user', or none of them."
+            )
+        return batch_groups(inputs, self._group_column)
 
     def _evaluation_position(self) -> tuple[int, int, bool, int]:
         """``(processes, this process's index, at the evaluation loader's last batch, examples in the last global
@@ -590,6 +647,11 @@ class A2GenTrainer(Trainer):
             tags=[tags] if isinstance(tags, str) else list(tags or []),
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+# A2GenTrainer._group_column before an evaluation's first batch, and outside evaluations (None: no groups).
+_UNDECIDED = object()
+_PER_BATCH = object()
 
 
 def _first_rows(value: Any, rows: int) -> Any:
