@@ -722,3 +722,17 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def point_clients_at(server: HubServer, monkeypatch) -> None:
+    """Send this process's huggingface_hub and transformers Hub calls to ``server`` for one test (``monkeypatch``
+    undoes it): the endpoint, the download URL template, plain HTTP uploads (no Xet), the token, and transformers'
+    shared ``HfApi``, which keeps the endpoint of its first use (an earlier test's would reach the real Hub)."""
+    import transformers.utils.hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_TOKEN", server.token)
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers.utils.hub
-from hub_server import DEFAULT_GITATTRIBUTES, HubServer, git_object_id
+from hub_server import DEFAULT_GITATTRIBUTES, HubServer, git_object_id, point_clients_at
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, hf_hub_download
 from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors.torch import load_file, save_file
@@ -139,12 +138,7 @@ def api(hub) -> HfApi:
 def hub_env(hub, monkeypatch):
     """This process's HfApi talks to the test server (pushes, and a push's read of the repo's card; transformers'
     downloads need a subprocess)."""
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_TOKEN", hub.token)
-    # transformers keeps one HfApi, made with the endpoint of its first use: an earlier test's would reach the real Hub
-    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
+    point_clients_at(hub, monkeypatch)
     return hub
 
 

@@ -445,3 +445,22 @@ def test_rank_by_takes_numpy_weights_as_numbers():
     pipe = make_pipe(tiny_model())
     expected = pipe(REQUEST, rank_by={"like": 1.0, "follow": 2})
     assert pipe(REQUEST, rank_by={"like": np.float32(1.0), "follow": np.int64(2)}) == expected
+
+
+def test_generate_timelines_refuses_a_tokenizer_that_does_not_match_the_model():
+    """Another tokenizer's time statistics or action names decoded the timelines silently wrong (other seconds, other
+    action names); it is refused naming the fields, as the pipeline refuses it."""
+    from conftest import history_inputs, make_batch, tiny_config
+
+    from a2gen_hf import generate_timelines
+
+    model = build_tiny_model("iag", time_log_mean=2.0, time_log_std=1.5)
+    inputs = history_inputs(make_batch(model.config, 2))
+    assert len(generate_timelines(model, A2GenActionTokenizer.from_config(model.config), inputs)) == 2
+    other_times = A2GenActionTokenizer.from_config(tiny_config(time_log_mean=5.0, time_log_std=0.5))
+    with pytest.raises(ValueError, match=r"does not match the model config:\n  - time_log_mean: tokenizer has 5\.0"):
+        generate_timelines(model, other_times, inputs)
+    renamed = A2GenActionTokenizer.from_config(tiny_config(
+        action_names=["start", "buy", "cart", "fav", "share", "leave"], time_log_mean=2.0, time_log_std=1.5))
+    with pytest.raises(ValueError, match=r"action_names: tokenizer has \['start', 'buy'"):
+        generate_timelines(model, renamed, inputs)

@@ -662,13 +662,28 @@ def test_timelines_take_padding_side(tokenizer):
 @pytest.mark.parametrize("name, text, message", [
     ("vocab.json", "{oops", r"vocab\.json, line 1, column 2: Expecting property name .*save the tokenizer again"),
     ("vocab.json", "[1, 2]", r"vocab\.json is not an A2Gen action vocabulary"),
-    ("tokenizer_config.json", "{bad", r"tokenizer_config\.json\) is not valid JSON \(line 1, column 2"),
+    # The same message for tokenizer_config.json as for vocab.json (before: "'folder': a tokenizer file
+    # (tokenizer_config.json) is not valid JSON"). AutoTokenizer reads that file before any A2Gen class is known:
+    # its error is transformers' own, which the package does not patch.
+    ("tokenizer_config.json", "{bad", r"tokenizer_config\.json, line 1, column 2: Expecting property name .*; the "
+                                      r"tokenizer file is damaged: save the tokenizer again\.$"),
     ("tokenizer_config.json", "[1]", r"tokenizer_config\.json is not a JSON object of the tokenizer's settings"),
 ])  # fmt: skip
 def test_a_damaged_tokenizer_file_is_named(tmp_path, name, text, message):
     A2GenActionTokenizer().save_pretrained(tmp_path)
     (tmp_path / name).write_text(text)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
+        A2GenActionTokenizer.from_pretrained(tmp_path)
+    assert str(tmp_path / name) in str(raised.value) or "is not a JSON object" in message
+    if name == "tokenizer_config.json" and text == "{bad":
+        assert isinstance(raised.value, json.JSONDecodeError)  # still one, for code that catches it
+
+
+def test_a_tokenizer_config_that_is_no_utf8_is_named(tmp_path):
+    A2GenActionTokenizer().save_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match=r"tokenizer_config\.json: not UTF-8 text \(.*\); the tokenizer file is "
+                                         r"damaged: save the tokenizer again\."):  # fmt: skip
         A2GenActionTokenizer.from_pretrained(tmp_path)
 
 

@@ -40,6 +40,11 @@ GENERATION_OPTIONS = (
     "max_new_tokens", "do_sample", "num_beams", "num_return_sequences", "temperature", "top_p", "use_cache",
     "generation_config",
 )
+# push_to_hub's options that save_pretrained(..., push_to_hub=True) passes on to push_to_hub.
+PUSH_OPTIONS = (
+    "commit_message", "commit_description", "private", "token", "revision", "create_pr", "tags", "eval_results",
+    "dataset_name", "license", "replace_card",
+)
 HISTORY_ITEM_KEYS = ("item", "events", "side_features", "session_start")
 CANDIDATE_KEYS = ("item", "side_features")
 
@@ -74,6 +79,7 @@ def generate_timelines(
 
     ``batch`` holds the forward's history inputs, e.g. a collator batch (labels are ignored).
     """
+    tokenizer.check_compatible(model.config)  # another tokenizer's names or time scale would decode silently wrong
     generated = model.generate(
         **batch,
         do_sample=False,
@@ -193,6 +199,50 @@ class ActionGenerationPipeline(Pipeline):
         super().__init__(model, tokenizer=tokenizer, **kwargs)
         self.collator = A2GenDataCollator.from_config(config, tokenizer)
         self.ranker = A2GenRanker(self.model)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Save the model and the tokenizer to ``save_directory`` (created if missing), so that
+        ``pipeline("action-generation", model=save_directory)`` loads the same pipeline back. ``kwargs`` go to
+        ``model.save_pretrained`` (``max_shard_size``, ``variant``, ``state_dict``, ...) and, as transformers'
+        ``Pipeline.save_pretrained`` passes them, to ``tokenizer.save_pretrained``. ``push_to_hub=True`` (with
+        ``repo_id``, default the folder's name, and :meth:`push_to_hub`'s options) then pushes both in one commit.
+
+        transformers' own save would write ``custom_pipelines`` into the model's config and copy this module as
+        remote code, which cannot work for a package module (``import a2gen_hf`` registers the task anyway): it
+        failed half-way and left the config changed, so that ``pipeline(model=folder)`` could no longer load any
+        later save of the model. The model's config is not changed here.
+        """
+        push = kwargs.pop("push_to_hub", False)
+        hub_options = {name: kwargs.pop(name) for name in PUSH_OPTIONS if name in kwargs}
+        repo_id = kwargs.pop("repo_id", None)
+        if not push and (hub_options or repo_id is not None):
+            raise TypeError(
+                f"save_pretrained got the Hub option(s) {sorted([*hub_options, *(['repo_id'] if repo_id else [])])} "
+                "without push_to_hub=True; pass push_to_hub=True to push as well, or drop them."
+            )
+        if os.path.isfile(save_directory):
+            raise NotADirectoryError(
+                f"save_pretrained: {str(save_directory)!r} is a file; pass a folder (created if missing) to hold the "
+                "model and the tokenizer."
+            )
+        os.makedirs(save_directory, exist_ok=True)
+        self.model.save_pretrained(save_directory, **kwargs)
+        self.tokenizer.save_pretrained(save_directory, **kwargs)
+        if push:
+            self.push_to_hub(repo_id or Path(save_directory).resolve().name, **hub_options)
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """``model.push_to_hub(repo_id, ..., tokenizer=<the pipeline's tokenizer>)``: the model, its tokenizer, the
+        code and the A2Gen model card in one commit (transformers' ``Pipeline.push_to_hub`` options; see
+        :func:`a2gen_hf.hub.push_model_to_hub` for ``eval_results`` and ``dataset_name``). ``pipeline(
+        "action-generation", model=repo_id)`` loads it back."""
+        if kwargs.get("tokenizer", self.tokenizer) is not self.tokenizer:
+            raise ValueError(
+                "push_to_hub: the pipeline pushes its own tokenizer; leave tokenizer= out, or push another with "
+                "model.push_to_hub(repo_id, tokenizer=...)."
+            )
+        kwargs["tokenizer"] = self.tokenizer
+        return self.model.push_to_hub(repo_id, *args, **kwargs)
 
     def __call__(self, inputs: dict[str, Any] | Iterable[dict[str, Any]], **kwargs) -> list[dict[str, Any]] | list:
         """Rank the candidates of one request (a dict) or of each request of a list or tuple (a list of results; an

@@ -63,6 +63,16 @@ TIMELINE_NO_OP_OPTIONS = {
 }
 
 
+# The options a text call takes: transformers' __call__ parameters (text, text_pair, ..., tokenizer_kwargs) and the
+# two that its **kwargs read (split_special_tokens, max_target_length).
+TEXT_CALL_OPTIONS = frozenset({
+    "text_pair", "text_target", "text_pair_target", "add_special_tokens", "padding", "truncation", "max_length",
+    "stride", "is_split_into_words", "pad_to_multiple_of", "padding_side", "return_tensors", "return_token_type_ids",
+    "return_attention_mask", "return_overflowing_tokens", "return_special_tokens_mask", "return_offsets_mapping",
+    "return_length", "verbose", "split_special_tokens", "max_target_length",
+})  # fmt: skip
+
+
 class UnknownActionError(ValueError):
     """Raised when an action name is not in the tokenizer's vocabulary."""
 
@@ -115,7 +125,21 @@ def hash_to_keys(texts: Iterable[str]) -> np.ndarray:
 def raw_id_keys(raws: Iterable[Any]) -> np.ndarray:
     """The 63-bit key (:func:`hash_to_keys`) of each raw id as the tokenizer spells it, int64 `(n,)`: tells ids apart
     where hash buckets merge them (raw item ids for popularity counts; raw users for GAUC's groups)."""
-    return hash_to_keys(map(_id_text, raws))
+    return hash_to_keys(map(_id_text, _raw_ids(raws, "raw_id_keys")))
+
+
+def _raw_ids(raws: Any, name: str, one: str | None = None) -> Iterable[Any]:
+    """``raws``, an iterable of raw ids, for the vectorised hashing ``name``; a ``TypeError`` naming ``name`` for a
+    single id: a str or bytes (before: hashed character by character, one id per character) or a value that is no
+    iterable (an int, a 0-d array; before: "'int' object is not iterable"). ``one`` names the call for one id."""
+    single = isinstance(raws, (str, bytes, bytearray)) or not isinstance(raws, Iterable) or (
+        isinstance(raws, (np.ndarray, torch.Tensor)) and raws.ndim == 0)  # fmt: skip
+    if single:
+        shown = repr(raws) if len(repr(raws)) <= 60 else repr(raws)[:57] + "..."
+        fix = f"use {one} for one id, or wrap it in a list: [id]" if one else "wrap one id in a list: [id]"
+        raise TypeError(f"{name} takes an iterable of raw ids (a list, tuple, array or Series), got "
+                        f"{type(raws).__name__} {shown}; {fix}.")  # fmt: skip
+    return raws
 
 
 def _id_text(raw: Any) -> str:
@@ -145,17 +169,110 @@ def _id_text(raw: Any) -> str:
     raise ValueError(f"Cannot hash the id {raw!r} of type {type(raw).__name__}; give ids as strings or integers.")
 
 
+class DamagedTokenizerFileError(json.JSONDecodeError):
+    """A tokenizer file (``vocab.json``, ``tokenizer_config.json``) that is not valid JSON or UTF-8 text: a
+    ``ValueError`` (and, for code that catches that, a ``json.JSONDecodeError``) whose message names the file, line
+    and column and says to save the tokenizer again."""
+
+    def __init__(self, path: Any, error: json.JSONDecodeError | UnicodeDecodeError):
+        if isinstance(error, json.JSONDecodeError):
+            super().__init__(error.msg, error.doc, error.pos)
+            message = f"{path}, line {error.lineno}, column {error.colno}: {error.msg}"
+        else:
+            super().__init__(error.reason, "", error.start)
+            message = f"{path}: not UTF-8 text ({error.reason})"
+        self.path = str(path)
+        self.args = (f"{message}; the tokenizer file is damaged: save the tokenizer again.",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self):  # pickles as the ValueError it reads as (JSONDecodeError's own takes other arguments)
+        return ValueError, self.args
+
+
 def _read_json(path: str) -> Any:
-    """A tokenizer file's JSON; a damaged one is a ``ValueError`` naming the file, line and column."""
+    """A tokenizer file's JSON; a damaged one is a :class:`DamagedTokenizerFileError` naming the file, line and
+    column."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}, column {error.colno}: {error.msg}; the tokenizer file is damaged: "
-                         "save the tokenizer again.") from None  # fmt: skip
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason}); the tokenizer file is damaged: save the tokenizer "
-                         "again.") from None  # fmt: skip
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedTokenizerFileError(path, error) from None
+
+
+def _tokenizer_config_path(name_or_path: Any, options: Mapping[str, Any]) -> str:
+    """Where ``from_pretrained(name_or_path, **options)`` read ``tokenizer_config.json`` (a folder's file, or the
+    copy of a Hub repository's in the cache), to name it in an error."""
+    subfolder = options.get("subfolder") or ""
+    local = os.path.join(str(name_or_path), subfolder, "tokenizer_config.json")
+    if os.path.isdir(str(name_or_path)):
+        return local
+    try:
+        from transformers.utils import cached_file
+
+        found = cached_file(
+            name_or_path, "tokenizer_config.json", cache_dir=options.get("cache_dir"), revision=options.get("revision"),
+            subfolder=subfolder, local_files_only=True, _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )  # fmt: skip
+    except Exception:  # only to name the file: a failed look-up names the repository's file instead
+        found = None
+    return found or f"{name_or_path}/{subfolder + '/' if subfolder else ''}tokenizer_config.json"
+
+
+def _time_values(values: Any, name: str, what: str) -> Any:
+    """``values`` for :meth:`A2GenActionTokenizer.normalize_seconds` / ``denormalize_times`` (``name``): a real
+    number, a numeric numpy array or tensor as given, a list or tuple as a float64 array (None = NaN, unknown); a
+    ``TypeError`` naming the accepted types for anything else (text, bools, None)."""
+    if isinstance(values, (list, tuple)):
+        try:
+            array = np.asarray([math.nan if value is None else value for value in values])
+        except ValueError as error:  # ragged nesting
+            raise TypeError(f"{name}: {what} {values!r} is no rectangular list of numbers ({error}).") from None
+        if array.size and array.dtype.kind not in "iuf":
+            raise TypeError(f"{name} takes {what} as numbers (a float, a list, numpy array or tensor of them; None or "
+                            f"NaN = unknown), got {values!r}: convert them, e.g. [float(value) for value in ...].")  # fmt: skip
+        return array.astype(np.float64)
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "iuf":
+            raise TypeError(f"{name} takes {what} as numbers, got an array of dtype {values.dtype}; convert it with "
+                            ".astype(float).")  # fmt: skip
+        return values
+    if isinstance(values, torch.Tensor):
+        if values.dtype == torch.bool or values.is_complex():
+            raise TypeError(f"{name} takes {what} as numbers, got a tensor of dtype {values.dtype}; convert it with "
+                            ".float().")  # fmt: skip
+        return values
+    if isinstance(values, (bool, np.bool_)) or not isinstance(values, (numbers.Real, np.number)):
+        raise TypeError(f"{name} takes {what} as a number, or a list, tuple, numpy array or tensor of numbers, got "
+                        f"{type(values).__name__} {values!r}.")  # fmt: skip
+    return values
+
+
+def _checked_seconds(seconds: Any) -> Any:
+    """``seconds`` (a number, array or tensor), refused with a ``ValueError`` naming the first value that is
+    negative, infinite or above :data:`MAX_SECONDS` (NaN, an unknown time, passes)."""
+    if isinstance(seconds, torch.Tensor):
+        bad = (seconds < 0) | (seconds > MAX_SECONDS) | (torch.isinf(seconds) if seconds.is_floating_point() else False)
+        if not bad.any():
+            return seconds
+        position = [int(index) for index in bad.nonzero()[0].tolist()]
+        value = seconds[tuple(position)].item()
+    elif isinstance(seconds, np.ndarray):
+        with np.errstate(invalid="ignore"):
+            bad = (seconds < 0) | (seconds > MAX_SECONDS) | np.isinf(seconds)
+        if not bad.any():
+            return seconds
+        position = [int(index) for index in np.argwhere(bad)[0]]
+        value = seconds[tuple(position)].item()
+    else:
+        if not (seconds < 0 or seconds > MAX_SECONDS or math.isinf(seconds)):
+            return seconds
+        position, value = None, seconds
+    where = f"seconds{position}" if position is not None else "seconds"
+    raise ValueError(f"normalize_seconds: {where} is {value!r}; times must be finite seconds from 0 to "
+                     f"{MAX_SECONDS:g} (NaN = unknown).")  # fmt: skip
 
 
 def _whole_number(name: str, value: Any) -> int:
@@ -497,14 +614,15 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs) -> A2GenActionTokenizer:
-        """``PreTrainedTokenizer.from_pretrained``; a damaged JSON file is a ``ValueError`` naming the folder."""
+        """``PreTrainedTokenizer.from_pretrained``; a damaged JSON file is a :class:`DamagedTokenizerFileError`
+        naming the file, line and column."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *init_inputs, **kwargs)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{str(pretrained_model_name_or_path)!r}: a tokenizer file (tokenizer_config.json) is not valid JSON "
-                f"(line {error.lineno}, column {error.colno}: {error.msg}); save the tokenizer again."
-            ) from None
+        except DamagedTokenizerFileError:
+            raise
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:  # transformers read tokenizer_config.json
+            path = _tokenizer_config_path(pretrained_model_name_or_path, kwargs)
+            raise DamagedTokenizerFileError(path, error) from None
         except ValueError as error:
             if not str(error).startswith("Cannot add "):
                 raise
@@ -726,7 +844,36 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 raise TypeError("Timelines take no second sequence; pass options by keyword (max_length=...).")
             return self._call_timelines([text] if single else text, single, **kwargs)
         self._refuse_text_times(text)
+        self._check_text_options(kwargs)
         return super().__call__(text, *args, **kwargs)
+
+    @staticmethod
+    def _check_text_options(kwargs: dict[str, Any]) -> None:
+        """Text calls take transformers' ``__call__`` options (they work on text as for any slow tokenizer); an
+        option no tokenizer call has (a typo), one a text call cannot honour (``return_offsets_mapping=True``: this
+        Python tokenizer computes no character offsets) and the timeline-only ``add_start`` are refused, naming them
+        (before: dropped silently, while the same options on a timeline were refused)."""
+        extra = kwargs.get("tokenizer_kwargs")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise TypeError(f"tokenizer_kwargs must be a dict of __call__ options, got {extra!r}.")
+        options = {**(extra or {}), **{name: value for name, value in kwargs.items() if name != "tokenizer_kwargs"}}
+        unknown = sorted(set(options) - TEXT_CALL_OPTIONS - {"add_start"})
+        if unknown:
+            raise TypeError(
+                f"Unknown tokenizer option(s) {unknown} for text; a text call takes transformers' __call__ options "
+                f"({', '.join(sorted(TEXT_CALL_OPTIONS))}). Check the spelling, or drop them."
+            )
+        if options.get("add_start"):
+            raise ValueError(
+                "add_start=True applies to timelines [(action, seconds), ...]; text is encoded as written: begin it "
+                "with the start action instead (e.g. 'start like')."
+            )
+        if options.get("return_offsets_mapping"):
+            raise ValueError(
+                "return_offsets_mapping=True is not supported: this tokenizer (a Python tokenizer that splits action "
+                "names on whitespace) computes no character offsets; pass False or leave it out (the i-th id is the "
+                "i-th whitespace-separated name)."
+            )
 
     def _text_time(self, value: Any) -> bool:
         """A text pair's second text that is a number and no action: a timeline's time read from a file as text."""
@@ -1169,7 +1316,11 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             action_ids, seconds = action_ids[:max_length], seconds[:max_length]
         encoding = {
             "action_ids": action_ids,
-            "action_times": [0.0 if value is None else self.normalize_seconds(value) for value in seconds],
+            # _validate_timeline checked every time: the plain encoding (a Python float each).
+            "action_times": [
+                0.0 if value is None else normalize_seconds(value, self.time_log_mean, self.time_log_std)
+                for value in seconds
+            ],
             "time_mask": [0 if value is None else 1 for value in seconds],
         }
         if pad_to_max_length or return_tensors:
@@ -1474,12 +1625,18 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         return self.time_log_mean, self.time_log_std
 
     def normalize_seconds(self, seconds: Any) -> Any:
-        """Seconds (float, numpy array or tensor) -> normalised times with this tokenizer's statistics."""
+        """Seconds (a number, numpy array or tensor; a list or tuple is read as an array, None in it as NaN) ->
+        normalised times with this tokenizer's statistics, of the same type (an array for a list). NaN is an unknown
+        time and stays NaN; a negative, infinite or far-future time (above ``MAX_SECONDS``) is a ``ValueError`` naming
+        it (before: "math domain error", or -inf / NaN silently)."""
+        seconds = _checked_seconds(_time_values(seconds, "normalize_seconds", "seconds"))
         return normalize_seconds(seconds, self.time_log_mean, self.time_log_std)
 
     def denormalize_times(self, times: Any) -> Any:
-        """Normalised times (float, numpy array or tensor) -> seconds (>= 0)."""
-        return denormalize_times(times, self.time_log_mean, self.time_log_std)
+        """Normalised times (a number, numpy array or tensor; a list or tuple is read as an array, None in it as
+        NaN) -> seconds (>= 0), of the same type (an array for a list)."""
+        return denormalize_times(_time_values(times, "denormalize_times", "times"), self.time_log_mean,
+                                 self.time_log_std)  # fmt: skip
 
     # ----------------------------------------------------------------------------------------------------------
     # Stable id hashing
@@ -1497,12 +1654,12 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         return hash_to_bucket(f"{field}={_id_text(raw)}", self.side_feature_buckets)
 
     def hash_users(self, raws: Iterable[Any]) -> np.ndarray:
-        """:meth:`hash_user` of each raw id, as an int64 array of shape (n,)."""
-        return hash_to_buckets(map(_id_text, raws), self.user_buckets)
+        """:meth:`hash_user` of each raw id, as an int64 array of shape (n,); one id (a str) is refused."""
+        return hash_to_buckets(map(_id_text, _raw_ids(raws, "hash_users", "hash_user")), self.user_buckets)
 
     def hash_items(self, raws: Iterable[Any]) -> np.ndarray:
-        """:meth:`hash_item` of each raw id, as an int64 array of shape (n,)."""
-        return hash_to_buckets(map(_id_text, raws), self.item_buckets)
+        """:meth:`hash_item` of each raw id, as an int64 array of shape (n,); one id (a str) is refused."""
+        return hash_to_buckets(map(_id_text, _raw_ids(raws, "hash_items", "hash_item")), self.item_buckets)
 
     def item_keys(self, raws: Iterable[Any]) -> np.ndarray:
         """
@@ -1510,10 +1667,12 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         input of a model whose popularity counts are keyed by raw item id (``popularity_keys="raw_ids"``), so that
         items sharing an embedding bucket do not share counts.
         """
-        return raw_id_keys(raws)
+        return hash_to_keys(map(_id_text, _raw_ids(raws, "item_keys")))
 
     def hash_side_features(self, field: str, raws: Iterable[Any]) -> np.ndarray:
-        """:meth:`hash_side_feature` of each raw value of ``field``, as an int64 array of shape (n,)."""
+        """:meth:`hash_side_feature` of each raw value of ``field``, as an int64 array of shape (n,); one value (a
+        str) is refused."""
+        raws = _raw_ids(raws, "hash_side_features", "hash_side_feature(field, value)")
         return hash_to_buckets((f"{field}={_id_text(raw)}" for raw in raws), self.side_feature_buckets)
 
     # ----------------------------------------------------------------------------------------------------------
