@@ -172,25 +172,30 @@ def test_a_bfloat16_save_loads_exactly_with_strict_loading(tmp_path):
 # Time masks: nonzero = known, on every path
 
 
-@pytest.mark.parametrize("value", [2, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool, torch.int32])
 @pytest.mark.parametrize("generator", ["iag", "eag"])
-def test_a_time_mask_is_read_as_a_boolean_on_every_path(generator, value):
+def test_a_time_mask_is_read_as_a_boolean_on_every_path(generator, dtype):
     """Before: the packed path read history_time_mask as a boolean and the padded one (output_hidden_states,
     output_attentions) multiplied by it, so a mask of 2s changed the logits by 0.58 with hidden states asked for;
-    EAG's decoder multiplied its input by label_time_mask too."""
+    EAG's decoder multiplied its input by label_time_mask too. A 0/1 mask of any dtype is read the same way on every
+    path, and a mask holding other values (2, 0.5) is refused, naming it (before: read as 1)."""
     model = a2gen(generator)
     batch = make_batch(model.config)
     ones = torch.ones_like(batch["history_action_ids"])
     ones[:, :, 1] = 0
     label_ones = torch.ones_like(batch["labels"])
     label_ones[:, 2] = 0
-    dtype = torch.float32 if isinstance(value, float) else torch.long
-    scaled = dict(history_time_mask=(ones * value).to(dtype), label_time_mask=(label_ones * value).to(dtype))
+    typed = dict(history_time_mask=ones.to(dtype), label_time_mask=label_ones.to(dtype))
     reference = dict(history_time_mask=ones, label_time_mask=label_ones)
     with torch.no_grad():
         expected = model(**batch, **reference)
         for flags in ({}, {"output_hidden_states": True}, {"output_attentions": True}):
-            output = model(**batch, **scaled, **flags)
+            output = model(**batch, **typed, **flags)
             torch.testing.assert_close(output.logits, expected.logits, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(output.times, expected.times, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(output.loss, expected.loss, atol=1e-5, rtol=1e-5)
+        for value in (2, 0.5):
+            for name, mask in reference.items():
+                scaled = (mask * value).to(torch.float32 if isinstance(value, float) else torch.long)
+                with pytest.raises(ValueError, match=rf"{name} must be a 0/1 mask"):
+                    model(**batch, **{**reference, name: scaled})

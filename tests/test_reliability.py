@@ -576,6 +576,8 @@ def test_times_of_days_and_years_give_finite_outputs(generator, seconds_scale):
     for fitted in (False, True):
         if fitted:  # statistics fitted on short times: long ones lie far out on the normalised scale
             tokenizer.fit_time_statistics(np.random.default_rng(0).exponential(20.0, 100))
+            # the model reads times on the tokenizer's scale (the collator refuses a tokenizer of another config)
+            model.config.time_log_mean, model.config.time_log_std = tokenizer.time_log_mean, tokenizer.time_log_std
         batch = collate(model, examples, tokenizer)
         prediction = model.predict_actions(**batch)
         assert torch.isfinite(model(**batch).loss)

@@ -360,8 +360,8 @@ def test_exported_program_with_an_occurrence_head_equals_eager():
     [
         (dict(user_ids=[3]), TypeError, r"user_ids must be a torch.Tensor .* got list"),
         (dict(history_item_ids="1 2 3"), TypeError, r"history_item_ids must be a torch.Tensor .* got str"),
-        (dict(user_ids=torch.tensor([3.0])), TypeError, r"user_ids must be an integer tensor of hashed ids, got dtype torch.float32"),
-        (dict(history_item_ids=torch.ones(1, 5, dtype=torch.bool)), TypeError, r"history_item_ids must be an integer"),
+        (dict(user_ids=torch.tensor([3.0])), TypeError, r"user_ids must hold integer ids \(torch.long\), got dtype torch.float32; the embedding tables take torch.long \(or torch.int32\)"),
+        (dict(history_item_ids=torch.ones(1, 5, dtype=torch.bool)), TypeError, r"history_item_ids must hold integer ids"),
         (dict(user_ids=torch.tensor([10_000])), ValueError, r"user_ids must lie in \[0, user_buckets=50\), got values from 10000"),
         (dict(history_item_ids=torch.tensor([[1, 2, 3, 4, -1]])), ValueError, r"history_item_ids must lie in \[0, item_buckets=200\)"),
         (dict(history_action_ids=torch.full((1, 5, 3), 99)), ValueError, r"history_action_ids must lie in \[0, vocab_size=7\), got values from 99 to 99; encode actions with the tokenizer"),
@@ -369,7 +369,7 @@ def test_exported_program_with_an_occurrence_head_equals_eager():
         (dict(user_side_ids=torch.full((1, 2, 3), 200)), ValueError, r"user_side_ids must lie in \[0, item_buckets=200\)"),
         (dict(history_action_ids=torch.ones(1, 4, 3, dtype=torch.long)), ValueError, r"history_action_ids must have shape \(1, N, E\) = \(1, 5, E\), got \(1, 4, 3\)"),
         (dict(history_action_times=torch.zeros(1, 5, 2)), ValueError, r"history_action_times must have shape \(1, 5, 3\), got \(1, 5, 2\)"),
-        (dict(history_action_times=torch.zeros(1, 5, 3, dtype=torch.long)), TypeError, r"history_action_times must be a float tensor"),
+        (dict(history_action_times=torch.zeros(1, 5, 3, dtype=torch.long)), TypeError, r"history_action_times must be a floating tensor"),
         (dict(history_action_times=torch.full((1, 5, 3), float("nan"))), ValueError, r"history_action_times holds NaN"),
         (dict(history_mask=torch.ones(1, 5, dtype=torch.complex64)), TypeError, r"history_mask must be a 0/1 mask \(bool or integer\), got dtype torch.complex64"),
         (dict(history_item_side_ids=torch.ones(1, 5, 3, dtype=torch.long)), ValueError, r"history_item_side_ids must have shape \(1, 5, 2\)"),
@@ -423,9 +423,9 @@ def test_score_candidates_checks_its_inputs():
     item_ids, item_side_ids = candidates(config, 3)
     for ids, error, message in (
         ([1, 2, 3], TypeError, r"item_ids must be a 1-D integer tensor .* got list"),
-        (item_ids.float(), TypeError, r"item_ids must be an integer tensor of hashed ids, got dtype torch.float32"),
-        (item_ids.to(torch.int16), TypeError, r"item_ids must be an integer tensor of hashed ids, got dtype torch\.int16"),
-        (item_ids.bool(), TypeError, r"item_ids must be an integer tensor"),
+        (item_ids.float(), TypeError, r"item_ids must hold integer ids \(torch.long\), got dtype torch.float32"),
+        (item_ids.to(torch.int16), TypeError, r"item_ids must hold integer ids \(torch.long\), got dtype torch\.int16"),
+        (item_ids.bool(), TypeError, r"item_ids must hold integer ids"),
         (-item_ids, ValueError, r"item_ids must lie in \[0, item_buckets=200\)"),
     ):
         with pytest.raises(error, match=message):
@@ -703,3 +703,22 @@ def test_events_wider_than_the_cap_keep_each_item_s_real_events_whatever_their_p
         expected = model.predict_actions(**{k: v.expand(3, *v.shape[1:]) for k, v in right.items()}, item_ids=items)
     scored = ranker.score_candidates(ranker.encode_user(**user), items)
     torch.testing.assert_close(scored.action_probabilities, expected.action_probabilities, atol=1e-5, rtol=0)
+
+
+def test_exact_pooled_fallback_computes_in_fp32_under_bf16_autocast():
+    """The exact fallback of pooled_output ran torch's SDPA under CPU bf16 autocast (A2GenRanker(dtype=...)) in bf16:
+    0.06 off the fp32 result on 50 positions, the least precise of CAM's forms although it is the exact one. It now
+    shares summed_output's autocast-off, >= fp32 SDPA (sdpa_in_fp32)."""
+    from a2gen_hf.modeling_a2gen import sdpa_in_fp32
+
+    generator = torch.Generator().manual_seed(0)
+    heads, count, head_size, contexts = 2, 50, 8, 3
+    queries, keys, values = (4 * torch.randn(heads, count, head_size, generator=generator) for _ in range(3))
+    context_queries = 4 * torch.randn(contexts, heads, head_size, generator=generator)
+    operands = (queries, keys, values, None, context_queries, None, None)
+    expected = ContextAwareAttention._exact_pooled_heads(*operands)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = ContextAwareAttention._exact_pooled_heads(*operands)
+        states = sdpa_in_fp32(queries.bfloat16(), keys, values)
+    assert under_autocast.dtype == torch.float32 and states.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, expected, rtol=1e-5, atol=1e-5)

@@ -12,6 +12,8 @@ Reading guide (the paper's figures in code):
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     occurrence_loss,
     occurrence_probabilities,
     own_outcomes_while_training,
+    popularity_keyed_by_raw_id,
     scale_pooled,
     target_categories,
 )
@@ -575,6 +578,17 @@ class A2GenFeatureEmbeddings(nn.Module):
         return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
 
 
+def sdpa_in_fp32(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, attn_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """torch's ``scaled_dot_product_attention`` with autocast off and the operands promoted to at least fp32: scores
+    and softmax in at least fp32, as :class:`ContextAwareAttention`'s own kernels compute them (autocast would run
+    this op in bf16). Returns the states in that dtype; the caller casts them."""
+    dtype = torch.promote_types(keys.dtype, torch.float32)
+    with torch.autocast(keys.device.type, enabled=False):
+        return F.scaled_dot_product_attention(queries.to(dtype), keys.to(dtype), values.to(dtype), attn_mask=attn_mask)
+
+
 class ContextAwareAttention(nn.Module):
     """
     CAM, the Context-aware Attention Module (paper Fig. "CAM").
@@ -761,8 +775,8 @@ class ContextAwareAttention(nn.Module):
         :attr:`SHORT_SEQUENCE_LIMIT` positions, CAM_act's events) take :func:`pooled_short_attention`, the others
         torch's fused ``scaled_dot_product_attention``. Without attention dropout only (the caller checks).
 
-        For short sequences the caller may pass ``projected_sequence`` `(3d, L, B)` instead of ``sequence``: the
-        sequence maps (:meth:`sequence_maps`) already applied, features first (what
+        For short sequences the caller may pass ``projected_sequence`` `(3a, L, B)` (a = :attr:`attention_size`)
+        instead of ``sequence``: the sequence maps (:meth:`sequence_maps`) already applied, features first (what
         :meth:`A2GenEventEmbedding.linear_features_first` computes without forming the events).
         """
         batch, length = sequence_mask.shape
@@ -783,17 +797,14 @@ class ContextAwareAttention(nn.Module):
         else:
             sequence_queries, keys, values = self.project_sequence(sequence)
             shape = (batch, length, heads, head_size)
-            # Scores and softmax in at least fp32, as in forward: autocast would run this op in bf16.
-            dtype = torch.promote_types(keys.dtype, torch.float32)
             # A sequence without any real position attends everywhere; its (zero-weighted) outputs are dropped below.
             visible = mask | ~mask.any(-1, keepdim=True)
-            with torch.autocast(keys.device.type, enabled=False):
-                states = F.scaled_dot_product_attention(
-                    (sequence_queries + context_queries.unsqueeze(1)).view(shape).transpose(1, 2).to(dtype),
-                    keys.view(shape).transpose(1, 2).to(dtype),
-                    values.view(shape).transpose(1, 2).to(dtype),
-                    attn_mask=visible[:, None, None, :],
-                )
+            states = sdpa_in_fp32(
+                (sequence_queries + context_queries.unsqueeze(1)).view(shape).transpose(1, 2),
+                keys.view(shape).transpose(1, 2),
+                values.view(shape).transpose(1, 2),
+                attn_mask=visible[:, None, None, :],
+            )
             head_states = (states * mask[:, None, :, None].to(states.dtype)).sum(2)
         return self.gated_output(
             head_states.to(projected_context.dtype), gate, projected_context, count=mask.sum(-1)
@@ -801,8 +812,9 @@ class ContextAwareAttention(nn.Module):
 
     def _project_batch_innermost(self, sequence: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """
-        `(B, L, sequence_size)` -> `(3d, L * B)`: the query (sequence part), key and value maps of every position in
-        one product, the batch innermost (the layout of the short-sequence kernels); rows scaled by ``scale`` `(3d,)`.
+        `(B, L, sequence_size)` -> `(3a, L * B)` (a = :attr:`attention_size`): the query (sequence part), key and
+        value maps of every position in one product, the batch innermost (the layout of the short-sequence kernels);
+        rows scaled by ``scale`` `(3a,)`.
         """
         weight, bias = self.sequence_maps()
         if scale is not None:
@@ -1003,13 +1015,12 @@ class ContextAwareAttention(nn.Module):
 
     @staticmethod
     def _exact_pooled_heads(queries, keys, values, score_exponentials, context_queries, weights, normalisers):
-        # Plain softmax attention for every context: taken only when the factored form underflows.
+        # Plain softmax attention for every context: taken only when the factored form underflows. In at least
+        # fp32 (under bf16 autocast too, as summed_output), returned in the factored form's dtype.
         candidate_queries = queries.unsqueeze(0) + context_queries.unsqueeze(2)  # (C, H, n, dh)
         expand = (candidate_queries.shape[0], -1, -1, -1)
-        states = F.scaled_dot_product_attention(
-            candidate_queries, keys.unsqueeze(0).expand(expand), values.unsqueeze(0).expand(expand)
-        )
-        return states.sum(dim=2)
+        states = sdpa_in_fp32(candidate_queries, keys.unsqueeze(0).expand(expand), values.unsqueeze(0).expand(expand))
+        return states.sum(dim=2).to(values.dtype)
 
 
 class EventItemCross(nn.Module):
@@ -1625,7 +1636,7 @@ class ImplicitActionGenerator(nn.Module):
         features = torch.cat([slots, probabilities, time], dim=1)  # (K, d + V + 1, B), as forward's
         weight, bias = attention.sequence_maps()
         scale = attention.query_scale(weight.dtype, weight.device)
-        projected = torch.matmul(weight * scale.unsqueeze(1), features).add_((bias * scale).view(-1, 1))  # (K, 3d, B)
+        projected = torch.matmul(weight * scale.unsqueeze(1), features).add_((bias * scale).view(-1, 1))  # (K, 3a, B)
         projected = projected.view(slots_count, 3, attention.num_heads, attention.head_size, batch)
         output, _ = attention.short_attention_features_first(
             projected.permute(1, 2, 3, 0, 4), *attention.project_context(context)
@@ -1687,6 +1698,42 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         failed with the same error)."""
         cls._refuse_attn_implementation(kwargs.get("attn_implementation"))
         return super()._from_config(config, **kwargs)
+
+    @property
+    def dummy_inputs(self) -> dict[str, torch.Tensor]:
+        """
+        A batch of one example in the config's shapes that ``forward`` accepts (transformers' default is a text
+        ``input_ids``, which these models do not take): one history item with one event (the start action at 0 s),
+        ids 1, and the side features, ages and keys the config reads. EAG's also holds the decoder input
+        (``action_ids`` / ``action_times``: the start action at 0 s).
+        """
+        config, device = self.config, self.device
+
+        def ids(table: int, *shape: int) -> torch.Tensor:
+            return torch.full(shape, min(1, table - 1), dtype=torch.long, device=device)
+
+        start, start_time = config.start_action_id, config.start_time
+        inputs = {
+            "user_ids": ids(config.user_buckets, 1),
+            "item_ids": ids(config.item_buckets, 1),
+            "history_item_ids": ids(config.item_buckets, 1, 1),
+            "history_action_ids": torch.full((1, 1, 1), start, dtype=torch.long, device=device),
+            "history_action_times": torch.full((1, 1, 1), start_time, dtype=self.dtype, device=device),
+            "history_mask": torch.ones(1, 1, dtype=torch.long, device=device),
+        }
+        if config.num_item_side_features:
+            inputs["item_side_ids"] = ids(config.side_feature_buckets, 1, config.num_item_side_features)
+            inputs["history_item_side_ids"] = ids(config.side_feature_buckets, 1, 1, config.num_item_side_features)
+        if config.num_user_side_lists:
+            inputs["user_side_ids"] = ids(config.item_buckets, 1, config.num_user_side_lists, 1)
+        if getattr(config, "history_time_features", False):
+            inputs["history_item_ages"] = torch.zeros(1, 1, dtype=torch.float32, device=device)
+        if popularity_keyed_by_raw_id(config):
+            inputs["item_keys"] = torch.ones(1, dtype=torch.long, device=device)
+        if getattr(config, "generator_type", None) == "eag" and "action_ids" in inspect.signature(self.forward).parameters:
+            inputs["action_ids"] = torch.full((1, 1), start, dtype=torch.long, device=device)
+            inputs["action_times"] = torch.full((1, 1), start_time, dtype=self.dtype, device=device)
+        return inputs
 
     def gradient_checkpointing_enable(self, *args, **kwargs):
         """Refused with the reason (transformers' own says only "does not support activation checkpointing")."""
@@ -1988,7 +2035,8 @@ class A2GenModel(A2GenPreTrainedModel):
         )
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items() if name in INPUT_SHAPES})
+        if not _INPUTS_CHECKED.get():  # A2GenForActionGeneration.forward checked them with its labels
+            check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items() if name in INPUT_SHAPES})
         history_action_times = in_model_dtype(history_action_times, self.dtype)
 
         if history_mask is None:
@@ -2108,12 +2156,58 @@ def check_history_ages(ages: torch.Tensor, mask: torch.Tensor | None = None) -> 
         )
 
 
+# True while A2GenForActionGeneration.forward runs its encoder on inputs it has checked together with the labels.
+_INPUTS_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("a2gen_inputs_checked", default=False)
+
+
+def check_labels_match_context(encoder_outputs, **labels: torch.Tensor | None) -> None:
+    """With ``encoder_outputs`` in place of the inputs, every label tensor must have the context's batch size B."""
+    context = getattr(encoder_outputs, "generation_context", None)
+    if not isinstance(context, torch.Tensor):
+        raise TypeError(
+            "encoder_outputs must be the A2GenModelOutput of model.a2gen(...) (with its generation_context), got "
+            f"{type(encoder_outputs).__name__}."
+        )
+    for name, value in labels.items():
+        if value is not None and value.shape[0] != context.shape[0]:
+            raise ValueError(
+                f"{name} has shape {tuple(value.shape)}: its B dimension is {value.shape[0]}, but "
+                f"encoder_outputs.generation_context gives B = {context.shape[0]}; the labels must describe the "
+                "examples that were encoded."
+            )
+
+
+# The dtypes F.embedding takes as indices: anything else (int8, int16, uint8, uint16, ...) is refused by name.
+_ID_DTYPES = (torch.int64, torch.int32)
+
+
+def check_binary_mask(name: str, mask: torch.Tensor) -> None:
+    """Refuse a mask (any shape) that is not 0/1: complex (``TypeError``), or holding another value such as 0.5, 2,
+    -1 or NaN (``ValueError``, naming the first one and where it is). Every path reads a mask as nonzero = real /
+    known, so a soft, weighted or -1-coded mask would otherwise be read as all ones, silently. One pass over the
+    mask."""
+    if mask.is_complex():
+        raise TypeError(f"{name} must be a 0/1 mask (bool or integer), got dtype {mask.dtype}.")
+    if mask.dtype == torch.bool or not mask.numel():
+        return
+    bad = (mask != 0) & (mask != 1)
+    if bad.any():
+        position = tuple(int(index) for index in bad.nonzero()[0])
+        value = mask[position].item()
+        raise ValueError(
+            f"{name} must be a 0/1 mask (1 = real or known, 0 = padding or unknown), got {value!r} at "
+            f"{name}{list(position)}; pass a bool or 0/1 tensor (for example mask != 0 where nonzero means real; "
+            "the collator builds them)."
+        )
+
+
 def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **inputs) -> None:
     """
     Check the model's inputs before any is used (:data:`INPUT_SHAPES` / :data:`LABEL_SHAPES`): each is a tensor
-    (``TypeError``), ids hold integers and times floats that are not float64 unless the model is (``TypeError``;
-    other float dtypes are cast to the model's by :func:`in_model_dtype`),
-    shapes agree with each other and with the config (``ValueError``), histories hold at most
+    (``TypeError``), ids are int64 or int32 (what the embedding tables take) and times floats that are not float64
+    unless the model is (``TypeError``; other float dtypes are cast to the model's by :func:`in_model_dtype`), masks
+    hold only 0 and 1 (:func:`check_binary_mask`), shapes agree with each other and with the config (``ValueError``;
+    one call with the inputs and the labels compares every B), histories hold at most
     ``max_history_items`` items of at most ``max_events_per_item`` events (``ValueError``: the collator keeps the
     most recent items), times are finite, history times no higher than :data:`~a2gen_hf.time_encoding.MAX_SECONDS`
     normalises to (seconds given as times), and ids lie in their tables (``ValueError``). Each error names the
@@ -2135,8 +2229,13 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
                 f"{name} must be a torch.Tensor of shape ({', '.join(letters)}), got {type(value).__name__}; "
                 f"{_MAKE_THEM}."
             )
-        if kind in ("ids", "keys") and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
-            raise TypeError(f"{name} must hold integer ids (torch.long), got dtype {value.dtype}; {_MAKE_THEM}.")
+        if (value.dtype not in _ID_DTYPES) if kind == "ids" else (
+            kind == "keys" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+        ):
+            raise TypeError(
+                f"{name} must hold integer ids (torch.long), got dtype {value.dtype}; the embedding tables take "
+                f"torch.long (or torch.int32): convert integer ids with .long(). {_MAKE_THEM}."
+            )
         if kind == "times" and (not value.is_floating_point() or (value.dtype == torch.float64 and dtype != torch.float64)):
             raise TypeError(
                 f"{name} must be a floating tensor of the model's dtype ({dtype}), got {value.dtype}; convert it with "
@@ -2144,8 +2243,8 @@ def check_model_inputs(config: A2GenConfig | None, dtype: torch.dtype | None, **
             )
         if kind == "seconds":
             check_seconds_dtype(name, value)
-        if kind == "mask" and value.is_complex():
-            raise TypeError(f"{name} must be a 0/1 mask (bool or integer), got dtype {value.dtype}.")
+        if kind == "mask":
+            check_binary_mask(name, value)
         if value.dim() != len(letters):
             raise ValueError(
                 f"{name} must have {len(letters)} dimension(s) ({', '.join(letters)}), got shape {tuple(value.shape)}; "
@@ -2391,8 +2490,8 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
     Args (forward):""" + _HISTORY_ARGS_DOC + r"""
         labels (`torch.LongTensor` of shape `(B, T)`, *optional*): the target sequence `start, a1, ..., end, pad...`.
         label_times (`torch.FloatTensor` of shape `(B, T)`): normalised times of the labels (required with labels).
-        label_time_mask (`torch.LongTensor` of shape `(B, T)`, *optional*): 1 (any nonzero value) where the label's
-            time is known.
+        label_time_mask (`torch.LongTensor` of shape `(B, T)`, *optional*): 1 where the label's time is known, 0 where
+            it is not (other values are refused).
         action_ids / action_times (`(B, T')`, *optional*, EAG): the decoder input; defaults to the labels without
             their last position (teacher forcing). Ignored by IAG.
         encoder_outputs (:class:`A2GenModelOutput`, *optional*): reuse an encoder pass (history args not needed).
@@ -2475,7 +2574,13 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         )
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items() if name in LABEL_SHAPES})
+        # One check of the inputs with the labels, so that every B is compared with every other (the encoder below
+        # does not check them again).
+        check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items()
+                                                       if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
+        if encoder_outputs is not None:
+            check_labels_match_context(encoder_outputs, labels=labels, label_times=label_times,
+                                       label_time_mask=label_time_mask, action_ids=action_ids, action_times=action_times)  # fmt: skip
         label_times, action_times = in_model_dtype(label_times, self.dtype), in_model_dtype(action_times, self.dtype)
         labels = labels.long() if labels is not None else None  # int32 labels, as int32 ids, are accepted
         if labels is not None and label_times is None:
@@ -2496,24 +2601,28 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             ]
             if missing:
                 raise ValueError(f"Missing inputs {missing}: pass them (the collator builds them) or encoder_outputs.")
-            encoder_outputs = self.a2gen(
-                user_ids=user_ids,
-                item_ids=item_ids,
-                history_item_ids=history_item_ids,
-                history_action_ids=history_action_ids,
-                history_action_times=history_action_times,
-                history_time_mask=history_time_mask,
-                history_mask=history_mask,
-                item_side_ids=item_side_ids,
-                history_item_side_ids=history_item_side_ids,
-                user_side_ids=user_side_ids,
-                target_occurrences=own_outcomes_while_training(self, labels, label_times),
-                item_keys=item_keys,
-                history_item_ages=history_item_ages,
-                output_hidden_states=output_hidden_states,
-                output_attentions=output_attentions,
-                return_dict=True,
-            )
+            checked = _INPUTS_CHECKED.set(True)
+            try:
+                encoder_outputs = self.a2gen(
+                    user_ids=user_ids,
+                    item_ids=item_ids,
+                    history_item_ids=history_item_ids,
+                    history_action_ids=history_action_ids,
+                    history_action_times=history_action_times,
+                    history_time_mask=history_time_mask,
+                    history_mask=history_mask,
+                    item_side_ids=item_side_ids,
+                    history_item_side_ids=history_item_side_ids,
+                    user_side_ids=user_side_ids,
+                    target_occurrences=own_outcomes_while_training(self, labels, label_times),
+                    item_keys=item_keys,
+                    history_item_ages=history_item_ages,
+                    output_hidden_states=output_hidden_states,
+                    output_attentions=output_attentions,
+                    return_dict=True,
+                )
+            finally:
+                _INPUTS_CHECKED.reset(checked)
         context = encoder_outputs.generation_context
 
         if self.config.generator_type == "eag":

@@ -218,7 +218,7 @@ class MMoELayer(nn.Module):
         gate_weight = torch.cat([gate.weight for gate in self.gates])
         gate_logits = F.linear(inputs, gate_weight, torch.cat([gate.bias for gate in self.gates]))
         weights = torch.softmax(gate_logits.view(batch, tasks, experts), dim=-1)
-        return torch.bmm(weights, expert_outputs.view(batch, experts, -1))  # (B, tasks, h)
+        return torch.bmm(weights, expert_outputs.unflatten(1, (experts, -1)))  # (B, tasks, h)
 
 
 class CGCLevel(nn.Module):
@@ -296,13 +296,13 @@ class MultiTaskHeads(nn.Module):
         """`(B, tasks, h)` -> logits `(B, V)`, times `(B, V)` (see :class:`MultiTaskBaselineOutput`)."""
         # Every task's tower and heads in one product each (:func:`_stacked_feed_forward`, block-diagonal heads).
         batch, tasks = task_representations.shape[:2]
-        towers = _stacked_feed_forward(list(self.towers), task_representations.reshape(batch, -1), shared_input=False)
+        towers = _stacked_feed_forward(list(self.towers), task_representations.flatten(1), shared_input=False)
         task_times = F.linear(
             towers,
             torch.block_diag(*[head.weight for head in self.time_heads]),
             torch.cat([head.bias for head in self.time_heads]),
         )
-        binary_towers = towers.view(batch, tasks, -1)[:, self.binary_tasks].reshape(batch, -1)
+        binary_towers = towers.unflatten(1, (tasks, -1))[:, self.binary_tasks].flatten(1)
         binary_logits = F.linear(
             binary_towers,
             torch.block_diag(*[head.weight for head in self.binary_heads]),
@@ -440,7 +440,8 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
         # The kinds, shapes and id ranges A2Gen's forward checks, named the same way.
         check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items()
                                                        if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
-        check_batch_not_empty(type(self).__name__, "user_ids", user_ids)  # the shapes agree: every input has 0 rows
+        if labels is not None:  # a loss needs an example; prediction on no examples gives empty outputs, as A2Gen's
+            check_batch_not_empty(type(self).__name__, "labels", labels)
         history_action_times, label_times = in_model_dtype(history_action_times, self.dtype), in_model_dtype(
             label_times, self.dtype
         )

@@ -39,11 +39,9 @@ from .modeling_a2gen import (
     A2GenActionPrediction,
     A2GenForActionGeneration,
     action_predictions_from_slots,
-    check_history_ages,
-    check_id_range,
-    check_seconds_dtype,
+    check_binary_mask,
+    check_model_inputs,
 )
-from .time_encoding import check_normalised_times
 
 logger = logging.get_logger(__name__)
 
@@ -437,25 +435,11 @@ class A2GenRanker:
         Histories are oldest first; beyond ``max_history_items`` real items only the most recent are read.
         """
         self._check_eval_mode()
-        inputs = self._checked_user_inputs(user_inputs)
+        inputs = self._checked_user_inputs(user_inputs)  # the real items only: CAM has no positions
         encoder = self.model.a2gen
-        history_item_ids, history_action_ids = inputs["history_item_ids"], inputs["history_action_ids"]
-        history_mask = inputs.get("history_mask")
-        history_mask = (history_item_ids != 0) if history_mask is None else history_mask.bool()
-        # CAM has no positions, so padding items can simply be dropped: every later step sees real items only.
-        real = history_mask[0].nonzero().squeeze(1)
-        real = self._most_recent(real)
-        side_ids = inputs.get("history_item_side_ids")
-        time_mask = inputs.get("history_time_mask")
-        items = history_item_ids[:, real]
-        actions = history_action_ids[:, real]
-        times = inputs["history_action_times"][:, real]
-        side_ids = side_ids[:, real] if side_ids is not None else None
-        time_mask = time_mask[:, real] if time_mask is not None else None
-        ages = inputs.get("history_item_ages")
-        ages = ages[:, real] if ages is not None else None
-        if ages is not None:
-            check_history_ages(ages)
+        items, actions, times = (inputs[name] for name in ("history_item_ids", "history_action_ids", "history_action_times"))
+        side_ids, time_mask, ages = (inputs.get(name) for name in ("history_item_side_ids", "history_time_mask",
+                                                                   "history_item_ages"))  # fmt: skip
 
         run = self.user_program
         if self._user_run is not None and items.shape[1] >= 2:
@@ -510,7 +494,14 @@ class A2GenRanker:
         return real
 
     def _checked_user_inputs(self, user_inputs: dict) -> dict[str, torch.Tensor]:
-        """Names, types, shapes and id ranges of one user's inputs; history events cut to max_events_per_item."""
+        """
+        One user's inputs, checked by the model's own rule (:func:`check_model_inputs`: kinds, dtypes, shapes, id
+        ranges, 0/1 masks, times and ages) after the ranker's own steps: the names it takes, side inputs the model
+        does not read dropped (as ``forward`` ignores them), the batch-of-1 shapes, the history cut to its most
+        recent ``max_history_items`` real items and each item's events to its first ``max_events_per_item`` real ones
+        (as the collator cuts them), and times in the model's dtype. Returns the real history items only, on the
+        model's device.
+        """
         unknown = sorted(set(user_inputs) - set(USER_INPUT_NAMES))
         if unknown:
             raise ValueError(
@@ -572,29 +563,19 @@ class A2GenRanker:
                     f"This model reads {side_lists} user side lists: pass user_side_ids of shape (1, {side_lists}, L), "
                     f"got {None if side is None else tuple(side.shape)}."
                 )
-        for name in ("user_ids", "history_item_ids", "history_action_ids", "history_item_side_ids", "user_side_ids"):
+        # Padding items are dropped (CAM has no positions), and of the real ones only the most recent are read.
+        mask = inputs.get("history_mask")
+        if mask is not None:
+            check_binary_mask("history_mask", mask)  # before it selects the items
+        real = self._most_recent(((history_item_ids if mask is None else mask)[0] != 0).nonzero().squeeze(1))
+        for name in ("history_item_ids", "history_action_ids", "history_action_times", "history_time_mask",
+                     "history_mask", "history_item_side_ids", "history_item_ages"):  # fmt: skip
             if name in inputs:
-                _check_ids(name, inputs[name], *_TABLES[name](config))
-        for name in ("history_mask", "history_time_mask"):
-            if name in inputs and inputs[name].is_complex():  # as the model's own check: float 0/1 masks are read
-                raise TypeError(f"{name} must be a 0/1 mask (bool or integer), got dtype {inputs[name].dtype}.")
-        if "history_item_ages" in inputs:
-            ages = inputs["history_item_ages"]
-            check_seconds_dtype("history_item_ages", ages)
-            # float32 seconds, as the collator gives them and the time features read them (whatever the model's dtype)
-            inputs["history_item_ages"] = ages.to(torch.float32)
-        times = inputs["history_action_times"]
-        if not times.is_floating_point():
-            raise TypeError(f"history_action_times must be a float tensor of normalised times, got {times.dtype}.")
-        if not torch.isfinite(times).all():
-            raise ValueError(
-                "history_action_times holds NaN or inf; encode unknown times as 0.0 with history_time_mask = 0 "
-                "(the tokenizer and collator do this)."
-            )
-        check_normalised_times("history_action_times", times, inputs.get("history_time_mask"), config.time_log_mean,
-                               config.time_log_std)  # fmt: skip
+                inputs[name] = inputs[name][:, real.to(inputs[name].device)]
+        actions, times = inputs["history_action_ids"], inputs["history_action_times"]
         parameter = next(self.model.parameters())
-        inputs["history_action_times"] = times.to(parameter.dtype)
+        if times.is_floating_point():  # any float dtype is taken, in the model's (the check refuses the others)
+            inputs["history_action_times"] = times.to(parameter.dtype)
         # The collator keeps the first max_events_per_item events of each item; so does the ranker.
         limit = config.max_events_per_item
         if events > limit:
@@ -610,6 +591,10 @@ class A2GenRanker:
             for name in ("history_action_ids", "history_action_times", "history_time_mask"):
                 if name in inputs:
                     inputs[name] = torch.gather(inputs[name], -1, order.to(inputs[name].device))
+        check_model_inputs(config, parameter.dtype, **inputs)
+        if "history_item_ages" in inputs:
+            # float32 seconds, as the collator gives them and the time features read them (whatever the model's dtype)
+            inputs["history_item_ages"] = inputs["history_item_ages"].to(torch.float32)
         return {name: value.to(parameter.device) for name, value in inputs.items()}
 
     def extra_features(
@@ -661,7 +646,7 @@ class A2GenRanker:
             raise ValueError(
                 f"item_ids must be a 1-D integer tensor of candidate ids, shape (C,); got shape {tuple(item_ids.shape)}."
             )
-        _check_ids("item_ids", item_ids, "item_buckets", self.config.item_buckets)
+        check_model_inputs(self.config, None, item_ids=item_ids)  # the model's dtype and range rule
         fields_needed = self.config.num_item_side_features
         if fields_needed and item_side_ids is None:
             raise ValueError(f"This model reads {fields_needed} item side features: pass item_side_ids (C, F).")
@@ -677,7 +662,7 @@ class A2GenRanker:
                     f"item_side_ids must have shape (C, F) = ({item_ids.shape[0]}, {fields_needed}), "
                     f"got {tuple(item_side_ids.shape)}."
                 )
-            _check_ids("item_side_ids", item_side_ids, "side_feature_buckets", self.config.side_feature_buckets)
+            check_model_inputs(self.config, None, item_ids=item_ids, item_side_ids=item_side_ids)
         if popularity_keyed_by_raw_id(self.config) and item_keys is None:
             raise ValueError(
                 "This model keys its popularity counts by raw item id (popularity_keys='raw_ids'): pass item_keys "
@@ -861,23 +846,3 @@ def is_action_generation_model(model: Any) -> bool:
     if isinstance(model, A2GenForActionGeneration):
         return True
     return type(model).__name__ == "A2GenForActionGeneration" and getattr(model.config, "model_type", None) == "a2gen"
-
-
-# Which table each id input indexes: (name of the config field, its size).
-_TABLES = {
-    "user_ids": lambda config: ("user_buckets", config.user_buckets),
-    "history_item_ids": lambda config: ("item_buckets", config.item_buckets),
-    "user_side_ids": lambda config: ("item_buckets", config.item_buckets),
-    "history_item_side_ids": lambda config: ("side_feature_buckets", config.side_feature_buckets),
-    "history_action_ids": lambda config: ("vocab_size", config.vocab_size),
-}
-
-
-def _check_ids(name: str, ids: torch.Tensor, table: str, size: int) -> None:
-    """Ids must be an integer tensor inside their table, ``[0, size)``."""
-    if ids.dtype not in (torch.int64, torch.int32):  # what the embedding tables take (torch.long, or int32)
-        raise TypeError(
-            f"{name} must be an integer tensor of hashed ids, got dtype {ids.dtype}; the embedding tables take "
-            "torch.long (or torch.int32): convert it with .long()."
-        )
-    check_id_range(name, ids, table, size)
