@@ -1354,14 +1354,14 @@ def test_generate_expands_the_item_level_attention_per_example():
 
 def test_pooling_modes_scale_the_sum_by_the_count():
     """sum keeps the sum over real positions, mean divides it by their count, sqrt by its square root; none -> 0."""
-    from a2gen_hf.features_a2gen import _masked_pool, scale_pooled
+    from a2gen_hf.features_a2gen import masked_pool, scale_pooled
 
     values = torch.arange(12.0).view(2, 3, 2)
     mask = torch.tensor([[True, True, False], [False, False, False]])
     total = torch.tensor([[2.0, 4.0], [0.0, 0.0]])
-    torch.testing.assert_close(_masked_pool(values, mask, "sum"), total)
-    torch.testing.assert_close(_masked_pool(values, mask, "mean"), total / 2)
-    torch.testing.assert_close(_masked_pool(values, mask, "sqrt"), total / 2**0.5)
+    torch.testing.assert_close(masked_pool(values, mask, "sum"), total)
+    torch.testing.assert_close(masked_pool(values, mask, "mean"), total / 2)
+    torch.testing.assert_close(masked_pool(values, mask, "sqrt"), total / 2**0.5)
     torch.testing.assert_close(scale_pooled(torch.ones(3), 9, "sqrt"), torch.full((3,), 1 / 3))
     with pytest.raises(ValueError, match="'sum', 'mean' or 'sqrt'"):
         scale_pooled(total, 2, "max")

@@ -79,7 +79,7 @@ def scale_pooled(pooled: torch.Tensor, count: torch.Tensor | float, mode: str) -
     raise ValueError(f"pooling mode {mode!r} is unknown; use 'sum', 'mean' or 'sqrt'.")
 
 
-def _masked_pool(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+def masked_pool(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     """The pooling ``mode`` (:func:`scale_pooled`) of `values` `(..., L, d)` over valid positions `mask` `(..., L)`."""
     weights = mask.unsqueeze(-1).to(values.dtype)
     return scale_pooled((values * weights).sum(-2), weights.sum(-2), mode)
@@ -94,8 +94,7 @@ def history_action_propensity(
     """
     present = F.one_hot(history_action_ids, vocab_size).amax(dim=2).float()
     present = present * (torch.arange(vocab_size, device=present.device) != 0)  # padding events are no action
-    weights = history_mask.unsqueeze(-1).float()
-    return (present * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    return masked_pool(present, history_mask, "mean")
 
 
 # A feature column whose variance is at most this is read as constant: centred and divided by 1, by the model's

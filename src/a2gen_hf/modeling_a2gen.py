@@ -37,8 +37,8 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     RunningStandardizer,
     TargetPopularityFeatures,
     WidePath,
-    _masked_pool,
     history_action_propensity,
+    masked_pool,
     occurrence_loss,
     occurrence_probabilities,
     own_outcomes_while_training,
@@ -571,10 +571,9 @@ class A2GenFeatureEmbeddings(nn.Module):
                 f"This model reads {self.num_user_side_lists} user side lists: pass `user_side_ids` of shape "
                 "(batch, lists, length), or use a config with num_user_side_lists=0."
             )
-        present = (user_side_ids != 0).unsqueeze(-1).to(self.item_embeddings.weight.dtype)
         if side_list_rows is None:
             side_list_rows = self.item_embeddings(self.item_table_rows(user_side_ids))
-        pooled = (side_list_rows * present).sum(-2) / present.sum(-2).clamp_min(1.0)
+        pooled = masked_pool(side_list_rows, user_side_ids != 0, "mean")  # the mean of each list's real items
         return torch.cat([features, self.user_side_mlp(pooled.flatten(-2))], dim=-1)
 
 
@@ -1227,7 +1226,7 @@ class HierarchicalSequenceEncoder(nn.Module):
 
     def _pool_events(self, outputs: torch.Tensor, event_mask: torch.Tensor) -> torch.Tensor:
         """CAM_act outputs `(..., E, d)` -> Seq `(..., d)`: dropout, then the configured pooling over real events."""
-        return _masked_pool(self.dropout(outputs), event_mask, self.pooling)
+        return masked_pool(self.dropout(outputs), event_mask, self.pooling)
 
     def pools_inside_attention(self, attention: ContextAwareAttention) -> bool:
         """
@@ -1303,7 +1302,7 @@ class HierarchicalSequenceEncoder(nn.Module):
         level2_outputs, level2_probabilities, _ = self.item_attention(level2_inputs, target_item_features, history_mask)
         level2_outputs = self.dropout(level2_outputs)
         return {
-            "history_representation": _masked_pool(level2_outputs, history_mask, self.pooling),
+            "history_representation": masked_pool(level2_outputs, history_mask, self.pooling),
             "level2_inputs": level2_inputs,
             "level2_outputs": level2_outputs,
             "level2_probabilities": level2_probabilities,

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .auto import AutoModelForActionGeneration
 from .configuration_baselines import MMoEConfig, MultiTaskBaselineConfig, PLEConfig
-from .features_a2gen import ExtraContextFeatures, WidePath, _masked_pool, own_outcomes_while_training
+from .features_a2gen import ExtraContextFeatures, WidePath, masked_pool, own_outcomes_while_training
 from .generation_a2gen import in_model_dtype
 from .modeling_a2gen import (
     INPUT_SHAPES,
@@ -158,8 +158,8 @@ class MultiTaskBaselineInputs(nn.Module):
                 )
             event_mask = (history_action_ids != 0) & history_mask.unsqueeze(-1)
             events = self.event_embedding(history_action_ids * event_mask, history_action_times, history_time_mask)
-            history_items = torch.cat([history_items, _masked_pool(events, event_mask, "mean")], dim=-1)
-        history = _masked_pool(history_items, history_mask, "mean")
+            history_items = torch.cat([history_items, masked_pool(events, event_mask, "mean")], dim=-1)
+        history = masked_pool(history_items, history_mask, "mean")
         parts = [user_features, target_item_features, history]
         if self.extra_features.size:
             if history_action_ids is None:
