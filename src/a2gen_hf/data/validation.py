@@ -2,8 +2,9 @@
 
 Every row is checked column by column with vectorised pyarrow / numpy operations. A bad row either stops the read
 with a :class:`LogFormatError` naming the file, the line, the column and the value (``on_bad_rows="error"``), or is
-dropped and counted under a reason (``"skip"``; ``"warn"`` also emits one warning per reason). Nothing is dropped
-without being counted.
+dropped and counted under a reason (``"skip"``; ``"warn"`` also logs one warning per reason). ``"skip"`` logs a
+warning for a reason that drops a noticeable share of the rows read (:data:`NOTICEABLE_SHARE`) or an action value
+that is an allowed one in another case or spelling (``Buy`` for ``buy``). Nothing is dropped without being counted.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import stat
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from .errors import LogFormatError
 
 if TYPE_CHECKING:
     from .presets import LogPreset
+
+logger = logging.getLogger(__name__)
 
 ON_BAD_ROWS = ("error", "skip", "warn")
 # The longest CSV line read (pyarrow parses blocks of 16 MiB; real log lines are tens of bytes).
@@ -74,6 +77,10 @@ LATEST_PLAUSIBLE_SECONDS = 1e11
 # fall here once read in another unit holds that unit.
 PLAUSIBLE_UNIX_SECONDS = (946_684_800, 4_102_444_800)
 _FINER_UNIT = {"s": "ms", "ms": None, "mmdd": None}
+# In ``on_bad_rows="skip"``, a reason that drops at least this share of the rows read is warned of (a log of another
+# period losing most rows to the time window, a column with an extra field on every third row); below it, only the
+# counts in the summary.
+NOTICEABLE_SHARE = 0.01
 _SKIP_HINT = "Fix or remove the row, or pass on_bad_rows='skip' (CLI: --on-bad-rows skip) to drop and count such rows."
 # The one grammar of a number in a log: decimal digits with an optional fraction and exponent, e.g. 1511544070,
 # 1.5e9, 2.5 (a sign only for the negative check). Every row is judged by it alone, never by its batch.
@@ -87,7 +94,9 @@ _FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".js
 class BadRowCounter:
     """Counts dropped rows per reason (or raises on the first one when ``mode == "error"``).
 
-    Per reason it keeps the first message counted and the line it names.
+    Per reason it keeps the first message counted and the line it names; ``fixable_counts`` / ``fixable_messages``
+    count (and keep the first message of) the dropped rows whose value is an allowed one written otherwise (an action
+    ``Buy`` for ``buy``, ``collect`` for the raw ``fav``): their message says how to keep them.
     """
 
     source: str
@@ -95,6 +104,9 @@ class BadRowCounter:
     counts: Counter = field(default_factory=Counter)
     first_messages: dict[str, str] = field(default_factory=dict)
     first_lines: dict[str, int] = field(default_factory=dict)
+    fixable_counts: Counter = field(default_factory=Counter)
+    fixable_messages: dict[str, str] = field(default_factory=dict)
+    fixable_lines: dict[str, int] = field(default_factory=dict)
 
     def add(self, reason: str, count: int, first_message: str, line: int, skip_advice: bool = True) -> None:
         """Count ``count`` rows dropped for ``reason``; in ``"error"`` mode raise with ``first_message``, ending with
@@ -108,6 +120,15 @@ class BadRowCounter:
         self.first_messages.setdefault(reason, first_message)
         self.first_lines.setdefault(reason, int(line))
 
+    def add_fixable(self, reason: str, count: int, first_message: str, line: int) -> None:
+        """Note that ``count`` of the rows counted under ``reason`` (by :meth:`add`) hold an allowed value written
+        otherwise, ``first_message`` (which says how to keep them) naming the first."""
+        if count == 0:
+            return
+        self.fixable_counts[reason] += int(count)
+        self.fixable_messages.setdefault(reason, first_message)
+        self.fixable_lines.setdefault(reason, int(line))
+
     def add_partitions(self, counters: list[BadRowCounter]) -> None:
         """Add the counts of counters that each saw one partition of the rows, as if one counter had seen them all.
 
@@ -118,16 +139,57 @@ class BadRowCounter:
             earliest = min(holders, key=lambda counter: counter.first_lines[reason])
             count = sum(counter.counts[reason] for counter in holders)
             self.add(reason, count, earliest.first_messages[reason], earliest.first_lines[reason])
+        for reason in sorted({reason for counter in counters for reason in counter.fixable_counts}):
+            holders = [counter for counter in counters if reason in counter.fixable_counts]
+            earliest = min(holders, key=lambda counter: counter.fixable_lines[reason])
+            count = sum(counter.fixable_counts[reason] for counter in holders)
+            self.add_fixable(reason, count, earliest.fixable_messages[reason], earliest.fixable_lines[reason])
 
-    def finish(self) -> None:
-        if self.mode != "warn":
-            return
-        for reason, count in sorted(self.counts.items()):
-            warnings.warn(
-                f"{self.source}: dropped {count} row(s), reason {reason!r} ({BAD_ROW_REASONS[reason]}); "
-                f"first: {self.first_messages[reason]}",
-                stacklevel=3,
-            )
+    def to_warn_of(self, rows_read: int | None = None) -> list[str]:
+        """The reasons a warning names: every reason in ``"warn"`` mode; in ``"skip"`` mode those that drop at least
+        :data:`NOTICEABLE_SHARE` of ``rows_read`` (all of them when it is unknown) or any row of an allowed value
+        written otherwise."""
+        if self.mode == "warn":
+            return sorted(self.counts)
+        if self.mode != "skip":
+            return []
+        return sorted(
+            reason for reason, count in self.counts.items()
+            if self.fixable_counts.get(reason) or not rows_read or count >= NOTICEABLE_SHARE * rows_read
+        )  # fmt: skip
+
+    def warning_text(self, reason: str, rows_read: int | None = None) -> str:
+        """One paragraph on the rows dropped for ``reason``: how many, their share of ``rows_read``, what the reason
+        means, the first message (which says how to keep such rows) and, where the first is not one of them, the
+        first row of an allowed value written otherwise."""
+        count = self.counts[reason]
+        share = f" of the {rows_read} rows read ({share_text(count, rows_read)})" if rows_read else " row(s)"
+        text = (
+            f"{self.source}: --on-bad-rows {self.mode} dropped {count}{share} as {reason} "
+            f"({BAD_ROW_REASONS[reason]}). The first: {self.first_messages[reason]}."
+        )
+        fixable = self.fixable_counts.get(reason, 0)
+        if fixable:
+            if self.fixable_messages[reason] != self.first_messages[reason]:
+                text += f" {fixable} of them hold an allowed value written otherwise, the first: " \
+                        f"{self.fixable_messages[reason]}."
+            elif fixable < count:
+                text += f" {fixable} of them hold an allowed value written otherwise, as this one."
+        if self.mode == "skip":
+            text += (" If these rows belong in the data, fix the log or the option the message names and prepare "
+                     "again; if they do not, this warning can be ignored (a2gen_data.json keeps the counts).")
+        return text
+
+    def finish(self, rows_read: int | None = None) -> None:
+        """Log a warning per reason :meth:`to_warn_of` names (``rows_read``: the rows read, for the share)."""
+        for reason in self.to_warn_of(rows_read):
+            logger.warning(self.warning_text(reason, rows_read))
+
+
+def share_text(count: int, total: int) -> str:
+    """``count`` as a percentage of ``total`` (> 0), one decimal; a share that would read 0.0 % reads ``< 0.1 %``."""
+    share = count / total
+    return "< 0.1 %" if 0 < share < 0.0005 else f"{share * 100:.1f} %"
 
 
 def _always(row: int) -> bool:
@@ -141,6 +203,8 @@ class _Problem:
     describe: Callable[[int], str]  # row index -> message without location
     # row index -> whether the "error" message may advise skipping such rows (not for date text in a time column)
     skip_advice: Callable[[int], bool] = _always
+    # (rows,) bool: the rows whose value is an allowed one written otherwise (an action in another case); None: none
+    fixable: np.ndarray | None = None
 
 
 @dataclass
@@ -755,8 +819,9 @@ class ValidatedBatches:
 
     Memory holds one batch at a time. Bad rows are counted in ``bad_rows`` (or raise, in ``"error"`` mode) with the
     file's real line numbers as the batches go by; ``rows_read`` and ``bad_rows`` are complete once the iteration
-    ends. ``bad_rows.finish()`` (the warnings of ``"warn"`` mode) is left to the caller, which may still count more
-    bad rows (duplicate events). File-level problems (missing file, empty file, unknown format) raise here.
+    ends. ``bad_rows.finish(rows_read)`` (the warnings of ``"warn"`` and ``"skip"`` mode) is left to the caller,
+    which may still count more bad rows (duplicate events). File-level problems (missing file, empty file, unknown
+    format) raise here.
     """
 
     def __init__(
@@ -860,7 +925,7 @@ def read_validated_log(
     """Read ``path`` in batches of about ``block_size`` bytes and validate every row against ``preset``."""
     stream = ValidatedBatches(path, preset, on_bad_rows, file_format, block_size, progress)
     batches = list(stream)
-    stream.bad_rows.finish()
+    stream.bad_rows.finish(stream.rows_read)
     number_names = batches[0].numbers if batches else {}
     return ValidatedLog(
         source=stream.source,
@@ -911,13 +976,35 @@ def quoting_hint(text: str, quote_char: str | None) -> str:
     return _QUOTING_HINT if quote_char is None and text.count('"') >= 2 else ""
 
 
-def _case_hint(value: str, allowed: list[str]) -> str:
-    """`` (... case ...)`` when ``value`` is an allowed value written in another case (``PV`` for ``pv``)."""
+def _case_hint(value: str, allowed: list[str], mapping: dict[str, str] | None = None) -> str:
+    """`` (... case ...)`` when ``value`` is an allowed value written in another case (``PV`` for ``pv``), or (given
+    the preset's ``mapping``, raw value -> action) the name of the action that allowed values map to (``collect`` for
+    ``fav``); else ``""``."""
     same = [name for name in allowed if name.casefold() == value.casefold()]
-    if not same:
+    if same:
+        return (f" ({value!r} is {same[0]!r} in another case: the values are matched exactly; write the column in "
+                "the allowed values' case, or, with --preset generic, map the raw values with "
+                "--generic-action-mapping)")
+    raw = [name for name in allowed if (mapping or {}).get(name, "").casefold() == value.casefold()]
+    if not raw:
         return ""
-    return (f" ({value!r} is {same[0]!r} in another case: the values are matched exactly; write the column in the "
-            "allowed values' case, or, with --preset generic, map the raw values with --generic-action-mapping)")
+    return (f" ({value!r} is the name of the action that the raw value {raw[0]!r} maps to: the column must hold the "
+            f"raw values; write {raw[0]!r} for it, or, with --preset generic, map the log's values with "
+            "--generic-action-mapping)")
+
+
+def _fixable_actions(values: pa.Array, unknown: np.ndarray, allowed: list[str], mapping: dict[str, str]) -> np.ndarray:
+    """(rows,) bool: the unknown actions among ``values`` that :func:`_case_hint` says how to keep (an allowed value in
+    another case, or the name of an action that an allowed value maps to); decided once per distinct value."""
+    if not unknown.any():
+        return np.zeros(unknown.shape, dtype=bool)
+    distinct = pc.unique(values.filter(pa.array(unknown))).to_pylist()
+    hinted = [text for text in distinct if text is not None and _case_hint(text, allowed, mapping)]
+    if not hinted:
+        return np.zeros(unknown.shape, dtype=bool)
+    return unknown & pc.fill_null(pc.is_in(values, value_set=pa.array(hinted, type=pa.string())), False).to_numpy(
+        zero_copy_only=False
+    )
 
 
 def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter, before: int | None) -> int:
@@ -960,6 +1047,9 @@ def _apply_problems(
         if new.any():
             first = int(np.argmax(new))
             bad_rows.add(problem.reason, int(new.sum()), message(problem, first), lines[first])
+            if problem.fixable is not None and (fixable := new & problem.fixable).any():
+                first = int(np.argmax(fixable))
+                bad_rows.add_fixable(problem.reason, int(fixable.sum()), message(problem, first), lines[first])
         counted |= new
     return ~flagged
 
@@ -1081,19 +1171,22 @@ def _validate_batch(
     if preset.action_column is not None:
         name = preset.action_column
         raw_values = list(preset.action_mapping)
+        mapping = dict(preset.action_mapping)
         position = _index_in(raw[name], raw_values)
         lookup = np.array([preset.action_id(preset.action_mapping[v]) for v in raw_values] + [0], dtype=np.int64)
         columns["action_id"] = lookup[position]  # position -1 (unknown) reads the trailing 0
         problems.append(_Problem("empty_value", empty[name], lambda i, n=name: f"column {n!r} is empty"))
+        unknown = position < 0
         problems.append(
             _Problem(
                 "unknown_action",
-                position < 0,
+                unknown,
                 lambda i, n=name: f"column {n!r} has unknown action {value(n, i)!r}; allowed values: {raw_values}"
                 + quoting_hint(value(n, i), preset.quote_char)
-                + _case_hint(value(n, i), raw_values),
+                + _case_hint(value(n, i), raw_values, mapping),
                 # an action in another case: the column is fixed as a whole, skipping would drop every such row
-                skip_advice=lambda i, n=name: not _case_hint(value(n, i), raw_values),
+                skip_advice=lambda i, n=name: not _case_hint(value(n, i), raw_values, mapping),
+                fixable=_fixable_actions(raw[name], unknown, raw_values, mapping),
             )
         )
 

@@ -24,6 +24,7 @@ from transformers import PreTrainedModel
 from ..configuration_a2gen import GENERATORS, A2GenConfig, ActionSequenceConfig
 from ..configuration_baselines import MMoEConfig, PLEConfig
 from ..data.folder import DATA_SUMMARY_FILE, TOKENIZER_FOLDER, load_data_dir, load_parquet  # noqa: F401  (old home)
+from ..data.logs import actions_never_counted, no_ranked_action_text, ranked_actions, untrained_text
 from ..features_a2gen import TargetPopularityFeatures, popularity_keyed_by_raw_id
 from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
@@ -383,13 +384,12 @@ def fit_rare_id_buckets(model: PreTrainedModel, train: Dataset) -> dict[str, int
 
 def actions_without_training_positives(train: Any, config: A2GenConfig) -> list[str]:
     """The scored actions (not start, not end) that no example of ``train`` (a ``datasets.Dataset`` with
-    ``action_ids``) holds: nothing can learn them, e.g. a log whose buys all fall in its test period."""
+    ``action_ids``) holds: nothing can learn them, e.g. a log whose buys all fall in its test period. The rule is the
+    data layer's (:func:`~a2gen_hf.data.logs.actions_never_counted`), which prepare applies to its action counts."""
     ids = pc.list_flatten(train.data.column("action_ids")).to_numpy(zero_copy_only=False)
     counts = np.bincount(ids.astype(np.int64), minlength=config.vocab_size)
-    return [
-        name for name in config.action_names
-        if name not in (config.start_action, config.end_action) and not counts[config.action_id(name)]
-    ]  # fmt: skip
+    by_name = {name: int(counts[config.action_id(name)]) for name in config.action_names}
+    return actions_never_counted(by_name, config.action_names, config.start_action, config.end_action)
 
 
 def untrained_actions(data_dir, train: Any, config: A2GenConfig, consequence: str = "") -> list[str]:
@@ -397,20 +397,15 @@ def untrained_actions(data_dir, train: Any, config: A2GenConfig, consequence: st
     ``train`` (:func:`actions_without_training_positives`), warned of (``consequence``: what else that means to the
     caller); a log whose training split holds no ranked action at all (a log of clicks only) is refused. Before, the
     regressions, the residual fit and the start of training ran first, and the loop refused on validation, leaving an
-    empty run folder."""
+    empty run folder. ``a2gen prepare`` warns of the same (:func:`~a2gen_hf.data.logs.untrained_actions_text`)."""
     untrained = actions_without_training_positives(train, config)
-    ranked = [name for name in config.action_names if name not in (config.start_action, config.end_action)]
+    ranked = ranked_actions(config.action_names, config.start_action, config.end_action)
     if ranked and set(untrained) == set(ranked):
-        raise ValueError(
-            f"{data_dir}: none of the ranked actions ({', '.join(ranked)}) happens in the training split "
-            f"({len(train)} examples), so no model can learn any of them and a comparison has nothing to rank. Use a "
-            f"log where they happen before the validation period (rules.validation_start in a2gen_data.json): a "
-            f"longer log, or one whose action column maps its events to them (the preset's action_mapping); "
-            f"{config.start_action} and {config.end_action} are in every session and are not ranked."
-        )
+        raise ValueError(f"{data_dir}: " + no_ranked_action_text(
+            ranked, len(train), config.start_action, config.end_action, " and a comparison has nothing to rank"
+        ))  # fmt: skip
     if untrained:
-        logger.warning(f"{data_dir}: {', '.join(untrained)} never happen in the training split: no model can learn "
-                       f"them, so their test AUCs are chance{consequence}.")  # fmt: skip
+        logger.warning(f"{data_dir}: {untrained_text(untrained, consequence)}.")
     return untrained
 
 
