@@ -1335,7 +1335,11 @@ def test_training_times_that_never_vary_are_warned_about(caplog):
 
     with caplog.at_level("WARNING"):
         mean, std = fit_log_statistics([5.0] * 20)
-    assert std == MIN_TIME_LOG_STD and "barely vary" in caplog.text
+    assert std == MIN_TIME_LOG_STD and "barely vary" in caplog.text and "Check the time column" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # sessions of one event: every time is 0 s, not a broken time column
+        fit_log_statistics([0.0] * 20)
+    assert "Every time is 0 s" in caplog.text and "Check the time column" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         fit_log_statistics([0.0, 5.0, 60.0])

@@ -45,15 +45,22 @@ def denormalize_times(times, mean: float, std: float):
 MIN_TIME_LOG_STD = 1e-3
 
 
-def floored_log_std(std: float) -> float:
+def floored_log_std(std: float, mean: float | None = None) -> float:
     """A fitted standard deviation of ``log1p(seconds)``, floored at :data:`MIN_TIME_LOG_STD`, with a warning when the
     floor applies: every other time then normalises to thousands (5 s against 0 s: z = 1,792), far outside what
-    training saw, and bf16 resolves such inputs only every 8-64 units."""
+    training saw, and bf16 resolves such inputs only every 8-64 units. ``mean`` (of the same logs) tells a split
+    whose every time is 0 s (sessions of one event) from one whose times all share another value."""
     if std < MIN_TIME_LOG_STD:
+        cause = (
+            "every time is 0 s: the training sessions hold no event after their start (sessions of one event, "
+            "common in a log of mostly single clicks), so the model learns no timing from them"
+            if mean is not None and abs(mean) < MIN_TIME_LOG_STD
+            else "Check the time column (one second for every event of a session?)"
+        )
         logger.warning(
             f"The training times barely vary (std of log1p(seconds) {std:.2g}): time_log_std is floored at "
-            f"{MIN_TIME_LOG_STD:g}, so any other time normalises to thousands. Check the time column (one second "
-            "for every event of a session?) or give the tokenizer time statistics of your own."
+            f"{MIN_TIME_LOG_STD:g}, so any other time normalises to thousands. {cause[0].upper() + cause[1:]}; or "
+            "give the tokenizer time statistics of your own."
         )
     return float(max(std, MIN_TIME_LOG_STD))
 
@@ -66,7 +73,7 @@ def fit_log_statistics(seconds: Iterable[float]) -> tuple[float, float]:
     if values.size == 0:
         raise ValueError("Cannot fit time statistics: no finite, non-negative times were given.")
     logs = np.log1p(values)
-    return float(logs.mean()), floored_log_std(float(logs.std()))
+    return float(logs.mean()), floored_log_std(float(logs.std()), float(logs.mean()))
 
 
 def check_normalised_times(name: str, times: torch.Tensor, time_mask: torch.Tensor | None, mean: float, std: float) -> None:

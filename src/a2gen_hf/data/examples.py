@@ -248,7 +248,7 @@ class LogTimeMoments:
                 "split boundaries later (validation_fraction / test_fraction) or give a longer log."
             )
         tokenizer.time_log_mean = self.mean
-        tokenizer.time_log_std = floored_log_std(math.sqrt(self.squares / self.count))
+        tokenizer.time_log_std = floored_log_std(math.sqrt(self.squares / self.count), self.mean)
 
 
 def dense_ranks(*times: np.ndarray) -> list[np.ndarray]:
