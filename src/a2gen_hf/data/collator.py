@@ -306,7 +306,7 @@ def coarse_session_times_note(split, where: str) -> str | None:
         f"{where}: every session start is a whole multiple of {_span(resolution)} (a log of dates without a time of "
         f"day, or rounded times), so some time features read little or nothing: {' and '.join(parts)}; the others "
         f"are read as usual. Serve such a model with request and history times floored "
-        f"to {_span(resolution)} as prepare floored them (docs/serving.md), or prepare a log with finer times."
+        f"to {_span(resolution)}, as the training times are (docs/serving.md), or prepare a log with finer times."
     )
 
 
