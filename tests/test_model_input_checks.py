@@ -230,3 +230,28 @@ def test_baseline_dummy_inputs_are_a_batch_forward_accepts(config_class, model_c
     with torch.no_grad():
         output = model(**model.dummy_inputs)
     assert output.logits.shape == (1, model.config.vocab_size) and torch.isfinite(output.logits).all()
+
+
+@pytest.mark.parametrize("sentinel", [-1e6, -999.0])
+def test_a_sentinel_far_below_the_time_of_0_s_is_refused_by_the_model_and_the_ranker(sentinel):
+    """No time of 0 s or more normalises there; a sentinel for "unknown" drove the attention queries to ~1e5,
+    silently. Values just below 0 s (rounding, or the test batches' randn times) still pass."""
+    model = build_tiny_model("iag").eval()
+    inputs = history_inputs(make_batch(model.config, 2))
+    times = inputs["history_action_times"].clone()
+    times[1, 2, 1] = sentinel
+    with pytest.raises(ValueError, match=r"history_action_times\[1, 2, 1\] = .* lies far below .*the normalised time "
+                                         r"of 0 seconds.*time mask \(0\) instead of a sentinel"):  # fmt: skip
+        model.predict_actions(**{**inputs, "history_action_times": times})
+    ranker = A2GenRanker(model)
+    user = {name: inputs[name][1:] for name in ("user_ids", "history_item_ids", "history_action_ids",
+                                                "history_item_side_ids", "user_side_ids")}  # fmt: skip
+    with pytest.raises(ValueError, match="lies far below"):
+        ranker.encode_user(**user, history_action_times=times[1:])
+    masked = torch.ones_like(times, dtype=torch.long)
+    masked[1, 2, 1] = 0  # an unknown time, marked as such: read as unknown whatever its value
+    assert torch.isfinite(model.predict_actions(**{**inputs, "history_action_times": times,
+                                                   "history_time_mask": masked}).action_probabilities).all()  # fmt: skip
+    near = inputs["history_action_times"].clone()
+    near[1, 2, 1] = -5.0
+    assert torch.isfinite(model.predict_actions(**{**inputs, "history_action_times": near}).action_probabilities).all()

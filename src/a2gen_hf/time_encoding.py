@@ -77,18 +77,32 @@ def fit_log_statistics(seconds: Iterable[float]) -> tuple[float, float]:
 
 
 def check_normalised_times(name: str, times: torch.Tensor, time_mask: torch.Tensor | None, mean: float, std: float) -> None:
-    """Refuse ``times`` (where ``time_mask``, of their shape, is nonzero; None: all) above the normalised time of
+    """
+    Refuse ``times`` (where ``time_mask``, of their shape, is nonzero; None: all) above the normalised time of
     :data:`MAX_SECONDS` under (``mean``, ``std``): raw seconds passed where normalised times belong (1800.0 for half an
-    hour) gave inf expected seconds and, larger, NaN scores, silently. ``name`` names the input in the error."""
-    highest = normalize_seconds(MAX_SECONDS, mean, std)
+    hour) gave inf expected seconds and, larger, NaN scores, silently. Also refused: times more than the whole
+    normalised range (0 s to :data:`MAX_SECONDS`) below the normalised time of 0 s, where nothing normalises (a
+    sentinel such as -1e6 for an unknown time drove the attention queries to ~1e5, silently); values just below
+    0 s (rounding, times normalised with close statistics) pass. ``name`` names the input in the error.
+    """
+    highest, lowest = normalize_seconds(MAX_SECONDS, mean, std), normalize_seconds(0.0, mean, std)
     above = times > highest + 1e-3 * abs(highest)
+    below = times < lowest - (highest - lowest)
+    bad = above | below
     if time_mask is not None:
-        above = above & (time_mask != 0)
-    if above.any():
-        position = [int(index) for index in above.nonzero()[0].tolist()]
+        bad = bad & (time_mask != 0)
+    if bad.any():
+        position = [int(index) for index in bad.nonzero()[0].tolist()]
+        value, statistics = times[tuple(position)].item(), f"time_log_mean={mean:g}, time_log_std={std:g}"
+        if value > highest:
+            raise ValueError(
+                f"{name}{position} = {value:g} is above {highest:.4g}, the normalised time of {MAX_SECONDS:g} seconds "
+                f"({statistics}): pass normalised times, as the tokenizer's encode_timeline and the collator give "
+                "them (a2gen_hf.time_encoding.normalize_seconds), not seconds."
+            )
         raise ValueError(
-            f"{name}{position} = {times[tuple(position)].item():g} is above {highest:.4g}, the normalised time of "
-            f"{MAX_SECONDS:g} seconds (time_log_mean={mean:g}, time_log_std={std:g}): pass normalised times, as the "
-            "tokenizer's encode_timeline and the collator give them (a2gen_hf.time_encoding.normalize_seconds), not "
-            "seconds."
+            f"{name}{position} = {value:g} lies far below {lowest:.4g}, the normalised time of 0 seconds "
+            f"({statistics}), where no time normalises: mark an unknown time with the time mask (0) instead of a "
+            "sentinel value, and pass times normalised with this model's tokenizer (its encode_timeline and the "
+            "collator do; a2gen_hf.time_encoding.normalize_seconds)."
         )
