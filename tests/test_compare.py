@@ -263,9 +263,17 @@ def test_compare_reports_an_action_absent_from_the_test_split_as_undefined(tmp_p
     argv = compare_argv(data, output)
     argv[argv.index("--simple") + 1] = "logreg"
     assert main(argv) == 0
-    capsys.readouterr()
+    error = capsys.readouterr().err
     report = json.loads((output / "results.json").read_text())
     assert report["positives"]["collect"] == report["positives"]["cart"] == 0 < report["positives"]["buy"]
+    # Validation and test without an action are warned of (before: only the training split), and what the
+    # regression baseline could not fit is logged (before: in no output at all).
+    for split in ("validation", "test"):
+        assert f"the {split} split holds one class only of collect (0 of " in error
+    assert "logreg: logreg[collect]: 0 of" in error and "training rows are positive, so nothing can be fitted" in error
+    # The mean AUC is buy's alone: the header says so (before: "mean AUC"), and results.json lists what it averages.
+    assert report["mean_auc_actions"] == ["buy"]
+    assert "| mean AUC (buy; collect, cart undefined: no positive in test) |" in (output / "results.md").read_text()
     for rows in report["bootstrap"].values():
         for action in ("collect", "cart"):
             assert rows[action]["difference"] is None and rows[action]["verdict"] == "undefined: one class only"
@@ -315,6 +323,9 @@ def test_a_validation_split_with_nothing_to_rank_names_the_counts_and_flags_that
     assert "--select-by loss" in error and "--no-select-generator-by-loss --no-freeze-ranking" in error
     flags = ["--select-by", "loss", "--no-select-generator-by-loss", "--no-freeze-ranking"]
     assert main([*argv, "--output", str(tmp_path / "compare"), *flags]) == 0
+    # The wide start's regression chose collect's C blind: said as `a2gen train` says it (before: results.json only).
+    error = capsys.readouterr().err
+    assert "wide start: logreg[collect]: 0 of" in error and "validation rows are positive, so no AUC can choose C" in error
     report = json.loads((tmp_path / "compare" / "results.json").read_text())
     assert all(row["verdict"] == "undefined: one class only" for row in report["bootstrap"]["logreg"].values())
     # What the figures may depend on beyond code and data is recorded (a regression's C once moved with the machine).
@@ -403,6 +414,7 @@ def test_an_action_never_in_the_training_split_gets_no_verdict(tmp_path, caplog)
     data = tmp_path / "data"
     assert main(["prepare", "--preset", "taobao", "--input", str(tmp_path / "log.csv"), "--output", str(data),
                  "--quiet"]) == 0  # fmt: skip
+    caplog.clear()  # prepare warns of it too: the check below is compare's own warning
     argv = compare_argv(data, tmp_path / "compare")
     argv[argv.index("--simple") + 1] = "logreg"
     with caplog.at_level(logging.WARNING, logger="a2gen_hf.training.compare"):
@@ -562,3 +574,27 @@ def test_every_simple_baseline_has_a_readable_label():
 
     for name in SIMPLE_BASELINES:  # before: logreg-shares and count-network-shares showed their raw names
         assert compare.model_label(name) in compare.BASELINE_LABELS.values(), name
+
+
+def test_the_quickstarts_block_for_another_log_is_the_command_of_the_latest_stand_in_table():
+    """Before: no one block; the commands were scattered in results.md's prose, prepare without --output (refused as
+    written) and --simple lists that differed between sections."""
+    from test_docs import ROOT, shell_commands
+
+    from a2gen_hf import cli
+
+    quickstart = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    block = quickstart.split("## Another Taobao-format log")[1].split("\n## ")[0]
+    commands = [argv for _, argv in shell_commands(block)]
+    prepares = [cli.parse_arguments(argv) for argv in commands if argv[0] == "prepare"]
+    compares = [cli.parse_arguments(argv) for argv in commands if argv[0] == "compare"]
+    assert prepares and compares and all(args.on_bad_rows == "skip" for args in prepares)
+    assert any(args.time_window == "none" for args in prepares) and "outside_window" in block
+    assert {args.data for args in compares} == {args.output for args in prepares}  # the prepared folder, not the CSV
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    latest = results.split("**Every stand-in again.**")[-1].split("| log |")[0]  # the last stand-in table's command
+    listed = re.search(r"--simple\s+([a-z,-]+)", latest).group(1)
+    assert all(args.simple == listed for args in compares)
+    assert "quickstart.md#another-taobao-format-log" in latest
+    for command in re.findall(r"`(a2gen (?:prepare|compare) [^`]*<log>[^`]*)`", results):  # every other-log command
+        assert "--output" in command and "--data <log>" not in command, command

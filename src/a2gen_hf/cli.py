@@ -518,7 +518,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         except OSError as error:
             print(f"a2gen evaluate: error: cannot write --json {args.json}: {error.strerror or error}", file=sys.stderr)
             return 2
-    print(format_metrics_table({Path(args.model).name or "model": result}))
+    # Why a value reads n/a (e.g. no buy in the split: its AUC is undefined and the mean AUC leaves it out): messages
+    # about the results, not results, so stderr; the table's mean AUC row names what it averages over either way.
+    for note in result.get("notes", []) if not args.quiet else ():
+        print(f"a2gen evaluate: note: {note}", file=sys.stderr)
+    print(format_metrics_table({Path(args.model).name or "model": result}, split=args.split))
     print("\nRanking metrics (GAUC and NDCG / Recall over each user's examples; pred/obs = mean P over observed rate):")
     print(format_ranking_table({Path(args.model).name or "model": result}))
     if args.json:

@@ -9,7 +9,8 @@ its time is that of its first occurrence.
 Result format of :func:`compute_action_metrics` (a ``dict``; actions by name):
 
 - ``auc`` / ``positives``: AUC of P(happens) and the number of examples where it happens, per action except
-  ``start`` and the end action (both always happen); ``mean_auc`` over the defined ones;
+  ``start`` and the end action (both always happen); ``mean_auc`` over the defined ones (the tables name them,
+  :func:`mean_auc_label`: "mean AUC (collect, cart; buy undefined: no positive in test)");
 - ``mae`` / ``mae_seconds``: mean absolute error of the predicted first-occurrence time on the examples where
   the action happens and its time is known, in normalised units and in seconds, per action except ``start``
   (the end action's is the watch time: also ``leave_mae`` / ``leave_mae_seconds``); ``timed_count``;
@@ -376,6 +377,46 @@ def action_auc(
         "mean_auc": float(np.mean(defined)) if defined else math.nan,
         "notes": notes,
     }
+
+
+def undefined_auc_reasons(positives: Mapping[str, Any], num_examples: Any = None) -> dict[str, str]:
+    """The ranked actions whose AUC is undefined (one class only, :func:`action_auc`) by their ``positives`` (the
+    examples where each happens) among ``num_examples`` (None: not known, so only "no positive" is told), each with
+    why: ``{"buy": "no positive"}``, ``{"cart": "every example positive"}``."""
+    reasons = {}
+    for action, count in positives.items():
+        if count == 0:
+            reasons[action] = "no positive"
+        elif num_examples is not None and count == num_examples:
+            reasons[action] = "every example positive"
+    return reasons
+
+
+def mean_auc_actions(positives: Mapping[str, Any], num_examples: Any = None) -> list[str]:
+    """The actions ``mean_auc`` averages over: those of ``positives`` whose AUC is defined
+    (:func:`undefined_auc_reasons`)."""
+    undefined = undefined_auc_reasons(positives, num_examples)
+    return [action for action in positives if action not in undefined]
+
+
+def mean_auc_label(positives: Mapping[str, Any], num_examples: Any = None, split: str | None = None) -> str:
+    """
+    How a table names ``mean_auc``: "mean AUC" where every ranked action's AUC is defined, else what it averages
+    over and why the rest is left out, e.g. ``"mean AUC (collect, cart; buy undefined: no positive in test)"``:
+    a mean over fewer actions is no figure to compare with one over all of them (a log without buy, the hardest
+    action, read 0.02 better than the intact log). ``positives`` / ``num_examples``: a result's (or a report's)
+    counts of the examples scored; ``split``: their split's name, said in the label where given.
+    """
+    reasons = undefined_auc_reasons(positives, num_examples)
+    if not reasons:
+        return "mean AUC"
+    by_reason: dict[str, list[str]] = {}
+    for action, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(action)
+    where = f" in {split}" if split else ""
+    undefined = "; ".join(f"{', '.join(actions)} undefined: {reason}{where}" for reason, actions in by_reason.items())
+    averaged = mean_auc_actions(positives, num_examples)
+    return f"mean AUC ({', '.join(averaged) if averaged else 'over no action'}; {undefined})"
 
 
 def _mean_absolute(errors: np.ndarray, where: np.ndarray) -> float:

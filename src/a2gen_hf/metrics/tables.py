@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from .action_metrics import MIN_GAUC_GROUPS
+from .action_metrics import MIN_GAUC_GROUPS, mean_auc_label
 
 
 def _number(value: Any, digits: int) -> str:
@@ -41,10 +41,12 @@ def end_action_of(metrics: Mapping[str, Any]) -> str:
     return timed_only[0] if len(timed_only) == 1 else "end"
 
 
-def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+def format_metrics_table(results: Mapping[str, Mapping[str, Any]], split: str | None = None) -> str:
     """
     A plain-text table of AUC, positives and timing MAE (seconds) per action for one or more models (results of
-    :func:`compute_action_metrics` by model name), with the simulator oracle's columns when present.
+    :func:`compute_action_metrics` by model name, on the same examples), with the simulator oracle's columns when
+    present. The mean AUC's row says what it averages over where an action's AUC is undefined
+    (:func:`~a2gen_hf.metrics.action_metrics.mean_auc_label`; ``split``: the examples' split, named there).
     """
     first = next(iter(results.values()))
     with_oracle = "oracle_auc" in first
@@ -68,7 +70,8 @@ def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         + ([number(first["oracle_mae_seconds"].get(end), 2)] if with_oracle else [])
     )
     rows.append(
-        ["mean AUC", ""] + [number(metrics["mean_auc"], 4) for metrics in results.values()]
+        [mean_auc_label(first["positives"], first.get("num_examples"), split), ""]
+        + [number(metrics["mean_auc"], 4) for metrics in results.values()]
         + [""] * with_oracle + blank
     )
     return _aligned([header, *rows])

@@ -33,7 +33,9 @@ from ..data.collator import (
     coarse_session_times_note,
     collation_rows,
 )
+from ..data.logs import ranked_actions
 from ..metrics import ORACLE_COLUMNS, action_targets, compute_action_metrics, predict_dataloader, user_groups
+from ..metrics.action_metrics import mean_auc_actions, mean_auc_label, undefined_auc_reasons
 from ..metrics.tables import GAUC_NOTE, gauc_cell, too_few_gauc_groups, users_text
 from ..output_folders import (
     output_lock,
@@ -56,7 +58,7 @@ from .data_setup import (  # noqa: F401  (actions_without_training_positives: it
 from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
-from .simple_baselines import SIMPLE_BASELINES, check_wide_start, start_from_regression
+from .simple_baselines import SIMPLE_BASELINES, ActionTargets, check_wide_start, start_from_regression
 from .statistics import (
     MIN_CLASS_GROUPS,
     MIN_GROUPS,
@@ -233,6 +235,53 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
             raise
 
 
+def _log_fit_notes(who: str, notes: Sequence[str], logged: set[str]) -> None:
+    """Warn of a fit's ``notes`` (e.g. "logreg[buy]: 0 of 1485 validation rows are positive, so no AUC can choose C;
+    ..."), each text once (``logged``: those already warned of; the regression baselines note the same splits)."""
+    for note in notes:
+        if note not in logged:
+            logged.add(note)
+            logger.warning(f"{who}: {note}")
+
+
+def _positives(labels: np.ndarray, config: A2GenConfig) -> dict[str, int]:
+    """The examples of the label sequences ``labels`` `(n, T)` where each ranked action happens."""
+    occurs, _, _ = action_targets(labels, None, None, config.vocab_size)
+    ranked = ranked_actions(config.action_names, config.start_action, config.end_action)
+    return {name: int(occurs[:, config.action_id(name)].sum()) for name in ranked}
+
+
+def _validation_positives(dataset, tokenizer) -> dict[str, int]:
+    """The validation examples where each ranked action happens (as the regressions that choose C on it read them)."""
+    validation = dataset.get("validation")
+    if validation is None or len(validation) == 0:
+        return {}
+    occurs = ActionTargets.from_dataset(validation, tokenizer).occurs
+    ranked = ranked_actions(tokenizer.action_names, tokenizer.start_action, tokenizer.end_action)
+    return {name: int(occurs[:, tokenizer.action_names.index(name) + 1].sum()) for name in ranked}
+
+
+ONE_CLASS_CONSEQUENCES = {
+    "validation": "nothing chosen on validation can read it: the regressions choose its C blind (the middle of "
+                  "their grid), and the residual fit and a selection by mean AUC leave it out",
+    "test": "its test AUC is undefined (n/a, no bootstrap verdict), and the mean AUC averages over the other actions "
+            "only, so it is no figure to compare with a mean over every action (the tables' header says which)",
+}
+
+
+def warn_of_one_class_actions(data_dir, split: str, positives: dict[str, int], examples: int) -> list[str]:
+    """Before anything is fitted: warn where the ``split`` (validation or test) of ``examples`` examples holds one
+    class only of a ranked action (``positives``: the examples where each happens), e.g. a log whose few buys all
+    fall in its training period, saying what that costs. Returns those actions. (:func:`~a2gen_hf.training.
+    data_setup.untrained_actions` warns of the training split.)"""
+    reasons = undefined_auc_reasons(positives, examples) if examples else {}
+    if reasons:
+        counts = ", ".join(f"{action} ({positives[action]} of {examples} examples positive)" for action in reasons)
+        logger.warning(f"{data_dir}: the {split} split holds one class only of {counts}: "
+                       f"{ONE_CLASS_CONSEQUENCES.get(split, 'its AUC there is undefined')}.")  # fmt: skip
+    return list(reasons)
+
+
 def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> None:
     """Delete the run folders of ``runs_dir`` that this comparison did not train (an earlier one's), naming them."""
     if not runs_dir.is_dir():
@@ -285,7 +334,13 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
             logger.warning(note)
     references = test_references(dataset["test"], collator)  # collates the test split: after the column checks
     untrained = untrained_actions(data_dir, dataset["train"], base_config, " and their bootstrap rows get no verdict")
+    validation_size = len(dataset.get("validation") or [])
+    warn_of_one_class_actions(data_dir, "validation", _validation_positives(dataset, tokenizer), validation_size)
+    warn_of_one_class_actions(
+        data_dir, "test", _positives(references["labels"], base_config), len(references["labels"])
+    )
     regression = None
+    logged_notes: set[str] = set()  # what a fit could not do, logged once (every seed's network reuses one regression)
     per_model: dict[str, dict[str, Any]] = {}
     trained_runs: set[str] = set()
     for name in [*settings.models, *settings.simple_baselines]:
@@ -305,6 +360,8 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
                         model, tokenizer, dataset, settings.wide_residual, regression, frozen=settings.wide_frozen,
                         fit_residual=fit_residual, seed=seed, share_scale=settings.wide_share_scale,
                     )
+                    # what the regression could not fit, or chose on very few examples (as a2gen train logs them)
+                    _log_fit_notes("wide start", regression.notes_, logged_notes)
                 apply_moment_start(model, tokenizer, dataset, settings.moment_warm_start)
                 # MMoE / PLE (or an A2Gen ranking off the generator's states): one set of weights, one selection
                 split_generator = training.select_generator_by_loss and generator_selection_applies(model)
@@ -327,6 +384,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
             else:
                 baseline = SIMPLE_BASELINES[network](tokenizer)
                 baseline.fit(dataset["train"], validation=dataset["validation"])
+                _log_fit_notes(name, getattr(baseline, "notes_", ()), logged_notes)
                 predictions = baseline.predict(dataset["test"])
             seed_predictions.append(predictions)
             seed_metrics.append(compute_action_metrics(predictions, references, **vocabulary))
@@ -445,6 +503,8 @@ def summarize(per_model, references, config: A2GenConfig, settings: ComparisonSe
         "data": {key: metadata.get(key) for key in ("source", "preset", "num_examples") if key in metadata},
         "num_test_examples": int(len(references["labels"])),
         "positives": first_metrics["positives"],
+        # the actions every mean_auc below averages over: those whose test AUC is defined (both classes in test)
+        "mean_auc_actions": mean_auc_actions(first_metrics["positives"], int(len(references["labels"]))),
         "seeds": settings.seeds,
         "models": {},
         "bootstrap": {},
@@ -624,7 +684,8 @@ def format_markdown(report: dict[str, Any], sections: Sequence[str] = MARKDOWN_S
                f"{', '.join(report['untrained_actions'])}."] if report.get("untrained_actions") else []),
             *(_settings_lines(report.get("settings")) if networks else []),
         ],
-        "metrics": lambda: [*_metric_lines(models, actions, mae_actions), *_next_action_lines(models)],
+        "metrics": lambda: [*_metric_lines(models, actions, mae_actions, _mean_auc_title(report)),
+                            *_next_action_lines(models)],
         "ranking": lambda: ranking_markdown_lines(models, actions),
         "oracle": lambda: _oracle_lines(models, actions),
         "bootstrap": lambda: _bootstrap_lines(report, actions),
@@ -633,9 +694,17 @@ def format_markdown(report: dict[str, Any], sections: Sequence[str] = MARKDOWN_S
     return "\n\n".join("\n".join(lines).strip("\n") for lines in blocks) + "\n"
 
 
-def _metric_lines(models: dict[str, Any], actions: list[str], mae_actions: list[str]) -> list[str]:
+def _mean_auc_title(report: dict[str, Any]) -> str:
+    """The mean AUC's column title: "mean AUC", or what it averages over where a test AUC is undefined
+    (:func:`~a2gen_hf.metrics.action_metrics.mean_auc_label`, from the report's test positives)."""
+    return mean_auc_label(report["positives"], report.get("num_test_examples"), "test")
+
+
+def _metric_lines(
+    models: dict[str, Any], actions: list[str], mae_actions: list[str], mean_auc_title: str = "mean AUC"
+) -> list[str]:
     lines = [
-        "| model | " + " | ".join(f"AUC {a}" for a in actions) + " | mean AUC | "
+        "| model | " + " | ".join(f"AUC {a}" for a in actions) + f" | {mean_auc_title} | "
         + " | ".join(f"MAE {a}" for a in mae_actions) + " |",
         "| --- " * (len(actions) + len(mae_actions) + 2) + "|",
     ]
