@@ -249,7 +249,7 @@ def test_evaluate_refuses_a_json_inside_the_model_or_data_folder(tiny_checkpoint
     before = (tiny_checkpoint / "model" / "config.json").read_bytes()
     for target, flag in ((f"{model}/config.json", "--model"), (f"{data}/test/new.json", "--data")):
         assert main(["evaluate", "--model", model, "--data", data, "--json", target, "--quiet"]) == 2
-        assert f"--json {target} lies in the {flag} folder" in error_of(capsys, "evaluate")
+        assert f"--json {target} lies inside the {flag} folder" in error_of(capsys, "evaluate")
     assert (tiny_checkpoint / "model" / "config.json").read_bytes() == before
 
 

@@ -41,39 +41,36 @@ from .cli_arguments import (
     add_dataclass_arguments,
     required_fields,
 )
-
-
-def _first_existing(path: Path) -> Path:
-    """``path`` or its nearest ancestor that exists (the current folder at worst)."""
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path(".")
+from .output_folders import (
+    AROUND,
+    INSIDE,
+    IS,
+    file_output_problem,
+    folder_output_problem,
+    overlap,
+    overlap_problem,
+    real_path,
+)
 
 
 def _output_folder_error(path: str, flag: str = "--output") -> str | None:
     """Why ``path`` cannot be the folder a command writes (checked before any work), or None."""
-    target = Path(path)
-    if target.exists() and not target.is_dir():
-        return f"{flag} {path} exists and is a file; choose a folder name (the command writes a folder there)."
-    ancestor = _first_existing(target.parent)
-    if not ancestor.is_dir():
-        return f"{flag} {path}: {ancestor} is a file, not a folder; choose another path."
-    return None
+    problem = folder_output_problem(path)
+    return f"{flag} {problem}" if problem else None
 
 
 def _output_is_data_error(output: str, data: str) -> str | None:
     """Why a run may not write into its own data folder, inside it, or around it (checked before any work), or
     None."""
-    output_path, data_path = Path(output).resolve(), Path(data).resolve()
-    if output_path == data_path:
+    relation = overlap(output, data)
+    if relation == IS:
         return (f"--output {output} is the data folder (--data {data}): the run's model, checkpoints and logs would be "
                 "written among the data's splits; choose another folder, e.g. runs/NAME.")
-    if data_path in output_path.parents:
+    if relation == INSIDE:
         return (f"--output {output} lies inside the data folder (--data {data}): the run's model, checkpoints, logs "
                 "and lock file would be written among the data's files (and a2gen prepare would then refuse the "
                 "folder); choose a folder outside it, e.g. runs/NAME.")
-    if output_path in data_path.parents:
+    if relation == AROUND:
         return (f"--data {data} lies inside the output folder (--output {output}), which the run fills with its "
                 "model, checkpoints and logs (a2gen compare replaces its runs); keep them apart: choose an output "
                 "folder outside the data, e.g. runs/NAME, or move the data out.")
@@ -96,28 +93,20 @@ def _utf8_path_error(path: str, flag: str = "--output") -> str | None:
 def _output_file_error(path: str, flag: str, example: str) -> str | None:
     """Why ``path`` cannot be the file a command writes (checked before any work), or None: it is a folder, its
     folder does not exist, or a file stands where a folder should."""
-    target = Path(path)
-    if target.is_dir():
-        return f"{flag} {path} is a folder; give a file name, e.g. {target / example}."
-    if path.endswith(("/", os.sep)):  # Path() drops the slash: pl/new.png/ would become the file pl/new.png
-        return f"{flag} {path} ends with a slash, which names a folder; give a file name, e.g. {target / example}."
-    ancestor = _first_existing(target.parent)
-    if not ancestor.is_dir():
-        return f"{flag} {path}: {ancestor} is a file, not a folder; choose another path."
-    if ancestor != target.parent:
-        return f"{flag} {path}: the folder {target.parent} does not exist; create it first or choose another path."
-    return None
+    problem = file_output_problem(path, example)
+    return f"{flag} {problem}" if problem else None
 
 
 def _inside_an_input_error(path: str, flag: str, inputs: dict[str, str]) -> str | None:
     """Why the output file ``path`` must not be written (it lies in the folder of an input the command reads, e.g.
     ``--json MODEL/config.json``, which would destroy that input), or None."""
-    target = Path(path).resolve()
-    for input_flag, folder in inputs.items():
-        if folder and Path(folder).is_dir() and Path(folder).resolve() in target.parents:
-            return (f"{flag} {path} lies in the {input_flag} folder {folder}, which the command reads (it could "
-                    f"overwrite one of its files); write it somewhere else, e.g. {flag} {Path(path).name}.")
-    return None
+    folders = {input_flag: folder for input_flag, folder in inputs.items() if folder and Path(folder).is_dir()}
+    found = overlap_problem(path, folders, relations=(INSIDE,))
+    if found is None:
+        return None
+    input_flag = found[0]
+    return (f"{flag} {path} lies inside the {input_flag} folder {folders[input_flag]}, which the command reads (it "
+            f"could overwrite one of its files); write it somewhere else, e.g. {flag} {Path(path).name}.")
 
 
 def _same_file(first: str, second: str) -> bool:
@@ -127,7 +116,7 @@ def _same_file(first: str, second: str) -> bool:
             return os.path.samefile(first, second)
     except OSError:
         pass
-    return Path(first).resolve() == Path(second).resolve()
+    return real_path(first) == real_path(second)  # as every output check takes a path (no error on a link loop)
 
 
 def _seed_error(seed: int, flag: str = "--seed", high: int | None = None) -> str | None:

@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -83,11 +83,115 @@ def _not_writable(target: Path, error: OSError) -> OutputNotWritableError:
     )
 
 
-def _absolute(path: str | os.PathLike) -> Path:
-    """The real path of an output folder: a symbolic link (``data -> /big/disk/data``) is written through, where it
-    points (its lock, staging and switch beside the real folder), and stays as it is. Before, the switch swapped the
-    link itself out for a folder."""
+def real_path(path: str | os.PathLike) -> Path:
+    """Where ``path`` really is: ``os.path.realpath``, absolute, ``..`` and symbolic links followed.
+
+    Every output path is taken this way, by the write (lock, staging, switch) and by the checks below alike:
+
+    - an output folder that is a link (``data -> /big/disk/data``) is written through, where it points (its lock,
+      staging and switch beside the real folder), and stays as it is; before, the switch swapped the link itself out
+      for a folder. The checks must judge the folder that is written, so they follow links the same way.
+    - ``os.path.realpath``, not ``Path.resolve``: on a link loop ``Path.resolve`` raises ``RuntimeError`` (Python
+      3.10 to 3.12), which a check would turn into a traceback; ``realpath`` returns the path as far as it resolves,
+      and the command then fails on it with an ordinary error.
+    """
     return Path(os.path.realpath(path))
+
+
+# -- Output paths, checked before any work ----------------------------------------------------------------------------
+# The rules every command applies to what it writes: the path is usable (no file where a folder belongs, no folder
+# where a file belongs, the file's folder exists), and it is apart from the command's inputs (not one of them, not
+# inside one, not around one). They return the problem, not an error: a message fragment that begins with the path
+# as given, or a relation; the CLI prefixes its flag ("--output " + fragment) and the library raises ValueError.
+
+IS, INSIDE, AROUND = "is", "inside", "around"
+
+
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the current folder at worst)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _loop_problem(shown: str, target: Path) -> str | None:
+    """The fragment for a path through a symbolic link that leads back to itself (``a -> b``, ``b -> a``), or None:
+    no file or folder can be made there, and ``exists()`` reads it as missing."""
+    for candidate in (*reversed(target.parents), target):
+        try:
+            os.stat(candidate)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return (f"{shown}: {candidate} is a symbolic link that loops (it leads back to itself); choose "
+                        "another path.")
+    return None
+
+
+def folder_output_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be the folder a command writes, or None: something other than a folder stands there, a
+    file stands where one of its folders belongs, or a symbolic link on the way loops. A folder that does not exist
+    yet (nor its parents) is fine: it is created. The fragment begins with the path as given (e.g. ``out exists and is
+    a file; ...``)."""
+    shown, target = os.fspath(path), Path(path)
+    if problem := _loop_problem(shown, target):
+        return problem
+    if target.exists() and not target.is_dir():
+        return f"{shown} exists and is a file; choose a folder name (the command writes a folder there)."
+    ancestor = _first_existing(target.parent)
+    if not ancestor.is_dir():
+        return f"{shown}: {ancestor} is a file, not a folder; choose another path."
+    return None
+
+
+def file_output_problem(path: str | os.PathLike, example: str, create_folders: bool = False) -> str | None:
+    """Why ``path`` cannot be the file a command writes, or None: it is a folder, it ends with a slash (which names a
+    folder), a file stands where one of its folders belongs, a symbolic link on the way loops, or its folder does not
+    exist (allowed with ``create_folders``, for writers that create it). ``example``: a file name to suggest (e.g.
+    ``metrics.json``). The fragment begins with the path as given."""
+    shown, target = os.fspath(path), Path(path)
+    if problem := _loop_problem(shown, target):
+        return problem
+    if target.is_dir():
+        return f"{shown} is a folder; give a file name, e.g. {target / example}."
+    if shown.endswith(("/", os.sep)):  # Path() drops the slash: pl/new.png/ would become the file pl/new.png
+        return f"{shown} ends with a slash, which names a folder; give a file name, e.g. {target / example}."
+    ancestor = _first_existing(target.parent)
+    if not ancestor.is_dir():
+        return f"{shown}: {ancestor} is a file, not a folder; choose another path."
+    if ancestor != target.parent and not create_folders:
+        return f"{shown}: the folder {target.parent} does not exist; create it first or choose another path."
+    return None
+
+
+def overlap(output: str | os.PathLike, source: str | os.PathLike) -> str | None:
+    """Where the output path lies relative to an input path, both taken by :func:`real_path` (links followed where
+    they point): :data:`IS` (the same path), :data:`INSIDE` (within the input), :data:`AROUND` (the input lies within
+    the output), or None (apart)."""
+    output, source = real_path(output), real_path(source)
+    if output == source:
+        return IS
+    if source in output.parents:
+        return INSIDE
+    if output in source.parents:
+        return AROUND
+    return None
+
+
+def overlap_problem(
+    output: str | os.PathLike,
+    inputs: Mapping[str, str | os.PathLike | None],
+    relations: tuple[str, ...] = (IS, INSIDE, AROUND),
+) -> tuple[str, str] | None:
+    """The first of ``inputs`` (a flag or name -> its path; None and '' are skipped) that ``output`` is, lies inside or
+    lies around (:func:`overlap`, among ``relations``), as ``(flag, relation)``; None when it is apart from all."""
+    for flag, source in inputs.items():
+        if source is None or not os.fspath(source):
+            continue
+        relation = overlap(output, source)
+        if relation in relations:
+            return flag, relation
+    return None
 
 
 def _remove(path: Path) -> None:
@@ -100,7 +204,7 @@ def _remove(path: Path) -> None:
 
 
 def lock_file(target: str | os.PathLike) -> Path:
-    target = _absolute(target)
+    target = real_path(target)
     return target.parent / f".{target.name}{LOCK_SUFFIX}"
 
 
@@ -112,7 +216,7 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
         OutputBusyError: another process holds it; the message names that process.
         OutputNotWritableError: the folder that holds ``target`` is not writable.
     """
-    target = _absolute(target)
+    target = real_path(target)
     if target in _held:
         _held[target][1] += 1
         try:
@@ -176,7 +280,7 @@ def _siblings(target: Path, mark: str) -> list[Path]:
 def recover(target: str | os.PathLike) -> list[str]:
     """Under the lock: remove killed runs' staging folders; restore or remove an interrupted switch's previous
     folder. Returns what was done (one line each)."""
-    target = _absolute(target)
+    target = real_path(target)
     done = []
     for staging in _siblings(target, STAGING_MARK):
         _remove(staging)
@@ -193,7 +297,7 @@ def recover(target: str | os.PathLike) -> list[str]:
 
 def staging_folder(target: str | os.PathLike) -> Path:
     """A new, empty sibling of ``target`` to build the new version in (on the same file system, for the rename)."""
-    target = _absolute(target)
+    target = real_path(target)
     staging = target.parent / f".{target.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     try:
         staging.mkdir(parents=True)
@@ -229,7 +333,7 @@ def _fsync_folder(folder: Path) -> None:
 
 def switch_in(staging: Path, target: str | os.PathLike) -> None:
     """Make the complete folder ``staging`` the new ``target``; the previous ``target`` (if any) is deleted."""
-    target = _absolute(target)
+    target = real_path(target)
     if target.is_dir() and _exchange(staging, target):
         shutil.rmtree(staging)  # now holds the previous version
     elif target.exists():

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
-from .output_folders import read_json_file, replacing_file  # noqa: E402
+from .output_folders import file_output_problem, read_json_file, replacing_file  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,9 @@ def output_path(path: PathLike, flag: str = "path") -> Path:
     if kind not in formats:
         raise ValueError(f"{flag} {path}: matplotlib writes no {path.suffix!r} files; end the name with one of "
                          f"{', '.join('.' + name for name in sorted(formats))} (e.g. .png).")
-    if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; give a file name inside it, e.g. {path / ('plot.' + kind)}.")
-    for parent in (path.parent, *path.parent.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{flag} {path}: {parent} is a file, not a folder; choose another path.")
-            break
+    problem = file_output_problem(path, f"plot.{kind}", create_folders=True)  # a missing folder is created
+    if problem:
+        raise ValueError(f"{flag} {problem}")
     return path
 
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 import xxhash  # a dependency of datasets, which fingerprints with it too
 from datasets import DatasetDict, load_dataset
 
-from ..output_folders import file_digest, output_lock, staging_folder, switch_in
+from ..output_folders import file_digest, folder_output_problem, output_lock, staging_folder, switch_in
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .examples import EXAMPLE_FEATURES, SIMULATED_FEATURES, SPLITS
 
@@ -157,8 +157,9 @@ def check_replaceable(output_dir: str | os.PathLike, command: str, also_ours: tu
     :data:`DATASET_ENTRIES`, or starting with one of ``also_ours``): the new data folder replaces the whole folder,
     and other files are not ours to delete."""
     target = Path(output_dir)
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"The output {output_dir} exists and is not a folder; choose a folder name.")
+    problem = folder_output_problem(output_dir)  # a file there, or where one of its folders belongs
+    if problem:
+        raise ValueError(f"The output {problem}")
     if target.is_dir():
         foreign = sorted(entry.name for entry in target.iterdir()
                          if entry.name not in DATASET_ENTRIES and not entry.name.startswith(also_ours))  # fmt: skip

@@ -35,7 +35,17 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from ..configuration_a2gen import MAX_ACTIONS_LIMIT
-from ..output_folders import output_lock, remove_dead_work_folders, staging_folder, switch_in
+from ..output_folders import (
+    AROUND,
+    INSIDE,
+    IS,
+    output_lock,
+    overlap,
+    real_path,
+    remove_dead_work_folders,
+    staging_folder,
+    switch_in,
+)
 from ..tokenization_a2gen import A2GenActionTokenizer
 from .buckets import BUCKET_FIELDS, bucket_record, format_bucket_record
 from .buckets import data_sized_buckets as _sized_buckets
@@ -1233,13 +1243,14 @@ WORK_FOLDER = "_a2gen_partitions"
 
 def check_output_dir(input_path: Path, output_dir: str | Path) -> None:
     """Refuse an output folder that is the input, lies inside it or around it, is a file, or holds files that a
-    prepare did not write (the new dataset replaces the whole folder), or that is the current folder or holds it."""
+    prepare did not write (the new dataset replaces the whole folder), or that is the current folder or holds it.
+    Links are followed where they point (:func:`~a2gen_hf.output_folders.overlap`), as the write follows them."""
     _check_not_around_the_current_folder(output_dir)
-    source, target = Path(os.path.realpath(input_path)), Path(os.path.realpath(output_dir))  # links: where they point
-    if target == source or source in target.parents:
+    relation = overlap(output_dir, input_path)
+    if relation in (IS, INSIDE):
         raise ValueError(f"The output folder {output_dir} is the input log {input_path} or lies inside it; choose "
                          "an output folder elsewhere.")  # fmt: skip
-    if target in source.parents:
+    if relation == AROUND:
         raise ValueError(f"The input log {input_path} lies inside the output folder {output_dir}, which prepare "
                          "replaces as a whole; choose an output folder that does not contain the input.")  # fmt: skip
     check_replaceable(output_dir, "a2gen prepare", also_ours=(WORK_FOLDER,))
@@ -1249,14 +1260,14 @@ def _check_not_around_the_current_folder(output_dir: str | Path) -> None:
     """Refuse an output folder that is the current folder or holds it (``.``, ``''``, ``..``): prepare replaces it as
     a whole, which deleted the folder the process (and the user's shell) runs in, and then failed on a relative path."""
     try:
-        here = Path(os.path.realpath(os.getcwd()))
+        here = real_path(os.getcwd())
     except FileNotFoundError:  # the current folder is gone already: nothing to protect
         return
-    target = Path(os.path.realpath(output_dir))
-    if target != here and target not in here.parents:
+    relation = overlap(output_dir, here)
+    if relation not in (IS, AROUND):
         return
     what = "names the current folder" if str(output_dir) in ("", ".") else (
-        f"is the current folder {here}" if target == here else f"holds the current folder {here}")
+        f"is the current folder {here}" if relation == IS else f"holds the current folder {here}")
     raise ValueError(
         f"The output folder {str(output_dir)!r} {what}: prepare replaces its output folder as a whole, which would "
         "delete the folder you run in. Give a new folder inside it instead, e.g. data/taobao (CLI: --output)."
