@@ -686,6 +686,7 @@ class _SummaryAccumulator:
         for column, name in enumerate(SHORT_VIDEO_ACTIONS):
             happened = parts["happened"][:, column]
             if name in ENGAGEMENT_ACTIONS:
+                # scikit-learn, not metrics.auc (the package's one AUC): data sits below metrics and cannot import it
                 both_classes = 0 < happened.sum() < len(happened)
                 quality["auc"][name] = roc_auc_score(happened, parts["prob"][:, column]) if both_classes else None
             if name != SHORT_VIDEO_ACTIONS[0] and happened.any():

@@ -47,10 +47,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from ..targets import check_labels_open_with_start, first_occurrence_targets
 from ..time_encoding import denormalize_times, normalize_seconds
+from .auc import auc, group_aucs, has_both_classes
 
 ORACLE_COLUMNS = ("oracle_action_prob", "oracle_expected_seconds")
 # Entries of a result that count examples (or groups): reported, but kept out of the scalar view.
@@ -192,9 +192,9 @@ def ranked_action_aucs(occurs: np.ndarray, scores: np.ndarray, vocabulary) -> di
     ``vocabulary`` (a config or a tokenizer, :func:`ranked_action_ids`) that have both classes; the others are left
     out (what validation selection averages)."""
     return {
-        action: float(roc_auc_score(occurs[:, action], scores[:, action]))
+        action: auc(occurs[:, action], scores[:, action])
         for action in ranked_action_ids(vocabulary)
-        if occurs[:, action].any() and not occurs[:, action].all()
+        if has_both_classes(occurs[:, action])
     }
 
 
@@ -289,11 +289,10 @@ def _unknown_times_as_nan(times: torch.Tensor, mask: torch.Tensor | None) -> tup
 
 
 def _auc(occurs: np.ndarray, scores: np.ndarray, label: str, notes: list[str]) -> float:
-    positives = int(occurs.sum())
-    if positives in (0, occurs.size):
-        notes.append(f"{label}: AUC undefined (NaN), {positives} of {occurs.size} examples are positive.")
+    if not has_both_classes(occurs):
+        notes.append(f"{label}: AUC undefined (NaN), {int(occurs.sum())} of {occurs.size} examples are positive.")
         return math.nan
-    return float(roc_auc_score(occurs, scores))
+    return auc(occurs, scores)
 
 
 def _check_probabilities(probabilities: np.ndarray, name: str) -> None:
@@ -369,10 +368,10 @@ def action_auc(
     """
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     notes: list[str] = []
-    auc = {action_names[i - 1]: _auc(occurs[:, i], probabilities[:, i], f"auc[{action_names[i - 1]}]", notes) for i in ranked}
-    defined = [value for value in auc.values() if not math.isnan(value)]
+    aucs = {action_names[i - 1]: _auc(occurs[:, i], probabilities[:, i], f"auc[{action_names[i - 1]}]", notes) for i in ranked}
+    defined = [value for value in aucs.values() if not math.isnan(value)]
     return {
-        "auc": auc,
+        "auc": aucs,
         "positives": {action_names[i - 1]: int(occurs[:, i].sum()) for i in ranked},
         "mean_auc": float(np.mean(defined)) if defined else math.nan,
         "notes": notes,
@@ -705,42 +704,6 @@ def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndar
         return np.unique(groups, return_inverse=True)[1].reshape(-1).astype(np.int64, copy=False)
     numbers_of: dict[tuple[str, Any], int] = {}
     return np.fromiter((numbers_of.setdefault(_group_key(value), len(numbers_of)) for value in groups), np.int64, size)
-
-
-def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
-    """
-    AUC of `scores` `(n,)` for the bool `occurs` `(n,)` inside every group, ties counted one half (Mann-Whitney).
-
-    Args:
-        groups: `(n,)` dense group numbers 0..G-1 (see ``np.unique(..., return_inverse=True)``).
-
-    Returns:
-        aucs `(G,)` (NaN for a group with a single class) and sizes `(G,)` (the group's number of examples).
-    """
-    occurs = np.asarray(occurs, dtype=bool).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    groups = np.asarray(groups, dtype=np.int64).reshape(-1)
-    size = occurs.size
-    if not size:
-        return np.zeros(0), np.zeros(0)
-    num_groups = int(groups.max()) + 1
-    order = np.lexsort((scores, groups))  # by group, then score
-    group, score, positive = groups[order], scores[order], occurs[order]
-    new_group = np.r_[True, group[1:] != group[:-1]]
-    group_first = np.flatnonzero(new_group)
-    position = np.arange(size) - group_first[np.cumsum(new_group) - 1]  # 0-based rank inside the group
-    new_tie = new_group | np.r_[True, score[1:] != score[:-1]]
-    tie_first = np.flatnonzero(new_tie)
-    tie_last = np.r_[tie_first[1:], size] - 1
-    ranks = ((position[tie_first] + position[tie_last]) / 2 + 1)[np.cumsum(new_tie) - 1]  # mean rank of ties
-    sizes = np.bincount(group, minlength=num_groups).astype(np.float64)
-    positives = np.bincount(group, weights=positive, minlength=num_groups)
-    negatives = sizes - positives
-    rank_sums = np.bincount(group, weights=ranks * positive, minlength=num_groups)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        aucs = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
-    aucs[(positives == 0) | (negatives == 0)] = math.nan
-    return aucs, sizes
 
 
 def gauc(

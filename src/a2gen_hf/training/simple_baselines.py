@@ -52,7 +52,6 @@ import torch
 from datasets import Dataset
 from scipy.special import logit
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
@@ -65,6 +64,7 @@ from ..features_a2gen import (
     history_count_feature_size,
 )
 from ..metrics import predicted_next_actions, ranked_action_ids
+from ..metrics.auc import auc, has_both_classes
 from ..tokenization_a2gen import A2GenActionTokenizer
 
 logger = logging.getLogger(__name__)
@@ -757,7 +757,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
         for action in range(1, self.vocab_size):
             labels = targets.occurs[:, action]
             name = self.tokenizer.action_names[action - 1]
-            if labels.all() or not labels.any():
+            if not has_both_classes(labels):
                 if name not in (self.tokenizer.start_action, self.tokenizer.end_action):  # those are always there
                     self.notes_.append(f"logreg[{name}]: {int(labels.sum())} of {len(labels)} training rows are "
                                        "positive, so nothing can be fitted; it scores a constant.")  # fmt: skip
@@ -765,7 +765,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
             candidates = [(scale, c) for scale in scales for c in self.c_grid]
             if len(candidates) > 1:
                 validation_labels = validation_occurs[:, action]
-                if validation_labels.all() or not validation_labels.any():
+                if not has_both_classes(validation_labels):
                     candidates = [(scales[0], self.c_grid[len(self.c_grid) // 2])]
                     self.notes_.append(
                         f"logreg[{name}]: {int(validation_labels.sum())} of {len(validation_labels)} validation rows "
@@ -782,7 +782,7 @@ class CountFeatureLogisticRegression(SimpleBaseline):
                 # (1, 10)), then the smallest C, the strongest regularisation.
                 chosen = max(
                     fits,
-                    key=lambda key: roc_auc_score(
+                    key=lambda key: auc(
                         validation_labels, fits[key].predict_proba(validation_features * weights[key[0]])[:, 1]
                     ),
                 )

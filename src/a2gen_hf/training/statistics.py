@@ -14,7 +14,9 @@ the users are known, only where at least :data:`MIN_CLASS_GROUPS` users hold eac
 :func:`too_few_class_groups`).
 
 AUCs are computed from rank statistics with ties counted one half (equal to ``sklearn.metrics.roc_auc_score``), on
-weighted examples: a resample is a vector of per-example multiplicities, so all resamples are scored at once.
+weighted examples: a resample is a vector of per-example multiplicities, so all resamples are scored at once
+(:func:`weighted_auc`, the multiplicity form of :func:`a2gen_hf.metrics.auc.auc`, the package's one AUC; DeLong's test
+uses its :func:`~a2gen_hf.metrics.auc.midranks`, and :func:`has_both_classes` lives there too).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.action_metrics import group_numbers
+from ..metrics.auc import auc_from_rank_sums, has_both_classes, midranks
 
 NO_DIFFERENCE = "no significant difference"
 # The verdict where an interval cannot be computed (the split holds one class of the action only).
@@ -55,7 +58,7 @@ def _binary_labels(labels: Any) -> np.ndarray:
     if not np.isin(array, (0, 1)).all():
         raise ValueError(f"labels must be 0/1 (or bool) per example, got the values {np.unique(array)[:10].tolist()}.")
     array = array.astype(bool)
-    if array.all() or not array.any():
+    if not has_both_classes(array):
         raise ValueError(
             f"The AUC needs both classes, but {int(array.sum())} of {array.size} labels are positive; a bootstrap "
             "of it is undefined."
@@ -76,7 +79,8 @@ def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) ->
     """
     AUC of `scores` `(n,)` for bool `labels` `(n,)` under example multiplicities `weights` `(R, n)` -> `(R,)`.
 
-    P(score of a positive > score of a negative) + 1/2 P(equal), each example counted `weights` times.
+    P(score of a positive > score of a negative) + 1/2 P(equal), each example counted `weights` times: with all
+    weights 1 it is :func:`a2gen_hf.metrics.auc.auc` (kept apart because it scores every resample of a block at once).
     """
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
@@ -229,12 +233,6 @@ def _difference_summary(full: float, resampled: np.ndarray) -> dict[str, float]:
     return {"difference": float(full), "low": float(low), "high": float(high), "p_value": percentile_p_value(resampled)}
 
 
-def has_both_classes(labels: Any) -> bool:
-    """Whether 0/1 `labels` `(n,)` hold at least one positive and one negative: the AUC and its bootstrap need both."""
-    array = np.asarray(labels).reshape(-1).astype(bool)
-    return bool(array.any() and not array.all())
-
-
 def undefined_auc_difference(labels: Any) -> dict[str, float]:
     """
     The row of :func:`paired_bootstrap_auc_difference` for `labels` `(n,)` with one class only (e.g. no buy in a
@@ -269,18 +267,6 @@ def paired_bootstrap_auc_difference(
     return {**summary, "auc_a": float(full[0]), "auc_b": float(full[1]), **counts}
 
 
-def _midranks(values: np.ndarray) -> np.ndarray:
-    """`(k, n)` -> `(k, n)` 1-based ranks of each row, ties given their mean rank."""
-    ranks = np.empty(values.shape)
-    for row, scores in enumerate(values):
-        order = np.argsort(scores, kind="stable")
-        ordered = scores[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        ends = np.r_[starts[1:], ordered.size]
-        ranks[row, order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)
-    return ranks
-
-
 def delong_auc_difference(labels: Any, scores_a: Any, scores_b: Any) -> tuple[float, float]:
     """
     AUC(a) - AUC(b) on the same examples and its standard error by DeLong's method (DeLong, DeLong and
@@ -298,9 +284,10 @@ def delong_auc_difference(labels: Any, scores_a: Any, scores_b: Any) -> tuple[fl
     scores = np.stack([_scores(scores_a, "scores_a", labels.size), _scores(scores_b, "scores_b", labels.size)])
     positives, negatives = scores[:, labels], scores[:, ~labels]
     m, n = positives.shape[1], negatives.shape[1]
-    overall = _midranks(np.concatenate([positives, negatives], axis=1))
-    within_positives, within_negatives = _midranks(positives), _midranks(negatives)
-    aucs = (overall[:, :m].sum(axis=1) / m - (m + 1) / 2.0) / n
+    overall = np.stack([midranks(row) for row in np.concatenate([positives, negatives], axis=1)])
+    within_positives = np.stack([midranks(row) for row in positives])
+    within_negatives = np.stack([midranks(row) for row in negatives])
+    aucs = auc_from_rank_sums(overall[:, :m].sum(axis=1), m, n)
     difference = float(aucs[0] - aucs[1])
     if m < 2 or n < 2:
         return difference, math.inf

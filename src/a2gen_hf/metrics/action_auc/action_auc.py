@@ -6,7 +6,7 @@ from a2gen_hf.metrics import action_auc, evaluate_module
 
 
 class ActionAuc(evaluate_module.A2GenMetric):
-    description = "AUC of P(action happens) per action type (all but start and the end action), sklearn roc_auc_score."
+    description = "AUC of P(action happens) per action type (all but start and the end action): the rank-sum AUC of a2gen_hf.metrics.auc (ties count one half)."
     inputs_description = (
         """
 Args:

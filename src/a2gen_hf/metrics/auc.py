@@ -1,0 +1,127 @@
+"""
+The one home of the rank statistics behind every AUC of the package: mid-ranks, the AUC (Mann-Whitney, ties counted
+one half, equal to ``sklearn.metrics.roc_auc_score`` up to floating rounding), the AUC inside every group (GAUC), and
+the check that labels hold both classes.
+
+- :func:`midranks`: 1-based ranks, ties given their mean rank, over all examples or inside each group;
+- :func:`auc_from_rank_sums`: the AUC from the positives' rank sum (exact: a rank sum is a sum of half-integers, so
+  equal AUCs come out exactly equal);
+- :func:`auc`: one AUC, NaN where the labels hold one class only; :func:`group_aucs`: the AUC of each group;
+- :func:`has_both_classes`: whether labels hold a positive and a negative.
+
+The bootstrap's multiplicity form (every resample a vector of example weights) is
+:func:`a2gen_hf.training.statistics.weighted_auc`; DeLong's test (:func:`~a2gen_hf.training.statistics.delong_auc_difference`)
+builds on :func:`midranks`. The data package cannot import this one (data sits below metrics), so the simulator's
+oracle AUC stays with scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def has_both_classes(labels: Any) -> bool:
+    """Whether 0/1 `labels` `(n,)` hold at least one positive and one negative: the AUC and its bootstrap need both."""
+    array = np.asarray(labels).reshape(-1).astype(bool)
+    return bool(array.any() and not array.all())
+
+
+def midranks(scores: Any, groups: Any | None = None) -> np.ndarray:
+    """
+    1-based ranks of `scores` `(n,)`, ties given their mean rank (``scipy.stats.rankdata``'s "average"), as float64
+    `(n,)` in the order of `scores`.
+
+    Args:
+        groups: None (rank all examples together), or `(n,)` integer group numbers: rank inside each group (every group
+            starting at rank 1).
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    size = scores.size
+    if not size:
+        return np.zeros(0)
+    if groups is None:
+        order = np.argsort(scores, kind="stable")
+        ordered = scores[order]
+        new_tie = np.r_[True, ordered[1:] != ordered[:-1]]
+        position = None  # the 0-based rank inside the one group is the sorted position
+    else:
+        groups = np.asarray(groups).reshape(-1)
+        if groups.size != size:
+            raise ValueError(f"groups has {groups.size} entries for {size} scores; pass one group per example.")
+        order = np.lexsort((scores, groups))  # by group, then score
+        group, ordered = groups[order], scores[order]
+        new_group = np.r_[True, group[1:] != group[:-1]]
+        position = np.arange(size) - np.flatnonzero(new_group)[np.cumsum(new_group) - 1]
+        new_tie = new_group | np.r_[True, ordered[1:] != ordered[:-1]]  # a group's first example starts a tie group
+    tie_first = np.flatnonzero(new_tie)
+    tie_end = np.r_[tie_first[1:], size]  # one past each tie group's last
+    if position is None:
+        means = (tie_first + 1 + tie_end) / 2.0
+    else:
+        means = (position[tie_first] + 1 + position[tie_end - 1] + 1) / 2.0
+    ranks = np.empty(size)
+    ranks[order] = np.repeat(means, tie_end - tie_first)
+    return ranks
+
+
+def auc_from_rank_sums(rank_sums: Any, positives: Any, negatives: Any) -> Any:
+    """The AUC (Mann-Whitney U over positives x negatives) from the positives' mid-rank sum and the class counts,
+    elementwise; NaN (with no warning) where a class is empty."""
+    rank_sums, positives, negatives = (np.asarray(value, dtype=np.float64) for value in (rank_sums, positives, negatives))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aucs = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
+    return np.where((positives == 0) | (negatives == 0), math.nan, aucs)
+
+
+def _labels_and_scores(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    array = np.asarray(labels).reshape(-1)
+    if array.dtype != bool:
+        if not np.isin(array, (0, 1)).all():
+            raise ValueError(f"labels must be 0/1 (or bool) per example, got the values {np.unique(array)[:10].tolist()}.")
+        array = array.astype(bool)
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if values.size != array.size:
+        raise ValueError(f"scores has {values.size} entries for {array.size} labels; pass one score per example.")
+    if not np.isfinite(values).all():
+        raise ValueError("scores holds NaN or inf; every score must be finite.")
+    return array, values
+
+
+def auc(labels: Any, scores: Any) -> float:
+    """
+    AUC of `scores` `(n,)` for 0/1 (or bool) `labels` `(n,)`: P(score of a positive > score of a negative) + 1/2
+    P(equal), as ``sklearn.metrics.roc_auc_score`` (up to floating rounding). NaN where the labels hold one class only
+    (scikit-learn raises); non-finite scores are refused.
+    """
+    labels, scores = _labels_and_scores(labels, scores)
+    positives = int(np.count_nonzero(labels))
+    if positives in (0, labels.size):
+        return math.nan
+    rank_sum = midranks(scores)[labels].sum()
+    return float(auc_from_rank_sums(rank_sum, positives, labels.size - positives))
+
+
+def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+    """
+    AUC of `scores` `(n,)` for the bool `occurs` `(n,)` inside every group, ties counted one half (Mann-Whitney).
+
+    Args:
+        groups: `(n,)` dense group numbers 0..G-1 (see ``np.unique(..., return_inverse=True)``).
+
+    Returns:
+        aucs `(G,)` (NaN for a group with a single class) and sizes `(G,)` (the group's number of examples).
+    """
+    occurs = np.asarray(occurs, dtype=bool).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    groups = np.asarray(groups, dtype=np.int64).reshape(-1)
+    if not occurs.size:
+        return np.zeros(0), np.zeros(0)
+    num_groups = int(groups.max()) + 1
+    ranks = midranks(scores, groups)
+    sizes = np.bincount(groups, minlength=num_groups).astype(np.float64)
+    positives = np.bincount(groups, weights=occurs, minlength=num_groups)
+    rank_sums = np.bincount(groups, weights=ranks * occurs, minlength=num_groups)
+    return auc_from_rank_sums(rank_sums, positives, sizes - positives), sizes
