@@ -895,7 +895,7 @@ def untrained_text(untrained: Sequence[str], consequence: str = "") -> str:
     """The warning on ranked actions that never happen in the training split (``consequence``: what else that means
     to the caller)."""
     return (f"{', '.join(untrained)} never happen in the training split: no model can learn them, so their test AUCs "
-            f"are chance{consequence}")  # fmt: skip
+            f"are chance (undefined where the test split holds none either){consequence}")  # fmt: skip
 
 
 def untrained_actions_text(summary: dict[str, Any]) -> str | None:
