@@ -1574,22 +1574,59 @@ class ImplicitActionGenerator(nn.Module):
         )
         self.heads = A2GenActionHeads(config.hidden_size, config.vocab_size, config.time_per_action)
 
-    def slots(self, context: torch.Tensor) -> torch.Tensor:
-        """`context` `(B, C)` -> the K slots `(B, K, d)`."""
-        slots = self.slot_projection(context)
+    @staticmethod
+    def _features_first(feature_dim: int) -> bool:
+        """The two layouts of :meth:`slots` / :meth:`slot_features`: ``feature_dim`` -1 (`(B, K, features)`) or 1
+        (`(K, features, B)`)."""
+        if feature_dim not in (-1, 1):
+            raise ValueError(f"feature_dim is -1 (batch first) or 1 (features first, batch innermost), got {feature_dim}")
+        return feature_dim == 1
+
+    def slots(self, context: torch.Tensor, feature_dim: int = -1) -> torch.Tensor:
+        """
+        `context` `(B, C)` -> the K slots: `(B, K, d)` (``feature_dim=-1``), or features first with the batch
+        innermost, `(K, d, B)` (``feature_dim=1``, :meth:`slot_predictions`' layout: one product with the context's
+        columns).
+        """
+        features_first = self._features_first(feature_dim)
+        projection = self.slot_projection
+        if features_first:  # (K * d, B)
+            slots = torch.addmm(projection.bias.unsqueeze(1), projection.weight, context.t())
+        else:
+            slots = projection(context)
         if self.slot_activation == "relu":
             slots = torch.relu(slots)
-        return slots.view(context.shape[0], self.num_slots, self.hidden_size)
+        batch = context.shape[0]
+        shape = (self.num_slots, self.hidden_size, batch) if features_first else (batch, self.num_slots, self.hidden_size)
+        return slots.view(shape)
 
-    def slot_features(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Slots `(B, K, d)` -> aux logits `(B, K, V)`, aux times `(B, K)` (`(B, K, V)` with ``time_per_action``)
-        and CAM_gen's input [slot ; p ; t] (with ``time_per_action``, ``t = sum_a p(a) t(a)``)."""
-        aux_logits, aux_times = self.aux_heads(slots)
-        probabilities = _small_softmax(aux_logits).to(slots.dtype)
-        # With time_per_action the slot's time is the expected one under its action distribution: sum_a p(a) t(a).
-        time = (probabilities * aux_times).sum(-1) if self.aux_heads.time_per_action else aux_times
-        features = torch.cat([slots, probabilities, time.unsqueeze(-1)], dim=-1)
-        return aux_logits, aux_times, features
+    def slot_features(
+        self, slots: torch.Tensor, feature_dim: int = -1
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        Slots `(B, K, d)` -> aux logits `(B, K, V)`, aux times `(B, K)` (`(B, K, V)` with ``time_per_action``) and
+        CAM_gen's input [slot ; p ; t] `(B, K, d + V + 1)` (with ``time_per_action``, ``t = sum_a p(a) t(a)``).
+        ``feature_dim=1``: every tensor features first, the batch innermost: slots `(K, d, B)` (``slots(context,
+        feature_dim=1)``) -> aux logits `(K, V, B)`, aux times `(K, T, B)` (T = 1, or V with ``time_per_action``) and
+        the input `(K, d + V + 1, B)`.
+        """
+        features_first = self._features_first(feature_dim)
+        if features_first:  # one product of the stacked heads with the slots' columns
+            vocab = self.aux_heads.action.out_features
+            aux_logits, aux_times = _heads_features_first(self.aux_heads, slots).split(
+                [vocab, self.aux_heads.time.out_features], dim=feature_dim
+            )
+            time = aux_times
+        else:
+            aux_logits, aux_times = self.aux_heads(slots)
+            time = aux_times if self.aux_heads.time_per_action else aux_times.unsqueeze(-1)
+        probabilities = _small_softmax(aux_logits, dim=feature_dim).to(slots.dtype)
+        if self.aux_heads.time_per_action:  # the slot's expected time under its action distribution: sum_a p(a) t(a)
+            time = (probabilities * time).sum(feature_dim, keepdim=True)
+        parts = [slots, probabilities, time]
+        if features_first:  # a (K, d + V + 1, B) view of (d + V + 1, K, B) storage: CAM's projection reads it as is
+            return aux_logits, aux_times, torch.cat([part.transpose(0, 1) for part in parts]).transpose(0, 1)
+        return aux_logits, aux_times, torch.cat(parts, dim=-1)
 
     def forward(self, context: torch.Tensor) -> dict[str, torch.Tensor]:
         """`context` `(B, C)` -> logits `(B, K, V)`, times `(B, K)` (`(B, K, V)` with ``time_per_action``) and the
@@ -1609,11 +1646,12 @@ class ImplicitActionGenerator(nn.Module):
     def slot_predictions(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
         :meth:`forward`'s ``logits`` `(B, K, V)` and ``times`` `(B, K)` (or `(B, K, V)`) for inference (no gradient, no dropout:
-        ``predict_actions``, ranking), computed with the batch innermost from the start: the slots, the auxiliary
-        heads, CAM_gen's sequence maps and the final heads are products of weights with `(features, B)` columns, so
-        no `(B, K, features)` tensor is transposed for CAM's short-sequence kernel
-        (:meth:`ContextAwareAttention.short_attention_features_first`) and none of its outputs back. Equal to
-        :meth:`forward` up to rounding; with gradients or active dropout it is :meth:`forward`.
+        ``predict_actions``, ranking), computed with the batch innermost from the start: the same steps
+        (:meth:`slots` and :meth:`slot_features` with ``feature_dim=1``, CAM_gen's sequence maps, its short-sequence
+        kernel :meth:`ContextAwareAttention.short_attention_features_first`, the final heads) on `(features, B)`
+        columns, so no `(B, K, features)` tensor is transposed for CAM's kernel and none of its outputs back. Only the
+        layout is written here. Equal to :meth:`forward` up to rounding; with gradients or active dropout it is
+        :meth:`forward`.
         """
         attention = self.generation_attention
         dropout = self.training and attention.attention_dropout.p > 0
@@ -1621,29 +1659,19 @@ class ImplicitActionGenerator(nn.Module):
             outputs = self(context)
             return outputs["logits"], outputs["times"]
         batch, slots_count, width = context.shape[0], self.num_slots, self.hidden_size
-        projection = self.slot_projection
-        slots = torch.addmm(projection.bias.unsqueeze(1), projection.weight, context.t())  # (K * d, B)
-        if self.slot_activation == "relu":
-            slots = torch.relu(slots)
-        slots = slots.view(slots_count, width, batch)
-        auxiliary = _heads_features_first(self.aux_heads, slots)  # (K, V + T, B): logits, then the time(s)
-        vocab = self.aux_heads.action.out_features
-        probabilities = _small_softmax(auxiliary[:, :vocab], dim=1).to(slots.dtype)
-        time = auxiliary[:, vocab:]
-        if self.aux_heads.time_per_action:  # the expected time under the slot's action distribution, as forward's
-            time = (probabilities * time).sum(1, keepdim=True)
-        features = torch.cat([slots, probabilities, time], dim=1)  # (K, d + V + 1, B), as forward's
-        weight, bias = attention.sequence_maps()
-        scale = attention.query_scale(weight.dtype, weight.device)
-        projected = torch.matmul(weight * scale.unsqueeze(1), features).add_((bias * scale).view(-1, 1))  # (K, 3a, B)
-        projected = projected.view(slots_count, 3, attention.num_heads, attention.head_size, batch)
+        slots = self.slots(context, feature_dim=1)
+        _, _, features = self.slot_features(slots, feature_dim=1)  # (K, d + V + 1, B)
+        # CAM_gen's sequence maps (query rows scaled) on the features read as a (B, K, features) view: (3a, K * B).
+        scale = attention.query_scale(features.dtype, features.device)
+        projected = attention._project_batch_innermost(features.permute(2, 0, 1), scale)
         output, _ = attention.short_attention_features_first(
-            projected.permute(1, 2, 3, 0, 4), *attention.project_context(context)
+            projected.view(3, attention.num_heads, attention.head_size, slots_count, batch),
+            *attention.project_context(context),
         )  # (d, K, B)
         final = _heads_features_first(self.heads, output.to(slots.dtype).view(width, slots_count * batch))
-        final = final.view(-1, slots_count, batch)  # the logits, then the time(s), of every slot
-        times = final[vocab:].permute(2, 1, 0)
-        return final[:vocab].permute(2, 1, 0), times if self.heads.time_per_action else times.squeeze(-1)
+        final = final.view(-1, slots_count, batch).permute(2, 1, 0)  # (B, K, V + T): the logits, then the time(s)
+        logits, times = final.split([self.heads.action.out_features, self.heads.time.out_features], dim=-1)
+        return logits, times if self.heads.time_per_action else times.squeeze(-1)
 
 
 class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
@@ -2711,7 +2739,21 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
                 "model itself (model(..., output_attentions=True, output_hidden_states=True)) or model.a2gen(...)."
             )
         context = self._encode_for_generation(dict(inputs), method="predict_actions").generation_context
+        return self.predictions_from_context(context)
+
+    @torch.no_grad()
+    def predictions_from_context(self, context: torch.Tensor) -> A2GenActionPrediction:
+        """
+        :meth:`predict_actions`' scores from the generation context `(B, C)`: :func:`action_predictions_from_slots`
+        on :meth:`slot_distributions`, with P(a) from the occurrence head where the config has one. The one place
+        that reads the scores off a context: ``predict_actions`` and the ranker (:class:`~a2gen_hf.ranking.A2GenRanker`)
+        both call it.
+        """
         prediction = action_predictions_from_slots(self.config, *self.slot_distributions(context))
-        if self.occurrence_head is not None:
-            prediction.action_probabilities = occurrence_probabilities(self, context)
-        return prediction
+        if self.occurrence_head is None:
+            return prediction
+        return A2GenActionPrediction(  # a new output, not an attribute write (the ranker's program is traced)
+            action_probabilities=occurrence_probabilities(self, context),
+            expected_times=prediction.expected_times,
+            expected_seconds=prediction.expected_seconds,
+        )

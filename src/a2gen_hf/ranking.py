@@ -33,12 +33,11 @@ from torch._dynamo import maybe_mark_dynamic  # no public name yet (torch 2.13)
 from transformers import GenerationConfig
 from transformers.utils import logging
 
-from .features_a2gen import occurrence_probabilities, popularity_keyed_by_raw_id
+from .features_a2gen import popularity_keyed_by_raw_id
 from .generation_a2gen import A2GenBeamGenerateOutput, A2GenGenerateOutput
 from .modeling_a2gen import (
     A2GenActionPrediction,
     A2GenForActionGeneration,
-    action_predictions_from_slots,
     check_binary_mask,
     check_model_inputs,
 )
@@ -285,11 +284,8 @@ class A2GenRankingProgram(nn.Module):
         context, underflow = self._context(
             user_features, queries, keys, values, score_exponentials, item_ids, item_side_ids, extra_features
         )
-        prediction = action_predictions_from_slots(self.model.config, *self.model.slot_distributions(context))
-        probabilities = prediction.action_probabilities
-        if self.model.occurrence_head is not None:
-            probabilities = occurrence_probabilities(self.model, context)
-        outputs = (probabilities, prediction.expected_times, prediction.expected_seconds)
+        prediction = self.model.predictions_from_context(context)  # predict_actions' own tail
+        outputs = (prediction.action_probabilities, prediction.expected_times, prediction.expected_seconds)
         return (*outputs, underflow) if self.report_underflow else outputs
 
 
