@@ -974,3 +974,19 @@ def test_loading_from_the_vocab_file_of_a_tokenizer_folder_names_the_folder(toke
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(OSError, match=r"is a file of a tokenizer folder; pass the folder"):
         A2GenActionTokenizer.from_pretrained(str(tmp_path / "vocab.json"))
+
+
+@pytest.mark.parametrize(("mean", "std"), [(math.nan, 1.0), (0.0, 0.0), (0.0, -1.0), (math.inf, 1.0)])
+def test_time_statistics_that_cannot_encode_times_are_refused_by_one_rule(mean, std):
+    """The tokenizer and the metrics share time_encoding.time_statistics_problem (written three times before)."""
+    from a2gen_hf.metrics import compute_action_metrics
+    from a2gen_hf.time_encoding import time_statistics_problem
+
+    assert time_statistics_problem(mean, std) is not None and time_statistics_problem(1.0, 2.0) is None
+    with pytest.raises(ValueError, match=r"are invalid: both must be finite and time_log_std > 0 \(refit them"):
+        A2GenActionTokenizer(time_log_mean=mean, time_log_std=std)
+    predictions = {"action_probabilities": [[0.0, 0.5, 0.5, 0.5]], "expected_times": [[0.0, 0.0, 0.0, 0.0]]}
+    references = {"labels": [[1, 2, 3]], "label_times": [[0.0, 0.1, 0.2]]}
+    with pytest.raises(ValueError, match=r"time_log_std > 0 \(pass the model config's"):
+        compute_action_metrics(predictions, references, action_names=["start", "like", "leave"], start_action="start",
+                               end_action="leave", time_log_mean=mean, time_log_std=std)  # fmt: skip

@@ -20,6 +20,19 @@ logger = logging.getLogger(__name__)
 MAX_SECONDS = 1e12
 
 
+def time_statistics_problem(mean: float, std: float) -> str | None:
+    """Why ``(mean, std)`` cannot encode times (both must be finite numbers and the std > 0), or None when they can:
+    the one rule of the tokenizer, the metrics and the config, each of which says where the statistics come from."""
+    if math.isfinite(mean) and math.isfinite(std) and std > 0:
+        return None
+    return f"time_log_mean={mean} / time_log_std={std} are invalid: both must be finite and time_log_std > 0"
+
+
+def log_seconds(times, mean: float, std: float):
+    """Normalised times -> ``log1p(seconds)`` (``times * std + mean``), the inverse of the standardisation."""
+    return times * std + mean
+
+
 def normalize_seconds(seconds, mean: float, std: float):
     """Seconds (float, numpy array or tensor, >= 0) -> normalised times of the same type."""
     if isinstance(seconds, torch.Tensor):
@@ -32,11 +45,11 @@ def normalize_seconds(seconds, mean: float, std: float):
 def denormalize_times(times, mean: float, std: float):
     """Normalised times -> seconds (>= 0), same type as the input."""
     if isinstance(times, torch.Tensor):
-        return torch.expm1(times * std + mean).clamp_min(0.0)
+        return torch.expm1(log_seconds(times, mean, std)).clamp_min(0.0)
     if isinstance(times, np.ndarray):
-        return np.maximum(np.expm1(times * std + mean), 0.0)
+        return np.maximum(np.expm1(log_seconds(times, mean, std)), 0.0)
     try:
-        return max(math.expm1(times * std + mean), 0.0)
+        return max(math.expm1(log_seconds(times, mean, std)), 0.0)
     except OverflowError:  # as numpy and torch give: inf seconds, not an error only for Python floats
         return math.inf
 

@@ -25,7 +25,13 @@ from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, BatchEncodi
 from transformers.utils import PaddingStrategy
 
 from .configuration_a2gen import MAX_ACTIONS_LIMIT, PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
-from .time_encoding import MAX_SECONDS, denormalize_times, fit_log_statistics, normalize_seconds  # noqa: F401  (MAX_SECONDS: its old home)
+from .time_encoding import (
+    MAX_SECONDS,  # noqa: F401  (its old home)
+    denormalize_times,
+    fit_log_statistics,
+    normalize_seconds,
+    time_statistics_problem,
+)
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
 
@@ -703,11 +709,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
             self._action_id(getattr(self, role), where=f" ({role})")
         if self.start_action == self.end_action:
             raise ValueError(f"start_action and end_action are both {self.start_action!r}; they must differ.")
-        if not (math.isfinite(self.time_log_mean) and math.isfinite(self.time_log_std) and self.time_log_std > 0):
-            raise ValueError(
-                f"time_log_mean={self.time_log_mean} / time_log_std={self.time_log_std} are invalid: both must be "
-                "finite and the std > 0 (refit them with fit_time_statistics)."
-            )
+        if (problem := time_statistics_problem(self.time_log_mean, self.time_log_std)) is not None:
+            raise ValueError(f"{problem} (refit them with fit_time_statistics).")
         if not 1 <= self.max_actions <= MAX_ACTIONS_LIMIT:
             raise ValueError(
                 f"max_actions={self.max_actions} must be a positive integer of at most {MAX_ACTIONS_LIMIT} (K: the "

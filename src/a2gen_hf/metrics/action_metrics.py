@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from ..targets import check_labels_open_with_start, first_occurrence_targets
-from ..time_encoding import denormalize_times, normalize_seconds
+from ..time_encoding import denormalize_times, normalize_seconds, time_statistics_problem
 from .auc import auc, group_aucs, has_both_classes
 
 ORACLE_COLUMNS = ("oracle_action_prob", "oracle_expected_seconds")
@@ -350,11 +350,8 @@ def _metric_options(
 
 def _check_time_statistics(time_log_mean: float, time_log_std: float) -> None:
     """Times convert to seconds only with a finite mean and a positive finite spread (the fitted tokenizer's)."""
-    if not (math.isfinite(time_log_mean) and math.isfinite(time_log_std) and time_log_std > 0):
-        raise ValueError(
-            f"time_log_mean={time_log_mean} / time_log_std={time_log_std}: the time statistics must be finite with "
-            "time_log_std > 0 (the model config's, fitted on the training split)."
-        )
+    if (problem := time_statistics_problem(time_log_mean, time_log_std)) is not None:
+        raise ValueError(f"{problem} (pass the model config's, fitted on the training split).")
 
 
 def action_auc(
