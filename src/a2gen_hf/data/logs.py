@@ -632,6 +632,74 @@ def convert_log(
     Returns:
         A :class:`ConversionResult`.
     """
+    preset, split_rule, num_proc, max_actions, data_sized_buckets = _checked_conversion_arguments(
+        preset, split_rule, session_gap_seconds, max_history_items, min_history, partition_rows, num_proc,
+        tokenizer, fit_time_statistics, max_actions, data_sized_buckets,
+    )
+    tokenizer = _conversion_tokenizer(tokenizer, preset, max_actions)
+    stream = ValidatedBatches(input_path, preset, on_bad_rows=on_bad_rows, file_format=file_format, progress=progress)
+    num_partitions, num_proc = _partition_counts(stream, partition_rows, num_proc)
+    output_dir = Path(output_dir) if output_dir is not None else None
+    if output_dir is not None:
+        check_output_dir(stream.path, output_dir)
+    with ExitStack() as stack:
+        warned = stack.enter_context(_recorded_warnings())
+        work, dataset_dir = _conversion_folders(stack, stream.path, output_dir)
+        partition_map = stack.enter_context(_partition_map(num_proc, progress))
+        for split in SPLITS:
+            (dataset_dir / split).mkdir(parents=True, exist_ok=True)
+        conversion = _Conversion(
+            preset=preset,
+            source=stream.source,
+            work_dir=work,
+            dataset_dir=dataset_dir,
+            num_partitions=num_partitions,
+            session_gap_seconds=session_gap_seconds,
+            max_history_items=max_history_items,
+            min_history=min_history,
+            tokenizer=tokenizer,
+            chunk_size=chunk_size,
+        )
+        _partition_log(stream, conversion)
+        cut, span = _cut_partitions(conversion, partition_map, stream, split_rule)
+        distinct = _distinct_counts(cut, len(preset.side_feature_columns))
+        fixed = {name: None if name in data_sized_buckets else getattr(tokenizer, name) for name in BUCKET_FIELDS}
+        for name, count in _sized_buckets(distinct, fixed).items():  # before any id is hashed
+            setattr(tokenizer, name, count)
+        written, examples = _write_partitions(conversion, partition_map, input_path, split_rule, span,
+                                              fit_time_statistics)  # fmt: skip
+        summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
+                           stream, cut, written, examples, tokenizer, distinct, data_sized_buckets)  # fmt: skip
+        if not fit_time_statistics:  # a saved model's tokenizer: its statistics, and its K
+            summary["rules"]["time_statistics_fitted_on"] = "kept from the tokenizer given (not fitted on this log)"
+            summary["labels"]["max_actions_fixed"] = True
+        _warn_of_summary(stream.source, summary)
+        summary["warnings"] = list(warned)
+        if output_dir is None:
+            dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
+        else:
+            shutil.rmtree(work)
+            write_data_summary(dataset_dir, tokenizer, summary)
+            switch_in(dataset_dir, output_dir)
+            dataset = datasets.load_from_disk(str(output_dir))
+    return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
+
+
+def _checked_conversion_arguments(
+    preset: str | LogPreset,
+    split_rule: SplitRule | None,
+    session_gap_seconds: float,
+    max_history_items: int,
+    min_history: int,
+    partition_rows: int,
+    num_proc: int | None,
+    tokenizer: A2GenActionTokenizer | None,
+    fit_time_statistics: bool,
+    max_actions: int | None,
+    data_sized_buckets: tuple[str, ...] | None,
+) -> tuple[LogPreset, SplitRule, int, int | None, tuple[str, ...]]:
+    """:func:`convert_log`'s arguments checked (a ``ValueError`` naming the first one refused) and their defaults
+    filled in: ``(preset, split_rule, num_proc, max_actions, data_sized_buckets)``."""
     preset = preset_named(preset)
     split_rule = split_rule or SplitRule()
     if not (isinstance(session_gap_seconds, (int, float)) and math.isfinite(session_gap_seconds)
@@ -659,7 +727,15 @@ def convert_log(
         )
     if data_sized_buckets is None:
         data_sized_buckets = tuple(BUCKET_FIELDS) if tokenizer is None else ()
-    # A copy: the caller's tokenizer keeps its statistics and buckets, even when the conversion fails.
+    return preset, split_rule, num_proc, max_actions, data_sized_buckets
+
+
+def _conversion_tokenizer(
+    tokenizer: A2GenActionTokenizer | None, preset: LogPreset, max_actions: int | None
+) -> A2GenActionTokenizer:
+    """The tokenizer the conversion fills in: a copy of the one given (the caller's keeps its statistics and buckets,
+    even when the conversion fails), refused where its side features or actions are not the preset's; a new one
+    with the preset's actions (and ``max_actions``) otherwise."""
     tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else A2GenActionTokenizer(
         action_names=list(preset.action_names), start_action=preset.start_action, end_action=preset.end_action,
         **({} if max_actions is None else {"max_actions": max_actions}),
@@ -682,112 +758,126 @@ def convert_log(
             f"The tokenizer's actions {tokenizer.action_names} differ from preset {preset.name!r}'s "
             f"{list(preset.action_names)}; build the tokenizer with the preset's action_names."
         )
-    stream = ValidatedBatches(input_path, preset, on_bad_rows=on_bad_rows, file_format=file_format, progress=progress)
+    return tokenizer
+
+
+def _partition_counts(stream: ValidatedBatches, partition_rows: int, num_proc: int) -> tuple[int, int]:
+    """``(num_partitions, num_proc)``: about ``partition_rows`` rows of the log (estimated from its size) per
+    partition, at most one process per partition, and equal shares for the processes; refused where the partitions'
+    files would not fit under the limit of open files."""
     # At least one partition: a log without rows (a Parquet file says so exactly) is then refused by its reader.
     num_partitions = max(1, math.ceil(estimate_rows(stream.path, stream.file_format) / partition_rows))
     num_proc = min(num_proc, num_partitions)
     num_partitions = math.ceil(num_partitions / num_proc) * num_proc  # equal shares for the workers
     _check_open_files(num_partitions, partition_rows)
+    return num_partitions, num_proc
 
-    output_dir = Path(output_dir) if output_dir is not None else None
+
+def _conversion_folders(stack: ExitStack, input_path: Path, output_dir: Path | None) -> tuple[Path, Path]:
+    """``(work, dataset_dir)``: the partitions' work folder and the folder the ``DatasetDict`` is written to, removed
+    when ``stack`` closes unless switched in. With an ``output_dir``: one writer per folder (its lock, held until
+    ``stack`` closes), the data set built beside it (a failure leaves the old output as it was), a killed run's
+    leftovers removed first. Without: a temporary folder."""
     if output_dir is not None:
-        check_output_dir(stream.path, output_dir)
-    with ExitStack() as stack:
-        warned = stack.enter_context(_recorded_warnings())
-        if output_dir is not None:
-            # One writer per folder; built beside it and switched in whole; a killed run's leftovers removed first.
-            stack.enter_context(output_lock(output_dir))
-            check_output_dir(stream.path, output_dir)  # again, now that no other prepare can change it
-            dataset_dir = staging_folder(output_dir)
-            stack.callback(shutil.rmtree, dataset_dir, ignore_errors=True)  # a failure leaves the old output as it was
-            work = dataset_dir / WORK_FOLDER
-            work.mkdir()
-        else:
-            remove_dead_work_folders(tempfile.gettempdir(), f"{WORK_FOLDER}_")  # of conversions killed by a signal
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER}_{os.getpid()}_")))
-            dataset_dir = work / "dataset"
-        partition_map = stack.enter_context(_partition_map(num_proc, progress))
-        for split in SPLITS:
-            (dataset_dir / split).mkdir(parents=True, exist_ok=True)
-        conversion = _Conversion(
-            preset=preset,
-            source=stream.source,
-            work_dir=work,
-            dataset_dir=dataset_dir,
-            num_partitions=num_partitions,
-            session_gap_seconds=session_gap_seconds,
-            max_history_items=max_history_items,
-            min_history=min_history,
-            tokenizer=tokenizer,
-            chunk_size=chunk_size,
-        )
-        writer = PartitionWriter(conversion.work_dir, num_partitions, preset.user_column)
-        try:
-            for batch in stream:
-                writer.write(batch)
-        finally:
-            writer.close()
-        if writer.rows == 0:
-            if stream.bad_rows.mode == "warn":  # in "skip", the error below says it all
-                stream.bad_rows.finish(stream.rows_read)
-            outside = stream.bad_rows.counts.get("outside_window", 0)
-            implausible = stream.bad_rows.counts.get("implausible_time", 0)
-            hint = (
-                f" {outside} of them lie outside the time window of preset {preset.name!r}, "
-                f"{preset.time_window[0]}..{preset.time_window[1]}: for a log of another period pass time_window=None "
-                "or its own window (CLI: --time-window none or FIRST,LAST)."
-                if outside else ""
-            ) + (
-                f" {implausible} of them lie after the year 5000 read as {preset.time_unit!r}: "
-                f"{finer_time_unit_hint(preset)}."
-                if implausible else ""
-            )
-            raise LogFormatError(
-                f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).{hint}"
-                + _why_no_rows_text(stream.bad_rows)
-            )
-        partitions = range(num_partitions)
-        cut = partition_map(partial(_cut_sessions, conversion), partitions, "sessions")
-        stream.bad_rows.add_partitions([partition.bad_rows for partition in cut])  # duplicate events
-        stream.bad_rows.finish(stream.rows_read)
-        first_start = min(partition.first_start for partition in cut)
-        last_start = max(partition.last_start for partition in cut)
-        _warn_of_times_in_1970(stream.source, preset, (first_start, last_start))
-        _check_explicit_boundaries(stream.source, preset, split_rule, (first_start, last_start))
-        conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
-        distinct = _distinct_counts(cut, len(preset.side_feature_columns))
-        fixed = {name: None if name in data_sized_buckets else getattr(tokenizer, name) for name in BUCKET_FIELDS}
-        for name, count in _sized_buckets(distinct, fixed).items():  # before any id is hashed
-            setattr(tokenizer, name, count)
-        written = partition_map(partial(_write_examples, conversion), partitions, "examples")
-        examples = {
-            split: sum(partition.examples[index] for partition in written) for index, split in enumerate(SPLITS)
-        }
-        _check_time_split(input_path, examples, min_history, split_rule, (first_start, last_start), preset)
-        if fit_time_statistics:
-            reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(tokenizer)
-        digests = {split: [partition.digests[index] for partition in written] for index, split in enumerate(SPLITS)}
-        write_dataset_dict_files(dataset_dir, num_partitions, digests)
-        summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
-                           stream, cut, written, examples, tokenizer, distinct, data_sized_buckets)  # fmt: skip
-        if not fit_time_statistics:  # a saved model's tokenizer: its statistics, and its K
-            summary["rules"]["time_statistics_fitted_on"] = "kept from the tokenizer given (not fitted on this log)"
-            summary["labels"]["max_actions_fixed"] = True
-        if (window := label_window_text(summary)) is not None:
-            logger.warning(f"{stream.source}: {window}")
-        if event_durations_need_a_look(summary):
-            logger.warning(f"{stream.source}: {event_durations_text(summary)}")
-        if (untrained := untrained_actions_text(summary)) is not None:
-            logger.warning(f"{stream.source}: {untrained}")
-        summary["warnings"] = list(warned)
-        if output_dir is None:
-            dataset = datasets.load_from_disk(str(dataset_dir), keep_in_memory=True)
-        else:
-            shutil.rmtree(work)
-            write_data_summary(dataset_dir, tokenizer, summary)
-            switch_in(dataset_dir, output_dir)
-            dataset = datasets.load_from_disk(str(output_dir))
-    return ConversionResult(dataset=dataset, tokenizer=tokenizer, summary=summary, output_dir=output_dir)
+        # One writer per folder; built beside it and switched in whole; a killed run's leftovers removed first.
+        stack.enter_context(output_lock(output_dir))
+        check_output_dir(input_path, output_dir)  # again, now that no other prepare can change it
+        dataset_dir = staging_folder(output_dir)
+        stack.callback(shutil.rmtree, dataset_dir, ignore_errors=True)  # a failure leaves the old output as it was
+        work = dataset_dir / WORK_FOLDER
+        work.mkdir()
+    else:
+        remove_dead_work_folders(tempfile.gettempdir(), f"{WORK_FOLDER}_")  # of conversions killed by a signal
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER}_{os.getpid()}_")))
+        dataset_dir = work / "dataset"
+    return work, dataset_dir
+
+
+def _partition_log(stream: ValidatedBatches, conversion: _Conversion) -> None:
+    """The partition phase: the log's valid rows streamed into the partition files by user; a log with none left
+    is refused (:func:`_no_valid_rows_error`)."""
+    writer = PartitionWriter(conversion.work_dir, conversion.num_partitions, conversion.preset.user_column)
+    try:
+        for batch in stream:
+            writer.write(batch)
+    finally:
+        writer.close()
+    if writer.rows == 0:
+        if stream.bad_rows.mode == "warn":  # in "skip", the error below says it all
+            stream.bad_rows.finish(stream.rows_read)
+        raise _no_valid_rows_error(stream, conversion.preset)
+
+
+def _no_valid_rows_error(stream: ValidatedBatches, preset: LogPreset) -> LogFormatError:
+    """The refusal of a log none of whose rows is valid: the rows dropped per reason, with the hints for a time
+    window or a time unit that does not fit the log."""
+    outside = stream.bad_rows.counts.get("outside_window", 0)
+    implausible = stream.bad_rows.counts.get("implausible_time", 0)
+    hint = (
+        f" {outside} of them lie outside the time window of preset {preset.name!r}, "
+        f"{preset.time_window[0]}..{preset.time_window[1]}: for a log of another period pass time_window=None "
+        "or its own window (CLI: --time-window none or FIRST,LAST)."
+        if outside else ""
+    ) + (
+        f" {implausible} of them lie after the year 5000 read as {preset.time_unit!r}: "
+        f"{finer_time_unit_hint(preset)}."
+        if implausible else ""
+    )
+    return LogFormatError(
+        f"{stream.source}: no valid rows are left ({_dropped_text(stream.bad_rows)}).{hint}"
+        + _why_no_rows_text(stream.bad_rows)
+    )
+
+
+def _cut_partitions(
+    conversion: _Conversion, partition_map: Callable[..., list], stream: ValidatedBatches, split_rule: SplitRule
+) -> tuple[list[_PartitionSessions], tuple[float, float]]:
+    """The session phase: each partition cut into sessions, the duplicate events counted with the bad rows (whose
+    count is then final), and the split boundaries set on ``conversion`` from the sessions' start range.
+    ``(cut, (first_start, last_start))``."""
+    cut = partition_map(partial(_cut_sessions, conversion), range(conversion.num_partitions), "sessions")
+    stream.bad_rows.add_partitions([partition.bad_rows for partition in cut])  # duplicate events
+    stream.bad_rows.finish(stream.rows_read)
+    first_start = min(partition.first_start for partition in cut)
+    last_start = max(partition.last_start for partition in cut)
+    _warn_of_times_in_1970(stream.source, conversion.preset, (first_start, last_start))
+    _check_explicit_boundaries(stream.source, conversion.preset, split_rule, (first_start, last_start))
+    conversion.boundaries = split_rule.boundaries(np.array([first_start, last_start]))
+    return cut, (first_start, last_start)
+
+
+def _write_partitions(
+    conversion: _Conversion,
+    partition_map: Callable[..., list],
+    input_path: str | Path,
+    split_rule: SplitRule,
+    span: tuple[float, float],
+    fit_time_statistics: bool,
+) -> tuple[list[_PartitionExamples], dict[str, int]]:
+    """The write phase: each partition's examples written into the splits' data files (the tokenizer's buckets set
+    before), the splits checked against the time rule, the time statistics fitted on the train split (where
+    ``fit_time_statistics``) and the ``DatasetDict``'s own files written. ``(written, examples per split)``."""
+    written = partition_map(partial(_write_examples, conversion), range(conversion.num_partitions), "examples")
+    examples = {
+        split: sum(partition.examples[index] for partition in written) for index, split in enumerate(SPLITS)
+    }
+    _check_time_split(input_path, examples, conversion.min_history, split_rule, span, conversion.preset)
+    if fit_time_statistics:
+        reduce(LogTimeMoments.merge, [partition.time_moments for partition in written]).fit(conversion.tokenizer)
+    digests = {split: [partition.digests[index] for partition in written] for index, split in enumerate(SPLITS)}
+    write_dataset_dict_files(conversion.dataset_dir, conversion.num_partitions, digests)
+    return written, examples
+
+
+def _warn_of_summary(source: str, summary: dict[str, Any]) -> None:
+    """The summary's warnings, each led by the log's name: labels cut at K, event durations worth a look, and
+    actions that no example trains."""
+    if (window := label_window_text(summary)) is not None:
+        logger.warning(f"{source}: {window}")
+    if event_durations_need_a_look(summary):
+        logger.warning(f"{source}: {event_durations_text(summary)}")
+    if (untrained := untrained_actions_text(summary)) is not None:
+        logger.warning(f"{source}: {untrained}")
 
 
 class _WarningRecorder(logging.Handler):

@@ -40,7 +40,7 @@ from transformers import get_scheduler
 from ..data.collator import A2GenDataCollator, collation_rows
 from ..features_a2gen import freeze_statistics
 from ..host_memory import keep_freed_host_memory
-from ..metrics import ORACLE_COLUMNS, evaluate_model, ranked_action_aucs, ranked_action_ids, user_groups
+from ..metrics import ORACLE_COLUMNS, evaluate_model, predict_batch, ranked_action_aucs, ranked_action_ids, user_groups
 from ..output_folders import (
     output_lock,
     recover,
@@ -501,7 +501,8 @@ def validation_mean_auc(
     model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator
 ) -> dict[str, Any]:
     """
-    ``{"mean_auc": float, "auc": {action: float}}``: the AUC of ``predict_actions``' P(action happens) against the
+    ``{"mean_auc": float, "auc": {action: float}}``: the AUC of the model's P(action happens) (the
+    ``action_probabilities`` of :func:`~a2gen_hf.metrics.predict_batch`, as evaluation scores them) against the
     targets (:func:`~a2gen_hf.targets.first_occurrence_targets`) per ranked action over ``dataset``, and its mean
     over the actions with both classes. Each process predicts a disjoint contiguous part; the parts are gathered, so
     every process gets the same numbers.
@@ -519,8 +520,7 @@ def validation_mean_auc(
     for batch in _evaluation_loader(part, collator, settings, accelerator.device):
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         with accelerator.autocast():
-            prediction = module.predict_actions(**batch)
-        scores.append(prediction.action_probabilities.float())
+            scores.append(predict_batch(module, batch)["action_probabilities"])
         occurs, _, _ = first_occurrence_targets(batch["labels"], batch["label_times"], None, config.vocab_size)
         targets.append(occurs.float())
     width = config.vocab_size
