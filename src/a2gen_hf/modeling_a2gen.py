@@ -55,7 +55,7 @@ from .targets import (  # noqa: F401
     first_occurrence_targets,
     is_time_known,
 )
-from .time_encoding import check_normalised_times, denormalize_times, normalize_seconds
+from .time_encoding import check_normalised_times, denormalize_times, log_seconds, normalize_seconds
 
 
 @dataclass
@@ -187,8 +187,8 @@ class A2GenTimeEncoding(nn.Module):
 
     def bucket_one_hot(self, times: torch.Tensor) -> torch.Tensor:
         """`(..., 1)` normalised times -> `(..., buckets)`: one-hot of ``floor(1.5 * log1p(seconds))``, capped."""
-        log_seconds = times.detach() * self.time_log_std + self.time_log_mean
-        bucket = (self.BUCKETS_PER_LOG_SECOND * log_seconds).floor().clamp(0, self.num_buckets - 1)
+        seconds_log = log_seconds(times.detach(), self.time_log_mean, self.time_log_std)
+        bucket = (self.BUCKETS_PER_LOG_SECOND * seconds_log).floor().clamp(0, self.num_buckets - 1)
         return (bucket == torch.arange(self.num_buckets, device=times.device, dtype=bucket.dtype)).to(times.dtype)
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
@@ -2038,6 +2038,58 @@ class A2GenModel(A2GenPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.features.item_embeddings = value
 
+    def _encode_padded(
+        self,
+        history_item_ids: torch.LongTensor,
+        history_item_features: torch.Tensor,
+        history_action_ids: torch.LongTensor,
+        history_action_times: torch.Tensor,
+        history_time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+        history_mask: torch.Tensor,
+        target_item_features: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """
+        HSE on the padded layout: history ids `(B, N)`, features `(B, N, Fi)`, events `(B, N, E)` with their masks,
+        the history mask `(B, N)` and the target item's features `(B, Fi)` -> the encoder's dict (Vec_hist
+        `"history_representation"` `(B, d)`, Seq_j `"item_sequences"` `(B, N, d)`, each level's inputs, outputs and
+        attention probabilities) and the `"event_embeddings"` `(B, N, E, De)`. Every hidden state and attention
+        ``output_hidden_states`` / ``output_attentions`` return is a tensor this computation used.
+        """
+        event_embeddings = self.embed_events(
+            history_item_ids, history_item_features, history_action_ids * event_mask, history_action_times,
+            history_time_mask,
+        )
+        encoded = self.encoder(history_item_features, event_embeddings, event_mask, history_mask, target_item_features)
+        encoded["event_embeddings"] = event_embeddings
+        return encoded
+
+    def _encode_packed(
+        self,
+        history_item_ids: torch.LongTensor,
+        history_item_features: torch.Tensor,
+        history_action_ids: torch.LongTensor,
+        history_action_times: torch.Tensor,
+        history_time_mask: torch.Tensor | None,
+        event_mask: torch.Tensor,
+        history_mask: torch.Tensor,
+        target_item_features: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """
+        HSE as training runs it, with the inputs of :meth:`_encode_padded`: level 1 on the real history items only
+        (:meth:`_packed_item_sequences`), level 2 without the positions that are padding in every example -> Vec_hist
+        `"history_representation"` `(B, d)` and Seq_j `"item_sequences"` `(B, N, d)`, the same values as the padded
+        layout's.
+        """
+        item_sequences = self._packed_item_sequences(
+            history_item_ids,
+            history_item_features, history_action_ids, history_action_times, history_time_mask, event_mask
+        )
+        history_representation = _training_function(self, "level2", self.encoder.pool_history)(
+            *_drop_padding_positions(history_mask, history_item_features, item_sequences), target_item_features
+        )
+        return {"history_representation": history_representation, "item_sequences": item_sequences}
+
     def forward(
         self,
         user_ids: torch.LongTensor,
@@ -2075,25 +2127,12 @@ class A2GenModel(A2GenPreTrainedModel):
             user_ids, user_side_ids, item_ids, item_side_ids,
             history_item_ids, history_item_side_ids, history_action_times, history_time_mask, event_mask,
         )  # fmt: skip
-        if output_hidden_states or output_attentions or not self.pack_history_items:
-            # The padded layout: every returned hidden state and attention is a tensor the computation used.
-            event_embeddings = self.embed_events(
-                history_item_ids, history_item_features, history_action_ids * event_mask, history_action_times,
-                history_time_mask,
-            )
-            encoded = self.encoder(
-                history_item_features, event_embeddings, event_mask, history_mask, target_item_features
-            )
-        else:
-            # Real items only at level 1; level 2 without the positions that are padding in every example.
-            item_sequences = self._packed_item_sequences(
-                history_item_ids,
-                history_item_features, history_action_ids, history_action_times, history_time_mask, event_mask
-            )
-            history_representation = _training_function(self, "level2", self.encoder.pool_history)(
-                *_drop_padding_positions(history_mask, history_item_features, item_sequences), target_item_features
-            )
-            encoded = {"history_representation": history_representation, "item_sequences": item_sequences}
+        # HSE: the padded layout where hidden states or attentions are returned, else level 1 on the real items only.
+        padded = output_hidden_states or output_attentions or not self.pack_history_items
+        encoded = (self._encode_padded if padded else self._encode_packed)(
+            history_item_ids, history_item_features, history_action_ids, history_action_times, history_time_mask,
+            event_mask, history_mask, target_item_features,
+        )  # fmt: skip
         history_representation = encoded["history_representation"]
         history = (history_action_ids, history_mask, history_item_ids, item_ids, history_item_side_ids, item_side_ids)
         extra_features = (
@@ -2106,7 +2145,7 @@ class A2GenModel(A2GenPreTrainedModel):
         )
 
         hidden_states = (
-            (event_embeddings, encoded["level1_outputs"], encoded["level2_inputs"], encoded["level2_outputs"])
+            (encoded["event_embeddings"], encoded["level1_outputs"], encoded["level2_inputs"], encoded["level2_outputs"])
             if output_hidden_states
             else None
         )
@@ -2385,6 +2424,101 @@ def check_id_range(name: str, ids: torch.Tensor, table: str, size: int) -> None:
         raise ValueError(f"{name} must lie in [0, {table}={size}), got values from {low} to {high}; {fix}.")
 
 
+def _aligned_targets(
+    config: A2GenConfig,
+    labels: torch.LongTensor,
+    label_times: torch.FloatTensor,
+    label_time_mask: torch.Tensor | None,
+    positions: int,
+    dtype: torch.dtype,
+) -> tuple[torch.LongTensor, torch.Tensor, torch.Tensor]:
+    """
+    The targets each predicted position is scored against: `labels` / `label_times` / `label_time_mask` `(B, T)`
+    (``start`` at position 0) -> the labels after ``start`` `(B, P)`, their times `(B, P)` in `dtype` (0.0 where
+    unknown) and whether each time is known `(B, P)`, cut or padded (with 0, 0.0, False) to the `positions` the
+    model predicts. Cutting off a real action is refused.
+    """
+    targets = labels[:, 1:]
+    time_known = (targets > 0) if label_time_mask is None else is_time_known(label_time_mask[:, 1:]) & (targets > 0)
+    # An unknown label time (possibly NaN) is 0.0 before any difference: masking only the errors left the gradient
+    # 0 * NaN = NaN on every weight (the loss itself stayed finite).
+    target_times = torch.where(time_known, label_times[:, 1:], 0.0).to(dtype)
+    if targets.shape[1] > positions:
+        if (targets[:, positions:] > 0).any():
+            raise ValueError(
+                f"labels hold {targets.shape[1]} actions after start but the model predicts {positions} "
+                f"(config.max_actions={config.max_actions}); truncate the labels or raise max_actions."
+            )
+        targets, target_times, time_known = targets[:, :positions], target_times[:, :positions], time_known[:, :positions]
+    elif targets.shape[1] < positions:
+        pad = positions - targets.shape[1]
+        targets = F.pad(targets, (0, pad), value=0)
+        target_times = F.pad(target_times, (0, pad), value=0.0)
+        time_known = F.pad(time_known, (0, pad), value=False)
+    return targets, target_times, time_known
+
+
+def _counted_positions(config: A2GenConfig, targets: torch.LongTensor) -> torch.Tensor:
+    """
+    The positions the loss counts `(B, P)` bool, for aligned `targets` `(B, P)`: every target but -100; for EAG,
+    not past the first end (or padding) target, where a decoder that stops there learns nothing. IAG's fixed K slots
+    all count, padding slots predicting the end of the sequence.
+    """
+    counted = targets != IGNORE_INDEX
+    if config.generator_type == "eag":
+        ended = (targets == config.end_action_id) | (targets == 0)
+        after_end = (ended.long().cumsum(1) - ended.long()) > 0
+        counted = counted & ~after_end
+    return counted
+
+
+def _action_loss(scores: torch.Tensor, targets: torch.LongTensor, counted: torch.Tensor) -> torch.Tensor:
+    """The masked cross-entropy: `scores` `(B, P, V)` against `targets` `(B, P)` (>= 0), summed over the `counted`
+    positions `(B, P)`, averaged over examples -> a scalar (computed in at least fp32)."""
+    per_position = F.cross_entropy(scores.transpose(1, 2).float(), targets, reduction="none")
+    return (per_position * counted).sum(1).mean()
+
+
+def _time_loss(
+    config: A2GenConfig,
+    predicted: torch.Tensor,
+    targets: torch.LongTensor,
+    target_times: torch.Tensor,
+    valid: torch.Tensor,
+) -> torch.Tensor:
+    """
+    The time error: predicted times `(B, P)` (or each action's, `(B, P, V)`, read at `targets` `(B, P)`) against
+    `target_times` `(B, P)` on the `valid` positions `(B, P)` (a known time, counted) -> a scalar: each example's
+    mean squared error (absolute with ``config.time_loss="l1"``, summed with ``config.time_loss_reduction="sum"``),
+    averaged over examples.
+    """
+    differences = times_of_actions(predicted, targets) - target_times
+    errors = differences.abs() if config.time_loss == "l1" else differences**2
+    errors = torch.where(valid, errors, torch.zeros_like(errors))
+    if config.time_loss_reduction == "sum":
+        return errors.sum(1).mean()
+    # Each example's MSE over its own timed positions, then the mean over examples: like every other part, a
+    # mean over examples, so equal micro-batches or processes average to the whole batch's loss.
+    return (errors.sum(1) / valid.sum(1).clamp_min(1)).mean()
+
+
+def _order_loss(config: A2GenConfig, logits: torch.Tensor, times: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """
+    The time-order hinge: logits `(B, P, V)` and times `(B, P)` (or `(B, P, V)`) -> a scalar, the backward steps of
+    the predicted actions' times (from ``config.start_time`` at ``start``), summed over the `counted` positions
+    `(B, P)` up to and including the first predicted end, averaged over examples.
+    """
+    predicted_actions = logits.argmax(-1)
+    predicted_times = times_of_actions(times, predicted_actions)  # with time_per_action: the predicted action's
+    predicted_end = predicted_actions == config.end_action_id
+    # Count pairs up to and including the first predicted end action.
+    before_end = (predicted_end.long().cumsum(1) - predicted_end.long()) == 0
+    previous_times = torch.cat(
+        [torch.full_like(predicted_times[:, :1], config.start_time), predicted_times[:, :-1]], dim=1
+    )
+    return (torch.relu(previous_times - predicted_times) * (before_end & counted)).sum(1).mean()
+
+
 def action_sequence_loss(
     config: A2GenConfig,
     generated: dict[str, torch.Tensor],
@@ -2408,67 +2542,29 @@ def action_sequence_loss(
     - aux (IAG): cross-entropy and squared error of the auxiliary slot heads.
     """
     logits, times = generated["logits"], generated["times"]
-    positions = logits.shape[1]
-    targets = labels[:, 1:]
-    time_known = (targets > 0) if label_time_mask is None else is_time_known(label_time_mask[:, 1:]) & (targets > 0)
-    # An unknown label time (possibly NaN) is 0.0 before any difference: masking only the errors left the gradient
-    # 0 * NaN = NaN on every weight (the loss itself stayed finite).
-    target_times = torch.where(time_known, label_times[:, 1:], 0.0).to(times.dtype)
-    if targets.shape[1] > positions:
-        if (targets[:, positions:] > 0).any():
-            raise ValueError(
-                f"labels hold {targets.shape[1]} actions after start but the model predicts {positions} "
-                f"(config.max_actions={config.max_actions}); truncate the labels or raise max_actions."
-            )
-        targets, target_times, time_known = targets[:, :positions], target_times[:, :positions], time_known[:, :positions]
-    elif targets.shape[1] < positions:
-        pad = positions - targets.shape[1]
-        targets = F.pad(targets, (0, pad), value=0)
-        target_times = F.pad(target_times, (0, pad), value=0.0)
-        time_known = F.pad(time_known, (0, pad), value=False)
-
-    counted = targets != IGNORE_INDEX
-    if config.generator_type == "eag":
-        # Positions after the sequence has ended carry no information for a decoder that stops there.
-        ended = (targets == config.end_action_id) | (targets == 0)
-        after_end = (ended.long().cumsum(1) - ended.long()) > 0
-        counted = counted & ~after_end
-    safe_targets = targets.clamp_min(0)
-
-    def cross_entropy(scores: torch.Tensor) -> torch.Tensor:
-        per_position = F.cross_entropy(scores.transpose(1, 2).float(), safe_targets, reduction="none")
-        return (per_position * counted).sum(1).mean()
-
-    def time_error(predicted: torch.Tensor) -> torch.Tensor:
-        differences = times_of_actions(predicted, safe_targets) - target_times
-        errors = differences.abs() if config.time_loss == "l1" else differences**2
-        valid = time_known & counted
-        errors = torch.where(valid, errors, torch.zeros_like(errors))
-        if config.time_loss_reduction == "sum":
-            return errors.sum(1).mean()
-        # Each example's MSE over its own timed positions, then the mean over examples: like every other part, a
-        # mean over examples, so equal micro-batches or processes average to the whole batch's loss.
-        return (errors.sum(1) / valid.sum(1).clamp_min(1)).mean()
-
-    predicted_actions = logits.argmax(-1)
-    predicted_times = times_of_actions(times, predicted_actions)  # with time_per_action: the predicted action's
-    predicted_end = predicted_actions == config.end_action_id
-    # Count pairs up to and including the first predicted end action.
-    before_end = (predicted_end.long().cumsum(1) - predicted_end.long()) == 0
-    previous_times = torch.cat(
-        [torch.full_like(predicted_times[:, :1], config.start_time), predicted_times[:, :-1]], dim=1
+    targets, target_times, time_known = _aligned_targets(
+        config, labels, label_times, label_time_mask, logits.shape[1], times.dtype
     )
-    order = (torch.relu(previous_times - predicted_times) * (before_end & counted)).sum(1).mean()
+    counted = _counted_positions(config, targets)
+    safe_targets = targets.clamp_min(0)
+    timed = time_known & counted  # the positions the time error reads
 
-    parts = {"action_loss": cross_entropy(logits), "time_loss": time_error(times), "order_loss": order}
+    # The order term first: the order in which the terms are built is the order in which backward sums their
+    # gradients into `times`, and this one keeps the gradients bit-identical to the single-body version.
+    order = _order_loss(config, logits, times, counted)
+    parts = {
+        "action_loss": _action_loss(logits, safe_targets, counted),
+        "time_loss": _time_loss(config, times, safe_targets, target_times, timed),
+        "order_loss": order,
+    }
     loss = (
         config.action_loss_weight * parts["action_loss"]
         + config.time_loss_weight * parts["time_loss"]
         + config.order_loss_weight * parts["order_loss"]
     )
     if "aux_logits" in generated:
-        parts["aux_action_loss"] = cross_entropy(generated["aux_logits"])
-        parts["aux_time_loss"] = time_error(generated["aux_times"])
+        parts["aux_action_loss"] = _action_loss(generated["aux_logits"], safe_targets, counted)
+        parts["aux_time_loss"] = _time_loss(config, generated["aux_times"], safe_targets, target_times, timed)
         loss = loss + config.aux_loss_weight * (parts["aux_action_loss"] + parts["aux_time_loss"])
     parts["loss"] = loss
     return parts
@@ -2506,6 +2602,20 @@ def action_predictions_from_slots(
     return A2GenActionPrediction(
         action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
     )
+
+
+def _cache_argument(
+    cache: DynamicCache | None, use_cache: bool | None, past_key_values: DynamicCache | None
+) -> tuple[DynamicCache | None, bool]:
+    """The forward's EAG cache arguments -> (cache, use_cache): `past_key_values` is transformers' older name of
+    `cache` (passing both is refused); `use_cache` defaults to whether a cache was passed (training builds none)."""
+    if past_key_values is not None:  # transformers' older name of the cache argument
+        if cache is not None:
+            raise ValueError("Pass the EAG cache as cache= or as past_key_values=, not both.")
+        cache = past_key_values
+    if use_cache is None:
+        use_cache = cache is not None  # a passed cache is continued; training never builds one
+    return cache, use_cache
 
 
 class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
@@ -2590,12 +2700,7 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         return_dict: bool | None = None,
         past_key_values: DynamicCache | None = None,
     ) -> A2GenActionGenerationOutput | tuple:
-        if past_key_values is not None:  # transformers' older name of the cache argument
-            if cache is not None:
-                raise ValueError("Pass the EAG cache as cache= or as past_key_values=, not both.")
-            cache = past_key_values
-        if use_cache is None:
-            use_cache = cache is not None  # a passed cache is continued; training never builds one
+        cache, use_cache = _cache_argument(cache, use_cache, past_key_values)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -2605,6 +2710,46 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         # does not check them again).
         check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items()
                                                        if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
+        labels, label_times, action_times = self._checked_labels(
+            encoder_outputs, labels, label_times, label_time_mask, action_ids, action_times
+        )
+
+        if encoder_outputs is None:  # the encoder: features, HSE (CAM_act, CAM_item) and the context
+            encoder_outputs = self._encode(
+                {name: value for name, value in locals().items() if name in INPUT_SHAPES},
+                labels, label_times, output_hidden_states, output_attentions,
+            )  # fmt: skip
+        context = encoder_outputs.generation_context
+        # AAG: EAG or IAG on the context (CAM_gen and the action / time heads).
+        generated, cache = self._generate(
+            context, labels, label_times, label_time_mask, action_ids, action_times, cache, use_cache
+        )
+        occurrence_logits = self.occurrence_head(context) if self.occurrence_head is not None else None
+        # The loss (spec §6, plus the occurrence head's), where labels are given.
+        loss_parts = (
+            self._loss_parts(generated, occurrence_logits, labels, label_times, label_time_mask)
+            if labels is not None
+            else {}
+        )
+        output = self._generation_output(
+            encoder_outputs, generated, occurrence_logits, loss_parts, cache, output_hidden_states, output_attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _checked_labels(
+        self,
+        encoder_outputs: A2GenModelOutput | None,
+        labels: torch.LongTensor | None,
+        label_times: torch.FloatTensor | None,
+        label_time_mask: torch.LongTensor | None,
+        action_ids: torch.LongTensor | None,
+        action_times: torch.FloatTensor | None,
+    ) -> tuple[torch.LongTensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """
+        The checks :func:`check_model_inputs` cannot make (labels `(B, T)` against a given encoder pass, label times
+        required with labels, a non-empty batch) -> `labels` as int64, `label_times` and `action_times` in the
+        model's dtype.
+        """
         if encoder_outputs is not None:
             check_labels_match_context(encoder_outputs, labels=labels, label_times=label_times,
                                        label_time_mask=label_time_mask, action_ids=action_ids, action_times=action_times)  # fmt: skip
@@ -2614,90 +2759,139 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             raise ValueError("label_times is required with labels (the collator builds both).")
         if labels is not None:
             check_batch_not_empty(type(self).__name__, "labels", labels)
-        if encoder_outputs is None:
-            missing = [
-                name
-                for name, value in (
-                    ("user_ids", user_ids),
-                    ("item_ids", item_ids),
-                    ("history_item_ids", history_item_ids),
-                    ("history_action_ids", history_action_ids),
-                    ("history_action_times", history_action_times),
-                )
-                if value is None
-            ]
-            if missing:
-                raise ValueError(f"Missing inputs {missing}: pass them (the collator builds them) or encoder_outputs.")
-            checked = _INPUTS_CHECKED.set(True)
-            try:
-                encoder_outputs = self.a2gen(
-                    user_ids=user_ids,
-                    item_ids=item_ids,
-                    history_item_ids=history_item_ids,
-                    history_action_ids=history_action_ids,
-                    history_action_times=history_action_times,
-                    history_time_mask=history_time_mask,
-                    history_mask=history_mask,
-                    item_side_ids=item_side_ids,
-                    history_item_side_ids=history_item_side_ids,
-                    user_side_ids=user_side_ids,
-                    target_occurrences=own_outcomes_while_training(self, labels, label_times),
-                    item_keys=item_keys,
-                    history_item_ages=history_item_ages,
-                    output_hidden_states=output_hidden_states,
-                    output_attentions=output_attentions,
-                    return_dict=True,
-                )
-            finally:
-                _INPUTS_CHECKED.reset(checked)
-        context = encoder_outputs.generation_context
+        return labels, label_times, action_times
 
-        if self.config.generator_type == "eag":
-            action_time_mask = None
-            if action_ids is None:
-                if labels is None:
-                    raise ValueError("EAG needs action_ids / action_times (the sequence so far) or labels.")
-                # Labels padded past what EAG reads (max_actions + 1 steps) feed only the steps it reads, as IAG's
-                # loss takes them; real actions there still reach EAG's length check.
-                steps = labels.shape[1] - 1
-                readable = self.config.max_actions + 1
-                if steps > readable and not (labels[:, readable + 1:] > 0).any():
-                    steps = readable
-                action_ids = labels[:, :steps].clamp_min(0)
-                action_times = label_times[:, :steps]
-                if label_time_mask is not None:
-                    action_time_mask = label_time_mask[:, :steps]
-                    # Unknown label times (possibly NaN) are fed as 0.0 and flagged by the mask.
-                    known = is_time_known(action_time_mask)
-                    action_times = torch.where(known, action_times, torch.zeros_like(action_times))
-            if action_times is None:
-                raise ValueError("action_times is required with action_ids.")
-            if use_cache and cache is None:
-                cache = DynamicCache()
-            generator = self.generator if use_cache else _training_function(self, "generator", self.generator)
-            generated = generator(
-                context, action_ids, action_times, cache=cache if use_cache else None, action_time_mask=action_time_mask
+    def _encode(
+        self,
+        inputs: dict[str, torch.Tensor | None],
+        labels: torch.LongTensor | None,
+        label_times: torch.Tensor | None,
+        output_hidden_states: bool,
+        output_attentions: bool,
+    ) -> A2GenModelOutput:
+        """
+        The encoder (:class:`A2GenModel`) on the forward's checked history `inputs` (by name), returning the
+        generation context `(B, context_size)` among its outputs; in training, the target's own outcomes are hidden
+        from the count features (:func:`own_outcomes_while_training`, from `labels` / `label_times` `(B, T)`).
+        """
+        missing = [
+            name
+            for name in ("user_ids", "item_ids", "history_item_ids", "history_action_ids", "history_action_times")
+            if inputs[name] is None
+        ]
+        if missing:
+            raise ValueError(f"Missing inputs {missing}: pass them (the collator builds them) or encoder_outputs.")
+        checked = _INPUTS_CHECKED.set(True)
+        try:
+            return self.a2gen(
+                **inputs,
+                target_occurrences=own_outcomes_while_training(self, labels, label_times),
+                output_hidden_states=output_hidden_states,
+                output_attentions=output_attentions,
+                return_dict=True,
             )
-        else:
-            generated = _training_function(self, "generator", self.generator)(context)
-            cache = None
+        finally:
+            _INPUTS_CHECKED.reset(checked)
 
-        occurrence_logits = self.occurrence_head(context) if self.occurrence_head is not None else None
-        loss_parts = {}
-        if labels is not None:
-            loss_parts = _training_function(self, "loss", action_sequence_loss)(
-                self.config, generated, labels, label_times, label_time_mask
+    def _teacher_forcing_inputs(
+        self, labels: torch.LongTensor, label_times: torch.Tensor, label_time_mask: torch.Tensor | None
+    ) -> tuple[torch.LongTensor, torch.Tensor, torch.Tensor | None]:
+        """
+        EAG's decoder input under teacher forcing: labels `(B, T)` -> the action ids, times and time mask (None
+        without `label_time_mask`) `(B, S)` of the labels without their last position, cut to the max_actions + 1
+        steps EAG reads where the rest is padding. Unknown times (possibly NaN) are fed as 0.0, flagged by the mask.
+        """
+        # Labels padded past what EAG reads (max_actions + 1 steps) feed only the steps it reads, as IAG's
+        # loss takes them; real actions there still reach EAG's length check.
+        steps = labels.shape[1] - 1
+        readable = self.config.max_actions + 1
+        if steps > readable and not (labels[:, readable + 1:] > 0).any():
+            steps = readable
+        action_ids = labels[:, :steps].clamp_min(0)
+        action_times = label_times[:, :steps]
+        action_time_mask = None
+        if label_time_mask is not None:
+            action_time_mask = label_time_mask[:, :steps]
+            # Unknown label times (possibly NaN) are fed as 0.0 and flagged by the mask.
+            known = is_time_known(action_time_mask)
+            action_times = torch.where(known, action_times, torch.zeros_like(action_times))
+        return action_ids, action_times, action_time_mask
+
+    def _generate(
+        self,
+        context: torch.Tensor,
+        labels: torch.LongTensor | None,
+        label_times: torch.Tensor | None,
+        label_time_mask: torch.Tensor | None,
+        action_ids: torch.LongTensor | None,
+        action_times: torch.Tensor | None,
+        cache: DynamicCache | None,
+        use_cache: bool,
+    ) -> tuple[dict[str, torch.Tensor], DynamicCache | None]:
+        """
+        The generator on the context `(B, context_size)` -> its outputs (``"logits"`` `(B, P, V)`, ``"times"``, the
+        states and attention probabilities, IAG's auxiliary heads) and EAG's cache (None for IAG and without
+        `use_cache`). IAG reads the
+        context only; EAG reads the sequence so far (`action_ids` / `action_times` `(B, S)`, by default the labels
+        teacher-forced, :meth:`_teacher_forcing_inputs`) and continues `cache` or builds one with `use_cache`.
+        """
+        if self.config.generator_type != "eag":
+            return _training_function(self, "generator", self.generator)(context), None
+        action_time_mask = None
+        if action_ids is None:
+            if labels is None:
+                raise ValueError("EAG needs action_ids / action_times (the sequence so far) or labels.")
+            action_ids, action_times, action_time_mask = self._teacher_forcing_inputs(
+                labels, label_times, label_time_mask
             )
-            if occurrence_logits is not None:
-                loss_parts["occurrence_loss"] = occurrence_loss(occurrence_logits, labels, label_times, self.config)
-                loss_parts["loss"] = loss_parts["loss"] + self.config.occurrence_loss_weight * loss_parts["occurrence_loss"]
+        if action_times is None:
+            raise ValueError("action_times is required with action_ids.")
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        generator = self.generator if use_cache else _training_function(self, "generator", self.generator)
+        generated = generator(
+            context, action_ids, action_times, cache=cache if use_cache else None, action_time_mask=action_time_mask
+        )
+        return generated, cache if use_cache else None
 
+    def _loss_parts(
+        self,
+        generated: dict[str, torch.Tensor],
+        occurrence_logits: torch.Tensor | None,
+        labels: torch.LongTensor,
+        label_times: torch.Tensor,
+        label_time_mask: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """
+        The loss on labels `(B, T)`: :func:`action_sequence_loss`'s parts (the paper's objective) and, with the
+        occurrence head (logits `(B, V)`), its :func:`occurrence_loss` added to ``"loss"`` with its weight.
+        """
+        loss_parts = _training_function(self, "loss", action_sequence_loss)(
+            self.config, generated, labels, label_times, label_time_mask
+        )
+        if occurrence_logits is not None:
+            loss_parts["occurrence_loss"] = occurrence_loss(occurrence_logits, labels, label_times, self.config)
+            loss_parts["loss"] = loss_parts["loss"] + self.config.occurrence_loss_weight * loss_parts["occurrence_loss"]
+        return loss_parts
+
+    @staticmethod
+    def _generation_output(
+        encoder_outputs: A2GenModelOutput,
+        generated: dict[str, torch.Tensor],
+        occurrence_logits: torch.Tensor | None,
+        loss_parts: dict[str, torch.Tensor],
+        cache: DynamicCache | None,
+        output_hidden_states: bool,
+        output_attentions: bool,
+    ) -> A2GenActionGenerationOutput:
+        """The forward's output: the loss parts (where labels were given), the generator's outputs, the occurrence
+        logits, the cache, Vec_hist and the encoder's hidden states and attentions followed by the generator's."""
         hidden_states = attentions = None
         if output_hidden_states:
             hidden_states = (*(encoder_outputs.hidden_states or ()), generated["states"])
         if output_attentions:
             attentions = (*(encoder_outputs.attentions or ()), generated["probabilities"])
-        output = A2GenActionGenerationOutput(
+        return A2GenActionGenerationOutput(
             loss=loss_parts.get("loss"),
             action_loss=loss_parts.get("action_loss"),
             time_loss=loss_parts.get("time_loss"),
@@ -2710,12 +2904,11 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
             aux_times=generated.get("aux_times"),
             occurrence_logits=occurrence_logits,
             occurrence_loss=loss_parts.get("occurrence_loss"),
-            cache=cache if use_cache else None,
+            cache=cache,
             history_representation=encoder_outputs.history_representation,
             hidden_states=hidden_states,
             attentions=attentions,
         )
-        return output if return_dict else output.to_tuple()
 
     @torch.no_grad()
     def predict_actions(self, **inputs) -> A2GenActionPrediction:
