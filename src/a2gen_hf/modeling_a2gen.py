@@ -16,11 +16,12 @@ import contextvars
 import inspect
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -47,7 +48,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     target_categories,
 )
 from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, times_of_actions
-from .strict_loading import StrictLoadingMixin
+from .strict_loading import DamagedWeightsError, StrictLoadingMixin, check_weight_files
 from .targets import (  # noqa: F401
     IGNORE_INDEX,
     check_label_ids,
@@ -1819,10 +1820,13 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 model, state_dict, checkpoint_files, load_config, *args, **kwargs
             )
         except SafetensorError as error:
-            damaged = _damaged_weight_file(checkpoint_files or [])
+            try:  # the strict loader's own check names the damaged file (checkpoint I/O lives there, not here)
+                check_weight_files([Path(path) for path in checkpoint_files or []])
+            except DamagedWeightsError as damaged:
+                raise damaged from error
             raise OSError(
-                f"{damaged or 'A weight file'}: cannot be read as safetensors ({error}); the file is truncated or "
-                "corrupt (an interrupted download or copy?). Download or save it again."
+                f"A weight file cannot be read as safetensors ({error}); the file is truncated or corrupt (an "
+                "interrupted download or copy?). Download or save it again."
             ) from error
         for module in model.modules():
             if isinstance(module, A2GenFeatureEmbeddings):
@@ -1859,17 +1863,6 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             init.zeros_(module.mean)
             init.ones_(module.variance)
             init.zeros_(module.count)
-
-
-def _damaged_weight_file(files: list[str]) -> str | None:
-    """The first of ``files`` that safetensors cannot open (a truncated file fails its header check)."""
-    for path in files:
-        try:
-            with safe_open(str(path), framework="pt"):
-                pass
-        except (SafetensorError, OSError):
-            return str(path)
-    return None
 
 
 _HISTORY_ARGS_DOC = r"""
