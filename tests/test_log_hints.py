@@ -131,3 +131,15 @@ def test_a_log_whose_sessions_start_at_one_second_is_told_how_to_keep_it_all_in_
     assert "(CLI: --time-unit)" in err and "(CLI: --validation-fraction 0 --test-fraction 0)" in err
     assert "SplitRule(validation_fraction=0, test_fraction=0)" in err  # the Python hint is not turned into flags
     assert cli.main([*flags, "--output", str(tmp_path / "b"), "--validation-fraction", "0", "--test-fraction", "0"]) == 0
+
+
+def test_prepare_prints_the_long_session_paragraph_once(tmp_path, capsys):
+    """It was printed twice: as prepare's warning (stderr) and again in the summary (stdout)."""
+    from a2gen_hf.cli import main
+
+    whole = ["--validation-start", "1e12", "--test-start", "2e12"]
+    assert main(["prepare", "--preset", "taobao", "--input", str(_long_visits_log(tmp_path)), "--output",
+                 str(tmp_path / "data"), *whole]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    assert (out + err).count("--session-gap-seconds 1800") == 1 and "--session-gap-seconds 1800" in err
+    assert "sessions longer than the labels keep: train 6, validation 0, test 0 examples (the warning above" in out

@@ -204,7 +204,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     except ValueError as error:  # a setting (partition_rows=0 ...): named by its flag
         print(f"a2gen prepare: error: {_with_flags(str(error), vars(args))}", file=sys.stderr)
         return 2
-    print(format_summary(result.summary))
+    print(format_summary(result.summary, warned=True))  # its warnings reached stderr already (--quiet too)
     print(f"written to {args.output}")
     return 0
 

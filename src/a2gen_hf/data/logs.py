@@ -1407,8 +1407,10 @@ def _dropped_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """Human-readable lines: rows read and dropped, sessions, examples per split, action frequencies."""
+def format_summary(summary: dict[str, Any], warned: bool = False) -> str:
+    """Human-readable lines: rows read and dropped, sessions, examples per split, action frequencies. ``warned``
+    (``a2gen prepare``, whose warnings reach stderr): the paragraph on sessions longer than the labels keep, which
+    :func:`convert_log` logs as a warning, is cut to its counts here instead of being printed twice."""
     lines = [
         f"source: {summary['source']} (preset {summary['preset']['name']})",
         f"rows read: {summary['rows_read']}, sessions: {summary['sessions']}"
@@ -1435,5 +1437,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if (durations := event_durations_text(summary)) is not None:
         lines.append(durations)
     if (window := label_window_text(summary)) is not None:
+        if warned:
+            longer = ", ".join(f"{split} {count}" for split, count in summary["labels"]["longer_examples"].items())
+            window = (f"sessions longer than the labels keep: {longer} examples (the warning above says what that "
+                      "costs and how to keep their later actions)")  # fmt: skip
         lines.append(window)
     return "\n".join(lines)
