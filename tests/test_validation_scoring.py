@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
+from conftest import reset_accelerate_state
 from torch.utils.data import DataLoader
 
 from a2gen_hf.data.collator import A2GenDataCollator, collation_rows
@@ -23,8 +23,7 @@ TINY = {"hidden_size": 16, "id_embedding_size": 16}
 def fresh_accelerate_state():
     """Each test builds its own Accelerator (mixed precision) from a clean state."""
     yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
 
 
 @pytest.fixture(scope="module")
