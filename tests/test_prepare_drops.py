@@ -199,3 +199,22 @@ def test_train_and_compare_apply_the_rule_prepare_applies():
     from a2gen_hf.training import data_setup
 
     assert data_setup.actions_never_counted is actions_never_counted and data_setup.ranked_actions is ranked_actions
+
+
+def test_a_user_holding_a_large_share_of_the_rows_is_named_in_the_summary_and_warned_of(tmp_path, caplog):
+    """Probe s26 (otherlogs defect 4): one crawler-like user holding 30 % of a log's rows made the recipe significantly
+    worse than the plain regression on buy, and nothing said the user was there."""
+    rows = _rows()  # 40 users x 6 rows: the busiest holds 2.5 %
+    with caplog.at_level("WARNING", logger="a2gen_hf"):
+        result = convert_log(_write(tmp_path, rows), "taobao", progress=False)
+    assert result.summary["busiest_user"]["rows"] == 6 and result.summary["busiest_user"]["share"] == pytest.approx(0.025)
+    assert "busiest user: '1', 6 rows (2.5 % of the rows kept)" in format_summary(result.summary)
+    assert "of the valid rows" not in caplog.text
+    heavy = [[999, 5000 + k, 5, "pv", START + 100 + k * 60] for k in range(120)]  # 120 of 360 rows: a third
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="a2gen_hf"):
+        result = convert_log(_write(tmp_path, rows + heavy, "heavy.csv"), "taobao", progress=False)
+    busiest = result.summary["busiest_user"]
+    assert (busiest["user"], busiest["rows"]) == ("999", 120) and busiest["share"] == pytest.approx(1 / 3)
+    assert "user '999' holds 120 of the valid rows (33.3 %)" in caplog.text and "remove its rows" in caplog.text
+    assert any("user '999' holds" in warning for warning in result.summary["warnings"])
