@@ -20,6 +20,21 @@ logger = logging.getLogger(__name__)
 MAX_SECONDS = 1e12
 
 
+# What a time in seconds must be, as the collator and the tokenizer say it when one is not.
+SECONDS_RULE = f"times must be finite seconds from 0 to {MAX_SECONDS:g} (NaN = unknown)"
+
+
+def invalid_seconds(seconds):
+    """Where ``seconds`` (a numpy array or tensor) breaks :data:`SECONDS_RULE`: negative, infinite or above
+    :data:`MAX_SECONDS` (a unit error: nanoseconds, or a Unix time where seconds since the session's start belong).
+    NaN, an unknown time, passes. A bool array or tensor of the same shape."""
+    if isinstance(seconds, torch.Tensor):
+        infinite = torch.isinf(seconds) if seconds.is_floating_point() else torch.zeros_like(seconds, dtype=torch.bool)
+        return (seconds < 0) | (seconds > MAX_SECONDS) | infinite
+    with np.errstate(invalid="ignore"):
+        return (seconds < 0) | (seconds > MAX_SECONDS) | np.isinf(seconds)
+
+
 def time_statistics_problem(mean: float, std: float) -> str | None:
     """Why ``(mean, std)`` cannot encode times (both must be finite numbers and the std > 0), or None when they can:
     the one rule of the tokenizer, the metrics and the config, each of which says where the statistics come from."""

@@ -26,9 +26,11 @@ from transformers.utils import PaddingStrategy
 
 from .configuration_a2gen import MAX_ACTIONS_LIMIT, PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
 from .time_encoding import (
-    MAX_SECONDS,  # noqa: F401  (its old home)
+    MAX_SECONDS,
+    SECONDS_RULE,
     denormalize_times,
     fit_log_statistics,
+    invalid_seconds,
     normalize_seconds,
     time_statistics_problem,
 )
@@ -257,28 +259,19 @@ def _time_values(values: Any, name: str, what: str) -> Any:
 
 
 def _checked_seconds(seconds: Any) -> Any:
-    """``seconds`` (a number, array or tensor), refused with a ``ValueError`` naming the first value that is
-    negative, infinite or above :data:`MAX_SECONDS` (NaN, an unknown time, passes)."""
-    if isinstance(seconds, torch.Tensor):
-        bad = (seconds < 0) | (seconds > MAX_SECONDS) | (torch.isinf(seconds) if seconds.is_floating_point() else False)
+    """``seconds`` (a number, array or tensor), refused with a ``ValueError`` naming the first value that breaks
+    :data:`~a2gen_hf.time_encoding.SECONDS_RULE` (:func:`~a2gen_hf.time_encoding.invalid_seconds`)."""
+    if isinstance(seconds, (torch.Tensor, np.ndarray)):
+        bad = invalid_seconds(seconds)
         if not bad.any():
             return seconds
-        position = [int(index) for index in bad.nonzero()[0].tolist()]
-        value = seconds[tuple(position)].item()
-    elif isinstance(seconds, np.ndarray):
-        with np.errstate(invalid="ignore"):
-            bad = (seconds < 0) | (seconds > MAX_SECONDS) | np.isinf(seconds)
-        if not bad.any():
-            return seconds
-        position = [int(index) for index in np.argwhere(bad)[0]]
-        value = seconds[tuple(position)].item()
+        position = [int(index) for index in (bad.nonzero()[0] if isinstance(bad, torch.Tensor) else np.argwhere(bad)[0])]
+        where, value = f"seconds{position}", seconds[tuple(position)].item()
+    elif bool(invalid_seconds(np.float64(seconds))):
+        where, value = "seconds", seconds
     else:
-        if not (seconds < 0 or seconds > MAX_SECONDS or math.isinf(seconds)):
-            return seconds
-        position, value = None, seconds
-    where = f"seconds{position}" if position is not None else "seconds"
-    raise ValueError(f"normalize_seconds: {where} is {value!r}; times must be finite seconds from 0 to "
-                     f"{MAX_SECONDS:g} (NaN = unknown).")  # fmt: skip
+        return seconds
+    raise ValueError(f"normalize_seconds: {where} is {value!r}; {SECONDS_RULE}.")
 
 
 def _whole_number(name: str, value: Any) -> int:

@@ -16,7 +16,7 @@ import torch
 
 from ..configuration_a2gen import A2GenConfig
 from ..features_a2gen import HISTORY_DECAY_SCALES, HISTORY_TIME_SCALES, popularity_keyed_by_raw_id
-from ..time_encoding import MAX_SECONDS
+from ..time_encoding import SECONDS_RULE, invalid_seconds, normalize_seconds
 from ..tokenization_a2gen import MAX_UNIX_SECONDS, A2GenActionTokenizer, raw_id_keys
 
 REQUIRED_COLUMNS = (
@@ -596,15 +596,13 @@ class A2GenDataCollator:
 
     def _normalized(self, seconds: np.ndarray, rows: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Raw seconds (V,) of examples ``rows`` (V,) -> normalised times (V,) and time mask (V,)."""
-        # NaN is an unknown time; inf or a negative number is a broken one and must not pass as "unknown"; beyond
-        # MAX_SECONDS the tokenizer refuses a time too (a unit error: nanoseconds, or a Unix time where seconds since
-        # the session's start belong).
-        self._raise_at(
-            seconds, np.isinf(seconds) | (seconds < 0) | (seconds > MAX_SECONDS), rows, column,
-            f"times must be finite seconds from 0 to {MAX_SECONDS:g} (NaN = unknown)",
-        )
+        # NaN is an unknown time; inf or a negative number is a broken one and must not pass as "unknown".
+        self._raise_at(seconds, invalid_seconds(seconds), rows, column, SECONDS_RULE)
         known = np.isfinite(seconds)
-        times = np.where(known, self.tokenizer.normalize_seconds(np.where(known, seconds, 0.0)), 0.0)
+        tokenizer = self.tokenizer  # checked above: the plain encoding, not the tokenizer's checking method again
+        times = np.where(
+            known, normalize_seconds(np.where(known, seconds, 0.0), tokenizer.time_log_mean, tokenizer.time_log_std), 0.0
+        )
         return times.astype(np.float32), known.astype(np.int64)
 
     def __call__(
