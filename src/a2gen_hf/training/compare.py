@@ -244,19 +244,8 @@ def _log_fit_notes(who: str, notes: Sequence[str], logged: set[str]) -> None:
             logger.warning(f"{who}: {note}")
 
 
-def _positives(labels: np.ndarray, config: A2GenConfig) -> dict[str, int]:
-    """The examples of the label sequences ``labels`` `(n, T)` where each ranked action happens."""
-    occurs, _, _ = action_targets(labels, None, None, config.vocab_size)
-    ranked = ranked_actions(config.action_names, config.start_action, config.end_action)
-    return {name: int(occurs[:, config.action_id(name)].sum()) for name in ranked}
-
-
-def _validation_positives(dataset, tokenizer) -> dict[str, int]:
-    """The validation examples where each ranked action happens (as the regressions that choose C on it read them)."""
-    validation = dataset.get("validation")
-    if validation is None or len(validation) == 0:
-        return {}
-    occurs = ActionTargets.from_dataset(validation, tokenizer).occurs
+def _ranked_positives(occurs: np.ndarray, tokenizer) -> dict[str, int]:
+    """Per ranked action, the examples of ``occurs`` `(n, V)` (does each action id happen) where it happens."""
     ranked = ranked_actions(tokenizer.action_names, tokenizer.start_action, tokenizer.end_action)
     return {name: int(occurs[:, tokenizer.action_names.index(name) + 1].sum()) for name in ranked}
 
@@ -335,10 +324,11 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
     references = test_references(dataset["test"], collator)  # collates the test split: after the column checks
     untrained = untrained_actions(data_dir, dataset["train"], base_config, " and their bootstrap rows get no verdict")
     validation_size = len(dataset.get("validation") or [])
-    warn_of_one_class_actions(data_dir, "validation", _validation_positives(dataset, tokenizer), validation_size)
-    warn_of_one_class_actions(
-        data_dir, "test", _positives(references["labels"], base_config), len(references["labels"])
-    )
+    if validation_size:  # as the regressions that choose C on it read it
+        validation_occurs = ActionTargets.from_dataset(dataset["validation"], tokenizer).occurs
+        warn_of_one_class_actions(data_dir, "validation", _ranked_positives(validation_occurs, tokenizer), validation_size)
+    test_occurs = action_targets(references["labels"], None, None, base_config.vocab_size)[0]
+    warn_of_one_class_actions(data_dir, "test", _ranked_positives(test_occurs, tokenizer), len(references["labels"]))
     regression = None
     logged_notes: set[str] = set()  # what a fit could not do, logged once (every seed's network reuses one regression)
     per_model: dict[str, dict[str, Any]] = {}
