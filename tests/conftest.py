@@ -138,6 +138,13 @@ def reset_accelerate_state() -> None:
     GradientState._reset_state()
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """A test that builds its own Accelerator leaves Accelerate's process-wide state as it found it (clean): use it
+    with ``pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")`` or as an argument."""
+    yield
+    reset_accelerate_state()
+
 
 class RecordingTracker(GeneralTracker):
     """Keeps what the training loop logs, in memory (no tracker package is installed offline)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from accelerate import Accelerator
-from conftest import RecordingTracker, reset_accelerate_state
+from conftest import RecordingTracker
 
 from a2gen_hf import A2GenConfig
 from a2gen_hf.cli import main
@@ -20,10 +20,7 @@ from a2gen_hf.training.statistics import paired_bootstrap_auc_difference
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    reset_accelerate_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def compare_argv(data_dir, output, *extra):

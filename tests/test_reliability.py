@@ -17,8 +17,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
-from conftest import TINY_SIZES, build_tiny_model
+from conftest import TINY_SIZES, build_tiny_model, reset_accelerate_state
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, BertConfig
@@ -48,13 +47,6 @@ TINY = TINY_SIZES
 @pytest.fixture(autouse=True)
 def hub_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def tiny_model(generator: str = "iag", seed: int = 0, **overrides) -> A2GenForActionGeneration:
@@ -893,8 +885,7 @@ def checkpointed_run(output_dir: Path, steps: int = 2, resume: bool = False, dat
     )  # fmt: skip
     collator = A2GenDataCollator.from_config(model.config, tokenizer_for(model))
     result = train(model, data if data is not None else tiny_dataset(), collator, settings)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     return result
 
 
@@ -1046,11 +1037,9 @@ def test_non_finite_weights_stop_training_before_anything_is_saved(tmp_path, fre
 
 def test_same_seed_gives_the_same_training_curve(tmp_path, fresh_accelerate_state):
     first = run_training(tmp_path / "first", seed=3)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     second = run_training(tmp_path / "second", seed=3)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     other = run_training(tmp_path / "other", seed=4)
     assert len(first.log_history) == 4
     assert first.log_history == second.log_history

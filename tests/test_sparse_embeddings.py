@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
+from conftest import reset_accelerate_state
 from safetensors.torch import load_file
 from torch import nn
 
@@ -154,11 +154,7 @@ def data(simulated_data_dir):
     return load_data_dir(simulated_data_dir)
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def unread_item_rows(dataset, buckets: int) -> torch.Tensor:
@@ -195,8 +191,7 @@ def test_accelerate_loop_updates_only_read_rows_and_restores_the_model_setting(d
     assert all(math_finite(entry["loss"]) and entry["grad_norm"] > 0 for entry in result.log_history if "loss" in entry)
     assert not uses_sparse_embeddings(result.model) and result.model.config.sparse_embeddings is False
     # The same run with dense updates decays every row (embedding_weight_decay): the check above can fail.
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     torch.manual_seed(0)
     dense_model = create_model("mmoe", tokenizer, dataset, id_embedding_size=8)
     dense = train(dense_model, dataset["train"], collator, loop_settings(tmp_path / "dense", sparse_embeddings=False))
@@ -211,8 +206,7 @@ def test_accelerate_loop_resumes_sparse_training_exactly(data, tmp_path):
     dataset, tokenizer, _ = data
 
     def run(folder, max_steps, resume=False):
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
+        reset_accelerate_state()
         torch.manual_seed(0)
         model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=8, id_embedding_size=8)
         collator = A2GenDataCollator.from_config(model.config, tokenizer)

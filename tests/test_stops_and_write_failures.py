@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 from safetensors import SafetensorError
 
 from a2gen_hf import cli, output_folders
@@ -24,11 +23,8 @@ TINY_FLAGS = ["--hidden-size", "16", "--id-embedding-size", "16", "--no-progress
 
 
 @pytest.fixture(autouse=True)
-def fresh_accelerate_state(monkeypatch):
+def offline_and_fresh_accelerate_state(monkeypatch, fresh_accelerate_state):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def error_of(capsys, command: str = "train") -> str:

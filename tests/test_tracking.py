@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import RecordingTracker, reset_accelerate_state
+from conftest import RecordingTracker
 from transformers import get_scheduler
 
 from a2gen_hf.data import A2GenDataCollator
@@ -15,10 +15,7 @@ from a2gen_hf.training.loop import LR_SCHEDULES, TrainingSettings, learning_rate
 TINY = {"hidden_size": 16, "id_embedding_size": 16}
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    reset_accelerate_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.mark.parametrize("schedule", LR_SCHEDULES)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
-from conftest import accelerate_two_processes
+from accelerate.state import AcceleratorState
+from conftest import accelerate_two_processes, reset_accelerate_state
 from safetensors.torch import load_file
 
 from a2gen_hf import A2GenConfigError, AutoModelForActionGeneration, MMoEConfig
@@ -66,12 +66,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each in-process run builds its own Accelerator (mixed precision, accumulation) from a clean state."""
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")
@@ -440,8 +435,7 @@ def test_training_never_writes_into_the_data_folder(data_dir, tmp_path):
     settings = TrainingSettings(output_dir=str(tmp_path / "run"), num_epochs=2, batch_size=32, show_progress=False,
                                 cpu=True)  # fmt: skip
     train_from_data_dir(data, settings, "a2gen-iag", TINY)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     assert sorted(str(path.relative_to(data)) for path in data.rglob("*")) == before
 
 
@@ -904,8 +898,7 @@ def test_two_process_ddp_step_equals_one_process_step(data_dir, tmp_path):
         settings = TrainingSettings(output_dir=str(folder), max_steps=1, batch_size=batch_size, log_every=1,
                                     gradient_accumulation_steps=accumulation, show_progress=False, cpu=True)
         train_from_data_dir(data_dir, settings, "a2gen-iag", TINY)
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
+        reset_accelerate_state()
 
     # Same first step: 2 processes x 8 = 1 process x 16 = 2 micro-batches x 8. The gradient norm would be off by
     # the world size (or the accumulation steps) if a loss were scaled twice.
@@ -971,8 +964,7 @@ def test_two_process_ddp_keeps_the_same_weight_average_as_one_process(data_dir, 
     done = subprocess.run(command, env=cpu_ddp_env(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert main([*flags, "--batch-size", "16", "--cpu", "--output", str(single)]) == 0
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     reference = weights(single)
     for name, value in weights(ddp).items():
         if not name.endswith("key.bias"):  # see test_two_process_ddp_step_equals_one_process_step

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
-from conftest import accelerate_two_processes, make_batch, tiny_config
+from conftest import accelerate_two_processes, make_batch, reset_accelerate_state, tiny_config
 from test_trainer import offline_caches_and_one_thread  # noqa: F401  (the module's offline caches, one thread)
 
 from a2gen_hf import A2GenForActionGeneration, cli
@@ -31,11 +30,7 @@ TINY = {"hidden_size": 16, "id_embedding_size": 16, "hidden_dropout_prob": 0.0}
 TINY_FLAGS = ["--hidden-size", "16", "--id-embedding-size", "16", "--no-progress", "--cpu"]
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def tiny_run(data_dir, output, rows: int, **settings):
@@ -47,8 +42,7 @@ def tiny_run(data_dir, output, rows: int, **settings):
     options = {"show_progress": False, "cpu": True, "log_every": 1, "select_best_epoch": False, **settings}
     result = train(model, dataset["train"].select(range(rows)), collator,
                    TrainingSettings(output_dir=str(output), **options))
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     return result
 
 

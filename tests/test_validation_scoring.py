@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import reset_accelerate_state
 from torch.utils.data import DataLoader
 
 from a2gen_hf.data.collator import A2GenDataCollator, collation_rows
@@ -19,11 +18,7 @@ from a2gen_hf.training.loop import TrainingSettings, validation_mean_auc
 TINY = {"hidden_size": 16, "id_embedding_size": 16}
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each test builds its own Accelerator (mixed precision) from a clean state."""
-    yield
-    reset_accelerate_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")

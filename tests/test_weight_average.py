@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 from torch import nn
 
@@ -17,11 +16,7 @@ FLAGS = ["--hidden-size", "16", "--id-embedding-size", "16", "--no-progress", "-
          "--dense-lr", "0.01", "--embedding-lr", "0.01"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def _model() -> nn.Module:
