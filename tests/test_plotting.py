@@ -349,3 +349,17 @@ def test_names_the_font_cannot_draw_are_said_once_and_long_names_are_slanted(tmp
     figure = comparison_figure({"models": renamed})
     assert {label.get_rotation() for label in figure.axes[0].get_xticklabels()} == {25.0}
     assert {label.get_rotation() for label in comparison_figure(RESULTS).axes[0].get_xticklabels()} == {0.0}
+
+
+@pytest.mark.parametrize("actions, label", [(["like", "comment"], "test mean AUC (like, comment)"), (None, "test mean AUC")])
+def test_the_learning_curve_names_the_actions_its_mean_covers(tmp_path, monkeypatch, actions, label):
+    import a2gen_hf.plotting as plotting
+
+    drawn = {}
+    monkeypatch.setattr(plotting, "_save", lambda figure, path: drawn.setdefault("figure", figure))
+    report = {"sizes": [10, 100], "curves": {"a2gen-iag": {"points": {"10": {"test_mean_auc": {"mean": 0.6, "std": 0.01}}}}}}
+    if actions:
+        report["actions"] = actions
+    plotting.plot_learning_curve(report, tmp_path / "curve.png")
+    assert drawn["figure"].axes[0].get_ylabel() == label
+    matplotlib.pyplot.close(drawn["figure"])

@@ -701,8 +701,8 @@ def plot_learning_curve(report: Any, path: PathLike = "learning_curve.png", titl
     as error bars, and the simulator's oracle as a dashed horizontal line (benchmarks/learning_curve.py).
 
     Format: ``{"sizes": [n, ...], "curves": {name: {"label": "...", "points": {str(n): {"test_mean_auc":
-    {"mean": .., "std": ..}}}}}, "oracle": {"mean_auc": float}}``; ``label`` and ``oracle`` are optional, a size a
-    model lacks draws no point.
+    {"mean": .., "std": ..}}}}}, "oracle": {"mean_auc": float}, "actions": [name, ...]}``; ``label``, ``oracle`` and
+    ``actions`` (the actions the mean covers, named on the y axis) are optional, a size a model lacks draws no point.
     """
     report = _load_json(report, "learning-curve report")
     curves = report.get("curves") if isinstance(report, Mapping) else None
@@ -724,7 +724,9 @@ def plot_learning_curve(report: Any, path: PathLike = "learning_curve.png", titl
     axis.set_xticks(sizes, [f"{size:,}" for size in sizes])
     axis.minorticks_off()
     axis.set_xlabel("training examples")
-    axis.set_ylabel("test mean AUC")
+    actions = report.get("actions")
+    over = f" ({', '.join(map(str, actions))})" if isinstance(actions, list) and actions else ""
+    axis.set_ylabel(f"test mean AUC{over}")
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     axis.set_title(title or "Learning curves: mean AUC over the ranked actions")
