@@ -529,6 +529,30 @@ def test_cli_push_of_nothing_new_as_a_pull_request_says_so(hub_env, tmp_path, ca
     assert list(temporary.iterdir()) == []  # the killed push's folder, and this push's own
 
 
+def test_a_push_of_nothing_new_says_no_commit_was_made(hub_env, tmp_path, capfd):
+    """From earlier notes: the same folder pushed again (no --create-pr) printed "pushed ... as commit <the head>",
+    as if a commit had been made; huggingface_hub had skipped it. A push that changes a file is still a commit."""
+    from a2gen_hf.hub import push_checkpoint, pushed_nothing
+
+    config = tiny_config()
+    checkpoint = tmp_path / "checkpoint"
+    A2GenForActionGeneration(config).save_pretrained(checkpoint)
+    tiny_tokenizer(config).save_pretrained(checkpoint)
+    assert cli_main(["push", str(checkpoint), "cli-same"]) == 0
+    api = HfApi(endpoint=hub_env.url, token=hub_env.token)
+    repo_id = f"{hub_env.user}/cli-same"
+    head = api.list_repo_commits(repo_id)[0].commit_id
+    assert " as commit " in capfd.readouterr().out
+    assert cli_main(["push", str(checkpoint), "cli-same"]) == 0
+    out = capfd.readouterr().out
+    assert f"nothing changed: {repo_id} already holds these files (commit {head}), so no commit was made" in out
+    assert "pushed" not in out and api.list_repo_commits(repo_id)[0].commit_id == head
+    assert pushed_nothing(push_checkpoint(checkpoint, "cli-same"))
+    A2GenForActionGeneration(config).save_pretrained(checkpoint)  # freshly drawn weights: a new commit
+    commit = push_checkpoint(checkpoint, "cli-same")
+    assert not pushed_nothing(commit) and commit.oid != head == api.list_repo_commits(repo_id)[1].commit_id
+
+
 def test_cli_push_takes_the_eval_results_of_a2gen_train(hub_env, tmp_path, capfd):
     config = tiny_config()
     checkpoint = tmp_path / "checkpoint"

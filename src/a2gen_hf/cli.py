@@ -310,7 +310,7 @@ def _generic_preset(args: argparse.Namespace):
 def run_push(args: argparse.Namespace) -> int:
     import json
 
-    from .hub import HUB_ERRORS, eval_results_from_metrics, hub_error_message, push_checkpoint
+    from .hub import HUB_ERRORS, eval_results_from_metrics, hub_error_message, push_checkpoint, pushed_nothing
 
     eval_results = None
     if args.eval_results and args.dataset_name is None:  # checked before the file is read and its notes printed
@@ -350,9 +350,10 @@ def run_push(args: argparse.Namespace) -> int:
     except HUB_ERRORS as error:  # offline, unreachable, 401, ...: one line
         print(f"a2gen push: error: {hub_error_message(error)}", file=sys.stderr)
         return 2
-    if args.create_pr and not commit.pr_url:  # huggingface_hub skipped the commit: no file differs from the Hub's
-        print(f"nothing changed: {commit.repo_url.repo_id} already holds these files (commit {commit.oid}), so no "
-              "commit and no pull request were made")
+    if pushed_nothing(commit):  # huggingface_hub skipped the commit: no file differs from the Hub's
+        made = "no commit and no pull request were" if args.create_pr else "no commit was"
+        print(f"nothing changed: {commit.repo_url.repo_id} already holds these files (commit {commit.oid}), so "
+              f"{made} made")
         return 0
     where = f" ({commit.pr_url})" if commit.pr_url else (f" on {args.revision}" if args.revision else "")
     print(f"pushed {args.checkpoint} to {commit.repo_url.repo_id}{where} as commit {commit.oid}")

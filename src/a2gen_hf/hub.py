@@ -499,7 +499,8 @@ def push_checkpoint(
 
     Returns:
         The :class:`~huggingface_hub.CommitInfo` of the commit (``.oid`` is its commit id, ``.repo_url.repo_id``
-        the full repo id).
+        the full repo id); :func:`pushed_nothing` of it is True when no file differed from the repo's, so that no
+        commit was made.
     """
     _check_push_arguments(checkpoint_dir_or_model, repo_id, tokenizer, eval_results, license, replace_card)
     if isinstance(checkpoint_dir_or_model, (str, Path)):
@@ -529,6 +530,7 @@ def push_checkpoint(
         license=license,
     )
     keep_card = _keeps_card(api, repo_id, revision, replace_card)
+    head = None if create_pr else api.repo_info(repo_id, revision=revision).sha
     remove_dead_work_folders(tempfile.gettempdir(), PUSH_FOLDER_PREFIX)
     with tempfile.TemporaryDirectory(prefix=f"{PUSH_FOLDER_PREFIX}{os.getpid()}_") as staging:
         folder = Path(staging)
@@ -540,10 +542,22 @@ def push_checkpoint(
             tokenizer.save_pretrained(folder)
         if not keep_card:
             card.save(folder / "README.md")
-        return api.upload_folder(
+        commit = api.upload_folder(
             repo_id=repo_id, folder_path=folder, commit_message=commit_message, commit_description=commit_description,
             revision=revision, create_pr=create_pr,
         )
+    # huggingface_hub makes no commit (and no pull request) when no file differs from the repo's: it returns the
+    # branch's head instead, which would read as a new commit
+    commit.a2gen_pushed_nothing = not commit.pr_url if create_pr else commit.oid == head
+    if commit.a2gen_pushed_nothing:
+        logger.info("%s already holds these files (commit %s): no commit was made.", repo_id, commit.oid)
+    return commit
+
+
+def pushed_nothing(commit: CommitInfo) -> bool:
+    """Whether :func:`push_checkpoint` (``push_to_hub``) made no commit because the repo already held every file it
+    pushes; ``commit.oid`` is then the branch's existing head (and ``commit.pr_url`` None with ``create_pr``)."""
+    return bool(getattr(commit, "a2gen_pushed_nothing", False))
 
 
 def _card_eval_results(eval_results: Mapping[str, Any] | None) -> dict[str, Any] | None:
