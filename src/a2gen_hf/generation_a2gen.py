@@ -905,13 +905,7 @@ class A2GenGenerationMixin(GenerationMixin):
         generated = int((beam_indices + 1).bool().sum(dim=1).max()) if rows else 0
         sequences = sequences[:, : prompt_len + generated]
         beam_indices = beam_indices[:, :generated]
-        times = torch.zeros(sequences.shape, dtype=torch.float, device=device)
-        times[:, 0] = self._start_rows(1, context)[1].float()[0, 0]  # the start time the beams were fed (model dtype)
-        for position in range(generated):  # the time of a token is the one its beam predicted for it at that step
-            source = beam_indices[:, position].long()
-            predicted = times_of_actions(step_times[position][source.clamp_min(0)], sequences[:, position + 1])
-            predicted = ordered_times(predicted, times[:, position], monotonic)  # as the beam was fed it
-            times[:, position + 1] = torch.where(source >= 0, predicted, 0.0)
+        times = self._beam_times(context, sequences, beam_indices, step_times, monotonic)
         if not keep:
             return sequences
         return A2GenBeamGenerateOutput(
@@ -925,6 +919,23 @@ class A2GenGenerationMixin(GenerationMixin):
             hidden_states=hidden_states,
             cache=cache,
         )
+
+    def _beam_times(
+        self, context: torch.Tensor, sequences: torch.LongTensor, beam_indices: torch.Tensor,
+        step_times: list[torch.Tensor], monotonic: bool,
+    ) -> torch.Tensor:
+        """The times `(R, L)` of the returned beams' tokens `(R, L)`: the start time the beams were fed, then for each
+        generated token the time its beam predicted for it at that step (``step_times[position]`` of the running row
+        ``beam_indices[:, position]``, `(rows,)` or `(rows, V)`), ordered as the beam was fed it; 0 after a beam's
+        end (index -1)."""
+        times = torch.zeros(sequences.shape, dtype=torch.float, device=sequences.device)
+        times[:, 0] = self._start_rows(1, context)[1].float()[0, 0]  # the start time the beams were fed (model dtype)
+        for position in range(beam_indices.shape[1]):
+            source = beam_indices[:, position].long()
+            predicted = times_of_actions(step_times[position][source.clamp_min(0)], sequences[:, position + 1])
+            predicted = ordered_times(predicted, times[:, position], monotonic)
+            times[:, position + 1] = torch.where(source >= 0, predicted, 0.0)
+        return times
 
     # ------------------------------------------------------------------------------------------------------------
     # Ranking
