@@ -266,6 +266,49 @@ def _fused_adagrad(rank: int, port: int, steps: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+def _sharded_logits_of_views(rank: int, port: int, out: str) -> None:
+    """One gloo process: a sharded copy of the tiny model scores one batch with its user ids contiguous, as a strided
+    slice and as one user expanded to the batch; the logits, and the plain model's, saved to ``out``."""
+    import copy
+    import gc
+
+    import torch.distributed as dist
+
+    from a2gen_hf.torchrec_tables import shard_model, use_torchrec_tables
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        plain = tiny_model(seed=3, **NO_DROPOUT).eval()
+        sharded = shard_model(use_torchrec_tables(copy.deepcopy(plain)), sharding_type="row_wise").eval()
+        batch = tiny_batch(5, batch=6)
+        views = {"strided": torch.arange(7, 19)[::2], "expanded": torch.tensor([7]).expand(6)}
+        logits = {}
+        with torch.no_grad():
+            for name, ids in views.items():
+                logits[name] = sharded(**{**batch, "user_ids": ids}).logits
+                logits[name + "-plain"] = plain(**{**batch, "user_ids": ids}).logits
+        torch.save(logits, out)
+        del sharded, plain
+        gc.collect()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_sharded_tables_read_strided_and_expanded_ids_as_the_plain_tables():
+    """From a probe: fbgemm read a non-contiguous id tensor (a strided slice, or one user expanded to its candidates)
+    as if it were contiguous, so a sharded table looked up other (garbage) rows, silently (logits 0.1 off)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "logits.pt")
+        mp.start_processes(_sharded_logits_of_views, args=(_free_port(), out), nprocs=1, start_method="spawn")
+        logits = torch.load(out)
+    for name in ("strided", "expanded"):
+        torch.testing.assert_close(logits[name], logits[name + "-plain"], atol=1e-5, rtol=1e-5, msg=name)
+
+
 @pytest.mark.slow
 def test_a_row_read_twice_in_a_step_gets_one_fused_update():
     """Before: the item table was read once for the targets and once for the histories, and TorchRec's fused Adagrad

@@ -90,7 +90,8 @@ class TorchRecIdTable(nn.Module):
     def forward(self, ids: torch.LongTensor) -> torch.Tensor:
         from torchrec import KeyedJaggedTensor
 
-        flat = ids.reshape(-1)
+        flat = ids.reshape(-1).contiguous()  # fbgemm reads the values as laid out: a strided or expanded view of ids
+        # (one user repeated for its candidates) would be read as other, garbage, ids
         # No ids (a new user's history, no history items): TorchRec cannot look up nothing, so the padding row is read
         # and dropped; every process still calls the collection, as a sharded table's collectives need.
         looked_up = flat if flat.numel() else flat.new_zeros(1)
