@@ -464,6 +464,11 @@ def test_a_state_encoded_before_the_weights_changed_is_refused():
         next(model.parameters()).add_(1e-3)
     with pytest.raises(ValueError, match="encoded before this ranker's model changed its weights"):
         ranker.score_candidates(state, item_ids, item_side_ids)
+    state = ranker.encode_user(**one_user(config))
+    with torch.no_grad():  # a weight average's copy through detach() (torch.optim.swa_utils.AveragedModel)
+        next(model.parameters()).detach().mul_(0.5)
+    with pytest.raises(ValueError, match="encoded before this ranker's model changed its weights"):
+        ranker.score_candidates(state, item_ids, item_side_ids)
     with pytest.raises(TypeError, match="cannot be pickled or saved: encode the user again"):
         pickle.dumps(ranker.encode_user(**one_user(config)))
     # Copies in the process are states of the same model (before: copy.copy / copy.deepcopy refused them too).

@@ -187,7 +187,8 @@ class UserState:
 def weights_stamp(model: nn.Module) -> tuple:
     """What identifies ``model`` and the values of its weights: a weak reference to it (an ``id()`` is reused by a
     model built where a freed one lay), how many times ``load_state_dict`` ran on it, and each parameter's and
-    buffer's storage and in-place version, which an optimizer step or any in-place change moves. The model's tensors
+    buffer's storage and in-place version, which an optimizer step or any in-place change moves (also one through
+    ``detach()``; not one through ``.data``, which PyTorch does not count: after such edits, encode again). The model's tensors
     are listed once per model (and again after each ``load_state_dict``, whose ``assign=True`` replaces them), so a
     stamp costs a few microseconds per tensor, not a walk of the module tree."""
     return weakref.ref(model), _watch(model).stamp()
