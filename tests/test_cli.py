@@ -156,6 +156,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
         OCCURRENCE_PATHS_INPUTS,
         POPULARITY_KEYS,
         PRESET_NAMES,
+        SLOT_READOUTS,
         DemoArguments,
         FeatureArguments,
         OptimizationArguments,
@@ -179,6 +180,7 @@ def test_the_option_defaults_agree_with_the_library_settings():
 
     assert MOMENT_STARTS == moment_factorization.MOMENT_STARTS
     assert POPULARITY_KEYS == configuration_a2gen.POPULARITY_KEYS
+    assert SLOT_READOUTS == configuration_a2gen.SLOT_READOUTS
     assert OCCURRENCE_PATHS_INPUTS == configuration_a2gen.OCCURRENCE_PATHS_INPUTS
     assert FeatureArguments().occurrence_paths_input == configuration_a2gen.A2GenConfig().occurrence_paths_input
     assert FeatureArguments().event_moment_source == configuration_a2gen.A2GenConfig().history_event_moment_source

@@ -1010,8 +1010,35 @@ def test_any_slot_readout_is_one_minus_the_product_over_slots():
     torch.testing.assert_close(read[:, 2:4], expected[:, 2:4])
     sequence = action_predictions_from_slots(A2GenConfig(action_names=config.action_names), probabilities, times)
     assert (sequence.action_probabilities[:, 2:4] < read[:, 2:4]).all()  # predicted ends cut the sequence readout
-    with pytest.raises(A2GenConfigError, match=r"slot_readout='last'.*\['sequence', 'any_slot'\]"):
+    with pytest.raises(A2GenConfigError, match=r"slot_readout='last'.*\['sequence', 'any_slot', 'sampler'\]"):
         A2GenConfig(slot_readout="last")
+
+
+def test_sampler_readout_is_how_often_generate_samples_each_action():
+    """From a probe: the default readout counts a slot's padding as the sequence's end, generate() never samples
+    padding, so P(action) was not the sampler's (6x lower with padding favoured, and the same samples). The sampler
+    readout is the probability that generate(do_sample=True) draws the action from the same IAG slots."""
+    from conftest import build_tiny_model, make_batch
+
+    model = build_tiny_model("iag", seed=3, slot_readout="sampler")
+    with torch.no_grad():  # favour padding and the end in the slots, as an untrained or unlucky model may
+        model.generator.heads.action.bias[0] += 2.0
+        model.generator.heads.action.bias[model.config.end_action_id] -= 1.0
+    batch = {k: v for k, v in make_batch(model.config, batch_size=2, seed=4).items() if not k.startswith("label")}
+    samples = 4000
+    torch.manual_seed(0)
+    with torch.no_grad():
+        read = model.predict_actions(**batch).action_probabilities
+        sequences = model.generate(**batch, do_sample=True, num_return_sequences=samples, top_k=0)
+    sequences = sequences.view(2, samples, -1)
+    drawn = torch.stack([(sequences == a).any(-1).double().mean(1) for a in range(model.config.vocab_size)], 1)
+    actions = slice(2, model.config.vocab_size)  # after padding and start
+    error = (read[:, actions].double() - drawn[:, actions]).abs()
+    standard = (drawn[:, actions] * (1 - drawn[:, actions]) / samples).sqrt().clamp_min(1e-3)
+    assert (error < 4.5 * standard).all(), (read, drawn)
+    model.config.slot_readout = "sequence"  # the default reads other probabilities off the same slots
+    sequence = model.predict_actions(**batch).action_probabilities
+    assert ((sequence[:, actions].double() - drawn[:, actions]).abs() > 6 * standard).any()
 
 
 @pytest.mark.parametrize("name", ["a2gen-iag", "mmoe-fair"])

@@ -28,6 +28,7 @@ HISTORY_POOLINGS = ("sum", "mean", "sqrt")
 MOMENT_SOURCES = ("item_features", "table")
 MOMENT_STARTS = ("off", "trainable", "frozen")
 POPULARITY_KEYS = ("buckets", "raw_ids")
+SLOT_READOUTS = ("sequence", "any_slot", "sampler")
 OCCURRENCE_PATHS_INPUTS = ("context", "without_extra", "extra_only")
 TIME_UNITS = ("s", "ms", "mmdd")
 REQUIRED = "required"
@@ -445,8 +446,8 @@ class FeatureArguments:
                                     "factorisation of which users engaged at which moment of which item in train, "
                                     "then train it (trainable) or keep it fixed (frozen); not in the paper", "off",
                                     choices=MOMENT_STARTS)
-    slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, or over all slots",
-                               "sequence", choices=("sequence", "any_slot"))
+    slot_readout: str = option("how A2Gen reads P(action) off its slots: while the sequence runs, over all slots, "
+                               "or as generate() samples them", "sequence", choices=SLOT_READOUTS)
     drop_repeated_start: bool = option("leave repeated start actions (e.g. clicks) out of the target sequence", False)
     history_propensity: bool = option("give the networks the count rule's features (share of history items with "
                                       "each action)", False)

@@ -49,7 +49,7 @@ LEGACY_DEFAULTS = {
     "time_embedding_size": 16,
     "cam_gate_input": "projected",
 }
-SLOT_READOUTS = ("sequence", "any_slot")
+SLOT_READOUTS = ("sequence", "any_slot", "sampler")
 # The most actions after the start a model generates (K): IAG holds one slot per action and EAG decodes one step per
 # action, so a K of millions allocates terabytes before the first step.
 MAX_ACTIONS_LIMIT = 1024
@@ -649,7 +649,10 @@ class A2GenConfig(ActionSequenceConfig):
         slot_readout (`str`): how ``predict_actions`` reads P(action happens) off the generator's slots (the paper
             leaves it open): ``"sequence"`` (default) counts slot k only while the sequence is still running
             (no end or padding predicted before it); ``"any_slot"`` is ``1 - prod_k (1 - p_k(action))`` over all
-            slots, ignoring predicted ends. An option beyond the paper's text either way.
+            slots, ignoring predicted ends; ``"sampler"`` is the probability that ``generate(do_sample=True)``
+            draws the action from the same slots (padding and ``start`` left out and each slot renormalised, as
+            ``generate`` does; exact for IAG, whose slots do not depend on what was drawn). An option beyond the
+            paper's text either way.
         time_per_action (`bool`): the time heads give one time per action at every position (a `(..., vocab_size)`
             output; the time of a position is the one of its action: the label's in training, the chosen action's
             in ``generate()``, each action's own in ``predict_actions``) instead of the paper's one time per position

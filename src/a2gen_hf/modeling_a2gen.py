@@ -2572,15 +2572,18 @@ def action_predictions_from_slots(
     documented in :meth:`A2GenForActionGeneration.predict_actions`.
     Written without in-place writes so it also traces for ``torch.export``.
     """
-    end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
-    alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
-    if config.slot_readout == "any_slot":  # every slot counts, predicted ends ignored
-        alive = torch.ones_like(alive)
-    occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
-    # prod_{j<k} (1 - q_j(a)) for k = 0..K: its first K rows are "not yet", its last is the product over all slots.
-    survival = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0), dim=1)
-    first_occurrence = occurs * survival[:, :-1]
-    probabilities = 1.0 - survival[:, -1]
+    if config.slot_readout == "sampler":
+        occurs, first_occurrence, probabilities = _sampler_readout(config, slot_probabilities)
+    else:
+        end_or_pad = slot_probabilities[..., config.end_action_id] + slot_probabilities[..., 0]
+        alive = torch.cumprod(F.pad(1.0 - end_or_pad, (1, 0), value=1.0)[:, :-1], dim=1).clamp_min(0.0)
+        if config.slot_readout == "any_slot":  # every slot counts, predicted ends ignored
+            alive = torch.ones_like(alive)
+        occurs = slot_probabilities * alive.unsqueeze(-1)  # q_k(a)
+        # prod_{j<k} (1 - q_j(a)) for k = 0..K: its first K rows are "not yet", its last is the product over all slots.
+        survival = torch.cumprod(F.pad(1.0 - occurs, (0, 0, 1, 0), value=1.0), dim=1)
+        first_occurrence = occurs * survival[:, :-1]
+        probabilities = 1.0 - survival[:, -1]
     per_action_times = slot_times if slot_times.dim() == 3 else slot_times.unsqueeze(-1)
     # E[t_a] = sum_k w_k t_k / sum_k w_k however small the weights (a clamp of the sum pulled a rare action's time
     # towards 0); where every weight is 0 (P(a) underflows), the slots' times weigh alike.
@@ -2595,6 +2598,28 @@ def action_predictions_from_slots(
     return A2GenActionPrediction(
         action_probabilities=probabilities, expected_times=expected_times, expected_seconds=seconds
     )
+
+
+def _sampler_readout(
+    config: A2GenConfig, slot_probabilities: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    ``slot_readout="sampler"``: P(action) and its first slot as ``generate(do_sample=True)`` draws the sequence from
+    the same slots, exactly. Each slot's distribution without padding and ``start`` (which ``generate`` never
+    samples), renormalised: ``p'_k``; the sequence runs until the end action or the last slot. For action a (e = the
+    end action, ``s_k(a) = p'_k(e)`` for a != e, 0 for e itself), with ``r_k(a) = 1 - p'_k(a) - s_k(a)`` the chance that
+    slot k holds neither a nor the end: a first occurs at slot k with ``w_k = prod_(j<k) r_j(a) * p'_k(a)``, and
+    ``P(a) = sum_k w_k``. Returns (``p'`` `(B, K, V)`, ``w`` `(B, K, V)`, ``P`` `(B, V)`).
+    """
+    columns = torch.arange(slot_probabilities.shape[-1], device=slot_probabilities.device)
+    drawable = (columns != 0) & (columns != config.start_action_id)
+    drawn = torch.where(drawable, slot_probabilities, 0.0)
+    drawn = drawn / drawn.sum(-1, keepdim=True).clamp_min(torch.finfo(drawn.dtype).tiny)
+    ends = drawn[..., config.end_action_id].unsqueeze(-1)
+    neither = (1.0 - drawn - torch.where(columns == config.end_action_id, 0.0, ends)).clamp_min(0.0)
+    not_yet = torch.cumprod(F.pad(neither, (0, 0, 1, 0), value=1.0), dim=1)[:, :-1]  # prod_(j<k) r_j(a)
+    first_occurrence = not_yet * drawn
+    return drawn, first_occurrence, first_occurrence.sum(1).clamp(0.0, 1.0)
 
 
 def _cache_argument(
@@ -2912,7 +2937,9 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         steps of the greedy decode). With alive_k = prod_{j<k} (1 - p_j(end) - p_j(pad)) the chance that the
         sequence is still running at slot k and q_k(a) = alive_k p_k(a):
         P(a) = 1 - prod_k (1 - q_k(a)) and E[t_a] = sum_k w_k t_k / sum_k w_k with w_k = q_k(a) prod_{j<k} (1 - q_j(a))
-        (where every w_k is 0, the mean of the t_k).
+        (where every w_k is 0, the mean of the t_k); that is ``config.slot_readout="sequence"``, the default
+        (``"any_slot"``: alive_k = 1; ``"sampler"``: the probability that ``generate(do_sample=True)`` draws the
+        action, :func:`_sampler_readout`).
         ``start`` has probability 1 at 0 s. With ``config.occurrence_head``, P(a) is instead the sigmoid of that
         head (the times still come from the slots). Accepts the forward's history inputs (labels are ignored).
         See :func:`action_predictions_from_slots`.
