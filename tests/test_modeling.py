@@ -1338,6 +1338,31 @@ def test_compile_training_compiles_once_per_part_and_saves_nothing(tmp_path):
     assert set(reloaded.state_dict()) == keys and reloaded.config.compile_training
 
 
+@pytest.mark.slow
+def test_torch_compile_of_the_whole_model_trains_and_evaluates_as_eager():
+    """From a probe: torch.compile(model) (and TrainingArguments(torch_compile=True)) failed with KeyError: 'user_ids':
+    the forward read its inputs with locals() after the id-range check, where torch.compile breaks the graph and
+    resumes in a function that no longer holds them."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = A2GenForActionGeneration(tiny_config("iag", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                                 embedding_dropout_prob=0.0))
+    compiled = torch.compile(model, backend="eager")  # dynamo's graph breaks and resumes, without inductor's build
+    batch = make_batch(model.config)
+    loss = compiled(**batch).loss
+    loss.backward()
+    gradient = model.generator.heads.action.weight.grad.clone()
+    model.zero_grad()
+    eager = model(**batch).loss
+    eager.backward()
+    torch.testing.assert_close(loss, eager, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gradient, model.generator.heads.action.weight.grad, rtol=1e-4, atol=1e-6)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(**batch).logits, model(**batch).logits, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+
+
 def test_generate_expands_the_item_level_attention_per_example():
     """With num_return_sequences, CAM_act's (B * N)-row attention is repeated per example block, not per row."""
     torch.manual_seed(0)

@@ -2718,6 +2718,9 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         return_dict: bool | None = None,
         past_key_values: DynamicCache | None = None,
     ) -> A2GenActionGenerationOutput | tuple:
+        # The inputs by name, read first: torch.compile resumes after a graph break (the id-range check) in a function
+        # whose locals() holds only the variables still used, so a later locals() lost them (KeyError: 'user_ids').
+        given = {name: value for name, value in locals().items() if name in INPUT_SHAPES or name in LABEL_SHAPES}
         cache, use_cache = _cache_argument(cache, use_cache, past_key_values)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -2726,15 +2729,14 @@ class A2GenForActionGeneration(A2GenGenerationMixin, A2GenPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         # One check of the inputs with the labels, so that every B is compared with every other (the encoder below
         # does not check them again).
-        check_model_inputs(self.config, self.dtype, **{name: value for name, value in locals().items()
-                                                       if name in INPUT_SHAPES or name in LABEL_SHAPES})  # fmt: skip
+        check_model_inputs(self.config, self.dtype, **given)
         labels, label_times, action_times = self._checked_labels(
             encoder_outputs, labels, label_times, label_time_mask, action_ids, action_times
         )
 
         if encoder_outputs is None:  # the encoder: features, HSE (CAM_act, CAM_item) and the context
             encoder_outputs = self._encode(
-                {name: value for name, value in locals().items() if name in INPUT_SHAPES},
+                {name: value for name, value in given.items() if name in INPUT_SHAPES},
                 labels, label_times, output_hidden_states, output_attentions,
             )  # fmt: skip
         context = encoder_outputs.generation_context
