@@ -2,7 +2,9 @@
 usable (no file where a folder belongs, no folder where a file belongs, its folder exists), and it is not an input,
 inside one or around one, with links followed where they point (as the write follows them)."""
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,16 @@ from a2gen_hf.output_folders import (
     AROUND,
     INSIDE,
     IS,
+    LOCK_SUFFIX,
+    OutputNotWritableError,
     file_output_problem,
     folder_output_problem,
+    open_file_mode,
+    output_lock,
     overlap,
     overlap_problem,
     real_path,
+    replacing_file,
 )
 
 
@@ -146,3 +153,163 @@ def test_a_path_through_a_link_loop_is_refused_in_one_line(tree, capsys):
         assert main([*argv, "--quiet"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"la {loop}" in err and "Traceback" not in err, err
+
+
+# -- a folder that takes no new files: refused before any work, in the same words as the other output problems
+
+TAKES_NO_FILES = "cannot create files in {folder} ({where}); choose a writable folder."
+PROC = Path("/proc")
+needs_proc = pytest.mark.skipif(not (PROC / "self").is_dir(), reason="needs Linux's /proc (a folder that takes no files)")
+
+
+@pytest.fixture
+def locked(tree, monkeypatch):
+    """``locked``, a folder in which no file can be created: ``os.open`` refuses ``O_CREAT`` there with EACCES, as a
+    read-only folder does (a chmod would not bind when the tests run as root, as CI may)."""
+    folder = tree / "locked"
+    folder.mkdir()
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.path.realpath(os.path.dirname(os.path.abspath(path))) == str(real_path(folder)):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    return folder
+
+
+def test_a_folder_that_takes_no_files_is_an_output_problem(locked):
+    denied = "(its parent folder: Permission denied); choose a writable folder."
+    assert folder_output_problem("locked/run") == f"locked/run: cannot create files in locked {denied}"
+    assert file_output_problem("locked/x.json", "metrics.json") == f"locked/x.json: cannot create files in locked {denied}"
+    assert folder_output_problem("locked") == (
+        "locked: cannot create files in locked (the folder itself: Permission denied); choose a writable folder.")
+    assert folder_output_problem("locked/new/run").startswith(
+        "locked/new/run: cannot create files in locked (the nearest folder on its path that exists")
+    assert file_output_problem("locked/new/x.png", "plot.png", create_folders=True).startswith(
+        "locked/new/x.png: cannot create files in locked (the nearest folder on its path")
+    # a writable folder passes, and the check leaves nothing behind
+    assert folder_output_problem("adir/run") is None and file_output_problem("adir/x.json", "m.json") is None
+    assert os.listdir("adir") == [] and os.listdir("locked") == []
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into a 0o500 folder")
+def test_a_read_only_folder_is_an_output_problem(tree):
+    """The real thing, where permissions bind (the ``locked`` tests above cover it as root)."""
+    (tree / "ro").mkdir()
+    (tree / "ro").chmod(0o500)
+    try:
+        assert folder_output_problem("ro/run") == (
+            "ro/run: cannot create files in ro (its parent folder: Permission denied); choose a writable folder.")
+        assert file_output_problem("ro/x.json", "metrics.json").startswith("ro/x.json: cannot create files in ro (")
+    finally:
+        (tree / "ro").chmod(0o700)
+
+
+def test_commands_refuse_an_output_in_a_folder_that_takes_no_files_before_any_work(locked, capsys):
+    """Before: evaluate ran the whole evaluation and then failed writing --json; train, prepare and simulate failed
+    on a lock or cache file the user never named. ``--model adir`` holds no model: refused before it is loaded."""
+    (locked.parent / "log.csv").write_text("1,100,1,pv,1511700000\n")
+    denied = "cannot create files in locked (its parent folder: Permission denied); choose a writable folder."
+    for argv, error in [
+        (["evaluate", "--model", "adir", "--data", "data", "--json", "locked/x.json"], f"--json locked/x.json: {denied}"),
+        (["train", "--data", "data", "--output", "locked/run"], f"--output locked/run: {denied}"),
+        (["simulate", "--output", "locked/sim", "--num-examples", "200"], f"--output locked/sim: {denied}"),
+        (["prepare", "--preset", "taobao", "--input", "log.csv", "--output", "locked/tb"], f"locked/tb: {denied}"),
+        (["report", "no.json", "--output", "locked/x.md"], f"--output locked/x.md: {denied}"),
+    ]:
+        assert main([*argv, "--quiet"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"a2gen {argv[0]}: error: ") and err.count("\n") == 1, err
+        assert err.rstrip("\n").endswith(error), err
+    assert os.listdir(locked) == []
+
+
+@needs_proc
+def test_an_output_in_proc_names_the_flag_and_the_folder(tree, capsys):
+    """The probe's case, as root too: /proc takes no files, and creating one says "No such file or directory" (before:
+    ``[Errno 2] No such file or directory: '/proc/.a2gen_out.a2gen-lock'`` from train, ``'/proc/.a2gen-simulate-
+    cache-...'`` from simulate, and evaluate's --json only after the evaluation)."""
+    where = TAKES_NO_FILES.format(folder="/proc", where="its parent folder")
+    for argv, flag in [(["train", "--data", "data", "--output", "/proc/a2gen_out", "--max-steps", "2"], "--output"),
+                       (["simulate", "--output", "/proc/a2gen_out", "--num-examples", "200"], "--output"),
+                       (["evaluate", "--model", "adir", "--data", "data", "--json", "/proc/x.json"], "--json")]:
+        assert main([*argv, "--quiet"]) == 2
+        target = "/proc/x.json" if flag == "--json" else "/proc/a2gen_out"
+        assert capsys.readouterr().err == f"a2gen {argv[0]}: error: {flag} {target}: {where}\n"
+
+
+@needs_proc
+def test_the_lock_of_an_output_in_a_folder_that_takes_no_files_is_not_a_raw_errno(tmp_path, monkeypatch):
+    """The library's own check, where the CLI's did not run (the library, or a folder that changed since): the lock
+    file that cannot be created is OutputNotWritableError (a ValueError: one CLI line), never FileNotFoundError."""
+    with pytest.raises(OutputNotWritableError, match=r"^/proc is not writable \(it takes no new files\): the run"):
+        with output_lock("/proc/a2gen_out"):
+            pass
+    real_open = os.open
+
+    def no_lock_file(path, *args, **kwargs):
+        if str(path).endswith(LOCK_SUFFIX):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_lock_file)
+    with pytest.raises(OutputNotWritableError) as error:
+        with output_lock(tmp_path / "out"):
+            pass
+    assert f"{tmp_path} is not writable (it takes no new files)" in str(error.value)
+    assert "No such file" not in str(error.value)
+
+
+def test_the_simulator_names_a_cache_folder_that_takes_no_files(locked):
+    from a2gen_hf.data.simulator import SimulatorConfig, simulate
+
+    with pytest.raises(ValueError, match=r"^cache_dir=locked/cache: cannot create files in locked \(its parent"):
+        simulate(SimulatorConfig(num_examples=200), progress=False, cache_dir="locked/cache")
+
+
+# -- file modes: the weights as readable as every other file (safetensors' save_file writes 0600)
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_replacing_file_gives_the_mode_of_an_ordinary_open(tmp_path, umask_022):
+    import torch
+    from safetensors.torch import save_file
+
+    with replacing_file(tmp_path / "w.safetensors") as temporary:
+        save_file({"w": torch.zeros(2)}, str(temporary))
+    assert _mode(tmp_path / "w.safetensors") == 0o644  # before: 0o600, safetensors' own
+    assert open_file_mode() == 0o644
+    os.umask(0o077)  # a private umask stays private: nothing is widened beyond what open() gives
+    assert open_file_mode() == 0o600
+    with replacing_file(tmp_path / "p.safetensors") as temporary:
+        save_file({"w": torch.zeros(2)}, str(temporary))
+    assert _mode(tmp_path / "p.safetensors") == 0o600
+
+
+def test_a_trained_runs_weights_are_readable_like_its_other_files(tmp_path, simulated_data_dir, umask_022,
+                                                                  fresh_accelerate_state):
+    """model/model.safetensors (save_pretrained into a staging folder, switched in), best_model.safetensors and every
+    checkpoint file (model, optimizer, RNG state, weight average): 0644 under umask 022, as the JSON beside them."""
+    output = tmp_path / "run"
+    assert main(["train", "--data", str(simulated_data_dir), "--output", str(output), "--epochs", "1",
+                 "--checkpoint-every", "4", "--ema-decay", "0.9", "--hidden-size", "16", "--id-embedding-size", "16",
+                 "--batch-size", "32", "--no-progress", "--quiet", "--cpu"]) == 0
+    weights = sorted(output.rglob("*.safetensors"))
+    names = {path.relative_to(output).as_posix() for path in weights}
+    assert {"model/model.safetensors", "best_model.safetensors"} <= names
+    assert any(name.startswith("checkpoint-") and name.endswith("/optimizer.safetensors") for name in names)
+    assert any(name.endswith("/weight_average.safetensors") for name in names)
+    modes = {path.relative_to(output).as_posix(): oct(_mode(path)) for path in output.rglob("*") if path.is_file()}
+    assert set(modes.values()) == {"0o644"}, modes

@@ -28,6 +28,8 @@ import os
 import re
 import secrets
 import shutil
+import stat
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,13 +72,24 @@ _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
+# ... and what creating a file in a folder that exists raises on a file system that takes no new files (/proc, /sys):
+# "No such file or directory", about a file the user never named.
+_TAKES_NO_FILES = (*_NOT_WRITABLE, errno.ENOENT)
+
+
+def _reason(error: OSError) -> str:
+    """Why a folder took no new file, in words: the system's, except for ENOENT in a folder that exists (/proc), whose
+    "No such file or directory" reads as if the folder were missing."""
+    return "it takes no new files" if error.errno == errno.ENOENT else (error.strerror or str(error))
+
+
 def _not_writable(target: Path, error: OSError) -> OutputNotWritableError:
     """The message for an output whose parent folder refuses the lock file or the staging folder."""
     mine = target.is_dir() and os.access(target, os.W_OK)
     example = f"e.g. {target / 'data'}, inside the output folder you gave, which is yours" if mine else (
         "e.g. a folder under your home")
     return OutputNotWritableError(
-        f"{target.parent} is not writable ({error.strerror or error}): the run writes a lock file "
+        f"{target.parent} is not writable ({_reason(error)}): the run writes a lock file "
         f"(.{target.name}{LOCK_SUFFIX}) and a staging folder beside the output folder {target.name}, in "
         f"{target.parent}, and switches the new folder in there. Give an output folder inside a folder you can "
         f"write, {example}."
@@ -141,7 +154,9 @@ def folder_output_problem(path: str | os.PathLike) -> str | None:
     ancestor = _first_existing(target.parent)
     if not ancestor.is_dir():
         return f"{shown}: {ancestor} is a file, not a folder; choose another path."
-    return None
+    # Where the command first creates something: in the folder, if it exists (a read-only one is refused here, not
+    # after the work), else where the folder (and its missing parents) would be made.
+    return _no_files_problem(shown, target if target.is_dir() else ancestor, target)
 
 
 def file_output_problem(path: str | os.PathLike, example: str, create_folders: bool = False) -> str | None:
@@ -161,7 +176,42 @@ def file_output_problem(path: str | os.PathLike, example: str, create_folders: b
         return f"{shown}: {ancestor} is a file, not a folder; choose another path."
     if ancestor != target.parent and not create_folders:
         return f"{shown}: the folder {target.parent} does not exist; create it first or choose another path."
+    # The file is written beside its name and renamed over it (replacing_file): its folder must take new files.
+    return _no_files_problem(shown, ancestor, target)
+
+
+def cannot_create_files(folder: str | os.PathLike) -> OSError | None:
+    """The error that creating a file in the existing folder ``folder`` raises (no permission, a file system mounted
+    read-only or one that takes no files such as /proc, a quota), or None: a hidden empty file is created and removed
+    at once, which is the only sure test (``os.access`` misses read-only mounts and /proc, and knows nothing of
+    quotas or ACLs)."""
+    probe = Path(folder) / f".a2gen-write-check-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        return error
+    os.close(descriptor)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
     return None
+
+
+def _no_files_problem(shown: str, folder: Path, target: Path) -> str | None:
+    """The fragment for an output ``target`` (given as ``shown``) whose folder ``folder`` (an existing one: the
+    target itself, its parent or the nearest ancestor that exists) takes no new files, or None."""
+    error = cannot_create_files(folder)
+    if error is None:
+        return None
+    if folder == target:
+        where = "the folder itself"
+    elif folder == target.parent:
+        where = "its parent folder"
+    else:
+        where = "the nearest folder on its path that exists, where its folders would be made"
+    reason = "" if error.errno == errno.ENOENT else f": {error.strerror or error}"  # /proc: not "No such file"
+    return f"{shown}: cannot create files in {folder} ({where}{reason}); choose a writable folder."
 
 
 def overlap(output: str | os.PathLike, source: str | os.PathLike) -> str | None:
@@ -229,7 +279,7 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        if error.errno not in _NOT_WRITABLE:
+        if error.errno not in _TAKES_NO_FILES:
             raise
         raise _not_writable(target, error) from None
     pid = os.getpid()
@@ -302,7 +352,7 @@ def staging_folder(target: str | os.PathLike) -> Path:
     try:
         staging.mkdir(parents=True)
     except OSError as error:
-        if error.errno not in _NOT_WRITABLE:
+        if error.errno not in _TAKES_NO_FILES:
             raise
         raise _not_writable(target, error) from None
     return staging
@@ -334,6 +384,7 @@ def _fsync_folder(folder: Path) -> None:
 def switch_in(staging: Path, target: str | os.PathLike) -> None:
     """Make the complete folder ``staging`` the new ``target``; the previous ``target`` (if any) is deleted."""
     target = real_path(target)
+    give_open_modes(staging)  # safetensors' 0600 weights readable as every other file of the folder
     if target.is_dir() and _exchange(staging, target):
         shutil.rmtree(staging)  # now holds the previous version
     elif target.exists():
@@ -413,9 +464,65 @@ def replacing_file(path: str | os.PathLike) -> Iterator[Path]:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         yield temporary
+        if temporary.is_file():  # else os.replace says what is wrong
+            give_open_mode(temporary)  # e.g. safetensors' save_file writes 0600
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+# -- File modes -------------------------------------------------------------------------------------------------------
+# safetensors' save_file (and so transformers' save_pretrained) writes through a temporary file of its own, created
+# 0600, and renames it: the weights were the only files of a model folder, a checkpoint or a run that others (a
+# teammate, a serving user) could not read, while open() gives every other file 0o666 & ~umask (0644 under umask
+# 022). The package's atomic writers give what they write that mode before the rename.
+
+_umask_lock = threading.Lock()
+_umask_read_once: list[int] = []
+
+
+def _umask() -> int:
+    """The process's umask, without changing it where possible: Linux shows it in ``/proc/self/status`` (``Umask:``,
+    since 4.7), read each time, so a later ``os.umask`` counts. Elsewhere it is read once with ``os.umask``, which can
+    only set it: set to 0o077 (the strictest, so that a file another thread creates meanwhile is private, never
+    public) and put back at once, under a lock, and kept."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        if not _umask_read_once:
+            mask = os.umask(0o077)
+            os.umask(mask)
+            _umask_read_once.append(mask)
+        return _umask_read_once[0]
+
+
+def open_file_mode() -> int:
+    """The permission bits ``open()`` gives a new file: ``0o666 & ~umask`` (0644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
+def give_open_mode(path: str | os.PathLike, wanted: int | None = None) -> None:
+    """Give the regular file ``path`` at least the permission bits an ordinary ``open()`` gives a new file
+    (:func:`open_file_mode`, or ``wanted``): 0600 becomes 0644 under umask 022. Bits it has already stay (nothing is
+    made less readable); a symbolic link is left alone."""
+    wanted = open_file_mode() if wanted is None else wanted
+    status = os.lstat(path)
+    if stat.S_ISREG(status.st_mode) and stat.S_IMODE(status.st_mode) & wanted != wanted:
+        os.chmod(path, stat.S_IMODE(status.st_mode) | wanted)
+
+
+def give_open_modes(folder: str | os.PathLike) -> None:
+    """:func:`give_open_mode` for every regular file under ``folder`` (links not followed), before a new folder is
+    switched in."""
+    wanted = open_file_mode()
+    for root, _folders, files in os.walk(folder):
+        for name in files:
+            give_open_mode(os.path.join(root, name), wanted)
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

@@ -38,6 +38,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..configuration_a2gen import SHORT_VIDEO_ACTIONS
+from ..output_folders import folder_output_problem
 from ..tokenization_a2gen import A2GenActionTokenizer
 from ..version import __version__
 from .buckets import BUCKET_FIELDS, bucket_record, data_sized_buckets, format_bucket_record
@@ -834,6 +835,11 @@ def simulate(config: SimulatorConfig | None = None, progress: bool = True, cache
     """
     config = config or SimulatorConfig()
     check_catalog_fits(config)  # here, not inside the generator, where datasets would wrap the error in its own
+    # The cache folder takes the generated rows: one that cannot (a read-only folder, /proc) is named here, not by
+    # datasets' errno about a file of its own.
+    problem = folder_output_problem(cache_dir) if cache_dir is not None else None
+    if problem:
+        raise ValueError(f"cache_dir={problem}")
     tagged_features = Features({**FEATURES, "split": Value("string")})
     # The simulator's own code is part of the cache key: datasets hashes the generator by reference and its keyword
     # arguments, so after a change of this module the same config returned the old code's rows from the cache.

@@ -29,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from ..output_folders import file_digest, write_failures_named, write_text_atomically
+from ..output_folders import file_digest, give_open_mode, give_open_modes, write_failures_named, write_text_atomically
 from .settings import TrainingSettings
 from .weight_average import WEIGHT_AVERAGE_FILE, WeightAverage, missing_average
 
@@ -409,6 +409,7 @@ def _save_checkpoint(
                 "files": files,
             }
             write_text_atomically(temporary / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
+            give_open_modes(temporary)  # safetensors writes 0600: readable as the run's other files (0644 at umask 022)
             os.replace(temporary, final)  # atomic: a checkpoint either exists complete or not at all
         if settings.keep_checkpoints:
             older = sorted(
@@ -587,6 +588,7 @@ def _save_best(
         metadata = {"epoch": str(epoch), "step": str(step), "score": repr(score)}
         with _writing(output_dir / file_name, staging):
             save_model(accelerator.unwrap_model(model), str(staging / file_name), metadata=metadata)
+            give_open_mode(staging / file_name)  # safetensors writes 0600: readable as the run's other files
             os.replace(staging / file_name, output_dir / file_name)
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
