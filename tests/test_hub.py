@@ -865,3 +865,113 @@ def test_models_and_tokenizers_of_directly_imported_modules_save_their_auto_map(
     assert model_map["AutoModelForCausalLM"] == "modeling_a2gen.A2GenForActionGeneration"
     assert tokenizer_map["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer" and pusher
     assert (tmp_path / "saved" / "modeling_a2gen.py").exists()
+
+
+# --- messages of a push (and of the strict loader it goes through) in the terms of the folder it was given ----------
+
+
+def _saved_tiny_checkpoint(folder: Path, tokenizer: bool = True) -> Path:
+    config = tiny_config()
+    A2GenForActionGeneration(config).save_pretrained(folder)
+    if tokenizer:
+        tiny_tokenizer(config).save_pretrained(folder)
+    return folder
+
+
+def test_config_json_and_weights_of_different_models_say_so_not_that_a_keyword_changed_them(tmp_path):
+    """load_model / a2gen evaluate / a2gen push pass the folder's own config.json as config=: before, a config.json
+    edited by hand (or another model's weights copied in) ended with "The keyword argument(s) config='A2GenConfig'
+    given to from_pretrained changed the model's shapes ... leave them out", though nobody gave one. A config= that
+    is not the saved one keeps that hint; transformers' LOAD REPORT table no longer repeats the list."""
+    import logging
+
+    from transformers.utils import logging as transformers_logging
+
+    from a2gen_hf import MMoEForActionPrediction
+    from a2gen_hf.checkpoints import load_model
+    from a2gen_hf.strict_loading import CheckpointError
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    edited = _saved_tiny_checkpoint(tmp_path / "edited")
+    config = json.loads((edited / "config.json").read_text())
+    (edited / "config.json").write_text(json.dumps({**config, "hidden_size": 16}))
+    other = _saved_tiny_checkpoint(tmp_path / "other")
+    baseline_model("mmoe").save_pretrained(tmp_path / "mmoe")
+    (other / "model.safetensors").write_bytes((tmp_path / "mmoe" / "model.safetensors").read_bytes())
+    cause = r"config\.json and model\.safetensors come from different models \(one of them was replaced by another " \
+            r"model's file, or config\.json was edited\): restore the file that was replaced, or save the model again"
+    report = Records()
+    transformers_logger = logging.getLogger("transformers.modeling_utils")
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_warning()
+    transformers_logger.addHandler(report)
+    try:
+        for folder, listed in ((edited, "tensors of another shape"), (other, "tensors the model does not have")):
+            saved_config = A2GenConfig.from_pretrained(folder)
+            for load, arguments in ((load_model, {}), (push_checkpoint, {"repo_id": "unused/repo", "token": "unused"}),
+                                    (A2GenForActionGeneration.from_pretrained, {"config": saved_config})):  # fmt: skip
+                with pytest.raises((CheckpointError, HubPushError), match=cause) as raised:
+                    load(folder, **arguments)
+                assert listed in str(raised.value) and "keyword argument" not in str(raised.value)
+            with pytest.raises(CheckpointError, match=cause + r" so that both are written together \(from_pretrained\(\.\.\., "
+                                                                r"strict=False\) loads them anyway\)\.$"):
+                A2GenForActionGeneration.from_pretrained(folder)
+        assert not [message for message in report.messages if "LOAD REPORT" in message]
+        with pytest.raises(CheckpointError, match=r"keyword argument\(s\) config='A2GenConfig' given to from_pretrained"):
+            A2GenForActionGeneration.from_pretrained(_saved_tiny_checkpoint(tmp_path / "good"),
+                                                     config=tiny_config(hidden_size=16))  # fmt: skip
+        A2GenForActionGeneration.from_pretrained(other, strict=False)  # transformers' own: its report is kept
+        assert [message for message in report.messages if "LOAD REPORT" in message]
+    finally:
+        transformers_logger.removeHandler(report)
+        transformers_logging.set_verbosity(verbosity)
+    assert type(load_model(tmp_path / "mmoe")) is MMoEForActionPrediction  # the weights themselves are fine
+
+
+def test_push_of_a_folder_without_tokenizer_names_the_files_and_where_a2gen_writes_them(tmp_path, capsys):
+    """Before: "Pass tokenizer=..., or save it ... with tokenizer.save_pretrained(folder)", Python advice for
+    `a2gen push FOLDER`. A model object without a tokenizer keeps the Python advice."""
+    folder = _saved_tiny_checkpoint(tmp_path / "notok", tokenizer=False)
+    with pytest.raises(HubPushError, match=rf"No tokenizer in {folder} to push with the model to unused/repo: "
+                                           rf"tokenizer_config\.json and vocab\.json are missing from {folder}\.") as raised:
+        push_checkpoint(folder, "unused/repo", token="unused")
+    message = str(raised.value)
+    assert "The OUTPUT/model folder of a2gen train holds the tokenizer" in message
+    assert "copy tokenizer_config.json and vocab.json from the tokenizer/ folder of the data" in message
+    assert "tokenizer=" not in message and "save_pretrained" not in message
+    (folder / "tokenizer").mkdir()
+    tiny_tokenizer(tiny_config()).save_pretrained(folder / "tokenizer")
+    (folder / "tokenizer" / "tokenizer_config.json").unlink()
+    (folder / "vocab.json").write_text((folder / "tokenizer" / "vocab.json").read_text())
+    with pytest.raises(HubPushError, match=rf"tokenizer_config\.json is missing from {folder} \(and its tokenizer/ "
+                                           r"subfolder lacks tokenizer_config\.json\)"):  # fmt: skip
+        push_checkpoint(folder, "unused/repo", token="unused")
+    assert cli_main(["push", str(folder), "someone/x"]) == 2
+    assert "is missing from" in capsys.readouterr().err
+    with pytest.raises(HubPushError, match=r"Pass tokenizer=\.\.\., or save it"):
+        push_checkpoint(A2GenForActionGeneration(tiny_config()), "unused/repo", token="unused")
+
+
+@pytest.mark.parametrize("repo_id", ["me/x/y z", "me/x/y", "me/x y", "https://huggingface.co/me/x", "me/-x", "a--b"])
+def test_push_checks_the_repo_id_before_loading_anything(tmp_path, capsys, repo_id):
+    """Before: `a2gen push runs/base/model "me/x/y z"` loaded the model, then printed huggingface_hub's "Repo id must
+    be in the form 'repo_name' or 'namespace/repo_name' ... Use `repo_type` argument if needed". huggingface_hub's
+    own rule (validate_repo_id) now refuses it first, in plain terms: the folder here does not even exist."""
+    import re
+
+    expected = rf"{re.escape(repr(repo_id))} is not a Hub repository id: give 'name' or 'namespace/name'"
+    with pytest.raises(HubPushError, match=expected):
+        push_checkpoint(tmp_path / "no-such-folder", repo_id, token="unused")
+    assert cli_main(["push", str(tmp_path / "no-such-folder"), repo_id]) == 2
+    err = capsys.readouterr().err
+    assert "is not a Hub repository id" in err and "repo_type" not in err and "does not exist" not in err
+    from a2gen_hf.hub import repo_id_problem
+
+    assert [repo_id_problem(good) for good in ("name", "me/a2gen-base", "Org_1/model.v2")] == [None] * 3

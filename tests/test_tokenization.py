@@ -990,3 +990,80 @@ def test_time_statistics_that_cannot_encode_times_are_refused_by_one_rule(mean, 
     with pytest.raises(ValueError, match=r"time_log_std > 0 \(pass the model config's"):
         compute_action_metrics(predictions, references, action_names=["start", "like", "leave"], start_action="start",
                                end_action="leave", time_log_mean=mean, time_log_std=std)  # fmt: skip
+
+
+def _saved_tokenizer_config(folder, **changes) -> str:
+    """Save a tokenizer into ``folder``, change its tokenizer_config.json by ``changes``; the file's path."""
+    A2GenActionTokenizer().save_pretrained(folder)
+    path = os.path.join(folder, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({**saved, **changes}, handle)
+    return path
+
+
+def test_a_bad_setting_in_tokenizer_config_names_the_file_and_how_to_get_it_back(tmp_path):
+    """Before: "item_buckets='lots' must be a whole number." without the file or the fix (a2gen evaluate printed just
+    that), while a JSON syntax error named both. A data folder's tokenizer/ says to prepare again; a model folder to
+    copy the data folder's files or save the tokenizer again. The same value given as a keyword is the caller's: no
+    file is blamed."""
+    import re
+
+    model_file = _saved_tokenizer_config(tmp_path / "model", item_buckets="lots")
+    with pytest.raises(ValueError, match=rf"^{re.escape(model_file)}: item_buckets='lots' must be a whole number\. The "
+                                         r"file was edited or is damaged: restore it, e\.g\. copy tokenizer_config\.json "
+                                         r"and vocab\.json from the tokenizer/ folder of the data the model was trained "
+                                         r"on \(a2gen train copies them into OUTPUT/model\)"):  # fmt: skip
+        A2GenActionTokenizer.from_pretrained(tmp_path / "model")
+    data = tmp_path / "data"
+    data_file = _saved_tokenizer_config(data / "tokenizer", max_actions=-1)
+    (data / "a2gen_data.json").write_text("{}")
+    with pytest.raises(ValueError, match=rf"^{re.escape(data_file)}: max_actions=-1 must be a positive integer .*The "
+                                         rf"file was edited or is damaged: restore it, or run a2gen prepare again "
+                                         rf"\(it writes {re.escape(str(data))}'s tokenizer/"):  # fmt: skip
+        A2GenActionTokenizer.from_pretrained(data / "tokenizer")
+    _saved_tokenizer_config(tmp_path / "good")
+    with pytest.raises(ValueError, match=r"^item_buckets='lots' must be a whole number\.$"):
+        A2GenActionTokenizer.from_pretrained(tmp_path / "good", item_buckets="lots")
+    with pytest.raises(TypeError, match=r"tokenizer_config\.json: side_feature_fields must be a list of field names"):
+        A2GenActionTokenizer.from_pretrained(os.path.dirname(_saved_tokenizer_config(tmp_path / "fields",
+                                                                                     side_feature_fields="category")))
+
+
+def test_an_unknown_key_in_tokenizer_config_is_named_in_a_warning_and_transformers_keys_are_not(tmp_path, caplog):
+    """config.json refuses unknown keys; tokenizer_config.json is transformers' open file (it keeps keys it does not
+    know and writes them back; its versions add their own), so an unknown key is a warning naming the key, the file
+    and the settings (before: accepted without a word, and a misspelt setting silently took its default)."""
+    import logging
+
+    path = _saved_tokenizer_config(tmp_path / "typo", item_bucketz=5)
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.tokenization_a2gen"):
+        loaded = A2GenActionTokenizer.from_pretrained(tmp_path / "typo")
+    warnings = [record.getMessage() for record in caplog.records if "unknown key" in record.getMessage()]
+    assert len(warnings) == 1 and loaded.item_buckets == A2GenActionTokenizer().item_buckets
+    assert warnings[0].startswith(f"{path}: unknown key 'item_bucketz' is ignored (a misspelt 'item_buckets'?).")
+    assert "action_names, end_action, item_buckets, max_actions" in warnings[0]
+    caplog.clear()
+    lost = _saved_tokenizer_config(tmp_path / "lost", item_bucketz=5)
+    with open(lost, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    saved.pop("item_buckets")  # the key renamed rather than added
+    with open(lost, "w", encoding="utf-8") as handle:
+        json.dump(saved, handle)
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.tokenization_a2gen"):
+        A2GenActionTokenizer.from_pretrained(tmp_path / "lost")
+    assert "item_buckets is not in the file, so it takes its default" in caplog.text
+    caplog.clear()
+    # What transformers 4.x / 5.x write or read beside the settings (this package's own save writes tokenizer_class,
+    # auto_map, added_tokens_decoder, backend, model_max_length and the special tokens) loads without a word
+    # (split_special_tokens was taken for a list of special tokens before: "Cannot add ['False']").
+    standard = {"clean_up_tokenization_spaces": False, "padding_side": "right", "truncation_side": "right",
+                "model_input_names": ["action_ids", "action_times", "time_mask"], "split_special_tokens": False,
+                "processor_class": None, "special_tokens_map_file": None, "tokenizer_file": None, "legacy": True,
+                "additional_special_tokens": [], "extra_special_tokens": {}, "chat_template": None,
+                "_commit_hash": None, "name_or_path": "x"}  # fmt: skip
+    _saved_tokenizer_config(tmp_path / "standard", **standard)
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.tokenization_a2gen"):
+        A2GenActionTokenizer.from_pretrained(tmp_path / "standard")
+    assert "unknown key" not in caplog.text

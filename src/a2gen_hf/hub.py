@@ -423,6 +423,25 @@ def _load_checkpoint(checkpoint_dir: Path) -> tuple[A2GenPreTrainedModel, A2GenA
         raise HubPushError(f"{checkpoint_dir} cannot be pushed: {error}") from None
 
 
+def _missing_tokenizer_message(folder: Path, repo_id: str) -> str:
+    """For a checkpoint folder without a tokenizer: the files it lacks and where ``a2gen`` writes them (a CLI user
+    has no ``tokenizer=`` to pass; before: Python advice only)."""
+    names = ("tokenizer_config.json", "vocab.json")
+    missing = [name for name in names if not (folder / name).is_file()]
+    subfolder = folder / "tokenizer"
+    where = str(folder)
+    if subfolder.is_dir():
+        lacking = " and ".join(name for name in names if not (subfolder / name).is_file())
+        where += f" (and its tokenizer/ subfolder lacks {lacking})"
+    return (
+        f"No tokenizer in {folder} to push with the model to {repo_id}: {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} missing from {where}. The tokenizer carries the time statistics "
+        "and id hashing, and a model pushed without it does not load. The OUTPUT/model folder of a2gen train holds "
+        "the tokenizer: push that folder, or copy tokenizer_config.json and vocab.json from the tokenizer/ folder of "
+        f"the data the model was trained on (a2gen prepare's output) into {folder}."
+    )
+
+
 def _check_tokenizer_fits(model: A2GenPreTrainedModel, tokenizer: A2GenActionTokenizer) -> None:
     """The tokenizer means what the model was trained with: actions, time statistics, ``max_actions`` and bucket
     counts (:meth:`A2GenActionTokenizer.check_compatible`), checked before the repository is created."""
@@ -430,6 +449,24 @@ def _check_tokenizer_fits(model: A2GenPreTrainedModel, tokenizer: A2GenActionTok
         tokenizer.check_compatible(model.config)
     except ValueError as error:
         raise HubPushError(f"{error}\nNothing was pushed: push the tokenizer the model was trained with.") from None
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why ``repo_id`` is no Hub repository id, in plain terms, or None. The rule is huggingface_hub's own
+    (``validate_repo_id``, which ``create_repo`` applies), checked before the model is loaded (before: after loading,
+    huggingface_hub's "Repo id must be in the form ... Use `repo_type` argument if needed")."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return (
+            f"{repo_id!r} is not a Hub repository id: give 'name' or 'namespace/name' (your user or organisation name, "
+            "one '/', then the repository's name), each part of letters, digits, '-', '_' and '.' only (no spaces, "
+            "no second '/', not starting or ending with '-' or '.', no '--' or '..', at most 96 characters; a URL or a "
+            "'datasets/...' path is no repository id)"
+        )
+    return None
 
 
 def _check_push_arguments(
@@ -442,6 +479,8 @@ def _check_push_arguments(
         problems.append(f"license={license!r} must be a Hub license id such as 'apache-2.0', 'cc-by-nc-4.0' or 'other'")
     if not isinstance(repo_id, str) or not repo_id.strip():
         problems.append(f"repo_id={repo_id!r} must be a repository id, 'namespace/name' (or 'name')")
+    elif (problem := repo_id_problem(repo_id)) is not None:
+        problems.append(problem)
     if not isinstance(checkpoint_dir_or_model, (str, Path, A2GenPreTrainedModel)):
         problems.append(f"checkpoint_dir_or_model is a {type(checkpoint_dir_or_model).__name__}; give an A2Gen, MMoE "
                         "or PLE model, or the folder save_pretrained wrote")  # fmt: skip
@@ -508,6 +547,8 @@ def push_checkpoint(
         tokenizer = tokenizer if tokenizer is not None else saved_tokenizer
     else:
         model = checkpoint_dir_or_model
+    if tokenizer is None and isinstance(checkpoint_dir_or_model, (str, Path)):
+        raise HubPushError(_missing_tokenizer_message(Path(checkpoint_dir_or_model), repo_id))
     if tokenizer is None:
         raise HubPushError(
             f"No tokenizer to push with the model to {repo_id}: the tokenizer carries the time statistics and id "

@@ -13,7 +13,9 @@ This module imports nothing from the package, so it travels with the modeling co
 
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,19 @@ _DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
     "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
 }  # fmt: skip
+
+
+# transformers logs a "LOAD REPORT" table (every missing, unexpected or mismatched tensor) before the strict loader
+# raises its own error with the same list: hidden while the strict loader loads (this context only), kept otherwise.
+_STRICT_LOAD = contextvars.ContextVar("a2gen_strict_load", default=False)
+
+
+class _StrictLoadReportFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_STRICT_LOAD.get() and "LOAD REPORT" in str(record.msg))
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_StrictLoadReportFilter())
 
 
 class CheckpointError(ValueError):
@@ -298,15 +313,20 @@ class StrictLoadingMixin:
         ignore_mismatched = kwargs.get("ignore_mismatched_sizes", False)
         kwargs["ignore_mismatched_sizes"] = True  # collect mismatches (reported below) instead of a bare RuntimeError
         kwargs.setdefault("use_safetensors", True)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
+        token = _STRICT_LOAD.set(True)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        finally:
+            _STRICT_LOAD.reset(token)
         architectures = saved_config.get("architectures") or []
         # AutoModel on a head checkpoint loads the base model; the head's tensors are the expected leftovers.
         head_only_extra = getattr(model, "base_model", model) is model and bool(architectures) and (
             architectures[0] != cls.__name__
         ) and all(not key.startswith(f"{model.base_model_prefix}.") for key in info["unexpected_keys"])
         problems = loading_problems(model, info, ignore_mismatched, head_only_extra)
+        structural = list(problems)  # missing, unexpected or mismatched tensors: another model's weights or config
         dtypes = _dtype_problems(model, header, saved_config.get("dtype", saved_config.get("torch_dtype")))
         if dtypes:
             problems.append(f"tensors whose safetensors dtype is not the model's: {shown_keys(dtypes)}")
@@ -315,10 +335,14 @@ class StrictLoadingMixin:
             problems.append(f"tensors holding NaN or inf: {shown_keys(non_finite)}")
         if problems:
             config_name = config_file if config_file is not None else f"{source}/{CONFIG_NAME}"
+            config_given = kwargs.get("config")
             raise CheckpointError(
                 f"{where} does not fit {config_name} ({cls.__name__}):\n  - "
                 + "\n  - ".join(problems)
-                + "\n" + _cause_text(_config_overrides(cls, kwargs, saved_config))
+                + "\n" + _cause_text(
+                    _config_overrides(cls, kwargs, saved_config), where, config_name,
+                    structural=bool(structural), python_hint=not isinstance(config_given, PretrainedConfig),
+                )
             )
         return (model, info) if wants_info else model
 
@@ -344,7 +368,11 @@ class StrictLoadingMixin:
         wants_info = kwargs.pop("output_loading_info", False)
         ignore_mismatched = kwargs.get("ignore_mismatched_sizes", False)
         kwargs["ignore_mismatched_sizes"] = True
-        model, info = super().from_pretrained(None, *model_args, output_loading_info=True, **kwargs)
+        token = _STRICT_LOAD.set(True)
+        try:
+            model, info = super().from_pretrained(None, *model_args, output_loading_info=True, **kwargs)
+        finally:
+            _STRICT_LOAD.reset(token)
         problems = loading_problems(model, info, ignore_mismatched, False)
         non_finite = non_finite_tensors(model)
         if non_finite:
@@ -360,9 +388,12 @@ class StrictLoadingMixin:
 
 def _config_overrides(cls, kwargs: dict, saved_config: dict) -> dict:
     """The keyword arguments of a ``from_pretrained`` call that set a config field to a value other than the saved
-    one (``hidden_size=32``), or a ``config=`` object given instead of the saved file."""
-    if isinstance(kwargs.get("config"), PretrainedConfig):
-        return {"config": type(kwargs["config"]).__name__}
+    one (``hidden_size=32``), or a ``config=`` object given instead of the saved file. A ``config=`` equal to the
+    saved ``config.json`` (the one :func:`a2gen_hf.checkpoints.load_model` and ``a2gen evaluate`` read from the folder
+    and pass on, or ``from_pretrained(folder)`` of the config class) changed nothing and is no override."""
+    config = kwargs.get("config")
+    if isinstance(config, PretrainedConfig):
+        return {} if _is_saved_config(config, saved_config) else {"config": type(config).__name__}
     field_names = getattr(cls.config_class, "field_names", lambda: set())()
     aliases = getattr(cls.config_class, "aliases", {})
     return {
@@ -371,12 +402,44 @@ def _config_overrides(cls, kwargs: dict, saved_config: dict) -> dict:
     }  # fmt: skip
 
 
-def _cause_text(overrides: dict) -> str:
-    """The last line of a weights-do-not-fit error: the keywords that changed the config, or a damaged save."""
+# Config entries that say where or with what a config was loaded, not what model it describes.
+_PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "_commit_hash", "_attn_implementation_autoset")
+
+
+def _is_saved_config(config: PretrainedConfig, saved_config: dict) -> bool:
+    """Whether ``config`` describes the same model as the ``config.json`` content ``saved_config``."""
+    if not saved_config:
+        return False
+    try:
+        saved = type(config).from_dict(dict(saved_config))
+    except Exception:  # a config.json that does not load is not the config given
+        return False
+
+    def described(values: dict) -> dict:
+        return {key: value for key, value in values.items() if key not in _PROVENANCE_KEYS}
+
+    try:
+        return described(config.to_dict()) == described(saved.to_dict())
+    except Exception:  # values that do not compare: not shown to be the same
+        return False
+
+
+def _cause_text(
+    overrides: dict, weights: Path | str = SAFE_WEIGHTS_NAME, config_name: Path | str = CONFIG_NAME,
+    structural: bool = True, python_hint: bool = True,
+) -> str:
+    """The last line of a weights-do-not-fit error: the keywords that changed the config; where no keyword did and
+    tensors are missing, extra or of another shape, that ``config.json`` and the weights come from different models;
+    otherwise (NaN or a dtype alone) a damaged save."""
     if overrides:
         given = ", ".join(f"{key}={value!r}" for key, value in overrides.items())
         return (f"The keyword argument(s) {given} given to from_pretrained changed the model's shapes from the saved "
                 "config's: leave them out to load the checkpoint as saved (a model of another size starts from its "
                 "own weights, not these).")
-    return ("The weights were saved from another model or damaged; save both from the same model "
-            "(from_pretrained(..., strict=False) loads them anyway).")
+    strict_hint = " (from_pretrained(..., strict=False) loads them anyway)" if python_hint else ""
+    if structural:
+        return (f"{Path(config_name).name} and {Path(weights).name} come from different models (one of them was "
+                f"replaced by another model's file, or {Path(config_name).name} was edited): restore the file that was "
+                "replaced, or save the model again so that both are written together"
+                f"{strict_hint}.")
+    return f"The weights were saved from another model or damaged; save both from the same model{strict_hint}."

@@ -9,8 +9,11 @@ back, and hashes raw user / item / side-feature ids into embedding buckets. Its 
 from __future__ import annotations
 
 import datetime
+import difflib
 import hashlib
+import inspect
 import json
+import logging
 import math
 import numbers
 import os
@@ -34,6 +37,8 @@ from .time_encoding import (
     normalize_seconds,
     time_statistics_problem,
 )
+
+logger = logging.getLogger(__name__)
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
 
@@ -227,6 +232,34 @@ def _tokenizer_config_path(name_or_path: Any, options: Mapping[str, Any]) -> str
     except Exception:  # only to name the file: a failed look-up names the repository's file instead
         found = None
     return found or f"{name_or_path}/{subfolder + '/' if subfolder else ''}tokenizer_config.json"
+
+
+# Keys of tokenizer_config.json that transformers (4.x and 5.x) writes or reads besides a tokenizer's own settings:
+# not this tokenizer's settings, but no sign of a damaged file either. Special tokens (``*_token``, ``*_tokens``) and
+# private keys (``_...``) are known by their form.
+TRANSFORMERS_TOKENIZER_KEYS = frozenset({
+    "tokenizer_class", "auto_map", "added_tokens_decoder", "backend", "model_max_length", "max_len", "padding_side",
+    "truncation_side", "model_input_names", "clean_up_tokenization_spaces", "split_special_tokens", "chat_template",
+    "response_template", "response_schema", "chat_control_tokens", "processor_class", "name_or_path", "init_inputs",
+    "model_specific_special_tokens", "special_tokens_map_file", "tokenizer_file", "add_bos_token", "add_eos_token",
+    "add_prefix_space", "legacy", "use_fast", "files_loaded", "token_type_ids_pattern",
+    "token_type_ids_include_special_tokens", "special_tokens_pattern", "device_map", "slow_tokenizer_class",
+    "fast_tokenizer_files", "verbose", "spaces_between_special_tokens", "sp_model_kwargs", "is_local",
+    "local_files_only", "trust_remote_code", "fix_mistral_regex", "extra_special_tokens", "additional_special_tokens",
+})  # fmt: skip
+DATA_SUMMARY_NAME = "a2gen_data.json"  # beside a data folder's tokenizer/ (a2gen_hf.data.folder.DATA_SUMMARY_FILE)
+
+
+def _rewrite_hint(config_file: Any) -> str:
+    """How to get a good ``tokenizer_config.json`` back, in the terms of the folder that holds it: a data folder's
+    ``tokenizer/`` (written by ``a2gen prepare``) or a model folder (``a2gen train`` copies the data folder's)."""
+    folder = Path(str(config_file)).parent
+    if folder.name == "tokenizer" and (folder.parent / DATA_SUMMARY_NAME).is_file():
+        return (f"The file was edited or is damaged: restore it, or run a2gen prepare again (it writes "
+                f"{folder.parent}'s tokenizer/ and examples together).")  # fmt: skip
+    return ("The file was edited or is damaged: restore it, e.g. copy tokenizer_config.json and vocab.json from the "
+            "tokenizer/ folder of the data the model was trained on (a2gen train copies them into OUTPUT/model), or "
+            "save the tokenizer again (tokenizer.save_pretrained(folder)).")  # fmt: skip
 
 
 def _time_values(values: Any, name: str, what: str) -> Any:
@@ -556,7 +589,9 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                     "set start_action / end_action instead of bos_token / eos_token (the pad token is always <pad>)."
                 )
             kwargs[key] = value
-        for key in [key for key in kwargs if key.endswith("_token") or key.endswith("special_tokens")]:
+        # split_special_tokens (a flag transformers writes into tokenizer_config.json) names no tokens
+        special = [key for key in kwargs if key.endswith(("_token", "special_tokens")) and key != "split_special_tokens"]
+        for key in special:
             self._check_special_tokens(key, kwargs[key])
         register_the_package()  # the auto_map save_pretrained writes, also when this module was imported directly
         super().__init__(
@@ -659,11 +694,60 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 "defaults that mean other things than the model's): copy tokenizer_config.json too, or build the "
                 "tokenizer from the model's config, A2GenActionTokenizer.from_config(AutoConfig.from_pretrained(path))."
             )
-        if not isinstance(_read_json(config_file), dict):
+        saved = _read_json(config_file)
+        if not isinstance(saved, dict):
             raise ValueError(f"{config_file} is not a JSON object of the tokenizer's settings; save the tokenizer again.")
-        return super()._from_pretrained(
-            resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs, **kwargs
-        )
+        cls._warn_of_unknown_keys(saved, config_file)
+        try:
+            return super()._from_pretrained(
+                resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs, **kwargs
+            )
+        except (ValueError, TypeError) as error:
+            # A setting of the file that the constructor refuses (item_buckets="lots"): the message names the file and
+            # how to get a good one back (before: only "item_buckets='lots' must be a whole number."). Left as they
+            # are: errors that name a file of the folder already, a special token outside the vocabulary (handled by
+            # from_pretrained), and any where the caller passed settings of their own (the file may be fine).
+            text = str(error)
+            given = init_inputs or (cls._setting_names() & kwargs.keys())
+            if (isinstance(error, json.JSONDecodeError) or given or text.startswith("Cannot add ")
+                    or str(Path(str(config_file)).parent) in text):  # fmt: skip
+                raise
+            message = f"{config_file}: {text} {_rewrite_hint(config_file)}"
+            try:
+                replaced = type(error)(message)
+            except Exception:  # an error type that takes other arguments: its base type
+                replaced = TypeError(message) if isinstance(error, TypeError) else ValueError(message)
+            raise replaced from None
+
+    @classmethod
+    def _setting_names(cls) -> set[str]:
+        """The tokenizer's own settings: the keyword arguments of its constructor."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {item.name for item in parameters if item.name != "self" and item.kind is item.POSITIONAL_OR_KEYWORD}
+
+    @classmethod
+    def _warn_of_unknown_keys(cls, saved: dict, config_file: Any) -> None:
+        """Warn of keys of ``tokenizer_config.json`` that are neither this tokenizer's settings nor keys transformers
+        writes (``item_bucketz``: a misspelt setting, whose real one then takes its default). A warning, not an error
+        as ``config.json``'s unknown keys are: transformers keeps unknown tokenizer keys and writes them back, and its
+        versions add and drop keys of their own, so a refusal would lock out files of another transformers version."""
+        settings = cls._setting_names() - {"vocab_file"}
+        unknown = sorted(
+            key for key in saved
+            if key not in settings and key not in TRANSFORMERS_TOKENIZER_KEYS and not key.startswith("_")
+            and not key.endswith(("_token", "_tokens"))
+        )  # fmt: skip
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(settings), n=1)
+            meant = ""
+            if close:
+                default = "" if close[0] in saved else f"; {close[0]} is not in the file, so it takes its default"
+                meant = f" (a misspelt {close[0]!r}?{default})"
+            logger.warning(
+                "%s: unknown key %r is ignored%s. The tokenizer's settings are %s; transformers' own keys (tokenizer_class, "
+                "auto_map, special tokens, ...) are kept as they are. Delete or correct the key.",
+                config_file, key, meant, ", ".join(sorted(settings)),
+            )
 
     @staticmethod
     def _action_names_from_vocab_file(vocab_file: str, action_names: Sequence[str] | None) -> list[str]:
