@@ -1,6 +1,8 @@
 """End-to-end workflows of the CLI on tiny simulated data: demo, compare, evaluate, generate."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -27,7 +29,13 @@ def data_dir(tmp_path_factory):
 
 def test_demo_runs_the_whole_story(tmp_path, capsys):
     output = tmp_path / "demo"
-    assert main(["demo", "--output", str(output), "--num-examples", "600", "--epochs", "1"]) == 0
+    previous = os.umask(0o022)
+    try:
+        assert main(["demo", "--output", str(output), "--num-examples", "600", "--epochs", "1"]) == 0
+    finally:
+        os.umask(previous)
+    # the weights as readable as the folder's other files (safetensors writes them 0600)
+    assert stat.S_IMODE((output / "checkpoint" / "model.safetensors").stat().st_mode) == 0o644
     printed = capsys.readouterr().out
     assert "AUC a2gen-iag" in printed and "AUC mmoe" in printed and "AUC oracle" in printed
     assert printed.count("    greedy       start@0.0s") == 3 and printed.count("    actual       start@0.0s") == 3

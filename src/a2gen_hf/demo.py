@@ -21,7 +21,7 @@ from transformers import set_seed
 from .data.collator import A2GenDataCollator, ArrowBatches, collation_rows
 from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, user_groups
-from .output_folders import write_json_atomically
+from .output_folders import give_open_modes, write_json_atomically
 from .plotting import plot_timeline, ranked_action_probabilities
 from .training.checkpointing import remove_earlier_run
 from .training.data_setup import create_model, load_data_dir, model_config_from_tokenizer
@@ -114,6 +114,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     checkpoint = output_dir / "checkpoint"
     a2gen.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
+    give_open_modes(checkpoint)  # safetensors writes the weights 0600; readable as the folder's other files
     probabilities = ranked_action_probabilities(a2gen.config, timelines[0][2])
     plot_path = plot_timeline(timelines[0][0], timelines[0][1], output_dir / "timeline.png", probabilities=probabilities)
     write_json_atomically(output_dir / "demo_results.json", results)  # strict JSON (NaN -> null), as eval_results.json
