@@ -247,16 +247,16 @@ TRANSFORMERS_TOKENIZER_KEYS = frozenset({
     "fast_tokenizer_files", "verbose", "spaces_between_special_tokens", "sp_model_kwargs", "is_local",
     "local_files_only", "trust_remote_code", "fix_mistral_regex", "extra_special_tokens", "additional_special_tokens",
 })  # fmt: skip
-DATA_SUMMARY_NAME = "a2gen_data.json"  # beside a data folder's tokenizer/ (a2gen_hf.data.folder.DATA_SUMMARY_FILE)
 
 
 def _rewrite_hint(config_file: Any) -> str:
     """How to get a good ``tokenizer_config.json`` back, in the terms of the folder that holds it: a data folder's
     ``tokenizer/`` (written by ``a2gen prepare``) or a model folder (``a2gen train`` copies the data folder's)."""
     folder = Path(str(config_file)).parent
-    if folder.name == "tokenizer" and (folder.parent / DATA_SUMMARY_NAME).is_file():
+    if folder.name == "tokenizer":  # a data folder's (this module travels to the Hub: it cannot read data.folder)
         return (f"The file was edited or is damaged: restore it, or run a2gen prepare again (it writes "
-                f"{folder.parent}'s tokenizer/ and examples together).")  # fmt: skip
+                f"{folder.parent}'s tokenizer/ and examples together; in a model folder, copy the training data's "
+                "tokenizer/ files instead).")  # fmt: skip
     return ("The file was edited or is damaged: restore it, e.g. copy tokenizer_config.json and vocab.json from the "
             "tokenizer/ folder of the data the model was trained on (a2gen train copies them into OUTPUT/model), or "
             "save the tokenizer again (tokenizer.save_pretrained(folder)).")  # fmt: skip
