@@ -526,3 +526,124 @@ def test_validation_start_alone_names_where_the_test_start_came_from(tmp_path, c
     assert "which was not given but comes from --test-fraction 0.142857" in err
     assert "Give --test-start SECONDS as well" in err and "or --test-fraction 0, which puts no session in test" in err
     assert main([*flags, "--test-fraction", "0"]) == 0
+
+
+# -- damaged example rows in a data folder's split (a probe: a traceback in evaluate / generate; train trained the whole
+# run, saved its model, then failed on the test split with "example 0 of the batch")
+
+
+def damaged_copy(source: Path, target: Path, split: str, change) -> Path:
+    """A copy of the data folder ``source`` at ``target`` whose ``split`` is ``change(split)`` (a ``datasets.Dataset``
+    that must ``map`` with ``keep_in_memory=True``: no cache file beside the shared folder's); its example counts in
+    a2gen_data.json still hold, so that only the rows are damaged."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    shutil.copytree(source, target)
+    changed = change(load_from_disk(str(source / split)))
+    shutil.rmtree(target / split)
+    changed.save_to_disk(str(target / split), num_shards=1)
+    return target
+
+
+def without_column(name: str):
+    return lambda split: split.remove_columns([name])
+
+
+def wider_side_features(split):
+    """As another data folder's split with one more side feature per item (its count fixed up)."""
+    return split.map(lambda row: {"item_side_ids": [*row["item_side_ids"], 1],
+                                  "history_item_side_ids": [[*ids, 1] for ids in row["history_item_side_ids"]]},
+                     keep_in_memory=True)  # fmt: skip
+
+
+def timed_row(split, low: int = 0, high: int | None = None) -> int:
+    """The first row from ``low`` (before ``high``) whose target holds a time above 0 s (negated: a broken time)."""
+    return next(row for row, seconds in enumerate(split["action_seconds"][:high]) if row >= low and max(seconds) > 0)
+
+
+def negative_time_at(row: int):
+    def change(split):
+        return split.map(lambda example, index: {"action_seconds": [-seconds if index == row else seconds
+                                                                    for seconds in example["action_seconds"]]},
+                         with_indices=True, keep_in_memory=True)  # fmt: skip
+
+    return change
+
+
+def one_error_line(capsys, command: str) -> str:
+    """The stderr of a refused command: exactly one error line, the last, no traceback."""
+    err = error_of(capsys, command)
+    assert sum(f"a2gen {command}: error:" in line for line in err.splitlines()) == 1, err
+    return err.rstrip("\n").splitlines()[-1]
+
+
+def test_evaluate_and_generate_name_the_split_row_of_a_damaged_split(tiny_checkpoint, tmp_path, capsys):
+    """Before: a traceback (rc 1) ending in `ValueError: A2GenDataCollator: example 0 of the batch has action_seconds
+    value -84300.0` (a KeyError with advice about transformers' Trainer for a missing column)."""
+    from datasets import load_from_disk
+
+    source, model = tiny_checkpoint / "data", str(tiny_checkpoint / "model")
+    row = timed_row(load_from_disk(str(source / "test")))
+    cases = {
+        "nocol": (without_column("history_action_seconds"), "split 'test' of {data} has no column(s) "
+                                                            "['history_action_seconds']; the model reads"),
+        "negative": (negative_time_at(row), f"row {row} of split 'test' of {{data}} has action_seconds value -"),
+        "width": (wider_side_features, "row 0 of split 'test' of {data} has 3 values in column 'item_side_ids' where 2"),
+    }  # fmt: skip
+    for name, (change, message) in cases.items():
+        data = damaged_copy(source, tmp_path / name, "test", change)
+        for command, flags in (("evaluate", ["--batch-size", "2"]), ("generate", ["--num-examples", "3"])):
+            assert main([command, "--model", model, "--data", str(data), "--quiet", *flags]) == 2, (name, command)
+            line = one_error_line(capsys, command)
+            assert message.format(data=data) in line, line
+            assert "Write the data folder again with a2gen prepare" in line and "of the batch" not in line, line
+            assert "Trainer" not in line  # the Python API's advice, not a CLI user's
+
+
+TRAIN = ["--cpu", "--quiet", "--max-steps", "1", "--batch-size", "16", "--eval-batch-size", "16", "--hidden-size",
+         "16", "--id-embedding-size", "8"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("split", "change", "message"),
+    [
+        ("test", without_column("history_action_seconds"),
+         "split 'test' of {data} has no column(s) ['history_action_seconds'], which split 'train' holds"),
+        ("validation", wider_side_features,
+         "row 0 of split 'validation' of {data} has 3 values in column 'item_side_ids' where 2 are expected"),
+    ],
+    ids=["test-without-a-column", "validation-with-wider-side-features"],
+)  # fmt: skip
+def test_train_checks_every_split_before_the_first_step(simulated_data_dir, tmp_path, capsys, split, change, message):
+    """Before: the run trained, saved its model and only then failed on the test split ("example 0 of the batch"; a
+    missing column: a traceback)."""
+    data = damaged_copy(simulated_data_dir, tmp_path / "data", split, change)
+    output = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--output", str(output), *TRAIN]) == 2
+    line = one_error_line(capsys, "train")
+    assert message.format(data=data) in line and "Write the data folder again with a2gen prepare" in line, line
+    assert "Nothing was trained" in line
+    assert not (output / "model").exists()
+
+
+def test_a_bad_value_deep_in_test_says_the_trained_model_was_saved(simulated_data_dir, tmp_path, capsys):
+    """A value the first and last rows do not show (a negative time in the middle of test) is found when the trained
+    model scores the test split: the message names the row and says how to score the saved model once the data is
+    fixed (before: "example 4 of the batch", nothing about the model)."""
+    from datasets import load_from_disk
+
+    test = load_from_disk(str(simulated_data_dir / "test"))
+    row = timed_row(test, low=17, high=len(test) - 8)  # in the second test batch, past the rows checked up front
+    data = damaged_copy(simulated_data_dir, tmp_path / "data", "test", negative_time_at(row))
+    output = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--output", str(output), *TRAIN]) == 2
+    line = one_error_line(capsys, "train")
+    model = output / "model"
+    assert f"row {row} of split 'test' of {data} has action_seconds value -" in line, line
+    assert f"The trained model was saved to {model}" in line
+    assert f"`a2gen evaluate --model {model} --data {data} --json {output / 'eval_results.json'}`" in line
+    assert (model / "config.json").is_file() and not (output / "eval_results.json").exists()
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--quiet", "--batch-size", "16"]) == 2
+    assert f"row {row} of split 'test' of {data} has action_seconds value -" in one_error_line(capsys, "evaluate")

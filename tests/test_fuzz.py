@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from a2gen_hf import A2GenConfig, A2GenForActionGeneration
 from a2gen_hf.configuration_a2gen import SHORT_VIDEO_ACTIONS
 from a2gen_hf.data import PRESETS, A2GenDataCollator, LogFormatError, convert_log
+from a2gen_hf.data.collator import CollationError
 from a2gen_hf.tokenization_a2gen import MAX_SECONDS, A2GenActionTokenizer, TimelineError, UnknownActionError
 
 # Exact types (not subclasses: a UnicodeEncodeError or pyarrow's ArrowInvalid is a ValueError, but not a clear one).
@@ -458,7 +459,7 @@ def test_collator_builds_a_consistent_batch_or_names_the_broken_example(rows, br
     if broken:
         with pytest.raises(ValueError, match="A2GenDataCollator") as raised:
             collator(rows)
-        assert type(raised.value) is ValueError
+        assert type(raised.value) is CollationError  # a ValueError: the collator's refusal of the data
         event(f"rejected {broken[0][1][0]}")
     else:
         check_batch(rows, collator(rows), collator)

@@ -499,8 +499,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         oracle = examples.select_columns(list(ORACLE_COLUMNS))[:]
     from tqdm.auto import tqdm
 
-    result = evaluate_model(model, tqdm(loader, desc="evaluate", unit=" batches", leave=False), oracle=oracle,
-                            groups=user_groups(examples))
+    from .data.split_checks import SplitRowsError, located_batches
+
+    batches = tqdm(located_batches(loader, args.data, args.split), total=len(loader), desc="evaluate",
+                   unit=" batches", leave=False)
+    try:
+        result = evaluate_model(model, batches, oracle=oracle, groups=user_groups(examples))
+    except SplitRowsError as error:  # before: a traceback, "example 0 of the batch"
+        batches.close()
+        print(f"a2gen evaluate: error: {error}", file=sys.stderr)
+        return 2
     # The file first: a reader of stdout that stops early (| head) must not lose it (before: BrokenPipeError, no file).
     if args.json:  # strict JSON (NaN -> null), written beside the target and renamed over it
         try:
@@ -552,7 +560,14 @@ def run_generate(args: argparse.Namespace) -> int:
     if len(examples) < args.num_examples and not args.quiet:  # a message, not a result: stderr
         print(f"note: the {args.split} split has {len(examples)} examples, fewer than --num-examples "
               f"{args.num_examples}: all of them are shown.", file=sys.stderr)
-    batch = collator([examples[index] for index in range(len(examples))])
+    from .data.collator import CollationError
+    from .data.split_checks import rows_message
+
+    try:
+        batch = collator([examples[index] for index in range(len(examples))])
+    except CollationError as error:  # before: a traceback, "example 0 of the batch"
+        print(f"a2gen generate: error: {rows_message(error, args.data, args.split, 0, len(examples))}", file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)
     generated = model.generate(
         **batch, num_beams=args.num_beams, do_sample=args.do_sample, return_dict_in_generate=True
@@ -838,8 +853,16 @@ def run_train(args: argparse.Namespace) -> int:
 
     from accelerate import PartialState
 
+    from .data.collator import CollationError
+    from .data.split_checks import rows_message, split_schema_error, test_rows_error
     from .output_folders import strict_json
-    from .training.loop import EVAL_RESULTS_FILE, MODEL_FOLDER, TrainingSettings, train_from_data_dir
+    from .training.loop import (
+        EVAL_RESULTS_FILE,
+        MODEL_FOLDER,
+        TrainingSettings,
+        saved_by_this_process,
+        train_from_data_dir,
+    )
 
     overrides = {
         name: getattr(args, name)
@@ -893,9 +916,27 @@ def run_train(args: argparse.Namespace) -> int:
                 f"--init-from {args.init_from}: the saved weights replace the warm starts {starts}."
             )
             starts = NO_WARM_STARTS
+        # Every split's columns, widths and list lengths before the first step (before: a split from another data
+        # folder, or without a column, was found only when the trained model scored the test split)
+        problem = split_schema_error(args.data)
+        if problem:
+            print(f"a2gen train: error: {problem}", file=sys.stderr)
+            return 2
         result, metrics = train_from_data_dir(
             args.data, settings, args.model, overrides, **starts, init_from=args.init_from
         )
+    except CollationError as error:  # a value deeper in a split than the check above reads
+        model = Path(args.output) / MODEL_FOLDER
+        if saved_by_this_process(model) and not (Path(args.output) / EVAL_RESULTS_FILE).exists():
+            # the final scoring of the test split: the trained model is saved, and only the scoring is to do again
+            print(f"a2gen train: error: {test_rows_error(error, args.data)} The trained model was saved to {model} "
+                  f"before the test split was scored ({EVAL_RESULTS_FILE} is not written): once the data is fixed, "
+                  f"score it with `a2gen evaluate --model {model} --data {args.data} --json "
+                  f"{Path(args.output) / EVAL_RESULTS_FILE}` (training again is not needed).", file=sys.stderr)
+        else:  # a training batch (shuffled) or a validation batch: nothing was saved as the run's model
+            text = rows_message(error, args.data, "train", None, where=f"split 'train' or 'validation' of {args.data}")
+            print(f"a2gen train: error: {text} (the run stopped before saving its model)", file=sys.stderr)
+        return 2
     except (OSError, ValueError, FloatingPointError) as error:  # A2GenConfigError is a ValueError
         message = _with_flags(_saved_config_fields_with_flags(str(error), args), vars(args), TRAINING_FIELD_FLAGS)
         hint = _run_folder_hint(args.init_from, "--init-from") if args.init_from and "config.json" in message else None

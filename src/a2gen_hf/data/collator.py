@@ -36,6 +36,30 @@ SESSION_TIME_COLUMNS = ("session_start", "history_session_starts")
 COLLATED_COLUMNS = (*REQUIRED_COLUMNS, *SIDE_FEATURE_COLUMNS, *SESSION_TIME_COLUMNS, "item", "user")
 
 
+class CollationError(ValueError):
+    """Examples :class:`A2GenDataCollator` refuses: a value outside what a column allows (a negative time, an id
+    beyond the tokenizer's buckets), lists of the wrong length or width. ``example`` is the refused example's position
+    in the batch (the "example i of the batch" of the message) where the message names one, else None (it names a
+    column's value, or a list among the batch's history items): a caller that knows where the batch's rows come
+    from (a split, from row r) can name the row there (``a2gen evaluate`` does)."""
+
+    def __init__(self, message: str, example: int | None = None):
+        super().__init__(message)
+        self.example = example
+
+
+class MissingColumnsError(CollationError, KeyError):
+    """Examples without a column the collator reads: ``missing`` (and ``required``, all it reads). A ``KeyError``, as
+    before this class existed, and a :class:`CollationError`."""
+
+    def __init__(
+        self, message: str, missing: Sequence[str] = (), required: Sequence[str] = (), example: int | None = None
+    ):  # all but the message optional: a DataLoader worker's error is made again in the main process from its text
+        super().__init__(message, example)
+        self.missing = list(missing)
+        self.required = list(required)
+
+
 def _positions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ``counts[i]`` entries of list ``i`` laid end to end: each entry's list index and slot within the list."""
     owner = np.repeat(np.arange(len(counts)), counts)
@@ -106,14 +130,14 @@ def _ints(values, column: str, what: str = _IDS) -> np.ndarray:
         listed = values if isinstance(values, list) else array.ravel().tolist()
         nested = next((value for value in listed if isinstance(value, (list, tuple, np.ndarray, torch.Tensor))), None)
         if nested is not None or array.ndim != 1:
-            raise ValueError(
+            raise CollationError(
                 f"A2GenDataCollator: column {column!r} holds {nested if nested is not None else values!r}, a list "
                 f"where a single value belongs: each entry is {what}."
             )
         shown = next((value for value in listed
                       if isinstance(value, (bool, str, bytes, float)) or value is None
                       or (isinstance(value, int) and value > _INT64_MAX)), array.ravel()[0])  # fmt: skip
-        raise ValueError(
+        raise CollationError(
             f"A2GenDataCollator: column {column!r} holds {shown!r} ({array.dtype}), not {what}."
         )
     return array.astype(np.int64).reshape(-1)
@@ -155,7 +179,7 @@ def _lengths(lists: list, column: str) -> np.ndarray:
     except TypeError:
         bad = next(index for index, value in enumerate(lists) if isinstance(value, _NOT_LISTS)
                    or not hasattr(value, "__len__"))  # fmt: skip
-        raise ValueError(
+        raise CollationError(
             f"A2GenDataCollator: list {bad} of column {column!r} in the batch is {lists[bad]!r}, not a list"
             + (" (a set or mapping has no order of its own: pass a list in the history's order)."
                if isinstance(lists[bad], (AbstractSet, Mapping)) else ".")
@@ -179,12 +203,12 @@ def _lists_from_rows(lists: list, column: str, kind: str) -> _Lists:
     except (TypeError, ValueError):
         shown = next((value for value in values if isinstance(value, (str, bytes, bool, np.bool_))
                       or (not isinstance(value, (int, float, np.number)) and value is not None)), None)  # fmt: skip
-        raise ValueError(
+        raise CollationError(
             f"A2GenDataCollator: column {column!r} holds {shown!r}, not a time in seconds (a number, or None / NaN "
             "when unknown)."
         ) from None
     if seconds.ndim != 1:
-        raise ValueError(f"A2GenDataCollator: column {column!r} holds lists where times in seconds belong.")
+        raise CollationError(f"A2GenDataCollator: column {column!r} holds lists where times in seconds belong.")
     return _Lists(seconds, lengths)
 
 
@@ -192,9 +216,10 @@ def _check_items_per_example(column: str, counts: np.ndarray, items: np.ndarray)
     """Each example's per-item lists in ``column`` must be as many as its history items."""
     if not np.array_equal(counts, items):
         bad = int(np.flatnonzero(counts != items)[0])
-        raise ValueError(
+        raise CollationError(
             f"A2GenDataCollator: example {bad} of the batch has {counts[bad]} lists in {column!r} but "
-            f"{items[bad]} history items; each history item needs one."
+            f"{items[bad]} history items; each history item needs one.",
+            example=bad,
         )
 
 
@@ -316,10 +341,11 @@ def _session_times_from_rows(features: Sequence[dict[str, Any]]) -> dict[str, An
                 if any(row.get(name) is None for name in SESSION_TIME_COLUMNS)), None)  # fmt: skip
     if bad is not None:
         lacking = [name for name in SESSION_TIME_COLUMNS if features[bad].get(name) is None]
-        raise ValueError(
+        raise CollationError(
             f"A2GenDataCollator: example {bad} of the batch has no {lacking}; this collator gives the history items' "
             "ages (history_ages=True, a model with history_time_features): every example needs session_start and "
-            "history_session_starts (Unix seconds), as a2gen prepare writes them."
+            "history_session_starts (Unix seconds), as a2gen prepare writes them.",
+            example=bad,
         )
     return {
         "session_starts": _ints([row["session_start"] for row in features], "session_start", _UNIX_SECONDS),
@@ -340,32 +366,34 @@ def _arrow_values(array: pa.Array, column: str, kind: str) -> np.ndarray:
         numeric = pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type)
         if kind == "seconds":
             if not numeric:  # Arrow casts "1e3" to 1000.0 and True to 1.0, which the rows route refuses
-                raise ValueError(
+                raise CollationError(
                     f"A2GenDataCollator: column {column!r} holds {array.type} values (the first: {array[0].as_py()!r}), "
                     "not times in seconds (numbers, or null when unknown)."
                 )
             return np.asarray(pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False))
         noun = "Unix seconds" if kind == "unix_seconds" else "id"
         if array.null_count:
-            raise ValueError(
+            raise CollationError(
                 f"A2GenDataCollator: column {column!r} holds a null {noun} (value {_first_null(array)} of the batch's)."
             )
         if not numeric:
             # Arrow casts "547" to 547 and True to 1, which the rows route refuses: ids are numbers on both routes.
-            raise ValueError(
+            raise CollationError(
                 f"A2GenDataCollator: column {column!r} holds {array.type} values (the first: {array[0].as_py()!r}), "
                 f"not {_UNIX_SECONDS if kind == 'unix_seconds' else _IDS_PLURAL}."
             )
         return np.asarray(pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         wanted = {"seconds": "times in seconds (numbers)", "unix_seconds": "whole Unix seconds"}.get(kind, "integer ids")
-        raise ValueError(f"A2GenDataCollator: column {column!r} ({array.type}) does not hold {wanted}: {error}.") from None
+        raise CollationError(
+            f"A2GenDataCollator: column {column!r} ({array.type}) does not hold {wanted}: {error}."
+        ) from None
 
 
 def _arrow_lists(array: pa.Array, column: str) -> tuple[pa.Array, np.ndarray]:
     """A list array -> (its values laid end to end, each list's length); a null list is refused, naming its owner."""
     if array.null_count:
-        raise ValueError(f"A2GenDataCollator: list {_first_null(array)} of column {column!r} in the batch is null.")
+        raise CollationError(f"A2GenDataCollator: list {_first_null(array)} of column {column!r} in the batch is null.")
     lengths = np.asarray(pc.list_value_length(array).to_numpy(zero_copy_only=False), dtype=np.int64)
     return pc.list_flatten(array), lengths
 
@@ -451,7 +479,8 @@ class A2GenDataCollator:
     exactly ``T = max_actions + 1``. Times are normalised with the tokenizer; unknown (NaN) and padded times are 0.0
     with time mask 0; an infinite or negative time raises ``ValueError``, as does an id outside the tokenizer's
     buckets (or an action id outside its vocabulary), naming the example and the column. Unknown columns in a row are
-    ignored.
+    ignored. What it refuses about the examples raises :class:`CollationError` (a ``ValueError``; a missing column:
+    :class:`MissingColumnsError`, also a ``KeyError``), whose ``example`` is the example's position in the batch.
 
     Returns a dict of tensors (B = batch, F = side features; the two ``*side_ids`` tensors only when F > 0):
     ``user_ids`` / ``item_ids`` (B,) long, ``item_side_ids`` (B, F) long, ``history_item_ids`` (B, N) long,
@@ -535,7 +564,9 @@ class A2GenDataCollator:
             + (SESSION_TIME_COLUMNS if self.history_ages else ())
         )
 
-    def _missing_error(self, missing: list[str], where: str, side_features: int) -> KeyError:
+    def _missing_error(
+        self, missing: list[str], where: str, side_features: int, example: int | None = None
+    ) -> MissingColumnsError:
         why = (
             "; 'item' (the raw item id) because the model's popularity counts are keyed by raw id: keep the "
             "column (remove_unused_columns=False) or train with popularity_keys='buckets'"
@@ -548,11 +579,12 @@ class A2GenDataCollator:
             if "history_session_starts" in missing
             else ""
         )
-        return KeyError(
+        return MissingColumnsError(
             f"A2GenDataCollator: {where} has no column(s) {missing}; rows need {list(self._required(side_features))} "
             f"(docs/design.md, 'Examples on disk'){why}. With a transformers Trainer, the columns the model's forward "
             "does not name are dropped unless remove_unused_columns=False: use A2GenTrainer, or "
-            "a2gen_training_arguments(...) (which sets it)."
+            "a2gen_training_arguments(...) (which sets it).",
+            missing, self._required(side_features), example,
         )
 
     def _check_columns(self, features: Sequence[dict[str, Any]], side_features: int) -> None:
@@ -560,16 +592,17 @@ class A2GenDataCollator:
         for index, row in enumerate(features):
             missing = [name for name in required if name not in row]
             if missing:
-                raise self._missing_error(missing, f"example {index} of the batch", side_features)
+                raise self._missing_error(missing, f"example {index} of the batch", side_features, index)
 
     @staticmethod
     def _raise_at(values: np.ndarray, bad: np.ndarray, rows: np.ndarray, column: str, allowed: str) -> None:
         """Raise naming the first example whose ``values`` are flagged by ``bad``; ``rows`` (same shape) owns each."""
         if bad.any():
             first = np.unravel_index(int(np.argmax(bad)), bad.shape)
-            raise ValueError(
+            raise CollationError(
                 f"A2GenDataCollator: example {int(rows[first])} of the batch has {column} value {values[first]}; "
-                f"{allowed}."
+                f"{allowed}.",
+                example=int(rows[first]),
             )
 
     def _check_ids(self, batch: dict[str, np.ndarray]) -> None:
@@ -646,16 +679,18 @@ class A2GenDataCollator:
         if self.item_keys:
             raw_items = columns.raw_items
             if None in raw_items:
-                raise ValueError(
+                raise CollationError(
                     f"A2GenDataCollator: example {raw_items.index(None)} of the batch has no raw 'item' id (None); "
-                    "the model keys popularity counts by it: fill the column as the log spells the id."
+                    "the model keys popularity counts by it: fill the column as the log spells the id.",
+                    example=raw_items.index(None),
                 )
             batch["item_keys"] = self.tokenizer.item_keys(raw_items)
         raw_users = columns.raw_users
         if self.user_keys and raw_users is not None:
             missing = first_missing_user(raw_users)
             if missing is not None:  # before: no user_keys for this batch, so evaluation grouped it by user_ids
-                raise missing_user_error("A2GenDataCollator(user_keys=True), in this batch", missing)
+                error = missing_user_error("A2GenDataCollator(user_keys=True), in this batch", missing)
+                raise CollationError(str(error), example=missing) from None
             batch["user_keys"] = raw_id_keys(raw_users)  # evaluation's groups: the raw users, which user_ids can merge
         if side_features:
             self._check_widths(columns.item_side_ids, side_features, "item_side_ids", np.arange(batch_size))
@@ -768,10 +803,11 @@ class A2GenDataCollator:
         end_id = self.tokenizer.end_action_id
         empty = ids.lengths == 0
         if empty.any():
-            raise ValueError(
+            raise CollationError(
                 f"A2GenDataCollator: example {int(np.argmax(empty))} of the batch has an empty target sequence "
                 f"(action_ids=[]); a target holds at least the start action {self.tokenizer.start_action!r} at 0 s, "
-                f"then the actions in time order, ending with {self.tokenizer.end_action!r} if the user left."
+                f"then the actions in time order, ending with {self.tokenizer.end_action!r} if the user left.",
+                example=int(np.argmax(empty)),
             )
         sequence, slot = _positions(ids.lengths)
         self._raise_at(
@@ -793,10 +829,11 @@ class A2GenDataCollator:
         bad = lists.lengths != width
         if bad.any():
             first = int(np.argmax(bad))
-            raise ValueError(
+            raise CollationError(
                 f"A2GenDataCollator: example {int(owners[first])} of the batch has {int(lists.lengths[first])} values "
                 f"in column {column!r} where {width} are expected ({width} side features per item); every item needs "
-                "the same number of side features."
+                "the same number of side features.",
+                example=int(owners[first]),
             )
 
     @staticmethod
@@ -809,10 +846,11 @@ class A2GenDataCollator:
         ``owners`` (one per sequence) is the example named when a sequence's ids and times differ in number."""
         if not np.array_equal(ids.lengths, seconds.lengths):
             bad = int(np.flatnonzero(ids.lengths != seconds.lengths)[0])
-            raise ValueError(
+            raise CollationError(
                 f"A2GenDataCollator: example {int(owners[bad])} of the batch has a sequence of {ids.lengths[bad]} "
                 f"action ids but {seconds.lengths[bad]} times in {column!r}; each action needs one time (NaN when "
-                "unknown)."
+                "unknown).",
+                example=int(owners[bad]),
             )
         sequence, slot = _positions(ids.lengths)
         chosen = np.ones(slot.shape, dtype=bool) if keep is None else keep[sequence]
