@@ -1,5 +1,6 @@
 """transformers.Trainer with A2Gen and the baselines: training, predict_actions metrics, the fine-tuning example."""
 
+import functools
 import importlib.util
 import json
 import math
@@ -588,3 +589,220 @@ def test_an_evaluation_groups_every_example_by_one_rule(data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"would group its examples by 'user_ids', but the evaluation's first batch "
                                          r"grouped them by 'user_keys'"):  # fmt: skip
         trainer.evaluate(split)
+
+
+# Names in the Trainer's evaluation output that are no metric of a2gen_compute_metrics.
+TRAINER_BOOKKEEPING = ("eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second",
+                       "eval_model_preparation_time", "epoch")  # fmt: skip
+
+
+def test_best_checkpoint_selection_follows_the_direction_of_the_packages_metrics(data_dir, tmp_path):
+    """transformers takes greater_is_better=True for every metric name not ending in "loss": with
+    metric_for_best_model="mean_mae" load_best_model_at_end kept the checkpoint with the highest MAE (the worst) and
+    EarlyStoppingCallback stopped while the MAE improved. a2gen_training_arguments now defaults greater_is_better to
+    False for the lower-is-better metrics, A2GenTrainer refuses the wrong direction and calibration_* (best at 1),
+    and the one list of directions covers what a2gen_compute_metrics emits."""
+    import re
+
+    from transformers import TrainingArguments
+
+    from a2gen_hf.training.trainer import (
+        HIGHER_IS_BETTER_METRICS,
+        LOWER_IS_BETTER_METRICS,
+        UNORDERED_METRICS,
+        metric_direction,
+    )
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    actions = list(model.config.action_names)
+    # Every metric a2gen_compute_metrics emits has a direction: lower exactly for the errors (MAE, log loss, ECE).
+    emitted = [key for key in make_trainer(model, tokenizer, dataset, tmp_path / "names").evaluate()
+               if key not in TRAINER_BOOKKEEPING]  # fmt: skip
+    directions = {key: metric_direction(key, actions) for key in emitted}
+    assert None not in directions.values(), [key for key, value in directions.items() if value is None]
+    lower = {key for key, value in directions.items() if value == "lower"}
+    assert lower == {key for key in emitted if re.search(r"(^|_)(mae|logloss|ece)(_|$)", key)}
+    assert {key for key, value in directions.items() if value == "unordered"} == {
+        key for key in emitted if key.startswith("eval_calibration_")
+    }
+    every = [*LOWER_IS_BETTER_METRICS, *HIGHER_IS_BETTER_METRICS, *UNORDERED_METRICS]
+    assert len(every) == len(set(every))  # each name in one list only
+
+    # a2gen_training_arguments: lower-is-better names default to greater_is_better=False; a given value stands.
+    for metric, expected in (("mean_mae", False), ("eval_mae_leave", False), ("logloss_like", False),
+                             ("eval_ece_like", False), ("mean_auc", True), ("eval_loss", False)):  # fmt: skip
+        assert a2gen_training_arguments(str(tmp_path), metric_for_best_model=metric).greater_is_better is expected
+    given = a2gen_training_arguments(str(tmp_path), metric_for_best_model="mean_mae", greater_is_better=True)
+    assert given.greater_is_better is True
+    with pytest.raises(ValueError, match=r"metric_for_best_model='calibration_like' is the ratio .* best at 1"):
+        a2gen_training_arguments(str(tmp_path), metric_for_best_model="calibration_like")
+
+    # A2GenTrainer refuses a direction that would keep the worst checkpoint (also from plain TrainingArguments,
+    # where transformers filled in True), and accepts the right one.
+    def trainer(args):
+        return A2GenTrainer(model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
+                            data_collator=A2GenDataCollator.from_config(model.config, tokenizer))  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"metric_for_best_model='mean_mae' is lower-is-better, but "
+                                         r"greater_is_better=True: load_best_model_at_end would keep the checkpoint with the higher value \(the worst\).* "
+                                         r"Pass greater_is_better=False"):  # fmt: skip
+        trainer(given)
+    plain = {"remove_unused_columns": False, **QUIET}
+    with pytest.raises(ValueError, match=r"'eval_mae_like' is lower-is-better, but greater_is_better=True"):
+        trainer(TrainingArguments(str(tmp_path), metric_for_best_model="eval_mae_like", **plain))
+    with pytest.raises(ValueError, match=r"'mean_auc' is higher-is-better, but greater_is_better=False"):
+        trainer(TrainingArguments(str(tmp_path), metric_for_best_model="mean_auc", greater_is_better=False, **plain))
+    with pytest.raises(ValueError, match=r"'eval_calibration_like' is the ratio"):
+        trainer(TrainingArguments(str(tmp_path), metric_for_best_model="eval_calibration_like", **plain))
+    trainer(TrainingArguments(str(tmp_path), metric_for_best_model="mae_like", greater_is_better=False, **plain))
+    trainer(TrainingArguments(str(tmp_path), metric_for_best_model="mean_auc", **plain))
+    trainer(TrainingArguments(str(tmp_path), metric_for_best_model="mean_logloss", **plain))  # ends in "loss": False
+
+    # The run keeps the checkpoint with the lowest MAE (before: the highest).
+    run = make_trainer(model, tokenizer, dataset, tmp_path / "best", max_steps=4, learning_rate=5e-2,
+                       eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
+                       load_best_model_at_end=True, metric_for_best_model="mean_mae")  # fmt: skip
+    run.train()
+    maes = {entry["step"]: entry["eval_mean_mae"] for entry in run.state.log_history if "eval_mean_mae" in entry}
+    assert len(maes) == 4 and min(maes.values()) < max(maes.values())
+    assert run.state.best_metric == min(maes.values())
+    assert run.state.best_global_step == min(maes, key=maes.get)
+
+
+def test_mixed_precision_training_leaves_the_models_forward_as_it_was(data_dir, tmp_path, fresh_accelerate_state):
+    """Under bf16 Accelerate's prepare replaces model.forward with an autocast + float32-outputs wrapper and never
+    takes it off: after A2GenTrainer(bf16=True).train() (or the Accelerate loop's train()) the user's model kept
+    running in bf16, with other losses and predictions than the same weights loaded afresh. Now the model is left
+    as it was, and the Trainer's own later forwards (evaluate, predict, another train) still run in bf16."""
+    from conftest import reset_accelerate_state
+
+    from a2gen_hf.training.loop import train
+    from a2gen_hf.training.settings import TrainingSettings
+
+    reset_accelerate_state()  # a state of another precision from an earlier test would be refused
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    validation = dataset["validation"].select(range(24))
+
+    def fresh_copy(model):
+        copy = type(model)(model.config)
+        copy.load_state_dict(model.state_dict())
+        return copy.eval()
+
+    def is_plain(model):
+        return "forward" not in model.__dict__ and "_original_forward" not in model.__dict__
+
+    in_autocast = []  # per call of a Linear of the model: whether CPU autocast was on
+
+    def record(*_):
+        in_autocast.append(torch.is_autocast_enabled("cpu"))
+
+    # MMoE's predict_actions goes through its forward (its layers run as F.linear: no hooks, so only A2Gen's calls
+    # are recorded)
+    for name in ("a2gen-iag", "mmoe"):
+        torch.manual_seed(0)
+        model = create_model(name, tokenizer, dataset, **TINY)
+        collator = A2GenDataCollator.from_config(model.config, tokenizer)
+        batch = collator([validation[index] for index in range(8)])
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(record)
+        trainer = make_trainer(model, tokenizer, {"train": dataset["train"], "validation": validation},
+                               tmp_path / name, max_steps=2, bf16=True)  # fmt: skip
+        trainer.train()
+        assert is_plain(model), name
+        model.eval()
+        in_autocast.clear()
+        with torch.no_grad():
+            outputs = model(**batch)
+            prediction = model.predict_actions(**{k: v for k, v in batch.items() if not k.startswith("label")})
+            copy = fresh_copy(model)
+            assert torch.equal(outputs.loss, copy(**batch).loss), name
+            expected = copy.predict_actions(**{k: v for k, v in batch.items() if not k.startswith("label")})
+            assert torch.equal(prediction.action_probabilities, expected.action_probabilities), name
+        recorded = name.startswith("a2gen")
+        assert not recorded or (in_autocast and not any(in_autocast))
+        # The Trainer's loss forwards after training still run in bf16 (as before), and leave the model as it was.
+        for call in (trainer.evaluate, functools.partial(trainer.predict, validation)):
+            in_autocast.clear()
+            call()
+            assert any(in_autocast) or not recorded
+            assert is_plain(model), name
+        in_autocast.clear()
+        trainer.train()  # a second run on the prepared model: bf16 again
+        assert (any(in_autocast) or not recorded) and is_plain(model), name
+
+    # The Accelerate loop's Python API returns a plain float32 model.
+    reset_accelerate_state()
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    collator = A2GenDataCollator.from_config(model.config, tokenizer)
+    settings = TrainingSettings(output_dir=str(tmp_path / "loop"), max_steps=2, batch_size=32, mixed_precision="bf16",
+                                show_progress=False)  # fmt: skip
+    trained = train(model, dataset["train"], collator, settings).model
+    assert is_plain(trained) and not getattr(trained, "_is_accelerate_prepared", False)
+    trained.eval()
+    batch = collator([validation[index] for index in range(8)])
+    with torch.no_grad():
+        outputs = trained(**batch)
+        assert outputs.logits.dtype == torch.float32
+        assert torch.equal(outputs.loss, fresh_copy(trained)(**batch).loss)
+
+
+def test_the_plain_trainers_predictions_start_with_the_logits(data_dir, tmp_path):
+    """transformers.Trainer gathers every forward output but the loss and config.keys_to_ignore_at_inference: before,
+    predictions[0..4] were A2Gen's scalar sub-losses (one number per batch) and the logits came sixth, and with
+    output_hidden_states / output_attentions predict() crashed concatenating batches whose histories are padded to
+    other widths. A2GenTrainer's own predictions (predict_actions) are unchanged."""
+    from transformers import Trainer
+
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    split = dataset["test"].select(range(20))
+    for name, flags in (("a2gen-iag", {"output_hidden_states": True, "output_attentions": True}), ("a2gen-eag", {}),
+                        ("mmoe", {}), ("ple", {})):  # fmt: skip
+        torch.manual_seed(0)
+        model = create_model(name, tokenizer, dataset, **TINY)
+        for key, value in flags.items():
+            setattr(model.config, key, value)
+        collator = A2GenDataCollator.from_config(model.config, tokenizer)
+        args = a2gen_training_arguments(str(tmp_path / name), per_device_eval_batch_size=8, **QUIET)
+        predictions = Trainer(model=model, args=args, data_collator=collator).predict(split).predictions
+        logits = predictions[0]
+        vocab = model.config.vocab_size
+        assert logits.shape[0] == 20 and logits.shape[-1] == vocab, (name, [p.shape for p in predictions])
+        assert logits.ndim == (3 if name.startswith("a2gen") else 2), name
+        model.eval()
+        with torch.no_grad():
+            first = model(**collator([split[index] for index in range(8)])).logits
+        torch.testing.assert_close(torch.from_numpy(logits[:8, : first.shape[1]]), first), name
+        assert all(part.shape[0] == 20 for part in predictions), name  # no per-batch scalars
+        assert "keys_to_ignore_at_inference" not in model.config.to_dict()  # a class attribute, not saved
+    ours = A2GenTrainer(model=model, args=args, data_collator=collator).predict(split).predictions
+    assert [part.shape for part in ours] == [(20, vocab), (20, vocab), (20,), (20,)]
+
+
+def test_predicting_examples_without_outcomes_points_to_the_inference_paths(data_dir, tmp_path):
+    """Trainer.predict / evaluate score examples against their outcomes; a split without them was refused by the
+    collator at the first batch (a KeyError naming remove_unused_columns, or "empty target sequence"). Now A2GenTrainer
+    refuses it before any batch, and its refusal of a batch without labels too, pointing to predict_actions, the
+    action-generation pipeline and A2GenRanker."""
+    dataset, tokenizer, _ = load_data_dir(data_dir)
+    model = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    trainer = make_trainer(model, tokenizer, dataset, tmp_path, per_device_eval_batch_size=8)
+    split = dataset["test"].select(range(12))
+    pointer = r"model\.predict_actions\(.*the 'action-generation' pipeline.*A2GenRanker"
+    without = split.remove_columns(["action_ids", "action_seconds"])
+    with pytest.raises(ValueError, match=r"the test dataset has no column\(s\) \['action_ids', 'action_seconds'\]: "
+                                         r"evaluate\(\) and predict\(\) score examples against their outcomes.*" + pointer):
+        trainer.predict(without)
+    with pytest.raises(ValueError, match=r"the eval dataset has no column\(s\).*" + pointer):
+        trainer.evaluate(without)
+    unobserved = split.map(lambda row: {"action_ids": [], "action_seconds": []}, keep_in_memory=True)
+    with pytest.raises(ValueError, match=r"the test dataset has no outcome in any example .*" + pointer):
+        trainer.predict(unobserved)
+    assert trainer.predict(split).predictions[0].shape[0] == 12  # labelled examples: as before
+    collate = without_label_time_mask(A2GenDataCollator.from_config(model.config, tokenizer))
+    trainer.data_collator = collate
+    with pytest.raises(ValueError, match=r"The evaluation batch has no \['label_time_mask'\].*" + pointer):
+        trainer.predict(split)

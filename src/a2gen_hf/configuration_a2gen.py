@@ -694,6 +694,15 @@ class A2GenConfig(ActionSequenceConfig):
 
     model_type = "a2gen"
     aliases: ClassVar[dict[str, str]] = {"generator": "generator_type"}
+    # Outputs that transformers.Trainer's prediction_step leaves out of the predictions it gathers (GPT-2's config
+    # lists past_key_values): the unweighted scalar sub-losses (one number per batch: before, predictions[0] was
+    # action_loss, not the logits), EAG's cache, and the hidden states / attentions, whose history dimensions are
+    # padded per batch and so cannot be concatenated across batches (before: output_hidden_states crashed predict).
+    # Predictions then start with logits. A2GenTrainer's predictions (predict_actions) do not read it.
+    keys_to_ignore_at_inference: ClassVar[list[str]] = [
+        "action_loss", "time_loss", "order_loss", "aux_action_loss", "aux_time_loss", "occurrence_loss", "cache",
+        "hidden_states", "attentions",
+    ]  # fmt: skip
 
     hidden_size: int = 32
     num_attention_heads: int = 4

@@ -50,6 +50,9 @@ class MultiTaskBaselineConfig(ActionSequenceConfig):
 
     model_type = "a2gen_multitask_baseline"
     ignored_fields: ClassVar[frozenset[str]] = A2GEN_ONLY_FIELDS | {"generator"}
+    # transformers.Trainer's predictions leave out the unweighted scalar sub-losses (one number per batch), so that
+    # they start with logits (as A2GenConfig.keys_to_ignore_at_inference).
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["action_loss", "time_loss"]
 
     history_input: str = "items"
     expert_hidden_sizes: list[int] | tuple[int, ...] = field(default_factory=lambda: [64, 32])

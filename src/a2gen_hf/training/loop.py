@@ -451,6 +451,22 @@ def check_generator_selection(model: nn.Module, settings: TrainingSettings) -> N
     )
 
 
+def plain_model(module: nn.Module) -> nn.Module:
+    """
+    ``module`` (unwrapped, its mixed-precision wrapper taken off: ``unwrap_model(..., keep_fp32_wrapper=False)``)
+    as a model Accelerate never prepared: its own ``forward`` (not an instance attribute bound to the class's) and
+    no ``_is_accelerate_prepared`` mark, with which a later ``Accelerator.prepare`` of it (another ``train`` of the
+    returned model) would return it at once, without autocast, device placement or DDP. Before, ``train`` returned
+    the model with Accelerate's bf16 / fp16 autocast wrapper still on ``forward``: its losses and outputs differed
+    from the same weights saved and loaded.
+    """
+    bound = module.__dict__.get("forward")
+    if getattr(bound, "__self__", None) is module and getattr(bound, "__func__", None) is type(module).forward:
+        del module.__dict__["forward"]
+    module.__dict__.pop("_is_accelerate_prepared", None)
+    return module
+
+
 @torch.no_grad()
 def validation_losses(
     model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator
@@ -1063,7 +1079,7 @@ class _TrainingRun:
         self.bar.close()
         if self.tracking:
             accelerator.end_training()
-        trained = accelerator.unwrap_model(self.model)
+        trained = plain_model(accelerator.unwrap_model(self.model, keep_fp32_wrapper=False))
         set_sparse_embeddings(trained, self.previous_sparse_embeddings)
         self.unfreeze_ranking()
         _check_finite_weights(trained, "at the end of training")

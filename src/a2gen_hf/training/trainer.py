@@ -27,10 +27,14 @@ import math
 import numbers
 import os
 from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
+import datasets
 import numpy as np
+import pyarrow.compute as pc
 import torch
+from accelerate.utils import convert_outputs_to_fp32, extract_model_from_parallel, get_mixed_precision_context_manager
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import nested_gather
@@ -39,7 +43,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
 from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A_SAVED_MODEL_READS_THEM, A2GenDataCollator, check_session_time_columns, collation_rows
 from ..host_memory import keep_freed_host_memory
-from ..metrics import compute_action_metrics, flatten_metrics, predict_batch
+from ..metrics import DEFAULT_TOP_K, compute_action_metrics, flatten_metrics, predict_batch
 from ..metrics.action_metrics import tensor_as_numpy
 from ..metrics.evaluation import USER_KEYS_COLUMN, batch_groups, check_user_column, evaluation_group_column
 from .checkpointing import CHECKPOINT_MANIFEST
@@ -60,6 +64,60 @@ logger = logging.getLogger(__name__)
 ADAMW_OPTIMS = ("adamw_torch", "adamw_torch_fused")
 
 LABEL_NAMES = ["labels", "label_times", "label_time_mask"]
+# The example columns the labels are built from (A2GenDataCollator): the actions that followed and their times.
+OUTCOME_COLUMNS = ("action_ids", "action_seconds")
+
+# The metrics of a2gen_compute_metrics by the way they improve, for metric_for_best_model and greater_is_better (the
+# one list of them: tests/test_trainer.py compares it with what a2gen_compute_metrics emits). Names without the
+# Trainer's "eval_" prefix; a per-action family ("mae") stands for its names "{family}_{action}" ("mae_like").
+# transformers takes greater_is_better=True for every name not ending in "loss", so for the lower-is-better ones
+# load_best_model_at_end kept the worst checkpoint and EarlyStoppingCallback stopped while they improved.
+LOWER_IS_BETTER_METRICS = (
+    "mae", "mae_seconds", "mae_nonzero", "mae_seconds_nonzero", "mean_mae", "leave_mae", "leave_mae_seconds",
+    "logloss", "mean_logloss", "ece",
+)  # fmt: skip
+HIGHER_IS_BETTER_METRICS = (
+    "auc", "mean_auc", "gauc", "mean_gauc", *(f"{kind}_at_{k}" for kind in ("ndcg", "recall") for k in DEFAULT_TOP_K),
+    "next_action_accuracy",
+)  # fmt: skip
+# The predicted over the observed rate of an action: best at 1, so neither its highest nor its lowest value is best.
+UNORDERED_METRICS = ("calibration",)
+
+
+def metric_direction(metric: str, action_names: list[str] | tuple[str, ...] | None = None) -> str | None:
+    """
+    How a metric of :func:`a2gen_compute_metrics` improves: ``"lower"`` (:data:`LOWER_IS_BETTER_METRICS`),
+    ``"higher"`` (:data:`HIGHER_IS_BETTER_METRICS`), ``"unordered"`` (:data:`UNORDERED_METRICS`), or None for any
+    other name (``loss``, a metric of one's own). ``metric`` as ``metric_for_best_model`` takes it: with or without
+    the ``eval_`` prefix, and with an eval dataset's name after it (``eval_validation_mae_like``) for a dict of eval
+    datasets. Read from the left, the first place a known name starts decides; with ``action_names`` (the model
+    config's) a per-action name must end in one of the actions.
+    """
+    directions = {
+        **dict.fromkeys(HIGHER_IS_BETTER_METRICS, "higher"), **dict.fromkeys(LOWER_IS_BETTER_METRICS, "lower"),
+        **dict.fromkeys(UNORDERED_METRICS, "unordered"),
+    }  # fmt: skip
+    name, start = metric.removeprefix("eval_"), 0
+    while True:
+        rest = name[start:]
+        known = [
+            family for family in directions
+            if rest == family or (rest.startswith(family + "_")
+                                  and (action_names is None or rest[len(family) + 1 :] in action_names))
+        ]  # fmt: skip
+        if known:
+            return directions[max(known, key=len)]  # "mae_seconds_like": mae_seconds, not mae
+        start = name.find("_", start) + 1
+        if start == 0:
+            return None
+
+
+def _unordered_metric_error(metric: str) -> ValueError:
+    return ValueError(
+        f"metric_for_best_model={metric!r} is the ratio of the predicted to the observed rate of an action, best at "
+        "1: neither its highest nor its lowest value is the best checkpoint. Select by ece_<action> or mean_logloss "
+        "(calibration, lower is better) or mean_auc (ranking)."
+    )
 
 
 def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArguments:
@@ -75,16 +133,27 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
     every run); weights an option leaves out are frozen (``requires_grad=False``), which DDP skips. The Accelerate
     loop of ``a2gen train`` runs DDP the same way. Pass ``ddp_find_unused_parameters=True`` for a model of your own,
     or with a plain ``Trainer``. ``dataloader_pin_memory`` defaults to whether an accelerator is used (torch warns of
-    pinned memory without one, at every evaluation). Every other argument is passed on.
+    pinned memory without one, at every evaluation). With a ``metric_for_best_model`` that is lower-is-better
+    (:data:`LOWER_IS_BETTER_METRICS`: the MAEs, the log losses, the ECEs) ``greater_is_better`` defaults to False
+    (transformers' default is True for every name not ending in "loss": ``load_best_model_at_end`` then kept the
+    worst checkpoint). Every other argument is passed on.
 
     Raises:
-        ValueError: ``kwargs`` sets either of the two to something else.
+        ValueError: ``kwargs`` sets either of the two to something else, or ``metric_for_best_model`` is a
+            ``calibration_<action>`` (best at 1, neither highest nor lowest).
     """
     for name, required in (("remove_unused_columns", False), ("label_names", LABEL_NAMES)):
         if name in kwargs and kwargs[name] != required:
             raise ValueError(
                 f"{name}={kwargs[name]!r} does not work with A2GenDataCollator; leave it out (it is set to {required!r})."
             )
+    metric = kwargs.get("metric_for_best_model")
+    if isinstance(metric, str):
+        direction = metric_direction(metric)
+        if direction == "unordered":
+            raise _unordered_metric_error(metric)
+        if direction == "lower" and kwargs.get("greater_is_better") is None:
+            kwargs["greater_is_better"] = False
     kwargs.update(remove_unused_columns=False, label_names=list(LABEL_NAMES))
     kwargs.setdefault("ddp_find_unused_parameters", False)
     # Pinned memory only where an accelerator reads it: on a CPU torch warns at every evaluation's DataLoader.
@@ -310,6 +379,7 @@ class A2GenTrainer(Trainer):
         self._resumed_from: str | None = None
         self._group_column: Any = _PER_BATCH  # the column this evaluation groups its examples by
         self._check_eval_users(self.eval_dataset)
+        self._check_best_metric()
         if weight_average_decay is not None:
             check_average_settings(weight_average_decay, weight_average_every)  # now, not when training begins
             if self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -333,6 +403,36 @@ class A2GenTrainer(Trainer):
             if getattr(split, "column_names", None) is not None:
                 check_session_time_columns(split.column_names, where, otherwise=A_SAVED_MODEL_READS_THEM)
 
+    def _check_best_metric(self) -> None:
+        """
+        Refuse ``metric_for_best_model`` with a ``greater_is_better`` that points the wrong way for the package's
+        metrics (:func:`metric_direction`, with the model's actions and the eval datasets' names): a lower-is-better
+        one (MAE, log loss, ECE) with True, the Trainer's default for every name not ending in "loss" (before:
+        ``load_best_model_at_end`` kept the worst checkpoint and ``EarlyStoppingCallback`` stopped while the metric
+        improved), a higher-is-better one with False, and ``calibration_<action>``, best at 1.
+        """
+        metric = self.args.metric_for_best_model
+        if not isinstance(metric, str):
+            return
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        actions = getattr(config, "action_names", None)
+        name = metric.removeprefix("eval_")
+        if isinstance(self.eval_dataset, dict):  # metrics named eval_<dataset>_<metric>
+            name = next((name[len(key) + 1 :] for key in self.eval_dataset if name.startswith(f"{key}_")), name)
+        direction = metric_direction(name, list(actions) if actions else None)
+        if direction == "unordered":
+            raise _unordered_metric_error(metric)
+        wrong = {"lower": True, "higher": False}.get(direction)
+        if wrong is not None and self.args.greater_is_better is wrong:
+            worse = "higher" if direction == "lower" else "lower"
+            raise ValueError(
+                f"metric_for_best_model={metric!r} is {direction}-is-better, but greater_is_better={wrong}: "
+                f"load_best_model_at_end would keep the checkpoint with the {worse} value (the worst) and "
+                f"EarlyStoppingCallback would stop while it improves. Pass greater_is_better={not wrong} "
+                "(a2gen_training_arguments sets it for the package's metrics when it is not given; transformers "
+                "takes True for every name that does not end in 'loss')."
+            )
+
     def _remove_unused_columns(self, dataset, description: str | None = None):
         """For :class:`A2GenDataCollator`, the batches as Arrow tables of the columns it reads
         (:class:`~a2gen_hf.data.collator.ArrowBatches`: the same rows in the same order, without a Python object per
@@ -351,15 +451,44 @@ class A2GenTrainer(Trainer):
         split = self.eval_dataset if eval_dataset is None else eval_dataset
         if isinstance(split, str) and isinstance(self.eval_dataset, dict):
             split = self.eval_dataset.get(split)
+        self._check_outcomes(split)
         self._check_eval_users(split)
         with self._collating_user_keys():
             return super().get_eval_dataloader(eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
         """``Trainer.get_test_dataloader``, with ``user_keys`` as in :meth:`get_eval_dataloader`."""
+        self._check_outcomes(test_dataset, "the test dataset")
         self._check_eval_users(test_dataset, "the test dataset")
         with self._collating_user_keys():
             return super().get_test_dataloader(test_dataset)
+
+    def _check_outcomes(self, splits: Any, where: str = "the eval dataset") -> None:
+        """With :class:`A2GenDataCollator`, a split without the outcome columns (``action_ids``,
+        ``action_seconds``), or a ``datasets.Dataset`` whose every example has an empty ``action_ids`` (sessions
+        not observed yet), is refused before any batch, pointing to the inference paths
+        (:data:`UNLABELLED_INFERENCE`); before: the collator's KeyError (which named ``remove_unused_columns``)
+        or its "empty target sequence" at the first batch. Evaluation and prediction score examples against
+        their outcomes."""
+        if not isinstance(self.data_collator, A2GenDataCollator):
+            return
+        named = splits.items() if isinstance(splits, dict) else [("", splits)]
+        for name, split in named:
+            columns = getattr(split, "column_names", None)
+            if not columns:  # no columns known (a list, a streamed split without features): the collator checks
+                continue
+            missing = [column for column in OUTCOME_COLUMNS if column not in columns]
+            if missing:
+                problem = f"has no column(s) {missing}"
+            elif isinstance(split, datasets.Dataset) and len(split) and not _any_outcome(split):
+                problem = "has no outcome in any example (every action_ids is empty)"
+            else:
+                continue
+            raise ValueError(
+                f"{where}{f' {name!r}' if name else ''} {problem}: evaluate() and predict() score examples against "
+                f"their outcomes (the actions that followed, action_ids, and their times, action_seconds); "
+                f"{UNLABELLED_INFERENCE}."
+            )
 
     def _check_eval_users(self, splits: Any, where: str = "the eval dataset") -> None:
         """With :class:`A2GenDataCollator`, whose evaluation batches carry the raw users (``user_keys``), a split
@@ -467,15 +596,55 @@ class A2GenTrainer(Trainer):
 
     def train(self, *args: Any, **kwargs: Any):
         """
-        ``Trainer.train``; the id tables are switched back to the model's own setting afterwards. Large freed host
-        memory is kept for reuse (:func:`~a2gen_hf.host_memory.keep_freed_host_memory`).
+        ``Trainer.train``; the id tables are switched back to the model's own setting afterwards, and the model's
+        ``forward`` is left as it was (:meth:`_forward_as_it_was`: with bf16 / fp16 it ran in autocast afterwards,
+        before). Large freed host memory is kept for reuse (:func:`~a2gen_hf.host_memory.keep_freed_host_memory`).
         """
+        self._check_best_metric()  # the arguments may have changed since the trainer was built
         keep_freed_host_memory()
         own_setting = bool(getattr(self.model.config, "sparse_embeddings", False))
+        with self._forward_as_it_was():
+            try:
+                return super().train(*args, **kwargs)
+            finally:
+                set_sparse_embeddings(self.model, own_setting)
+
+    @contextlib.contextmanager
+    def _forward_as_it_was(self):
+        """
+        Runs a ``train`` / ``evaluate`` / ``predict`` call with the model's ``forward`` as the Trainer runs it and
+        leaves it as it was. Under bf16 / fp16 Accelerate's ``prepare`` replaces ``model.forward`` with an autocast +
+        float32-outputs wrapper and never takes it off: after ``train()`` (or a first ``evaluate()``) the user's model
+        kept running its forward in mixed precision, giving other losses and outputs than the same weights saved
+        and loaded (before). The wrapper now comes off when the call ends; a call that the Trainer does not prepare
+        the model for again (it was prepared already) puts it back for its duration, so the Trainer's forwards run in
+        mixed precision as before. DeepSpeed and FSDP own their models: left to them.
+        """
+        model = self.model
+        if model is None or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            yield
+            return
+        saved = {name: model.__dict__[name] for name in _FORWARD_ATTRIBUTES if name in model.__dict__}
+        accelerator = self.accelerator
+        prepared = getattr(model, "_is_accelerate_prepared", False) or self.model_wrapped is not model
+        if accelerator.native_amp and "_original_forward" not in saved and prepared:
+            # what Accelerator.prepare_model does, which returns at once for a model it prepared before
+            autocast = get_mixed_precision_context_manager(accelerator.native_amp, accelerator.autocast_handler)
+            forward = model._original_forward = model.forward
+            if hasattr(forward, "__func__"):
+                model.forward = MethodType(convert_outputs_to_fp32(autocast(forward.__func__)), model)
+            else:
+                model.forward = convert_outputs_to_fp32(autocast(forward))
         try:
-            return super().train(*args, **kwargs)
+            yield
         finally:
-            set_sparse_embeddings(self.model, own_setting)
+            for name in _FORWARD_ATTRIBUTES:
+                if name in saved:
+                    model.__dict__[name] = saved[name]
+                else:
+                    model.__dict__.pop(name, None)
+            if self.model is not model and isinstance(self.model, nn.Module):  # model_init built a new one
+                extract_model_from_parallel(self.model, keep_fp32_wrapper=False)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         if os.path.isfile(os.path.join(resume_from_checkpoint, CHECKPOINT_MANIFEST)):
@@ -497,11 +666,20 @@ class A2GenTrainer(Trainer):
         super()._save_checkpoint(model, trial)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
-        """``Trainer.evaluate``; while training with ``weight_average_decay``, of the weights' moving average."""
-        if self.weight_average is None:
-            return super().evaluate(*args, **kwargs)
-        with self.weight_average.applied():
-            return super().evaluate(*args, **kwargs)
+        """``Trainer.evaluate``; while training with ``weight_average_decay``, of the weights' moving average. The
+        model's ``forward`` is left as it was (:meth:`_forward_as_it_was`)."""
+        with self._forward_as_it_was():
+            if self.weight_average is None:
+                return super().evaluate(*args, **kwargs)
+            with self.weight_average.applied():
+                return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args: Any, **kwargs: Any):
+        """``Trainer.predict`` of labelled examples (the predictions of :meth:`prediction_step`, the loss and the
+        metrics against their outcomes); the model's ``forward`` is left as it was (:meth:`_forward_as_it_was`). To
+        score examples whose outcome is not known yet: :data:`UNLABELLED_INFERENCE`."""
+        with self._forward_as_it_was():
+            return super().predict(*args, **kwargs)
 
     def _clip_grad_norm(self, model: nn.Module):
         if uses_sparse_embeddings(model):
@@ -530,7 +708,8 @@ class A2GenTrainer(Trainer):
                 f"only when every one of label_names {list(self.label_names)} is in the batch, and would report "
                 "none. Collate with A2GenDataCollator, which builds labels, label_times and label_time_mask (1 where "
                 "label_times holds a known time, 0 at padding and unknown times) from the examples' action_ids / "
-                "action_seconds, or add the missing tensors in your own collator."
+                "action_seconds, or add the missing tensors in your own collator. evaluate() and predict() score "
+                f"examples against their outcomes; {UNLABELLED_INFERENCE}."
             )
         groups = self._evaluation_groups(inputs)
         inputs.pop(USER_KEYS_COLUMN, None)  # evaluation's groups (get_eval_dataloader), not a model input
@@ -649,9 +828,27 @@ class A2GenTrainer(Trainer):
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
 
+# What A2GenTrainer's refusals of examples without outcomes point to.
+UNLABELLED_INFERENCE = (
+    "to score examples whose outcome is not known yet, use model.predict_actions(...) (P(action happens) and "
+    "expected times of history inputs, e.g. tokenizer.encode_histories: docs/model.md), the 'action-generation' "
+    "pipeline (one user's raw history and candidate items), or A2GenRanker (a2gen_hf.ranking: batched serving)"
+)
+# The attributes of a model through which Accelerate's prepare wraps its forward in mixed precision.
+_FORWARD_ATTRIBUTES = ("forward", "_original_forward")
+
 # A2GenTrainer._group_column before an evaluation's first batch, and outside evaluations (None: no groups).
 _UNDECIDED = object()
 _PER_BATCH = object()
+
+
+def _any_outcome(split: datasets.Dataset) -> bool:
+    """Whether some example of ``split`` has a non-empty ``action_ids`` (read in blocks of the one column, stopping
+    at the first block that has one: the first, for labelled data)."""
+    for block in split.select_columns(["action_ids"]).with_format("arrow").iter(batch_size=1024):
+        if pc.max(pc.list_value_length(block.column("action_ids"))).as_py():
+            return True
+    return False
 
 
 def _first_rows(value: Any, rows: int) -> Any:
