@@ -929,6 +929,9 @@ def test_config_json_and_weights_of_different_models_say_so_not_that_a_keyword_c
                                                      config=tiny_config(hidden_size=16))  # fmt: skip
         A2GenForActionGeneration.from_pretrained(other, strict=False)  # transformers' own: its report is kept
         assert [message for message in report.messages if "LOAD REPORT" in message]
+        report.messages.clear()  # (review) the caller's ignore_mismatched_sizes: the report is the only word of it
+        A2GenForActionGeneration.from_pretrained(edited, ignore_mismatched_sizes=True)
+        assert [message for message in report.messages if "LOAD REPORT" in message]
     finally:
         transformers_logger.removeHandler(report)
         transformers_logging.set_verbosity(verbosity)

@@ -313,3 +313,26 @@ def test_a_trained_runs_weights_are_readable_like_its_other_files(tmp_path, simu
     assert any(name.endswith("/weight_average.safetensors") for name in names)
     modes = {path.relative_to(output).as_posix(): oct(_mode(path)) for path in output.rglob("*") if path.is_file()}
     assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_a_file_system_that_keeps_no_modes_does_not_fail_an_atomic_write(tmp_path, monkeypatch):
+    """(review) The mode given to the weights is best effort: where chmod is refused (some network and FUSE mounts),
+    the write still lands, with the mode it was written with."""
+    import os
+
+    from a2gen_hf import output_folders
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    target = tmp_path / "weights.bin"
+    with output_folders.replacing_file(target) as temporary:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(descriptor, b"weights")
+        os.close(descriptor)
+    assert target.read_bytes() == b"weights"
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "model.safetensors").write_bytes(b"x")
+    output_folders.give_open_modes(staging)  # no error

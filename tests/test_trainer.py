@@ -748,6 +748,21 @@ def test_mixed_precision_training_leaves_the_models_forward_as_it_was(data_dir, 
         outputs = trained(**batch)
         assert outputs.logits.dtype == torch.float32
         assert torch.equal(outputs.loss, fresh_copy(trained)(**batch).loss)
+    # (review) a run that fails leaves the caller's model plain too, not only one that finishes
+    reset_accelerate_state()
+    from a2gen_hf.training import loop
+
+    def fail(run):
+        raise RuntimeError("stopped")
+
+    failed = create_model("a2gen-iag", tokenizer, dataset, **TINY)
+    settings = TrainingSettings(output_dir=str(tmp_path / "failed"), max_steps=2, batch_size=32, mixed_precision="bf16",
+                                show_progress=False)  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop._TrainingRun, "train_epochs", fail)
+        with pytest.raises(RuntimeError, match="stopped"):
+            train(failed, dataset["train"], collator, settings)
+    assert is_plain(failed) and not getattr(failed, "_is_accelerate_prepared", False)
 
 
 def test_the_plain_trainers_predictions_start_with_the_logits(data_dir, tmp_path):

@@ -511,9 +511,12 @@ def give_open_mode(path: str | os.PathLike, wanted: int | None = None) -> None:
     (:func:`open_file_mode`, or ``wanted``): 0600 becomes 0644 under umask 022. Bits it has already stay (nothing is
     made less readable); a symbolic link is left alone."""
     wanted = open_file_mode() if wanted is None else wanted
-    status = os.lstat(path)
-    if stat.S_ISREG(status.st_mode) and stat.S_IMODE(status.st_mode) & wanted != wanted:
-        os.chmod(path, stat.S_IMODE(status.st_mode) | wanted)
+    try:  # best effort: a file system that keeps no modes (some network and FUSE mounts) must not fail the write
+        status = os.lstat(path)
+        if stat.S_ISREG(status.st_mode) and stat.S_IMODE(status.st_mode) & wanted != wanted:
+            os.chmod(path, stat.S_IMODE(status.st_mode) | wanted)
+    except OSError:
+        pass  # the file keeps the mode it was written with
 
 
 def give_open_modes(folder: str | os.PathLike) -> None:

@@ -313,7 +313,7 @@ class StrictLoadingMixin:
         ignore_mismatched = kwargs.get("ignore_mismatched_sizes", False)
         kwargs["ignore_mismatched_sizes"] = True  # collect mismatches (reported below) instead of a bare RuntimeError
         kwargs.setdefault("use_safetensors", True)
-        token = _STRICT_LOAD.set(True)
+        token = _STRICT_LOAD.set(not ignore_mismatched)  # the caller's ignore_mismatched_sizes: transformers' report is the only word
         try:
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
@@ -368,7 +368,7 @@ class StrictLoadingMixin:
         wants_info = kwargs.pop("output_loading_info", False)
         ignore_mismatched = kwargs.get("ignore_mismatched_sizes", False)
         kwargs["ignore_mismatched_sizes"] = True
-        token = _STRICT_LOAD.set(True)
+        token = _STRICT_LOAD.set(not ignore_mismatched)  # the caller's ignore_mismatched_sizes: transformers' report is the only word
         try:
             model, info = super().from_pretrained(None, *model_args, output_loading_info=True, **kwargs)
         finally:

@@ -101,7 +101,9 @@ def split_schema_error(data_dir: str) -> str | None:
         missing = [column for column in read if column not in split.column_names]
         if missing:
             return (f"split {name!r} of {data_dir} has no column(s) {missing}, which split {first_name!r} holds and "
-                    f"a run reads. {REWRITE_THE_DATA}. {CHECKED_BEFORE_TRAINING}")
+                    f"a run may read (every split is collated alike; the raw items and session times are read by "
+                    f"some options only, the others always). {REWRITE_THE_DATA}, or give every split the same "
+                    f"columns. {CHECKED_BEFORE_TRAINING}")
         rows = split.with_format("arrow", columns=[column for column in split.column_names if column in read])
         head = min(SCHEMA_CHECK_ROWS, len(split))
         for start in sorted({0, max(head, len(split) - SCHEMA_CHECK_ROWS)}):

@@ -666,6 +666,7 @@ def _train(
             run.train_epochs()
     except BaseException:
         run.unfreeze_ranking()  # a failed run leaves the caller's model as trainable as it came
+        plain_model(accelerator.unwrap_model(run.model, keep_fp32_wrapper=False))  # and without the bf16 wrapper
         raise
     return run.finish()
 

@@ -600,8 +600,8 @@ class A2GenTrainer(Trainer):
         ``forward`` is left as it was (:meth:`_forward_as_it_was`: with bf16 / fp16 it ran in autocast afterwards,
         before). Large freed host memory is kept for reuse (:func:`~a2gen_hf.host_memory.keep_freed_host_memory`).
         """
-        self._check_best_metric()  # the arguments may have changed since the trainer was built
         keep_freed_host_memory()
+        self._check_best_metric()  # the arguments may have changed since the trainer was built
         own_setting = bool(getattr(self.model.config, "sparse_embeddings", False))
         with self._forward_as_it_was():
             try:
