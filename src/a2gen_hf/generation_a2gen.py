@@ -193,6 +193,12 @@ def times_of_actions(times: torch.Tensor, actions: torch.LongTensor) -> torch.Te
     return times.gather(-1, actions.clamp_min(0).unsqueeze(-1)).squeeze(-1)
 
 
+def never_generated(config) -> tuple[int, int]:
+    """The action ids ``generate()`` never draws: padding (0) and ``start`` (a sequence opens with one). The one rule
+    of :meth:`A2GenGenerationMixin._allowed_scores` and of the ``"sampler"`` readout of ``predict_actions``."""
+    return 0, config.start_action_id
+
+
 def ordered_times(times: torch.Tensor, previous: torch.Tensor, monotonic: bool) -> torch.Tensor:
     """
     The time `(R,)` to record for each row's next action, given the time its generator predicted (``times`` `(R,)`)
@@ -654,8 +660,7 @@ class A2GenGenerationMixin(GenerationMixin):
         ``start`` and ends with an end action (or the length limit).
         """
         scores = logits.to(dtype=torch.float32, copy=True)
-        scores[:, 0] = -float("inf")
-        scores[:, self.config.start_action_id] = -float("inf")
+        scores[:, list(never_generated(self.config))] = -float("inf")
         return scores
 
     def _start_rows(self, rows: int, context: torch.Tensor) -> tuple[torch.LongTensor, torch.Tensor]:

@@ -47,7 +47,7 @@ from .features_a2gen import (  # noqa: F401  (re-exported: public names stay imp
     scale_pooled,
     target_categories,
 )
-from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, times_of_actions
+from .generation_a2gen import A2GenGenerationMixin, in_model_dtype, never_generated, times_of_actions
 from .strict_loading import DamagedWeightsError, StrictLoadingMixin, check_weight_files
 from .targets import (  # noqa: F401
     IGNORE_INDEX,
@@ -2612,8 +2612,8 @@ def _sampler_readout(
     ``P(a) = sum_k w_k``. Returns (``p'`` `(B, K, V)`, ``w`` `(B, K, V)`, ``P`` `(B, V)`).
     """
     columns = torch.arange(slot_probabilities.shape[-1], device=slot_probabilities.device)
-    drawable = (columns != 0) & (columns != config.start_action_id)
-    drawn = torch.where(drawable, slot_probabilities, 0.0)
+    padding, start = never_generated(config)
+    drawn = torch.where((columns != padding) & (columns != start), slot_probabilities, 0.0)
     drawn = drawn / drawn.sum(-1, keepdim=True).clamp_min(torch.finfo(drawn.dtype).tiny)
     ends = drawn[..., config.end_action_id].unsqueeze(-1)
     neither = (1.0 - drawn - torch.where(columns == config.end_action_id, 0.0, ends)).clamp_min(0.0)
