@@ -598,3 +598,69 @@ def test_the_quickstarts_block_for_another_log_is_the_command_of_the_latest_stan
     assert "quickstart.md#another-taobao-format-log" in latest
     for command in re.findall(r"`(a2gen (?:prepare|compare) [^`]*<log>[^`]*)`", results):  # every other-log command
         assert "--output" in command and "--data <log>" not in command, command
+
+
+def test_compare_keeps_an_a2gen_train_run_in_its_runs_folder_and_refuses_one_at_a_run_name(simulated_data_dir,
+                                                                                            tmp_path, capsys):
+    """Before: compare deleted any `a2gen train` run in OUTPUT/runs (saved model included) with an INFO line only. Now
+    it replaces or removes only the run folders a compare wrote (marked, or named by the earlier results.json of a
+    compare older than the mark), keeps any other folder, and refuses one at the name of a run it trains before any
+    work."""
+    output = tmp_path / "compare"
+    mine = output / "runs" / "my-tuned-model"
+    assert main(["train", "--data", str(simulated_data_dir), "--output", str(mine), "--epochs", "1",
+                 "--batch-size", "64", "--quiet"]) == 0
+    saved = sorted(path.name for path in mine.iterdir())
+    assert "model" in saved and "training_log.json" in saved
+    argv = compare_argv(simulated_data_dir, output)
+    argv[argv.index("--models") + 1] = "mmoe"
+    assert main(argv) == 0
+    assert sorted(path.name for path in mine.iterdir()) == saved  # kept, saved model included
+    assert (output / "runs" / "mmoe-seed0" / compare.RUN_MARKER).is_file()
+    (output / "runs" / "mmoe-seed0" / compare.RUN_MARKER).unlink()  # as an older compare left it: results.json names it
+    assert main([*argv, "--seeds", "2"]) == 0 and sorted(path.name for path in mine.iterdir()) == saved
+    assert json.loads((output / "results.json").read_text())["settings"]["data_dir"] == str(simulated_data_dir.resolve())
+    assert main(argv) == 0  # mmoe-seed1 is an earlier compare's (marked): removed; the train run kept
+    runs = sorted(path.name for path in (output / "runs").iterdir() if not path.name.startswith("."))
+    assert runs == ["mmoe-seed0", "my-tuned-model"] and sorted(path.name for path in mine.iterdir()) == saved
+    capsys.readouterr()
+    refused = tmp_path / "refused"
+    (refused / "runs").mkdir(parents=True)
+    mine.rename(refused / "runs" / "mmoe-seed0")  # a train run at the name of a run compare trains
+    assert main(compare_argv(simulated_data_dir, refused, "--simple", "propensity")) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(refused / "runs" / "mmoe-seed0") in error
+    assert "move that folder" in error and "choose another --output" in error
+    assert sorted(path.name for path in (refused / "runs" / "mmoe-seed0").iterdir()) == saved
+    assert sorted(path.name for path in refused.iterdir()) == ["runs"]  # refused before any work
+
+
+def test_a_killed_rerun_leaves_no_earlier_results_to_read_as_current(simulated_data_dir, tmp_path, monkeypatch,
+                                                                     capsys):
+    """Before: a rerun into the same output stopped after its first run left the earlier results.json (and
+    results.md / .png, test_predictions.npz) beside the new run folders, and `a2gen report` rendered them silently.
+    Now they are removed before the first run folder is written; running the command again completes."""
+    output = tmp_path / "compare"
+    argv = compare_argv(simulated_data_dir, output)
+    argv[argv.index("--models") + 1] = "mmoe"
+    assert main(argv) == 0
+    assert main(["report", str(output / "results.json")]) == 0
+    rerun = compare_argv(simulated_data_dir, output, "--epochs", "2")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(compare, "predict_dataset", interrupted)  # stopped right after its first run is trained
+        assert main(rerun) == 130
+    assert (output / "runs" / "a2gen-iag-seed0" / "training_log.json").is_file()
+    left = {path.name for path in output.iterdir()}
+    assert not left & {"results.json", "results.md", "results.png", "test_predictions.npz"}
+    capsys.readouterr()
+    assert main(["report", str(output / "results.json")]) == 2  # nothing rendered as current
+    assert capsys.readouterr().out == ""
+    assert main(rerun) == 0
+    runs = sorted(path.name for path in (output / "runs").iterdir() if not path.name.startswith("."))
+    assert runs == ["a2gen-iag-seed0", "mmoe-seed0"]
+    report = json.loads((output / "results.json").read_text())
+    assert report["models"].keys() == {"a2gen-iag", "mmoe"} and report["settings"]["training"]["num_epochs"] == 2

@@ -11,10 +11,12 @@ without events.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import platform
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -45,7 +47,6 @@ from ..output_folders import (
     write_text_atomically,
 )
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
-from .checkpointing import remove_earlier_run
 from .data_setup import (  # noqa: F401  (actions_without_training_positives: its old home was here)
     MODEL_CHOICES,
     actions_without_training_positives,
@@ -221,8 +222,11 @@ def run_comparison(data_dir: str | Path, output_dir: str | Path, settings: Compa
     """Train and test every model, write ``results.json``, ``results.md`` and ``results.png`` to ``output_dir``.
 
     The output folder is held for the whole comparison (a second one into it at the same time is refused with
-    ``OutputBusyError``), and the run folders of an earlier comparison that this one does not train again are removed
-    once its results are written, so that ``runs/`` holds exactly the runs ``results.json`` describes.
+    ``OutputBusyError``). An earlier comparison's results are removed before the first run is trained (a comparison
+    stopped part way leaves none to read as current), and its run folders (those compare marked, :data:`RUN_MARKER`)
+    that this one does not train again are removed once its results are written, so that ``runs/`` holds exactly the
+    runs ``results.json`` describes; other folders there are kept, and one at the name of a run this comparison
+    trains is refused before any work.
     """
     output_dir = Path(output_dir)
     existed = output_dir.exists()
@@ -271,22 +275,119 @@ def warn_of_one_class_actions(data_dir, split: str, positives: dict[str, int], e
     return list(reasons)
 
 
-def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> None:
-    """Delete the run folders of ``runs_dir`` that this comparison did not train (an earlier one's), naming them."""
+# The file compare writes into each of its run folders before training there: the only folders of OUTPUT/runs it
+# replaces or removes (a killed compare's too, whose results.json may be missing). Any other folder there is left
+# alone, and one at a name this comparison trains is refused before any work.
+RUN_MARKER = ".a2gen-compare-run"
+RESULTS_FILE, RESULTS_MARKDOWN, RESULTS_PLOT = "results.json", "results.md", "results.png"
+
+
+def _planned_runs(settings: ComparisonSettings) -> list[str]:
+    """The run folders (``NAME-seedN``) this comparison trains in ``OUTPUT/runs``."""
+    return [
+        f"{name}-seed{seed}"
+        for name in settings.models
+        if parse_model_name(name)[0] in MODEL_CHOICES
+        for seed in range(settings.seeds)
+    ]
+
+
+def _runs_of_an_earlier_results_json(output_dir: Path) -> set[str]:
+    """The run folders an earlier ``results.json`` in ``output_dir`` describes (a compare older than
+    :data:`RUN_MARKER` marked none); empty where there is none or it cannot be read."""
+    try:
+        report = json.loads((output_dir / RESULTS_FILE).read_text())
+        seeds, models = int(report["seeds"]), list(report["models"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    runs = set()
+    for name in models:
+        try:
+            network = parse_model_name(str(name))[0]
+        except ValueError:
+            continue
+        if network in MODEL_CHOICES:
+            runs.update(f"{name}-seed{seed}" for seed in range(seeds))
+    return runs
+
+
+def _is_compare_run(path: Path) -> bool:
+    return (path / RUN_MARKER).is_file()
+
+
+def _foreign_folder_error(path: Path, output_dir: Path) -> ValueError:
+    return ValueError(
+        f"{path} holds files that `a2gen compare` did not write (an `a2gen train` run?), and this comparison trains "
+        f"its run {path.name} there: move that folder out of {output_dir / 'runs'}, or choose another --output."
+    )
+
+
+def _check_and_claim_run_folders(output_dir: Path, planned: Sequence[str]) -> None:
+    """Before any work: refuse where a folder of ``OUTPUT/runs`` that compare did not write has the name of one of this
+    comparison's runs (nothing of it is replaced), then mark the run folders the earlier ``results.json`` describes
+    (written by a compare older than :data:`RUN_MARKER`) as compare's, so that they stay known as compare's once that
+    results.json is removed."""
+    runs_dir = output_dir / "runs"
     if not runs_dir.is_dir():
         return
-    stale = sorted(path for path in runs_dir.iterdir() if path.is_dir() and path.name not in trained)
+    earlier = _runs_of_an_earlier_results_json(output_dir)
+    for name in planned:
+        path = runs_dir / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_symlink() or not path.is_dir():
+            raise _foreign_folder_error(path, output_dir)
+        if not _is_compare_run(path) and name not in earlier and any(path.iterdir()):
+            raise _foreign_folder_error(path, output_dir)
+    for name in sorted(earlier):
+        path = runs_dir / name
+        if path.is_dir() and not path.is_symlink() and not _is_compare_run(path):
+            (path / RUN_MARKER).touch()
+
+
+def _retire_earlier_results(output_dir: Path) -> None:
+    """Before the first run folder is replaced: remove the earlier comparison's results (results.json first), so that
+    a comparison stopped part way leaves no results that read as those of the runs beside them."""
     removed = []
-    for path in stale:
-        remove_earlier_run(path)
-        if not path.exists():
-            removed.append(path.name)
+    for name in (RESULTS_FILE, RESULTS_MARKDOWN, RESULTS_PLOT, PREDICTIONS_FILE):
+        path = output_dir / name
+        if path.is_file():
+            path.unlink()
+            removed.append(name)
     if removed:
+        logger.info(f"Removed the earlier comparison's {', '.join(removed)} in {output_dir}: this one replaces them.")
+
+
+def _start_run_folder(path: Path, output_dir: Path) -> None:
+    """Replace an earlier compare's run folder ``path`` (marked :data:`RUN_MARKER`), then mark the new one before
+    anything is trained in it; a folder compare did not write is refused (checked before any work too)."""
+    if path.is_dir() and not path.is_symlink() and _is_compare_run(path):
+        logger.info(f"Replacing the earlier comparison's run in {path}.")
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise _foreign_folder_error(path, output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / RUN_MARKER).touch()
+
+
+def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> None:
+    """Delete the run folders of ``runs_dir`` that an earlier comparison wrote (marked :data:`RUN_MARKER`) and this
+    one did not train, naming them; any other folder is kept."""
+    if not runs_dir.is_dir():
+        return
+    stale = sorted(
+        path for path in runs_dir.iterdir()
+        if path.is_dir() and not path.is_symlink() and path.name not in trained and _is_compare_run(path)
+    )  # fmt: skip
+    for path in stale:
+        shutil.rmtree(path)
+    if stale:
         logger.info(f"Removed the runs of an earlier comparison in {runs_dir} that this one did not train: "
-                    f"{', '.join(removed)}.")
+                    f"{', '.join(path.name for path in stale)}.")
 
 
 def _run_comparison(data_dir: str | Path, output_dir: Path, settings: ComparisonSettings) -> dict[str, Any]:
+    _check_and_claim_run_folders(output_dir, _planned_runs(settings))  # before any work
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset, tokenizer, metadata = load_data_dir(data_dir)
     if len(dataset.get("test") or []) == 0:  # before anything trains (before: "the dataloader is empty" after it)
@@ -333,6 +434,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
     logged_notes: set[str] = set()  # what a fit could not do, logged once (every seed's network reuses one regression)
     per_model: dict[str, dict[str, Any]] = {}
     trained_runs: set[str] = set()
+    _retire_earlier_results(output_dir)  # every check passed: the earlier results stop reading as current
     for name in [*settings.models, *settings.simple_baselines]:
         network, ablation = parse_model_name(name)
         seed_predictions, seed_metrics = [], []
@@ -362,7 +464,8 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
                 if (fit_residual, split_generator) != (settings.wide_residual_fit, training.select_generator_by_loss):
                     logger.info(f"{name}: no occurrence head on the counts alone, so no residual fit and no separate "
                                 "generator selection (A2Gen's); the rest of the settings apply")
-                remove_earlier_run(run_settings.output_dir)  # compare owns its runs/: a second compare replaces them
+                # compare owns the runs/ folders it marked: a second compare replaces them, and no other folder
+                _start_run_folder(Path(run_settings.output_dir), output_dir)
                 trained_runs.add(Path(run_settings.output_dir).name)
                 trained = train(model, dataset["train"], model_collator, run_settings, eval_dataset=dataset["validation"])
                 if settings.wide_residual:  # what training did not improve on validation goes back to the start
@@ -394,6 +497,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
     if regression is not None:  # what validation chose for the regression every wide path started from
         report["wide_start_regression"] = {"choices": regression.choices(), "notes": list(regression.notes_)}
     report["settings"] = {
+        "data_dir": str(Path(data_dir).resolve()),  # which data folder: results of two can be told apart
         "model_overrides": dict(settings.model_overrides or {}),
         "wide_warm_start": settings.wide_warm_start,
         "wide_residual": settings.wide_residual,
@@ -404,10 +508,10 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
     report["environment"] = environment_record()
-    write_json_atomically(output_dir / "results.json", report)  # strict JSON: an undefined figure is null
-    write_text_atomically(output_dir / "results.md", format_markdown(report))
+    write_json_atomically(output_dir / RESULTS_FILE, report)  # strict JSON: an undefined figure is null
+    write_text_atomically(output_dir / RESULTS_MARKDOWN, format_markdown(report))
     save_test_predictions(output_dir / PREDICTIONS_FILE, per_model, references)
-    plot_comparison(report, output_dir / "results.png")
+    plot_comparison(report, output_dir / RESULTS_PLOT)
     _remove_runs_of_an_earlier_comparison(output_dir / "runs", trained_runs)
     return report
 
