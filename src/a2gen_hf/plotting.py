@@ -435,6 +435,7 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
     for key in ("num_test_examples", "seeds"):
         if not _is_number(report[key]):
             raise ValueError(f"{source}: {key} must be a number, got {_type_name(report[key])}.")
+    _check_consistent(report, models, positives, source)
     untrained = report.get("untrained_actions", [])
     if not isinstance(untrained, list) or not all(isinstance(action, str) for action in untrained):
         raise ValueError(f"{source}: untrained_actions must be a list of action names, got {_type_name(untrained)}.")
@@ -451,6 +452,9 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
             raise ValueError(f"{source}: bootstrap_reference {reference!r} is no model of models; it must be the one "
                              f"the bootstrap rows compare with, one of {', '.join(map(repr, models))}.")
         for name, rows in bootstrap.items():
+            if name not in models:
+                raise ValueError(f"{source}: bootstrap.{name} compares a model that models does not hold (one of "
+                                 f"{', '.join(map(repr, models))}): {RESTORE}.")
             if not isinstance(rows, Mapping):
                 raise ValueError(f"{source}: bootstrap.{name} must be a mapping of action -> row, got "
                                  f"{_type_name(rows)}.")
@@ -480,6 +484,28 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
         for key in ("training", "model_overrides"):
             if not isinstance(settings.get(key), Mapping):
                 raise ValueError(f"{source}: settings.{key} must be a mapping, got {_type_name(settings.get(key))}.")
+
+
+def _check_consistent(report: Mapping, models: Mapping, positives: Mapping, source: str) -> None:
+    """What one results.json says twice must agree (a hand edit or a damaged file made tables that contradict
+    themselves, shown without a word): positives between 0 and the test examples, which are at least 1, and every
+    per-seed list as long as ``seeds`` (or of one value: a simple baseline is fitted once)."""
+    examples, seeds = report["num_test_examples"], report["seeds"]
+    if examples < 1 or seeds < 1 or examples != int(examples) or seeds != int(seeds):
+        raise ValueError(f"{source}: num_test_examples {examples!r} and seeds {seeds!r} must be whole numbers of at "
+                         f"least 1: {RESTORE}.")
+    for action, count in positives.items():
+        if not 0 <= count <= examples:
+            raise ValueError(f"{source}: positives.{action} is {count!r}, outside 0 to the {examples} test examples: "
+                             f"{RESTORE}.")
+    for name, summary in models.items():
+        for table in SUMMARY_TABLES:
+            cells = summary.get(table)
+            for action, cell in (cells.items() if isinstance(cells, Mapping) else ()):
+                values = cell.get("seeds") if isinstance(cell, Mapping) else None
+                if isinstance(values, list) and len(values) not in (1, seeds):  # 1: a simple baseline, fitted once
+                    raise ValueError(f"{source}: models.{name}.{table}.{action}.seeds holds {len(values)} values where "
+                                     f"seeds says {seeds:g} (a simple baseline holds 1): {RESTORE}.")
 
 
 def training_curves(log: Any) -> dict[str, tuple[list[float], list[float]]]:
