@@ -517,3 +517,15 @@ def test_a_file_wide_cause_is_not_followed_by_the_advice_to_skip_rows(tmp_path, 
         single.write_text(f"1,10,5,pv,1511544071\n{bad_row}\n")
         with pytest.raises(LogFormatError, match=rf"{problem}.*--on-bad-rows skip"):
             convert(single, preset=TAOBAO)
+
+
+def test_a_csv_read_as_parquet_is_said_to_be_maybe_no_parquet_file(tmp_path, capsys):
+    """From a probe: `--format parquet` of a CSV said only that the file "is truncated or corrupt"."""
+    from a2gen_hf.cli import main
+
+    log = tmp_path / "log.csv"
+    log.write_text("1,2,3,pv,1511658000\n1,4,3,pv,1511658060\n")
+    assert main(["prepare", "--preset", "taobao", "--input", str(log), "--format", "parquet",
+                 "--output", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable Parquet file" in err and "give --format csv or jsonl" in err

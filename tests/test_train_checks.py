@@ -100,3 +100,15 @@ def test_evaluate_names_data_whose_times_are_on_another_scale_than_the_models():
                            "against 3.04 in training, typical times 0.153 times shorter)")
     assert "a2gen prepare --time-unit" in note
     assert time_scale_note(SimpleNamespace(time_log_mean=3.5), model, "data/x") is None  # another log, close enough
+
+
+def test_negative_epochs_are_refused_beside_max_steps(tmp_path):
+    """From a probe: `--epochs -3 --max-steps 1` was accepted (the steps decided alone); 0 beside max_steps is
+    transformers' "the steps decide" and stays."""
+    import pytest
+
+    from a2gen_hf.training.settings import TrainingSettings
+
+    with pytest.raises(ValueError, match=r"num_epochs=-3 must be >= 0"):
+        TrainingSettings(output_dir=str(tmp_path), num_epochs=-3, max_steps=1)
+    assert TrainingSettings(output_dir=str(tmp_path), num_epochs=0, max_steps=1).max_steps == 1

@@ -659,7 +659,9 @@ def _parquet_batches(path: Path, needed: list[str], block_size: int) -> Iterator
         yield from parquet.iter_batches(batch_size=max(block_size // 64, 1024), columns=needed)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # what pyarrow raises for damaged files
         raise LogFormatError(
-            f"{path.name}: not a readable Parquet file ({error}); it is truncated or corrupt. Write it again."
+            f"{path.name}: not a readable Parquet file ({error}): it is truncated or corrupt (write it again), or it "
+            "is no Parquet file at all (a CSV or JSON lines log read as Parquet: give --format csv or jsonl, or name "
+            "the file by its real extension)."
         ) from None
 
 

@@ -228,6 +228,8 @@ class TrainingSettings:
             raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None: train for num_epochs).")
         if self.max_steps is None and self.num_epochs < 1:
             raise ValueError(f"num_epochs={self.num_epochs}: set num_epochs >= 1 or max_steps.")
+        if self.num_epochs < 0:  # before: accepted beside max_steps, which then decides alone
+            raise ValueError(f"num_epochs={self.num_epochs} must be >= 0 (with max_steps it may be 0: the steps decide).")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None: no clipping).")
         if self.warmup_steps < 0 or not 0.0 <= self.warmup_ratio < 1.0:
