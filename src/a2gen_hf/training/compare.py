@@ -282,14 +282,23 @@ RUN_MARKER = ".a2gen-compare-run"
 RESULTS_FILE, RESULTS_MARKDOWN, RESULTS_PLOT = "results.json", "results.md", "results.png"
 
 
-def _planned_runs(settings: ComparisonSettings) -> list[str]:
-    """The run folders (``NAME-seedN``) this comparison trains in ``OUTPUT/runs``."""
-    return [
-        f"{name}-seed{seed}"
-        for name in settings.models
-        if parse_model_name(name)[0] in MODEL_CHOICES
-        for seed in range(settings.seeds)
-    ]
+def run_folder_name(name: str, seed: int) -> str:
+    """The folder of ``OUTPUT/runs`` in which a comparison trains model ``name`` with ``seed``."""
+    return f"{name}-seed{seed}"
+
+
+def _network_runs(models: Sequence[str], seeds: int) -> list[str]:
+    """The run folders of the networks among ``models`` (simple baselines train none), ``seeds`` each; names that
+    are no model are left out."""
+    runs = []
+    for name in models:
+        try:
+            network = parse_model_name(str(name))[0]
+        except ValueError:
+            continue
+        if network in MODEL_CHOICES:
+            runs += [run_folder_name(name, seed) for seed in range(seeds)]
+    return runs
 
 
 def _runs_of_an_earlier_results_json(output_dir: Path) -> set[str]:
@@ -297,18 +306,9 @@ def _runs_of_an_earlier_results_json(output_dir: Path) -> set[str]:
     :data:`RUN_MARKER` marked none); empty where there is none or it cannot be read."""
     try:
         report = json.loads((output_dir / RESULTS_FILE).read_text())
-        seeds, models = int(report["seeds"]), list(report["models"])
+        return set(_network_runs(list(report["models"]), int(report["seeds"])))
     except (OSError, ValueError, KeyError, TypeError):
         return set()
-    runs = set()
-    for name in models:
-        try:
-            network = parse_model_name(str(name))[0]
-        except ValueError:
-            continue
-        if network in MODEL_CHOICES:
-            runs.update(f"{name}-seed{seed}" for seed in range(seeds))
-    return runs
 
 
 def _is_compare_run(path: Path) -> bool:
@@ -387,7 +387,7 @@ def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> 
 
 
 def _run_comparison(data_dir: str | Path, output_dir: Path, settings: ComparisonSettings) -> dict[str, Any]:
-    _check_and_claim_run_folders(output_dir, _planned_runs(settings))  # before any work
+    _check_and_claim_run_folders(output_dir, _network_runs(settings.models, settings.seeds))  # before any work
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset, tokenizer, metadata = load_data_dir(data_dir)
     if len(dataset.get("test") or []) == 0:  # before anything trains (before: "the dataloader is empty" after it)
@@ -458,7 +458,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
                 # MMoE / PLE (or an A2Gen ranking off the generator's states): one set of weights, one selection
                 split_generator = training.select_generator_by_loss and generator_selection_applies(model)
                 run_settings = replace(
-                    training, output_dir=str(output_dir / "runs" / f"{name}-seed{seed}"), seed=seed,
+                    training, output_dir=str(output_dir / "runs" / run_folder_name(name, seed)), seed=seed,
                     select_generator_by_loss=split_generator, freeze_ranking=training.freeze_ranking and split_generator,
                 )  # fmt: skip
                 if (fit_residual, split_generator) != (settings.wide_residual_fit, training.select_generator_by_loss):
