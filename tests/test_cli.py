@@ -4,6 +4,7 @@ The real benchmarks take minutes; stand-in scripts in a temporary folder record 
 """
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -414,3 +415,21 @@ def test_push_from_python_and_the_command_line_carries_the_tokenizer_code(tmp_pa
             assert "tokenization_a2gen.py" in files, name
             tokenizer_config = json.loads(files["tokenizer_config.json"])
             assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_a2gen.A2GenActionTokenizer", name
+
+
+@pytest.mark.parametrize("flag", ["--config", "--recipe"])
+def test_an_empty_config_or_recipe_flag_is_refused(capsys, flag):
+    """Before: `--config ""` (an unset variable in a script) was taken as no --config at all, silently."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_arguments(["train", "--data", "d", "--output", "o", flag, ""])
+    assert exit_info.value.code == 2
+    assert f"{flag} is empty: give the path of a YAML or JSON file" in capsys.readouterr().err
+
+
+def test_an_empty_config_file_is_warned_of(tmp_path, caplog):
+    config = tmp_path / "run.yaml"
+    config.write_text("# nothing set yet\n")
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf"):
+        args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--config", str(config)])
+    assert args.batch_size == 256
+    assert f"--config {config} holds no options" in caplog.text

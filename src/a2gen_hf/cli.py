@@ -1258,6 +1258,9 @@ def _config_values(path: str, source: str) -> dict[str, Any]:
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"{source} {path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
     if values is None:
+        logging.getLogger("a2gen_hf").warning(
+            "%s %s holds no options (the file is empty or only comments): nothing of it is applied.", source, path
+        )
         return {}
     if not isinstance(values, dict):
         raise ConfigError(f"{source} {path} must hold a mapping of option names to values, not {type(values).__name__}.")
@@ -1405,6 +1408,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parse_known(parser, argv)
+    for flag in ("config", "recipe"):
+        if getattr(args, flag, None) == "":
+            parser.exit(2, f"a2gen {args.command}: error: --{flag} is empty: give the path of a YAML or JSON file"
+                           + (" or a recipe's name" if flag == "recipe" else "") + ", or leave the flag out.\n")
     if getattr(args, "config", None) or getattr(args, "recipe", None):
         command = _subparser(parser, args.command)
         file_arguments = []
