@@ -392,8 +392,10 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
     Check the structure of ``a2gen compare``'s ``results.json`` (or its dict) before anything reads it, so that a
     damaged file gets one message naming the file (``source``) and the key path that is wrong, e.g.
     ``results.json: models.mmoe.auc must be a mapping of action -> {"mean": number, "std": number}, got list``.
-    ``markdown``: also what the Markdown tables need (positives, counts, mean_auc, bootstrap rows, settings).
-    Raises ValueError.
+    ``markdown``: also require what the Markdown tables need (positives, counts, mean_auc). Whatever the report
+    holds is checked either way, the parts a plot does not draw too (positives against the test examples, per-seed
+    lists against ``seeds``, the bootstrap rows, the settings), so that ``a2gen report`` and ``a2gen plot
+    comparison`` refuse the same self-contradicting file. Raises ValueError.
     """
     if not isinstance(report, Mapping):
         raise ValueError(f"{source} must hold the JSON object a2gen compare writes "
@@ -424,18 +426,17 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
             raise ValueError(f"{source}: {where}.label must be a string, got {_type_name(summary['label'])}.")
         if markdown and "mean_auc" not in summary:
             raise ValueError(f"{source}: {where} lacks mean_auc ({CELL}).")
-    if not markdown:
-        return
-    positives = report["positives"]
+    positives = report.get("positives", {})
     if not isinstance(positives, Mapping):
         raise ValueError(f"{source}: positives must be a mapping of action -> count, got {_type_name(positives)}.")
     for action, count in positives.items():
         if not _is_number(count):
             raise ValueError(f"{source}: positives.{action} must be a count, got {_type_name(count)}.")
     for key in ("num_test_examples", "seeds"):
-        if not _is_number(report[key]):
+        if key in report and not _is_number(report[key]):
             raise ValueError(f"{source}: {key} must be a number, got {_type_name(report[key])}.")
-    _check_consistent(report, models, positives, source)
+    if "num_test_examples" in report and "seeds" in report:
+        _check_consistent(report, models, positives, source)
     untrained = report.get("untrained_actions", [])
     if not isinstance(untrained, list) or not all(isinstance(action, str) for action in untrained):
         raise ValueError(f"{source}: untrained_actions must be a list of action names, got {_type_name(untrained)}.")
@@ -458,7 +459,7 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
             if not isinstance(rows, Mapping):
                 raise ValueError(f"{source}: bootstrap.{name} must be a mapping of action -> row, got "
                                  f"{_type_name(rows)}.")
-            for action in positives:
+            for action in positives or rows:
                 row = rows.get(action)
                 where = f"bootstrap.{name}.{action}"
                 if not isinstance(row, Mapping):
