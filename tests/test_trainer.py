@@ -821,3 +821,23 @@ def test_predicting_examples_without_outcomes_points_to_the_inference_paths(data
     trainer.data_collator = collate
     with pytest.raises(ValueError, match=r"The evaluation batch has no \['label_time_mask'\].*" + pointer):
         trainer.predict(split)
+
+
+def test_a_metric_name_that_reads_both_ways_is_refused_unless_the_direction_is_given(tmp_path):
+    """(review) Without the eval datasets' names, "eval_auc_holdout_mae_like" (eval dataset "auc_holdout", metric
+    mae_like) was read from the left as an AUC: greater_is_better stayed True and a plain Trainer kept the checkpoint
+    with the worst MAE. Such a name is now refused, naming both readings, unless greater_is_better is given."""
+    from a2gen_hf.training.trainer import metric_direction
+
+    with pytest.raises(ValueError, match=r"reads two ways: from 'auc_holdout_mae_like' as auc \(higher is better\); "
+                                         r"from 'mae_like' as mae \(lower is better\).*Pass greater_is_better"):
+        a2gen_training_arguments(str(tmp_path), metric_for_best_model="eval_auc_holdout_mae_like")
+    given = a2gen_training_arguments(str(tmp_path), metric_for_best_model="eval_auc_holdout_mae_like",
+                                     greater_is_better=False)  # fmt: skip
+    assert given.greater_is_better is False
+    # the model's actions settle it (A2GenTrainer's reading), and names of one direction stay as they were
+    assert metric_direction("auc_holdout_mae_like", ["like"]) == "lower"
+    assert metric_direction("eval_holdout_mae_seconds_like") == "lower"
+    assert metric_direction("eval_mean_auc") == "higher"
+    with pytest.raises(ValueError, match="is the ratio"):  # calibration is refused with a given direction too
+        a2gen_training_arguments(str(tmp_path), metric_for_best_model="calibration_like", greater_is_better=True)

@@ -91,13 +91,33 @@ def metric_direction(metric: str, action_names: list[str] | tuple[str, ...] | No
     other name (``loss``, a metric of one's own). ``metric`` as ``metric_for_best_model`` takes it: with or without
     the ``eval_`` prefix, and with an eval dataset's name after it (``eval_validation_mae_like``) for a dict of eval
     datasets. Read from the left, the first place a known name starts decides; with ``action_names`` (the model
-    config's) a per-action name must end in one of the actions.
+    config's) a per-action name must end in one of the actions. Without them, a name that reads as metrics of
+    both directions from two places (the eval dataset ``auc_holdout`` in ``eval_auc_holdout_mae_like``) is refused
+    (ValueError): pass ``greater_is_better`` yourself.
     """
+    name = metric.removeprefix("eval_")
+    readings = list(_metric_readings(name, action_names))
+    if not readings:
+        return None
+    if action_names is None and len({direction for _, _, direction in readings}) > 1:
+        said = "; ".join(f"from {name[start:]!r} as {family} ({direction} is better)"
+                         for start, family, direction in readings)  # fmt: skip
+        raise ValueError(
+            f"metric_for_best_model={metric!r} reads two ways: {said} (an eval dataset's name that begins like a "
+            "metric). Pass greater_is_better yourself (True: higher is better), or rename the eval dataset."
+        )
+    return readings[0][2]
+
+
+def _metric_readings(name: str, action_names: list[str] | tuple[str, ...] | None):
+    """``(start, family, direction)`` for each place of ``name``, from the left, where a metric family of
+    :func:`metric_direction` starts and reads the rest (the longest family there: ``mae_seconds_like`` is
+    mae_seconds, not mae)."""
     directions = {
         **dict.fromkeys(HIGHER_IS_BETTER_METRICS, "higher"), **dict.fromkeys(LOWER_IS_BETTER_METRICS, "lower"),
         **dict.fromkeys(UNORDERED_METRICS, "unordered"),
     }  # fmt: skip
-    name, start = metric.removeprefix("eval_"), 0
+    start = 0
     while True:
         rest = name[start:]
         known = [
@@ -106,10 +126,11 @@ def metric_direction(metric: str, action_names: list[str] | tuple[str, ...] | No
                                   and (action_names is None or rest[len(family) + 1 :] in action_names))
         ]  # fmt: skip
         if known:
-            return directions[max(known, key=len)]  # "mae_seconds_like": mae_seconds, not mae
+            family = max(known, key=len)
+            yield start, family, directions[family]
         start = name.find("_", start) + 1
         if start == 0:
-            return None
+            return
 
 
 def _unordered_metric_error(metric: str) -> ValueError:
@@ -149,7 +170,10 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
             )
     metric = kwargs.get("metric_for_best_model")
     if isinstance(metric, str):
-        direction = metric_direction(metric)
+        if kwargs.get("greater_is_better") is None:
+            direction = metric_direction(metric)  # refuses a name that reads as both directions
+        else:  # given: only the first reading's calibration check is left to do
+            direction = next((found for *_, found in _metric_readings(metric.removeprefix("eval_"), None)), None)
         if direction == "unordered":
             raise _unordered_metric_error(metric)
         if direction == "lower" and kwargs.get("greater_is_better") is None:
