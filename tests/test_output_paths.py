@@ -194,6 +194,16 @@ def test_a_folder_that_takes_no_files_is_an_output_problem(locked):
     assert os.listdir("adir") == [] and os.listdir("locked") == []
 
 
+def test_an_existing_output_folder_whose_parent_takes_no_files_is_an_output_problem(locked):
+    """(review) An existing output folder was checked in itself only, but its lock file and the staging folder of a
+    new version are made beside it, in the parent: a run passed the check and then failed on a hidden lock file."""
+    (locked / "run").mkdir()
+    assert folder_output_problem("locked/run") == (
+        "locked/run: cannot create files in locked (its parent folder, where the lock file and the new version are "
+        "made: Permission denied); choose a writable folder.")
+    assert os.listdir("locked/run") == []  # the check in the folder itself passed and left nothing behind
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into a 0o500 folder")
 def test_a_read_only_folder_is_an_output_problem(tree):
     """The real thing, where permissions bind (the ``locked`` tests above cover it as root)."""

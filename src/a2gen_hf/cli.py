@@ -684,7 +684,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     simple = [name.strip() for name in args.simple.split(",") if name.strip()]
-    problem = (_output_folder_error(args.output) or _output_is_data_error(args.output, args.data)
+    problem = (_output_is_data_error(args.output, args.data) or _output_folder_error(args.output)
                or _utf8_path_error(args.output) or _occurrence_head_error(args, models))
     if problem is None and args.seeds < 1:
         problem = f"--seeds {args.seeds} must be >= 1 (training seeds per network)."
@@ -878,7 +878,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides.update(_feature_overrides(args))
     if not args.progress:  # --no-progress: none at all (before: transformers' "Writing model shards" still showed)
         hide_progress_bars()
-    problem = (_output_folder_error(args.output) or _output_is_data_error(args.output, args.data)
+    problem = (_output_is_data_error(args.output, args.data) or _output_folder_error(args.output)
                or _utf8_path_error(args.output) or _training_length_error(args)
                or _occurrence_head_error(args, [args.model])
                or _seed_error(args.seed, high=2**32))  # transformers' set_seed seeds numpy's global generator

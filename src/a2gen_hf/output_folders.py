@@ -155,8 +155,15 @@ def folder_output_problem(path: str | os.PathLike) -> str | None:
     if not ancestor.is_dir():
         return f"{shown}: {ancestor} is a file, not a folder; choose another path."
     # Where the command first creates something: in the folder, if it exists (a read-only one is refused here, not
-    # after the work), else where the folder (and its missing parents) would be made.
-    return _no_files_problem(shown, target if target.is_dir() else ancestor, target)
+    # after the work), else where the folder (and its missing parents) would be made. An existing folder's parent
+    # takes files too: the lock file and the staging folder of a new version go beside the folder.
+    if target.is_dir():
+        beside = real_path(target).parent  # the lock's folder (lock_file); named as given where it is the same
+        beside = target.parent if real_path(target.parent) == beside else beside
+        return _no_files_problem(shown, target, target) or _no_files_problem(
+            shown, beside, target, where="its parent folder, where the lock file and the new version are made"
+        )
+    return _no_files_problem(shown, ancestor, target)
 
 
 def file_output_problem(path: str | os.PathLike, example: str, create_folders: bool = False) -> str | None:
@@ -198,18 +205,16 @@ def cannot_create_files(folder: str | os.PathLike) -> OSError | None:
     return None
 
 
-def _no_files_problem(shown: str, folder: Path, target: Path) -> str | None:
+def _no_files_problem(shown: str, folder: Path, target: Path, where: str | None = None) -> str | None:
     """The fragment for an output ``target`` (given as ``shown``) whose folder ``folder`` (an existing one: the
-    target itself, its parent or the nearest ancestor that exists) takes no new files, or None."""
+    target itself, its parent or the nearest ancestor that exists) takes no new files, or None. ``where``: what
+    ``folder`` is to the target, in words (by default read off the two paths)."""
     error = cannot_create_files(folder)
     if error is None:
         return None
-    if folder == target:
-        where = "the folder itself"
-    elif folder == target.parent:
-        where = "its parent folder"
-    else:
-        where = "the nearest folder on its path that exists, where its folders would be made"
+    if where is None:
+        where = ("the folder itself" if folder == target else "its parent folder" if folder == target.parent
+                 else "the nearest folder on its path that exists, where its folders would be made")  # fmt: skip
     reason = "" if error.errno == errno.ENOENT else f": {error.strerror or error}"  # /proc: not "No such file"
     return f"{shown}: cannot create files in {folder} ({where}{reason}); choose a writable folder."
 
