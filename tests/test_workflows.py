@@ -53,8 +53,20 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     results = json.loads((output / "demo_results.json").read_text())
     assert set(results) == {"a2gen-iag", "mmoe"}
     assert 0.0 <= results["a2gen-iag"]["auc"]["like"] <= 1.0
-    # The README's command runs again in the same folder: the demo replaces its own runs.
+    # The README's command runs again in the same folder: the demo replaces its own runs (marked as its own; the
+    # unmarked runs of a demo older than the marker, with its demo_results.json beside them, count as its own too).
+    assert (output / "runs" / "mmoe" / ".a2gen-demo-run").is_file()
+    (output / "runs" / "mmoe" / ".a2gen-demo-run").unlink()
     assert main(["demo", "--output", str(output), "--num-examples", "600", "--epochs", "1", "--quiet"]) == 0
+    assert (output / "runs" / "mmoe" / ".a2gen-demo-run").is_file()
+    # An `a2gen train` run of one's own at a run's name is refused before any work (before: deleted with its model).
+    foreign = tmp_path / "mine"
+    (foreign / "runs" / "mmoe" / "model").mkdir(parents=True)
+    (foreign / "runs" / "mmoe" / "training_log.json").write_text("{}")
+    assert main(["demo", "--output", str(foreign), "--num-examples", "600", "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{foreign / 'runs' / 'mmoe'} holds files that `a2gen demo` did not write" in err
+    assert (foreign / "runs" / "mmoe" / "training_log.json").is_file() and not (foreign / "data").exists()
 
 
 def test_compare_writes_the_tables_with_baselines_and_bootstrap(data_dir, tmp_path, capsys):

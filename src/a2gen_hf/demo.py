@@ -23,11 +23,15 @@ from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, user_groups
 from .output_folders import give_open_modes, write_json_atomically
 from .plotting import plot_timeline, ranked_action_probabilities
-from .training.checkpointing import remove_earlier_run
+from .training.checkpointing import earlier_run_in, foreign_run_folder, start_marked_run
 from .training.data_setup import create_model, load_data_dir, model_config_from_tokenizer
 from .training.loop import TrainingSettings, train
 
 DEMO_MODELS = ("a2gen-iag", "mmoe")
+# The file the demo writes into each of its OUTPUT/runs/NAME folders before training there: the only run folders it
+# replaces. Any other folder at such a name (an `a2gen train` run of one's own) is refused before any work.
+DEMO_RUN_MARKER = ".a2gen-demo-run"
+DEMO_RESULTS = "demo_results.json"
 logger = logging.getLogger(__name__)
 
 
@@ -48,11 +52,32 @@ class DemoSettings:
     embedding_learning_rate: float = 5e-3
 
 
+def _foreign_run_error(folder: Path) -> ValueError:
+    return ValueError(
+        f"{folder} holds files that `a2gen demo` did not write (an `a2gen train` run?), and the demo trains its run "
+        f"{folder.name} there: move that folder away, or give the demo another --output."
+    )
+
+
+def _check_and_claim_run_folders(output_dir: Path) -> None:
+    """Before any work: refuse where a folder at one of the demo's run names holds files the demo did not write
+    (nothing is replaced); mark as the demo's the runs of an earlier demo that wrote no marker (its
+    ``demo_results.json`` beside them, the runs holding a run's files), so that they are replaced as before."""
+    earlier_demo = (output_dir / DEMO_RESULTS).is_file()
+    for name in DEMO_MODELS:
+        folder = output_dir / "runs" / name
+        if earlier_demo and not folder.is_symlink() and folder.is_dir() and earlier_run_in(folder):
+            (folder / DEMO_RUN_MARKER).touch()
+        elif foreign_run_folder(folder, DEMO_RUN_MARKER):
+            raise _foreign_run_error(folder)
+
+
 def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     """Run the demo; returns the metrics per model and the paths written."""
     settings = settings or DemoSettings()
     started = time.time()
     output_dir = Path(settings.output_dir)
+    _check_and_claim_run_folders(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -81,7 +106,8 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
         logger.info(f"{step}/5 Training {name} for up to {settings.num_epochs} epochs (best epoch on validation) ...")
         set_seed(settings.seed)
         model = create_model(name, tokenizer, dataset)
-        remove_earlier_run(output_dir / "runs" / name)  # the demo owns its runs/: a second demo replaces them
+        run_folder = output_dir / "runs" / name  # the demo's own: a second demo replaces it
+        start_marked_run(run_folder, DEMO_RUN_MARKER, lambda folder=run_folder: _foreign_run_error(folder))
         trained = train(
             model,
             train_rows,
@@ -117,7 +143,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     give_open_modes(checkpoint)  # safetensors writes the weights 0600; readable as the folder's other files
     probabilities = ranked_action_probabilities(a2gen.config, timelines[0][2])
     plot_path = plot_timeline(timelines[0][0], timelines[0][1], output_dir / "timeline.png", probabilities=probabilities)
-    write_json_atomically(output_dir / "demo_results.json", results)  # strict JSON (NaN -> null), as eval_results.json
+    write_json_atomically(output_dir / DEMO_RESULTS, results)  # strict JSON (NaN -> null), as eval_results.json
     elapsed = time.time() - started
     print(f"\nSaved the A2Gen checkpoint to {checkpoint} (load it with AutoModelForActionGeneration.from_pretrained),")
     print(f"the timeline plot to {plot_path} and the metrics to {output_dir / 'demo_results.json'}.")

@@ -17,6 +17,7 @@ import math
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -149,18 +150,49 @@ def _earlier_run_files(folder: Path) -> list[str]:
     return [name for name in RUN_FILES if (folder / name).exists()]
 
 
+def is_marked_run(folder: Path, marker: str) -> bool:
+    """Whether ``folder`` is a run folder that a command owning its runs wrote: it holds that command's ``marker``
+    file (``a2gen compare``'s ``.a2gen-compare-run``, ``a2gen demo``'s ``.a2gen-demo-run``)."""
+    return folder.is_dir() and not folder.is_symlink() and (folder / marker).is_file()
+
+
+def foreign_run_folder(folder: Path, marker: str) -> bool:
+    """Whether something stands at ``folder`` that the command marking its runs with ``marker`` may not replace: a
+    link, a file, or a folder that holds files without the marker (an ``a2gen train`` run, the user's files)."""
+    if folder.is_symlink():
+        return True
+    return folder.exists() and (not folder.is_dir() or (not (folder / marker).is_file() and any(folder.iterdir())))
+
+
+def start_marked_run(folder: Path, marker: str, foreign: Callable[[], Exception]) -> None:
+    """Make ``folder`` a new run folder of the command that marks its runs with ``marker``: an earlier run it marked
+    is replaced, a missing or empty folder is used, and the marker is written before anything is trained there.
+    Anything else there (:func:`foreign_run_folder`) raises ``foreign()``: nothing of it is removed."""
+    if is_marked_run(folder, marker):
+        logger.info(f"Replacing the earlier run in {folder}.")
+        shutil.rmtree(folder)
+    elif foreign_run_folder(folder, marker):
+        raise foreign()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / marker).touch()
+
+
 def remove_earlier_run(output_dir: str | os.PathLike) -> None:
     """
     Delete ``output_dir`` when it holds an earlier run (its :data:`RUN_FILES` or ``checkpoint-N`` folders), so that
-    a command that owns its run folders (``a2gen compare``'s and ``a2gen demo``'s ``runs/NAME``, both one process)
-    runs again in the same output; :func:`train` itself refuses such a folder. Any other folder is left as it is.
+    a benchmark that owns its run folders (``benchmarks/quality_ablations.py``; ``a2gen compare`` and ``a2gen demo``
+    mark theirs, :func:`start_marked_run`) runs again in the same output; :func:`train` itself refuses such a folder. Any other folder is left as it is.
     """
     folder = Path(output_dir)
-    if not folder.is_dir():
-        return
-    if _earlier_run_files(folder) or any(_checkpoint_step(path) is not None for path in folder.iterdir()):
+    if folder.is_dir() and earlier_run_in(folder):
         logger.info(f"Replacing the earlier run in {folder}.")
         shutil.rmtree(folder)
+
+
+def earlier_run_in(folder: Path) -> bool:
+    """Whether the existing folder ``folder`` holds an earlier run: its :data:`RUN_FILES` or ``checkpoint-N``
+    folders."""
+    return bool(_earlier_run_files(folder)) or any(_checkpoint_step(path) is not None for path in folder.iterdir())
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:

@@ -47,6 +47,7 @@ from ..output_folders import (
     write_text_atomically,
 )
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
+from .checkpointing import foreign_run_folder, is_marked_run, start_marked_run
 from .data_setup import (  # noqa: F401  (actions_without_training_positives: its old home was here)
     MODEL_CHOICES,
     actions_without_training_positives,
@@ -312,7 +313,7 @@ def _runs_of_an_earlier_results_json(output_dir: Path) -> set[str]:
 
 
 def _is_compare_run(path: Path) -> bool:
-    return (path / RUN_MARKER).is_file()
+    return is_marked_run(path, RUN_MARKER)
 
 
 def _foreign_folder_error(path: Path, output_dir: Path) -> ValueError:
@@ -335,9 +336,7 @@ def _check_and_claim_run_folders(output_dir: Path, planned: Sequence[str]) -> No
         path = runs_dir / name
         if not (path.exists() or path.is_symlink()):
             continue
-        if path.is_symlink() or not path.is_dir():
-            raise _foreign_folder_error(path, output_dir)
-        if not _is_compare_run(path) and name not in earlier and any(path.iterdir()):
+        if path.is_symlink() or not path.is_dir() or name not in earlier and foreign_run_folder(path, RUN_MARKER):
             raise _foreign_folder_error(path, output_dir)
     for name in sorted(earlier):
         path = runs_dir / name
@@ -361,13 +360,7 @@ def _retire_earlier_results(output_dir: Path) -> None:
 def _start_run_folder(path: Path, output_dir: Path) -> None:
     """Replace an earlier compare's run folder ``path`` (marked :data:`RUN_MARKER`), then mark the new one before
     anything is trained in it; a folder compare did not write is refused (checked before any work too)."""
-    if path.is_dir() and not path.is_symlink() and _is_compare_run(path):
-        logger.info(f"Replacing the earlier comparison's run in {path}.")
-        shutil.rmtree(path)
-    elif path.is_symlink() or path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise _foreign_folder_error(path, output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / RUN_MARKER).touch()
+    start_marked_run(path, RUN_MARKER, lambda: _foreign_folder_error(path, output_dir))
 
 
 def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> None:
