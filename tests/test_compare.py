@@ -2,6 +2,7 @@
 of a saved report (`a2gen report`)."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -664,3 +665,39 @@ def test_a_killed_rerun_leaves_no_earlier_results_to_read_as_current(simulated_d
     assert runs == ["a2gen-iag-seed0", "mmoe-seed0"]
     report = json.loads((output / "results.json").read_text())
     assert report["models"].keys() == {"a2gen-iag", "mmoe"} and report["settings"]["training"]["num_epochs"] == 2
+
+
+def test_the_four_result_files_are_moved_in_together_and_kept_when_one_cannot_be_made(simulated_data_dir, tmp_path,
+                                                                                        monkeypatch, capsys):
+    """Before: results.json was written first and the table, predictions and plot after it, one by one, so a
+    comparison stopped in between left a results.json without its results.md / results.png. Now all four are made in
+    a work folder and moved in together, results.json last; where one cannot be made (here the plot, or a stop
+    then), those already made are moved in all the same and the error goes on."""
+    output = tmp_path / "compare"
+    argv = compare_argv(simulated_data_dir, output)
+    argv[argv.index("--models") + 1] = "mmoe"
+    moved = []
+    real_replace = os.replace
+
+    def recording_replace(source, target):
+        moved.append(Path(target).name)
+        return real_replace(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(compare.os, "replace", recording_replace)
+        assert main(argv) == 0
+    assert moved[-4:] == ["results.md", "test_predictions.npz", "results.png", "results.json"]
+    assert not list(output.glob(".a2gen-compare-results-*"))
+
+    def broken_plot(*args, **kwargs):
+        raise KeyboardInterrupt  # stopped while the plot is drawn
+
+    (output / "results.png").unlink()
+    with monkeypatch.context() as patch:
+        patch.setattr(compare, "plot_comparison", broken_plot)
+        assert main(argv) == 130
+    left = {path.name for path in output.iterdir()}
+    assert {"results.json", "results.md", "test_predictions.npz"} <= left and "results.png" not in left
+    assert not list(output.glob(".a2gen-compare-results-*"))
+    capsys.readouterr()
+    assert main(["report", str(output / "results.json")]) == 0

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import platform
+import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +43,7 @@ from ..metrics.tables import GAUC_NOTE, gauc_cell, too_few_gauc_groups, users_te
 from ..output_folders import (
     output_lock,
     read_json_file,
+    remove_dead_work_folders,
     replacing_file,
     write_json_atomically,
     write_text_atomically,
@@ -501,12 +503,33 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         "training": {key: value for key, value in asdict(training).items() if key != "output_dir"},
     }
     report["environment"] = environment_record()
-    write_json_atomically(output_dir / RESULTS_FILE, report)  # strict JSON: an undefined figure is null
-    write_text_atomically(output_dir / RESULTS_MARKDOWN, format_markdown(report))
-    save_test_predictions(output_dir / PREDICTIONS_FILE, per_model, references)
-    plot_comparison(report, output_dir / RESULTS_PLOT)
+    _write_results(output_dir, report, per_model, references)
     _remove_runs_of_an_earlier_comparison(output_dir / "runs", trained_runs)
     return report
+
+
+RESULTS_STAGING = ".a2gen-compare-results-"
+
+
+def _write_results(output_dir: Path, report: dict, per_model: dict[str, Any], references: dict[str, np.ndarray]) -> None:
+    """Write the comparison's four files (the tables, the predictions, the plot, then ``results.json``) into a work
+    folder of ``output_dir`` and move them into place together once all are made, ``results.json`` last, so that a
+    comparison stopped while they are made leaves none of them half done or missing beside the others. Where one
+    cannot be made (or the run is stopped then), the ones already made are still moved in, ``results.json`` among
+    them, and the error goes on: the results are not lost."""
+    remove_dead_work_folders(output_dir, RESULTS_STAGING)  # of a comparison killed by a signal
+    staging = output_dir / f"{RESULTS_STAGING}{os.getpid()}_{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        write_json_atomically(staging / RESULTS_FILE, report)  # strict JSON: an undefined figure is null
+        write_text_atomically(staging / RESULTS_MARKDOWN, format_markdown(report))
+        save_test_predictions(staging / PREDICTIONS_FILE, per_model, references)
+        plot_comparison(report, staging / RESULTS_PLOT)
+    finally:
+        for name in (RESULTS_MARKDOWN, PREDICTIONS_FILE, RESULTS_PLOT, RESULTS_FILE):
+            if (staging / name).is_file():
+                os.replace(staging / name, output_dir / name)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 ENVIRONMENT_PACKAGES = ("a2gen-hf", "torch", "transformers", "numpy", "scipy", "scikit-learn", "datasets", "pyarrow")
