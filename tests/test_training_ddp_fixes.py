@@ -148,6 +148,14 @@ def test_ctrl_c_messages_follow_what_the_output_folder_holds(tmp_path, monkeypat
     # Nothing written yet: run again; with checkpoints: resume.
     assert cli.interrupted_message(interrupted_args(output, data)).startswith(
         "interrupted; no checkpoint was written (--checkpoint-every 0): run the command again")
+    # (a probe) with checkpoints, but none complete yet: before, "continues from the last checkpoint", which --resume
+    # did not find (only a half-written .tmp-checkpoint-N), so it started from step 0
+    assert cli.interrupted_message(interrupted_args(output, data, 5)) == (
+        f"interrupted before the first checkpoint was complete (--checkpoint-every 5): the same command with --resume "
+        f"starts again from step 0 in {output}")
+    from a2gen_hf.training import checkpointing
+
+    monkeypatch.setattr(checkpointing, "latest_checkpoint", lambda folder: Path(folder) / "checkpoint-5")
     assert cli.interrupted_message(interrupted_args(output, data, 5)).startswith("interrupted; resume with --resume")
     # An evaluation kept its best weights, no checkpoint: a plain run into the folder is refused, --resume starts over.
     output.mkdir()
@@ -384,3 +392,27 @@ def test_a_batch_without_histories_keeps_every_weight_in_the_graph(tmp_path):
                 process.kill()
             pytest.fail("the two DDP processes did not finish within 240 s")
     assert out.read_text() == "3 steps"
+
+
+def test_each_process_evaluates_its_own_part_even_of_a_split_smaller_than_the_processes():
+    """(a probe) The validation passes split the split with datasets' shard(contiguous=True), which raises IndexError
+    on a process past the split's end: a 1-example validation split crashed a 2-process run at its first
+    validation, after the training before it. The parts are shard's, and such a process gets an empty one."""
+    from types import SimpleNamespace
+
+    import datasets
+
+    for size in (0, 1, 2, 3, 7, 36):
+        split = datasets.Dataset.from_dict({"row": list(range(size))})
+        for processes in (1, 2, 3, 4):
+            parts = [list(loop.process_part(split, SimpleNamespace(num_processes=processes, process_index=index))["row"])
+                     for index in range(processes)]  # fmt: skip
+            assert sum(parts, []) == list(range(size))  # every example once, in order
+            for index, part in enumerate(parts):
+                if index < size:
+                    assert part == list(split.shard(processes, index, contiguous=True)["row"])
+                else:
+                    assert part == []
+                    if size:  # what the loop called before (an empty split shards to empty parts)
+                        with pytest.raises(IndexError):
+                            split.shard(processes, index, contiguous=True)

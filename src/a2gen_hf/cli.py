@@ -1563,8 +1563,13 @@ def interrupted_message(args: argparse.Namespace) -> str:
     else:
         left = []
     if args.checkpoint_every:
-        return (f"interrupted; resume with --resume (the same command with --resume continues from the last "
-                f"checkpoint in {args.output})")
+        from .training.checkpointing import latest_checkpoint
+
+        if latest_checkpoint(output) is not None:
+            return (f"interrupted; resume with --resume (the same command with --resume continues from the last "
+                    f"checkpoint in {args.output})")
+        return (f"interrupted before the first checkpoint was complete (--checkpoint-every {args.checkpoint_every}): "
+                f"the same command with --resume starts again from step 0 in {args.output}")
     if left:
         return (f"interrupted; no checkpoint was written (--checkpoint-every 0), and {args.output} holds this run's "
                 f"{', '.join(left)}, which a new run refuses: run the command again with --resume (with no "

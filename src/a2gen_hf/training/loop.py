@@ -467,6 +467,18 @@ def plain_model(module: nn.Module) -> nn.Module:
     return module
 
 
+def process_part(dataset, accelerator: Accelerator):
+    """This process's disjoint, contiguous part of the evaluation split ``dataset``: the parts of ``datasets``'
+    ``shard(num_processes, index, contiguous=True)``, but a process past the split's end gets an empty part, where
+    ``shard`` raises IndexError (a validation split with fewer examples than processes crashed at the first
+    validation, after the training before it)."""
+    size, processes, index = len(dataset), accelerator.num_processes, accelerator.process_index
+    share, extra = divmod(size, processes)
+    start = share * index + min(index, extra)
+    rows = range(start, start + share + (1 if index < extra else 0))
+    return dataset.select(rows if rows else [])  # select(range(1, 1)) of a 1-row split raises IndexError too
+
+
 @torch.no_grad()
 def validation_losses(
     model: nn.Module, dataset, collator, settings: TrainingSettings, accelerator: Accelerator
@@ -478,7 +490,7 @@ def validation_losses(
     """
     module = accelerator.unwrap_model(model)
     module.eval()
-    part = dataset.shard(accelerator.num_processes, accelerator.process_index, contiguous=True)
+    part = process_part(dataset, accelerator)
     total = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss, generator loss, examples
     weight = getattr(module.config, "occurrence_loss_weight", 0.0)
     if len(part):
@@ -531,7 +543,7 @@ def validation_mean_auc(
     module = accelerator.unwrap_model(model)
     module.eval()
     config = module.config
-    part = dataset.shard(accelerator.num_processes, accelerator.process_index, contiguous=True)
+    part = process_part(dataset, accelerator)
     scores, targets = [], []
     for batch in _evaluation_loader(part, collator, settings, accelerator.device):
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
