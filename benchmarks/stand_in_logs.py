@@ -9,17 +9,22 @@ writes one CSV per stand-in (``users_mod8_3.csv``, ``cat_mod4_1.csv``, ``days_fi
 ``awk`` commands of docs/results.md (``'$1 % 8 == 3'`` etc.); the cold-start log takes the first ``--cold-start-rows``
 rows and gives every pair of one user's consecutive rows (in file order: the sample is ordered by user, then time) a
 new user id, so that no user has more than two events.
+
+The crawler log (``crawler_users_mod8_3.csv``) is the ``users_mod8_3`` slice plus one crawler-like user
+(:data:`CRAWLER_USER`) holding ``--crawler-share`` of the rows (0.3): items drawn from the slice's rows (with their
+categories), behaviours drawn with the slice's shares, times uniform over the slice's span, seeded (``--seed``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import random
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from _arguments import positive_int
+from _arguments import fraction, positive_int
 
 
 def field(row: list[str], index: int) -> float:
@@ -51,7 +56,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="the folder for the stand-ins' CSV files")
     parser.add_argument("--cold-start-rows", type=positive_int, default=12000,
                         help="rows of the cold-start log; %(default)s")
+    parser.add_argument("--crawler-share", type=fraction, default=0.3,
+                        help="the crawler-like user's share of the crawler log's rows; %(default)s")
+    parser.add_argument("--seed", type=int, default=0, help="the crawler's random draws; %(default)s")
     args = parser.parse_args()
+    if args.crawler_share >= 1:
+        parser.error(f"--crawler-share {args.crawler_share} must be below 1 (the slice's own rows stay)")
     if not Path(args.input).is_file():
         parser.error(f"--input {args.input} is not a file")
     return args
@@ -68,6 +78,25 @@ def cold_start_rows(rows: Iterable[list[str]]) -> list[list[str]]:
             out.extend([str(next_id), *row[1:]] for row in events[start:start + 2])
             next_id += 1
     return out
+
+
+CRAWLER_USER = "999999999"  # no user of the Tianchi sample: ids there have at most 7 digits
+CRAWLER_SLICE = "users_mod8_3"
+
+
+def crawler_rows(rows: list[list[str]], share: float, seed: int) -> list[list[str]]:
+    """``rows`` plus a crawler-like user (:data:`CRAWLER_USER`) holding ``share`` of all rows: each of its rows takes
+    the item (with its category) of one random row of ``rows``, the behaviour of another and a time uniform over the
+    span of their times; its rows sorted by time, after the others."""
+    draws = random.Random(seed)
+    times = [int(row[4]) for row in rows if row[4].lstrip("-").isdigit()]
+    first, last = min(times), max(times)
+    items, behaviours = [(row[1], row[2]) for row in rows], [row[3] for row in rows]
+    added = []
+    for _ in range(round(share / (1 - share) * len(rows))):
+        item, category = draws.choice(items)
+        added.append([CRAWLER_USER, item, category, draws.choice(behaviours), str(draws.randint(first, last))])
+    return rows + sorted(added, key=lambda row: int(row[4]))
 
 
 def write_rows(path: Path, rows: Iterable[list[str]]) -> int:
@@ -92,6 +121,10 @@ def main() -> None:
         print(f"{name}.csv: {write_rows(output / f'{name}.csv', (row for row in rows if keep(row))):,} rows")
     cold = cold_start_rows(rows[: args.cold_start_rows])
     print(f"cold_start_users.csv: {write_rows(output / 'cold_start_users.csv', cold):,} rows")
+    sliced = [row for row in rows if SLICES[CRAWLER_SLICE](row)]
+    crawler = crawler_rows(sliced, args.crawler_share, args.seed)
+    print(f"crawler_{CRAWLER_SLICE}.csv: {write_rows(output / f'crawler_{CRAWLER_SLICE}.csv', crawler):,} rows "
+          f"(user {CRAWLER_USER}: {len(crawler) - len(sliced):,})")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ CASES = [
     ("stand_in_logs.py", ["--input", "OUT/none.csv", "--output", "OUT/logs", "--cold-start-rows", "0"],
      "--cold-start-rows", "must be a positive integer, got 0"),
     ("stand_in_logs.py", ["--input", "OUT/none.csv", "--output", "OUT/logs"], "--input", "OUT/none.csv is not a file"),
+    ("stand_in_logs.py", ["--input", "OUT/none.csv", "--output", "OUT/logs", "--crawler-share", "1"],
+     "--crawler-share", "must be below 1"),
+    ("refit_and_crawler.py", ["--data", "OUT/none", "--output", "OUT/x.json"], "--data", "no such folder"),
     ("simulator_ceiling.py", ["--output", "OUT", "--sizes", "10,-5"], "--sizes",
      "each value must be a positive integer, got -5"),
 ]
@@ -234,6 +237,22 @@ def test_stand_in_logs_cut_as_awk_and_pair_the_cold_start_users(monkeypatch):
     assert stand_ins.cold_start_rows(rows) == [
         ["1", "a", "c", "pv", "1"], ["1", "b", "c", "pv", "2"], ["2", "c", "c", "buy", "3"], ["3", "d", "c", "pv", "4"],
     ]
+
+
+def test_the_crawler_log_adds_one_user_holding_the_share_asked(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    stand_ins = _load("stand_in_logs")
+    rows = [[str(user), f"i{index}", f"c{index % 3}", behaviour, str(1511600000 + 60 * index)]
+            for index, (user, behaviour) in enumerate([(7, "pv"), (7, "buy"), (8, "pv"), (9, "fav")] * 5)]  # fmt: skip
+    out = stand_ins.crawler_rows(rows, 0.3, seed=0)
+    assert out[: len(rows)] == rows  # the log's own rows unchanged, first
+    added = out[len(rows):]
+    assert {row[0] for row in added} == {stand_ins.CRAWLER_USER} and len(added) / len(out) == pytest.approx(0.3, abs=0.02)
+    pairs = {(row[1], row[2]) for row in rows}
+    assert all((row[1], row[2]) in pairs and row[3] in {"pv", "buy", "fav"} for row in added)
+    times = [int(row[4]) for row in added]
+    assert times == sorted(times) and 1511600000 <= min(times) and max(times) <= 1511600000 + 60 * 19
+    assert stand_ins.crawler_rows(rows, 0.3, seed=0) == out  # seeded
 
 
 def test_plot_stand_ins_draws_rows_without_a_verdict_as_not_significant_and_names_the_reference(tmp_path, monkeypatch):
