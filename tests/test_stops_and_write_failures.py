@@ -331,3 +331,22 @@ def test_a_run_folder_given_as_the_model_names_its_model_folder(tmp_path, capsys
     (run / "config.json").write_text("{}")  # a folder with its own config: no hint
     assert main([command, "--model", str(run), "--data", str(tmp_path / "data")]) == 2
     assert "Did you mean" not in error_of(capsys, command)
+
+
+@pytest.mark.parametrize("name", ["someone/a2gen-model", "runs/missing/model"])
+def test_a_model_that_is_neither_a_folder_nor_found_on_the_hub_says_both(tmp_path, monkeypatch, name):
+    """Before: "someone/a2gen-model has no config.json (someone/a2gen-model/config.json does not exist)", after 30 s
+    of retries where the Hub could not be reached: it blamed a folder that does not exist. Now the message says that
+    no such folder exists, what a Hub repo of that name lacked, and how to stop waiting for the network."""
+    from huggingface_hub import constants
+
+    from a2gen_hf import A2GenForActionGeneration
+    from a2gen_hf.strict_loading import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import: the variable alone is too late here
+    with pytest.raises(CheckpointError) as raised:
+        A2GenForActionGeneration.from_pretrained(name)
+    message = str(raised.value)
+    assert message.startswith(f"{name}: no such folder ({tmp_path / name}), and no config.json of a Hub repo")
+    assert "HF_HUB_OFFLINE=1" in message and "does not exist);" not in message

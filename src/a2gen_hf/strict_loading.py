@@ -93,6 +93,14 @@ def missing_config_error(source: str | Path) -> CheckpointError:
         "the run's OUTPUT/model folder, or resume the run with --resume."
         if Path(source).name.startswith("checkpoint-") else ""
     )  # fmt: skip
+    if not Path(source).exists():  # read as a Hub repo id: not there, not cached, or the Hub was not reached
+        return CheckpointError(
+            f"{source}: no such folder ({Path(source).absolute()}), and no config.json of a Hub repo of that name was "
+            "found: the repo does not exist or holds no model, it is not in the local cache, or the Hub could not be "
+            "reached (then set HF_HUB_OFFLINE=1 to read the cache alone without waiting for the network). Give the "
+            "folder that model.save_pretrained(folder) wrote (an `a2gen train` run's OUTPUT/model), or a Hub repo "
+            "id that holds one."
+        )
     return CheckpointError(
         f"{source} has no config.json ({Path(source) / CONFIG_NAME} does not exist); a model folder needs the "
         "config.json written by model.save_pretrained(folder) (in Python, from_pretrained can also be given a config "
