@@ -188,6 +188,18 @@ def test_generation_config_eos_token_id_is_honoured(generator):
         ({"max_new_tokens": 2.0}, "max_new_tokens=2.0 must be a whole number"),
         ({"max_new_tokens": 2.0, "num_beams": 2}, "max_new_tokens=2.0 must be a whole number"),
         ({"min_new_tokens": 1.5}, "min_new_tokens=1.5 must be a whole number"),
+        # From a probe (session 28): a text watermark was not refused; seeding_scheme="selfhash" failed with an
+        # IndexError inside transformers, "lefthash" biased the action ids.
+        ({"watermarking_config": {"seeding_scheme": "selfhash"}}, "does not support watermarking_config=.*leave "
+                                                                  "watermarking_config unset"),
+        ({"watermarking_config": {"seeding_scheme": "lefthash"}}, "does not support watermarking_config"),
+        # Ids outside the vocabulary suppressed nothing, without a word; a bool eos id was read as id 1 (start).
+        ({"suppress_tokens": [99]}, r"suppress_tokens=\[99\] holds \[99\], which are not action ids: give ids .* in "
+                                    r"\[0, 7\)"),
+        ({"begin_suppress_tokens": [2, -1]}, r"begin_suppress_tokens=\[2, -1\] holds \[-1\], which are not action ids"),
+        ({"suppress_tokens": [True]}, r"suppress_tokens=\[True\] holds \[True\]"),
+        ({"eos_token_id": True}, r"eos_token_id=True: every end id must be an action id \(an int, not a bool\)"),
+        ({"eos_token_id": [2, True]}, r"eos_token_id=\[2, True\]: every end id must be an action id"),
     ],
 )
 def test_unsupported_options_are_refused_not_ignored(options, name):
@@ -625,3 +637,87 @@ def test_forced_eos_token_id_is_honoured_or_refused_by_name(generator):
     for forced in (config.start_action_id, 0, config.vocab_size, [config.end_action_id, 99]):
         with pytest.raises(ValueError, match=r"forced_eos_token_id=.*: the forced last action must be an action id"):
             model.generate(**inputs, max_new_tokens=3, forced_eos_token_id=forced)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("options", [
+    {"suppress_tokens": [2, 3, 4, 5, 6]},
+    {"suppress_tokens": [2, 3, 4, 5, 6], "do_sample": True},
+    {"begin_suppress_tokens": [2, 3, 4, 5, 6]},
+    {"suppress_tokens": [2, 3, 4, 5], "min_new_tokens": 2},
+    {"min_new_tokens": 5, "no_repeat_ngram_size": 1},
+    {"min_new_tokens": 5, "no_repeat_ngram_size": 1, "do_sample": True},
+], ids=["suppress-greedy", "suppress-sample", "begin-suppress", "end-held-back-rest-suppressed", "blocked-before-it",
+        "blocked-before-it-sample"])  # fmt: skip
+def test_remove_invalid_values_does_not_hide_a_row_left_no_action(generator, options):
+    """From a probe (session 28): transformers' InfNanRemoveLogitsProcessor turned the -inf of padding, the start and
+    the blocked actions into a finite number, so a blocked row looked open: greedy search padded right after the
+    start, sampling drew the start and padding mid-sequence. It is read before that processor now (the end action
+    held back by min_new_tokens goes before it, suppress_tokens after it)."""
+    model, inputs = tiny_model(generator)
+    with pytest.raises(ValueError, match=r"No action can follow at position \d of row 0: .*every action scores -inf"):
+        torch.manual_seed(0)
+        model.generate(**inputs, **options, remove_invalid_values=True)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_remove_invalid_values_still_turns_nan_into_numbers_and_never_draws_padding_or_start(generator):
+    """What remove_invalid_values is for stays honoured: NaN logits are read as 0 (refused without it), and padding
+    and the start, at the smallest float after it, are never generated."""
+    model, inputs = tiny_model(generator)
+    end = model.config.end_action_id
+    with torch.no_grad():
+        model.generator.heads.action.bias[2:] = float("nan")  # every action's logit is NaN
+    with pytest.raises(ValueError, match="its scores are NaN"):
+        model.generate(**inputs)
+    for options in ({}, {"do_sample": True}, {"num_beams": 2}):
+        torch.manual_seed(0)
+        sequences = model.generate(**inputs, remove_invalid_values=True, max_new_tokens=3, **options)
+        for row in sequences[:, 1:].tolist():  # actions up to the end (no padding, no start), padding after it
+            length = row.index(end) + 1 if end in row else len(row)
+            assert all(token > model.config.start_action_id for token in row[:length]), (options, row)
+            assert all(token == 0 for token in row[length:]), (options, row)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_continuous_batching_is_refused_with_what_to_use_instead(generator):
+    """From a probe (session 28): the inherited generate_batch() reported forward()'s complaint about input_ids as a
+    failed request status (and logged a traceback); init_continuous_batching() returned a manager."""
+    model, _ = tiny_model(generator)
+    calls = {
+        "generate_batch": lambda: model.generate_batch(inputs=[[1]]),
+        "init_continuous_batching": lambda: model.init_continuous_batching(),
+        "continuous_batching_context_manager": lambda: model.continuous_batching_context_manager().__enter__(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=rf"{name}\(\) \(transformers' continuous batching\) is not supported by "
+                                             r"A2Gen: .*model.generate\(\*\*batch\).*A2GenRanker.generate"):
+            call()
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_repeated_end_ids_are_counted_once(generator):
+    """From a probe (session 28): beam search kept (1 + end ids) * num_beams continuations counting repeats, more
+    than the vocabulary holds: RuntimeError "selected index k out of range"."""
+    model, inputs = tiny_model(generator)
+    for repeated, distinct in (([2] * 6, [2]), ([2, 3, 4, 5, 2, 3], [2, 3, 4, 5])):
+        for options in ({}, {"num_beams": 2}, {"num_beams": 3, "num_return_sequences": 2}):
+            assert torch.equal(
+                model.generate(**inputs, eos_token_id=repeated, **options),
+                model.generate(**inputs, eos_token_id=distinct, **options),
+            )
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_min_length_with_every_action_an_end_id_is_refused_naming_them(generator):
+    """From a probe (session 28): the error blamed suppress_tokens & co., which the call did not use, and advised
+    leaving the end action allowed, which min_new_tokens held back."""
+    model, inputs = tiny_model(generator)
+    with pytest.raises(ValueError, match=r"min_new_tokens=2 / min_length=3 forbid ending before 2 action\(s\), but "
+                                         r"the end ids \(the end action 'leave' plus eos_token_id=\[2, 3, 4, 5\]\) are "
+                                         r"every action that can be generated"):
+        model.generate(**inputs, eos_token_id=[2, 3, 4, 5], min_new_tokens=2)
+    with pytest.raises(ValueError, match=r"min_new_tokens=None / min_length=2 forbid ending"):
+        model.generate(**inputs, eos_token_id=[2, 3, 4, 5], min_length=2, num_beams=2)
+    sequences = model.generate(**inputs, eos_token_id=[2, 3, 4], min_new_tokens=2)  # 'comment' is left to go on with
+    assert (sequences[:, 1] == 5).all()

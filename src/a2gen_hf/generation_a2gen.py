@@ -21,6 +21,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.nn import functional as F
@@ -29,6 +30,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.generation import (
     GenerateBeamDecoderOnlyOutput,
     GenerateDecoderOnlyOutput,
+    InfNanRemoveLogitsProcessor,
     LogitsProcessorList,
     StoppingCriteriaList,
 )
@@ -91,6 +93,11 @@ _UNSUPPORTED_OPTIONS = {
     "max_cache_len": "EAG's cache is dynamic, not static",
     "compile_config": "the timed decode loop is not compiled",
     "prefill_chunk_size": "there is no prompt to prefill",
+    "watermarking_config": (
+        "a text watermark biases a pseudo-random share of the vocabulary at every step, to be detected in text "
+        "later; on a handful of action ids it only distorts the timelines and detects nothing (and "
+        "seeding_scheme='selfhash' reads more ids than there are actions); leave watermarking_config unset"
+    ),
 }
 _HARMLESS_VALUES = {
     ("num_beam_groups", 1), ("diversity_penalty", 0.0), ("cache_implementation", "dynamic"), ("guidance_scale", 1.0),
@@ -119,6 +126,15 @@ def _moderate_length_penalty(penalty, max_actions: int) -> bool:
     return math.isfinite(value) and abs(value) * math.log(max_actions + 2) < 700
 
 
+def _listed_ids(value) -> list:
+    """A generation option that holds one id or several (``eos_token_id``, ``suppress_tokens``, ...) as a list."""
+    if value is None:
+        return []
+    if isinstance(value, numbers.Integral) or (torch.is_tensor(value) and value.dim() == 0):
+        return [value]
+    return list(value.tolist() if torch.is_tensor(value) else value)
+
+
 def _refuse_blocked_rows(scores: torch.Tensor, live: torch.Tensor, position: int) -> None:
     """``ValueError`` when a row that must go on (``live``, `(R,)`) has no action left: every score `(R, V)` is -inf
     (or NaN, said apart) after the logits processors, so it could only be padded (greedy), fail to sample, or end empty."""
@@ -133,9 +149,11 @@ def _refuse_blocked_rows(scores: torch.Tensor, live: torch.Tensor, position: int
             )
         raise ValueError(
             f"No action can follow at position {position} of row {row}: after the logits processors every action "
-            "scores -inf (suppress_tokens, begin_suppress_tokens, bad_words_ids or a processor of your own block "
-            "them all, padding and the start action never being generated). Leave at least one action allowed, e.g. "
-            "the end action."
+            "scores -inf (suppress_tokens, begin_suppress_tokens, bad_words_ids, no_repeat_ngram_size, "
+            "min_new_tokens / min_length (which hold back every end id, the end action and eos_token_id, until "
+            "reached) or a processor of your own block them all, padding and the start action never being "
+            "generated). Leave at least one action allowed at every step: block fewer actions, or lower "
+            "min_new_tokens / min_length."
         )
 
 
@@ -197,6 +215,11 @@ def never_generated(config) -> tuple[int, int]:
     """The action ids ``generate()`` never draws: padding (0) and ``start`` (a sequence opens with one). The one rule
     of :meth:`A2GenGenerationMixin._allowed_scores` and of the ``"sampler"`` readout of ``predict_actions``."""
     return 0, config.start_action_id
+
+
+def generated_actions(config) -> list[int]:
+    """The action ids ``generate()`` may draw: every id but :func:`never_generated`'s."""
+    return [action_id for action_id in range(config.vocab_size) if action_id not in never_generated(config)]
 
 
 def ordered_times(times: torch.Tensor, previous: torch.Tensor, monotonic: bool) -> torch.Tensor:
@@ -341,16 +364,29 @@ class A2GenGenerationMixin(GenerationMixin):
             )
         vocab = self.config.vocab_size
         eos = generation_config.eos_token_id
-        for token in [] if eos is None else ([eos] if isinstance(eos, int) else list(eos)):
-            if not isinstance(token, int) or not 1 <= token < vocab:
+        for token in _listed_ids(eos):
+            if isinstance(token, bool) or not isinstance(token, int) or not 1 <= token < vocab:
                 raise ValueError(
-                    f"eos_token_id={eos!r}: every end id must be an action id in [1, {vocab}) "
+                    f"eos_token_id={eos!r}: every end id must be an action id (an int, not a bool) in [1, {vocab}) "
                     f"({self.config.id_to_action[1:]})."
                 )
+        for name in ("suppress_tokens", "begin_suppress_tokens"):
+            # transformers ignores ids outside the vocabulary here: a typo would suppress nothing, without a word.
+            value = getattr(generation_config, name, None)
+            wrong = [
+                token for token in _listed_ids(value)
+                if isinstance(token, bool) or not isinstance(token, numbers.Integral) or not 0 <= token < vocab
+            ]
+            if wrong:
+                raise ValueError(
+                    f"{name}={value!r} holds {wrong}, which are not action ids: give ids (ints, not bools) in "
+                    f"[0, {vocab}) ({self.config.id_to_action}), e.g. {name}=[{self.config.end_action_id}] for "
+                    f"'{self.config.end_action}'."
+                )
         forced = generation_config.forced_eos_token_id
-        allowed = [action_id for action_id in range(1, vocab) if action_id != self.config.start_action_id]
+        allowed = generated_actions(self.config)
         names = [self.config.id_to_action[action_id] for action_id in allowed]
-        for action_id in [] if forced is None else ([forced] if isinstance(forced, int) else list(forced)):
+        for action_id in _listed_ids(forced):
             if isinstance(action_id, bool) or not isinstance(action_id, int) or action_id not in allowed:
                 raise ValueError(
                     f"forced_eos_token_id={forced!r}: the forced last action must be an action id other than start "
@@ -420,10 +456,20 @@ class A2GenGenerationMixin(GenerationMixin):
                 f"{budget} new actions (max_length={1 + budget}); lower them or raise max_new_tokens."
             )
         self._prepare_special_tokens(generation_config, device=context.device)
-        # The end action always ends a timeline (the user left); eos_token_id may add others.
-        end = torch.tensor([self.config.end_action_id], device=context.device)
+        # The end action always ends a timeline (the user left); eos_token_id may add others. Each id once: beam
+        # search keeps (1 + end ids) * num_beams continuations, which must fit in the vocabulary.
         eos = generation_config._eos_token_tensor
-        generation_config._eos_token_tensor = end if eos is None else torch.cat([end, eos[eos != end]])
+        end_ids = list(dict.fromkeys([self.config.end_action_id, *([] if eos is None else eos.tolist())]))
+        generation_config._eos_token_tensor = torch.tensor(end_ids, device=context.device)
+        actions = generated_actions(self.config)
+        if (generation_config.min_length or 0) > 1 and set(actions) <= set(end_ids):
+            raise ValueError(
+                f"min_new_tokens={min_new} / min_length={generation_config.min_length} forbid ending before "
+                f"{generation_config.min_length - 1} action(s), but the end ids (the end action "
+                f"'{self.config.end_action}' plus eos_token_id={generation_config.eos_token_id!r}) are every action "
+                f"that can be generated ({[self.config.id_to_action[a] for a in actions]}), so no action can follow "
+                "the start. Leave min_new_tokens / min_length unset, or leave at least one action out of eos_token_id."
+            )
         if generation_config._pad_token_tensor is None or generation_config.pad_token_id is None:
             generation_config._pad_token_tensor = torch.tensor(0, device=context.device)
         processors = self._get_logits_processor(
@@ -479,7 +525,8 @@ class A2GenGenerationMixin(GenerationMixin):
         timeline never goes back in time (EAG is fed these times); ``monotonic_times=False`` gives the generator's raw
         per-step times (what ``backward_time_rate`` measures). Any other
         option that would change the result (group beam search, constraints, assistants, stop strings, static
-        caches, ...) raises ``ValueError``; it is never silently ignored.
+        caches, watermarking, ids outside the vocabulary, ...) raises ``ValueError``; it is never silently ignored.
+        So does transformers' continuous batching (``generate_batch``).
 
         Returns:
             `torch.LongTensor` of shape `(batch_size * num_return_sequences, 1 + generated)` (``start`` first,
@@ -563,6 +610,30 @@ class A2GenGenerationMixin(GenerationMixin):
             context, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer,
             explicit_lengths=explicit_lengths,
         )
+
+    # transformers' continuous batching (ContinuousMixin) schedules text prompts of input_ids through a paged cache and
+    # calls forward(input_ids=...): it cannot run A2Gen, and failed inside its worker, reported only as a request
+    # status. Refused when called instead.
+
+    def _refuse_continuous_batching(self, method: str):
+        raise ValueError(
+            f"{method}() (transformers' continuous batching) is not supported by A2Gen: it schedules text prompts "
+            "(input_ids) through a paged key/value cache, and A2Gen generates from history inputs, with a time for "
+            "every action. Generate timed sequences with model.generate(**batch) (a collator batch), or with "
+            "A2GenRanker.generate for many candidates of one user (the history encoded once)."
+        )
+
+    def generate_batch(self, *args, **kwargs):
+        """Refused: see :meth:`_refuse_continuous_batching`; use :meth:`generate`."""
+        self._refuse_continuous_batching("generate_batch")
+
+    def init_continuous_batching(self, *args, **kwargs):
+        """Refused: see :meth:`_refuse_continuous_batching`; use :meth:`generate`."""
+        self._refuse_continuous_batching("init_continuous_batching")
+
+    def continuous_batching_context_manager(self, *args, **kwargs):
+        """Refused: see :meth:`_refuse_continuous_batching`; use :meth:`generate`."""
+        self._refuse_continuous_batching("continuous_batching_context_manager")
 
     def _checked_context(self, context: torch.Tensor, method: str) -> torch.Tensor:
         """``context`` `(B, context_size)` as the generator reads it: a float tensor of this model's context size (a
@@ -663,6 +734,41 @@ class A2GenGenerationMixin(GenerationMixin):
         scores[:, list(never_generated(self.config))] = -float("inf")
         return scores
 
+    def _processed_scores(
+        self,
+        processors: LogitsProcessorList,
+        input_ids: torch.LongTensor,
+        scores: torch.Tensor,
+        refuse_blocked: Callable[[torch.Tensor], None],
+    ) -> torch.Tensor:
+        """
+        ``processors(input_ids, scores)``, refusing rows left no action: ``refuse_blocked`` (:func:`_refuse_blocked_rows`
+        or :func:`_refuse_blocked_examples` for the rows that must go on) is given the processed scores of the ids
+        generate() may draw (:meth:`_allowed_scores`), -inf for every id that any processor blocked. With
+        ``remove_invalid_values`` transformers' ``InfNanRemoveLogitsProcessor`` turns each -inf so far (padding, the
+        start, blocked actions) into a finite number, so the ids at -inf are also read right before it: a blocked
+        row would look open after it, and greedy search would pad mid-sequence, sampling draw the start or padding.
+        Those ids (padding and the start always, even where NaN logits made them NaN) end at the smallest float, as
+        that processor leaves them, whatever later processors did. Its other work (NaN to 0, +inf to the largest
+        float) is honoured. Returns the processed scores.
+        """
+        blocked = None  # the ids at -inf before an InfNanRemoveLogitsProcessor, padding and the start
+        segment = LogitsProcessorList()
+        for processor in processors:
+            if isinstance(processor, InfNanRemoveLogitsProcessor):
+                scores = segment(input_ids, scores)
+                blocked = torch.isneginf(scores) if blocked is None else blocked | torch.isneginf(scores)
+                blocked[:, list(never_generated(self.config))] = True
+                segment = LogitsProcessorList()
+            segment.append(processor)
+        scores = segment(input_ids, scores)
+        allowed = self._allowed_scores(scores)
+        if blocked is not None:
+            allowed = allowed.masked_fill(blocked, -math.inf)
+            scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+        refuse_blocked(allowed)
+        return scores
+
     def _start_rows(self, rows: int, context: torch.Tensor) -> tuple[torch.LongTensor, torch.Tensor]:
         """`(rows, 1)` start actions and their time, in the model's dtype (what EAG is fed)."""
         tokens = torch.full((rows, 1), self.config.start_action_id, dtype=torch.long, device=context.device)
@@ -692,8 +798,10 @@ class A2GenGenerationMixin(GenerationMixin):
         while rows and sequences.shape[1] < generation_config.max_length:
             step = step_function(fed_tokens, fed_times)
             logits = step.logits.to(dtype=torch.float32, copy=True)
-            step_scores = processors(sequences, self._allowed_scores(logits))
-            _refuse_blocked_rows(step_scores, unfinished, sequences.shape[1])
+            step_scores = self._processed_scores(
+                processors, sequences, self._allowed_scores(logits),
+                partial(_refuse_blocked_rows, live=unfinished, position=sequences.shape[1]),
+            )
             if scores is not None:
                 scores += (step_scores,)
             if raw_logits is not None:
@@ -825,8 +933,11 @@ class A2GenGenerationMixin(GenerationMixin):
             fed_tokens = flat_running.masked_fill(flat_running == 0, self.config.end_action_id)
             step = step_function(fed_tokens, running_times)
             logits = step.logits.to(dtype=torch.float32, copy=True)
-            log_probs = processors(flat_running, F.log_softmax(self._allowed_scores(logits), dim=-1))
-            _refuse_blocked_examples(log_probs, running_beam_scores, is_sent_finished, returned, cur_len)
+            log_probs = self._processed_scores(
+                processors, flat_running, F.log_softmax(self._allowed_scores(logits), dim=-1),
+                partial(_refuse_blocked_examples, beam_scores=running_beam_scores, finished=is_sent_finished,
+                        returned=returned, position=cur_len),
+            )
             if all_scores is not None:
                 all_scores += (log_probs.clone(),)
             if raw_logits is not None:
