@@ -362,6 +362,44 @@ def test_generate_kwargs_cannot_take_the_times_away_and_a_generation_config_is_n
     assert pipe(REQUEST, generate_kwargs={"return_dict_in_generate": True}) == pipe(REQUEST)
 
 
+def test_generate_outputs_asked_for_are_returned_per_candidate():
+    """From a probe (session 28): output_scores / output_logits / output_attentions / output_hidden_states were
+    accepted and dropped. They come back per candidate, as lists (as transformers' text-generation pipeline returns
+    them per record); a generation_config holding return_dict_in_generate=False is refused as the keyword is."""
+    from transformers import GenerationConfig
+
+    pipe = make_pipe(tiny_model("eag"))
+    asked = dict(output_scores=True, output_logits=True, output_attentions=True, output_hidden_states=True)
+    inputs = pipe.preprocess(REQUEST, side_feature_fields=FIELDS)
+    state = pipe.ranker.encode_user(**inputs["user"])
+    strategies = (({"do_sample": True, "num_return_sequences": 2}, 2), ({"num_beams": 3, "num_return_sequences": 2}, 3))
+    for options, rows in strategies:  # rows: the candidate's sequences (sampling) or beams
+        torch.manual_seed(0)
+        results = pipe(REQUEST, **options, generate_kwargs=asked)
+        torch.manual_seed(0)
+        generated = pipe.ranker.generate(state, inputs["item_ids"], inputs["item_side_ids"], **options, **asked)
+        for candidate, result in enumerate(results):
+            block = slice(candidate * rows, (candidate + 1) * rows)  # the candidate's sequences or beams
+            for name in ("scores", "logits"):
+                torch.testing.assert_close(torch.tensor(result[name]), torch.stack(getattr(generated, name), 1)[block])
+            for name in ("attentions", "hidden_states"):
+                assert len(result[name]) == rows and len(result[name][0]) == len(getattr(generated, name))
+                for step, tensors in enumerate(getattr(generated, name)):
+                    for row in range(rows):
+                        torch.testing.assert_close(torch.tensor(result[name][row][step][0]), tensors[0][block][row])
+            if "num_beams" in options:  # per returned sequence; the beams counted from 0 within the candidate
+                returned = slice(candidate * 2, (candidate + 1) * 2)
+                torch.testing.assert_close(torch.tensor(result["sequences_scores"]), generated.sequences_scores[returned])
+                indices = generated.beam_indices[returned]
+                assert result["beam_indices"] == torch.where(indices >= 0, indices - candidate * rows, indices).tolist()
+            else:
+                assert "beam_indices" not in result and "sequences_scores" not in result
+    plain = pipe(REQUEST, num_beams=3)  # nothing asked: nothing added
+    assert all(set(result) == {"item", "action_probabilities", "expected_seconds", "timeline"} for result in plain)
+    with pytest.raises(ValueError, match="return_dict_in_generate=False: the pipeline reads the generated times"):
+        pipe(REQUEST, generation_config=GenerationConfig(return_dict_in_generate=False))
+
+
 def test_side_feature_fields_come_from_the_saved_tokenizer(tmp_path):
     model = tiny_model()
     tokenizer = A2GenActionTokenizer.from_config(model.config, side_feature_fields=FIELDS)

@@ -416,6 +416,32 @@ def test_generate_returns_times_with_a_generation_config_too():
     assert isinstance(bare, torch.Tensor) and bare.dtype == torch.long
 
 
+def test_generate_with_a_generation_config_adds_no_keyword_and_honours_its_return_dict_in_generate(monkeypatch):
+    """From a probe (session 28): the ranker added return_dict_in_generate=True as a keyword beside a
+    generation_config, so transformers warned of a deprecated mix the user did not make, and a config's explicit
+    return_dict_in_generate=False was overridden."""
+    from transformers import GenerationConfig
+
+    model, config = build("iag")
+    ranker = A2GenRanker(model)
+    state = ranker.encode_user(**one_user(config))
+    item_ids, item_side_ids = candidates(config, 2)
+    calls, generate_from_context = [], model.generate_from_context
+    monkeypatch.setattr(model, "generate_from_context",
+                        lambda *args, **kwargs: calls.append((args, kwargs)) or generate_from_context(*args, **kwargs))
+    given = GenerationConfig(max_new_tokens=2)
+    output = ranker.generate(state, item_ids, item_side_ids, generation_config=given)
+    (_, passed), kwargs = calls[-1]
+    assert "return_dict_in_generate" not in kwargs and passed.return_dict_in_generate is True
+    assert given.return_dict_in_generate is None  # set on a copy: the caller's config is not changed
+    assert output.times.shape == output.sequences.shape
+    bare = ranker.generate(state, item_ids, item_side_ids,
+                           generation_config=GenerationConfig(max_new_tokens=2, return_dict_in_generate=False))
+    assert isinstance(bare, torch.Tensor) and torch.equal(bare, output.sequences)
+    ranker.generate(state, item_ids, item_side_ids)  # no config: the keyword, as before
+    assert calls[-1][1]["return_dict_in_generate"] is True
+
+
 def test_score_candidates_checks_its_inputs():
     model, config = build("iag")
     ranker = A2GenRanker(model)

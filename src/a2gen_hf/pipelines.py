@@ -9,7 +9,6 @@ is encoded once, not once per candidate.
 
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 import os
@@ -29,7 +28,7 @@ from .auto import AutoModelForActionGeneration
 from .data.collator import A2GenDataCollator
 from .features_a2gen import popularity_keyed_by_raw_id
 from .modeling_a2gen import A2GenForActionGeneration
-from .ranking import USER_INPUT_NAMES, A2GenRanker, is_action_generation_model
+from .ranking import USER_INPUT_NAMES, A2GenRanker, is_action_generation_model, with_dict_output
 from .tokenization_a2gen import A2GenActionTokenizer, TimelineError, _unix_seconds
 
 TASK = "action-generation"
@@ -46,26 +45,28 @@ PUSH_OPTIONS = (
     "dataset_name", "license", "replace_card",
 )
 HISTORY_ITEM_KEYS = ("item", "events", "side_features", "session_start")
+# generate()'s outputs that a result does not repeat: its ids and times are the timelines; the cache is internal.
+TIMELINE_OUTPUTS = ("sequences", "times", "cache", "past_key_values")
 CANDIDATE_KEYS = ("item", "side_features")
 
 
 def _with_times(generate_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``generate_kwargs`` asking generate() for the times the timelines show (``return_dict_in_generate=True``): set
-    on a copy of a ``generation_config`` given there (a keyword beside it would make transformers warn of mixing the
-    two), else as a keyword. An explicit ``return_dict_in_generate=False``, ids without times, is refused."""
+    """``generate_kwargs`` asking generate() for the times the timelines show (``return_dict_in_generate=True``, as
+    :func:`~a2gen_hf.ranking.with_dict_output` sets it: on a copy of a ``generation_config`` given there, else as a
+    keyword). An explicit ``return_dict_in_generate=False``, ids without times, is refused, as a keyword or set in
+    the ``generation_config``."""
     kwargs = dict(generate_kwargs)
-    if kwargs.get("return_dict_in_generate", True) is not True:
-        raise ValueError(
-            f"return_dict_in_generate={kwargs['return_dict_in_generate']!r}: the pipeline reads the generated times, "
-            "which only generate()'s dict output holds; leave return_dict_in_generate out (the pipeline sets it)."
-        )
-    if kwargs.get("generation_config") is not None:
-        kwargs.pop("return_dict_in_generate", None)
-        kwargs["generation_config"] = copy.deepcopy(kwargs["generation_config"])
-        kwargs["generation_config"].return_dict_in_generate = True
-    else:
-        kwargs["return_dict_in_generate"] = True
-    return kwargs
+    config = kwargs.pop("generation_config", None)
+    for given in (kwargs.get("return_dict_in_generate"), getattr(config, "return_dict_in_generate", None)):
+        if given is not None and given is not True:
+            raise ValueError(
+                f"return_dict_in_generate={given!r}: the pipeline reads the generated times, which only generate()'s "
+                "dict output holds; leave return_dict_in_generate out (the pipeline sets it)."
+            )
+    if config is not None:
+        kwargs.pop("return_dict_in_generate", None)  # True: a keyword beside the config would make transformers warn
+    config, kwargs = with_dict_output(config, kwargs)
+    return kwargs if config is None else {**kwargs, "generation_config": config}
 
 
 class ActionRequestError(ValueError):
@@ -153,7 +154,10 @@ class ActionGenerationPipeline(Pipeline):
         max_new_tokens, do_sample, num_beams, num_return_sequences, temperature, top_p, use_cache,
         generation_config, generate_kwargs (`dict`): generation options, as ``model.generate`` takes them (default:
             the model's generation config, greedy). With ``num_return_sequences > 1`` each result also has
-            ``"timelines"``, all of that candidate's sequences (``"timeline"`` is the first).
+            ``"timelines"``, all of that candidate's sequences (``"timeline"`` is the first). With
+            ``output_scores`` / ``output_logits`` / ``output_attentions`` / ``output_hidden_states`` (in
+            ``generate_kwargs``) each result also holds those outputs of the candidate, as lists (with beams also
+            ``beam_indices`` and ``sequences_scores``; see :func:`_per_candidate`).
         side_feature_fields (`list[str]`): see above.
 
     Args:
@@ -510,6 +514,7 @@ class ActionGenerationPipeline(Pipeline):
             "action_probabilities": prediction.action_probabilities[order],
             "expected_seconds": prediction.expected_seconds[order],
             "timelines": None,
+            "generate_outputs": {},
         }
         if timelines:
             generated = self.ranker.generate(
@@ -518,6 +523,9 @@ class ActionGenerationPipeline(Pipeline):
             decoded = self.tokenizer.decode_timelines(generated.sequences, generated.times)
             copies = len(decoded) // len(order)
             outputs["timelines"] = [decoded[row * copies : (row + 1) * copies] for row in range(len(order))]
+            outputs["generate_outputs"] = {
+                name: value for name, value in generated.items() if name not in TIMELINE_OUTPUTS
+            }
         return outputs
 
     def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -527,6 +535,7 @@ class ActionGenerationPipeline(Pipeline):
         seconds = model_outputs["expected_seconds"].tolist()
         scores = model_outputs["scores"].tolist() if model_outputs["scores"] is not None else None
         timelines = model_outputs["timelines"]
+        extra = _per_candidate(model_outputs["generate_outputs"], len(model_outputs["items"]))
         results = []
         for row, item in enumerate(model_outputs["items"]):
             result = {"item": item}
@@ -538,8 +547,46 @@ class ActionGenerationPipeline(Pipeline):
                 result["timeline"] = timelines[row][0]
                 if len(timelines[row]) > 1:
                     result["timelines"] = timelines[row]
+            result.update({name: values[row] for name, values in extra.items()})
             results.append(result)
         return results
+
+
+def _per_candidate(outputs: Mapping[str, Any], candidates: int) -> dict[str, list]:
+    """
+    The outputs generate() was asked for beside the timelines (``output_scores``, ``output_logits``,
+    ``output_attentions``, ``output_hidden_states``), one entry per candidate, as Python lists (transformers'
+    text-generation pipeline returns them per record so). A candidate runs a block of rows: its sequences (greedy
+    search, sampling) or its ``num_beams`` beams (beam search). ``scores`` / ``logits``: per row, its steps' scores
+    over the actions `[rows][steps][actions]`; ``attentions`` / ``hidden_states``: per row, its steps' generator
+    tensors `[rows][steps][tensors][...]`. With beams, per returned sequence (the ``timelines`` order):
+    ``sequences_scores`` (with ``output_scores``) and ``beam_indices`` (with any of the four), which name for each
+    step the row (the candidate's beam, from 0) the sequence extended, -1 after its end.
+    """
+    per_step = {name: value for name, value in outputs.items() if isinstance(value, tuple) and value}
+    if not per_step:
+        return {}
+    first = next(iter(per_step.values()))[0]
+    rows = (first if torch.is_tensor(first) else first[0]).shape[0] // candidates
+    split = {
+        name: [
+            [
+                [step[row].tolist() if torch.is_tensor(step) else [tensor[row].tolist() for tensor in step]
+                 for step in value]
+                for row in range(candidate * rows, (candidate + 1) * rows)
+            ]
+            for candidate in range(candidates)
+        ]
+        for name, value in per_step.items()
+    }
+    for name in ("sequences_scores", "beam_indices"):
+        value = outputs.get(name)
+        if torch.is_tensor(value):  # (candidates * returned, ...): each candidate's returned sequences
+            blocks = value.cpu().chunk(candidates)
+            if name == "beam_indices":  # a row of all candidates' beams -> the candidate's own beam
+                blocks = [torch.where(block >= 0, block - index * rows, block) for index, block in enumerate(blocks)]
+            split[name] = [block.tolist() for block in blocks]
+    return split
 
 
 def _saved_tokenizer(name_or_path: str) -> A2GenActionTokenizer | None:

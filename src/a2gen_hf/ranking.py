@@ -781,13 +781,14 @@ class A2GenRanker:
         repeats the user's history C times: the same options (``max_new_tokens``, ``do_sample``, ``num_beams``,
         ``num_return_sequences``, ``use_cache``, ...; the model's generation config by default, which is greedy) and
         outputs, except that ``return_dict_in_generate`` defaults to True here, with a ``generation_config`` too
-        (pass ``return_dict_in_generate=False`` for the bare sequences). Returns sequences
-        `(C * num_return_sequences, 1 + steps)` and their normalised times.
+        (set on a copy of one that leaves it unset, so transformers does not warn of a keyword beside a config).
+        ``return_dict_in_generate=False``, as a keyword or set in the ``generation_config``, gives the bare
+        sequences. Returns sequences `(C * num_return_sequences, 1 + steps)` and their normalised times.
         """
         context = self.generation_context(user_state, item_ids, item_side_ids, item_keys)
         if context.shape[0] == 0:
             raise ValueError("generate() needs at least one candidate in item_ids.")
-        kwargs.setdefault("return_dict_in_generate", True)  # a keyword wins over the config's default False
+        generation_config, kwargs = with_dict_output(generation_config, kwargs)
         return self.model.generate_from_context(context, generation_config, **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -836,6 +837,23 @@ class A2GenRanker:
                 # check at run time instead of a refused export (torch 2.13 proves it).
                 prefer_deferred_runtime_asserts_over_guards=True,
             )
+
+
+def with_dict_output(
+    generation_config: GenerationConfig | None, kwargs: dict[str, Any]
+) -> tuple[GenerationConfig | None, dict[str, Any]]:
+    """``generation_config`` and generate() keywords ``kwargs`` asking for the dict output (with the times) unless
+    they set ``return_dict_in_generate`` themselves: on a deep copy of a ``generation_config`` that leaves it unset (a
+    keyword beside a config makes transformers warn of a deprecated mix the caller did not make), else as a keyword.
+    A value the call gives, in the keywords or the config, is kept."""
+    if "return_dict_in_generate" in kwargs:
+        return generation_config, kwargs
+    if generation_config is None:
+        return None, {**kwargs, "return_dict_in_generate": True}
+    if generation_config.return_dict_in_generate is None:
+        generation_config = copy.deepcopy(generation_config)
+        generation_config.return_dict_in_generate = True
+    return generation_config, kwargs
 
 
 def is_action_generation_model(model: Any) -> bool:
