@@ -146,7 +146,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     write_json_atomically(output_dir / DEMO_RESULTS, results)  # strict JSON (NaN -> null), as eval_results.json
     elapsed = time.time() - started
     print(f"\nSaved the A2Gen checkpoint to {checkpoint} (load it with AutoModelForActionGeneration.from_pretrained),")
-    print(f"the timeline plot to {plot_path} and the metrics to {output_dir / 'demo_results.json'}.")
+    print(f"the timeline plot to {plot_path} and the metrics to {output_dir / DEMO_RESULTS}.")
     # Counted from run_demo's start: the imports before it (some seconds, more on a busy machine) are not in it.
     print(f"Demo finished in {elapsed:.0f} s (after start-up).")
     return {"results": results, "checkpoint": str(checkpoint), "plot": str(plot_path), "seconds": elapsed}

@@ -181,7 +181,8 @@ def remove_earlier_run(output_dir: str | os.PathLike) -> None:
     """
     Delete ``output_dir`` when it holds an earlier run (its :data:`RUN_FILES` or ``checkpoint-N`` folders), so that
     a benchmark that owns its run folders (``benchmarks/quality_ablations.py``; ``a2gen compare`` and ``a2gen demo``
-    mark theirs, :func:`start_marked_run`) runs again in the same output; :func:`train` itself refuses such a folder. Any other folder is left as it is.
+    mark theirs, :func:`start_marked_run`) runs again in the same output; :func:`train` itself refuses such a
+    folder. Any other folder is left as it is.
     """
     folder = Path(output_dir)
     if folder.is_dir() and earlier_run_in(folder):
