@@ -384,7 +384,8 @@ def test_a_config_file_that_is_not_utf8(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
-        (["train", "--data", "d", "--output", "o", "--checkpoint-every", "5"], "a2gen train: interrupted; resume with --resume"),
+        (["train", "--data", "d", "--output", "o", "--checkpoint-every", "5"],
+         "a2gen train: interrupted before the first checkpoint was complete (--checkpoint-every 5)"),  # nothing written yet
         (["train", "--data", "d", "--output", "o"], "a2gen train: interrupted; no checkpoint was written"),
         (["report", "r.json"], "a2gen report: interrupted\n"),
     ],

@@ -70,7 +70,7 @@ def test_sigterm_prints_the_ctrl_c_line_and_exits_143(monkeypatch, capsys):
     monkeypatch.setattr(cli, "run_train", terminated)
     assert main(["train", "--data", "d", "--output", "o", "--checkpoint-every", "5"]) == 143
     err = capsys.readouterr().err
-    assert err.startswith("a2gen train: interrupted; resume with --resume") and err.count("\n") == 1
+    assert err.startswith("a2gen train: interrupted before the first checkpoint was complete (--checkpoint-every 5)") and err.count("\n") == 1
     assert signal.getsignal(signal.SIGTERM) is before
 
 

@@ -189,7 +189,7 @@ def test_ctrl_c_is_reported_by_the_main_process_only(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
     monkeypatch.setenv("RANK", "0")
     assert main(argv) == 130
-    assert capsys.readouterr().err.startswith("a2gen train: interrupted; resume with --resume")
+    assert capsys.readouterr().err.startswith("a2gen train: interrupted before the first checkpoint was complete (--checkpoint-every 5)")
 
 
 # ------------------------------------------------------------------------------------------ 2 processes (DDP)

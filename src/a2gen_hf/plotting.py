@@ -471,8 +471,8 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
                     if row[key] is not None and not _is_number(row[key]):
                         raise ValueError(f"{source}: {where}.{key} must be a number or null, got "
                                          f"{_type_name(row[key])}.")
-                for key in ("difference", "low", "high"):  # of two AUCs: in [-1, 1]
-                    if _is_number(row[key]) and not -1.0 <= row[key] <= 1.0:
+                for key in ("difference", "low", "high"):  # of two AUCs: in [-1, 1]; NaN, as null, not measured
+                    if _is_number(row[key]) and not math.isnan(row[key]) and not -1.0 <= row[key] <= 1.0:
                         raise ValueError(f"{source}: {where}.{key} is {row[key]!r}; a difference of two AUCs lies in "
                                          f"[-1, 1]: {RESTORE}.")
                 low, high = row["low"], row["high"]
