@@ -53,9 +53,10 @@ from .output_folders import (
 )
 
 
-def _output_folder_error(path: str, flag: str = "--output") -> str | None:
-    """Why ``path`` cannot be the folder a command writes (checked before any work), or None."""
-    problem = folder_output_problem(path)
+def _output_folder_error(path: str, flag: str = "--output", beside: bool = False) -> str | None:
+    """Why ``path`` cannot be the folder a command writes (checked before any work), or None; ``beside``: the command
+    locks the folder or stages a new version of it beside it (:func:`folder_output_problem`)."""
+    problem = folder_output_problem(path, beside=beside)
     return f"{flag} {problem}" if problem else None
 
 
@@ -136,7 +137,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     try:  # the output is not the input log, around it or inside it, nor a folder of other files
         check_output_dir(Path(args.input), args.output)  # the text given: --output '' is named as such
-        problem = _output_folder_error(args.output)
+        problem = _output_folder_error(args.output, beside=True)
     except ValueError as error:
         problem = str(error)
     if not problem and args.preset != "generic":
@@ -364,7 +365,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .data.simulator import SimulatorConfig, format_simulation_summary, simulate, simulate_to_parquet
 
     # numpy's SeedSequence takes any integer >= 0 (the simulator seeds every stream with [seed, ...])
-    problem = _output_folder_error(args.output) or _seed_error(args.seed)
+    # a saved data folder is locked and staged beside --output; Parquet files are written inside it
+    problem = _output_folder_error(args.output, beside=not args.parquet) or _seed_error(args.seed)
     if problem:
         print(f"a2gen simulate: error: {problem}", file=sys.stderr)
         return 2
@@ -684,7 +686,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     simple = [name.strip() for name in args.simple.split(",") if name.strip()]
-    problem = (_output_is_data_error(args.output, args.data) or _output_folder_error(args.output)
+    problem = (_output_is_data_error(args.output, args.data) or _output_folder_error(args.output, beside=True)
                or _utf8_path_error(args.output) or _occurrence_head_error(args, models))
     if problem is None and args.seeds < 1:
         problem = f"--seeds {args.seeds} must be >= 1 (training seeds per network)."
@@ -878,7 +880,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides.update(_feature_overrides(args))
     if not args.progress:  # --no-progress: none at all (before: transformers' "Writing model shards" still showed)
         hide_progress_bars()
-    problem = (_output_is_data_error(args.output, args.data) or _output_folder_error(args.output)
+    problem = (_output_is_data_error(args.output, args.data) or _output_folder_error(args.output, beside=True)
                or _utf8_path_error(args.output) or _training_length_error(args)
                or _occurrence_head_error(args, [args.model])
                or _seed_error(args.seed, high=2**32))  # transformers' set_seed seeds numpy's global generator

@@ -141,11 +141,13 @@ def _loop_problem(shown: str, target: Path) -> str | None:
     return None
 
 
-def folder_output_problem(path: str | os.PathLike) -> str | None:
+def folder_output_problem(path: str | os.PathLike, beside: bool = False) -> str | None:
     """Why ``path`` cannot be the folder a command writes, or None: something other than a folder stands there, a
-    file stands where one of its folders belongs, or a symbolic link on the way loops. A folder that does not exist
-    yet (nor its parents) is fine: it is created. The fragment begins with the path as given (e.g. ``out exists and is
-    a file; ...``)."""
+    file stands where one of its folders belongs, a symbolic link on the way loops, or the folder where the command
+    first creates files takes none. A folder that does not exist yet (nor its parents) is fine: it is created.
+    ``beside``: the command also makes files beside an existing folder (its :func:`output_lock` file, the
+    :func:`staging_folder` of a new version), so that folder's parent must take files too. The fragment begins with
+    the path as given (e.g. ``out exists and is a file; ...``)."""
     shown, target = os.fspath(path), Path(path)
     if problem := _loop_problem(shown, target):
         return problem
@@ -155,15 +157,17 @@ def folder_output_problem(path: str | os.PathLike) -> str | None:
     if not ancestor.is_dir():
         return f"{shown}: {ancestor} is a file, not a folder; choose another path."
     # Where the command first creates something: in the folder, if it exists (a read-only one is refused here, not
-    # after the work), else where the folder (and its missing parents) would be made. An existing folder's parent
-    # takes files too: the lock file and the staging folder of a new version go beside the folder.
-    if target.is_dir():
-        beside = real_path(target).parent  # the lock's folder (lock_file); named as given where it is the same
-        beside = target.parent if real_path(target.parent) == beside else beside
-        return _no_files_problem(shown, target, target) or _no_files_problem(
-            shown, beside, target, where="its parent folder, where the lock file and the new version are made"
-        )
-    return _no_files_problem(shown, ancestor, target)
+    # after the work), else where the folder (and its missing parents) would be made. With ``beside``, an existing
+    # folder's parent too: the lock file and the staging folder of a new version go beside the folder.
+    if not target.is_dir():
+        return _no_files_problem(shown, ancestor, target)
+    problem = _no_files_problem(shown, target, target)
+    if problem or not beside:
+        return problem
+    parent = real_path(target).parent  # the lock's folder (lock_file); named as given where it is the same
+    parent = target.parent if real_path(target.parent) == parent else parent
+    return _no_files_problem(shown, parent, target,
+                             where="its parent folder, where the lock file and the new version are made")  # fmt: skip
 
 
 def file_output_problem(path: str | os.PathLike, example: str, create_folders: bool = False) -> str | None:

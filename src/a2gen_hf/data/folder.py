@@ -157,7 +157,7 @@ def check_replaceable(output_dir: str | os.PathLike, command: str, also_ours: tu
     :data:`DATASET_ENTRIES`, or starting with one of ``also_ours``): the new data folder replaces the whole folder,
     and other files are not ours to delete."""
     target = Path(output_dir)
-    problem = folder_output_problem(output_dir)  # a file there, or where one of its folders belongs
+    problem = folder_output_problem(output_dir, beside=True)  # a file there, a folder taking no files, ...
     if problem:
         raise ValueError(f"The output {problem}")
     if target.is_dir():
