@@ -1,9 +1,13 @@
 """MMoE / PLE read a batch as A2Gen does: unknown label times, empty batches and output flags."""
 
+import re
+
 import pytest
 import torch
 from conftest import make_batch
 from test_baselines import BASELINES, HISTORY_INPUTS, baseline_config
+
+from a2gen_hf import MMoEConfig, PLEConfig
 
 IDS = [model_class.__name__ for _, model_class in BASELINES]
 
@@ -91,3 +95,48 @@ def test_output_flags_are_refused_never_ignored(config_class, model_class, flag,
     loaded = model_class.from_pretrained(tmp_path, **{flag: True})
     with pytest.raises(ValueError, match=f"{flag}=True \\(the config\\)"):
         loaded(**batch)
+
+
+@pytest.mark.parametrize(
+    ("field", "huge"),
+    [
+        ("num_experts", 10**12), ("num_levels", 10**12), ("num_specific_experts", 10**12),
+        ("num_shared_experts", 10**12), ("expert_hidden_sizes", [64, 10**12]), ("tower_hidden_sizes", [10**12]),
+        ("item_buckets", 10**12), ("id_embedding_size", 10**12),
+    ],
+)  # fmt: skip
+def test_sizes_and_counts_above_their_bounds_are_refused_by_field(field, huge):
+    """Before: accepted, and building ran a Python loop until memory was exhausted (PLE's num_levels=10**12 was still
+    building after 30 s; num_experts=10**12 a MemoryError after 45 s) or failed in torch's allocator."""
+    from a2gen_hf import A2GenConfigError
+
+    config_class = PLEConfig if field in ("num_levels", "num_specific_experts", "num_shared_experts") else MMoEConfig
+    each = "each entry" if isinstance(huge, list) else "it"
+    with pytest.raises(
+        A2GenConfigError, match=rf"{field}={re.escape(str(huge))} is out of range: {each} must be an integer from"
+    ) as refused:
+        config_class(**{field: huge})
+    from a2gen_hf.configuration_a2gen import SIZE_BOUNDS
+
+    low, high, _ = SIZE_BOUNDS[field]
+    assert f"must be an integer from {low} to {high:,} (MAX_" in str(refused.value)
+    config_class(**{field: [high] if isinstance(huge, list) else high})  # the bound itself is allowed
+
+
+@pytest.mark.parametrize(("config_class", "model_class"), BASELINES, ids=IDS)
+def test_refusals_inherited_from_a2gen_name_the_baseline_and_its_parts(config_class, model_class):
+    """Before: MMoE / PLE refused gradient checkpointing because of "its layers (CAM, HSE, the generator)" and
+    resize_token_embeddings because "A2Gen's action vocabulary is fixed": another model's parts."""
+    model, _ = build(config_class, model_class)
+    name = model_class.__name__
+    with pytest.raises(
+        ValueError, match=rf"{name} does not support gradient checkpointing: its layers \(.*the experts"
+    ) as refused:
+        model.gradient_checkpointing_enable()
+    assert "CAM" not in str(refused.value) and "generator" not in str(refused.value)
+    with pytest.raises(
+        NotImplementedError, match=rf"{name}'s action vocabulary is fixed by config.action_names"
+    ) as refused:
+        model.resize_token_embeddings(10)
+    assert "A2Gen" not in str(refused.value) and "generator" not in str(refused.value)
+    assert f"build a new {config_class.__name__} with the new action_names" in str(refused.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -315,3 +316,134 @@ def test_transformers_own_config_keys_still_save_and_load(tmp_path):
     config.custom_pipelines = {"action-generation": {"impl": "pipelines.ActionGenerationPipeline"}}
     config.save_pretrained(tmp_path)
     assert A2GenConfig.from_pretrained(tmp_path).custom_pipelines == config.custom_pipelines
+
+
+def test_history_event_cross_layers_has_a_documented_upper_bound():
+    """The multiplicative DCN-v2 cross grows with depth: at 20 layers the loss at initialisation was 167, at 300 the
+    gradients were NaN, and 10**12 built layers until memory ran out, all without a word."""
+    from a2gen_hf.configuration_a2gen import MAX_HISTORY_EVENT_CROSS_LAYERS
+
+    assert MAX_HISTORY_EVENT_CROSS_LAYERS == 8
+    assert A2GenConfig(history_event_cross_layers=8).history_event_cross_layers == 8
+    for layers in (9, 20, 300, 10**12):
+        with pytest.raises(
+            A2GenConfigError,
+            match=rf"history_event_cross_layers={layers} is out of range: it must be an integer from 0 to 8 "
+            r"\(MAX_HISTORY_EVENT_CROSS_LAYERS; the docs use 1 or 2",
+        ):
+            A2GenConfig(history_event_cross_layers=layers)
+    with pytest.raises(A2GenConfigError, match="history_event_cross_layers=-1 must be an integer >= 0 and at most 8"):
+        A2GenConfig(history_event_cross_layers=-1)
+
+
+A2GEN_SIZE_FIELDS = [
+    "hidden_size", "head_dim", "id_embedding_size", "action_embedding_size", "time_embedding_size",
+    "occurrence_hidden_size", "user_buckets", "item_buckets", "side_feature_buckets", "rare_id_buckets",
+    "popularity_table_size", "num_attention_heads", "num_time_frequencies", "time_buckets", "num_item_side_features",
+    "num_user_side_lists", "history_event_moment_topics", "history_event_item_moments",
+    "history_event_moment_smoothing",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", A2GEN_SIZE_FIELDS)
+@pytest.mark.parametrize("huge", [10**12, 2**70], ids=["1e12", "2^70"])
+def test_sizes_and_counts_above_their_bounds_are_refused_by_field(field, huge):
+    """Before: 10**12 was accepted and building failed in torch's allocator (naming no field), with an int64 overflow
+    (2**70) or in a loop that ran until memory was exhausted."""
+    shown = "1000000000000" if huge == 10**12 else r"1\.18e\+21"
+    with pytest.raises(A2GenConfigError, match=rf"{field}={shown} is out of range: it must be an integer from") as refused:
+        A2GenConfig(**{field: huge})
+    from a2gen_hf.configuration_a2gen import SIZE_BOUNDS
+
+    low, high, _ = SIZE_BOUNDS[field]
+    assert f"it must be an integer from {low} to {high:,} (MAX_" in str(refused.value)
+    with pytest.raises(A2GenConfigError, match=rf"{field}={high + 1} is out of range"):
+        A2GenConfig(**{field: high + 1})
+
+
+def test_the_size_bounds_leave_every_documented_configuration_alone():
+    """The largest documented values: 1 M-row tables (docs/performance.md), the 2^22 rows a data folder sizes a table
+    at, 64 moment buckets, 32 time buckets, a width of 64; and each bound itself is accepted."""
+    from a2gen_hf.configuration_a2gen import MAX_TABLE_ROWS, MAX_WIDTH
+    from a2gen_hf.data.buckets import MAX_DATA_SIZED_BUCKETS
+
+    assert MAX_TABLE_ROWS >= 1024 * MAX_DATA_SIZED_BUCKETS
+    A2GenConfig(item_buckets=1_000_000, user_buckets=1 << 20, side_feature_buckets=MAX_DATA_SIZED_BUCKETS,
+                history_event_item_moments=64, time_buckets=32, hidden_size=64, occurrence_hidden_size=64)  # fmt: skip
+    A2GenConfig(item_buckets=MAX_TABLE_ROWS, hidden_size=MAX_WIDTH, head_dim=MAX_WIDTH, id_embedding_size=MAX_WIDTH)
+
+
+@pytest.mark.parametrize(
+    "field", ["time_loss_weight", "action_loss_weight", "time_log_mean", "time_log_std", "initializer_range",
+              "occurrence_path_scale", "history_event_moment_seconds", "embedding_dropout_prob"],
+)  # fmt: skip
+def test_an_integer_beyond_a_float_is_refused_by_field(field):
+    """Before: an int passed the finite check and failed later with "OverflowError: int too large to convert to
+    float" (at build for the scales and time statistics, at the first forward for the loss weights)."""
+    with pytest.raises(A2GenConfigError, match=rf"{field}=~10\*\*400 must be a finite number \(this integer is beyond"):
+        A2GenConfig(**{field: 10**400})
+
+
+@pytest.mark.parametrize("field", ["initializer_range", "action_embedding_init_std", "occurrence_path_scale"])
+def test_scales_have_a_sane_upper_bound(field):
+    """initializer_range=1e308 gave NaN logits (generate() then failed with "scores are NaN") and
+    occurrence_path_scale=1e308 a NaN loss, without naming the field."""
+    for value in (1e308, 11):
+        with pytest.raises(A2GenConfigError, match=rf"{field}={re.escape(repr(value))} is above MAX_SCALE=10\.0: give a value in"):
+            A2GenConfig(**{field: value})
+    assert getattr(A2GenConfig(**{field: 10.0}), field) == 10.0
+
+
+@pytest.mark.parametrize("name", ["", "two words", " like", "tab\there"])
+def test_action_names_the_tokenizer_refuses_are_refused_by_the_config(name):
+    """Before: the config (and so the model) took them; only building the tokenizer refused them, later. One rule:
+    the tokenizer's message is the config's."""
+    from a2gen_hf import A2GenActionTokenizer
+
+    names = ["start", name, "leave"]
+    with pytest.raises(A2GenConfigError, match=r"action_names\[1\]: Action name .* is not a single word") as refused:
+        A2GenConfig(action_names=names)
+    from a2gen_hf.configuration_a2gen import action_name_problem
+
+    rule = action_name_problem(name)
+    assert rule in str(refused.value)
+    with pytest.raises(ValueError) as by_the_tokenizer:
+        A2GenActionTokenizer(action_names=names)
+    assert str(by_the_tokenizer.value) == rule
+
+
+@pytest.mark.parametrize("generator", ["iag", "eag"])
+def test_from_json_file_reads_an_old_config_json_as_from_pretrained_does(generator):
+    """Before: transformers' from_json_file built cls(**dict) and skipped LEGACY_DEFAULTS, so the same saved file
+    read as another model (iag_slot_activation linear, time_loss_reduction mean, cam_gate_input context)."""
+    from a2gen_hf.configuration_a2gen import LEGACY_DEFAULTS
+
+    folder = LEGACY / generator
+    by_file = A2GenConfig.from_json_file(folder / "config.json")
+    by_folder = A2GenConfig.from_pretrained(folder)
+    assert by_file.to_dict() == by_folder.to_dict()
+    saved = json.loads((folder / "config.json").read_text())
+    missing = [name for name in LEGACY_DEFAULTS if name not in saved]
+    assert "cam_gate_input" in missing
+    assert {name: getattr(by_file, name) for name in missing} == {name: LEGACY_DEFAULTS[name] for name in missing}
+
+
+@pytest.mark.parametrize("eos", [1, [], [6, 1]])
+def test_eos_token_id_refuses_the_start_and_an_empty_list(eos):
+    """The start is never generated, so eos_token_id=1 ended nothing (EAG's generate gave the default's output);
+    an empty list named no end id. Other actions stay allowed, as generate() honours them."""
+    expected = "lists no id" if eos == [] else "holds the start action 'start' (id 1)"
+    with pytest.raises(A2GenConfigError, match=re.escape(f"eos_token_id={eos!r} {expected}")):
+        A2GenConfig(eos_token_id=eos)
+    assert A2GenConfig(eos_token_id=[6, 2]).eos_token_id == [6, 2]
+
+
+def test_a_negative_hidden_size_reports_only_its_real_problem():
+    """Before: hidden_size=-1 was also "not divisible by num_attention_heads=4" (-1 % 4 == 3 in Python)."""
+    with pytest.raises(A2GenConfigError) as refused:
+        A2GenConfig(hidden_size=-1)
+    assert "hidden_size=-1 must be a positive integer" in str(refused.value)
+    assert "divisible" not in str(refused.value)
+    with pytest.raises(A2GenConfigError, match=r"not divisible by num_attention_heads=4.*or set head_dim"):
+        A2GenConfig(hidden_size=30)
+    assert A2GenConfig(hidden_size=30, head_dim=8).hidden_size == 30

@@ -53,6 +53,89 @@ SLOT_READOUTS = ("sequence", "any_slot", "sampler")
 # The most actions after the start a model generates (K): IAG holds one slot per action and EAG decodes one step per
 # action, so a K of millions allocates terabytes before the first step.
 MAX_ACTIONS_LIMIT = 1024
+# Upper bounds of the sizes and counts that build layers or tables: sanity bounds, far above every documented
+# configuration (docs/model.md, "Sizes"), so that a typo (10**12) is refused at construction by its field, not by
+# torch's allocator naming no field or by a build that loops until memory runs out. Within them, memory is still the
+# user's to budget (a 2^32-row table of width 32 is 512 GiB).
+MAX_WIDTH = 16_384  # a vector's width; 256x the widest documented (64), the width of the largest language models
+MAX_TABLE_ROWS = 2**32  # rows of an id table; 1,024x the 2^22 rows a data folder sizes a table at (data/buckets.py)
+MAX_FEATURE_COUNT = 1_024  # heads, time frequencies and buckets, side features and lists, moment topics
+MAX_MOMENT_BUCKETS = 65_536  # moments of an item's timeline: 18 hours at 1 s a moment (the docs use 64)
+MAX_EXPERTS = 256  # the baselines' experts (per level, and per task and level for PLE's own); the docs use <= 4
+MAX_LEVELS = 16  # PLE's CGC levels (the PLE paper stacks 1 to 3)
+# DCN-v2 cross layers of each history event with its item. The multiplicative cross grows with depth: at
+# initialisation the tiny test model's loss is 9.8 / 11 / 10.8 / 10.1 with 2 / 4 / 6 / 8 layers, then 89 at 10,
+# 167 at 20, 7e14 at 100, and the gradients are NaN at 300 (EAG alike). The docs use 1 or 2.
+MAX_HISTORY_EVENT_CROSS_LAYERS = 8
+# The initialisation stds (``initializer_range``, ``action_embedding_init_std``) and ``occurrence_path_scale``: the
+# docs use at most 1.0 (unit-scale tables); at 1e308 the logits are NaN.
+MAX_SCALE = 10.0
+# Field -> (lowest, highest, what it is), the one table of the bounds above; the lowest value is also checked (with
+# its own message) where the field is. A list field's bounds are those of each element.
+SIZE_BOUNDS: dict[str, tuple[int, int, str]] = {
+    **{
+        name: (1, MAX_WIDTH, "MAX_WIDTH, a sanity bound on widths; the docs' widest is 64")
+        for name in (
+            "hidden_size", "head_dim", "id_embedding_size", "action_embedding_size", "time_embedding_size",
+            "occurrence_hidden_size", "expert_hidden_sizes", "tower_hidden_sizes",
+        )
+    },
+    **{name: (2, MAX_TABLE_ROWS, "MAX_TABLE_ROWS, a sanity bound on table rows; the docs' largest tables have 1 M rows")
+       for name in ("user_buckets", "item_buckets", "side_feature_buckets")},
+    "rare_id_buckets": (1, MAX_TABLE_ROWS, "MAX_TABLE_ROWS, a sanity bound on table rows"),
+    "popularity_table_size": (0, MAX_TABLE_ROWS, "MAX_TABLE_ROWS, a sanity bound on table rows"),
+    "num_attention_heads": (1, MAX_FEATURE_COUNT, "MAX_FEATURE_COUNT, a sanity bound on counts; the docs use at most 5 heads"),
+    **{
+        name: (0, MAX_FEATURE_COUNT, "MAX_FEATURE_COUNT, a sanity bound on counts")
+        for name in (
+            "num_time_frequencies", "time_buckets", "num_item_side_features", "num_user_side_lists",
+            "history_event_moment_topics",
+        )
+    },
+    "history_event_item_moments": (0, MAX_MOMENT_BUCKETS, "MAX_MOMENT_BUCKETS: 18 hours at 1 s a bucket; the docs use 64"),
+    "history_event_moment_smoothing": (0, MAX_MOMENT_BUCKETS, "MAX_MOMENT_BUCKETS: 18 hours at 1 s a bucket; the docs use 64"),
+    "history_event_cross_layers": (
+        0, MAX_HISTORY_EVENT_CROSS_LAYERS,
+        "MAX_HISTORY_EVENT_CROSS_LAYERS; the docs use 1 or 2, and deeper stacks blow up at initialisation: the "
+        "loss is about 10 with 2 to 8 layers, 89 with 10, and the gradients are NaN with 300",
+    ),
+    "num_experts": (1, MAX_EXPERTS, "MAX_EXPERTS, a sanity bound; the docs use at most 4"),
+    "num_specific_experts": (1, MAX_EXPERTS, "MAX_EXPERTS, a sanity bound; the docs use at most 4"),
+    "num_shared_experts": (0, MAX_EXPERTS, "MAX_EXPERTS, a sanity bound; the docs use at most 4"),
+    "num_levels": (1, MAX_LEVELS, "MAX_LEVELS, a sanity bound; the PLE paper stacks 1 to 3"),
+}  # fmt: skip
+# The fields MAX_SCALE bounds, with the range each takes.
+SCALE_FIELDS = {
+    "initializer_range": f"[0, {MAX_SCALE}]",
+    "action_embedding_init_std": f"[0, {MAX_SCALE}]",
+    "occurrence_path_scale": f"(0, {MAX_SCALE}]",
+}
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for a message, with an integer beyond 10^18 as its magnitude (``1e+21``, ``~10**400``: Python
+    refuses to print one of over 4,300 digits) and a list element by element."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(shown(item) for item in value) + "]"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**18:
+        try:
+            return f"{value:.3g}"
+        except OverflowError:  # beyond a float
+            return f"{'-' if value < 0 else ''}~10**{int(abs(value).bit_length() * math.log10(2))}"
+    return repr(value)
+
+
+def action_name_problem(name: Any) -> str | None:
+    """What is wrong with one action name, or None: the one rule of the config and the tokenizer (text input is split
+    on whitespace, so a name must be one non-empty word)."""
+    if not isinstance(name, str) or not name or name.split() != [name]:
+        return (
+            f"Action name {name!r} is not a single word; action names must be non-empty strings without whitespace "
+            "(text input is split on whitespace)."
+        )
+    return None
+
+
 # Fields that configs once had and no code reads: accepted and dropped (a FutureWarning when passed by hand; silently
 # from a config.json, which wrote every field), so that old configs and checkpoints still load.
 DEPRECATED_FIELDS = {
@@ -320,6 +403,16 @@ class ActionSequenceConfig(PretrainedConfig):
             )
         return config
 
+    @classmethod
+    def from_json_file(cls, json_file):
+        """
+        As :meth:`PretrainedConfig.from_json_file`, read through :meth:`from_dict`, the one home of how a saved
+        config.json is read: ``LEGACY_DEFAULTS`` for the fields an old file lacks, its deprecated fields dropped
+        (before: transformers' ``cls(**dict)`` gave an old checkpoint's file today's defaults, another model than
+        ``from_pretrained`` read from the same file).
+        """
+        return cls.from_dict(cls._dict_from_json_file(json_file))
+
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
         """As :meth:`PretrainedConfig.save_pretrained`, after checking that :meth:`from_pretrained` would read the file
         back: an attribute set on the config that is none of its fields (``config.experiment = "run-42"``) is refused
@@ -396,6 +489,9 @@ class ActionSequenceConfig(PretrainedConfig):
         """What is wrong with the shared fields (one line each)."""
         problems = []
         names = self.action_names
+        for index, name in enumerate(names):  # as the tokenizer refuses them (before: accepted, refused by it later)
+            if (problem := action_name_problem(name)) is not None:
+                problems.append(f"action_names[{index}]: {problem}")
         if len(set(names)) != len(names):
             problems.append(f"action_names has duplicates: {names}; list each action once.")
         if PAD_ACTION in names:
@@ -451,13 +547,17 @@ class ActionSequenceConfig(PretrainedConfig):
                 problems.append(f"{name}={getattr(self, name)} must be >= 0.")
         if not self.time_log_std > 0:
             problems.append(f"time_log_std={self.time_log_std} must be > 0 (refit the tokenizer's time statistics).")
+        number_fields = {item.name for item in fields(type(self)) if float in getattr(item.type, "__args__", ())}
         for name in sorted(self.field_names()):  # NaN passes every comparison above; inf overflows the maths
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 problems.append(f"{name}={value} must be a finite number.")
+            elif name in number_fields and isinstance(value, int) and not _fits_a_float(value):  # e.g. 10**400
+                problems.append(f"{name}={shown(value)} must be a finite number (this integer is beyond a float's range).")
         for name in ("initializer_range", "action_embedding_init_std"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0 (a standard deviation).")
+        problems += self._bound_problems()
         if self.pad_token_id not in (None, 0):
             problems.append(
                 f"pad_token_id={self.pad_token_id!r}: id 0 ({PAD_ACTION!r}) is the padding of every model of the package; "
@@ -470,12 +570,53 @@ class ActionSequenceConfig(PretrainedConfig):
                 f"eos_token_id={self.eos_token_id!r}: the ids that end a sequence are action ids 1..{len(names)} "
                 f"({names}); leave it unset for end_action {self.end_action!r}."
             )
+        elif self.start_action in names and self.start_action_id in eos:
+            problems.append(
+                f"eos_token_id={self.eos_token_id!r} holds the start action {self.start_action!r} (id "
+                f"{self.start_action_id}), which only opens a sequence and is never generated, so it would end nothing; "
+                f"list other actions, or leave eos_token_id unset for end_action {self.end_action!r}."
+            )
+        if self.eos_token_id == []:
+            problems.append(
+                "eos_token_id=[] lists no id; give one or more action ids, or leave eos_token_id unset for end_action "
+                f"{self.end_action!r} (which always ends a sequence)."
+            )
         if self.bos_token_id is not None and self.start_action in names and self.bos_token_id != self.start_action_id:
             problems.append(
                 f"bos_token_id={self.bos_token_id!r}: sequences open with start_action {self.start_action!r} (id "
                 f"{self.start_action_id}); leave bos_token_id unset."
             )
         return problems
+
+    def _bound_problems(self) -> list[str]:
+        """The sizes and counts above their :data:`SIZE_BOUNDS` and the scales above :data:`MAX_SCALE` (the lowest
+        values are checked with the fields)."""
+        problems = []
+        own = self.field_names()
+        for name, (low, high, why) in SIZE_BOUNDS.items():
+            value = getattr(self, name) if name in own else None
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(item, int) and not isinstance(item, bool) and item > high for item in values):
+                each = "each entry" if isinstance(value, list) else "it"
+                problems.append(
+                    f"{name}={shown(value)} is out of range: {each} must be an integer from {low} to {high:,} ({why})."
+                )
+        for name, allowed in SCALE_FIELDS.items():
+            value = getattr(self, name) if name in own else None
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_SCALE:
+                problems.append(
+                    f"{name}={shown(value)} is above MAX_SCALE={MAX_SCALE}: give a value in {allowed} (the docs use at "
+                    "most 1.0, unit scale; a huge scale gives NaN logits)."
+                )
+        return problems
+
+
+def _fits_a_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 @typed_config
@@ -551,7 +692,10 @@ class A2GenConfig(ActionSequenceConfig):
             ``e_0`` the event embedding (zero where the event is absent). 0 (default) is the paper, whose events meet
             their item only inside CAM_act's attention scores and its context residual; with layers, what an
             action at a given moment of an item means (which part of the video was on screen) can be read off
-            before pooling. An option beyond the paper (docs/results.md (e)).
+            before pooling. At most ``MAX_HISTORY_EVENT_CROSS_LAYERS`` (8; 1 or 2 are the measured settings): the
+            multiplicative cross grows with depth, and at initialisation the loss is about 10 with 2 to 8 layers, 89
+            with 10 and 167 with 20, and the gradients are NaN with 300. An option beyond the paper (docs/results.md
+            (e)).
         history_event_item_moments (`int`): moment buckets of the (item, moment) vectors: each history event gets a
             vector for its item and the moment it happened, ``floor(seconds / history_event_moment_seconds)`` capped
             at this count minus one, added to its embedding before CAM_act. 0 (default) is the paper. On a video's
@@ -689,7 +833,10 @@ class A2GenConfig(ActionSequenceConfig):
     The fields are typed dataclass fields (the transformers 5.x style, checked by ``huggingface_hub``'s ``@strict``
     on construction and assignment); the fields shared with the multi-task baselines are declared by
     :class:`ActionSequenceConfig`. An unknown keyword argument is refused with an :class:`A2GenConfigError` that
-    names it and the fields; so is a value of the wrong type.
+    names it and the fields; so is a value of the wrong type. The sizes and counts that build layers or tables have
+    generous upper bounds (:data:`SIZE_BOUNDS`: widths up to ``MAX_WIDTH`` = 16,384, table rows up to
+    ``MAX_TABLE_ROWS`` = 2^32, ...), and ``initializer_range`` / ``action_embedding_init_std`` /
+    ``occurrence_path_scale`` are at most ``MAX_SCALE`` = 10 (docs/model.md, "Sizes").
     """
 
     model_type = "a2gen"
@@ -768,8 +915,8 @@ class A2GenConfig(ActionSequenceConfig):
             problems.append(f"history_pooling={self.history_pooling!r} is unknown; use one of {list(HISTORY_POOLINGS)}.")
         if isinstance(self.history_event_cross_layers, bool) or self.history_event_cross_layers < 0:
             problems.append(
-                f"history_event_cross_layers={self.history_event_cross_layers!r} must be an integer >= 0 "
-                "(0: the paper's events; 1 or 2: cross layers of each event with its item)."
+                f"history_event_cross_layers={self.history_event_cross_layers!r} must be an integer >= 0 and at most "
+                f"{MAX_HISTORY_EVENT_CROSS_LAYERS} (0: the paper's events; 1 or 2: cross layers of each event with its item)."
             )
         if isinstance(self.history_event_item_moments, bool) or self.history_event_item_moments < 0:
             problems.append(
@@ -818,15 +965,19 @@ class A2GenConfig(ActionSequenceConfig):
         if self.head_dim is not None and (isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int)
                                           or self.head_dim < 1):
             problems.append(f"head_dim={self.head_dim!r} must be a positive integer (or None: hidden_size // heads).")
-        if self.num_attention_heads < 1:
-            problems.append(f"num_attention_heads={self.num_attention_heads} must be a positive integer (e.g. 4).")
-        elif self.head_dim is None and self.hidden_size % self.num_attention_heads:
-            problems.append(
-                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
-                "change one so that hidden_size % num_attention_heads == 0 (e.g. 32 and 4)."
-            )
         if self.hidden_size < 1:
             problems.append(f"hidden_size={self.hidden_size} must be a positive integer.")
+        if self.num_attention_heads < 1:
+            problems.append(f"num_attention_heads={self.num_attention_heads} must be a positive integer (e.g. 4).")
+        elif (
+            self.head_dim is None and 1 <= self.hidden_size <= MAX_WIDTH and self.num_attention_heads <= MAX_FEATURE_COUNT
+            and self.hidden_size % self.num_attention_heads
+        ):  # only between valid sizes (before: hidden_size=-1 was also "not divisible", as -1 % 4 == 3)
+            problems.append(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
+                "change one so that hidden_size % num_attention_heads == 0 (e.g. 32 and 4), or set head_dim (each "
+                "head's own width, e.g. head_dim=8)."
+            )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name}={getattr(self, name)} must be in [0, 1).")

@@ -41,8 +41,10 @@ class MultiTaskBaselineConfig(ActionSequenceConfig):
             features concatenated with the mean of its action-event embeddings (action + time), so the baseline
             sees what the history's actions and times say (the fairly fed variant).
         time_loss (`str`): ``"mse"`` (regress the mean) or ``"l1"`` (regress the median).
-        expert_hidden_sizes (`list[int]`): widths of each expert MLP; the last one is the expert output width.
-        tower_hidden_sizes (`list[int]`): widths of each task tower MLP before its heads (may be empty).
+        expert_hidden_sizes (`list[int]`): widths of each expert MLP; the last one is the expert output width
+            (each at most ``MAX_WIDTH``, 16,384).
+        tower_hidden_sizes (`list[int]`): widths of each task tower MLP before its heads (may be empty; each at most
+            ``MAX_WIDTH``).
         expert_dropout_prob (`float`): dropout after every expert / tower layer.
         kwargs: the fields of :class:`~a2gen_hf.configuration_a2gen.ActionSequenceConfig` (action vocabulary,
             embedding sizes, buckets, ...).
@@ -101,7 +103,7 @@ class MMoEConfig(MultiTaskBaselineConfig):
     MMoE (Multi-gate Mixture-of-Experts): ``num_experts`` shared expert MLPs and one softmax gate per task.
 
     Args:
-        num_experts (`int`): shared experts (default 4).
+        num_experts (`int`): shared experts (default 4; at most ``MAX_EXPERTS``, 256).
         kwargs: see :class:`MultiTaskBaselineConfig`.
     """
 
@@ -124,9 +126,9 @@ class PLEConfig(MultiTaskBaselineConfig):
     gate over all experts.
 
     Args:
-        num_levels (`int`): CGC levels (default 1).
-        num_specific_experts (`int`): experts per task and level (default 2).
-        num_shared_experts (`int`): shared experts per level (default 1).
+        num_levels (`int`): CGC levels (default 1; at most ``MAX_LEVELS``, 16).
+        num_specific_experts (`int`): experts per task and level (default 2; at most ``MAX_EXPERTS``, 256).
+        num_shared_experts (`int`): shared experts per level (default 1; at most ``MAX_EXPERTS``).
         kwargs: see :class:`MultiTaskBaselineConfig`.
     """
 

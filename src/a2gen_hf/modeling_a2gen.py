@@ -1688,6 +1688,10 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     # Set by a2gen_hf.hub when the package is imported: push_to_hub then writes the A2Gen model card (the model
     # layer does not import the Hub layer). None (e.g. loaded as remote code): transformers' own push.
     hub_pusher = None
+    # What the refusals of gradient checkpointing and resize_token_embeddings say a model is made of: one message
+    # each, worded by these (the baselines name their own parts; before, they were said to have CAM, HSE, a generator).
+    own_layers = "CAM, HSE, the generator"
+    sized_by_the_actions = "the event embeddings, the generator's heads"
 
     def __init__(self, config: ActionSequenceConfig, *inputs, **kwargs):
         # A config's fields are checked together when it is built; one changed since (config.x = ..., or a keyword
@@ -1766,7 +1770,7 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     def gradient_checkpointing_enable(self, *args, **kwargs):
         """Refused with the reason (transformers' own says only "does not support activation checkpointing")."""
         raise ValueError(
-            f"{type(self).__name__} does not support gradient checkpointing: its layers (CAM, HSE, the generator) are "
+            f"{type(self).__name__} does not support gradient checkpointing: its layers ({self.own_layers}) are "
             "the package's own modules, not transformers' layers that checkpointing wraps. Drop "
             "gradient_checkpointing=True from TrainingArguments; to use less memory, lower the batch size (with "
             "gradient_accumulation_steps to keep the step's size), max_history_items or the id tables' sizes "
@@ -1781,12 +1785,12 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         return A2GenPreTrainedModel.hub_pusher(self, repo_id, *args, **kwargs)
 
     def resize_token_embeddings(self, *args, **kwargs):
-        """Refused: A2Gen's vocabulary is its fixed list of actions, not a tokenizer's growing one."""
+        """Refused: the vocabulary is the model's fixed list of actions, not a tokenizer's growing one."""
         raise NotImplementedError(
-            "A2Gen's action vocabulary is fixed by config.action_names: the event embeddings, the generator's heads "
+            f"{type(self).__name__}'s action vocabulary is fixed by config.action_names: {self.sized_by_the_actions} "
             "and the tokenizer are all sized by it, and the item table (get_input_embeddings) is sized by "
-            "config.item_buckets hash buckets, not by a vocabulary. To use other actions, build an A2GenConfig with "
-            "the new action_names (and a tokenizer from it) and train that model."
+            f"config.item_buckets hash buckets, not by a vocabulary. To use other actions, build a new "
+            f"{type(self.config).__name__} with the new action_names (and a tokenizer from it) and train that model."
         )
 
     def save_pretrained(self, save_directory, *args, **kwargs):

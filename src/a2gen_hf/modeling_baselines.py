@@ -373,6 +373,11 @@ class MultiTaskBaselinePreTrainedModel(A2GenPreTrainedModel):
     base_model_prefix = "baseline"
     # Set by each baseline: the module mapping the input vector (B, D) to per-task vectors (B, tasks, h).
     expert_layer_class: type[nn.Module]
+    # What A2GenPreTrainedModel's refusals of gradient checkpointing and resize_token_embeddings name.
+    own_layers = "the input embeddings, the experts, the gates and the towers"
+    sized_by_the_actions = (
+        "the tasks' gates, towers and heads (one per action), the event embeddings (history_input='items_and_events')"
+    )
 
     def __init__(self, config: MultiTaskBaselineConfig):
         super().__init__(config)

@@ -27,7 +27,14 @@ from transformers import PreTrainedTokenizer
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, BatchEncoding
 from transformers.utils import PaddingStrategy
 
-from .configuration_a2gen import MAX_ACTIONS_LIMIT, PAD_ACTION, SHORT_VIDEO_ACTIONS, A2GenConfig, register_the_package
+from .configuration_a2gen import (
+    MAX_ACTIONS_LIMIT,
+    PAD_ACTION,
+    SHORT_VIDEO_ACTIONS,
+    A2GenConfig,
+    action_name_problem,
+    register_the_package,
+)
 from .time_encoding import (
     MAX_SECONDS,
     SECONDS_RULE,
@@ -773,11 +780,8 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         if not names:
             raise ValueError("action_names is empty; give the data set's actions, e.g. ['start', 'like', 'leave'].")
         for name in names:
-            if not isinstance(name, str) or not name or name.split() != [name]:
-                raise ValueError(
-                    f"Action name {name!r} is not a single word; action names must be non-empty strings without "
-                    "whitespace (text input is split on whitespace)."
-                )
+            if (problem := action_name_problem(name)) is not None:  # the config's rule too
+                raise ValueError(problem)
         if len(set(names)) != len(names):
             raise ValueError(f"action_names has duplicates: {names}; list each action once.")
         if PAD_ACTION in names:
