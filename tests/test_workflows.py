@@ -55,8 +55,8 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     assert 0.0 <= results["a2gen-iag"]["auc"]["like"] <= 1.0
     # The README's command runs again in the same folder: the demo replaces its own runs (marked as its own; the
     # unmarked runs of a demo older than the marker, with its demo_results.json beside them, count as its own too).
-    assert (output / "runs" / "mmoe" / ".a2gen-demo-run").is_file()
-    (output / "runs" / "mmoe" / ".a2gen-demo-run").unlink()
+    for name in ("a2gen-iag", "mmoe"):  # as a demo older than the marker left them
+        (output / "runs" / name / ".a2gen-demo-run").unlink()
     assert main(["demo", "--output", str(output), "--num-examples", "600", "--epochs", "1", "--quiet"]) == 0
     assert (output / "runs" / "mmoe" / ".a2gen-demo-run").is_file()
     # An `a2gen train` run of one's own at a run's name is refused before any work (before: deleted with its model).
@@ -175,3 +175,34 @@ def test_rows_in_a_list_are_reshuffled_per_epoch_like_a_dataset():
         return next(iter(_epoch_loader(rows, lambda batch: batch, settings, epoch, accelerator)))
 
     assert sorted(order(0)) == rows and order(0) == order(0) and order(0) != order(1)
+
+
+def test_a_run_moved_in_beside_marked_runs_is_never_claimed_as_an_older_versions(tmp_path):
+    """(review) The demo marked any unmarked run holding a run's files as an older demo's whenever demo_results.json
+    was there, so a user's `a2gen train` run put at runs/a2gen-iag beside the demo's marked runs/mmoe was marked and
+    then deleted. Older runs are claimed only where no run of the folder is marked (a version that marks its runs
+    marks them all); compare follows the same rule (one home, claim_marked_runs)."""
+    from a2gen_hf import demo
+    from a2gen_hf.training import compare
+
+    output = tmp_path / "demo"
+    for name in demo.DEMO_MODELS:
+        (output / "runs" / name).mkdir(parents=True)
+        (output / "runs" / name / "training_log.json").write_text("{}")
+    (output / demo.DEMO_RESULTS).write_text("{}")
+    demo._check_and_claim_run_folders(output)  # a demo older than the marker: both claimed
+    assert all((output / "runs" / name / demo.DEMO_RUN_MARKER).is_file() for name in demo.DEMO_MODELS)
+    (output / "runs" / "a2gen-iag" / demo.DEMO_RUN_MARKER).unlink()  # the user's own run at that name
+    with pytest.raises(ValueError, match=r"holds files that `a2gen demo` did not write"):
+        demo._check_and_claim_run_folders(output)
+    assert not (output / "runs" / "a2gen-iag" / demo.DEMO_RUN_MARKER).exists()
+
+    output = tmp_path / "compare"
+    for name in ("mmoe-seed0", "mmoe-seed1"):
+        (output / "runs" / name).mkdir(parents=True)
+        (output / "runs" / name / "training_log.json").write_text("{}")
+    (output / "results.json").write_text(json.dumps({"models": {"mmoe": {}}, "seeds": 2}))
+    (output / "runs" / "mmoe-seed1" / compare.RUN_MARKER).touch()  # this version's run: marked
+    with pytest.raises(ValueError, match=r"holds files that `a2gen compare` did not write"):
+        compare._check_and_claim_run_folders(output, ["mmoe-seed0", "mmoe-seed1"])
+    assert not (output / "runs" / "mmoe-seed0" / compare.RUN_MARKER).exists()

@@ -23,7 +23,7 @@ from .data.simulator import SimulatorConfig, simulate
 from .metrics import ORACLE_COLUMNS, evaluate_model, format_metrics_table, user_groups
 from .output_folders import give_open_modes, write_json_atomically
 from .plotting import plot_timeline, ranked_action_probabilities
-from .training.checkpointing import earlier_run_in, foreign_run_folder, start_marked_run
+from .training.checkpointing import claim_marked_runs, earlier_run_in, foreign_run_error, start_marked_run
 from .training.data_setup import create_model, load_data_dir, model_config_from_tokenizer
 from .training.loop import TrainingSettings, train
 
@@ -53,23 +53,18 @@ class DemoSettings:
 
 
 def _foreign_run_error(folder: Path) -> ValueError:
-    return ValueError(
-        f"{folder} holds files that `a2gen demo` did not write (an `a2gen train` run?), and the demo trains its run "
-        f"{folder.name} there: move that folder away, or give the demo another --output."
-    )
+    return foreign_run_error(folder, "a2gen demo", "give the demo another --output")
 
 
 def _check_and_claim_run_folders(output_dir: Path) -> None:
     """Before any work: refuse where a folder at one of the demo's run names holds files the demo did not write
-    (nothing is replaced); mark as the demo's the runs of an earlier demo that wrote no marker (its
-    ``demo_results.json`` beside them, the runs holding a run's files), so that they are replaced as before."""
-    earlier_demo = (output_dir / DEMO_RESULTS).is_file()
-    for name in DEMO_MODELS:
-        folder = output_dir / "runs" / name
-        if earlier_demo and not folder.is_symlink() and folder.is_dir() and earlier_run_in(folder):
-            (folder / DEMO_RUN_MARKER).touch()
-        elif foreign_run_folder(folder, DEMO_RUN_MARKER):
-            raise _foreign_run_error(folder)
+    (nothing is replaced); mark as the demo's the runs of a demo older than :data:`DEMO_RUN_MARKER` (its
+    ``demo_results.json`` beside them, the runs holding a run's files, no run marked), so that they are replaced as
+    before (:func:`~a2gen_hf.training.checkpointing.claim_marked_runs`)."""
+    runs = output_dir / "runs"
+    older = [name for name in DEMO_MODELS if (output_dir / DEMO_RESULTS).is_file() and (runs / name).is_dir()
+             and not (runs / name).is_symlink() and earlier_run_in(runs / name)]  # fmt: skip
+    claim_marked_runs(runs, DEMO_MODELS, DEMO_RUN_MARKER, older, _foreign_run_error)
 
 
 def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,42 @@ def foreign_run_folder(folder: Path, marker: str) -> bool:
     if folder.is_symlink():
         return True
     return folder.exists() and (not folder.is_dir() or (not (folder / marker).is_file() and any(folder.iterdir())))
+
+
+def foreign_run_error(folder: Path, command: str, instead: str) -> ValueError:
+    """The error of a command that marks its runs (``command``: ``a2gen compare``, ``a2gen demo``) for a folder at one
+    of its run names that it did not write (:func:`foreign_run_folder`); ``instead``: the way out besides moving it."""
+    return ValueError(
+        f"{folder} holds files that `{command}` did not write (an `a2gen train` run?), and `{command}` trains its run "
+        f"{folder.name} there: move that folder away, or {instead}."
+    )
+
+
+def claim_marked_runs(
+    runs_dir: Path, names: Iterable[str], marker: str, older: Iterable[str], foreign: Callable[[Path], Exception]
+) -> None:
+    """
+    Before any work, for the run folders ``runs_dir/NAME`` (``names``) that a command marking its runs with
+    ``marker`` will train in: raise ``foreign(folder)`` for anything there it may not replace
+    (:func:`foreign_run_folder`; nothing is replaced), except the unmarked runs named in ``older``, which a version
+    of the command older than the marker wrote: those (all of them, trained again or not) are marked as the
+    command's own. They are claimed only where no folder of ``runs_dir`` holds the marker: a version that marks its
+    runs marked every one, so an unmarked folder beside a marked one is someone else's (a run moved in by hand).
+    """
+    if not runs_dir.is_dir():
+        return
+    marked = any(is_marked_run(path, marker) for path in runs_dir.iterdir())
+    older = set() if marked else set(older)
+    for name in names:
+        folder = runs_dir / name
+        if folder.is_symlink() or folder.exists() and not folder.is_dir():
+            raise foreign(folder)
+        if name not in older and foreign_run_folder(folder, marker):
+            raise foreign(folder)
+    for name in sorted(older):
+        folder = runs_dir / name
+        if folder.is_dir() and not folder.is_symlink() and not is_marked_run(folder, marker):
+            (folder / marker).touch()
 
 
 def start_marked_run(folder: Path, marker: str, foreign: Callable[[], Exception]) -> None:

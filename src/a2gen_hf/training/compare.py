@@ -49,7 +49,7 @@ from ..output_folders import (
     write_text_atomically,
 )
 from ..plotting import RANKING_TABLES, SUMMARY_TABLES, check_comparison_report, plot_comparison
-from .checkpointing import foreign_run_folder, is_marked_run, start_marked_run
+from .checkpointing import claim_marked_runs, foreign_run_error, is_marked_run, start_marked_run
 from .data_setup import (  # noqa: F401  (actions_without_training_positives: its old home was here)
     MODEL_CHOICES,
     actions_without_training_positives,
@@ -319,31 +319,16 @@ def _is_compare_run(path: Path) -> bool:
 
 
 def _foreign_folder_error(path: Path, output_dir: Path) -> ValueError:
-    return ValueError(
-        f"{path} holds files that `a2gen compare` did not write (an `a2gen train` run?), and this comparison trains "
-        f"its run {path.name} there: move that folder out of {output_dir / 'runs'}, or choose another --output."
-    )
+    return foreign_run_error(path, "a2gen compare", "choose another --output")
 
 
 def _check_and_claim_run_folders(output_dir: Path, planned: Sequence[str]) -> None:
     """Before any work: refuse where a folder of ``OUTPUT/runs`` that compare did not write has the name of one of this
     comparison's runs (nothing of it is replaced), then mark the run folders the earlier ``results.json`` describes
     (written by a compare older than :data:`RUN_MARKER`) as compare's, so that they stay known as compare's once that
-    results.json is removed."""
-    runs_dir = output_dir / "runs"
-    if not runs_dir.is_dir():
-        return
-    earlier = _runs_of_an_earlier_results_json(output_dir)
-    for name in planned:
-        path = runs_dir / name
-        if not (path.exists() or path.is_symlink()):
-            continue
-        if path.is_symlink() or not path.is_dir() or name not in earlier and foreign_run_folder(path, RUN_MARKER):
-            raise _foreign_folder_error(path, output_dir)
-    for name in sorted(earlier):
-        path = runs_dir / name
-        if path.is_dir() and not path.is_symlink() and not _is_compare_run(path):
-            (path / RUN_MARKER).touch()
+    results.json is removed (:func:`~a2gen_hf.training.checkpointing.claim_marked_runs`)."""
+    claim_marked_runs(output_dir / "runs", planned, RUN_MARKER, _runs_of_an_earlier_results_json(output_dir),
+                      lambda path: _foreign_folder_error(path, output_dir))  # fmt: skip
 
 
 def _retire_earlier_results(output_dir: Path) -> None:
