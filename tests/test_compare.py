@@ -701,3 +701,24 @@ def test_the_four_result_files_are_moved_in_together_and_kept_when_one_cannot_be
     assert not list(output.glob(".a2gen-compare-results-*"))
     capsys.readouterr()
     assert main(["report", str(output / "results.json")]) == 0
+
+
+def test_a_result_file_that_cannot_be_moved_in_keeps_the_others_and_a_folder_there_is_refused_first(tmp_path,
+                                                                                                     monkeypatch):
+    """(review) One move that failed (a folder at results.md) left every later file, results.json among them, in
+    the work folder, which the next comparison deletes. Each file is now moved on its own, the error names what
+    stayed where; and a folder at a result file's name is refused before any work."""
+    output = tmp_path / "compare"
+    output.mkdir()
+    monkeypatch.setattr(compare, "format_markdown", lambda report: "md")
+    monkeypatch.setattr(compare, "save_test_predictions", lambda path, *args: Path(path).write_bytes(b"npz"))
+    monkeypatch.setattr(compare, "plot_comparison", lambda report, path: Path(path).write_bytes(b"png"))
+    (output / "results.md").mkdir()
+    with pytest.raises(OSError, match=r"could not move results.md into .*; the file\(s\) stay in .*a2gen-compare-results-"):
+        compare._write_results(output, {"models": {}}, {}, {})
+    assert json.loads((output / "results.json").read_text()) == {"models": {}}
+    assert (output / "results.png").read_bytes() == b"png" and (output / "test_predictions.npz").is_file()
+    with pytest.raises(ValueError, match=r"results.md is not a file, and the comparison writes its results.md there"):
+        compare._check_result_paths(output)
+    (output / "results.md").rmdir()
+    compare._check_result_paths(output)  # files there are fine: they are replaced

@@ -283,6 +283,7 @@ def warn_of_one_class_actions(data_dir, split: str, positives: dict[str, int], e
 # alone, and one at a name this comparison trains is refused before any work.
 RUN_MARKER = ".a2gen-compare-run"
 RESULTS_FILE, RESULTS_MARKDOWN, RESULTS_PLOT = "results.json", "results.md", "results.png"
+PREDICTIONS_FILE = "test_predictions.npz"
 
 
 def run_folder_name(name: str, seed: int) -> str:
@@ -335,7 +336,7 @@ def _retire_earlier_results(output_dir: Path) -> None:
     """Before the first run folder is replaced: remove the earlier comparison's results (results.json first), so that
     a comparison stopped part way leaves no results that read as those of the runs beside them."""
     removed = []
-    for name in (RESULTS_FILE, RESULTS_MARKDOWN, RESULTS_PLOT, PREDICTIONS_FILE):
+    for name in (RESULTS_FILE, *RESULT_FILES[:-1]):  # results.json first
         path = output_dir / name
         if path.is_file():
             path.unlink()
@@ -366,8 +367,22 @@ def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> 
                     f"{', '.join(path.name for path in stale)}.")
 
 
+RESULT_FILES = (RESULTS_MARKDOWN, PREDICTIONS_FILE, RESULTS_PLOT, RESULTS_FILE)  # in the order they are moved in
+
+
+def _check_result_paths(output_dir: Path) -> None:
+    """Before any work: something other than a file (a folder, a link to one) at one of the result files' names
+    would stop them from being moved in after every run was trained."""
+    for name in RESULT_FILES:
+        path = output_dir / name
+        if path.is_dir() or path.is_symlink() and not path.is_file():
+            raise ValueError(f"{path} is not a file, and the comparison writes its {name} there: move it away, or "
+                             "choose another --output.")
+
+
 def _run_comparison(data_dir: str | Path, output_dir: Path, settings: ComparisonSettings) -> dict[str, Any]:
     _check_and_claim_run_folders(output_dir, _network_runs(settings.models, settings.seeds))  # before any work
+    _check_result_paths(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset, tokenizer, metadata = load_data_dir(data_dir)
     if len(dataset.get("test") or []) == 0:  # before anything trains (before: "the dataloader is empty" after it)
@@ -511,10 +526,19 @@ def _write_results(output_dir: Path, report: dict, per_model: dict[str, Any], re
         save_test_predictions(staging / PREDICTIONS_FILE, per_model, references)
         plot_comparison(report, staging / RESULTS_PLOT)
     finally:
-        for name in (RESULTS_MARKDOWN, PREDICTIONS_FILE, RESULTS_PLOT, RESULTS_FILE):
+        failed = []  # each file is moved on its own: one that cannot be keeps none of the others (results.json) out
+        for name in RESULT_FILES:
             if (staging / name).is_file():
-                os.replace(staging / name, output_dir / name)
-        shutil.rmtree(staging, ignore_errors=True)
+                try:
+                    os.replace(staging / name, output_dir / name)
+                except OSError as error:
+                    failed.append((name, error))
+        if not failed:
+            shutil.rmtree(staging, ignore_errors=True)
+    if failed:
+        names = ", ".join(name for name, _ in failed)
+        raise OSError(f"could not move {names} into {output_dir} ({failed[0][1]}); the file(s) stay in {staging} "
+                      "until the next comparison in this folder.") from failed[0][1]
 
 
 ENVIRONMENT_PACKAGES = ("a2gen-hf", "torch", "transformers", "numpy", "scipy", "scikit-learn", "datasets", "pyarrow")
@@ -547,7 +571,6 @@ def check_validation_split(data_dir, dataset, settings: ComparisonSettings, toke
     refuse_without_validation(data_dir, dataset, needing)
 
 
-PREDICTIONS_FILE = "test_predictions.npz"
 
 
 def save_test_predictions(path: Path, per_model: dict[str, Any], references: dict[str, np.ndarray]) -> None:
