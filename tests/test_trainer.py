@@ -841,3 +841,9 @@ def test_a_metric_name_that_reads_both_ways_is_refused_unless_the_direction_is_g
     assert metric_direction("eval_mean_auc") == "higher"
     with pytest.raises(ValueError, match="is the ratio"):  # calibration is refused with a given direction too
         a2gen_training_arguments(str(tmp_path), metric_for_best_model="calibration_like", greater_is_better=True)
+    # (review) an eval dataset named like calibration: the given direction stands (before: refused as calibration)
+    given = a2gen_training_arguments(str(tmp_path), metric_for_best_model="eval_calibration_set_mae_like",
+                                     greater_is_better=False)  # fmt: skip
+    assert given.greater_is_better is False
+    with pytest.raises(ValueError, match=r"as calibration \(best at 1\); from 'mae_like' as mae \(lower is better\)"):
+        a2gen_training_arguments(str(tmp_path), metric_for_best_model="eval_calibration_set_mae_like")

@@ -100,13 +100,16 @@ def metric_direction(metric: str, action_names: list[str] | tuple[str, ...] | No
     if not readings:
         return None
     if action_names is None and len({direction for _, _, direction in readings}) > 1:
-        said = "; ".join(f"from {name[start:]!r} as {family} ({direction} is better)"
+        said = "; ".join(f"from {name[start:]!r} as {family} ({WORDS[direction]})"
                          for start, family, direction in readings)  # fmt: skip
         raise ValueError(
             f"metric_for_best_model={metric!r} reads two ways: {said} (an eval dataset's name that begins like a "
             "metric). Pass greater_is_better yourself (True: higher is better), or rename the eval dataset."
         )
     return readings[0][2]
+
+
+WORDS = {"lower": "lower is better", "higher": "higher is better", "unordered": "best at 1"}
 
 
 def _metric_readings(name: str, action_names: list[str] | tuple[str, ...] | None):
@@ -172,8 +175,9 @@ def a2gen_training_arguments(output_dir: str, **kwargs: Any) -> TrainingArgument
     if isinstance(metric, str):
         if kwargs.get("greater_is_better") is None:
             direction = metric_direction(metric)  # refuses a name that reads as both directions
-        else:  # given: only the first reading's calibration check is left to do
-            direction = next((found for *_, found in _metric_readings(metric.removeprefix("eval_"), None)), None)
+        else:  # given: only the calibration check is left to do, where every reading is calibration
+            found = {found for *_, found in _metric_readings(metric.removeprefix("eval_"), None)}
+            direction = "unordered" if found == {"unordered"} else None
         if direction == "unordered":
             raise _unordered_metric_error(metric)
         if direction == "lower" and kwargs.get("greater_is_better") is None:
@@ -443,7 +447,10 @@ class A2GenTrainer(Trainer):
         name = metric.removeprefix("eval_")
         if isinstance(self.eval_dataset, dict):  # metrics named eval_<dataset>_<metric>
             name = next((name[len(key) + 1 :] for key in self.eval_dataset if name.startswith(f"{key}_")), name)
-        direction = metric_direction(name, list(actions) if actions else None)
+        try:
+            direction = metric_direction(name, list(actions) if actions else None)
+        except ValueError:  # reads as both directions (a model without action names): greater_is_better decides
+            return
         if direction == "unordered":
             raise _unordered_metric_error(metric)
         wrong = {"lower": True, "higher": False}.get(direction)
