@@ -433,3 +433,8 @@ def test_an_empty_config_file_is_warned_of(tmp_path, caplog):
         args = cli.parse_arguments(["train", "--data", "d", "--output", "o", "--config", str(config)])
     assert args.batch_size == 256
     assert f"--config {config} holds no options" in caplog.text
+    caplog.clear()
+    config.write_text("{}\n")  # (review) an empty mapping holds no option either
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf"):
+        cli.parse_arguments(["train", "--data", "d", "--output", "o", "--config", str(config)])
+    assert f"--config {config} holds no options" in caplog.text

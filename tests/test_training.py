@@ -1152,7 +1152,8 @@ def test_cli_train_init_from_trains_every_weight_of_a_saved_model(data_dir, tmp_
         assert message in capsys.readouterr().err
     nowhere = [*base, "--init-from", str(tmp_path / "nowhere"), "--max-steps", "1"]
     assert main([*nowhere, "--output", str(tmp_path / "refused")]) == 2
-    assert "no such folder; give a folder written by save_pretrained" in capsys.readouterr().err
+    err = capsys.readouterr().err  # an absolute path can be no Hub id: the folder alone is named
+    assert f"{tmp_path / 'nowhere'}: no such folder ({tmp_path / 'nowhere'}). Give the folder that" in err, err
     assert not (tmp_path / "refused" / "model").exists()
     # A missing relative folder also reads as a Hub id ("runs/model"): before, only transformers' "couldn't connect
     # to 'https://huggingface.co'" came back, without a word about the folder.
@@ -1162,7 +1163,8 @@ def test_cli_train_init_from_trains_every_weight_of_a_saved_model(data_dir, tmp_
     monkeypatch.chdir(tmp_path)
     assert main([*base, "--init-from", "runs/nosuchmodel", "--max-steps", "1", "--output", str(tmp_path / "refused")]) == 2
     err = capsys.readouterr().err
-    assert f"runs/nosuchmodel: no such folder ({tmp_path / 'runs' / 'nosuchmodel'}), and as a Hub model id it could not" in err
+    assert f"runs/nosuchmodel: no such folder ({tmp_path / 'runs' / 'nosuchmodel'}), and no model was found for a Hub " \
+           "repo of that name (" in err and "HF_HUB_OFFLINE=1" in err
     with pytest.raises(ValueError, match="gives every weight: drop the warm starts"):
         train_from_data_dir(data_dir, TrainingSettings(output_dir=str(tmp_path / "api"), max_steps=1),
                             model_overrides=dict(history_event_item_moments=16, history_event_moment_source="table",

@@ -1259,9 +1259,9 @@ def _config_values(path: str, source: str) -> dict[str, Any]:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"{source} {path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
-    if values is None:
+    if not values and (values is None or isinstance(values, dict)):
         logging.getLogger("a2gen_hf").warning(
-            "%s %s holds no options (the file is empty or only comments): nothing of it is applied.", source, path
+            "%s %s holds no options (the file is empty, only comments or {}): nothing of it is applied.", source, path
         )
         return {}
     if not isinstance(values, dict):

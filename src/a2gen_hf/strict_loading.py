@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,30 @@ def _resolve(source: str, filename: str, hub_kwargs: dict[str, Any]) -> Path | N
     return Path(found) if found else None
 
 
+def looks_like_hub_id(name: str | Path) -> bool:
+    """Whether ``name`` can be a Hub repo id (``name`` or ``namespace/name``), as opposed to a path that can only be a
+    local folder (``runs/x/model``, ``./model``, an absolute path)."""
+    return re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", str(name)) is not None
+
+
+def missing_model_message(source: str | Path, cause: BaseException | None = None) -> str:
+    """The message for a model ``source`` that is no folder here: a path that can only be a folder is named as
+    missing; a name that can be a Hub repo id also says that the Hub lookup found no model there (``cause``: what it
+    raised), and how to read the local cache without waiting for an unreachable Hub (huggingface_hub retries for
+    about 30 s)."""
+    where = f"{source}: no such folder ({Path(source).absolute()})"
+    advice = ("Give the folder that model.save_pretrained(folder) wrote (an `a2gen train` run's OUTPUT/model), or a "
+              "Hub repo id (namespace/name) that holds one.")  # fmt: skip
+    if not looks_like_hub_id(source):
+        return f"{where}. {advice}"
+    said = f" ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else cause!r})" if cause else ""
+    return (
+        f"{where}, and no model was found for a Hub repo of that name{said}: the repo does not exist or holds no "
+        "model, it is not in the local cache, or the Hub could not be reached (then set HF_HUB_OFFLINE=1 to read "
+        f"the cache alone without waiting for the network). {advice}"
+    )
+
+
 def missing_config_error(source: str | Path) -> CheckpointError:
     """The error for a model folder (or Hub repo) ``source`` without ``config.json``: transformers would build a
     default config and load the weights into it (silently when the shapes happen to agree). An ``a2gen train``
@@ -93,14 +118,8 @@ def missing_config_error(source: str | Path) -> CheckpointError:
         "the run's OUTPUT/model folder, or resume the run with --resume."
         if Path(source).name.startswith("checkpoint-") else ""
     )  # fmt: skip
-    if not Path(source).exists():  # read as a Hub repo id: not there, not cached, or the Hub was not reached
-        return CheckpointError(
-            f"{source}: no such folder ({Path(source).absolute()}), and no config.json of a Hub repo of that name was "
-            "found: the repo does not exist or holds no model, it is not in the local cache, or the Hub could not be "
-            "reached (then set HF_HUB_OFFLINE=1 to read the cache alone without waiting for the network). Give the "
-            "folder that model.save_pretrained(folder) wrote (an `a2gen train` run's OUTPUT/model), or a Hub repo "
-            "id that holds one."
-        )
+    if not Path(source).exists():  # no folder: read as a Hub repo id, or not one at all
+        return CheckpointError(missing_model_message(source))
     return CheckpointError(
         f"{source} has no config.json ({Path(source) / CONFIG_NAME} does not exist); a model folder needs the "
         "config.json written by model.save_pretrained(folder) (in Python, from_pretrained can also be given a config "

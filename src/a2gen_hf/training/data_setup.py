@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..data.logs import actions_never_counted, no_ranked_action_text, ranked_act
 from ..features_a2gen import TargetPopularityFeatures, popularity_keyed_by_raw_id
 from ..modeling_a2gen import A2GenFeatureEmbeddings, A2GenForActionGeneration
 from ..modeling_baselines import MMoEForActionPrediction, PLEForActionPrediction
-from ..strict_loading import CONFIG_NAME, missing_config_error
+from ..strict_loading import CONFIG_NAME, looks_like_hub_id, missing_config_error, missing_model_message
 from ..tokenization_a2gen import A2GenActionTokenizer
 
 logger = logging.getLogger(__name__)
@@ -242,12 +241,8 @@ def model_to_train_from(
     if model_name not in MODEL_CHOICES:
         raise ValueError(f"Unknown model {model_name!r}; choose one of {list(MODEL_CHOICES)}.")
     config_class, model_class, fixed = MODEL_CHOICES[model_name]
-    hub_id = re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", str(path))
-    if not os.path.isdir(path) and not hub_id:
-        raise FileNotFoundError(
-            f"{path}: no such folder; give a folder written by save_pretrained (a2gen train's OUTPUT/model) or a Hub "
-            "model id (namespace/name)."
-        )
+    if not os.path.isdir(path) and not looks_like_hub_id(path):
+        raise FileNotFoundError(missing_model_message(path))
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, CONFIG_NAME)):
         raise missing_config_error(path)
     try:
@@ -255,11 +250,7 @@ def model_to_train_from(
     except OSError as error:  # not a folder here, and the Hub did not answer for the id (offline, or no such model)
         if os.path.isdir(path):
             raise
-        raise FileNotFoundError(
-            f"{path}: no such folder ({os.path.abspath(path)}), and as a Hub model id it could not be loaded "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else error!r}); give a folder written "
-            "by save_pretrained (a2gen train's OUTPUT/model) or a Hub model id (namespace/name) that can be reached."
-        ) from None
+        raise FileNotFoundError(missing_model_message(path, error)) from None
     if saved_type != config_class.model_type:
         kinds = [name for name, (kind, _, _) in MODEL_CHOICES.items() if kind.model_type == saved_type]
         raise ValueError(
