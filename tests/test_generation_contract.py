@@ -198,7 +198,7 @@ def test_generation_config_eos_token_id_is_honoured(generator):
                                     r"\[0, 7\)"),
         ({"begin_suppress_tokens": [2, -1]}, r"begin_suppress_tokens=\[2, -1\] holds \[-1\], which are not action ids"),
         ({"suppress_tokens": [True]}, r"suppress_tokens=\[True\] holds \[True\]"),
-        ({"eos_token_id": True}, r"eos_token_id=True: every end id must be an action id \(an int, not a bool\)"),
+        ({"eos_token_id": True}, r"eos_token_id=True: every end id must be an action id \(an integer, not a bool\)"),
         ({"eos_token_id": [2, True]}, r"eos_token_id=\[2, True\]: every end id must be an action id"),
     ],
 )
@@ -721,3 +721,32 @@ def test_min_length_with_every_action_an_end_id_is_refused_naming_them(generator
         model.generate(**inputs, eos_token_id=[2, 3, 4, 5], min_length=2, num_beams=2)
     sequences = model.generate(**inputs, eos_token_id=[2, 3, 4], min_new_tokens=2)  # 'comment' is left to go on with
     assert (sequences[:, 1] == 5).all()
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_a_callers_processor_cannot_make_generate_draw_the_start_or_padding_nor_numpy_ids_be_refused(generator):
+    """(review) A logits processor of the caller that raised the start action's score made greedy search, sampling
+    and beams emit the start mid-sequence, against the docs (padding and the start are never generated): they are
+    kept out after every processor. And eos_token_id given as a numpy integer (2 is in range) was refused as 'not
+    an action id'; transformers takes it, as suppress_tokens here did."""
+    import numpy as np
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class RaiseStart(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores = scores.clone()
+            scores[:, 1] = 100.0
+            scores[:, 0] = 90.0
+            return scores
+
+    model, inputs = tiny_model(generator)
+    start = model.config.start_action_id
+    for options in ({}, {"do_sample": True}, {"num_beams": 2}):
+        torch.manual_seed(0)
+        sequences = model.generate(**inputs, max_new_tokens=3, logits_processor=LogitsProcessorList([RaiseStart()]),
+                                   **options)  # fmt: skip
+        assert (sequences[:, 0] == start).all() and not (sequences[:, 1:] == start).any(), sequences
+        assert not ((sequences[:, 1:] == 0).long().diff(dim=1) < 0).any()  # no action after padding
+    end = model.config.end_action_id
+    assert torch.equal(model.generate(**inputs, max_new_tokens=3, eos_token_id=np.int64(end)),
+                       model.generate(**inputs, max_new_tokens=3, eos_token_id=end))  # fmt: skip

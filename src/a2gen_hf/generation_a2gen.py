@@ -365,9 +365,9 @@ class A2GenGenerationMixin(GenerationMixin):
         vocab = self.config.vocab_size
         eos = generation_config.eos_token_id
         for token in _listed_ids(eos):
-            if isinstance(token, bool) or not isinstance(token, int) or not 1 <= token < vocab:
+            if isinstance(token, bool) or not isinstance(token, numbers.Integral) or not 1 <= token < vocab:
                 raise ValueError(
-                    f"eos_token_id={eos!r}: every end id must be an action id (an int, not a bool) in [1, {vocab}) "
+                    f"eos_token_id={eos!r}: every end id must be an action id (an integer, not a bool) in [1, {vocab}) "
                     f"({self.config.id_to_action[1:]})."
                 )
         for name in ("suppress_tokens", "begin_suppress_tokens"):
@@ -387,7 +387,7 @@ class A2GenGenerationMixin(GenerationMixin):
         allowed = generated_actions(self.config)
         names = [self.config.id_to_action[action_id] for action_id in allowed]
         for action_id in _listed_ids(forced):
-            if isinstance(action_id, bool) or not isinstance(action_id, int) or action_id not in allowed:
+            if isinstance(action_id, bool) or not isinstance(action_id, numbers.Integral) or action_id not in allowed:
                 raise ValueError(
                     f"forced_eos_token_id={forced!r}: the forced last action must be an action id other than start "
                     f"('{self.config.start_action}', which only opens a timeline) and '<pad>' (0): one of {allowed} "
@@ -766,6 +766,8 @@ class A2GenGenerationMixin(GenerationMixin):
         if blocked is not None:
             allowed = allowed.masked_fill(blocked, -math.inf)
             scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+        else:  # padding and the start stay out, whatever a processor of the caller did to their scores
+            scores = allowed
         refuse_blocked(allowed)
         return scores
 
