@@ -284,6 +284,7 @@ def warn_of_one_class_actions(data_dir, split: str, positives: dict[str, int], e
 RUN_MARKER = ".a2gen-compare-run"
 RESULTS_FILE, RESULTS_MARKDOWN, RESULTS_PLOT = "results.json", "results.md", "results.png"
 PREDICTIONS_FILE = "test_predictions.npz"
+RESULT_FILES = (RESULTS_MARKDOWN, PREDICTIONS_FILE, RESULTS_PLOT, RESULTS_FILE)  # in the order they are moved in
 
 
 def run_folder_name(name: str, seed: int) -> str:
@@ -365,9 +366,6 @@ def _remove_runs_of_an_earlier_comparison(runs_dir: Path, trained: set[str]) -> 
     if stale:
         logger.info(f"Removed the runs of an earlier comparison in {runs_dir} that this one did not train: "
                     f"{', '.join(path.name for path in stale)}.")
-
-
-RESULT_FILES = (RESULTS_MARKDOWN, PREDICTIONS_FILE, RESULTS_PLOT, RESULTS_FILE)  # in the order they are moved in
 
 
 def _check_result_paths(output_dir: Path) -> None:
