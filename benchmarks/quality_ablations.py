@@ -60,6 +60,7 @@ from a2gen_hf.training.checkpointing import remove_earlier_run  # noqa: E402
 from a2gen_hf.training.compare import (  # noqa: E402
     AblatedCollator,
     bootstrap_groups,
+    check_ablations_with_the_start,
     parse_model_name,
     predict_dataset,
     test_references,
@@ -376,6 +377,7 @@ def run_variant(name: str, spec: dict, seed: int, data, tokenizer, output: Path)
         if spec.get("warm_start") or spec.get("moment_warm_start", "off") != "off":
             raise ValueError(f"{name}: init_from gives every weight; drop the warm starts ({spec}).")
         load_model(model, spec["init_from"])
+    check_ablations_with_the_start([spec["model"]], bool(spec.get("warm_start")), model.config)  # as compare
     if spec.get("warm_start"):
         start_from_regression(
             model, tokenizer, data, residual=spec.get("residual", False), frozen=spec.get("freeze_wide", False),

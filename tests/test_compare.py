@@ -722,3 +722,24 @@ def test_a_result_file_that_cannot_be_moved_in_keeps_the_others_and_a_folder_the
         compare._check_result_paths(output)
     (output / "results.md").rmdir()
     compare._check_result_paths(output)  # files there are fine: they are replaced
+
+
+def test_an_ablation_beside_the_fitted_wide_start_is_refused_before_any_work(simulated_data_dir, tmp_path, capsys):
+    """(a probe) Under the sparse_logs recipe the ranking is fitted on the whole history before training (its time
+    features read the times, its counts the events) and frozen; `a2gen-iag:notime` then fed it zeroed ages: a buy
+    AUC of 0.33, below chance, and verdicts built on it. Such an ablation is refused, naming the way to run it."""
+    output = tmp_path / "compare"
+    status = main(["compare", "--recipe", "sparse_logs", "--data", str(simulated_data_dir), "--output", str(output),
+                   "--models", "a2gen-iag,a2gen-iag:notime", "--seeds", "1", "--simple", "propensity"])  # fmt: skip
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "a2gen-iag:notime: the ablation removes from the batches part of the history that the wide warm start" in error
+    assert "--no-wide-warm-start" in error and "logreg-shares-times against logreg-shares" in error
+    assert not (output / "runs").exists()  # nothing trained
+    # without time features, :notime leaves the start's inputs as they are: kept; :noevents never is
+    from types import SimpleNamespace
+
+    compare.check_ablations_with_the_start(["a2gen-iag:notime"], True, SimpleNamespace(history_time_features=False))
+    with pytest.raises(ValueError, match="a2gen-iag:noevents: the ablation removes"):
+        compare.check_ablations_with_the_start(["a2gen-iag:noevents"], True, SimpleNamespace(history_time_features=False))
+    compare.check_ablations_with_the_start(["a2gen-iag:noevents"], False, SimpleNamespace(history_time_features=True))
