@@ -1288,6 +1288,11 @@ def test_select_generator_by_loss_keeps_the_ranking_and_takes_the_generator_from
     assert main(refused) == 2 and not (tmp_path / "refused" / "model").exists()
     with pytest.raises(ValueError, match="select_generator_by_loss=True keeps the ranking"):
         TrainingSettings(output_dir=str(tmp_path), select_generator_by_loss=True)
+    # (a probe) the message names only what is missing, and the way out the sparse_logs recipe's users need
+    with pytest.raises(ValueError, match=r"set select_best_epoch=True, or switch it off, with the freezing that needs "
+                                         r"it: select_generator_by_loss=False freeze_ranking=False \(the sparse_logs"):
+        TrainingSettings(output_dir=str(tmp_path), select_generator_by_loss=True, selection_metric="mean_auc",
+                         select_best_epoch=False)  # fmt: skip
 
 
 def test_freeze_ranking_trains_the_generator_alone_and_selects_it_by_its_loss(simulated_data_dir, tmp_path):

@@ -178,9 +178,12 @@ class TrainingSettings:
         if not self.selection_min_delta >= 0.0:
             raise ValueError(f"selection_min_delta={self.selection_min_delta} must be >= 0 (0: any improvement counts).")
         if self.select_generator_by_loss and not (self.selection_metric == "mean_auc" and self.select_best_epoch):
+            needed = [setting for setting, missing in (("selection_metric=mean_auc", self.selection_metric != "mean_auc"),
+                                                       ("select_best_epoch=True", not self.select_best_epoch)) if missing]
             raise ValueError(
                 "select_generator_by_loss=True keeps the ranking from the best mean-AUC evaluation and the generator "
-                "from the lowest-loss one: set selection_metric=mean_auc and select_best_epoch=True."
+                f"from the lowest-loss one: set {' and '.join(needed)}, or switch it off, with the freezing that "
+                "needs it: select_generator_by_loss=False freeze_ranking=False (the sparse_logs recipe sets both)."
             )
         if self.freeze_ranking and not self.select_generator_by_loss:
             raise ValueError(
