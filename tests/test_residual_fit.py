@@ -329,7 +329,8 @@ def test_reading_the_train_split_changes_no_statistics_and_no_result_by_batch_si
 
 def test_refusals_name_what_is_missing(simulated_data_dir):
     data, tokenizer, _ = load_data_dir(simulated_data_dir)
-    with pytest.raises(ValueError, match="wide_residual_fit fits what to add to the frozen regression"):
+    with pytest.raises(ValueError, match=r"--wide-frozen is off while what needs it is on .*switch them on "
+                                         r"\(--wide-warm-start --wide-residual --wide-frozen\)"):
         check_wide_start(True, True, False, True)
     model = create_model("a2gen-iag", tokenizer, data, hidden_size=16, id_embedding_size=16)
     with pytest.raises(ValueError, match="occurrence_head=True and wide_path=True"):
@@ -374,7 +375,7 @@ def test_wide_share_scale_reaches_the_regression_from_the_command_line(simulated
             "--popularity-features", "--occurrence-head", "--wide-path", "--eval-before-training",
             "--select-by", "mean_auc"]
     assert main([*base, "--wide-share-scale", "10", "--output", str(tmp_path / "refused")]) == 2
-    assert "switch on --wide-warm-start too" in capsys.readouterr().err
+    assert "switch them on (--wide-warm-start), or the wide start off altogether" in capsys.readouterr().err
     assert main([*base, "--wide-warm-start", "--wide-share-scale", "0.5", "--output", str(tmp_path / "low")]) == 2
     assert "must be a finite number >= 1" in capsys.readouterr().err
     assert fitted_with == []
@@ -384,7 +385,7 @@ def test_wide_share_scale_reaches_the_regression_from_the_command_line(simulated
     compare = ["compare", "--data", str(simulated_data_dir), "--models", "", "--simple", "logreg",
                "--wide-share-scale", "10", "--output", str(tmp_path / "compare")]
     assert main(compare) == 2
-    assert "switch on --wide-warm-start too" in capsys.readouterr().err
+    assert "switch them on (--wide-warm-start), or the wide start off altogether" in capsys.readouterr().err
 
 
 class _ToyHead(torch.nn.Module):

@@ -390,8 +390,14 @@ def test_share_scales_are_checked(tokenizer):
         CountFeatureLogisticRegression(tokenizer, share_scales=())
     from a2gen_hf.training.simple_baselines import check_wide_start
 
-    with pytest.raises(ValueError, match="switch on --wide-warm-start too"):
+    with pytest.raises(ValueError, match=r"switch them on \(--wide-warm-start\), or the wide start off altogether "
+                                         r"\(--no-wide-warm-start --wide-share-scale 1 \(it is 10\)\)"):
         check_wide_start(False, False, share_scale=10.0)
+    # (a probe) the sparse_logs recipe sets the whole chain: --no-wide-warm-start alone gets one message naming
+    # every flag to add (before: four refusals, one run at a time, each advising the warm start back on)
+    with pytest.raises(ValueError, match=r"or the wide start off altogether \(--no-wide-warm-start --wide-share-scale "
+                                         r"1 \(it is 10\) --no-wide-residual --no-wide-frozen --no-wide-residual-fit\)"):
+        check_wide_start(False, True, True, True, share_scale=10.0)
     check_wide_start(True, True, True, True, share_scale=10.0)
     from a2gen_hf.training.simple_baselines import start_from_regression
 
@@ -594,7 +600,7 @@ def test_frozen_residual_start_keeps_the_regression_while_the_network_learns(sim
     )
     start_from_regression(model, tokenizer, data, residual=True, frozen=True)
     assert model.occurrence_head.linear is None and not model.occurrence_head.output.weight.any()
-    with pytest.raises(ValueError, match="wide_frozen keeps the residual start's regression fixed"):
+    with pytest.raises(ValueError, match=r"--wide-residual is off while what needs it is on"):
         check_wide_start(True, False, True)
 
 

@@ -1069,23 +1069,27 @@ def check_wide_start(
     """Refuse ``residual`` without ``warm_start`` (the residual start refines the warm start), ``frozen`` without
     ``residual`` (only the residual start holds the fitted regression to keep), ``fit_residual`` without
     ``frozen`` (it fits what to add to a regression that training then keeps), and a ``share_scale`` other than 1
-    without ``warm_start`` (it shapes the regression the wide path starts from) or below 1."""
+    without ``warm_start`` (it shapes the regression the wide path starts from) or below 1. One message names every
+    setting left without the one it needs, with both ways out: switch the chain on, or all of those off (a recipe,
+    ``sparse_logs``, sets them all, so switching one off left the others refused one run at a time)."""
     check_share_scale(share_scale)
-    if share_scale != 1.0 and not warm_start:
+    chain = [  # (on, what it needs on, its flag to switch it on, the way to switch it off)
+        (share_scale != 1.0, warm_start, "--wide-warm-start", f"--wide-share-scale 1 (it is {share_scale:g})"),
+        (residual, warm_start, "--wide-warm-start", "--no-wide-residual"),
+        (frozen, residual, "--wide-residual", "--no-wide-frozen"),
+        (fit_residual, frozen, "--wide-frozen", "--no-wide-residual-fit"),
+    ]
+    left = [(needs_flag, off) for on, needed, needs_flag, off in chain if on and not needed]
+    if left:
+        on = ["--wide-warm-start", "--wide-residual", "--wide-frozen"][: max(
+            ["--wide-warm-start", "--wide-residual", "--wide-frozen"].index(flag) for flag, _ in left) + 1]
+        off = [way for on_, _, _, way in chain if on_]
         raise ValueError(
-            f"wide_share_scale={share_scale} shapes the regression the wide path starts from: switch on "
-            "--wide-warm-start too, or leave --wide-share-scale at 1."
-        )
-    if residual and not warm_start:
-        raise ValueError("wide_residual refines wide_warm_start: switch both on (--wide-warm-start --wide-residual).")
-    if frozen and not residual:
-        raise ValueError(
-            "wide_frozen keeps the residual start's regression fixed: switch on --wide-warm-start --wide-residual too."
-        )
-    if fit_residual and not frozen:
-        raise ValueError(
-            "wide_residual_fit fits what to add to the frozen regression of the residual start: switch on "
-            "--wide-warm-start --wide-residual --wide-frozen too."
+            "the wide start's settings build on each other (a share scale and the residual start need "
+            "--wide-warm-start, --wide-frozen needs --wide-residual, --wide-residual-fit needs --wide-frozen), and "
+            f"{', '.join(sorted({flag for flag, _ in left}))} is off while what needs it is on (a recipe such as "
+            f"sparse_logs sets them all): switch them on ({' '.join(on)}), or the wide start off altogether "
+            f"(--no-wide-warm-start {' '.join(off)})."
         )
 
 
