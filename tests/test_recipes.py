@@ -251,6 +251,24 @@ def test_wide_path_with_the_occurrence_head_turned_off_is_refused(simulated_data
         assert not (tmp_path / "out").exists()
 
 
+def test_the_recipes_wide_start_without_a_wide_path_is_refused_before_the_regression_is_fitted(
+    simulated_data_dir, tmp_path, capsys, monkeypatch
+):
+    """(a probe) `--recipe sparse_logs --no-wide-path`: train fitted the regression (minutes on a real log), then
+    said "build it with --wide-path"; now refused before any fit, naming both ways out."""
+    from a2gen_hf.cli import main
+    from a2gen_hf.training import simple_baselines
+
+    fits = []
+    monkeypatch.setattr(simple_baselines.CountFeatureLogisticRegression, "fit", lambda self, *a, **k: fits.append(1))
+    argv = ["train", "--recipe", "sparse_logs", "--no-wide-path", "--data", str(simulated_data_dir), "--output",
+            str(tmp_path / "out"), "--max-steps", "2"]  # fmt: skip
+    assert main(argv) == 2
+    assert ("the wide warm start (--wide-warm-start) starts the networks' wide path, which is off (--no-wide-path): "
+            "switch it on (--wide-path), or the wide start off (--no-wide-warm-start") in capsys.readouterr().err
+    assert fits == [] and not (tmp_path / "out" / "model").exists()
+
+
 def test_train_mmoe_with_the_sparse_logs_recipe_applies_what_applies_to_it(simulated_data_dir, tmp_path, caplog):
     """`a2gen train --model mmoe --recipe sparse_logs`: the recipe's A2Gen-only parts (the residual fit of the
     occurrence head, the generator selected apart) are not applied, with a warning that names them; the wide path

@@ -1199,7 +1199,7 @@ def test_compare_warm_starts_the_wide_path_and_selects_by_mean_auc(data_dir, tmp
     assert "wide_share_scale=10.0." in table and report["settings"]["wide_share_scale"] == 10.0
     choices = report["wide_start_regression"]["choices"]
     assert choices and all(choice["share_scale"] in (1.0, 10.0) and choice["C"] > 0 for choice in choices.values())
-    with pytest.raises(ValueError, match="wide_warm_start starts the networks' wide path"):
+    with pytest.raises(ValueError, match=r"the wide warm start \(wide_warm_start=True\) starts the networks' wide path"):
         run_comparison(data_dir, tmp_path / "bad", ComparisonSettings(models=["mmoe"], wide_warm_start=True))
 
 

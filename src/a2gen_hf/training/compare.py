@@ -62,7 +62,13 @@ from .data_setup import (  # noqa: F401  (actions_without_training_positives: it
 from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
 from .moment_factorization import apply_moment_start, check_moment_start
-from .simple_baselines import SIMPLE_BASELINES, ActionTargets, check_wide_start, start_from_regression
+from .simple_baselines import (
+    SIMPLE_BASELINES,
+    ActionTargets,
+    check_start_has_a_wide_path,
+    check_wide_start,
+    start_from_regression,
+)
 from .statistics import (
     MIN_CLASS_GROUPS,
     MIN_GROUPS,
@@ -425,8 +431,7 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         settings.wide_warm_start, settings.wide_residual, settings.wide_frozen, settings.wide_residual_fit,
         settings.wide_share_scale,
     )
-    if settings.wide_warm_start and not base_config.wide_path:
-        raise ValueError("wide_warm_start starts the networks' wide path: switch it on (--wide-path, wide_path=True).")
+    check_start_has_a_wide_path(settings.wide_warm_start, base_config)
     check_ablations_with_the_start(settings.models, settings.wide_warm_start, base_config)
     check_moment_start(base_config, settings.moment_warm_start)
     check_validation_split(data_dir, dataset, settings, tokenizer)

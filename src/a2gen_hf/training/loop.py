@@ -1204,7 +1204,7 @@ def _train_from_data_dir(
     wide_share_scale=1.0,
 ) -> tuple[TrainingResult, Any]:
     from .moment_factorization import apply_moment_start, check_moment_start
-    from .simple_baselines import check_wide_start, start_from_regression
+    from .simple_baselines import check_start_has_a_wide_path, check_wide_start, start_from_regression
 
     check_wide_start(wide_warm_start, wide_residual, wide_frozen, wide_residual_fit, wide_share_scale)
     # How the model was started, beside the training settings in training_log.json (the run's record).
@@ -1227,7 +1227,8 @@ def _train_from_data_dir(
         _check_training_data(data_dir, dataset, model.config, wide_warm_start=False)
     else:
         model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
-        _check_training_data(data_dir, dataset, model.config, wide_warm_start)  # before anything is fitted
+        check_start_has_a_wide_path(wide_warm_start, model.config)  # before anything is fitted
+        _check_training_data(data_dir, dataset, model.config, wide_warm_start)
         unused = settings_the_model_drops(model_name, model_overrides or {})
         if unused:  # accepted so that a recipe serves every network, but never silently
             shown = ", ".join(f"{name}={value!r}" for name, value in sorted(unused.items()))

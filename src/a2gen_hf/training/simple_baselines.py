@@ -1093,6 +1093,17 @@ def check_wide_start(
         )
 
 
+def check_start_has_a_wide_path(wide_warm_start: bool, config) -> None:
+    """Before anything is fitted: the wide warm start needs the networks' wide path (``config.wide_path``); before,
+    ``a2gen train`` fitted the regression first and then failed."""
+    if wide_warm_start and not getattr(config, "wide_path", False):
+        raise ValueError(
+            "the wide warm start (wide_warm_start=True) starts the networks' wide path, which is off "
+            "(wide_path=False): switch it on (wide_path=True), or the wide start off (wide_warm_start=False; a "
+            "recipe such as sparse_logs sets both)."
+        )
+
+
 def start_from_regression(
     model,
     tokenizer,
