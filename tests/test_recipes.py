@@ -374,3 +374,17 @@ def test_an_anchor_under_an_x_key_is_shared_by_merge_keys_and_other_unknown_keys
         key = text.split(":")[0]
         assert f"unknown key {key!r} for `a2gen train`; allowed keys: " in error
         assert f"starts with x-: x-{key}." in error  # the way to keep such a key
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--model", "m", "--data", "d"], ["simulate", "--output", "o"]])
+def test_a_shipped_recipe_on_a_command_it_is_not_for_says_so(command, capsys):
+    """(a probe) --recipe sparse_logs on evaluate / simulate / ... listed the recipe's first key as unknown and
+    suggested an x- prefix, editing a file the user does not own."""
+    from a2gen_hf.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--recipe", "sparse_logs"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (f"--recipe sparse_logs: the shipped recipes hold training settings, for `a2gen train` and `a2gen "
+            f"compare`; `a2gen {command[0]}` takes none of them") in err and "x-" not in err

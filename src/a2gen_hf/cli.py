@@ -1269,6 +1269,10 @@ def _config_values(path: str, source: str) -> dict[str, Any]:
     return values
 
 
+# The commands the shipped recipes (training settings) are written for.
+RECIPE_COMMANDS = ("train", "compare")
+
+
 class ConfigError(ValueError):
     """A --config / --recipe file that cannot be applied."""
 
@@ -1420,13 +1424,19 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         try:
             if args.recipe:
                 try:
-                    from .recipes import load_recipe
+                    from .recipes import RECIPE_NAMES, load_recipe
                 except ImportError:
                     raise ConfigError("--recipe: this installation has no a2gen_hf.recipes module.") from None
                 try:
                     recipe = load_recipe(args.recipe)
                 except (FileNotFoundError, ValueError, KeyError) as error:
                     raise ConfigError(f"--recipe {args.recipe}: {error}") from None
+                if args.recipe in RECIPE_NAMES and args.command not in RECIPE_COMMANDS:
+                    raise ConfigError(
+                        f"--recipe {args.recipe}: the shipped recipes hold training settings, for "
+                        f"{' and '.join(f'`a2gen {name}`' for name in RECIPE_COMMANDS)}; `a2gen {args.command}` takes "
+                        "none of them: leave --recipe out (a model keeps what its recipe set in its saved config)."
+                    )
                 file_arguments += _file_arguments(command, recipe, f"recipe {args.recipe}")
             if args.config:
                 file_arguments += _file_arguments(command, _config_values(args.config, "--config"), args.config)
