@@ -200,6 +200,7 @@ def test_generation_config_eos_token_id_is_honoured(generator):
         ({"suppress_tokens": [True]}, r"suppress_tokens=\[True\] holds \[True\]"),
         ({"eos_token_id": True}, r"eos_token_id=True: every end id must be an action id \(an integer, not a bool\)"),
         ({"eos_token_id": [2, True]}, r"eos_token_id=\[2, True\]: every end id must be an action id"),
+        ({"eos_token_id": 1}, r"eos_token_id=1: every end id must be an action id .* other than the start action"),
     ],
 )
 def test_unsupported_options_are_refused_not_ignored(options, name):

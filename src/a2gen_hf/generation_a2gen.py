@@ -365,10 +365,12 @@ class A2GenGenerationMixin(GenerationMixin):
         vocab = self.config.vocab_size
         eos = generation_config.eos_token_id
         for token in _listed_ids(eos):
-            if isinstance(token, bool) or not isinstance(token, numbers.Integral) or not 1 <= token < vocab:
+            if (isinstance(token, bool) or not isinstance(token, numbers.Integral) or not 1 <= token < vocab
+                    or token == self.config.start_action_id):  # the start only opens a sequence: it ends nothing
                 raise ValueError(
                     f"eos_token_id={eos!r}: every end id must be an action id (an integer, not a bool) in [1, {vocab}) "
-                    f"({self.config.id_to_action[1:]})."
+                    f"other than the start action {self.config.start_action!r} "
+                    f"({[self.config.id_to_action[action] for action in generated_actions(self.config)]})."
                 )
         for name in ("suppress_tokens", "begin_suppress_tokens"):
             # transformers ignores ids outside the vocabulary here: a typo would suppress nothing, without a word.
