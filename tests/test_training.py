@@ -346,7 +346,8 @@ def test_a_finished_run_resumed_with_more_steps_logs_as_an_uninterrupted_one(dat
         (["--no-eval-at-epoch-end"], "--no-eval-at-epoch-end evaluates at the step evaluations only, but --eval-every "
          "None (no step evaluations): set --eval-every 100 (or another step count) or --eval-at-epoch-end."),
         (["--scale-eval-every"], "set --eval-every 100 (or another step count) or --no-scale-eval-every."),
-        (["--select-generator-by-loss", "--no-best-epoch"], "set --select-by mean_auc and --best-epoch."),
+        (["--select-generator-by-loss", "--no-best-epoch"], "set --select-by mean_auc and --best-epoch, or switch it "
+         "off, with the freezing that needs it: --no-select-generator-by-loss --no-freeze-ranking"),
     ],
 )
 def test_train_setting_errors_name_flags_once(data_dir, tmp_path, capsys, flags, message):
