@@ -11,6 +11,7 @@ The multi-task baselines' configs (``configuration_baselines.py``) build on :cla
 """
 
 import math
+import numbers
 import warnings
 from dataclasses import MISSING, field, fields
 from functools import wraps
@@ -123,6 +124,15 @@ def shown(value: Any) -> str:
         except OverflowError:  # beyond a float
             return f"{'-' if value < 0 else ''}~10**{int(abs(value).bit_length() * math.log10(2))}"
     return repr(value)
+
+
+def end_id_problem(token: Any, vocab_size: int, start_action_id: int | None) -> str | None:
+    """What keeps ``token`` from ending a sequence, or None: ``"not an action id"`` (not an integer, a bool, or outside
+    ``[1, vocab_size)``) or ``"the start action"`` (it only opens a sequence and is never generated). The one rule
+    of the config's ``eos_token_id`` and of ``generate()``'s."""
+    if isinstance(token, bool) or not isinstance(token, numbers.Integral) or not 1 <= token < vocab_size:
+        return "not an action id"
+    return "the start action" if token == start_action_id else None
 
 
 def action_name_problem(name: Any) -> str | None:
@@ -564,13 +574,14 @@ class ActionSequenceConfig(PretrainedConfig):
                 "another id is an action, so padding would read as that action. Leave pad_token_id unset."
             )
         eos = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
-        eos = [token for token in eos if token is not None]
-        if any(isinstance(token, bool) or not isinstance(token, int) or not 1 <= token <= len(names) for token in eos):
+        start = self.start_action_id if self.start_action in names else None
+        found = {end_id_problem(token, len(names) + 1, start) for token in eos if token is not None}
+        if "not an action id" in found:
             problems.append(
                 f"eos_token_id={self.eos_token_id!r}: the ids that end a sequence are action ids 1..{len(names)} "
                 f"({names}); leave it unset for end_action {self.end_action!r}."
             )
-        elif self.start_action in names and self.start_action_id in eos:
+        elif "the start action" in found:
             problems.append(
                 f"eos_token_id={self.eos_token_id!r} holds the start action {self.start_action!r} (id "
                 f"{self.start_action_id}), which only opens a sequence and is never generated, so it would end nothing; "

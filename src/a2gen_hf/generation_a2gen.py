@@ -37,6 +37,7 @@ from transformers.generation import (
 from transformers.generation.configuration_utils import GenerationMode
 
 from .attention_kernels import small_softmax
+from .configuration_a2gen import end_id_problem
 
 logger = logging.getLogger(__name__)
 
@@ -365,8 +366,7 @@ class A2GenGenerationMixin(GenerationMixin):
         vocab = self.config.vocab_size
         eos = generation_config.eos_token_id
         for token in _listed_ids(eos):
-            if (isinstance(token, bool) or not isinstance(token, numbers.Integral) or not 1 <= token < vocab
-                    or token == self.config.start_action_id):  # the start only opens a sequence: it ends nothing
+            if end_id_problem(token, vocab, self.config.start_action_id):  # the config's rule
                 raise ValueError(
                     f"eos_token_id={eos!r}: every end id must be an action id (an integer, not a bool) in [1, {vocab}) "
                     f"other than the start action {self.config.start_action!r} "
