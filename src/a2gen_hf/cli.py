@@ -1316,6 +1316,54 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
     return arguments
 
 
+# The key of a --config file that names its recipe, as --recipe does.
+CONFIG_RECIPE_KEY = "recipe"
+
+
+def _recipe_of_the_config(value: Any, config: str, given: str | None) -> str | None:
+    """The recipe that a ``--config`` file names (``recipe: sparse_logs``, or a path, read from the file's folder):
+    applied as ``--recipe`` is, before the file's own values. ``null`` names none. Refused when ``--recipe`` names
+    another (a run takes one recipe); the same recipe in both is that recipe."""
+    from .recipes import RECIPE_NAMES
+
+    if value is None:
+        return given
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{config}: {CONFIG_RECIPE_KEY}: {value!r} is not a recipe; give the name of a shipped one "
+                          f"({', '.join(RECIPE_NAMES)}) or the path of a recipe file.")
+    named = value if value in RECIPE_NAMES or Path(value).is_absolute() else str(Path(config).parent / value)
+    if given and given != named and not (
+        given not in RECIPE_NAMES and named not in RECIPE_NAMES and Path(given).resolve() == Path(named).resolve()
+    ):
+        raise ConfigError(
+            f"--recipe {given} and {config}'s {CONFIG_RECIPE_KEY}: {value} name two recipes; a run takes one: drop "
+            f"--recipe or the file's {CONFIG_RECIPE_KEY} key, and give the settings you want of the other as flags or "
+            "in the file."
+        )
+    return named
+
+
+def _recipe_arguments(command: argparse.ArgumentParser, name: str, where: str, command_name: str) -> list[str]:
+    """A recipe's options as flags (:func:`_file_arguments`); ``where`` names it in errors (``--recipe NAME``, or the
+    --config file's ``recipe:`` key)."""
+    try:
+        from .recipes import RECIPE_NAMES, load_recipe
+    except ImportError:
+        raise ConfigError(f"{where}: this installation has no a2gen_hf.recipes module.") from None
+    try:
+        recipe = load_recipe(name)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+    if name in RECIPE_NAMES and command_name not in RECIPE_COMMANDS:
+        leave_out = "leave --recipe out" if where.startswith("--recipe") else f"remove the file's {CONFIG_RECIPE_KEY} key"
+        raise ConfigError(
+            f"{where}: the shipped recipes hold training settings, for "
+            f"{' and '.join(f'`a2gen {other}`' for other in RECIPE_COMMANDS)}; `a2gen {command_name}` takes "
+            f"none of them: {leave_out} (a model keeps what its recipe set in its saved config)."
+        )
+    return _file_arguments(command, recipe, f"recipe {name}")
+
+
 def _with_flags(message: str, arguments: dict[str, Any], fields: Mapping[str, str] | None = None) -> str:
     """A message of the Python API (``num_examples=0 must be ...``) as the command line says it (``--num-examples 0
     must be ...``), for the fields that are options of the command: by name, or through ``fields`` ({field: the
@@ -1422,28 +1470,25 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         command = _subparser(parser, args.command)
         file_arguments = []
         try:
-            if args.recipe:
-                try:
-                    from .recipes import RECIPE_NAMES, load_recipe
-                except ImportError:
-                    raise ConfigError("--recipe: this installation has no a2gen_hf.recipes module.") from None
-                try:
-                    recipe = load_recipe(args.recipe)
-                except (FileNotFoundError, ValueError, KeyError) as error:
-                    raise ConfigError(f"--recipe {args.recipe}: {error}") from None
-                if args.recipe in RECIPE_NAMES and args.command not in RECIPE_COMMANDS:
-                    raise ConfigError(
-                        f"--recipe {args.recipe}: the shipped recipes hold training settings, for "
-                        f"{' and '.join(f'`a2gen {name}`' for name in RECIPE_COMMANDS)}; `a2gen {args.command}` takes "
-                        "none of them: leave --recipe out (a model keeps what its recipe set in its saved config)."
-                    )
-                file_arguments += _file_arguments(command, recipe, f"recipe {args.recipe}")
-            if args.config:
-                file_arguments += _file_arguments(command, _config_values(args.config, "--config"), args.config)
+            values = _config_values(args.config, "--config") if args.config else {}
+            # A recipe named in the --config file (`recipe: sparse_logs`) is applied as --recipe is: before the file.
+            recipe, where = args.recipe, f"--recipe {args.recipe}"
+            if CONFIG_RECIPE_KEY in values:
+                recipe = _recipe_of_the_config(values.pop(CONFIG_RECIPE_KEY), args.config, args.recipe)
+                if recipe != args.recipe:
+                    where = f"{args.config}: {CONFIG_RECIPE_KEY}: {recipe}"
+            if "config" in values:
+                raise ConfigError(f"{args.config}: config: a --config file cannot name another one; merge the two "
+                                  "into one file (or give the settings of one as flags).")
+            if recipe:
+                file_arguments += _recipe_arguments(command, recipe, where, args.command)
+            if values:
+                file_arguments += _file_arguments(command, values, args.config)
         except ConfigError as error:
             parser.exit(2, f"a2gen {args.command}: error: {error}\n")
         position = argv.index(args.command) + 1
         args = _parse_known(parser, [*argv[:position], *file_arguments, *argv[position:]])
+        args.recipe = recipe  # the recipe applied, --recipe's or the --config file's
     missing = [name for name in required_fields(*getattr(args, "option_groups", ())) if getattr(args, name) is None]
     if missing:
         flags = ", ".join("--" + name.replace("_", "-") for name in missing)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,11 +36,29 @@ REQUIRED = "required"
 
 
 def option(help: str, default: Any = None, *, required: bool = False, choices: typing.Sequence | None = None,
-           flag: str | None = None, metavar: str | None = None) -> Any:
+           flag: str | None = None, metavar: str | None = None, once: str | None = None) -> Any:
     """A dataclass field that becomes an option: ``help`` is mandatory; ``required`` options must be given on the
-    command line or in ``--config``."""
-    metadata = {"help": help, "choices": choices, "flag": flag, "metavar": metavar, REQUIRED: required}
+    command line or in ``--config``; an option with ``once`` (what to do instead, said when it is given twice) is
+    refused when given twice with different values (:class:`GivenOnce`)."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "metavar": metavar, REQUIRED: required, "once": once}
     return field(default=default, metadata=metadata)
+
+
+class GivenOnce(argparse.Action):
+    """Stores the option's value as argparse's ``store`` does, but a second occurrence with another value is an error
+    naming both values and ``once`` (what to do instead): ``store`` keeps the last without a word, so ``--recipe
+    sparse_logs ... --recipe paper`` silently dropped the first recipe. The same value again is accepted (nothing is
+    dropped)."""
+
+    def __init__(self, option_strings, dest, once: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.once = once
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        earlier = getattr(namespace, self.dest, None)
+        if earlier is not None and earlier != values:
+            raise argparse.ArgumentError(self, f"given twice ({earlier}, then {values}); {self.once}.")
+        setattr(namespace, self.dest, values)
 
 
 def _base_type(annotation: Any) -> type:
@@ -89,6 +108,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
         optional_number = _is_optional_number(hints[item.name], kind)
         if optional_number and item.default is None:
             help_text += f"; {NONE}: not set (unsets a --recipe's or --config's value)"
+        once = {"action": functools.partial(GivenOnce, once=metadata["once"])} if metadata.get("once") else {}
         parser.add_argument(
             flag,
             dest=item.name,
@@ -97,6 +117,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
             choices=metadata.get("choices"),
             metavar=metadata.get("metavar"),
             help=help_text,
+            **once,
         )
 
 
@@ -134,13 +155,18 @@ class CommonArguments:
 
     config: str | None = option(
         "a YAML (or JSON) file of this command's options: a flat mapping whose keys are the option names with "
-        "underscores (e.g. batch_size: 512); options given on the command line override it; default: none",
+        "underscores (e.g. batch_size: 512), and optionally recipe: NAME (as --recipe); options given on the command "
+        "line override it; one per run; default: none",
         metavar="FILE",
+        once="a run reads one --config file: merge them into one, or give the settings of one as flags (they "
+             "override the file)",
     )
     recipe: str | None = option(
-        "a named recipe of a2gen_hf/recipes (or a path to one), applied before --config and the command line; "
-        "default: none",
+        "a named recipe of a2gen_hf/recipes (or a path to one), applied before --config and the command line; one "
+        "per run; default: none",
         metavar="NAME",
+        once="a run takes one recipe: keep one --recipe, and put the settings you want of the other into a --config "
+             "file (applied after the recipe) or give them as flags",
     )
     quiet: bool = option("print only results and errors: no progress bars, no information messages", False)
     verbose: bool = option("also print debugging messages of a2gen_hf and transformers", False)
@@ -193,7 +219,7 @@ class PrepareArguments:
     tokenizer: str | None = option(
         "prepare with this saved tokenizer (a model folder such as a2gen train's OUTPUT/model, or a data folder's "
         "tokenizer/): its hash buckets, side-feature fields and time statistics are kept, so that the model trains on "
-        "the newer log with --init-from; default: a new tokenizer fitted on this log", metavar="DIR",
+        "the newer log with a2gen train --init-from; default: a new tokenizer fitted on this log", metavar="DIR",
     )
     partition_rows: int = option("rows per user partition: the unit of work and of memory", 1_000_000)
     num_proc: int | None = option("worker processes; default: min(2, CPUs); 1 = this process")
@@ -341,8 +367,8 @@ class SelectionArguments:
                             choices=("loss", "mean_auc"))
     patience: int | None = option("stop after this many validation evaluations without improvement; default: no "
                                   "early stopping (--epochs is then the number of epochs, else the maximum)")
-    min_steps: int = option("early stopping ends no run before this many optimizer steps (--epochs / --max-steps "
-                            "still cap it)", 0)
+    min_steps: int = option("early stopping ends no run before this many optimizer steps (the run's length still caps "
+                            "it: --epochs, and a2gen train's --max-steps)", 0)
     patience_from_step: int = option("validation evaluations before this optimizer step still compete for the best "
                                      "but neither count towards --patience nor shrink the learning rates "
                                      "(--lr-schedule plateau): a start's first steps may dip before they gain", 0)

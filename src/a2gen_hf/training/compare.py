@@ -58,6 +58,8 @@ from .data_setup import (  # noqa: F401  (actions_without_training_positives: it
     model_config_from_tokenizer,
     refuse_without_validation,
     untrained_actions,
+    warn_of_moments_without_item_times,
+    warn_of_settings_the_model_drops,
 )
 from .give_back import give_back_to_the_start
 from .loop import TrainingSettings, generator_selection_applies, train
@@ -450,6 +452,11 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         warn_of_one_class_actions(data_dir, "validation", _ranked_positives(validation_occurs, tokenizer), validation_size)
     test_occurs = action_targets(references["labels"], None, None, base_config.vocab_size)[0]
     warn_of_one_class_actions(data_dir, "test", _ranked_positives(test_occurs, tokenizer), len(references["labels"]))
+    networks = list(dict.fromkeys(parse_model_name(name)[0] for name in settings.models))
+    if any(MODEL_CHOICES[network][0] is A2GenConfig for network in networks):  # the (item, moment) options are A2Gen's
+        warn_of_moments_without_item_times(base_config, metadata, data_dir)
+    for network in networks:  # as a2gen train warns, once per network that is not A2Gen
+        warn_of_settings_the_model_drops(network, settings.model_overrides)
     regression = None
     logged_notes: set[str] = set()  # what a fit could not do, logged once (every seed's network reuses one regression)
     per_model: dict[str, dict[str, Any]] = {}

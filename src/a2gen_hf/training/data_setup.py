@@ -191,6 +191,18 @@ def settings_the_model_drops(model_name: str, overrides: dict[str, Any]) -> dict
     }  # fmt: skip
 
 
+def warn_of_settings_the_model_drops(model_name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Warn of the A2Gen settings among ``overrides`` that ``model_name`` (MMoE, PLE) accepts and does not use
+    (:func:`~a2gen_hf.training.data_setup.settings_the_model_drops`), naming each with its value: they are accepted
+    so that one recipe serves every network, but never silently. ``a2gen train`` says it for its model and ``a2gen
+    compare`` once per such network, in the same words. Returns them (empty for A2Gen)."""
+    unused = settings_the_model_drops(model_name, overrides or {})
+    if unused:
+        shown = ", ".join(f"{name}={value!r}" for name, value in sorted(unused.items()))
+        logger.warning(f"{model_name} is not A2Gen: these A2Gen settings do not apply to it and are not used: {shown}.")
+    return unused
+
+
 def create_model(
     model_name: str,
     tokenizer: A2GenActionTokenizer,
@@ -412,3 +424,59 @@ def refuse_without_validation(data_dir, dataset, needing: list[str]) -> None:
         "in a2gen_data.json, or set them with --validation-start / --test-start; a simulated folder: a2gen simulate "
         "--validation-fraction above 0), or leave them out."
     )
+
+
+def item_times_problem(metadata: dict[str, Any] | None) -> str | None:
+    """
+    Why a data folder's action times are not moments inside their items, read from its ``a2gen_data.json``
+    (``metadata``, the third value of :func:`~a2gen_hf.training.data_setup.load_data_dir`), or None where they are or
+    where the summary does not say. A prepared log says it by the preset that read it (``preset``): an event log
+    without a duration column (Taobao's format, ``--preset taobao`` or ``generic`` without
+    ``--generic-duration-column``) times each action from the first event of its (user, item) session, which the gap
+    rule cuts after days; day-level dates (``tmall``) have no time of day; a view log (``kuairand``: one session per
+    row) gives its engagement actions no time of their own. The simulator's sessions and an event log with a
+    duration column (a view's watch time: each event lies inside the view) time actions inside the item.
+    """
+    if not isinstance(metadata, dict) or metadata.get("source") == "simulator":
+        return None
+    preset = metadata.get("preset")
+    if not isinstance(preset, dict):
+        return None
+    name = preset.get("name")
+    if preset.get("time_unit") == "mmdd":
+        return f"its times are dates (preset {name!r}: day-level times), not moments inside an item"
+    if preset.get("action_column") is None:  # a view log: the flagged actions have unknown times
+        if preset.get("duration_column") is None:
+            return None
+        flagged = sorted(set((preset.get("flag_columns") or {}).values()))
+        return (f"it is a view log (preset {name!r}, one session per row): its engagement actions "
+                f"({', '.join(flagged) or 'the flagged ones'}) have no time of their own")
+    if preset.get("duration_column") is None:
+        gap = (metadata.get("rules") or {}).get("session_gap_seconds")
+        cut = f" cut by a gap of {gap:g} s" if isinstance(gap, (int, float)) else ""
+        return (f"it is an event log without a duration column (preset {name!r}, Taobao's format): its times run "
+                f"from the first event of each (user, item) session{cut}, not moments inside the item")
+    return None
+
+
+def warn_of_moments_without_item_times(config, metadata: dict[str, Any] | None, data_dir) -> str | None:
+    """
+    Before training: A2Gen's (item, moment) options (``history_event_item_moments``, ``--event-item-moments``, which
+    the ``timed_video`` recipe sets with its moment table and warm start) read each event's time as a moment inside
+    its item (a like 12 s into a video). On data whose times are not (:func:`item_times_problem`) they learn from
+    moments the log does not hold: warn, naming the recipe that fits such logs (``sparse_logs``). Not refused: the
+    run trains as asked. Returns the warning, or None.
+    """
+    moments = getattr(config, "history_event_item_moments", 0) or 0
+    problem = item_times_problem(metadata) if moments > 0 else None
+    if problem is None:
+        return None
+    message = (
+        f"{data_dir}: {problem}. The (item, moment) options (--event-item-moments {moments}, set by the timed_video "
+        "recipe with its moment table and warm start) read each event's time as a moment inside its item (a like "
+        "12 s into a video), which this log does not record: the timed_video recipe is for logs that time actions "
+        "inside recurring items (short video). For a log like this one (e.g. Taobao's format) the sparse_logs recipe "
+        "fits (--recipe sparse_logs)."
+    )
+    logger.warning(message)
+    return message

@@ -78,8 +78,9 @@ from .data_setup import (
     load_data_dir,
     model_to_train_from,
     refuse_without_validation,
-    settings_the_model_drops,
     untrained_actions,
+    warn_of_moments_without_item_times,
+    warn_of_settings_the_model_drops,
 )
 from .optimization import (
     SparseAdamW,
@@ -1189,6 +1190,32 @@ def _check_training_data(data_dir, dataset, config, wide_warm_start: bool) -> No
                                                       "recipe; --no-wide-warm-start leaves it out: its regression's C)"])
 
 
+def _give_back_after_a_second_phase(model, tokenizer, dataset, init_from, settings: TrainingSettings) -> dict:
+    """
+    After a run from a saved model (``init_from``) whose config has a wide path (``wide_path``: what every regression
+    start needs; the ``sparse_logs`` recipe's first phase starts the model as the regression, and ``--init-from``
+    refuses the warm-start flags, as the saved weights hold that start): the times training did not improve on
+    validation go back to the train median, as after the first phase
+    (:func:`~a2gen_hf.training.give_back.give_back_the_median_times`; selection reads the ranking, or with
+    ``--select-generator-by-loss`` the generator's whole loss, never the time MAE alone). The ranking is not given
+    back to the regression (``regression_for`` is None: not judged): its weights are the saved model's, which the
+    first phase already judged, while ``--freeze-ranking`` holds them; trained (every weight trains from a saved
+    model, the wide path too), the regression they started from is no longer known, which a warning says.
+    """
+    from .give_back import give_back_to_the_start
+
+    if not settings.freeze_ranking and getattr(model, "generator", None) is not None:
+        logger.warning(
+            f"Trained on from {init_from} (--init-from): the ranking trained in this run, its wide path too, so "
+            "after training it is not given back per action to the regression the saved model may have started from "
+            "(that regression is no longer known); the times are given back to the median as after a first phase. "
+            "--freeze-ranking (with --select-generator-by-loss, as the sparse_logs recipe sets) keeps the saved "
+            "model's ranking."
+        )
+    given_back = give_back_to_the_start(model, tokenizer, dataset, ranking=False)
+    return {**given_back, "regression_for": None}
+
+
 def _train_from_data_dir(
     data_dir,
     settings,
@@ -1214,7 +1241,7 @@ def _train_from_data_dir(
         "wide_residual_fit": wide_residual_fit, "wide_share_scale": wide_share_scale,
         "moment_warm_start": moment_warm_start,
     }  # fmt: skip
-    dataset, tokenizer, _ = load_data_dir(data_dir)
+    dataset, tokenizer, metadata = load_data_dir(data_dir)
     set_seed(settings.seed)
     if init_from is not None:
         if wide_warm_start or wide_residual or wide_frozen or wide_residual_fit or moment_warm_start != "off":
@@ -1229,11 +1256,10 @@ def _train_from_data_dir(
         model = create_model(model_name, tokenizer, dataset, **(model_overrides or {}))
         check_start_has_a_wide_path(wide_warm_start, model.config)  # before anything is fitted
         _check_training_data(data_dir, dataset, model.config, wide_warm_start)
-        unused = settings_the_model_drops(model_name, model_overrides or {})
-        if unused:  # accepted so that a recipe serves every network, but never silently
-            shown = ", ".join(f"{name}={value!r}" for name, value in sorted(unused.items()))
-            logger.warning(f"{model_name} is not A2Gen: these A2Gen settings do not apply to it and are not used: {shown}.")
+        warn_of_settings_the_model_drops(model_name, model_overrides)
     a2gen = getattr(model, "generator", None) is not None
+    if a2gen:
+        warn_of_moments_without_item_times(model.config, metadata, data_dir)
     if not a2gen and (wide_residual_fit or settings.select_generator_by_loss or settings.freeze_ranking):
         # As a2gen compare does with a recipe over several networks: the residual fit and the generator's own
         # selection are A2Gen's (its occurrence head); MMoE and PLE get the rest, in a first run and in a second
@@ -1271,6 +1297,10 @@ def _train_from_data_dir(
 
         additions["given_back_to_the_start"] = give_back_to_the_start(
             result.model, tokenizer, dataset, ranking=wide_residual_fit
+        )
+    elif init_from is not None and getattr(model.config, "wide_path", False):
+        additions["given_back_to_the_start"] = _give_back_after_a_second_phase(
+            result.model, tokenizer, dataset, init_from, settings
         )
     if accelerator.is_main_process:  # the run's log says how the saved model was started and what it holds
         log_path = Path(settings.output_dir) / TRAINING_LOG_FILE
