@@ -164,6 +164,20 @@ TRANSFORMERS_KEYWORDS = frozenset(
 )  # fmt: skip
 
 
+# Keys that transformers' PretrainedConfig kept as attributes in 4.x (its common settings: tokenizer_class, prefix,
+# task_specific_params, sep_token_id, ...) and transformers 5 keeps as plain attributes (BertConfig loads them):
+# written into config.json by transformers 4.x, by tools that add config metadata, or by a user
+# (config.tokenizer_class = ...). Loaded and saved as attributes, as transformers does; they change no A2Gen layer.
+# Other unknown keys stay refused: they are misspelt fields (before: these were refused as unknown too).
+TRANSFORMERS_KEPT_KEYS = frozenset(
+    {
+        "tokenizer_class", "tie_word_embeddings", "task_specific_params", "prefix", "sep_token_id",
+        "decoder_start_token_id", "finetuning_task", "is_decoder", "add_cross_attention", "cross_attention_hidden_size",
+        "tie_encoder_decoder", "torchscript", "use_bfloat16", "tf_legacy_loss", "pruned_heads",
+        "_attn_implementation_autoset",
+    }
+)  # fmt: skip
+
 # Keywords of transformers' loading that can reach from_dict unused (deprecated ones, or read by AutoConfig only):
 # passed over, as transformers does, not refused as misspelt fields.
 LOADING_KEYWORDS = frozenset(
@@ -331,7 +345,7 @@ class ActionSequenceConfig(PretrainedConfig):
                 f"num_hidden_layers={layers}: {type(self).__name__} has no layer count setting; its depth is set by its "
                 "own fields (see its docstring)."
             )
-        unknown = sorted(set(kwargs) - TRANSFORMERS_KEYWORDS)
+        unknown = sorted(set(kwargs) - TRANSFORMERS_KEYWORDS - TRANSFORMERS_KEPT_KEYS)
         if unknown:
             raise A2GenConfigError(
                 f"{type(self).__name__} got unknown keyword argument(s) {unknown}; its fields are "
@@ -434,6 +448,7 @@ class ActionSequenceConfig(PretrainedConfig):
         """Refuse attributes that :meth:`to_dict` would write and :meth:`from_dict` refuse (no field, no
         transformers key): an :class:`A2GenConfigError` naming them and how to keep such metadata."""
         known = {item.name for item in fields(type(self))} | TRANSFORMERS_KEYWORDS | LOADING_KEYWORDS
+        known |= TRANSFORMERS_KEPT_KEYS
         known |= {"model_type", "num_hidden_layers", "transformers_version", *self.ignored_fields, *DEPRECATED_FIELDS}
         unknown = sorted(key for key in self.to_dict() if not key.startswith("_") and key not in known)
         if unknown:

@@ -26,6 +26,7 @@ from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardD
 
 from .checkpoints import load_model, saved_tokenizer_folder
 from .configuration_a2gen import A2GenConfig
+from .metrics.action_metrics import COUNT_KEYS, DETAIL_KEYS
 from .modeling_a2gen import A2GenPreTrainedModel
 from .output_folders import remove_dead_work_folders
 from .strict_loading import non_finite_tensors, shown_keys
@@ -39,16 +40,33 @@ DEFAULT_COMMIT_MESSAGE = "Upload A2Gen checkpoint"
 # The folder a push writes the files to upload in, under the system's temporary folder: ``a2gen-push-<pid>_*``, so
 # that the next push removes those of pushes killed by a signal (a model-sized copy each).
 PUSH_FOLDER_PREFIX = "a2gen-push-"
+# The weight files of a checkpoint (one file, or an index and its shards): those of an earlier push that a push does
+# not write are deleted in its commit, so that a repo never holds two sets (a loader would read the old single file).
+WEIGHT_FILE_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
 EVAL_TASK = "action-generation"
+# The time statistics of a tokenizer that was never fitted (A2GenActionTokenizer's defaults): the card says so.
+DEFAULT_TIME_LOG_MEAN, DEFAULT_TIME_LOG_STD = 0.0, 1.0
 METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
 # The last line of every card this package writes: the sha256 of the text above it. A re-push replaces the card only
 # where it still reads as written (its numbers then follow the new checkpoint); a card a person edited or wrote is
 # kept unless the push is told to replace it, as transformers' push_to_hub keeps an existing card.
 _CARD_MARK = "<!-- a2gen_hf model card; sha256 of the text above: {digest} -->"
 _CARD_MARK_PATTERN = re.compile(r"<!-- a2gen_hf model card; sha256 of the text above: ([0-9a-f]{64}) -->\r?\n?\Z")
+# What transformers' template cards say of themselves: the card ``tokenizer.push_to_hub``, ``config.push_to_hub`` and
+# ``save_pretrained(push_to_hub=True)`` of any other model write (huggingface_hub's template filled in by
+# transformers' ``create_and_tag_model_card``), and the Trainer's own. No person wrote such a card: a push replaces it
+# with the A2Gen card (before: it was kept as if written by hand, and the repo got no A2Gen card).
+TEMPLATE_CARD_MARKERS = (
+    "This model card has been automatically generated",
+    "This model card has been generated automatically according to the information the Trainer had access to",
+)
+_TEMPLATE_TITLE = re.compile(r"^# Model Card for Model ID\s*$", re.MULTILINE)
 
 # The per-action tables of a metrics file (compute_action_metrics) that go on the model card.
 CARD_METRIC_TABLES = ("auc", "mae")
+# Entries that only a whole metrics result (compute_action_metrics, eval_results.json) holds: its counts, details and
+# notes, which never go on a card. eval_results holding one are cut to CARD_METRIC_TABLES (_card_eval_results).
+METRICS_RESULT_KEYS = frozenset({*COUNT_KEYS, *DETAIL_KEYS, "notes"})
 # Builder names that datasets gives data made in memory or read from plain files: not the name of a data set.
 GENERIC_DATASET_NAMES = {"generator", "arrow", "parquet", "json", "csv", "text", "pandas", "dict", "list"}
 
@@ -191,8 +209,11 @@ def build_model_card(
 
     A multi-task baseline (MMoE / PLE) gets the same card, saying what it is and loading it with ``AutoModel``.
     """
+    if (problem := license_problem(license)) is not None:
+        raise ValueError(f"build_model_card: {problem}.")
     config: A2GenConfig = model.config
     generates = model.can_generate()
+    eval_results = _card_eval_results(eval_results)
     architecture = config.generator_type if generates else type(model).__name__.split("For")[0].lower()
     model_name = repo_id.split("/")[-1] if repo_id else f"a2gen-{architecture}"
     results = _eval_result_list(eval_results, config, dataset_name, eval_split) if eval_results else None
@@ -215,12 +236,7 @@ def build_model_card(
     )
     load_id = repo_id or "<this repo>"
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
-    time_statistics = (
-        f"`log1p(seconds)` standardised with mean {tokenizer.time_log_mean:.4f} and std {tokenizer.time_log_std:.4f} "
-        "(fitted on the training split, saved with the tokenizer)"
-        if tokenizer is not None
-        else "not recorded here (no tokenizer was pushed with this checkpoint)"
-    )
+    time_statistics = _time_statistics_text(tokenizer)
     training_data = (
         f"Trained and evaluated on `{dataset_name}`." if dataset_name else "The training data set is not recorded."
     )
@@ -326,6 +342,20 @@ arXiv 2604.25834, 2026.
     return _marked(ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}"))
 
 
+def _time_statistics_text(tokenizer: A2GenActionTokenizer | None) -> str:
+    """The card's time-encoding row: the tokenizer's fitted statistics, or, where it holds the defaults (mean 0, std
+    1: :meth:`~A2GenActionTokenizer.fit_time_statistics` never ran), that they are the defaults (before: "fitted on
+    the training split" whatever the tokenizer held)."""
+    if tokenizer is None:
+        return "not recorded here (no tokenizer was pushed with this checkpoint)"
+    mean, std = tokenizer.time_log_mean, tokenizer.time_log_std
+    if (mean, std) == (DEFAULT_TIME_LOG_MEAN, DEFAULT_TIME_LOG_STD):
+        return (f"`log1p(seconds)` with the default statistics (mean {mean:.4f}, std {std:.4f}: not fitted to any "
+                "data, so times are not standardised)")  # fmt: skip
+    return (f"`log1p(seconds)` standardised with mean {mean:.4f} and std {std:.4f} (fitted on the training split, "
+            "saved with the tokenizer)")  # fmt: skip
+
+
 def _input_rows(config) -> str:
     """The card's table rows for the input options a checkpoint was built with (none for the paper's inputs)."""
     rows = []
@@ -381,6 +411,13 @@ def card_is_generated(text: str) -> bool:
     return match is not None and _sha256(text[: match.start()].replace("\r\n", "\n")) == match.group(1)
 
 
+def card_is_template(text: str) -> bool:
+    """Whether a ``README.md``'s ``text`` is a template card that transformers wrote (:data:`TEMPLATE_CARD_MARKERS`, or
+    the template's untouched title ``# Model Card for Model ID``), not a card a person wrote."""
+    text = text.replace("\r\n", "\n")
+    return any(marker in text for marker in TEMPLATE_CARD_MARKERS) or _TEMPLATE_TITLE.search(text) is not None
+
+
 def _card_in_repo(api: HfApi, repo_id: str, revision: str | None) -> str | None:
     """The ``README.md`` of ``repo_id`` at ``revision`` (the default branch when None), or None where it has none."""
     from huggingface_hub.utils import EntryNotFoundError, RevisionNotFoundError
@@ -395,11 +432,16 @@ def _card_in_repo(api: HfApi, repo_id: str, revision: str | None) -> str | None:
 
 def _keeps_card(api: HfApi, repo_id: str, revision: str | None, replace_card: bool) -> bool:
     """Whether the push leaves the repo's ``README.md`` as it is: one that a person edited or wrote, unless
-    ``replace_card``; the package's own unedited card is replaced (with the new checkpoint's numbers)."""
+    ``replace_card``; the package's own unedited card and transformers' template card are replaced (with the new
+    checkpoint's numbers)."""
     if replace_card:
         return False
     existing = _card_in_repo(api, repo_id, revision)
     if existing is None or card_is_generated(existing):
+        return False
+    if card_is_template(existing):
+        logger.info("%s has transformers' template README.md (written by a tokenizer, config or save_pretrained push): "
+                    "it is replaced by the A2Gen model card.", repo_id)  # fmt: skip
         return False
     logger.warning(
         "%s already has a README.md that was edited or written by hand: it is kept and the generated model card is "
@@ -469,14 +511,22 @@ def repo_id_problem(repo_id: str) -> str | None:
     return None
 
 
+def license_problem(license: Any) -> str | None:
+    """Why ``license`` is no Hub license id (one word such as ``"apache-2.0"``), in plain terms, or None: the one
+    check of :func:`build_model_card` and :func:`push_checkpoint` (before: only the push checked it)."""
+    if not isinstance(license, str) or not license.strip() or any(char.isspace() for char in license.strip()):
+        return f"license={license!r} must be a Hub license id such as 'apache-2.0', 'cc-by-nc-4.0' or 'other'"
+    return None
+
+
 def _check_push_arguments(
     checkpoint_dir_or_model: Any, repo_id: Any, tokenizer: Any, eval_results: Any, license: Any = "apache-2.0",
     replace_card: Any = False,
 ) -> None:
     """The arguments' kinds, before anything is loaded or sent (before: AttributeErrors and TypeErrors from inside)."""
     problems = []
-    if not isinstance(license, str) or not license.strip() or any(char.isspace() for char in license.strip()):
-        problems.append(f"license={license!r} must be a Hub license id such as 'apache-2.0', 'cc-by-nc-4.0' or 'other'")
+    if (problem := license_problem(license)) is not None:
+        problems.append(problem)
     if not isinstance(repo_id, str) or not repo_id.strip():
         problems.append(f"repo_id={repo_id!r} must be a repository id, 'namespace/name' (or 'name')")
     elif (problem := repo_id_problem(repo_id)) is not None:
@@ -502,7 +552,7 @@ def push_checkpoint(
     tokenizer: A2GenActionTokenizer | None = None,
     eval_results: Mapping[str, Mapping[str, float] | float] | None = None,
     private: bool = False,
-    token: str | None = None,
+    token: str | bool | None = None,
     commit_message: str = DEFAULT_COMMIT_MESSAGE,
     dataset_name: str | None = None,
     *,
@@ -512,6 +562,7 @@ def push_checkpoint(
     tags: list[str] | None = None,
     license: str = "apache-2.0",
     replace_card: bool = False,
+    max_shard_size: int | str | None = None,
 ) -> CommitInfo:
     """
     Push an A2Gen model, its tokenizer, its source code and a model card to ``repo_id`` in one commit.
@@ -522,10 +573,13 @@ def push_checkpoint(
             are pushed: optimizer states and other training files in the folder stay local.
         repo_id: ``namespace/name`` (or ``name``: the token owner's namespace); created if missing.
         tokenizer: the tokenizer to push with the model; its action vocabulary must be the model's.
-        eval_results: evaluation numbers for the model card (see :func:`build_model_card`); needs ``dataset_name``.
+        eval_results: evaluation numbers for the model card (see :func:`build_model_card`): ``{metric: {action:
+            value}}`` / ``{metric: value}``, or a whole metrics result (``a2gen evaluate --json``'s, ``eval_results.json``),
+            cut to its per-action AUC and MAE with a warning for each entry left out; needs ``dataset_name``.
         private: create the repo as private (ignored if it exists).
-        token: a Hub write token; by default the one of ``HF_TOKEN`` / ``hf auth login``. It is sent in the
-            ``Authorization`` header only: never written to a file or to the log.
+        token: a Hub write token; by default (None or True) the one of ``HF_TOKEN`` / ``hf auth login``; False sends
+            none, as in transformers. It is sent in the ``Authorization`` header only: never written to a file or to
+            the log.
         commit_message: the commit's title.
         dataset_name: the training data set, for the card.
         commit_description / revision / create_pr: as ``HfApi.upload_folder`` takes them.
@@ -534,7 +588,11 @@ def push_checkpoint(
             ``"other"``): say the data's terms where they bind the model.
         replace_card: replace a ``README.md`` already in the repo that was edited or written by hand. By default
             such a card is kept (with a warning) and only the files of the checkpoint change; a card this package
-            wrote and nobody edited is always replaced, so its numbers follow the new checkpoint.
+            wrote and nobody edited, and transformers' template card (what ``tokenizer.push_to_hub`` and the like
+            write), are always replaced, so the card follows the new checkpoint.
+        max_shard_size: shard the pushed weights as ``save_pretrained(max_shard_size=...)`` does (an index and its
+            shards); None: one ``model.safetensors``. Weight files of an earlier push that this one does not write
+            (a single file after shards, or the other way round) are deleted in the same commit.
 
     Returns:
         The :class:`~huggingface_hub.CommitInfo` of the commit (``.oid`` is its commit id, ``.repo_url.repo_id``
@@ -559,6 +617,7 @@ def push_checkpoint(
     non_finite = non_finite_tensors(model)
     if non_finite:
         raise HubPushError(f"The model holds NaN or inf weights ({shown_keys(non_finite)}); it is not pushed.")
+    eval_results = _card_eval_results(eval_results)
     if eval_results:  # refuse bad numbers before the repo is created
         _eval_result_list(eval_results, model.config, dataset_name, "test")
 
@@ -575,7 +634,8 @@ def push_checkpoint(
     remove_dead_work_folders(tempfile.gettempdir(), PUSH_FOLDER_PREFIX)
     with tempfile.TemporaryDirectory(prefix=f"{PUSH_FOLDER_PREFIX}{os.getpid()}_") as staging:
         folder = Path(staging)
-        model.save_pretrained(folder)  # its auto_map lists the encoder under AutoModel too
+        shards = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        model.save_pretrained(folder, **shards)  # its auto_map lists the encoder under AutoModel too
         if tokenizer is not None:
             # its auto_map and code go along however a2gen_hf was imported (a2gen_hf.register does this only when
             # transformers was imported first)
@@ -585,7 +645,7 @@ def push_checkpoint(
             card.save(folder / "README.md")
         commit = api.upload_folder(
             repo_id=repo_id, folder_path=folder, commit_message=commit_message, commit_description=commit_description,
-            revision=revision, create_pr=create_pr,
+            revision=revision, create_pr=create_pr, delete_patterns=list(WEIGHT_FILE_PATTERNS),
         )
     # huggingface_hub makes no commit (and no pull request) when no file differs from the repo's: it returns the
     # branch's head instead, which would read as a new commit
@@ -602,15 +662,20 @@ def pushed_nothing(commit: CommitInfo) -> bool:
 
 
 def _card_eval_results(eval_results: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``eval_results`` for the card: a whole metrics result (``compute_action_metrics``, ``eval_results.json``) is
-    cut to its per-action tables by :func:`eval_results_from_metrics` (its notes logged); a short form passes."""
+    """``eval_results`` for the card, the one home of the forms every entry point takes (:func:`build_model_card`,
+    :func:`push_checkpoint`, ``model.push_to_hub``): a whole metrics result (``compute_action_metrics``, the
+    ``eval_results.json`` of ``a2gen train``: it holds counts such as ``num_examples`` or ``notes``) is cut to its
+    per-action AUC and MAE tables by :func:`eval_results_from_metrics`, each entry left out said at WARNING level
+    (before: INFO, so dropped metrics went unnoticed); the short form ``{metric: {action: value}}`` /
+    ``{metric: value}`` passes whole (``{"loss": 0.3}`` too; before, ``model.push_to_hub`` refused it and dropped it
+    beside an AUC table, while ``push_checkpoint`` kept it)."""
     if not eval_results:
         return None
-    if set(eval_results) <= set(CARD_METRIC_TABLES):
-        return dict(eval_results)
+    if not isinstance(eval_results, Mapping) or not (METRICS_RESULT_KEYS & set(eval_results)):
+        return eval_results  # checked entry by entry by _eval_result_list
     kept, notes = eval_results_from_metrics(eval_results)
     for note in notes:
-        logger.info("model card: %s", note)
+        logger.warning("model card: %s", note)
     return kept or None
 
 
@@ -638,17 +703,16 @@ def push_model_to_hub(
     --json``'s or the short ``{"auc": {"like": 0.71}}``; its per-action AUC and MAE go on the card, counts never)
     and ``dataset_name`` (and ``license``, the card's); the repo gets the A2Gen model card and the code, in one commit
     (:func:`push_checkpoint`; a card already in the repo that a person edited or wrote is kept unless
-    ``replace_card=True``).
+    ``replace_card=True``). ``eval_results`` take the forms :func:`push_checkpoint` takes, with the same outcome.
 
-    ``max_shard_size`` is not supported (the checkpoint is one ``model.safetensors``).
+    ``max_shard_size`` shards the pushed weights as ``save_pretrained`` does; ``token=False`` sends no token, as in
+    transformers (before: the stored token was used).
     """
-    if max_shard_size is not None:
-        logger.warning("push_to_hub: max_shard_size=%r is ignored; A2Gen checkpoints are pushed unsharded.", max_shard_size)
     return push_checkpoint(
-        model, repo_id, tokenizer=tokenizer, eval_results=_card_eval_results(eval_results), private=bool(private),
-        token=token if isinstance(token, str) else None, commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+        model, repo_id, tokenizer=tokenizer, eval_results=eval_results, private=bool(private),
+        token=token, commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
         dataset_name=dataset_name, commit_description=commit_description, revision=revision, create_pr=create_pr,
-        tags=tags, license=license, replace_card=replace_card,
+        tags=tags, license=license, replace_card=replace_card, max_shard_size=max_shard_size,
     )
 
 

@@ -13,6 +13,7 @@ Reading guide (the paper's figures in code):
 from __future__ import annotations
 
 import contextvars
+import copy
 import inspect
 import math
 from dataclasses import dataclass
@@ -1793,11 +1794,28 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             f"{type(self.config).__name__} with the new action_names (and a tokenizer from it) and train that model."
         )
 
+    # The keywords of save_pretrained(..., push_to_hub=True) that are the push's (transformers': repo_id,
+    # commit_message, create_pr, private, token; the package's push also takes the others).
+    _PUSH_KEYWORDS = ("repo_id", "commit_message", "commit_description", "private", "token", "revision", "create_pr",
+                      "tags", "tokenizer", "eval_results", "dataset_name", "license", "replace_card")  # fmt: skip
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """
         ``PreTrainedModel.save_pretrained``; a generator model saved with its code also lists its encoder under
-        ``AutoModel`` in ``auto_map``, so ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` loads it.
+        ``AutoModel`` in ``auto_map``, so ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` loads it. The
+        ``auto_map`` goes into the saved ``config.json`` only: ``model.config`` is left as it was (before: the save
+        wrote into the live config).
+
+        ``push_to_hub=True`` (with ``repo_id=``, default the folder's name) saves the folder, then pushes through
+        ``model.push_to_hub`` (:func:`a2gen_hf.hub.push_model_to_hub`): the same A2Gen model card, code and one
+        commit as every other entry point, and the same rule that a model goes with its tokenizer: pass
+        ``tokenizer=`` (and ``eval_results=``, ``dataset_name=``, ... as ``push_to_hub`` takes them). Before,
+        transformers' own push wrote its template card and no tokenizer.
         """
+        names = list(inspect.signature(PreTrainedModel.save_pretrained).parameters)[2:]
+        kwargs.update(zip(names, args))  # positional options by name (is_main_process, state_dict, push_to_hub, ...)
+        if kwargs.get("push_to_hub") and A2GenPreTrainedModel.hub_pusher is not None:
+            return self._save_and_push(save_directory, kwargs)
         if kwargs.get("state_dict") is None and any(
             hasattr(value, "local_shards") for value in self.state_dict().values()
         ):  # before: torch's "torch function 'storage', with args: (ShardedTensor(..." from deep inside safetensors
@@ -1806,13 +1824,47 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 "and save the plain state, on every process: state = plain_state_dict(sharded); then on rank 0 "
                 "model.save_pretrained(path, state_dict=state) (a2gen_hf.torchrec_tables.plain_state_dict)."
             )
+        config = self.config
+        had_auto_map = "auto_map" in vars(config)
+        live_auto_map = copy.deepcopy(getattr(config, "auto_map", None))
         base_model = self.base_model
-        if self._auto_class is not None and base_model is not self:
-            module = type(base_model).__module__.rsplit(".", 1)[-1]
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map.setdefault("AutoModel", f"{module}.{type(base_model).__name__}")
-            self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        try:
+            if self._auto_class is not None and base_model is not self:
+                module = type(base_model).__module__.rsplit(".", 1)[-1]
+                auto_map = dict(live_auto_map or {})
+                auto_map.setdefault("AutoModel", f"{module}.{type(base_model).__name__}")
+                config.auto_map = auto_map
+            return super().save_pretrained(save_directory, **kwargs)
+        finally:  # transformers' custom_object_save writes into config.auto_map too: the saved file has it all
+            if had_auto_map:
+                config.auto_map = live_auto_map
+            else:
+                vars(config).pop("auto_map", None)
+
+    def _save_and_push(self, save_directory, kwargs: dict):
+        """``save_pretrained(folder, push_to_hub=True, ...)``: the folder is saved, then pushed as
+        ``model.push_to_hub`` pushes (refused, before anything is written, without a tokenizer)."""
+        kwargs.pop("push_to_hub")
+        push = {name: kwargs.pop(name) for name in self._PUSH_KEYWORDS if name in kwargs}
+        repo_id = push.pop("repo_id", None) or Path(str(save_directory)).name  # transformers' default
+        if push.get("tokenizer") is None:
+            raise ValueError(
+                f"save_pretrained({str(save_directory)!r}, push_to_hub=True) pushes the model with its tokenizer, which "
+                "carries the time statistics and id hashing (a repo without it does not load): pass tokenizer=... "
+                f"(the A2GenActionTokenizer the model was trained with), or push with model.push_to_hub({repo_id!r}, "
+                "tokenizer=tokenizer). Nothing was saved or pushed."
+            )
+        if kwargs.get("variant") is not None:
+            raise ValueError(
+                f"save_pretrained(..., push_to_hub=True, variant={kwargs['variant']!r}): a push writes the plain "
+                "model.safetensors; save the variant without push_to_hub, or push without variant. Nothing was saved "
+                "or pushed."
+            )
+        self.save_pretrained(save_directory, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return None
+        shard_size = {"max_shard_size": kwargs["max_shard_size"]} if "max_shard_size" in kwargs else {}
+        return A2GenPreTrainedModel.hub_pusher(self, repo_id, **shard_size, **push)
 
     @staticmethod
     def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args, **kwargs):

@@ -358,16 +358,26 @@ class StrictLoadingMixin:
         if dtypes:
             problems.append(f"tensors whose safetensors dtype is not the model's: {shown_keys(dtypes)}")
         non_finite = non_finite_tensors(model)
+        if non_finite and not problems:
+            overflow = _cast_overflow(model, header, non_finite, kwargs)
+            if overflow is not None:  # the file is finite: the dtype= of the call made the inf, not the file
+                raise CheckpointError(overflow)
         if non_finite:
             problems.append(f"tensors holding NaN or inf: {shown_keys(non_finite)}")
         if problems:
             config_name = config_file if config_file is not None else f"{source}/{CONFIG_NAME}"
             config_given = kwargs.get("config")
+            overrides = _config_overrides(cls, kwargs, saved_config)
+            head_missing = None if overrides or dtypes or non_finite else _encoder_only_message(
+                cls, model, info, architectures, where, config_name
+            )
+            if head_missing is not None:
+                raise CheckpointError(head_missing)
             raise CheckpointError(
                 f"{where} does not fit {config_name} ({cls.__name__}):\n  - "
                 + "\n  - ".join(problems)
                 + "\n" + _cause_text(
-                    _config_overrides(cls, kwargs, saved_config), where, config_name,
+                    overrides, where, config_name,
                     structural=bool(structural), python_hint=not isinstance(config_given, PretrainedConfig),
                 )
             )
@@ -411,6 +421,71 @@ class StrictLoadingMixin:
                 "loads it anyway)."
             )
         return (model, info) if wants_info else model
+
+
+def _encoder_only_message(cls, model, info: dict, architectures: list, where, config_name) -> str | None:
+    """Where a model with a head (A2GenForActionGeneration, through it AutoModelForActionGeneration) is loaded from
+    a folder whose ``config.json`` says it holds the base model alone (``architectures`` ``["A2GenModel"]``) and
+    only the head's tensors are missing: that, and how to load it (before: "config.json and model.safetensors come
+    from different models", though neither file was replaced or edited). None for any other case."""
+    base = getattr(model, "base_model", model)
+    if base is model or not architectures or architectures[0] != type(base).__name__:
+        return None
+    prefix = f"{model.base_model_prefix}."
+    missing = list(info["missing_keys"])
+    if not missing or any(key.startswith(prefix) for key in missing) or info["unexpected_keys"] or (
+        info["mismatched_keys"] or info["error_msgs"]
+    ):
+        return None
+    heads = sorted({key.split(".", 1)[0] for key in missing})
+    encoder = type(base).__name__
+    head = " / ".join(heads)
+    return (
+        f"{Path(str(where)).parent} holds an encoder without the {head}: {Path(str(config_name)).name} says "
+        f"architectures {architectures} and {Path(str(where)).name} has no {head} tensors ({shown_keys(missing)}), "
+        f"which {cls.__name__} needs. Load it with AutoModel.from_pretrained or {encoder}.from_pretrained, or train "
+        f"the {head} on it ({cls.__name__}.from_pretrained(..., strict=False) loads the encoder and starts the {head} "
+        "from random weights)."
+    )
+
+
+def _requested_dtype(kwargs: dict) -> Any:
+    """The ``dtype=`` (or ``torch_dtype=``) of a ``from_pretrained`` call, None when not given or ``"auto"``."""
+    dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+    return None if dtype is None or dtype == "auto" else dtype
+
+
+def _cast_overflow(model: torch.nn.Module, header: dict[str, tuple[Path, str]], non_finite: list[str],
+                   kwargs: dict) -> str | None:  # fmt: skip
+    """Where every tensor that holds NaN or inf after loading is finite in the file: the cast to the model's dtype
+    overflowed. The message names the dtype, the largest magnitude in the file and the dtypes that hold it (before:
+    "The weights were saved from another model or damaged", of a file that is fine). None otherwise."""
+    prefix = f"{model.base_model_prefix}."
+    largest, dtypes = 0.0, set()
+    state = dict([*model.named_parameters(), *model.named_buffers()])
+    for name in non_finite:
+        key = name if name in header else prefix + name if prefix + name in header else None
+        if key is None:
+            return None
+        path, _ = header[key]
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                saved = file.get_tensor(key)
+        except (SafetensorError, OSError):
+            return None
+        if not saved.is_floating_point() or not torch.isfinite(saved).all():
+            return None
+        largest = max(largest, float(saved.double().abs().max()))
+        dtypes.add(state[name].dtype)
+    names = ", ".join(sorted(str(dtype).removeprefix("torch.") for dtype in dtypes))
+    limits = ", ".join(f"{torch.finfo(dtype).max:.6g}" for dtype in sorted(dtypes, key=str))
+    requested = _requested_dtype(kwargs)
+    how = f"dtype={requested!r}" if requested is not None else names
+    return (
+        f"The cast to {how} overflowed: after loading, these tensors hold inf or NaN: {shown_keys(non_finite)}; in the "
+        f"file they are finite, with a largest magnitude of {largest:.6g}, above {names}'s largest value {limits}. "
+        "The file is fine: load with dtype=torch.float32 (or torch.bfloat16, which has float32's range)."
+    )
 
 
 def _config_overrides(cls, kwargs: dict, saved_config: dict) -> dict:

@@ -17,6 +17,7 @@ import logging
 import math
 import numbers
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -652,6 +653,23 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         unknown = [str(token) for token in values if str(token) not in self.vocab]
         if unknown:
             raise self._fixed_vocabulary_error(unknown)
+        actions = [str(token) for token in values if str(token) not in self._special_actions()]
+        if actions:
+            raise ValueError(self._real_actions_special_message(actions, given))
+
+    def _special_actions(self) -> set[str]:
+        """The tokens that are special here: the start action, the end action and ``<pad>``."""
+        return {self.start_action, self.end_action, PAD_ACTION}
+
+    def _real_actions_special_message(self, actions: list[str], given: str) -> str:
+        """Why real actions may not be special tokens (unk / additional / extra special, any role)."""
+        return (
+            f"{given}: {actions} {'is a real action' if len(actions) == 1 else 'are real actions'} of this tokenizer, "
+            "which cannot be a special token: decode(..., skip_special_tokens=True) would drop every such event "
+            "without a word (and the setting would be saved with the tokenizer). The special tokens are fixed: "
+            f"{self.start_action!r} (bos), {self.end_action!r} (eos) and {PAD_ACTION!r} (pad); an A2Gen tokenizer has no "
+            "unk, sep, cls, mask or additional special tokens."
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs) -> A2GenActionTokenizer:
@@ -705,6 +723,7 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         if not isinstance(saved, dict):
             raise ValueError(f"{config_file} is not a JSON object of the tokenizer's settings; save the tokenizer again.")
         cls._warn_of_unknown_keys(saved, config_file)
+        cls._refuse_special_actions_in_file(saved, config_file)
         try:
             return super()._from_pretrained(
                 resolved_vocab_files, pretrained_model_name_or_path, init_configuration, *init_inputs, **kwargs
@@ -712,19 +731,82 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
         except (ValueError, TypeError) as error:
             # A setting of the file that the constructor refuses (item_buckets="lots"): the message names the file and
             # how to get a good one back (before: only "item_buckets='lots' must be a whole number."). Left as they
-            # are: errors that name a file of the folder already, a special token outside the vocabulary (handled by
-            # from_pretrained), and any where the caller passed settings of their own (the file may be fine).
+            # are: errors that name a file of the folder already and a special token outside the vocabulary (handled
+            # by from_pretrained). One caused by a keyword argument of the call names the keyword (before: the file
+            # was said to be edited or damaged, for bos_token="like" given to from_pretrained).
             text = str(error)
-            given = init_inputs or (cls._setting_names() & kwargs.keys())
-            if (isinstance(error, json.JSONDecodeError) or given or text.startswith("Cannot add ")
-                    or str(Path(str(config_file)).parent) in text):  # fmt: skip
+            if isinstance(error, json.JSONDecodeError) or text.startswith("Cannot add ") or (
+                str(Path(str(config_file)).parent) in text
+            ):
                 raise
+            given = cls._caller_settings(kwargs)
+            if any(re.search(rf"\b{re.escape(key)}\b", text) for key in given):
+                raise  # it names the keyword that caused it (bos_token='like' disagrees ...)
+            if init_inputs or (given and not cls._file_is_at_fault(text, saved)):
+                keywords = ", ".join(f"{key}={value!r}" for key, value in given.items()) or "positional arguments"
+                message = (f"A2GenActionTokenizer.from_pretrained(..., {keywords}): {text.rstrip('. ')}. The cause is "
+                           f"the keyword argument(s) given to from_pretrained, not {Path(str(config_file)).name} (read "
+                           "as saved): leave them out or correct them.")
+                try:
+                    replaced = type(error)(message)
+                except Exception:  # an error type that takes other arguments: its base type
+                    replaced = TypeError(message) if isinstance(error, TypeError) else ValueError(message)
+                raise replaced from None
             message = f"{config_file}: {text} {_rewrite_hint(config_file)}"
             try:
                 replaced = type(error)(message)
             except Exception:  # an error type that takes other arguments: its base type
                 replaced = TypeError(message) if isinstance(error, TypeError) else ValueError(message)
             raise replaced from None
+
+    @classmethod
+    def _caller_settings(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of a ``from_pretrained`` call that set the tokenizer (its settings, special tokens,
+        transformers' tokenizer keys), not where the files come from."""
+        return {
+            key: value for key, value in kwargs.items()
+            if key in cls._setting_names() or key in TRANSFORMERS_TOKENIZER_KEYS
+            or (key.endswith(("_token", "_tokens")) and not key.startswith("_"))
+        }  # fmt: skip
+
+    @staticmethod
+    def _file_is_at_fault(text: str, saved: Mapping[str, Any]) -> bool:
+        """Whether an error's ``text`` names a key of the saved file (so the file, not a keyword, is the cause)."""
+        return any(re.search(rf"\b{re.escape(str(key))}\b", text) for key in saved)
+
+    @classmethod
+    def _refuse_special_actions_in_file(cls, saved: Mapping[str, Any], config_file: Any) -> None:
+        """A ``tokenizer_config.json`` that marks a real action special (``unk_token``, ``additional_special_tokens``
+        / ``extra_special_tokens``, or an ``added_tokens_decoder`` entry with ``"special": true``) is refused naming
+        the file: ``decode(..., skip_special_tokens=True)`` would drop the action's events without a word."""
+        names = saved.get("action_names")
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            return  # the constructor names what is wrong with the file's actions
+        fixed = {saved.get("start_action", "start"), saved.get("end_action", "leave"), PAD_ACTION}
+        marked: dict[str, list[str]] = {}
+        for key, value in saved.items():
+            if key in ("bos_token", "eos_token", "pad_token") or not key.endswith(("_token", "_tokens")) or (
+                key == "split_special_tokens"
+            ):
+                continue  # bos / eos / pad: the constructor checks them against the start, end and <pad>
+            values = list(value.values()) if isinstance(value, Mapping) else value if isinstance(value, list) else [value]
+            for token in values:
+                token = token.get("content") if isinstance(token, Mapping) else token
+                if isinstance(token, str) and token in names and token not in fixed:
+                    marked.setdefault(key, []).append(token)
+        decoder = saved.get("added_tokens_decoder")
+        for entry in decoder.values() if isinstance(decoder, Mapping) else []:
+            token = entry.get("content") if isinstance(entry, Mapping) else None
+            if isinstance(token, str) and entry.get("special") and token in names and token not in fixed:
+                marked.setdefault("added_tokens_decoder", []).append(token)
+        if marked:
+            where = "; ".join(f"{key}: {tokens}" for key, tokens in marked.items())
+            raise ValueError(
+                f"{config_file} marks real action(s) as special tokens ({where}): decode(..., skip_special_tokens=True) "
+                "would drop their events without a word. The special tokens of an A2Gen tokenizer are its start "
+                f"action, its end action and {PAD_ACTION!r}; delete those entries from the file (or save the tokenizer "
+                "again)."
+            )
 
     @classmethod
     def _setting_names(cls) -> set[str]:
@@ -917,6 +999,15 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
                 return labels
             encoding = self(text, *args, **kwargs)
             encoding.update(labels)
+            return encoding
+        if target is not None and text is not None:
+            # Text targets as transformers encodes them: the target's ids as `labels`, with the call's options
+            # (before: KeyError 'input_ids', the base class's name for what this tokenizer calls action_ids).
+            kwargs.pop("text_target")
+            pair_target = kwargs.pop("text_pair_target", None)
+            target_encoding = self(target, *([pair_target] if pair_target is not None else []), **kwargs)
+            encoding = self(text, *args, **kwargs)
+            encoding["labels"] = target_encoding["action_ids"]
             return encoding
         single = self._is_timeline(text)
         # An empty timeline in a batch of timelines (or a batch of empty ones) is encoded, so that encoding names it;
@@ -1175,6 +1266,14 @@ class A2GenActionTokenizer(PreTrainedTokenizer):
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
         """As transformers' own, but an id that is not a whole number (2.7, from a float tensor) is refused rather
         than truncated to another action."""
+        if isinstance(ids, (str, bytes)) or (
+            isinstance(ids, (list, tuple)) and any(isinstance(index, (str, bytes)) for index in ids)
+        ):  # before: "could not convert string to float: 'start'"
+            raise TypeError(
+                f"decode / convert_ids_to_tokens take action ids (integers 0..{self.vocab_size - 1}), got text {ids!r}. "
+                "For the ids of action names use convert_tokens_to_ids (a name or a list of names) or encode('start "
+                "like ...')."
+            )
         many = isinstance(ids, Iterable) and not isinstance(ids, (str, bytes)) and not (
             isinstance(ids, (torch.Tensor, np.ndarray)) and ids.ndim == 0
         )
