@@ -462,7 +462,11 @@ def test_recommender_metrics_toy():
     assert result["gauc"]["like"] == 1.0 and result["gauc_groups"]["like"] == 2
     # follow happens in rows 2 and 3: every row of user 9, none of user 7, so no user has both classes.
     assert math.isnan(result["gauc"]["follow"]) and result["gauc_groups"]["follow"] == 0
-    assert result["notes"] == ["gauc[follow]: undefined (NaN), no group has both examples with and without it."]
+    # mean_gauc averages the GAUCs the tables show (>= MIN_GAUC_GROUPS users): none here, so NaN with a note.
+    assert result["notes"] == ["gauc[follow]: undefined (NaN), no group has both examples with and without it.",
+                               "mean_gauc: undefined (NaN), no action's GAUC averages over at least 10 groups (users "
+                               "holding both classes: like 2, follow 0)."]
+    assert math.isnan(result["mean_gauc"])
     ranking = ranking_at_k(probabilities, LABELS, GROUPS, NAMES, top_k=(1,))
     assert ranking["ndcg_at_1"]["like"] == 1.0 and ranking["recall_at_1"]["like"] == 1.0
     # follow, user 9: both rows relevant, ties keep order; top 1 holds 1 of 2 positives.

@@ -395,7 +395,8 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
     ``markdown``: also require what the Markdown tables need (positives, counts, mean_auc). Whatever the report
     holds is checked either way, the parts a plot does not draw too (positives against the test examples, per-seed
     lists against ``seeds``, the bootstrap rows, the settings), so that ``a2gen report`` and ``a2gen plot
-    comparison`` refuse the same self-contradicting file. Raises ValueError.
+    comparison`` refuse the same self-contradicting file (a bootstrap row's ``p_value`` and AUCs outside [0, 1], or
+    a ``difference`` that is not ``auc_a - auc_b``, included). Raises ValueError.
     """
     if not isinstance(report, Mapping):
         raise ValueError(f"{source} must hold the JSON object a2gen compare writes "
@@ -478,6 +479,21 @@ def check_comparison_report(report: Any, source: str = "comparison results", mar
                 low, high = row["low"], row["high"]
                 if _is_number(low) and _is_number(high) and low > high:
                     raise ValueError(f"{source}: {where} has low {low} above high {high}; the interval is reversed.")
+                for key in ("p_value", "auc_a", "auc_b"):  # optional: rows of older reports lack them
+                    value = row.get(key)
+                    if value is not None and not _is_number(value):
+                        raise ValueError(f"{source}: {where}.{key} must be a number or null, got {_type_name(value)}.")
+                    if _is_number(value) and not math.isnan(value) and not 0.0 <= value <= 1.0:
+                        what = "a p-value" if key == "p_value" else "an AUC"
+                        raise ValueError(f"{source}: {where}.{key} is {value!r}; {what} lies in [0, 1]: {RESTORE}.")
+                # The difference is auc_a - auc_b, the reference's AUC minus the model's (as floats: to rounding).
+                figures = [row.get(key) for key in ("difference", "auc_a", "auc_b")]
+                if all(_is_number(value) and math.isfinite(value) for value in figures):
+                    difference, auc_a, auc_b = figures
+                    if abs(difference - (auc_a - auc_b)) > 1e-9:
+                        raise ValueError(f"{source}: {where}.difference is {difference!r} but auc_a - auc_b is "
+                                         f"{auc_a - auc_b!r} ({auc_a!r} - {auc_b!r}); the difference is the one "
+                                         f"minus the other: {RESTORE}.")
     settings = report.get("settings")
     if settings:
         if not isinstance(settings, Mapping):

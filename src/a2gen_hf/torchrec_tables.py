@@ -48,7 +48,9 @@ class TorchRecIdTable(nn.Module):
     One id table in a TorchRec ``EmbeddingCollection``, called like ``nn.Embedding(num_embeddings, embedding_dim,
     padding_idx=0)``: ids `(...)` long -> `(..., embedding_dim)`. Id 0 is padding: its output is zero and its row
     gets no gradient (as ``padding_idx=0`` does, with the padding row kept at zero). The state dict holds one tensor,
-    ``weight``, as ``nn.Embedding``'s does.
+    ``weight``, as ``nn.Embedding``'s does. An id outside ``[0, num_embeddings)`` is refused with a ValueError naming
+    the table, the id and the range (:func:`check_ids_in_range`), sharded or not: a sharded table's fbgemm lookup
+    only logs such an id and reads row 0 in its place.
     """
 
     def __init__(self, name: str, num_embeddings: int, embedding_dim: int, device: torch.device | str = "cpu"):
@@ -90,6 +92,7 @@ class TorchRecIdTable(nn.Module):
     def forward(self, ids: torch.LongTensor) -> torch.Tensor:
         from torchrec import KeyedJaggedTensor
 
+        check_ids_in_range(ids, self.num_embeddings, self.table_name)
         flat = ids.reshape(-1).contiguous()  # fbgemm reads the values as laid out: a strided or expanded view of ids
         # (one user repeated for its candidates) would be read as other, garbage, ids
         # No ids (a new user's history, no history items): TorchRec cannot look up nothing, so the padding row is read
@@ -104,6 +107,28 @@ class TorchRecIdTable(nn.Module):
             rows = rows.to(dtype)
         rows = rows * (flat != 0).unsqueeze(-1).to(rows.dtype)
         return rows.reshape(*ids.shape, self.embedding_dim)
+
+
+def check_ids_in_range(ids: torch.Tensor, num_embeddings: int, table_name: str) -> None:
+    """
+    Refuse `ids` outside ``[0, num_embeddings)`` with a ValueError naming the table, the first such id and the range.
+    Unsharded, torch raised a bare ``IndexError: index out of range in self`` (``RuntimeError`` for -1); sharded,
+    fbgemm's bounds check set the id to 0 and logged it only, so the lookup silently read row 0 (the padding mask,
+    built from the id, let the gradient reach that row). One check (and one device sync) per lookup; the model's
+    inputs are range-checked before any lookup too, so this guards direct calls and ids made inside a model.
+    """
+    if ids.numel() == 0:
+        return
+    outside = (ids < 0) | (ids >= num_embeddings)
+    if bool(outside.any()):
+        position = tuple(int(index) for index in outside.nonzero()[0])
+        bad = int(ids[position])
+        where = f" (at position {list(position)} of ids of shape {list(ids.shape)})" if ids.dim() else ""
+        raise ValueError(
+            f"TorchRec table {table_name!r}: id {bad}{where} is outside its rows 0 .. {num_embeddings - 1} "
+            f"(num_embeddings {num_embeddings}; 0 is padding). Map the ids into the table (the tokenizer's buckets) "
+            "or give the table more rows; a sharded table would read row 0 in its place."
+        )
 
 
 def _id_table_owners(model: nn.Module) -> list[nn.Module]:

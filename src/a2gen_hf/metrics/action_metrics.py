@@ -23,17 +23,19 @@ Result format of :func:`compute_action_metrics` (a ``dict``; actions by name):
 - with group ids (``references["group_ids"]``: the user, or the request, of each example):
   ``gauc`` (per-group AUC, weighted by the group's number of examples, groups with one class skipped;
   ``gauc_groups`` counts the groups used: the tables print a GAUC over fewer than :data:`MIN_GAUC_GROUPS` as n/a,
-  its figure in brackets; ``mean_gauc``) and ``ndcg_at_K`` / ``recall_at_K`` over each group's
-  examples as its candidates (groups without a positive skipped; ``ranking_groups``);
+  its figure in brackets; ``mean_gauc`` over the actions whose GAUC they show, :func:`mean_gauc_label` names them)
+  and ``ndcg_at_K`` / ``recall_at_K`` over each group's examples as its candidates (groups without a positive
+  skipped; ``ranking_groups``; ``ranking_groups_over_K``: those with more than K candidates, a note where few do);
 - ``next_action_accuracy`` (with ``next_actions``): predicted first action after ``start`` vs. the true one;
 - ``backward_time_rate`` (with generated ``sequences`` / ``sequence_times``): share of sequences whose times go
   backwards somewhere;
 - ``oracle_auc`` / ``oracle_mae`` / ``oracle_mae_seconds`` / ``auc_share_of_oracle`` (with the simulator's
   ``oracle_action_prob`` / ``oracle_expected_seconds``): the oracle's scores and the model's share of the
-  oracle's AUC above chance, ``(auc_model - 0.5) / (auc_oracle - 0.5)``;
+  oracle's AUC above chance, ``(auc_model - 0.5) / (auc_oracle - 0.5)`` (NaN where the oracle's lift
+  ``auc_oracle - 0.5`` is below :data:`MIN_ORACLE_LIFT`);
 - ``num_examples`` and ``notes`` (why a value is NaN, e.g. an action with a single class).
 
-Counts (:data:`COUNT_KEYS`), the details of :data:`DETAIL_KEYS` and ``notes`` stay out of :func:`flatten_metrics`, the
+Counts (:data:`COUNT_KEYS`, ``ranking_groups_over_K``), the details of :data:`DETAIL_KEYS` and ``notes`` stay out of :func:`flatten_metrics`, the
 scalar view that Trainer logs and trackers read.
 """
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +53,7 @@ import torch
 
 from ..targets import check_labels_open_with_start, first_occurrence_targets
 from ..time_encoding import denormalize_times, normalize_seconds, time_statistics_problem
-from .auc import auc, group_aucs, has_both_classes
+from .auc import auc, group_aucs, has_both_classes, tensor_as_numpy
 
 ORACLE_COLUMNS = ("oracle_action_prob", "oracle_expected_seconds")
 # Entries of a result that count examples (or groups): reported, but kept out of the scalar view.
@@ -58,23 +61,61 @@ COUNT_KEYS = (
     "num_examples", "positives", "timed_count", "timed_nonzero_count", "next_action_count", "sequence_count",
     "gauc_groups", "ranking_groups",
 )
+# ... and the counts per cut-off K, ``ranking_groups_over_K`` (the groups with more than K candidates): counts too.
+RANKING_OVER_K_PREFIX = "ranking_groups_over_"
 # Entries kept out of the scalar view too: the reliability tables, and the two rates whose ratio is `calibration`.
 DETAIL_KEYS = ("reliability", "predicted_rate", "observed_rate")
+
+
+def is_count_key(key: str) -> bool:
+    """Whether a result's entry ``key`` is a count (:data:`COUNT_KEYS`, ``ranking_groups_over_K``)."""
+    return key in COUNT_KEYS or (key.startswith(RANKING_OVER_K_PREFIX) and key[len(RANKING_OVER_K_PREFIX):].isdigit())
+
+
 DEFAULT_TOP_K = (10,)
 # A GAUC averaged over fewer groups (users holding both classes of the action) than this is a few users' own AUCs,
 # each from a handful of examples (one user with one positive: 0, 1 or anything between, by that one example), not a
 # group average to compare models by: the tables (metrics.tables.gauc_cell) print it n/a with its figure in brackets
 # and the number of users. The same bound as the bootstrap's users per class (training.statistics.MIN_CLASS_GROUPS).
 MIN_GAUC_GROUPS = 10
+# NDCG@K / Recall@K over groups of at most K candidates are fixed (Recall@K 1, NDCG@K the full-list NDCG, whatever
+# the scores): where fewer than this many of the groups averaged over, or fewer than half of them, hold more than K
+# candidates, a note says that the figure barely tells models apart (:func:`ranking_cut_off_too_large`).
+MIN_RANKING_GROUPS_OVER_K = 10
+# An oracle whose AUC is within this of 0.5 has almost no lift over chance to share: (auc - 0.5) / (oracle - 0.5)
+# divides by it and swings wildly (a probe read -3.8), so auc_share_of_oracle is NaN with a note below it.
+MIN_ORACLE_LIFT = 0.01
 DEFAULT_CALIBRATION_BINS = 10
-# Probabilities are clipped to [eps, 1 - eps] in the log loss, as sklearn does for float64.
-_LOGLOSS_EPS = float(np.finfo(np.float64).eps)
+# Probabilities are clipped to [eps, 1 - eps] in the log loss, eps of the probabilities' floating dtype, as
+# sklearn >= 1.5 does (float32 -> 1.19e-7, float64 -> 2.2e-16; lists and integers are read as float64). Dtypes
+# coarser than float32 (float16, bfloat16) store 0.999 as 1.0: a warning says so (_probability_eps).
+_FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
-def tensor_as_numpy(values: torch.Tensor) -> np.ndarray:
-    """A tensor on any device as a numpy array; bfloat16, which numpy has not, as float32 (exactly)."""
-    values = values.detach().cpu()
-    return (values.float() if values.dtype == torch.bfloat16 else values).numpy()
 
+def _probability_eps(probabilities: Any) -> tuple[float, str | None]:
+    """The log loss's clipping eps for `probabilities` as given (a tensor, an array or lists): the eps of their
+    floating dtype (float64 for lists and integers, as sklearn reads them), and the dtype's name where it is coarser
+    than float32 (float16, bfloat16), else None."""
+    if isinstance(probabilities, torch.Tensor):
+        if not probabilities.dtype.is_floating_point:
+            return float(np.finfo(np.float64).eps), None
+        eps, name = float(torch.finfo(probabilities.dtype).eps), str(probabilities.dtype).removeprefix("torch.")
+    elif isinstance(probabilities, np.ndarray) and probabilities.dtype.kind == "f":
+        eps, name = float(np.finfo(probabilities.dtype).eps), str(probabilities.dtype)
+    else:
+        return float(np.finfo(np.float64).eps), None
+    return eps, (name if eps > _FLOAT32_EPS else None)
+
+
+def coarse_probabilities_message(dtype_name: str) -> str:
+    """What a log loss of ``dtype_name`` (float16, bfloat16) probabilities is worth: the warning of :func:`log_loss`
+    and of :func:`~a2gen_hf.metrics.evaluation.predict_batch`."""
+    return (
+        f"the probabilities are {dtype_name}, too coarse for a log loss: {dtype_name} stores 0.999 as 1.0, so one "
+        f"confident miss costs the clipping bound (the eps of {dtype_name}) rather than its true -log(0.001); the "
+        "LogLoss is clipped at that eps but is no figure to compare with a float32 model's. Score the model's "
+        "probabilities in float32 (predict_actions(...).action_probabilities.float() of a float32 forward pass)."
+    )
 
 def _as_array(values: Any, name: str, dtype: type, ndim: int, pad_value: float | None = None) -> np.ndarray:
     """`values` (array, tensor or nested lists; ragged rows padded with `pad_value` when given) -> numpy array of
@@ -547,7 +588,9 @@ def oracle_comparison(
 ) -> dict[str, Any]:
     """
     The simulator's oracle on the same examples: its AUC per action, its MAE (E[time | happens] vs the true time)
-    in normalised units and seconds, and the model's share of the oracle's AUC above chance.
+    in normalised units and seconds, and the model's share of the oracle's AUC above chance,
+    ``(auc - 0.5) / (oracle_auc - 0.5)``: NaN with a note where the oracle's AUC is less than :data:`MIN_ORACLE_LIFT`
+    (0.01) above 0.5 (the share divides by that lift, and swung to -3.8 at an oracle AUC of 0.503).
 
     Args:
         probabilities: `(n, V)` the model's P(happens) per action id.
@@ -606,6 +649,13 @@ def oracle_comparison(
         if math.isnan(oracle_value) or oracle_value <= 0.5:
             share[name] = math.nan
             notes.append(f"auc_share_of_oracle[{name}]: undefined (NaN), the oracle AUC {oracle_value} is not above 0.5.")
+        elif oracle_value - 0.5 < MIN_ORACLE_LIFT:
+            share[name] = math.nan
+            notes.append(
+                f"auc_share_of_oracle[{name}]: undefined (NaN), the oracle AUC {oracle_value:.4f} is less than "
+                f"{MIN_ORACLE_LIFT} above 0.5: a share of so small a lift over chance swings with every example "
+                "(read oracle_auc and auc side by side instead)."
+            )
         else:
             share[name] = (model_value - 0.5) / (oracle_value - 0.5)
     return {
@@ -673,7 +723,7 @@ def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndar
     ids: GAUC, NDCG@K / Recall@K and the bootstrap over users (:mod:`a2gen_hf.training.statistics`).
     """
     if isinstance(group_ids, torch.Tensor):
-        group_ids = group_ids.detach().cpu().numpy()
+        group_ids = tensor_as_numpy(group_ids)  # bfloat16 too (before: "Got unsupported ScalarType BFloat16")
     if not isinstance(group_ids, np.ndarray) or group_ids.dtype == object:
         values = group_ids.tolist() if isinstance(group_ids, np.ndarray) else list(group_ids)
         kinds = {_group_key(value)[0] for value in values}
@@ -703,6 +753,42 @@ def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndar
     return np.fromiter((numbers_of.setdefault(_group_key(value), len(numbers_of)) for value in groups), np.int64, size)
 
 
+def gauc_is_shown(groups: Any) -> bool:
+    """
+    Whether a GAUC over ``groups`` users (its ``gauc_groups``; None where not known, e.g. a report written before
+    they were kept) is read as a figure: at least :data:`MIN_GAUC_GROUPS` users. The one home of the rule: the tables
+    print the others n/a with their figure in brackets (:func:`~a2gen_hf.metrics.tables.gauc_cell`) and ``mean_gauc``
+    leaves them out (:func:`mean_gauc_actions`).
+    """
+    return groups is None or groups >= MIN_GAUC_GROUPS
+
+
+def mean_gauc_actions(gauc_groups: Mapping[str, Any]) -> list[str]:
+    """The actions ``mean_gauc`` averages over: those of ``gauc_groups`` (users each GAUC averages over) whose GAUC
+    the tables show (:func:`gauc_is_shown`; an undefined GAUC has 0 users)."""
+    return [action for action, groups in gauc_groups.items() if groups is not None and groups > 0
+            and gauc_is_shown(groups)]  # fmt: skip
+
+
+def mean_gauc_label(gauc_groups: Mapping[str, Any], reasons: bool = True) -> str:
+    """
+    How a table names ``mean_gauc``: "mean GAUC" where every ranked action's GAUC is shown, else what it averages
+    over and why the rest is left out, e.g. ``"mean GAUC (like, comment; follow, forward n/a: fewer than 10 users;
+    buy undefined: no user holds both classes)"`` (as :func:`mean_auc_label` names ``mean_auc``). ``reasons=False``:
+    only what it averages over, ``"mean GAUC (like, comment)"`` (a table row whose n/a cells and note say why).
+    """
+    averaged = mean_gauc_actions(gauc_groups)
+    if len(averaged) == len(gauc_groups):
+        return "mean GAUC"
+    if not reasons:
+        return f"mean GAUC ({', '.join(averaged) if averaged else 'over no action'})"
+    thin = [action for action, groups in gauc_groups.items() if groups and action not in averaged]
+    undefined = [action for action, groups in gauc_groups.items() if not groups]
+    reasons = ([f"{', '.join(thin)} n/a: fewer than {MIN_GAUC_GROUPS} users"] if thin else []) + (
+        [f"{', '.join(undefined)} undefined: no user holds both classes"] if undefined else [])
+    return f"mean GAUC ({', '.join(averaged) if averaged else 'over no action'}; {'; '.join(reasons)})"
+
+
 def gauc(
     probabilities: Any,
     labels: Any,
@@ -720,7 +806,10 @@ def gauc(
         group_ids: `(n,)` the group of each example (e.g. the collator's ``user_ids``).
 
     Returns:
-        ``gauc`` and ``gauc_groups`` (groups used) per action, ``mean_gauc`` over the defined ones, ``notes``.
+        ``gauc`` and ``gauc_groups`` (groups used) per action, ``notes``, and ``mean_gauc``: the mean over the actions
+        whose GAUC averages over at least :data:`MIN_GAUC_GROUPS` groups (the ones the tables show,
+        :func:`mean_gauc_actions`; named by :func:`mean_gauc_label`), NaN with a note where none does (before, a GAUC
+        from one user, 0 or 1 by a single example, went into the mean while the tables printed it n/a).
     """
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     groups = group_numbers(group_ids, occurs.shape[0])
@@ -736,8 +825,13 @@ def gauc(
         else:
             result["gauc"][name] = math.nan
             notes.append(f"gauc[{name}]: undefined (NaN), no group has both examples with and without it.")
-    values = [value for value in result["gauc"].values() if not math.isnan(value)]
-    result["mean_gauc"] = float(np.mean(values)) if values else math.nan
+    averaged = mean_gauc_actions(result["gauc_groups"])
+    result["mean_gauc"] = float(np.mean([result["gauc"][action] for action in averaged])) if averaged else math.nan
+    if not averaged and result["gauc_groups"]:
+        notes.append(
+            f"mean_gauc: undefined (NaN), no action's GAUC averages over at least {MIN_GAUC_GROUPS} groups (users "
+            f"holding both classes: {', '.join(f'{a} {g}' for a, g in result['gauc_groups'].items())})."
+        )
     result["notes"] = notes
     return result
 
@@ -747,15 +841,24 @@ def log_loss(
 ) -> dict[str, Any]:
     """
     Binary cross-entropy (natural log) of P(happens) per action (all but start and end), probabilities clipped to
-    ``[eps, 1 - eps]`` (float64 eps, as ``sklearn.metrics.log_loss``); ``mean_logloss`` over the actions;
-    ``notes`` (NaN without examples).
+    ``[eps, 1 - eps]`` with the eps of their floating dtype, as ``sklearn.metrics.log_loss`` (>= 1.5) clips: float32
+    probabilities (what :func:`~a2gen_hf.metrics.evaluation.predict_batch` hands over) at 1.19e-7, float64 ones and
+    lists at 2.2e-16 (before, always at float64's eps: a float32 probability of exactly 1 for a miss cost 36 nats
+    against sklearn's 15.9). float16 / bfloat16 probabilities are clipped at their own eps and warned about
+    (:func:`coarse_probabilities_message`: bfloat16 stores 0.999 as 1.0). ``mean_logloss`` over the actions;
+    ``notes`` (NaN without examples; the coarse dtype).
     """
+    eps, coarse = _probability_eps(probabilities)
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     losses = {}
     notes: list[str] = []
+    if coarse is not None:
+        message = coarse_probabilities_message(coarse)
+        warnings.warn(f"log_loss: {message}", UserWarning, stacklevel=2)
+        notes.append(f"logloss: {message}")
     for action_id in ranked:
         name = action_names[action_id - 1]
-        p = np.clip(probabilities[:, action_id], _LOGLOSS_EPS, 1 - _LOGLOSS_EPS)
+        p = np.clip(probabilities[:, action_id], eps, 1 - eps)
         y = occurs[:, action_id]
         losses[name] = float(-np.mean(np.where(y, np.log(p), np.log1p(-p)))) if y.size else math.nan
         if not y.size:
@@ -838,6 +941,29 @@ def _tie_averaged(gain: np.ndarray, block_starts: np.ndarray) -> np.ndarray:
     return (np.bincount(block, weights=gain) / np.bincount(block))[block]
 
 
+def ranking_cut_off_too_large(over_k: Any, groups: Any) -> bool:
+    """
+    Whether NDCG@K / Recall@K averaged over ``groups`` groups, of which ``over_k`` hold more than K candidates (a
+    result's ``ranking_groups`` and ``ranking_groups_over_K``), barely tell models apart: fewer than
+    :data:`MIN_RANKING_GROUPS_OVER_K` of them, or fewer than half, hold more than K. A group of at most K candidates
+    puts all of them in the top K whatever the scores: its Recall@K is 1 and its NDCG@K the full-list NDCG. The one
+    home of the rule, for the notes of :func:`ranking_at_k` and the tables. False where nothing is averaged (or the
+    counts are not known).
+    """
+    if over_k is None or not groups:
+        return False
+    return over_k < MIN_RANKING_GROUPS_OVER_K or 2 * over_k < groups
+
+
+def ranking_cut_off_note(k: int, action: str, over_k: int, groups: int) -> str:
+    """The note of :func:`ranking_at_k` where :func:`ranking_cut_off_too_large` holds."""
+    return (
+        f"ndcg_at_{k}/recall_at_{k}[{action}]: only {over_k} of the {groups} groups averaged over hold more than {k} "
+        f"candidates; in the others every candidate is in the top {k}, so their Recall@{k} is 1 and NDCG@{k} the "
+        f"full-list NDCG whatever the scores: the figures barely tell models apart (use a smaller top_k)."
+    )
+
+
 def ranking_at_k(
     probabilities: Any,
     labels: Any,
@@ -858,7 +984,9 @@ def ranking_at_k(
 
     Returns:
         ``ndcg_at_K`` and ``recall_at_K`` per action for every K of `top_k`, ``ranking_groups`` (groups averaged
-        over, per action) and ``notes``.
+        over, per action), ``ranking_groups_over_K`` (of those, the groups with more than K candidates: the only ones
+        where the scores decide anything at K; a count, left out of :func:`flatten_metrics`) and ``notes`` (one per
+        action and K where few groups hold more than K candidates, :func:`ranking_cut_off_too_large`).
     """
     ks = _cut_offs(top_k)
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
@@ -867,6 +995,8 @@ def ranking_at_k(
     num_groups = int(groups.max()) + 1 if size else 0
     result: dict[str, Any] = {f"{metric}_at_{k}": {} for k in ks for metric in ("ndcg", "recall")}
     result["ranking_groups"] = {}
+    result.update({f"{RANKING_OVER_K_PREFIX}{k}": {} for k in ks})
+    candidates = np.bincount(groups, minlength=num_groups)
     notes: list[str] = []
     discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))  # position 0 -> 1 / log2(2)
     ideal = np.r_[0.0, np.cumsum(discounts)]  # ideal DCG@K of P positives: ideal[min(P, K)]
@@ -884,6 +1014,10 @@ def ranking_at_k(
         if not counted.any():
             notes.append(f"ndcg/recall[{name}]: undefined (NaN), no group has an example where it happens.")
         for k in ks:
+            over_k = int((counted & (candidates > k)).sum())
+            result[f"{RANKING_OVER_K_PREFIX}{k}"][name] = over_k
+            if ranking_cut_off_too_large(over_k, int(counted.sum())):
+                notes.append(ranking_cut_off_note(k, name, over_k, int(counted.sum())))
             top = position < k
             dcg = np.bincount(group, weights=gain * top * discounts[np.minimum(position, max(ks) - 1)], minlength=num_groups)
             hits = np.bincount(group, weights=gain * top, minlength=num_groups)
@@ -996,12 +1130,12 @@ def compute_action_metrics(
 def flatten_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """
     Scalar view for loggers, trackers, the Trainer and model cards: ``{"auc": {"like": v}}`` -> ``{"auc_like": v}``.
-    Counts (:data:`COUNT_KEYS`), :data:`DETAIL_KEYS` (the ``reliability`` tables, ``predicted_rate`` and
+    Counts (:data:`COUNT_KEYS` and ``ranking_groups_over_K``, :func:`is_count_key`), :data:`DETAIL_KEYS` (the ``reliability`` tables, ``predicted_rate`` and
     ``observed_rate``) and ``notes`` are left out.
     """
     flat: dict[str, float] = {}
     for key, value in result.items():
-        if key in COUNT_KEYS or key in DETAIL_KEYS:
+        if is_count_key(key) or key in DETAIL_KEYS:
             continue
         if isinstance(value, Mapping):
             flat.update(

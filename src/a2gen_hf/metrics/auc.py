@@ -7,7 +7,10 @@ the check that labels hold both classes.
 - :func:`auc_from_rank_sums`: the AUC from the positives' rank sum (exact: a rank sum is a sum of half-integers, so
   equal AUCs come out exactly equal);
 - :func:`auc`: one AUC, NaN where the labels hold one class only; :func:`group_aucs`: the AUC of each group;
-- :func:`has_both_classes`: whether labels hold a positive and a negative.
+- :func:`has_both_classes`: whether labels hold a positive and a negative;
+- :func:`tensor_as_numpy` / :func:`as_numpy`: the one conversion of a tensor (any device, bfloat16 too) to numpy that
+  every metric reads its inputs through; :func:`finite_scores`: scores as float64, NaN / inf refused (the one check,
+  for :func:`auc`, :func:`group_aucs` and the bootstrap).
 
 The bootstrap's multiplicity form (every resample a vector of example weights) is
 :func:`a2gen_hf.training.statistics.weighted_auc`; DeLong's test (:func:`~a2gen_hf.training.statistics.delong_auc_difference`)
@@ -21,11 +24,35 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
+
+
+def tensor_as_numpy(values: torch.Tensor) -> np.ndarray:
+    """A tensor on any device as a numpy array; bfloat16, which numpy has not, as float32 (exactly)."""
+    values = values.detach().cpu()
+    return (values.float() if values.dtype == torch.bfloat16 else values).numpy()
+
+
+def as_numpy(values: Any) -> Any:
+    """`values` with a tensor read through :func:`tensor_as_numpy` (before, ``np.asarray`` of a bfloat16 tensor failed
+    with "Got unsupported ScalarType BFloat16"); anything else as given."""
+    return tensor_as_numpy(values) if isinstance(values, torch.Tensor) else values
+
+
+def finite_scores(scores: Any, name: str = "scores", size: int | None = None, what: str = "labels") -> np.ndarray:
+    """`scores` (a list, an array or a tensor, bfloat16 too) as float64 `(n,)`; refused where they hold NaN or inf, or
+    (with ``size``) where there are not ``size`` of them, one per entry of ``what``."""
+    values = np.asarray(as_numpy(scores), dtype=np.float64).reshape(-1)
+    if size is not None and values.size != size:
+        raise ValueError(f"{name} has {values.size} entries for {size} {what}; pass one score per example.")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} holds NaN or inf; every score must be finite.")
+    return values
 
 
 def has_both_classes(labels: Any) -> bool:
     """Whether 0/1 `labels` `(n,)` hold at least one positive and one negative: the AUC and its bootstrap need both."""
-    array = np.asarray(labels).reshape(-1).astype(bool)
+    array = np.asarray(as_numpy(labels)).reshape(-1).astype(bool)
     return bool(array.any() and not array.all())
 
 
@@ -38,7 +65,7 @@ def midranks(scores: Any, groups: Any | None = None) -> np.ndarray:
         groups: None (rank all examples together), or `(n,)` integer group numbers: rank inside each group (every group
             starting at rank 1).
     """
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    scores = np.asarray(as_numpy(scores), dtype=np.float64).reshape(-1)
     size = scores.size
     if not size:
         return np.zeros(0)
@@ -48,7 +75,7 @@ def midranks(scores: Any, groups: Any | None = None) -> np.ndarray:
         new_tie = np.r_[True, ordered[1:] != ordered[:-1]]
         position = None  # the 0-based rank inside the one group is the sorted position
     else:
-        groups = np.asarray(groups).reshape(-1)
+        groups = np.asarray(as_numpy(groups)).reshape(-1)
         if groups.size != size:
             raise ValueError(f"groups has {groups.size} entries for {size} scores; pass one group per example.")
         order = np.lexsort((scores, groups))  # by group, then score
@@ -77,17 +104,12 @@ def auc_from_rank_sums(rank_sums: Any, positives: Any, negatives: Any) -> Any:
 
 
 def _labels_and_scores(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
-    array = np.asarray(labels).reshape(-1)
+    array = np.asarray(as_numpy(labels)).reshape(-1)
     if array.dtype != bool:
         if not np.isin(array, (0, 1)).all():
             raise ValueError(f"labels must be 0/1 (or bool) per example, got the values {np.unique(array)[:10].tolist()}.")
         array = array.astype(bool)
-    values = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if values.size != array.size:
-        raise ValueError(f"scores has {values.size} entries for {array.size} labels; pass one score per example.")
-    if not np.isfinite(values).all():
-        raise ValueError("scores holds NaN or inf; every score must be finite.")
-    return array, values
+    return array, finite_scores(scores, size=array.size)
 
 
 def auc(labels: Any, scores: Any) -> float:
@@ -104,21 +126,42 @@ def auc(labels: Any, scores: Any) -> float:
     return float(auc_from_rank_sums(rank_sum, positives, labels.size - positives))
 
 
+def _dense_groups(groups: Any, size: int) -> np.ndarray:
+    """`(n,)` group ids -> dense numbers 0 .. G - 1. Integer ids that already are 0 .. G - 1, every number used (what
+    :func:`~a2gen_hf.metrics.action_metrics.group_numbers` returns), are kept as they are; any other ids (strings,
+    gaps, negative or huge integers) are numbered by ``group_numbers``, the one reading of group ids (before, the
+    largest id sized the count arrays: an id of 10**11 asked for 745 GiB, a negative one failed in numpy)."""
+    array = np.asarray(as_numpy(groups))
+    if array.ndim == 1 and array.size == size and array.dtype.kind in "iu" and size:
+        low, high = int(array.min()), int(array.max())
+        if low == 0 and high < size and np.bincount(array, minlength=high + 1).all():
+            return array.astype(np.int64, copy=False)
+    from .action_metrics import group_numbers  # action_metrics builds on this module
+
+    return group_numbers(groups, size, name="groups")
+
+
 def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
     """
     AUC of `scores` `(n,)` for the bool `occurs` `(n,)` inside every group, ties counted one half (Mann-Whitney).
+    Scores are checked as :func:`auc` checks them (:func:`finite_scores`: NaN and inf refused).
 
     Args:
-        groups: `(n,)` dense group numbers 0..G-1 (see ``np.unique(..., return_inverse=True)``).
+        groups: `(n,)` group ids: dense numbers 0..G-1 (see ``np.unique(..., return_inverse=True)``) are used as they
+            are; any other ids (strings, integers with gaps, negative or large ones) are numbered 0..G-1 in sorted
+            order first, as :func:`~a2gen_hf.metrics.action_metrics.group_numbers` reads them (None and NaN refused).
 
     Returns:
-        aucs `(G,)` (NaN for a group with a single class) and sizes `(G,)` (the group's number of examples).
+        aucs `(G,)` (NaN for a group with a single class) and sizes `(G,)` (the group's number of examples), group
+        ``g`` being the ``g``-th id in sorted order.
     """
-    occurs = np.asarray(occurs, dtype=bool).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    groups = np.asarray(groups, dtype=np.int64).reshape(-1)
+    occurs = np.asarray(as_numpy(occurs), dtype=bool).reshape(-1)
+    scores = finite_scores(scores, size=occurs.size, what="entries of occurs")
     if not occurs.size:
+        if np.asarray(as_numpy(groups)).size:
+            raise ValueError(f"groups has {np.asarray(as_numpy(groups)).size} entries for 0 examples.")
         return np.zeros(0), np.zeros(0)
+    groups = _dense_groups(groups, occurs.size)
     num_groups = int(groups.max()) + 1
     ranks = midranks(scores, groups)
     sizes = np.bincount(groups, minlength=num_groups).astype(np.float64)

@@ -7,6 +7,7 @@ A module file subclasses :class:`A2GenMetric` (or :class:`GroupedMetric`, :class
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -104,6 +105,29 @@ class A2GenMetric(evaluate.Metric):
     def _reference(self, reference: Mapping[str, Any], where: str) -> Mapping[str, Any]:
         """One struct reference (a dict) as the module stores it; ``where`` names it in errors. As given here."""
         return reference
+
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """``evaluate``'s compute, the options the module cannot do without (``action_names``) checked first, by name:
+        before, a missing one gave the bare ``TypeError: _compute() missing 1 required positional argument``. The
+        examples added so far stay added, so compute can be called again with the option."""
+        required = [
+            name for name, parameter in inspect.signature(self._compute).parameters.items()
+            if parameter.default is inspect.Parameter.empty
+            and parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            and name not in ("predictions", "references") and kwargs.get(name) is None
+        ]
+        if required:
+            module = getattr(self, "name", None) or type(self).__name__
+            raise ValueError(
+                f"The {module} metric needs {', '.join(required)}, which compute() was not given: pass it with the "
+                f"inputs, e.g. load_metric({module!r}).compute(predictions=..., references=..., "
+                f"{required[0]}=config.action_names) (the model config's or the tokenizer's action vocabulary, "
+                "['start', 'like', ..., 'leave']); the examples added with add() / add_batch() are kept."
+                if required == ["action_names"] else
+                f"The {module} metric needs {', '.join(required)}, which compute() was not given: pass "
+                f"{', '.join(f'{name}=...' for name in required)} to compute()."
+            )
+        return super().compute(predictions=predictions, references=references, **kwargs)
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
         """``evaluate``'s add_batch (compute() adds its inputs through it), struct references prepared first."""

@@ -9,6 +9,7 @@ no model module.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from .action_metrics import (
     ORACLE_COLUMNS,
     _as_array,
     _metric_options,
+    coarse_probabilities_message,
     compute_action_metrics,
     predicted_next_actions,
 )
@@ -42,12 +44,17 @@ def predict_batch(model, batch: Mapping[str, torch.Tensor], generate: bool = Fal
     The model's predictions for one collated batch (already on the model's device).
 
     Returns:
-        ``action_probabilities`` and ``expected_times`` `(B, V)` float32 (``predict_actions``); with ``generate``,
+        ``action_probabilities`` and ``expected_times`` `(B, V)` float32 (``predict_actions``; probabilities that
+        the model gave in float16 / bfloat16 are cast too, with a warning that they are too coarse for a log loss,
+        :func:`~a2gen_hf.metrics.action_metrics.coarse_probabilities_message`); with ``generate``,
         ``next_actions`` `(B,)`: the first generated action after start for models that generate (then also the
         greedy ``sequences`` and the generator's raw ``sequence_times`` `(B, L)`, ``monotonic_times=False``),
         :func:`predicted_next_actions` for the others.
     """
     prediction = model.predict_actions(**batch)
+    if prediction.action_probabilities.dtype in (torch.float16, torch.bfloat16):
+        dtype = str(prediction.action_probabilities.dtype).removeprefix("torch.")
+        warnings.warn(f"predict_batch: {coarse_probabilities_message(dtype)}", UserWarning, stacklevel=2)
     outputs = {
         "action_probabilities": prediction.action_probabilities.float(),
         "expected_times": prediction.expected_times.float(),

@@ -7,7 +7,14 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from .action_metrics import MIN_GAUC_GROUPS, mean_auc_label
+from .action_metrics import (
+    MIN_GAUC_GROUPS,
+    RANKING_OVER_K_PREFIX,
+    gauc_is_shown,
+    mean_auc_label,
+    mean_gauc_label,
+    ranking_cut_off_too_large,
+)
 
 
 def _number(value: Any, digits: int) -> str:
@@ -100,14 +107,40 @@ def gauc_cell(text: str, groups: Any) -> str:
     averages over at least :data:`~a2gen_hf.metrics.action_metrics.MIN_GAUC_GROUPS` users (``groups``: its
     ``gauc_groups``; None where not known, e.g. a report written before they were kept), else "n/a (1 user:
     0.0000)"; an undefined GAUC ("n/a") stays "n/a"."""
-    if groups is None or groups >= MIN_GAUC_GROUPS or text.startswith("n/a"):
+    if gauc_is_shown(groups) or text.startswith("n/a"):
         return text
     return f"n/a ({users_text(int(groups))}: {text})"
 
 
 def too_few_gauc_groups(groups: Any) -> bool:
-    """Whether a GAUC over ``groups`` users (None: not known) prints as n/a with its figure (:func:`gauc_cell`)."""
-    return groups is not None and 0 < groups < MIN_GAUC_GROUPS
+    """Whether a GAUC over ``groups`` users (None: not known) prints as n/a with its figure (:func:`gauc_cell`; the
+    rule is :func:`~a2gen_hf.metrics.action_metrics.gauc_is_shown`, which ``mean_gauc`` reads too)."""
+    return groups is not None and groups > 0 and not gauc_is_shown(groups)
+
+
+def ranking_cut_off_notes(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """
+    Notes for a table of NDCG@K / Recall@K: one per K where, for some action, few of the users averaged over hold
+    more than K examples (:func:`~a2gen_hf.metrics.action_metrics.ranking_cut_off_too_large`), with those counts.
+    Results without ``ranking_groups_over_K`` (written before it was kept) get none.
+    """
+    first = next(iter(results.values()))
+    notes = []
+    for key in first:
+        if not (key.startswith(RANKING_OVER_K_PREFIX) and key[len(RANKING_OVER_K_PREFIX):].isdigit()):
+            continue
+        k = key[len(RANKING_OVER_K_PREFIX):]
+        counted = first.get("ranking_groups", {})
+        few = [f"{action} {over} of {counted.get(action)}" for action, over in first[key].items()
+               if ranking_cut_off_too_large(over, counted.get(action))]  # fmt: skip
+        if few:
+            notes.append(
+                f"NDCG@{k} / Recall@{k}: few users hold more than {k} examples (users with more than {k} of those "
+                f"averaged over: {', '.join(few)}); a user with at most {k} has every example in the top {k}, so "
+                f"Recall@{k} is 1 and NDCG@{k} the full-list NDCG whatever the model: these columns barely tell "
+                "models apart (use a smaller top_k)."
+            )
+    return notes
 
 
 def _ranking_cell(metrics: Mapping[str, Any], key: str, action: str, digits: int) -> str:
@@ -125,7 +158,10 @@ def format_ranking_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     ECE and NDCG@K / Recall@K; a metric that no result has (GAUC without group ids) is left out. Beside the GAUC,
     the users it averages over (GAUC users); a GAUC over fewer than
     :data:`~a2gen_hf.metrics.action_metrics.MIN_GAUC_GROUPS` reads n/a with its figure in brackets
-    (:func:`gauc_cell`), and a note under the table says why.
+    (:func:`gauc_cell`), and a note under the table says why. Where the results hold ``mean_gauc``, a last row gives
+    it, named by :func:`~a2gen_hf.metrics.action_metrics.mean_gauc_label` (the actions it averages over: those whose
+    GAUC the table shows; the n/a cells and the note say why the others are left out). Where few users hold more than K examples, a note says that NDCG@K / Recall@K barely tell
+    models apart (:func:`ranking_cut_off_notes`).
     """
     first = next(iter(results.values()))
     keys = [(key, title, digits) for key, title, digits in RANKING_COLUMNS if key in first]
@@ -142,6 +178,13 @@ def format_ranking_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                     for metrics in results.values()]
         for action in first["auc"]
     ]
+    if "mean_gauc" in first and "gauc_groups" in first:
+        rows.append(
+            [mean_gauc_label(first["gauc_groups"], reasons=False)]
+            + [_number(metrics.get("mean_gauc"), digits) if key == "gauc" else ""
+               for key, _, digits in keys for metrics in results.values()]
+        )
     thin = any(too_few_gauc_groups(metrics.get("gauc_groups", {}).get(action))
                for metrics in results.values() for action in first["auc"] if "gauc" in metrics)
-    return _aligned([header, *rows]) + (f"\n{GAUC_NOTE}" if thin else "")
+    notes = ([GAUC_NOTE] if thin else []) + ranking_cut_off_notes(results)
+    return _aligned([header, *rows]) + "".join(f"\n{note}" for note in notes)

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from ..metrics.action_metrics import group_numbers
-from ..metrics.auc import auc_from_rank_sums, has_both_classes, midranks
+from ..metrics.auc import as_numpy, auc_from_rank_sums, finite_scores, has_both_classes, midranks
 
 NO_DIFFERENCE = "no significant difference"
 # The verdict where an interval cannot be computed (the split holds one class of the action only).
@@ -54,7 +55,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _binary_labels(labels: Any) -> np.ndarray:
-    array = np.asarray(labels).reshape(-1)
+    array = np.asarray(as_numpy(labels)).reshape(-1)
     if not np.isin(array, (0, 1)).all():
         raise ValueError(f"labels must be 0/1 (or bool) per example, got the values {np.unique(array)[:10].tolist()}.")
     array = array.astype(bool)
@@ -67,12 +68,9 @@ def _binary_labels(labels: Any) -> np.ndarray:
 
 
 def _scores(scores: Any, name: str, size: int) -> np.ndarray:
-    array = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if array.size != size:
-        raise ValueError(f"{name} has {array.size} scores for {size} labels; pass one score per example.")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} holds NaN or inf; every score must be finite.")
-    return array
+    """A scorer's `(n,)` scores, read and checked as every AUC of the package reads them
+    (:func:`~a2gen_hf.metrics.auc.finite_scores`: tensors of any dtype, bfloat16 too; NaN / inf refused)."""
+    return finite_scores(scores, name, size)
 
 
 def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -134,7 +132,7 @@ def _group_index(groups: Any, size: int) -> np.ndarray:
 def class_group_counts(labels: Any, groups: Any) -> dict[str, int]:
     """``{"positive_users": .., "negative_users": ..}``: how many groups (users) of `(n,)` ``groups`` hold a positive
     and how many a negative of 0/1 `(n,)` ``labels`` (a user can count on both sides)."""
-    array = np.asarray(labels).reshape(-1).astype(bool)
+    array = np.asarray(as_numpy(labels)).reshape(-1).astype(bool)
     units = group_numbers(groups.reshape(-1) if isinstance(groups, np.ndarray) else groups, array.size, name="groups")
     return {"positive_users": int(np.unique(units[array]).size), "negative_users": int(np.unique(units[~array]).size)}
 
@@ -196,41 +194,95 @@ def bootstrap_aucs(
     return full, resampled
 
 
+# The confidence of the interval a comparison reports; its p-value is compared with 1 minus it.
+CONFIDENCE = Fraction(95, 100)
+
+
+def _sorted_differences(resampled: Any) -> np.ndarray:
+    values = np.sort(np.asarray(resampled, dtype=np.float64).reshape(-1))
+    if not values.size:
+        raise ValueError("resampled holds no value; pass the resampled differences (at least one).")
+    if not np.isfinite(values).all():
+        raise ValueError("resampled holds NaN or inf; every resampled difference must be finite.")
+    return values
+
+
+def _interpolated(values: np.ndarray, level: Fraction) -> float:
+    """``np.percentile(values, 100 * level)`` (linear interpolation between the sorted ``values`` `(R,)`) computed
+    exactly in rationals and rounded once to the nearest float: its sign is the exact one (np.percentile's rounding
+    could give -1.4e-15 where the exact value is 0 or above), otherwise it may differ from np.percentile by an ulp."""
+    position = level * (values.size - 1)
+    index = math.floor(position)
+    fraction = position - index
+    if fraction == 0:
+        return float(values[index])
+    below, above = Fraction(float(values[index])), Fraction(float(values[index + 1]))
+    return float(below + fraction * (above - below))
+
+
+def percentile_interval(resampled: Any, confidence: float | Fraction = CONFIDENCE) -> tuple[float, float]:
+    """
+    The ``confidence`` percentile interval of `(R,)` resampled differences: the ``(1 - confidence) / 2`` and
+    ``(1 + confidence) / 2`` quantiles by ``np.percentile``'s linear interpolation, computed exactly from the sorted
+    resamples and rounded once (:func:`_interpolated`), so that whether it excludes 0 is exact and agrees with
+    :func:`percentile_p_value` (``confidence`` is read as the decimal it is written as: 0.95 is 19/20).
+    """
+    confidence = Fraction(confidence).limit_denominator(10**9)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={float(confidence)} must lie strictly between 0 and 1 (e.g. 0.95).")
+    values = _sorted_differences(resampled)
+    return _interpolated(values, (1 - confidence) / 2), _interpolated(values, (1 + confidence) / 2)
+
+
+# The levels a p-value is usually compared with: at these, the float p-value is kept on the exact side of the level.
+_USUAL_LEVELS = (Fraction(1, 10), Fraction(1, 20), Fraction(1, 100))
+
+
 def percentile_p_value(resampled: np.ndarray) -> float:
     """
     The two-sided p-value of 0 under the percentile interval of `(R,)` resampled differences: ``2 * min(t, 1 - t)``
-    where ``t`` is the quantile level at which ``np.percentile`` (linear interpolation) reaches 0, the level within
-    the levels where it equals 0 closest to one half (all resamples 0: p = 1), 0 where every resample lies on one side
-    of 0. So the (1 - a) percentile interval excludes 0 exactly when p < a: the 95 % interval's verdict and
-    ``p < 0.05`` never disagree (the former +1-smoothed share of resamples beyond 0 did, at the margin: an interval
-    excluding 0 with p = 0.052).
+    where ``t`` is the quantile level at which the linear interpolation of the sorted resamples (``np.percentile``'s)
+    reaches 0, the level within the levels where it equals 0 closest to one half (all resamples 0: p = 1), 0 where
+    every resample lies on one side of 0. Computed exactly in rationals from the same sorted resamples and the same
+    rule as :func:`percentile_interval`, so the (1 - a) percentile interval excludes 0 exactly when p < a: the 95 %
+    interval's verdict and ``p < 0.05`` never disagree (the former +1-smoothed share of resamples beyond 0 did, at
+    the margin: an interval excluding 0 with p = 0.052; and np.percentile's float rounding once gave an upper bound
+    of -1.4e-15 beside p = 0.05000000000000004). The exact p is rounded once to a float; where it lies below 0.1,
+    0.05 or 0.01 by less than that rounding, the float is kept just below the level too.
     """
-    values = np.sort(np.asarray(resampled, dtype=np.float64).reshape(-1))
+    values = _sorted_differences(resampled)
     count = values.size
     if values[0] > 0 or values[-1] < 0:
         return 0.0
     if count == 1:  # the one resample is 0
         return 1.0
-    levels = np.arange(count) / (count - 1)
 
-    def crossing(index: int) -> float:
+    def level_of(index: int) -> Fraction:
+        return Fraction(index, count - 1)
+
+    def crossing(index: int) -> Fraction:
         """The level between sorted positions ``index`` and ``index + 1`` at which the interpolation reaches 0."""
-        below, above = values[index], values[index + 1]
-        return float((index + (0.0 - below) / (above - below)) / (count - 1))
+        below, above = Fraction(float(values[index])), Fraction(float(values[index + 1]))
+        return (index + (0 - below) / (above - below)) / (count - 1)
 
     first = int(np.searchsorted(values, 0.0, side="left"))  # the first value >= 0
     last = int(np.searchsorted(values, 0.0, side="right")) - 1  # the last value <= 0
-    lowest = levels[first] if values[first] == 0 or first == 0 else crossing(first - 1)
-    highest = levels[last] if values[last] == 0 or last == count - 1 else crossing(last)
-    level = min(max(0.5, lowest), highest)
-    return float(min(1.0, 2 * min(level, 1.0 - level)))
+    lowest = level_of(first) if values[first] == 0 or first == 0 else crossing(first - 1)
+    highest = level_of(last) if values[last] == 0 or last == count - 1 else crossing(last)
+    level = min(max(Fraction(1, 2), lowest), highest)
+    exact = min(Fraction(1), 2 * min(level, 1 - level))
+    p_value = float(exact)
+    for usual in _USUAL_LEVELS:
+        if exact < usual and not p_value < float(usual):
+            p_value = math.nextafter(float(usual), 0.0)
+    return p_value
 
 
 def _difference_summary(full: float, resampled: np.ndarray) -> dict[str, float]:
-    """Point difference, 95 % percentile interval and two-sided bootstrap p-value (:func:`percentile_p_value`) of
-    resampled differences."""
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return {"difference": float(full), "low": float(low), "high": float(high), "p_value": percentile_p_value(resampled)}
+    """Point difference, 95 % percentile interval (:func:`percentile_interval`) and two-sided bootstrap p-value
+    (:func:`percentile_p_value`) of resampled differences, both from the same sorted resamples by the same rule."""
+    low, high = percentile_interval(resampled)
+    return {"difference": float(full), "low": low, "high": high, "p_value": percentile_p_value(resampled)}
 
 
 def undefined_auc_difference(labels: Any) -> dict[str, float]:

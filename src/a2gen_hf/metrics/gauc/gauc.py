@@ -22,7 +22,9 @@ Args:
         + evaluate_module.VOCABULARY_KWARGS
         + """
 Returns:
-    gauc (`dict[str, float]`, NaN where no group has both classes), gauc_groups (`dict[str, int]`), mean_gauc, notes.
+    gauc (`dict[str, float]`, NaN where no group has both classes), gauc_groups (`dict[str, int]`), mean_gauc (over
+    the actions whose GAUC averages over at least 10 groups, as the tables show them; NaN with a note where none
+    does), notes.
 """
     )
     features = datasets.Features({"predictions": evaluate_module.ACTION_SCORES, "references": evaluate_module.GROUPED_LABELS})

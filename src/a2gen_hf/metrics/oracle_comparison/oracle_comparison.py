@@ -28,7 +28,8 @@ Args:
         + evaluate_module.TIME_KWARGS
         + """
 Returns:
-    oracle_auc, oracle_mae, oracle_mae_seconds, auc_share_of_oracle (per action), notes.
+    oracle_auc, oracle_mae, oracle_mae_seconds, auc_share_of_oracle (per action; NaN where the oracle's AUC is less
+    than 0.01 above 0.5), notes.
 """
     )
     features = datasets.Features({"predictions": evaluate_module.ACTION_SCORES, "references": ORACLE_REFERENCES})

@@ -22,7 +22,9 @@ Args:
         + """
     top_k (`list[int]`, default [10]): the cut-offs K.
 Returns:
-    ndcg_at_K and recall_at_K (`dict[str, float]`) for every K, ranking_groups (`dict[str, int]`), notes.
+    ndcg_at_K and recall_at_K (`dict[str, float]`) for every K, ranking_groups (`dict[str, int]`),
+    ranking_groups_over_K (`dict[str, int]`: of those, the groups with more than K candidates), notes (one where few
+    groups hold more than K: the figure then barely tells models apart).
 """
     )
     features = datasets.Features({"predictions": evaluate_module.ACTION_SCORES, "references": evaluate_module.GROUPED_LABELS})
