@@ -1176,8 +1176,8 @@ def test_prepare_with_a_saved_tokenizer_keeps_it_for_training_on_with_init_from(
         assert getattr(new_tokenizer, name) == getattr(tokenizer, name), name
     model_to_train_from(tmp_path / "model", "a2gen-iag", new_tokenizer, new_dataset, hidden_size=8,
                         num_attention_heads=2, id_embedding_size=8)  # fmt: skip
-    assert main([*argv, "--output", str(tmp_path / "d3"), "--tokenizer", str(tmp_path / "model"), "--item-buckets",
-                 "64"]) == 2  # fmt: skip
+    argv[argv.index("--output") + 1] = str(tmp_path / "d3")  # one --output per run (a second one is refused)
+    assert main([*argv, "--tokenizer", str(tmp_path / "model"), "--item-buckets", "64"]) == 2
     assert "--tokenizer keeps the saved tokenizer's hash buckets; drop --item-buckets" in capsys.readouterr().err
 
 

@@ -1280,7 +1280,10 @@ class ConfigError(ValueError):
 def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], source: str) -> list[str]:
     """``{"batch_size": 512, "cpu": true}`` -> ``["--batch-size", "512", "--cpu"]``, checked against the options of
     ``command`` (the keys are the options' flags with underscores, ``generic_actions`` for ``--generic-actions``; the
-    option's internal name, where it differs, is read too)."""
+    option's internal name, where it differs, is read too). A list is refused for an option that takes one value
+    (:func:`_takes_a_list`); an option given once per run (--input, --output) gets the file's value as its default."""
+    from . import cli_arguments
+
     actions = [action for action in command._actions
                if action.option_strings and action.dest not in ("help", "config", "recipe")]  # fmt: skip
     options = {_file_key(action): action for action in actions}
@@ -1310,10 +1313,27 @@ def _file_arguments(command: argparse.ArgumentParser, values: dict[str, Any], so
                 raise ConfigError(f"{source}: {key}: null is not a value of {flag}; give a value or leave the key out.")
             arguments += [f"{flag}=none"]
         else:
+            if isinstance(value, (list, tuple)) and not _takes_a_list(action):
+                raise ConfigError(
+                    f"{source}: {key} holds a list ({value!r}), but {flag} takes one value; give one"
+                    + (" (a run reads one log file: concatenate the files into one first, or prepare each into its "
+                       "own --output)" if action.dest == "input" else "") + "."
+                )
             text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
             _check_file_value(action, text, f"{source}: {key}: {value!r}")
+            if isinstance(action, cli_arguments.GivenOnce):
+                # One value per run: the file's is the default, which the command line overrides (an argument here
+                # would be a second occurrence, refused as given twice).
+                action.default = action.type(text) if callable(action.type) else text
+                continue
             arguments += [f"{flag}={text}"]
     return arguments
+
+
+def _takes_a_list(action: argparse.Action) -> bool:
+    """Whether ``action`` takes several values, comma-separated (``--generic-actions``, ``--time-window
+    FIRST,LAST``): a --config file may give them as a YAML list; any other option takes one value."""
+    return "comma-separated" in (action.help or "") or "," in (action.metavar or "")
 
 
 # The key of a --config file that names its recipe, as --recipe does.

@@ -56,7 +56,9 @@ class GivenOnce(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         earlier = getattr(namespace, self.dest, None)
-        if earlier is not None and earlier != values:
+        # The default is no occurrence: a --config file's value (set as the default, a2gen_hf.cli._file_arguments)
+        # is overridden by the command line, as every option's is.
+        if earlier is not None and earlier is not self.default and earlier != values:
             raise argparse.ArgumentError(self, f"given twice ({earlier}, then {values}); {self.once}.")
         setattr(namespace, self.dest, values)
 
@@ -176,8 +178,12 @@ class CommonArguments:
 class PrepareArguments:
     preset: str = option("the log's format; generic: an event log described by the --generic-* options",
                          required=True, choices=PRESET_NAMES)
-    input: str = option("the log file (CSV, JSONL or Parquet)", required=True)
-    output: str = option("folder for the DatasetDict, tokenizer/ and a2gen_data.json", required=True)
+    input: str = option("the log file (CSV, JSONL or Parquet); one per run", required=True,
+                        once="a run reads one log file: concatenate the files into one first (without their repeated "
+                             "headers, e.g. `tail -q -n +2 a.csv b.csv > log.csv` for files with a header line), or "
+                             "prepare each into its own --output")
+    output: str = option("folder for the DatasetDict, tokenizer/ and a2gen_data.json", required=True,
+                         once="a run writes one data folder: keep one --output")
     format: str | None = option("input format; default: from the file's extension", choices=("csv", "jsonl", "parquet"))
     on_bad_rows: str = option(
         "stop at the first bad row (error), or drop and count bad rows (skip / warn)", "error",

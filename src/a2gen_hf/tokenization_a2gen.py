@@ -163,14 +163,23 @@ def _raw_ids(raws: Any, name: str, one: str | None = None) -> Iterable[Any]:
     return raws
 
 
+# What a value is read without, at its start and end: ASCII spaces and tabs, and the Unicode spaces and invisible
+# characters that spreadsheets and copied web text add (no-break space, the typographic spaces, zero-width space /
+# joiners, word joiner, byte order mark). No log's id, action or time means them: `a2gen prepare` reads
+# values without them, and serving's ids (_id_text) are hashed without them too.
+TRIMMED_CHARACTERS = (" \t\v\f\u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+                      "\u200b\u200c\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff")
+
+
 def _id_text(raw: Any) -> str:
-    """The text an id is hashed by, as ``a2gen prepare`` reads a log's id column: a string as it is; an integer in
+    """The text an id is hashed by, as ``a2gen prepare`` reads a log's id column: a string without the spaces and
+    invisible characters around it (:data:`TRIMMED_CHARACTERS`, as prepare trims every value); an integer in
     decimal; a float that holds a whole number as that integer (``7.0`` -> ``"7"``: pandas turns an integer column
     with gaps into floats); other finite floats as Python writes them; bytes as UTF-8 text. Refused, naming the
     value: None, NaN / inf, bools and values that are no scalar (lists, dicts, objects, whose text would change from
     run to run): a ValueError, as for None."""
     if isinstance(raw, str):
-        return raw
+        return raw.strip(TRIMMED_CHARACTERS)
     if raw is None:
         raise ValueError("Cannot hash a missing id (None); drop the row or map missing ids to 0 (padding) yourself.")
     if isinstance(raw, (bool, np.bool_)):
@@ -184,7 +193,7 @@ def _id_text(raw: Any) -> str:
         return str(int(value)) if value.is_integer() and abs(value) < 2.0**53 else str(value)
     if isinstance(raw, (bytes, bytearray)):
         try:
-            return bytes(raw).decode("utf-8")
+            return bytes(raw).decode("utf-8").strip(TRIMMED_CHARACTERS)
         except UnicodeDecodeError:
             raise ValueError(f"Cannot hash the id {raw!r}: its bytes are not UTF-8 text.") from None
     raise ValueError(f"Cannot hash the id {raw!r} of type {type(raw).__name__}; give ids as strings or integers.")

@@ -9,7 +9,11 @@ serves ids it never saw: they share a row with some other id.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
+
+logger = logging.getLogger(__name__)
 
 # Tokenizer fields, and the key of each one's distinct count in a2gen_data.json's "distinct" record.
 BUCKET_FIELDS = {"user_buckets": "users", "item_buckets": "items", "side_feature_buckets": "side_values"}
@@ -75,3 +79,41 @@ def format_bucket_record(summary: Mapping) -> str | None:
         bucket = summary["buckets"][field]
         parts.append(f"{key} {bucket['count']} ({summary['distinct'][key]:,} distinct, set by the {bucket['from']})")
     return "embedding rows: " + ", ".join(parts)
+
+
+# A hand-set table with fewer rows than this share of its distinct values is warned of (many values share a row).
+FEW_ROWS_PER_VALUE = 1.0
+
+
+def colliding_share(distinct: int, buckets: int) -> float:
+    """The expected share of ``distinct`` values that share their row with another one in ``buckets`` hash buckets
+    (bucket 0 is padding): ``1 - exp(-distinct / (buckets - 1))`` (:func:`buckets_for`)."""
+    return 1.0 - math.exp(-distinct / max(buckets - 1, 1)) if distinct else 0.0
+
+
+def check_bucket_bounds(buckets: Mapping[str, int]) -> None:
+    """Refuse a bucket count (set by hand) outside the model config's bounds (``configuration_a2gen.SIZE_BOUNDS``:
+    2 .. ``MAX_TABLE_ROWS``), naming it as ``item_buckets=...`` (the CLI names it ``--item-buckets``): before, 2**40
+    was accepted here and a model with a trillion embedding rows failed later, far from the cause."""
+    from ..configuration_a2gen import SIZE_BOUNDS
+
+    for name, count in buckets.items():
+        low, high, why = SIZE_BOUNDS[name]
+        if count is not None and not low <= int(count) <= high:
+            raise ValueError(f"{name}={count:,} must be between {low} and {high:,} ({why}); leave it unset to size the "
+                             "table from the data.")
+
+
+def warn_of_few_buckets(distinct: Mapping[str, int], fixed: Mapping[str, int]) -> None:
+    """Warn of each bucket count set by hand (``fixed``) below the number of distinct values it hashes
+    (:data:`FEW_ROWS_PER_VALUE` rows per value), with the expected share of colliding values and the size the data
+    would choose."""
+    for name, count in fixed.items():
+        values = int(distinct[BUCKET_FIELDS[name]])
+        if values and count - 1 < FEW_ROWS_PER_VALUE * values:
+            logger.warning(
+                f"{name}={count:,} (CLI: --{name.replace('_', '-')}) gives {values:,} distinct "
+                f"{BUCKET_FIELDS[name].replace('_', ' ')} only {count - 1:,} row(s) (bucket 0 is padding): about {100 * colliding_share(values, count):.0f} % of them share a row "
+                f"with another one and are told apart by nothing else. Leave {name} unset to size the table from "
+                f"the data ({buckets_for(values):,} rows here), or set it larger."
+            )

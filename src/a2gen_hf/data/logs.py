@@ -47,7 +47,7 @@ from ..output_folders import (
     switch_in,
 )
 from ..tokenization_a2gen import A2GenActionTokenizer
-from .buckets import BUCKET_FIELDS, bucket_record, format_bucket_record
+from .buckets import BUCKET_FIELDS, bucket_record, check_bucket_bounds, format_bucket_record, warn_of_few_buckets
 from .buckets import data_sized_buckets as _sized_buckets
 from .examples import (
     SPLITS,
@@ -82,6 +82,7 @@ from .validation import (
     ValidatedLog,
     finer_time_unit_hint,
     share_text,
+    spelled_twice,
 )
 from .validation import utc_text as _utc
 
@@ -396,6 +397,7 @@ class _PartitionSessions:
     longest_seconds: float = 0.0  # the longest session's time from its start to its end
     end_counts: dict[str, int] = field(default_factory=dict)  # event logs with a duration column: END_RULES counts
     busiest_user: tuple[int, str] = (0, "")  # (its valid rows, its raw id): partitions hold disjoint users
+    user_values: pa.Array | None = None  # its distinct raw users (for ids spelled two ways, :func:`spelled_twice`)
 
 
 @dataclass
@@ -435,6 +437,7 @@ def _cut_sessions(conversion: _Conversion, index: int) -> _PartitionSessions:
         float((sessions.end - sessions.start).max()),
         end_counts,
         _busiest_user(log.strings[preset.user_column]),
+        sessions.users,
     )
 
 
@@ -461,6 +464,26 @@ def _distinct_counts(cut: list[_PartitionSessions], num_side_fields: int) -> dic
             for field in range(num_side_fields)
         ),
     }
+
+
+def _warn_of_ids_spelled_twice(source: str, preset: LogPreset, cut: list[_PartitionSessions]) -> None:
+    """Warn where one number is spelled two ways among the distinct users or items (``007`` and ``7``, ``7.0`` and
+    ``7``): they are two ids, as the log may mean (zero-padded codes can be distinct), so nothing is merged; the
+    warning names the column, how many numbers and an example, and how to merge them if they are one id."""
+    for name, arrays in ((preset.user_column, [partition.user_values for partition in cut]),
+                         (preset.item_column, [partition.items for partition in cut])):  # fmt: skip
+        arrays = [array for array in arrays if array is not None and len(array)]
+        if not arrays:
+            continue
+        count, example = spelled_twice(pc.unique(pa.chunked_array(arrays)) if len(arrays) > 1 else arrays[0])
+        if count:
+            logger.warning(
+                f"{source}: column {name!r} spells {count:,} number(s) in more than one way, e.g. {example}; each "
+                "spelling is its own id (hashed as written, as at serving), so they are counted as different users or "
+                "items. If they are one id, write the column in one spelling and prepare again (e.g. in pandas "
+                f"`frame[{name!r}] = pd.to_numeric(frame[{name!r}]).astype('int64')`); if the spellings are distinct "
+                "codes (zero-padded ids), this warning can be ignored."
+            )
 
 
 def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
@@ -492,7 +515,9 @@ def _write_examples(conversion: _Conversion, index: int) -> _PartitionExamples:
         counts.append(action_counts(sessions, in_split, num_actions))
         windows.append(label_window_counts(sessions, in_split, num_actions, max_actions))
         windows_without_repeats.append(label_window_counts(sessions, in_split, num_actions, max_actions, start_id))
-    moments = LogTimeMoments.of_sessions(sessions, split_of_session == 0)
+    # Fitted on the train split's examples (the sessions --min-history keeps), as rules.time_statistics_fitted_on
+    # and docs/data.md say; before, on every train-period session, --min-history's excluded ones too.
+    moments = LogTimeMoments.of_sessions(sessions, (split_of_session == 0) & chosen)
     digests = [data_file_digest(conversion.examples_file(split, index)) for split in SPLITS]
     return _PartitionExamples(examples, counts, moments, windows, windows_without_repeats, digests)
 
@@ -676,6 +701,8 @@ def convert_log(
         fixed = {name: None if name in data_sized_buckets else getattr(tokenizer, name) for name in BUCKET_FIELDS}
         for name, count in _sized_buckets(distinct, fixed).items():  # before any id is hashed
             setattr(tokenizer, name, count)
+        warn_of_few_buckets(distinct, {name: count for name, count in fixed.items() if count is not None})
+        _warn_of_ids_spelled_twice(stream.source, preset, cut)
         written, examples = _write_partitions(conversion, partition_map, input_path, split_rule, span,
                                               fit_time_statistics)  # fmt: skip
         summary = _summary(input_path, preset, session_gap_seconds, max_history_items, min_history, conversion,
@@ -737,6 +764,8 @@ def _checked_conversion_arguments(
         )
     if data_sized_buckets is None:
         data_sized_buckets = tuple(BUCKET_FIELDS) if tokenizer is None else ()
+    if tokenizer is not None:  # bucket counts set by hand: refused above the model's bound before the log is read
+        check_bucket_bounds({name: getattr(tokenizer, name) for name in BUCKET_FIELDS if name not in data_sized_buckets})
     return preset, split_rule, num_proc, max_actions, data_sized_buckets
 
 
@@ -968,6 +997,8 @@ def _summary(input_path, preset, session_gap_seconds, max_history_items, min_his
             for reason, count in sorted(stream.bad_rows.fixable_counts.items())
         },
         "sessions": sum(partition.count for partition in cut),
+        # sessions that became no example: fewer than min_history earlier sessions of their user
+        "sessions_below_min_history": sum(partition.count for partition in cut) - sum(examples.values()),
         "busiest_user": _busiest_user_record(cut, stream.rows_read - sum(stream.bad_rows.counts.values())),
         **_event_durations_record(preset, cut),
         "partitions": conversion.num_partitions,
@@ -1451,6 +1482,9 @@ def format_summary(summary: dict[str, Any], warned: bool = False) -> str:
     lines = [
         f"source: {summary['source']} (preset {summary['preset']['name']})",
         f"rows read: {summary['rows_read']}, sessions: {summary['sessions']}"
+        + (f" ({summary['sessions_below_min_history']:,} with fewer than min_history="
+           f"{summary['rules']['min_history']} earlier sessions of their user: no example)"
+           if summary.get("sessions_below_min_history") else "")
         + (" (line 1 names the preset's columns: read as a header, not as a row)"
            if summary.get("header_line_skipped") else ""),
         *([f"values read without the spaces or tabs around them: {summary['values_trimmed']}"]

@@ -81,16 +81,26 @@ class LogPreset:
                 f"flag_columns {list(self.flag_columns)} belong to view logs (one session per row, no action_column); "
                 f"an event log's actions are its rows' {self.action_column!r} values: map them with action_mapping"
             )
-        for action in {*self.action_mapping.values(), *self.flag_columns.values(), self.start_action, self.end_action}:
+        # Each message names the field and, for a generic log, its command-line flag (the fields are also the
+        # --generic-* options of `a2gen prepare`, whose users never see the field names).
+        roles = {**{action: "a value of action_mapping (CLI: --generic-action-mapping)"
+                    for action in self.action_mapping.values()},
+                 **{action: "an action of flag_columns" for action in self.flag_columns.values()},
+                 self.start_action: "start_action (CLI: --generic-start-action)",
+                 self.end_action: "end_action (CLI: --generic-end-action)"}  # fmt: skip
+        for action in sorted(roles):
             if action not in self.action_names:
-                problems.append(f"action {action!r} is not in action_names {list(self.action_names)}")
+                problems.append(f"action {action!r}, {roles[action]}, is not in action_names "
+                                f"{list(self.action_names)} (CLI: --generic-actions): add it there or map to one of "
+                                "them")
         if self.time_unit not in TIME_UNITS or self.duration_unit not in ("s", "ms"):
             problems.append(f"time_unit must be one of {list(TIME_UNITS)} and duration_unit 's' or 'ms'")
         if self.quote_char is not None and (
             len(self.quote_char) != 1 or self.quote_char in "\n\r" or self.quote_char == self.delimiter
         ):
-            problems.append(f"quote_char must be one character other than a line break and the delimiter, or None; "
-                            f"got {self.quote_char!r}")
+            problems.append(f"quote_char must be one character other than a line break and the delimiter "
+                            f"({self.delimiter!r}), or None; got {self.quote_char!r} (CLI: --quote-char, or none for "
+                            "None; the delimiter: --delimiter)")
         if self.time_unit == "mmdd" and self.year is None:
             problems.append("time_unit='mmdd' needs the year")
         if self.time_window is not None and not (

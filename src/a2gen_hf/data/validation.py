@@ -32,8 +32,18 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..tokenization_a2gen import _id_text  # the one spelling of an id (serving hashes ids by it too)
-from .compressed import check_not_an_archive, format_suffix, open_log_bytes, text_command
+from ..tokenization_a2gen import (  # the one spelling of an id (serving hashes ids by it too)
+    TRIMMED_CHARACTERS,
+    _id_text,
+)
+from .compressed import (
+    COMPRESSION_SUFFIXES,
+    check_not_an_archive,
+    compression_of,
+    format_suffix,
+    open_log_bytes,
+    text_command,
+)
 from .errors import LogFormatError
 
 if TYPE_CHECKING:
@@ -50,7 +60,8 @@ BAD_ROW_REASONS = {
     "truncated_row": "the row has fewer columns than the file's header (or the preset's column list)",
     "extra_columns": "the row has more columns than the file's header (or the preset's column list)",
     "empty_line": "the line is empty",
-    "empty_value": "a user, item, action or time value is empty",
+    "empty_value": "a user, item, action or time value is empty, or a user or item id is a placeholder for no value "
+    "(NULL, \\N, NaN, None, ...: see PLACEHOLDER_TEXTS)",
     "unknown_action": "the action is not one of the preset's action values",
     "bad_number": "a time or duration is not a number",
     "negative_number": "a time or duration is negative",
@@ -59,7 +70,8 @@ BAD_ROW_REASONS = {
     "implausible_time": "the time, read in the preset's unit, lies after the year 5000 (milliseconds read as seconds)",
     "implausible_duration": "the duration, read in the preset's unit, is longer than 1e11 s (some 3,000 years)",
     "outside_window": "the timestamp lies outside the preset's time window",
-    "imprecise_id": "a user or item id is a number beyond 2**53 that JSON / Parquet hold as a float (digits lost)",
+    "imprecise_id": "a user or item id is a number beyond what its float type holds exactly (2**53 for float64, "
+    "2**24 for a Parquet float32, 2**11 for float16): JSON / Parquet hold it as a float (digits lost)",
     "duplicate_event": "the same (user, item, action, time) event appears twice in a session",
     "not_utf8": "the line holds bytes that are not UTF-8",
     "line_too_long": f"the line is longer than {MAX_LINE_BYTES:,} bytes",
@@ -394,7 +406,7 @@ class _CsvBatches:
         other_header = preset.columns is not None and not self.header_skipped and _looks_like_a_header(
             first_fields, preset
         )
-        self.line_hints = {1: _OTHER_HEADER_HINT.format(columns=names, name=path.name)} if other_header else {}
+        self.line_hints = {1: _other_header_hint(first_fields, preset, path)} if other_header else {}
         self.names = names
         self.delimiter = preset.delimiter
         self.quote_char = preset.quote_char
@@ -551,10 +563,36 @@ def _split_line(line: str, preset: LogPreset) -> list[str]:
         return line.split(preset.delimiter)
 
 
-_OTHER_HEADER_HINT = (
-    " (line 1 looks like a header naming other columns than the preset's {columns}, which reads files without one: "
-    "remove the line, e.g. `tail -n +2 {name} > rows_{name}`)"
-)
+def _other_header_hint(fields: list[str], preset: LogPreset, path: Path) -> str:
+    """`` (line 1 looks like a header ...)`` for a line 1 that names columns (:func:`_looks_like_a_header`): where it
+    names the preset's own columns in another order, that the rows are in that order and how to read them (the
+    generic preset's column flags, or reordering the columns; removing the line would read one column as another);
+    else how to remove the line (for a compressed log, through its decompressor)."""
+    names = [field.strip().strip('"') for field in fields]
+    expected = list(preset.columns)
+    if sorted(name.lower() for name in names) == sorted(name.lower() for name in expected):
+        return (f" (line 1 is a header naming the preset's columns in another order: {names}, where preset "
+                f"{preset.name!r} reads {expected} in that order and no header. Do not just remove the line: every "
+                "row would be read with its columns swapped. Write the columns in the preset's order (e.g. in pandas "
+                f"`frame[{expected}].to_csv(path, header=False, index=False)`), or read the file by its header with "
+                "--preset generic and its column flags (--generic-user-column, --generic-item-column, "
+                "--generic-time-column, --generic-action-column, ...))")
+    return (f" (line 1 looks like a header naming other columns than the preset's {expected}, which reads files "
+            f"without one: remove the line, e.g. `{_without_line_1(path)}`)")
+
+
+def _without_line_1(path: Path) -> str:
+    """A shell command that writes the log at ``path`` without its line 1, compressed again as it was."""
+    kind = compression_of(path) if path.is_file() else None
+    if kind in _RECOMPRESSORS:
+        plain = path.stem if path.suffix.lower() in COMPRESSION_SUFFIXES else path.name
+        decompress, compress, suffix = _RECOMPRESSORS[kind]
+        return f"{decompress} {path.name} | tail -n +2 | {compress} > rows_{plain}{suffix}"
+    return f"tail -n +2 {path.name} > rows_{path.name}"
+
+
+# Compression kind (compressed.compression_of) -> (decompress to stdout, compress stdin, suffix).
+_RECOMPRESSORS = {"gzip": ("zcat", "gzip", ".gz"), "bz2": ("bzcat", "bzip2", ".bz2"), "xz": ("xzcat", "xz", ".xz")}
 
 
 def _looks_like_a_header(fields: list[str], preset: LogPreset) -> bool:
@@ -698,8 +736,27 @@ def _jsonl_batches(path: Path, needed: list[str], block_size: int, numbers: list
         text = re.sub(r" in row -?\d+", "", str(error)) if line is not None else str(error)
         raise _JsonKeyChangeError(
             f"{path.name}{'' if line is None else f':{line}'}: not valid JSON lines ({text}). Write one JSON object "
-            "per line, with the same type for a key on every line.", key, value,
+            f"per line, with the same type for a key on every line{_not_json_lines_hint(path, line)}.", key, value,
         ) from None
+
+
+def _not_json_lines_hint(path: Path, line: int | None) -> str:
+    """``; line 1 does not look like JSON lines (it starts with '1', not '{') ...`` where the line named is no JSON
+    object at all (a CSV read as JSON lines); "" otherwise."""
+    if line is None:
+        return ""
+    with open_log_bytes(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            if number == line:
+                text = raw.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
+                break
+        else:
+            return ""
+    if not text or text.startswith("{"):
+        return ""
+    return (f"; line {line} does not look like JSON lines at all (it starts with {text[:1]!r}, where a JSON object "
+            f"starts with '{{': {text[:60]!r}): if the file is a CSV log, read it so with file_format='csv' (CLI: "
+            "--format csv) and the preset of its columns, or name it *.csv")
 
 
 class _JsonKeyChangeError(LogFormatError):
@@ -747,18 +804,29 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _refuse_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's pairs as a dict, refused (ValueError) where a key appears twice (pyarrow refuses those; json
+    keeps the last), so that the line pyarrow means is found."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
 def _jsonl_error_at(path: Path, message: str) -> tuple[int | None, str | None, object]:
     """The file's line (from 1) that pyarrow's JSON error is about, and for a key whose type changed the key and its
     value there (else None, None): pyarrow's "in row N" counts from the start of its current block (16 MiB), from 0.
     Found by reading the lines again (only on this error): the first that is not a JSON object, or, for
     "Column(/key) changed from A to B", the first whose key holds a B. Line None: not found."""
     change = re.search(r"Column\(/([^)/]*)\) changed from \w+ to (\w+)", message)
+    twice = "specified twice" in message  # a key twice in one object: json.loads would keep the last
     with open_log_bytes(path) as handle:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
             try:
-                value = json.loads(raw, parse_constant=_refuse_constant)
+                value = json.loads(raw, parse_constant=_refuse_constant,
+                                   object_pairs_hook=_refuse_repeated_keys if twice else None)
             except ValueError:  # UnicodeDecodeError too
                 return number, None, None
             if not isinstance(value, dict):
@@ -1086,6 +1154,8 @@ def _as_strings(values: pa.Array, name: str, source: str, role: str = "value") -
             )
     if role in ("id", "side") and pa.types.is_floating(values.type):
         return _float_id_texts(values)
+    if role in ("id", "side") and pa.types.is_decimal(values.type):
+        return _decimal_id_texts(values)
     try:
         return pc.cast(values, pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as error:
@@ -1113,26 +1183,108 @@ def _float_id_texts(values: pa.Array) -> pa.Array:
     return pc.replace_with_mask(texts, rest, pc.take(spelled, encoded.indices))
 
 
+def _decimal_id_texts(values: pa.Array) -> pa.Array:
+    """Decimal ids (a Parquet ``decimal128(20, 2)`` column) spelled as the same number in an integer or float column
+    is: without the trailing zeros of the fraction and without a bare point (``2156592.00`` -> ``"2156592"``, as an
+    int64 column and the tokenizer at serving spell it; ``12.50`` -> ``"12.5"``, as a float 12.5 is). pyarrow's own
+    text keeps the column's scale, so one item hashed to another id than in an integer column."""
+    texts = pc.cast(values, pa.string())
+    if values.type.scale <= 0:
+        return texts
+    return pc.replace_substring_regex(pc.replace_substring_regex(texts, r"(\.[0-9]*?)0+$", r"\1"), r"\.$", "")
+
+
 # JSON and Parquet numbers beyond 2**53 that are read as floats have lost their last digits: as ids they would merge.
 _EXACT_FLOAT_LIMIT = 2.0**53
+# The largest whole number below which every integer is exact, per float width (a float32 holds 24 bits of mantissa:
+# 30000001 reads as 30000000, so ids above 2**24 merge in pairs).
+_EXACT_INTEGER_LIMITS = {16: 2.0**11, 32: 2.0**24, 64: _EXACT_FLOAT_LIMIT}
+
+
+def exact_integer_limit(kind: pa.DataType) -> float:
+    """The magnitude from which a float of type ``kind`` no longer holds every integer (2**24 for float32)."""
+    return _EXACT_INTEGER_LIMITS.get(kind.bit_width, _EXACT_FLOAT_LIMIT)
+
+
+def _float_name(kind: pa.DataType) -> str:
+    """``float32`` for pyarrow's ``float`` (its own name of a float32 reads as a float64 to most users)."""
+    return f"float{kind.bit_width}" if pa.types.is_floating(kind) else str(kind)
+
+
+def _limit_text(kind: pa.DataType) -> str:
+    return f"2**{int(np.log2(exact_integer_limit(kind)))}"
 
 
 def _imprecise_ids(values: pa.Array) -> np.ndarray:
-    """Rows of a floating id column whose value is too large for a float to hold every digit."""
+    """Rows of a floating id column whose value is too large for its float type to hold every digit (2**53 for a
+    float64, 2**24 for a float32, 2**11 for a float16: before, the float64 limit was used for every width, and a
+    float32 column's ids above 2**24 merged without a word)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
     if not pa.types.is_floating(values.type):
         return np.zeros(len(values), dtype=bool)
     magnitude = np.abs(np.asarray(values.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.float64))
-    return magnitude >= _EXACT_FLOAT_LIMIT
+    return magnitude >= exact_integer_limit(values.type)
+
+
+def _refuse_coarse_float_numbers(values: pa.Array, name: str, role: str, unit: str, source: str) -> None:
+    """Refuse a time or duration column that Parquet holds as a float narrower than float64 (float32, float16)
+    where its values are beyond what that width holds to the unit: a float32 of Unix seconds (about 1.5e9) is
+    rounded to 128 s, which moved times by up to a minute without a word (and made false duplicate events)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    kind = values.type
+    if not pa.types.is_floating(kind) or kind.bit_width >= 64:
+        return
+    magnitude = np.abs(np.asarray(values.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.float64))
+    magnitude = magnitude[np.isfinite(magnitude)]
+    limit = exact_integer_limit(kind)
+    if not magnitude.size or magnitude.max() < limit:
+        return
+    largest = float(magnitude.max())
+    step = float(np.spacing(np.array(largest, dtype=kind.to_pandas_dtype())))
+    raise LogFormatError(
+        f"{source}: column {name!r} (the {role} column) is stored as {_float_name(kind)}, which holds whole numbers "
+        f"exactly only below {_limit_text(kind)}; its values reach {largest:.6g} {unit}, where {_float_name(kind)} "
+        f"steps by {step:g} {unit}: "
+        f"the {role}s were rounded when the file was written. Write the column as int64 or float64 (e.g. in pandas "
+        f"`frame[{name!r}] = frame[{name!r}].astype('int64')` from the original values, before `to_parquet`)."
+    )
 
 
 def _trim_spaces(values: pa.Array) -> tuple[pa.Array, int]:
-    """``values`` without the spaces and tabs around them (``1, 2, pv`` reads as ``1,2,pv``: no log's id, action or
-    time means them), and how many values had some."""
-    trimmed = pc.utf8_trim(values, characters=" \t")
+    """``values`` without the spaces, tabs and invisible characters around them (:data:`TRIMMED_CHARACTERS`; ``1, 2,
+    pv`` reads as ``1,2,pv``, a no-break or zero-width space before an id is no part of it), and how many values had
+    some."""
+    trimmed = pc.utf8_trim(values, characters=TRIMMED_CHARACTERS)
     changed = pc.sum(pc.not_equal(pc.binary_length(values), pc.binary_length(trimmed))).as_py()
     return trimmed, int(changed or 0)
+
+
+# A number as ids spell it: digits with an optional fraction (``007``, ``7.0``, ``7``).
+_NUMERIC_ID = r"^[0-9]+(\.[0-9]*)?$"
+
+
+def spelled_twice(values: pa.Array) -> tuple[int, str]:
+    """Among the distinct ids ``values``, how many numbers are spelled in more than one way once leading zeros and a
+    fraction of zeros are ignored (``007``, ``7`` and ``7.0`` are one number), and an example (``'007' and '7'``).
+    Such ids are not merged (a log may mean zero-padded codes as distinct ids): :func:`convert_log` warns of them."""
+    numeric = values.filter(pc.fill_null(pc.match_substring_regex(values, _NUMERIC_ID), False))
+    if len(numeric) < 2:
+        return 0, ""
+    canonical = pc.replace_substring_regex(numeric, r"(\.[0-9]*?)0+$", r"\1")  # 7.50 -> 7.5, 7.0 -> 7.
+    canonical = pc.replace_substring_regex(canonical, r"\.$", "")
+    canonical = pc.replace_substring_regex(canonical, r"^0+([0-9])", r"\1")  # 007 -> 7, 0 stays 0
+    table = pa.table({"canonical": canonical, "raw": numeric}).group_by("canonical").aggregate(
+        [("raw", "count_distinct"), ("raw", "distinct")])  # fmt: skip
+    spellings = np.asarray(table.column("raw_count_distinct").to_numpy(zero_copy_only=False))
+    twice = np.flatnonzero(spellings > 1)
+    if not twice.size:
+        return 0, ""
+    example = sorted(table.column("raw_distinct")[int(twice[0])].as_py())
+    return int(twice.size), " and ".join(repr(text) for text in example[:3])
 
 
 def _validate_batch(
@@ -1146,9 +1298,15 @@ def _validate_batch(
     raw, trimmed = {}, 0
     roles = {**dict.fromkeys(preset.string_columns(), "id"), **dict.fromkeys(preset.side_feature_columns, "side"),
              **dict.fromkeys(preset.flag_columns, "flag")}  # fmt: skip
+    numbers = dict(preset.number_columns())
     for name in preset.needed_columns():
+        if name in numbers:
+            role = "time" if name == preset.time_column else "duration"
+            _refuse_coarse_float_numbers(batch.column(name), name, role, numbers[name], source)
         raw[name], count = _trim_spaces(_as_strings(batch.column(name), name, source, roles.get(name, "value")))
         trimmed += count
+    for name in preset.side_feature_columns:  # a placeholder category is an unknown one, as an empty cell is
+        raw[name] = pc.if_else(pa.array(_placeholder_mask(raw[name])), "", raw[name])
     empty = {name: _empty_mask(values) for name, values in raw.items()}
     all_empty = np.logical_and.reduce(list(empty.values())) if raw else np.zeros(rows, dtype=bool)
     problems.append(_Problem("empty_line", all_empty, lambda i: "the line is empty"))
@@ -1159,11 +1317,21 @@ def _validate_batch(
     for name in preset.required_string_columns():
         columns[name] = raw[name]
         problems.append(_Problem("empty_value", empty[name], lambda i, n=name: f"column {n!r} is empty"))
+        placeholder = _placeholder_mask(raw[name]) & ~empty[name]
+        problems.append(_Problem(
+            "empty_value", placeholder,
+            lambda i, n=name: f"column {n!r} holds {value(n, i)!r}, a placeholder for no value (read as such: "
+            f"{_placeholders_text()}), not an id: such rows would all share one made-up user or item; fill the ids "
+            "or drop those rows",
+        ))  # fmt: skip
     for name in preset.required_string_columns():  # user and item ids (a side feature is a category: kept)
+        kind = batch.column(name).type
+        kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+        limit = _limit_text(kind) if pa.types.is_floating(kind) else "2**53"
         problems.append(_Problem(
             "imprecise_id", _imprecise_ids(batch.column(name)),
-            lambda i, n=name: f"column {n!r} value {value(n, i)} is a number beyond 2**53, read as a float that lost "
-            "its last digits (distinct ids would merge); write the ids as strings",
+            lambda i, n=name, k=kind, lim=limit: f"column {n!r} value {value(n, i)} is a number beyond {lim}, read as "
+            f"a {_float_name(k)} that lost its last digits (distinct ids would merge); write the ids as strings or int64",
         ))  # fmt: skip
     for name in preset.side_feature_columns:
         # Empty side features are kept: they hash to padding (0), "unknown"; so is a missing one (a null in Parquet
@@ -1218,12 +1386,35 @@ def _validate_batch(
             _Problem(
                 "outside_window",
                 outside,
-                lambda i: f"column {name!r} value {value(name, i)!r} lies outside the time window {low}..{high} "
-                f"(the window of preset {preset.name!r}; a log of another period: pass time_window=None or its own window, "
-                "CLI: --time-window none or FIRST,LAST)",
+                lambda i: f"column {name!r} value {value(name, i)!r}{_read_as_text(seconds[i], preset)} lies outside "
+                f"the time window {low}..{high} (Unix seconds; the window of preset {preset.name!r}; a log of another "
+                "period: pass time_window=None or its own window, CLI: --time-window none or FIRST,LAST)"
+                + _window_unit_hint(seconds[i], preset),
             )
         )
     return columns, problems, trimmed
+
+
+def _read_as_text(seconds: float, preset: LogPreset) -> str:
+    """`` (read as ms: 1511544.07 Unix seconds, 1970-01-18 ...)`` for a time not read in seconds; "" for seconds."""
+    if preset.time_unit == "s":
+        return ""
+    return f" (read as {preset.time_unit!r}: {seconds:.10g} Unix seconds, {utc_text(seconds)})"
+
+
+def _window_unit_hint(seconds: float, preset: LogPreset) -> str:
+    """`` (read as seconds it would lie inside the window: ... --time-unit s)`` where the time, read in the other of
+    the units s / ms, would lie inside the preset's window; "" otherwise."""
+    factor = {"s": 1 / 1000, "ms": 1000}.get(preset.time_unit)
+    if factor is None or preset.time_window is None:
+        return ""
+    low, high = preset.time_window
+    other = "ms" if preset.time_unit == "s" else "s"
+    if not low <= seconds * factor <= high:
+        return ""
+    named = {"s": "Unix seconds", "ms": "Unix milliseconds"}
+    return (f"; read as {named[other]} it would lie inside the window ({utc_text(seconds * factor)}): the column "
+            f"looks like {named[other]}, read it so with time_unit={other!r} (CLI: --time-unit {other})")
 
 
 def finer_time_unit_hint(preset: LogPreset) -> str:
@@ -1249,6 +1440,22 @@ def looks_like_a_date(text: str) -> bool:
 # Texts that logs write for "no value": in a column where an empty cell means unknown (an event log's duration) they
 # are a way of writing that, which skipping their rows would throw away with the rows' events.
 _UNKNOWN_TEXTS = frozenset({"na", "n/a", "nan", "null", "none", "nil", "\\n", "-", "?", "unknown"})
+
+
+# Placeholders that mean "no id" in a user or item column (a row without one is a bad row, empty_value) and "no
+# category" in a side-feature column (read as empty: unknown): the texts of :data:`_UNKNOWN_TEXTS` and MySQL's \N,
+# matched in any case. The one list, shared with the duration columns above.
+PLACEHOLDER_TEXTS = _UNKNOWN_TEXTS
+
+
+def _placeholders_text() -> str:
+    return ", ".join(sorted(PLACEHOLDER_TEXTS)) + " (any case)"
+
+
+def _placeholder_mask(values: pa.Array) -> np.ndarray:
+    """(rows,) bool: the values that are a placeholder for no value (:data:`PLACEHOLDER_TEXTS`, any case)."""
+    found = pc.is_in(pc.utf8_lower(values), value_set=pa.array(sorted(PLACEHOLDER_TEXTS), type=pa.string()))
+    return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def means_unknown(text: object, name: str, preset: LogPreset) -> bool:
