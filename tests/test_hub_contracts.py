@@ -14,7 +14,7 @@ import logging
 import pytest
 import torch
 from hub_server import HubServer, point_clients_at
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, ModelCardData
 from test_hub import metrics_file_text, tiny_config, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -63,14 +63,33 @@ def test_a_template_card_of_an_earlier_transformers_push_is_replaced_by_the_a2ge
     assert "edited or written by hand" not in caplog.text and "template README.md" in caplog.text
 
 
-def test_template_cards_are_told_from_hand_written_ones():
-    assert a2gen_hub.card_is_template("---\nlibrary_name: transformers\n---\n\n# Model Card for Model ID\n\nstuff\n")
-    assert a2gen_hub.card_is_template("# x\r\n\r\nThis model card has been automatically generated.\r\n")
+def test_only_the_untouched_template_card_is_replaced():
+    """The review of s29: the first rule took any card holding the template's title or one of its sentences (a
+    template a person filled in, a Trainer card) for a template, and replaced it."""
+    template = str(ModelCard.from_template(ModelCardData(tags=["x"], library_name="transformers"),
+                                           model_description=a2gen_hub.TRANSFORMERS_TEMPLATE_DESCRIPTION))
+    assert a2gen_hub.card_is_template(template)
+    assert a2gen_hub.card_is_template(template.replace("\n", "\r\n"))
+    filled = template.replace("- **Developed by:** [More Information Needed]", "- **Developed by:** our team", 1)
+    assert filled != template and not a2gen_hub.card_is_template(filled)
     trainer_card = ("<!-- This model card has been generated automatically according to the information the Trainer "
-                    "had access to. You should probably proofread and complete it, then remove this comment. -->")
-    assert a2gen_hub.card_is_template(trainer_card)
-    assert not a2gen_hub.card_is_template("# Our model\n\nModel Card for Model ID is what we called it.\n")
-    assert not a2gen_hub.card_is_template("# Model Card for our-a2gen\n\nWritten by hand.\n")
+                    "had access to. You should probably proofread and complete it, then remove this comment. -->\n"
+                    "# my-model\n\nIt achieves the following results: loss 0.3\n")
+    assert not a2gen_hub.card_is_template(trainer_card)
+    assert not a2gen_hub.card_is_template("# Model Card for Model ID\n\nWritten by hand.\n")
+    assert not a2gen_hub.card_is_template("---\n- not a mapping\n---\nbody\n")
+
+
+def test_save_pretrained_refuses_to_push_another_state_dict_than_the_models(hub_env, tmp_path):
+    config = tiny_config()
+    model, tokenizer = A2GenForActionGeneration(config).eval(), tiny_tokenizer(config)
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"push_to_hub=True, state_dict=\.\.\.\): the push sends the model's own weights.*"
+                                         r"push_checkpoint\("):
+        model.save_pretrained(tmp_path / "s", push_to_hub=True, repo_id="sd", tokenizer=tokenizer, state_dict=state)
+    with pytest.raises(a2gen_hub.HubPushError, match="license"):  # the push's checks come before any write
+        model.save_pretrained(tmp_path / "l", push_to_hub=True, repo_id="sd", tokenizer=tokenizer, license="MIT License")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "l").exists()
 
 
 def test_save_pretrained_with_push_to_hub_pushes_through_the_package(hub_env, tmp_path):
@@ -312,3 +331,16 @@ def test_a_tokenizer_push_after_the_model_push_leaves_the_a2gen_card_replaceable
     model.push_to_hub("model-then-tokenizer", tokenizer=tokenizer)
     tokenizer.push_to_hub("model-then-tokenizer")
     assert a2gen_hub.card_is_generated(card_text(hub_env, repo_id))
+
+
+def test_the_trainers_timing_and_epoch_stay_off_the_card(caplog):
+    """The review of s29: eval_results=trainer.evaluate() put eval_runtime and epoch on the card as metrics."""
+    config = tiny_config()
+    model, tokenizer = A2GenForActionGeneration(config).eval(), tiny_tokenizer(config)
+    results = {"eval_loss": 0.3, "eval_runtime": 1.2, "eval_samples_per_second": 90.0, "eval_steps_per_second": 3.0,
+               "epoch": 2.0}
+    with caplog.at_level(logging.WARNING, logger="a2gen_hf.hub"):
+        card = a2gen_hub.build_model_card(model, tokenizer, repo_id="me/x", eval_results=results, dataset_name="d")
+    names = {result.metric_type for result in card.data.eval_results}
+    assert names == {"eval_loss"}
+    assert "eval_runtime" in caplog.text and "left out" in caplog.text

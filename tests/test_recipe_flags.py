@@ -255,3 +255,14 @@ def test_option_help_names_only_flags_its_command_has():
             for match in re.finditer(r"--[a-z][a-z0-9-]*[a-z0-9](?![a-z0-9-])", text):  # not a prefix (--generic-*)
                 owner = re.search(r"a2gen [a-z]+(?:'s)? $", text[: match.start()])  # "a2gen train's --max-steps"
                 assert match[0] in flags or owner, f"a2gen {name} {action.option_strings[0]}: {match[0]} ({text})"
+
+
+def test_compare_in_python_with_a_simple_baseline_among_the_models_gets_past_the_warnings(simulated_data_dir, tmp_path,
+                                                                                         monkeypatch):
+    """The review of s29: the per-network warnings looked every --models name up as a network (KeyError: 'logreg')."""
+    from a2gen_hf.training.compare import ComparisonSettings, run_comparison
+
+    stop_before_training(monkeypatch)
+    settings = ComparisonSettings(models=("a2gen-iag", "logreg"), simple_baselines=(), seeds=1)
+    with pytest.raises(ValueError, match="stopped by the test before training"):
+        run_comparison(simulated_data_dir, tmp_path / "out", settings)

@@ -52,15 +52,15 @@ METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
 # kept unless the push is told to replace it, as transformers' push_to_hub keeps an existing card.
 _CARD_MARK = "<!-- a2gen_hf model card; sha256 of the text above: {digest} -->"
 _CARD_MARK_PATTERN = re.compile(r"<!-- a2gen_hf model card; sha256 of the text above: ([0-9a-f]{64}) -->\r?\n?\Z")
-# What transformers' template cards say of themselves: the card ``tokenizer.push_to_hub``, ``config.push_to_hub`` and
-# ``save_pretrained(push_to_hub=True)`` of any other model write (huggingface_hub's template filled in by
-# transformers' ``create_and_tag_model_card``), and the Trainer's own. No person wrote such a card: a push replaces it
-# with the A2Gen card (before: it was kept as if written by hand, and the repo got no A2Gen card).
-TEMPLATE_CARD_MARKERS = (
-    "This model card has been automatically generated",
-    "This model card has been generated automatically according to the information the Trainer had access to",
+# The description transformers gives the template card it writes where a repo has none (``tokenizer.push_to_hub``,
+# ``config.push_to_hub``, ``save_pretrained(push_to_hub=True)`` of any model: transformers.utils.hub's
+# ``create_and_tag_model_card``, huggingface_hub's default template). A card whose text is that template, untouched,
+# was written by no one and is replaced by the A2Gen card (before: kept as if written by hand, and the repo got no
+# A2Gen card); a template a person filled in even one line of, and the Trainer's generated cards, are kept.
+TRANSFORMERS_TEMPLATE_DESCRIPTION = (
+    "This is the model card of a 🤗 transformers model that has been pushed on the Hub. This model card has been "
+    "automatically generated."
 )
-_TEMPLATE_TITLE = re.compile(r"^# Model Card for Model ID\s*$", re.MULTILINE)
 
 # The per-action tables of a metrics file (compute_action_metrics) that go on the model card.
 CARD_METRIC_TABLES = ("auc", "mae")
@@ -412,10 +412,18 @@ def card_is_generated(text: str) -> bool:
 
 
 def card_is_template(text: str) -> bool:
-    """Whether a ``README.md``'s ``text`` is a template card that transformers wrote (:data:`TEMPLATE_CARD_MARKERS`, or
-    the template's untouched title ``# Model Card for Model ID``), not a card a person wrote."""
-    text = text.replace("\r\n", "\n")
-    return any(marker in text for marker in TEMPLATE_CARD_MARKERS) or _TEMPLATE_TITLE.search(text) is not None
+    """Whether a ``README.md``'s ``text`` is transformers' template card as it writes it, untouched: its text below the
+    YAML header is huggingface_hub's default template filled with :data:`TRANSFORMERS_TEMPLATE_DESCRIPTION` and
+    nothing else (line endings and trailing spaces aside). Any edit makes it a card a person wrote."""
+    def body(card_text: str) -> list[str]:
+        lines = [line.rstrip() for line in ModelCard(card_text.replace("\r\n", "\n")).text.strip().split("\n")]
+        return lines
+
+    template = ModelCard.from_template(ModelCardData(), model_description=TRANSFORMERS_TEMPLATE_DESCRIPTION)
+    try:
+        return body(text) == body(str(template))
+    except Exception:  # a README that is no card (front matter that is no YAML mapping): not the template
+        return False
 
 
 def _card_in_repo(api: HfApi, repo_id: str, revision: str | None) -> str | None:
@@ -661,6 +669,15 @@ def pushed_nothing(commit: CommitInfo) -> bool:
     return bool(getattr(commit, "a2gen_pushed_nothing", False))
 
 
+# What trainer.evaluate() returns beside the metrics: its timing (eval_runtime, eval_samples_per_second,
+# eval_steps_per_second) and where training stood (epoch, step).
+_TRAINER_BOOKKEEPING = re.compile(r"^(?:eval_|test_)?(?:runtime|samples_per_second|steps_per_second)$|^(?:epoch|step)$")
+
+
+def _is_trainer_bookkeeping(key: str) -> bool:
+    return _TRAINER_BOOKKEEPING.match(key) is not None
+
+
 def _card_eval_results(eval_results: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """``eval_results`` for the card, the one home of the forms every entry point takes (:func:`build_model_card`,
     :func:`push_checkpoint`, ``model.push_to_hub``): a whole metrics result (``compute_action_metrics``, the
@@ -671,8 +688,14 @@ def _card_eval_results(eval_results: Mapping[str, Any] | None) -> dict[str, Any]
     beside an AUC table, while ``push_checkpoint`` kept it)."""
     if not eval_results:
         return None
+    if isinstance(eval_results, Mapping):  # trainer.evaluate()'s bookkeeping is no result of the model
+        bookkeeping = [key for key in eval_results if _is_trainer_bookkeeping(str(key))]
+        if bookkeeping:
+            logger.warning("model card: %s left out: the Trainer's timing and position, not metrics of the model.",
+                           ", ".join(map(str, bookkeeping)))  # fmt: skip
+            eval_results = {key: value for key, value in eval_results.items() if key not in bookkeeping}
     if not isinstance(eval_results, Mapping) or not (METRICS_RESULT_KEYS & set(eval_results)):
-        return eval_results  # checked entry by entry by _eval_result_list
+        return eval_results or None  # checked entry by entry by _eval_result_list
     kept, notes = eval_results_from_metrics(eval_results)
     for note in notes:
         logger.warning("model card: %s", note)
@@ -799,3 +822,4 @@ def hub_error_message(error: BaseException) -> str:
 
 # model.push_to_hub of the A2Gen, MMoE and PLE models writes the A2Gen model card (see A2GenPreTrainedModel).
 A2GenPreTrainedModel.hub_pusher = staticmethod(push_model_to_hub)
+A2GenPreTrainedModel.hub_push_checker = staticmethod(_check_push_arguments)

@@ -1689,6 +1689,7 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     # Set by a2gen_hf.hub when the package is imported: push_to_hub then writes the A2Gen model card (the model
     # layer does not import the Hub layer). None (e.g. loaded as remote code): transformers' own push.
     hub_pusher = None
+    hub_push_checker = None  # a2gen_hf.hub's check of a push's arguments, set with hub_pusher
     # What the refusals of gradient checkpointing and resize_token_embeddings say a model is made of: one message
     # each, worded by these (the baselines name their own parts; before, they were said to have CAM, HSE, a generator).
     own_layers = "CAM, HSE, the generator"
@@ -1854,12 +1855,23 @@ class A2GenPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 f"(the A2GenActionTokenizer the model was trained with), or push with model.push_to_hub({repo_id!r}, "
                 "tokenizer=tokenizer). Nothing was saved or pushed."
             )
+        if kwargs.get("state_dict") is not None:
+            raise ValueError(
+                f"save_pretrained({str(save_directory)!r}, push_to_hub=True, state_dict=...): the push sends the model's "
+                "own weights, not the state_dict given (a sharded or gathered state). Save with state_dict= and without "
+                f"push_to_hub, then push the folder: a2gen_hf.hub.push_checkpoint({str(save_directory)!r}, "
+                f"{repo_id!r}, tokenizer=tokenizer). Nothing was saved or pushed."
+            )
         if kwargs.get("variant") is not None:
             raise ValueError(
                 f"save_pretrained(..., push_to_hub=True, variant={kwargs['variant']!r}): a push writes the plain "
                 "model.safetensors; save the variant without push_to_hub, or push without variant. Nothing was saved "
                 "or pushed."
             )
+        # the push's checks before any write (set by a2gen_hf.hub with hub_pusher; never imported here: this file is
+        # pushed as the model's remote code, and transformers copies whatever it imports relatively)
+        A2GenPreTrainedModel.hub_push_checker(self, repo_id, push.get("tokenizer"), push.get("eval_results"),
+                                              push.get("license", "apache-2.0"), push.get("replace_card", False))
         self.save_pretrained(save_directory, **kwargs)
         if not kwargs.get("is_main_process", True):
             return None

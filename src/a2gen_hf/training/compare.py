@@ -452,7 +452,9 @@ def _run_comparison(data_dir: str | Path, output_dir: Path, settings: Comparison
         warn_of_one_class_actions(data_dir, "validation", _ranked_positives(validation_occurs, tokenizer), validation_size)
     test_occurs = action_targets(references["labels"], None, None, base_config.vocab_size)[0]
     warn_of_one_class_actions(data_dir, "test", _ranked_positives(test_occurs, tokenizer), len(references["labels"]))
-    networks = list(dict.fromkeys(parse_model_name(name)[0] for name in settings.models))
+    # The networks of --models (a simple baseline may be named there too: it trains no network and is left out).
+    networks = [name for name in dict.fromkeys(parse_model_name(name)[0] for name in settings.models)
+                if name in MODEL_CHOICES]  # fmt: skip
     if any(MODEL_CHOICES[network][0] is A2GenConfig for network in networks):  # the (item, moment) options are A2Gen's
         warn_of_moments_without_item_times(base_config, metadata, data_dir)
     for network in networks:  # as a2gen train warns, once per network that is not A2Gen

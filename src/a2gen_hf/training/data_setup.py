@@ -445,10 +445,8 @@ def item_times_problem(metadata: dict[str, Any] | None) -> str | None:
     name = preset.get("name")
     if preset.get("time_unit") == "mmdd":
         return f"its times are dates (preset {name!r}: day-level times), not moments inside an item"
-    if preset.get("action_column") is None:  # a view log: the flagged actions have unknown times
-        if preset.get("duration_column") is None:
-            return None
-        flagged = sorted(set((preset.get("flag_columns") or {}).values()))
+    if preset.get("action_column") is None:  # a view log: the flagged actions have unknown times, with or without
+        flagged = sorted(set((preset.get("flag_columns") or {}).values()))  # a duration column (the view's length)
         return (f"it is a view log (preset {name!r}, one session per row): its engagement actions "
                 f"({', '.join(flagged) or 'the flagged ones'}) have no time of their own")
     if preset.get("duration_column") is None:
