@@ -12,6 +12,7 @@ Every entry point writes the same card (:func:`build_model_card`): ``a2gen push`
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import numbers
@@ -44,8 +45,6 @@ PUSH_FOLDER_PREFIX = "a2gen-push-"
 # not write are deleted in its commit, so that a repo never holds two sets (a loader would read the old single file).
 WEIGHT_FILE_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
 EVAL_TASK = "action-generation"
-# The time statistics of a tokenizer that was never fitted (A2GenActionTokenizer's defaults): the card says so.
-DEFAULT_TIME_LOG_MEAN, DEFAULT_TIME_LOG_STD = 0.0, 1.0
 METRIC_NAMES = {"auc": "AUC", "mae": "Time MAE"}
 # The last line of every card this package writes: the sha256 of the text above it. A re-push replaces the card only
 # where it still reads as written (its numbers then follow the new checkpoint); a card a person edited or wrote is
@@ -349,7 +348,8 @@ def _time_statistics_text(tokenizer: A2GenActionTokenizer | None) -> str:
     if tokenizer is None:
         return "not recorded here (no tokenizer was pushed with this checkpoint)"
     mean, std = tokenizer.time_log_mean, tokenizer.time_log_std
-    if (mean, std) == (DEFAULT_TIME_LOG_MEAN, DEFAULT_TIME_LOG_STD):
+    defaults = inspect.signature(A2GenActionTokenizer.__init__).parameters  # a tokenizer never fitted holds these
+    if (mean, std) == (defaults["time_log_mean"].default, defaults["time_log_std"].default):
         return (f"`log1p(seconds)` with the default statistics (mean {mean:.4f}, std {std:.4f}: not fitted to any "
                 "data, so times are not standardised)")  # fmt: skip
     return (f"`log1p(seconds)` standardised with mean {mean:.4f} and std {std:.4f} (fitted on the training split, "
