@@ -266,3 +266,13 @@ def test_compare_in_python_with_a_simple_baseline_among_the_models_gets_past_the
     settings = ComparisonSettings(models=("a2gen-iag", "logreg"), simple_baselines=(), seeds=1)
     with pytest.raises(ValueError, match="stopped by the test before training"):
         run_comparison(simulated_data_dir, tmp_path / "out", settings)
+
+
+def test_a_recipe_file_naming_another_recipe_says_a_recipe_cannot_include_one(tmp_path, capsys):
+    """The review of s29: a recipe file's `recipe:` key got the unknown-key error with an x- anchor hint."""
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("recipe: sparse_logs\nbatch_size: 64\n")
+    with pytest.raises(SystemExit):
+        parse_arguments(["train", "--recipe", str(recipe), "--data", str(tmp_path), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert "the recipe names another recipe (recipe: 'sparse_logs')" in err and "x-recipe" not in err

@@ -1374,6 +1374,13 @@ def _recipe_arguments(command: argparse.ArgumentParser, name: str, where: str, c
         recipe = load_recipe(name)
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise ConfigError(f"{where}: {error}") from None
+    if CONFIG_RECIPE_KEY in recipe or "config" in recipe:
+        key = CONFIG_RECIPE_KEY if CONFIG_RECIPE_KEY in recipe else "config"
+        raise ConfigError(
+            f"{where}: the recipe names another {key} ({key}: {recipe[key]!r}); a recipe holds options only and "
+            "cannot include another file: give one recipe as --recipe (or a --config file's recipe: key) and put "
+            "the other's settings into the --config file."
+        )
     if name in RECIPE_NAMES and command_name not in RECIPE_COMMANDS:
         leave_out = "leave --recipe out" if where.startswith("--recipe") else f"remove the file's {CONFIG_RECIPE_KEY} key"
         raise ConfigError(
