@@ -1,5 +1,5 @@
 """Edge cases of the metrics from probe s29: what a summary averages over, cut-offs K that no group exceeds, the log
-loss's clipping per dtype, the low-level AUC helpers' inputs (non-finite scores, sparse ids, bfloat16), TorchRec ids
+loss's one clipping rule, the low-level AUC helpers' inputs (non-finite scores, sparse ids, bfloat16), TorchRec ids
 out of range, and the checks of a bootstrap row."""
 
 import json
@@ -108,43 +108,79 @@ def test_ranking_at_k_reports_the_groups_over_k_and_notes_a_k_no_group_exceeds()
     assert "NDCG@1 / Recall@1" not in table
 
 
-# --- 3. LogLoss clips at the eps of the input's dtype ---------------------------------------------------------------
+# --- 3. LogLoss: one clipping rule (float64's eps) for every input ------------------------------------------------
 
 
-def test_log_loss_clips_at_the_eps_of_the_probabilities_dtype_as_sklearn():
-    """Probe s29: float32 p = [1.0, 1 - 1e-8] for labels [like, no like] gave 18.02 (clipped at float64's eps)
-    against sklearn's 7.97 (float32's)."""
-    labels = [[1, 2, 4], [1, 4, 0]]
-    probabilities = np.zeros((2, 5), dtype=np.float32)
-    probabilities[:, 2] = [1.0, 1 - 1e-8]  # 1 - 1e-8 is 1.0 in float32: the negative is missed with certainty
-    expected = sklearn_log_loss([1, 0], probabilities[:, 2], labels=[0, 1])
-    assert log_loss(probabilities, labels, NAMES)["logloss"]["like"] == pytest.approx(expected, rel=1e-6)
-    assert log_loss(torch.from_numpy(probabilities), labels, NAMES)["logloss"]["like"] == pytest.approx(expected, rel=1e-6)
-    as64 = probabilities.astype(np.float64)  # float64 (and lists): float64's eps, as before and as sklearn
-    assert log_loss(as64, labels, NAMES)["logloss"]["like"] == pytest.approx(
-        sklearn_log_loss([1, 0], as64[:, 2], labels=[0, 1]), rel=1e-12)
-    assert log_loss(as64.tolist(), labels, NAMES)["logloss"]["like"] == log_loss(as64, labels, NAMES)["logloss"]["like"]
-    rng = np.random.default_rng(0)  # ordinary float32 probabilities: sklearn's figure
-    p32 = rng.random((50, 5)).astype(np.float32)
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+
+@pytest.fixture
+def evaluate_cache(tmp_path, monkeypatch):
+    """evaluate's caches in ``tmp_path``, offline; it imports the modules it loads as the package `evaluate_modules`
+    of its cache folder, so one imported from another folder (an earlier test's) is dropped first (as
+    tests/test_metrics.py's ``offline`` fixture does)."""
+    import sys
+
+    import evaluate
+
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    monkeypatch.setattr(evaluate.config, "HF_MODULES_CACHE", tmp_path / "modules")
+    monkeypatch.setattr(evaluate.config, "HF_METRICS_CACHE", tmp_path / "metrics")
+    for name in [name for name in sys.modules if name.split(".")[0] == "evaluate_modules"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "modules"), *sys.path])
+
+
+def test_log_loss_is_one_number_for_float32_float64_lists_tensors_and_the_evaluate_module(evaluate_cache):
+    """Review of b2254e8 (B5): the eps followed the input's dtype, so float32 p = [1.0, 0.9] for like gave 9.12 as
+    an array and 19.17 through load_metric("log_loss") (stored as float64) or as lists. One rule now: float64's eps
+    for every input; sklearn (>= 1.5) clips float32 at float32's eps, which differs only near exact 0 and 1."""
+    from a2gen_hf.metrics import load_metric
+
+    labels = [[1, 4, 0, 0], [1, 2, 3, 4]]  # like and follow happen in the second example only
+    p32 = np.zeros((2, 5), dtype=np.float32)
+    p32[:, 2] = [1.0, 0.9]  # like: a certain miss (exactly 1) and a hit
+    p32[:, 3] = [0.5, 0.0]  # follow: a certain miss (exactly 0)
+    expected = {
+        "like": -(math.log(FLOAT64_EPS) + math.log(float(np.float32(0.9)))) / 2,
+        "follow": -(math.log(0.5) + math.log(FLOAT64_EPS)) / 2,
+    }
+    module = load_metric("log_loss").compute(predictions=p32, references=labels, action_names=NAMES)
+    for given in (p32, p32.astype(np.float64), p32.tolist(), p32.astype(np.float64).tolist(), torch.from_numpy(p32),
+                  torch.from_numpy(p32).double()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # float32 and finer: no warning
+            result = log_loss(given, labels, NAMES)
+        assert result["logloss"] == pytest.approx(expected, rel=1e-12), type(given)
+        assert result["logloss"] == module["logloss"] and result["mean_logloss"] == module["mean_logloss"]
+    assert -math.log(FLOAT64_EPS) == pytest.approx(36.04, abs=0.01)  # the docstring's figures for a certain miss
+    assert sklearn_log_loss([0], np.float32([1.0]), labels=[0, 1]) == pytest.approx(15.94, abs=0.01)
+    rng = np.random.default_rng(0)  # away from 0 and 1 the float32 figure is sklearn's too
+    p = rng.uniform(0.01, 0.99, (50, 5)).astype(np.float32)
     rows = [[1, 2, 4, 0] if rng.random() < 0.4 else [1, 4, 0, 0] for _ in range(50)]
     happens = [row[1] == 2 for row in rows]
-    assert log_loss(p32, rows, NAMES)["logloss"]["like"] == pytest.approx(sklearn_log_loss(happens, p32[:, 2]), rel=1e-6)
+    assert log_loss(p, rows, NAMES)["logloss"]["like"] == pytest.approx(sklearn_log_loss(happens, p[:, 2]), rel=1e-6)
 
 
-def test_bfloat16_probabilities_are_warned_about_in_the_log_loss_and_in_predict_batch():
+def test_float16_and_bfloat16_probabilities_are_warned_about_in_the_log_loss_and_in_predict_batch():
     """Probe s29: p = 0.999 stored as bfloat16 is 1.0, and the log loss read 18.37 (float32: 3.80), silently."""
     labels = [[1, 2, 3], [1, 3, 0]]
-    probabilities = torch.zeros(2, 4)
-    probabilities[:, 2] = torch.tensor([0.5, 0.999])
     names = ["start", "like", "leave"]
-    with pytest.warns(UserWarning, match="bfloat16, too coarse for a log loss: bfloat16 stores 0.999 as 1.0"):
-        result = log_loss(probabilities.bfloat16(), labels, names)
-    assert any(note.startswith("logloss: the probabilities are bfloat16") for note in result["notes"])
-    eps = torch.finfo(torch.bfloat16).eps  # clipped at bfloat16's own eps, as sklearn clips float16 at float16's
-    assert result["logloss"]["like"] == pytest.approx(-(math.log(0.5) + math.log(eps)) / 2, rel=1e-6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # float32: no warning
-        log_loss(probabilities, labels, names)
+    certain_miss = -(math.log(0.5) + math.log(FLOAT64_EPS)) / 2  # the near-1 value became 1.0: float64's eps
+    for name, near_one in (("bfloat16", 0.999), ("float16", 0.9999)):
+        probabilities = torch.zeros(2, 4)
+        probabilities[:, 2] = torch.tensor([0.5, near_one])
+        as_numpy = [probabilities.numpy().astype(np.float16)] if name == "float16" else []  # numpy has no bfloat16
+        for coarse in (probabilities.to(getattr(torch, name)), *as_numpy):
+            with pytest.warns(UserWarning, match=f"{name}, too coarse for a log loss: {name} stores {near_one} as 1.0"):
+                result = log_loss(coarse, labels, names)
+            assert any(note.startswith(f"logloss: the probabilities are {name}") for note in result["notes"])
+            assert result["logloss"]["like"] == pytest.approx(certain_miss, rel=1e-12)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # float32: no warning, and near_one is not 1.0
+            assert log_loss(probabilities, labels, names)["logloss"]["like"] == pytest.approx(
+                -(math.log(0.5) + math.log(1 - float(np.float32(near_one)))) / 2, rel=1e-6)
+    probabilities[:, 2] = torch.tensor([0.5, 0.999])
 
     from a2gen_hf.metrics.evaluation import predict_batch
 
@@ -270,14 +306,9 @@ def test_a_sharded_torchrec_table_refuses_ids_out_of_range():
 # --- 7. small ones -----------------------------------------------------------------------------------------------
 
 
-def test_an_evaluate_module_without_action_names_says_how_to_give_them(tmp_path, monkeypatch):
-    import evaluate
-
+def test_an_evaluate_module_without_action_names_says_how_to_give_them(evaluate_cache):
     from a2gen_hf.metrics import load_metric
 
-    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
-    monkeypatch.setattr(evaluate.config, "HF_MODULES_CACHE", tmp_path / "modules")
-    monkeypatch.setattr(evaluate.config, "HF_METRICS_CACHE", tmp_path / "metrics")
     metric = load_metric("action_auc")
     metric.add_batch(predictions=[[0, 1, 0.9, 0.5, 1], [0, 1, 0.1, 0.5, 1]], references=[[1, 2, 4], [1, 4, 0]])
     with pytest.raises(ValueError, match=r"needs action_names.*compute\(predictions=\.\.\., references=\.\.\., "
@@ -359,23 +390,107 @@ def test_the_share_of_the_oracle_is_nan_where_the_oracle_barely_beats_chance():
         (roc_auc_score(happens, probabilities[:, 2]) - 0.5) / (clear["oracle_auc"]["like"] - 0.5))
 
 
-def test_the_prediction_loop_hands_over_float32_and_its_log_loss_is_sklearns():
-    """The loop's probabilities are float32 (predict_batch casts them), so evaluate_model's LogLoss clips at
-    float32's eps, as sklearn clips the same array."""
+def test_the_prediction_loops_float32_log_loss_is_the_evaluate_modules_on_saturated_probabilities(evaluate_cache):
+    """The loop's probabilities are float32 (predict_batch casts them); with a saturated head (like at exactly 1.0,
+    the bias at +40) evaluate_model's LogLoss is the evaluate module's on the same values (float64's eps both),
+    not sklearn's float32 clip (before the review of b2254e8 it was; the test then ran on probabilities in
+    0.22-0.46, where the two clips agree, and could not tell)."""
     from conftest import make_batch, tiny_config
 
     from a2gen_hf import A2GenForActionGeneration
-    from a2gen_hf.metrics import action_targets, evaluate_model, predict_dataloader
+    from a2gen_hf.metrics import action_targets, evaluate_model, load_metric, predict_dataloader
 
     torch.manual_seed(0)
     config = tiny_config()
     model = A2GenForActionGeneration(config).eval()
+    with torch.no_grad():
+        model.generator.heads.action.bias[2] += 40  # like: P = 1.0 in float32
     batches = [make_batch(config, seed=seed) for seed in (0, 1)]
     arrays = predict_dataloader(model, batches)
     assert arrays["action_probabilities"].dtype == np.float32
-    result = evaluate_model(model, batches, group_column=None)
+    like = arrays["action_probabilities"][:, 2]
     occurs, _, _ = action_targets(arrays["labels"], None, None, config.vocab_size)
-    for action, loss in result["logloss"].items():
-        column = config.action_names.index(action) + 1
-        expected = sklearn_log_loss(occurs[:, column], arrays["action_probabilities"][:, column], labels=[0, 1])
-        assert loss == pytest.approx(expected, rel=1e-6), action
+    misses = int((~occurs[:, 2]).sum())
+    assert (like == 1.0).all() and 0 < misses < len(like)  # certain misses: where the two clips differ
+    result = evaluate_model(model, batches, group_column=None)
+    module = load_metric("log_loss").compute(
+        predictions=arrays["action_probabilities"].tolist(), references=arrays["labels"].tolist(),
+        action_names=list(config.action_names), end_action=config.end_action,
+    )
+    assert result["logloss"] == pytest.approx(module["logloss"], rel=1e-12)
+    assert result["logloss"]["like"] == pytest.approx(-misses * math.log(FLOAT64_EPS) / len(like), rel=1e-9)
+    float32_clip = sklearn_log_loss(occurs[:, 2], like, labels=[0, 1])  # sklearn's: 15.9 per miss, not 36.0
+    assert float32_clip == pytest.approx(-misses * math.log(np.finfo(np.float32).eps) / len(like), rel=1e-5)
+
+
+# --- Review of b2254e8: a NaN selection metric, one reading of ranking_groups_over_K, tensor_as_numpy's home -------
+
+
+def test_a_nan_metric_for_best_model_is_warned_of_once_and_the_last_weights_are_kept(simulated_data_dir, tmp_path):
+    """Review of b2254e8 (B4): mean_gauc is NaN where no action has MIN_GAUC_GROUPS users holding both classes, and
+    transformers' selection compares with np.greater (False against NaN): no best checkpoint, early stopping counting
+    every evaluation as no improvement, and nothing said. A2GenTrainer now warns once, with the note."""
+    from a2gen_hf.data import A2GenDataCollator
+    from a2gen_hf.training.data_setup import create_model, load_data_dir
+    from a2gen_hf.training.trainer import A2GenTrainer, a2gen_compute_metrics, a2gen_training_arguments
+
+    dataset, tokenizer, _ = load_data_dir(simulated_data_dir)
+    torch.manual_seed(0)
+    model = create_model("a2gen-iag", tokenizer, dataset, hidden_size=16, id_embedding_size=16)
+    args = a2gen_training_arguments(
+        str(tmp_path), per_device_train_batch_size=32, per_device_eval_batch_size=64, report_to="none",
+        disable_tqdm=True, use_cpu=True, seed=0, max_steps=3, eval_strategy="steps", eval_steps=1,
+        save_strategy="steps", save_steps=1, load_best_model_at_end=True, metric_for_best_model="mean_gauc",
+    )
+    trainer = A2GenTrainer(
+        model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"].select(range(12)),
+        data_collator=A2GenDataCollator.from_config(model.config, tokenizer),
+        compute_metrics=a2gen_compute_metrics(model.config),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    said = [str(warning.message) for warning in caught if "metric_for_best_model='mean_gauc' is NaN" in str(warning.message)]
+    assert len(said) == 1, said  # three NaN evaluations, one warning
+    assert f"mean_gauc: undefined (NaN), no action's GAUC averages over at least {MIN_GAUC_GROUPS} groups" in said[0]
+    assert "load_best_model_at_end keeps the last weights" in said[0] and "metric_for_best_model='loss'" in said[0]
+    gaucs = [entry["eval_mean_gauc"] for entry in trainer.state.log_history if "eval_mean_gauc" in entry]
+    assert len(gaucs) == 3 and all(math.isnan(value) for value in gaucs)
+    assert trainer.state.best_model_checkpoint is None  # what the warning says: no best, the last weights stay
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # outside training no selection reads it: no warning
+        trainer.evaluate()
+
+
+def test_ranking_groups_over_k_keys_are_read_by_one_function():
+    """Review of b2254e8 (D2): is_count_key and the tables' notes each parsed the key; one function reads it now,
+    and digits that int() reads but are not ASCII ("²") are no cut-off for either."""
+    from a2gen_hf.metrics.action_metrics import is_count_key, ranking_over_k_cutoff
+    from a2gen_hf.metrics.tables import ranking_cut_off_notes
+
+    assert ranking_over_k_cutoff("ranking_groups_over_10") == 10
+    for key in ("ranking_groups_over_", "ranking_groups_over_x", "ranking_groups_over_\u00b2", "ranking_groups", "ndcg_at_10"):
+        assert ranking_over_k_cutoff(key) is None, key
+    assert is_count_key("ranking_groups_over_5") and is_count_key("ranking_groups")
+    assert not is_count_key("ranking_groups_over_\u00b2")
+    result = {"ranking_groups": {"like": 12}, "ranking_groups_over_010": {"like": 0}, "ranking_groups_over_\u00b2": {"like": 0}}
+    notes = ranking_cut_off_notes({"m": result})
+    assert len(notes) == 1 and notes[0].startswith("NDCG@10 / Recall@10: few users hold more than 10 examples")
+
+
+def test_the_package_imports_tensor_as_numpy_from_its_home():
+    """Review of b2254e8 (D6): training/trainer.py imported tensor_as_numpy from metrics.action_metrics, a
+    re-export; every module of the package imports it from metrics.auc."""
+    import ast
+    from pathlib import Path
+
+    import a2gen_hf
+
+    root = Path(a2gen_hf.__file__).parent
+    wrong = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "tensor_as_numpy" for alias in node.names):
+                if (node.module or "").split(".")[-1] != "auc":
+                    wrong.append(f"{path.relative_to(root)}: from {'.' * node.level}{node.module}")
+    assert not wrong, wrong

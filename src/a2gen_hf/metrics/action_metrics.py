@@ -53,7 +53,14 @@ import torch
 
 from ..targets import check_labels_open_with_start, first_occurrence_targets
 from ..time_encoding import denormalize_times, normalize_seconds, time_statistics_problem
-from .auc import auc, group_aucs, has_both_classes, tensor_as_numpy
+from .auc import (  # noqa: F401  (group_numbers: re-exported, its old home was here)
+    _first_bad,
+    auc,
+    group_aucs,
+    group_numbers,
+    has_both_classes,
+    tensor_as_numpy,
+)
 
 ORACLE_COLUMNS = ("oracle_action_prob", "oracle_expected_seconds")
 # Entries of a result that count examples (or groups): reported, but kept out of the scalar view.
@@ -67,9 +74,18 @@ RANKING_OVER_K_PREFIX = "ranking_groups_over_"
 DETAIL_KEYS = ("reliability", "predicted_rate", "observed_rate")
 
 
+def ranking_over_k_cutoff(key: str) -> int | None:
+    """The cut-off K of a result's entry ``ranking_groups_over_K`` (``"ranking_groups_over_10"`` -> 10), None for
+    any other key: the one reading of those keys (:func:`is_count_key`, the tables' notes)."""
+    digits = key.removeprefix(RANKING_OVER_K_PREFIX)
+    if digits == key or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits)
+
+
 def is_count_key(key: str) -> bool:
     """Whether a result's entry ``key`` is a count (:data:`COUNT_KEYS`, ``ranking_groups_over_K``)."""
-    return key in COUNT_KEYS or (key.startswith(RANKING_OVER_K_PREFIX) and key[len(RANKING_OVER_K_PREFIX):].isdigit())
+    return key in COUNT_KEYS or ranking_over_k_cutoff(key) is not None
 
 
 DEFAULT_TOP_K = (10,)
@@ -86,36 +102,42 @@ MIN_RANKING_GROUPS_OVER_K = 10
 # divides by it and swings wildly (a probe read -3.8), so auc_share_of_oracle is NaN with a note below it.
 MIN_ORACLE_LIFT = 0.01
 DEFAULT_CALIBRATION_BINS = 10
-# Probabilities are clipped to [eps, 1 - eps] in the log loss, eps of the probabilities' floating dtype, as
-# sklearn >= 1.5 does (float32 -> 1.19e-7, float64 -> 2.2e-16; lists and integers are read as float64). Dtypes
-# coarser than float32 (float16, bfloat16) store 0.999 as 1.0: a warning says so (_probability_eps).
+# Probabilities are clipped to [eps, 1 - eps] in the log loss at float64's eps, whatever their dtype: one number for
+# the same values, whether they come as a float32 array (predict_batch, a2gen evaluate, the Trainer), float64, lists or
+# through the evaluate module (which stores them as float64). sklearn >= 1.5 clips float32 input at float32's eps
+# instead: for float32 probabilities of exactly 0 or 1 its figure is lower (a certain miss costs it 15.9 nats, here
+# 36.0). Dtypes coarser than float32 (float16, bfloat16) store 0.999 as 1.0: a warning says so (_coarse_dtype).
+_LOGLOSS_EPS = float(np.finfo(np.float64).eps)
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
-def _probability_eps(probabilities: Any) -> tuple[float, str | None]:
-    """The log loss's clipping eps for `probabilities` as given (a tensor, an array or lists): the eps of their
-    floating dtype (float64 for lists and integers, as sklearn reads them), and the dtype's name where it is coarser
-    than float32 (float16, bfloat16), else None."""
-    if isinstance(probabilities, torch.Tensor):
-        if not probabilities.dtype.is_floating_point:
-            return float(np.finfo(np.float64).eps), None
+def _coarse_dtype(probabilities: Any) -> str | None:
+    """The name of the floating dtype of `probabilities` as given (a tensor or an array) where it is coarser than
+    float32 (float16, bfloat16), else None (lists, integers, float32, float64)."""
+    if isinstance(probabilities, torch.Tensor) and probabilities.dtype.is_floating_point:
         eps, name = float(torch.finfo(probabilities.dtype).eps), str(probabilities.dtype).removeprefix("torch.")
     elif isinstance(probabilities, np.ndarray) and probabilities.dtype.kind == "f":
         eps, name = float(np.finfo(probabilities.dtype).eps), str(probabilities.dtype)
     else:
-        return float(np.finfo(np.float64).eps), None
-    return eps, (name if eps > _FLOAT32_EPS else None)
+        return None
+    return name if eps > _FLOAT32_EPS else None
+
+
+# A probability each coarse dtype stores as 1.0 (bfloat16 keeps 8 bits below 1: 0.999 -> 1.0; float16 11: 0.9999).
+_ROUNDED_TO_ONE = {"bfloat16": "0.999", "float16": "0.9999"}
 
 
 def coarse_probabilities_message(dtype_name: str) -> str:
     """What a log loss of ``dtype_name`` (float16, bfloat16) probabilities is worth: the warning of :func:`log_loss`
     and of :func:`~a2gen_hf.metrics.evaluation.predict_batch`."""
+    near_one = _ROUNDED_TO_ONE.get(dtype_name, "0.999")
     return (
-        f"the probabilities are {dtype_name}, too coarse for a log loss: {dtype_name} stores 0.999 as 1.0, so one "
-        f"confident miss costs the clipping bound (the eps of {dtype_name}) rather than its true -log(0.001); the "
-        "LogLoss is clipped at that eps but is no figure to compare with a float32 model's. Score the model's "
+        f"the probabilities are {dtype_name}, too coarse for a log loss: {dtype_name} stores {near_one} as 1.0, so "
+        f"one confident miss costs the clipping bound (36 nats at float64's eps) rather than its true "
+        f"-log(1 - {near_one}); the LogLoss is no figure to compare with a float32 model's. Score the model's "
         "probabilities in float32 (predict_actions(...).action_probabilities.float() of a float32 forward pass)."
     )
+
 
 def _as_array(values: Any, name: str, dtype: type, ndim: int, pad_value: float | None = None) -> np.ndarray:
     """`values` (array, tensor or nested lists; ragged rows padded with `pad_value` when given) -> numpy array of
@@ -177,12 +199,6 @@ def _check_rows_agree(first: tuple[str, Any], *others: tuple[str, Any]) -> None:
                     f"{other_name}[{row}] has {other_length} entries but {name}[{row}] has {length}; give one entry per "
                     f"entry of {name} (an unknown time as NaN or with time mask 0)."
                 )
-
-
-def _first_bad(array: np.ndarray, bad: np.ndarray, name: str) -> str:
-    """``name[i, j] is v`` for the first entry of `array` where the bool `bad` is set."""
-    position = np.unravel_index(int(np.argmax(bad)), array.shape)
-    return f"{name}[{', '.join(str(index) for index in position)}] is {array[position]}"
 
 
 def _whole_numbers(array: np.ndarray, name: str) -> np.ndarray:
@@ -681,78 +697,6 @@ def _ranked_inputs(
     return probabilities, occurs, ranked
 
 
-def _missing_groups(groups: np.ndarray) -> np.ndarray:
-    """Where `groups` holds None or NaN (no group)."""
-    if groups.dtype.kind in "fc":
-        return np.isnan(groups)
-    if groups.dtype.kind == "O":
-        return np.fromiter(
-            (value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) for value in groups),
-            dtype=bool, count=groups.size,
-        )
-    return np.zeros(groups.shape, dtype=bool)
-
-
-def _group_key(value: Any) -> tuple[str, Any]:
-    """What makes two ids one group: equal numbers (1, 1.0 and numpy's 1) are one, a number and its text ("1") are
-    not."""
-    if isinstance(value, str):
-        return "text", value
-    if isinstance(value, bytes):
-        return "bytes", value
-    if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return "number", value
-    return type(value).__name__, value
-
-
-def _floats_merge_integers(values: list) -> bool:
-    """Whether numbers ``values`` mix floats with integers that float64 cannot hold exactly (beyond 2**53), which
-    ``np.asarray`` would turn into one float array."""
-    if not any(isinstance(value, (float, np.floating)) for value in values):
-        return False
-    return any(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and abs(int(value)) > 2**53
-               for value in values)  # fmt: skip
-
-
-def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndarray:
-    """
-    `(n,)` group ids (user or request ids: integers, strings, a tensor or array of them) -> `(n,)` dense group numbers
-    0 .. G - 1, the same for the same ids however they are passed (a list, an array, a tensor). Numbered in sorted
-    order where the ids are of one kind, else in order of first appearance; a number and its text (``1`` and
-    ``"1"``) are different groups. None and NaN are refused, naming the first such entry. The one reading of group
-    ids: GAUC, NDCG@K / Recall@K and the bootstrap over users (:mod:`a2gen_hf.training.statistics`).
-    """
-    if isinstance(group_ids, torch.Tensor):
-        group_ids = tensor_as_numpy(group_ids)  # bfloat16 too (before: "Got unsupported ScalarType BFloat16")
-    if not isinstance(group_ids, np.ndarray) or group_ids.dtype == object:
-        values = group_ids.tolist() if isinstance(group_ids, np.ndarray) else list(group_ids)
-        kinds = {_group_key(value)[0] for value in values}
-        # One kind: numpy's own array (sorted, fast); mixed kinds: objects, so that 1 and "1" are not made one text.
-        # (None is a kind of its own, and NaN a number: the check below refuses both.)
-        # So do integers beyond 2**53 beside floats, which float64 would merge (2**62 and 2**62 + 1).
-        one_array = len(kinds) <= 1 and not _floats_merge_integers(values)
-        group_ids = np.asarray(values) if one_array else np.asarray(values, dtype=object)
-    groups = group_ids
-    if groups.ndim != 1 or groups.shape[0] != size:
-        raise ValueError(
-            f"{name} has shape {groups.shape}; pass one group id (user or request) per example, ({size},)."
-        )
-    missing = _missing_groups(groups)
-    if missing.any():
-        position = int(np.argmax(missing))
-        value = groups[position : position + 1].tolist()[0]  # None or a plain float nan, as the caller wrote it
-        raise ValueError(
-            f"{name}[{position}] is {value!r}; every example needs a group id (the user or request it belongs to): "
-            "drop the examples without one, or give each of them an id of its own."
-        )
-    if groups.dtype.kind == "f" and not np.isfinite(groups).all():
-        raise ValueError(f"{_first_bad(groups, ~np.isfinite(groups), name)}; a group id must be finite.")
-    if groups.dtype.kind != "O":
-        return np.unique(groups, return_inverse=True)[1].reshape(-1).astype(np.int64, copy=False)
-    numbers_of: dict[tuple[str, Any], int] = {}
-    return np.fromiter((numbers_of.setdefault(_group_key(value), len(numbers_of)) for value in groups), np.int64, size)
-
-
 def gauc_is_shown(groups: Any) -> bool:
     """
     Whether a GAUC over ``groups`` users (its ``gauc_groups``; None where not known, e.g. a report written before
@@ -841,14 +785,14 @@ def log_loss(
 ) -> dict[str, Any]:
     """
     Binary cross-entropy (natural log) of P(happens) per action (all but start and end), probabilities clipped to
-    ``[eps, 1 - eps]`` with the eps of their floating dtype, as ``sklearn.metrics.log_loss`` (>= 1.5) clips: float32
-    probabilities (what :func:`~a2gen_hf.metrics.evaluation.predict_batch` hands over) at 1.19e-7, float64 ones and
-    lists at 2.2e-16 (before, always at float64's eps: a float32 probability of exactly 1 for a miss cost 36 nats
-    against sklearn's 15.9). float16 / bfloat16 probabilities are clipped at their own eps and warned about
-    (:func:`coarse_probabilities_message`: bfloat16 stores 0.999 as 1.0). ``mean_logloss`` over the actions;
-    ``notes`` (NaN without examples; the coarse dtype).
+    ``[eps, 1 - eps]`` at float64's eps (2.2e-16) whatever their dtype: a float32 array, a float64 one, lists and the
+    ``log_loss`` evaluate module give one number for the same values. ``sklearn.metrics.log_loss`` (>= 1.5) clips
+    float32 input at float32's eps (1.19e-7) instead, so for float32 probabilities of exactly 0 or 1 (or within
+    1.2e-7 of them) the figures differ: a certain miss costs 36.0 nats here against sklearn's 15.9 (elsewhere, and
+    for float64 input, they agree). float16 / bfloat16 probabilities are warned about (:func:`coarse_probabilities_message`: bfloat16 stores
+    0.999 as 1.0). ``mean_logloss`` over the actions; ``notes`` (NaN without examples; the coarse dtype).
     """
-    eps, coarse = _probability_eps(probabilities)
+    coarse = _coarse_dtype(probabilities)
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     losses = {}
     notes: list[str] = []
@@ -858,7 +802,7 @@ def log_loss(
         notes.append(f"logloss: {message}")
     for action_id in ranked:
         name = action_names[action_id - 1]
-        p = np.clip(probabilities[:, action_id], eps, 1 - eps)
+        p = np.clip(probabilities[:, action_id], _LOGLOSS_EPS, 1 - _LOGLOSS_EPS)
         y = occurs[:, action_id]
         losses[name] = float(-np.mean(np.where(y, np.log(p), np.log1p(-p)))) if y.size else math.nan
         if not y.size:

@@ -21,6 +21,7 @@ oracle AUC stays with scikit-learn.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -128,7 +129,7 @@ def auc(labels: Any, scores: Any) -> float:
 
 def _dense_groups(groups: Any, size: int) -> np.ndarray:
     """`(n,)` group ids -> dense numbers 0 .. G - 1. Integer ids that already are 0 .. G - 1, every number used (what
-    :func:`~a2gen_hf.metrics.action_metrics.group_numbers` returns), are kept as they are; any other ids (strings,
+    :func:`group_numbers` returns), are kept as they are; any other ids (strings,
     gaps, negative or huge integers) are numbered by ``group_numbers``, the one reading of group ids (before, the
     largest id sized the count arrays: an id of 10**11 asked for 745 GiB, a negative one failed in numpy)."""
     array = np.asarray(as_numpy(groups))
@@ -136,8 +137,6 @@ def _dense_groups(groups: Any, size: int) -> np.ndarray:
         low, high = int(array.min()), int(array.max())
         if low == 0 and high < size and np.bincount(array, minlength=high + 1).all():
             return array.astype(np.int64, copy=False)
-    from .action_metrics import group_numbers  # action_metrics builds on this module
-
     return group_numbers(groups, size, name="groups")
 
 
@@ -149,7 +148,7 @@ def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.nd
     Args:
         groups: `(n,)` group ids: dense numbers 0..G-1 (see ``np.unique(..., return_inverse=True)``) are used as they
             are; any other ids (strings, integers with gaps, negative or large ones) are numbered 0..G-1 in sorted
-            order first, as :func:`~a2gen_hf.metrics.action_metrics.group_numbers` reads them (None and NaN refused).
+            order first, as :func:`group_numbers` reads them (None and NaN refused).
 
     Returns:
         aucs `(G,)` (NaN for a group with a single class) and sizes `(G,)` (the group's number of examples), group
@@ -168,3 +167,81 @@ def group_aucs(occurs: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.nd
     positives = np.bincount(groups, weights=occurs, minlength=num_groups)
     rank_sums = np.bincount(groups, weights=ranks * occurs, minlength=num_groups)
     return auc_from_rank_sums(rank_sums, positives, sizes - positives), sizes
+
+
+def _first_bad(array: np.ndarray, bad: np.ndarray, name: str) -> str:
+    """``name[i, j] is v`` for the first entry of `array` where the bool `bad` is set."""
+    position = np.unravel_index(int(np.argmax(bad)), array.shape)
+    return f"{name}[{', '.join(str(index) for index in position)}] is {array[position]}"
+
+
+def _missing_groups(groups: np.ndarray) -> np.ndarray:
+    """Where `groups` holds None or NaN (no group)."""
+    if groups.dtype.kind in "fc":
+        return np.isnan(groups)
+    if groups.dtype.kind == "O":
+        return np.fromiter(
+            (value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) for value in groups),
+            dtype=bool, count=groups.size,
+        )
+    return np.zeros(groups.shape, dtype=bool)
+
+
+def _group_key(value: Any) -> tuple[str, Any]:
+    """What makes two ids one group: equal numbers (1, 1.0 and numpy's 1) are one, a number and its text ("1") are
+    not."""
+    if isinstance(value, str):
+        return "text", value
+    if isinstance(value, bytes):
+        return "bytes", value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return "number", value
+    return type(value).__name__, value
+
+
+def _floats_merge_integers(values: list) -> bool:
+    """Whether numbers ``values`` mix floats with integers that float64 cannot hold exactly (beyond 2**53), which
+    ``np.asarray`` would turn into one float array."""
+    if not any(isinstance(value, (float, np.floating)) for value in values):
+        return False
+    return any(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and abs(int(value)) > 2**53
+               for value in values)  # fmt: skip
+
+
+def group_numbers(group_ids: Any, size: int, name: str = "group_ids") -> np.ndarray:
+    """
+    `(n,)` group ids (user or request ids: integers, strings, a tensor or array of them) -> `(n,)` dense group numbers
+    0 .. G - 1, the same for the same ids however they are passed (a list, an array, a tensor). Numbered in sorted
+    order where the ids are of one kind, else in order of first appearance; a number and its text (``1`` and
+    ``"1"``) are different groups. None and NaN are refused, naming the first such entry. The one reading of group
+    ids: GAUC, NDCG@K / Recall@K and the bootstrap over users (:mod:`a2gen_hf.training.statistics`).
+    """
+    if isinstance(group_ids, torch.Tensor):
+        group_ids = tensor_as_numpy(group_ids)  # bfloat16 too (before: "Got unsupported ScalarType BFloat16")
+    if not isinstance(group_ids, np.ndarray) or group_ids.dtype == object:
+        values = group_ids.tolist() if isinstance(group_ids, np.ndarray) else list(group_ids)
+        kinds = {_group_key(value)[0] for value in values}
+        # One kind: numpy's own array (sorted, fast); mixed kinds: objects, so that 1 and "1" are not made one text.
+        # (None is a kind of its own, and NaN a number: the check below refuses both.)
+        # So do integers beyond 2**53 beside floats, which float64 would merge (2**62 and 2**62 + 1).
+        one_array = len(kinds) <= 1 and not _floats_merge_integers(values)
+        group_ids = np.asarray(values) if one_array else np.asarray(values, dtype=object)
+    groups = group_ids
+    if groups.ndim != 1 or groups.shape[0] != size:
+        raise ValueError(
+            f"{name} has shape {groups.shape}; pass one group id (user or request) per example, ({size},)."
+        )
+    missing = _missing_groups(groups)
+    if missing.any():
+        position = int(np.argmax(missing))
+        value = groups[position : position + 1].tolist()[0]  # None or a plain float nan, as the caller wrote it
+        raise ValueError(
+            f"{name}[{position}] is {value!r}; every example needs a group id (the user or request it belongs to): "
+            "drop the examples without one, or give each of them an id of its own."
+        )
+    if groups.dtype.kind == "f" and not np.isfinite(groups).all():
+        raise ValueError(f"{_first_bad(groups, ~np.isfinite(groups), name)}; a group id must be finite.")
+    if groups.dtype.kind != "O":
+        return np.unique(groups, return_inverse=True)[1].reshape(-1).astype(np.int64, copy=False)
+    numbers_of: dict[tuple[str, Any], int] = {}
+    return np.fromiter((numbers_of.setdefault(_group_key(value), len(numbers_of)) for value in groups), np.int64, size)

@@ -46,7 +46,7 @@ TIME_KWARGS = """
 def group_id_text(value: Any, where: str) -> str:
     """
     A group id as :class:`GroupedMetric` stores it (text), grouping as the functions do
-    (:func:`~a2gen_hf.metrics.action_metrics.group_numbers`): a string as itself, an integer (or a whole float: 7
+    (:func:`~a2gen_hf.metrics.auc.group_numbers`): a string as itself, an integer (or a whole float: 7
     and 7.0 are one group) as its digits, another float by its repr (1.2 and 1.7 stay two groups), each kind marked
     so that a number and its text (7 and "7") stay two groups. None, NaN and anything else are refused, naming
     ``where``.

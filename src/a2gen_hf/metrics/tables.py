@@ -9,11 +9,11 @@ from typing import Any
 
 from .action_metrics import (
     MIN_GAUC_GROUPS,
-    RANKING_OVER_K_PREFIX,
     gauc_is_shown,
     mean_auc_label,
     mean_gauc_label,
     ranking_cut_off_too_large,
+    ranking_over_k_cutoff,
 )
 
 
@@ -127,9 +127,9 @@ def ranking_cut_off_notes(results: Mapping[str, Mapping[str, Any]]) -> list[str]
     first = next(iter(results.values()))
     notes = []
     for key in first:
-        if not (key.startswith(RANKING_OVER_K_PREFIX) and key[len(RANKING_OVER_K_PREFIX):].isdigit()):
+        k = ranking_over_k_cutoff(key)
+        if k is None:
             continue
-        k = key[len(RANKING_OVER_K_PREFIX):]
         counted = first.get("ranking_groups", {})
         few = [f"{action} {over} of {counted.get(action)}" for action, over in first[key].items()
                if ranking_cut_off_too_large(over, counted.get(action))]  # fmt: skip

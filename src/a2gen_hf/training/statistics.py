@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.action_metrics import group_numbers
-from ..metrics.auc import as_numpy, auc_from_rank_sums, finite_scores, has_both_classes, midranks
+from ..metrics.auc import as_numpy, auc_from_rank_sums, finite_scores, group_numbers, has_both_classes, midranks
 
 NO_DIFFERENCE = "no significant difference"
 # The verdict where an interval cannot be computed (the split holds one class of the action only).
@@ -116,7 +115,7 @@ MIN_RESAMPLES = 40
 
 def _group_index(groups: Any, size: int) -> np.ndarray:
     """Each example's group `(n,)` (users: a list, an array or a tensor of ids) -> dense indices 0 .. G - 1, read as
-    every metric reads group ids (:func:`~a2gen_hf.metrics.action_metrics.group_numbers`: ``1`` and ``"1"`` are
+    every metric reads group ids (:func:`~a2gen_hf.metrics.auc.group_numbers`: ``1`` and ``"1"`` are
     different groups, None and NaN are refused); fewer than :data:`MIN_GROUPS` groups are refused."""
     index = group_numbers(groups.reshape(-1) if isinstance(groups, np.ndarray) else groups, size, name="groups")
     count = int(index.max()) + 1 if index.size else 0

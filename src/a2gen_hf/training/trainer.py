@@ -26,6 +26,7 @@ import logging
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Callable
 from types import MethodType
 from typing import Any
@@ -44,7 +45,7 @@ from ..configuration_a2gen import A2GenConfig
 from ..data.collator import A_SAVED_MODEL_READS_THEM, A2GenDataCollator, check_session_time_columns, collation_rows
 from ..host_memory import keep_freed_host_memory
 from ..metrics import DEFAULT_TOP_K, compute_action_metrics, flatten_metrics, predict_batch
-from ..metrics.action_metrics import tensor_as_numpy
+from ..metrics.auc import tensor_as_numpy
 from ..metrics.evaluation import USER_KEYS_COLUMN, batch_groups, check_user_column, evaluation_group_column
 from .checkpointing import CHECKPOINT_MANIFEST
 from .loop import embedding_and_dense_groups
@@ -278,13 +279,14 @@ def a2gen_compute_metrics(config: A2GenConfig) -> Callable[[Any], dict[str, floa
         references = dict(zip(LABEL_NAMES, label_ids))
         if len(outputs) == 4:
             references["group_ids"] = outputs[3]
-        return flatten_metrics(
-            compute_action_metrics(
-                predictions, references, config.action_names, config.start_action,
-                config.end_action, config.time_log_mean, config.time_log_std,
-            )
+        result = compute_action_metrics(
+            predictions, references, config.action_names, config.start_action,
+            config.end_action, config.time_log_mean, config.time_log_std,
         )
+        compute_metrics.notes = list(result["notes"])  # why a value is NaN: A2GenTrainer names it for its selection
+        return flatten_metrics(result)
 
+    compute_metrics.notes = []
     return compute_metrics
 
 
@@ -408,6 +410,7 @@ class A2GenTrainer(Trainer):
         self._group_column: Any = _PER_BATCH  # the column this evaluation groups its examples by
         self._check_eval_users(self.eval_dataset)
         self._check_best_metric()
+        self._undefined_best_metrics: set[str] = set()  # metric_for_best_model keys already warned of as NaN
         if weight_average_decay is not None:
             check_average_settings(weight_average_decay, weight_average_every)  # now, not when training begins
             if self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -701,9 +704,50 @@ class A2GenTrainer(Trainer):
         model's ``forward`` is left as it was (:meth:`_forward_as_it_was`)."""
         with self._forward_as_it_was():
             if self.weight_average is None:
-                return super().evaluate(*args, **kwargs)
-            with self.weight_average.applied():
-                return super().evaluate(*args, **kwargs)
+                metrics = super().evaluate(*args, **kwargs)
+            else:
+                with self.weight_average.applied():
+                    metrics = super().evaluate(*args, **kwargs)
+        self._warn_of_an_undefined_best_metric(metrics)
+        return metrics
+
+    def _warn_of_an_undefined_best_metric(self, metrics: dict[str, float]) -> None:
+        """
+        Warn once per metric, while training, where ``metric_for_best_model`` reads NaN (``mean_gauc`` of an eval
+        dataset where no action has :data:`~a2gen_hf.metrics.MIN_GAUC_GROUPS` users holding both classes, an AUC
+        of an action with one class): transformers compares with ``np.greater`` / ``np.less``, False against NaN,
+        so no evaluation becomes the best by it, silently. The warning names the metric, the note of
+        :func:`a2gen_compute_metrics` that says why it is NaN, what happens (the last weights are kept;
+        ``EarlyStoppingCallback`` counts the evaluation as no improvement) and what to select by instead.
+        """
+        metric = self.args.metric_for_best_model
+        if not isinstance(metric, str) or not getattr(self, "is_in_train", False):
+            return
+        key = metric if metric.startswith("eval_") else f"eval_{metric}"
+        value = metrics.get(key)
+        if not isinstance(value, float) or not math.isnan(value) or key in self._undefined_best_metrics:
+            return
+        self._undefined_best_metrics.add(key)
+        if not self.is_world_process_zero():
+            return
+        name = key.removeprefix("eval_")
+        if isinstance(self.eval_dataset, dict):  # metrics named eval_<dataset>_<metric>
+            name = next((name[len(dataset) + 1 :] for dataset in self.eval_dataset if name.startswith(f"{dataset}_")), name)
+        notes = getattr(self.compute_metrics, "notes", None) or []
+        why = [note for note in notes if note.split(":", 1)[0].replace("[", "_").rstrip("]") == name]
+        instead = "metric_for_best_model='loss' (greater_is_better=False)"
+        if name != "mean_auc":
+            instead += " or 'mean_auc' where the eval dataset defines it"
+        warnings.warn(
+            f"metric_for_best_model={metric!r} is NaN at step {self.state.global_step}: "
+            f"{' '.join(why) if why else 'undefined on this eval dataset (compute_metrics gave no note)'} NaN is "
+            "never better than a value, so no evaluation becomes the best by it: no best checkpoint is recorded "
+            "(load_best_model_at_end keeps the last weights, save_strategy='best' saves none) and "
+            "EarlyStoppingCallback counts every evaluation where it is NaN as no improvement. Select by "
+            f"{instead}, or evaluate on more examples (more users per action for the GAUCs). Warned once.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def predict(self, *args: Any, **kwargs: Any):
         """``Trainer.predict`` of labelled examples (the predictions of :meth:`prediction_step`, the loss and the

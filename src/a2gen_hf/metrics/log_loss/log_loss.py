@@ -19,8 +19,8 @@ Args:
         + evaluate_module.VOCABULARY_KWARGS
         + """
 Returns:
-    logloss (`dict[str, float]`, NaN without examples; probabilities clipped at float64's eps, as they are stored
-    as float64), mean_logloss, notes.
+    logloss (`dict[str, float]`, NaN without examples; probabilities clipped at float64's eps, as the function
+    `a2gen_hf.metrics.log_loss` clips every input: the same number for the same values), mean_logloss, notes.
 """
     )
     features = datasets.Features({"predictions": evaluate_module.ACTION_SCORES, "references": evaluate_module.ACTION_IDS})
