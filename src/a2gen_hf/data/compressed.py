@@ -33,7 +33,11 @@ COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz")
 def compression_of(path: Path) -> str | None:
     """``"gzip"``, ``"bz2"``, ``"xz"``, ``"zip"``, ``"zstd"`` or None (plain), from the file's first bytes."""
     with open(path, "rb") as handle:
-        head = handle.read(10)
+        return compression_of_head(handle.read(10))
+
+
+def compression_of_head(head: bytes) -> str | None:
+    """:func:`compression_of` told from a file's first (at least 10) bytes ``head``."""
     kind = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
     # Only bz2's magic is text ("BZh", as a user id may start): it also needs a block size digit and a block or end
     # marker. The others hold bytes that no UTF-8 text starts with.
@@ -54,6 +58,19 @@ def text_command(path: Path, command: str, prefix: str) -> str:
         plain = path.stem if path.suffix.lower() in COMPRESSION_SUFFIXES else path.name
         return f"{_DECOMPRESSORS[kind]} {path.name} | {command} > {prefix}{plain}"
     return f"{command} {path.name} > {prefix}{path.name}"
+
+
+def decompress_twice_command(path: Path, inner: str) -> str:
+    """A shell command that decompresses the log at ``path``, compressed twice (its decompressed bytes are ``inner``
+    data), into a plain file: ``zcat log.csv.gz | zcat > log.csv``."""
+    outer = _DECOMPRESSORS.get(compression_of(path) or "", "zcat")
+    plain = path.name
+    while Path(plain).suffix.lower() in COMPRESSION_SUFFIXES:
+        plain = Path(plain).stem
+    plain = plain if plain != path.name else f"plain_{path.name}"
+    if inner == "zip":
+        return f"{outer} {path.name} > {plain}.zip && unzip {plain}.zip"
+    return f"{outer} {path.name} | {_DECOMPRESSORS.get(inner, 'zstd -d')} > {plain}"
 
 
 def format_suffix(path: Path) -> str:

@@ -40,6 +40,8 @@ from .compressed import (
     COMPRESSION_SUFFIXES,
     check_not_an_archive,
     compression_of,
+    compression_of_head,
+    decompress_twice_command,
     format_suffix,
     open_log_bytes,
     text_command,
@@ -253,13 +255,17 @@ def detect_format(path: Path, file_format: str | None) -> str:
     return _FORMATS[suffix]
 
 
+_BLANK_BYTES = b" \t\r\n"  # what a blank line holds
+
+
 class CheckedLines(io.RawIOBase):
     """A text log as bytes for pyarrow, each physical line checked first: a line that is not UTF-8, is longer than
     ``max_line_bytes``, holds a carriage return other than its line end's (where pyarrow would end a row) or (with
     ``quote_char``) holds an odd number of quotes is handed on as an empty line and
     recorded in ``rejected`` (line -> (reason, message)), so that it is counted (or raised) as one bad row with its
     own line number, and every other line keeps its number. Chunks without such a line pass through untouched
-    (one UTF-8 decode and a newline scan per 16 MiB)."""
+    (one UTF-8 decode and a newline scan per 16 MiB). Blank lines that end the file (``...\n\n``, an editor's or a
+    concatenation's) are no rows: they are dropped, and counted in ``trailing_blank_lines``."""
 
     def __init__(self, path: Path, max_line_bytes: int = MAX_LINE_BYTES, quote_char: str | None = None,
                  chunk_bytes: int = 16 << 20, delimiter: str = ",", width: int | None = None):  # fmt: skip
@@ -277,6 +283,11 @@ class CheckedLines(io.RawIOBase):
         self.skipping = False  # inside a line already rejected as too long
         self.eof = False
         self.rejected: dict[int, tuple[str, str]] = {}
+        # Blank lines (empty, or only spaces / tabs) not yet followed by a line with content: handed on once one
+        # follows (a blank line between rows stays a bad row); those that end the file are no rows and are dropped.
+        self.held = bytearray()
+        self.trailing_blank_lines = 0
+        self.handed_on = False  # whether any line was handed on yet
 
     def readable(self) -> bool:
         return True
@@ -295,8 +306,21 @@ class CheckedLines(io.RawIOBase):
 
     def _reject(self, reason: str, message: str) -> None:
         self.rejected[self.line] = (reason, f"{self.path.name}:{self.line}: {message}")
-        self.output += b"\n"
+        self._emit(b"\n", blank=False)
         self.line += 1
+
+    def _emit(self, lines: bytes, blank: bool | None = None) -> None:
+        """Hand on complete ``lines``, holding back the blank lines that end them (see ``held``); ``blank=False``:
+        hand them all on (a rejected line, handed on empty)."""
+        end = len(lines) if blank is False else len(lines.rstrip(_BLANK_BYTES))
+        if not end:
+            self.held += lines
+            return
+        end = lines.find(b"\n", end - 1) + 1 or len(lines)  # the end of the last line with content
+        self.handed_on = True
+        self.output += self.held
+        self.output += lines[:end]
+        self.held[:] = lines[end:]
 
     def _joined_rows(self, text: bytes) -> int:
         """How many rows ``text`` holds when its carriage returns separate complete rows (each piece as many
@@ -313,6 +337,8 @@ class CheckedLines(io.RawIOBase):
             if self.pending and not self.skipping:
                 self._lines(bytes(self.pending) + b"\n")
             self.pending.clear()
+            self.trailing_blank_lines = self.held.count(b"\n")  # the file's last lines, all blank: no rows
+            self.held.clear()
             return
         if self.skipping:  # the rest of a too-long line: dropped up to its end
             end = data.find(b"\n")
@@ -347,7 +373,7 @@ class CheckedLines(io.RawIOBase):
             except UnicodeDecodeError:
                 clean = False
         if clean:
-            self.output += complete
+            self._emit(complete)
             self.line += len(ends)
             return
         for start, end in zip(starts.tolist(), ends.tolist()):  # the slow path, only for a chunk with a bad line
@@ -379,7 +405,7 @@ class CheckedLines(io.RawIOBase):
                 self._reject("unbalanced_quote", f"the line has an unbalanced {self.quote.decode()} (text "
                              f"{text[:80]!r}); a quoted value must end on its own line")  # fmt: skip
                 continue
-            self.output += complete[start : end + 1]
+            self._emit(complete[start : end + 1])
             self.line += 1
 
 
@@ -412,6 +438,7 @@ class _CsvBatches:
         self.quote_char = preset.quote_char
         self.next_line = first_line
         self.lines = CheckedLines(path, quote_char=preset.quote_char, delimiter=preset.delimiter, width=len(names))
+        self.row_text = preset.describe_row()
         with self._parse_errors():  # opening already parses the first block
             self.reader = pa_csv.open_csv(
                 self.lines,
@@ -448,6 +475,11 @@ class _CsvBatches:
         try:
             yield
         except pa.ArrowInvalid as error:
+            if self.lines.eof and not self.lines.handed_on:  # every line blank: dropped as the file's end
+                raise LogFormatError(
+                    f"{self.path.name}: the file has no rows, only {self.lines.trailing_blank_lines:,} blank "
+                    f"line(s); it needs one row per event ({self.row_text})."
+                ) from None
             raise LogFormatError(
                 f"{self.path.name}: cannot be read as CSV after line {self.next_line - 1} ({error}). Remove or fix the "
                 "damaged lines."
@@ -482,6 +514,9 @@ def _check_text_encoding(path: Path) -> bytes:
                    f"`iconv -f {encoding} -t UTF-8 {plain} > log.utf8{format_suffix(path)}`")  # fmt: skip
     elif head.startswith(b"PAR1"):
         problem = "is a Parquet file; name it *.parquet or pass file_format='parquet' (CLI: --format parquet)"
+    elif (inner := compression_of_head(head)) is not None:  # decompressed, still compressed data: a gzip of a gzip
+        problem = (f"is compressed twice: once decompressed, it is still {inner} data (its first bytes "
+                   f"{head[:8]!r}); decompress it once more, e.g. `{decompress_twice_command(path, inner)}`")  # fmt: skip
     elif b"\x00" in head:
         problem = f"holds NUL bytes (its first bytes {head[:8]!r}): it is binary data, not a text log"
     else:
@@ -960,7 +995,8 @@ class ValidatedBatches:
                     first_bad = int(lines[flagged][0]) if flagged.any() else int(lines[-1]) + 1 if lines.size else 0
                     reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, first_bad)
                 hints = csv_source.line_hints if csv_source is not None else {}
-                keep = _apply_problems(problems, flagged, lines, bad_rows, path.name, hints)
+                first_rows = self.rows_read == batch.num_rows and (csv_source is None or not csv_source.invalid_rows)
+                keep = _apply_problems(problems, flagged, lines, bad_rows, path.name, hints, first_rows)
                 if csv_source is not None and lines.size:
                     reported_invalid = _report_invalid_rows(csv_source, reported_invalid, bad_rows, int(lines[-1]) + 1)
                 keep_mask = pa.array(keep)
@@ -971,7 +1007,7 @@ class ValidatedBatches:
                 )
             _refuse_joined_rows(csv_source)
             if csv_source is not None:
-                _report_invalid_rows(csv_source, reported_invalid, bad_rows, None)
+                _report_invalid_rows(csv_source, reported_invalid, bad_rows, None, self.rows_read)
                 self.rows_read += len(csv_source.invalid_rows)
         if self.rows_read == 0:
             raise LogFormatError(f"{path.name}: the file has no rows ({preset.describe_row()}).")
@@ -1077,32 +1113,59 @@ def _fixable_actions(values: pa.Array, unknown: np.ndarray, allowed: list[str], 
     )
 
 
-def _report_invalid_rows(source: _CsvBatches, done: int, bad_rows: BadRowCounter, before: int | None) -> int:
-    """Report the not-yet-reported rows of the wrong width whose line is < ``before`` (all when None)."""
+def _all_bad(rows: int) -> str:
+    """The end of an "error" message when every row read so far is bad (instead of the advice to skip them)."""
+    return (f" (all {rows:,} rows read so far are bad rows: on_bad_rows='skip' would drop every one, so fix the file "
+            "instead)")  # fmt: skip
+
+
+def _report_invalid_rows(
+    source: _CsvBatches, done: int, bad_rows: BadRowCounter, before: int | None, rows_read: int = 1
+) -> int:
+    """Report the not-yet-reported rows of the wrong width whose line is < ``before`` (all when None). ``rows_read``:
+    the rows of the right width read so far (none: where every row read is of the wrong width, the "error" message
+    does not advise skipping them)."""
     pending = [row for row in source.invalid_rows[done:] if before is None or row[0] < before]
+    all_bad = _all_bad(len(source.invalid_rows)) if not rows_read and len(source.invalid_rows) > 1 else ""
     for line, expected, actual, text in pending:
-        if actual < expected:
+        if not text.strip(TRIMMED_CHARACTERS + "\r\n"):  # only spaces / tabs: a blank line, as an empty one is
+            bad_rows.add("empty_line", 1, f"{source.path.name}:{line}: the line is empty (it holds only spaces or "
+                         f"tabs: {text[:20]!r})", line)  # fmt: skip
+        elif actual < expected:
             hint = delimiter_hint(text, source.delimiter, expected)
             message = (
                 f"{source.path.name}:{line}: truncated row: {actual} of {expected} columns, column "
                 f"{source.names[actual]!r} is missing (text {text!r}){hint}"
             )
-            bad_rows.add("truncated_row", 1, message, line, skip_advice=not hint)  # skipping would drop every row
+            # skipping would drop every row
+            bad_rows.add("truncated_row", 1, message + all_bad, line, skip_advice=not hint and not all_bad)
         else:
             message = (
                 f"{source.path.name}:{line}: {actual} columns where {expected} are expected (text {text!r})"
-                + quoting_hint(text, source.quote_char)
+                + quoting_hint(text, source.quote_char) + _trailing_delimiter_hint(source, text, actual - expected)
             )
-            bad_rows.add("extra_columns", 1, message, line)
+            bad_rows.add("extra_columns", 1, message + all_bad, line, skip_advice=not all_bad)
     return done + len(pending)
+
+
+def _trailing_delimiter_hint(source: _CsvBatches, text: str, extra: int) -> str:
+    """`` (the line ends with a delimiter ...)`` when ``text`` has one column too many because it ends with the
+    delimiter (as some writers end every row); else ``""``."""
+    if extra != 1 or not text.rstrip("\r").endswith(source.delimiter):
+        return ""
+    shown = {"\t": "\\t", "|": "\\|"}.get(source.delimiter, source.delimiter)
+    command = text_command(source.path, f"sed -E 's/{shown}(\\r?)$/\\1/'", "fixed_")
+    return (f" (the line ends with the delimiter {source.delimiter!r}, which makes an empty extra column; remove the "
+            f"delimiter at the end of the lines, e.g. `{command}`)")
 
 
 def _apply_problems(
     problems: list[_Problem], flagged: np.ndarray, lines: np.ndarray, bad_rows: BadRowCounter, name: str,
-    line_hints: dict[int, str],
+    line_hints: dict[int, str], first_rows: bool = False,
 ) -> np.ndarray:
     """Count (or raise on) the problems of one batch, a row's first problem winning; return the rows to keep.
-    ``line_hints`` (line -> text) ends the message of a problem on that line."""
+    ``line_hints`` (line -> text) ends the message of a problem on that line. ``first_rows``: the batch holds every
+    row read so far, so that when each of them is bad the "error" message does not advise skipping them."""
 
     def message(problem: _Problem, row: int) -> str:
         return f"{name}:{lines[row]}: {problem.describe(row)}{line_hints.get(int(lines[row]), '')}"
@@ -1110,7 +1173,10 @@ def _apply_problems(
     if bad_rows.mode == "error" and flagged.any():
         first = int(np.argmax(flagged))
         problem = next(problem for problem in problems if problem.mask[first])
-        bad_rows.add(problem.reason, 1, message(problem, first), lines[first], problem.skip_advice(first))
+        text, advice = message(problem, first), problem.skip_advice(first)
+        if advice and first_rows and flagged.size > 1 and flagged.all():
+            text, advice = text + _all_bad(flagged.size), False
+        bad_rows.add(problem.reason, 1, text, lines[first], advice)
     counted = np.zeros(flagged.shape, dtype=bool)
     for problem in problems:
         new = problem.mask & ~counted
