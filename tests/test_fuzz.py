@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_SIZES
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from a2gen_hf import A2GenConfig, A2GenForActionGeneration
@@ -212,6 +212,15 @@ def taobao_lines(draw):
     return ",".join(cells[:width] + ["x"] * (width - 5))
 
 
+def rows_of(lines: list[str], header: int = 0) -> int:
+    """The rows a log of ``lines`` holds (after ``header`` lines): blank lines (empty, or spaces, tabs and carriage
+    returns only) that end the file are no rows (validation.CheckedLines drops them)."""
+    count = len(lines)
+    while count > header and not lines[count - 1].strip(" \t\r"):
+        count -= 1
+    return max(count - header, 0)
+
+
 def write_log(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
@@ -243,9 +252,11 @@ def check_conversion(path: Path, preset: str, physical_rows: int) -> None:
 
 @given(lines=st.lists(taobao_lines(), min_size=1, max_size=12))
 @settings(FUZZ, max_examples=100)
+# found by CI: a blank last line, which prepare no longer counts as a row
+@example(lines=["1,1,1,pv,1511539200"] * 4 + ["1,2,3,pv,1511798335", ",1,,pv,1511539200,x", "  ", ""])
 def test_taobao_csv_converts_or_raises_a_documented_error(tmp_path_factory, lines):
     path = write_log(tmp_path_factory.mktemp("log") / "log.csv", lines)
-    check_conversion(path, "taobao", physical_rows=len(lines))
+    check_conversion(path, "taobao", physical_rows=rows_of(lines))
 
 
 @st.composite
@@ -270,7 +281,7 @@ def tmall_files(draw):
 @settings(FUZZ, max_examples=60)
 def test_tmall_csv_converts_or_raises_a_documented_error(tmp_path_factory, lines):
     path = write_log(tmp_path_factory.mktemp("log") / "log.csv", lines)
-    check_conversion(path, "tmall", physical_rows=len(lines) - 1)
+    check_conversion(path, "tmall", physical_rows=rows_of(lines, header=1))
 
 
 @st.composite
@@ -303,7 +314,7 @@ def kuairand_files(draw):
 @settings(FUZZ, max_examples=60)
 def test_kuairand_csv_converts_or_raises_a_documented_error(tmp_path_factory, lines):
     path = write_log(tmp_path_factory.mktemp("log") / "log.csv", lines)
-    check_conversion(path, "kuairand", physical_rows=len(lines) - 1)
+    check_conversion(path, "kuairand", physical_rows=rows_of(lines, header=1))
 
 
 @given(
