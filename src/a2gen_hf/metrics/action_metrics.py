@@ -106,12 +106,12 @@ DEFAULT_CALIBRATION_BINS = 10
 # the same values, whether they come as a float32 array (predict_batch, a2gen evaluate, the Trainer), float64, lists or
 # through the evaluate module (which stores them as float64). sklearn >= 1.5 clips float32 input at float32's eps
 # instead: for float32 probabilities of exactly 0 or 1 its figure is lower (a certain miss costs it 15.9 nats, here
-# 36.0). Dtypes coarser than float32 (float16, bfloat16) store 0.999 as 1.0: a warning says so (_coarse_dtype).
+# 36.0). Dtypes coarser than float32 (float16, bfloat16) store 0.999 as 1.0: a warning says so (coarse_dtype).
 _LOGLOSS_EPS = float(np.finfo(np.float64).eps)
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
-def _coarse_dtype(probabilities: Any) -> str | None:
+def coarse_dtype(probabilities: Any) -> str | None:
     """The name of the floating dtype of `probabilities` as given (a tensor or an array) where it is coarser than
     float32 (float16, bfloat16), else None (lists, integers, float32, float64)."""
     if isinstance(probabilities, torch.Tensor) and probabilities.dtype.is_floating_point:
@@ -792,7 +792,7 @@ def log_loss(
     for float64 input, they agree). float16 / bfloat16 probabilities are warned about (:func:`coarse_probabilities_message`: bfloat16 stores
     0.999 as 1.0). ``mean_logloss`` over the actions; ``notes`` (NaN without examples; the coarse dtype).
     """
-    coarse = _coarse_dtype(probabilities)
+    coarse = coarse_dtype(probabilities)
     probabilities, occurs, ranked = _ranked_inputs(probabilities, labels, action_names, start_action, end_action)
     losses = {}
     notes: list[str] = []

@@ -25,6 +25,7 @@ from .action_metrics import (
     ORACLE_COLUMNS,
     _as_array,
     _metric_options,
+    coarse_dtype,
     coarse_probabilities_message,
     compute_action_metrics,
     predicted_next_actions,
@@ -52,9 +53,8 @@ def predict_batch(model, batch: Mapping[str, torch.Tensor], generate: bool = Fal
         :func:`predicted_next_actions` for the others.
     """
     prediction = model.predict_actions(**batch)
-    if prediction.action_probabilities.dtype in (torch.float16, torch.bfloat16):
-        dtype = str(prediction.action_probabilities.dtype).removeprefix("torch.")
-        warnings.warn(f"predict_batch: {coarse_probabilities_message(dtype)}", UserWarning, stacklevel=2)
+    if (coarse := coarse_dtype(prediction.action_probabilities)) is not None:
+        warnings.warn(f"predict_batch: {coarse_probabilities_message(coarse)}", UserWarning, stacklevel=2)
     outputs = {
         "action_probabilities": prediction.action_probabilities.float(),
         "expected_times": prediction.expected_times.float(),
